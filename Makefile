@@ -1,0 +1,67 @@
+# Two commands set everything up:
+#   make lab    build .venv if needed, then open the course tour in JupyterLab
+#   make test   build .venv if needed, then run tests/ and every notebook under nbval (fast mode)
+# Nothing is installed outside .venv and no Jupyter kernel is registered globally.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Rebuilt only when the dependency files change.
+STAMP := $(VENV)/.minidiff-installed
+PIP_FLAGS ?= -q
+EXTRAS ?= course,dev
+
+NOTEBOOK ?= notebooks/00_tour.ipynb
+LAB_ARGS ?=
+
+MINIDIFF_FAST ?= 1
+# Directories that hold notebooks nbval should execute; missing ones are skipped.
+NB_DIRS := $(wildcard notebooks exercises/solutions)
+NBVAL_FLAGS ?= --nbval-lax --nbval-current-env --nbval-cell-timeout=900
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help env lab test bench lint clean
+
+help:
+	@echo "make lab    create .venv (first run only) and open $(NOTEBOOK) in JupyterLab"
+	@echo "            options: LAB_ARGS='--no-browser --port 8899'  NOTEBOOK=notebooks/01_forward_process.ipynb"
+	@echo "make test   create .venv (first run only) and run tests/ plus all notebooks (MINIDIFF_FAST=$(MINIDIFF_FAST))"
+	@echo "            options: PYTEST_ARGS='-x -k schedule'  MINIDIFF_FAST=0 (full-size notebooks)"
+	@echo "make bench  run the benchmark scripts in bench/"
+	@echo "make lint   ruff + mypy over the package"
+	@echo "make clean  remove .venv, caches and build artefacts"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "minidiff needs Python >= 3.10 (found %s); run e.g. make PYTHON=python3.11" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+# Order-only prerequisite: creating the interpreter must not by itself force a reinstall.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[$(EXTRAS)]" -c constraints.txt
+	@touch $@
+
+env: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab $(NOTEBOOK) $(LAB_ARGS)
+
+test: $(STAMP)
+	MINIDIFF_FAST=$(MINIDIFF_FAST) $(BIN)/python -m pytest -p no:cacheprovider tests \
+		$(if $(NB_DIRS),$(NBVAL_FLAGS) $(NB_DIRS)) $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@set -e; found=0; for f in bench/*.py; do \
+		[ -f "$$f" ] || continue; \
+		case "$$(basename $$f)" in _*) continue;; esac; \
+		found=1; echo "== $$f"; $(BIN)/python "$$f"; \
+	done; [ $$found = 1 ] || echo "no benchmark scripts in bench/"
+
+lint: $(STAMP)
+	$(BIN)/ruff check minidiff tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+	find . -name .ipynb_checkpoints -type d -prune -not -path './.git/*' -exec rm -rf {} +

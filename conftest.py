@@ -1,0 +1,67 @@
+"""Repository-wide pytest set-up.
+
+* Matplotlib draws off-screen in the test process (``MPLBACKEND=Agg`` unless already set).
+  Notebook kernels started by nbval instead get the inline backend JupyterLab uses, so
+  figures are really rendered and an error that only shows when a figure is drawn (a bad
+  mathtext label, say) fails CI as it would fail for a student.
+* Fast mode (``MINIDIFF_FAST``) is read from the environment and passed on unchanged: nbval
+  kernels inherit this process's environment, and nothing here overrides the variable.
+* The terminal summary ends with the wall time spent in each notebook run under nbval
+  (kernel start-up and shut-down included), and their total.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+
+_MPL_SET_HERE = "MPLBACKEND" not in os.environ
+if _MPL_SET_HERE:
+    os.environ["MPLBACKEND"] = "Agg"
+
+_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+_notebook_seconds: dict[str, float] = defaultdict(float)
+
+
+def _is_notebook(path: str) -> bool:
+    return path.endswith(".ipynb")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Start nbval kernels with the inline backend (the kernel starts in the first cell's setup)."""
+    swap = _MPL_SET_HERE and _is_notebook(str(item.path))
+    if swap:
+        os.environ["MPLBACKEND"] = _INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if swap:
+            os.environ["MPLBACKEND"] = "Agg"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up setup + call + teardown time of every nbval cell, per notebook file."""
+    path = report.nodeid.split("::", 1)[0]
+    if _is_notebook(path):
+        _notebook_seconds[path] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print a 'notebook | seconds' table, slowest first, and the total."""
+    if not _notebook_seconds:
+        return
+    rows = sorted(_notebook_seconds.items(), key=lambda kv: kv[1], reverse=True)
+    width = max(len("notebook"), *(len(name) for name, _ in rows))
+    tr = terminalreporter
+    tr.write_sep("=", "notebook wall time (nbval)")
+    tr.write_line(f"{'notebook':<{width}} | {'seconds':>8}")
+    tr.write_line(f"{'-' * width}-+-{'-' * 8}")
+    for name, seconds in rows:
+        tr.write_line(f"{name:<{width}} | {seconds:8.1f}")
+    tr.write_line(f"{'-' * width}-+-{'-' * 8}")
+    total = sum(_notebook_seconds.values())
+    tr.write_line(f"{'total (' + str(len(rows)) + ' notebooks)':<{width}} | {total:8.1f}")
