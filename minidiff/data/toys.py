@@ -1,0 +1,85 @@
+"""2D toy datasets, drawn with torch so that a ``torch.Generator`` fixes every sample.
+
+Each set is scaled to roughly unit spread so that one noise schedule suits them all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .gmm import GaussianMixture
+
+__all__ = ["toy_dataset", "TOY_DATASETS"]
+
+
+def _u(n: int, g: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def _n(n: int, g: torch.Generator | None, d: int = 2) -> torch.Tensor:
+    return torch.randn(n, d, generator=g, dtype=torch.float64)
+
+
+def _moons(n: int, g: torch.Generator | None) -> torch.Tensor:
+    theta = math.pi * _u(n, g)
+    upper = torch.rand(n, generator=g) < 0.5
+    x = torch.where(upper, theta.cos(), 1 - theta.cos())
+    y = torch.where(upper, theta.sin(), 0.5 - theta.sin())
+    pts = torch.stack([x, y], 1) + 0.06 * _n(n, g)
+    return (pts - torch.tensor([0.5, 0.25], dtype=torch.float64)) * torch.tensor([1.2, 2.0], dtype=torch.float64)
+
+
+def _swiss_roll(n: int, g: torch.Generator | None) -> torch.Tensor:
+    theta = 1.5 * math.pi * (1 + 2 * _u(n, g))
+    pts = torch.stack([theta * theta.cos(), theta * theta.sin()], 1) + 0.3 * _n(n, g)
+    return pts / 7.0
+
+
+def _checkerboard(n: int, g: torch.Generator | None) -> torch.Tensor:
+    x1 = 4 * _u(n, g) - 2
+    x2 = _u(n, g) - 2 * torch.randint(0, 2, (n,), generator=g).double()
+    x2 = x2 + torch.floor(x1) % 2
+    return torch.stack([x1, x2], 1) * 0.9
+
+
+def _two_spirals(n: int, g: torch.Generator | None) -> torch.Tensor:
+    r = torch.sqrt(_u(n, g)) * 540 * (2 * math.pi) / 360
+    sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).double()
+    pts = torch.stack([-r.cos() * r, r.sin() * r], 1) * sign[:, None]
+    return pts / 4.0 + 0.08 * _n(n, g)
+
+
+def _circles(n: int, g: torch.Generator | None) -> torch.Tensor:
+    theta = 2 * math.pi * _u(n, g)
+    radius = torch.where(torch.rand(n, generator=g) < 0.5, 0.8, 1.8).double()
+    return radius[:, None] * torch.stack([theta.cos(), theta.sin()], 1) + 0.08 * _n(n, g)
+
+
+_BUILDERS = {
+    "moons": _moons,
+    "swiss_roll": _swiss_roll,
+    "8gaussians": lambda n, g: GaussianMixture.eight_gaussians().sample(n, g).double(),
+    "checkerboard": _checkerboard,
+    "two_spirals": _two_spirals,
+    "circles": _circles,
+    "gmm": lambda n, g: GaussianMixture.default_2d().sample(n, g).double(),
+}
+
+TOY_DATASETS: tuple[str, ...] = tuple(_BUILDERS)
+"""Names accepted by :func:`toy_dataset`."""
+
+
+def toy_dataset(name: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw ``n`` points of a 2D toy distribution as a float32 tensor ``(n, 2)``.
+
+    Names: ``moons``, ``swiss_roll``, ``8gaussians``, ``checkerboard``, ``two_spirals``,
+    ``circles``, ``gmm``. ``8gaussians`` and ``gmm`` are Gaussian mixtures whose exact law is
+    ``GaussianMixture.eight_gaussians()`` and ``GaussianMixture.default_2d()``.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"name must be one of {list(TOY_DATASETS)}, got {name!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    return _BUILDERS[name](n, generator).float()

@@ -1,0 +1,228 @@
+"""The variational bound and the simplified objective (chapter 3).
+
+    -log p_theta(x_0) <= L = L_T + sum_{t=2}^{T} L_{t-1} + L_0
+    L_T     = KL(q(x_T | x_0) || N(0, I))
+    L_{t-1} = E_q[ KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) ]
+    L_0     = E_q[ -log p_theta(x_0 | x_1) ]
+
+With the ε-parameterisation and fixed variance sigma_t^2 the KL terms become weighted squared
+errors, ``L_{t-1} = lambda_t E||eps - eps_theta(x_t, t)||^2`` with
+``lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))`` (Ho et al. 2020, Eq. 12);
+dropping ``lambda_t`` gives ``L_simple`` (Eq. 14). All terms are in nats, summed over data
+dimensions, one value per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ._validation import check_choice, check_tensor
+from .diffusion import (
+    VARIANCES,
+    EpsModel,
+    _noise_like,
+    _prepare,
+    call_eps_model,
+    model_variance,
+    p_mean_var,
+    q_posterior_mean_var,
+    q_sample,
+)
+from .schedules import NoiseSchedule
+
+__all__ = [
+    "gaussian_kl",
+    "gaussian_log_likelihood",
+    "discretized_gaussian_log_likelihood",
+    "VLBTerms",
+    "vlb_terms",
+    "vlb_weights",
+    "simple_loss",
+    "sample_timesteps",
+]
+
+DECODERS = ("gaussian", "discretized")
+
+
+def _check_var(var: torch.Tensor, name: str) -> None:
+    if bool((var <= 0).any()):
+        raise ValueError(f"{name} must be strictly positive")
+
+
+def gaussian_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``KL(N(mean1, var1) || N(mean2, var2))`` for scalar Gaussians.
+
+    ``KL = ½ [log(var2 / var1) + (var1 + (mean1 - mean2)²) / var2 - 1]``. Arguments broadcast
+    (variances are typically ``(B, 1, …)``); sum over data dimensions for isotropic Gaussians.
+    """
+    for name, v in (("mean1", mean1), ("var1", var1), ("mean2", mean2), ("var2", var2)):
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
+    _check_var(var1, "var1")
+    _check_var(var2, "var2")
+    return 0.5 * (torch.log(var2) - torch.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
+
+
+def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``log N(x; mean, var) = -½ [log(2π var) + (x - mean)² / var]``."""
+    _check_var(var, "var")
+    return -0.5 * (math.log(2 * math.pi) + torch.log(var) + (x - mean) ** 2 / var)
+
+
+def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Elementwise log-probability of the 8-bit bin that contains ``x`` (Ho et al. 2020, Eq. 13).
+
+    ``x`` holds images in ``[-1, 1]`` on the grid of 256 levels (bin width ``2/255``); the Gaussian
+    ``N(mean, exp(log_scale)²)`` is integrated over the bin, the outermost bins extending to ±∞.
+    """
+    check_tensor(x, "x", min_dim=0)
+    if bool((x < -1 - 1e-6).any()) or bool((x > 1 + 1e-6).any()):
+        raise ValueError("x must lie in [-1, 1] (images scaled from 8-bit values)")
+    xd, md, ld = x.double(), mean.double(), log_scale.double()
+    inv_std = torch.exp(-ld)
+    centered = xd - md
+    upper = inv_std * (centered + 1.0 / 255.0)
+    lower = inv_std * (centered - 1.0 / 255.0)
+    log_cdf_upper = torch.special.log_ndtr(upper)
+    log_one_minus_cdf_lower = torch.special.log_ndtr(-lower)
+    # log(Φ(u) - Φ(l)) computed stably on whichever tail is farther from 1.
+    log_delta_left = log_cdf_upper + torch.log(-torch.expm1(torch.special.log_ndtr(lower) - log_cdf_upper).clamp(min=1e-300))
+    log_delta_right = log_one_minus_cdf_lower + torch.log(
+        -torch.expm1(torch.special.log_ndtr(-upper) - log_one_minus_cdf_lower).clamp(min=1e-300)
+    )
+    log_delta = torch.where(centered > 0, log_delta_right, log_delta_left)
+    out = torch.where(xd < -0.999, log_cdf_upper, torch.where(xd > 0.999, log_one_minus_cdf_lower, log_delta))
+    return out.to(x.dtype)
+
+
+@dataclass
+class VLBTerms:
+    """The terms of the variational bound, per sample, in nats.
+
+    Attributes:
+        L_T: ``(B,)`` prior matching term.
+        L_t: ``(B, T - 1)``; column ``j`` holds ``L_{t-1}`` for ``t = j + 2`` (so ``L_1 … L_{T-1}``).
+        L_0: ``(B,)`` reconstruction term ``-log p_theta(x_0 | x_1)``.
+        total: ``(B,)`` ``L_T + sum L_t + L_0``, an upper bound on ``-log p_theta(x_0)``.
+    """
+
+    L_T: torch.Tensor
+    L_t: torch.Tensor
+    L_0: torch.Tensor
+    total: torch.Tensor
+
+
+def _sum_data_dims(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def vlb_terms(
+    eps_model: EpsModel,
+    x0: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    variance: str = "beta",
+    decoder: str = "gaussian",
+    generator: torch.Generator | None = None,
+) -> VLBTerms:
+    """Single-sample Monte Carlo estimate of every term of the bound for each ``x0``.
+
+    For each ``t`` a fresh ``x_t ~ q(x_t | x_0)`` is drawn; the KL between Gaussians is then exact.
+    ``decoder="gaussian"`` scores ``x0`` with ``N(mu_theta(x_1, 1), sigma_1^2)`` (continuous data);
+    ``"discretized"`` integrates that Gaussian over 8-bit bins (images in ``[-1, 1]``). At ``t = 1``
+    the decoder variance is ``beta_1`` for either choice of ``variance`` (``beta_tilde_1 = 0``).
+
+    Args:
+        eps_model: callable ``(x_t (B, ...), t (B,)) -> eps (B, ...)``.
+        x0: data ``(B, ...)``.
+    """
+    check_tensor(x0, "x0")
+    check_choice(variance, "variance", VARIANCES)
+    check_choice(decoder, "decoder", DECODERS)
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    B, T = x0.shape[0], schedule.T
+    # L_T: q(x_T | x_0) = N(sqrt(ab_T) x_0, 1 - ab_T) against the prior N(0, I).
+    tT = torch.full((B,), T, dtype=torch.long, device=x0.device)
+    mean_T = schedule.gather(schedule.sqrt_alpha_bar, tT, x0.dim(), like=x0) * x0
+    var_T = schedule.gather(1.0 - schedule.alpha_bar, tT, x0.dim(), like=x0).expand_as(x0)
+    L_T = _sum_data_dims(gaussian_kl(mean_T, var_T, torch.zeros_like(x0), torch.ones_like(x0)))
+
+    L_t = torch.zeros(B, max(T - 1, 0), dtype=x0.dtype, device=x0.device)
+    with torch.no_grad():
+        for t in range(2, T + 1):
+            tt = torch.full((B,), t, dtype=torch.long, device=x0.device)
+            x_t = q_sample(x0, tt, schedule, generator=generator)
+            mean_q, var_q = q_posterior_mean_var(x0, x_t, tt, schedule)
+            mean_p, var_p = p_mean_var(eps_model, x_t, tt, schedule, variance)
+            L_t[:, t - 2] = _sum_data_dims(gaussian_kl(mean_q, var_q.expand_as(x0), mean_p, var_p.expand_as(x0)))
+
+        t1 = torch.ones(B, dtype=torch.long, device=x0.device)
+        x_1 = q_sample(x0, t1, schedule, generator=generator)
+        mean_1, var_1 = p_mean_var(eps_model, x_1, t1, schedule, variance, for_density=True)
+        if decoder == "gaussian":
+            log_p = gaussian_log_likelihood(x0, mean_1, var_1.expand_as(x0))
+        else:
+            log_p = discretized_gaussian_log_likelihood(x0, mean_1, 0.5 * torch.log(var_1).expand_as(x0))
+        L_0 = -_sum_data_dims(log_p)
+    return VLBTerms(L_T=L_T, L_t=L_t, L_0=L_0, total=L_T + L_t.sum(dim=1) + L_0)
+
+
+def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor:
+    """``lambda_t = beta_t² / (2 sigma_t² alpha_t (1 - alpha_bar_t))`` as a ``(T + 1,)`` float64 tensor.
+
+    For ``t >= 2``, ``L_{t-1} = lambda_t · ||eps - eps_theta(x_t, t)||²`` exactly (the variances of
+    ``q`` and ``p_theta`` differ only by a constant when ``sigma_t^2 = beta_t``, which is added by
+    :func:`vlb_terms` but does not depend on the model). ``lambda_0 = 0``; ``lambda_1`` uses
+    ``sigma_1^2 = beta_1`` (the Gaussian decoder's squared-error weight).
+    """
+    check_choice(variance, "variance", VARIANCES)
+    t = torch.arange(schedule.T + 1)
+    sigma2 = model_variance(t, schedule, variance, 1, like=schedule.betas, for_density=True).reshape(-1)
+    lam = torch.zeros(schedule.T + 1, dtype=torch.float64)
+    b, a, ab = schedule.betas[1:], schedule.alphas[1:], schedule.alpha_bar[1:]
+    lam[1:] = b**2 / (2 * sigma2[1:] * a * (1 - ab))
+    return lam
+
+
+def sample_timesteps(batch_size: int, T: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+    """``t ~ Uniform{1, …, T}`` as a long tensor ``(batch_size,)`` (Algorithm 1, line 3)."""
+    gen_device = generator.device if generator is not None else "cpu"
+    return torch.randint(1, T + 1, (batch_size,), generator=generator, device=gen_device).to(device or gen_device)
+
+
+def simple_loss(
+    eps_model: EpsModel,
+    x0: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``L_simple = E_{t, x_0, eps} ||eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1-ab_t) eps, t)||²`` (Eq. 14).
+
+    Averaged over the batch and the data dimensions. ``t`` defaults to uniform draws in ``1..T``;
+    ``weights`` (a ``(T + 1,)`` tensor such as :func:`vlb_weights`) turns it into a weighted
+    objective ``E[w_t ||eps - eps_theta||²]``. Returns a scalar with gradients for training.
+    """
+    check_tensor(x0, "x0")
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    if t is None:
+        t = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
+    tt, _ = _prepare(x0, t, schedule, "x0")
+    eps = _noise_like(x0, noise, generator)
+    x_t = q_sample(x0, tt, schedule, noise=eps)
+    err = (eps - call_eps_model(eps_model, x_t, tt)) ** 2
+    per_sample = err.reshape(err.shape[0], -1).mean(dim=1)
+    if weights is not None:
+        w = torch.as_tensor(weights)
+        if w.shape != (schedule.T + 1,):
+            raise ValueError(f"weights must have shape ({schedule.T + 1},) (one per t, index 0 unused), got {tuple(w.shape)}")
+        per_sample = per_sample * w.to(x0.device, x0.dtype)[tt]
+    return per_sample.mean()

@@ -1,0 +1,110 @@
+"""Ancestral sampling (Ho et al. 2020, Algorithm 2).
+
+    x_T ~ N(0, I)
+    for t = T, …, 1:
+        z ~ N(0, I) if t > 1 else 0
+        x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps_theta(x_t, t)) / sqrt(alpha_t) + sigma_t z
+
+``diffusers`` calls one iteration ``DDPMScheduler.step``.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .._validation import check_choice, check_tensor
+from ..diffusion import VARIANCES, EpsModel, _noise_like, _prepare, call_eps_model, model_variance
+from ..schedules import NoiseSchedule
+from .registry import register_sampler
+
+__all__ = ["ddpm_step", "ddpm_sample", "check_shape", "NonFiniteSampleError"]
+
+
+class NonFiniteSampleError(ValueError):
+    """Raised when a sampler produces NaN or infinity; the message names the step."""
+
+
+def check_shape(shape: object) -> tuple[int, ...]:
+    """Validate the ``shape`` argument of a sampler: a non-empty tuple of positive ints."""
+    if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) == 0:
+        raise TypeError(f"shape must be a non-empty tuple of ints such as (1000, 2), got {shape!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
+        raise ValueError(f"shape must contain positive ints, got {tuple(shape)}")
+    return tuple(int(s) for s in shape)
+
+
+def ddpm_step(
+    x_t: torch.Tensor,
+    t: torch.Tensor | int,
+    eps: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    variance: str = "beta",
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One ancestral step ``x_t -> x_{t-1}`` given the model's ``eps`` prediction.
+
+    ``x_{t-1} = mu_theta(x_t, t) + sigma_t z`` with ``sigma_t² = beta_t`` or ``beta_tilde_t``; no
+    noise is added where ``t == 1`` (the last step returns the mean). Shapes: ``x_t, eps: (B, ...)``,
+    ``t: (B,)``.
+    """
+    check_choice(variance, "variance", VARIANCES)
+    tt, sched = _prepare(x_t, t, schedule, "x_t")
+    check_tensor(eps, "eps")
+    if eps.shape != x_t.shape:
+        raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+    nd = x_t.dim()
+    beta = sched.gather(sched.betas, tt, nd, like=x_t)
+    s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, nd, like=x_t)
+    sqrt_alpha = sched.gather(sched.alphas.sqrt(), tt, nd, like=x_t)
+    mean = (x_t - beta / s * eps) / sqrt_alpha
+    sigma = model_variance(tt, sched, variance, nd, like=x_t).sqrt()
+    z = _noise_like(x_t, noise, generator)
+    not_last = (tt > 1).to(x_t.dtype).reshape(-1, *([1] * (nd - 1)))
+    return mean + not_last * sigma * z
+
+
+@register_sampler("ddpm")
+def ddpm_sample(
+    eps_model: EpsModel,
+    schedule: NoiseSchedule,
+    shape: tuple[int, ...],
+    *,
+    variance: str = "beta",
+    generator: torch.Generator | None = None,
+    return_trajectory: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Draw ``shape[0]`` samples with T ancestral steps (Algorithm 2); 1 network call per step.
+
+    Args:
+        eps_model: callable ``(x_t (B, ...), t (B,) long) -> eps (B, ...)``.
+        shape: shape of the batch to generate, e.g. ``(10_000, 2)``.
+        variance: ``"beta"`` or ``"beta_tilde"`` for ``sigma_t²``.
+        generator: source of every random number (``x_T`` and each ``z``).
+        return_trajectory: also return ``[x_T, x_{T-1}, …, x_0]`` (``T + 1`` tensors).
+    """
+    check_choice(variance, "variance", VARIANCES)
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    shape = check_shape(shape)
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    gen_device = generator.device if generator is not None else device
+    x = torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
+    trajectory = [x] if return_trajectory else []
+    steps = range(schedule.T, 0, -1)
+    with torch.no_grad():
+        for t in tqdm(steps, desc="DDPM", disable=not progress, leave=False):
+            tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
+            eps = call_eps_model(eps_model, x, tt)
+            x = ddpm_step(x, tt, eps, schedule, variance=variance, generator=generator)
+            if not bool(torch.isfinite(x).all()):
+                raise NonFiniteSampleError(f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})")
+            if return_trajectory:
+                trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
