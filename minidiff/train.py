@@ -1,0 +1,443 @@
+"""One training loop for every chapter: AdamW, warm-up, gradient clipping, EMA, exact checkpoints.
+
+Randomness is owned by the loop: batches (for tensor data), timesteps and noise (inside
+``loss_fn``) are drawn from one CPU ``torch.Generator``. A checkpoint stores that generator's state
+together with the model, the EMA, the optimizer, the global torch RNG state (dropout) and the loss
+history, so a run that is stopped and resumed produces bitwise the same weights as one that was not.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "EMA",
+    "NonFiniteLossError",
+    "TrainResult",
+    "train",
+    "save_checkpoint",
+    "load_checkpoint",
+    "model_fingerprint",
+    "check_model_fingerprint",
+]
+
+LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
+DataSource = Union[Tensor, Callable[[int, torch.Generator], Any]]
+CHECKPOINT_VERSION = 1
+
+
+class NonFiniteLossError(ValueError):
+    """The loss (or the gradient norm) became NaN or infinite; training stopped before the update."""
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (Polyak averaging).
+
+    After every optimizer step ``n`` (counted from 0):
+
+        decay_n = min(decay, (1 + n) / (10 + n))   if warmup else decay
+        shadow  = decay_n * shadow + (1 - decay_n) * param
+
+    The shadow starts as a copy of the initial weights (not zeros), so the average needs no bias
+    correction; the warm-up (as in TensorFlow's ``ExponentialMovingAverage(num_updates=...)``) only
+    keeps the early average from being dominated by the random initialisation. Buffers (e.g.
+    normalisation statistics) are copied, not averaged.
+
+    ``ema.model`` is an eval-mode deep copy of the model holding the averaged weights; sample with it.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        _check_decay(decay)
+        self.decay = float(decay)
+        self.warmup = bool(warmup)
+        self.num_updates = 0
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def current_decay(self) -> float:
+        """The decay the next ``update`` will use."""
+        if not self.warmup:
+            return self.decay
+        n = self.num_updates
+        return min(self.decay, (1 + n) / (10 + n))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the shadow towards ``model``'s current parameters; copy its buffers."""
+        d = self.current_decay()
+        params = dict(model.named_parameters())
+        for name, shadow in self.model.named_parameters():
+            shadow.lerp_(params[name].detach().to(shadow.dtype), 1.0 - d)
+        buffers = dict(model.named_buffers())
+        for name, shadow_b in self.model.named_buffers():
+            shadow_b.copy_(buffers[name])
+        self.num_updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Overwrite ``model``'s parameters and buffers with the averaged ones."""
+        model.load_state_dict(self.model.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "decay": self.decay,
+            "warmup": self.warmup,
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.decay = float(state["decay"])
+        self.warmup = bool(state["warmup"])
+        self.num_updates = int(state["num_updates"])
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns. ``ema.model`` is the averaged model to sample from."""
+
+    model: nn.Module
+    ema: EMA
+    losses: list[float] = field(default_factory=list)
+    steps_done: int = 0
+    seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+def model_fingerprint(model: nn.Module) -> list[list[Any]]:
+    """``[[name, [shape...]], ...]`` for every entry of ``model.state_dict()`` (parameters and buffers)."""
+    return [[name, list(value.shape)] for name, value in model.state_dict().items()]
+
+
+def check_model_fingerprint(model: nn.Module, fingerprint: list[list[Any]], where: str = "checkpoint") -> None:
+    """Raise ``ValueError`` naming every parameter that is missing, unexpected or of another shape."""
+    ours = {name: list(shape) for name, shape in model_fingerprint(model)}
+    theirs = {str(name): list(shape) for name, shape in fingerprint}
+    missing = sorted(set(ours) - set(theirs))
+    unexpected = sorted(set(theirs) - set(ours))
+    shapes = sorted(f"{n}: {theirs[n]} in {where} vs {ours[n]} in model" for n in set(ours) & set(theirs) if ours[n] != theirs[n])
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing from {where}: {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"not in model: {', '.join(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch: {'; '.join(shapes)}")
+        raise ValueError(f"{where} does not match the model ({' | '.join(parts)})")
+
+
+def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
+    """Write ``state`` with ``torch.save`` atomically.
+
+    The data go to a temporary file in the same directory, are flushed and fsync'ed, and then
+    ``os.replace`` swaps the file in: a crash at any moment leaves either the old checkpoint or
+    the new one, never a half-written file.
+    """
+    path = Path(path)
+    if not state:
+        raise ValueError("save_checkpoint needs at least one keyword to save")
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable; not every platform lets us open a directory
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint written by ``save_checkpoint`` (``torch.load(..., weights_only=True)``, on CPU).
+
+    Raises ``FileNotFoundError`` if it does not exist and ``ValueError`` naming the path if the file
+    is corrupt or truncated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and EOF errors all mean the same thing here
+        raise ValueError(f"checkpoint {str(path)!r} is corrupt or truncated and cannot be loaded: {exc}") from exc
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {str(path)!r} is corrupt: expected a dict, got {type(state).__name__}")
+    return state
+
+
+# ----------------------------------------------------------------------------------- validation
+
+
+def _check_decay(decay: float) -> None:
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not (0.0 <= decay < 1.0):
+        raise ValueError(f"ema_decay must be a number in [0, 1), got {decay!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, *, positive: bool, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (value > 0 if positive else value >= 0)
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a finite number {bound}{extra}, got {value!r}")
+
+
+def _draw_batch(data: DataSource, batch_size: int, generator: torch.Generator) -> Any:
+    if isinstance(data, Tensor):
+        # With replacement: the whole data order is then a function of the generator state.
+        idx = torch.randint(data.shape[0], (batch_size,), generator=generator)
+        return data[idx.to(data.device)]
+    return data(batch_size, generator)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _all_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------- the loop
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: DataSource,
+    *,
+    steps: int,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    ema_decay: float = 0.999,
+    grad_clip: float | None = 1.0,
+    warmup_steps: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    log_every: int = 10,
+    amp: bool = False,
+) -> TrainResult:
+    """Minimise ``loss_fn`` with AdamW for ``steps`` optimizer steps (DDPM Algorithm 1 when
+    ``loss_fn`` is L_simple).
+
+    Each step ``k = 1..steps``: draw a batch, ``loss = loss_fn(model, batch, generator)``, backward,
+    clip the global gradient norm to ``grad_clip``, AdamW step with learning rate
+    ``lr * min(1, k / warmup_steps)``, EMA update (see ``EMA``).
+
+    Args:
+        model: the network; moved to ``device`` (default: where its parameters already are).
+        loss_fn: ``loss_fn(model, batch, generator) -> scalar tensor``; draw all randomness from
+            ``generator`` so that runs are reproducible.
+        data: an ``(N, ...)`` tensor (batches of ``batch_size`` rows drawn uniformly *with*
+            replacement) or a callable ``data(batch_size, generator) -> batch`` (e.g. infinite toy data).
+        steps: total number of optimizer steps, counting those already in a resumed checkpoint.
+        generator: the loop's CPU generator; default ``torch.Generator().manual_seed(seed)``.
+        checkpoint_path: if given, save there every ``checkpoint_every`` steps and at the end.
+        resume: if a checkpoint exists at ``checkpoint_path``, continue from it (its model and
+            training configuration must match; the global torch RNG state is restored too).
+        progress: show a ``tqdm.auto`` progress bar with the loss, refreshed every ``log_every`` steps.
+        amp: bfloat16 autocast for the forward pass (useful on recent GPUs; no loss scaling needed).
+
+    Returns:
+        ``TrainResult(model, ema, losses, steps_done, seconds)``; ``losses`` has one float per step
+        since step 1 (including resumed ones), ``seconds`` is the wall time of this call.
+
+    Raises:
+        NonFiniteLossError: at the first step whose loss or gradient norm is NaN/inf, before the
+            weights are touched; the message gives the (1-based) step and the value.
+    """
+    t_start = time.perf_counter()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (model, batch, generator) -> loss, got {type(loss_fn).__name__}")
+    if isinstance(data, Tensor):
+        if data.ndim < 1 or data.shape[0] < 1:
+            raise ValueError(f"data must be a tensor of shape (N, ...) with N >= 1, got {tuple(data.shape)}")
+    elif not callable(data):
+        raise TypeError(f"data must be a tensor (N, ...) or a callable (batch_size, generator) -> batch, got {type(data).__name__}")
+    _check_int("steps", steps, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("warmup_steps", warmup_steps, 0)
+    _check_int("log_every", log_every, 1)
+    _check_int("seed", seed, 0)
+    if checkpoint_every is not None:
+        _check_int("checkpoint_every", checkpoint_every, 1)
+    _check_number("lr", lr, positive=True)
+    _check_number("weight_decay", weight_decay, positive=False)
+    _check_number("grad_clip", grad_clip, positive=True, allow_none=True)
+    _check_decay(ema_decay)
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
+    elif not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    elif generator.device.type != "cpu":
+        raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
+
+    if device is None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    model.to(device)
+    model.train()
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    ema = EMA(model, decay=ema_decay)
+    losses: list[float] = []
+    start = 0
+    config = {
+        "batch_size": batch_size,
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "ema_decay": float(ema_decay),
+        "grad_clip": None if grad_clip is None else float(grad_clip),
+        "warmup_steps": warmup_steps,
+        "amp": bool(amp),
+        "data": list(data.shape) if isinstance(data, Tensor) else "callable",
+    }
+
+    if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
+        ckpt = load_checkpoint(checkpoint_path)
+        where = f"checkpoint {str(checkpoint_path)!r}"
+        for key in ("model", "ema", "optimizer", "step", "generator_state", "torch_rng_state", "losses",
+                    "model_fingerprint", "config"):
+            if key not in ckpt:
+                raise ValueError(f"{where} is not a training checkpoint: missing {key!r}")
+        check_model_fingerprint(model, ckpt["model_fingerprint"], where=where)
+        diff = sorted(k for k in set(config) | set(ckpt["config"]) if config.get(k) != ckpt["config"].get(k))
+        if diff:
+            detail = ", ".join(f"{k}={ckpt['config'].get(k)!r} in checkpoint vs {config.get(k)!r}" for k in diff)
+            raise ValueError(f"{where} was written with another training configuration ({detail}); "
+                             "pass resume=False or another checkpoint_path to start afresh")
+        start = int(ckpt["step"])
+        if start > steps:
+            raise ValueError(f"{where} is at step {start}, past steps={steps}")
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        ema.model.to(device)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["generator_state"])
+        torch.set_rng_state(ckpt["torch_rng_state"])
+        if device.type == "cuda" and "cuda_rng_state" in ckpt:
+            torch.cuda.set_rng_state(ckpt["cuda_rng_state"], device)
+        losses = [float(v) for v in ckpt["losses"]]
+
+    def checkpoint(step: int) -> None:
+        if checkpoint_path is None:
+            return
+        if not _all_finite(model):
+            raise NonFiniteLossError(f"weights are not finite at step {step}; checkpoint not written")
+        extra = {}
+        if device.type == "cuda":
+            extra["cuda_rng_state"] = torch.cuda.get_rng_state(device)
+        save_checkpoint(
+            checkpoint_path,
+            version=CHECKPOINT_VERSION,
+            model=model.state_dict(),
+            ema=ema.state_dict(),
+            optimizer=optimizer.state_dict(),
+            step=step,
+            generator_state=generator.get_state(),
+            torch_rng_state=torch.get_rng_state(),
+            losses=list(losses),
+            model_fingerprint=model_fingerprint(model),
+            config=config,
+            **extra,
+        )
+
+    bar = None
+    if progress and start < steps:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc="train", leave=True)
+    try:
+        for step in range(start + 1, steps + 1):
+            batch = _to_device(_draw_batch(data, batch_size, generator), device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(model, batch, generator)
+            if not isinstance(loss, Tensor) or loss.numel() != 1:
+                raise TypeError(f"loss_fn must return a scalar tensor, got {type(loss).__name__}"
+                                f"{'' if not isinstance(loss, Tensor) else ' of shape ' + str(tuple(loss.shape))}")
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"non-finite loss {value} at step {step}; training stopped "
+                                         "before this update (last good state kept)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.reshape(()).float().backward()
+            if grad_clip is not None:
+                norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+                if not math.isfinite(norm):
+                    raise NonFiniteLossError(f"non-finite gradient norm {norm} at step {step} (loss {value}); "
+                                             "training stopped before this update")
+            scale = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+            for group in optimizer.param_groups:
+                group["lr"] = lr * scale
+            optimizer.step()
+            ema.update(model)
+            losses.append(value)
+            if bar is not None:
+                bar.update(1)
+                if step % log_every == 0 or step == steps:
+                    bar.set_postfix(loss=f"{value:.4f}")
+            if checkpoint_every is not None and step % checkpoint_every == 0 and step != steps:
+                checkpoint(step)
+    finally:
+        if bar is not None:
+            bar.close()
+    if start < steps:
+        checkpoint(steps)
+    return TrainResult(model=model, ema=ema, losses=losses, steps_done=steps,
+                       seconds=time.perf_counter() - t_start)

@@ -1,0 +1,244 @@
+"""Tests for minidiff.train: the loop, EMA, exact resume and safe checkpoints."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from minidiff.train import (
+    EMA,
+    NonFiniteLossError,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
+
+W_TRUE = torch.tensor([[2.0], [-1.0], [0.5]])
+
+
+def make_data(n: int = 256) -> torch.Tensor:
+    x = torch.randn(n, 3, generator=torch.Generator().manual_seed(0))
+    return torch.cat([x, x @ W_TRUE], dim=1)  # (n, 4): features and target
+
+
+def make_model() -> nn.Module:
+    # Dropout draws from the global RNG, so exact resume must restore that state too.
+    return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
+
+
+def regression_loss(model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    x, y = batch[:, :3], batch[:, 3:]
+    # Input noise from the loop's generator, as a diffusion loss would draw t and eps.
+    x = x + 0.01 * torch.randn(x.shape, generator=generator)
+    return ((model(x) - y) ** 2).mean()
+
+
+KW: dict[str, Any] = dict(batch_size=32, lr=1e-2, ema_decay=0.9, warmup_steps=3, progress=False)
+
+
+def test_train_reduces_loss_and_ema_tracks() -> None:
+    torch.manual_seed(0)
+    result = train(make_model(), regression_loss, make_data(), steps=200, **KW)
+    assert len(result.losses) == 200 and result.steps_done == 200 and result.seconds > 0
+    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
+    assert last < 0.1 * first
+    ema_model = result.ema.model
+    assert not ema_model.training
+    assert all(not p.requires_grad for p in ema_model.parameters())
+    x = make_data()[:, :3]
+    with torch.no_grad():
+        assert ((ema_model(x) - x @ W_TRUE) ** 2).mean() < 0.1 * first
+
+
+def test_train_with_callable_data() -> None:
+    def sampler(batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        x = torch.randn(batch_size, 3, generator=generator)
+        return torch.cat([x, x @ W_TRUE], dim=1)
+
+    torch.manual_seed(0)
+    result = train(make_model(), regression_loss, sampler, steps=150, **KW)
+    assert sum(result.losses[-10:]) < 0.1 * sum(result.losses[:10])
+
+
+def test_ema_update_rule() -> None:
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.9, warmup=True)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # n = 0: decay = min(0.9, 1/10) = 0.1
+    assert torch.allclose(ema.model.weight, torch.full((1, 2), 0.9))
+    ema.update(model)  # n = 1: decay = min(0.9, 2/11)
+    d = 2 / 11
+    assert torch.allclose(ema.model.weight, torch.full((1, 2), d * 0.9 + (1 - d)))
+    no_warm = EMA(nn.Linear(2, 1, bias=False), decay=0.5, warmup=False)
+    assert no_warm.current_decay() == 0.5
+    target = nn.Linear(2, 1, bias=False)
+    ema.copy_to(target)
+    assert torch.equal(target.weight, ema.model.weight)
+    clone = EMA(model, decay=0.9)
+    clone.load_state_dict(ema.state_dict())
+    assert clone.num_updates == 2 and torch.equal(clone.model.weight, ema.model.weight)
+    with pytest.raises(ValueError, match="ema_decay"):
+        EMA(model, decay=1.0)
+
+
+def _assert_state_equal(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_state_equal(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            _assert_state_equal(u, v, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_resume_is_bitwise_exact(tmp_path: Path) -> None:
+    data = make_data()
+    ref_ckpt = tmp_path / "ref.pt"
+    torch.manual_seed(123)
+    full = train(make_model(), regression_loss, data, steps=20, checkpoint_path=ref_ckpt, **KW)
+
+    ckpt = tmp_path / "run.pt"
+    torch.manual_seed(123)
+    first = train(make_model(), regression_loss, data, steps=10, checkpoint_path=ckpt, **KW)
+    assert first.losses == full.losses[:10]
+    torch.manual_seed(999)  # a different global RNG state and different initial weights
+    resumed = train(make_model(), regression_loss, data, steps=20, checkpoint_path=ckpt, **KW)
+
+    assert resumed.losses == full.losses and len(resumed.losses) == 20
+    _assert_state_equal(full.model.state_dict(), resumed.model.state_dict(), "model")
+    _assert_state_equal(full.ema.state_dict(), resumed.ema.state_dict(), "ema")
+    a, b = load_checkpoint(ref_ckpt), load_checkpoint(ckpt)
+    _assert_state_equal(a["optimizer"], b["optimizer"], "optimizer")
+    _assert_state_equal(a["generator_state"], b["generator_state"], "generator")
+    assert a["step"] == b["step"] == 20
+
+    # Re-running a finished cell loads the checkpoint instead of training again.
+    again = train(make_model(), regression_loss, data, steps=20, checkpoint_path=ckpt, **KW)
+    _assert_state_equal(full.model.state_dict(), again.model.state_dict(), "model")
+    with pytest.raises(ValueError, match="past steps"):
+        train(make_model(), regression_loss, data, steps=5, checkpoint_path=ckpt, **KW)
+    # A different configuration cannot silently continue the run.
+    with pytest.raises(ValueError, match="batch_size"):
+        train(make_model(), regression_loss, data, steps=30, checkpoint_path=ckpt, **{**KW, "batch_size": 8})
+
+
+def test_periodic_checkpoints_do_not_change_the_run(tmp_path: Path) -> None:
+    data = make_data()
+    torch.manual_seed(0)
+    plain = train(make_model(), regression_loss, data, steps=12, **KW)
+    torch.manual_seed(0)
+    saved = train(make_model(), regression_loss, data, steps=12, checkpoint_path=tmp_path / "c.pt",
+                  checkpoint_every=5, **KW)
+    assert plain.losses == saved.losses
+    _assert_state_equal(plain.model.state_dict(), saved.model.state_dict())
+
+
+def test_failed_save_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, step=1, weights=torch.arange(5.0))
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def broken_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        real_save(obj, f, *args, **kwargs)
+        f.seek(0)
+        f.truncate(10)  # half a file on disk, then the crash
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, step=2, weights=torch.zeros(5))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary file left behind
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["weights"], torch.arange(5.0))
+
+
+def test_corrupt_checkpoint_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "broken.pt"
+    save_checkpoint(path, step=3, weights=torch.randn(100))
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ValueError, match="corrupt") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="broken.pt"):
+        train(make_model(), regression_loss, make_data(), steps=2, checkpoint_path=path, **KW)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_mismatched_model_names_the_parameter(tmp_path: Path) -> None:
+    path = tmp_path / "c.pt"
+    train(make_model(), regression_loss, make_data(), steps=2, checkpoint_path=path, **KW)
+    other = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Dropout(0.1), nn.Linear(8, 1))
+    with pytest.raises(ValueError, match=r"0\.weight") as info:
+        train(other, regression_loss, make_data(), steps=4, checkpoint_path=path, **KW)
+    assert "3.weight" in str(info.value) and "shape" in str(info.value)
+    extra = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1), nn.Linear(1, 1))
+    with pytest.raises(ValueError, match=r"4\.bias"):
+        train(extra, regression_loss, make_data(), steps=4, checkpoint_path=path, **KW)
+    # resume=False starts afresh and overwrites.
+    fresh = train(other, regression_loss, make_data(), steps=3, checkpoint_path=path, resume=False, **KW)
+    assert len(fresh.losses) == 3
+
+
+def test_nan_loss_stops_with_step_number(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def loss_fn(model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        calls["n"] += 1
+        loss = regression_loss(model, batch, generator)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    path = tmp_path / "c.pt"
+    model = make_model()
+    with pytest.raises(NonFiniteLossError, match=r"step 7\b.*|nan.*step 7") as info:
+        train(model, loss_fn, make_data(), steps=20, checkpoint_path=path, checkpoint_every=5, **KW)
+    assert "nan" in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert load_checkpoint(path)["step"] == 5  # the last good checkpoint, nothing after the NaN
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(steps=0), "steps"),
+        (dict(steps=5, batch_size=0), "batch_size"),
+        (dict(steps=5, lr=0.0), "lr"),
+        (dict(steps=5, lr=float("nan")), "lr"),
+        (dict(steps=5, ema_decay=1.0), "ema_decay"),
+        (dict(steps=5, ema_decay=-0.1), "ema_decay"),
+        (dict(steps=5, weight_decay=-1.0), "weight_decay"),
+        (dict(steps=5, grad_clip=0.0), "grad_clip"),
+        (dict(steps=5, warmup_steps=-1), "warmup_steps"),
+        (dict(steps=5, checkpoint_every=0), "checkpoint_every"),
+        (dict(steps=2.5), "steps"),
+    ],
+)
+def test_argument_validation(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        train(make_model(), regression_loss, make_data(), progress=False, **kwargs)
+
+
+def test_type_errors() -> None:
+    with pytest.raises(TypeError, match="data"):
+        train(make_model(), regression_loss, [1, 2, 3], steps=2, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="scalar tensor"):
+        train(make_model(), lambda m, b, g: 1.0, make_data(), steps=1, progress=False)  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match="loss_fn"):
+        train(make_model(), "mse", make_data(), steps=1, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model"):
+        train("model", regression_loss, make_data(), steps=1)  # type: ignore[arg-type]
