@@ -1,0 +1,333 @@
+"""Checkers for exercise 1 (the forward process).
+
+The student writes small functions over explicit schedule arrays (length ``T + 1``, index 0 =
+clean data, so ``alpha_bar[t]`` reads like the lectures):
+
+- ``alpha_bar_from_betas(betas: (T+1,)) -> (T+1,)``        ``alpha_bar_t = prod_{s<=t} (1 - beta_s)``
+- ``q_sample(x0: (B,...), t: (B,), alpha_bar, noise) -> x_t``  ``sqrt(ab_t) x0 + sqrt(1-ab_t) eps``
+- ``q_step(x_prev: (B,...), t: (B,), betas, noise) -> x_t``    ``sqrt(1-beta_t) x_prev + sqrt(beta_t) eps``
+- ``snr(alpha_bar) -> same shape``                             ``ab / (1 - ab)``
+- ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)``         ``KL(q(x_T|x0) || N(0, I))`` in nats
+
+Each reference is computed with ``minidiff`` itself; each :class:`Mistake` is a common wrong answer.
+``SPECS`` lists, per checker, its cases, reference and mistakes (the tests iterate over it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..diffusion import q_sample as _q_sample
+from ..diffusion import q_step as _q_step
+from ..losses import gaussian_kl
+from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._core import CheckResult, Mistake, run_check
+
+__all__ = [
+    "check_alpha_bar_from_betas",
+    "check_q_sample",
+    "check_q_step",
+    "check_snr",
+    "check_prior_kl",
+    "SPECS",
+]
+
+Case = tuple[Sequence[Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything one checker needs: inputs, the right answer, and the known wrong ones."""
+
+    cases: Callable[[], list[Case]]
+    reference: Callable[..., Any]
+    mistakes: Mapping[str, Mistake]
+
+
+def _schedules() -> list[NoiseSchedule]:
+    # Short schedules with large betas, so that ab vs sqrt(ab) or t vs t-1 differ clearly.
+    return [linear_schedule(20, 0.01, 0.2), cosine_schedule(12)]
+
+
+def _ts(T: int, B: int, seed: int) -> torch.Tensor:
+    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
+    t[0], t[-1] = 1, T  # both ends of the range, where off-by-one errors show
+    return t
+
+
+def _xs(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+
+
+def _schedule_from_alpha_bar(alpha_bar: torch.Tensor) -> NoiseSchedule:
+    ab = alpha_bar.double()
+    return NoiseSchedule(1.0 - ab[1:] / ab[:-1])
+
+
+def _schedule_from_betas(betas: torch.Tensor) -> NoiseSchedule:
+    return NoiseSchedule(betas.double()[1:])
+
+
+def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values[t].to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+# --- alpha_bar_from_betas ----------------------------------------------------------------------
+
+
+def _cases_alpha_bar() -> list[Case]:
+    return [((s.betas.clone(),), {}) for s in _schedules()]
+
+
+def _ref_alpha_bar(betas: torch.Tensor) -> torch.Tensor:
+    return _schedule_from_betas(betas).alpha_bar
+
+
+_ALPHA_BAR = Spec(
+    _cases_alpha_bar,
+    _ref_alpha_bar,
+    {
+        "cumsum": Mistake(
+            lambda b: 1.0 - torch.cumsum(b, 0),
+            "this is 1 - Σβ_s, the first-order approximation. ᾱ_t is a *product*: torch.cumprod(1 - betas, 0).",
+        ),
+        "cumprod_betas": Mistake(
+            lambda b: torch.cumprod(b, 0),
+            "you multiplied the β_s. ᾱ_t multiplies the α_s = 1 - β_s.",
+        ),
+        "off_by_one": Mistake(
+            lambda b: torch.cat([torch.ones(1, dtype=b.dtype), torch.cumprod(1 - b, 0)[:-1]]),
+            "your ᾱ is shifted by one step (ᾱ_t = ∏_{s<t}). The product runs up to and including s = t, "
+            "and index 0 (β_0 = 0) gives ᾱ_0 = 1 on its own.",
+        ),
+    },
+)
+
+
+# --- q_sample ------------------------------------------------------------------------------------
+
+
+def _cases_q_sample() -> list[Case]:
+    cases: list[Case] = []
+    for i, (s, shape) in enumerate(zip(_schedules(), [(6, 2), (5, 1, 3, 3)])):
+        x0, eps = _xs(shape, 10 + i)
+        cases.append(((x0, _ts(s.T, shape[0], 20 + i), s.alpha_bar.clone(), eps), {}))
+    return cases
+
+
+def _ref_q_sample(x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return _q_sample(x0, t, _schedule_from_alpha_bar(alpha_bar), noise=noise)
+
+
+def _qs(a_fn: Callable[[torch.Tensor], torch.Tensor], s_fn: Callable[[torch.Tensor], torch.Tensor], shift: int = 0):  # type: ignore[no-untyped-def]
+    def fn(x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        ab = _gather(alpha_bar, t - shift, x0)
+        return a_fn(ab) * x0 + s_fn(ab) * noise
+
+    return fn
+
+
+_Q_SAMPLE = Spec(
+    _cases_q_sample,
+    _ref_q_sample,
+    {
+        "alpha_bar_not_sqrt": Mistake(
+            _qs(lambda ab: ab, lambda ab: (1 - ab).sqrt()),
+            "the mean is √ᾱ_t · x0, not ᾱ_t · x0 (q(x_t|x0) has mean √ᾱ_t x0).",
+        ),
+        "variance_not_std": Mistake(
+            _qs(lambda ab: ab.sqrt(), lambda ab: 1 - ab),
+            "the noise is scaled by the standard deviation √(1-ᾱ_t), not by the variance 1-ᾱ_t.",
+        ),
+        "no_sqrt": Mistake(
+            _qs(lambda ab: ab, lambda ab: 1 - ab),
+            "both coefficients need a square root: x_t = √ᾱ_t x0 + √(1-ᾱ_t) ε.",
+        ),
+        "swapped": Mistake(
+            _qs(lambda ab: (1 - ab).sqrt(), lambda ab: ab.sqrt()),
+            "the coefficients are swapped: x0 gets √ᾱ_t (≈1 at small t) and ε gets √(1-ᾱ_t).",
+        ),
+        "off_by_one": Mistake(
+            _qs(lambda ab: ab.sqrt(), lambda ab: (1 - ab).sqrt(), shift=1),
+            "you used alpha_bar[t-1]. The arrays have length T+1 with index 0 = clean data, so use alpha_bar[t].",
+        ),
+    },
+)
+
+
+# --- q_step ----------------------------------------------------------------------------------------
+
+
+def _cases_q_step() -> list[Case]:
+    cases: list[Case] = []
+    for i, (s, shape) in enumerate(zip(_schedules(), [(7, 2), (4, 2, 2, 3)])):
+        x, eps = _xs(shape, 30 + i)
+        cases.append(((x, _ts(s.T, shape[0], 40 + i), s.betas.clone(), eps), {}))
+    return cases
+
+
+def _ref_q_step(x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    return _q_step(x_prev, t, _schedule_from_betas(betas), noise=noise)
+
+
+def _qst(a_fn: Callable[[torch.Tensor], torch.Tensor], s_fn: Callable[[torch.Tensor], torch.Tensor], shift: int = 0):  # type: ignore[no-untyped-def]
+    def fn(x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        b = _gather(betas, t - shift, x_prev)
+        return a_fn(b) * x_prev + s_fn(b) * noise
+
+    return fn
+
+
+def _step_with_alpha_bar(x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    ab = _gather(torch.cumprod(1 - betas, 0), t, x_prev)
+    return ab.sqrt() * x_prev + (1 - ab).sqrt() * noise
+
+
+_Q_STEP = Spec(
+    _cases_q_step,
+    _ref_q_step,
+    {
+        "beta_not_sqrt": Mistake(
+            _qst(lambda b: (1 - b).sqrt(), lambda b: b),
+            "the noise is scaled by √β_t (the standard deviation), not β_t (the variance).",
+        ),
+        "alpha_not_sqrt": Mistake(
+            _qst(lambda b: 1 - b, lambda b: b.sqrt()),
+            "x_{t-1} is scaled by √α_t = √(1-β_t), not by α_t; otherwise the variance is not preserved.",
+        ),
+        "no_shrink": Mistake(
+            _qst(lambda b: torch.ones_like(b), lambda b: b.sqrt()),
+            "x_{t-1} must be shrunk by √(1-β_t); adding noise alone makes the variance grow without bound.",
+        ),
+        "off_by_one": Mistake(
+            _qst(lambda b: (1 - b).sqrt(), lambda b: b.sqrt(), shift=1),
+            "you used betas[t-1]. The step to x_t uses β_t = betas[t] (index 0 is the clean data).",
+        ),
+        "alpha_bar_instead": Mistake(
+            _step_with_alpha_bar,
+            "you used ᾱ_t, which jumps from x_0 to x_t in one go. One step from x_{t-1} uses β_t alone.",
+        ),
+    },
+)
+
+
+# --- snr and prior_kl --------------------------------------------------------------------------------
+
+
+def _cases_snr() -> list[Case]:
+    return [((s.alpha_bar[1:].clone(),), {}) for s in _schedules()] + [
+        ((torch.tensor([[0.9, 0.5], [0.1, 0.01]], dtype=torch.float64),), {})
+    ]
+
+
+def _ref_snr(alpha_bar: torch.Tensor) -> torch.Tensor:
+    return alpha_bar / (1 - alpha_bar)
+
+
+_SNR = Spec(
+    _cases_snr,
+    _ref_snr,
+    {
+        "inverted": Mistake(lambda ab: (1 - ab) / ab, "that is noise-to-signal: SNR = ᾱ / (1 - ᾱ)."),
+        "std_ratio": Mistake(
+            lambda ab: (ab / (1 - ab)).sqrt(),
+            "SNR is a ratio of variances, ᾱ / (1 - ᾱ), not of standard deviations √ᾱ / √(1-ᾱ).",
+        ),
+    },
+)
+
+
+def _cases_prior_kl() -> list[Case]:
+    cases: list[Case] = []
+    for i, ab_T in enumerate([0.3, 0.05, float(linear_schedule(1000).alpha_bar[-1])]):
+        g = torch.Generator().manual_seed(50 + i)
+        cases.append(((2.0 * torch.randn(5, 3, generator=g, dtype=torch.float64), ab_T), {}))
+    return cases
+
+
+def _ref_prior_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
+    ab = torch.as_tensor(alpha_bar_T, dtype=x0.dtype)
+    zero, one = torch.zeros((), dtype=x0.dtype), torch.ones((), dtype=x0.dtype)
+    return gaussian_kl(ab.sqrt() * x0, (1 - ab).expand_as(x0), zero, one).sum(dim=tuple(range(1, x0.dim())))
+
+
+def _kl_variant(mean_scale: Callable[[float], float], var: Callable[[float], float], factor: float = 0.5):  # type: ignore[no-untyped-def]
+    def fn(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
+        m, v = mean_scale(alpha_bar_T) * x0, torch.tensor(var(alpha_bar_T), dtype=x0.dtype)
+        return (factor * (-torch.log(v) + v + m**2 - 1)).sum(dim=tuple(range(1, x0.dim())))
+
+    return fn
+
+
+def _reversed_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
+    ab = torch.tensor(alpha_bar_T, dtype=x0.dtype)
+    v, m = 1 - ab, ab.sqrt() * x0
+    return (0.5 * (torch.log(v) + (1 + m**2) / v - 1)).sum(dim=tuple(range(1, x0.dim())))
+
+
+_PRIOR_KL = Spec(
+    _cases_prior_kl,
+    _ref_prior_kl,
+    {
+        "missing_half": Mistake(
+            _kl_variant(lambda ab: ab**0.5, lambda ab: 1 - ab, factor=1.0),
+            "you are off by a factor 2: KL(N(μ,σ²)||N(0,1)) = ½ (σ² + μ² - 1 - log σ²).",
+        ),
+        "mean_not_sqrt": Mistake(
+            _kl_variant(lambda ab: ab, lambda ab: 1 - ab),
+            "the mean of q(x_T|x0) is √ᾱ_T x0, not ᾱ_T x0.",
+        ),
+        "std_as_variance": Mistake(
+            _kl_variant(lambda ab: ab**0.5, lambda ab: (1 - ab) ** 0.5),
+            "the variance of q(x_T|x0) is 1-ᾱ_T; you used the standard deviation √(1-ᾱ_T).",
+        ),
+        "reversed": Mistake(
+            _reversed_kl,
+            "that is KL(N(0,I) || q(x_T|x0)); L_T = KL(q(x_T|x0) || N(0,I)) — KL is not symmetric.",
+        ),
+    },
+)
+
+
+SPECS: dict[str, Spec] = {
+    "alpha_bar_from_betas": _ALPHA_BAR,
+    "q_sample": _Q_SAMPLE,
+    "q_step": _Q_STEP,
+    "snr": _SNR,
+    "prior_kl": _PRIOR_KL,
+}
+
+
+def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:
+    spec = SPECS[name]
+    return run_check(name, fn, spec.reference, spec.cases(), spec.mistakes, display=display)
+
+
+def check_alpha_bar_from_betas(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``alpha_bar_from_betas(betas: (T+1,), betas[0] = 0) -> alpha_bar: (T+1,)``."""
+    return _check("alpha_bar_from_betas", fn, display)
+
+
+def check_q_sample(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``q_sample(x0: (B, ...), t: (B,) long, alpha_bar: (T+1,), noise: like x0) -> x_t``."""
+    return _check("q_sample", fn, display)
+
+
+def check_q_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``q_step(x_prev: (B, ...), t: (B,) long, betas: (T+1,), noise: like x_prev) -> x_t``."""
+    return _check("q_step", fn, display)
+
+
+def check_snr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``snr(alpha_bar: any shape, values in (0, 1)) -> alpha_bar / (1 - alpha_bar)``."""
+    return _check("snr", fn, display)
+
+
+def check_prior_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)`` = KL(q(x_T|x0) || N(0, I)) in nats."""
+    return _check("prior_kl", fn, display)
