@@ -1,0 +1,358 @@
+"""DDIM: denoising diffusion implicit models (Song, Meng & Ermon 2021).
+
+A non-Markovian forward process with the same marginals ``q(x_t | x_0)`` as DDPM gives the
+reverse step (Eq. 12), for any earlier timestep ``t_prev < t``:
+
+    x0_hat     = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)                      "predicted x_0"
+    x_{t_prev} = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma²) eps + sigma z
+    sigma(eta) = eta · sqrt((1 - ab_prev) / (1 - ab_t)) · sqrt(1 - ab_t / ab_prev)   (Eq. 16)
+
+``ab`` is ``alpha_bar`` and ``ab_prev = alpha_bar[t_prev]`` (``alpha_bar[0] = 1``, so the last step
+``t -> 0`` returns ``x0_hat``). Two knobs cover a family of samplers: the *timesteps* (all ``T..1``
+or a strided subset) and ``eta``. With ``eta = 1`` and every timestep, ``sigma² = beta_tilde_t``
+and the step *is* ancestral DDPM with ``sigma² = beta_tilde``; with ``eta = 0`` the sampler is
+deterministic: an Euler step of the probability-flow ODE in the variables
+``(x / sqrt(ab), sqrt(1 - ab) / sqrt(ab))`` (chapter 8).
+
+``diffusers`` calls this ``DDIMScheduler`` (``eta`` has the same meaning; their ``timesteps`` are
+our ``t - 1``) and the inversion ``DDIMInverseScheduler``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .._validation import check_positive_int, check_tensor
+from ..diffusion import EpsModel, _noise_like, call_eps_model
+from ..schedules import NoiseSchedule, check_timesteps
+from .ddpm import NonFiniteSampleError, check_shape
+from .registry import register_sampler
+
+__all__ = [
+    "ddim_sigma",
+    "ddim_step",
+    "ddim_sample",
+    "ddim_invert",
+    "ddim_timesteps",
+    "respace_schedule",
+    "respace_eps_model",
+]
+
+
+def _check_schedule(schedule: object) -> NoiseSchedule:
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    return schedule
+
+
+def _check_eta(eta: object) -> float:
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+        raise TypeError(f"eta must be a float >= 0, got {type(eta).__name__}")
+    if not math.isfinite(eta) or eta < 0:
+        raise ValueError(
+            f"eta must be a finite float >= 0 (0 = deterministic DDIM, 1 = DDPM), got {eta}"
+        )
+    return float(eta)
+
+
+def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
+    """``t_prev`` as a long tensor ``(B,)`` in ``0..T-1`` with ``t_prev < t`` elementwise."""
+    B = tt.shape[0]
+    if isinstance(t_prev, bool):
+        raise TypeError("t_prev must be an int or an integer tensor, got bool")
+    if isinstance(t_prev, int):
+        t_prev = torch.full((B,), t_prev, dtype=torch.long)
+    if not isinstance(t_prev, torch.Tensor):
+        raise TypeError(
+            f"t_prev must be an int or an integer torch.Tensor, got {type(t_prev).__name__}"
+        )
+    if t_prev.dtype.is_floating_point or t_prev.dtype.is_complex or t_prev.dtype == torch.bool:
+        raise TypeError(
+            f"t_prev must be an integer (long) tensor of timesteps in 0..{T - 1}, got dtype {t_prev.dtype}"
+        )
+    if t_prev.dim() != 1 or t_prev.shape[0] != B:
+        raise ValueError(
+            f"t_prev must have shape ({B},) (one timestep per sample), got {tuple(t_prev.shape)}"
+        )
+    tp = t_prev.long().to(tt.device)
+    if tp.numel() and (int(tp.min()) < 0 or int(tp.max()) > T - 1):
+        raise ValueError(
+            f"t_prev must lie in 0..{T - 1}, got values in {int(tp.min())}..{int(tp.max())}"
+        )
+    if bool((tp >= tt).any()):
+        raise ValueError(
+            "t_prev must be smaller than t for every sample (a DDIM step goes back in time)"
+        )
+    return tp
+
+
+def ddim_sigma(
+    t: torch.Tensor | int, t_prev: torch.Tensor | int, schedule: NoiseSchedule, eta: float
+) -> torch.Tensor:
+    """``sigma_t(eta) = eta sqrt((1 - ab_prev)/(1 - ab_t)) sqrt(1 - ab_t/ab_prev)`` (Song et al. 2021, Eq. 16).
+
+    ``t: (B,)`` long in ``1..T`` (or an int), ``t_prev: (B,)`` in ``0..T-1`` with ``t_prev < t``.
+    Returns a float64 tensor ``(B,)``. For ``t_prev = t - 1`` and ``eta = 1``, ``sigma² = beta_tilde_t``.
+    """
+    sched = _check_schedule(schedule)
+    eta = _check_eta(eta)
+    B = (
+        t.shape[0]
+        if isinstance(t, torch.Tensor)
+        else (t_prev.shape[0] if isinstance(t_prev, torch.Tensor) else 1)
+    )
+    tt = check_timesteps(t, B, sched.T)
+    tp = _check_prev(t_prev, tt, sched.T)
+    return _sigma(tt, tp, sched, eta)
+
+
+def _sigma(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> torch.Tensor:
+    ab = sched.alpha_bar.to(tt.device)
+    ab_t, ab_p = ab[tt], ab[tp]
+    return eta * ((1 - ab_p) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_p).clamp(min=0.0).sqrt()
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    t: torch.Tensor | int,
+    t_prev: torch.Tensor | int,
+    eps: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One DDIM step ``x_t -> x_{t_prev}`` (Song et al. 2021, Eq. 12) given ``eps = eps_theta(x_t, t)``.
+
+    ``x_{t_prev} = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma²) eps + sigma z`` with
+    ``x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)`` and ``sigma = ddim_sigma(t, t_prev, eta)``.
+
+    Shapes: ``x_t, eps, noise: (B, ...)``; ``t: (B,)`` long in ``1..T``; ``t_prev: (B,)`` long in
+    ``0..T-1`` (ints broadcast). Randomness: when ``eta > 0`` and ``noise`` is None, one ``z`` is drawn
+    from ``generator`` (also on the last step, where ``sigma = 0``, so that the draws line up with
+    :func:`~minidiff.samplers.ddpm.ddpm_step`); when ``eta = 0`` nothing is drawn.
+    """
+    check_tensor(x_t, "x_t")
+    sched = _check_schedule(schedule)
+    eta = _check_eta(eta)
+    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
+    tp = _check_prev(t_prev, tt, sched.T)
+    check_tensor(eps, "eps")
+    if eps.shape != x_t.shape:
+        raise ValueError(
+            f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
+        )
+    nd = x_t.dim()
+    sigma64 = _sigma(tt, tp, sched, eta)
+    ab = sched.alpha_bar.to(tt.device)
+    ab_t, ab_p = ab[tt], ab[tp]
+    dir_var = 1.0 - ab_p - sigma64**2
+    if bool((dir_var < -1e-12).any()):
+        raise ValueError(
+            f"eta={eta} is too large for this step: sigma² exceeds 1 - alpha_bar[t_prev]"
+        )
+
+    def col(v: torch.Tensor) -> torch.Tensor:
+        return v.to(dtype=x_t.dtype, device=x_t.device).reshape(-1, *([1] * (nd - 1)))
+
+    x0_hat = (x_t - col((1 - ab_t).sqrt()) * eps) / col(ab_t.sqrt())
+    x_prev = col(ab_p.sqrt()) * x0_hat + col(dir_var.clamp(min=0.0).sqrt()) * eps
+    if eta > 0 or noise is not None:
+        z = _noise_like(x_t, noise, generator)
+        x_prev = x_prev + col(sigma64) * z
+    return x_prev
+
+
+def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
+    """``steps`` evenly strided, strictly decreasing timesteps from ``T`` down to ``1`` (long ``(steps,)``).
+
+    ``steps == T`` gives every timestep ``T, …, 1``; ``steps == 1`` gives ``[T]`` (one jump to 0).
+    Both endpoints are always included ("trailing" spacing in the sense of Lin et al. 2024, Table 2),
+    so the first step starts from the schedule's own ``x_T``.
+    """
+    sched = _check_schedule(schedule)
+    check_positive_int(steps, "steps")
+    if steps > sched.T:
+        raise ValueError(
+            f"steps must be <= T={sched.T} (one network call per timestep), got {steps}"
+        )
+    if steps == 1:
+        return torch.tensor([sched.T], dtype=torch.long)
+    ts = sched.timesteps(steps)
+    assert ts.numel() == steps  # spacing (T-1)/(steps-1) >= 1 keeps the rounded values distinct
+    return ts
+
+
+def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object) -> torch.Tensor:
+    if timesteps is None:
+        if steps is None:
+            raise TypeError("give steps (an int in 1..T) or an explicit timesteps sequence")
+        return ddim_timesteps(schedule, steps)  # type: ignore[arg-type]
+    ts = torch.as_tensor(timesteps)
+    if ts.dtype.is_floating_point or ts.dtype == torch.bool or ts.dim() != 1 or ts.numel() < 1:
+        raise TypeError(f"timesteps must be a 1-D sequence of ints, got {timesteps!r}")
+    ts = ts.long().cpu()
+    if int(ts.min()) < 1 or int(ts.max()) > schedule.T:
+        raise ValueError(
+            f"timesteps must lie in 1..{schedule.T}, got {int(ts.min())}..{int(ts.max())}"
+        )
+    if ts.numel() > 1 and bool((ts[1:] >= ts[:-1]).any()):
+        raise ValueError("timesteps must be strictly decreasing (e.g. 1000, 980, …, 1)")
+    if steps is not None:
+        check_positive_int(steps, "steps")
+        if steps != ts.numel():
+            raise ValueError(f"steps={steps} disagrees with len(timesteps)={ts.numel()}")
+    return ts
+
+
+@register_sampler("ddim")
+def ddim_sample(
+    eps_model: EpsModel,
+    schedule: NoiseSchedule,
+    shape: tuple[int, ...],
+    *,
+    steps: int | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    return_trajectory: bool = False,
+    timesteps: Sequence[int] | torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Draw ``shape[0]`` samples with ``steps`` DDIM steps (one network call each).
+
+    Args:
+        eps_model: callable ``(x_t (B, ...), t (B,) long) -> eps (B, ...)``.
+        shape: batch shape, e.g. ``(10_000, 2)``.
+        steps: number of timesteps, evenly strided ``T .. 1`` (:func:`ddim_timesteps`).
+        eta: 0 = deterministic DDIM, 1 = ancestral DDPM with ``sigma² = beta_tilde`` on these timesteps.
+        generator: draws ``x_T`` first, then (only if ``eta > 0``) one ``z`` per step, in the
+            same order as :func:`~minidiff.samplers.ddpm.ddpm_sample`.
+        return_trajectory: also return ``[x_{tau_S}, …, x_{tau_1}, x_0]`` (``steps + 1`` tensors).
+        timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
+    """
+    sched = _check_schedule(schedule)
+    shape = check_shape(shape)
+    eta = _check_eta(eta)
+    ts = _resolve_timesteps(sched, steps, timesteps)
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    gen_device = generator.device if generator is not None else device
+    x = torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
+    trajectory = [x] if return_trajectory else []
+    prev = torch.cat([ts[1:], ts.new_zeros(1)])
+    with torch.no_grad():
+        for i, (t, tp) in enumerate(
+            tqdm(
+                list(zip(ts.tolist(), prev.tolist(), strict=True)),
+                desc="DDIM",
+                disable=not progress,
+                leave=False,
+            )
+        ):
+            tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
+            eps = call_eps_model(eps_model, x, tt)
+            x = ddim_step(x, tt, tp, eps, sched, eta=eta, generator=generator)
+            if not bool(torch.isfinite(x).all()):
+                raise NonFiniteSampleError(
+                    f"ddim_sample produced non-finite values at step {i + 1} of {len(ts)} (t={t} -> {tp})"
+                )
+            if return_trajectory:
+                trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
+
+
+def ddim_invert(
+    eps_model: EpsModel,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    *,
+    steps: int | None = None,
+    return_trajectory: bool = False,
+    timesteps: Sequence[int] | torch.Tensor | None = None,
+    progress: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Deterministic DDIM encoding ``x_0 -> x_T`` (the ``eta = 0`` ODE run forwards).
+
+    The ``eta = 0`` step from ``s`` up to ``t > s`` is
+    ``x_t = sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps`` with ``x0_hat = (x_s - sqrt(1 - ab_s) eps) / sqrt(ab_s)``.
+    The exact inverse of the sampler's step ``t -> s`` would need ``eps_theta(x_t, t)`` at the unknown
+    ``x_t``; we use ``eps_theta(x_s, t)`` instead (``x_t ≈ x_s`` inside the network, the usual
+    approximation of DDIM inversion), so no call at ``t = 0`` is needed and the round-trip error ``|ddim_sample(ddim_invert(x0)) - x0|`` shrinks as ``steps`` grows.
+
+    Args:
+        x0: data ``(B, ...)``.
+        steps / timesteps: the same strided set as :func:`ddim_sample` (visited upwards).
+    Returns:
+        ``x_T`` (``(B, ...)``) or ``(x_T, [x_0, x_{tau_1}, …, x_{tau_S}])``.
+    """
+    sched = _check_schedule(schedule)
+    check_tensor(x0, "x0")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError("x0 must contain only finite values")
+    ts = _resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
+    prev = torch.cat([ts.new_zeros(1), ts[:-1]])
+    ab = sched.alpha_bar
+    x = x0
+    trajectory = [x] if return_trajectory else []
+    nd = x0.dim()
+
+    def col(v: torch.Tensor) -> torch.Tensor:
+        return v.to(dtype=x0.dtype, device=x0.device).reshape(-1, *([1] * (nd - 1)))
+
+    with torch.no_grad():
+        for i, (s, t) in enumerate(
+            tqdm(
+                list(zip(prev.tolist(), ts.tolist(), strict=True)),
+                desc="DDIM inversion",
+                disable=not progress,
+                leave=False,
+            )
+        ):
+            tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
+            eps = call_eps_model(eps_model, x, tt)
+            ab_s, ab_t = ab[s].expand(1), ab[t].expand(1)
+            x0_hat = (x - col((1 - ab_s).sqrt()) * eps) / col(ab_s.sqrt())
+            x = col(ab_t.sqrt()) * x0_hat + col((1 - ab_t).sqrt()) * eps
+            if not bool(torch.isfinite(x).all()):
+                raise NonFiniteSampleError(
+                    f"ddim_invert produced non-finite values at step {i + 1} of {len(ts)} (t={s} -> {t})"
+                )
+            if return_trajectory:
+                trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
+
+
+def respace_schedule(
+    schedule: NoiseSchedule, timesteps: Sequence[int] | torch.Tensor
+) -> NoiseSchedule:
+    """The schedule of the sub-chain ``tau_1 < … < tau_S``: ``ab'_i = ab_{tau_i}``, ``beta'_i = 1 - ab_{tau_i}/ab_{tau_{i-1}}``.
+
+    ``timesteps`` may be given in either order (values in ``1..T``). DDPM on the respaced schedule
+    with ``eps'(x, i) = eps(x, tau_i)`` (:func:`respace_eps_model`) and ``sigma² = beta_tilde`` is
+    exactly DDIM with ``eta = 1`` on the strided timesteps (Nichol & Dhariwal 2021, Sec. 4).
+    """
+    sched = _check_schedule(schedule)
+    ts = _resolve_timesteps(
+        sched, None, torch.as_tensor(timesteps).sort(descending=True).values
+    ).flip(0)
+    ab = sched.alpha_bar[ts]
+    ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+    return NoiseSchedule(1.0 - ab / ab_prev)
+
+
+def respace_eps_model(eps_model: EpsModel, timesteps: Sequence[int] | torch.Tensor) -> EpsModel:
+    """Wrap ``eps_model`` so that step ``i`` of the respaced chain calls it at ``tau_i`` (increasing order)."""
+    ts = torch.as_tensor(timesteps).long().sort().values
+    table = torch.cat([ts.new_zeros(1), ts])
+
+    def eps(x_t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return eps_model(x_t, table.to(i.device)[i])
+
+    return eps
