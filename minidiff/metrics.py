@@ -1,4 +1,4 @@
-"""Sample-based distances between two point clouds ``x: (N, D)`` and ``y: (M, D)`` (2D toys and beyond).
+"""Sample-based distances between point clouds ``x: (N, D)`` and ``y: (M, D)`` (2D toys and beyond).
 
 All computations run in float64 and in chunks, so 10k x 10k samples fit in a few hundred MB.
 Every estimate is noisy: compare a model against the *data floor*, the distance between two
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, NamedTuple, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -31,7 +32,9 @@ _CHUNK_ELEMENTS = 1 << 22  # entries of one block of the pairwise matrix (32 MB 
 def _check_pair(x: Tensor, y: Tensor, min_rows: int = 1) -> tuple[Tensor, Tensor]:
     for name, v in (("x", x), ("y", y)):
         if not isinstance(v, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of shape (N, D), got {type(v).__name__}")
+            raise TypeError(
+                f"{name} must be a torch.Tensor of shape (N, D), got {type(v).__name__}"
+            )
         if v.ndim != 2:
             raise ValueError(f"{name} must have shape (N, D), got {tuple(v.shape)}")
         if v.shape[0] < min_rows:
@@ -41,7 +44,9 @@ def _check_pair(x: Tensor, y: Tensor, min_rows: int = 1) -> tuple[Tensor, Tensor
         if v.is_complex() or v.dtype == torch.bool:
             raise TypeError(f"{name} must be a real tensor, got dtype {v.dtype}")
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must have the same dimension D, got {x.shape[1]} and {y.shape[1]}")
+        raise ValueError(
+            f"x and y must have the same dimension D, got {x.shape[1]} and {y.shape[1]}"
+        )
     x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64).to(x.device)
     for name, v in (("x", x64), ("y", y64)):
         if not bool(torch.isfinite(v).all()):
@@ -80,7 +85,7 @@ def median_bandwidth(x: Tensor, y: Tensor, max_points: int = 1000) -> float:
 
 
 def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> float:
-    """Unbiased estimate of the squared maximum mean discrepancy MMD^2 (Gretton et al., 2012, eq. 3).
+    """Unbiased estimate of the squared maximum mean discrepancy MMD^2 (Gretton et al., 2012).
 
     With the kernel ``k(a, b) = sum_h exp(-|a - b|^2 / (2 h^2))`` (a sum of RBF kernels),
 
@@ -104,7 +109,9 @@ def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> floa
     else:
         hs = [float(h) for h in bandwidths]
         if not hs or not all(math.isfinite(h) and h > 0 for h in hs):
-            raise ValueError(f"bandwidths must be a non-empty sequence of finite numbers > 0, got {bandwidths!r}")
+            raise ValueError(
+                f"bandwidths must be a non-empty sequence of finite numbers > 0, got {bandwidths!r}"
+            )
     inv = [1.0 / (2.0 * h * h) for h in hs]
 
     def kernel(d2: Tensor) -> Tensor:
@@ -144,14 +151,17 @@ def energy_distance(x: Tensor, y: Tensor, unbiased: bool = True) -> float:
 def _quantile_grid(n: int, m: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Pieces on which both empirical quantile functions are constant.
 
-    ``F^{-1}(u) = sorted_x[ceil(u n) - 1]`` is a step function with jumps at ``i / n``; on the union of
-    the jumps of both samples each piece ``(u_{k-1}, u_k]`` reads one sorted value of each. Returns the
-    index into the sorted ``x``, into the sorted ``y``, and the piece lengths (summing to 1).
+    ``F^{-1}(u) = sorted_x[ceil(u n) - 1]`` is a step function with jumps at ``i / n``; on the
+    union of the jumps of both samples each piece ``(u_{k-1}, u_k]`` reads one sorted value of
+    each. Returns the index into the sorted ``x``, into the sorted ``y``, and the piece lengths
+    (summing to 1).
     """
-    cuts = torch.cat([
-        torch.arange(1, n + 1, dtype=torch.float64, device=device) / n,
-        torch.arange(1, m + 1, dtype=torch.float64, device=device) / m,
-    ])
+    cuts = torch.cat(
+        [
+            torch.arange(1, n + 1, dtype=torch.float64, device=device) / n,
+            torch.arange(1, m + 1, dtype=torch.float64, device=device) / m,
+        ]
+    )
     cuts = torch.unique(cuts)  # sorted
     cuts[-1] = 1.0
     lower = torch.cat([cuts.new_zeros(1), cuts[:-1]])
@@ -162,9 +172,16 @@ def _quantile_grid(n: int, m: int, device: torch.device) -> tuple[Tensor, Tensor
 
 
 def sliced_wasserstein(
-    x: Tensor, y: Tensor, n_projections: int = 256, p: float = 2, generator: torch.Generator | None = None
+    x: Tensor,
+    y: Tensor,
+    n_projections: int = 256,
+    p: float = 2,
+    generator: torch.Generator | None = None,
 ) -> float:
-    """Sliced Wasserstein distance (Bonneel et al., 2015): ``SW_p = (E_theta W_p^p(theta.x, theta.y))^(1/p)``.
+    """Sliced Wasserstein distance (Bonneel et al., 2015).
+
+        SW_p = (E_theta W_p^p(theta . x, theta . y))^(1/p)
+
 
     The expectation over directions ``theta`` uniform on the unit sphere is a Monte Carlo average
     over ``n_projections`` random directions (drawn from ``generator`` on the CPU). Each 1-D
@@ -191,16 +208,17 @@ def sliced_wasserstein(
     theta = theta / theta.norm(dim=1, keepdim=True)
     theta = theta.to(x64.device)
     n, m = x64.shape[0], y64.shape[0]
-    ix, iy, w = (None, None, None) if n == m else _quantile_grid(n, m, x64.device)
+    grid = None if n == m else _quantile_grid(n, m, x64.device)
     total = torch.zeros((), dtype=torch.float64, device=x64.device)
     cols = max(1, _CHUNK_ELEMENTS // (n + m))
     for j in range(0, n_projections, cols):
         th = theta[j : j + cols]
         px = (x64 @ th.T).sort(dim=0).values  # (N, P) sorted projections
         py = (y64 @ th.T).sort(dim=0).values
-        if ix is None:
+        if grid is None:
             total += (px - py).abs().pow(p).mean(dim=0).sum()
         else:
+            ix, iy, w = grid
             total += (w[:, None] * (px[ix] - py[iy]).abs().pow(p)).sum()
     return float(total / n_projections) ** (1.0 / p)
 
@@ -211,8 +229,8 @@ METRICS: dict[str, Callable[..., float]] = {
     "energy_distance": energy_distance,
 }
 
-Metric = Union[str, Callable[..., float]]
-SampleFn = Callable[[int, torch.Generator], Tensor]
+Metric = str | Callable[..., float]
+SampleFn = Callable[[int, torch.Generator | None], Tensor]
 
 
 class Spread(NamedTuple):
@@ -225,10 +243,14 @@ class Spread(NamedTuple):
 def _resolve_metric(metric: Metric) -> tuple[Callable[..., float], bool]:
     if isinstance(metric, str):
         if metric not in METRICS:
-            raise ValueError(f"metric must be one of {sorted(METRICS)} or a callable, got {metric!r}")
+            raise ValueError(
+                f"metric must be one of {sorted(METRICS)} or a callable, got {metric!r}"
+            )
         metric = METRICS[metric]
     if not callable(metric):
-        raise TypeError(f"metric must be a name or a callable (x, y) -> float, got {type(metric).__name__}")
+        raise TypeError(
+            f"metric must be a name or a callable (x, y) -> float, got {type(metric).__name__}"
+        )
     try:
         takes_generator = "generator" in inspect.signature(metric).parameters
     except (TypeError, ValueError):
@@ -259,14 +281,21 @@ def distance_with_spread(
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
     for name, fn in (("x_fn", x_fn), ("y_fn", y_fn)):
         if not callable(fn):
-            raise TypeError(f"{name} must be a callable (n, generator) -> (n, D) tensor, got {type(fn).__name__}")
-    fn, takes_generator = _resolve_metric(metric)
+            raise TypeError(
+                f"{name} must be a callable (n, generator) -> (n, D) tensor, "
+                f"got {type(fn).__name__}"
+            )
+    metric_fn, takes_generator = _resolve_metric(metric)
     values = []
     for _ in range(repeats):
         x, y = x_fn(n, generator), y_fn(n, generator)
-        values.append(float(fn(x, y, generator=generator) if takes_generator else fn(x, y)))
+        values.append(
+            float(metric_fn(x, y, generator=generator) if takes_generator else metric_fn(x, y))
+        )
     mean = sum(values) / repeats
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (repeats - 1)) if repeats > 1 else math.nan
+    std = (
+        math.sqrt(sum((v - mean) ** 2 for v in values) / (repeats - 1)) if repeats > 1 else math.nan
+    )
     return Spread(mean, std)
 
 
@@ -277,7 +306,7 @@ def data_floor(
     repeats: int = 5,
     generator: torch.Generator | None = None,
 ) -> Spread:
-    """The distance between two independent size-``n`` samples of the same law, ``Spread(mean, std)``.
+    """Distance between two independent size-``n`` samples of one law: ``Spread(mean, std)``.
 
     A model whose samples are as close to the data as this floor cannot be told apart from the data
     by ``metric`` at this sample size.

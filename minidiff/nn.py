@@ -23,7 +23,8 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
         emb(t) = [cos(t * w_0), ..., cos(t * w_{half-1}), sin(t * w_0), ..., sin(t * w_{half-1})]
 
     (one trailing zero column when ``dim`` is odd). The lowest frequency has period
-    ``2 * pi * max_period``, so integer timesteps ``t in {1..T}`` with ``T <= max_period`` stay distinct.
+    ``2 * pi * max_period``, so integer timesteps ``t in {1..T}`` with ``T <= max_period`` stay
+    distinct.
 
     Args:
         t: ``(B,)`` integer or floating tensor of timesteps (finite).
@@ -67,7 +68,7 @@ class TimeMLP(nn.Module):
         (s_l, b_l) = Linear(e)  for every block l                             FiLM scale / shift
         h_0    = Linear(x)                                                    (B, hidden)
         h_l    = h_{l-1} + SiLU( Linear(LN(h_{l-1})) * (1 + s_l) + b_l )      l = 1..n_layers
-        out    = Linear(SiLU(LN(h_L)))                                        (B, D), zero-initialised
+        out    = Linear(SiLU(LN(h_L)))                                        (B, D), zero init
 
     FiLM conditioning (Perez et al., 2018) injects the time into every hidden block. The output
     layer starts at zero so the untrained network predicts ``eps = 0`` (loss 1 per dimension
@@ -94,10 +95,17 @@ class TimeMLP(nn.Module):
         layer_norm: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("data_dim", data_dim), ("hidden", hidden), ("n_layers", n_layers), ("time_dim", time_dim)):
+        for name, value in (
+            ("data_dim", data_dim),
+            ("hidden", hidden),
+            ("n_layers", n_layers),
+            ("time_dim", time_dim),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0):
+        if not (
+            isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0
+        ):
             raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
         self.data_dim = data_dim
         self.hidden = hidden
@@ -124,13 +132,17 @@ class TimeMLP(nn.Module):
 
     def _check_inputs(self, x: Tensor, t: Tensor) -> None:
         if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor of shape (B, {self.data_dim}), got {type(x).__name__}")
+            raise TypeError(
+                f"x must be a torch.Tensor of shape (B, {self.data_dim}), got {type(x).__name__}"
+            )
         if not isinstance(t, Tensor):
             raise TypeError(f"t must be a torch.Tensor of shape (B,), got {type(t).__name__}")
         if x.ndim != 2 or x.shape[1] != self.data_dim:
             raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},) matching x, got {tuple(t.shape)}")
+            raise ValueError(
+                f"t must have shape (B,) = ({x.shape[0]},) matching x, got {tuple(t.shape)}"
+            )
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
 
@@ -145,7 +157,7 @@ class TimeMLP(nn.Module):
             film = film[inverse]
         scales_shifts = film.chunk(2 * self.n_layers, dim=1)
         h = self.input(x.to(self.input.weight.dtype))
-        for i, (norm, linear) in enumerate(zip(self.norms, self.linears)):
+        for i, (norm, linear) in enumerate(zip(self.norms, self.linears, strict=True)):
             scale, shift = scales_shifts[2 * i], scales_shifts[2 * i + 1]
             # FiLM: a * (1 + scale) + shift, fused into one kernel
             h = h + nn.functional.silu(torch.addcmul(shift, linear(norm(h)), 1 + scale))

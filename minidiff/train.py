@@ -13,9 +13,10 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,12 +33,12 @@ __all__ = [
 ]
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
-DataSource = Union[Tensor, Callable[[int, torch.Generator], Any]]
+DataSource = Tensor | Callable[[int, torch.Generator], Any]
 CHECKPOINT_VERSION = 1
 
 
 class NonFiniteLossError(ValueError):
-    """The loss (or the gradient norm) became NaN or infinite; training stopped before the update."""
+    """The loss (or the gradient norm) became NaN or infinite; stopped before the update."""
 
 
 class EMA:
@@ -53,7 +54,8 @@ class EMA:
     keeps the early average from being dominated by the random initialisation. Buffers (e.g.
     normalisation statistics) are copied, not averaged.
 
-    ``ema.model`` is an eval-mode deep copy of the model holding the averaged weights; sample with it.
+    ``ema.model`` is an eval-mode deep copy of the model that holds the averaged weights: sample
+    with it.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
@@ -119,17 +121,23 @@ class TrainResult:
 
 
 def model_fingerprint(model: nn.Module) -> list[list[Any]]:
-    """``[[name, [shape...]], ...]`` for every entry of ``model.state_dict()`` (parameters and buffers)."""
+    """``[[name, [shape...]], ...]`` for every entry of ``model.state_dict()`` (params, buffers)."""
     return [[name, list(value.shape)] for name, value in model.state_dict().items()]
 
 
-def check_model_fingerprint(model: nn.Module, fingerprint: list[list[Any]], where: str = "checkpoint") -> None:
-    """Raise ``ValueError`` naming every parameter that is missing, unexpected or of another shape."""
+def check_model_fingerprint(
+    model: nn.Module, fingerprint: list[list[Any]], where: str = "checkpoint"
+) -> None:
+    """Raise ``ValueError`` naming each parameter missing, unexpected or of another shape."""
     ours = {name: list(shape) for name, shape in model_fingerprint(model)}
     theirs = {str(name): list(shape) for name, shape in fingerprint}
     missing = sorted(set(ours) - set(theirs))
     unexpected = sorted(set(theirs) - set(ours))
-    shapes = sorted(f"{n}: {theirs[n]} in {where} vs {ours[n]} in model" for n in set(ours) & set(theirs) if ours[n] != theirs[n])
+    shapes = sorted(
+        f"{n}: {theirs[n]} in {where} vs {ours[n]} in model"
+        for n in set(ours) & set(theirs)
+        if ours[n] != theirs[n]
+    )
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -179,7 +187,7 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint`` (``torch.load(..., weights_only=True)``, on CPU).
+    """Load a checkpoint written by ``save_checkpoint`` (``torch.load(weights_only=True)``, on CPU).
 
     Raises ``FileNotFoundError`` if it does not exist and ``ValueError`` naming the path if the file
     is corrupt or truncated.
@@ -190,9 +198,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, pickle and EOF errors all mean the same thing here
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt or truncated and cannot be loaded: {exc}") from exc
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupt or truncated and cannot be loaded: {exc}"
+        ) from exc
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt: expected a dict, got {type(state).__name__}")
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupt: expected a dict, got {type(state).__name__}"
+        )
     return state
 
 
@@ -279,13 +291,15 @@ def train(
         loss_fn: ``loss_fn(model, batch, generator) -> scalar tensor``; draw all randomness from
             ``generator`` so that runs are reproducible.
         data: an ``(N, ...)`` tensor (batches of ``batch_size`` rows drawn uniformly *with*
-            replacement) or a callable ``data(batch_size, generator) -> batch`` (e.g. infinite toy data).
+            replacement) or a callable ``data(batch_size, generator) -> batch`` (e.g. infinite
+            toy data).
         steps: total number of optimizer steps, counting those already in a resumed checkpoint.
         generator: the loop's CPU generator; default ``torch.Generator().manual_seed(seed)``.
         checkpoint_path: if given, save there every ``checkpoint_every`` steps and at the end.
         resume: if a checkpoint exists at ``checkpoint_path``, continue from it (its model and
             training configuration must match; the global torch RNG state is restored too).
-        progress: show a ``tqdm.auto`` progress bar with the loss, refreshed every ``log_every`` steps.
+        progress: show a ``tqdm.auto`` progress bar with the loss, refreshed every ``log_every``
+            steps.
         amp: bfloat16 autocast for the forward pass (useful on recent GPUs; no loss scaling needed).
 
     Returns:
@@ -300,12 +314,20 @@ def train(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable (model, batch, generator) -> loss, got {type(loss_fn).__name__}")
+        raise TypeError(
+            "loss_fn must be callable (model, batch, generator) -> loss, "
+            f"got {type(loss_fn).__name__}"
+        )
     if isinstance(data, Tensor):
         if data.ndim < 1 or data.shape[0] < 1:
-            raise ValueError(f"data must be a tensor of shape (N, ...) with N >= 1, got {tuple(data.shape)}")
+            raise ValueError(
+                f"data must be a tensor of shape (N, ...) with N >= 1, got {tuple(data.shape)}"
+            )
     elif not callable(data):
-        raise TypeError(f"data must be a tensor (N, ...) or a callable (batch_size, generator) -> batch, got {type(data).__name__}")
+        raise TypeError(
+            "data must be a tensor (N, ...) or a callable (batch_size, generator) -> batch, "
+            f"got {type(data).__name__}"
+        )
     _check_int("steps", steps, 1)
     _check_int("batch_size", batch_size, 1)
     _check_int("warmup_steps", warmup_steps, 0)
@@ -320,7 +342,9 @@ def train(
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
     elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
     elif generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
 
@@ -352,16 +376,31 @@ def train(
     if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
         ckpt = load_checkpoint(checkpoint_path)
         where = f"checkpoint {str(checkpoint_path)!r}"
-        for key in ("model", "ema", "optimizer", "step", "generator_state", "torch_rng_state", "losses",
-                    "model_fingerprint", "config"):
+        for key in (
+            "model",
+            "ema",
+            "optimizer",
+            "step",
+            "generator_state",
+            "torch_rng_state",
+            "losses",
+            "model_fingerprint",
+            "config",
+        ):
             if key not in ckpt:
                 raise ValueError(f"{where} is not a training checkpoint: missing {key!r}")
         check_model_fingerprint(model, ckpt["model_fingerprint"], where=where)
-        diff = sorted(k for k in set(config) | set(ckpt["config"]) if config.get(k) != ckpt["config"].get(k))
+        diff = sorted(
+            k for k in set(config) | set(ckpt["config"]) if config.get(k) != ckpt["config"].get(k)
+        )
         if diff:
-            detail = ", ".join(f"{k}={ckpt['config'].get(k)!r} in checkpoint vs {config.get(k)!r}" for k in diff)
-            raise ValueError(f"{where} was written with another training configuration ({detail}); "
-                             "pass resume=False or another checkpoint_path to start afresh")
+            detail = ", ".join(
+                f"{k}={ckpt['config'].get(k)!r} in checkpoint vs {config.get(k)!r}" for k in diff
+            )
+            raise ValueError(
+                f"{where} was written with another training configuration ({detail}); "
+                "pass resume=False or another checkpoint_path to start afresh"
+            )
         start = int(ckpt["step"])
         if start > steps:
             raise ValueError(f"{where} is at step {start}, past steps={steps}")
@@ -379,7 +418,9 @@ def train(
         if checkpoint_path is None:
             return
         if not _all_finite(model):
-            raise NonFiniteLossError(f"weights are not finite at step {step}; checkpoint not written")
+            raise NonFiniteLossError(
+                f"weights are not finite at step {step}; checkpoint not written"
+            )
         extra = {}
         if device.type == "cuda":
             extra["cuda_rng_state"] = torch.cuda.get_rng_state(device)
@@ -409,19 +450,25 @@ def train(
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 loss = loss_fn(model, batch, generator)
             if not isinstance(loss, Tensor) or loss.numel() != 1:
-                raise TypeError(f"loss_fn must return a scalar tensor, got {type(loss).__name__}"
-                                f"{'' if not isinstance(loss, Tensor) else ' of shape ' + str(tuple(loss.shape))}")
+                got = type(loss).__name__
+                if isinstance(loss, Tensor):
+                    got += f" of shape {tuple(loss.shape)}"
+                raise TypeError(f"loss_fn must return a scalar tensor, got {got}")
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise NonFiniteLossError(f"non-finite loss {value} at step {step}; training stopped "
-                                         "before this update (last good state kept)")
+                raise NonFiniteLossError(
+                    f"non-finite loss {value} at step {step}; training stopped "
+                    "before this update (last good state kept)"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.reshape(()).float().backward()
             if grad_clip is not None:
                 norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
                 if not math.isfinite(norm):
-                    raise NonFiniteLossError(f"non-finite gradient norm {norm} at step {step} (loss {value}); "
-                                             "training stopped before this update")
+                    raise NonFiniteLossError(
+                        f"non-finite gradient norm {norm} at step {step} (loss {value}); "
+                        "training stopped before this update"
+                    )
             scale = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
             for group in optimizer.param_groups:
                 group["lr"] = lr * scale
@@ -439,5 +486,6 @@ def train(
             bar.close()
     if start < steps:
         checkpoint(steps)
-    return TrainResult(model=model, ema=ema, losses=losses, steps_done=steps,
-                       seconds=time.perf_counter() - t_start)
+    return TrainResult(
+        model=model, ema=ema, losses=losses, steps_done=steps, seconds=time.perf_counter() - t_start
+    )

@@ -34,7 +34,11 @@ def test_mmd_matches_direct_formula() -> None:
 
     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
     n, m = 30, 40
-    expected = (kxx.sum() - kxx.diag().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diag().sum()) / (m * (m - 1)) - 2 * kxy.mean()
+    expected = (
+        (kxx.sum() - kxx.diag().sum()) / (n * (n - 1))
+        + (kyy.sum() - kyy.diag().sum()) / (m * (m - 1))
+        - 2 * kxy.mean()
+    )
     assert mmd(x, y, bandwidths=hs) == pytest.approx(float(expected), rel=1e-10, abs=1e-12)
 
 
@@ -44,7 +48,10 @@ def test_distances_small_for_same_law_and_large_for_shifted() -> None:
     assert abs(same_mmd) < 1e-2 and shifted_mmd > 0.3
     same_ed, shifted_ed = energy_distance(x, y), energy_distance(x, z)
     assert abs(same_ed) < 1e-2 and shifted_ed > 0.4
-    same_sw, shifted_sw = sliced_wasserstein(x, y, generator=gen(5)), sliced_wasserstein(x, z, generator=gen(5))
+    same_sw, shifted_sw = (
+        sliced_wasserstein(x, y, generator=gen(5)),
+        sliced_wasserstein(x, z, generator=gen(5)),
+    )
     assert same_sw < 0.15
     # Shift m = (1, 1) in 2-D: SW_2 -> |m| / sqrt(2) = 1, plus the same-law sampling floor.
     assert shifted_sw == pytest.approx(1.0, abs=0.15)
@@ -54,14 +61,18 @@ def test_symmetry() -> None:
     x, y = normal(300, 2, 0), normal(200, 2, 1, 0.3)
     assert mmd(x, y) == pytest.approx(mmd(y, x), rel=1e-12)
     assert energy_distance(x, y) == pytest.approx(energy_distance(y, x), rel=1e-12)
-    assert sliced_wasserstein(x, y, generator=gen(0)) == pytest.approx(sliced_wasserstein(y, x, generator=gen(0)), rel=1e-12)
+    assert sliced_wasserstein(x, y, generator=gen(0)) == pytest.approx(
+        sliced_wasserstein(y, x, generator=gen(0)), rel=1e-12
+    )
 
 
 def test_sliced_wasserstein_closed_forms() -> None:
     x = normal(500, 1, 0).double()
     # 1-D, equal sizes: SW_p is the exact W_p between the empirical laws, |m| for a pure shift.
     for p in (1, 2, 3):
-        assert sliced_wasserstein(x, x + 0.7, n_projections=4, p=p, generator=gen(0)) == pytest.approx(0.7, rel=1e-12)
+        assert sliced_wasserstein(
+            x, x + 0.7, n_projections=4, p=p, generator=gen(0)
+        ) == pytest.approx(0.7, rel=1e-12)
     # W_1 in 1-D against scipy.
     scipy_stats = pytest.importorskip("scipy.stats")
     y = normal(500, 1, 1) * 2.0
@@ -71,7 +82,7 @@ def test_sliced_wasserstein_closed_forms() -> None:
     y_odd = normal(333, 1, 5) + 0.3
     expected = scipy_stats.wasserstein_distance(x[:, 0].numpy(), y_odd[:, 0].numpy())
     assert sliced_wasserstein(x, y_odd, n_projections=2, p=1) == pytest.approx(expected, rel=1e-9)
-    # D dims, y = x + m: each slice is shifted by theta.m, so SW_2^2 = mean (theta.m)^2 -> |m|^2 / D.
+    # D dims, y = x + m: each slice shifts by theta.m, so SW_2^2 = mean (theta.m)^2 -> |m|^2 / D.
     xd = normal(400, 4, 2)
     m = torch.tensor([1.0, -2.0, 0.5, 0.0])
     sw = sliced_wasserstein(xd, xd + m, n_projections=2000, generator=gen(3))
@@ -102,7 +113,7 @@ def test_chunking_gives_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     full = (mmd(x, y), energy_distance(x, y), sliced_wasserstein(x, y, generator=gen(0)))
     monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 1000)
     chunked = (mmd(x, y), energy_distance(x, y), sliced_wasserstein(x, y, generator=gen(0)))
-    for a, b in zip(full, chunked):
+    for a, b in zip(full, chunked, strict=True):
         assert a == pytest.approx(b, rel=1e-10, abs=1e-14)
 
 
@@ -150,13 +161,21 @@ def test_data_floor_and_spread() -> None:
     assert isinstance(floor, Spread) and floor.std > 0
     mean, std = floor
     assert 0 < mean < 0.15
-    far = distance_with_spread(shifted, data, 500, "sliced_wasserstein", repeats=4, generator=gen(0))
+    far = distance_with_spread(
+        shifted, data, 500, "sliced_wasserstein", repeats=4, generator=gen(0)
+    )
     assert far.mean > mean + 5 * (std + far.std)
     # Reproducible with the same generator seed, including the metric's own directions.
     assert data_floor(data, 500, "sliced_wasserstein", repeats=4, generator=gen(0)) == floor
     # A plain callable metric, and a single repeat (std undefined).
-    one = distance_with_spread(shifted, data, 200, lambda a, b: float((a.mean(0) - b.mean(0)).norm()), repeats=1,
-                               generator=gen(1))
+    one = distance_with_spread(
+        shifted,
+        data,
+        200,
+        lambda a, b: float((a.mean(0) - b.mean(0)).norm()),
+        repeats=1,
+        generator=gen(1),
+    )
     assert one.mean == pytest.approx(0.5 * math.sqrt(2), abs=0.2) and math.isnan(one.std)
     with pytest.raises(ValueError, match="metric"):
         data_floor(data, 100, "fid")

@@ -28,7 +28,9 @@ def make_model() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
 
 
-def regression_loss(model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def regression_loss(
+    model: nn.Module, batch: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     x, y = batch[:, :3], batch[:, 3:]
     # Input noise from the loop's generator, as a diffusion loss would draw t and eps.
     x = x + 0.01 * torch.randn(x.shape, generator=generator)
@@ -95,7 +97,7 @@ def _assert_state_equal(a: Any, b: Any, where: str = "") -> None:
             _assert_state_equal(a[k], b[k], f"{where}/{k}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
-        for i, (u, v) in enumerate(zip(a, b)):
+        for i, (u, v) in enumerate(zip(a, b, strict=True)):
             _assert_state_equal(u, v, f"{where}[{i}]")
     else:
         assert a == b, where
@@ -129,7 +131,14 @@ def test_resume_is_bitwise_exact(tmp_path: Path) -> None:
         train(make_model(), regression_loss, data, steps=5, checkpoint_path=ckpt, **KW)
     # A different configuration cannot silently continue the run.
     with pytest.raises(ValueError, match="batch_size"):
-        train(make_model(), regression_loss, data, steps=30, checkpoint_path=ckpt, **{**KW, "batch_size": 8})
+        train(
+            make_model(),
+            regression_loss,
+            data,
+            steps=30,
+            checkpoint_path=ckpt,
+            **{**KW, "batch_size": 8},
+        )
 
 
 def test_periodic_checkpoints_do_not_change_the_run(tmp_path: Path) -> None:
@@ -137,13 +146,22 @@ def test_periodic_checkpoints_do_not_change_the_run(tmp_path: Path) -> None:
     torch.manual_seed(0)
     plain = train(make_model(), regression_loss, data, steps=12, **KW)
     torch.manual_seed(0)
-    saved = train(make_model(), regression_loss, data, steps=12, checkpoint_path=tmp_path / "c.pt",
-                  checkpoint_every=5, **KW)
+    saved = train(
+        make_model(),
+        regression_loss,
+        data,
+        steps=12,
+        checkpoint_path=tmp_path / "c.pt",
+        checkpoint_every=5,
+        **KW,
+    )
     assert plain.losses == saved.losses
     _assert_state_equal(plain.model.state_dict(), saved.model.state_dict())
 
 
-def test_failed_save_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_save_keeps_the_old_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, step=1, weights=torch.arange(5.0))
     before = path.read_bytes()
@@ -160,7 +178,9 @@ def test_failed_save_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch: pytes
         save_checkpoint(path, step=2, weights=torch.zeros(5))
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ckpt.pt"
+    ]  # no temporary file left behind
     state = load_checkpoint(path)
     assert state["step"] == 1 and torch.equal(state["weights"], torch.arange(5.0))
 
@@ -186,11 +206,15 @@ def test_mismatched_model_names_the_parameter(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"0\.weight") as info:
         train(other, regression_loss, make_data(), steps=4, checkpoint_path=path, **KW)
     assert "3.weight" in str(info.value) and "shape" in str(info.value)
-    extra = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1), nn.Linear(1, 1))
+    extra = nn.Sequential(
+        nn.Linear(3, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1), nn.Linear(1, 1)
+    )
     with pytest.raises(ValueError, match=r"4\.bias"):
         train(extra, regression_loss, make_data(), steps=4, checkpoint_path=path, **KW)
     # resume=False starts afresh and overwrites.
-    fresh = train(other, regression_loss, make_data(), steps=3, checkpoint_path=path, resume=False, **KW)
+    fresh = train(
+        other, regression_loss, make_data(), steps=3, checkpoint_path=path, resume=False, **KW
+    )
     assert len(fresh.losses) == 3
 
 
