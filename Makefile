@@ -13,6 +13,8 @@ EXTRAS ?= course,dev
 
 NOTEBOOK ?= notebooks/00_tour.ipynb
 LAB_ARGS ?=
+# Jupyter refuses to start as root (containers, CI machines) unless told otherwise.
+LAB_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
 MINIDIFF_FAST ?= 1
 # Directories that hold notebooks nbval should execute; missing ones are skipped.
@@ -44,7 +46,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 env: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(NOTEBOOK) $(LAB_ARGS)
+	$(BIN)/jupyter lab $(NOTEBOOK) $(LAB_ROOT) $(LAB_ARGS)
 
 test: $(STAMP)
 	MINIDIFF_FAST=$(MINIDIFF_FAST) $(BIN)/python -m pytest -p no:cacheprovider tests \
