@@ -2,6 +2,8 @@
 
 from .ddpm import NonFiniteSampleError, check_shape, ddpm_sample, ddpm_step
 from .registry import available_samplers, get_sampler, register_sampler
+from . import langevin as langevin  # registers "langevin", "annealed_langevin"
+from . import ddim as ddim  # registers "ddim"
 
 __all__ = [
     "NonFiniteSampleError",
@@ -12,3 +14,4 @@ __all__ = [
     "get_sampler",
     "register_sampler",
 ]
+from . import sde_solvers as sde_solvers  # registers "euler_maruyama", "pf_ode_euler", "pf_ode_heun", "predictor_corrector"
