@@ -49,7 +49,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(NOTEBOOK) $(LAB_ROOT) $(LAB_ARGS)
 
 test: $(STAMP)
-	MINIDIFF_FAST=$(MINIDIFF_FAST) $(BIN)/python -m pytest -p no:cacheprovider tests \
+	MINIDIFF_FAST=$(MINIDIFF_FAST) MINIDIFF_STRICT_CHECKS=1 $(BIN)/python -m pytest -p no:cacheprovider tests \
 		$(if $(NB_DIRS),$(NBVAL_FLAGS) $(NB_DIRS)) $(PYTEST_ARGS)
 
 bench: $(STAMP)
