@@ -247,7 +247,8 @@ class ScheduleExplorer:
 
     The toy data ``x0`` and one noise draw ``eps`` are fixed at construction, so moving ``t``
     (or changing the schedule) moves every point continuously along ``sqrt(ab) x0 + sqrt(1-ab) eps``.
-    :meth:`update` is the whole callback; it works without a display::
+    :meth:`update` is the whole callback; it works without a display (``render=False`` also skips
+    encoding the figure as PNG for the widget)::
 
         ex = ScheduleExplorer("moons")
         state = ex.update(family="cosine", T=500, t=250)   # state["x_t"]: (n, 2)
@@ -268,6 +269,7 @@ class ScheduleExplorer:
         beta_end: float = 0.02,
         s: float = 0.008,
         t: int = 100,
+        render: bool = True,
     ) -> None:
         g = torch.Generator().manual_seed(seed)
         self.x0 = toy_dataset(dataset, n, generator=g).double()
@@ -277,6 +279,9 @@ class ScheduleExplorer:
             "family": family, "T": T, "beta_start": beta_start, "beta_end": beta_end, "s": s, "t": t
         }
         self.state: dict[str, Any] = {}
+        # render=False keeps the Image widget as it is (scripts and tests that read the figure's data
+        # directly skip the ~0.5 s PNG encoding of every update).
+        self.render = render
         self.figure = Figure(figsize=(13, 3.3))
         self._syncing = False
         self._build_widgets()
@@ -412,7 +417,8 @@ class ScheduleExplorer:
             c["s"].disabled = fam != "cosine"
             msg = self.state.get("message")
             self.message.value = "" if msg is None else f"<b style='color:#c00'>{msg}</b>"
-            self.image.value = self.png()
+            if self.render:
+                self.image.value = self.png()
         finally:
             self._syncing = False
 
