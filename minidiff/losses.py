@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validation import check_choice, check_tensor
+from ._validation import check_choice, check_positive_int, check_tensor
 from .diffusion import (
     VARIANCES,
     EpsModel,
@@ -42,6 +42,8 @@ __all__ = [
     "vlb_weights",
     "simple_loss",
     "sample_timesteps",
+    "affine_reverse_marginal",
+    "affine_model_nll",
 ]
 
 DECODERS = ("gaussian", "discretized")
@@ -89,9 +91,9 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
     log_cdf_upper = torch.special.log_ndtr(upper)
     log_one_minus_cdf_lower = torch.special.log_ndtr(-lower)
     # log(Φ(u) - Φ(l)) computed stably on whichever tail is farther from 1.
-    log_delta_left = log_cdf_upper + torch.log(-torch.expm1(torch.special.log_ndtr(lower) - log_cdf_upper).clamp(min=1e-300))
+    log_delta_left = log_cdf_upper + torch.log((-torch.expm1(torch.special.log_ndtr(lower) - log_cdf_upper)).clamp(min=1e-300))
     log_delta_right = log_one_minus_cdf_lower + torch.log(
-        -torch.expm1(torch.special.log_ndtr(-upper) - log_one_minus_cdf_lower).clamp(min=1e-300)
+        (-torch.expm1(torch.special.log_ndtr(-upper) - log_one_minus_cdf_lower)).clamp(min=1e-300)
     )
     log_delta = torch.where(centered > 0, log_delta_right, log_delta_left)
     out = torch.where(xd < -0.999, log_cdf_upper, torch.where(xd > 0.999, log_one_minus_cdf_lower, log_delta))
@@ -226,3 +228,55 @@ def simple_loss(
             raise ValueError(f"weights must have shape ({schedule.T + 1},) (one per t, index 0 unused), got {tuple(w.shape)}")
         per_sample = per_sample * w.to(x0.device, x0.dtype)[tt]
     return per_sample.mean()
+
+
+def affine_reverse_marginal(
+    eps_model: EpsModel, schedule: NoiseSchedule, dim: int, *, variance: str = "beta"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact law ``p_theta(x_0) = N(m, C)`` of the reverse chain when ``eps_model`` is affine in ``x_t``.
+
+    If ``eps_theta(x, t) = E_t x + e_t`` (true for the optimal model of Gaussian data), every reverse
+    step is linear-Gaussian, ``x_{t-1} = A_t x_t + b_t + sigma_t z``, so starting from
+    ``x_T ~ N(0, I)`` the moments propagate exactly: ``m <- A_t m + b_t``,
+    ``C <- A_t C A_t^T + sigma_t^2 I`` for ``t = T, …, 1`` (decoder variance ``beta_1`` at ``t = 1``,
+    as in :func:`vlb_terms`). ``A_t, b_t`` are read off by evaluating the model at ``0`` and the unit
+    vectors; a probe at a random point raises ``ValueError`` if the model is not affine.
+
+    Args:
+        eps_model: callable ``(x_t (B, dim), t (B,)) -> eps (B, dim)``.
+        dim: data dimension ``D``.
+    Returns:
+        ``mean (D,)`` and ``cov (D, D)`` in float64.
+    """
+    check_positive_int(dim, "dim")
+    check_choice(variance, "variance", VARIANCES)
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    eye = torch.eye(dim, dtype=torch.float64)
+    probe = torch.linspace(-1.3, 0.7, dim, dtype=torch.float64)[None]
+    pts = torch.cat([torch.zeros(1, dim, dtype=torch.float64), eye, probe])  # (D + 2, D)
+    m, C = torch.zeros(dim, dtype=torch.float64), eye.clone()
+    with torch.no_grad():
+        for t in range(schedule.T, 0, -1):
+            tt = torch.full((dim + 2,), t, dtype=torch.long)
+            mean, var = p_mean_var(eps_model, pts, tt, schedule, variance, for_density=True)
+            b = mean[0]
+            A = (mean[1 : dim + 1] - b).T  # column i is the response to e_i
+            if not torch.allclose(mean[-1], A @ probe[0] + b, rtol=1e-6, atol=1e-8):
+                raise ValueError(f"eps_model must be affine in x_t (it is not at t={t})")
+            m = A @ m + b
+            C = A @ C @ A.T + float(var[0]) * eye
+    return m, 0.5 * (C + C.T)
+
+
+def affine_model_nll(
+    eps_model: EpsModel, x0: torch.Tensor, schedule: NoiseSchedule, *, variance: str = "beta"
+) -> torch.Tensor:
+    """Exact ``-log p_theta(x_0)`` in nats, shape ``(B,)``, for an affine ``eps_model`` and ``x0: (B, D)``.
+
+    Uses :func:`affine_reverse_marginal`; compare with :func:`vlb_terms` (an upper bound on it).
+    """
+    check_tensor(x0, "x0", dim=2)
+    m, C = affine_reverse_marginal(eps_model, schedule, x0.shape[1], variance=variance)
+    dist = torch.distributions.MultivariateNormal(m, covariance_matrix=C)
+    return -dist.log_prob(x0.to(torch.float64)).to(x0.dtype)
