@@ -1,0 +1,557 @@
+"""Checkers for exercise 4 (DDPM: Algorithm 1 and Algorithm 2 by hand).
+
+The student writes, on explicit schedule arrays (length ``T + 1``, index 0 = clean data):
+
+- ``ddpm_training_loss(eps_model, x0: (B, D), alpha_bar, t: (B,), noise: (B, D)) -> scalar``
+      ``L_simple = mean ||noise - eps_model(sqrt(ab_t) x0 + sqrt(1 - ab_t) noise, t)||²``
+- ``train_step(model, optimizer, x0: (B, D), alpha_bar, generator) -> float``
+      one step of Algorithm 1: ``t ~ U{1..T}`` (drawn first), ``noise ~ N(0, I)`` (drawn second),
+      zero the gradients, backward, optimizer step; returns the loss
+- ``ancestral_step(x_t, t: (B,), eps, betas, alpha_bar, variance, z) -> x_{t-1}``
+      ``(x_t - beta_t / sqrt(1 - ab_t) eps) / sqrt(alpha_t) + sigma_t z`` with ``sigma_t² = beta_t``
+      or ``beta_tilde_t``, and no noise where ``t == 1``
+- ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0``
+      Algorithm 2: ``x_T = randn(shape)``, then for ``t = T..1`` draw ``z = randn(shape)`` (at every
+      step, also ``t = 1``) and apply ``ancestral_step``
+
+References come from ``minidiff`` (``simple_loss``, ``ddpm_step``, ``ddpm_sample``). The two
+checkers of procedures (``train_step``, ``sample``) run the student's function inside a fixed
+*harness* (a fresh model, optimizer and generator per case), so the mistakes are whole wrong
+procedures; ``SPECS[name].impls`` holds them in the student's own signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..losses import simple_loss
+from ..samplers.ddpm import ddpm_sample, ddpm_step
+from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._core import CheckResult, Mistake, run_check
+
+__all__ = [
+    "check_ddpm_training_loss",
+    "check_train_step",
+    "check_ancestral_step",
+    "check_sample",
+    "SPECS",
+    "TinyEps",
+]
+
+Case = tuple[Sequence[Any], Mapping[str, Any]]
+Fn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One checker: ``wrap`` turns a student-signature function into a function of the cases."""
+
+    cases: Callable[[], list[Case]]
+    reference: Fn
+    impls: Mapping[str, tuple[Fn, str]]
+    wrap: Callable[[Fn], Fn] = field(default=lambda f: f)
+
+    @property
+    def mistakes(self) -> dict[str, Mistake]:
+        return {k: Mistake(self.wrap(fn), fb) for k, (fn, fb) in self.impls.items()}
+
+
+def _schedules() -> list[NoiseSchedule]:
+    # Short schedules with large betas, so that ab vs sqrt(ab) or beta vs beta_tilde differ clearly.
+    return [linear_schedule(20, 0.01, 0.2), cosine_schedule(12)]
+
+
+def _ts(T: int, B: int, seed: int) -> torch.Tensor:
+    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
+    t[0], t[1], t[-1] = 1, 2, T  # both ends, where off-by-one and last-step errors show
+    return t
+
+
+def _col(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.to(like.device)[t].to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def _schedule_from_betas(betas: torch.Tensor) -> NoiseSchedule:
+    return NoiseSchedule(betas.double()[1:])
+
+
+def _schedule_from_alpha_bar(alpha_bar: torch.Tensor) -> NoiseSchedule:
+    ab = alpha_bar.double()
+    return NoiseSchedule(1.0 - ab[1:] / ab[:-1])
+
+
+class TinyEps(nn.Module):
+    """A small deterministic ``eps_model(x (B, D), t (B,)) -> (B, D)`` used by the checkers.
+
+    ``t`` enters through ``t / T``, so an off-by-one in ``t`` changes the output. Weights are
+    drawn from a fixed seed.
+    """
+
+    def __init__(self, T: int, dim: int = 2, hidden: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        self.T = T
+        self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in self.net.parameters():
+                p.copy_(0.7 * torch.randn(p.shape, generator=g))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([x, (t.to(x.dtype) / self.T)[:, None]], dim=1)
+        return self.net(h)
+
+
+# --- ddpm_training_loss ------------------------------------------------------------------------
+
+
+def _cases_loss() -> list[Case]:
+    cases: list[Case] = []
+    for i, s in enumerate(_schedules()):
+        g = torch.Generator().manual_seed(40 + i)
+        x0, noise = torch.randn(7, 2, generator=g), torch.randn(7, 2, generator=g)
+        model = TinyEps(s.T, seed=i).requires_grad_(False)
+        cases.append(((model, x0, s.alpha_bar.clone(), _ts(s.T, 7, 50 + i), noise), {}))
+    return cases
+
+
+def _ref_loss(
+    eps_model: Fn, x0: torch.Tensor, alpha_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    return simple_loss(eps_model, x0, _schedule_from_alpha_bar(alpha_bar), t=t, noise=noise)
+
+
+def _loss_with(
+    x_t_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], reduce: str = "mean"
+) -> Fn:
+    def loss(
+        eps_model: Fn,
+        x0: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        t: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
+        x_t = x_t_fn(x0, noise, alpha_bar.to(x0.device)[t].to(x0.dtype)[:, None])
+        err = (noise - eps_model(x_t, t)) ** 2
+        return err.mean() if reduce == "mean" else err.sum(dim=1).mean()
+
+    return loss
+
+
+def _loss_off_by_one(
+    eps_model: Fn, x0: torch.Tensor, alpha_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    ab = alpha_bar[t - 1].to(x0.dtype)[:, None]
+    return ((noise - eps_model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
+
+
+def _loss_x0_target(
+    eps_model: Fn, x0: torch.Tensor, alpha_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    ab = alpha_bar[t].to(x0.dtype)[:, None]
+    return ((x0 - eps_model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
+
+
+_LOSS = Spec(
+    _cases_loss,
+    _ref_loss,
+    {
+        "alpha_bar_not_sqrt": (
+            _loss_with(lambda x0, e, ab: ab * x0 + (1 - ab).sqrt() * e),
+            "x_t uses ᾱ_t x_0; the signal coefficient is √ᾱ_t: x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε.",
+        ),
+        "noise_coef_not_sqrt": (
+            _loss_with(lambda x0, e, ab: ab.sqrt() * x0 + (1 - ab) * e),
+            "the noise is scaled by (1-ᾱ_t); it should be its square root √(1-ᾱ_t) (a standard deviation, not a variance).",
+        ),
+        "off_by_one": (
+            _loss_off_by_one,
+            "you used ᾱ_{t-1}. Schedule arrays are indexed so that alpha_bar[t] is ᾱ_t (index 0 is clean data).",
+        ),
+        "x0_target": (
+            _loss_x0_target,
+            "you compared the model's output with x_0. In L_simple the network predicts the noise: ||ε - ε_θ(x_t, t)||².",
+        ),
+        "sum_over_dims": (
+            _loss_with(lambda x0, e, ab: ab.sqrt() * x0 + (1 - ab).sqrt() * e, reduce="sum"),
+            "you summed the squared error over data dimensions; average over every element (batch and dimensions): .mean().",
+        ),
+    },
+)
+
+
+# --- train_step ---------------------------------------------------------------------------------
+
+_LR = 0.05
+
+
+def _train_harness(fn: Fn) -> Fn:
+    """Run ``fn(model, optimizer, x0, alpha_bar, generator)`` twice on a fresh model; return
+    ``(loss_1, loss_2, parameters after step 2)``."""
+
+    def run(T: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sched = linear_schedule(T, 0.01, 0.2)
+        model = TinyEps(T, seed=seed)
+        opt = torch.optim.SGD(model.parameters(), lr=_LR)
+        data_gen = torch.Generator().manual_seed(100 + seed)
+        gen = torch.Generator().manual_seed(200 + seed)
+        losses = []
+        for _ in range(2):
+            x0 = torch.randn(16, 2, generator=data_gen)
+            out = fn(model, opt, x0, sched.alpha_bar.clone(), gen)
+            out = out.detach() if isinstance(out, torch.Tensor) else out
+            losses.append(torch.as_tensor(float(out), dtype=torch.float64))
+        params = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
+        return losses[0], losses[1], params
+
+    return run
+
+
+def _draw(
+    x0: torch.Tensor, T: int, generator: torch.Generator, t_low: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    t = torch.randint(t_low, T + t_low, (x0.shape[0],), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    return t, noise
+
+
+def _ref_train_step_impl(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
+    loss = _ref_loss(model, x0, alpha_bar, t, noise)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _step_no_zero_grad(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
+    loss = _ref_loss(model, x0, alpha_bar, t, noise)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _step_no_update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
+    loss = _ref_loss(model, x0, alpha_bar, t, noise)
+    loss.backward()
+    optimizer.zero_grad()  # wipes the gradient before the step: the weights never move
+    optimizer.step()
+    return loss.item()
+
+
+def _step_t_from_zero(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator, t_low=0)
+    loss = _loss_any_t(model, x0, alpha_bar, t, noise)  # t = 0 gives x_t = x_0
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _loss_any_t(
+    model: Fn, x0: torch.Tensor, alpha_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    ab = alpha_bar[t].to(x0.dtype)[:, None]
+    return ((noise - model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
+
+
+def _step_noise_first(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.randint(1, alpha_bar.shape[0], (x0.shape[0],), generator=generator)
+    loss = _ref_loss(model, x0, alpha_bar, t, noise)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+_TRAIN = Spec(
+    lambda: [((20, 0), {}), ((12, 1), {})],
+    _train_harness(_ref_train_step_impl),
+    {
+        "no_zero_grad": (
+            _step_no_zero_grad,
+            "the first step is right but the second is not: gradients accumulate across steps. "
+            "Call optimizer.zero_grad() before loss.backward().",
+        ),
+        "no_update": (
+            _step_no_update,
+            "the weights did not change. Order: optimizer.zero_grad(), loss.backward(), optimizer.step().",
+        ),
+        "t_from_zero": (
+            _step_t_from_zero,
+            "t was drawn from {0..T-1}; Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T + 1, ...).",
+        ),
+        "noise_first": (
+            _step_noise_first,
+            "draw t first and the noise second (the check replays the same generator), as the exercise says.",
+        ),
+    },
+    _train_harness,
+)
+
+
+# --- ancestral_step ----------------------------------------------------------------------------
+
+
+def _cases_step() -> list[Case]:
+    cases: list[Case] = []
+    for i, s in enumerate(_schedules()):
+        for variance in ("beta", "beta_tilde"):
+            g = torch.Generator().manual_seed(60 + i)
+            x_t, eps, z = (torch.randn(8, 2, generator=g) for _ in range(3))
+            cases.append(
+                (
+                    (
+                        x_t,
+                        _ts(s.T, 8, 70 + i),
+                        eps,
+                        s.betas.clone(),
+                        s.alpha_bar.clone(),
+                        variance,
+                        z,
+                    ),
+                    {},
+                )
+            )
+    return cases
+
+
+def _finite(fn: Fn) -> Fn:
+    # t - 1 indexing divides 0 by 0 at t = 1; a sentinel keeps that answer comparable.
+    def run(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*args, **kwargs)
+        if isinstance(out, torch.Tensor) and out.is_floating_point():
+            return torch.nan_to_num(out.detach(), nan=1e6, posinf=1e6, neginf=-1e6)
+        return out
+
+    return run
+
+
+def _ref_step(
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    eps: torch.Tensor,
+    betas: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    variance: str,
+    z: torch.Tensor,
+) -> torch.Tensor:
+    return ddpm_step(x_t, t, eps, _schedule_from_betas(betas), variance=variance, noise=z)
+
+
+def _step_variant(
+    *,
+    var_rule: str = "asked",
+    noise_at_1: bool = False,
+    never_noise: bool = False,
+    eps_coef: str = "sqrt",
+    inv_alpha: str = "sqrt",
+    shift: int = 0,
+) -> Fn:
+    def step(
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        eps: torch.Tensor,
+        betas: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        variance: str,
+        z: torch.Tensor,
+    ) -> torch.Tensor:
+        ti = t - shift
+        b, ab = betas.double(), alpha_bar.double()
+        ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+        beta_tilde = torch.where(
+            1 - ab > 0, (1 - ab_prev) / (1 - ab).clamp(min=1e-300) * b, torch.zeros_like(b)
+        )
+        beta_t, ab_t = _col(b, ti, x_t), _col(ab, ti, x_t)
+        coef = beta_t / ((1 - ab_t).sqrt() if eps_coef == "sqrt" else (1 - ab_t))
+        alpha_t = 1 - beta_t
+        mean = (x_t - coef * eps) / (alpha_t.sqrt() if inv_alpha == "sqrt" else alpha_t)
+        use = variance if var_rule == "asked" else var_rule
+        var = _col(b if use == "beta" else beta_tilde, ti, x_t)
+        if never_noise:
+            return mean
+        mask = torch.ones_like(var) if noise_at_1 else (t > 1).to(x_t.dtype).reshape(var.shape)
+        return mean + mask * var.sqrt() * z
+
+    return step
+
+
+_STEP = Spec(
+    _cases_step,
+    _finite(_ref_step),
+    {
+        "beta_instead_of_beta_tilde": (
+            _step_variant(var_rule="beta"),
+            "with variance='beta_tilde' you used σ_t² = β_t. β̃_t = (1-ᾱ_{t-1})/(1-ᾱ_t) β_t.",
+        ),
+        "beta_tilde_instead_of_beta": (
+            _step_variant(var_rule="beta_tilde"),
+            "with variance='beta' you used β̃_t; σ_t² = β_t is asked for there.",
+        ),
+        "noise_at_last_step": (
+            _step_variant(noise_at_1=True),
+            "you added noise at t = 1. The last step returns the mean: x_0 = μ_θ(x_1, 1), z = 0 where t == 1.",
+        ),
+        "never_noise": (
+            _step_variant(never_noise=True),
+            "you never added σ_t z. For t > 1, x_{t-1} = μ_θ + σ_t z.",
+        ),
+        "one_minus_alpha_bar_not_sqrt": (
+            _step_variant(eps_coef="plain"),
+            "the ε coefficient in the mean is β_t / √(1-ᾱ_t), not β_t / (1-ᾱ_t).",
+        ),
+        "inv_alpha_not_sqrt": (
+            _step_variant(inv_alpha="plain"),
+            "you divided by α_t; the mean is (x_t - β_t/√(1-ᾱ_t) ε) / √α_t.",
+        ),
+        "off_by_one": (
+            _step_variant(shift=1),
+            "you read the schedule at t-1 (β_{t-1}, ᾱ_{t-1}). Arrays are indexed so that betas[t] is β_t.",
+        ),
+    },
+    _finite,
+)
+
+
+# --- sample -------------------------------------------------------------------------------------
+
+
+def _sample_harness(fn: Fn) -> Fn:
+    def run(T: int, variance: str, seed: int) -> torch.Tensor:
+        sched = linear_schedule(T, 0.01, 0.2)
+        model = TinyEps(T, seed=seed).requires_grad_(False)
+        g = torch.Generator().manual_seed(300 + seed)
+        with torch.no_grad():
+            out = fn(model, sched.betas.clone(), sched.alpha_bar.clone(), (9, 2), variance, g)
+        return torch.nan_to_num(
+            torch.as_tensor(out).detach().double(), nan=1e6, posinf=1e6, neginf=-1e6
+        )
+
+    return run
+
+
+def _ref_sample_impl(
+    eps_model: Fn,
+    betas: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    shape: tuple[int, ...],
+    variance: str,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    return ddpm_sample(
+        eps_model, _schedule_from_betas(betas), shape, variance=variance, generator=generator
+    )  # type: ignore[return-value]
+
+
+def _loop(ts: Callable[[int], range], *, noise_at_1: bool = False) -> Fn:
+    def sample(
+        eps_model: Fn,
+        betas: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        shape: tuple[int, ...],
+        variance: str,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        T = betas.shape[0] - 1
+        x = torch.randn(shape, generator=generator)
+        step = _step_variant(noise_at_1=noise_at_1)
+        for s in ts(T):
+            t = torch.full((shape[0],), s, dtype=torch.long)
+            z = torch.randn(shape, generator=generator)
+            x = step(x, t, eps_model(x, t), betas, alpha_bar, variance, z).to(torch.float32)
+        return x
+
+    return sample
+
+
+_SAMPLE = Spec(
+    lambda: [((20, "beta", 0), {}), ((15, "beta_tilde", 1), {})],
+    _sample_harness(_ref_sample_impl),
+    {
+        "skips_last_step": (
+            _loop(lambda T: range(T, 1, -1)),
+            "your loop stops at t = 2 and returns x_1. Run t = T, T-1, …, 1: range(T, 0, -1).",
+        ),
+        "starts_at_T_minus_1": (
+            _loop(lambda T: range(T - 1, 0, -1)),
+            "your loop starts at T-1. The first step denoises x_T with t = T: range(T, 0, -1).",
+        ),
+        "noise_at_last_step": (
+            _loop(lambda T: range(T, 0, -1), noise_at_1=True),
+            "noise was added at the last step (t = 1): check ancestral_step first.",
+        ),
+    },
+    _sample_harness,
+)
+
+
+SPECS: dict[str, Spec] = {
+    "ddpm_training_loss": _LOSS,
+    "train_step": _TRAIN,
+    "ancestral_step": _STEP,
+    "sample": _SAMPLE,
+}
+
+
+def _check(name: str, fn: Fn, display: bool) -> CheckResult:
+    spec = SPECS[name]
+    student = spec.wrap(fn) if callable(fn) else fn
+    return run_check(name, student, spec.reference, spec.cases(), spec.mistakes, display=display)
+
+
+def check_ddpm_training_loss(fn: Fn, display: bool = True) -> CheckResult:
+    """Check ``ddpm_training_loss(eps_model, x0 (B, D), alpha_bar (T+1,), t (B,), noise (B, D)) -> scalar``."""
+    return _check("ddpm_training_loss", fn, display)
+
+
+def check_train_step(fn: Fn, display: bool = True) -> CheckResult:
+    """Check ``train_step(model, optimizer, x0 (B, D), alpha_bar (T+1,), generator) -> float`` over two steps."""
+    return _check("train_step", fn, display)
+
+
+def check_ancestral_step(fn: Fn, display: bool = True) -> CheckResult:
+    """Check ``ancestral_step(x_t, t (B,), eps, betas, alpha_bar, variance, z) -> x_{t-1}``."""
+    return _check("ancestral_step", fn, display)
+
+
+def check_sample(fn: Fn, display: bool = True) -> CheckResult:
+    """Check ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0`` (Algorithm 2)."""
+    return _check("sample", fn, display)
