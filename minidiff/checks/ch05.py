@@ -1,0 +1,137 @@
+"""Checkers for exercise 5 (Langevin dynamics).
+
+- ``langevin_step(x: (B, ...), score: like x, step_size: float, noise: like x) -> x_next``
+  ``x + (ε/2) score + sqrt(ε) noise`` (the convention of Song & Ermon 2019)
+- ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> (L,)``
+  ``α_i = ε σ_i² / σ_L²`` (Song & Ermon 2019, Algorithm 1)
+
+References come from :mod:`minidiff.samplers.langevin`; each :class:`Mistake` is a common wrong answer.
+``SPECS`` lists, per checker, its cases, reference and mistakes (the tests iterate over it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..samplers.langevin import annealed_step_sizes as _annealed_step_sizes
+from ..samplers.langevin import langevin_step as _langevin_step
+from ._core import CheckResult, Mistake, run_check
+
+__all__ = ["check_langevin_step", "check_annealed_step_sizes", "SPECS"]
+
+Case = tuple[Sequence[Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything one checker needs: inputs, the right answer, and the known wrong ones."""
+
+    cases: Callable[[], list[Case]]
+    reference: Callable[..., Any]
+    mistakes: Mapping[str, Mistake]
+
+
+# --- langevin_step -------------------------------------------------------------------------------
+
+
+def _cases_step() -> list[Case]:
+    cases: list[Case] = []
+    # step sizes away from 1 and 2 so that eps, eps/2, sqrt(eps) and sqrt(2 eps) all differ
+    for i, (shape, eps) in enumerate([((6, 2), 0.1), ((4, 1, 3, 3), 0.36), ((5, 2), 0.02)]):
+        g = torch.Generator().manual_seed(50 + i)
+        x, score, z = (torch.randn(shape, generator=g) for _ in range(3))
+        cases.append(((x, score, eps, z), {}))
+    return cases
+
+
+def _step(half: float, noise_fn: Callable[[float], float], sign: float = 1.0) -> Callable[..., Any]:
+    return lambda x, s, eps, z: x + sign * half * eps * s + noise_fn(eps) * z
+
+
+_STEP = Spec(
+    _cases_step,
+    lambda x, s, eps, z: _langevin_step(x, s, eps, z),
+    {
+        "no_half": Mistake(
+            _step(1.0, math.sqrt),
+            "the drift is ε·score but should be (ε/2)·score: with noise sqrt(ε)·z the drift needs the 1/2 "
+            "(the Langevin SDE is dx = ½∇log p dt + dW). Without it the chain samples a sharper law.",
+        ),
+        "no_sqrt": Mistake(
+            _step(0.5, lambda e: e),
+            "the noise is ε·z but should be sqrt(ε)·z: a Brownian increment over a time ε has variance ε, "
+            "so its standard deviation is sqrt(ε).",
+        ),
+        "score_sign": Mistake(
+            _step(0.5, math.sqrt, sign=-1.0),
+            "you step *against* the score. The score ∇log p points uphill in density: x + (ε/2)·score.",
+        ),
+        "tau_convention": Mistake(
+            _step(1.0, lambda e: math.sqrt(2 * e)),
+            "this is the other convention x + τ·score + sqrt(2τ)·z (τ = ε/2). It is the same chain with a "
+            "different step; this course uses x + (ε/2)·score + sqrt(ε)·z, so use ε/2 and sqrt(ε).",
+        ),
+        "no_noise": Mistake(
+            _step(0.5, lambda e: 0.0),
+            "you forgot the noise sqrt(ε)·z: without it this is gradient ascent on log p, which climbs to a "
+            "mode instead of sampling.",
+        ),
+    },
+)
+
+
+# --- annealed_step_sizes -------------------------------------------------------------------------
+
+
+def _geom(hi: float, lo: float, L: int) -> torch.Tensor:
+    return torch.exp(torch.linspace(math.log(hi), math.log(lo), L, dtype=torch.float64))
+
+
+def _cases_alphas() -> list[Case]:
+    return [((_geom(1.0, 0.01, 10), 2e-5), {}), ((_geom(3.0, 0.1, 5), 0.01), {}), ((_geom(50.0, 0.5, 7), 0.1), {})]
+
+
+_ALPHAS = Spec(
+    _cases_alphas,
+    lambda s, e: _annealed_step_sizes(s, e),
+    {
+        "sigma_not_squared": Mistake(
+            lambda s, e: e * s / s[-1],
+            "you used σ_i/σ_L. The step scales with the *variance*: α_i = ε·σ_i²/σ_L².",
+        ),
+        "inverted": Mistake(
+            lambda s, e: e * s[-1] ** 2 / s**2,
+            "your ratio is upside down (σ_L²/σ_i²): large noise levels need *large* steps, α_i = ε·σ_i²/σ_L².",
+        ),
+        "normalised_by_largest": Mistake(
+            lambda s, e: e * s**2 / s[0] ** 2,
+            "you divided by σ_1² (the largest level). Divide by σ_L², the smallest, so that α_L = ε.",
+        ),
+        "not_normalised": Mistake(
+            lambda s, e: e * s**2,
+            "you forgot to divide by σ_L²: α_i = ε·σ_i²/σ_L², so that the last level uses exactly ε.",
+        ),
+    },
+)
+
+SPECS: dict[str, Spec] = {"langevin_step": _STEP, "annealed_step_sizes": _ALPHAS}
+
+
+def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:
+    spec = SPECS[name]
+    return run_check(name, fn, spec.reference, spec.cases(), spec.mistakes, display=display)
+
+
+def check_langevin_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``langevin_step(x, score, step_size: float, noise) -> x + (ε/2) score + sqrt(ε) noise``."""
+    return _check("langevin_step", fn, display)
+
+
+def check_annealed_step_sizes(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> ε σ_i² / σ_L²: (L,)``."""
+    return _check("annealed_step_sizes", fn, display)
