@@ -26,16 +26,27 @@ from ._validation import check_choice, check_positive_int, check_tensor
 from .samplers.sde_solvers import ode_solve, time_grid
 from .sde import SDE, ScoreFn
 
-__all__ = ["DIVERGENCES", "PROBES", "divergence", "ode_log_likelihood", "bits_per_dim", "uniform_dequantize"]
+__all__ = [
+    "DIVERGENCES",
+    "PROBES",
+    "divergence",
+    "ode_log_likelihood",
+    "bits_per_dim",
+    "uniform_dequantize",
+]
 
 DIVERGENCES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
 
 
 def divergence(
-    fx: torch.Tensor, x: torch.Tensor, *, probes: torch.Tensor | None = None, create_graph: bool = False
+    fx: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    probes: torch.Tensor | None = None,
+    create_graph: bool = False,
 ) -> torch.Tensor:
-    """``div F = tr(∂F/∂x)`` per sample, ``(B,)``, from ``fx = F(x)`` computed with ``x.requires_grad``.
+    """``div F = tr(∂F/∂x)`` per sample, ``(B,)``, from ``fx = F(x)`` (``x.requires_grad``).
 
     Exact (one backward pass per coordinate) when ``probes`` is None, else the Hutchinson average
     ``mean_k v_kᵀ (∂F/∂x) v_k`` over ``probes: (K, B, ...)`` (one backward pass per probe).
@@ -46,12 +57,16 @@ def divergence(
         D = flat.shape[1]
         div = torch.zeros(B, dtype=fx.dtype, device=fx.device)
         for d in range(D):
-            (grad,) = torch.autograd.grad(flat[:, d].sum(), x, retain_graph=True, create_graph=create_graph)
+            (grad,) = torch.autograd.grad(
+                flat[:, d].sum(), x, retain_graph=True, create_graph=create_graph
+            )
             div = div + grad.reshape(B, -1)[:, d]
         return div
     est = torch.zeros(B, dtype=fx.dtype, device=fx.device)
     for v in probes:
-        (vjp,) = torch.autograd.grad((fx * v).sum(), x, retain_graph=True, create_graph=create_graph)
+        (vjp,) = torch.autograd.grad(
+            (fx * v).sum(), x, retain_graph=True, create_graph=create_graph
+        )
         est = est + (vjp * v).reshape(B, -1).sum(1)
     return est / probes.shape[0]
 
@@ -79,7 +94,7 @@ def ode_log_likelihood(
         steps: ODE steps from ``t_start`` (default ``sde.eps``) to 1 on a uniform grid.
         method: ``"heun"`` (2 evaluations per step) or ``"rk4"`` (4); ``"euler"`` is accepted too.
         divergence: ``"exact"`` (``D`` backward passes per evaluation) or ``"hutchinson"``.
-        n_probes, probe: number and law (``"rademacher"`` ±1 or ``"gaussian"``) of Hutchinson probes,
+        n_probes, probe: number and law (``"rademacher"`` ±1 or ``"gaussian"``) of the probes,
             drawn once from ``generator`` and kept along the trajectory.
     Returns:
         ``(N,)`` log-likelihoods (nats, summed over data dimensions).
@@ -101,7 +116,9 @@ def ode_log_likelihood(
     probes = None
     if divergence == "hutchinson":
         dev = generator.device if generator is not None else x.device
-        probes = torch.randn((n_probes, *shape), generator=generator, dtype=x.dtype, device=dev).to(x.device)
+        probes = torch.randn((n_probes, *shape), generator=generator, dtype=x.dtype, device=dev).to(
+            x.device
+        )
         if probe == "rademacher":
             probes = probes.sign()  # symmetric ±1 with probability ½ each
             probes[probes == 0] = 1.0
@@ -113,8 +130,12 @@ def ode_log_likelihood(
             div = _divergence(fx, xs, probes=probes)
         return torch.cat([fx.detach().reshape(B, D), div.detach()[:, None]], dim=1)
 
-    state = torch.cat([x.detach().reshape(B, D), torch.zeros(B, 1, dtype=x.dtype, device=x.device)], dim=1)
-    sol = ode_solve(augmented, state, ts, method=method, name="ode_log_likelihood", progress=progress)
+    state = torch.cat(
+        [x.detach().reshape(B, D), torch.zeros(B, 1, dtype=x.dtype, device=x.device)], dim=1
+    )
+    sol = ode_solve(
+        augmented, state, ts, method=method, name="ode_log_likelihood", progress=progress
+    )
     z, delta = sol.x[:, :D].reshape(shape), sol.x[:, D]
     return sde.prior_logp(z) + delta
 
@@ -122,7 +143,9 @@ def ode_log_likelihood(
 _divergence = divergence  # the argument of ode_log_likelihood shadows the function's name
 
 
-def bits_per_dim(log_likelihood_nats: torch.Tensor, dims: int, *, scale: float = 127.5) -> torch.Tensor:
+def bits_per_dim(
+    log_likelihood_nats: torch.Tensor, dims: int, *, scale: float = 127.5
+) -> torch.Tensor:
     """Bits per dimension of 8-bit data from a continuous log-density of the scaled images.
 
     Convention (as in Song et al. 2021 and Ho et al. 2020): pixels ``k ∈ {0, …, 255}`` are
@@ -138,7 +161,11 @@ def bits_per_dim(log_likelihood_nats: torch.Tensor, dims: int, *, scale: float =
     if not isinstance(log_likelihood_nats, torch.Tensor):
         log_likelihood_nats = torch.as_tensor(log_likelihood_nats, dtype=torch.float64)
     dims = check_positive_int(dims, "dims")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not (math.isfinite(scale) and scale > 0)
+    ):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     return -(log_likelihood_nats - dims * math.log(scale)) / (dims * math.log(2.0))
 
@@ -146,7 +173,7 @@ def bits_per_dim(log_likelihood_nats: torch.Tensor, dims: int, *, scale: float =
 def uniform_dequantize(
     x: torch.Tensor, generator: torch.Generator | None = None, *, scale: float = 127.5
 ) -> torch.Tensor:
-    """Add ``u / scale``, ``u ~ U[0, 1)``, to images ``k / scale - 1`` on the 8-bit grid (see :func:`bits_per_dim`)."""
+    """Add ``u / scale``, ``u ~ U[0, 1)``, to 8-bit images ``k / scale - 1`` (see bits_per_dim)."""
     check_tensor(x, "x")
     dev = generator.device if generator is not None else x.device
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=dev).to(x.device)

@@ -6,7 +6,7 @@ probability-flow ODE (Song et al. 2021, Eq. 6 and 13):
 
     forward   dx = f(x, t) dt + g(t) dw
     reverse   dx = [f(x, t) - g(t)² ∇log p_t(x)] dt + g(t) dw̄         (dt < 0, from t = 1 to 0)
-    PF-ODE    dx = [f(x, t) - ½ g(t)² ∇log p_t(x)] dt                  (same marginals p_t, no noise)
+    PF-ODE    dx = [f(x, t) - ½ g(t)² ∇log p_t(x)] dt                (same marginals p_t, no noise)
 
 Both processes here are linear, so ``x_t | x_0 ~ N(alpha(t) x_0, sigma(t)² I)``:
 
@@ -62,7 +62,9 @@ def check_time(t: object, name: str = "t") -> torch.Tensor:
     if isinstance(t, (int, float)):
         t = torch.tensor(float(t), dtype=torch.float64)
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a float in [0, 1] or a floating tensor, got {type(t).__name__}")
+        raise TypeError(
+            f"{name} must be a float in [0, 1] or a floating tensor, got {type(t).__name__}"
+        )
     if not torch.is_floating_point(t):
         raise TypeError(
             f"{name} must be a floating tensor of continuous times in [0, 1], got dtype {t.dtype} "
@@ -71,7 +73,9 @@ def check_time(t: object, name: str = "t") -> torch.Tensor:
     if t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite")
     if t.numel() and (float(t.min()) < -_T_TOL or float(t.max()) > 1.0 + _T_TOL):
-        raise ValueError(f"{name} must lie in [0, 1], got values in [{float(t.min()):.6g}, {float(t.max()):.6g}]")
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in [{float(t.min()):.6g}, {float(t.max()):.6g}]"
+        )
     return t.clamp(0.0, 1.0)
 
 
@@ -82,7 +86,10 @@ def _batch_time(x: torch.Tensor, t: object, name: str = "t") -> torch.Tensor:
     if tt.dim() == 0:
         tt = tt.expand(B)
     if tt.shape != (B,):
-        raise ValueError(f"{name} must have shape ({B},) (one time per sample) or be a number, got {tuple(tt.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({B},) (one time per sample) or be a number, "
+            f"got {tuple(tt.shape)}"
+        )
     return tt.to(x.device)
 
 
@@ -93,12 +100,19 @@ def _bcast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _check_eps(eps: object) -> float:
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0.0 < float(eps) < 1.0):
-        raise ValueError(f"eps (the smallest time used by samplers) must be a float in (0, 1), got {eps!r}")
+        raise ValueError(
+            f"eps (the smallest time used by samplers) must be a float in (0, 1), got {eps!r}"
+        )
     return float(eps)
 
 
 def _positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
@@ -138,11 +152,13 @@ class SDE(ABC):
         return self._diffusion(check_time(t))
 
     def marginal_coefficients(self, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(alpha(t), sigma(t))`` with ``x_t = alpha(t) x_0 + sigma(t) eps``, each shaped like ``t``."""
+        """``(alpha(t), sigma(t))`` with ``x_t = alpha(t) x_0 + sigma(t) eps``, like ``t``."""
         return self._marginal(check_time(t))
 
-    def marginal_prob(self, x0: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean ``alpha(t) x_0`` ``(B, ...)`` and std ``sigma(t)`` ``(B, 1, …, 1)`` of ``p_{0t}(x_t | x_0)``."""
+    def marginal_prob(
+        self, x0: torch.Tensor, t: torch.Tensor | float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``alpha(t) x_0`` ``(B, ...)`` and std ``sigma(t)`` ``(B, 1, …, 1)`` of x_t | x_0."""
         check_tensor(x0, "x0")
         alpha, sigma = self._marginal(_batch_time(x0, t))
         return _bcast(alpha, x0) * x0, _bcast(sigma, x0)
@@ -158,9 +174,13 @@ class SDE(ABC):
         mean, std = self.marginal_prob(x0, t)
         if noise is None:
             dev = generator.device if generator is not None else x0.device
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
+            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(
+                x0.device
+            )
         elif noise.shape != x0.shape:
-            raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+            raise ValueError(
+                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
+            )
         return mean + std * noise
 
     def prior_sampling(
@@ -179,14 +199,14 @@ class SDE(ABC):
         return self.prior_std * z.to(device)
 
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
-        """``log N(z; 0, prior_std² I)`` summed over all but the batch dimension: ``(B, ...) -> (B,)``."""
+        """``log N(z; 0, prior_std² I)`` summed over non-batch dimensions: ``(B, ...) -> (B,)``."""
         check_tensor(z, "z")
         D = z[0].numel()
         s2 = self.prior_std**2
         return -0.5 * D * math.log(2 * math.pi * s2) - 0.5 * z.flatten(1).pow(2).sum(1) / s2
 
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
-        """The reverse-time SDE (or, with ``probability_flow=True``, the PF-ODE) driven by ``score_fn``."""
+        """The reverse-time SDE (``probability_flow=True``: the PF-ODE) driven by ``score_fn``."""
         return ReverseSDE(self, score_fn, probability_flow)
 
 
@@ -204,7 +224,9 @@ class VPSDE(SDE):
         self.beta_min = _positive(beta_min, "beta_min")
         self.beta_max = _positive(beta_max, "beta_max")
         if not self.beta_max > self.beta_min:
-            raise ValueError(f"beta_max must be > beta_min, got beta_min={beta_min}, beta_max={beta_max}")
+            raise ValueError(
+                f"beta_max must be > beta_min, got beta_min={beta_min}, beta_max={beta_max}"
+            )
 
     def __repr__(self) -> str:
         return f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, eps={self.eps})"
@@ -215,7 +237,7 @@ class VPSDE(SDE):
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def beta_integral(self, t: torch.Tensor | float) -> torch.Tensor:
-        """``B(t) = ∫_0^t β(s) ds = β_min t + ½ (β_max - β_min) t²``; ``alpha(t) = exp(-B(t)/2)``."""
+        """``B(t) = ∫_0^t β(s) ds = β_min t + ½ (β_max - β_min) t²``; ``alpha = exp(-B/2)``."""
         t = check_time(t)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
@@ -231,9 +253,9 @@ class VPSDE(SDE):
         return torch.exp(-0.5 * B), torch.sqrt(-torch.expm1(-B))
 
     def to_schedule(self, T: int) -> NoiseSchedule:
-        """The discrete schedule whose ``alpha_bar_i = alpha(i/T)²`` (the VP-SDE sampled at ``t = i/T``).
+        """The discrete schedule with ``alpha_bar_i = alpha(i/T)²`` (the VP-SDE sampled at ``i/T``).
 
-        ``beta_i = 1 - alpha_bar_i / alpha_bar_{i-1} = 1 - exp(-∫_{(i-1)/T}^{i/T} β(s) ds) ≈ β(t)/T``.
+        ``beta_i = 1 - alpha_bar_i / alpha_bar_{i-1} = 1 - exp(-∫_{(i-1)/T}^{i/T} β ds) ≈ β(t)/T``.
         """
         T = check_positive_int(T, "T")
         B = self.beta_integral(torch.arange(T + 1, dtype=torch.float64) / T)
@@ -242,7 +264,8 @@ class VPSDE(SDE):
 
 class VESDE(SDE):
     """Variance-exploding SDE ``dx = sqrt(d σ(t)²/dt) dw`` with ``σ(t) = σ_min (σ_max/σ_min)^t``
-    (SMLD / NCSN in continuous time). ``x_t = x_0 + sqrt(σ(t)² - σ_min²) eps``; prior ``N(0, σ_max² I)``.
+    (SMLD / NCSN in continuous time). ``x_t = x_0 + sqrt(σ(t)² - σ_min²) eps``;
+    prior ``N(0, σ_max² I)``.
     """
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, eps: float = 1e-3) -> None:
@@ -250,7 +273,9 @@ class VESDE(SDE):
         self.sigma_min = _positive(sigma_min, "sigma_min")
         self.sigma_max = _positive(sigma_max, "sigma_max")
         if not self.sigma_max > self.sigma_min:
-            raise ValueError(f"sigma_max must be > sigma_min, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+            raise ValueError(
+                f"sigma_max must be > sigma_min, got sigma_min={sigma_min}, sigma_max={sigma_max}"
+            )
         self.prior_std = self.sigma_max
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
@@ -284,7 +309,9 @@ class ReverseSDE:
         if not isinstance(sde, SDE):
             raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
         if not callable(score_fn):
-            raise TypeError(f"score_fn must be callable (x, t) -> score, got {type(score_fn).__name__}")
+            raise TypeError(
+                f"score_fn must be callable (x, t) -> score, got {type(score_fn).__name__}"
+            )
         self.sde = sde
         self.score_fn = score_fn
         self.probability_flow = bool(probability_flow)
@@ -295,14 +322,17 @@ class ReverseSDE:
         return f"ReverseSDE({kind} of {self.sde!r})"
 
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """Call ``score_fn(x, t (B,) in x's dtype)`` and check it returned a tensor shaped like ``x``."""
+        """Call ``score_fn(x, t (B,) in x's dtype)``; check it returns a tensor shaped as ``x``."""
         check_tensor(x, "x")
         tt = _batch_time(x, t)
         out = self.score_fn(x, tt.to(x.dtype))
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"score_fn must return a torch.Tensor, got {type(out).__name__}")
         if out.shape != x.shape:
-            raise ValueError(f"score_fn must return a tensor of shape {tuple(x.shape)} (like x), got {tuple(out.shape)}")
+            raise ValueError(
+                f"score_fn must return a tensor of shape {tuple(x.shape)} (like x), "
+                f"got {tuple(out.shape)}"
+            )
         return out
 
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
@@ -323,7 +353,7 @@ class ReverseSDE:
 
 
 def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
-    """The exact score of a Gaussian mixture's noised marginal: ``gmm.marginal_score(x, alpha(t), sigma(t))``.
+    """Exact score of a mixture's noised marginal: ``gmm.marginal_score(x, alpha(t), sigma(t))``.
 
     The oracle that separates sampler error from model error; ``x: (B, D)``, ``t: (B,)``.
     """
@@ -340,8 +370,10 @@ def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
     return score
 
 
-def score_fn_from_eps_model(eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE) -> ScoreFn:
-    """Wrap a continuous-time noise predictor ``eps_model(x, t float)`` as a score: ``-eps / sigma(t)``.
+def score_fn_from_eps_model(
+    eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE
+) -> ScoreFn:
+    """A continuous-time noise predictor ``eps_model(x, t float)`` as a score: ``-eps / sigma(t)``.
 
     Valid for ``t > 0`` (``sigma(0) = 0``); samplers stop at ``sde.eps``.
     """
@@ -353,15 +385,19 @@ def score_fn_from_eps_model(eps_model: Callable[[torch.Tensor, torch.Tensor], to
         eps = eps_model(x, tt.to(x.dtype))
         if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
             got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
-            raise ValueError(f"eps_model must return a tensor of shape {tuple(x.shape)} (like x), got {got}")
+            raise ValueError(
+                f"eps_model must return a tensor of shape {tuple(x.shape)} (like x), got {got}"
+            )
         _, sigma = sde._marginal(tt.to(torch.float64))
         return -eps / _bcast(sigma, x)
 
     return score
 
 
-def eps_model_from_score_fn(score_fn: ScoreFn, sde: SDE, T: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A discrete ``eps_model(x, t long in 1..T)`` that evaluates ``-sigma(t/T) · score_fn(x, t/T)``.
+def eps_model_from_score_fn(
+    score_fn: ScoreFn, sde: SDE, T: int
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A discrete ``eps_model(x, t long in 1..T)`` returning ``-sigma(t/T) · score_fn(x, t/T)``.
 
     With ``schedule = sde.to_schedule(T)`` (``sqrt(1 - alpha_bar_i) = sigma(i/T)``) this lets DDPM
     and DDIM run on a continuous-time model or oracle.

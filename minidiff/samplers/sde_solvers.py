@@ -3,8 +3,8 @@
 Time runs from ``t = 1`` down to ``t_end`` (``sde.eps`` by default) on the uniform grid
 ``t_0 = 1 > t_1 > … > t_N = t_end`` with signed steps ``dt = t_{i+1} - t_i < 0``.
 
-    Euler–Maruyama   x_{i+1} = x_i + F(x_i, t_i) dt + g(t_i) sqrt(|dt|) z          F = f - g² score
-    Euler (ODE)      x_{i+1} = x_i + F(x_i, t_i) dt                                  F = f - ½ g² score
+    Euler–Maruyama   x_{i+1} = x_i + F(x_i, t_i) dt + g(t_i) sqrt(|dt|) z       F = f - g² score
+    Euler (ODE)      x_{i+1} = x_i + F(x_i, t_i) dt                               F = f - ½ g² score
     Heun (ODE)       x' = x_i + F(x_i, t_i) dt;  x_{i+1} = x_i + ½ [F(x_i, t_i) + F(x', t_{i+1})] dt
     Predictor–corrector: Langevin corrector steps at t_i, then an Euler–Maruyama predictor
                      (Song et al. 2021, Algorithms 2–3 and Appx. G)
@@ -55,7 +55,7 @@ VectorField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def time_grid(steps: int, t_start: float = 1.0, t_end: float = 1e-3) -> torch.Tensor:
-    """``steps + 1`` evenly spaced times from ``t_start`` to ``t_end`` (float64; either direction)."""
+    """``steps + 1`` evenly spaced float64 times from ``t_start`` to ``t_end`` (either way)."""
     steps = check_positive_int(steps, "steps")
     for name, v in (("t_start", t_start), ("t_end", t_end)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= float(v) <= 1.0):
@@ -68,20 +68,27 @@ def time_grid(steps: int, t_start: float = 1.0, t_end: float = 1e-3) -> torch.Te
 # ---------------------------------------------------------------------------- one-step rules
 
 
-def euler_step(fn: VectorField, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor) -> torch.Tensor:
+def euler_step(
+    fn: VectorField, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor
+) -> torch.Tensor:
     """Explicit Euler: ``x + F(x, t) dt`` (1 evaluation; ``dt < 0`` integrates backwards)."""
     return x + fn(x, t) * _col(dt, x)
 
 
-def heun_step(fn: VectorField, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor) -> torch.Tensor:
-    """Heun (explicit trapezoid, 2nd order): ``x + ½ [F(x, t) + F(x + F(x, t) dt, t + dt)] dt`` (2 evaluations)."""
+def heun_step(
+    fn: VectorField, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor
+) -> torch.Tensor:
+    """Heun (explicit trapezoid, 2nd order, 2 evaluations):
+    ``x + ½ [F(x, t) + F(x + F(x, t) dt, t + dt)] dt``."""
     d = _col(dt, x)
     k1 = fn(x, t)
     k2 = fn(x + k1 * d, t + dt)
     return x + 0.5 * (k1 + k2) * d
 
 
-def rk4_step(fn: VectorField, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor) -> torch.Tensor:
+def rk4_step(
+    fn: VectorField, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor
+) -> torch.Tensor:
     """Classical 4th-order Runge–Kutta step (4 evaluations)."""
     d = _col(dt, x)
     k1 = fn(x, t)
@@ -100,7 +107,11 @@ ODE_METHODS: dict[str, tuple[Callable[..., torch.Tensor], int]] = {
 
 
 def euler_maruyama_step(
-    rsde: ReverseSDE, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor, noise: torch.Tensor
+    rsde: ReverseSDE,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    dt: float | torch.Tensor,
+    noise: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One Euler–Maruyama step of ``rsde`` from ``t`` to ``t + dt`` (``dt < 0`` backwards in time).
 
@@ -108,7 +119,9 @@ def euler_maruyama_step(
     samplers return the mean after the last step (Song et al.'s "denoising" of the final step).
     """
     if noise.shape != x.shape:
-        raise ValueError(f"noise must have the shape of x {tuple(x.shape)}, got {tuple(noise.shape)}")
+        raise ValueError(
+            f"noise must have the shape of x {tuple(x.shape)}, got {tuple(noise.shape)}"
+        )
     d = _col(dt, x)
     mean = x + rsde.drift(x, t) * d
     g = rsde.diffusion(t)
@@ -127,7 +140,7 @@ def _col(v: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ODESolution:
-    """What :func:`ode_solve` returns: the final state, the states on the grid (if asked) and the NFE."""
+    """What :func:`ode_solve` returns: final state, states on the grid (if asked), NFE."""
 
     x: torch.Tensor
     trajectory: list[torch.Tensor] = field(default_factory=list)
@@ -175,18 +188,22 @@ def ode_solve(
 
 def _check_finite(x: torch.Tensor, name: str, i: int, steps: int, t: float) -> None:
     if not bool(torch.isfinite(x).all()):
-        raise NonFiniteSampleError(f"{name} produced non-finite values at step {i + 1} of {steps} (from t={t:.4g})")
+        raise NonFiniteSampleError(
+            f"{name} produced non-finite values at step {i + 1} of {steps} (from t={t:.4g})"
+        )
 
 
 def count_nfe(sampler: str, steps: int, corrector_steps: int = 1) -> int:
-    """Score evaluations used by a sampler of this module: ``steps`` (EM, Euler), ``2 steps`` (Heun),
+    """Score evaluations of a sampler of this module: ``steps`` (EM, Euler), ``2 steps`` (Heun),
     ``steps (1 + corrector_steps)`` (predictor–corrector)."""
     steps = check_positive_int(steps, "steps")
     per = {"euler_maruyama": 1, "pf_ode_euler": 1, "pf_ode_heun": 2, "pf_ode_rk4": 4}
     if sampler == "predictor_corrector":
         return steps * (1 + check_positive_int(corrector_steps, "corrector_steps", minimum=0))
     if sampler not in per:
-        raise ValueError(f"sampler must be one of {sorted([*per, 'predictor_corrector'])}, got {sampler!r}")
+        raise ValueError(
+            f"sampler must be one of {sorted([*per, 'predictor_corrector'])}, got {sampler!r}"
+        )
     return steps * per[sampler]
 
 
@@ -233,7 +250,7 @@ def euler_maruyama_sample(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-    """Sample by Euler–Maruyama on the reverse SDE ``dx = [f - g² score] dt + g dw̄`` (NFE = ``steps``).
+    """Euler–Maruyama on the reverse SDE ``dx = [f - g² score] dt + g dw̄`` (NFE = ``steps``).
 
     Args:
         score_fn: ``(x (B, ...), t (B,) float) -> score (B, ...)``.
@@ -249,7 +266,9 @@ def euler_maruyama_sample(
     with torch.no_grad():
         for i in tqdm(range(steps), desc="Euler-Maruyama", disable=not progress, leave=False):
             t = ts[i].expand(x.shape[0]).to(x.device)
-            x, mean = euler_maruyama_step(rsde, x, t, float(ts[i + 1] - ts[i]), _randn_like(x, generator))
+            x, mean = euler_maruyama_step(
+                rsde, x, t, float(ts[i + 1] - ts[i]), _randn_like(x, generator)
+            )
             if denoise and i == steps - 1:
                 x = mean
             _check_finite(x, "euler_maruyama_sample", i, steps, float(ts[i]))
@@ -272,18 +291,25 @@ def pf_ode_sample(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-    """Sample by integrating the probability-flow ODE ``dx/dt = f - ½ g² score`` from ``t = 1`` to ``t_end``.
+    """Integrate the probability-flow ODE ``dx/dt = f - ½ g² score`` from ``t = 1`` to ``t_end``.
 
     Deterministic given ``x_1 ~`` prior (the only randomness, drawn from ``generator``).
-    ``method``: ``"euler"`` (NFE = ``steps``), ``"heun"`` (NFE = ``2 steps``) or ``"rk4"`` (``4 steps``).
+    ``method``: ``"euler"`` (NFE = ``steps``), ``"heun"`` (``2 steps``) or ``"rk4"`` (``4 steps``).
     Returns ``x`` or ``(x, [x_1, …, x_{t_end}])``.
     """
     check_choice(method, "method", list(ODE_METHODS))
     x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(score_fn, probability_flow=True)
     with torch.no_grad():
-        sol = ode_solve(rsde.drift, x, ts, method=method, return_trajectory=return_trajectory,
-                        name=f"pf_ode_sample ({method})", progress=progress)
+        sol = ode_solve(
+            rsde.drift,
+            x,
+            ts,
+            method=method,
+            return_trajectory=return_trajectory,
+            name=f"pf_ode_sample ({method})",
+            progress=progress,
+        )
     return (sol.x, sol.trajectory) if return_trajectory else sol.x
 
 
@@ -320,17 +346,23 @@ def predictor_corrector_sample(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-    """Predictor–corrector sampling (Song et al. 2021, Algorithms 2–3): NFE = ``steps (1 + corrector_steps)``.
+    """Predictor–corrector sampler (Song et al. 2021, Alg. 2–3): NFE = steps (1 + corrector_steps).
 
     At each ``t_i``: ``corrector_steps`` Langevin steps on ``p_{t_i}`` (:func:`langevin_step`,
     ``x + (ε/2) s + sqrt(ε) z``), then one Euler–Maruyama predictor step to ``t_{i+1}``. The
     step is set by the signal-to-noise ratio ``snr`` as in Song et al.'s code:
-    ``ε = 4 α_i (snr · ‖z‖ / ‖s‖)²`` (their step ``2 α (snr ‖z‖/‖s‖)²`` in the ``x + τ s + sqrt(2τ) z``
+    ``ε = 4 α_i (snr · ‖z‖ / ‖s‖)²`` (their step ``2 α (snr ‖z‖/‖s‖)²`` in the
+    ``x + τ s + sqrt(2τ) z``
     convention), with norms averaged over the batch and ``α_i = (alpha(t_{i+1}) / alpha(t_i))²``
-    (``1 - β_i`` for the VP-SDE, 1 for the VE-SDE). Returns ``x`` or ``(x, [x_1, …])`` (after each predictor).
+    (``1 - β_i`` for the VP-SDE, 1 for the VE-SDE). Returns ``x`` or ``(x, [x_1, …])`` (the
+    state after each predictor).
     """
     corrector_steps = check_positive_int(corrector_steps, "corrector_steps", minimum=0)
-    if isinstance(snr, bool) or not isinstance(snr, (int, float)) or not (math.isfinite(snr) and snr > 0):
+    if (
+        isinstance(snr, bool)
+        or not isinstance(snr, (int, float))
+        or not (math.isfinite(snr) and snr > 0)
+    ):
         raise ValueError(f"snr must be a finite number > 0, got {snr!r}")
     x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(score_fn)
@@ -346,8 +378,16 @@ def predictor_corrector_sample(
                 s_norm = s.flatten(1).norm(dim=1).mean()
                 z_norm = z.flatten(1).norm(dim=1).mean()
                 step = 4.0 * a * (snr * z_norm / s_norm.clamp_min(1e-12)) ** 2
+                if not bool(torch.isfinite(step)):
+                    raise NonFiniteSampleError(
+                        "predictor_corrector_sample: the score is non-finite at "
+                        f"step {i + 1} of {steps} "
+                        f"(corrector at t={float(ts[i]):.4g})"
+                    )
                 x = langevin_step(x, s, step.to(x.dtype), z)
-            x, mean = euler_maruyama_step(rsde, x, t, float(ts[i + 1] - ts[i]), _randn_like(x, generator))
+            x, mean = euler_maruyama_step(
+                rsde, x, t, float(ts[i + 1] - ts[i]), _randn_like(x, generator)
+            )
             if denoise and i == steps - 1:
                 x = mean
             _check_finite(x, "predictor_corrector_sample", i, steps, float(ts[i]))

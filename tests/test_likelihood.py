@@ -1,0 +1,158 @@
+"""Log-likelihood through the probability-flow ODE, Hutchinson's estimator, bits/dim."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from minidiff import GaussianMixture
+from minidiff.likelihood import bits_per_dim, divergence, ode_log_likelihood, uniform_dequantize
+from minidiff.samplers import NonFiniteSampleError
+from minidiff.sde import VESDE, VPSDE, score_fn_from_mixture
+
+GMM = GaussianMixture.default_2d()
+
+
+@pytest.fixture(scope="module")
+def points() -> torch.Tensor:
+    return GMM.sample(300, torch.Generator().manual_seed(0)).double()
+
+
+@pytest.fixture(scope="module")
+def exact_ll(points: torch.Tensor) -> torch.Tensor:
+    sde = VPSDE()
+    return ode_log_likelihood(score_fn_from_mixture(GMM, sde), sde, points, steps=50, method="heun")
+
+
+def test_ode_likelihood_matches_the_mixture_density(
+    points: torch.Tensor, exact_ll: torch.Tensor
+) -> None:
+    """Stated tolerance: mean |log p_ODE - log p| < 0.02 nats, exact score, Heun, 50 steps."""
+    err = exact_ll - GMM.log_prob(points)
+    assert float(err.abs().mean()) < 0.02
+    assert float(err.abs().max()) < 0.1
+
+
+def test_ve_sde_likelihood_and_rk4() -> None:
+    sde = VESDE(sigma_min=0.01, sigma_max=10.0)
+    x = GMM.sample(100, torch.Generator().manual_seed(1)).double()
+    ll = ode_log_likelihood(
+        score_fn_from_mixture(GMM, sde), sde, x, steps=40, method="rk4", t_start=1e-4
+    )
+    assert float((ll - GMM.log_prob(x)).abs().mean()) < 0.05
+
+
+def test_likelihood_of_a_wrong_model_is_wrong(points: torch.Tensor) -> None:
+    """The check has teeth: the score of another mixture gives a different log-likelihood."""
+    sde = VPSDE()
+    other = GaussianMixture(GMM.means * 1.2, covs=GMM.covs, weights=GMM.weights)
+    ll = ode_log_likelihood(score_fn_from_mixture(other, sde), sde, points[:50], steps=20)
+    assert float((ll - GMM.log_prob(points[:50])).abs().mean()) > 0.2
+
+
+@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
+def test_hutchinson_is_unbiased(points: torch.Tensor, exact_ll: torch.Tensor, probe: str) -> None:
+    """Each point's Hutchinson estimate (one probe) minus the exact-divergence value has mean 0;
+    the mean over 300 points must lie within 4 standard errors of 0, and the spread must be > 0."""
+    sde = VPSDE()
+    ll = ode_log_likelihood(
+        score_fn_from_mixture(GMM, sde),
+        sde,
+        points,
+        steps=50,
+        divergence="hutchinson",
+        probe=probe,
+        generator=torch.Generator().manual_seed(3),
+    )
+    d = ll - exact_ll
+    se = float(d.std()) / math.sqrt(d.numel())
+    assert se > 1e-4
+    assert abs(float(d.mean())) < 4 * se, (float(d.mean()), se)
+
+
+def test_hutchinson_with_many_probes_converges(
+    points: torch.Tensor, exact_ll: torch.Tensor
+) -> None:
+    sde = VPSDE()
+    s = score_fn_from_mixture(GMM, sde)
+    x = points[:40]
+    one = ode_log_likelihood(
+        s, sde, x, steps=20, divergence="hutchinson", generator=torch.Generator().manual_seed(0)
+    )
+    many = ode_log_likelihood(
+        s,
+        sde,
+        x,
+        steps=20,
+        divergence="hutchinson",
+        n_probes=64,
+        generator=torch.Generator().manual_seed(0),
+    )
+    ref = ode_log_likelihood(s, sde, x, steps=20)
+    assert float((many - ref).std()) < 0.5 * float((one - ref).std())
+
+
+def test_divergence_exact_and_rademacher_on_a_linear_map() -> None:
+    A = torch.tensor([[1.0, 2.0, 0.0], [0.5, -3.0, 1.0], [0.0, 4.0, 0.25]], dtype=torch.float64)
+    x = torch.randn(
+        5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    ).requires_grad_(True)
+    fx = x @ A.T
+    assert torch.allclose(
+        divergence(fx, x), torch.full((5,), float(A.trace()), dtype=torch.float64)
+    )
+    # all 8 sign vectors: the Rademacher average is the trace exactly
+    signs = torch.tensor(
+        [[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=torch.float64
+    )
+    probes = signs[:, None, :].expand(8, 5, 3)
+    assert torch.allclose(
+        divergence(fx, x, probes=probes), torch.full((5,), float(A.trace()), dtype=torch.float64)
+    )
+
+
+def test_bits_per_dim_convention() -> None:
+    D = 3 * 8 * 8
+    # a uniform density over the dequantised cube [-1, 256/127.5 - 1)^D is exactly 8 bits/dim
+    ll_uniform = torch.tensor([-D * math.log(256 / 127.5)], dtype=torch.float64)
+    assert torch.allclose(bits_per_dim(ll_uniform, D), torch.tensor([8.0], dtype=torch.float64))
+    assert torch.allclose(
+        bits_per_dim(torch.tensor([-D * math.log(2.0)]), D, scale=1.0), torch.tensor([1.0])
+    )
+    with pytest.raises(ValueError, match="dims"):
+        bits_per_dim(ll_uniform, 0)
+    with pytest.raises(ValueError, match="scale"):
+        bits_per_dim(ll_uniform, D, scale=0.0)
+
+
+def test_uniform_dequantize_stays_in_the_pixel_bin() -> None:
+    k = torch.randint(0, 256, (4, 3, 5, 5), generator=torch.Generator().manual_seed(0)).double()
+    x = k / 127.5 - 1
+    y = uniform_dequantize(x, torch.Generator().manual_seed(1))
+    assert bool(((y - x) >= 0).all()) and bool(((y - x) < 1 / 127.5).all())
+
+
+def test_errors() -> None:
+    sde = VPSDE()
+    s = score_fn_from_mixture(GMM, sde)
+    x = torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        ode_log_likelihood(s, sde, x, steps=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        ode_log_likelihood(s, sde, x, steps=3, method="dopri5")
+    with pytest.raises(ValueError, match="divergence must be one of"):
+        ode_log_likelihood(s, sde, x, steps=3, divergence="approx")
+    with pytest.raises(ValueError, match="probe must be one of"):
+        ode_log_likelihood(s, sde, x, steps=3, divergence="hutchinson", probe="uniform")
+    with pytest.raises(ValueError, match="score_fn must return a tensor of shape"):
+        ode_log_likelihood(lambda x_, t_: x_[:, :1], sde, x, steps=3)
+    with pytest.raises(TypeError, match="sde must be an SDE"):
+        ode_log_likelihood(s, None, x, steps=3)  # type: ignore[arg-type]
+
+    def nan_late(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
+        return torch.where(t_[:, None] > 0.5, x_ * float("nan"), -x_)
+
+    with pytest.raises(NonFiniteSampleError, match=r"ode_log_likelihood .*step \d+ of 10"):
+        ode_log_likelihood(nan_late, sde, x, steps=10)
