@@ -64,7 +64,7 @@ class TimeMLP(nn.Module):
 
     Architecture (shapes for a batch of ``B``):
 
-        e      = MLP(sinusoidal_embedding(t * time_scale, time_dim))          (B, hidden)
+        e      = MLP(sinusoidal_embedding(t * time_scale, time_dim))          (B, time_dim)
         (s_l, b_l) = Linear(e)  for every block l                             FiLM scale / shift
         h_0    = Linear(x)                                                    (B, hidden)
         h_l    = h_{l-1} + SiLU( Linear(LN(h_{l-1})) * (1 + s_l) + b_l )      l = 1..n_layers
@@ -113,10 +113,12 @@ class TimeMLP(nn.Module):
         self.time_dim = time_dim
         self.time_scale = float(time_scale)
 
+        # The time branch stays time_dim wide: t is a scalar, and the FiLM projection, evaluated
+        # once per distinct timestep, would otherwise cost more than the main network.
         self.time_mlp = nn.Sequential(
-            nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU()
+            nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim), nn.SiLU()
         )
-        self.film = nn.Linear(hidden, 2 * hidden * n_layers)
+        self.film = nn.Linear(time_dim, 2 * hidden * n_layers)
         # Start every block as a plain (unmodulated) layer: scale 0, shift 0.
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
