@@ -15,7 +15,9 @@ GM = md.GaussianMixture.default_2d()
 def _moments(gm: md.GaussianMixture) -> tuple[torch.Tensor, torch.Tensor]:
     w = gm.weights[:, None]
     mean = (w * gm.means).sum(0)
-    second = (gm.weights[:, None, None] * (gm.covs + gm.means[:, :, None] * gm.means[:, None, :])).sum(0)
+    second = (
+        gm.weights[:, None, None] * (gm.covs + gm.means[:, :, None] * gm.means[:, None, :])
+    ).sum(0)
     return mean, second - torch.outer(mean, mean)
 
 
@@ -46,7 +48,9 @@ def test_marginal_score_is_gradient_of_log_prob() -> None:
     x = GM.sample(64, torch.Generator().manual_seed(2)).double().requires_grad_(True)
     for alpha, sigma in ((1.0, 0.0), (0.8, 0.6), (0.1, 0.995)):
         (grad,) = torch.autograd.grad(GM.marginal_log_prob(x, alpha, sigma).sum(), x)
-        torch.testing.assert_close(GM.marginal_score(x.detach(), alpha, sigma), grad, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(
+            GM.marginal_score(x.detach(), alpha, sigma), grad, rtol=1e-8, atol=1e-10
+        )
 
 
 def test_posterior_mean_satisfies_tweedie() -> None:
@@ -54,7 +58,9 @@ def test_posterior_mean_satisfies_tweedie() -> None:
     x = 1.5 * torch.randn(64, 2, generator=g, dtype=torch.float64)
     for alpha, sigma in ((0.9, math.sqrt(1 - 0.81)), (0.3, 0.7)):
         tweedie = (x + sigma**2 * GM.marginal_score(x, alpha, sigma)) / alpha
-        torch.testing.assert_close(GM.posterior_mean(x, alpha, sigma), tweedie, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(
+            GM.posterior_mean(x, alpha, sigma), tweedie, rtol=1e-8, atol=1e-10
+        )
 
 
 def test_per_sample_alpha_sigma_match_scalar_calls() -> None:
@@ -72,7 +78,9 @@ def test_per_sample_alpha_sigma_match_scalar_calls() -> None:
 def test_noised_matches_monte_carlo() -> None:
     alpha, sigma, n = 0.7, 0.5, 200_000
     g = torch.Generator().manual_seed(5)
-    x = alpha * GM.sample(n, g).double() + sigma * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x = alpha * GM.sample(n, g).double() + sigma * torch.randn(
+        n, 2, generator=g, dtype=torch.float64
+    )
     noised = GM.noised(alpha, sigma)
     mean, cov = _moments(noised)
     se = (torch.diagonal(cov) / n).sqrt()
@@ -92,7 +100,9 @@ def test_posterior_matches_grid_conditioning() -> None:
     log_w = prior.log_prob(pts) - 0.5 * ((y - scale * pts) ** 2).sum(1) / v
     w = torch.softmax(log_w, 0)
     mean_grid = (w[:, None] * pts).sum(0)
-    cov_grid = (w[:, None, None] * (pts - mean_grid)[:, :, None] * (pts - mean_grid)[:, None, :]).sum(0)
+    cov_grid = (
+        w[:, None, None] * (pts - mean_grid)[:, :, None] * (pts - mean_grid)[:, None, :]
+    ).sum(0)
     mean, cov = _moments(post)
     torch.testing.assert_close(mean, mean_grid, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(cov, cov_grid, atol=1e-5, rtol=1e-4)
@@ -107,10 +117,14 @@ def test_eps_and_score_models_agree() -> None:
     t = torch.randint(1, 51, (40,), generator=g)
     x_t = md.q_sample(x0, t, sched, generator=g)
     eps = GM.eps_model(sched)(x_t, t)
-    torch.testing.assert_close(md.score_from_eps(eps, t, sched), GM.score_model(sched)(x_t, t), rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(
+        md.score_from_eps(eps, t, sched), GM.score_model(sched)(x_t, t), rtol=1e-8, atol=1e-10
+    )
     # E[eps | x_t] turned into x0 is the posterior mean E[x0 | x_t].
     a, s = sched.sqrt_alpha_bar[t], sched.sqrt_one_minus_alpha_bar[t]
-    torch.testing.assert_close(md.predict_x0_from_eps(x_t, t, eps, sched), GM.posterior_mean(x_t, a, s))
+    torch.testing.assert_close(
+        md.predict_x0_from_eps(x_t, t, eps, sched), GM.posterior_mean(x_t, a, s)
+    )
     assert eps.dtype == x_t.dtype and eps.shape == x_t.shape
 
 

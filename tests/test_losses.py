@@ -11,7 +11,9 @@ import minidiff as md
 from minidiff.losses import affine_model_nll, affine_reverse_marginal
 
 SCHED = md.linear_schedule(20, beta_start=1e-3, beta_end=0.3)
-GAUSS = md.GaussianMixture(torch.tensor([[0.5]]), stds=0.4)  # x0 ~ N(0.5, 0.4^2): eps-oracle is affine
+GAUSS = md.GaussianMixture(
+    torch.tensor([[0.5]]), stds=0.4
+)  # x0 ~ N(0.5, 0.4^2): eps-oracle is affine
 
 
 def _gll(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -76,7 +78,9 @@ def test_discretized_matches_numerical_integral() -> None:
     levels = torch.linspace(-1, 1, 256, dtype=torch.float64)
     idx = torch.tensor([0, 100, 140, 141, 200, 255])
     x = levels[idx]
-    lp = md.discretized_gaussian_log_likelihood(x, torch.full_like(x, mean), torch.full_like(x, math.log(std)))
+    lp = md.discretized_gaussian_log_likelihood(
+        x, torch.full_like(x, mean), torch.full_like(x, math.log(std))
+    )
     for xi, lpi in zip(x.tolist(), lp.tolist()):
         lo = -1 - 20 * std - 1 if xi < -0.999 else xi - 1 / 255
         hi = 1 + 20 * std + 1 if xi > 0.999 else xi + 1 / 255
@@ -102,7 +106,9 @@ def test_decomposed_terms_equal_direct_chain_bound() -> None:
 
     x0 = gm.sample(5_000, torch.Generator().manual_seed(2)).double()
     for variance in ("beta", "beta_tilde"):
-        terms = md.vlb_terms(model, x0, SCHED, variance=variance, generator=torch.Generator().manual_seed(3))
+        terms = md.vlb_terms(
+            model, x0, SCHED, variance=variance, generator=torch.Generator().manual_seed(3)
+        )
         direct = _chain_bound(model, x0, SCHED, variance, torch.Generator().manual_seed(4))
         torch.testing.assert_close(terms.total, terms.L_T + terms.L_t.sum(1) + terms.L_0)
         diff = direct.mean() - terms.total.mean()
@@ -138,8 +144,10 @@ def test_affine_marginal_matches_sampled_chain() -> None:
 def test_affine_nll_approaches_true_nll_as_T_grows() -> None:
     x0 = GAUSS.sample(200, torch.Generator().manual_seed(8)).double()
     true = -GAUSS.log_prob(x0).mean()
-    gaps = [float(affine_model_nll(GAUSS.eps_model(s), x0, s).mean() - true) for s in
-            (md.linear_schedule(T) for T in (10, 100, 1000))]
+    gaps = [
+        float(affine_model_nll(GAUSS.eps_model(s), x0, s).mean() - true)
+        for s in (md.linear_schedule(T) for T in (10, 100, 1000))
+    ]
     assert abs(gaps[2]) < 1e-3 < abs(gaps[0])
     assert abs(gaps[1]) < abs(gaps[0])
 
@@ -205,7 +213,9 @@ def test_simple_loss_by_hand() -> None:
     got = md.simple_loss(model, x0, SCHED, t=t, noise=noise)
     torch.testing.assert_close(got, per.mean())
     w = md.vlb_weights(SCHED)
-    torch.testing.assert_close(md.simple_loss(model, x0, SCHED, t=t, noise=noise, weights=w), (w[t] * per).mean())
+    torch.testing.assert_close(
+        md.simple_loss(model, x0, SCHED, t=t, noise=noise, weights=w), (w[t] * per).mean()
+    )
 
 
 def test_simple_loss_and_vlb_errors() -> None:

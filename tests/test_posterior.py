@@ -81,7 +81,9 @@ def test_beta_tilde_1_is_zero_and_posterior_is_x0() -> None:
     assert torch.all(var == 0)
     torch.testing.assert_close(mean, x0)
     # A density at t = 1 needs a positive variance: beta_1 replaces beta_tilde_1.
-    v = md.diffusion.model_variance(torch.tensor([1, 2]), SCHED, "beta_tilde", 2, like=x0, for_density=True)
+    v = md.diffusion.model_variance(
+        torch.tensor([1, 2]), SCHED, "beta_tilde", 2, like=x0, for_density=True
+    )
     assert float(v[0, 0]) == pytest.approx(float(SCHED.betas[1]))
     assert float(v[1, 0]) == pytest.approx(float(SCHED.posterior_variance[2]))
 
