@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -47,10 +47,24 @@ def _points(x: object, name: str = "x") -> np.ndarray:
     elif isinstance(x, np.ndarray):
         arr = x.astype(np.float64)
     else:
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array of shape (N, 2), got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor or numpy array of shape (N, 2), got {type(x).__name__}"
+        )
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"{name} must have shape (N, 2), got {tuple(arr.shape)}")
     return arr
+
+
+def _set_lim(ax: Axes, lim: float | tuple[float, float] | None) -> None:
+    if lim is None:
+        return
+    lo, hi = (
+        (-float(lim), float(lim))
+        if isinstance(lim, (int, float))
+        else (float(lim[0]), float(lim[1]))
+    )
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
 
 
 def _new_ax(ax: Axes | None, figsize: tuple[float, float] = (4.0, 4.0)) -> Axes:
@@ -68,14 +82,14 @@ def plot_samples(
     lim: float | tuple[float, float] | None = None,
     **scatter_kw: Any,
 ) -> Axes:
-    """Scatter a 2D point cloud ``x: (N, 2)`` with equal axis scales; ``lim=L`` fixes ``[-L, L]²``."""
+    """Scatter a 2D point cloud ``x: (N, 2)`` with equal axis scales.
+
+    ``lim=L`` fixes the view to ``[-L, L]²`` (or ``lim=(lo, hi)``).
+    """
     pts = _points(x)
     ax = _new_ax(ax)
     ax.scatter(pts[:, 0], pts[:, 1], s=s, alpha=alpha, linewidths=0, **scatter_kw)
-    if lim is not None:
-        lo, hi = (-float(lim), float(lim)) if np.isscalar(lim) else lim  # type: ignore[misc]
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
+    _set_lim(ax, lim)
     ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
@@ -93,13 +107,15 @@ def plot_sample_grid(
     suptitle: str | None = None,
     **kw: Any,
 ) -> Figure:
-    """A row of :func:`plot_samples` panels, one per ``(N, 2)`` cloud in ``xs``; returns the figure."""
+    """A row of :func:`plot_samples` panels, one per ``(N, 2)`` cloud in ``xs``."""
     if len(xs) == 0:
         raise ValueError("xs must hold at least one (N, 2) point cloud")
     if titles is not None and len(titles) != len(xs):
         raise ValueError(f"titles must have one entry per panel ({len(xs)}), got {len(titles)}")
-    fig, axes = plt.subplots(1, len(xs), figsize=(panel_size * len(xs), panel_size + 0.4), squeeze=False)
-    for i, (x, ax) in enumerate(zip(xs, axes[0])):
+    fig, axes = plt.subplots(
+        1, len(xs), figsize=(panel_size * len(xs), panel_size + 0.4), squeeze=False
+    )
+    for i, (x, ax) in enumerate(zip(xs, axes[0], strict=True)):
         plot_samples(x, ax=ax, title=None if titles is None else titles[i], lim=lim, **kw)
         if i > 0:
             ax.set_ylabel("")
@@ -134,10 +150,7 @@ def plot_trajectories(
         ax.plot(steps[:, j, 0], steps[:, j, 1], color="tab:blue", lw=0.6, alpha=0.5)
     ax.scatter(steps[0, :k, 0], steps[0, :k, 1], s=8, color="0.5", label="start", zorder=3)
     ax.scatter(steps[-1, :k, 0], steps[-1, :k, 1], s=8, color="tab:red", label="end", zorder=3)
-    if lim is not None:
-        lo, hi = (-float(lim), float(lim)) if np.isscalar(lim) else lim  # type: ignore[misc]
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
+    _set_lim(ax, lim)
     ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
@@ -153,7 +166,9 @@ def _finite_log_snr(schedule: NoiseSchedule) -> np.ndarray:
     return ls
 
 
-def plot_schedules(schedules: Mapping[str, NoiseSchedule], axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+def plot_schedules(
+    schedules: Mapping[str, NoiseSchedule], axes: Sequence[Axes] | None = None
+) -> Sequence[Axes]:
     """Plot ``alpha_bar_t``, ``beta_t`` and ``log SNR(t)`` against ``t/T`` for each named schedule.
 
     Time is shown as ``t / T`` so schedules with different ``T`` share an axis. Returns the 3 axes.
@@ -162,7 +177,9 @@ def plot_schedules(schedules: Mapping[str, NoiseSchedule], axes: Sequence[Axes] 
         raise ValueError("schedules must name at least one NoiseSchedule")
     for name, sch in schedules.items():
         if not isinstance(sch, NoiseSchedule):
-            raise TypeError(f"schedules[{name!r}] must be a NoiseSchedule, got {type(sch).__name__}")
+            raise TypeError(
+                f"schedules[{name!r}] must be a NoiseSchedule, got {type(sch).__name__}"
+            )
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     if len(axes) != 3:
@@ -172,22 +189,36 @@ def plot_schedules(schedules: Mapping[str, NoiseSchedule], axes: Sequence[Axes] 
         axes[0].plot(u, sch.alpha_bar.numpy(), label=name)
         axes[1].plot(u[1:], sch.betas.numpy()[1:], label=name)
         axes[2].plot(u, _finite_log_snr(sch), label=name)
-    titles = (r"$\bar\alpha_t$ (signal kept)", r"$\beta_t$ (noise added per step)", r"$\log \mathrm{SNR}(t)$")
-    ylabels = (r"$\bar\alpha_t$", r"$\beta_t$ (log scale)", r"$\log(\bar\alpha_t / (1-\bar\alpha_t))$")
-    for ax, title, ylabel in zip(axes, titles, ylabels):
+    titles = (
+        r"$\bar\alpha_t$ (signal kept)",
+        r"$\beta_t$ (noise added per step)",
+        r"$\log \mathrm{SNR}(t)$",
+    )
+    ylabels = (
+        r"$\bar\alpha_t$",
+        r"$\beta_t$ (log scale)",
+        r"$\log(\bar\alpha_t / (1-\bar\alpha_t))$",
+    )
+    for ax, title, ylabel in zip(axes, titles, ylabels, strict=True):
         ax.set_title(title)
         ax.set_xlabel("$t / T$")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     axes[1].set_yscale("log")
-    axes[0].figure.tight_layout()
+    fig = axes[0].get_figure()
+    if isinstance(fig, Figure):
+        fig.tight_layout()
     return axes
 
 
-def plot_loss(losses: ArrayLike, ax: Axes | None = None, smooth: int = 50, title: str | None = "Training loss") -> Axes:
+def plot_loss(
+    losses: ArrayLike, ax: Axes | None = None, smooth: int = 50, title: str | None = "Training loss"
+) -> Axes:
     """Plot a loss curve (faint) and its trailing moving average over ``smooth`` steps (solid)."""
-    arr = np.asarray(losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=np.float64)
+    arr = np.asarray(
+        losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=np.float64
+    )
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"losses must be a non-empty 1-D sequence, got shape {arr.shape}")
     if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
@@ -198,7 +229,9 @@ def plot_loss(losses: ArrayLike, ax: Axes | None = None, smooth: int = 50, title
     if smooth > 1 and arr.size >= smooth:
         c = np.cumsum(np.insert(arr, 0, 0.0))
         avg = (c[smooth:] - c[:-smooth]) / smooth
-        ax.plot(steps[smooth - 1 :], avg, color="tab:blue", lw=1.8, label=f"moving average ({smooth})")
+        ax.plot(
+            steps[smooth - 1 :], avg, color="tab:blue", lw=1.8, label=f"moving average ({smooth})"
+        )
     ax.set_xlabel("training step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
@@ -246,7 +279,8 @@ class ScheduleExplorer:
     """Widget to explore noise schedules: curves on the left, the noised toy data on the right.
 
     The toy data ``x0`` and one noise draw ``eps`` are fixed at construction, so moving ``t``
-    (or changing the schedule) moves every point continuously along ``sqrt(ab) x0 + sqrt(1-ab) eps``.
+    (or changing the schedule) moves every point continuously along
+    ``sqrt(ab) x0 + sqrt(1-ab) eps``.
     :meth:`update` is the whole callback; it works without a display (``render=False`` also skips
     encoding the figure as PNG for the widget)::
 
@@ -276,11 +310,16 @@ class ScheduleExplorer:
         self.noise = torch.randn(self.x0.shape, generator=g, dtype=torch.float64)
         self.dataset = dataset
         self.params: dict[str, Any] = {
-            "family": family, "T": T, "beta_start": beta_start, "beta_end": beta_end, "s": s, "t": t
+            "family": family,
+            "T": T,
+            "beta_start": beta_start,
+            "beta_end": beta_end,
+            "s": s,
+            "t": t,
         }
         self.state: dict[str, Any] = {}
-        # render=False keeps the Image widget as it is (scripts and tests that read the figure's data
-        # directly skip the ~0.5 s PNG encoding of every update).
+        # render=False keeps the Image widget as it is (scripts and tests that read the figure
+        # data directly skip the ~0.5 s PNG encoding of every update).
         self.render = render
         self.figure = Figure(figsize=(13, 3.3))
         self._syncing = False
@@ -295,7 +334,12 @@ class ScheduleExplorer:
                 params["family"], params["T"], params["beta_start"], params["beta_end"], params["s"]
             )
         except (ValueError, TypeError) as err:
-            return {"params": dict(params), "curves": None, "x_t": None, "message": f"Invalid schedule: {err}"}
+            return {
+                "params": dict(params),
+                "curves": None,
+                "x_t": None,
+                "message": f"Invalid schedule: {err}",
+            }
         sch: NoiseSchedule = curves["schedule"]
         t = int(min(max(int(params["t"]), 1), sch.T))
         x_t = q_sample(self.x0, t, sch, noise=self.noise)
@@ -309,7 +353,10 @@ class ScheduleExplorer:
         """
         unknown = set(changes) - set(self.PARAMS)
         if unknown:
-            raise ValueError(f"unknown explorer parameter(s) {sorted(unknown)}; expected some of {list(self.PARAMS)}")
+            raise ValueError(
+                f"unknown explorer parameter(s) {sorted(unknown)}; "
+                f"expected some of {list(self.PARAMS)}"
+            )
         self.params.update(changes)
         self.state = self.compute(self.params)
         if self.state["message"] is None:
@@ -329,7 +376,15 @@ class ScheduleExplorer:
         if st["message"] is not None:
             for ax in axes:
                 ax.set_axis_off()
-            axes[0].text(0.0, 0.5, st["message"], color="tab:red", fontsize=11, transform=axes[0].transAxes, wrap=True)
+            axes[0].text(
+                0.0,
+                0.5,
+                st["message"],
+                color="tab:red",
+                fontsize=11,
+                transform=axes[0].transAxes,
+                wrap=True,
+            )
             return
         c, t = st["curves"], st["params"]["t"]
         ts = c["t"]
@@ -340,7 +395,7 @@ class ScheduleExplorer:
             (c["beta"][1:], r"$\beta_t$", "log"),
             (log_snr, r"$\log\,\mathrm{SNR}(t)$", "linear"),
         )
-        for ax, (y, label, scale) in zip(axes[:3], series):
+        for ax, (y, label, scale) in zip(axes[:3], series, strict=True):
             xs = ts[1:] if y.shape[0] == ts.shape[0] - 1 else ts
             ax.plot(xs, y, color="tab:blue")
             yt = y[t - 1] if y.shape[0] == ts.shape[0] - 1 else y[t]
@@ -353,10 +408,16 @@ class ScheduleExplorer:
             ax.grid(alpha=0.3)
         ab = float(c["alpha_bar"][t])
         plot_samples(
-            st["x_t"], ax=axes[3], lim=3.5, s=2, alpha=0.4,
+            st["x_t"],
+            ax=axes[3],
+            lim=3.5,
+            s=2,
+            alpha=0.4,
             title=rf"$x_t$ ({self.dataset}), $\sqrt{{\bar\alpha_t}}$={math.sqrt(ab):.2f}",
         )
-        fig.suptitle(f"{st['params']['family']} schedule, T={st['curves']['schedule'].T}", fontsize=10)
+        fig.suptitle(
+            f"{st['params']['family']} schedule, T={st['curves']['schedule'].T}", fontsize=10
+        )
 
     def png(self) -> bytes:
         """The current figure as PNG bytes."""
@@ -371,14 +432,47 @@ class ScheduleExplorer:
         p = self.params
         style = {"description_width": "80px"}
         self.controls = {
-            "family": w.Dropdown(options=list(FAMILIES), value=p["family"], description="schedule", style=style),
-            "T": w.IntSlider(value=p["T"], min=10, max=2000, step=10, description="T", continuous_update=False, style=style),
-            "beta_start": w.FloatLogSlider(value=p["beta_start"], base=10, min=-5, max=-1, step=0.1,
-                                           description="β_start", readout_format=".1e", style=style),
-            "beta_end": w.FloatLogSlider(value=p["beta_end"], base=10, min=-4, max=-0.3, step=0.1,
-                                         description="β_end", readout_format=".1e", style=style),
-            "s": w.FloatSlider(value=p["s"], min=0.0, max=0.2, step=0.002, description="cosine s",
-                               readout_format=".3f", style=style),
+            "family": w.Dropdown(
+                options=list(FAMILIES), value=p["family"], description="schedule", style=style
+            ),
+            "T": w.IntSlider(
+                value=p["T"],
+                min=10,
+                max=2000,
+                step=10,
+                description="T",
+                continuous_update=False,
+                style=style,
+            ),
+            "beta_start": w.FloatLogSlider(
+                value=p["beta_start"],
+                base=10,
+                min=-5,
+                max=-1,
+                step=0.1,
+                description="β_start",
+                readout_format=".1e",
+                style=style,
+            ),
+            "beta_end": w.FloatLogSlider(
+                value=p["beta_end"],
+                base=10,
+                min=-4,
+                max=-0.3,
+                step=0.1,
+                description="β_end",
+                readout_format=".1e",
+                style=style,
+            ),
+            "s": w.FloatSlider(
+                value=p["s"],
+                min=0.0,
+                max=0.2,
+                step=0.002,
+                description="cosine s",
+                readout_format=".3f",
+                style=style,
+            ),
             "t": w.IntSlider(value=p["t"], min=1, max=p["T"], description="t", style=style),
         }
         self.message = w.HTML("")
@@ -386,17 +480,20 @@ class ScheduleExplorer:
         for name, ctrl in self.controls.items():
             ctrl.observe(self._on_change(name), names="value")
         c = self.controls
-        self.widget = w.VBox([
-            w.HBox([c["family"], c["T"], c["t"]]),
-            w.HBox([c["beta_start"], c["beta_end"], c["s"]]),
-            self.message,
-            self.image,
-        ])
+        self.widget = w.VBox(
+            [
+                w.HBox([c["family"], c["T"], c["t"]]),
+                w.HBox([c["beta_start"], c["beta_end"], c["s"]]),
+                self.message,
+                self.image,
+            ]
+        )
 
-    def _on_change(self, name: str):  # type: ignore[no-untyped-def]
+    def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
         def callback(change: Mapping[str, Any]) -> None:
             if not self._syncing:
                 self.update(**{name: change["new"]})
+
         return callback
 
     def _sync_widgets(self) -> None:

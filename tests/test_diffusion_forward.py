@@ -1,4 +1,4 @@
-"""The forward process: the closed form q(x_t|x_0) against the simulated chain, and the conversions."""
+"""The forward process: closed form q(x_t|x_0) vs the simulated chain, and the conversions."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ from minidiff import (
 )
 
 
-@pytest.mark.parametrize("schedule", [linear_schedule(60, 1e-3, 0.08), cosine_schedule(60)], ids=["linear", "cosine"])
+@pytest.mark.parametrize(
+    "schedule", [linear_schedule(60, 1e-3, 0.08), cosine_schedule(60)], ids=["linear", "cosine"]
+)
 def test_closed_form_matches_the_simulated_chain(schedule) -> None:  # type: ignore[no-untyped-def]
-    """Run q_step t times from fixed x_0 and compare moments with q(x_t|x_0) (Ho et al. 2020, Eq. 4)."""
+    """q_step t times from fixed x_0 vs the moments of q(x_t|x_0) (Ho et al. 2020, Eq. 4)."""
     g = torch.Generator().manual_seed(0)
-    base = toy_dataset("moons", 6, generator=g).double() * 2.0  # distinct starting points, away from 0
+    base = (
+        toy_dataset("moons", 6, generator=g).double() * 2.0
+    )  # distinct starting points, away from 0
     reps = 2500
     x0 = base.repeat_interleave(reps, dim=0)  # (6 * reps, 2)
     checkpoints = {3, 20, 60}
@@ -62,7 +66,9 @@ def test_q_sample_with_given_noise_is_the_formula() -> None:
         expected = math.sqrt(ab) * x0[i] + math.sqrt(1 - ab) * eps[i]
         torch.testing.assert_close(out[i], expected)
     # an int t means the same step for the whole batch
-    torch.testing.assert_close(q_sample(x0, 17, s, noise=eps), q_sample(x0, torch.full((4,), 17), s, noise=eps))
+    torch.testing.assert_close(
+        q_sample(x0, 17, s, noise=eps), q_sample(x0, torch.full((4,), 17), s, noise=eps)
+    )
 
 
 def test_q_step_with_given_noise_is_the_formula() -> None:
@@ -101,7 +107,9 @@ def test_conversions_are_mutual_inverses() -> None:
     torch.testing.assert_close(eps_from_score(score, t, s), eps)
     # score = -eps / sqrt(1 - alpha_bar_t): for a point mass at x0 this is the score of q(x_t|x0)
     var = (1 - s.alpha_bar[t]).reshape(-1, 1, 1, 1)
-    torch.testing.assert_close(score, -(x_t - s.alpha_bar[t].sqrt().reshape(-1, 1, 1, 1) * x0) / var)
+    torch.testing.assert_close(
+        score, -(x_t - s.alpha_bar[t].sqrt().reshape(-1, 1, 1, 1) * x0) / var
+    )
     # round trip the other way
     x0_hat = predict_x0_from_eps(x_t, t, eps_from_x0(x_t, t, x0, s), s)
     torch.testing.assert_close(x0_hat, x0)

@@ -32,8 +32,16 @@ BUILDERS = {
 def test_index_zero_is_clean_data(family: str, T: int) -> None:
     s = BUILDERS[family](T)
     assert s.T == T == len(s)
-    for name in ("betas", "alphas", "alpha_bar", "sqrt_alpha_bar", "sqrt_one_minus_alpha_bar",
-                 "posterior_variance", "snr", "log_snr"):
+    for name in (
+        "betas",
+        "alphas",
+        "alpha_bar",
+        "sqrt_alpha_bar",
+        "sqrt_one_minus_alpha_bar",
+        "posterior_variance",
+        "snr",
+        "log_snr",
+    ):
         arr = getattr(s, name)
         assert arr.shape == (T + 1,), name
         assert arr.dtype == torch.float64, name
@@ -57,11 +65,17 @@ def test_alpha_bar_is_cumprod_of_alphas(family: str) -> None:
 
 def test_posterior_variance_and_mean_coefficients() -> None:
     s = linear_schedule(30, 1e-3, 0.1)
-    assert s.posterior_variance[0] == 0 and s.posterior_variance[1] == 0  # q(x_0 | x_1, x_0) is a point mass
+    assert (
+        s.posterior_variance[0] == 0 and s.posterior_variance[1] == 0
+    )  # q(x_0 | x_1, x_0) is a point mass
     for t in range(2, s.T + 1):
         ab, ab_prev, beta = float(s.alpha_bar[t]), float(s.alpha_bar[t - 1]), float(s.betas[t])
-        assert float(s.posterior_variance[t]) == pytest.approx((1 - ab_prev) / (1 - ab) * beta, rel=1e-12)
-        assert float(s.posterior_mean_coef_x0[t]) == pytest.approx(math.sqrt(ab_prev) * beta / (1 - ab), rel=1e-12)
+        assert float(s.posterior_variance[t]) == pytest.approx(
+            (1 - ab_prev) / (1 - ab) * beta, rel=1e-12
+        )
+        assert float(s.posterior_mean_coef_x0[t]) == pytest.approx(
+            math.sqrt(ab_prev) * beta / (1 - ab), rel=1e-12
+        )
         assert float(s.posterior_mean_coef_xt[t]) == pytest.approx(
             math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab), rel=1e-12
         )
@@ -95,8 +109,12 @@ def test_cosine_matches_nichol_dhariwal_away_from_the_clip() -> None:
 def test_linear_and_quadratic_endpoints() -> None:
     lin, quad = linear_schedule(10, 1e-3, 0.05), quadratic_schedule(10, 1e-3, 0.05)
     for s in (lin, quad):
-        assert float(s.betas[1]) == pytest.approx(1e-3) and float(s.betas[-1]) == pytest.approx(0.05)
-    torch.testing.assert_close(lin.betas[1:].diff(), torch.full((9,), (0.05 - 1e-3) / 9, dtype=torch.float64))
+        assert float(s.betas[1]) == pytest.approx(1e-3) and float(s.betas[-1]) == pytest.approx(
+            0.05
+        )
+    torch.testing.assert_close(
+        lin.betas[1:].diff(), torch.full((9,), (0.05 - 1e-3) / 9, dtype=torch.float64)
+    )
     r = quad.betas[1:].sqrt()
     torch.testing.assert_close(r.diff(), torch.full((9,), r.diff()[0].item(), dtype=torch.float64))
 
@@ -104,13 +122,18 @@ def test_linear_and_quadratic_endpoints() -> None:
 def test_make_schedule_dispatches_and_rejects_unknown_names() -> None:
     for name in SCHEDULES:
         torch.testing.assert_close(make_schedule(name, 20).betas, BUILDERS[name](20).betas)
-    torch.testing.assert_close(make_schedule("linear", 5, beta_end=0.1).betas, linear_schedule(5, beta_end=0.1).betas)
+    torch.testing.assert_close(
+        make_schedule("linear", 5, beta_end=0.1).betas, linear_schedule(5, beta_end=0.1).betas
+    )
     with pytest.raises(ValueError, match="name"):
         make_schedule("exponential", 10)
 
 
 @pytest.mark.parametrize("family", sorted(SCHEDULES))
-@pytest.mark.parametrize(("T", "exc"), [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("10", TypeError)])
+@pytest.mark.parametrize(
+    ("T", "exc"),
+    [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("10", TypeError)],
+)
 def test_builders_reject_bad_T(family: str, T: object, exc: type) -> None:
     with pytest.raises(exc, match="T"):
         SCHEDULES[family](T)
@@ -149,7 +172,16 @@ def test_other_builder_arguments_are_checked(builder, kwargs: dict, arg: str) ->
 
 @pytest.mark.parametrize(
     "betas",
-    [[0.1, 0.0], [0.1, 1.0], [0.1, -0.2], [0.5, 1.2], [0.1, float("nan")], [0.1, float("inf")], [], [[0.1, 0.2]]],
+    [
+        [0.1, 0.0],
+        [0.1, 1.0],
+        [0.1, -0.2],
+        [0.5, 1.2],
+        [0.1, float("nan")],
+        [0.1, float("inf")],
+        [],
+        [[0.1, 0.2]],
+    ],
 )
 def test_noise_schedule_rejects_bad_betas(betas: list) -> None:
     with pytest.raises(ValueError, match="betas"):
@@ -180,7 +212,11 @@ def test_check_timesteps() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(min_value=1e-6, max_value=1 - 1e-6, allow_nan=False), min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.floats(min_value=1e-6, max_value=1 - 1e-6, allow_nan=False), min_size=1, max_size=40
+    )
+)
 def test_alpha_bar_decreasing_in_unit_interval(betas: list[float]) -> None:
     s = NoiseSchedule(betas)
     ab = s.alpha_bar

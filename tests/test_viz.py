@@ -140,7 +140,9 @@ def test_explorer_curves_follow_the_schedule(explorer: ScheduleExplorer) -> None
     ab_line = explorer.figure.axes[0].lines[0]
     np.testing.assert_allclose(ab_line.get_ydata(), ref.alpha_bar.numpy())
     marker = explorer.figure.axes[0].lines[1]
-    assert marker.get_xdata()[0] == 60 and marker.get_ydata()[0] == pytest.approx(float(ref.alpha_bar[60]))
+    assert marker.get_xdata()[0] == 60 and marker.get_ydata()[0] == pytest.approx(
+        float(ref.alpha_bar[60])
+    )
     assert st["params"]["family"] == "cosine" and explorer.controls["family"].value == "cosine"
     assert explorer.controls["t"].max == 120
     assert explorer.image.value != png_before and explorer.image.value[:4] == b"\x89PNG"

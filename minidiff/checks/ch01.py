@@ -3,9 +3,9 @@
 The student writes small functions over explicit schedule arrays (length ``T + 1``, index 0 =
 clean data, so ``alpha_bar[t]`` reads like the lectures):
 
-- ``alpha_bar_from_betas(betas: (T+1,)) -> (T+1,)``        ``alpha_bar_t = prod_{s<=t} (1 - beta_s)``
+- ``alpha_bar_from_betas(betas: (T+1,)) -> (T+1,)``: ``alpha_bar_t = prod_{s<=t} (1 - beta_s)``
 - ``q_sample(x0: (B,...), t: (B,), alpha_bar, noise) -> x_t``  ``sqrt(ab_t) x0 + sqrt(1-ab_t) eps``
-- ``q_step(x_prev: (B,...), t: (B,), betas, noise) -> x_t``    ``sqrt(1-beta_t) x_prev + sqrt(beta_t) eps``
+- ``q_step(x_prev: (B,...), t: (B,), betas, noise) -> x_t``: ``sqrt(1-b_t) x_prev + sqrt(b_t) eps``
 - ``snr(alpha_bar) -> same shape``                             ``ab / (1 - ab)``
 - ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)``         ``KL(q(x_T|x0) || N(0, I))`` in nats
 
@@ -94,7 +94,8 @@ _ALPHA_BAR = Spec(
     {
         "cumsum": Mistake(
             lambda b: 1.0 - torch.cumsum(b, 0),
-            "this is 1 - Σβ_s, the first-order approximation. ᾱ_t is a *product*: torch.cumprod(1 - betas, 0).",
+            "this is 1 - Σβ_s, the first-order approximation. "
+            "ᾱ_t is a *product*: torch.cumprod(1 - betas, 0).",
         ),
         "cumprod_betas": Mistake(
             lambda b: torch.cumprod(b, 0),
@@ -102,7 +103,8 @@ _ALPHA_BAR = Spec(
         ),
         "off_by_one": Mistake(
             lambda b: torch.cat([torch.ones(1, dtype=b.dtype), torch.cumprod(1 - b, 0)[:-1]]),
-            "your ᾱ is shifted by one step (ᾱ_t = ∏_{s<t}). The product runs up to and including s = t, "
+            "your ᾱ is shifted by one step (ᾱ_t = ∏_{s<t}). "
+            "The product runs up to and including s = t, "
             "and index 0 (β_0 = 0) gives ᾱ_0 = 1 on its own.",
         ),
     },
@@ -114,18 +116,25 @@ _ALPHA_BAR = Spec(
 
 def _cases_q_sample() -> list[Case]:
     cases: list[Case] = []
-    for i, (s, shape) in enumerate(zip(_schedules(), [(6, 2), (5, 1, 3, 3)])):
+    for i, (s, shape) in enumerate(zip(_schedules(), [(6, 2), (5, 1, 3, 3)], strict=True)):
         x0, eps = _xs(shape, 10 + i)
         cases.append(((x0, _ts(s.T, shape[0], 20 + i), s.alpha_bar.clone(), eps), {}))
     return cases
 
 
-def _ref_q_sample(x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def _ref_q_sample(
+    x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
     return _q_sample(x0, t, _schedule_from_alpha_bar(alpha_bar), noise=noise)
 
 
-def _qs(a_fn: Callable[[torch.Tensor], torch.Tensor], s_fn: Callable[[torch.Tensor], torch.Tensor], shift: int = 0):  # type: ignore[no-untyped-def]
-    def fn(x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+Coef = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _qs(a_fn: Coef, s_fn: Coef, shift: int = 0) -> Callable[..., torch.Tensor]:
+    def fn(
+        x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
         ab = _gather(alpha_bar, t - shift, x0)
         return a_fn(ab) * x0 + s_fn(ab) * noise
 
@@ -154,36 +163,43 @@ _Q_SAMPLE = Spec(
         ),
         "off_by_one": Mistake(
             _qs(lambda ab: ab.sqrt(), lambda ab: (1 - ab).sqrt(), shift=1),
-            "you used alpha_bar[t-1]. The arrays have length T+1 with index 0 = clean data, so use alpha_bar[t].",
+            "you used alpha_bar[t-1]. The arrays have length T+1 with index 0 = clean data, "
+            "so use alpha_bar[t].",
         ),
     },
 )
 
 
-# --- q_step ----------------------------------------------------------------------------------------
+# --- q_step --------------------------------------------------------------------------------
 
 
 def _cases_q_step() -> list[Case]:
     cases: list[Case] = []
-    for i, (s, shape) in enumerate(zip(_schedules(), [(7, 2), (4, 2, 2, 3)])):
+    for i, (s, shape) in enumerate(zip(_schedules(), [(7, 2), (4, 2, 2, 3)], strict=True)):
         x, eps = _xs(shape, 30 + i)
         cases.append(((x, _ts(s.T, shape[0], 40 + i), s.betas.clone(), eps), {}))
     return cases
 
 
-def _ref_q_step(x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def _ref_q_step(
+    x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
     return _q_step(x_prev, t, _schedule_from_betas(betas), noise=noise)
 
 
-def _qst(a_fn: Callable[[torch.Tensor], torch.Tensor], s_fn: Callable[[torch.Tensor], torch.Tensor], shift: int = 0):  # type: ignore[no-untyped-def]
-    def fn(x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def _qst(a_fn: Coef, s_fn: Coef, shift: int = 0) -> Callable[..., torch.Tensor]:
+    def fn(
+        x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
         b = _gather(betas, t - shift, x_prev)
         return a_fn(b) * x_prev + s_fn(b) * noise
 
     return fn
 
 
-def _step_with_alpha_bar(x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def _step_with_alpha_bar(
+    x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
     ab = _gather(torch.cumprod(1 - betas, 0), t, x_prev)
     return ab.sqrt() * x_prev + (1 - ab).sqrt() * noise
 
@@ -198,11 +214,13 @@ _Q_STEP = Spec(
         ),
         "alpha_not_sqrt": Mistake(
             _qst(lambda b: 1 - b, lambda b: b.sqrt()),
-            "x_{t-1} is scaled by √α_t = √(1-β_t), not by α_t; otherwise the variance is not preserved.",
+            "x_{t-1} is scaled by √α_t = √(1-β_t), not by α_t; "
+            "otherwise the variance is not preserved.",
         ),
         "no_shrink": Mistake(
             _qst(lambda b: torch.ones_like(b), lambda b: b.sqrt()),
-            "x_{t-1} must be shrunk by √(1-β_t); adding noise alone makes the variance grow without bound.",
+            "x_{t-1} must be shrunk by √(1-β_t); "
+            "adding noise alone makes the variance grow without bound.",
         ),
         "off_by_one": Mistake(
             _qst(lambda b: (1 - b).sqrt(), lambda b: b.sqrt(), shift=1),
@@ -210,19 +228,20 @@ _Q_STEP = Spec(
         ),
         "alpha_bar_instead": Mistake(
             _step_with_alpha_bar,
-            "you used ᾱ_t, which jumps from x_0 to x_t in one go. One step from x_{t-1} uses β_t alone.",
+            "you used ᾱ_t, which jumps from x_0 to x_t in one go. "
+            "One step from x_{t-1} uses β_t alone.",
         ),
     },
 )
 
 
-# --- snr and prior_kl --------------------------------------------------------------------------------
+# --- snr and prior_kl ----------------------------------------------------------------------
 
 
 def _cases_snr() -> list[Case]:
-    return [((s.alpha_bar[1:].clone(),), {}) for s in _schedules()] + [
-        ((torch.tensor([[0.9, 0.5], [0.1, 0.01]], dtype=torch.float64),), {})
-    ]
+    cases: list[Case] = [((s.alpha_bar[1:].clone(),), {}) for s in _schedules()]
+    cases.append(((torch.tensor([[0.9, 0.5], [0.1, 0.01]], dtype=torch.float64),), {}))
+    return cases
 
 
 def _ref_snr(alpha_bar: torch.Tensor) -> torch.Tensor:
@@ -233,7 +252,9 @@ _SNR = Spec(
     _cases_snr,
     _ref_snr,
     {
-        "inverted": Mistake(lambda ab: (1 - ab) / ab, "that is noise-to-signal: SNR = ᾱ / (1 - ᾱ)."),
+        "inverted": Mistake(
+            lambda ab: (1 - ab) / ab, "that is noise-to-signal: SNR = ᾱ / (1 - ᾱ)."
+        ),
         "std_ratio": Mistake(
             lambda ab: (ab / (1 - ab)).sqrt(),
             "SNR is a ratio of variances, ᾱ / (1 - ᾱ), not of standard deviations √ᾱ / √(1-ᾱ).",
@@ -253,10 +274,14 @@ def _cases_prior_kl() -> list[Case]:
 def _ref_prior_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
     ab = torch.as_tensor(alpha_bar_T, dtype=x0.dtype)
     zero, one = torch.zeros((), dtype=x0.dtype), torch.ones((), dtype=x0.dtype)
-    return gaussian_kl(ab.sqrt() * x0, (1 - ab).expand_as(x0), zero, one).sum(dim=tuple(range(1, x0.dim())))
+    return gaussian_kl(ab.sqrt() * x0, (1 - ab).expand_as(x0), zero, one).sum(
+        dim=tuple(range(1, x0.dim()))
+    )
 
 
-def _kl_variant(mean_scale: Callable[[float], float], var: Callable[[float], float], factor: float = 0.5):  # type: ignore[no-untyped-def]
+def _kl_variant(
+    mean_scale: Callable[[float], float], var: Callable[[float], float], factor: float = 0.5
+) -> Callable[..., torch.Tensor]:
     def fn(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
         m, v = mean_scale(alpha_bar_T) * x0, torch.tensor(var(alpha_bar_T), dtype=x0.dtype)
         return (factor * (-torch.log(v) + v + m**2 - 1)).sum(dim=tuple(range(1, x0.dim())))
@@ -319,7 +344,7 @@ def check_q_sample(fn: Callable[..., Any], display: bool = True) -> CheckResult:
 
 
 def check_q_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``q_step(x_prev: (B, ...), t: (B,) long, betas: (T+1,), noise: like x_prev) -> x_t``."""
+    """Check ``q_step(x_prev: (B, ...), t: (B,) long, betas: (T+1,), noise) -> x_t``."""
     return _check("q_step", fn, display)
 
 
@@ -329,5 +354,5 @@ def check_snr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
 
 
 def check_prior_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)`` = KL(q(x_T|x0) || N(0, I)) in nats."""
+    """Check ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)``: KL(q(x_T|x0) || N(0, I))."""
     return _check("prior_kl", fn, display)
