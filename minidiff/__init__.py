@@ -10,6 +10,12 @@ Public API (stable; coursework imports these names from the top level):
   ``simple_loss``
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``get_sampler``, ``available_samplers``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
+- networks and training: ``TimeMLP``, ``sinusoidal_embedding``, ``train``, ``EMA``, ``TrainResult``,
+  ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError``
+- metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
+  ``distance_with_spread``
+
+Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise checkers).
 """
 
 from ._config import default_device, fast_mode
@@ -33,6 +39,8 @@ from .losses import (
     vlb_terms,
     vlb_weights,
 )
+from .metrics import data_floor, distance_with_spread, energy_distance, mmd, sliced_wasserstein
+from .nn import TimeMLP, sinusoidal_embedding
 from .samplers import available_samplers, ddpm_sample, ddpm_step, get_sampler, register_sampler
 from .schedules import (
     NoiseSchedule,
@@ -42,11 +50,25 @@ from .schedules import (
     quadratic_schedule,
     sigmoid_schedule,
 )
+from .train import EMA, NonFiniteLossError, TrainResult, load_checkpoint, save_checkpoint, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMA",
     "GaussianMixture",
+    "NonFiniteLossError",
+    "TimeMLP",
+    "TrainResult",
+    "data_floor",
+    "distance_with_spread",
+    "energy_distance",
+    "load_checkpoint",
+    "mmd",
+    "save_checkpoint",
+    "sinusoidal_embedding",
+    "sliced_wasserstein",
+    "train",
     "NoiseSchedule",
     "TOY_DATASETS",
     "VLBTerms",
