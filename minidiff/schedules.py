@@ -20,7 +20,7 @@ Vocabulary of Hugging Face ``diffusers``: ``alpha_bar`` is ``alphas_cumprod`` an
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -170,7 +170,9 @@ def quadratic_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02)
     return NoiseSchedule(r**2)
 
 
-def _betas_from_alpha_bar_fn(fn, T: int, max_beta: float) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _betas_from_alpha_bar_fn(
+    fn: Callable[[torch.Tensor], torch.Tensor], T: int, max_beta: float
+) -> torch.Tensor:
     t = torch.arange(T + 1, dtype=torch.float64) / T
     ab = fn(t) / fn(torch.zeros(1, dtype=torch.float64))
     betas = 1.0 - ab[1:] / ab[:-1]
@@ -218,7 +220,7 @@ def sigmoid_schedule(
     return NoiseSchedule(_betas_from_alpha_bar_fn(f, T, max_beta))
 
 
-SCHEDULES = {
+SCHEDULES: dict[str, Callable[..., NoiseSchedule]] = {
     "linear": linear_schedule,
     "cosine": cosine_schedule,
     "quadratic": quadratic_schedule,
@@ -230,4 +232,4 @@ def make_schedule(name: str, T: int, **kwargs: float) -> NoiseSchedule:
     """Build a schedule by family name: ``linear``, ``cosine``, ``quadratic`` or ``sigmoid``."""
     if name not in SCHEDULES:
         raise ValueError(f"name must be one of {sorted(SCHEDULES)}, got {name!r}")
-    return SCHEDULES[name](T, **kwargs)  # type: ignore[operator]
+    return SCHEDULES[name](T, **kwargs)

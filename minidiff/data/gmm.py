@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -100,7 +101,9 @@ class GaussianMixture:
         return cls(means, covs=covs, weights=torch.tensor([0.5, 0.3, 0.2]))
 
     # ------------------------------------------------------------------ the data law
-    def sample(self, n: int, generator: torch.Generator | None = None, *, return_labels: bool = False):  # type: ignore[no-untyped-def]
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, return_labels: bool = False
+    ) -> Any:
         """Draw ``n`` points ``(n, D)`` as float32 (component labels ``(n,)`` too if asked)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
