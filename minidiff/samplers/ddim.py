@@ -169,23 +169,22 @@ def ddim_step(
 
 
 def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
-    """``steps`` evenly strided, strictly decreasing timesteps from ``T`` down to ``1`` (long ``(steps,)``).
+    """``steps`` evenly strided, strictly decreasing timesteps ``T, T - T/steps, …, T/steps`` (rounded).
 
-    ``steps == T`` gives every timestep ``T, …, 1``; ``steps == 1`` gives ``[T]`` (one jump to 0).
-    Both endpoints are always included ("trailing" spacing in the sense of Lin et al. 2024, Table 2),
-    so the first step starts from the schedule's own ``x_T``.
+    Returns a long tensor ``(steps,)``. ``steps == T`` gives every timestep ``T, …, 1``; ``steps == 1``
+    gives ``[T]`` (one jump to 0). This is the "trailing" spacing of Lin et al. (2024, Table 2): the
+    first step starts from the schedule's own ``x_T`` and the ``steps`` jumps (the last one from
+    ``tau_1 ≈ T/steps`` to 0) are equally long, like a uniform grid on ``t/T ∈ [0, 1]``.
+    (``schedule.timesteps(steps)`` ends at ``t = 1`` instead, which wastes one network call on the
+    tiny jump ``1 -> 0``.)
     """
     sched = _check_schedule(schedule)
     check_positive_int(steps, "steps")
     if steps > sched.T:
-        raise ValueError(
-            f"steps must be <= T={sched.T} (one network call per timestep), got {steps}"
-        )
-    if steps == 1:
-        return torch.tensor([sched.T], dtype=torch.long)
-    ts = sched.timesteps(steps)
-    assert ts.numel() == steps  # spacing (T-1)/(steps-1) >= 1 keeps the rounded values distinct
-    return ts
+        raise ValueError(f"steps must be <= T={sched.T} (one network call per timestep), got {steps}")
+    k = torch.arange(steps, dtype=torch.float64)
+    # the stride T/steps >= 1 keeps the rounded values distinct
+    return (sched.T - k * sched.T / steps).round().long()
 
 
 def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object) -> torch.Tensor:

@@ -1,0 +1,245 @@
+"""Checkers for exercise 8 (DDIM): the deterministic step, sigma_t(eta), the stochastic step.
+
+Every student function takes explicit inputs: ``x_t, eps, noise: (B, D)``, ``t: (B,)`` long in
+``1..T``, ``t_prev: (B,)`` long in ``0..T-1`` (strided: ``t - t_prev`` may exceed 1) and the
+schedule array ``alpha_bar: (T+1,)`` with ``alpha_bar[0] = 1``. The references are
+:func:`minidiff.samplers.ddim.ddim_step` and :func:`minidiff.samplers.ddim.ddim_sigma`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..samplers.ddim import ddim_sigma, ddim_step
+from ..schedules import NoiseSchedule, linear_schedule
+from ._core import CheckResult, Mistake, run_check
+
+__all__ = [
+    "check_ddim_step_deterministic",
+    "check_ddim_sigma",
+    "check_ddim_step",
+    "DETERMINISTIC_MISTAKES",
+    "SIGMA_MISTAKES",
+    "STEP_MISTAKES",
+    "deterministic_cases",
+    "sigma_cases",
+    "step_cases",
+]
+
+Cases = list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+def _schedule(alpha_bar: torch.Tensor) -> NoiseSchedule:
+    ab = alpha_bar.to(torch.float64)
+    return NoiseSchedule(1.0 - ab[1:] / ab[:-1])
+
+
+def _col(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.to(x.dtype)[:, None]
+
+
+def _make_cases(n_cases: int, seed: int, with_eta: bool, with_noise: bool) -> Cases:
+    """Strided pairs (t, t_prev), t_prev = 0 and t_prev = t - 1 in every batch; distinct t per sample."""
+    cases: Cases = []
+    schedules = [linear_schedule(100, beta_end=0.05), linear_schedule(50, 1e-3, 0.1)]
+    pairs = [
+        ([100, 90, 60, 35, 12, 3], [80, 0, 59, 5, 0, 2]),
+        ([50, 41, 20, 9, 2, 30], [25, 40, 0, 1, 0, 10]),
+        ([77, 50, 25, 10, 4, 99], [50, 25, 10, 0, 3, 60]),
+    ]
+    etas = [0.5, 1.0, 0.8]
+    g = torch.Generator().manual_seed(seed)
+    for i in range(n_cases):
+        sched = schedules[i % len(schedules)]
+        t, tp = (torch.tensor(v) for v in pairs[i % len(pairs)])
+        assert int(t.max()) <= sched.T and bool((tp < t).all())
+        x = 1.5 * torch.randn(len(t), 2, generator=g, dtype=torch.float64)
+        eps = torch.randn(len(t), 2, generator=g, dtype=torch.float64)
+        args: tuple[Any, ...] = (x, t, tp, eps, sched.alpha_bar.clone())
+        if with_eta:
+            args = (*args, etas[i % len(etas)])
+        if with_noise:
+            args = (*args, torch.randn(len(t), 2, generator=g, dtype=torch.float64))
+        cases.append((args, {}))
+    return cases
+
+
+def deterministic_cases() -> Cases:
+    """Inputs ``(x_t, t, t_prev, eps, alpha_bar)`` for :func:`check_ddim_step_deterministic`."""
+    return _make_cases(3, 801, with_eta=False, with_noise=False)
+
+
+def sigma_cases() -> Cases:
+    """Inputs ``(t, t_prev, alpha_bar, eta)`` for :func:`check_ddim_sigma`."""
+    return [((a[1], a[2], a[4], a[5]), {}) for a, _ in _make_cases(3, 802, with_eta=True, with_noise=False)]
+
+
+def step_cases() -> Cases:
+    """Inputs ``(x_t, t, t_prev, eps, alpha_bar, eta, noise)`` for :func:`check_ddim_step`."""
+    return _make_cases(3, 803, with_eta=True, with_noise=True)
+
+
+# ------------------------------------------------------------------ references
+
+
+def _ref_deterministic(x_t, t, t_prev, eps, alpha_bar):  # type: ignore[no-untyped-def]
+    return ddim_step(x_t, t, t_prev, eps, _schedule(alpha_bar), eta=0.0)
+
+
+def _ref_sigma(t, t_prev, alpha_bar, eta):  # type: ignore[no-untyped-def]
+    return ddim_sigma(t, t_prev, _schedule(alpha_bar), eta)
+
+
+def _ref_step(x_t, t, t_prev, eps, alpha_bar, eta, noise):  # type: ignore[no-untyped-def]
+    return ddim_step(x_t, t, t_prev, eps, _schedule(alpha_bar), eta=eta, noise=noise)
+
+
+# ------------------------------------------------------------------ known mistakes
+
+
+def _generic_step(
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    t_prev: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor | None,
+    *,
+    sqrt: Callable[[torch.Tensor], torch.Tensor] = torch.sqrt,
+    prev_index: torch.Tensor | None = None,
+    direction_var: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    clip: bool = False,
+    noise_scale: Callable[[torch.Tensor], torch.Tensor] = lambda s: s,
+) -> torch.Tensor:
+    ab_t = alpha_bar[t]
+    ab_p = alpha_bar[t_prev if prev_index is None else prev_index]
+    x0 = (x_t - _col((1 - ab_t).sqrt(), x_t) * eps) / _col(sqrt(ab_t), x_t)
+    if clip:
+        x0 = x0.clamp(-1.0, 1.0)
+    var = (1 - ab_p - sigma**2) if direction_var is None else direction_var(ab_t, ab_p, sigma)
+    out = _col(sqrt(ab_p), x_t) * x0 + _col(var.clamp(min=0).sqrt(), x_t) * eps
+    if noise is not None:
+        out = out + _col(noise_scale(sigma), x_t) * noise
+    return out
+
+
+def _zero(t: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(t.shape, dtype=torch.float64)
+
+
+DETERMINISTIC_MISTAKES: dict[str, Mistake] = {
+    "alpha_bar_t_in_direction": Mistake(
+        lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, direction_var=lambda a_t, a_p, s: 1 - a_t),
+        "the direction term pointing to x_t should use sqrt(1 - ᾱ_{t_prev}), not sqrt(1 - ᾱ_t): it re-noises x̂0 "
+        "to the *new* noise level.",
+    ),
+    "no_sqrt_alpha_bar": Mistake(
+        lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, sqrt=lambda v: v),
+        "you used ᾱ where the formula has √ᾱ (x̂0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t, and x̂0 is scaled by √ᾱ_{t_prev}).",
+    ),
+    "one_step_prev": Mistake(
+        lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, prev_index=t - 1),
+        "you used ᾱ_{t-1}; a DDIM step may jump several timesteps, so use alpha_bar[t_prev].",
+    ),
+    "clip_x0": Mistake(
+        lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, clip=True),
+        "you clipped x̂0 to [-1, 1]. That is an image-data heuristic (diffusers' clip_sample), not part of "
+        "Eq. 12; for 2D data it distorts the samples — leave x̂0 as it is.",
+    ),
+}
+
+
+def _sigma_generic(
+    t: torch.Tensor, t_prev: torch.Tensor, alpha_bar: torch.Tensor, eta: float, *, variant: str
+) -> torch.Tensor:
+    ab_t, ab_p = alpha_bar[t], alpha_bar[t_prev]
+    ratio = (1 - ab_p) / (1 - ab_t)
+    inner = 1 - ab_t / ab_p
+    e = eta
+    if variant == "eta_squared":
+        e = eta**2
+    elif variant == "ratio_inverted":
+        ratio = (1 - ab_t) / (1 - ab_p).clamp(min=1e-12)
+    elif variant == "one_step_beta":
+        inner = 1 - ab_t / alpha_bar[t - 1]
+    sig = e * ratio.sqrt() * inner.sqrt()
+    return sig**2 if variant == "variance_not_std" else sig
+
+
+SIGMA_MISTAKES: dict[str, Mistake] = {
+    "eta_squared": Mistake(
+        lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="eta_squared"),
+        "your σ scales like η², but η multiplies σ itself: σ_t(η) = η · √((1−ᾱ_prev)/(1−ᾱ_t)) · √(1−ᾱ_t/ᾱ_prev) "
+        "(so σ² carries η²).",
+    ),
+    "ratio_inverted": Mistake(
+        lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="ratio_inverted"),
+        "the first factor is upside down: it is √((1−ᾱ_{t_prev}) / (1−ᾱ_t)), which is < 1 and vanishes at t_prev = 0.",
+    ),
+    "one_step_beta": Mistake(
+        lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="one_step_beta"),
+        "you used the one-step β_t = 1 − ᾱ_t/ᾱ_{t−1}; for a strided step the second factor is √(1 − ᾱ_t/ᾱ_{t_prev}).",
+    ),
+    "variance_not_std": Mistake(
+        lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="variance_not_std"),
+        "you returned the variance σ²; return the standard deviation σ (take the square roots).",
+    ),
+}
+
+
+def _student_sigma(t: torch.Tensor, tp: torch.Tensor, ab: torch.Tensor, eta: float) -> torch.Tensor:
+    return _sigma_generic(t, tp, ab, eta, variant="correct")
+
+
+STEP_MISTAKES: dict[str, Mistake] = {
+    "sigma_not_removed_from_direction": Mistake(
+        lambda x, t, tp, e, ab, eta, z: _generic_step(
+            x, t, tp, e, ab, _student_sigma(t, tp, ab, eta), z, direction_var=lambda a_t, a_p, s: 1 - a_p
+        ),
+        "the direction term must be √(1 − ᾱ_{t_prev} − σ²) ε: the variance σ² that the fresh noise adds is "
+        "taken away from the direction, so that x_{t_prev} keeps the marginal variance 1 − ᾱ_{t_prev}.",
+    ),
+    "noise_times_variance": Mistake(
+        lambda x, t, tp, e, ab, eta, z: _generic_step(
+            x, t, tp, e, ab, _student_sigma(t, tp, ab, eta), z, noise_scale=lambda s: s**2
+        ),
+        "the fresh noise is σ · z (standard deviation), not σ² · z.",
+    ),
+    "alpha_bar_t_in_direction": Mistake(
+        lambda x, t, tp, e, ab, eta, z: _generic_step(
+            x, t, tp, e, ab, _student_sigma(t, tp, ab, eta), z, direction_var=lambda a_t, a_p, s: 1 - a_t - s**2
+        ),
+        "the direction term uses ᾱ_{t_prev}: √(1 − ᾱ_{t_prev} − σ²) ε, not √(1 − ᾱ_t − σ²) ε.",
+    ),
+    "eta_squared": Mistake(
+        lambda x, t, tp, e, ab, eta, z: _generic_step(
+            x, t, tp, e, ab, _student_sigma(t, tp, ab, eta**2), z
+        ),
+        "your σ scales like η²; σ_t(η) = η · √((1−ᾱ_prev)/(1−ᾱ_t)) · √(1−ᾱ_t/ᾱ_prev).",
+    ),
+}
+
+
+# ------------------------------------------------------------------ public checkers
+
+
+def check_ddim_step_deterministic(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
+    """Check ``fn(x_t, t, t_prev, eps, alpha_bar) -> x_{t_prev}``, the eta = 0 DDIM step (Eq. 12, sigma = 0)."""
+    return run_check(
+        "ddim_step_deterministic", fn, _ref_deterministic, deterministic_cases(), DETERMINISTIC_MISTAKES,
+        rtol=1e-6, atol=1e-8, display=display,
+    )
+
+
+def check_ddim_sigma(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
+    """Check ``fn(t, t_prev, alpha_bar, eta) -> sigma (B,)``, the DDIM noise level (Eq. 16)."""
+    return run_check("ddim_sigma", fn, _ref_sigma, sigma_cases(), SIGMA_MISTAKES, rtol=1e-6, atol=1e-9, display=display)
+
+
+def check_ddim_step(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
+    """Check ``fn(x_t, t, t_prev, eps, alpha_bar, eta, noise) -> x_{t_prev}``, the stochastic DDIM step."""
+    return run_check("ddim_step", fn, _ref_step, step_cases(), STEP_MISTAKES, rtol=1e-6, atol=1e-8, display=display)
