@@ -48,7 +48,9 @@ def _call(model: Callable[..., Tensor], x: Tensor, *args: Any, name: str = "scor
     if not isinstance(out, Tensor):
         raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x.shape:
-        raise ValueError(f"{name} must return a tensor of shape {tuple(x.shape)} (like x), got {tuple(out.shape)}")
+        raise ValueError(
+            f"{name} must return a tensor of shape {tuple(x.shape)} (like x), got {tuple(out.shape)}"
+        )
     return out
 
 
@@ -66,15 +68,27 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Tensor:
     """
     L = check_positive_int(L, "L", minimum=2)
     for name, v in (("sigma_max", sigma_max), ("sigma_min", sigma_min)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not (math.isfinite(v) and v > 0)
+        ):
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     if not sigma_max > sigma_min:
-        raise ValueError(f"sigma_max must be > sigma_min, got sigma_max={sigma_max}, sigma_min={sigma_min}")
-    return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), L, dtype=torch.float64))
+        raise ValueError(
+            f"sigma_max must be > sigma_min, got sigma_max={sigma_max}, sigma_min={sigma_min}"
+        )
+    return torch.exp(
+        torch.linspace(math.log(sigma_max), math.log(sigma_min), L, dtype=torch.float64)
+    )
 
 
 def esm_loss(
-    score_model: Callable[[Tensor], Tensor], x: Tensor, true_score: Tensor, *, reduction: str = "mean"
+    score_model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    true_score: Tensor,
+    *,
+    reduction: str = "mean",
 ) -> Tensor:
     """Explicit score matching ``½ ||s_θ(x) - ∇log p(x)||²`` (needs the true score; only for checks).
 
@@ -83,12 +97,16 @@ def esm_loss(
     _check_data(x, "x")
     check_tensor(true_score, "true_score")
     if true_score.shape != x.shape:
-        raise ValueError(f"true_score must have the shape of x {tuple(x.shape)}, got {tuple(true_score.shape)}")
+        raise ValueError(
+            f"true_score must have the shape of x {tuple(x.shape)}, got {tuple(true_score.shape)}"
+        )
     s = _call(score_model, x)
     return _reduce(0.5 * ((s - true_score) ** 2).sum(dim=1), reduction)
 
 
-def ism_loss(score_model: Callable[[Tensor], Tensor], x: Tensor, *, reduction: str = "mean") -> Tensor:
+def ism_loss(
+    score_model: Callable[[Tensor], Tensor], x: Tensor, *, reduction: str = "mean"
+) -> Tensor:
     """Implicit score matching (Hyvärinen 2005): ``tr(∇_x s_θ(x)) + ½ ||s_θ(x)||²``.
 
     The trace is exact: one backward pass per dimension (``D`` passes), so use it for low ``D``.
@@ -177,12 +195,19 @@ def dsm_loss(
     elif isinstance(sigmas, (int, float)) and not isinstance(sigmas, bool):
         levels = torch.tensor([float(sigmas)], dtype=x0.dtype, device=x0.device)
     else:
-        raise TypeError(f"sigmas must be a number or a 1-D tensor of noise levels, got {type(sigmas).__name__}")
+        raise TypeError(
+            f"sigmas must be a number or a 1-D tensor of noise levels, got {type(sigmas).__name__}"
+        )
     if levels.numel() == 0 or not bool(torch.isfinite(levels).all()) or bool((levels <= 0).any()):
         raise ValueError("sigmas must be non-empty, finite and > 0")
     L = levels.numel()
     if sigma_idx is None:
-        idx = torch.randint(L, (B,), generator=generator, device=generator.device if generator is not None else "cpu")
+        idx = torch.randint(
+            L,
+            (B,),
+            generator=generator,
+            device=generator.device if generator is not None else "cpu",
+        )
     else:
         if not isinstance(sigma_idx, Tensor) or sigma_idx.dtype not in (torch.int32, torch.int64):
             raise TypeError("sigma_idx must be an integer tensor of shape (B,)")
@@ -198,7 +223,9 @@ def dsm_loss(
     else:
         check_tensor(noise, "noise")
         if noise.shape != x0.shape:
-            raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+            raise ValueError(
+                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
+            )
         z = noise
     sig = sigma[:, None]
     x_tilde = x0 + sig * z
@@ -232,7 +259,13 @@ class NoiseConditionalScoreMLP(nn.Module):
         sigma_scale: float = 10.0,
     ) -> None:
         super().__init__()
-        self.net = TimeMLP(data_dim=data_dim, hidden=hidden, n_layers=n_layers, time_dim=emb_dim, time_scale=sigma_scale)
+        self.net = TimeMLP(
+            data_dim=data_dim,
+            hidden=hidden,
+            n_layers=n_layers,
+            time_dim=emb_dim,
+            time_scale=sigma_scale,
+        )
         self.scale_by_sigma = bool(scale_by_sigma)
         self.data_dim = data_dim
 
@@ -248,7 +281,9 @@ class NoiseConditionalScoreMLP(nn.Module):
         else:
             raise TypeError(f"sigma must be a tensor (B,) or a number, got {type(sigma).__name__}")
         if s.shape != (x.shape[0],):
-            raise ValueError(f"sigma must have shape ({x.shape[0]},) like the batch of x, got {tuple(s.shape)}")
+            raise ValueError(
+                f"sigma must have shape ({x.shape[0]},) like the batch of x, got {tuple(s.shape)}"
+            )
         if bool((s <= 0).any()):
             raise ValueError("sigma must be > 0")
         out = self.net(x, s.log())
@@ -283,7 +318,9 @@ def vp_eps_loss(
     """
     check_tensor(x0, "x0")
     if not callable(getattr(sde, "marginal_coefficients", None)):
-        raise TypeError(f"sde must have a marginal_coefficients(t) -> (alpha, sigma) method, got {type(sde).__name__}")
+        raise TypeError(
+            f"sde must have a marginal_coefficients(t) -> (alpha, sigma) method, got {type(sde).__name__}"
+        )
     B = x0.shape[0]
     t_end = float(getattr(sde, "T_end", 1.0))
     if t_min is None:
@@ -307,7 +344,9 @@ def vp_eps_loss(
     else:
         check_tensor(noise, "noise")
         if noise.shape != x0.shape:
-            raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+            raise ValueError(
+                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
+            )
         eps = noise
     alpha, sigma = sde.marginal_coefficients(tt)
     shape = (B,) + (1,) * (x0.dim() - 1)
@@ -316,7 +355,9 @@ def vp_eps_loss(
     if alpha.numel() == 1:
         alpha, sigma = alpha.expand(B), sigma.expand(B)
     if alpha.shape != (B,) or sigma.shape != (B,):
-        raise ValueError(f"sde.marginal_coefficients(t) must return two ({B},) tensors, got {tuple(alpha.shape)}, {tuple(sigma.shape)}")
+        raise ValueError(
+            f"sde.marginal_coefficients(t) must return two ({B},) tensors, got {tuple(alpha.shape)}, {tuple(sigma.shape)}"
+        )
     x_t = alpha.reshape(shape) * x0 + sigma.reshape(shape) * eps
     out = _call(model, x_t, tt, name="model")
     return ((eps - out) ** 2).reshape(B, -1).mean(dim=1).mean()

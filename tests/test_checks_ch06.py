@@ -61,8 +61,12 @@ def test_each_mistake_is_detectable_and_named(name: str, key: str) -> None:
     spec = ch06.SPECS[name]
     mistake = spec.mistakes[key]
     cases = spec.cases()
-    differs = [not _close(mistake.fn(*a, **k), spec.reference(*a, **k), 1e-4, 1e-5) for a, k in cases]
-    assert any(differs), f"mistake {key!r} equals the reference on every case: it can never be detected"
+    differs = [
+        not _close(mistake.fn(*a, **k), spec.reference(*a, **k), 1e-4, 1e-5) for a, k in cases
+    ]
+    assert any(differs), (
+        f"mistake {key!r} equals the reference on every case: it can never be detected"
+    )
     res = _checker(name)(mistake.fn, display=False)
     assert not res.passed
     assert res.mistake == key, f"expected {key!r}, got {res.mistake!r}: {res.message}"
@@ -108,7 +112,9 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_student_notebook_in_sync_with_solution() -> None:
-    spec = importlib.util.spec_from_file_location("exercises_build", ROOT / "exercises" / "build.py")
+    spec = importlib.util.spec_from_file_location(
+        "exercises_build", ROOT / "exercises" / "build.py"
+    )
     assert spec is not None and spec.loader is not None
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)

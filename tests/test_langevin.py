@@ -26,7 +26,9 @@ MIX = GaussianMixture(
     weights=torch.tensor([0.5, 0.3, 0.2]),
 )
 # Two distant modes with unequal weights: plain Langevin cannot move mass between them.
-TWO = GaussianMixture(torch.tensor([[-2.5, 0.0], [2.5, 0.0]]), stds=0.5, weights=torch.tensor([0.8, 0.2]))
+TWO = GaussianMixture(
+    torch.tensor([[-2.5, 0.0], [2.5, 0.0]]), stds=0.5, weights=torch.tensor([0.8, 0.2])
+)
 
 
 @pytest.fixture(autouse=True)
@@ -74,10 +76,19 @@ def test_step_rejects_bad_input() -> None:
 
 def test_exact_score_converges_to_the_mixture() -> None:
     n = 1500
-    x = langevin_sample(lambda y: MIX.marginal_score(y, 1.0, 0.0), (n, 2), steps=300, step_size=0.03, generator=gen(1))
+    x = langevin_sample(
+        lambda y: MIX.marginal_score(y, 1.0, 0.0),
+        (n, 2),
+        steps=300,
+        step_size=0.03,
+        generator=gen(1),
+    )
     ref = MIX.sample(n, generator=gen(2))
     sw = sliced_wasserstein(x, ref, generator=gen(3))
-    floor = [sliced_wasserstein(MIX.sample(n, generator=gen(10 + i)), ref, generator=gen(3)) for i in range(4)]
+    floor = [
+        sliced_wasserstein(MIX.sample(n, generator=gen(10 + i)), ref, generator=gen(3))
+        for i in range(4)
+    ]
     floor_mean = sum(floor) / len(floor)
     assert sw < 1.6 * floor_mean, (sw, floor)
     # and it did move: the N(0, I) start is far from the mixture at this sample size
@@ -90,7 +101,13 @@ def test_large_step_inflates_the_stationary_variance_as_predicted() -> None:
     # stationary variance s^2 / (1 - eps / (4 s^2)) -- exact, so the bias of a big step is measurable.
     gauss = GaussianMixture(torch.zeros(1, 2), stds=1.0)
     n, eps = 4000, 1.0
-    x = langevin_sample(lambda y: gauss.marginal_score(y, 1.0, 0.0), (n, 2), steps=60, step_size=eps, generator=gen(4))
+    x = langevin_sample(
+        lambda y: gauss.marginal_score(y, 1.0, 0.0),
+        (n, 2),
+        steps=60,
+        step_size=eps,
+        generator=gen(4),
+    )
     v = float(x.double().var(dim=0).mean())
     predicted = 1.0 / (1.0 - eps / 4.0)
     se = predicted * math.sqrt(2.0 / (n - 1)) / math.sqrt(2)  # two coordinates averaged
@@ -104,7 +121,9 @@ def test_small_step_barely_moves_the_mean() -> None:
     gauss = GaussianMixture(torch.zeros(1, 2), stds=1.0)
     n, eps, K = 2000, 1e-3, 100
     x0 = torch.full((n, 2), 3.0)
-    x = langevin_sample(lambda y: gauss.marginal_score(y, 1.0, 0.0), x0, steps=K, step_size=eps, generator=gen(5))
+    x = langevin_sample(
+        lambda y: gauss.marginal_score(y, 1.0, 0.0), x0, steps=K, step_size=eps, generator=gen(5)
+    )
     predicted = 3.0 * (1 - eps / 2) ** K
     se = math.sqrt(K * eps / n)
     assert abs(float(x[:, 0].mean()) - predicted) < 5 * se
@@ -114,11 +133,22 @@ def test_small_step_barely_moves_the_mean() -> None:
 def test_annealing_fixes_the_mode_weights_where_plain_langevin_fails() -> None:
     n = 600
     se = math.sqrt(0.8 * 0.2 / n)
-    plain = langevin_sample(lambda y: TWO.marginal_score(y, 1.0, 0.0), (n, 2), steps=200, step_size=0.05, generator=gen(6))
+    plain = langevin_sample(
+        lambda y: TWO.marginal_score(y, 1.0, 0.0),
+        (n, 2),
+        steps=200,
+        step_size=0.05,
+        generator=gen(6),
+    )
     w_plain = float((plain[:, 0] < 0).float().mean())
     sigmas = torch.exp(torch.linspace(math.log(3.0), math.log(0.1), 10))
     ann = annealed_langevin_sample(
-        lambda y, s: TWO.marginal_score(y, 1.0, s), sigmas, (n, 2), steps_per_level=30, step_lr=0.005, generator=gen(6)
+        lambda y, s: TWO.marginal_score(y, 1.0, s),
+        sigmas,
+        (n, 2),
+        steps_per_level=30,
+        step_lr=0.005,
+        generator=gen(6),
     )
     w_ann = float((ann[:, 0] < 0).float().mean())
     assert abs(w_plain - 0.8) > 10 * se, w_plain  # stuck near the 50/50 split of the N(0, I) start
@@ -127,16 +157,30 @@ def test_annealing_fixes_the_mode_weights_where_plain_langevin_fails() -> None:
 
 def test_trajectory_and_reproducibility() -> None:
     score = lambda y: MIX.marginal_score(y, 1.0, 0.0)  # noqa: E731
-    a, traj = langevin_sample(score, (8, 2), steps=5, step_size=0.1, generator=gen(7), return_trajectory=True)
+    a, traj = langevin_sample(
+        score, (8, 2), steps=5, step_size=0.1, generator=gen(7), return_trajectory=True
+    )
     b = langevin_sample(score, (8, 2), steps=5, step_size=0.1, generator=gen(7))
     assert len(traj) == 6 and torch.equal(traj[-1], a) and torch.equal(a, b)
     nc = lambda y, s: MIX.marginal_score(y, 1.0, s)  # noqa: E731
-    x, traj = annealed_langevin_sample(nc, [1.0, 0.5, 0.1], (8, 2), steps_per_level=4, step_lr=0.01,
-                                       generator=gen(8), return_trajectory=True, denoise=True)
+    x, traj = annealed_langevin_sample(
+        nc,
+        [1.0, 0.5, 0.1],
+        (8, 2),
+        steps_per_level=4,
+        step_lr=0.01,
+        generator=gen(8),
+        return_trajectory=True,
+        denoise=True,
+    )
     assert len(traj) == 3 * 4 + 2 and torch.equal(traj[-1], x)
     x_init = torch.zeros(8, 2)
-    x2 = annealed_langevin_sample(nc, [1.0, 0.1], (8, 2), steps_per_level=2, step_lr=0.01, init=x_init, generator=gen(9))
-    assert x2.shape == (8, 2) and torch.equal(x_init, torch.zeros(8, 2))  # init not modified in place
+    x2 = annealed_langevin_sample(
+        nc, [1.0, 0.1], (8, 2), steps_per_level=2, step_lr=0.01, init=x_init, generator=gen(9)
+    )
+    assert x2.shape == (8, 2) and torch.equal(
+        x_init, torch.zeros(8, 2)
+    )  # init not modified in place
 
 
 def test_annealed_step_sizes() -> None:
@@ -147,8 +191,14 @@ def test_annealed_step_sizes() -> None:
 
 @pytest.mark.parametrize(
     ("sigmas", "match"),
-    [([1.0, 2.0], "decreasing"), ([1.0, 1.0], "decreasing"), ([1.0, -0.1], "> 0"), ([], "non-empty"),
-     ([[1.0, 0.5]], "1-D"), ([1.0, float("nan")], "finite")],
+    [
+        ([1.0, 2.0], "decreasing"),
+        ([1.0, 1.0], "decreasing"),
+        ([1.0, -0.1], "> 0"),
+        ([], "non-empty"),
+        ([[1.0, 0.5]], "1-D"),
+        ([1.0, float("nan")], "finite"),
+    ],
 )
 def test_sigmas_are_validated(sigmas: list, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=match):
@@ -179,10 +229,18 @@ def test_error_paths() -> None:
     with pytest.raises(ValueError, match="decreasing"):
         annealed_langevin_sample(nc, [0.1, 1.0], (4, 2), steps_per_level=1, step_lr=0.1)
     with pytest.raises(ValueError, match="init"):
-        annealed_langevin_sample(nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1, init="zeros")
+        annealed_langevin_sample(
+            nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1, init="zeros"
+        )
     with pytest.raises(ValueError, match="init"):
-        annealed_langevin_sample(nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1, init=torch.zeros(3, 2))
+        annealed_langevin_sample(
+            nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1, init=torch.zeros(3, 2)
+        )
     with pytest.raises(ValueError, match="shape"):
-        annealed_langevin_sample(lambda y, s: y.sum(1), [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1)
+        annealed_langevin_sample(
+            lambda y, s: y.sum(1), [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1
+        )
     with pytest.raises(NonFiniteSampleError, match="level 1 of 2"):
-        annealed_langevin_sample(nc, [1.0, 0.1], (4, 2), steps_per_level=50, step_lr=1.0, generator=gen(0))
+        annealed_langevin_sample(
+            nc, [1.0, 0.1], (4, 2), steps_per_level=50, step_lr=1.0, generator=gen(0)
+        )

@@ -71,7 +71,10 @@ def test_dsm_formula_with_given_noise_and_levels() -> None:
     assert torch.allclose(got, sig**2 * per, atol=1e-6)
     got1 = dsm_loss(model, x0, levels, sigma_idx=idx, noise=z, weighting="none")
     assert torch.allclose(got1, per.mean(), atol=1e-6)
-    assert torch.allclose(dsm_loss(model, x0, 0.2, noise=z), (0.04 * 0.5 * ((model(x0 + 0.2 * z, torch.full((6,), 0.2)) + z / 0.2) ** 2).sum(1)).mean())
+    assert torch.allclose(
+        dsm_loss(model, x0, 0.2, noise=z),
+        (0.04 * 0.5 * ((model(x0 + 0.2 * z, torch.full((6,), 0.2)) + z / 0.2) ** 2).sum(1)).mean(),
+    )
 
 
 def test_dsm_at_the_exact_noised_score_is_lowest_and_gaps_equal_esm() -> None:
@@ -106,7 +109,11 @@ def test_dsm_regression_target_averages_to_the_noised_score() -> None:
         assert int(inside.sum()) > 300
         t_in, s_in = target[inside], score[inside]
         se = t_in.std(0) / math.sqrt(int(inside.sum()))
-        assert bool(((t_in.mean(0) - s_in.mean(0)).abs() < 5 * se).all()), (centre, t_in.mean(0), s_in.mean(0))
+        assert bool(((t_in.mean(0) - s_in.mean(0)).abs() < 5 * se).all()), (
+            centre,
+            t_in.mean(0),
+            s_in.mean(0),
+        )
     # and the target is *not* the clean score (sanity: the check can fail)
     clean = GMM.marginal_score(xt, 1.0, 0.0)
     assert float(((clean - score) ** 2).sum(1).mean()) > 0.1
@@ -138,7 +145,9 @@ def test_ssm_equals_ism_in_expectation_and_vr_has_lower_variance() -> None:
     x = GMM.sample(6000, generator=gen(8)).double()
     ism = ism_loss(perturbed, x, reduction="none")
     ssm = ssm_loss(perturbed, x, n_projections=2, generator=gen(9), reduction="none")
-    vr = ssm_loss(perturbed, x, n_projections=2, generator=gen(9), variance_reduced=True, reduction="none")
+    vr = ssm_loss(
+        perturbed, x, n_projections=2, generator=gen(9), variance_reduced=True, reduction="none"
+    )
     for est in (ssm, vr):
         m, se = mean_se(est - ism)
         assert abs(m) < 5 * se, (m, se)
@@ -245,6 +254,7 @@ def test_vp_eps_loss_formula_gradients_and_optimum(sde: object) -> None:
     assert got.shape == () and torch.allclose(got, manual, atol=1e-6)
     grads = torch.autograd.grad(got, list(model.parameters()))
     assert any(g.abs().sum() > 0 for g in grads)
+
     # the exact E[eps | x_t] from the mixture beats predicting zero
     def oracle(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         aa, ss = sde.marginal_coefficients(tt)  # type: ignore[attr-defined]

@@ -93,7 +93,11 @@ def _geom(hi: float, lo: float, L: int) -> torch.Tensor:
 
 
 def _cases_alphas() -> list[Case]:
-    return [((_geom(1.0, 0.01, 10), 2e-5), {}), ((_geom(3.0, 0.1, 5), 0.01), {}), ((_geom(50.0, 0.5, 7), 0.1), {})]
+    return [
+        ((_geom(1.0, 0.01, 10), 2e-5), {}),
+        ((_geom(3.0, 0.1, 5), 0.01), {}),
+        ((_geom(50.0, 0.5, 7), 0.1), {}),
+    ]
 
 
 _ALPHAS = Spec(

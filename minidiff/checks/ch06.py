@@ -108,13 +108,22 @@ def _cases_loss() -> list[Case]:
     return cases
 
 
-def _ref_loss(model: Callable[..., torch.Tensor], x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def _ref_loss(
+    model: Callable[..., torch.Tensor], x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
     idx = torch.arange(x0.shape[0])
     return _dsm_loss(model, x0, sigma, sigma_idx=idx, noise=noise)
 
 
-def _loss_variant(target_fn: Callable[..., torch.Tensor], weight: bool = True, half: float = 0.5) -> Callable[..., Any]:
-    def fn(model: Callable[..., torch.Tensor], x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def _loss_variant(
+    target_fn: Callable[..., torch.Tensor], weight: bool = True, half: float = 0.5
+) -> Callable[..., Any]:
+    def fn(
+        model: Callable[..., torch.Tensor],
+        x0: torch.Tensor,
+        sigma: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
         xt = x0 + sigma[:, None] * noise
         per = half * ((model(xt, sigma) - target_fn(xt, x0, sigma)) ** 2).sum(dim=1)
         return (sigma**2 * per if weight else per).mean()
@@ -151,10 +160,15 @@ _LOSS = Spec(
 
 
 def _cases_ism() -> list[Case]:
-    return [((_toy_score, torch.randn(B, 2, generator=torch.Generator().manual_seed(100 + B))), {}) for B in (7, 16)]
+    return [
+        ((_toy_score, torch.randn(B, 2, generator=torch.Generator().manual_seed(100 + B))), {})
+        for B in (7, 16)
+    ]
 
 
-def _jac(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _jac(
+    model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.detach().requires_grad_(True)
     s = model(x)
     rows = [torch.autograd.grad(s[:, i].sum(), x, retain_graph=True)[0] for i in range(x.shape[1])]
@@ -209,7 +223,9 @@ _ISM = Spec(
 
 def _cases_sfe() -> list[Case]:
     cases: list[Case] = []
-    for i, (s, shape) in enumerate(zip([linear_schedule(20, 0.01, 0.2), cosine_schedule(12)], [(6, 2), (4, 1, 2, 2)])):
+    for i, (s, shape) in enumerate(
+        zip([linear_schedule(20, 0.01, 0.2), cosine_schedule(12)], [(6, 2), (4, 1, 2, 2)])
+    ):
         g = torch.Generator().manual_seed(110 + i)
         eps = torch.randn(shape, generator=g)
         t = torch.randint(1, s.T + 1, (shape[0],), generator=g)
@@ -250,7 +266,12 @@ _SFE = Spec(
     },
 )
 
-SPECS: dict[str, Spec] = {"dsm_target": _TARGET, "dsm_loss": _LOSS, "ism_loss": _ISM, "score_from_eps": _SFE}
+SPECS: dict[str, Spec] = {
+    "dsm_target": _TARGET,
+    "dsm_loss": _LOSS,
+    "ism_loss": _ISM,
+    "score_from_eps": _SFE,
+}
 
 
 def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:

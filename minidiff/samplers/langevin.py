@@ -75,7 +75,9 @@ def langevin_step(
     check_tensor(noise, "noise")
     for name, v in (("score", score), ("noise", noise)):
         if v.shape != x.shape:
-            raise ValueError(f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
+            raise ValueError(
+                f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}"
+            )
     if isinstance(step_size, torch.Tensor):
         eps = step_size.to(dtype=x.dtype, device=x.device)
         if eps.dim() == 1 and eps.shape[0] == x.shape[0] and x.dim() > 1:
@@ -87,16 +89,22 @@ def langevin_step(
     return x + (0.5 * eps_f) * score + math.sqrt(eps_f) * noise
 
 
-def _call_score(fn: Callable[..., torch.Tensor], x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+def _call_score(
+    fn: Callable[..., torch.Tensor], x: torch.Tensor, *args: torch.Tensor
+) -> torch.Tensor:
     out = fn(x, *args)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"score_fn must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x.shape:
-        raise ValueError(f"score_fn must return a tensor of shape {tuple(x.shape)} (like x), got {tuple(out.shape)}")
+        raise ValueError(
+            f"score_fn must return a tensor of shape {tuple(x.shape)} (like x), got {tuple(out.shape)}"
+        )
     return out
 
 
-def _randn(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _randn(
+    shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     dev = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, dtype=like.dtype, device=dev).to(like.device)
 
@@ -135,7 +143,9 @@ def langevin_sample(
     trajectory = [x] if return_trajectory else []
     with torch.no_grad():
         for k in range(1, steps + 1):
-            x = langevin_step(x, _call_score(score_fn, x), eps, _randn(tuple(x.shape), x, generator))
+            x = langevin_step(
+                x, _call_score(score_fn, x), eps, _randn(tuple(x.shape), x, generator)
+            )
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
                     f"langevin_sample produced non-finite values at step {k} of {steps} (step_size={eps:g}; try a smaller one)"
@@ -149,11 +159,15 @@ def check_sigmas(sigmas: torch.Tensor | Sequence[float], name: str = "sigmas") -
     """Return ``sigmas`` as a 1-D float64 tensor, checking it is non-empty, finite, positive, strictly decreasing."""
     s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
     if s.dim() != 1 or s.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence of noise levels, got shape {tuple(s.shape)}")
+        raise ValueError(
+            f"{name} must be a non-empty 1-D sequence of noise levels, got shape {tuple(s.shape)}"
+        )
     if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
         raise ValueError(f"{name} must be finite and > 0, got {s.tolist()}")
     if s.numel() > 1 and not bool((s[1:] < s[:-1]).all()):
-        raise ValueError(f"{name} must be strictly decreasing (sigma_1 > ... > sigma_L), got {s.tolist()}")
+        raise ValueError(
+            f"{name} must be strictly decreasing (sigma_1 > ... > sigma_L), got {s.tolist()}"
+        )
     return s
 
 
@@ -217,7 +231,9 @@ def annealed_langevin_sample(
     elif init == "uniform":
         x = 2 * torch.rand(shape, generator=generator, dtype=dtype, device=dev) - 1
     else:
-        raise ValueError(f"init must be one of {list(INITS)} or a tensor of shape {shape}, got {init!r}")
+        raise ValueError(
+            f"init must be one of {list(INITS)} or a tensor of shape {shape}, got {init!r}"
+        )
     trajectory = [x] if return_trajectory else []
     L = s.numel()
     with torch.no_grad():
