@@ -1,9 +1,9 @@
 """Score matching (chapter 6): fit ``s_θ(x) ≈ ∇log p(x)`` without knowing ``p``.
 
-    explicit   ESM(θ) = ½ E_p ||s_θ(x) - ∇log p(x)||²                    needs the true score  -> esm_loss
-    implicit   ISM(θ) = E_p [tr ∇_x s_θ(x) + ½ ||s_θ(x)||²]  = ESM - C    Hyvärinen 2005        -> ism_loss
-    sliced     SSM(θ) = E_p E_v [vᵀ ∇_x s_θ(x) v + ½ (vᵀ s_θ(x))²]        Song et al. 2019      -> ssm_loss
-    denoising  DSM(θ; σ) = ½ E ||s_θ(x̃, σ) + (x̃ - x)/σ²||²,  x̃ = x + σ z  Vincent 2011          -> dsm_loss
+    explicit   ESM(θ) = ½ E_p ||s_θ(x) - ∇log p(x)||²  (needs the true score)      -> esm_loss
+    implicit   ISM(θ) = E_p [tr ∇_x s_θ(x) + ½ ||s_θ(x)||²] = ESM - C  (Hyvärinen 2005) -> ism_loss
+    sliced     SSM(θ) = E_p E_v [vᵀ ∇_x s_θ(x) v + ½ (vᵀ s_θ(x))²]  (Song et al. 2019)  -> ssm_loss
+    denoising  DSM(θ; σ) = ½ E ||s_θ(x̃, σ) + (x̃ - x)/σ²||², x̃ = x + σ z (Vincent 2011) -> dsm_loss
                = ½ E_{q_σ} ||s_θ(x̃, σ) - ∇log q_σ(x̃)||² + C,  so the optimum is the noised score.
 
 The noise-conditional objective of Song & Ermon (2019, Eq. 6) averages ``λ(σ) DSM(θ; σ)`` over
@@ -49,7 +49,8 @@ def _call(model: Callable[..., Tensor], x: Tensor, *args: Any, name: str = "scor
         raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x.shape:
         raise ValueError(
-            f"{name} must return a tensor of shape {tuple(x.shape)} (like x), got {tuple(out.shape)}"
+            f"{name} must return a tensor of shape {tuple(x.shape)} (like x), "
+            f"got {tuple(out.shape)}"
         )
     return out
 
@@ -62,7 +63,7 @@ def _check_data(x: Tensor, name: str) -> Tensor:
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Tensor:
-    """``L`` noise levels from ``sigma_max`` down to ``sigma_min`` with a constant ratio (float64, ``(L,)``).
+    """``L`` levels from ``sigma_max`` down to ``sigma_min``, constant ratio, ``(L,)`` float64.
 
     ``σ_i = σ_max (σ_min/σ_max)^((i-1)/(L-1))``, as in NCSN (Song & Ermon 2019).
     """
@@ -90,7 +91,7 @@ def esm_loss(
     *,
     reduction: str = "mean",
 ) -> Tensor:
-    """Explicit score matching ``½ ||s_θ(x) - ∇log p(x)||²`` (needs the true score; only for checks).
+    """Explicit score matching ``½ ||s_θ(x) - ∇log p(x)||²`` (needs the true score: for checks).
 
     ``x, true_score: (B, D)``. Returns the batch mean, or ``(B,)`` with ``reduction="none"``.
     """
@@ -168,11 +169,14 @@ def dsm_loss(
     weighting: str = "sigma2",
     reduction: str = "mean",
 ) -> Tensor:
-    """Denoising score matching (Vincent 2011), noise-conditional with ``λ(σ) = σ²`` (Song & Ermon 2019, Eq. 6).
+    """Denoising score matching (Vincent 2011), noise-conditional with ``λ(σ) = σ²``.
+
+    Song & Ermon (2019, Eq. 6).
 
     Per sample: ``x̃ = x0 + σ z`` and
 
-        ℓ = λ(σ) · ½ ||s_θ(x̃, σ) - target||²,     target = ∇_x̃ log q_σ(x̃ | x0) = -(x̃ - x0)/σ² = -z/σ,
+        ℓ = λ(σ) · ½ ||s_θ(x̃, σ) - target||²,
+        target = ∇_x̃ log q_σ(x̃ | x0) = -(x̃ - x0)/σ² = -z/σ,
 
     so with ``λ = σ²``: ``ℓ = ½ ||σ s_θ(x̃, σ) + z||²``.
 
@@ -181,7 +185,7 @@ def dsm_loss(
             ``lambda x, s: net(x)`` to train at a single level.
         x0: clean data ``(B, D)``.
         sigmas: one level (a number) or a 1-D tensor of ``L`` levels; each sample then uses
-            ``sigmas[sigma_idx]`` with ``sigma_idx`` uniform in ``0..L-1`` (drawn from ``generator``).
+            ``sigmas[sigma_idx]``, ``sigma_idx`` uniform in ``0..L-1`` (drawn from ``generator``).
         sigma_idx: ``(B,)`` long, the level of each sample (instead of drawing it).
         noise: ``z: (B, D)`` (instead of drawing it).
         weighting: ``"sigma2"`` (``λ = σ²``) or ``"none"`` (``λ = 1``).
@@ -270,7 +274,7 @@ class NoiseConditionalScoreMLP(nn.Module):
         self.data_dim = data_dim
 
     def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
-        """Score at noise level ``sigma``: ``x (B, D)``, ``sigma (B,)`` or a number -> ``(B, D)``."""
+        """Score at level ``sigma``: ``x (B, D)``, ``sigma (B,)`` or a number -> ``(B, D)``."""
         check_tensor(x, "x", dim=2)
         if isinstance(sigma, Tensor):
             s = sigma.to(device=x.device, dtype=x.dtype).reshape(-1)
@@ -300,11 +304,11 @@ def vp_eps_loss(
     t: Tensor | None = None,
     noise: Tensor | None = None,
 ) -> Tensor:
-    """Continuous-time ε-prediction loss on the marginals of a VP-SDE (Song et al. 2021; Ho et al. 2020, Eq. 14).
+    """Continuous-time ε-prediction loss on VP-SDE marginals (Song et al. 2021; Ho et al. 2020).
 
     ``t ~ U[t_min, T_end]``, ``(α, σ) = sde.marginal_coefficients(t)``, ``x_t = α x0 + σ ε`` and
 
-        loss = E ||ε - model(x_t, t)||²     (averaged over batch and data dimensions, like ``simple_loss``)
+        loss = E ||ε - model(x_t, t)||²   (mean over batch and data dims, like ``simple_loss``)
 
     At the optimum ``model(x, t) = E[ε | x_t = x] = -σ(t) ∇log p_t(x)``.
 
@@ -312,14 +316,16 @@ def vp_eps_loss(
         model: ``model(x_t (B, ...), t (B,) float) -> (B, ...)``, e.g. ``TimeMLP(time_scale=1000)``.
         x0: clean data ``(B, ...)``.
         sde: any object with ``marginal_coefficients(t (B,)) -> (alpha (B,), sigma (B,))`` (e.g.
-            ``minidiff.sde.VPSDE``); ``T_end`` (default 1) and ``eps`` (the default ``t_min``) are read if present.
+            ``minidiff.sde.VPSDE``); ``T_end`` (default 1) and ``eps`` (the default ``t_min``) are
+            read if present.
         t_min: smallest time drawn (default ``sde.eps`` or ``1e-3``): ``σ(t) -> 0`` at ``t = 0``.
         t: ``(B,)`` times (instead of drawing them); noise: ``ε`` of the shape of ``x0``.
     """
     check_tensor(x0, "x0")
     if not callable(getattr(sde, "marginal_coefficients", None)):
         raise TypeError(
-            f"sde must have a marginal_coefficients(t) -> (alpha, sigma) method, got {type(sde).__name__}"
+            "sde must have a marginal_coefficients(t) -> (alpha, sigma) method, "
+            f"got {type(sde).__name__}"
         )
     B = x0.shape[0]
     t_end = float(getattr(sde, "T_end", 1.0))
@@ -356,7 +362,8 @@ def vp_eps_loss(
         alpha, sigma = alpha.expand(B), sigma.expand(B)
     if alpha.shape != (B,) or sigma.shape != (B,):
         raise ValueError(
-            f"sde.marginal_coefficients(t) must return two ({B},) tensors, got {tuple(alpha.shape)}, {tuple(sigma.shape)}"
+            f"sde.marginal_coefficients(t) must return two ({B},) tensors, "
+            f"got {tuple(alpha.shape)}, {tuple(sigma.shape)}"
         )
     x_t = alpha.reshape(shape) * x0 + sigma.reshape(shape) * eps
     out = _call(model, x_t, tt, name="model")

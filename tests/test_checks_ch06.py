@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 import torch
+from _nbtools import ROOT, exec_tagged
 
 from minidiff.checks import ch06
 from minidiff.checks._core import _close
-
-from _nbtools import ROOT, exec_tagged
 
 SOLUTION = ROOT / "exercises" / "solutions" / "ex06_score_matching.ipynb"
 STUDENT = ROOT / "exercises" / "ex06_score_matching.ipynb"
@@ -80,7 +79,7 @@ def test_mistakes_are_distinct_from_each_other() -> None:
         keys = list(outs)
         for i, a in enumerate(keys):
             for b in keys[i + 1 :]:
-                same = all(_close(x, y, 1e-4, 1e-5) for x, y in zip(outs[a], outs[b]))
+                same = all(_close(x, y, 1e-4, 1e-5) for x, y in zip(outs[a], outs[b], strict=True))
                 assert not same, f"{name}: mistakes {a!r} and {b!r} give the same answers"
 
 

@@ -3,10 +3,10 @@
 The Langevin SDE ``dx = ½ ∇log p(x) dt + dW`` has ``p`` as its stationary law. Its Euler–Maruyama
 discretisation with step ``ε`` is the *unadjusted Langevin algorithm*
 
-    x_{k+1} = x_k + (ε / 2) ∇log p(x_k) + sqrt(ε) z_k,     z_k ~ N(0, I)              -> langevin_step
+    x_{k+1} = x_k + (ε / 2) ∇log p(x_k) + sqrt(ε) z_k,   z_k ~ N(0, I)      -> langevin_step
 
 (Welling & Teh 2011; Song & Ermon 2019, Eq. 4 — the ``ε/2`` convention used throughout the course;
-the equivalent "``τ``" convention ``x + τ ∇log p + sqrt(2τ) z`` is the same update with ``τ = ε/2``).
+the "``τ``" convention ``x + τ ∇log p + sqrt(2τ) z`` is the same update with ``τ = ε/2``).
 For ``ε -> 0`` and ``K -> ∞`` the iterates are samples of ``p``; a finite ``ε`` biases them (the
 chain's stationary law is slightly wider than ``p``).
 
@@ -59,13 +59,13 @@ def _check_step_size(step_size: object, name: str = "step_size") -> float:
 def langevin_step(
     x: torch.Tensor, score: torch.Tensor, step_size: float | torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
-    """One unadjusted Langevin step ``x + (ε/2) · score + sqrt(ε) · noise`` (Song & Ermon 2019, Eq. 4).
+    """One unadjusted Langevin step ``x + (ε/2) score + sqrt(ε) noise`` (Song & Ermon 2019, Eq. 4).
 
     Args:
         x: current state ``(B, ...)``.
         score: ``∇log p(x)`` at ``x``, same shape.
-        step_size: ``ε > 0``: a number, or a tensor of shape ``(B,)`` (one step per sample, as in the
-            corrector of predictor–corrector samplers) or broadcastable to ``x``.
+        step_size: ``ε > 0``: a number, or a tensor of shape ``(B,)`` (one step per sample, as in
+            the corrector of predictor–corrector samplers) or broadcastable to ``x``.
         noise: ``z ~ N(0, I)``, same shape as ``x``.
     Returns:
         the next state, same shape as ``x``.
@@ -97,7 +97,8 @@ def _call_score(
         raise TypeError(f"score_fn must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x.shape:
         raise ValueError(
-            f"score_fn must return a tensor of shape {tuple(x.shape)} (like x), got {tuple(out.shape)}"
+            f"score_fn must return a tensor of shape {tuple(x.shape)} (like x), "
+            f"got {tuple(out.shape)}"
         )
     return out
 
@@ -120,11 +121,12 @@ def langevin_sample(
     return_trajectory: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run ``steps`` unadjusted Langevin steps with a time-independent score (1 score call per step).
+    """Run ``steps`` unadjusted Langevin steps with a time-independent score (1 call per step).
 
     Args:
         score_fn: ``score_fn(x (B, ...)) -> ∇log p(x) (B, ...)``.
-        x_init: the starting points ``(B, ...)``, or a shape: then ``x_0 ~ N(0, I)`` drawn from ``generator``.
+        x_init: the starting points ``(B, ...)``, or a shape: then ``x_0 ~ N(0, I)`` drawn from
+            ``generator``.
         steps: number of steps ``K >= 1``.
         step_size: ``ε > 0`` (see :func:`langevin_step`).
         generator: source of every random number.
@@ -148,7 +150,8 @@ def langevin_sample(
             )
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
-                    f"langevin_sample produced non-finite values at step {k} of {steps} (step_size={eps:g}; try a smaller one)"
+                    f"langevin_sample produced non-finite values at step {k} of {steps} "
+                    f"(step_size={eps:g}; try a smaller one)"
                 )
             if return_trajectory:
                 trajectory.append(x)
@@ -156,7 +159,7 @@ def langevin_sample(
 
 
 def check_sigmas(sigmas: torch.Tensor | Sequence[float], name: str = "sigmas") -> torch.Tensor:
-    """Return ``sigmas`` as a 1-D float64 tensor, checking it is non-empty, finite, positive, strictly decreasing."""
+    """``sigmas`` as 1-D float64; checks: non-empty, finite, positive, strictly decreasing."""
     s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
     if s.dim() != 1 or s.numel() == 0:
         raise ValueError(
@@ -172,7 +175,7 @@ def check_sigmas(sigmas: torch.Tensor | Sequence[float], name: str = "sigmas") -
 
 
 def annealed_step_sizes(sigmas: torch.Tensor | Sequence[float], step_lr: float) -> torch.Tensor:
-    """``α_i = ε σ_i² / σ_L²`` for every level (Song & Ermon 2019, Algorithm 1), shape ``(L,)`` float64.
+    """``α_i = ε σ_i² / σ_L²`` for every level (Song & Ermon 2019, Alg. 1), ``(L,)`` float64.
 
     The ratio ``α_i / σ_i²`` is the same at every level, so the "signal-to-noise" of one update,
     ``‖(α_i/2) s‖ / ‖sqrt(α_i) z‖ ∝ sqrt(α_i) / σ_i``, does not depend on ``σ_i``.
@@ -196,20 +199,21 @@ def annealed_langevin_sample(
     denoise: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-    """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1); ``L · steps_per_level`` score calls.
+    """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1); ``L · steps_per_level`` score calls.
 
     for i = 1..L:  α_i = ε σ_i² / σ_L²;  repeat ``steps_per_level`` times:
         x <- x + (α_i / 2) s(x, σ_i) + sqrt(α_i) z
 
     Args:
-        score_fn: noise-conditional ``score_fn(x (B, ...), sigma (B,) float) -> ∇log q_σ(x) (B, ...)``.
+        score_fn: noise-conditional ``score_fn(x (B, ...), sigma (B,) float) -> (B, ...)``, the
+            score ``∇log q_σ(x)``.
         sigmas: ``(L,)`` strictly decreasing positive noise levels ``σ_1 > … > σ_L``.
         shape: shape of the batch, e.g. ``(5000, 2)``.
         steps_per_level: ``T >= 1`` Langevin steps per level.
         step_lr: ``ε > 0``, the step at the smallest level.
-        init: ``"gaussian"`` (``σ_1 · N(0, I)``, close to ``q_{σ_1}`` when ``σ_1`` dominates the data
-            scale), ``"uniform"`` (``U[-1, 1]`` per coordinate, like the paper's ``U[0, 1]`` for images)
-            or a tensor of starting points with shape ``shape``.
+        init: ``"gaussian"`` (``σ_1 · N(0, I)``, close to ``q_{σ_1}`` when ``σ_1`` dominates the
+            data scale), ``"uniform"`` (``U[-1, 1]`` per coordinate, like the paper's ``U[0, 1]``
+            for images) or a tensor of starting points with shape ``shape``.
         denoise: finish with one Tweedie step ``x + σ_L² s(x, σ_L)`` (Song & Ermon 2020), which
             removes the ``σ_L`` noise left in the samples.
         return_trajectory: also return ``[x_init, then every iterate]`` (``L · T + 1`` tensors, plus
@@ -244,8 +248,9 @@ def annealed_langevin_sample(
                 x = langevin_step(x, _call_score(score_fn, x, sig), a, _randn(shape, x, generator))
                 if not bool(torch.isfinite(x).all()):
                     raise NonFiniteSampleError(
-                        f"annealed_langevin_sample produced non-finite values at level {i + 1} of {L} "
-                        f"(sigma={float(s[i]):.4g}), step {k} of {steps_per_level}; try a smaller step_lr"
+                        f"annealed_langevin_sample produced non-finite values at level {i + 1} "
+                        f"of {L} (sigma={float(s[i]):.4g}), step {k} of {steps_per_level}; "
+                        "try a smaller step_lr"
                     )
                 if return_trajectory:
                     trajectory.append(x)
