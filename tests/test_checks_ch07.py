@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 import torch
+from _nbtools import ROOT, exec_tagged
 
 from minidiff.checks import ch07
 from minidiff.checks._core import _close
-
-from _nbtools import ROOT, exec_tagged
 
 SOLUTION = ROOT / "exercises" / "solutions" / "ex07_sde_ode.ipynb"
 STUDENT = ROOT / "exercises" / "ex07_sde_ode.ipynb"
@@ -61,8 +60,12 @@ def test_each_mistake_is_detectable_and_named(name: str, key: str) -> None:
     spec = ch07.SPECS[name]
     mistake = spec.mistakes[key]
     cases = spec.cases()
-    differs = [not _close(mistake.fn(*a, **k), spec.reference(*a, **k), 1e-4, 1e-5) for a, k in cases]
-    assert any(differs), f"mistake {key!r} equals the reference on every case: it can never be detected"
+    differs = [
+        not _close(mistake.fn(*a, **k), spec.reference(*a, **k), 1e-4, 1e-5) for a, k in cases
+    ]
+    assert any(differs), (
+        f"mistake {key!r} equals the reference on every case: it can never be detected"
+    )
     res = _checker(name)(mistake.fn, display=False)
     assert not res.passed
     assert res.mistake == key, f"expected {key!r}, got {res.mistake!r}: {res.message}"
@@ -76,7 +79,7 @@ def test_mistakes_are_distinct_from_each_other() -> None:
         keys = list(outs)
         for i, a in enumerate(keys):
             for b in keys[i + 1 :]:
-                same = all(_close(x, y, 1e-4, 1e-5) for x, y in zip(outs[a], outs[b]))
+                same = all(_close(x, y, 1e-4, 1e-5) for x, y in zip(outs[a], outs[b], strict=True))
                 assert not same, f"{name}: mistakes {a!r} and {b!r} give the same answers"
 
 
@@ -85,7 +88,9 @@ def test_cases_have_batch_and_distinct_times() -> None:
         for args, _ in ch07.SPECS[name].cases():
             x, t = args[0], args[1]
             assert x.shape[0] > 1 and t.dtype == torch.float64
-            assert len(set(t.tolist())) > 1, "all samples share one t: broadcasting bugs would go unseen"
+            assert len(set(t.tolist())) > 1, (
+                "all samples share one t: broadcasting bugs would go unseen"
+            )
 
 
 def test_scalar_t_broadcast_bug_gets_a_message() -> None:
@@ -100,11 +105,15 @@ def test_scalar_t_broadcast_bug_gets_a_message() -> None:
 def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINIDIFF_STRICT_CHECKS", "1")
     with pytest.raises(AssertionError, match="vp_marginal"):
-        ch07.check_vp_marginal(lambda t, a, b: (torch.exp(-t), torch.sqrt(1 - torch.exp(-2 * t))), display=False)
+        ch07.check_vp_marginal(
+            lambda t, a, b: (torch.exp(-t), torch.sqrt(1 - torch.exp(-2 * t))), display=False
+        )
 
 
 def test_student_notebook_in_sync_with_solution() -> None:
-    spec = importlib.util.spec_from_file_location("exercises_build", ROOT / "exercises" / "build.py")
+    spec = importlib.util.spec_from_file_location(
+        "exercises_build", ROOT / "exercises" / "build.py"
+    )
     assert spec is not None and spec.loader is not None
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
