@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 import torch
+from _nbtools import ROOT, exec_tagged
 
 from minidiff.checks import ch04
 from minidiff.checks._core import _close
-
-from _nbtools import ROOT, exec_tagged
 
 SOLUTION = ROOT / "exercises" / "solutions" / "ex04_ddpm.ipynb"
 STUDENT = ROOT / "exercises" / "ex04_ddpm.ipynb"
@@ -62,8 +61,12 @@ def test_each_mistake_is_detectable_and_named(name: str, key: str) -> None:
     spec = ch04.SPECS[name]
     mistake = spec.mistakes[key]
     cases = spec.cases()
-    differs = [not _close(mistake.fn(*a, **k), spec.reference(*a, **k), 1e-4, 1e-5) for a, k in cases]
-    assert any(differs), f"mistake {key!r} equals the reference on every case: it can never be detected"
+    differs = [
+        not _close(mistake.fn(*a, **k), spec.reference(*a, **k), 1e-4, 1e-5) for a, k in cases
+    ]
+    assert any(differs), (
+        f"mistake {key!r} equals the reference on every case: it can never be detected"
+    )
     res = _checker(name)(spec.impls[key][0], display=False)
     assert not res.passed
     assert res.mistake == key, f"expected {key!r}, got {res.mistake!r}: {res.message}"
@@ -77,7 +80,7 @@ def test_mistakes_are_distinct_from_each_other() -> None:
         keys = list(outs)
         for i, a in enumerate(keys):
             for b in keys[i + 1 :]:
-                same = all(_close(x, y, 1e-4, 1e-5) for x, y in zip(outs[a], outs[b]))
+                same = all(_close(x, y, 1e-4, 1e-5) for x, y in zip(outs[a], outs[b], strict=True))
                 assert not same, f"{name}: mistakes {a!r} and {b!r} give the same answers"
 
 
@@ -105,9 +108,11 @@ def test_solution_train_step_changes_weights_and_sample_has_shape(solution: dict
     before = [p.detach().clone() for p in model.parameters()]
     sched_ab = torch.linspace(1.0, 0.1, 11, dtype=torch.float64)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss = solution["train_step"](model, opt, torch.randn(8, 2), sched_ab, torch.Generator().manual_seed(0))
+    loss = solution["train_step"](
+        model, opt, torch.randn(8, 2), sched_ab, torch.Generator().manual_seed(0)
+    )
     assert isinstance(loss, float) and loss > 0
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_wrong_shape_gets_a_shape_message(solution: dict[str, Any]) -> None:
@@ -121,11 +126,15 @@ def test_wrong_shape_gets_a_shape_message(solution: dict[str, Any]) -> None:
 def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINIDIFF_STRICT_CHECKS", "1")
     with pytest.raises(AssertionError, match="ancestral_step"):
-        ch04.check_ancestral_step(ch04.SPECS["ancestral_step"].impls["never_noise"][0], display=False)
+        ch04.check_ancestral_step(
+            ch04.SPECS["ancestral_step"].impls["never_noise"][0], display=False
+        )
 
 
 def test_student_notebook_in_sync_with_solution() -> None:
-    spec = importlib.util.spec_from_file_location("exercises_build", ROOT / "exercises" / "build.py")
+    spec = importlib.util.spec_from_file_location(
+        "exercises_build", ROOT / "exercises" / "build.py"
+    )
     assert spec is not None and spec.loader is not None
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)

@@ -1,5 +1,6 @@
 """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2): the step formula, the last step, the two
-variances, reproducibility, argument errors, and the exact Gaussian-mixture denoiser reproducing its law."""
+variances, reproducibility, argument errors, and the exact Gaussian-mixture denoiser reproducing
+its law."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def _by_hand(x_t, t, eps, s, variance, z):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
 @pytest.mark.parametrize("shape", [(6, 2), (4, 3, 5, 5)])
-def test_step_with_given_noise_equals_the_formula(sched: md.NoiseSchedule, variance: str, shape: tuple[int, ...]) -> None:
+def test_step_with_given_noise_equals_the_formula(
+    sched: md.NoiseSchedule, variance: str, shape: tuple[int, ...]
+) -> None:
     g = torch.Generator().manual_seed(0)
     x_t, eps, z = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(3))
     t = torch.randint(1, sched.T + 1, (shape[0],), generator=g)
@@ -70,10 +73,14 @@ def test_beta_and_beta_tilde_differ_only_in_sigma(sched: md.NoiseSchedule) -> No
     t = torch.arange(2, 10)
     out_b = ddpm_step(x_t, t, eps, sched, variance="beta", noise=z)
     out_bt = ddpm_step(x_t, t, eps, sched, variance="beta_tilde", noise=z)
-    zero = ddpm_step(x_t, t, eps, sched, variance="beta", noise=torch.zeros_like(z))  # the shared mean
+    zero = ddpm_step(
+        x_t, t, eps, sched, variance="beta", noise=torch.zeros_like(z)
+    )  # the shared mean
     torch.testing.assert_close((out_b - zero) / sched.betas[t, None].sqrt(), z)
     torch.testing.assert_close((out_bt - zero) / sched.posterior_variance[t, None].sqrt(), z)
-    assert bool((sched.posterior_variance[t] < sched.betas[t]).all())  # beta_tilde < beta for t >= 2
+    assert bool(
+        (sched.posterior_variance[t] < sched.betas[t]).all()
+    )  # beta_tilde < beta for t >= 2
 
 
 def test_step_with_generator_is_reproducible(sched: md.NoiseSchedule) -> None:
@@ -87,10 +94,14 @@ def test_step_with_generator_is_reproducible(sched: md.NoiseSchedule) -> None:
 
 
 def test_trajectory_length_and_endpoints(sched: md.NoiseSchedule) -> None:
-    x0, traj = ddpm_sample(toy_eps, sched, (7, 2), generator=torch.Generator().manual_seed(4), return_trajectory=True)
+    x0, traj = ddpm_sample(
+        toy_eps, sched, (7, 2), generator=torch.Generator().manual_seed(4), return_trajectory=True
+    )
     assert len(traj) == sched.T + 1
     assert all(x.shape == (7, 2) for x in traj)
-    torch.testing.assert_close(traj[0], torch.randn(7, 2, generator=torch.Generator().manual_seed(4)))  # x_T first
+    torch.testing.assert_close(
+        traj[0], torch.randn(7, 2, generator=torch.Generator().manual_seed(4))
+    )  # x_T first
     torch.testing.assert_close(traj[-1], x0)
     no_traj = ddpm_sample(toy_eps, sched, (7, 2), generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(no_traj, x0, rtol=0, atol=0)
@@ -99,7 +110,9 @@ def test_trajectory_length_and_endpoints(sched: md.NoiseSchedule) -> None:
 def test_trajectory_follows_ddpm_step_with_the_same_noise(sched: md.NoiseSchedule) -> None:
     # Replaying the generator: x_T first, then one z per step (also at t = 1, where it is unused).
     gen = torch.Generator().manual_seed(5)
-    _, traj = ddpm_sample(toy_eps, sched, (3, 2), variance="beta_tilde", generator=gen, return_trajectory=True)
+    _, traj = ddpm_sample(
+        toy_eps, sched, (3, 2), variance="beta_tilde", generator=gen, return_trajectory=True
+    )
     replay = torch.Generator().manual_seed(5)
     x = torch.randn(3, 2, generator=replay)
     for i, t in enumerate(range(sched.T, 0, -1)):
@@ -119,7 +132,9 @@ def test_same_seed_same_samples_other_seed_other_samples(sched: md.NoiseSchedule
 
 def test_image_shaped_batches(sched: md.NoiseSchedule) -> None:
     out = ddpm_sample(toy_eps, sched, (2, 1, 4, 4), generator=torch.Generator().manual_seed(8))
-    assert out.shape == (2, 1, 4, 4) and out.dtype == torch.float32 and bool(torch.isfinite(out).all())
+    assert (
+        out.shape == (2, 1, 4, 4) and out.dtype == torch.float32 and bool(torch.isfinite(out).all())
+    )
 
 
 def test_registry() -> None:
@@ -133,9 +148,11 @@ def test_registry() -> None:
 
 
 def test_exact_gmm_denoiser_reproduces_the_mixture() -> None:
-    """With the exact E[eps | x_t], only the discretisation and x_T ~ N(0, I) separate DDPM from the data.
+    """With the exact E[eps | x_t], only the discretisation and x_T ~ N(0, I) separate DDPM from
+    the data.
 
-    T = 200 with betas scaled by 1000/T (alpha_bar_T ~ e^-10). Tolerances: moments within 5 Monte Carlo
+    T = 200 with betas scaled by 1000/T (alpha_bar_T ~ e^-10). Tolerances: moments within 5 Monte
+    Carlo
     standard errors; the sliced W2 to fresh data within 1.5x the data's own floor (two independent
     data samples of the same size), whose spread over 4 draws is about 15%.
     """
@@ -157,22 +174,26 @@ def test_exact_gmm_denoiser_reproduces_the_mixture() -> None:
     k = torch.cdist(x.double(), gmm.means).argmin(1)
     frac = torch.bincount(k, minlength=8).double() / n
     assert (frac - 1 / 8).abs().max() < 5 * math.sqrt((1 / 8) * (7 / 8) / n)
-    # samples land on the modes: distance to the nearest mean like the data's (chi with 2 dof * 0.15)
+    # samples land on the modes: mean distance to the nearest mean as in the data
     d_model = torch.cdist(x.double(), gmm.means).min(1).values.mean()
     d_data = torch.cdist(data.double(), gmm.means).min(1).values.mean()
     assert abs(float(d_model - d_data)) < 0.1 * float(d_data)
 
-    floors = [sliced_wasserstein(gmm.sample(n, gen), gmm.sample(n, gen), generator=gen) for _ in range(4)]
+    floors = [
+        sliced_wasserstein(gmm.sample(n, gen), gmm.sample(n, gen), generator=gen) for _ in range(4)
+    ]
     sw = sliced_wasserstein(x, data, generator=gen)
     assert sw < 1.5 * sum(floors) / len(floors), (sw, floors)
 
 
 def test_gmm_baseline_is_far_from_the_floor() -> None:
-    # The sliced-W2 comparison above can fail: N(0, I) samples are many floors away from the mixture.
+    # The sliced-W2 comparison above can fail: N(0, I) is many floors away from the mixture.
     gmm = md.GaussianMixture.eight_gaussians()
     gen = torch.Generator().manual_seed(10)
     floor = sliced_wasserstein(gmm.sample(2000, gen), gmm.sample(2000, gen), generator=gen)
-    base = sliced_wasserstein(torch.randn(2000, 2, generator=gen), gmm.sample(2000, gen), generator=gen)
+    base = sliced_wasserstein(
+        torch.randn(2000, 2, generator=gen), gmm.sample(2000, gen), generator=gen
+    )
     assert base > 5 * floor
 
 

@@ -166,19 +166,23 @@ _LOSS = Spec(
         ),
         "noise_coef_not_sqrt": (
             _loss_with(lambda x0, e, ab: ab.sqrt() * x0 + (1 - ab) * e),
-            "the noise is scaled by (1-ᾱ_t); it should be its square root √(1-ᾱ_t) (a standard deviation, not a variance).",
+            "the noise is scaled by (1-ᾱ_t); it should be its square root √(1-ᾱ_t) (a standard "
+            "deviation, not a variance).",
         ),
         "off_by_one": (
             _loss_off_by_one,
-            "you used ᾱ_{t-1}. Schedule arrays are indexed so that alpha_bar[t] is ᾱ_t (index 0 is clean data).",
+            "you used ᾱ_{t-1}. Schedule arrays are indexed so that alpha_bar[t] is ᾱ_t (index 0 "
+            "is clean data).",
         ),
         "x0_target": (
             _loss_x0_target,
-            "you compared the model's output with x_0. In L_simple the network predicts the noise: ||ε - ε_θ(x_t, t)||².",
+            "you compared the model's output with x_0. In L_simple the network predicts the "
+            "noise: ||ε - ε_θ(x_t, t)||².",
         ),
         "sum_over_dims": (
             _loss_with(lambda x0, e, ab: ab.sqrt() * x0 + (1 - ab).sqrt() * e, reduce="sum"),
-            "you summed the squared error over data dimensions; average over every element (batch and dimensions): .mean().",
+            "you summed the squared error over data dimensions; average over every element "
+            "(batch and dimensions): .mean().",
         ),
     },
 )
@@ -312,15 +316,18 @@ _TRAIN = Spec(
         ),
         "no_update": (
             _step_no_update,
-            "the weights did not change. Order: optimizer.zero_grad(), loss.backward(), optimizer.step().",
+            "the weights did not change. Order: optimizer.zero_grad(), loss.backward(), "
+            "optimizer.step().",
         ),
         "t_from_zero": (
             _step_t_from_zero,
-            "t was drawn from {0..T-1}; Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T + 1, ...).",
+            "t was drawn from {0..T-1}; Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T "
+            "+ 1, ...).",
         ),
         "noise_first": (
             _step_noise_first,
-            "draw t first and the noise second (the check replays the same generator), as the exercise says.",
+            "draw t first and the noise second (the check replays the same generator), as the "
+            "exercise says.",
         ),
     },
     _train_harness,
@@ -428,7 +435,8 @@ _STEP = Spec(
         ),
         "noise_at_last_step": (
             _step_variant(noise_at_1=True),
-            "you added noise at t = 1. The last step returns the mean: x_0 = μ_θ(x_1, 1), z = 0 where t == 1.",
+            "you added noise at t = 1. The last step returns the mean: x_0 = μ_θ(x_1, 1), z = 0 "
+            "where t == 1.",
         ),
         "never_noise": (
             _step_variant(never_noise=True),
@@ -444,7 +452,8 @@ _STEP = Spec(
         ),
         "off_by_one": (
             _step_variant(shift=1),
-            "you read the schedule at t-1 (β_{t-1}, ᾱ_{t-1}). Arrays are indexed so that betas[t] is β_t.",
+            "you read the schedule at t-1 (β_{t-1}, ᾱ_{t-1}). Arrays are indexed so that "
+            "betas[t] is β_t.",
         ),
     },
     _finite,
@@ -538,12 +547,16 @@ def _check(name: str, fn: Fn, display: bool) -> CheckResult:
 
 
 def check_ddpm_training_loss(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``ddpm_training_loss(eps_model, x0 (B, D), alpha_bar (T+1,), t (B,), noise (B, D)) -> scalar``."""
+    """Check ``ddpm_training_loss(eps_model, x0, alpha_bar, t, noise) -> scalar`` (L_simple).
+
+    Shapes: ``x0, noise: (B, D)``, ``alpha_bar: (T+1,)``, ``t: (B,)`` long.
+    """
     return _check("ddpm_training_loss", fn, display)
 
 
 def check_train_step(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``train_step(model, optimizer, x0 (B, D), alpha_bar (T+1,), generator) -> float`` over two steps."""
+    """Check ``train_step(model, optimizer, x0 (B, D), alpha_bar (T+1,), generator) -> float``
+    over two steps."""
     return _check("train_step", fn, display)
 
 
@@ -553,5 +566,5 @@ def check_ancestral_step(fn: Fn, display: bool = True) -> CheckResult:
 
 
 def check_sample(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0`` (Algorithm 2)."""
+    """Algorithm 2: ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0``."""
     return _check("sample", fn, display)
