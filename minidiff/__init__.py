@@ -8,7 +8,14 @@ Public API (stable; coursework imports these names from the top level):
   ``predict_x0_from_eps``, ``eps_from_x0``, ``score_from_eps``, ``eps_from_score``, ``p_mean_var``
 - losses: ``gaussian_kl``, ``discretized_gaussian_log_likelihood``, ``vlb_terms``, ``vlb_weights``,
   ``simple_loss``
-- samplers: ``ddpm_step``, ``ddpm_sample``, ``get_sampler``, ``available_samplers``
+- samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
+  ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
+  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``, ``available_samplers``
+- SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
+  ``eps_model_from_score_fn``
+- score matching: ``dsm_loss``, ``ism_loss``, ``ssm_loss``, ``geometric_sigmas``,
+  ``NoiseConditionalScoreMLP``, ``vp_eps_loss``
+- likelihood: ``ode_log_likelihood``, ``bits_per_dim``, ``affine_model_nll``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
 - networks and training: ``TimeMLP``, ``sinusoidal_embedding``, ``train``, ``EMA``, ``TrainResult``,
   ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError``
@@ -30,8 +37,10 @@ from .diffusion import (
     q_step,
     score_from_eps,
 )
+from .likelihood import bits_per_dim, ode_log_likelihood
 from .losses import (
     VLBTerms,
+    affine_model_nll,
     discretized_gaussian_log_likelihood,
     gaussian_kl,
     gaussian_log_likelihood,
@@ -41,7 +50,23 @@ from .losses import (
 )
 from .metrics import data_floor, distance_with_spread, energy_distance, mmd, sliced_wasserstein
 from .nn import TimeMLP, sinusoidal_embedding
-from .samplers import available_samplers, ddpm_sample, ddpm_step, get_sampler, register_sampler
+from .samplers import (
+    annealed_langevin_sample,
+    available_samplers,
+    ddim_invert,
+    ddim_sample,
+    ddim_step,
+    ddpm_sample,
+    ddpm_step,
+    euler_maruyama_sample,
+    get_sampler,
+    langevin_sample,
+    langevin_step,
+    ode_solve,
+    pf_ode_sample,
+    predictor_corrector_sample,
+    register_sampler,
+)
 from .schedules import (
     NoiseSchedule,
     cosine_schedule,
@@ -50,53 +75,94 @@ from .schedules import (
     quadratic_schedule,
     sigmoid_schedule,
 )
+from .score import (
+    NoiseConditionalScoreMLP,
+    dsm_loss,
+    geometric_sigmas,
+    ism_loss,
+    ssm_loss,
+    vp_eps_loss,
+)
+from .sde import (
+    SDE,
+    VESDE,
+    VPSDE,
+    eps_model_from_score_fn,
+    score_fn_from_eps_model,
+    score_fn_from_mixture,
+)
 from .train import EMA, NonFiniteLossError, TrainResult, load_checkpoint, save_checkpoint, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "EMA",
-    "GaussianMixture",
-    "NonFiniteLossError",
-    "TimeMLP",
-    "TrainResult",
-    "data_floor",
-    "distance_with_spread",
-    "energy_distance",
-    "load_checkpoint",
-    "mmd",
-    "save_checkpoint",
-    "sinusoidal_embedding",
-    "sliced_wasserstein",
-    "train",
-    "NoiseSchedule",
-    "TOY_DATASETS",
-    "VLBTerms",
+    "affine_model_nll",
+    "annealed_langevin_sample",
     "available_samplers",
+    "bits_per_dim",
     "cosine_schedule",
+    "data_floor",
+    "ddim_invert",
+    "ddim_sample",
+    "ddim_step",
     "ddpm_sample",
     "ddpm_step",
     "default_device",
     "discretized_gaussian_log_likelihood",
+    "distance_with_spread",
+    "dsm_loss",
+    "EMA",
+    "energy_distance",
     "eps_from_score",
     "eps_from_x0",
+    "eps_model_from_score_fn",
+    "euler_maruyama_sample",
     "fast_mode",
     "gaussian_kl",
     "gaussian_log_likelihood",
+    "GaussianMixture",
+    "geometric_sigmas",
     "get_sampler",
+    "ism_loss",
+    "langevin_sample",
+    "langevin_step",
     "linear_schedule",
+    "load_checkpoint",
     "make_schedule",
+    "mmd",
+    "NoiseConditionalScoreMLP",
+    "NoiseSchedule",
+    "NonFiniteLossError",
+    "ode_log_likelihood",
+    "ode_solve",
     "p_mean_var",
+    "pf_ode_sample",
     "predict_x0_from_eps",
+    "predictor_corrector_sample",
     "q_posterior_mean_var",
     "q_sample",
     "q_step",
     "quadratic_schedule",
     "register_sampler",
+    "save_checkpoint",
+    "score_fn_from_eps_model",
+    "score_fn_from_mixture",
     "score_from_eps",
+    "SDE",
     "sigmoid_schedule",
     "simple_loss",
+    "sinusoidal_embedding",
+    "sliced_wasserstein",
+    "ssm_loss",
+    "TimeMLP",
     "toy_dataset",
+    "TOY_DATASETS",
+    "train",
+    "TrainResult",
+    "VESDE",
     "vlb_terms",
     "vlb_weights",
+    "VLBTerms",
+    "vp_eps_loss",
+    "VPSDE",
 ]

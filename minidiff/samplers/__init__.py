@@ -1,17 +1,61 @@
-"""Samplers, one module per family, all reachable by name through the registry."""
+"""Samplers, one module per family, all reachable by name through the registry.
 
+| name                  | function                      | model it needs                              |
+|-----------------------|-------------------------------|---------------------------------------------|
+| "ddpm"                | ``ddpm_sample``               | ``eps_model(x, t_long)`` + ``NoiseSchedule``  |
+| "ddim"                | ``ddim_sample``               | ``eps_model(x, t_long)`` + ``NoiseSchedule``  |
+| "langevin"            | ``langevin_sample``           | ``score_fn(x)``                              |
+| "annealed_langevin"   | ``annealed_langevin_sample``  | ``score_fn(x, sigma)``                       |
+| "euler_maruyama"      | ``euler_maruyama_sample``     | ``score_fn(x, t_float)`` + ``SDE``            |
+| "pf_ode_euler"        | ``pf_ode_euler_sample``       | ``score_fn(x, t_float)`` + ``SDE``            |
+| "pf_ode_heun"         | ``pf_ode_heun_sample``        | ``score_fn(x, t_float)`` + ``SDE``            |
+| "predictor_corrector" | ``predictor_corrector_sample``| ``score_fn(x, t_float)`` + ``SDE``            |
+"""
+
+from .ddim import (
+    ddim_invert,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    respace_eps_model,
+    respace_schedule,
+)
 from .ddpm import NonFiniteSampleError, check_shape, ddpm_sample, ddpm_step
+from .langevin import annealed_langevin_sample, annealed_step_sizes, langevin_sample, langevin_step
 from .registry import available_samplers, get_sampler, register_sampler
-from . import langevin as langevin  # registers "langevin", "annealed_langevin"
-from . import ddim as ddim  # registers "ddim"
+from .sde_solvers import (
+    count_nfe,
+    euler_maruyama_sample,
+    ode_solve,
+    pf_ode_euler_sample,
+    pf_ode_heun_sample,
+    pf_ode_sample,
+    predictor_corrector_sample,
+)
 
 __all__ = [
     "NonFiniteSampleError",
+    "annealed_langevin_sample",
+    "annealed_step_sizes",
     "available_samplers",
     "check_shape",
+    "count_nfe",
+    "ddim_invert",
+    "ddim_sample",
+    "ddim_step",
+    "ddim_timesteps",
     "ddpm_sample",
     "ddpm_step",
+    "euler_maruyama_sample",
     "get_sampler",
+    "langevin_sample",
+    "langevin_step",
+    "ode_solve",
+    "pf_ode_euler_sample",
+    "pf_ode_heun_sample",
+    "pf_ode_sample",
+    "predictor_corrector_sample",
     "register_sampler",
+    "respace_eps_model",
+    "respace_schedule",
 ]
-from . import sde_solvers as sde_solvers  # registers "euler_maruyama", "pf_ode_euler", "pf_ode_heun", "predictor_corrector"
