@@ -8,8 +8,8 @@ the same size (sliced Wasserstein SW2, unbiased MMD²) and with the data floor (
 data samples). A last row samples 8gaussians with the *exact* mixture denoiser instead of a
 network: it measures the sampler alone and should sit at the floor.
 
-    .venv/bin/python bench/ddpm_toys.py          # full run (~15 min on an idle 2-core machine)
-    .venv/bin/python bench/ddpm_toys.py --quick  # smoke run (a minute or two)
+    .venv/bin/python bench/ddpm_toys.py          # full run (~30 min on an idle 2-core machine)
+    .venv/bin/python bench/ddpm_toys.py --quick  # smoke run (a few minutes)
 
 Prints a Markdown table; ``--json PATH`` also writes the numbers.
 """
@@ -47,7 +47,7 @@ DATASETS = ("moons", "swiss_roll", "8gaussians", "checkerboard", "two_spirals")
 # The training recipe (one for every data set). STEPS is the budget: about 60 s on an idle 2-core
 # CPU.
 MODEL: dict[str, int] = {"hidden": 128, "n_layers": 3, "time_dim": 64}
-STEPS = 5000
+STEPS = 2000
 BATCH = 512
 LR = 2e-3
 WARMUP = 200
@@ -100,7 +100,7 @@ def train_model(
                 lr=LR,
                 ema_decay=EMA_DECAY,
                 grad_clip=1.0,
-                warmup_steps=WARMUP,
+                warmup_steps=min(WARMUP, steps // 5),
                 seed=seed,
                 checkpoint_path=ckpt,
                 progress=False,
