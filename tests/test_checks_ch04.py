@@ -53,13 +53,13 @@ def test_stub_is_not_implemented(student: dict[str, Any], name: str) -> None:
     assert "not implemented yet" in res.message
 
 
-MISTAKES = [(name, key) for name in NAMES for key in ch04.SPECS[name].impls]
+MISTAKES = [(name, key) for name in NAMES for key in ch04.SPECS[name].mistakes]
 
 
 @pytest.mark.parametrize(("name", "key"), MISTAKES)
 def test_each_mistake_is_detectable_and_named(name: str, key: str) -> None:
     spec = ch04.SPECS[name]
-    mistake = spec.mistakes[key]
+    mistake = spec.wrapped_mistakes()[key]
     cases = spec.cases()
     differs = [
         not _close(mistake.fn(*a, **k), spec.reference(*a, **k), 1e-4, 1e-5) for a, k in cases
@@ -67,7 +67,7 @@ def test_each_mistake_is_detectable_and_named(name: str, key: str) -> None:
     assert any(differs), (
         f"mistake {key!r} equals the reference on every case: it can never be detected"
     )
-    res = _checker(name)(spec.impls[key][0], display=False)
+    res = _checker(name)(spec.mistakes[key].fn, display=False)
     assert not res.passed
     assert res.mistake == key, f"expected {key!r}, got {res.mistake!r}: {res.message}"
 
@@ -76,7 +76,7 @@ def test_mistakes_are_distinct_from_each_other() -> None:
     for name in NAMES:
         spec = ch04.SPECS[name]
         cases = spec.cases()
-        outs = {k: [m.fn(*a, **kw) for a, kw in cases] for k, m in spec.mistakes.items()}
+        outs = {k: [m.fn(*a, **kw) for a, kw in cases] for k, m in spec.wrapped_mistakes().items()}
         keys = list(outs)
         for i, a in enumerate(keys):
             for b in keys[i + 1 :]:
@@ -98,7 +98,7 @@ def test_no_zero_grad_is_right_on_the_first_step_only() -> None:
     spec = ch04.SPECS["train_step"]
     args, kwargs = spec.cases()[0]
     ref = spec.reference(*args, **kwargs)
-    wrong = spec.mistakes["no_zero_grad"].fn(*args, **kwargs)
+    wrong = spec.wrapped_mistakes()["no_zero_grad"].fn(*args, **kwargs)
     assert torch.allclose(ref[0], wrong[0]) and torch.allclose(ref[1], wrong[1])
     assert not torch.allclose(ref[2], wrong[2])
 
@@ -127,7 +127,7 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MINIDIFF_STRICT_CHECKS", "1")
     with pytest.raises(AssertionError, match="ancestral_step"):
         ch04.check_ancestral_step(
-            ch04.SPECS["ancestral_step"].impls["never_noise"][0], display=False
+            ch04.SPECS["ancestral_step"].mistakes["never_noise"].fn, display=False
         )
 
 

@@ -6,6 +6,6 @@ Usage in an exercise notebook::
     ch01.check_q_sample(my_q_sample)
 """
 
-from ._core import CheckResult, Mistake, run_check, strict_checks
+from ._core import Case, CheckResult, Mistake, Spec, check_spec, run_check, strict_checks
 
-__all__ = ["CheckResult", "Mistake", "run_check", "strict_checks"]
+__all__ = ["Case", "CheckResult", "Mistake", "Spec", "check_spec", "run_check", "strict_checks"]

@@ -7,6 +7,9 @@ instead of β̃, …) so the feedback can say which mistake the answer looks lik
 A checker displays its verdict and returns a :class:`CheckResult` (truthy when passed). With the
 environment variable ``MINIDIFF_STRICT_CHECKS=1`` (set by the test suite) a failed check raises
 ``AssertionError`` instead, so executing a solution notebook proves that its checkers accept it.
+
+Each chapter module describes its checkers as :class:`Spec` objects (cases, reference, mistakes)
+in a ``SPECS`` dict and runs them with :func:`check_spec`; the tests iterate over ``SPECS``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,23 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckResult", "Mistake", "run_check", "strict_checks"]
+__all__ = [
+    "ATOL",
+    "RTOL",
+    "Case",
+    "CheckResult",
+    "Mistake",
+    "Spec",
+    "check_spec",
+    "run_check",
+    "strict_checks",
+]
+
+Case = tuple[Sequence[Any], Mapping[str, Any]]
+"""One test input of a checker: ``(args, kwargs)`` for the function under test."""
+Fn = Callable[..., Any]
+
+RTOL, ATOL = 1e-4, 1e-5  # default tolerances of run_check and Spec
 
 
 def strict_checks() -> bool:
@@ -53,6 +72,52 @@ class Mistake:
 
     fn: Callable[..., Any]
     feedback: str
+
+
+def _identity(fn: Fn) -> Fn:
+    return fn
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything one checker needs: inputs, the right answer, and the known wrong ones.
+
+    ``cases`` builds the test inputs, ``reference`` computes the right answer from them and each
+    :class:`Mistake` in ``mistakes`` takes the student's own signature. ``wrap`` turns such a
+    function into a function of the cases (the identity, unless the checker runs the student's
+    function inside a harness: a fresh model, optimizer and generator per case). ``rtol`` and
+    ``atol`` are the tolerances of the comparison.
+    """
+
+    cases: Callable[[], list[Case]]
+    reference: Fn
+    mistakes: Mapping[str, Mistake]
+    wrap: Callable[[Fn], Fn] = field(default=_identity)
+    rtol: float = RTOL
+    atol: float = ATOL
+
+    def wrapped_mistakes(self) -> dict[str, Mistake]:
+        """The mistakes as functions of the cases: ``wrap`` applied to each one's ``fn``."""
+        return {k: Mistake(self.wrap(m.fn), m.feedback) for k, m in self.mistakes.items()}
+
+
+def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
+    """Run the checker ``name`` that ``spec`` describes on the student's ``fn``; see :func:`run_check`.
+
+    ``spec.wrap`` is applied to ``fn`` (when it is callable; anything else gets a friendly
+    message from :func:`run_check`) and to every mistake, with the spec's tolerances.
+    """
+    student = spec.wrap(fn) if callable(fn) else fn
+    return run_check(
+        name,
+        student,
+        spec.reference,
+        spec.cases(),
+        spec.wrapped_mistakes(),
+        rtol=spec.rtol,
+        atol=spec.atol,
+        display=display,
+    )
 
 
 @dataclass
@@ -109,11 +174,11 @@ def run_check(
     name: str,
     student_fn: Callable[..., Any],
     reference: Callable[..., Any],
-    cases: Sequence[tuple[Sequence[Any], Mapping[str, Any]]],
+    cases: Sequence[Case],
     mistakes: Mapping[str, Mistake] | None = None,
     *,
-    rtol: float = 1e-4,
-    atol: float = 1e-5,
+    rtol: float = RTOL,
+    atol: float = ATOL,
     display: bool = True,
 ) -> CheckResult:
     """Compare ``student_fn`` with ``reference`` on every ``(args, kwargs)`` case.
@@ -134,7 +199,7 @@ def _judge(
     name: str,
     student_fn: Callable[..., Any],
     reference: Callable[..., Any],
-    cases: Sequence[tuple[Sequence[Any], Mapping[str, Any]]],
+    cases: Sequence[Case],
     mistakes: Mapping[str, Mistake],
     rtol: float,
     atol: float,

@@ -15,8 +15,7 @@ Each reference is computed with ``minidiff`` itself; each :class:`Mistake` is a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,7 +24,7 @@ from ..diffusion import q_sample as _q_sample
 from ..diffusion import q_step as _q_step
 from ..losses import gaussian_kl
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = [
     "check_alpha_bar_from_betas",
@@ -35,17 +34,6 @@ __all__ = [
     "check_prior_kl",
     "SPECS",
 ]
-
-Case = tuple[Sequence[Any], Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Everything one checker needs: inputs, the right answer, and the known wrong ones."""
-
-    cases: Callable[[], list[Case]]
-    reference: Callable[..., Any]
-    mistakes: Mapping[str, Mistake]
 
 
 def _schedules() -> list[NoiseSchedule]:
@@ -328,31 +316,26 @@ SPECS: dict[str, Spec] = {
 }
 
 
-def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:
-    spec = SPECS[name]
-    return run_check(name, fn, spec.reference, spec.cases(), spec.mistakes, display=display)
-
-
 def check_alpha_bar_from_betas(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``alpha_bar_from_betas(betas: (T+1,), betas[0] = 0) -> alpha_bar: (T+1,)``."""
-    return _check("alpha_bar_from_betas", fn, display)
+    return check_spec("alpha_bar_from_betas", SPECS["alpha_bar_from_betas"], fn, display=display)
 
 
 def check_q_sample(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``q_sample(x0: (B, ...), t: (B,) long, alpha_bar: (T+1,), noise: like x0) -> x_t``."""
-    return _check("q_sample", fn, display)
+    return check_spec("q_sample", SPECS["q_sample"], fn, display=display)
 
 
 def check_q_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``q_step(x_prev: (B, ...), t: (B,) long, betas: (T+1,), noise) -> x_t``."""
-    return _check("q_step", fn, display)
+    return check_spec("q_step", SPECS["q_step"], fn, display=display)
 
 
 def check_snr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``snr(alpha_bar: any shape, values in (0, 1)) -> alpha_bar / (1 - alpha_bar)``."""
-    return _check("snr", fn, display)
+    return check_spec("snr", SPECS["snr"], fn, display=display)
 
 
 def check_prior_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)``: KL(q(x_T|x0) || N(0, I))."""
-    return _check("prior_kl", fn, display)
+    return check_spec("prior_kl", SPECS["prior_kl"], fn, display=display)

@@ -16,28 +16,16 @@ checker, its cases, reference and the common mistakes it names (the tests iterat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..diffusion import p_mean_var, q_posterior_mean_var
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = ["check_posterior_mean_var", "check_mu_tilde_from_eps", "SPECS"]
-
-Case = tuple[Sequence[Any], Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Everything one checker needs: inputs, the right answer, and the known wrong ones."""
-
-    cases: Callable[[], list[Case]]
-    reference: Callable[..., Any]
-    mistakes: Mapping[str, Mistake]
 
 
 def _schedules() -> list[NoiseSchedule]:
@@ -199,16 +187,11 @@ _MU_EPS = Spec(
 SPECS: dict[str, Spec] = {"posterior_mean_var": _POSTERIOR, "mu_tilde_from_eps": _MU_EPS}
 
 
-def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:
-    spec = SPECS[name]
-    return run_check(name, fn, spec.reference, spec.cases(), spec.mistakes, display=display)
-
-
 def check_posterior_mean_var(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``posterior_mean_var(x0, x_t, t: (B,) long, betas, alpha_bar) -> (mean, var (B, 1, …))``."""
-    return _check("posterior_mean_var", fn, display)
+    return check_spec("posterior_mean_var", SPECS["posterior_mean_var"], fn, display=display)
 
 
 def check_mu_tilde_from_eps(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``mu_tilde_from_eps(x_t, t: (B,) long, eps, betas, alpha_bar) -> mean like x_t``."""
-    return _check("mu_tilde_from_eps", fn, display)
+    return check_spec("mu_tilde_from_eps", SPECS["mu_tilde_from_eps"], fn, display=display)

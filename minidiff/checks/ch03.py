@@ -17,8 +17,7 @@ has a checker mistake for the other choice. ``t`` is a long tensor ``(B,)`` (``2
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,20 +26,9 @@ from ..diffusion import p_mean_var, q_posterior_mean_var, q_sample
 from ..losses import gaussian_kl as _kl
 from ..losses import simple_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = ["check_gaussian_kl", "check_vlb_term", "check_l_simple", "SPECS", "ToyEps"]
-
-Case = tuple[Sequence[Any], Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Everything one checker needs: inputs, the right answer, and the known wrong ones."""
-
-    cases: Callable[[], list[Case]]
-    reference: Callable[..., Any]
-    mistakes: Mapping[str, Mistake]
 
 
 class ToyEps:
@@ -231,21 +219,16 @@ _SIMPLE = Spec(
 SPECS: dict[str, Spec] = {"gaussian_kl": _KL, "vlb_term": _VLB, "l_simple": _SIMPLE}
 
 
-def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:
-    spec = SPECS[name]
-    return run_check(name, fn, spec.reference, spec.cases(), spec.mistakes, display=display)
-
-
 def check_gaussian_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``gaussian_kl(mean1, var1, mean2, var2) -> elementwise KL(N1 || N2)`` (broadcasting)."""
-    return _check("gaussian_kl", fn, display)
+    return check_spec("gaussian_kl", SPECS["gaussian_kl"], fn, display=display)
 
 
 def check_vlb_term(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, noise, betas, alpha_bar) -> (B,)`` (L_{t-1}, sigma² = beta)."""
-    return _check("vlb_term", fn, display)
+    return check_spec("vlb_term", SPECS["vlb_term"], fn, display=display)
 
 
 def check_l_simple(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``l_simple(eps_model, x0, t: (B,), noise, alpha_bar) -> scalar`` (mean over batch and dims)."""
-    return _check("l_simple", fn, display)
+    return check_spec("l_simple", SPECS["l_simple"], fn, display=display)

@@ -17,13 +17,13 @@ The student writes, on explicit schedule arrays (length ``T + 1``, index 0 = cle
 References come from ``minidiff`` (``simple_loss``, ``ddpm_step``, ``ddpm_sample``). The two
 checkers of procedures (``train_step``, ``sample``) run the student's function inside a fixed
 *harness* (a fresh model, optimizer and generator per case), so the mistakes are whole wrong
-procedures; ``SPECS[name].impls`` holds them in the student's own signature.
+procedures; ``SPECS[name].mistakes`` holds them in the student's own signature and
+``SPECS[name].wrapped_mistakes()`` as functions of the cases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,7 +32,7 @@ from torch import nn
 from ..losses import simple_loss
 from ..samplers.ddpm import ddpm_sample, ddpm_step
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = [
     "check_ddpm_training_loss",
@@ -43,22 +43,7 @@ __all__ = [
     "TinyEps",
 ]
 
-Case = tuple[Sequence[Any], Mapping[str, Any]]
 Fn = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One checker: ``wrap`` turns a student-signature function into a function of the cases."""
-
-    cases: Callable[[], list[Case]]
-    reference: Fn
-    impls: Mapping[str, tuple[Fn, str]]
-    wrap: Callable[[Fn], Fn] = field(default=lambda f: f)
-
-    @property
-    def mistakes(self) -> dict[str, Mistake]:
-        return {k: Mistake(self.wrap(fn), fb) for k, (fn, fb) in self.impls.items()}
 
 
 def _schedules() -> list[NoiseSchedule]:
@@ -160,26 +145,26 @@ _LOSS = Spec(
     _cases_loss,
     _ref_loss,
     {
-        "alpha_bar_not_sqrt": (
+        "alpha_bar_not_sqrt": Mistake(
             _loss_with(lambda x0, e, ab: ab * x0 + (1 - ab).sqrt() * e),
             "x_t uses ᾱ_t x_0; the signal coefficient is √ᾱ_t: x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε.",
         ),
-        "noise_coef_not_sqrt": (
+        "noise_coef_not_sqrt": Mistake(
             _loss_with(lambda x0, e, ab: ab.sqrt() * x0 + (1 - ab) * e),
             "the noise is scaled by (1-ᾱ_t); it should be its square root √(1-ᾱ_t) (a standard "
             "deviation, not a variance).",
         ),
-        "off_by_one": (
+        "off_by_one": Mistake(
             _loss_off_by_one,
             "you used ᾱ_{t-1}. Schedule arrays are indexed so that alpha_bar[t] is ᾱ_t (index 0 "
             "is clean data).",
         ),
-        "x0_target": (
+        "x0_target": Mistake(
             _loss_x0_target,
             "you compared the model's output with x_0. In L_simple the network predicts the "
             "noise: ||ε - ε_θ(x_t, t)||².",
         ),
-        "sum_over_dims": (
+        "sum_over_dims": Mistake(
             _loss_with(lambda x0, e, ab: ab.sqrt() * x0 + (1 - ab).sqrt() * e, reduce="sum"),
             "you summed the squared error over data dimensions; average over every element "
             "(batch and dimensions): .mean().",
@@ -309,28 +294,28 @@ _TRAIN = Spec(
     lambda: [((20, 0), {}), ((12, 1), {})],
     _train_harness(_ref_train_step_impl),
     {
-        "no_zero_grad": (
+        "no_zero_grad": Mistake(
             _step_no_zero_grad,
             "the first step is right but the second is not: gradients accumulate across steps. "
             "Call optimizer.zero_grad() before loss.backward().",
         ),
-        "no_update": (
+        "no_update": Mistake(
             _step_no_update,
             "the weights did not change. Order: optimizer.zero_grad(), loss.backward(), "
             "optimizer.step().",
         ),
-        "t_from_zero": (
+        "t_from_zero": Mistake(
             _step_t_from_zero,
             "t was drawn from {0..T-1}; Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T "
             "+ 1, ...).",
         ),
-        "noise_first": (
+        "noise_first": Mistake(
             _step_noise_first,
             "draw t first and the noise second (the check replays the same generator), as the "
             "exercise says.",
         ),
     },
-    _train_harness,
+    wrap=_train_harness,
 )
 
 
@@ -425,38 +410,38 @@ _STEP = Spec(
     _cases_step,
     _finite(_ref_step),
     {
-        "beta_instead_of_beta_tilde": (
+        "beta_instead_of_beta_tilde": Mistake(
             _step_variant(var_rule="beta"),
             "with variance='beta_tilde' you used σ_t² = β_t. β̃_t = (1-ᾱ_{t-1})/(1-ᾱ_t) β_t.",
         ),
-        "beta_tilde_instead_of_beta": (
+        "beta_tilde_instead_of_beta": Mistake(
             _step_variant(var_rule="beta_tilde"),
             "with variance='beta' you used β̃_t; σ_t² = β_t is asked for there.",
         ),
-        "noise_at_last_step": (
+        "noise_at_last_step": Mistake(
             _step_variant(noise_at_1=True),
             "you added noise at t = 1. The last step returns the mean: x_0 = μ_θ(x_1, 1), z = 0 "
             "where t == 1.",
         ),
-        "never_noise": (
+        "never_noise": Mistake(
             _step_variant(never_noise=True),
             "you never added σ_t z. For t > 1, x_{t-1} = μ_θ + σ_t z.",
         ),
-        "one_minus_alpha_bar_not_sqrt": (
+        "one_minus_alpha_bar_not_sqrt": Mistake(
             _step_variant(eps_coef="plain"),
             "the ε coefficient in the mean is β_t / √(1-ᾱ_t), not β_t / (1-ᾱ_t).",
         ),
-        "inv_alpha_not_sqrt": (
+        "inv_alpha_not_sqrt": Mistake(
             _step_variant(inv_alpha="plain"),
             "you divided by α_t; the mean is (x_t - β_t/√(1-ᾱ_t) ε) / √α_t.",
         ),
-        "off_by_one": (
+        "off_by_one": Mistake(
             _step_variant(shift=1),
             "you read the schedule at t-1 (β_{t-1}, ᾱ_{t-1}). Arrays are indexed so that "
             "betas[t] is β_t.",
         ),
     },
-    _finite,
+    wrap=_finite,
 )
 
 
@@ -515,20 +500,20 @@ _SAMPLE = Spec(
     lambda: [((20, "beta", 0), {}), ((15, "beta_tilde", 1), {})],
     _sample_harness(_ref_sample_impl),
     {
-        "skips_last_step": (
+        "skips_last_step": Mistake(
             _loop(lambda T: range(T, 1, -1)),
             "your loop stops at t = 2 and returns x_1. Run t = T, T-1, …, 1: range(T, 0, -1).",
         ),
-        "starts_at_T_minus_1": (
+        "starts_at_T_minus_1": Mistake(
             _loop(lambda T: range(T - 1, 0, -1)),
             "your loop starts at T-1. The first step denoises x_T with t = T: range(T, 0, -1).",
         ),
-        "noise_at_last_step": (
+        "noise_at_last_step": Mistake(
             _loop(lambda T: range(T, 0, -1), noise_at_1=True),
             "noise was added at the last step (t = 1): check ancestral_step first.",
         ),
     },
-    _sample_harness,
+    wrap=_sample_harness,
 )
 
 
@@ -540,31 +525,25 @@ SPECS: dict[str, Spec] = {
 }
 
 
-def _check(name: str, fn: Fn, display: bool) -> CheckResult:
-    spec = SPECS[name]
-    student = spec.wrap(fn) if callable(fn) else fn
-    return run_check(name, student, spec.reference, spec.cases(), spec.mistakes, display=display)
-
-
 def check_ddpm_training_loss(fn: Fn, display: bool = True) -> CheckResult:
     """Check ``ddpm_training_loss(eps_model, x0, alpha_bar, t, noise) -> scalar`` (L_simple).
 
     Shapes: ``x0, noise: (B, D)``, ``alpha_bar: (T+1,)``, ``t: (B,)`` long.
     """
-    return _check("ddpm_training_loss", fn, display)
+    return check_spec("ddpm_training_loss", SPECS["ddpm_training_loss"], fn, display=display)
 
 
 def check_train_step(fn: Fn, display: bool = True) -> CheckResult:
     """Check ``train_step(model, optimizer, x0 (B, D), alpha_bar (T+1,), generator) -> float``
     over two steps."""
-    return _check("train_step", fn, display)
+    return check_spec("train_step", SPECS["train_step"], fn, display=display)
 
 
 def check_ancestral_step(fn: Fn, display: bool = True) -> CheckResult:
     """Check ``ancestral_step(x_t, t (B,), eps, betas, alpha_bar, variance, z) -> x_{t-1}``."""
-    return _check("ancestral_step", fn, display)
+    return check_spec("ancestral_step", SPECS["ancestral_step"], fn, display=display)
 
 
 def check_sample(fn: Fn, display: bool = True) -> CheckResult:
     """Algorithm 2: ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0``."""
-    return _check("sample", fn, display)
+    return check_spec("sample", SPECS["sample"], fn, display=display)

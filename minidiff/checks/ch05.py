@@ -12,28 +12,16 @@ References come from :mod:`minidiff.samplers.langevin`; each :class:`Mistake` is
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..samplers.langevin import annealed_step_sizes as _annealed_step_sizes
 from ..samplers.langevin import langevin_step as _langevin_step
-from ._core import CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = ["check_langevin_step", "check_annealed_step_sizes", "SPECS"]
-
-Case = tuple[Sequence[Any], Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Everything one checker needs: inputs, the right answer, and the known wrong ones."""
-
-    cases: Callable[[], list[Case]]
-    reference: Callable[..., Any]
-    mistakes: Mapping[str, Mistake]
 
 
 # --- langevin_step -------------------------------------------------------------------------------
@@ -126,16 +114,11 @@ _ALPHAS = Spec(
 SPECS: dict[str, Spec] = {"langevin_step": _STEP, "annealed_step_sizes": _ALPHAS}
 
 
-def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:
-    spec = SPECS[name]
-    return run_check(name, fn, spec.reference, spec.cases(), spec.mistakes, display=display)
-
-
 def check_langevin_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``langevin_step(x, score, step_size: float, noise) -> x + (ε/2) score + sqrt(ε) noise``."""
-    return _check("langevin_step", fn, display)
+    return check_spec("langevin_step", SPECS["langevin_step"], fn, display=display)
 
 
 def check_annealed_step_sizes(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> ε σ_i² / σ_L²: (L,)``."""
-    return _check("annealed_step_sizes", fn, display)
+    return check_spec("annealed_step_sizes", SPECS["annealed_step_sizes"], fn, display=display)

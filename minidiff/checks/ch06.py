@@ -12,8 +12,7 @@ common wrong answer. ``SPECS`` lists, per checker, its cases, reference and mist
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,20 +21,9 @@ from ..diffusion import score_from_eps as _score_from_eps
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ..score import dsm_loss as _dsm_loss
 from ..score import ism_loss as _ism_loss
-from ._core import CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = ["check_dsm_target", "check_dsm_loss", "check_ism_loss", "check_score_from_eps", "SPECS"]
-
-Case = tuple[Sequence[Any], Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Everything one checker needs: inputs, the right answer, and the known wrong ones."""
-
-    cases: Callable[[], list[Case]]
-    reference: Callable[..., Any]
-    mistakes: Mapping[str, Mistake]
 
 
 def _sigmas(B: int, seed: int) -> torch.Tensor:
@@ -274,26 +262,21 @@ SPECS: dict[str, Spec] = {
 }
 
 
-def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:
-    spec = SPECS[name]
-    return run_check(name, fn, spec.reference, spec.cases(), spec.mistakes, display=display)
-
-
 def check_dsm_target(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> -(x_tilde - x0) / sigma²``."""
-    return _check("dsm_target", fn, display)
+    return check_spec("dsm_target", SPECS["dsm_target"], fn, display=display)
 
 
 def check_dsm_loss(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``dsm_loss(score_model, x0: (B, D), sigma: (B,), noise: (B, D)) -> scalar``."""
-    return _check("dsm_loss", fn, display)
+    return check_spec("dsm_loss", SPECS["dsm_loss"], fn, display=display)
 
 
 def check_ism_loss(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``ism_loss(score_model, x: (B, 2)) -> scalar`` (exact trace by autograd)."""
-    return _check("ism_loss", fn, display)
+    return check_spec("ism_loss", SPECS["ism_loss"], fn, display=display)
 
 
 def check_score_from_eps(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``score_from_eps(eps: (B, ...), t: (B,) long, alpha_bar: (T+1,)) -> (B, ...)``."""
-    return _check("score_from_eps", fn, display)
+    return check_spec("score_from_eps", SPECS["score_from_eps"], fn, display=display)

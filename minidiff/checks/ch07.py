@@ -14,8 +14,7 @@ References come from :mod:`minidiff.sde` and :mod:`minidiff.samplers.sde_solvers
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,7 +23,7 @@ from ..data.gmm import GaussianMixture
 from ..samplers.sde_solvers import euler_maruyama_step as _em_step
 from ..samplers.sde_solvers import heun_step as _heun_step
 from ..sde import VPSDE, score_fn_from_mixture
-from ._core import CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = [
     "check_vp_marginal",
@@ -34,18 +33,8 @@ __all__ = [
     "SPECS",
 ]
 
-Case = tuple[Sequence[Any], Mapping[str, Any]]
 Tensor = torch.Tensor
 _BETAS = ((0.1, 20.0), (1.0, 5.0))
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Everything one checker needs: inputs, the right answer, and the known wrong ones."""
-
-    cases: Callable[[], list[Case]]
-    reference: Callable[..., Any]
-    mistakes: Mapping[str, Mistake]
 
 
 def _beta(t: Tensor, bmin: float, bmax: float) -> Tensor:
@@ -283,26 +272,21 @@ SPECS: dict[str, Spec] = {
 }
 
 
-def _check(name: str, fn: Callable[..., Any], display: bool) -> CheckResult:
-    spec = SPECS[name]
-    return run_check(name, fn, spec.reference, spec.cases(), spec.mistakes, display=display)
-
-
 def check_vp_marginal(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``vp_marginal(t: (B,) float, beta_min, beta_max) -> (alpha (B,), sigma (B,))``."""
-    return _check("vp_marginal", fn, display)
+    return check_spec("vp_marginal", SPECS["vp_marginal"], fn, display=display)
 
 
 def check_reverse_sde_drift(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``reverse_sde_drift(x (B, D), t (B,), score (B, D), beta_min, beta_max) -> (B, D)``."""
-    return _check("reverse_sde_drift", fn, display)
+    return check_spec("reverse_sde_drift", SPECS["reverse_sde_drift"], fn, display=display)
 
 
 def check_euler_maruyama_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``euler_maruyama_step(x, t, dt, score_fn, noise, beta_min, beta_max) -> x at t - dt``."""
-    return _check("euler_maruyama_step", fn, display)
+    return check_spec("euler_maruyama_step", SPECS["euler_maruyama_step"], fn, display=display)
 
 
 def check_pf_ode_heun_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``pf_ode_heun_step(x, t, dt, score_fn, beta_min, beta_max) -> x at t - dt``."""
-    return _check("pf_ode_heun_step", fn, display)
+    return check_spec("pf_ode_heun_step", SPECS["pf_ode_heun_step"], fn, display=display)

@@ -3,7 +3,8 @@
 Every student function takes explicit inputs: ``x_t, eps, noise: (B, D)``, ``t: (B,)`` long in
 ``1..T``, ``t_prev: (B,)`` long in ``0..T-1`` (strided: ``t - t_prev`` may exceed 1) and the
 schedule array ``alpha_bar: (T+1,)`` with ``alpha_bar[0] = 1``. The references are
-:func:`minidiff.samplers.ddim.ddim_step` and :func:`minidiff.samplers.ddim.ddim_sigma`.
+:func:`minidiff.samplers.ddim.ddim_step` and :func:`minidiff.samplers.ddim.ddim_sigma`;
+``SPECS`` lists, per checker, its cases, reference, mistakes and (tight) tolerances.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from ..samplers.ddim import ddim_sigma, ddim_step
 from ..schedules import NoiseSchedule, linear_schedule
-from ._core import CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = [
     "check_ddim_step_deterministic",
@@ -27,9 +28,10 @@ __all__ = [
     "deterministic_cases",
     "sigma_cases",
     "step_cases",
+    "SPECS",
 ]
 
-Cases = list[tuple[tuple[Any, ...], dict[str, Any]]]
+Cases = list[Case]
 
 
 def _schedule(alpha_bar: torch.Tensor) -> NoiseSchedule:
@@ -85,15 +87,19 @@ def step_cases() -> Cases:
 # ------------------------------------------------------------------ references
 
 
-def _ref_deterministic(x_t, t, t_prev, eps, alpha_bar):  # type: ignore[no-untyped-def]
+def _ref_deterministic(
+    x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor
+) -> torch.Tensor:
     return ddim_step(x_t, t, t_prev, eps, _schedule(alpha_bar), eta=0.0)
 
 
-def _ref_sigma(t, t_prev, alpha_bar, eta):  # type: ignore[no-untyped-def]
+def _ref_sigma(t: torch.Tensor, t_prev: torch.Tensor, alpha_bar: torch.Tensor, eta: float) -> torch.Tensor:
     return ddim_sigma(t, t_prev, _schedule(alpha_bar), eta)
 
 
-def _ref_step(x_t, t, t_prev, eps, alpha_bar, eta, noise):  # type: ignore[no-untyped-def]
+def _ref_step(
+    x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor, eta: float, noise: torch.Tensor
+) -> torch.Tensor:
     return ddim_step(x_t, t, t_prev, eps, _schedule(alpha_bar), eta=eta, noise=noise)
 
 
@@ -226,20 +232,25 @@ STEP_MISTAKES: dict[str, Mistake] = {
 
 # ------------------------------------------------------------------ public checkers
 
+SPECS: dict[str, Spec] = {
+    "ddim_step_deterministic": Spec(
+        deterministic_cases, _ref_deterministic, DETERMINISTIC_MISTAKES, rtol=1e-6, atol=1e-8
+    ),
+    "ddim_sigma": Spec(sigma_cases, _ref_sigma, SIGMA_MISTAKES, rtol=1e-6, atol=1e-9),
+    "ddim_step": Spec(step_cases, _ref_step, STEP_MISTAKES, rtol=1e-6, atol=1e-8),
+}
+
 
 def check_ddim_step_deterministic(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
     """Check ``fn(x_t, t, t_prev, eps, alpha_bar) -> x_{t_prev}``, the eta = 0 DDIM step (Eq. 12, sigma = 0)."""
-    return run_check(
-        "ddim_step_deterministic", fn, _ref_deterministic, deterministic_cases(), DETERMINISTIC_MISTAKES,
-        rtol=1e-6, atol=1e-8, display=display,
-    )
+    return check_spec("ddim_step_deterministic", SPECS["ddim_step_deterministic"], fn, display=display)
 
 
 def check_ddim_sigma(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
     """Check ``fn(t, t_prev, alpha_bar, eta) -> sigma (B,)``, the DDIM noise level (Eq. 16)."""
-    return run_check("ddim_sigma", fn, _ref_sigma, sigma_cases(), SIGMA_MISTAKES, rtol=1e-6, atol=1e-9, display=display)
+    return check_spec("ddim_sigma", SPECS["ddim_sigma"], fn, display=display)
 
 
 def check_ddim_step(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
     """Check ``fn(x_t, t, t_prev, eps, alpha_bar, eta, noise) -> x_{t_prev}``, the stochastic DDIM step."""
-    return run_check("ddim_step", fn, _ref_step, step_cases(), STEP_MISTAKES, rtol=1e-6, atol=1e-8, display=display)
+    return check_spec("ddim_step", SPECS["ddim_step"], fn, display=display)
