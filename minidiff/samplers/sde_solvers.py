@@ -353,7 +353,7 @@ def predictor_corrector_sample(
     step is set by the signal-to-noise ratio ``snr`` as in Song et al.'s code:
     ``ε = 4 α_i (snr · ‖z‖ / ‖s‖)²`` (their step ``2 α (snr ‖z‖/‖s‖)²`` in the
     ``x + τ s + sqrt(2τ) z``
-    convention), with norms averaged over the batch and ``α_i = (alpha(t_{i+1}) / alpha(t_i))²``
+    convention), with norms averaged over the batch and ``α_i = (alpha(t_i) / alpha(t_{i+1}))²``
     (``1 - β_i`` for the VP-SDE, 1 for the VE-SDE). Returns ``x`` or ``(x, [x_1, …])`` (the
     state after each predictor).
     """
@@ -371,7 +371,7 @@ def predictor_corrector_sample(
     with torch.no_grad():
         for i in tqdm(range(steps), desc="predictor-corrector", disable=not progress, leave=False):
             t = ts[i].expand(x.shape[0]).to(x.device)
-            a = float((alphas[i + 1] / alphas[i]) ** 2)
+            a = float((alphas[i] / alphas[i + 1]) ** 2)  # = 1 - beta_i <= 1, as in Song et al.
             for _ in range(corrector_steps):
                 s = rsde.score(x, t)
                 z = _randn_like(x, generator)
