@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import check_choice, check_positive_int, check_tensor
+from .diffusion import _noise_like
 from .nn import TimeMLP
 
 __all__ = [
@@ -221,16 +222,7 @@ def dsm_loss(
             raise ValueError(f"sigma_idx must lie in 0..{L - 1}")
         idx = sigma_idx
     sigma = levels[idx.to(x0.device)]  # (B,)
-    if noise is None:
-        dev = generator.device if generator is not None else x0.device
-        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
-    else:
-        check_tensor(noise, "noise")
-        if noise.shape != x0.shape:
-            raise ValueError(
-                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
-            )
-        z = noise
+    z = _noise_like(x0, noise, generator)
     sig = sigma[:, None]
     x_tilde = x0 + sig * z
     target = -z / sig  # = -(x̃ - x0) / σ²
@@ -344,16 +336,7 @@ def vp_eps_loss(
         if bool((t < 0).any()) or bool((t > t_end).any()):
             raise ValueError(f"t must lie in [0, {t_end}]")
         tt = t.to(device=x0.device, dtype=x0.dtype)
-    if noise is None:
-        dev = generator.device if generator is not None else x0.device
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
-    else:
-        check_tensor(noise, "noise")
-        if noise.shape != x0.shape:
-            raise ValueError(
-                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
-            )
-        eps = noise
+    eps = _noise_like(x0, noise, generator)
     alpha, sigma = sde.marginal_coefficients(tt)
     shape = (B,) + (1,) * (x0.dim() - 1)
     alpha = torch.as_tensor(alpha, dtype=x0.dtype, device=x0.device).reshape(-1)
