@@ -58,12 +58,14 @@ def _prepare(x: torch.Tensor, t: object, schedule: object, name: str = "x") -> t
     return tt.to(x.device), sched
 
 
-def _noise_like(x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+def _noise_like(
+    x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None, x_name: str = "x"
+) -> torch.Tensor:
     if noise is None:
         gen_device = generator.device if generator is not None else x.device
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=gen_device).to(x.device)
     check_tensor(noise, "noise")
-    check_same_shape(x, noise, "x", "noise")
+    check_same_shape(x, noise, x_name, "noise")
     return noise
 
 
@@ -84,7 +86,7 @@ def q_sample(
         ``x_t`` of the same shape as ``x0``.
     """
     tt, sched = _prepare(x0, t, schedule, "x0")
-    eps = _noise_like(x0, noise, generator)
+    eps = _noise_like(x0, noise, generator, "x0")
     a = sched.gather(sched.sqrt_alpha_bar, tt, x0.dim(), like=x0)
     s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, x0.dim(), like=x0)
     return a * x0 + s * eps
@@ -102,7 +104,7 @@ def q_step(
     ``x_prev`` is ``x_{t-1}`` with shape ``(B, ...)``; ``t`` the index of the *new* state.
     """
     tt, sched = _prepare(x_prev, t, schedule, "x_prev")
-    eps = _noise_like(x_prev, noise, generator)
+    eps = _noise_like(x_prev, noise, generator, "x_prev")
     a = sched.gather(sched.alphas.sqrt(), tt, x_prev.dim(), like=x_prev)
     b = sched.gather(sched.betas.sqrt(), tt, x_prev.dim(), like=x_prev)
     return a * x_prev + b * eps

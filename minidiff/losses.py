@@ -218,7 +218,7 @@ def simple_loss(
     if t is None:
         t = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
     tt, _ = _prepare(x0, t, schedule, "x0")
-    eps = _noise_like(x0, noise, generator)
+    eps = _noise_like(x0, noise, generator, "x0")
     x_t = q_sample(x0, tt, schedule, noise=eps)
     err = (eps - call_eps_model(eps_model, x_t, tt)) ** 2
     per_sample = err.reshape(err.shape[0], -1).mean(dim=1)

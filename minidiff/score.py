@@ -222,7 +222,7 @@ def dsm_loss(
             raise ValueError(f"sigma_idx must lie in 0..{L - 1}")
         idx = sigma_idx
     sigma = levels[idx.to(x0.device)]  # (B,)
-    z = _noise_like(x0, noise, generator)
+    z = _noise_like(x0, noise, generator, "x0")
     sig = sigma[:, None]
     x_tilde = x0 + sig * z
     target = -z / sig  # = -(x̃ - x0) / σ²
@@ -336,7 +336,7 @@ def vp_eps_loss(
         if bool((t < 0).any()) or bool((t > t_end).any()):
             raise ValueError(f"t must lie in [0, {t_end}]")
         tt = t.to(device=x0.device, dtype=x0.dtype)
-    eps = _noise_like(x0, noise, generator)
+    eps = _noise_like(x0, noise, generator, "x0")
     alpha, sigma = sde.marginal_coefficients(tt)
     shape = (B,) + (1,) * (x0.dim() - 1)
     alpha = torch.as_tensor(alpha, dtype=x0.dtype, device=x0.device).reshape(-1)

@@ -163,7 +163,7 @@ def ddim_step(
     x0_hat = (x_t - col((1 - ab_t).sqrt()) * eps) / col(ab_t.sqrt())
     x_prev = col(ab_p.sqrt()) * x0_hat + col(dir_var.clamp(min=0.0).sqrt()) * eps
     if eta > 0 or noise is not None:
-        z = _noise_like(x_t, noise, generator)
+        z = _noise_like(x_t, noise, generator, "x_t")
         x_prev = x_prev + col(sigma64) * z
     return x_prev
 

@@ -61,7 +61,7 @@ def ddpm_step(
     sqrt_alpha = sched.gather(sched.alphas.sqrt(), tt, nd, like=x_t)
     mean = (x_t - beta / s * eps) / sqrt_alpha
     sigma = model_variance(tt, sched, variance, nd, like=x_t).sqrt()
-    z = _noise_like(x_t, noise, generator)
+    z = _noise_like(x_t, noise, generator, "x_t")
     not_last = (tt > 1).to(x_t.dtype).reshape(-1, *([1] * (nd - 1)))
     return mean + not_last * sigma * z
 
