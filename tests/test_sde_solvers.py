@@ -257,3 +257,16 @@ def test_predictor_corrector_stays_stable_with_few_coarse_steps() -> None:
         sw_pc = sliced_wasserstein(pc, data, generator=g)
         sw_em = sliced_wasserstein(em, data, generator=g)
         assert sw_pc < 3 * sw_em, (steps, sw_pc, sw_em)
+
+
+def test_euler_maruyama_is_predictor_corrector_without_corrector() -> None:
+    from minidiff import GaussianMixture, VPSDE, euler_maruyama_sample, predictor_corrector_sample
+    from minidiff import score_fn_from_mixture
+
+    sde = VPSDE()
+    score = score_fn_from_mixture(GaussianMixture.default_2d(), sde)
+    em = euler_maruyama_sample(score, sde, (64, 2), steps=7, generator=torch.Generator().manual_seed(3))
+    pc = predictor_corrector_sample(
+        score, sde, (64, 2), steps=7, corrector_steps=0, generator=torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(em, pc)

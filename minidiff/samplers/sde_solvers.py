@@ -260,21 +260,10 @@ def euler_maruyama_sample(
         denoise: return the mean of the last step (no noise added at the end).
         return_trajectory: also return ``[x_1, …, x_{t_end}]`` (``steps + 1`` tensors).
     """
-    x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype)
-    rsde = sde.reverse(score_fn)
-    traj = [x] if return_trajectory else []
-    with torch.no_grad():
-        for i in tqdm(range(steps), desc="Euler-Maruyama", disable=not progress, leave=False):
-            t = ts[i].expand(x.shape[0]).to(x.device)
-            x, mean = euler_maruyama_step(
-                rsde, x, t, float(ts[i + 1] - ts[i]), _randn_like(x, generator)
-            )
-            if denoise and i == steps - 1:
-                x = mean
-            _check_finite(x, "euler_maruyama_sample", i, steps, float(ts[i]))
-            if return_trajectory:
-                traj.append(x)
-    return (x, traj) if return_trajectory else x
+    return _reverse_sde_loop(
+        "euler_maruyama_sample", score_fn, sde, shape, steps, 0, 0.0,
+        generator, return_trajectory, t_end, denoise, device, dtype, progress,
+    )
 
 
 def pf_ode_sample(
@@ -364,12 +353,36 @@ def predictor_corrector_sample(
         or not (math.isfinite(snr) and snr > 0)
     ):
         raise ValueError(f"snr must be a finite number > 0, got {snr!r}")
+    return _reverse_sde_loop(
+        "predictor_corrector_sample", score_fn, sde, shape, steps, corrector_steps, float(snr),
+        generator, return_trajectory, t_end, denoise, device, dtype, progress,
+    )
+
+
+def _reverse_sde_loop(
+    name: str,
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: tuple[int, ...],
+    steps: int,
+    corrector_steps: int,
+    snr: float,
+    generator: torch.Generator | None,
+    return_trajectory: bool,
+    t_end: float | None,
+    denoise: bool,
+    device: torch.device | str | None,
+    dtype: torch.dtype,
+    progress: bool,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Euler–Maruyama predictor on the reverse SDE, after ``corrector_steps`` Langevin steps at each
+    ``t_i`` (0 for plain Euler–Maruyama). Shared by the two public samplers above."""
     x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(score_fn)
     alphas, _ = sde.marginal_coefficients(ts)
     traj = [x] if return_trajectory else []
     with torch.no_grad():
-        for i in tqdm(range(steps), desc="predictor-corrector", disable=not progress, leave=False):
+        for i in tqdm(range(steps), desc=name, disable=not progress, leave=False):
             t = ts[i].expand(x.shape[0]).to(x.device)
             a = float((alphas[i] / alphas[i + 1]) ** 2)  # = 1 - beta_i <= 1, as in Song et al.
             for _ in range(corrector_steps):
@@ -380,7 +393,7 @@ def predictor_corrector_sample(
                 step = 4.0 * a * (snr * z_norm / s_norm.clamp_min(1e-12)) ** 2
                 if not bool(torch.isfinite(step)):
                     raise NonFiniteSampleError(
-                        "predictor_corrector_sample: the score is non-finite at "
+                        f"{name}: the score is non-finite at "
                         f"step {i + 1} of {steps} "
                         f"(corrector at t={float(ts[i]):.4g})"
                     )
@@ -390,7 +403,7 @@ def predictor_corrector_sample(
             )
             if denoise and i == steps - 1:
                 x = mean
-            _check_finite(x, "predictor_corrector_sample", i, steps, float(ts[i]))
+            _check_finite(x, name, i, steps, float(ts[i]))
             if return_trajectory:
                 traj.append(x)
     return (x, traj) if return_trajectory else x
