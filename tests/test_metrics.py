@@ -107,7 +107,7 @@ def test_energy_distance_matches_scipy_in_1d() -> None:
 
 
 def test_chunking_gives_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    import minidiff.metrics as metrics
+    import minidiff.metrics.distances as metrics
 
     x, y = normal(120, 2, 0), normal(100, 2, 1, 0.2)
     full = (mmd(x, y), energy_distance(x, y), sliced_wasserstein(x, y, generator=gen(0)))

@@ -1,0 +1,22 @@
+"""Plotting helpers and interactive widgets, one module per widget.
+
+- :mod:`minidiff.viz.plots`: pure plotting helpers that draw on a matplotlib ``Axes`` and return it.
+- :mod:`minidiff.viz.schedule_explorer`: the schedule explorer (chapter 1).
+
+Every widget is a thin ipywidgets layer over pure functions that the tests call directly.
+"""
+
+from .plots import plot_loss, plot_sample_grid, plot_samples, plot_schedules, plot_trajectories
+from .schedule_explorer import FAMILIES, ScheduleExplorer, schedule_curves, schedule_explorer
+
+__all__ = [
+    "plot_samples",
+    "plot_sample_grid",
+    "plot_trajectories",
+    "plot_schedules",
+    "plot_loss",
+    "schedule_curves",
+    "ScheduleExplorer",
+    "schedule_explorer",
+    "FAMILIES",
+]
