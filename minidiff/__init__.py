@@ -17,8 +17,8 @@ Public API (stable; coursework imports these names from the top level):
   ``NoiseConditionalScoreMLP``, ``vp_eps_loss``
 - likelihood: ``ode_log_likelihood``, ``bits_per_dim``, ``affine_model_nll``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
-- networks and training: ``TimeMLP``, ``sinusoidal_embedding``, ``train``, ``EMA``, ``TrainResult``,
-  ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError``
+- networks and training: ``TimeMLP``, ``UNet``, ``UNetConfig``, ``sinusoidal_embedding``,
+  ``train``, ``EMA``, ``TrainResult``, ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError``
 - metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
   ``distance_with_spread``
 
@@ -49,7 +49,7 @@ from .losses import (
     vlb_weights,
 )
 from .metrics import data_floor, distance_with_spread, energy_distance, mmd, sliced_wasserstein
-from .nn import TimeMLP, sinusoidal_embedding
+from .nn import TimeMLP, UNet, UNetConfig, sinusoidal_embedding
 from .samplers import (
     annealed_langevin_sample,
     available_samplers,
@@ -159,6 +159,8 @@ __all__ = [
     "TOY_DATASETS",
     "train",
     "TrainResult",
+    "UNet",
+    "UNetConfig",
     "VESDE",
     "vlb_terms",
     "vlb_weights",

@@ -2,6 +2,8 @@
 
 - :mod:`minidiff.metrics.distances`: MMD, sliced Wasserstein, energy distance, and the data floor
   (the distance between two independent samples of the data) with its spread.
+- :mod:`minidiff.metrics.fid`: FID and KID on features (Inception-v3 features from torch-fidelity,
+  an optional extra, with local weights).
 """
 
 from .distances import (
@@ -14,8 +16,14 @@ from .distances import (
     mmd,
     sliced_wasserstein,
 )
+from .fid import KID, fid_from_features, frechet_distance, inception_features, kid_from_features
 
 __all__ = [
+    "fid_from_features",
+    "frechet_distance",
+    "kid_from_features",
+    "KID",
+    "inception_features",
     "mmd",
     "sliced_wasserstein",
     "energy_distance",
