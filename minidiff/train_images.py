@@ -148,12 +148,12 @@ def load_images(
     name: str, root: str | None = None, download: bool = False, n_patches: int = 20_000
 ) -> Tensor:
     """The training images ``(N, C, H, W)`` in ``[-1, 1]`` of data set ``name``:
-    ``digits`` (scikit-learn, 16x16 grey), ``patches`` (32x32 crops of scikit-learn's sample
+    ``digits`` (scikit-learn, 8x8 grey), ``patches`` (32x32 crops of scikit-learn's sample
     photographs) or ``cifar10`` (``root`` or the cache; downloaded only if ``download``)."""
     from . import data
 
     if name == "digits":
-        return data.load_digits(size=16)[0]
+        return data.load_digits(size=8)[0]
     if name == "patches":
         return data.image_patches(size=32, n=n_patches, generator=torch.Generator().manual_seed(0))
     if name == "cifar10":
