@@ -29,7 +29,17 @@ from collections.abc import Callable
 
 import torch
 
-from ._validation import check_positive_int, check_tensor
+from ._validation import (
+    check_all_finite,
+    check_callable,
+    check_device,
+    check_finite,
+    check_float_dtype,
+    check_generator,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
 from .data.gmm import GaussianMixture
 from .schedules import NoiseSchedule, check_timesteps
 
@@ -144,7 +154,7 @@ class SDE(ABC):
     # -- validated public methods -----------------------------------------------------------
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Forward drift ``f(x, t)``; ``x: (B, ...)``, ``t: (B,)`` -> ``(B, ...)``."""
-        check_tensor(x, "x")
+        check_tensor(x, "x", finite=True)
         return self._drift(x, _batch_time(x, t))
 
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
@@ -159,7 +169,7 @@ class SDE(ABC):
         self, x0: torch.Tensor, t: torch.Tensor | float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``alpha(t) x_0`` ``(B, ...)`` and std ``sigma(t)`` ``(B, 1, …, 1)`` of x_t | x_0."""
-        check_tensor(x0, "x0")
+        check_tensor(x0, "x0", finite=True)
         alpha, sigma = self._marginal(_batch_time(x0, t))
         return _bcast(alpha, x0) * x0, _bcast(sigma, x0)
 
@@ -171,15 +181,20 @@ class SDE(ABC):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Draw ``x_t = alpha(t) x_0 + sigma(t) eps`` (the continuous-time ``q_sample``)."""
+        check_tensor(x0, "x0")
+        check_generator(generator)
+        if noise is not None:
+            check_tensor(noise, "noise")
+            if noise.shape != x0.shape:
+                raise ValueError(
+                    f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
+                )
+            check_all_finite((x0, "x0"), (noise, "noise"))
         mean, std = self.marginal_prob(x0, t)
         if noise is None:
             dev = generator.device if generator is not None else x0.device
             noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(
                 x0.device
-            )
-        elif noise.shape != x0.shape:
-            raise ValueError(
-                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
             )
         return mean + std * noise
 
@@ -192,6 +207,10 @@ class SDE(ABC):
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """Draw ``x_1 ~ N(0, prior_std² I)`` of the given shape (1 for VP, ``sigma_max`` for VE)."""
+        shape = check_shape(shape)
+        check_generator(generator)
+        check_float_dtype(dtype)
+        device = check_device(device)
         if device is None:
             device = generator.device if generator is not None else "cpu"
         gen_device = generator.device if generator is not None else device
@@ -200,7 +219,7 @@ class SDE(ABC):
 
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """``log N(z; 0, prior_std² I)`` summed over non-batch dimensions: ``(B, ...) -> (B,)``."""
-        check_tensor(z, "z")
+        check_tensor(z, "z", finite=True)
         D = z[0].numel()
         s2 = self.prior_std**2
         return -0.5 * D * math.log(2 * math.pi * s2) - 0.5 * z.flatten(1).pow(2).sum(1) / s2
@@ -365,7 +384,7 @@ def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = _batch_time(x, t)
         alpha, sigma = sde._marginal(tt.to(torch.float64))
-        return gmm.marginal_score(x, alpha, sigma)
+        return gmm._marginal_score(x, alpha, sigma, check=False)
 
     return score
 
@@ -377,8 +396,9 @@ def score_fn_from_eps_model(
 
     Valid for ``t > 0`` (``sigma(0) = 0``); samplers stop at ``sde.eps``.
     """
-    if not callable(eps_model):
-        raise TypeError(f"eps_model must be callable (x, t) -> eps, got {type(eps_model).__name__}")
+    check_callable(eps_model, "eps_model", "(x, t) -> eps")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = _batch_time(x, t)
@@ -403,8 +423,9 @@ def eps_model_from_score_fn(
     and DDIM run on a continuous-time model or oracle.
     """
     T = check_positive_int(T, "T")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable (x, t) -> score, got {type(score_fn).__name__}")
+    check_callable(score_fn, "score_fn", "(x, t) -> score")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
 
     def eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = check_timesteps(t, x.shape[0], T).to(torch.float64) / T
