@@ -10,8 +10,12 @@ The unmodified call runs first, so a case fails because of its bad value and not
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +31,8 @@ T = 10
 SCHED = md.linear_schedule(T, 1e-3, 0.2)
 VP = md.VPSDE()
 GMM = GaussianMixture.eight_gaussians()
+CKPT = str(Path(tempfile.mkdtemp(prefix="minidiff-bad-inputs-")) / "ckpt.pt")
+atexit.register(shutil.rmtree, str(Path(CKPT).parent), True)
 NAN = float("nan")
 INF = float("inf")
 
@@ -397,6 +403,28 @@ FNS: list[Fn] = [
        {"model": bad_callable(), "x0": bad_tensor(X), "sde": bad_sde()[:2], "generator": bad_generator(),
         "noise": bad_tensor(X2, optional=True, shapes=(_x(4, 3),)),
         "t_min": bad_number(optional=True) + [("above", 1.0)]}),
+    # -- training
+    Fn("train", lambda **kw: md.train(Lin(), loss_fn, X, progress=False, **kw),
+       {"steps": 1, "batch_size": 2, "lr": 1e-3, "weight_decay": 0.0, "ema_decay": 0.9, "grad_clip": 1.0,
+        "warmup_steps": 0, "generator": None, "seed": 0, "device": "cpu", "checkpoint_every": None},
+       {"steps": bad_int(), "batch_size": bad_int(), "lr": bad_number(), "weight_decay": bad_number(),
+        "ema_decay": bad_number() + [("one", 1.0)], "grad_clip": bad_number(optional=True),
+        "warmup_steps": bad_int(minimum=0), "generator": bad_generator(), "seed": bad_int(minimum=0),
+        "device": bad_device(), "checkpoint_every": bad_int(optional=True),
+        "checkpoint_path": [("int", 3), ("empty", ""), ("bytes", b"x.pt"), ("directory", "."),
+                            ("below-a-file", __file__ + "/ckpt.pt")]}),
+    Fn("train(model, loss_fn, data)", lambda **kw: md.train(**{"steps": 1, "batch_size": 2, "progress": False, **kw}),
+       {"model": Lin(), "loss_fn": loss_fn, "data": X},
+       {"model": [("None", None), ("function", eps_model)], "loss_fn": bad_callable(),
+        "data": [("None", None), ("str", "moons"), ("nan", _with(X, NAN)), ("inf", _with(X, INF)),
+                 ("empty", torch.zeros(0, 2))]}),
+    Fn("EMA", md.EMA, {"model": Lin(), "decay": 0.9},
+       {"model": [("None", None), ("str", "model")], "decay": bad_number() + [("one", 1.0)]},
+       names={"decay": "decay"}),
+    Fn("save_checkpoint", lambda path: md.save_checkpoint(path, step=1), {"path": CKPT},
+       {"path": [("int", 3), ("None", None), ("directory", str(Path(CKPT).parent)), ("below-a-file", __file__ + "/ckpt.pt")]}),
+    Fn("load_checkpoint", md.load_checkpoint, {"path": CKPT},
+       {"path": [("int", 3), ("None", None), ("directory", str(Path(CKPT).parent))]}),
     # -- registry
     Fn("register_sampler", md.register_sampler, {"name": "ddpm"},
        {"name": [("int", 123), ("None", None), ("empty", ""), ("bytes", b"x")]}),
