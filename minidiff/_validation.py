@@ -69,8 +69,14 @@ def check_all_finite(*named: tuple[torch.Tensor | None, str]) -> None:
     tensors = [(t, n) for t, n in named if t is not None]
     if not tensors:
         return
-    flags = [torch.isfinite(t).all().to(tensors[0][0].device) for t, _ in tensors]
-    if bool(torch.stack(flags).all()):
+    if len(tensors) == 1:
+        check_finite(*tensors[0])
+        return
+    device = tensors[0][0].device
+    ok = torch.isfinite(tensors[0][0]).all()
+    for t, _ in tensors[1:]:
+        ok = ok & torch.isfinite(t).all().to(device)
+    if bool(ok):
         return
     for t, n in tensors:
         check_finite(t, n)
@@ -84,25 +90,31 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str)
         )
 
 
-def check_broadcast(*named: tuple[torch.Tensor, str]) -> torch.Size:
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy broadcasting of two shapes in pure Python (``torch.broadcast_shapes`` is far slower)."""
+    n = max(len(a), len(b))
+    pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    out = []
+    for u, v in zip(pa, pb, strict=True):
+        if u != v and u != 1 and v != 1:
+            return None
+        out.append(v if u == 1 else u)
+    return tuple(out)
+
+
+def check_broadcast(*named: tuple[torch.Tensor, str]) -> tuple[int, ...]:
     """Return the broadcast shape of the ``(tensor, name)`` pairs, or raise naming the misfit."""
-    shapes = [(t.shape, n) for t, n in named]
-    try:
-        return torch.broadcast_shapes(*(s for s, _ in shapes))
-    except RuntimeError:
-        pass
-    # find the first argument that does not broadcast with those before it
-    for i in range(1, len(shapes)):
-        try:
-            torch.broadcast_shapes(*(s for s, _ in shapes[: i + 1]))
-        except RuntimeError:
-            before = ", ".join(f"{n} {tuple(s)}" for s, n in shapes[:i])
-            s, n = shapes[i]
+    shape: tuple[int, ...] = ()
+    for i, (t, n) in enumerate(named):
+        joint = _broadcast(shape, tuple(t.shape))
+        if joint is None:
+            before = ", ".join(f"{m} {tuple(u.shape)}" for u, m in named[:i])
             raise ValueError(
-                f"{n} of shape {tuple(s)} does not broadcast against {before}; "
+                f"{n} of shape {tuple(t.shape)} does not broadcast against {before}; "
                 "give tensors of the same shape (or dimensions of size 1)"
-            ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
+            )
+        shape = joint
+    return shape
 
 
 def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:

@@ -139,7 +139,7 @@ def ode_log_likelihood(
     def augmented(state: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             xs = state[:, :D].detach().reshape(shape).requires_grad_(True)
-            fx = rsde.drift(xs, t)
+            fx = rsde._drift_unchecked(xs, t)
             div = _divergence(fx, xs, probes=probes)
         return torch.cat([fx.detach().reshape(B, D), div.detach()[:, None]], dim=1)
 

@@ -58,7 +58,7 @@ def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torc
         )
     if t.dim() != 1 or t.shape[0] != batch_size:
         raise ValueError(f"{name} must have shape ({batch_size},) (one timestep per sample), got {tuple(t.shape)}")
-    if t.numel() and (int(t.min()) < 1 or int(t.max()) > T):
+    if t.numel() and not bool(((t >= 1) & (t <= T)).all()):  # one host read
         raise ValueError(f"{name} must lie in 1..{T}, got values in {int(t.min())}..{int(t.max())}")
     return t.long()
 
@@ -257,10 +257,8 @@ def shifted_schedule(
     """
     if not isinstance(schedule, NoiseSchedule):
         raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    if not math.isfinite(float(shift)):
-        raise ValueError(f"shift must be a finite float, got {shift}")
-    if not (0.0 < max_beta < 1.0):
-        raise ValueError(f"max_beta must lie strictly inside (0, 1), got {max_beta}")
+    shift = check_number(shift, "shift")
+    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0)
     ab = torch.sigmoid(schedule.log_snr[1:] + float(shift))
     ab = torch.cat([torch.ones(1, dtype=torch.float64), ab])
     betas = (1.0 - ab[1:] / ab[:-1]).clamp(min=1e-12, max=max_beta)

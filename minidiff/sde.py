@@ -80,9 +80,10 @@ def check_time(t: object, name: str = "t") -> torch.Tensor:
             f"{name} must be a floating tensor of continuous times in [0, 1], got dtype {t.dtype} "
             "(discrete DDPM steps i in 1..T correspond to t = i / T)"
         )
-    if t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite")
-    if t.numel() and (float(t.min()) < -_T_TOL or float(t.max()) > 1.0 + _T_TOL):
+    # one host read when all is well; the diagnosis below only runs on failure
+    if t.numel() and not bool(((t >= -_T_TOL) & (t <= 1.0 + _T_TOL)).all()):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must be finite")
         raise ValueError(
             f"{name} must lie in [0, 1], got values in [{float(t.min()):.6g}, {float(t.max()):.6g}]"
         )
@@ -252,22 +253,26 @@ class VPSDE(SDE):
 
     def beta(self, t: torch.Tensor | float) -> torch.Tensor:
         """``β(t) = β_min + t (β_max - β_min)``."""
-        t = check_time(t)
+        return self._beta(check_time(t))
+
+    def _beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def beta_integral(self, t: torch.Tensor | float) -> torch.Tensor:
         """``B(t) = ∫_0^t β(s) ds = β_min t + ½ (β_max - β_min) t²``; ``alpha = exp(-B/2)``."""
-        t = check_time(t)
+        return self._beta_integral(check_time(t))
+
+    def _beta_integral(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
     def _drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return -0.5 * _bcast(self.beta(t), x) * x
+        return -0.5 * _bcast(self._beta(t), x) * x
 
     def _diffusion(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta(t).sqrt()
+        return self._beta(t).sqrt()
 
     def _marginal(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B = self.beta_integral(t)
+        B = self._beta_integral(t)
         # sigma² = 1 - exp(-B) through expm1: accurate for the tiny B near t = 0
         return torch.exp(-0.5 * B), torch.sqrt(-torch.expm1(-B))
 
@@ -303,13 +308,16 @@ class VESDE(SDE):
 
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """``σ(t) = σ_min (σ_max / σ_min)^t``."""
-        return self.sigma_min * torch.exp(check_time(t) * self._log_ratio)
+        return self._sigma(check_time(t))
+
+    def _sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sigma_min * torch.exp(t * self._log_ratio)
 
     def _drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
 
     def _diffusion(self, t: torch.Tensor) -> torch.Tensor:
-        return self.sigma(t) * math.sqrt(2 * self._log_ratio)
+        return self._sigma(t) * math.sqrt(2 * self._log_ratio)
 
     def _marginal(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # σ(t)² - σ_min² = σ_min² (exp(2 t log r) - 1), through expm1 near t = 0
@@ -343,7 +351,10 @@ class ReverseSDE:
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Call ``score_fn(x, t (B,) in x's dtype)``; check it returns a tensor shaped as ``x``."""
         check_tensor(x, "x")
-        tt = _batch_time(x, t)
+        return self._score_unchecked(x, _batch_time(x, t))
+
+    def _score_unchecked(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        """:meth:`score` for solvers' loops: ``tt`` is a valid ``(B,)`` time tensor (no host reads)."""
         out = self.score_fn(x, tt.to(x.dtype))
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"score_fn must return a torch.Tensor, got {type(out).__name__}")
@@ -357,10 +368,14 @@ class ReverseSDE:
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """``f(x, t) - g(t)² score`` (reverse SDE) or ``f(x, t) - ½ g(t)² score`` (PF-ODE)."""
         check_tensor(x, "x")
-        tt = _batch_time(x, t)
+        return self._drift_unchecked(x, _batch_time(x, t))
+
+    def _drift_unchecked(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """:meth:`drift` for solvers' loops: ``t`` a ``(B,)`` time tensor from their grid in [0, 1]."""
+        tt = t.clamp(0.0, 1.0).to(x.device)
         g2 = _bcast(self.sde._diffusion(tt) ** 2, x)
         c = 0.5 if self.probability_flow else 1.0
-        return self.sde._drift(x, tt) - c * g2 * self.score(x, tt)
+        return self.sde._drift(x, tt) - c * g2 * self._score_unchecked(x, tt)
 
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
         """``g(t)`` for the reverse SDE, zeros for the PF-ODE; shaped like ``t``."""

@@ -171,7 +171,7 @@ class GaussianMixture:
             raise ValueError(f"alpha must be > 0, got min {float(a.min()):.4g}")
         if check and bool((s < 0).any()):
             raise ValueError(f"sigma must be >= 0, got min {float(s.min()):.4g}")
-        if a.numel() > 1 and bool((a == a[0]).all()) and s.numel() > 1 and bool((s == s[0]).all()):
+        if a.numel() > 1 and s.numel() > 1 and bool(((a == a[0]).all() & (s == s[0]).all())):
             a, s = a[:1], s[:1]  # one shared (K, D, D) system instead of N of them
         a, s = a[:, None, None, None], s[:, None, None, None]  # (N or 1, 1, 1, 1)
         eye = torch.eye(self.D, dtype=torch.float64, device=dev)

@@ -37,7 +37,7 @@ from .._validation import (
     check_shape,
     check_tensor,
 )
-from ..sde import SDE, ReverseSDE, ScoreFn
+from ..sde import SDE, ReverseSDE, ScoreFn, _batch_time
 from .ddpm import NonFiniteSampleError
 from .langevin import _langevin_step
 from .registry import register_sampler
@@ -127,13 +127,26 @@ def euler_maruyama_step(
     ``mean = x + F(x, t) dt`` and ``x_next = mean + g(t) sqrt(|dt|) z``. Returns ``(x_next, mean)``;
     samplers return the mean after the last step (Song et al.'s "denoising" of the final step).
     """
+    if not isinstance(rsde, ReverseSDE):
+        raise TypeError(f"rsde must be a ReverseSDE (sde.reverse(score_fn)), got {type(rsde).__name__}")
+    check_tensor(x, "x")
+    check_tensor(noise, "noise")
     if noise.shape != x.shape:
         raise ValueError(
             f"noise must have the shape of x {tuple(x.shape)}, got {tuple(noise.shape)}"
         )
+    return _euler_maruyama_step(rsde, x, _batch_time(x, t), dt, noise)
+
+
+def _euler_maruyama_step(
+    rsde: ReverseSDE, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`euler_maruyama_step` without checks, for the samplers' loops (``t``: ``(B,)`` tensor)."""
     d = _col(dt, x)
-    mean = x + rsde.drift(x, t) * d
-    g = rsde.diffusion(t)
+    mean = x + rsde._drift_unchecked(x, t) * d
+    g = rsde.sde._diffusion(t.clamp(0.0, 1.0))
+    if rsde.probability_flow:
+        g = torch.zeros_like(g)
     g = g.expand(x.shape[0]) if g.dim() == 0 else g
     return mean + _col(g, x) * d.abs().sqrt() * noise, mean
 
@@ -325,7 +338,7 @@ def pf_ode_sample(
     rsde = sde.reverse(score_fn, probability_flow=True)
     with torch.no_grad():
         sol = ode_solve(
-            rsde.drift,
+            rsde._drift_unchecked,
             x,
             ts,
             method=method,
@@ -420,7 +433,7 @@ def _reverse_sde_loop(
             t = ts[i].expand(x.shape[0]).to(x.device)
             a = float((alphas[i] / alphas[i + 1]) ** 2)  # = 1 - beta_i <= 1, as in Song et al.
             for _ in range(corrector_steps):
-                s = rsde.score(x, t)
+                s = rsde._score_unchecked(x, t)
                 z = _randn_like(x, generator)
                 s_norm = s.flatten(1).norm(dim=1).mean()
                 z_norm = z.flatten(1).norm(dim=1).mean()
@@ -432,7 +445,7 @@ def _reverse_sde_loop(
                         f"(corrector at t={float(ts[i]):.4g})"
                     )
                 x = _langevin_step(x, s, step.to(x.dtype), z)
-            x, mean = euler_maruyama_step(
+            x, mean = _euler_maruyama_step(
                 rsde, x, t, float(ts[i + 1] - ts[i]), _randn_like(x, generator)
             )
             if denoise and i == steps - 1:
