@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]), help="checkout to import")
+parser.add_argument(
+    "--repo", default=str(Path(__file__).resolve().parents[1]), help="checkout to import"
+)
 parser.add_argument("--reps", type=int, default=2000, help="calls per timing")
 args = parser.parse_args()
 sys.path.insert(0, args.repo)
@@ -70,27 +72,72 @@ def sampler_reads() -> list[tuple[str, int, int, float]]:
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(64, 2, generator=g)
     runs: list[tuple[str, int, Callable[[], Any]]] = [
-        ("ddpm_sample (exact GMM eps)", T, lambda: md.ddpm_sample(eps, sched, (64, 2), generator=g)),
-        ("ddpm_sample (eps = 0.1 x)", T, lambda: md.ddpm_sample(lambda x, t: 0.1 * x, sched, (64, 2), generator=g)),
-        ("ddim_sample eta=0.5", 25, lambda: md.ddim_sample(lambda x, t: 0.1 * x, sched, (64, 2), steps=25, eta=0.5,
-                                                           generator=g)),
+        (
+            "ddpm_sample (exact GMM eps)",
+            T,
+            lambda: md.ddpm_sample(eps, sched, (64, 2), generator=g),
+        ),
+        (
+            "ddpm_sample (eps = 0.1 x)",
+            T,
+            lambda: md.ddpm_sample(lambda x, t: 0.1 * x, sched, (64, 2), generator=g),
+        ),
+        (
+            "ddim_sample eta=0.5",
+            25,
+            lambda: md.ddim_sample(
+                lambda x, t: 0.1 * x, sched, (64, 2), steps=25, eta=0.5, generator=g
+            ),
+        ),
         ("ddim_invert", 25, lambda: md.ddim_invert(lambda x, t: 0.1 * x, sched, x0, steps=25)),
-        ("langevin_sample", steps, lambda: md.langevin_sample(lambda x: -x, (64, 2), steps=steps, step_size=0.01,
-                                                              generator=g)),
-        ("annealed_langevin_sample", 2 * 25, lambda: md.annealed_langevin_sample(
-            lambda x, s: -x, [1.0, 0.5], (64, 2), steps_per_level=25, step_lr=0.01, generator=g)),
-        ("euler_maruyama_sample (exact score)", steps, lambda: md.euler_maruyama_sample(score, sde, (64, 2),
-                                                                                        steps=steps, generator=g)),
-        ("pf_ode_sample euler (exact score)", steps, lambda: md.pf_ode_sample(score, sde, (64, 2), steps=steps,
-                                                                              method="euler", generator=g)),
-        ("predictor_corrector_sample (exact score)", 25, lambda: md.predictor_corrector_sample(
-            score, sde, (64, 2), steps=25, generator=g)),
-        ("euler_maruyama_sample (score = -x)", steps, lambda: md.euler_maruyama_sample(
-            lambda x, t: -x, sde, (64, 2), steps=steps, generator=g)),
-        ("pf_ode_sample heun (score = -x)", steps, lambda: md.pf_ode_sample(
-            lambda x, t: -x, sde, (64, 2), steps=steps, generator=g)),
-        ("predictor_corrector_sample (score = -x)", 25, lambda: md.predictor_corrector_sample(
-            lambda x, t: -x, sde, (64, 2), steps=25, generator=g)),
+        (
+            "langevin_sample",
+            steps,
+            lambda: md.langevin_sample(
+                lambda x: -x, (64, 2), steps=steps, step_size=0.01, generator=g
+            ),
+        ),
+        (
+            "annealed_langevin_sample",
+            2 * 25,
+            lambda: md.annealed_langevin_sample(
+                lambda x, s: -x, [1.0, 0.5], (64, 2), steps_per_level=25, step_lr=0.01, generator=g
+            ),
+        ),
+        (
+            "euler_maruyama_sample (exact score)",
+            steps,
+            lambda: md.euler_maruyama_sample(score, sde, (64, 2), steps=steps, generator=g),
+        ),
+        (
+            "pf_ode_sample euler (exact score)",
+            steps,
+            lambda: md.pf_ode_sample(score, sde, (64, 2), steps=steps, method="euler", generator=g),
+        ),
+        (
+            "predictor_corrector_sample (exact score)",
+            25,
+            lambda: md.predictor_corrector_sample(score, sde, (64, 2), steps=25, generator=g),
+        ),
+        (
+            "euler_maruyama_sample (score = -x)",
+            steps,
+            lambda: md.euler_maruyama_sample(
+                lambda x, t: -x, sde, (64, 2), steps=steps, generator=g
+            ),
+        ),
+        (
+            "pf_ode_sample heun (score = -x)",
+            steps,
+            lambda: md.pf_ode_sample(lambda x, t: -x, sde, (64, 2), steps=steps, generator=g),
+        ),
+        (
+            "predictor_corrector_sample (score = -x)",
+            25,
+            lambda: md.predictor_corrector_sample(
+                lambda x, t: -x, sde, (64, 2), steps=25, generator=g
+            ),
+        ),
     ]
     out = []
     for name, n_steps, fn in runs:
@@ -112,16 +159,30 @@ def timings(reps: int) -> list[tuple[str, float, float, float, float]]:
     t = torch.randint(1, 1001, (512,), generator=g)
     pairs: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = []
     if hasattr(diffusion, "_q_sample"):
-        pairs.append(("q_sample vs _q_sample (512x2)", lambda: md.q_sample(x, t, sched, noise=noise),
-                      lambda: diffusion._q_sample(x, t, sched, noise)))
+        pairs.append(
+            (
+                "q_sample vs _q_sample (512x2)",
+                lambda: md.q_sample(x, t, sched, noise=noise),
+                lambda: diffusion._q_sample(x, t, sched, noise),
+            )
+        )
     if hasattr(ddpm, "_ddpm_step"):
-        pairs.append(("ddpm_step vs _ddpm_step (512x2)",
-                      lambda: md.ddpm_step(x, t, noise, sched, noise=noise),
-                      lambda: ddpm._ddpm_step(x, t, noise, sched, "beta", noise)))
+        pairs.append(
+            (
+                "ddpm_step vs _ddpm_step (512x2)",
+                lambda: md.ddpm_step(x, t, noise, sched, noise=noise),
+                lambda: ddpm._ddpm_step(x, t, noise, sched, "beta", noise),
+            )
+        )
     if hasattr(losses, "_gaussian_kl"):
         v = torch.ones(512, 1)
-        pairs.append(("gaussian_kl vs _gaussian_kl (512x2)", lambda: md.gaussian_kl(x, v, noise, v),
-                      lambda: losses._gaussian_kl(x, v, noise, v)))
+        pairs.append(
+            (
+                "gaussian_kl vs _gaussian_kl (512x2)",
+                lambda: md.gaussian_kl(x, v, noise, v),
+                lambda: losses._gaussian_kl(x, v, noise, v),
+            )
+        )
     out = []
     for name, checked, core in pairs:
         acc = {"c_wall": 0.0, "c_cpu": 0.0, "u_wall": 0.0, "u_cpu": 0.0}
@@ -131,8 +192,15 @@ def timings(reps: int) -> list[tuple[str, float, float, float, float]]:
                 fn()
                 acc[f"{key}_wall"] += time.perf_counter() - w0
                 acc[f"{key}_cpu"] += time.process_time() - c0
-        out.append((name, 1e6 * acc["c_wall"] / reps, 1e6 * acc["u_wall"] / reps,
-                    1e6 * acc["c_cpu"] / reps, 1e6 * acc["u_cpu"] / reps))
+        out.append(
+            (
+                name,
+                1e6 * acc["c_wall"] / reps,
+                1e6 * acc["u_wall"] / reps,
+                1e6 * acc["c_cpu"] / reps,
+                1e6 * acc["u_cpu"] / reps,
+            )
+        )
     return out
 
 
@@ -144,8 +212,11 @@ def main() -> None:
         print(f"| {name} | {n} | {reads} | {per:.2f} |")
     rows = timings(args.reps)
     if rows:
-        print(f"\n| call ({args.reps} reps, interleaved) | checked wall µs | core wall µs | checked CPU µs | "
-              "core CPU µs | wall ratio |")
+        print(
+            f"\n| call ({args.reps} reps, interleaved) | checked wall µs | core wall µs | "
+            "checked CPU µs | "
+            "core CPU µs | wall ratio |"
+        )
         print("|---|---:|---:|---:|---:|---:|")
         for name, cw, uw, cc, uc in rows:
             print(f"| {name} | {cw:.1f} | {uw:.1f} | {cc:.1f} | {uc:.1f} | {cw / uw:.2f} |")

@@ -40,7 +40,7 @@ def _kind(x: object) -> str:
 def check_tensor(
     x: object, name: str, *, min_dim: int = 1, dim: int | None = None, finite: bool = False
 ) -> torch.Tensor:
-    """Return ``x`` if it is a floating tensor of the right rank (and finite if asked), else raise."""
+    """Return ``x`` if it is a floating tensor of the right rank (finite if asked), else raise."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {_kind(x)}")
     if not torch.is_floating_point(x):
@@ -48,7 +48,10 @@ def check_tensor(
     if dim is not None and x.dim() != dim:
         raise ValueError(f"{name} must have {dim} dimensions, got shape {tuple(x.shape)}")
     if x.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimension(s) (batch first), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimension(s) (batch first), "
+            f"got shape {tuple(x.shape)}"
+        )
     if finite:
         check_finite(x, name)
     return x
@@ -86,12 +89,13 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str)
     """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape (no silent broadcasting)."""
     if a.shape != b.shape:
         raise ValueError(
-            f"{name_b} must have the same shape as {name_a}: expected {tuple(a.shape)}, got {tuple(b.shape)}"
+            f"{name_b} must have the same shape as {name_a}: "
+            f"expected {tuple(a.shape)}, got {tuple(b.shape)}"
         )
 
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
-    """NumPy broadcasting of two shapes in pure Python (``torch.broadcast_shapes`` is far slower)."""
+    """NumPy broadcasting of two shapes in pure Python (``torch.broadcast_shapes`` is slower)."""
     n = max(len(a), len(b))
     pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
     out = []
@@ -144,17 +148,23 @@ def check_number(
 ) -> float:
     """Return ``value`` as a float if it is a finite real number inside the given interval.
 
-    ``low``/``high`` are the bounds (``None``: unbounded); ``low_open``/``high_open`` say whether the
+    ``low``/``high`` are the bounds (``None``: unbounded); ``low_open``/``high_open`` say whether
     bound itself is excluded. Python numbers, NumPy scalars and one-element tensors are accepted.
     """
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex:
         value = value.item()
-    if isinstance(value, bool) or not hasattr(value, "__float__") or isinstance(value, (str, bytes, complex)):
+    if (
+        isinstance(value, bool)
+        or not hasattr(value, "__float__")
+        or isinstance(value, (str, bytes, complex))
+    ):
         raise TypeError(f"{name} must be a real number, got {_kind(value)} {value!r}")
     v = float(value)  # type: ignore[arg-type,unused-ignore]
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
-    interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
+    interval = f"{left}{lo}, {hi}{right}"
     if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     if low is not None and (v < low or (low_open and v == low)):
@@ -165,7 +175,7 @@ def check_number(
 
 
 def check_callable(fn: object, name: str, signature: str = "") -> Callable[..., Any]:
-    """Return ``fn`` if it can be called; ``signature`` (e.g. ``"(x_t, t) -> eps"``) goes in the message."""
+    """Return ``fn`` if it is callable; ``signature`` (e.g. ``"(x_t, t) -> eps"``) is quoted."""
     if not callable(fn):
         raise TypeError(f"{name} must be callable {signature}".rstrip() + f", got {_kind(fn)}")
     return fn
@@ -175,7 +185,8 @@ def check_generator(generator: object, name: str = "generator") -> torch.Generat
     """Return ``generator`` if it is ``None`` or a ``torch.Generator``."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
-            f"{name} must be a torch.Generator or None (seed one with torch.Generator().manual_seed(0)), "
+            f"{name} must be a torch.Generator or None "
+            "(seed one with torch.Generator().manual_seed(0)), "
             f"got {_kind(generator)}"
         )
     return generator
@@ -190,16 +201,28 @@ def check_device(device: object, name: str = "device") -> torch.device | None:
     if device is None:
         return None
     if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"{name} must be a string such as 'cpu' or 'cuda', a torch.device or None, got {_kind(device)}")
+        raise TypeError(
+            f"{name} must be a string such as 'cpu' or 'cuda', a torch.device or None, "
+            f"got {_kind(device)}"
+        )
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"{name} {device!r} is not a device torch knows (expected e.g. 'cpu', 'cuda', 'cuda:0', 'mps')") from exc
+        raise ValueError(
+            f"{name} {device!r} is not a device torch knows "
+            "(expected e.g. 'cpu', 'cuda', 'cuda:0', 'mps')"
+        ) from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"{name} {device!r} is not available: torch sees no CUDA GPU on this machine (use 'cpu')")
+            raise ValueError(
+                f"{name} {device!r} is not available: torch sees no CUDA GPU on this machine "
+                "(use 'cpu')"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"{name} {device!r} is not available: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+            raise ValueError(
+                f"{name} {device!r} is not available: this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s)"
+            )
     elif dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
@@ -208,18 +231,26 @@ def check_device(device: object, name: str = "device") -> torch.device | None:
 
 
 def check_float_dtype(dtype: object, name: str = "dtype") -> torch.dtype:
-    """Return ``dtype`` if it is a real floating torch dtype (``torch.float32``, ``torch.float64``, ...)."""
+    """Return ``dtype`` if it is a real floating torch dtype (``torch.float32``, ...)."""
     if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"{name} must be a torch floating dtype such as torch.float32, got {_kind(dtype)} {dtype!r}")
+        raise TypeError(
+            f"{name} must be a torch floating dtype such as torch.float32, "
+            f"got {_kind(dtype)} {dtype!r}"
+        )
     if not dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating dtype such as torch.float32 (samples are real numbers), got {dtype}")
+        raise TypeError(
+            f"{name} must be a floating dtype such as torch.float32 (samples are real numbers), "
+            f"got {dtype}"
+        )
     return dtype
 
 
 def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
     """Validate the ``shape`` argument of a sampler: a non-empty tuple of positive ints."""
     if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) == 0:
-        raise TypeError(f"{name} must be a non-empty tuple of ints such as (1000, 2), got {shape!r}")
+        raise TypeError(
+            f"{name} must be a non-empty tuple of ints such as (1000, 2), got {shape!r}"
+        )
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
         raise ValueError(f"{name} must contain positive ints, got {tuple(shape)}")
     return tuple(int(s) for s in shape)

@@ -100,7 +100,9 @@ def q_sample(
     return _q_sample(x0, tt, sched, _noise_like(x0, noise, generator, "x0"))
 
 
-def _q_sample(x0: torch.Tensor, tt: torch.Tensor, sched: NoiseSchedule, eps: torch.Tensor) -> torch.Tensor:
+def _q_sample(
+    x0: torch.Tensor, tt: torch.Tensor, sched: NoiseSchedule, eps: torch.Tensor
+) -> torch.Tensor:
     """:func:`q_sample` without checks, for loops over checked inputs (``tt`` a long tensor)."""
     a = sched.gather(sched.sqrt_alpha_bar, tt, x0.dim(), like=x0)
     s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, x0.dim(), like=x0)

@@ -173,13 +173,21 @@ def bits_per_dim(
     """
     name = "log_likelihood_nats"
     if not isinstance(log_likelihood_nats, torch.Tensor):
-        if isinstance(log_likelihood_nats, bool) or not isinstance(log_likelihood_nats, (int, float)):
-            raise TypeError(f"{name} must be a tensor (N,) or a number, got {type(log_likelihood_nats).__name__}")
+        if isinstance(log_likelihood_nats, bool) or not isinstance(
+            log_likelihood_nats, (int, float)
+        ):
+            raise TypeError(
+                f"{name} must be a tensor (N,) or a number, "
+                f"got {type(log_likelihood_nats).__name__}"
+            )
         log_likelihood_nats = torch.tensor(float(log_likelihood_nats), dtype=torch.float64)
     if not log_likelihood_nats.is_floating_point():
         log_likelihood_nats = log_likelihood_nats.to(torch.float64)
     if log_likelihood_nats.dim() > 1:
-        raise ValueError(f"{name} must have shape (N,) (one value per sample), got {tuple(log_likelihood_nats.shape)}")
+        raise ValueError(
+            f"{name} must have shape (N,) (one value per sample), "
+            f"got {tuple(log_likelihood_nats.shape)}"
+        )
     check_finite(log_likelihood_nats, name)
     dims = check_positive_int(dims, "dims")
     scale = check_number(scale, "scale", low=0.0)

@@ -86,12 +86,14 @@ def gaussian_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, va
     return _gaussian_kl(mean1, var1, mean2, var2)
 
 
-def _gaussian_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
+def _gaussian_kl(
+    mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor
+) -> torch.Tensor:
     return 0.5 * (torch.log(var2) - torch.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
 
 
 def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """Elementwise ``log N(x; mean, var) = -½ [log(2π var) + (x - mean)² / var]``; arguments broadcast."""
+    """Elementwise ``log N(x; mean, var) = -½ [log(2π var) + (x - mean)² / var]`` (broadcasting)."""
     _check_elementwise((x, "x"), (mean, "mean"), (var, "var"))
     _check_var(var, "var")
     return _gaussian_log_likelihood(x, mean, var)
@@ -113,7 +115,9 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
     return _discretized_gaussian_log_likelihood(x, mean, log_scale)
 
 
-def _discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+def _discretized_gaussian_log_likelihood(
+    x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
     xd, md, ld = x.double(), mean.double(), log_scale.double()
     inv_std = torch.exp(-ld)
     centered = xd - md
@@ -180,7 +184,9 @@ def vlb_terms(
     check_generator(generator)
     check_finite(x0, "x0")
     if decoder == "discretized" and (bool((x0 < -1 - 1e-6).any()) or bool((x0 > 1 + 1e-6).any())):
-        raise ValueError('x0 must lie in [-1, 1] for decoder="discretized" (images scaled from 8-bit values)')
+        raise ValueError(
+            'x0 must lie in [-1, 1] for decoder="discretized" (images scaled from 8-bit values)'
+        )
     B, T = x0.shape[0], schedule.T
     # L_T: q(x_T | x_0) = N(sqrt(ab_T) x_0, 1 - ab_T) against the prior N(0, I).
     tT = torch.full((B,), T, dtype=torch.long, device=x0.device)
@@ -195,7 +201,8 @@ def vlb_terms(
             x_t = _q_sample(x0, tt, schedule, _noise_like(x0, None, generator))
             mean_q, var_q = _q_posterior_mean_var(x0, x_t, tt, schedule)
             mean_p, var_p = _p_mean_var(eps_model, x_t, tt, schedule, variance)
-            L_t[:, t - 2] = _sum_data_dims(_gaussian_kl(mean_q, var_q.expand_as(x0), mean_p, var_p.expand_as(x0)))
+            kl = _gaussian_kl(mean_q, var_q.expand_as(x0), mean_p, var_p.expand_as(x0))
+            L_t[:, t - 2] = _sum_data_dims(kl)
 
         t1 = torch.ones(B, dtype=torch.long, device=x0.device)
         x_1 = _q_sample(x0, t1, schedule, _noise_like(x0, None, generator))
@@ -203,7 +210,8 @@ def vlb_terms(
         if decoder == "gaussian":
             log_p = _gaussian_log_likelihood(x0, mean_1, var_1.expand_as(x0))
         else:
-            log_p = _discretized_gaussian_log_likelihood(x0, mean_1, 0.5 * torch.log(var_1).expand_as(x0))
+            log_scale = 0.5 * torch.log(var_1).expand_as(x0)
+            log_p = _discretized_gaussian_log_likelihood(x0, mean_1, log_scale)
         L_0 = -_sum_data_dims(log_p)
     return VLBTerms(L_T=L_T, L_t=L_t, L_0=L_0, total=L_T + L_t.sum(dim=1) + L_0)
 
@@ -259,13 +267,22 @@ def simple_loss(
     w = None
     if weights is not None:
         if isinstance(weights, (str, bytes)):
-            raise TypeError(f"weights must be a tensor of shape ({schedule.T + 1},), got {type(weights).__name__}")
+            raise TypeError(
+                f"weights must be a tensor of shape ({schedule.T + 1},), "
+                f"got {type(weights).__name__}"
+            )
         try:
             w = torch.as_tensor(weights)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"weights must be a tensor of shape ({schedule.T + 1},), got {type(weights).__name__}") from exc
+            raise TypeError(
+                f"weights must be a tensor of shape ({schedule.T + 1},), "
+                f"got {type(weights).__name__}"
+            ) from exc
         if w.shape != (schedule.T + 1,):
-            raise ValueError(f"weights must have shape ({schedule.T + 1},) (one per t, index 0 unused), got {tuple(w.shape)}")
+            raise ValueError(
+                f"weights must have shape ({schedule.T + 1},) (one per t, index 0 unused), "
+                f"got {tuple(w.shape)}"
+            )
         if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
             raise ValueError("weights must be finite and >= 0")
     if t is None:

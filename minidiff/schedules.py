@@ -77,11 +77,15 @@ class NoiseSchedule:
 
     def __init__(self, betas: torch.Tensor | Sequence[float]) -> None:
         if isinstance(betas, (str, bytes)) or betas is None:
-            raise TypeError(f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}")
+            raise TypeError(
+                f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}"
+            )
         try:
             b = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}") from exc
+            raise TypeError(
+                f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}"
+            ) from exc
         if b.dim() != 1 or b.numel() < 1:
             raise ValueError(f"betas must be a 1-D sequence of beta_1..beta_T (T >= 1), got shape {tuple(b.shape)}")
         if not bool(torch.isfinite(b).all()):
@@ -224,7 +228,8 @@ def sigmoid_schedule(
     betas = _betas_from_alpha_bar_fn(f, T, max_beta)
     if not bool(torch.isfinite(betas).all()):
         raise ValueError(
-            f"tau={tau} is too small for start={start}, end={end}: the sigmoid saturates and alpha_bar "
+            f"tau={tau} is too small for start={start}, end={end}: the sigmoid saturates and "
+            "alpha_bar "
             "becomes 0/0; use a larger tau or a narrower [start, end]"
         )
     return NoiseSchedule(betas)

@@ -214,7 +214,10 @@ def dsm_loss(
     B = x0.shape[0]
     if isinstance(sigmas, Tensor):
         if sigmas.dim() > 1:
-            raise ValueError(f"sigmas must be a number or a 1-D tensor of noise levels, got shape {tuple(sigmas.shape)}")
+            raise ValueError(
+                "sigmas must be a number or a 1-D tensor of noise levels, "
+                f"got shape {tuple(sigmas.shape)}"
+            )
         levels = sigmas.detach().to(device=x0.device, dtype=x0.dtype).reshape(-1)
     elif isinstance(sigmas, (int, float)) and not isinstance(sigmas, bool):
         levels = torch.tensor([float(sigmas)], dtype=x0.dtype, device=x0.device)

@@ -33,7 +33,6 @@ from ._validation import (
     check_all_finite,
     check_callable,
     check_device,
-    check_finite,
     check_float_dtype,
     check_generator,
     check_positive_int,
@@ -354,7 +353,7 @@ class ReverseSDE:
         return self._score_unchecked(x, _batch_time(x, t))
 
     def _score_unchecked(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-        """:meth:`score` for solvers' loops: ``tt`` is a valid ``(B,)`` time tensor (no host reads)."""
+        """:meth:`score` for solvers' loops: ``tt`` a valid ``(B,)`` time tensor (no host reads)."""
         out = self.score_fn(x, tt.to(x.dtype))
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"score_fn must return a torch.Tensor, got {type(out).__name__}")
@@ -371,7 +370,7 @@ class ReverseSDE:
         return self._drift_unchecked(x, _batch_time(x, t))
 
     def _drift_unchecked(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """:meth:`drift` for solvers' loops: ``t`` a ``(B,)`` time tensor from their grid in [0, 1]."""
+        """:meth:`drift` for solvers' loops: ``t`` a ``(B,)`` tensor from their grid in [0, 1]."""
         tt = t.clamp(0.0, 1.0).to(x.device)
         g2 = _bcast(self.sde._diffusion(tt) ** 2, x)
         c = 0.5 if self.probability_flow else 1.0

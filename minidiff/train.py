@@ -156,13 +156,15 @@ def check_model_fingerprint(
         raise ValueError(f"{where} does not match the model ({' | '.join(parts)})")
 
 
-_MAGIC = b"MINIDIFF-CKPT-1\n"  # 16 bytes, then the 32-byte SHA-256 of the payload, then torch.save's zip
+_MAGIC = (
+    b"MINIDIFF-CKPT-1\n"  # 16 bytes, then the 32-byte SHA-256 of the payload, then torch.save's zip
+)
 _HEADER = len(_MAGIC) + 32
 _CHUNK = 1 << 20
 
 
 def check_checkpoint_path(path: object, name: str = "checkpoint_path") -> Path:
-    """Return ``path`` as a ``Path`` if a checkpoint can be written there, else raise naming ``name``.
+    """Return ``path`` as a ``Path`` if a checkpoint can be written there, else raise.
 
     Refused before any work: a directory (a checkpoint is a file), a path below a regular file
     (``model.pt/ckpt.pt``), an existing non-regular file, and a nearest existing directory that is
@@ -175,7 +177,8 @@ def check_checkpoint_path(path: object, name: str = "checkpoint_path") -> Path:
         raise ValueError(f"{name} must name a file, got {str(path)!r}")
     if p.is_dir():
         raise ValueError(
-            f"{name} {str(p)!r} is a directory; give the path of a file in it, e.g. {str(p / 'ckpt.pt')!r}"
+            f"{name} {str(p)!r} is a directory; give the path of a file in it, "
+            f"e.g. {str(p / 'ckpt.pt')!r}"
         )
     if p.exists() and not p.is_file():
         raise ValueError(f"{name} {str(p)!r} exists and is not a regular file")
@@ -183,10 +186,13 @@ def check_checkpoint_path(path: object, name: str = "checkpoint_path") -> Path:
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
                 raise ValueError(
-                    f"{name} {str(p)!r} lies below {str(parent)!r}, which is a file, not a directory"
+                    f"{name} {str(p)!r} lies below {str(parent)!r}, "
+                    "which is a file, not a directory"
                 )
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"{name} {str(p)!r} cannot be written: {str(parent)!r} is not writable")
+                raise ValueError(
+                    f"{name} {str(p)!r} cannot be written: {str(parent)!r} is not writable"
+                )
             break
     return p
 
@@ -306,7 +312,8 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
     except OSError as exc:
         raise ValueError(f"path {str(path)!r}: cannot create its directory ({exc})") from exc
     _remove_stale_temporaries(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=directory)
+    prefix = f"{_temp_prefix(path)}{os.getpid()}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_MAGIC + bytes(32))
@@ -375,7 +382,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                 f.seek(0)
                 state = torch.load(f, map_location="cpu", weights_only=True)
             else:
-                raise ValueError(f"{where} is corrupt: it does not start like a minidiff checkpoint")
+                raise ValueError(
+                    f"{where} is corrupt: it does not start like a minidiff checkpoint"
+                )
     except ValueError:
         raise
     except Exception as exc:  # zip, pickle and EOF errors all mean the same thing here
@@ -526,9 +535,12 @@ def train(
         raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
     device = check_device(device)
     if checkpoint_path is not None:
-        checkpoint_path = check_checkpoint_path(checkpoint_path)  # before the first step, not after the last
+        checkpoint_path = check_checkpoint_path(
+            checkpoint_path
+        )  # before the first step, not after the last
     if isinstance(data, Tensor) and data.is_floating_point():
-        check_finite(data, "data")  # once, here: a NaN row would otherwise surface as a NaN loss much later
+        # once, here: a NaN row would otherwise surface as a NaN loss much later
+        check_finite(data, "data")
 
     if device is None:
         first = next(iter(model.parameters()), None)

@@ -165,7 +165,7 @@ def test_next_save_removes_temporaries_of_a_killed_save(tmp_path: Path) -> None:
     assert not live.exists() and other.exists()
 
 
-# ----------------------------------------------------------------------------- paths, before any work
+# ------------------------------------------------------------------------ paths, before any work
 
 
 def test_train_refuses_a_checkpoint_path_below_a_file_before_the_first_step(tmp_path: Path) -> None:
@@ -179,8 +179,15 @@ def test_train_refuses_a_checkpoint_path_below_a_file_before_the_first_step(tmp_
 
     for bad in (blocker / "ckpt.pt", blocker / "sub" / "ckpt.pt"):
         with pytest.raises(ValueError, match="checkpoint_path.*is a file, not a directory"):
-            train(nn.Linear(2, 2), loss_fn, torch.randn(16, 2), steps=50, batch_size=4, progress=False,
-                  checkpoint_path=bad)
+            train(
+                nn.Linear(2, 2),
+                loss_fn,
+                torch.randn(16, 2),
+                steps=50,
+                batch_size=4,
+                progress=False,
+                checkpoint_path=bad,
+            )
     assert calls == []  # not a single step was spent
 
 
@@ -192,8 +199,15 @@ def test_train_refuses_a_directory_as_checkpoint_path(tmp_path: Path) -> None:
         return ((m(batch) - batch) ** 2).mean()
 
     with pytest.raises(ValueError, match="checkpoint_path.*is a directory") as info:
-        train(nn.Linear(2, 2), loss_fn, torch.randn(16, 2), steps=5, batch_size=4, progress=False,
-              checkpoint_path=tmp_path)
+        train(
+            nn.Linear(2, 2),
+            loss_fn,
+            torch.randn(16, 2),
+            steps=5,
+            batch_size=4,
+            progress=False,
+            checkpoint_path=tmp_path,
+        )
     assert "does not exist" not in str(info.value)
     assert calls == []
 
@@ -225,7 +239,9 @@ def test_train_refuses_bad_device_data_and_path_types_before_any_step(tmp_path: 
     assert calls == []
 
 
-def test_an_unwritable_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unwritable_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
     # os.access is what the check asks; pretend the directory is read-only (root may write anywhere)

@@ -49,12 +49,36 @@ G = torch.Generator().manual_seed(0)
 # name, steps, call, allowed reads per step (the samplers' NaN watch + CPU grid reads)
 RUNS: list[tuple[str, int, Callable[[], Any], int]] = [
     ("ddpm", 40, lambda: md.ddpm_sample(lambda x, t: 0.1 * x, SCHED, (8, 2), generator=G), 1),
-    ("ddim", 20, lambda: md.ddim_sample(lambda x, t: 0.1 * x, SCHED, (8, 2), steps=20, eta=0.5, generator=G), 1),
-    ("langevin", 40, lambda: md.langevin_sample(lambda x: -x, (8, 2), steps=40, step_size=0.01, generator=G), 1),
-    ("euler_maruyama", 40, lambda: md.euler_maruyama_sample(lambda x, t: -x, SDE, (8, 2), steps=40, generator=G), 4),
-    ("pf_ode_heun", 40, lambda: md.pf_ode_sample(lambda x, t: -x, SDE, (8, 2), steps=40, generator=G), 2),
-    ("predictor_corrector", 20,
-     lambda: md.predictor_corrector_sample(lambda x, t: -x, SDE, (8, 2), steps=20, generator=G), 5),
+    (
+        "ddim",
+        20,
+        lambda: md.ddim_sample(lambda x, t: 0.1 * x, SCHED, (8, 2), steps=20, eta=0.5, generator=G),
+        1,
+    ),
+    (
+        "langevin",
+        40,
+        lambda: md.langevin_sample(lambda x: -x, (8, 2), steps=40, step_size=0.01, generator=G),
+        1,
+    ),
+    (
+        "euler_maruyama",
+        40,
+        lambda: md.euler_maruyama_sample(lambda x, t: -x, SDE, (8, 2), steps=40, generator=G),
+        4,
+    ),
+    (
+        "pf_ode_heun",
+        40,
+        lambda: md.pf_ode_sample(lambda x, t: -x, SDE, (8, 2), steps=40, generator=G),
+        2,
+    ),
+    (
+        "predictor_corrector",
+        20,
+        lambda: md.predictor_corrector_sample(lambda x, t: -x, SDE, (8, 2), steps=20, generator=G),
+        5,
+    ),
 ]
 
 

@@ -21,7 +21,13 @@ from typing import Any
 
 import torch
 
-from .._validation import check_finite, check_generator, check_number, check_positive_int, check_tensor
+from .._validation import (
+    check_finite,
+    check_generator,
+    check_number,
+    check_positive_int,
+    check_tensor,
+)
 from ..schedules import NoiseSchedule, check_timesteps
 
 __all__ = ["GaussianMixture"]
@@ -30,7 +36,7 @@ Scalar = float | torch.Tensor
 
 
 def _as_float64(value: object, name: str, expected: str) -> torch.Tensor:
-    """``value`` as a float64 tensor, finite; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    """``value`` as a finite float64 tensor, else ``TypeError``/``ValueError`` naming ``name``."""
     if value is None or isinstance(value, (str, bytes, bool)):
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
     try:
@@ -71,7 +77,10 @@ class GaussianMixture:
             raise ValueError(f"means must have shape (K, D), got {tuple(m.shape)}")
         K, D = m.shape
         if K < 1 or D < 1:
-            raise ValueError(f"means must hold at least one component of dimension >= 1, got shape {tuple(m.shape)}")
+            raise ValueError(
+                "means must hold at least one component of dimension >= 1, "
+                f"got shape {tuple(m.shape)}"
+            )
         if (covs is None) == (stds is None):
             raise ValueError("give exactly one of covs (K, D, D) or stds (K,) / (K, D)")
         if covs is not None:
@@ -150,7 +159,9 @@ class GaussianMixture:
         eye = torch.eye(self.D, dtype=torch.float64)
         return GaussianMixture(a * self.means, covs=a**2 * self.covs + s**2 * eye, weights=self.weights)
 
-    def _moments(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True) -> tuple[torch.Tensor, ...]:
+    def _moments(
+        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
+    ) -> tuple[torch.Tensor, ...]:
         """Shared by every density method; ``check=False`` (the samplers' oracles) skips the
         host synchronisations of the value checks, which the calling sampler has done once."""
         check_tensor(x, "x", dim=2)
@@ -159,8 +170,16 @@ class GaussianMixture:
         N, dev = x.shape[0], x.device
         if check:
             check_finite(x, "x")
-            a = _as_float64(alpha, "alpha", f"a number > 0 or a tensor of shape ({N},)").reshape(-1).to(dev)
-            s = _as_float64(sigma, "sigma", f"a number >= 0 or a tensor of shape ({N},)").reshape(-1).to(dev)
+            a = (
+                _as_float64(alpha, "alpha", f"a number > 0 or a tensor of shape ({N},)")
+                .reshape(-1)
+                .to(dev)
+            )
+            s = (
+                _as_float64(sigma, "sigma", f"a number >= 0 or a tensor of shape ({N},)")
+                .reshape(-1)
+                .to(dev)
+            )
         else:
             a = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1).to(dev)
             s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).to(dev)
@@ -171,7 +190,7 @@ class GaussianMixture:
             raise ValueError(f"alpha must be > 0, got min {float(a.min()):.4g}")
         if check and bool((s < 0).any()):
             raise ValueError(f"sigma must be >= 0, got min {float(s.min()):.4g}")
-        if a.numel() > 1 and s.numel() > 1 and bool(((a == a[0]).all() & (s == s[0]).all())):
+        if a.numel() > 1 and s.numel() > 1 and bool((a == a[0]).all() & (s == s[0]).all()):
             a, s = a[:1], s[:1]  # one shared (K, D, D) system instead of N of them
         a, s = a[:, None, None, None], s[:, None, None, None]  # (N or 1, 1, 1, 1)
         eye = torch.eye(self.D, dtype=torch.float64, device=dev)
@@ -198,7 +217,9 @@ class GaussianMixture:
         """``∇_x log p_t(x) = -sum_k r_k C_k^{-1}(x - alpha mu_k)``, shape ``(N, D)``."""
         return self._marginal_score(x, alpha, sigma)
 
-    def _marginal_score(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True) -> torch.Tensor:
+    def _marginal_score(
+        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
+    ) -> torch.Tensor:
         _, resp, Cinv_diff, _ = self._moments(x, alpha, sigma, check=check)
         return (-(resp[..., None] * Cinv_diff).sum(1)).to(dtype=x.dtype, device=x.device)
 
@@ -206,7 +227,9 @@ class GaussianMixture:
         """``E[x_0 | alpha x_0 + sigma eps = x]``, shape ``(N, D)`` (the ideal denoiser)."""
         return self._posterior_mean(x, alpha, sigma)
 
-    def _posterior_mean(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True) -> torch.Tensor:
+    def _posterior_mean(
+        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
+    ) -> torch.Tensor:
         _, resp, Cinv_diff, a = self._moments(x, alpha, sigma, check=check)
         means, covs = self.means.to(x.device), self.covs.to(x.device)
         per_comp = means[None] + a[:, None, None] * (covs[None] @ Cinv_diff[..., None])[..., 0]
@@ -220,7 +243,9 @@ class GaussianMixture:
         ``x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps``.
         """
         if isinstance(y, torch.Tensor) and not y.is_floating_point():
-            raise TypeError(f"y must be a floating tensor of shape ({self.D},), got dtype {y.dtype}")
+            raise TypeError(
+                f"y must be a floating tensor of shape ({self.D},), got dtype {y.dtype}"
+            )
         y = _as_float64(y, "y", f"a tensor of shape ({self.D},)").reshape(-1)
         if y.shape != (self.D,):
             raise ValueError(f"y must have shape ({self.D},), got {tuple(y.shape)}")

@@ -180,7 +180,7 @@ def _ddim_step(
     eta: float,
     z: torch.Tensor | None,
 ) -> torch.Tensor:
-    """:func:`ddim_step` without the checks (``tt``, ``tp`` long tensors; ``z`` None when no noise)."""
+    """:func:`ddim_step` without checks (``tt``, ``tp`` long tensors; ``z`` None: no noise)."""
     nd = x_t.dim()
     sigma64 = _sigma(tt, tp, sched, eta)
     ab = sched.alpha_bar.to(tt.device)

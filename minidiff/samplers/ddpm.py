@@ -35,7 +35,8 @@ from ..diffusion import (
 from ..schedules import NoiseSchedule
 from .registry import register_sampler
 
-__all__ = ["ddpm_step", "ddpm_sample", "check_shape", "NonFiniteSampleError"]  # check_shape: from _validation
+# check_shape lives in _validation and stays importable from here
+__all__ = ["ddpm_step", "ddpm_sample", "check_shape", "NonFiniteSampleError"]
 
 
 class NonFiniteSampleError(ValueError):
@@ -69,7 +70,12 @@ def ddpm_step(
 
 
 def _ddpm_step(
-    x_t: torch.Tensor, tt: torch.Tensor, eps: torch.Tensor, sched: NoiseSchedule, variance: str, z: torch.Tensor
+    x_t: torch.Tensor,
+    tt: torch.Tensor,
+    eps: torch.Tensor,
+    sched: NoiseSchedule,
+    variance: str,
+    z: torch.Tensor,
 ) -> torch.Tensor:
     """:func:`ddpm_step` without the checks: the sampler's loop, over inputs it has checked once."""
     nd = x_t.dim()

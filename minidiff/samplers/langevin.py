@@ -86,7 +86,9 @@ def langevin_step(
     check_all_finite((x, "x"), (score, "score"), (noise, "noise"))
     if isinstance(step_size, torch.Tensor) and step_size.numel() != 1:
         if not step_size.is_floating_point():
-            raise TypeError(f"step_size must be a number or a floating tensor, got dtype {step_size.dtype}")
+            raise TypeError(
+                f"step_size must be a number or a floating tensor, got dtype {step_size.dtype}"
+            )
         eps = _step_column(step_size, x)
         try:
             torch.broadcast_shapes(eps.shape, x.shape)
@@ -198,11 +200,15 @@ def langevin_sample(
 def check_sigmas(sigmas: torch.Tensor | Sequence[float], name: str = "sigmas") -> torch.Tensor:
     """``sigmas`` as 1-D float64; checks: non-empty, finite, positive, strictly decreasing."""
     if sigmas is None or isinstance(sigmas, (str, bytes)):
-        raise TypeError(f"{name} must be a 1-D sequence of noise levels, got {type(sigmas).__name__}")
+        raise TypeError(
+            f"{name} must be a 1-D sequence of noise levels, got {type(sigmas).__name__}"
+        )
     try:
         s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"{name} must be a 1-D sequence of noise levels, got {type(sigmas).__name__}") from exc
+        raise TypeError(
+            f"{name} must be a 1-D sequence of noise levels, got {type(sigmas).__name__}"
+        ) from exc
     if s.dim() != 1 or s.numel() == 0:
         raise ValueError(
             f"{name} must be a non-empty 1-D sequence of noise levels, got shape {tuple(s.shape)}"

@@ -128,7 +128,9 @@ def euler_maruyama_step(
     samplers return the mean after the last step (Song et al.'s "denoising" of the final step).
     """
     if not isinstance(rsde, ReverseSDE):
-        raise TypeError(f"rsde must be a ReverseSDE (sde.reverse(score_fn)), got {type(rsde).__name__}")
+        raise TypeError(
+            f"rsde must be a ReverseSDE (sde.reverse(score_fn)), got {type(rsde).__name__}"
+        )
     check_tensor(x, "x")
     check_tensor(noise, "noise")
     if noise.shape != x.shape:
@@ -139,9 +141,13 @@ def euler_maruyama_step(
 
 
 def _euler_maruyama_step(
-    rsde: ReverseSDE, x: torch.Tensor, t: torch.Tensor, dt: float | torch.Tensor, noise: torch.Tensor
+    rsde: ReverseSDE,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    dt: float | torch.Tensor,
+    noise: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`euler_maruyama_step` without checks, for the samplers' loops (``t``: ``(B,)`` tensor)."""
+    """:func:`euler_maruyama_step` without checks, for the samplers' loops (``t``: ``(B,)``)."""
     d = _col(dt, x)
     mean = x + rsde._drift_unchecked(x, t) * d
     g = rsde.sde._diffusion(t.clamp(0.0, 1.0))
@@ -199,12 +205,16 @@ def ode_solve(
     if not ts.is_floating_point():
         raise TypeError(f"ts must be a floating tensor of continuous times, got dtype {ts.dtype}")
     if ts.dim() != 1 or ts.numel() < 2:
-        raise ValueError(f"ts must be a 1-D tensor of at least 2 times, got shape {tuple(ts.shape)}")
+        raise ValueError(
+            f"ts must be a 1-D tensor of at least 2 times, got shape {tuple(ts.shape)}"
+        )
     if not bool(torch.isfinite(ts).all()):
         raise ValueError("ts contains non-finite values (NaN or inf)")
     dts = ts[1:] - ts[:-1]
     if not (bool((dts > 0).all()) or bool((dts < 0).all())):
-        raise ValueError("ts must be strictly monotone (decreasing for sampling, increasing for likelihoods)")
+        raise ValueError(
+            "ts must be strictly monotone (decreasing for sampling, increasing for likelihoods)"
+        )
     step_fn, per_step = ODE_METHODS[method]
 
     def checked_fn(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:  # no synchronisation
@@ -213,7 +223,8 @@ def ode_solve(
             raise TypeError(f"fn must return a torch.Tensor, got {type(out).__name__}")
         if out.shape != x_.shape:
             raise ValueError(
-                f"fn must return a tensor of shape {tuple(x_.shape)} (like x), got {tuple(out.shape)}"
+                f"fn must return a tensor of shape {tuple(x_.shape)} (like x), "
+                f"got {tuple(out.shape)}"
             )
         return out
 
