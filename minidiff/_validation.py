@@ -227,6 +227,10 @@ def check_device(device: object, name: str = "device") -> torch.device | None:
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
             raise ValueError(f"{name} {device!r} is not available on this machine (use 'cpu')")
+    elif dev.type not in ("cpu", "meta"):
+        is_available = getattr(getattr(torch, dev.type, None), "is_available", None)
+        if callable(is_available) and not is_available():
+            raise ValueError(f"{name} {device!r} is not available on this machine (use 'cpu')")
     return dev
 
 
