@@ -302,8 +302,8 @@ class NoiseConditionalScoreMLP(nn.Module):
             raise ValueError(
                 f"sigma must have shape ({x.shape[0]},) like the batch of x, got {tuple(s.shape)}"
             )
-        if bool((s <= 0).any()):
-            raise ValueError("sigma must be > 0")
+        if not bool(((s > 0) & torch.isfinite(s)).all()):  # one host read, NaN included
+            raise ValueError("sigma must be finite and > 0")
         out = self.net(x, s.log())
         return out / s[:, None] if self.scale_by_sigma else out
 

@@ -735,6 +735,42 @@ FNS: list[Fn] = [
         },
     ),
     Fn(
+        "ddim_sigma",
+        ddim_mod.ddim_sigma,
+        {"t": TT, "t_prev": TT - 1, "schedule": SCHED, "eta": 1.0},
+        {
+            "t": bad_steps_t(4),
+            "t_prev": [("equal", TT), ("None", None), ("float", TT.float() - 1)],
+            "schedule": bad_schedule(),
+            "eta": bad_number(),
+        },
+    ),
+    Fn(
+        "respace_eps_model",
+        ddim_mod.respace_eps_model,
+        {"eps_model": eps_model, "timesteps": [10, 5, 1]},
+        {
+            "eps_model": bad_callable(),
+            "timesteps": [("None", None), ("str", "10"), ("float", [1.5]), ("zero", [0, 5])],
+        },
+    ),
+    Fn(
+        "NoiseConditionalScoreMLP.forward",
+        lambda **kw: md.NoiseConditionalScoreMLP()(**kw),
+        {"x": X, "sigma": torch.ones(4)},
+        {
+            "x": [c for c in bad_tensor(X) if c[0] not in ("nan", "inf", "-inf")],
+            "sigma": [
+                ("nan", torch.full((4,), NAN)),
+                ("inf", INF),
+                ("zero", 0.0),
+                ("None", None),
+                ("str", "1"),
+                ("shape", torch.ones(3)),
+            ],
+        },
+    ),
+    Fn(
         "langevin_step",
         md.langevin_step,
         {"x": X, "score": X2, "step_size": 0.1, "noise": X},

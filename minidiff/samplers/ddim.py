@@ -396,7 +396,15 @@ def respace_schedule(
 
 def respace_eps_model(eps_model: EpsModel, timesteps: Sequence[int] | torch.Tensor) -> EpsModel:
     """Wrap ``eps_model`` so that step ``i`` of the respaced chain calls it at ``tau_i`` (increasing order)."""
-    ts = torch.as_tensor(timesteps).long().sort().values
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
+    if timesteps is None or isinstance(timesteps, (str, bytes)):
+        raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
+    raw = torch.as_tensor(timesteps)
+    if raw.dtype.is_floating_point or raw.dtype == torch.bool or raw.dim() != 1 or raw.numel() < 1:
+        raise TypeError(f"timesteps must be a 1-D sequence of ints, got {timesteps!r}")
+    if bool((raw < 1).any()):
+        raise ValueError(f"timesteps must be >= 1, got {timesteps!r}")
+    ts = raw.long().sort().values
     table = torch.cat([ts.new_zeros(1), ts])
 
     def eps(x_t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
