@@ -97,3 +97,31 @@ def test_one_public_call_checks_several_tensors_with_one_read() -> None:
         md.q_posterior_mean_var(x, x + 1, 3, SCHED)
     # t in range (1 read) and x0, x_t finite together (1 read)
     assert reads[0] <= 2
+
+
+def test_skip_value_checks_removes_the_reads_of_a_training_step() -> None:
+    """simple_loss reads t's range and x0's finiteness (2 syncs); a loop that checked its data
+    once can skip them, while type and shape checks keep working."""
+    from minidiff._validation import skip_value_checks, value_checks_enabled
+
+    x0 = torch.randn(32, 2)
+    g = torch.Generator().manual_seed(0)
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return 0.1 * x
+
+    with count_host_reads() as reads:
+        md.simple_loss(model, x0, SCHED, generator=g)
+    assert reads[0] == 2
+    with skip_value_checks():
+        assert not value_checks_enabled()
+        with count_host_reads() as reads:
+            md.simple_loss(model, x0, SCHED, generator=g)
+        assert reads[0] == 0
+        with pytest.raises(TypeError, match="x0"):  # kinds and shapes are still checked
+            md.simple_loss(model, x0.long(), SCHED, generator=g)
+    assert value_checks_enabled()
+    bad = x0.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x0"):
+        md.simple_loss(model, bad, SCHED, generator=g)
