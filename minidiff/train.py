@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_device, check_finite
+from ._validation import check_device, check_finite, skip_value_checks
 
 __all__ = [
     "EMA",
@@ -397,6 +397,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- validation
 
 
+def _value_checks_on_first_call(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` whose argument checks read values back (NaN, ``t`` range) on its first call only.
+
+    On an accelerator each such read is a device synchronisation, and a training step should
+    have none; a bug in how the loss draws ``t`` or noise shows up on the first step, and the
+    loop's own watch on the loss catches NaN later.
+    """
+    calls = 0
+
+    def wrapped(model: nn.Module, batch: Any, generator: torch.Generator) -> Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return loss_fn(model, batch, generator)
+        with skip_value_checks():
+            return loss_fn(model, batch, generator)
+
+    return wrapped
+
+
 def _check_decay(decay: float) -> None:
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not (0.0 <= decay < 1.0):
         raise ValueError(f"ema_decay must be a number in [0, 1), got {decay!r}")
@@ -548,6 +568,8 @@ def train(
     device = torch.device(device)
     model.to(device)
     model.train()
+    if device.type != "cpu":  # on the CPU the checks cost no synchronisation: keep them all
+        loss_fn = _value_checks_on_first_call(loss_fn)
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

@@ -125,3 +125,32 @@ def test_skip_value_checks_removes_the_reads_of_a_training_step() -> None:
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="x0"):
         md.simple_loss(model, bad, SCHED, generator=g)
+
+
+def test_train_keeps_value_checks_on_cpu_and_checks_only_the_first_call_elsewhere() -> None:
+    from minidiff.train import _value_checks_on_first_call
+
+    sched = md.linear_schedule(10)
+    calls: list[int] = []
+
+    def loss_fn(model: torch.nn.Module, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        calls.append(1)
+        t = torch.randint(1, 11, (batch.shape[0],), generator=g)
+        if len(calls) == 3:
+            t[0] = 0  # the classic off-by-one, on step 3
+        return md.simple_loss(lambda x, tt: model(x), batch, sched, t=t, generator=g)
+
+    data = torch.randn(64, 2)
+    with pytest.raises(ValueError, match="t must lie in 1..10"):
+        md.train(torch.nn.Linear(2, 2), loss_fn, data, steps=5, batch_size=8, progress=False)
+    assert len(calls) == 3  # on the CPU every step is checked
+
+    wrapped = _value_checks_on_first_call(
+        lambda m, b, g: md.simple_loss(lambda x, t: m(x), b, sched, generator=g)
+    )
+    model, g = torch.nn.Linear(2, 2), torch.Generator().manual_seed(0)
+    with count_host_reads() as first:
+        wrapped(model, data, g)
+    with count_host_reads() as later:
+        wrapped(model, data, g)
+    assert first[0] == 2 and later[0] == 0
