@@ -84,3 +84,17 @@ def test_defaults_and_factory() -> None:
     assert list(scheds)[:2] == ["linear", "cosine"] and len(scheds) == 3
     w = frequency_explorer(render=False, schedule="shifted cosine")
     assert "minidiff-widget" in w._dom_classes
+
+
+def test_user_images_are_validated() -> None:
+    good = {"noise": torch.rand(1, 16, 16) * 2 - 1}
+    ex = FrequencyExplorer(good, render=False, t=10)
+    assert ex.state["message"] is None and ex.state["view"]["freqs"].shape == (9,)
+    with pytest.raises(ValueError, match=r"images\['a'\].*\[-1, 1\]"):
+        FrequencyExplorer({"a": torch.full((3, 8, 8), 2.0)}, render=False)
+    with pytest.raises(ValueError, match="square"):
+        FrequencyExplorer({"a": torch.zeros(3, 8, 6)}, render=False)
+    with pytest.raises(TypeError, match="floating"):
+        FrequencyExplorer({"a": torch.zeros(3, 8, 8, dtype=torch.uint8)}, render=False)
+    with pytest.raises(TypeError, match="non-empty"):
+        FrequencyExplorer({}, render=False)

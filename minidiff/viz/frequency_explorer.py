@@ -63,6 +63,34 @@ def default_images() -> dict[str, torch.Tensor]:
     }
 
 
+def _check_images(images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each picture must be a float tensor ``(C, H, H)`` in ``[-1, 1]`` (the image contract)."""
+    if not isinstance(images, Mapping) or not images:
+        raise TypeError("images must be a non-empty mapping {name: tensor (C, H, H)}")
+    out = {}
+    for name, img in images.items():
+        where = f"images[{name!r}]"
+        if not isinstance(img, torch.Tensor) or not torch.is_floating_point(img):
+            raise TypeError(f"{where} must be a floating-point torch.Tensor (C, H, H)")
+        if (
+            img.dim() != 3
+            or img.shape[0] not in (1, 3)
+            or img.shape[1] != img.shape[2]
+            or img.shape[1] < 4
+        ):
+            raise ValueError(
+                f"{where} must have shape (C, H, H) with C = 1 or 3 and H >= 4 (square, for a "
+                f"radial spectrum), got {tuple(img.shape)}"
+            )
+        if not bool(torch.isfinite(img).all()) or float(img.min()) < -1 or float(img.max()) > 1:
+            raise ValueError(
+                f"{where} must hold finite values in [-1, 1] (the course's image range), got "
+                f"[{float(img.min()):.3g}, {float(img.max()):.3g}]"
+            )
+        out[str(name)] = img
+    return out
+
+
 def frequency_view(
     image: torch.Tensor, schedule: NoiseSchedule, t: int, noise: torch.Tensor
 ) -> dict[str, Any]:
@@ -126,9 +154,7 @@ class FrequencyExplorer:
         seed: int = 0,
         render: bool = True,
     ) -> None:
-        self.images = dict(images) if images is not None else default_images()
-        if not self.images:
-            raise ValueError("images must hold at least one picture")
+        self.images = _check_images(images) if images is not None else default_images()
         g = torch.Generator().manual_seed(seed)
         self.noise = {
             k: torch.randn(v.shape, generator=g, dtype=torch.float64)
