@@ -3,10 +3,12 @@
 - :mod:`minidiff.viz.plots`: pure plotting helpers that draw on a matplotlib ``Axes`` and return it.
 - :mod:`minidiff.viz.schedule_explorer`: the schedule explorer (chapter 1).
 - :mod:`minidiff.viz.grid`: image grids (show or save a batch of images as one picture).
+- :mod:`minidiff.viz.frequency_explorer`: the frequency explorer (chapter 10).
 
 Every widget is a thin ipywidgets layer over pure functions that the tests call directly.
 """
 
+from .frequency_explorer import FrequencyExplorer, frequency_explorer, frequency_view
 from .grid import image_grid, save_image_grid
 from .plots import plot_loss, plot_sample_grid, plot_samples, plot_schedules, plot_trajectories
 from .schedule_explorer import FAMILIES, ScheduleExplorer, schedule_curves, schedule_explorer
@@ -23,4 +25,7 @@ __all__ = [
     "FAMILIES",
     "image_grid",
     "save_image_grid",
+    "FrequencyExplorer",
+    "frequency_explorer",
+    "frequency_view",
 ]
