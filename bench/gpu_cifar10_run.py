@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--download", action="store_true")
     ap.add_argument("--inception-weights", default=None)
     ap.add_argument("--fid-samples", type=int, default=10_000)
-    ap.add_argument("--no-peer", action="store_true")
-    ap.add_argument("--tiny", action="store_true", help="tiny model on random 8x8 images (CPU test)")
+    ap.add_argument("--no-peer", action="store_true", help="skip diffusers in the benchmark")
+    ap.add_argument("--no-compile", action="store_true", help="never use torch.compile")
+    ap.add_argument(
+        "--tiny", action="store_true", help="tiny model on random 8x8 images (CPU test)"
+    )
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     deadline = t_start + 60 * args.minutes
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     bench_args = ["--device", args.device, "--json", str(args.out / "throughput.json")]
     bench_args += ["--tiny"] * args.tiny + ["--no-peer"] * args.no_peer
+    bench_args += ["--no-compile"] * args.no_compile
     throughput = gpu_throughput.main(bench_args)
     ours = [r for r in throughput["train"] if r["model"] == "minidiff UNet"]  # type: ignore[index]
     best = max(ours, key=lambda r: r["train_images_per_s"])
@@ -105,8 +109,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             chunks = []
             with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16):
                 for i in range(0, n, 500):
-                    x = ddim_sample(result.ema_model, linear_schedule(config.T),
-                                    (min(500, n - i), 3, 32, 32), steps=50, generator=g, device=dev)  # fmt: skip
+                    shape = (min(500, n - i), 3, 32, 32)
+                    sched = linear_schedule(config.T)
+                    x = ddim_sample(
+                        result.ema_model, sched, shape, steps=50, generator=g, device=dev
+                    )
                     assert isinstance(x, torch.Tensor)
                     chunks.append(x.float().cpu())
             samples = torch.cat(chunks)
@@ -121,7 +128,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     summary["fid"] = fid
     summary["seconds"] = time.perf_counter() - t_start
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(json.dumps({k: v for k, v in summary.items() if k != "throughput"}, indent=1, default=str))
+    print(
+        json.dumps({k: v for k, v in summary.items() if k != "throughput"}, indent=1, default=str)
+    )
     return summary
 
 
