@@ -13,6 +13,10 @@ autocast, exact checkpoints), driven for a U-Net on an image data set, with what
 Between two such points the loop is resumed from its own checkpoint, so every run exercises the
 exact resume; a run stopped at any time continues from its last checkpoint when started again
 with the same arguments. The global batch must be divisible by the number of processes.
+
+Under DDP every process holds the same state (weights, EMA, optimizer, generators), so each writes
+the same checkpoint file (atomically, through its own temporary file) and each resumes from it;
+only rank 0 shows a progress bar and writes the grids, the log and ``config.json``.
 """
 
 from __future__ import annotations
