@@ -248,6 +248,7 @@ def run(
     if log_path.exists():
         log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
         log = [r for r in log if r["step"] <= step]
+    last_grid: Tensor | None = None
     while True:
         target = min(config.steps, (step // config.sample_every + 1) * config.sample_every)
         sampler.position = step * config.batch_size  # the data position of the checkpoint
@@ -261,7 +262,9 @@ def run(
         seconds = time.perf_counter() - t0
         done = target - step
         if info.is_main and done > 0:
-            grid = _sample_grid(result.ema.model, schedule, config, unet_cfg.in_channels, dev)
+            last_grid = grid = _sample_grid(
+                result.ema.model, schedule, config, unet_cfg.in_channels, dev
+            )
             grid_path = save_image_grid(grid, out / f"samples_{target:07d}.png", scale=2)
             entry = {
                 "step": target,
@@ -278,9 +281,9 @@ def run(
         if step >= config.steps:
             break
     if info.is_main:
-        _save_final(
-            result.losses, result.ema.model, schedule, config, unet_cfg.in_channels, dev, out
-        )
+        if last_grid is None:  # the run was already complete: sample from its EMA model
+            last_grid = _sample_grid(result.ema.model, schedule, config, unet_cfg.in_channels, dev)
+        _save_final(result.losses, last_grid, config, out)
     barrier(info)
     cleanup(info)
     return RunResult(
@@ -307,16 +310,12 @@ def _sample_grid(
     return x.float().cpu()
 
 
-def _save_final(
-    losses: list[float], ema_model: nn.Module, schedule: NoiseSchedule, config: ImageRunConfig,
-    channels: int, dev: torch.device, out: Path,
-) -> None:  # fmt: skip
-    import matplotlib
+def _save_final(losses: list[float], grid: Tensor, config: ImageRunConfig, out: Path) -> None:
+    # A Figure without pyplot: no backend is touched (a notebook keeps its inline plots).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot(range(1, len(losses) + 1), losses, lw=0.5, alpha=0.5, label="per step")
     w = max(1, len(losses) // 50)
     if len(losses) >= w:
@@ -327,10 +326,7 @@ def _save_final(
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "loss.png", dpi=100)
-    plt.close(fig)
-    save_image_grid(
-        _sample_grid(ema_model, schedule, config, channels, dev), out / "samples.png", scale=2
-    )
+    save_image_grid(grid, out / "samples.png", scale=2)
 
 
 def _parser() -> argparse.ArgumentParser:
