@@ -73,7 +73,9 @@ def cifar10_root(root: str | os.PathLike[str] | None = None) -> Path:
         root = os.environ.get("MINIDIFF_DATA") or Path.home() / ".cache" / "minidiff"
     path = Path(root).expanduser()
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{name} must be a directory for the data cache, got the file {str(path)!r}")
+        raise ValueError(
+            f"{name} must be a directory for the data cache, got the file {str(path)!r}"
+        )
     return path
 
 
