@@ -130,6 +130,7 @@ _POSTERIOR = Spec(
             "(the scale of one forward step).",
         ),
     },
+    keep_dtype=True,
 )
 
 
@@ -182,6 +183,7 @@ _MU_EPS = Spec(
             "the noise must be *removed*: μ̃ = (x_t - β_t / √(1 - ᾱ_t) · ε) / √α_t.",
         ),
     },
+    keep_dtype=True,
 )
 
 SPECS: dict[str, Spec] = {"posterior_mean_var": _POSTERIOR, "mu_tilde_from_eps": _MU_EPS}

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..diffusion import p_mean_var, q_posterior_mean_var, q_sample
 from ..losses import gaussian_kl as _kl
@@ -31,15 +32,21 @@ from ._core import Case, CheckResult, Mistake, Spec, check_spec
 __all__ = ["check_gaussian_kl", "check_vlb_term", "check_l_simple", "SPECS", "ToyEps"]
 
 
-class ToyEps:
-    """A fixed, imperfect, time-dependent noise predictor ``(x_t (B, ...), t (B,)) -> (B, ...)`` for the cases."""
+class ToyEps(nn.Module):
+    """A fixed, imperfect, time-dependent noise predictor ``(x_t (B, ...), t (B,)) -> (B, ...)`` for the cases.
+
+    Its two scalar weights are trainable, so a loss built on it must keep its gradient.
+    """
 
     def __init__(self, T: int) -> None:
+        super().__init__()
         self.T = T
+        self.a = nn.Parameter(torch.tensor(0.8))
+        self.b = nn.Parameter(torch.tensor(0.3))
 
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         s = (t.to(x_t.dtype) / self.T).reshape(-1, *([1] * (x_t.dim() - 1)))
-        return 0.8 * torch.tanh(x_t) * s + 0.3 * torch.sin(2 * x_t)
+        return self.a.to(x_t.dtype) * torch.tanh(x_t) * s + self.b.to(x_t.dtype) * torch.sin(2 * x_t)
 
 
 def _schedules() -> list[NoiseSchedule]:

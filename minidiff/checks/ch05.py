@@ -70,6 +70,7 @@ _STEP = Spec(
             "mode instead of sampling.",
         ),
     },
+    keep_dtype=True,
 )
 
 

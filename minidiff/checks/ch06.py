@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..diffusion import score_from_eps as _score_from_eps
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
@@ -23,7 +24,15 @@ from ..score import dsm_loss as _dsm_loss
 from ..score import ism_loss as _ism_loss
 from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
-__all__ = ["check_dsm_target", "check_dsm_loss", "check_ism_loss", "check_score_from_eps", "SPECS"]
+__all__ = [
+    "check_dsm_target",
+    "check_dsm_loss",
+    "check_ism_loss",
+    "check_score_from_eps",
+    "SPECS",
+    "ToyNCScore",
+    "ToyScore",
+]
 
 
 def _sigmas(B: int, seed: int) -> torch.Tensor:
@@ -34,16 +43,37 @@ def _sigmas(B: int, seed: int) -> torch.Tensor:
     return s
 
 
-def _toy_nc_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """A fixed, non-trivial noise-conditional 'model' s(x, σ) used as test input."""
-    s = sigma.reshape(-1, *([1] * (x.dim() - 1)))
-    return -x / (0.5 + s**2) + 0.3 * torch.sin(2 * x) / s
+class ToyNCScore(nn.Module):
+    """A fixed, non-trivial noise-conditional 'model' ``s(x (B, D), σ (B,)) -> (B, D)``.
+
+    Its weights are trainable, so a loss built on it must keep its gradient.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(0.5))
+        self.w = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = sigma.reshape(-1, *([1] * (x.dim() - 1)))
+        c, w = self.c.to(x.dtype), self.w.to(x.dtype)
+        return -x / (c + s**2) + w * torch.sin(2 * x) / s
 
 
-def _toy_score(x: torch.Tensor) -> torch.Tensor:
-    """A fixed 2D 'model' with a non-symmetric, x-dependent Jacobian."""
-    A = torch.tensor([[1.0, 0.7], [-0.4, 0.5]], dtype=x.dtype)
-    return -x + 0.8 * torch.tanh(x @ A) + 0.3 * x[:, [1, 0]] ** 2
+class ToyScore(nn.Module):
+    """A fixed 2D 'model' ``s(x (B, 2)) -> (B, 2)`` with a non-symmetric, x-dependent Jacobian.
+
+    Its weights are trainable: the trace term of the ISM loss must keep its gradient too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.tensor([[1.0, 0.7], [-0.4, 0.5]]))
+        self.w = nn.Parameter(torch.tensor([0.8, 0.3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        A, w = self.A.to(x.dtype), self.w.to(x.dtype)
+        return -x + w[0] * torch.tanh(x @ A) + w[1] * x[:, [1, 0]] ** 2
 
 
 # --- dsm_target ----------------------------------------------------------------------------------
@@ -81,6 +111,7 @@ _TARGET = Spec(
             "you forgot to divide by σ²: target = -(x̃ - x0)/σ².",
         ),
     },
+    keep_dtype=True,
 )
 
 
@@ -92,7 +123,7 @@ def _cases_loss() -> list[Case]:
     for i, (B, D) in enumerate([(8, 2), (6, 3)]):
         g = torch.Generator().manual_seed(80 + i)
         x0, z = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
-        cases.append(((_toy_nc_score, x0, _sigmas(B, 90 + i), z), {}))
+        cases.append(((ToyNCScore(), x0, _sigmas(B, 90 + i), z), {}))
     return cases
 
 
@@ -149,7 +180,7 @@ _LOSS = Spec(
 
 def _cases_ism() -> list[Case]:
     return [
-        ((_toy_score, torch.randn(B, 2, generator=torch.Generator().manual_seed(100 + B))), {})
+        ((ToyScore(), torch.randn(B, 2, generator=torch.Generator().manual_seed(100 + B))), {})
         for B in (7, 16)
     ]
 
@@ -203,6 +234,8 @@ _ISM = Spec(
             "off-diagonal entries. Take grad(s[:, i].sum(), x)[:, i] for each i and add those.",
         ),
     },
+    grad_hint="The trace term must stay differentiable with respect to the model's parameters: "
+    "pass create_graph=True to torch.autograd.grad (retain_graph=True is not enough).",
 )
 
 
@@ -252,6 +285,7 @@ _SFE = Spec(
             "you multiplied by sqrt(1 - ᾱ_t); that is eps_from_score run backwards. score = -eps / sqrt(1 - ᾱ_t).",
         ),
     },
+    keep_dtype=True,
 )
 
 SPECS: dict[str, Spec] = {
