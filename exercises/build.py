@@ -55,7 +55,9 @@ def student_notebook(solution: dict) -> dict:
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell["cell_type"] == "markdown":
             if "answer" in cell.get("metadata", {}).get("tags", []):
-                src = ANSWER_STUB + "".join(f"{i}. \n" for i in range(1, len(ITEM.findall(src)) + 1))
+                src = ANSWER_STUB + "".join(
+                    f"{i}. \n" for i in range(1, len(ITEM.findall(src)) + 1)
+                )
                 cell["metadata"]["tags"] = ["your-answer"]
             cell["source"] = src.replace(SOLUTION_LINK, STUDENT_LINK).splitlines(keepends=True)
             continue
@@ -79,8 +81,12 @@ def render(solution_path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only report notebooks that are out of date")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only report notebooks that are out of date"
+    )
     args = parser.parse_args(argv)
     stale = []
     for sol in sorted(SOLUTIONS.glob("ex*.ipynb")):

@@ -12,8 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from minidiff.checks import CheckResult, Mistake, Spec, check_spec, finish_first, run_check
-from minidiff.checks import _core
+from minidiff.checks import CheckResult, Mistake, Spec, _core, check_spec, finish_first, run_check
 
 
 def _reference(x: torch.Tensor, a: float) -> torch.Tensor:
@@ -22,7 +21,10 @@ def _reference(x: torch.Tensor, a: float) -> torch.Tensor:
 
 def _cases() -> list:
     g = torch.Generator().manual_seed(0)
-    return [((torch.randn(4, 2, generator=g), 0.3), {}), ((torch.randn(3, 2, generator=g), 0.8), {})]
+    return [
+        ((torch.randn(4, 2, generator=g), 0.3), {}),
+        ((torch.randn(3, 2, generator=g), 0.8), {}),
+    ]
 
 
 MISTAKES = {"no_sqrt": Mistake(lambda x, a: a * x, "you used a instead of sqrt(a).")}
@@ -40,7 +42,9 @@ def test_accepts_the_reference_and_equivalent_forms() -> None:
     assert isinstance(res, CheckResult) and res.passed and bool(res)
     assert "correct" in res.message
     assert check(lambda x, a: x * torch.sqrt(torch.tensor(a))).passed
-    assert check(lambda x, a: torch.exp(0.5 * torch.log(torch.tensor(a, dtype=torch.float64))) * x).passed
+    assert check(
+        lambda x, a: torch.exp(0.5 * torch.log(torch.tensor(a, dtype=torch.float64))) * x
+    ).passed
 
 
 def test_float32_round_off_is_accepted_under_a_tight_tolerance() -> None:
@@ -48,7 +52,15 @@ def test_float32_round_off_is_accepted_under_a_tight_tolerance() -> None:
         return torch.exp(x).cumsum(0)
 
     cases = [((torch.linspace(-3, 3, 50, dtype=torch.float64),), {})]
-    res = run_check("f", lambda x: torch.exp(x.float()).cumsum(0).double(), ref, cases, rtol=1e-9, atol=1e-12, display=False)
+    res = run_check(
+        "f",
+        lambda x: torch.exp(x.float()).cumsum(0).double(),
+        ref,
+        cases,
+        rtol=1e-9,
+        atol=1e-12,
+        display=False,
+    )
     assert res.passed and "float32 round-off" in res.message
     res = run_check("f", lambda x: 1.001 * ref(x), ref, cases, rtol=1e-9, atol=1e-12, display=False)
     assert not res.passed
@@ -139,7 +151,13 @@ def test_a_result_that_needs_a_reduction_is_told_which() -> None:
     assert "sum over the last 1 dimension" in res.message
     res = run_check("m", lambda x: x.unsqueeze(-1), lambda x: x.mean(), cases, display=False)
     assert not res.passed and "shape" in res.message
-    res = run_check("v", lambda x: x.sum(1, keepdim=True), lambda x: x.sum(1, keepdim=True).expand(-1, 3), cases, display=False)
+    res = run_check(
+        "v",
+        lambda x: x.sum(1, keepdim=True),
+        lambda x: x.sum(1, keepdim=True).expand(-1, 3),
+        cases,
+        display=False,
+    )
     assert "return the full shape" in res.message
 
 
@@ -148,7 +166,10 @@ def test_none_list_number_and_tuple_returns_are_described() -> None:
         a**0.5 * x
 
     assert "forget the `return`" in check(no_return).message
-    assert "returned a list of 4 values; expected one torch.Tensor" in check(lambda x, a: (a**0.5 * x).tolist()).message
+    assert (
+        "returned a list of 4 values; expected one torch.Tensor"
+        in check(lambda x, a: (a**0.5 * x).tolist()).message
+    )
     assert "tuple of 2 values" in check(lambda x, a: (a**0.5 * x, x)).message
     two = [((torch.ones(2),), {})]
     res = run_check("pair", lambda x: x, lambda x: (x, 2 * x), two, display=False)
@@ -294,12 +315,20 @@ def _gen_harness(fn: Any) -> Any:
     return run
 
 
-_GEN_SPEC = Spec(lambda: [((7,), {})], _gen_harness(_noisy), {}, wrap=_gen_harness, reseed=lambda c, k: ((100 + k,), {}))
+_GEN_SPEC = Spec(
+    lambda: [((7,), {})],
+    _gen_harness(_noisy),
+    {},
+    wrap=_gen_harness,
+    reseed=lambda c, k: ((100 + k,), {}),
+)
 
 
 def test_an_ignored_generator_is_named() -> None:
     assert check_spec("noisy", _GEN_SPEC, _noisy, display=False).passed
-    res = check_spec("noisy", _GEN_SPEC, lambda x, generator: x + torch.randn_like(x), display=False)
+    res = check_spec(
+        "noisy", _GEN_SPEC, lambda x, generator: x + torch.randn_like(x), display=False
+    )
     assert "same seed gave different results" in res.message
 
     def own_seed(x, generator):  # type: ignore[no-untyped-def]

@@ -27,8 +27,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from . import _diagnose as dg
 from ._diagnose import ReturnError, returned_number, returned_tensor
 
@@ -52,18 +50,26 @@ Case = tuple[Sequence[Any], Mapping[str, Any]]
 """One test input of a checker: ``(args, kwargs)`` for the function under test."""
 Fn = Callable[..., Any]
 
-RTOL, ATOL = 1e-4, 1e-5  # default tolerances, and the loosest any checker accepts (float32 round-off)
+RTOL, ATOL = (
+    1e-4,
+    1e-5,
+)  # default tolerances, and the loosest any checker accepts (float32 round-off)
 _close = dg.close  # kept for the tests and for checkers written against the first version
 
 
 def strict_checks() -> bool:
     """True when ``MINIDIFF_STRICT_CHECKS`` asks failed checks to raise."""
-    return os.environ.get("MINIDIFF_STRICT_CHECKS", "").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get("MINIDIFF_STRICT_CHECKS", "").strip().lower() in {
+        "1",
+        "true",
+        "yes",
+        "on",
+    }
 
 
 @dataclass
 class CheckResult:
-    """Outcome of one check: ``passed``, a human ``message`` and, if recognised, the ``mistake`` key.
+    """Outcome of one check: ``passed``, a human ``message`` and the ``mistake`` key, if recognised.
 
     In a notebook the verdict is shown once: by the checker when it runs, and not again as the
     cell's output value.
@@ -140,7 +146,7 @@ class Spec:
 
 
 def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
-    """Run the checker ``name`` that ``spec`` describes on the student's ``fn``; see :func:`run_check`.
+    """Run the checker ``name`` that ``spec`` describes on the student's ``fn`` ; :func:`run_check`.
 
     ``spec.wrap`` is applied to ``fn`` (when it is callable; anything else gets a friendly
     message from :func:`run_check`) and to every mistake, with the spec's tolerances.
@@ -189,8 +195,8 @@ def run_check(
 
     Returns (and displays) a :class:`CheckResult`. A ``NotImplementedError`` gets a friendly
     "not done yet" message; a wrong answer that matches one of ``mistakes`` on every case gets that
-    mistake's feedback; any other wrong answer is diagnosed (shape, dtype, gradient, input changed in
-    place, constant factor or offset, ignored generator) or told on which input it first differs.
+    mistake's feedback; any other wrong answer is diagnosed (shape, dtype, gradient, input changed
+    in place, constant factor or offset, ignored generator) or told on which input it first differs.
     The keyword arguments after ``display`` are those of :class:`Spec`.
     """
     names = list(arg_names) if arg_names is not None else _arg_names(student_fn)
@@ -221,7 +227,9 @@ class _Judge:
         mistakes: Mapping[str, Mistake],
     ) -> CheckResult:
         if not callable(student_fn):
-            return CheckResult(name, False, f"pass your function itself, not {type(student_fn).__name__}")
+            return CheckResult(
+                name, False, f"pass your function itself, not {type(student_fn).__name__}"
+            )
 
         def fail(message: str, mistake: str | None = None) -> CheckResult:
             return CheckResult(name, False, message, mistake)
@@ -236,12 +244,12 @@ class _Judge:
             if c.error is not None:
                 return fail(f"{dg.describe_error(c.error)} (on test input {i + 1}).")
         refs = [dg.call(reference, case).unwrap() for case in cases]
-        for i, (c, ref) in enumerate(zip(calls, refs)):
+        for i, (c, ref) in enumerate(zip(calls, refs, strict=False)):
             problem = dg.return_problem(c.value, ref, self.keep_dtype, self.rtol, self.atol)
             if problem:
                 return fail(f"{problem} (on test input {i + 1}).")
         loose = (max(self.rtol, RTOL), max(self.atol, ATOL))
-        right = all(dg.close(c.value, r, *loose) for c, r in zip(calls, refs))
+        right = all(dg.close(c.value, r, *loose) for c, r in zip(calls, refs, strict=False))
         changed = next(((i, c.changed) for i, c in enumerate(calls) if c.changed is not None), None)
         if changed is not None:
             i, arg = changed
@@ -255,15 +263,19 @@ class _Judge:
             problem = dg.gradient_problem([c.value for c in calls], refs, cases, self.grad_hint)
             if problem:
                 return fail(problem)
-            tight = all(dg.close(c.value, r, self.rtol, self.atol) for c, r in zip(calls, refs))
+            tol = (self.rtol, self.atol)
+            tight = all(dg.close(c.value, r, *tol) for c, r in zip(calls, refs, strict=False))
             note = "" if tight else " (within float32 round-off)"
             return CheckResult(name, True, f"correct on all {len(cases)} test inputs{note}.")
         for key, mistake in mistakes.items():
             wrong = [dg.call(mistake.fn, case).unwrap() for case in cases]
-            if all(dg.close(c.value, w, self.rtol, self.atol) for c, w in zip(calls, wrong)):
+            pairs = zip(calls, wrong, strict=False)
+            if all(dg.close(c.value, w, self.rtol, self.atol) for c, w in pairs):
                 return fail(f"not quite — {mistake.feedback}", key)
         if self.reseed is not None:
-            problem = dg.generator_problem(student_fn, cases[0], calls[0].value, self.reseed, *loose)
+            problem = dg.generator_problem(
+                student_fn, cases[0], calls[0].value, self.reseed, *loose
+            )
             if problem:
                 return fail(problem)
         values = [c.value for c in calls]

@@ -31,12 +31,14 @@ class ReturnError(Exception):
 
 
 def returned_number(value: Any, what: str = "the loss as a Python float (`loss.item()`)") -> float:
-    """``value`` as a float if it is one number (a float or a one-element tensor), else ReturnError."""
+    """``value`` as a float if it is one number (float or one-element tensor); else ReturnError."""
     if value is None:
         raise ReturnError(f"returned None; it should return {what}. Did you forget `return`?")
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ReturnError(f"returned a tensor of shape {tuple(value.shape)}; it should return {what}")
+            raise ReturnError(
+                f"returned a tensor of shape {tuple(value.shape)}; it should return {what}"
+            )
         return float(value.detach())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -69,7 +71,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
         return a.shape == b.shape and bool(torch.equal(a.detach(), b.detach()))
     if type(a) in (list, tuple) and type(b) is type(a):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
     return True
 
 
@@ -95,7 +97,7 @@ def call(fn: Callable[..., Any], case: Case) -> Outcome:
         out = Outcome(value=fn(*a, **k))
     except BaseException as err:  # noqa: BLE001 - any student error becomes feedback
         out = Outcome(error=err)
-    for i, (x, y) in enumerate(zip(args, a)):
+    for i, (x, y) in enumerate(zip(args, a, strict=False)):
         if not _same(x, y):
             out.changed = i
             break
@@ -118,14 +120,22 @@ _HINTS = (
     ),
     ("same dtype", "keep the data's dtype: convert schedule values with `.to(x.dtype)`"),
     ("expected scalar type", "keep the data's dtype: convert schedule values with `.to(x.dtype)`"),
-    ("out of bounds", "an index is out of range: schedule arrays have length T + 1 and t runs from 1 to T"),
-    ("backward through the graph a second time", "pass retain_graph=True (or create_graph=True) to "
-     "every torch.autograd.grad call but the last"),
+    (
+        "out of bounds",
+        "an index is out of range: schedule arrays have length T + 1 and t runs from 1 to T",
+    ),
+    (
+        "backward through the graph a second time",
+        "pass retain_graph=True (or create_graph=True) to "
+        "every torch.autograd.grad call but the last",
+    ),
 )
 
 
 def _student_line(err: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_SKIP_DIRS)]
+    frames = [
+        f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_SKIP_DIRS)
+    ]
     if frames and frames[-1].line:
         return f" in the line `{frames[-1].line.strip()}`"
     return ""
@@ -158,7 +168,7 @@ def close(a: Any, b: Any, rtol: float, atol: float) -> bool:
     ta, tb = as_tuple(a), as_tuple(b)
     if len(ta) != len(tb):
         return False
-    for x, y in zip(ta, tb):
+    for x, y in zip(ta, tb, strict=False):
         try:
             x, y = torch.broadcast_tensors(_double(x), _double(y))
         except (RuntimeError, TypeError, ValueError):
@@ -173,12 +183,18 @@ def _shape_message(i: int, g: torch.Tensor, w: torch.Tensor, rtol: float, atol: 
     head = f"return value {i} has shape {got}, expected {want}"
     gd, wd = _double(g), _double(w)
     if gd.numel() == wd.numel() and torch.allclose(gd.reshape(want), wd, rtol=rtol, atol=atol):
-        return f"{head}. The values are right, only the shape is not: an extra or missing axis (check `[:, None]`, `.reshape` and `.squeeze`)"
+        return (
+            f"{head}. The values are right, only the shape is not: an extra or missing axis "
+            "(check `[:, None]`, `.reshape` and `.squeeze`)"
+        )
     if gd.dim() == 2 and got[::-1] == want and torch.allclose(gd.T, wd, rtol=rtol, atol=atol):
         return f"{head}. It is the transpose of the right answer"
     try:
         if torch.allclose(gd, wd.expand(got), rtol=rtol, atol=atol):
-            return f"{head}. It holds the right values, repeated along extra axes by broadcasting: a coefficient was not reshaped, or a reduction is missing"
+            return (
+                f"{head}. It holds the right values, repeated along extra axes by broadcasting: "
+                "a coefficient was not reshaped, or a reduction is missing"
+            )
     except RuntimeError:
         pass
     try:
@@ -190,22 +206,26 @@ def _shape_message(i: int, g: torch.Tensor, w: torch.Tensor, rtol: float, atol: 
         dims = tuple(range(wd.dim(), gd.dim()))
         for how, red in (("sum", gd.sum(dims)), ("mean", gd.mean(dims))):
             if torch.allclose(red, wd, rtol=rtol, atol=atol):
-                return f"{head}. Its {how} over the last {len(dims)} dimension(s) is the right answer: reduce them (`.{how}(...)`)"
+                return (
+                    f"{head}. Its {how} over the last {len(dims)} dimension(s) is the right "
+                    f"answer: reduce them (`.{how}(...)`)"
+                )
     return head
 
 
 def return_problem(got: Any, want: Any, keep_dtype: bool, rtol: float, atol: float) -> str | None:
-    """What is wrong with the kind, number, shape, dtype or finiteness of what came back, if anything."""
+    """What is wrong with the kind, number, shape, dtype or finiteness of what came back, if any."""
     if got is None and want is not None:
         return "your function returned None. Did you forget the `return` statement?"
     tg, tw = as_tuple(got), as_tuple(want)
     if isinstance(want, torch.Tensor) and isinstance(got, (tuple, list)):
-        return f"your function returned a {type(got).__name__} of {len(got)} values; expected one torch.Tensor"
+        kind = type(got).__name__
+        return f"your function returned a {kind} of {len(got)} values; expected one torch.Tensor"
     if isinstance(want, (tuple, list)) and not isinstance(got, (tuple, list)):
         return f"expected a tuple of {len(tw)} values, got a {type(got).__name__}"
     if len(tg) != len(tw):
         return f"expected {len(tw)} return value(s), got {len(tg)}"
-    for i, (g, w) in enumerate(zip(tg, tw)):
+    for i, (g, w) in enumerate(zip(tg, tw, strict=False)):
         if not isinstance(w, torch.Tensor):
             continue
         if not isinstance(g, torch.Tensor):
@@ -216,13 +236,15 @@ def return_problem(got: Any, want: Any, keep_dtype: bool, rtol: float, atol: flo
                 )
             return f"return value {i} should be a torch.Tensor, got {type(g).__name__}"
         if w.is_floating_point() and not g.is_floating_point():
-            return f"return value {i} has dtype {g.dtype}; expected a floating-point tensor ({w.dtype})"
+            want = f"a floating-point tensor ({w.dtype})"
+            return f"return value {i} has dtype {g.dtype}; expected {want}"
         if g.shape != w.shape:
             return _shape_message(i, g, w, max(rtol, 1e-4), max(atol, 1e-5))
         if keep_dtype and w.is_floating_point() and g.dtype != w.dtype:
             return (
                 f"return value {i} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the "
-                "data it was given (convert schedule values with `.to(x.dtype)` before they meet the data)"
+                "data it was given (convert schedule values with `.to(x.dtype)` before they meet "
+                "the data)"
             )
         if not bool(torch.isfinite(g.detach()).all()):
             return f"return value {i} contains NaN or inf"
@@ -246,16 +268,16 @@ def _params(case: Case) -> list[torch.Tensor]:
 def _grads(out: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
     w = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
     gs = torch.autograd.grad((out * w).sum(), params, allow_unused=True, retain_graph=True)
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)]
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params, strict=False)]
 
 
 def gradient_problem(
     values: Sequence[Any], refs: Sequence[Any], cases: Sequence[Case], hint: str
 ) -> str | None:
-    """If the reference keeps a gradient to the case's model parameters, the answer must match it."""
-    for i, (v, r, case) in enumerate(zip(values, refs, cases)):
+    """If the reference keeps a gradient to the case's model parameters, the answer must match."""
+    for i, (v, r, case) in enumerate(zip(values, refs, cases, strict=False)):
         params = _params(case)
-        for g, w in zip(as_tuple(v), as_tuple(r)):
+        for g, w in zip(as_tuple(v), as_tuple(r), strict=False):
             if not (params and isinstance(w, torch.Tensor) and w.requires_grad):
                 continue
             if not (isinstance(g, torch.Tensor) and g.requires_grad):
@@ -269,10 +291,17 @@ def gradient_problem(
             except RuntimeError as err:
                 return f"your value is right, but it cannot be differentiated: {err}"
             want = _grads(w, params)
-            if not all(torch.allclose(a.double(), b.double(), rtol=1e-3, atol=1e-6) for a, b in zip(mine, want)):
-                extra = f" {hint}" if hint else (
-                    " Part of the computation is cut off from autograd (a `.detach()`, "
-                    "`torch.no_grad()` or `torch.tensor(...)` on the way?)."
+            if not all(
+                torch.allclose(a.double(), b.double(), rtol=1e-3, atol=1e-6)
+                for a, b in zip(mine, want, strict=False)
+            ):
+                extra = (
+                    f" {hint}"
+                    if hint
+                    else (
+                        " Part of the computation is cut off from autograd (a `.detach()`, "
+                        "`torch.no_grad()` or `torch.tensor(...)` on the way?)."
+                    )
                 )
                 return (
                     "your value is right, but its gradient with respect to the model's parameters "
@@ -292,7 +321,7 @@ def generator_problem(
     rtol: float,
     atol: float,
 ) -> str | None:
-    """Tell an answer that ignores its ``generator``: same seed, different result, or the reverse."""
+    """Tell an answer that ignores its ``generator``: same seed, different result, or reverse."""
     again = call(fn, case)
     if again.error is None and not close(again.value, first, rtol, atol):
         return (
@@ -311,10 +340,12 @@ def generator_problem(
     return None
 
 
-def _pairs(values: Sequence[Any], refs: Sequence[Any]) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+def _pairs(
+    values: Sequence[Any], refs: Sequence[Any]
+) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
     out = []
-    for i, (v, r) in enumerate(zip(values, refs)):
-        for g, w in zip(as_tuple(v), as_tuple(r)):
+    for i, (v, r) in enumerate(zip(values, refs, strict=False)):
+        for g, w in zip(as_tuple(v), as_tuple(r), strict=False):
             if isinstance(w, torch.Tensor) or isinstance(g, torch.Tensor):
                 out.append((i, _double(g), _double(w)))
     return out
@@ -325,41 +356,60 @@ def _same_number(xs: list[float]) -> bool:
 
 
 def value_problem(values: Sequence[Any], refs: Sequence[Any], rtol: float, atol: float) -> str:
-    """Describe a wrong value: a constant factor, a constant offset, a transpose, or where it differs."""
-    pairs = [(i, g, w) for i, g, w in _pairs(values, refs) if not torch.allclose(g, w, rtol=rtol, atol=atol)]
+    """Describe a wrong value: a constant factor, a constant offset, a transpose, or where."""
+    pairs = [
+        (i, g, w)
+        for i, g, w in _pairs(values, refs)
+        if not torch.allclose(g, w, rtol=rtol, atol=atol)
+    ]
     if not pairs:  # pragma: no cover - only called when some value differs
         return "the result differs from the reference; re-read the formula and the shapes."
     factors, offsets = [], []
     for _, g, w in pairs:
         ww = float((w * w).sum())
         c = float((g * w).sum()) / ww if ww > 0 else math.nan
-        factors.append(c if math.isfinite(c) and torch.allclose(g, c * w, rtol=rtol, atol=atol) else math.nan)
+        factors.append(
+            c if math.isfinite(c) and torch.allclose(g, c * w, rtol=rtol, atol=atol) else math.nan
+        )
         d = float((g - w).mean())
         offsets.append(d if torch.allclose(g, w + d, rtol=rtol, atol=atol) else math.nan)
     if all(math.isfinite(c) for c in factors):
         if _same_number(factors):
             c = factors[0]
             if math.isclose(c, -1.0, rel_tol=1e-3):
-                return "your result differs from the reference in sign only: it is −1 × the right answer. Check the sign of each term."
+                return (
+                    "your result differs from the reference in sign only: it is −1 × the right "
+                    "answer. Check the sign of each term."
+                )
             return (
                 f"your result differs from the reference by a constant factor: it is {c:.4g} × the "
-                "right answer on every test input. Look for a missing or extra factor (½, 2, a square "
+                "right answer on every test input. Look for a missing or extra factor (½, 2, a "
+                "square "
                 "root, a sum where a mean belongs)."
             )
         shown = ", ".join(f"{c:.4g}" for c in factors)
         return (
             f"your result differs from the reference by a factor that changes from input to input "
-            f"({shown}): a sum where a mean belongs (or the reverse), or a factor that depends on the "
+            f"({shown}): a sum where a mean belongs (or the reverse), or a factor that depends on "
+            "the "
             "shape or on t?"
         )
     if all(math.isfinite(d) for d in offsets) and _same_number(offsets):
         return (
-            f"your result differs from the reference by a constant offset of {offsets[0]:+.4g} on every "
+            f"your result differs from the reference by a constant offset of {offsets[0]:+.4g} on "
+            "every "
             "test input: a constant term is missing or extra."
         )
     i, g, w = pairs[0]
-    if g.dim() >= 2 and g.shape[-1] == g.shape[-2] and torch.allclose(g.transpose(-1, -2), w, rtol=rtol, atol=atol):
-        return f"the result differs from the reference on test input {i + 1}: it is the transpose of the right answer."
+    if (
+        g.dim() >= 2
+        and g.shape[-1] == g.shape[-2]
+        and torch.allclose(g.transpose(-1, -2), w, rtol=rtol, atol=atol)
+    ):
+        return (
+            f"the result differs from the reference on test input {i + 1}: it is the transpose "
+            "of the right answer."
+        )
     k = int((g - w).abs().reshape(-1).argmax())
     idx = tuple(int(j) for j in torch.unravel_index(torch.tensor(k), g.shape)) if g.dim() else ()
     where = f" at index {idx}" if idx else ""

@@ -5,10 +5,12 @@ The student writes:
 - ``gaussian_kl(mean1, var1, mean2, var2) -> elementwise KL(N(mean1, var1) || N(mean2, var2))``
       KL = ½ [log(var2 / var1) + (var1 + (mean1 - mean2)²) / var2 - 1]      (arguments broadcast)
 - ``vlb_term(eps_model, x0, t, noise, betas, alpha_bar) -> (B,)``
-      L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) at x_t = sqrt(ab_t) x0 + sqrt(1-ab_t) noise,
-      model variance sigma_t² = beta_t, SUMMED over data dimensions (nats per sample, like minidiff.vlb_terms)
+      L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t))
+      at x_t = sqrt(ab_t) x0 + sqrt(1-ab_t) noise, model variance sigma_t² = beta_t,
+      SUMMED over data dimensions (nats per sample, like minidiff.vlb_terms)
 - ``l_simple(eps_model, x0, t, noise, alpha_bar) -> scalar``
-      mean over the batch AND the data dimensions of (noise - eps_model(x_t, t))² (like minidiff.simple_loss)
+      mean over the batch AND the data dimensions of (noise - eps_model(x_t, t))²
+      (like minidiff.simple_loss)
 
 Conventions: the bound is a log-likelihood, so its terms are summed over data dimensions; L_simple
 is a training loss, averaged so that its scale does not depend on the image size. Each convention
@@ -33,7 +35,7 @@ __all__ = ["check_gaussian_kl", "check_vlb_term", "check_l_simple", "SPECS", "To
 
 
 class ToyEps(nn.Module):
-    """A fixed, imperfect, time-dependent noise predictor ``(x_t (B, ...), t (B,)) -> (B, ...)`` for the cases.
+    """A fixed, imperfect, time-dependent noise predictor ``(x_t (B, ...), t (B,)) -> (B, ...)``.
 
     Its two scalar weights are trainable, so a loss built on it must keep its gradient.
     """
@@ -46,7 +48,9 @@ class ToyEps(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         s = (t.to(x_t.dtype) / self.T).reshape(-1, *([1] * (x_t.dim() - 1)))
-        return self.a.to(x_t.dtype) * torch.tanh(x_t) * s + self.b.to(x_t.dtype) * torch.sin(2 * x_t)
+        return self.a.to(x_t.dtype) * torch.tanh(x_t) * s + self.b.to(x_t.dtype) * torch.sin(
+            2 * x_t
+        )
 
 
 def _schedules() -> list[NoiseSchedule]:
@@ -87,12 +91,14 @@ _KL = Spec(
             lambda m1, v1, m2, v2: (
                 0.5 * (0.5 * torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)
             ),
-            "the log term is log(var2 / var1), a ratio of *variances*; you used the ratio of standard "
+            "the log term is log(var2 / var1), a ratio of *variances*; you used the ratio of "
+            "standard "
             "deviations (half of it).",
         ),
         "reversed": Mistake(
             lambda m1, v1, m2, v2: _kl(m2, v2, m1, v1),
-            "this is KL(N2 || N1). KL is not symmetric: KL(N1 || N2) = E_{N1}[log N1 - log N2], so var1 "
+            "this is KL(N2 || N1). KL is not symmetric: KL(N1 || N2) = E_{N1}[log N1 - log N2], "
+            "so var1 "
             "sits in the numerator of the trace term and var2 divides the squared mean difference.",
         ),
         "missing_minus_one": Mistake(
@@ -114,7 +120,7 @@ def _ts(T: int, B: int, seed: int) -> torch.Tensor:
 
 def _cases_model(seed: int, lo_t: int) -> list[Case]:
     out: list[Case] = []
-    for i, (s, shape) in enumerate(zip(_schedules(), [(6, 2), (4, 1, 3, 3)])):
+    for i, (s, shape) in enumerate(zip(_schedules(), [(6, 2), (4, 1, 3, 3)], strict=False)):
         g = torch.Generator().manual_seed(seed + i)
         x0, noise = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
         t = _ts(s.T, shape[0], seed + 10 + i)
@@ -153,12 +159,14 @@ _VLB = Spec(
     {
         "mean_over_dims": Mistake(
             _vlb(reduce=_mean_dims),
-            "you averaged over the data dimensions. A term of the bound is a log-likelihood of the whole "
+            "you averaged over the data dimensions. A term of the bound is a log-likelihood of "
+            "the whole "
             "x_0, so the per-dimension KLs are SUMMED (nats per sample).",
         ),
         "beta_tilde_model_variance": Mistake(
             _vlb(model_var="beta_tilde"),
-            "the model's variance here is σ_t² = β_t (the exercise's choice); you used β̃_t, the variance of q.",
+            "the model's variance here is σ_t² = β_t (the exercise's choice); you used β̃_t, the "
+            "variance of q.",
         ),
         "reversed_kl": Mistake(
             _vlb(kl=lambda m1, v1, m2, v2: _kl(m2, v2, m1, v1)),
@@ -205,7 +213,8 @@ _SIMPLE = Spec(
     {
         "sum_over_dims": Mistake(
             _simple(reduce="sum"),
-            "you summed over the data dimensions; L_simple (like minidiff.simple_loss) averages over the "
+            "you summed over the data dimensions; L_simple (like minidiff.simple_loss) averages "
+            "over the "
             "batch AND the data dimensions, so its scale does not depend on the image size.",
         ),
         "no_sqrt": Mistake(
@@ -214,11 +223,13 @@ _SIMPLE = Spec(
         ),
         "off_by_one": Mistake(
             _simple(index_shift=1),
-            "you used alpha_bar[t - 1]; x_t is built with ᾱ_t = alpha_bar[t] (index 0 is clean data).",
+            "you used alpha_bar[t - 1]; x_t is built with ᾱ_t = alpha_bar[t] (index 0 is clean "
+            "data).",
         ),
         "x0_target": Mistake(
             _simple(target="x0"),
-            "the network predicts the noise ε that made x_t, so compare its output with `noise`, not x_0.",
+            "the network predicts the noise ε that made x_t, so compare its output with `noise`, "
+            "not x_0.",
         ),
     },
 )
@@ -227,15 +238,18 @@ SPECS: dict[str, Spec] = {"gaussian_kl": _KL, "vlb_term": _VLB, "l_simple": _SIM
 
 
 def check_gaussian_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``gaussian_kl(mean1, var1, mean2, var2) -> elementwise KL(N1 || N2)`` (broadcasting)."""
+    """Check ``gaussian_kl(mean1, var1, mean2, var2) -> KL(N1 || N2)``, elementwise."""
     return check_spec("gaussian_kl", SPECS["gaussian_kl"], fn, display=display)
 
 
 def check_vlb_term(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, noise, betas, alpha_bar) -> (B,)`` (L_{t-1}, sigma² = beta)."""
+    """Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, noise, betas, alpha_bar) -> (B,)``.
+
+    That is L_{t-1} with sigma² = beta, summed over data dimensions.
+    """
     return check_spec("vlb_term", SPECS["vlb_term"], fn, display=display)
 
 
 def check_l_simple(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``l_simple(eps_model, x0, t: (B,), noise, alpha_bar) -> scalar`` (mean over batch and dims)."""
+    """Check ``l_simple(eps_model, x0, t: (B,), noise, alpha_bar) -> scalar`` (a mean)."""
     return check_spec("l_simple", SPECS["l_simple"], fn, display=display)

@@ -335,7 +335,8 @@ _TRAIN = Spec(
         ),
         "t_excludes_T": Mistake(
             _step_t_excludes_T,
-            "t was drawn from {1..T-1}: torch.randint(1, T, ...) excludes its upper bound, so t = T "
+            "t was drawn from {1..T-1}: torch.randint(1, T, ...) excludes its upper bound, so t = "
+            "T "
             "never appears. Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T + 1, ...).",
         ),
         "noise_first": Mistake(

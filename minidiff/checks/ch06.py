@@ -2,8 +2,10 @@
 
 - ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> (B, D)``   ``-(x̃ - x0) / σ²``
 - ``dsm_loss(score_model, x0: (B, D), sigma: (B,), noise: (B, D)) -> scalar``
-  ``mean_b σ_b² · ½ ||s(x̃_b, σ_b) - target_b||²`` with ``x̃ = x0 + σ noise`` (Song & Ermon 2019, Eq. 6)
-- ``ism_loss(score_model, x: (B, 2)) -> scalar``   ``mean_b [tr ∇_x s(x_b) + ½ ||s(x_b)||²]`` (Hyvärinen 2005)
+  ``mean_b σ_b² · ½ ||s(x̃_b, σ_b) - target_b||²`` with ``x̃ = x0 + σ noise``
+  (Song & Ermon 2019, Eq. 6)
+- ``ism_loss(score_model, x: (B, 2)) -> scalar``   ``mean_b [tr ∇_x s(x_b) + ½ ||s(x_b)||²]``
+  (Hyvärinen 2005)
 - ``score_from_eps(eps: (B, ...), t: (B,) long, alpha_bar: (T+1,)) -> -eps / sqrt(1 - alpha_bar_t)``
 
 References come from :mod:`minidiff.score` and :mod:`minidiff.diffusion`; each :class:`Mistake` is a
@@ -156,7 +158,8 @@ _LOSS = Spec(
     {
         "no_weighting": Mistake(
             _loss_variant(_target, weight=False),
-            "you forgot the weighting λ(σ) = σ²: without it the small-σ levels (whose targets are ~1/σ) "
+            "you forgot the weighting λ(σ) = σ²: without it the small-σ levels (whose targets are "
+            "~1/σ) "
             "dominate the loss. Multiply each sample's ½||s - target||² by σ².",
         ),
         "wrong_sign": Mistake(
@@ -169,7 +172,8 @@ _LOSS = Spec(
         ),
         "no_half": Mistake(
             _loss_variant(_target, half=1.0),
-            "missing the ½: the loss is σ²·½||s - target||² (sum over dimensions, mean over the batch).",
+            "missing the ½: the loss is σ²·½||s - target||² (sum over dimensions, mean over the "
+            "batch).",
         ),
     },
 )
@@ -218,19 +222,23 @@ _ISM = Spec(
         "no_half": Mistake(_ism_variant("no_half"), "the norm term is ½||s||², not ||s||²."),
         "trace_sign": Mistake(
             _ism_variant("trace_sign"),
-            "the trace enters with a + sign: integration by parts turns -E[sᵀ∇log p] into +E[tr ∇s].",
+            "the trace enters with a + sign: integration by parts turns -E[sᵀ∇log p] into +E[tr "
+            "∇s].",
         ),
         "no_trace": Mistake(
             _ism_variant("no_trace"),
-            "you left out the trace term tr(∇_x s) = Σ_i ∂s_i/∂x_i; without it the minimiser is s = 0.",
+            "you left out the trace term tr(∇_x s) = Σ_i ∂s_i/∂x_i; without it the minimiser is s "
+            "= 0.",
         ),
         "first_diag_only": Mistake(
             _ism_variant("first_diag_only"),
-            "you used only ∂s_1/∂x_1; the trace sums ∂s_i/∂x_i over every dimension i (one autograd call each).",
+            "you used only ∂s_1/∂x_1; the trace sums ∂s_i/∂x_i over every dimension i (one "
+            "autograd call each).",
         ),
         "jacobian_sum": Mistake(
             _ism_variant("jacobian_sum"),
-            "you summed the whole Jacobian: grad(s.sum(), x) gives Σ_i ∂s_i/∂x_j, which mixes in the "
+            "you summed the whole Jacobian: grad(s.sum(), x) gives Σ_i ∂s_i/∂x_j, which mixes in "
+            "the "
             "off-diagonal entries. Take grad(s[:, i].sum(), x)[:, i] for each i and add those.",
         ),
     },
@@ -245,7 +253,11 @@ _ISM = Spec(
 def _cases_sfe() -> list[Case]:
     cases: list[Case] = []
     for i, (s, shape) in enumerate(
-        zip([linear_schedule(20, 0.01, 0.2), cosine_schedule(12)], [(6, 2), (4, 1, 2, 2)])
+        zip(
+            [linear_schedule(20, 0.01, 0.2), cosine_schedule(12)],
+            [(6, 2), (4, 1, 2, 2)],
+            strict=True,
+        )
     ):
         g = torch.Generator().manual_seed(110 + i)
         eps = torch.randn(shape, generator=g)
@@ -270,11 +282,13 @@ _SFE = Spec(
     {
         "no_sqrt": Mistake(
             lambda e, t, ab: -e / (1 - _ab(ab, t, e)),
-            "you divided by 1 - ᾱ_t (the variance); divide by its square root, the noise std sqrt(1 - ᾱ_t).",
+            "you divided by 1 - ᾱ_t (the variance); divide by its square root, the noise std "
+            "sqrt(1 - ᾱ_t).",
         ),
         "wrong_sign": Mistake(
             lambda e, t, ab: e / (1 - _ab(ab, t, e)).sqrt(),
-            "wrong sign: the score points against the noise that was added, score = -eps / sqrt(1 - ᾱ_t).",
+            "wrong sign: the score points against the noise that was added, score = -eps / sqrt(1 "
+            "- ᾱ_t).",
         ),
         "sqrt_alpha_bar": Mistake(
             lambda e, t, ab: -e / _ab(ab, t, e).sqrt(),
@@ -282,7 +296,8 @@ _SFE = Spec(
         ),
         "multiplied": Mistake(
             lambda e, t, ab: -e * (1 - _ab(ab, t, e)).sqrt(),
-            "you multiplied by sqrt(1 - ᾱ_t); that is eps_from_score run backwards. score = -eps / sqrt(1 - ᾱ_t).",
+            "you multiplied by sqrt(1 - ᾱ_t); that is eps_from_score run backwards. score = -eps "
+            "/ sqrt(1 - ᾱ_t).",
         ),
     },
     keep_dtype=True,
@@ -297,7 +312,7 @@ SPECS: dict[str, Spec] = {
 
 
 def check_dsm_target(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> -(x_tilde - x0) / sigma²``."""
+    """Check ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> -(x_tilde - x0)/sigma²``."""
     return check_spec("dsm_target", SPECS["dsm_target"], fn, display=display)
 
 
