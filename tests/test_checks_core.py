@@ -368,15 +368,18 @@ def test_the_verdict_is_shown_once_in_an_ipython_cell(capsys: pytest.CaptureFixt
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
-    published: list[dict[str, Any]] = []
-    shell.display_pub.publish = lambda data, *a, **k: published.append(data)  # type: ignore[method-assign]
-    shell.user_ns.update(run_check=run_check, ref=_reference, cases=_cases())
-    capsys.readouterr()
-    result = shell.run_cell("run_check('scale', ref, ref, cases)", store_history=True)
-    echoed = capsys.readouterr().out  # the cell's value goes through the display hook
-    assert result.success and isinstance(result.result, CheckResult)
-    assert len(published) == 1 and "Correct" in published[0]["text/markdown"]
-    assert "Correct" not in echoed and "CheckResult" not in echoed
+    try:
+        published: list[dict[str, Any]] = []
+        shell.display_pub.publish = lambda data, *a, **k: published.append(data)  # type: ignore[method-assign]
+        shell.user_ns.update(run_check=run_check, ref=_reference, cases=_cases())
+        capsys.readouterr()
+        result = shell.run_cell("run_check('scale', ref, ref, cases)", store_history=True)
+        echoed = capsys.readouterr().out  # the cell's value goes through the display hook
+        assert result.success and isinstance(result.result, CheckResult)
+        assert len(published) == 1 and "Correct" in published[0]["text/markdown"]
+        assert "Correct" not in echoed and "CheckResult" not in echoed
+    finally:
+        InteractiveShell.clear_instance()  # later tests run outside IPython again
 
 
 def test_finish_first_turns_a_stub_into_a_note(capsys: pytest.CaptureFixture[str]) -> None:
