@@ -388,3 +388,21 @@ def test_finish_first_turns_a_stub_into_a_note(capsys: pytest.CaptureFixture[str
     assert "Finish sections 1 and 2 first" in capsys.readouterr().out
     with pytest.raises(ValueError), finish_first("section 1"):
         raise ValueError("a real error still shows")
+
+
+def test_gradients_are_checked_for_losses_by_default_and_on_request() -> None:
+    def per_sample(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return ((m(x) - 1.0) ** 2).mean(1)
+
+    def no_grad(m, x):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return per_sample(m, x)
+
+    # a (B,) result computed without gradients, say for sampling, is fine unless asked for
+    assert run_check("p", no_grad, per_sample, _loss_cases(), display=False).passed
+    res = run_check("p", no_grad, per_sample, _loss_cases(), display=False, grad=True)
+    assert not res.passed and "no gradient" in res.message
+    res = run_check(
+        "l", lambda m, x: no_grad(m, x).mean(), _loss, _loss_cases(), display=False, grad=False
+    )
+    assert res.passed

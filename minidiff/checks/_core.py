@@ -126,8 +126,10 @@ class Spec:
 
     Optional: ``keep_dtype`` asks each result to have the reference's floating dtype (say so in
     the exercise); ``reseed(case, k)`` returns ``case`` with its generator seeded differently, so
-    that an answer which ignores the ``generator`` is told so; ``grad_hint`` is added when the value
-    of a loss is right but its gradient is not.
+    that an answer which ignores the ``generator`` is told so. ``grad`` says whether a result must
+    keep the reference's gradient with respect to the parameters of the models (``nn.Module``) in
+    the cases: ``None`` (the default) checks it for scalar results, losses; ``grad_hint`` is added
+    when the value is right but the gradient is not.
     """
 
     cases: Callable[[], list[Case]]
@@ -139,6 +141,7 @@ class Spec:
     keep_dtype: bool = False
     reseed: Callable[[Case, int], Case] | None = None
     grad_hint: str = ""
+    grad: bool | None = None
 
     def wrapped_mistakes(self) -> dict[str, Mistake]:
         """The mistakes as functions of the cases: ``wrap`` applied to each one's ``fn``."""
@@ -164,6 +167,7 @@ def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
         keep_dtype=spec.keep_dtype,
         reseed=spec.reseed,
         grad_hint=spec.grad_hint,
+        grad=spec.grad,
     )
 
 
@@ -189,6 +193,7 @@ def run_check(
     keep_dtype: bool = False,
     reseed: Callable[[Case, int], Case] | None = None,
     grad_hint: str = "",
+    grad: bool | None = None,
     arg_names: Sequence[str] | None = None,
 ) -> CheckResult:
     """Compare ``student_fn`` with ``reference`` on every ``(args, kwargs)`` case.
@@ -200,7 +205,7 @@ def run_check(
     The keyword arguments after ``display`` are those of :class:`Spec`.
     """
     names = list(arg_names) if arg_names is not None else _arg_names(student_fn)
-    judge = _Judge(rtol, atol, keep_dtype, reseed, grad_hint, names)
+    judge = _Judge(rtol, atol, keep_dtype, reseed, grad_hint, grad, names)
     result = judge(name, student_fn, reference, cases, mistakes or {})
     if display:
         _show(result)
@@ -216,6 +221,7 @@ class _Judge:
     keep_dtype: bool
     reseed: Callable[[Case, int], Case] | None
     grad_hint: str
+    grad: bool | None
     names: list[str]
 
     def __call__(
@@ -260,7 +266,9 @@ class _Judge:
                 "or work on a copy (`x = x.clone()`)."
             )
         if right:
-            problem = dg.gradient_problem([c.value for c in calls], refs, cases, self.grad_hint)
+            problem = dg.gradient_problem(
+                [c.value for c in calls], refs, cases, self.grad_hint, self.grad
+            )
             if problem:
                 return fail(problem)
             tol = (self.rtol, self.atol)

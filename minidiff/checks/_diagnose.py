@@ -272,13 +272,24 @@ def _grads(out: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def gradient_problem(
-    values: Sequence[Any], refs: Sequence[Any], cases: Sequence[Case], hint: str
+    values: Sequence[Any],
+    refs: Sequence[Any],
+    cases: Sequence[Case],
+    hint: str,
+    mode: bool | None = None,
 ) -> str | None:
-    """If the reference keeps a gradient to the case's model parameters, the answer must match."""
+    """If the reference keeps a gradient to the case's model parameters, the answer must match.
+
+    ``mode``: ``True`` checks every result, ``False`` none, ``None`` one-number results (losses).
+    """
+    if mode is False:
+        return None
     for i, (v, r, case) in enumerate(zip(values, refs, cases, strict=False)):
         params = _params(case)
         for g, w in zip(as_tuple(v), as_tuple(r), strict=False):
             if not (params and isinstance(w, torch.Tensor) and w.requires_grad):
+                continue
+            if mode is None and w.numel() != 1:
                 continue
             if not (isinstance(g, torch.Tensor) and g.requires_grad):
                 return (

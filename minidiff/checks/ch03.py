@@ -181,6 +181,7 @@ _VLB = Spec(
             "return one number per sample: sum the elementwise KL over all data dimensions.",
         ),
     },
+    grad=True,  # a term of the bound, trained like a loss: it keeps its gradient per sample
 )
 
 
