@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _calls
 from . import _diagnose as dg
-from ._diagnose import ReturnError, returned_number, returned_tensor
+from ._calls import ReturnError, returned_number, returned_tensor
 
 __all__ = [
     "ATOL",
@@ -240,7 +241,7 @@ class _Judge:
         def fail(message: str, mistake: str | None = None) -> CheckResult:
             return CheckResult(name, False, message, mistake)
 
-        calls = [dg.call(student_fn, case) for case in cases]
+        calls = [_calls.call(student_fn, case) for case in cases]
         if any(isinstance(c.error, NotImplementedError) for c in calls):
             return fail(
                 "not implemented yet — replace `raise NotImplementedError` with your code, "
@@ -248,8 +249,8 @@ class _Judge:
             )
         for i, c in enumerate(calls):
             if c.error is not None:
-                return fail(f"{dg.describe_error(c.error)} (on test input {i + 1}).")
-        refs = [dg.call(reference, case).unwrap() for case in cases]
+                return fail(f"{_calls.describe_error(c.error)} (on test input {i + 1}).")
+        refs = [_calls.call(reference, case).unwrap() for case in cases]
         for i, (c, ref) in enumerate(zip(calls, refs, strict=False)):
             problem = dg.return_problem(c.value, ref, self.keep_dtype, self.rtol, self.atol)
             if problem:
@@ -259,7 +260,7 @@ class _Judge:
         changed = next(((i, c.changed) for i, c in enumerate(calls) if c.changed is not None), None)
         if changed is not None:
             i, arg = changed
-            what = "Your values are right, but your" if right else "Your"
+            what = "your values are right, but your" if right else "your"
             return fail(
                 f"{what} function changed its input `{self._name(arg)}` in place (on test input "
                 f"{i + 1}). The caller still needs it: write `y = x + …` rather than `x += …`, "
@@ -276,7 +277,7 @@ class _Judge:
             note = "" if tight else " (within float32 round-off)"
             return CheckResult(name, True, f"correct on all {len(cases)} test inputs{note}.")
         for key, mistake in mistakes.items():
-            wrong = [dg.call(mistake.fn, case).unwrap() for case in cases]
+            wrong = [_calls.call(mistake.fn, case).unwrap() for case in cases]
             pairs = zip(calls, wrong, strict=False)
             if all(dg.close(c.value, w, self.rtol, self.atol) for c, w in pairs):
                 return fail(f"not quite — {mistake.feedback}", key)

@@ -1,154 +1,20 @@
 """Diagnoses behind the checkers: what exactly is wrong with an answer that is not right.
 
-Pure helpers for :mod:`._core`: call a function on private copies of its inputs (and notice an
-input changed in place), describe an error in the student's terms, and compare a result with the
-reference: what came back, its shape and dtype, its gradient, a constant factor or offset, a
-transpose, an ignored ``generator``.
+Pure helpers for :mod:`._core`: compare a result with the reference (what came back, its shape and
+dtype), its gradient, and a wrong value (a constant factor or offset, a transpose, an ignored
+``generator``), each in a sentence for the student.
 """
 
 from __future__ import annotations
 
 import math
-import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-Case = tuple[Sequence[Any], Mapping[str, Any]]
-_SKIP_DIRS = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
-
-
-class ReturnError(Exception):
-    """What a student's function returned cannot be used; the message says what was expected.
-
-    Harnesses raise it (through :func:`returned_number` and :func:`returned_tensor`) so that a
-    missing ``return`` is reported as such, not as an error inside the checker.
-    """
-
-
-def returned_number(value: Any, what: str = "the loss as a Python float (`loss.item()`)") -> float:
-    """``value`` as a float if it is one number (float or one-element tensor); else ReturnError."""
-    if value is None:
-        raise ReturnError(f"returned None; it should return {what}. Did you forget `return`?")
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ReturnError(
-                f"returned a tensor of shape {tuple(value.shape)}; it should return {what}"
-            )
-        return float(value.detach())
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise ReturnError(f"returned a {type(value).__name__}; it should return {what}")
-
-
-def returned_tensor(value: Any, what: str = "a torch.Tensor") -> torch.Tensor:
-    """``value`` if it is a tensor, else ReturnError naming what came back and what was expected."""
-    if isinstance(value, torch.Tensor):
-        return value
-    if value is None:
-        raise ReturnError(f"returned None; it should return {what}. Did you forget `return`?")
-    raise ReturnError(f"returned a {type(value).__name__}; it should return {what}")
-
-
-# --- calling on copies --------------------------------------------------------------------------
-
-
-def _copy(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone().requires_grad_(obj.requires_grad)
-    if type(obj) in (list, tuple):
-        return type(obj)(_copy(o) for o in obj)
-    if type(obj) is dict:
-        return {k: _copy(v) for k, v in obj.items()}
-    return obj  # models and callables are shared: a checker compares their gradients, not state
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return a.shape == b.shape and bool(torch.equal(a.detach(), b.detach()))
-    if type(a) in (list, tuple) and type(b) is type(a):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
-    return True
-
-
-@dataclass
-class Outcome:
-    """What one call gave: its ``value`` or ``error``, and the first input it changed in place."""
-
-    value: Any = None
-    error: BaseException | None = None
-    changed: int | str | None = None
-
-    def unwrap(self) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-def call(fn: Callable[..., Any], case: Case) -> Outcome:
-    """Call ``fn`` on copies of the case's tensors; record its value, its error, a changed input."""
-    args, kwargs = case
-    a, k = _copy(tuple(args)), _copy(dict(kwargs))
-    try:
-        out = Outcome(value=fn(*a, **k))
-    except BaseException as err:  # noqa: BLE001 - any student error becomes feedback
-        out = Outcome(error=err)
-    for i, (x, y) in enumerate(zip(args, a, strict=False)):
-        if not _same(x, y):
-            out.changed = i
-            break
-    else:
-        out.changed = next((n for n, v in kwargs.items() if not _same(v, k[n])), None)
-    return out
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-_HINTS = (
-    (
-        "must match the size of tensor",
-        "a (B,) coefficient must be reshaped to (B, 1, …, 1) (for example `[:, None]`) before it "
-        "multiplies a (B, …) tensor",
-    ),
-    (
-        "does not require grad",
-        "the loss has lost its gradient: was it computed under torch.no_grad(), or detached?",
-    ),
-    ("same dtype", "keep the data's dtype: convert schedule values with `.to(x.dtype)`"),
-    ("expected scalar type", "keep the data's dtype: convert schedule values with `.to(x.dtype)`"),
-    (
-        "out of bounds",
-        "an index is out of range: schedule arrays have length T + 1 and t runs from 1 to T",
-    ),
-    (
-        "backward through the graph a second time",
-        "pass retain_graph=True (or create_graph=True) to "
-        "every torch.autograd.grad call but the last",
-    ),
-)
-
-
-def _student_line(err: BaseException) -> str:
-    frames = [
-        f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_SKIP_DIRS)
-    ]
-    if frames and frames[-1].line:
-        return f" in the line `{frames[-1].line.strip()}`"
-    return ""
-
-
-def describe_error(err: BaseException) -> str:
-    """One sentence about an error from the student's function (or a :class:`ReturnError`)."""
-    if isinstance(err, ReturnError):
-        return f"your function {err}"
-    text = f"your function raised {type(err).__name__}{_student_line(err)}: {err}"
-    hint = next((h for key, h in _HINTS if key in str(err)), None)
-    return f"{text} — {hint}" if hint else text
-
+from ._calls import Case, call
 
 # --- comparing values ---------------------------------------------------------------------------
 
@@ -178,9 +44,9 @@ def close(a: Any, b: Any, rtol: float, atol: float) -> bool:
     return True
 
 
-def _shape_message(i: int, g: torch.Tensor, w: torch.Tensor, rtol: float, atol: float) -> str:
+def _shape_message(label: str, g: torch.Tensor, w: torch.Tensor, rtol: float, atol: float) -> str:
     got, want = tuple(g.shape), tuple(w.shape)
-    head = f"return value {i} has shape {got}, expected {want}"
+    head = f"{label} has shape {got}, expected {want}"
     gd, wd = _double(g), _double(w)
     if gd.numel() == wd.numel() and torch.allclose(gd.reshape(want), wd, rtol=rtol, atol=atol):
         return (
@@ -228,26 +94,27 @@ def return_problem(got: Any, want: Any, keep_dtype: bool, rtol: float, atol: flo
     for i, (g, w) in enumerate(zip(tg, tw, strict=False)):
         if not isinstance(w, torch.Tensor):
             continue
+        label = "your result" if len(tw) == 1 else f"return value {i + 1} of {len(tw)}"
         if not isinstance(g, torch.Tensor):
             if isinstance(g, (int, float)) and w.dim() == 0:
                 return (
-                    f"return value {i} is a Python {type(g).__name__}; return the tensor itself "
+                    f"{label} is a Python {type(g).__name__}; return the tensor itself "
                     "(no `.item()` or `float()`), so that a loss keeps its gradient"
                 )
-            return f"return value {i} should be a torch.Tensor, got {type(g).__name__}"
+            return f"{label} should be a torch.Tensor, got {type(g).__name__}"
         if w.is_floating_point() and not g.is_floating_point():
-            want = f"a floating-point tensor ({w.dtype})"
-            return f"return value {i} has dtype {g.dtype}; expected {want}"
+            wanted = f"a floating-point tensor ({w.dtype})"
+            return f"{label} has dtype {g.dtype}; expected {wanted}"
         if g.shape != w.shape:
-            return _shape_message(i, g, w, max(rtol, 1e-4), max(atol, 1e-5))
+            return _shape_message(label, g, w, max(rtol, 1e-4), max(atol, 1e-5))
         if keep_dtype and w.is_floating_point() and g.dtype != w.dtype:
             return (
-                f"return value {i} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the "
+                f"{label} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the "
                 "data it was given (convert schedule values with `.to(x.dtype)` before they meet "
                 "the data)"
             )
         if not bool(torch.isfinite(g.detach()).all()):
-            return f"return value {i} contains NaN or inf"
+            return f"{label} contains NaN or inf"
     return None
 
 
