@@ -170,3 +170,34 @@ def test_a_fresh_student_copy_runs_top_to_bottom_without_a_traceback(
             assert "Not yet" in out and "not implemented yet" in out, out
     plt.close("all")
     assert finals >= 1, "the 'put it together' cell should use checks.finish_first"
+
+
+def test_in_a_kernel_each_verdict_is_shown_once_and_in_words() -> None:
+    """Run a solution notebook in a real kernel: every checker cell shows one Markdown verdict."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    solution = next(p for p in SOLUTIONS if p.name.startswith("ex02"))
+    nb = nbformat.read(solution, as_version=4)
+    env = {"PYTHONPATH": str(ROOT), "MINIDIFF_FAST": "1", "OMP_NUM_THREADS": "1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    checker_cells = [c for c in nb.cells if c.cell_type == "code" and ".check_" in c.source]
+    assert checker_cells
+    for cell in checker_cells:
+        kinds = [o.output_type for o in cell.outputs]
+        assert kinds == ["display_data"], kinds  # no execute_result echoing the verdict again
+        text = cell.outputs[0].data["text/markdown"]
+        assert text.startswith("**Correct**") and "✅" not in text
