@@ -79,13 +79,13 @@ CORRECT: list[tuple[Callable[..., CheckResult], Callable[..., Any]]] = [
     ),
     (
         ch03.check_l_simple,
-        lambda m, x0, t, e, ab: F.mse_loss(
+        lambda m, x0, t, ab, e: F.mse_loss(
             m(_col(ab[t], x0).sqrt() * x0 + (1 - _col(ab[t], x0)).sqrt() * e, t), e
         ),
     ),
     (
         ch04.check_ddpm_training_loss,
-        lambda m, x0, t, e, ab: (
+        lambda m, x0, t, ab, e: (
             (m(_col(ab[t], x0).sqrt() * x0 + (1 - _col(ab[t], x0)).sqrt() * e, t) - e).pow(2).mean()
         ),
     ),
@@ -133,7 +133,7 @@ def test_train_step_variants_that_are_right(sol: Callable[[str], dict[str, Any]]
     def zero_grad_last(model, optimizer, x0, alpha_bar, generator):  # type: ignore[no-untyped-def]
         T = alpha_bar.shape[0] - 1
         t = torch.randint(1, T + 1, (x0.shape[0],), generator=generator)
-        value = loss(model, x0, t, torch.randn(x0.shape, generator=generator), alpha_bar)
+        value = loss(model, x0, t, alpha_bar, torch.randn(x0.shape, generator=generator))
         value.backward()
         optimizer.step()
         optimizer.zero_grad()  # after the step: the next step starts from zero gradients too
@@ -293,7 +293,7 @@ def test_t_that_never_reaches_T_is_named(sol: Callable[[str], dict[str, Any]]) -
     def randint_1_T(model, optimizer, x0, alpha_bar, generator):  # type: ignore[no-untyped-def]
         T = alpha_bar.shape[0] - 1
         t = torch.randint(1, T, (x0.shape[0],), generator=generator)
-        value = loss(model, x0, t, torch.randn(x0.shape, generator=generator), alpha_bar)
+        value = loss(model, x0, t, alpha_bar, torch.randn(x0.shape, generator=generator))
         optimizer.zero_grad()
         value.backward()
         optimizer.step()

@@ -4,11 +4,11 @@ The student writes:
 
 - ``gaussian_kl(mean1, var1, mean2, var2) -> elementwise KL(N(mean1, var1) || N(mean2, var2))``
       KL = ½ [log(var2 / var1) + (var1 + (mean1 - mean2)²) / var2 - 1]      (arguments broadcast)
-- ``vlb_term(eps_model, x0, t, noise, betas, alpha_bar) -> (B,)``
+- ``vlb_term(eps_model, x0, t, betas, alpha_bar, noise) -> (B,)``
       L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t))
       at x_t = sqrt(ab_t) x0 + sqrt(1-ab_t) noise, model variance sigma_t² = beta_t,
       SUMMED over data dimensions (nats per sample, like minidiff.vlb_terms)
-- ``l_simple(eps_model, x0, t, noise, alpha_bar) -> scalar``
+- ``l_simple(eps_model, x0, t, alpha_bar, noise) -> scalar``
       mean over the batch AND the data dimensions of (noise - eps_model(x_t, t))²
       (like minidiff.simple_loss)
 
@@ -126,7 +126,7 @@ def _cases_model(seed: int, lo_t: int) -> list[Case]:
         t = _ts(s.T, shape[0], seed + 10 + i)
         if lo_t == 1:
             t[1] = 1
-        out.append(((ToyEps(s.T), x0, t, noise, s.betas.clone(), s.alpha_bar.clone()), {}))
+        out.append(((ToyEps(s.T), x0, t, s.betas.clone(), s.alpha_bar.clone(), noise), {}))
     return out
 
 
@@ -139,7 +139,7 @@ def _sum_dims(x: torch.Tensor) -> torch.Tensor:
 
 
 def _vlb(kl=_kl, model_var="beta", reduce=_sum_dims):
-    def fn(eps_model, x0, t, noise, betas, alpha_bar):
+    def fn(eps_model, x0, t, betas, alpha_bar, noise):
         s = _sched(betas)
         x_t = q_sample(x0, t, s, noise=noise)
         mq, vq = q_posterior_mean_var(x0, x_t, t, s)
@@ -189,16 +189,16 @@ _VLB = Spec(
 
 
 def _cases_simple() -> list[Case]:
-    return [((m, x0, t, noise, ab), k) for (m, x0, t, noise, _b, ab), k in _cases_model(500, 1)]
+    return [((m, x0, t, ab, noise), k) for (m, x0, t, _b, ab, noise), k in _cases_model(500, 1)]
 
 
-def _ref_simple(eps_model, x0, t, noise, alpha_bar):
+def _ref_simple(eps_model, x0, t, alpha_bar, noise):
     s = NoiseSchedule(1 - alpha_bar[1:].double() / alpha_bar[:-1].double())
     return simple_loss(eps_model, x0, s, t=t, noise=noise)
 
 
 def _simple(index_shift=0, sqrt=True, target="noise", reduce="mean"):
-    def fn(eps_model, x0, t, noise, alpha_bar):
+    def fn(eps_model, x0, t, alpha_bar, noise):
         ab = alpha_bar[t - index_shift].to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
         x_t = (ab.sqrt() * x0 + (1 - ab).sqrt() * noise) if sqrt else (ab * x0 + (1 - ab) * noise)
         err = ((noise if target == "noise" else x0) - eps_model(x_t, t)) ** 2
@@ -244,7 +244,7 @@ def check_gaussian_kl(fn: Callable[..., Any], display: bool = True) -> CheckResu
 
 
 def check_vlb_term(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, noise, betas, alpha_bar) -> (B,)``.
+    """Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, betas, alpha_bar, noise) -> (B,)``.
 
     That is L_{t-1} with sigma² = beta, summed over data dimensions.
     """
@@ -252,5 +252,5 @@ def check_vlb_term(fn: Callable[..., Any], display: bool = True) -> CheckResult:
 
 
 def check_l_simple(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``l_simple(eps_model, x0, t: (B,), noise, alpha_bar) -> scalar`` (a mean)."""
+    """Check ``l_simple(eps_model, x0, t: (B,), alpha_bar, noise) -> scalar`` (a mean)."""
     return check_spec("l_simple", SPECS["l_simple"], fn, display=display)

@@ -2,7 +2,7 @@
 
 The student writes, on explicit schedule arrays (length ``T + 1``, index 0 = clean data):
 
-- ``ddpm_training_loss(eps_model, x0: (B, D), t: (B,), noise: (B, D), alpha_bar) -> scalar``
+- ``ddpm_training_loss(eps_model, x0: (B, D), t: (B,), alpha_bar, noise: (B, D)) -> scalar``
       ``L_simple = mean ||noise - eps_model(sqrt(ab_t) x0 + sqrt(1 - ab_t) noise, t)||²``
 - ``train_step(model, optimizer, x0: (B, D), alpha_bar, generator) -> float``
       one step of Algorithm 1: ``t ~ U{1..T}`` (drawn first), ``noise ~ N(0, I)`` (drawn second),
@@ -101,12 +101,12 @@ def _cases_loss() -> list[Case]:
         g = torch.Generator().manual_seed(40 + i)
         x0, noise = torch.randn(7, 2, generator=g), torch.randn(7, 2, generator=g)
         model = TinyEps(s.T, seed=i)  # trainable: the loss must keep its gradient
-        cases.append(((model, x0, _ts(s.T, 7, 50 + i), noise, s.alpha_bar.clone()), {}))
+        cases.append(((model, x0, _ts(s.T, 7, 50 + i), s.alpha_bar.clone(), noise), {}))
     return cases
 
 
 def _ref_loss(
-    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor
+    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     return simple_loss(eps_model, x0, _schedule_from_alpha_bar(alpha_bar), t=t, noise=noise)
 
@@ -118,8 +118,8 @@ def _loss_with(
         eps_model: Fn,
         x0: torch.Tensor,
         t: torch.Tensor,
-        noise: torch.Tensor,
         alpha_bar: torch.Tensor,
+        noise: torch.Tensor,
     ) -> torch.Tensor:
         x_t = x_t_fn(x0, noise, alpha_bar.to(x0.device)[t].to(x0.dtype)[:, None])
         err = (noise - eps_model(x_t, t)) ** 2
@@ -129,14 +129,14 @@ def _loss_with(
 
 
 def _loss_off_by_one(
-    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor
+    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     ab = alpha_bar[t - 1].to(x0.dtype)[:, None]
     return ((noise - eps_model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
 
 
 def _loss_x0_target(
-    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor
+    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     ab = alpha_bar[t].to(x0.dtype)[:, None]
     return ((x0 - eps_model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
@@ -218,7 +218,7 @@ def _ref_train_step_impl(
     generator: torch.Generator,
 ) -> float:
     t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, noise, alpha_bar)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -233,7 +233,7 @@ def _step_no_zero_grad(
     generator: torch.Generator,
 ) -> float:
     t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, noise, alpha_bar)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -247,7 +247,7 @@ def _step_no_update(
     generator: torch.Generator,
 ) -> float:
     t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, noise, alpha_bar)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     loss.backward()
     optimizer.zero_grad()  # wipes the gradient before the step: the weights never move
     optimizer.step()
@@ -262,7 +262,7 @@ def _step_t_from_zero(
     generator: torch.Generator,
 ) -> float:
     t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator, t_low=0)
-    loss = _loss_any_t(model, x0, t, noise, alpha_bar)  # t = 0 gives x_t = x_0
+    loss = _loss_any_t(model, x0, t, alpha_bar, noise)  # t = 0 gives x_t = x_0
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -270,7 +270,7 @@ def _step_t_from_zero(
 
 
 def _loss_any_t(
-    model: Fn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor
+    model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     ab = alpha_bar[t].to(x0.dtype)[:, None]
     return ((noise - model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
@@ -286,7 +286,7 @@ def _step_t_excludes_T(
     T = alpha_bar.shape[0] - 1
     t = torch.randint(1, T, (x0.shape[0],), generator=generator)  # never T
     noise = torch.randn(x0.shape, generator=generator)
-    loss = _ref_loss(model, x0, t, noise, alpha_bar)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -307,7 +307,7 @@ def _step_noise_first(
 ) -> float:
     noise = torch.randn(x0.shape, generator=generator)
     t = torch.randint(1, alpha_bar.shape[0], (x0.shape[0],), generator=generator)
-    loss = _ref_loss(model, x0, t, noise, alpha_bar)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -559,7 +559,7 @@ SPECS: dict[str, Spec] = {
 
 
 def check_ddpm_training_loss(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``ddpm_training_loss(eps_model, x0, t, noise, alpha_bar) -> scalar`` (L_simple).
+    """Check ``ddpm_training_loss(eps_model, x0, t, alpha_bar, noise) -> scalar`` (L_simple).
 
     Shapes: ``x0, noise: (B, D)``, ``alpha_bar: (T+1,)``, ``t: (B,)`` long.
     """

@@ -6,7 +6,7 @@
   ``alpha = exp(-½ ∫_0^t β)``, ``sigma = sqrt(1 - alpha²)``
 - ``reverse_sde_drift(x: (B, D), t: (B,), score: (B, D), beta_min, beta_max) -> (B, D)``
   ``f - g² score``
-- ``euler_maruyama_step(x, t, dt, score_fn, noise, beta_min, beta_max) -> x at t - dt``
+- ``euler_maruyama_step(x, t, dt, score_fn, beta_min, beta_max, noise) -> x at t - dt``
       ``x - [f - g² s] dt + g sqrt(dt) z``   (``dt > 0`` is the step size; time runs backwards)
 - ``pf_ode_heun_step(x, t, dt, score_fn, beta_min, beta_max) -> x at t - dt``
   Heun on ``F = f - ½ g² s``
@@ -172,12 +172,12 @@ def _step_cases(with_noise: bool) -> list[Case]:
         x, z = _state(6, 40 + i)
         t = _times(6, 50 + i, lo=0.1, hi=0.9)  # t ± dt stays inside [0, 1]
         args: tuple[Any, ...] = (x, t, dt, _score_fn(bmin, bmax))
-        out.append(((*args, z, bmin, bmax) if with_noise else (*args, bmin, bmax), {}))
+        out.append(((*args, bmin, bmax, z) if with_noise else (*args, bmin, bmax), {}))
     return out
 
 
 def _em_ref(
-    x: Tensor, t: Tensor, dt: float, score_fn: Any, z: Tensor, bmin: float, bmax: float
+    x: Tensor, t: Tensor, dt: float, score_fn: Any, bmin: float, bmax: float, z: Tensor
 ) -> Tensor:
     return _em_step(VPSDE(bmin, bmax).reverse(score_fn), x, t, -dt, z)[0]
 
@@ -186,7 +186,7 @@ def _em_variant(
     sign_dt: float = -1.0, noise_scale: str = "sqrt", c: float = 1.0
 ) -> Callable[..., Tensor]:
     def fn(
-        x: Tensor, t: Tensor, dt: float, score_fn: Any, z: Tensor, bmin: float, bmax: float
+        x: Tensor, t: Tensor, dt: float, score_fn: Any, bmin: float, bmax: float, z: Tensor
     ) -> Tensor:
         drift = _drift(x, t, score_fn(x, t), bmin, bmax, c=c)
         g = _col(_beta(t, bmin, bmax)).sqrt()
@@ -299,7 +299,7 @@ def check_reverse_sde_drift(fn: Callable[..., Any], display: bool = True) -> Che
 
 
 def check_euler_maruyama_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``euler_maruyama_step(x, t, dt, score_fn, noise, beta_min, beta_max)``: x at t - dt."""
+    """Check ``euler_maruyama_step(x, t, dt, score_fn, beta_min, beta_max, noise)``: x at t - dt."""
     return check_spec("euler_maruyama_step", SPECS["euler_maruyama_step"], fn, display=display)
 
 
