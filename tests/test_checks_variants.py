@@ -311,3 +311,38 @@ def test_a_broadcasting_error_names_the_line_and_the_fix() -> None:
     res = ch01.check_q_sample(q_sample, display=False)
     assert "`return ab.sqrt() * x0 + (1 - ab).sqrt() * noise`" in res.message
     assert "(B, 1, …, 1)" in res.message
+
+
+def test_train_step_with_t_from_randint_0_T_plus_1_passes(
+    sol: Callable[[str], dict[str, Any]],
+) -> None:
+    loss = sol("ex04")["ddpm_training_loss"]
+
+    def shifted(model, optimizer, x0, alpha_bar, generator):  # type: ignore[no-untyped-def]
+        T = alpha_bar.shape[0] - 1
+        t = torch.randint(0, T, (x0.shape[0],), generator=generator) + 1  # the same numbers
+        value = loss(model, x0, t, alpha_bar, torch.randn(x0.shape, generator=generator))
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        return value.item()
+
+    assert ch04.check_train_step(shifted, display=False).passed
+
+
+def test_other_random_draws_are_told_how_the_checker_replays_them(
+    sol: Callable[[str], dict[str, Any]],
+) -> None:
+    loss = sol("ex04")["ddpm_training_loss"]
+
+    def via_rand(model, optimizer, x0, alpha_bar, generator):  # type: ignore[no-untyped-def]
+        T = alpha_bar.shape[0] - 1
+        t = (torch.rand(x0.shape[0], generator=generator) * T).long() + 1  # right law, other draws
+        value = loss(model, x0, t, alpha_bar, torch.randn(x0.shape, generator=generator))
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        return value.item()
+
+    res = ch04.check_train_step(via_rand, display=False)
+    assert not res.passed and "the checker replays them" in res.message

@@ -130,7 +130,8 @@ class Spec:
     that an answer which ignores the ``generator`` is told so. ``grad`` says whether a result must
     keep the reference's gradient with respect to the parameters of the models (``nn.Module``) in
     the cases: ``None`` (the default) checks it for scalar results, losses; ``grad_hint`` is added
-    when the value is right but the gradient is not.
+    when the value is right but the gradient is not. ``hint`` ends the message for a wrong value
+    that no diagnosis explains (say, how the harness replays the random numbers).
     """
 
     cases: Callable[[], list[Case]]
@@ -143,6 +144,7 @@ class Spec:
     reseed: Callable[[Case, int], Case] | None = None
     grad_hint: str = ""
     grad: bool | None = None
+    hint: str = ""
 
     def wrapped_mistakes(self) -> dict[str, Mistake]:
         """The mistakes as functions of the cases: ``wrap`` applied to each one's ``fn``."""
@@ -169,6 +171,7 @@ def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
         reseed=spec.reseed,
         grad_hint=spec.grad_hint,
         grad=spec.grad,
+        hint=spec.hint,
     )
 
 
@@ -195,6 +198,7 @@ def run_check(
     reseed: Callable[[Case, int], Case] | None = None,
     grad_hint: str = "",
     grad: bool | None = None,
+    hint: str = "",
     arg_names: Sequence[str] | None = None,
 ) -> CheckResult:
     """Compare ``student_fn`` with ``reference`` on every ``(args, kwargs)`` case.
@@ -206,7 +210,7 @@ def run_check(
     The keyword arguments after ``display`` are those of :class:`Spec`.
     """
     names = list(arg_names) if arg_names is not None else _arg_names(student_fn)
-    judge = _Judge(rtol, atol, keep_dtype, reseed, grad_hint, grad, names)
+    judge = _Judge(rtol, atol, keep_dtype, reseed, grad_hint, grad, hint, names)
     result = judge(name, student_fn, reference, cases, mistakes or {})
     if display:
         _show(result)
@@ -223,6 +227,7 @@ class _Judge:
     reseed: Callable[[Case, int], Case] | None
     grad_hint: str
     grad: bool | None
+    hint: str
     names: list[str]
 
     def __call__(
@@ -288,7 +293,8 @@ class _Judge:
             if problem:
                 return fail(problem)
         values = [c.value for c in calls]
-        return fail(dg.value_problem(values, refs, *loose))
+        message = dg.value_problem(values, refs, *loose)
+        return fail(f"{message} {self.hint}" if self.hint else message)
 
     def _name(self, index: int | str) -> str:
         if isinstance(index, str):

@@ -347,6 +347,9 @@ _TRAIN = Spec(
     },
     wrap=_train_harness,
     reseed=_reseed,
+    hint="If your formula is right, check the random numbers: the checker replays them, so draw "
+    "t first with torch.randint(1, T + 1, (B,), generator=generator), then the noise with "
+    "torch.randn(x0.shape, generator=generator).",
 )
 
 
@@ -547,6 +550,9 @@ _SAMPLE = Spec(
     },
     wrap=_sample_harness,
     reseed=lambda case, k: ((*case[0][:3], 2000 + k), case[1]),
+    hint="If your steps are right, check the random numbers: the checker replays them, so draw "
+    "x_T = torch.randn(shape, generator=generator) first, then one z of the same shape at every "
+    "step, also at t = 1.",
 )
 
 
