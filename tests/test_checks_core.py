@@ -406,3 +406,11 @@ def test_gradients_are_checked_for_losses_by_default_and_on_request() -> None:
         "l", lambda m, x: no_grad(m, x).mean(), _loss, _loss_cases(), display=False, grad=False
     )
     assert res.passed
+
+
+def test_an_interrupt_stops_the_check_instead_of_becoming_feedback() -> None:
+    def interrupted(x, a):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        check(interrupted)
