@@ -132,7 +132,7 @@ def test_two_or_three_think_questions_with_answers_in_the_solution_only(solution
     assert body.strip() and body not in "".join(_src(c) for c in student)
 
 
-@pytest.mark.parametrize("solution", FIRST_EIGHT, ids=lambda p: p.name)
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
 def test_relative_links_resolve_in_both_copies(solution: Path) -> None:
     for path in (solution, build.student_path(solution)):
         links = [
