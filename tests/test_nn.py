@@ -105,3 +105,31 @@ def test_time_mlp_errors() -> None:
         TimeMLP(hidden=0)
     with pytest.raises(ValueError, match="time_scale"):
         TimeMLP(time_scale=float("inf"))
+
+
+def test_time_mlp_training_path_equals_sampling_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training runs the time branch per row (no torch.unique); eval/no-grad deduplicates t.
+    Both must give the same function."""
+    torch.manual_seed(0)
+    model = TimeMLP(hidden=32, n_layers=2, time_dim=16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(64, 2)
+    t = torch.randint(1, 6, (64,))  # repeated timesteps, so deduplication has work to do
+    calls = {"unique": 0}
+    real_unique = torch.unique
+
+    def counting_unique(*args: object, **kwargs: object) -> object:
+        calls["unique"] += 1
+        return real_unique(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(torch, "unique", counting_unique)
+    model.train()
+    train_out = model(x, t)
+    assert calls["unique"] == 0 and train_out.requires_grad
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(x, t)
+    assert calls["unique"] == 1
+    torch.testing.assert_close(train_out.detach(), eval_out, rtol=1e-5, atol=1e-6)

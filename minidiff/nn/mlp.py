@@ -72,8 +72,9 @@ class TimeMLP(nn.Module):
 
     FiLM conditioning (Perez et al., 2018) injects the time into every hidden block. The output
     layer starts at zero so the untrained network predicts ``eps = 0`` (loss 1 per dimension
-    for L_simple) instead of a random offset. The time branch runs once per *distinct* timestep,
-    which makes sampling (all rows share ``t``) cheap.
+    for L_simple) instead of a random offset. In eval mode or without gradients the time branch
+    runs once per *distinct* timestep, which makes sampling (all rows share ``t``) cheap; in
+    training, where every row has its own ``t``, it runs per row without that bookkeeping.
 
     Args:
         data_dim: ``D``, the data dimension.
@@ -148,15 +149,23 @@ class TimeMLP(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
 
+    def _film(self, t: Tensor) -> Tensor:
+        emb = sinusoidal_embedding(t.to(torch.float64) * self.time_scale, self.time_dim)
+        return self.film(self.time_mlp(emb.to(dtype=self.input.weight.dtype)))
+
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Predict the noise: ``x: (B, D)`` noisy data, ``t: (B,)`` timesteps -> ``(B, D)``."""
         self._check_inputs(x, t)
-        t_unique, inverse = torch.unique(t, return_inverse=True)
-        emb = sinusoidal_embedding(t_unique.to(torch.float64) * self.time_scale, self.time_dim)
-        emb = emb.to(dtype=self.input.weight.dtype)
-        film = self.film(self.time_mlp(emb))  # (U, 2 * hidden * n_layers) for U distinct timesteps
-        if t_unique.numel() > 1:  # a single timestep (sampling) broadcasts without a gather
-            film = film[inverse]
+        if self.training and torch.is_grad_enabled():
+            # Training draws a fresh t per row: deduplicating would cost a sort and a host sync
+            # and save nothing.
+            film = self._film(t)  # (B, 2 * hidden * n_layers)
+        else:
+            # Sampling shares one t across the batch: run the time branch once per distinct t.
+            t_unique, inverse = torch.unique(t, return_inverse=True)
+            film = self._film(t_unique)  # (U, 2 * hidden * n_layers)
+            if t_unique.numel() > 1:  # a single timestep broadcasts without a gather
+                film = film[inverse]
         scales_shifts = film.chunk(2 * self.n_layers, dim=1)
         h = self.input(x.to(self.input.weight.dtype))
         for i, (norm, linear) in enumerate(zip(self.norms, self.linears, strict=True)):
