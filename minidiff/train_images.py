@@ -316,9 +316,9 @@ def _save_final(losses: list[float], grid: Tensor, config: ImageRunConfig, out: 
 
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
-    ax.plot(range(1, len(losses) + 1), losses, lw=0.5, alpha=0.5, label="per step")
     w = max(1, len(losses) // 50)
-    if len(losses) >= w:
+    ax.plot(range(1, len(losses) + 1), losses, lw=0.5 if w > 1 else 1.5, label="per step")
+    if w > 1:
         smooth = torch.tensor(losses).unfold(0, w, 1).mean(1)
         ax.plot(range(w, len(losses) + 1), smooth.tolist(), lw=1.5, label=f"mean of {w}")
     ax.set(xlabel="optimizer step", ylabel="L_simple (MSE of eps)", yscale="log",
