@@ -79,6 +79,20 @@ def run_notebook(
         return wall, cpu
 
 
+def record(name: str, mode: str, values: dict[str, float]) -> None:
+    """Merge one measurement into ``bench/notebook_times.json`` (written after every run)."""
+    data = json.loads(RECORD.read_text()) if RECORD.exists() else {"notebooks": {}}
+    data["machine"] = f"{os.cpu_count()} CPU cores, torch {torch.__version__} (CPU)"
+    data["note"] = (
+        "wall and CPU seconds of `jupyter nbconvert --execute` (kernel start included), "
+        "measured with bench/notebook_times.py; wall time grows with the machine's load "
+        "(load_avg: the 1-minute load average when the run started)"
+    )
+    data["notebooks"].setdefault(name, {})[mode] = dict(values, date=dt.date.today().isoformat())
+    data["notebooks"] = dict(sorted(data["notebooks"].items()))
+    RECORD.write_text(json.dumps(data, indent=1) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,23 +134,8 @@ def main() -> None:
                 "load_avg": round(load_now, 1),
             }
             print(f"| {nb.name} | {mode} | {wall:.1f} | {cpu:.1f} |", flush=True)
-
-    if args.record:
-        data = json.loads(RECORD.read_text()) if RECORD.exists() else {"notebooks": {}}
-        data["machine"] = f"{os.cpu_count()} CPU cores, torch {torch.__version__} (CPU)"
-        data["note"] = (
-            "wall and CPU seconds of `jupyter nbconvert --execute` (kernel start included), "
-            "measured with bench/notebook_times.py; wall time grows with the machine's load "
-            "(load_avg: the 1-minute load average when the run started)"
-        )
-        today = dt.date.today().isoformat()
-        for name, per_mode in results.items():
-            entry = data["notebooks"].setdefault(name, {})
-            for mode, values in per_mode.items():
-                entry[mode] = dict(values, date=today)
-        data["notebooks"] = dict(sorted(data["notebooks"].items()))
-        RECORD.write_text(json.dumps(data, indent=1) + "\n")
-        print(f"recorded in {RECORD.relative_to(ROOT)}")
+            if args.record:
+                record(nb.name, mode, results[nb.name][mode])
 
 
 if __name__ == "__main__":
