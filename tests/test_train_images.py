@@ -133,3 +133,30 @@ def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path: Pat
     torch.manual_seed(0)
     fresh = UNet("tiny").state_dict()
     assert max(float((one[n] - fresh[n]).abs().max()) for n in one) > 1e-3
+
+
+def test_command_line_trains_on_the_digits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minidiff.train_images import main
+
+    args = ["--out", str(tmp_path), "--model", "tiny", "--data", "digits", "--steps", "2",
+            "--batch-size", "8", "--T", "20", "--sample-every", "2", "--n-samples", "4",
+            "--sample-steps", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
+    result = main(args)
+    assert len(result.losses) == 2 and (tmp_path / "samples.png").is_file()
+    assert "step 2: loss" in capsys.readouterr().out
+
+
+def test_command_line_refuses_a_model_that_does_not_fit_the_data(tmp_path: Path) -> None:
+    from minidiff.train_images import main
+
+    with pytest.raises(ValueError, match=r"expects \(N, 3, 32, 32\)"):
+        main(["--out", str(tmp_path), "--model", "cifar10_cpu", "--data", "digits", "--steps", "1"])
+
+
+def test_missing_cifar10_says_where_to_put_it(tmp_path: Path) -> None:
+    from minidiff.train_images import load_images
+
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 is not in"):
+        load_images("cifar10", root=str(tmp_path / "nowhere"), download=False)
