@@ -2,10 +2,17 @@
 
 - :mod:`minidiff.viz.plots`: pure plotting helpers that draw on a matplotlib ``Axes`` and return it.
 - :mod:`minidiff.viz.schedule_explorer`: the schedule explorer (chapter 1).
+- :mod:`minidiff.viz.guidance_explorer`: the guidance explorer (chapter 9).
 
 Every widget is a thin ipywidgets layer over pure functions that the tests call directly.
 """
 
+from .guidance_explorer import (
+    GuidanceExplorer,
+    guidance_explorer,
+    guided_samples,
+    guided_score_field,
+)
 from .plots import plot_loss, plot_sample_grid, plot_samples, plot_schedules, plot_trajectories
 from .schedule_explorer import FAMILIES, ScheduleExplorer, schedule_curves, schedule_explorer
 
@@ -19,4 +26,8 @@ __all__ = [
     "ScheduleExplorer",
     "schedule_explorer",
     "FAMILIES",
+    "GuidanceExplorer",
+    "guidance_explorer",
+    "guided_samples",
+    "guided_score_field",
 ]
