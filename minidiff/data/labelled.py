@@ -190,6 +190,17 @@ class LabelledGaussianMixture:
         yy = check_labels(y, x.shape[0], self.num_classes)
         return self.cond_score(x, yy, alpha, sigma) - self.mixture.marginal_score(x, alpha, sigma)
 
+    def component_shares(self, x: torch.Tensor, y: int) -> list[float]:
+        """For each component of class ``y``: the share of the points ``x (N, D)`` it explains best.
+
+        "Best" is the largest responsibility under ``p_0``; a sampler that drops a component gets 0.
+        """
+        c = int(check_labels(y, 1, self.num_classes)[0])
+        _, resp, _, _ = self.mixture._moments(x.to(torch.float64), 1.0, 0.0)
+        owner = resp.argmax(1)
+        comps = (self.labels == c).nonzero().reshape(-1).tolist()
+        return [float((owner == k).double().mean()) for k in comps]
+
     def tilted_log_density(self, x: torch.Tensor, y: int, w: float) -> torch.Tensor:
         """Unnormalised ``(1 + w) log p_0(x | y) - w log p_0(x)``, ``(N,)``.
 

@@ -185,10 +185,7 @@ class GuidanceExplorer:
             return {"params": dict(params), "samples": None, "message": f"Invalid setting: {err}"}
         x64 = x.double()
         accuracy = float((m.log_posterior(x64).argmax(1) == y).double().mean())
-        comps = (m.labels == y).nonzero().reshape(-1)
-        _, resp, _, _ = m.mixture._moments(x64, 1.0, 0.0)
-        owner = resp.argmax(1)
-        shares = [float((owner == int(k)).double().mean()) for k in comps]
+        shares = m.component_shares(x64, y)
         return {
             "params": dict(params),
             "samples": x,
