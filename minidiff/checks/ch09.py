@@ -97,6 +97,16 @@ def _seeded(fn: Fn) -> Fn:
     return run
 
 
+def _own_rng(cases: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
+    """Build the cases without touching the caller's global RNG (layer init draws from it)."""
+
+    def build() -> list[Case]:
+        with torch.random.fork_rng():
+            return cases()
+
+    return build
+
+
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
     t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
     t[0], t[-1] = 1, T
@@ -106,6 +116,7 @@ def _ts(T: int, B: int, seed: int) -> torch.Tensor:
 # --- classifier_guided_eps ---------------------------------------------------------------------
 
 
+@_own_rng
 def _cases_cg() -> list[Case]:
     cases: list[Case] = []
     for i, s in enumerate(_schedules()):
@@ -214,6 +225,7 @@ _CG = Spec(
 # --- cfg_eps -----------------------------------------------------------------------------------
 
 
+@_own_rng
 def _cases_cfg() -> list[Case]:
     cases: list[Case] = []
     for i, s in enumerate(_schedules()):
@@ -286,6 +298,7 @@ _CFG = Spec(
 # --- label_dropout_loss ------------------------------------------------------------------------
 
 
+@_own_rng
 def _cases_loss() -> list[Case]:
     cases: list[Case] = []
     for i, s in enumerate(_schedules()):
