@@ -22,7 +22,8 @@ Public API (stable; coursework imports these names from the top level):
 - guidance: ``classifier_guidance``, ``classifier_free_guidance`` (more in ``minidiff.guidance``;
   conditional networks in ``minidiff.nn``, labelled toys in ``minidiff.data``)
 - metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
-  ``distance_with_spread``
+  ``distance_with_spread``, ``knn_precision_recall``, ``precision_recall_with_floor``,
+  ``mode_coverage``
 
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise checkers).
 """
@@ -51,7 +52,16 @@ from .losses import (
     vlb_terms,
     vlb_weights,
 )
-from .metrics import data_floor, distance_with_spread, energy_distance, mmd, sliced_wasserstein
+from .metrics import (
+    data_floor,
+    distance_with_spread,
+    energy_distance,
+    knn_precision_recall,
+    mmd,
+    mode_coverage,
+    precision_recall_with_floor,
+    sliced_wasserstein,
+)
 from .nn import TimeMLP, sinusoidal_embedding
 from .samplers import (
     annealed_langevin_sample,
@@ -129,12 +139,14 @@ __all__ = [
     "geometric_sigmas",
     "get_sampler",
     "ism_loss",
+    "knn_precision_recall",
     "langevin_sample",
     "langevin_step",
     "linear_schedule",
     "load_checkpoint",
     "make_schedule",
     "mmd",
+    "mode_coverage",
     "NoiseConditionalScoreMLP",
     "NoiseSchedule",
     "NonFiniteLossError",
@@ -142,6 +154,7 @@ __all__ = [
     "ode_solve",
     "p_mean_var",
     "pf_ode_sample",
+    "precision_recall_with_floor",
     "predict_x0_from_eps",
     "predictor_corrector_sample",
     "q_posterior_mean_var",
