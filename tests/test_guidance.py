@@ -120,6 +120,10 @@ def test_labelled_toys_match_the_unlabelled_ones() -> None:
     assert x[y == 0].norm(dim=1).max() < x[y == 1].norm(dim=1).min() + 0.2  # inner vs outer
     with pytest.raises(ValueError, match="name"):
         labelled_toy("swiss_roll", 10)
+    with pytest.raises(TypeError, match="generator"):
+        labelled_toy("moons", 10, generator=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="generator"):
+        MIX.sample(10, 0)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ guidance identities

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from .._validation import check_tensor
+from .._validation import check_generator, check_tensor
 from ..schedules import NoiseSchedule, check_timesteps
 from .gmm import GaussianMixture, Scalar
 from .toys import _n, _u
@@ -146,6 +146,7 @@ class LabelledGaussianMixture:
         self, n: int, generator: torch.Generator | None = None, *, y: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` labelled points ``(x (n, D) float32, y (n,) long)``; only ``y`` if given."""
+        check_generator(generator)
         if y is None:
             x, k = self.mixture.sample(n, generator, return_labels=True)
             return x, self.labels[k]
@@ -305,5 +306,6 @@ def labelled_toy(
         raise ValueError(f"name must be one of {list(LABELLED_TOYS)}, got {name!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
+    check_generator(generator)
     x, y = _LABELLED[name](n, generator)
     return x.float(), y
