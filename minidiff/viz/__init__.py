@@ -3,10 +3,12 @@
 - :mod:`minidiff.viz.plots`: pure plotting helpers that draw on a matplotlib ``Axes`` and return it.
 - :mod:`minidiff.viz.schedule_explorer`: the schedule explorer (chapter 1).
 - :mod:`minidiff.viz.guidance_explorer`: the guidance explorer (chapter 9).
+- :mod:`minidiff.viz.frequency_explorer`: the frequency explorer (chapter 10).
 
 Every widget is a thin ipywidgets layer over pure functions that the tests call directly.
 """
 
+from .frequency_explorer import FrequencyExplorer, frequency_explorer, frequency_view
 from .guidance_explorer import (
     GuidanceExplorer,
     guidance_explorer,
@@ -30,4 +32,7 @@ __all__ = [
     "guidance_explorer",
     "guided_samples",
     "guided_score_field",
+    "FrequencyExplorer",
+    "frequency_explorer",
+    "frequency_view",
 ]
