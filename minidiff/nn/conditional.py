@@ -53,22 +53,29 @@ class ConditionalTimeMLP(TimeMLP):
         """The label ∅ of the unconditional model: ``num_classes``."""
         return self.num_classes
 
+    def _cond_film(self, t: Tensor, y: Tensor) -> Tensor:
+        emb = sinusoidal_embedding(t.to(torch.float64) * self.time_scale, self.time_dim)
+        emb = emb.to(dtype=self.input.weight.dtype) + self.label_embedding(y)
+        return self.film(self.time_mlp(emb))
+
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """Predict the noise; ``y=None`` (or the null label) is the unconditional model."""
         self._check_inputs(x, t)
         yy = torch.full_like(t, self.null_label, dtype=torch.long) if y is None else y
         yy = check_labels(yy, x.shape[0], self.num_classes, allow_null=True).to(x.device)
-        # one conditioning vector per distinct (t, y) pair: sampling has one or two of them
-        key = t.long() * (self.num_classes + 1) + yy
-        k_unique, inverse = torch.unique(key, return_inverse=True)
-        t_u, y_u = k_unique // (self.num_classes + 1), k_unique % (self.num_classes + 1)
-        emb = sinusoidal_embedding(t_u.to(torch.float64) * self.time_scale, self.time_dim)
-        emb = emb.to(dtype=self.input.weight.dtype) + self.label_embedding(y_u)
-        film = self.film(self.time_mlp(emb))
-        if k_unique.numel() > 1:
-            film = film[inverse]
+        if self.training and torch.is_grad_enabled():
+            film = self._cond_film(t, yy)  # training: a fresh (t, y) per row, nothing to share
+        else:
+            # sampling: one conditioning vector per distinct (t, y) pair (one or two of them)
+            key = t.long() * (self.num_classes + 1) + yy
+            k_unique, inverse = torch.unique(key, return_inverse=True)
+            film = self._cond_film(
+                k_unique // (self.num_classes + 1), k_unique % (self.num_classes + 1)
+            )
+            if k_unique.numel() > 1:
+                film = film[inverse]
         chunks = film.chunk(2 * self.n_layers, dim=1)
-        h = self.input(x.to(self.input.weight.dtype))
+        h = self.input(self.encode_input(x.to(self.input.weight.dtype)))
         for i, (norm, linear) in enumerate(zip(self.norms, self.linears, strict=True)):
             h = h + nn.functional.silu(
                 torch.addcmul(chunks[2 * i + 1], linear(norm(h)), 1 + chunks[2 * i])
