@@ -419,7 +419,10 @@ def predictor_corrector_sample(
     """Predictor–corrector sampler (Song et al. 2021, Alg. 2–3): NFE = steps (1 + corrector_steps).
 
     At each ``t_i``: ``corrector_steps`` Langevin steps on ``p_{t_i}`` (:func:`langevin_step`,
-    ``x + (ε/2) s + sqrt(ε) z``), then one Euler–Maruyama predictor step to ``t_{i+1}``. The
+    ``x + (ε/2) s + sqrt(ε) z``), then one Euler–Maruyama predictor step to ``t_{i+1}``: corrector
+    first, the order of the authors' code (``score_sde``, ``sampling.py``, ``pc_sampler``); the
+    paper's Algorithms 2–3 write the predictor first. The two orders differ only at the ends
+    (corrector-first corrects the prior draw at ``t = 1`` and not after the last predictor). The
     step is set by the signal-to-noise ratio ``snr`` as in Song et al.'s code:
     ``ε = 4 α_i (snr · ‖z‖ / ‖s‖)²`` (their step ``2 α (snr ‖z‖/‖s‖)²`` in the
     ``x + τ s + sqrt(2τ) z``
