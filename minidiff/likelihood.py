@@ -106,9 +106,10 @@ def ode_log_likelihood(
         sde: the forward SDE (``sde.reverse(score_fn, probability_flow=True)`` is integrated).
         x: data ``(N, ...)``; the ODE runs in ``x``'s dtype (pass float64 for tight checks).
         steps: ODE steps from ``t_start`` to 1 on a uniform grid.
-        t_start: the start time of the integration, in ``[0, 1)``; default ``sde.eps`` (``1e-3`` for
-            ``VPSDE()``). The result estimates ``log p_{t_start}(x)``, which approaches ``log p_0(x)``
-            as ``t_start -> 0``; ``0`` is allowed when the score stays finite there (e.g. a mixture).
+        t_start: the start time of the integration, in ``[0, 1)``; default ``sde.eps`` (``1e-3``
+            for ``VPSDE()``). The result estimates ``log p_{t_start}(x)``, which approaches
+            ``log p_0(x)`` as ``t_start -> 0``; ``0`` is allowed when the score stays finite there
+            (e.g. a mixture).
         method: ``"heun"`` (2 evaluations per step) or ``"rk4"`` (4); ``"euler"`` is accepted too.
         divergence: ``"exact"`` (``D`` backward passes per evaluation) or ``"hutchinson"``.
         n_probes, probe: number and law (``"rademacher"`` ±1 or ``"gaussian"``) of the probes,

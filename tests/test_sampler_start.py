@@ -30,7 +30,8 @@ def toy_eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_given_x_T_equals_drawn_x_T(eta: float) -> None:
     sched = md.linear_schedule(100, beta_end=0.2)
-    a = ddim_sample(toy_eps, sched, (30, 2), steps=9, eta=eta, generator=torch.Generator().manual_seed(3))
+    g0 = torch.Generator().manual_seed(3)
+    a = ddim_sample(toy_eps, sched, (30, 2), steps=9, eta=eta, generator=g0)
     g = torch.Generator().manual_seed(3)
     x_T = torch.randn(30, 2, generator=g)
     b = ddim_sample(toy_eps, sched, steps=9, eta=eta, generator=g, x_T=x_T)  # g continues after x_T
@@ -92,7 +93,9 @@ def test_pf_ode_from_x_T_needs_no_generator_and_starts_there() -> None:
     assert torch.equal(a, b) and torch.equal(traj[0], x_T)
 
 
-@pytest.mark.parametrize("fn", [ddim_sample, euler_maruyama_sample, pf_ode_sample, predictor_corrector_sample])
+@pytest.mark.parametrize(
+    "fn", [ddim_sample, euler_maruyama_sample, pf_ode_sample, predictor_corrector_sample]
+)
 def test_bad_x_T(fn) -> None:  # type: ignore[no-untyped-def]
     first = (toy_eps, md.linear_schedule(100)) if fn is ddim_sample else (lambda x, t: -x, VPSDE())
     with pytest.raises(TypeError, match="shape .* or a starting point x_T"):
