@@ -340,7 +340,8 @@ def ddim_invert(
         x0: data ``(B, ...)``.
         steps / timesteps: the same strided set as :func:`ddim_sample` (visited upwards).
     Returns:
-        ``x_T`` (``(B, ...)``) or ``(x_T, [x_0, x_{tau_1}, …, x_{tau_S}])``.
+        ``x_T`` (``(B, ...)``) or ``(x_T, [x_0, x_{tau_1}, …, x_{tau_S}])``. Decode it with
+        ``ddim_sample(eps_model, schedule, steps=steps, x_T=x_T)`` (the same strided steps).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = _check_schedule(schedule)
