@@ -2,8 +2,25 @@
 
 - :mod:`minidiff.nn.mlp`: sinusoidal time embedding and ``TimeMLP``, the time-conditioned MLP
   denoiser for 2D data.
+- :mod:`minidiff.nn.conditional`: ``ConditionalTimeMLP`` (class labels and a null label for
+  classifier-free guidance), ``NoisyClassifier`` (for classifier guidance) and their losses.
 """
 
+from .conditional import (
+    ConditionalTimeMLP,
+    NoisyClassifier,
+    conditional_eps_loss,
+    drop_labels,
+    noisy_classifier_loss,
+)
 from .mlp import TimeMLP, sinusoidal_embedding
 
-__all__ = ["sinusoidal_embedding", "TimeMLP"]
+__all__ = [
+    "sinusoidal_embedding",
+    "TimeMLP",
+    "ConditionalTimeMLP",
+    "NoisyClassifier",
+    "conditional_eps_loss",
+    "noisy_classifier_loss",
+    "drop_labels",
+]

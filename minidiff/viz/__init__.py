@@ -2,12 +2,19 @@
 
 - :mod:`minidiff.viz.plots`: pure plotting helpers that draw on a matplotlib ``Axes`` and return it.
 - :mod:`minidiff.viz.schedule_explorer`: the schedule explorer (chapter 1).
+- :mod:`minidiff.viz.guidance_explorer`: the guidance explorer (chapter 9).
 - :mod:`minidiff.viz.frequency_explorer`: the frequency explorer (chapter 10).
 
 Every widget is a thin ipywidgets layer over pure functions that the tests call directly.
 """
 
 from .frequency_explorer import FrequencyExplorer, frequency_explorer, frequency_view
+from .guidance_explorer import (
+    GuidanceExplorer,
+    guidance_explorer,
+    guided_samples,
+    guided_score_field,
+)
 from .plots import plot_loss, plot_sample_grid, plot_samples, plot_schedules, plot_trajectories
 from .schedule_explorer import FAMILIES, ScheduleExplorer, schedule_curves, schedule_explorer
 
@@ -21,6 +28,10 @@ __all__ = [
     "ScheduleExplorer",
     "schedule_explorer",
     "FAMILIES",
+    "GuidanceExplorer",
+    "guidance_explorer",
+    "guided_samples",
+    "guided_score_field",
     "FrequencyExplorer",
     "frequency_explorer",
     "frequency_view",
