@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import posixpath
 import re
 import sys
 from pathlib import Path
@@ -41,10 +42,33 @@ def strip_solution(source: str) -> str:
     return "\n".join(out)
 
 
+MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+
+
+def relink(markdown: str) -> str:
+    """Rewrite relative Markdown links written for ``exercises/solutions/`` so that they reach
+    the same files from ``exercises/``: ``../../notebooks/x.ipynb`` -> ``../notebooks/x.ipynb``."""
+
+    def fix(m: re.Match[str]) -> str:
+        href = m.group(2)
+        if re.match(r"^[a-z][a-z0-9+.-]*:|^#|^/", href, re.IGNORECASE):
+            return m.group(0)
+        path, sep, frag = href.partition("#")
+        target = posixpath.normpath(posixpath.join("exercises/solutions", path))
+        return f"{m.group(1)}{posixpath.relpath(target, 'exercises')}{sep}{frag}{m.group(3)}"
+
+    return MD_LINK.sub(fix, markdown)
+
+
 def student_notebook(solution: dict) -> dict:
     """Return the student version of a parsed solution notebook (a new dict)."""
     nb = json.loads(json.dumps(solution))
     for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            fixed = relink(src)
+            if fixed != src:
+                cell["source"] = fixed.splitlines(keepends=True)
         if cell["cell_type"] != "code":
             continue
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]

@@ -166,3 +166,34 @@ def test_make_lab_serves_the_repository_root_and_opens_the_tour() -> None:
     assert "--LabApp.default_url=/lab/tree/notebooks/00_tour.ipynb" in line, line
     files = [w for w in shlex.split(line) if w.endswith(".ipynb") and not w.startswith("--")]
     assert not files, f"a notebook given as a file argument ({files}) becomes JupyterLab's root"
+
+
+_MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("notebook", contract.course_notebooks(ROOT))
+def test_relative_links_in_the_sources_reach_a_file(notebook: str) -> None:
+    """The same link rule as in the browser, on the Markdown sources (so it runs everywhere)."""
+    nb = json.loads((ROOT / notebook).read_text())
+    links = [
+        contract.Link(href, cell=i)
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "markdown"
+        for href in _MD_LINK.findall("".join(cell["source"]))
+        if not href.startswith("#")
+    ]
+    problems = contract.link_problems(notebook, links, lambda p: (ROOT / p).exists())
+    assert not problems, problems
+
+
+def test_exercise_build_rewrites_solution_links_for_the_student_copy() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("exercise_build", ROOT / "exercises" / "build.py")
+    assert spec and spec.loader
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    text = "[a](../../notebooks/01.ipynb#Goal) [b](ex02.ipynb) [c](https://x.org/a) [d](#top)"
+    assert build.relink(text) == (
+        "[a](../notebooks/01.ipynb#Goal) [b](solutions/ex02.ipynb) [c](https://x.org/a) [d](#top)"
+    )
