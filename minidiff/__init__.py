@@ -20,7 +20,8 @@ Public API (stable; coursework imports these names from the top level):
 - networks and training: ``TimeMLP``, ``sinusoidal_embedding``, ``train``, ``EMA``, ``TrainResult``,
   ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError``
 - metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
-  ``distance_with_spread``
+  ``distance_with_spread``, ``knn_precision_recall``, ``precision_recall_with_floor``,
+  ``mode_coverage``
 
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise checkers).
 """
@@ -48,7 +49,16 @@ from .losses import (
     vlb_terms,
     vlb_weights,
 )
-from .metrics import data_floor, distance_with_spread, energy_distance, mmd, sliced_wasserstein
+from .metrics import (
+    data_floor,
+    distance_with_spread,
+    energy_distance,
+    knn_precision_recall,
+    mmd,
+    mode_coverage,
+    precision_recall_with_floor,
+    sliced_wasserstein,
+)
 from .nn import TimeMLP, sinusoidal_embedding
 from .samplers import (
     annealed_langevin_sample,
@@ -124,12 +134,14 @@ __all__ = [
     "geometric_sigmas",
     "get_sampler",
     "ism_loss",
+    "knn_precision_recall",
     "langevin_sample",
     "langevin_step",
     "linear_schedule",
     "load_checkpoint",
     "make_schedule",
     "mmd",
+    "mode_coverage",
     "NoiseConditionalScoreMLP",
     "NoiseSchedule",
     "NonFiniteLossError",
@@ -137,6 +149,7 @@ __all__ = [
     "ode_solve",
     "p_mean_var",
     "pf_ode_sample",
+    "precision_recall_with_floor",
     "predict_x0_from_eps",
     "predictor_corrector_sample",
     "q_posterior_mean_var",

@@ -35,6 +35,7 @@ __all__ = [
     "make_schedule",
     "SCHEDULES",
     "check_timesteps",
+    "shifted_schedule",
 ]
 
 
@@ -233,3 +234,25 @@ def make_schedule(name: str, T: int, **kwargs: float) -> NoiseSchedule:
     if name not in SCHEDULES:
         raise ValueError(f"name must be one of {sorted(SCHEDULES)}, got {name!r}")
     return SCHEDULES[name](T, **kwargs)
+
+
+def shifted_schedule(
+    schedule: NoiseSchedule, shift: float, max_beta: float = 0.999
+) -> NoiseSchedule:
+    """Shift a schedule's log-SNR by a constant: ``λ'(t) = λ(t) + shift`` at every t.
+
+    Since ``λ = log(ᾱ / (1 - ᾱ))``, ``ᾱ'_t = sigmoid(λ_t + shift)``. Hoogeboom et al. (2023,
+    simple diffusion) use ``shift = 2 log(64 / d)`` for ``d x d`` images: ``shift < 0`` (more
+    noise at every t) for images larger than 64 px, ``> 0`` for smaller ones. Betas are
+    recomputed from ``ᾱ'`` and clipped at ``max_beta`` like the cosine schedule.
+    """
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    if not math.isfinite(float(shift)):
+        raise ValueError(f"shift must be a finite float, got {shift}")
+    if not (0.0 < max_beta < 1.0):
+        raise ValueError(f"max_beta must lie strictly inside (0, 1), got {max_beta}")
+    ab = torch.sigmoid(schedule.log_snr[1:] + float(shift))
+    ab = torch.cat([torch.ones(1, dtype=torch.float64), ab])
+    betas = (1.0 - ab[1:] / ab[:-1]).clamp(min=1e-12, max=max_beta)
+    return NoiseSchedule(betas)

@@ -1,6 +1,27 @@
-"""Data: 2D toys and the exact Gaussian-mixture oracle (images come in later chapters)."""
+"""Data: 2D toys, the exact Gaussian-mixture oracle, and real images.
 
+- :mod:`minidiff.data.toys`, :mod:`minidiff.data.gmm`: 2D toy sets and ``GaussianMixture``.
+- :mod:`minidiff.data.images`: images that ship with scikit-learn (offline): ``load_digits``,
+  ``sample_photos``, ``image_patches``.
+- :mod:`minidiff.data.cifar10`: ``load_cifar10`` (download with MD5 check into a cache directory,
+  or an extracted folder).
+"""
+
+from .cifar10 import CIFAR10_CLASSES, CorruptDatasetError, download_cifar10, load_cifar10
 from .gmm import GaussianMixture
+from .images import PHOTO_NAMES, image_patches, load_digits, sample_photos
 from .toys import TOY_DATASETS, toy_dataset
 
-__all__ = ["GaussianMixture", "TOY_DATASETS", "toy_dataset"]
+__all__ = [
+    "CIFAR10_CLASSES",
+    "CorruptDatasetError",
+    "download_cifar10",
+    "GaussianMixture",
+    "image_patches",
+    "load_cifar10",
+    "load_digits",
+    "PHOTO_NAMES",
+    "sample_photos",
+    "TOY_DATASETS",
+    "toy_dataset",
+]

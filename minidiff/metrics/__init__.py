@@ -2,6 +2,8 @@
 
 - :mod:`minidiff.metrics.distances`: MMD, sliced Wasserstein, energy distance, and the data floor
   (the distance between two independent samples of the data) with its spread.
+- :mod:`minidiff.metrics.precision_recall`: k-NN precision (fidelity) and recall (diversity)
+  against the data's own floor, and mode coverage with per-mode widths for Gaussian mixtures.
 """
 
 from .distances import (
@@ -14,6 +16,15 @@ from .distances import (
     mmd,
     sliced_wasserstein,
 )
+from .precision_recall import (
+    ModeCoverage,
+    PrecisionRecall,
+    PrecisionRecallFloor,
+    knn_precision_recall,
+    knn_radii,
+    mode_coverage,
+    precision_recall_with_floor,
+)
 
 __all__ = [
     "mmd",
@@ -24,4 +35,11 @@ __all__ = [
     "distance_with_spread",
     "data_floor",
     "METRICS",
+    "knn_precision_recall",
+    "knn_radii",
+    "precision_recall_with_floor",
+    "mode_coverage",
+    "PrecisionRecall",
+    "PrecisionRecallFloor",
+    "ModeCoverage",
 ]

@@ -1,0 +1,298 @@
+"""CIFAR-10 (Krizhevsky 2009) from the official python-format archive, without torchvision.
+
+Where the data lives: the ``root`` argument, else the environment variable ``MINIDIFF_DATA``,
+else ``~/.cache/minidiff``. Inside it:
+
+    cifar-10-python.tar.gz      the archive (170 MB, MD5 c58f30108f718f92721af3b95e74349a)
+    cifar-10-batches-py/        the extracted folder: data_batch_1..5, test_batch, batches.meta
+
+:func:`load_cifar10` reads the extracted folder when it is there; otherwise it verifies (or
+downloads, then verifies) the archive and extracts it. A good archive is never downloaded again;
+a corrupt or partial one is removed and reported, never left behind as if good. Offline, the
+error says what to download and where to put it. The URL and the function that opens it are
+arguments, so the tests exercise all of this with a small archive in the official format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "load_cifar10",
+    "download_cifar10",
+    "cifar10_root",
+    "md5sum",
+    "CorruptDatasetError",
+    "CIFAR10_URL",
+    "CIFAR10_MD5",
+    "CIFAR10_ARCHIVE",
+    "CIFAR10_FOLDER",
+    "CIFAR10_CLASSES",
+]
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_TEST_FILES = ("test_batch",)
+_CHUNK = 1 << 20
+
+Opener = Callable[[str], Any]
+"""Opens a URL and returns a binary file-like context manager (``urllib.request.urlopen``)."""
+
+
+class CorruptDatasetError(ValueError):
+    """A dataset file failed its checksum or could not be read; it has been removed."""
+
+
+def cifar10_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The cache directory: ``root``, else ``$MINIDIFF_DATA``, else ``~/.cache/minidiff``."""
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(
+            f"root must be a path (str or os.PathLike) or None, got {type(root).__name__}"
+        )
+    if root is None:
+        root = os.environ.get("MINIDIFF_DATA") or Path.home() / ".cache" / "minidiff"
+    return Path(root).expanduser()
+
+
+def md5sum(path: str | os.PathLike[str]) -> str:
+    """Hex MD5 digest of a file, read in 1 MiB chunks."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _where_message(root: Path, url: str, md5: str) -> str:
+    return (
+        f"Download {url} (MD5 {md5}) by hand and put it at {root / CIFAR10_ARCHIVE}, or put its "
+        f"extracted folder at {root / CIFAR10_FOLDER}; choose another directory with the root "
+        "argument or the MINIDIFF_DATA environment variable."
+    )
+
+
+def _default_opener(url: str) -> Any:
+    import urllib.request
+
+    return urllib.request.urlopen(url, timeout=60)  # noqa: S310 - the URL is the dataset's
+
+
+def download_cifar10(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    url: str = CIFAR10_URL,
+    md5: str = CIFAR10_MD5,
+    opener: Opener | None = None,
+    progress: bool = True,
+) -> Path:
+    """Make sure ``root/cifar-10-python.tar.gz`` is present and has the right MD5; return its path.
+
+    A file that already passes the check is kept (no download). Otherwise the archive is
+    downloaded to ``<name>.part``, checked, and only then renamed into place (so an interrupted
+    download never looks complete). A failed checksum removes the file and raises
+    :class:`CorruptDatasetError`; a network failure raises ``FileNotFoundError`` saying what to
+    download and where to put it.
+    """
+    dest = cifar10_root(root)
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / CIFAR10_ARCHIVE
+    if archive.is_file():
+        if md5sum(archive) == md5:
+            return archive
+        archive.unlink()  # corrupt or partial: never keep it; download a fresh copy below
+    part = dest / (CIFAR10_ARCHIVE + ".part")
+    open_url = opener or _default_opener
+    try:
+        with open_url(url) as response, open(part, "wb") as out:
+            total = _content_length(response)
+            from tqdm.auto import tqdm
+
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc="CIFAR-10", disable=not progress
+            ) as bar:
+                for block in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(block)
+                    bar.update(len(block))
+    except (OSError, ValueError) as err:  # URLError and socket timeouts are OSErrors
+        part.unlink(missing_ok=True)
+        raise FileNotFoundError(
+            f"CIFAR-10 is not in {dest} and could not be downloaded ({err}). "
+            + _where_message(dest, url, md5)
+        ) from err
+    got = md5sum(part)
+    if got != md5:
+        part.unlink()
+        raise CorruptDatasetError(
+            f"the CIFAR-10 archive downloaded from {url} has MD5 {got}, expected {md5} (a partial "
+            "or corrupt download); it was removed. Try again, or " + _where_message(dest, url, md5)
+        )
+    os.replace(part, archive)
+    return archive
+
+
+def _content_length(response: Any) -> int | None:
+    headers = getattr(response, "headers", None)
+    value = headers.get("Content-Length") if headers is not None else None
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _extract(archive: Path, dest: Path) -> Path:
+    """Extract into a temporary folder next to ``dest``, then rename (all or nothing)."""
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar.getmembers():
+                name = Path(member.name)
+                if (
+                    name.is_absolute()
+                    or ".." in name.parts
+                    or not (member.isfile() or member.isdir())
+                ):
+                    raise CorruptDatasetError(
+                        f"{archive} holds an unexpected entry {member.name!r}"
+                    )
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.12 and recent 3.10/3.11 patches
+                tar.extractall(tmp, filter="data")
+            else:  # the members were checked above
+                tar.extractall(tmp)
+        inner = tmp / CIFAR10_FOLDER
+        if not inner.is_dir():
+            raise CorruptDatasetError(f"{archive} has no folder {CIFAR10_FOLDER}/ inside")
+        target = dest / CIFAR10_FOLDER
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(inner, target)
+        return target
+    except (tarfile.TarError, EOFError, OSError) as err:
+        archive.unlink(missing_ok=True)
+        raise CorruptDatasetError(
+            f"{archive} could not be extracted ({err}); it was removed"
+        ) from err
+    except CorruptDatasetError:
+        archive.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch: dicts, lists, bytes and numpy arrays only (no arbitrary code)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a CIFAR-10 batch")
+        return super().find_class(module.replace("numpy.core", "numpy._core"), name)
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        raw = path.read_bytes()
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except FileNotFoundError as err:
+        raise CorruptDatasetError(f"{path} is missing") from err
+    except Exception as err:  # noqa: BLE001 - any failure to parse means a damaged file
+        raise CorruptDatasetError(
+            f"{path} is not a CIFAR-10 batch ({type(err).__name__}: {err})"
+        ) from err
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise CorruptDatasetError(
+            f"{path}: data must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}"
+        )
+    if labels.shape != (data.shape[0],) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise CorruptDatasetError(f"{path}: labels must be {data.shape[0]} integers in 0..9")
+    return data, labels
+
+
+def _read_folder(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    batches = [_read_batch(folder / name) for name in (_TRAIN_FILES if train else _TEST_FILES)]
+    n = sum(d.shape[0] for d, _ in batches)
+    images = torch.empty(n, 3, 32, 32, dtype=torch.float32)
+    i = 0
+    for data, _ in batches:  # one batch at a time keeps the peak memory near the float result
+        chunk = torch.from_numpy(data.reshape(-1, 3, 32, 32)).float()
+        images[i : i + chunk.shape[0]] = chunk.mul_(2.0 / 255.0).sub_(1.0)
+        i += chunk.shape[0]
+    labels = torch.from_numpy(np.concatenate([lab for _, lab in batches]))
+    return images, labels
+
+
+def load_cifar10(
+    root: str | os.PathLike[str] | None = None,
+    train: bool = True,
+    download: bool = True,
+    *,
+    url: str = CIFAR10_URL,
+    md5: str = CIFAR10_MD5,
+    opener: Opener | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10: ``images`` float32 ``(N, 3, 32, 32)`` in ``[-1, 1]``, ``labels`` long ``(N,)``.
+
+    ``N`` is 50,000 for ``train=True`` and 10,000 for the test set; :data:`CIFAR10_CLASSES`
+    names the labels. See the module docstring for where the files live. With
+    ``download=False`` nothing is fetched: a missing dataset raises ``FileNotFoundError`` with
+    instructions. A damaged extracted folder is removed and extracted again from a good archive.
+    ``url``, ``md5`` and ``opener`` exist for mirrors and for tests.
+    """
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool, got {type(train).__name__}")
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be a bool, got {type(download).__name__}")
+    dest = cifar10_root(root)
+    folder = dest / CIFAR10_FOLDER
+    archive = dest / CIFAR10_ARCHIVE
+    if folder.is_dir():
+        try:
+            return _read_folder(folder, train)
+        except CorruptDatasetError as err:
+            shutil.rmtree(folder)
+            if not (download or archive.is_file()):
+                raise CorruptDatasetError(
+                    f"{err}; the folder {folder} was removed. " + _where_message(dest, url, md5)
+                ) from err
+    if download:
+        archive = download_cifar10(dest, url=url, md5=md5, opener=opener, progress=progress)
+    elif not archive.is_file():
+        raise FileNotFoundError(
+            f"CIFAR-10 is not in {dest} (download=False). " + _where_message(dest, url, md5)
+        )
+    else:
+        got = md5sum(archive)
+        if got != md5:
+            archive.unlink()
+            raise CorruptDatasetError(
+                f"{archive} has MD5 {got}, expected {md5} (partial or corrupt); it was removed. "
+                + _where_message(dest, url, md5)
+            )
+    return _read_folder(_extract(archive, dest), train)

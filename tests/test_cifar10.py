@@ -1,0 +1,196 @@
+"""CIFAR-10 loader, exercised offline with a small archive in the official python format."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import tarfile
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from minidiff.data import CorruptDatasetError, download_cifar10, load_cifar10
+from minidiff.data.cifar10 import CIFAR10_ARCHIVE, CIFAR10_FOLDER, cifar10_root, md5sum
+
+N_PER_BATCH = 4
+
+
+def _batch(seed: int, n: int = N_PER_BATCH) -> dict[bytes, Any]:
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": f"batch {seed}".encode(),
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)],
+    }
+
+
+def _make_archive(path: Path) -> dict[str, dict[bytes, Any]]:
+    """Write a tar.gz laid out like the official one; return the batches it holds."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {name: _batch(i) for i, name in enumerate(names)}
+    meta = {b"label_names": [b"airplane"], b"num_cases_per_batch": N_PER_BATCH}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, obj in [*batches.items(), ("batches.meta", meta)]:
+            raw = pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(f"{CIFAR10_FOLDER}/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return batches
+
+
+@pytest.fixture()
+def archive(tmp_path: Path) -> tuple[Path, str, dict[str, dict[bytes, Any]]]:
+    src = tmp_path / "server" / CIFAR10_ARCHIVE
+    src.parent.mkdir()
+    batches = _make_archive(src)
+    return src, hashlib.md5(src.read_bytes()).hexdigest(), batches
+
+
+class CountingOpener:
+    """Serves a local file like urlopen and counts the calls."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload, self.calls = payload, 0
+
+    def __call__(self, url: str) -> io.BytesIO:
+        self.calls += 1
+        return io.BytesIO(self.payload)
+
+
+def _expected(
+    batches: dict[str, dict[bytes, Any]], train: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    data = np.concatenate([batches[n][b"data"] for n in names]).reshape(-1, 3, 32, 32)
+    labels = np.concatenate([batches[n][b"labels"] for n in names])
+    return torch.from_numpy(data).float() / 127.5 - 1.0, torch.from_numpy(labels).long()
+
+
+def test_download_verify_extract_and_read_via_file_url(tmp_path: Path, archive: Any) -> None:
+    src, md5, batches = archive
+    root = tmp_path / "cache"
+    x, y = load_cifar10(root, url=src.as_uri(), md5=md5, progress=False)
+    ex, ey = _expected(batches, train=True)
+    assert x.shape == (5 * N_PER_BATCH, 3, 32, 32) and x.dtype == torch.float32
+    assert y.dtype == torch.long
+    torch.testing.assert_close(x, ex)
+    torch.testing.assert_close(y, ey)
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+    assert (root / CIFAR10_ARCHIVE).is_file() and (root / CIFAR10_FOLDER).is_dir()
+    assert not list(root.glob("*.part")) and not list(root.glob(".extract-*"))
+    xt, yt = load_cifar10(root, train=False, url=src.as_uri(), md5=md5, progress=False)
+    torch.testing.assert_close(xt, _expected(batches, train=False)[0])
+    assert yt.shape == (N_PER_BATCH,)
+
+
+def test_a_good_copy_is_never_downloaded_again(tmp_path: Path, archive: Any) -> None:
+    src, md5, _ = archive
+    opener = CountingOpener(src.read_bytes())
+    download_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
+    download_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
+    assert opener.calls == 1
+    load_cifar10(tmp_path, md5=md5, opener=opener, progress=False)  # extracts the kept archive
+    load_cifar10(tmp_path, md5=md5, opener=opener, progress=False)  # reads the folder
+    assert opener.calls == 1
+
+
+def test_extracted_folder_alone_is_enough(tmp_path: Path, archive: Any) -> None:
+    src, _, batches = archive
+    with tarfile.open(src) as tar:
+        tar.extractall(tmp_path)  # our own archive
+
+    def offline(url: str) -> io.BytesIO:
+        raise AssertionError("must not download when the extracted folder is present")
+
+    x, _ = load_cifar10(tmp_path, download=False, opener=offline)
+    torch.testing.assert_close(x, _expected(batches, train=True)[0])
+
+
+def test_checksum_failure_removes_the_download(tmp_path: Path, archive: Any) -> None:
+    src, md5, _ = archive
+    truncated = src.read_bytes()[:-100]  # a partial download
+    root = tmp_path / "cache"
+    with pytest.raises(CorruptDatasetError, match=f"expected {md5}.*removed"):
+        load_cifar10(root, md5=md5, opener=CountingOpener(truncated), progress=False)
+    assert list(root.iterdir()) == []
+
+
+def test_corrupt_archive_on_disk_is_removed_and_replaced(tmp_path: Path, archive: Any) -> None:
+    src, md5, batches = archive
+    (tmp_path / CIFAR10_ARCHIVE).write_bytes(b"not a tarball")
+    with pytest.raises(CorruptDatasetError, match="removed"):
+        load_cifar10(tmp_path, download=False, md5=md5)
+    assert not (tmp_path / CIFAR10_ARCHIVE).exists()
+    # with download allowed, the bad file is replaced by a verified one
+    (tmp_path / CIFAR10_ARCHIVE).write_bytes(b"not a tarball")
+    opener = CountingOpener(src.read_bytes())
+    x, _ = load_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
+    assert opener.calls == 1 and md5sum(tmp_path / CIFAR10_ARCHIVE) == md5
+    torch.testing.assert_close(x, _expected(batches, train=True)[0])
+
+
+def test_damaged_extracted_batch_is_removed_and_reextracted(tmp_path: Path, archive: Any) -> None:
+    src, md5, batches = archive
+    opener = CountingOpener(src.read_bytes())
+    load_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
+    (tmp_path / CIFAR10_FOLDER / "data_batch_3").write_bytes(b"\x80\x02garbage")
+    x, _ = load_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
+    torch.testing.assert_close(x, _expected(batches, train=True)[0])
+    assert opener.calls == 1  # the good archive was reused
+    # without an archive and without download: a clear error, and the damaged folder is gone
+    (tmp_path / CIFAR10_ARCHIVE).unlink()
+    (tmp_path / CIFAR10_FOLDER / "test_batch").write_bytes(b"")
+    with pytest.raises(CorruptDatasetError, match="test_batch"):
+        load_cifar10(tmp_path, train=False, download=False)
+    assert not (tmp_path / CIFAR10_FOLDER).exists()
+
+
+def test_a_batch_with_code_in_it_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / CIFAR10_FOLDER
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": Path("x"), b"labels": []}))
+    with pytest.raises(CorruptDatasetError, match="unexpected object"):
+        load_cifar10(tmp_path, train=False, download=False)
+
+
+def test_wrong_shapes_in_a_batch_are_reported(tmp_path: Path) -> None:
+    folder = tmp_path / CIFAR10_FOLDER
+    folder.mkdir()
+    bad = {b"data": np.zeros((2, 100), dtype=np.uint8), b"labels": [0, 1]}
+    (folder / "test_batch").write_bytes(pickle.dumps(bad, protocol=2))
+    with pytest.raises(CorruptDatasetError, match=r"\(N, 3072\)"):
+        load_cifar10(tmp_path, train=False, download=False)
+
+
+def test_offline_message_says_what_to_download_and_where(tmp_path: Path) -> None:
+    def offline(url: str) -> io.BytesIO:
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    with pytest.raises(FileNotFoundError) as info:
+        load_cifar10(tmp_path, opener=offline, progress=False)
+    msg = str(info.value)
+    assert "cifar-10-python.tar.gz" in msg and str(tmp_path / CIFAR10_ARCHIVE) in msg
+    assert "c58f30108f718f92721af3b95e74349a" in msg and "MINIDIFF_DATA" in msg
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
+    with pytest.raises(FileNotFoundError, match="download=False"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_root_from_argument_environment_or_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MINIDIFF_DATA", raising=False)
+    assert cifar10_root() == Path.home() / ".cache" / "minidiff"
+    monkeypatch.setenv("MINIDIFF_DATA", str(tmp_path))
+    assert cifar10_root() == tmp_path
+    assert cifar10_root(tmp_path / "x") == tmp_path / "x"
+    with pytest.raises(TypeError, match="root"):
+        cifar10_root(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="train"):
+        load_cifar10(tmp_path, train="yes")  # type: ignore[arg-type]

@@ -1,0 +1,227 @@
+"""Chapter 10 derivations: spectra of images, of noise, and of noised images; weightings over λ."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from minidiff import cosine_schedule, linear_schedule, q_sample
+from minidiff.data import image_patches
+from minidiff.frequency import (
+    cosine_weighting,
+    crossover_frequency,
+    edm_density,
+    edm_weighting,
+    elbo_weighting,
+    frequency_snr,
+    log_snr_density,
+    noised_psd,
+    power_law_fit,
+    power_spectrum,
+    radial_counts,
+    radial_frequencies,
+    radial_psd,
+    sigmoid_weighting,
+    wiener_gain,
+)
+from minidiff.schedules import shifted_schedule
+
+
+def _g(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_parseval_for_the_unnormalised_dft() -> None:
+    x = torch.randn(3, 2, 16, 16, generator=_g(), dtype=torch.float64)
+    n = 16 * 16
+    torch.testing.assert_close(power_spectrum(x).sum(dim=(2, 3)), n * (x**2).sum(dim=(2, 3)))
+    # the radial average keeps the total of the rings it covers: counts @ psd
+    psd = radial_psd(x)
+    counts = radial_counts(16).double()
+    kept = psd @ counts
+    total = power_spectrum(x).mean(dim=1).sum(dim=(1, 2))
+    assert bool((kept <= total + 1e-9).all()) and bool((kept > 0.7 * total).all())
+
+
+def test_rings_partition_and_frequencies() -> None:
+    for size in (8, 15, 32):
+        f = radial_frequencies(size)
+        assert f.shape == (size // 2 + 1,) and float(f[0]) == 0.0
+        assert math.isclose(float(f[-1]), (size // 2) / size)
+        c = radial_counts(size)
+        assert int(c[0]) == 1 and int(c[1]) == 8 and bool((c > 0).all())  # r = 1, √2 -> ring 1
+        assert int(c.sum()) <= size * size
+
+
+def test_white_noise_has_a_flat_spectrum_within_its_standard_error() -> None:
+    sigma, B, H = 0.7, 400, 32
+    eps = sigma * torch.randn(B, 1, H, H, generator=_g(1), dtype=torch.float64)
+    psd = radial_psd(eps)  # (B, K)
+    mean, se = psd.mean(0), psd.std(0) / math.sqrt(B)
+    z = (mean - sigma**2 * H * H) / se
+    assert float(z.abs().max()) < 4.5, z
+    # and a power-law spectrum is far from flat: the test can tell the difference
+    patches = radial_psd(image_patches(H, 64, generator=_g(2)).double()).mean(0)
+    assert float(patches[1] / patches[-1]) > 100
+
+
+def test_a_sinusoid_gives_one_peak_at_its_radius() -> None:
+    H, (kx, ky) = 32, (3, 4)
+    n = torch.arange(H, dtype=torch.float64)
+    x = torch.cos(2 * math.pi * (kx * n[None, :] + ky * n[:, None]) / H)[None, None]
+    psd = radial_psd(x)[0]
+    assert int(psd.argmax()) == 5
+    # exactly two coefficients (±k) carry (N/2)² each; the rest of ring 5 is zero
+    expected = 2 * (H * H / 2) ** 2 / float(radial_counts(H)[5])
+    assert math.isclose(float(psd[5]), expected, rel_tol=1e-9)
+    others = torch.cat([psd[:5], psd[6:]])
+    assert float(others.max()) < 1e-12 * expected
+
+
+def test_expected_power_of_image_plus_noise_per_frequency() -> None:
+    # E|F(x + σ ε)|² = |F x|² + σ² N at every frequency (full 2D spectrum, every channel)
+    x = image_patches(16, 1, generator=_g(3)).double()
+    sigma, M, N = 0.5, 600, 16 * 16
+    noise = torch.randn(M, 3, 16, 16, generator=_g(4), dtype=torch.float64)
+    power = power_spectrum(x + sigma * noise)  # (M, 3, 16, 16)
+    mean, se = power.mean(0), power.std(0) / math.sqrt(M)
+    z = (mean - (power_spectrum(x)[0] + sigma**2 * N)) / se
+    assert float(z.abs().max()) < 5.0
+    # forgetting the noise term is detected
+    z_wrong = (mean - power_spectrum(x)[0]) / se
+    assert float(z_wrong.abs().max()) > 20
+
+
+@pytest.mark.parametrize("t", [50, 300, 900])
+def test_noising_scales_the_radial_spectrum_as_derived(t: int) -> None:
+    sch = linear_schedule(1000)
+    x0 = image_patches(32, 8, generator=_g(5)).double()
+    M = 200
+    xs = x0.repeat(M, 1, 1, 1)
+    x_t = q_sample(xs, t, sch, generator=_g(6))
+    measured = radial_psd(x_t).reshape(M, 8, -1)  # (draws, images, K)
+    mean, se = measured.mean(0), measured.std(0) / math.sqrt(M)
+    predicted = noised_psd(radial_psd(x0), float(sch.alpha_bar[t]), 32 * 32)
+    z = (mean - predicted) / se
+    assert float(z.abs().max()) < 5.0
+
+
+def test_snr_crossover_and_gain_agree() -> None:
+    sch = cosine_schedule(1000)
+    f = radial_frequencies(32)
+    p0 = radial_psd(image_patches(32, 128, generator=_g(7)).double()).mean(0)
+    ts = torch.arange(1, 1001)
+    ab = sch.alpha_bar[ts]
+    snr = frequency_snr(p0, ab, 1024)
+    assert snr.shape == (1000, 17)
+    torch.testing.assert_close(snr, sch.snr[ts][:, None] * p0[None] / 1024)
+    torch.testing.assert_close(wiener_gain(p0, ab, 1024), snr / (1 + snr))
+    torch.testing.assert_close(noised_psd(p0, ab, 1024) * snr / (1 + snr), ab[:, None] * p0[None])
+    fc = crossover_frequency(p0, ab, 1024, f)
+    assert fc.shape == (1000,)
+    # high frequencies drown first: the crossover never moves up as t grows
+    assert bool((fc.diff() <= 1e-12).all()) and float(fc[0]) == 0.5 and float(fc[-1]) < float(f[2])
+    # at a crossover strictly inside, the rings on either side straddle SNR = 1
+    for t in (100, 300, 600):
+        c = float(fc[t - 1])
+        j = int(torch.searchsorted(f, torch.tensor(c, dtype=torch.float64)))
+        assert 0 < j < 17 and float(snr[t - 1, j - 1]) >= 1.0 >= float(snr[t - 1, j])
+    # scalar alpha_bar gives scalar results
+    assert crossover_frequency(p0, 0.5, 1024, f).dim() == 0
+    assert frequency_snr(p0, 0.5, 1024).shape == (17,)
+
+
+def test_natural_patches_follow_a_power_law() -> None:
+    f = radial_frequencies(32)
+    fit = power_law_fit(f, 3.0 * f.clamp_min(1e-9) ** -2.0)
+    assert math.isclose(fit.exponent, 2.0, rel_tol=1e-9) and math.isclose(
+        fit.amplitude, 3.0, rel_tol=1e-9
+    )
+    p0 = radial_psd(image_patches(32, 256, generator=_g(8)).double()).mean(0)
+    assert 1.5 < power_law_fit(f, p0).exponent < 3.0  # natural images: α ≈ 2
+
+
+def test_bad_inputs_are_named() -> None:
+    with pytest.raises(ValueError, match="square"):
+        radial_psd(torch.zeros(1, 1, 8, 6))
+    with pytest.raises(ValueError, match="4 dimensions"):
+        radial_psd(torch.zeros(8, 8))
+    with pytest.raises(TypeError, match="floating"):
+        radial_psd(torch.zeros(1, 1, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="non-finite"):
+        radial_psd(torch.full((1, 1, 8, 8), float("nan")))
+    p0 = torch.ones(5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="alpha_bar"):
+        noised_psd(p0, 1.5, 64)
+    with pytest.raises(ValueError, match="psd0"):
+        frequency_snr(-p0, 0.5, 64)
+    with pytest.raises(TypeError, match="n_pixels"):
+        noised_psd(p0, 0.5, 64.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="freqs"):
+        crossover_frequency(p0, 0.5, 64, radial_frequencies(16))
+    with pytest.raises(TypeError, match="schedule"):
+        log_snr_density("cosine")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="lam"):
+        edm_weighting([0.0])  # type: ignore[arg-type]
+
+
+def test_log_snr_density_matches_a_histogram_of_uniform_t() -> None:
+    sch = linear_schedule(1000)
+    lam, dens = log_snr_density(sch)
+    t = torch.randint(1, 1001, (200_000,), generator=_g(9))
+    samples = sch.log_snr[t]
+    edges = torch.linspace(-8, 6, 15, dtype=torch.float64)
+    hist = torch.histogram(samples, bins=edges).hist / (samples.numel() * (edges[1] - edges[0]))
+    centres = (edges[:-1] + edges[1:]) / 2
+    order = torch.argsort(lam)
+    predicted = torch.from_numpy(
+        __import__("numpy").interp(centres.numpy(), lam[order].numpy(), dens[order].numpy())
+    )
+    torch.testing.assert_close(hist, predicted, rtol=0.06, atol=2e-3)
+    total = torch.trapezoid(dens[order], lam[order])
+    assert abs(float(total) - 1.0) < 0.01
+
+
+def test_discrete_cosine_density_is_the_sech_weighting_and_shift_moves_it() -> None:
+    sch = cosine_schedule(1000)
+    lam, dens = log_snr_density(sch)
+    mid = lam.abs() < 6
+    torch.testing.assert_close(dens[mid], cosine_weighting(lam[mid]), rtol=0.03, atol=0.0)
+    shifted = shifted_schedule(sch, 1.5)
+    lam_s, dens_s = log_snr_density(shifted)
+    torch.testing.assert_close(lam_s, lam + 1.5)
+    torch.testing.assert_close(dens_s[mid], dens[mid], rtol=1e-6, atol=0.0)
+    grid = torch.linspace(-30, 30, 6001, dtype=torch.float64)
+    assert abs(float(torch.trapezoid(cosine_weighting(grid), grid)) - 1.0) < 1e-6
+
+
+def test_edm_lognormal_weighting() -> None:
+    grid = torch.linspace(-25, 30, 11001, dtype=torch.float64)
+    d = edm_density(grid)
+    mean = torch.trapezoid(grid * d, grid)
+    sd = torch.trapezoid((grid - mean) ** 2 * d, grid).sqrt()
+    assert abs(float(torch.trapezoid(d, grid)) - 1) < 1e-6
+    assert abs(float(mean) - 2.4) < 1e-6 and abs(float(sd) - 2.4) < 1e-6
+    # in σ terms (λ = -2 ln σ): density times EDM's (σ² + σ_d²)/(σ σ_d)² x0-weight times σ²
+    sigma = torch.tensor([0.02, 0.3, 1.0, 5.0], dtype=torch.float64)
+    lam = -2 * sigma.log()
+    expected = edm_density(lam) * (sigma**2 + 0.25) / (sigma * 0.5) ** 2 * sigma**2
+    torch.testing.assert_close(edm_weighting(lam), expected)
+    assert bool((elbo_weighting(lam) == 1).all())
+    assert bool((sigmoid_weighting(grid).diff() <= 0).all())  # monotone (Kingma & Gao 2023)
+    assert not bool((edm_weighting(grid).diff() <= 0).all())  # EDM's is not
+
+
+def test_shifted_schedule_shifts_log_snr() -> None:
+    base = cosine_schedule(200)
+    s = shifted_schedule(base, -2.0)
+    # exact up to the last step, where beta is clipped at 0.999 as in the cosine schedule
+    torch.testing.assert_close(s.log_snr[1:-1], base.log_snr[1:-1] - 2.0)
+    assert abs(float(s.log_snr[-1] - base.log_snr[-1] + 2.0)) < 1e-3
+    assert s.T == 200 and float(s.alpha_bar[0]) == 1.0
+    with pytest.raises(ValueError, match="shift"):
+        shifted_schedule(base, float("inf"))
+    with pytest.raises(TypeError, match="schedule"):
+        shifted_schedule("cosine", 1.0)  # type: ignore[arg-type]
