@@ -22,11 +22,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,8 @@ class LabServer:
         venv = Path(sys.prefix)
         env = dict(os.environ)
         env.pop("MINIDIFF_STRICT_CHECKS", None)  # a student's lab: checkers print their verdict
+        # pytest's conftest sets MPLBACKEND=Agg; kernels must draw inline as they do for a student
+        env.pop("MPLBACKEND", None)
         env.update(
             MINIDIFF_FAST=env.get("MINIDIFF_FAST", "1"),
             JUPYTERLAB_SETTINGS_DIR=str(settings),
@@ -202,7 +205,7 @@ _OPEN = """async (path) => {
   await panel.context.ready;
   await panel.sessionContext.ready;
   window.__nb = panel;
-  return panel.content.widgets.length;
+  return panel.sessionContext.session?.kernel?.id ?? null;
 }"""
 
 _RUN_ALL = """async () => {
@@ -312,7 +315,7 @@ class LabBrowser:
         self.out_dir = out_dir
         self.timeout_ms = timeout * 1000
         self._pw = sync_playwright().start()
-        profile = server.scratch / "chromium-profile"
+        profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=server.scratch))
         self.context = self._pw.chromium.launch_persistent_context(
             str(profile),
             executable_path=CHROMIUM,
@@ -344,7 +347,7 @@ class LabBrowser:
         page = self.page
         t0 = time.monotonic()
         try:
-            page.evaluate(_OPEN, rel)
+            kernel_id = page.evaluate(_OPEN, rel)
             page.evaluate(_RUN_ALL)
             page.wait_for_function(_SETTLED, polling=250)
             run_s = time.monotonic() - t0
@@ -360,6 +363,9 @@ class LabBrowser:
             self._check_widgets(expected, report)
             report.problems += page.evaluate(_OVERFLOW)
             self._screenshot(rel, report)
+            cpu = _kernel_cpu_seconds(kernel_id)
+            if cpu is not None:
+                report.notes.append(f"kernel CPU {cpu:.1f} s")
         except Exception as err:  # noqa: BLE001 - any failure of the page is this notebook's problem
             report.problems.append(f"{type(err).__name__}: {str(err)[:800]}")
             self._screenshot(rel, report)
@@ -486,8 +492,17 @@ class LabBrowser:
             target = self.out_dir / (rel.replace("/", "__").removesuffix(".ipynb") + ".png")
             if report.screenshot is not None:
                 return
-            if not self.page.locator(f"{_PANEL} .minidiff-widget").count():
-                self.page.evaluate("() => window.__nb && window.__nb.content.node.scrollTo(0, 0)")
+            # The first widget, else the first figure, else the top of the notebook.
+            self.page.evaluate(
+                """() => {
+                  const nb = window.__nb; if (!nb) return;
+                  const target = nb.node.querySelector('.minidiff-widget')
+                    || nb.node.querySelector('.jp-OutputArea-output img')?.closest('.jp-Cell');
+                  if (target) target.scrollIntoView({block: 'start'});
+                  else nb.node.querySelectorAll('.jp-WindowedPanel-outer')
+                    .forEach(e => e.scrollTo(0, 0));
+                }"""
+            )
             self.page.wait_for_timeout(300)
             self.page.screenshot(path=str(target))
             report.screenshot = target
@@ -511,6 +526,26 @@ class LabBrowser:
 _PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 
 
+def _kernel_cpu_seconds(kernel_id: str | None) -> float | None:
+    """CPU time (user + system, with children) of the kernel process, for honest timings on a
+    loaded machine; ``None`` when it cannot be found."""
+    if not kernel_id:
+        return None
+    try:
+        import psutil
+    except ImportError:
+        return None
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if any(f"kernel-{kernel_id}.json" in part for part in cmdline):
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                return None
+            return float(t.user + t.system + t.children_user + t.children_system)
+    return None
+
+
 @contextmanager
 def lab_session(out_dir: Path | None = None, timeout: float = 300.0) -> Iterator[LabBrowser]:
     """A started JupyterLab and a Chromium page on it, both stopped on exit."""
@@ -523,3 +558,56 @@ def lab_session(out_dir: Path | None = None, timeout: float = 300.0) -> Iterator
             browser.close()
     finally:
         server.stop()
+
+
+def check_all(
+    notebooks: list[str],
+    out_dir: Path | None = None,
+    workers: int = 1,
+    timeout: float = 300.0,
+    on_report: Callable[[Report], None] | None = None,
+) -> dict[str, Report]:
+    """Check ``notebooks`` on one JupyterLab with ``workers`` browser pages side by side (each
+    worker runs one notebook at a time, so at most ``workers`` kernels run at once)."""
+    results: dict[str, Report] = {}
+    pending = list(notebooks)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            browser = LabBrowser(server, out_dir, timeout)
+        except BaseException as err:  # noqa: BLE001 - reported below for every notebook left
+            failures.append(err)
+            return
+        try:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    rel = pending.pop(0)
+                report = browser.check(rel)
+                with lock:
+                    results[rel] = report
+                    SECONDS[rel] = report.seconds
+                    if on_report is not None:
+                        on_report(report)
+        finally:
+            browser.close()
+
+    server = LabServer()
+    try:
+        threads = [
+            threading.Thread(target=work) for _ in range(max(1, min(workers, len(notebooks))))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        server.stop()
+    for rel in notebooks:
+        if rel not in results:
+            why = "; ".join(f"{type(e).__name__}: {e}" for e in failures) or "not run"
+            results[rel] = Report(rel, problems=[f"the browser could not start: {why}"])
+    return results
