@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="paths relative to the repository root")
     parser.add_argument("--out", default=str(labrun.ROOT / "build" / "browser"))
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds for each wait")
+    parser.add_argument(
+        "--timeout", type=float, default=labrun.TIMEOUT, help="seconds for each wait"
+    )
     parser.add_argument("--workers", type=int, default=2, help="notebooks run side by side")
     args = parser.parse_args(argv)
     why = labrun.unavailable()

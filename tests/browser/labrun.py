@@ -48,6 +48,8 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+#: Longest wait for one step (Run All of a whole notebook is one step), as nbval's cell timeout.
+TIMEOUT = float(os.environ.get("MINIDIFF_BROWSER_TIMEOUT", "900"))
 #: Seconds per notebook checked in this process (the pytest summary prints them).
 SECONDS: dict[str, float] = {}
 
@@ -208,15 +210,18 @@ _OPEN = """async (path) => {
   return panel.sessionContext.session?.kernel?.id ?? null;
 }"""
 
-_RUN_ALL = """async () => {
+# Run All without waiting here (evaluate has no timeout): _SETTLED waits, with one.
+_RUN_ALL = """() => {
   const app = window.jupyterapp, panel = window.__nb;
   app.shell.activateById(panel.id);
-  const ok = await app.commands.execute('notebook:run-all-cells');
-  return ok === undefined ? null : ok;
+  window.__ran = false;
+  app.commands.execute('notebook:run-all-cells')
+    .finally(() => { window.__ran = true; });
 }"""
 
 _SETTLED = """() => {
   const panel = window.__nb;
+  if (!window.__ran) return false;
   const kernel = panel.sessionContext.session?.kernel;
   if (!kernel || kernel.status !== 'idle') return false;
   const prompts = [...panel.node.querySelectorAll('.jp-InputPrompt')];
@@ -308,7 +313,7 @@ _WIDGET_STATE = """(index) => {
 class LabBrowser:
     """One Chromium page with JupyterLab loaded; :meth:`check` runs one notebook through it."""
 
-    def __init__(self, server: LabServer, out_dir: Path | None, timeout: float = 300.0) -> None:
+    def __init__(self, server: LabServer, out_dir: Path | None, timeout: float = TIMEOUT) -> None:
         from playwright.sync_api import sync_playwright
 
         self.server = server
@@ -547,7 +552,7 @@ def _kernel_cpu_seconds(kernel_id: str | None) -> float | None:
 
 
 @contextmanager
-def lab_session(out_dir: Path | None = None, timeout: float = 300.0) -> Iterator[LabBrowser]:
+def lab_session(out_dir: Path | None = None, timeout: float = TIMEOUT) -> Iterator[LabBrowser]:
     """A started JupyterLab and a Chromium page on it, both stopped on exit."""
     server = LabServer()
     try:
@@ -564,7 +569,7 @@ def check_all(
     notebooks: list[str],
     out_dir: Path | None = None,
     workers: int = 1,
-    timeout: float = 300.0,
+    timeout: float = TIMEOUT,
     on_report: Callable[[Report], None] | None = None,
 ) -> dict[str, Report]:
     """Check ``notebooks`` on one JupyterLab with ``workers`` browser pages side by side (each

@@ -1,7 +1,9 @@
 """Every course notebook in real JupyterLab, in headless Chromium (see ``tests/browser/README.md``).
 
-One JupyterLab started by ``make lab`` and one browser page serve all notebooks; each test opens
-one notebook, runs all its cells in fast mode and applies the rules of ``contract.py``. Screenshots
+One JupyterLab started by ``make lab`` serves all notebooks; ``MINIDIFF_BROWSER_WORKERS`` (default
+2) browser pages open them side by side, one notebook (and one kernel) per page at a time. Each
+notebook runs all its cells in fast mode and is checked with the rules of ``contract.py``; the
+first test to need the results runs them all, and each test then asserts on its own. Screenshots
 go to ``build/browser/`` (or ``$MINIDIFF_BROWSER_OUT``). Where Chromium or Playwright is missing,
 these tests are skipped with the reason; with ``MINIDIFF_BROWSER=require`` (set by ``.ci/run``
 once it has installed Chromium) they fail instead.
