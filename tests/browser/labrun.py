@@ -497,16 +497,22 @@ class LabBrowser:
             target = self.out_dir / (rel.replace("/", "__").removesuffix(".ipynb") + ".png")
             if report.screenshot is not None:
                 return
-            # The first widget, else the first figure, else the top of the notebook.
+            # The first widget, else a checker's verdict or an error, else the first figure,
+            # else the top of the notebook.
             self.page.evaluate(
-                """() => {
+                """(exercise) => {
                   const nb = window.__nb; if (!nb) return;
+                  const outputs = [...nb.node.querySelectorAll('.jp-OutputArea-output')];
+                  const verdict = exercise && outputs.find(o => /[\u2705\u274c]/.test(o.textContent)
+                      || o.matches('[data-mime-type="application/vnd.jupyter.stderr"]'));
                   const target = nb.node.querySelector('.minidiff-widget')
+                    || verdict?.closest('.jp-Cell')
                     || nb.node.querySelector('.jp-OutputArea-output img')?.closest('.jp-Cell');
                   if (target) target.scrollIntoView({block: 'start'});
                   else nb.node.querySelectorAll('.jp-WindowedPanel-outer')
                     .forEach(e => e.scrollTo(0, 0));
-                }"""
+                }""",
+                contract.notebook_kind(rel) != "lecture",
             )
             self.page.wait_for_timeout(300)
             self.page.screenshot(path=str(target))
