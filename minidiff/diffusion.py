@@ -21,7 +21,15 @@ from collections.abc import Callable
 
 import torch
 
-from ._validation import check_choice, check_same_shape, check_tensor
+from ._validation import (
+    check_all_finite,
+    check_callable,
+    check_choice,
+    check_finite,
+    check_generator,
+    check_same_shape,
+    check_tensor,
+)
 from .schedules import NoiseSchedule, check_timesteps
 
 __all__ = [
@@ -61,11 +69,13 @@ def _prepare(x: torch.Tensor, t: object, schedule: object, name: str = "x") -> t
 def _noise_like(
     x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None, x_name: str = "x"
 ) -> torch.Tensor:
+    check_generator(generator)
     if noise is None:
         gen_device = generator.device if generator is not None else x.device
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=gen_device).to(x.device)
     check_tensor(noise, "noise")
     check_same_shape(x, noise, x_name, "noise")
+    check_finite(noise, "noise")
     return noise
 
 
@@ -86,7 +96,14 @@ def q_sample(
         ``x_t`` of the same shape as ``x0``.
     """
     tt, sched = _prepare(x0, t, schedule, "x0")
-    eps = _noise_like(x0, noise, generator, "x0")
+    check_finite(x0, "x0")
+    return _q_sample(x0, tt, sched, _noise_like(x0, noise, generator, "x0"))
+
+
+def _q_sample(
+    x0: torch.Tensor, tt: torch.Tensor, sched: NoiseSchedule, eps: torch.Tensor
+) -> torch.Tensor:
+    """:func:`q_sample` without checks, for loops over checked inputs (``tt`` a long tensor)."""
     a = sched.gather(sched.sqrt_alpha_bar, tt, x0.dim(), like=x0)
     s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, x0.dim(), like=x0)
     return a * x0 + s * eps
@@ -104,6 +121,7 @@ def q_step(
     ``x_prev`` is ``x_{t-1}`` with shape ``(B, ...)``; ``t`` the index of the *new* state.
     """
     tt, sched = _prepare(x_prev, t, schedule, "x_prev")
+    check_finite(x_prev, "x_prev")
     eps = _noise_like(x_prev, noise, generator, "x_prev")
     a = sched.gather(sched.alphas.sqrt(), tt, x_prev.dim(), like=x_prev)
     b = sched.gather(sched.betas.sqrt(), tt, x_prev.dim(), like=x_prev)
@@ -122,6 +140,14 @@ def q_posterior_mean_var(
     tt, sched = _prepare(x_t, t, schedule, "x_t")
     check_tensor(x0, "x0")
     check_same_shape(x_t, x0, "x_t", "x0")
+    check_all_finite((x0, "x0"), (x_t, "x_t"))
+    return _q_posterior_mean_var(x0, x_t, tt, sched)
+
+
+def _q_posterior_mean_var(
+    x0: torch.Tensor, x_t: torch.Tensor, tt: torch.Tensor, sched: NoiseSchedule
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`q_posterior_mean_var` without checks (``tt`` a long tensor)."""
     c0 = sched.gather(sched.posterior_mean_coef_x0, tt, x_t.dim(), like=x_t)
     ct = sched.gather(sched.posterior_mean_coef_xt, tt, x_t.dim(), like=x_t)
     var = sched.gather(sched.posterior_variance, tt, x_t.dim(), like=x_t)
@@ -133,7 +159,9 @@ def predict_x0_from_eps(
 ) -> torch.Tensor:
     """``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` (invert ``q_sample``)."""
     tt, sched = _prepare(x_t, t, schedule, "x_t")
+    check_tensor(eps, "eps")
     check_same_shape(x_t, eps, "x_t", "eps")
+    check_all_finite((x_t, "x_t"), (eps, "eps"))
     a = sched.gather(sched.sqrt_alpha_bar, tt, x_t.dim(), like=x_t)
     s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, x_t.dim(), like=x_t)
     return (x_t - s * eps) / a
@@ -142,7 +170,9 @@ def predict_x0_from_eps(
 def eps_from_x0(x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """``eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)``."""
     tt, sched = _prepare(x_t, t, schedule, "x_t")
+    check_tensor(x0, "x0")
     check_same_shape(x_t, x0, "x_t", "x0")
+    check_all_finite((x_t, "x_t"), (x0, "x0"))
     a = sched.gather(sched.sqrt_alpha_bar, tt, x_t.dim(), like=x_t)
     s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, x_t.dim(), like=x_t)
     return (x_t - a * x0) / s
@@ -151,12 +181,14 @@ def eps_from_x0(x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor, sche
 def score_from_eps(eps: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule) -> torch.Tensor:
     """``∇ log q(x_t) = -E[eps | x_t] / sqrt(1 - alpha_bar_t)`` (Tweedie; chapter 6)."""
     tt, sched = _prepare(eps, t, schedule, "eps")
+    check_finite(eps, "eps")
     return -eps / sched.gather(sched.sqrt_one_minus_alpha_bar, tt, eps.dim(), like=eps)
 
 
 def eps_from_score(score: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule) -> torch.Tensor:
     """``eps = -sqrt(1 - alpha_bar_t) · score`` (inverse of :func:`score_from_eps`)."""
     tt, sched = _prepare(score, t, schedule, "score")
+    check_finite(score, "score")
     return -score * sched.gather(sched.sqrt_one_minus_alpha_bar, tt, score.dim(), like=score)
 
 
@@ -181,7 +213,8 @@ def model_variance(
 
 
 def call_eps_model(eps_model: EpsModel, x_t: torch.Tensor, t: torch.Tensor, name: str = "eps_model") -> torch.Tensor:
-    """Call a model and check that it returned a finite tensor of the same shape as ``x_t``."""
+    """Call a model and check that it returned a tensor of the same shape as ``x_t``."""
+    check_callable(eps_model, name, "(x_t, t) -> eps")
     out = eps_model(x_t, t)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
@@ -205,7 +238,23 @@ def p_mean_var(
     (Ho et al. 2020, Eq. 11): the posterior mean ``mu_tilde`` with ``x_0`` replaced by its
     ε-prediction. Returns ``(mean (B, ...), var (B, 1, …, 1))``.
     """
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
+    check_choice(variance, "variance", VARIANCES)
     tt, sched = _prepare(x_t, t, schedule, "x_t")
+    check_finite(x_t, "x_t")
+    return _p_mean_var(eps_model, x_t, tt, sched, variance, for_density=for_density)
+
+
+def _p_mean_var(
+    eps_model: EpsModel,
+    x_t: torch.Tensor,
+    tt: torch.Tensor,
+    sched: NoiseSchedule,
+    variance: str,
+    *,
+    for_density: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`p_mean_var` without the argument checks (``tt`` a long tensor)."""
     eps = call_eps_model(eps_model, x_t, tt)
     beta = sched.gather(sched.betas, tt, x_t.dim(), like=x_t)
     s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, x_t.dim(), like=x_t)

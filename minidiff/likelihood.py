@@ -22,7 +22,15 @@ import math
 
 import torch
 
-from ._validation import check_choice, check_positive_int, check_tensor
+from ._validation import (
+    check_callable,
+    check_choice,
+    check_finite,
+    check_generator,
+    check_number,
+    check_positive_int,
+    check_tensor,
+)
 from .samplers.sde_solvers import ode_solve, time_grid
 from .sde import SDE, ScoreFn
 
@@ -99,6 +107,7 @@ def ode_log_likelihood(
     Returns:
         ``(N,)`` log-likelihoods (nats, summed over data dimensions).
     """
+    check_callable(score_fn, "score_fn", "(x, t) -> score")
     check_tensor(x, "x")
     if not isinstance(sde, SDE):
         raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
@@ -107,6 +116,10 @@ def ode_log_likelihood(
     check_choice(divergence, "divergence", DIVERGENCES)
     check_choice(probe, "probe", PROBES)
     n_probes = check_positive_int(n_probes, "n_probes")
+    check_generator(generator)
+    if t_start is not None:
+        t_start = check_number(t_start, "t_start", low=0.0, high=1.0, low_open=False)
+    check_finite(x, "x")
     t0 = sde.eps if t_start is None else t_start
     ts = time_grid(steps, float(t0), 1.0)
     rsde = sde.reverse(score_fn, probability_flow=True)
@@ -126,7 +139,7 @@ def ode_log_likelihood(
     def augmented(state: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             xs = state[:, :D].detach().reshape(shape).requires_grad_(True)
-            fx = rsde.drift(xs, t)
+            fx = rsde._drift_unchecked(xs, t)
             div = _divergence(fx, xs, probes=probes)
         return torch.cat([fx.detach().reshape(B, D), div.detach()[:, None]], dim=1)
 
@@ -158,15 +171,26 @@ def bits_per_dim(
     A uniform density over the dequantised cube gives exactly 8 bits. ``scale=1`` turns nats into
     plain bits per dimension. ``log_likelihood_nats: (N,)`` -> ``(N,)``.
     """
+    name = "log_likelihood_nats"
     if not isinstance(log_likelihood_nats, torch.Tensor):
-        log_likelihood_nats = torch.as_tensor(log_likelihood_nats, dtype=torch.float64)
+        if isinstance(log_likelihood_nats, bool) or not isinstance(
+            log_likelihood_nats, (int, float)
+        ):
+            raise TypeError(
+                f"{name} must be a tensor (N,) or a number, "
+                f"got {type(log_likelihood_nats).__name__}"
+            )
+        log_likelihood_nats = torch.tensor(float(log_likelihood_nats), dtype=torch.float64)
+    if not log_likelihood_nats.is_floating_point():
+        log_likelihood_nats = log_likelihood_nats.to(torch.float64)
+    if log_likelihood_nats.dim() > 1:
+        raise ValueError(
+            f"{name} must have shape (N,) (one value per sample), "
+            f"got {tuple(log_likelihood_nats.shape)}"
+        )
+    check_finite(log_likelihood_nats, name)
     dims = check_positive_int(dims, "dims")
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, (int, float))
-        or not (math.isfinite(scale) and scale > 0)
-    ):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    scale = check_number(scale, "scale", low=0.0)
     return -(log_likelihood_nats - dims * math.log(scale)) / (dims * math.log(2.0))
 
 
@@ -174,7 +198,9 @@ def uniform_dequantize(
     x: torch.Tensor, generator: torch.Generator | None = None, *, scale: float = 127.5
 ) -> torch.Tensor:
     """Add ``u / scale``, ``u ~ U[0, 1)``, to 8-bit images ``k / scale - 1`` (see bits_per_dim)."""
-    check_tensor(x, "x")
+    check_tensor(x, "x", finite=True)
+    check_generator(generator)
+    scale = check_number(scale, "scale", low=0.0)
     dev = generator.device if generator is not None else x.device
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=dev).to(x.device)
     return x + u / scale

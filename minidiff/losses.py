@@ -19,17 +19,28 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validation import check_choice, check_positive_int, check_tensor
+from ._validation import (
+    check_all_finite,
+    check_broadcast,
+    check_callable,
+    check_choice,
+    check_device,
+    check_finite,
+    check_generator,
+    check_positive_int,
+    check_tensor,
+)
 from .diffusion import (
     VARIANCES,
     EpsModel,
+    _check_schedule,
     _noise_like,
+    _p_mean_var,
     _prepare,
+    _q_posterior_mean_var,
+    _q_sample,
     call_eps_model,
     model_variance,
-    p_mean_var,
-    q_posterior_mean_var,
-    q_sample,
 )
 from .schedules import NoiseSchedule
 
@@ -51,7 +62,16 @@ DECODERS = ("gaussian", "discretized")
 
 def _check_var(var: torch.Tensor, name: str) -> None:
     if bool((var <= 0).any()):
-        raise ValueError(f"{name} must be strictly positive")
+        raise ValueError(f"{name} must be strictly positive (a variance)")
+
+
+def _check_elementwise(*named: tuple[object, str]) -> None:
+    """Floating tensors that broadcast together and hold finite values (one synchronisation)."""
+    for v, name in named:
+        check_tensor(v, name, min_dim=0)
+    pairs = [(v, name) for v, name in named if isinstance(v, torch.Tensor)]
+    check_broadcast(*pairs)
+    check_all_finite(*pairs)
 
 
 def gaussian_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
@@ -60,17 +80,26 @@ def gaussian_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, va
     ``KL = ½ [log(var2 / var1) + (var1 + (mean1 - mean2)²) / var2 - 1]``. Arguments broadcast
     (variances are typically ``(B, 1, …)``); sum over data dimensions for isotropic Gaussians.
     """
-    for name, v in (("mean1", mean1), ("var1", var1), ("mean2", mean2), ("var2", var2)):
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
+    _check_elementwise((mean1, "mean1"), (var1, "var1"), (mean2, "mean2"), (var2, "var2"))
     _check_var(var1, "var1")
     _check_var(var2, "var2")
+    return _gaussian_kl(mean1, var1, mean2, var2)
+
+
+def _gaussian_kl(
+    mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor
+) -> torch.Tensor:
     return 0.5 * (torch.log(var2) - torch.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
 
 
 def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """Elementwise ``log N(x; mean, var) = -½ [log(2π var) + (x - mean)² / var]``."""
+    """Elementwise ``log N(x; mean, var) = -½ [log(2π var) + (x - mean)² / var]`` (broadcasting)."""
+    _check_elementwise((x, "x"), (mean, "mean"), (var, "var"))
     _check_var(var, "var")
+    return _gaussian_log_likelihood(x, mean, var)
+
+
+def _gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     return -0.5 * (math.log(2 * math.pi) + torch.log(var) + (x - mean) ** 2 / var)
 
 
@@ -80,9 +109,15 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
     ``x`` holds images in ``[-1, 1]`` on the grid of 256 levels (bin width ``2/255``); the Gaussian
     ``N(mean, exp(log_scale)²)`` is integrated over the bin, the outermost bins extending to ±∞.
     """
-    check_tensor(x, "x", min_dim=0)
+    _check_elementwise((x, "x"), (mean, "mean"), (log_scale, "log_scale"))
     if bool((x < -1 - 1e-6).any()) or bool((x > 1 + 1e-6).any()):
         raise ValueError("x must lie in [-1, 1] (images scaled from 8-bit values)")
+    return _discretized_gaussian_log_likelihood(x, mean, log_scale)
+
+
+def _discretized_gaussian_log_likelihood(
+    x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
     xd, md, ld = x.double(), mean.double(), log_scale.double()
     inv_std = torch.exp(-ld)
     centered = xd - md
@@ -141,34 +176,42 @@ def vlb_terms(
         eps_model: callable ``(x_t (B, ...), t (B,)) -> eps (B, ...)``.
         x0: data ``(B, ...)``.
     """
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_tensor(x0, "x0")
     check_choice(variance, "variance", VARIANCES)
     check_choice(decoder, "decoder", DECODERS)
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    _check_schedule(schedule)
+    check_generator(generator)
+    check_finite(x0, "x0")
+    if decoder == "discretized" and (bool((x0 < -1 - 1e-6).any()) or bool((x0 > 1 + 1e-6).any())):
+        raise ValueError(
+            'x0 must lie in [-1, 1] for decoder="discretized" (images scaled from 8-bit values)'
+        )
     B, T = x0.shape[0], schedule.T
     # L_T: q(x_T | x_0) = N(sqrt(ab_T) x_0, 1 - ab_T) against the prior N(0, I).
     tT = torch.full((B,), T, dtype=torch.long, device=x0.device)
     mean_T = schedule.gather(schedule.sqrt_alpha_bar, tT, x0.dim(), like=x0) * x0
     var_T = schedule.gather(1.0 - schedule.alpha_bar, tT, x0.dim(), like=x0).expand_as(x0)
-    L_T = _sum_data_dims(gaussian_kl(mean_T, var_T, torch.zeros_like(x0), torch.ones_like(x0)))
+    L_T = _sum_data_dims(_gaussian_kl(mean_T, var_T, torch.zeros_like(x0), torch.ones_like(x0)))
 
     L_t = torch.zeros(B, max(T - 1, 0), dtype=x0.dtype, device=x0.device)
     with torch.no_grad():
         for t in range(2, T + 1):
             tt = torch.full((B,), t, dtype=torch.long, device=x0.device)
-            x_t = q_sample(x0, tt, schedule, generator=generator)
-            mean_q, var_q = q_posterior_mean_var(x0, x_t, tt, schedule)
-            mean_p, var_p = p_mean_var(eps_model, x_t, tt, schedule, variance)
-            L_t[:, t - 2] = _sum_data_dims(gaussian_kl(mean_q, var_q.expand_as(x0), mean_p, var_p.expand_as(x0)))
+            x_t = _q_sample(x0, tt, schedule, _noise_like(x0, None, generator))
+            mean_q, var_q = _q_posterior_mean_var(x0, x_t, tt, schedule)
+            mean_p, var_p = _p_mean_var(eps_model, x_t, tt, schedule, variance)
+            kl = _gaussian_kl(mean_q, var_q.expand_as(x0), mean_p, var_p.expand_as(x0))
+            L_t[:, t - 2] = _sum_data_dims(kl)
 
         t1 = torch.ones(B, dtype=torch.long, device=x0.device)
-        x_1 = q_sample(x0, t1, schedule, generator=generator)
-        mean_1, var_1 = p_mean_var(eps_model, x_1, t1, schedule, variance, for_density=True)
+        x_1 = _q_sample(x0, t1, schedule, _noise_like(x0, None, generator))
+        mean_1, var_1 = _p_mean_var(eps_model, x_1, t1, schedule, variance, for_density=True)
         if decoder == "gaussian":
-            log_p = gaussian_log_likelihood(x0, mean_1, var_1.expand_as(x0))
+            log_p = _gaussian_log_likelihood(x0, mean_1, var_1.expand_as(x0))
         else:
-            log_p = discretized_gaussian_log_likelihood(x0, mean_1, 0.5 * torch.log(var_1).expand_as(x0))
+            log_scale = 0.5 * torch.log(var_1).expand_as(x0)
+            log_p = _discretized_gaussian_log_likelihood(x0, mean_1, log_scale)
         L_0 = -_sum_data_dims(log_p)
     return VLBTerms(L_T=L_T, L_t=L_t, L_0=L_0, total=L_T + L_t.sum(dim=1) + L_0)
 
@@ -181,6 +224,7 @@ def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor
     :func:`vlb_terms` but does not depend on the model). ``lambda_0 = 0``; ``lambda_1`` uses
     ``sigma_1^2 = beta_1`` (the Gaussian decoder's squared-error weight).
     """
+    _check_schedule(schedule)
     check_choice(variance, "variance", VARIANCES)
     t = torch.arange(schedule.T + 1)
     sigma2 = model_variance(t, schedule, variance, 1, like=schedule.betas, for_density=True).reshape(-1)
@@ -192,6 +236,10 @@ def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor
 
 def sample_timesteps(batch_size: int, T: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """``t ~ Uniform{1, …, T}`` as a long tensor ``(batch_size,)`` (Algorithm 1, line 3)."""
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(T, "T")
+    check_generator(generator)
+    device = check_device(device)
     gen_device = generator.device if generator is not None else "cpu"
     return torch.randint(1, T + 1, (batch_size,), generator=generator, device=gen_device).to(device or gen_device)
 
@@ -212,20 +260,40 @@ def simple_loss(
     ``weights`` (a ``(T + 1,)`` tensor such as :func:`vlb_weights`) turns it into a weighted
     objective ``E[w_t ||eps - eps_theta||²]``. Returns a scalar with gradients for training.
     """
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_tensor(x0, "x0")
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    _check_schedule(schedule)
+    check_generator(generator)
+    w = None
+    if weights is not None:
+        if isinstance(weights, (str, bytes)):
+            raise TypeError(
+                f"weights must be a tensor of shape ({schedule.T + 1},), "
+                f"got {type(weights).__name__}"
+            )
+        try:
+            w = torch.as_tensor(weights)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(
+                f"weights must be a tensor of shape ({schedule.T + 1},), "
+                f"got {type(weights).__name__}"
+            ) from exc
+        if w.shape != (schedule.T + 1,):
+            raise ValueError(
+                f"weights must have shape ({schedule.T + 1},) (one per t, index 0 unused), "
+                f"got {tuple(w.shape)}"
+            )
+        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+            raise ValueError("weights must be finite and >= 0")
     if t is None:
         t = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
     tt, _ = _prepare(x0, t, schedule, "x0")
+    check_finite(x0, "x0")
     eps = _noise_like(x0, noise, generator, "x0")
-    x_t = q_sample(x0, tt, schedule, noise=eps)
+    x_t = _q_sample(x0, tt, schedule, eps)
     err = (eps - call_eps_model(eps_model, x_t, tt)) ** 2
     per_sample = err.reshape(err.shape[0], -1).mean(dim=1)
-    if weights is not None:
-        w = torch.as_tensor(weights)
-        if w.shape != (schedule.T + 1,):
-            raise ValueError(f"weights must have shape ({schedule.T + 1},) (one per t, index 0 unused), got {tuple(w.shape)}")
+    if w is not None:
         per_sample = per_sample * w.to(x0.device, x0.dtype)[tt]
     return per_sample.mean()
 
@@ -248,10 +316,10 @@ def affine_reverse_marginal(
     Returns:
         ``mean (D,)`` and ``cov (D, D)`` in float64.
     """
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_positive_int(dim, "dim")
     check_choice(variance, "variance", VARIANCES)
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    _check_schedule(schedule)
     eye = torch.eye(dim, dtype=torch.float64)
     probe = torch.linspace(-1.3, 0.7, dim, dtype=torch.float64)[None]
     pts = torch.cat([torch.zeros(1, dim, dtype=torch.float64), eye, probe])  # (D + 2, D)
@@ -259,7 +327,7 @@ def affine_reverse_marginal(
     with torch.no_grad():
         for t in range(schedule.T, 0, -1):
             tt = torch.full((dim + 2,), t, dtype=torch.long)
-            mean, var = p_mean_var(eps_model, pts, tt, schedule, variance, for_density=True)
+            mean, var = _p_mean_var(eps_model, pts, tt, schedule, variance, for_density=True)
             b = mean[0]
             A = (mean[1 : dim + 1] - b).T  # column i is the response to e_i
             if not torch.allclose(mean[-1], A @ probe[0] + b, rtol=1e-6, atol=1e-8):
@@ -276,7 +344,8 @@ def affine_model_nll(
 
     Uses :func:`affine_reverse_marginal`; compare with :func:`vlb_terms` (an upper bound on it).
     """
-    check_tensor(x0, "x0", dim=2)
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
+    check_tensor(x0, "x0", dim=2, finite=True)
     m, C = affine_reverse_marginal(eps_model, schedule, x0.shape[1], variance=variance)
     dist = torch.distributions.MultivariateNormal(m, covariance_matrix=C)
     return -dist.log_prob(x0.to(torch.float64)).to(x0.dtype)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._validation import check_positive_int
+from ._validation import check_number, check_positive_int, value_checks_enabled
 
 __all__ = [
     "NoiseSchedule",
@@ -58,7 +58,7 @@ def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torc
         )
     if t.dim() != 1 or t.shape[0] != batch_size:
         raise ValueError(f"{name} must have shape ({batch_size},) (one timestep per sample), got {tuple(t.shape)}")
-    if t.numel() and (int(t.min()) < 1 or int(t.max()) > T):
+    if t.numel() and value_checks_enabled() and not bool(((t >= 1) & (t <= T)).all()):
         raise ValueError(f"{name} must lie in 1..{T}, got values in {int(t.min())}..{int(t.max())}")
     return t.long()
 
@@ -76,7 +76,16 @@ class NoiseSchedule:
     """
 
     def __init__(self, betas: torch.Tensor | Sequence[float]) -> None:
-        b = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+        if isinstance(betas, (str, bytes)) or betas is None:
+            raise TypeError(
+                f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}"
+            )
+        try:
+            b = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(
+                f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}"
+            ) from exc
         if b.dim() != 1 or b.numel() < 1:
             raise ValueError(f"betas must be a 1-D sequence of beta_1..beta_T (T >= 1), got shape {tuple(b.shape)}")
         if not bool(torch.isfinite(b).all()):
@@ -148,25 +157,25 @@ def _check_T(T: object) -> int:
     return check_positive_int(T, "T")
 
 
-def _check_range(beta_start: float, beta_end: float) -> None:
-    for name, v in (("beta_start", beta_start), ("beta_end", beta_end)):
-        if not (0.0 < float(v) < 1.0):
-            raise ValueError(f"{name} must lie strictly inside (0, 1), got {v}")
+def _check_range(beta_start: float, beta_end: float) -> tuple[float, float]:
+    beta_start = check_number(beta_start, "beta_start", low=0.0, high=1.0)
+    beta_end = check_number(beta_end, "beta_end", low=0.0, high=1.0)
     if beta_end < beta_start:
         raise ValueError(f"beta_end must be >= beta_start, got beta_start={beta_start}, beta_end={beta_end}")
+    return beta_start, beta_end
 
 
 def linear_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
     """Linearly increasing betas (Ho et al. 2020, DDPM, Sec. 4: 1e-4 to 0.02 over T = 1000)."""
     T = _check_T(T)
-    _check_range(beta_start, beta_end)
+    beta_start, beta_end = _check_range(beta_start, beta_end)
     return NoiseSchedule(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
 
 
 def quadratic_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
     """Betas whose square roots are linear: ``beta_t = (lerp(sqrt(b0), sqrt(b1)))**2``."""
     T = _check_T(T)
-    _check_range(beta_start, beta_end)
+    beta_start, beta_end = _check_range(beta_start, beta_end)
     r = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T, dtype=torch.float64)
     return NoiseSchedule(r**2)
 
@@ -187,10 +196,8 @@ def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseS
     ``1 - alpha_bar_t / alpha_bar_{t-1}`` clipped at ``max_beta`` (0.999) to avoid the singularity at t = T.
     """
     T = _check_T(T)
-    if not (0.0 <= s < 1.0):
-        raise ValueError(f"s must lie in [0, 1), got {s}")
-    if not (0.0 < max_beta < 1.0):
-        raise ValueError(f"max_beta must lie strictly inside (0, 1), got {max_beta}")
+    s = check_number(s, "s", low=0.0, high=1.0, low_open=False)
+    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0)
 
     def f(u: torch.Tensor) -> torch.Tensor:
         return torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
@@ -206,19 +213,26 @@ def sigmoid_schedule(
     ``alpha_bar(t) ∝ (σ(end/τ) - σ((t(end - start) + start)/τ)) / (σ(end/τ) - σ(start/τ))``.
     """
     T = _check_T(T)
+    start = check_number(start, "start")
+    end = check_number(end, "end")
     if not end > start:
         raise ValueError(f"end must be > start, got start={start}, end={end}")
-    if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
-    if not (0.0 < max_beta < 1.0):
-        raise ValueError(f"max_beta must lie strictly inside (0, 1), got {max_beta}")
+    tau = check_number(tau, "tau", low=0.0)
+    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0)
     v_start = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64))
     v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))
 
     def f(u: torch.Tensor) -> torch.Tensor:
         return (v_end - torch.sigmoid((u * (end - start) + start) / tau)) / (v_end - v_start)
 
-    return NoiseSchedule(_betas_from_alpha_bar_fn(f, T, max_beta))
+    betas = _betas_from_alpha_bar_fn(f, T, max_beta)
+    if not bool(torch.isfinite(betas).all()):
+        raise ValueError(
+            f"tau={tau} is too small for start={start}, end={end}: the sigmoid saturates and "
+            "alpha_bar "
+            "becomes 0/0; use a larger tau or a narrower [start, end]"
+        )
+    return NoiseSchedule(betas)
 
 
 SCHEDULES: dict[str, Callable[..., NoiseSchedule]] = {
@@ -231,7 +245,7 @@ SCHEDULES: dict[str, Callable[..., NoiseSchedule]] = {
 
 def make_schedule(name: str, T: int, **kwargs: float) -> NoiseSchedule:
     """Build a schedule by family name: ``linear``, ``cosine``, ``quadratic`` or ``sigmoid``."""
-    if name not in SCHEDULES:
+    if not isinstance(name, str) or name not in SCHEDULES:
         raise ValueError(f"name must be one of {sorted(SCHEDULES)}, got {name!r}")
     return SCHEDULES[name](T, **kwargs)
 
@@ -248,10 +262,8 @@ def shifted_schedule(
     """
     if not isinstance(schedule, NoiseSchedule):
         raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    if not math.isfinite(float(shift)):
-        raise ValueError(f"shift must be a finite float, got {shift}")
-    if not (0.0 < max_beta < 1.0):
-        raise ValueError(f"max_beta must lie strictly inside (0, 1), got {max_beta}")
+    shift = check_number(shift, "shift")
+    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0)
     ab = torch.sigmoid(schedule.log_snr[1:] + float(shift))
     ab = torch.cat([torch.ones(1, dtype=torch.float64), ab])
     betas = (1.0 - ab[1:] / ab[:-1]).clamp(min=1e-12, max=max_beta)

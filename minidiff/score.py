@@ -21,7 +21,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_choice, check_positive_int, check_tensor
+from ._validation import (
+    check_callable,
+    check_choice,
+    check_finite,
+    check_generator,
+    check_number,
+    check_positive_int,
+    check_tensor,
+)
 from .diffusion import _noise_like
 from .nn import TimeMLP
 
@@ -60,7 +68,7 @@ def _check_data(x: Tensor, name: str) -> Tensor:
     check_tensor(x, name, dim=2)
     if x.shape[0] < 1:
         raise ValueError(f"{name} must hold at least one sample, got shape {tuple(x.shape)}")
-    return x
+    return check_finite(x, name)
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Tensor:
@@ -96,8 +104,9 @@ def esm_loss(
 
     ``x, true_score: (B, D)``. Returns the batch mean, or ``(B,)`` with ``reduction="none"``.
     """
+    check_callable(score_model, "score_model", "(x) -> score")
     _check_data(x, "x")
-    check_tensor(true_score, "true_score")
+    check_tensor(true_score, "true_score", finite=True)
     if true_score.shape != x.shape:
         raise ValueError(
             f"true_score must have the shape of x {tuple(x.shape)}, got {tuple(true_score.shape)}"
@@ -116,6 +125,8 @@ def ism_loss(
     mean or ``(B,)`` with ``reduction="none"``. Equals ``esm_loss - ½ E||∇log p||²`` in expectation
     (integration by parts, assuming ``p s_θ -> 0`` at infinity).
     """
+    check_callable(score_model, "score_model", "(x) -> score")
+    check_choice(reduction, "reduction", REDUCTIONS)
     _check_data(x, "x")
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -143,8 +154,11 @@ def ssm_loss(
     ``variance_reduced=True`` uses ``½ ||s||²`` exactly (SSM-VR). ``x: (B, D)``; returns the batch
     mean or ``(B,)`` with ``reduction="none"``.
     """
+    check_callable(score_model, "score_model", "(x) -> score")
+    check_choice(reduction, "reduction", REDUCTIONS)
     _check_data(x, "x")
     n_projections = check_positive_int(n_projections, "n_projections")
+    check_generator(generator)
     B, D = x.shape
     xr = x.detach().repeat(n_projections, 1).requires_grad_(True)  # (P*B, D)
     dev = generator.device if generator is not None else x.device
@@ -192,10 +206,18 @@ def dsm_loss(
         weighting: ``"sigma2"`` (``λ = σ²``) or ``"none"`` (``λ = 1``).
         reduction: ``"mean"`` over the batch (summed over D) or ``"none"`` for ``(B,)``.
     """
+    check_callable(score_model, "score_model", "(x, sigma) -> score")
     _check_data(x0, "x0")
     check_choice(weighting, "weighting", WEIGHTINGS)
+    check_choice(reduction, "reduction", REDUCTIONS)
+    check_generator(generator)
     B = x0.shape[0]
     if isinstance(sigmas, Tensor):
+        if sigmas.dim() > 1:
+            raise ValueError(
+                "sigmas must be a number or a 1-D tensor of noise levels, "
+                f"got shape {tuple(sigmas.shape)}"
+            )
         levels = sigmas.detach().to(device=x0.device, dtype=x0.dtype).reshape(-1)
     elif isinstance(sigmas, (int, float)) and not isinstance(sigmas, bool):
         levels = torch.tensor([float(sigmas)], dtype=x0.dtype, device=x0.device)
@@ -280,8 +302,8 @@ class NoiseConditionalScoreMLP(nn.Module):
             raise ValueError(
                 f"sigma must have shape ({x.shape[0]},) like the batch of x, got {tuple(s.shape)}"
             )
-        if bool((s <= 0).any()):
-            raise ValueError("sigma must be > 0")
+        if not bool(((s > 0) & torch.isfinite(s)).all()):  # one host read, NaN included
+            raise ValueError("sigma must be finite and > 0")
         out = self.net(x, s.log())
         return out / s[:, None] if self.scale_by_sigma else out
 
@@ -313,7 +335,9 @@ def vp_eps_loss(
         t_min: smallest time drawn (default ``sde.eps`` or ``1e-3``): ``σ(t) -> 0`` at ``t = 0``.
         t: ``(B,)`` times (instead of drawing them); noise: ``ε`` of the shape of ``x0``.
     """
-    check_tensor(x0, "x0")
+    check_callable(model, "model", "(x_t, t) -> eps")
+    check_tensor(x0, "x0", finite=True)
+    check_generator(generator)
     if not callable(getattr(sde, "marginal_coefficients", None)):
         raise TypeError(
             "sde must have a marginal_coefficients(t) -> (alpha, sigma) method, "
@@ -323,14 +347,13 @@ def vp_eps_loss(
     t_end = float(getattr(sde, "T_end", 1.0))
     if t_min is None:
         t_min = float(getattr(sde, "eps", 1e-3))
-    if isinstance(t_min, bool) or not isinstance(t_min, (int, float)) or not (0.0 <= t_min < t_end):
-        raise ValueError(f"t_min must be a number in [0, {t_end}), got {t_min!r}")
+    t_min = check_number(t_min, "t_min", low=0.0, high=t_end, low_open=False)
     if t is None:
         dev = generator.device if generator is not None else x0.device
         u = torch.rand(B, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
         tt = t_min + (t_end - t_min) * u
     else:
-        check_tensor(t, "t", dim=1)
+        check_tensor(t, "t", dim=1, finite=True)
         if t.shape != (B,):
             raise ValueError(f"t must have shape ({B},), got {tuple(t.shape)}")
         if bool((t < 0).any()) or bool((t > t_end).any()):

@@ -29,7 +29,17 @@ from collections.abc import Callable
 
 import torch
 
-from ._validation import check_positive_int, check_tensor
+from ._validation import (
+    check_all_finite,
+    check_callable,
+    check_device,
+    check_float_dtype,
+    check_generator,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+    value_checks_enabled,
+)
 from .data.gmm import GaussianMixture
 from .schedules import NoiseSchedule, check_timesteps
 
@@ -70,9 +80,14 @@ def check_time(t: object, name: str = "t") -> torch.Tensor:
             f"{name} must be a floating tensor of continuous times in [0, 1], got dtype {t.dtype} "
             "(discrete DDPM steps i in 1..T correspond to t = i / T)"
         )
-    if t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite")
-    if t.numel() and (float(t.min()) < -_T_TOL or float(t.max()) > 1.0 + _T_TOL):
+    # one host read when all is well; the diagnosis below only runs on failure
+    if (
+        t.numel()
+        and value_checks_enabled()
+        and not bool(((t >= -_T_TOL) & (t <= 1.0 + _T_TOL)).all())
+    ):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must be finite")
         raise ValueError(
             f"{name} must lie in [0, 1], got values in [{float(t.min()):.6g}, {float(t.max()):.6g}]"
         )
@@ -144,7 +159,7 @@ class SDE(ABC):
     # -- validated public methods -----------------------------------------------------------
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Forward drift ``f(x, t)``; ``x: (B, ...)``, ``t: (B,)`` -> ``(B, ...)``."""
-        check_tensor(x, "x")
+        check_tensor(x, "x", finite=True)
         return self._drift(x, _batch_time(x, t))
 
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
@@ -159,7 +174,7 @@ class SDE(ABC):
         self, x0: torch.Tensor, t: torch.Tensor | float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``alpha(t) x_0`` ``(B, ...)`` and std ``sigma(t)`` ``(B, 1, …, 1)`` of x_t | x_0."""
-        check_tensor(x0, "x0")
+        check_tensor(x0, "x0", finite=True)
         alpha, sigma = self._marginal(_batch_time(x0, t))
         return _bcast(alpha, x0) * x0, _bcast(sigma, x0)
 
@@ -171,15 +186,20 @@ class SDE(ABC):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Draw ``x_t = alpha(t) x_0 + sigma(t) eps`` (the continuous-time ``q_sample``)."""
+        check_tensor(x0, "x0")
+        check_generator(generator)
+        if noise is not None:
+            check_tensor(noise, "noise")
+            if noise.shape != x0.shape:
+                raise ValueError(
+                    f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
+                )
+            check_all_finite((x0, "x0"), (noise, "noise"))
         mean, std = self.marginal_prob(x0, t)
         if noise is None:
             dev = generator.device if generator is not None else x0.device
             noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(
                 x0.device
-            )
-        elif noise.shape != x0.shape:
-            raise ValueError(
-                f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
             )
         return mean + std * noise
 
@@ -192,6 +212,10 @@ class SDE(ABC):
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """Draw ``x_1 ~ N(0, prior_std² I)`` of the given shape (1 for VP, ``sigma_max`` for VE)."""
+        shape = check_shape(shape)
+        check_generator(generator)
+        check_float_dtype(dtype)
+        device = check_device(device)
         if device is None:
             device = generator.device if generator is not None else "cpu"
         gen_device = generator.device if generator is not None else device
@@ -200,7 +224,7 @@ class SDE(ABC):
 
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """``log N(z; 0, prior_std² I)`` summed over non-batch dimensions: ``(B, ...) -> (B,)``."""
-        check_tensor(z, "z")
+        check_tensor(z, "z", finite=True)
         D = z[0].numel()
         s2 = self.prior_std**2
         return -0.5 * D * math.log(2 * math.pi * s2) - 0.5 * z.flatten(1).pow(2).sum(1) / s2
@@ -233,22 +257,26 @@ class VPSDE(SDE):
 
     def beta(self, t: torch.Tensor | float) -> torch.Tensor:
         """``β(t) = β_min + t (β_max - β_min)``."""
-        t = check_time(t)
+        return self._beta(check_time(t))
+
+    def _beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def beta_integral(self, t: torch.Tensor | float) -> torch.Tensor:
         """``B(t) = ∫_0^t β(s) ds = β_min t + ½ (β_max - β_min) t²``; ``alpha = exp(-B/2)``."""
-        t = check_time(t)
+        return self._beta_integral(check_time(t))
+
+    def _beta_integral(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
     def _drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return -0.5 * _bcast(self.beta(t), x) * x
+        return -0.5 * _bcast(self._beta(t), x) * x
 
     def _diffusion(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta(t).sqrt()
+        return self._beta(t).sqrt()
 
     def _marginal(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B = self.beta_integral(t)
+        B = self._beta_integral(t)
         # sigma² = 1 - exp(-B) through expm1: accurate for the tiny B near t = 0
         return torch.exp(-0.5 * B), torch.sqrt(-torch.expm1(-B))
 
@@ -284,13 +312,16 @@ class VESDE(SDE):
 
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """``σ(t) = σ_min (σ_max / σ_min)^t``."""
-        return self.sigma_min * torch.exp(check_time(t) * self._log_ratio)
+        return self._sigma(check_time(t))
+
+    def _sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sigma_min * torch.exp(t * self._log_ratio)
 
     def _drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
 
     def _diffusion(self, t: torch.Tensor) -> torch.Tensor:
-        return self.sigma(t) * math.sqrt(2 * self._log_ratio)
+        return self._sigma(t) * math.sqrt(2 * self._log_ratio)
 
     def _marginal(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # σ(t)² - σ_min² = σ_min² (exp(2 t log r) - 1), through expm1 near t = 0
@@ -324,7 +355,10 @@ class ReverseSDE:
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Call ``score_fn(x, t (B,) in x's dtype)``; check it returns a tensor shaped as ``x``."""
         check_tensor(x, "x")
-        tt = _batch_time(x, t)
+        return self._score_unchecked(x, _batch_time(x, t))
+
+    def _score_unchecked(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        """:meth:`score` for solvers' loops: ``tt`` a valid ``(B,)`` time tensor (no host reads)."""
         out = self.score_fn(x, tt.to(x.dtype))
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"score_fn must return a torch.Tensor, got {type(out).__name__}")
@@ -338,10 +372,14 @@ class ReverseSDE:
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """``f(x, t) - g(t)² score`` (reverse SDE) or ``f(x, t) - ½ g(t)² score`` (PF-ODE)."""
         check_tensor(x, "x")
-        tt = _batch_time(x, t)
+        return self._drift_unchecked(x, _batch_time(x, t))
+
+    def _drift_unchecked(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """:meth:`drift` for solvers' loops: ``t`` a ``(B,)`` tensor from their grid in [0, 1]."""
+        tt = t.clamp(0.0, 1.0).to(x.device)
         g2 = _bcast(self.sde._diffusion(tt) ** 2, x)
         c = 0.5 if self.probability_flow else 1.0
-        return self.sde._drift(x, tt) - c * g2 * self.score(x, tt)
+        return self.sde._drift(x, tt) - c * g2 * self._score_unchecked(x, tt)
 
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
         """``g(t)`` for the reverse SDE, zeros for the PF-ODE; shaped like ``t``."""
@@ -365,7 +403,7 @@ def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = _batch_time(x, t)
         alpha, sigma = sde._marginal(tt.to(torch.float64))
-        return gmm.marginal_score(x, alpha, sigma)
+        return gmm._marginal_score(x, alpha, sigma, check=False)
 
     return score
 
@@ -377,8 +415,9 @@ def score_fn_from_eps_model(
 
     Valid for ``t > 0`` (``sigma(0) = 0``); samplers stop at ``sde.eps``.
     """
-    if not callable(eps_model):
-        raise TypeError(f"eps_model must be callable (x, t) -> eps, got {type(eps_model).__name__}")
+    check_callable(eps_model, "eps_model", "(x, t) -> eps")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = _batch_time(x, t)
@@ -403,8 +442,9 @@ def eps_model_from_score_fn(
     and DDIM run on a continuous-time model or oracle.
     """
     T = check_positive_int(T, "T")
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable (x, t) -> score, got {type(score_fn).__name__}")
+    check_callable(score_fn, "score_fn", "(x, t) -> score")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
 
     def eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = check_timesteps(t, x.shape[0], T).to(torch.float64) / T

@@ -9,10 +9,14 @@ history, so a run that is stopped and resumed produces bitwise the same weights 
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import math
 import os
+import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ._validation import check_device, check_finite, skip_value_checks
 
 __all__ = [
     "EMA",
@@ -30,6 +36,7 @@ __all__ = [
     "load_checkpoint",
     "model_fingerprint",
     "check_model_fingerprint",
+    "check_checkpoint_path",
 ]
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
@@ -149,22 +156,171 @@ def check_model_fingerprint(
         raise ValueError(f"{where} does not match the model ({' | '.join(parts)})")
 
 
-def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
-    """Write ``state`` with ``torch.save`` atomically.
+_MAGIC = (
+    b"MINIDIFF-CKPT-1\n"  # 16 bytes, then the 32-byte SHA-256 of the payload, then torch.save's zip
+)
+_HEADER = len(_MAGIC) + 32
+_CHUNK = 1 << 20
 
-    The data go to a temporary file in the same directory, are flushed and fsync'ed, and then
-    ``os.replace`` swaps the file in: a crash at any moment leaves either the old checkpoint or
-    the new one, never a half-written file.
+
+def check_checkpoint_path(path: object, name: str = "checkpoint_path") -> Path:
+    """Return ``path`` as a ``Path`` if a checkpoint can be written there, else raise.
+
+    Refused before any work: a directory (a checkpoint is a file), a path below a regular file
+    (``model.pt/ckpt.pt``), an existing non-regular file, and a nearest existing directory that is
+    not writable. Missing parent directories are fine (``save_checkpoint`` creates them).
     """
-    path = Path(path)
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike file path, got {type(path).__name__}")
+    p = Path(path)
+    if str(path) == "" or p.name in ("", ".", ".."):
+        raise ValueError(f"{name} must name a file, got {str(path)!r}")
+    if p.is_dir():
+        raise ValueError(
+            f"{name} {str(p)!r} is a directory; give the path of a file in it, "
+            f"e.g. {str(p / 'ckpt.pt')!r}"
+        )
+    if p.exists() and not p.is_file():
+        raise ValueError(f"{name} {str(p)!r} exists and is not a regular file")
+    for parent in p.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"{name} {str(p)!r} lies below {str(parent)!r}, "
+                    "which is a file, not a directory"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(
+                    f"{name} {str(p)!r} cannot be written: {str(parent)!r} is not writable"
+                )
+            break
+    return p
+
+
+class _HashingWriter:
+    """A write-only file object that feeds every byte to SHA-256 on its way to ``f``."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.sha = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.sha.update(data)
+        return int(self.f.write(data))
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def __getattr__(self, name: str) -> Any:  # anything else (seek, tell, ...) goes to the file
+        return getattr(self.f, name)
+
+
+class _Payload(io.RawIOBase):
+    """Read-only view of ``f`` from byte ``offset`` on, so ``torch.load`` reads past the header."""
+
+    def __init__(self, f: Any, offset: int) -> None:
+        self.f, self.offset = f, offset
+        f.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.f.seek(self.offset + pos if whence == 0 else pos, whence)
+        return self.tell()
+
+    def tell(self) -> int:
+        return int(self.f.tell()) - self.offset
+
+    def readinto(self, buffer: Any) -> int:
+        return int(self.f.readinto(buffer))
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+_TEMP_RE = r"(?:(\d+)\.)?[a-z0-9_]{8}\.tmp"  # [pid.]random.tmp after the prefix
+
+
+def _pid_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own saves clean up after themselves; a leftover is stale
+    if os.name != "posix":
+        return True  # cannot tell cheaply: leave it (removed by age below)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but belongs to someone else
+    return True
+
+
+def _remove_stale_temporaries(path: Path, keep: str | None = None) -> list[Path]:
+    """Delete temporaries of *this* checkpoint left by saves that were killed mid-write.
+
+    A temporary is ``.<name>.<pid>.<random>.tmp`` next to the checkpoint; it is stale when the
+    process that wrote it is gone (or, where that cannot be checked, when it is older than a day).
+    Temporaries of other checkpoints and of saves still running are left alone.
+    """
+    removed: list[Path] = []
+    prefix = _temp_prefix(path)
+    pattern = re.compile(re.escape(prefix) + _TEMP_RE + r"\Z")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name == keep:
+            continue
+        m = pattern.match(entry.name)
+        if m is None:
+            continue
+        pid = m.group(1)
+        try:
+            stale = pid is None or not _pid_running(int(pid))
+            if not stale and os.name != "posix":
+                stale = time.time() - entry.stat().st_mtime > 86_400
+            if stale:
+                entry.unlink()
+                removed.append(entry)
+        except OSError:
+            pass  # vanished meanwhile, or not ours to delete
+    return removed
+
+
+def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
+    """Write ``state`` with ``torch.save`` atomically, with a SHA-256 of the content.
+
+    The data go to a temporary file ``.<name>.<pid>.<random>.tmp`` in the same directory, are
+    flushed and fsync'ed, and then ``os.replace`` swaps the file in: a crash at any moment leaves
+    either the old checkpoint or the new one, never a half-written file. Temporaries that earlier
+    saves of the same checkpoint left behind when they were killed are deleted first. The file is a
+    16-byte tag, the SHA-256 digest of the payload and the payload (``torch.save``'s zip), which
+    :func:`load_checkpoint` verifies; read it with ``load_checkpoint``, not ``torch.load``.
+    """
+    path = check_checkpoint_path(path, "path")
     if not state:
         raise ValueError("save_checkpoint needs at least one keyword to save")
     directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"path {str(path)!r}: cannot create its directory ({exc})") from exc
+    _remove_stale_temporaries(path)
+    prefix = f"{_temp_prefix(path)}{os.getpid()}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            f.write(_MAGIC + bytes(32))
+            writer = _HashingWriter(f)
+            torch.save(state, writer)
+            f.seek(len(_MAGIC))
+            f.write(writer.sha.digest())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -189,26 +345,76 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint written by ``save_checkpoint`` (``torch.load(weights_only=True)``, on CPU).
 
-    Raises ``FileNotFoundError`` if it does not exist and ``ValueError`` naming the path if the file
-    is corrupt or truncated.
+    The SHA-256 stored in the file is checked first, so a flipped bit or a truncated copy is
+    reported as corrupt instead of loading wrong weights. Raises ``FileNotFoundError`` if the file
+    does not exist and ``ValueError`` naming the path if it is a directory, corrupt or truncated.
+    A plain ``torch.save`` file (no digest, as written before digests were added) still loads, with
+    a warning that its integrity cannot be checked.
     """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike file path, got {type(path).__name__}")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a directory, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    where = f"checkpoint {str(path)!r}"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(len(_MAGIC))
+            if head == _MAGIC:
+                digest = f.read(32)
+                sha = hashlib.sha256()
+                for chunk in iter(lambda: f.read(_CHUNK), b""):
+                    sha.update(chunk)
+                if len(digest) != 32 or sha.digest() != digest:
+                    raise ValueError(
+                        f"{where} is corrupt: its content does not match the SHA-256 stored in it "
+                        "(a damaged or truncated copy); it was not loaded"
+                    )
+                state = torch.load(_Payload(f, _HEADER), map_location="cpu", weights_only=True)  # type: ignore[arg-type]
+            elif head.startswith(b"PK"):
+                warnings.warn(
+                    f"{where} has no content hash (written by an older minidiff); its integrity "
+                    "cannot be checked. Save it again to add one.",
+                    stacklevel=2,
+                )
+                f.seek(0)
+                state = torch.load(f, map_location="cpu", weights_only=True)
+            else:
+                raise ValueError(
+                    f"{where} is corrupt: it does not start like a minidiff checkpoint"
+                )
+    except ValueError:
+        raise
     except Exception as exc:  # zip, pickle and EOF errors all mean the same thing here
-        raise ValueError(
-            f"checkpoint {str(path)!r} is corrupt or truncated and cannot be loaded: {exc}"
-        ) from exc
+        raise ValueError(f"{where} is corrupt or truncated and cannot be loaded: {exc}") from exc
     if not isinstance(state, dict):
-        raise ValueError(
-            f"checkpoint {str(path)!r} is corrupt: expected a dict, got {type(state).__name__}"
-        )
+        raise ValueError(f"{where} is corrupt: expected a dict, got {type(state).__name__}")
     return state
 
 
 # ----------------------------------------------------------------------------------- validation
+
+
+def _value_checks_on_first_call(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` whose argument checks read values back (NaN, ``t`` range) on its first call only.
+
+    On an accelerator each such read is a device synchronisation, and a training step should
+    have none; a bug in how the loss draws ``t`` or noise shows up on the first step, and the
+    loop's own watch on the loss catches NaN later.
+    """
+    calls = 0
+
+    def wrapped(model: nn.Module, batch: Any, generator: torch.Generator) -> Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return loss_fn(model, batch, generator)
+        with skip_value_checks():
+            return loss_fn(model, batch, generator)
+
+    return wrapped
 
 
 def _check_decay(decay: float) -> None:
@@ -347,6 +553,14 @@ def train(
         )
     elif generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
+    device = check_device(device)
+    if checkpoint_path is not None:
+        checkpoint_path = check_checkpoint_path(
+            checkpoint_path
+        )  # before the first step, not after the last
+    if isinstance(data, Tensor) and data.is_floating_point():
+        # once, here: a NaN row would otherwise surface as a NaN loss much later
+        check_finite(data, "data")
 
     if device is None:
         first = next(iter(model.parameters()), None)
@@ -354,6 +568,8 @@ def train(
     device = torch.device(device)
     model.to(device)
     model.train()
+    if device.type != "cpu":  # on the CPU the checks cost no synchronisation: keep them all
+        loss_fn = _value_checks_on_first_call(loss_fn)
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

@@ -21,12 +21,37 @@ from typing import Any
 
 import torch
 
-from .._validation import check_tensor
+from .._validation import (
+    check_finite,
+    check_generator,
+    check_number,
+    check_positive_int,
+    check_tensor,
+)
 from ..schedules import NoiseSchedule, check_timesteps
 
 __all__ = ["GaussianMixture"]
 
 Scalar = float | torch.Tensor
+
+
+def _as_float64(value: object, name: str, expected: str) -> torch.Tensor:
+    """``value`` as a finite float64 tensor, else ``TypeError``/``ValueError`` naming ``name``."""
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    try:
+        out = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}") from exc
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf); expected finite numbers")
+    return out
+
+
+def _check_schedule(schedule: object) -> NoiseSchedule:
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    return schedule
 
 
 class GaussianMixture:
@@ -47,20 +72,25 @@ class GaussianMixture:
         *,
         stds: torch.Tensor | float | None = None,
     ) -> None:
-        m = torch.as_tensor(means, dtype=torch.float64)
+        m = _as_float64(means, "means", "a tensor of shape (K, D)")
         if m.dim() != 2:
             raise ValueError(f"means must have shape (K, D), got {tuple(m.shape)}")
         K, D = m.shape
+        if K < 1 or D < 1:
+            raise ValueError(
+                "means must hold at least one component of dimension >= 1, "
+                f"got shape {tuple(m.shape)}"
+            )
         if (covs is None) == (stds is None):
             raise ValueError("give exactly one of covs (K, D, D) or stds (K,) / (K, D)")
         if covs is not None:
-            c = torch.as_tensor(covs, dtype=torch.float64)
+            c = _as_float64(covs, "covs", f"a tensor of shape ({K}, {D}, {D})")
             if c.shape != (K, D, D):
                 raise ValueError(f"covs must have shape ({K}, {D}, {D}), got {tuple(c.shape)}")
             if not torch.allclose(c, c.transpose(-1, -2)):
                 raise ValueError("covs must be symmetric")
         else:
-            s = torch.as_tensor(stds, dtype=torch.float64)
+            s = _as_float64(stds, "stds", f"a number or a tensor of shape ({K},) or ({K}, {D})")
             if s.dim() == 0:
                 s = s.expand(K)
             if s.shape == (K,):
@@ -72,7 +102,11 @@ class GaussianMixture:
             c = torch.diag_embed(s**2)
         if torch.linalg.cholesky_ex(c).info.any():
             raise ValueError("covs must be positive definite")
-        w = torch.full((K,), 1.0 / K, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        w = (
+            torch.full((K,), 1.0 / K, dtype=torch.float64)
+            if weights is None
+            else _as_float64(weights, "weights", f"a tensor of shape ({K},)")
+        )
         if w.shape != (K,):
             raise ValueError(f"weights must have shape ({K},), got {tuple(w.shape)}")
         if bool((w <= 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
@@ -105,8 +139,8 @@ class GaussianMixture:
         self, n: int, generator: torch.Generator | None = None, *, return_labels: bool = False
     ) -> Any:
         """Draw ``n`` points ``(n, D)`` as float32 (component labels ``(n,)`` too if asked)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        check_positive_int(n, "n")
+        check_generator(generator)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.D, generator=generator, dtype=torch.float64)
         chol = torch.linalg.cholesky(self.covs)
@@ -120,25 +154,43 @@ class GaussianMixture:
     # ------------------------------------------------------------------ noised marginals
     def noised(self, alpha: float, sigma: float) -> GaussianMixture:
         """The law of ``alpha x_0 + sigma eps`` as a new mixture (scalars ``alpha > 0``, ``sigma >= 0``)."""
-        a, s = float(alpha), float(sigma)
-        if a <= 0 or s < 0:
-            raise ValueError(f"need alpha > 0 and sigma >= 0, got alpha={a}, sigma={s}")
+        a = check_number(alpha, "alpha", low=0.0)
+        s = check_number(sigma, "sigma", low=0.0, low_open=False)
         eye = torch.eye(self.D, dtype=torch.float64)
         return GaussianMixture(a * self.means, covs=a**2 * self.covs + s**2 * eye, weights=self.weights)
 
-    def _moments(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> tuple[torch.Tensor, ...]:
+    def _moments(
+        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
+    ) -> tuple[torch.Tensor, ...]:
+        """Shared by every density method; ``check=False`` (the samplers' oracles) skips the
+        host synchronisations of the value checks, which the calling sampler has done once."""
         check_tensor(x, "x", dim=2)
         if x.shape[1] != self.D:
             raise ValueError(f"x must have shape (N, {self.D}), got {tuple(x.shape)}")
         N, dev = x.shape[0], x.device
-        a = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1).to(dev)
-        s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).to(dev)
+        if check:
+            check_finite(x, "x")
+            a = (
+                _as_float64(alpha, "alpha", f"a number > 0 or a tensor of shape ({N},)")
+                .reshape(-1)
+                .to(dev)
+            )
+            s = (
+                _as_float64(sigma, "sigma", f"a number >= 0 or a tensor of shape ({N},)")
+                .reshape(-1)
+                .to(dev)
+            )
+        else:
+            a = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1).to(dev)
+            s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).to(dev)
         for name, v in (("alpha", a), ("sigma", s)):
             if v.numel() not in (1, N):
                 raise ValueError(f"{name} must be a scalar or have shape ({N},), got {v.numel()} values")
-        if bool((a <= 0).any()) or bool((s < 0).any()):
-            raise ValueError("need alpha > 0 and sigma >= 0")
-        if a.numel() > 1 and bool((a == a[0]).all()) and s.numel() > 1 and bool((s == s[0]).all()):
+        if check and bool((a <= 0).any()):
+            raise ValueError(f"alpha must be > 0, got min {float(a.min()):.4g}")
+        if check and bool((s < 0).any()):
+            raise ValueError(f"sigma must be >= 0, got min {float(s.min()):.4g}")
+        if a.numel() > 1 and s.numel() > 1 and bool((a == a[0]).all() & (s == s[0]).all()):
             a, s = a[:1], s[:1]  # one shared (K, D, D) system instead of N of them
         a, s = a[:, None, None, None], s[:, None, None, None]  # (N or 1, 1, 1, 1)
         eye = torch.eye(self.D, dtype=torch.float64, device=dev)
@@ -163,12 +215,22 @@ class GaussianMixture:
 
     def marginal_score(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
         """``∇_x log p_t(x) = -sum_k r_k C_k^{-1}(x - alpha mu_k)``, shape ``(N, D)``."""
-        _, resp, Cinv_diff, _ = self._moments(x, alpha, sigma)
+        return self._marginal_score(x, alpha, sigma)
+
+    def _marginal_score(
+        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
+    ) -> torch.Tensor:
+        _, resp, Cinv_diff, _ = self._moments(x, alpha, sigma, check=check)
         return (-(resp[..., None] * Cinv_diff).sum(1)).to(dtype=x.dtype, device=x.device)
 
     def posterior_mean(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
         """``E[x_0 | alpha x_0 + sigma eps = x]``, shape ``(N, D)`` (the ideal denoiser)."""
-        _, resp, Cinv_diff, a = self._moments(x, alpha, sigma)
+        return self._posterior_mean(x, alpha, sigma)
+
+    def _posterior_mean(
+        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
+    ) -> torch.Tensor:
+        _, resp, Cinv_diff, a = self._moments(x, alpha, sigma, check=check)
         means, covs = self.means.to(x.device), self.covs.to(x.device)
         per_comp = means[None] + a[:, None, None] * (covs[None] @ Cinv_diff[..., None])[..., 0]
         return (resp[..., None] * per_comp).sum(1).to(dtype=x.dtype, device=x.device)
@@ -180,11 +242,15 @@ class GaussianMixture:
         for the true reverse step ``q(x_{t-1} | x_t)``: condition ``q(x_{t-1})`` on
         ``x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps``.
         """
-        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        if isinstance(y, torch.Tensor) and not y.is_floating_point():
+            raise TypeError(
+                f"y must be a floating tensor of shape ({self.D},), got dtype {y.dtype}"
+            )
+        y = _as_float64(y, "y", f"a tensor of shape ({self.D},)").reshape(-1)
         if y.shape != (self.D,):
             raise ValueError(f"y must have shape ({self.D},), got {tuple(y.shape)}")
-        if scale <= 0 or noise_var <= 0:
-            raise ValueError(f"need scale > 0 and noise_var > 0, got scale={scale}, noise_var={noise_var}")
+        scale = check_number(scale, "scale", low=0.0)
+        noise_var = check_number(noise_var, "noise_var", low=0.0)
         eye = torch.eye(self.D, dtype=torch.float64)
         S = scale**2 * self.covs + noise_var * eye  # covariance of y per component
         gain = scale * self.covs @ torch.linalg.inv(S)  # (K, D, D)
@@ -192,28 +258,32 @@ class GaussianMixture:
         covs = self.covs - scale * gain @ self.covs
         covs = 0.5 * (covs + covs.transpose(-1, -2))
         evidence = GaussianMixture(scale * self.means, covs=S, weights=self.weights)
-        _, resp, _, _ = evidence._moments(y[None], 1.0, 0.0)
+        _, resp, _, _ = evidence._moments(y[None], 1.0, 0.0, check=False)
         w = resp[0].clamp(min=1e-300)
         return GaussianMixture(means, covs=covs, weights=w / w.sum())
 
     # ------------------------------------------------------------------ oracles for samplers
     def eps_model(self, schedule: NoiseSchedule) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact ``E[eps | x_t]`` as an ``eps_model(x_t (B, D), t (B,))`` for ``schedule``."""
+        _check_schedule(schedule)
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
             a = schedule.sqrt_alpha_bar[tt].to(x_t.device)
             s = schedule.sqrt_one_minus_alpha_bar[tt].to(x_t.device)
-            x0 = self.posterior_mean(x_t.to(torch.float64), a, s)
+            x0 = self._posterior_mean(x_t.to(torch.float64), a, s, check=False)
             return ((x_t.to(torch.float64) - a[:, None] * x0) / s[:, None]).to(x_t.dtype)
 
         return eps
 
     def score_model(self, schedule: NoiseSchedule) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact score ``∇ log q(x_t)`` as a callable ``(x_t (B, D), t (B,)) -> (B, D)``."""
+        _check_schedule(schedule)
 
         def score(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            return self.marginal_score(x_t, schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt])
+            return self._marginal_score(
+                x_t, schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt], check=False
+            )
 
         return score

@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from .._validation import check_generator, check_positive_int
 from .gmm import GaussianMixture
 
 __all__ = ["toy_dataset", "TOY_DATASETS"]
@@ -78,8 +79,8 @@ def toy_dataset(name: str, n: int, generator: torch.Generator | None = None) -> 
     ``circles``, ``gmm``. ``8gaussians`` and ``gmm`` are Gaussian mixtures whose exact law is
     ``GaussianMixture.eight_gaussians()`` and ``GaussianMixture.default_2d()``.
     """
-    if name not in _BUILDERS:
+    if not isinstance(name, str) or name not in _BUILDERS:
         raise ValueError(f"name must be one of {list(TOY_DATASETS)}, got {name!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_positive_int(n, "n")
+    check_generator(generator)
     return _BUILDERS[name](n, generator).float()

@@ -20,16 +20,25 @@ our ``t - 1``) and the inversion ``DDIMInverseScheduler``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_positive_int, check_tensor
+from .._validation import (
+    check_all_finite,
+    check_callable,
+    check_device,
+    check_float_dtype,
+    check_generator,
+    check_number,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
 from ..diffusion import EpsModel, _noise_like, call_eps_model
 from ..schedules import NoiseSchedule, check_timesteps
-from .ddpm import NonFiniteSampleError, check_shape
+from .ddpm import NonFiniteSampleError
 from .registry import register_sampler
 
 __all__ = [
@@ -50,13 +59,8 @@ def _check_schedule(schedule: object) -> NoiseSchedule:
 
 
 def _check_eta(eta: object) -> float:
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
-        raise TypeError(f"eta must be a float >= 0, got {type(eta).__name__}")
-    if not math.isfinite(eta) or eta < 0:
-        raise ValueError(
-            f"eta must be a finite float >= 0 (0 = deterministic DDIM, 1 = DDPM), got {eta}"
-        )
-    return float(eta)
+    """``eta`` as a float: finite and ``>= 0`` (0 = deterministic DDIM, 1 = DDPM)."""
+    return check_number(eta, "eta", low=0.0, low_open=False)
 
 
 def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
@@ -79,6 +83,8 @@ def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
             f"t_prev must have shape ({B},) (one timestep per sample), got {tuple(t_prev.shape)}"
         )
     tp = t_prev.long().to(tt.device)
+    if tp.numel() and bool(((tp >= 0) & (tp <= T - 1) & (tp < tt)).all()):
+        return tp  # one host read when all is well
     if tp.numel() and (int(tp.min()) < 0 or int(tp.max()) > T - 1):
         raise ValueError(
             f"t_prev must lie in 0..{T - 1}, got values in {int(tp.min())}..{int(tp.max())}"
@@ -147,23 +153,46 @@ def ddim_step(
         raise ValueError(
             f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
         )
+    if noise is not None:
+        check_tensor(noise, "noise")
+    check_all_finite((x_t, "x_t"), (eps, "eps"), (noise, "noise"))
+    _check_eta_fits(tt, tp, sched, eta)
+    z = _noise_like(x_t, noise, generator, "x_t") if (eta > 0 or noise is not None) else None
+    return _ddim_step(x_t, tt, tp, eps, sched, eta, z)
+
+
+def _check_eta_fits(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> None:
+    """``sigma² <= 1 - alpha_bar[t_prev]`` for every step (always true for ``eta <= 1``)."""
+    ab = sched.alpha_bar.to(tt.device)
+    dir_var = 1.0 - ab[tp] - _sigma(tt, tp, sched, eta) ** 2
+    if bool((dir_var < -1e-12).any()):
+        raise ValueError(
+            f"eta={eta} is too large for this step: sigma² exceeds 1 - alpha_bar[t_prev]"
+        )
+
+
+def _ddim_step(
+    x_t: torch.Tensor,
+    tt: torch.Tensor,
+    tp: torch.Tensor,
+    eps: torch.Tensor,
+    sched: NoiseSchedule,
+    eta: float,
+    z: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`ddim_step` without checks (``tt``, ``tp`` long tensors; ``z`` None: no noise)."""
     nd = x_t.dim()
     sigma64 = _sigma(tt, tp, sched, eta)
     ab = sched.alpha_bar.to(tt.device)
     ab_t, ab_p = ab[tt], ab[tp]
     dir_var = 1.0 - ab_p - sigma64**2
-    if bool((dir_var < -1e-12).any()):
-        raise ValueError(
-            f"eta={eta} is too large for this step: sigma² exceeds 1 - alpha_bar[t_prev]"
-        )
 
     def col(v: torch.Tensor) -> torch.Tensor:
         return v.to(dtype=x_t.dtype, device=x_t.device).reshape(-1, *([1] * (nd - 1)))
 
     x0_hat = (x_t - col((1 - ab_t).sqrt()) * eps) / col(ab_t.sqrt())
     x_prev = col(ab_p.sqrt()) * x0_hat + col(dir_var.clamp(min=0.0).sqrt()) * eps
-    if eta > 0 or noise is not None:
-        z = _noise_like(x_t, noise, generator, "x_t")
+    if z is not None:
         x_prev = x_prev + col(sigma64) * z
     return x_prev
 
@@ -192,7 +221,12 @@ def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object
         if steps is None:
             raise TypeError("give steps (an int in 1..T) or an explicit timesteps sequence")
         return ddim_timesteps(schedule, steps)  # type: ignore[arg-type]
-    ts = torch.as_tensor(timesteps)
+    if isinstance(timesteps, (str, bytes)):
+        raise TypeError(f"timesteps must be a 1-D sequence of ints, got {timesteps!r}")
+    try:
+        ts = torch.as_tensor(timesteps)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"timesteps must be a 1-D sequence of ints, got {timesteps!r}") from exc
     if ts.dtype.is_floating_point or ts.dtype == torch.bool or ts.dim() != 1 or ts.numel() < 1:
         raise TypeError(f"timesteps must be a 1-D sequence of ints, got {timesteps!r}")
     ts = ts.long().cpu()
@@ -236,10 +270,15 @@ def ddim_sample(
         return_trajectory: also return ``[x_{tau_S}, …, x_{tau_1}, x_0]`` (``steps + 1`` tensors).
         timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
     """
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = _check_schedule(schedule)
     shape = check_shape(shape)
     eta = _check_eta(eta)
     ts = _resolve_timesteps(sched, steps, timesteps)
+    check_generator(generator)
+    device = check_device(device)
+    check_float_dtype(dtype)
+    _check_eta_fits(ts, torch.cat([ts[1:], ts.new_zeros(1)]), sched, eta)
     if device is None:
         device = generator.device if generator is not None else "cpu"
     gen_device = generator.device if generator is not None else device
@@ -257,7 +296,9 @@ def ddim_sample(
         ):
             tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
             eps = call_eps_model(eps_model, x, tt)
-            x = ddim_step(x, tt, tp, eps, sched, eta=eta, generator=generator)
+            tpp = torch.full((shape[0],), tp, dtype=torch.long, device=device)
+            z = _noise_like(x, None, generator) if eta > 0 else None
+            x = _ddim_step(x, tt, tpp, eps, sched, eta, z)
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
                     f"ddim_sample produced non-finite values at step {i + 1} of {len(ts)} (t={t} -> {tp})"
@@ -291,10 +332,9 @@ def ddim_invert(
     Returns:
         ``x_T`` (``(B, ...)``) or ``(x_T, [x_0, x_{tau_1}, …, x_{tau_S}])``.
     """
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = _check_schedule(schedule)
-    check_tensor(x0, "x0")
-    if not bool(torch.isfinite(x0).all()):
-        raise ValueError("x0 must contain only finite values")
+    check_tensor(x0, "x0", finite=True)
     ts = _resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
     prev = torch.cat([ts.new_zeros(1), ts[:-1]])
     ab = sched.alpha_bar
@@ -338,9 +378,17 @@ def respace_schedule(
     exactly DDIM with ``eta = 1`` on the strided timesteps (Nichol & Dhariwal 2021, Sec. 4).
     """
     sched = _check_schedule(schedule)
-    ts = _resolve_timesteps(
-        sched, None, torch.as_tensor(timesteps).sort(descending=True).values
-    ).flip(0)
+    if timesteps is None or isinstance(timesteps, (str, bytes)):
+        raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
+    try:
+        raw = torch.as_tensor(timesteps)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"timesteps must be a 1-D sequence of ints, got {timesteps!r}") from exc
+    if raw.dim() == 1 and raw.numel() > 1:
+        raw = raw.sort(descending=True).values
+        if bool((raw[1:] == raw[:-1]).any()):
+            raise ValueError(f"timesteps must not repeat a value, got {timesteps!r}")
+    ts = _resolve_timesteps(sched, None, raw).flip(0)
     ab = sched.alpha_bar[ts]
     ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
     return NoiseSchedule(1.0 - ab / ab_prev)
@@ -348,7 +396,15 @@ def respace_schedule(
 
 def respace_eps_model(eps_model: EpsModel, timesteps: Sequence[int] | torch.Tensor) -> EpsModel:
     """Wrap ``eps_model`` so that step ``i`` of the respaced chain calls it at ``tau_i`` (increasing order)."""
-    ts = torch.as_tensor(timesteps).long().sort().values
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
+    if timesteps is None or isinstance(timesteps, (str, bytes)):
+        raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
+    raw = torch.as_tensor(timesteps)
+    if raw.dtype.is_floating_point or raw.dtype == torch.bool or raw.dim() != 1 or raw.numel() < 1:
+        raise TypeError(f"timesteps must be a 1-D sequence of ints, got {timesteps!r}")
+    if bool((raw < 1).any()):
+        raise ValueError(f"timesteps must be >= 1, got {timesteps!r}")
+    ts = raw.long().sort().values
     table = torch.cat([ts.new_zeros(1), ts])
 
     def eps(x_t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:

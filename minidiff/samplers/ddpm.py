@@ -13,25 +13,34 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_choice, check_tensor
-from ..diffusion import VARIANCES, EpsModel, _noise_like, _prepare, call_eps_model, model_variance
+from .._validation import (
+    check_all_finite,
+    check_callable,
+    check_choice,
+    check_device,
+    check_float_dtype,
+    check_generator,
+    check_shape,
+    check_tensor,
+)
+from ..diffusion import (
+    VARIANCES,
+    EpsModel,
+    _check_schedule,
+    _noise_like,
+    _prepare,
+    call_eps_model,
+    model_variance,
+)
 from ..schedules import NoiseSchedule
 from .registry import register_sampler
 
+# check_shape lives in _validation and stays importable from here
 __all__ = ["ddpm_step", "ddpm_sample", "check_shape", "NonFiniteSampleError"]
 
 
 class NonFiniteSampleError(ValueError):
     """Raised when a sampler produces NaN or infinity; the message names the step."""
-
-
-def check_shape(shape: object) -> tuple[int, ...]:
-    """Validate the ``shape`` argument of a sampler: a non-empty tuple of positive ints."""
-    if not isinstance(shape, (tuple, list, torch.Size)) or len(shape) == 0:
-        raise TypeError(f"shape must be a non-empty tuple of ints such as (1000, 2), got {shape!r}")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
-        raise ValueError(f"shape must contain positive ints, got {tuple(shape)}")
-    return tuple(int(s) for s in shape)
 
 
 def ddpm_step(
@@ -55,13 +64,26 @@ def ddpm_step(
     check_tensor(eps, "eps")
     if eps.shape != x_t.shape:
         raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+    check_all_finite((x_t, "x_t"), (eps, "eps"))
+    z = _noise_like(x_t, noise, generator, "x_t")
+    return _ddpm_step(x_t, tt, eps, sched, variance, z)
+
+
+def _ddpm_step(
+    x_t: torch.Tensor,
+    tt: torch.Tensor,
+    eps: torch.Tensor,
+    sched: NoiseSchedule,
+    variance: str,
+    z: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`ddpm_step` without the checks: the sampler's loop, over inputs it has checked once."""
     nd = x_t.dim()
     beta = sched.gather(sched.betas, tt, nd, like=x_t)
     s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, nd, like=x_t)
     sqrt_alpha = sched.gather(sched.alphas.sqrt(), tt, nd, like=x_t)
     mean = (x_t - beta / s * eps) / sqrt_alpha
     sigma = model_variance(tt, sched, variance, nd, like=x_t).sqrt()
-    z = _noise_like(x_t, noise, generator, "x_t")
     not_last = (tt > 1).to(x_t.dtype).reshape(-1, *([1] * (nd - 1)))
     return mean + not_last * sigma * z
 
@@ -88,10 +110,13 @@ def ddpm_sample(
         generator: source of every random number (``x_T`` and each ``z``).
         return_trajectory: also return ``[x_T, x_{T-1}, …, x_0]`` (``T + 1`` tensors).
     """
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_choice(variance, "variance", VARIANCES)
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    _check_schedule(schedule)
     shape = check_shape(shape)
+    check_generator(generator)
+    device = check_device(device)
+    check_float_dtype(dtype)
     if device is None:
         device = generator.device if generator is not None else "cpu"
     gen_device = generator.device if generator is not None else device
@@ -102,7 +127,7 @@ def ddpm_sample(
         for t in tqdm(steps, desc="DDPM", disable=not progress, leave=False):
             tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
             eps = call_eps_model(eps_model, x, tt)
-            x = ddpm_step(x, tt, eps, schedule, variance=variance, generator=generator)
+            x = _ddpm_step(x, tt, eps, schedule, variance, _noise_like(x, None, generator))
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})")
             if return_trajectory:

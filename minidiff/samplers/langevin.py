@@ -26,8 +26,17 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .._validation import check_positive_int, check_tensor
-from .ddpm import NonFiniteSampleError, check_shape
+from .._validation import (
+    check_all_finite,
+    check_callable,
+    check_float_dtype,
+    check_generator,
+    check_number,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
+from .ddpm import NonFiniteSampleError
 from .registry import register_sampler
 
 __all__ = [
@@ -49,11 +58,7 @@ INITS = ("gaussian", "uniform")
 
 
 def _check_step_size(step_size: object, name: str = "step_size") -> float:
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)):
-        raise TypeError(f"{name} must be a positive number, got {type(step_size).__name__}")
-    if not (math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {step_size!r}")
-    return float(step_size)
+    return check_number(step_size, name, low=0.0)
 
 
 def langevin_step(
@@ -78,15 +83,41 @@ def langevin_step(
             raise ValueError(
                 f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}"
             )
-    if isinstance(step_size, torch.Tensor):
-        eps = step_size.to(dtype=x.dtype, device=x.device)
-        if eps.dim() == 1 and eps.shape[0] == x.shape[0] and x.dim() > 1:
-            eps = eps.reshape(-1, *([1] * (x.dim() - 1)))
+    check_all_finite((x, "x"), (score, "score"), (noise, "noise"))
+    if isinstance(step_size, torch.Tensor) and step_size.numel() != 1:
+        if not step_size.is_floating_point():
+            raise TypeError(
+                f"step_size must be a number or a floating tensor, got dtype {step_size.dtype}"
+            )
+        eps = _step_column(step_size, x)
+        try:
+            torch.broadcast_shapes(eps.shape, x.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"step_size of shape {tuple(step_size.shape)} must be a number, ({x.shape[0]},) or "
+                f"broadcastable to x {tuple(x.shape)}"
+            ) from None
         if bool((eps <= 0).any()) or not bool(torch.isfinite(eps).all()):
             raise ValueError("step_size must be finite and > 0")
+        return _langevin_step(x, score, step_size, noise)
+    return _langevin_step(x, score, _check_step_size(step_size), noise)
+
+
+def _step_column(step_size: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    eps = step_size.to(dtype=x.dtype, device=x.device)
+    if eps.dim() == 1 and eps.shape[0] == x.shape[0] and x.dim() > 1:
+        eps = eps.reshape(-1, *([1] * (x.dim() - 1)))
+    return eps
+
+
+def _langevin_step(
+    x: torch.Tensor, score: torch.Tensor, step_size: float | torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """:func:`langevin_step` without the checks: for loops whose inputs were checked once."""
+    if isinstance(step_size, torch.Tensor):
+        eps = _step_column(step_size, x)
         return x + 0.5 * eps * score + eps.sqrt() * noise
-    eps_f = _check_step_size(step_size)
-    return x + (0.5 * eps_f) * score + math.sqrt(eps_f) * noise
+    return x + (0.5 * step_size) * score + math.sqrt(step_size) * noise
 
 
 def _call_score(
@@ -134,18 +165,26 @@ def langevin_sample(
     Raises:
         NonFiniteSampleError: naming the first step whose iterate holds NaN/inf (step too large?).
     """
+    check_callable(score_fn, "score_fn", "(x) -> score")
     steps = check_positive_int(steps, "steps")
     eps = _check_step_size(step_size)
+    check_generator(generator)
+    check_float_dtype(dtype)
     if isinstance(x_init, torch.Tensor):
-        x = check_tensor(x_init, "x_init").clone()
-    else:
-        shape = check_shape(x_init)
+        x = check_tensor(x_init, "x_init", finite=True).clone()
+    elif isinstance(x_init, (tuple, list, torch.Size)):
+        shape = check_shape(x_init, "x_init")
         dev = generator.device if generator is not None else "cpu"
         x = torch.randn(shape, generator=generator, dtype=dtype, device=dev)
+    else:
+        raise TypeError(
+            f"x_init must be a tensor of starting points (B, ...) or a shape such as (1000, 2), "
+            f"got {type(x_init).__name__}"
+        )
     trajectory = [x] if return_trajectory else []
     with torch.no_grad():
         for k in range(1, steps + 1):
-            x = langevin_step(
+            x = _langevin_step(
                 x, _call_score(score_fn, x), eps, _randn(tuple(x.shape), x, generator)
             )
             if not bool(torch.isfinite(x).all()):
@@ -160,7 +199,16 @@ def langevin_sample(
 
 def check_sigmas(sigmas: torch.Tensor | Sequence[float], name: str = "sigmas") -> torch.Tensor:
     """``sigmas`` as 1-D float64; checks: non-empty, finite, positive, strictly decreasing."""
-    s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
+    if sigmas is None or isinstance(sigmas, (str, bytes)):
+        raise TypeError(
+            f"{name} must be a 1-D sequence of noise levels, got {type(sigmas).__name__}"
+        )
+    try:
+        s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            f"{name} must be a 1-D sequence of noise levels, got {type(sigmas).__name__}"
+        ) from exc
     if s.dim() != 1 or s.numel() == 0:
         raise ValueError(
             f"{name} must be a non-empty 1-D sequence of noise levels, got shape {tuple(s.shape)}"
@@ -221,13 +269,16 @@ def annealed_langevin_sample(
     Raises:
         NonFiniteSampleError: naming the level and step where NaN/inf first appeared.
     """
+    check_callable(score_fn, "score_fn", "(x, sigma) -> score")
     s = check_sigmas(sigmas)
     shape = check_shape(shape)
     steps_per_level = check_positive_int(steps_per_level, "steps_per_level")
     alphas = annealed_step_sizes(s, step_lr)
+    check_generator(generator)
+    check_float_dtype(dtype)
     dev = generator.device if generator is not None else torch.device("cpu")
     if isinstance(init, torch.Tensor):
-        x = check_tensor(init, "init").clone()
+        x = check_tensor(init, "init", finite=True).clone()
         if tuple(x.shape) != shape:
             raise ValueError(f"init must have shape {shape}, got {tuple(x.shape)}")
     elif init == "gaussian":
@@ -245,7 +296,7 @@ def annealed_langevin_sample(
             sig = torch.full((shape[0],), float(s[i]), dtype=x.dtype, device=x.device)
             a = float(alphas[i])
             for k in range(1, steps_per_level + 1):
-                x = langevin_step(x, _call_score(score_fn, x, sig), a, _randn(shape, x, generator))
+                x = _langevin_step(x, _call_score(score_fn, x, sig), a, _randn(shape, x, generator))
                 if not bool(torch.isfinite(x).all()):
                     raise NonFiniteSampleError(
                         f"annealed_langevin_sample produced non-finite values at level {i + 1} "

@@ -12,9 +12,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def register_sampler(name: str) -> Callable[[F], F]:
-    """Decorator: make ``fn`` available as ``get_sampler(name)``."""
+    """Decorator: make ``fn`` available as ``get_sampler(name)`` (``name`` a non-empty string)."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a string such as 'my_sampler', got {type(name).__name__} {name!r}"
+        )
+    if not name.strip():
+        raise ValueError("name must be a non-empty string")
 
     def deco(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(
+                f"register_sampler({name!r}) decorates a function, got {type(fn).__name__}"
+            )
         if name in _SAMPLERS and _SAMPLERS[name] is not fn:
             raise ValueError(f"a sampler named {name!r} is already registered")
         _SAMPLERS[name] = fn

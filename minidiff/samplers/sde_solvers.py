@@ -27,10 +27,19 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_choice, check_positive_int, check_tensor
-from ..sde import SDE, ReverseSDE, ScoreFn
-from .ddpm import NonFiniteSampleError, check_shape
-from .langevin import langevin_step
+from .._validation import (
+    check_callable,
+    check_choice,
+    check_device,
+    check_float_dtype,
+    check_generator,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+)
+from ..sde import SDE, ReverseSDE, ScoreFn, _batch_time
+from .ddpm import NonFiniteSampleError
+from .langevin import _langevin_step
 from .registry import register_sampler
 
 __all__ = [
@@ -118,13 +127,32 @@ def euler_maruyama_step(
     ``mean = x + F(x, t) dt`` and ``x_next = mean + g(t) sqrt(|dt|) z``. Returns ``(x_next, mean)``;
     samplers return the mean after the last step (Song et al.'s "denoising" of the final step).
     """
+    if not isinstance(rsde, ReverseSDE):
+        raise TypeError(
+            f"rsde must be a ReverseSDE (sde.reverse(score_fn)), got {type(rsde).__name__}"
+        )
+    check_tensor(x, "x")
+    check_tensor(noise, "noise")
     if noise.shape != x.shape:
         raise ValueError(
             f"noise must have the shape of x {tuple(x.shape)}, got {tuple(noise.shape)}"
         )
+    return _euler_maruyama_step(rsde, x, _batch_time(x, t), dt, noise)
+
+
+def _euler_maruyama_step(
+    rsde: ReverseSDE,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    dt: float | torch.Tensor,
+    noise: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`euler_maruyama_step` without checks, for the samplers' loops (``t``: ``(B,)``)."""
     d = _col(dt, x)
-    mean = x + rsde.drift(x, t) * d
-    g = rsde.diffusion(t)
+    mean = x + rsde._drift_unchecked(x, t) * d
+    g = rsde.sde._diffusion(t.clamp(0.0, 1.0))
+    if rsde.probability_flow:
+        g = torch.zeros_like(g)
     g = g.expand(x.shape[0]) if g.dim() == 0 else g
     return mean + _col(g, x) * d.abs().sqrt() * noise, mean
 
@@ -169,17 +197,43 @@ def ode_solve(
         :class:`ODESolution` with ``x`` at ``ts[-1]``, ``trajectory`` ``[x(ts[0]), …, x(ts[-1])]``
         when asked, and ``nfe`` (evaluations of ``fn``).
     """
+    check_callable(fn, "fn", "(x, t) -> dx/dt")
     check_choice(method, "method", list(ODE_METHODS))
-    check_tensor(x, "x")
-    if not isinstance(ts, torch.Tensor) or ts.dim() != 1 or ts.numel() < 2:
-        raise ValueError("ts must be a 1-D tensor of at least 2 times")
+    check_tensor(x, "x", finite=True)
+    if not isinstance(ts, torch.Tensor):
+        raise TypeError(f"ts must be a 1-D floating tensor of times, got {type(ts).__name__}")
+    if not ts.is_floating_point():
+        raise TypeError(f"ts must be a floating tensor of continuous times, got dtype {ts.dtype}")
+    if ts.dim() != 1 or ts.numel() < 2:
+        raise ValueError(
+            f"ts must be a 1-D tensor of at least 2 times, got shape {tuple(ts.shape)}"
+        )
+    if not bool(torch.isfinite(ts).all()):
+        raise ValueError("ts contains non-finite values (NaN or inf)")
+    dts = ts[1:] - ts[:-1]
+    if not (bool((dts > 0).all()) or bool((dts < 0).all())):
+        raise ValueError(
+            "ts must be strictly monotone (decreasing for sampling, increasing for likelihoods)"
+        )
     step_fn, per_step = ODE_METHODS[method]
+
+    def checked_fn(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:  # no synchronisation
+        out = fn(x_, t_)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"fn must return a torch.Tensor, got {type(out).__name__}")
+        if out.shape != x_.shape:
+            raise ValueError(
+                f"fn must return a tensor of shape {tuple(x_.shape)} (like x), "
+                f"got {tuple(out.shape)}"
+            )
+        return out
+
     ts = ts.to(torch.float64)
     B, steps = x.shape[0], ts.numel() - 1
     traj = [x] if return_trajectory else []
     for i in tqdm(range(steps), desc=name, disable=not progress, leave=False):
         t = ts[i].expand(B).to(x.device)
-        x = step_fn(fn, x, t, ts[i + 1] - ts[i])
+        x = step_fn(checked_fn, x, t, ts[i + 1] - ts[i])
         _check_finite(x, name, i, steps, float(ts[i]))
         if return_trajectory:
             traj.append(x)
@@ -223,6 +277,9 @@ def _setup(
         raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
     shape = check_shape(shape)
     steps = check_positive_int(steps, "steps")
+    check_generator(generator)
+    check_float_dtype(dtype)
+    device = check_device(device)
     t_end = sde.eps if t_end is None else t_end
     if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not (0.0 <= t_end < 1.0):
         raise ValueError(f"t_end must be a float in [0, 1), got {t_end!r}")
@@ -286,12 +343,13 @@ def pf_ode_sample(
     ``method``: ``"euler"`` (NFE = ``steps``), ``"heun"`` (``2 steps``) or ``"rk4"`` (``4 steps``).
     Returns ``x`` or ``(x, [x_1, …, x_{t_end}])``.
     """
+    check_callable(score_fn, "score_fn", "(x, t) -> score")
     check_choice(method, "method", list(ODE_METHODS))
     x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(score_fn, probability_flow=True)
     with torch.no_grad():
         sol = ode_solve(
-            rsde.drift,
+            rsde._drift_unchecked,
             x,
             ts,
             method=method,
@@ -386,7 +444,7 @@ def _reverse_sde_loop(
             t = ts[i].expand(x.shape[0]).to(x.device)
             a = float((alphas[i] / alphas[i + 1]) ** 2)  # = 1 - beta_i <= 1, as in Song et al.
             for _ in range(corrector_steps):
-                s = rsde.score(x, t)
+                s = rsde._score_unchecked(x, t)
                 z = _randn_like(x, generator)
                 s_norm = s.flatten(1).norm(dim=1).mean()
                 z_norm = z.flatten(1).norm(dim=1).mean()
@@ -397,8 +455,8 @@ def _reverse_sde_loop(
                         f"step {i + 1} of {steps} "
                         f"(corrector at t={float(ts[i]):.4g})"
                     )
-                x = langevin_step(x, s, step.to(x.dtype), z)
-            x, mean = euler_maruyama_step(
+                x = _langevin_step(x, s, step.to(x.dtype), z)
+            x, mean = _euler_maruyama_step(
                 rsde, x, t, float(ts[i + 1] - ts[i]), _randn_like(x, generator)
             )
             if denoise and i == steps - 1:
