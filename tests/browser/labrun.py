@@ -503,8 +503,9 @@ class LabBrowser:
                 """(exercise) => {
                   const nb = window.__nb; if (!nb) return;
                   const outputs = [...nb.node.querySelectorAll('.jp-OutputArea-output')];
-                  const verdict = exercise && outputs.find(o => /[\u2705\u274c]/.test(o.textContent)
-                      || o.matches('[data-mime-type="application/vnd.jupyter.stderr"]'));
+                  const isVerdict = o => /[\u2705\u274c]/.test(o.textContent)
+                    || o.matches('[data-mime-type="application/vnd.jupyter.stderr"]');
+                  const verdict = exercise ? outputs.find(isVerdict) : null;
                   const target = nb.node.querySelector('.minidiff-widget')
                     || verdict?.closest('.jp-Cell')
                     || nb.node.querySelector('.jp-OutputArea-output img')?.closest('.jp-Cell');

@@ -136,4 +136,11 @@ def test_a_broken_widget_fails_the_check(reports: dict[str, labrun.Report]) -> N
     assert any(p.startswith("widget 2: moving k changed neither") for p in problems), problems
     assert any(p.startswith("widget 3: shows the message 'Invalid") for p in problems), problems
     assert any("promises 5 widget(s); the page shows 4" in p for p in problems), problems
-    assert len(problems) == 4, problems
+    # nothing else: widget 3 may also report its message again after its move
+    others = [
+        p
+        for p in problems
+        if not p.startswith(("widget 1: moving k", "widget 2: moving k", "widget 3:"))
+        and "promises 5 widget(s)" not in p
+    ]
+    assert not others, others
