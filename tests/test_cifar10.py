@@ -194,3 +194,38 @@ def test_root_from_argument_environment_or_default(
         cifar10_root(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="train"):
         load_cifar10(tmp_path, train="yes")  # type: ignore[arg-type]
+
+
+def test_interrupted_download_leaves_nothing(tmp_path: Path, archive: Any) -> None:
+    src, md5, _ = archive
+
+    class Interrupted(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download_cifar10(tmp_path / "c", md5=md5, opener=lambda url: Interrupted(), progress=False)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_a_folder_extracted_meanwhile_by_another_process_is_used(
+    tmp_path: Path, archive: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two ranks of one job: the other one renames its extracted folder into place first.
+    src, md5, batches = archive
+    root = tmp_path / "cache"
+    opener = CountingOpener(src.read_bytes())
+    download_cifar10(root, md5=md5, opener=opener, progress=False)
+    import minidiff.data.cifar10 as mod
+
+    real_open = tarfile.open
+
+    def open_and_race(*args: Any, **kwargs: Any) -> Any:
+        with real_open(src) as tar:
+            tar.extractall(root)  # the other rank finishes while we extract
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(mod.tarfile, "open", open_and_race)
+    x, _ = load_cifar10(root, md5=md5, opener=opener, progress=False)
+    torch.testing.assert_close(x, _expected(batches, train=True)[0])
+    assert not list(root.glob(".extract-*"))

@@ -225,3 +225,33 @@ def test_shifted_schedule_shifts_log_snr() -> None:
         shifted_schedule(base, float("inf"))
     with pytest.raises(TypeError, match="schedule"):
         shifted_schedule("cosine", 1.0)  # type: ignore[arg-type]
+
+
+def test_l_simple_is_the_weighted_loss_with_w_equal_to_the_density() -> None:
+    # ½ E_t[e(λ_t)] (L_simple / 2 with uniform t) = ½ ∫ p(λ) e(λ) dλ for any error profile e
+    sch = cosine_schedule(1000)
+    lam, dens = log_snr_density(sch)
+    order = torch.argsort(lam)
+
+    def err(x: torch.Tensor) -> torch.Tensor:
+        return 1 / (1 + torch.exp(x - 1.0)) + 0.1
+
+    direct = float(err(sch.log_snr[1:]).mean())  # exact mean over t = 1..T
+    quad = float(torch.trapezoid(dens[order] * err(lam[order]), lam[order]))
+    assert abs(direct - quad) < 0.005 * direct
+    # and with the ELBO's w = 1 instead, the same profile gives a different objective
+    elbo = float(torch.trapezoid(err(lam[order]), lam[order]))
+    assert abs(elbo - direct) > 0.5 * direct
+
+
+def test_wiener_gain_band_width_follows_the_power_law() -> None:
+    # with P ∝ f^-α, the band where 0.1 < g < 0.9 spans log(81) / (α log 2) octaves
+    alpha = 2.0
+    f = torch.logspace(-4, 0, 4001, dtype=torch.float64)
+    p0 = 1e3 * f**-alpha
+    snr_t = 0.1024  # puts SNR = 1 at f = 0.01, with the whole band inside the grid
+    g = wiener_gain(p0, snr_t / (1 + snr_t), 1024)
+    assert bool((g[0] > 0.9) & (g[-1] < 0.1))
+    inside = f[(g > 0.1) & (g < 0.9)]
+    octaves = math.log2(float(inside.max() / inside.min()))
+    assert abs(octaves - math.log(81) / (alpha * math.log(2))) < 0.01

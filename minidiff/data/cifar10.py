@@ -106,8 +106,10 @@ def download_cifar10(
     """Make sure ``root/cifar-10-python.tar.gz`` is present and has the right MD5; return its path.
 
     A file that already passes the check is kept (no download). Otherwise the archive is
-    downloaded to ``<name>.part``, checked, and only then renamed into place (so an interrupted
-    download never looks complete). A failed checksum removes the file and raises
+    downloaded to a temporary ``<name>.*.part`` file of its own, checked, and only then renamed
+    into place (so an interrupted download never looks complete, and processes that download at
+    the same time, e.g. the ranks of one ``torchrun``, do not write into each other's file).
+    A failed checksum removes the file and raises
     :class:`CorruptDatasetError`; a network failure raises ``FileNotFoundError`` saying what to
     download and where to put it.
     """
@@ -118,7 +120,9 @@ def download_cifar10(
         if md5sum(archive) == md5:
             return archive
         archive.unlink()  # corrupt or partial: never keep it; download a fresh copy below
-    part = dest / (CIFAR10_ARCHIVE + ".part")
+    fd, part_name = tempfile.mkstemp(prefix=CIFAR10_ARCHIVE + ".", suffix=".part", dir=dest)
+    os.close(fd)
+    part = Path(part_name)
     open_url = opener or _default_opener
     try:
         with open_url(url) as response, open(part, "wb") as out:
@@ -137,6 +141,9 @@ def download_cifar10(
             f"CIFAR-10 is not in {dest} and could not be downloaded ({err}). "
             + _where_message(dest, url, md5)
         ) from err
+    except BaseException:  # e.g. KeyboardInterrupt: leave no partial file behind
+        part.unlink(missing_ok=True)
+        raise
     got = md5sum(part)
     if got != md5:
         part.unlink()
@@ -180,9 +187,11 @@ def _extract(archive: Path, dest: Path) -> Path:
         if not inner.is_dir():
             raise CorruptDatasetError(f"{archive} has no folder {CIFAR10_FOLDER}/ inside")
         target = dest / CIFAR10_FOLDER
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(inner, target)
+        try:
+            os.rename(inner, target)
+        except OSError:
+            if not target.is_dir():  # not "another process finished first"
+                raise
         return target
     except (tarfile.TarError, EOFError, OSError) as err:
         archive.unlink(missing_ok=True)

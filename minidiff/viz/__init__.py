@@ -2,10 +2,12 @@
 
 - :mod:`minidiff.viz.plots`: pure plotting helpers that draw on a matplotlib ``Axes`` and return it.
 - :mod:`minidiff.viz.schedule_explorer`: the schedule explorer (chapter 1).
+- :mod:`minidiff.viz.frequency_explorer`: the frequency explorer (chapter 10).
 
 Every widget is a thin ipywidgets layer over pure functions that the tests call directly.
 """
 
+from .frequency_explorer import FrequencyExplorer, frequency_explorer, frequency_view
 from .plots import plot_loss, plot_sample_grid, plot_samples, plot_schedules, plot_trajectories
 from .schedule_explorer import FAMILIES, ScheduleExplorer, schedule_curves, schedule_explorer
 
@@ -19,4 +21,7 @@ __all__ = [
     "ScheduleExplorer",
     "schedule_explorer",
     "FAMILIES",
+    "FrequencyExplorer",
+    "frequency_explorer",
+    "frequency_view",
 ]

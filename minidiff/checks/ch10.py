@@ -1,0 +1,195 @@
+"""Checkers for exercise 10 (frequency content).
+
+- ``radial_psd(x: (B, C, H, H)) -> (B, H // 2 + 1)``: mean over channels and over each ring
+  ``round(|k|) = r`` of ``|F x|²`` (unnormalised DFT, rings 0..H//2)
+- ``noised_psd(psd0: (K,), alpha_bar: float, n_pixels: int) -> (K,)``: ``ᾱ P_0 + (1 - ᾱ) N``
+- ``frequency_snr(psd0: (K,), alpha_bar: float, n_pixels: int) -> (K,)``: ``ᾱ P_0 / ((1 - ᾱ) N)``
+
+References come from :mod:`minidiff.frequency`; each :class:`Mistake` is a common wrong answer.
+``SPECS`` lists, per checker, its cases, reference and mistakes (the tests iterate over it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..frequency import frequency_snr as _frequency_snr
+from ..frequency import noised_psd as _noised_psd
+from ..frequency import radial_psd as _radial_psd
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
+
+__all__ = ["check_radial_psd", "check_noised_psd", "check_frequency_snr", "SPECS"]
+
+
+# --- radial_psd ----------------------------------------------------------------------------------
+
+
+def _cases_psd() -> list[Case]:
+    cases: list[Case] = []
+    for i, (B, C, H) in enumerate([(2, 3, 8), (3, 1, 16), (1, 3, 16)]):
+        g = torch.Generator().manual_seed(100 + i)
+        # a smooth image plus a little noise: a falling spectrum, like a photograph
+        x = torch.randn(B, C, H, H, generator=g, dtype=torch.float64).cumsum(-1).cumsum(-2) / H
+        x = x + 0.1 * torch.randn(B, C, H, H, generator=g, dtype=torch.float64) + 0.3
+        cases.append(((x,), {}))
+    return cases
+
+
+def _ring_average(power: torch.Tensor, centred: bool) -> torch.Tensor:
+    """Average ``power: (B, H, H)`` over rings of integer radius around index ``[H//2, H//2]``.
+
+    That is the zero frequency after ``fftshift`` (``centred=True``); without the shift
+    (``centred=False``) the rings are drawn around the same index all the same: the mistake.
+    """
+    B, H, _ = power.shape
+    c = torch.arange(H, dtype=torch.float64) - H // 2
+    r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2).round().long().flatten()
+    K = H // 2 + 1
+    keep = r < K
+    flat = power.reshape(B, H * H)[:, keep]
+    sums = torch.zeros(B, K, dtype=power.dtype).index_add_(1, r[keep], flat)
+    return sums / torch.bincount(r[keep], minlength=K).to(power.dtype)
+
+
+def _psd_variant(
+    transform: Callable[[torch.Tensor], torch.Tensor] = lambda x: torch.fft.fft2(x),
+    shift: bool = True,
+    power: Callable[[torch.Tensor], torch.Tensor] = lambda X: X.abs() ** 2,
+    channel_mean_first: bool = False,
+    ring_sum: bool = False,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        if channel_mean_first:
+            x = x.mean(dim=1, keepdim=True)
+        X = transform(x)
+        if shift:
+            X = torch.fft.fftshift(X, dim=(-2, -1))
+        P = power(X).mean(dim=1)
+        out = _ring_average(P, shift)
+        if ring_sum:
+            H = x.shape[-1]
+            c = torch.arange(H, dtype=torch.float64) - H // 2
+            r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2).round().long().flatten()
+            out = out * torch.bincount(r[r < H // 2 + 1], minlength=H // 2 + 1).to(out.dtype)
+        return out
+
+    return fn
+
+
+_PSD = Spec(
+    _cases_psd,
+    lambda x: _radial_psd(x),
+    {
+        "no_fftshift": Mistake(
+            _psd_variant(shift=False),
+            "your rings are centred on the middle of the array, but torch.fft.fft2 puts the "
+            "zero frequency at index [0, 0]. Apply torch.fft.fftshift(X, dim=(-2, -1)) first "
+            "(or measure the radius with torch.fft.fftfreq).",
+        ),
+        "amplitude_not_power": Mistake(
+            _psd_variant(power=lambda X: X.abs()),
+            "you averaged the amplitude |F x|; the power spectrum is the squared magnitude |F x|².",
+        ),
+        "all_axes": Mistake(
+            _psd_variant(transform=lambda x: torch.fft.fftn(x)),
+            "your Fourier transform also runs over the batch and channel axes (torch.fft.fftn "
+            "without dim=...). Transform only the two spatial axes: torch.fft.fft2(x).",
+        ),
+        "channel_mean_of_image": Mistake(
+            _psd_variant(channel_mean_first=True),
+            "you averaged the image over its channels before the transform. Average the *power* "
+            "over channels instead: mean_c |F x_c|² is not |F mean_c x_c|².",
+        ),
+        "ring_sum": Mistake(
+            _psd_variant(ring_sum=True),
+            "you summed the power over each ring; the radial *average* divides by the number of "
+            "frequencies in the ring (outer rings hold more of them).",
+        ),
+    },
+)
+
+
+# --- noised_psd and frequency_snr ----------------------------------------------------------------
+
+
+def _cases_spectrum() -> list[Case]:
+    cases: list[Case] = []
+    for i, (K, ab, n) in enumerate([(5, 0.3, 64), (9, 0.8, 256), (9, 0.97, 256)]):
+        f = torch.arange(1, K + 1, dtype=torch.float64)
+        g = torch.Generator().manual_seed(200 + i)
+        psd0 = 500.0 * f**-2 * (1 + 0.2 * torch.rand(K, generator=g, dtype=torch.float64))
+        cases.append(((psd0, ab, n), {}))
+    return cases
+
+
+_NOISED = Spec(
+    _cases_spectrum,
+    lambda p, ab, n: _noised_psd(p, ab, n),
+    {
+        "forgot_noise": Mistake(
+            lambda p, ab, n: ab * p,
+            "you forgot the noise term: E|F x_t|² = ᾱ·P_0 + (1 − ᾱ)·N, because the noise adds its "
+            "own flat spectrum (1 − ᾱ)·N at every frequency.",
+        ),
+        "sqrt_scaling": Mistake(
+            lambda p, ab, n: ab**0.5 * p + (1 - ab) ** 0.5 * n,
+            "you scaled the power by √ᾱ and √(1 − ᾱ). Those scale the image (the amplitude); the "
+            "power is squared: ᾱ·P_0 + (1 − ᾱ)·N.",
+        ),
+        "noise_without_pixels": Mistake(
+            lambda p, ab, n: ab * p + (1 - ab),
+            "your noise floor is (1 − ᾱ), but with the unnormalised DFT white noise of variance "
+            "σ² has power σ²·N per frequency (N = number of pixels): ᾱ·P_0 + (1 − ᾱ)·N.",
+        ),
+        "noise_unscaled": Mistake(
+            lambda p, ab, n: ab * p + n,
+            "your noise term is N; the noise in x_t has variance (1 − ᾱ), so its power is "
+            "(1 − ᾱ)·N.",
+        ),
+    },
+)
+
+_SNR = Spec(
+    _cases_spectrum,
+    lambda p, ab, n: _frequency_snr(p, ab, n),
+    {
+        "total_over_noise": Mistake(
+            lambda p, ab, n: (ab * p + (1 - ab) * n) / ((1 - ab) * n),
+            "you divided the whole spectrum of x_t (signal + noise) by the noise: that is SNR + 1. "
+            "The SNR is the signal power ᾱ·P_0 over the noise power (1 − ᾱ)·N.",
+        ),
+        "noise_without_pixels": Mistake(
+            lambda p, ab, n: ab * p / (1 - ab),
+            "your noise power is (1 − ᾱ); with the unnormalised DFT it is (1 − ᾱ)·N per frequency "
+            "(N = number of pixels).",
+        ),
+        "amplitude_ratio": Mistake(
+            lambda p, ab, n: (ab * p) ** 0.5 / ((1 - ab) * n) ** 0.5,
+            "you took a ratio of amplitudes; the SNR is a ratio of powers: ᾱ·P_0 / ((1 − ᾱ)·N).",
+        ),
+        "inverted": Mistake(
+            lambda p, ab, n: (1 - ab) * n / (ab * p),
+            "your ratio is upside down (noise over signal): SNR = ᾱ·P_0 / ((1 − ᾱ)·N).",
+        ),
+    },
+)
+
+SPECS: dict[str, Spec] = {"radial_psd": _PSD, "noised_psd": _NOISED, "frequency_snr": _SNR}
+
+
+def check_radial_psd(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``radial_psd(x: (B, C, H, H)) -> (B, H//2 + 1)``, the ring-averaged ``|F x|²``."""
+    return check_spec("radial_psd", SPECS["radial_psd"], fn, display=display)
+
+
+def check_noised_psd(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``noised_psd(psd0: (K,), alpha_bar: float, n_pixels: int) -> ᾱ P_0 + (1 - ᾱ) N``."""
+    return check_spec("noised_psd", SPECS["noised_psd"], fn, display=display)
+
+
+def check_frequency_snr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``frequency_snr(psd0: (K,), alpha_bar: float, n_pixels: int) -> ᾱ P_0/((1-ᾱ)N)``."""
+    return check_spec("frequency_snr", SPECS["frequency_snr"], fn, display=display)

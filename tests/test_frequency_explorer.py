@@ -1,0 +1,100 @@
+"""The frequency explorer (chapter 10), driven headlessly through its pure callback."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from minidiff import q_sample
+from minidiff.frequency import crossover_frequency, radial_frequencies, radial_psd
+from minidiff.viz import FrequencyExplorer, frequency_explorer, frequency_view
+from minidiff.viz.frequency_explorer import default_images, frequency_schedules
+
+
+@pytest.fixture(scope="module")
+def explorer() -> FrequencyExplorer:
+    return FrequencyExplorer()
+
+
+def test_widget_contract_classes_and_initial_state(explorer: FrequencyExplorer) -> None:
+    w = explorer.widget
+    assert "minidiff-widget" in w._dom_classes
+    assert "minidiff-view" in explorer.image._dom_classes and explorer.image.value[:4] == b"\x89PNG"
+    assert "minidiff-readout" in explorer.readout._dom_classes
+    assert "minidiff-message" in explorer.message._dom_classes and explorer.message.value == ""
+    assert all("minidiff-control" in c._dom_classes for c in explorer.controls.values())
+    assert explorer.state["message"] is None and "t = 200" in explorer.readout.value
+
+
+def test_every_control_changes_the_view_or_readout(explorer: FrequencyExplorer) -> None:
+    for name, new in (
+        ("t", 600),
+        ("schedule", "linear"),
+        ("image", "digit 3 (32x32)"),
+    ):
+        before = (explorer.image.value, explorer.readout.value)
+        explorer.controls[name].value = new  # as if the student moved it
+        after = (explorer.image.value, explorer.readout.value)
+        assert after[0] != before[0] or after[1] != before[1], name
+        assert explorer.params[name] == new and explorer.message.value == ""
+
+
+def test_state_matches_the_frequency_module() -> None:
+    ex = FrequencyExplorer(render=False)
+    st = ex.update(schedule="cosine", t=300, image="photo: china (64x64)")
+    v = st["view"]
+    sch = ex.schedules["cosine"]
+    img = ex.images["photo: china (64x64)"].double()
+    x_t = q_sample(img[None], 300, sch, noise=ex.noise["photo: china (64x64)"][None])
+    torch.testing.assert_close(v["x_t"], x_t[0])
+    np.testing.assert_allclose(v["psd_t"], radial_psd(x_t)[0].numpy())
+    fc = crossover_frequency(
+        radial_psd(img[None])[0], float(sch.alpha_bar[300]), 64 * 64, radial_frequencies(64)
+    )
+    assert math.isclose(v["crossover"], float(fc)) and f"{float(fc):.3f}" in st["readout"]
+    assert math.isclose(v["noise_floor"], (1 - float(sch.alpha_bar[300])) * 4096)
+    # later t, lower crossover: high frequencies drown first
+    later = ex.update(t=700)["view"]["crossover"]
+    assert later < v["crossover"]
+
+
+def test_bad_values_give_a_message_not_an_exception() -> None:
+    ex = FrequencyExplorer(render=False)
+    st = ex.update(image="no such picture")
+    assert st["message"] and "unknown image" in ex.message.value
+    st = ex.update(image="digit 3 (32x32)", schedule="nope")
+    assert "unknown schedule" in st["message"]
+    st = ex.update(schedule="linear", t=5000)
+    assert st["message"] is None and ex.params["t"] == 1000 and ex.message.value == ""
+    with pytest.raises(ValueError, match="unknown explorer parameter"):
+        ex.update(sigma=1.0)
+    with pytest.raises(ValueError, match="image must have shape"):
+        frequency_view(torch.zeros(8, 8), frequency_schedules(10)["linear"], 1, torch.zeros(8, 8))
+
+
+def test_defaults_and_factory() -> None:
+    imgs = default_images()
+    assert len(imgs) == 3
+    for im in imgs.values():
+        assert im.dim() == 3 and im.shape[1] == im.shape[2] and float(im.abs().max()) <= 1.0
+    scheds = frequency_schedules(100)
+    assert list(scheds)[:2] == ["linear", "cosine"] and len(scheds) == 3
+    w = frequency_explorer(render=False, schedule="shifted cosine")
+    assert "minidiff-widget" in w._dom_classes
+
+
+def test_user_images_are_validated() -> None:
+    good = {"noise": torch.rand(1, 16, 16) * 2 - 1}
+    ex = FrequencyExplorer(good, render=False, t=10)
+    assert ex.state["message"] is None and ex.state["view"]["freqs"].shape == (9,)
+    with pytest.raises(ValueError, match=r"images\['a'\].*\[-1, 1\]"):
+        FrequencyExplorer({"a": torch.full((3, 8, 8), 2.0)}, render=False)
+    with pytest.raises(ValueError, match="square"):
+        FrequencyExplorer({"a": torch.zeros(3, 8, 6)}, render=False)
+    with pytest.raises(TypeError, match="floating"):
+        FrequencyExplorer({"a": torch.zeros(3, 8, 8, dtype=torch.uint8)}, render=False)
+    with pytest.raises(TypeError, match="non-empty"):
+        FrequencyExplorer({}, render=False)
