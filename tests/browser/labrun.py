@@ -387,7 +387,8 @@ class LabBrowser:
             links += [contract.Link(a["href"], a["text"], a["cell"]) for a in cell["links"]]
         report.problems += contract.link_problems(rel, links, self.server.exists, info["anchors"])
         n_local = sum(contract.resolve_link(rel, link.href) is not None for link in links)
-        report.notes.append(f"{n_local} relative links")
+        n_math = sum(bool(c["has_math"] and c["typeset"]) for c in info["cells"])
+        report.notes.append(f"{n_local} relative links; math typeset in {n_math} cells")
 
     def _snapshot(self, index: int) -> tuple[contract.WidgetSnapshot, dict[str, Any]]:
         raw = self.page.evaluate(_WIDGET_STATE, index)
