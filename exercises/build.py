@@ -3,7 +3,11 @@
 The solutions in ``exercises/solutions/`` are the single source. Inside a code cell, everything
 between a line ``### BEGIN SOLUTION`` and a line ``### END SOLUTION`` is the answer; the student
 copy replaces it with ``raise NotImplementedError(...)`` at the same indentation and drops all
-outputs. Lecturers hand out the solution notebooks as they are.
+outputs. A Markdown cell tagged ``answer`` holds the model answers to the "think" questions (the
+cell tagged ``think`` just before it); the student copy replaces it with an empty answer cell.
+Links to the lectures are written from ``exercises/solutions/`` (``../../notebooks/...``) and
+rewritten for the student copy one folder up (``../notebooks/...``). Lecturers hand out the
+solution notebooks as they are.
 
     python exercises/build.py          # rewrite exercises/exNN_*.ipynb
     python exercises/build.py --check  # exit 1 if a student notebook is out of date
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import posixpath
 import re
 import sys
 from pathlib import Path
@@ -23,6 +26,9 @@ SOLUTIONS = HERE / "solutions"
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
 STUB = 'raise NotImplementedError("Your code here: replace this line with your solution.")'
+ANSWER_STUB = "**Your answers.** (Double-click this cell to write them.)\n\n"
+ITEM = re.compile(r"^\d+\. ", re.MULTILINE)
+SOLUTION_LINK, STUDENT_LINK = "](../../notebooks/", "](../notebooks/"
 
 
 def strip_solution(source: str) -> str:
@@ -42,36 +48,21 @@ def strip_solution(source: str) -> str:
     return "\n".join(out)
 
 
-MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
-
-
-def relink(markdown: str) -> str:
-    """Rewrite relative Markdown links written for ``exercises/solutions/`` so that they reach
-    the same files from ``exercises/``: ``../../notebooks/x.ipynb`` -> ``../notebooks/x.ipynb``."""
-
-    def fix(m: re.Match[str]) -> str:
-        href = m.group(2)
-        if re.match(r"^[a-z][a-z0-9+.-]*:|^#|^/", href, re.IGNORECASE):
-            return m.group(0)
-        path, sep, frag = href.partition("#")
-        target = posixpath.normpath(posixpath.join("exercises/solutions", path))
-        return f"{m.group(1)}{posixpath.relpath(target, 'exercises')}{sep}{frag}{m.group(3)}"
-
-    return MD_LINK.sub(fix, markdown)
-
-
 def student_notebook(solution: dict) -> dict:
     """Return the student version of a parsed solution notebook (a new dict)."""
     nb = json.loads(json.dumps(solution))
     for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell["cell_type"] == "markdown":
-            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            fixed = relink(src)
-            if fixed != src:
-                cell["source"] = fixed.splitlines(keepends=True)
+            if "answer" in cell.get("metadata", {}).get("tags", []):
+                src = ANSWER_STUB + "".join(
+                    f"{i}. \n" for i in range(1, len(ITEM.findall(src)) + 1)
+                )
+                cell["metadata"]["tags"] = ["your-answer"]
+            cell["source"] = src.replace(SOLUTION_LINK, STUDENT_LINK).splitlines(keepends=True)
+            continue
         if cell["cell_type"] != "code":
             continue
-        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         cell["source"] = strip_solution(src)
         cell["outputs"] = []
         cell["execution_count"] = None
@@ -90,8 +81,12 @@ def render(solution_path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only report notebooks that are out of date")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only report notebooks that are out of date"
+    )
     args = parser.parse_args(argv)
     stale = []
     for sol in sorted(SOLUTIONS.glob("ex*.ipynb")):

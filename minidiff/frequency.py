@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._validation import check_finite, check_tensor
+from ._validation import check_finite, check_number, check_tensor
 from .schedules import NoiseSchedule
 
 __all__ = [
@@ -100,7 +100,7 @@ def power_spectrum(x: torch.Tensor) -> torch.Tensor:
 
     Unnormalised DFT, zero frequency at index ``[0, 0]`` (no ``fftshift``).
     """
-    x = check_tensor(x, "x", dim=4)
+    x = check_finite(check_tensor(x, "x", dim=4), "x")
     return torch.fft.fft2(x).abs() ** 2
 
 
@@ -225,8 +225,8 @@ class PowerLaw(NamedTuple):
 
 def power_law_fit(freqs: torch.Tensor, psd: torch.Tensor) -> PowerLaw:
     """Fit ``log P = log A - α log f`` over the rings with ``f > 0``; ``freqs, psd: (K,)``."""
-    f = check_tensor(freqs, "freqs", dim=1).double()
-    p = check_tensor(psd, "psd", dim=1).double()
+    f = check_finite(check_tensor(freqs, "freqs", dim=1), "freqs").double()
+    p = check_finite(check_tensor(psd, "psd", dim=1), "psd").double()
     if f.shape != p.shape:
         raise ValueError(f"psd must have shape {tuple(f.shape)} like freqs, got {tuple(p.shape)}")
     keep = (f > 0) & (p > 0)
@@ -280,8 +280,8 @@ def edm_density(lam: torch.Tensor, p_mean: float = -1.2, p_std: float = 1.2) -> 
     With ``λ = -2 ln σ``, ``λ ~ N(-2 p_mean, (2 p_std)²)``: mean 2.4 and std 2.4 by default.
     """
     lam = _lam(lam)
-    if p_std <= 0:
-        raise ValueError(f"p_std must be > 0, got {p_std}")
+    p_mean = check_number(p_mean, "p_mean")
+    p_std = check_number(p_std, "p_std", low=0.0)
     mu, sd = -2.0 * p_mean, 2.0 * p_std
     return torch.exp(-0.5 * ((lam - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
 
@@ -294,8 +294,7 @@ def edm_weighting(
     The log-normal density of noise levels times EDM's loss weight ``(σ² + σ_d²) / (σ σ_d)²`` on
     the x0-error, which is ``σ² ·`` that on the ε-error (Kingma & Gao 2023, Table 1).
     """
-    if sigma_data <= 0:
-        raise ValueError(f"sigma_data must be > 0, got {sigma_data}")
+    sigma_data = check_number(sigma_data, "sigma_data", low=0.0)
     lam = _lam(lam)
     return edm_density(lam, p_mean, p_std) * (torch.exp(-lam) + sigma_data**2) / sigma_data**2
 

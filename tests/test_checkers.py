@@ -191,3 +191,20 @@ def test_each_mistake_differs_from_the_reference_on_every_case(
     for i, (a, k) in enumerate(spec.cases()):
         differs = not _close(mistake.fn(*a, **k), spec.reference(*a, **k), rtol, atol)
         assert differs, f"mistake {key!r} equals the reference on case {i + 1}"
+
+
+@pytest.mark.parametrize(("chapter", "name"), CHECKERS)
+def test_one_argument_order_in_every_exercise(
+    notebook: Callable[[Path], dict[str, Any]], chapter: str, name: str
+) -> None:
+    """Data and t, other per-sample inputs, schedule arrays, options, a given noise last."""
+    import inspect
+
+    params = list(inspect.signature(notebook(CHAPTERS[chapter].solution)[name]).parameters)
+    for noise in ("noise", "z"):
+        if noise in params:
+            assert params[-1] == noise, f"{name}{tuple(params)}: the given noise comes last"
+    schedule = [params.index(p) for p in ("betas", "alpha_bar") if p in params]
+    assert schedule == sorted(schedule), f"{name}{tuple(params)}: betas before alpha_bar"
+    if "t" in params and schedule:
+        assert params.index("t") < min(schedule), f"{name}{tuple(params)}: t before the schedule"

@@ -34,5 +34,3 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MINIDIFF_STRICT_CHECKS", "1")
     with pytest.raises(AssertionError, match="snr"):
         ch01.check_snr(lambda ab: (1 - ab) / ab, display=False)
-
-

@@ -37,7 +37,7 @@ def test_solution_vlb_term_matches_package_bound_column(solution: dict[str, Any]
     x0 = gm.sample(4, torch.Generator().manual_seed(0)).double()
     noise = torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     t = torch.tensor([2, 9, 17, 30])
-    got = solution["vlb_term"](model, x0, t, noise, sched.betas, sched.alpha_bar)
+    got = solution["vlb_term"](model, x0, t, sched.betas, sched.alpha_bar, noise)
     x_t = md.q_sample(x0, t, sched, noise=noise)
     mq, vq = md.q_posterior_mean_var(x0, x_t, t, sched)
     mp, vp = md.p_mean_var(model, x_t, t, sched)

@@ -64,5 +64,3 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
         ch04.check_ancestral_step(
             ch04.SPECS["ancestral_step"].mistakes["never_noise"].fn, display=False
         )
-
-

@@ -33,5 +33,3 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MINIDIFF_STRICT_CHECKS", "1")
     with pytest.raises(AssertionError, match="langevin_step"):
         ch05.check_langevin_step(lambda x, s, e, z: x + e * s + z, display=False)
-
-

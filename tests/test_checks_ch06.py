@@ -34,5 +34,3 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MINIDIFF_STRICT_CHECKS", "1")
     with pytest.raises(AssertionError, match="dsm_target"):
         ch06.check_dsm_target(lambda xt, x0, s: (xt - x0) / s[:, None], display=False)
-
-

@@ -34,5 +34,3 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
         ch07.check_vp_marginal(
             lambda t, a, b: (torch.exp(-t), torch.sqrt(1 - torch.exp(-2 * t))), display=False
         )
-
-

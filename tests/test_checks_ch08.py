@@ -32,5 +32,3 @@ def test_unrecognised_wrong_answer_gets_generic_message(solution: dict[str, Any]
 
     res = ch08.check_ddim_step(off, display=False)
     assert not res.passed and res.mistake is None and "differs from the reference" in res.message
-
-

@@ -229,3 +229,12 @@ def test_a_folder_extracted_meanwhile_by_another_process_is_used(
     x, _ = load_cifar10(root, md5=md5, opener=opener, progress=False)
     torch.testing.assert_close(x, _expected(batches, train=True)[0])
     assert not list(root.glob(".extract-*"))
+
+
+def test_root_that_is_a_file_is_named(tmp_path) -> None:
+    from minidiff.data import load_cifar10
+
+    f = tmp_path / "not_a_dir"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="root"):
+        load_cifar10(root=f, download=False)

@@ -255,3 +255,19 @@ def test_wiener_gain_band_width_follows_the_power_law() -> None:
     inside = f[(g > 0.1) & (g < 0.9)]
     octaves = math.log2(float(inside.max() / inside.min()))
     assert abs(octaves - math.log(81) / (alpha * math.log(2))) < 0.01
+
+
+def test_non_finite_and_bad_parameters_are_named() -> None:
+    from minidiff import frequency as fr
+
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="x"):
+        fr.power_spectrum(x)
+    f = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="psd"):
+        fr.power_law_fit(f, torch.tensor([1.0, float("nan"), 0.5, 0.2]))
+    with pytest.raises(ValueError, match="p_std"):
+        fr.edm_density(torch.zeros(3), p_std=float("nan"))
+    with pytest.raises(ValueError, match="sigma_data"):
+        fr.edm_weighting(torch.zeros(3), sigma_data=0.0)

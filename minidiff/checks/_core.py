@@ -2,10 +2,16 @@
 
 A checker runs the student's function on fixed inputs, compares the result with the reference
 solution and, when it differs, with *known mistakes* (ᾱ instead of √ᾱ, off-by-one in t, β
-instead of β̃, …) so the feedback can say which mistake the answer looks like.
+instead of β̃, …) so the feedback can say which mistake the answer looks like. When no known
+mistake fits, :mod:`._diagnose` looks for the shape of the error (a constant factor, an offset,
+a transpose, an ignored ``generator``) before saying only where the result differs.
 
-A checker displays its verdict and returns a :class:`CheckResult` (truthy when passed). With the
-environment variable ``MINIDIFF_STRICT_CHECKS=1`` (set by the test suite) a failed check raises
+Every call gets its own copy of the input tensors, so an answer that changes an input in place
+(``x += …``) cannot change the reference, and is told so. Where the reference keeps a gradient
+(a loss of a model with parameters), the answer must too, and its gradient must match.
+
+A checker displays its verdict once and returns a :class:`CheckResult` (truthy when passed). With
+the environment variable ``MINIDIFF_STRICT_CHECKS=1`` (set by the test suite) a failed check raises
 ``AssertionError`` instead, so executing a solution notebook proves that its checkers accept it.
 
 Each chapter module describes its checkers as :class:`Spec` objects (cases, reference, mistakes)
@@ -14,13 +20,16 @@ in a ``SPECS`` dict and runs them with :func:`check_spec`; the tests iterate ove
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
-import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+from . import _calls
+from . import _diagnose as dg
+from ._calls import ReturnError, returned_number, returned_tensor
 
 __all__ = [
     "ATOL",
@@ -28,8 +37,12 @@ __all__ = [
     "Case",
     "CheckResult",
     "Mistake",
+    "ReturnError",
     "Spec",
     "check_spec",
+    "finish_first",
+    "returned_number",
+    "returned_tensor",
     "run_check",
     "strict_checks",
 ]
@@ -38,32 +51,55 @@ Case = tuple[Sequence[Any], Mapping[str, Any]]
 """One test input of a checker: ``(args, kwargs)`` for the function under test."""
 Fn = Callable[..., Any]
 
-RTOL, ATOL = 1e-4, 1e-5  # default tolerances of run_check and Spec
+RTOL, ATOL = (
+    1e-4,
+    1e-5,
+)  # default tolerances, and the loosest any checker accepts (float32 round-off)
+_close = dg.close  # kept for the tests and for checkers written against the first version
 
 
 def strict_checks() -> bool:
     """True when ``MINIDIFF_STRICT_CHECKS`` asks failed checks to raise."""
-    return os.environ.get("MINIDIFF_STRICT_CHECKS", "").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get("MINIDIFF_STRICT_CHECKS", "").strip().lower() in {
+        "1",
+        "true",
+        "yes",
+        "on",
+    }
 
 
 @dataclass
 class CheckResult:
-    """Outcome of one check: ``passed``, a human ``message`` and, if recognised, the ``mistake`` key."""
+    """Outcome of one check: ``passed``, a human ``message`` and the ``mistake`` key, if recognised.
+
+    In a notebook the verdict is shown once: by the checker when it runs, and not again as the
+    cell's output value.
+    """
 
     name: str
     passed: bool
     message: str
     mistake: str | None = None
+    shown: bool = field(default=False, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return self.passed
 
+    @property
+    def verdict(self) -> str:
+        """``"Correct"`` or ``"Not yet"``: words, which every font can show."""
+        return "Correct" if self.passed else "Not yet"
+
     def __str__(self) -> str:
-        mark = "✅" if self.passed else "❌"
-        return f"{mark} {self.name}: {self.message}"
+        return f"{self.verdict} — {self.name}: {self.message}"
 
     def _repr_markdown_(self) -> str:
-        return str(self)
+        return f"**{self.verdict}** — `{self.name}`: {self.message}"
+
+    def _ipython_display_(self) -> None:
+        # IPython calls this for a cell's value; a verdict that the checker showed stays single.
+        if not self.shown:
+            _show(self)
 
 
 @dataclass
@@ -86,7 +122,16 @@ class Spec:
     :class:`Mistake` in ``mistakes`` takes the student's own signature. ``wrap`` turns such a
     function into a function of the cases (the identity, unless the checker runs the student's
     function inside a harness: a fresh model, optimizer and generator per case). ``rtol`` and
-    ``atol`` are the tolerances of the comparison.
+    ``atol`` are the tolerances of the comparison (answers within float32 round-off, ``RTOL`` and
+    ``ATOL``, are accepted too).
+
+    Optional: ``keep_dtype`` asks each result to have the reference's floating dtype (say so in
+    the exercise); ``reseed(case, k)`` returns ``case`` with its generator seeded differently, so
+    that an answer which ignores the ``generator`` is told so. ``grad`` says whether a result must
+    keep the reference's gradient with respect to the parameters of the models (``nn.Module``) in
+    the cases: ``None`` (the default) checks it for scalar results, losses; ``grad_hint`` is added
+    when the value is right but the gradient is not. ``hint`` ends the message for a wrong value
+    that no diagnosis explains (say, how the harness replays the random numbers).
     """
 
     cases: Callable[[], list[Case]]
@@ -95,6 +140,11 @@ class Spec:
     wrap: Callable[[Fn], Fn] = field(default=_identity)
     rtol: float = RTOL
     atol: float = ATOL
+    keep_dtype: bool = False
+    reseed: Callable[[Case, int], Case] | None = None
+    grad_hint: str = ""
+    grad: bool | None = None
+    hint: str = ""
 
     def wrapped_mistakes(self) -> dict[str, Mistake]:
         """The mistakes as functions of the cases: ``wrap`` applied to each one's ``fn``."""
@@ -102,7 +152,7 @@ class Spec:
 
 
 def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
-    """Run the checker ``name`` that ``spec`` describes on the student's ``fn``; see :func:`run_check`.
+    """Run the checker ``name`` that ``spec`` describes on the student's ``fn`` ; :func:`run_check`.
 
     ``spec.wrap`` is applied to ``fn`` (when it is callable; anything else gets a friendly
     message from :func:`run_check`) and to every mistake, with the spec's tolerances.
@@ -117,57 +167,21 @@ def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
         rtol=spec.rtol,
         atol=spec.atol,
         display=display,
+        keep_dtype=spec.keep_dtype,
+        reseed=spec.reseed,
+        grad_hint=spec.grad_hint,
+        grad=spec.grad,
+        hint=spec.hint,
     )
 
 
-@dataclass
-class _Outcome:
-    value: Any = None
-    error: BaseException | None = None
-    tb: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _call(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Outcome:
+def _arg_names(fn: Any) -> list[str]:
     try:
-        return _Outcome(value=fn(*args, **kwargs))
-    except BaseException as err:  # noqa: BLE001 - any student error becomes feedback
-        return _Outcome(error=err, tb=traceback.format_exc(limit=3))
-
-
-def _as_tuple(v: Any) -> tuple[Any, ...]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v,)
-
-
-def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
-    ta, tb = _as_tuple(a), _as_tuple(b)
-    if len(ta) != len(tb):
-        return False
-    for x, y in zip(ta, tb):
-        x = torch.as_tensor(x, dtype=torch.float64) if not isinstance(x, torch.Tensor) else x.detach().double()
-        y = torch.as_tensor(y, dtype=torch.float64) if not isinstance(y, torch.Tensor) else y.detach().double()
-        try:
-            x, y = torch.broadcast_tensors(x, y)
-        except RuntimeError:
-            return False
-        if not torch.allclose(x, y, rtol=rtol, atol=atol):
-            return False
-    return True
-
-
-def _shape_problem(got: Any, want: Any) -> str | None:
-    tg, tw = _as_tuple(got), _as_tuple(want)
-    if len(tg) != len(tw):
-        return f"expected {len(tw)} return value(s), got {len(tg)}"
-    for i, (g, w) in enumerate(zip(tg, tw)):
-        if isinstance(w, torch.Tensor):
-            if not isinstance(g, torch.Tensor):
-                return f"return value {i} should be a torch.Tensor, got {type(g).__name__}"
-            if g.shape != w.shape and g.numel() != w.numel():
-                return f"return value {i} has shape {tuple(g.shape)}, expected {tuple(w.shape)}"
-            if not bool(torch.isfinite(g.detach().double()).all()):
-                return f"return value {i} contains NaN or inf"
-    return None
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds]
 
 
 def run_check(
@@ -180,14 +194,24 @@ def run_check(
     rtol: float = RTOL,
     atol: float = ATOL,
     display: bool = True,
+    keep_dtype: bool = False,
+    reseed: Callable[[Case, int], Case] | None = None,
+    grad_hint: str = "",
+    grad: bool | None = None,
+    hint: str = "",
+    arg_names: Sequence[str] | None = None,
 ) -> CheckResult:
     """Compare ``student_fn`` with ``reference`` on every ``(args, kwargs)`` case.
 
     Returns (and displays) a :class:`CheckResult`. A ``NotImplementedError`` gets a friendly
     "not done yet" message; a wrong answer that matches one of ``mistakes`` on every case gets that
-    mistake's feedback; any other wrong answer says on which input it first differs.
+    mistake's feedback; any other wrong answer is diagnosed (shape, dtype, gradient, input changed
+    in place, constant factor or offset, ignored generator) or told on which input it first differs.
+    The keyword arguments after ``display`` are those of :class:`Spec`.
     """
-    result = _judge(name, student_fn, reference, cases, mistakes or {}, rtol, atol)
+    names = list(arg_names) if arg_names is not None else _arg_names(student_fn)
+    judge = _Judge(rtol, atol, keep_dtype, reseed, grad_hint, grad, hint, names)
+    result = judge(name, student_fn, reference, cases, mistakes or {})
     if display:
         _show(result)
     if not result.passed and strict_checks():
@@ -195,52 +219,110 @@ def run_check(
     return result
 
 
-def _judge(
-    name: str,
-    student_fn: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    mistakes: Mapping[str, Mistake],
-    rtol: float,
-    atol: float,
-) -> CheckResult:
-    if not callable(student_fn):
-        return CheckResult(name, False, f"pass your function itself, not {type(student_fn).__name__}")
-    outs = [_call(student_fn, a, k) for a, k in cases]
-    for out in outs:
-        if isinstance(out.error, NotImplementedError):
+@dataclass
+class _Judge:
+    rtol: float
+    atol: float
+    keep_dtype: bool
+    reseed: Callable[[Case, int], Case] | None
+    grad_hint: str
+    grad: bool | None
+    hint: str
+    names: list[str]
+
+    def __call__(
+        self,
+        name: str,
+        student_fn: Fn,
+        reference: Fn,
+        cases: Sequence[Case],
+        mistakes: Mapping[str, Mistake],
+    ) -> CheckResult:
+        if not callable(student_fn):
             return CheckResult(
-                name, False, "not implemented yet — replace `raise NotImplementedError` with your code, then run this cell again."
+                name, False, f"pass your function itself, not {type(student_fn).__name__}"
             )
-    for i, out in enumerate(outs):
-        if out.error is not None:
-            return CheckResult(
-                name, False, f"your function raised {type(out.error).__name__}: {out.error} (on test input {i + 1})."
+
+        def fail(message: str, mistake: str | None = None) -> CheckResult:
+            return CheckResult(name, False, message, mistake)
+
+        calls = [_calls.call(student_fn, case) for case in cases]
+        if any(isinstance(c.error, NotImplementedError) for c in calls):
+            return fail(
+                "not implemented yet — replace `raise NotImplementedError` with your code, "
+                "then run this cell again."
             )
-    refs = [reference(*a, **k) for a, k in cases]
-    for i, (out, ref) in enumerate(zip(outs, refs)):
-        problem = _shape_problem(out.value, ref)
-        if problem:
-            return CheckResult(name, False, f"{problem} (on test input {i + 1}).")
-    if all(_close(o.value, r, rtol, atol) for o, r in zip(outs, refs)):
-        return CheckResult(name, True, f"correct on all {len(cases)} test inputs.")
-    for key, mistake in mistakes.items():
-        wrong = [mistake.fn(*a, **k) for a, k in cases]
-        if all(_close(o.value, w, rtol, atol) for o, w in zip(outs, wrong)):
-            return CheckResult(name, False, f"not quite — {mistake.feedback}", mistake=key)
-    first = next(i for i, (o, r) in enumerate(zip(outs, refs)) if not _close(o.value, r, rtol, atol))
-    return CheckResult(
-        name, False, f"the result differs from the reference on test input {first + 1}; re-read the formula and the shapes."
-    )
+        for i, c in enumerate(calls):
+            if c.error is not None:
+                return fail(f"{_calls.describe_error(c.error)} (on test input {i + 1}).")
+        refs = [_calls.call(reference, case).unwrap() for case in cases]
+        for i, (c, ref) in enumerate(zip(calls, refs, strict=False)):
+            problem = dg.return_problem(c.value, ref, self.keep_dtype, self.rtol, self.atol)
+            if problem:
+                return fail(f"{problem} (on test input {i + 1}).")
+        loose = (max(self.rtol, RTOL), max(self.atol, ATOL))
+        right = all(dg.close(c.value, r, *loose) for c, r in zip(calls, refs, strict=False))
+        changed = next(((i, c.changed) for i, c in enumerate(calls) if c.changed is not None), None)
+        if changed is not None:
+            i, arg = changed
+            what = "your values are right, but your" if right else "your"
+            return fail(
+                f"{what} function changed its input `{self._name(arg)}` in place (on test input "
+                f"{i + 1}). The caller still needs it: write `y = x + …` rather than `x += …`, "
+                "or work on a copy (`x = x.clone()`)."
+            )
+        if right:
+            problem = dg.gradient_problem(
+                [c.value for c in calls], refs, cases, self.grad_hint, self.grad
+            )
+            if problem:
+                return fail(problem)
+            tol = (self.rtol, self.atol)
+            tight = all(dg.close(c.value, r, *tol) for c, r in zip(calls, refs, strict=False))
+            note = "" if tight else " (within float32 round-off)"
+            return CheckResult(name, True, f"correct on all {len(cases)} test inputs{note}.")
+        for key, mistake in mistakes.items():
+            wrong = [_calls.call(mistake.fn, case).unwrap() for case in cases]
+            pairs = zip(calls, wrong, strict=False)
+            if all(dg.close(c.value, w, self.rtol, self.atol) for c, w in pairs):
+                return fail(f"not quite — {mistake.feedback}", key)
+        if self.reseed is not None:
+            problem = dg.generator_problem(
+                student_fn, cases[0], calls[0].value, self.reseed, *loose
+            )
+            if problem:
+                return fail(problem)
+        values = [c.value for c in calls]
+        message = dg.value_problem(values, refs, *loose)
+        return fail(f"{message} {self.hint}" if self.hint else message)
+
+    def _name(self, index: int | str) -> str:
+        if isinstance(index, str):
+            return index
+        return self.names[index] if index < len(self.names) else f"argument {index + 1}"
+
+
+@contextlib.contextmanager
+def finish_first(what: str) -> Iterator[None]:
+    """Run a "put it together" cell; while a function it uses is a stub, print a friendly note.
+
+    ``with finish_first("sections 1 to 4"): ...`` turns the ``NotImplementedError`` of an
+    unfinished exercise into one line instead of a traceback; any other error propagates.
+    """
+    try:
+        yield
+    except NotImplementedError:
+        print(f"Finish {what} first: this cell runs your own functions.")
 
 
 def _show(result: CheckResult) -> None:
+    result.shown = True
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display
 
         if get_ipython() is not None:
-            display(Markdown(str(result)))
+            display(Markdown(result._repr_markdown_()))
             return
     except ImportError:  # pragma: no cover - IPython ships with the course extras
         pass

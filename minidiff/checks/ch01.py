@@ -155,6 +155,7 @@ _Q_SAMPLE = Spec(
             "so use alpha_bar[t].",
         ),
     },
+    keep_dtype=True,
 )
 
 
@@ -220,6 +221,7 @@ _Q_STEP = Spec(
             "One step from x_{t-1} uses β_t alone.",
         ),
     },
+    keep_dtype=True,
 )
 
 

@@ -4,7 +4,8 @@ The student writes two functions over explicit schedule arrays (length ``T + 1``
 data, ``betas[0] = 0``, ``alpha_bar[0] = 1``):
 
 - ``posterior_mean_var(x0, x_t, t, betas, alpha_bar) -> (mean: like x_t, var: (B, 1, …, 1))``
-      mu_tilde_t   = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x_0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t
+      mu_tilde_t   = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x_0
+                     + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t
       beta_tilde_t = (1 - ab_{t-1}) / (1 - ab_t) beta_t
 - ``mu_tilde_from_eps(x_t, t, eps, betas, alpha_bar) -> like x_t``
       mu_tilde_t   = (x_t - beta_t / sqrt(1 - ab_t) eps) / sqrt(alpha_t)
@@ -41,7 +42,7 @@ def _ts(T: int, B: int, seed: int) -> torch.Tensor:
 
 def _cases(seed: int) -> list[Case]:
     out: list[Case] = []
-    for i, (s, shape) in enumerate(zip(_schedules(), [(6, 2), (5, 1, 3, 3)])):
+    for i, (s, shape) in enumerate(zip(_schedules(), [(6, 2), (5, 1, 3, 3)], strict=False)):
         g = torch.Generator().manual_seed(seed + i)
         a, b = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
         out.append(
@@ -59,7 +60,8 @@ def _g(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tenso
 
 
 # --- posterior_mean_var ------------------------------------------------------------------------
-# Case order: (x0, t, x_t, betas, alpha_bar); the student signature is (x0, x_t, t, betas, alpha_bar).
+# Case order: (x0, t, x_t, betas, alpha_bar);
+# the student signature is (x0, x_t, t, betas, alpha_bar).
 
 
 def _cases_posterior() -> list[Case]:
@@ -107,29 +109,35 @@ _POSTERIOR = Spec(
     {
         "beta_not_beta_tilde": Mistake(
             _mistake_beta,
-            "your mean is right but the variance is β_t, the *forward* step's variance. The posterior is "
+            "your mean is right but the variance is β_t, the *forward* step's variance. The "
+            "posterior is "
             "narrower: β̃_t = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · β_t (it is 0 at t = 1).",
         ),
         "std_not_var": Mistake(
             _mistake_std,
-            "your mean is right but you returned the standard deviation √β̃_t; return the variance β̃_t.",
+            "your mean is right but you returned the standard deviation √β̃_t; return the "
+            "variance β̃_t.",
         ),
         "off_by_one": Mistake(
             _mistake_off_by_one,
-            "you used ᾱ_t where ᾱ_{t-1} belongs. x_{t-1} given x_0 has mean √ᾱ_{t-1} x_0 and variance "
+            "you used ᾱ_t where ᾱ_{t-1} belongs. x_{t-1} given x_0 has mean √ᾱ_{t-1} x_0 and "
+            "variance "
             "1 - ᾱ_{t-1}: index alpha_bar[t - 1] for those.",
         ),
         "swapped_coefficients": Mistake(
             _mistake_swapped,
-            "the coefficients of x_0 and x_t are swapped. x_0 gets √ᾱ_{t-1} β_t / (1 - ᾱ_t) and x_t gets "
+            "the coefficients of x_0 and x_t are swapped. x_0 gets √ᾱ_{t-1} β_t / (1 - ᾱ_t) and "
+            "x_t gets "
             "√α_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t).",
         ),
         "missing_sqrt": Mistake(
             _mistake_no_sqrt,
-            "the mean coefficients need square roots: √ᾱ_{t-1} (the scale of x_{t-1} given x_0) and √α_t "
+            "the mean coefficients need square roots: √ᾱ_{t-1} (the scale of x_{t-1} given x_0) "
+            "and √α_t "
             "(the scale of one forward step).",
         ),
     },
+    keep_dtype=True,
 )
 
 
@@ -166,7 +174,8 @@ _MU_EPS = Spec(
         ),
         "alpha_bar_not_alpha": Mistake(
             _eps_form(denom_alpha_bar=True),
-            "you divided by √ᾱ_t; the reverse step undoes ONE forward step, so divide by √α_t = √(1 - β_t).",
+            "you divided by √ᾱ_t; the reverse step undoes ONE forward step, so divide by √α_t = "
+            "√(1 - β_t).",
         ),
         "sqrt_beta": Mistake(
             _eps_form(beta_power=0.5),
@@ -174,7 +183,8 @@ _MU_EPS = Spec(
         ),
         "no_sqrt_one_minus_alpha_bar": Mistake(
             _eps_form(sqrt_1mab=False),
-            "the ε coefficient is β_t / √(1 - ᾱ_t): divide by the standard deviation of the noise in x_t, "
+            "the ε coefficient is β_t / √(1 - ᾱ_t): divide by the standard deviation of the noise "
+            "in x_t, "
             "√(1 - ᾱ_t), not by its variance 1 - ᾱ_t.",
         ),
         "wrong_sign": Mistake(
@@ -182,13 +192,17 @@ _MU_EPS = Spec(
             "the noise must be *removed*: μ̃ = (x_t - β_t / √(1 - ᾱ_t) · ε) / √α_t.",
         ),
     },
+    keep_dtype=True,
 )
 
 SPECS: dict[str, Spec] = {"posterior_mean_var": _POSTERIOR, "mu_tilde_from_eps": _MU_EPS}
 
 
 def check_posterior_mean_var(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``posterior_mean_var(x0, x_t, t: (B,) long, betas, alpha_bar) -> (mean, var (B, 1, …))``."""
+    """Check ``posterior_mean_var(x0, x_t, t: (B,) long, betas, alpha_bar)``.
+
+    Returns ``(mean like x_t, var (B, 1, …))``.
+    """
     return check_spec("posterior_mean_var", SPECS["posterior_mean_var"], fn, display=display)
 
 

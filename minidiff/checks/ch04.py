@@ -2,7 +2,7 @@
 
 The student writes, on explicit schedule arrays (length ``T + 1``, index 0 = clean data):
 
-- ``ddpm_training_loss(eps_model, x0: (B, D), alpha_bar, t: (B,), noise: (B, D)) -> scalar``
+- ``ddpm_training_loss(eps_model, x0: (B, D), t: (B,), alpha_bar, noise: (B, D)) -> scalar``
       ``L_simple = mean ||noise - eps_model(sqrt(ab_t) x0 + sqrt(1 - ab_t) noise, t)||²``
 - ``train_step(model, optimizer, x0: (B, D), alpha_bar, generator) -> float``
       one step of Algorithm 1: ``t ~ U{1..T}`` (drawn first), ``noise ~ N(0, I)`` (drawn second),
@@ -23,6 +23,7 @@ procedures; ``SPECS[name].mistakes`` holds them in the student's own signature a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +33,7 @@ from torch import nn
 from ..losses import simple_loss
 from ..samplers.ddpm import ddpm_sample, ddpm_step
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, check_spec, returned_number, returned_tensor
 
 __all__ = [
     "check_ddpm_training_loss",
@@ -99,13 +100,13 @@ def _cases_loss() -> list[Case]:
     for i, s in enumerate(_schedules()):
         g = torch.Generator().manual_seed(40 + i)
         x0, noise = torch.randn(7, 2, generator=g), torch.randn(7, 2, generator=g)
-        model = TinyEps(s.T, seed=i).requires_grad_(False)
-        cases.append(((model, x0, s.alpha_bar.clone(), _ts(s.T, 7, 50 + i), noise), {}))
+        model = TinyEps(s.T, seed=i)  # trainable: the loss must keep its gradient
+        cases.append(((model, x0, _ts(s.T, 7, 50 + i), s.alpha_bar.clone(), noise), {}))
     return cases
 
 
 def _ref_loss(
-    eps_model: Fn, x0: torch.Tensor, alpha_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     return simple_loss(eps_model, x0, _schedule_from_alpha_bar(alpha_bar), t=t, noise=noise)
 
@@ -116,8 +117,8 @@ def _loss_with(
     def loss(
         eps_model: Fn,
         x0: torch.Tensor,
-        alpha_bar: torch.Tensor,
         t: torch.Tensor,
+        alpha_bar: torch.Tensor,
         noise: torch.Tensor,
     ) -> torch.Tensor:
         x_t = x_t_fn(x0, noise, alpha_bar.to(x0.device)[t].to(x0.dtype)[:, None])
@@ -128,14 +129,14 @@ def _loss_with(
 
 
 def _loss_off_by_one(
-    eps_model: Fn, x0: torch.Tensor, alpha_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     ab = alpha_bar[t - 1].to(x0.dtype)[:, None]
     return ((noise - eps_model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
 
 
 def _loss_x0_target(
-    eps_model: Fn, x0: torch.Tensor, alpha_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     ab = alpha_bar[t].to(x0.dtype)[:, None]
     return ((x0 - eps_model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
@@ -182,18 +183,19 @@ def _train_harness(fn: Fn) -> Fn:
     """Run ``fn(model, optimizer, x0, alpha_bar, generator)`` twice on a fresh model; return
     ``(loss_1, loss_2, parameters after step 2)``."""
 
-    def run(T: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def run(
+        T: int, seed: int, gen_seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sched = linear_schedule(T, 0.01, 0.2)
         model = TinyEps(T, seed=seed)
         opt = torch.optim.SGD(model.parameters(), lr=_LR)
         data_gen = torch.Generator().manual_seed(100 + seed)
-        gen = torch.Generator().manual_seed(200 + seed)
+        gen = torch.Generator().manual_seed(200 + seed if gen_seed is None else gen_seed)
         losses = []
         for _ in range(2):
             x0 = torch.randn(16, 2, generator=data_gen)
-            out = fn(model, opt, x0, sched.alpha_bar.clone(), gen)
-            out = out.detach() if isinstance(out, torch.Tensor) else out
-            losses.append(torch.as_tensor(float(out), dtype=torch.float64))
+            out = returned_number(fn(model, opt, x0, sched.alpha_bar.clone(), gen))
+            losses.append(torch.tensor(out, dtype=torch.float64))
         params = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
         return losses[0], losses[1], params
 
@@ -216,7 +218,7 @@ def _ref_train_step_impl(
     generator: torch.Generator,
 ) -> float:
     t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, alpha_bar, t, noise)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -231,7 +233,7 @@ def _step_no_zero_grad(
     generator: torch.Generator,
 ) -> float:
     t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, alpha_bar, t, noise)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -245,7 +247,7 @@ def _step_no_update(
     generator: torch.Generator,
 ) -> float:
     t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, alpha_bar, t, noise)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     loss.backward()
     optimizer.zero_grad()  # wipes the gradient before the step: the weights never move
     optimizer.step()
@@ -260,7 +262,7 @@ def _step_t_from_zero(
     generator: torch.Generator,
 ) -> float:
     t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator, t_low=0)
-    loss = _loss_any_t(model, x0, alpha_bar, t, noise)  # t = 0 gives x_t = x_0
+    loss = _loss_any_t(model, x0, t, alpha_bar, noise)  # t = 0 gives x_t = x_0
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -268,10 +270,32 @@ def _step_t_from_zero(
 
 
 def _loss_any_t(
-    model: Fn, x0: torch.Tensor, alpha_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
     ab = alpha_bar[t].to(x0.dtype)[:, None]
     return ((noise - model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
+
+
+def _step_t_excludes_T(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x0: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    T = alpha_bar.shape[0] - 1
+    t = torch.randint(1, T, (x0.shape[0],), generator=generator)  # never T
+    noise = torch.randn(x0.shape, generator=generator)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _reseed(case: Case, k: int) -> Case:
+    (T, seed, *_), kwargs = case
+    return (T, seed, 1000 + k), kwargs
 
 
 def _step_noise_first(
@@ -283,7 +307,7 @@ def _step_noise_first(
 ) -> float:
     noise = torch.randn(x0.shape, generator=generator)
     t = torch.randint(1, alpha_bar.shape[0], (x0.shape[0],), generator=generator)
-    loss = _ref_loss(model, x0, alpha_bar, t, noise)
+    loss = _ref_loss(model, x0, t, alpha_bar, noise)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -309,6 +333,12 @@ _TRAIN = Spec(
             "t was drawn from {0..T-1}; Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T "
             "+ 1, ...).",
         ),
+        "t_excludes_T": Mistake(
+            _step_t_excludes_T,
+            "t was drawn from {1..T-1}: torch.randint(1, T, ...) excludes its upper bound, so t = "
+            "T "
+            "never appears. Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T + 1, ...).",
+        ),
         "noise_first": Mistake(
             _step_noise_first,
             "draw t first and the noise second (the check replays the same generator), as the "
@@ -316,6 +346,10 @@ _TRAIN = Spec(
         ),
     },
     wrap=_train_harness,
+    reseed=_reseed,
+    hint="If your formula is right, check the random numbers: the checker replays them, so draw "
+    "t first with torch.randint(1, T + 1, (B,), generator=generator), then the noise with "
+    "torch.randn(x0.shape, generator=generator).",
 )
 
 
@@ -347,6 +381,7 @@ def _cases_step() -> list[Case]:
 
 def _finite(fn: Fn) -> Fn:
     # t - 1 indexing divides 0 by 0 at t = 1; a sentinel keeps that answer comparable.
+    @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         out = fn(*args, **kwargs)
         if isinstance(out, torch.Tensor) and out.is_floating_point():
@@ -442,6 +477,7 @@ _STEP = Spec(
         ),
     },
     wrap=_finite,
+    keep_dtype=True,
 )
 
 
@@ -449,15 +485,14 @@ _STEP = Spec(
 
 
 def _sample_harness(fn: Fn) -> Fn:
-    def run(T: int, variance: str, seed: int) -> torch.Tensor:
+    def run(T: int, variance: str, seed: int, gen_seed: int | None = None) -> torch.Tensor:
         sched = linear_schedule(T, 0.01, 0.2)
         model = TinyEps(T, seed=seed).requires_grad_(False)
-        g = torch.Generator().manual_seed(300 + seed)
+        g = torch.Generator().manual_seed(300 + seed if gen_seed is None else gen_seed)
         with torch.no_grad():
             out = fn(model, sched.betas.clone(), sched.alpha_bar.clone(), (9, 2), variance, g)
-        return torch.nan_to_num(
-            torch.as_tensor(out).detach().double(), nan=1e6, posinf=1e6, neginf=-1e6
-        )
+        out = returned_tensor(out, "the samples x_0, a tensor of the given shape")
+        return torch.nan_to_num(out.detach().double(), nan=1e6, posinf=1e6, neginf=-1e6)
 
     return run
 
@@ -514,6 +549,10 @@ _SAMPLE = Spec(
         ),
     },
     wrap=_sample_harness,
+    reseed=lambda case, k: ((*case[0][:3], 2000 + k), case[1]),
+    hint="If your steps are right, check the random numbers: the checker replays them, so draw "
+    "x_T = torch.randn(shape, generator=generator) first, then one z of the same shape at every "
+    "step, also at t = 1.",
 )
 
 
@@ -526,7 +565,7 @@ SPECS: dict[str, Spec] = {
 
 
 def check_ddpm_training_loss(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``ddpm_training_loss(eps_model, x0, alpha_bar, t, noise) -> scalar`` (L_simple).
+    """Check ``ddpm_training_loss(eps_model, x0, t, alpha_bar, noise) -> scalar`` (L_simple).
 
     Shapes: ``x0, noise: (B, D)``, ``alpha_bar: (T+1,)``, ``t: (B,)`` long.
     """

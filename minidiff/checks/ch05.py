@@ -5,7 +5,8 @@
 - ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> (L,)``
   ``α_i = ε σ_i² / σ_L²`` (Song & Ermon 2019, Algorithm 1)
 
-References come from :mod:`minidiff.samplers.langevin`; each :class:`Mistake` is a common wrong answer.
+References come from :mod:`minidiff.samplers.langevin`; each :class:`Mistake` is a common wrong
+answer.
 ``SPECS`` lists, per checker, its cases, reference and mistakes (the tests iterate over it).
 """
 
@@ -47,29 +48,36 @@ _STEP = Spec(
     {
         "no_half": Mistake(
             _step(1.0, math.sqrt),
-            "the drift is ε·score but should be (ε/2)·score: with noise sqrt(ε)·z the drift needs the 1/2 "
-            "(the Langevin SDE is dx = ½∇log p dt + dW). Without it the chain samples a sharper law.",
+            "the drift is ε·score but should be (ε/2)·score: with noise sqrt(ε)·z the drift needs "
+            "the 1/2 "
+            "(the Langevin SDE is dx = ½∇log p dt + dW). Without it the chain samples a sharper "
+            "law.",
         ),
         "no_sqrt": Mistake(
             _step(0.5, lambda e: e),
-            "the noise is ε·z but should be sqrt(ε)·z: a Brownian increment over a time ε has variance ε, "
+            "the noise is ε·z but should be sqrt(ε)·z: a Brownian increment over a time ε has "
+            "variance ε, "
             "so its standard deviation is sqrt(ε).",
         ),
         "score_sign": Mistake(
             _step(0.5, math.sqrt, sign=-1.0),
-            "you step *against* the score. The score ∇log p points uphill in density: x + (ε/2)·score.",
+            "you step *against* the score. The score ∇log p points uphill in density: x + "
+            "(ε/2)·score.",
         ),
         "tau_convention": Mistake(
             _step(1.0, lambda e: math.sqrt(2 * e)),
-            "this is the other convention x + τ·score + sqrt(2τ)·z (τ = ε/2). It is the same chain with a "
+            "this is the other convention x + τ·score + sqrt(2τ)·z (τ = ε/2). It is the same "
+            "chain with a "
             "different step; this course uses x + (ε/2)·score + sqrt(ε)·z, so use ε/2 and sqrt(ε).",
         ),
         "no_noise": Mistake(
             _step(0.5, lambda e: 0.0),
-            "you forgot the noise sqrt(ε)·z: without it this is gradient ascent on log p, which climbs to a "
+            "you forgot the noise sqrt(ε)·z: without it this is gradient ascent on log p, which "
+            "climbs to a "
             "mode instead of sampling.",
         ),
     },
+    keep_dtype=True,
 )
 
 
@@ -98,15 +106,18 @@ _ALPHAS = Spec(
         ),
         "inverted": Mistake(
             lambda s, e: e * s[-1] ** 2 / s**2,
-            "your ratio is upside down (σ_L²/σ_i²): large noise levels need *large* steps, α_i = ε·σ_i²/σ_L².",
+            "your ratio is upside down (σ_L²/σ_i²): large noise levels need *large* steps, α_i = "
+            "ε·σ_i²/σ_L².",
         ),
         "normalised_by_largest": Mistake(
             lambda s, e: e * s**2 / s[0] ** 2,
-            "you divided by σ_1² (the largest level). Divide by σ_L², the smallest, so that α_L = ε.",
+            "you divided by σ_1² (the largest level). Divide by σ_L², the smallest, so that α_L = "
+            "ε.",
         ),
         "not_normalised": Mistake(
             lambda s, e: e * s**2,
-            "you forgot to divide by σ_L²: α_i = ε·σ_i²/σ_L², so that the last level uses exactly ε.",
+            "you forgot to divide by σ_L²: α_i = ε·σ_i²/σ_L², so that the last level uses exactly "
+            "ε.",
         ),
     },
 )
@@ -115,10 +126,10 @@ SPECS: dict[str, Spec] = {"langevin_step": _STEP, "annealed_step_sizes": _ALPHAS
 
 
 def check_langevin_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``langevin_step(x, score, step_size: float, noise) -> x + (ε/2) score + sqrt(ε) noise``."""
+    """Check ``langevin_step(x, score, step_size: float, noise)``: ``x + (ε/2) s + sqrt(ε) z``."""
     return check_spec("langevin_step", SPECS["langevin_step"], fn, display=display)
 
 
 def check_annealed_step_sizes(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> ε σ_i² / σ_L²: (L,)``."""
+    """Check ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> ε σ_i²/σ_L²``."""
     return check_spec("annealed_step_sizes", SPECS["annealed_step_sizes"], fn, display=display)

@@ -2,8 +2,10 @@
 
 - ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> (B, D)``   ``-(x̃ - x0) / σ²``
 - ``dsm_loss(score_model, x0: (B, D), sigma: (B,), noise: (B, D)) -> scalar``
-  ``mean_b σ_b² · ½ ||s(x̃_b, σ_b) - target_b||²`` with ``x̃ = x0 + σ noise`` (Song & Ermon 2019, Eq. 6)
-- ``ism_loss(score_model, x: (B, 2)) -> scalar``   ``mean_b [tr ∇_x s(x_b) + ½ ||s(x_b)||²]`` (Hyvärinen 2005)
+  ``mean_b σ_b² · ½ ||s(x̃_b, σ_b) - target_b||²`` with ``x̃ = x0 + σ noise``
+  (Song & Ermon 2019, Eq. 6)
+- ``ism_loss(score_model, x: (B, 2)) -> scalar``   ``mean_b [tr ∇_x s(x_b) + ½ ||s(x_b)||²]``
+  (Hyvärinen 2005)
 - ``score_from_eps(eps: (B, ...), t: (B,) long, alpha_bar: (T+1,)) -> -eps / sqrt(1 - alpha_bar_t)``
 
 References come from :mod:`minidiff.score` and :mod:`minidiff.diffusion`; each :class:`Mistake` is a
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..diffusion import score_from_eps as _score_from_eps
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
@@ -23,7 +26,15 @@ from ..score import dsm_loss as _dsm_loss
 from ..score import ism_loss as _ism_loss
 from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
-__all__ = ["check_dsm_target", "check_dsm_loss", "check_ism_loss", "check_score_from_eps", "SPECS"]
+__all__ = [
+    "check_dsm_target",
+    "check_dsm_loss",
+    "check_ism_loss",
+    "check_score_from_eps",
+    "SPECS",
+    "ToyNCScore",
+    "ToyScore",
+]
 
 
 def _sigmas(B: int, seed: int) -> torch.Tensor:
@@ -34,16 +45,37 @@ def _sigmas(B: int, seed: int) -> torch.Tensor:
     return s
 
 
-def _toy_nc_score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """A fixed, non-trivial noise-conditional 'model' s(x, σ) used as test input."""
-    s = sigma.reshape(-1, *([1] * (x.dim() - 1)))
-    return -x / (0.5 + s**2) + 0.3 * torch.sin(2 * x) / s
+class ToyNCScore(nn.Module):
+    """A fixed, non-trivial noise-conditional 'model' ``s(x (B, D), σ (B,)) -> (B, D)``.
+
+    Its weights are trainable, so a loss built on it must keep its gradient.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(0.5))
+        self.w = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = sigma.reshape(-1, *([1] * (x.dim() - 1)))
+        c, w = self.c.to(x.dtype), self.w.to(x.dtype)
+        return -x / (c + s**2) + w * torch.sin(2 * x) / s
 
 
-def _toy_score(x: torch.Tensor) -> torch.Tensor:
-    """A fixed 2D 'model' with a non-symmetric, x-dependent Jacobian."""
-    A = torch.tensor([[1.0, 0.7], [-0.4, 0.5]], dtype=x.dtype)
-    return -x + 0.8 * torch.tanh(x @ A) + 0.3 * x[:, [1, 0]] ** 2
+class ToyScore(nn.Module):
+    """A fixed 2D 'model' ``s(x (B, 2)) -> (B, 2)`` with a non-symmetric, x-dependent Jacobian.
+
+    Its weights are trainable: the trace term of the ISM loss must keep its gradient too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.tensor([[1.0, 0.7], [-0.4, 0.5]]))
+        self.w = nn.Parameter(torch.tensor([0.8, 0.3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        A, w = self.A.to(x.dtype), self.w.to(x.dtype)
+        return -x + w[0] * torch.tanh(x @ A) + w[1] * x[:, [1, 0]] ** 2
 
 
 # --- dsm_target ----------------------------------------------------------------------------------
@@ -81,6 +113,7 @@ _TARGET = Spec(
             "you forgot to divide by σ²: target = -(x̃ - x0)/σ².",
         ),
     },
+    keep_dtype=True,
 )
 
 
@@ -92,7 +125,7 @@ def _cases_loss() -> list[Case]:
     for i, (B, D) in enumerate([(8, 2), (6, 3)]):
         g = torch.Generator().manual_seed(80 + i)
         x0, z = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
-        cases.append(((_toy_nc_score, x0, _sigmas(B, 90 + i), z), {}))
+        cases.append(((ToyNCScore(), x0, _sigmas(B, 90 + i), z), {}))
     return cases
 
 
@@ -125,7 +158,8 @@ _LOSS = Spec(
     {
         "no_weighting": Mistake(
             _loss_variant(_target, weight=False),
-            "you forgot the weighting λ(σ) = σ²: without it the small-σ levels (whose targets are ~1/σ) "
+            "you forgot the weighting λ(σ) = σ²: without it the small-σ levels (whose targets are "
+            "~1/σ) "
             "dominate the loss. Multiply each sample's ½||s - target||² by σ².",
         ),
         "wrong_sign": Mistake(
@@ -138,7 +172,8 @@ _LOSS = Spec(
         ),
         "no_half": Mistake(
             _loss_variant(_target, half=1.0),
-            "missing the ½: the loss is σ²·½||s - target||² (sum over dimensions, mean over the batch).",
+            "missing the ½: the loss is σ²·½||s - target||² (sum over dimensions, mean over the "
+            "batch).",
         ),
     },
 )
@@ -149,7 +184,7 @@ _LOSS = Spec(
 
 def _cases_ism() -> list[Case]:
     return [
-        ((_toy_score, torch.randn(B, 2, generator=torch.Generator().manual_seed(100 + B))), {})
+        ((ToyScore(), torch.randn(B, 2, generator=torch.Generator().manual_seed(100 + B))), {})
         for B in (7, 16)
     ]
 
@@ -187,22 +222,28 @@ _ISM = Spec(
         "no_half": Mistake(_ism_variant("no_half"), "the norm term is ½||s||², not ||s||²."),
         "trace_sign": Mistake(
             _ism_variant("trace_sign"),
-            "the trace enters with a + sign: integration by parts turns -E[sᵀ∇log p] into +E[tr ∇s].",
+            "the trace enters with a + sign: integration by parts turns -E[sᵀ∇log p] into +E[tr "
+            "∇s].",
         ),
         "no_trace": Mistake(
             _ism_variant("no_trace"),
-            "you left out the trace term tr(∇_x s) = Σ_i ∂s_i/∂x_i; without it the minimiser is s = 0.",
+            "you left out the trace term tr(∇_x s) = Σ_i ∂s_i/∂x_i; without it the minimiser is s "
+            "= 0.",
         ),
         "first_diag_only": Mistake(
             _ism_variant("first_diag_only"),
-            "you used only ∂s_1/∂x_1; the trace sums ∂s_i/∂x_i over every dimension i (one autograd call each).",
+            "you used only ∂s_1/∂x_1; the trace sums ∂s_i/∂x_i over every dimension i (one "
+            "autograd call each).",
         ),
         "jacobian_sum": Mistake(
             _ism_variant("jacobian_sum"),
-            "you summed the whole Jacobian: grad(s.sum(), x) gives Σ_i ∂s_i/∂x_j, which mixes in the "
+            "you summed the whole Jacobian: grad(s.sum(), x) gives Σ_i ∂s_i/∂x_j, which mixes in "
+            "the "
             "off-diagonal entries. Take grad(s[:, i].sum(), x)[:, i] for each i and add those.",
         ),
     },
+    grad_hint="The trace term must stay differentiable with respect to the model's parameters: "
+    "pass create_graph=True to torch.autograd.grad (retain_graph=True is not enough).",
 )
 
 
@@ -212,7 +253,11 @@ _ISM = Spec(
 def _cases_sfe() -> list[Case]:
     cases: list[Case] = []
     for i, (s, shape) in enumerate(
-        zip([linear_schedule(20, 0.01, 0.2), cosine_schedule(12)], [(6, 2), (4, 1, 2, 2)])
+        zip(
+            [linear_schedule(20, 0.01, 0.2), cosine_schedule(12)],
+            [(6, 2), (4, 1, 2, 2)],
+            strict=True,
+        )
     ):
         g = torch.Generator().manual_seed(110 + i)
         eps = torch.randn(shape, generator=g)
@@ -237,11 +282,13 @@ _SFE = Spec(
     {
         "no_sqrt": Mistake(
             lambda e, t, ab: -e / (1 - _ab(ab, t, e)),
-            "you divided by 1 - ᾱ_t (the variance); divide by its square root, the noise std sqrt(1 - ᾱ_t).",
+            "you divided by 1 - ᾱ_t (the variance); divide by its square root, the noise std "
+            "sqrt(1 - ᾱ_t).",
         ),
         "wrong_sign": Mistake(
             lambda e, t, ab: e / (1 - _ab(ab, t, e)).sqrt(),
-            "wrong sign: the score points against the noise that was added, score = -eps / sqrt(1 - ᾱ_t).",
+            "wrong sign: the score points against the noise that was added, score = -eps / sqrt(1 "
+            "- ᾱ_t).",
         ),
         "sqrt_alpha_bar": Mistake(
             lambda e, t, ab: -e / _ab(ab, t, e).sqrt(),
@@ -249,9 +296,11 @@ _SFE = Spec(
         ),
         "multiplied": Mistake(
             lambda e, t, ab: -e * (1 - _ab(ab, t, e)).sqrt(),
-            "you multiplied by sqrt(1 - ᾱ_t); that is eps_from_score run backwards. score = -eps / sqrt(1 - ᾱ_t).",
+            "you multiplied by sqrt(1 - ᾱ_t); that is eps_from_score run backwards. score = -eps "
+            "/ sqrt(1 - ᾱ_t).",
         ),
     },
+    keep_dtype=True,
 )
 
 SPECS: dict[str, Spec] = {
@@ -263,7 +312,7 @@ SPECS: dict[str, Spec] = {
 
 
 def check_dsm_target(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> -(x_tilde - x0) / sigma²``."""
+    """Check ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> -(x_tilde - x0)/sigma²``."""
     return check_spec("dsm_target", SPECS["dsm_target"], fn, display=display)
 
 

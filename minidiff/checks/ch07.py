@@ -1,10 +1,15 @@
-"""Checkers for exercise 7 (the SDE and ODE views, VP-SDE with ``β(t) = β_min + t (β_max - β_min)``).
+"""Checkers for exercise 7: the SDE and ODE views of the VP-SDE.
 
-- ``vp_marginal(t: (B,), beta_min, beta_max) -> (alpha, sigma)``   ``alpha = exp(-½ ∫_0^t β)``, ``sigma = sqrt(1 - alpha²)``
-- ``reverse_sde_drift(x: (B, D), t: (B,), score: (B, D), beta_min, beta_max) -> (B, D)``   ``f - g² score``
-- ``euler_maruyama_step(x, t, dt, score_fn, noise, beta_min, beta_max) -> x at t - dt``
+``β(t) = β_min + t (β_max - β_min)``.
+
+- ``vp_marginal(t: (B,), beta_min, beta_max) -> (alpha, sigma)``
+  ``alpha = exp(-½ ∫_0^t β)``, ``sigma = sqrt(1 - alpha²)``
+- ``reverse_sde_drift(x: (B, D), t: (B,), score: (B, D), beta_min, beta_max) -> (B, D)``
+  ``f - g² score``
+- ``euler_maruyama_step(x, t, dt, score_fn, beta_min, beta_max, noise) -> x at t - dt``
       ``x - [f - g² s] dt + g sqrt(dt) z``   (``dt > 0`` is the step size; time runs backwards)
-- ``pf_ode_heun_step(x, t, dt, score_fn, beta_min, beta_max) -> x at t - dt``   Heun on ``F = f - ½ g² s``
+- ``pf_ode_heun_step(x, t, dt, score_fn, beta_min, beta_max) -> x at t - dt``
+  Heun on ``F = f - ½ g² s``
 
 References come from :mod:`minidiff.sde` and :mod:`minidiff.samplers.sde_solvers`; each
 :class:`Mistake` is a common wrong answer (sign of the score term, the ½ of the PF-ODE, the
@@ -82,16 +87,19 @@ _MARGINAL = Spec(
     {
         "beta_not_integral": Mistake(
             lambda t, a, b: _alpha_sigma(-0.5 * _beta(t, a, b)),
-            "you used β(t) where the marginal needs its integral B(t) = ∫₀ᵗ β(s) ds = β_min t + ½(β_max − β_min) t²; "
+            "you used β(t) where the marginal needs its integral B(t) = ∫₀ᵗ β(s) ds = β_min t + "
+            "½(β_max − β_min) t²; "
             "alpha(t) = exp(−½ B(t)).",
         ),
         "beta_times_t": Mistake(
             lambda t, a, b: _alpha_sigma(-0.5 * _beta(t, a, b) * t),
-            "β(t)·t integrates β as if it were constant; β grows linearly, so ∫₀ᵗ β = β_min t + ½(β_max − β_min) t².",
+            "β(t)·t integrates β as if it were constant; β grows linearly, so ∫₀ᵗ β = β_min t + "
+            "½(β_max − β_min) t².",
         ),
         "alpha_bar_not_alpha": Mistake(
             lambda t, a, b: _alpha_sigma(-(a * t + 0.5 * (b - a) * t**2)),
-            "that is alpha(t)² (the continuous ᾱ); the mean coefficient is its square root, exp(−½ B(t)).",
+            "that is alpha(t)² (the continuous ᾱ); the mean coefficient is its square root, "
+            "exp(−½ B(t)).",
         ),
         "variance_not_std": Mistake(
             lambda t, a, b: (_marginal_ref(t, a, b)[0], 1 - _marginal_ref(t, a, b)[0] ** 2),
@@ -130,12 +138,14 @@ _DRIFT = Spec(
     {
         "score_sign": Mistake(
             lambda x, t, s, a, b: _drift(x, t, s, a, b, c=-1.0),
-            "the sign of the score term is flipped: the reverse drift is f − g² ∇log p_t (Anderson 1982), "
+            "the sign of the score term is flipped: the reverse drift is f − g² ∇log p_t "
+            "(Anderson 1982), "
             "which pushes samples *up* the density when time runs backwards.",
         ),
         "pf_half": Mistake(
             lambda x, t, s, a, b: _drift(x, t, s, a, b, c=0.5),
-            "that is the probability-flow ODE drift f − ½ g² score; the reverse *SDE* has the full g² (no ½).",
+            "that is the probability-flow ODE drift f − ½ g² score; the reverse *SDE* has the "
+            "full g² (no ½).",
         ),
         "g_not_squared": Mistake(
             lambda x, t, s, a, b: _drift(x, t, s, a, b, power=1),
@@ -162,12 +172,12 @@ def _step_cases(with_noise: bool) -> list[Case]:
         x, z = _state(6, 40 + i)
         t = _times(6, 50 + i, lo=0.1, hi=0.9)  # t ± dt stays inside [0, 1]
         args: tuple[Any, ...] = (x, t, dt, _score_fn(bmin, bmax))
-        out.append(((*args, z, bmin, bmax) if with_noise else (*args, bmin, bmax), {}))
+        out.append(((*args, bmin, bmax, z) if with_noise else (*args, bmin, bmax), {}))
     return out
 
 
 def _em_ref(
-    x: Tensor, t: Tensor, dt: float, score_fn: Any, z: Tensor, bmin: float, bmax: float
+    x: Tensor, t: Tensor, dt: float, score_fn: Any, bmin: float, bmax: float, z: Tensor
 ) -> Tensor:
     return _em_step(VPSDE(bmin, bmax).reverse(score_fn), x, t, -dt, z)[0]
 
@@ -176,7 +186,7 @@ def _em_variant(
     sign_dt: float = -1.0, noise_scale: str = "sqrt", c: float = 1.0
 ) -> Callable[..., Tensor]:
     def fn(
-        x: Tensor, t: Tensor, dt: float, score_fn: Any, z: Tensor, bmin: float, bmax: float
+        x: Tensor, t: Tensor, dt: float, score_fn: Any, bmin: float, bmax: float, z: Tensor
     ) -> Tensor:
         drift = _drift(x, t, score_fn(x, t), bmin, bmax, c=c)
         g = _col(_beta(t, bmin, bmax)).sqrt()
@@ -192,15 +202,18 @@ _EM = Spec(
     {
         "no_sqrt_dt": Mistake(
             _em_variant(noise_scale="dt"),
-            "the noise is scaled by dt; Brownian increments have standard deviation sqrt(dt): x + … + g(t) sqrt(dt) z.",
+            "the noise is scaled by dt; Brownian increments have standard deviation sqrt(dt): x + "
+            "… + g(t) sqrt(dt) z.",
         ),
         "no_dt_on_noise": Mistake(
             _em_variant(noise_scale="none"),
-            "the noise term needs the factor sqrt(dt): g(t) sqrt(dt) z (a Brownian increment over a step dt).",
+            "the noise term needs the factor sqrt(dt): g(t) sqrt(dt) z (a Brownian increment over "
+            "a step dt).",
         ),
         "plus_dt": Mistake(
             _em_variant(sign_dt=+1.0),
-            "you stepped forwards in time (+dt). The reverse SDE runs from t to t − dt: x_next = x − drift · dt + g sqrt(dt) z.",
+            "you stepped forwards in time (+dt). The reverse SDE runs from t to t − dt: x_next = "
+            "x − drift · dt + g sqrt(dt) z.",
         ),
         "score_sign": Mistake(
             _em_variant(c=-1.0),
@@ -241,16 +254,19 @@ _HEUN = Spec(
     {
         "pf_no_half": Mistake(
             _heun_variant(c=1.0),
-            "the probability-flow drift is f − ½ g² score; without the ½ you integrate the reverse-SDE drift "
+            "the probability-flow drift is f − ½ g² score; without the ½ you integrate the "
+            "reverse-SDE drift "
             "with no noise, which collapses samples onto the modes.",
         ),
         "plus_dt": Mistake(
             _heun_variant(sign_dt=+1.0),
-            "you integrated forwards in time (+dt); sampling runs from t to t − dt, so both stages use −dt.",
+            "you integrated forwards in time (+dt); sampling runs from t to t − dt, so both "
+            "stages use −dt.",
         ),
         "euler_only": Mistake(
             _heun_variant(euler=True),
-            "that is an Euler step. Heun also evaluates F at the Euler prediction (x + h F(x, t), t + h) and averages.",
+            "that is an Euler step. Heun also evaluates F at the Euler prediction (x + h F(x, t), "
+            "t + h) and averages.",
         ),
         "second_at_t": Mistake(
             _heun_variant(second_at_t=True),
@@ -283,7 +299,7 @@ def check_reverse_sde_drift(fn: Callable[..., Any], display: bool = True) -> Che
 
 
 def check_euler_maruyama_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``euler_maruyama_step(x, t, dt, score_fn, noise, beta_min, beta_max) -> x at t - dt``."""
+    """Check ``euler_maruyama_step(x, t, dt, score_fn, beta_min, beta_max, noise)``: x at t - dt."""
     return check_spec("euler_maruyama_step", SPECS["euler_maruyama_step"], fn, display=display)
 
 

@@ -44,7 +44,7 @@ def _col(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _make_cases(n_cases: int, seed: int, with_eta: bool, with_noise: bool) -> Cases:
-    """Strided pairs (t, t_prev), t_prev = 0 and t_prev = t - 1 in every batch; distinct t per sample."""
+    """Strided pairs (t, t_prev), t_prev = 0 and t_prev = t - 1 in every batch; distinct t."""
     cases: Cases = []
     schedules = [linear_schedule(100, beta_end=0.05), linear_schedule(50, 1e-3, 0.1)]
     pairs = [
@@ -76,7 +76,10 @@ def deterministic_cases() -> Cases:
 
 def sigma_cases() -> Cases:
     """Inputs ``(t, t_prev, alpha_bar, eta)`` for :func:`check_ddim_sigma`."""
-    return [((a[1], a[2], a[4], a[5]), {}) for a, _ in _make_cases(3, 802, with_eta=True, with_noise=False)]
+    return [
+        ((a[1], a[2], a[4], a[5]), {})
+        for a, _ in _make_cases(3, 802, with_eta=True, with_noise=False)
+    ]
 
 
 def step_cases() -> Cases:
@@ -88,17 +91,29 @@ def step_cases() -> Cases:
 
 
 def _ref_deterministic(
-    x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    t_prev: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar: torch.Tensor,
 ) -> torch.Tensor:
     return ddim_step(x_t, t, t_prev, eps, _schedule(alpha_bar), eta=0.0)
 
 
-def _ref_sigma(t: torch.Tensor, t_prev: torch.Tensor, alpha_bar: torch.Tensor, eta: float) -> torch.Tensor:
+def _ref_sigma(
+    t: torch.Tensor, t_prev: torch.Tensor, alpha_bar: torch.Tensor, eta: float
+) -> torch.Tensor:
     return ddim_sigma(t, t_prev, _schedule(alpha_bar), eta)
 
 
 def _ref_step(
-    x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor, eta: float, noise: torch.Tensor
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    t_prev: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    eta: float,
+    noise: torch.Tensor,
 ) -> torch.Tensor:
     return ddim_step(x_t, t, t_prev, eps, _schedule(alpha_bar), eta=eta, noise=noise)
 
@@ -139,13 +154,17 @@ def _zero(t: torch.Tensor) -> torch.Tensor:
 
 DETERMINISTIC_MISTAKES: dict[str, Mistake] = {
     "alpha_bar_t_in_direction": Mistake(
-        lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, direction_var=lambda a_t, a_p, s: 1 - a_t),
-        "the direction term pointing to x_t should use sqrt(1 - ᾱ_{t_prev}), not sqrt(1 - ᾱ_t): it re-noises x̂0 "
+        lambda x, t, tp, e, ab: _generic_step(
+            x, t, tp, e, ab, _zero(t), None, direction_var=lambda a_t, a_p, s: 1 - a_t
+        ),
+        "the direction term pointing to x_t should use sqrt(1 - ᾱ_{t_prev}), not sqrt(1 - ᾱ_t): "
+        "it re-noises x̂0 "
         "to the *new* noise level.",
     ),
     "no_sqrt_alpha_bar": Mistake(
         lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, sqrt=lambda v: v),
-        "you used ᾱ where the formula has √ᾱ (x̂0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t, and x̂0 is scaled by √ᾱ_{t_prev}).",
+        "you used ᾱ where the formula has √ᾱ (x̂0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t, and x̂0 is scaled "
+        "by √ᾱ_{t_prev}).",
     ),
     "one_step_prev": Mistake(
         lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, prev_index=t - 1),
@@ -153,7 +172,8 @@ DETERMINISTIC_MISTAKES: dict[str, Mistake] = {
     ),
     "clip_x0": Mistake(
         lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, clip=True),
-        "you clipped x̂0 to [-1, 1]. That is an image-data heuristic (diffusers' clip_sample), not part of "
+        "you clipped x̂0 to [-1, 1]. That is an image-data heuristic (diffusers' clip_sample), "
+        "not part of "
         "Eq. 12; for 2D data it distorts the samples — leave x̂0 as it is.",
     ),
 }
@@ -179,16 +199,19 @@ def _sigma_generic(
 SIGMA_MISTAKES: dict[str, Mistake] = {
     "eta_squared": Mistake(
         lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="eta_squared"),
-        "your σ scales like η², but η multiplies σ itself: σ_t(η) = η · √((1−ᾱ_prev)/(1−ᾱ_t)) · √(1−ᾱ_t/ᾱ_prev) "
+        "your σ scales like η², but η multiplies σ itself: σ_t(η) = η · √((1−ᾱ_prev)/(1−ᾱ_t)) · "
+        "√(1−ᾱ_t/ᾱ_prev) "
         "(so σ² carries η²).",
     ),
     "ratio_inverted": Mistake(
         lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="ratio_inverted"),
-        "the first factor is upside down: it is √((1−ᾱ_{t_prev}) / (1−ᾱ_t)), which is < 1 and vanishes at t_prev = 0.",
+        "the first factor is upside down: it is √((1−ᾱ_{t_prev}) / (1−ᾱ_t)), which is < 1 and "
+        "vanishes at t_prev = 0.",
     ),
     "one_step_beta": Mistake(
         lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="one_step_beta"),
-        "you used the one-step β_t = 1 − ᾱ_t/ᾱ_{t−1}; for a strided step the second factor is √(1 − ᾱ_t/ᾱ_{t_prev}).",
+        "you used the one-step β_t = 1 − ᾱ_t/ᾱ_{t−1}; for a strided step the second factor is √(1 "
+        "− ᾱ_t/ᾱ_{t_prev}).",
     ),
     "variance_not_std": Mistake(
         lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="variance_not_std"),
@@ -204,10 +227,19 @@ def _student_sigma(t: torch.Tensor, tp: torch.Tensor, ab: torch.Tensor, eta: flo
 STEP_MISTAKES: dict[str, Mistake] = {
     "sigma_not_removed_from_direction": Mistake(
         lambda x, t, tp, e, ab, eta, z: _generic_step(
-            x, t, tp, e, ab, _student_sigma(t, tp, ab, eta), z, direction_var=lambda a_t, a_p, s: 1 - a_p
+            x,
+            t,
+            tp,
+            e,
+            ab,
+            _student_sigma(t, tp, ab, eta),
+            z,
+            direction_var=lambda a_t, a_p, s: 1 - a_p,
         ),
-        "the direction term must be √(1 − ᾱ_{t_prev} − σ²) ε: the variance σ² that the fresh noise adds is "
-        "taken away from the direction, so that x_{t_prev} keeps the marginal variance 1 − ᾱ_{t_prev}.",
+        "the direction term must be √(1 − ᾱ_{t_prev} − σ²) ε: the variance σ² that the fresh "
+        "noise adds is "
+        "taken away from the direction, so that x_{t_prev} keeps the marginal variance 1 − "
+        "ᾱ_{t_prev}.",
     ),
     "noise_times_variance": Mistake(
         lambda x, t, tp, e, ab, eta, z: _generic_step(
@@ -217,7 +249,14 @@ STEP_MISTAKES: dict[str, Mistake] = {
     ),
     "alpha_bar_t_in_direction": Mistake(
         lambda x, t, tp, e, ab, eta, z: _generic_step(
-            x, t, tp, e, ab, _student_sigma(t, tp, ab, eta), z, direction_var=lambda a_t, a_p, s: 1 - a_t - s**2
+            x,
+            t,
+            tp,
+            e,
+            ab,
+            _student_sigma(t, tp, ab, eta),
+            z,
+            direction_var=lambda a_t, a_p, s: 1 - a_t - s**2,
         ),
         "the direction term uses ᾱ_{t_prev}: √(1 − ᾱ_{t_prev} − σ²) ε, not √(1 − ᾱ_t − σ²) ε.",
     ),
@@ -242,8 +281,10 @@ SPECS: dict[str, Spec] = {
 
 
 def check_ddim_step_deterministic(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, t, t_prev, eps, alpha_bar) -> x_{t_prev}``, the eta = 0 DDIM step (Eq. 12, sigma = 0)."""
-    return check_spec("ddim_step_deterministic", SPECS["ddim_step_deterministic"], fn, display=display)
+    """Check ``fn(x_t, t, t_prev, eps, alpha_bar) -> x_{t_prev}``, the eta = 0 step (Eq. 12)."""
+    return check_spec(
+        "ddim_step_deterministic", SPECS["ddim_step_deterministic"], fn, display=display
+    )
 
 
 def check_ddim_sigma(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
@@ -252,5 +293,5 @@ def check_ddim_sigma(fn: Callable[..., Any], *, display: bool = True) -> CheckRe
 
 
 def check_ddim_step(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, t, t_prev, eps, alpha_bar, eta, noise) -> x_{t_prev}``, the stochastic DDIM step."""
+    """Check ``fn(x_t, t, t_prev, eps, alpha_bar, eta, noise) -> x_{t_prev}``, a stochastic step."""
     return check_spec("ddim_step", SPECS["ddim_step"], fn, display=display)

@@ -67,9 +67,16 @@ def cifar10_root(root: str | os.PathLike[str] | None = None) -> Path:
         raise TypeError(
             f"root must be a path (str or os.PathLike) or None, got {type(root).__name__}"
         )
+    name = "root"
     if root is None:
+        name = "the MINIDIFF_DATA directory" if os.environ.get("MINIDIFF_DATA") else "root"
         root = os.environ.get("MINIDIFF_DATA") or Path.home() / ".cache" / "minidiff"
-    return Path(root).expanduser()
+    path = Path(root).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"{name} must be a directory for the data cache, got the file {str(path)!r}"
+        )
+    return path
 
 
 def md5sum(path: str | os.PathLike[str]) -> str:

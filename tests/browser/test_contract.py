@@ -184,16 +184,3 @@ def test_relative_links_in_the_sources_reach_a_file(notebook: str) -> None:
     ]
     problems = contract.link_problems(notebook, links, lambda p: (ROOT / p).exists())
     assert not problems, problems
-
-
-def test_exercise_build_rewrites_solution_links_for_the_student_copy() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("exercise_build", ROOT / "exercises" / "build.py")
-    assert spec and spec.loader
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    text = "[a](../../notebooks/01.ipynb#Goal) [b](ex02.ipynb) [c](https://x.org/a) [d](#top)"
-    assert build.relink(text) == (
-        "[a](../notebooks/01.ipynb#Goal) [b](solutions/ex02.ipynb) [c](https://x.org/a) [d](#top)"
-    )

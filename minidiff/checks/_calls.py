@@ -1,0 +1,148 @@
+"""Calling a student's function for a checker: on private copies of its inputs, and in words.
+
+:func:`call` runs a function on copies of the case's tensors and notices an input changed in place;
+:func:`describe_error` turns an exception into one sentence about the student's own line;
+:func:`returned_number` and :func:`returned_tensor` let a harness say what came back when it cannot
+be used (a missing ``return``, a list), instead of failing inside the checker.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+Case = tuple[Sequence[Any], Mapping[str, Any]]
+_SKIP_DIRS = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
+
+
+class ReturnError(Exception):
+    """What a student's function returned cannot be used; the message says what was expected.
+
+    Harnesses raise it (through :func:`returned_number` and :func:`returned_tensor`) so that a
+    missing ``return`` is reported as such, not as an error inside the checker.
+    """
+
+
+def returned_number(value: Any, what: str = "the loss as a Python float (`loss.item()`)") -> float:
+    """``value`` as a float if it is one number (float or one-element tensor); else ReturnError."""
+    if value is None:
+        raise ReturnError(f"returned None; it should return {what}. Did you forget `return`?")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ReturnError(
+                f"returned a tensor of shape {tuple(value.shape)}; it should return {what}"
+            )
+        return float(value.detach())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ReturnError(f"returned a {type(value).__name__}; it should return {what}")
+
+
+def returned_tensor(value: Any, what: str = "a torch.Tensor") -> torch.Tensor:
+    """``value`` if it is a tensor, else ReturnError naming what came back and what was expected."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if value is None:
+        raise ReturnError(f"returned None; it should return {what}. Did you forget `return`?")
+    raise ReturnError(f"returned a {type(value).__name__}; it should return {what}")
+
+
+# --- calling on copies --------------------------------------------------------------------------
+
+
+def _copy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone().requires_grad_(obj.requires_grad)
+    if type(obj) in (list, tuple):
+        return type(obj)(_copy(o) for o in obj)
+    if type(obj) is dict:
+        return {k: _copy(v) for k, v in obj.items()}
+    return obj  # models and callables are shared: a checker compares their gradients, not state
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and bool(torch.equal(a.detach(), b.detach()))
+    if type(a) in (list, tuple) and type(b) is type(a):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
+    return True
+
+
+@dataclass
+class Outcome:
+    """What one call gave: its ``value`` or ``error``, and the first input it changed in place."""
+
+    value: Any = None
+    error: BaseException | None = None
+    changed: int | str | None = None
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def call(fn: Callable[..., Any], case: Case) -> Outcome:
+    """Call ``fn`` on copies of the case's tensors; record its value, its error, a changed input."""
+    args, kwargs = case
+    a, k = _copy(tuple(args)), _copy(dict(kwargs))
+    try:
+        out = Outcome(value=fn(*a, **k))
+    except Exception as err:  # any error of the student's code becomes feedback; Ctrl-C still stops
+        out = Outcome(error=err)
+    for i, (x, y) in enumerate(zip(args, a, strict=False)):
+        if not _same(x, y):
+            out.changed = i
+            break
+    else:
+        out.changed = next((n for n, v in kwargs.items() if not _same(v, k[n])), None)
+    return out
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+_HINTS = (
+    (
+        "must match the size of tensor",
+        "a (B,) coefficient must be reshaped to (B, 1, …, 1) (for example `[:, None]`) before it "
+        "multiplies a (B, …) tensor",
+    ),
+    (
+        "does not require grad",
+        "the loss has lost its gradient: was it computed under torch.no_grad(), or detached?",
+    ),
+    ("same dtype", "keep the data's dtype: convert schedule values with `.to(x.dtype)`"),
+    ("expected scalar type", "keep the data's dtype: convert schedule values with `.to(x.dtype)`"),
+    (
+        "out of bounds",
+        "an index is out of range: schedule arrays have length T + 1 and t runs from 1 to T",
+    ),
+    (
+        "backward through the graph a second time",
+        "pass retain_graph=True (or create_graph=True) to "
+        "every torch.autograd.grad call but the last",
+    ),
+)
+
+
+def _student_line(err: BaseException) -> str:
+    frames = [
+        f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_SKIP_DIRS)
+    ]
+    if frames and frames[-1].line:
+        return f" in the line `{frames[-1].line.strip()}`"
+    return ""
+
+
+def describe_error(err: BaseException) -> str:
+    """One sentence about an error from the student's function (or a :class:`ReturnError`)."""
+    if isinstance(err, ReturnError):
+        return f"your function {err}"
+    text = f"your function raised {type(err).__name__}{_student_line(err)}: {err}"
+    hint = next((h for key, h in _HINTS if key in str(err)), None)
+    return f"{text} — {hint}" if hint else text
