@@ -48,8 +48,8 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
-#: Longest wait for one step (Run All of a whole notebook is one step), as nbval's cell timeout.
-TIMEOUT = float(os.environ.get("MINIDIFF_BROWSER_TIMEOUT", "900"))
+#: Longest wait for one step; Run All of a whole notebook is one step (nbval: 900 s per cell).
+TIMEOUT = float(os.environ.get("MINIDIFF_BROWSER_TIMEOUT", "1800"))
 #: Seconds per notebook checked in this process (the pytest summary prints them).
 SECONDS: dict[str, float] = {}
 
