@@ -39,15 +39,20 @@ def test_expected_widgets_reads_metadata_and_rejects_nonsense() -> None:
 
 
 def test_every_notebook_that_displays_a_widget_declares_it() -> None:
-    """A notebook whose code displays a minidiff explorer must promise it in its metadata, or the
-    browser test would not look for it (and the other way round)."""
+    """A notebook whose code displays an explorer's widget must promise it in its metadata, or the
+    browser test would not look for it; a notebook that promises one must build an explorer."""
     for rel in contract.course_notebooks(ROOT):
         nb = json.loads((ROOT / rel).read_text())
         code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-        shown = len(re.findall(r"display\([^)]*\.widget\)|_explorer\(", code))
+        displayed = re.findall(r"display\([^)]*\.widget\)|display\(\w*_explorer\(", code)
+        built = re.findall(r"\w*Explorer\(|\w*_explorer\(", code)
         promised = contract.expected_widgets(nb)
-        assert (shown > 0) == (promised > 0), (
-            f"{rel}: code displays {shown} explorer(s), metadata minidiff.widgets = {promised}"
+        assert promised or not displayed, (
+            f"{rel}: code displays {len(displayed)} widget(s) but its metadata does not promise"
+            ' them: add "minidiff": {"widgets": N} to the notebook metadata'
+        )
+        assert not promised or built, (
+            f"{rel}: metadata promises {promised} widget(s) but the code builds no explorer"
         )
 
 
