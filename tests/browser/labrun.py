@@ -504,7 +504,8 @@ class LabBrowser:
                 """(exercise) => {
                   const nb = window.__nb; if (!nb) return;
                   const outputs = [...nb.node.querySelectorAll('.jp-OutputArea-output')];
-                  const isVerdict = o => /[\u2705\u274c]/.test(o.textContent)
+                  const mark = /^\\s*(Correct|Not yet)\\b|[\u2705\u274c]/;
+                  const isVerdict = o => mark.test(o.textContent)
                     || o.matches('[data-mime-type="application/vnd.jupyter.stderr"]');
                   const verdict = exercise ? outputs.find(isVerdict) : null;
                   const target = nb.node.querySelector('.minidiff-widget')
