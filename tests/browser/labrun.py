@@ -2,7 +2,8 @@
 
 One JupyterLab, started by ``make lab`` (same root and settings, plus a free loopback port, a
 random token, no browser and ``expose_app_in_browser`` so the page can be told to open
-notebooks), and one Chromium page at 1280x800. For each notebook: open it, Run All in fast mode,
+notebooks), and Chromium pages at 1280x800 (``check_all``: one per worker, each running one
+notebook at a time). For each notebook: open it, Run All in fast mode,
 wait until every cell has run, then read the page and apply the rules of ``contract.py``: error
 outputs, "Error displaying widget", the promised widgets (rendered, no message, every control
 moves the picture or the readout, controls above or beside the picture), MathJax output, every
@@ -27,8 +28,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -558,20 +558,6 @@ def _kernel_cpu_seconds(kernel_id: str | None) -> float | None:
                 return None
             return float(t.user + t.system + t.children_user + t.children_system)
     return None
-
-
-@contextmanager
-def lab_session(out_dir: Path | None = None, timeout: float = TIMEOUT) -> Iterator[LabBrowser]:
-    """A started JupyterLab and a Chromium page on it, both stopped on exit."""
-    server = LabServer()
-    try:
-        browser = LabBrowser(server, out_dir, timeout)
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        server.stop()
 
 
 def check_all(
