@@ -8,6 +8,7 @@ history, so a run that is stopped and resumed produces bitwise the same weights 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -17,13 +18,17 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils._foreach_utils import (
+    _get_foreach_kernels_supported_devices,
+    _get_fused_kernels_supported_devices,
+)
 
 from ._validation import check_device, check_finite, skip_value_checks
 
@@ -42,6 +47,8 @@ __all__ = [
 LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
 DataSource = Tensor | Callable[[int, torch.Generator], Any]
 CHECKPOINT_VERSION = 1
+# (EMA shadows, live parameters, EMA buffers, live buffers), paired up once per model
+_Pairs = tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]
 
 
 class NonFiniteLossError(ValueError):
@@ -73,6 +80,7 @@ class EMA:
         self.warmup = bool(warmup)
         self.num_updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._cache: tuple[Any, _Pairs] | None = None
 
     def current_decay(self) -> float:
         """The decay the next ``update`` will use."""
@@ -83,15 +91,44 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Move the shadow towards ``model``'s current parameters; copy its buffers."""
+        """Move the shadow towards ``model``'s current parameters; copy its buffers.
+
+        One ``torch._foreach_lerp_`` over all parameters (a handful of kernels, not one per
+        tensor); the pairing of shadow and live tensors is looked up once per model.
+        """
         d = self.current_decay()
-        params = dict(model.named_parameters())
-        for name, shadow in self.model.named_parameters():
-            shadow.lerp_(params[name].detach().to(shadow.dtype), 1.0 - d)
-        buffers = dict(model.named_buffers())
-        for name, shadow_b in self.model.named_buffers():
-            shadow_b.copy_(buffers[name])
+        shadows, params, shadow_bufs, bufs = self._pairs(model)
+        if shadows:
+            torch._foreach_lerp_(shadows, params, 1.0 - d)
+        if shadow_bufs:
+            torch._foreach_copy_(shadow_bufs, bufs)
         self.num_updates += 1
+
+    def _pairs(self, model: nn.Module) -> _Pairs:
+        key = (id(model), tuple(id(p) for p in model.parameters()))
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        live = dict(model.named_parameters())
+        live_b = dict(model.named_buffers())
+        shadows: list[Tensor] = []
+        params: list[Tensor] = []
+        shadow_bufs: list[Tensor] = []
+        bufs: list[Tensor] = []
+        for name, shadow in self.model.named_parameters():
+            p = live[name]  # the Parameter itself: it follows in-place .to() moves
+            if p.dtype != shadow.dtype or p.device != shadow.device:
+                raise ValueError(
+                    f"model parameter {name!r} is {p.dtype} on {p.device} but the EMA holds "
+                    f"{shadow.dtype} on {shadow.device}; move the EMA with ema.model.to(...)"
+                )
+            shadows.append(shadow)
+            params.append(p)
+        for name, shadow_b in self.model.named_buffers():
+            shadow_bufs.append(shadow_b)
+            bufs.append(live_b[name])
+        pairs: _Pairs = (shadows, params, shadow_bufs, bufs)
+        self._cache = (key, pairs)
+        return pairs
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
@@ -108,6 +145,7 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        self._cache = None
         self.decay = float(state["decay"])
         self.warmup = bool(state["warmup"])
         self.num_updates = int(state["num_updates"])
@@ -456,6 +494,25 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _make_optimizer(params: Sequence[Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the fastest implementation the parameters allow: fused (one kernel for all
+    parameters, and it can skip a non-finite step on the device), else foreach."""
+    fused_devices = _get_fused_kernels_supported_devices()
+    if all(p.device.type in fused_devices and p.is_floating_point() for p in params):
+        try:
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # e.g. a dtype without a fused kernel
+            pass
+    return torch.optim.AdamW(
+        params, lr=lr, weight_decay=weight_decay, foreach=_foreach_supported(params)
+    )
+
+
+def _foreach_supported(params: Sequence[Tensor]) -> bool:
+    devices = _get_foreach_kernels_supported_devices()
+    return all(p.device.type in devices for p in params)
+
+
 def _all_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
@@ -574,7 +631,8 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    foreach = _foreach_supported(params)
+    optimizer = _make_optimizer(params, lr, weight_decay)
     ema = EMA(model, decay=ema_decay)
     losses: list[float] = []
     start = 0
@@ -623,7 +681,10 @@ def train(
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         ema.model.to(device)
+        implementation = {k: optimizer.defaults.get(k) for k in ("fused", "foreach")}
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # the checkpoint may come from another machine
+            group.update(implementation)
         generator.set_state(ckpt["generator_state"])
         torch.set_rng_state(ckpt["torch_rng_state"])
         if device.type == "cuda" and "cuda_rng_state" in ckpt:
@@ -660,43 +721,81 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=start, desc="train", leave=True)
+    # No host synchronisation per step: the loss (and gradient norm) of each step stay on the
+    # device until the next flush (every log_every steps, before a checkpoint and at the end).
+    # A non-finite step sets the sticky device flag ``found_inf``; fused AdamW skips its update
+    # (and every later one) without a sync, so the weights stay those of the last good step, and
+    # the flush raises naming that step.
+    found_inf = torch.zeros((), dtype=torch.float32, device=device)
+    fused = bool(optimizer.defaults.get("fused"))
+    if fused:
+        optimizer.found_inf = found_inf  # type: ignore[attr-defined]
+    pending: list[tuple[int, Tensor, Tensor | None]] = []
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if amp
+        else contextlib.nullcontext()
+    )
+
+    def flush() -> None:
+        if not pending:
+            return
+        loss_values = torch.stack([v for _, v, _ in pending]).float().tolist()
+        norm_values = (
+            torch.stack([n for _, _, n in pending if n is not None]).tolist()
+            if grad_clip is not None
+            else [0.0] * len(pending)
+        )
+        for (step, _, _), value, norm in zip(pending, loss_values, norm_values, strict=True):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"non-finite loss {value} at step {step}; training stopped and this update "
+                    "and every later one skipped (the weights are those after the last good step)"
+                )
+            if not math.isfinite(norm):
+                raise NonFiniteLossError(
+                    f"non-finite gradient norm {norm} at step {step} (loss {value}); training "
+                    "stopped and this update and every later one skipped"
+                )
+            losses.append(value)
+        pending.clear()
+        if bar is not None:
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+
     try:
         for step in range(start + 1, steps + 1):
             batch = _to_device(_draw_batch(data, batch_size, generator), device)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast:
                 loss = loss_fn(model, batch, generator)
             if not isinstance(loss, Tensor) or loss.numel() != 1:
                 got = type(loss).__name__
                 if isinstance(loss, Tensor):
                     got += f" of shape {tuple(loss.shape)}"
                 raise TypeError(f"loss_fn must return a scalar tensor, got {got}")
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"non-finite loss {value} at step {step}; training stopped "
-                    "before this update (last good state kept)"
-                )
+            loss = loss.reshape(())
             optimizer.zero_grad(set_to_none=True)
-            loss.reshape(()).float().backward()
+            loss.float().backward()
+            norm = None
             if grad_clip is not None:
-                norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
-                if not math.isfinite(norm):
-                    raise NonFiniteLossError(
-                        f"non-finite gradient norm {norm} at step {step} (loss {value}); "
-                        "training stopped before this update"
-                    )
-            scale = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+                norm = torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=foreach)
+            watched = loss.detach() if norm is None else loss.detach() + norm
+            torch.maximum(found_inf, (~torch.isfinite(watched)).float(), out=found_inf)
+            if not fused and bool(found_inf):  # a sync per step, only without a fused AdamW
+                pending.append((step, loss.detach(), norm))
+                flush()  # raises before the update
             for group in optimizer.param_groups:
-                group["lr"] = lr * scale
+                group["lr"] = lr * (min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0)
             optimizer.step()
             ema.update(model)
-            losses.append(value)
-            if bar is not None:
-                bar.update(1)
-                if step % log_every == 0 or step == steps:
-                    bar.set_postfix(loss=f"{value:.4f}")
+            pending.append((step, loss.detach(), norm))
+            if step % log_every == 0 or step == steps:
+                flush()
+                if bar is not None:
+                    bar.update(step - bar.n)
             if checkpoint_every is not None and step % checkpoint_every == 0 and step != steps:
+                flush()
                 checkpoint(step)
+        flush()
     finally:
         if bar is not None:
             bar.close()

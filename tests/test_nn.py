@@ -105,3 +105,52 @@ def test_time_mlp_errors() -> None:
         TimeMLP(hidden=0)
     with pytest.raises(ValueError, match="time_scale"):
         TimeMLP(time_scale=float("inf"))
+
+
+def test_time_mlp_training_path_equals_sampling_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training runs the time branch per row (no torch.unique); eval/no-grad deduplicates t.
+    Both must give the same function."""
+    torch.manual_seed(0)
+    model = TimeMLP(hidden=32, n_layers=2, time_dim=16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(64, 2)
+    t = torch.randint(1, 6, (64,))  # repeated timesteps, so deduplication has work to do
+    calls = {"unique": 0}
+    real_unique = torch.unique
+
+    def counting_unique(*args: object, **kwargs: object) -> object:
+        calls["unique"] += 1
+        return real_unique(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(torch, "unique", counting_unique)
+    model.train()
+    train_out = model(x, t)
+    assert calls["unique"] == 0 and train_out.requires_grad
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(x, t)
+    assert calls["unique"] == 1
+    torch.testing.assert_close(train_out.detach(), eval_out, rtol=1e-5, atol=1e-6)
+
+
+def test_time_mlp_input_encoding() -> None:
+    """x_frequencies = K adds [sin(2^k pi x), cos(2^k pi x)]_{k<K} (NeRF) and keeps state dicts
+    of the default model unchanged."""
+    model = TimeMLP(hidden=16, n_layers=1, time_dim=8, x_frequencies=3)
+    x = torch.tensor([[0.25, -0.5]])
+    enc = model.encode_input(x)
+    expected = [0.25, -0.5]
+    angles = [math.pi * f * v for v in (0.25, -0.5) for f in (1, 2, 4)]
+    expected += [math.sin(a) for a in angles] + [math.cos(a) for a in angles]
+    torch.testing.assert_close(enc, torch.tensor([expected]))
+    assert model.input.in_features == 2 * (1 + 2 * 3)
+    assert model(torch.randn(5, 2), torch.arange(1, 6)).shape == (5, 2)
+    assert "x_freqs" not in model.state_dict()
+    plain = TimeMLP(hidden=16, n_layers=1, time_dim=8)
+    assert torch.equal(plain.encode_input(x), x)
+    assert set(plain.state_dict()) == set(model.state_dict())
+    for bad in (-1, 17, 2.0, True):
+        with pytest.raises(ValueError, match="x_frequencies"):
+            TimeMLP(x_frequencies=bad)  # type: ignore[arg-type]

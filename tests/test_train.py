@@ -236,6 +236,65 @@ def test_nan_loss_stops_with_step_number(tmp_path: Path) -> None:
     assert load_checkpoint(path)["step"] == 5  # the last good checkpoint, nothing after the NaN
 
 
+def test_nan_step_leaves_the_weights_of_the_last_good_step() -> None:
+    """The loop does not look at the loss every step (no host sync), yet a non-finite step and
+    every later one are skipped on the device: the weights are those after step 6."""
+    calls = {"n": 0}
+
+    def loss_fn(model: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        calls["n"] += 1
+        loss = regression_loss(model, batch, generator)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    kw = {**KW, "log_every": 50}
+    torch.manual_seed(0)
+    good = train(make_model(), regression_loss, make_data(), steps=6, **kw)
+    torch.manual_seed(0)
+    model = make_model()
+    with pytest.raises(NonFiniteLossError, match=r"nan at step 7\b"):
+        train(model, loss_fn, make_data(), steps=20, **kw)
+    assert calls["n"] == 20  # it ran on to the flush at the last step ...
+    _assert_state_equal(good.model.state_dict(), model.state_dict(), "model")  # ... untouched
+
+
+def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values come back to the host once per ``log_every`` steps, not once per step."""
+    reads = {"n": 0}
+    for method in ("item", "tolist", "__float__", "__bool__"):
+        real = getattr(torch.Tensor, method)
+
+        def counted(self: torch.Tensor, *a: Any, _real: Any = real, **k: Any) -> Any:
+            reads["n"] += 1
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    result = train(
+        make_model(),
+        regression_loss,
+        make_data(),
+        steps=100,
+        log_every=25,
+        **{k: v for k, v in KW.items() if k != "log_every"},
+    )
+    assert len(result.losses) == 100 and all(isinstance(v, float) for v in result.losses)
+    assert reads["n"] <= 2 * 100 // 25 + 4, reads["n"]
+
+
+def test_warmup_reaches_the_full_learning_rate() -> None:
+    model = make_model()
+    seen: list[float] = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self: torch.optim.AdamW, *a: Any, **k: Any) -> Any:
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.AdamW, "step", step)
+        train(model, regression_loss, make_data(), steps=6, **{**KW, "warmup_steps": 4})
+    assert seen == pytest.approx([0.25e-2, 0.5e-2, 0.75e-2, 1e-2, 1e-2, 1e-2])
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [

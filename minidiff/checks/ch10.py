@@ -5,6 +5,7 @@
 - ``noised_psd(psd0: (K,), alpha_bar: float, n_pixels: int) -> (K,)``: ``ᾱ P_0 + (1 - ᾱ) N``
 - ``frequency_snr(psd0: (K,), alpha_bar: float, n_pixels: int) -> (K,)``: ``ᾱ P_0 / ((1 - ᾱ) N)``
 
+Every result keeps the dtype of its input (``x`` or ``psd0``; the cases hold float64 and float32).
 References come from :mod:`minidiff.frequency`; each :class:`Mistake` is a common wrong answer.
 ``SPECS`` lists, per checker, its cases, reference and mistakes (the tests iterate over it).
 """
@@ -29,12 +30,14 @@ __all__ = ["check_radial_psd", "check_noised_psd", "check_frequency_snr", "SPECS
 
 def _cases_psd() -> list[Case]:
     cases: list[Case] = []
-    for i, (B, C, H) in enumerate([(2, 3, 8), (3, 1, 16), (1, 3, 16)]):
+    f64, f32 = torch.float64, torch.float32  # float32 images must give a float32 spectrum
+    sizes = [(2, 3, 8, f64), (3, 1, 16, f64), (1, 3, 16, f64), (2, 3, 16, f32)]
+    for i, (B, C, H, dtype) in enumerate(sizes):
         g = torch.Generator().manual_seed(100 + i)
         # a smooth image plus a little noise: a falling spectrum, like a photograph
         x = torch.randn(B, C, H, H, generator=g, dtype=torch.float64).cumsum(-1).cumsum(-2) / H
         x = x + 0.1 * torch.randn(B, C, H, H, generator=g, dtype=torch.float64) + 0.3
-        cases.append(((x,), {}))
+        cases.append(((x.to(dtype),), {}))
     return cases
 
 
@@ -109,6 +112,7 @@ _PSD = Spec(
             "frequencies in the ring (outer rings hold more of them).",
         ),
     },
+    keep_dtype=True,
 )
 
 
@@ -117,10 +121,13 @@ _PSD = Spec(
 
 def _cases_spectrum() -> list[Case]:
     cases: list[Case] = []
-    for i, (K, ab, n) in enumerate([(5, 0.3, 64), (9, 0.8, 256), (9, 0.97, 256)]):
+    sizes = [(5, 0.3, 64), (9, 0.8, 256), (9, 0.97, 256), (7, 0.5, 64)]
+    for i, (K, ab, n) in enumerate(sizes):
         f = torch.arange(1, K + 1, dtype=torch.float64)
         g = torch.Generator().manual_seed(200 + i)
         psd0 = 500.0 * f**-2 * (1 + 0.2 * torch.rand(K, generator=g, dtype=torch.float64))
+        if i == len(sizes) - 1:
+            psd0 = psd0.float()  # a float32 spectrum stays float32
         cases.append(((psd0, ab, n), {}))
     return cases
 
@@ -150,6 +157,7 @@ _NOISED = Spec(
             "(1 − ᾱ)·N.",
         ),
     },
+    keep_dtype=True,
 )
 
 _SNR = Spec(
@@ -175,6 +183,7 @@ _SNR = Spec(
             "your ratio is upside down (noise over signal): SNR = ᾱ·P_0 / ((1 − ᾱ)·N).",
         ),
     },
+    keep_dtype=True,
 )
 
 SPECS: dict[str, Spec] = {"radial_psd": _PSD, "noised_psd": _NOISED, "frequency_snr": _SNR}

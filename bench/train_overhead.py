@@ -1,0 +1,151 @@
+"""Benchmark: the cost of ``minidiff.train`` per step against a bare PyTorch loop.
+
+Both loops train the same ``TimeMLP`` on the same toy data with the same loss (``L_simple``),
+batch and optimizer (AdamW with the implementation ``train`` picks, fused on CPU). The bare loop
+is what one would write by hand, with nothing else:
+
+    x0 = data(batch, g); loss = simple_loss(model, x0, schedule, generator=g)
+    opt.zero_grad(); loss.backward(); opt.step()
+
+``train`` adds gradient clipping, the learning-rate warm-up, the EMA, the non-finite guard and
+the loss history. The two are timed in one process, interleaved (bare, train, train, bare, ...),
+so that the load of the machine falls on both alike; the ratio of medians is the overhead. A
+third column times the bare loop with ``torch.optim.AdamW``'s default implementation, for
+reference.
+
+    .venv/bin/python bench/train_overhead.py                 # ~1 min
+    .venv/bin/python bench/train_overhead.py --rounds 10 --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from minidiff import linear_schedule, simple_loss, toy_dataset  # noqa: E402
+from minidiff.nn import TimeMLP  # noqa: E402
+from minidiff.train import _make_optimizer, train  # noqa: E402
+
+Timing = tuple[float, float]  # (wall s, CPU s)
+
+
+def make_model(args: argparse.Namespace) -> TimeMLP:
+    torch.manual_seed(0)
+    return TimeMLP(2, args.hidden, args.layers, 64)
+
+
+def bare_loop(args: argparse.Namespace, optimizer_kind: str) -> Timing:
+    schedule = linear_schedule(1000)
+    model = make_model(args).train()
+    params = list(model.parameters())
+    if optimizer_kind == "same":
+        opt = _make_optimizer(params, args.lr, 0.0)
+    else:
+        opt = torch.optim.AdamW(params, lr=args.lr)
+    g = torch.Generator().manual_seed(0)
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(args.steps):
+        x0 = toy_dataset(args.dataset, args.batch, g)
+        loss = simple_loss(model, x0, schedule, generator=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    float(loss.detach())  # one sync at the end, as train() does
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def train_loop(args: argparse.Namespace) -> Timing:
+    schedule = linear_schedule(1000)
+    model = make_model(args)
+
+    def loss_fn(m: torch.nn.Module, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return simple_loss(m, x0, schedule, generator=g)
+
+    def data(n: int, g: torch.Generator) -> torch.Tensor:
+        return toy_dataset(args.dataset, n, g)
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    train(
+        model,
+        loss_fn,
+        data,
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=args.lr,
+        ema_decay=0.995,
+        grad_clip=1.0,
+        warmup_steps=min(100, args.steps),
+        progress=args.progress,
+    )
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default 8)")
+    p.add_argument("--steps", type=int, default=200, help="steps per timed run (default 200)")
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--dataset", default="moons")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--progress", action="store_true", help="train() with its progress bar")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    runs: dict[str, Callable[[], Timing]] = {
+        "bare": lambda: bare_loop(args, "same"),
+        "train": lambda: train_loop(args),
+        "bare_default_adamw": lambda: bare_loop(args, "default"),
+    }
+    for fn in runs.values():  # warm-up: allocator, kernels, imports
+        fn()
+    results: dict[str, list[Timing]] = {k: [] for k in runs}
+    order = list(runs)
+    for r in range(args.rounds):
+        for name in order if r % 2 == 0 else reversed(order):
+            results[name].append(runs[name]())
+
+    def ms(name: str, which: int) -> float:
+        return 1e3 * statistics.median(t[which] for t in results[name]) / args.steps
+
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{args.threads} threads, {os.cpu_count()} CPUs visible, load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"TimeMLP(2, {args.hidden}, {args.layers}, 64), batch {args.batch}, {args.dataset}; "
+        f"{args.rounds} interleaved rounds of {args.steps} steps; medians\n"
+    )
+    print("| loop | ms/step (wall) | ms/step (CPU) | ratio to bare (wall) | ratio (CPU) |")
+    print("|---|---|---|---|---|")
+    for name in order:
+        print(
+            f"| {name} | {ms(name, 0):.3f} | {ms(name, 1):.3f} | "
+            f"{ms(name, 0) / ms('bare', 0):.3f} | {ms(name, 1) / ms('bare', 1):.3f} |"
+        )
+    # paired ratios: each train run against the bare run of the same round
+    paired = [t[0] / b[0] for t, b in zip(results["train"], results["bare"], strict=True)]
+    print(
+        f"\ntrain/bare per round (wall): median {statistics.median(paired):.3f}, "
+        f"min {min(paired):.3f}, max {max(paired):.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
