@@ -385,7 +385,25 @@ class LabBrowser:
         links = []
         for cell in info["cells"]:
             links += [contract.Link(a["href"], a["text"], a["cell"]) for a in cell["links"]]
-        report.problems += contract.link_problems(rel, links, self.server.exists, info["anchors"])
+        lectures = contract.course_notebooks(self.server.root)
+        planned = sorted(
+            {
+                c
+                for link in links
+                if (t := contract.resolve_link(rel, link.href))
+                and not self.server.exists(t)
+                and (c := contract.planned_chapter(t, lectures))
+            }
+        )
+        report.problems += contract.link_problems(
+            rel,
+            links,
+            self.server.exists,
+            info["anchors"],
+            lambda t: contract.planned_chapter(t, lectures) is not None,
+        )
+        if planned:
+            report.notes.append(f"links to chapters not written yet: {', '.join(planned)}")
         n_local = sum(contract.resolve_link(rel, link.href) is not None for link in links)
         n_math = sum(bool(c["has_math"] and c["typeset"]) for c in info["cells"])
         report.notes.append(f"{n_local} relative links; math typeset in {n_math} cells")
