@@ -526,10 +526,11 @@ class LabBrowser:
                   const isVerdict = o => mark.test(o.textContent)
                     || o.matches('[data-mime-type="application/vnd.jupyter.stderr"]');
                   const verdict = exercise ? outputs.find(isVerdict) : null;
+                  const figure = nb.node.querySelector('.jp-OutputArea-output img');
                   const target = nb.node.querySelector('.minidiff-widget')
-                    || verdict?.closest('.jp-Cell')
-                    || nb.node.querySelector('.jp-OutputArea-output img')?.closest('.jp-Cell');
+                    || verdict?.closest('.jp-Cell');
                   if (target) target.scrollIntoView({block: 'start'});
+                  else if (figure) figure.scrollIntoView({block: 'center'});
                   else nb.node.querySelectorAll('.jp-WindowedPanel-outer')
                     .forEach(e => e.scrollTo(0, 0));
                 }""",
