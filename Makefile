@@ -8,11 +8,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Rebuilt only when the dependency files change.
 STAMP := $(VENV)/.minidiff-installed
-PIP_FLAGS ?= -q
+# pip prints what it collects and installs, so the first run (several minutes) shows progress.
+PIP_FLAGS ?= --progress-bar on
 EXTRAS ?= course,dev
 
 NOTEBOOK ?= notebooks/00_tour.ipynb
 LAB_ARGS ?=
+# JupyterLab serves the repository root, so notebooks/, exercises/ and minidiff/ are all in its
+# file browser and every relative link between them opens; the URL it prints (also with
+# --no-browser) opens $(NOTEBOOK). tests/browser starts JupyterLab through this same target.
+LAB_FLAGS = --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
 # Jupyter refuses to start as root (containers, CI machines) unless told otherwise.
 LAB_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
@@ -40,13 +45,16 @@ $(BIN)/python:
 
 # Order-only prerequisite: creating the interpreter must not by itself force a reinstall.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	@echo "Installing minidiff and its dependencies into $(VENV) (the first time takes a few minutes: torch alone is a large download)"
 	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[$(EXTRAS)]" -c constraints.txt
 	@touch $@
 
 env: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(NOTEBOOK) $(LAB_ROOT) $(LAB_ARGS)
+	@test -f "$(NOTEBOOK)" || { echo "NOTEBOOK=$(NOTEBOOK) does not exist"; exit 1; }
+	@echo "JupyterLab serves $(CURDIR): lectures in notebooks/, exercises in exercises/ (solutions in exercises/solutions/)"
+	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ROOT) $(LAB_ARGS)
 
 test: $(STAMP)
 	MINIDIFF_FAST=$(MINIDIFF_FAST) MINIDIFF_STRICT_CHECKS=1 $(BIN)/python -m pytest -p no:cacheprovider tests \

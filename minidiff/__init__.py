@@ -20,6 +20,8 @@ Public API (stable; coursework imports these names from the top level):
 - networks and training: ``TimeMLP``, ``UNet``, ``UNetConfig``, ``sinusoidal_embedding``,
   ``train``, ``EMA``, ``TrainResult``, ``save_checkpoint``, ``load_checkpoint``,
   ``NonFiniteLossError``
+- guidance: ``classifier_guidance``, ``classifier_free_guidance`` (more in ``minidiff.guidance``;
+  conditional networks in ``minidiff.nn``, labelled toys in ``minidiff.data``)
 - metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
   ``distance_with_spread``, ``knn_precision_recall``, ``precision_recall_with_floor``,
   ``mode_coverage``
@@ -39,6 +41,7 @@ from .diffusion import (
     q_step,
     score_from_eps,
 )
+from .guidance import classifier_free_guidance, classifier_guidance
 from .likelihood import bits_per_dim, ode_log_likelihood
 from .losses import (
     VLBTerms,
@@ -111,6 +114,8 @@ __all__ = [
     "annealed_langevin_sample",
     "available_samplers",
     "bits_per_dim",
+    "classifier_free_guidance",
+    "classifier_guidance",
     "cosine_schedule",
     "data_floor",
     "ddim_invert",

@@ -9,8 +9,14 @@ instantaneous change of variables (Chen et al. 2018, "Neural ODEs", Thm. 1) give
 (Song et al. 2021, Appx. D.2), with ``p_1`` replaced by the prior. One ODE solve carries the
 augmented state ``(x, ∫ div F)``. The divergence is exact (``D`` backward passes, fine in 2D)
 or Hutchinson's estimate ``E_v[vᵀ (∂F/∂x) v] = tr(∂F/∂x)`` for ``E[v vᵀ] = I`` (Hutchinson
-1989; Grathwohl et al. 2019, FFJORD), one vector–Jacobian product per probe. The probes are
-drawn once and kept along the trajectory, which keeps the estimate of the integral unbiased.
+1989; Grathwohl et al. 2019, FFJORD), one vector–Jacobian product per probe. The estimate of the
+integral is unbiased because the path ``x(t)`` does not depend on the probes (expectation and
+integral commute); the probes are drawn once and kept along the trajectory so that the augmented
+ODE is deterministic (a solver's several evaluations per step see the same integrand).
+
+The integration starts at ``t_start`` (default ``sde.eps``), so strictly the result is
+``log p_{t_start}(x)``, the log-density of the data after noising to ``t_start``; chapter 7 measures
+the gap to ``log p_0`` for the default start.
 
 The batch is assumed independent across rows (``∂F_i / ∂x_j = 0`` for samples ``i ≠ j``), as for
 every per-sample network in this course.
@@ -99,11 +105,15 @@ def ode_log_likelihood(
         score_fn: ``(x (B, ...), t (B,) float) -> score``; must be differentiable in ``x``.
         sde: the forward SDE (``sde.reverse(score_fn, probability_flow=True)`` is integrated).
         x: data ``(N, ...)``; the ODE runs in ``x``'s dtype (pass float64 for tight checks).
-        steps: ODE steps from ``t_start`` (default ``sde.eps``) to 1 on a uniform grid.
+        steps: ODE steps from ``t_start`` to 1 on a uniform grid.
+        t_start: the start time of the integration, in ``[0, 1)``; default ``sde.eps`` (``1e-3``
+            for ``VPSDE()``). The result estimates ``log p_{t_start}(x)``, which approaches
+            ``log p_0(x)`` as ``t_start -> 0``; ``0`` is allowed when the score stays finite there
+            (e.g. a mixture).
         method: ``"heun"`` (2 evaluations per step) or ``"rk4"`` (4); ``"euler"`` is accepted too.
         divergence: ``"exact"`` (``D`` backward passes per evaluation) or ``"hutchinson"``.
         n_probes, probe: number and law (``"rademacher"`` ±1 or ``"gaussian"``) of the probes,
-            drawn once from ``generator`` and kept along the trajectory.
+            drawn once from ``generator`` and kept along the trajectory (a deterministic ODE).
     Returns:
         ``(N,)`` log-likelihoods (nats, summed over data dimensions).
     """

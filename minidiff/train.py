@@ -105,7 +105,9 @@ class EMA:
         self.num_updates += 1
 
     def _pairs(self, model: nn.Module) -> _Pairs:
-        key = (id(model), tuple(id(p) for p in model.parameters()))
+        # Paired once per model object (keyed on its id): a hot loop should not walk the module
+        # tree every step. Parameters stay the same objects through .to() and load_state_dict.
+        key = id(model)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         live = dict(model.named_parameters())
@@ -728,8 +730,11 @@ def train(
     # the flush raises naming that step.
     found_inf = torch.zeros((), dtype=torch.float32, device=device)
     fused = bool(optimizer.defaults.get("fused"))
+    grad_scale = torch.ones((), dtype=torch.float32, device=device)
     if fused:
         optimizer.found_inf = found_inf  # type: ignore[attr-defined]
+        if grad_clip is not None:
+            optimizer.grad_scale = grad_scale  # type: ignore[attr-defined]
     pending: list[tuple[int, Tensor, Tensor | None]] = []
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -776,7 +781,18 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.float().backward()
             norm = None
-            if grad_clip is not None:
+            if grad_clip is not None and fused:
+                # Clip inside the fused step: it divides every gradient by grad_scale, so
+                # grad_scale = max(1, |g| / grad_clip) is clip_grad_norm_ without a pass over the
+                # gradients.
+                grads = [p.grad for p in params if p.grad is not None]
+                norm = (
+                    torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                    if grads
+                    else found_inf.new_zeros(())
+                )
+                torch.clamp((norm + 1e-6) / grad_clip, min=1.0, out=grad_scale)
+            elif grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=foreach)
             watched = loss.detach() if norm is None else loss.detach() + norm
             torch.maximum(found_inf, (~torch.isfinite(watched)).float(), out=found_inf)

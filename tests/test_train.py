@@ -325,3 +325,29 @@ def test_type_errors() -> None:
         train(make_model(), "mse", make_data(), steps=1, progress=False)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="model"):
         train("model", regression_loss, make_data(), steps=1)  # type: ignore[arg-type]
+
+
+def test_clipping_inside_the_fused_step_equals_clip_grad_norm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a fused AdamW the loop clips through the optimizer's grad_scale; without one it calls
+    clip_grad_norm_. A small grad_clip makes clipping act at every step; both must agree."""
+    import importlib
+
+    train_module = importlib.import_module("minidiff.train")  # the name is shadowed by the function
+    kw = {**KW, "grad_clip": 0.05}
+    torch.manual_seed(0)
+    fused = train(make_model(), regression_loss, make_data(), steps=8, **kw)
+    assert fused.ema is not None
+
+    def foreach_adamw(params: Any, lr: float, weight_decay: float) -> torch.optim.AdamW:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+    monkeypatch.setattr(train_module, "_make_optimizer", foreach_adamw)
+    torch.manual_seed(0)
+    plain = train(make_model(), regression_loss, make_data(), steps=8, **kw)
+    for (name, a), b in zip(
+        fused.model.state_dict().items(), plain.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert fused.losses == pytest.approx(plain.losses, rel=1e-5)

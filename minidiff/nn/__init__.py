@@ -3,8 +3,17 @@
 - :mod:`minidiff.nn.mlp`: sinusoidal time embedding and ``TimeMLP``, the time-conditioned MLP
   denoiser for 2D data.
 - :mod:`minidiff.nn.unet`: ``UNet`` (DDPM's image denoiser), its blocks and ``UNET_CONFIGS``.
+- :mod:`minidiff.nn.conditional`: ``ConditionalTimeMLP`` (class labels and a null label for
+  classifier-free guidance), ``NoisyClassifier`` (for classifier guidance) and their losses.
 """
 
+from .conditional import (
+    ConditionalTimeMLP,
+    NoisyClassifier,
+    conditional_eps_loss,
+    drop_labels,
+    noisy_classifier_loss,
+)
 from .mlp import TimeMLP, sinusoidal_embedding
 from .unet import (
     UNET_CONFIGS,
@@ -30,4 +39,9 @@ __all__ = [
     "Upsample",
     "TimeEmbedding",
     "count_parameters",
+    "ConditionalTimeMLP",
+    "NoisyClassifier",
+    "conditional_eps_loss",
+    "noisy_classifier_loss",
+    "drop_labels",
 ]

@@ -33,11 +33,11 @@ from .._validation import (
     check_generator,
     check_number,
     check_positive_int,
-    check_shape,
     check_tensor,
 )
 from ..diffusion import EpsModel, _noise_like, call_eps_model
 from ..schedules import NoiseSchedule, check_timesteps
+from ._start import check_start, check_start_device
 from .ddpm import NonFiniteSampleError
 from .registry import register_sampler
 
@@ -247,7 +247,7 @@ def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object
 def ddim_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | None = None,
     *,
     steps: int | None = None,
     eta: float = 0.0,
@@ -257,12 +257,17 @@ def ddim_sample(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Draw ``shape[0]`` samples with ``steps`` DDIM steps (one network call each).
 
     Args:
         eps_model: callable ``(x_t (B, ...), t (B,) long) -> eps (B, ...)``.
-        shape: batch shape, e.g. ``(10_000, 2)``.
+        shape: batch shape, e.g. ``(10_000, 2)``; may be omitted when ``x_T`` is given.
+        x_T: a given starting point ``(B, ...)`` at ``t = T`` (e.g. the latents of
+            :func:`ddim_invert`) instead of a draw ``x_T ~ N(0, I)``. The sampler then runs in
+            ``x_T``'s dtype and on its device (``dtype`` is ignored, ``device`` must be None or
+            agree) and ``generator`` is used only for the per-step noise when ``eta > 0``.
         steps: number of timesteps, evenly strided ``T .. 1`` (:func:`ddim_timesteps`).
         eta: 0 = deterministic DDIM, 1 = ancestral DDPM with ``sigma² = beta_tilde`` on these timesteps.
         generator: draws ``x_T`` first, then (only if ``eta > 0``) one ``z`` per step, in the
@@ -272,17 +277,22 @@ def ddim_sample(
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = _check_schedule(schedule)
-    shape = check_shape(shape)
+    shape = check_start(x_T, shape)
     eta = _check_eta(eta)
     ts = _resolve_timesteps(sched, steps, timesteps)
     check_generator(generator)
     device = check_device(device)
     check_float_dtype(dtype)
     _check_eta_fits(ts, torch.cat([ts[1:], ts.new_zeros(1)]), sched, eta)
-    if device is None:
-        device = generator.device if generator is not None else "cpu"
-    gen_device = generator.device if generator is not None else device
-    x = torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
+    if x_T is not None:
+        check_start_device(x_T, device)
+        x = x_T.detach().clone()
+        device = x.device
+    else:
+        if device is None:
+            device = generator.device if generator is not None else "cpu"
+        gen_device = generator.device if generator is not None else device
+        x = torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
     trajectory = [x] if return_trajectory else []
     prev = torch.cat([ts[1:], ts.new_zeros(1)])
     with torch.no_grad():
@@ -330,7 +340,8 @@ def ddim_invert(
         x0: data ``(B, ...)``.
         steps / timesteps: the same strided set as :func:`ddim_sample` (visited upwards).
     Returns:
-        ``x_T`` (``(B, ...)``) or ``(x_T, [x_0, x_{tau_1}, …, x_{tau_S}])``.
+        ``x_T`` (``(B, ...)``) or ``(x_T, [x_0, x_{tau_1}, …, x_{tau_S}])``. Decode it with
+        ``ddim_sample(eps_model, schedule, steps=steps, x_T=x_T)`` (the same strided steps).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = _check_schedule(schedule)

@@ -34,10 +34,10 @@ from .._validation import (
     check_float_dtype,
     check_generator,
     check_positive_int,
-    check_shape,
     check_tensor,
 )
 from ..sde import SDE, ReverseSDE, ScoreFn, _batch_time
+from ._start import check_start, check_start_device
 from .ddpm import NonFiniteSampleError
 from .langevin import _langevin_step
 from .registry import register_sampler
@@ -266,16 +266,18 @@ def count_nfe(sampler: str, steps: int, corrector_steps: int = 1) -> int:
 
 def _setup(
     sde: SDE,
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | None,
     steps: int,
     t_end: float | None,
     generator: torch.Generator | None,
     device: torch.device | str | None,
     dtype: torch.dtype,
+    x_T: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The start ``x_1`` (``x_T`` if given, else a prior draw) and the time grid ``1 -> t_end``."""
     if not isinstance(sde, SDE):
         raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
-    shape = check_shape(shape)
+    shape = check_start(x_T, shape)
     steps = check_positive_int(steps, "steps")
     check_generator(generator)
     check_float_dtype(dtype)
@@ -284,6 +286,9 @@ def _setup(
     if isinstance(t_end, bool) or not isinstance(t_end, (int, float)) or not (0.0 <= t_end < 1.0):
         raise ValueError(f"t_end must be a float in [0, 1), got {t_end!r}")
     ts = time_grid(steps, 1.0, float(t_end))
+    if x_T is not None:
+        check_start_device(x_T, device)
+        return x_T.detach().clone(), ts
     return sde.prior_sampling(shape, generator, dtype=dtype, device=device), ts
 
 
@@ -296,7 +301,7 @@ def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
 def euler_maruyama_sample(
     score_fn: ScoreFn,
     sde: SDE,
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | None = None,
     *,
     steps: int,
     generator: torch.Generator | None = None,
@@ -306,6 +311,7 @@ def euler_maruyama_sample(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Euler–Maruyama on the reverse SDE ``dx = [f - g² score] dt + g dw̄`` (NFE = ``steps``).
 
@@ -316,17 +322,20 @@ def euler_maruyama_sample(
         steps: number of steps from ``t = 1`` to ``t_end`` (default ``sde.eps``).
         denoise: return the mean of the last step (no noise added at the end).
         return_trajectory: also return ``[x_1, …, x_{t_end}]`` (``steps + 1`` tensors).
+        x_T: a given start ``x_1`` ``(B, ...)`` instead of a prior draw (``shape`` may then be
+            omitted; the sampler runs in ``x_T``'s dtype and on its device, and ``generator``
+            draws only the per-step noise).
     """
     return _reverse_sde_loop(
         "euler_maruyama_sample", score_fn, sde, shape, steps, 0, 0.0,
-        generator, return_trajectory, t_end, denoise, device, dtype, progress,
+        generator, return_trajectory, t_end, denoise, device, dtype, progress, x_T,
     )
 
 
 def pf_ode_sample(
     score_fn: ScoreFn,
     sde: SDE,
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | None = None,
     *,
     steps: int,
     method: str = "heun",
@@ -336,16 +345,19 @@ def pf_ode_sample(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Integrate the probability-flow ODE ``dx/dt = f - ½ g² score`` from ``t = 1`` to ``t_end``.
 
-    Deterministic given ``x_1 ~`` prior (the only randomness, drawn from ``generator``).
+    Deterministic given ``x_1 ~`` prior (the only randomness, drawn from ``generator``), or given
+    ``x_T`` (a start ``x_1`` of shape ``(B, ...)``; then nothing is drawn and ``shape`` may be
+    omitted, e.g. to decode latents found by integrating the same ODE forwards in time).
     ``method``: ``"euler"`` (NFE = ``steps``), ``"heun"`` (``2 steps``) or ``"rk4"`` (``4 steps``).
     Returns ``x`` or ``(x, [x_1, …, x_{t_end}])``.
     """
     check_callable(score_fn, "score_fn", "(x, t) -> score")
     check_choice(method, "method", list(ODE_METHODS))
-    x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype)
+    x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype, x_T)
     rsde = sde.reverse(score_fn, probability_flow=True)
     with torch.no_grad():
         sol = ode_solve(
@@ -362,7 +374,12 @@ def pf_ode_sample(
 
 @register_sampler("pf_ode_euler")
 def pf_ode_euler_sample(
-    score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...], *, steps: int, **kwargs: object
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: tuple[int, ...] | None = None,
+    *,
+    steps: int,
+    **kwargs: object,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """:func:`pf_ode_sample` with Euler steps (NFE = ``steps``)."""
     return pf_ode_sample(score_fn, sde, shape, steps=steps, method="euler", **kwargs)  # type: ignore[arg-type]
@@ -370,7 +387,12 @@ def pf_ode_euler_sample(
 
 @register_sampler("pf_ode_heun")
 def pf_ode_heun_sample(
-    score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...], *, steps: int, **kwargs: object
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: tuple[int, ...] | None = None,
+    *,
+    steps: int,
+    **kwargs: object,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """:func:`pf_ode_sample` with Heun steps (NFE = ``2 · steps``)."""
     return pf_ode_sample(score_fn, sde, shape, steps=steps, method="heun", **kwargs)  # type: ignore[arg-type]
@@ -380,7 +402,7 @@ def pf_ode_heun_sample(
 def predictor_corrector_sample(
     score_fn: ScoreFn,
     sde: SDE,
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | None = None,
     *,
     steps: int,
     corrector_steps: int = 1,
@@ -392,11 +414,15 @@ def predictor_corrector_sample(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Predictor–corrector sampler (Song et al. 2021, Alg. 2–3): NFE = steps (1 + corrector_steps).
 
     At each ``t_i``: ``corrector_steps`` Langevin steps on ``p_{t_i}`` (:func:`langevin_step`,
-    ``x + (ε/2) s + sqrt(ε) z``), then one Euler–Maruyama predictor step to ``t_{i+1}``. The
+    ``x + (ε/2) s + sqrt(ε) z``), then one Euler–Maruyama predictor step to ``t_{i+1}``: corrector
+    first, the order of the authors' code (``score_sde``, ``sampling.py``, ``pc_sampler``); the
+    paper's Algorithms 2–3 write the predictor first. The two orders differ only at the ends
+    (corrector-first corrects the prior draw at ``t = 1`` and not after the last predictor). The
     step is set by the signal-to-noise ratio ``snr`` as in Song et al.'s code:
     ``ε = 4 α_i (snr · ‖z‖ / ‖s‖)²`` (their step ``2 α (snr ‖z‖/‖s‖)²`` in the
     ``x + τ s + sqrt(2τ) z``
@@ -413,7 +439,7 @@ def predictor_corrector_sample(
         raise ValueError(f"snr must be a finite number > 0, got {snr!r}")
     return _reverse_sde_loop(
         "predictor_corrector_sample", score_fn, sde, shape, steps, corrector_steps, float(snr),
-        generator, return_trajectory, t_end, denoise, device, dtype, progress,
+        generator, return_trajectory, t_end, denoise, device, dtype, progress, x_T,
     )
 
 
@@ -421,7 +447,7 @@ def _reverse_sde_loop(
     name: str,
     score_fn: ScoreFn,
     sde: SDE,
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | None,
     steps: int,
     corrector_steps: int,
     snr: float,
@@ -432,10 +458,11 @@ def _reverse_sde_loop(
     device: torch.device | str | None,
     dtype: torch.dtype,
     progress: bool,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Euler–Maruyama predictor on the reverse SDE, after ``corrector_steps`` Langevin steps at each
     ``t_i`` (0 for plain Euler–Maruyama). Shared by the two public samplers above."""
-    x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype)
+    x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype, x_T)
     rsde = sde.reverse(score_fn)
     alphas, _ = sde.marginal_coefficients(ts)
     traj = [x] if return_trajectory else []

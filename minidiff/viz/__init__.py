@@ -3,6 +3,7 @@
 - :mod:`minidiff.viz.plots`: pure plotting helpers that draw on a matplotlib ``Axes`` and return it.
 - :mod:`minidiff.viz.schedule_explorer`: the schedule explorer (chapter 1).
 - :mod:`minidiff.viz.grid`: image grids (show or save a batch of images as one picture).
+- :mod:`minidiff.viz.guidance_explorer`: the guidance explorer (chapter 9).
 - :mod:`minidiff.viz.frequency_explorer`: the frequency explorer (chapter 10).
 
 Every widget is a thin ipywidgets layer over pure functions that the tests call directly.
@@ -10,6 +11,12 @@ Every widget is a thin ipywidgets layer over pure functions that the tests call 
 
 from .frequency_explorer import FrequencyExplorer, frequency_explorer, frequency_view
 from .grid import image_grid, save_image_grid
+from .guidance_explorer import (
+    GuidanceExplorer,
+    guidance_explorer,
+    guided_samples,
+    guided_score_field,
+)
 from .plots import plot_loss, plot_sample_grid, plot_samples, plot_schedules, plot_trajectories
 from .schedule_explorer import FAMILIES, ScheduleExplorer, schedule_curves, schedule_explorer
 
@@ -25,6 +32,10 @@ __all__ = [
     "FAMILIES",
     "image_grid",
     "save_image_grid",
+    "GuidanceExplorer",
+    "guidance_explorer",
+    "guided_samples",
+    "guided_score_field",
     "FrequencyExplorer",
     "frequency_explorer",
     "frequency_view",

@@ -4,10 +4,16 @@ alpha_bar_t, beta_t, log-SNR and the noised toy data.
 A thin ipywidgets layer over the pure :func:`schedule_curves` and :meth:`ScheduleExplorer.update`;
 it draws on a ``matplotlib.figure.Figure`` that is not registered with pyplot and shows it as a PNG
 ``Image`` widget, so it works (and is tested) without a display.
+
+The widget follows the course's browser-test contract (``tests/browser/README.md``): its root has
+the CSS class ``minidiff-widget``, the picture ``minidiff-view``, the numbers at ``t``
+``minidiff-readout``, every control ``minidiff-control``, and errors appear in ``minidiff-message``
+(empty when all is well) instead of being raised.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from collections.abc import Callable, Mapping
@@ -124,15 +130,24 @@ class ScheduleExplorer:
                 "message": f"Invalid schedule: {err}",
             }
         sch: NoiseSchedule = curves["schedule"]
-        t = int(min(max(int(params["t"]), 1), sch.T))
+        t_in = params["t"]
+        if isinstance(t_in, bool) or not isinstance(t_in, (int, np.integer)):
+            return {
+                "params": dict(params),
+                "curves": None,
+                "x_t": None,
+                "message": f"Invalid t: t must be an int in 1..T={sch.T}, got {t_in!r}",
+            }
+        t = int(min(max(int(t_in), 1), sch.T))
         x_t = q_sample(self.x0, t, sch, noise=self.noise)
         return {"params": {**params, "t": t}, "curves": curves, "x_t": x_t, "message": None}
 
     def update(self, **changes: Any) -> dict[str, Any]:
         """Apply parameter ``changes`` (any of :attr:`PARAMS`), redraw, and return the new state.
 
-        ``t`` is clamped to ``1..T``. Invalid combinations (e.g. ``beta_end < beta_start``) do not
-        raise: the state's ``message`` says what is wrong and the widget shows it.
+        ``t`` is clamped to ``1..T``. Invalid values or combinations (``beta_end < beta_start``,
+        ``T=0``, a ``t`` that is not an int) do not raise: the state's ``message`` says what is
+        wrong and the widget shows it. Only an unknown parameter name raises ``ValueError``.
         """
         unknown = set(changes) - set(self.PARAMS)
         if unknown:
@@ -202,6 +217,17 @@ class ScheduleExplorer:
             f"{st['params']['family']} schedule, T={st['curves']['schedule'].T}", fontsize=10
         )
 
+    def readout(self) -> str:
+        """The numbers at the current ``t`` as one line of text ('' when the state is invalid)."""
+        st = self.state
+        if st.get("message") is not None or not st.get("curves"):
+            return ""
+        c, t = st["curves"], st["params"]["t"]
+        return (
+            f"t = {t}:  ᾱ_t = {c['alpha_bar'][t]:.4g},  β_t = {c['beta'][t]:.4g},  "
+            f"log SNR(t) = {c['log_snr'][t]:.3f},  √ᾱ_t = {math.sqrt(c['alpha_bar'][t]):.3f}"
+        )
+
     def png(self) -> bytes:
         """The current figure as PNG bytes."""
         buf = io.BytesIO()
@@ -258,9 +284,11 @@ class ScheduleExplorer:
             ),
             "t": w.IntSlider(value=p["t"], min=1, max=p["T"], description="t", style=style),
         }
-        self.message = w.HTML("")
-        self.image = w.Image(format="png")
+        self.message = w.HTML("").add_class("minidiff-message")
+        self.readout_label = w.HTML("").add_class("minidiff-readout")
+        self.image = w.Image(format="png").add_class("minidiff-view")
         for name, ctrl in self.controls.items():
+            ctrl.add_class("minidiff-control")
             ctrl.observe(self._on_change(name), names="value")
         c = self.controls
         self.widget = w.VBox(
@@ -268,16 +296,41 @@ class ScheduleExplorer:
                 w.HBox([c["family"], c["T"], c["t"]]),
                 w.HBox([c["beta_start"], c["beta_end"], c["s"]]),
                 self.message,
+                self.readout_label,
                 self.image,
             ]
-        )
+        ).add_class("minidiff-widget")
 
     def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
         def callback(change: Mapping[str, Any]) -> None:
-            if not self._syncing:
+            if not self._syncing and not self._is_echo(name, change["new"]):
                 self.update(**{name: change["new"]})
 
         return callback
+
+    def _is_echo(self, name: str, value: Any) -> bool:
+        """Whether ``value`` from the browser is only the control showing ``params[name]``.
+
+        A slider snaps a value it is given to its own grid (``beta_end=0.02`` becomes
+        ``10**-1.7 = 0.01995`` on the log slider) and sends the snapped value back. Taking that
+        echo as a move would replace the exact parameter, and an echo that arrives late (after the
+        next ``update``) would bring an old value back. Within half a step it is the same value.
+        """
+        current: Any = self.params.get(name)
+        ctrl = self.controls[name]
+        step = float(getattr(ctrl, "step", 0) or 0)
+        try:
+            if ctrl.__class__.__name__ == "FloatLogSlider":
+                if float(value) <= 0 or float(current) <= 0:
+                    return False
+                base = float(ctrl.base)
+                gap = abs(math.log(float(value), base) - math.log(float(current), base))
+                return gap <= step / 2 + 1e-9
+            if isinstance(value, float) and step:
+                return abs(value - float(current)) <= step / 2 + 1e-12
+        except (TypeError, ValueError):
+            return False
+        return bool(value == current)
 
     def _sync_widgets(self) -> None:
         if not hasattr(self, "controls"):
@@ -296,7 +349,10 @@ class ScheduleExplorer:
             c["beta_start"].disabled = c["beta_end"].disabled = fam not in ("linear", "quadratic")
             c["s"].disabled = fam != "cosine"
             msg = self.state.get("message")
-            self.message.value = "" if msg is None else f"<b style='color:#c00'>{msg}</b>"
+            self.message.value = (
+                "" if msg is None else f"<b style='color:#c00'>{html.escape(msg)}</b>"
+            )
+            self.readout_label.value = html.escape(self.readout())
             if self.render:
                 self.image.value = self.png()
         finally:

@@ -1,0 +1,422 @@
+"""Checkers for exercise 9 (guidance: both guided ε and the label-dropout training step).
+
+The student writes, on explicit schedule arrays (``alpha_bar``: ``(T + 1,)``, index 0 = clean data):
+
+- ``classifier_guided_eps(eps_model, classifier, x_t, t, y, alpha_bar, w) -> (B, D)``
+      ``eps_model(x_t, t) - sqrt(1 - ab_t) · w · ∇_x log softmax(classifier(x_t, t))[y]``
+- ``cfg_eps(model, x_t, t, y, w, null_label) -> (B, D)``
+      ``(1 + w) model(x_t, t, y) - w model(x_t, t, ∅)``
+- ``label_dropout_loss(model, x0, y, alpha_bar, p_uncond, null_label, generator) -> scalar``
+      draw ``t ~ U{1..T}``, then ``noise``, then ``u = rand(B)``; ``y' = ∅ where u < p_uncond``;
+      ``mean ||noise - model(sqrt(ab_t) x0 + sqrt(1 - ab_t) noise, t, y')||²``
+
+References come from ``minidiff`` (``classifier_guidance``, ``classifier_free_guidance``,
+``conditional_eps_loss``). Every case runs with the global torch RNG seeded inside
+:func:`torch.random.fork_rng`, so an answer that draws random numbers where it should not (label
+dropout at sampling time) is reproducible, and the caller's RNG state is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..guidance import classifier_free_guidance, classifier_guidance
+from ..nn.conditional import conditional_eps_loss
+from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from .ch04 import TinyEps
+
+__all__ = [
+    "check_classifier_guided_eps",
+    "check_cfg_eps",
+    "check_label_dropout_loss",
+    "SPECS",
+    "TinyClassifier",
+    "TinyConditionalEps",
+    "P_UNCOND",
+]
+
+Fn = Callable[..., Any]
+P_UNCOND = 0.2
+"""The label-dropout probability of the exercise."""
+
+
+def _init(module: nn.Module, seed: int, scale: float = 0.7) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g))
+
+
+class TinyClassifier(nn.Module):
+    """A small deterministic noisy classifier ``(x (B, D), t (B,)) -> logits (B, C)``."""
+
+    def __init__(self, T: int, num_classes: int = 3, dim: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        self.T, self.num_classes = T, num_classes
+        self.net = nn.Sequential(nn.Linear(dim + 1, 16), nn.Tanh(), nn.Linear(16, num_classes))
+        _init(self, seed)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, (t.to(x.dtype) / self.T)[:, None]], dim=1))
+
+
+class TinyConditionalEps(nn.Module):
+    """A small deterministic ``model(x (B, D), t (B,), y (B,)) -> (B, D)``; ∅ is ``num_classes``."""
+
+    def __init__(self, T: int, num_classes: int = 3, dim: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        self.T, self.num_classes = T, num_classes
+        self.net = nn.Sequential(
+            nn.Linear(dim + 1 + num_classes + 1, 16), nn.Tanh(), nn.Linear(16, dim)
+        )
+        _init(self, seed)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        onehot = nn.functional.one_hot(y.long(), self.num_classes + 1).to(x.dtype)
+        return self.net(torch.cat([x, (t.to(x.dtype) / self.T)[:, None], onehot], dim=1))
+
+
+def _schedules() -> list[NoiseSchedule]:
+    return [linear_schedule(20, 0.01, 0.2), cosine_schedule(12)]
+
+
+def _seeded(fn: Fn) -> Fn:
+    """Run ``fn`` with the global RNG seeded (and restored afterwards); detach tensor results."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.random.fork_rng():
+            torch.manual_seed(1234)
+            out = fn(*args, **kwargs)
+        return out.detach() if isinstance(out, torch.Tensor) else out
+
+    return run
+
+
+def _own_rng(cases: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
+    """Build the cases without touching the caller's global RNG (layer init draws from it)."""
+
+    def build() -> list[Case]:
+        with torch.random.fork_rng():
+            return cases()
+
+    return build
+
+
+def _ts(T: int, B: int, seed: int) -> torch.Tensor:
+    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
+    t[0], t[-1] = 1, T
+    return t
+
+
+# --- classifier_guided_eps ---------------------------------------------------------------------
+
+
+@_own_rng
+def _cases_cg() -> list[Case]:
+    cases: list[Case] = []
+    for i, s in enumerate(_schedules()):
+        for w in (1.0, 2.5):
+            g = torch.Generator().manual_seed(10 + i)
+            x_t = torch.randn(8, 2, generator=g)
+            y = torch.randint(0, 3, (8,), generator=g)
+            eps_model = TinyEps(s.T, seed=i).requires_grad_(False)
+            clf = TinyClassifier(s.T, seed=5 + i).requires_grad_(False)
+            args = (eps_model, clf, x_t, _ts(s.T, 8, 20 + i), y, s.alpha_bar.clone(), w)
+            cases.append((args, {}))
+    return cases
+
+
+def _grad(
+    classifier: Fn, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, kind: str
+) -> torch.Tensor:
+    with torch.enable_grad():
+        x = x_t.detach().requires_grad_(True)
+        logits = classifier(x, t)
+        if kind == "log_softmax":
+            obj = torch.log_softmax(logits, 1)
+        elif kind == "softmax":
+            obj = torch.softmax(logits, 1)
+        else:
+            obj = logits
+        (g,) = torch.autograd.grad(obj.gather(1, y[:, None]).sum(), x)
+    return g
+
+
+def _ref_cg(
+    eps_model: Fn,
+    classifier: Fn,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    y: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    w: float,
+) -> torch.Tensor:
+    sched = NoiseSchedule(1.0 - alpha_bar.double()[1:] / alpha_bar.double()[:-1])
+    C = int(classifier.num_classes)  # type: ignore[attr-defined]
+    return classifier_guidance(eps_model, classifier, y, w, sched, num_classes=C)(x_t, t)
+
+
+def _cg_variant(*, sign: float = -1.0, coef: str = "sqrt", grad: str = "log_softmax") -> Fn:
+    def fn(
+        eps_model: Fn,
+        classifier: Fn,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        w: float,
+    ) -> torch.Tensor:
+        ab = alpha_bar.to(x_t.dtype)[t][:, None]
+        g = _grad(classifier, x_t, t, y, grad)
+        if coef == "at_x":
+            return eps_model(x_t + w * g, t)
+        factor = {"sqrt": (1 - ab).sqrt(), "plain": 1 - ab, "none": torch.ones_like(ab)}[coef]
+        return eps_model(x_t, t) + sign * factor * w * g
+
+    return fn
+
+
+_CG = Spec(
+    _cases_cg,
+    _seeded(_ref_cg),
+    {
+        "sign": Mistake(
+            _cg_variant(sign=1.0),
+            "the classifier gradient has the wrong sign. ε points *against* the score "
+            "(score = -ε/√(1-ᾱ_t)), so moving the score towards class y means subtracting: "
+            "ε̂ = ε - √(1-ᾱ_t) w ∇log f(y|x_t).",
+        ),
+        "missing_sqrt_one_minus_alpha_bar": Mistake(
+            _cg_variant(coef="none"),
+            "the factor √(1-ᾱ_t) is missing: ∇log f is a score, and a score becomes an ε by "
+            "multiplying with -√(1-ᾱ_t).",
+        ),
+        "one_minus_alpha_bar_not_sqrt": Mistake(
+            _cg_variant(coef="plain"),
+            "you multiplied by (1-ᾱ_t); the conversion between score and ε uses its square root "
+            "√(1-ᾱ_t).",
+        ),
+        "applied_to_x": Mistake(
+            _cg_variant(coef="at_x"),
+            "you moved x_t along the gradient and evaluated the model there. Guidance changes the "
+            "prediction ε (equivalently the score), not the input: "
+            "ε̂ = ε_θ(x_t, t) - √(1-ᾱ_t) w ∇log f.",
+        ),
+        "logit_not_log_prob": Mistake(
+            _cg_variant(grad="logits"),
+            "you differentiated the raw logit of class y. Use the log-probability "
+            "log_softmax(logits)[y]: its gradient also subtracts the other classes' pull.",
+        ),
+        "prob_not_log_prob": Mistake(
+            _cg_variant(grad="softmax"),
+            "you differentiated the probability f(y|x_t); guidance needs the gradient of its "
+            "logarithm, log_softmax(logits)[y].",
+        ),
+    },
+    wrap=_seeded,
+)
+
+
+# --- cfg_eps -----------------------------------------------------------------------------------
+
+
+@_own_rng
+def _cases_cfg() -> list[Case]:
+    cases: list[Case] = []
+    for i, s in enumerate(_schedules()):
+        for w in (0.5, 3.0):
+            g = torch.Generator().manual_seed(30 + i)
+            x_t = torch.randn(10, 2, generator=g)
+            y = torch.randint(0, 3, (10,), generator=g)
+            y[0] = 1  # label 0 is used somewhere else: "∅ = 0" must differ from the reference
+            model = TinyConditionalEps(s.T, seed=7 + i).requires_grad_(False)
+            cases.append(((model, x_t, _ts(s.T, 10, 40 + i), y, w, 3), {}))
+    return cases
+
+
+def _ref_cfg(
+    model: Fn, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float, null_label: int
+) -> torch.Tensor:
+    return classifier_free_guidance(model, y, w, num_classes=null_label)(x_t, t)
+
+
+def _cfg_variant(kind: str) -> Fn:
+    def fn(
+        model: Fn, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float, null_label: int
+    ) -> torch.Tensor:
+        null = torch.full_like(y, null_label)
+        if kind == "null_zero":
+            null = torch.zeros_like(y)
+        y_c = y
+        if kind == "dropout":
+            y_c = torch.where(torch.rand(y.shape[0]) < P_UNCOND, torch.full_like(y, null_label), y)
+        e_c, e_u = model(x_t, t, y_c), model(x_t, t, null)
+        if kind == "scale":
+            return e_u + w * (e_c - e_u)
+        if kind == "swapped":
+            return (1 + w) * e_u - w * e_c
+        return (1 + w) * e_c - w * e_u
+
+    return fn
+
+
+_CFG = Spec(
+    _cases_cfg,
+    _seeded(_ref_cfg),
+    {
+        "w_instead_of_1_plus_w": Mistake(
+            _cfg_variant("scale"),
+            "you used w as the guidance *scale*: ε_∅ + w (ε_y - ε_∅). In the lectures' convention "
+            "w = 0 is the conditional model, so the weights are (1 + w) and -w: "
+            "ε̃ = (1+w) ε_θ(x_t,t,y) - w ε_θ(x_t,t,∅).",
+        ),
+        "swapped": Mistake(
+            _cfg_variant("swapped"),
+            "conditional and unconditional are swapped: extrapolate *away from* ∅ and towards y, "
+            "(1+w) ε_θ(x_t,t,y) - w ε_θ(x_t,t,∅).",
+        ),
+        "null_as_class_zero": Mistake(
+            _cfg_variant("null_zero"),
+            "the unconditional branch used label 0, which is a real class. The null label ∅ is "
+            "null_label (= the number of classes).",
+        ),
+        "dropout_at_sampling": Mistake(
+            _cfg_variant("dropout"),
+            "you dropped labels at sampling time. Label dropout belongs to training only; when "
+            "sampling, call the model once with y and once with ∅ for every row.",
+        ),
+    },
+    wrap=_seeded,
+)
+
+
+# --- label_dropout_loss ------------------------------------------------------------------------
+
+
+@_own_rng
+def _cases_loss() -> list[Case]:
+    cases: list[Case] = []
+    for i, s in enumerate(_schedules()):
+        g = torch.Generator().manual_seed(50 + i)
+        x0 = torch.randn(64, 2, generator=g)
+        y = torch.randint(0, 3, (64,), generator=g)
+        model = TinyConditionalEps(s.T, seed=9 + i).requires_grad_(False)
+        cases.append(((model, x0, y, s.alpha_bar.clone(), 0.3, 3, 60 + i), {}))
+    return cases
+
+
+def _loss_harness(fn: Fn) -> Fn:
+    """Call ``fn(model, x0, y, alpha_bar, p_uncond, null_label, generator)``, fresh generator."""
+
+    def run(
+        model: Fn,
+        x0: torch.Tensor,
+        y: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        p: float,
+        null_label: int,
+        seed: int,
+    ) -> Any:
+        return fn(model, x0, y, alpha_bar, p, null_label, torch.Generator().manual_seed(seed))
+
+    return _seeded(run)
+
+
+def _ref_loss_impl(
+    model: nn.Module,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    p_uncond: float,
+    null_label: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    sched = NoiseSchedule(1.0 - alpha_bar.double()[1:] / alpha_bar.double()[:-1])
+    return conditional_eps_loss(model, x0, y, sched, p_uncond=p_uncond, generator=generator)
+
+
+def _loss_variant(kind: str) -> Fn:
+    def fn(
+        model: Fn,
+        x0: torch.Tensor,
+        y: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        p_uncond: float,
+        null_label: int,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        T = alpha_bar.shape[0] - 1
+        if kind == "noise_first":
+            noise = torch.randn(x0.shape, generator=generator)
+            t = torch.randint(1, T + 1, (x0.shape[0],), generator=generator)
+        else:
+            t = torch.randint(1, T + 1, (x0.shape[0],), generator=generator)
+            noise = torch.randn(x0.shape, generator=generator)
+        u = torch.rand(x0.shape[0], generator=generator)
+        drop = {
+            "keep_prob": u >= p_uncond,
+            "no_dropout": torch.zeros_like(u, dtype=torch.bool),
+        }.get(kind, u < p_uncond)
+        fill = 0 if kind == "null_zero" else null_label
+        y_in = torch.where(drop, torch.full_like(y, fill), y)
+        ab = alpha_bar.to(x0.dtype)[t][:, None]
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        return ((noise - model(x_t, t, y_in)) ** 2).mean()
+
+    return fn
+
+
+_LOSS = Spec(
+    _cases_loss,
+    _loss_harness(_ref_loss_impl),
+    {
+        "keep_prob": Mistake(
+            _loss_variant("keep_prob"),
+            "you dropped labels with probability 1 - p_uncond (u >= p_uncond). Drop where "
+            "u < p_uncond, so that most steps see their label.",
+        ),
+        "null_as_class_zero": Mistake(
+            _loss_variant("null_zero"),
+            "dropped labels became 0, a real class; replace them by null_label (∅), or the "
+            "network never learns an unconditional model.",
+        ),
+        "no_dropout": Mistake(
+            _loss_variant("no_dropout"),
+            "no label was ever dropped: without training on ∅ the network has no unconditional "
+            "model for classifier-free guidance.",
+        ),
+        "noise_first": Mistake(
+            _loss_variant("noise_first"),
+            "draw t first, then the noise, then the dropout draw u (the check replays the same "
+            "generator).",
+        ),
+    },
+    wrap=_loss_harness,
+)
+
+
+SPECS: dict[str, Spec] = {
+    "classifier_guided_eps": _CG,
+    "cfg_eps": _CFG,
+    "label_dropout_loss": _LOSS,
+}
+
+
+def check_classifier_guided_eps(fn: Fn, display: bool = True) -> CheckResult:
+    """Check ``classifier_guided_eps(eps_model, classifier, x_t, t, y, alpha_bar, w) -> (B, D)``."""
+    return check_spec("classifier_guided_eps", SPECS["classifier_guided_eps"], fn, display=display)
+
+
+def check_cfg_eps(fn: Fn, display: bool = True) -> CheckResult:
+    """Check ``cfg_eps(model, x_t, t, y, w, null_label) -> (B, D)`` (classifier-free guidance)."""
+    return check_spec("cfg_eps", SPECS["cfg_eps"], fn, display=display)
+
+
+def check_label_dropout_loss(fn: Fn, display: bool = True) -> CheckResult:
+    """Check ``label_dropout_loss(model, x0, y, alpha_bar, p_uncond, null_label, generator)``."""
+    return check_spec("label_dropout_loss", SPECS["label_dropout_loss"], fn, display=display)

@@ -1,0 +1,311 @@
+"""Labelled 2D data for conditional models and guidance (chapter 9).
+
+A :class:`LabelledGaussianMixture` groups the components of a :class:`GaussianMixture` into
+classes. With ``x = alpha x_0 + sigma eps`` every class-conditional law is again a mixture, so
+at every noise level we know exactly
+
+    p_t(x | y)        = sum_{k in y} (w_k / pi_y) N(x; alpha mu_k, alpha² Sigma_k + sigma² I)
+    p_t(y | x)        = pi_y p_t(x | y) / p_t(x)                        (Bayes)
+    ∇ log p_t(x | y)  = ∇ log p_t(x) + ∇ log p_t(y | x)                 (Bayes' rule for scores)
+
+with class priors ``pi_y = sum_{k in y} w_k``. These are the oracles of chapter 9: the exact
+conditional denoiser, the exact noisy classifier, and the tilted density
+``p_0(x | y)^{1+w} / p_0(x)^w`` that guidance is often said to sample.
+
+Labels are ``0..C-1``; the label ``C`` (:attr:`LabelledGaussianMixture.null_label`) means
+"no label" (∅) and gives the unconditional model, as in classifier-free guidance.
+
+``labelled_toy`` draws non-Gaussian toys (moons, circles, spirals) with their class labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .._validation import check_generator, check_tensor
+from ..schedules import NoiseSchedule, check_timesteps
+from .gmm import GaussianMixture, Scalar
+from .toys import _n, _u
+
+__all__ = ["LabelledGaussianMixture", "labelled_toy", "LABELLED_TOYS", "check_labels"]
+
+
+def check_labels(
+    y: object, batch_size: int, num_classes: int, *, allow_null: bool = False, name: str = "y"
+) -> torch.Tensor:
+    """Validate class labels and return a long tensor ``(batch_size,)``.
+
+    ``y`` is an int (the same class for the whole batch) or an integer tensor ``(batch_size,)``
+    with values in ``0..num_classes-1``; with ``allow_null`` the null label ``num_classes`` (∅)
+    is accepted too. Anything else raises a ``TypeError``/``ValueError`` naming ``name``.
+    """
+    if isinstance(y, bool):
+        raise TypeError(f"{name} must be an int class index or an integer tensor, got bool")
+    if isinstance(y, int):
+        y = torch.full((batch_size,), y, dtype=torch.long)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(
+            f"{name} must be an int class index or an integer tensor, got {type(y).__name__}"
+        )
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.dim() == 0:
+        y = y.expand(batch_size)
+    if y.dim() != 1 or y.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} must be an int or have shape ({batch_size},), got {tuple(y.shape)}"
+        )
+    top = num_classes if allow_null else num_classes - 1
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
+        bad = int(y.max()) if int(y.max()) > top else int(y.min())
+        if bad == num_classes:
+            raise ValueError(
+                f"{name} contains the null label {num_classes} (∅, 'no class'), "
+                "which is not a class here: "
+                f"use a class index in 0..{num_classes - 1}"
+            )
+        what = f"0..{num_classes - 1}" + (f" or the null label {num_classes}" if allow_null else "")
+        raise ValueError(f"{name} must be a class index in {what}, got {bad}")
+    return y.long()
+
+
+class LabelledGaussianMixture:
+    """A :class:`GaussianMixture` whose components are grouped into ``C`` classes.
+
+    Args:
+        mixture: the law of ``x_0`` (``K`` components).
+        labels: ``(K,)`` class of each component, every class ``0..C-1`` used at least once.
+        names: optional class names (for plots).
+    """
+
+    def __init__(
+        self, mixture: GaussianMixture, labels: torch.Tensor, names: list[str] | None = None
+    ) -> None:
+        if not isinstance(mixture, GaussianMixture):
+            raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
+        lab = torch.as_tensor(labels)
+        if lab.dtype.is_floating_point or lab.shape != (mixture.K,):
+            raise ValueError(
+                f"labels must be an integer tensor of shape ({mixture.K},), "
+                f"got {lab.dtype} {tuple(lab.shape)}"
+            )
+        C = int(lab.max()) + 1
+        if int(lab.min()) < 0 or set(lab.tolist()) != set(range(C)):
+            raise ValueError(
+                f"labels must use every class 0..C-1 at least once, got {lab.tolist()}"
+            )
+        self.mixture, self.labels, self.num_classes = mixture, lab.long(), C
+        self.names = names if names is not None else [f"class {c}" for c in range(C)]
+        if len(self.names) != C:
+            raise ValueError(f"names must have {C} entries, got {len(self.names)}")
+        self.class_prior = torch.stack([mixture.weights[self.labels == c].sum() for c in range(C)])
+        self.class_mixtures = [
+            GaussianMixture(
+                mixture.means[self.labels == c],
+                covs=mixture.covs[self.labels == c],
+                weights=mixture.weights[self.labels == c] / self.class_prior[c],
+            )
+            for c in range(C)
+        ]
+
+    @property
+    def null_label(self) -> int:
+        """The label ∅ ("no class") of the unconditional model: ``num_classes``."""
+        return self.num_classes
+
+    def __repr__(self) -> str:
+        return (
+            f"LabelledGaussianMixture(K={self.mixture.K}, C={self.num_classes}, D={self.mixture.D})"
+        )
+
+    @classmethod
+    def default_2d(cls) -> LabelledGaussianMixture:
+        """Three overlapping classes in 2D (six components); the chapter 9 example.
+
+        Class 0 (two components) and class 1 (one wide component) touch in the middle; class 2
+        (three components) lies apart, so guidance has something to push away from.
+        """
+        means = torch.tensor(
+            [[-1.6, 0.9], [-0.4, 0.2], [0.9, 0.8], [0.6, -1.5], [1.8, -1.1], [-1.2, -1.4]]
+        )
+        stds = torch.tensor(
+            [[0.35, 0.35], [0.3, 0.3], [0.55, 0.4], [0.3, 0.3], [0.3, 0.3], [0.3, 0.3]]
+        )
+        weights = torch.tensor([0.2, 0.15, 0.25, 0.15, 0.1, 0.15])
+        return cls(
+            GaussianMixture(means, stds=stds, weights=weights),
+            torch.tensor([0, 0, 1, 2, 2, 2]),
+            names=["A (left)", "B (right)", "C (bottom)"],
+        )
+
+    # ------------------------------------------------------------------ the data law
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, y: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` labelled points ``(x (n, D) float32, y (n,) long)``; only ``y`` if given."""
+        check_generator(generator)
+        if y is None:
+            x, k = self.mixture.sample(n, generator, return_labels=True)
+            return x, self.labels[k]
+        c = int(check_labels(y, 1, self.num_classes)[0])
+        return self.class_mixtures[c].sample(n, generator), torch.full((n,), c, dtype=torch.long)
+
+    # ------------------------------------------------------------------ exact noised quantities
+    def class_log_probs(
+        self, x: torch.Tensor, alpha: Scalar = 1.0, sigma: Scalar = 0.0
+    ) -> torch.Tensor:
+        """``log p_t(x | c)`` for every class: ``(N, C)``."""
+        return torch.stack(
+            [m.marginal_log_prob(x, alpha, sigma) for m in self.class_mixtures], dim=1
+        )
+
+    def log_posterior(
+        self, x: torch.Tensor, alpha: Scalar = 1.0, sigma: Scalar = 0.0
+    ) -> torch.Tensor:
+        """The exact noisy classifier ``log p_t(c | x)``, ``(N, C)`` (rows logsumexp to 0)."""
+        joint = self.class_log_probs(x, alpha, sigma) + torch.log(self.class_prior).to(x)
+        return joint - torch.logsumexp(joint, dim=1, keepdim=True)
+
+    def cond_score(self, x: torch.Tensor, y: object, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+        """``∇_x log p_t(x | y)``, ``(N, D)``, for labels ``y`` (int or ``(N,)``).
+
+        The null label gives the unconditional score ``∇ log p_t(x)``.
+        """
+        check_tensor(x, "x", dim=2)
+        yy = check_labels(y, x.shape[0], self.num_classes, allow_null=True).to(x.device)
+        out = self.mixture.marginal_score(x, alpha, sigma)
+        for c in yy.unique().tolist():
+            if c != self.null_label:
+                rows = yy == c
+                a, s = _rows(alpha, rows), _rows(sigma, rows)
+                out[rows] = self.class_mixtures[c].marginal_score(x[rows], a, s)
+        return out
+
+    def classifier_score(
+        self, x: torch.Tensor, y: object, alpha: Scalar, sigma: Scalar
+    ) -> torch.Tensor:
+        """``∇_x log p_t(y | x) = ∇ log p_t(x | y) - ∇ log p_t(x)``, ``(N, D)``."""
+        yy = check_labels(y, x.shape[0], self.num_classes)
+        return self.cond_score(x, yy, alpha, sigma) - self.mixture.marginal_score(x, alpha, sigma)
+
+    def component_shares(self, x: torch.Tensor, y: int) -> list[float]:
+        """For each component of class ``y``: the share of the points ``x (N, D)`` it explains best.
+
+        "Best" is the largest responsibility under ``p_0``; a sampler that drops a component gets 0.
+        """
+        c = int(check_labels(y, 1, self.num_classes)[0])
+        _, resp, _, _ = self.mixture._moments(x.to(torch.float64), 1.0, 0.0)
+        owner = resp.argmax(1)
+        comps = (self.labels == c).nonzero().reshape(-1).tolist()
+        return [float((owner == k).double().mean()) for k in comps]
+
+    def tilted_log_density(self, x: torch.Tensor, y: int, w: float) -> torch.Tensor:
+        """Unnormalised ``(1 + w) log p_0(x | y) - w log p_0(x)``, ``(N,)``.
+
+        The density ``p_0(x | y)^{1+w} / p_0(x)^w`` that guidance is often said to sample.
+        """
+        c = int(check_labels(y, 1, self.num_classes)[0])
+        return (1 + w) * self.class_mixtures[c].log_prob(x) - w * self.mixture.log_prob(x)
+
+    # ------------------------------------------------------------------ oracles as models
+    def cond_eps_model(
+        self, schedule: NoiseSchedule
+    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The exact ``eps(x_t, t, y) = -sqrt(1 - alpha_bar_t) ∇ log p_t(x_t | y)``.
+
+        ``y = null_label`` gives the unconditional model. Same signature as
+        :class:`minidiff.nn.ConditionalTimeMLP`: ``x_t (B, D)``, ``t (B,)`` long, ``y (B,)`` long.
+        """
+
+        def eps(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
+            a, s = schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt]
+            score = self.cond_score(x_t.to(torch.float64), y, a.to(x_t.device), s.to(x_t.device))
+            return (-s.to(x_t.device)[:, None] * score).to(x_t.dtype)
+
+        return eps
+
+    def classifier(
+        self, schedule: NoiseSchedule
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The exact noisy classifier ``classifier(x_t (B, D), t (B,)) -> log p_t(c | x_t) (B, C)``.
+
+        Differentiable in ``x_t`` (log-probabilities are valid logits), like a trained
+        :class:`minidiff.nn.NoisyClassifier`.
+        """
+
+        def logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
+            a, s = (
+                schedule.sqrt_alpha_bar[tt].to(x_t.device),
+                schedule.sqrt_one_minus_alpha_bar[tt].to(x_t.device),
+            )
+            return self.log_posterior(x_t.to(torch.float64), a, s).to(x_t.dtype)
+
+        return logits
+
+
+def _rows(v: Scalar, rows: torch.Tensor) -> Scalar:
+    if isinstance(v, torch.Tensor) and v.numel() > 1:
+        return v.reshape(-1)[rows.to(v.device)]
+    return v
+
+
+# ---------------------------------------------------------------------- labelled non-Gaussian toys
+# Each draws its random numbers in the same order as the unlabelled toy of ``toy_dataset``, so with
+# the same generator the points are identical and the labels say which part each point came from.
+
+
+def _moons(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    theta = math.pi * _u(n, g)
+    upper = torch.rand(n, generator=g) < 0.5
+    x = torch.where(upper, theta.cos(), 1 - theta.cos())
+    y = torch.where(upper, theta.sin(), 0.5 - theta.sin())
+    pts = torch.stack([x, y], 1) + 0.06 * _n(n, g)
+    pts = (pts - torch.tensor([0.5, 0.25], dtype=torch.float64)) * torch.tensor(
+        [1.2, 2.0], dtype=torch.float64
+    )
+    return pts, (~upper).long()
+
+
+def _circles(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    theta = 2 * math.pi * _u(n, g)
+    inner = torch.rand(n, generator=g) < 0.5
+    radius = torch.where(inner, 0.8, 1.8).double()
+    return radius[:, None] * torch.stack([theta.cos(), theta.sin()], 1) + 0.08 * _n(n, g), (
+        ~inner
+    ).long()
+
+
+def _two_spirals(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    r = torch.sqrt(_u(n, g)) * 540 * (2 * math.pi) / 360
+    first = torch.rand(n, generator=g) < 0.5
+    sign = torch.where(first, -1.0, 1.0).double()
+    pts = torch.stack([-r.cos() * r, r.sin() * r], 1) * sign[:, None]
+    return pts / 4.0 + 0.08 * _n(n, g), (~first).long()
+
+
+_LABELLED = {"moons": _moons, "circles": _circles, "two_spirals": _two_spirals}
+LABELLED_TOYS: tuple[str, ...] = tuple(_LABELLED)
+"""Names accepted by :func:`labelled_toy` (two classes each)."""
+
+
+def labelled_toy(
+    name: str, n: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``n`` labelled points ``(x (n, 2) float32, y (n,) long in {0, 1})`` of a 2D toy.
+
+    ``moons``: 0 = upper moon, 1 = lower moon; ``circles``: 0 = inner, 1 = outer ring;
+    ``two_spirals``: the two arms. ``x`` equals ``toy_dataset(name, n, generator)`` for a
+    generator in the same state.
+    """
+    if name not in _LABELLED:
+        raise ValueError(f"name must be one of {list(LABELLED_TOYS)}, got {name!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_generator(generator)
+    x, y = _LABELLED[name](n, generator)
+    return x.float(), y

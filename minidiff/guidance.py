@@ -1,0 +1,232 @@
+"""Guidance: classifier guidance and classifier-free guidance as wrappers around models.
+
+Bayes' rule for scores, ``∇ log p_t(x | y) = ∇ log p_t(x) + ∇ log p_t(y | x)``, and
+``score = -eps / sqrt(1 - alpha_bar_t)`` give the two guided noise predictions of the lectures:
+
+* **classifier guidance** (Dhariwal & Nichol 2021, Algorithm 2) with a classifier
+  ``f_phi(y | x_t, t)`` trained on *noised* data::
+
+      eps_hat = eps_theta(x_t, t) - sqrt(1 - alpha_bar_t) · w · ∇_x log f_phi(y | x_t, t)
+
+  i.e. the score ``∇ log p_t(x) + w ∇ log f_phi(y | x)``; ``w = 1`` with the exact classifier is
+  the exact conditional score.
+
+* **classifier-free guidance** (Ho & Salimans 2021) with one network ``eps_theta(x_t, t, y)``
+  trained with label dropout, so that ``eps_theta(x_t, t, ∅)`` is the unconditional model::
+
+      eps_tilde = (1 + w) eps_theta(x_t, t, y) - w eps_theta(x_t, t, ∅)
+                = eps_theta(x_t, t, y) + w (eps_theta(x_t, t, y) - eps_theta(x_t, t, ∅))
+
+  i.e. the score ``(1 + w) ∇ log p_t(x | y) - w ∇ log p_t(x)``; ``w = 0`` is the conditional model.
+
+Two conventions for the weight: the lectures' ``w`` (also written ``s``), where ``w = 0`` means no
+guidance beyond conditioning, and the *guidance scale* ``gamma = 1 + w`` of ``diffusers``
+(``guidance_scale``, where ``eps_u + gamma (eps_c - eps_u)``), where 1 means none. And classifier
+guidance with weight ``w`` has the score ``∇ log p_t(x) + w (∇ log p_t(x | y) - ∇ log p_t(x))``,
+which is classifier-free guidance with weight ``w - 1`` when both use exact models.
+
+Every wrapper returns an ``eps_model(x_t (B, D), t (B,) long)`` (or a ``score_fn(x, t)``), so every
+sampler of the registry takes it unchanged. Labels are ``0..C-1``; the null label ∅ is ``C``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .data.labelled import check_labels
+from .diffusion import EpsModel
+from .schedules import NoiseSchedule, check_timesteps
+
+__all__ = [
+    "ConditionalModel",
+    "Classifier",
+    "check_guidance_weight",
+    "guidance_scale",
+    "cfg_combine",
+    "classifier_free_guidance",
+    "classifier_log_prob_grad",
+    "classifier_guidance",
+    "classifier_guidance_score",
+]
+
+ConditionalModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``model(x_t (B, D), t (B,), y (B,) long) -> (B, D)``; ``y = num_classes`` is the null label ∅."""
+Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``classifier(x_t (B, D), t (B,)) -> logits (B, C)`` of a time-conditioned (noisy) classifier."""
+
+
+def check_guidance_weight(w: object, name: str = "w") -> float:
+    """Return ``w`` as a float if it is a finite number ``>= 0``, else raise naming ``name``."""
+    if isinstance(w, bool) or not isinstance(w, (int, float)):
+        raise TypeError(
+            f"{name} must be a number >= 0 (the guidance weight), got {type(w).__name__}"
+        )
+    if not math.isfinite(w) or w < 0:
+        raise ValueError(
+            f"{name} must be a finite guidance weight >= 0 "
+            f"(0 = the conditional model, no extra guidance), got {w}"
+        )
+    return float(w)
+
+
+def _check_num_classes(num_classes: object) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    return num_classes
+
+
+def _check_y(y: object, C: int) -> None:
+    # validate the labels once, when the wrapper is built, before any sampling work
+    if isinstance(y, torch.Tensor) and y.dim() != 1:
+        raise ValueError(f"y must be an int or a long tensor (B,), got shape {tuple(y.shape)}")
+    check_labels(y, y.shape[0] if isinstance(y, torch.Tensor) else 1, C)
+
+
+def guidance_scale(w: float) -> float:
+    """The ``diffusers`` guidance scale ``gamma = 1 + w`` of the lectures' weight ``w``."""
+    return 1.0 + check_guidance_weight(w)
+
+
+def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """``(1 + w) cond - w uncond`` for ε predictions or scores alike (the combination is linear)."""
+    w = check_guidance_weight(w)
+    if cond.shape != uncond.shape:
+        raise ValueError(
+            f"uncond must have the shape of cond {tuple(cond.shape)}, got {tuple(uncond.shape)}"
+        )
+    return cond + w * (cond - uncond)
+
+
+def classifier_free_guidance(
+    model: ConditionalModel, y: int | torch.Tensor, w: float, *, num_classes: int
+) -> EpsModel:
+    """Classifier-free guidance: ``eps_model(x_t, t) = (1 + w) eps(x_t, t, y) - w eps(x_t, t, ∅)``.
+
+    Args:
+        model: conditional ``model(x_t, t, y)`` trained with label dropout; ``∅ = num_classes``.
+        y: the class to generate, an int or a long tensor ``(B,)`` (one per sample).
+        w: guidance weight ``>= 0``; 0 returns the conditional model (one call per step),
+            otherwise conditional and unconditional rows go through the model in one batch.
+        num_classes: ``C``, the number of real classes.
+
+    Works unchanged for a conditional *score* model ``score(x, t, y)`` with continuous ``t``.
+    """
+    C = _check_num_classes(num_classes)
+    w = check_guidance_weight(w)
+    if not callable(model):
+        raise TypeError(f"model must be callable (x_t, t, y) -> eps, got {type(model).__name__}")
+    _check_y(y, C)
+
+    def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        yy = check_labels(y, x_t.shape[0], C).to(x_t.device)
+        if w == 0:
+            return model(x_t, t, yy)
+        both = model(
+            torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([yy, torch.full_like(yy, C)])
+        )
+        cond, uncond = both.chunk(2)
+        return cond + w * (cond - uncond)
+
+    return eps
+
+
+def classifier_log_prob_grad(
+    classifier: Classifier,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    y: int | torch.Tensor,
+    *,
+    num_classes: int,
+) -> torch.Tensor:
+    """``∇_x log f(y | x_t, t)`` with ``log f = log_softmax(classifier(x_t, t))``; shape of ``x_t``.
+
+    Autograd runs even inside a sampler's ``torch.no_grad()``. Raises ``ValueError`` if the
+    classifier does not return logits ``(B, num_classes)``.
+    """
+    C = _check_num_classes(num_classes)
+    yy = check_labels(y, x_t.shape[0], C).to(x_t.device)
+    with torch.enable_grad():
+        x = x_t.detach().requires_grad_(True)
+        logits = classifier(x, t)
+        if (
+            not isinstance(logits, torch.Tensor)
+            or logits.dim() != 2
+            or logits.shape[0] != x_t.shape[0]
+        ):
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(
+                f"classifier must return logits of shape ({x_t.shape[0]}, {C}), got {got}"
+            )
+        if logits.shape[1] != C:
+            raise ValueError(
+                f"classifier returned {logits.shape[1]} classes but num_classes={C}: "
+                "guide with a classifier trained on the same classes"
+            )
+        log_p = torch.log_softmax(logits, dim=1).gather(1, yy[:, None]).sum()
+        (grad,) = torch.autograd.grad(log_p, x)
+    return grad.detach()
+
+
+def classifier_guidance(
+    eps_model: EpsModel,
+    classifier: Classifier,
+    y: int | torch.Tensor,
+    w: float,
+    schedule: NoiseSchedule,
+    *,
+    num_classes: int,
+) -> EpsModel:
+    """Classifier guidance: ``eps_model(x_t, t) = eps - sqrt(1 - ab_t) w ∇ log f(y | x_t, t)``.
+
+    ``eps_model(x_t, t)`` is the unconditional model, ``classifier(x_t, t)`` a noisy classifier
+    returning logits ``(B, num_classes)``, ``y`` an int or ``(B,)`` long, ``w >= 0``.
+    """
+    C = _check_num_classes(num_classes)
+    w = check_guidance_weight(w)
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    for name, fn in (("eps_model", eps_model), ("classifier", classifier)):
+        if not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    _check_y(y, C)
+
+    def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        tt = check_timesteps(t, x_t.shape[0], schedule.T)
+        out = eps_model(x_t, t)
+        if w == 0:
+            return out
+        grad = classifier_log_prob_grad(classifier, x_t, t, y, num_classes=C)
+        sigma = schedule.sqrt_one_minus_alpha_bar[tt.cpu()].to(device=x_t.device, dtype=x_t.dtype)
+        return out - sigma.reshape(-1, *([1] * (x_t.dim() - 1))) * w * grad
+
+    return eps
+
+
+def classifier_guidance_score(
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    classifier: Classifier,
+    y: int | torch.Tensor,
+    w: float,
+    *,
+    num_classes: int,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Classifier guidance in score form: ``score(x, t) + w ∇ log f(y | x, t)``.
+
+    For any time variable, the SDE samplers' continuous ``t`` included.
+    """
+    C = _check_num_classes(num_classes)
+    w = check_guidance_weight(w)
+    _check_y(y, C)
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = score_fn(x, t)
+        return (
+            out
+            if w == 0
+            else out + w * classifier_log_prob_grad(classifier, x, t, y, num_classes=C)
+        )
+
+    return score

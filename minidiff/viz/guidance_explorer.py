@@ -1,0 +1,366 @@
+"""The guidance explorer widget (chapter 9): weight, class, guidance form, sampler and steps ->
+the guided samples and the guided score field.
+
+A thin ipywidgets layer over the pure :func:`guided_eps_model`, :func:`guided_samples` and
+:func:`guided_score_field`. By default the models are the exact oracles of a
+:class:`~minidiff.data.LabelledGaussianMixture` (so every picture shows guidance itself, free of
+model error); trained models can be passed instead.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from ..data.labelled import LabelledGaussianMixture
+from ..diffusion import EpsModel
+from ..guidance import (
+    Classifier,
+    ConditionalModel,
+    check_guidance_weight,
+    classifier_free_guidance,
+    classifier_guidance,
+)
+from ..samplers.ddim import ddim_timesteps, respace_eps_model, respace_schedule
+from ..samplers.registry import get_sampler
+from ..schedules import NoiseSchedule, linear_schedule
+
+__all__ = [
+    "FORMS",
+    "SAMPLERS",
+    "guided_eps_model",
+    "guided_samples",
+    "guided_score_field",
+    "GuidanceExplorer",
+    "guidance_explorer",
+]
+
+FORMS: tuple[str, ...] = ("classifier-free", "classifier")
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
+
+
+def guided_eps_model(
+    form: str,
+    cond_model: ConditionalModel,
+    classifier: Classifier,
+    schedule: NoiseSchedule,
+    y: int,
+    w: float,
+    num_classes: int,
+) -> EpsModel:
+    """The guided ``eps_model(x_t, t)`` of ``form``.
+
+    ``"classifier-free"``: ``(1+w) eps_c - w eps_∅``; ``"classifier"``:
+    ``eps_∅ - sqrt(1 - ab_t) w ∇ log f(y | x_t)``, where ``eps_∅ = cond_model(x, t, ∅)``.
+    """
+    if form == "classifier-free":
+        return classifier_free_guidance(cond_model, y, w, num_classes=num_classes)
+    if form == "classifier":
+
+        def uncond(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return cond_model(x, t, torch.full_like(t, num_classes))
+
+        return classifier_guidance(uncond, classifier, y, w, schedule, num_classes=num_classes)
+    raise ValueError(f"form must be one of {list(FORMS)}, got {form!r}")
+
+
+def guided_samples(
+    eps_model: EpsModel,
+    schedule: NoiseSchedule,
+    n: int,
+    sampler: str = "ddim",
+    steps: int = 50,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``n`` samples ``(n, 2)`` from a guided ``eps_model`` with ``steps`` strided steps.
+
+    ``"ddim"``: DDIM with ``eta = 0``; ``"ddpm"``: the registry's ancestral DDPM sampler on the
+    respaced chain (``sigma² = beta_tilde``). Both take the guided model unchanged.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= schedule.T:
+        raise ValueError(f"steps must be an int in 1..{schedule.T}, got {steps!r}")
+    ts = ddim_timesteps(schedule, steps)
+    if sampler == "ddim":
+        out = get_sampler("ddim")(eps_model, schedule, (n, 2), timesteps=ts, generator=generator)
+    else:
+        out = get_sampler("ddpm")(
+            respace_eps_model(eps_model, ts),
+            respace_schedule(schedule, ts),
+            (n, 2),
+            variance="beta_tilde",
+            generator=generator,
+        )
+    return out
+
+
+def guided_score_field(
+    eps_model: EpsModel, schedule: NoiseSchedule, t: int, lim: float = 3.0, grid: int = 15
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guided score ``-eps(x, t) / sqrt(1 - ab_t)`` on a ``grid x grid`` lattice of
+    ``[-lim, lim]²``: returns ``(points (grid², 2), score (grid², 2))``."""
+    g = torch.linspace(-lim, lim, grid)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+    tt = torch.full((pts.shape[0],), int(t), dtype=torch.long)
+    eps = eps_model(pts, tt)
+    return pts, -eps / float(schedule.sqrt_one_minus_alpha_bar[int(t)])
+
+
+class GuidanceExplorer:
+    """Widget: guided samples (left) and the guided score field at one noise level (right).
+
+    :meth:`update` is the whole callback and works without a display::
+
+        ex = GuidanceExplorer(render=False)
+        state = ex.update(w=4.0, y=0, form="classifier-free")   # state["samples"]: (n, 2)
+        ex.widget                                               # the ipywidgets container
+
+    The readout gives the accuracy of the exact classifier ``p_0(y | x)`` on the samples
+    (fidelity) and each component's share of the samples of class ``y`` (diversity).
+    """
+
+    PARAMS = ("w", "y", "form", "sampler", "steps")
+
+    def __init__(
+        self,
+        mixture: LabelledGaussianMixture | None = None,
+        schedule: NoiseSchedule | None = None,
+        *,
+        cond_model: ConditionalModel | None = None,
+        classifier: Classifier | None = None,
+        n: int = 600,
+        seed: int = 0,
+        field_t: int | None = None,
+        w: float = 0.0,
+        y: int = 0,
+        form: str = "classifier-free",
+        sampler: str = "ddim",
+        steps: int = 50,
+        render: bool = True,
+    ) -> None:
+        self.mixture = mixture if mixture is not None else LabelledGaussianMixture.default_2d()
+        self.schedule = schedule if schedule is not None else linear_schedule(1000)
+        self.cond_model = (
+            cond_model if cond_model is not None else self.mixture.cond_eps_model(self.schedule)
+        )
+        self.classifier = (
+            classifier if classifier is not None else self.mixture.classifier(self.schedule)
+        )
+        self.n, self.seed = int(n), int(seed)
+        self.field_t = int(field_t) if field_t is not None else max(1, self.schedule.T // 5)
+        self.params: dict[str, Any] = {
+            "w": w,
+            "y": y,
+            "form": form,
+            "sampler": sampler,
+            "steps": steps,
+        }
+        self.state: dict[str, Any] = {}
+        self.render = render
+        self.figure = Figure(figsize=(10, 4.4))
+        self._syncing = False
+        self._build_widgets()
+        self.update()
+
+    # -- pure part -------------------------------------------------------------------------------
+    def compute(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """State for ``params``: ``samples``, ``field``, ``accuracy``, ``shares``, ``message``."""
+        m = self.mixture
+        try:
+            w = check_guidance_weight(params["w"])
+            y = int(params["y"])
+            eps = guided_eps_model(
+                params["form"], self.cond_model, self.classifier, self.schedule, y, w, m.num_classes
+            )
+            gen = torch.Generator().manual_seed(self.seed)
+            x = guided_samples(eps, self.schedule, self.n, params["sampler"], params["steps"], gen)
+            field = guided_score_field(eps, self.schedule, self.field_t)
+        except (ValueError, TypeError) as err:
+            return {"params": dict(params), "samples": None, "message": f"Invalid setting: {err}"}
+        x64 = x.double()
+        accuracy = float((m.log_posterior(x64).argmax(1) == y).double().mean())
+        shares = m.component_shares(x64, y)
+        return {
+            "params": dict(params),
+            "samples": x,
+            "field": field,
+            "accuracy": accuracy,
+            "shares": shares,
+            "message": None,
+        }
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """Apply parameter ``changes`` (any of :attr:`PARAMS`), redraw, return the new state.
+
+        Invalid values (``w < 0``, an unknown class, the null label) do not raise: the state's
+        ``message`` says what is wrong and the widget shows it.
+        """
+        unknown = set(changes) - set(self.PARAMS)
+        if unknown:
+            raise ValueError(
+                f"unknown explorer parameter(s) {sorted(unknown)}; "
+                f"expected some of {list(self.PARAMS)}"
+            )
+        self.params.update(changes)
+        self.state = self.compute(self.params)
+        self._draw()
+        self._sync_widgets()
+        return self.state
+
+    def readout(self) -> str:
+        """The text under the picture (empty when the settings are invalid)."""
+        st = self.state
+        if st.get("message") is not None:
+            return ""
+        p = st["params"]
+        shares = ", ".join(f"{s:.0%}" for s in st["shares"])
+        name = self.mixture.names[int(p["y"])]
+        return (
+            f"{p['form']} guidance, w = {float(p['w']):g}, class {name}: "
+            f"accuracy of the exact classifier on the samples {st['accuracy']:.1%}; "
+            f"share of the samples per component of the class: {shares}"
+        )
+
+    # -- drawing -----------------------------------------------------------------------------------
+    def _draw(self) -> None:
+        fig = self.figure
+        fig.clear()
+        axes = fig.subplots(1, 2)
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.84, wspace=0.25)
+        st = self.state
+        if st["message"] is not None:
+            for ax in axes:
+                ax.set_axis_off()
+            axes[0].text(
+                0.0, 0.5, st["message"], color="tab:red", transform=axes[0].transAxes, wrap=True
+            )
+            return
+        p, m = st["params"], self.mixture
+        lim = 3.0
+        g = torch.linspace(-lim, lim, 120, dtype=torch.float64)
+        xx, yy = torch.meshgrid(g, g, indexing="xy")
+        pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+        dens = m.class_mixtures[int(p["y"])].log_prob(pts).exp().reshape(120, 120)
+        for ax in axes:
+            ax.contour(xx.numpy(), yy.numpy(), dens.numpy(), levels=6, colors="0.6", linewidths=0.7)
+            ax.set(
+                xlim=(-lim, lim), ylim=(-lim, lim), xlabel="$x_1$", ylabel="$x_2$", aspect="equal"
+            )
+        x = st["samples"]
+        axes[0].scatter(x[:, 0], x[:, 1], s=3, alpha=0.5, color="tab:blue")
+        axes[0].set_title(f"{self.n} samples, {p['sampler']}, {p['steps']} steps")
+        pts_f, score = st["field"]
+        norm = score.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        axes[1].quiver(
+            pts_f[:, 0],
+            pts_f[:, 1],
+            (score / norm)[:, 0],
+            (score / norm)[:, 1],
+            norm[:, 0],
+            cmap="viridis",
+            scale=25,
+        )
+        axes[1].set_title(f"guided score direction at t = {self.field_t} (colour: length)")
+        fig.suptitle(
+            f"{p['form']} guidance, w = {float(p['w']):g}, class {m.names[int(p['y'])]} "
+            "(grey: contours of $p_0(x\\mid y)$)",
+            fontsize=10,
+        )
+
+    def png(self) -> bytes:
+        """The current figure as PNG bytes."""
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=72)
+        return buf.getvalue()
+
+    # -- widgets -----------------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        import ipywidgets as wd
+
+        p = self.params
+        style = {"description_width": "70px"}
+        self.controls = {
+            "w": wd.FloatSlider(
+                value=p["w"],
+                min=0.0,
+                max=8.0,
+                step=0.5,
+                description="weight w",
+                continuous_update=False,
+                style=style,
+            ),
+            "y": wd.Dropdown(
+                options=[(nm, i) for i, nm in enumerate(self.mixture.names)],
+                value=p["y"],
+                description="class",
+                style=style,
+            ),
+            "form": wd.Dropdown(
+                options=list(FORMS), value=p["form"], description="guidance", style=style
+            ),
+            "sampler": wd.Dropdown(
+                options=list(SAMPLERS), value=p["sampler"], description="sampler", style=style
+            ),
+            "steps": wd.IntSlider(
+                value=p["steps"],
+                min=5,
+                max=200,
+                step=5,
+                description="steps",
+                continuous_update=False,
+                style=style,
+            ),
+        }
+        for ctrl in self.controls.values():
+            ctrl.add_class("minidiff-control")
+        self.message = wd.HTML("").add_class("minidiff-message")
+        self.readout_widget = wd.HTML("").add_class("minidiff-readout")
+        self.image = wd.Image(format="png").add_class("minidiff-view")
+        for name, ctrl in self.controls.items():
+            ctrl.observe(self._on_change(name), names="value")
+        c = self.controls
+        self.widget = wd.VBox(
+            [
+                wd.HBox([c["w"], c["y"], c["form"]]),
+                wd.HBox([c["sampler"], c["steps"]]),
+                self.message,
+                self.image,
+                self.readout_widget,
+            ]
+        ).add_class("minidiff-widget")
+
+    def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
+        def callback(change: Mapping[str, Any]) -> None:
+            if not self._syncing:
+                self.update(**{name: change["new"]})
+
+        return callback
+
+    def _sync_widgets(self) -> None:
+        if not hasattr(self, "controls"):
+            return
+        self._syncing = True
+        try:
+            for name in self.PARAMS:
+                try:
+                    self.controls[name].value = self.params[name]
+                except Exception:  # noqa: BLE001 - a value the control cannot show stays as it was
+                    pass
+            msg = self.state.get("message")
+            self.message.value = "" if msg is None else f"<b style='color:#c00'>{msg}</b>"
+            self.readout_widget.value = self.readout()
+            if self.render:
+                self.image.value = self.png()
+        finally:
+            self._syncing = False
+
+
+def guidance_explorer(**kwargs: Any) -> Any:
+    """The guidance explorer as an ipywidgets container (see :class:`GuidanceExplorer`)."""
+    return GuidanceExplorer(**kwargs).widget

@@ -1,0 +1,91 @@
+"""The guidance explorer driven headlessly: pure state, the widget contract, every control acts."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from minidiff import linear_schedule  # noqa: E402
+from minidiff.data import LabelledGaussianMixture  # noqa: E402
+from minidiff.guidance import classifier_free_guidance  # noqa: E402
+from minidiff.viz import GuidanceExplorer, guided_samples, guided_score_field  # noqa: E402
+from minidiff.viz.guidance_explorer import guided_eps_model  # noqa: E402
+
+SCHED = linear_schedule(200, 5e-4, 0.1)
+MIX = LabelledGaussianMixture.default_2d()
+
+
+@pytest.fixture(scope="module")
+def explorer() -> GuidanceExplorer:
+    return GuidanceExplorer(MIX, SCHED, n=300, steps=20, render=True)
+
+
+def test_state_is_the_pure_functions(explorer: GuidanceExplorer) -> None:
+    st = explorer.update(w=2.0, y=1, form="classifier-free", sampler="ddim", steps=20)
+    assert st["message"] is None and explorer.message.value == ""
+    eps = classifier_free_guidance(MIX.cond_eps_model(SCHED), 1, 2.0, num_classes=3)
+    ref = guided_samples(eps, SCHED, 300, "ddim", 20, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(st["samples"], ref)
+    pts, score = guided_score_field(eps, SCHED, explorer.field_t)
+    torch.testing.assert_close(st["field"][1], score)
+    assert pts.shape == (225, 2)
+    assert 0.0 <= st["accuracy"] <= 1.0 and abs(sum(st["shares"]) - 1.0) < 0.05
+
+
+def test_guidance_sharpens_the_class(explorer: GuidanceExplorer) -> None:
+    low = explorer.update(w=0.0, y=0, form="classifier-free")
+    acc0, shares0 = low["accuracy"], low["shares"]
+    high = explorer.update(w=6.0)
+    # larger weight: at least as accurate, and the component next to class 1 loses its share
+    assert high["accuracy"] >= acc0 - 0.01
+    assert high["shares"][1] < shares0[1] - 0.1, (shares0, high["shares"])
+
+
+def test_widget_contract_and_every_control_changes_the_view(explorer: GuidanceExplorer) -> None:
+    w = explorer.widget
+    assert "minidiff-widget" in w._dom_classes
+    assert "minidiff-view" in explorer.image._dom_classes
+    assert "minidiff-message" in explorer.message._dom_classes
+    assert "minidiff-readout" in explorer.readout_widget._dom_classes
+    assert set(explorer.controls) == set(GuidanceExplorer.PARAMS)
+    explorer.update(w=1.0, y=0, form="classifier-free", sampler="ddim", steps=20)
+    new_values = {"w": 3.0, "y": 2, "form": "classifier", "sampler": "ddpm", "steps": 30}
+    for name, value in new_values.items():
+        ctrl = explorer.controls[name]
+        assert "minidiff-control" in ctrl._dom_classes
+        before = (explorer.image.value, explorer.readout_widget.value)
+        ctrl.value = value  # goes through the observer, as a student's click does
+        assert explorer.params[name] == value
+        after = (explorer.image.value, explorer.readout_widget.value)
+        assert after[0] != before[0] or after[1] != before[1], name
+        assert explorer.message.value == ""
+
+
+def test_invalid_settings_show_a_message_not_an_exception(explorer: GuidanceExplorer) -> None:
+    st = explorer.update(w=-1.0)
+    assert st["message"] and "w must be" in explorer.message.value
+    assert explorer.readout_widget.value == ""
+    st = explorer.update(w=1.0, y=3)
+    assert "null label" in st["message"]
+    st = explorer.update(y=0)
+    assert st["message"] is None and explorer.message.value == ""
+    with pytest.raises(ValueError, match="unknown explorer parameter"):
+        explorer.update(weight=1.0)
+
+
+def test_guided_eps_model_forms() -> None:
+    cond, clf = MIX.cond_eps_model(SCHED), MIX.classifier(SCHED)
+    x = torch.randn(16, 2, dtype=torch.float64)
+    t = torch.full((16,), 50)
+    cg = guided_eps_model("classifier", cond, clf, SCHED, 0, 1.0, 3)(x, t)
+    torch.testing.assert_close(
+        cg, cond(x, t, torch.zeros(16, dtype=torch.long)), rtol=1e-7, atol=1e-9
+    )
+    with pytest.raises(ValueError, match="form"):
+        guided_eps_model("implicit", cond, clf, SCHED, 0, 1.0, 3)
+    with pytest.raises(ValueError, match="sampler"):
+        guided_samples(lambda x, t: x, SCHED, 10, "heun", 10)

@@ -1,0 +1,87 @@
+"""The schedule explorer as a widget: the browser-test contract, bad values shown (not raised), and
+the sliders' echo of snapped values, driven headlessly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from minidiff.viz import ScheduleExplorer
+
+
+@pytest.fixture
+def ex() -> ScheduleExplorer:
+    return ScheduleExplorer("moons", n=200, seed=0, T=200, t=50, render=False)
+
+
+def test_widget_carries_the_contract_classes(ex: ScheduleExplorer) -> None:
+    assert "minidiff-widget" in ex.widget._dom_classes
+    assert "minidiff-view" in ex.image._dom_classes
+    assert "minidiff-message" in ex.message._dom_classes
+    assert "minidiff-readout" in ex.readout_label._dom_classes
+    assert all("minidiff-control" in c._dom_classes for c in ex.controls.values())
+    assert ex.message.value == ""
+    assert "t = 50" in ex.readout_label.value
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"t": "x"}, "t must be an int"),
+        ({"t": None}, "t must be an int"),
+        ({"t": 2.5}, "t must be an int"),
+        ({"T": 0}, "T must be >= 1"),
+        ({"beta_start": float("nan")}, "beta_start"),
+        ({"beta_start": 0.05, "beta_end": 0.01}, "beta_end"),
+    ],
+)
+def test_bad_values_show_a_message_instead_of_raising(
+    ex: ScheduleExplorer, change: dict[str, object], words: str
+) -> None:
+    st = ex.update(family="linear", **change)
+    assert st["message"] is not None and words in st["message"]
+    assert words.split()[0] in ex.message.value
+    assert ex.readout_label.value == ""
+    good = ex.update(t=10, T=200, beta_start=1e-4, beta_end=0.02)
+    assert good["message"] is None and ex.message.value == ""
+
+
+def test_unknown_parameter_names_still_raise(ex: ScheduleExplorer) -> None:
+    with pytest.raises(ValueError, match="unknown explorer parameter"):
+        ex.update(beta=0.1)
+
+
+def _from_browser(ex: ScheduleExplorer, name: str, value: object) -> None:
+    """What the front end does when a slider reports a value: set the trait, callbacks fire."""
+    ex.controls[name].value = value
+
+
+def test_snapped_echo_of_a_log_slider_keeps_the_exact_value(ex: ScheduleExplorer) -> None:
+    ex.update(family="linear", beta_end=0.02)
+    _from_browser(ex, "beta_end", 10**-1.7)  # 0.01995: the log slider's grid point
+    assert ex.params["beta_end"] == 0.02
+    _from_browser(ex, "beta_end", 10**-1.6)  # one step up: a real move
+    assert math.isclose(ex.params["beta_end"], 10**-1.6)
+    assert ex.state["message"] is None
+
+
+def test_late_echo_cannot_bring_back_an_invalid_range(ex: ScheduleExplorer) -> None:
+    """Chapter 1's old defect: the log sliders echoed a snapped beta_start=0.0501 after the range
+    had been restored, and the widget stayed on 'beta_end must be >= beta_start'. The notebook no
+    longer pushes that range into the live widget; a student who does sees the message, and the
+    next move of a beta slider recovers."""
+    st = ex.update(family="linear", beta_start=0.05, beta_end=0.01)
+    assert st["message"] is not None
+    ex.update(beta_start=1e-4, beta_end=0.02)
+    assert ex.state["message"] is None
+    _from_browser(ex, "beta_end", 10**-1.7)  # the echo of the restored value: ignored
+    assert ex.state["message"] is None and ex.params["beta_end"] == 0.02
+
+
+def test_float_slider_echo_within_half_a_step_is_ignored(ex: ScheduleExplorer) -> None:
+    ex.update(family="cosine", s=0.008)
+    _from_browser(ex, "s", 0.008 + 1e-12)
+    assert ex.params["s"] == 0.008
+    _from_browser(ex, "s", 0.010)
+    assert ex.params["s"] == 0.010
