@@ -17,8 +17,9 @@ Public API (stable; coursework imports these names from the top level):
   ``NoiseConditionalScoreMLP``, ``vp_eps_loss``
 - likelihood: ``ode_log_likelihood``, ``bits_per_dim``, ``affine_model_nll``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
-- networks and training: ``TimeMLP``, ``sinusoidal_embedding``, ``train``, ``EMA``, ``TrainResult``,
-  ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError``
+- networks and training: ``TimeMLP``, ``UNet``, ``UNetConfig``, ``sinusoidal_embedding``,
+  ``train``, ``EMA``, ``TrainResult``, ``save_checkpoint``, ``load_checkpoint``,
+  ``NonFiniteLossError``
 - guidance: ``classifier_guidance``, ``classifier_free_guidance`` (more in ``minidiff.guidance``;
   conditional networks in ``minidiff.nn``, labelled toys in ``minidiff.data``)
 - metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
@@ -62,7 +63,7 @@ from .metrics import (
     precision_recall_with_floor,
     sliced_wasserstein,
 )
-from .nn import TimeMLP, sinusoidal_embedding
+from .nn import TimeMLP, UNet, UNetConfig, sinusoidal_embedding
 from .samplers import (
     annealed_langevin_sample,
     available_samplers,
@@ -177,6 +178,8 @@ __all__ = [
     "TOY_DATASETS",
     "train",
     "TrainResult",
+    "UNet",
+    "UNetConfig",
     "VESDE",
     "vlb_terms",
     "vlb_weights",

@@ -4,6 +4,8 @@
   (the distance between two independent samples of the data) with its spread.
 - :mod:`minidiff.metrics.precision_recall`: k-NN precision (fidelity) and recall (diversity)
   against the data's own floor, and mode coverage with per-mode widths for Gaussian mixtures.
+- :mod:`minidiff.metrics.fid`: FID and KID on features (Inception-v3 features from torch-fidelity,
+  an optional extra, with local weights).
 """
 
 from .distances import (
@@ -16,6 +18,7 @@ from .distances import (
     mmd,
     sliced_wasserstein,
 )
+from .fid import KID, fid_from_features, frechet_distance, inception_features, kid_from_features
 from .precision_recall import (
     ModeCoverage,
     PrecisionRecall,
@@ -27,6 +30,11 @@ from .precision_recall import (
 )
 
 __all__ = [
+    "fid_from_features",
+    "frechet_distance",
+    "kid_from_features",
+    "KID",
+    "inception_features",
     "mmd",
     "sliced_wasserstein",
     "energy_distance",

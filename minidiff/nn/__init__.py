@@ -2,6 +2,7 @@
 
 - :mod:`minidiff.nn.mlp`: sinusoidal time embedding and ``TimeMLP``, the time-conditioned MLP
   denoiser for 2D data.
+- :mod:`minidiff.nn.unet`: ``UNet`` (DDPM's image denoiser), its blocks and ``UNET_CONFIGS``.
 - :mod:`minidiff.nn.conditional`: ``ConditionalTimeMLP`` (class labels and a null label for
   classifier-free guidance), ``NoisyClassifier`` (for classifier guidance) and their losses.
 """
@@ -14,10 +15,30 @@ from .conditional import (
     noisy_classifier_loss,
 )
 from .mlp import TimeMLP, sinusoidal_embedding
+from .unet import (
+    UNET_CONFIGS,
+    AttentionBlock,
+    Downsample,
+    ResBlock,
+    TimeEmbedding,
+    UNet,
+    UNetConfig,
+    Upsample,
+    count_parameters,
+)
 
 __all__ = [
     "sinusoidal_embedding",
     "TimeMLP",
+    "UNet",
+    "UNetConfig",
+    "UNET_CONFIGS",
+    "ResBlock",
+    "AttentionBlock",
+    "Downsample",
+    "Upsample",
+    "TimeEmbedding",
+    "count_parameters",
     "ConditionalTimeMLP",
     "NoisyClassifier",
     "conditional_eps_loss",

@@ -2,6 +2,7 @@
 
 - :mod:`minidiff.viz.plots`: pure plotting helpers that draw on a matplotlib ``Axes`` and return it.
 - :mod:`minidiff.viz.schedule_explorer`: the schedule explorer (chapter 1).
+- :mod:`minidiff.viz.grid`: image grids (show or save a batch of images as one picture).
 - :mod:`minidiff.viz.guidance_explorer`: the guidance explorer (chapter 9).
 - :mod:`minidiff.viz.frequency_explorer`: the frequency explorer (chapter 10).
 
@@ -9,6 +10,7 @@ Every widget is a thin ipywidgets layer over pure functions that the tests call 
 """
 
 from .frequency_explorer import FrequencyExplorer, frequency_explorer, frequency_view
+from .grid import image_grid, save_image_grid
 from .guidance_explorer import (
     GuidanceExplorer,
     guidance_explorer,
@@ -28,6 +30,8 @@ __all__ = [
     "ScheduleExplorer",
     "schedule_explorer",
     "FAMILIES",
+    "image_grid",
+    "save_image_grid",
     "GuidanceExplorer",
     "guidance_explorer",
     "guided_samples",

@@ -1,0 +1,138 @@
+"""One GPU session: the throughput benchmark, then DDPM on CIFAR-10 for the rest of a time budget.
+
+1. ``bench/gpu_throughput.py`` (minidiff vs diffusers, with and without ``torch.compile``) writes
+   ``throughput.json``;
+2. ``python -m minidiff.train_images`` trains ``UNet("ddpm_cifar10")`` (bf16, channels_last,
+   compiled, batch 128) for as many steps as the measured throughput allows in the time left,
+   writing ``run/loss.png``, ``run/samples*.png`` (DDIM-50 grids of the EMA model) and
+   ``run/run.jsonl`` (loss and images/s per interval);
+3. if Inception weights are given (``--inception-weights`` or ``MINIDIFF_INCEPTION_WEIGHTS``) and
+   torch-fidelity is installed: FID and KID of ``--fid-samples`` DDIM samples against the training
+   images, written to ``fid.json``; otherwise ``fid.json`` says why there is none.
+
+CIFAR-10 comes from ``--data-root`` / the ``MINIDIFF_DATA`` cache; with ``--download`` it is
+fetched (checksum-verified) if missing. Without it, the run stops with the loader's message.
+
+    python bench/gpu_cifar10_run.py --out runs/gpu --minutes 12
+    python bench/gpu_cifar10_run.py --out /tmp/smoke --tiny --device cpu   # CPU test of the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import gpu_throughput  # noqa: E402
+
+from minidiff import ddim_sample, linear_schedule  # noqa: E402
+from minidiff.metrics.fid import (  # noqa: E402
+    INCEPTION_WEIGHTS_ENV,
+    fid_from_features,
+    inception_features,
+    kid_from_features,
+)
+from minidiff.train_images import ImageRunConfig, load_images, run  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=12.0, help="total budget of this script")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--download", action="store_true")
+    ap.add_argument("--inception-weights", default=None)
+    ap.add_argument("--fid-samples", type=int, default=10_000)
+    ap.add_argument("--no-peer", action="store_true", help="skip diffusers in the benchmark")
+    ap.add_argument("--no-compile", action="store_true", help="never use torch.compile")
+    ap.add_argument(
+        "--tiny", action="store_true", help="tiny model on random 8x8 images (CPU test)"
+    )
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    deadline = t_start + 60 * args.minutes
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    bench_args = ["--device", args.device, "--json", str(args.out / "throughput.json")]
+    bench_args += ["--tiny"] * args.tiny + ["--no-peer"] * args.no_peer
+    bench_args += ["--no-compile"] * args.no_compile
+    throughput = gpu_throughput.main(bench_args)
+    ours = [r for r in throughput["train"] if r["model"] == "minidiff UNet"]  # type: ignore[index]
+    best = max(ours, key=lambda r: r["train_images_per_s"])
+
+    if args.tiny:
+        g = torch.Generator().manual_seed(0)
+        images = torch.rand(64, 1, 8, 8, generator=g) * 2 - 1
+        model, data, batch = "tiny", "digits", 8
+    else:
+        images = load_images("cifar10", root=args.data_root, download=args.download)
+        model, data, batch = "ddpm_cifar10", "cifar10", 128
+    # Leave a fifth of the remaining time (at least 60 s) for sampling, grids and FID.
+    left = deadline - time.perf_counter()
+    reserve = max(60.0, 0.2 * left) if not args.tiny else 0.0
+    steps = max(2, int((left - reserve) * best["train_images_per_s"] / batch))
+    if args.tiny:
+        steps = 4
+    config = ImageRunConfig(
+        model=model, data=data, steps=steps, batch_size=batch, lr=2e-4,
+        warmup_steps=min(1000, steps // 10), ema_decay=0.9995 if steps > 5000 else 0.999,
+        bf16=args.device.startswith("cuda"), channels_last=True, compile=best["compile"],
+        sample_every=max(1, steps // 4), n_samples=64, sample_steps=50,
+    )  # fmt: skip
+    result = run(config, args.out / "run", images=images, device=args.device)
+    summary: dict[str, object] = {
+        "device": throughput["device"], "steps": steps, "batch": batch,
+        "train_images_per_s": result.images_per_second,
+        "final_loss": result.log[-1]["loss"] if result.log else None,
+        "throughput": throughput,
+    }  # fmt: skip
+
+    weights = args.inception_weights or os.environ.get(INCEPTION_WEIGHTS_ENV)
+    fid: dict[str, object]
+    if args.tiny or not weights:
+        fid = {"fid": None, "why": "no Inception weights given" if not weights else "tiny run"}
+    else:
+        try:
+            n = args.fid_samples
+            dev = torch.device(args.device)
+            g = torch.Generator(device=dev).manual_seed(0)
+            chunks = []
+            with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16):
+                for i in range(0, n, 500):
+                    shape = (min(500, n - i), 3, 32, 32)
+                    sched = linear_schedule(config.T)
+                    x = ddim_sample(
+                        result.ema_model, sched, shape, steps=50, generator=g, device=dev
+                    )
+                    assert isinstance(x, torch.Tensor)
+                    chunks.append(x.float().cpu())
+            samples = torch.cat(chunks)
+            fs = inception_features(samples, weights, device=dev)
+            fr = inception_features(images[:n], weights, device=dev)
+            kid = kid_from_features(fs, fr, subsets=50, subset_size=1000)
+            fid = {"fid": fid_from_features(fs, fr), "kid": kid.mean, "kid_std": kid.std, "n": n,
+                   "sampler": "DDIM-50, EMA"}  # fmt: skip
+        except (ImportError, FileNotFoundError) as err:
+            fid = {"fid": None, "why": str(err)}
+    (args.out / "fid.json").write_text(json.dumps(fid, indent=1))
+    summary["fid"] = fid
+    summary["seconds"] = time.perf_counter() - t_start
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(
+        json.dumps({k: v for k, v in summary.items() if k != "throughput"}, indent=1, default=str)
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    main()

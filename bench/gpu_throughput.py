@@ -1,0 +1,242 @@
+"""Benchmark: training and sampling throughput of the DDPM CIFAR-10 U-Net on a GPU vs diffusers.
+
+For ``minidiff.nn.UNet("ddpm_cifar10")`` (35.7 M parameters) and, as the peer, diffusers'
+``UNet2DModel`` of the same size (the configuration of google/ddpm-cifar10-32), each with and
+without ``torch.compile``:
+
+- training images/second at batch 128 (AdamW step, L_simple, bf16 autocast, channels_last), timed
+  over ``--steps`` steps after ``--warmup`` steps (which include compilation);
+- MFU = images/s x (training FLOPs per image) / (the GPU's dense bf16 peak). FLOPs per image are
+  counted by ``torch.utils.flop_counter`` on one forward pass (x3 for forward + backward); the peak
+  comes from a table of known GPUs or ``--peak-tflops``.
+
+Then sampling images/second of the (compiled, if it compiled) minidiff model in bf16: 1000-step
+ancestral DDPM and 50-step DDIM on a batch of ``--sample-batch``.
+
+Targets (issue 12): >= 1.2x the peer's training throughput and MFU >= 35%.
+
+    python bench/gpu_throughput.py                       # on a GPU; needs `pip install diffusers`
+    python bench/gpu_throughput.py --tiny --device cpu   # smoke test of the script itself
+
+diffusers is imported only when the peer is measured (``--no-peer`` skips it). Prints a Markdown
+table; ``--json PATH`` writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from minidiff import ddim_sample, ddpm_sample, linear_schedule, simple_loss  # noqa: E402
+from minidiff.nn import UNet, count_parameters  # noqa: E402
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets (no sparsity).
+PEAKS = {
+    "H200": 989e12,
+    "H100 SXM": 989e12,
+    "H100 80GB HBM3": 989e12,
+    "H100 PCIe": 756e12,
+    "H100": 756e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "A10": 125e12,
+}
+
+
+def peak_flops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAKS.items():  # the first (most specific) key contained in the name
+        if key in name:
+            return value
+    return None
+
+
+class DiffusersPeer(nn.Module):
+    """diffusers' UNet2DModel with DDPM's CIFAR-10 configuration, called as ``model(x, t)``."""
+
+    def __init__(self, tiny: bool = False) -> None:
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        if tiny:
+            self.net = UNet2DModel(
+                sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32),
+                layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4,
+            )  # fmt: skip
+        else:
+            self.net = UNet2DModel(
+                sample_size=32, in_channels=3, out_channels=3,
+                block_out_channels=(128, 256, 256, 256), layers_per_block=2,
+                down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+                dropout=0.1, attention_head_dim=None,
+            )  # fmt: skip
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(x, t).sample  # type: ignore[no-any-return]
+
+
+def forward_flops(model: nn.Module, shape: tuple[int, ...], device: torch.device) -> float:
+    """FLOPs of one forward pass for one image (matmuls and convolutions, 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(1, *shape, device=device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, torch.tensor([500], device=device))
+    return float(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_throughput(
+    model: nn.Module, shape: tuple[int, ...], batch: int, steps: int, warmup: int,
+    device: torch.device, compile_model: bool,
+) -> float:  # fmt: skip
+    """Training images/second: AdamW, L_simple, bf16 autocast, channels_last."""
+    model = model.to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
+    fwd: Callable[..., Tensor] = torch.compile(model) if compile_model else model
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-4)
+    sched = linear_schedule(1000)
+    g = torch.Generator(device=device).manual_seed(0)
+    x0 = torch.rand(batch, *shape, device=device, generator=g) * 2 - 1
+    x0 = x0.contiguous(memory_format=torch.channels_last)
+    amp = device.type == "cuda"
+    start = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            loss = simple_loss(fwd, x0, sched, generator=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    _sync(device)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def sample_throughput(
+    model: nn.Module, shape: tuple[int, ...], batch: int, steps: int, device: torch.device,
+    sampler: str,
+) -> float:  # fmt: skip
+    """Images/second of a whole sampling run (``steps`` network calls per image)."""
+    model = model.eval()
+    sched = linear_schedule(steps if sampler == "ddpm" else 1000)  # DDPM: T = steps
+    g = torch.Generator(device=device).manual_seed(0)
+    amp = device.type == "cuda"
+    _sync(device)
+    start = time.perf_counter()
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
+        if sampler == "ddpm":
+            ddpm_sample(model, sched, (batch, *shape), generator=g, device=device)
+        else:
+            ddim_sample(model, sched, (batch, *shape), steps=steps, generator=g, device=device)
+    _sync(device)
+    return batch / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=30, help="timed training steps")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed steps (compilation)")
+    ap.add_argument("--sample-batch", type=int, default=256)
+    ap.add_argument("--ddpm-steps", type=int, default=1000)
+    ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU")
+    ap.add_argument("--no-peer", action="store_true", help="skip diffusers' UNet2DModel")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--tiny", action="store_true", help="tiny models and sizes (CPU smoke test)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            "no CUDA device: run on a GPU, or pass --device cpu --tiny for a smoke test"
+        )
+    if args.tiny:
+        args.batch, args.steps, args.warmup = min(args.batch, 8), min(args.steps, 2), 1
+        args.sample_batch, args.ddpm_steps = 4, 10
+    make_ours = (lambda: UNet("tiny")) if args.tiny else (lambda: UNet("ddpm_cifar10"))
+    shape = (1, 8, 8) if args.tiny else (3, 32, 32)
+    peak = peak_flops(device, args.peak_tflops)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    variants = [False] if args.no_compile else [False, True]
+    models: dict[str, Callable[[], nn.Module]] = {"minidiff UNet": make_ours}
+    if not args.no_peer:
+        models["diffusers UNet2DModel"] = lambda: DiffusersPeer(tiny=args.tiny)
+    rows = []
+    for label, make in models.items():
+        torch.manual_seed(0)
+        model = make()
+        flops = 3 * forward_flops(model.to(device), shape, device)
+        for comp in variants:
+            torch.manual_seed(0)
+            ips = train_throughput(make(), shape, args.batch, args.steps, args.warmup, device, comp)
+            mfu = ips * flops / peak if peak else None
+            rows.append({"model": label, "params": count_parameters(model), "compile": comp,
+                         "train_images_per_s": ips, "train_gflops_per_image": flops / 1e9,
+                         "mfu": mfu})  # fmt: skip
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    torch.manual_seed(0)
+    ours = make_ours().to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    sampler_model: nn.Module = ours
+    if not args.no_compile:
+        sampler_model = torch.compile(ours)  # type: ignore[assignment]
+    sampling = {
+        f"ddpm_{args.ddpm_steps}": sample_throughput(
+            sampler_model, shape, args.sample_batch, args.ddpm_steps, device, "ddpm"),
+        "ddim_50": sample_throughput(sampler_model, shape, args.sample_batch, 50, device, "ddim"),
+    }  # fmt: skip
+    peer_rows = {r["compile"]: r for r in rows if r["model"] != "minidiff UNet"}
+    result = {
+        "device": name, "torch": torch.__version__, "batch": args.batch,
+        "bf16": device.type == "cuda", "peak_flops": peak, "train": rows,
+        "sampling_images_per_s": sampling,
+    }  # fmt: skip
+    peak_text = f"{peak / 1e12:.0f} TFLOP/s" if peak else "unknown"
+    print(f"device: {name}, torch {torch.__version__}, batch {args.batch}, "
+          f"bf16 {device.type == 'cuda'}, dense bf16 peak {peak_text}\n")  # fmt: skip
+    print("| model | params | compile | train images/s | GFLOP/image | MFU | vs peer |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        peer = peer_rows.get(r["compile"])
+        ratio = r["train_images_per_s"] / peer["train_images_per_s"] if peer else None
+        r["vs_peer"] = ratio
+        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+        print(f"| {r['model']} | {r['params'] / 1e6:.2f} M | {r['compile']} | "
+              f"{r['train_images_per_s']:.1f} | {r['train_gflops_per_image']:.2f} | {mfu} | "
+              f"{f'{ratio:.2f}x' if ratio else '-'} |")  # fmt: skip
+    print("\n| sampler | images/s |\n|---|---:|")
+    for k, v in sampling.items():
+        print(f"| {k} | {v:.2f} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

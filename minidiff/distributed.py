@@ -1,0 +1,90 @@
+"""Several GPUs (or CPU processes) with PyTorch's own DistributedDataParallel under ``torchrun``.
+
+``torchrun --nproc_per_node N -m minidiff.train_images ...`` starts N copies of the same program and
+sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in each. Every copy holds the whole model; each
+computes the gradient on its own ``1/N`` of the global batch, and DDP averages the gradients
+across copies during ``backward`` (an all-reduce), so every copy takes the same optimizer step as
+one process would with the whole batch. The rule for the batch: the global batch size must be
+divisible by the number of processes (``shard_size`` checks it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["DistInfo", "init_distributed", "shard_size", "wrap_ddp", "barrier", "cleanup"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: ``rank`` in ``0..world_size-1``, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes logs, sample grids and checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_type: str = "cpu") -> DistInfo:
+    """Join the process group that ``torchrun`` describes in the environment (``nccl`` for CUDA,
+    ``gloo`` for the CPU); return ``DistInfo()`` (one process) when ``WORLD_SIZE`` is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
+
+
+def shard_size(global_batch: int, world_size: int) -> int:
+    """Per-process batch ``global_batch / world_size``; ``ValueError`` unless it divides exactly
+    (unequal shards would weight the examples of the smaller shards more after averaging)."""
+    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {global_batch!r}")
+    if global_batch % world_size:
+        raise ValueError(
+            f"batch_size={global_batch} (the global batch) must be divisible by the number of "
+            f"processes world_size={world_size}; use e.g. batch_size="
+            f"{max(world_size, global_batch - global_batch % world_size)}"
+        )
+    return global_batch // world_size
+
+
+def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    """``DistributedDataParallel(model)`` when running distributed, else ``model`` itself."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index if device.index is not None else info.local_rank]
+    return DistributedDataParallel(model, device_ids=ids if device.type == "cuda" else None)
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every process (no-op for one process)."""
+    if info.distributed and dist.is_initialized():
+        dist.barrier()
+
+
+def cleanup(info: DistInfo) -> None:
+    """Leave the process group."""
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()

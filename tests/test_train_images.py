@@ -1,0 +1,162 @@
+"""The image training entry point: data order, outputs, exact resume, DDP == one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minidiff.distributed import DistInfo, shard_size
+from minidiff.nn.unet import UNet
+from minidiff.train import load_checkpoint
+from minidiff.train_images import EpochSampler, ImageRunConfig, run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_worker import tiny_config, tiny_images  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _params(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path / "checkpoint.pt")["model"]
+
+
+def test_epoch_sampler_visits_every_image_once_per_epoch() -> None:
+    images = torch.arange(10, dtype=torch.float32).reshape(10, 1, 1, 1)
+    s = EpochSampler(images, T=5, global_batch=4, seed=3)
+    g = torch.Generator().manual_seed(0)
+    seen = torch.cat([s(4, g)[0].flatten() for _ in range(5)])  # 20 images = 2 epochs
+    assert sorted(seen[:10].tolist()) == list(range(10))
+    assert sorted(seen[10:].tolist()) == list(range(10))
+    assert seen[:10].tolist() != seen[10:].tolist()  # a new order each epoch
+    # the position alone fixes the data: a fresh sampler at position 8 gives batch 3
+    s2 = EpochSampler(images, T=5, global_batch=4, seed=3)
+    s2.position = 8
+    assert s2(4, g)[0].flatten().tolist() == seen[8:12].tolist()
+
+
+def test_epoch_sampler_shards_make_up_the_global_batch() -> None:
+    images = torch.randn(12, 1, 2, 2)
+    whole = EpochSampler(images, T=9, global_batch=6)(6, torch.Generator().manual_seed(1))
+    parts = [
+        EpochSampler(images, T=9, global_batch=6, info=DistInfo(rank=r, world_size=3))(
+            6, torch.Generator().manual_seed(1)
+        )
+        for r in range(3)
+    ]
+    for i in range(3):
+        torch.testing.assert_close(torch.cat([p[i] for p in parts]), whole[i], rtol=0, atol=0)
+
+
+def test_batch_not_divisible_by_processes_is_refused() -> None:
+    with pytest.raises(ValueError, match="divisible by the number of processes world_size=2"):
+        shard_size(5, 2)
+    with pytest.raises(ValueError, match="batch_size=6"):
+        EpochSampler(torch.randn(8, 1, 2, 2), T=5, global_batch=7, info=DistInfo(0, 3))
+
+
+def test_run_writes_log_grids_checkpoint_and_curve(tmp_path: Path) -> None:
+    result = run(tiny_config(4, 6, sample_every=2), tmp_path, images=tiny_images(), progress=False)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"checkpoint.pt", "config.json", "run.jsonl", "loss.png", "samples.png"} <= names
+    assert {"samples_0000002.png", "samples_0000004.png"} <= names
+    log = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    assert all(r["images_per_s"] > 0 and r["loss"] > 0 for r in log)
+    assert len(result.losses) == 4
+
+
+def test_chunks_and_resume_give_bitwise_the_same_weights(tmp_path: Path) -> None:
+    images = tiny_images()
+    run(tiny_config(6, 6, sample_every=6), tmp_path / "a", images=images, progress=False)
+    run(tiny_config(6, 6, sample_every=2), tmp_path / "b", images=images, progress=False)
+    # stopped after 2 steps, started again with more steps
+    run(tiny_config(2, 6, sample_every=2), tmp_path / "c", images=images, progress=False)
+    run(tiny_config(6, 6, sample_every=2), tmp_path / "c", images=images, progress=False)
+    a, b, c = (_params(tmp_path / n) for n in "abc")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+        assert torch.equal(a[name], c[name]), name
+    assert load_checkpoint(tmp_path / "c" / "checkpoint.pt")["step"] == 6
+
+
+def test_run_from_another_configuration_is_refused(tmp_path: Path) -> None:
+    run(tiny_config(1, 6), tmp_path, images=tiny_images(), progress=False)
+    other = tiny_config(2, 6)
+    other.lr = 5e-4
+    with pytest.raises(ValueError, match="another configuration.*lr"):
+        run(other, tmp_path, images=tiny_images(), progress=False)
+
+
+def test_images_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"expects \(N, 1, 8, 8\)"):
+        run(tiny_config(1, 6), tmp_path, images=torch.zeros(8, 3, 8, 8), progress=False)
+    with pytest.raises(ValueError, match="model must be one of"):
+        ImageRunConfig(model="huge")
+
+
+def _torchrun(out: Path, nproc: int, steps: int, batch: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={nproc}", str(ROOT / "tests" / "ddp_worker.py"),
+        str(out), str(steps), str(batch),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path: Path) -> None:
+    """gloo, 2 CPU processes with 3 images each == 1 process with 6, after 2 AdamW steps."""
+    _torchrun(tmp_path / "ddp", nproc=2, steps=2, batch=6)
+    run(tiny_config(2, 6), tmp_path / "one", images=tiny_images(), progress=False)
+    ddp, one = _params(tmp_path / "ddp"), _params(tmp_path / "one")
+    for name in one:
+        # all-reduce sums in another order than one big batch: equal up to float round-off
+        torch.testing.assert_close(ddp[name], one[name], rtol=1e-5, atol=1e-6)
+    ddp_ema = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["ema"]["model"]
+    one_ema = load_checkpoint(tmp_path / "one" / "checkpoint.pt")["ema"]["model"]
+    for name in one_ema:
+        torch.testing.assert_close(ddp_ema[name], one_ema[name], rtol=1e-5, atol=1e-6)
+    # the comparison is not vacuous: the steps moved the weights well beyond the tolerance
+    torch.manual_seed(0)
+    fresh = UNet("tiny").state_dict()
+    assert max(float((one[n] - fresh[n]).abs().max()) for n in one) > 1e-3
+
+
+def test_command_line_trains_on_the_digits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minidiff.train_images import main
+
+    args = ["--out", str(tmp_path), "--model", "tiny", "--data", "digits", "--steps", "2",
+            "--batch-size", "8", "--T", "20", "--sample-every", "2", "--n-samples", "4",
+            "--sample-steps", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
+    result = main(args)
+    assert len(result.losses) == 2 and (tmp_path / "samples.png").is_file()
+    assert "step 2: loss" in capsys.readouterr().out
+
+
+def test_command_line_refuses_a_model_that_does_not_fit_the_data(tmp_path: Path) -> None:
+    from minidiff.train_images import main
+
+    with pytest.raises(ValueError, match=r"expects \(N, 3, 32, 32\)"):
+        main(["--out", str(tmp_path), "--model", "cifar10_cpu", "--data", "digits", "--steps", "1"])
+
+
+def test_missing_cifar10_says_where_to_put_it(tmp_path: Path) -> None:
+    from minidiff.train_images import load_images
+
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 is not in"):
+        load_images("cifar10", root=str(tmp_path / "nowhere"), download=False)
