@@ -115,6 +115,10 @@ class LabServer:
         env.pop("MINIDIFF_STRICT_CHECKS", None)  # a student's lab: checkers print their verdict
         # pytest's conftest sets MPLBACKEND=Agg; kernels must draw inline as they do for a student
         env.pop("MPLBACKEND", None)
+        # Notebooks run side by side, one kernel each: with torch's default of one thread per core,
+        # two kernels on a 2-core machine oversubscribe it and spin (chapter 4 ran 6x slower than
+        # under nbval). One thread per kernel unless the caller chose otherwise.
+        env.setdefault("OMP_NUM_THREADS", "1")
         env.update(
             MINIDIFF_FAST=env.get("MINIDIFF_FAST", "1"),
             JUPYTERLAB_SETTINGS_DIR=str(settings),
