@@ -10,9 +10,8 @@ PNG ``Image`` widget, so it works (and is tested) without a display.
 from __future__ import annotations
 
 import html
-import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from ..data import load_digits, sample_photos
 from ..diffusion import q_sample
 from ..frequency import crossover_frequency, noised_psd, radial_frequencies, radial_psd
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule, shifted_schedule
+from ._explorer import Explorer
 
 __all__ = [
     "FrequencyExplorer",
@@ -130,7 +130,7 @@ def _to_rgb(x: torch.Tensor) -> np.ndarray:
     return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
 
 
-class FrequencyExplorer:
+class FrequencyExplorer(Explorer):
     """Widget: the clean image, ``x_t``, and their spectra with the noise floor.
 
     One noise draw per image is fixed at construction, so moving ``t`` changes ``x_t``
@@ -220,26 +220,6 @@ class FrequencyExplorer:
     def _error(params: Mapping[str, Any], message: str) -> dict[str, Any]:
         return {"params": dict(params), "view": None, "readout": "", "message": message}
 
-    def update(self, **changes: Any) -> dict[str, Any]:
-        """Apply parameter ``changes`` (any of :attr:`PARAMS`), redraw, and return the new state.
-
-        ``t`` is clamped to ``1..T``; an unknown image or schedule does not raise: the state's
-        ``message`` says what is wrong and the widget shows it.
-        """
-        unknown = set(changes) - set(self.PARAMS)
-        if unknown:
-            raise ValueError(
-                f"unknown explorer parameter(s) {sorted(unknown)}; "
-                f"expected some of {list(self.PARAMS)}"
-            )
-        self.params.update(changes)
-        self.state = self.compute(self.params)
-        if self.state["message"] is None:
-            self.params["t"] = self.state["params"]["t"]
-        self._draw()
-        self._sync_widgets()
-        return self.state
-
     # -- drawing -----------------------------------------------------------------------------------
     def _draw(self) -> None:
         fig = self.figure
@@ -283,11 +263,12 @@ class FrequencyExplorer:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="lower left")
 
-    def png(self) -> bytes:
-        """The current figure as PNG bytes."""
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=72)
-        return buf.getvalue()
+    def _after_compute(self) -> None:
+        if self.state["message"] is None:
+            self.params["t"] = self.state["params"]["t"]
+
+    def _after_sync(self) -> None:
+        self.readout.value = html.escape(self.state.get("readout", ""))
 
     # -- widgets -----------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -326,33 +307,6 @@ class FrequencyExplorer:
         self.widget = w.VBox(
             [w.HBox([c["image"], c["schedule"], c["t"]]), self.message, self.readout, self.image]
         ).add_class("minidiff-widget")
-
-    def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
-        def callback(change: Mapping[str, Any]) -> None:
-            if not self._syncing:
-                self.update(**{name: change["new"]})
-
-        return callback
-
-    def _sync_widgets(self) -> None:
-        if not hasattr(self, "controls"):
-            return
-        self._syncing = True
-        try:
-            for name in self.PARAMS:
-                try:
-                    self.controls[name].value = self.params[name]
-                except Exception:  # noqa: BLE001 - a value the control cannot show stays as it was
-                    pass
-            msg = self.state.get("message")
-            self.message.value = (
-                "" if msg is None else f"<b style='color:#c00'>{html.escape(msg)}</b>"
-            )
-            self.readout.value = html.escape(self.state.get("readout", ""))
-            if self.render:
-                self.image.value = self.png()
-        finally:
-            self._syncing = False
 
 
 def frequency_explorer(**params: Any) -> Any:

@@ -9,8 +9,8 @@ model error); trained models can be passed instead.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Mapping
+import html
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ from ..guidance import (
 from ..samplers.ddim import ddim_timesteps, respace_eps_model, respace_schedule
 from ..samplers.registry import get_sampler
 from ..schedules import NoiseSchedule, linear_schedule
+from ._explorer import Explorer
 
 __all__ = [
     "FORMS",
@@ -112,7 +113,7 @@ def guided_score_field(
     return pts, -eps / float(schedule.sqrt_one_minus_alpha_bar[int(t)])
 
 
-class GuidanceExplorer:
+class GuidanceExplorer(Explorer):
     """Widget: guided samples (left) and the guided score field at one noise level (right).
 
     :meth:`update` is the whole callback and works without a display::
@@ -195,24 +196,6 @@ class GuidanceExplorer:
             "message": None,
         }
 
-    def update(self, **changes: Any) -> dict[str, Any]:
-        """Apply parameter ``changes`` (any of :attr:`PARAMS`), redraw, return the new state.
-
-        Invalid values (``w < 0``, an unknown class, the null label) do not raise: the state's
-        ``message`` says what is wrong and the widget shows it.
-        """
-        unknown = set(changes) - set(self.PARAMS)
-        if unknown:
-            raise ValueError(
-                f"unknown explorer parameter(s) {sorted(unknown)}; "
-                f"expected some of {list(self.PARAMS)}"
-            )
-        self.params.update(changes)
-        self.state = self.compute(self.params)
-        self._draw()
-        self._sync_widgets()
-        return self.state
-
     def readout(self) -> str:
         """The text under the picture (empty when the settings are invalid)."""
         st = self.state
@@ -273,11 +256,8 @@ class GuidanceExplorer:
             fontsize=10,
         )
 
-    def png(self) -> bytes:
-        """The current figure as PNG bytes."""
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=72)
-        return buf.getvalue()
+    def _after_sync(self) -> None:
+        self.readout_widget.value = html.escape(self.readout())
 
     # -- widgets -----------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -334,31 +314,6 @@ class GuidanceExplorer:
                 self.readout_widget,
             ]
         ).add_class("minidiff-widget")
-
-    def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
-        def callback(change: Mapping[str, Any]) -> None:
-            if not self._syncing:
-                self.update(**{name: change["new"]})
-
-        return callback
-
-    def _sync_widgets(self) -> None:
-        if not hasattr(self, "controls"):
-            return
-        self._syncing = True
-        try:
-            for name in self.PARAMS:
-                try:
-                    self.controls[name].value = self.params[name]
-                except Exception:  # noqa: BLE001 - a value the control cannot show stays as it was
-                    pass
-            msg = self.state.get("message")
-            self.message.value = "" if msg is None else f"<b style='color:#c00'>{msg}</b>"
-            self.readout_widget.value = self.readout()
-            if self.render:
-                self.image.value = self.png()
-        finally:
-            self._syncing = False
 
 
 def guidance_explorer(**kwargs: Any) -> Any:

@@ -14,9 +14,8 @@ the CSS class ``minidiff-widget``, the picture ``minidiff-view``, the numbers at
 from __future__ import annotations
 
 import html
-import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from matplotlib.figure import Figure
 from ..data import toy_dataset
 from ..diffusion import q_sample
 from ..schedules import SCHEDULES, NoiseSchedule, make_schedule
+from ._explorer import Explorer
 from .plots import plot_samples
 
 __all__ = ["schedule_curves", "ScheduleExplorer", "schedule_explorer", "FAMILIES"]
@@ -64,7 +64,7 @@ def schedule_curves(
     }
 
 
-class ScheduleExplorer:
+class ScheduleExplorer(Explorer):
     """Widget to explore noise schedules: curves on the left, the noised toy data on the right.
 
     The toy data ``x0`` and one noise draw ``eps`` are fixed at construction, so moving ``t``
@@ -142,27 +142,6 @@ class ScheduleExplorer:
         x_t = q_sample(self.x0, t, sch, noise=self.noise)
         return {"params": {**params, "t": t}, "curves": curves, "x_t": x_t, "message": None}
 
-    def update(self, **changes: Any) -> dict[str, Any]:
-        """Apply parameter ``changes`` (any of :attr:`PARAMS`), redraw, and return the new state.
-
-        ``t`` is clamped to ``1..T``. Invalid values or combinations (``beta_end < beta_start``,
-        ``T=0``, a ``t`` that is not an int) do not raise: the state's ``message`` says what is
-        wrong and the widget shows it. Only an unknown parameter name raises ``ValueError``.
-        """
-        unknown = set(changes) - set(self.PARAMS)
-        if unknown:
-            raise ValueError(
-                f"unknown explorer parameter(s) {sorted(unknown)}; "
-                f"expected some of {list(self.PARAMS)}"
-            )
-        self.params.update(changes)
-        self.state = self.compute(self.params)
-        if self.state["message"] is None:
-            self.params["t"] = self.state["params"]["t"]
-        self._draw()
-        self._sync_widgets()
-        return self.state
-
     # -- drawing -----------------------------------------------------------------------------------
     def _draw(self) -> None:
         fig = self.figure
@@ -228,11 +207,20 @@ class ScheduleExplorer:
             f"log SNR(t) = {c['log_snr'][t]:.3f},  √ᾱ_t = {math.sqrt(c['alpha_bar'][t]):.3f}"
         )
 
-    def png(self) -> bytes:
-        """The current figure as PNG bytes."""
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=72)
-        return buf.getvalue()
+    def _after_compute(self) -> None:
+        if self.state["message"] is None:
+            self.params["t"] = self.state["params"]["t"]
+
+    def _before_sync(self) -> None:
+        T = self.params["T"]
+        if isinstance(T, int) and T >= 1:
+            self.controls["t"].max = max(T, 1)
+
+    def _after_sync(self) -> None:
+        c, fam = self.controls, self.params["family"]
+        c["beta_start"].disabled = c["beta_end"].disabled = fam not in ("linear", "quadratic")
+        c["s"].disabled = fam != "cosine"
+        self.readout_label.value = html.escape(self.readout())
 
     # -- widgets -----------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -301,13 +289,6 @@ class ScheduleExplorer:
             ]
         ).add_class("minidiff-widget")
 
-    def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
-        def callback(change: Mapping[str, Any]) -> None:
-            if not self._syncing and not self._is_echo(name, change["new"]):
-                self.update(**{name: change["new"]})
-
-        return callback
-
     def _is_echo(self, name: str, value: Any) -> bool:
         """Whether ``value`` from the browser is only the control showing ``params[name]``.
 
@@ -331,32 +312,6 @@ class ScheduleExplorer:
         except (TypeError, ValueError):
             return False
         return bool(value == current)
-
-    def _sync_widgets(self) -> None:
-        if not hasattr(self, "controls"):
-            return
-        self._syncing = True
-        try:
-            c, p = self.controls, self.params
-            if isinstance(p["T"], int) and p["T"] >= 1:
-                c["t"].max = max(p["T"], 1)
-            for name in self.PARAMS:
-                try:
-                    c[name].value = p[name]
-                except Exception:  # noqa: BLE001 - a value the slider cannot show stays as it was
-                    pass
-            fam = p["family"]
-            c["beta_start"].disabled = c["beta_end"].disabled = fam not in ("linear", "quadratic")
-            c["s"].disabled = fam != "cosine"
-            msg = self.state.get("message")
-            self.message.value = (
-                "" if msg is None else f"<b style='color:#c00'>{html.escape(msg)}</b>"
-            )
-            self.readout_label.value = html.escape(self.readout())
-            if self.render:
-                self.image.value = self.png()
-        finally:
-            self._syncing = False
 
 
 def schedule_explorer(dataset: str = "moons", n: int = 2000, seed: int = 0, **params: Any) -> Any:

@@ -1,0 +1,112 @@
+"""What every explorer widget of the course shares: parameters -> state -> figure -> widgets.
+
+A subclass sets :attr:`Explorer.PARAMS` and implements the pure part, ``compute(params) -> state``
+(a dict whose ``"message"`` is ``None`` unless the parameters are invalid), and ``_draw()``, which
+draws ``self.state`` on ``self.figure``. Its ``_build_widgets()`` creates ``self.controls`` (one
+control per name in ``PARAMS``), ``self.message`` (an ``HTML`` widget) and ``self.image`` (a PNG
+``Image``) following the browser-test contract in ``tests/browser/README.md``, and observes each
+control with :meth:`_on_change`. Everything else, the callback that tests drive headlessly and the
+way the controls follow the state, lives here once.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from matplotlib.figure import Figure
+
+
+def message_html(message: str | None) -> str:
+    """The error line an explorer shows: empty when all is well, else the escaped message in red."""
+    return "" if message is None else f"<b style='color:#c00'>{html.escape(message)}</b>"
+
+
+class Explorer:
+    """Base class of the course's explorers (see the module docstring for what a subclass adds)."""
+
+    PARAMS: tuple[str, ...] = ()
+
+    params: dict[str, Any]
+    state: dict[str, Any]
+    figure: Figure
+    render: bool
+    _syncing: bool
+    controls: dict[str, Any]
+    message: Any
+    image: Any
+
+    def compute(self, params: Mapping[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _draw(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """Apply parameter ``changes`` (any of :attr:`PARAMS`), redraw, and return the new state.
+
+        Invalid values do not raise: the state's ``message`` says what is wrong and the widget
+        shows it. Only an unknown parameter name raises ``ValueError``.
+        """
+        unknown = set(changes) - set(self.PARAMS)
+        if unknown:
+            raise ValueError(
+                f"unknown explorer parameter(s) {sorted(unknown)}; "
+                f"expected some of {list(self.PARAMS)}"
+            )
+        self.params.update(changes)
+        self.state = self.compute(self.params)
+        self._after_compute()
+        self._draw()
+        self._sync_widgets()
+        return self.state
+
+    def _after_compute(self) -> None:
+        """Hook: adopt values the computation corrected (a clamped ``t``, say) into ``params``."""
+
+    def png(self) -> bytes:
+        """The current figure as PNG bytes."""
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=72)
+        return buf.getvalue()
+
+    # -- widgets -----------------------------------------------------------------------------------
+    def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
+        """The observer of control ``name``: a student's move becomes :meth:`update`."""
+
+        def callback(change: Mapping[str, Any]) -> None:
+            if not self._syncing and not self._is_echo(name, change["new"]):
+                self.update(**{name: change["new"]})
+
+        return callback
+
+    def _is_echo(self, name: str, value: Any) -> bool:
+        """Hook: whether ``value`` is only the control repeating ``params[name]`` back."""
+        return False
+
+    def _before_sync(self) -> None:
+        """Hook: adjust the controls (ranges) before they are set to ``params``."""
+
+    def _after_sync(self) -> None:
+        """Hook: update what else the widget shows (readouts, disabled controls)."""
+
+    def _sync_widgets(self) -> None:
+        """Make the controls, the message and the picture show ``params`` and ``state``."""
+        if not hasattr(self, "controls"):
+            return
+        self._syncing = True
+        try:
+            self._before_sync()
+            for name in self.PARAMS:
+                try:
+                    self.controls[name].value = self.params[name]
+                except Exception:  # noqa: BLE001 - a value the control cannot show stays as it was
+                    pass
+            self._after_sync()
+            self.message.value = message_html(self.state.get("message"))
+            if self.render:
+                self.image.value = self.png()
+        finally:
+            self._syncing = False
