@@ -16,10 +16,9 @@ Prints Markdown tables.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +33,9 @@ sys.path.insert(0, args.repo)
 import torch  # noqa: E402
 
 import minidiff as md  # noqa: E402
+from minidiff._validation import count_host_reads  # noqa: E402
 
 torch.set_num_threads(1)
-
-_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist")
-
-
-@contextlib.contextmanager
-def count_host_reads() -> Iterator[list[int]]:
-    """Count calls that copy a tensor's value to the host (each is a sync on an accelerator)."""
-    counter = [0]
-    saved = {name: getattr(torch.Tensor, name) for name in _READS}
-
-    def wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
-        def inner(self: torch.Tensor, *a: Any, **k: Any) -> Any:
-            counter[0] += 1
-            return orig(self, *a, **k)
-
-        return inner
-
-    for name, orig in saved.items():
-        setattr(torch.Tensor, name, wrap(orig))
-    try:
-        yield counter
-    finally:
-        for name, orig in saved.items():
-            setattr(torch.Tensor, name, orig)
 
 
 def sampler_reads() -> list[tuple[str, int, int, float]]:

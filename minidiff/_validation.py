@@ -285,3 +285,30 @@ def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
         raise ValueError(f"{name} must contain positive ints, got {tuple(shape)}")
     return tuple(int(s) for s in shape)
+
+
+# ----------------------------------------------------------- measuring the cost of checks
+
+_HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist")
+
+
+@contextlib.contextmanager
+def count_host_reads() -> Iterator[list[int]]:
+    """Count calls that copy a tensor's value to the host (each is a sync on an accelerator)."""
+    counter = [0]
+    saved = {name: getattr(torch.Tensor, name) for name in _HOST_READS}
+
+    def wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def inner(self: torch.Tensor, *a: Any, **k: Any) -> Any:
+            counter[0] += 1
+            return orig(self, *a, **k)
+
+        return inner
+
+    for name, orig in saved.items():
+        setattr(torch.Tensor, name, wrap(orig))
+    try:
+        yield counter
+    finally:
+        for name, orig in saved.items():
+            setattr(torch.Tensor, name, orig)

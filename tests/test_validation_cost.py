@@ -9,38 +9,14 @@ these were 3 (DDPM), 7 (DDIM), 22 (Euler-Maruyama), 26 (Heun) and 28 (predictor-
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 
 import minidiff as md
-
-_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist")
-
-
-@contextlib.contextmanager
-def count_host_reads() -> Iterator[list[int]]:
-    counter = [0]
-    saved = {name: getattr(torch.Tensor, name) for name in _READS}
-
-    def wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
-        def inner(self: torch.Tensor, *a: Any, **k: Any) -> Any:
-            counter[0] += 1
-            return orig(self, *a, **k)
-
-        return inner
-
-    for name, orig in saved.items():
-        setattr(torch.Tensor, name, wrap(orig))
-    try:
-        yield counter
-    finally:
-        for name, orig in saved.items():
-            setattr(torch.Tensor, name, orig)
-
+from minidiff._validation import count_host_reads
 
 SCHED = md.linear_schedule(40, 1e-3, 0.2)
 SDE = md.VPSDE()
