@@ -18,18 +18,76 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def test_gpu_throughput_smoke_on_cpu(tmp_path: Path) -> None:
+# google/ddpm-cifar10-32's config.json (Ho et al.'s CIFAR-10 model converted to diffusers);
+# dropout is not in it (an inference config): 0.1 is the paper's training value.
+DDPM_CIFAR10_32_CONFIG = {
+    "act_fn": "silu",
+    "attention_head_dim": None,
+    "block_out_channels": [128, 256, 256, 256],
+    "center_input_sample": False,
+    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "downsample_padding": 0,
+    "flip_sin_to_cos": False,
+    "freq_shift": 1,
+    "in_channels": 3,
+    "layers_per_block": 2,
+    "norm_eps": 1e-06,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 32,
+    "time_embedding_type": "positional",
+    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+}
+
+
+def _block_diffusers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``import diffusers`` fail as it does where diffusers is not installed."""
+    for name in [m for m in sys.modules if m == "diffusers" or m.startswith("diffusers.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+
+
+def test_gpu_throughput_smoke_on_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without diffusers the benchmark runs without its peer and says why, as on a machine with
+    no network where no wheel was carried."""
     import gpu_throughput
 
+    _block_diffusers(monkeypatch)
     out = tmp_path / "t.json"
-    res = gpu_throughput.main(
-        ["--tiny", "--device", "cpu", "--no-peer", "--no-compile", "--json", str(out)]
-    )
+    res = gpu_throughput.main(["--tiny", "--device", "cpu", "--no-compile", "--json", str(out)])
     rows = json.loads(out.read_text())["train"]
     assert res["device"] == "cpu" and len(rows) == 1
     assert rows[0]["train_images_per_s"] > 0 and rows[0]["train_gflops_per_image"] > 0
     assert rows[0]["mfu"] is None  # no known peak for a CPU
+    assert rows[0]["vs_peer"] is None and "error" not in rows[0]
     assert set(res["sampling_images_per_s"]) == {"ddpm_10", "ddim_50"}
+    assert res["peer"].startswith("not measured: diffusers cannot be imported")
+    err = capsys.readouterr().err
+    assert "diffusers cannot be imported" in err and "pip download diffusers" in err
+
+
+def test_peer_config_is_google_ddpm_cifar10_32() -> None:
+    import gpu_throughput
+
+    cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in gpu_throughput.PEER_CONFIG.items()}
+    assert cfg.pop("dropout") == 0.1
+    assert cfg == DDPM_CIFAR10_32_CONFIG
+
+
+def test_forward_flops_counts_fused_attention() -> None:
+    """A contiguous single-head attention (diffusers' layout) counts its two matmuls,
+    4 L^2 d FLOPs; on the CPU's fused kernel the flop counter would see none."""
+    import gpu_throughput
+
+    class Attn(torch.nn.Module):
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            q = x.reshape(1, 1, 256, 64)
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    flops = gpu_throughput.forward_flops(Attn(), (256, 64), torch.device("cpu"))
+    assert flops == 4 * 256 * 256 * 64
 
 
 def test_gpu_throughput_refuses_missing_gpu() -> None:
@@ -56,3 +114,29 @@ def test_gpu_cifar10_run_smoke_on_cpu(tmp_path: Path, monkeypatch: pytest.Monkey
     fid = json.loads((tmp_path / "fid.json").read_text())
     assert fid["fid"] is None and fid["why"]
     assert summary["steps"] == 4
+
+
+def test_peer_path_on_cpu(tmp_path: Path) -> None:
+    """The diffusers peer, tiny, through the whole benchmark; then the full-size peer has the
+    parameter count and forward FLOPs of UNet("ddpm_cifar10") (both 35.7 M)."""
+    pytest.importorskip("diffusers", reason="diffusers is not installed (CI does not install it)")
+    import gpu_throughput
+
+    from minidiff.nn import UNet, count_parameters
+
+    res = gpu_throughput.main(["--tiny", "--device", "cpu", "--no-compile"])
+    assert res["peer"] == "measured"
+    ours, peer = res["train"]
+    assert peer["model"] == "diffusers UNet2DModel" and "error" not in peer
+    assert peer["train_images_per_s"] > 0 and peer["train_gflops_per_image"] > 0
+    assert ours["vs_peer"] == pytest.approx(ours["train_images_per_s"] / peer["train_images_per_s"])
+
+    torch.manual_seed(0)
+    big_peer, big_ours = gpu_throughput.DiffusersPeer(), UNet("ddpm_cifar10")
+    assert count_parameters(big_peer) == count_parameters(big_ours)
+    assert abs(count_parameters(big_ours) / 35.7e6 - 1) < 0.01
+    cpu = torch.device("cpu")
+    f_peer = gpu_throughput.forward_flops(big_peer, (3, 32, 32), cpu)
+    f_ours = gpu_throughput.forward_flops(big_ours, (3, 32, 32), cpu)
+    assert f_peer == pytest.approx(f_ours, rel=0.01)
+    assert 12e9 < f_ours < 13e9  # 12.4 GFLOP: convolutions 12.1, attention matmuls 0.34
