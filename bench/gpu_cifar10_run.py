@@ -1,19 +1,37 @@
 """One GPU session: the throughput benchmark, then DDPM on CIFAR-10 for the rest of a time budget.
 
+The command for a GPU machine (from the repository's root; ``python3`` with a CUDA PyTorch):
+
+    bash bench/gpu_session.sh results 7      # 7-minute budget; killed at 8.5 min in any case
+
+It runs this script with ``--out /tmp/minidiff_gpu_session/out --minutes 7`` and copies the small
+files (``log.txt``, ``throughput.json``, ``summary.json``, ``fid.json``, ``loss.png``,
+``run.jsonl``, ``samples.png``) into ``results/``. A machine without network needs diffusers (the
+benchmark's peer) carried as a wheel in ``.whl/``, fetched beforehand where PyPI is reachable:
+
+    python3 -m pip download --no-deps --only-binary=:all: -d .whl diffusers==0.42.1
+
+(diffusers also needs huggingface_hub >= 1.32, safetensors, regex, filelock, requests, Pillow).
+Without it the benchmark runs without the peer and says so (``"peer"`` in ``throughput.json``).
+
+What this script does:
+
 1. ``bench/gpu_throughput.py`` (minidiff vs diffusers, with and without ``torch.compile``) writes
-   ``throughput.json``;
-2. ``python -m minidiff.train_images`` trains ``UNet("ddpm_cifar10")`` (bf16, channels_last,
-   compiled, batch 128) for as many steps as the measured throughput allows in the time left,
-   writing ``run/loss.png``, ``run/samples*.png`` (DDIM-50 grids of the EMA model) and
-   ``run/run.jsonl`` (loss and images/s per interval);
+   ``throughput.json``; a compile that fails is recorded and the session goes on without it;
+2. ``minidiff.train_images.run`` trains ``UNet("ddpm_cifar10")`` (bf16, channels_last,
+   compiled if that was faster, batch 128) for as many steps as the measured throughput allows
+   in the time left, writing ``run/loss.png``, ``run/samples*.png`` (DDIM-50 grids of the EMA
+   model) and ``run/run.jsonl`` (loss and images/s per interval);
 3. if Inception weights are given (``--inception-weights`` or ``MINIDIFF_INCEPTION_WEIGHTS``) and
    torch-fidelity is installed: FID and KID of ``--fid-samples`` DDIM samples against the training
    images, written to ``fid.json``; otherwise ``fid.json`` says why there is none.
 
 CIFAR-10 comes from ``--data-root`` / the ``MINIDIFF_DATA`` cache; with ``--download`` it is
-fetched (checksum-verified) if missing. Without it, the run stops with the loader's message.
+fetched (checksum-verified) if missing. Where it is neither there nor downloadable (the archive,
+170 MB, is too large to carry to some machines), step 2 trains the same model on 32x32 patches of
+scikit-learn's sample photographs and ``summary.json``'s ``"data"`` says so.
 
-    python bench/gpu_cifar10_run.py --out runs/gpu --minutes 12
+    python bench/gpu_cifar10_run.py --out runs/gpu --minutes 7
     python bench/gpu_cifar10_run.py --out /tmp/smoke --tiny --device cpu   # CPU test of the script
 """
 
@@ -153,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                    "sampler": "DDIM-50, EMA"}  # fmt: skip
         except (ImportError, FileNotFoundError) as err:
             fid = {"fid": None, "why": str(err)}
+    fid["reference_images"] = data_note
     (args.out / "fid.json").write_text(json.dumps(fid, indent=1))
     summary["fid"] = fid
     summary["seconds"] = time.perf_counter() - t_start

@@ -140,3 +140,25 @@ def test_peer_path_on_cpu(tmp_path: Path) -> None:
     f_ours = gpu_throughput.forward_flops(big_ours, (3, 32, 32), cpu)
     assert f_peer == pytest.approx(f_ours, rel=0.01)
     assert 12e9 < f_ours < 13e9  # 12.4 GFLOP: convolutions 12.1, attention matmuls 0.34
+
+
+def test_gpu_run_trains_on_patches_without_cifar10(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No CIFAR-10 cached, no download: the full-size run trains on photo patches, saying so."""
+    import gpu_cifar10_run
+
+    real_load = gpu_cifar10_run.load_images
+    asked: list[str] = []
+
+    def load_images(name: str, root: str | None = None, download: bool = False) -> torch.Tensor:
+        asked.append(name)  # fewer patches than the real run's 20 000, to keep the test short
+        return real_load(name, root=root, download=download, n_patches=64)
+
+    monkeypatch.setattr(gpu_cifar10_run, "load_images", load_images)
+    monkeypatch.setenv("MINIDIFF_DATA", str(tmp_path))
+    images, model, data, batch, note = gpu_cifar10_run.training_data(False, None, False)
+    assert (model, data, batch) == ("ddpm_cifar10", "patches", 128)
+    assert images.ndim == 4 and tuple(images.shape[1:]) == (3, 32, 32)
+    assert note.startswith("NOT CIFAR-10 (FileNotFoundError") and "patches" in note
+    assert asked == ["cifar10", "patches"] and "NOT CIFAR-10" in capsys.readouterr().err
