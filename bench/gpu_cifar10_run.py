@@ -70,9 +70,8 @@ def training_data(
     or, where CIFAR-10 is neither cached nor downloadable (a machine without network; the archive
     is 170 MB), scikit-learn's 32x32 photo patches at the same model size, saying so in ``note``."""
     if tiny:
-        g = torch.Generator().manual_seed(0)
-        images = torch.rand(64, 1, 8, 8, generator=g) * 2 - 1
-        return images, "tiny", "digits", 8, "random 8x8 images (tiny run)"
+        images = load_images("digits")
+        return images, "tiny", "digits", 8, f"scikit-learn's {len(images)} 8x8 digits (tiny run)"
     try:
         images = load_images("cifar10", root=root, download=download)
         return (
@@ -103,9 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--fid-samples", type=int, default=10_000)
     ap.add_argument("--no-peer", action="store_true", help="skip diffusers in the benchmark")
     ap.add_argument("--no-compile", action="store_true", help="never use torch.compile")
-    ap.add_argument(
-        "--tiny", action="store_true", help="tiny model on random 8x8 images (CPU test)"
-    )
+    ap.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU too (test)")
+    ap.add_argument("--tiny", action="store_true", help="tiny model on 8x8 digits (CPU test)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     deadline = t_start + 60 * args.minutes
@@ -116,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     bench_args = ["--device", args.device, "--json", str(args.out / "throughput.json")]
     bench_args += ["--tiny"] * args.tiny + ["--no-peer"] * args.no_peer
-    bench_args += ["--no-compile"] * args.no_compile
+    bench_args += ["--no-compile"] * args.no_compile + ["--cpu-bf16"] * args.cpu_bf16
     throughput = gpu_throughput.main(bench_args)
     ours = [
         r for r in throughput["train"] if r["model"] == "minidiff UNet" and r["train_images_per_s"]
@@ -132,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     config = ImageRunConfig(
         model=model, data=data, steps=steps, batch_size=batch, lr=2e-4,
         warmup_steps=min(1000, steps // 10), ema_decay=0.9995 if steps > 5000 else 0.999,
-        bf16=args.device.startswith("cuda"), channels_last=True, compile=best["compile"],
+        bf16=args.device.startswith("cuda") or args.cpu_bf16, channels_last=True,
+        compile=best["compile"],
         sample_every=max(1, steps // 4), n_samples=64, sample_steps=50,
     )  # fmt: skip
     result = run(config, args.out / "run", images=images, device=args.device)

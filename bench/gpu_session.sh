@@ -27,8 +27,11 @@ if ! "$python" -c "import diffusers" 2>/dev/null && compgen -G "$here/.whl/*.whl
     "$python" -m pip install -q --no-index --no-deps --no-compile --target "$work/site" \
         "$here"/.whl/*.whl && export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-"$python" -c "import diffusers; print('diffusers', diffusers.__version__)" \
-    || echo "diffusers is not importable: the benchmark will run without its peer"
+if msg=$("$python" -c "import diffusers; print('diffusers', diffusers.__version__)" 2>&1); then
+    echo "$msg"
+else
+    echo "diffusers is not importable (${msg##*$'\n'}): the benchmark runs without its peer"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 
 limit=$(awk "BEGIN { print int($minutes * 60 + 90) }")

@@ -56,16 +56,17 @@ def test_gpu_throughput_smoke_on_cpu(
 
     _block_diffusers(monkeypatch)
     out = tmp_path / "t.json"
-    res = gpu_throughput.main(["--tiny", "--device", "cpu", "--no-compile", "--json", str(out)])
+    args = ["--tiny", "--device", "cpu", "--no-compile", "--cpu-bf16", "--json", str(out)]
+    res = gpu_throughput.main(args)  # bf16 autocast as on a GPU
     rows = json.loads(out.read_text())["train"]
-    assert res["device"] == "cpu" and len(rows) == 1
+    assert res["device"] == "cpu" and res["bf16"] and len(rows) == 1
     assert rows[0]["train_images_per_s"] > 0 and rows[0]["train_gflops_per_image"] > 0
     assert rows[0]["mfu"] is None  # no known peak for a CPU
     assert rows[0]["vs_peer"] is None and "error" not in rows[0]
     assert set(res["sampling_images_per_s"]) == {"ddpm_10", "ddim_50"}
     assert res["peer"].startswith("not measured: diffusers cannot be imported")
     err = capsys.readouterr().err
-    assert "diffusers cannot be imported" in err and "pip download diffusers" in err
+    assert "diffusers cannot be imported" in err and "pip download --no-deps" in err
 
 
 def test_peer_config_is_google_ddpm_cifar10_32() -> None:
@@ -104,13 +105,14 @@ def test_gpu_cifar10_run_smoke_on_cpu(tmp_path: Path, monkeypatch: pytest.Monkey
     import gpu_cifar10_run
 
     monkeypatch.delenv("MINIDIFF_INCEPTION_WEIGHTS", raising=False)
-    summary = gpu_cifar10_run.main(
-        ["--out", str(tmp_path), "--tiny", "--device", "cpu", "--no-peer", "--no-compile"]
-    )
+    args = ["--out", str(tmp_path), "--tiny", "--device", "cpu", "--no-peer", "--no-compile"]
+    summary = gpu_cifar10_run.main([*args, "--cpu-bf16"])  # bf16 autocast as on a GPU
     run_dir = tmp_path / "run"
     for name in ("loss.png", "samples.png", "run.jsonl", "checkpoint.pt"):
         assert (run_dir / name).is_file(), name
-    assert (tmp_path / "throughput.json").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["bf16"] is True
+    assert (tmp_path / "throughput.json").is_file() and (tmp_path / "summary.json").is_file()
+    assert "digits" in summary["data"]  # type: ignore[operator]
     fid = json.loads((tmp_path / "fid.json").read_text())
     assert fid["fid"] is None and fid["why"]
     assert summary["steps"] == 4
