@@ -164,3 +164,24 @@ def test_gpu_run_trains_on_patches_without_cifar10(
     assert images.ndim == 4 and tuple(images.shape[1:]) == (3, 32, 32)
     assert note.startswith("NOT CIFAR-10 (FileNotFoundError") and "patches" in note
     assert asked == ["cifar10", "patches"] and "NOT CIFAR-10" in capsys.readouterr().err
+
+
+def test_gpu_throughput_survives_a_failing_compile(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A torch.compile that fails is recorded in its row; eager rows and sampling still run."""
+    import gpu_throughput
+
+    def broken_compile(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("inductor is broken here")
+
+    _block_diffusers(monkeypatch)
+    monkeypatch.setattr(gpu_throughput.torch, "compile", broken_compile)
+    res = gpu_throughput.main(["--tiny", "--device", "cpu"])
+    eager, compiled = res["train"]
+    assert eager["train_images_per_s"] > 0 and "error" not in eager
+    assert compiled["compile"] and compiled["train_images_per_s"] is None
+    assert "inductor is broken here" in compiled["error"]
+    assert res["sampling_compiled"] == {"ddpm_10": False, "ddim_50": False}
+    assert min(res["sampling_images_per_s"].values()) > 0
+    assert "with torch.compile failed" in capsys.readouterr().err
