@@ -1,25 +1,29 @@
 """Benchmark: training and sampling throughput of the DDPM CIFAR-10 U-Net on a GPU vs diffusers.
 
 For ``minidiff.nn.UNet("ddpm_cifar10")`` (35.7 M parameters) and, as the peer, diffusers'
-``UNet2DModel`` of the same size (the configuration of google/ddpm-cifar10-32), each with and
-without ``torch.compile``:
+``UNet2DModel`` of the same size (the configuration of google/ddpm-cifar10-32, ``PEER_CONFIG``;
+35,746,307 parameters each), each with and without ``torch.compile``:
 
 - training images/second at batch 128 (AdamW step, L_simple, bf16 autocast, channels_last), timed
   over ``--steps`` steps after ``--warmup`` steps (which include compilation);
 - MFU = images/s x (training FLOPs per image) / (the GPU's dense bf16 peak). FLOPs per image are
-  counted by ``torch.utils.flop_counter`` on one forward pass (x3 for forward + backward); the peak
-  comes from a table of known GPUs or ``--peak-tflops``.
+  counted by ``torch.utils.flop_counter`` on one forward pass with attention on the math backend
+  (x3 for forward + backward; 12.44 GFLOP per forward for both models); the peak comes from a
+  table of known GPUs or ``--peak-tflops``. A compiled row that fails records its error and the
+  benchmark goes on.
 
 Then sampling images/second of the (compiled, if it compiled) minidiff model in bf16: 1000-step
-ancestral DDPM and 50-step DDIM on a batch of ``--sample-batch``.
+ancestral DDPM and 50-step DDIM on a batch of ``--sample-batch``, after an untimed warm-up.
 
 Targets (issue 12): >= 1.2x the peer's training throughput and MFU >= 35%.
 
-    python bench/gpu_throughput.py                       # on a GPU; needs `pip install diffusers`
-    python bench/gpu_throughput.py --tiny --device cpu   # smoke test of the script itself
+    python bench/gpu_throughput.py                                  # on a GPU
+    python bench/gpu_throughput.py --tiny --device cpu --cpu-bf16   # smoke test of the script
 
-diffusers is imported only when the peer is measured (``--no-peer`` skips it). Prints a Markdown
-table; ``--json PATH`` writes the numbers.
+diffusers is imported only when the peer is measured (``--no-peer`` skips it); where it cannot be
+imported the benchmark runs without the peer and says why (stderr, and ``"peer"`` in the JSON).
+Prints a Markdown table; ``--json PATH`` writes the numbers. The one command for a GPU session,
+with how to carry diffusers to a machine without network: ``bench/gpu_session.sh``.
 """
 
 from __future__ import annotations
