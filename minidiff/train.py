@@ -30,13 +30,15 @@ from torch.utils._foreach_utils import (
     _get_fused_kernels_supported_devices,
 )
 
-from ._validation import check_device, check_finite, skip_value_checks
+from ._validation import check_choice, check_device, check_finite, skip_value_checks
 
 __all__ = [
     "EMA",
     "NonFiniteLossError",
     "TrainResult",
     "train",
+    "learning_rate",
+    "LR_SCHEDULES",
     "save_checkpoint",
     "load_checkpoint",
     "model_fingerprint",
@@ -496,6 +498,24 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(step: int, steps: int, lr: float, warmup_steps: int, schedule: str) -> float:
+    """The learning rate of optimizer step ``step`` (1-based) in a run of ``steps`` steps.
+
+    Linear warm-up ``lr * step / warmup_steps`` for ``step < warmup_steps``; then ``lr``
+    (``"constant"``) or ``lr * (1 + cos(pi * p)) / 2`` with ``p = (step - warmup_steps) /
+    (steps - warmup_steps + 1)`` (``"cosine"``), which starts at ``lr`` and ends just above 0 at
+    the last step, so that every step still moves the weights.
+    """
+    warm = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "constant" or step <= warmup_steps:
+        return lr * warm
+    progress = (step - warmup_steps) / (steps - warmup_steps + 1)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def _make_optimizer(params: Sequence[Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the fastest implementation the parameters allow: fused (one kernel for all
     parameters, and it can skip a non-finite step on the device), else foreach."""
@@ -534,6 +554,7 @@ def train(
     ema_decay: float = 0.999,
     grad_clip: float | None = 1.0,
     warmup_steps: int = 0,
+    lr_schedule: str = "constant",
     generator: torch.Generator | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -549,7 +570,9 @@ def train(
 
     Each step ``k = 1..steps``: draw a batch, ``loss = loss_fn(model, batch, generator)``, backward,
     clip the global gradient norm to ``grad_clip``, AdamW step with learning rate
-    ``lr * min(1, k / warmup_steps)``, EMA update (see ``EMA``).
+    ``lr * min(1, k / warmup_steps)`` (``lr_schedule="constant"``) or, with ``"cosine"``, that
+    warm-up followed by a half cosine from ``lr`` towards 0 at step ``steps`` (see
+    :func:`learning_rate`), EMA update (see ``EMA``).
 
     Args:
         model: the network; moved to ``device`` (default: where its parameters already are).
@@ -559,6 +582,9 @@ def train(
             replacement) or a callable ``data(batch_size, generator) -> batch`` (e.g. infinite
             toy data).
         steps: total number of optimizer steps, counting those already in a resumed checkpoint.
+        lr_schedule: ``"constant"`` (after the warm-up) or ``"cosine"`` (Loshchilov & Hutter,
+            2017, without restarts). A cosine run depends on ``steps``, so its checkpoint resumes
+            only towards the same ``steps``.
         generator: the loop's CPU generator; default ``torch.Generator().manual_seed(seed)``.
         checkpoint_path: if given, save there every ``checkpoint_every`` steps and at the end.
         resume: if a checkpoint exists at ``checkpoint_path``, continue from it (its model and
@@ -604,6 +630,7 @@ def train(
     _check_number("weight_decay", weight_decay, positive=False)
     _check_number("grad_clip", grad_clip, positive=True, allow_none=True)
     _check_decay(ema_decay)
+    check_choice(lr_schedule, "lr_schedule", LR_SCHEDULES)
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
     elif not isinstance(generator, torch.Generator):
@@ -646,6 +673,8 @@ def train(
         "grad_clip": None if grad_clip is None else float(grad_clip),
         "warmup_steps": warmup_steps,
         "amp": bool(amp),
+        # only a cosine run records its schedule: checkpoints of constant runs stay as they were
+        **({"lr_schedule": f"cosine to step {steps}"} if lr_schedule == "cosine" else {}),
         "data": list(data.shape) if isinstance(data, Tensor) else "callable",
     }
 
@@ -799,8 +828,9 @@ def train(
             if not fused and bool(found_inf):  # a sync per step, only without a fused AdamW
                 pending.append((step, loss.detach(), norm))
                 flush()  # raises before the update
+            step_lr = learning_rate(step, steps, lr, warmup_steps, lr_schedule)
             for group in optimizer.param_groups:
-                group["lr"] = lr * (min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0)
+                group["lr"] = step_lr
             optimizer.step()
             ema.update(model)
             pending.append((step, loss.detach(), norm))

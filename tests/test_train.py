@@ -10,6 +10,7 @@ from torch import nn
 from minidiff.train import (
     EMA,
     NonFiniteLossError,
+    learning_rate,
     load_checkpoint,
     save_checkpoint,
     train,
@@ -295,10 +296,82 @@ def test_warmup_reaches_the_full_learning_rate() -> None:
     assert seen == pytest.approx([0.25e-2, 0.5e-2, 0.75e-2, 1e-2, 1e-2, 1e-2])
 
 
+def test_cosine_schedule_matches_torch_cosine_annealing() -> None:
+    steps, warmup, lr = 50, 5, 2e-3
+    ours = [learning_rate(k, steps, lr, warmup, "cosine") for k in range(1, steps + 1)]
+    # After the warm-up, step k is epoch k - warmup of CosineAnnealingLR over steps - warmup + 1
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps - warmup + 1, eta_min=0.0)
+    theirs = []
+    for _ in range(warmup, steps):
+        opt.step()
+        sched.step()
+        theirs.append(opt.param_groups[0]["lr"])
+    assert ours[:warmup] == pytest.approx([lr * k / warmup for k in range(1, warmup + 1)])
+    assert ours[warmup:] == pytest.approx(theirs, rel=1e-9)
+    assert all(a > b for a, b in zip(ours[warmup:-1], ours[warmup + 1 :], strict=True))
+    assert 0 < ours[-1] < 0.01 * lr
+    assert [learning_rate(k, steps, lr, 0, "constant") for k in (1, 25, 50)] == [lr] * 3
+
+
+def test_train_follows_the_cosine_schedule_and_resumes_exactly(tmp_path: Path) -> None:
+    seen: list[float] = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self: torch.optim.AdamW, *a: Any, **k: Any) -> Any:
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    kw = {**KW, "lr_schedule": "cosine"}
+    data = make_data()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.AdamW, "step", step)
+        torch.manual_seed(5)
+        train(make_model(), regression_loss, data, steps=12, **kw)
+    assert seen == pytest.approx([learning_rate(k, 12, 1e-2, 3, "cosine") for k in range(1, 13)])
+
+    # Interrupted after the checkpoint of step 8, then resumed: the same run, bit for bit.
+    calls = {"n": 0}
+
+    def crashing(n: int, g: torch.Generator) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return data[torch.randint(0, len(data), (n,), generator=g)]
+
+    def same(n: int, g: torch.Generator) -> torch.Tensor:
+        return data[torch.randint(0, len(data), (n,), generator=g)]
+
+    ckpt = tmp_path / "cos.pt"
+    torch.manual_seed(5)
+    ref = train(make_model(), regression_loss, same, steps=12, **kw)
+    torch.manual_seed(5)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            make_model(),
+            regression_loss,
+            crashing,
+            steps=12,
+            checkpoint_path=ckpt,
+            checkpoint_every=4,
+            **kw,
+        )
+    assert load_checkpoint(ckpt)["step"] == 8
+    torch.manual_seed(77)
+    resumed = train(make_model(), regression_loss, same, steps=12, checkpoint_path=ckpt, **kw)
+    assert resumed.losses == ref.losses
+    _assert_state_equal(ref.model.state_dict(), resumed.model.state_dict(), "model")
+    _assert_state_equal(ref.ema.state_dict(), resumed.ema.state_dict(), "ema")
+    # A cosine run decays towards its own last step: continuing it to another length is refused.
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(make_model(), regression_loss, data, steps=20, checkpoint_path=ckpt, **kw)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
         (dict(steps=0), "steps"),
+        (dict(steps=5, lr_schedule="linear"), "lr_schedule"),
         (dict(steps=5, batch_size=0), "batch_size"),
         (dict(steps=5, lr=0.0), "lr"),
         (dict(steps=5, lr=float("nan")), "lr"),
