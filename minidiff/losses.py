@@ -53,6 +53,7 @@ __all__ = [
     "vlb_weights",
     "simple_loss",
     "sample_timesteps",
+    "timestep_probabilities",
     "affine_reverse_marginal",
     "affine_model_nll",
 ]
@@ -74,7 +75,9 @@ def _check_elementwise(*named: tuple[object, str]) -> None:
     check_all_finite(*pairs)
 
 
-def gaussian_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
+def gaussian_kl(
+    mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor
+) -> torch.Tensor:
     """Elementwise ``KL(N(mean1, var1) || N(mean2, var2))`` for scalar Gaussians.
 
     ``KL = ½ [log(var2 / var1) + (var1 + (mean1 - mean2)²) / var2 - 1]``. Arguments broadcast
@@ -99,11 +102,15 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tens
     return _gaussian_log_likelihood(x, mean, var)
 
 
-def _gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+def _gaussian_log_likelihood(
+    x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
+) -> torch.Tensor:
     return -0.5 * (math.log(2 * math.pi) + torch.log(var) + (x - mean) ** 2 / var)
 
 
-def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+def discretized_gaussian_log_likelihood(
+    x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
     """Elementwise log-probability of the 8-bit bin that contains ``x`` (Ho et al. 2020, Eq. 13).
 
     ``x`` holds images in ``[-1, 1]`` on the grid of 256 levels (bin width ``2/255``); the Gaussian
@@ -126,12 +133,16 @@ def _discretized_gaussian_log_likelihood(
     log_cdf_upper = torch.special.log_ndtr(upper)
     log_one_minus_cdf_lower = torch.special.log_ndtr(-lower)
     # log(Φ(u) - Φ(l)) computed stably on whichever tail is farther from 1.
-    log_delta_left = log_cdf_upper + torch.log((-torch.expm1(torch.special.log_ndtr(lower) - log_cdf_upper)).clamp(min=1e-300))
+    log_delta_left = log_cdf_upper + torch.log(
+        (-torch.expm1(torch.special.log_ndtr(lower) - log_cdf_upper)).clamp(min=1e-300)
+    )
     log_delta_right = log_one_minus_cdf_lower + torch.log(
         (-torch.expm1(torch.special.log_ndtr(-upper) - log_one_minus_cdf_lower)).clamp(min=1e-300)
     )
     log_delta = torch.where(centered > 0, log_delta_right, log_delta_left)
-    out = torch.where(xd < -0.999, log_cdf_upper, torch.where(xd > 0.999, log_one_minus_cdf_lower, log_delta))
+    out = torch.where(
+        xd < -0.999, log_cdf_upper, torch.where(xd > 0.999, log_one_minus_cdf_lower, log_delta)
+    )
     return out.to(x.dtype)
 
 
@@ -227,21 +238,70 @@ def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor
     _check_schedule(schedule)
     check_choice(variance, "variance", VARIANCES)
     t = torch.arange(schedule.T + 1)
-    sigma2 = model_variance(t, schedule, variance, 1, like=schedule.betas, for_density=True).reshape(-1)
+    sigma2 = model_variance(
+        t, schedule, variance, 1, like=schedule.betas, for_density=True
+    ).reshape(-1)
     lam = torch.zeros(schedule.T + 1, dtype=torch.float64)
     b, a, ab = schedule.betas[1:], schedule.alphas[1:], schedule.alpha_bar[1:]
     lam[1:] = b**2 / (2 * sigma2[1:] * a * (1 - ab))
     return lam
 
 
-def sample_timesteps(batch_size: int, T: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> torch.Tensor:
-    """``t ~ Uniform{1, …, T}`` as a long tensor ``(batch_size,)`` (Algorithm 1, line 3)."""
+def sample_timesteps(
+    batch_size: int,
+    T: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    power: float = 1.0,
+) -> torch.Tensor:
+    """``t ~ Uniform{1, …, T}`` as a long tensor ``(batch_size,)`` (Algorithm 1, line 3).
+
+    With ``power = p != 1``, ``t = min(T, floor(T u^p) + 1)`` for ``u ~ Uniform[0, 1)``: small
+    ``t`` (little noise, where thin structures are resolved) are drawn more often for ``p > 1``,
+    with probabilities :func:`timestep_probabilities`. Training on these ``t`` minimises
+    ``L_simple`` weighted by ``w_t = T P(t)``: the same minimiser for a model that can fit every
+    ``t``, a different share of a small model's capacity (Kingma & Gao, 2023, read every such
+    weighting as an ELBO over augmented data; Karras et al., 2022, draw noise levels log-normally
+    for the same reason).
+    """
     check_positive_int(batch_size, "batch_size")
     check_positive_int(T, "T")
     check_generator(generator)
     device = check_device(device)
+    power = _check_power(power)
     gen_device = generator.device if generator is not None else "cpu"
-    return torch.randint(1, T + 1, (batch_size,), generator=generator, device=gen_device).to(device or gen_device)
+    if power == 1.0:  # the stream of draws every uniform run has used
+        t = torch.randint(1, T + 1, (batch_size,), generator=generator, device=gen_device)
+    else:
+        u = torch.rand(batch_size, generator=generator, device=gen_device, dtype=torch.float64)
+        t = (T * u**power).long().clamp(max=T - 1) + 1
+    return t.to(device or gen_device)
+
+
+def timestep_probabilities(T: int, power: float = 1.0) -> torch.Tensor:
+    """``P(t = k) = (k / T)^(1/p) - ((k - 1) / T)^(1/p)`` for ``k = 1..T``: the law of
+    :func:`sample_timesteps` with ``power = p``, as a ``(T + 1,)`` float64 tensor (index 0 is 0).
+
+    ``T * P`` is the weighting of ``L_simple`` that drawing ``t`` this way trains; ``p = 1`` gives
+    ``1 / T`` everywhere.
+    """
+    check_positive_int(T, "T")
+    power = _check_power(power)
+    cdf = (torch.arange(T + 1, dtype=torch.float64) / T) ** (1.0 / power)
+    probs = torch.zeros(T + 1, dtype=torch.float64)
+    probs[1:] = cdf[1:] - cdf[:-1]
+    return probs
+
+
+def _check_power(power: object) -> float:
+    if (
+        isinstance(power, bool)
+        or not isinstance(power, (int, float))
+        or not math.isfinite(power)
+        or power <= 0
+    ):
+        raise ValueError(f"power must be a finite number > 0, got {power!r}")
+    return float(power)
 
 
 def simple_loss(

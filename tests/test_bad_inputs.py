@@ -455,13 +455,20 @@ FNS: list[Fn] = [
     Fn(
         "sample_timesteps",
         losses.sample_timesteps,
-        {"batch_size": 4, "T": T, "generator": None, "device": "cpu"},
+        {"batch_size": 4, "T": T, "generator": None, "device": "cpu", "power": 2.0},
         {
             "batch_size": bad_int(),
             "T": bad_int(),
             "generator": bad_generator(),
             "device": bad_device(),
+            "power": bad_number() + [("zero", 0.0)],
         },
+    ),
+    Fn(
+        "timestep_probabilities",
+        losses.timestep_probabilities,
+        {"T": T, "power": 2.0},
+        {"T": bad_int(), "power": bad_number() + [("zero", 0.0)]},
     ),
     Fn(
         "affine_model_nll",

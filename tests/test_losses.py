@@ -8,7 +8,13 @@ import pytest
 import torch
 
 import minidiff as md
-from minidiff.losses import affine_model_nll, affine_reverse_marginal
+from minidiff import linear_schedule, simple_loss
+from minidiff.losses import (
+    affine_model_nll,
+    affine_reverse_marginal,
+    sample_timesteps,
+    timestep_probabilities,
+)
 
 SCHED = md.linear_schedule(20, beta_start=1e-3, beta_end=0.3)
 GAUSS = md.GaussianMixture(
@@ -235,3 +241,67 @@ def test_simple_loss_and_vlb_errors() -> None:
         md.vlb_terms(lambda x, t: x[:, :1], x0, SCHED)
     with pytest.raises(ValueError, match="variance"):
         md.vlb_weights(SCHED, "sigma")
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 0.5])
+def test_sample_timesteps_follow_timestep_probabilities(power: float) -> None:
+    T, n = 50, 200_000
+    t = sample_timesteps(n, T, torch.Generator().manual_seed(3), power=power)
+    assert t.dtype == torch.long and int(t.min()) >= 1 and int(t.max()) <= T
+    probs = timestep_probabilities(T, power)
+    assert probs[0] == 0 and float(probs.sum()) == pytest.approx(1.0, abs=1e-12)
+    counts = torch.bincount(t, minlength=T + 1)[1:].double()
+    expected = n * probs[1:]
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    # chi-square with T - 1 = 49 degrees of freedom: mean 49, sd ~10; 100 is p ~ 1e-5
+    assert chi2 < 100, chi2
+    if power == 2.0:  # P(t) ~ t^(-1/2): small t far more often than large t
+        assert probs[1] > 5 * probs[T] and bool((probs[2:] <= probs[1:-1]).all())
+
+
+def test_uniform_timesteps_keep_the_stream_of_randint() -> None:
+    a = sample_timesteps(64, 1000, torch.Generator().manual_seed(9))
+    b = torch.randint(1, 1001, (64,), generator=torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+    assert torch.allclose(
+        timestep_probabilities(1000),
+        torch.full((1001,), 1e-3).index_fill(0, torch.tensor([0]), 0.0).double(),
+    )
+
+
+def test_drawing_t_by_power_trains_l_simple_weighted_by_t_times_probability() -> None:
+    """E_{t ~ P}[l_t] = E_{t ~ U}[T P(t) l_t]: the loss on power-drawn t is a weighted L_simple."""
+    schedule = linear_schedule(40)
+    x0 = torch.randn(4096, 2, generator=torch.Generator().manual_seed(0))
+
+    def eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return 3.0 * x * (t[:, None].to(x.dtype) / 40)  # any fixed model whose loss grows with t
+
+    probs = timestep_probabilities(40, 2.0)
+    weights = 40 * probs
+    # the target, exactly: sum over every t of P(t) times the loss at t
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    per_t = torch.stack(
+        [
+            simple_loss(eps_model, x0, schedule, t=torch.full((4096,), k), noise=noise)
+            for k in range(1, 41)
+        ]
+    ).double()
+    sampled = float((probs[1:] * per_t).sum())
+    # Monte Carlo: power-drawn t against uniform t with weights, on fresh draws
+    g = torch.Generator().manual_seed(2)
+    mc_power = [
+        float(
+            simple_loss(
+                eps_model, x0, schedule, t=sample_timesteps(4096, 40, g, power=2.0), generator=g
+            )
+        )
+        for _ in range(20)
+    ]
+    mc_weighted = [
+        float(simple_loss(eps_model, x0, schedule, generator=g, weights=weights)) for _ in range(20)
+    ]
+    a, b = sum(mc_power) / 20, sum(mc_weighted) / 20
+    assert a == pytest.approx(sampled, rel=0.03) and b == pytest.approx(sampled, rel=0.03)
+    # and it is a different objective from plain L_simple on this model
+    assert abs(float(per_t.mean()) - sampled) > 0.1 * sampled
