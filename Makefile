@@ -17,7 +17,11 @@ LAB_ARGS ?=
 # JupyterLab serves the repository root, so notebooks/, exercises/ and minidiff/ are all in its
 # file browser and every relative link between them opens; the URL it prints (also with
 # --no-browser) opens $(NOTEBOOK). tests/browser starts JupyterLab through this same target.
-LAB_FLAGS = --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK)
+# The file browser hides what pip's editable install leaves at the root (*.egg-info) besides
+# Jupyter's own defaults.
+LAB_HIDE := ['__pycache__','*.pyc','*.pyo','.DS_Store','*.so','*.dylib','*~','*.egg-info']
+LAB_FLAGS = --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK) \
+	--ContentsManager.hide_globs="$(LAB_HIDE)"
 # Jupyter refuses to start as root (containers, CI machines) unless told otherwise.
 LAB_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 

@@ -6,8 +6,10 @@ the README and .ci/run must agree with it. Each test names the file to fix when 
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -189,3 +191,19 @@ def test_makefile_test_target_runs_tests_and_notebooks_in_fast_mode() -> None:
 @pytest.mark.parametrize("name", ["README.md", "environment.yml", "constraints.txt", ".ci/run"])
 def test_setup_files_exist(name: str) -> None:
     assert (ROOT / name).is_file(), f"{name} is missing from the repository root"
+
+
+def test_make_lab_hides_install_artefacts_from_the_file_browser() -> None:
+    """`make lab` passes Jupyter a hide list that includes the editable install's *.egg-info
+    (a dry run: `make -n` prints the command without running anything)."""
+    dry = subprocess.run(
+        ["make", "-n", "lab"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"--ContentsManager\.hide_globs=\"(\[.*?\])\"", dry)
+    assert match, f"make lab passes no hide_globs:\n{dry}"
+    globs = ast.literal_eval(match.group(1))
+    assert "*.egg-info" in globs and "__pycache__" in globs, globs
