@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 import pytest
+import torch
 from _nbtools import ROOT, exec_tagged
 
 import minidiff.checks
@@ -99,8 +100,12 @@ def test_checker_is_public(chapter: str, name: str) -> None:
 def test_solution_passes(
     notebook: Callable[[Path], dict[str, Any]], chapter: str, name: str
 ) -> None:
-    res = _checker(chapter, name)(notebook(CHAPTERS[chapter].solution)[name], display=False)
+    fn = notebook(CHAPTERS[chapter].solution)[name]
+    state = torch.get_rng_state()
+    res = _checker(chapter, name)(fn, display=False)
     assert res.passed, res.message
+    # the student's notebook draws from torch's global RNG: a checker must leave it where it was
+    assert torch.equal(torch.get_rng_state(), state), "the checker moved the global RNG"
 
 
 @pytest.mark.parametrize(("chapter", "name"), CHECKERS)

@@ -81,7 +81,9 @@ class TinyEps(nn.Module):
     def __init__(self, T: int, dim: int = 2, hidden: int = 16, seed: int = 0) -> None:
         super().__init__()
         self.T = T
-        self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's default init must not move the
+            # student's global RNG: a checker call leaves their notebook's random stream alone
+            self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim))
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for p in self.net.parameters():
