@@ -87,7 +87,7 @@ def test_discretized_matches_numerical_integral() -> None:
     lp = md.discretized_gaussian_log_likelihood(
         x, torch.full_like(x, mean), torch.full_like(x, math.log(std))
     )
-    for xi, lpi in zip(x.tolist(), lp.tolist()):
+    for xi, lpi in zip(x.tolist(), lp.tolist(), strict=True):
         lo = -1 - 20 * std - 1 if xi < -0.999 else xi - 1 / 255
         hi = 1 + 20 * std + 1 if xi > 0.999 else xi + 1 / 255
         grid = torch.linspace(lo, hi, 200_001, dtype=torch.float64)

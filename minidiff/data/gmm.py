@@ -96,7 +96,9 @@ class GaussianMixture:
             if s.shape == (K,):
                 s = s[:, None].expand(K, D)
             if s.shape != (K, D):
-                raise ValueError(f"stds must be a scalar, (K,)=({K},) or (K, D)=({K}, {D}), got {tuple(s.shape)}")
+                raise ValueError(
+                    f"stds must be a scalar, (K,)=({K},) or (K, D)=({K}, {D}), got {tuple(s.shape)}"
+                )
             if bool((s <= 0).any()):
                 raise ValueError("stds must be strictly positive")
             c = torch.diag_embed(s**2)
@@ -130,7 +132,11 @@ class GaussianMixture:
         """An asymmetric three-component 2D mixture (the law of ``toy_dataset("gmm")``)."""
         means = torch.tensor([[-1.5, -0.5], [1.2, 1.0], [0.8, -1.4]])
         covs = torch.tensor(
-            [[[0.30, 0.12], [0.12, 0.15]], [[0.06, 0.0], [0.0, 0.06]], [[0.10, -0.06], [-0.06, 0.20]]]
+            [
+                [[0.30, 0.12], [0.12, 0.15]],
+                [[0.06, 0.0], [0.0, 0.06]],
+                [[0.10, -0.06], [-0.06, 0.20]],
+            ]
         )
         return cls(means, covs=covs, weights=torch.tensor([0.5, 0.3, 0.2]))
 
@@ -157,7 +163,9 @@ class GaussianMixture:
         a = check_number(alpha, "alpha", low=0.0)
         s = check_number(sigma, "sigma", low=0.0, low_open=False)
         eye = torch.eye(self.D, dtype=torch.float64)
-        return GaussianMixture(a * self.means, covs=a**2 * self.covs + s**2 * eye, weights=self.weights)
+        return GaussianMixture(
+            a * self.means, covs=a**2 * self.covs + s**2 * eye, weights=self.weights
+        )
 
     def _moments(
         self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
@@ -185,7 +193,9 @@ class GaussianMixture:
             s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).to(dev)
         for name, v in (("alpha", a), ("sigma", s)):
             if v.numel() not in (1, N):
-                raise ValueError(f"{name} must be a scalar or have shape ({N},), got {v.numel()} values")
+                raise ValueError(
+                    f"{name} must be a scalar or have shape ({N},), got {v.numel()} values"
+                )
         if check and bool((a <= 0).any()):
             raise ValueError(f"alpha must be > 0, got min {float(a.min()):.4g}")
         if check and bool((s < 0).any()):
@@ -199,7 +209,9 @@ class GaussianMixture:
         L = torch.linalg.cholesky(C)
         P = torch.cholesky_inverse(L)  # precision matrices C_k^{-1}
         logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)  # (N|1, K)
-        diff = x.to(torch.float64)[:, None, :] - a[..., 0] * means[None]  # (N, K, D); differentiable in x
+        diff = (
+            x.to(torch.float64)[:, None, :] - a[..., 0] * means[None]
+        )  # (N, K, D); differentiable in x
         Cinv_diff = (P @ diff[..., None])[..., 0]  # (N, K, D)
         maha = (diff * Cinv_diff).sum(-1)
         log_comp = -0.5 * (maha + logdet + self.D * math.log(2 * math.pi))  # (N, K)
@@ -263,7 +275,9 @@ class GaussianMixture:
         return GaussianMixture(means, covs=covs, weights=w / w.sum())
 
     # ------------------------------------------------------------------ oracles for samplers
-    def eps_model(self, schedule: NoiseSchedule) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def eps_model(
+        self, schedule: NoiseSchedule
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact ``E[eps | x_t]`` as an ``eps_model(x_t (B, D), t (B,))`` for ``schedule``."""
         _check_schedule(schedule)
 
@@ -276,7 +290,9 @@ class GaussianMixture:
 
         return eps
 
-    def score_model(self, schedule: NoiseSchedule) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def score_model(
+        self, schedule: NoiseSchedule
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact score ``∇ log q(x_t)`` as a callable ``(x_t (B, D), t (B,)) -> (B, D)``."""
         _check_schedule(schedule)
 

@@ -210,7 +210,9 @@ def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     sched = _check_schedule(schedule)
     check_positive_int(steps, "steps")
     if steps > sched.T:
-        raise ValueError(f"steps must be <= T={sched.T} (one network call per timestep), got {steps}")
+        raise ValueError(
+            f"steps must be <= T={sched.T} (one network call per timestep), got {steps}"
+        )
     k = torch.arange(steps, dtype=torch.float64)
     # the stride T/steps >= 1 keeps the rounded values distinct
     return (sched.T - k * sched.T / steps).round().long()

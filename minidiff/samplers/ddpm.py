@@ -63,7 +63,9 @@ def ddpm_step(
     tt, sched = _prepare(x_t, t, schedule, "x_t")
     check_tensor(eps, "eps")
     if eps.shape != x_t.shape:
-        raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+        raise ValueError(
+            f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
+        )
     check_all_finite((x_t, "x_t"), (eps, "eps"))
     z = _noise_like(x_t, noise, generator, "x_t")
     return _ddpm_step(x_t, tt, eps, sched, variance, z)
@@ -129,7 +131,9 @@ def ddpm_sample(
             eps = call_eps_model(eps_model, x, tt)
             x = _ddpm_step(x, tt, eps, schedule, variance, _noise_like(x, None, generator))
             if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})")
+                raise NonFiniteSampleError(
+                    f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})"
+                )
             if return_trajectory:
                 trajectory.append(x)
     return (x, trajectory) if return_trajectory else x
