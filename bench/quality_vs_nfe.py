@@ -2,26 +2,30 @@
 
 Samplers (all registered in ``minidiff.samplers``):
 
-    ddpm                 ancestral DDPM, sigma² = beta_tilde, on NFE strided timesteps. This is DDIM with eta = 1 on
-                         the strided set, which equals DDPM on the respaced schedule (``respace_schedule``; tested in
-                         tests/test_ddim.py), so "DDPM at 20 NFE" is well defined.
+    ddpm                 ancestral DDPM, sigma² = beta_tilde, on NFE strided timesteps. This is DDIM
+                         with eta = 1 on the strided set, which equals DDPM on the respaced schedule
+                         (``respace_schedule``; tested in tests/test_ddim.py), so "DDPM at 20 NFE"
+                         is well defined.
     ddim                 DDIM, eta = 0
     pf_ode_euler         probability-flow ODE, Euler (1 call per step)
     pf_ode_heun          probability-flow ODE, Heun (2 calls per step -> NFE/2 steps)
     euler_maruyama       reverse SDE, Euler–Maruyama (1 call per step)
     predictor_corrector  EM predictor + 1 Langevin corrector (2 calls per step -> NFE/2 steps)
 
-NFE is counted honestly: a sampler that needs 2 calls per step gets ``NFE // 2`` steps (so NFE 5 is really 4 for
-Heun and PC; the table footnote says so). Each sampler runs with
+NFE is counted honestly: a sampler that needs 2 calls per step gets ``NFE // 2`` steps (so NFE 5 is
+really 4 for Heun and PC; the table footnote says so). Each sampler runs with
 
-* the exact score of ``GaussianMixture.default_2d()`` — continuous time through ``score_fn_from_mixture(gmm, VPSDE())``,
-  discrete time through ``gmm.eps_model(VPSDE().to_schedule(T))`` (alpha_bar_i = alpha(i/T)², so both share marginals);
-* a trained continuous-time eps network (``TimeMLP(time_scale=1000)`` and ``minidiff.score.vp_eps_loss``), bridged
-  with ``score_fn_from_eps_model`` / ``eps_model_from_score_fn``.
+* the exact score of ``GaussianMixture.default_2d()`` — continuous time through
+  ``score_fn_from_mixture(gmm, VPSDE())``, discrete time through
+  ``gmm.eps_model(VPSDE().to_schedule(T))`` (alpha_bar_i = alpha(i/T)², so both share marginals);
+* a trained continuous-time eps network (``TimeMLP(time_scale=1000)`` and
+  ``minidiff.score.vp_eps_loss``), bridged with ``score_fn_from_eps_model`` /
+  ``eps_model_from_score_fn``.
 
-Quality is the sliced Wasserstein distance (SW_2, 256 directions) between ``n`` samples and one large data sample,
-divided by the data floor (the same distance for ``n`` fresh data points), mean ± standard deviation over ``repeats``
-independent draws. Targets (exact score): Heun at <= 50 NFE and DDIM at <= 100 NFE within 1.2x the floor.
+Quality is the sliced Wasserstein distance (SW_2, 256 directions) between ``n`` samples and one
+large data sample, divided by the data floor (the same distance for ``n`` fresh data points), mean
+± standard deviation over ``repeats`` independent draws. Targets (exact score): Heun at <= 50 NFE
+and DDIM at <= 100 NFE within 1.2x the floor.
 
     python bench/quality_vs_nfe.py            # full run (several minutes on 2 idle cores)
     python bench/quality_vs_nfe.py --quick    # smoke run (well under a minute)
@@ -106,7 +110,8 @@ def train_model(
         progress=False,
     )
     print(
-        f"trained TimeMLP for {steps} steps in {res.seconds:.0f} s, final loss {sum(res.losses[-50:]) / 50:.4f}"
+        f"trained TimeMLP for {steps} steps in {res.seconds:.0f} s, "
+        f"final loss {sum(res.losses[-50:]) / 50:.4f}"
     )
     return res.ema.model.eval()
 
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     floors = torch.tensor([sw(gmm.sample(n, g)) for _ in range(max(10, 3 * repeats))])
     floor = floors.mean().item()
     print(
-        f"# Quality vs NFE — n = {n}, repeats = {repeats}, T = {T}, data floor SW = {floor:.4f} ± {floors.std():.4f}\n"
+        f"# Quality vs NFE — n = {n}, repeats = {repeats}, T = {T}, "
+        f"data floor SW = {floor:.4f} ± {floors.std():.4f}\n"
     )
 
     models: dict[str, tuple[Callable, Callable]] = {  # type: ignore[type-arg]
@@ -184,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             cells = [f"{m:.2f}" + ("" if math.isnan(s) else f" ± {s:.2f}") for m, s in row]
             print(f"| {name} | " + " | ".join(cells) + " |")
         print(
-            "\nEntries: SW / data floor (mean ± sd over draws). Heun and predictor–corrector use NFE // 2 steps "
+            "\nEntries: SW / data floor (mean ± sd over draws). "
+            "Heun and predictor–corrector use NFE // 2 steps "
             f"(actual NFE at 5: {actual_nfe('pf_ode_heun', 5)})."
         )
 
