@@ -1,6 +1,7 @@
 """A Gaussian mixture with exact density, sampling, and exact noised marginals.
 
-If ``x_0 ~ sum_k w_k N(mu_k, Sigma_k)`` and ``x = alpha x_0 + sigma eps`` with ``eps ~ N(0, I)``, then
+If ``x_0 ~ sum_k w_k N(mu_k, Sigma_k)`` and ``x = alpha x_0 + sigma eps`` with ``eps ~ N(0, I)``,
+then
 
     x ~ sum_k w_k N(alpha mu_k, alpha² Sigma_k + sigma² I)                       (marginal)
     ∇_x log p(x) = -sum_k r_k(x) C_k^{-1} (x - alpha mu_k),   C_k = alpha² Sigma_k + sigma² I
@@ -122,7 +123,8 @@ class GaussianMixture:
     # ------------------------------------------------------------------ named mixtures
     @classmethod
     def eight_gaussians(cls, radius: float = 2.0, std: float = 0.15) -> GaussianMixture:
-        """Eight equal isotropic Gaussians on a circle (the law of ``toy_dataset("8gaussians")``)."""
+        """Eight equal isotropic Gaussians on a circle (the law of
+        ``toy_dataset("8gaussians")``)."""
         ang = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
         means = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
         return cls(means, stds=std)
@@ -159,7 +161,8 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ noised marginals
     def noised(self, alpha: float, sigma: float) -> GaussianMixture:
-        """The law of ``alpha x_0 + sigma eps`` as a new mixture (scalars ``alpha > 0``, ``sigma >= 0``)."""
+        """The law of ``alpha x_0 + sigma eps`` as a new mixture (scalars ``alpha > 0``,
+        ``sigma >= 0``)."""
         a = check_number(alpha, "alpha", low=0.0)
         s = check_number(sigma, "sigma", low=0.0, low_open=False)
         eye = torch.eye(self.D, dtype=torch.float64)
@@ -221,7 +224,8 @@ class GaussianMixture:
         return log_px, resp, Cinv_diff, a[:, 0, 0, 0]
 
     def marginal_log_prob(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
-        """``log p_t(x)`` of the noised marginal; ``x: (N, D)``, ``alpha, sigma``: scalars or ``(N,)``."""
+        """``log p_t(x)`` of the noised marginal; ``x: (N, D)``, ``alpha, sigma``: scalars or
+        ``(N,)``."""
         log_px, *_ = self._moments(x, alpha, sigma)
         return log_px.to(dtype=x.dtype, device=x.device)
 
@@ -248,7 +252,8 @@ class GaussianMixture:
         return (resp[..., None] * per_comp).sum(1).to(dtype=x.dtype, device=x.device)
 
     def posterior(self, y: torch.Tensor, scale: float, noise_var: float) -> GaussianMixture:
-        """The law of ``x`` given one observation ``y = scale · x + sqrt(noise_var) · eps`` (a mixture).
+        """The law of ``x`` given one observation ``y = scale · x + sqrt(noise_var) · eps``
+        (a mixture).
 
         Exact Gaussian conditioning of each component, responsibilities from the evidence. Used
         for the true reverse step ``q(x_{t-1} | x_t)``: condition ``q(x_{t-1})`` on
