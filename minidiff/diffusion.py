@@ -2,17 +2,18 @@
 
 Names follow the lectures (and Ho et al. 2020):
 
-    q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)                       -> q_step
-    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)            -> q_sample
-    q(x_{t-1} | x_t, x_0) = N(mu_tilde_t, beta_tilde_t I)                         -> q_posterior_mean_var
+    q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)             -> q_step
+    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)  -> q_sample
+    q(x_{t-1} | x_t, x_0) = N(mu_tilde_t, beta_tilde_t I)             -> q_posterior_mean_var
     mu_tilde_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
                + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
-    x_0   = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                -> predict_x0_from_eps
-    score = -eps / sqrt(1 - alpha_bar_t)                                          -> score_from_eps
-    p_theta(x_{t-1} | x_t) = N((x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t), sigma_t^2 I)
+    x_0   = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)     -> predict_x0_from_eps
+    score = -eps / sqrt(1 - alpha_bar_t)                              -> score_from_eps
+    p_theta(x_{t-1} | x_t) = N((x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t),
+                               sigma_t^2 I)
 
-Shapes: ``x: (B, ...)`` (``(B, 2)`` for toys, ``(B, C, H, W)`` for images), ``t: (B,)`` long in ``1..T``.
-``diffusers`` calls ``q_sample`` ``scheduler.add_noise``.
+Shapes: ``x: (B, ...)`` (``(B, 2)`` for toys, ``(B, C, H, W)`` for images), ``t: (B,)`` long in
+``1..T``. ``diffusers`` calls ``q_sample`` ``scheduler.add_noise``.
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ def call_eps_model(
         raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x_t.shape:
         raise ValueError(
-            f"{name} must return a tensor of shape {tuple(x_t.shape)} (like x_t), got {tuple(out.shape)}"
+            f"{name} must return a tensor of shape {tuple(x_t.shape)} (like x_t), "
+            f"got {tuple(out.shape)}"
         )
     return out
 
