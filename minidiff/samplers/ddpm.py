@@ -3,7 +3,8 @@
     x_T ~ N(0, I)
     for t = T, …, 1:
         z ~ N(0, I) if t > 1 else 0
-        x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps_theta(x_t, t)) / sqrt(alpha_t) + sigma_t z
+        x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps_theta(x_t, t)) / sqrt(alpha_t)
+                  + sigma_t z
 
 ``diffusers`` calls one iteration ``DDPMScheduler.step``.
 """
@@ -56,8 +57,8 @@ def ddpm_step(
     """One ancestral step ``x_t -> x_{t-1}`` given the model's ``eps`` prediction.
 
     ``x_{t-1} = mu_theta(x_t, t) + sigma_t z`` with ``sigma_t² = beta_t`` or ``beta_tilde_t``; no
-    noise is added where ``t == 1`` (the last step returns the mean). Shapes: ``x_t, eps: (B, ...)``,
-    ``t: (B,)``.
+    noise is added where ``t == 1`` (the last step returns the mean). Shapes:
+    ``x_t, eps: (B, ...)``, ``t: (B,)``.
     """
     check_choice(variance, "variance", VARIANCES)
     tt, sched = _prepare(x_t, t, schedule, "x_t")
