@@ -60,7 +60,8 @@ def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torc
         )
     if t.dim() != 1 or t.shape[0] != batch_size:
         raise ValueError(
-            f"{name} must have shape ({batch_size},) (one timestep per sample), got {tuple(t.shape)}"
+            f"{name} must have shape ({batch_size},) (one timestep per sample), "
+            f"got {tuple(t.shape)}"
         )
     if t.numel() and value_checks_enabled() and not bool(((t >= 1) & (t <= T)).all()):
         raise ValueError(f"{name} must lie in 1..{T}, got values in {int(t.min())}..{int(t.max())}")
@@ -92,14 +93,16 @@ class NoiseSchedule:
             ) from exc
         if b.dim() != 1 or b.numel() < 1:
             raise ValueError(
-                f"betas must be a 1-D sequence of beta_1..beta_T (T >= 1), got shape {tuple(b.shape)}"
+                f"betas must be a 1-D sequence of beta_1..beta_T (T >= 1), "
+                f"got shape {tuple(b.shape)}"
             )
         if not bool(torch.isfinite(b).all()):
             raise ValueError("betas must be finite")
         if bool((b <= 0).any()) or bool((b >= 1).any()):
             bad = b[(b <= 0) | (b >= 1)]
             raise ValueError(
-                f"betas must lie strictly inside (0, 1); got {bad.numel()} value(s) outside, e.g. {float(bad[0]):.6g}"
+                f"betas must lie strictly inside (0, 1); got {bad.numel()} value(s) outside, "
+                f"e.g. {float(bad[0]):.6g}"
             )
         self.T: int = int(b.numel())
         zero = torch.zeros(1, dtype=torch.float64)
@@ -116,7 +119,8 @@ class NoiseSchedule:
         self.posterior_variance = torch.where(
             one_minus > 0, (1.0 - alpha_bar_prev) / one_minus_safe * self.betas, 0.0
         )
-        # mu_tilde = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t
+        # mu_tilde = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0
+        #          + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t
         self.posterior_mean_coef_x0 = torch.where(
             one_minus > 0, alpha_bar_prev.sqrt() * self.betas / one_minus_safe, 1.0
         )
@@ -133,7 +137,8 @@ class NoiseSchedule:
 
     def __repr__(self) -> str:
         return (
-            f"NoiseSchedule(T={self.T}, beta_1={float(self.betas[1]):.3g}, beta_T={float(self.betas[-1]):.3g}, "
+            f"NoiseSchedule(T={self.T}, beta_1={float(self.betas[1]):.3g}, "
+            f"beta_T={float(self.betas[-1]):.3g}, "
             f"alpha_bar_T={float(self.alpha_bar[-1]):.3g})"
         )
 
@@ -143,7 +148,8 @@ class NoiseSchedule:
     def gather(
         self, values: torch.Tensor, t: torch.Tensor, ndim: int, *, like: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Return ``values[t]`` reshaped to ``(B, 1, …, 1)`` so it broadcasts against ``(B, …)`` data.
+        """Return ``values[t]`` reshaped to ``(B, 1, …, 1)`` so it broadcasts against ``(B, …)``
+        data.
 
         ``values`` is one of the schedule's ``(T + 1,)`` arrays, ``t`` a long tensor ``(B,)`` and
         ``ndim`` the number of dimensions of the data. The result takes the dtype and device of
@@ -207,7 +213,8 @@ def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseS
     """Cosine schedule (Nichol & Dhariwal 2021, Improved DDPM, Eq. 17).
 
     ``alpha_bar(t) = f(t) / f(0)`` with ``f(t) = cos²(((t/T + s) / (1 + s)) · π/2)``; betas are
-    ``1 - alpha_bar_t / alpha_bar_{t-1}`` clipped at ``max_beta`` (0.999) to avoid the singularity at t = T.
+    ``1 - alpha_bar_t / alpha_bar_{t-1}`` clipped at ``max_beta`` (0.999) to avoid the singularity
+    at t = T.
     """
     T = _check_T(T)
     s = check_number(s, "s", low=0.0, high=1.0, low_open=False)
