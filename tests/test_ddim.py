@@ -1,4 +1,6 @@
-"""DDIM (Song et al. 2021): eta = 1 is DDPM with beta_tilde, eta = 0 is deterministic, inversion round-trips."""
+"""DDIM (Song et al. 2021): eta = 1 is DDPM with beta_tilde, eta = 0 is deterministic, inversion
+round-trips.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def sched() -> md.NoiseSchedule:
     return md.linear_schedule(100, beta_end=0.2)
 
 
-# ------------------------------------------------------------------ eta = 1 is ancestral DDPM with beta_tilde
+# ------------------------------------------------------- eta = 1 is ancestral DDPM with beta_tilde
 
 
 def test_sigma_eta1_full_steps_is_beta_tilde(sched: md.NoiseSchedule) -> None:

@@ -103,7 +103,8 @@ def test_discretized_rejects_out_of_range() -> None:
 
 # ---------------------------------------------------------------- the bound
 def test_decomposed_terms_equal_direct_chain_bound() -> None:
-    """L_T + sum L_{t-1} + L_0 and the unrolled bound over whole chains have the same expectation."""
+    """L_T + sum L_{t-1} + L_0 and the unrolled bound over whole chains have the same
+    expectation."""
     gm = md.GaussianMixture(torch.tensor([[-1.0], [1.0]]), stds=0.3)
     base = gm.eps_model(SCHED)
 
