@@ -40,7 +40,7 @@ help:
 	@echo "make test   create .venv (first run only) and run tests/ plus all notebooks (MINIDIFF_FAST=$(MINIDIFF_FAST))"
 	@echo "            options: PYTEST_ARGS='-x -k schedule'  MINIDIFF_FAST=0 (full-size notebooks)"
 	@echo "make bench  run the benchmark scripts in bench/"
-	@echo "make lint   ruff + mypy over the package"
+	@echo "make lint   ruff check + ruff format --check (minidiff, tests, bench) and mypy"
 	@echo "make clean  remove .venv, caches and build artefacts"
 
 $(BIN)/python:
@@ -71,8 +71,11 @@ bench: $(STAMP)
 		found=1; echo "== $$f"; $(BIN)/python "$$f"; \
 	done; [ $$found = 1 ] || echo "no benchmark scripts in bench/"
 
+# tests/test_lint.py runs the same two ruff commands, so `make test` keeps this target passing.
+LINT_PATHS := minidiff tests bench
 lint: $(STAMP)
-	$(BIN)/ruff check minidiff tests
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 clean:

@@ -2,26 +2,30 @@
 
 Samplers (all registered in ``minidiff.samplers``):
 
-    ddpm                 ancestral DDPM, sigma² = beta_tilde, on NFE strided timesteps. This is DDIM with eta = 1 on
-                         the strided set, which equals DDPM on the respaced schedule (``respace_schedule``; tested in
-                         tests/test_ddim.py), so "DDPM at 20 NFE" is well defined.
+    ddpm                 ancestral DDPM, sigma² = beta_tilde, on NFE strided timesteps. This is DDIM
+                         with eta = 1 on the strided set, which equals DDPM on the respaced schedule
+                         (``respace_schedule``; tested in tests/test_ddim.py), so "DDPM at 20 NFE"
+                         is well defined.
     ddim                 DDIM, eta = 0
     pf_ode_euler         probability-flow ODE, Euler (1 call per step)
     pf_ode_heun          probability-flow ODE, Heun (2 calls per step -> NFE/2 steps)
     euler_maruyama       reverse SDE, Euler–Maruyama (1 call per step)
     predictor_corrector  EM predictor + 1 Langevin corrector (2 calls per step -> NFE/2 steps)
 
-NFE is counted honestly: a sampler that needs 2 calls per step gets ``NFE // 2`` steps (so NFE 5 is really 4 for
-Heun and PC; the table footnote says so). Each sampler runs with
+NFE is counted honestly: a sampler that needs 2 calls per step gets ``NFE // 2`` steps (so NFE 5 is
+really 4 for Heun and PC; the table footnote says so). Each sampler runs with
 
-* the exact score of ``GaussianMixture.default_2d()`` — continuous time through ``score_fn_from_mixture(gmm, VPSDE())``,
-  discrete time through ``gmm.eps_model(VPSDE().to_schedule(T))`` (alpha_bar_i = alpha(i/T)², so both share marginals);
-* a trained continuous-time eps network (``TimeMLP(time_scale=1000)`` and ``minidiff.score.vp_eps_loss``), bridged
-  with ``score_fn_from_eps_model`` / ``eps_model_from_score_fn``.
+* the exact score of ``GaussianMixture.default_2d()`` — continuous time through
+  ``score_fn_from_mixture(gmm, VPSDE())``, discrete time through
+  ``gmm.eps_model(VPSDE().to_schedule(T))`` (alpha_bar_i = alpha(i/T)², so both share marginals);
+* a trained continuous-time eps network (``TimeMLP(time_scale=1000)`` and
+  ``minidiff.score.vp_eps_loss``), bridged with ``score_fn_from_eps_model`` /
+  ``eps_model_from_score_fn``.
 
-Quality is the sliced Wasserstein distance (SW_2, 256 directions) between ``n`` samples and one large data sample,
-divided by the data floor (the same distance for ``n`` fresh data points), mean ± standard deviation over ``repeats``
-independent draws. Targets (exact score): Heun at <= 50 NFE and DDIM at <= 100 NFE within 1.2x the floor.
+Quality is the sliced Wasserstein distance (SW_2, 256 directions) between ``n`` samples and one
+large data sample, divided by the data floor (the same distance for ``n`` fresh data points), mean
+± standard deviation over ``repeats`` independent draws. Targets (exact score): Heun at <= 50 NFE
+and DDIM at <= 100 NFE within 1.2x the floor.
 
     python bench/quality_vs_nfe.py            # full run (several minutes on 2 idle cores)
     python bench/quality_vs_nfe.py --quick    # smoke run (well under a minute)
@@ -42,23 +46,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import minidiff  # noqa: E402
 from minidiff.metrics import sliced_wasserstein  # noqa: E402
-from minidiff.samplers import get_sampler  # noqa: E402
 from minidiff.samplers import ddim as _ddim  # noqa: E402,F401  (registers "ddim")
-from minidiff.sde import VPSDE, eps_model_from_score_fn, score_fn_from_eps_model, score_fn_from_mixture  # noqa: E402
+from minidiff.samplers import get_sampler  # noqa: E402
+from minidiff.sde import (  # noqa: E402
+    VPSDE,
+    eps_model_from_score_fn,
+    score_fn_from_eps_model,
+    score_fn_from_mixture,
+)
 
 SAMPLERS = ["ddpm", "ddim", "pf_ode_euler", "pf_ode_heun", "euler_maruyama", "predictor_corrector"]
 CALLS_PER_STEP = {"pf_ode_heun": 2, "predictor_corrector": 2}
 Sampler = Callable[[int, int, torch.Generator], torch.Tensor]
 
 
-def make_runner(name: str, score_fn: Callable, eps_model: Callable, sde: VPSDE, schedule) -> Sampler:  # type: ignore[type-arg,no-untyped-def]
+def make_runner(
+    name: str, score_fn: Callable, eps_model: Callable, sde: VPSDE, schedule
+) -> Sampler:  # type: ignore[type-arg,no-untyped-def]
     """``run(n, nfe, generator) -> (n, 2)`` for one sampler, one model."""
 
     def run(n: int, nfe: int, g: torch.Generator) -> torch.Tensor:
         steps = max(1, nfe // CALLS_PER_STEP.get(name, 1))
         if name in ("ddpm", "ddim"):
             eta = 1.0 if name == "ddpm" else 0.0
-            return get_sampler("ddim")(eps_model, schedule, (n, 2), steps=min(steps, schedule.T), eta=eta, generator=g)
+            return get_sampler("ddim")(
+                eps_model, schedule, (n, 2), steps=min(steps, schedule.T), eta=eta, generator=g
+            )
         kwargs = {"corrector_steps": 1} if name == "predictor_corrector" else {}
         return get_sampler(name)(score_fn, sde, (n, 2), steps=steps, generator=g, **kwargs)
 
@@ -70,7 +83,9 @@ def actual_nfe(name: str, nfe: int) -> int:
     return max(1, nfe // k) * k
 
 
-def train_model(sde: VPSDE, gmm: minidiff.GaussianMixture, steps: int, seed: int) -> torch.nn.Module:
+def train_model(
+    sde: VPSDE, gmm: minidiff.GaussianMixture, steps: int, seed: int
+) -> torch.nn.Module:
     """A continuous-time eps network trained with the VP eps loss (minidiff.score.vp_eps_loss)."""
     from minidiff.nn import TimeMLP
     from minidiff.score import vp_eps_loss
@@ -82,20 +97,46 @@ def train_model(sde: VPSDE, gmm: minidiff.GaussianMixture, steps: int, seed: int
     def loss_fn(m: torch.nn.Module, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return vp_eps_loss(m, x0, sde, g)
 
-    res = train(model, loss_fn, data, steps=steps, batch_size=512, lr=2e-3, warmup_steps=100, seed=seed,
-                ema_decay=0.995, progress=False)
-    print(f"trained TimeMLP for {steps} steps in {res.seconds:.0f} s, final loss {sum(res.losses[-50:]) / 50:.4f}")
+    res = train(
+        model,
+        loss_fn,
+        data,
+        steps=steps,
+        batch_size=512,
+        lr=2e-3,
+        warmup_steps=100,
+        seed=seed,
+        ema_decay=0.995,
+        progress=False,
+    )
+    print(
+        f"trained TimeMLP for {steps} steps in {res.seconds:.0f} s, "
+        f"final loss {sum(res.losses[-50:]) / 50:.4f}"
+    )
     return res.ema.model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smoke run: few samples, NFE 5/20/100, short training")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: few samples, NFE 5/20/100, short training"
+    )
     p.add_argument("--n", type=int, default=None, help="samples per draw (default 3000; quick 800)")
-    p.add_argument("--repeats", type=int, default=None, help="independent draws per cell (default 3; quick 1)")
-    p.add_argument("--train-steps", type=int, default=None, help="training steps (default 6000; quick 300)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="independent draws per cell (default 3; quick 1)"
+    )
+    p.add_argument(
+        "--train-steps", type=int, default=None, help="training steps (default 6000; quick 300)"
+    )
     p.add_argument("--no-trained", action="store_true", help="skip the trained model")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out", help="folder for the figure")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "out",
+        help="folder for the figure",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     n = args.n or (800 if args.quick else 3000)
@@ -115,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 
     floors = torch.tensor([sw(gmm.sample(n, g)) for _ in range(max(10, 3 * repeats))])
     floor = floors.mean().item()
-    print(f"# Quality vs NFE — n = {n}, repeats = {repeats}, T = {T}, data floor SW = {floor:.4f} ± {floors.std():.4f}\n")
+    print(
+        f"# Quality vs NFE — n = {n}, repeats = {repeats}, T = {T}, "
+        f"data floor SW = {floor:.4f} ± {floors.std():.4f}\n"
+    )
 
     models: dict[str, tuple[Callable, Callable]] = {  # type: ignore[type-arg]
         "exact GMM score": (score_fn_from_mixture(gmm, sde), gmm.eps_model(schedule)),
@@ -123,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_trained:
         net = train_model(sde, gmm, train_steps, seed=1)
         score_fn = score_fn_from_eps_model(lambda x, t: net(x, t), sde)
-        models[f"trained TimeMLP ({train_steps} steps)"] = (score_fn, eps_model_from_score_fn(score_fn, sde, T))
+        models[f"trained TimeMLP ({train_steps} steps)"] = (
+            score_fn,
+            eps_model_from_score_fn(score_fn, sde, T),
+        )
 
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for model_name, (score_fn, eps_model) in models.items():
@@ -142,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in results[model_name].items():
             cells = [f"{m:.2f}" + ("" if math.isnan(s) else f" ± {s:.2f}") for m, s in row]
             print(f"| {name} | " + " | ".join(cells) + " |")
-        print("\nEntries: SW / data floor (mean ± sd over draws). Heun and predictor–corrector use NFE // 2 steps "
-              f"(actual NFE at 5: {actual_nfe('pf_ode_heun', 5)}).")
+        print(
+            "\nEntries: SW / data floor (mean ± sd over draws). "
+            "Heun and predictor–corrector use NFE // 2 steps "
+            f"(actual NFE at 5: {actual_nfe('pf_ode_heun', 5)})."
+        )
 
     exact = results["exact GMM score"]
     print("\n## Targets (exact score)\n")
@@ -161,12 +211,23 @@ def main(argv: list[str] | None = None) -> int:
         fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
         for ax, (model_name, rows) in zip(axes[0], results.items(), strict=True):
             for name, row in rows.items():
-                ax.errorbar(nfes, [m for m, _ in row], yerr=[0 if math.isnan(s) else s for _, s in row],
-                            fmt="o-", capsize=2, label=name)
+                ax.errorbar(
+                    nfes,
+                    [m for m, _ in row],
+                    yerr=[0 if math.isnan(s) else s for _, s in row],
+                    fmt="o-",
+                    capsize=2,
+                    label=name,
+                )
             ax.axhline(1.0, color="k", lw=1)
             ax.axhline(1.2, color="k", lw=1, ls=":")
-            ax.set(xscale="log", yscale="log", xlabel="network evaluations (NFE)", ylabel="sliced Wasserstein / data floor",
-                   title=model_name)
+            ax.set(
+                xscale="log",
+                yscale="log",
+                xlabel="network evaluations (NFE)",
+                ylabel="sliced Wasserstein / data floor",
+                title=model_name,
+            )
             ax.legend(fontsize="small")
         fig.suptitle(f"Sample quality vs NFE (n = {n}, {repeats} draws)")
         fig.tight_layout()

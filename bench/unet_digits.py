@@ -113,7 +113,7 @@ def main() -> None:
     for i in range(25):
         if i == 5:
             c0 = cpu_seconds()
-        loss = simple_loss(model, train_a[:args.batch_size], sched)
+        loss = simple_loss(model, train_a[: args.batch_size], sched)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -171,6 +171,7 @@ def main() -> None:
     print(f"| k-NN recall (pixels, k=3) | {pr.recall:.3f} | floor {floor.recall:.3f} | |")
     for name, sc in scores.items():
         print(f"class histogram of the samples ({name}): {sc['samples']['hist']}")
+
 
 if __name__ == "__main__":
     main()

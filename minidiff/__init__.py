@@ -10,7 +10,8 @@ Public API (stable; coursework imports these names from the top level):
   ``simple_loss``
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
-  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``, ``available_samplers``
+  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``,
+  ``available_samplers``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
 - score matching: ``dsm_loss``, ``ism_loss``, ``ssm_loss``, ``geometric_sigmas``,
@@ -26,7 +27,8 @@ Public API (stable; coursework imports these names from the top level):
   ``distance_with_spread``, ``knn_precision_recall``, ``precision_recall_with_floor``,
   ``mode_coverage``
 
-Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise checkers).
+Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise
+checkers).
 """
 
 from ._config import default_device, fast_mode

@@ -2,17 +2,18 @@
 
 Names follow the lectures (and Ho et al. 2020):
 
-    q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)                       -> q_step
-    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)            -> q_sample
-    q(x_{t-1} | x_t, x_0) = N(mu_tilde_t, beta_tilde_t I)                         -> q_posterior_mean_var
+    q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)             -> q_step
+    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)  -> q_sample
+    q(x_{t-1} | x_t, x_0) = N(mu_tilde_t, beta_tilde_t I)             -> q_posterior_mean_var
     mu_tilde_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
                + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
-    x_0   = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                -> predict_x0_from_eps
-    score = -eps / sqrt(1 - alpha_bar_t)                                          -> score_from_eps
-    p_theta(x_{t-1} | x_t) = N((x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t), sigma_t^2 I)
+    x_0   = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)     -> predict_x0_from_eps
+    score = -eps / sqrt(1 - alpha_bar_t)                              -> score_from_eps
+    p_theta(x_{t-1} | x_t) = N((x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t),
+                               sigma_t^2 I)
 
-Shapes: ``x: (B, ...)`` (``(B, 2)`` for toys, ``(B, C, H, W)`` for images), ``t: (B,)`` long in ``1..T``.
-``diffusers`` calls ``q_sample`` ``scheduler.add_noise``.
+Shapes: ``x: (B, ...)`` (``(B, 2)`` for toys, ``(B, C, H, W)`` for images), ``t: (B,)`` long in
+``1..T``. ``diffusers`` calls ``q_sample`` ``scheduler.add_noise``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def _check_schedule(schedule: object) -> NoiseSchedule:
     return schedule
 
 
-def _prepare(x: torch.Tensor, t: object, schedule: object, name: str = "x") -> tuple[torch.Tensor, NoiseSchedule]:
+def _prepare(
+    x: torch.Tensor, t: object, schedule: object, name: str = "x"
+) -> tuple[torch.Tensor, NoiseSchedule]:
     check_tensor(x, name)
     sched = _check_schedule(schedule)
     tt = check_timesteps(t, x.shape[0], sched.T)
@@ -67,12 +70,17 @@ def _prepare(x: torch.Tensor, t: object, schedule: object, name: str = "x") -> t
 
 
 def _noise_like(
-    x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None, x_name: str = "x"
+    x: torch.Tensor,
+    noise: torch.Tensor | None,
+    generator: torch.Generator | None,
+    x_name: str = "x",
 ) -> torch.Tensor:
     check_generator(generator)
     if noise is None:
         gen_device = generator.device if generator is not None else x.device
-        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=gen_device).to(x.device)
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=gen_device).to(
+            x.device
+        )
     check_tensor(noise, "noise")
     check_same_shape(x, noise, x_name, "noise")
     check_finite(noise, "noise")
@@ -167,7 +175,9 @@ def predict_x0_from_eps(
     return (x_t - s * eps) / a
 
 
-def eps_from_x0(x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+def eps_from_x0(
+    x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor, schedule: NoiseSchedule
+) -> torch.Tensor:
     """``eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)``."""
     tt, sched = _prepare(x_t, t, schedule, "x_t")
     check_tensor(x0, "x0")
@@ -178,14 +188,18 @@ def eps_from_x0(x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor, sche
     return (x_t - a * x0) / s
 
 
-def score_from_eps(eps: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule) -> torch.Tensor:
+def score_from_eps(
+    eps: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule
+) -> torch.Tensor:
     """``∇ log q(x_t) = -E[eps | x_t] / sqrt(1 - alpha_bar_t)`` (Tweedie; chapter 6)."""
     tt, sched = _prepare(eps, t, schedule, "eps")
     check_finite(eps, "eps")
     return -eps / sched.gather(sched.sqrt_one_minus_alpha_bar, tt, eps.dim(), like=eps)
 
 
-def eps_from_score(score: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule) -> torch.Tensor:
+def eps_from_score(
+    score: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule
+) -> torch.Tensor:
     """``eps = -sqrt(1 - alpha_bar_t) · score`` (inverse of :func:`score_from_eps`)."""
     tt, sched = _prepare(score, t, schedule, "score")
     check_finite(score, "score")
@@ -193,7 +207,13 @@ def eps_from_score(score: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSc
 
 
 def model_variance(
-    t: torch.Tensor, schedule: NoiseSchedule, variance: str, ndim: int, *, like: torch.Tensor, for_density: bool = False
+    t: torch.Tensor,
+    schedule: NoiseSchedule,
+    variance: str,
+    ndim: int,
+    *,
+    like: torch.Tensor,
+    for_density: bool = False,
 ) -> torch.Tensor:
     """The reverse-step variance ``sigma_t^2``: ``beta_t`` or ``beta_tilde_t``, shape ``(B, 1, …)``.
 
@@ -212,14 +232,19 @@ def model_variance(
     return schedule.gather(values, t, ndim, like=like)
 
 
-def call_eps_model(eps_model: EpsModel, x_t: torch.Tensor, t: torch.Tensor, name: str = "eps_model") -> torch.Tensor:
+def call_eps_model(
+    eps_model: EpsModel, x_t: torch.Tensor, t: torch.Tensor, name: str = "eps_model"
+) -> torch.Tensor:
     """Call a model and check that it returned a tensor of the same shape as ``x_t``."""
     check_callable(eps_model, name, "(x_t, t) -> eps")
     out = eps_model(x_t, t)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x_t.shape:
-        raise ValueError(f"{name} must return a tensor of shape {tuple(x_t.shape)} (like x_t), got {tuple(out.shape)}")
+        raise ValueError(
+            f"{name} must return a tensor of shape {tuple(x_t.shape)} (like x_t), "
+            f"got {tuple(out.shape)}"
+        )
     return out
 
 
@@ -262,4 +287,3 @@ def _p_mean_var(
     mean = (x_t - beta / s * eps) / sqrt_alpha
     var = model_variance(tt, sched, variance, x_t.dim(), like=x_t, for_density=for_density)
     return mean, var
-

@@ -152,7 +152,8 @@ class VLBTerms:
 
     Attributes:
         L_T: ``(B,)`` prior matching term.
-        L_t: ``(B, T - 1)``; column ``j`` holds ``L_{t-1}`` for ``t = j + 2`` (so ``L_1 … L_{T-1}``).
+        L_t: ``(B, T - 1)``; column ``j`` holds ``L_{t-1}`` for ``t = j + 2`` (so
+            ``L_1 … L_{T-1}``).
         L_0: ``(B,)`` reconstruction term ``-log p_theta(x_0 | x_1)``.
         total: ``(B,)`` ``L_T + sum L_t + L_0``, an upper bound on ``-log p_theta(x_0)``.
     """
@@ -228,7 +229,8 @@ def vlb_terms(
 
 
 def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor:
-    """``lambda_t = beta_t² / (2 sigma_t² alpha_t (1 - alpha_bar_t))`` as a ``(T + 1,)`` float64 tensor.
+    """``lambda_t = beta_t² / (2 sigma_t² alpha_t (1 - alpha_bar_t))`` as a ``(T + 1,)`` float64
+    tensor.
 
     For ``t >= 2``, ``L_{t-1} = lambda_t · ||eps - eps_theta(x_t, t)||²`` exactly (the variances of
     ``q`` and ``p_theta`` differ only by a constant when ``sigma_t^2 = beta_t``, which is added by
@@ -314,7 +316,8 @@ def simple_loss(
     generator: torch.Generator | None = None,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``L_simple = E_{t, x_0, eps} ||eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1-ab_t) eps, t)||²`` (Eq. 14).
+    """``L_simple = E_{t, x_0, eps} ||eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1-ab_t) eps, t)||²``
+    (Eq. 14).
 
     Averaged over the batch and the data dimensions. ``t`` defaults to uniform draws in ``1..T``;
     ``weights`` (a ``(T + 1,)`` tensor such as :func:`vlb_weights`) turns it into a weighted
@@ -361,14 +364,16 @@ def simple_loss(
 def affine_reverse_marginal(
     eps_model: EpsModel, schedule: NoiseSchedule, dim: int, *, variance: str = "beta"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact law ``p_theta(x_0) = N(m, C)`` of the reverse chain when ``eps_model`` is affine in ``x_t``.
+    """Exact law ``p_theta(x_0) = N(m, C)`` of the reverse chain when ``eps_model`` is affine in
+    ``x_t``.
 
-    If ``eps_theta(x, t) = E_t x + e_t`` (true for the optimal model of Gaussian data), every reverse
-    step is linear-Gaussian, ``x_{t-1} = A_t x_t + b_t + sigma_t z``, so starting from
+    If ``eps_theta(x, t) = E_t x + e_t`` (true for the optimal model of Gaussian data), every
+    reverse step is linear-Gaussian, ``x_{t-1} = A_t x_t + b_t + sigma_t z``, so starting from
     ``x_T ~ N(0, I)`` the moments propagate exactly: ``m <- A_t m + b_t``,
-    ``C <- A_t C A_t^T + sigma_t^2 I`` for ``t = T, …, 1`` (decoder variance ``beta_1`` at ``t = 1``,
-    as in :func:`vlb_terms`). ``A_t, b_t`` are read off by evaluating the model at ``0`` and the unit
-    vectors; a probe at a random point raises ``ValueError`` if the model is not affine.
+    ``C <- A_t C A_t^T + sigma_t^2 I`` for ``t = T, …, 1`` (decoder variance ``beta_1`` at
+    ``t = 1``, as in :func:`vlb_terms`). ``A_t, b_t`` are read off by evaluating the model at ``0``
+    and the unit vectors; a probe at a random point raises ``ValueError`` if the model is not
+    affine.
 
     Args:
         eps_model: callable ``(x_t (B, dim), t (B,)) -> eps (B, dim)``.
@@ -400,7 +405,8 @@ def affine_reverse_marginal(
 def affine_model_nll(
     eps_model: EpsModel, x0: torch.Tensor, schedule: NoiseSchedule, *, variance: str = "beta"
 ) -> torch.Tensor:
-    """Exact ``-log p_theta(x_0)`` in nats, shape ``(B,)``, for an affine ``eps_model`` and ``x0: (B, D)``.
+    """Exact ``-log p_theta(x_0)`` in nats, shape ``(B,)``, for an affine ``eps_model`` and
+    ``x0: (B, D)``.
 
     Uses :func:`affine_reverse_marginal`; compare with :func:`vlb_terms` (an upper bound on it).
     """

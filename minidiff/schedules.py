@@ -46,7 +46,9 @@ def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torc
     ``(batch_size,)`` with values in ``1..T``. Floats, wrong shapes and out-of-range values raise.
     """
     if isinstance(t, bool):
-        raise TypeError(f"{name} must be an int or an integer tensor of shape ({batch_size},), got bool")
+        raise TypeError(
+            f"{name} must be an int or an integer tensor of shape ({batch_size},), got bool"
+        )
     if isinstance(t, int):
         t = torch.full((batch_size,), t, dtype=torch.long)
     if not isinstance(t, torch.Tensor):
@@ -57,7 +59,10 @@ def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torc
             "discrete time is an index, not a float"
         )
     if t.dim() != 1 or t.shape[0] != batch_size:
-        raise ValueError(f"{name} must have shape ({batch_size},) (one timestep per sample), got {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have shape ({batch_size},) (one timestep per sample), "
+            f"got {tuple(t.shape)}"
+        )
     if t.numel() and value_checks_enabled() and not bool(((t >= 1) & (t <= T)).all()):
         raise ValueError(f"{name} must lie in 1..{T}, got values in {int(t.min())}..{int(t.max())}")
     return t.long()
@@ -87,13 +92,17 @@ class NoiseSchedule:
                 f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}"
             ) from exc
         if b.dim() != 1 or b.numel() < 1:
-            raise ValueError(f"betas must be a 1-D sequence of beta_1..beta_T (T >= 1), got shape {tuple(b.shape)}")
+            raise ValueError(
+                f"betas must be a 1-D sequence of beta_1..beta_T (T >= 1), "
+                f"got shape {tuple(b.shape)}"
+            )
         if not bool(torch.isfinite(b).all()):
             raise ValueError("betas must be finite")
         if bool((b <= 0).any()) or bool((b >= 1).any()):
             bad = b[(b <= 0) | (b >= 1)]
             raise ValueError(
-                f"betas must lie strictly inside (0, 1); got {bad.numel()} value(s) outside, e.g. {float(bad[0]):.6g}"
+                f"betas must lie strictly inside (0, 1); got {bad.numel()} value(s) outside, "
+                f"e.g. {float(bad[0]):.6g}"
             )
         self.T: int = int(b.numel())
         zero = torch.zeros(1, dtype=torch.float64)
@@ -107,8 +116,11 @@ class NoiseSchedule:
         one_minus = 1.0 - self.alpha_bar
         one_minus_safe = torch.where(one_minus > 0, one_minus, torch.ones_like(one_minus))
         # beta_tilde_t = (1 - ab_{t-1}) / (1 - ab_t) * beta_t; it is 0 at t = 0 and at t = 1.
-        self.posterior_variance = torch.where(one_minus > 0, (1.0 - alpha_bar_prev) / one_minus_safe * self.betas, 0.0)
-        # mu_tilde = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t
+        self.posterior_variance = torch.where(
+            one_minus > 0, (1.0 - alpha_bar_prev) / one_minus_safe * self.betas, 0.0
+        )
+        # mu_tilde = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0
+        #          + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t
         self.posterior_mean_coef_x0 = torch.where(
             one_minus > 0, alpha_bar_prev.sqrt() * self.betas / one_minus_safe, 1.0
         )
@@ -116,12 +128,17 @@ class NoiseSchedule:
             one_minus > 0, self.alphas.sqrt() * (1.0 - alpha_bar_prev) / one_minus_safe, 0.0
         )
         with torch.no_grad():
-            self.snr = torch.where(one_minus > 0, self.alpha_bar / one_minus_safe, torch.tensor(math.inf, dtype=torch.float64))
+            self.snr = torch.where(
+                one_minus > 0,
+                self.alpha_bar / one_minus_safe,
+                torch.tensor(math.inf, dtype=torch.float64),
+            )
             self.log_snr = self.snr.log()
 
     def __repr__(self) -> str:
         return (
-            f"NoiseSchedule(T={self.T}, beta_1={float(self.betas[1]):.3g}, beta_T={float(self.betas[-1]):.3g}, "
+            f"NoiseSchedule(T={self.T}, beta_1={float(self.betas[1]):.3g}, "
+            f"beta_T={float(self.betas[-1]):.3g}, "
             f"alpha_bar_T={float(self.alpha_bar[-1]):.3g})"
         )
 
@@ -131,7 +148,8 @@ class NoiseSchedule:
     def gather(
         self, values: torch.Tensor, t: torch.Tensor, ndim: int, *, like: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Return ``values[t]`` reshaped to ``(B, 1, …, 1)`` so it broadcasts against ``(B, …)`` data.
+        """Return ``values[t]`` reshaped to ``(B, 1, …, 1)`` so it broadcasts against ``(B, …)``
+        data.
 
         ``values`` is one of the schedule's ``(T + 1,)`` arrays, ``t`` a long tensor ``(B,)`` and
         ``ndim`` the number of dimensions of the data. The result takes the dtype and device of
@@ -161,7 +179,9 @@ def _check_range(beta_start: float, beta_end: float) -> tuple[float, float]:
     beta_start = check_number(beta_start, "beta_start", low=0.0, high=1.0)
     beta_end = check_number(beta_end, "beta_end", low=0.0, high=1.0)
     if beta_end < beta_start:
-        raise ValueError(f"beta_end must be >= beta_start, got beta_start={beta_start}, beta_end={beta_end}")
+        raise ValueError(
+            f"beta_end must be >= beta_start, got beta_start={beta_start}, beta_end={beta_end}"
+        )
     return beta_start, beta_end
 
 
@@ -193,7 +213,8 @@ def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseS
     """Cosine schedule (Nichol & Dhariwal 2021, Improved DDPM, Eq. 17).
 
     ``alpha_bar(t) = f(t) / f(0)`` with ``f(t) = cos²(((t/T + s) / (1 + s)) · π/2)``; betas are
-    ``1 - alpha_bar_t / alpha_bar_{t-1}`` clipped at ``max_beta`` (0.999) to avoid the singularity at t = T.
+    ``1 - alpha_bar_t / alpha_bar_{t-1}`` clipped at ``max_beta`` (0.999) to avoid the singularity
+    at t = T.
     """
     T = _check_T(T)
     s = check_number(s, "s", low=0.0, high=1.0, low_open=False)

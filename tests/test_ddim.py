@@ -1,4 +1,6 @@
-"""DDIM (Song et al. 2021): eta = 1 is DDPM with beta_tilde, eta = 0 is deterministic, inversion round-trips."""
+"""DDIM (Song et al. 2021): eta = 1 is DDPM with beta_tilde, eta = 0 is deterministic, inversion
+round-trips.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def sched() -> md.NoiseSchedule:
     return md.linear_schedule(100, beta_end=0.2)
 
 
-# ------------------------------------------------------------------ eta = 1 is ancestral DDPM with beta_tilde
+# ------------------------------------------------------- eta = 1 is ancestral DDPM with beta_tilde
 
 
 def test_sigma_eta1_full_steps_is_beta_tilde(sched: md.NoiseSchedule) -> None:
@@ -44,11 +46,30 @@ def test_sigma_eta1_full_steps_is_beta_tilde(sched: md.NoiseSchedule) -> None:
 
 @pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
-def test_eta1_full_steps_equals_ddpm_beta_tilde_same_seed(schedule_name: str, dtype: torch.dtype, tol: float) -> None:
+def test_eta1_full_steps_equals_ddpm_beta_tilde_same_seed(
+    schedule_name: str, dtype: torch.dtype, tol: float
+) -> None:
     sched = md.make_schedule(schedule_name, 100)
     gen_a, gen_b = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    a, traj_a = md.ddpm_sample(toy_eps, sched, (64, 2), variance="beta_tilde", generator=gen_a, dtype=dtype, return_trajectory=True)
-    b, traj_b = ddim_sample(toy_eps, sched, (64, 2), steps=sched.T, eta=1.0, generator=gen_b, dtype=dtype, return_trajectory=True)
+    a, traj_a = md.ddpm_sample(
+        toy_eps,
+        sched,
+        (64, 2),
+        variance="beta_tilde",
+        generator=gen_a,
+        dtype=dtype,
+        return_trajectory=True,
+    )
+    b, traj_b = ddim_sample(
+        toy_eps,
+        sched,
+        (64, 2),
+        steps=sched.T,
+        eta=1.0,
+        generator=gen_b,
+        dtype=dtype,
+        return_trajectory=True,
+    )
     assert len(traj_a) == len(traj_b) == sched.T + 1
     for xa, xb in zip(traj_a, traj_b, strict=True):
         torch.testing.assert_close(xa, xb, rtol=tol, atol=tol)
@@ -56,15 +77,38 @@ def test_eta1_full_steps_equals_ddpm_beta_tilde_same_seed(schedule_name: str, dt
     # both consumed the same random numbers: the generators are in the same state afterwards
     assert torch.equal(gen_a.get_state(), gen_b.get_state())
     # and the samples are not trivially equal to the deterministic ones
-    c = ddim_sample(toy_eps, sched, (64, 2), steps=sched.T, eta=0.0, generator=torch.Generator().manual_seed(7), dtype=dtype)
+    c = ddim_sample(
+        toy_eps,
+        sched,
+        (64, 2),
+        steps=sched.T,
+        eta=0.0,
+        generator=torch.Generator().manual_seed(7),
+        dtype=dtype,
+    )
     assert (c - b).abs().max() > 0.1
 
 
 def test_eta1_with_exact_gmm_oracle_equals_ddpm() -> None:
     sched = md.linear_schedule(100, beta_end=0.2)
     model = md.GaussianMixture.default_2d().eps_model(sched)
-    a = md.ddpm_sample(model, sched, (128, 2), variance="beta_tilde", generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    b = ddim_sample(model, sched, (128, 2), steps=sched.T, eta=1.0, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    a = md.ddpm_sample(
+        model,
+        sched,
+        (128, 2),
+        variance="beta_tilde",
+        generator=torch.Generator().manual_seed(3),
+        dtype=torch.float64,
+    )
+    b = ddim_sample(
+        model,
+        sched,
+        (128, 2),
+        steps=sched.T,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(3),
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
@@ -84,9 +128,23 @@ def test_eta1_strided_equals_ddpm_on_respaced_schedule(sched: md.NoiseSchedule) 
     resp = respace_schedule(sched, ts)
     assert resp.T == 10
     torch.testing.assert_close(resp.alpha_bar[1:], sched.alpha_bar[ts.flip(0)])
-    a = md.ddpm_sample(respace_eps_model(toy_eps, ts), resp, (50, 2), variance="beta_tilde",
-                       generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    b = ddim_sample(toy_eps, sched, (50, 2), steps=10, eta=1.0, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a = md.ddpm_sample(
+        respace_eps_model(toy_eps, ts),
+        resp,
+        (50, 2),
+        variance="beta_tilde",
+        generator=torch.Generator().manual_seed(1),
+        dtype=torch.float64,
+    )
+    b = ddim_sample(
+        toy_eps,
+        sched,
+        (50, 2),
+        steps=10,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(1),
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
@@ -113,7 +171,9 @@ def test_step_matches_eq12_by_hand(sched: md.NoiseSchedule) -> None:
 def test_eta0_deterministic_and_draws_only_x_T(sched: md.NoiseSchedule) -> None:
     g1 = torch.Generator().manual_seed(11)
     a = ddim_sample(toy_eps, sched, (40, 2), steps=17, eta=0.0, generator=g1)
-    b = ddim_sample(toy_eps, sched, (40, 2), steps=17, eta=0.0, generator=torch.Generator().manual_seed(11))
+    b = ddim_sample(
+        toy_eps, sched, (40, 2), steps=17, eta=0.0, generator=torch.Generator().manual_seed(11)
+    )
     assert torch.equal(a, b)
     g2 = torch.Generator().manual_seed(11)
     x = torch.randn(40, 2, generator=g2)
@@ -124,7 +184,9 @@ def test_eta0_deterministic_and_draws_only_x_T(sched: md.NoiseSchedule) -> None:
         tt = torch.full((40,), t)
         x = ddim_step(x, tt, tp, toy_eps(x, tt), sched)
     torch.testing.assert_close(x, a)
-    c = ddim_sample(toy_eps, sched, (40, 2), steps=17, eta=0.0, generator=torch.Generator().manual_seed(12))
+    c = ddim_sample(
+        toy_eps, sched, (40, 2), steps=17, eta=0.0, generator=torch.Generator().manual_seed(12)
+    )
     assert not torch.allclose(a, c)
 
 
@@ -140,7 +202,9 @@ def test_ddim_timesteps_endpoints_decreasing_count(T: int) -> None:
         ts = ddim_timesteps(sched, steps)
         assert ts.dtype == torch.long and ts.shape == (steps,)
         assert int(ts[0]) == T
-        assert int(ts[-1]) == round(T / steps)  # "trailing": the last jump tau_1 -> 0 is one stride long
+        assert int(ts[-1]) == round(
+            T / steps
+        )  # "trailing": the last jump tau_1 -> 0 is one stride long
         if steps > 1:
             gaps = -(ts[1:] - ts[:-1])
             assert bool((gaps >= 1).all())
@@ -149,9 +213,22 @@ def test_ddim_timesteps_endpoints_decreasing_count(T: int) -> None:
 
 
 def test_trajectory_length_and_custom_timesteps(sched: md.NoiseSchedule) -> None:
-    x, traj = ddim_sample(toy_eps, sched, (5, 2), steps=4, generator=torch.Generator().manual_seed(0), return_trajectory=True)
+    x, traj = ddim_sample(
+        toy_eps,
+        sched,
+        (5, 2),
+        steps=4,
+        generator=torch.Generator().manual_seed(0),
+        return_trajectory=True,
+    )
     assert len(traj) == 5 and torch.equal(traj[-1], x)
-    y = ddim_sample(toy_eps, sched, (5, 2), timesteps=ddim_timesteps(sched, 4).tolist(), generator=torch.Generator().manual_seed(0))
+    y = ddim_sample(
+        toy_eps,
+        sched,
+        (5, 2),
+        timesteps=ddim_timesteps(sched, 4).tolist(),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(x, y)
 
 
@@ -193,7 +270,13 @@ def test_inversion_round_trip_exact_oracle() -> None:
 
 def test_bad_arguments(sched: md.NoiseSchedule) -> None:
     g = torch.Generator().manual_seed(0)
-    for steps, err in ((0, ValueError), (-3, ValueError), (sched.T + 1, ValueError), (2.5, TypeError), (True, TypeError)):
+    for steps, err in (
+        (0, ValueError),
+        (-3, ValueError),
+        (sched.T + 1, ValueError),
+        (2.5, TypeError),
+        (True, TypeError),
+    ):
         with pytest.raises(err, match="steps"):
             ddim_sample(toy_eps, sched, (4, 2), steps=steps, generator=g)
     with pytest.raises(TypeError, match="steps"):

@@ -1,4 +1,6 @@
-"""GaussianMixture: the exact oracle behind chapters 2-9 (density, noised marginals, score, posterior)."""
+"""GaussianMixture: the exact oracle behind chapters 2-9 (density, noised marginals, score,
+posterior).
+"""
 
 from __future__ import annotations
 
@@ -91,7 +93,8 @@ def test_noised_matches_monte_carlo() -> None:
 
 
 def test_posterior_matches_grid_conditioning() -> None:
-    """p(x | y) with y = scale x + sqrt(v) eps: mixture formula vs prior x likelihood on a fine grid."""
+    """p(x | y) with y = scale x + sqrt(v) eps: mixture formula vs prior x likelihood on a fine
+    grid."""
     prior = GM.noised(0.9, math.sqrt(1 - 0.81))
     scale, v = math.sqrt(0.8), 0.2
     y = torch.tensor([0.4, -0.3], dtype=torch.float64)

@@ -98,7 +98,8 @@ def test_exact_score_converges_to_the_mixture() -> None:
 
 def test_large_step_inflates_the_stationary_variance_as_predicted() -> None:
     # For N(0, s^2 I) the chain is AR(1): x' = (1 - eps/(2 s^2)) x + sqrt(eps) z, with
-    # stationary variance s^2 / (1 - eps / (4 s^2)) -- exact, so the bias of a big step is measurable.
+    # stationary variance s^2 / (1 - eps / (4 s^2)) -- exact, so the bias of a big step is
+    # measurable.
     gauss = GaussianMixture(torch.zeros(1, 2), stds=1.0)
     n, eps = 4000, 1.0
     x = langevin_sample(

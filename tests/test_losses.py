@@ -87,7 +87,7 @@ def test_discretized_matches_numerical_integral() -> None:
     lp = md.discretized_gaussian_log_likelihood(
         x, torch.full_like(x, mean), torch.full_like(x, math.log(std))
     )
-    for xi, lpi in zip(x.tolist(), lp.tolist()):
+    for xi, lpi in zip(x.tolist(), lp.tolist(), strict=True):
         lo = -1 - 20 * std - 1 if xi < -0.999 else xi - 1 / 255
         hi = 1 + 20 * std + 1 if xi > 0.999 else xi + 1 / 255
         grid = torch.linspace(lo, hi, 200_001, dtype=torch.float64)
@@ -103,7 +103,8 @@ def test_discretized_rejects_out_of_range() -> None:
 
 # ---------------------------------------------------------------- the bound
 def test_decomposed_terms_equal_direct_chain_bound() -> None:
-    """L_T + sum L_{t-1} + L_0 and the unrolled bound over whole chains have the same expectation."""
+    """L_T + sum L_{t-1} + L_0 and the unrolled bound over whole chains have the same
+    expectation."""
     gm = md.GaussianMixture(torch.tensor([[-1.0], [1.0]]), stds=0.3)
     base = gm.eps_model(SCHED)
 

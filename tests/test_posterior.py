@@ -11,7 +11,8 @@ SCHED = md.linear_schedule(30, beta_start=1e-3, beta_end=0.2)
 
 
 def _conditioned(x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, s: md.NoiseSchedule):
-    """Condition the 2x2 joint of (x_{t-1}, x_t) | x_0 per dimension (textbook Gaussian formulas)."""
+    """Condition the 2x2 joint of (x_{t-1}, x_t) | x_0 per dimension (textbook Gaussian
+    formulas)."""
     ab_prev = s.alpha_bar[t - 1][:, None]
     a = s.alphas[t][:, None]
     b = s.betas[t][:, None]
@@ -38,7 +39,8 @@ def test_posterior_equals_exact_gaussian_conditioning() -> None:
 
 @pytest.mark.parametrize("t", [2, 7, 30])
 def test_posterior_matches_monte_carlo_regression(t: int) -> None:
-    """Simulate x_0 -> x_{t-1} -> x_t and regress x_{t-1} on x_t: slope, intercept and residual variance."""
+    """Simulate x_0 -> x_{t-1} -> x_t and regress x_{t-1} on x_t: slope, intercept and residual
+    variance."""
     g = torch.Generator().manual_seed(t)
     n, x0_val = 200_000, 0.7
     x0 = torch.full((n, 1), x0_val, dtype=torch.float64)

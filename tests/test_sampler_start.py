@@ -36,8 +36,15 @@ def test_ddim_given_x_T_equals_drawn_x_T(eta: float) -> None:
     x_T = torch.randn(30, 2, generator=g)
     b = ddim_sample(toy_eps, sched, steps=9, eta=eta, generator=g, x_T=x_T)  # g continues after x_T
     assert torch.equal(a, b)
-    c = ddim_sample(toy_eps, sched, (30, 2), steps=9, eta=eta, x_T=x_T + 0.5,
-                    generator=torch.Generator().manual_seed(3))
+    c = ddim_sample(
+        toy_eps,
+        sched,
+        (30, 2),
+        steps=9,
+        eta=eta,
+        x_T=x_T + 0.5,
+        generator=torch.Generator().manual_seed(3),
+    )
     assert not torch.allclose(a, c)  # the start really is used
     # x_T itself is not modified, and the trajectory starts at it
     x_T2 = x_T.clone()

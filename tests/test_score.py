@@ -97,7 +97,8 @@ def test_dsm_at_the_exact_noised_score_is_lowest_and_gaps_equal_esm() -> None:
 
 def test_dsm_regression_target_averages_to_the_noised_score() -> None:
     # The DSM minimiser is E[-(x~ - x0)/sigma^2 | x~] = grad log q_sigma(x~). Within a small cell
-    # around a point, the tower rule gives E[target | x~ in cell] = E[grad log q_sigma(x~) | x~ in cell].
+    # around a point, the tower rule gives
+    # E[target | x~ in cell] = E[grad log q_sigma(x~) | x~ in cell].
     sigma, n = 0.5, 200_000
     x0 = GMM.sample(n, generator=gen(4)).double()
     z = torch.randn(n, 2, generator=gen(5), dtype=torch.float64)

@@ -243,8 +243,14 @@ def test_bad_arguments() -> None:
 def test_predictor_corrector_stays_stable_with_few_coarse_steps() -> None:
     # The corrector's step uses alpha_i = 1 - beta_i <= 1 of the predictor's interval. With the
     # ratio inverted it grows like exp(int beta) over a coarse step and the samples explode.
-    from minidiff import GaussianMixture, VPSDE, euler_maruyama_sample, predictor_corrector_sample
-    from minidiff import score_fn_from_mixture, sliced_wasserstein
+    from minidiff import (
+        VPSDE,
+        GaussianMixture,
+        euler_maruyama_sample,
+        predictor_corrector_sample,
+        score_fn_from_mixture,
+        sliced_wasserstein,
+    )
 
     gmm = GaussianMixture.default_2d()
     sde = VPSDE()
@@ -260,12 +266,19 @@ def test_predictor_corrector_stays_stable_with_few_coarse_steps() -> None:
 
 
 def test_euler_maruyama_is_predictor_corrector_without_corrector() -> None:
-    from minidiff import GaussianMixture, VPSDE, euler_maruyama_sample, predictor_corrector_sample
-    from minidiff import score_fn_from_mixture
+    from minidiff import (
+        VPSDE,
+        GaussianMixture,
+        euler_maruyama_sample,
+        predictor_corrector_sample,
+        score_fn_from_mixture,
+    )
 
     sde = VPSDE()
     score = score_fn_from_mixture(GaussianMixture.default_2d(), sde)
-    em = euler_maruyama_sample(score, sde, (64, 2), steps=7, generator=torch.Generator().manual_seed(3))
+    em = euler_maruyama_sample(
+        score, sde, (64, 2), steps=7, generator=torch.Generator().manual_seed(3)
+    )
     pc = predictor_corrector_sample(
         score, sde, (64, 2), steps=7, corrector_steps=0, generator=torch.Generator().manual_seed(3)
     )

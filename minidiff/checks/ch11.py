@@ -57,8 +57,9 @@ _EMBEDDING = Spec(
             "all scales of t.",
         ),
         "interleaved": Mistake(
-            lambda t, d: torch.stack([_phases(t, d, d // 2).cos(), _phases(t, d, d // 2).sin()], 2)
-            .reshape(t.shape[0], d),
+            lambda t, d: torch.stack(
+                [_phases(t, d, d // 2).cos(), _phases(t, d, d // 2).sin()], 2
+            ).reshape(t.shape[0], d),
             "you interleaved cos and sin (cos w0, sin w0, cos w1, ...); concatenate them instead: "
             "all cosines, then all sines.",
         ),

@@ -1,6 +1,7 @@
 """A Gaussian mixture with exact density, sampling, and exact noised marginals.
 
-If ``x_0 ~ sum_k w_k N(mu_k, Sigma_k)`` and ``x = alpha x_0 + sigma eps`` with ``eps ~ N(0, I)``, then
+If ``x_0 ~ sum_k w_k N(mu_k, Sigma_k)`` and ``x = alpha x_0 + sigma eps`` with ``eps ~ N(0, I)``,
+then
 
     x ~ sum_k w_k N(alpha mu_k, alpha² Sigma_k + sigma² I)                       (marginal)
     ∇_x log p(x) = -sum_k r_k(x) C_k^{-1} (x - alpha mu_k),   C_k = alpha² Sigma_k + sigma² I
@@ -96,7 +97,9 @@ class GaussianMixture:
             if s.shape == (K,):
                 s = s[:, None].expand(K, D)
             if s.shape != (K, D):
-                raise ValueError(f"stds must be a scalar, (K,)=({K},) or (K, D)=({K}, {D}), got {tuple(s.shape)}")
+                raise ValueError(
+                    f"stds must be a scalar, (K,)=({K},) or (K, D)=({K}, {D}), got {tuple(s.shape)}"
+                )
             if bool((s <= 0).any()):
                 raise ValueError("stds must be strictly positive")
             c = torch.diag_embed(s**2)
@@ -120,7 +123,8 @@ class GaussianMixture:
     # ------------------------------------------------------------------ named mixtures
     @classmethod
     def eight_gaussians(cls, radius: float = 2.0, std: float = 0.15) -> GaussianMixture:
-        """Eight equal isotropic Gaussians on a circle (the law of ``toy_dataset("8gaussians")``)."""
+        """Eight equal isotropic Gaussians on a circle (the law of
+        ``toy_dataset("8gaussians")``)."""
         ang = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
         means = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
         return cls(means, stds=std)
@@ -130,7 +134,11 @@ class GaussianMixture:
         """An asymmetric three-component 2D mixture (the law of ``toy_dataset("gmm")``)."""
         means = torch.tensor([[-1.5, -0.5], [1.2, 1.0], [0.8, -1.4]])
         covs = torch.tensor(
-            [[[0.30, 0.12], [0.12, 0.15]], [[0.06, 0.0], [0.0, 0.06]], [[0.10, -0.06], [-0.06, 0.20]]]
+            [
+                [[0.30, 0.12], [0.12, 0.15]],
+                [[0.06, 0.0], [0.0, 0.06]],
+                [[0.10, -0.06], [-0.06, 0.20]],
+            ]
         )
         return cls(means, covs=covs, weights=torch.tensor([0.5, 0.3, 0.2]))
 
@@ -153,11 +161,14 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ noised marginals
     def noised(self, alpha: float, sigma: float) -> GaussianMixture:
-        """The law of ``alpha x_0 + sigma eps`` as a new mixture (scalars ``alpha > 0``, ``sigma >= 0``)."""
+        """The law of ``alpha x_0 + sigma eps`` as a new mixture (scalars ``alpha > 0``,
+        ``sigma >= 0``)."""
         a = check_number(alpha, "alpha", low=0.0)
         s = check_number(sigma, "sigma", low=0.0, low_open=False)
         eye = torch.eye(self.D, dtype=torch.float64)
-        return GaussianMixture(a * self.means, covs=a**2 * self.covs + s**2 * eye, weights=self.weights)
+        return GaussianMixture(
+            a * self.means, covs=a**2 * self.covs + s**2 * eye, weights=self.weights
+        )
 
     def _moments(
         self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
@@ -185,7 +196,9 @@ class GaussianMixture:
             s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).to(dev)
         for name, v in (("alpha", a), ("sigma", s)):
             if v.numel() not in (1, N):
-                raise ValueError(f"{name} must be a scalar or have shape ({N},), got {v.numel()} values")
+                raise ValueError(
+                    f"{name} must be a scalar or have shape ({N},), got {v.numel()} values"
+                )
         if check and bool((a <= 0).any()):
             raise ValueError(f"alpha must be > 0, got min {float(a.min()):.4g}")
         if check and bool((s < 0).any()):
@@ -199,7 +212,9 @@ class GaussianMixture:
         L = torch.linalg.cholesky(C)
         P = torch.cholesky_inverse(L)  # precision matrices C_k^{-1}
         logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)  # (N|1, K)
-        diff = x.to(torch.float64)[:, None, :] - a[..., 0] * means[None]  # (N, K, D); differentiable in x
+        diff = (
+            x.to(torch.float64)[:, None, :] - a[..., 0] * means[None]
+        )  # (N, K, D); differentiable in x
         Cinv_diff = (P @ diff[..., None])[..., 0]  # (N, K, D)
         maha = (diff * Cinv_diff).sum(-1)
         log_comp = -0.5 * (maha + logdet + self.D * math.log(2 * math.pi))  # (N, K)
@@ -209,7 +224,8 @@ class GaussianMixture:
         return log_px, resp, Cinv_diff, a[:, 0, 0, 0]
 
     def marginal_log_prob(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
-        """``log p_t(x)`` of the noised marginal; ``x: (N, D)``, ``alpha, sigma``: scalars or ``(N,)``."""
+        """``log p_t(x)`` of the noised marginal; ``x: (N, D)``, ``alpha, sigma``: scalars or
+        ``(N,)``."""
         log_px, *_ = self._moments(x, alpha, sigma)
         return log_px.to(dtype=x.dtype, device=x.device)
 
@@ -236,7 +252,8 @@ class GaussianMixture:
         return (resp[..., None] * per_comp).sum(1).to(dtype=x.dtype, device=x.device)
 
     def posterior(self, y: torch.Tensor, scale: float, noise_var: float) -> GaussianMixture:
-        """The law of ``x`` given one observation ``y = scale · x + sqrt(noise_var) · eps`` (a mixture).
+        """The law of ``x`` given one observation ``y = scale · x + sqrt(noise_var) · eps``
+        (a mixture).
 
         Exact Gaussian conditioning of each component, responsibilities from the evidence. Used
         for the true reverse step ``q(x_{t-1} | x_t)``: condition ``q(x_{t-1})`` on
@@ -263,7 +280,9 @@ class GaussianMixture:
         return GaussianMixture(means, covs=covs, weights=w / w.sum())
 
     # ------------------------------------------------------------------ oracles for samplers
-    def eps_model(self, schedule: NoiseSchedule) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def eps_model(
+        self, schedule: NoiseSchedule
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact ``E[eps | x_t]`` as an ``eps_model(x_t (B, D), t (B,))`` for ``schedule``."""
         _check_schedule(schedule)
 
@@ -276,7 +295,9 @@ class GaussianMixture:
 
         return eps
 
-    def score_model(self, schedule: NoiseSchedule) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def score_model(
+        self, schedule: NoiseSchedule
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact score ``∇ log q(x_t)`` as a callable ``(x_t (B, D), t (B,)) -> (B, D)``."""
         _check_schedule(schedule)
 

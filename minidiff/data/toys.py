@@ -29,7 +29,9 @@ def _moons(n: int, g: torch.Generator | None) -> torch.Tensor:
     x = torch.where(upper, theta.cos(), 1 - theta.cos())
     y = torch.where(upper, theta.sin(), 0.5 - theta.sin())
     pts = torch.stack([x, y], 1) + 0.06 * _n(n, g)
-    return (pts - torch.tensor([0.5, 0.25], dtype=torch.float64)) * torch.tensor([1.2, 2.0], dtype=torch.float64)
+    shift = torch.tensor([0.5, 0.25], dtype=torch.float64)
+    scale = torch.tensor([1.2, 2.0], dtype=torch.float64)
+    return (pts - shift) * scale
 
 
 def _swiss_roll(n: int, g: torch.Generator | None) -> torch.Tensor:

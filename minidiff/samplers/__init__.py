@@ -1,15 +1,17 @@
 """Samplers, one module per family, all reachable by name through the registry.
 
-| name                  | function                      | model it needs                              |
-|-----------------------|-------------------------------|---------------------------------------------|
-| "ddpm"                | ``ddpm_sample``               | ``eps_model(x, t_long)`` + ``NoiseSchedule``  |
-| "ddim"                | ``ddim_sample``               | ``eps_model(x, t_long)`` + ``NoiseSchedule``  |
-| "langevin"            | ``langevin_sample``           | ``score_fn(x)``                              |
-| "annealed_langevin"   | ``annealed_langevin_sample``  | ``score_fn(x, sigma)``                       |
-| "euler_maruyama"      | ``euler_maruyama_sample``     | ``score_fn(x, t_float)`` + ``SDE``            |
-| "pf_ode_euler"        | ``pf_ode_euler_sample``       | ``score_fn(x, t_float)`` + ``SDE``            |
-| "pf_ode_heun"         | ``pf_ode_heun_sample``        | ``score_fn(x, t_float)`` + ``SDE``            |
-| "predictor_corrector" | ``predictor_corrector_sample``| ``score_fn(x, t_float)`` + ``SDE``            |
+=====================  ==============================  ============================================
+name                   function                        model it needs
+=====================  ==============================  ============================================
+"ddpm"                 ``ddpm_sample``                 ``eps_model(x, t_long)`` + ``NoiseSchedule``
+"ddim"                 ``ddim_sample``                 ``eps_model(x, t_long)`` + ``NoiseSchedule``
+"langevin"             ``langevin_sample``             ``score_fn(x)``
+"annealed_langevin"    ``annealed_langevin_sample``    ``score_fn(x, sigma)``
+"euler_maruyama"       ``euler_maruyama_sample``       ``score_fn(x, t_float)`` + ``SDE``
+"pf_ode_euler"         ``pf_ode_euler_sample``         ``score_fn(x, t_float)`` + ``SDE``
+"pf_ode_heun"          ``pf_ode_heun_sample``          ``score_fn(x, t_float)`` + ``SDE``
+"predictor_corrector"  ``predictor_corrector_sample``  ``score_fn(x, t_float)`` + ``SDE``
+=====================  ==============================  ============================================
 """
 
 from .ddim import (

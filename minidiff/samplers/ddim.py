@@ -76,7 +76,8 @@ def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
         )
     if t_prev.dtype.is_floating_point or t_prev.dtype.is_complex or t_prev.dtype == torch.bool:
         raise TypeError(
-            f"t_prev must be an integer (long) tensor of timesteps in 0..{T - 1}, got dtype {t_prev.dtype}"
+            f"t_prev must be an integer (long) tensor of timesteps in 0..{T - 1}, "
+            f"got dtype {t_prev.dtype}"
         )
     if t_prev.dim() != 1 or t_prev.shape[0] != B:
         raise ValueError(
@@ -99,10 +100,12 @@ def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
 def ddim_sigma(
     t: torch.Tensor | int, t_prev: torch.Tensor | int, schedule: NoiseSchedule, eta: float
 ) -> torch.Tensor:
-    """``sigma_t(eta) = eta sqrt((1 - ab_prev)/(1 - ab_t)) sqrt(1 - ab_t/ab_prev)`` (Song et al. 2021, Eq. 16).
+    """``sigma_t(eta) = eta sqrt((1 - ab_prev)/(1 - ab_t)) sqrt(1 - ab_t/ab_prev)`` (Song et al.
+    2021, Eq. 16).
 
     ``t: (B,)`` long in ``1..T`` (or an int), ``t_prev: (B,)`` in ``0..T-1`` with ``t_prev < t``.
-    Returns a float64 tensor ``(B,)``. For ``t_prev = t - 1`` and ``eta = 1``, ``sigma² = beta_tilde_t``.
+    Returns a float64 tensor ``(B,)``. For ``t_prev = t - 1`` and ``eta = 1``,
+    ``sigma² = beta_tilde_t``.
     """
     sched = _check_schedule(schedule)
     eta = _check_eta(eta)
@@ -133,15 +136,16 @@ def ddim_step(
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One DDIM step ``x_t -> x_{t_prev}`` (Song et al. 2021, Eq. 12) given ``eps = eps_theta(x_t, t)``.
+    """One DDIM step ``x_t -> x_{t_prev}`` (Song et al. 2021, Eq. 12) given
+    ``eps = eps_theta(x_t, t)``.
 
     ``x_{t_prev} = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma²) eps + sigma z`` with
     ``x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)`` and ``sigma = ddim_sigma(t, t_prev, eta)``.
 
     Shapes: ``x_t, eps, noise: (B, ...)``; ``t: (B,)`` long in ``1..T``; ``t_prev: (B,)`` long in
-    ``0..T-1`` (ints broadcast). Randomness: when ``eta > 0`` and ``noise`` is None, one ``z`` is drawn
-    from ``generator`` (also on the last step, where ``sigma = 0``, so that the draws line up with
-    :func:`~minidiff.samplers.ddpm.ddpm_step`); when ``eta = 0`` nothing is drawn.
+    ``0..T-1`` (ints broadcast). Randomness: when ``eta > 0`` and ``noise`` is None, one ``z`` is
+    drawn from ``generator`` (also on the last step, where ``sigma = 0``, so that the draws line up
+    with :func:`~minidiff.samplers.ddpm.ddpm_step`); when ``eta = 0`` nothing is drawn.
     """
     check_tensor(x_t, "x_t")
     sched = _check_schedule(schedule)
@@ -198,19 +202,22 @@ def _ddim_step(
 
 
 def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
-    """``steps`` evenly strided, strictly decreasing timesteps ``T, T - T/steps, …, T/steps`` (rounded).
+    """``steps`` evenly strided, strictly decreasing timesteps ``T, T - T/steps, …, T/steps``
+    (rounded).
 
-    Returns a long tensor ``(steps,)``. ``steps == T`` gives every timestep ``T, …, 1``; ``steps == 1``
-    gives ``[T]`` (one jump to 0). This is the "trailing" spacing of Lin et al. (2024, Table 2): the
-    first step starts from the schedule's own ``x_T`` and the ``steps`` jumps (the last one from
-    ``tau_1 ≈ T/steps`` to 0) are equally long, like a uniform grid on ``t/T ∈ [0, 1]``.
-    (``schedule.timesteps(steps)`` ends at ``t = 1`` instead, which wastes one network call on the
-    tiny jump ``1 -> 0``.)
+    Returns a long tensor ``(steps,)``. ``steps == T`` gives every timestep ``T, …, 1``;
+    ``steps == 1`` gives ``[T]`` (one jump to 0). This is the "trailing" spacing of Lin et al.
+    (2024, Table 2): the first step starts from the schedule's own ``x_T`` and the ``steps`` jumps
+    (the last one from ``tau_1 ≈ T/steps`` to 0) are equally long, like a uniform grid on
+    ``t/T ∈ [0, 1]``. (``schedule.timesteps(steps)`` ends at ``t = 1`` instead, which wastes one
+    network call on the tiny jump ``1 -> 0``.)
     """
     sched = _check_schedule(schedule)
     check_positive_int(steps, "steps")
     if steps > sched.T:
-        raise ValueError(f"steps must be <= T={sched.T} (one network call per timestep), got {steps}")
+        raise ValueError(
+            f"steps must be <= T={sched.T} (one network call per timestep), got {steps}"
+        )
     k = torch.arange(steps, dtype=torch.float64)
     # the stride T/steps >= 1 keeps the rounded values distinct
     return (sched.T - k * sched.T / steps).round().long()
@@ -269,7 +276,8 @@ def ddim_sample(
             ``x_T``'s dtype and on its device (``dtype`` is ignored, ``device`` must be None or
             agree) and ``generator`` is used only for the per-step noise when ``eta > 0``.
         steps: number of timesteps, evenly strided ``T .. 1`` (:func:`ddim_timesteps`).
-        eta: 0 = deterministic DDIM, 1 = ancestral DDPM with ``sigma² = beta_tilde`` on these timesteps.
+        eta: 0 = deterministic DDIM, 1 = ancestral DDPM with ``sigma² = beta_tilde`` on these
+            timesteps.
         generator: draws ``x_T`` first, then (only if ``eta > 0``) one ``z`` per step, in the
             same order as :func:`~minidiff.samplers.ddpm.ddpm_sample`.
         return_trajectory: also return ``[x_{tau_S}, …, x_{tau_1}, x_0]`` (``steps + 1`` tensors).
@@ -311,7 +319,8 @@ def ddim_sample(
             x = _ddim_step(x, tt, tpp, eps, sched, eta, z)
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
-                    f"ddim_sample produced non-finite values at step {i + 1} of {len(ts)} (t={t} -> {tp})"
+                    f"ddim_sample produced non-finite values at step {i + 1} of {len(ts)} "
+                    f"(t={t} -> {tp})"
                 )
             if return_trajectory:
                 trajectory.append(x)
@@ -331,10 +340,12 @@ def ddim_invert(
     """Deterministic DDIM encoding ``x_0 -> x_T`` (the ``eta = 0`` ODE run forwards).
 
     The ``eta = 0`` step from ``s`` up to ``t > s`` is
-    ``x_t = sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps`` with ``x0_hat = (x_s - sqrt(1 - ab_s) eps) / sqrt(ab_s)``.
-    The exact inverse of the sampler's step ``t -> s`` would need ``eps_theta(x_t, t)`` at the unknown
-    ``x_t``; we use ``eps_theta(x_s, t)`` instead (``x_t ≈ x_s`` inside the network, the usual
-    approximation of DDIM inversion), so no call at ``t = 0`` is needed and the round-trip error ``|ddim_sample(ddim_invert(x0)) - x0|`` shrinks as ``steps`` grows.
+    ``x_t = sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps`` with
+    ``x0_hat = (x_s - sqrt(1 - ab_s) eps) / sqrt(ab_s)``. The exact inverse of the sampler's step
+    ``t -> s`` would need ``eps_theta(x_t, t)`` at the unknown ``x_t``; we use ``eps_theta(x_s, t)``
+    instead (``x_t ≈ x_s`` inside the network, the usual approximation of DDIM inversion), so no
+    call at ``t = 0`` is needed and the round-trip error ``|ddim_sample(ddim_invert(x0)) - x0|``
+    shrinks as ``steps`` grows.
 
     Args:
         x0: data ``(B, ...)``.
@@ -372,7 +383,8 @@ def ddim_invert(
             x = col(ab_t.sqrt()) * x0_hat + col((1 - ab_t).sqrt()) * eps
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
-                    f"ddim_invert produced non-finite values at step {i + 1} of {len(ts)} (t={s} -> {t})"
+                    f"ddim_invert produced non-finite values at step {i + 1} of {len(ts)} "
+                    f"(t={s} -> {t})"
                 )
             if return_trajectory:
                 trajectory.append(x)
@@ -382,7 +394,8 @@ def ddim_invert(
 def respace_schedule(
     schedule: NoiseSchedule, timesteps: Sequence[int] | torch.Tensor
 ) -> NoiseSchedule:
-    """The schedule of the sub-chain ``tau_1 < … < tau_S``: ``ab'_i = ab_{tau_i}``, ``beta'_i = 1 - ab_{tau_i}/ab_{tau_{i-1}}``.
+    """The schedule of the sub-chain ``tau_1 < … < tau_S``: ``ab'_i = ab_{tau_i}``,
+    ``beta'_i = 1 - ab_{tau_i}/ab_{tau_{i-1}}``.
 
     ``timesteps`` may be given in either order (values in ``1..T``). DDPM on the respaced schedule
     with ``eps'(x, i) = eps(x, tau_i)`` (:func:`respace_eps_model`) and ``sigma² = beta_tilde`` is
@@ -406,7 +419,8 @@ def respace_schedule(
 
 
 def respace_eps_model(eps_model: EpsModel, timesteps: Sequence[int] | torch.Tensor) -> EpsModel:
-    """Wrap ``eps_model`` so that step ``i`` of the respaced chain calls it at ``tau_i`` (increasing order)."""
+    """Wrap ``eps_model`` so that step ``i`` of the respaced chain calls it at ``tau_i``
+    (increasing order)."""
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     if timesteps is None or isinstance(timesteps, (str, bytes)):
         raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")

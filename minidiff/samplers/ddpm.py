@@ -3,7 +3,8 @@
     x_T ~ N(0, I)
     for t = T, …, 1:
         z ~ N(0, I) if t > 1 else 0
-        x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps_theta(x_t, t)) / sqrt(alpha_t) + sigma_t z
+        x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps_theta(x_t, t)) / sqrt(alpha_t)
+                  + sigma_t z
 
 ``diffusers`` calls one iteration ``DDPMScheduler.step``.
 """
@@ -56,14 +57,16 @@ def ddpm_step(
     """One ancestral step ``x_t -> x_{t-1}`` given the model's ``eps`` prediction.
 
     ``x_{t-1} = mu_theta(x_t, t) + sigma_t z`` with ``sigma_t² = beta_t`` or ``beta_tilde_t``; no
-    noise is added where ``t == 1`` (the last step returns the mean). Shapes: ``x_t, eps: (B, ...)``,
-    ``t: (B,)``.
+    noise is added where ``t == 1`` (the last step returns the mean). Shapes:
+    ``x_t, eps: (B, ...)``, ``t: (B,)``.
     """
     check_choice(variance, "variance", VARIANCES)
     tt, sched = _prepare(x_t, t, schedule, "x_t")
     check_tensor(eps, "eps")
     if eps.shape != x_t.shape:
-        raise ValueError(f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+        raise ValueError(
+            f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
+        )
     check_all_finite((x_t, "x_t"), (eps, "eps"))
     z = _noise_like(x_t, noise, generator, "x_t")
     return _ddpm_step(x_t, tt, eps, sched, variance, z)
@@ -129,7 +132,9 @@ def ddpm_sample(
             eps = call_eps_model(eps_model, x, tt)
             x = _ddpm_step(x, tt, eps, schedule, variance, _noise_like(x, None, generator))
             if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})")
+                raise NonFiniteSampleError(
+                    f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})"
+                )
             if return_trajectory:
                 trajectory.append(x)
     return (x, trajectory) if return_trajectory else x

@@ -327,8 +327,21 @@ def euler_maruyama_sample(
             draws only the per-step noise).
     """
     return _reverse_sde_loop(
-        "euler_maruyama_sample", score_fn, sde, shape, steps, 0, 0.0,
-        generator, return_trajectory, t_end, denoise, device, dtype, progress, x_T,
+        "euler_maruyama_sample",
+        score_fn,
+        sde,
+        shape,
+        steps,
+        0,
+        0.0,
+        generator,
+        return_trajectory,
+        t_end,
+        denoise,
+        device,
+        dtype,
+        progress,
+        x_T,
     )
 
 
@@ -438,8 +451,21 @@ def predictor_corrector_sample(
     ):
         raise ValueError(f"snr must be a finite number > 0, got {snr!r}")
     return _reverse_sde_loop(
-        "predictor_corrector_sample", score_fn, sde, shape, steps, corrector_steps, float(snr),
-        generator, return_trajectory, t_end, denoise, device, dtype, progress, x_T,
+        "predictor_corrector_sample",
+        score_fn,
+        sde,
+        shape,
+        steps,
+        corrector_steps,
+        float(snr),
+        generator,
+        return_trajectory,
+        t_end,
+        denoise,
+        device,
+        dtype,
+        progress,
+        x_T,
     )
 
 

@@ -232,5 +232,3 @@ def plot_loss(
     if title is not None:
         ax.set_title(title)
     return ax
-
-
