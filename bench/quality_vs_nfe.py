@@ -92,6 +92,7 @@ def train_model(
     from minidiff.train import train
 
     data = gmm.sample(100_000, torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)  # the initial weights: the same table from run to run
     model = TimeMLP(data_dim=2, hidden=128, n_layers=3, time_scale=1000.0)
 
     def loss_fn(m: torch.nn.Module, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
