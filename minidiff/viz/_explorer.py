@@ -38,7 +38,24 @@ class Explorer:
     message: Any
     image: Any
 
+    def _start(self, params: dict[str, Any], figsize: tuple[float, float], render: bool) -> None:
+        """End of a subclass's ``__init__``: adopt ``params``, build the widgets, draw once.
+
+        ``render=False`` leaves the Image widget as it is (scripts and tests that read the
+        figure's data skip the PNG encoding of every update).
+        """
+        self.params = params
+        self.state = {}
+        self.render = render
+        self.figure = Figure(figsize=figsize)
+        self._syncing = False
+        self._build_widgets()
+        self.update()
+
     def compute(self, params: Mapping[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _build_widgets(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _draw(self) -> None:  # pragma: no cover - abstract

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from ..data import load_digits, sample_photos
@@ -163,17 +162,15 @@ class FrequencyExplorer(Explorer):
         self.schedules = frequency_schedules(T)
         if schedule == "shifted cosine":  # the short name for the one shifted choice
             schedule = next(k for k in self.schedules if k.startswith("shifted"))
-        self.params: dict[str, Any] = {
-            "image": image if image is not None else next(iter(self.images)),
-            "schedule": schedule,
-            "t": t,
-        }
-        self.state: dict[str, Any] = {}
-        self.render = render
-        self.figure = Figure(figsize=(12, 3.6))
-        self._syncing = False
-        self._build_widgets()
-        self.update()
+        self._start(
+            {
+                "image": image if image is not None else next(iter(self.images)),
+                "schedule": schedule,
+                "t": t,
+            },
+            figsize=(12, 3.6),
+            render=render,
+        )
 
     # -- pure part -------------------------------------------------------------------------------
     def compute(self, params: Mapping[str, Any]) -> dict[str, Any]:

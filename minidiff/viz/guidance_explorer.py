@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from matplotlib.figure import Figure
 
 from ..data.labelled import LabelledGaussianMixture
 from ..diffusion import EpsModel
@@ -155,19 +154,17 @@ class GuidanceExplorer(Explorer):
         )
         self.n, self.seed = int(n), int(seed)
         self.field_t = int(field_t) if field_t is not None else max(1, self.schedule.T // 5)
-        self.params: dict[str, Any] = {
-            "w": w,
-            "y": y,
-            "form": form,
-            "sampler": sampler,
-            "steps": steps,
-        }
-        self.state: dict[str, Any] = {}
-        self.render = render
-        self.figure = Figure(figsize=(10, 4.4))
-        self._syncing = False
-        self._build_widgets()
-        self.update()
+        self._start(
+            {
+                "w": w,
+                "y": y,
+                "form": form,
+                "sampler": sampler,
+                "steps": steps,
+            },
+            figsize=(10, 4.4),
+            render=render,
+        )
 
     # -- pure part -------------------------------------------------------------------------------
     def compute(self, params: Mapping[str, Any]) -> dict[str, Any]:

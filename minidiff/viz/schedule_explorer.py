@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from ..data import toy_dataset
 from ..diffusion import q_sample
@@ -98,22 +97,18 @@ class ScheduleExplorer(Explorer):
         self.x0 = toy_dataset(dataset, n, generator=g).double()
         self.noise = torch.randn(self.x0.shape, generator=g, dtype=torch.float64)
         self.dataset = dataset
-        self.params: dict[str, Any] = {
-            "family": family,
-            "T": T,
-            "beta_start": beta_start,
-            "beta_end": beta_end,
-            "s": s,
-            "t": t,
-        }
-        self.state: dict[str, Any] = {}
-        # render=False keeps the Image widget as it is (scripts and tests that read the figure
-        # data directly skip the ~0.5 s PNG encoding of every update).
-        self.render = render
-        self.figure = Figure(figsize=(13, 3.3))
-        self._syncing = False
-        self._build_widgets()
-        self.update()
+        self._start(
+            {
+                "family": family,
+                "T": T,
+                "beta_start": beta_start,
+                "beta_end": beta_end,
+                "s": s,
+                "t": t,
+            },
+            figsize=(13, 3.3),
+            render=render,
+        )
 
     # -- pure part -------------------------------------------------------------------------------
     def compute(self, params: Mapping[str, Any]) -> dict[str, Any]:
