@@ -27,6 +27,7 @@ __all__ = [
     "check_broadcast",
     "check_choice",
     "check_number",
+    "call_like",
     "check_callable",
     "check_generator",
     "check_device",
@@ -206,6 +207,22 @@ def check_callable(fn: object, name: str, signature: str = "") -> Callable[..., 
     if not callable(fn):
         raise TypeError(f"{name} must be callable {signature}".rstrip() + f", got {_kind(fn)}")
     return fn
+
+
+def call_like(
+    fn: Callable[..., torch.Tensor], x: torch.Tensor, *args: Any, name: str, like: str = "x"
+) -> torch.Tensor:
+    """``fn(x, *args)``, checked to be a tensor of ``x``'s shape (``like`` names ``x`` in the
+    message). Reads no values, so it costs no device synchronisation."""
+    out = fn(x, *args)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
+    if out.shape != x.shape:
+        raise ValueError(
+            f"{name} must return a tensor of shape {tuple(x.shape)} (like {like}), "
+            f"got {tuple(out.shape)}"
+        )
+    return out
 
 
 def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 
 from ._validation import (
+    call_like,
     check_all_finite,
     check_callable,
     check_choice,
@@ -237,15 +238,7 @@ def call_eps_model(
 ) -> torch.Tensor:
     """Call a model and check that it returned a tensor of the same shape as ``x_t``."""
     check_callable(eps_model, name, "(x_t, t) -> eps")
-    out = eps_model(x_t, t)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
-    if out.shape != x_t.shape:
-        raise ValueError(
-            f"{name} must return a tensor of shape {tuple(x_t.shape)} (like x_t), "
-            f"got {tuple(out.shape)}"
-        )
-    return out
+    return call_like(eps_model, x_t, t, name=name, like="x_t")
 
 
 def p_mean_var(

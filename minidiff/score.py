@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import (
+    call_like,
     check_callable,
     check_choice,
     check_finite,
@@ -53,15 +54,7 @@ def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
 
 
 def _call(model: Callable[..., Tensor], x: Tensor, *args: Any, name: str = "score_model") -> Tensor:
-    out = model(x, *args)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}")
-    if out.shape != x.shape:
-        raise ValueError(
-            f"{name} must return a tensor of shape {tuple(x.shape)} (like x), "
-            f"got {tuple(out.shape)}"
-        )
-    return out
+    return call_like(model, x, *args, name=name)
 
 
 def _check_data(x: Tensor, name: str) -> Tensor:

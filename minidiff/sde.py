@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 
 from ._validation import (
+    call_like,
     check_all_finite,
     check_callable,
     check_device,
@@ -359,15 +360,7 @@ class ReverseSDE:
 
     def _score_unchecked(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         """:meth:`score` for solvers' loops: ``tt`` a valid ``(B,)`` time tensor (no host reads)."""
-        out = self.score_fn(x, tt.to(x.dtype))
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"score_fn must return a torch.Tensor, got {type(out).__name__}")
-        if out.shape != x.shape:
-            raise ValueError(
-                f"score_fn must return a tensor of shape {tuple(x.shape)} (like x), "
-                f"got {tuple(out.shape)}"
-            )
-        return out
+        return call_like(self.score_fn, x, tt.to(x.dtype), name="score_fn")
 
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """``f(x, t) - g(t)² score`` (reverse SDE) or ``f(x, t) - ½ g(t)² score`` (PF-ODE)."""

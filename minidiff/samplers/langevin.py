@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .._validation import (
+    call_like,
     check_all_finite,
     check_callable,
     check_float_dtype,
@@ -123,15 +124,7 @@ def _langevin_step(
 def _call_score(
     fn: Callable[..., torch.Tensor], x: torch.Tensor, *args: torch.Tensor
 ) -> torch.Tensor:
-    out = fn(x, *args)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"score_fn must return a torch.Tensor, got {type(out).__name__}")
-    if out.shape != x.shape:
-        raise ValueError(
-            f"score_fn must return a tensor of shape {tuple(x.shape)} (like x), "
-            f"got {tuple(out.shape)}"
-        )
-    return out
+    return call_like(fn, x, *args, name="score_fn")
 
 
 def _randn(

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import (
+    call_like,
     check_callable,
     check_choice,
     check_device,
@@ -218,15 +219,7 @@ def ode_solve(
     step_fn, per_step = ODE_METHODS[method]
 
     def checked_fn(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:  # no synchronisation
-        out = fn(x_, t_)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"fn must return a torch.Tensor, got {type(out).__name__}")
-        if out.shape != x_.shape:
-            raise ValueError(
-                f"fn must return a tensor of shape {tuple(x_.shape)} (like x), "
-                f"got {tuple(out.shape)}"
-            )
-        return out
+        return call_like(fn, x_, t_, name="fn")
 
     ts = ts.to(torch.float64)
     B, steps = x.shape[0], ts.numel() - 1
