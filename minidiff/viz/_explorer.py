@@ -90,6 +90,20 @@ class Explorer:
         return buf.getvalue()
 
     # -- widgets -----------------------------------------------------------------------------------
+    def _attach(self, controls: dict[str, Any]) -> Any:
+        """Adopt ``controls`` (one per name in :attr:`PARAMS`) and create ``self.message`` and
+        ``self.image`` with the classes of the browser-test contract; observe every control.
+        Returns a new readout ``HTML`` widget (``minidiff-readout``) for the subclass to place."""
+        import ipywidgets as wd
+
+        self.controls = controls
+        for name, ctrl in controls.items():
+            ctrl.add_class("minidiff-control")
+            ctrl.observe(self._on_change(name), names="value")
+        self.message = wd.HTML("").add_class("minidiff-message")
+        self.image = wd.Image(format="png").add_class("minidiff-view")
+        return wd.HTML("").add_class("minidiff-readout")
+
     def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
         """The observer of control ``name``: a student's move becomes :meth:`update`."""
 

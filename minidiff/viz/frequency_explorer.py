@@ -293,13 +293,7 @@ class FrequencyExplorer(Explorer):
                 style=style,
             ),
         }
-        for ctrl in self.controls.values():
-            ctrl.add_class("minidiff-control")
-        self.message = w.HTML("").add_class("minidiff-message")
-        self.readout = w.HTML("").add_class("minidiff-readout")
-        self.image = w.Image(format="png").add_class("minidiff-view")
-        for name, ctrl in self.controls.items():
-            ctrl.observe(self._on_change(name), names="value")
+        self.readout = self._attach(self.controls)
         c = self.controls
         self.widget = w.VBox(
             [w.HBox([c["image"], c["schedule"], c["t"]]), self.message, self.readout, self.image]

@@ -294,13 +294,7 @@ class GuidanceExplorer(Explorer):
                 style=style,
             ),
         }
-        for ctrl in self.controls.values():
-            ctrl.add_class("minidiff-control")
-        self.message = wd.HTML("").add_class("minidiff-message")
-        self.readout_widget = wd.HTML("").add_class("minidiff-readout")
-        self.image = wd.Image(format="png").add_class("minidiff-view")
-        for name, ctrl in self.controls.items():
-            ctrl.observe(self._on_change(name), names="value")
+        self.readout_widget = self._attach(self.controls)
         c = self.controls
         self.widget = wd.VBox(
             [

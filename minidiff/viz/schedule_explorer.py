@@ -267,12 +267,7 @@ class ScheduleExplorer(Explorer):
             ),
             "t": w.IntSlider(value=p["t"], min=1, max=p["T"], description="t", style=style),
         }
-        self.message = w.HTML("").add_class("minidiff-message")
-        self.readout_label = w.HTML("").add_class("minidiff-readout")
-        self.image = w.Image(format="png").add_class("minidiff-view")
-        for name, ctrl in self.controls.items():
-            ctrl.add_class("minidiff-control")
-            ctrl.observe(self._on_change(name), names="value")
+        self.readout_label = self._attach(self.controls)
         c = self.controls
         self.widget = w.VBox(
             [
