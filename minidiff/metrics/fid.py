@@ -101,8 +101,7 @@ def frechet_distance(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tenso
     return float(value.clamp_min(0))
 
 
-def fid_from_features(features_a: Tensor, features_b: Tensor) -> float:
-    """FID between two feature sets ``(N_a, D)`` and ``(N_b, D)`` (Heusel et al. 2017, eq. 6)."""
+def _check_pair(features_a: Tensor, features_b: Tensor) -> tuple[Tensor, Tensor]:
     fa = _check_features("features_a", features_a)
     fb = _check_features("features_b", features_b)
     if fa.shape[1] != fb.shape[1]:
@@ -110,6 +109,12 @@ def fid_from_features(features_a: Tensor, features_b: Tensor) -> float:
             "features_a and features_b must have the same width D, "
             f"got {fa.shape[1]} and {fb.shape[1]}"
         )
+    return fa, fb
+
+
+def fid_from_features(features_a: Tensor, features_b: Tensor) -> float:
+    """FID between two feature sets ``(N_a, D)`` and ``(N_b, D)`` (Heusel et al. 2017, eq. 6)."""
+    fa, fb = _check_pair(features_a, features_b)
     return frechet_distance(*gaussian_statistics(fa), *gaussian_statistics(fb))
 
 
@@ -147,13 +152,7 @@ def kid_from_features(
     ``min(subset_size, N_a, N_b)`` rows of each set (drawn without replacement), as in
     torch-fidelity. Returns ``KID(mean, std)`` over the subsets.
     """
-    fa = _check_features("features_a", features_a)
-    fb = _check_features("features_b", features_b)
-    if fa.shape[1] != fb.shape[1]:
-        raise ValueError(
-            "features_a and features_b must have the same width D, "
-            f"got {fa.shape[1]} and {fb.shape[1]}"
-        )
+    fa, fb = _check_pair(features_a, features_b)
     for name, value in (("subsets", subsets), ("subset_size", subset_size), ("degree", degree)):
         if (
             isinstance(value, bool)
