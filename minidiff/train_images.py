@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ._config import default_device
 from .distributed import DistInfo, barrier, cleanup, init_distributed, shard_size, wrap_ddp
 from .losses import simple_loss
-from .nn.unet import UNET_CONFIGS, UNet
+from .nn.unet import UNET_CONFIGS, UNet, UNetConfig
 from .samplers import ddim_sample
 from .schedules import NoiseSchedule, linear_schedule
 from .train import load_checkpoint, train
@@ -262,9 +262,7 @@ def run(
         seconds = time.perf_counter() - t0
         done = target - step
         if info.is_main and done > 0:
-            last_grid = grid = _sample_grid(
-                result.ema.model, schedule, config, unet_cfg.in_channels, dev
-            )
+            last_grid = grid = _sample_grid(result.ema.model, schedule, config, unet_cfg, dev)
             grid_path = save_image_grid(grid, out / f"samples_{target:07d}.png", scale=2)
             entry = {
                 "step": target,
@@ -282,7 +280,7 @@ def run(
             break
     if info.is_main:
         if last_grid is None:  # the run was already complete: sample from its EMA model
-            last_grid = _sample_grid(result.ema.model, schedule, config, unet_cfg.in_channels, dev)
+            last_grid = _sample_grid(result.ema.model, schedule, config, unet_cfg, dev)
         _save_final(result.losses, last_grid, config, out)
     barrier(info)
     cleanup(info)
@@ -296,14 +294,14 @@ def _sample_grid(
     model: nn.Module,
     schedule: NoiseSchedule,
     config: ImageRunConfig,
-    channels: int,
+    unet_cfg: UNetConfig,
     dev: torch.device,
 ) -> Tensor:
-    size = UNet(config.model, **config.overrides).config.image_size
+    c, size = unet_cfg.in_channels, unet_cfg.image_size
     g = torch.Generator().manual_seed(12345)
     with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=config.bf16):
         x = ddim_sample(
-            model, schedule, (config.n_samples, channels, size, size),
+            model, schedule, (config.n_samples, c, size, size),
             steps=min(config.sample_steps, config.T), generator=g, device=dev,
         )  # fmt: skip
     assert isinstance(x, Tensor)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..train import learning_rate
 from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = ["check_ema_update", "check_warmup_lr", "SPECS"]
@@ -103,7 +104,8 @@ def _warm(
 
 _WARMUP = Spec(
     _cases_warmup,
-    _warm(),
+    # the loop's own rate (constant after the warm-up), so the checker cannot drift from train()
+    lambda step, lr, warmup: learning_rate(step, step, lr, warmup, "constant"),
     {
         "zero_based": Mistake(
             _warm(offset=-1),
