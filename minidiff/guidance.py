@@ -199,8 +199,8 @@ def classifier_guidance(
         if w == 0:
             return out
         grad = classifier_log_prob_grad(classifier, x_t, t, y, num_classes=C)
-        sigma = schedule.sqrt_one_minus_alpha_bar[tt.cpu()].to(device=x_t.device, dtype=x_t.dtype)
-        return out - sigma.reshape(-1, *([1] * (x_t.dim() - 1))) * w * grad
+        sigma = schedule.gather(schedule.sqrt_one_minus_alpha_bar, tt, x_t.dim(), like=x_t)
+        return out - sigma * w * grad
 
     return eps
 
