@@ -128,7 +128,7 @@ def classifier_free_guidance(
             torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([yy, torch.full_like(yy, C)])
         )
         cond, uncond = both.chunk(2)
-        return cond + w * (cond - uncond)
+        return cfg_combine(cond, uncond, w)
 
     return eps
 
