@@ -128,7 +128,7 @@ def classifier_free_guidance(
             torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([yy, torch.full_like(yy, C)])
         )
         cond, uncond = both.chunk(2)
-        return cond + w * (cond - uncond)
+        return cfg_combine(cond, uncond, w)
 
     return eps
 
@@ -199,8 +199,8 @@ def classifier_guidance(
         if w == 0:
             return out
         grad = classifier_log_prob_grad(classifier, x_t, t, y, num_classes=C)
-        sigma = schedule.sqrt_one_minus_alpha_bar[tt.cpu()].to(device=x_t.device, dtype=x_t.dtype)
-        return out - sigma.reshape(-1, *([1] * (x_t.dim() - 1))) * w * grad
+        sigma = schedule.gather(schedule.sqrt_one_minus_alpha_bar, tt, x_t.dim(), like=x_t)
+        return out - sigma * w * grad
 
     return eps
 

@@ -89,3 +89,12 @@ def test_guided_eps_model_forms() -> None:
         guided_eps_model("implicit", cond, clf, SCHED, 0, 1.0, 3)
     with pytest.raises(ValueError, match="sampler"):
         guided_samples(lambda x, t: x, SCHED, 10, "heun", 10)
+
+
+def test_guided_score_field_without_guidance_is_the_exact_conditional_score() -> None:
+    eps = classifier_free_guidance(MIX.cond_eps_model(SCHED), 2, 0.0, num_classes=3)
+    pts, score = guided_score_field(eps, SCHED, 40, lim=2.5, grid=9)
+    assert pts.shape == score.shape == (81, 2)
+    a, s = SCHED.sqrt_alpha_bar[40].item(), SCHED.sqrt_one_minus_alpha_bar[40].item()
+    exact = MIX.cond_score(pts.double(), 2, a, s)
+    torch.testing.assert_close(score.double(), exact, rtol=1e-4, atol=1e-4)

@@ -28,7 +28,7 @@ from ..guidance import classifier_free_guidance, classifier_guidance
 from ..nn.conditional import conditional_eps_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ._core import Case, CheckResult, Mistake, Spec, check_spec
-from .ch04 import TinyEps
+from .ch04 import TinyEps, _schedule_from_alpha_bar
 
 __all__ = [
     "check_classifier_guided_eps",
@@ -156,7 +156,7 @@ def _ref_cg(
     alpha_bar: torch.Tensor,
     w: float,
 ) -> torch.Tensor:
-    sched = NoiseSchedule(1.0 - alpha_bar.double()[1:] / alpha_bar.double()[:-1])
+    sched = _schedule_from_alpha_bar(alpha_bar)
     C = int(classifier.num_classes)  # type: ignore[attr-defined]
     return classifier_guidance(eps_model, classifier, y, w, sched, num_classes=C)(x_t, t)
 
@@ -336,7 +336,7 @@ def _ref_loss_impl(
     null_label: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    sched = NoiseSchedule(1.0 - alpha_bar.double()[1:] / alpha_bar.double()[:-1])
+    sched = _schedule_from_alpha_bar(alpha_bar)
     return conditional_eps_loss(model, x0, y, sched, p_uncond=p_uncond, generator=generator)
 
 

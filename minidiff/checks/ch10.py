@@ -19,6 +19,7 @@ import torch
 
 from ..frequency import frequency_snr as _frequency_snr
 from ..frequency import noised_psd as _noised_psd
+from ..frequency import radial_counts
 from ..frequency import radial_psd as _radial_psd
 from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
@@ -73,10 +74,7 @@ def _psd_variant(
         P = power(X).mean(dim=1)
         out = _ring_average(P, shift)
         if ring_sum:
-            H = x.shape[-1]
-            c = torch.arange(H, dtype=torch.float64) - H // 2
-            r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2).round().long().flatten()
-            out = out * torch.bincount(r[r < H // 2 + 1], minlength=H // 2 + 1).to(out.dtype)
+            out = out * radial_counts(x.shape[-1]).to(out.dtype)
         return out
 
     return fn

@@ -81,7 +81,10 @@ class Explorer:
         return self.state
 
     def _after_compute(self) -> None:
-        """Hook: adopt values the computation corrected (a clamped ``t``, say) into ``params``."""
+        """Adopt the values a valid computation corrected (a clamped ``t``, say) into ``params``;
+        ``compute`` returns them as ``state["params"]``."""
+        if self.state.get("message") is None:
+            self.params.update(self.state["params"])
 
     def png(self) -> bytes:
         """The current figure as PNG bytes."""

@@ -260,10 +260,6 @@ class FrequencyExplorer(Explorer):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="lower left")
 
-    def _after_compute(self) -> None:
-        if self.state["message"] is None:
-            self.params["t"] = self.state["params"]["t"]
-
     def _after_sync(self) -> None:
         self.readout.value = html.escape(self.state.get("readout", ""))
 

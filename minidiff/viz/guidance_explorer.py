@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..data.labelled import LabelledGaussianMixture
-from ..diffusion import EpsModel
+from ..diffusion import EpsModel, score_from_eps
 from ..guidance import (
     Classifier,
     ConditionalModel,
@@ -108,8 +108,7 @@ def guided_score_field(
     xx, yy = torch.meshgrid(g, g, indexing="xy")
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
     tt = torch.full((pts.shape[0],), int(t), dtype=torch.long)
-    eps = eps_model(pts, tt)
-    return pts, -eps / float(schedule.sqrt_one_minus_alpha_bar[int(t)])
+    return pts, score_from_eps(eps_model(pts, tt), tt, schedule)
 
 
 class GuidanceExplorer(Explorer):

@@ -202,10 +202,6 @@ class ScheduleExplorer(Explorer):
             f"log SNR(t) = {c['log_snr'][t]:.3f},  √ᾱ_t = {math.sqrt(c['alpha_bar'][t]):.3f}"
         )
 
-    def _after_compute(self) -> None:
-        if self.state["message"] is None:
-            self.params["t"] = self.state["params"]["t"]
-
     def _before_sync(self) -> None:
         T = self.params["T"]
         if isinstance(T, int) and T >= 1:
