@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..data.labelled import check_labels
 from ..diffusion import q_sample
 from ..schedules import NoiseSchedule, check_timesteps
-from .mlp import TimeMLP, sinusoidal_embedding
+from .mlp import TimeMLP
 
 __all__ = [
     "ConditionalTimeMLP",
@@ -54,9 +54,7 @@ class ConditionalTimeMLP(TimeMLP):
         return self.num_classes
 
     def _cond_film(self, t: Tensor, y: Tensor) -> Tensor:
-        emb = sinusoidal_embedding(t.to(torch.float64) * self.time_scale, self.time_dim)
-        emb = emb.to(dtype=self.input.weight.dtype) + self.label_embedding(y)
-        return self.film(self.time_mlp(emb))
+        return self._film(t, self.label_embedding(y))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """Predict the noise; ``y=None`` (or the null label) is the unconditional model."""
@@ -74,13 +72,7 @@ class ConditionalTimeMLP(TimeMLP):
             )
             if k_unique.numel() > 1:
                 film = film[inverse]
-        chunks = film.chunk(2 * self.n_layers, dim=1)
-        h = self.input(self.encode_input(x.to(self.input.weight.dtype)))
-        for i, (norm, linear) in enumerate(zip(self.norms, self.linears, strict=True)):
-            h = h + nn.functional.silu(
-                torch.addcmul(chunks[2 * i + 1], linear(norm(h)), 1 + chunks[2 * i])
-            )
-        return self.output(nn.functional.silu(self.out_norm(h))).to(x.dtype)
+        return self._trunk(x, film)
 
 
 class NoisyClassifier(TimeMLP):
