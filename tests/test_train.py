@@ -65,6 +65,19 @@ def test_train_with_callable_data() -> None:
     assert sum(result.losses[-10:]) < 0.1 * sum(result.losses[:10])
 
 
+def test_ema_follows_each_new_model_it_is_given() -> None:
+    """EMA.update pairs shadow and live parameters once per model; a model built after another
+    was freed (often at the same address, so the same id) gets its own pairing."""
+    ema = EMA(nn.Linear(2, 2), decay=0.0, warmup=False)  # decay 0: the shadow copies the model
+    for k in range(50):
+        model = nn.Linear(2, 2)
+        with torch.no_grad():
+            model.weight.fill_(float(k))
+        ema.update(model)
+        assert torch.equal(ema.model.weight, model.weight), k
+        del model
+
+
 def test_ema_update_rule() -> None:
     model = nn.Linear(2, 1, bias=False)
     with torch.no_grad():
