@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from ..data.labelled import check_labels
-from ..diffusion import q_sample
+from ..diffusion import _noise_like, q_sample
+from ..losses import sample_timesteps
 from ..schedules import NoiseSchedule, check_timesteps
 from .mlp import TimeMLP
 
@@ -112,14 +113,9 @@ def drop_labels(
 def _draw_t_noise(
     x0: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
-    gen_device = generator.device if generator is not None else x0.device
-    t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(
-        x0.device
-    )
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=gen_device).to(
-        x0.device
-    )
-    return t, noise
+    """``t ~ U{1..T}`` ``(B,)``, then ``eps ~ N(0, I)`` shaped like ``x0``, both on its device."""
+    t = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
+    return t, _noise_like(x0, None, generator)
 
 
 def conditional_eps_loss(
