@@ -82,7 +82,7 @@ class EMA:
         self.warmup = bool(warmup)
         self.num_updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._cache: tuple[Any, _Pairs] | None = None
+        self._cache: tuple[nn.Module, _Pairs] | None = None
 
     def current_decay(self) -> float:
         """The decay the next ``update`` will use."""
@@ -107,10 +107,10 @@ class EMA:
         self.num_updates += 1
 
     def _pairs(self, model: nn.Module) -> _Pairs:
-        # Paired once per model object (keyed on its id): a hot loop should not walk the module
-        # tree every step. Parameters stay the same objects through .to() and load_state_dict.
-        key = id(model)
-        if self._cache is not None and self._cache[0] == key:
+        # Paired once per model object: a hot loop should not walk the module tree every step.
+        # Parameters stay the same objects through .to() and load_state_dict. The cache holds the
+        # model itself, not its id: a freed model's id can be reused by the next one built.
+        if self._cache is not None and self._cache[0] is model:
             return self._cache[1]
         live = dict(model.named_parameters())
         live_b = dict(model.named_buffers())
@@ -131,7 +131,7 @@ class EMA:
             shadow_bufs.append(shadow_b)
             bufs.append(live_b[name])
         pairs: _Pairs = (shadows, params, shadow_bufs, bufs)
-        self._cache = (key, pairs)
+        self._cache = (model, pairs)
         return pairs
 
     @torch.no_grad()

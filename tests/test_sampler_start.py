@@ -117,3 +117,5 @@ def test_bad_x_T(fn) -> None:  # type: ignore[no-untyped-def]
         fn(*first, steps=3, x_T=torch.tensor([[float("nan"), 0.0]]))
     with pytest.raises(ValueError, match="x_T must have"):
         fn(*first, steps=3, x_T=torch.zeros(()))
+    with pytest.raises(ValueError, match="B >= 1"):
+        fn(*first, steps=3, x_T=torch.zeros(0, 2))

@@ -65,6 +65,19 @@ def test_train_with_callable_data() -> None:
     assert sum(result.losses[-10:]) < 0.1 * sum(result.losses[:10])
 
 
+def test_ema_follows_each_new_model_it_is_given() -> None:
+    """EMA.update pairs shadow and live parameters once per model; a model built after another
+    was freed (often at the same address, so the same id) gets its own pairing."""
+    ema = EMA(nn.Linear(2, 2), decay=0.0, warmup=False)  # decay 0: the shadow copies the model
+    for k in range(50):
+        model = nn.Linear(2, 2)
+        with torch.no_grad():
+            model.weight.fill_(float(k))
+        ema.update(model)
+        assert torch.equal(ema.model.weight, model.weight), k
+        del model
+
+
 def test_ema_update_rule() -> None:
     model = nn.Linear(2, 1, bias=False)
     with torch.no_grad():
@@ -409,9 +422,19 @@ def test_clipping_inside_the_fused_step_equals_clip_grad_norm(
 
     train_module = importlib.import_module("minidiff.train")  # the name is shadowed by the function
     kw = {**KW, "grad_clip": 0.05}
+    made: list[torch.optim.AdamW] = []
+    real_make = train_module._make_optimizer
+
+    def recording(params: Any, lr: float, weight_decay: float) -> torch.optim.AdamW:
+        made.append(real_make(params, lr, weight_decay))
+        return made[-1]
+
+    monkeypatch.setattr(train_module, "_make_optimizer", recording)
     torch.manual_seed(0)
     fused = train(make_model(), regression_loss, make_data(), steps=8, **kw)
     assert fused.ema is not None
+    if not made[0].defaults.get("fused"):  # both runs would take the clip_grad_norm_ path
+        pytest.skip("this torch has no fused AdamW for the CPU: nothing to compare")
 
     def foreach_adamw(params: Any, lr: float, weight_decay: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)

@@ -29,6 +29,7 @@ from .._validation import (
     check_positive_int,
     check_tensor,
 )
+from ..diffusion import _check_schedule
 from ..schedules import NoiseSchedule, check_timesteps
 
 __all__ = ["GaussianMixture"]
@@ -47,12 +48,6 @@ def _as_float64(value: object, name: str, expected: str) -> torch.Tensor:
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{name} contains non-finite values (NaN or inf); expected finite numbers")
     return out
-
-
-def _check_schedule(schedule: object) -> NoiseSchedule:
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    return schedule
 
 
 class GaussianMixture:

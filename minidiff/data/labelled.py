@@ -20,7 +20,6 @@ Labels are ``0..C-1``; the label ``C`` (:attr:`LabelledGaussianMixture.null_labe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -28,7 +27,7 @@ import torch
 from .._validation import check_generator, check_tensor
 from ..schedules import NoiseSchedule, check_timesteps
 from .gmm import GaussianMixture, Scalar
-from .toys import _n, _u
+from .toys import _circles, _moons, _two_spirals
 
 __all__ = ["LabelledGaussianMixture", "labelled_toy", "LABELLED_TOYS", "check_labels"]
 
@@ -255,38 +254,8 @@ def _rows(v: Scalar, rows: torch.Tensor) -> Scalar:
 
 
 # ---------------------------------------------------------------------- labelled non-Gaussian toys
-# Each draws its random numbers in the same order as the unlabelled toy of ``toy_dataset``, so with
-# the same generator the points are identical and the labels say which part each point came from.
-
-
-def _moons(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    theta = math.pi * _u(n, g)
-    upper = torch.rand(n, generator=g) < 0.5
-    x = torch.where(upper, theta.cos(), 1 - theta.cos())
-    y = torch.where(upper, theta.sin(), 0.5 - theta.sin())
-    pts = torch.stack([x, y], 1) + 0.06 * _n(n, g)
-    pts = (pts - torch.tensor([0.5, 0.25], dtype=torch.float64)) * torch.tensor(
-        [1.2, 2.0], dtype=torch.float64
-    )
-    return pts, (~upper).long()
-
-
-def _circles(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    theta = 2 * math.pi * _u(n, g)
-    inner = torch.rand(n, generator=g) < 0.5
-    radius = torch.where(inner, 0.8, 1.8).double()
-    return radius[:, None] * torch.stack([theta.cos(), theta.sin()], 1) + 0.08 * _n(n, g), (
-        ~inner
-    ).long()
-
-
-def _two_spirals(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    r = torch.sqrt(_u(n, g)) * 540 * (2 * math.pi) / 360
-    first = torch.rand(n, generator=g) < 0.5
-    sign = torch.where(first, -1.0, 1.0).double()
-    pts = torch.stack([-r.cos() * r, r.sin() * r], 1) * sign[:, None]
-    return pts / 4.0 + 0.08 * _n(n, g), (~first).long()
-
+# The builders of ``toy_dataset`` return the labels too: with the same generator the points are
+# identical and the labels say which part each point came from.
 
 _LABELLED = {"moons": _moons, "circles": _circles, "two_spirals": _two_spirals}
 LABELLED_TOYS: tuple[str, ...] = tuple(_LABELLED)

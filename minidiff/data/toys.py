@@ -23,7 +23,12 @@ def _n(n: int, g: torch.Generator | None, d: int = 2) -> torch.Tensor:
     return torch.randn(n, d, generator=g, dtype=torch.float64)
 
 
-def _moons(n: int, g: torch.Generator | None) -> torch.Tensor:
+# moons, two_spirals and circles also return which part each point came from (0 or 1): the
+# labels of minidiff.data.labelled_toy, drawn with the very same random numbers.
+
+
+def _moons(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points and labels (0 = upper moon, 1 = lower moon)."""
     theta = math.pi * _u(n, g)
     upper = torch.rand(n, generator=g) < 0.5
     x = torch.where(upper, theta.cos(), 1 - theta.cos())
@@ -31,7 +36,7 @@ def _moons(n: int, g: torch.Generator | None) -> torch.Tensor:
     pts = torch.stack([x, y], 1) + 0.06 * _n(n, g)
     shift = torch.tensor([0.5, 0.25], dtype=torch.float64)
     scale = torch.tensor([1.2, 2.0], dtype=torch.float64)
-    return (pts - shift) * scale
+    return (pts - shift) * scale, (~upper).long()
 
 
 def _swiss_roll(n: int, g: torch.Generator | None) -> torch.Tensor:
@@ -47,26 +52,31 @@ def _checkerboard(n: int, g: torch.Generator | None) -> torch.Tensor:
     return torch.stack([x1, x2], 1) * 0.9
 
 
-def _two_spirals(n: int, g: torch.Generator | None) -> torch.Tensor:
+def _two_spirals(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points and labels (which of the two arms)."""
     r = torch.sqrt(_u(n, g)) * 540 * (2 * math.pi) / 360
-    sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).double()
+    first = torch.rand(n, generator=g) < 0.5
+    sign = torch.where(first, -1.0, 1.0).double()
     pts = torch.stack([-r.cos() * r, r.sin() * r], 1) * sign[:, None]
-    return pts / 4.0 + 0.08 * _n(n, g)
+    return pts / 4.0 + 0.08 * _n(n, g), (~first).long()
 
 
-def _circles(n: int, g: torch.Generator | None) -> torch.Tensor:
+def _circles(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points and labels (0 = inner, 1 = outer ring)."""
     theta = 2 * math.pi * _u(n, g)
-    radius = torch.where(torch.rand(n, generator=g) < 0.5, 0.8, 1.8).double()
-    return radius[:, None] * torch.stack([theta.cos(), theta.sin()], 1) + 0.08 * _n(n, g)
+    inner = torch.rand(n, generator=g) < 0.5
+    radius = torch.where(inner, 0.8, 1.8).double()
+    pts = radius[:, None] * torch.stack([theta.cos(), theta.sin()], 1) + 0.08 * _n(n, g)
+    return pts, (~inner).long()
 
 
 _BUILDERS = {
-    "moons": _moons,
+    "moons": lambda n, g: _moons(n, g)[0],
     "swiss_roll": _swiss_roll,
     "8gaussians": lambda n, g: GaussianMixture.eight_gaussians().sample(n, g).double(),
     "checkerboard": _checkerboard,
-    "two_spirals": _two_spirals,
-    "circles": _circles,
+    "two_spirals": lambda n, g: _two_spirals(n, g)[0],
+    "circles": lambda n, g: _circles(n, g)[0],
     "gmm": lambda n, g: GaussianMixture.default_2d().sample(n, g).double(),
 }
 

@@ -16,9 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from ..data.labelled import check_labels
-from ..diffusion import q_sample
+from ..diffusion import _noise_like, q_sample
+from ..losses import sample_timesteps
 from ..schedules import NoiseSchedule, check_timesteps
-from .mlp import TimeMLP, sinusoidal_embedding
+from .mlp import TimeMLP
 
 __all__ = [
     "ConditionalTimeMLP",
@@ -54,9 +55,7 @@ class ConditionalTimeMLP(TimeMLP):
         return self.num_classes
 
     def _cond_film(self, t: Tensor, y: Tensor) -> Tensor:
-        emb = sinusoidal_embedding(t.to(torch.float64) * self.time_scale, self.time_dim)
-        emb = emb.to(dtype=self.input.weight.dtype) + self.label_embedding(y)
-        return self.film(self.time_mlp(emb))
+        return self._film(t, self.label_embedding(y))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """Predict the noise; ``y=None`` (or the null label) is the unconditional model."""
@@ -74,13 +73,7 @@ class ConditionalTimeMLP(TimeMLP):
             )
             if k_unique.numel() > 1:
                 film = film[inverse]
-        chunks = film.chunk(2 * self.n_layers, dim=1)
-        h = self.input(self.encode_input(x.to(self.input.weight.dtype)))
-        for i, (norm, linear) in enumerate(zip(self.norms, self.linears, strict=True)):
-            h = h + nn.functional.silu(
-                torch.addcmul(chunks[2 * i + 1], linear(norm(h)), 1 + chunks[2 * i])
-            )
-        return self.output(nn.functional.silu(self.out_norm(h))).to(x.dtype)
+        return self._trunk(x, film)
 
 
 class NoisyClassifier(TimeMLP):
@@ -120,14 +113,9 @@ def drop_labels(
 def _draw_t_noise(
     x0: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
-    gen_device = generator.device if generator is not None else x0.device
-    t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator, device=gen_device).to(
-        x0.device
-    )
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=gen_device).to(
-        x0.device
-    )
-    return t, noise
+    """``t ~ U{1..T}`` ``(B,)``, then ``eps ~ N(0, I)`` shaped like ``x0``, both on its device."""
+    t = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
+    return t, _noise_like(x0, None, generator)
 
 
 def conditional_eps_loss(

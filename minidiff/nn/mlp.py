@@ -174,9 +174,23 @@ class TimeMLP(nn.Module):
         angles = (x[:, :, None] * freqs).flatten(1)  # (B, D * K)
         return torch.cat([x, angles.sin(), angles.cos()], dim=1)
 
-    def _film(self, t: Tensor) -> Tensor:
+    def _film(self, t: Tensor, extra: Tensor | None = None) -> Tensor:
+        """FiLM scales and shifts ``(B, 2 * hidden * n_layers)`` from ``t`` (B,); ``extra``
+        ``(B, time_dim)`` is added to the time embedding (a class embedding, for instance)."""
         emb = sinusoidal_embedding(t.to(torch.float64) * self.time_scale, self.time_dim)
-        return self.film(self.time_mlp(emb.to(dtype=self.input.weight.dtype)))
+        emb = emb.to(dtype=self.input.weight.dtype)
+        return self.film(self.time_mlp(emb if extra is None else emb + extra))
+
+    def _trunk(self, x: Tensor, film: Tensor) -> Tensor:
+        """The FiLM-modulated residual blocks and the output layer, given one row of ``film``
+        per row of ``x``."""
+        scales_shifts = film.chunk(2 * self.n_layers, dim=1)
+        h = self.input(self.encode_input(x.to(self.input.weight.dtype)))
+        for i, (norm, linear) in enumerate(zip(self.norms, self.linears, strict=True)):
+            scale, shift = scales_shifts[2 * i], scales_shifts[2 * i + 1]
+            # FiLM: a * (1 + scale) + shift, fused into one kernel
+            h = h + nn.functional.silu(torch.addcmul(shift, linear(norm(h)), 1 + scale))
+        return self.output(nn.functional.silu(self.out_norm(h))).to(x.dtype)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Predict the noise: ``x: (B, D)`` noisy data, ``t: (B,)`` timesteps -> ``(B, D)``."""
@@ -191,10 +205,4 @@ class TimeMLP(nn.Module):
             film = self._film(t_unique)  # (U, 2 * hidden * n_layers)
             if t_unique.numel() > 1:  # a single timestep broadcasts without a gather
                 film = film[inverse]
-        scales_shifts = film.chunk(2 * self.n_layers, dim=1)
-        h = self.input(self.encode_input(x.to(self.input.weight.dtype)))
-        for i, (norm, linear) in enumerate(zip(self.norms, self.linears, strict=True)):
-            scale, shift = scales_shifts[2 * i], scales_shifts[2 * i + 1]
-            # FiLM: a * (1 + scale) + shift, fused into one kernel
-            h = h + nn.functional.silu(torch.addcmul(shift, linear(norm(h)), 1 + scale))
-        return self.output(nn.functional.silu(self.out_norm(h))).to(x.dtype)
+        return self._trunk(x, film)

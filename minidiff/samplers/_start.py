@@ -17,11 +17,8 @@ def check_start(x_T: object, shape: object) -> tuple[int, ...]:
         if shape is None:
             raise TypeError("give shape (e.g. (1000, 2)) or a starting point x_T")
         return check_shape(shape)
-    check_tensor(x_T, "x_T", finite=True)
-    assert isinstance(x_T, torch.Tensor)
-    if not x_T.is_floating_point():
-        raise TypeError(f"x_T must be a floating tensor (B, ...), got dtype {x_T.dtype}")
-    if x_T.dim() == 0 or x_T.shape[0] == 0:
+    x_T = check_tensor(x_T, "x_T", finite=True)  # a floating tensor with a batch dimension
+    if x_T.shape[0] == 0:
         raise ValueError(f"x_T must have shape (B, ...) with B >= 1, got {tuple(x_T.shape)}")
     if shape is not None and check_shape(shape) != tuple(x_T.shape):
         raise ValueError(

@@ -35,7 +35,7 @@ from .._validation import (
     check_positive_int,
     check_tensor,
 )
-from ..diffusion import EpsModel, _noise_like, call_eps_model
+from ..diffusion import EpsModel, _check_schedule, _noise_like, call_eps_model
 from ..schedules import NoiseSchedule, check_timesteps
 from ._start import check_start, check_start_device
 from .ddpm import NonFiniteSampleError
@@ -50,12 +50,6 @@ __all__ = [
     "respace_schedule",
     "respace_eps_model",
 ]
-
-
-def _check_schedule(schedule: object) -> NoiseSchedule:
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    return schedule
 
 
 def _check_eta(eta: object) -> float:
