@@ -11,7 +11,7 @@ Public API (stable; coursework imports these names from the top level):
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
   ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``,
-  ``available_samplers``
+  ``available_samplers``, ``trajectory``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
 - score matching: ``dsm_loss``, ``ism_loss``, ``ssm_loss``, ``geometric_sigmas``,
@@ -82,6 +82,7 @@ from .samplers import (
     pf_ode_sample,
     predictor_corrector_sample,
     register_sampler,
+    trajectory,
 )
 from .schedules import (
     NoiseSchedule,
@@ -165,6 +166,7 @@ __all__ = [
     "q_step",
     "quadratic_schedule",
     "register_sampler",
+    "trajectory",
     "save_checkpoint",
     "score_fn_from_eps_model",
     "score_fn_from_mixture",

@@ -14,7 +14,7 @@ integral is unbiased because the path ``x(t)`` does not depend on the probes (ex
 integral commute); the probes are drawn once and kept along the trajectory so that the augmented
 ODE is deterministic (a solver's several evaluations per step see the same integrand).
 
-The integration starts at ``t_start`` (default ``sde.eps``), so strictly the result is
+The integration starts at ``t_start`` (default ``sde.t_min``), so strictly the result is
 ``log p_{t_start}(x)``, the log-density of the data after noising to ``t_start``; chapter 7 measures
 the gap to ``log p_0`` for the default start.
 
@@ -106,7 +106,7 @@ def ode_log_likelihood(
         sde: the forward SDE (``sde.reverse(score_fn, probability_flow=True)`` is integrated).
         x: data ``(N, ...)``; the ODE runs in ``x``'s dtype (pass float64 for tight checks).
         steps: ODE steps from ``t_start`` to 1 on a uniform grid.
-        t_start: the start time of the integration, in ``[0, 1)``; default ``sde.eps`` (``1e-3``
+        t_start: the start time of the integration, in ``[0, 1)``; default ``sde.t_min`` (``1e-3``
             for ``VPSDE()``). The result estimates ``log p_{t_start}(x)``, which approaches
             ``log p_0(x)`` as ``t_start -> 0``; ``0`` is allowed when the score stays finite there
             (e.g. a mixture).
@@ -130,7 +130,7 @@ def ode_log_likelihood(
     if t_start is not None:
         t_start = check_number(t_start, "t_start", low=0.0, high=1.0, low_open=False)
     check_finite(x, "x")
-    t0 = sde.eps if t_start is None else t_start
+    t0 = sde.t_min if t_start is None else t_start
     ts = time_grid(steps, float(t0), 1.0)
     rsde = sde.reverse(score_fn, probability_flow=True)
     B, shape = x.shape[0], x.shape

@@ -323,9 +323,9 @@ def vp_eps_loss(
         model: ``model(x_t (B, ...), t (B,) float) -> (B, ...)``, e.g. ``TimeMLP(time_scale=1000)``.
         x0: clean data ``(B, ...)``.
         sde: any object with ``marginal_coefficients(t (B,)) -> (alpha (B,), sigma (B,))`` (e.g.
-            ``minidiff.sde.VPSDE``); ``T_end`` (default 1) and ``eps`` (the default ``t_min``) are
+            ``minidiff.sde.VPSDE``); ``T_end`` (default 1) and ``t_min`` (the default ``t_min``) are
             read if present.
-        t_min: smallest time drawn (default ``sde.eps`` or ``1e-3``): ``σ(t) -> 0`` at ``t = 0``.
+        t_min: smallest time drawn (default ``sde.t_min`` or ``1e-3``): ``σ(t) -> 0`` at ``t = 0``.
         t: ``(B,)`` times (instead of drawing them); noise: ``ε`` of the shape of ``x0``.
     """
     check_callable(model, "model", "(x_t, t) -> eps")
@@ -339,7 +339,7 @@ def vp_eps_loss(
     B = x0.shape[0]
     t_end = float(getattr(sde, "T_end", 1.0))
     if t_min is None:
-        t_min = float(getattr(sde, "eps", 1e-3))
+        t_min = float(getattr(sde, "t_min", 1e-3))
     t_min = check_number(t_min, "t_min", low=0.0, high=t_end, low_open=False)
     if t is None:
         dev = generator.device if generator is not None else x0.device

@@ -36,6 +36,7 @@ from ._validation import (
     check_device,
     check_float_dtype,
     check_generator,
+    check_number,
     check_positive_int,
     check_shape,
     check_tensor,
@@ -54,6 +55,8 @@ __all__ = [
     "score_fn_from_mixture",
     "score_fn_from_eps_model",
     "eps_model_from_score_fn",
+    "discrete_timestep",
+    "score_fn_from_discrete_eps_model",
 ]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -114,14 +117,6 @@ def _bcast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return c.to(dtype=x.dtype, device=x.device).reshape(-1, *([1] * (x.dim() - 1)))
 
 
-def _check_eps(eps: object) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0.0 < float(eps) < 1.0):
-        raise ValueError(
-            f"eps (the smallest time used by samplers) must be a float in (0, 1), got {eps!r}"
-        )
-    return float(eps)
-
-
 def _positive(value: object, name: str) -> float:
     if (
         isinstance(value, bool)
@@ -137,15 +132,15 @@ class SDE(ABC):
     """A linear forward SDE ``dx = f(x, t) dt + g(t) dw`` on ``t ∈ [0, 1]``.
 
     Subclasses give ``f``, ``g`` and the marginal coefficients ``(alpha(t), sigma(t))`` with
-    ``x_t = alpha(t) x_0 + sigma(t) eps``. Attributes: ``T_end = 1.0`` and ``eps``, the smallest
-    time samplers integrate down to (the score blows up as ``t -> 0``).
+    ``x_t = alpha(t) x_0 + sigma(t) eps``. Attributes: ``T_end = 1.0`` and ``t_min``, the smallest
+    time samplers integrate down to and likelihoods start from (the score blows up as ``t -> 0``).
     """
 
     T_end: float = 1.0
     prior_std: float = 1.0
 
-    def __init__(self, eps: float = 1e-3) -> None:
-        self.eps = _check_eps(eps)
+    def __init__(self, t_min: float = 1e-3) -> None:
+        self.t_min = check_number(t_min, "t_min", low=0.0, high=1.0)
 
     # -- the three things that define a linear SDE ------------------------------------------
     @abstractmethod
@@ -244,8 +239,8 @@ class VPSDE(SDE):
 
     prior_std = 1.0
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3) -> None:
-        super().__init__(eps)
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3) -> None:
+        super().__init__(t_min)
         self.beta_min = _positive(beta_min, "beta_min")
         self.beta_max = _positive(beta_max, "beta_max")
         if not self.beta_max > self.beta_min:
@@ -254,7 +249,7 @@ class VPSDE(SDE):
             )
 
     def __repr__(self) -> str:
-        return f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, eps={self.eps})"
+        return f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, t_min={self.t_min})"
 
     def beta(self, t: torch.Tensor | float) -> torch.Tensor:
         """``β(t) = β_min + t (β_max - β_min)``."""
@@ -297,8 +292,10 @@ class VESDE(SDE):
     prior ``N(0, σ_max² I)``.
     """
 
-    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, eps: float = 1e-3) -> None:
-        super().__init__(eps)
+    def __init__(
+        self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 1e-3
+    ) -> None:
+        super().__init__(t_min)
         self.sigma_min = _positive(sigma_min, "sigma_min")
         self.sigma_max = _positive(sigma_max, "sigma_max")
         if not self.sigma_max > self.sigma_min:
@@ -309,7 +306,7 @@ class VESDE(SDE):
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     def __repr__(self) -> str:
-        return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, eps={self.eps})"
+        return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, t_min={self.t_min})"
 
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """``σ(t) = σ_min (σ_max / σ_min)^t``."""
@@ -347,7 +344,7 @@ class ReverseSDE:
         self.sde = sde
         self.score_fn = score_fn
         self.probability_flow = bool(probability_flow)
-        self.eps = sde.eps
+        self.t_min = sde.t_min
 
     def __repr__(self) -> str:
         kind = "probability-flow ODE" if self.probability_flow else "reverse SDE"
@@ -406,7 +403,7 @@ def score_fn_from_eps_model(
 ) -> ScoreFn:
     """A continuous-time noise predictor ``eps_model(x, t float)`` as a score: ``-eps / sigma(t)``.
 
-    Valid for ``t > 0`` (``sigma(0) = 0``); samplers stop at ``sde.eps``.
+    Valid for ``t > 0`` (``sigma(0) = 0``); samplers stop at ``sde.t_min``.
     """
     check_callable(eps_model, "eps_model", "(x, t) -> eps")
     if not isinstance(sde, SDE):
@@ -446,3 +443,73 @@ def eps_model_from_score_fn(
         return -_bcast(sigma, x) * score
 
     return eps_model
+
+
+def discrete_timestep(t: torch.Tensor | float, schedule: NoiseSchedule, sde: SDE) -> torch.Tensor:
+    """The fractional DDPM timestep ``τ ∈ [0, T]`` at the noise level of continuous time ``t``.
+
+    ``τ`` solves ``ᾱ_schedule(τ) = alpha(t)²`` (the VP-SDE's ``ᾱ(t)``), with ``log ᾱ``
+    interpolated linearly between the schedule's knots ``(i, log ᾱ_i)``, ``i = 0..T``: at every
+    knot the noise levels agree exactly, ``x_t`` of the SDE is distributed like ``x_τ`` of the
+    chain, and a network trained on ``x_τ`` sees the input it was trained on. Noise levels beyond
+    the schedule's ends map to 0 and ``T``. ``t``: a number or a ``(B,)`` tensor in ``[0, 1]``;
+    returns float64 of ``t``'s shape. For ``linear_schedule(1000)`` and ``VPSDE()`` this is
+    ``τ ≈ 1000 t`` (within 4 steps at every t); for other pairs it need not be linear.
+    """
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
+    return _discrete_timestep(check_time(t).to(torch.float64), schedule, sde)
+
+
+def _discrete_timestep(t: torch.Tensor, schedule: NoiseSchedule, sde: SDE) -> torch.Tensor:
+    """:func:`discrete_timestep` for a checked float64 ``t`` (no host reads)."""
+    alpha, _ = sde._marginal(t)
+    target = -2.0 * alpha.log()  # -log ᾱ(t) >= 0, increasing in t
+    knots = -schedule.alpha_bar.log().to(t.device)  # (T + 1,) increasing from 0
+    i = torch.searchsorted(knots, target).clamp(1, schedule.T)  # knots[i-1] < target <= knots[i]
+    lo, hi = knots[i - 1], knots[i]
+    return ((i - 1) + (target - lo) / (hi - lo)).clamp(0.0, float(schedule.T))
+
+
+def score_fn_from_discrete_eps_model(
+    eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    schedule: NoiseSchedule,
+    sde: SDE | None = None,
+    *,
+    round_timesteps: bool = False,
+) -> ScoreFn:
+    """A DDPM ε-model trained on ``schedule`` as a continuous-time score for ``sde``.
+
+    ``score(x, t) = -eps_model(x, τ(t)) / sigma(t)`` with ``τ = discrete_timestep(t, schedule,
+    sde)``, the timestep of the same noise level (``ᾱ_schedule(τ) = alpha(t)²``, so
+    ``sigma(t) = sqrt(1 - ᾱ_schedule(τ))``): this is the route from a model trained with
+    ``train()`` and ``simple_loss`` to :func:`~minidiff.likelihood.ode_log_likelihood` and the
+    SDE samplers. ``sde`` defaults to ``VPSDE()``, whose noise levels span those of
+    ``linear_schedule(1000)``.
+
+    The network is called with fractional timesteps ``τ`` (float, in ``x``'s dtype): the
+    sinusoidal embeddings of :class:`~minidiff.nn.TimeMLP` and the U-Net take them, and the
+    score is then smooth in ``t`` as an ODE solver wants. ``round_timesteps=True`` calls it at
+    the nearest integer ``τ`` in ``1..T`` instead (for a model that only takes integers; the
+    score then jumps at half-steps and the ODE needs about ``T`` steps to see each level).
+    """
+    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    sde = VPSDE() if sde is None else sde
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
+    if not isinstance(round_timesteps, bool):
+        raise TypeError(f"round_timesteps must be a bool, got {type(round_timesteps).__name__}")
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        tt = _batch_time(x, t).to(torch.float64)
+        tau = _discrete_timestep(tt, schedule, sde)
+        tau_in = tau.round().clamp(1, schedule.T).long() if round_timesteps else tau.to(x.dtype)
+        eps = call_like(eps_model, x, tau_in, name="eps_model")
+        _, sigma = sde._marginal(tt)
+        return -eps / _bcast(sigma, x)
+
+    return score

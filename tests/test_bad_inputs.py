@@ -793,7 +793,7 @@ FNS: list[Fn] = [
         md.langevin_sample,
         {
             "score_fn": score_x,
-            "x_init": X,
+            "x_T": X,
             "steps": 3,
             "step_size": 0.1,
             "generator": None,
@@ -801,7 +801,7 @@ FNS: list[Fn] = [
         },
         {
             "score_fn": bad_callable(),
-            "x_init": bad_tensor(X),
+            "x_T": bad_tensor(X, optional=True, shapes=(torch.zeros(()),)),
             "steps": bad_int(),
             "step_size": bad_number(),
             "generator": bad_generator(),
@@ -818,7 +818,7 @@ FNS: list[Fn] = [
             "steps_per_level": 2,
             "step_lr": 0.01,
             "generator": None,
-            "init": "gaussian",
+            "prior": "gaussian",
             "dtype": torch.float32,
         },
         {
@@ -833,12 +833,12 @@ FNS: list[Fn] = [
             "steps_per_level": bad_int(),
             "step_lr": bad_number(),
             "generator": bad_generator(),
-            "init": [
-                ("typo", "gausian"),
-                ("None", None),
+            "prior": [("typo", "gausian"), ("None", None)],
+            "x_T": [
                 ("nan", _with(_x(3, 2), NAN)),
                 ("shape", _x(4, 2)),
                 ("int-dtype", torch.zeros(3, 2, dtype=torch.long)),
+                ("str", "x"),
             ],
             "dtype": bad_dtype(),
         },
@@ -949,14 +949,14 @@ FNS: list[Fn] = [
     Fn(
         "VPSDE",
         md.VPSDE,
-        {"beta_min": 0.1, "beta_max": 20.0, "eps": 1e-3},
-        {"beta_min": bad_number(), "beta_max": bad_number(), "eps": bad_number()},
+        {"beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3},
+        {"beta_min": bad_number(), "beta_max": bad_number(), "t_min": bad_number()},
     ),
     Fn(
         "VESDE",
         md.VESDE,
-        {"sigma_min": 0.01, "sigma_max": 50.0, "eps": 1e-3},
-        {"sigma_min": bad_number(), "sigma_max": bad_number(), "eps": bad_number()},
+        {"sigma_min": 0.01, "sigma_max": 50.0, "t_min": 1e-3},
+        {"sigma_min": bad_number(), "sigma_max": bad_number(), "t_min": bad_number()},
     ),
     Fn(
         "VPSDE.marginal_prob",
@@ -1236,11 +1236,11 @@ def test_the_table_is_large() -> None:
 # ------------------------------------------------------------------------ cases named in the issue
 
 
-def test_nan_x_init_is_blamed_on_x_init_not_step_size() -> None:
+def test_nan_start_is_blamed_on_x_T_not_step_size() -> None:
     x = _with(X, NAN)
     with pytest.raises(ValueError) as info:
-        md.langevin_sample(score_x, x, steps=3, step_size=0.1)
-    assert "x_init" in str(info.value) and "step_size" not in str(info.value)
+        md.langevin_sample(score_x, x_T=x, steps=3, step_size=0.1)
+    assert "x_T" in str(info.value) and "step_size" not in str(info.value)
 
 
 def test_sigmoid_tau_nan_is_blamed_on_tau_not_betas() -> None:

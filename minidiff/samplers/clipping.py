@@ -52,7 +52,7 @@ from collections.abc import Callable
 import torch
 
 from .._validation import check_number, check_tensor
-from ..diffusion import EpsModel
+from ..diffusion import EpsModel, eps_from_x0, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 
 __all__ = [
@@ -127,16 +127,14 @@ def resolve_clip(clip_x0: object) -> X0Clip | None:
 
 
 def clip_eps(
-    x_t: torch.Tensor, tt: torch.Tensor, eps: torch.Tensor, sched: NoiseSchedule, clip: X0Clip
+    x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule, clip: X0Clip
 ) -> torch.Tensor:
     """``ε̃ = (x_t - sqrt(ᾱ_t) clip(x̂₀)) / sqrt(1 - ᾱ_t)`` with ``x̂₀ = x̂₀(x_t, ε)``.
 
-    ``x_t, eps: (B, ...)``, ``tt: (B,)`` long in ``1..T`` (unchecked: the samplers' inner step).
+    ``x_t, eps: (B, ...)``, ``t: (B,)`` long in ``1..T``; ``clip`` a map ``x̂₀ -> x̂₀``.
     """
-    a = sched.gather(sched.sqrt_alpha_bar, tt, x_t.dim(), like=x_t)
-    s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, x_t.dim(), like=x_t)
-    x0 = clip((x_t - s * eps) / a)
-    return (x_t - a * x0) / s
+    x0 = clip(predict_x0_from_eps(x_t, t, eps, schedule))
+    return eps_from_x0(x_t, t, x0, schedule)
 
 
 def clip_eps_model(eps_model: EpsModel, schedule: NoiseSchedule, clip_x0: object) -> EpsModel:

@@ -23,23 +23,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from .._validation import (
     check_all_finite,
     check_callable,
-    check_device,
-    check_float_dtype,
-    check_generator,
     check_number,
     check_positive_int,
     check_tensor,
+    skip_value_checks,
 )
-from ..diffusion import EpsModel, _check_schedule, _noise_like, call_eps_model
+from ..diffusion import (
+    EpsModel,
+    _check_schedule,
+    _noise_like,
+    call_eps_model,
+    predict_x0_from_eps,
+)
 from ..schedules import NoiseSchedule, check_timesteps
-from ._start import check_start, check_start_device
-from .clipping import clip_eps, resolve_clip
-from .ddpm import NonFiniteSampleError
+from .clipping import clip_eps_model, resolve_clip
+from .loop import OnStep, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -146,7 +148,7 @@ def ddim_step(
     (:mod:`minidiff.samplers.clipping`).
     """
     check_tensor(x_t, "x_t")
-    clip = resolve_clip(clip_x0)
+    resolve_clip(clip_x0)
     sched = _check_schedule(schedule)
     eta = _check_eta(eta)
     tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
@@ -161,9 +163,9 @@ def ddim_step(
     check_all_finite((x_t, "x_t"), (eps, "eps"), (noise, "noise"))
     _check_eta_fits(tt, tp, sched, eta)
     z = _noise_like(x_t, noise, generator, "x_t") if (eta > 0 or noise is not None) else None
-    if clip is not None:
-        eps = clip_eps(x_t, tt, eps, sched, clip)
-    return _ddim_step(x_t, tt, tp, eps, sched, eta, z)
+    with skip_value_checks():  # checked above
+        eps = clip_eps_model(lambda x, t: eps, sched, clip_x0)(x_t, tt)
+        return _ddim_step(x_t, tt, tp, eps, sched, eta, z)
 
 
 def _check_eta_fits(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> None:
@@ -185,21 +187,21 @@ def _ddim_step(
     eta: float,
     z: torch.Tensor | None,
 ) -> torch.Tensor:
-    """:func:`ddim_step` without checks (``tt``, ``tp`` long tensors; ``z`` None: no noise)."""
-    nd = x_t.dim()
-    sigma64 = _sigma(tt, tp, sched, eta)
-    ab = sched.alpha_bar.to(tt.device)
-    ab_t, ab_p = ab[tt], ab[tp]
-    dir_var = 1.0 - ab_p - sigma64**2
+    """Eq. 12 from level ``tt`` to level ``tp`` (long tensors; ``z`` None: no noise).
+
+    Also the inversion step (``tp > tt``, ``eta = 0``), and ``tt = 0`` is allowed there
+    (``x̂₀ = x`` at ``ᾱ_0 = 1``): the samplers call it inside their loop, after their checks.
+    """
+    ab_p = sched.alpha_bar.to(tt.device)[tp]
+    sigma64 = _sigma(tt, tp, sched, eta) if eta > 0 else torch.zeros_like(ab_p)
+    dir_var = (1.0 - ab_p - sigma64**2).clamp(min=0.0)
 
     def col(v: torch.Tensor) -> torch.Tensor:
-        return v.to(dtype=x_t.dtype, device=x_t.device).reshape(-1, *([1] * (nd - 1)))
+        return v.to(dtype=x_t.dtype, device=x_t.device).reshape(-1, *([1] * (x_t.dim() - 1)))
 
-    x0_hat = (x_t - col((1 - ab_t).sqrt()) * eps) / col(ab_t.sqrt())
-    x_prev = col(ab_p.sqrt()) * x0_hat + col(dir_var.clamp(min=0.0).sqrt()) * eps
-    if z is not None:
-        x_prev = x_prev + col(sigma64) * z
-    return x_prev
+    x0_hat = predict_x0_from_eps(x_t, tt, eps, sched)
+    x_prev = col(ab_p.sqrt()) * x0_hat + col(dir_var.sqrt()) * eps
+    return x_prev if z is None else x_prev + col(sigma64) * z
 
 
 def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
@@ -257,17 +259,17 @@ def ddim_sample(
     schedule: NoiseSchedule,
     shape: tuple[int, ...] | None = None,
     *,
+    x_T: torch.Tensor | None = None,
     steps: int | None = None,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
     timesteps: Sequence[int] | torch.Tensor | None = None,
+    eta: float = 0.0,
+    clip_x0: object = None,
+    generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    on_step: OnStep | None = None,
     progress: bool = False,
-    x_T: torch.Tensor | None = None,
-    clip_x0: object = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Draw ``shape[0]`` samples with ``steps`` DDIM steps (one network call each).
 
     Args:
@@ -278,61 +280,37 @@ def ddim_sample(
             ``x_T``'s dtype and on its device (``dtype`` is ignored, ``device`` must be None or
             agree) and ``generator`` is used only for the per-step noise when ``eta > 0``.
         steps: number of timesteps, evenly strided ``T .. 1`` (:func:`ddim_timesteps`).
+        timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
         eta: 0 = deterministic DDIM, 1 = ancestral DDPM with ``sigma² = beta_tilde`` on these
             timesteps.
-        generator: draws ``x_T`` first, then (only if ``eta > 0``) one ``z`` per step, in the
-            same order as :func:`~minidiff.samplers.ddpm.ddpm_sample`.
-        return_trajectory: also return ``[x_{tau_S}, …, x_{tau_1}, x_0]`` (``steps + 1`` tensors).
-        timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
         clip_x0: None (the maths of chapter 8), ``"static"``, ``"dynamic"`` or a map
             ``x̂₀ -> x̂₀``: each step uses the clipped ``x̂₀`` and the ``ε`` re-derived from it
-            (:mod:`minidiff.samplers.clipping`; for images in ``[-1, 1]``).
+            (:mod:`minidiff.samplers.clipping`; for images in ``[-1, 1]``). ``diffusers``'
+            ``DDIMScheduler`` does the same with ``use_clipped_model_output=True``; by default it
+            keeps the unclipped ``ε`` in the direction term.
+        generator: draws ``x_T`` first, then (only if ``eta > 0``) one ``z`` per step, in the
+            same order as :func:`~minidiff.samplers.ddpm.ddpm_sample`.
+        on_step: called with the start and each state ``x_{tau_S-1}, …, x_0``
+            (:func:`~minidiff.samplers.loop.trajectory` collects them).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = _check_schedule(schedule)
-    clip = resolve_clip(clip_x0)
-    shape = check_start(x_T, shape)
     eta = _check_eta(eta)
     ts = _resolve_timesteps(sched, steps, timesteps)
-    check_generator(generator)
-    device = check_device(device)
-    check_float_dtype(dtype)
-    _check_eta_fits(ts, torch.cat([ts[1:], ts.new_zeros(1)]), sched, eta)
-    if x_T is not None:
-        check_start_device(x_T, device)
-        x = x_T.detach().clone()
-        device = x.device
-    else:
-        if device is None:
-            device = generator.device if generator is not None else "cpu"
-        gen_device = generator.device if generator is not None else device
-        x = torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
-    trajectory = [x] if return_trajectory else []
     prev = torch.cat([ts[1:], ts.new_zeros(1)])
-    with torch.no_grad():
-        for i, (t, tp) in enumerate(
-            tqdm(
-                list(zip(ts.tolist(), prev.tolist(), strict=True)),
-                desc="DDIM",
-                disable=not progress,
-                leave=False,
-            )
-        ):
-            tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
-            eps = call_eps_model(eps_model, x, tt)
-            if clip is not None:
-                eps = clip_eps(x, tt, eps, sched, clip)
-            tpp = torch.full((shape[0],), tp, dtype=torch.long, device=device)
-            z = _noise_like(x, None, generator) if eta > 0 else None
-            x = _ddim_step(x, tt, tpp, eps, sched, eta, z)
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(
-                    f"ddim_sample produced non-finite values at step {i + 1} of {len(ts)} "
-                    f"(t={t} -> {tp})"
-                )
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    _check_eta_fits(ts, prev, sched, eta)
+    model = clip_eps_model(eps_model, sched, clip_x0)
+    x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+
+    def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tp = torch.full((x.shape[0],), t_next, dtype=torch.long, device=x.device)
+        eps = call_eps_model(model, x, tt)
+        z = _noise_like(x, None, generator) if eta > 0 else None
+        return _ddim_step(x, tt, tp, eps, sched, eta, z)
+
+    times = list(zip(ts.tolist(), prev.tolist(), strict=True))
+    return run_sampler(step, x, times, name="ddim_sample", on_step=on_step, progress=progress)
 
 
 def ddim_invert(
@@ -341,10 +319,10 @@ def ddim_invert(
     x0: torch.Tensor,
     *,
     steps: int | None = None,
-    return_trajectory: bool = False,
     timesteps: Sequence[int] | torch.Tensor | None = None,
+    on_step: OnStep | None = None,
     progress: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Deterministic DDIM encoding ``x_0 -> x_T`` (the ``eta = 0`` ODE run forwards).
 
     The ``eta = 0`` step from ``s`` up to ``t > s`` is
@@ -358,8 +336,9 @@ def ddim_invert(
     Args:
         x0: data ``(B, ...)``.
         steps / timesteps: the same strided set as :func:`ddim_sample` (visited upwards).
+        on_step: called with ``x_0`` and each state ``x_{tau_1}, …, x_{tau_S}``.
     Returns:
-        ``x_T`` (``(B, ...)``) or ``(x_T, [x_0, x_{tau_1}, …, x_{tau_S}])``. Decode it with
+        ``x_T`` (``(B, ...)``). Decode it with
         ``ddim_sample(eps_model, schedule, steps=steps, x_T=x_T)`` (the same strided steps).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
@@ -367,36 +346,14 @@ def ddim_invert(
     check_tensor(x0, "x0", finite=True)
     ts = _resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
     prev = torch.cat([ts.new_zeros(1), ts[:-1]])
-    ab = sched.alpha_bar
-    x = x0
-    trajectory = [x] if return_trajectory else []
-    nd = x0.dim()
 
-    def col(v: torch.Tensor) -> torch.Tensor:
-        return v.to(dtype=x0.dtype, device=x0.device).reshape(-1, *([1] * (nd - 1)))
+    def step(x: torch.Tensor, s: int, t: int) -> torch.Tensor:
+        ss = torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        return _ddim_step(x, ss, tt, call_eps_model(eps_model, x, tt), sched, 0.0, None)
 
-    with torch.no_grad():
-        for i, (s, t) in enumerate(
-            tqdm(
-                list(zip(prev.tolist(), ts.tolist(), strict=True)),
-                desc="DDIM inversion",
-                disable=not progress,
-                leave=False,
-            )
-        ):
-            tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
-            eps = call_eps_model(eps_model, x, tt)
-            ab_s, ab_t = ab[s].expand(1), ab[t].expand(1)
-            x0_hat = (x - col((1 - ab_s).sqrt()) * eps) / col(ab_s.sqrt())
-            x = col(ab_t.sqrt()) * x0_hat + col((1 - ab_t).sqrt()) * eps
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(
-                    f"ddim_invert produced non-finite values at step {i + 1} of {len(ts)} "
-                    f"(t={s} -> {t})"
-                )
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    times = list(zip(prev.tolist(), ts.tolist(), strict=True))
+    return run_sampler(step, x0, times, name="ddim_invert", on_step=on_step, progress=progress)
 
 
 def respace_schedule(
