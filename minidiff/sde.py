@@ -31,7 +31,6 @@ import torch
 
 from ._validation import (
     call_like,
-    check_all_finite,
     check_callable,
     check_device,
     check_float_dtype,
@@ -43,6 +42,7 @@ from ._validation import (
     value_checks_enabled,
 )
 from .data.gmm import GaussianMixture
+from .diffusion import _noise_like
 from .schedules import NoiseSchedule, check_timesteps
 
 __all__ = [
@@ -183,21 +183,9 @@ class SDE(ABC):
     ) -> torch.Tensor:
         """Draw ``x_t = alpha(t) x_0 + sigma(t) eps`` (the continuous-time ``q_sample``)."""
         check_tensor(x0, "x0")
-        check_generator(generator)
-        if noise is not None:
-            check_tensor(noise, "noise")
-            if noise.shape != x0.shape:
-                raise ValueError(
-                    f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
-                )
-            check_all_finite((x0, "x0"), (noise, "noise"))
+        z = _noise_like(x0, noise, generator, "x0")  # the given noise (checked) or a fresh draw
         mean, std = self.marginal_prob(x0, t)
-        if noise is None:
-            dev = generator.device if generator is not None else x0.device
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(
-                x0.device
-            )
-        return mean + std * noise
+        return mean + std * z
 
     def prior_sampling(
         self,

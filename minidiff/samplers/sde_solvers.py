@@ -275,39 +275,17 @@ def _start(
 
 @register_sampler("euler_maruyama")
 def euler_maruyama_sample(
-    score_fn: ScoreFn,
-    sde: SDE,
-    shape: tuple[int, ...] | None = None,
-    *,
-    x_T: torch.Tensor | None = None,
-    steps: int,
-    t_end: float | None = None,
-    denoise: bool = True,
-    clip_x0: object = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    on_step: OnStep | None = None,
-    progress: bool = False,
+    score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...] | None = None, **kwargs: Any
 ) -> torch.Tensor:
     """Euler–Maruyama on the reverse SDE ``dx = [f - g² score] dt + g dw̄`` (NFE = ``steps``).
 
-    Args:
-        score_fn: ``(x (B, ...), t (B,) float) -> score (B, ...)``.
-        sde: the forward SDE (its prior gives ``x_1``).
-        shape: batch shape, e.g. ``(2000, 2)``; may be omitted when ``x_T`` is given.
-        x_T: a given start ``x_1`` ``(B, ...)`` instead of a prior draw (the sampler runs in its
-            dtype and on its device, and ``generator`` draws only the per-step noise).
-        steps: number of steps from ``t = 1`` to ``t_end`` (default ``sde.t_min``).
-        denoise: return the mean of the last step (no noise added at the end).
-        clip_x0: clip the score's ``x̂₀`` (:func:`~minidiff.samplers.clipping.clip_score_fn`).
-        on_step: called with ``x_1`` and the state at each grid time.
+    :func:`predictor_corrector_sample` without corrector steps; the same arguments: ``score_fn``
+    ``(x (B, ...), t (B,) float) -> score (B, ...)``, the forward ``sde`` (its prior gives
+    ``x_1``), ``shape`` or a start ``x_T``, ``steps`` from ``t = 1`` to ``t_end`` (default
+    ``sde.t_min``), ``denoise`` (return the mean of the last step), ``clip_x0``, ``generator``,
+    ``device``, ``dtype``, ``on_step``, ``progress``.
     """
-    return _reverse_sde_sample(
-        score_fn, sde, shape, x_T=x_T, steps=steps, corrector_steps=0, snr=0.0, t_end=t_end,
-        denoise=denoise, clip_x0=clip_x0, generator=generator, device=device, dtype=dtype,
-        on_step=on_step, progress=progress, name="euler_maruyama_sample",
-    )  # fmt: skip
+    return predictor_corrector_sample(score_fn, sde, shape, corrector_steps=0, **kwargs)
 
 
 def pf_ode_sample(
@@ -393,39 +371,25 @@ def predictor_corrector_sample(
     ``h = 4 α_i (snr · ‖z‖ / ‖s‖)²`` (their step ``2 α (snr ‖z‖/‖s‖)²`` in the
     ``x + τ s + sqrt(2τ) z`` convention), with norms averaged over the batch and
     ``α_i = (alpha(t_i) / alpha(t_{i+1}))²`` (``1 - β_i`` for the VP-SDE, 1 for the VE-SDE).
-    ``corrector_steps=0`` is :func:`euler_maruyama_sample`. Other arguments as there; returns
-    ``x`` at ``t_end``.
+    ``corrector_steps=0`` is :func:`euler_maruyama_sample`.
+
+    Args:
+        score_fn: ``(x (B, ...), t (B,) float) -> score (B, ...)``.
+        sde: the forward SDE (its prior gives ``x_1``).
+        shape: batch shape, e.g. ``(2000, 2)``; may be omitted when ``x_T`` is given.
+        x_T: a given start ``x_1`` ``(B, ...)`` instead of a prior draw (the sampler runs in its
+            dtype and on its device, and ``generator`` draws only the per-step noise).
+        steps: number of steps from ``t = 1`` to ``t_end`` (default ``sde.t_min``).
+        denoise: return the mean of the last step (no noise added at the end).
+        clip_x0: clip the score's ``x̂₀`` (:func:`~minidiff.samplers.clipping.clip_score_fn`).
+        on_step: called with ``x_1`` and the state at each grid time.
+    Returns:
+        ``x`` at ``t_end``.
     """
-    corrector_steps = check_positive_int(corrector_steps, "corrector_steps", minimum=0)
-    return _reverse_sde_sample(
-        score_fn, sde, shape, x_T=x_T, steps=steps, corrector_steps=corrector_steps,
-        snr=check_number(snr, "snr", low=0.0), t_end=t_end, denoise=denoise, clip_x0=clip_x0,
-        generator=generator, device=device, dtype=dtype, on_step=on_step, progress=progress,
-        name="predictor_corrector_sample",
-    )  # fmt: skip
-
-
-def _reverse_sde_sample(
-    score_fn: ScoreFn,
-    sde: SDE,
-    shape: tuple[int, ...] | None,
-    *,
-    x_T: torch.Tensor | None,
-    steps: int,
-    corrector_steps: int,
-    snr: float,
-    t_end: float | None,
-    denoise: bool,
-    clip_x0: object,
-    generator: torch.Generator | None,
-    device: torch.device | str | None,
-    dtype: torch.dtype,
-    on_step: OnStep | None,
-    progress: bool,
-    name: str,
-) -> torch.Tensor:
-    """The two samplers above: ``corrector_steps`` Langevin steps, then Euler–Maruyama."""
     check_callable(score_fn, "score_fn", "(x, t) -> score")
+    corrector_steps = check_positive_int(corrector_steps, "corrector_steps", minimum=0)
+    snr = check_number(snr, "snr", low=0.0)
+    name = "predictor_corrector_sample" if corrector_steps else "euler_maruyama_sample"
     x, times = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0))
     grid = torch.tensor([times[0][0]] + [b for _, b in times], dtype=torch.float64)
