@@ -31,12 +31,15 @@ from .._validation import (
     check_device,
     check_float_dtype,
     check_generator,
+    check_instance,
+    check_noise,
     check_number,
     check_positive_int,
     check_tensor,
 )
-from ..diffusion import EpsModel, _check_schedule, _noise_like, call_eps_model
+from ..diffusion import EpsModel, call_eps_model
 from ..schedules import NoiseSchedule, check_timesteps
+from ..tensors import noise_like
 from ._start import check_start, check_start_device
 from .ddpm import NonFiniteSampleError
 from .registry import register_sampler
@@ -101,7 +104,7 @@ def ddim_sigma(
     Returns a float64 tensor ``(B,)``. For ``t_prev = t - 1`` and ``eta = 1``,
     ``sigma² = beta_tilde_t``.
     """
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     eta = _check_eta(eta)
     B = (
         t.shape[0]
@@ -142,7 +145,7 @@ def ddim_step(
     with :func:`~minidiff.samplers.ddpm.ddpm_step`); when ``eta = 0`` nothing is drawn.
     """
     check_tensor(x_t, "x_t")
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     eta = _check_eta(eta)
     tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
     tp = _check_prev(t_prev, tt, sched.T)
@@ -155,7 +158,7 @@ def ddim_step(
         check_tensor(noise, "noise")
     check_all_finite((x_t, "x_t"), (eps, "eps"), (noise, "noise"))
     _check_eta_fits(tt, tp, sched, eta)
-    z = _noise_like(x_t, noise, generator, "x_t") if (eta > 0 or noise is not None) else None
+    z = check_noise(noise, x_t, "x_t", generator) if (eta > 0 or noise is not None) else None
     return _ddim_step(x_t, tt, tp, eps, sched, eta, z)
 
 
@@ -206,7 +209,7 @@ def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     ``t/T ∈ [0, 1]``. (``schedule.timesteps(steps)`` ends at ``t = 1`` instead, which wastes one
     network call on the tiny jump ``1 -> 0``.)
     """
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     check_positive_int(steps, "steps")
     if steps > sched.T:
         raise ValueError(
@@ -278,7 +281,7 @@ def ddim_sample(
         timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     shape = check_start(x_T, shape)
     eta = _check_eta(eta)
     ts = _resolve_timesteps(sched, steps, timesteps)
@@ -309,7 +312,7 @@ def ddim_sample(
             tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
             eps = call_eps_model(eps_model, x, tt)
             tpp = torch.full((shape[0],), tp, dtype=torch.long, device=device)
-            z = _noise_like(x, None, generator) if eta > 0 else None
+            z = noise_like(x, generator) if eta > 0 else None
             x = _ddim_step(x, tt, tpp, eps, sched, eta, z)
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
@@ -349,7 +352,7 @@ def ddim_invert(
         ``ddim_sample(eps_model, schedule, steps=steps, x_T=x_T)`` (the same strided steps).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     check_tensor(x0, "x0", finite=True)
     ts = _resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
     prev = torch.cat([ts.new_zeros(1), ts[:-1]])
@@ -395,7 +398,7 @@ def respace_schedule(
     with ``eps'(x, i) = eps(x, tau_i)`` (:func:`respace_eps_model`) and ``sigma² = beta_tilde`` is
     exactly DDIM with ``eta = 1`` on the strided timesteps (Nichol & Dhariwal 2021, Sec. 4).
     """
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     if timesteps is None or isinstance(timesteps, (str, bytes)):
         raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
     try:
