@@ -15,6 +15,14 @@ name                   function                        model it needs
 =====================  ==============================  ============================================
 """
 
+from .clipping import (
+    CLIP_MODES,
+    clip_eps_model,
+    clip_score_fn,
+    dynamic_threshold,
+    resolve_clip,
+    static_clip,
+)
 from .ddim import (
     ddim_invert,
     ddim_sample,
@@ -38,6 +46,12 @@ from .sde_solvers import (
 )
 
 __all__ = [
+    "CLIP_MODES",
+    "clip_eps_model",
+    "clip_score_fn",
+    "dynamic_threshold",
+    "resolve_clip",
+    "static_clip",
     "NonFiniteSampleError",
     "annealed_langevin_sample",
     "annealed_step_sizes",

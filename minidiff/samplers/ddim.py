@@ -38,6 +38,7 @@ from .._validation import (
 from ..diffusion import EpsModel, _check_schedule, _noise_like, call_eps_model
 from ..schedules import NoiseSchedule, check_timesteps
 from ._start import check_start, check_start_device
+from .clipping import clip_eps, resolve_clip
 from .ddpm import NonFiniteSampleError
 from .registry import register_sampler
 
@@ -129,6 +130,7 @@ def ddim_step(
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    clip_x0: object = None,
 ) -> torch.Tensor:
     """One DDIM step ``x_t -> x_{t_prev}`` (Song et al. 2021, Eq. 12) given
     ``eps = eps_theta(x_t, t)``.
@@ -140,8 +142,11 @@ def ddim_step(
     ``0..T-1`` (ints broadcast). Randomness: when ``eta > 0`` and ``noise`` is None, one ``z`` is
     drawn from ``generator`` (also on the last step, where ``sigma = 0``, so that the draws line up
     with :func:`~minidiff.samplers.ddpm.ddpm_step`); when ``eta = 0`` nothing is drawn.
+    ``clip_x0``: the step uses ``clip(x̂₀)`` and the ``ε`` re-derived from it
+    (:mod:`minidiff.samplers.clipping`).
     """
     check_tensor(x_t, "x_t")
+    clip = resolve_clip(clip_x0)
     sched = _check_schedule(schedule)
     eta = _check_eta(eta)
     tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
@@ -156,6 +161,8 @@ def ddim_step(
     check_all_finite((x_t, "x_t"), (eps, "eps"), (noise, "noise"))
     _check_eta_fits(tt, tp, sched, eta)
     z = _noise_like(x_t, noise, generator, "x_t") if (eta > 0 or noise is not None) else None
+    if clip is not None:
+        eps = clip_eps(x_t, tt, eps, sched, clip)
     return _ddim_step(x_t, tt, tp, eps, sched, eta, z)
 
 
@@ -259,6 +266,7 @@ def ddim_sample(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
     x_T: torch.Tensor | None = None,
+    clip_x0: object = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Draw ``shape[0]`` samples with ``steps`` DDIM steps (one network call each).
 
@@ -276,9 +284,13 @@ def ddim_sample(
             same order as :func:`~minidiff.samplers.ddpm.ddpm_sample`.
         return_trajectory: also return ``[x_{tau_S}, …, x_{tau_1}, x_0]`` (``steps + 1`` tensors).
         timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
+        clip_x0: None (the maths of chapter 8), ``"static"``, ``"dynamic"`` or a map
+            ``x̂₀ -> x̂₀``: each step uses the clipped ``x̂₀`` and the ``ε`` re-derived from it
+            (:mod:`minidiff.samplers.clipping`; for images in ``[-1, 1]``).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = _check_schedule(schedule)
+    clip = resolve_clip(clip_x0)
     shape = check_start(x_T, shape)
     eta = _check_eta(eta)
     ts = _resolve_timesteps(sched, steps, timesteps)
@@ -308,6 +320,8 @@ def ddim_sample(
         ):
             tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
             eps = call_eps_model(eps_model, x, tt)
+            if clip is not None:
+                eps = clip_eps(x, tt, eps, sched, clip)
             tpp = torch.full((shape[0],), tp, dtype=torch.long, device=device)
             z = _noise_like(x, None, generator) if eta > 0 else None
             x = _ddim_step(x, tt, tpp, eps, sched, eta, z)

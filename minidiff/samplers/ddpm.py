@@ -34,6 +34,7 @@ from ..diffusion import (
     model_variance,
 )
 from ..schedules import NoiseSchedule
+from .clipping import clip_eps, resolve_clip
 from .registry import register_sampler
 
 # check_shape lives in _validation and stays importable from here
@@ -53,14 +54,18 @@ def ddpm_step(
     variance: str = "beta",
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    clip_x0: object = None,
 ) -> torch.Tensor:
     """One ancestral step ``x_t -> x_{t-1}`` given the model's ``eps`` prediction.
 
     ``x_{t-1} = mu_theta(x_t, t) + sigma_t z`` with ``sigma_t² = beta_t`` or ``beta_tilde_t``; no
     noise is added where ``t == 1`` (the last step returns the mean). Shapes:
-    ``x_t, eps: (B, ...)``, ``t: (B,)``.
+    ``x_t, eps: (B, ...)``, ``t: (B,)``. ``clip_x0`` (None, ``"static"``, ``"dynamic"`` or a map
+    ``x̂₀ -> x̂₀``): the mean becomes the posterior mean ``μ̃_t(x_t, clip(x̂₀))``, see
+    :mod:`minidiff.samplers.clipping`.
     """
     check_choice(variance, "variance", VARIANCES)
+    clip = resolve_clip(clip_x0)
     tt, sched = _prepare(x_t, t, schedule, "x_t")
     check_tensor(eps, "eps")
     if eps.shape != x_t.shape:
@@ -69,6 +74,8 @@ def ddpm_step(
         )
     check_all_finite((x_t, "x_t"), (eps, "eps"))
     z = _noise_like(x_t, noise, generator, "x_t")
+    if clip is not None:
+        eps = clip_eps(x_t, tt, eps, sched, clip)
     return _ddpm_step(x_t, tt, eps, sched, variance, z)
 
 
@@ -103,6 +110,7 @@ def ddpm_sample(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    clip_x0: object = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Draw ``shape[0]`` samples with T ancestral steps (Algorithm 2); 1 network call per step.
 
@@ -112,9 +120,13 @@ def ddpm_sample(
         variance: ``"beta"`` or ``"beta_tilde"`` for ``sigma_t²``.
         generator: source of every random number (``x_T`` and each ``z``).
         return_trajectory: also return ``[x_T, x_{T-1}, …, x_0]`` (``T + 1`` tensors).
+        clip_x0: None (the maths of chapters 2–8), ``"static"`` (clamp ``x̂₀`` to ``[-1, 1]``),
+            ``"dynamic"`` (Imagen's thresholding) or a map ``x̂₀ -> x̂₀``; for images in
+            ``[-1, 1]`` (:mod:`minidiff.samplers.clipping`).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_choice(variance, "variance", VARIANCES)
+    clip = resolve_clip(clip_x0)
     _check_schedule(schedule)
     shape = check_shape(shape)
     check_generator(generator)
@@ -130,6 +142,8 @@ def ddpm_sample(
         for t in tqdm(steps, desc="DDPM", disable=not progress, leave=False):
             tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
             eps = call_eps_model(eps_model, x, tt)
+            if clip is not None:
+                eps = clip_eps(x, tt, eps, schedule, clip)
             x = _ddpm_step(x, tt, eps, schedule, variance, _noise_like(x, None, generator))
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
