@@ -68,6 +68,7 @@ __all__ = [
     "CosinePath",
     "VPPath",
     "DiscreteVPPath",
+    "convert_with",
     "convert_model",
     "change_of_path",
     "mixture_predictor",
@@ -185,15 +186,7 @@ class GaussianPath(ABC):
         """
         _check_kinds(src, dst)
         _check_pair(x_t, value, "x_t", "value")
-        c = self._columns(x_t, t)
-        if src == dst:
-            return value
-        a, b = _ab(c, src)
-        det = c.alpha * b - c.sigma * a
-        x0 = (b * x_t - c.sigma * value) / det
-        eps = (c.alpha * value - a * x_t) / det
-        a2, b2 = _ab(c, dst)
-        return a2 * x0 + b2 * eps
+        return _convert(self._columns(x_t, t), value, x_t, src, dst)
 
     def error_factor(self, kind: str, t: torch.Tensor | float) -> torch.Tensor:
         """``c(t) = det / alpha``: ``pred - target = c(t) (eps_hat - eps)`` at a fixed ``x_t``.
@@ -317,6 +310,40 @@ class DiscreteVPPath(GaussianPath):
 
 
 # --------------------------------------------------------------------------- models on paths
+
+
+def convert_with(
+    coefficients: PathCoefficients, value: torch.Tensor, x_t: torch.Tensor, *, src: str, dst: str
+) -> torch.Tensor:
+    """:meth:`GaussianPath.convert` with given coefficients: ``(alpha, sigma, alpha', sigma')``,
+    each a ``(B,)`` tensor (one per row of ``x_t``) or a number, instead of a path and ``t``."""
+    _check_kinds(src, dst)
+    _check_pair(x_t, value, "x_t", "value")
+    if not isinstance(coefficients, tuple) or len(coefficients) != 4:
+        raise TypeError("coefficients must be a PathCoefficients(alpha, sigma, d_alpha, d_sigma)")
+    cols = []
+    for name, v in zip(PathCoefficients._fields, coefficients, strict=True):
+        v = torch.as_tensor(v, dtype=torch.float64)
+        if v.dim() > 1 or (v.dim() == 1 and v.shape[0] != x_t.shape[0]):
+            raise ValueError(
+                f"{name} must be a number or have shape ({x_t.shape[0]},), got {tuple(v.shape)}"
+            )
+        cols.append(_bcast(v.expand(x_t.shape[0]), x_t))
+    return _convert(PathCoefficients(*cols), value, x_t, src, dst)
+
+
+def _convert(
+    c: PathCoefficients, value: torch.Tensor, x_t: torch.Tensor, src: str, dst: str
+) -> torch.Tensor:
+    """Solve ``x_t = alpha x0 + sigma eps``, ``value = a x0 + b eps``; form ``dst`` (no checks)."""
+    if src == dst:
+        return value
+    a, b = _ab(c, src)
+    det = c.alpha * b - c.sigma * a
+    x0 = (b * x_t - c.sigma * value) / det
+    eps = (c.alpha * value - a * x_t) / det
+    a2, b2 = _ab(c, dst)
+    return a2 * x0 + b2 * eps
 
 
 def convert_model(model: Model, path: GaussianPath, *, src: str, dst: str) -> Model:
