@@ -34,12 +34,12 @@ from ._validation import (
     check_device,
     check_finite,
     check_generator,
+    check_noise,
     check_number,
     check_positive_int,
     check_same_shape,
     check_tensor,
 )
-from .diffusion import _noise_like
 from .paths import GaussianPath, RectifiedFlowPath, _check_path
 from .sde import _batch_time, check_time
 
@@ -146,7 +146,7 @@ def flow_matching_loss(
     path = RectifiedFlowPath() if path is None else _check_path(path)
     check_choice(coupling, "coupling", ("independent", "ot"))
     check_finite(x0, "x0")
-    eps = _noise_like(x0, noise, generator, "x0")
+    eps = check_noise(noise, x0, "x0", generator)
     if coupling == "ot":
         eps = ot_coupling(x0, eps)
     if t is None:
