@@ -22,7 +22,10 @@ is asserted in ``tests/test_interop.py``):
     DDIM timesteps    ddim_timesteps(schedule, steps) <-> timestep_spacing="trailing",
                       steps_offset=0, for steps dividing T (diffusers steps to t - T // steps)
     DDIM last step    set_alpha_to_one=True (the last step lands on clean data, alpha_bar_0 = 1)
-    x0 clipping       clip_sample=False unless minidiff's sampler clips too
+    x0 clipping       clip_x0=None <-> clip_sample=False (diffusers' default is True);
+                      clip_x0="static" <-> clip_sample=True, and for DDIM
+                      step(..., use_clipped_model_output=True); clip_x0="dynamic" <->
+                      thresholding=True, dynamic_thresholding_ratio=0.995, sample_max_value=inf
     prediction        prediction_type="epsilon"
 
 A DDPM ``UNet2DModel`` maps onto :class:`~minidiff.nn.UNet` when it has DDPM's time features
@@ -33,6 +36,7 @@ mirrored by ``UpBlock2D``/``AttnUpBlock2D``; anything else is refused with the f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -300,18 +304,34 @@ def diffusers_scheduler(
     kind: str = "ddim",
     *,
     variance: str = "beta_tilde",
-    clip_sample: bool = False,
+    clip_x0: str | None = None,
 ) -> Any:
     """A diffusers ``DDIMScheduler`` (``kind="ddim"``) or ``DDPMScheduler`` (``"ddpm"``) that
     takes the steps of minidiff's ``ddim_sample`` / ``ddpm_sample(variance=variance)`` on
     ``schedule``, with the settings of the module docstring's table.
+
+    ``clip_x0`` as the samplers' option: None (``clip_sample=False``), ``"static"``
+    (``clip_sample=True``) or ``"dynamic"`` (``thresholding=True`` with Imagen's percentile 0.995
+    and no cap, ``sample_max_value=inf``). With clipping, call the DDIM scheduler's
+    ``step(..., use_clipped_model_output=True)``: minidiff's DDIM re-derives ε from the clipped
+    x̂₀, diffusers does so only when asked.
     """
     from diffusers import DDIMScheduler, DDPMScheduler
 
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    clips: dict[str | None, dict[str, Any]] = {
+        None: {"clip_sample": False},
+        "static": {"clip_sample": True, "clip_sample_range": 1.0},
+        "dynamic": {"clip_sample": False, "thresholding": True,
+                    "dynamic_thresholding_ratio": 0.995, "sample_max_value": math.inf},
+    }  # fmt: skip
+    if clip_x0 not in clips:
+        raise ValueError(f"clip_x0 must be one of {list(clips)}, got {clip_x0!r}")
     betas = diffusers_betas(schedule).tolist()
     common = {"num_train_timesteps": schedule.T, "trained_betas": betas,
-              "clip_sample": clip_sample, "prediction_type": "epsilon", "steps_offset": 0,
-              "timestep_spacing": "trailing"}  # fmt: skip
+              "prediction_type": "epsilon", "steps_offset": 0, "timestep_spacing": "trailing",
+              **clips[clip_x0]}  # fmt: skip
     if kind == "ddim":
         return DDIMScheduler(**common, set_alpha_to_one=True)
     if kind == "ddpm":

@@ -129,7 +129,7 @@ def test_an_architecture_minidiff_lacks_is_named(change: dict[str, Any], match: 
 
 
 def test_bad_arguments_of_the_adapters() -> None:
-    # 5 bad inputs: each names its argument.
+    # 6 bad inputs: each names its argument.
     with pytest.raises(TypeError, match="model"):
         unet_from_diffusers(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match="config"):
@@ -140,6 +140,8 @@ def test_bad_arguments_of_the_adapters() -> None:
         diffusers_scheduler(linear_schedule(10), "euler")
     with pytest.raises(ValueError, match="variance"):
         diffusers_scheduler(linear_schedule(10), "ddpm", variance="learned")
+    with pytest.raises(ValueError, match="clip_x0"):
+        diffusers_scheduler(linear_schedule(10), "ddim", clip_x0="hard")
 
 
 # ---------------------------------------------------------------- the README's table, row by row
@@ -158,25 +160,30 @@ def test_the_t_offset_and_the_betas() -> None:
 
 
 def _diffusers_ddim(
-    net: torch.nn.Module, scheduler: Any, x: torch.Tensor, steps: int
+    net: torch.nn.Module, scheduler: Any, x: torch.Tensor, steps: int, clipped: bool = False
 ) -> torch.Tensor:
     scheduler.set_timesteps(steps)
     with torch.no_grad():
         for k in scheduler.timesteps:
             eps = net(x, k).sample
-            x = scheduler.step(eps, k, x).prev_sample
+            x = scheduler.step(eps, k, x, use_clipped_model_output=clipped).prev_sample
     return x
 
 
+@pytest.mark.parametrize("clip_x0", [None, "static", "dynamic"])
 @pytest.mark.parametrize("steps", [1, 5, 20])
-def test_ddim_takes_the_same_steps_as_diffusers(steps: int) -> None:
+def test_ddim_takes_the_same_steps_as_diffusers(steps: int, clip_x0: str | None) -> None:
     sched = linear_schedule(100)
     net = _diffusers_unet(SMALL)
     x_T = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(4))
-    ours = ddim_sample(DiffusersEpsModel(net), sched, x_T=x_T, steps=steps)
-    theirs = _diffusers_ddim(net, diffusers_scheduler(sched, "ddim"), x_T, steps)
+    ours = ddim_sample(DiffusersEpsModel(net), sched, x_T=x_T, steps=steps, clip_x0=clip_x0)
+    scheduler = diffusers_scheduler(sched, "ddim", clip_x0=clip_x0)
+    theirs = _diffusers_ddim(net, scheduler, x_T, steps, clipped=clip_x0 is not None)
     assert isinstance(ours, torch.Tensor)
     assert _rel(ours, theirs) < 1e-4
+    if clip_x0 is not None:  # the clipping acted: without it the samples differ
+        plain = ddim_sample(DiffusersEpsModel(net), sched, x_T=x_T, steps=steps)
+        assert isinstance(plain, torch.Tensor) and _rel(plain, theirs) > 1e-3
 
 
 @pytest.mark.parametrize("setting", [{"timestep_spacing": "leading"}, {"set_alpha_to_one": False}])
@@ -193,17 +200,18 @@ def test_ddim_disagrees_without_the_tables_settings(setting: dict[str, Any]) -> 
     assert _rel(ours, theirs) > 1e-3  # against < 1e-4 with the settings of the table
 
 
+@pytest.mark.parametrize("clip_x0", [None, "static", "dynamic"])
 @pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
-def test_ddpm_takes_the_same_steps_as_diffusers(variance: str) -> None:
+def test_ddpm_takes_the_same_steps_as_diffusers(variance: str, clip_x0: str | None) -> None:
     # Both draw x_T and then one z per step from the same generator, in the same order.
     sched = linear_schedule(30)
     net = _diffusers_unet(SMALL)
     shape = (3, 1, 8, 8)
     ours = ddpm_sample(
-        DiffusersEpsModel(net), sched, shape, variance=variance,
+        DiffusersEpsModel(net), sched, shape, variance=variance, clip_x0=clip_x0,
         generator=torch.Generator().manual_seed(5),
     )  # fmt: skip
-    scheduler = diffusers_scheduler(sched, "ddpm", variance=variance)
+    scheduler = diffusers_scheduler(sched, "ddpm", variance=variance, clip_x0=clip_x0)
     scheduler.set_timesteps(sched.T)
     g = torch.Generator().manual_seed(5)
     x = torch.randn(shape, generator=g)

@@ -217,7 +217,7 @@ def test_ddpm_time_features_follow_the_ddpm_code() -> None:
         ({"downsample_padding": "same"}, ValueError, "downsample_padding"),
         ({"time_features": "sin"}, ValueError, "time_features"),
         ({"time_features": "ddpm", "base_channels": 2, "groups": 1}, ValueError, "base_channels"),
-        ({"time_injection": None}, ValueError, "time_injection"),
+        ({"time_injection": None}, TypeError, "time_injection"),
     ],
 )
 def test_bad_config_types_and_values(kwargs: dict[str, object], error: type, match: str) -> None:
