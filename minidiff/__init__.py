@@ -10,8 +10,8 @@ Public API (stable; coursework imports these names from the top level):
   ``simple_loss``
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
-  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``,
-  ``available_samplers``
+  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``dpm_solver_sample``,
+  ``get_sampler``, ``available_samplers``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
 - score matching: ``dsm_loss``, ``ism_loss``, ``ssm_loss``, ``geometric_sigmas``,
@@ -28,9 +28,11 @@ Public API (stable; coursework imports these names from the top level):
   ``mode_coverage``
 
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise
-checkers).
+checkers); sampling in few steps (chapter 15) in ``minidiff.samplers.dpm_solver``,
+``minidiff.learned_variance``, ``minidiff.distillation`` and ``minidiff.consistency``.
 """
 
+from . import consistency as _consistency  # noqa: E402, F401  (registers the "consistency" sampler)
 from ._config import default_device, fast_mode
 from .data import TOY_DATASETS, GaussianMixture, toy_dataset
 from .diffusion import (
@@ -74,6 +76,7 @@ from .samplers import (
     ddim_step,
     ddpm_sample,
     ddpm_step,
+    dpm_solver_sample,
     euler_maruyama_sample,
     get_sampler,
     langevin_sample,
@@ -125,6 +128,7 @@ __all__ = [
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "dpm_solver_sample",
     "default_device",
     "discretized_gaussian_log_likelihood",
     "distance_with_spread",

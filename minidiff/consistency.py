@@ -33,7 +33,6 @@ Shapes: ``x_t: (B, ...)``, ``t: (B,)`` long in ``0..T`` (0 only at the boundary)
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 
@@ -42,19 +41,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._validation import (
+    FloatTensor,
+    Number,
     call_like,
     check_callable,
     check_choice,
     check_generator,
+    check_instance,
     check_number,
     check_tensor,
+    checked,
 )
-from .diffusion import EpsModel, _check_schedule, _noise_like, _q_sample, call_eps_model
+from .diffusion import EpsModel, call_eps_model, q_sample
+from .distillation import PREDICTIONS, convert_prediction
 from .samplers._start import check_start
-from .samplers.ddim import _ddim_step
 from .samplers.dpm_solver import _first_order, _start, _watch, _x0
 from .samplers.registry import register_sampler
 from .schedules import NoiseSchedule
+from .tensors import noise_like
 from .train import EMA
 
 __all__ = [
@@ -69,6 +73,11 @@ __all__ = [
 TEACHER_SOLVERS = ("ddim", "heun")
 
 
+@checked(
+    sigma_bar=FloatTensor(min_dim=0, finite=True),
+    sigma_min=Number(low=0.0, low_open=False),
+    sigma_data=Number(low=0.0),
+)
 def consistency_scalings(
     sigma_bar: torch.Tensor, sigma_min: float = 0.0, sigma_data: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,9 +88,6 @@ def consistency_scalings(
     ``sigma_bar = sigma_min``, so ``f(x, t_min) = x`` whatever the network outputs. ``sigma_bar``
     is a float tensor (any shape, values ``>= sigma_min``); results have its shape and dtype.
     """
-    check_tensor(sigma_bar, "sigma_bar", min_dim=0)
-    sigma_min = check_number(sigma_min, "sigma_min", low=0.0, low_open=False)
-    sigma_data = check_number(sigma_data, "sigma_data", low=0.0)
     if bool((sigma_bar < sigma_min).any()):
         raise ValueError(f"sigma_bar must be >= sigma_min = {sigma_min} (the boundary)")
     return _scalings(sigma_bar, sigma_min, sigma_data)
@@ -100,10 +106,14 @@ class ConsistencyModel(nn.Module):
     """``f_theta(x_t, t) = c_skip(t) x_t / alpha_t + c_out(t) F_theta(x_t, t)`` on a schedule.
 
     Args:
-        net: the free network ``F_theta(x_t (B, ...), t (B,) long) -> (B, ...)`` (e.g. a
-            ``TimeMLP``); it is never called where ``c_out = 0`` matters, but must accept
-            ``t = 0``.
+        net: the network ``net(x_t (B, ...), t (B,) long) -> (B, ...)`` (e.g. a ``TimeMLP``);
+            it must accept ``t = 0``, where ``c_out = 0`` cancels it.
         schedule: the noise schedule (``sigma̅_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)``).
+        prediction: what ``net`` returns: ``"x0"`` (``F`` is the network itself, Song et al.'s
+            form) or ``"v"``/``"eps"``, converted to ``x̂_0`` first. With ``sigma_data = 1``,
+            ``c_out -> 1`` and ``c_skip -> 0`` at high noise, so a trained diffusion network
+            (its ``x̂_0``) is a natural initialisation: ``f`` starts as the one-step denoiser
+            and consistency distillation corrects it (latent consistency models do the same).
         sigma_data: ``sigma_d`` of the scalings (about the data's standard deviation; the toys
             have unit spread).
 
@@ -111,12 +121,20 @@ class ConsistencyModel(nn.Module):
     ``f(x, 0) = x`` exactly.
     """
 
-    def __init__(self, net: nn.Module, schedule: NoiseSchedule, sigma_data: float = 1.0) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        schedule: NoiseSchedule,
+        *,
+        prediction: str = "x0",
+        sigma_data: float = 1.0,
+    ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
         self.net = net
-        self.schedule = _check_schedule(schedule)
+        self.schedule = check_instance(schedule, "schedule", NoiseSchedule)
+        self.prediction = check_choice(prediction, "prediction", PREDICTIONS)
         self.sigma_data = check_number(sigma_data, "sigma_data", low=0.0)
         ab = schedule.alpha_bar
         self.register_buffer("sigma_bar", ((1 - ab) / ab).sqrt().float(), persistent=False)
@@ -125,21 +143,30 @@ class ConsistencyModel(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x_t: (B, ...)``, ``t: (B,)`` long in ``0..T`` -> ``f(x_t, t): (B, ...)``."""
         check_tensor(x_t, "x_t")
-        if not isinstance(t, torch.Tensor) or t.dtype.is_floating_point or t.shape != (x_t.shape[0],):
+        if (
+            not isinstance(t, torch.Tensor)
+            or t.dtype.is_floating_point
+            or t.shape != (x_t.shape[0],)
+        ):
             raise TypeError(f"t must be a long tensor of shape ({x_t.shape[0]},) in 0..T")
         tt = t.long()
         col = lambda v: v.to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))  # noqa: E731
         sb = self.get_buffer("sigma_bar")[tt]
         c_skip, c_out = _scalings(sb, 0.0, self.sigma_data)
         x_bar = x_t * col(self.get_buffer("inv_alpha")[tt])
-        return col(c_skip) * x_bar + col(c_out) * self.net(x_t, tt)
+        out = call_like(self.net, x_t, tt, name="net", like="x_t")
+        if self.prediction != "x0":
+            out = convert_prediction.unchecked(
+                out, x_t, tt, self.schedule, src=self.prediction, dst="x0"
+            )
+        return col(c_skip) * x_bar + col(c_out) * out
 
 
 def consistency_grid(schedule: NoiseSchedule, n: int, rho: float = 7.0) -> torch.Tensor:
     """``0 = t_0 < t_1 < … < t_n = T``: integer timesteps whose ``sigma̅`` follow Karras et al.'s
     (2022) spacing ``(sigma̅_max^(1/rho) + i/(n-1) (sigma̅_min^(1/rho) - sigma̅_max^(1/rho)))^rho``
     from ``t = 1`` to ``T`` (the consistency-model paper's grid), then 0. Long ``(n + 1,)``."""
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > sched.T:
         raise ValueError(f"n must be an int in 1..T={sched.T}, got {n!r}")
     rho = check_number(rho, "rho", low=0.0)
@@ -195,7 +222,7 @@ class ConsistencyDistillation:
         if not isinstance(model, ConsistencyModel):
             raise TypeError(f"model must be a ConsistencyModel, got {type(model).__name__}")
         check_callable(teacher, "teacher", "(x_t, t) -> eps")
-        self.schedule = _check_schedule(schedule)
+        self.schedule = check_instance(schedule, "schedule", NoiseSchedule)
         self.grid = _check_grid(grid, self.schedule)
         self.mu = check_number(mu, "mu", low=0.0, high=1.0, low_open=False)
         self.solver = check_choice(solver, "solver", TEACHER_SOLVERS)
@@ -205,13 +232,18 @@ class ConsistencyDistillation:
     def teacher_step(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """One step of the teacher's probability-flow ODE from ``t`` down to ``s`` (no grad)."""
         with torch.no_grad():
-            d = _x0(x, t, call_eps_model(self.teacher, x, t, "teacher"), self.schedule)
+            d = _x0(x, t, call_eps_model.unchecked(self.teacher, x, t, "teacher"), self.schedule)
             x_s = _first_order(x, t, s, d, self.schedule)
             if self.solver == "heun":
                 inner = s > 0
                 if bool(inner.any()):
                     si = s.clamp(min=1)
-                    d_s = _x0(x_s, si, call_eps_model(self.teacher, x_s, si, "teacher"), self.schedule)
+                    d_s = _x0(
+                        x_s,
+                        si,
+                        call_eps_model.unchecked(self.teacher, x_s, si, "teacher"),
+                        self.schedule,
+                    )
                     heun = _first_order(x, t, s, 0.5 * (d + d_s), self.schedule)
                     col = inner.reshape(-1, *([1] * (x.dim() - 1)))
                     x_s = torch.where(col, heun, x_s)
@@ -225,9 +257,11 @@ class ConsistencyDistillation:
         self.target.update(model)
         grid = self.grid.to(x0.device)
         gen_device = generator.device if generator is not None else "cpu"
-        n = torch.randint(0, grid.numel() - 1, (x0.shape[0],), generator=generator, device=gen_device)
+        n = torch.randint(
+            0, grid.numel() - 1, (x0.shape[0],), generator=generator, device=gen_device
+        )
         t_hi, t_lo = grid[n.to(x0.device) + 1], grid[n.to(x0.device)]
-        x_hi = _q_sample(x0, t_hi, self.schedule, _noise_like(x0, None, generator, "x0"))
+        x_hi = q_sample.unchecked(x0, t_hi, self.schedule, noise_like(x0, generator))
         x_lo = self.teacher_step(x_hi, t_hi, t_lo)
         with torch.no_grad():
             target = self.target.model(x_lo, t_lo)
@@ -269,7 +303,7 @@ def consistency_sample(
     ``(x, [x_T, f after each call])``.
     """
     check_callable(model, "model", "(x_t, t) -> x0")
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     ts = torch.tensor([sched.T]) if timesteps is None else torch.as_tensor(timesteps).long().cpu()
     if ts.dim() != 1 or ts.numel() < 1 or int(ts[0]) != sched.T:
         raise ValueError(f"timesteps must start at T={sched.T}, got {ts.tolist()}")
@@ -283,7 +317,7 @@ def consistency_sample(
             tt = torch.full((x.shape[0],), tau, dtype=torch.long, device=x.device)
             if i > 0:
                 a = math.sqrt(float(sched.alpha_bar[tau]))
-                x = a * x + math.sqrt(1 - a * a) * _noise_like(x, None, generator)
+                x = a * x + math.sqrt(1 - a * a) * noise_like(x, generator)
             x = call_like(model, x, tt, name="model", like="x_T")
             _watch(x, "consistency_sample", i, len(ts), tau, 0)
             if return_trajectory:

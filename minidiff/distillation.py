@@ -14,9 +14,10 @@ midpoint ``t'`` between them, ``z_t = alpha_t x + sigma_t eps``, two teacher DDI
 and the loss is ``w(lambda_t) ||x̃ - x̂_theta(z_t)||²`` with the *truncated SNR* weight
 ``w = max(alpha_t²/sigma_t², 1)`` (the paper's choice, which stays finite at high noise where
 ``x̂`` from ``eps`` would not). The network predicts ``v = alpha_t eps - sigma_t x`` (the paper's
-v-parameterisation), ``x`` or ``eps``; :func:`prediction_to_eps` turns any of them into an
-``eps_model`` so that the student is sampled with :func:`~minidiff.samplers.ddim.ddim_sample`
-on ``N`` steps. The teacher is *any* ``eps_model``: the exact mixture oracle, a trained network,
+v-parameterisation), ``x`` or ``eps``, converted by :func:`minidiff.paths.convert_with` (the
+package's one converter); :func:`prediction_to_eps` turns any of them into an ``eps_model``, so
+the student is sampled with :func:`~minidiff.samplers.ddim.ddim_sample` on ``N`` steps.
+The teacher is *any* ``eps_model``: the exact mixture oracle, a trained network,
 the previous student, or a classifier-free-guided model (guided distillation: a student that
 takes the guidance weight ``w`` as an input learns the guided teacher at every ``w`` at once).
 
@@ -32,23 +33,25 @@ from collections.abc import Callable
 import torch
 
 from ._validation import (
+    FloatTensor,
+    Function,
+    Int,
+    OneOf,
+    Rng,
+    Timesteps,
     call_like,
-    check_callable,
-    check_choice,
-    check_finite,
-    check_generator,
-    check_positive_int,
-    check_tensor,
+    checked,
 )
-from .diffusion import EpsModel, _check_schedule, _noise_like, _q_sample, call_eps_model
+from .diffusion import EpsModel, call_eps_model, q_sample
+from .paths import PathCoefficients, convert_with
 from .samplers.ddim import _ddim_step, ddim_timesteps
-from .schedules import NoiseSchedule, check_timesteps
+from .schedules import NoiseSchedule
+from .tensors import mean_data_dims, noise_like, pad_like
 
 __all__ = [
     "PREDICTIONS",
     "WEIGHTINGS",
-    "to_x0",
-    "from_x0",
+    "convert_prediction",
     "prediction_to_eps",
     "distillation_grid",
     "distillation_target",
@@ -61,83 +64,60 @@ Network = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``net(z_t (B, ...), t (B,) long) -> prediction (B, ...)`` (``v``, ``x0`` or ``eps``)."""
 
 
-def _coefs(
-    tt: torch.Tensor, sched: NoiseSchedule, like: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    a = sched.gather(sched.sqrt_alpha_bar, tt, like.dim(), like=like)
-    s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, like.dim(), like=like)
-    return a, s
+def _coefficients(tt: torch.Tensor, schedule: NoiseSchedule) -> PathCoefficients:
+    """``(alpha_t, sigma_t)`` per row for :func:`~minidiff.paths.convert_with` (the converters
+    between eps, x0 and v need no time derivatives)."""
+    a = schedule.sqrt_alpha_bar.to(tt.device)[tt]
+    s = schedule.sqrt_one_minus_alpha_bar.to(tt.device)[tt]
+    zero = torch.zeros_like(a)
+    return PathCoefficients(a, s, zero, zero)
 
 
-# The three parameterisations, with x_t = a x0 + s eps and a² + s² = 1:
-#   eps -> x0 = (x_t - s eps) / a        v = a eps - s x0 -> x0 = a x_t - s v
-def _x0(pred: torch.Tensor, z: torch.Tensor, a: torch.Tensor, s: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "v":
-        return a * z - s * pred
-    if kind == "eps":
-        return (z - s * pred) / a
-    return pred
-
-
-def _from_x0(x0: torch.Tensor, z: torch.Tensor, a: torch.Tensor, s: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "v":
-        return (a * z - x0) / s
-    if kind == "eps":
-        return (z - a * x0) / s
-    return x0
-
-
-def to_x0(
-    pred: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule,
-    prediction: str = "v",
+@checked(
+    value=FloatTensor(),
+    z_t=FloatTensor(like="value"),
+    t=Timesteps(of="z_t"),
+    schedule=NoiseSchedule,
+    src=OneOf(PREDICTIONS),
+    dst=OneOf(PREDICTIONS),
+)
+def convert_prediction(
+    value: torch.Tensor,
+    z_t: torch.Tensor,
+    t: torch.Tensor | int,
+    schedule: NoiseSchedule,
+    *,
+    src: str,
+    dst: str,
 ) -> torch.Tensor:
-    """``x̂_0`` from a network output: ``a z - s v`` (v), ``(z - s eps) / a`` (eps) or itself (x0).
+    """A prediction of kind ``src`` at ``(z_t, t)`` as kind ``dst`` on a discrete schedule.
 
-    ``a = sqrt(alpha_bar_t)``, ``s = sqrt(1 - alpha_bar_t)``; ``pred, z_t: (B, ...)``.
+    With ``a = sqrt(alpha_bar_t)``, ``s = sqrt(1 - alpha_bar_t)`` and ``z_t = a x0 + s eps``:
+    ``x0 = a z - s v``, ``eps = s z + a v``, ``v = a eps - s x0``
+    (:func:`minidiff.paths.convert_with`). ``value, z_t: (B, ...)``, ``t: (B,)`` long.
     """
-    check_choice(prediction, "prediction", PREDICTIONS)
-    check_tensor(z_t, "z_t")
-    check_tensor(pred, "pred")
-    sched = _check_schedule(schedule)
-    tt = check_timesteps(t, z_t.shape[0], sched.T).to(z_t.device)
-    a, s = _coefs(tt, sched, z_t)
-    return _x0(pred, z_t, a, s, prediction)
+    return convert_with(_coefficients(t, schedule), value, z_t, src=src, dst=dst)  # type: ignore[arg-type]
 
 
-def from_x0(
-    x0: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule,
-    prediction: str = "v",
-) -> torch.Tensor:
-    """The network output that gives ``x0`` at ``z_t``: ``v = (a z - x0) / s``, ``eps = (z - a x0)
-    / s`` or ``x0`` itself (the inverse of :func:`to_x0`)."""
-    check_choice(prediction, "prediction", PREDICTIONS)
-    check_tensor(z_t, "z_t")
-    check_tensor(x0, "x0")
-    sched = _check_schedule(schedule)
-    tt = check_timesteps(t, z_t.shape[0], sched.T).to(z_t.device)
-    a, s = _coefs(tt, sched, z_t)
-    return _from_x0(x0, z_t, a, s, prediction)
-
-
+@checked(
+    net=Function("(z_t, t) -> prediction"), schedule=NoiseSchedule, prediction=OneOf(PREDICTIONS)
+)
 def prediction_to_eps(net: Network, schedule: NoiseSchedule, prediction: str = "v") -> EpsModel:
     """Wrap a ``v``/``x0``/``eps``-predicting network as an ``eps_model(z_t, t)`` for the samplers.
 
     ``eps = s z + a v`` (v), ``(z - a x0) / s`` (x0). ``net(z_t (B, ...), t (B,) long)``.
     """
-    check_callable(net, "net", "(z_t, t) -> prediction")
-    check_choice(prediction, "prediction", PREDICTIONS)
-    sched = _check_schedule(schedule)
 
     def eps(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = call_like(net, z, t, name="net", like="z_t")
         if prediction == "eps":
             return out
-        a, s = _coefs(t.long(), sched, z)
-        return _from_x0(_x0(out, z, a, s, prediction), z, a, s, "eps")
+        return convert_with(_coefficients(t.long(), schedule), out, z, src=prediction, dst="eps")
 
     return eps
 
 
+@checked(schedule=NoiseSchedule, steps=Int())
 def distillation_grid(schedule: NoiseSchedule, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The student's ``steps`` timesteps and, for each, the teacher's midpoint and the next point.
 
@@ -145,17 +125,28 @@ def distillation_grid(schedule: NoiseSchedule, steps: int) -> tuple[torch.Tensor
     timesteps then 0) and ``mid[i]`` the entry of the ``2 steps`` grid between ``grid[i]`` and
     ``grid[i + 1]``. Needs ``2 steps <= T``.
     """
-    sched = _check_schedule(schedule)
-    check_positive_int(steps, "steps")
-    if 2 * steps > sched.T:
+    if 2 * steps > schedule.T:
         raise ValueError(
-            f"steps must be <= T/2 = {sched.T // 2} (the teacher takes 2 steps per student step), "
-            f"got {steps}"
+            f"steps must be <= T/2 = {schedule.T // 2} (the teacher takes 2 steps per student "
+            f"step), got {steps}"
         )
-    fine = torch.cat([ddim_timesteps(sched, 2 * steps), torch.zeros(1, dtype=torch.long)])
+    fine = torch.cat([ddim_timesteps(schedule, 2 * steps), torch.zeros(1, dtype=torch.long)])
     return fine[0::2], fine[1::2]
 
 
+def _check_next(t_next: object, name: str) -> torch.Tensor:
+    if not isinstance(t_next, torch.Tensor) or t_next.dtype.is_floating_point or t_next.dim() != 1:
+        raise TypeError(f"{name} must be a 1-D long tensor of timesteps in 0..T-1")
+    return t_next.long()
+
+
+@checked(
+    teacher=Function("(z_t, t) -> eps"),
+    z_t=FloatTensor(finite=True),
+    t=Timesteps(of="z_t"),
+    t_mid=Timesteps(of="z_t"),
+    schedule=NoiseSchedule,
+)
 def distillation_target(
     teacher: EpsModel,
     z_t: torch.Tensor,
@@ -171,22 +162,12 @@ def distillation_target(
     ``teacher``: ``eps_model(z (B, ...), t (B,) long)``, called twice without gradients.
     ``t, t_mid, t_next: (B,)`` long with ``t > t_mid > t_next >= 0``.
     """
-    check_callable(teacher, "teacher", "(z_t, t) -> eps")
-    check_tensor(z_t, "z_t")
-    sched = _check_schedule(schedule)
-    tt = check_timesteps(t, z_t.shape[0], sched.T).to(z_t.device)
-    tm = check_timesteps(t_mid, z_t.shape[0], sched.T, "t_mid").to(z_t.device)
-    if bool((tm >= tt).any()):
-        raise ValueError("t_mid must be smaller than t for every sample (a step back in time)")
-    if not isinstance(t_next, torch.Tensor) or t_next.dtype.is_floating_point:
-        raise TypeError(f"t_next must be a long tensor ({z_t.shape[0]},) of timesteps in 0..T-1")
-    if t_next.shape != tt.shape:
-        raise ValueError(f"t_next must have shape {tuple(tt.shape)}, got {tuple(t_next.shape)}")
-    tn = t_next.long().to(z_t.device)
-    if bool((tn < 0).any()) or bool((tn >= tm).any()):
-        raise ValueError("t_next must satisfy 0 <= t_next < t_mid for every sample")
-    check_finite(z_t, "z_t")
-    return _target(teacher, z_t, tt, tm, tn, sched)
+    tn = _check_next(t_next, "t_next").to(z_t.device)
+    if tn.shape != t.shape:
+        raise ValueError(f"t_next must have shape {tuple(t.shape)}, got {tuple(tn.shape)}")
+    if bool((t_mid >= t).any()) or bool((tn < 0).any()) or bool((tn >= t_mid).any()):
+        raise ValueError("need t > t_mid > t_next >= 0 for every sample (two steps back in time)")
+    return _target(teacher, z_t, t, t_mid, tn, schedule)
 
 
 def _target(
@@ -198,15 +179,14 @@ def _target(
     sched: NoiseSchedule,
 ) -> torch.Tensor:
     with torch.no_grad():
-        z_mid = _ddim_step(z, tt, tm, call_eps_model(teacher, z, tt, "teacher"), sched, 0.0, None)
-        z_next = _ddim_step(
-            z_mid, tm, tn, call_eps_model(teacher, z_mid, tm, "teacher"), sched, 0.0, None
-        )
+        eps = call_eps_model.unchecked(teacher, z, tt, "teacher")
+        z_mid = _ddim_step(z, tt, tm, eps, sched, 0.0, None)
+        eps_mid = call_eps_model.unchecked(teacher, z_mid, tm, "teacher")
+        z_next = _ddim_step(z_mid, tm, tn, eps_mid, sched, 0.0, None)
         ab = sched.alpha_bar.to(tt.device)
         ratio = ((1 - ab[tn]) / (1 - ab[tt])).sqrt()  # s''/s in float64: the division below
         denom = ab[tn].sqrt() - ratio * ab[tt].sqrt()  # is small for short steps
-        col = lambda v: v.to(z.dtype).reshape(-1, *([1] * (z.dim() - 1)))  # noqa: E731
-        return (z_next - col(ratio) * z) / col(denom)
+        return (z_next - pad_like(ratio, z) * z) / pad_like(denom, z)
 
 
 def _weight(tt: torch.Tensor, sched: NoiseSchedule, weighting: str) -> torch.Tensor:
@@ -214,6 +194,16 @@ def _weight(tt: torch.Tensor, sched: NoiseSchedule, weighting: str) -> torch.Ten
     return snr.clamp(min=1.0) if weighting == "truncated_snr" else snr + 1.0
 
 
+@checked(
+    student=Function("(z_t, t) -> prediction"),
+    teacher=Function("(z_t, t) -> eps"),
+    x0=FloatTensor(finite=True),
+    schedule=NoiseSchedule,
+    steps=Int(),
+    prediction=OneOf(PREDICTIONS),
+    weighting=OneOf(WEIGHTINGS),
+    generator=Rng,
+)
 def progressive_distillation_loss(
     student: Network,
     teacher: EpsModel,
@@ -230,25 +220,18 @@ def progressive_distillation_loss(
     ``t`` is drawn uniformly from the student's ``steps`` grid (:func:`distillation_grid`),
     ``z_t = alpha_t x0 + sigma_t eps``, ``x̃`` by :func:`distillation_target` from ``teacher``
     (no gradient), and ``x̂`` from the student's output by ``prediction``. ``weighting``:
-    ``"truncated_snr"`` ``max(SNR, 1)`` or ``"snr_plus_one"`` ``SNR + 1`` (the plain squared error
-    of ``v``). Averaged over the batch and the data dimensions; keeps the student's gradient.
-    Random draws from ``generator``: the grid index, then ``eps``.
+    ``"truncated_snr"`` ``max(SNR, 1)`` (Salimans & Ho's choice) or ``"snr_plus_one"``
+    ``SNR + 1`` (with ``prediction="v"`` the plain squared error of ``v``). Averaged over the
+    batch and the data dimensions; keeps the student's gradient. Random draws from ``generator``:
+    the grid index, then ``eps``. ``x0: (B, ...)``.
     """
-    check_callable(student, "student", "(z_t, t) -> prediction")
-    check_callable(teacher, "teacher", "(z_t, t) -> eps")
-    check_tensor(x0, "x0")
-    sched = _check_schedule(schedule)
-    check_choice(prediction, "prediction", PREDICTIONS)
-    check_choice(weighting, "weighting", WEIGHTINGS)
-    check_generator(generator)
-    grid, mid = distillation_grid(sched, steps)
-    check_finite(x0, "x0")
+    grid, mid = distillation_grid.unchecked(schedule, steps)
     gen_device = generator.device if generator is not None else "cpu"
     i = torch.randint(0, steps, (x0.shape[0],), generator=generator, device=gen_device).cpu()
     tt, tm, tn = (v[i].to(x0.device) for v in (grid[:-1], mid, grid[1:]))
-    z = _q_sample(x0, tt, sched, _noise_like(x0, None, generator, "x0"))
-    target = _target(teacher, z, tt, tm, tn, sched)
-    a, s = _coefs(tt, sched, z)
-    x_hat = _x0(call_like(student, z, tt, name="student", like="z_t"), z, a, s, prediction)
-    err = ((target - x_hat) ** 2).reshape(x0.shape[0], -1).mean(dim=1)
-    return (err * _weight(tt, sched, weighting).to(err.dtype)).mean()
+    z = q_sample.unchecked(x0, tt, schedule, noise_like(x0, generator))
+    target = _target(teacher, z, tt, tm, tn, schedule)
+    out = call_like(student, z, tt, name="student", like="z_t")
+    x_hat = convert_with(_coefficients(tt, schedule), out, z, src=prediction, dst="x0")
+    err = mean_data_dims((target - x_hat) ** 2)
+    return (err * _weight(tt, schedule, weighting).to(err.dtype)).mean()

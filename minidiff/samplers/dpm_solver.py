@@ -36,18 +36,22 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import (
-    check_all_finite,
+    FloatTensor,
+    Int,
+    OneOf,
+    Timesteps,
     check_callable,
     check_choice,
     check_device,
     check_float_dtype,
     check_generator,
-    check_positive_int,
-    check_same_shape,
-    check_tensor,
+    check_instance,
+    check_timesteps,
+    checked,
 )
-from ..diffusion import EpsModel, _check_schedule, call_eps_model
-from ..schedules import NoiseSchedule, check_timesteps
+from ..diffusion import EpsModel, call_eps_model
+from ..schedules import NoiseSchedule
+from ..tensors import pad_like, standard_normal
 from ._start import check_start, check_start_device
 from .ddim import _check_prev, _resolve_timesteps, ddim_timesteps
 from .ddpm import NonFiniteSampleError
@@ -65,13 +69,18 @@ __all__ = [
     "heun_log_snr_sample",
 ]
 
+SPACINGS = ("log_snr", "trailing")
+"""Timestep spacings of the solvers: even in ``lambda`` (default) or DDIM's even in ``t``."""
 
+
+@checked(schedule=NoiseSchedule)
 def half_log_snr(schedule: NoiseSchedule) -> torch.Tensor:
     """``lambda_t = log(alpha_t / sigma_t) = ½ log(alpha_bar_t / (1 - alpha_bar_t))``, float64
     ``(T + 1,)``; ``lambda_0 = +inf`` (no noise)."""
-    return 0.5 * _check_schedule(schedule).log_snr
+    return 0.5 * schedule.log_snr
 
 
+@checked(schedule=NoiseSchedule, steps=Int(), t_min=Int())
 def log_snr_timesteps(schedule: NoiseSchedule, steps: int, t_min: int = 1) -> torch.Tensor:
     """``steps`` decreasing timesteps from ``T`` to ``t_min`` evenly spaced in ``lambda``.
 
@@ -79,24 +88,22 @@ def log_snr_timesteps(schedule: NoiseSchedule, steps: int, t_min: int = 1) -> to
     it evenly (Lu et al. 2022, "logSNR" steps). Each target ``lambda`` is rounded to the nearest
     integer timestep, then the smallest ones are pushed apart so that the sequence stays strictly
     decreasing (``steps == T - t_min + 1`` gives every timestep). The sampler's last step jumps
-    from ``t_min`` to 0. Returns a long tensor ``(steps,)``.
+    from ``t_min`` to 0; ``steps = 1`` is the single jump ``T -> 0``. Returns a long tensor
+    ``(steps,)``.
     """
-    sched = _check_schedule(schedule)
-    check_positive_int(steps, "steps")
-    check_positive_int(t_min, "t_min")
-    if t_min > sched.T:
-        raise ValueError(f"t_min must be <= T={sched.T}, got {t_min}")
-    if steps > sched.T - t_min + 1:
+    if t_min > schedule.T:
+        raise ValueError(f"t_min must be <= T={schedule.T}, got {t_min}")
+    if steps > schedule.T - t_min + 1:
         raise ValueError(
-            f"steps must be <= T - t_min + 1 = {sched.T - t_min + 1} (distinct timesteps), "
+            f"steps must be <= T - t_min + 1 = {schedule.T - t_min + 1} (distinct timesteps), "
             f"got {steps}"
         )
     if steps == 1:
-        return torch.tensor([sched.T])
-    lam = half_log_snr(sched)[1:]  # lam[t - 1], decreasing in t
+        return torch.tensor([schedule.T])
+    lam = 0.5 * schedule.log_snr[1:]  # lam[t - 1], decreasing in t
     targets = torch.linspace(float(lam[-1]), float(lam[t_min - 1]), steps, dtype=torch.float64)
     ts = ((lam[None, :] - targets[:, None]).abs().argmin(dim=1) + 1).tolist()
-    ts[0], ts[-1] = sched.T, t_min
+    ts[0], ts[-1] = schedule.T, t_min
     for k in range(steps - 2, 0, -1):  # keep them distinct where lambda is steep (small t)
         ts[k] = max(ts[k], ts[k + 1] + 1)
     for k in range(1, steps):  # and below T (feasible since steps <= T - t_min + 1)
@@ -104,17 +111,13 @@ def log_snr_timesteps(schedule: NoiseSchedule, steps: int, t_min: int = 1) -> to
     return torch.tensor(ts)
 
 
-SPACINGS = ("log_snr", "trailing")
-"""Timestep spacings of the solvers: even in ``lambda`` (default) or DDIM's even in ``t``."""
-
-
+@checked(schedule=NoiseSchedule, steps=Int(), spacing=OneOf(SPACINGS))
 def solver_timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "log_snr") -> torch.Tensor:
     """:func:`log_snr_timesteps` (``"log_snr"``) or :func:`~minidiff.samplers.ddim.ddim_timesteps`
     (``"trailing"``) for ``steps`` steps."""
-    check_choice(spacing, "spacing", SPACINGS)
     if spacing == "trailing":
         return ddim_timesteps(schedule, steps)
-    return log_snr_timesteps(schedule, steps)
+    return log_snr_timesteps.unchecked(schedule, steps)
 
 
 def _timesteps(
@@ -126,26 +129,23 @@ def _timesteps(
     return _resolve_timesteps(schedule, steps, timesteps)
 
 
+_X = FloatTensor(finite=True)
+
+
+@checked(
+    x_t=_X, t=Timesteps(of="x_t"), eps=FloatTensor(like="x_t", finite=True), schedule=NoiseSchedule
+)
 def data_prediction(
     x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor, schedule: NoiseSchedule
 ) -> torch.Tensor:
     """``D = x̂_0 = (x_t - sigma_t eps) / alpha_t``: the data prediction the solvers integrate."""
-    check_tensor(x_t, "x_t")
-    sched = _check_schedule(schedule)
-    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
-    check_tensor(eps, "eps")
-    check_same_shape(x_t, eps, "x_t", "eps")
-    return _x0(x_t, tt, eps, sched)
-
-
-def _col(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.to(dtype=x.dtype, device=x.device).reshape(-1, *([1] * (x.dim() - 1)))
+    return _x0(x_t, t, eps, schedule)  # type: ignore[arg-type]
 
 
 def _x0(x: torch.Tensor, tt: torch.Tensor, eps: torch.Tensor, s: NoiseSchedule) -> torch.Tensor:
     a = s.sqrt_alpha_bar.to(tt.device)[tt]
     sig = s.sqrt_one_minus_alpha_bar.to(tt.device)[tt]
-    return (x - _col(sig, x) * eps) / _col(a, x)
+    return (x - pad_like(sig, x) * eps) / pad_like(a, x)
 
 
 def _first_order(
@@ -155,7 +155,7 @@ def _first_order(
     sigma_t)`` is formed from the ratios, so ``s = 0`` (``h = ∞``) needs no infinity."""
     a, sig = s.sqrt_alpha_bar.to(tt.device), s.sqrt_one_minus_alpha_bar.to(tt.device)
     exp_neg_h = sig[tp] * a[tt] / (a[tp] * sig[tt])
-    return _col(sig[tp] / sig[tt], x) * x + _col(a[tp] * (1 - exp_neg_h), x) * d
+    return pad_like(sig[tp] / sig[tt], x) * x + pad_like(a[tp] * (1 - exp_neg_h), x) * d
 
 
 def _multistep_d(
@@ -173,19 +173,16 @@ def _multistep_d(
     h = torch.where(final, torch.ones_like(lam[tt]), lam[tp.clamp(min=1)] - lam[tt])
     r = (lam[tt] - lam[tl]) / h
     c = torch.where(final, torch.zeros_like(r), 0.5 / r)
-    return d + _col(c, d) * (d - d_last)
+    return d + pad_like(c, d) * (d - d_last)
 
 
-def _check_last(t_last: object, tt: torch.Tensor, T: int) -> torch.Tensor:
-    """``t_last`` (the previous, noisier timestep) as a long ``(B,)`` tensor with ``t_last > t``."""
-    tl = check_timesteps(t_last, tt.shape[0], T, "t_last").to(tt.device)
-    if bool((tl <= tt).any()):
-        raise ValueError(
-            "t_last must be larger than t for every sample (it is the previous, noisier step)"
-        )
-    return tl
-
-
+@checked(
+    x_t=_X,
+    t=Timesteps(of="x_t"),
+    x0=FloatTensor(like="x_t", finite=True),
+    schedule=NoiseSchedule,
+    x0_last=FloatTensor(like="x_t", finite=True, optional=True),
+)
 def dpm_solver_step(
     x_t: torch.Tensor,
     t: torch.Tensor | int,
@@ -208,25 +205,28 @@ def dpm_solver_step(
     Shapes: ``x_t, x0, x0_last: (B, ...)``; ``t, t_prev, t_last: (B,)`` long (or ints) with
     ``t_last > t > t_prev >= 0``.
     """
-    check_tensor(x_t, "x_t")
-    sched = _check_schedule(schedule)
-    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
-    tp = _check_prev(t_prev, tt, sched.T)
-    check_tensor(x0, "x0")
-    check_same_shape(x_t, x0, "x_t", "x0")
+    tt = torch.as_tensor(t)
+    tp = _check_prev(t_prev, tt, schedule.T)
     if (x0_last is None) != (t_last is None):
         raise TypeError("give x0_last and t_last together (or neither, for the first step)")
-    check_all_finite((x_t, "x_t"), (x0, "x0"))
     d = x0
     if x0_last is not None:
-        check_tensor(x0_last, "x0_last")
-        check_same_shape(x_t, x0_last, "x_t", "x0_last")
-        check_all_finite((x0_last, "x0_last"))
-        tl = _check_last(t_last, tt, sched.T)
-        d = _multistep_d(x0, x0_last, tl, tt, tp, sched)
-    return _first_order(x_t, tt, tp, d, sched)
+        tl = check_timesteps(t_last, x_t.shape[0], schedule.T, "t_last").to(x_t.device)
+        if bool((tl <= tt).any()):
+            raise ValueError(
+                "t_last must be larger than t for every sample (the previous, noisier step)"
+            )
+        d = _multistep_d(x0, x0_last, tl, tt, tp, schedule)
+    return _first_order(x_t, tt, tp, d, schedule)
 
 
+@checked(
+    x_t=_X,
+    t=Timesteps(of="x_t"),
+    x0=FloatTensor(like="x_t", finite=True),
+    x0_next=FloatTensor(like="x_t", finite=True),
+    schedule=NoiseSchedule,
+)
 def heun_log_snr_step(
     x_t: torch.Tensor,
     t: torch.Tensor | int,
@@ -244,20 +244,14 @@ def heun_log_snr_step(
     ``t_prev`` must be ``>= 1`` (there is no model call at ``t = 0``; the sampler's last step is
     order 1). Shapes as in :func:`dpm_solver_step`.
     """
-    check_tensor(x_t, "x_t")
-    sched = _check_schedule(schedule)
-    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
-    tp = _check_prev(t_prev, tt, sched.T)
+    tt = torch.as_tensor(t)
+    tp = _check_prev(t_prev, tt, schedule.T)
     if bool((tp == 0).any()):
         raise ValueError(
             "t_prev must be >= 1 for a Heun step (the model is not called at t = 0); "
             "take the order-1 step dpm_solver_step to t_prev = 0"
         )
-    for v, name in ((x0, "x0"), (x0_next, "x0_next")):
-        check_tensor(v, name)
-        check_same_shape(x_t, v, "x_t", name)
-    check_all_finite((x_t, "x_t"), (x0, "x0"), (x0_next, "x0_next"))
-    return _first_order(x_t, tt, tp, 0.5 * (x0 + x0_next), sched)
+    return _first_order(x_t, tt, tp, 0.5 * (x0 + x0_next), schedule)
 
 
 # ---------------------------------------------------------------------------- samplers
@@ -280,8 +274,7 @@ def _start(
         return x_T.detach().clone()
     if dev is None:
         dev = generator.device if generator is not None else torch.device("cpu")
-    gen_device = generator.device if generator is not None else dev
-    return torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(dev)
+    return standard_normal(shape, generator=generator, dtype=dtype, device=dev)
 
 
 def _watch(x: torch.Tensor, name: str, i: int, n: int, t: int, s: int) -> None:
@@ -319,7 +312,7 @@ def dpm_solver_sample(
     otherwise; nothing else is random). Returns ``x_0`` ``(B, ...)`` or ``(x_0, [x_T, …, x_0])``.
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     ts = _timesteps(sched, steps, timesteps, spacing)
@@ -332,8 +325,12 @@ def dpm_solver_sample(
         for i, (t, s) in enumerate(tqdm(pairs, desc="DPM-Solver++", disable=not progress)):
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
             tp = torch.full_like(tt, s)
-            d = _x0(x, tt, call_eps_model(eps_model, x, tt), sched)
-            step_d = d if (order == 1 or last is None) else _multistep_d(d, last[1], last[0], tt, tp, sched)
+            d = _x0(x, tt, call_eps_model.unchecked(eps_model, x, tt), sched)
+            step_d = (
+                d
+                if (order == 1 or last is None)
+                else _multistep_d(d, last[1], last[0], tt, tp, sched)
+            )
             x = _first_order(x, tt, tp, step_d, sched)
             last = (tt, d)
             _watch(x, "dpm_solver_sample", i, len(pairs), t, s)
@@ -365,7 +362,7 @@ def heun_log_snr_sample(
     order 1. Arguments as in :func:`dpm_solver_sample`.
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     ts = _timesteps(sched, steps, timesteps, spacing)
     x = _start(shape, x_T, generator, device, dtype)
     ts_list = ts.tolist()
@@ -375,10 +372,10 @@ def heun_log_snr_sample(
         for i, (t, s) in enumerate(tqdm(pairs, desc="Heun (log-SNR)", disable=not progress)):
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
             tp = torch.full_like(tt, s)
-            d = _x0(x, tt, call_eps_model(eps_model, x, tt), sched)
+            d = _x0(x, tt, call_eps_model.unchecked(eps_model, x, tt), sched)
             x_pred = _first_order(x, tt, tp, d, sched)
             if s > 0:
-                d_next = _x0(x_pred, tp, call_eps_model(eps_model, x_pred, tp), sched)
+                d_next = _x0(x_pred, tp, call_eps_model.unchecked(eps_model, x_pred, tp), sched)
                 x_pred = _first_order(x, tt, tp, 0.5 * (d + d_next), sched)
             x = x_pred
             _watch(x, "heun_log_snr_sample", i, len(pairs), t, s)
