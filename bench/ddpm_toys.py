@@ -26,13 +26,14 @@ Prints a Markdown table; ``--json PATH`` writes the numbers, ``--out DIR`` write
 model's ``state_dict`` and its ``TimeMLP`` arguments) and ``results.json``, so that any other
 measure can be recomputed from them.
 
-Recipe (chosen by learning speed per CPU-second; see bench/README.md for the sweep): a narrow
-TimeMLP (hidden 64, 3 blocks) costs about half as much per step as the 128-wide one and learns
-the toys as fast per CPU-second; the NeRF input encoding (``x_frequencies=5``) lets it draw thin
-structures; batch 256, lr 3e-3 with a 100-step warm-up and a cosine decay, EMA 0.99, clipping at
-1. What mattered most is the schedule of ``t``: drawing ``t = floor(T u^2) + 1`` (``P(t) ~
-t^(-1/2)``, i.e. L_simple weighted towards small ``t``, where the thin structures are resolved)
-took two spirals from 0.80-0.84 to 0.95 x the data's precision in the same ten CPU-seconds.
+The recipe is the package's own, ``minidiff.train_toy`` (``minidiff/training/recipes.py``; chosen
+by learning speed per CPU-second, see bench/README.md for the sweep): a narrow TimeMLP (hidden 64,
+3 blocks) costs about half as much per step as the 128-wide one and learns the toys as fast per
+CPU-second; the NeRF input encoding (``x_frequencies=5``) lets it draw thin structures; batch 256,
+lr 3e-3 with a 100-step warm-up and a cosine decay, EMA 0.99, clipping at 1. What mattered most is
+the schedule of ``t``: drawing ``t = floor(T u^2) + 1`` (``P(t) ~ t^(-1/2)``, i.e. L_simple
+weighted towards small ``t``, where the thin structures are resolved) took two spirals from
+0.80-0.84 to 0.95 x the data's precision in the same ten CPU-seconds.
 """
 
 from __future__ import annotations
@@ -51,14 +52,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from minidiff import (  # noqa: E402
-    GaussianMixture,
-    ddpm_sample,
-    linear_schedule,
-    simple_loss,
-    toy_dataset,
-)
-from minidiff.losses import sample_timesteps  # noqa: E402
+from minidiff import GaussianMixture, ddpm_sample, linear_schedule, toy_dataset  # noqa: E402
 from minidiff.metrics import (  # noqa: E402
     knn_precision_recall,
     mmd,
@@ -66,18 +60,14 @@ from minidiff.metrics import (  # noqa: E402
     sliced_wasserstein,
 )
 from minidiff.nn import TimeMLP  # noqa: E402
-from minidiff.train import train  # noqa: E402
+from minidiff.training.recipes import (  # noqa: E402
+    TOY_2D_NETWORK,
+    TOY_2D_OPTIONS,
+    TOY_2D_T_POWER,
+    train_toy,
+)
 
 DATASETS = ("moons", "swiss_roll", "8gaussians", "checkerboard", "two_spirals")
-
-# The training recipe (one for every data set).
-MODEL: dict[str, int] = {"hidden": 64, "n_layers": 3, "time_dim": 64, "x_frequencies": 5}
-BATCH = 256
-LR = 3e-3
-WARMUP = 100
-LR_SCHEDULE = "cosine"
-T_POWER = 2.0  # t = floor(T u^2) + 1: P(t) ~ t^(-1/2), small t drawn more often
-EMA_DECAY = 0.99
 CALIBRATION_STEPS = 150  # steps of a throwaway run (after 30 untimed ones) that time a step
 MARGIN = 0.92  # plan this share of the budget, so that a slower stretch does not overrun it
 BAR = 0.9
@@ -94,45 +84,10 @@ def spread(values: list[float]) -> tuple[float, float]:
     return m, s
 
 
-def make_model() -> TimeMLP:
-    return TimeMLP(
-        2,
-        MODEL["hidden"],
-        MODEL["n_layers"],
-        MODEL["time_dim"],
-        x_frequencies=MODEL["x_frequencies"],
-    )
-
-
 def fit(name: str, steps: int, seed: int) -> tuple[TimeMLP, list[float]]:
-    """Train a fresh model on ``name`` for ``steps`` steps with the recipe; return the EMA model
-    and the losses."""
-    schedule = linear_schedule(1000)
-    torch.manual_seed(seed)
-    model = make_model()
-
-    def loss_fn(m: torch.nn.Module, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        t = sample_timesteps(x0.shape[0], schedule.T, g, power=T_POWER)
-        return simple_loss(m, x0, schedule, t=t, generator=g)
-
-    def data(n: int, g: torch.Generator) -> torch.Tensor:
-        return toy_dataset(name, n, g)
-
-    result = train(
-        model,
-        loss_fn,
-        data,
-        steps=steps,
-        batch_size=BATCH,
-        lr=LR,
-        lr_schedule=LR_SCHEDULE,
-        ema_decay=EMA_DECAY,
-        grad_clip=1.0,
-        warmup_steps=min(WARMUP, steps),
-        seed=seed,
-        progress=False,
-        log_every=100,
-    )
+    """Train a fresh model on ``name`` for ``steps`` steps with the recipe (``train_toy``);
+    return the EMA model and the losses."""
+    result = train_toy(name, steps, seed=seed, progress=False, log_every=100)
     ema = result.ema.model
     assert isinstance(ema, TimeMLP)
     return ema, result.losses
@@ -273,10 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {a.threads} "
         f"thread(s), {os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f}"
     )
+    o = TOY_2D_OPTIONS
     print(
-        f"TimeMLP({MODEL}), batch {BATCH}, AdamW lr {LR} (warm-up {WARMUP}, {LR_SCHEDULE} decay), "
-        f"EMA {EMA_DECAY}, grad clip 1, T = 1000 linear, t = floor(T u^{T_POWER:g}) + 1; "
-        f"{budget}; "
+        f"minidiff.train_toy: TimeMLP({TOY_2D_NETWORK}), batch {o['batch_size']}, AdamW lr "
+        f"{o['lr']} (warm-up {o['warmup_steps']}, {o['lr_schedule']} decay), EMA "
+        f"{o['ema_decay']}, grad clip {o['grad_clip']}, T = 1000 linear, "
+        f"t = floor(T u^{TOY_2D_T_POWER:g}) + 1; {budget}; "
         f"{n} samples x {draws} draws, 1000 ancestral steps\n",
         flush=True,
     )
@@ -301,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.out is not None:
             torch.save(x, a.out / f"{name}_samples.pt")
             torch.save(
-                {"state_dict": model.state_dict(), "model": dict(MODEL, data_dim=2)},
+                {"state_dict": model.state_dict(), "model": dict(TOY_2D_NETWORK, data_dim=2)},
                 a.out / f"{name}_ema.pt",
             )
     if not a.no_exact:

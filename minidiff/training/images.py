@@ -1,98 +1,155 @@
-"""DDPM on images: ``python -m minidiff.train_images --model digits --data digits --out runs/d``.
+"""DDPM on images: a U-Net trained on an image data set, in a run folder that survives anything.
 
-The same loop as every chapter (:func:`minidiff.train.train`: AdamW, warm-up, clipping, EMA, bf16
-autocast, exact checkpoints), driven for a U-Net on an image data set, with what a long run needs:
+The same loop as every chapter (:func:`minidiff.training.train_steps`: AdamW, warm-up, clipping,
+EMA, bf16 autocast), driven for a U-Net with what a long run needs:
 
 - ``channels_last`` memory layout and optional ``torch.compile`` of the forward pass;
-- DDP under ``torchrun``: each process computes the loss on its shard of the global batch;
+- DDP under ``torchrun``: each process computes the loss on its shard of the global batch (see
+  :mod:`minidiff.training.distributed` for what differs across processes and what agrees);
 - data in epochs (each image once per epoch, in an order fixed by the seed and the epoch) whose
   position is part of the exact resume;
-- every ``sample_every`` steps: a checkpoint, a PNG grid of DDIM samples from the EMA model and a
-  line in ``run.jsonl`` (step, mean loss, images/s); at the end ``loss.png`` and ``samples.png``.
+- every ``sample_every`` steps (and at the end, or when ``time_budget`` runs out): a PNG grid of
+  DDIM samples from the EMA model, a line in ``run.jsonl`` (step, mean loss, images/s) and a
+  checkpoint, in that order (:mod:`minidiff.training.run_folder`); at the end ``loss.png`` and
+  ``samples.png``.
 
-Between two such points the loop is resumed from its own checkpoint, so every run exercises the
-exact resume; a run stopped at any time continues from its last checkpoint when started again
-with the same arguments. The global batch must be divisible by the number of processes.
-
-Under DDP every process holds the same state (weights, EMA, optimizer, generators), so each writes
-the same checkpoint file (atomically, through its own temporary file) and each resumes from it;
-only rank 0 shows a progress bar and writes the grids, the log and ``config.json``.
+The loop runs once from start to end; it hands control back after every step, so sampling and
+saving need no restart. A run stopped at any time continues from its last checkpoint when started
+again with the same arguments (only ``steps``, the sampling options and the time budget may
+change). The command line is ``python -m minidiff.training`` (:mod:`minidiff.training.cli`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ._config import default_device
-from .distributed import DistInfo, barrier, cleanup, init_distributed, shard_size, wrap_ddp
-from .losses import simple_loss
-from .nn.unet import UNET_CONFIGS, UNet, UNetConfig
-from .samplers import ddim_sample
-from .schedules import NoiseSchedule, linear_schedule
-from .train import load_checkpoint, train
-from .viz.grid import save_image_grid
+from .._config import default_device
+from .._validation import check_choice, check_device, check_number, check_positive_int
+from ..losses import simple_loss
+from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
+from ..samplers import ddim_sample
+from ..schedules import NoiseSchedule, linear_schedule
+from .batches import Batches
+from .config import TrainConfig
+from .distributed import (
+    DistInfo,
+    all_reduce_mean,
+    any_rank,
+    barrier,
+    cleanup,
+    init_distributed,
+    rank_seed,
+    shard_size,
+    wrap_ddp,
+)
+from .loop import LossFn, ProgressBar, train_steps
+from .run_folder import RunFolder
+from .state import TrainState
 
-__all__ = ["ImageRunConfig", "EpochSampler", "RunResult", "load_images", "run", "main"]
+__all__ = [
+    "ImageRunConfig",
+    "EpochSampler",
+    "RunResult",
+    "load_images",
+    "run",
+    "sample_grid",
+    "DATASETS",
+]
 
 DATASETS = ("digits", "patches", "cifar10")
+# What a resumed run may change: its length, how it samples, its budget, how many processes.
+FREE = ("steps", "sample_every", "n_samples", "sample_steps", "time_budget", "world_size")
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
 class ImageRunConfig:
-    """Everything a run depends on (saved as ``config.json`` next to its checkpoint).
+    """Everything a run depends on (saved as ``config.json`` in its folder), checked on
+    construction. ``batch_size`` is the *global* batch (all processes together). The defaults
+    follow DDPM's CIFAR-10 recipe where it makes sense (lr 2e-4, linear betas, T = 1000, clipping
+    1); DDPM warms up over 5000 steps and trains 800k steps at batch 128 with EMA 0.9999."""
 
-    ``batch_size`` is the *global* batch (all processes together). The defaults follow DDPM's
-    CIFAR-10 recipe where it makes sense (lr 2e-4, linear betas, T = 1000, EMA 0.9999, clipping 1);
-    DDPM warms up over 5000 steps and trains 800k steps at batch 128.
-    """
-
-    model: str = "digits"
-    data: str = "digits"
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 2e-4
-    warmup_steps: int = 200
-    ema_decay: float = 0.999
-    grad_clip: float | None = 1.0
-    T: int = 1000
-    bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    sample_every: int = 500
-    n_samples: int = 64
-    sample_steps: int = 50
-    seed: int = 0
-    overrides: dict[str, Any] = field(default_factory=dict)
+    model: str = _opt("digits", "U-Net preset", choices=tuple(sorted(UNET_CONFIGS)))
+    data: str = _opt("digits", "image data set", choices=DATASETS)
+    steps: int = _opt(2000, "total optimizer steps (a resumed run may extend them)")
+    batch_size: int = _opt(128, "global batch (all processes together)")
+    lr: float = _opt(2e-4, "AdamW learning rate after the warm-up")
+    warmup_steps: int = _opt(200, "linear learning-rate warm-up steps")
+    ema_decay: float = _opt(0.999, "decay of the EMA of the weights, in [0, 1)")
+    grad_clip: float | None = _opt(1.0, "clip the global gradient norm to this ('none': off)")
+    T: int = _opt(1000, "diffusion steps of the linear schedule")
+    bf16: bool = _opt(False, "bfloat16 autocast in the forward pass (recent GPUs)")
+    channels_last: bool = _opt(False, "channels_last memory layout (faster convolutions on GPUs)")
+    compile: bool = _opt(False, "torch.compile the forward pass")
+    sample_every: int = _opt(500, "steps between sample grids, log lines and checkpoints")
+    n_samples: int = _opt(64, "images per sample grid")
+    sample_steps: int = _opt(50, "DDIM steps per sample grid")
+    seed: int = _opt(0, "seed of weights, data order, timesteps, noise and dropout")
+    time_budget: float | None = _opt(
+        None,
+        "stop after this many seconds of wall time, with a checkpoint, to go on later "
+        "(default: none)",
+    )
+    overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "UNetConfig fields"})
 
     def __post_init__(self) -> None:
-        if self.model not in UNET_CONFIGS:
-            raise ValueError(f"model must be one of {sorted(UNET_CONFIGS)}, got {self.model!r}")
-        if self.data not in DATASETS:
-            raise ValueError(f"data must be one of {DATASETS}, got {self.data!r}")
+        check_choice(self.model, "model", sorted(UNET_CONFIGS))
+        check_choice(self.data, "data", DATASETS)
         for name in ("steps", "batch_size", "T", "sample_every", "n_samples", "sample_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.warmup_steps, "warmup_steps", minimum=0)
+        check_positive_int(self.seed, "seed", minimum=0)
+        self.lr = check_number(self.lr, "lr", low=0.0)
+        self.ema_decay = check_number(self.ema_decay, "ema_decay", low=0, high=1, low_open=False)
+        if self.grad_clip is not None:
+            self.grad_clip = check_number(self.grad_clip, "grad_clip", low=0.0)
+        if self.time_budget is not None:
+            self.time_budget = check_number(
+                self.time_budget, "time_budget", low=0.0, low_open=False
+            )
+        for name in ("bf16", "channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        self.unet_config()  # the overrides make a valid U-Net
+
+    def unet_config(self) -> UNetConfig:
+        """The preset ``model`` with ``overrides`` (an error naming a bad one)."""
+        if not isinstance(self.overrides, dict):
+            raise TypeError(f"overrides must be a dict, got {type(self.overrides).__name__}")
+        names = {f.name for f in dataclasses.fields(UNetConfig)}
+        unknown = sorted(set(self.overrides) - names)
+        if unknown:
+            raise ValueError(f"overrides {unknown} are not UNetConfig fields {sorted(names)}")
+        return dataclasses.replace(UNET_CONFIGS[self.model], **self.overrides)
+
+    def train_config(self, device: torch.device, progress: bool) -> TrainConfig:
+        return TrainConfig(
+            steps=self.steps, batch_size=self.batch_size, lr=self.lr, ema_decay=self.ema_decay,
+            grad_clip=self.grad_clip, warmup_steps=self.warmup_steps, amp=self.bf16,
+            seed=self.seed, device=device, progress=progress,
+        )  # fmt: skip
 
 
 class EpochSampler:
-    """The data source for :func:`minidiff.train.train`: ``(x0, t, noise)`` for this process.
+    """The data source of an image run: ``(x0, t, noise)`` for this process.
 
     Global batch ``k`` (0-based) holds the images at positions ``k B .. (k + 1) B - 1`` of the
     sequence ``perm_0, perm_1, ...`` where ``perm_e`` is a permutation of the data set fixed by
     ``(seed, e)``; ``t ~ U{1..T}`` and ``eps ~ N(0, I)`` are drawn for the whole global batch from
     the loop's generator. Process ``r`` of ``R`` keeps rows ``r B/R .. (r+1) B/R - 1``, so the R
     shards together are exactly the single-process batch. ``position`` (in images) is the data
-    position that a resume restores.
+    position that a resume restores. Each call also seeds the global RNG, which draws the
+    dropout masks, with :func:`~minidiff.training.distributed.rank_seed` of the step and rank.
     """
 
     def __init__(
@@ -136,6 +193,7 @@ class EpochSampler:
         if batch_size != self.global_batch:
             raise ValueError(f"batch_size must be the global batch {self.global_batch}")
         b = self.global_batch
+        torch.manual_seed(rank_seed(self.seed, self.position // b, self.rank))  # dropout masks
         idx = self.indices(self.position, b)
         t = torch.randint(1, self.T + 1, (b,), generator=generator)
         noise = torch.randn((b, *self.images.shape[1:]), generator=generator)
@@ -154,15 +212,14 @@ def load_images(
     """The training images ``(N, C, H, W)`` in ``[-1, 1]`` of data set ``name``:
     ``digits`` (scikit-learn, 8x8 grey), ``patches`` (32x32 crops of scikit-learn's sample
     photographs) or ``cifar10`` (``root`` or the cache; downloaded only if ``download``)."""
-    from . import data
+    from .. import data
 
+    check_choice(name, "data", DATASETS)
     if name == "digits":
         return data.load_digits(size=8)[0]
     if name == "patches":
         return data.image_patches(size=32, n=n_patches, generator=torch.Generator().manual_seed(0))
-    if name == "cifar10":
-        return data.load_cifar10(root=root, train=True, download=download)[0]
-    raise ValueError(f"data must be one of {DATASETS}, got {name!r}")
+    return data.load_cifar10(root=root, train=True, download=download)[0]
 
 
 @dataclass
@@ -176,22 +233,8 @@ class RunResult:
     out_dir: Path
     log: list[dict[str, Any]]
     rank: int = 0
-
-
-def _check_run_dir(out: Path, record: dict[str, Any]) -> None:
-    path = out / "config.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        free = ("steps", "world_size")  # a run may be extended, or resumed on more processes
-        diff = sorted(
-            k for k in set(old) | set(record) if k not in free and old.get(k) != record.get(k)
-        )
-        if diff:
-            detail = ", ".join(f"{k}={old.get(k)!r} there vs {record.get(k)!r} now" for k in diff)
-            raise ValueError(
-                f"{str(out)!r} holds a run of another configuration ({detail}); "
-                "use another --out directory"
-            )
+    steps_done: int = 0
+    resumed_from: int = 0
 
 
 def run(
@@ -203,112 +246,182 @@ def run(
     schedule: NoiseSchedule | None = None,
 ) -> RunResult:
     """Train ``UNet(config.model)`` on ``images`` (default: ``load_images(config.data)``) for
-    ``config.steps`` steps, writing checkpoints, sample grids and a log under ``out_dir``."""
-    info = init_distributed(torch.device(device or default_device()).type)
-    dev = torch.device(device) if device is not None else default_device()
+    ``config.steps`` steps (or until ``config.time_budget``), writing checkpoints, sample grids
+    and a log under ``out_dir``; continue the run found there, if any."""
+    if not isinstance(config, ImageRunConfig):
+        raise TypeError(f"config must be an ImageRunConfig, got {type(config).__name__}")
+    dev = check_device(device) or default_device()
+    info = init_distributed(dev.type)
     if dev.type == "cuda" and info.distributed:
         dev = torch.device("cuda", info.local_rank)
-    unet_cfg = UNet(config.model, **config.overrides).config
-    if images is None:
-        images = load_images(config.data)
+    unet_cfg = config.unet_config()
+    images = images if images is not None else load_images(config.data)
+    _check_images(images, unet_cfg, config)
+    folder = RunFolder(out_dir)
+    record = {**asdict(config), "unet": unet_cfg.to_dict(), "world_size": info.world_size}
+    folder.check_config(record, FREE)  # everything is checked before config.json is written
+    barrier(info)
+    if info.is_main:
+        folder.write_config(record)
+    schedule = schedule if schedule is not None else linear_schedule(config.T)
+    state, sampler, loss_fn = _start(config, unet_cfg, images, info, dev, schedule, progress)
+    state.record = {**state.record, "data": {k: v for k, v in record.items() if k not in FREE}}
+    state.resume_from(folder.checkpoint)
+    sampler.position = state.step * config.batch_size  # the data position of the checkpoint
+    if progress and info.is_main:
+        print(_announce(folder, state.step, config.steps), flush=True)
+    result = _loop(state, loss_fn, schedule, config, folder, info)
+    barrier(info)
+    cleanup(info)
+    return result
+
+
+def _announce(folder: RunFolder, step: int, steps: int) -> str:
+    if step == 0:
+        return f"new run in {str(folder.out)!r}: {steps} steps"
+    if step >= steps:
+        return f"run in {str(folder.out)!r} is complete at step {step}: nothing to train"
+    return f"resuming the run in {str(folder.out)!r} from its checkpoint at step {step} of {steps}"
+
+
+def _check_images(images: Tensor, unet_cfg: UNetConfig, config: ImageRunConfig) -> None:
     expected = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
-    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+    if not isinstance(images, Tensor) or not images.is_floating_point():
+        got = type(images).__name__
+        raise TypeError(f"images must be a floating tensor (N, C, H, W), got {got}")
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] < 1:
         raise ValueError(
             f"images of data {config.data!r} have shape {tuple(images.shape)} but model "
             f"{config.model!r} expects (N, {', '.join(map(str, expected))})"
         )
-    out = Path(out_dir)
-    record = {**asdict(config), "unet": unet_cfg.to_dict(), "world_size": info.world_size}
-    _check_run_dir(out, record)
-    barrier(info)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(record, indent=1))
 
-    torch.manual_seed(config.seed)  # initial weights: the same on every process
+
+def _start(
+    config: ImageRunConfig,
+    unet_cfg: UNetConfig,
+    images: Tensor,
+    info: DistInfo,
+    dev: torch.device,
+    schedule: NoiseSchedule,
+    progress: bool,
+) -> tuple[TrainState, EpochSampler, LossFn]:
+    """The model (the same initial weights on every process), its training state and data."""
+    torch.manual_seed(config.seed)
     model = UNet(unet_cfg).to(dev)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     forward: nn.Module = wrap_ddp(model, info, dev)
     if config.compile:
         forward = torch.compile(forward)  # type: ignore[assignment]
-    schedule = schedule if schedule is not None else linear_schedule(config.T)
-
-    def loss_fn(_: nn.Module, batch: tuple[Tensor, Tensor, Tensor], g: torch.Generator) -> Tensor:
-        x0, t, noise = batch
-        return simple_loss(forward, x0, schedule, t=t, noise=noise)
-
     sampler = EpochSampler(
         images, config.T, config.batch_size, info, config.seed, config.channels_last
     )
-    ckpt_path = out / "checkpoint.pt"
-    step = int(load_checkpoint(ckpt_path)["step"]) if ckpt_path.exists() else 0
-    log: list[dict[str, Any]] = []
-    log_path = out / "run.jsonl"
-    if log_path.exists():
-        log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-        log = [r for r in log if r["step"] <= step]
-    last_grid: Tensor | None = None
-    while True:
-        target = min(config.steps, (step // config.sample_every + 1) * config.sample_every)
-        sampler.position = step * config.batch_size  # the data position of the checkpoint
-        t0 = time.perf_counter()
-        result = train(
-            model, loss_fn, sampler, steps=target, batch_size=config.batch_size, lr=config.lr,
-            ema_decay=config.ema_decay, grad_clip=config.grad_clip,
-            warmup_steps=config.warmup_steps, seed=config.seed, device=dev,
-            checkpoint_path=ckpt_path, progress=progress and info.is_main, amp=config.bf16,
-        )  # fmt: skip
-        seconds = time.perf_counter() - t0
-        done = target - step
-        if info.is_main and done > 0:
-            last_grid = grid = _sample_grid(result.ema.model, schedule, config, unet_cfg, dev)
-            grid_path = save_image_grid(grid, out / f"samples_{target:07d}.png", scale=2)
-            entry = {
-                "step": target,
-                "loss": sum(result.losses[step:target]) / done,
-                "images_per_s": done * config.batch_size / seconds,
-                "seconds": seconds,
-                "grid": grid_path.name,
-            }
-            log.append(entry)
-            with log_path.open("a") as f:
-                f.write(json.dumps(entry) + "\n")
-        step = target
-        barrier(info)
-        if step >= config.steps:
-            break
+    train_config = config.train_config(dev, progress and info.is_main)
+    state = TrainState(model, train_config, Batches(sampler))
+    state.reduce = lambda losses: all_reduce_mean(losses, info)
+
+    def loss_fn(_: nn.Module, batch: tuple[Tensor, Tensor, Tensor], g: torch.Generator) -> Tensor:
+        x0, t, noise = batch  # drawn by the sampler: this process's shard of the global batch
+        return simple_loss(forward, x0, schedule, t=t, noise=noise)
+
+    return state, sampler, loss_fn
+
+
+def _loop(
+    state: TrainState,
+    loss_fn: LossFn,
+    schedule: NoiseSchedule,
+    config: ImageRunConfig,
+    folder: RunFolder,
+    info: DistInfo,
+) -> RunResult:
+    """Train to the end (or the time budget), sampling, logging and saving at each sample point."""
+    log = folder.read_log(up_to=state.step)
+    start, deadline = state.step, _Deadline(config.time_budget, info, state.device)
+    mark = (time.perf_counter(), state.step)
+    grid = None
+    with ProgressBar(state.config, state.step) as bar:
+        for step in train_steps(state, loss_fn):
+            out_of_time = deadline.passed(step)
+            if step % state.config.log_every == 0:
+                state.flush()
+                bar.show(state)
+            if step % config.sample_every and step < config.steps and not out_of_time:
+                continue
+            state.flush()
+            seconds = time.perf_counter() - mark[0]
+            if info.is_main:
+                grid = sample_grid(state.ema.model, config, state.device, schedule=schedule)
+                path = folder.save_grid(grid, folder.grid(state.step))
+                log.append(_entry(state, mark[1], seconds, config, path))
+                folder.write_log(log)  # the grid and the log line first, then the checkpoint
+                state.save(folder.checkpoint)
+            barrier(info)
+            mark = (time.perf_counter(), state.step)
+            if out_of_time:
+                break
     if info.is_main:
-        if last_grid is None:  # the run was already complete: sample from its EMA model
-            last_grid = _sample_grid(result.ema.model, schedule, config, unet_cfg, dev)
-        _save_final(result.losses, last_grid, config, out)
-    barrier(info)
-    cleanup(info)
+        if grid is None:  # nothing was trained: sample from the checkpoint's EMA model
+            grid = sample_grid(state.ema.model, config, state.device, schedule=schedule)
+        _save_final(state.losses, grid, config, folder)
     return RunResult(
-        model=model, ema_model=result.ema.model, losses=result.losses,
-        images_per_second=[r["images_per_s"] for r in log], out_dir=out, log=log, rank=info.rank,
+        model=state.model, ema_model=state.ema.model, losses=state.losses,
+        images_per_second=[r["images_per_s"] for r in log], out_dir=folder.out, log=log,
+        rank=info.rank, steps_done=state.step, resumed_from=start,
     )  # fmt: skip
 
 
-def _sample_grid(
+def _entry(
+    state: TrainState, since: int, seconds: float, config: ImageRunConfig, grid: Path
+) -> dict[str, Any]:
+    done = state.step - since
+    return {
+        "step": state.step,
+        "loss": sum(state.losses[since : state.step]) / done,
+        "images_per_s": done * config.batch_size / seconds,
+        "seconds": seconds,
+        "grid": grid.name,
+    }
+
+
+class _Deadline:
+    """The time budget; under DDP the processes agree (every 10 steps) to stop at the same step."""
+
+    def __init__(self, seconds: float | None, info: DistInfo, device: torch.device) -> None:
+        self.at = None if seconds is None else time.perf_counter() + seconds
+        self.info, self.device = info, device
+
+    def passed(self, step: int) -> bool:
+        if self.at is None or (self.info.distributed and step % 10):
+            return False
+        return any_rank(time.perf_counter() > self.at, self.info, self.device)
+
+
+def sample_grid(
     model: nn.Module,
-    schedule: NoiseSchedule,
     config: ImageRunConfig,
-    unet_cfg: UNetConfig,
-    dev: torch.device,
+    device: torch.device,
+    seed: int = 12345,
+    schedule: NoiseSchedule | None = None,
 ) -> Tensor:
+    """``config.n_samples`` images from ``model`` with ``config.sample_steps`` DDIM steps
+    (η = 0), starting from noise seeded by ``seed``: ``(n_samples, C, S, S)`` on the CPU."""
+    unet_cfg = config.unet_config()
     c, size = unet_cfg.in_channels, unet_cfg.image_size
-    g = torch.Generator().manual_seed(12345)
-    with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=config.bf16):
+    schedule = schedule if schedule is not None else linear_schedule(config.T)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
         x = ddim_sample(
             model, schedule, (config.n_samples, c, size, size),
-            steps=min(config.sample_steps, config.T), generator=g, device=dev,
+            steps=min(config.sample_steps, config.T), generator=g, device=device,
         )  # fmt: skip
     assert isinstance(x, Tensor)
     return x.float().cpu()
 
 
-def _save_final(losses: list[float], grid: Tensor, config: ImageRunConfig, out: Path) -> None:
+def _save_final(
+    losses: list[float], grid: Tensor, config: ImageRunConfig, folder: RunFolder
+) -> None:
     # A Figure without pyplot: no backend is touched (a notebook keeps its inline plots).
     from matplotlib.figure import Figure
 
@@ -323,52 +436,5 @@ def _save_final(losses: list[float], grid: Tensor, config: ImageRunConfig, out: 
            title=f"DDPM training loss: {config.model} on {config.data}")  # fmt: skip
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=100)
-    save_image_grid(grid, out / "samples.png", scale=2)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m minidiff.train_images", description=__doc__.split("\n")[0]
-    )
-    p.add_argument("--out", required=True, help="run directory (checkpoint, log, PNG grids)")
-    p.add_argument(
-        "--data-root", default=None, help="CIFAR-10 folder (default: MINIDIFF_DATA cache)"
-    )
-    p.add_argument("--download", action="store_true", help="download CIFAR-10 if it is not cached")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--no-progress", action="store_true")
-    for f in fields(ImageRunConfig):
-        if f.name == "overrides":
-            continue
-        default = f.default
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
-            p.add_argument(flag, action="store_true", default=default)
-        elif f.name == "grad_clip":
-            p.add_argument(flag, type=float, default=default)
-        else:
-            p.add_argument(flag, type=type(default), default=default)
-    p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> RunResult:
-    """The command line (see ``--help``)."""
-    args = _parser().parse_args(argv)
-    kwargs = {
-        f.name: getattr(args, f.name) for f in fields(ImageRunConfig) if f.name != "overrides"
-    }
-    config = ImageRunConfig(
-        **kwargs, overrides={} if args.dropout is None else {"dropout": args.dropout}
-    )
-    images = load_images(config.data, root=args.data_root, download=args.download)
-    result = run(config, args.out, images=images, device=args.device, progress=not args.no_progress)
-    if result.log and result.rank == 0:
-        last = result.log[-1]
-        print(f"step {last['step']}: loss {last['loss']:.4f}, {last['images_per_s']:.1f} images/s")
-    return result
-
-
-if __name__ == "__main__":
-    main()
+    fig.savefig(folder.out / "loss.png", dpi=100)
+    folder.save_grid(grid, folder.out / "samples.png")
