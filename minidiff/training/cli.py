@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._config import default_device
-from .._validation import check_device, check_positive_int
+from .._validation import OneOf, check_device, check_positive_int
 from .checkpoint import check_model_fingerprint, load_checkpoint
 from .images import FREE, ImageRunConfig, load_images, run, sample_grid
 from .run_folder import RunFolder
@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
     flag = "--" + f.name.replace("_", "-")
     kw: dict[str, Any] = {"default": f.default, "help": f.metadata["help"]}
-    if "choices" in f.metadata:
-        kw["choices"] = f.metadata["choices"]
+    if isinstance(f.metadata["check"], OneOf):
+        kw["choices"] = f.metadata["check"].choices
     if isinstance(f.default, bool):
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
     elif f.name in ("grad_clip", "time_budget"):

@@ -16,19 +16,43 @@ from typing import Any
 
 import torch
 
-from .._validation import (
-    check_choice,
-    check_device,
-    check_generator,
-    check_number,
-    check_positive_int,
-)
+from .._validation import Check, Device, Int, Number, OneOf, Rng, check_with
 from .checkpoint import check_checkpoint_path
 from .optim import LR_SCHEDULES
 
-__all__ = ["TrainConfig", "check_resume_record"]
+__all__ = ["TrainConfig", "option", "check_options", "check_resume_record"]
 
-_RESUME = {"resume": True}  # a field that a checkpoint records and a resume must match
+
+def option(default: Any, check: object = None, *, resume: bool = False, **meta: Any) -> Any:
+    """A config field with its default and its check (a spec of :mod:`minidiff._validation`);
+    ``resume=True`` marks what a checkpoint records and a resume must match."""
+    return field(default=default, metadata={"check": check, "resume": resume, **meta})
+
+
+def check_options(config: Any) -> None:
+    """Check every field of a config dataclass against its spec; store what the check returns
+    (a number becomes a float, a device string a ``torch.device``)."""
+    for f in dataclasses.fields(config):
+        spec, value = f.metadata.get("check"), getattr(config, f.name)
+        if spec is not None and (value is not None or not getattr(spec, "optional", False)):
+            setattr(config, f.name, check_with(spec, value, f.name))
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _cpu_generator(value: object, name: str) -> torch.Generator:
+    generator = check_with(Rng, value, name)
+    if generator.device.type != "cpu":
+        raise ValueError(f"{name} must be a CPU torch.Generator, not one on {generator.device}")
+    return generator
+
+
+FLAG = Check(_flag)
+_REQUIRED = dataclasses.MISSING
 
 
 @dataclass
@@ -58,56 +82,35 @@ class TrainConfig:
         log_every: read the losses back from the device every this many steps.
     """
 
-    steps: int
-    batch_size: int = field(default=512, metadata=_RESUME)
-    lr: float = field(default=1e-3, metadata=_RESUME)
-    weight_decay: float = field(default=0.0, metadata=_RESUME)
-    ema_decay: float = field(default=0.999, metadata=_RESUME)
-    grad_clip: float | None = field(default=1.0, metadata=_RESUME)
-    warmup_steps: int = field(default=0, metadata=_RESUME)
-    lr_schedule: str = field(default="constant", metadata=_RESUME)
-    amp: bool = field(default=False, metadata=_RESUME)
-    generator: torch.Generator | None = None
-    seed: int = 0
-    device: torch.device | str | None = None
-    checkpoint_path: str | os.PathLike[str] | None = None
-    checkpoint_every: int | None = None
-    resume: bool = True
-    progress: bool = True
-    log_every: int = 10
+    steps: int = option(_REQUIRED, Int())
+    batch_size: int = option(512, Int(), resume=True)
+    lr: float = option(1e-3, Number(low=0.0), resume=True)
+    weight_decay: float = option(0.0, Number(low=0.0, low_open=False), resume=True)
+    ema_decay: float = option(0.999, Number(low=0.0, high=1.0, low_open=False), resume=True)
+    grad_clip: float | None = option(1.0, Number(low=0.0, optional=True), resume=True)
+    warmup_steps: int = option(0, Int(minimum=0), resume=True)
+    lr_schedule: str = option("constant", OneOf(LR_SCHEDULES), resume=True)
+    amp: bool = option(False, FLAG, resume=True)
+    generator: torch.Generator | None = option(None, Check(_cpu_generator, optional=True))
+    seed: int = option(0, Int(minimum=0))
+    device: torch.device | str | None = option(None, Device)
+    # checked before the first step, not after the last
+    checkpoint_path: str | os.PathLike[str] | None = option(
+        None, Check(check_checkpoint_path, optional=True)
+    )
+    checkpoint_every: int | None = option(None, Int(optional=True))
+    resume: bool = option(True, FLAG)
+    progress: bool = option(True, FLAG)
+    log_every: int = option(10, Int())
 
     def __post_init__(self) -> None:
-        check_positive_int(self.steps, "steps")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.warmup_steps, "warmup_steps", minimum=0)
-        check_positive_int(self.log_every, "log_every")
-        check_positive_int(self.seed, "seed", minimum=0)
-        if self.checkpoint_every is not None:
-            check_positive_int(self.checkpoint_every, "checkpoint_every")
-        self.lr = check_number(self.lr, "lr", low=0.0)
-        self.weight_decay = check_number(self.weight_decay, "weight_decay", low=0.0, low_open=False)
-        self.ema_decay = check_number(
-            self.ema_decay, "ema_decay", low=0.0, high=1.0, low_open=False
-        )
-        if self.grad_clip is not None:
-            self.grad_clip = check_number(self.grad_clip, "grad_clip", low=0.0)
-        check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
-        for name in ("amp", "resume", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        generator = check_generator(self.generator)
-        if generator is not None and generator.device.type != "cpu":
-            raise ValueError(
-                f"generator must be a CPU torch.Generator, got one on {generator.device}"
-            )
-        self.device = check_device(self.device)
-        if self.checkpoint_path is not None:  # before the first step, not after the last
-            self.checkpoint_path = check_checkpoint_path(self.checkpoint_path)
+        check_options(self)
 
     def resume_record(self, data: Any) -> dict[str, Any]:
         """What a checkpoint records and a resume must match: the ``resume`` fields and ``data``
         (a description of the data source)."""
-        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata}
+        fields = dataclasses.fields(self)
+        record = {f.name: getattr(self, f.name) for f in fields if f.metadata["resume"]}
         if record.pop("lr_schedule") == "cosine":  # a cosine run decays towards its own last step
             record["lr_schedule"] = f"cosine to step {self.steps}"
         return {**record, "data": data}

@@ -31,13 +31,13 @@ import torch
 from torch import Tensor, nn
 
 from .._config import default_device
-from .._validation import check_choice, check_device, check_number, check_positive_int
+from .._validation import Int, Number, OneOf, check_choice, check_device
 from ..losses import simple_loss
 from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
 from ..samplers import ddim_sample
 from ..schedules import NoiseSchedule, linear_schedule
 from .batches import Batches
-from .config import TrainConfig
+from .config import FLAG, TrainConfig, check_options, option
 from .distributed import (
     DistInfo,
     all_reduce_mean,
@@ -68,8 +68,8 @@ DATASETS = ("digits", "patches", "cifar10")
 FREE = ("steps", "sample_every", "n_samples", "sample_steps", "time_budget", "world_size")
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
+def _opt(default: Any, check: object, help: str, **kw: Any) -> Any:
+    return option(default, check, help=help, **kw)
 
 
 @dataclass
@@ -79,47 +79,37 @@ class ImageRunConfig:
     follow DDPM's CIFAR-10 recipe where it makes sense (lr 2e-4, linear betas, T = 1000, clipping
     1); DDPM warms up over 5000 steps and trains 800k steps at batch 128 with EMA 0.9999."""
 
-    model: str = _opt("digits", "U-Net preset", choices=tuple(sorted(UNET_CONFIGS)))
-    data: str = _opt("digits", "image data set", choices=DATASETS)
-    steps: int = _opt(2000, "total optimizer steps (a resumed run may extend them)")
-    batch_size: int = _opt(128, "global batch (all processes together)")
-    lr: float = _opt(2e-4, "AdamW learning rate after the warm-up")
-    warmup_steps: int = _opt(200, "linear learning-rate warm-up steps")
-    ema_decay: float = _opt(0.999, "decay of the EMA of the weights, in [0, 1)")
-    grad_clip: float | None = _opt(1.0, "clip the global gradient norm to this ('none': off)")
-    T: int = _opt(1000, "diffusion steps of the linear schedule")
-    bf16: bool = _opt(False, "bfloat16 autocast in the forward pass (recent GPUs)")
-    channels_last: bool = _opt(False, "channels_last memory layout (faster convolutions on GPUs)")
-    compile: bool = _opt(False, "torch.compile the forward pass")
-    sample_every: int = _opt(500, "steps between sample grids, log lines and checkpoints")
-    n_samples: int = _opt(64, "images per sample grid")
-    sample_steps: int = _opt(50, "DDIM steps per sample grid")
-    seed: int = _opt(0, "seed of weights, data order, timesteps, noise and dropout")
+    model: str = _opt("digits", OneOf(sorted(UNET_CONFIGS)), "U-Net preset")
+    data: str = _opt("digits", OneOf(DATASETS), "image data set")
+    steps: int = _opt(2000, Int(), "total optimizer steps (a resumed run may extend them)")
+    batch_size: int = _opt(128, Int(), "global batch (all processes together)")
+    lr: float = _opt(2e-4, Number(low=0.0), "AdamW learning rate after the warm-up")
+    warmup_steps: int = _opt(200, Int(minimum=0), "linear learning-rate warm-up steps")
+    ema_decay: float = _opt(
+        0.999, Number(low=0.0, high=1.0, low_open=False), "decay of the EMA of the weights"
+    )
+    grad_clip: float | None = _opt(
+        1.0, Number(low=0.0, optional=True), "clip the global gradient norm to this ('none': off)"
+    )
+    T: int = _opt(1000, Int(), "diffusion steps of the linear schedule")
+    bf16: bool = _opt(False, FLAG, "bfloat16 autocast in the forward pass (recent GPUs)")
+    channels_last: bool = _opt(
+        False, FLAG, "channels_last memory layout (faster convolutions on GPUs)"
+    )
+    compile: bool = _opt(False, FLAG, "torch.compile the forward pass")
+    sample_every: int = _opt(500, Int(), "steps between sample grids, log lines and checkpoints")
+    n_samples: int = _opt(64, Int(), "images per sample grid")
+    sample_steps: int = _opt(50, Int(), "DDIM steps per sample grid")
+    seed: int = _opt(0, Int(minimum=0), "seed of weights, data order, t, noise and dropout")
     time_budget: float | None = _opt(
-        None,
+        None, Number(low=0.0, low_open=False, optional=True),
         "stop after this many seconds of wall time, with a checkpoint, to go on later "
         "(default: none)",
-    )
+    )  # fmt: skip
     overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "UNetConfig fields"})
 
     def __post_init__(self) -> None:
-        check_choice(self.model, "model", sorted(UNET_CONFIGS))
-        check_choice(self.data, "data", DATASETS)
-        for name in ("steps", "batch_size", "T", "sample_every", "n_samples", "sample_steps"):
-            check_positive_int(getattr(self, name), name)
-        check_positive_int(self.warmup_steps, "warmup_steps", minimum=0)
-        check_positive_int(self.seed, "seed", minimum=0)
-        self.lr = check_number(self.lr, "lr", low=0.0)
-        self.ema_decay = check_number(self.ema_decay, "ema_decay", low=0, high=1, low_open=False)
-        if self.grad_clip is not None:
-            self.grad_clip = check_number(self.grad_clip, "grad_clip", low=0.0)
-        if self.time_budget is not None:
-            self.time_budget = check_number(
-                self.time_budget, "time_budget", low=0.0, low_open=False
-            )
-        for name in ("bf16", "channels_last", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_options(self)
         self.unet_config()  # the overrides make a valid U-Net
 
     def unet_config(self) -> UNetConfig:

@@ -184,7 +184,7 @@ BAD_OPTIONS = [
     (["--ema-decay", "1"], "ema_decay must lie in"),
     (["--grad-clip", "0"], "grad_clip must lie in"),
     (["--time-budget", "-5"], "time_budget must lie in"),
-    (["--dropout", "1.5"], "dropout must be"),
+    (["--dropout", "1.5"], "dropout must"),
     (["--model", "cifar10_cpu"], "expects (N, 3, 32, 32)"),
     (["--data", "cifar10", "--data-root", "/nonexistent"], "CIFAR-10 is not in"),
     (["--device", "cuda:99"], "device"),
@@ -261,7 +261,10 @@ def test_every_option_has_help_a_default_and_its_choices() -> None:
                 counted += 1
     assert counted >= 25, counted
     text = " ".join(subs["train"].format_help().split())
-    for shown in ("(default: 0.0002)", "(default: 500)", "{cifar10_cpu,ddpm_cifar10,digits,tiny}",
-                  "{digits,patches,cifar10}", "(default: none)", "--bf16, --no-bf16"):  # fmt: skip
+    from minidiff.nn.unet import UNET_CONFIGS
+
+    presets = "{" + ",".join(sorted(UNET_CONFIGS)) + "}"
+    for shown in ("(default: 0.0002)", "(default: 500)", presets, "{digits,patches,cifar10}",
+                  "(default: none)", "--bf16, --no-bf16"):  # fmt: skip
         assert shown in text, shown
     assert "(default: None)" not in text and text.count("(default:") >= 18
