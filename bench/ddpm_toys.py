@@ -10,6 +10,8 @@ steps; score each draw against fresh data:
 
 - k-NN precision (fidelity) and recall (diversity) (Kynkäänniemi et al., 2019, k = 3), with their
   floor: the same measure between two independent data samples of the same size;
+- the fraction of far outliers (samples beyond the data's largest k-NN radius from every data
+  point), with the data's own rate as floor, flagged when clearly above it;
 - sliced Wasserstein SW2 and unbiased MMD², with their floors;
 - for 8gaussians, the modes covered (``mode_coverage``).
 
@@ -54,9 +56,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minidiff import GaussianMixture, ddpm_sample, linear_schedule, toy_dataset  # noqa: E402
 from minidiff.metrics import (  # noqa: E402
-    knn_precision_recall,
     mmd,
     mode_coverage,
+    precision_recall_with_floor,
     sliced_wasserstein,
 )
 from minidiff.nn import TimeMLP  # noqa: E402
@@ -137,39 +139,48 @@ def draw(
 
 
 def evaluate(x: torch.Tensor, name: str, n: int, gen: torch.Generator) -> dict[str, object]:
-    """Per draw of ``n`` samples: precision/recall, SW2, MMD² against fresh data, and the same
-    between two fresh data samples (the floors). Returns means and standard deviations."""
-    keys = ("precision", "recall", "sw", "mmd")
+    """Per draw of ``n`` samples: precision, recall and far outliers
+    (``precision_recall_with_floor``), SW2 and MMD² against fresh data, and the same between two
+    fresh data samples (the floors). Returns means and standard deviations."""
+    draws = x.shape[0] // n
+
+    def data_fn(m: int, g: torch.Generator) -> torch.Tensor:
+        return toy_dataset(name, m, g)
+
+    pr = precision_recall_with_floor(x, data_fn, n=n, draws=draws, generator=gen)
+    row: dict[str, object] = {}
+    for key in ("precision", "recall", "outliers"):
+        row[key], row[f"{key}_std"] = getattr(pr, key)
+        row[f"{key}_floor"], row[f"{key}_floor_std"] = getattr(pr, f"{key}_floor")
+    row["outliers_exceed_floor"] = pr.outliers_exceed_floor
+    keys = ("sw", "mmd")
     model: dict[str, list[float]] = {k: [] for k in keys}
     floor: dict[str, list[float]] = {k: [] for k in keys}
     for block in x.split(n):
         y, a, b = (toy_dataset(name, n, gen) for _ in range(3))
         for out, (u, v) in ((model, (block, y)), (floor, (a, b))):
-            pr = knn_precision_recall(u, v)
-            out["precision"].append(pr.precision)
-            out["recall"].append(pr.recall)
             out["sw"].append(sliced_wasserstein(u, v, generator=gen))
             out["mmd"].append(mmd(u, v))
-    row: dict[str, object] = {}
     for k in keys:
         row[k], row[f"{k}_std"] = spread(model[k])
         row[f"{k}_floor"], row[f"{k}_floor_std"] = spread(floor[k])
-    row["precision_ratio"] = float(row["precision"]) / float(row["precision_floor"])  # type: ignore[arg-type]
-    row["recall_ratio"] = float(row["recall"]) / float(row["recall_floor"])  # type: ignore[arg-type]
+    row["precision_ratio"] = pr.precision_ratio
+    row["recall_ratio"] = pr.recall_ratio
     row["sw_ratio"] = float(row["sw"]) / float(row["sw_floor"])  # type: ignore[arg-type]
     if name == "8gaussians":
         cov = mode_coverage(x, GaussianMixture.eight_gaussians())
         row["modes_covered"] = cov.covered
         row["high_quality"] = cov.high_quality
-    row["passes"] = row["precision_ratio"] >= BAR and row["recall_ratio"] >= BAR  # type: ignore[operator]
+    row["passes"] = pr.precision_ratio >= BAR and pr.recall_ratio >= BAR
     return row
 
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| toy | steps | train s wall / CPU | ms/step wall / CPU | precision (floor) | "
-        "recall (floor) | P / floor | R / floor | SW2 (floor) | MMD² (floor) | ≥ 0.9 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "recall (floor) | P / floor | R / floor | far outliers % (floor) | SW2 (floor) | "
+        "MMD² (floor) | ≥ 0.9 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         f = {k: v for k, v in r.items() if isinstance(v, float)}
@@ -183,6 +194,8 @@ def table(rows: list[dict[str, object]]) -> str:
             f"| {r['dataset']} | {timing} | {f['precision']:.3f} ± {f['precision_std']:.3f} "
             f"({f['precision_floor']:.3f}) | {f['recall']:.3f} ± {f['recall_std']:.3f} "
             f"({f['recall_floor']:.3f}) | {f['precision_ratio']:.3f} | {f['recall_ratio']:.3f} | "
+            f"{100 * f['outliers']:.2f} ({100 * f['outliers_floor']:.2f})"
+            f"{' ABOVE THE DATA' if r['outliers_exceed_floor'] else ''} | "
             f"{f['sw']:.4f} ({f['sw_floor']:.4f}) | {f['mmd']:.1e} ({f['mmd_floor']:.0e} ± "
             f"{f['mmd_floor_std']:.0e}) | {'yes' if r['passes'] else 'NO'} |"
         )
@@ -252,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: {timing['steps']} steps in {timing['train_s']:.1f} s wall / "
             f"{timing['train_cpu_s']:.1f} s CPU, final loss {timing['final_loss']:.3f}; "
             f"sampling {sample_s:.1f} s; precision {r['precision_ratio']:.3f}, "
-            f"recall {r['recall_ratio']:.3f} x floor",
+            f"recall {r['recall_ratio']:.3f} x floor; far outliers "
+            f"{100 * float(r['outliers']):.2f} % (data {100 * float(r['outliers_floor']):.2f} %)",  # type: ignore[arg-type]
             flush=True,
         )
         if a.out is not None:
@@ -270,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print(
         "\nPrecision/recall: k-NN (k = 3) fidelity and diversity; P/R ratio = model / floor. "
+        "Far outliers: samples beyond the data's largest k-NN radius from every data point, "
+        "against fresh data's own rate. "
         "SW2: sliced Wasserstein-2 (256 directions). MMD²: unbiased, sum of RBF kernels (median "
         "heuristic); its floor averages 0. Floors: the same measure between two independent data "
         "samples of the same size."

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from .._config import default_device
 from .._validation import OneOf, check_device, check_positive_int
 from .checkpoint import check_model_fingerprint, load_checkpoint
-from .images import FREE, ImageRunConfig, load_images, run, sample_grid
+from .images import CLIP_CHOICES, FREE, ImageRunConfig, load_images, run, sample_grid
 from .run_folder import RunFolder
 
 __all__ = ["main", "build_parser"]
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n-samples", type=int, default=64, help="images in the grid")
     sample.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
     sample.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
+    sample.add_argument("--clip-x0", default="static", choices=CLIP_CHOICES,
+                        help="clipping of the predicted clean image at each step")  # fmt: skip
     _add_common(sample)
     return parser
 
@@ -151,7 +153,7 @@ def _sample(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(ImageRunConfig)} - set(FREE)
     config = ImageRunConfig(
         **{k: v for k, v in record.items() if k in names},
-        n_samples=args.n_samples, sample_steps=args.sample_steps,
+        n_samples=args.n_samples, sample_steps=args.sample_steps, clip_x0=args.clip_x0,
     )  # fmt: skip
     from ..nn.unet import UNet
 
@@ -162,5 +164,9 @@ def _sample(args: argparse.Namespace) -> int:
     grid = sample_grid(model.to(device).eval(), config, device, seed=args.seed)
     path = args.grid or folder.out / f"ema_step{ckpt['step']:07d}.png"
     folder.save_grid(grid, Path(path))
-    print(f"{config.n_samples} samples of the EMA model at step {ckpt['step']} written to {path}")
+    clip = "" if config.clip_x0 == "none" else f", x0 clipping {config.clip_x0}"
+    print(
+        f"{config.n_samples} samples of the EMA model at step {ckpt['step']} "
+        f"({config.sample_steps} DDIM steps{clip}) written to {path}"
+    )
     return 0

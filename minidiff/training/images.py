@@ -65,7 +65,11 @@ __all__ = [
 
 DATASETS = ("digits", "patches", "cifar10")
 # What a resumed run may change: its length, how it samples, its budget, how many processes.
-FREE = ("steps", "sample_every", "n_samples", "sample_steps", "time_budget", "world_size")
+FREE = (
+    *("steps", "sample_every", "n_samples", "sample_steps", "clip_x0", "time_budget"),
+    "world_size",
+)
+CLIP_CHOICES = ("static", "dynamic", "none")
 
 
 def _opt(default: Any, check: object, help: str, **kw: Any) -> Any:
@@ -100,6 +104,11 @@ class ImageRunConfig:
     sample_every: int = _opt(500, Int(), "steps between sample grids, log lines and checkpoints")
     n_samples: int = _opt(64, Int(), "images per sample grid")
     sample_steps: int = _opt(50, Int(), "DDIM steps per sample grid")
+    clip_x0: str = _opt(
+        "static",
+        OneOf(CLIP_CHOICES),
+        "x0 clipping of the sample grids (minidiff.samplers.clipping)",
+    )
     seed: int = _opt(0, Int(minimum=0), "seed of weights, data order, t, noise and dropout")
     time_budget: float | None = _opt(
         None, Number(low=0.0, low_open=False, optional=True),
@@ -395,7 +404,8 @@ def sample_grid(
     schedule: NoiseSchedule | None = None,
 ) -> Tensor:
     """``config.n_samples`` images from ``model`` with ``config.sample_steps`` DDIM steps
-    (η = 0), starting from noise seeded by ``seed``: ``(n_samples, C, S, S)`` on the CPU."""
+    (η = 0) and ``config.clip_x0``, starting from noise seeded by ``seed``: ``(n_samples, C, S,
+    S)`` on the CPU."""
     unet_cfg = config.unet_config()
     c, size = unet_cfg.in_channels, unet_cfg.image_size
     schedule = schedule if schedule is not None else linear_schedule(config.T)
@@ -404,6 +414,7 @@ def sample_grid(
         x = ddim_sample(
             model, schedule, (config.n_samples, c, size, size),
             steps=min(config.sample_steps, config.T), generator=g, device=device,
+            clip_x0=None if config.clip_x0 == "none" else config.clip_x0,
         )  # fmt: skip
     assert isinstance(x, Tensor)
     return x.float().cpu()

@@ -190,3 +190,22 @@ def test_command_line_refuses_a_model_that_does_not_fit_the_data(
 def test_missing_cifar10_says_where_to_put_it(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="CIFAR-10 is not in"):
         load_images("cifar10", root=str(tmp_path / "nowhere"), download=False)
+
+
+def test_sample_grids_clip_x0_by_default() -> None:
+    """The grids of an image run clip the predicted clean image to [-1, 1] unless told not to: an
+    untrained U-Net's DDIM samples leave the range without clipping and stay in it with it."""
+    from minidiff.training.images import sample_grid
+
+    torch.manual_seed(0)
+    model = UNet("tiny").eval()
+    with torch.no_grad():  # an untrained output layer starts at zero: give it something to say
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    config = tiny_config(1, 6)
+    assert config.clip_x0 == "static"
+    clipped = sample_grid(model, config, torch.device("cpu"))
+    config.clip_x0 = "none"
+    free = sample_grid(model, config, torch.device("cpu"))
+    assert float(clipped.abs().max()) <= 1.0 + 1e-5
+    assert float(free.abs().max()) > 1.5
