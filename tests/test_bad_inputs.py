@@ -23,7 +23,7 @@ import torch
 
 import minidiff as md
 from minidiff import likelihood, losses
-from minidiff.data import GaussianMixture
+from minidiff.data import GaussianMixture, LabelledGaussianMixture
 from minidiff.samplers import ddim as ddim_mod
 from minidiff.samplers import sde_solvers
 
@@ -31,6 +31,7 @@ T = 10
 SCHED = md.linear_schedule(T, 1e-3, 0.2)
 VP = md.VPSDE()
 GMM = GaussianMixture.eight_gaussians()
+LABELLED = LabelledGaussianMixture.default_2d()
 CKPT = str(Path(tempfile.mkdtemp(prefix="minidiff-bad-inputs-")) / "ckpt.pt")
 atexit.register(shutil.rmtree, str(Path(CKPT).parent), True)
 NAN = float("nan")
@@ -629,6 +630,12 @@ FNS: list[Fn] = [
         _method(GMM, "score_model"),
         {"schedule": SCHED},
         {"schedule": bad_schedule()},
+    ),
+    Fn(
+        "LabelledGaussianMixture.tilted_log_density",
+        _method(LABELLED, "tilted_log_density"),
+        {"x": X, "y": 1, "w": 2.0},
+        {"x": bad_tensor(X, shapes=(X[0],)), "w": bad_number(positive=False)},
     ),
     Fn(
         "toy_dataset",
