@@ -12,6 +12,7 @@ import torch
 
 from minidiff import classifier_free_guidance, linear_schedule
 from minidiff.nn import UNet, UNetConfig, conditional_eps_loss, count_parameters
+from minidiff.nn.unet import parameter_count
 
 
 @pytest.fixture(autouse=True)
@@ -222,10 +223,28 @@ def test_conditions_the_unet_was_not_built_for(
      ("cond_channels", True), ("aug_embedding", 1)],
 )  # fmt: skip
 def test_bad_conditioning_config_is_named(field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises((TypeError, ValueError), match=field):
         UNetConfig(**{field: value})  # type: ignore[arg-type]
 
 
 def test_null_label_needs_labels() -> None:
     with pytest.raises(ValueError, match="num_classes=0"):
         _ = UNet("tiny").null_label
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"num_classes": 10},
+        {"context_dim": 12, "heads": 2},
+        {"cond_channels": 3},
+        {"aug_embedding": True},
+        {"num_classes": 5, "context_dim": 7, "cond_channels": 1, "aug_embedding": True},
+    ],
+)
+@pytest.mark.parametrize("preset", ["tiny", "digits"])
+def test_closed_form_parameter_count_includes_the_conditioning(
+    preset: str, overrides: dict[str, object]
+) -> None:
+    model = UNet(preset, **overrides)
+    assert parameter_count(model.config) == count_parameters(model)

@@ -170,9 +170,11 @@ class CrossAttentionBlock(nn.Module):
     self-attention block): conditioning is learned as a correction, not forced in at init.
     """
 
-    def __init__(self, channels: int, context_dim: int, heads: int = 1, groups: int = 32) -> None:
+    def __init__(
+        self, channels: int, context_dim: int, heads: int = 1, groups: int = 32, eps: float = 1e-5
+    ) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(groups, channels)
+        self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.attn = CrossAttention(channels, context_dim, heads)
         nn.init.zeros_(self.attn.to_out.weight)
         nn.init.zeros_(self.attn.to_out.bias)

@@ -11,9 +11,18 @@ name                   function                        model it needs
 "pf_ode_euler"         ``pf_ode_euler_sample``         ``score_fn(x, t_float)`` + ``SDE``
 "pf_ode_heun"          ``pf_ode_heun_sample``          ``score_fn(x, t_float)`` + ``SDE``
 "predictor_corrector"  ``predictor_corrector_sample``  ``score_fn(x, t_float)`` + ``SDE``
+"flow_ode"             ``flow_sample``                 ``velocity_fn(x, t_float)`` + a path
 =====================  ==============================  ============================================
 """
 
+from .clipping import (
+    CLIP_MODES,
+    clip_eps_model,
+    clip_score_fn,
+    dynamic_threshold,
+    resolve_clip,
+    static_clip,
+)
 from .ddim import (
     ddim_invert,
     ddim_sample,
@@ -23,6 +32,7 @@ from .ddim import (
     respace_schedule,
 )
 from .ddpm import NonFiniteSampleError, check_shape, ddpm_sample, ddpm_step
+from .flow import flow_sample, straightness
 from .langevin import annealed_langevin_sample, annealed_step_sizes, langevin_sample, langevin_step
 from .registry import available_samplers, get_sampler, register_sampler
 from .sde_solvers import (
@@ -36,6 +46,12 @@ from .sde_solvers import (
 )
 
 __all__ = [
+    "CLIP_MODES",
+    "clip_eps_model",
+    "clip_score_fn",
+    "dynamic_threshold",
+    "resolve_clip",
+    "static_clip",
     "NonFiniteSampleError",
     "annealed_langevin_sample",
     "annealed_step_sizes",
@@ -49,6 +65,7 @@ __all__ = [
     "ddpm_sample",
     "ddpm_step",
     "euler_maruyama_sample",
+    "flow_sample",
     "get_sampler",
     "langevin_sample",
     "langevin_step",
@@ -60,4 +77,5 @@ __all__ = [
     "register_sampler",
     "respace_eps_model",
     "respace_schedule",
+    "straightness",
 ]
