@@ -72,6 +72,7 @@ __all__ = [
     "Spec",
     "FloatTensor",
     "Timesteps",
+    "PointCloud",
     "Int",
     "Number",
     "OneOf",
@@ -82,6 +83,7 @@ __all__ = [
     "FloatDtype",
     "Shape",
     "Check",
+    "check_with",
     "skip_value_checks",
     "value_checks_enabled",
     "count_host_reads",
@@ -603,6 +605,57 @@ class FloatTensor(Spec):
         return value
 
 
+class PointCloud(Spec):
+    """A point cloud ``(N, D)``: a real tensor (integers allowed) with finite values, ``D >= 1``.
+
+    The body receives it detached and in float64 (metrics are computed in double precision).
+
+    Args:
+        min_rows: the least ``N``; ``more_rows_than="k"``: ``N`` must exceed argument ``k``.
+        same_dim_as: another point cloud argument whose ``D`` it must share.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_rows: int = 1,
+        more_rows_than: str | None = None,
+        same_dim_as: str | None = None,
+        optional: bool = False,
+    ) -> None:
+        self.min_rows, self.more_rows_than, self.same_dim_as = min_rows, more_rows_than, same_dim_as
+        self.optional = optional
+        self.refs = tuple(r for r in (more_rows_than, same_dim_as) if r is not None)
+
+    def check(self, value: Any, name: str, call: _Call) -> torch.Tensor:
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (N, D), got {describe(value)}")
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor, got dtype {value.dtype}")
+        if value.ndim != 2 or value.shape[1] < 1:
+            raise ValueError(f"{name} must have shape (N, D) with D >= 1, got {tuple(value.shape)}")
+        least = self.min_rows
+        if self.more_rows_than is not None and isinstance(call.get(self.more_rows_than), int):
+            least = max(least, call.get(self.more_rows_than) + 1)
+        if value.shape[0] < least:
+            raise ValueError(f"{name} must have at least {least} rows, got {value.shape[0]}")
+        other = call.get(self.same_dim_as) if self.same_dim_as is not None else None
+        if isinstance(other, torch.Tensor) and other.shape[1] != value.shape[1]:
+            raise ValueError(
+                f"{self.same_dim_as} and {name} must have the same dimension D, "
+                f"got {other.shape[1]} and {value.shape[1]}"
+            )
+        x64 = value.detach().to(torch.float64)
+        if _VALUE_CHECKS.get():
+            call.require(
+                x64,
+                lambda: _all_finite(x64),
+                lambda: f"{name} must contain only finite values",
+                witness=lambda: torch.isfinite(x64.sum()),
+            )
+        return x64
+
+
 class Timesteps(Spec):
     """Discrete timesteps ``t ∈ 1..T``: an int (the whole batch) or an integer tensor ``(B,)``.
 
@@ -730,6 +783,16 @@ class Check(Spec):
 
     def check(self, value: Any, name: str, call: _Call) -> Any:
         return self.fn(value, name)
+
+
+def check_with(spec: object, value: Any, name: str) -> Any:
+    """Check one value against a spec outside ``@checked`` (e.g. one branch of an argument that
+    may be a tensor or a callable); returns what a body would receive."""
+    call = _Call({})
+    out = _as_spec(spec).check(value, name, call)
+    if call.pending:
+        call.read_values()
+    return out
 
 
 def _as_spec(spec: object) -> Spec:

@@ -59,7 +59,7 @@ from .samplers.dpm_solver import _first_order, _start, _watch, _x0
 from .samplers.registry import register_sampler
 from .schedules import NoiseSchedule
 from .tensors import noise_like
-from .train import EMA
+from .training import EMA
 
 __all__ = [
     "consistency_scalings",

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["pad_like", "noise_like", "standard_normal", "sum_data_dims", "mean_data_dims"]
+__all__ = [
+    "pad_like",
+    "noise_like",
+    "standard_normal",
+    "sum_data_dims",
+    "mean_data_dims",
+    "pairwise_sq_dists",
+]
 
 
 def pad_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -49,3 +56,12 @@ def sum_data_dims(x: torch.Tensor) -> torch.Tensor:
 def mean_data_dims(x: torch.Tensor) -> torch.Tensor:
     """``(B, ...) -> (B,)``: the mean over every dimension but the batch."""
     return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``|a_i - b_j|²`` for ``a: (N, D)``, ``b: (M, D)`` as an ``(N, M)`` matrix.
+
+    Expanded as ``|a|² + |b|² - 2 a·b`` (one matrix product) and clamped at 0 against round-off.
+    """
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return d.clamp_min_(0.0)

@@ -23,7 +23,7 @@ import torch
 
 import minidiff as md
 from minidiff import likelihood, losses
-from minidiff.data import GaussianMixture
+from minidiff.data import GaussianMixture, LabelledGaussianMixture
 from minidiff.samplers import ddim as ddim_mod
 from minidiff.samplers import sde_solvers
 
@@ -31,6 +31,7 @@ T = 10
 SCHED = md.linear_schedule(T, 1e-3, 0.2)
 VP = md.VPSDE()
 GMM = GaussianMixture.eight_gaussians()
+LABELLED = LabelledGaussianMixture.default_2d()
 CKPT = str(Path(tempfile.mkdtemp(prefix="minidiff-bad-inputs-")) / "ckpt.pt")
 atexit.register(shutil.rmtree, str(Path(CKPT).parent), True)
 NAN = float("nan")
@@ -631,6 +632,12 @@ FNS: list[Fn] = [
         {"schedule": bad_schedule()},
     ),
     Fn(
+        "LabelledGaussianMixture.tilted_log_density",
+        _method(LABELLED, "tilted_log_density"),
+        {"x": X, "y": 1, "w": 2.0},
+        {"x": bad_tensor(X, shapes=(X[0],)), "w": bad_number(positive=False)},
+    ),
+    Fn(
         "toy_dataset",
         md.toy_dataset,
         {"name": "moons", "n": 5, "generator": None},
@@ -1216,16 +1223,6 @@ POLICY_PENDING: dict[str, dict[str, set[str]]] = {
         "sigma_max": {"str", "bool", "None"},
         "eps": {"str", "bool", "None"},
     },
-    "train": {
-        **{
-            a: {"float", "str", "bool", "float-nan", "None"}
-            for a in ("steps", "batch_size", "warmup_steps", "seed")
-        },
-        "checkpoint_every": {"float", "str", "bool", "float-nan"},
-        **{a: {"str", "bool", "None"} for a in ("lr", "weight_decay", "ema_decay")},
-        "grad_clip": {"str", "bool"},
-    },
-    "EMA": {"decay": {"str", "bool", "None"}},
 }
 
 
