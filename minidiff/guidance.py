@@ -39,13 +39,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._validation import (
-    check_all_finite,
-    check_callable,
-    check_number,
-    check_same_shape,
-    check_tensor,
-)
+from ._validation import Check, FloatTensor, Function, check_number, checked
 from .data.labelled import check_labels
 from .diffusion import EpsModel
 from .schedules import NoiseSchedule, check_timesteps
@@ -78,6 +72,10 @@ def check_guidance_weight(w: object, name: str = "w") -> float:
             f"{name} must be a finite guidance weight >= 0 "
             f"(0 = the conditional model, no extra guidance), got {w!r}"
         ) from None
+
+
+W = Check(check_guidance_weight)
+"""The ``@checked`` spec of a guidance weight ``w``."""
 
 
 def _num_classes(model: object, num_classes: object, name: str = "model") -> int:
@@ -115,25 +113,23 @@ def _labels(y: int | torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
     return y.long().to(x_t.device)
 
 
+@checked(w=W)
 def guidance_scale(w: float) -> float:
     """The ``diffusers`` guidance scale ``gamma = 1 + w`` of the lectures' weight ``w``."""
-    return 1.0 + check_guidance_weight(w)
+    return 1.0 + w
 
 
+@checked(cond=FloatTensor(finite=True), uncond=FloatTensor(like="cond", finite=True), w=W)
 def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
     """``(1 + w) cond - w uncond`` for ε predictions or scores alike (the combination is linear).
 
     ``cond, uncond: (B, ...)`` floating, finite (one host read, skipped inside a sampler's loop),
     ``w`` a finite number ``>= 0``.
     """
-    w = check_guidance_weight(w)
-    check_tensor(cond, "cond")
-    check_tensor(uncond, "uncond")
-    check_same_shape(cond, uncond, "cond", "uncond")
-    check_all_finite((cond, "cond"), (uncond, "uncond"))
     return cond + w * (cond - uncond)
 
 
+@checked(model=Function("(x_t, t, y) -> eps"), w=W)
 def classifier_free_guidance(
     model: ConditionalModel, y: int | torch.Tensor, w: float, *, num_classes: int | None = None
 ) -> EpsModel:
@@ -149,9 +145,7 @@ def classifier_free_guidance(
 
     Works unchanged for a conditional *score* model ``score(x, t, y)`` with continuous ``t``.
     """
-    check_callable(model, "model", "(x_t, t, y) -> eps")
     C = _num_classes(model, num_classes)
-    w = check_guidance_weight(w)
     _check_y(y, C)
 
     def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -167,6 +161,7 @@ def classifier_free_guidance(
     return eps
 
 
+@checked(classifier=Function("(x_t, t) -> logits"), x_t=FloatTensor())
 def classifier_log_prob_grad(
     classifier: Classifier,
     x_t: torch.Tensor,
@@ -181,8 +176,6 @@ def classifier_log_prob_grad(
     classifier does not return logits ``(B, num_classes)``; ``num_classes`` defaults to
     ``classifier.num_classes``.
     """
-    check_callable(classifier, "classifier", "(x_t, t) -> logits")
-    check_tensor(x_t, "x_t")
     C = _num_classes(classifier, num_classes, "classifier")
     return _log_prob_grad(classifier, x_t, t, check_labels(y, x_t.shape[0], C).to(x_t.device), C)
 
@@ -213,6 +206,12 @@ def _log_prob_grad(
     return grad.detach()
 
 
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    classifier=Function("(x_t, t) -> logits"),
+    w=W,
+    schedule=NoiseSchedule,
+)
 def classifier_guidance(
     eps_model: EpsModel,
     classifier: Classifier,
@@ -228,12 +227,7 @@ def classifier_guidance(
     returning logits ``(B, C)``, ``y`` an int or ``(B,)`` long, ``w >= 0``; ``num_classes``
     defaults to ``classifier.num_classes``.
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    check_callable(classifier, "classifier", "(x_t, t) -> logits")
     C = _num_classes(classifier, num_classes, "classifier")
-    w = check_guidance_weight(w)
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     _check_y(y, C)
 
     def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -248,6 +242,7 @@ def classifier_guidance(
     return eps
 
 
+@checked(score_fn=Function("(x, t) -> score"), classifier=Function("(x_t, t) -> logits"), w=W)
 def classifier_guidance_score(
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     classifier: Classifier,
@@ -260,10 +255,7 @@ def classifier_guidance_score(
 
     For any time variable, the SDE samplers' continuous ``t`` included.
     """
-    check_callable(score_fn, "score_fn", "(x, t) -> score")
-    check_callable(classifier, "classifier", "(x_t, t) -> logits")
     C = _num_classes(classifier, num_classes, "classifier")
-    w = check_guidance_weight(w)
     _check_y(y, C)
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

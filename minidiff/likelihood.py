@@ -29,16 +29,20 @@ import math
 import torch
 
 from ._validation import (
-    check_callable,
-    check_choice,
+    Check,
+    FloatTensor,
+    Function,
+    Instance,
+    Int,
+    Number,
+    OneOf,
+    Rng,
     check_finite,
-    check_generator,
-    check_number,
-    check_positive_int,
-    check_tensor,
+    checked,
 )
 from .samplers.sde_solvers import ode_solve, time_grid
 from .sde import SDE, ScoreFn
+from .tensors import standard_normal
 
 __all__ = [
     "DIVERGENCES",
@@ -85,6 +89,18 @@ def divergence(
     return est / probes.shape[0]
 
 
+@checked(
+    score_fn=Function("(x, t) -> score"),
+    sde=Instance(SDE, "an SDE (VPSDE or VESDE)"),
+    x=FloatTensor(finite=True),
+    steps=Int(),
+    method=OneOf(("heun", "rk4", "euler")),
+    divergence=OneOf(DIVERGENCES),
+    n_probes=Int(),
+    probe=OneOf(PROBES),
+    generator=Rng,
+    t_start=Number(low=0.0, high=1.0, low_open=False, optional=True),
+)
 def ode_log_likelihood(
     score_fn: ScoreFn,
     sde: SDE,
@@ -117,19 +133,6 @@ def ode_log_likelihood(
     Returns:
         ``(N,)`` log-likelihoods (nats, summed over data dimensions).
     """
-    check_callable(score_fn, "score_fn", "(x, t) -> score")
-    check_tensor(x, "x")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
-    steps = check_positive_int(steps, "steps")
-    check_choice(method, "method", ("heun", "rk4", "euler"))
-    check_choice(divergence, "divergence", DIVERGENCES)
-    check_choice(probe, "probe", PROBES)
-    n_probes = check_positive_int(n_probes, "n_probes")
-    check_generator(generator)
-    if t_start is not None:
-        t_start = check_number(t_start, "t_start", low=0.0, high=1.0, low_open=False)
-    check_finite(x, "x")
     t0 = sde.t_min if t_start is None else t_start
     ts = time_grid(steps, float(t0), 1.0)
     rsde = sde.reverse(score_fn, probability_flow=True)
@@ -138,10 +141,8 @@ def ode_log_likelihood(
 
     probes = None
     if divergence == "hutchinson":
-        dev = generator.device if generator is not None else x.device
-        probes = torch.randn((n_probes, *shape), generator=generator, dtype=x.dtype, device=dev).to(
-            x.device
-        )
+        size = (n_probes, *shape)
+        probes = standard_normal(size, generator=generator, dtype=x.dtype, device=x.device)
         if probe == "rademacher":
             probes = probes.sign()  # symmetric ±1 with probability ½ each
             probes[probes == 0] = 1.0
@@ -166,6 +167,22 @@ def ode_log_likelihood(
 _divergence = divergence  # the argument of ode_log_likelihood shadows the function's name
 
 
+def _nats(value: object, name: str) -> torch.Tensor:
+    """A number or a tensor ``(N,)`` of finite log-likelihoods, as a floating tensor."""
+    if not isinstance(value, torch.Tensor):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a tensor (N,) or a number, got {type(value).__name__}")
+        value = torch.tensor(float(value), dtype=torch.float64)
+    if not value.is_floating_point():
+        value = value.to(torch.float64)
+    if value.dim() > 1:
+        raise ValueError(
+            f"{name} must have shape (N,) (one value per sample), got {tuple(value.shape)}"
+        )
+    return check_finite(value, name)
+
+
+@checked(log_likelihood_nats=Check(_nats), dims=Int(), scale=Number(low=0.0))
 def bits_per_dim(
     log_likelihood_nats: torch.Tensor, dims: int, *, scale: float = 127.5
 ) -> torch.Tensor:
@@ -181,36 +198,14 @@ def bits_per_dim(
     A uniform density over the dequantised cube gives exactly 8 bits. ``scale=1`` turns nats into
     plain bits per dimension. ``log_likelihood_nats: (N,)`` -> ``(N,)``.
     """
-    name = "log_likelihood_nats"
-    if not isinstance(log_likelihood_nats, torch.Tensor):
-        if isinstance(log_likelihood_nats, bool) or not isinstance(
-            log_likelihood_nats, (int, float)
-        ):
-            raise TypeError(
-                f"{name} must be a tensor (N,) or a number, "
-                f"got {type(log_likelihood_nats).__name__}"
-            )
-        log_likelihood_nats = torch.tensor(float(log_likelihood_nats), dtype=torch.float64)
-    if not log_likelihood_nats.is_floating_point():
-        log_likelihood_nats = log_likelihood_nats.to(torch.float64)
-    if log_likelihood_nats.dim() > 1:
-        raise ValueError(
-            f"{name} must have shape (N,) (one value per sample), "
-            f"got {tuple(log_likelihood_nats.shape)}"
-        )
-    check_finite(log_likelihood_nats, name)
-    dims = check_positive_int(dims, "dims")
-    scale = check_number(scale, "scale", low=0.0)
     return -(log_likelihood_nats - dims * math.log(scale)) / (dims * math.log(2.0))
 
 
+@checked(x=FloatTensor(finite=True), generator=Rng, scale=Number(low=0.0))
 def uniform_dequantize(
     x: torch.Tensor, generator: torch.Generator | None = None, *, scale: float = 127.5
 ) -> torch.Tensor:
     """Add ``u / scale``, ``u ~ U[0, 1)``, to 8-bit images ``k / scale - 1`` (see bits_per_dim)."""
-    check_tensor(x, "x", finite=True)
-    check_generator(generator)
-    scale = check_number(scale, "scale", low=0.0)
     dev = generator.device if generator is not None else x.device
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=dev).to(x.device)
     return x + u / scale

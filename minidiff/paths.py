@@ -47,9 +47,16 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ._validation import call_like, check_callable, check_choice, check_same_shape, check_tensor
+from ._validation import (
+    call_like,
+    check_callable,
+    check_choice,
+    check_instance,
+    check_noise,
+    check_same_shape,
+    check_tensor,
+)
 from .data.gmm import GaussianMixture
-from .diffusion import _check_schedule, _noise_like
 from .schedules import NoiseSchedule
 from .sde import VPSDE, _batch_time, _bcast, check_time
 
@@ -61,6 +68,7 @@ __all__ = [
     "CosinePath",
     "VPPath",
     "DiscreteVPPath",
+    "convert_with",
     "convert_model",
     "change_of_path",
     "mixture_predictor",
@@ -155,7 +163,7 @@ class GaussianPath(ABC):
         """
         check_tensor(x0, "x0", finite=True)
         c = self._columns(x0, t)
-        return c.alpha * x0 + c.sigma * _noise_like(x0, noise, generator, "x0")
+        return c.alpha * x0 + c.sigma * check_noise(noise, x0, "x0", generator)
 
     def conditional_velocity(
         self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float
@@ -178,15 +186,7 @@ class GaussianPath(ABC):
         """
         _check_kinds(src, dst)
         _check_pair(x_t, value, "x_t", "value")
-        c = self._columns(x_t, t)
-        if src == dst:
-            return value
-        a, b = _ab(c, src)
-        det = c.alpha * b - c.sigma * a
-        x0 = (b * x_t - c.sigma * value) / det
-        eps = (c.alpha * value - a * x_t) / det
-        a2, b2 = _ab(c, dst)
-        return a2 * x0 + b2 * eps
+        return _convert(self._columns(x_t, t), value, x_t, src, dst)
 
     def error_factor(self, kind: str, t: torch.Tensor | float) -> torch.Tensor:
         """``c(t) = det / alpha``: ``pred - target = c(t) (eps_hat - eps)`` at a fixed ``x_t``.
@@ -273,7 +273,7 @@ class DiscreteVPPath(GaussianPath):
     """
 
     def __init__(self, schedule: NoiseSchedule) -> None:
-        self.schedule = _check_schedule(schedule)
+        self.schedule = check_instance(schedule, "schedule", NoiseSchedule)
         self.T = schedule.T
         self._log_ab = schedule.alpha_bar.log()
 
@@ -310,6 +310,40 @@ class DiscreteVPPath(GaussianPath):
 
 
 # --------------------------------------------------------------------------- models on paths
+
+
+def convert_with(
+    coefficients: PathCoefficients, value: torch.Tensor, x_t: torch.Tensor, *, src: str, dst: str
+) -> torch.Tensor:
+    """:meth:`GaussianPath.convert` with given coefficients: ``(alpha, sigma, alpha', sigma')``,
+    each a ``(B,)`` tensor (one per row of ``x_t``) or a number, instead of a path and ``t``."""
+    _check_kinds(src, dst)
+    _check_pair(x_t, value, "x_t", "value")
+    if not isinstance(coefficients, tuple) or len(coefficients) != 4:
+        raise TypeError("coefficients must be a PathCoefficients(alpha, sigma, d_alpha, d_sigma)")
+    cols = []
+    for name, v in zip(PathCoefficients._fields, coefficients, strict=True):
+        v = torch.as_tensor(v, dtype=torch.float64)
+        if v.dim() > 1 or (v.dim() == 1 and v.shape[0] != x_t.shape[0]):
+            raise ValueError(
+                f"{name} must be a number or have shape ({x_t.shape[0]},), got {tuple(v.shape)}"
+            )
+        cols.append(_bcast(v.expand(x_t.shape[0]), x_t))
+    return _convert(PathCoefficients(*cols), value, x_t, src, dst)
+
+
+def _convert(
+    c: PathCoefficients, value: torch.Tensor, x_t: torch.Tensor, src: str, dst: str
+) -> torch.Tensor:
+    """Solve ``x_t = alpha x0 + sigma eps``, ``value = a x0 + b eps``; form ``dst`` (no checks)."""
+    if src == dst:
+        return value
+    a, b = _ab(c, src)
+    det = c.alpha * b - c.sigma * a
+    x0 = (b * x_t - c.sigma * value) / det
+    eps = (c.alpha * value - a * x_t) / det
+    a2, b2 = _ab(c, dst)
+    return a2 * x0 + b2 * eps
 
 
 def convert_model(model: Model, path: GaussianPath, *, src: str, dst: str) -> Model:

@@ -18,6 +18,7 @@ from minidiff.paths import (
     VPPath,
     change_of_path,
     convert_model,
+    convert_with,
     mixture_predictor,
 )
 from minidiff.samplers import ddim_sample, ddim_step, ddim_timesteps, ode_solve
@@ -66,6 +67,22 @@ def test_every_conversion_between_every_pair_is_exact(path: GaussianPath) -> Non
             got = path.convert(truth[src], x_t, t, src=src, dst=dst)
             scale = float(truth[dst].abs().max())
             assert float((got - truth[dst]).abs().max()) < 1e-12 * scale, (src, dst)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=repr)
+def test_convert_with_given_coefficients_equals_the_path_method(path: GaussianPath) -> None:
+    x0, eps, t = _draw(32, 2, 13)
+    x_t = path.sample(x0, t, noise=eps)
+    c = path.coefficients(t)
+    for dst in KINDS:
+        a = convert_with(c, eps, x_t, src="eps", dst=dst)
+        assert torch.equal(a, path.convert(eps, x_t, t, src="eps", dst=dst)), dst
+    one = path.coefficients(0.3)  # numbers: the same coefficients for every row
+    assert torch.allclose(
+        convert_with(one, eps, x_t, src="eps", dst="x0"),
+        path.convert(eps, x_t, 0.3, src="eps", dst="x0"),
+        atol=1e-14,
+    )
 
 
 @pytest.mark.parametrize("path", PATHS, ids=repr)
@@ -339,6 +356,10 @@ def test_bad_inputs_raise_clear_errors() -> None:
         mixture_predictor("gmm", path)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="kind must be one of"):
         path.error_factor("noise", 0.5)
+    with pytest.raises(ValueError, match=r"alpha must be a number or have shape \(4,\)"):
+        convert_with(path.coefficients(torch.rand(3)), x, x, src="eps", dst="x0")
+    with pytest.raises(TypeError, match="coefficients must be a PathCoefficients"):
+        convert_with((1.0, 0.5), x, x, src="eps", dst="x0")  # type: ignore[arg-type]
     bad = convert_model(lambda x, t: x[:, :1], path, src="eps", dst="velocity")
     with pytest.raises(ValueError, match="model must return a tensor of shape"):
         bad(x, torch.full((4,), 0.5))

@@ -11,6 +11,11 @@ name                   function                        model it needs
 "pf_ode_euler"         ``pf_ode_euler_sample``         ``score_fn(x, t_float)`` + ``SDE``
 "pf_ode_heun"          ``pf_ode_heun_sample``          ``score_fn(x, t_float)`` + ``SDE``
 "predictor_corrector"  ``predictor_corrector_sample``  ``score_fn(x, t_float)`` + ``SDE``
+"flow_ode"             ``flow_sample``                 ``velocity_fn(x, t_float)`` + a path
+"dpm_solver++"         ``dpm_solver_sample``           ``eps_model(x, t_long)`` + ``NoiseSchedule``
+"heun_log_snr"         ``heun_log_snr_sample``         ``eps_model(x, t_long)`` + ``NoiseSchedule``
+"consistency"          ``consistency_sample``          ``f(x, t_long)`` + ``NoiseSchedule``
+                       (in :mod:`minidiff.consistency`)
 =====================  ==============================  ============================================
 
 ``available_samplers()`` lists every registered name (the table above plus any sampler added since).
@@ -69,6 +74,13 @@ from .ddim import (
     respace_schedule,
 )
 from .ddpm import ddpm_sample, ddpm_step
+from .dpm_solver import (
+    dpm_solver_sample,
+    dpm_solver_step,
+    heun_log_snr_sample,
+    log_snr_timesteps,
+)
+from .flow import flow_sample, straightness
 from .langevin import annealed_langevin_sample, annealed_step_sizes, langevin_sample, langevin_step
 from .loop import NonFiniteSampleError, SamplerState, draw_start, run_sampler, trajectory
 from .registry import available_samplers, get_sampler, register_sampler
@@ -99,8 +111,13 @@ __all__ = [
     "ddim_step",
     "ddim_timesteps",
     "ddpm_sample",
+    "dpm_solver_sample",
+    "dpm_solver_step",
+    "heun_log_snr_sample",
+    "log_snr_timesteps",
     "ddpm_step",
     "euler_maruyama_sample",
+    "flow_sample",
     "get_sampler",
     "langevin_sample",
     "langevin_step",
@@ -116,6 +133,7 @@ __all__ = [
     "SamplerState",
     "draw_start",
     "trajectory",
+    "straightness",
 ]
 
 

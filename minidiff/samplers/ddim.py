@@ -25,22 +25,19 @@ from collections.abc import Sequence
 import torch
 
 from .._validation import (
-    check_all_finite,
-    check_callable,
-    check_number,
-    check_positive_int,
-    check_tensor,
-    skip_value_checks,
+    FloatTensor,
+    Function,
+    Int,
+    Number,
+    Rng,
+    Timesteps,
+    check_timesteps,
+    checked,
 )
-from ..diffusion import (
-    EpsModel,
-    _check_schedule,
-    _noise_like,
-    call_eps_model,
-    predict_x0_from_eps,
-)
-from ..schedules import NoiseSchedule, check_timesteps
-from .clipping import clip_eps_model, resolve_clip
+from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
+from ..schedules import NoiseSchedule
+from ..tensors import noise_like, pad_like
+from .clipping import CLIP_X0, X0Clip, clip_eps_model
 from .loop import OnStep, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -55,9 +52,8 @@ __all__ = [
 ]
 
 
-def _check_eta(eta: object) -> float:
-    """``eta`` as a float: finite and ``>= 0`` (0 = deterministic DDIM, 1 = DDPM)."""
-    return check_number(eta, "eta", low=0.0, low_open=False)
+ETA = Number(low=0.0, low_open=False)
+"""``eta``: finite and ``>= 0`` (0 = deterministic DDIM, 1 = DDPM)."""
 
 
 def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
@@ -94,6 +90,7 @@ def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
     return tp
 
 
+@checked(schedule=NoiseSchedule, eta=ETA)
 def ddim_sigma(
     t: torch.Tensor | int, t_prev: torch.Tensor | int, schedule: NoiseSchedule, eta: float
 ) -> torch.Tensor:
@@ -104,16 +101,13 @@ def ddim_sigma(
     Returns a float64 tensor ``(B,)``. For ``t_prev = t - 1`` and ``eta = 1``,
     ``sigma² = beta_tilde_t``.
     """
-    sched = _check_schedule(schedule)
-    eta = _check_eta(eta)
     B = (
         t.shape[0]
         if isinstance(t, torch.Tensor)
         else (t_prev.shape[0] if isinstance(t_prev, torch.Tensor) else 1)
     )
-    tt = check_timesteps(t, B, sched.T)
-    tp = _check_prev(t_prev, tt, sched.T)
-    return _sigma(tt, tp, sched, eta)
+    tt = check_timesteps(t, B, schedule.T)
+    return _sigma(tt, _check_prev(t_prev, tt, schedule.T), schedule, eta)
 
 
 def _sigma(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> torch.Tensor:
@@ -122,6 +116,16 @@ def _sigma(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float)
     return eta * ((1 - ab_p) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_p).clamp(min=0.0).sqrt()
 
 
+@checked(
+    x_t=FloatTensor(finite=True),
+    t=Timesteps(of="x_t"),
+    eps=FloatTensor(like="x_t", finite=True),
+    schedule=NoiseSchedule,
+    eta=ETA,
+    noise=FloatTensor(like="x_t", finite=True, optional=True),
+    generator=Rng,
+    clip_x0=CLIP_X0,
+)
 def ddim_step(
     x_t: torch.Tensor,
     t: torch.Tensor | int,
@@ -132,7 +136,7 @@ def ddim_step(
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    clip_x0: object = None,
+    clip_x0: str | X0Clip | None = None,
 ) -> torch.Tensor:
     """One DDIM step ``x_t -> x_{t_prev}`` (Song et al. 2021, Eq. 12) given
     ``eps = eps_theta(x_t, t)``.
@@ -147,25 +151,12 @@ def ddim_step(
     ``clip_x0``: the step uses ``clip(x̂₀)`` and the ``ε`` re-derived from it
     (:mod:`minidiff.samplers.clipping`).
     """
-    check_tensor(x_t, "x_t")
-    resolve_clip(clip_x0)
-    sched = _check_schedule(schedule)
-    eta = _check_eta(eta)
-    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
-    tp = _check_prev(t_prev, tt, sched.T)
-    check_tensor(eps, "eps")
-    if eps.shape != x_t.shape:
-        raise ValueError(
-            f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
-        )
-    if noise is not None:
-        check_tensor(noise, "noise")
-    check_all_finite((x_t, "x_t"), (eps, "eps"), (noise, "noise"))
-    _check_eta_fits(tt, tp, sched, eta)
-    z = _noise_like(x_t, noise, generator, "x_t") if (eta > 0 or noise is not None) else None
-    with skip_value_checks():  # checked above
-        eps = clip_eps_model(lambda x, t: eps, sched, clip_x0)(x_t, tt)
-        return _ddim_step(x_t, tt, tp, eps, sched, eta, z)
+    tt: torch.Tensor = t  # type: ignore[assignment]  # @checked made t a long tensor
+    tp = _check_prev(t_prev, tt, schedule.T)
+    _check_eta_fits(tt, tp, schedule, eta)
+    z = noise if noise is not None else (noise_like(x_t, generator) if eta > 0 else None)
+    eps = clip_eps_model(lambda x, t_: eps, schedule, clip_x0)(x_t, tt)
+    return _ddim_step(x_t, tt, tp, eps, schedule, eta, z)
 
 
 def _check_eta_fits(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> None:
@@ -196,14 +187,12 @@ def _ddim_step(
     sigma64 = _sigma(tt, tp, sched, eta) if eta > 0 else torch.zeros_like(ab_p)
     dir_var = (1.0 - ab_p - sigma64**2).clamp(min=0.0)
 
-    def col(v: torch.Tensor) -> torch.Tensor:
-        return v.to(dtype=x_t.dtype, device=x_t.device).reshape(-1, *([1] * (x_t.dim() - 1)))
-
-    x0_hat = predict_x0_from_eps(x_t, tt, eps, sched)
-    x_prev = col(ab_p.sqrt()) * x0_hat + col(dir_var.sqrt()) * eps
-    return x_prev if z is None else x_prev + col(sigma64) * z
+    x0_hat = predict_x0_from_eps.unchecked(x_t, tt, eps, sched)
+    x_prev = pad_like(ab_p.sqrt(), x_t) * x0_hat + pad_like(dir_var.sqrt(), x_t) * eps
+    return x_prev if z is None else x_prev + pad_like(sigma64, x_t) * z
 
 
+@checked(schedule=NoiseSchedule, steps=Int())
 def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     """``steps`` evenly strided, strictly decreasing timesteps ``T, T - T/steps, …, T/steps``
     (rounded).
@@ -215,15 +204,13 @@ def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     ``t/T ∈ [0, 1]``. (``schedule.timesteps(steps)`` ends at ``t = 1`` instead, which wastes one
     network call on the tiny jump ``1 -> 0``.)
     """
-    sched = _check_schedule(schedule)
-    check_positive_int(steps, "steps")
-    if steps > sched.T:
+    if steps > schedule.T:
         raise ValueError(
-            f"steps must be <= T={sched.T} (one network call per timestep), got {steps}"
+            f"steps must be <= T={schedule.T} (one network call per timestep), got {steps}"
         )
     k = torch.arange(steps, dtype=torch.float64)
     # the stride T/steps >= 1 keeps the rounded values distinct
-    return (sched.T - k * sched.T / steps).round().long()
+    return (schedule.T - k * schedule.T / steps).round().long()
 
 
 def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object) -> torch.Tensor:
@@ -247,13 +234,13 @@ def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object
     if ts.numel() > 1 and bool((ts[1:] >= ts[:-1]).any()):
         raise ValueError("timesteps must be strictly decreasing (e.g. 1000, 980, …, 1)")
     if steps is not None:
-        check_positive_int(steps, "steps")
-        if steps != ts.numel():
+        if Int().check(steps, "steps", None) != ts.numel():  # type: ignore[arg-type]
             raise ValueError(f"steps={steps} disagrees with len(timesteps)={ts.numel()}")
     return ts
 
 
 @register_sampler("ddim")
+@checked(eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, eta=ETA, clip_x0=CLIP_X0)
 def ddim_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -263,7 +250,7 @@ def ddim_sample(
     steps: int | None = None,
     timesteps: Sequence[int] | torch.Tensor | None = None,
     eta: float = 0.0,
-    clip_x0: object = None,
+    clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -293,9 +280,7 @@ def ddim_sample(
         on_step: called with the start and each state ``x_{tau_S-1}, …, x_0``
             (:func:`~minidiff.samplers.loop.trajectory` collects them).
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = _check_schedule(schedule)
-    eta = _check_eta(eta)
+    sched = schedule
     ts = _resolve_timesteps(sched, steps, timesteps)
     prev = torch.cat([ts[1:], ts.new_zeros(1)])
     _check_eta_fits(ts, prev, sched, eta)
@@ -306,13 +291,14 @@ def ddim_sample(
         tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
         tp = torch.full((x.shape[0],), t_next, dtype=torch.long, device=x.device)
         eps = call_eps_model(model, x, tt)
-        z = _noise_like(x, None, generator) if eta > 0 else None
+        z = noise_like(x, generator) if eta > 0 else None
         return _ddim_step(x, tt, tp, eps, sched, eta, z)
 
     times = list(zip(ts.tolist(), prev.tolist(), strict=True))
     return run_sampler(step, x, times, name="ddim_sample", on_step=on_step, progress=progress)
 
 
+@checked(eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, x0=FloatTensor(finite=True))
 def ddim_invert(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -341,9 +327,7 @@ def ddim_invert(
         ``x_T`` (``(B, ...)``). Decode it with
         ``ddim_sample(eps_model, schedule, steps=steps, x_T=x_T)`` (the same strided steps).
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = _check_schedule(schedule)
-    check_tensor(x0, "x0", finite=True)
+    sched = schedule
     ts = _resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
     prev = torch.cat([ts.new_zeros(1), ts[:-1]])
 
@@ -356,6 +340,7 @@ def ddim_invert(
     return run_sampler(step, x0, times, name="ddim_invert", on_step=on_step, progress=progress)
 
 
+@checked(schedule=NoiseSchedule)
 def respace_schedule(
     schedule: NoiseSchedule, timesteps: Sequence[int] | torch.Tensor
 ) -> NoiseSchedule:
@@ -366,7 +351,7 @@ def respace_schedule(
     with ``eps'(x, i) = eps(x, tau_i)`` (:func:`respace_eps_model`) and ``sigma² = beta_tilde`` is
     exactly DDIM with ``eta = 1`` on the strided timesteps (Nichol & Dhariwal 2021, Sec. 4).
     """
-    sched = _check_schedule(schedule)
+    sched = schedule
     if timesteps is None or isinstance(timesteps, (str, bytes)):
         raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
     try:
@@ -383,10 +368,10 @@ def respace_schedule(
     return NoiseSchedule(1.0 - ab / ab_prev)
 
 
+@checked(eps_model=Function("(x_t, t) -> eps"))
 def respace_eps_model(eps_model: EpsModel, timesteps: Sequence[int] | torch.Tensor) -> EpsModel:
     """Wrap ``eps_model`` so that step ``i`` of the respaced chain calls it at ``tau_i``
     (increasing order)."""
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     if timesteps is None or isinstance(timesteps, (str, bytes)):
         raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
     raw = torch.as_tensor(timesteps)

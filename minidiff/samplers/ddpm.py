@@ -15,22 +15,27 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import (
-    check_all_finite,
-    check_callable,
-    check_choice,
-    check_tensor,
-    skip_value_checks,
-)
-from ..diffusion import VARIANCES, EpsModel, _check_schedule, _noise_like, _prepare, p_mean_var
+from .._validation import FloatTensor, Function, OneOf, Rng, Timesteps, checked
+from ..diffusion import VARIANCES, EpsModel, p_mean_var
 from ..schedules import NoiseSchedule
-from .clipping import clip_eps_model, resolve_clip
+from ..tensors import noise_like, pad_like
+from .clipping import CLIP_X0, X0Clip, clip_eps_model
 from .loop import NonFiniteSampleError, OnStep, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = ["ddpm_step", "ddpm_sample", "NonFiniteSampleError"]
 
 
+@checked(
+    x_t=FloatTensor(finite=True),
+    t=Timesteps(of="x_t"),
+    eps=FloatTensor(like="x_t", finite=True),
+    schedule=NoiseSchedule,
+    variance=OneOf(VARIANCES),
+    noise=FloatTensor(like="x_t", finite=True, optional=True),
+    generator=Rng,
+    clip_x0=CLIP_X0,
+)
 def ddpm_step(
     x_t: torch.Tensor,
     t: torch.Tensor | int,
@@ -40,7 +45,7 @@ def ddpm_step(
     variance: str = "beta",
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    clip_x0: object = None,
+    clip_x0: str | X0Clip | None = None,
 ) -> torch.Tensor:
     """One ancestral step ``x_t -> x_{t-1}`` given the model's ``eps`` prediction.
 
@@ -50,35 +55,31 @@ def ddpm_step(
     ``x̂₀ -> x̂₀``): the mean becomes the posterior mean ``μ̃_t(x_t, clip(x̂₀))``, see
     :mod:`minidiff.samplers.clipping`.
     """
-    check_choice(variance, "variance", VARIANCES)
-    resolve_clip(clip_x0)
-    tt, sched = _prepare(x_t, t, schedule, "x_t")
-    check_tensor(eps, "eps")
-    if eps.shape != x_t.shape:
-        raise ValueError(
-            f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
-        )
-    check_all_finite((x_t, "x_t"), (eps, "eps"))
-    z = _noise_like(x_t, noise, generator, "x_t")
-    with skip_value_checks():  # checked above
-        return _step(clip_eps_model(lambda x, t: eps, sched, clip_x0), x_t, tt, sched, variance, z)
+    z = noise if noise is not None else noise_like(x_t, generator)
+    model = clip_eps_model(lambda x, tt: eps, schedule, clip_x0)
+    return _step(model, x_t, t, schedule, variance, z)  # type: ignore[arg-type]
 
 
 def _step(
     eps_model: EpsModel,
     x_t: torch.Tensor,
     tt: torch.Tensor,
-    sched: NoiseSchedule,
+    schedule: NoiseSchedule,
     variance: str,
     z: torch.Tensor,
 ) -> torch.Tensor:
     """``mu_theta + sigma_t z``, with no noise where ``t == 1`` (``tt``: a checked long tensor)."""
-    mean, var = p_mean_var(eps_model, x_t, tt, sched, variance)
-    not_last = (tt > 1).to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))
-    return mean + not_last * var.sqrt() * z
+    mean, var = p_mean_var.unchecked(eps_model, x_t, tt, schedule, variance)
+    return mean + pad_like((tt > 1).to(x_t.dtype), x_t) * var.sqrt() * z
 
 
 @register_sampler("ddpm")
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    schedule=NoiseSchedule,
+    variance=OneOf(VARIANCES),
+    clip_x0=CLIP_X0,
+)
 def ddpm_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -86,7 +87,7 @@ def ddpm_sample(
     *,
     x_T: torch.Tensor | None = None,
     variance: str = "beta",
-    clip_x0: object = None,
+    clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -111,15 +112,12 @@ def ddpm_sample(
     Returns:
         ``x_0``, shaped like the start.
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    check_choice(variance, "variance", VARIANCES)
-    sched = _check_schedule(schedule)
-    model = clip_eps_model(eps_model, sched, clip_x0)
+    model = clip_eps_model(eps_model, schedule, clip_x0)
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
         tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        return _step(model, x, tt, sched, variance, _noise_like(x, None, generator))
+        return _step(model, x, tt, schedule, variance, noise_like(x, generator))
 
-    times = [(t, t - 1) for t in range(sched.T, 0, -1)]
+    times = [(t, t - 1) for t in range(schedule.T, 0, -1)]
     return run_sampler(step, x, times, name="ddpm_sample", on_step=on_step, progress=progress)

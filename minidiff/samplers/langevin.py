@@ -28,15 +28,17 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .._validation import (
+    Check,
+    FloatTensor,
+    Function,
+    Int,
+    Number,
+    OneOf,
     call_like,
-    check_all_finite,
-    check_callable,
-    check_choice,
     check_number,
-    check_positive_int,
-    check_tensor,
+    checked,
 )
-from ..diffusion import _noise_like
+from ..tensors import noise_like
 from .loop import OnStep, Prior, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -58,10 +60,25 @@ NoiseConditionalScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PRIORS = ("gaussian", "uniform")
 
 
-def _check_step_size(step_size: object, name: str = "step_size") -> float:
-    return check_number(step_size, name, low=0.0)
+def _step_size(step_size: object, name: str) -> float | torch.Tensor:
+    """A number ``> 0``, or a floating tensor ``(B,)`` (or broadcastable to ``x``) of them."""
+    if not isinstance(step_size, torch.Tensor) or step_size.numel() == 1:
+        return check_number(step_size, name, low=0.0)
+    if not step_size.is_floating_point():
+        raise TypeError(
+            f"{name} must be a number or a floating tensor, got dtype {step_size.dtype}"
+        )
+    if bool((step_size <= 0).any()) or not bool(torch.isfinite(step_size).all()):
+        raise ValueError(f"{name} must be finite and > 0")
+    return step_size
 
 
+@checked(
+    x=FloatTensor(finite=True),
+    score=FloatTensor(like="x", finite=True),
+    step_size=Check(_step_size),
+    noise=FloatTensor(like="x", finite=True),
+)
 def langevin_step(
     x: torch.Tensor, score: torch.Tensor, step_size: float | torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
@@ -76,32 +93,15 @@ def langevin_step(
     Returns:
         the next state, same shape as ``x``.
     """
-    check_tensor(x, "x")
-    check_tensor(score, "score")
-    check_tensor(noise, "noise")
-    for name, v in (("score", score), ("noise", noise)):
-        if v.shape != x.shape:
-            raise ValueError(
-                f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}"
-            )
-    check_all_finite((x, "x"), (score, "score"), (noise, "noise"))
-    if isinstance(step_size, torch.Tensor) and step_size.numel() != 1:
-        if not step_size.is_floating_point():
-            raise TypeError(
-                f"step_size must be a number or a floating tensor, got dtype {step_size.dtype}"
-            )
-        h = _step_column(step_size, x)
+    if isinstance(step_size, torch.Tensor):
         try:
-            torch.broadcast_shapes(h.shape, x.shape)
+            torch.broadcast_shapes(_step_column(step_size, x).shape, x.shape)
         except RuntimeError:
             raise ValueError(
                 f"step_size of shape {tuple(step_size.shape)} must be a number, ({x.shape[0]},) or "
                 f"broadcastable to x {tuple(x.shape)}"
             ) from None
-        if bool((h <= 0).any()) or not bool(torch.isfinite(h).all()):
-            raise ValueError("step_size must be finite and > 0")
-        return _langevin_step(x, score, step_size, noise)
-    return _langevin_step(x, score, _check_step_size(step_size), noise)
+    return _langevin_step(x, score, step_size, noise)
 
 
 def _step_column(step_size: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -128,6 +128,7 @@ def _call_score(
 
 
 @register_sampler("langevin")
+@checked(score_fn=Function("(x) -> score"), steps=Int(), step_size=Number(low=0.0))
 def langevin_sample(
     score_fn: ScoreFn,
     shape: tuple[int, ...] | None = None,
@@ -154,13 +155,11 @@ def langevin_sample(
     Raises:
         NonFiniteSampleError: naming the first step whose iterate holds NaN/inf (step too large?).
     """
-    check_callable(score_fn, "score_fn", "(x) -> score")
-    steps = check_positive_int(steps, "steps")
-    h = _check_step_size(step_size)
+    h = step_size
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, k: int, k_next: int) -> torch.Tensor:
-        return _langevin_step(x, _call_score(score_fn, x), h, _noise_like(x, None, generator))
+        return _langevin_step(x, _call_score(score_fn, x), h, noise_like(x, generator))
 
     return run_sampler(
         step,
@@ -199,6 +198,7 @@ def check_sigmas(sigmas: torch.Tensor | Sequence[float], name: str = "sigmas") -
     return s
 
 
+@checked(sigmas=Check(check_sigmas), step_lr=Number(low=0.0))
 def annealed_step_sizes(sigmas: torch.Tensor | Sequence[float], step_lr: float) -> torch.Tensor:
     """``α_i = h σ_i² / σ_L²`` (``h = step_lr``) for every level (Song & Ermon 2019, Alg. 1),
     ``(L,)`` float64.
@@ -206,12 +206,18 @@ def annealed_step_sizes(sigmas: torch.Tensor | Sequence[float], step_lr: float) 
     The ratio ``α_i / σ_i²`` is the same at every level, so the "signal-to-noise" of one update,
     ``‖(α_i/2) s‖ / ‖sqrt(α_i) z‖ ∝ sqrt(α_i) / σ_i``, does not depend on ``σ_i``.
     """
-    s = check_sigmas(sigmas)
-    h = _check_step_size(step_lr, "step_lr")
-    return h * s**2 / s[-1] ** 2
+    s: torch.Tensor = sigmas  # type: ignore[assignment]  # @checked made it a float64 tensor
+    return step_lr * s**2 / s[-1] ** 2
 
 
 @register_sampler("annealed_langevin")
+@checked(
+    score_fn=Function("(x, sigma) -> score"),
+    sigmas=Check(check_sigmas),
+    steps_per_level=Int(),
+    step_lr=Number(low=0.0),
+    prior=OneOf(PRIORS),
+)
 def annealed_langevin_sample(
     score_fn: NoiseConditionalScoreFn,
     sigmas: torch.Tensor | Sequence[float],
@@ -250,11 +256,8 @@ def annealed_langevin_sample(
     Raises:
         NonFiniteSampleError: naming the step (and its ``σ``) where NaN/inf first appeared.
     """
-    check_callable(score_fn, "score_fn", "(x, sigma) -> score")
-    s = check_sigmas(sigmas)
-    steps_per_level = check_positive_int(steps_per_level, "steps_per_level")
-    alphas = annealed_step_sizes(s, step_lr)
-    check_choice(prior, "prior", PRIORS)
+    s: torch.Tensor = sigmas  # type: ignore[assignment]  # @checked made it a float64 tensor
+    alphas = annealed_step_sizes.unchecked(s, step_lr)
     x = draw_start(
         x_T, shape, generator=generator, device=device, dtype=dtype, prior=_PRIORS[prior](s)
     )
@@ -265,7 +268,7 @@ def annealed_langevin_sample(
         score = _call_score(score_fn, x, sig)
         if sigma_next == 0.0:  # the final Tweedie step
             return x + sigma**2 * score
-        return _langevin_step(x, score, step_of[sigma], _noise_like(x, None, generator))
+        return _langevin_step(x, score, step_of[sigma], noise_like(x, generator))
 
     levels = [v for v in s.tolist() for _ in range(steps_per_level)]
     times = list(zip(levels, levels[1:] + levels[-1:], strict=True))

@@ -30,16 +30,18 @@ from typing import Any
 import torch
 
 from .._validation import (
+    Check,
+    FloatTensor,
+    Function,
+    Int,
+    Number,
+    OneOf,
     call_like,
-    check_callable,
-    check_choice,
-    check_number,
-    check_positive_int,
-    check_tensor,
+    checked,
 )
-from ..diffusion import _noise_like
 from ..sde import SDE, ReverseSDE, ScoreFn, _batch_time
-from .clipping import clip_score_fn
+from ..tensors import noise_like, pad_like
+from .clipping import CLIP_X0, X0Clip, clip_score_fn
 from .langevin import _langevin_step
 from .loop import OnStep, draw_start, run_sampler
 from .registry import register_sampler
@@ -65,12 +67,12 @@ VectorField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``F(x: (B, ...), t: (B,) float) -> dx/dt: (B, ...)``."""
 
 
+_UNIT = Number(low=0.0, high=1.0, low_open=False, high_open=False)
+
+
+@checked(steps=Int(), t_start=_UNIT, t_end=_UNIT)
 def time_grid(steps: int, t_start: float = 1.0, t_end: float = 1e-3) -> torch.Tensor:
     """``steps + 1`` evenly spaced float64 times from ``t_start`` to ``t_end`` (either way)."""
-    steps = check_positive_int(steps, "steps")
-    for name, v in (("t_start", t_start), ("t_end", t_end)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= float(v) <= 1.0):
-            raise ValueError(f"{name} must be a float in [0, 1], got {v!r}")
     if t_start == t_end:
         raise ValueError(f"t_start and t_end must differ, got both = {t_start}")
     return torch.linspace(float(t_start), float(t_end), steps + 1, dtype=torch.float64)
@@ -117,6 +119,7 @@ ODE_METHODS: dict[str, tuple[Callable[..., torch.Tensor], int]] = {
 """method name -> (step function, evaluations of F per step)."""
 
 
+@checked(rsde=ReverseSDE, x=FloatTensor(), noise=FloatTensor(like="x"))
 def euler_maruyama_step(
     rsde: ReverseSDE,
     x: torch.Tensor,
@@ -129,16 +132,6 @@ def euler_maruyama_step(
     ``mean = x + F(x, t) dt`` and ``x_next = mean + g(t) sqrt(|dt|) z``. Returns ``(x_next, mean)``;
     samplers return the mean after the last step (Song et al.'s "denoising" of the final step).
     """
-    if not isinstance(rsde, ReverseSDE):
-        raise TypeError(
-            f"rsde must be a ReverseSDE (sde.reverse(score_fn)), got {type(rsde).__name__}"
-        )
-    check_tensor(x, "x")
-    check_tensor(noise, "noise")
-    if noise.shape != x.shape:
-        raise ValueError(
-            f"noise must have the shape of x {tuple(x.shape)}, got {tuple(noise.shape)}"
-        )
     return _euler_maruyama_step(rsde, x, _batch_time(x, t), dt, noise)
 
 
@@ -161,8 +154,7 @@ def _euler_maruyama_step(
 
 def _col(v: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A number or a ``(B,)`` tensor as ``(B, 1, …, 1)`` (or a scalar tensor) in ``x``'s dtype."""
-    v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
-    return v.reshape(-1, *([1] * (x.dim() - 1))) if v.dim() == 1 else v
+    return pad_like(torch.as_tensor(v, dtype=x.dtype, device=x.device), x)
 
 
 # ---------------------------------------------------------------------------- the integrator
@@ -176,6 +168,36 @@ class ODESolution:
     nfe: int = 0
 
 
+def _grid(ts: object, name: str) -> list[float]:
+    """A strictly monotone 1-D floating tensor of at least 2 finite times, as a list of floats."""
+    if not isinstance(ts, torch.Tensor):
+        raise TypeError(f"{name} must be a 1-D floating tensor of times, got {type(ts).__name__}")
+    if not ts.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating tensor of continuous times, got dtype {ts.dtype}"
+        )
+    if ts.dim() != 1 or ts.numel() < 2:
+        raise ValueError(
+            f"{name} must be a 1-D tensor of at least 2 times, got shape {tuple(ts.shape)}"
+        )
+    grid = ts.to(torch.float64).tolist()  # one read; the loop then reads nothing per step
+    if not all(math.isfinite(v) for v in grid):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    dts = [b - a for a, b in zip(grid[:-1], grid[1:], strict=True)]
+    if not (all(d > 0 for d in dts) or all(d < 0 for d in dts)):
+        raise ValueError(
+            f"{name} must be strictly monotone "
+            "(decreasing for sampling, increasing for likelihoods)"
+        )
+    return grid
+
+
+@checked(
+    fn=Function("(x, t) -> dx/dt"),
+    x=FloatTensor(finite=True),
+    ts=Check(_grid),
+    method=OneOf(tuple(ODE_METHODS)),
+)
 def ode_solve(
     fn: VectorField,
     x: torch.Tensor,
@@ -191,32 +213,15 @@ def ode_solve(
     Args:
         fn: ``F(x (B, ...), t (B,) float64) -> (B, ...)``.
         x: the state at ``ts[0]``, ``(B, ...)``.
-        ts: ``(N + 1,)`` monotone times (decreasing for sampling, increasing for likelihoods).
+        ts: ``(N + 1,)`` monotone float times (decreasing for sampling, increasing for
+            likelihoods).
         method: ``"euler"``, ``"heun"`` or ``"rk4"`` (see ``ODE_METHODS``).
         name: used in the error raised when the state becomes NaN/inf (which names the step).
         on_step: called with the start and the state at each grid time.
     Returns:
         :class:`ODESolution` with ``x`` at ``ts[-1]`` and ``nfe`` (evaluations of ``fn``).
     """
-    check_callable(fn, "fn", "(x, t) -> dx/dt")
-    check_choice(method, "method", list(ODE_METHODS))
-    check_tensor(x, "x", finite=True)
-    if not isinstance(ts, torch.Tensor):
-        raise TypeError(f"ts must be a 1-D floating tensor of times, got {type(ts).__name__}")
-    if not ts.is_floating_point():
-        raise TypeError(f"ts must be a floating tensor of continuous times, got dtype {ts.dtype}")
-    if ts.dim() != 1 or ts.numel() < 2:
-        raise ValueError(
-            f"ts must be a 1-D tensor of at least 2 times, got shape {tuple(ts.shape)}"
-        )
-    grid = ts.to(torch.float64).tolist()  # one read; the loop then reads nothing per step
-    if not all(math.isfinite(v) for v in grid):
-        raise ValueError("ts contains non-finite values (NaN or inf)")
-    dts = [b - a for a, b in zip(grid[:-1], grid[1:], strict=True)]
-    if not (all(d > 0 for d in dts) or all(d < 0 for d in dts)):
-        raise ValueError(
-            "ts must be strictly monotone (decreasing for sampling, increasing for likelihoods)"
-        )
+    grid: list[float] = ts  # type: ignore[assignment]  # @checked made it a list of floats
     step_fn, per_step = ODE_METHODS[method]
 
     def step(x: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
@@ -228,13 +233,13 @@ def ode_solve(
     return ODESolution(x=x, nfe=per_step * len(times))
 
 
+@checked(steps=Int(), corrector_steps=Int(minimum=0))
 def count_nfe(sampler: str, steps: int, corrector_steps: int = 1) -> int:
     """Score evaluations of a sampler of this module: ``steps`` (EM, Euler), ``2 steps`` (Heun),
     ``steps (1 + corrector_steps)`` (predictor–corrector)."""
-    steps = check_positive_int(steps, "steps")
     per = {"euler_maruyama": 1, "pf_ode_euler": 1, "pf_ode_heun": 2, "pf_ode_rk4": 4}
     if sampler == "predictor_corrector":
-        return steps * (1 + check_positive_int(corrector_steps, "corrector_steps", minimum=0))
+        return steps * (1 + corrector_steps)
     if sampler not in per:
         raise ValueError(
             f"sampler must be one of {sorted([*per, 'predictor_corrector'])}, got {sampler!r}"
@@ -257,12 +262,7 @@ def _start(
 ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
     """The start ``x_1`` (``x_T`` or a prior draw) and the steps ``(t_i, t_{i+1})`` of the grid
     ``1 -> t_end``."""
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
-    steps = check_positive_int(steps, "steps")
-    t_end = sde.t_min if t_end is None else t_end
-    t_end = check_number(t_end, "t_end", low=0.0, high=1.0, low_open=False)
-    grid = time_grid(steps, 1.0, t_end).tolist()
+    grid = time_grid(steps, 1.0, sde.t_min if t_end is None else t_end).tolist()
 
     def prior(
         size: tuple[int, ...], g: torch.Generator | None, dt: torch.dtype, dev: torch.device
@@ -288,6 +288,17 @@ def euler_maruyama_sample(
     return predictor_corrector_sample(score_fn, sde, shape, corrector_steps=0, **kwargs)
 
 
+_T_END = Number(low=0.0, high=1.0, low_open=False, optional=True)
+
+
+@checked(
+    score_fn=Function("(x, t) -> score"),
+    sde=SDE,
+    steps=Int(),
+    method=OneOf(tuple(ODE_METHODS)),
+    t_end=_T_END,
+    clip_x0=CLIP_X0,
+)
 def pf_ode_sample(
     score_fn: ScoreFn,
     sde: SDE,
@@ -297,7 +308,7 @@ def pf_ode_sample(
     steps: int,
     method: str = "heun",
     t_end: float | None = None,
-    clip_x0: object = None,
+    clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -314,8 +325,6 @@ def pf_ode_sample(
     ``[-1, 1]``): the ODE is driven by the score of the clipped ``x̂₀ = (x + σ² score) / α``
     (:func:`~minidiff.samplers.clipping.clip_score_fn`). Returns ``x`` at ``t_end``.
     """
-    check_callable(score_fn, "score_fn", "(x, t) -> score")
-    check_choice(method, "method", list(ODE_METHODS))
     x, times = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0), probability_flow=True)
     ts = torch.tensor([times[0][0]] + [b for _, b in times], dtype=torch.float64)
@@ -342,6 +351,15 @@ def pf_ode_heun_sample(
 
 
 @register_sampler("predictor_corrector")
+@checked(
+    score_fn=Function("(x, t) -> score"),
+    sde=SDE,
+    steps=Int(),
+    corrector_steps=Int(minimum=0),
+    snr=Number(low=0.0),
+    t_end=_T_END,
+    clip_x0=CLIP_X0,
+)
 def predictor_corrector_sample(
     score_fn: ScoreFn,
     sde: SDE,
@@ -353,7 +371,7 @@ def predictor_corrector_sample(
     snr: float = 0.16,
     t_end: float | None = None,
     denoise: bool = True,
-    clip_x0: object = None,
+    clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -386,9 +404,6 @@ def predictor_corrector_sample(
     Returns:
         ``x`` at ``t_end``.
     """
-    check_callable(score_fn, "score_fn", "(x, t) -> score")
-    corrector_steps = check_positive_int(corrector_steps, "corrector_steps", minimum=0)
-    snr = check_number(snr, "snr", low=0.0)
     name = "predictor_corrector_sample" if corrector_steps else "euler_maruyama_sample"
     x, times = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0))
@@ -402,11 +417,11 @@ def predictor_corrector_sample(
         tt = torch.full((x.shape[0],), t, dtype=torch.float64, device=x.device)
         for _ in range(corrector_steps):
             s = rsde._score_unchecked(x, tt)
-            z = _noise_like(x, None, generator)
+            z = noise_like(x, generator)
             s_norm = s.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
             h = 4.0 * ratio[t] * (snr * z.flatten(1).norm(dim=1).mean() / s_norm) ** 2
             x = _langevin_step(x, s, h.to(x.dtype), z)
-        z = _noise_like(x, None, generator)
+        z = noise_like(x, generator)
         x_next, mean = _euler_maruyama_step(rsde, x, tt, t_next - t, z)
         return mean if (denoise and t_next == t_last) else x_next
 

@@ -129,7 +129,12 @@ CALLS: dict[str, tuple[tuple[object, ...], dict[str, object], int]] = {
     "pf_ode_euler": ((lambda x, t: -x, VPSDE()), {"steps": 4}, 4),
     "pf_ode_heun": ((lambda x, t: -x, VPSDE()), {"steps": 4}, 4),
     "predictor_corrector": ((lambda x, t: -x, VPSDE()), {"steps": 4}, 4),
+    "dpm_solver++": ((toy_eps, SCHED), {"steps": 4}, 4),
+    "heun_log_snr": ((toy_eps, SCHED), {"steps": 4}, 4),
+    "flow_ode": ((lambda x, t: -x, None), {"steps": 4}, 4),
+    "consistency": ((lambda x, t: 0.5 * x, SCHED), {"timesteps": [20, 10, 5]}, 3),
 }
+DETERMINISTIC = ("pf_ode_euler", "pf_ode_heun", "dpm_solver++", "heun_log_snr", "flow_ode")
 
 
 def test_the_table_covers_the_registry() -> None:
@@ -152,7 +157,7 @@ def test_one_return_type_and_on_step_sees_every_state(name: str) -> None:
     # the same start given as x_T: the same run, without a draw
     x_T = states[0].x.clone()
     y = get_sampler(name)(*lead, x_T=x_T, generator=torch.Generator().manual_seed(0), **kw)
-    if name.startswith("pf_ode"):
+    if name in DETERMINISTIC:
         assert torch.equal(y, x)  # deterministic given the start
     else:
         assert not torch.equal(y, x)  # the generator now draws the noise from its first number
