@@ -32,7 +32,6 @@ from ._validation import (
     Check,
     FloatTensor,
     Function,
-    Instance,
     Int,
     Number,
     OneOf,
@@ -41,7 +40,7 @@ from ._validation import (
     checked,
 )
 from .samplers.sde_solvers import ode_solve, time_grid
-from .sde import SDE, ScoreFn
+from .sde import SDE, SDE_ARG, ScoreFn
 from .tensors import standard_normal
 
 __all__ = [
@@ -91,7 +90,7 @@ def divergence(
 
 @checked(
     score_fn=Function("(x, t) -> score"),
-    sde=Instance(SDE, "an SDE (VPSDE or VESDE)"),
+    sde=SDE_ARG,
     x=FloatTensor(finite=True),
     steps=Int(),
     method=OneOf(("heun", "rk4", "euler")),

@@ -383,7 +383,9 @@ class ReverseSDE:
 # ---------------------------------------------------------------------------------- bridges
 
 
-_SDE = Instance(SDE, "an SDE (VPSDE or VESDE)")
+SDE_ARG = Instance(SDE, "an SDE (VPSDE or VESDE)")
+"""The ``@checked`` spec of an ``sde`` argument."""
+_SDE = SDE_ARG
 
 
 @checked(gmm=GaussianMixture, sde=_SDE)

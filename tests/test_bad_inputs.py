@@ -1207,22 +1207,6 @@ WRONG_KIND = {
 # dialect of minidiff._validation. The test fails once a case is fixed: then delete its row.
 POLICY_PENDING: dict[str, dict[str, set[str]]] = {
     "respace_schedule": {"timesteps": {"empty"}},
-    "annealed_langevin_sample": {"init": {"None"}},
-    "time_grid": {"t_start": {"str", "bool", "None"}, "t_end": {"str", "bool", "None"}},
-    "count_nfe": {"sampler": {"None", "int"}},
-    "euler_maruyama_sample": {"t_end": {"str", "bool"}},
-    "predictor_corrector_sample": {"snr": {"str", "bool", "None"}},
-    "get_sampler": {"name": {"None", "int"}},
-    "VPSDE": {
-        "beta_min": {"str", "bool", "None"},
-        "beta_max": {"str", "bool", "None"},
-        "eps": {"str", "bool", "None"},
-    },
-    "VESDE": {
-        "sigma_min": {"str", "bool", "None"},
-        "sigma_max": {"str", "bool", "None"},
-        "eps": {"str", "bool", "None"},
-    },
 }
 
 

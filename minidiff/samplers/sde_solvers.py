@@ -37,9 +37,10 @@ from .._validation import (
     Number,
     OneOf,
     call_like,
+    check_choice,
     checked,
 )
-from ..sde import SDE, ReverseSDE, ScoreFn, _batch_time
+from ..sde import SDE, SDE_ARG, ReverseSDE, ScoreFn, _batch_time
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_score_fn
 from .langevin import _langevin_step
@@ -238,12 +239,9 @@ def count_nfe(sampler: str, steps: int, corrector_steps: int = 1) -> int:
     """Score evaluations of a sampler of this module: ``steps`` (EM, Euler), ``2 steps`` (Heun),
     ``steps (1 + corrector_steps)`` (predictor–corrector)."""
     per = {"euler_maruyama": 1, "pf_ode_euler": 1, "pf_ode_heun": 2, "pf_ode_rk4": 4}
+    check_choice(sampler, "sampler", sorted([*per, "predictor_corrector"]))
     if sampler == "predictor_corrector":
         return steps * (1 + corrector_steps)
-    if sampler not in per:
-        raise ValueError(
-            f"sampler must be one of {sorted([*per, 'predictor_corrector'])}, got {sampler!r}"
-        )
     return steps * per[sampler]
 
 
@@ -293,7 +291,7 @@ _T_END = Number(low=0.0, high=1.0, low_open=False, optional=True)
 
 @checked(
     score_fn=Function("(x, t) -> score"),
-    sde=SDE,
+    sde=SDE_ARG,
     steps=Int(),
     method=OneOf(tuple(ODE_METHODS)),
     t_end=_T_END,
@@ -353,7 +351,7 @@ def pf_ode_heun_sample(
 @register_sampler("predictor_corrector")
 @checked(
     score_fn=Function("(x, t) -> score"),
-    sde=SDE,
+    sde=SDE_ARG,
     steps=Int(),
     corrector_steps=Int(minimum=0),
     snr=Number(low=0.0),

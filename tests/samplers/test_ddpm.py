@@ -241,7 +241,7 @@ def test_step_argument_checks(sched: md.NoiseSchedule) -> None:
         ddpm_step(x, torch.tensor([1, 2]), x, sched)
     with pytest.raises(ValueError, match=r"t must lie in 1\.\.50"):
         ddpm_step(x, torch.tensor([0, 1, 2]), x, sched)
-    with pytest.raises(ValueError, match="eps must have the shape"):
+    with pytest.raises(ValueError, match="eps must have the same shape as x_t"):
         ddpm_step(x, 2, torch.zeros(3, 1), sched)
     with pytest.raises(ValueError, match="noise must have the same shape"):
         ddpm_step(x, 2, x, sched, noise=torch.zeros(2, 2))
