@@ -10,8 +10,8 @@ Public API (stable; coursework imports these names from the top level):
   ``simple_loss``
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
-  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``,
-  ``available_samplers``
+  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``dpm_solver_sample``,
+  ``get_sampler``, ``available_samplers``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
 - score matching: ``dsm_loss``, ``ism_loss``, ``ssm_loss``, ``geometric_sigmas``,
@@ -19,8 +19,9 @@ Public API (stable; coursework imports these names from the top level):
 - likelihood: ``ode_log_likelihood``, ``bits_per_dim``, ``affine_model_nll``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
 - networks and training: ``TimeMLP``, ``UNet``, ``UNetConfig``, ``sinusoidal_embedding``,
-  ``train``, ``EMA``, ``TrainResult``, ``save_checkpoint``, ``load_checkpoint``,
-  ``NonFiniteLossError``
+  ``train``, ``train_toy`` (the 2D recipe), ``TrainConfig``, ``EMA``, ``TrainResult``,
+  ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError`` (the rest of training in
+  ``minidiff.training``)
 - guidance: ``classifier_guidance``, ``classifier_free_guidance`` (more in ``minidiff.guidance``;
   conditional networks in ``minidiff.nn``, labelled toys in ``minidiff.data``)
 - metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
@@ -28,9 +29,17 @@ Public API (stable; coursework imports these names from the top level):
   ``mode_coverage``
 
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise
-checkers).
+checkers), ``minidiff.training`` (the loop's parts, image runs, several GPUs); sampling in few
+steps (chapter 15) in ``minidiff.samplers.dpm_solver``, ``minidiff.learned_variance``,
+``minidiff.distillation`` and ``minidiff.consistency``. Every submodule is reachable after
+``import minidiff`` alone; those not imported here load on first use.
 """
 
+import importlib as _importlib
+import importlib.util as _importlib_util
+from typing import Any as _Any
+
+from . import consistency as _consistency  # noqa: F401, I001  (registers the "consistency" sampler)
 from ._config import default_device, fast_mode
 from .data import TOY_DATASETS, GaussianMixture, toy_dataset
 from .diffusion import (
@@ -74,6 +83,7 @@ from .samplers import (
     ddim_step,
     ddpm_sample,
     ddpm_step,
+    dpm_solver_sample,
     euler_maruyama_sample,
     get_sampler,
     langevin_sample,
@@ -107,9 +117,27 @@ from .sde import (
     score_fn_from_eps_model,
     score_fn_from_mixture,
 )
-from .train import EMA, NonFiniteLossError, TrainResult, load_checkpoint, save_checkpoint, train
+from .training import (
+    EMA,
+    NonFiniteLossError,
+    TrainConfig,
+    TrainResult,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+    train_toy,
+)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> _Any:
+    """``minidiff.viz``, ``minidiff.checks``, ...: a submodule not imported above, on first use
+    (PEP 562), so that it needs no import of its own and costs nothing until then."""
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "affine_model_nll",
@@ -125,6 +153,7 @@ __all__ = [
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "dpm_solver_sample",
     "default_device",
     "discretized_gaussian_log_likelihood",
     "distance_with_spread",
@@ -179,6 +208,8 @@ __all__ = [
     "toy_dataset",
     "TOY_DATASETS",
     "train",
+    "train_toy",
+    "TrainConfig",
     "TrainResult",
     "UNet",
     "UNetConfig",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import pickle
 import tarfile
 import urllib.error
@@ -143,12 +145,13 @@ def test_damaged_extracted_batch_is_removed_and_reextracted(tmp_path: Path, arch
     x, _ = load_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
     torch.testing.assert_close(x, _expected(batches, train=True)[0])
     assert opener.calls == 1  # the good archive was reused
-    # without an archive and without download: a clear error, and the damaged folder is gone
+    # without an archive and without download: a clear error; only the damaged batch is gone
     (tmp_path / CIFAR10_ARCHIVE).unlink()
     (tmp_path / CIFAR10_FOLDER / "test_batch").write_bytes(b"")
     with pytest.raises(CorruptDatasetError, match="test_batch"):
         load_cifar10(tmp_path, train=False, download=False)
-    assert not (tmp_path / CIFAR10_FOLDER).exists()
+    assert not (tmp_path / CIFAR10_FOLDER / "test_batch").exists()
+    assert (tmp_path / CIFAR10_FOLDER / "data_batch_1").is_file()
 
 
 def test_a_batch_with_code_in_it_is_refused(tmp_path: Path) -> None:
@@ -238,3 +241,120 @@ def test_root_that_is_a_file_is_named(tmp_path) -> None:
     f.write_text("x")
     with pytest.raises(ValueError, match="root"):
         load_cifar10(root=f, download=False)
+
+
+# ------------------------------------------------------------------- faults that are not the data's
+# Six faults of the machine or the user, none of which may delete good data: a full disk, a quota
+# and a permission error during extraction (3), a full disk while writing the download (1), a
+# regular file where the extracted folder belongs (1), and a truncated batch with no archive to
+# restore it from (1). Each test checks what was kept, that the error says so, and that the next
+# call, once the cause is gone, recovers without downloading again.
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EACCES])
+def test_a_failure_of_the_machine_during_extraction_keeps_the_verified_archive(
+    tmp_path: Path, archive: Any, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    src, md5, batches = archive
+    opener = CountingOpener(src.read_bytes())
+    real_extractall = tarfile.TarFile.extractall
+
+    def fill_the_disk(self: tarfile.TarFile, path: Any = ".", *args: Any, **kwargs: Any) -> None:
+        (Path(path) / CIFAR10_FOLDER).mkdir()
+        (Path(path) / CIFAR10_FOLDER / "data_batch_1").write_bytes(b"\x80\x02half")  # part written
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", fill_the_disk)
+    with pytest.raises(OSError) as info:
+        load_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
+    assert not isinstance(info.value, CorruptDatasetError) and info.value.errno == code
+    msg = str(info.value)
+    assert "archive was kept" in msg and str(tmp_path / CIFAR10_ARCHIVE) in msg, msg
+    assert md5sum(tmp_path / CIFAR10_ARCHIVE) == md5  # the verified archive is still there
+    assert not (tmp_path / CIFAR10_FOLDER).exists() and not list(tmp_path.glob(".extract-*"))
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", real_extractall)  # space was freed
+    x, _ = load_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
+    torch.testing.assert_close(x, _expected(batches, train=True)[0])
+    assert opener.calls == 1  # never downloaded again
+
+
+def test_a_full_disk_while_downloading_is_named_and_leaves_no_partial_file(
+    tmp_path: Path, archive: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, md5, _ = archive
+    root = tmp_path / "cache"
+    import minidiff.data.cifar10 as mod
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_open = open
+
+    def open_full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "w" in mode:
+            real_open(path, mode).close()  # the file exists, as on a full disk
+            return FullDisk()
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(mod, "open", open_full, raising=False)
+    with pytest.raises(OSError) as info:
+        download_cifar10(root, md5=md5, opener=CountingOpener(src.read_bytes()), progress=False)
+    assert info.value.errno == errno.ENOSPC and not isinstance(info.value, FileNotFoundError)
+    assert "could not write" in str(info.value) and "removed" in str(info.value)
+    assert list(root.iterdir()) == []
+
+
+def test_a_file_where_the_folder_belongs_deletes_nothing(tmp_path: Path, archive: Any) -> None:
+    src, md5, batches = archive
+    opener = CountingOpener(src.read_bytes())
+    download_cifar10(tmp_path, md5=md5, opener=opener, progress=False)
+    (tmp_path / CIFAR10_FOLDER).write_text("my notes")  # not ours: never deleted
+    for download in (False, True):
+        with pytest.raises(FileExistsError, match="not a directory") as info:
+            load_cifar10(tmp_path, download=download, md5=md5, opener=opener, progress=False)
+        assert "archive " in str(info.value) and "was kept" in str(info.value)
+        assert md5sum(tmp_path / CIFAR10_ARCHIVE) == md5
+        assert (tmp_path / CIFAR10_FOLDER).read_text() == "my notes"
+    assert opener.calls == 1
+    (tmp_path / CIFAR10_FOLDER).unlink()
+    x, _ = load_cifar10(tmp_path, download=False, md5=md5)
+    torch.testing.assert_close(x, _expected(batches, train=True)[0])
+
+
+def test_a_truncated_batch_without_archive_keeps_the_intact_batches(
+    tmp_path: Path, archive: Any
+) -> None:
+    src, md5, batches = archive
+    with tarfile.open(src) as tar:
+        tar.extractall(tmp_path)  # the extracted folder only, no archive
+    folder = tmp_path / CIFAR10_FOLDER
+    good = {
+        n: (folder / n).read_bytes()
+        for n in (
+            "data_batch_1",
+            "data_batch_3",
+            "data_batch_4",
+            "data_batch_5",
+            "test_batch",
+            "batches.meta",
+        )
+    }
+    (folder / "data_batch_2").write_bytes((folder / "data_batch_2").read_bytes()[:-50])
+    with pytest.raises(CorruptDatasetError) as info:
+        load_cifar10(tmp_path, download=False)
+    msg = str(info.value)
+    assert "data_batch_2" in msg and "kept the intact" in msg and "data_batch_5" in msg, msg
+    assert not (folder / "data_batch_2").exists()
+    assert {n: (folder / n).read_bytes() for n in good} == good  # all five intact, untouched
+    xt, _ = load_cifar10(tmp_path, train=False, download=False)  # the test split still loads
+    torch.testing.assert_close(xt, _expected(batches, train=False)[0])
+
+    # with the archive back, only the missing batch is extracted; the others stay as they were
+    inode = {n: (folder / n).stat().st_ino for n in good}
+    (tmp_path / CIFAR10_ARCHIVE).write_bytes(src.read_bytes())
+    x, _ = load_cifar10(tmp_path, download=False, md5=md5)
+    torch.testing.assert_close(x, _expected(batches, train=True)[0])
+    assert {n: (folder / n).stat().st_ino for n in good} == inode
+    assert not list(tmp_path.glob(".extract-*"))

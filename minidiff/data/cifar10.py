@@ -11,10 +11,19 @@ downloads, then verifies) the archive and extracts it. A good archive is never d
 a corrupt or partial one is removed and reported, never left behind as if good. Offline, the
 error says what to download and where to put it. The URL and the function that opens it are
 arguments, so the tests exercise all of this with a small archive in the official format.
+
+Only what is the data's own fault is ever deleted, and every error says what was kept:
+
+- a file that fails its checksum or cannot be parsed is removed (it can never become good);
+- a failure of the machine, not of the data (a full disk, no permission, a file of ours in the
+  way), keeps the verified archive and every intact batch, and names them;
+- a damaged batch in the extracted folder is removed alone: the intact batches stay, and only the
+  missing ones are extracted again from the archive.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -22,6 +31,7 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,15 +143,16 @@ def download_cifar10(
     open_url = opener or _default_opener
     try:
         with open_url(url) as response, open(part, "wb") as out:
-            total = _content_length(response)
-            from tqdm.auto import tqdm
-
-            with tqdm(
-                total=total, unit="B", unit_scale=True, desc="CIFAR-10", disable=not progress
-            ) as bar:
-                for block in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(block)
-                    bar.update(len(block))
+            _copy(response, out, _content_length(response), progress)
+    except _DiskError as err:  # the machine's fault: say so, not "could not be downloaded"
+        part.unlink(missing_ok=True)
+        cause = err.err
+        raise OSError(
+            cause.errno,
+            f"could not write the CIFAR-10 download to {dest} ({cause.strerror or cause}); the "
+            "partial file was removed. Free about 350 MB there (archive and extracted folder) or "
+            "choose another directory with root= or MINIDIFF_DATA, then call again",
+        ) from cause
     except (OSError, ValueError) as err:  # URLError and socket timeouts are OSErrors
         part.unlink(missing_ok=True)
         raise FileNotFoundError(
@@ -162,6 +173,28 @@ def download_cifar10(
     return archive
 
 
+class _DiskError(Exception):
+    """Writing to the local disk failed; ``err`` is the ``OSError`` (ENOSPC, EDQUOT, ...)."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(str(err))
+        self.err = err
+
+
+def _copy(response: Any, out: Any, total: int | None, progress: bool) -> None:
+    """Copy ``response`` to ``out`` in 1 MiB blocks with a progress bar; a failed *write* (a full
+    disk, say) raises :class:`_DiskError` so that it is not mistaken for a network failure."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, desc="CIFAR-10", disable=not progress) as bar:
+        for block in iter(lambda: response.read(_CHUNK), b""):
+            try:
+                out.write(block)
+            except OSError as err:
+                raise _DiskError(err) from err
+            bar.update(len(block))
+
+
 def _content_length(response: Any) -> int | None:
     headers = getattr(response, "headers", None)
     value = headers.get("Content-Length") if headers is not None else None
@@ -171,45 +204,98 @@ def _content_length(response: Any) -> int | None:
         return None
 
 
+class _InTheWayError(FileExistsError):
+    """A file (not the data's, so never deleted) stands where the extracted folder belongs."""
+
+
+def _folder_in_the_way(folder: Path, archive: Path) -> OSError:
+    kept = f"; the archive {archive} was kept" if archive.is_file() else ""
+    return _InTheWayError(
+        errno.EEXIST,
+        f"{folder} exists but is not a directory: the extracted CIFAR-10 folder belongs there. "
+        f"Move or remove that file and call again (nothing was deleted{kept})",
+    )
+
+
 def _extract(archive: Path, dest: Path) -> Path:
-    """Extract into a temporary folder next to ``dest``, then rename (all or nothing)."""
+    """Extract the (verified) ``archive`` into ``dest / CIFAR10_FOLDER``; return that folder.
+
+    The archive is unpacked into a temporary folder next to the target and then renamed into
+    place, so a half-extracted folder never looks complete. Where the target folder exists (a
+    damaged batch was removed from it, or another process finished first) only the files it
+    lacks are moved in; its intact files are kept.
+
+    Whose fault a failure is decides what is deleted: an archive that is not a valid tar file
+    of the expected layout is removed (:class:`CorruptDatasetError`); a failure of the machine
+    (a full disk, no permission, a file in the way) keeps the archive and says so (``OSError``).
+    """
+    target = dest / CIFAR10_FOLDER
+    if target.exists() and not target.is_dir():
+        raise _folder_in_the_way(target, archive)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar.getmembers():
-                name = Path(member.name)
-                if (
-                    name.is_absolute()
-                    or ".." in name.parts
-                    or not (member.isfile() or member.isdir())
-                ):
-                    raise CorruptDatasetError(
-                        f"{archive} holds an unexpected entry {member.name!r}"
-                    )
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.12 and recent 3.10/3.11 patches
-                tar.extractall(tmp, filter="data")
-            else:  # the members were checked above
-                tar.extractall(tmp)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                _check_members(tar, archive)
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.12 and recent 3.10/3.11 patches
+                    tar.extractall(tmp, filter="data")
+                else:  # the members were checked above
+                    tar.extractall(tmp)
+        except (tarfile.TarError, EOFError, zlib.error) as err:  # the archive's fault
+            archive.unlink(missing_ok=True)
+            raise CorruptDatasetError(
+                f"{archive} could not be extracted ({type(err).__name__}: {err}); it was removed"
+            ) from err
+        except CorruptDatasetError:
+            archive.unlink(missing_ok=True)
+            raise
         inner = tmp / CIFAR10_FOLDER
         if not inner.is_dir():
-            raise CorruptDatasetError(f"{archive} has no folder {CIFAR10_FOLDER}/ inside")
-        target = dest / CIFAR10_FOLDER
-        try:
-            os.rename(inner, target)
-        except OSError:
-            if not target.is_dir():  # not "another process finished first"
-                raise
+            archive.unlink(missing_ok=True)
+            raise CorruptDatasetError(
+                f"{archive} has no folder {CIFAR10_FOLDER}/ inside; it was removed"
+            )
+        _move_into_place(inner, target, archive)
         return target
-    except (tarfile.TarError, EOFError, OSError) as err:
-        archive.unlink(missing_ok=True)
-        raise CorruptDatasetError(
-            f"{archive} could not be extracted ({err}); it was removed"
+    except OSError as err:  # the machine's fault (ENOSPC, EACCES, ...): keep the archive
+        if isinstance(err, _InTheWayError):
+            raise
+        raise OSError(
+            err.errno,
+            f"could not extract {archive} into {dest} ({err.strerror or err}); the verified "
+            f"archive was kept"
+            + (f" and so were the intact files in {target}" if target.is_dir() else "")
+            + ". Free about 180 MB there (or fix the permissions) and call again: nothing "
+            "will be downloaded",
         ) from err
-    except CorruptDatasetError:
-        archive.unlink(missing_ok=True)
-        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_members(tar: tarfile.TarFile, archive: Path) -> None:
+    for member in tar.getmembers():
+        name = Path(member.name)
+        if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
+            raise CorruptDatasetError(
+                f"{archive} holds an unexpected entry {member.name!r}; it was removed"
+            )
+
+
+def _move_into_place(inner: Path, target: Path, archive: Path) -> None:
+    """Rename the freshly extracted ``inner`` to ``target``, or, where ``target`` is already a
+    folder, move in only the files it lacks (its intact files stay as they are)."""
+    try:
+        os.rename(inner, target)
+        return
+    except OSError:
+        if target.exists() and not target.is_dir():
+            raise _folder_in_the_way(target, archive) from None
+        if not target.is_dir():  # not "the folder is already there"
+            raise
+    for src in inner.iterdir():
+        dst = target / src.name
+        if not dst.exists():
+            os.replace(src, dst)
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -250,8 +336,23 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def _read_folder(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    batches = [_read_batch(folder / name) for name in (_TRAIN_FILES if train else _TEST_FILES)]
+def _batch_names(train: bool) -> tuple[str, ...]:
+    return _TRAIN_FILES if train else _TEST_FILES
+
+
+def _read_folder(
+    folder: Path, train: bool
+) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, dict[str, str]]:
+    """Read the batches of one split: ``(images, labels)`` and ``{}``, or ``None`` and
+    ``{batch name: what is wrong with it}`` for every batch that is missing or damaged."""
+    batches, bad = [], {}
+    for name in _batch_names(train):
+        try:
+            batches.append(_read_batch(folder / name))
+        except CorruptDatasetError as err:
+            bad[name] = str(err)
+    if bad:
+        return None, bad
     n = sum(d.shape[0] for d, _ in batches)
     images = torch.empty(n, 3, 32, 32, dtype=torch.float32)
     i = 0
@@ -260,7 +361,24 @@ def _read_folder(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]
         images[i : i + chunk.shape[0]] = chunk.mul_(2.0 / 255.0).sub_(1.0)
         i += chunk.shape[0]
     labels = torch.from_numpy(np.concatenate([lab for _, lab in batches]))
-    return images, labels
+    return (images, labels), {}
+
+
+def _remove_damaged(folder: Path, bad: dict[str, str]) -> str:
+    """Delete the damaged batches (the data's fault; missing ones are simply absent) and return
+    a sentence saying what was removed and which files of the folder were kept."""
+    removed = []
+    for name in bad:
+        path = folder / name
+        if path.is_file():
+            path.unlink()
+            removed.append(name)
+    kept = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return (
+        "; ".join(bad.values())
+        + (f". Removed the damaged {', '.join(removed)}" if removed else "")
+        + (f"; kept the intact {', '.join(kept)} in {folder}" if kept else "")
+    )
 
 
 def load_cifar10(
@@ -278,7 +396,9 @@ def load_cifar10(
     ``N`` is 50,000 for ``train=True`` and 10,000 for the test set; :data:`CIFAR10_CLASSES`
     names the labels. See the module docstring for where the files live. With
     ``download=False`` nothing is fetched: a missing dataset raises ``FileNotFoundError`` with
-    instructions. A damaged extracted folder is removed and extracted again from a good archive.
+    instructions. A damaged batch of the extracted folder is removed alone and extracted again
+    from a good archive; the intact batches are kept (and the error says so when there is no
+    archive to restore it from).
     ``url``, ``md5`` and ``opener`` exist for mirrors and for tests.
     """
     if not isinstance(train, bool):
@@ -288,15 +408,19 @@ def load_cifar10(
     dest = cifar10_root(root)
     folder = dest / CIFAR10_FOLDER
     archive = dest / CIFAR10_ARCHIVE
+    if folder.exists() and not folder.is_dir():
+        raise _folder_in_the_way(folder, archive)
+    damage = ""
     if folder.is_dir():
-        try:
-            return _read_folder(folder, train)
-        except CorruptDatasetError as err:
-            shutil.rmtree(folder)
-            if not (download or archive.is_file()):
-                raise CorruptDatasetError(
-                    f"{err}; the folder {folder} was removed. " + _where_message(dest, url, md5)
-                ) from err
+        result, bad = _read_folder(folder, train)
+        if result is not None:
+            return result
+        damage = _remove_damaged(folder, bad)
+        if not (download or archive.is_file()):
+            raise CorruptDatasetError(
+                f"{damage}. To restore the missing batches (nothing else is touched): "
+                + _where_message(dest, url, md5)
+            )
     if download:
         archive = download_cifar10(dest, url=url, md5=md5, opener=opener, progress=progress)
     elif not archive.is_file():
@@ -308,7 +432,15 @@ def load_cifar10(
         if got != md5:
             archive.unlink()
             raise CorruptDatasetError(
-                f"{archive} has MD5 {got}, expected {md5} (partial or corrupt); it was removed. "
+                f"{archive} has MD5 {got}, expected {md5} (partial or corrupt); it was removed"
+                + (f". Earlier: {damage}" if damage else "")
+                + ". "
                 + _where_message(dest, url, md5)
             )
-    return _read_folder(_extract(archive, dest), train)
+    result, bad = _read_folder(_extract(archive, dest), train)
+    if result is None:  # the verified archive itself holds a damaged batch
+        raise CorruptDatasetError(
+            f"{_remove_damaged(folder, bad)}, although it came from {archive} whose checksum "
+            f"matched {md5}: the archive is not the expected one. Delete it by hand if you agree"
+        )
+    return result

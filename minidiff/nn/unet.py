@@ -18,21 +18,51 @@ fine detail reaches the output without passing through the 4x4 bottleneck.
 
 The DDPM CIFAR-10 network (``UNET_CONFIGS["ddpm_cifar10"]``: base 128, multipliers 1, 2, 2, 2, two
 ResBlocks per level, attention at 16x16, dropout 0.1) has 35.7 M parameters.
+
+Three conventions differ between published implementations of this same network and change its
+output for the same weights; ``UNetConfig`` names each (``UNET_CONFIGS["ddpm_cifar10_diffusers"]``
+sets all three as DDPM's TensorFlow code and diffusers' ``UNet2DModel`` for google/ddpm-cifar10-32
+have them, so that those weights load with ``minidiff.interop.unet_from_diffusers``):
+
+    downsample_padding  "symmetric": pad 1 on every side, then the stride-2 conv (PyTorch habit);
+                        "asymmetric": pad 1 only after the last row and column (TensorFlow's "SAME"
+                        for a stride-2 3x3 conv on an even size; diffusers' downsample_padding=0)
+    time_features       "minidiff": [cos, sin] of t, frequencies 10000^(-k/half) (guided-diffusion);
+                        "ddpm": [sin, cos] of t - 1 (DDPM's code counts steps from 0), frequencies
+                        10000^(-k/(half - 1)), in float32 (diffusers' flip_sin_to_cos=False,
+                        freq_shift=1)
+    norm_eps            the epsilon of every GroupNorm: 1e-5 (PyTorch) or 1e-6 (DDPM, diffusers)
+
+Conditioning (chapter 13; every kind is off by default, and an unconditional U-Net has the same
+parameters, names and outputs as without it):
+
+    labels      y: (B,) long in 0..K-1, null label K      emb += Embedding(K + 1, 4 ch)[y]
+    tokens      context: (B, L, D), mask: (B, L) bool     cross-attention after every attention
+                                                          block (queries from h, keys/values
+                                                          from the tokens; ``nn.attention``)
+    channels    x_cond: (B, C_cond, S, S)                 conv_in reads cat([x, x_cond], dim=1)
+    a scalar    aug_level: (B,)                           emb += MLP(sinusoidal(aug_level))
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._validation import check_choice, check_finite, check_number, check_positive_int
+from ..data.labelled import check_labels
+from .attention import CrossAttentionBlock, check_context
 from .mlp import sinusoidal_embedding
 
 __all__ = [
     "UNetConfig",
+    "MAX_PARAMETERS",
+    "ddpm_time_features",
     "UNET_CONFIGS",
     "UNet",
     "ResBlock",
@@ -41,9 +71,30 @@ __all__ = [
     "Upsample",
     "TimeEmbedding",
     "count_parameters",
+    "parameter_count",
 ]
 
 TIME_INJECTIONS = ("add", "adagn")
+DOWNSAMPLE_PADDINGS = ("symmetric", "asymmetric")
+TIME_FEATURES = ("minidiff", "ddpm")
+MAX_PARAMETERS = 2**31
+"""The largest U-Net this module builds (8.6 GB of float32 weights, 4x that with AdamW's moments):
+a larger one is almost always a typo (``base_channels=12800``) that would exhaust the memory."""
+
+
+def _int_tuple(value: object, name: str, example: str) -> tuple[int, ...]:
+    """``value`` as a tuple of ints >= 1 (a list is accepted), else a TypeError/ValueError."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(
+            f"{name} must be a tuple of ints such as {example}, got {type(value).__name__} "
+            f"{value!r}"
+        )
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must hold ints, got {type(v).__name__} {v!r} in {value!r}")
+        if v < 1:
+            raise ValueError(f"{name} must hold ints >= 1, got {value!r}")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -63,6 +114,21 @@ class UNetConfig:
         time_injection: ``"add"`` (DDPM: add a projection of the embedding after the first conv)
             or ``"adagn"`` (adaptive GroupNorm, Dhariwal & Nichol 2021: scale and shift the second
             norm's output).
+        downsample_padding: ``"symmetric"`` or ``"asymmetric"`` (see the module docstring).
+        time_features: ``"minidiff"`` or ``"ddpm"`` (see the module docstring).
+        norm_eps: epsilon of every GroupNorm, in ``(0, 1)``.
+        num_classes: ``K >= 2`` class labels ``0..K-1`` (the label ``K`` is the null label ∅ of
+            classifier-free guidance) embedded and added to the time embedding; 0 = none.
+        context_dim: width ``D`` of condition tokens ``(B, L, D)`` read by cross-attention at
+            every attention block (``attn_resolutions`` and the middle); 0 = none.
+        heads: attention heads of the cross-attention.
+        cond_channels: channels of a conditioning image concatenated to the input (e.g. the
+            upsampled low-resolution image of super-resolution); 0 = none.
+        aug_embedding: embed a scalar ``aug_level (B,)`` like ``t`` and add it to the time
+            embedding (e.g. the noise-augmentation level of a cascade).
+
+    Sequences may be given as lists (they are stored as tuples); a wrong type raises
+    ``TypeError`` and a wrong value ``ValueError``, both naming the field.
     """
 
     image_size: int = 32
@@ -74,20 +140,25 @@ class UNetConfig:
     dropout: float = 0.1
     groups: int = 32
     time_injection: str = "add"
+    downsample_padding: str = "symmetric"
+    time_features: str = "minidiff"
+    norm_eps: float = 1e-5
+    num_classes: int = 0
+    context_dim: int = 0
+    heads: int = 1
+    cond_channels: int = 0
+    aug_embedding: bool = False
 
     def __post_init__(self) -> None:
         for name in ("image_size", "in_channels", "base_channels", "num_res_blocks", "groups"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        mult = tuple(self.channel_mult)
-        if not mult or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in mult):
-            raise ValueError(
-                "channel_mult must be a non-empty tuple of integers >= 1, "
-                f"got {self.channel_mult!r}"
-            )
+            check_positive_int(getattr(self, name), name)
+        mult = _int_tuple(self.channel_mult, "channel_mult", "(1, 2, 2, 2)")
+        if not mult:
+            raise ValueError("channel_mult must hold at least one level, got ()")
         object.__setattr__(self, "channel_mult", mult)
-        object.__setattr__(self, "attn_resolutions", tuple(self.attn_resolutions))
+        object.__setattr__(
+            self, "attn_resolutions", _int_tuple(self.attn_resolutions, "attn_resolutions", "(16,)")
+        )
         factor = 2 ** (len(mult) - 1)
         if self.image_size % factor:
             raise ValueError(
@@ -104,24 +175,65 @@ class UNetConfig:
             raise ValueError(
                 f"base_channels ({self.base_channels}) must be a multiple of groups ({self.groups})"
             )
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if self.time_injection not in TIME_INJECTIONS:
+        check_number(self.dropout, "dropout", low=0.0, high=1.0, low_open=False)
+        check_choice(self.time_injection, "time_injection", TIME_INJECTIONS)
+        check_choice(self.downsample_padding, "downsample_padding", DOWNSAMPLE_PADDINGS)
+        check_choice(self.time_features, "time_features", TIME_FEATURES)
+        if self.time_features == "ddpm" and self.base_channels < 4:
             raise ValueError(
-                f"time_injection must be one of {TIME_INJECTIONS}, got {self.time_injection!r}"
+                'base_channels must be >= 4 with time_features="ddpm" (its frequencies divide '
+                f"by half - 1 = base_channels // 2 - 1), got {self.base_channels}"
             )
+        object.__setattr__(
+            self, "norm_eps", check_number(self.norm_eps, "norm_eps", low=0.0, high=1.0)
+        )
+        self._check_conditioning()
+
+    def _check_conditioning(self) -> None:
+        for name in ("num_classes", "context_dim", "cond_channels"):
+            check_positive_int(getattr(self, name), name, minimum=0)
+        if self.num_classes == 1:
+            raise ValueError("num_classes must be 0 (no labels) or >= 2, got 1")
+        check_positive_int(self.heads, "heads")
+        if not isinstance(self.aug_embedding, bool):
+            raise TypeError(f"aug_embedding must be a bool, got {self.aug_embedding!r}")
+
+    @property
+    def conditional(self) -> bool:
+        """Whether any kind of conditioning is switched on."""
+        return bool(
+            self.num_classes or self.context_dim or self.cond_channels or self.aug_embedding
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (for checkpoints and run logs)."""
+        """Plain-Python form (for checkpoints and run logs); conditioning fields only when used."""
         d = asdict(self)
         d["channel_mult"] = list(self.channel_mult)
         d["attn_resolutions"] = list(self.attn_resolutions)
+        for name, default in _CONDITIONING_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
         return d
+
+
+_CONDITIONING_DEFAULTS: dict[str, Any] = {
+    "num_classes": 0,
+    "context_dim": 0,
+    "heads": 1,
+    "cond_channels": 0,
+    "aug_embedding": False,
+}
 
 
 UNET_CONFIGS: dict[str, UNetConfig] = {
     # Ho et al. (2020), CIFAR-10: 35.7 M parameters.
     "ddpm_cifar10": UNetConfig(),
+    # The same network with the conventions of DDPM's code and of diffusers' google/ddpm-cifar10-32
+    # (asymmetric downsampling padding, DDPM's time features, GroupNorm eps 1e-6): its weights
+    # load into this configuration (minidiff.interop.unet_from_diffusers).
+    "ddpm_cifar10_diffusers": UNetConfig(
+        downsample_padding="asymmetric", time_features="ddpm", norm_eps=1e-6
+    ),
     # A laptop-CPU version of the same shape: 32x32 RGB, about 1.1 M parameters.
     "cifar10_cpu": UNetConfig(
         base_channels=32,
@@ -167,12 +279,33 @@ def _zero_init(conv: nn.Conv2d) -> None:
         nn.init.zeros_(conv.bias)
 
 
-class TimeEmbedding(nn.Module):
-    """``t: (B,)`` -> ``(B, 4 ch)``: sinusoidal features (width ``ch``), Linear, SiLU, Linear."""
+def ddpm_time_features(t: Tensor, dim: int) -> Tensor:
+    """The time features of DDPM's code (and diffusers' ``flip_sin_to_cos=False, freq_shift=1``).
 
-    def __init__(self, base_channels: int) -> None:
+    With ``half = dim // 2`` and ``w_k = 10000^(-k / (half - 1))``: ``[sin((t-1) w), cos((t-1) w)]``
+    (DDPM's code numbers the steps ``0..T-1``, the lectures ``1..T``), computed in float32 as that
+    code does, so that weights trained on these exact values see them again.
+    ``t: (B,)`` -> ``(B, dim)`` float32 (a trailing zero column when ``dim`` is odd).
+    """
+    half = dim // 2
+    k = torch.arange(half, dtype=torch.float32, device=t.device)
+    freqs = torch.exp(-math.log(10_000.0) * k / (half - 1))
+    args = (t - 1).float()[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    return F.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+class TimeEmbedding(nn.Module):
+    """``t: (B,)`` -> ``(B, 4 ch)``: sinusoidal features (width ``ch``), Linear, SiLU, Linear.
+
+    ``features``: ``"minidiff"`` (:func:`~minidiff.nn.mlp.sinusoidal_embedding`) or ``"ddpm"``
+    (:func:`ddpm_time_features`).
+    """
+
+    def __init__(self, base_channels: int, features: str = "minidiff") -> None:
         super().__init__()
         self.base_channels = base_channels
+        self.features = check_choice(features, "features", TIME_FEATURES)
         self.mlp = nn.Sequential(
             nn.Linear(base_channels, 4 * base_channels),
             nn.SiLU(),
@@ -180,8 +313,13 @@ class TimeEmbedding(nn.Module):
         )
 
     def forward(self, t: Tensor) -> Tensor:
-        emb = sinusoidal_embedding(t, self.base_channels).to(next(self.mlp.parameters()).dtype)
-        return self.mlp(emb)
+        if self.features == "ddpm":
+            if t.is_floating_point():
+                check_finite(t, "t")
+            emb = ddpm_time_features(t, self.base_channels)
+        else:
+            emb = sinusoidal_embedding(t, self.base_channels)
+        return self.mlp(emb.to(next(self.mlp.parameters()).dtype))
 
 
 class ResBlock(nn.Module):
@@ -205,18 +343,15 @@ class ResBlock(nn.Module):
         dropout: float = 0.0,
         groups: int = 32,
         time_injection: str = "add",
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        if time_injection not in TIME_INJECTIONS:
-            raise ValueError(
-                f"time_injection must be one of {TIME_INJECTIONS}, got {time_injection!r}"
-            )
-        self.time_injection = time_injection
-        self.norm1 = nn.GroupNorm(groups, in_channels)
+        self.time_injection = check_choice(time_injection, "time_injection", TIME_INJECTIONS)
+        self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         n_emb = out_channels * (2 if time_injection == "adagn" else 1)
         self.emb_proj = nn.Linear(emb_dim, n_emb)
-        self.norm2 = nn.GroupNorm(groups, out_channels)
+        self.norm2 = nn.GroupNorm(groups, out_channels, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         # The residual branch starts at zero: every block is the identity (plus skip) at init.
@@ -247,9 +382,9 @@ class AttentionBlock(nn.Module):
     Used only at low resolution: its cost grows like ``(H W)^2``.
     """
 
-    def __init__(self, channels: int, groups: int = 32) -> None:
+    def __init__(self, channels: int, groups: int = 32, eps: float = 1e-5) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(groups, channels)
+        self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
         _zero_init(self.proj)
@@ -265,13 +400,22 @@ class AttentionBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve the resolution by a stride-2 3x3 convolution: ``(B, c, H, W) -> (B, c, H/2, W/2)``."""
+    """Halve the resolution by a stride-2 3x3 convolution: ``(B, c, H, W) -> (B, c, H/2, W/2)``.
 
-    def __init__(self, channels: int) -> None:
+    ``padding="symmetric"`` pads one pixel on every side; ``"asymmetric"`` pads one only after the
+    last row and column (TensorFlow's "SAME", as in DDPM's code): the same output size, but the
+    3x3 windows sit one pixel further down and right.
+    """
+
+    def __init__(self, channels: int, padding: str = "symmetric") -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.padding = check_choice(padding, "padding", DOWNSAMPLE_PADDINGS)
+        pad = 1 if padding == "symmetric" else 0
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=pad)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.padding == "asymmetric":
+            x = F.pad(x, (0, 1, 0, 1))
         return self.conv(x)
 
 
@@ -288,15 +432,94 @@ class Upsample(nn.Module):
 
 
 class _Level(nn.Module):
-    """ResBlocks (each optionally followed by attention) at one resolution."""
+    """ResBlocks (each optionally followed by attention) at one resolution.
 
-    def __init__(self, blocks: list[ResBlock], attns: list[nn.Module]) -> None:
+    With ``cross`` (a conditional U-Net), each block's cross-attention (or ``nn.Identity`` where
+    there is none) is kept in ``self.cross``; an unconditional level has no such attribute, so its
+    parameter names stay ``blocks.*`` and ``attns.*``.
+    """
+
+    def __init__(
+        self, blocks: list[ResBlock], attns: list[nn.Module], cross: list[nn.Module] | None = None
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.attns = nn.ModuleList(attns)
+        if cross is not None:
+            self.cross = nn.ModuleList(cross)
 
     def pairs(self) -> list[tuple[ResBlock, nn.Module]]:
         return [(cast(ResBlock, b), a) for b, a in zip(self.blocks, self.attns, strict=True)]
+
+    def cross_blocks(self) -> list[nn.Module | None]:
+        """Per block: its cross-attention, or None (no tokens, or no attention at this size)."""
+        cross = getattr(self, "cross", None)
+        if cross is None:
+            return [None] * len(self.blocks)
+        return [None if isinstance(c, nn.Identity) else c for c in cross]
+
+
+def parameter_count(config: UNetConfig) -> int:
+    """The number of weights of ``UNet(config)``, in closed form (nothing is built or allocated).
+
+    Per part (``E = 4 ch`` the embedding width, ``k = 2`` for adaptive GroupNorm, else 1):
+    ResBlock ``(c_in -> c)``: ``2 c_in + 9 c_in c + c + k (E + 1) c + 2 c + 9 c² + c`` plus a
+    ``c_in c + c`` skip when ``c_in != c``; attention ``4 c² + 6 c``; a down/upsampling conv
+    ``9 c² + c``; with conditioning, cross-attention ``2 c² + 2 D c + 3 c`` next to every attention,
+    ``(K + 1) E`` for labels, ``9 C_cond ch`` in ``conv_in`` and a second time embedding for the
+    scalar. ``tests/test_unet.py`` and ``tests/test_unet_conditioning.py`` check it against the
+    built networks.
+    """
+    cfg = config
+    ch, n, C = cfg.base_channels, cfg.num_res_blocks, cfg.in_channels
+    emb, k = 4 * ch, (2 if cfg.time_injection == "adagn" else 1)
+
+    def res(c_in: int, c: int) -> int:
+        skip = c_in * c + c if c_in != c else 0
+        return 2 * c_in + 9 * c_in * c + c + k * (emb + 1) * c + 2 * c + 9 * c * c + c + skip
+
+    def attn(c: int) -> int:
+        return 4 * c * c + 6 * c
+
+    def cross(c: int) -> int:  # GroupNorm, to_q, to_k, to_v (no bias), to_out
+        D = cfg.context_dim
+        return 2 * c * c + 2 * D * c + 3 * c if D else 0
+
+    chans = [ch * m for m in cfg.channel_mult]
+    sizes = [cfg.image_size // 2**i for i in range(len(chans))]
+    total = 20 * ch * ch + 8 * ch + 9 * C * ch + ch  # time embedding, conv_in
+    c_prev = ch
+    for i, (c, size) in enumerate(zip(chans, sizes, strict=True)):  # the way down
+        a = attn(c) + cross(c) if size in cfg.attn_resolutions else 0
+        total += res(c_prev, c) + (n - 1) * res(c, c) + n * a
+        total += 9 * c * c + c if i < len(chans) - 1 else 0
+        c_prev = c
+    total += 2 * res(c_prev, c_prev) + attn(c_prev) + cross(c_prev)  # the middle
+    for i in reversed(range(len(chans))):  # the way up: n + 1 blocks, each with a skip
+        c, a = (
+            chans[i],
+            (attn(chans[i]) + cross(chans[i]) if sizes[i] in cfg.attn_resolutions else 0),
+        )
+        last_skip = chans[i - 1] if i > 0 else ch
+        total += res(c_prev + c, c) + (n - 1) * res(2 * c, c) + res(c + last_skip, c)
+        total += (n + 1) * a + (9 * c * c + c if i > 0 else 0)
+        c_prev = c
+    total += 9 * cfg.cond_channels * ch  # conv_in's extra input channels
+    total += (cfg.num_classes + 1) * emb if cfg.num_classes else 0  # label embedding
+    total += 20 * ch * ch + 8 * ch if cfg.aug_embedding else 0  # a second time embedding
+    return total + 2 * c_prev + 9 * c_prev * C + C  # norm_out, conv_out
+
+
+def _check_size(cfg: UNetConfig) -> None:
+    """Refuse a configuration with more than :data:`MAX_PARAMETERS` weights before building it."""
+    n = parameter_count(cfg)
+    if n > MAX_PARAMETERS:
+        raise ValueError(
+            f"base_channels={cfg.base_channels} with channel_mult={cfg.channel_mult} and "
+            f"num_res_blocks={cfg.num_res_blocks} gives a U-Net of {n:.2e} parameters "
+            f"({4 * n / 1e9:,.0f} GB in float32); the limit is {MAX_PARAMETERS:.2e}: choose "
+            "smaller values (the DDPM CIFAR-10 network has 3.57e7)"
+        )
 
 
 class UNet(nn.Module):
@@ -318,19 +541,32 @@ class UNet(nn.Module):
         if not isinstance(config, UNetConfig):
             raise TypeError(f"config must be a UNetConfig or a str, got {type(config).__name__}")
         if overrides:
+            known = {f.name for f in fields(UNetConfig)}
+            unknown = sorted(set(overrides) - known)
+            if unknown:
+                raise TypeError(
+                    f"unknown UNetConfig field(s) {unknown}; the fields are {sorted(known)}"
+                )
             config = UNetConfig(**{**config.to_dict(), **overrides})
         self.config = cfg = config
+        _check_size(cfg)
         ch, g = cfg.base_channels, cfg.groups
-        for m in cfg.channel_mult:
-            if (ch * m) % g:
-                raise ValueError(f"base_channels * {m} must be a multiple of groups ({g})")
         emb_dim = 4 * ch
 
         def res(c_in: int, c_out: int) -> ResBlock:
-            return ResBlock(c_in, c_out, emb_dim, cfg.dropout, g, cfg.time_injection)
+            return ResBlock(
+                c_in, c_out, emb_dim, cfg.dropout, g, cfg.time_injection, eps=cfg.norm_eps
+            )
 
-        self.time_embed = TimeEmbedding(ch)
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        tokens = cfg.context_dim > 0
+
+        def cross(c: int, here: bool) -> nn.Module:
+            if here and tokens:
+                return CrossAttentionBlock(c, cfg.context_dim, cfg.heads, g, cfg.norm_eps)
+            return nn.Identity()
+
+        self.time_embed = TimeEmbedding(ch, cfg.time_features)
+        self.conv_in = nn.Conv2d(cfg.in_channels + cfg.cond_channels, ch, 3, padding=1)
 
         skip_channels = [ch]
         c, size = ch, cfg.image_size
@@ -339,43 +575,58 @@ class UNet(nn.Module):
         for i, mult in enumerate(cfg.channel_mult):
             blocks: list[ResBlock] = []
             attns: list[nn.Module] = []
+            crosses: list[nn.Module] = []
             for _ in range(cfg.num_res_blocks):
                 blocks.append(res(c, ch * mult))
                 c = ch * mult
                 attns.append(
-                    AttentionBlock(c, g) if size in cfg.attn_resolutions else nn.Identity()
+                    AttentionBlock(c, g, cfg.norm_eps)
+                    if size in cfg.attn_resolutions
+                    else nn.Identity()
                 )
+                crosses.append(cross(c, size in cfg.attn_resolutions))
                 skip_channels.append(c)
-            self.down.append(_Level(blocks, attns))
+            self.down.append(_Level(blocks, attns, crosses if tokens else None))
             last = i == len(cfg.channel_mult) - 1
-            self.downsample.append(nn.Identity() if last else Downsample(c))
+            self.downsample.append(nn.Identity() if last else Downsample(c, cfg.downsample_padding))
             if not last:
                 skip_channels.append(c)
                 size //= 2
 
         self.mid1 = res(c, c)
-        self.mid_attn = AttentionBlock(c, g)
+        self.mid_attn = AttentionBlock(c, g, cfg.norm_eps)
+        if tokens:
+            self.mid_cross = cross(c, True)
         self.mid2 = res(c, c)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for i, mult in reversed(list(enumerate(cfg.channel_mult))):
-            blocks, attns = [], []
+            blocks, attns, crosses = [], [], []
             for _ in range(cfg.num_res_blocks + 1):
                 blocks.append(res(c + skip_channels.pop(), ch * mult))
                 c = ch * mult
                 attns.append(
-                    AttentionBlock(c, g) if size in cfg.attn_resolutions else nn.Identity()
+                    AttentionBlock(c, g, cfg.norm_eps)
+                    if size in cfg.attn_resolutions
+                    else nn.Identity()
                 )
-            self.up.append(_Level(blocks, attns))
+                crosses.append(cross(c, size in cfg.attn_resolutions))
+            self.up.append(_Level(blocks, attns, crosses if tokens else None))
             self.upsample.append(Upsample(c) if i > 0 else nn.Identity())
             if i > 0:
                 size *= 2
         assert not skip_channels
 
-        self.norm_out = nn.GroupNorm(g, c)
+        self.norm_out = nn.GroupNorm(g, c, eps=cfg.norm_eps)
         self.conv_out = nn.Conv2d(c, cfg.in_channels, 3, padding=1)
         _zero_init(self.conv_out)
+        # Built last: an unconditional U-Net draws exactly the initial weights it drew before
+        # conditioning existed (cross-attention, where used, sits inside the levels).
+        if cfg.num_classes:
+            self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim)
+        if cfg.aug_embedding:
+            self.aug_embed = TimeEmbedding(ch, cfg.time_features)
 
     def _check_inputs(self, x: Tensor, t: Tensor) -> None:
         cfg = self.config
@@ -398,44 +649,164 @@ class UNet(nn.Module):
             )
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
+        weight = self.conv_in.weight
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"x has dtype {x.dtype} but this U-Net's weights are {weight.dtype}: pass "
+                f"x.to({weight.dtype}) or convert the model (model.to({x.dtype}))"
+            )
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(
                 f"t must have shape (B,) = ({x.shape[0]},) matching x, got {tuple(t.shape)}"
             )
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"t must be an integer or floating tensor, got dtype {t.dtype}")
+        check_finite(x, "x")
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Predict the noise in ``x: (B, C, S, S)`` at timesteps ``t: (B,)`` -> ``(B, C, S, S)``."""
+    @property
+    def num_classes(self) -> int:
+        """Number of real class labels (0 without labels); the null label ∅ is ``num_classes``."""
+        return self.config.num_classes
+
+    @property
+    def null_label(self) -> int:
+        """The label ∅ of the unconditional model (classifier-free guidance)."""
+        if not self.config.num_classes:
+            raise ValueError("this U-Net has no labels (num_classes=0), so no null label")
+        return self.config.num_classes
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        y: Tensor | None = None,
+        *,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        x_cond: Tensor | None = None,
+        aug_level: Tensor | None = None,
+    ) -> Tensor:
+        """Predict the noise in ``x: (B, C, S, S)`` at timesteps ``t: (B,)`` -> ``(B, C, S, S)``.
+
+        The conditions this U-Net was built for (see ``UNetConfig``): ``y (B,)`` labels, ``None``
+        meaning the null label; ``context (B, L, context_dim)`` tokens with an optional boolean
+        ``context_mask (B, L)``; ``x_cond (B, cond_channels, S, S)``; ``aug_level (B,)``.
+        """
         self._check_inputs(x, t)
+        y, context_mask = self._check_conditions(x, y, context, context_mask, x_cond, aug_level)
         emb = self.time_embed(t)
-        h = self.conv_in(x)
+        if y is not None:
+            emb = emb + self.label_embed(y)
+        if aug_level is not None:
+            emb = emb + self.aug_embed(aug_level)
+        h = self.conv_in(x if x_cond is None else torch.cat([x, x_cond.to(x.dtype)], dim=1))
         skips = [h]
         for level, down in zip(self.down, self.downsample, strict=True):
-            for block, attn in cast(_Level, level).pairs():
+            lvl = cast(_Level, level)
+            for (block, attn), cross in zip(lvl.pairs(), lvl.cross_blocks(), strict=True):
                 h = attn(block(h, emb))
+                if cross is not None:
+                    h = cross(h, context, context_mask)
                 skips.append(h)
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 skips.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        h = self.mid_attn(self.mid1(h, emb))
+        if context is not None:
+            h = self.mid_cross(h, context, context_mask)
+        h = self.mid2(h, emb)
         for level, up in zip(self.up, self.upsample, strict=True):
-            for block, attn in cast(_Level, level).pairs():
+            lvl = cast(_Level, level)
+            for (block, attn), cross in zip(lvl.pairs(), lvl.cross_blocks(), strict=True):
                 h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+                if cross is not None:
+                    h = cross(h, context, context_mask)
             h = up(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
+    def _check_conditions(
+        self,
+        x: Tensor,
+        y: object,
+        context: object,
+        context_mask: object,
+        x_cond: object,
+        aug_level: object,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Check each condition against the config; return the labels (∅ for None) and mask."""
+        cfg, B = self.config, x.shape[0]
+        given = {"y": y, "context": context, "x_cond": x_cond, "aug_level": aug_level}
+        wanted = {
+            "y": "num_classes",
+            "context": "context_dim",
+            "x_cond": "cond_channels",
+            "aug_level": "aug_embedding",
+        }
+        for arg, field_name in wanted.items():
+            if given[arg] is not None and not getattr(cfg, field_name):
+                raise ValueError(
+                    f"{arg} was given but this U-Net takes no {arg} ({field_name}="
+                    f"{getattr(cfg, field_name)!r}); build it with UNetConfig({field_name}=...)"
+                )
+        if context_mask is not None and context is None:
+            raise ValueError("context_mask was given without context")
+        labels = None
+        if cfg.num_classes:
+            labels = check_labels(
+                cfg.num_classes if y is None else y, B, cfg.num_classes, allow_null=True
+            ).to(x.device)
+        mask = None
+        if cfg.context_dim:
+            if context is None:
+                raise ValueError(
+                    f"context is required: this U-Net cross-attends to condition tokens "
+                    f"(B, L, {cfg.context_dim}) (for the unconditional model pass the encoded "
+                    "null prompt)"
+                )
+            mask = check_context(context, B, cfg.context_dim, context_mask)
+        if cfg.cond_channels:
+            expected = f"({B}, {cfg.cond_channels}, {cfg.image_size}, {cfg.image_size})"
+            if not isinstance(x_cond, Tensor) or not x_cond.is_floating_point():
+                got = (
+                    f"dtype {x_cond.dtype}" if isinstance(x_cond, Tensor) else type(x_cond).__name__
+                )
+                raise TypeError(f"x_cond must be a floating tensor {expected}, got {got}")
+            if tuple(x_cond.shape) != (B, cfg.cond_channels, *x.shape[2:]):
+                raise ValueError(
+                    f"x_cond must have shape {expected} (cond_channels={cfg.cond_channels}, "
+                    f"the input's batch and size), got {tuple(x_cond.shape)}"
+                )
+        if cfg.aug_embedding:
+            if not isinstance(aug_level, Tensor):
+                raise TypeError(
+                    f"aug_level must be a tensor ({B},) of augmentation levels, "
+                    f"got {type(aug_level).__name__}"
+                )
+            if aug_level.shape != (B,):
+                raise ValueError(
+                    f"aug_level must have shape (B,) = ({B},) matching x, "
+                    f"got {tuple(aug_level.shape)}"
+                )
+        return labels, mask
+
     def parameter_table(self) -> list[tuple[str, int]]:
-        """``[(part, n_params), ...]``: embedding, input conv, each level, middle, output."""
+        """``[(part, n_params), ...]``: embedding, input conv, each level (cross-attention
+        included), middle, output, then the label and augmentation embeddings if any."""
         rows = [
             ("time_embed", count_parameters(self.time_embed)),
             ("conv_in", count_parameters(self.conv_in)),
         ]
         for i, (level, down) in enumerate(zip(self.down, self.downsample, strict=True)):
             rows.append((f"down[{i}]", count_parameters(level) + count_parameters(down)))
-        rows.append(
-            ("mid", sum(count_parameters(m) for m in (self.mid1, self.mid_attn, self.mid2)))
-        )
+        mid = [self.mid1, self.mid_attn, self.mid2] + [
+            m for m in (getattr(self, "mid_cross", None),) if m is not None
+        ]
+        rows.append(("mid", sum(count_parameters(m) for m in mid)))
         n = len(self.up)
         for j, (level, up) in enumerate(zip(self.up, self.upsample, strict=True)):
             rows.append((f"up[{n - 1 - j}]", count_parameters(level) + count_parameters(up)))
         rows.append(("out", count_parameters(self.norm_out) + count_parameters(self.conv_out)))
+        for name in ("label_embed", "aug_embed"):
+            if hasattr(self, name):
+                rows.append((name, count_parameters(getattr(self, name))))
         return rows

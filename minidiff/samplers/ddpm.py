@@ -21,19 +21,21 @@ from .._validation import (
     check_device,
     check_float_dtype,
     check_generator,
+    check_instance,
+    check_noise,
     check_shape,
     check_tensor,
+    check_timesteps,
 )
 from ..diffusion import (
     VARIANCES,
     EpsModel,
-    _check_schedule,
-    _noise_like,
-    _prepare,
     call_eps_model,
     model_variance,
 )
 from ..schedules import NoiseSchedule
+from ..tensors import noise_like
+from .clipping import clip_eps, resolve_clip
 from .registry import register_sampler
 
 # check_shape lives in _validation and stays importable from here
@@ -53,22 +55,30 @@ def ddpm_step(
     variance: str = "beta",
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    clip_x0: object = None,
 ) -> torch.Tensor:
     """One ancestral step ``x_t -> x_{t-1}`` given the model's ``eps`` prediction.
 
     ``x_{t-1} = mu_theta(x_t, t) + sigma_t z`` with ``sigma_t² = beta_t`` or ``beta_tilde_t``; no
     noise is added where ``t == 1`` (the last step returns the mean). Shapes:
-    ``x_t, eps: (B, ...)``, ``t: (B,)``.
+    ``x_t, eps: (B, ...)``, ``t: (B,)``. ``clip_x0`` (None, ``"static"``, ``"dynamic"`` or a map
+    ``x̂₀ -> x̂₀``): the mean becomes the posterior mean ``μ̃_t(x_t, clip(x̂₀))``, see
+    :mod:`minidiff.samplers.clipping`.
     """
     check_choice(variance, "variance", VARIANCES)
-    tt, sched = _prepare(x_t, t, schedule, "x_t")
+    clip = resolve_clip(clip_x0)
+    check_tensor(x_t, "x_t")
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
+    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
     check_tensor(eps, "eps")
     if eps.shape != x_t.shape:
         raise ValueError(
             f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
         )
     check_all_finite((x_t, "x_t"), (eps, "eps"))
-    z = _noise_like(x_t, noise, generator, "x_t")
+    z = check_noise(noise, x_t, "x_t", generator)
+    if clip is not None:
+        eps = clip_eps(x_t, tt, eps, sched, clip)
     return _ddpm_step(x_t, tt, eps, sched, variance, z)
 
 
@@ -103,6 +113,7 @@ def ddpm_sample(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    clip_x0: object = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Draw ``shape[0]`` samples with T ancestral steps (Algorithm 2); 1 network call per step.
 
@@ -112,10 +123,14 @@ def ddpm_sample(
         variance: ``"beta"`` or ``"beta_tilde"`` for ``sigma_t²``.
         generator: source of every random number (``x_T`` and each ``z``).
         return_trajectory: also return ``[x_T, x_{T-1}, …, x_0]`` (``T + 1`` tensors).
+        clip_x0: None (the maths of chapters 2–8), ``"static"`` (clamp ``x̂₀`` to ``[-1, 1]``),
+            ``"dynamic"`` (Imagen's thresholding) or a map ``x̂₀ -> x̂₀``; for images in
+            ``[-1, 1]`` (:mod:`minidiff.samplers.clipping`).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_choice(variance, "variance", VARIANCES)
-    _check_schedule(schedule)
+    clip = resolve_clip(clip_x0)
+    check_instance(schedule, "schedule", NoiseSchedule)
     shape = check_shape(shape)
     check_generator(generator)
     device = check_device(device)
@@ -130,7 +145,9 @@ def ddpm_sample(
         for t in tqdm(steps, desc="DDPM", disable=not progress, leave=False):
             tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
             eps = call_eps_model(eps_model, x, tt)
-            x = _ddpm_step(x, tt, eps, schedule, variance, _noise_like(x, None, generator))
+            if clip is not None:
+                eps = clip_eps(x, tt, eps, schedule, clip)
+            x = _ddpm_step(x, tt, eps, schedule, variance, noise_like(x, generator))
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
                     f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})"

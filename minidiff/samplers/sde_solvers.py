@@ -39,6 +39,7 @@ from .._validation import (
 )
 from ..sde import SDE, ReverseSDE, ScoreFn, _batch_time
 from ._start import check_start, check_start_device
+from .clipping import clip_score_fn
 from .ddpm import NonFiniteSampleError
 from .langevin import _langevin_step
 from .registry import register_sampler
@@ -352,6 +353,7 @@ def pf_ode_sample(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
     x_T: torch.Tensor | None = None,
+    clip_x0: object = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Integrate the probability-flow ODE ``dx/dt = f - ½ g² score`` from ``t = 1`` to ``t_end``.
 
@@ -359,11 +361,15 @@ def pf_ode_sample(
     ``x_T`` (a start ``x_1`` of shape ``(B, ...)``; then nothing is drawn and ``shape`` may be
     omitted, e.g. to decode latents found by integrating the same ODE forwards in time).
     ``method``: ``"euler"`` (NFE = ``steps``), ``"heun"`` (``2 steps``) or ``"rk4"`` (``4 steps``).
+    ``clip_x0`` (None, ``"static"``, ``"dynamic"`` or a map ``x̂₀ -> x̂₀``; for images in
+    ``[-1, 1]``): the ODE is driven by the score of the clipped ``x̂₀ = (x + σ² score) / α``
+    (:func:`~minidiff.samplers.clipping.clip_score_fn`).
     Returns ``x`` or ``(x, [x_1, …, x_{t_end}])``.
     """
     check_callable(score_fn, "score_fn", "(x, t) -> score")
     check_choice(method, "method", list(ODE_METHODS))
     x, ts = _setup(sde, shape, steps, t_end, generator, device, dtype, x_T)
+    score_fn = clip_score_fn(score_fn, sde._marginal, clip_x0)
     rsde = sde.reverse(score_fn, probability_flow=True)
     with torch.no_grad():
         sol = ode_solve(

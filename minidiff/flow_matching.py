@@ -1,0 +1,179 @@
+"""The (conditional) flow matching objective (Lipman et al. 2023; Liu et al. 2023; chapter 16).
+
+On a Gaussian path ``x_t = alpha(t) x_0 + sigma(t) eps`` (:mod:`minidiff.paths`) the *conditional*
+velocity is ``u_t(x_t | x_0, eps) = alpha'(t) x_0 + sigma'(t) eps`` and the *marginal* velocity is
+its posterior mean ``u_t(x) = E[u_t(x_t | x_0, eps) | x_t = x]``. The two losses
+
+    FM   E_{t, x_t} ||u_theta(x_t, t) - u_t(x_t)||²               (needs the unknown u_t)
+    CFM  E_{t, x_0, eps} ||u_theta(x_t, t) - u_t(x_t | x_0, eps)||²
+
+differ by a constant independent of theta (the posterior variance of the conditional velocity),
+so they have the same gradients and the same minimiser ``u_theta = u_t``. :func:`flow_matching_loss`
+is CFM with optional choices: the law of ``t`` (uniform, or logit-normal as in Stable Diffusion 3,
+Esser et al. 2024, Sec. 3.1), a given pairing of ``(x_0, eps)`` (reflow, Liu et al. 2023), or a
+minibatch optimal-transport pairing (:func:`ot_coupling`; Pooladian et al. 2023, Tong et al. 2024).
+
+**As a weighted ε-loss.** At a fixed ``x_t``, ``u_hat - u = c(t) (eps_hat - eps)`` with
+``c = (alpha sigma' - sigma alpha') / alpha`` (:meth:`~minidiff.paths.GaussianPath.error_factor`).
+So CFM with ``t ~ p(t)`` is ``L_w = ½ ∫ w(λ) E||eps_hat - eps||² dλ`` (Kingma & Gao 2023, chapter
+10) with ``w(λ(t)) = 2 p(t) c(t)² / (-dλ/dt)`` (:func:`implied_eps_weighting`); on the
+rectified-flow path with uniform ``t`` that is ``w(λ) = exp(-λ/2) = sigma/alpha``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ._validation import (
+    call_like,
+    check_callable,
+    check_choice,
+    check_device,
+    check_finite,
+    check_generator,
+    check_noise,
+    check_number,
+    check_positive_int,
+    check_same_shape,
+    check_tensor,
+)
+from .paths import GaussianPath, RectifiedFlowPath, _check_path
+from .sde import _batch_time, check_time
+
+__all__ = [
+    "TIME_SAMPLINGS",
+    "sample_flow_times",
+    "flow_time_density",
+    "flow_matching_loss",
+    "ot_coupling",
+    "implied_eps_weighting",
+]
+
+TIME_SAMPLINGS = ("uniform", "logit_normal")
+"""Laws of the training time ``t``: ``U(0, 1)``, or ``sigmoid(N(loc, scale²))`` (SD3's default
+``loc = 0, scale = 1`` puts most draws near ``t = ½``, where the velocity is hardest to predict)."""
+
+VelocityModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``velocity_model(x_t (B, ...), t (B,) float in [0, 1]) -> u (B, ...)``."""
+
+
+def sample_flow_times(
+    n: int,
+    generator: torch.Generator | None = None,
+    *,
+    sampling: str = "uniform",
+    loc: float = 0.0,
+    scale: float = 1.0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``n`` training times in ``(0, 1)``, float32 ``(n,)``, drawn from ``TIME_SAMPLINGS``."""
+    check_positive_int(n, "n")
+    check_generator(generator)
+    check_choice(sampling, "sampling", TIME_SAMPLINGS)
+    loc, scale = check_number(loc, "loc"), check_number(scale, "scale", low=0.0)
+    device = check_device(device)
+    gen_device = generator.device if generator is not None else "cpu"
+    if sampling == "uniform":
+        t = torch.rand(n, generator=generator, device=gen_device)
+    else:
+        t = torch.sigmoid(loc + scale * torch.randn(n, generator=generator, device=gen_device))
+    return t.to(device or gen_device)
+
+
+def flow_time_density(
+    t: torch.Tensor, sampling: str = "uniform", loc: float = 0.0, scale: float = 1.0
+) -> torch.Tensor:
+    """The density ``p(t)`` of :func:`sample_flow_times` (logit-normal:
+    ``N(logit t; loc, scale²) / (t (1 - t))``), float64 like ``t``."""
+    check_choice(sampling, "sampling", TIME_SAMPLINGS)
+    loc, scale = check_number(loc, "loc"), check_number(scale, "scale", low=0.0)
+    t = check_time(t).to(torch.float64)
+    if sampling == "uniform":
+        return torch.ones_like(t)
+    z = (torch.log(t) - torch.log1p(-t) - loc) / scale
+    return torch.exp(-0.5 * z**2) / (scale * math.sqrt(2 * math.pi) * t * (1 - t))
+
+
+def ot_coupling(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Reorder ``noise`` so that the pairs ``(x0[i], noise[i])`` solve the minibatch OT problem.
+
+    Minimises ``sum_i ||x0[i] - noise[perm[i]]||²`` over permutations (exact, with SciPy's
+    ``linear_sum_assignment``, O(B³)): the squared-Euclidean optimal transport between the two
+    empirical measures (Pooladian et al. 2023; Tong et al. 2024). Returns ``noise[perm]``
+    ``(B, ...)``; nothing flows back through the pairing.
+    """
+    from scipy.optimize import linear_sum_assignment  # scikit-learn's dependency
+
+    check_tensor(x0, "x0")
+    check_tensor(noise, "noise")
+    check_same_shape(x0, noise, "x0", "noise")
+    cost = torch.cdist(x0.detach().flatten(1).double(), noise.detach().flatten(1).double()) ** 2
+    _, perm = linear_sum_assignment(cost.cpu().numpy())
+    return noise[torch.as_tensor(perm, device=noise.device)]
+
+
+def flow_matching_loss(
+    velocity_model: VelocityModel,
+    x0: torch.Tensor,
+    path: GaussianPath | None = None,
+    *,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    time_sampling: str = "uniform",
+    loc: float = 0.0,
+    scale: float = 1.0,
+    coupling: str = "independent",
+) -> torch.Tensor:
+    """CFM: ``E ||u_theta(x_t, t) - (alpha'(t) x_0 + sigma'(t) eps)||²``, averaged over the batch
+    and the data dimensions (a scalar with gradients).
+
+    Args:
+        velocity_model: ``(x_t (B, ...), t (B,) float) -> (B, ...)``.
+        x0: data ``(B, ...)``.
+        path: the Gaussian path (default :class:`~minidiff.paths.RectifiedFlowPath`).
+        t: training times ``(B,)`` in ``[0, 1]``; drawn by :func:`sample_flow_times` if omitted.
+        noise: the ``eps`` paired with each row of ``x0`` (reflow trains on given pairs);
+            drawn from ``generator`` if omitted.
+        coupling: ``"independent"`` (the pairs as given or drawn) or ``"ot"`` (re-paired within
+            the batch by :func:`ot_coupling`).
+    """
+    check_callable(velocity_model, "velocity_model", "(x_t, t) -> velocity")
+    check_tensor(x0, "x0")
+    path = RectifiedFlowPath() if path is None else _check_path(path)
+    check_choice(coupling, "coupling", ("independent", "ot"))
+    check_finite(x0, "x0")
+    eps = check_noise(noise, x0, "x0", generator)
+    if coupling == "ot":
+        eps = ot_coupling(x0, eps)
+    if t is None:
+        t = sample_flow_times(
+            x0.shape[0], generator, sampling=time_sampling, loc=loc, scale=scale, device=x0.device
+        )
+    tt = _batch_time(x0, t).to(x0.dtype)
+    x_t = path.sample(x0, tt, noise=eps)
+    target = path.conditional_velocity(x0, eps, tt)
+    err = (call_like(velocity_model, x_t, tt, name="velocity_model", like="x_t") - target) ** 2
+    return err.reshape(err.shape[0], -1).mean(dim=1).mean()
+
+
+def implied_eps_weighting(
+    path: GaussianPath,
+    t: torch.Tensor | float,
+    *,
+    kind: str = "velocity",
+    density: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``w(λ(t)) = 2 p(t) c(t)² / (-dλ/dt)``: the weighting over log-SNR (chapter 10's ``L_w``)
+    that a squared error on ``kind``, with ``t ~ p``, puts on the ε-error.
+
+    ``density`` is ``p(t)`` at ``t`` (default 1, uniform ``t``); ``c`` is
+    :meth:`~minidiff.paths.GaussianPath.error_factor`. Float64, shaped like ``t``.
+    """
+    _check_path(path)
+    c = path.error_factor(kind, t)
+    p = torch.ones_like(c) if density is None else check_tensor(density, "density", min_dim=0)
+    return 2 * p.to(c) * c**2 / (-path.d_log_snr(t))
