@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from ._validation import (
     call_like,
@@ -50,6 +51,7 @@ __all__ = [
     "flow_matching_loss",
     "ot_coupling",
     "implied_eps_weighting",
+    "ScaledTime",
 ]
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
@@ -137,7 +139,7 @@ def flow_matching_loss(
         path: the Gaussian path (default :class:`~minidiff.paths.RectifiedFlowPath`).
         t: training times ``(B,)`` in ``[0, 1]``; drawn by :func:`sample_flow_times` if omitted.
         noise: the ``eps`` paired with each row of ``x0`` (reflow trains on given pairs);
-            drawn from ``generator`` if omitted.
+            drawn from ``generator`` if omitted (after ``t``).
         coupling: ``"independent"`` (the pairs as given or drawn) or ``"ot"`` (re-paired within
             the batch by :func:`ot_coupling`).
     """
@@ -146,13 +148,13 @@ def flow_matching_loss(
     path = RectifiedFlowPath() if path is None else _check_path(path)
     check_choice(coupling, "coupling", ("independent", "ot"))
     check_finite(x0, "x0")
-    eps = _noise_like(x0, noise, generator, "x0")
-    if coupling == "ot":
-        eps = ot_coupling(x0, eps)
-    if t is None:
+    if t is None:  # t first, then eps: the order of DDPM's Algorithm 1 and simple_loss
         t = sample_flow_times(
             x0.shape[0], generator, sampling=time_sampling, loc=loc, scale=scale, device=x0.device
         )
+    eps = _noise_like(x0, noise, generator, "x0")
+    if coupling == "ot":
+        eps = ot_coupling(x0, eps)
     tt = _batch_time(x0, t).to(x0.dtype)
     x_t = path.sample(x0, tt, noise=eps)
     target = path.conditional_velocity(x0, eps, tt)
@@ -177,3 +179,22 @@ def implied_eps_weighting(
     c = path.error_factor(kind, t)
     p = torch.ones_like(c) if density is None else check_tensor(density, "density", min_dim=0)
     return 2 * p.to(c) * c**2 / (-path.d_log_snr(t))
+
+
+class ScaledTime(nn.Module):
+    """``net(x, scale · t)``: a network built for timesteps ``1..T`` fed continuous ``t ∈ [0, 1]``.
+
+    Sinusoidal time embeddings (``TimeMLP``, ``UNet``) are tuned for integer timesteps; a flow
+    model's ``t ∈ [0, 1]`` is spread over the same range by ``scale`` (``T``, 1000 by default).
+    ``x: (B, ...)``, ``t: (B,)`` float -> ``net``'s output.
+    """
+
+    def __init__(self, net: nn.Module, scale: float = 1000.0) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        self.net = net
+        self.scale = check_number(scale, "scale", low=0.0)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.net(x, t * self.scale)
