@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minidiff import ddim_sample, ddpm_sample, linear_schedule, simple_loss  # noqa: E402
 from minidiff._validation import skip_value_checks  # noqa: E402
+from minidiff.interop import DDPM_CIFAR10_UNET2D_CONFIG  # noqa: E402
 from minidiff.nn import UNet, count_parameters  # noqa: E402
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets (no sparsity).
@@ -72,17 +73,7 @@ def peak_flops(device: torch.device, override: float | None) -> float | None:
     return None
 
 
-PEER_CONFIG: dict[str, Any] = {
-    # google/ddpm-cifar10-32 (Ho et al. 2020's CIFAR-10 model converted to diffusers), whose
-    # config.json gives these; dropout is 0.1 in the paper's training configuration.
-    "sample_size": 32, "in_channels": 3, "out_channels": 3,
-    "block_out_channels": (128, 256, 256, 256), "layers_per_block": 2,
-    "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-    "up_block_types": ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    "attention_head_dim": None, "norm_num_groups": 32, "norm_eps": 1e-6, "act_fn": "silu",
-    "time_embedding_type": "positional", "flip_sin_to_cos": False, "freq_shift": 1,
-    "downsample_padding": 0, "center_input_sample": False, "dropout": 0.1,
-}  # fmt: skip
+PEER_CONFIG: dict[str, Any] = dict(DDPM_CIFAR10_UNET2D_CONFIG)
 """Keyword arguments of diffusers' ``UNet2DModel`` for the full-size peer."""
 
 TINY_PEER_CONFIG: dict[str, Any] = {

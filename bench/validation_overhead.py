@@ -4,11 +4,17 @@ A finiteness or range check reads a tensor back to the host: on a GPU that is a 
 synchronisation, which stalls the queue of kernels. The checks therefore run once per public
 call, and the samplers' loops call unchecked steps. This script counts host reads (``bool``,
 ``int``, ``float``, ``.item()``, ``.tolist()`` of a tensor) per sampler step, which is the same
-number on any device, and times checked public functions against their unchecked cores,
-interleaved in one run (wall and CPU time; both are inflated on a shared machine, the ratios less).
+number on any device, and times checked public functions against their unchecked cores
+(``fn.unchecked``), interleaved in one run (wall and CPU time; both are inflated on a shared
+machine, the ratios less).
 
     .venv/bin/python bench/validation_overhead.py
-    .venv/bin/python bench/validation_overhead.py --repo /path/to/another/checkout   # compare
+    .venv/bin/python bench/validation_overhead.py --repo /path/to/another/checkout
+    .venv/bin/python bench/validation_overhead.py --against /path/to/main   # before/after ratios
+
+``--against DIR`` imports a second checkout side by side (as the package ``minidiff_against``)
+and interleaves the same checked calls of both in one process, so the ratio "this / against" of
+CPU time per call is measured under the same load.
 
 Prints Markdown tables.
 """
@@ -16,16 +22,19 @@ Prints Markdown tables.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument(
     "--repo", default=str(Path(__file__).resolve().parents[1]), help="checkout to import"
 )
+parser.add_argument("--against", default=None, help="a second checkout to compare with")
 parser.add_argument("--reps", type=int, default=2000, help="calls per timing")
 args = parser.parse_args()
 sys.path.insert(0, args.repo)
@@ -38,7 +47,20 @@ from minidiff._validation import count_host_reads  # noqa: E402
 torch.set_num_threads(1)
 
 
-def sampler_reads() -> list[tuple[str, int, int, float]]:
+def load_checkout(repo: str, alias: str) -> ModuleType:
+    """Import ``repo/minidiff`` under another package name (its imports are relative)."""
+    root = Path(repo).resolve() / "minidiff"
+    spec = importlib.util.spec_from_file_location(
+        alias, root / "__init__.py", submodule_search_locations=[str(root)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def sampler_reads(md: ModuleType) -> list[tuple[str, int, int, float]]:
     T, steps = 50, 50
     sched = md.linear_schedule(T, 1e-3, 0.2)
     sde = md.VPSDE()
@@ -124,78 +146,128 @@ def sampler_reads() -> list[tuple[str, int, int, float]]:
     return out
 
 
-def timings(reps: int) -> list[tuple[str, float, float, float, float]]:
-    from minidiff import diffusion, losses
-    from minidiff.samplers import ddpm
+def _core(fn: Any, module: ModuleType, twin: str) -> Callable[..., Any] | None:
+    """The unchecked body: ``fn.unchecked``, or the private twin of an older checkout."""
+    return getattr(fn, "unchecked", None) or getattr(module, twin, None)
 
+
+def calls(md: ModuleType) -> list[tuple[str, Callable[[], Any], Callable[[], Any] | None]]:
+    """Checked public calls and their unchecked cores, on the same inputs."""
+    diffusion = sys.modules[md.__name__ + ".diffusion"]
+    losses = sys.modules[md.__name__ + ".losses"]
+    ddpm = sys.modules[md.__name__ + ".samplers.ddpm"]
     sched = md.linear_schedule(1000)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(512, 2, generator=g)
     noise = torch.randn(512, 2, generator=g)
     t = torch.randint(1, 1001, (512,), generator=g)
-    pairs: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = []
-    if hasattr(diffusion, "_q_sample"):
-        pairs.append(
-            (
-                "q_sample vs _q_sample (512x2)",
-                lambda: md.q_sample(x, t, sched, noise=noise),
-                lambda: diffusion._q_sample(x, t, sched, noise),
-            )
-        )
-    if hasattr(ddpm, "_ddpm_step"):
-        pairs.append(
-            (
-                "ddpm_step vs _ddpm_step (512x2)",
-                lambda: md.ddpm_step(x, t, noise, sched, noise=noise),
-                lambda: ddpm._ddpm_step(x, t, noise, sched, "beta", noise),
-            )
-        )
-    if hasattr(losses, "_gaussian_kl"):
-        v = torch.ones(512, 1)
-        pairs.append(
-            (
-                "gaussian_kl vs _gaussian_kl (512x2)",
-                lambda: md.gaussian_kl(x, v, noise, v),
-                lambda: losses._gaussian_kl(x, v, noise, v),
-            )
-        )
-    out = []
-    for name, checked, core in pairs:
-        acc = {"c_wall": 0.0, "c_cpu": 0.0, "u_wall": 0.0, "u_cpu": 0.0}
-        for _ in range(reps):  # interleaved, so both see the same load
-            for key, fn in (("c", checked), ("u", core)):
-                w0, c0 = time.perf_counter(), time.process_time()
-                fn()
-                acc[f"{key}_wall"] += time.perf_counter() - w0
-                acc[f"{key}_cpu"] += time.process_time() - c0
-        out.append(
-            (
-                name,
-                1e6 * acc["c_wall"] / reps,
-                1e6 * acc["u_wall"] / reps,
-                1e6 * acc["c_cpu"] / reps,
-                1e6 * acc["u_cpu"] / reps,
-            )
-        )
-    return out
+    v = torch.ones(512, 1)
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return 0.1 * x
+
+    q_core = _core(md.q_sample, diffusion, "_q_sample")
+    post_core = _core(md.q_posterior_mean_var, diffusion, "_q_posterior_mean_var")
+    pmv_core = _core(md.p_mean_var, diffusion, "_p_mean_var")
+    step_core = _core(md.ddpm_step, ddpm, "_ddpm_step")
+    kl_core = _core(md.gaussian_kl, losses, "_gaussian_kl")
+    return [
+        (
+            "q_sample (512x2, t tensor)",
+            lambda: md.q_sample(x, t, sched, noise=noise),
+            q_core and (lambda: q_core(x, t, sched, noise)),
+        ),
+        (
+            "q_posterior_mean_var (512x2)",
+            lambda: md.q_posterior_mean_var(x, noise, t, sched),
+            post_core and (lambda: post_core(x, noise, t, sched)),
+        ),
+        (
+            "p_mean_var (512x2)",
+            lambda: md.p_mean_var(model, x, t, sched),
+            pmv_core and (lambda: pmv_core(model, x, t, sched, "beta")),
+        ),
+        (
+            "ddpm_step (512x2)",
+            lambda: md.ddpm_step(x, t, noise, sched, noise=noise),
+            step_core
+            and (
+                lambda: (
+                    step_core(x, t, noise, sched, variance="beta", noise=noise)
+                    if hasattr(md.ddpm_step, "unchecked")
+                    else step_core(x, t, noise, sched, "beta", noise)
+                )
+            ),
+        ),
+        (
+            "gaussian_kl (512x2)",
+            lambda: md.gaussian_kl(x, v, noise, v),
+            kl_core and (lambda: kl_core(x, v, noise, v)),
+        ),
+        ("simple_loss (512x2)", lambda: md.simple_loss(model, x, sched, t=t, noise=noise), None),
+    ]
+
+
+def cpu_us(fns: list[Callable[[], Any]], reps: int) -> list[float]:
+    """CPU µs per call of each function, interleaved so that all see the same load."""
+    for fn in fns:
+        fn()  # warm-up
+    acc = [0.0] * len(fns)
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            c0 = time.process_time()
+            fn()
+            acc[i] += time.process_time() - c0
+    return [1e6 * a / reps for a in acc]
 
 
 def main() -> None:
     print(f"minidiff from {args.repo}; torch {torch.__version__}, 1 thread\n")
-    print("| sampler | steps | host reads per call | per step |")
-    print("|---|---:|---:|---:|")
-    for name, n, reads, per in sampler_reads():
-        print(f"| {name} | {n} | {reads} | {per:.2f} |")
-    rows = timings(args.reps)
-    if rows:
-        print(
-            f"\n| call ({args.reps} reps, interleaved) | checked wall µs | core wall µs | "
-            "checked CPU µs | "
-            "core CPU µs | wall ratio |"
-        )
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, cw, uw, cc, uc in rows:
-            print(f"| {name} | {cw:.1f} | {uw:.1f} | {cc:.1f} | {uc:.1f} | {cw / uw:.2f} |")
+    other = load_checkout(args.against, "minidiff_against") if args.against else None
+    reads = sampler_reads(md)
+    if other is None:
+        print("| sampler | steps | host reads per call | per step |")
+        print("|---|---:|---:|---:|")
+        for name, n, r, per in reads:
+            print(f"| {name} | {n} | {r} | {per:.2f} |")
+    else:
+        before = {name: (r, per) for name, _, r, per in sampler_reads(other)}
+        print(f"Host reads per sampler step: this checkout vs {args.against}\n")
+        print("| sampler | steps | reads per step | against | change |")
+        print("|---|---:|---:|---:|---:|")
+        for name, n, _, per in reads:
+            b = before.get(name, (0, float("nan")))[1]
+            print(f"| {name} | {n} | {per:.2f} | {b:.2f} | {per - b:+.2f} |")
+
+    mine = calls(md)
+    if other is None:
+        print(f"\n| call ({args.reps} reps, interleaved) | checked CPU µs | core CPU µs | ratio |")
+        print("|---|---:|---:|---:|")
+        for name, checked, core in mine:
+            c, u = cpu_us([checked, core] if core else [checked], args.reps) + [float("nan")]
+            print(f"| {name} | {c:.1f} | {u:.1f} | {c / u:.2f} |")
+        return
+    theirs = {name: (checked, core) for name, checked, core in calls(other)}
+    print(
+        f"\nCPU µs per call, {args.reps} reps, the four calls interleaved; 'against' = "
+        f"{args.against}\n"
+    )
+    print(
+        "| call | checked | core | checked, against | core, against | checked / checked against |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    ratios = []
+    for name, checked, core in mine:
+        a_checked, a_core = theirs[name]
+        fns = [checked, a_checked] + [f for f in (core, a_core) if f is not None]
+        us = cpu_us(fns, args.reps)
+        c, ac = us[0], us[1]
+        u = us[2] if core is not None else float("nan")
+        au = us[-1] if a_core is not None else float("nan")
+        ratios.append(c / ac)
+        print(f"| {name} | {c:.1f} | {u:.1f} | {ac:.1f} | {au:.1f} | {c / ac:.2f} |")
+    geo = float(torch.tensor(ratios).log().mean().exp())
+    print(f"| **geometric mean** | | | | | **{geo:.2f}** |")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,92 @@
-"""Argument checks shared by every module (the contract is asserted at the API boundary).
+"""Argument checks: one dialect for the whole package (the contract asserted at the API boundary).
 
-Every helper raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind, bad value)
-with a message that starts with the argument's name and says what was expected. A finiteness check
-reads the tensor back to the host (a device synchronisation), so public functions check what the
-user passed once, at their entry; loops call unchecked internal steps.
+A public function *declares* what each argument must be, in one decorator above its ``def``; its
+body is the mathematics alone::
+
+    from ._validation import FloatTensor, Rng, Timesteps, checked
+    from .schedules import NoiseSchedule
+
+    @checked(
+        x0=FloatTensor(finite=True),
+        t=Timesteps(of="x0"),
+        schedule=NoiseSchedule,
+        noise=FloatTensor(like="x0", finite=True, optional=True),
+        generator=Rng,
+    )
+    def q_sample(x0, t, schedule, noise=None, generator=None):
+        # docstring: what it computes, the equation, the shapes
+        eps = noise if noise is not None else randn_like(x0, generator)
+        return per_sample(schedule.sqrt_alpha_bar[t], x0) * x0 + ...
+
+How to declare the checks of a new function:
+
+1. Name each argument that needs a check in ``@checked(...)`` and give its *spec*:
+   ``FloatTensor`` (a floating tensor: ``dim``, ``min_dim``, ``like="other"`` for the same shape,
+   ``finite``, ``positive``, ``within=(lo, hi)``, ``broadcast`` for tensors that must broadcast
+   together), ``Timesteps(of="x")`` (discrete ``t`` in ``1..T``: an int or a long ``(B,)``
+   tensor; the body receives a long tensor on ``x``'s device), ``Int(minimum=1)``,
+   ``Number(low=..., high=...)``, ``OneOf(choices)``, ``Function("(x_t, t) -> eps")``, ``Rng``
+   (a ``torch.Generator`` or ``None``), ``Device``, ``FloatDtype``, ``Shape``, a class (the
+   argument must be an instance of it, e.g. ``NoiseSchedule``), or ``Check(fn)`` for a check of
+   one's own (``fn(value, name) -> value``). ``optional=True`` lets ``None`` through.
+2. Write the body for values that passed: a spec may *normalise* what the body receives (an int
+   ``t`` becomes a long tensor, a device string a ``torch.device``, a number a ``float``).
+   Arguments left at their default are not checked (defaults are trusted).
+3. Relations between arguments that no spec expresses (``beta_end >= beta_start``) stay as a
+   guard at the top of the body; they are rare.
+
+The exception policy, the same everywhere: the wrong *kind* of object (a string where a number
+belongs, an integer tensor where floats belong, ``None`` where a tensor is required) raises
+``TypeError``; the right kind with a wrong *value* (NaN, out of range, a shape that does not fit,
+an unknown choice) raises ``ValueError``. Every message starts with the argument's name and says
+what was expected.
+
+Cost: the checks of *values* (finiteness, ``t`` in range, positivity) read tensors back to the host,
+which on an accelerator is a device synchronisation. ``@checked`` gathers all of one call's value
+checks into a single read, after every type and shape check has passed. Loops whose inputs were
+checked once call the same function without any checks through ``fn.unchecked`` (the bare body,
+with arguments already in their normalised form, e.g. ``q_sample.unchecked(x0, t_long, schedule,
+eps)``), and a training loop that checked its data can switch the value reads off for a block with
+:func:`skip_value_checks` (type and shape checks still run: they cost no synchronisation).
+
+The ``check_*`` functions below are the building blocks of the specs and stay usable on their own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 import torch
 
+from .tensors import noise_like
+
 __all__ = [
+    "checked",
+    "Checked",
+    "Spec",
+    "FloatTensor",
+    "Timesteps",
+    "PointCloud",
+    "Int",
+    "Number",
+    "OneOf",
+    "Function",
+    "Instance",
+    "Rng",
+    "Device",
+    "FloatDtype",
+    "Shape",
+    "Check",
+    "check_with",
     "skip_value_checks",
     "value_checks_enabled",
+    "count_host_reads",
     "check_tensor",
     "check_finite",
     "check_all_finite",
@@ -33,6 +101,10 @@ __all__ = [
     "check_device",
     "check_float_dtype",
     "check_shape",
+    "describe",
+    "check_instance",
+    "check_noise",
+    "check_timesteps",
 ]
 
 
@@ -59,7 +131,8 @@ def skip_value_checks() -> Iterator[None]:
         _VALUE_CHECKS.reset(token)
 
 
-def _kind(x: object) -> str:
+def describe(x: object) -> str:
+    """How an argument is described in messages: a tensor by dtype and shape, else its type."""
     if isinstance(x, torch.Tensor):
         return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
     return type(x).__name__ if x is not None else "None"
@@ -70,7 +143,7 @@ def check_tensor(
 ) -> torch.Tensor:
     """Return ``x`` if it is a floating tensor of the right rank (finite if asked), else raise."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {_kind(x)}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {describe(x)}")
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if dim is not None and x.dim() != dim:
@@ -85,10 +158,23 @@ def check_tensor(
     return x
 
 
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds no NaN or infinity, in one host read.
+
+    A finite sum proves every element finite (NaN and ±inf propagate through a sum) and costs a
+    quarter of ``isfinite(x).all()``; only a sum that overflowed needs the elementwise test.
+    """
+    return math.isfinite(float(x.detach().sum())) or bool(torch.isfinite(x).all())
+
+
+def _nonfinite_message(name: str) -> str:
+    return f"{name} contains non-finite values (NaN or inf); expected finite numbers"
+
+
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     """Raise ``ValueError`` if ``x`` holds NaN or infinity (one device synchronisation)."""
-    if _VALUE_CHECKS.get() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains non-finite values (NaN or inf); expected finite numbers")
+    if _VALUE_CHECKS.get() and not _all_finite(x):
+        raise ValueError(_nonfinite_message(name))
     return x
 
 
@@ -100,14 +186,15 @@ def check_all_finite(*named: tuple[torch.Tensor | None, str]) -> None:
     tensors = [(t, n) for t, n in named if t is not None]
     if not tensors or not _VALUE_CHECKS.get():
         return
-    if len(tensors) == 1:
-        check_finite(*tensors[0])
+    if len(tensors) == 1 or not _defer_reads(tensors[0][0]):
+        for t, n in tensors:
+            check_finite(t, n)
         return
     device = tensors[0][0].device
-    ok = torch.isfinite(tensors[0][0]).all()
+    total = tensors[0][0].detach().sum()
     for t, _ in tensors[1:]:
-        ok = ok & torch.isfinite(t).all().to(device)
-    if bool(ok):
+        total = total + t.detach().sum().to(device)
+    if math.isfinite(float(total)):
         return
     for t, n in tensors:
         check_finite(t, n)
@@ -152,17 +239,19 @@ def check_broadcast(*named: tuple[torch.Tensor, str]) -> tuple[int, ...]:
 def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` as an int if it is an integer ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {_kind(value)} {value!r}")
+        raise TypeError(f"{name} must be an int >= {minimum}, got {describe(value)} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
+    """Return ``value`` if it is one of the strings ``choices`` (a non-string: ``TypeError``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {list(choices)} (a string), got {describe(value)}")
+    if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return str(value)
+    return value
 
 
 def check_number(
@@ -186,7 +275,7 @@ def check_number(
         or not hasattr(value, "__float__")
         or isinstance(value, (str, bytes, complex))
     ):
-        raise TypeError(f"{name} must be a real number, got {_kind(value)} {value!r}")
+        raise TypeError(f"{name} must be a real number, got {describe(value)} {value!r}")
     v = float(value)  # type: ignore[arg-type,unused-ignore]
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
@@ -205,7 +294,7 @@ def check_number(
 def check_callable(fn: object, name: str, signature: str = "") -> Callable[..., Any]:
     """Return ``fn`` if it is callable; ``signature`` (e.g. ``"(x_t, t) -> eps"``) is quoted."""
     if not callable(fn):
-        raise TypeError(f"{name} must be callable {signature}".rstrip() + f", got {_kind(fn)}")
+        raise TypeError(f"{name} must be callable {signature}".rstrip() + f", got {describe(fn)}")
     return fn
 
 
@@ -231,7 +320,7 @@ def check_generator(generator: object, name: str = "generator") -> torch.Generat
         raise TypeError(
             f"{name} must be a torch.Generator or None "
             "(seed one with torch.Generator().manual_seed(0)), "
-            f"got {_kind(generator)}"
+            f"got {describe(generator)}"
         )
     return generator
 
@@ -247,7 +336,7 @@ def check_device(device: object, name: str = "device") -> torch.device | None:
     if not isinstance(device, (str, torch.device)):
         raise TypeError(
             f"{name} must be a string such as 'cpu' or 'cuda', a torch.device or None, "
-            f"got {_kind(device)}"
+            f"got {describe(device)}"
         )
     try:
         dev = torch.device(device)
@@ -283,7 +372,7 @@ def check_float_dtype(dtype: object, name: str = "dtype") -> torch.dtype:
     if not isinstance(dtype, torch.dtype):
         raise TypeError(
             f"{name} must be a torch floating dtype such as torch.float32, "
-            f"got {_kind(dtype)} {dtype!r}"
+            f"got {describe(dtype)} {dtype!r}"
         )
     if not dtype.is_floating_point:
         raise TypeError(
@@ -299,9 +388,500 @@ def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
         raise TypeError(
             f"{name} must be a non-empty tuple of ints such as (1000, 2), got {shape!r}"
         )
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
+        raise TypeError(f"{name} must contain ints, got {tuple(shape)}")
+    if not all(s >= 1 for s in shape):
         raise ValueError(f"{name} must contain positive ints, got {tuple(shape)}")
     return tuple(int(s) for s in shape)
+
+
+def check_instance(value: object, name: str, cls: type, what: str | None = None) -> Any:
+    """Return ``value`` if it is an instance of ``cls`` (``what`` names it in the message)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be {what or 'a ' + cls.__name__}, got {describe(value)}")
+    return value
+
+
+def check_noise(
+    noise: object, like: torch.Tensor, like_name: str, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A given ``noise`` checked (a finite floating tensor of ``like``'s shape), or ``N(0, I)``
+    drawn like ``like`` from ``generator``."""
+    check_generator(generator)
+    if noise is None:
+        return noise_like(like, generator)
+    check_tensor(noise, "noise")
+    check_same_shape(like, noise, like_name, "noise")  # type: ignore[arg-type]
+    return check_finite(noise, "noise")  # type: ignore[arg-type]
+
+
+def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torch.Tensor:
+    """Validate discrete timesteps and return them as a long tensor of shape ``(batch_size,)``.
+
+    ``t`` may be a Python int (the same step for the whole batch) or an integer tensor of shape
+    ``(batch_size,)`` with values in ``1..T``. Floats, wrong shapes and out-of-range values raise.
+    The range is read back (one host read) unless inside :func:`skip_value_checks`.
+    """
+    tt = _timestep_tensor(t, name, batch_size, T, None)
+    if tt.numel() and _VALUE_CHECKS.get() and not _timesteps_in_range(tt, T):
+        raise ValueError(_timesteps_message(tt, name, T))
+    return tt
+
+
+def _timestep_tensor(
+    t: object, name: str, batch_size: int, T: int, device: torch.device | None
+) -> torch.Tensor:
+    """Types and shape of ``t`` checked, an int's range too; returns a long ``(batch_size,)``."""
+    if isinstance(t, bool) or not isinstance(t, (int, torch.Tensor)):
+        raise TypeError(
+            f"{name} must be an int or an integer tensor of shape ({batch_size},) with values in "
+            f"1..{T}, got {describe(t)}"
+        )
+    if isinstance(t, int):
+        if not 1 <= t <= T:
+            raise ValueError(f"{name} must lie in 1..{T}, got {t}")
+        return torch.full((batch_size,), t, dtype=torch.long, device=device)
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(
+            f"{name} must be an integer (long) tensor of timesteps in 1..{T}, got dtype {t.dtype}; "
+            "discrete time is an index, not a float"
+        )
+    if t.dim() != 1 or t.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} must have shape ({batch_size},) (one timestep per sample), "
+            f"got {tuple(t.shape)}"
+        )
+    return t.to(device=device, dtype=torch.long) if device is not None else t.long()
+
+
+def _timesteps_in_range(tt: torch.Tensor, T: int) -> bool:
+    # one reduction and one read, instead of two comparisons of the whole batch
+    lo, hi = torch.stack(torch.aminmax(tt)).tolist()
+    return bool(1 <= lo and hi <= T)
+
+
+def _timesteps_witness(tt: torch.Tensor, T: int) -> torch.Tensor:
+    lo, hi = torch.aminmax(tt)
+    return (lo >= 1) & (hi <= T)
+
+
+def _timesteps_message(tt: torch.Tensor, name: str, T: int) -> str:
+    return f"{name} must lie in 1..{T}, got values in {int(tt.min())}..{int(tt.max())}"
+
+
+# ------------------------------------------------------------------ the declared contracts
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+S = TypeVar("S")
+_MISSING: Any = object()
+
+
+_DEFER_ON_CPU = False  # tests set it to exercise the accelerator's path on the CPU
+
+
+def _defer_reads(x: torch.Tensor) -> bool:
+    """Whether value checks on ``x`` are gathered into one read (on an accelerator, where every
+    read is a synchronisation) rather than read one by one (on the CPU, where reads are free)."""
+    return _DEFER_ON_CPU or x.device.type != "cpu"
+
+
+class _Call:
+    """The state of one checked call: the values checked so far and the deferred value checks."""
+
+    __slots__ = ("values", "defaults", "pending")
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self.values: dict[str, Any] = {}
+        self.defaults = defaults
+        self.pending: list[tuple[torch.Tensor, Callable[[], bool], Callable[[], str]]] = []
+
+    def get(self, name: str) -> Any:
+        """The (checked) value of argument ``name``; its default if it was left out."""
+        value = self.values.get(name, _MISSING)
+        return self.defaults.get(name, _MISSING) if value is _MISSING else value
+
+    def require(
+        self,
+        x: torch.Tensor,
+        holds: Callable[[], bool],
+        message: Callable[[], str],
+        witness: Callable[[], torch.Tensor] | None = None,
+    ) -> None:
+        """Require a condition about tensor ``x``; raise ``ValueError(message())`` if it fails.
+
+        On the CPU ``holds()`` is evaluated at once (host reads cost no synchronisation there).
+        On an accelerator ``witness()``, a 0-d boolean tensor that is true only if the condition
+        holds, is queued and read with the call's other witnesses in one read; ``holds()`` then
+        decides only when a witness is false (a witness may be a cheap sufficient test).
+        """
+        if not _defer_reads(x):
+            if not holds():
+                raise ValueError(message())
+            return
+        self.pending.append((witness() if witness else torch.tensor(False), holds, message))
+
+    def read_values(self) -> None:
+        """One host read for all the queued conditions; on failure, name the first that failed."""
+        pending = self.pending
+        ok = pending[0][0]
+        for cond, _, _ in pending[1:]:
+            ok = ok & cond.to(ok.device)
+        if bool(ok):
+            return
+        for cond, holds, message in pending:
+            if not bool(cond) and not holds():
+                raise ValueError(message())
+
+
+class Spec:
+    """What one argument must be. :meth:`check` raises or returns the value the body receives.
+
+    ``refs`` names the other arguments the check reads (they are checked first); ``optional``
+    lets ``None`` through unchecked.
+    """
+
+    optional = False
+    refs: tuple[str, ...] = ()
+    broadcast = False
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        raise NotImplementedError
+
+
+class FloatTensor(Spec):
+    """A floating-point tensor, batch first.
+
+    Args:
+        dim: exact number of dimensions; ``min_dim`` the least (default 1: a batch dimension).
+        like: name of another tensor argument it must have the same shape as.
+        finite: no NaN or infinity. ``positive``: every value ``> 0``. ``within=(lo, hi)``:
+            every value in ``[lo, hi]`` (up to 1e-6). These read values (deferred, one read).
+        broadcast: the ``broadcast=True`` tensors of a call must broadcast together.
+        optional: ``None`` is allowed.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int | None = None,
+        min_dim: int = 1,
+        like: str | None = None,
+        finite: bool = False,
+        positive: bool = False,
+        within: tuple[float, float] | None = None,
+        broadcast: bool = False,
+        optional: bool = False,
+    ) -> None:
+        self.dim, self.min_dim, self.like = dim, min_dim, like
+        self.finite, self.positive, self.within = finite, positive, within
+        self.broadcast, self.optional = broadcast, optional
+        self.refs = (like,) if like is not None else ()
+
+    def check(self, value: Any, name: str, call: _Call) -> torch.Tensor:
+        check_tensor(value, name, min_dim=self.min_dim, dim=self.dim)
+        if self.like is not None:
+            other = call.get(self.like)
+            if isinstance(other, torch.Tensor):
+                check_same_shape(other, value, self.like, name)
+        if not _VALUE_CHECKS.get():
+            return value
+        if self.finite:
+            call.require(
+                value,
+                lambda: _all_finite(value),
+                lambda: _nonfinite_message(name),
+                witness=lambda: torch.isfinite(value.detach().sum()),
+            )
+        if self.positive:
+            positive = lambda: (value > 0).all()  # noqa: E731
+            call.require(value, lambda: bool(positive()), lambda: f"{name} must be > 0", positive)
+        if self.within is not None:
+            lo, hi = self.within
+            inside = lambda: ((value >= lo - 1e-6) & (value <= hi + 1e-6)).all()  # noqa: E731
+            message = lambda: f"{name} must lie in [{lo:g}, {hi:g}]"  # noqa: E731
+            call.require(value, lambda: bool(inside()), message, inside)
+        return value
+
+
+class PointCloud(Spec):
+    """A point cloud ``(N, D)``: a real tensor (integers allowed) with finite values, ``D >= 1``.
+
+    The body receives it detached and in float64 (metrics are computed in double precision).
+
+    Args:
+        min_rows: the least ``N``; ``more_rows_than="k"``: ``N`` must exceed argument ``k``.
+        same_dim_as: another point cloud argument whose ``D`` it must share.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_rows: int = 1,
+        more_rows_than: str | None = None,
+        same_dim_as: str | None = None,
+        optional: bool = False,
+    ) -> None:
+        self.min_rows, self.more_rows_than, self.same_dim_as = min_rows, more_rows_than, same_dim_as
+        self.optional = optional
+        self.refs = tuple(r for r in (more_rows_than, same_dim_as) if r is not None)
+
+    def check(self, value: Any, name: str, call: _Call) -> torch.Tensor:
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (N, D), got {describe(value)}")
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor, got dtype {value.dtype}")
+        if value.ndim != 2 or value.shape[1] < 1:
+            raise ValueError(f"{name} must have shape (N, D) with D >= 1, got {tuple(value.shape)}")
+        least = self.min_rows
+        if self.more_rows_than is not None and isinstance(call.get(self.more_rows_than), int):
+            least = max(least, call.get(self.more_rows_than) + 1)
+        if value.shape[0] < least:
+            raise ValueError(f"{name} must have at least {least} rows, got {value.shape[0]}")
+        other = call.get(self.same_dim_as) if self.same_dim_as is not None else None
+        if isinstance(other, torch.Tensor) and other.shape[1] != value.shape[1]:
+            raise ValueError(
+                f"{self.same_dim_as} and {name} must have the same dimension D, "
+                f"got {other.shape[1]} and {value.shape[1]}"
+            )
+        x64 = value.detach().to(torch.float64)
+        if _VALUE_CHECKS.get():
+            call.require(
+                x64,
+                lambda: _all_finite(x64),
+                lambda: f"{name} must contain only finite values",
+                witness=lambda: torch.isfinite(x64.sum()),
+            )
+        return x64
+
+
+class Timesteps(Spec):
+    """Discrete timesteps ``t ∈ 1..T``: an int (the whole batch) or an integer tensor ``(B,)``.
+
+    ``of`` names the data argument that gives ``B`` and the device, ``schedule`` the argument
+    that gives ``T``. The body receives a long tensor ``(B,)`` on the data's device.
+    """
+
+    def __init__(self, of: str = "x", schedule: str = "schedule", optional: bool = False) -> None:
+        self.of, self.schedule, self.optional = of, schedule, optional
+        self.refs = (of, schedule)
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        x, sched = call.get(self.of), call.get(self.schedule)
+        if not isinstance(x, torch.Tensor) or not hasattr(sched, "T"):
+            return value  # the call misses an argument: Python's own TypeError will say which
+        T = sched.T
+        tt = _timestep_tensor(value, name, x.shape[0], T, x.device)
+        if not isinstance(value, int) and tt.numel() and _VALUE_CHECKS.get():
+            call.require(
+                tt,
+                lambda: _timesteps_in_range(tt, T),
+                lambda: _timesteps_message(tt, name, T),
+                witness=lambda: _timesteps_witness(tt, T),
+            )
+        return tt
+
+
+class Int(Spec):
+    """An ``int`` (not a bool) ``>= minimum``."""
+
+    def __init__(self, minimum: int = 1, optional: bool = False) -> None:
+        self.minimum, self.optional = minimum, optional
+
+    def check(self, value: Any, name: str, call: _Call) -> int:
+        return check_positive_int(value, name, minimum=self.minimum)
+
+
+class Number(Spec):
+    """A finite real number in an interval (see :func:`check_number`); the body gets a float."""
+
+    def __init__(
+        self,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = True,
+        high_open: bool = True,
+        optional: bool = False,
+    ) -> None:
+        self.bounds = {"low": low, "high": high, "low_open": low_open, "high_open": high_open}
+        self.optional = optional
+
+    def check(self, value: Any, name: str, call: _Call) -> float:
+        return check_number(value, name, **self.bounds)  # type: ignore[arg-type]
+
+
+class OneOf(Spec):
+    """One of a fixed set of strings."""
+
+    def __init__(self, choices: Sequence[str], optional: bool = False) -> None:
+        self.choices, self.optional = tuple(choices), optional
+
+    def check(self, value: Any, name: str, call: _Call) -> str:
+        return check_choice(value, name, self.choices)
+
+
+class Function(Spec):
+    """A callable; ``signature`` (e.g. ``"(x_t, t) -> eps"``) is quoted in the message."""
+
+    def __init__(self, signature: str = "", optional: bool = False) -> None:
+        self.signature, self.optional = signature, optional
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        return check_callable(value, name, self.signature)
+
+
+class Instance(Spec):
+    """An instance of ``cls`` (write the class itself in ``@checked`` for short)."""
+
+    def __init__(self, cls: type, what: str | None = None, optional: bool = False) -> None:
+        self.cls, self.what, self.optional = cls, what, optional
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        return check_instance(value, name, self.cls, self.what)
+
+
+class Rng(Spec):
+    """A ``torch.Generator`` or ``None``."""
+
+    optional = True
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        return check_generator(value, name)
+
+
+class Device(Spec):
+    """``None``, a device string (``"cpu"``, ``"cuda:0"``) or a ``torch.device`` that exists here;
+    the body gets a ``torch.device`` or ``None``."""
+
+    optional = True
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        return check_device(value, name)
+
+
+class FloatDtype(Spec):
+    """A real floating torch dtype."""
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        return check_float_dtype(value, name)
+
+
+class Shape(Spec):
+    """A non-empty tuple of positive ints (the body gets a tuple)."""
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        return check_shape(value, name)
+
+
+class Check(Spec):
+    """A check of one's own: ``fn(value, name) -> value`` raising ``TypeError``/``ValueError``."""
+
+    def __init__(self, fn: Callable[[Any, str], Any], optional: bool = False) -> None:
+        self.fn, self.optional = fn, optional
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        return self.fn(value, name)
+
+
+def check_with(spec: object, value: Any, name: str) -> Any:
+    """Check one value against a spec outside ``@checked`` (e.g. one branch of an argument that
+    may be a tensor or a callable); returns what a body would receive."""
+    call = _Call({})
+    out = _as_spec(spec).check(value, name, call)
+    if call.pending:
+        call.read_values()
+    return out
+
+
+def _as_spec(spec: object) -> Spec:
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, type):
+        return spec() if issubclass(spec, Spec) else Instance(spec)
+    raise TypeError(f"not an argument spec: {spec!r} (give a Spec, a Spec class or a class)")
+
+
+class Checked(Protocol[P, R]):
+    """The type of a function decorated by :func:`checked`: itself, plus ``.unchecked``."""
+
+    unchecked: Callable[P, R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> Checked[P, R]: ...
+
+    @overload
+    def __get__(
+        self: Checked[Concatenate[S, P2], R], obj: S, objtype: type | None = None
+    ) -> Checked[P2, R]: ...
+
+
+def checked(**specs: object) -> Callable[[Callable[P, R]], Checked[P, R]]:
+    """Declare the argument checks of a function (see the module docstring for the dialect).
+
+    Each keyword names an argument and gives its spec. The decorated function checks its
+    arguments, reads every deferred value check back at once, then runs the body with the
+    normalised values. The body alone stays reachable as ``fn.unchecked``.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Checked[P, R]:
+        params = inspect.signature(fn).parameters
+        unknown = sorted(set(specs) - set(params))
+        if unknown:
+            raise TypeError(f"@checked names arguments {fn.__name__} does not have: {unknown}")
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        index = {n: i for i, (n, p) in enumerate(params.items()) if p.kind in positional}
+        defaults = {n: p.default for n, p in params.items() if p.default is not p.empty}
+        parsed = {n: _as_spec(s) for n, s in specs.items()}
+        order: list[str] = []
+        while len(order) < len(parsed):  # an argument after those it refers to
+            ready = [
+                n
+                for n in params
+                if n in parsed
+                and n not in order
+                and all(r in order or r not in parsed for r in parsed[n].refs)
+            ]
+            if not ready:
+                raise TypeError(f"@checked on {fn.__name__}: arguments refer to each other")
+            order += ready
+        plan = tuple((n, index.get(n), parsed[n]) for n in order)
+        broadcast = tuple(n for n in order if parsed[n].broadcast)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> R:
+            call = _Call(defaults)
+            values = call.values
+            arglist = list(args)
+            n_args = len(arglist)
+            for name, pos, spec in plan:
+                if pos is not None and pos < n_args:
+                    value = arglist[pos]
+                elif name in kwargs:
+                    value = kwargs[name]
+                else:
+                    continue  # left at its default
+                if value is not None or not spec.optional:
+                    value = spec.check(value, name, call)
+                    if pos is not None and pos < n_args:
+                        arglist[pos] = value
+                    else:
+                        kwargs[name] = value
+                values[name] = value
+            if broadcast:
+                check_broadcast(*[(values[n], n) for n in broadcast if values.get(n) is not None])
+            if call.pending:
+                call.read_values()
+            return fn(*arglist, **kwargs)
+
+        wrapper.unchecked = fn  # type: ignore[attr-defined]
+        wrapper.contract = dict(parsed)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 # ----------------------------------------------------------- measuring the cost of checks

@@ -35,12 +35,12 @@ from ._validation import (
     check_device,
     check_finite,
     check_generator,
+    check_noise,
     check_number,
     check_positive_int,
     check_same_shape,
     check_tensor,
 )
-from .diffusion import _noise_like
 from .paths import GaussianPath, RectifiedFlowPath, _check_path
 from .sde import _batch_time, check_time
 
@@ -152,7 +152,7 @@ def flow_matching_loss(
         t = sample_flow_times(
             x0.shape[0], generator, sampling=time_sampling, loc=loc, scale=scale, device=x0.device
         )
-    eps = _noise_like(x0, noise, generator, "x0")
+    eps = check_noise(noise, x0, "x0", generator)
     if coupling == "ot":
         eps = ot_coupling(x0, eps)
     tt = _batch_time(x0, t).to(x0.dtype)

@@ -27,22 +27,24 @@ from ._validation import (
     check_device,
     check_finite,
     check_generator,
+    check_instance,
+    check_number,
     check_positive_int,
+    check_same_shape,
     check_tensor,
+    check_timesteps,
 )
 from .diffusion import (
     VARIANCES,
     EpsModel,
-    _check_schedule,
-    _noise_like,
-    _p_mean_var,
-    _prepare,
-    _q_posterior_mean_var,
-    _q_sample,
     call_eps_model,
     model_variance,
+    p_mean_var,
+    q_posterior_mean_var,
+    q_sample,
 )
 from .schedules import NoiseSchedule
+from .tensors import noise_like
 
 __all__ = [
     "gaussian_kl",
@@ -192,7 +194,7 @@ def vlb_terms(
     check_tensor(x0, "x0")
     check_choice(variance, "variance", VARIANCES)
     check_choice(decoder, "decoder", DECODERS)
-    _check_schedule(schedule)
+    check_instance(schedule, "schedule", NoiseSchedule)
     check_generator(generator)
     check_finite(x0, "x0")
     if decoder == "discretized" and (bool((x0 < -1 - 1e-6).any()) or bool((x0 > 1 + 1e-6).any())):
@@ -210,15 +212,17 @@ def vlb_terms(
     with torch.no_grad():
         for t in range(2, T + 1):
             tt = torch.full((B,), t, dtype=torch.long, device=x0.device)
-            x_t = _q_sample(x0, tt, schedule, _noise_like(x0, None, generator))
-            mean_q, var_q = _q_posterior_mean_var(x0, x_t, tt, schedule)
-            mean_p, var_p = _p_mean_var(eps_model, x_t, tt, schedule, variance)
+            x_t = q_sample.unchecked(x0, tt, schedule, noise_like(x0, generator))
+            mean_q, var_q = q_posterior_mean_var.unchecked(x0, x_t, tt, schedule)
+            mean_p, var_p = p_mean_var.unchecked(eps_model, x_t, tt, schedule, variance)
             kl = _gaussian_kl(mean_q, var_q.expand_as(x0), mean_p, var_p.expand_as(x0))
             L_t[:, t - 2] = _sum_data_dims(kl)
 
         t1 = torch.ones(B, dtype=torch.long, device=x0.device)
-        x_1 = _q_sample(x0, t1, schedule, _noise_like(x0, None, generator))
-        mean_1, var_1 = _p_mean_var(eps_model, x_1, t1, schedule, variance, for_density=True)
+        x_1 = q_sample.unchecked(x0, t1, schedule, noise_like(x0, generator))
+        mean_1, var_1 = p_mean_var.unchecked(
+            eps_model, x_1, t1, schedule, variance, for_density=True
+        )
         if decoder == "gaussian":
             log_p = _gaussian_log_likelihood(x0, mean_1, var_1.expand_as(x0))
         else:
@@ -237,7 +241,7 @@ def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor
     :func:`vlb_terms` but does not depend on the model). ``lambda_0 = 0``; ``lambda_1`` uses
     ``sigma_1^2 = beta_1`` (the Gaussian decoder's squared-error weight).
     """
-    _check_schedule(schedule)
+    check_instance(schedule, "schedule", NoiseSchedule)
     check_choice(variance, "variance", VARIANCES)
     t = torch.arange(schedule.T + 1)
     sigma2 = model_variance(
@@ -296,14 +300,7 @@ def timestep_probabilities(T: int, power: float = 1.0) -> torch.Tensor:
 
 
 def _check_power(power: object) -> float:
-    if (
-        isinstance(power, bool)
-        or not isinstance(power, (int, float))
-        or not math.isfinite(power)
-        or power <= 0
-    ):
-        raise ValueError(f"power must be a finite number > 0, got {power!r}")
-    return float(power)
+    return check_number(power, "power", low=0.0)
 
 
 def simple_loss(
@@ -325,11 +322,11 @@ def simple_loss(
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_tensor(x0, "x0")
-    _check_schedule(schedule)
+    check_instance(schedule, "schedule", NoiseSchedule)
     check_generator(generator)
     w = None
     if weights is not None:
-        if isinstance(weights, (str, bytes)):
+        if not isinstance(weights, (torch.Tensor, list, tuple)):
             raise TypeError(
                 f"weights must be a tensor of shape ({schedule.T + 1},), "
                 f"got {type(weights).__name__}"
@@ -350,10 +347,15 @@ def simple_loss(
             raise ValueError("weights must be finite and >= 0")
     if t is None:
         t = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
-    tt, _ = _prepare(x0, t, schedule, "x0")
+    tt = check_timesteps(t, x0.shape[0], schedule.T).to(x0.device)
     check_finite(x0, "x0")
-    eps = _noise_like(x0, noise, generator, "x0")
-    x_t = _q_sample(x0, tt, schedule, eps)
+    if noise is None:
+        eps = noise_like(x0, generator)
+    else:
+        check_tensor(noise, "noise")
+        check_same_shape(x0, noise, "x0", "noise")
+        eps = check_finite(noise, "noise")
+    x_t = q_sample.unchecked(x0, tt, schedule, eps)
     err = (eps - call_eps_model(eps_model, x_t, tt)) ** 2
     per_sample = err.reshape(err.shape[0], -1).mean(dim=1)
     if w is not None:
@@ -384,7 +386,7 @@ def affine_reverse_marginal(
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_positive_int(dim, "dim")
     check_choice(variance, "variance", VARIANCES)
-    _check_schedule(schedule)
+    check_instance(schedule, "schedule", NoiseSchedule)
     eye = torch.eye(dim, dtype=torch.float64)
     probe = torch.linspace(-1.3, 0.7, dim, dtype=torch.float64)[None]
     pts = torch.cat([torch.zeros(1, dim, dtype=torch.float64), eye, probe])  # (D + 2, D)
@@ -392,7 +394,9 @@ def affine_reverse_marginal(
     with torch.no_grad():
         for t in range(schedule.T, 0, -1):
             tt = torch.full((dim + 2,), t, dtype=torch.long)
-            mean, var = _p_mean_var(eps_model, pts, tt, schedule, variance, for_density=True)
+            mean, var = p_mean_var.unchecked(
+                eps_model, pts, tt, schedule, variance, for_density=True
+            )
             b = mean[0]
             A = (mean[1 : dim + 1] - b).T  # column i is the response to e_i
             if not torch.allclose(mean[-1], A @ probe[0] + b, rtol=1e-6, atol=1e-8):

@@ -47,9 +47,16 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ._validation import call_like, check_callable, check_choice, check_same_shape, check_tensor
+from ._validation import (
+    call_like,
+    check_callable,
+    check_choice,
+    check_instance,
+    check_noise,
+    check_same_shape,
+    check_tensor,
+)
 from .data.gmm import GaussianMixture
-from .diffusion import _check_schedule, _noise_like
 from .schedules import NoiseSchedule
 from .sde import VPSDE, _batch_time, _bcast, check_time
 
@@ -156,7 +163,7 @@ class GaussianPath(ABC):
         """
         check_tensor(x0, "x0", finite=True)
         c = self._columns(x0, t)
-        return c.alpha * x0 + c.sigma * _noise_like(x0, noise, generator, "x0")
+        return c.alpha * x0 + c.sigma * check_noise(noise, x0, "x0", generator)
 
     def conditional_velocity(
         self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float
@@ -266,7 +273,7 @@ class DiscreteVPPath(GaussianPath):
     """
 
     def __init__(self, schedule: NoiseSchedule) -> None:
-        self.schedule = _check_schedule(schedule)
+        self.schedule = check_instance(schedule, "schedule", NoiseSchedule)
         self.T = schedule.T
         self._log_ab = schedule.alpha_bar.log()
 

@@ -24,8 +24,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._validation import check_number, check_positive_int, value_checks_enabled
+from ._validation import check_choice, check_number, check_positive_int
+from ._validation import check_timesteps as check_timesteps
 
+# check_timesteps lives in _validation and stays importable from here.
 __all__ = [
     "NoiseSchedule",
     "linear_schedule",
@@ -34,38 +36,8 @@ __all__ = [
     "sigmoid_schedule",
     "make_schedule",
     "SCHEDULES",
-    "check_timesteps",
     "shifted_schedule",
 ]
-
-
-def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torch.Tensor:
-    """Validate discrete timesteps and return them as a long tensor of shape ``(batch_size,)``.
-
-    ``t`` may be a Python int (the same step for the whole batch) or an integer tensor of shape
-    ``(batch_size,)`` with values in ``1..T``. Floats, wrong shapes and out-of-range values raise.
-    """
-    if isinstance(t, bool):
-        raise TypeError(
-            f"{name} must be an int or an integer tensor of shape ({batch_size},), got bool"
-        )
-    if isinstance(t, int):
-        t = torch.full((batch_size,), t, dtype=torch.long)
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be an int or an integer torch.Tensor, got {type(t).__name__}")
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        raise TypeError(
-            f"{name} must be an integer (long) tensor of timesteps in 1..{T}, got dtype {t.dtype}; "
-            "discrete time is an index, not a float"
-        )
-    if t.dim() != 1 or t.shape[0] != batch_size:
-        raise ValueError(
-            f"{name} must have shape ({batch_size},) (one timestep per sample), "
-            f"got {tuple(t.shape)}"
-        )
-    if t.numel() and value_checks_enabled() and not bool(((t >= 1) & (t <= T)).all()):
-        raise ValueError(f"{name} must lie in 1..{T}, got values in {int(t.min())}..{int(t.max())}")
-    return t.long()
 
 
 class NoiseSchedule:
@@ -146,16 +118,21 @@ class NoiseSchedule:
         return self.T
 
     def gather(
-        self, values: torch.Tensor, t: torch.Tensor, ndim: int, *, like: torch.Tensor | None = None
+        self,
+        values: torch.Tensor,
+        t: torch.Tensor | int,
+        ndim: int,
+        *,
+        like: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return ``values[t]`` reshaped to ``(B, 1, …, 1)`` so it broadcasts against ``(B, …)``
         data.
 
-        ``values`` is one of the schedule's ``(T + 1,)`` arrays, ``t`` a long tensor ``(B,)`` and
-        ``ndim`` the number of dimensions of the data. The result takes the dtype and device of
-        ``like`` when given.
+        ``values`` is one of the schedule's ``(T + 1,)`` arrays, ``t`` a long tensor ``(B,)`` (or
+        an int: one value, shape ``(1, 1, …)``) and ``ndim`` the number of dimensions of the data.
+        The result takes the dtype and device of ``like`` when given.
         """
-        out = values.to(t.device)[t]
+        out = values[t] if isinstance(t, int) else values.to(t.device)[t]
         if like is not None:
             out = out.to(dtype=like.dtype, device=like.device)
         return out.reshape(-1, *([1] * (ndim - 1)))
@@ -266,8 +243,7 @@ SCHEDULES: dict[str, Callable[..., NoiseSchedule]] = {
 
 def make_schedule(name: str, T: int, **kwargs: float) -> NoiseSchedule:
     """Build a schedule by family name: ``linear``, ``cosine``, ``quadratic`` or ``sigmoid``."""
-    if not isinstance(name, str) or name not in SCHEDULES:
-        raise ValueError(f"name must be one of {sorted(SCHEDULES)}, got {name!r}")
+    check_choice(name, "name", sorted(SCHEDULES))
     return SCHEDULES[name](T, **kwargs)
 
 

@@ -27,11 +27,11 @@ from ._validation import (
     check_choice,
     check_finite,
     check_generator,
+    check_noise,
     check_number,
     check_positive_int,
     check_tensor,
 )
-from .diffusion import _noise_like
 from .nn import TimeMLP
 
 __all__ = [
@@ -70,13 +70,8 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Tensor:
     ``σ_i = σ_max (σ_min/σ_max)^((i-1)/(L-1))``, as in NCSN (Song & Ermon 2019).
     """
     L = check_positive_int(L, "L", minimum=2)
-    for name, v in (("sigma_max", sigma_max), ("sigma_min", sigma_min)):
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, (int, float))
-            or not (math.isfinite(v) and v > 0)
-        ):
-            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    sigma_max = check_number(sigma_max, "sigma_max", low=0.0)
+    sigma_min = check_number(sigma_min, "sigma_min", low=0.0)
     if not sigma_max > sigma_min:
         raise ValueError(
             f"sigma_max must be > sigma_min, got sigma_max={sigma_max}, sigma_min={sigma_min}"
@@ -237,7 +232,7 @@ def dsm_loss(
             raise ValueError(f"sigma_idx must lie in 0..{L - 1}")
         idx = sigma_idx
     sigma = levels[idx.to(x0.device)]  # (B,)
-    z = _noise_like(x0, noise, generator, "x0")
+    z = check_noise(noise, x0, "x0", generator)
     sig = sigma[:, None]
     x_tilde = x0 + sig * z
     target = -z / sig  # = -(x̃ - x0) / σ²
@@ -352,7 +347,7 @@ def vp_eps_loss(
         if bool((t < 0).any()) or bool((t > t_end).any()):
             raise ValueError(f"t must lie in [0, {t_end}]")
         tt = t.to(device=x0.device, dtype=x0.dtype)
-    eps = _noise_like(x0, noise, generator, "x0")
+    eps = check_noise(noise, x0, "x0", generator)
     alpha, sigma = sde.marginal_coefficients(tt)
     shape = (B,) + (1,) * (x0.dim() - 1)
     alpha = torch.as_tensor(alpha, dtype=x0.dtype, device=x0.device).reshape(-1)

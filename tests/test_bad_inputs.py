@@ -23,7 +23,7 @@ import torch
 
 import minidiff as md
 from minidiff import likelihood, losses
-from minidiff.data import GaussianMixture
+from minidiff.data import GaussianMixture, LabelledGaussianMixture
 from minidiff.samplers import ddim as ddim_mod
 from minidiff.samplers import sde_solvers
 
@@ -31,6 +31,7 @@ T = 10
 SCHED = md.linear_schedule(T, 1e-3, 0.2)
 VP = md.VPSDE()
 GMM = GaussianMixture.eight_gaussians()
+LABELLED = LabelledGaussianMixture.default_2d()
 CKPT = str(Path(tempfile.mkdtemp(prefix="minidiff-bad-inputs-")) / "ckpt.pt")
 atexit.register(shutil.rmtree, str(Path(CKPT).parent), True)
 NAN = float("nan")
@@ -125,7 +126,7 @@ def bad_int(*, minimum: int = 1, optional: bool = False) -> list[tuple[str, Any]
         ("float", 2.5),
         ("str", "5"),
         ("bool", True),
-        ("nan", NAN),
+        ("float-nan", NAN),
     ]
     if not optional:
         cases.append(("None", None))
@@ -629,6 +630,12 @@ FNS: list[Fn] = [
         _method(GMM, "score_model"),
         {"schedule": SCHED},
         {"schedule": bad_schedule()},
+    ),
+    Fn(
+        "LabelledGaussianMixture.tilted_log_density",
+        _method(LABELLED, "tilted_log_density"),
+        {"x": X, "y": 1, "w": 2.0},
+        {"x": bad_tensor(X, shapes=(X[0],)), "w": bad_number(positive=False)},
     ),
     Fn(
         "toy_dataset",
@@ -1174,12 +1181,67 @@ FNS: list[Fn] = [
 ]
 
 
+# The exception policy: a bad value of the wrong *kind* (these labels) raises TypeError, one of the
+# right kind with a wrong value (NaN, out of range, a shape that does not fit, a typo) ValueError.
+WRONG_KIND = {
+    "str",
+    "None",
+    "float",
+    "float-nan",
+    "bool",
+    "int",
+    "int-dtype",
+    "int-tensor",
+    "float-tensor",
+    "int64",
+    "pytype",
+    "sde",
+    "schedule",
+    "betas",
+    "bytes",
+    "function",
+    "list",
+}
+
+# Cases that still raise the other type, in modules whose checks have not yet moved to the one
+# dialect of minidiff._validation. The test fails once a case is fixed: then delete its row.
+POLICY_PENDING: dict[str, dict[str, set[str]]] = {
+    "respace_schedule": {"timesteps": {"empty"}},
+    "annealed_langevin_sample": {"init": {"None"}},
+    "time_grid": {"t_start": {"str", "bool", "None"}, "t_end": {"str", "bool", "None"}},
+    "count_nfe": {"sampler": {"None", "int"}},
+    "euler_maruyama_sample": {"t_end": {"str", "bool"}},
+    "predictor_corrector_sample": {"snr": {"str", "bool", "None"}},
+    "get_sampler": {"name": {"None", "int"}},
+    "VPSDE": {
+        "beta_min": {"str", "bool", "None"},
+        "beta_max": {"str", "bool", "None"},
+        "eps": {"str", "bool", "None"},
+    },
+    "VESDE": {
+        "sigma_min": {"str", "bool", "None"},
+        "sigma_max": {"str", "bool", "None"},
+        "eps": {"str", "bool", "None"},
+    },
+    "train": {
+        **{
+            a: {"float", "str", "bool", "float-nan", "None"}
+            for a in ("steps", "batch_size", "warmup_steps", "seed")
+        },
+        "checkpoint_every": {"float", "str", "bool", "float-nan"},
+        **{a: {"str", "bool", "None"} for a in ("lr", "weight_decay", "ema_decay")},
+        "grad_clip": {"str", "bool"},
+    },
+    "EMA": {"decay": {"str", "bool", "None"}},
+}
+
+
 def _cases() -> list[Any]:
     out = []
     for spec in FNS:
         for arg, values in spec.bad.items():
             for label, value in values:
-                out.append(pytest.param(spec, arg, value, id=f"{spec.name}-{arg}-{label}"))
+                out.append(pytest.param(spec, arg, label, value, id=f"{spec.name}-{arg}-{label}"))
     return out
 
 
@@ -1205,9 +1267,10 @@ def _counted(fn: Callable[..., Any], calls: list[int]) -> Callable[..., Any]:
     return wrapper
 
 
-@pytest.mark.parametrize(("spec", "arg", "value"), CASES)
-def test_bad_argument_raises_clear_error(spec: Fn, arg: str, value: Any) -> None:
-    """A ValueError/TypeError naming the argument, raised before the model is called even once."""
+@pytest.mark.parametrize(("spec", "arg", "label", "value"), CASES)
+def test_bad_argument_raises_clear_error(spec: Fn, arg: str, label: str, value: Any) -> None:
+    """A ValueError/TypeError naming the argument, raised before the model is called even once;
+    TypeError for a value of the wrong kind, ValueError for a wrong value of the right kind."""
     kwargs = {**spec.good, arg: value}
     calls: list[int] = []
     for name in CALLABLE_ARGS:
@@ -1226,11 +1289,27 @@ def test_bad_argument_raises_clear_error(spec: Fn, arg: str, value: Any) -> None
     name = spec.names.get(arg, arg)
     assert name in message, f"the message does not name {name!r}: {message}"
     assert not calls, f"the model was called {len(calls)} time(s) before the bad {arg} was refused"
+    expected = TypeError if label in WRONG_KIND else ValueError
+    pending = label in POLICY_PENDING.get(spec.name, {}).get(arg, set())
+    if pending:
+        assert type(info.value) is not expected, (
+            f"{spec.name}({arg}=<{label}>) now raises {expected.__name__}: "
+            "delete its row from POLICY_PENDING"
+        )
+    else:
+        assert isinstance(info.value, expected), (
+            f"{spec.name}({arg}=<{label}>) raised {type(info.value).__name__}, "
+            f"expected {expected.__name__} (wrong kind: TypeError; wrong value: ValueError)"
+        )
 
 
-def test_the_table_is_large() -> None:
-    """How many bad inputs the table tries (quoted in the project's notes)."""
-    assert len(CASES) >= 400, len(CASES)
+def test_the_policy_table_names_only_cases_of_the_table() -> None:
+    """A POLICY_PENDING row that matches no case of the table would excuse nothing."""
+    labels = {(s.name, a, label) for s in FNS for a, values in s.bad.items() for label, _ in values}
+    for fn, args in POLICY_PENDING.items():
+        for arg, pending in args.items():
+            for label in pending:
+                assert (fn, arg, label) in labels, (fn, arg, label)
 
 
 # ------------------------------------------------------------------------ cases named in the issue

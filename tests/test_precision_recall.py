@@ -244,3 +244,40 @@ def test_sliced_wasserstein_alone_cannot_tell_the_ring() -> None:
     pr_ratio = knn_precision_recall(ring, b).precision / knn_precision_recall(a, b).precision
     assert sw_ratio < 3.0
     assert pr_ratio < 0.75
+
+
+def test_far_outliers_are_counted_against_the_largest_data_radius() -> None:
+    """A sample counts as a far outlier iff it is farther than max_j r_k(y_j) from every y_j."""
+    data = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
+    widest = float(knn_radii(data, 2).max())
+    near = torch.tensor([[1.0 + 0.99 * widest, 1.0]])  # just within reach of (1, 1)
+    far = torch.tensor([[1.0 + 1.01 * widest, 1.0]])
+    samples = torch.cat([data[:3], near, far])
+    pr = knn_precision_recall(samples, data, k=2)
+    assert pr.outliers == pytest.approx(1 / 5)
+    assert knn_precision_recall(data, data.clone(), k=2).outliers == 0.0
+
+
+def test_a_few_samples_thrown_far_away_show_as_outliers_not_in_precision() -> None:
+    """0.7 % of the samples 75 units away (a sampler that diverged on a few points): precision
+    barely moves, the far-outlier rate shows them clearly against the data's own rate."""
+    mix = GaussianMixture.eight_gaussians()
+    n, draws = 2000, 3
+    g = torch.Generator().manual_seed(11)
+
+    def data(m: int, gen: torch.Generator | None) -> torch.Tensor:
+        return mix.sample(m, gen)
+
+    pool = mix.sample(n * draws, g)
+    clean = precision_recall_with_floor(pool, data, n, draws, generator=g)
+    thrown = pool.clone()
+    idx = torch.randperm(n * draws, generator=g)[: round(0.007 * n * draws)]
+    direction = torch.randn(len(idx), 2, generator=g)
+    thrown[idx] += 75.0 * direction / direction.norm(dim=1, keepdim=True)
+    bad = precision_recall_with_floor(thrown, data, n, draws, generator=g)
+
+    assert abs(bad.precision.mean - clean.precision.mean) < 0.01  # precision barely moves
+    assert bad.outliers.mean == pytest.approx(0.007, abs=0.0005)  # every thrown sample counts
+    assert clean.outliers.mean < 0.001 and bad.outliers_floor.mean < 0.001
+    assert bad.outliers_exceed_floor and not clean.outliers_exceed_floor
+    assert bad.points == n * draws

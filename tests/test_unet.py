@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
+
 import pytest
 import torch
 
@@ -14,6 +18,8 @@ from minidiff.nn.unet import (
     UNetConfig,
     Upsample,
     count_parameters,
+    ddpm_time_features,
+    parameter_count,
 )
 
 
@@ -38,7 +44,7 @@ def test_ddpm_cifar10_forward_shape_one_image() -> None:
     assert out.shape == x.shape
 
 
-@pytest.mark.parametrize("name", [n for n in UNET_CONFIGS if n != "ddpm_cifar10"])
+@pytest.mark.parametrize("name", [n for n in UNET_CONFIGS if not n.startswith("ddpm_cifar10")])
 @pytest.mark.parametrize("injection", ["add", "adagn"])
 def test_small_configs_output_has_input_shape(name: str, injection: str) -> None:
     model = UNet(name, time_injection=injection)
@@ -158,3 +164,163 @@ def test_unknown_preset() -> None:
 def test_config_round_trip() -> None:
     cfg = UNET_CONFIGS["digits"]
     assert UNetConfig(**cfg.to_dict()) == cfg
+
+
+# ------------------------------------------------------------------------ conventions and bad input
+
+
+def test_asymmetric_downsampling_pads_after_the_last_row_and_column() -> None:
+    # A single bright pixel at (0, 0): with "same" (asymmetric) padding the first output's 3x3
+    # window starts at (0, 0), so the pixel meets the kernel's centre-minus-one tap [0, 0]; with
+    # symmetric padding the window starts at (-1, -1) and the pixel meets tap [1, 1].
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, 0] = 1.0
+    for padding, tap in (("asymmetric", (0, 0)), ("symmetric", (1, 1))):
+        down = Downsample(1, padding)
+        with torch.no_grad():
+            down.conv.bias.zero_()
+            down.conv.weight.copy_(torch.arange(9.0).reshape(1, 1, 3, 3))
+            out = down(x)
+        assert out.shape == (1, 1, 2, 2)
+        assert out[0, 0, 0, 0].item() == 3 * tap[0] + tap[1], padding
+
+
+def test_ddpm_time_features_follow_the_ddpm_code() -> None:
+    # DDPM's get_timestep_embedding: emb = log(10000) / (half - 1); exp(-emb * k); t counted from 0
+    t, dim = torch.tensor([1, 2, 1000]), 8
+    half = dim // 2
+    rows = []
+    for step in (t - 1).tolist():
+        w = [math.exp(-math.log(10000) / (half - 1) * k) for k in range(half)]
+        rows.append([math.sin(step * f) for f in w] + [math.cos(step * f) for f in w])
+    torch.testing.assert_close(ddpm_time_features(t, dim), torch.tensor(rows), atol=2e-4, rtol=0)
+    assert ddpm_time_features(t, 9).shape == (3, 9)
+
+
+# UNetConfig: 16 bad values, each named, with TypeError for a wrong type and ValueError for a
+# wrong value; lists are accepted as tuples.
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"channel_mult": 2}, TypeError, "channel_mult must be a tuple of ints"),
+        ({"channel_mult": "122"}, TypeError, "channel_mult must be a tuple of ints"),
+        ({"channel_mult": (1, 2.0)}, TypeError, "channel_mult must hold ints"),
+        ({"channel_mult": (1, 0)}, ValueError, "channel_mult must hold ints >= 1"),
+        ({"attn_resolutions": 16}, TypeError, "attn_resolutions must be a tuple"),
+        ({"image_size": "32"}, TypeError, "image_size"),
+        ({"image_size": 32.0}, TypeError, "image_size"),
+        ({"groups": True}, TypeError, "groups"),
+        ({"dropout": "0.1"}, TypeError, "dropout"),
+        ({"dropout": float("nan")}, ValueError, "dropout"),
+        ({"norm_eps": 0.0}, ValueError, "norm_eps"),
+        ({"norm_eps": "1e-6"}, TypeError, "norm_eps"),
+        ({"downsample_padding": "same"}, ValueError, "downsample_padding"),
+        ({"time_features": "sin"}, ValueError, "time_features"),
+        ({"time_features": "ddpm", "base_channels": 2, "groups": 1}, ValueError, "base_channels"),
+        ({"time_injection": None}, TypeError, "time_injection"),
+    ],
+)
+def test_bad_config_types_and_values(kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        UNetConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_lists_are_accepted_as_tuples() -> None:
+    cfg = UNetConfig(channel_mult=[1, 2], attn_resolutions=[16], image_size=32)  # type: ignore[arg-type]
+    assert cfg.channel_mult == (1, 2) and cfg.attn_resolutions == (16,)
+    assert UNetConfig(**cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("name", sorted(UNET_CONFIGS))
+@pytest.mark.parametrize("injection", ["add", "adagn"])
+def test_the_closed_form_parameter_count_is_exact(name: str, injection: str) -> None:
+    cfg = dataclasses.replace(UNET_CONFIGS[name], time_injection=injection)
+    with torch.device("meta"):  # counts without allocating
+        assert parameter_count(cfg) == count_parameters(UNet(cfg))
+    odd = UNetConfig(
+        image_size=16, in_channels=2, base_channels=8, channel_mult=(3, 1, 2), num_res_blocks=3,
+        attn_resolutions=(16, 4), groups=4, time_injection=injection,
+    )  # fmt: skip
+    with torch.device("meta"):
+        assert parameter_count(odd) == count_parameters(UNet(odd))
+
+
+def test_absurd_sizes_are_refused_before_any_allocation() -> None:
+    # 3 sizes of terabytes of weights: refused in well under a second, naming the fields.
+    for kwargs in (
+        {"base_channels": 40_000, "groups": 8},
+        {"channel_mult": (1, 2, 2000)},
+        {"num_res_blocks": 10**9},
+    ):
+        c0 = time.process_time()
+        with pytest.raises(ValueError, match="base_channels=.*parameters.*limit"):
+            UNet("digits", **kwargs)
+        assert time.process_time() - c0 < 0.5
+
+
+def test_unknown_override_and_config_type() -> None:
+    with pytest.raises(TypeError, match=r"unknown UNetConfig field\(s\) \['dropuot'\]"):
+        UNet("tiny", dropuot=0.1)
+    with pytest.raises(TypeError, match="config must be a UNetConfig or a str"):
+        UNet(3)  # type: ignore[arg-type]
+
+
+# forward: 8 bad inputs, each named before any work is done.
+@pytest.mark.parametrize(
+    ("x", "t", "error", "match"),
+    [
+        (
+            torch.full((2, 1, 8, 8), float("nan")),
+            torch.tensor([1, 2]),
+            ValueError,
+            "x contains non-finite",
+        ),
+        (
+            torch.full((2, 1, 8, 8), float("inf")),
+            torch.tensor([1, 2]),
+            ValueError,
+            "x contains non-finite",
+        ),
+        (
+            torch.zeros(2, 1, 8, 8, dtype=torch.float64),
+            torch.tensor([1, 2]),
+            TypeError,
+            "x has dtype torch.float64",
+        ),
+        (
+            torch.zeros(2, 1, 8, 8, dtype=torch.bfloat16),
+            torch.tensor([1, 2]),
+            TypeError,
+            "x has dtype torch.bfloat16",
+        ),
+        (
+            torch.zeros(2, 1, 8, 8),
+            torch.tensor([True, False]),
+            TypeError,
+            "t must be an integer or floating",
+        ),
+        (
+            torch.zeros(2, 1, 8, 8),
+            torch.tensor([1.0, float("nan")]),
+            ValueError,
+            "t (must be finite|contains non-finite)",
+        ),
+        (torch.zeros(2, 1, 8, 8), [1, 2], TypeError, "t must be a torch.Tensor"),
+        (torch.zeros(2, 1, 8, 8), torch.tensor([[1, 2]]), ValueError, "t must have shape"),
+    ],
+)
+def test_bad_forward_inputs(x: torch.Tensor, t: object, error: type, match: str) -> None:
+    for features in ("minidiff", "ddpm"):
+        model = UNet("tiny", time_features=features)
+        with pytest.raises(error, match=match):
+            model(x, t)  # type: ignore[arg-type]
+
+
+def test_other_dtypes_work_when_model_and_input_agree() -> None:
+    model = UNet("tiny").double()
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    assert model(x, torch.tensor([1, 2])).dtype == torch.float64
+    model = UNet("tiny")
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast mixes dtypes on purpose
+        out = model(x.float().bfloat16(), torch.tensor([1, 2]))
+    assert out.shape == (2, 1, 8, 8)

@@ -25,11 +25,12 @@ import torch
 from .._validation import (
     check_finite,
     check_generator,
+    check_instance,
     check_number,
     check_positive_int,
     check_tensor,
+    describe,
 )
-from ..diffusion import _check_schedule
 from ..schedules import NoiseSchedule, check_timesteps
 
 __all__ = ["GaussianMixture"]
@@ -254,10 +255,8 @@ class GaussianMixture:
         for the true reverse step ``q(x_{t-1} | x_t)``: condition ``q(x_{t-1})`` on
         ``x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps``.
         """
-        if isinstance(y, torch.Tensor) and not y.is_floating_point():
-            raise TypeError(
-                f"y must be a floating tensor of shape ({self.D},), got dtype {y.dtype}"
-            )
+        if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+            raise TypeError(f"y must be a floating tensor of shape ({self.D},), got {describe(y)}")
         y = _as_float64(y, "y", f"a tensor of shape ({self.D},)").reshape(-1)
         if y.shape != (self.D,):
             raise ValueError(f"y must have shape ({self.D},), got {tuple(y.shape)}")
@@ -279,7 +278,7 @@ class GaussianMixture:
         self, schedule: NoiseSchedule
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact ``E[eps | x_t]`` as an ``eps_model(x_t (B, D), t (B,))`` for ``schedule``."""
-        _check_schedule(schedule)
+        check_instance(schedule, "schedule", NoiseSchedule)
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
@@ -294,7 +293,7 @@ class GaussianMixture:
         self, schedule: NoiseSchedule
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact score ``∇ log q(x_t)`` as a callable ``(x_t (B, D), t (B,)) -> (B, D)``."""
-        _check_schedule(schedule)
+        check_instance(schedule, "schedule", NoiseSchedule)
 
         def score(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from .._validation import check_generator, check_tensor
+from .._validation import FloatTensor, Number, check_generator, check_tensor, checked
 from ..schedules import NoiseSchedule, check_timesteps
 from .gmm import GaussianMixture, Scalar
 from .toys import _circles, _moons, _two_spirals
@@ -201,10 +201,12 @@ class LabelledGaussianMixture:
         comps = (self.labels == c).nonzero().reshape(-1).tolist()
         return [float((owner == k).double().mean()) for k in comps]
 
+    @checked(x=FloatTensor(dim=2, finite=True), w=Number())
     def tilted_log_density(self, x: torch.Tensor, y: int, w: float) -> torch.Tensor:
         """Unnormalised ``(1 + w) log p_0(x | y) - w log p_0(x)``, ``(N,)``.
 
-        The density ``p_0(x | y)^{1+w} / p_0(x)^w`` that guidance is often said to sample.
+        The density ``p_0(x | y)^{1+w} / p_0(x)^w`` that guidance is often said to sample;
+        ``x: (N, D)``, ``w`` any finite real (``w = 0``: the class density itself).
         """
         c = int(check_labels(y, 1, self.num_classes)[0])
         return (1 + w) * self.class_mixtures[c].log_prob(x) - w * self.mixture.log_prob(x)

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .._validation import check_generator, check_positive_int
+from .._validation import check_choice, check_generator, check_positive_int
 from .gmm import GaussianMixture
 
 __all__ = ["toy_dataset", "TOY_DATASETS"]
@@ -91,8 +91,7 @@ def toy_dataset(name: str, n: int, generator: torch.Generator | None = None) -> 
     ``circles``, ``gmm``. ``8gaussians`` and ``gmm`` are Gaussian mixtures whose exact law is
     ``GaussianMixture.eight_gaussians()`` and ``GaussianMixture.default_2d()``.
     """
-    if not isinstance(name, str) or name not in _BUILDERS:
-        raise ValueError(f"name must be one of {list(TOY_DATASETS)}, got {name!r}")
+    check_choice(name, "name", TOY_DATASETS)
     check_positive_int(n, "n")
     check_generator(generator)
     return _BUILDERS[name](n, generator).float()

@@ -10,10 +10,23 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+
+from .._validation import (
+    Check,
+    Function,
+    Int,
+    Number,
+    PointCloud,
+    Rng,
+    check_number,
+    checked,
+    describe,
+)
+from ..tensors import pairwise_sq_dists
 
 __all__ = [
     "mmd",
@@ -29,61 +42,46 @@ __all__ = [
 _CHUNK_ELEMENTS = 1 << 22  # entries of one block of the pairwise matrix (32 MB in float64)
 
 
-def _check_pair(x: Tensor, y: Tensor, min_rows: int = 1) -> tuple[Tensor, Tensor]:
-    for name, v in (("x", x), ("y", y)):
-        if not isinstance(v, Tensor):
-            raise TypeError(
-                f"{name} must be a torch.Tensor of shape (N, D), got {type(v).__name__}"
-            )
-        if v.ndim != 2:
-            raise ValueError(f"{name} must have shape (N, D), got {tuple(v.shape)}")
-        if v.shape[0] < min_rows:
-            raise ValueError(f"{name} must have at least {min_rows} rows, got {v.shape[0]}")
-        if v.shape[1] < 1:
-            raise ValueError(f"{name} must have D >= 1 columns, got {tuple(v.shape)}")
-        if v.is_complex() or v.dtype == torch.bool:
-            raise TypeError(f"{name} must be a real tensor, got dtype {v.dtype}")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"x and y must have the same dimension D, got {x.shape[1]} and {y.shape[1]}"
-        )
-    x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64).to(x.device)
-    for name, v in (("x", x64), ("y", y64)):
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"{name} must contain only finite values")
-    return x64, y64
-
-
-def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
-    """``|a_i - b_j|^2`` as an ``(n, m)`` matrix, clamped at 0 against round-off."""
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return d.clamp_min_(0.0)
-
-
 def _pair_sum(a: Tensor, b: Tensor, fn: Callable[[Tensor], Tensor]) -> float:
     """``sum_{i,j} fn(|a_i - b_j|^2)`` computed over row blocks."""
     rows = max(1, _CHUNK_ELEMENTS // max(1, b.shape[0]))
     total = 0.0
     for i in range(0, a.shape[0], rows):
-        total += float(fn(_sq_dists(a[i : i + rows], b)).sum())
+        total += float(fn(pairwise_sq_dists(a[i : i + rows], b)).sum())
     return total
 
 
+@checked(x=PointCloud(), y=PointCloud(same_dim_as="x"), max_points=Int(minimum=2))
 def median_bandwidth(x: Tensor, y: Tensor, max_points: int = 1000) -> float:
     """Median of the pairwise distances of the pooled sample (the median heuristic).
 
     Uses at most ``max_points`` evenly spaced points of ``cat(x, y)`` (deterministic).
     """
-    x64, y64 = _check_pair(x, y)
-    z = torch.cat([x64, y64])
+    z = torch.cat([x, y.to(x.device)])
     if z.shape[0] > max_points:
         z = z[torch.linspace(0, z.shape[0] - 1, max_points, device=z.device).long()]
-    d = _sq_dists(z, z).sqrt()
+    d = pairwise_sq_dists(z, z).sqrt()
     iu = torch.triu_indices(z.shape[0], z.shape[0], offset=1, device=z.device)
     med = float(d[iu[0], iu[1]].median()) if iu.shape[1] > 0 else 0.0
     return med if med > 0 else 1.0
 
 
+def _bandwidths(value: Any, name: str) -> list[float]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | Tensor):
+        raise TypeError(f"{name} must be a sequence of numbers > 0, got {describe(value)}")
+    hs = [check_number(h, f"{name}[{i}]", low=0.0) for i, h in enumerate(value)]
+    if not hs:
+        raise ValueError(
+            f"{name} must be a non-empty sequence of finite numbers > 0, got {value!r}"
+        )
+    return hs
+
+
+@checked(
+    x=PointCloud(min_rows=2),
+    y=PointCloud(min_rows=2, same_dim_as="x"),
+    bandwidths=Check(_bandwidths, optional=True),
+)
 def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> float:
     """Unbiased estimate of the squared maximum mean discrepancy MMD^2 (Gretton et al., 2012).
 
@@ -102,16 +100,12 @@ def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> floa
     Returns:
         MMD^2 as a Python float (not its square root).
     """
-    x64, y64 = _check_pair(x, y, min_rows=2)
+    x64, y64 = x, y.to(x.device)
     if bandwidths is None:
-        med = median_bandwidth(x64, y64)
+        med = median_bandwidth.unchecked(x64, y64)
         hs = [med * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
     else:
-        hs = [float(h) for h in bandwidths]
-        if not hs or not all(math.isfinite(h) and h > 0 for h in hs):
-            raise ValueError(
-                f"bandwidths must be a non-empty sequence of finite numbers > 0, got {bandwidths!r}"
-            )
+        hs = list(bandwidths)
     inv = [1.0 / (2.0 * h * h) for h in hs]
 
     def kernel(d2: Tensor) -> Tensor:
@@ -127,6 +121,7 @@ def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> floa
     return kxx + kyy - 2.0 * kxy
 
 
+@checked(x=PointCloud(), y=PointCloud(same_dim_as="x"))
 def energy_distance(x: Tensor, y: Tensor, unbiased: bool = True) -> float:
     """Squared energy distance (Székely & Rizzo, 2013): ``2 E|X - Y| - E|X - X'| - E|Y - Y'|``.
 
@@ -140,7 +135,12 @@ def energy_distance(x: Tensor, y: Tensor, unbiased: bool = True) -> float:
     Returns:
         The squared energy distance as a Python float.
     """
-    x64, y64 = _check_pair(x, y, min_rows=2 if unbiased else 1)
+    x64, y64 = x, y.to(x.device)
+    if unbiased and min(x.shape[0], y.shape[0]) < 2:
+        raise ValueError(
+            f"x and y must have at least 2 rows each for unbiased=True, got {x.shape[0]} and "
+            f"{y.shape[0]}"
+        )
     n, m = x64.shape[0], y64.shape[0]
     exy = _pair_sum(x64, y64, torch.sqrt) / (n * m)
     exx = _pair_sum(x64, x64, torch.sqrt) / (n * (n - 1) if unbiased else n * n)
@@ -171,6 +171,13 @@ def _quantile_grid(n: int, m: int, device: torch.device) -> tuple[Tensor, Tensor
     return ix, iy, cuts - lower
 
 
+@checked(
+    x=PointCloud(),
+    y=PointCloud(same_dim_as="x"),
+    n_projections=Int(),
+    p=Number(low=1.0, low_open=False),
+    generator=Rng,
+)
 def sliced_wasserstein(
     x: Tensor,
     y: Tensor,
@@ -198,11 +205,7 @@ def sliced_wasserstein(
     Returns:
         ``SW_p`` as a Python float.
     """
-    x64, y64 = _check_pair(x, y)
-    if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections < 1:
-        raise ValueError(f"n_projections must be an integer >= 1, got {n_projections!r}")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p < 1:
-        raise ValueError(f"p must be a finite number >= 1, got {p!r}")
+    x64, y64 = x, y.to(x.device)
     d = x64.shape[1]
     theta = torch.randn(n_projections, d, generator=generator, dtype=torch.float64)
     theta = theta / theta.norm(dim=1, keepdim=True)
@@ -239,25 +242,45 @@ class Spread(NamedTuple):
     mean: float
     std: float
 
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        """The spread of ``values`` (at least one)."""
+        mean = sum(values) / len(values)
+        if len(values) < 2:
+            return cls(mean, math.nan)
+        return cls(mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)))
 
-def _resolve_metric(metric: Metric) -> tuple[Callable[..., float], bool]:
+
+def _metric(metric: Any, name: str) -> Callable[..., float]:
+    """A metric given by name (one of ``METRICS``) or as a callable ``(x, y) -> float``."""
     if isinstance(metric, str):
         if metric not in METRICS:
             raise ValueError(
-                f"metric must be one of {sorted(METRICS)} or a callable, got {metric!r}"
+                f"{name} must be one of {sorted(METRICS)} or a callable, got {metric!r}"
             )
-        metric = METRICS[metric]
+        return METRICS[metric]
     if not callable(metric):
         raise TypeError(
-            f"metric must be a name or a callable (x, y) -> float, got {type(metric).__name__}"
+            f"{name} must be a name or a callable (x, y) -> float, got {describe(metric)}"
         )
+    return metric
+
+
+def _takes_generator(fn: Callable[..., float]) -> bool:
     try:
-        takes_generator = "generator" in inspect.signature(metric).parameters
+        return "generator" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
-        takes_generator = False
-    return metric, takes_generator
+        return False
 
 
+@checked(
+    x_fn=Function("(n, generator) -> (n, D)"),
+    y_fn=Function("(n, generator) -> (n, D)"),
+    n=Int(minimum=2),
+    metric=Check(_metric),
+    repeats=Int(),
+    generator=Rng,
+)
 def distance_with_spread(
     x_fn: SampleFn,
     y_fn: SampleFn,
@@ -275,28 +298,13 @@ def distance_with_spread(
     Returns:
         ``Spread(mean, std)`` over the repeats.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    for name, fn in (("x_fn", x_fn), ("y_fn", y_fn)):
-        if not callable(fn):
-            raise TypeError(
-                f"{name} must be a callable (n, generator) -> (n, D) tensor, "
-                f"got {type(fn).__name__}"
-            )
-    metric_fn, takes_generator = _resolve_metric(metric)
+    metric_fn = _metric(metric, "metric")  # the default name is not checked, only resolved
+    extra = {"generator": generator} if _takes_generator(metric_fn) else {}
     values = []
     for _ in range(repeats):
         x, y = x_fn(n, generator), y_fn(n, generator)
-        values.append(
-            float(metric_fn(x, y, generator=generator) if takes_generator else metric_fn(x, y))
-        )
-    mean = sum(values) / repeats
-    std = (
-        math.sqrt(sum((v - mean) ** 2 for v in values) / (repeats - 1)) if repeats > 1 else math.nan
-    )
-    return Spread(mean, std)
+        values.append(float(metric_fn(x, y, **extra)))
+    return Spread.of(values)
 
 
 def data_floor(

@@ -16,9 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from ..data.labelled import check_labels
-from ..diffusion import _noise_like, q_sample
+from ..diffusion import q_sample
 from ..losses import sample_timesteps
 from ..schedules import NoiseSchedule, check_timesteps
+from ..tensors import noise_like
 from .mlp import TimeMLP
 
 __all__ = [
@@ -115,7 +116,7 @@ def _draw_t_noise(
 ) -> tuple[Tensor, Tensor]:
     """``t ~ U{1..T}`` ``(B,)``, then ``eps ~ N(0, I)`` shaped like ``x0``, both on its device."""
     t = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
-    return t, _noise_like(x0, None, generator)
+    return t, noise_like(x0, generator)
 
 
 def conditional_eps_loss(

@@ -31,12 +31,15 @@ from .._validation import (
     check_device,
     check_float_dtype,
     check_generator,
+    check_instance,
+    check_noise,
     check_number,
     check_positive_int,
     check_tensor,
 )
-from ..diffusion import EpsModel, _check_schedule, _noise_like, call_eps_model
+from ..diffusion import EpsModel, call_eps_model
 from ..schedules import NoiseSchedule, check_timesteps
+from ..tensors import noise_like
 from ._start import check_start, check_start_device
 from .clipping import clip_eps, resolve_clip
 from .ddpm import NonFiniteSampleError
@@ -102,7 +105,7 @@ def ddim_sigma(
     Returns a float64 tensor ``(B,)``. For ``t_prev = t - 1`` and ``eta = 1``,
     ``sigma² = beta_tilde_t``.
     """
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     eta = _check_eta(eta)
     B = (
         t.shape[0]
@@ -147,7 +150,7 @@ def ddim_step(
     """
     check_tensor(x_t, "x_t")
     clip = resolve_clip(clip_x0)
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     eta = _check_eta(eta)
     tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
     tp = _check_prev(t_prev, tt, sched.T)
@@ -160,7 +163,7 @@ def ddim_step(
         check_tensor(noise, "noise")
     check_all_finite((x_t, "x_t"), (eps, "eps"), (noise, "noise"))
     _check_eta_fits(tt, tp, sched, eta)
-    z = _noise_like(x_t, noise, generator, "x_t") if (eta > 0 or noise is not None) else None
+    z = check_noise(noise, x_t, "x_t", generator) if (eta > 0 or noise is not None) else None
     if clip is not None:
         eps = clip_eps(x_t, tt, eps, sched, clip)
     return _ddim_step(x_t, tt, tp, eps, sched, eta, z)
@@ -213,7 +216,7 @@ def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     ``t/T ∈ [0, 1]``. (``schedule.timesteps(steps)`` ends at ``t = 1`` instead, which wastes one
     network call on the tiny jump ``1 -> 0``.)
     """
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     check_positive_int(steps, "steps")
     if steps > sched.T:
         raise ValueError(
@@ -289,7 +292,7 @@ def ddim_sample(
             (:mod:`minidiff.samplers.clipping`; for images in ``[-1, 1]``).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     clip = resolve_clip(clip_x0)
     shape = check_start(x_T, shape)
     eta = _check_eta(eta)
@@ -323,7 +326,7 @@ def ddim_sample(
             if clip is not None:
                 eps = clip_eps(x, tt, eps, sched, clip)
             tpp = torch.full((shape[0],), tp, dtype=torch.long, device=device)
-            z = _noise_like(x, None, generator) if eta > 0 else None
+            z = noise_like(x, generator) if eta > 0 else None
             x = _ddim_step(x, tt, tpp, eps, sched, eta, z)
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
@@ -363,7 +366,7 @@ def ddim_invert(
         ``ddim_sample(eps_model, schedule, steps=steps, x_T=x_T)`` (the same strided steps).
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     check_tensor(x0, "x0", finite=True)
     ts = _resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
     prev = torch.cat([ts.new_zeros(1), ts[:-1]])
@@ -409,7 +412,7 @@ def respace_schedule(
     with ``eps'(x, i) = eps(x, tau_i)`` (:func:`respace_eps_model`) and ``sigma² = beta_tilde`` is
     exactly DDIM with ``eta = 1`` on the strided timesteps (Nichol & Dhariwal 2021, Sec. 4).
     """
-    sched = _check_schedule(schedule)
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
     if timesteps is None or isinstance(timesteps, (str, bytes)):
         raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
     try:

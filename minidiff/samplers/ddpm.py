@@ -21,19 +21,20 @@ from .._validation import (
     check_device,
     check_float_dtype,
     check_generator,
+    check_instance,
+    check_noise,
     check_shape,
     check_tensor,
+    check_timesteps,
 )
 from ..diffusion import (
     VARIANCES,
     EpsModel,
-    _check_schedule,
-    _noise_like,
-    _prepare,
     call_eps_model,
     model_variance,
 )
 from ..schedules import NoiseSchedule
+from ..tensors import noise_like
 from .clipping import clip_eps, resolve_clip
 from .registry import register_sampler
 
@@ -66,14 +67,16 @@ def ddpm_step(
     """
     check_choice(variance, "variance", VARIANCES)
     clip = resolve_clip(clip_x0)
-    tt, sched = _prepare(x_t, t, schedule, "x_t")
+    check_tensor(x_t, "x_t")
+    sched = check_instance(schedule, "schedule", NoiseSchedule)
+    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
     check_tensor(eps, "eps")
     if eps.shape != x_t.shape:
         raise ValueError(
             f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
         )
     check_all_finite((x_t, "x_t"), (eps, "eps"))
-    z = _noise_like(x_t, noise, generator, "x_t")
+    z = check_noise(noise, x_t, "x_t", generator)
     if clip is not None:
         eps = clip_eps(x_t, tt, eps, sched, clip)
     return _ddpm_step(x_t, tt, eps, sched, variance, z)
@@ -127,7 +130,7 @@ def ddpm_sample(
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     check_choice(variance, "variance", VARIANCES)
     clip = resolve_clip(clip_x0)
-    _check_schedule(schedule)
+    check_instance(schedule, "schedule", NoiseSchedule)
     shape = check_shape(shape)
     check_generator(generator)
     device = check_device(device)
@@ -144,7 +147,7 @@ def ddpm_sample(
             eps = call_eps_model(eps_model, x, tt)
             if clip is not None:
                 eps = clip_eps(x, tt, eps, schedule, clip)
-            x = _ddpm_step(x, tt, eps, schedule, variance, _noise_like(x, None, generator))
+            x = _ddpm_step(x, tt, eps, schedule, variance, noise_like(x, generator))
             if not bool(torch.isfinite(x).all()):
                 raise NonFiniteSampleError(
                     f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})"

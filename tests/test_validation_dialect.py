@@ -1,0 +1,197 @@
+"""The one argument-check dialect (``minidiff._validation.checked``): what it promises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import minidiff as md
+from minidiff import _validation as v
+from minidiff._validation import (
+    Check,
+    FloatTensor,
+    Function,
+    Int,
+    Number,
+    OneOf,
+    Rng,
+    Timesteps,
+    checked,
+    count_host_reads,
+    skip_value_checks,
+)
+
+SCHED = md.linear_schedule(10, 1e-3, 0.2)
+
+
+@checked(
+    x=FloatTensor(finite=True),
+    t=Timesteps(of="x"),
+    schedule=md.NoiseSchedule,
+    noise=FloatTensor(like="x", finite=True, optional=True),
+    generator=Rng,
+    scale=Number(low=0.0),
+    n=Int(minimum=2),
+    mode=OneOf(("a", "b")),
+    fn=Function("(x) -> x"),
+    tag=Check(lambda value, name: value.upper()),
+)
+def _kernel(
+    x: torch.Tensor,
+    t: torch.Tensor | int,
+    schedule: md.NoiseSchedule,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    scale: float = 1.0,
+    n: int = 2,
+    mode: str = "a",
+    fn: object = None,
+    tag: str = "x",
+) -> tuple[object, ...]:
+    return (x, t, schedule, noise, generator, scale, n, mode, fn, tag)
+
+
+def test_checked_passes_normalised_values_to_the_body() -> None:
+    x = torch.randn(3, 2)
+    out = _kernel(x, 4, SCHED, scale=2, tag="abc")
+    t = out[1]
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.long and t.tolist() == [4, 4, 4]
+    assert out[5] == 2.0 and isinstance(out[5], float)
+    assert out[9] == "ABC"  # a Check's return value is what the body receives
+
+
+def test_unchecked_is_the_bare_body_and_keeps_the_docstring() -> None:
+    assert md.q_sample.unchecked.__name__ == "q_sample"  # type: ignore[attr-defined]
+    assert md.q_sample.__doc__ and "q(x_t | x_0)" in md.q_sample.__doc__
+    x = torch.randn(4, 2)
+    t = torch.tensor([1, 2, 3, 4])
+    noise = torch.randn(4, 2)
+    a = md.q_sample(x, t, SCHED, noise=noise)
+    b = md.q_sample.unchecked(x, t, SCHED, noise)  # type: ignore[attr-defined]
+    assert torch.equal(a, b)
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with count_host_reads() as reads:
+        md.q_sample.unchecked(bad, t, SCHED, noise)  # type: ignore[attr-defined]
+    assert reads[0] == 0  # no check, no read
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"x": "x"}, TypeError, "x"),
+        ({"x": torch.ones(3, 2, dtype=torch.long)}, TypeError, "x"),
+        ({"x": torch.full((3, 2), float("nan"))}, ValueError, "x"),
+        ({"t": 2.0}, TypeError, "t"),
+        ({"t": 11}, ValueError, "t"),
+        ({"t": torch.tensor([1, 2, 11])}, ValueError, "t"),
+        ({"t": torch.tensor([1, 2])}, ValueError, "t"),
+        ({"schedule": "linear"}, TypeError, "schedule"),
+        ({"noise": torch.ones(3, 3)}, ValueError, "noise"),
+        ({"noise": torch.full((3, 2), float("inf"))}, ValueError, "noise"),
+        ({"generator": 0}, TypeError, "generator"),
+        ({"scale": "1"}, TypeError, "scale"),
+        ({"scale": -1.0}, ValueError, "scale"),
+        ({"n": 2.0}, TypeError, "n"),
+        ({"n": 1}, ValueError, "n"),
+        ({"mode": 3}, TypeError, "mode"),
+        ({"mode": "c"}, ValueError, "mode"),
+        ({"fn": 3}, TypeError, "fn"),
+    ],
+)
+def test_each_spec_raises_the_policys_type_and_names_the_argument(
+    kwargs: dict[str, object], error: type[Exception], name: str
+) -> None:
+    call = {"x": torch.ones(3, 2), "t": 2, "schedule": SCHED, **kwargs}
+    with pytest.raises(error) as info:
+        _kernel(**call)  # type: ignore[arg-type]
+    assert str(info.value).startswith(name), str(info.value)
+
+
+def test_arguments_left_at_their_default_are_not_checked() -> None:
+    @checked(n=Int(minimum=5))
+    def f(n: int = 0) -> int:  # a default the spec would refuse: defaults are trusted
+        return n
+
+    assert f() == 0
+    with pytest.raises(ValueError, match="n must be >= 5"):
+        f(1)
+
+
+def test_a_spec_reading_another_argument_runs_after_it_whatever_the_order() -> None:
+    # t comes before x in the signature but needs x's batch size
+    @checked(t=Timesteps(of="x"), x=FloatTensor(), schedule=md.NoiseSchedule)
+    def f(t: torch.Tensor | int, x: torch.Tensor, schedule: md.NoiseSchedule) -> torch.Tensor:
+        return t  # type: ignore[return-value]
+
+    assert f(3, torch.ones(2, 1), SCHED).tolist() == [3, 3]
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        f(3, "x", SCHED)  # type: ignore[arg-type]
+
+
+def test_a_missing_argument_gets_pythons_own_error() -> None:
+    with pytest.raises(TypeError, match="missing"):
+        md.q_sample(torch.ones(2, 2), 1)  # type: ignore[call-arg]
+
+
+def test_declaring_an_argument_the_function_lacks_fails_at_import_time() -> None:
+    with pytest.raises(TypeError, match="does not have"):
+
+        @checked(y=FloatTensor())
+        def f(x: torch.Tensor) -> torch.Tensor:
+            return x
+
+
+def test_broadcast_group_is_checked_together() -> None:
+    @checked(a=FloatTensor(min_dim=0, broadcast=True), b=FloatTensor(min_dim=0, broadcast=True))
+    def f(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+    assert f(torch.ones(3, 1), torch.ones(1, 2)).shape == (3, 2)
+    with pytest.raises(ValueError, match="b of shape"):
+        f(torch.ones(3, 2), torch.ones(4, 2))
+
+
+def test_a_finite_sum_is_not_required_only_finite_values() -> None:
+    """The cheap test (a finite sum) falls back to the elementwise one when the sum overflows."""
+    big = torch.full((4, 2), 3e38)  # every value finite, their float32 sum is inf
+    out = md.q_sample(big, 1, SCHED, noise=torch.zeros(4, 2))
+    assert bool(torch.isfinite(out).all())
+    with pytest.raises(ValueError, match="x0"):
+        md.q_sample(torch.tensor([[1.0, float("-inf")]]), 1, SCHED)
+
+
+def test_skip_value_checks_skips_reads_but_not_kinds() -> None:
+    x = torch.randn(4, 2)
+    t = torch.tensor([1, 2, 3, 4])
+    with skip_value_checks():
+        with count_host_reads() as reads:
+            md.q_sample(x, t, SCHED, noise=x)
+        assert reads[0] == 0
+        with pytest.raises(TypeError, match="x0"):
+            md.q_sample(x.long(), t, SCHED)
+
+
+def test_on_an_accelerator_all_value_checks_of_a_call_share_one_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the CPU every read is free and checks read one by one; elsewhere each read is a device
+    synchronisation, so the call's checks (finite x0, t in range, finite noise) are read at once.
+    The flag runs that path on the CPU."""
+    monkeypatch.setattr(v, "_DEFER_ON_CPU", True)
+    x = torch.randn(4, 2)
+    t = torch.tensor([1, 2, 3, 4])
+    with count_host_reads() as reads:
+        md.q_sample(x, t, SCHED, noise=x)
+    assert reads[0] == 1
+    for bad_x, bad_t, bad_noise, name in [
+        (torch.full((4, 2), float("nan")), t, x, "x0"),
+        (x, torch.tensor([1, 2, 3, 11]), x, "t"),
+        (x, t, torch.full((4, 2), float("inf")), "noise"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            md.q_sample(bad_x, bad_t, SCHED, noise=bad_noise)
+        assert str(info.value).startswith(name)
+    big = torch.full((4, 2), 3e38)  # an overflowing sum is re-checked elementwise
+    md.q_sample(big, t, SCHED, noise=torch.zeros(4, 2))
