@@ -3,7 +3,7 @@
 
 1. Split the 1797 digits (``load_digits(size=8)``, pixels in [-1, 1]) into halves A (train) and
    B (held out) by a fixed permutation.
-2. Train ``UNet(--model)`` from the same initial weights twice through ``minidiff.train``: with
+2. Train ``UNet(--model)`` from the same initial weights twice through the course loop: with
    ``L_simple`` (linear schedule, T = 1000) and with ``flow_matching_loss`` (rectified-flow path,
    uniform t; ``ScaledTime`` feeds the network ``1000 t``), each for as many steps as fit
    ``--cpu-seconds`` of this process's CPU time (a short throwaway run measures a step first).
@@ -38,7 +38,7 @@ from minidiff.flow_matching import ScaledTime, flow_matching_loss  # noqa: E402
 from minidiff.metrics import knn_precision_recall  # noqa: E402
 from minidiff.nn import UNet  # noqa: E402
 from minidiff.samplers.flow import flow_sample  # noqa: E402
-from minidiff.train import train  # noqa: E402
+from minidiff.training import train  # noqa: E402
 
 SCHEDULE = linear_schedule(1000)
 

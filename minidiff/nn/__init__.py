@@ -5,8 +5,11 @@
 - :mod:`minidiff.nn.unet`: ``UNet`` (DDPM's image denoiser), its blocks and ``UNET_CONFIGS``.
 - :mod:`minidiff.nn.conditional`: ``ConditionalTimeMLP`` (class labels and a null label for
   classifier-free guidance), ``NoisyClassifier`` (for classifier guidance) and their losses.
+- :mod:`minidiff.nn.attention`: ``CrossAttention`` (queries from the image, keys and values from
+  condition tokens) and the block the U-Net uses for it.
 """
 
+from .attention import CrossAttention, CrossAttentionBlock, attention
 from .conditional import (
     ConditionalTimeMLP,
     NoisyClassifier,
@@ -44,4 +47,7 @@ __all__ = [
     "conditional_eps_loss",
     "noisy_classifier_loss",
     "drop_labels",
+    "attention",
+    "CrossAttention",
+    "CrossAttentionBlock",
 ]
