@@ -10,8 +10,8 @@ Public API (stable; coursework imports these names from the top level):
   ``simple_loss``
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
-  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``,
-  ``available_samplers``
+  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``dpm_solver_sample``,
+  ``get_sampler``, ``available_samplers``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
 - score matching: ``dsm_loss``, ``ism_loss``, ``ssm_loss``, ``geometric_sigmas``,
@@ -29,14 +29,17 @@ Public API (stable; coursework imports these names from the top level):
   ``mode_coverage``
 
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise
-checkers), ``minidiff.training`` (the loop's parts, image runs, several GPUs). Every submodule is
-reachable after ``import minidiff`` alone; those not imported here load on first use.
+checkers), ``minidiff.training`` (the loop's parts, image runs, several GPUs); sampling in few
+steps (chapter 15) in ``minidiff.samplers.dpm_solver``, ``minidiff.learned_variance``,
+``minidiff.distillation`` and ``minidiff.consistency``. Every submodule is reachable after
+``import minidiff`` alone; those not imported here load on first use.
 """
 
 import importlib as _importlib
 import importlib.util as _importlib_util
 from typing import Any as _Any
 
+from . import consistency as _consistency  # noqa: F401, I001  (registers the "consistency" sampler)
 from ._config import default_device, fast_mode
 from .data import TOY_DATASETS, GaussianMixture, toy_dataset
 from .diffusion import (
@@ -80,6 +83,7 @@ from .samplers import (
     ddim_step,
     ddpm_sample,
     ddpm_step,
+    dpm_solver_sample,
     euler_maruyama_sample,
     get_sampler,
     langevin_sample,
@@ -149,6 +153,7 @@ __all__ = [
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "dpm_solver_sample",
     "default_device",
     "discretized_gaussian_log_likelihood",
     "distance_with_spread",
