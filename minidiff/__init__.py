@@ -49,11 +49,16 @@ from .losses import (
     VLBTerms,
     affine_model_nll,
     discretized_gaussian_log_likelihood,
+    dsm_loss,
     gaussian_kl,
     gaussian_log_likelihood,
+    geometric_sigmas,
+    ism_loss,
     simple_loss,
+    ssm_loss,
     vlb_terms,
     vlb_weights,
+    vp_eps_loss,
 )
 from .metrics import (
     data_floor,
@@ -65,7 +70,7 @@ from .metrics import (
     precision_recall_with_floor,
     sliced_wasserstein,
 )
-from .nn import TimeMLP, UNet, UNetConfig, sinusoidal_embedding
+from .nn import NoiseConditionalScoreMLP, TimeMLP, UNet, UNetConfig, sinusoidal_embedding
 from .samplers import (
     annealed_langevin_sample,
     available_samplers,
@@ -90,14 +95,6 @@ from .schedules import (
     make_schedule,
     quadratic_schedule,
     sigmoid_schedule,
-)
-from .score import (
-    NoiseConditionalScoreMLP,
-    dsm_loss,
-    geometric_sigmas,
-    ism_loss,
-    ssm_loss,
-    vp_eps_loss,
 )
 from .sde import (
     SDE,

@@ -105,6 +105,7 @@ __all__ = [
     "check_instance",
     "check_noise",
     "check_timesteps",
+    "check_labels",
 ]
 
 
@@ -415,6 +416,45 @@ def check_noise(
     return check_finite(noise, "noise")  # type: ignore[arg-type]
 
 
+def check_labels(
+    y: object, batch_size: int, num_classes: int, *, allow_null: bool = False, name: str = "y"
+) -> torch.Tensor:
+    """Validate class labels and return a long tensor ``(batch_size,)``.
+
+    ``y`` is an int (the same class for the whole batch) or an integer tensor ``(batch_size,)``
+    with values in ``0..num_classes-1``; with ``allow_null`` the null label ``num_classes`` (∅)
+    is accepted too. Anything else raises a ``TypeError``/``ValueError`` naming ``name``.
+    """
+    if isinstance(y, bool):
+        raise TypeError(f"{name} must be an int class index or an integer tensor, got bool")
+    if isinstance(y, int):
+        y = torch.full((batch_size,), y, dtype=torch.long)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(
+            f"{name} must be an int class index or an integer tensor, got {type(y).__name__}"
+        )
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.dim() == 0:
+        y = y.expand(batch_size)
+    if y.dim() != 1 or y.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} must be an int or have shape ({batch_size},), got {tuple(y.shape)}"
+        )
+    top = num_classes if allow_null else num_classes - 1
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
+        bad = int(y.max()) if int(y.max()) > top else int(y.min())
+        if bad == num_classes:
+            raise ValueError(
+                f"{name} contains the null label {num_classes} (∅, 'no class'), "
+                "which is not a class here: "
+                f"use a class index in 0..{num_classes - 1}"
+            )
+        what = f"0..{num_classes - 1}" + (f" or the null label {num_classes}" if allow_null else "")
+        raise ValueError(f"{name} must be a class index in {what}, got {bad}")
+    return y.long()
+
+
 def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torch.Tensor:
     """Validate discrete timesteps and return them as a long tensor of shape ``(batch_size,)``.
 
@@ -555,6 +595,7 @@ class FloatTensor(Spec):
 
     Args:
         dim: exact number of dimensions; ``min_dim`` the least (default 1: a batch dimension).
+        nonempty: at least one sample (a batch dimension of size >= 1).
         like: name of another tensor argument it must have the same shape as.
         finite: no NaN or infinity. ``positive``: every value ``> 0``. ``within=(lo, hi)``:
             every value in ``[lo, hi]`` (up to 1e-6). These read values (deferred, one read).
@@ -567,6 +608,7 @@ class FloatTensor(Spec):
         *,
         dim: int | None = None,
         min_dim: int = 1,
+        nonempty: bool = False,
         like: str | None = None,
         finite: bool = False,
         positive: bool = False,
@@ -574,13 +616,17 @@ class FloatTensor(Spec):
         broadcast: bool = False,
         optional: bool = False,
     ) -> None:
-        self.dim, self.min_dim, self.like = dim, min_dim, like
+        self.dim, self.min_dim, self.like, self.nonempty = dim, min_dim, like, nonempty
         self.finite, self.positive, self.within = finite, positive, within
         self.broadcast, self.optional = broadcast, optional
         self.refs = (like,) if like is not None else ()
 
     def check(self, value: Any, name: str, call: _Call) -> torch.Tensor:
         check_tensor(value, name, min_dim=self.min_dim, dim=self.dim)
+        if self.nonempty and value.shape[0] < 1:
+            raise ValueError(
+                f"{name} must hold at least one sample, got shape {tuple(value.shape)}"
+            )
         if self.like is not None:
             other = call.get(self.like)
             if isinstance(other, torch.Tensor):
@@ -776,13 +822,19 @@ class Shape(Spec):
 
 
 class Check(Spec):
-    """A check of one's own: ``fn(value, name) -> value`` raising ``TypeError``/``ValueError``."""
+    """A check of one's own: ``fn(value, name) -> value`` raising ``TypeError``/``ValueError``.
 
-    def __init__(self, fn: Callable[[Any, str], Any], optional: bool = False) -> None:
-        self.fn, self.optional = fn, optional
+    ``uses`` names other arguments the check needs; their checked values follow ``name``:
+    ``Check(fn, uses=("schedule",))`` calls ``fn(value, name, schedule)``.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], *, uses: tuple[str, ...] = (), optional: bool = False
+    ) -> None:
+        self.fn, self.optional, self.refs = fn, optional, uses
 
     def check(self, value: Any, name: str, call: _Call) -> Any:
-        return self.fn(value, name)
+        return self.fn(value, name, *(call.get(r) for r in self.refs))
 
 
 def check_with(spec: object, value: Any, name: str) -> Any:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 import torch
 
-from .data.labelled import check_labels
+from ._validation import check_labels
 from .diffusion import EpsModel
 from .schedules import NoiseSchedule, check_timesteps
 

@@ -11,7 +11,7 @@
 from .cifar10 import CIFAR10_CLASSES, CorruptDatasetError, download_cifar10, load_cifar10
 from .gmm import GaussianMixture
 from .images import PHOTO_NAMES, image_patches, load_digits, sample_photos
-from .labelled import LABELLED_TOYS, LabelledGaussianMixture, check_labels, labelled_toy
+from .labelled import LABELLED_TOYS, LabelledGaussianMixture, labelled_toy
 from .toys import TOY_DATASETS, toy_dataset
 
 __all__ = [
@@ -29,5 +29,4 @@ __all__ = [
     "LabelledGaussianMixture",
     "labelled_toy",
     "LABELLED_TOYS",
-    "check_labels",
 ]

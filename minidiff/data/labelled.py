@@ -24,51 +24,12 @@ from collections.abc import Callable
 
 import torch
 
-from .._validation import FloatTensor, Number, check_generator, check_tensor, checked
+from .._validation import FloatTensor, Number, check_generator, check_labels, check_tensor, checked
 from ..schedules import NoiseSchedule, check_timesteps
 from .gmm import GaussianMixture, Scalar
 from .toys import _circles, _moons, _two_spirals
 
-__all__ = ["LabelledGaussianMixture", "labelled_toy", "LABELLED_TOYS", "check_labels"]
-
-
-def check_labels(
-    y: object, batch_size: int, num_classes: int, *, allow_null: bool = False, name: str = "y"
-) -> torch.Tensor:
-    """Validate class labels and return a long tensor ``(batch_size,)``.
-
-    ``y`` is an int (the same class for the whole batch) or an integer tensor ``(batch_size,)``
-    with values in ``0..num_classes-1``; with ``allow_null`` the null label ``num_classes`` (∅)
-    is accepted too. Anything else raises a ``TypeError``/``ValueError`` naming ``name``.
-    """
-    if isinstance(y, bool):
-        raise TypeError(f"{name} must be an int class index or an integer tensor, got bool")
-    if isinstance(y, int):
-        y = torch.full((batch_size,), y, dtype=torch.long)
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(
-            f"{name} must be an int class index or an integer tensor, got {type(y).__name__}"
-        )
-    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
-    if y.dim() == 0:
-        y = y.expand(batch_size)
-    if y.dim() != 1 or y.shape[0] != batch_size:
-        raise ValueError(
-            f"{name} must be an int or have shape ({batch_size},), got {tuple(y.shape)}"
-        )
-    top = num_classes if allow_null else num_classes - 1
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
-        bad = int(y.max()) if int(y.max()) > top else int(y.min())
-        if bad == num_classes:
-            raise ValueError(
-                f"{name} contains the null label {num_classes} (∅, 'no class'), "
-                "which is not a class here: "
-                f"use a class index in 0..{num_classes - 1}"
-            )
-        what = f"0..{num_classes - 1}" + (f" or the null label {num_classes}" if allow_null else "")
-        raise ValueError(f"{name} must be a class index in {what}, got {bad}")
-    return y.long()
+__all__ = ["LabelledGaussianMixture", "labelled_toy", "LABELLED_TOYS"]
 
 
 class LabelledGaussianMixture:

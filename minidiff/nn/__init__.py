@@ -1,20 +1,16 @@
 """Neural networks for diffusion models, one module per family.
 
-- :mod:`minidiff.nn.mlp`: sinusoidal time embedding and ``TimeMLP``, the time-conditioned MLP
-  denoiser for 2D data.
+- :mod:`minidiff.nn.mlp`: sinusoidal time embedding, ``TimeMLP`` (the time-conditioned MLP
+  denoiser for 2D data) and ``NoiseConditionalScoreMLP`` (a score network ``s(x, sigma)``).
 - :mod:`minidiff.nn.unet`: ``UNet`` (DDPM's image denoiser), its blocks and ``UNET_CONFIGS``.
 - :mod:`minidiff.nn.conditional`: ``ConditionalTimeMLP`` (class labels and a null label for
-  classifier-free guidance), ``NoisyClassifier`` (for classifier guidance) and their losses.
+  classifier-free guidance) and ``NoisyClassifier`` (for classifier guidance).
+
+Networks only: their training objectives live in :mod:`minidiff.losses`.
 """
 
-from .conditional import (
-    ConditionalTimeMLP,
-    NoisyClassifier,
-    conditional_eps_loss,
-    drop_labels,
-    noisy_classifier_loss,
-)
-from .mlp import TimeMLP, sinusoidal_embedding
+from .conditional import ConditionalTimeMLP, NoisyClassifier
+from .mlp import NoiseConditionalScoreMLP, TimeMLP, sinusoidal_embedding
 from .unet import (
     UNET_CONFIGS,
     AttentionBlock,
@@ -30,6 +26,7 @@ from .unet import (
 __all__ = [
     "sinusoidal_embedding",
     "TimeMLP",
+    "NoiseConditionalScoreMLP",
     "UNet",
     "UNetConfig",
     "UNET_CONFIGS",
@@ -41,7 +38,4 @@ __all__ = [
     "count_parameters",
     "ConditionalTimeMLP",
     "NoisyClassifier",
-    "conditional_eps_loss",
-    "noisy_classifier_loss",
-    "drop_labels",
 ]

@@ -11,7 +11,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["sinusoidal_embedding", "TimeMLP"]
+from .._validation import Check, FloatTensor, checked, describe
+
+__all__ = ["sinusoidal_embedding", "TimeMLP", "NoiseConditionalScoreMLP"]
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
@@ -206,3 +208,63 @@ class TimeMLP(nn.Module):
             if t_unique.numel() > 1:  # a single timestep broadcasts without a gather
                 film = film[inverse]
         return self._trunk(x, film)
+
+
+def _per_sample_levels(sigma: object, name: str, x: Tensor) -> Tensor:
+    """A noise level per sample: a number or a tensor ``(B,)`` (or one element), finite and > 0,
+    returned as ``(B,)`` in ``x``'s dtype and device."""
+    if isinstance(sigma, Tensor):
+        s = sigma.to(device=x.device, dtype=x.dtype).reshape(-1)
+        if s.numel() == 1:
+            s = s.expand(x.shape[0])
+    elif isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+        s = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
+    else:
+        raise TypeError(f"{name} must be a tensor (B,) or a number, got {describe(sigma)}")
+    if s.shape != (x.shape[0],):
+        raise ValueError(
+            f"{name} must have shape ({x.shape[0]},) like the batch of x, got {tuple(s.shape)}"
+        )
+    if not bool(((s > 0) & torch.isfinite(s)).all()):  # one host read, NaN included
+        raise ValueError(f"{name} must be finite and > 0")
+    return s
+
+
+class NoiseConditionalScoreMLP(nn.Module):
+    """A noise-conditional score network ``s_θ(x, σ)`` for low-dimensional data (2D toys).
+
+    ``s_θ(x, σ) = f_θ(x, log σ) / σ`` when ``scale_by_sigma`` (the NCSN v2 parameterisation,
+    Song & Ermon 2020: the true score of ``q_σ`` scales like ``1/σ``, so ``f_θ`` only has to output
+    ``O(1)`` values — it is ``-E[z | x̃]``), else ``f_θ(x, log σ)`` directly. ``f_θ`` is a
+    :class:`~minidiff.nn.TimeMLP` with ``log σ`` (times ``sigma_scale``) in place of the time.
+
+    Forward: ``x: (B, D)``, ``sigma: (B,)`` tensor or a number ``> 0`` -> ``(B, D)``.
+    """
+
+    def __init__(
+        self,
+        data_dim: int = 2,
+        hidden: int = 128,
+        n_layers: int = 3,
+        emb_dim: int = 32,
+        *,
+        scale_by_sigma: bool = True,
+        sigma_scale: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.net = TimeMLP(
+            data_dim=data_dim,
+            hidden=hidden,
+            n_layers=n_layers,
+            time_dim=emb_dim,
+            time_scale=sigma_scale,
+        )
+        self.scale_by_sigma = bool(scale_by_sigma)
+        self.data_dim = data_dim
+
+    @checked(x=FloatTensor(dim=2), sigma=Check(_per_sample_levels, uses=("x",)))
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:  # type: ignore[override]
+        """Score at level ``sigma``: ``x (B, D)``, ``sigma (B,)`` or a number -> ``(B, D)``."""
+        s = torch.as_tensor(sigma)  # @checked made it a (B,) tensor like x
+        out = self.net(x, s.log())
+        return out / s[:, None] if self.scale_by_sigma else out
