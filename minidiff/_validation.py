@@ -530,17 +530,32 @@ def _defer_reads(x: torch.Tensor) -> bool:
 class _Call:
     """The state of one checked call: the values checked so far and the deferred value checks."""
 
-    __slots__ = ("values", "defaults", "pending")
+    __slots__ = ("values", "defaults", "pending", "index", "args", "kwargs")
 
-    def __init__(self, defaults: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        defaults: dict[str, Any],
+        index: dict[str, int] | None = None,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.values: dict[str, Any] = {}
         self.defaults = defaults
         self.pending: list[tuple[torch.Tensor, Callable[[], bool], Callable[[], str]]] = []
+        self.index, self.args, self.kwargs = index or {}, args, kwargs or {}
 
     def get(self, name: str) -> Any:
-        """The (checked) value of argument ``name``; its default if it was left out."""
+        """The value of argument ``name``: checked if it has a spec, as given if it has none
+        (``self`` of a method, say), its default if it was left out."""
         value = self.values.get(name, _MISSING)
-        return self.defaults.get(name, _MISSING) if value is _MISSING else value
+        if value is not _MISSING:
+            return value
+        if name in self.kwargs:
+            return self.kwargs[name]
+        pos = self.index.get(name)
+        if pos is not None and pos < len(self.args):
+            return self.args[pos]
+        return self.defaults.get(name, _MISSING)
 
     def require(
         self,
@@ -730,13 +745,18 @@ class Timesteps(Spec):
 
 
 class Int(Spec):
-    """An ``int`` (not a bool) ``>= minimum``."""
+    """An ``int`` (not a bool) ``>= minimum`` (and ``<= maximum`` if given)."""
 
-    def __init__(self, minimum: int = 1, optional: bool = False) -> None:
-        self.minimum, self.optional = minimum, optional
+    def __init__(
+        self, minimum: int = 1, maximum: int | None = None, optional: bool = False
+    ) -> None:
+        self.minimum, self.maximum, self.optional = minimum, maximum, optional
 
     def check(self, value: Any, name: str, call: _Call) -> int:
-        return check_positive_int(value, name, minimum=self.minimum)
+        value = check_positive_int(value, name, minimum=self.minimum)
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{name} must be <= {self.maximum}, got {value}")
+        return value
 
 
 class Number(Spec):
@@ -905,9 +925,9 @@ def checked(**specs: object) -> Callable[[Callable[P, R]], Checked[P, R]]:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> R:
-            call = _Call(defaults)
-            values = call.values
             arglist = list(args)
+            call = _Call(defaults, index, arglist, kwargs)
+            values = call.values
             n_args = len(arglist)
             for name, pos, spec in plan:
                 if pos is not None and pos < n_args:

@@ -15,16 +15,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_labels
-from .mlp import TimeMLP
+from .._validation import Check, Int, check_labels, checked
+from .mlp import TIME_NET_INPUTS, TimeMLP
 
 __all__ = ["ConditionalTimeMLP", "NoisyClassifier"]
 
 
-def _check_classes(num_classes: object) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    return num_classes
+def _labels_or_null(y: object, name: str, model: ConditionalTimeMLP, x: Tensor) -> Tensor:
+    """Labels ``(B,)`` in ``0..C-1`` or the null label ``C``, on ``x``'s device."""
+    return check_labels(y, x.shape[0], model.num_classes, allow_null=True, name=name).to(x.device)
 
 
 class ConditionalTimeMLP(TimeMLP):
@@ -34,9 +33,10 @@ class ConditionalTimeMLP(TimeMLP):
     class embedding ``E`` of ``C + 1`` rows (the last one is ∅). Other arguments as for ``TimeMLP``.
     """
 
+    @checked(num_classes=Int(minimum=2))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, num_classes: int, data_dim: int = 2, **kwargs: object) -> None:
         super().__init__(data_dim, **kwargs)  # type: ignore[arg-type]
-        self.num_classes = _check_classes(num_classes)
+        self.num_classes = num_classes
         self.label_embedding = nn.Embedding(self.num_classes + 1, self.time_dim)
         nn.init.normal_(self.label_embedding.weight, std=0.5)
 
@@ -48,11 +48,12 @@ class ConditionalTimeMLP(TimeMLP):
     def _cond_film(self, t: Tensor, y: Tensor) -> Tensor:
         return self._film(t, self.label_embedding(y))
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+    @checked(**TIME_NET_INPUTS, y=Check(_labels_or_null, uses=("self", "x"), optional=True))
+    def forward(  # type: ignore[override]
+        self, x: Tensor, t: Tensor, y: Tensor | None = None
+    ) -> Tensor:
         """Predict the noise; ``y=None`` (or the null label) is the unconditional model."""
-        self._check_inputs(x, t)
         yy = torch.full_like(t, self.null_label, dtype=torch.long) if y is None else y
-        yy = check_labels(yy, x.shape[0], self.num_classes, allow_null=True).to(x.device)
         if self.training and torch.is_grad_enabled():
             film = self._cond_film(t, yy)  # training: a fresh (t, y) per row, nothing to share
         else:
@@ -73,9 +74,10 @@ class NoisyClassifier(TimeMLP):
     The :class:`TimeMLP` body with a ``C``-way output layer (zero-initialised: uniform at first).
     """
 
+    @checked(num_classes=Int(minimum=2))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, num_classes: int, data_dim: int = 2, **kwargs: object) -> None:
         super().__init__(data_dim, **kwargs)  # type: ignore[arg-type]
-        self.num_classes = _check_classes(num_classes)
+        self.num_classes = num_classes
         self.output = nn.Linear(self.hidden, self.num_classes)
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
