@@ -1,34 +1,38 @@
 """minidiff: a small, tested diffusion-model library that backs the course notebooks.
 
-Public API (stable; coursework imports these names from the top level):
+Public API (stable; coursework imports these names from the top level; ``tests/test_api.py``
+keeps this list and ``__all__`` in step):
 
 - schedules: ``NoiseSchedule``, ``linear_schedule``, ``cosine_schedule``, ``quadratic_schedule``,
   ``sigmoid_schedule``, ``make_schedule``
 - forward process and posterior: ``q_sample``, ``q_step``, ``q_posterior_mean_var``,
   ``predict_x0_from_eps``, ``eps_from_x0``, ``score_from_eps``, ``eps_from_score``, ``p_mean_var``
-- losses: ``gaussian_kl``, ``discretized_gaussian_log_likelihood``, ``vlb_terms``, ``vlb_weights``,
-  ``simple_loss``
+- losses (all in ``minidiff.losses``): ``gaussian_kl``, ``gaussian_log_likelihood``,
+  ``discretized_gaussian_log_likelihood``, ``VLBTerms``, ``vlb_terms``, ``vlb_weights``,
+  ``affine_model_nll``, ``simple_loss``, ``vp_eps_loss``, ``dsm_loss``, ``ism_loss``,
+  ``ssm_loss``, ``geometric_sigmas``
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
   ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``,
-  ``available_samplers``
+  ``available_samplers``, ``register_sampler``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
-- score matching: ``dsm_loss``, ``ism_loss``, ``ssm_loss``, ``geometric_sigmas``,
-  ``NoiseConditionalScoreMLP``, ``vp_eps_loss``
-- likelihood: ``ode_log_likelihood``, ``bits_per_dim``, ``affine_model_nll``
+- likelihood: ``ode_log_likelihood``, ``bits_per_dim``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
-- networks and training: ``TimeMLP``, ``UNet``, ``UNetConfig``, ``sinusoidal_embedding``,
-  ``train``, ``EMA``, ``TrainResult``, ``save_checkpoint``, ``load_checkpoint``,
-  ``NonFiniteLossError``
+- networks and training: ``TimeMLP``, ``NoiseConditionalScoreMLP``, ``UNet``, ``UNetConfig``,
+  ``sinusoidal_embedding``, ``train``, ``EMA``, ``TrainResult``, ``save_checkpoint``,
+  ``load_checkpoint``, ``NonFiniteLossError``
 - guidance: ``classifier_guidance``, ``classifier_free_guidance`` (more in ``minidiff.guidance``;
-  conditional networks in ``minidiff.nn``, labelled toys in ``minidiff.data``)
+  conditional networks in ``minidiff.nn``, their losses in ``minidiff.losses``, labelled toys in
+  ``minidiff.data``)
 - metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
   ``distance_with_spread``, ``knn_precision_recall``, ``precision_recall_with_floor``,
   ``mode_coverage``
+- the environment: ``fast_mode`` (the notebooks' short runs), ``default_device``
 
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise
-checkers).
+checkers), ``minidiff.tensors`` (small tensor helpers), ``minidiff._validation`` (the argument
+checks every public function declares).
 """
 
 from ._config import default_device, fast_mode

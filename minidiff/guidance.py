@@ -43,7 +43,6 @@ from .schedules import NoiseSchedule, check_timesteps
 __all__ = [
     "ConditionalModel",
     "Classifier",
-    "check_guidance_weight",
     "guidance_scale",
     "cfg_combine",
     "classifier_free_guidance",

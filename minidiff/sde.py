@@ -50,7 +50,6 @@ __all__ = [
     "VPSDE",
     "VESDE",
     "ReverseSDE",
-    "check_time",
     "score_fn_from_mixture",
     "score_fn_from_eps_model",
     "eps_model_from_score_fn",

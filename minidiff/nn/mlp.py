@@ -40,13 +40,13 @@ class _Rows(FloatTensor):
     """``x: (B, D)`` with the network's ``D`` (the method's ``self.data_dim``)."""
 
     def __init__(self) -> None:
-        super().__init__(dim=2)
+        super().__init__(min_dim=0)
         self.refs = ("self",)
 
     def check(self, value: object, name: str, call: Any) -> Tensor:
         x = super().check(value, name, call)
         D = call.get("self").data_dim
-        if x.shape[1] != D:
+        if x.ndim != 2 or x.shape[1] != D:
             raise ValueError(f"{name} must have shape (B, {D}), got {tuple(x.shape)}")
         return x
 

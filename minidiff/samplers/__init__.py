@@ -31,7 +31,7 @@ from .ddim import (
     respace_eps_model,
     respace_schedule,
 )
-from .ddpm import NonFiniteSampleError, check_shape, ddpm_sample, ddpm_step
+from .ddpm import NonFiniteSampleError, ddpm_sample, ddpm_step
 from .flow import flow_sample, straightness
 from .langevin import annealed_langevin_sample, annealed_step_sizes, langevin_sample, langevin_step
 from .registry import available_samplers, get_sampler, register_sampler
@@ -56,7 +56,6 @@ __all__ = [
     "annealed_langevin_sample",
     "annealed_step_sizes",
     "available_samplers",
-    "check_shape",
     "count_nfe",
     "ddim_invert",
     "ddim_sample",
