@@ -61,7 +61,7 @@ from minidiff.metrics import precision_recall_with_floor  # noqa: E402
 from minidiff.nn import TimeMLP  # noqa: E402
 from minidiff.paths import RectifiedFlowPath, mixture_predictor  # noqa: E402
 from minidiff.samplers.flow import flow_sample, flow_time_grid, straightness  # noqa: E402
-from minidiff.train import train  # noqa: E402
+from minidiff.training import train  # noqa: E402
 
 TOYS = ("moons", "8gaussians", "swiss_roll", "checkerboard", "two_spirals")
 RECIPE = dict(

@@ -25,7 +25,7 @@ from minidiff.losses import vp_eps_loss
 from minidiff.nn import TimeMLP
 from minidiff.samplers.sde_solvers import ODE_METHODS
 from minidiff.sde import VPSDE, score_fn_from_eps_model, score_fn_from_mixture
-from minidiff.train import train
+from minidiff.training import train
 
 
 def _row(

@@ -89,7 +89,7 @@ def train_model(
     """A continuous-time eps network trained with the VP eps loss (minidiff.losses.vp_eps_loss)."""
     from minidiff.losses import vp_eps_loss
     from minidiff.nn import TimeMLP
-    from minidiff.train import train
+    from minidiff.training import train
 
     data = gmm.sample(100_000, torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)  # the initial weights: the same table from run to run

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minidiff import linear_schedule, simple_loss, toy_dataset  # noqa: E402
 from minidiff._validation import skip_value_checks  # noqa: E402
 from minidiff.nn import TimeMLP  # noqa: E402
-from minidiff.train import _make_optimizer, train  # noqa: E402
+from minidiff.training import ClippedAdamW, train  # noqa: E402
 
 Timing = tuple[float, float]  # (wall s, CPU s)
 
@@ -50,7 +50,7 @@ def bare_loop(args: argparse.Namespace, optimizer_kind: str) -> Timing:
     model = make_model(args).train()
     params = list(model.parameters())
     if optimizer_kind == "same":
-        opt = _make_optimizer(params, args.lr, 0.0)
+        opt = ClippedAdamW(params, args.lr, 0.0, None, torch.device("cpu")).optimizer
     else:
         opt = torch.optim.AdamW(params, lr=args.lr)
     g = torch.Generator().manual_seed(0)

@@ -20,8 +20,9 @@ keeps this list and ``__all__`` in step):
 - likelihood: ``ode_log_likelihood``, ``bits_per_dim``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
 - networks and training: ``TimeMLP``, ``NoiseConditionalScoreMLP``, ``UNet``, ``UNetConfig``,
-  ``sinusoidal_embedding``, ``train``, ``EMA``, ``TrainResult``, ``save_checkpoint``,
-  ``load_checkpoint``, ``NonFiniteLossError``
+  ``sinusoidal_embedding``, ``train``, ``train_toy`` (the 2D recipe), ``TrainConfig``, ``EMA``,
+  ``TrainResult``, ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError`` (the rest of
+  training in ``minidiff.training``)
 - guidance: ``classifier_guidance``, ``classifier_free_guidance`` (more in ``minidiff.guidance``;
   conditional networks in ``minidiff.nn``, their losses in ``minidiff.losses``, labelled toys in
   ``minidiff.data``)
@@ -31,9 +32,15 @@ keeps this list and ``__all__`` in step):
 - the environment: ``fast_mode`` (the notebooks' short runs), ``default_device``
 
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise
-checkers), ``minidiff.tensors`` (small tensor helpers), ``minidiff._validation`` (the argument
-checks every public function declares).
+checkers), ``minidiff.training`` (the loop's parts, image runs, several GPUs),
+``minidiff.tensors`` (small tensor helpers), ``minidiff._validation`` (the argument checks every
+public function declares). Every submodule is reachable after ``import minidiff`` alone; those not
+imported here load on first use.
 """
+
+import importlib as _importlib
+import importlib.util as _importlib_util
+from typing import Any as _Any
 
 from ._config import default_device, fast_mode
 from .data import TOY_DATASETS, GaussianMixture, toy_dataset
@@ -108,9 +115,27 @@ from .sde import (
     score_fn_from_eps_model,
     score_fn_from_mixture,
 )
-from .train import EMA, NonFiniteLossError, TrainResult, load_checkpoint, save_checkpoint, train
+from .training import (
+    EMA,
+    NonFiniteLossError,
+    TrainConfig,
+    TrainResult,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+    train_toy,
+)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> _Any:
+    """``minidiff.viz``, ``minidiff.checks``, ...: a submodule not imported above, on first use
+    (PEP 562), so that it needs no import of its own and costs nothing until then."""
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "affine_model_nll",
@@ -180,6 +205,8 @@ __all__ = [
     "toy_dataset",
     "TOY_DATASETS",
     "train",
+    "train_toy",
+    "TrainConfig",
     "TrainResult",
     "UNet",
     "UNetConfig",

@@ -24,7 +24,8 @@ from typing import NamedTuple
 
 import torch
 
-from ._validation import check_finite, check_number, check_tensor
+from ._memory import check_allocation
+from ._validation import FloatTensor, Number, check_finite, check_number, check_tensor, checked
 from .schedules import NoiseSchedule
 
 __all__ = [
@@ -51,10 +52,13 @@ __all__ = [
 
 
 def _check_size(size: object, name: str = "size") -> int:
+    """An image side ``>= 2`` whose ``size x size`` frequency grid fits in memory."""
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError(f"{name} must be an int, got {type(size).__name__}")
     if size < 2:
         raise ValueError(f"{name} must be >= 2, got {size}")
+    # the radius grid: a few float64 and int64 arrays of size x size
+    check_allocation(4 * 8 * size * size, f"{name}={size}", f"a {size}x{size} frequency grid")
     return size
 
 
@@ -82,8 +86,18 @@ def radial_counts(size: int) -> torch.Tensor:
     return torch.bincount(idx, minlength=size + 1)[: size // 2 + 1]
 
 
+def _check_batch(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A batch of images ``(B, C, H, W)`` with at least one image, channel and pixel."""
+    if 0 in x.shape:
+        raise ValueError(
+            f"{name} must hold at least one image of at least one channel and pixel, "
+            f"got shape {tuple(x.shape)}"
+        )
+    return x
+
+
 def _check_images(x: object, name: str = "x") -> torch.Tensor:
-    x = check_tensor(x, name, dim=4)
+    x = _check_batch(check_tensor(x, name, dim=4), name)
     _, _, H, W = x.shape
     if H != W:
         raise ValueError(
@@ -100,7 +114,7 @@ def power_spectrum(x: torch.Tensor) -> torch.Tensor:
 
     Unnormalised DFT, zero frequency at index ``[0, 0]`` (no ``fftshift``).
     """
-    x = check_finite(check_tensor(x, "x", dim=4), "x")
+    x = check_finite(_check_batch(check_tensor(x, "x", dim=4), "x"), "x")
     return torch.fft.fft2(x).abs() ** 2
 
 
@@ -124,20 +138,36 @@ def radial_psd(x: torch.Tensor) -> torch.Tensor:
 
 
 def _alpha_bar(alpha_bar: object) -> torch.Tensor:
-    a = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    """``alpha_bar`` (a number or a real tensor of at most one dimension) as float64 in [0, 1]."""
+    if isinstance(alpha_bar, torch.Tensor):
+        if not alpha_bar.is_floating_point():
+            raise TypeError(f"alpha_bar must be a floating tensor, got dtype {alpha_bar.dtype}")
+        a = alpha_bar.detach().to(torch.float64)
+    else:
+        a = torch.tensor(check_number(alpha_bar, "alpha_bar"), dtype=torch.float64)
     if a.dim() > 1:
         raise ValueError(f"alpha_bar must be a float or a 1-D tensor, got shape {tuple(a.shape)}")
-    if not bool(((a >= 0) & (a <= 1)).all()):
+    if not bool(((a >= 0) & (a <= 1)).all()):  # also refuses NaN
         raise ValueError("alpha_bar must lie in [0, 1]")
     return a
 
 
 def _check_psd(psd0: object) -> torch.Tensor:
     p = check_tensor(psd0, "psd0", min_dim=1)
+    if p.shape[-1] == 0:
+        raise ValueError(f"psd0 must hold at least one ring, got shape {tuple(p.shape)}")
     check_finite(p, "psd0")
     if bool((p < 0).any()):
         raise ValueError("psd0 must be a power spectrum (non-negative)")
     return p
+
+
+def _check_positive(n: object, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1, got {n}")
+    return n
 
 
 def _broadcast(a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -154,7 +184,7 @@ def noised_psd(psd0: torch.Tensor, alpha_bar: float | torch.Tensor, n_pixels: in
     """
     p = _check_psd(psd0)
     a = _broadcast(_alpha_bar(alpha_bar), p)
-    n = _check_size(n_pixels, "n_pixels")
+    n = _check_positive(n_pixels, "n_pixels")
     return a * p + (1 - a) * n
 
 
@@ -163,12 +193,14 @@ def frequency_snr(
 ) -> torch.Tensor:
     """Per-frequency SNR of ``x_t``: ``ᾱ P_0(k) / ((1 - ᾱ) N)``; shapes as :func:`noised_psd`.
 
-    ``+inf`` where ``ᾱ = 1`` (clean data).
+    ``+inf`` where ``ᾱ = 1`` (clean data, no noise), also for a ring of zero power.
     """
     p = _check_psd(psd0)
     a = _broadcast(_alpha_bar(alpha_bar), p)
-    n = _check_size(n_pixels, "n_pixels")
-    return a * p / ((1 - a) * n)
+    n = _check_positive(n_pixels, "n_pixels")
+    with torch.no_grad():
+        snr = a * p / ((1 - a) * n)
+    return torch.where(a == 1, torch.full_like(snr, math.inf), snr)
 
 
 def wiener_gain(psd0: torch.Tensor, alpha_bar: float | torch.Tensor, n_pixels: int) -> torch.Tensor:
@@ -176,7 +208,8 @@ def wiener_gain(psd0: torch.Tensor, alpha_bar: float | torch.Tensor, n_pixels: i
 
     For Gaussian data with spectrum ``P_0``, ``E[F x_0 | x_t] = g(k) F(x_t) / sqrt(ᾱ)`` with this
     gain (the Wiener filter); 1 = frequency fully readable, 0 = drowned.
-    Shapes as :func:`noised_psd`.
+    Shapes as :func:`noised_psd`. Exactly 1 where ``ᾱ = 1`` (nothing to denoise), even in a ring
+    of zero power (where ``SNR / (1 + SNR)`` would be ``inf / inf``).
     """
     snr = frequency_snr(psd0, alpha_bar, n_pixels)
     return torch.where(torch.isinf(snr), torch.ones_like(snr), snr / (1 + snr))
@@ -195,7 +228,7 @@ def crossover_frequency(
     p = _check_psd(psd0)
     if p.dim() != 1:
         raise ValueError(f"psd0 must be one spectrum (K,), got shape {tuple(p.shape)}")
-    f = check_tensor(freqs, "freqs", dim=1).to(torch.float64)
+    f = check_finite(check_tensor(freqs, "freqs", dim=1), "freqs").to(torch.float64)
     if f.shape != p.shape:
         raise ValueError(f"freqs must have shape {tuple(p.shape)} like psd0, got {tuple(f.shape)}")
     a = _alpha_bar(alpha_bar)
@@ -256,36 +289,42 @@ def log_snr_density(schedule: NoiseSchedule) -> tuple[torch.Tensor, torch.Tensor
     return lam, 1.0 / (schedule.T * dlam_dt.abs())
 
 
-def _lam(lam: object) -> torch.Tensor:
-    return check_tensor(lam, "lam", min_dim=0)
+# λ may be ±inf (t = 0 has λ = +inf, a schedule ending at ᾱ_T = 0 has λ = -inf), never NaN.
+_LAM = FloatTensor(min_dim=0)
 
 
+def _no_nan(lam: torch.Tensor) -> torch.Tensor:
+    if bool(torch.isnan(lam).any()):
+        raise ValueError("lam contains NaN; expected log-SNR values (±inf allowed)")
+    return lam
+
+
+@checked(lam=_LAM)
 def elbo_weighting(lam: torch.Tensor) -> torch.Tensor:
     """``w(λ) = 1``: the weighting under which ``L_w`` is the ELBO (Kingma et al. 2021, VDM)."""
-    return torch.ones_like(_lam(lam))
+    return torch.ones_like(_no_nan(lam))
 
 
+@checked(lam=_LAM)
 def cosine_weighting(lam: torch.Tensor) -> torch.Tensor:
     """``w(λ) = sech(λ / 2) / (2π)``: L_simple under the continuous cosine schedule.
 
     ``λ(u) = -2 log tan(π u / 2)`` gives ``du/dλ = -sech(λ/2) / (2π)`` (a density over λ).
     """
-    lam = _lam(lam)
-    return 1.0 / (torch.cosh(lam / 2) * 2 * math.pi)
+    return 1.0 / (torch.cosh(_no_nan(lam) / 2) * 2 * math.pi)
 
 
+@checked(lam=_LAM, p_mean=Number(), p_std=Number(low=0.0))
 def edm_density(lam: torch.Tensor, p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
     """Density of λ when ``ln σ ~ N(p_mean, p_std²)`` (Karras et al. 2022, EDM's log-normal).
 
     With ``λ = -2 ln σ``, ``λ ~ N(-2 p_mean, (2 p_std)²)``: mean 2.4 and std 2.4 by default.
     """
-    lam = _lam(lam)
-    p_mean = check_number(p_mean, "p_mean")
-    p_std = check_number(p_std, "p_std", low=0.0)
     mu, sd = -2.0 * p_mean, 2.0 * p_std
-    return torch.exp(-0.5 * ((lam - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+    return torch.exp(-0.5 * ((_no_nan(lam) - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
 
 
+@checked(lam=_LAM, p_mean=Number(), p_std=Number(low=0.0), sigma_data=Number(low=0.0))
 def edm_weighting(
     lam: torch.Tensor, p_mean: float = -1.2, p_std: float = 1.2, sigma_data: float = 0.5
 ) -> torch.Tensor:
@@ -294,12 +333,14 @@ def edm_weighting(
     The log-normal density of noise levels times EDM's loss weight ``(σ² + σ_d²) / (σ σ_d)²`` on
     the x0-error, which is ``σ² ·`` that on the ε-error (Kingma & Gao 2023, Table 1).
     """
-    sigma_data = check_number(sigma_data, "sigma_data", low=0.0)
-    lam = _lam(lam)
-    return edm_density(lam, p_mean, p_std) * (torch.exp(-lam) + sigma_data**2) / sigma_data**2
+    density = edm_density.unchecked(_no_nan(lam), p_mean, p_std)
+    w = density * (torch.exp(-lam) + sigma_data**2) / sigma_data**2
+    # at λ = -inf (pure noise) the Gaussian density wins over e^(-λ): the limit is 0, not inf * 0
+    return torch.where(lam == -math.inf, torch.zeros_like(w), w)
 
 
+@checked(lam=_LAM, bias=Number())
 def sigmoid_weighting(lam: torch.Tensor, bias: float = 0.0) -> torch.Tensor:
     """``w(λ) = sigmoid(bias - λ)``: a monotone weighting (Kingma & Gao 2023), so ``L_w`` is an
     ELBO of noise-augmented data."""
-    return torch.sigmoid(bias - _lam(lam))
+    return torch.sigmoid(bias - _no_nan(lam))

@@ -154,3 +154,48 @@ def test_inception_without_torch_fidelity_says_how_to_install(
     monkeypatch.setattr(builtins, "__import__", no_fidelity)
     with pytest.raises(ImportError, match=r"minidiff\[fid\]"):
         inception_features(torch.zeros(2, 3, 32, 32), weights_path=weights)
+
+
+def test_frechet_distance_refuses_what_is_not_a_covariance_and_accepts_round_off() -> None:
+    # -I would give "0.0" (its square root is clamped to 0); a covariance of fewer samples than
+    # dimensions is singular, and round-off makes its smallest eigenvalues slightly negative.
+    with pytest.raises(ValueError, match="sigma_a must be a covariance matrix"):
+        frechet_distance(torch.zeros(2), -torch.eye(2), torch.zeros(2), -torch.eye(2))
+    with pytest.raises(ValueError, match="mu_a contains non-finite"):
+        frechet_distance(
+            torch.tensor([float("nan"), 0.0]), torch.eye(2), torch.zeros(2), torch.eye(2)
+        )
+    few = torch.randn(5, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mu, sigma = gaussian_statistics(few)
+    assert float(torch.linalg.eigvalsh(sigma).min()) < 1e-12  # singular: 5 samples in 10-d
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-6
+
+
+def test_inception_sees_uint8_pixels_unchanged_and_floats_quantised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # uint8 images used to be clamped to [-1, 1] as if they were floats: the network saw only 128
+    # and 255. A stand-in extractor records what it is given.
+    import minidiff.metrics.fid as fid_mod
+
+    seen: list[torch.Tensor] = []
+
+    def fake_extractor(path: Any, device: Any) -> Any:
+        def features(u8: torch.Tensor) -> torch.Tensor:
+            seen.append(u8.clone())
+            return u8.float().mean(dim=(2, 3))
+
+        return features
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(fid_mod, "_load_extractor", fake_extractor)
+    pixels = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).expand(2, 3, 16, 16)
+    inception_features(pixels.contiguous(), weights_path=weights)
+    assert seen[-1].dtype == torch.uint8 and torch.equal(seen[-1], pixels)
+    assert len(torch.unique(seen[-1])) == 256
+    floats = pixels.float() / 127.5 - 1  # the same pictures in [-1, 1]
+    inception_features(floats, weights_path=weights)
+    assert torch.equal(seen[-1], pixels)
+    with pytest.raises(TypeError, match="images must be floating in \\[-1, 1\\] or uint8"):
+        inception_features(pixels.long(), weights_path=weights)

@@ -271,3 +271,23 @@ def test_non_finite_and_bad_parameters_are_named() -> None:
         fr.edm_density(torch.zeros(3), p_std=float("nan"))
     with pytest.raises(ValueError, match="sigma_data"):
         fr.edm_weighting(torch.zeros(3), sigma_data=0.0)
+
+
+def test_clean_data_has_infinite_snr_and_full_gain_even_in_an_empty_ring() -> None:
+    # A ring of zero power at alpha_bar = 1 used to give 0/0 = NaN in both.
+    psd0 = torch.tensor([4.0, 0.0, 1.0], dtype=torch.float64)
+    snr = frequency_snr(psd0, 1.0, 16)
+    gain = wiener_gain(psd0, torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64), 16)
+    assert torch.isinf(snr).all()
+    assert torch.equal(gain[0], torch.ones(3, dtype=torch.float64))
+    assert gain[1, 1] == 0 and gain[2].abs().max() == 0  # an empty ring with noise: nothing to read
+    assert not torch.isnan(gain).any()
+
+
+def test_edm_weighting_vanishes_at_both_ends_of_log_snr() -> None:
+    lam = torch.tensor([-math.inf, -40.0, 0.0, 40.0, math.inf], dtype=torch.float64)
+    w = edm_weighting(lam)
+    assert not torch.isnan(w).any() and w[0] == 0 and w[-1] == 0
+    assert w[1] < 1e-20 and w[2] > 0
+    for f in (cosine_weighting, sigmoid_weighting, elbo_weighting, edm_density):
+        assert not torch.isnan(f(lam)).any(), f.__name__

@@ -98,3 +98,18 @@ def test_user_images_are_validated() -> None:
         FrequencyExplorer({"a": torch.zeros(3, 8, 8, dtype=torch.uint8)}, render=False)
     with pytest.raises(TypeError, match="non-empty"):
         FrequencyExplorer({}, render=False)
+
+
+# 14 values of kinds the controls never send (a script's update() can): none may escape update().
+ODD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e400, 10**400, -(10**400), None, "x",
+              [1], {"a": 1}, (), object(), True, 2.5]  # fmt: skip
+
+
+def test_update_never_raises_on_odd_values() -> None:
+    ex = FrequencyExplorer(render=False)
+    good = dict(ex.params)
+    for name in FrequencyExplorer.PARAMS:
+        for value in ODD_VALUES:
+            st = ex.update(**{name: value})  # must not raise
+            assert isinstance(st.get("message"), (str, type(None)))
+        assert ex.update(**good)["message"] is None

@@ -98,3 +98,33 @@ def test_guided_score_field_without_guidance_is_the_exact_conditional_score() ->
     a, s = SCHED.sqrt_alpha_bar[40].item(), SCHED.sqrt_one_minus_alpha_bar[40].item()
     exact = MIX.cond_score(pts.double(), 2, a, s)
     torch.testing.assert_close(score.double(), exact, rtol=1e-4, atol=1e-4)
+
+
+def test_trained_models_are_drawn_too() -> None:
+    # nn.Module models return tensors that require grad; the field used to be drawn from one.
+    from minidiff.nn.conditional import ConditionalTimeMLP, NoisyClassifier
+
+    torch.manual_seed(0)
+    cond, clf = ConditionalTimeMLP(MIX.num_classes), NoisyClassifier(MIX.num_classes)
+    with torch.no_grad():
+        for p in clf.parameters():  # a classifier that has learnt something: non-zero output layer
+            p.add_(0.1 * torch.randn_like(p))
+    ex = GuidanceExplorer(MIX, SCHED, cond_model=cond, classifier=clf, n=50, steps=5, render=True)
+    for form in ("classifier-free", "classifier"):
+        st = ex.update(form=form, w=2.0)
+        assert st["message"] is None and not st["field"][1].requires_grad, form
+        assert len(ex.image.value) > 0
+
+
+# 14 values of kinds the controls never send (a script's update() can): none may escape update().
+ODD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e400, 10**400, -(10**400), None, "x",
+              [1], {"a": 1}, (), object(), True, 2.5]  # fmt: skip
+
+
+def test_update_never_raises_on_odd_values(explorer: GuidanceExplorer) -> None:
+    for name in GuidanceExplorer.PARAMS:
+        for value in ODD_VALUES:
+            st = explorer.update(**{name: value})  # must not raise
+            assert isinstance(st.get("message"), (str, type(None)))
+        explorer.update(w=1.0, y=0, form="classifier-free", sampler="ddim", steps=20)
+        assert explorer.state["message"] is None

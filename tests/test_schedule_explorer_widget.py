@@ -85,3 +85,17 @@ def test_float_slider_echo_within_half_a_step_is_ignored(ex: ScheduleExplorer) -
     assert ex.params["s"] == 0.008
     _from_browser(ex, "s", 0.010)
     assert ex.params["s"] == 0.010
+
+
+# 14 values of kinds the controls never send (a script's update() can): none may escape update().
+ODD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e400, 10**400, -(10**400), None, "x",
+              [1], {"a": 1}, (), object(), True, 2.5]  # fmt: skip
+
+
+def test_update_never_raises_on_odd_values(ex: ScheduleExplorer) -> None:
+    good = dict(ex.params)
+    for name in ScheduleExplorer.PARAMS:
+        for value in ODD_VALUES:
+            st = ex.update(**{name: value})  # must not raise
+            assert isinstance(st.get("message"), (str, type(None)))
+        assert ex.update(**good)["message"] is None

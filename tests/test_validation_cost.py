@@ -108,7 +108,7 @@ def test_skip_value_checks_removes_the_reads_of_a_training_step() -> None:
 
 
 def test_train_keeps_value_checks_on_cpu_and_checks_only_the_first_call_elsewhere() -> None:
-    from minidiff.train import _value_checks_on_first_call
+    from minidiff.training.loop import _value_checks_on_first_call
 
     sched = md.linear_schedule(10)
     calls: list[int] = []

@@ -2,10 +2,10 @@
 
 - ``ema_update(shadow: Tensor, param: Tensor, decay: float, n: int) -> Tensor``:
   ``d * shadow + (1 - d) * param`` with ``d = min(decay, (1 + n) / (10 + n))`` for the update
-  number ``n = 0, 1, ...`` (as in :class:`minidiff.train.EMA`)
+  number ``n = 0, 1, ...`` (as in :class:`minidiff.training.EMA`)
 - ``warmup_lr(step: int, base_lr: float, warmup_steps: int) -> float``:
   ``base_lr * min(1, step / warmup_steps)`` for the 1-based optimizer step (``base_lr`` when
-  ``warmup_steps == 0``), as in :func:`minidiff.train.train`
+  ``warmup_steps == 0``), as in :func:`minidiff.train`
 
 ``SPECS`` lists, per checker, its cases, reference and mistakes (the tests iterate over it).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..train import learning_rate
+from ..training import learning_rate
 from ._core import Case, CheckResult, Mistake, Spec, check_spec
 
 __all__ = ["check_ema_update", "check_warmup_lr", "SPECS"]

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_positive_int
+from .._memory import check_allocation
+from .._validation import Check, Int, Number, Rng, check_positive_int, checked
 
 __all__ = ["load_digits", "sample_photos", "image_patches", "to_unit_range", "PHOTO_NAMES"]
 
@@ -29,8 +30,13 @@ PHOTO_NAMES: tuple[str, ...] = ("china", "flower")
 _DIGIT_SIZES = (8, 16, 32)
 
 
+@checked(max_value=Number(low=0.0))
 def to_unit_range(images: np.ndarray | torch.Tensor, max_value: float) -> torch.Tensor:
     """Map pixel values in ``[0, max_value]`` to float32 in ``[-1, 1]``: ``2 x / max_value - 1``."""
+    if not isinstance(images, (np.ndarray, torch.Tensor)) or images.dtype == bool:
+        raise TypeError(
+            f"images must be a numpy array or a tensor of pixel values, got {type(images).__name__}"
+        )
     x = torch.from_numpy(np.array(images, dtype=np.float32))  # a copy: the sources are read-only
     return x * (2.0 / float(max_value)) - 1.0
 
@@ -56,6 +62,11 @@ def load_digits(
     x = to_unit_range(images, 16.0).unsqueeze(1)  # the raw pixels are integers 0..16
     y = torch.as_tensor(labels, dtype=torch.long)
     if classes is not None:
+        if not isinstance(classes, (tuple, list)):
+            raise TypeError(
+                f"classes must be a tuple of digits such as (0, 1), got {type(classes).__name__} "
+                f"{classes!r}"
+            )
         wanted = tuple(classes)
         if not wanted or any(
             isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= 9 for c in wanted
@@ -110,6 +121,13 @@ def sample_photos(downscale: int = 1) -> torch.Tensor:
     return x.contiguous()
 
 
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+@checked(size=Int(minimum=2), n=Int(), downscale=Int(), grayscale=Check(_check_bool), generator=Rng)
 def image_patches(
     size: int = 32,
     n: int = 256,
@@ -134,15 +152,15 @@ def image_patches(
     Returns:
         float32 ``(n, 3, size, size)`` (or ``(n, 1, size, size)``) in ``[-1, 1]``.
     """
-    check_positive_int(size, "size", minimum=2)
-    check_positive_int(n, "n")
     photos = sample_photos(downscale)
-    _, _, H, W = photos.shape
+    _, C, H, W = photos.shape
     if size > H:
         raise ValueError(
             f"size must be <= {H} (the photographs are {H}x{W} pixels after "
             f"downscale={downscale}), got {size}"
         )
+    # the float32 patches and the int64 indices of their gather
+    check_allocation(n * C * size * size * (4 + 8), f"n={n} with size={size}", "the patches")
     which = torch.randint(0, photos.shape[0], (n,), generator=generator)
     top = torch.randint(0, H - size + 1, (n,), generator=generator)
     left = torch.randint(0, W - size + 1, (n,), generator=generator)

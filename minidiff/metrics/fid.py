@@ -26,6 +26,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .._validation import Device, FloatTensor, Int, Number, Rng, checked
+
 __all__ = [
     "gaussian_statistics",
     "frechet_distance",
@@ -33,6 +35,7 @@ __all__ = [
     "KID",
     "kid_from_features",
     "inception_features",
+    "to_uint8",
     "INCEPTION_WEIGHTS_ENV",
 ]
 
@@ -69,6 +72,26 @@ def _sqrtm_psd(a: Tensor) -> Tensor:
     return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
 
 
+def _check_covariance(sigma: Tensor, name: str) -> None:
+    """A covariance matrix: symmetric and positive semi-definite (up to round-off)."""
+    scale = float(sigma.abs().max()) if sigma.numel() else 0.0
+    tol = 1e-6 * max(scale, 1e-300)
+    if float((sigma - sigma.T).abs().max()) > tol:
+        raise ValueError(f"{name} must be a symmetric covariance matrix, got an asymmetric one")
+    low = float(torch.linalg.eigvalsh(sigma).min())
+    if low < -1e-6 * max(scale, 1e-300):
+        raise ValueError(
+            f"{name} must be a covariance matrix (positive semi-definite), but its smallest "
+            f"eigenvalue is {low:.3g}"
+        )
+
+
+@checked(
+    mu_a=FloatTensor(dim=1, finite=True),
+    sigma_a=FloatTensor(dim=2, finite=True),
+    mu_b=FloatTensor(dim=1, finite=True),
+    sigma_b=FloatTensor(dim=2, finite=True),
+)
 def frechet_distance(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor) -> float:
     """Squared 2-Wasserstein (Frechet) distance of ``N(mu_a, sigma_a)`` and ``N(mu_b, sigma_b)``.
 
@@ -76,24 +99,23 @@ def frechet_distance(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tenso
 
     ``Tr((S_a S_b)^{1/2}) = Tr((S_a^{1/2} S_b S_a^{1/2})^{1/2})``, and the matrix inside is
     symmetric positive semi-definite, so two symmetric eigendecompositions replace scipy's general
-    ``sqrtm`` (no complex round-off to discard). Shapes: ``mu: (D,)``, ``sigma: (D, D)``.
+    ``sqrtm`` (no complex round-off to discard). Shapes: ``mu: (D,)``, ``sigma: (D, D)``; the
+    sigmas must be covariance matrices (symmetric, positive semi-definite), else ``ValueError``.
     """
-    tensors = {"mu_a": mu_a, "sigma_a": sigma_a, "mu_b": mu_b, "sigma_b": sigma_b}
-    for name, value in tensors.items():
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    d = mu_a.shape[-1] if mu_a.ndim == 1 else -1
-    if mu_a.ndim != 1 or mu_b.shape != (d,):
+    d = mu_a.shape[0]
+    if mu_b.shape != (d,):
         raise ValueError(
             f"mu_a and mu_b must both have shape (D,), got {tuple(mu_a.shape)} and "
             f"{tuple(mu_b.shape)}"
         )
-    for name in ("sigma_a", "sigma_b"):
-        if tensors[name].shape != (d, d):
+    for name, sigma in (("sigma_a", sigma_a), ("sigma_b", sigma_b)):
+        if sigma.shape != (d, d):
             raise ValueError(
-                f"{name} must have shape (D, D) = ({d}, {d}), got {tuple(tensors[name].shape)}"
+                f"{name} must have shape (D, D) = ({d}, {d}), got {tuple(sigma.shape)}"
             )
     ma, sa, mb, sb = (v.detach().to("cpu", torch.float64) for v in (mu_a, sigma_a, mu_b, sigma_b))
+    _check_covariance(sa, "sigma_a")
+    _check_covariance(sb, "sigma_b")
     root_a = _sqrtm_psd(sa)
     inner = root_a @ sb @ root_a
     tr_cross = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
@@ -138,6 +160,13 @@ def _mmd2_unbiased(x: Tensor, y: Tensor, degree: int, coef0: float) -> Tensor:
     )
 
 
+@checked(
+    subsets=Int(),
+    subset_size=Int(minimum=2),
+    degree=Int(),
+    coef0=Number(low=0.0, low_open=False),
+    generator=Rng,
+)
 def kid_from_features(
     features_a: Tensor,
     features_b: Tensor,
@@ -153,15 +182,6 @@ def kid_from_features(
     torch-fidelity. Returns ``KID(mean, std)`` over the subsets.
     """
     fa, fb = _check_pair(features_a, features_b)
-    for name, value in (("subsets", subsets), ("subset_size", subset_size), ("degree", degree)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < (2 if name == "subset_size" else 1)
-        ):
-            raise ValueError(
-                f"{name} must be an integer >= {2 if name == 'subset_size' else 1}, got {value!r}"
-            )
     size = min(subset_size, fa.shape[0], fb.shape[0])
     values = []
     for _ in range(subsets):
@@ -215,31 +235,51 @@ def _load_extractor(path: Path, device: torch.device) -> Callable[[Tensor], Tens
     return features
 
 
+def to_uint8(images: Tensor, name: str = "images") -> Tensor:
+    """Images as the 8-bit pixels a saved PNG holds: ``(N, C, H, W)`` uint8 in ``0..255``.
+
+    Floats are read as the course's ``[-1, 1]`` (values outside are clamped, as saving a picture
+    would) and rounded: ``round((x + 1) * 127.5)``; uint8 images are taken as they are. Other
+    integer dtypes are refused (their range is ambiguous).
+    """
+    if images.dtype == torch.uint8:
+        return images
+    if not images.is_floating_point():
+        raise TypeError(
+            f"{name} must be floating in [-1, 1] or uint8 in 0..255, got dtype {images.dtype}"
+        )
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+@checked(batch_size=Int(), device=Device)
 def inception_features(
     images: Tensor,
     weights_path: str | os.PathLike[str] | None = None,
     batch_size: int = 200,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """2048-d pool features of Inception-v3 (FID's network), ``images: (N, 3, H, W)`` in [-1, 1].
+    """2048-d pool features of Inception-v3 (FID's network), ``images: (N, 3, H, W)``.
 
-    Images are quantised to 8 bits (as a saved PNG would be) and resized to 299x299 inside the
-    network. ``weights_path`` (or the environment variable ``MINIDIFF_INCEPTION_WEIGHTS``) must
-    name a local copy of torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``.
-    Returns ``(N, 2048)`` float32 on the CPU.
+    ``images`` are floats in ``[-1, 1]`` (quantised to 8 bits first, as a saved PNG would be) or
+    uint8 pixels in ``0..255`` (:func:`to_uint8`); the network resizes them to 299x299.
+    ``weights_path`` (or the environment variable ``MINIDIFF_INCEPTION_WEIGHTS``) must name a local
+    copy of torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``. Returns ``(N, 2048)``
+    float32 on the CPU.
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must have shape (N, 3, H, W) (RGB), got {tuple(images.shape)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"images must hold at least one image, got shape {tuple(images.shape)}")
+    to_uint8(images[:1])  # the dtype check, before the weights are looked for
+    if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+        raise ValueError("images contains non-finite values (NaN or inf)")
     path = _resolve_weights(weights_path)
     dev = torch.device(device) if device is not None else images.device
     extract = _load_extractor(path, dev)
     out = []
     for chunk in images.split(batch_size):
-        u8 = ((chunk.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).to(dev)
         with torch.no_grad():
-            out.append(extract(u8).cpu())
+            out.append(extract(to_uint8(chunk).to(dev)).cpu())
     return torch.cat(out)

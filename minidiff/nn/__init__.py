@@ -5,10 +5,13 @@
 - :mod:`minidiff.nn.unet`: ``UNet`` (DDPM's image denoiser), its blocks and ``UNET_CONFIGS``.
 - :mod:`minidiff.nn.conditional`: ``ConditionalTimeMLP`` (class labels and a null label for
   classifier-free guidance) and ``NoisyClassifier`` (for classifier guidance).
+- :mod:`minidiff.nn.attention`: ``CrossAttention`` (queries from the image, keys and values from
+  condition tokens) and the block the U-Net uses for it.
 
 Networks only: their training objectives live in :mod:`minidiff.losses`.
 """
 
+from .attention import CrossAttention, CrossAttentionBlock, attention
 from .conditional import ConditionalTimeMLP, NoisyClassifier
 from .mlp import NoiseConditionalScoreMLP, TimeMLP, sinusoidal_embedding
 from .unet import (
@@ -38,4 +41,7 @@ __all__ = [
     "count_parameters",
     "ConditionalTimeMLP",
     "NoisyClassifier",
+    "attention",
+    "CrossAttention",
+    "CrossAttentionBlock",
 ]

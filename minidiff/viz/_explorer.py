@@ -74,7 +74,12 @@ class Explorer:
                 f"expected some of {list(self.PARAMS)}"
             )
         self.params.update(changes)
-        self.state = self.compute(self.params)
+        try:
+            self.state = self.compute(self.params)
+        except (ValueError, TypeError, ArithmeticError) as err:
+            # A value the subclass's own checks did not foresee (int(inf) is an OverflowError,
+            # a list where a name belongs a TypeError): shown like any invalid setting.
+            self.state = {"params": dict(self.params), "message": f"Invalid setting: {err}"}
         self._after_compute()
         self._draw()
         self._sync_widgets()

@@ -176,16 +176,16 @@ class FrequencyExplorer(Explorer):
     def compute(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """State for ``params``: ``view`` (see :func:`frequency_view`), ``readout``, ``message``."""
         name, sched = params["image"], params["schedule"]
-        if name not in self.images:
+        if not isinstance(name, str) or name not in self.images:
             return self._error(params, f"unknown image {name!r}; choose one of {list(self.images)}")
-        if sched not in self.schedules:
+        if not isinstance(sched, str) or sched not in self.schedules:
             return self._error(
                 params, f"unknown schedule {sched!r}; choose one of {list(self.schedules)}"
             )
         schedule = self.schedules[sched]
         try:
             t = int(params["t"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # None, "x", inf
             return self._error(
                 params, f"t must be an integer in 1..{schedule.T}, got {params['t']!r}"
             )

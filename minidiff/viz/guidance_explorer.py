@@ -13,6 +13,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..data.labelled import LabelledGaussianMixture
@@ -103,12 +104,17 @@ def guided_score_field(
     eps_model: EpsModel, schedule: NoiseSchedule, t: int, lim: float = 3.0, grid: int = 15
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The guided score ``-eps(x, t) / sqrt(1 - ab_t)`` on a ``grid x grid`` lattice of
-    ``[-lim, lim]²``: returns ``(points (grid², 2), score (grid², 2))``."""
+    ``[-lim, lim]²``: returns ``(points (grid², 2), score (grid², 2))``.
+
+    Evaluated under ``torch.no_grad()`` like a sampler's steps, so a trained model gives plain
+    tensors to draw (classifier guidance still takes its gradient inside).
+    """
     g = torch.linspace(-lim, lim, grid)
     xx, yy = torch.meshgrid(g, g, indexing="xy")
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
     tt = torch.full((pts.shape[0],), int(t), dtype=torch.long)
-    return pts, score_from_eps(eps_model(pts, tt), tt, schedule)
+    with torch.no_grad():
+        return pts, score_from_eps(eps_model(pts, tt), tt, schedule)
 
 
 class GuidanceExplorer(Explorer):
@@ -171,7 +177,10 @@ class GuidanceExplorer(Explorer):
         m = self.mixture
         try:
             w = check_guidance_weight(params["w"])
-            y = int(params["y"])
+            y = params["y"]
+            if isinstance(y, bool) or not isinstance(y, (int, np.integer)):
+                raise TypeError(f"y must be a class index (an int), got {y!r}")
+            y = int(y)
             eps = guided_eps_model(
                 params["form"], self.cond_model, self.classifier, self.schedule, y, w, m.num_classes
             )
