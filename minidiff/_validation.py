@@ -278,18 +278,23 @@ def check_number(
     ):
         raise TypeError(f"{name} must be a real number, got {describe(value)} {value!r}")
     v = float(value)  # type: ignore[arg-type,unused-ignore]
-    lo = "-inf" if low is None else f"{low:g}"
-    hi = "inf" if high is None else f"{high:g}"
-    left = "(" if low_open or low is None else "["
-    right = ")" if high_open or high is None else "]"
-    interval = f"{left}{lo}, {hi}{right}"
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    if low is not None and (v < low or (low_open and v == low)):
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    if high is not None and (v > high or (high_open and v == high)):
+    finite = math.isfinite(v)
+    inside = (low is None or v > low or (v == low and not low_open)) and (
+        high is None or v < high or (v == high and not high_open)
+    )
+    if not (finite and inside):
+        interval = _interval(low, high, low_open, high_open)
+        if not finite:
+            raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
     return v
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    """``(0, 1]``-style text of an interval; an absent bound is infinite (and open)."""
+    left = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+    right = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+    return f"{left}, {right}"
 
 
 def check_callable(fn: object, name: str, signature: str = "") -> Callable[..., Any]:

@@ -32,6 +32,7 @@ from .._validation import (
     checked,
     describe,
 )
+from ..diffusion import eps_from_x0, marginal_coefficients
 from ..schedules import NoiseSchedule
 
 __all__ = ["GaussianMixture"]
@@ -315,11 +316,11 @@ class GaussianMixture:
         """The exact ``E[eps | x_t]`` as an ``eps_model(x_t (B, D), t (B,))`` for ``schedule``."""
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            a = schedule.sqrt_alpha_bar[tt].to(x_t.device)
-            s = schedule.sqrt_one_minus_alpha_bar[tt].to(x_t.device)
-            x0 = GaussianMixture.posterior_mean.unchecked(self, x_t.to(torch.float64), a, s)
-            return ((x_t.to(torch.float64) - a[:, None] * x0) / s[:, None]).to(x_t.dtype)
+            tt = check_timesteps(t, x_t.shape[0], schedule.T).to(x_t.device)
+            x64 = x_t.to(torch.float64)
+            a, s = marginal_coefficients(tt, schedule, x_t.device)
+            x0 = GaussianMixture.posterior_mean.unchecked(self, x64, a, s)
+            return eps_from_x0.unchecked(x64, tt, x0, schedule).to(x_t.dtype)
 
         return eps
 
@@ -330,8 +331,8 @@ class GaussianMixture:
         """The exact score ``∇ log q(x_t)`` as a callable ``(x_t (B, D), t (B,)) -> (B, D)``."""
 
         def score(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            a, s = schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt]
+            tt = check_timesteps(t, x_t.shape[0], schedule.T)
+            a, s = marginal_coefficients(tt, schedule)
             return GaussianMixture.marginal_score.unchecked(self, x_t, a, s)
 
         return score

@@ -36,6 +36,7 @@ from .._validation import (
     check_timesteps,
     checked,
 )
+from ..diffusion import eps_from_score, marginal_coefficients
 from ..schedules import NoiseSchedule
 from .gmm import GaussianMixture, Scalar
 
@@ -209,10 +210,10 @@ class LabelledGaussianMixture:
         """
 
         def eps(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            a, s = schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt]
-            score = self.cond_score(x_t.to(torch.float64), y, a.to(x_t.device), s.to(x_t.device))
-            return (-s.to(x_t.device)[:, None] * score).to(x_t.dtype)
+            tt = check_timesteps(t, x_t.shape[0], schedule.T).to(x_t.device)
+            a, s = marginal_coefficients(tt, schedule, x_t.device)
+            score = self.cond_score(x_t.to(torch.float64), y, a, s)
+            return eps_from_score.unchecked(score, tt, schedule).to(x_t.dtype)
 
         return eps
 
@@ -227,11 +228,8 @@ class LabelledGaussianMixture:
         """
 
         def logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            a, s = (
-                schedule.sqrt_alpha_bar[tt].to(x_t.device),
-                schedule.sqrt_one_minus_alpha_bar[tt].to(x_t.device),
-            )
+            tt = check_timesteps(t, x_t.shape[0], schedule.T)
+            a, s = marginal_coefficients(tt, schedule, x_t.device)
             return self.log_posterior(x_t.to(torch.float64), a, s).to(x_t.dtype)
 
         return logits

@@ -30,7 +30,7 @@ from .._validation import (
 )
 from ..diffusion import q_sample
 from ..schedules import NoiseSchedule
-from ..tensors import noise_like
+from ..tensors import noise_like, uniform
 from .simple import sample_timesteps
 
 __all__ = ["drop_labels", "conditional_eps_loss", "noisy_classifier_loss"]
@@ -71,8 +71,7 @@ def drop_labels(
     Draws ``u = rand(B)`` from ``generator`` and drops where ``u < p_uncond``. Used in training
     only: at sampling time the guidance wrapper chooses the conditional and null labels itself.
     """
-    gen_device = generator.device if generator is not None else y.device
-    u = torch.rand(y.shape[0], generator=generator, device=gen_device).to(y.device)
+    u = uniform((y.shape[0],), generator=generator, device=y.device)
     return torch.where(u < p_uncond, torch.full_like(y, null_label), y)
 
 

@@ -31,7 +31,7 @@ from .._validation import (
 )
 from ..diffusion import EpsModel, call_eps_model, q_sample
 from ..schedules import NoiseSchedule
-from ..tensors import mean_data_dims, noise_like, pad_like
+from ..tensors import mean_data_dims, noise_like, pad_like, uniform
 
 __all__ = ["simple_loss", "sample_timesteps", "timestep_probabilities", "vp_eps_loss"]
 
@@ -185,8 +185,7 @@ def vp_eps_loss(
     if t_min >= t_end:
         raise ValueError(f"t_min must lie in [0, {t_end}) (below the SDE's T_end), got {t_min}")
     if t is None:
-        dev = generator.device if generator is not None else x0.device
-        u = torch.rand(B, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
+        u = uniform((B,), generator=generator, dtype=x0.dtype, device=x0.device)
         tt = t_min + (t_end - t_min) * u
     else:
         if t.shape != (B,):
