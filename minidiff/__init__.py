@@ -13,8 +13,8 @@ keeps this list and ``__all__`` in step):
   ``ssm_loss``, ``geometric_sigmas``
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
-  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``get_sampler``,
-  ``available_samplers``, ``register_sampler``
+  ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``dpm_solver_sample``,
+  ``get_sampler``, ``available_samplers``, ``register_sampler``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
 - likelihood: ``ode_log_likelihood``, ``bits_per_dim``
@@ -34,14 +34,16 @@ keeps this list and ``__all__`` in step):
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise
 checkers), ``minidiff.training`` (the loop's parts, image runs, several GPUs),
 ``minidiff.tensors`` (small tensor helpers), ``minidiff._validation`` (the argument checks every
-public function declares). Every submodule is reachable after ``import minidiff`` alone; those not
-imported here load on first use.
+public function declares); sampling in few steps (chapter 15) in ``minidiff.samplers.dpm_solver``,
+``minidiff.learned_variance``, ``minidiff.distillation`` and ``minidiff.consistency``. Every
+submodule is reachable after ``import minidiff`` alone; those not imported here load on first use.
 """
 
 import importlib as _importlib
 import importlib.util as _importlib_util
 from typing import Any as _Any
 
+from . import consistency as _consistency  # noqa: F401, I001  (registers the "consistency" sampler)
 from ._config import default_device, fast_mode
 from .data import TOY_DATASETS, GaussianMixture, toy_dataset
 from .diffusion import (
@@ -90,6 +92,7 @@ from .samplers import (
     ddim_step,
     ddpm_sample,
     ddpm_step,
+    dpm_solver_sample,
     euler_maruyama_sample,
     get_sampler,
     langevin_sample,
@@ -151,6 +154,7 @@ __all__ = [
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "dpm_solver_sample",
     "default_device",
     "discretized_gaussian_log_likelihood",
     "distance_with_spread",
