@@ -39,15 +39,13 @@ from collections.abc import Callable
 
 import torch
 
-from ._validation import Check, FloatTensor, Function, check_number, checked
-from .data.labelled import check_labels
+from ._validation import Check, FloatTensor, Function, check_labels, check_number, checked
 from .diffusion import EpsModel
 from .schedules import NoiseSchedule, check_timesteps
 
 __all__ = [
     "ConditionalModel",
     "Classifier",
-    "check_guidance_weight",
     "guidance_scale",
     "cfg_combine",
     "classifier_free_guidance",

@@ -18,10 +18,16 @@ from collections.abc import Callable
 import torch
 
 from .._validation import (
-    check_callable,
-    check_choice,
+    Check,
+    Device,
+    FloatDtype,
+    FloatTensor,
+    Function,
+    Int,
+    OneOf,
+    Rng,
     check_positive_int,
-    check_tensor,
+    checked,
 )
 from ..paths import GaussianPath, RectifiedFlowPath, _check_path
 from .loop import OnStep, draw_start
@@ -43,6 +49,12 @@ def flow_time_grid(steps: int, t_start: float = 1.0, t_end: float = 0.0) -> torc
 
 
 @register_sampler("flow_ode")
+@checked(
+    velocity_fn=Function("(x, t) -> velocity"), path=Check(_check_path, optional=True),
+    steps=Int(optional=True), method=OneOf(list(ODE_METHODS)),
+    ts=FloatTensor(dim=1, finite=True, optional=True), generator=Rng, device=Device,
+    dtype=FloatDtype,
+)  # fmt: skip
 def flow_sample(
     velocity_fn: VelocityFn,
     path: GaussianPath | None = None,
@@ -77,9 +89,7 @@ def flow_sample(
     Returns:
         ``x_0`` ``(B, ...)``.
     """
-    check_callable(velocity_fn, "velocity_fn", "(x, t) -> velocity")
-    path = RectifiedFlowPath() if path is None else _check_path(path)
-    check_choice(method, "method", list(ODE_METHODS))
+    path = RectifiedFlowPath() if path is None else path
     grid = _resolve_grid(steps, ts)
     sigma_1 = float(path.coefficients(float(grid[0])).sigma)
 
@@ -97,12 +107,12 @@ def flow_sample(
     return ode_solve(field, x, grid, method=method, name=name, on_step=on_step, progress=progress).x
 
 
-def _resolve_grid(steps: object, ts: object) -> torch.Tensor:
+def _resolve_grid(steps: int | None, ts: torch.Tensor | None) -> torch.Tensor:
     if (steps is None) == (ts is None):
         raise TypeError("give exactly one of steps (an int >= 1) or ts (a decreasing time grid)")
     if ts is None:
         return flow_time_grid(check_positive_int(steps, "steps"))
-    grid = check_tensor(ts, "ts", dim=1, finite=True).to(torch.float64)
+    grid = ts.to(torch.float64)
     if grid.numel() < 2 or not bool((grid[1:] < grid[:-1]).all()):
         raise ValueError("ts must hold at least 2 strictly decreasing times (1 -> 0)")
     if float(grid.min()) < 0.0 or float(grid.max()) > 1.0:
@@ -110,6 +120,7 @@ def _resolve_grid(steps: object, ts: object) -> torch.Tensor:
     return grid
 
 
+@checked(ts=FloatTensor(dim=1))
 def straightness(trajectory: list[torch.Tensor], ts: torch.Tensor) -> torch.Tensor:
     """Per-sample ``S = ∫ ||dx/dt - (x_1 - x_0)||² dt`` along a sampled path (Liu et al. 2023).
 
@@ -119,7 +130,6 @@ def straightness(trajectory: list[torch.Tensor], ts: torch.Tensor) -> torch.Tens
     straight line travelled at constant speed, which one Euler step integrates without error.
     Returns ``(B,)`` in the trajectory's dtype.
     """
-    check_tensor(ts, "ts", dim=1)
     if not isinstance(trajectory, list) or len(trajectory) != ts.numel():
         raise ValueError(
             f"trajectory must be a list of {ts.numel()} tensors (one per time in ts), "
