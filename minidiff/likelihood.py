@@ -2,9 +2,9 @@
 
 Along a solution of the PF-ODE ``dx/dt = F(x, t) = f(x, t) - ½ g(t)² ∇log p_t(x)`` the
 instantaneous change of variables (Chen et al. 2018, "Neural ODEs", Thm. 1) gives
-``d log p_t(x(t)) / dt = -div F(x(t), t)``, so, integrating from ``t_0 = eps`` to 1,
+``d log p_t(x(t)) / dt = -div F(x(t), t)``, so, integrating from a small ``t_start`` to 1,
 
-    log p_0(x) ≈ log p_{eps}(x(eps)) = log p_1(x(1)) + ∫_eps^1 div F(x(t), t) dt
+    log p_0(x) ≈ log p_{t_start}(x(t_start)) = log p_1(x(1)) + ∫_{t_start}^1 div F(x(t), t) dt
 
 (Song et al. 2021, Appx. D.2), with ``p_1`` replaced by the prior. One ODE solve carries the
 augmented state ``(x, ∫ div F)``. The divergence is exact (``D`` backward passes, fine in 2D)
