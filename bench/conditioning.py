@@ -126,12 +126,14 @@ def label_loss(sched: Any) -> Any:
 def guided_samples(
     model: Any, labels: torch.Tensor, w: float, shape: tuple[int, ...], steps: int, seed: int = 1
 ) -> torch.Tensor:
+    """CFG + DDIM; pixels (one channel) get x0 clipping to [-1, 1], latents (4 channels) none."""
     eps = classifier_free_guidance(model, labels, w, num_classes=10)
     return ddim_sample(
         eps,
         SCHED,
         (labels.shape[0], *shape),
         steps=steps,
+        clip_x0="static" if shape[0] == 1 else None,
         generator=torch.Generator().manual_seed(seed),
     )
 
@@ -282,7 +284,8 @@ def part_prompts(c: Config) -> dict[str, Any]:
         for w in (0.0, 3.0):
             with torch.no_grad():
                 x = ddim_sample(prompt_guidance(ema, ids, w), SCHED, (ids.shape[0], 1, 16, 16),
-                                steps=c.sample_steps, generator=seeded(1))  # fmt: skip
+                                steps=c.sample_steps, clip_x0="static",
+                                generator=seeded(1))  # fmt: skip
             row[f"faithful_w{w:g}"] = faithful(judge, x, left, right)
         out[name] = row
     out["bar"] = (
@@ -319,7 +322,8 @@ def part_retrieval(c: Config) -> dict[str, Any]:
     ctx = ret.context(ret.embed(xb[q]))
     with torch.no_grad():
         x = ddim_sample(lambda z, t: ema(z, t, context=ctx), SCHED, (len(q), 1, 8, 8),
-                        steps=c.sample_steps, generator=seeded(1)).clamp(-1, 1)  # fmt: skip
+                        steps=c.sample_steps, clip_x0="static",
+                        generator=seeded(1)).clamp(-1, 1)  # fmt: skip
     d_samples, d_real = nn_distances(x, xa), nn_distances(xb[q], xa)
     pr = knn_precision_recall(x.flatten(1), xb.flatten(1))
     return {
