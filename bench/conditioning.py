@@ -51,6 +51,7 @@ from minidiff.data import load_digits  # noqa: E402
 from minidiff.data.digit_pairs import compose_pairs, split_pair  # noqa: E402
 from minidiff.frequency import radial_psd  # noqa: E402
 from minidiff.latent import LatentSpace  # noqa: E402
+from minidiff.losses import conditional_eps_loss  # noqa: E402
 from minidiff.metrics import knn_precision_recall  # noqa: E402
 from minidiff.metrics.digits import DigitJudge, within_class_spread  # noqa: E402
 from minidiff.nn import (  # noqa: E402
@@ -58,7 +59,6 @@ from minidiff.nn import (  # noqa: E402
     PromptUNet,
     TokenEncoder,
     UNet,
-    conditional_eps_loss,
     count_parameters,
     kl_autoencoder_loss,
     prompt_eps_loss,
