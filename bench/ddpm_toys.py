@@ -10,6 +10,8 @@ steps; score each draw against fresh data:
 
 - k-NN precision (fidelity) and recall (diversity) (Kynkäänniemi et al., 2019, k = 3), with their
   floor: the same measure between two independent data samples of the same size;
+- the fraction of far outliers (samples beyond the data's largest k-NN radius from every data
+  point), with the data's own rate as floor, flagged when clearly above it;
 - sliced Wasserstein SW2 and unbiased MMD², with their floors;
 - for 8gaussians, the modes covered (``mode_coverage``).
 
@@ -26,13 +28,14 @@ Prints a Markdown table; ``--json PATH`` writes the numbers, ``--out DIR`` write
 model's ``state_dict`` and its ``TimeMLP`` arguments) and ``results.json``, so that any other
 measure can be recomputed from them.
 
-Recipe (chosen by learning speed per CPU-second; see bench/README.md for the sweep): a narrow
-TimeMLP (hidden 64, 3 blocks) costs about half as much per step as the 128-wide one and learns
-the toys as fast per CPU-second; the NeRF input encoding (``x_frequencies=5``) lets it draw thin
-structures; batch 256, lr 3e-3 with a 100-step warm-up and a cosine decay, EMA 0.99, clipping at
-1. What mattered most is the schedule of ``t``: drawing ``t = floor(T u^2) + 1`` (``P(t) ~
-t^(-1/2)``, i.e. L_simple weighted towards small ``t``, where the thin structures are resolved)
-took two spirals from 0.80-0.84 to 0.95 x the data's precision in the same ten CPU-seconds.
+The recipe is the package's own, ``minidiff.train_toy`` (``minidiff/training/recipes.py``; chosen
+by learning speed per CPU-second, see bench/README.md for the sweep): a narrow TimeMLP (hidden 64,
+3 blocks) costs about half as much per step as the 128-wide one and learns the toys as fast per
+CPU-second; the NeRF input encoding (``x_frequencies=5``) lets it draw thin structures; batch 256,
+lr 3e-3 with a 100-step warm-up and a cosine decay, EMA 0.99, clipping at 1. What mattered most is
+the schedule of ``t``: drawing ``t = floor(T u^2) + 1`` (``P(t) ~ t^(-1/2)``, i.e. L_simple
+weighted towards small ``t``, where the thin structures are resolved) took two spirals from
+0.80-0.84 to 0.95 x the data's precision in the same ten CPU-seconds.
 """
 
 from __future__ import annotations
@@ -51,33 +54,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from minidiff import (  # noqa: E402
-    GaussianMixture,
-    ddpm_sample,
-    linear_schedule,
-    simple_loss,
-    toy_dataset,
-)
-from minidiff.losses import sample_timesteps  # noqa: E402
+from minidiff import GaussianMixture, ddpm_sample, linear_schedule, toy_dataset  # noqa: E402
 from minidiff.metrics import (  # noqa: E402
-    knn_precision_recall,
     mmd,
     mode_coverage,
+    precision_recall_with_floor,
     sliced_wasserstein,
 )
 from minidiff.nn import TimeMLP  # noqa: E402
-from minidiff.train import train  # noqa: E402
+from minidiff.training.recipes import (  # noqa: E402
+    TOY_2D_NETWORK,
+    TOY_2D_OPTIONS,
+    TOY_2D_T_POWER,
+    train_toy,
+)
 
 DATASETS = ("moons", "swiss_roll", "8gaussians", "checkerboard", "two_spirals")
-
-# The training recipe (one for every data set).
-MODEL: dict[str, int] = {"hidden": 64, "n_layers": 3, "time_dim": 64, "x_frequencies": 5}
-BATCH = 256
-LR = 3e-3
-WARMUP = 100
-LR_SCHEDULE = "cosine"
-T_POWER = 2.0  # t = floor(T u^2) + 1: P(t) ~ t^(-1/2), small t drawn more often
-EMA_DECAY = 0.99
 CALIBRATION_STEPS = 150  # steps of a throwaway run (after 30 untimed ones) that time a step
 MARGIN = 0.92  # plan this share of the budget, so that a slower stretch does not overrun it
 BAR = 0.9
@@ -94,45 +86,10 @@ def spread(values: list[float]) -> tuple[float, float]:
     return m, s
 
 
-def make_model() -> TimeMLP:
-    return TimeMLP(
-        2,
-        MODEL["hidden"],
-        MODEL["n_layers"],
-        MODEL["time_dim"],
-        x_frequencies=MODEL["x_frequencies"],
-    )
-
-
 def fit(name: str, steps: int, seed: int) -> tuple[TimeMLP, list[float]]:
-    """Train a fresh model on ``name`` for ``steps`` steps with the recipe; return the EMA model
-    and the losses."""
-    schedule = linear_schedule(1000)
-    torch.manual_seed(seed)
-    model = make_model()
-
-    def loss_fn(m: torch.nn.Module, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        t = sample_timesteps(x0.shape[0], schedule.T, g, power=T_POWER)
-        return simple_loss(m, x0, schedule, t=t, generator=g)
-
-    def data(n: int, g: torch.Generator) -> torch.Tensor:
-        return toy_dataset(name, n, g)
-
-    result = train(
-        model,
-        loss_fn,
-        data,
-        steps=steps,
-        batch_size=BATCH,
-        lr=LR,
-        lr_schedule=LR_SCHEDULE,
-        ema_decay=EMA_DECAY,
-        grad_clip=1.0,
-        warmup_steps=min(WARMUP, steps),
-        seed=seed,
-        progress=False,
-        log_every=100,
-    )
+    """Train a fresh model on ``name`` for ``steps`` steps with the recipe (``train_toy``);
+    return the EMA model and the losses."""
+    result = train_toy(name, steps, seed=seed, progress=False, log_every=100)
     ema = result.ema.model
     assert isinstance(ema, TimeMLP)
     return ema, result.losses
@@ -182,39 +139,48 @@ def draw(
 
 
 def evaluate(x: torch.Tensor, name: str, n: int, gen: torch.Generator) -> dict[str, object]:
-    """Per draw of ``n`` samples: precision/recall, SW2, MMD² against fresh data, and the same
-    between two fresh data samples (the floors). Returns means and standard deviations."""
-    keys = ("precision", "recall", "sw", "mmd")
+    """Per draw of ``n`` samples: precision, recall and far outliers
+    (``precision_recall_with_floor``), SW2 and MMD² against fresh data, and the same between two
+    fresh data samples (the floors). Returns means and standard deviations."""
+    draws = x.shape[0] // n
+
+    def data_fn(m: int, g: torch.Generator) -> torch.Tensor:
+        return toy_dataset(name, m, g)
+
+    pr = precision_recall_with_floor(x, data_fn, n=n, draws=draws, generator=gen)
+    row: dict[str, object] = {}
+    for key in ("precision", "recall", "outliers"):
+        row[key], row[f"{key}_std"] = getattr(pr, key)
+        row[f"{key}_floor"], row[f"{key}_floor_std"] = getattr(pr, f"{key}_floor")
+    row["outliers_exceed_floor"] = pr.outliers_exceed_floor
+    keys = ("sw", "mmd")
     model: dict[str, list[float]] = {k: [] for k in keys}
     floor: dict[str, list[float]] = {k: [] for k in keys}
     for block in x.split(n):
         y, a, b = (toy_dataset(name, n, gen) for _ in range(3))
         for out, (u, v) in ((model, (block, y)), (floor, (a, b))):
-            pr = knn_precision_recall(u, v)
-            out["precision"].append(pr.precision)
-            out["recall"].append(pr.recall)
             out["sw"].append(sliced_wasserstein(u, v, generator=gen))
             out["mmd"].append(mmd(u, v))
-    row: dict[str, object] = {}
     for k in keys:
         row[k], row[f"{k}_std"] = spread(model[k])
         row[f"{k}_floor"], row[f"{k}_floor_std"] = spread(floor[k])
-    row["precision_ratio"] = float(row["precision"]) / float(row["precision_floor"])  # type: ignore[arg-type]
-    row["recall_ratio"] = float(row["recall"]) / float(row["recall_floor"])  # type: ignore[arg-type]
+    row["precision_ratio"] = pr.precision_ratio
+    row["recall_ratio"] = pr.recall_ratio
     row["sw_ratio"] = float(row["sw"]) / float(row["sw_floor"])  # type: ignore[arg-type]
     if name == "8gaussians":
         cov = mode_coverage(x, GaussianMixture.eight_gaussians())
         row["modes_covered"] = cov.covered
         row["high_quality"] = cov.high_quality
-    row["passes"] = row["precision_ratio"] >= BAR and row["recall_ratio"] >= BAR  # type: ignore[operator]
+    row["passes"] = pr.precision_ratio >= BAR and pr.recall_ratio >= BAR
     return row
 
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| toy | steps | train s wall / CPU | ms/step wall / CPU | precision (floor) | "
-        "recall (floor) | P / floor | R / floor | SW2 (floor) | MMD² (floor) | ≥ 0.9 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "recall (floor) | P / floor | R / floor | far outliers % (floor) | SW2 (floor) | "
+        "MMD² (floor) | ≥ 0.9 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         f = {k: v for k, v in r.items() if isinstance(v, float)}
@@ -228,6 +194,8 @@ def table(rows: list[dict[str, object]]) -> str:
             f"| {r['dataset']} | {timing} | {f['precision']:.3f} ± {f['precision_std']:.3f} "
             f"({f['precision_floor']:.3f}) | {f['recall']:.3f} ± {f['recall_std']:.3f} "
             f"({f['recall_floor']:.3f}) | {f['precision_ratio']:.3f} | {f['recall_ratio']:.3f} | "
+            f"{100 * f['outliers']:.2f} ({100 * f['outliers_floor']:.2f})"
+            f"{' ABOVE THE DATA' if r['outliers_exceed_floor'] else ''} | "
             f"{f['sw']:.4f} ({f['sw_floor']:.4f}) | {f['mmd']:.1e} ({f['mmd_floor']:.0e} ± "
             f"{f['mmd_floor_std']:.0e}) | {'yes' if r['passes'] else 'NO'} |"
         )
@@ -273,10 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {a.threads} "
         f"thread(s), {os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f}"
     )
+    o = TOY_2D_OPTIONS
     print(
-        f"TimeMLP({MODEL}), batch {BATCH}, AdamW lr {LR} (warm-up {WARMUP}, {LR_SCHEDULE} decay), "
-        f"EMA {EMA_DECAY}, grad clip 1, T = 1000 linear, t = floor(T u^{T_POWER:g}) + 1; "
-        f"{budget}; "
+        f"minidiff.train_toy: TimeMLP({TOY_2D_NETWORK}), batch {o['batch_size']}, AdamW lr "
+        f"{o['lr']} (warm-up {o['warmup_steps']}, {o['lr_schedule']} decay), EMA "
+        f"{o['ema_decay']}, grad clip {o['grad_clip']}, T = 1000 linear, "
+        f"t = floor(T u^{TOY_2D_T_POWER:g}) + 1; {budget}; "
         f"{n} samples x {draws} draws, 1000 ancestral steps\n",
         flush=True,
     )
@@ -295,13 +265,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: {timing['steps']} steps in {timing['train_s']:.1f} s wall / "
             f"{timing['train_cpu_s']:.1f} s CPU, final loss {timing['final_loss']:.3f}; "
             f"sampling {sample_s:.1f} s; precision {r['precision_ratio']:.3f}, "
-            f"recall {r['recall_ratio']:.3f} x floor",
+            f"recall {r['recall_ratio']:.3f} x floor; far outliers "
+            f"{100 * float(r['outliers']):.2f} % (data {100 * float(r['outliers_floor']):.2f} %)",  # type: ignore[arg-type]
             flush=True,
         )
         if a.out is not None:
             torch.save(x, a.out / f"{name}_samples.pt")
             torch.save(
-                {"state_dict": model.state_dict(), "model": dict(MODEL, data_dim=2)},
+                {"state_dict": model.state_dict(), "model": dict(TOY_2D_NETWORK, data_dim=2)},
                 a.out / f"{name}_ema.pt",
             )
     if not a.no_exact:
@@ -313,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print(
         "\nPrecision/recall: k-NN (k = 3) fidelity and diversity; P/R ratio = model / floor. "
+        "Far outliers: samples beyond the data's largest k-NN radius from every data point, "
+        "against fresh data's own rate. "
         "SW2: sliced Wasserstein-2 (256 directions). MMD²: unbiased, sum of RBF kernels (median "
         "heuristic); its floor averages 0. Floors: the same measure between two independent data "
         "samples of the same size."

@@ -18,7 +18,7 @@ What this script does:
 
 1. ``bench/gpu_throughput.py`` (minidiff vs diffusers, with and without ``torch.compile``) writes
    ``throughput.json``; a compile that fails is recorded and the session goes on without it;
-2. ``minidiff.train_images.run`` trains ``UNet("ddpm_cifar10")`` (bf16, channels_last,
+2. ``minidiff.training.images.run`` trains ``UNet("ddpm_cifar10")`` (bf16, channels_last,
    compiled if that was faster, batch 128) for as many steps as the measured throughput allows
    in the time left, writing ``run/loss.png``, ``run/samples*.png`` (DDIM-50 grids of the EMA
    model) and ``run/run.jsonl`` (loss and images/s per interval);
@@ -61,7 +61,7 @@ from minidiff.metrics.fid import (  # noqa: E402
     inception_features,
     kid_from_features,
 )
-from minidiff.train_images import ImageRunConfig, load_images, run  # noqa: E402
+from minidiff.training.images import ImageRunConfig, load_images, run  # noqa: E402
 
 
 def training_data(

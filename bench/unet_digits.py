@@ -3,7 +3,8 @@
 1. Split the 1797 digits (``minidiff.data.load_digits(size=8)``, pixels in [-1, 1]) into two halves
    by a fixed permutation: A (train the diffusion model and the classifiers) and B (held out).
 2. Train ``UNet("digits")`` with ``L_simple`` (linear betas, T = 1000) through
-   ``minidiff.train_images.run`` (the course's one loop: AdamW, warm-up, clipping, EMA) on A for a
+   ``minidiff.training.images.run`` (the course's one loop: AdamW, warm-up, clipping, EMA) on A for
+   a
    budget of **CPU time** (``--cpu-seconds``, default 300, counted with ``resource.getrusage`` over
    all threads; the step count is calibrated from the first 20 steps).
 3. Draw ``--n`` samples from the EMA model with DDIM (``--sample-steps``, eta = 0), from the same
@@ -58,7 +59,7 @@ from minidiff.metrics.digits import (  # noqa: E402
     train_digit_cnn,
 )
 from minidiff.nn import UNet  # noqa: E402
-from minidiff.train_images import ImageRunConfig, run  # noqa: E402
+from minidiff.training.images import ImageRunConfig, run  # noqa: E402
 from minidiff.viz import save_image_grid  # noqa: E402
 
 CONFIDENT = 0.9

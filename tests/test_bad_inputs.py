@@ -1223,16 +1223,6 @@ POLICY_PENDING: dict[str, dict[str, set[str]]] = {
         "sigma_max": {"str", "bool", "None"},
         "eps": {"str", "bool", "None"},
     },
-    "train": {
-        **{
-            a: {"float", "str", "bool", "float-nan", "None"}
-            for a in ("steps", "batch_size", "warmup_steps", "seed")
-        },
-        "checkpoint_every": {"float", "str", "bool", "float-nan"},
-        **{a: {"str", "bool", "None"} for a in ("lr", "weight_decay", "ema_decay")},
-        "grad_clip": {"str", "bool"},
-    },
-    "EMA": {"decay": {"str", "bool", "None"}},
 }
 
 

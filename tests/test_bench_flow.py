@@ -22,7 +22,8 @@ def test_quick_run_writes_both_tables(tmp_path: Path) -> None:
         ["--quick", "--steps", "15", "--n", "60", "--reflow-pairs", "100", "--json", str(path)]
     )
     rows = json.loads(path.read_text())
-    assert [r["model"] for r in rows["a"]] == ["DDPM", "FM uniform", "FM logit-normal"]
+    assert [r["model"] for r in rows["a"]] == ["DDPM", "FM uniform", "FM logit-normal", "FM u²"]
+    assert set(rows["wins"]) == {"FM uniform", "FM logit-normal", "FM u²"}
     assert all(r["steps"] == 15 and r["cpu_s"] > 0 for r in rows["a"])
     assert {r["model"] for r in rows["b"]} == {"exact velocity", "FM uniform", "FM + OT", "reflow"}
     exact = next(r for r in rows["b"] if r["model"] == "exact velocity")
@@ -31,3 +32,13 @@ def test_quick_run_writes_both_tables(tmp_path: Path) -> None:
     for r in rows["b"]:
         assert r["straightness"] >= 0 and all(0 <= v <= 1.5 for v in r["pr4"])
     assert status in (0, 1)
+
+
+def test_digits_quick_run(tmp_path: Path) -> None:
+    import flow_digits
+
+    path = tmp_path / "digits.json"
+    assert flow_digits.main(["--quick", "--steps", "2", "--n", "32", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["eps", "flow"]
+    assert all(r["steps"] == 2 and 0 <= r["precision"] <= 1 for r in rows)

@@ -35,8 +35,10 @@ def test_budgeted_run_saves_samples_and_weights_that_reload(tmp_path: Path) -> N
     assert row["dataset"] == "moons" and row["steps"] >= 1 and row["budget_s"] == 0.5
     assert isinstance(row["within_budget"], bool) and isinstance(row["passes"], bool)
     assert status == (0 if row["passes"] else 1)
-    for key in ("precision", "recall", "precision_floor", "recall_floor"):
+    for key in ("precision", "recall", "precision_floor", "recall_floor", "outliers",
+                "outliers_floor"):  # fmt: skip
         assert 0 <= row[key] <= 1, key
+    assert isinstance(row["outliers_exceed_floor"], bool)
     assert math.isfinite(row["mmd"]) and 0 < row["sw"] < float("inf")
     samples = torch.load(out / "moons_samples.pt")
     assert samples.shape == (400, 2) and samples.dtype == torch.float32

@@ -32,6 +32,16 @@ have them, so that those weights load with ``minidiff.interop.unet_from_diffuser
                         10000^(-k/(half - 1)), in float32 (diffusers' flip_sin_to_cos=False,
                         freq_shift=1)
     norm_eps            the epsilon of every GroupNorm: 1e-5 (PyTorch) or 1e-6 (DDPM, diffusers)
+
+Conditioning (chapter 13; every kind is off by default, and an unconditional U-Net has the same
+parameters, names and outputs as without it):
+
+    labels      y: (B,) long in 0..K-1, null label K      emb += Embedding(K + 1, 4 ch)[y]
+    tokens      context: (B, L, D), mask: (B, L) bool     cross-attention after every attention
+                                                          block (queries from h, keys/values
+                                                          from the tokens; ``nn.attention``)
+    channels    x_cond: (B, C_cond, S, S)                 conv_in reads cat([x, x_cond], dim=1)
+    a scalar    aug_level: (B,)                           emb += MLP(sinusoidal(aug_level))
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import check_choice, check_finite, check_number, check_positive_int
+from .._validation import check_choice, check_finite, check_labels, check_number, check_positive_int
+from .attention import CrossAttentionBlock, check_context
 from .mlp import sinusoidal_embedding
 
 __all__ = [
@@ -105,6 +116,15 @@ class UNetConfig:
         downsample_padding: ``"symmetric"`` or ``"asymmetric"`` (see the module docstring).
         time_features: ``"minidiff"`` or ``"ddpm"`` (see the module docstring).
         norm_eps: epsilon of every GroupNorm, in ``(0, 1)``.
+        num_classes: ``K >= 2`` class labels ``0..K-1`` (the label ``K`` is the null label ∅ of
+            classifier-free guidance) embedded and added to the time embedding; 0 = none.
+        context_dim: width ``D`` of condition tokens ``(B, L, D)`` read by cross-attention at
+            every attention block (``attn_resolutions`` and the middle); 0 = none.
+        heads: attention heads of the cross-attention.
+        cond_channels: channels of a conditioning image concatenated to the input (e.g. the
+            upsampled low-resolution image of super-resolution); 0 = none.
+        aug_embedding: embed a scalar ``aug_level (B,)`` like ``t`` and add it to the time
+            embedding (e.g. the noise-augmentation level of a cascade).
 
     Sequences may be given as lists (they are stored as tuples); a wrong type raises
     ``TypeError`` and a wrong value ``ValueError``, both naming the field.
@@ -122,6 +142,11 @@ class UNetConfig:
     downsample_padding: str = "symmetric"
     time_features: str = "minidiff"
     norm_eps: float = 1e-5
+    num_classes: int = 0
+    context_dim: int = 0
+    heads: int = 1
+    cond_channels: int = 0
+    aug_embedding: bool = False
 
     def __post_init__(self) -> None:
         for name in ("image_size", "in_channels", "base_channels", "num_res_blocks", "groups"):
@@ -161,13 +186,42 @@ class UNetConfig:
         object.__setattr__(
             self, "norm_eps", check_number(self.norm_eps, "norm_eps", low=0.0, high=1.0)
         )
+        self._check_conditioning()
+
+    def _check_conditioning(self) -> None:
+        for name in ("num_classes", "context_dim", "cond_channels"):
+            check_positive_int(getattr(self, name), name, minimum=0)
+        if self.num_classes == 1:
+            raise ValueError("num_classes must be 0 (no labels) or >= 2, got 1")
+        check_positive_int(self.heads, "heads")
+        if not isinstance(self.aug_embedding, bool):
+            raise TypeError(f"aug_embedding must be a bool, got {self.aug_embedding!r}")
+
+    @property
+    def conditional(self) -> bool:
+        """Whether any kind of conditioning is switched on."""
+        return bool(
+            self.num_classes or self.context_dim or self.cond_channels or self.aug_embedding
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (for checkpoints and run logs)."""
+        """Plain-Python form (for checkpoints and run logs); conditioning fields only when used."""
         d = asdict(self)
         d["channel_mult"] = list(self.channel_mult)
         d["attn_resolutions"] = list(self.attn_resolutions)
+        for name, default in _CONDITIONING_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
         return d
+
+
+_CONDITIONING_DEFAULTS: dict[str, Any] = {
+    "num_classes": 0,
+    "context_dim": 0,
+    "heads": 1,
+    "cond_channels": 0,
+    "aug_embedding": False,
+}
 
 
 UNET_CONFIGS: dict[str, UNetConfig] = {
@@ -377,15 +431,31 @@ class Upsample(nn.Module):
 
 
 class _Level(nn.Module):
-    """ResBlocks (each optionally followed by attention) at one resolution."""
+    """ResBlocks (each optionally followed by attention) at one resolution.
 
-    def __init__(self, blocks: list[ResBlock], attns: list[nn.Module]) -> None:
+    With ``cross`` (a conditional U-Net), each block's cross-attention (or ``nn.Identity`` where
+    there is none) is kept in ``self.cross``; an unconditional level has no such attribute, so its
+    parameter names stay ``blocks.*`` and ``attns.*``.
+    """
+
+    def __init__(
+        self, blocks: list[ResBlock], attns: list[nn.Module], cross: list[nn.Module] | None = None
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.attns = nn.ModuleList(attns)
+        if cross is not None:
+            self.cross = nn.ModuleList(cross)
 
     def pairs(self) -> list[tuple[ResBlock, nn.Module]]:
         return [(cast(ResBlock, b), a) for b, a in zip(self.blocks, self.attns, strict=True)]
+
+    def cross_blocks(self) -> list[nn.Module | None]:
+        """Per block: its cross-attention, or None (no tokens, or no attention at this size)."""
+        cross = getattr(self, "cross", None)
+        if cross is None:
+            return [None] * len(self.blocks)
+        return [None if isinstance(c, nn.Identity) else c for c in cross]
 
 
 def parameter_count(config: UNetConfig) -> int:
@@ -394,7 +464,10 @@ def parameter_count(config: UNetConfig) -> int:
     Per part (``E = 4 ch`` the embedding width, ``k = 2`` for adaptive GroupNorm, else 1):
     ResBlock ``(c_in -> c)``: ``2 c_in + 9 c_in c + c + k (E + 1) c + 2 c + 9 c² + c`` plus a
     ``c_in c + c`` skip when ``c_in != c``; attention ``4 c² + 6 c``; a down/upsampling conv
-    ``9 c² + c``. ``tests/test_unet.py`` checks it against the built networks.
+    ``9 c² + c``; with conditioning, cross-attention ``2 c² + 2 D c + 3 c`` next to every attention,
+    ``(K + 1) E`` for labels, ``9 C_cond ch`` in ``conv_in`` and a second time embedding for the
+    scalar. ``tests/test_unet.py`` and ``tests/test_unet_conditioning.py`` check it against the
+    built networks.
     """
     cfg = config
     ch, n, C = cfg.base_channels, cfg.num_res_blocks, cfg.in_channels
@@ -407,22 +480,32 @@ def parameter_count(config: UNetConfig) -> int:
     def attn(c: int) -> int:
         return 4 * c * c + 6 * c
 
+    def cross(c: int) -> int:  # GroupNorm, to_q, to_k, to_v (no bias), to_out
+        D = cfg.context_dim
+        return 2 * c * c + 2 * D * c + 3 * c if D else 0
+
     chans = [ch * m for m in cfg.channel_mult]
     sizes = [cfg.image_size // 2**i for i in range(len(chans))]
     total = 20 * ch * ch + 8 * ch + 9 * C * ch + ch  # time embedding, conv_in
     c_prev = ch
     for i, (c, size) in enumerate(zip(chans, sizes, strict=True)):  # the way down
-        a = attn(c) if size in cfg.attn_resolutions else 0
+        a = attn(c) + cross(c) if size in cfg.attn_resolutions else 0
         total += res(c_prev, c) + (n - 1) * res(c, c) + n * a
         total += 9 * c * c + c if i < len(chans) - 1 else 0
         c_prev = c
-    total += 2 * res(c_prev, c_prev) + attn(c_prev)  # the middle
+    total += 2 * res(c_prev, c_prev) + attn(c_prev) + cross(c_prev)  # the middle
     for i in reversed(range(len(chans))):  # the way up: n + 1 blocks, each with a skip
-        c, a = chans[i], (attn(chans[i]) if sizes[i] in cfg.attn_resolutions else 0)
+        c, a = (
+            chans[i],
+            (attn(chans[i]) + cross(chans[i]) if sizes[i] in cfg.attn_resolutions else 0),
+        )
         last_skip = chans[i - 1] if i > 0 else ch
         total += res(c_prev + c, c) + (n - 1) * res(2 * c, c) + res(c + last_skip, c)
         total += (n + 1) * a + (9 * c * c + c if i > 0 else 0)
         c_prev = c
+    total += 9 * cfg.cond_channels * ch  # conv_in's extra input channels
+    total += (cfg.num_classes + 1) * emb if cfg.num_classes else 0  # label embedding
+    total += 20 * ch * ch + 8 * ch if cfg.aug_embedding else 0  # a second time embedding
     return total + 2 * c_prev + 9 * c_prev * C + C  # norm_out, conv_out
 
 
@@ -474,8 +557,15 @@ class UNet(nn.Module):
                 c_in, c_out, emb_dim, cfg.dropout, g, cfg.time_injection, eps=cfg.norm_eps
             )
 
+        tokens = cfg.context_dim > 0
+
+        def cross(c: int, here: bool) -> nn.Module:
+            if here and tokens:
+                return CrossAttentionBlock(c, cfg.context_dim, cfg.heads, g, cfg.norm_eps)
+            return nn.Identity()
+
         self.time_embed = TimeEmbedding(ch, cfg.time_features)
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels + cfg.cond_channels, ch, 3, padding=1)
 
         skip_channels = [ch]
         c, size = ch, cfg.image_size
@@ -484,6 +574,7 @@ class UNet(nn.Module):
         for i, mult in enumerate(cfg.channel_mult):
             blocks: list[ResBlock] = []
             attns: list[nn.Module] = []
+            crosses: list[nn.Module] = []
             for _ in range(cfg.num_res_blocks):
                 blocks.append(res(c, ch * mult))
                 c = ch * mult
@@ -492,8 +583,9 @@ class UNet(nn.Module):
                     if size in cfg.attn_resolutions
                     else nn.Identity()
                 )
+                crosses.append(cross(c, size in cfg.attn_resolutions))
                 skip_channels.append(c)
-            self.down.append(_Level(blocks, attns))
+            self.down.append(_Level(blocks, attns, crosses if tokens else None))
             last = i == len(cfg.channel_mult) - 1
             self.downsample.append(nn.Identity() if last else Downsample(c, cfg.downsample_padding))
             if not last:
@@ -502,12 +594,14 @@ class UNet(nn.Module):
 
         self.mid1 = res(c, c)
         self.mid_attn = AttentionBlock(c, g, cfg.norm_eps)
+        if tokens:
+            self.mid_cross = cross(c, True)
         self.mid2 = res(c, c)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for i, mult in reversed(list(enumerate(cfg.channel_mult))):
-            blocks, attns = [], []
+            blocks, attns, crosses = [], [], []
             for _ in range(cfg.num_res_blocks + 1):
                 blocks.append(res(c + skip_channels.pop(), ch * mult))
                 c = ch * mult
@@ -516,7 +610,8 @@ class UNet(nn.Module):
                     if size in cfg.attn_resolutions
                     else nn.Identity()
                 )
-            self.up.append(_Level(blocks, attns))
+                crosses.append(cross(c, size in cfg.attn_resolutions))
+            self.up.append(_Level(blocks, attns, crosses if tokens else None))
             self.upsample.append(Upsample(c) if i > 0 else nn.Identity())
             if i > 0:
                 size *= 2
@@ -525,6 +620,12 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(g, c, eps=cfg.norm_eps)
         self.conv_out = nn.Conv2d(c, cfg.in_channels, 3, padding=1)
         _zero_init(self.conv_out)
+        # Built last: an unconditional U-Net draws exactly the initial weights it drew before
+        # conditioning existed (cross-attention, where used, sits inside the levels).
+        if cfg.num_classes:
+            self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_dim)
+        if cfg.aug_embedding:
+            self.aug_embed = TimeEmbedding(ch, cfg.time_features)
 
     def _check_inputs(self, x: Tensor, t: Tensor) -> None:
         cfg = self.config
@@ -561,39 +662,150 @@ class UNet(nn.Module):
             raise TypeError(f"t must be an integer or floating tensor, got dtype {t.dtype}")
         check_finite(x, "x")
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Predict the noise in ``x: (B, C, S, S)`` at timesteps ``t: (B,)`` -> ``(B, C, S, S)``."""
+    @property
+    def num_classes(self) -> int:
+        """Number of real class labels (0 without labels); the null label ∅ is ``num_classes``."""
+        return self.config.num_classes
+
+    @property
+    def null_label(self) -> int:
+        """The label ∅ of the unconditional model (classifier-free guidance)."""
+        if not self.config.num_classes:
+            raise ValueError("this U-Net has no labels (num_classes=0), so no null label")
+        return self.config.num_classes
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        y: Tensor | None = None,
+        *,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        x_cond: Tensor | None = None,
+        aug_level: Tensor | None = None,
+    ) -> Tensor:
+        """Predict the noise in ``x: (B, C, S, S)`` at timesteps ``t: (B,)`` -> ``(B, C, S, S)``.
+
+        The conditions this U-Net was built for (see ``UNetConfig``): ``y (B,)`` labels, ``None``
+        meaning the null label; ``context (B, L, context_dim)`` tokens with an optional boolean
+        ``context_mask (B, L)``; ``x_cond (B, cond_channels, S, S)``; ``aug_level (B,)``.
+        """
         self._check_inputs(x, t)
+        y, context_mask = self._check_conditions(x, y, context, context_mask, x_cond, aug_level)
         emb = self.time_embed(t)
-        h = self.conv_in(x)
+        if y is not None:
+            emb = emb + self.label_embed(y)
+        if aug_level is not None:
+            emb = emb + self.aug_embed(aug_level)
+        h = self.conv_in(x if x_cond is None else torch.cat([x, x_cond.to(x.dtype)], dim=1))
         skips = [h]
         for level, down in zip(self.down, self.downsample, strict=True):
-            for block, attn in cast(_Level, level).pairs():
+            lvl = cast(_Level, level)
+            for (block, attn), cross in zip(lvl.pairs(), lvl.cross_blocks(), strict=True):
                 h = attn(block(h, emb))
+                if cross is not None:
+                    h = cross(h, context, context_mask)
                 skips.append(h)
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 skips.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        h = self.mid_attn(self.mid1(h, emb))
+        if context is not None:
+            h = self.mid_cross(h, context, context_mask)
+        h = self.mid2(h, emb)
         for level, up in zip(self.up, self.upsample, strict=True):
-            for block, attn in cast(_Level, level).pairs():
+            lvl = cast(_Level, level)
+            for (block, attn), cross in zip(lvl.pairs(), lvl.cross_blocks(), strict=True):
                 h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+                if cross is not None:
+                    h = cross(h, context, context_mask)
             h = up(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
+    def _check_conditions(
+        self,
+        x: Tensor,
+        y: object,
+        context: object,
+        context_mask: object,
+        x_cond: object,
+        aug_level: object,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Check each condition against the config; return the labels (∅ for None) and mask."""
+        cfg, B = self.config, x.shape[0]
+        given = {"y": y, "context": context, "x_cond": x_cond, "aug_level": aug_level}
+        wanted = {
+            "y": "num_classes",
+            "context": "context_dim",
+            "x_cond": "cond_channels",
+            "aug_level": "aug_embedding",
+        }
+        for arg, field_name in wanted.items():
+            if given[arg] is not None and not getattr(cfg, field_name):
+                raise ValueError(
+                    f"{arg} was given but this U-Net takes no {arg} ({field_name}="
+                    f"{getattr(cfg, field_name)!r}); build it with UNetConfig({field_name}=...)"
+                )
+        if context_mask is not None and context is None:
+            raise ValueError("context_mask was given without context")
+        labels = None
+        if cfg.num_classes:
+            labels = check_labels(
+                cfg.num_classes if y is None else y, B, cfg.num_classes, allow_null=True
+            ).to(x.device)
+        mask = None
+        if cfg.context_dim:
+            if context is None:
+                raise ValueError(
+                    f"context is required: this U-Net cross-attends to condition tokens "
+                    f"(B, L, {cfg.context_dim}) (for the unconditional model pass the encoded "
+                    "null prompt)"
+                )
+            mask = check_context(context, B, cfg.context_dim, context_mask)
+        if cfg.cond_channels:
+            expected = f"({B}, {cfg.cond_channels}, {cfg.image_size}, {cfg.image_size})"
+            if not isinstance(x_cond, Tensor) or not x_cond.is_floating_point():
+                got = (
+                    f"dtype {x_cond.dtype}" if isinstance(x_cond, Tensor) else type(x_cond).__name__
+                )
+                raise TypeError(f"x_cond must be a floating tensor {expected}, got {got}")
+            if tuple(x_cond.shape) != (B, cfg.cond_channels, *x.shape[2:]):
+                raise ValueError(
+                    f"x_cond must have shape {expected} (cond_channels={cfg.cond_channels}, "
+                    f"the input's batch and size), got {tuple(x_cond.shape)}"
+                )
+        if cfg.aug_embedding:
+            if not isinstance(aug_level, Tensor):
+                raise TypeError(
+                    f"aug_level must be a tensor ({B},) of augmentation levels, "
+                    f"got {type(aug_level).__name__}"
+                )
+            if aug_level.shape != (B,):
+                raise ValueError(
+                    f"aug_level must have shape (B,) = ({B},) matching x, "
+                    f"got {tuple(aug_level.shape)}"
+                )
+        return labels, mask
+
     def parameter_table(self) -> list[tuple[str, int]]:
-        """``[(part, n_params), ...]``: embedding, input conv, each level, middle, output."""
+        """``[(part, n_params), ...]``: embedding, input conv, each level (cross-attention
+        included), middle, output, then the label and augmentation embeddings if any."""
         rows = [
             ("time_embed", count_parameters(self.time_embed)),
             ("conv_in", count_parameters(self.conv_in)),
         ]
         for i, (level, down) in enumerate(zip(self.down, self.downsample, strict=True)):
             rows.append((f"down[{i}]", count_parameters(level) + count_parameters(down)))
-        rows.append(
-            ("mid", sum(count_parameters(m) for m in (self.mid1, self.mid_attn, self.mid2)))
-        )
+        mid = [self.mid1, self.mid_attn, self.mid2] + [
+            m for m in (getattr(self, "mid_cross", None),) if m is not None
+        ]
+        rows.append(("mid", sum(count_parameters(m) for m in mid)))
         n = len(self.up)
         for j, (level, up) in enumerate(zip(self.up, self.upsample, strict=True)):
             rows.append((f"up[{n - 1 - j}]", count_parameters(level) + count_parameters(up)))
         rows.append(("out", count_parameters(self.norm_out) + count_parameters(self.conv_out)))
+        for name in ("label_embed", "aug_embed"):
+            if hasattr(self, name):
+                rows.append((name, count_parameters(getattr(self, name))))
         return rows

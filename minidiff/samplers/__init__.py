@@ -12,6 +12,10 @@ name                   function                        model it needs
 "pf_ode_heun"          ``pf_ode_heun_sample``          ``score_fn(x, t_float)`` + ``SDE``
 "predictor_corrector"  ``predictor_corrector_sample``  ``score_fn(x, t_float)`` + ``SDE``
 "flow_ode"             ``flow_sample``                 ``velocity_fn(x, t_float)`` + a path
+"dpm_solver++"         ``dpm_solver_sample``           ``eps_model(x, t_long)`` + ``NoiseSchedule``
+"heun_log_snr"         ``heun_log_snr_sample``         ``eps_model(x, t_long)`` + ``NoiseSchedule``
+"consistency"          ``consistency_sample``          ``f(x, t_long)`` + ``NoiseSchedule``
+                       (in :mod:`minidiff.consistency`)
 =====================  ==============================  ============================================
 """
 
@@ -31,7 +35,13 @@ from .ddim import (
     respace_eps_model,
     respace_schedule,
 )
-from .ddpm import NonFiniteSampleError, check_shape, ddpm_sample, ddpm_step
+from .ddpm import NonFiniteSampleError, ddpm_sample, ddpm_step
+from .dpm_solver import (
+    dpm_solver_sample,
+    dpm_solver_step,
+    heun_log_snr_sample,
+    log_snr_timesteps,
+)
 from .flow import flow_sample, straightness
 from .langevin import annealed_langevin_sample, annealed_step_sizes, langevin_sample, langevin_step
 from .registry import available_samplers, get_sampler, register_sampler
@@ -56,13 +66,16 @@ __all__ = [
     "annealed_langevin_sample",
     "annealed_step_sizes",
     "available_samplers",
-    "check_shape",
     "count_nfe",
     "ddim_invert",
     "ddim_sample",
     "ddim_step",
     "ddim_timesteps",
     "ddpm_sample",
+    "dpm_solver_sample",
+    "dpm_solver_step",
+    "heun_log_snr_sample",
+    "log_snr_timesteps",
     "ddpm_step",
     "euler_maruyama_sample",
     "flow_sample",

@@ -1,4 +1,4 @@
-"""Tests for minidiff.train: the loop, EMA, exact resume and safe checkpoints."""
+"""Tests for minidiff.training: the loop, EMA, exact resume and safe checkpoints."""
 
 from pathlib import Path
 from typing import Any
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from minidiff.train import (
+from minidiff.training import (
     EMA,
     NonFiniteLossError,
     learning_rate,
@@ -98,7 +98,7 @@ def test_ema_update_rule() -> None:
     clone = EMA(model, decay=0.9)
     clone.load_state_dict(ema.state_dict())
     assert clone.num_updates == 2 and torch.equal(clone.model.weight, ema.model.weight)
-    with pytest.raises(ValueError, match="ema_decay"):
+    with pytest.raises(ValueError, match="decay"):
         EMA(model, decay=1.0)
 
 
@@ -394,7 +394,6 @@ def test_train_follows_the_cosine_schedule_and_resumes_exactly(tmp_path: Path) -
         (dict(steps=5, grad_clip=0.0), "grad_clip"),
         (dict(steps=5, warmup_steps=-1), "warmup_steps"),
         (dict(steps=5, checkpoint_every=0), "checkpoint_every"),
-        (dict(steps=2.5), "steps"),
     ],
 )
 def test_argument_validation(kwargs: dict[str, Any], name: str) -> None:
@@ -402,9 +401,28 @@ def test_argument_validation(kwargs: dict[str, Any], name: str) -> None:
         train(make_model(), regression_loss, make_data(), progress=False, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(steps=2.5), "steps"),
+        (dict(steps="3"), "steps"),
+        (dict(steps=5, batch_size=8.0), "batch_size"),
+        (dict(steps=5, lr="0.1"), "lr"),
+        (dict(steps=5, amp=1), "amp"),
+        (dict(steps=5, generator=42), "generator"),
+        (dict(steps=5, bogus=1), "bogus"),
+        (dict(batch_size=8), "steps"),
+    ],
+)
+def test_wrong_types_are_type_errors(kwargs: dict[str, Any], name: str) -> None:
+    """7 wrong kinds of value and one unknown option: a TypeError naming it, before any step."""
+    with pytest.raises(TypeError, match=name):
+        train(make_model(), regression_loss, make_data(), progress=False, **kwargs)
+
+
 def test_type_errors() -> None:
     with pytest.raises(TypeError, match="data"):
-        train(make_model(), regression_loss, [1, 2, 3], steps=2, progress=False)  # type: ignore[arg-type]
+        train(make_model(), regression_loss, "moons", steps=2, progress=False)
     with pytest.raises(TypeError, match="scalar tensor"):
         train(make_model(), lambda m, b, g: 1.0, make_data(), steps=1, progress=False)  # type: ignore[arg-type,return-value]
     with pytest.raises(TypeError, match="loss_fn"):
@@ -418,32 +436,43 @@ def test_clipping_inside_the_fused_step_equals_clip_grad_norm(
 ) -> None:
     """With a fused AdamW the loop clips through the optimizer's grad_scale; without one it calls
     clip_grad_norm_. A small grad_clip makes clipping act at every step; both must agree."""
-    import importlib
+    from minidiff.training import optim
 
-    train_module = importlib.import_module("minidiff.train")  # the name is shadowed by the function
     kw = {**KW, "grad_clip": 0.05}
-    made: list[torch.optim.AdamW] = []
-    real_make = train_module._make_optimizer
+    if not optim.fused_supported(list(make_model().parameters())):
+        pytest.skip("this torch has no fused AdamW for the CPU: nothing to compare")
+    made: list[optim.ClippedAdamW] = []
+    real_init = optim.ClippedAdamW.__init__
 
-    def recording(params: Any, lr: float, weight_decay: float) -> torch.optim.AdamW:
-        made.append(real_make(params, lr, weight_decay))
-        return made[-1]
+    def recording(self: optim.ClippedAdamW, *a: Any, **k: Any) -> None:
+        real_init(self, *a, **k)
+        made.append(self)
 
-    monkeypatch.setattr(train_module, "_make_optimizer", recording)
+    monkeypatch.setattr(optim.ClippedAdamW, "__init__", recording)
     torch.manual_seed(0)
     fused = train(make_model(), regression_loss, make_data(), steps=8, **kw)
-    assert fused.ema is not None
-    if not made[0].defaults.get("fused"):  # both runs would take the clip_grad_norm_ path
-        pytest.skip("this torch has no fused AdamW for the CPU: nothing to compare")
-
-    def foreach_adamw(params: Any, lr: float, weight_decay: float) -> torch.optim.AdamW:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
-
-    monkeypatch.setattr(train_module, "_make_optimizer", foreach_adamw)
+    monkeypatch.setattr(optim, "fused_supported", lambda params: False)
     torch.manual_seed(0)
     plain = train(make_model(), regression_loss, make_data(), steps=8, **kw)
+    assert [m.fused for m in made] == [True, False]
     for (name, a), b in zip(
         fused.model.state_dict().items(), plain.model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     assert fused.losses == pytest.approx(plain.losses, rel=1e-5)
+    # the comparison is not vacuous: clipping changed the run
+    torch.manual_seed(0)
+    unclipped = train(
+        make_model(), regression_loss, make_data(), steps=8, **{**KW, "grad_clip": None}
+    )
+    assert (
+        max(
+            (a - b).abs().max().item()
+            for a, b in zip(
+                unclipped.model.state_dict().values(),
+                fused.model.state_dict().values(),
+                strict=True,
+            )
+        )
+        > 1e-3
+    )

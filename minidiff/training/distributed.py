@@ -1,11 +1,16 @@
 """Several GPUs (or CPU processes) with PyTorch's own DistributedDataParallel under ``torchrun``.
 
-``torchrun --nproc_per_node N -m minidiff.train_images ...`` starts N copies of the same program and
-sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in each. Every copy holds the whole model; each
-computes the gradient on its own ``1/N`` of the global batch, and DDP averages the gradients
+``torchrun --nproc_per_node N -m minidiff.training train ...`` starts N copies of the same program
+and sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in each. Every copy holds the whole model;
+each computes the gradient on its own ``1/N`` of the global batch, and DDP averages the gradients
 across copies during ``backward`` (an all-reduce), so every copy takes the same optimizer step as
 one process would with the whole batch. The rule for the batch: the global batch size must be
 divisible by the number of processes (``shard_size`` checks it).
+
+What must differ across copies, differs: each draws its own dropout masks (a seed of its own per
+step, :func:`rank_seed`), and its shard of the global batch's timesteps and noise. What must
+agree, agrees: the recorded loss is the mean over all copies (:func:`all_reduce_mean`), and one
+copy (rank 0) writes the checkpoint, the log and the sample grids.
 """
 
 from __future__ import annotations
@@ -15,9 +20,21 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["DistInfo", "init_distributed", "shard_size", "wrap_ddp", "barrier", "cleanup"]
+from .._validation import check_positive_int
+
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "shard_size",
+    "wrap_ddp",
+    "barrier",
+    "cleanup",
+    "all_reduce_mean",
+    "any_rank",
+    "rank_seed",
+]
 
 
 @dataclass(frozen=True)
@@ -57,8 +74,7 @@ def init_distributed(device_type: str = "cpu") -> DistInfo:
 def shard_size(global_batch: int, world_size: int) -> int:
     """Per-process batch ``global_batch / world_size``; ``ValueError`` unless it divides exactly
     (unequal shards would weight the examples of the smaller shards more after averaging)."""
-    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {global_batch!r}")
+    check_positive_int(global_batch, "batch_size")
     if global_batch % world_size:
         raise ValueError(
             f"batch_size={global_batch} (the global batch) must be divisible by the number of "
@@ -88,3 +104,29 @@ def cleanup(info: DistInfo) -> None:
     """Leave the process group."""
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def all_reduce_mean(values: Tensor, info: DistInfo) -> Tensor:
+    """The mean of ``values`` over all processes (``values`` itself for one process): each
+    process's loss is that of its shard, and the loss of the step is their mean."""
+    if not info.distributed or not dist.is_initialized():
+        return values
+    total = values.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / info.world_size
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every process if ``flag`` is true on any (so that all stop at the same step)."""
+    if not info.distributed or not dist.is_initialized():
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t)
+
+
+def rank_seed(seed: int, step: int, rank: int) -> int:
+    """A seed for the global RNG of process ``rank`` at optimizer step ``step``: different for
+    every (seed, step, rank), so that copies draw independent dropout masks, and a function of
+    the step alone, so that a resumed run (on any number of processes) draws the same ones."""
+    return ((seed * 1_000_003 + step) * 65_537 + rank) % 2**63

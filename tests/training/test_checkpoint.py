@@ -19,9 +19,10 @@ import pytest
 import torch
 from torch import nn
 
-from minidiff.train import _MAGIC, check_checkpoint_path, load_checkpoint, save_checkpoint, train
+from minidiff.training import check_checkpoint_path, load_checkpoint, save_checkpoint, train
+from minidiff.training.checkpoint import _MAGIC
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _state() -> dict[str, object]:
@@ -107,7 +108,7 @@ def test_load_checkpoint_names_a_directory_and_a_missing_file(tmp_path: Path) ->
 _CHILD = r"""
 import sys, time, pathlib
 import torch
-from minidiff.train import save_checkpoint
+from minidiff.training import save_checkpoint
 
 flag = pathlib.Path(sys.argv[2])
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from minidiff.distributed import DistInfo, shard_size
 from minidiff.nn.unet import UNet
-from minidiff.train import load_checkpoint
-from minidiff.train_images import EpochSampler, ImageRunConfig, run
+from minidiff.training import load_checkpoint
+from minidiff.training.distributed import DistInfo, shard_size
+from minidiff.training.images import EpochSampler, ImageRunConfig, load_images, run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ddp_worker import tiny_config, tiny_images  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -105,12 +105,12 @@ def test_images_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
         ImageRunConfig(model="huge")
 
 
-def _torchrun(out: Path, nproc: int, steps: int, batch: int) -> None:
+def _torchrun(out: Path, nproc: int, steps: int, batch: int, *extra: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc_per_node={nproc}", str(ROOT / "tests" / "ddp_worker.py"),
-        str(out), str(steps), str(batch),
+        f"--nproc_per_node={nproc}", str(ROOT / "tests" / "training" / "ddp_worker.py"),
+        str(out), str(steps), str(batch), *extra,
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -125,8 +125,11 @@ def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path: Pat
     for name in one:
         # all-reduce sums in another order than one big batch: equal up to float round-off
         torch.testing.assert_close(ddp[name], one[name], rtol=1e-5, atol=1e-6)
-    ddp_ema = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["ema"]["model"]
-    one_ema = load_checkpoint(tmp_path / "one" / "checkpoint.pt")["ema"]["model"]
+    ddp_ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    one_ckpt = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    # the recorded loss is the mean over both shards: the loss of the global batch
+    assert ddp_ckpt["losses"] == pytest.approx(one_ckpt["losses"], rel=1e-5)
+    ddp_ema, one_ema = ddp_ckpt["ema"]["model"], one_ckpt["ema"]["model"]
     for name in one_ema:
         torch.testing.assert_close(ddp_ema[name], one_ema[name], rtol=1e-5, atol=1e-6)
     # the comparison is not vacuous: the steps moved the weights well beyond the tolerance
@@ -135,28 +138,94 @@ def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path: Pat
     assert max(float((one[n] - fresh[n]).abs().max()) for n in one) > 1e-3
 
 
+@pytest.mark.slow
+def test_ddp_with_dropout_per_rank_masks_one_writer_and_the_mean_loss(tmp_path: Path) -> None:
+    """gloo, 2 processes, dropout 0.3, 3 steps: the ranks draw different dropout masks (and new
+    ones each step), only rank 0 writes the checkpoint, and the recorded loss of each step is the
+    mean of the two shards' losses."""
+    record = tmp_path / "record"
+    record.mkdir()
+    _torchrun(tmp_path / "ddp", 2, 3, 6, "0.3", str(record))
+    r0, r1 = (torch.load(record / f"rank{r}.pt") for r in (0, 1))
+    per_step = len(r0["masks"]) // 3
+    assert per_step > 0 and len(r0["masks"]) == len(r1["masks"]) == 3 * per_step
+    for i, (a, b) in enumerate(zip(r0["masks"], r1["masks"], strict=True)):
+        assert 0.1 < float(a.float().mean()) < 0.5, i  # dropout 0.3 acted
+        assert not torch.equal(a, b), f"dropout call {i}: both ranks drew the same mask"
+    assert not torch.equal(r0["masks"][0], r0["masks"][per_step])  # step 2 draws new masks
+    assert r0["saves"] >= 1 and r1["saves"] == 0, (r0["saves"], r1["saves"])
+    assert len(r0["losses"]) == len(r1["losses"]) == 3 and r0["losses"] != r1["losses"]
+    mean = [(a + b) / 2 for a, b in zip(r0["losses"], r1["losses"], strict=True)]
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["losses"] == pytest.approx(
+        mean, rel=1e-6
+    )
+
+
 def test_command_line_trains_on_the_digits(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from minidiff.train_images import main
+    from minidiff.training.cli import main
 
-    args = ["--out", str(tmp_path), "--model", "tiny", "--data", "digits", "--steps", "2",
-            "--batch-size", "8", "--T", "20", "--sample-every", "2", "--n-samples", "4",
+    args = ["train", "--out", str(tmp_path), "--model", "tiny", "--data", "digits", "--steps",
+            "2", "--batch-size", "8", "--T", "20", "--sample-every", "2", "--n-samples", "4",
             "--sample-steps", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
-    result = main(args)
-    assert len(result.losses) == 2 and (tmp_path / "samples.png").is_file()
+    assert main(args) == 0
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+    assert (tmp_path / "samples.png").is_file()
     assert "step 2: loss" in capsys.readouterr().out
 
 
-def test_command_line_refuses_a_model_that_does_not_fit_the_data(tmp_path: Path) -> None:
-    from minidiff.train_images import main
+def test_command_line_refuses_a_model_that_does_not_fit_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minidiff.training.cli import main
 
-    with pytest.raises(ValueError, match=r"expects \(N, 3, 32, 32\)"):
-        main(["--out", str(tmp_path), "--model", "cifar10_cpu", "--data", "digits", "--steps", "1"])
+    args = ["train", "--out", str(tmp_path), "--model", "cifar10_cpu", "--data", "digits"]
+    assert main([*args, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expects (N, 3, 32, 32)" in err, err
+    assert not (tmp_path / "config.json").exists()  # refused before anything was written
 
 
 def test_missing_cifar10_says_where_to_put_it(tmp_path: Path) -> None:
-    from minidiff.train_images import load_images
-
     with pytest.raises(FileNotFoundError, match="CIFAR-10 is not in"):
         load_images("cifar10", root=str(tmp_path / "nowhere"), download=False)
+
+
+def test_sample_grids_clip_x0_by_default() -> None:
+    """The grids of an image run clip the predicted clean image to [-1, 1] unless told not to: an
+    untrained U-Net's DDIM samples leave the range without clipping and stay in it with it."""
+    from minidiff.training.images import sample_grid
+
+    torch.manual_seed(0)
+    model = UNet("tiny").eval()
+    with torch.no_grad():  # an untrained output layer starts at zero: give it something to say
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    config = tiny_config(1, 6)
+    assert config.clip_x0 == "static"
+    clipped = sample_grid(model, config, torch.device("cpu"))
+    config.clip_x0 = "none"
+    free = sample_grid(model, config, torch.device("cpu"))
+    assert float(clipped.abs().max()) <= 1.0 + 1e-5
+    assert float(free.abs().max()) > 1.5
+
+
+def test_a_run_reads_its_checkpoint_once_not_at_every_sample_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop hands control back after each step, so sampling and saving need no restart: a
+    fresh run with 3 sample points writes 3 checkpoints and reads none; its continuation reads
+    the last one once."""
+    import minidiff.training.state as state_module
+
+    loads, saves = [], []
+    real_load, real_save = state_module.load_checkpoint, state_module.save_checkpoint
+    monkeypatch.setattr(state_module, "load_checkpoint", lambda p: loads.append(p) or real_load(p))
+    monkeypatch.setattr(
+        state_module, "save_checkpoint", lambda p, **s: saves.append(p) or real_save(p, **s)
+    )
+    run(tiny_config(6, 6, sample_every=2), tmp_path, images=tiny_images(), progress=False)
+    assert (len(loads), len(saves)) == (0, 3)
+    run(tiny_config(8, 6, sample_every=2), tmp_path, images=tiny_images(), progress=False)
+    assert (len(loads), len(saves)) == (1, 4)

@@ -1,0 +1,237 @@
+"""Progressive distillation (Salimans & Ho 2022) and its guided form (Meng et al. 2023).
+
+A *student* learns to do in one DDIM step what its *teacher* does in two. Starting from a teacher
+sampled with ``2N`` DDIM steps, the student is trained for ``N`` steps; it then becomes the teacher
+of the next round, which halves the steps again: ``256 -> 128 -> … -> 1``.
+
+Target (Salimans & Ho 2022, Algorithm 2). On the student's grid ``t > t''`` with the teacher's
+midpoint ``t'`` between them, ``z_t = alpha_t x + sigma_t eps``, two teacher DDIM steps give
+``z_{t''}``. The student's one DDIM step ``z_{t''} = alpha_{t''} x̂ + (sigma_{t''}/sigma_t)
+(z_t - alpha_t x̂)`` lands there exactly when its prediction is
+
+    x̃ = (z_{t''} - (sigma_{t''}/sigma_t) z_t) / (alpha_{t''} - (sigma_{t''}/sigma_t) alpha_t)
+
+and the loss is ``w(lambda_t) ||x̃ - x̂_theta(z_t)||²`` with the *truncated SNR* weight
+``w = max(alpha_t²/sigma_t², 1)`` (the paper's choice, which stays finite at high noise where
+``x̂`` from ``eps`` would not). The network predicts ``v = alpha_t eps - sigma_t x`` (the paper's
+v-parameterisation), ``x`` or ``eps``, converted by :func:`minidiff.paths.convert_with` (the
+package's one converter); :func:`prediction_to_eps` turns any of them into an ``eps_model``, so
+the student is sampled with :func:`~minidiff.samplers.ddim.ddim_sample` on ``N`` steps.
+The teacher is *any* ``eps_model``: the exact mixture oracle, a trained network,
+the previous student, or a classifier-free-guided model (guided distillation: a student that
+takes the guidance weight ``w`` as an input learns the guided teacher at every ``w`` at once).
+
+Grids are DDIM's trailing timesteps (:func:`~minidiff.samplers.ddim.ddim_timesteps`): the
+``2N``-step grid contains the ``N``-step grid, so the teacher's midpoints are its odd entries.
+Shapes: ``x0, z_t: (B, ...)``, ``t: (B,)`` long in ``1..T``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ._validation import (
+    FloatTensor,
+    Function,
+    Int,
+    OneOf,
+    Rng,
+    Timesteps,
+    call_like,
+    checked,
+)
+from .diffusion import EpsModel, call_eps_model, q_sample
+from .paths import PathCoefficients, convert_with
+from .samplers.ddim import _ddim_step, ddim_timesteps
+from .schedules import NoiseSchedule
+from .tensors import mean_data_dims, noise_like, pad_like
+
+__all__ = [
+    "PREDICTIONS",
+    "WEIGHTINGS",
+    "convert_prediction",
+    "prediction_to_eps",
+    "distillation_grid",
+    "distillation_target",
+    "progressive_distillation_loss",
+]
+
+PREDICTIONS = ("v", "x0", "eps")
+WEIGHTINGS = ("truncated_snr", "snr_plus_one")
+Network = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``net(z_t (B, ...), t (B,) long) -> prediction (B, ...)`` (``v``, ``x0`` or ``eps``)."""
+
+
+def _coefficients(tt: torch.Tensor, schedule: NoiseSchedule) -> PathCoefficients:
+    """``(alpha_t, sigma_t)`` per row for :func:`~minidiff.paths.convert_with` (the converters
+    between eps, x0 and v need no time derivatives)."""
+    a = schedule.sqrt_alpha_bar.to(tt.device)[tt]
+    s = schedule.sqrt_one_minus_alpha_bar.to(tt.device)[tt]
+    zero = torch.zeros_like(a)
+    return PathCoefficients(a, s, zero, zero)
+
+
+@checked(
+    value=FloatTensor(),
+    z_t=FloatTensor(like="value"),
+    t=Timesteps(of="z_t"),
+    schedule=NoiseSchedule,
+    src=OneOf(PREDICTIONS),
+    dst=OneOf(PREDICTIONS),
+)
+def convert_prediction(
+    value: torch.Tensor,
+    z_t: torch.Tensor,
+    t: torch.Tensor | int,
+    schedule: NoiseSchedule,
+    *,
+    src: str,
+    dst: str,
+) -> torch.Tensor:
+    """A prediction of kind ``src`` at ``(z_t, t)`` as kind ``dst`` on a discrete schedule.
+
+    With ``a = sqrt(alpha_bar_t)``, ``s = sqrt(1 - alpha_bar_t)`` and ``z_t = a x0 + s eps``:
+    ``x0 = a z - s v``, ``eps = s z + a v``, ``v = a eps - s x0``
+    (:func:`minidiff.paths.convert_with`). ``value, z_t: (B, ...)``, ``t: (B,)`` long.
+    """
+    return convert_with(_coefficients(t, schedule), value, z_t, src=src, dst=dst)  # type: ignore[arg-type]
+
+
+@checked(
+    net=Function("(z_t, t) -> prediction"), schedule=NoiseSchedule, prediction=OneOf(PREDICTIONS)
+)
+def prediction_to_eps(net: Network, schedule: NoiseSchedule, prediction: str = "v") -> EpsModel:
+    """Wrap a ``v``/``x0``/``eps``-predicting network as an ``eps_model(z_t, t)`` for the samplers.
+
+    ``eps = s z + a v`` (v), ``(z - a x0) / s`` (x0). ``net(z_t (B, ...), t (B,) long)``.
+    """
+
+    def eps(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = call_like(net, z, t, name="net", like="z_t")
+        if prediction == "eps":
+            return out
+        return convert_with(_coefficients(t.long(), schedule), out, z, src=prediction, dst="eps")
+
+    return eps
+
+
+@checked(schedule=NoiseSchedule, steps=Int())
+def distillation_grid(schedule: NoiseSchedule, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student's ``steps`` timesteps and, for each, the teacher's midpoint and the next point.
+
+    Returns ``(grid (steps + 1,), mid (steps,))``: ``grid = [tau_N, …, tau_1, 0]`` (DDIM's trailing
+    timesteps then 0) and ``mid[i]`` the entry of the ``2 steps`` grid between ``grid[i]`` and
+    ``grid[i + 1]``. Needs ``2 steps <= T``.
+    """
+    if 2 * steps > schedule.T:
+        raise ValueError(
+            f"steps must be <= T/2 = {schedule.T // 2} (the teacher takes 2 steps per student "
+            f"step), got {steps}"
+        )
+    fine = torch.cat([ddim_timesteps(schedule, 2 * steps), torch.zeros(1, dtype=torch.long)])
+    return fine[0::2], fine[1::2]
+
+
+def _check_next(t_next: object, name: str) -> torch.Tensor:
+    if not isinstance(t_next, torch.Tensor) or t_next.dtype.is_floating_point or t_next.dim() != 1:
+        raise TypeError(f"{name} must be a 1-D long tensor of timesteps in 0..T-1")
+    return t_next.long()
+
+
+@checked(
+    teacher=Function("(z_t, t) -> eps"),
+    z_t=FloatTensor(finite=True),
+    t=Timesteps(of="z_t"),
+    t_mid=Timesteps(of="z_t"),
+    schedule=NoiseSchedule,
+)
+def distillation_target(
+    teacher: EpsModel,
+    z_t: torch.Tensor,
+    t: torch.Tensor,
+    t_mid: torch.Tensor,
+    t_next: torch.Tensor,
+    schedule: NoiseSchedule,
+) -> torch.Tensor:
+    """The student's target ``x̃``: two teacher DDIM steps ``t -> t_mid -> t_next``, then the
+    ``x̂`` whose single DDIM step ``t -> t_next`` lands on the same point (Algorithm 2).
+
+    ``x̃ = (z'' - (s''/s) z_t) / (a'' - (s''/s) a)``; for ``t_next = 0`` this is ``z''`` itself.
+    ``teacher``: ``eps_model(z (B, ...), t (B,) long)``, called twice without gradients.
+    ``t, t_mid, t_next: (B,)`` long with ``t > t_mid > t_next >= 0``.
+    """
+    tn = _check_next(t_next, "t_next").to(z_t.device)
+    if tn.shape != t.shape:
+        raise ValueError(f"t_next must have shape {tuple(t.shape)}, got {tuple(tn.shape)}")
+    if bool((t_mid >= t).any()) or bool((tn < 0).any()) or bool((tn >= t_mid).any()):
+        raise ValueError("need t > t_mid > t_next >= 0 for every sample (two steps back in time)")
+    return _target(teacher, z_t, t, t_mid, tn, schedule)
+
+
+def _target(
+    teacher: EpsModel,
+    z: torch.Tensor,
+    tt: torch.Tensor,
+    tm: torch.Tensor,
+    tn: torch.Tensor,
+    sched: NoiseSchedule,
+) -> torch.Tensor:
+    with torch.no_grad():
+        eps = call_eps_model.unchecked(teacher, z, tt, "teacher")
+        z_mid = _ddim_step(z, tt, tm, eps, sched, 0.0, None)
+        eps_mid = call_eps_model.unchecked(teacher, z_mid, tm, "teacher")
+        z_next = _ddim_step(z_mid, tm, tn, eps_mid, sched, 0.0, None)
+        ab = sched.alpha_bar.to(tt.device)
+        ratio = ((1 - ab[tn]) / (1 - ab[tt])).sqrt()  # s''/s in float64: the division below
+        denom = ab[tn].sqrt() - ratio * ab[tt].sqrt()  # is small for short steps
+        return (z_next - pad_like(ratio, z) * z) / pad_like(denom, z)
+
+
+def _weight(tt: torch.Tensor, sched: NoiseSchedule, weighting: str) -> torch.Tensor:
+    snr = sched.snr.to(tt.device)[tt]
+    return snr.clamp(min=1.0) if weighting == "truncated_snr" else snr + 1.0
+
+
+@checked(
+    student=Function("(z_t, t) -> prediction"),
+    teacher=Function("(z_t, t) -> eps"),
+    x0=FloatTensor(finite=True),
+    schedule=NoiseSchedule,
+    steps=Int(),
+    prediction=OneOf(PREDICTIONS),
+    weighting=OneOf(WEIGHTINGS),
+    generator=Rng,
+)
+def progressive_distillation_loss(
+    student: Network,
+    teacher: EpsModel,
+    x0: torch.Tensor,
+    schedule: NoiseSchedule,
+    steps: int,
+    *,
+    prediction: str = "v",
+    weighting: str = "truncated_snr",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One minibatch of progressive distillation: ``E[w(t) ||x̃ - x̂_student(z_t, t)||²]``.
+
+    ``t`` is drawn uniformly from the student's ``steps`` grid (:func:`distillation_grid`),
+    ``z_t = alpha_t x0 + sigma_t eps``, ``x̃`` by :func:`distillation_target` from ``teacher``
+    (no gradient), and ``x̂`` from the student's output by ``prediction``. ``weighting``:
+    ``"truncated_snr"`` ``max(SNR, 1)`` (Salimans & Ho's choice) or ``"snr_plus_one"``
+    ``SNR + 1`` (with ``prediction="v"`` the plain squared error of ``v``). Averaged over the
+    batch and the data dimensions; keeps the student's gradient. Random draws from ``generator``:
+    the grid index, then ``eps``. ``x0: (B, ...)``.
+    """
+    grid, mid = distillation_grid.unchecked(schedule, steps)
+    gen_device = generator.device if generator is not None else "cpu"
+    i = torch.randint(0, steps, (x0.shape[0],), generator=generator, device=gen_device).cpu()
+    tt, tm, tn = (v[i].to(x0.device) for v in (grid[:-1], mid, grid[1:]))
+    z = q_sample.unchecked(x0, tt, schedule, noise_like(x0, generator))
+    target = _target(teacher, z, tt, tm, tn, schedule)
+    out = call_like(student, z, tt, name="student", like="z_t")
+    x_hat = convert_with(_coefficients(tt, schedule), out, z, src=prediction, dst="x0")
+    err = mean_data_dims((target - x_hat) ** 2)
+    return (err * _weight(tt, schedule, weighting).to(err.dtype)).mean()

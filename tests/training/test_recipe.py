@@ -1,0 +1,68 @@
+"""The 2D recipe as one call: ``train_toy`` trains the recipe's network with the recipe's options
+and timestep law (its quality within 10 CPU-seconds is bench/ddpm_toys.py's business)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+import minidiff
+from minidiff import ddpm_sample, linear_schedule, precision_recall_with_floor, toy_dataset
+from minidiff.nn import TimeMLP
+from minidiff.training import recipes
+from minidiff.training.recipes import TOY_2D_OPTIONS, toy_loss, train_toy
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_train_toy_trains_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    real_train = recipes.train
+
+    def spy(model: torch.nn.Module, loss_fn: Any, data: Any, **kw: Any) -> Any:
+        seen.update(kw, model=model)
+        return real_train(model, loss_fn, data, **kw)
+
+    monkeypatch.setattr(recipes, "train", spy)
+    result = minidiff.train_toy("two_spirals", 30, progress=False)
+    model = seen.pop("model")
+    assert isinstance(model, TimeMLP)
+    assert (model.hidden, model.n_layers, model.time_dim, model.x_frequencies) == (64, 3, 64, 5)
+    expected = {**TOY_2D_OPTIONS, "warmup_steps": 30, "steps": 30, "seed": 0, "progress": False}
+    assert seen == expected
+    assert len(result.losses) == 30
+    with pytest.raises(ValueError, match="name must be one of"):
+        train_toy("spirals", 30)
+
+
+def test_the_recipe_draws_small_t_more_often() -> None:
+    """t = floor(T u^2) + 1: P(t <= T/4) = 1/2 (uniform t: 1/4), over 20 000 draws."""
+    seen: list[torch.Tensor] = []
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(t)
+        return torch.zeros_like(x)
+
+    loss_fn = toy_loss(linear_schedule(1000))
+    loss_fn(model, torch.zeros(20_000, 2), torch.Generator().manual_seed(0))
+    t = torch.cat(seen)
+    assert int(t.min()) >= 1 and int(t.max()) <= 1000
+    assert abs(float((t <= 250).double().mean()) - 0.5) < 0.015
+
+
+def test_train_toy_learns_moons_in_600_steps() -> None:
+    """A smoke test of quality: 600 steps (a fifth of the default) already reach 0.85 x the
+    data's precision and recall on moons (2 x 1000 samples)."""
+    result = train_toy("moons", 600, progress=False)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        x = ddpm_sample(result.ema.model, linear_schedule(1000), (2000, 2), generator=g)
+    pr = precision_recall_with_floor(x, lambda n, gen: toy_dataset("moons", n, gen), n=1000,
+                                     draws=2, generator=g)  # fmt: skip
+    assert pr.precision.mean >= 0.85 * pr.precision_floor.mean, pr
+    assert pr.recall.mean >= 0.85 * pr.recall_floor.mean, pr
