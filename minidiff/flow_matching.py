@@ -213,7 +213,7 @@ class ScaledTime(nn.Module):
     ``x: (B, ...)``, ``t: (B,)`` float -> ``net``'s output.
     """
 
-    @checked(net=Instance(nn.Module, "a torch.nn.Module"), scale=Number(low=0.0))
+    @checked(net=Instance(nn.Module, "a torch.nn.Module"), scale=Number(low=0.0))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, net: nn.Module, scale: float = 1000.0) -> None:
         super().__init__()
         self.net, self.scale = net, scale

@@ -254,7 +254,7 @@ class VPPath(GaussianPath):
     ``sigma'(0)`` is infinite (``sigma ~ sqrt(β_min t)``): samplers stop at ``t_end > 0`` on it.
     """
 
-    @checked(sde=Instance(VPSDE, "a VPSDE or None (the default)", optional=True))
+    @checked(sde=Instance(VPSDE, "a VPSDE or None (the default)", optional=True))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, sde: VPSDE | None = None) -> None:
         self.sde = VPSDE() if sde is None else sde
 
@@ -274,7 +274,7 @@ class DiscreteVPPath(GaussianPath):
     interval that ends there (the interval a sampler walks through next).
     """
 
-    @checked(schedule=NoiseSchedule)
+    @checked(schedule=NoiseSchedule)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, schedule: NoiseSchedule) -> None:
         self.schedule = schedule
         self.T = schedule.T
