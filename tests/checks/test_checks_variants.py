@@ -1,8 +1,8 @@
 """What students really write: correct answers in other forms are accepted, and the wrong answers
 that used to pass or got a misleading message now get the right one.
 
-Complements tests/test_checkers.py (solution, stub and every listed mistake of every checker) and
-tests/test_checks_core.py (one test per diagnosis on a toy checker).
+Complements test_checkers.py (solution, stub and every listed mistake of every checker) and
+test_checks_core.py (one test per diagnosis on a toy checker).
 """
 
 from __future__ import annotations

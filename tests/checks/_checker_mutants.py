@@ -8,8 +8,9 @@ the message has to come from the checkers' general diagnoses (the return value, 
 gradient, the terms probed one at a time, the model's inputs, the random draws) or from the
 failing input with expected and got values.
 
-``tests/test_checks_mutants.py`` asserts that every mutant is rejected and that at least 90 % of
-them get a specific message; ``python tests/_checker_mutants.py`` prints the share per exercise.
+``tests/checks/test_checks_mutants.py`` asserts that every mutant is rejected and that at least
+90 % of them get a specific message; ``python tests/checks/_checker_mutants.py`` prints the share
+per exercise.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Exercise 2 checkers, what is particular to this chapter (the checks every checker gets are
-in tests/test_checkers.py)."""
+in tests/checks/test_checkers.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("exercise_build", ROOT / "exercises" / "build.py")
 assert spec and spec.loader
 build = importlib.util.module_from_spec(spec)

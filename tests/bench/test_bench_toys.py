@@ -14,7 +14,7 @@ import torch
 from minidiff import toy_dataset
 from minidiff.nn import TimeMLP
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 

@@ -84,8 +84,10 @@ def test_queries_come_from_the_image_and_keys_values_from_the_context() -> None:
     attn(x, ctx).sum().backward()
     assert x.grad is not None and ctx.grad is not None
     assert attn.to_q.weight.shape == (8, 8) and attn.to_k.weight.shape == (8, 5)
-    with pytest.raises(RuntimeError):  # the context has width 5, the image 8: K/V read 5
+    with pytest.raises(ValueError, match="context_dim=5"):  # K/V read the context's width 5
         attn(x, x)
+    with pytest.raises(ValueError, match=r"x must be queries of shape \(B, N, query_dim=8\)"):
+        attn(ctx, ctx)
 
 
 def test_block_keeps_the_feature_map_shape_and_starts_as_identity() -> None:

@@ -2,7 +2,7 @@
 
 Chapters are discovered from the ``minidiff.checks.chNN`` modules and the solution notebooks
 ``exercises/solutions/exNN_*.ipynb`` (the student notebook has the same name in ``exercises/``).
-Tests that concern one chapter only live in ``tests/test_checks_chNN.py``.
+Tests that concern one chapter only live in ``tests/checks/test_checks_chNN.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The checkers against wrong answers they do not list, and the bars every checker meets.
 
-``tests/_checker_mutants.py`` holds two sets of wrong answers that no checker lists as a known
+``_checker_mutants.py`` holds two sets of wrong answers that no checker lists as a known
 mistake: ``MUTANTS`` (written first, then used to build the general diagnoses) and ``HELD_OUT``
 (written afterwards and not used to tune them). Every one must be rejected, and the share whose
 message names the mistake (matches the mutant's pattern) must stay high: the diagnoses, not the
@@ -101,7 +101,7 @@ def test_a_result_of_the_wrong_kind_is_named(chapter: str, name: str) -> None:
     right = _solution(chapter, name)
     args, kwargs = _spec(chapter, name).cases()[0]
     if name in ("train_step", "sample"):
-        pytest.skip("a procedure in a harness: tests/test_checks_variants.py covers its returns")
+        pytest.skip("a procedure in a harness: test_checks_variants.py covers its returns")
     value = _spec(chapter, name).wrap(right)(*args, **kwargs)
     if isinstance(value, tuple):
         res = _check(chapter, name, lambda *a: right(*a)[0])

@@ -1,4 +1,4 @@
-"""Exercise 9 checkers: behaviour beyond what tests/test_checkers.py checks for every chapter."""
+"""Exercise 9 checkers: behaviour beyond what test_checkers.py checks for every chapter."""
 
 from __future__ import annotations
 
