@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import minidiff  # noqa: E402
-from minidiff.data.images import image_patches, load_digits  # noqa: E402
+from minidiff.data.images import load_digits  # noqa: E402
 from minidiff.image_conditioning import downsample, upsample  # noqa: E402
 from minidiff.metrics.restoration import highband_spectrum_distance, psnr  # noqa: E402
 from minidiff.samplers import ddim_sample, inpaint_sample  # noqa: E402
@@ -84,7 +84,9 @@ def run_chapter14(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
     out["hb_data_floor"] = highband_spectrum_distance(test_hi, ref_hi)
     # --- the cascade: base samples at 8x8, then SR without and with augmentation
     base = train_base(downsample(train_hi, 2), sched, steps=c["steps"], seed=seed)
-    low = ddim_sample(base, sched, (c["n"], 1, 8, 8), steps=c["ddim"], generator=g, clip_x0="static")
+    low = ddim_sample(
+        base, sched, (c["n"], 1, 8, 8), steps=c["ddim"], generator=g, clip_x0="static"
+    )
     plain = sr_sample(sr, low, sched, steps=c["ddim"], generator=g)
     aug = sr_sample(sr_aug, low, sched, steps=c["ddim"], aug_level=c["s"], generator=g)
     out["hb_cascade_plain"] = highband_spectrum_distance(plain, ref_hi)
@@ -98,15 +100,22 @@ def run_chapter14(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
 
     clf = LogisticRegression(max_iter=2000).fit(d8[tr].flatten(1).numpy(), labels[tr].numpy())
     for method in ("replace", "repaint"):
-        x = inpaint_sample(model, sched, d8[te], mask, method=method, jump_length=c["jump"],
-                           resamplings=c["r"], clip_x0="static", generator=g)
+        x = inpaint_sample(
+            model,
+            sched,
+            d8[te],
+            mask,
+            method=method,
+            jump_length=c["jump"],
+            resamplings=c["r"],
+            clip_x0="static",
+            generator=g,
+        )
         assert torch.equal(x[..., :4, :], d8[te][..., :4, :])
         out[f"seam_{method}"] = seam_error(x, d8[te], 4)
         pred = torch.as_tensor(clf.predict(x.flatten(1).numpy()))
         out[f"agree_{method}"] = float((pred == labels[te]).float().mean())
     return out
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,10 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         spread = max(summary[worse][1], summary[better][1])
         met = min(margins) > 0 and m > spread
         ok &= met
-        print(f"{name:45s} margin {m:.4f} (min {min(margins):.4f}), spread {spread:.4f}: "
-              f"{'met' if met else 'NOT met'}")
+        print(
+            f"{name:45s} margin {m:.4f} (min {min(margins):.4f}), spread {spread:.4f}: "
+            f"{'met' if met else 'NOT met'}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "ok": ok, "version": minidiff.__version__}))
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "ok": ok, "version": minidiff.__version__})
+        )
     return 0 if ok else 1
 
 

@@ -10,23 +10,28 @@ seconds on 8x8 and 16x16 images.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
-
 from torch import nn
 
 from ._validation import Int, Rng, checked
 from .image_conditioning import condition_on, upsample
 from .losses.image_conditional import image_conditional_loss, regression_loss
 from .losses.simple import simple_loss
-from .nn.unet import UNet
-from .nn.unet import UNetConfig
+from .nn.unet import UNet, UNetConfig
 from .samplers.ddim import ddim_sample
 from .schedules import NoiseSchedule
 from .training import train
 
-__all__ = ["small_unet_config", "sr_sample", "train_base", "train_sr", "train_regressor", "Regressor"]
+__all__ = [
+    "small_unet_config",
+    "sr_sample",
+    "train_base",
+    "train_sr",
+    "train_regressor",
+    "Regressor",
+]
 
 
 @checked(
@@ -115,7 +120,7 @@ def train_base(
         return simple_loss(m, x0, schedule, generator=g)
 
     res = train(model, loss, images, steps=steps, seed=seed, **opts)
-    return res.ema.model.eval()  # type: ignore[no-any-return]
+    return cast(UNet, res.ema.model.eval())
 
 
 def train_sr(
@@ -146,7 +151,7 @@ def train_sr(
         return image_conditional_loss(m, x0, c, schedule, max_aug_level=max_aug_level, generator=g)
 
     res = train(model, loss, (x_high, cond), steps=steps, seed=seed, **opts)
-    return res.ema.model.eval()  # type: ignore[no-any-return]
+    return cast(UNet, res.ema.model.eval())
 
 
 class Regressor(nn.Module):
@@ -179,4 +184,4 @@ def train_regressor(
         return regression_loss(m, x0, c)
 
     res = train(model, loss, (x_high, cond), steps=steps, seed=seed, **opts)
-    return res.ema.model.eval()  # type: ignore[no-any-return]
+    return cast(Regressor, res.ema.model.eval())

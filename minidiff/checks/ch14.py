@@ -3,9 +3,9 @@ RePaint's jump back up, and noise-conditioning augmentation at training and at s
 
 The student writes
 
-- ``replacement_step(x_t, t, eps, x_known, mask, schedule, known_noise, z) -> x_{t-1}``: the ancestral step
-  (``sigma² = beta``) for the pixels where ``mask = 0``, and the known pixels noised to level
-  ``t - 1`` with ``known_noise`` where ``mask = 1`` (level 0: ``x_known`` itself);
+- ``replacement_step(x_t, t, eps, x_known, mask, schedule, known_noise, z) -> x_{t-1}``: the
+  ancestral step (``sigma² = beta``) for the pixels where ``mask = 0``, and the known pixels
+  noised to level ``t - 1`` with ``known_noise`` where ``mask = 1`` (level 0: ``x_known``);
 - ``repaint_jump(x_s, s, t, schedule, noise) -> x_t``: ``q(x_t | x_s)`` for ``s < t``;
 - ``augment_condition(x_cond, s, schedule, noise)``: ``sqrt(ab_s) x_cond + sqrt(1 - ab_s) noise``;
 - ``augmented_eps(model, x_t, t, x_cond, s, schedule, noise)``: the SR model's prediction at
@@ -81,14 +81,14 @@ def _cases_replacement() -> list[Case]:
     return cases
 
 
-def _ref_replacement(x_t, t, eps, x_known, mask, schedule, known_noise, z):  # type: ignore[no-untyped-def]
+def _ref_replacement(x_t, t, eps, x_known, mask, schedule, known_noise, z):
     return replacement_step(x_t, t, eps, x_known, mask, schedule, noise=z, known_noise=known_noise)
 
 
 def _replacement_with(
     known_level: Callable[[torch.Tensor], torch.Tensor] | None, invert: bool = False
 ) -> Fn:
-    def fn(x_t, t, eps, x_known, mask, schedule, e, z):  # type: ignore[no-untyped-def]
+    def fn(x_t, t, eps, x_known, mask, schedule, e, z):
         unknown = ddpm_step(x_t, t, eps, schedule, noise=z)
         if known_level is None:
             known = x_known
@@ -146,12 +146,12 @@ def _cases_jump() -> list[Case]:
     return cases
 
 
-def _ref_jump(x_s, s, t, schedule, noise):  # type: ignore[no-untyped-def]
+def _ref_jump(x_s, s, t, schedule, noise):
     return renoise(x_s, s, t, schedule, noise=noise)
 
 
 def _jump_with(coef: Callable[[NoiseSchedule, int, int], tuple[float, float]]) -> Fn:
-    def fn(x_s, s, t, schedule, noise):  # type: ignore[no-untyped-def]
+    def fn(x_s, s, t, schedule, noise):
         a, b = coef(schedule, s, t)
         return a * x_s + b * noise
 
@@ -213,12 +213,12 @@ def _cases_augment() -> list[Case]:
     return cases
 
 
-def _ref_augment(x_cond, s, schedule, noise):  # type: ignore[no-untyped-def]
+def _ref_augment(x_cond, s, schedule, noise):
     return _augment(x_cond, s, schedule, noise=noise)
 
 
 def _augment_with(level: Callable[[torch.Tensor], torch.Tensor], sqrt: bool = True) -> Fn:
-    def fn(x_cond, s, schedule, noise):  # type: ignore[no-untyped-def]
+    def fn(x_cond, s, schedule, noise):
         ab = _ab(schedule, level(s), x_cond)
         if not sqrt:
             return ab * x_cond + (1 - ab) * noise
@@ -279,13 +279,13 @@ def _cases_aug_eps() -> list[Case]:
     return cases
 
 
-def _ref_aug_eps(model, x_t, t, x_cond, s, schedule, noise):  # type: ignore[no-untyped-def]
+def _ref_aug_eps(model, x_t, t, x_cond, s, schedule, noise):
     cond = _augment(x_cond, s, schedule, noise=noise)
     return model(x_t, t, x_cond=cond, aug_level=s.to(x_t.dtype))
 
 
 def _aug_eps_with(corrupt_at: str, told: str) -> Fn:
-    def fn(model, x_t, t, x_cond, s, schedule, noise):  # type: ignore[no-untyped-def]
+    def fn(model, x_t, t, x_cond, s, schedule, noise):
         level = {"s": s, "t": t, "0": torch.zeros_like(s)}
         cond = x_cond
         if corrupt_at != "none":

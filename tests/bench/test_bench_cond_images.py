@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 
@@ -21,8 +21,15 @@ def test_quick_run_writes_every_measure(tmp_path: Path) -> None:
     status = cond_images.main(["--quick", "--seeds", "1", "--json", str(path)])
     rows = json.loads(path.read_text())["rows"]
     assert len(rows) == 1
-    for key in ("hb_bicubic", "hb_sr", "hb_cascade_plain", "hb_cascade_aug", "seam_replace",
-                "seam_repaint", "psnr_regression"):
+    for key in (
+        "hb_bicubic",
+        "hb_sr",
+        "hb_cascade_plain",
+        "hb_cascade_aug",
+        "seam_replace",
+        "seam_repaint",
+        "psnr_regression",
+    ):
         assert key in rows[0] and rows[0][key] == rows[0][key]  # present and not NaN
     assert 0 <= rows[0]["agree_repaint"] <= 1
     assert status in (0, 1)
