@@ -1,29 +1,26 @@
 """Diffusion conditioned on images (chapter 14): super-resolution, a cascade, inpainting.
 
-On grayscale photo patches (scikit-learn's two sample photographs, downscaled 2x, 16x16 crops;
-the low-resolution image is the 2x2 average, 8x8):
+The notebook's experiments, over several seeds (training and sampling), on the course's 16x16
+digits (held-out digits for evaluation; the low-resolution image is the 2x2 average, 8x8):
 
-* super-resolution 8 -> 16: bicubic, the posterior mean (a U-Net regressor trained with
-  ``regression_loss``) and the SR3 diffusion model (``image_conditional_loss``), on held-out
-  patches: PSNR against the original (the mean wins) and the high-band spectrum distance to the
-  data (``highband_spectrum_distance``, rings >= 0.25 cycles/pixel, dB; the diffusion model wins);
-* a cascade: a base model on 8x8 patches, then the SR model trained without and with
-  noise-conditioning augmentation (levels ``s ~ U{0..S}``, sampled at ``s``), fed the base
-  model's own samples: the high-band distance of the 16x16 outputs to the data, and the cost per
-  sample (network evaluations x CPU time of one call) against one model at 16x16;
+* super-resolution 8 -> 16: bicubic, the posterior mean (a small U-Net regressor,
+  ``regression_loss``) and SR3 (``image_conditional_loss``): PSNR against the original and the
+  high-band spectrum distance to the data (``highband_spectrum_distance``, rings >= 0.25
+  cycles/pixel, dB);
+* a cascade: the base model on 8x8 digits, then the SR model trained without and with
+  noise-conditioning augmentation (``s ~ U{0..20}``, sampled at ``s = 10``), fed the base
+  model's samples: the high-band distance of the 16x16 outputs;
+* inpainting the bottom half of 8x8 digits with the base model: replacement against RePaint;
+  the seam error (mean |x - x_true| on the generated row next to the known half) and a held-out
+  logistic-regression classifier's agreement with the true digit; known pixels kept exactly.
 
-On 8x8 digits (the 2x2 average of the course's 16x16 digits), the bottom half hidden:
+A bar is met when the mean margin exceeds the larger of the two seeds' spreads (standard
+deviation) and every seed's margin is positive. ``--size fast`` is the notebook's fast mode,
+``--size full`` its default mode.
 
-* inpainting with the unconditional 8x8 model: replacement against RePaint; the seam error
-  (mean |x - x_true| on the generated row next to the known part: a consistent completion
-  continues the strokes it is pasted next to) and a held-out classifier's agreement with the
-  digit's true class; known pixels kept exactly.
-
-Every bar is measured over ``--seeds`` seeds (training and sampling), and its margin is compared
-with the seeds' spread.
-
-    python bench/cond_images.py            # the figures (several CPU-minutes)
-    python bench/cond_images.py --quick    # smoke run
+    python bench/cond_images.py --size fast --seeds 3   # a few CPU-minutes
+    python bench/cond_images.py --size full --seeds 3   # about 8 CPU-minutes
+    python bench/cond_images.py --quick                 # smoke run
 """
 
 from __future__ import annotations
@@ -48,8 +45,8 @@ from minidiff.superres import sr_sample, train_base, train_regressor, train_sr  
 
 SIZES = {  # training steps, evaluation batch, sampling steps, RePaint (jump, resamplings)
     "quick": {"steps": 8, "n": 8, "ddim": 4, "jump": 5, "r": 2, "aug": 20, "s": 10},
-    "fast": {"steps": 200, "n": 64, "ddim": 20, "jump": 5, "r": 3, "aug": 20, "s": 10},
-    "full": {"steps": 1500, "n": 256, "ddim": 50, "jump": 5, "r": 5, "aug": 20, "s": 10},
+    "fast": {"steps": 120, "n": 48, "ddim": 15, "jump": 5, "r": 3, "aug": 20, "s": 10},
+    "full": {"steps": 600, "n": 128, "ddim": 25, "jump": 5, "r": 5, "aug": 20, "s": 10},
 }
 
 
