@@ -910,6 +910,42 @@ add(
     r"float|shape|tensor",
 )
 
+add(
+    "ch05",
+    "stationary_variance",
+    "tensor",
+    lambda s2, e: torch.tensor(math.inf if e >= 4 * s2 else s2 / (1 - e / (4 * s2))),
+    r"float",
+)
+add(
+    "ch05",
+    "stationary_variance",
+    "no_branch",
+    lambda s2, e: s2 / (1 - e / (4 * s2)),
+    r"boundary|division by zero|4 s²",
+)
+add(
+    "ch05",
+    "stationary_variance",
+    "none_when_divergent",
+    lambda s2, e: None if e >= 4 * s2 else s2 / (1 - e / (4 * s2)),
+    r"None|return",
+)
+add(
+    "ch05",
+    "step_for_bias",
+    "one_tuple",
+    lambda s2, tol: (4 * s2 * tol / (1 + tol),),
+    r"tuple|float",
+)
+add(
+    "ch05",
+    "step_for_bias",
+    "tolerance_ignored",
+    lambda s2, tol: 4 * s2 * 0.05 / 1.05,
+    r"constant|factor|differs|expected",
+)
+
 # === chapter 6 ===================================================================================
 
 T6 = lazy("ch06", "dsm_target")
@@ -1991,6 +2027,71 @@ def _ddim_x0prev(x_t, t, tp, e, ab):  # type: ignore[no-untyped-def]
     a_p = ab[tp][:, None].to(x_t.dtype)  # x̂_0 with ᾱ_prev where ᾱ_t belongs
     x0 = (x_t - (1 - a_p).sqrt() * e) / a_p.sqrt()
     return a_p.sqrt() * x0 + (1 - a_p).sqrt() * e
+
+
+def _mk_opt_alias(model, opt, gen, step):  # type: ignore[no-untyped-def]
+    import copy
+
+    return {
+        "model": copy.deepcopy(model.state_dict()),
+        "optimizer": opt.state_dict(),
+        "generator": gen.get_state(),
+        "step": step,
+    }
+
+
+def _mk_gen_object(model, opt, gen, step):  # type: ignore[no-untyped-def]
+    import copy
+
+    return {
+        "model": copy.deepcopy(model.state_dict()),
+        "optimizer": copy.deepcopy(opt.state_dict()),
+        "generator": gen,
+        "step": step,
+    }
+
+
+def _rs_no_model(ckpt, model, opt, gen):  # type: ignore[no-untyped-def]
+    opt.load_state_dict(ckpt["optimizer"])
+    gen.set_state(ckpt["generator"])
+    return ckpt["step"]
+
+
+def _rs_float_step(ckpt, model, opt, gen):  # type: ignore[no-untyped-def]
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    gen.set_state(ckpt["generator"])
+    return float(ckpt["step"])
+
+
+add(
+    "ch12", "make_checkpoint", "optimizer_aliased", _mk_opt_alias, r"optimizer.*later step|deepcopy"
+)
+add("ch12", "make_checkpoint", "generator_object", _mk_gen_object, r"generator itself|get_state")
+add("ch12", "make_checkpoint", "list", lambda m, o, g, s: [m.state_dict()], r"\blist\b|dict")
+add("ch12", "restore_checkpoint", "no_model", _rs_no_model, r"weights|load_state_dict")
+add("ch12", "restore_checkpoint", "float_step", _rs_float_step, r"float|int")
+add(
+    "ch12",
+    "frechet_distance",
+    "tensor",
+    lambda m1, c1, m2, c2: torch.tensor(sol("ch12")["frechet_distance"](m1, c1, m2, c2)),
+    r"float",
+)
+add(
+    "ch12",
+    "frechet_distance",
+    "covariances_swapped_in_root",
+    lambda m1, c1, m2, c2: sol("ch12")["frechet_distance"](m1, c2, m2, c1) + 0.1,
+    r"constant|offset|expected|0\.1",
+)
+add(
+    "ch12",
+    "fid_at_infinity",
+    "fit_without_intercept",
+    lambda ns, fids: 0.0,
+    r"expected|differs|constant",
+)
 
 
 # --- measuring ---------------------------------------------------------------------------------

@@ -155,7 +155,14 @@ def test_mistakes_are_distinct_from_each_other(chapter: str, name: str) -> None:
             )
 
 
-@pytest.mark.parametrize(("chapter", "name"), CHECKERS)
+# A checkpoint (a dict) and a restored step (an int) cannot be scaled by 1.01: their unlisted
+# wrong answers are the mutants in tests/_checker_mutants.py.
+NOT_NUMBERS = {("ch12", "make_checkpoint"), ("ch12", "restore_checkpoint")}
+
+
+@pytest.mark.parametrize(
+    ("chapter", "name"), [p for p in CHECKERS if tuple(p.values) not in NOT_NUMBERS]
+)
 def test_an_unlisted_wrong_answer_gets_generic_feedback(
     notebook: Callable[[Path], dict[str, Any]], chapter: str, name: str
 ) -> None:
@@ -185,10 +192,14 @@ def test_strict_mode_raises_on_a_wrong_answer(
 # Chapters whose cases tell every mistake from the right answer on *every* input; in the others
 # some inputs (eta = 1, t = 1, a variance rule that coincides) hide a mistake on purpose.
 EVERY_CASE = {"ch02", "ch03", "ch05", "ch06", "ch07"}
+# ... except these, where a mistake can only show on part of the inputs: a formula that forgets
+# the divergence agrees wherever the chain converges, and s2 = 1 hides a ratio v / s².
+SOME_CASES = {("ch05", "stationary_variance")}
 
 
 @pytest.mark.parametrize(
-    ("chapter", "name", "key"), [p for p in MISTAKES if p.values[0] in EVERY_CASE]
+    ("chapter", "name", "key"),
+    [p for p in MISTAKES if p.values[0] in EVERY_CASE and tuple(p.values[:2]) not in SOME_CASES],
 )
 def test_each_mistake_differs_from_the_reference_on_every_case(
     chapter: str, name: str, key: str
