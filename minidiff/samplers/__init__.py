@@ -16,16 +16,19 @@ name                   function                        model it needs
 "heun_log_snr"         ``heun_log_snr_sample``         ``eps_model(x, t_long)`` + ``NoiseSchedule``
 "consistency"          ``consistency_sample``          ``f(x, t_long)`` + ``NoiseSchedule``
                        (in :mod:`minidiff.consistency`)
+"inpaint", "repaint"   ``inpaint_sample``,             ``eps_model(x, t_long)`` + ``NoiseSchedule``
+                       ``repaint_sample``              + known pixels and a mask
 =====================  ==============================  ============================================
 
 ``available_samplers()`` lists every registered name (the table above plus any sampler added since).
 
 Every sampler returns its final tensor ``(B, ...)`` and shares one vocabulary: ``shape`` or a start
-``x_T`` (one of them), ``generator``, ``device``, ``dtype``, ``on_step`` (a callable that sees the
-start and every state; :func:`trajectory` collects them) and ``progress``. The samplers of
-ε-models and scores also take ``clip_x0`` (:mod:`.clipping`). Modules: :mod:`.loop` (the loop:
-start, NaN watch, trajectory, progress), :mod:`.clipping`, :mod:`.ddpm`, :mod:`.ddim`,
-:mod:`.langevin`, :mod:`.sde_solvers`, :mod:`.registry`.
+``x_T`` (one of them; the inpainting samplers take the start's shape from their known pixels),
+``generator``, ``device``, ``dtype``, ``on_step`` (a callable that sees the start and every
+state; :func:`trajectory` collects them) and ``progress``. The samplers of ε-models and scores
+also take ``clip_x0`` (:mod:`.clipping`). Modules: :mod:`.loop` (the loop: start, NaN watch,
+trajectory, progress), :mod:`.clipping`, :mod:`.ddpm`, :mod:`.ddim`, :mod:`.langevin`,
+:mod:`.sde_solvers`, :mod:`.dpm_solver`, :mod:`.flow`, :mod:`.inpainting`, :mod:`.registry`.
 
 **Adding a sampler** touches one file (plus its tests): put a module in this package, e.g.
 ``minidiff/samplers/my_solver.py``, with a step function and a sampler around the loop::
@@ -81,6 +84,15 @@ from .dpm_solver import (
     log_snr_timesteps,
 )
 from .flow import flow_sample, straightness
+from .inpainting import (
+    inpaint_sample,
+    noised_known,
+    paste_known,
+    renoise,
+    repaint_sample,
+    repaint_times,
+    replacement_step,
+)
 from .langevin import annealed_langevin_sample, annealed_step_sizes, langevin_sample, langevin_step
 from .loop import NonFiniteSampleError, SamplerState, draw_start, run_sampler, trajectory
 from .registry import available_samplers, get_sampler, register_sampler
@@ -114,6 +126,13 @@ __all__ = [
     "dpm_solver_sample",
     "dpm_solver_step",
     "heun_log_snr_sample",
+    "inpaint_sample",
+    "noised_known",
+    "paste_known",
+    "renoise",
+    "repaint_sample",
+    "repaint_times",
+    "replacement_step",
     "log_snr_timesteps",
     "ddpm_step",
     "euler_maruyama_sample",

@@ -115,6 +115,8 @@ def test_pf_ode_from_x_T_needs_no_generator_and_starts_there() -> None:
 # ------------------------------------------------------------------ every registered sampler
 
 SCHED = md.linear_schedule(20, beta_end=0.2)
+# inpainting draws a start shaped like its known pixels (no shape argument)
+KNOWN, MASK = torch.zeros(6, 1, 2, 2), torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
 # name -> (leading arguments, keyword arguments, steps it takes)
 CALLS: dict[str, tuple[tuple[object, ...], dict[str, object], int]] = {
     "ddpm": ((toy_eps, SCHED), {}, 20),
@@ -133,7 +135,24 @@ CALLS: dict[str, tuple[tuple[object, ...], dict[str, object], int]] = {
     "heun_log_snr": ((toy_eps, SCHED), {"steps": 4}, 4),
     "flow_ode": ((lambda x, t: -x, None), {"steps": 4}, 4),
     "consistency": ((lambda x, t: 0.5 * x, SCHED), {"timesteps": [20, 10, 5]}, 3),
+    "inpaint": ((lambda x, t: 0.5 * x, SCHED, KNOWN, MASK), {}, 20),
+    "repaint": (
+        (lambda x, t: 0.5 * x, SCHED, KNOWN, MASK),
+        {"jump_length": 5, "resamplings": 2},
+        38,
+    ),
 }
+NO_SHAPE = ("inpaint", "repaint")
+
+
+def _run(name: str, shape: tuple[int, ...] | None, **extra: object) -> torch.Tensor:
+    """Call a registered sampler of the table (with ``shape`` unless it takes its start's shape
+    from its data)."""
+    lead, kw, _ = CALLS[name]
+    args = lead if (shape is None or name in NO_SHAPE) else (*lead, shape)
+    return get_sampler(name)(*args, **kw, **extra)
+
+
 DETERMINISTIC = ("pf_ode_euler", "pf_ode_heun", "dpm_solver++", "heun_log_snr", "flow_ode")
 
 
@@ -145,18 +164,18 @@ def test_the_table_covers_the_registry() -> None:
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_one_return_type_and_on_step_sees_every_state(name: str) -> None:
     lead, kw, steps = CALLS[name]
+    shape = tuple(KNOWN.shape) if name in NO_SHAPE else (6, 2)
     states: list[SamplerState] = []
-    x = get_sampler(name)(
-        *lead, (6, 2), generator=torch.Generator().manual_seed(0), on_step=states.append, **kw
-    )
-    assert isinstance(x, torch.Tensor) and x.shape == (6, 2)
+    x = _run(name, shape, generator=torch.Generator().manual_seed(0), on_step=states.append)
+    assert isinstance(x, torch.Tensor) and x.shape == shape
     assert [s.step for s in states] == list(range(steps + 1))
     assert all(s.steps == steps for s in states) and torch.equal(states[-1].x, x)
-    traj = trajectory(name, *lead, (6, 2), generator=torch.Generator().manual_seed(0), **kw)
+    args = lead if name in NO_SHAPE else (*lead, shape)
+    traj = trajectory(name, *args, generator=torch.Generator().manual_seed(0), **kw)
     assert len(traj) == steps + 1 and torch.equal(traj[-1], x)
     # the same start given as x_T: the same run, without a draw
     x_T = states[0].x.clone()
-    y = get_sampler(name)(*lead, x_T=x_T, generator=torch.Generator().manual_seed(0), **kw)
+    y = _run(name, None, x_T=x_T, generator=torch.Generator().manual_seed(0))
     if name in DETERMINISTIC:
         assert torch.equal(y, x)  # deterministic given the start
     else:
@@ -175,8 +194,9 @@ def test_the_nan_watch_names_the_step(name: str) -> None:
         out = model(*a)  # type: ignore[operator]
         return out * float("nan") if calls[0] >= 2 else out
 
+    args = lead[1:] if name in NO_SHAPE else (*lead[1:], (3, 2))
     with pytest.raises(NonFiniteSampleError, match=rf"step [12] of {steps} \("):
-        get_sampler(name)(poisoned, *lead[1:], (3, 2), **kw)
+        get_sampler(name)(poisoned, *args, **kw)
 
 
 def test_run_sampler_and_trajectory_arguments() -> None:
