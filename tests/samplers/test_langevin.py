@@ -31,15 +31,6 @@ TWO = GaussianMixture(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    # Thousands of tiny (K, 2, 2) solves per step: threads only add overhead on a busy CI box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
