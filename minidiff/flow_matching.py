@@ -26,22 +26,28 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from ._validation import (
+    Check,
+    Device,
+    FloatTensor,
+    Function,
+    Int,
+    Number,
+    OneOf,
+    Rng,
     call_like,
-    check_callable,
-    check_choice,
-    check_device,
-    check_finite,
-    check_generator,
+    check_instance,
     check_noise,
     check_number,
-    check_positive_int,
-    check_same_shape,
-    check_tensor,
+    checked,
 )
-from .paths import GaussianPath, RectifiedFlowPath, _check_path
+from .paths import KINDS, GaussianPath, RectifiedFlowPath, _check_path
 from .sde import _batch_time, check_time
+
+_PATH = Check(_check_path, optional=True)
+_TIME = Check(check_time)
 
 __all__ = [
     "TIME_SAMPLINGS",
@@ -50,6 +56,7 @@ __all__ = [
     "flow_matching_loss",
     "ot_coupling",
     "implied_eps_weighting",
+    "ScaledTime",
 ]
 
 TIME_SAMPLINGS = ("uniform", "logit_normal")
@@ -60,6 +67,10 @@ VelocityModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``velocity_model(x_t (B, ...), t (B,) float in [0, 1]) -> u (B, ...)``."""
 
 
+@checked(
+    n=Int(), generator=Rng, sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0),
+    device=Device,
+)  # fmt: skip
 def sample_flow_times(
     n: int,
     generator: torch.Generator | None = None,
@@ -70,11 +81,6 @@ def sample_flow_times(
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """``n`` training times in ``(0, 1)``, float32 ``(n,)``, drawn from ``TIME_SAMPLINGS``."""
-    check_positive_int(n, "n")
-    check_generator(generator)
-    check_choice(sampling, "sampling", TIME_SAMPLINGS)
-    loc, scale = check_number(loc, "loc"), check_number(scale, "scale", low=0.0)
-    device = check_device(device)
     gen_device = generator.device if generator is not None else "cpu"
     if sampling == "uniform":
         t = torch.rand(n, generator=generator, device=gen_device)
@@ -83,20 +89,20 @@ def sample_flow_times(
     return t.to(device or gen_device)
 
 
+@checked(t=_TIME, sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0))
 def flow_time_density(
     t: torch.Tensor, sampling: str = "uniform", loc: float = 0.0, scale: float = 1.0
 ) -> torch.Tensor:
     """The density ``p(t)`` of :func:`sample_flow_times` (logit-normal:
     ``N(logit t; loc, scale²) / (t (1 - t))``), float64 like ``t``."""
-    check_choice(sampling, "sampling", TIME_SAMPLINGS)
-    loc, scale = check_number(loc, "loc"), check_number(scale, "scale", low=0.0)
-    t = check_time(t).to(torch.float64)
+    t = t.to(torch.float64)
     if sampling == "uniform":
         return torch.ones_like(t)
     z = (torch.log(t) - torch.log1p(-t) - loc) / scale
     return torch.exp(-0.5 * z**2) / (scale * math.sqrt(2 * math.pi) * t * (1 - t))
 
 
+@checked(x0=FloatTensor(), noise=FloatTensor(like="x0"))
 def ot_coupling(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Reorder ``noise`` so that the pairs ``(x0[i], noise[i])`` solve the minibatch OT problem.
 
@@ -107,14 +113,16 @@ def ot_coupling(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """
     from scipy.optimize import linear_sum_assignment  # scikit-learn's dependency
 
-    check_tensor(x0, "x0")
-    check_tensor(noise, "noise")
-    check_same_shape(x0, noise, "x0", "noise")
     cost = torch.cdist(x0.detach().flatten(1).double(), noise.detach().flatten(1).double()) ** 2
     _, perm = linear_sum_assignment(cost.cpu().numpy())
     return noise[torch.as_tensor(perm, device=noise.device)]
 
 
+@checked(
+    velocity_model=Function("(x_t, t) -> velocity"), x0=FloatTensor(finite=True), path=_PATH,
+    generator=Rng, time_sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0),
+    coupling=OneOf(("independent", "ot")),
+)  # fmt: skip
 def flow_matching_loss(
     velocity_model: VelocityModel,
     x0: torch.Tensor,
@@ -137,22 +145,18 @@ def flow_matching_loss(
         path: the Gaussian path (default :class:`~minidiff.paths.RectifiedFlowPath`).
         t: training times ``(B,)`` in ``[0, 1]``; drawn by :func:`sample_flow_times` if omitted.
         noise: the ``eps`` paired with each row of ``x0`` (reflow trains on given pairs);
-            drawn from ``generator`` if omitted.
+            drawn from ``generator`` if omitted (after ``t``).
         coupling: ``"independent"`` (the pairs as given or drawn) or ``"ot"`` (re-paired within
             the batch by :func:`ot_coupling`).
     """
-    check_callable(velocity_model, "velocity_model", "(x_t, t) -> velocity")
-    check_tensor(x0, "x0")
-    path = RectifiedFlowPath() if path is None else _check_path(path)
-    check_choice(coupling, "coupling", ("independent", "ot"))
-    check_finite(x0, "x0")
-    eps = check_noise(noise, x0, "x0", generator)
-    if coupling == "ot":
-        eps = ot_coupling(x0, eps)
-    if t is None:
+    path = RectifiedFlowPath() if path is None else path
+    if t is None:  # t first, then eps: the order of DDPM's Algorithm 1 and simple_loss
         t = sample_flow_times(
             x0.shape[0], generator, sampling=time_sampling, loc=loc, scale=scale, device=x0.device
         )
+    eps = check_noise(noise, x0, "x0", generator)
+    if coupling == "ot":
+        eps = ot_coupling(x0, eps)
     tt = _batch_time(x0, t).to(x0.dtype)
     x_t = path.sample(x0, tt, noise=eps)
     target = path.conditional_velocity(x0, eps, tt)
@@ -160,6 +164,7 @@ def flow_matching_loss(
     return err.reshape(err.shape[0], -1).mean(dim=1).mean()
 
 
+@checked(path=Check(_check_path), kind=OneOf(KINDS), density=FloatTensor(min_dim=0, optional=True))
 def implied_eps_weighting(
     path: GaussianPath,
     t: torch.Tensor | float,
@@ -173,7 +178,23 @@ def implied_eps_weighting(
     ``density`` is ``p(t)`` at ``t`` (default 1, uniform ``t``); ``c`` is
     :meth:`~minidiff.paths.GaussianPath.error_factor`. Float64, shaped like ``t``.
     """
-    _check_path(path)
     c = path.error_factor(kind, t)
-    p = torch.ones_like(c) if density is None else check_tensor(density, "density", min_dim=0)
+    p = torch.ones_like(c) if density is None else density
     return 2 * p.to(c) * c**2 / (-path.d_log_snr(t))
+
+
+class ScaledTime(nn.Module):
+    """``net(x, scale · t)``: a network built for timesteps ``1..T`` fed continuous ``t ∈ [0, 1]``.
+
+    Sinusoidal time embeddings (``TimeMLP``, ``UNet``) are tuned for integer timesteps; a flow
+    model's ``t ∈ [0, 1]`` is spread over the same range by ``scale`` (``T``, 1000 by default).
+    ``x: (B, ...)``, ``t: (B,)`` float -> ``net``'s output.
+    """
+
+    def __init__(self, net: nn.Module, scale: float = 1000.0) -> None:
+        super().__init__()
+        self.net = check_instance(net, "net", nn.Module, "a torch.nn.Module")
+        self.scale = check_number(scale, "scale", low=0.0)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.net(x, t * self.scale)

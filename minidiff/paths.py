@@ -48,13 +48,14 @@ from typing import Any, NamedTuple
 import torch
 
 from ._validation import (
+    Check,
+    FloatTensor,
+    Function,
+    OneOf,
     call_like,
-    check_callable,
-    check_choice,
     check_instance,
     check_noise,
-    check_same_shape,
-    check_tensor,
+    checked,
 )
 from .data.gmm import GaussianMixture
 from .schedules import NoiseSchedule
@@ -79,6 +80,14 @@ KINDS = ("eps", "x0", "v", "velocity", "score")
 
 Model = Callable[..., torch.Tensor]
 """``model(x (B, ...), t (B,) float in [0, 1], *extra) -> (B, ...)``."""
+
+
+def _check_path(path: object, name: str = "path") -> GaussianPath:
+    if not isinstance(path, GaussianPath):
+        raise TypeError(
+            f"{name} must be a GaussianPath such as RectifiedFlowPath(), got {type(path).__name__}"
+        )
+    return path
 
 
 class PathCoefficients(NamedTuple):
@@ -150,6 +159,7 @@ class GaussianPath(ABC):
         c = self._coefficients(_batch_time(x, t).to(torch.float64))
         return PathCoefficients(*(_bcast(v, x) for v in c))
 
+    @checked(x0=FloatTensor(finite=True), noise=FloatTensor(like="x0", optional=True))
     def sample(
         self,
         x0: torch.Tensor,
@@ -161,19 +171,19 @@ class GaussianPath(ABC):
 
         ``x0, noise: (B, ...)``; returns ``(B, ...)`` in ``x0``'s dtype.
         """
-        check_tensor(x0, "x0", finite=True)
         c = self._columns(x0, t)
         return c.alpha * x0 + c.sigma * check_noise(noise, x0, "x0", generator)
 
+    @checked(x0=FloatTensor(), noise=FloatTensor(like="x0"))
     def conditional_velocity(
         self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float
     ) -> torch.Tensor:
         """``u_t(x_t | x_0, eps) = alpha'(t) x_0 + sigma'(t) eps``, the target of flow matching."""
-        _check_pair(x0, noise, "x0", "noise")
         c = self._columns(x0, t)
         return c.d_alpha * x0 + c.d_sigma * noise
 
     # ----------------------------------------------------------------- converters
+    @checked(value=FloatTensor(like="x_t"), x_t=FloatTensor(), src=OneOf(KINDS), dst=OneOf(KINDS))
     def convert(
         self, value: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | float, *, src: str, dst: str
     ) -> torch.Tensor:
@@ -184,17 +194,15 @@ class GaussianPath(ABC):
         ``value, x_t: (B, ...)``; returns ``(B, ...)`` in ``value``'s dtype. Divisions by zero
         at the ends of a path (``"eps"`` at ``alpha = 0``) give ``inf``/``nan``, as the maths does.
         """
-        _check_kinds(src, dst)
-        _check_pair(x_t, value, "x_t", "value")
         return _convert(self._columns(x_t, t), value, x_t, src, dst)
 
+    @checked(kind=OneOf(KINDS))
     def error_factor(self, kind: str, t: torch.Tensor | float) -> torch.Tensor:
         """``c(t) = det / alpha``: ``pred - target = c(t) (eps_hat - eps)`` at a fixed ``x_t``.
 
         A squared error on ``kind`` is ``c²`` times the squared ε-error: ``1`` for ``"eps"``,
         ``σ²/α²`` for ``"x0"``, ``(α σ' - σ α')² / α²`` for ``"velocity"``. Float64, like ``t``.
         """
-        check_choice(kind, "kind", KINDS)
         c = self.coefficients(t)
         a, b = _ab(c, kind)
         return (c.alpha * b - c.sigma * a) / c.alpha
@@ -299,9 +307,9 @@ class DiscreteVPPath(GaussianPath):
             )
         return i.long()
 
+    @checked(model=Function("(x_t, t, ...) -> prediction"))
     def continuous_model(self, model: Model) -> Model:
         """A discrete ``model(x, t long in 1..T, *extra)`` as ``model(x, t = i/T, *extra)``."""
-        check_callable(model, "model", "(x_t, t, ...) -> prediction")
 
         def wrapped(x: torch.Tensor, t: torch.Tensor, *extra: Any) -> torch.Tensor:
             return model(x, self.timestep(_batch_time(x, t)).to(x.device), *extra)
@@ -312,13 +320,12 @@ class DiscreteVPPath(GaussianPath):
 # --------------------------------------------------------------------------- models on paths
 
 
+@checked(value=FloatTensor(like="x_t"), x_t=FloatTensor(), src=OneOf(KINDS), dst=OneOf(KINDS))
 def convert_with(
     coefficients: PathCoefficients, value: torch.Tensor, x_t: torch.Tensor, *, src: str, dst: str
 ) -> torch.Tensor:
     """:meth:`GaussianPath.convert` with given coefficients: ``(alpha, sigma, alpha', sigma')``,
     each a ``(B,)`` tensor (one per row of ``x_t``) or a number, instead of a path and ``t``."""
-    _check_kinds(src, dst)
-    _check_pair(x_t, value, "x_t", "value")
     if not isinstance(coefficients, tuple) or len(coefficients) != 4:
         raise TypeError("coefficients must be a PathCoefficients(alpha, sigma, d_alpha, d_sigma)")
     cols = []
@@ -346,15 +353,16 @@ def _convert(
     return a2 * x0 + b2 * eps
 
 
+@checked(
+    model=Function("(x, t, ...) -> prediction"), path=Check(_check_path), src=OneOf(KINDS),
+    dst=OneOf(KINDS),
+)  # fmt: skip
 def convert_model(model: Model, path: GaussianPath, *, src: str, dst: str) -> Model:
     """Wrap ``model(x, t, *extra) -> src`` into ``(x, t, *extra) -> dst`` on ``path``.
 
     E.g. ``convert_model(eps_model, RectifiedFlowPath(), src="eps", dst="velocity")`` is the
     velocity field a flow sampler integrates. Extra arguments (a class label) pass through.
     """
-    check_callable(model, "model", "(x, t, ...) -> prediction")
-    _check_path(path)
-    _check_kinds(src, dst)
 
     def converted(x: torch.Tensor, t: torch.Tensor, *extra: Any) -> torch.Tensor:
         out = call_like(model, x, t, *extra, name="model")
@@ -363,6 +371,7 @@ def convert_model(model: Model, path: GaussianPath, *, src: str, dst: str) -> Mo
     return converted
 
 
+@checked(src=Check(_check_path), dst=Check(_check_path))
 def change_of_path(
     src: GaussianPath, dst: GaussianPath, t: torch.Tensor | float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -373,13 +382,12 @@ def change_of_path(
     ``scale = alpha_dst(t_dst) / alpha_src(t)``. The ε at matching points is the same, so an
     ε-model on ``src`` is one on ``dst`` after ``x -> x / scale``. Float64, shaped like ``t``.
     """
-    _check_path(src, "src")
-    _check_path(dst, "dst")
     c = src.coefficients(t)
     t_dst = dst.t_from_log_snr(2 * (c.alpha.log() - c.sigma.log()))
     return t_dst, dst._coefficients(t_dst).alpha / c.alpha
 
 
+@checked(gmm=GaussianMixture, path=Check(_check_path), kind=OneOf(KINDS))
 def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "velocity") -> Model:
     """The exact ``E[kind | x_t]`` of a Gaussian mixture's path, ``(x (B, D), t (B,)) -> (B, D)``.
 
@@ -388,10 +396,6 @@ def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "vel
     is the exact marginal velocity ``u_t(x) = E[alpha' x_0 + sigma' eps | x_t]`` that flow
     matching regresses on: the oracle that separates model error from discretisation error.
     """
-    if not isinstance(gmm, GaussianMixture):
-        raise TypeError(f"gmm must be a GaussianMixture, got {type(gmm).__name__}")
-    _check_path(path)
-    check_choice(kind, "kind", KINDS)
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = path._coefficients(_batch_time(x, t).to(torch.float64))
@@ -404,23 +408,3 @@ def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "vel
         return (a * x0 + b * eps).to(x.dtype)
 
     return predict
-
-
-def _check_path(path: object, name: str = "path") -> GaussianPath:
-    if not isinstance(path, GaussianPath):
-        raise TypeError(
-            f"{name} must be a GaussianPath such as RectifiedFlowPath(), got {type(path).__name__}"
-        )
-    return path
-
-
-def _check_kinds(src: object, dst: object) -> None:
-    check_choice(src, "src", KINDS)
-    check_choice(dst, "dst", KINDS)
-
-
-def _check_pair(x: object, y: object, x_name: str, y_name: str) -> None:
-    """Two floating tensors ``(B, ...)`` of one shape (no silent broadcasting)."""
-    check_tensor(x, x_name)
-    check_tensor(y, y_name)
-    check_same_shape(x, y, x_name, y_name)  # type: ignore[arg-type]

@@ -31,3 +31,13 @@ def test_quick_run_writes_both_tables(tmp_path: Path) -> None:
     for r in rows["b"]:
         assert r["straightness"] >= 0 and all(0 <= v <= 1.5 for v in r["pr4"])
     assert status in (0, 1)
+
+
+def test_digits_quick_run(tmp_path: Path) -> None:
+    import flow_digits
+
+    path = tmp_path / "digits.json"
+    assert flow_digits.main(["--quick", "--steps", "2", "--n", "32", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["eps", "flow"]
+    assert all(r["steps"] == 2 and 0 <= r["precision"] <= 1 for r in rows)

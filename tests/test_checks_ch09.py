@@ -41,10 +41,23 @@ def test_cfg_with_a_batched_call_is_accepted() -> None:
 
 def test_classifier_guidance_with_its_own_log_softmax_is_accepted() -> None:
     def manual(eps_model, classifier, x_t, t, y, alpha_bar, w):  # type: ignore[no-untyped-def]
-        x = x_t.clone().requires_grad_(True)
-        logits = classifier(x, t)
-        log_p = logits.gather(1, y[:, None]) - torch.logsumexp(logits, 1, keepdim=True)
-        (g,) = torch.autograd.grad(log_p.sum(), x)
-        return eps_model(x_t, t) - (1 - alpha_bar[t])[:, None].sqrt() * w * g
+        with torch.enable_grad():  # the sampler calls it under torch.no_grad()
+            x = x_t.clone().requires_grad_(True)
+            logits = classifier(x, t)
+            log_p = logits.gather(1, y[:, None]) - torch.logsumexp(logits, 1, keepdim=True)
+            (g,) = torch.autograd.grad(log_p.sum(), x)
+        scale = (1 - alpha_bar[t])[:, None].sqrt().to(x_t.dtype)
+        return eps_model(x_t, t) - scale * w * g
 
     assert ch09.check_classifier_guided_eps(manual, display=False).passed
+
+
+def test_classifier_guidance_without_enable_grad_is_told_why_the_sampler_would_crash() -> None:
+    def no_enable(eps_model, classifier, x_t, t, y, alpha_bar, w):  # type: ignore[no-untyped-def]
+        x = x_t.clone().requires_grad_(True)
+        log_p = torch.log_softmax(classifier(x, t), 1).gather(1, y[:, None])
+        (g,) = torch.autograd.grad(log_p.sum(), x)
+        return eps_model(x_t, t) - (1 - alpha_bar[t])[:, None].sqrt().to(x_t.dtype) * w * g
+
+    res = ch09.check_classifier_guided_eps(no_enable, display=False)
+    assert not res.passed and "torch.enable_grad()" in res.message and "no_grad" in res.message

@@ -148,7 +148,7 @@ def test_float32_arithmetic_in_a_float64_checker_is_accepted(
     right = sol("ex08")["ddim_step_deterministic"]
 
     def in_float32(x_t, t, t_prev, eps, alpha_bar):  # type: ignore[no-untyped-def]
-        return right(x_t.float(), t, t_prev, eps.float(), alpha_bar.float()).double()
+        return right(x_t.float(), t, t_prev, eps.float(), alpha_bar.float()).to(x_t.dtype)
 
     res = ch08.check_ddim_step_deterministic(in_float32, display=False)
     assert res.passed and "float32 round-off" in res.message
@@ -274,7 +274,7 @@ def test_sampling_without_the_generator_is_named(sol: Callable[[str], dict[str, 
         return x
 
     res = ch04.check_sample(sample, display=False)
-    assert not res.passed and "same seed gave different results" in res.message
+    assert not res.passed and "same seed" in res.message and "generator" in res.message
 
 
 def test_train_step_with_its_own_generator_is_named(sol: Callable[[str], dict[str, Any]]) -> None:
@@ -284,7 +284,7 @@ def test_train_step_with_its_own_generator_is_named(sol: Callable[[str], dict[st
         return right(model, optimizer, x0, alpha_bar, torch.Generator().manual_seed(0))
 
     res = ch04.check_train_step(own, display=False)
-    assert "differently seeded generators gave the same result" in res.message
+    assert "differently seeded generators drew the same" in res.message
 
 
 def test_t_that_never_reaches_T_is_named(sol: Callable[[str], dict[str, Any]]) -> None:
@@ -345,4 +345,4 @@ def test_other_random_draws_are_told_how_the_checker_replays_them(
         return value.item()
 
     res = ch04.check_train_step(via_rand, display=False)
-    assert not res.passed and "the checker replays them" in res.message
+    assert not res.passed and "the checker replays" in res.message

@@ -10,6 +10,7 @@ import torch
 
 from minidiff import GaussianMixture, get_sampler
 from minidiff.flow_matching import (
+    ScaledTime,
     flow_matching_loss,
     flow_time_density,
     implied_eps_weighting,
@@ -226,3 +227,19 @@ def test_bad_inputs_raise_clear_errors() -> None:
         flow_sample(u, steps=2)
     with pytest.raises(ValueError, match="trajectory must be a list of 3"):
         straightness([torch.zeros(2, 2)], flow_time_grid(2))
+
+
+def test_scaled_time_feeds_the_network_scaled_times() -> None:
+    seen = []
+
+    class Net(torch.nn.Module):
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            seen.append(t)
+            return x
+
+    out = ScaledTime(Net(), 1000.0)(torch.zeros(2, 2), torch.tensor([0.25, 1.0]))
+    assert out.shape == (2, 2) and torch.equal(seen[0], torch.tensor([250.0, 1000.0]))
+    with pytest.raises(TypeError, match="net must be a torch.nn.Module"):
+        ScaledTime(lambda x, t: x)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="scale must lie in"):
+        ScaledTime(Net(), 0.0)

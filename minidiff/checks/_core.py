@@ -27,16 +27,22 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from . import _calls
 from . import _diagnose as dg
 from ._calls import ReturnError, returned_number, returned_tensor
+from ._probe import Terms, terms_diagnosis
+from ._spy import ModelCalls, model_calls_diagnosis
 
 __all__ = [
     "ATOL",
     "RTOL",
     "Case",
     "CheckResult",
+    "Diagnosis",
     "Mistake",
+    "ModelCalls",
     "ReturnError",
     "Spec",
     "check_spec",
@@ -45,11 +51,16 @@ __all__ = [
     "returned_tensor",
     "run_check",
     "strict_checks",
+    "Terms",
+    "with_dtype",
 ]
 
 Case = tuple[Sequence[Any], Mapping[str, Any]]
 """One test input of a checker: ``(args, kwargs)`` for the function under test."""
 Fn = Callable[..., Any]
+Diagnosis = Callable[[Fn, Fn, Sequence[Case], float, float], str | None]
+"""An extra diagnosis ``(student, reference, cases, rtol, atol) -> message or None``: run when the
+answer is wrong and no listed mistake matches, before the generic description of the difference."""
 
 RTOL, ATOL = (
     1e-4,
@@ -132,6 +143,13 @@ class Spec:
     the cases: ``None`` (the default) checks it for scalar results, losses; ``grad_hint`` is added
     when the value is right but the gradient is not. ``hint`` ends the message for a wrong value
     that no diagnosis explains (say, how the harness replays the random numbers).
+
+    Diagnoses of a wrong value, tried in order after the listed mistakes: ``calls`` compares how
+    the answer calls the model in the cases (:class:`ModelCalls`), ``diagnoses`` are the
+    chapter's own, ``terms`` probes a formula one input at a time (:class:`Terms`).
+    ``grad_args`` names inputs (name -> position) through which the result must pass gradients
+    (a layer of a network); ``t_arg`` is the position of ``t``, so that a message can name a
+    failing row's ``t``.
     """
 
     cases: Callable[[], list[Case]]
@@ -145,6 +163,23 @@ class Spec:
     grad_hint: str = ""
     grad: bool | None = None
     hint: str = ""
+    calls: ModelCalls | None = None
+    terms: Terms | None = None
+    diagnoses: Sequence[Diagnosis] = ()
+    grad_args: Mapping[str, int] = field(default_factory=dict)
+    t_arg: int | None = None
+
+    def all_diagnoses(self) -> list[Diagnosis]:
+        """``calls``, ``terms`` and ``diagnoses`` as one list, in the order they are tried."""
+        out: list[Diagnosis] = []
+        if self.calls is not None:
+            spec = self.calls
+            out.append(lambda s, r, c, rt, at: model_calls_diagnosis(spec, s, r, c, rt, at))
+        out.extend(self.diagnoses)
+        if self.terms is not None:
+            terms = self.terms
+            out.append(lambda s, r, c, rt, at: terms_diagnosis(s, r, c, terms, rt, at))
+        return out
 
     def wrapped_mistakes(self) -> dict[str, Mistake]:
         """The mistakes as functions of the cases: ``wrap`` applied to each one's ``fn``."""
@@ -172,6 +207,9 @@ def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
         grad_hint=spec.grad_hint,
         grad=spec.grad,
         hint=spec.hint,
+        diagnoses=spec.all_diagnoses(),
+        grad_args=spec.grad_args,
+        t_arg=spec.t_arg,
     )
 
 
@@ -200,6 +238,9 @@ def run_check(
     grad: bool | None = None,
     hint: str = "",
     arg_names: Sequence[str] | None = None,
+    diagnoses: Sequence[Diagnosis] = (),
+    grad_args: Mapping[str, int] | None = None,
+    t_arg: int | None = None,
 ) -> CheckResult:
     """Compare ``student_fn`` with ``reference`` on every ``(args, kwargs)`` case.
 
@@ -210,7 +251,19 @@ def run_check(
     The keyword arguments after ``display`` are those of :class:`Spec`.
     """
     names = list(arg_names) if arg_names is not None else _arg_names(student_fn)
-    judge = _Judge(rtol, atol, keep_dtype, reseed, grad_hint, grad, hint, names)
+    judge = _Judge(
+        rtol,
+        atol,
+        keep_dtype,
+        reseed,
+        grad_hint,
+        grad,
+        hint,
+        names,
+        list(diagnoses),
+        dict(grad_args or {}),
+        t_arg,
+    )
     result = judge(name, student_fn, reference, cases, mistakes or {})
     if display:
         _show(result)
@@ -229,6 +282,9 @@ class _Judge:
     grad: bool | None
     hint: str
     names: list[str]
+    diagnoses: list[Diagnosis]
+    grad_args: dict[str, int]
+    t_arg: int | None
 
     def __call__(
         self,
@@ -256,11 +312,16 @@ class _Judge:
             if c.error is not None:
                 return fail(f"{_calls.describe_error(c.error)} (on test input {i + 1}).")
         refs = [_calls.call(reference, case).unwrap() for case in cases]
+        loose = (max(self.rtol, RTOL), max(self.atol, ATOL))
         for i, (c, ref) in enumerate(zip(calls, refs, strict=False)):
             problem = dg.return_problem(c.value, ref, self.keep_dtype, self.rtol, self.atol)
+            if problem and "NaN" in problem:  # a diagnosis may know where the NaN comes from
+                named = self._diagnose(student_fn, reference, cases, loose)
+                if named:
+                    return fail(named)
             if problem:
-                return fail(f"{problem} (on test input {i + 1}).")
-        loose = (max(self.rtol, RTOL), max(self.atol, ATOL))
+                rows = dg.nonfinite_rows(c.value, ref, cases[i], self.t_arg)
+                return fail(f"{problem} (on test input {i + 1}{rows}).")
         right = all(dg.close(c.value, r, *loose) for c, r in zip(calls, refs, strict=False))
         changed = next(((i, c.changed) for i, c in enumerate(calls) if c.changed is not None), None)
         if changed is not None:
@@ -277,6 +338,9 @@ class _Judge:
             )
             if problem:
                 return fail(problem)
+            problem = dg.input_gradient_problem(student_fn, reference, cases, self.grad_args)
+            if problem:
+                return fail(problem)
             tol = (self.rtol, self.atol)
             tight = all(dg.close(c.value, r, *tol) for c, r in zip(calls, refs, strict=False))
             note = "" if tight else " (within float32 round-off)"
@@ -286,6 +350,20 @@ class _Judge:
             pairs = zip(calls, wrong, strict=False)
             if all(dg.close(c.value, w, self.rtol, self.atol) for c, w in pairs):
                 return fail(f"not quite — {mistake.feedback}", key)
+        if self.reseed is None:
+            again = _calls.call(student_fn, cases[0])
+            if again.error is None and not dg.close(again.value, calls[0].value, *loose):
+                return fail(
+                    "two calls with the same inputs gave different results: your function draws "
+                    "random numbers of its own. Use the noise it is given (the argument), not "
+                    "torch.randn / torch.randn_like."
+                )
+        values = [c.value for c in calls]
+        problem = dg.constant_factor(values, refs, *loose, cases) or self._diagnose(
+            student_fn, reference, cases, loose
+        )
+        if problem:
+            return fail(problem)
         if self.reseed is not None:
             problem = dg.generator_problem(
                 student_fn, cases[0], calls[0].value, self.reseed, *loose
@@ -293,13 +371,43 @@ class _Judge:
             if problem:
                 return fail(problem)
         values = [c.value for c in calls]
-        message = dg.value_problem(values, refs, *loose)
+        message = dg.value_problem(values, refs, *loose, cases=cases, t_arg=self.t_arg)
         return fail(f"{message} {self.hint}" if self.hint else message)
+
+    def _diagnose(
+        self, student_fn: Fn, reference: Fn, cases: Sequence[Case], loose: tuple[float, float]
+    ) -> str | None:
+        for diagnose in self.diagnoses:
+            try:
+                problem = diagnose(student_fn, reference, cases, *loose)
+            except Exception:  # a diagnosis that does not fit this answer says nothing
+                problem = None
+            if problem:
+                return problem
+        return None
 
     def _name(self, index: int | str) -> str:
         if isinstance(index, str):
             return index
         return self.names[index] if index < len(self.names) else f"argument {index + 1}"
+
+
+def with_dtype(cases: Sequence[Case], args: Sequence[int], dtype: torch.dtype) -> list[Case]:
+    """The cases again with their floating tensors at ``args`` cast to ``dtype``.
+
+    A checker that asks for the input's dtype runs float32 and float64 data, so that an answer
+    which lets a float64 schedule value promote float32 data is told so.
+    """
+    out: list[Case] = []
+    for a, k in cases:
+        new = [
+            v.to(dtype)
+            if i in args and isinstance(v, torch.Tensor) and v.is_floating_point()
+            else v
+            for i, v in enumerate(a)
+        ]
+        out.append((tuple(new), dict(k)))
+    return out
 
 
 @contextlib.contextmanager

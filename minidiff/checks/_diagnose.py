@@ -109,9 +109,9 @@ def return_problem(got: Any, want: Any, keep_dtype: bool, rtol: float, atol: flo
             return _shape_message(label, g, w, max(rtol, 1e-4), max(atol, 1e-5))
         if keep_dtype and w.is_floating_point() and g.dtype != w.dtype:
             return (
-                f"{label} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the "
-                "data it was given (convert schedule values with `.to(x.dtype)` before they meet "
-                "the data)"
+                f"{label} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the data it "
+                "was given: a float64 value (a schedule array, a tensor made from a Python float) "
+                "promotes float32 data, so convert it with `.to(x.dtype)` before it meets the data"
             )
         if not bool(torch.isfinite(g.detach()).all()):
             return f"{label} contains NaN or inf"
@@ -188,6 +188,78 @@ def gradient_problem(
     return None
 
 
+def _t_of(case: Case, t_arg: int | None) -> torch.Tensor | None:
+    if t_arg is None or len(case[0]) <= t_arg:
+        return None
+    t = case[0][t_arg]
+    return t if isinstance(t, torch.Tensor) and t.dim() == 1 else None
+
+
+def nonfinite_rows(got: Any, want: Any, case: Case, t_arg: int | None) -> str:
+    """``", rows where t = …"`` for a result with NaN/inf where the reference is finite."""
+    t = _t_of(case, t_arg)
+    for g in as_tuple(got):
+        if not (isinstance(g, torch.Tensor) and g.is_floating_point() and g.dim() >= 1):
+            continue
+        bad = ~torch.isfinite(g.detach()).reshape(g.shape[0], -1).all(1)
+        if not bool(bad.any()) or t is None or t.shape[0] != g.shape[0]:
+            continue
+        ts = sorted(set(t[bad].tolist()))
+        shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in ts[:4])
+        text = f", in the rows where t = {shown}"
+        if ts == [1]:
+            text += (
+                ": at t = 1, 1 − ᾱ_{t−1} = 1 − ᾱ_0 = 0, so a division by it or by a value read at "
+                "t − 1 where t belongs gives NaN"
+            )
+        return text
+    return ""
+
+
+def input_gradient_problem(
+    fn: Callable[..., Any],
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    grad_args: dict[str, int],
+) -> str | None:
+    """Gradients of the result with respect to the inputs ``grad_args`` (name -> position) must
+    match the reference's: a layer of a network passes gradients to everything it uses."""
+    if not grad_args:
+        return None
+    for i, (args, kwargs) in enumerate(cases):
+        grads = []
+        for f in (fn, reference):
+            a = [
+                v.detach().clone().requires_grad_(True)
+                if j in grad_args.values() and isinstance(v, torch.Tensor)
+                else v
+                for j, v in enumerate(args)
+            ]
+            with torch.enable_grad():
+                out = f(*a, **kwargs)
+            if not (isinstance(out, torch.Tensor) and out.requires_grad):
+                return (
+                    "your values are right, but no gradient flows through your result: it was "
+                    "computed under torch.no_grad(), or detached. Inside a network every input "
+                    f"({', '.join(f'`{n}`' for n in grad_args)}) must receive its gradient."
+                )
+            inputs = [a[j] for j in grad_args.values()]
+            w = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
+            gs = torch.autograd.grad((out * w).sum(), inputs, allow_unused=True)
+            grads.append(
+                [torch.zeros_like(x) if g is None else g for g, x in zip(gs, inputs, strict=True)]
+            )
+        for name, g, r in zip(grad_args, grads[0], grads[1], strict=True):
+            if not torch.allclose(g.double(), r.double(), rtol=1e-3, atol=1e-6):
+                none = "no" if not bool(g.abs().any()) else "a wrong"
+                return (
+                    f"your values are right, but {none} gradient reaches `{name}` (on test input "
+                    f"{i + 1}): part of the computation is cut off from autograd (a `.detach()`, "
+                    "`torch.no_grad()`, `.data` or `torch.tensor(...)` on the way?)."
+                )
+    return None
+
+
 # --- wrong values ---------------------------------------------------------------------------------
 
 
@@ -233,7 +305,86 @@ def _same_number(xs: list[float]) -> bool:
     return all(math.isclose(x, xs[0], rel_tol=1e-3, abs_tol=1e-6) for x in xs)
 
 
-def value_problem(values: Sequence[Any], refs: Sequence[Any], rtol: float, atol: float) -> str:
+def _shape_numbers(case: Case) -> dict[str, float]:
+    """Sizes a wrong reduction multiplies a mean by: the batch, the data dimensions, both."""
+    for v in case[0]:
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() >= 2:
+            B, N = v.shape[0], v.numel()
+            return {"B": float(B), "D": float(N // B), "N": float(N)}
+    return {}
+
+
+_REDUCTIONS = {
+    "D": "a sum over the data dimensions where the mean belongs (or the reverse)",
+    "N": "a sum over every element (batch and dimensions) where the mean belongs",
+    "B": "a sum over the batch where the mean belongs",
+}
+
+
+def _scalar_problem(
+    pairs: list[tuple[int, torch.Tensor, torch.Tensor]], cases: Sequence[Case] | None
+) -> str:
+    ratios = [float(g) / float(w) if float(w) != 0 else math.nan for _, g, w in pairs]
+    if all(math.isfinite(r) for r in ratios) and cases is not None:
+        for key, text in _REDUCTIONS.items():
+            sizes = [_shape_numbers(cases[i]).get(key, 0.0) for i, _, _ in pairs]
+            if all(s > 0 for s in sizes):
+                pairs_rs = list(zip(ratios, sizes, strict=True))
+                if all(math.isclose(r, s, rel_tol=1e-3) for r, s in pairs_rs):
+                    return f"your result is {key} × the right one on every test input: {text}."
+                if all(math.isclose(r, 1 / s, rel_tol=1e-3) for r, s in pairs_rs):
+                    return f"your result is 1/{key} × the right one on every test input: {text}."
+    if all(math.isfinite(r) for r in ratios) and _same_number(ratios):
+        names = {2.0: "2", 0.5: "½", 4.0: "4", 0.25: "¼", -1.0: "−1"}
+        found = next(
+            (t for c, t in names.items() if math.isclose(ratios[0], c, rel_tol=1e-3)), None
+        )
+        return (
+            f"your result is {found or f'{ratios[0]:.4g}'} × the right one on every test input: a "
+            "missing or extra constant factor (a ½, a 2, a sign, a square)."
+        )
+    i, g, w = pairs[0]
+    return (
+        f"on test input {i + 1} your result is {float(g):.6g}, expected {float(w):.6g} (no "
+        "constant factor explains the difference on every input)."
+    )
+
+
+def constant_factor(
+    values: Sequence[Any],
+    refs: Sequence[Any],
+    rtol: float,
+    atol: float,
+    cases: Sequence[Case] | None = None,
+) -> str | None:
+    """The message of :func:`value_problem` when the answer is the same multiple ``c ≠ 1`` of the
+    reference on every input (the most telling diagnosis there is), else ``None``."""
+    pairs = [(i, g, w) for i, g, w in _pairs(values, refs) if g.shape == w.shape]
+    if not pairs or len(pairs) != len(_pairs(values, refs)):
+        return None
+    cs = []
+    for _, g, w in pairs:
+        ww = float((w * w).sum())
+        if ww == 0:
+            return None
+        c = float((g * w).sum()) / ww
+        if not (math.isfinite(c) and torch.allclose(g, c * w, rtol=rtol, atol=atol)):
+            return None
+        cs.append(c)
+    if not _same_number(cs) or math.isclose(cs[0], 1.0, rel_tol=1e-4):
+        return None
+    return value_problem(values, refs, rtol, atol, cases=cases)
+
+
+def value_problem(
+    values: Sequence[Any],
+    refs: Sequence[Any],
+    rtol: float,
+    atol: float,
+    *,
+    cases: Sequence[Case] | None = None,
+    t_arg: int | None = None,
+) -> str:
     """Describe a wrong value: a constant factor, a constant offset, a transpose, or where."""
     pairs = [
         (i, g, w)
@@ -242,6 +393,15 @@ def value_problem(values: Sequence[Any], refs: Sequence[Any], rtol: float, atol:
     ]
     if not pairs:  # pragma: no cover - only called when some value differs
         return "the result differs from the reference; re-read the formula and the shapes."
+    if all(g.numel() == 1 and w.numel() == 1 for _, g, w in pairs):
+        return _scalar_problem(pairs, cases)
+    for i, (v, r) in enumerate(zip(values, refs, strict=False)):
+        vs, rs = as_tuple(v), as_tuple(r)
+        if len(rs) > 1 and len(vs) == len(rs) and close(tuple(reversed(vs)), rs, rtol, atol):
+            return (
+                f"your return values are right but in reverse order (on test input {i + 1}): "
+                f"return them in the order the exercise asks for."
+            )
     factors, offsets = [], []
     for _, g, w in pairs:
         ww = float((w * w).sum())
@@ -279,6 +439,12 @@ def value_problem(values: Sequence[Any], refs: Sequence[Any], rtol: float, atol:
             "test input: a constant term is missing or extra."
         )
     i, g, w = pairs[0]
+    if g.dim() >= 1 and g.shape == w.shape and g.shape[0] > 1:
+        if torch.allclose(g, w.flip(0), rtol=rtol, atol=atol):
+            return (
+                f"your values are right but in reverse order along the first axis (on test input "
+                f"{i + 1}): element k belongs to the k-th input, as given."
+            )
     if (
         g.dim() >= 2
         and g.shape[-1] == g.shape[-2]
@@ -291,6 +457,12 @@ def value_problem(values: Sequence[Any], refs: Sequence[Any], rtol: float, atol:
     k = int((g - w).abs().reshape(-1).argmax())
     idx = tuple(int(j) for j in torch.unravel_index(torch.tensor(k), g.shape)) if g.dim() else ()
     where = f" at index {idx}" if idx else ""
+    t = _t_of(cases[i], t_arg) if cases is not None else None
+    if idx and t is not None and t.shape[0] == g.shape[0]:
+        tv = float(t[idx[0]])
+        where += (
+            f", a row with t = {tv:.4g}" if t.is_floating_point() else f", a row with t = {tv:.0f}"
+        )
     return (
         f"the result differs from the reference on test input {i + 1} (largest difference{where}: "
         f"yours {float(g.reshape(-1)[k]):.5g}, expected {float(w.reshape(-1)[k]):.5g}); "

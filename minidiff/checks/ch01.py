@@ -15,7 +15,7 @@ Each reference is computed with ``minidiff`` itself; each :class:`Mistake` is a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -24,7 +24,8 @@ from ..diffusion import q_sample as _q_sample
 from ..diffusion import q_step as _q_step
 from ..losses import gaussian_kl
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._probe import elementwise_candidates, named_result, schedule_candidates
 
 __all__ = [
     "check_alpha_bar_from_betas",
@@ -76,6 +77,38 @@ def _ref_alpha_bar(betas: torch.Tensor) -> torch.Tensor:
     return _schedule_from_betas(betas).alpha_bar
 
 
+def _alpha_bar_forms(case: Case) -> dict[str, torch.Tensor]:
+    b = case[0][0].double()
+    return {
+        "ᾱ_t = ∏_{s≤t} (1 − β_s)": torch.cumprod(1 - b, 0),
+        "1 − β_t = α_t, one step's factor; ᾱ_t is the product of all of them up to t": 1 - b,
+        "∏ √(1 − β_s) = √ᾱ_t; ᾱ_t multiplies the α_s = 1 − β_s themselves, no square root": (
+            torch.cumprod((1 - b).sqrt(), 0)
+        ),
+        "exp(−Σ β_s), which only approximates ∏ (1 − β_s) while the β_s are small; take the "
+        "product itself": torch.exp(-torch.cumsum(b, 0)),
+    }
+
+
+def _alpha_bar_ends(
+    student: Callable[..., Any],
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    _rtol: float,
+    _atol: float,
+) -> str | None:
+    for i, (args, _) in enumerate(cases):
+        out = student(args[0].clone())
+        if isinstance(out, torch.Tensor) and out.shape == args[0].shape:
+            if abs(float(out[0]) - 1.0) > 1e-6:
+                return (
+                    f"your alpha_bar[0] is {float(out[0]):.5g} on test input {i + 1}; index 0 is "
+                    "clean data, ᾱ_0 = 1 (betas[0] = 0), and the product runs from s = 1 up to t: "
+                    "torch.cumprod(1 - betas, 0) in its natural order."
+                )
+    return None
+
+
 _ALPHA_BAR = Spec(
     _cases_alpha_bar,
     _ref_alpha_bar,
@@ -96,6 +129,7 @@ _ALPHA_BAR = Spec(
             "and index 0 (β_0 = 0) gives ᾱ_0 = 1 on its own.",
         ),
     },
+    diagnoses=(named_result(_alpha_bar_forms), _alpha_bar_ends),
 )
 
 
@@ -107,7 +141,18 @@ def _cases_q_sample() -> list[Case]:
     for i, (s, shape) in enumerate(zip(_schedules(), [(6, 2), (5, 1, 3, 3)], strict=True)):
         x0, eps = _xs(shape, 10 + i)
         cases.append(((x0, _ts(s.T, shape[0], 20 + i), s.alpha_bar.clone(), eps), {}))
-    return cases
+    return cases + with_dtype(cases, (0, 3), torch.float64)[:1]
+
+
+def _candidates(
+    schedule_arg: int, from_betas: bool = False
+) -> Callable[[Case], dict[str, torch.Tensor]]:
+    def build(case: Case) -> dict[str, torch.Tensor]:
+        arr, t = case[0][schedule_arg].double(), case[0][1]
+        ab = torch.cumprod(1 - arr, 0) if from_betas else arr
+        return schedule_candidates(ab, t)
+
+    return build
 
 
 def _ref_q_sample(
@@ -156,6 +201,8 @@ _Q_SAMPLE = Spec(
         ),
     },
     keep_dtype=True,
+    terms=Terms({"x0": 0, "the noise": 3}, _candidates(2), t_arg=1),
+    t_arg=1,
 )
 
 
@@ -167,7 +214,7 @@ def _cases_q_step() -> list[Case]:
     for i, (s, shape) in enumerate(zip(_schedules(), [(7, 2), (4, 2, 2, 3)], strict=True)):
         x, eps = _xs(shape, 30 + i)
         cases.append(((x, _ts(s.T, shape[0], 40 + i), s.betas.clone(), eps), {}))
-    return cases
+    return cases + with_dtype(cases, (0, 3), torch.float64)[:1]
 
 
 def _ref_q_step(
@@ -222,6 +269,8 @@ _Q_STEP = Spec(
         ),
     },
     keep_dtype=True,
+    terms=Terms({"x_prev": 0, "the noise": 3}, _candidates(2, from_betas=True), t_arg=1),
+    t_arg=1,
 )
 
 
@@ -231,7 +280,7 @@ _Q_STEP = Spec(
 def _cases_snr() -> list[Case]:
     cases: list[Case] = [((s.alpha_bar[1:].clone(),), {}) for s in _schedules()]
     cases.append(((torch.tensor([[0.9, 0.5], [0.1, 0.01]], dtype=torch.float64),), {}))
-    return cases
+    return cases + with_dtype(cases, (0,), torch.float32)[:1]
 
 
 def _ref_snr(alpha_bar: torch.Tensor) -> torch.Tensor:
@@ -250,6 +299,8 @@ _SNR = Spec(
             "SNR is a ratio of variances, ᾱ / (1 - ᾱ), not of standard deviations √ᾱ / √(1-ᾱ).",
         ),
     },
+    keep_dtype=True,
+    diagnoses=(named_result(lambda case: elementwise_candidates(case[0][0], "ᾱ")),),
 )
 
 
@@ -258,7 +309,7 @@ def _cases_prior_kl() -> list[Case]:
     for i, ab_T in enumerate([0.3, 0.05, float(linear_schedule(1000).alpha_bar[-1])]):
         g = torch.Generator().manual_seed(50 + i)
         cases.append(((2.0 * torch.randn(5, 3, generator=g, dtype=torch.float64), ab_T), {}))
-    return cases
+    return cases + with_dtype(cases, (0,), torch.float32)[:1]
 
 
 def _ref_prior_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
@@ -285,6 +336,68 @@ def _reversed_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
     return (0.5 * (torch.log(v) + (1 + m**2) / v - 1)).sum(dim=tuple(range(1, x0.dim())))
 
 
+def _prior_kl_parts(
+    student: Callable[..., Any],
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    _rtol: float,
+    _atol: float,
+) -> str | None:
+    """Probe with x0 = 0 (the variance part alone), then the part that grows with ||x0||²."""
+    for i, ((x0, ab), _kw) in enumerate(cases):
+        s0, r0 = student(torch.zeros_like(x0), ab), reference(torch.zeros_like(x0), ab)
+        s1, r1 = student(x0.clone(), ab), reference(x0.clone(), ab)
+        if not all(isinstance(v, torch.Tensor) and v.shape == r1.shape for v in (s0, s1)):
+            return None
+        d = x0[0].numel()
+        ratio = s1.double() / r1.double()
+        if torch.allclose(ratio, torch.full_like(ratio, 1 / d), rtol=1e-4):
+            return (
+                "your KL is 1/D × the right one: you averaged over the data dimensions. The "
+                "coordinates are independent, so their KLs add up: sum over dim 1."
+            )
+        diff = (s1 - r1).double()
+        if torch.allclose(diff, diff[:1].expand_as(diff), rtol=1e-4) and abs(float(diff[0])) > 1e-6:
+            if abs(float(diff[0]) - 0.5 * d * torch.log(torch.tensor(1 - ab)).item()) < 1e-6:
+                return (
+                    "the −log σ² term is missing: KL(N(μ, σ²) || N(0, 1)) = ½ (σ² + μ² − 1 − "
+                    "log σ²), with σ² = 1 − ᾱ_T."
+                )
+            return (
+                f"your KL is off by the same constant, {float(diff[0]):+.4g} per sample (that is "
+                f"{float(diff[0]) / d:+.4g} per dimension): check the constant −1 inside "
+                "½ (σ² + μ² − 1 − log σ²), its sign and its ½."
+            )
+        var = 1 - ab
+        if not torch.allclose(s0.double(), r0.double(), rtol=1e-4, atol=1e-6):
+            got, want = float(s0[0]), float(r0[0])
+            hint = ""
+            if abs(got - d * 0.5 * (var - 1)) < 1e-6 * (1 + abs(got)):
+                hint = " The −log σ² term is missing."
+            return (
+                f"with x0 = 0 (only the variance part, ½ Σ (σ² − 1 − log σ²) with σ² = 1 − ᾱ_T) "
+                f"your KL is {got:.6g} per sample on test input {i + 1}, expected {want:.6g}.{hint}"
+            )
+        n2 = (x0.double() ** 2).sum(1)
+        c_s = (s1 - s0).double() / n2
+        c_r = (r1 - r0).double() / n2
+        if not torch.allclose(c_s, c_r, rtol=1e-4):
+            k = float(c_s.mean())
+            names = {
+                "½ ᾱ_T": 0.5 * ab,
+                "½ √ᾱ_T": 0.5 * ab**0.5,
+                "½ (1 − ᾱ_T)": 0.5 * var,
+                "ᾱ_T": ab,
+            }
+            name = next((n for n, v in names.items() if abs(k - v) < 1e-4 * (1 + abs(v))), None)
+            found = f"{name} ||x0||²" if name else f"{k:.5g} ||x0||²"
+            return (
+                f"the part that grows with x0 is {found}; the mean of q(x_T|x0) is √ᾱ_T x0, so it "
+                "should be ½ ᾱ_T ||x0||² (the variance part, with x0 = 0, is right)."
+            )
+    return None
+
+
 _PRIOR_KL = Spec(
     _cases_prior_kl,
     _ref_prior_kl,
@@ -306,6 +419,8 @@ _PRIOR_KL = Spec(
             "that is KL(N(0,I) || q(x_T|x0)); L_T = KL(q(x_T|x0) || N(0,I)) — KL is not symmetric.",
         ),
     },
+    keep_dtype=True,
+    diagnoses=(_prior_kl_parts,),
 )
 
 

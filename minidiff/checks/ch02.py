@@ -24,7 +24,8 @@ import torch
 
 from ..diffusion import p_mean_var, q_posterior_mean_var
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._probe import named_result, schedule_candidates
 
 __all__ = ["check_posterior_mean_var", "check_mu_tilde_from_eps", "SPECS"]
 
@@ -48,7 +49,47 @@ def _cases(seed: int) -> list[Case]:
         out.append(
             ((a, _ts(s.T, shape[0], seed + 10 + i), b, s.betas.clone(), s.alpha_bar.clone()), {})
         )
-    return out
+    return out + with_dtype(out, (0, 2), torch.float64)[:1]
+
+
+def _posterior_candidates(t_pos: int) -> Callable[[Case], dict[str, torch.Tensor]]:
+    """Schedule quantities at t, and the coefficients of the posterior and their near misses."""
+
+    def build(case: Case) -> dict[str, torch.Tensor]:
+        args = case[0]
+        t, ab = args[t_pos], args[4].double()
+        a_t, a_p = ab[t], ab[t - 1]
+        beta = 1 - a_t / a_p
+        extra = {
+            "√ᾱ_{t−1} β_t / (1 − ᾱ_t)": a_p.sqrt() * beta / (1 - a_t),
+            "√α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)": (1 - beta).sqrt() * (1 - a_p) / (1 - a_t),
+            "√ᾱ_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)": a_t.sqrt() * (1 - a_p) / (1 - a_t),
+            "√ᾱ_{t−1} / (1 − ᾱ_t) (β_t is missing)": a_p.sqrt() / (1 - a_t),
+            "−β_t / (√α_t √(1 − ᾱ_t))": -beta / ((1 - beta).sqrt() * (1 - a_t).sqrt()),
+            "−(1 − ᾱ_t) / (√α_t √(1 − ᾱ_t))": -(1 - a_t).sqrt() / (1 - beta).sqrt(),
+            "−√β_t / (√α_t √(1 − ᾱ_t))": -beta.sqrt() / ((1 - beta).sqrt() * (1 - a_t).sqrt()),
+            "√α_t": (1 - beta).sqrt(),
+            "−β_t √α_t / √(1 − ᾱ_t)": -beta * (1 - beta).sqrt() / (1 - a_t).sqrt(),
+            "−√(1 − ᾱ_t) / √ᾱ_t (that is x̂_0, not μ̃)": -(1 - a_t).sqrt() / a_t.sqrt(),
+        }
+        return schedule_candidates(ab, t, extra)
+
+    return build
+
+
+def _variance_forms(case: Case) -> dict[str, torch.Tensor]:
+    args = case[0]
+    t, ab = args[2], args[4].double()
+    a_t, a_p = ab[t], ab[t - 1]
+    beta = 1 - a_t / a_p
+    return {
+        "β̃_t = (1 − ᾱ_{t−1}) / (1 − ᾱ_t) β_t": (1 - a_p) / (1 - a_t) * beta,
+        "(1 − ᾱ_t) / (1 − ᾱ_{t−1}) β_t, the ratio upside down": (1 - a_t)
+        / (1 - a_p).clamp(min=1e-300)
+        * beta,
+        "(1 − ᾱ_{t−1}) / (1 − ᾱ_t) (β_t is missing)": (1 - a_p) / (1 - a_t),
+        "1 − ᾱ_{t−1}, the variance of q(x_{t−1}|x_0)": 1 - a_p,
+    }
 
 
 def _sched(betas: torch.Tensor) -> NoiseSchedule:
@@ -138,6 +179,9 @@ _POSTERIOR = Spec(
         ),
     },
     keep_dtype=True,
+    terms=Terms({"x0": 0, "x_t": 1}, _posterior_candidates(2), t_arg=2, output=0),
+    diagnoses=(named_result(_variance_forms, "your variance", output=1),),
+    t_arg=2,
 )
 
 
@@ -193,6 +237,8 @@ _MU_EPS = Spec(
         ),
     },
     keep_dtype=True,
+    terms=Terms({"x_t": 0, "eps": 2}, _posterior_candidates(1), t_arg=1),
+    t_arg=1,
 )
 
 SPECS: dict[str, Spec] = {"posterior_mean_var": _POSTERIOR, "mu_tilde_from_eps": _MU_EPS}

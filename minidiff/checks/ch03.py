@@ -19,7 +19,7 @@ has a checker mistake for the other choice. ``t`` is a long tensor ``(B,)`` (``2
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -29,7 +29,9 @@ from ..diffusion import p_mean_var, q_posterior_mean_var, q_sample
 from ..losses import gaussian_kl as _kl
 from ..losses import simple_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, check_spec, with_dtype
+from ._probe import schedule_candidates
+from ._spy import Spy, eps_loss_calls
 
 __all__ = ["check_gaussian_kl", "check_vlb_term", "check_l_simple", "SPECS", "ToyEps"]
 
@@ -47,6 +49,11 @@ class ToyEps(nn.Module):
         self.b = nn.Parameter(torch.tensor(0.3))
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point():
+            raise TypeError(
+                "eps_model(x_t, t) takes t as the integer timesteps, a long tensor (B,), like "
+                f"the course's networks; it got {t.dtype}"
+            )
         s = (t.to(x_t.dtype) / self.T).reshape(-1, *([1] * (x_t.dim() - 1)))
         return self.a.to(x_t.dtype) * torch.tanh(x_t) * s + self.b.to(x_t.dtype) * torch.sin(
             2 * x_t
@@ -72,11 +79,78 @@ def _cases_kl() -> list[Case]:
         v1 = torch.rand(vshape, generator=g) * 1.5 + 0.2
         v2 = torch.rand(vshape, generator=g) * 1.5 + 0.2
         out.append(((m1, v1, m2, v2), {}))
-    return out
+    return out + with_dtype(out, (0, 1, 2, 3), torch.float64)[:1]
 
 
 def _ref_kl(m1, v1, m2, v2):
     return _kl(m1, v1, m2, v2)
+
+
+def _kl_parts(
+    student: Callable[..., Any],
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    _rtol: float,
+    _atol: float,
+) -> str | None:
+    """Probe the variance part alone (equal means), then the part that grows with (m1 − m2)²."""
+    for i, ((m1, v1, m2, v2), _kw) in enumerate(cases):
+        shape = torch.broadcast_shapes(m1.shape, v1.shape)
+        m1, v1, m2, v2 = (a.double().expand(shape) for a in (m1, v1, m2, v2))
+        s_v, r_v = student(m2, v1, m2, v2), reference(m2, v1, m2, v2)
+        if not isinstance(s_v, torch.Tensor) or s_v.shape != r_v.shape:
+            return None
+        if not torch.allclose(s_v.double(), r_v.double(), rtol=1e-4, atol=1e-6):
+            forms = {
+                "½ [log(var1/var2) + var1/var2 − 1]: the log is upside down, it is "
+                "log(var2/var1)": 0.5 * (torch.log(v1 / v2) + v1 / v2 - 1),
+                "½ [log(var2/var1) − 1]: var1 is missing from (var1 + (m1 − m2)²)/var2": 0.5
+                * (torch.log(v2 / v1) - 1),
+                "½ log(var2/var1): you divided (var1 + (m1 − m2)²) by var1, where var2 belongs": 0.5
+                * torch.log(v2 / v1),
+                "the KL of N(m1, var1²) and N(m2, var2²): the arguments are variances, not "
+                "standard deviations, so do not square them": 0.5
+                * (torch.log(v2**2 / v1**2) + v1**2 / v2**2 - 1),
+            }
+            found = next(
+                (n for n, f in forms.items() if torch.allclose(s_v.double(), f, rtol=1e-4)), None
+            )
+            if found:
+                return f"with equal means (the variance part alone) your KL is {found}."
+            return (
+                f"with equal means your KL should be ½ [log(var2/var1) + var1/var2 − 1] "
+                f"(= {float(r_v.reshape(-1)[0]):.5g} for the first element of test input "
+                f"{i + 1}), but it is {float(s_v.reshape(-1)[0]):.5g}: the variance part is wrong."
+            )
+        s_m, r_m = student(m1, v1, m2, v2), reference(m1, v1, m2, v2)
+        d = (m1 - m2) ** 2
+        keep = d > 1e-3
+        c_s = ((s_m.double() - s_v.double()) / d)[keep]
+        c_r = ((r_m.double() - r_v.double()) / d)[keep]
+        if torch.allclose(c_s, c_r, rtol=1e-4):
+            continue
+        coefs = {
+            "1/(2 var1): divide (m1 − m2)² by var2, the variance of the second Gaussian": (
+                0.5 / v1
+            )[keep],
+            "1/var2: the ½ in front of the bracket is missing for the mean term": (1 / v2)[keep],
+        }
+        found = next((n for n, c in coefs.items() if torch.allclose(c_s, c, rtol=1e-4)), None)
+        if found:
+            return (
+                f"the term in (m1 − m2)² has the coefficient {found} (the variance part is right)."
+            )
+        lin = ((s_m.double() - s_v.double()) / d.sqrt())[keep]
+        if torch.allclose(lin, (0.5 / v2)[keep], rtol=1e-4):
+            return (
+                "the mean term grows like |m1 − m2|, not (m1 − m2)²: square the difference of "
+                "the means (the variance part is right)."
+            )
+        return (
+            "the variance part is right (equal means give the right KL), but the term in "
+            "(m1 − m2)² is not: it should be (m1 − m2)²/(2 var2)."
+        )
+    return None
 
 
 _KL = Spec(
@@ -106,6 +180,8 @@ _KL = Spec(
             "you forgot the -1 inside the bracket (KL must be 0 when the two Gaussians are equal).",
         ),
     },
+    keep_dtype=True,
+    diagnoses=(_kl_parts,),
 )
 
 
@@ -153,6 +229,39 @@ def _mean_dims(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).mean(1)
 
 
+def _candidates(ab_arg: int, t_arg: int = 2) -> Callable[[Case], dict[str, torch.Tensor]]:
+    return lambda case: schedule_candidates(case[0][ab_arg], case[0][t_arg])
+
+
+def _vlb_from_eps(variant: str) -> Callable[[Spy, Case], torch.Tensor]:
+    """L_{t-1} recomputed from the answer's own ε_θ, with one piece of the formula changed."""
+
+    def fn(spy: Spy, case: Case) -> torch.Tensor:
+        _, x0, t, betas, alpha_bar, noise = case[0]
+        s = _sched(betas)
+        x_t = q_sample(x0, t, s, noise=noise)
+        mq, vq = q_posterior_mean_var(x0, x_t, t, s)
+        eps = spy.outputs[0]
+        mp, vp = p_mean_var(lambda x, tt: eps, x_t, t, s, "beta")
+        if variant == "slip3":
+            ab = alpha_bar[t].to(x0.dtype).reshape(-1, *[1] * (x0.dim() - 1))
+            mp = mp * (1 - betas[t].to(x0.dtype)).reshape(ab.shape).sqrt() / ab.sqrt()
+        if variant == "q_beta":
+            vq = vp
+        return _sum_dims(_kl(mq, vq.expand_as(x0), mp, vp.expand_as(x0)))
+
+    return fn
+
+
+_VLB_USES = {
+    "the mean of p_θ divides by √ᾱ_t; it is (x_t − β_t/√(1 − ᾱ_t) ε_θ)/√α_t, one step's α_t "
+    "(a slip the lecture decks make too: see the table of slips in the course tour).": (
+        _vlb_from_eps("slip3")
+    ),
+    "you gave q(x_{t−1}|x_t, x_0) the variance β_t; the posterior's variance is "
+    "β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t (β_t is the model's σ_t² here).": _vlb_from_eps("q_beta"),
+}
+
 _VLB = Spec(
     _cases_vlb,
     _vlb(),
@@ -182,6 +291,9 @@ _VLB = Spec(
         ),
     },
     grad=True,  # a term of the bound, trained like a loss: it keeps its gradient per sample
+    calls=eps_loss_calls(_candidates(4), ab_arg=4, noise_arg=5, uses=_VLB_USES),
+    keep_dtype=True,
+    t_arg=2,
 )
 
 
@@ -233,6 +345,8 @@ _SIMPLE = Spec(
             "not x_0.",
         ),
     },
+    calls=eps_loss_calls(_candidates(3)),
+    keep_dtype=True,
 )
 
 SPECS: dict[str, Spec] = {"gaussian_kl": _KL, "vlb_term": _VLB, "l_simple": _SIMPLE}

@@ -24,7 +24,7 @@ procedures; ``SPECS[name].mistakes`` holds them in the student's own signature a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -33,7 +33,19 @@ from torch import nn
 from ..losses import simple_loss
 from ..samplers.ddpm import ddpm_sample, ddpm_step
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec, returned_number, returned_tensor
+from ._calls import ReturnError
+from ._core import (
+    Case,
+    CheckResult,
+    Mistake,
+    Spec,
+    Terms,
+    check_spec,
+    returned_number,
+    returned_tensor,
+)
+from ._probe import schedule_candidates
+from ._spy import Spy, draw_problem, eps_loss_calls, t_range_problem
 
 __all__ = [
     "check_ddpm_training_loss",
@@ -90,6 +102,18 @@ class TinyEps(nn.Module):
                 p.copy_(0.7 * torch.randn(p.shape, generator=g))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x.shape[0]:
+            what = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(
+                f"eps_model(x, t) needs t as a (B,) tensor with B = {x.shape[0]}, one timestep "
+                f"per sample; it got {what}"
+            )
+        if t.is_floating_point():
+            scaled = " (t / T? pass t itself: the model scales it)" if bool((t <= 1).all()) else ""
+            raise TypeError(
+                "eps_model(x_t, t) takes t as the integer timesteps, a long tensor (B,), like "
+                f"the course's networks; it got {t.dtype}{scaled}"
+            )
         h = torch.cat([x, (t.to(x.dtype) / self.T)[:, None]], dim=1)
         return self.net(h)
 
@@ -173,6 +197,8 @@ _LOSS = Spec(
             "(batch and dimensions): .mean().",
         ),
     },
+    calls=eps_loss_calls(lambda case: schedule_candidates(case[0][3], case[0][2])),
+    keep_dtype=True,
 )
 
 
@@ -183,25 +209,103 @@ _LR = 0.05
 
 def _train_harness(fn: Fn) -> Fn:
     """Run ``fn(model, optimizer, x0, alpha_bar, generator)`` twice on a fresh model; return
-    ``(loss_1, loss_2, parameters after step 2)``."""
+    ``(loss_1, loss_2, parameters after step 2)``. ``record`` (a list) receives the model's
+    :class:`Spy` and the parameters after each step, for the diagnoses."""
 
     def run(
-        T: int, seed: int, gen_seed: int | None = None
+        T: int, seed: int, gen_seed: int | None = None, record: list[Any] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sched = linear_schedule(T, 0.01, 0.2)
-        model = TinyEps(T, seed=seed)
+        model: nn.Module = TinyEps(T, seed=seed)
         opt = torch.optim.SGD(model.parameters(), lr=_LR)
+        if record is not None:
+            model = Spy(model)
+            record.append(model)
         data_gen = torch.Generator().manual_seed(100 + seed)
         gen = torch.Generator().manual_seed(200 + seed if gen_seed is None else gen_seed)
         losses = []
         for _ in range(2):
             x0 = torch.randn(16, 2, generator=data_gen)
-            out = returned_number(fn(model, opt, x0, sched.alpha_bar.clone(), gen))
+            value = fn(model, opt, x0, sched.alpha_bar.clone(), gen)
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                raise ReturnError(
+                    "returned the loss tensor with its graph; return it as a Python float, "
+                    "`loss.item()` (a tensor keeps the whole graph of the step alive, and a list "
+                    "of them fills the memory over a long run)"
+                )
+            out = returned_number(value)
             losses.append(torch.tensor(out, dtype=torch.float64))
+            if record is not None:
+                record.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
         params = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
         return losses[0], losses[1], params
 
     return run
+
+
+def _train_diagnosis(
+    student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
+) -> str | None:
+    """The draws of the first step (t, then the noise) against the replayed generator, then the
+    weights after the first step against one SGD step."""
+    for (T, seed), _ in cases:
+        rec: list[Any] = []
+        again: list[Any] = []
+        other: list[Any] = []
+        ref: list[Any] = []
+        got = student(T, seed, record=rec)
+        student(T, seed, record=again)
+        student(T, seed, 999, record=other)
+        reference(T, seed, record=ref)
+        spy, spy2, spy_r = rec[0], again[0], ref[0]
+        if not spy.calls:
+            return "your step never calls the model: the loss compares its output with the noise."
+        x, t = spy.calls[0][0], spy.calls[0][1]
+        x_r, t_r = spy_r.calls[0][0], spy_r.calls[0][1]
+        if not t.is_floating_point() and t.shape == t_r.shape:
+            problem = t_range_problem(t, T) or draw_problem(
+                "timesteps t",
+                t,
+                spy2.calls[0][1],
+                t_r,
+                "torch.randint(1, T + 1, (B,), generator=generator), drawn first",
+                other[0].calls[0][1] if other[0].calls else None,
+            )
+            if problem:
+                return problem + "."
+        if torch.equal(t, t_r) and x.shape == x_r.shape:
+            ab = linear_schedule(T, 0.01, 0.2).alpha_bar.to(x.dtype)[t][:, None]
+            x0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(100 + seed))
+            noise, noise_r = ((v - ab.sqrt() * x0) / (1 - ab).sqrt() for v in (x, x_r))
+            noise2 = (spy2.calls[0][0] - ab.sqrt() * x0) / (1 - ab).sqrt()
+            problem = draw_problem(
+                "noise",
+                noise,
+                noise2,
+                noise_r,
+                "torch.randn(x0.shape, generator=generator), drawn after t; torch.randn_like "
+                "takes no generator",
+            )
+            if problem:
+                return problem + "."
+        if torch.allclose(got[0], ref_loss := reference(T, seed)[0], rtol=rtol, atol=atol):
+            start = TinyEps(T, seed=seed)
+            p0 = torch.cat([p.detach().reshape(-1) for p in start.parameters()])
+            moved, moved_r = rec[1] - p0, ref[1] - p0
+            if not torch.allclose(moved, moved_r, rtol=1e-4, atol=1e-7):
+                ratio = float((moved * moved_r).sum() / (moved_r * moved_r).sum())
+                if abs(ratio) < 1e-6:
+                    what = "did not move"
+                elif abs(ratio - 2) < 1e-2:
+                    what = "moved twice as far as one optimizer step (two optimizer.step() calls?)"
+                else:
+                    what = f"moved {ratio:.3g} × as far as one optimizer step"
+                return (
+                    f"your first loss is right ({float(ref_loss):.5g}), but after it the weights "
+                    f"{what}. One step is optimizer.zero_grad(), loss.backward(), "
+                    "optimizer.step(), each once, in this order."
+                )
+    return None
 
 
 def _draw(
@@ -349,6 +453,7 @@ _TRAIN = Spec(
     },
     wrap=_train_harness,
     reseed=_reseed,
+    diagnoses=(_train_diagnosis,),
     hint="If your formula is right, check the random numbers: the checker replays them, so draw "
     "t first with torch.randint(1, T + 1, (B,), generator=generator), then the noise with "
     "torch.randn(x0.shape, generator=generator).",
@@ -364,11 +469,14 @@ def _cases_step() -> list[Case]:
         for variance in ("beta", "beta_tilde"):
             g = torch.Generator().manual_seed(60 + i)
             x_t, eps, z = (torch.randn(8, 2, generator=g) for _ in range(3))
+            t = _ts(s.T, 8, 70 + i)
+            if i == 1:  # a batch that starts with t > 1: "if t[0] > 1" must not look right
+                t = t.roll(2)
             cases.append(
                 (
                     (
                         x_t,
-                        _ts(s.T, 8, 70 + i),
+                        t,
                         eps,
                         s.betas.clone(),
                         s.alpha_bar.clone(),
@@ -443,6 +551,53 @@ def _step_variant(
     return step
 
 
+def _step_candidates(case: Case) -> dict[str, torch.Tensor]:
+    x_t, t, _, betas, alpha_bar, variance, _ = case[0]
+    ab = alpha_bar.double()
+    a_t, a_p = ab[t], ab[t - 1]
+    beta = 1 - a_t / a_p
+    tilde = (1 - a_p) / (1 - a_t) * beta
+    on = (t > 1).double()
+    sd = beta.sqrt() if variance == "beta" else tilde.sqrt()
+    extra = {
+        "σ_t = √β_t where t > 1, 0 at t = 1": beta.sqrt() * on,
+        "σ_t = √β̃_t where t > 1, 0 at t = 1": tilde.sqrt() * on,
+        f"σ_t² ({'β_t' if variance == 'beta' else 'β̃_t'}), the variance (the noise is scaled "
+        "by the standard deviation σ_t)": sd**2 * on,
+        "σ_t also at t = 1": sd,
+        "−β_t / (√α_t √(1 − ᾱ_t))": -beta / ((1 - beta).sqrt() * (1 - a_t).sqrt()),
+        "−β_t / (√ᾱ_t √(1 − ᾱ_t))": -beta / (a_t.sqrt() * (1 - a_t).sqrt()),
+        "−(1 − α_t) / (√α_t √(1 − α_t)) (the decks' Algorithm 2 has √(1 − α_t) where √(1 − ᾱ_t) "
+        "belongs: see the table of slips in the course tour)": -beta.sqrt() / (1 - beta).sqrt(),
+        "−β_t / (√α_t (1 − ᾱ_t))": -beta / ((1 - beta).sqrt() * (1 - a_t)),
+    }
+    return schedule_candidates(ab, t, extra)
+
+
+def _noise_per_batch(
+    student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
+) -> str | None:
+    """Noise switched on or off for the whole batch by one sample's t (``if t[0] > 1``)."""
+    seen = False
+    for args, kw in cases:
+        z0 = (*args[:6], torch.zeros_like(args[6]))
+        d = student(*args, **kw) - student(*z0, **kw)
+        t = args[1]
+        on = (d.abs().reshape(d.shape[0], -1).amax(1) > 0)[t > 1]
+        if not (bool(on.all()) or bool((~on).all())):  # decided per sample
+            return None
+        if bool(on.all()) != bool(t[0] > 1):
+            return None
+        seen = seen or bool(t[0] == 1)
+    if not seen:
+        return None
+    return (
+        "whether your step adds noise depends on the first sample's t (like `if t[0] > 1:`), "
+        "not on each sample's own t: multiply σ_t z by the mask (t > 1) per sample, so that only "
+        "the samples at t = 1 get none."
+    )
+
+
 _STEP = Spec(
     _cases_step,
     _finite(_ref_step),
@@ -480,6 +635,9 @@ _STEP = Spec(
     },
     wrap=_finite,
     keep_dtype=True,
+    terms=Terms({"x_t": 0, "eps": 2, "z": 6}, _step_candidates, t_arg=1),
+    diagnoses=(_noise_per_batch,),
+    t_arg=1,
 )
 
 
@@ -487,16 +645,103 @@ _STEP = Spec(
 
 
 def _sample_harness(fn: Fn) -> Fn:
-    def run(T: int, variance: str, seed: int, gen_seed: int | None = None) -> torch.Tensor:
+    """Run ``fn`` under ``torch.no_grad()``, as a sampler is run, on a fresh model and generator.
+
+    ``record`` (a list) receives the model's :class:`Spy`, for the diagnoses."""
+
+    def run(
+        T: int,
+        variance: str,
+        seed: int,
+        gen_seed: int | None = None,
+        record: list[Any] | None = None,
+    ) -> torch.Tensor:
         sched = linear_schedule(T, 0.01, 0.2)
-        model = TinyEps(T, seed=seed).requires_grad_(False)
+        model: nn.Module = TinyEps(T, seed=seed).requires_grad_(False)
+        if record is not None:
+            model = Spy(model)
+            record.append(model)
         g = torch.Generator().manual_seed(300 + seed if gen_seed is None else gen_seed)
         with torch.no_grad():
             out = fn(model, sched.betas.clone(), sched.alpha_bar.clone(), (9, 2), variance, g)
         out = returned_tensor(out, "the samples x_0, a tensor of the given shape")
-        return torch.nan_to_num(out.detach().double(), nan=1e6, posinf=1e6, neginf=-1e6)
+        return torch.nan_to_num(out.detach(), nan=1e6, posinf=1e6, neginf=-1e6)
 
     return run
+
+
+def _sample_diagnosis(
+    student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
+) -> str | None:
+    """The loop's timesteps, x_T and each step's z (recovered from consecutive model inputs)
+    against the replayed generator."""
+    for (T, variance, seed), _ in cases:
+        rec: list[Any] = []
+        again: list[Any] = []
+        student(T, variance, seed, record=rec)
+        student(T, variance, seed, record=again)
+        calls = rec[0].calls
+        if not calls:
+            return "your loop never calls the model: each step needs ε_θ(x_t, t)."
+        ts = [int(c[1][0]) for c in calls]
+        if ts != list(range(T, 0, -1)):
+            shown = f"{ts[:3]}…{ts[-2:]}" if len(ts) > 5 else f"{ts}"
+            return (
+                f"your loop calls the model at t = {shown} ({len(ts)} calls); Algorithm 2 runs "
+                f"t = T, T − 1, …, 1, that is {T} calls: range(T, 0, -1)."
+            )
+        g = torch.Generator().manual_seed(300 + seed)
+        x_T = torch.randn(9, 2, generator=g)
+        zs_want = [torch.randn(9, 2, generator=g) for _ in range(T)]
+        x0 = calls[0][0]
+        if not bool(x0.abs().any()):
+            return (
+                "your x_T is all zeros: Algorithm 2 starts from pure noise, "
+                "x_T = torch.randn(shape, generator=generator)."
+            )
+        if torch.allclose(x0, zs_want[0]) and not torch.allclose(x0, x_T):
+            return (
+                "your draws come in another order than the checker replays: draw x_T first, "
+                "then one z per step."
+            )
+        problem = draw_problem(
+            "x_T", x0, again[0].calls[0][0], x_T, "torch.randn(shape, generator=generator)"
+        )
+        if problem:
+            return problem + "."
+        sched = linear_schedule(T, 0.01, 0.2)
+        zs = {v: [] for v in ("beta", "beta_tilde")}  # type: dict[str, list[torch.Tensor]]
+        for (x_t, t), (x_prev, _), eps in zip(calls, calls[1:], rec[0].outputs, strict=False):
+            for v in zs:
+                mean = ddpm_step(
+                    x_t.double(),
+                    t,
+                    eps.double(),
+                    sched,
+                    variance=v,
+                    noise=torch.zeros_like(eps.double()),
+                )
+                var = sched.betas if v == "beta" else sched.posterior_variance
+                zs[v].append((x_prev.double() - mean) / var[int(t[0])].sqrt())
+        got = zs[variance]
+        if len(got) > 1 and all(torch.allclose(a, got[0], atol=1e-4) for a in got[1:]):
+            return "you add the same z at every step: draw a fresh z at each step."
+        want = [z.double() for z in zs_want[: len(got)]]
+        if all(torch.allclose(a, b, atol=1e-3) for a, b in zip(got, want, strict=True)):
+            continue
+        other = zs["beta_tilde" if variance == "beta" else "beta"]
+        if all(torch.allclose(a, b, atol=1e-3) for a, b in zip(other, want, strict=True)):
+            used = "β̃_t" if variance == "beta" else "β_t"
+            return (
+                f"with variance={variance!r} your steps use σ_t² = {used}: pass the `variance` "
+                "you were given on to each step."
+            )
+        return (
+            "your x_T is right, but the noise of your steps differs from the checker's replay: "
+            "draw one z = torch.randn(shape, generator=generator) per step, after x_T, also at "
+            "t = 1 (where it is multiplied by 0)."
+        )
+    return None
 
 
 def _ref_sample_impl(
@@ -552,6 +797,8 @@ _SAMPLE = Spec(
     },
     wrap=_sample_harness,
     reseed=lambda case, k: ((*case[0][:3], 2000 + k), case[1]),
+    keep_dtype=True,
+    diagnoses=(_sample_diagnosis,),
     hint="If your steps are right, check the random numbers: the checker replays them, so draw "
     "x_T = torch.randn(shape, generator=generator) first, then one z of the same shape at every "
     "step, also at t = 1.",

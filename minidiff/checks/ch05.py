@@ -20,7 +20,8 @@ import torch
 
 from ..samplers.langevin import annealed_step_sizes as _annealed_step_sizes
 from ..samplers.langevin import langevin_step as _langevin_step
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._probe import scalar_candidates
 
 __all__ = ["check_langevin_step", "check_annealed_step_sizes", "SPECS"]
 
@@ -35,7 +36,12 @@ def _cases_step() -> list[Case]:
         g = torch.Generator().manual_seed(50 + i)
         x, score, z = (torch.randn(shape, generator=g) for _ in range(3))
         cases.append(((x, score, eps, z), {}))
-    return cases
+    return cases + with_dtype(cases, (0, 1, 3), torch.float64)[:1]
+
+
+def _step_candidates(case: Case) -> dict[str, torch.Tensor]:
+    x, _, eps, _ = case[0]
+    return scalar_candidates(eps, "ε", x.shape[0])
 
 
 def _step(half: float, noise_fn: Callable[[float], float], sign: float = 1.0) -> Callable[..., Any]:
@@ -78,6 +84,7 @@ _STEP = Spec(
         ),
     },
     keep_dtype=True,
+    terms=Terms({"x": 0, "the score": 1, "the noise": 3}, _step_candidates),
 )
 
 

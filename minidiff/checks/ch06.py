@@ -24,7 +24,9 @@ from ..diffusion import score_from_eps as _score_from_eps
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ..score import dsm_loss as _dsm_loss
 from ..score import ism_loss as _ism_loss
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._probe import schedule_candidates, sigma_candidates
+from ._spy import ModelCalls, Spy
 
 __all__ = [
     "check_dsm_target",
@@ -88,7 +90,7 @@ def _cases_target() -> list[Case]:
         x0, z = torch.randn(B, D, generator=g), torch.randn(B, D, generator=g)
         sig = _sigmas(B, 70 + i)
         cases.append(((x0 + sig[:, None] * z, x0, sig), {}))
-    return cases
+    return cases + with_dtype(cases, (0, 1, 2), torch.float64)[:1]
 
 
 def _target(x_tilde: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -114,6 +116,7 @@ _TARGET = Spec(
         ),
     },
     keep_dtype=True,
+    terms=Terms({"x_tilde": 0, "x0": 1}, lambda case: sigma_candidates(case[0][2])),
 )
 
 
@@ -152,13 +155,30 @@ def _loss_variant(
     return fn
 
 
+def _dsm_uses() -> dict[str, Callable[[Spy, Case], torch.Tensor]]:
+    def per(spy: Spy, c: Case) -> torch.Tensor:
+        _, x0, sigma, noise = c[0]
+        return 0.5 * ((spy.outputs[0] + noise / sigma[:, None]) ** 2).sum(1)
+
+    return {
+        "you weighted each sample by σ; the weighting is w(σ) = σ², which makes every noise "
+        "level count alike (σ² · ½||s − target||² = ½||σ s + z||²).": lambda spy, c: (
+            c[0][2] * per(spy, c)
+        ).mean(),
+        "you averaged the squared error over the D coordinates; the loss sums it over them, "
+        "½||s − target||², and averages over the batch.": lambda spy, c: (
+            c[0][2] ** 2 * per(spy, c) / c[0][1].shape[1]
+        ).mean(),
+    }
+
+
 _LOSS = Spec(
     _cases_loss,
     _ref_loss,
     {
         "no_weighting": Mistake(
             _loss_variant(_target, weight=False),
-            "you forgot the weighting λ(σ) = σ²: without it the small-σ levels (whose targets are "
+            "you forgot the weighting w(σ) = σ²: without it the small-σ levels (whose targets are "
             "~1/σ) "
             "dominate the loss. Multiply each sample's ½||s - target||² by σ².",
         ),
@@ -176,6 +196,14 @@ _LOSS = Spec(
             "batch).",
         ),
     },
+    calls=ModelCalls(
+        0,
+        x_terms=Terms({"x0": 1, "the noise": 3}, lambda case: sigma_candidates(case[0][2])),
+        t_arg=2,
+        uses=_dsm_uses(),
+        level=True,
+    ),
+    keep_dtype=True,
 )
 
 
@@ -215,6 +243,26 @@ def _ism_variant(kind: str) -> Callable[..., Any]:
     return fn
 
 
+def _ism_uses() -> dict[str, Callable[[Spy, Case], torch.Tensor]]:
+    def parts(spy: Spy, c: Case) -> tuple[torch.Tensor, torch.Tensor]:
+        s, J = _jac(spy.inner, c[0][1])
+        return torch.diagonal(J, dim1=1, dim2=2).sum(1), s
+
+    def mean_dims(spy: Spy, c: Case) -> torch.Tensor:
+        tr, s = parts(spy, c)
+        return (tr + 0.5 * (s**2).mean(1)).mean()
+
+    def norm(spy: Spy, c: Case) -> torch.Tensor:
+        tr, s = parts(spy, c)
+        return (tr + 0.5 * (s**2).sum(1).sqrt()).mean()
+
+    return {
+        "the norm term averages s² over the D coordinates; it is ½||s||², the sum of the "
+        "squares.": mean_dims,
+        "the norm term is ½||s||, not squared: ½||s||² = ½ Σ_i s_i².": norm,
+    }
+
+
 _ISM = Spec(
     _cases_ism,
     lambda m, x: _ism_loss(m, x),
@@ -244,6 +292,8 @@ _ISM = Spec(
     },
     grad_hint="The trace term must stay differentiable with respect to the model's parameters: "
     "pass create_graph=True to torch.autograd.grad (retain_graph=True is not enough).",
+    calls=ModelCalls(0, uses=_ism_uses(), x_pos=99),
+    keep_dtype=True,
 )
 
 
@@ -264,7 +314,7 @@ def _cases_sfe() -> list[Case]:
         t = torch.randint(1, s.T + 1, (shape[0],), generator=g)
         t[0], t[-1] = 1, s.T
         cases.append(((eps, t, s.alpha_bar.clone()), {}))
-    return cases
+    return cases + with_dtype(cases, (0,), torch.float64)[:1]
 
 
 def _ab(alpha_bar: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -301,6 +351,8 @@ _SFE = Spec(
         ),
     },
     keep_dtype=True,
+    terms=Terms({"eps": 0}, lambda case: schedule_candidates(case[0][2], case[0][1]), t_arg=1),
+    t_arg=1,
 )
 
 SPECS: dict[str, Spec] = {

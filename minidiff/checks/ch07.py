@@ -19,7 +19,7 @@ References come from :mod:`minidiff.sde` and :mod:`minidiff.samplers.sde_solvers
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -28,7 +28,8 @@ from ..data.gmm import GaussianMixture
 from ..samplers.sde_solvers import euler_maruyama_step as _em_step
 from ..samplers.sde_solvers import heun_step as _heun_step
 from ..sde import VPSDE, score_fn_from_mixture
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._probe import named_result
 
 __all__ = [
     "check_vp_marginal",
@@ -69,7 +70,37 @@ def _state(B: int, seed: int) -> tuple[Tensor, Tensor]:
 
 
 def _marginal_cases() -> list[Case]:
-    return [((_times(6, 10 + i, lo=0.01), bmin, bmax), {}) for i, (bmin, bmax) in enumerate(_BETAS)]
+    cases: list[Case] = [
+        ((_times(6, 10 + i, lo=0.01), bmin, bmax), {}) for i, (bmin, bmax) in enumerate(_BETAS)
+    ]
+    return cases + with_dtype(cases, (0,), torch.float32)[:1]
+
+
+def _alpha_forms(case: Case) -> dict[str, Tensor]:
+    t, a, b = case[0]
+    t = t.double()
+    return {
+        "exp(−½ B(t)) with B(t) = β_min t + ½(β_max − β_min) t²": torch.exp(
+            -0.5 * (a * t + 0.5 * (b - a) * t**2)
+        ),
+        "exp(−½ B(t)) with β_min and β_max swapped: β(t) = β_min + t (β_max − β_min) starts "
+        "at β_min": torch.exp(-0.5 * (b * t + 0.5 * (a - b) * t**2)),
+        "exp(−½ (β_min t + (β_max − β_min) t²)): the integral of the linear part "
+        "t (β_max − β_min) is ½ (β_max − β_min) t²": torch.exp(-0.5 * (a * t + (b - a) * t**2)),
+        "exp(−¼ B(t)), the square root of the mean coefficient": torch.exp(
+            -0.25 * (a * t + 0.5 * (b - a) * t**2)
+        ),
+    }
+
+
+def _sigma_forms(case: Case) -> dict[str, Tensor]:
+    alpha = _marginal_ref(*case[0])[0].double()
+    return {
+        "√(1 − α(t)²)": (1 - alpha**2).sqrt(),
+        "1 − α(t): σ(t) is the standard deviation √(1 − α(t)²) (the variances add up to 1)": 1
+        - alpha,
+        "√(1 − α(t))": (1 - alpha).sqrt(),
+    }
 
 
 def _marginal_ref(t: Tensor, bmin: float, bmax: float) -> tuple[Tensor, Tensor]:
@@ -106,6 +137,11 @@ _MARGINAL = Spec(
             "sigma(t) is a standard deviation: sqrt(1 − alpha(t)²), not 1 − alpha(t)².",
         ),
     },
+    keep_dtype=True,
+    diagnoses=(
+        named_result(_alpha_forms, "your alpha(t)", output=0),
+        named_result(_sigma_forms, "your sigma(t)", output=1),
+    ),
 )
 
 
@@ -117,7 +153,30 @@ def _drift_cases() -> list[Case]:
     for i, (bmin, bmax) in enumerate(_BETAS):
         x, s = _state(5, 20 + i)
         out.append(((x, _times(5, 30 + i), s, bmin, bmax), {}))
+    return out + with_dtype(out, (0, 1, 2), torch.float32)[:1]
+
+
+def _beta_candidates(case: Case) -> dict[str, Tensor]:
+    t, a, b = case[0][1].double(), case[0][3], case[0][4]
+    out: dict[str, Tensor] = {}
+    for when, tt in (("t", t), ("1 − t", 1 - t)):
+        beta = a + tt * (b - a)
+        out.update(
+            {
+                f"−½ β({when})": -0.5 * beta,
+                f"−β({when})": -beta,
+                f"−½ √β({when})": -0.5 * beta.sqrt(),
+                f"+½ β({when})": 0.5 * beta,
+                f"−√β({when})": -beta.sqrt(),
+            }
+        )
     return out
+
+
+_DRIFT_NOTES = {
+    "x": " That is the forward drift f(x, t) = −½ β(t) x.",
+    "the score": " The score enters with −g(t)² = −β(t).",
+}
 
 
 def _drift(
@@ -156,6 +215,9 @@ _DRIFT = Spec(
             "the forward drift f(x, t) = −½ β(t) x is missing: reverse drift = f − g² score.",
         ),
     },
+    keep_dtype=True,
+    terms=Terms({"x": 0, "the score": 2}, _beta_candidates, t_arg=1, notes=_DRIFT_NOTES),
+    t_arg=1,
 )
 
 
@@ -196,8 +258,63 @@ def _em_variant(
     return fn
 
 
+def _step_cases_both(with_noise: bool) -> list[Case]:
+    cases = _step_cases(with_noise)
+    data = (0, 1, 6) if with_noise else (0, 1)
+    return cases + with_dtype(cases, data, torch.float32)[:1]
+
+
+def _noise_candidates(case: Case) -> dict[str, Tensor]:
+    t, dt, a, b = case[0][1].double(), case[0][2], case[0][4], case[0][5]
+    beta = a + t * (b - a)
+    return {
+        "g(t) √dt": beta.sqrt() * math.sqrt(dt),
+        "√dt (g(t) = √β(t) is missing)": torch.full_like(t, math.sqrt(dt)),
+        "g(t)² √dt = β(t) √dt (the noise is scaled by g(t) = √β(t))": beta * math.sqrt(dt),
+        "g(t) dt": beta.sqrt() * dt,
+        "g(t)": beta.sqrt(),
+    }
+
+
+def _em_drift_part(
+    student: Callable[..., Any],
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    _rtol: float,
+    _atol: float,
+) -> str | None:
+    """With the noise set to zero, name the deterministic part of the step."""
+    for args, _ in cases:
+        x, t, dt, score_fn, a, b, z = args
+        zero = torch.zeros_like(z)
+        got = student(x, t, dt, score_fn, a, b, zero)
+        if torch.allclose(
+            got.double(), reference(x, t, dt, score_fn, a, b, zero).double(), rtol=1e-4
+        ):
+            continue
+        beta = _col(_beta(t, a, b))
+        forms = {
+            "x + [f − g² s] dt: a step forwards in time; the reverse SDE steps from t to t − dt, "
+            "x − [f − g² s] dt": x + _drift(x, t, score_fn(x, t), a, b) * dt,
+            "x − [f − ½ g² s] dt, the probability-flow drift; the reverse SDE has the full g²": x
+            - _drift(x, t, score_fn(x, t), a, b, c=0.5) * dt,
+            "a step with the score taken at t − dt; Euler–Maruyama evaluates everything at the "
+            "current time t": x - _drift(x, t, score_fn(x, t - dt), a, b) * dt,
+            "x − [−½ β x + β s] dt: the sign of the score term is flipped": x
+            - (-0.5 * beta * x + beta * score_fn(x, t)) * dt,
+        }
+        for name, form in forms.items():
+            if torch.allclose(got.double(), form.double(), rtol=1e-4, atol=1e-6):
+                return f"with the noise set to zero your step is {name}."
+        return (
+            "with the noise set to zero your step should be x − [f(x, t) − g(t)² s(x, t)] dt, "
+            "and it is not: the deterministic part of the step is wrong."
+        )
+    return None
+
+
 _EM = Spec(
-    lambda: _step_cases(True),
+    lambda: _step_cases_both(True),
     _em_ref,
     {
         "no_sqrt_dt": Mistake(
@@ -220,6 +337,10 @@ _EM = Spec(
             "the sign of the score term is flipped: the reverse drift is f − g² ∇log p_t.",
         ),
     },
+    keep_dtype=True,
+    diagnoses=(_em_drift_part,),
+    terms=Terms({"the noise": 6}, _noise_candidates, t_arg=1),
+    t_arg=1,
 )
 
 
@@ -248,8 +369,35 @@ def _heun_variant(
     return fn
 
 
+def _heun_forms(case: Case) -> dict[str, Tensor]:
+    x, t, dt, score_fn, a, b = case[0]
+
+    def F(y: Tensor, s: Tensor, f: float = -0.5, g_pow: int = 2) -> Tensor:
+        beta = _col(_beta(s, a, b))
+        g2 = beta if g_pow == 2 else beta.sqrt()
+        return f * beta * y - 0.5 * g2 * score_fn(y, s)
+
+    h = -dt
+    k1 = F(x, t)
+    return {
+        "Heun's step x + (h/2)(k1 + k2), k1 = F(x, t), k2 = F(x + h k1, t + h)": x
+        + 0.5 * h * (k1 + F(x + h * k1, t + h)),
+        "a midpoint step, x + h F(x + ½h k1, t + ½h); Heun averages the two slopes k1 at "
+        "(x, t) and k2 at the Euler prediction (x + h k1, t + h)": x
+        + h * F(x + 0.5 * h * k1, t + 0.5 * h),
+        "x + h/2 (k1 + F(x, t + h)): the second slope must be taken at the Euler prediction "
+        "x + h k1, not at x": x + 0.5 * h * (k1 + F(x, t + h)),
+        "x + h (k1 + k2): Heun averages the two slopes, x + (h/2)(k1 + k2)": x
+        + h * (k1 + F(x + h * k1, t + h)),
+        "a Heun step of the drift +½ β x − ½ β s: the forward drift f(x, t) = −½ β(t) x has "
+        "the wrong sign": x + 0.5 * h * (F(x, t, 0.5) + F(x + h * F(x, t, 0.5), t + h, 0.5)),
+        "a Heun step with g(t) = √β(t) where g(t)² = β(t) belongs in F = f − ½ g² s": x
+        + 0.5 * h * (F(x, t, g_pow=1) + F(x + h * F(x, t, g_pow=1), t + h, g_pow=1)),
+    }
+
+
 _HEUN = Spec(
-    lambda: _step_cases(False),
+    lambda: _step_cases_both(False),
     _heun_ref,
     {
         "pf_no_half": Mistake(
@@ -277,6 +425,9 @@ _HEUN = Spec(
             "the sign of the score term is flipped: the PF-ODE drift is f − ½ g² ∇log p_t.",
         ),
     },
+    keep_dtype=True,
+    diagnoses=(named_result(_heun_forms, "your step"),),
+    t_arg=1,
 )
 
 

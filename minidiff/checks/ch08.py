@@ -16,7 +16,8 @@ import torch
 
 from ..samplers.ddim import ddim_sigma, ddim_step
 from ..schedules import NoiseSchedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._probe import named_result, schedule_candidates
 
 __all__ = [
     "check_ddim_step_deterministic",
@@ -70,8 +71,10 @@ def _make_cases(n_cases: int, seed: int, with_eta: bool, with_noise: bool) -> Ca
 
 
 def deterministic_cases() -> Cases:
-    """Inputs ``(x_t, t, t_prev, eps, alpha_bar)`` for :func:`check_ddim_step_deterministic`."""
-    return _make_cases(3, 801, with_eta=False, with_noise=False)
+    """Inputs ``(x_t, t, t_prev, eps, alpha_bar)`` for :func:`check_ddim_step_deterministic`;
+    the last one in float32 (the result keeps the dtype of ``x_t``)."""
+    cases = _make_cases(3, 801, with_eta=False, with_noise=False)
+    return cases + with_dtype(cases, (0, 3), torch.float32)[:1]
 
 
 def sigma_cases() -> Cases:
@@ -83,8 +86,103 @@ def sigma_cases() -> Cases:
 
 
 def step_cases() -> Cases:
-    """Inputs ``(x_t, t, t_prev, eps, alpha_bar, eta, noise)`` for :func:`check_ddim_step`."""
-    return _make_cases(3, 803, with_eta=True, with_noise=True)
+    """Inputs ``(x_t, t, t_prev, eps, alpha_bar, eta, noise)`` for :func:`check_ddim_step`;
+    the last one in float32 (the result keeps the dtype of ``x_t``)."""
+    cases = _make_cases(3, 803, with_eta=True, with_noise=True)
+    return cases + with_dtype(cases, (0, 3, 6), torch.float32)[:1]
+
+
+def _step_with(
+    x_t: torch.Tensor,
+    e: torch.Tensor,
+    a_t: torch.Tensor,
+    a_p: torch.Tensor,
+    sig: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    direction: str = "root",
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A DDIM step from per-row ᾱ_t, ᾱ_prev, σ (float64, (B,)): x̂_0, then re-noised."""
+    a_t, a_p = a_t[:, None], a_p[:, None]
+    s2 = torch.zeros_like(a_p) if sig is None else sig[:, None] ** 2
+    x0 = (x_t.double() - (1 - a_t).sqrt() * e.double()) / a_t.sqrt()
+    d = {
+        "root": (1 - a_p - s2).clamp(min=0).sqrt(),
+        "no_root": 1 - a_p - s2,
+        "slip2": (1 - a_p).sqrt() - s2,
+    }[direction]
+    out = a_p.sqrt() * x0 + d * e.double()
+    if z is not None:
+        scale = s2.sqrt() if noise is None else noise[:, None]
+        out = out + scale * z.double()
+    return out
+
+
+def _deterministic_forms(case: Case) -> dict[str, torch.Tensor]:
+    x_t, t, tp, e, ab = case[0]
+    ab = ab.double()
+    T = ab.shape[0] - 1
+    return {
+        "the DDIM step, √ᾱ_prev x̂_0 + √(1 − ᾱ_prev) ε": _step_with(x_t, e, ab[t], ab[tp]),
+        "x̂_0 itself: after predicting x̂_0 the step re-noises it to the level of t_prev, "
+        "√ᾱ_prev x̂_0 + √(1 − ᾱ_prev) ε": _step_with(x_t, e, ab[t], torch.ones_like(ab[t])),
+        "a DDIM step with α_t = ᾱ_t/ᾱ_{t−1} where ᾱ_t belongs (x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε "
+        "jumps t steps at once)": _step_with(x_t, e, ab[t] / ab[t - 1], ab[tp]),
+        "a DDIM step to ᾱ_{t_prev + 1}: read the target level at alpha_bar[t_prev]": _step_with(
+            x_t, e, ab[t], ab[(tp + 1).clamp(max=T)]
+        ),
+    }
+
+
+def _step_forms(case: Case) -> dict[str, torch.Tensor]:
+    x_t, t, tp, e, ab, eta, z = case[0]
+    ab = ab.double()
+    sig = _sigma_generic(t, tp, ab, eta, variant="correct")
+    a_t, a_p = ab[t], ab[tp]
+    return {
+        "the DDIM step": _step_with(x_t, e, a_t, a_p, sig, z),
+        "the step without its fresh noise σ_t z (with η > 0 the step adds σ_t(η) z)": _step_with(
+            x_t, e, a_t, a_p, sig
+        ),
+        "a step whose fresh noise is η z; it is σ_t(η) z, the standard deviation of Eq. 16": (
+            _step_with(x_t, e, a_t, a_p, sig, z, noise=torch.full_like(sig, float(eta)))
+        ),
+        "a step with (1 − ᾱ_prev − σ_t²) ε: the direction term takes the square root, "
+        "√(1 − ᾱ_prev − σ_t²) ε": _step_with(x_t, e, a_t, a_p, sig, z, direction="no_root"),
+        "a step with (√(1 − ᾱ_prev) − σ_t²) ε, a slip of the lecture decks (slip 2 in the course "
+        "tour): σ_t² belongs inside the root, √(1 − ᾱ_prev − σ_t²) ε": _step_with(
+            x_t, e, a_t, a_p, sig, z, direction="slip2"
+        ),
+    }
+
+
+def _sigma_forms(case: Case) -> dict[str, torch.Tensor]:
+    t, tp, ab, eta = case[0]
+    ab = ab.double()
+    a_t, a_p = ab[t], ab[tp]
+    return {
+        "η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev)": eta
+        * ((1 - a_p) / (1 - a_t)).sqrt()
+        * (1 - a_t / a_p).sqrt(),
+        "η (1 − ᾱ_prev)/(1 − ᾱ_t) √(1 − ᾱ_t/ᾱ_prev): the first factor needs its square root too": (
+            eta * (1 - a_p) / (1 - a_t) * (1 - a_t / a_p).sqrt()
+        ),
+        "η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_prev/ᾱ_t), which is NaN: ᾱ_prev > ᾱ_t, so the "
+        "second factor is √(1 − ᾱ_t/ᾱ_prev)": eta
+        * ((1 - a_p) / (1 - a_t)).sqrt()
+        * (1 - a_p / a_t).sqrt(),
+    }
+
+
+def _candidates(case: Case) -> dict[str, torch.Tensor]:
+    x_t, t, tp, *_ = case[0]
+    ab = case[0][4].double()
+    extra = {
+        "√ᾱ_prev": ab[tp].sqrt(),
+        "√(1 − ᾱ_prev)": (1 - ab[tp]).sqrt(),
+        "√ᾱ_prev/√ᾱ_t": (ab[tp] / ab[t]).sqrt(),
+    }
+    return schedule_candidates(ab, t, extra)
 
 
 # ------------------------------------------------------------------ references
@@ -273,10 +371,36 @@ STEP_MISTAKES: dict[str, Mistake] = {
 
 SPECS: dict[str, Spec] = {
     "ddim_step_deterministic": Spec(
-        deterministic_cases, _ref_deterministic, DETERMINISTIC_MISTAKES, rtol=1e-6, atol=1e-8
+        deterministic_cases,
+        _ref_deterministic,
+        DETERMINISTIC_MISTAKES,
+        rtol=1e-6,
+        atol=1e-8,
+        keep_dtype=True,
+        diagnoses=(named_result(_deterministic_forms, "your step"),),
+        terms=Terms({"x_t": 0, "eps": 3}, _candidates, t_arg=1),
+        t_arg=1,
     ),
-    "ddim_sigma": Spec(sigma_cases, _ref_sigma, SIGMA_MISTAKES, rtol=1e-6, atol=1e-9),
-    "ddim_step": Spec(step_cases, _ref_step, STEP_MISTAKES, rtol=1e-6, atol=1e-8),
+    "ddim_sigma": Spec(
+        sigma_cases,
+        _ref_sigma,
+        SIGMA_MISTAKES,
+        rtol=1e-6,
+        atol=1e-9,
+        diagnoses=(named_result(_sigma_forms, "your σ_t"),),
+        t_arg=0,
+    ),
+    "ddim_step": Spec(
+        step_cases,
+        _ref_step,
+        STEP_MISTAKES,
+        rtol=1e-6,
+        atol=1e-8,
+        keep_dtype=True,
+        diagnoses=(named_result(_step_forms, "your step"),),
+        terms=Terms({"x_t": 0, "eps": 3, "the noise": 6}, _candidates, t_arg=1),
+        t_arg=1,
+    ),
 }
 
 

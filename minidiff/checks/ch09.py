@@ -18,7 +18,7 @@ dropout at sampling time) is reproducible, and the caller's RNG state is left al
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +27,9 @@ from torch import nn
 from ..guidance import classifier_free_guidance, classifier_guidance
 from ..nn.conditional import conditional_eps_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._calls import ReturnError
 from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._spy import draw_problem, record, t_range_problem
 from .ch04 import TinyEps, _schedule_from_alpha_bar
 
 __all__ = [
@@ -77,6 +79,14 @@ class TinyConditionalEps(nn.Module):
         _init(self, seed)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if isinstance(y, torch.Tensor) and y.numel() and not y.is_floating_point():
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi > self.num_classes:
+                raise ValueError(
+                    f"model(x, t, y) got the label {lo if lo < 0 else hi}: labels are the classes "
+                    f"0..{self.num_classes - 1} and the null label ∅ = null_label = "
+                    f"{self.num_classes}"
+                )
         onehot = nn.functional.one_hot(y.long(), self.num_classes + 1).to(x.dtype)
         return self.net(torch.cat([x, (t.to(x.dtype) / self.T)[:, None], onehot], dim=1))
 
@@ -86,12 +96,32 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _seeded(fn: Fn) -> Fn:
-    """Run ``fn`` with the global RNG seeded (and restored afterwards); detach tensor results."""
+    """Run ``fn`` with the global RNG seeded (and restored afterwards)."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
         with torch.random.fork_rng():
             torch.manual_seed(1234)
-            out = fn(*args, **kwargs)
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def _in_sampler(fn: Fn) -> Fn:
+    """Run ``fn`` as a sampler does: under ``torch.no_grad()``, global RNG seeded."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            try:
+                out = _seeded(fn)(*args, **kwargs)
+            except RuntimeError as err:
+                if "does not require grad" in str(err) or "does not have a grad_fn" in str(err):
+                    raise ReturnError(
+                        "cannot take the classifier's gradient when it is called the way a "
+                        "sampler calls it, inside torch.no_grad(): wrap the gradient computation "
+                        "in `with torch.enable_grad():` (the sampler would crash with this "
+                        f"error: {err})"
+                    ) from None
+                raise
         return out.detach() if isinstance(out, torch.Tensor) else out
 
     return run
@@ -181,9 +211,87 @@ def _cg_variant(*, sign: float = -1.0, coef: str = "sqrt", grad: str = "log_soft
     return fn
 
 
+def _cg_diagnosis(
+    student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
+) -> str | None:
+    """The answer's guidance term, ε_θ − result, against ∇ log p(y|x_t) times named factors."""
+    for args, _ in cases:
+        eps_model, clf, x_t, t, y, ab, w = args
+        out = student(*args)
+        eps = eps_model(x_t, t).detach().double()
+        d = eps - out.double()
+        G = _grad(clf, x_t, t, y, "log_softmax").double()
+        C = int(clf.num_classes)
+        gn = (G * G).sum(1)
+        if torch.allclose(out.double(), eps, rtol=rtol, atol=atol):
+            return (
+                "your result is ε_θ(x_t, t) unchanged: the guidance term is zero. If you "
+                "differentiated Σ_c log p(c|x_t), that sum is 0 (the probabilities sum to 1): "
+                "take each row's own class, log_softmax(logits).gather(1, y[:, None])."
+            )
+        c = (d * G).sum(1) / gn
+        if not torch.allclose(c[:, None] * G, d, rtol=1e-3, atol=1e-6):
+            if torch.allclose(
+                (-out.double() * G).sum(1)[:, None] / gn[:, None] * G, -out.double(), rtol=1e-3
+            ):
+                return (
+                    "your result is the guidance term alone; add it to the model's prediction: "
+                    "ε̂ = ε_θ(x_t, t) − √(1 − ᾱ_t) w ∇ log p(y|x_t)."
+                )
+            with torch.enable_grad():
+                xg = x_t.detach().double().requires_grad_(True)
+                total = torch.log_softmax(clf(xg.to(x_t.dtype), t), 1).sum()
+                (all_classes,) = torch.autograd.grad(total, xg)
+            others = [
+                (
+                    "the gradient of Σ_c log p(c|x_t), every class at once",
+                    all_classes.double(),
+                )
+            ] + [
+                (
+                    "the gradient of another class's log-probability than each row's y",
+                    _grad(clf, x_t, t, (y + shift) % C, "log_softmax").double(),
+                )
+                for shift in range(1, C)
+            ]
+            for text, other in others:
+                k = (d * other).sum(1) / (other * other).sum(1)
+                if torch.allclose(k[:, None] * other, d, rtol=1e-3, atol=1e-6):
+                    return (
+                        f"your guidance follows {text}: take the log-probability of each row's "
+                        "own class, log_softmax(logits).gather(1, y[:, None]), then its gradient."
+                    )
+            return None
+        a = ab.double()[t]
+        want = {
+            "w √(1 − ᾱ_t)": w * (1 - a).sqrt(),
+            "w (1 − ᾱ_t)": w * (1 - a),
+            "w √ᾱ_t (√ᾱ_t scales the signal; the noise scale is √(1 − ᾱ_t))": w * a.sqrt(),
+            "w² √(1 − ᾱ_t) (the weight enters once)": w**2 * (1 - a).sqrt(),
+            "w √(1 − ᾱ_{t−1}) (read the schedule at t: alpha_bar[t])": w
+            * (1 - ab.double()[(t - 1).clamp(min=0)]).sqrt(),
+            "√(1 − ᾱ_t) (the weight w is missing)": (1 - a).sqrt(),
+        }
+        if torch.allclose(c, want["w √(1 − ᾱ_t)"], rtol=1e-3):
+            continue
+        name = next((n for n, v in want.items() if torch.allclose(c, v, rtol=1e-3)), None)
+        if name:
+            return (
+                f"your guidance term is {name} × ∇ log p(y|x_t); it should be w √(1 − ᾱ_t) × "
+                "∇ log p(y|x_t) (the direction is right)."
+            )
+        b = int((c - want["w √(1 − ᾱ_t)"]).abs().argmax())
+        return (
+            f"your guidance term points the right way, ∇ log p(y|x_t), but its size is off: on "
+            f"the row with t = {int(t[b])} it is {float(c[b]):.4g} × the gradient, expected "
+            f"w √(1 − ᾱ_t) = {float(want['w √(1 − ᾱ_t)'][b]):.4g}."
+        )
+    return None
+
+
 _CG = Spec(
     _cases_cg,
-    _seeded(_ref_cg),
+    _in_sampler(_ref_cg),
     {
         "sign": Mistake(
             _cg_variant(sign=1.0),
@@ -218,7 +326,10 @@ _CG = Spec(
             "logarithm, log_softmax(logits)[y].",
         ),
     },
-    wrap=_seeded,
+    wrap=_in_sampler,
+    keep_dtype=True,
+    diagnoses=(_cg_diagnosis,),
+    t_arg=3,
 )
 
 
@@ -265,6 +376,47 @@ def _cfg_variant(kind: str) -> Fn:
     return fn
 
 
+def _cfg_diagnosis(
+    student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
+) -> str | None:
+    """Write the answer as a ε_θ(x_t, t, y) + b ε_θ(x_t, t, ∅) and name the weights a, b."""
+    for args, _ in cases:
+        model, x_t, t, y, w, null = args
+        out = student(*args).double().reshape(-1)
+        e_y = model(x_t, t, y).detach().double().reshape(-1)
+        e_n = model(x_t, t, torch.full_like(y, null)).detach().double().reshape(-1)
+        A = torch.stack([e_y, e_n], 1)
+        sol = torch.linalg.lstsq(A, out[:, None]).solution[:, 0]
+        if not torch.allclose(A @ sol, out, rtol=1e-4, atol=1e-6):
+            return None
+        a, b = float(sol[0]), float(sol[1])
+        if abs(a - (1 + w)) < 1e-4 and abs(b + w) < 1e-4:
+            continue
+        forms = {
+            (1 + w, w): "the unconditional term has the wrong sign: subtract w ε_θ(x_t, t, ∅)",
+            (0.5, 0.5): "the average of the two predictions; guidance extrapolates from ∅ past y",
+            (
+                1.0,
+                0.0,
+            ): "the conditional prediction alone: the guidance term w (ε_y − ε_∅) is missing",
+            (1.0, -w): "(1 + w) is 1 here: the conditional prediction gets the weight 1 + w",
+            (w, -w): "w (ε_y − ε_∅), the guidance term alone: add it to ε_y",
+        }
+        name = next(
+            (n for (fa, fb), n in forms.items() if abs(a - fa) < 1e-4 and abs(b - fb) < 1e-4),
+            None,
+        )
+        sign = "+" if b >= 0 else "−"
+        what = (
+            f"your result is {a:.4g} ε_θ(x_t, t, y) {sign} {abs(b):.4g} ε_θ(x_t, t, ∅) at w = {w:g}"
+        )
+        return (
+            f"{what}{': ' + name if name else ''}; classifier-free guidance is "
+            "(1 + w) ε_θ(x_t, t, y) − w ε_θ(x_t, t, ∅)."
+        )
+    return None
+
+
 _CFG = Spec(
     _cases_cfg,
     _seeded(_ref_cfg),
@@ -292,6 +444,8 @@ _CFG = Spec(
         ),
     },
     wrap=_seeded,
+    keep_dtype=True,
+    diagnoses=(_cfg_diagnosis,),
 )
 
 
@@ -305,7 +459,7 @@ def _cases_loss() -> list[Case]:
         g = torch.Generator().manual_seed(50 + i)
         x0 = torch.randn(64, 2, generator=g)
         y = torch.randint(0, 3, (64,), generator=g)
-        model = TinyConditionalEps(s.T, seed=9 + i).requires_grad_(False)
+        model = TinyConditionalEps(s.T, seed=9 + i)  # trainable: the loss keeps its gradient
         cases.append(((model, x0, y, s.alpha_bar.clone(), 0.3, 3, 60 + i), {}))
     return cases
 
@@ -371,6 +525,52 @@ def _loss_variant(kind: str) -> Fn:
     return fn
 
 
+def _dropout_diagnosis(
+    student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
+) -> str | None:
+    """The draws (t, the noise, the dropout) and the model's inputs against the replay."""
+    for case in cases:
+        model, x0, y, ab, p, null, seed = case[0]
+        T = ab.shape[0] - 1
+        out_s, spy = record(student, case, 0)
+        if out_s.error is not None:
+            return None
+        _, spy2 = record(student, case, 0)
+        _, spy_r = record(reference, case, 0)
+        if not spy.calls:
+            return "your loss never calls the model: it compares ε_θ(x_t, t, y') with the noise."
+        (x, t, y_in), (x2, t2, y2), (x_r, t_r, y_r) = spy.calls[0], spy2.calls[0], spy_r.calls[0]
+        problem = t_range_problem(t, T) or draw_problem(
+            "timesteps t", t, t2, t_r, "torch.randint(1, T + 1, (B,), generator=generator), first"
+        )
+        if problem:
+            return problem + "."
+        if not torch.equal(t, t_r):
+            return None
+        a = ab.to(x0.dtype)[t][:, None]
+        if torch.allclose(x, x0):
+            return "you fed x0 to the model; it must see the noisy x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε."
+        noise, noise2, noise_r = ((v - a.sqrt() * x0) / (1 - a).sqrt() for v in (x, x2, x_r))
+        problem = draw_problem(
+            "noise", noise, noise2, noise_r, "torch.randn(x0.shape, generator=generator), after t"
+        )
+        if problem:
+            return problem + "."
+        if not torch.allclose(noise, noise_r, atol=1e-5):
+            return None
+        drop, drop2, drop_r = ((v == null) & (y != null) for v in (y_in, y2, y_r))
+        problem = draw_problem(
+            "dropout decision",
+            drop.double(),
+            drop2.double(),
+            drop_r.double(),
+            "u = torch.rand(B, generator=generator) after the noise; y' = ∅ where u < p_uncond",
+        )
+        if problem:
+            return problem + "."
+    return None
+
+
 _LOSS = Spec(
     _cases_loss,
     _loss_harness(_ref_loss_impl),
@@ -397,6 +597,8 @@ _LOSS = Spec(
         ),
     },
     wrap=_loss_harness,
+    keep_dtype=True,
+    diagnoses=(_dropout_diagnosis,),
 )
 
 

@@ -22,6 +22,7 @@ from ..frequency import noised_psd as _noised_psd
 from ..frequency import radial_counts
 from ..frequency import radial_psd as _radial_psd
 from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._probe import named_result
 
 __all__ = ["check_radial_psd", "check_noised_psd", "check_frequency_snr", "SPECS"]
 
@@ -42,7 +43,11 @@ def _cases_psd() -> list[Case]:
     return cases
 
 
-def _ring_average(power: torch.Tensor, centred: bool) -> torch.Tensor:
+def _ring_average(
+    power: torch.Tensor,
+    centred: bool,
+    rounding: Callable[[torch.Tensor], torch.Tensor] = torch.round,
+) -> torch.Tensor:
     """Average ``power: (B, H, H)`` over rings of integer radius around index ``[H//2, H//2]``.
 
     That is the zero frequency after ``fftshift`` (``centred=True``); without the shift
@@ -50,7 +55,7 @@ def _ring_average(power: torch.Tensor, centred: bool) -> torch.Tensor:
     """
     B, H, _ = power.shape
     c = torch.arange(H, dtype=torch.float64) - H // 2
-    r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2).round().long().flatten()
+    r = rounding(torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2)).long().flatten()
     K = H // 2 + 1
     keep = r < K
     flat = power.reshape(B, H * H)[:, keep]
@@ -78,6 +83,58 @@ def _psd_variant(
         return out
 
     return fn
+
+
+def _psd_forms(case: Case) -> dict[str, torch.Tensor]:
+    (x,) = case[0]
+    P = torch.fft.fftshift(torch.fft.fft2(x.double()), dim=(-2, -1)).abs() ** 2
+    return {
+        "the ring average of mean_c |F x_c|², rings round(|k|) = r": _ring_average(P.mean(1), True),
+        "ring averages with rings floor(|k|) = r; the rings are round(|k|) = r, centred on the "
+        "integers": _ring_average(P.mean(1), True, torch.floor),
+        "ring averages with rings ceil(|k|) = r; the rings are round(|k|) = r": _ring_average(
+            P.mean(1), True, torch.ceil
+        ),
+        "the spectrum of the first channel alone; average the power over all channels": (
+            _ring_average(P[:, 0], True)
+        ),
+        "the power summed over the channels; average it over them (mean_c |F x_c|²)": (
+            _ring_average(P.sum(1), True)
+        ),
+    }
+
+
+def _floor_forms(case: Case) -> dict[str, torch.Tensor]:
+    p, ab, n = case[0]
+    p = p.double()
+    return {
+        "ᾱ P_0 + (1 − ᾱ) N": ab * p + (1 - ab) * n,
+        "ᾱ P_0 + √(1 − ᾱ) N: the noise power is the variance (1 − ᾱ) times N, no square root": ab
+        * p
+        + (1 - ab) ** 0.5 * n,
+        "ᾱ P_0 + (1 − ᾱ) N²: white noise of variance σ² has power σ² N per frequency (N pixels), "
+        "not σ² N²": ab * p + (1 - ab) * n**2,
+        "√ᾱ P_0 + (1 − ᾱ) N: the signal's power scales with ᾱ, the square of its amplitude √ᾱ": ab
+        ** 0.5
+        * p
+        + (1 - ab) * n,
+    }
+
+
+def _snr_forms(case: Case) -> dict[str, torch.Tensor]:
+    p, ab, n = case[0]
+    p = p.double()
+    snr = ab * p / ((1 - ab) * n)
+    return {
+        "ᾱ P_0 / ((1 − ᾱ) N)": snr,
+        "log(ᾱ P_0 / ((1 − ᾱ) N)), the log-SNR; return the ratio itself": torch.log(snr),
+        "ᾱ / ((1 − ᾱ) N), the same number at every frequency: the spectrum P_0 is missing": (
+            torch.full_like(p, ab / ((1 - ab) * n))
+        ),
+        "ᾱ P_0 / (1 − ᾱ), without N: white noise has power (1 − ᾱ) N per frequency": ab
+        * p
+        / (1 - ab),
+    }
 
 
 _PSD = Spec(
@@ -111,6 +168,7 @@ _PSD = Spec(
         ),
     },
     keep_dtype=True,
+    diagnoses=(named_result(_psd_forms),),
 )
 
 
@@ -156,6 +214,7 @@ _NOISED = Spec(
         ),
     },
     keep_dtype=True,
+    diagnoses=(named_result(_floor_forms),),
 )
 
 _SNR = Spec(
@@ -182,6 +241,7 @@ _SNR = Spec(
         ),
     },
     keep_dtype=True,
+    diagnoses=(named_result(_snr_forms),),
 )
 
 SPECS: dict[str, Spec] = {"radial_psd": _PSD, "noised_psd": _NOISED, "frequency_snr": _SNR}

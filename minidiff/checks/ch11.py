@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
 from ..nn.mlp import sinusoidal_embedding as _sinusoidal_embedding
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, CheckResult, Mistake, Spec, check_spec, with_dtype
+from ._probe import named_result
 
 __all__ = ["check_sinusoidal_embedding", "check_time_injection", "SPECS"]
 
@@ -41,14 +42,88 @@ def _phases(t: torch.Tensor, dim: int, denom: float, sign: float = -1.0) -> torc
     return t.double()[:, None] * torch.exp(sign * math.log(10_000.0) * k / denom)[None, :]
 
 
+def _published(first: str, denom_shift: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """A published layout: ``first`` half ``"sin"`` or ``"cos"``, exponent ``-k / (h - shift)``."""
+
+    def emb(t: torch.Tensor, d: int) -> torch.Tensor:
+        ph = _phases(t, d, d // 2 - denom_shift)
+        a, b = (ph.sin(), ph.cos()) if first == "sin" else (ph.cos(), ph.sin())
+        return torch.cat([a, b], 1)
+
+    return emb
+
+
+_CONVENTION = (
+    " That is a valid, published convention; this course (and the checker) follows "
+    "minidiff.nn.sinusoidal_embedding: cosines first, then sines, w_k = 10000**(-k/h) with "
+    "h = dim/2, so that the lowest frequency is exactly 1/10000. Use it here, so that your "
+    "embedding matches the course's networks."
+)
+
+
+def _frequencies(
+    student: Callable[..., Any],
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    _rtol: float,
+    _atol: float,
+) -> str | None:
+    """Probe the embedding at t = 0 (cos 0 = 1, sin 0 = 0) and t = 1 (the frequencies)."""
+    for (_, dim), _kw in cases:
+        h = dim // 2
+        at = student(torch.tensor([0, 1, 2]), dim).double()
+        if at.shape != (3, dim):
+            return None
+        if torch.allclose(at[0], at[1], atol=1e-6) and torch.allclose(at[1], at[2], atol=1e-6):
+            return (
+                "your embedding is the same for every t: the phases are w_k · t, so multiply the "
+                "frequencies by the timesteps t[:, None]."
+            )
+        start = torch.cat([torch.ones(h), torch.zeros(h)]).double()
+        if not torch.allclose(at[0], start, atol=1e-6):
+            if torch.allclose(at[0], start.flip(0), atol=1e-6):
+                return None  # sines first: a listed convention says so
+            return (
+                "at t = 0 every phase is 0, so the embedding must be [1, …, 1, 0, …, 0] (the "
+                "cosines, then the sines); yours is not."
+            )
+        w = torch.atan2(at[1, h:], at[1, :h])  # the phases at t = 1 are the frequencies (< π)
+        want = torch.exp(-math.log(10_000.0) * torch.arange(h, dtype=torch.float64) / h)
+        if torch.allclose(w, want, rtol=1e-4):
+            return None
+        base = float(w[1]) ** (-h) if h > 1 and float(w[1]) > 0 else float("nan")
+        hint = (
+            f" They fall like base**(-k/h) with base ≈ {base:.4g}: the base is 10000, "
+            "w_k = exp(-log(10000) · k / h)."
+            if math.isfinite(base) and abs(base - 10_000) > 1
+            else ""
+        )
+        return (
+            f"your frequencies (the phases at t = 1) are {[round(float(v), 4) for v in w[:4]]}…, "
+            f"expected w_k = 10000**(-k/h) = {[round(float(v), 4) for v in want[:4]]}….{hint}"
+        )
+    return None
+
+
 _EMBEDDING = Spec(
     _cases_embedding,
     lambda t, dim: _sinusoidal_embedding(t, dim).double(),
     {
         "sin_first": Mistake(
-            lambda t, d: torch.cat([_phases(t, d, d // 2).sin(), _phases(t, d, d // 2).cos()], 1),
-            "your halves are swapped: this course puts the cosines first, then the sines (either "
-            "order works in a network, but the checker follows minidiff.nn.sinusoidal_embedding).",
+            _published("sin", 0),
+            "your halves are swapped, sines first: the layout of diffusers' "
+            "get_timestep_embedding with downscale_freq_shift=0." + _CONVENTION,
+        ),
+        "ddpm_code": Mistake(
+            _published("sin", 1),
+            "this is the embedding of the DDPM reference code (Ho et al.'s "
+            "get_timestep_embedding, and diffusers' default): sines first and the exponent "
+            "-k/(h - 1), so that the last frequency is exactly 1/10000." + _CONVENTION,
+        ),
+        "cos_first_h_minus_1": Mistake(
+            _published("cos", 1),
+            "cosines first with the exponent -k/(h - 1): diffusers' get_timestep_embedding with "
+            "flip_sin_to_cos=True and its default downscale_freq_shift=1." + _CONVENTION,
         ),
         "exponent_over_dim": Mistake(
             lambda t, d: torch.cat([_phases(t, d, d).cos(), _phases(t, d, d).sin()], 1),
@@ -72,6 +147,7 @@ _EMBEDDING = Spec(
         ),
     },
     atol=2e-4,  # float32 phases of t up to 1000 are good to about 1e-4
+    diagnoses=(_frequencies,),
 )
 
 
@@ -87,7 +163,22 @@ def _cases_injection() -> list[Case]:
         weight = torch.randn(c, e, generator=g) / math.sqrt(e)
         bias = torch.randn(c, generator=g)
         cases.append(((h, emb, weight, bias), {}))
-    return cases
+    return cases + with_dtype(cases, (0, 1, 2, 3), torch.float64)[:1]
+
+
+def _activation_forms(case: Case) -> dict[str, torch.Tensor]:
+    h, emb, w, b = (a.double() for a in case[0])
+    acts: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "SiLU": F.silu,
+        "ReLU": F.relu,
+        "GELU": F.gelu,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+    }
+    return {
+        f"h + ({name}(emb) @ W.T + b)": h + (act(emb) @ w.T + b)[:, :, None, None]
+        for name, act in acts.items()
+    }
 
 
 def _inject(
@@ -125,6 +216,9 @@ _INJECTION = Spec(
             "(a scale-and-shift is adaptive GroupNorm, a different block).",
         ),
     },
+    keep_dtype=True,
+    grad_args={"h": 0, "emb": 1, "weight": 2, "bias": 3},
+    diagnoses=(named_result(_activation_forms),),
 )
 
 SPECS: dict[str, Spec] = {"sinusoidal_embedding": _EMBEDDING, "time_injection": _INJECTION}

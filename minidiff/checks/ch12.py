@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from ..training import learning_rate
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._calls import ReturnError
+from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
 
 __all__ = ["check_ema_update", "check_warmup_lr", "SPECS"]
 
@@ -32,7 +33,21 @@ def _cases_ema() -> list[Case]:
         g = torch.Generator().manual_seed(120 + i)
         shadow, param = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
         cases.append(((shadow, param, decay, n), {}))
-    return cases
+    return cases + with_dtype(cases, (0, 1), torch.float64)[1:2]
+
+
+def _decay_candidates(case: Case) -> dict[str, torch.Tensor]:
+    shadow, _, decay, n = case[0]
+    forms = {
+        "d = min(decay, (1 + n)/(10 + n))": min(decay, (1 + n) / (10 + n)),
+        "min(decay, n/(10 + n)); the warm-up is (1 + n)/(10 + n), which is 0.1 at the first "
+        "update n = 0": min(decay, n / (10 + n)),
+        "(1 + n)/(10 + n) without the cap: d = min(decay, (1 + n)/(10 + n)) stops growing at "
+        "decay": (1 + n) / (10 + n),
+        "decay itself, without the warm-up": decay,
+        "1 − d (the shadow keeps the share d)": 1 - min(decay, (1 + n) / (10 + n)),
+    }
+    return {k: torch.full((shadow.shape[0],), v, dtype=torch.float64) for k, v in forms.items()}
 
 
 def _ema(
@@ -72,6 +87,8 @@ _EMA = Spec(
             "(1 + 0) / (10 + 0) = 0.1.",
         ),
     },
+    keep_dtype=True,
+    terms=Terms({"shadow": 0, "param": 1}, _decay_candidates),
 )
 
 
@@ -102,6 +119,60 @@ def _warm(
     return fn
 
 
+def _through_adamw(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn``, then write its value into an AdamW step as the course's loop does."""
+
+    def run(step: int, base_lr: float, warmup: int) -> Any:
+        value = fn(step, base_lr, warmup)
+        if value is None:
+            raise ReturnError("returned None; it should return the learning rate as a float")
+        p = torch.nn.Parameter(torch.ones(2))
+        opt = torch.optim.AdamW([p], lr=1.0, foreach=True)
+        p.grad = torch.ones(2)
+        opt.param_groups[0]["lr"] = value
+        try:
+            opt.step()
+        except (RuntimeError, TypeError) as err:
+            raise ReturnError(
+                f"returned a {type(value).__name__}, which the optimizer cannot use as a learning "
+                f"rate (AdamW, as the training loop builds it, fails with: {err}); return a "
+                "Python float"
+            ) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ReturnError(
+                f"returned a {type(value).__name__}; return a Python float (`float(...)`): the "
+                "loop writes it into optimizer.param_groups, and a fused or foreach AdamW rejects "
+                "a tensor there"
+            )
+        return float(value)
+
+    return run
+
+
+def _warmup_curve(
+    student: Callable[..., Any],
+    reference: Callable[..., Any],
+    cases: Sequence[Case],
+    _rtol: float,
+    _atol: float,
+) -> str | None:
+    """Trace the rate over steps 1..3 w for w = 4 and name its shape."""
+    w, lr = 4, 1.0
+    got = [student(k, lr, w) for k in range(1, 3 * w + 1)]
+    want = [reference(k, lr, w) for k in range(1, 3 * w + 1)]
+    shown = ", ".join(f"{v:.3g}" for v in got)
+    head = f"with base_lr = 1 and warmup_steps = 4 your rates at steps 1…12 are {shown}: "
+    if got[:w] == [0.0] * (w - 1) + [1.0] or got[: w - 1] == [0.0] * (w - 1):
+        return head + "step // warmup_steps is an integer division; use step / warmup_steps."
+    if all(abs(g - min(1.0, (k + 1) / w)) < 1e-9 for k, g in enumerate(got, 1)):
+        return head + "one step ahead: step k uses min(1, k / warmup_steps), so step 1 gets ¼."
+    if all(abs(g - v) < 1e-9 for g, v in zip(got[:w], want[:w], strict=True)):
+        return (
+            head + "the warm-up is right, but after the warm-up the rate stays constant at base_lr."
+        )
+    return None
+
+
 _WARMUP = Spec(
     _cases_warmup,
     # the loop's own rate (constant after the warm-up), so the checker cannot drift from train()
@@ -124,6 +195,8 @@ _WARMUP = Spec(
     },
     rtol=1e-9,
     atol=1e-12,
+    wrap=_through_adamw,
+    diagnoses=(_warmup_curve,),
 )
 
 SPECS: dict[str, Spec] = {"ema_update": _EMA, "warmup_lr": _WARMUP}

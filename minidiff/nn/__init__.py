@@ -7,9 +7,14 @@
   classifier-free guidance), ``NoisyClassifier`` (for classifier guidance) and their losses.
 - :mod:`minidiff.nn.attention`: ``CrossAttention`` (queries from the image, keys and values from
   condition tokens) and the block the U-Net uses for it.
+- :mod:`minidiff.nn.autoencoder`: ``AutoencoderKL``, the first stage of latent diffusion, and its
+  loss (``minidiff.latent`` moves data in and out of its latent space).
+- :mod:`minidiff.nn.text`: a word ``Vocabulary``, a ``TokenEncoder`` and ``PromptUNet``, a
+  prompt-conditioned U-Net with its loss and classifier-free guidance over prompts.
 """
 
 from .attention import CrossAttention, CrossAttentionBlock, attention
+from .autoencoder import AutoencoderKL, DiagonalGaussian, kl_autoencoder_loss
 from .conditional import (
     ConditionalTimeMLP,
     NoisyClassifier,
@@ -18,6 +23,13 @@ from .conditional import (
     noisy_classifier_loss,
 )
 from .mlp import TimeMLP, sinusoidal_embedding
+from .text import (
+    PromptUNet,
+    TokenEncoder,
+    Vocabulary,
+    prompt_eps_loss,
+    prompt_guidance,
+)
 from .unet import (
     UNET_CONFIGS,
     AttentionBlock,
@@ -50,4 +62,12 @@ __all__ = [
     "attention",
     "CrossAttention",
     "CrossAttentionBlock",
+    "AutoencoderKL",
+    "DiagonalGaussian",
+    "kl_autoencoder_loss",
+    "Vocabulary",
+    "TokenEncoder",
+    "PromptUNet",
+    "prompt_eps_loss",
+    "prompt_guidance",
 ]

@@ -18,13 +18,16 @@ from collections.abc import Callable
 import torch
 
 from .._validation import (
-    check_callable,
-    check_choice,
-    check_device,
-    check_float_dtype,
-    check_generator,
+    Check,
+    Device,
+    FloatDtype,
+    FloatTensor,
+    Function,
+    Int,
+    OneOf,
+    Rng,
     check_positive_int,
-    check_tensor,
+    checked,
 )
 from ..paths import GaussianPath, RectifiedFlowPath, _check_path
 from ._start import check_start, check_start_device
@@ -46,6 +49,12 @@ def flow_time_grid(steps: int, t_start: float = 1.0, t_end: float = 0.0) -> torc
 
 
 @register_sampler("flow_ode")
+@checked(
+    velocity_fn=Function("(x, t) -> velocity"), path=Check(_check_path, optional=True),
+    steps=Int(optional=True), method=OneOf(list(ODE_METHODS)),
+    ts=FloatTensor(dim=1, finite=True, optional=True), generator=Rng, device=Device,
+    dtype=FloatDtype,
+)  # fmt: skip
 def flow_sample(
     velocity_fn: VelocityFn,
     path: GaussianPath | None = None,
@@ -78,16 +87,11 @@ def flow_sample(
     Returns:
         ``x_0`` ``(B, ...)``, or ``(x_0, [x_{ts[0]}, …, x_{ts[-1]}])`` with the trajectory.
     """
-    check_callable(velocity_fn, "velocity_fn", "(x, t) -> velocity")
-    path = RectifiedFlowPath() if path is None else _check_path(path)
-    check_choice(method, "method", list(ODE_METHODS))
+    path = RectifiedFlowPath() if path is None else path
     shape = check_start(x_T, shape)
-    check_generator(generator)
-    check_float_dtype(dtype)
-    device = check_device(device)
     grid = _resolve_grid(steps, ts)
     if x_T is not None:
-        check_start_device(x_T, device)
+        check_start_device(x_T, None if device is None else torch.device(device))
         x = x_T.detach().clone()
     else:
         if device is None:
@@ -112,12 +116,12 @@ def flow_sample(
     return (sol.x, sol.trajectory) if return_trajectory else sol.x
 
 
-def _resolve_grid(steps: object, ts: object) -> torch.Tensor:
+def _resolve_grid(steps: int | None, ts: torch.Tensor | None) -> torch.Tensor:
     if (steps is None) == (ts is None):
         raise TypeError("give exactly one of steps (an int >= 1) or ts (a decreasing time grid)")
     if ts is None:
         return flow_time_grid(check_positive_int(steps, "steps"))
-    grid = check_tensor(ts, "ts", dim=1, finite=True).to(torch.float64)
+    grid = ts.to(torch.float64)
     if grid.numel() < 2 or not bool((grid[1:] < grid[:-1]).all()):
         raise ValueError("ts must hold at least 2 strictly decreasing times (1 -> 0)")
     if float(grid.min()) < 0.0 or float(grid.max()) > 1.0:
@@ -125,6 +129,7 @@ def _resolve_grid(steps: object, ts: object) -> torch.Tensor:
     return grid
 
 
+@checked(ts=FloatTensor(dim=1))
 def straightness(trajectory: list[torch.Tensor], ts: torch.Tensor) -> torch.Tensor:
     """Per-sample ``S = ∫ ||dx/dt - (x_1 - x_0)||² dt`` along a sampled path (Liu et al. 2023).
 
@@ -134,7 +139,6 @@ def straightness(trajectory: list[torch.Tensor], ts: torch.Tensor) -> torch.Tens
     straight line travelled at constant speed, which one Euler step integrates without error.
     Returns ``(B,)`` in the trajectory's dtype.
     """
-    check_tensor(ts, "ts", dim=1)
     if not isinstance(trajectory, list) or len(trajectory) != ts.numel():
         raise ValueError(
             f"trajectory must be a list of {ts.numel()} tensors (one per time in ts), "
