@@ -12,9 +12,10 @@ midpoint ``t'`` between them, ``z_t = alpha_t x + sigma_t eps``, two teacher DDI
     x̃ = (z_{t''} - (sigma_{t''}/sigma_t) z_t) / (alpha_{t''} - (sigma_{t''}/sigma_t) alpha_t)
 
 and the loss is ``w(lambda_t) ||x̃ - x̂_theta(z_t)||²`` with the *truncated SNR* weight
-``w = max(alpha_t²/sigma_t², 1)`` (the paper's choice, which stays finite at high noise where
-``x̂`` from ``eps`` would not). The network predicts ``v = alpha_t eps - sigma_t x`` (the paper's
-v-parameterisation), ``x`` or ``eps``, converted by :func:`minidiff.paths.convert_with` (the
+``w = max(alpha_t²/sigma_t², 1)`` (the paper's choice: the ε-loss is the SNR weight in x-space,
+which vanishes at high noise, where a few-step student must still be accurate). The network
+predicts ``v = alpha_t eps - sigma_t x`` (the paper's v-parameterisation), ``x`` or ``eps``,
+converted by :func:`minidiff.paths.convert_with` (the
 package's one converter); :func:`prediction_to_eps` turns any of them into an ``eps_model``, so
 the student is sampled with :func:`~minidiff.samplers.ddim.ddim_sample` on ``N`` steps.
 The teacher is *any* ``eps_model``: the exact mixture oracle, a trained network,
