@@ -43,13 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minidiff  # noqa: E402
 from minidiff.data import LabelledGaussianMixture  # noqa: E402
 from minidiff.guidance import classifier_free_guidance, classifier_guidance  # noqa: E402
+from minidiff.losses import conditional_eps_loss, noisy_classifier_loss  # noqa: E402
 from minidiff.metrics import knn_precision_recall, mode_coverage  # noqa: E402
-from minidiff.nn import (  # noqa: E402
-    ConditionalTimeMLP,
-    NoisyClassifier,
-    conditional_eps_loss,
-    noisy_classifier_loss,
-)
+from minidiff.nn import ConditionalTimeMLP, NoisyClassifier  # noqa: E402
 
 WEIGHTS = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]
 MEASURES = ("precision", "recall", "coverage", "accuracy")

@@ -7,7 +7,7 @@ log-likelihood (exact divergence, Heun or RK4, PF-ODE from ``t = sde.eps`` to 1)
 points is compared with the true mean log-density ``mean log p(x)`` of the same points.
 
 Targets (Issue 3): the exact score within 0.02 nats; a continuous-time eps network
-(``TimeMLP(time_scale=1000)`` trained with ``minidiff.score.vp_eps_loss``) trained for at most
+(``TimeMLP(time_scale=1000)`` trained with ``minidiff.losses.vp_eps_loss``) trained for at most
 2 minutes of CPU within 0.15 nats. The step budget is chosen for an idle 2-core machine.
 Prints a Markdown table.
 """
@@ -21,9 +21,9 @@ import torch
 
 from minidiff import GaussianMixture
 from minidiff.likelihood import ode_log_likelihood
+from minidiff.losses import vp_eps_loss
 from minidiff.nn import TimeMLP
 from minidiff.samplers.sde_solvers import ODE_METHODS
-from minidiff.score import vp_eps_loss
 from minidiff.sde import VPSDE, score_fn_from_eps_model, score_fn_from_mixture
 from minidiff.training import train
 

@@ -19,7 +19,7 @@ really 4 for Heun and PC; the table footnote says so). Each sampler runs with
   ``score_fn_from_mixture(gmm, VPSDE())``, discrete time through
   ``gmm.eps_model(VPSDE().to_schedule(T))`` (alpha_bar_i = alpha(i/T)², so both share marginals);
 * a trained continuous-time eps network (``TimeMLP(time_scale=1000)`` and
-  ``minidiff.score.vp_eps_loss``), bridged with ``score_fn_from_eps_model`` /
+  ``minidiff.losses.vp_eps_loss``), bridged with ``score_fn_from_eps_model`` /
   ``eps_model_from_score_fn``.
 
 Quality is the sliced Wasserstein distance (SW_2, 256 directions) between ``n`` samples and one
@@ -86,9 +86,9 @@ def actual_nfe(name: str, nfe: int) -> int:
 def train_model(
     sde: VPSDE, gmm: minidiff.GaussianMixture, steps: int, seed: int
 ) -> torch.nn.Module:
-    """A continuous-time eps network trained with the VP eps loss (minidiff.score.vp_eps_loss)."""
+    """A continuous-time eps network trained with the VP eps loss (minidiff.losses.vp_eps_loss)."""
+    from minidiff.losses import vp_eps_loss
     from minidiff.nn import TimeMLP
-    from minidiff.score import vp_eps_loss
     from minidiff.training import train
 
     data = gmm.sample(100_000, torch.Generator().manual_seed(seed))

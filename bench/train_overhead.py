@@ -145,11 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{ms(name, 0) / ms('bare', 0):.3f} | {ms(name, 1) / ms('bare', 1):.3f} |"
         )
     # paired ratios: each train run against the bare run of the same round
-    paired = [t[0] / b[0] for t, b in zip(results["train"], results["bare"], strict=True)]
-    print(
-        f"\ntrain/bare per round (wall): median {statistics.median(paired):.3f}, "
-        f"min {min(paired):.3f}, max {max(paired):.3f}"
-    )
+    print()
+    for which, label in ((1, "CPU"), (0, "wall")):
+        paired = [
+            t[which] / b[which] for t, b in zip(results["train"], results["bare"], strict=True)
+        ]
+        print(
+            f"train/bare per round ({label}): median "
+            f"{statistics.median(paired):.3f}, min {min(paired):.3f}, max {max(paired):.3f}"
+        )
     return 0
 
 

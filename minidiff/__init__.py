@@ -1,38 +1,42 @@
 """minidiff: a small, tested diffusion-model library that backs the course notebooks.
 
-Public API (stable; coursework imports these names from the top level):
+Public API (stable; coursework imports these names from the top level; ``tests/test_api.py``
+keeps this list and ``__all__`` in step):
 
 - schedules: ``NoiseSchedule``, ``linear_schedule``, ``cosine_schedule``, ``quadratic_schedule``,
   ``sigmoid_schedule``, ``make_schedule``
 - forward process and posterior: ``q_sample``, ``q_step``, ``q_posterior_mean_var``,
   ``predict_x0_from_eps``, ``eps_from_x0``, ``score_from_eps``, ``eps_from_score``, ``p_mean_var``
-- losses: ``gaussian_kl``, ``discretized_gaussian_log_likelihood``, ``vlb_terms``, ``vlb_weights``,
-  ``simple_loss``
+- losses (all in ``minidiff.losses``): ``gaussian_kl``, ``gaussian_log_likelihood``,
+  ``discretized_gaussian_log_likelihood``, ``VLBTerms``, ``vlb_terms``, ``vlb_weights``,
+  ``affine_model_nll``, ``simple_loss``, ``vp_eps_loss``, ``dsm_loss``, ``ism_loss``,
+  ``ssm_loss``, ``geometric_sigmas``
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
   ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``dpm_solver_sample``,
-  ``get_sampler``, ``available_samplers``
+  ``get_sampler``, ``available_samplers``, ``register_sampler``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
-- score matching: ``dsm_loss``, ``ism_loss``, ``ssm_loss``, ``geometric_sigmas``,
-  ``NoiseConditionalScoreMLP``, ``vp_eps_loss``
-- likelihood: ``ode_log_likelihood``, ``bits_per_dim``, ``affine_model_nll``
+- likelihood: ``ode_log_likelihood``, ``bits_per_dim``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
-- networks and training: ``TimeMLP``, ``UNet``, ``UNetConfig``, ``sinusoidal_embedding``,
-  ``train``, ``train_toy`` (the 2D recipe), ``TrainConfig``, ``EMA``, ``TrainResult``,
-  ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError`` (the rest of training in
-  ``minidiff.training``)
+- networks and training: ``TimeMLP``, ``NoiseConditionalScoreMLP``, ``UNet``, ``UNetConfig``,
+  ``sinusoidal_embedding``, ``train``, ``train_toy`` (the 2D recipe), ``TrainConfig``, ``EMA``,
+  ``TrainResult``, ``save_checkpoint``, ``load_checkpoint``, ``NonFiniteLossError`` (the rest of
+  training in ``minidiff.training``)
 - guidance: ``classifier_guidance``, ``classifier_free_guidance`` (more in ``minidiff.guidance``;
-  conditional networks in ``minidiff.nn``, labelled toys in ``minidiff.data``)
+  conditional networks in ``minidiff.nn``, their losses in ``minidiff.losses``, labelled toys in
+  ``minidiff.data``)
 - metrics for samples: ``mmd``, ``sliced_wasserstein``, ``energy_distance``, ``data_floor``,
   ``distance_with_spread``, ``knn_precision_recall``, ``precision_recall_with_floor``,
   ``mode_coverage``
+- the environment: ``fast_mode`` (the notebooks' short runs), ``default_device``
 
 Submodules hold the rest: ``minidiff.viz`` (plots and widgets), ``minidiff.checks`` (exercise
-checkers), ``minidiff.training`` (the loop's parts, image runs, several GPUs); sampling in few
-steps (chapter 15) in ``minidiff.samplers.dpm_solver``, ``minidiff.learned_variance``,
-``minidiff.distillation`` and ``minidiff.consistency``. Every submodule is reachable after
-``import minidiff`` alone; those not imported here load on first use.
+checkers), ``minidiff.training`` (the loop's parts, image runs, several GPUs),
+``minidiff.tensors`` (small tensor helpers), ``minidiff._validation`` (the argument checks every
+public function declares); sampling in few steps (chapter 15) in ``minidiff.samplers.dpm_solver``,
+``minidiff.learned_variance``, ``minidiff.distillation`` and ``minidiff.consistency``. Every
+submodule is reachable after ``import minidiff`` alone; those not imported here load on first use.
 """
 
 import importlib as _importlib
@@ -58,11 +62,16 @@ from .losses import (
     VLBTerms,
     affine_model_nll,
     discretized_gaussian_log_likelihood,
+    dsm_loss,
     gaussian_kl,
     gaussian_log_likelihood,
+    geometric_sigmas,
+    ism_loss,
     simple_loss,
+    ssm_loss,
     vlb_terms,
     vlb_weights,
+    vp_eps_loss,
 )
 from .metrics import (
     data_floor,
@@ -74,7 +83,7 @@ from .metrics import (
     precision_recall_with_floor,
     sliced_wasserstein,
 )
-from .nn import TimeMLP, UNet, UNetConfig, sinusoidal_embedding
+from .nn import NoiseConditionalScoreMLP, TimeMLP, UNet, UNetConfig, sinusoidal_embedding
 from .samplers import (
     annealed_langevin_sample,
     available_samplers,
@@ -100,14 +109,6 @@ from .schedules import (
     make_schedule,
     quadratic_schedule,
     sigmoid_schedule,
-)
-from .score import (
-    NoiseConditionalScoreMLP,
-    dsm_loss,
-    geometric_sigmas,
-    ism_loss,
-    ssm_loss,
-    vp_eps_loss,
 )
 from .sde import (
     SDE,

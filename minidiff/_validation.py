@@ -105,6 +105,7 @@ __all__ = [
     "check_instance",
     "check_noise",
     "check_timesteps",
+    "check_labels",
 ]
 
 
@@ -277,18 +278,23 @@ def check_number(
     ):
         raise TypeError(f"{name} must be a real number, got {describe(value)} {value!r}")
     v = float(value)  # type: ignore[arg-type,unused-ignore]
-    lo = "-inf" if low is None else f"{low:g}"
-    hi = "inf" if high is None else f"{high:g}"
-    left = "(" if low_open or low is None else "["
-    right = ")" if high_open or high is None else "]"
-    interval = f"{left}{lo}, {hi}{right}"
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    if low is not None and (v < low or (low_open and v == low)):
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    if high is not None and (v > high or (high_open and v == high)):
+    finite = math.isfinite(v)
+    inside = (low is None or v > low or (v == low and not low_open)) and (
+        high is None or v < high or (v == high and not high_open)
+    )
+    if not (finite and inside):
+        interval = _interval(low, high, low_open, high_open)
+        if not finite:
+            raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
     return v
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    """``(0, 1]``-style text of an interval; an absent bound is infinite (and open)."""
+    left = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+    right = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+    return f"{left}, {right}"
 
 
 def check_callable(fn: object, name: str, signature: str = "") -> Callable[..., Any]:
@@ -415,6 +421,45 @@ def check_noise(
     return check_finite(noise, "noise")  # type: ignore[arg-type]
 
 
+def check_labels(
+    y: object, batch_size: int, num_classes: int, *, allow_null: bool = False, name: str = "y"
+) -> torch.Tensor:
+    """Validate class labels and return a long tensor ``(batch_size,)``.
+
+    ``y`` is an int (the same class for the whole batch) or an integer tensor ``(batch_size,)``
+    with values in ``0..num_classes-1``; with ``allow_null`` the null label ``num_classes`` (∅)
+    is accepted too. Anything else raises a ``TypeError``/``ValueError`` naming ``name``.
+    """
+    if isinstance(y, bool):
+        raise TypeError(f"{name} must be an int class index or an integer tensor, got bool")
+    if isinstance(y, int):
+        y = torch.full((batch_size,), y, dtype=torch.long)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(
+            f"{name} must be an int class index or an integer tensor, got {type(y).__name__}"
+        )
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.dim() == 0:
+        y = y.expand(batch_size)
+    if y.dim() != 1 or y.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} must be an int or have shape ({batch_size},), got {tuple(y.shape)}"
+        )
+    top = num_classes if allow_null else num_classes - 1
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
+        bad = int(y.max()) if int(y.max()) > top else int(y.min())
+        if bad == num_classes:
+            raise ValueError(
+                f"{name} contains the null label {num_classes} (∅, 'no class'), "
+                "which is not a class here: "
+                f"use a class index in 0..{num_classes - 1}"
+            )
+        what = f"0..{num_classes - 1}" + (f" or the null label {num_classes}" if allow_null else "")
+        raise ValueError(f"{name} must be a class index in {what}, got {bad}")
+    return y.long()
+
+
 def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torch.Tensor:
     """Validate discrete timesteps and return them as a long tensor of shape ``(batch_size,)``.
 
@@ -490,17 +535,32 @@ def _defer_reads(x: torch.Tensor) -> bool:
 class _Call:
     """The state of one checked call: the values checked so far and the deferred value checks."""
 
-    __slots__ = ("values", "defaults", "pending")
+    __slots__ = ("values", "defaults", "pending", "index", "args", "kwargs")
 
-    def __init__(self, defaults: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        defaults: dict[str, Any],
+        index: dict[str, int] | None = None,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.values: dict[str, Any] = {}
         self.defaults = defaults
         self.pending: list[tuple[torch.Tensor, Callable[[], bool], Callable[[], str]]] = []
+        self.index, self.args, self.kwargs = index or {}, args, kwargs or {}
 
     def get(self, name: str) -> Any:
-        """The (checked) value of argument ``name``; its default if it was left out."""
+        """The value of argument ``name``: checked if it has a spec, as given if it has none
+        (``self`` of a method, say), its default if it was left out."""
         value = self.values.get(name, _MISSING)
-        return self.defaults.get(name, _MISSING) if value is _MISSING else value
+        if value is not _MISSING:
+            return value
+        if name in self.kwargs:
+            return self.kwargs[name]
+        pos = self.index.get(name)
+        if pos is not None and pos < len(self.args):
+            return self.args[pos]
+        return self.defaults.get(name, _MISSING)
 
     def require(
         self,
@@ -555,6 +615,7 @@ class FloatTensor(Spec):
 
     Args:
         dim: exact number of dimensions; ``min_dim`` the least (default 1: a batch dimension).
+        nonempty: at least one sample (a batch dimension of size >= 1).
         like: name of another tensor argument it must have the same shape as.
         finite: no NaN or infinity. ``positive``: every value ``> 0``. ``within=(lo, hi)``:
             every value in ``[lo, hi]`` (up to 1e-6). These read values (deferred, one read).
@@ -567,6 +628,7 @@ class FloatTensor(Spec):
         *,
         dim: int | None = None,
         min_dim: int = 1,
+        nonempty: bool = False,
         like: str | None = None,
         finite: bool = False,
         positive: bool = False,
@@ -574,13 +636,17 @@ class FloatTensor(Spec):
         broadcast: bool = False,
         optional: bool = False,
     ) -> None:
-        self.dim, self.min_dim, self.like = dim, min_dim, like
+        self.dim, self.min_dim, self.like, self.nonempty = dim, min_dim, like, nonempty
         self.finite, self.positive, self.within = finite, positive, within
         self.broadcast, self.optional = broadcast, optional
         self.refs = (like,) if like is not None else ()
 
     def check(self, value: Any, name: str, call: _Call) -> torch.Tensor:
         check_tensor(value, name, min_dim=self.min_dim, dim=self.dim)
+        if self.nonempty and value.shape[0] < 1:
+            raise ValueError(
+                f"{name} must hold at least one sample, got shape {tuple(value.shape)}"
+            )
         if self.like is not None:
             other = call.get(self.like)
             if isinstance(other, torch.Tensor):
@@ -684,13 +750,18 @@ class Timesteps(Spec):
 
 
 class Int(Spec):
-    """An ``int`` (not a bool) ``>= minimum``."""
+    """An ``int`` (not a bool) ``>= minimum`` (and ``<= maximum`` if given)."""
 
-    def __init__(self, minimum: int = 1, optional: bool = False) -> None:
-        self.minimum, self.optional = minimum, optional
+    def __init__(
+        self, minimum: int = 1, maximum: int | None = None, optional: bool = False
+    ) -> None:
+        self.minimum, self.maximum, self.optional = minimum, maximum, optional
 
     def check(self, value: Any, name: str, call: _Call) -> int:
-        return check_positive_int(value, name, minimum=self.minimum)
+        value = check_positive_int(value, name, minimum=self.minimum)
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{name} must be <= {self.maximum}, got {value}")
+        return value
 
 
 class Number(Spec):
@@ -776,13 +847,19 @@ class Shape(Spec):
 
 
 class Check(Spec):
-    """A check of one's own: ``fn(value, name) -> value`` raising ``TypeError``/``ValueError``."""
+    """A check of one's own: ``fn(value, name) -> value`` raising ``TypeError``/``ValueError``.
 
-    def __init__(self, fn: Callable[[Any, str], Any], optional: bool = False) -> None:
-        self.fn, self.optional = fn, optional
+    ``uses`` names other arguments the check needs; their checked values follow ``name``:
+    ``Check(fn, uses=("schedule",))`` calls ``fn(value, name, schedule)``.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], *, uses: tuple[str, ...] = (), optional: bool = False
+    ) -> None:
+        self.fn, self.optional, self.refs = fn, optional, uses
 
     def check(self, value: Any, name: str, call: _Call) -> Any:
-        return self.fn(value, name)
+        return self.fn(value, name, *(call.get(r) for r in self.refs))
 
 
 def check_with(spec: object, value: Any, name: str) -> Any:
@@ -853,9 +930,9 @@ def checked(**specs: object) -> Callable[[Callable[P, R]], Checked[P, R]]:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> R:
-            call = _Call(defaults)
-            values = call.values
             arglist = list(args)
+            call = _Call(defaults, index, arglist, kwargs)
+            values = call.values
             n_args = len(arglist)
             for name, pos, spec in plan:
                 if pos is not None and pos < n_args:

@@ -37,6 +37,7 @@ __all__ = [
     "eps_from_x0",
     "score_from_eps",
     "eps_from_score",
+    "marginal_coefficients",
     "model_variance",
     "p_mean_var",
     "call_eps_model",
@@ -163,6 +164,16 @@ def eps_from_score(
 ) -> torch.Tensor:
     """``eps = -sqrt(1 - alpha_bar_t) · score`` (inverse of :func:`score_from_eps`)."""
     return -score * schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, score.dim(), like=score)
+
+
+def marginal_coefficients(
+    t: torch.Tensor, schedule: NoiseSchedule, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))``, two float64 ``(B,)`` tensors: the scale
+    and the noise level of ``q(x_t | x_0)``, for checked long timesteps ``t`` ``(B,)``."""
+    tt = t.cpu()
+    a, s = schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt]
+    return (a, s) if device is None else (a.to(device), s.to(device))
 
 
 @checked(variance=OneOf(VARIANCES))

@@ -59,9 +59,11 @@ __all__ = [
     "ScaledTime",
 ]
 
-TIME_SAMPLINGS = ("uniform", "logit_normal")
-"""Laws of the training time ``t``: ``U(0, 1)``, or ``sigmoid(N(loc, scale²))`` (SD3's default
-``loc = 0, scale = 1`` puts most draws near ``t = ½``, where the velocity is hardest to predict)."""
+TIME_SAMPLINGS = ("uniform", "logit_normal", "power")
+"""Laws of the training time ``t``: ``U(0, 1)``; ``sigmoid(N(loc, scale²))`` (SD3's default
+``loc = 0, scale = 1`` puts most draws near ``t = ½``, where the velocity is hardest to predict);
+or ``u^power`` with ``u ~ U(0, 1)`` (``power = 2``: small ``t``, near the data, drawn more often,
+the law chapter 4 uses for DDPM's ``t = floor(T u²) + 1``)."""
 
 VelocityModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``velocity_model(x_t (B, ...), t (B,) float in [0, 1]) -> u (B, ...)``."""
@@ -69,7 +71,7 @@ VelocityModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @checked(
     n=Int(), generator=Rng, sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0),
-    device=Device,
+    power=Number(low=0.0), device=Device,
 )  # fmt: skip
 def sample_flow_times(
     n: int,
@@ -78,26 +80,39 @@ def sample_flow_times(
     sampling: str = "uniform",
     loc: float = 0.0,
     scale: float = 1.0,
+    power: float = 2.0,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """``n`` training times in ``(0, 1)``, float32 ``(n,)``, drawn from ``TIME_SAMPLINGS``."""
     gen_device = generator.device if generator is not None else "cpu"
     if sampling == "uniform":
         t = torch.rand(n, generator=generator, device=gen_device)
+    elif sampling == "power":
+        t = torch.rand(n, generator=generator, device=gen_device) ** power
     else:
         t = torch.sigmoid(loc + scale * torch.randn(n, generator=generator, device=gen_device))
     return t.to(device or gen_device)
 
 
-@checked(t=_TIME, sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0))
+@checked(
+    t=_TIME, sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0),
+    power=Number(low=0.0),
+)  # fmt: skip
 def flow_time_density(
-    t: torch.Tensor, sampling: str = "uniform", loc: float = 0.0, scale: float = 1.0
+    t: torch.Tensor,
+    sampling: str = "uniform",
+    loc: float = 0.0,
+    scale: float = 1.0,
+    power: float = 2.0,
 ) -> torch.Tensor:
     """The density ``p(t)`` of :func:`sample_flow_times` (logit-normal:
-    ``N(logit t; loc, scale²) / (t (1 - t))``), float64 like ``t``."""
+    ``N(logit t; loc, scale²) / (t (1 - t))``; power: ``t^(1/power - 1) / power``), float64 like
+    ``t``."""
     t = t.to(torch.float64)
     if sampling == "uniform":
         return torch.ones_like(t)
+    if sampling == "power":
+        return t ** (1.0 / power - 1.0) / power
     z = (torch.log(t) - torch.log1p(-t) - loc) / scale
     return torch.exp(-0.5 * z**2) / (scale * math.sqrt(2 * math.pi) * t * (1 - t))
 
@@ -121,7 +136,7 @@ def ot_coupling(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 @checked(
     velocity_model=Function("(x_t, t) -> velocity"), x0=FloatTensor(finite=True), path=_PATH,
     generator=Rng, time_sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0),
-    coupling=OneOf(("independent", "ot")),
+    power=Number(low=0.0), coupling=OneOf(("independent", "ot")),
 )  # fmt: skip
 def flow_matching_loss(
     velocity_model: VelocityModel,
@@ -134,6 +149,7 @@ def flow_matching_loss(
     time_sampling: str = "uniform",
     loc: float = 0.0,
     scale: float = 1.0,
+    power: float = 2.0,
     coupling: str = "independent",
 ) -> torch.Tensor:
     """CFM: ``E ||u_theta(x_t, t) - (alpha'(t) x_0 + sigma'(t) eps)||²``, averaged over the batch
@@ -152,7 +168,13 @@ def flow_matching_loss(
     path = RectifiedFlowPath() if path is None else path
     if t is None:  # t first, then eps: the order of DDPM's Algorithm 1 and simple_loss
         t = sample_flow_times(
-            x0.shape[0], generator, sampling=time_sampling, loc=loc, scale=scale, device=x0.device
+            x0.shape[0],
+            generator,
+            sampling=time_sampling,
+            loc=loc,
+            scale=scale,
+            power=power,
+            device=x0.device,
         )
     eps = check_noise(noise, x0, "x0", generator)
     if coupling == "ot":

@@ -36,14 +36,13 @@ from collections.abc import Callable
 
 import torch
 
-from .data.labelled import check_labels
+from ._validation import check_labels
 from .diffusion import EpsModel
 from .schedules import NoiseSchedule, check_timesteps
 
 __all__ = [
     "ConditionalModel",
     "Classifier",
-    "check_guidance_weight",
     "guidance_scale",
     "cfg_combine",
     "classifier_free_guidance",

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ._validation import FloatTensor, Function, Number, Rng, check_timesteps, checked
 from .diffusion import p_mean_var, q_posterior_mean_var, q_sample
-from .losses import VLBTerms, _gaussian_kl, _gaussian_log_likelihood, sample_timesteps
+from .losses import VLBTerms, gaussian_kl, gaussian_log_likelihood, sample_timesteps
 from .nn import TimeMLP
 from .schedules import NoiseSchedule
 from .tensors import noise_like, sum_data_dims
@@ -122,8 +122,8 @@ def _step_terms(
     mean_q, var_q = q_posterior_mean_var.unchecked(x0, x_t, tt, schedule)
     first = (tt == 1).reshape(-1, *([1] * (x0.dim() - 1)))
     safe_var_q = torch.where(first, torch.ones_like(var_q), var_q)
-    kl = _gaussian_kl(mean_q, safe_var_q.expand_as(x0), mean_p, var_p)
-    nll = -_gaussian_log_likelihood(x0, mean_p, var_p)
+    kl = gaussian_kl.unchecked(mean_q, safe_var_q.expand_as(x0), mean_p, var_p)
+    nll = -gaussian_log_likelihood.unchecked(x0, mean_p, var_p)
     return sum_data_dims(torch.where(first, nll, kl))
 
 
@@ -184,7 +184,9 @@ def learned_vlb_terms(
     B, T = x0.shape[0], schedule.T
     a_T = math.sqrt(float(schedule.alpha_bar[T]))
     L_T = sum_data_dims(
-        _gaussian_kl(a_T * x0, torch.full_like(x0, 1 - a_T**2), x0.new_zeros(()), x0.new_ones(()))
+        gaussian_kl.unchecked(
+            a_T * x0, torch.full_like(x0, 1 - a_T**2), x0.new_zeros(()), x0.new_ones(())
+        )
     )
     L_t = torch.zeros(B, max(T - 1, 0), dtype=x0.dtype, device=x0.device)
     with torch.no_grad():

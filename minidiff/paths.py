@@ -400,7 +400,7 @@ def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "vel
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = path._coefficients(_batch_time(x, t).to(torch.float64))
         x64 = x.to(torch.float64)
-        x0 = gmm._posterior_mean(x64, c.alpha, c.sigma, check=False)
+        x0 = GaussianMixture.posterior_mean.unchecked(gmm, x64, c.alpha, c.sigma)
         col = PathCoefficients(*(v.to(x.device)[:, None] for v in c))
         safe = torch.where(col.sigma > 0, col.sigma, torch.ones_like(col.sigma))
         eps = torch.where(col.sigma > 0, (x64 - col.alpha * x0) / safe, torch.zeros_like(x64))

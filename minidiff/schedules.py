@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._validation import check_choice, check_number, check_positive_int
+from ._validation import Check, Int, Number, OneOf, checked, describe
 from ._validation import check_timesteps as check_timesteps
 
 # check_timesteps lives in _validation and stays importable from here.
@@ -40,6 +40,30 @@ __all__ = [
 ]
 
 
+def _betas(betas: object, name: str) -> torch.Tensor:
+    """``beta_1..beta_T`` (T >= 1), each strictly inside (0, 1), as a float64 CPU tensor."""
+    expected = "a 1-D tensor or sequence of floats"
+    if isinstance(betas, (str, bytes)) or betas is None:
+        raise TypeError(f"{name} must be {expected}, got {describe(betas)}")
+    try:
+        b = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be {expected}, got {describe(betas)}") from exc
+    if b.dim() != 1 or b.numel() < 1:
+        raise ValueError(
+            f"{name} must be a 1-D sequence of beta_1..beta_T (T >= 1), got shape {tuple(b.shape)}"
+        )
+    if not bool(torch.isfinite(b).all()):
+        raise ValueError(f"{name} must be finite")
+    outside = (b <= 0) | (b >= 1)
+    if bool(outside.any()):
+        raise ValueError(
+            f"{name} must lie strictly inside (0, 1); got {int(outside.sum())} value(s) outside, "
+            f"e.g. {float(b[outside][0]):.6g}"
+        )
+    return b
+
+
 class NoiseSchedule:
     """A discrete variance schedule ``beta_1..beta_T`` and every quantity derived from it.
 
@@ -52,30 +76,9 @@ class NoiseSchedule:
         snr, log_snr.
     """
 
+    @checked(betas=Check(_betas))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, betas: torch.Tensor | Sequence[float]) -> None:
-        if isinstance(betas, (str, bytes)) or betas is None:
-            raise TypeError(
-                f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}"
-            )
-        try:
-            b = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(
-                f"betas must be a 1-D tensor or sequence of floats, got {type(betas).__name__}"
-            ) from exc
-        if b.dim() != 1 or b.numel() < 1:
-            raise ValueError(
-                f"betas must be a 1-D sequence of beta_1..beta_T (T >= 1), "
-                f"got shape {tuple(b.shape)}"
-            )
-        if not bool(torch.isfinite(b).all()):
-            raise ValueError("betas must be finite")
-        if bool((b <= 0).any()) or bool((b >= 1).any()):
-            bad = b[(b <= 0) | (b >= 1)]
-            raise ValueError(
-                f"betas must lie strictly inside (0, 1); got {bad.numel()} value(s) outside, "
-                f"e.g. {float(bad[0]):.6g}"
-            )
+        b = torch.as_tensor(betas)  # @checked made it a float64 (T,) tensor on the CPU
         self.T: int = int(b.numel())
         zero = torch.zeros(1, dtype=torch.float64)
         self.betas = torch.cat([zero, b])
@@ -137,42 +140,38 @@ class NoiseSchedule:
             out = out.to(dtype=like.dtype, device=like.device)
         return out.reshape(-1, *([1] * (ndim - 1)))
 
+    @checked(steps=Int(optional=True))
     def timesteps(self, steps: int | None = None) -> torch.Tensor:
         """Decreasing timesteps ``T, …, 1`` (or ``steps`` evenly strided ones ending at 1)."""
         if steps is None:
             return torch.arange(self.T, 0, -1)
-        check_positive_int(steps, "steps")
         if steps > self.T:
             raise ValueError(f"steps must be <= T={self.T}, got {steps}")
         ts = torch.linspace(1, self.T, steps, dtype=torch.float64).round().long()
         return torch.unique(ts).flip(0)
 
 
-def _check_T(T: object) -> int:
-    return check_positive_int(T, "T")
+_BETA = Number(low=0.0, high=1.0)
 
 
-def _check_range(beta_start: float, beta_end: float) -> tuple[float, float]:
-    beta_start = check_number(beta_start, "beta_start", low=0.0, high=1.0)
-    beta_end = check_number(beta_end, "beta_end", low=0.0, high=1.0)
+def _ordered(beta_start: float, beta_end: float) -> None:
     if beta_end < beta_start:
         raise ValueError(
             f"beta_end must be >= beta_start, got beta_start={beta_start}, beta_end={beta_end}"
         )
-    return beta_start, beta_end
 
 
+@checked(T=Int(), beta_start=_BETA, beta_end=_BETA)
 def linear_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
     """Linearly increasing betas (Ho et al. 2020, DDPM, Sec. 4: 1e-4 to 0.02 over T = 1000)."""
-    T = _check_T(T)
-    beta_start, beta_end = _check_range(beta_start, beta_end)
+    _ordered(beta_start, beta_end)
     return NoiseSchedule(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
 
 
+@checked(T=Int(), beta_start=_BETA, beta_end=_BETA)
 def quadratic_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
     """Betas whose square roots are linear: ``beta_t = (lerp(sqrt(b0), sqrt(b1)))**2``."""
-    T = _check_T(T)
-    beta_start, beta_end = _check_range(beta_start, beta_end)
+    _ordered(beta_start, beta_end)
     r = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T, dtype=torch.float64)
     return NoiseSchedule(r**2)
 
@@ -186,6 +185,7 @@ def _betas_from_alpha_bar_fn(
     return betas.clamp(min=1e-8, max=max_beta)
 
 
+@checked(T=Int(), s=Number(low=0.0, high=1.0, low_open=False), max_beta=_BETA)
 def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
     """Cosine schedule (Nichol & Dhariwal 2021, Improved DDPM, Eq. 17).
 
@@ -193,9 +193,6 @@ def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseS
     ``1 - alpha_bar_t / alpha_bar_{t-1}`` clipped at ``max_beta`` (0.999) to avoid the singularity
     at t = T.
     """
-    T = _check_T(T)
-    s = check_number(s, "s", low=0.0, high=1.0, low_open=False)
-    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0)
 
     def f(u: torch.Tensor) -> torch.Tensor:
         return torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
@@ -203,6 +200,7 @@ def cosine_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseS
     return NoiseSchedule(_betas_from_alpha_bar_fn(f, T, max_beta))
 
 
+@checked(T=Int(), start=Number(), end=Number(), tau=Number(low=0.0), max_beta=_BETA)
 def sigmoid_schedule(
     T: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0, max_beta: float = 0.999
 ) -> NoiseSchedule:
@@ -210,13 +208,8 @@ def sigmoid_schedule(
 
     ``alpha_bar(t) ∝ (σ(end/τ) - σ((t(end - start) + start)/τ)) / (σ(end/τ) - σ(start/τ))``.
     """
-    T = _check_T(T)
-    start = check_number(start, "start")
-    end = check_number(end, "end")
     if not end > start:
         raise ValueError(f"end must be > start, got start={start}, end={end}")
-    tau = check_number(tau, "tau", low=0.0)
-    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0)
     v_start = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64))
     v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))
 
@@ -241,12 +234,13 @@ SCHEDULES: dict[str, Callable[..., NoiseSchedule]] = {
 }
 
 
+@checked(name=OneOf(sorted(SCHEDULES)))
 def make_schedule(name: str, T: int, **kwargs: float) -> NoiseSchedule:
     """Build a schedule by family name: ``linear``, ``cosine``, ``quadratic`` or ``sigmoid``."""
-    check_choice(name, "name", sorted(SCHEDULES))
     return SCHEDULES[name](T, **kwargs)
 
 
+@checked(schedule=NoiseSchedule, shift=Number(), max_beta=_BETA)
 def shifted_schedule(
     schedule: NoiseSchedule, shift: float, max_beta: float = 0.999
 ) -> NoiseSchedule:
@@ -257,10 +251,6 @@ def shifted_schedule(
     noise at every t) for images larger than 64 px, ``> 0`` for smaller ones. Betas are
     recomputed from ``ᾱ'`` and clipped at ``max_beta`` like the cosine schedule.
     """
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    shift = check_number(shift, "shift")
-    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0)
     ab = torch.sigmoid(schedule.log_snr[1:] + float(shift))
     ab = torch.cat([torch.ones(1, dtype=torch.float64), ab])
     betas = (1.0 - ab[1:] / ab[:-1]).clamp(min=1e-12, max=max_beta)

@@ -50,7 +50,6 @@ __all__ = [
     "VPSDE",
     "VESDE",
     "ReverseSDE",
-    "check_time",
     "score_fn_from_mixture",
     "score_fn_from_eps_model",
     "eps_model_from_score_fn",
@@ -396,7 +395,7 @@ def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = _batch_time(x, t)
         alpha, sigma = sde._marginal(tt.to(torch.float64))
-        return gmm._marginal_score(x, alpha, sigma, check=False)
+        return GaussianMixture.marginal_score.unchecked(gmm, x, alpha, sigma)
 
     return score
 

@@ -6,12 +6,15 @@ level) or a scalar.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 __all__ = [
     "pad_like",
     "noise_like",
     "standard_normal",
+    "uniform",
     "sum_data_dims",
     "mean_data_dims",
     "pairwise_sq_dists",
@@ -37,10 +40,32 @@ def standard_normal(
     Drawing where the generator lives makes a seeded run give the same numbers whatever device the
     data is on (a CPU generator with CUDA data draws on the CPU).
     """
+    return _draw(torch.randn, shape, generator, dtype, device)
+
+
+def uniform(
+    shape: tuple[int, ...] | torch.Size,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``U[0, 1)`` of ``shape``, drawn on the generator's device and moved to ``device`` (see
+    :func:`standard_normal`)."""
+    return _draw(torch.rand, shape, generator, dtype, device)
+
+
+def _draw(
+    fn: Callable[..., torch.Tensor],
+    shape: tuple[int, ...] | torch.Size,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> torch.Tensor:
     target = torch.device(device) if device is not None else None
     draw_on = generator.device if generator is not None else target
-    z = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=draw_on)
-    return z if target is None else z.to(target)
+    out = fn(tuple(shape), generator=generator, dtype=dtype, device=draw_on)
+    return out if target is None else out.to(target)
 
 
 def noise_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -22,7 +22,8 @@ def test_quick_run_writes_both_tables(tmp_path: Path) -> None:
         ["--quick", "--steps", "15", "--n", "60", "--reflow-pairs", "100", "--json", str(path)]
     )
     rows = json.loads(path.read_text())
-    assert [r["model"] for r in rows["a"]] == ["DDPM", "FM uniform", "FM logit-normal"]
+    assert [r["model"] for r in rows["a"]] == ["DDPM", "FM uniform", "FM logit-normal", "FM u²"]
+    assert set(rows["wins"]) == {"FM uniform", "FM logit-normal", "FM u²"}
     assert all(r["steps"] == 15 and r["cpu_s"] > 0 for r in rows["a"])
     assert {r["model"] for r in rows["b"]} == {"exact velocity", "FM uniform", "FM + OT", "reflow"}
     exact = next(r for r in rows["b"] if r["model"] == "exact velocity")

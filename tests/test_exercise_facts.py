@@ -13,7 +13,12 @@ from minidiff.samplers.langevin import langevin_step
 def test_ex01_linear_schedule_ends_near_4e_5_and_sqrt_point_1() -> None:
     ab_T = float(minidiff.linear_schedule(1000).alpha_bar[-1])
     assert 3.5e-5 < ab_T < 4.5e-5
-    assert abs(math.sqrt(0.1) - 0.32) < 0.005
+    # a schedule that ended at alpha_bar_T = 0.1 would keep a mean of about 0.32 x_0 at t = T
+    T = 100
+    short = minidiff.NoiseSchedule(torch.full((T,), 1 - 0.1 ** (1 / T), dtype=torch.float64))
+    x0 = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    mean_T = minidiff.q_sample(x0, T, short, noise=torch.zeros_like(x0))
+    assert torch.allclose(mean_T, 0.32 * x0, rtol=0.02, atol=0.0)
 
 
 def test_ex01_same_snr_same_information() -> None:
@@ -100,13 +105,11 @@ def test_ex10_crossover_moves_down_an_octave_when_snr_falls_by_2_to_the_alpha() 
         snr_t = ab / (1 - ab)
         ab_lower = (snr_t / 2**alpha) / (1 + snr_t / 2**alpha)  # SNR(t) divided by 2^alpha = 4
         f_star = math.sqrt(snr_t * 3.0 / n)  # SNR_t(f*) = 1 for P0 = 3 f^-2
-        lower = math.sqrt(snr_t / 2**alpha * 3.0 / n)
         at = frequency_snr(torch.tensor([3.0 * f_star**-alpha], dtype=torch.float64), ab, n)
         p_half = torch.tensor([3.0 * (f_star / 2) ** -alpha], dtype=torch.float64)
         at_half = frequency_snr(p_half, ab_lower, n)
         assert math.isclose(float(at), 1.0, rel_tol=1e-12)
         assert math.isclose(float(at_half), 1.0, rel_tol=1e-12)
-        assert math.isclose(lower, f_star / 2, rel_tol=1e-12)
         # on the grid: the first drowned frequency halves too (to within one grid step)
         first = float(f[frequency_snr(p0, ab, n) < 1][0])
         first_lower = float(f[frequency_snr(p0, ab_lower, n) < 1][0])
@@ -126,7 +129,7 @@ def test_ex10_doubling_the_resolution_raises_coarse_snr_4_times() -> None:
     ab = float(cos.alpha_bar[300])
     ratio = float(frequency_snr(p64[:2], ab, 64 * 64)[1] / frequency_snr(p32[:2], ab, 32 * 32)[1])
     assert 3.9 < ratio <= 4.0  # "4 times higher": log-SNR up by 2 log 2
-    assert abs(math.log(ratio) - 2 * math.log(2)) < 0.03 and abs(2 * math.log(2) - 1.39) < 0.005
+    assert abs(math.log(ratio) - 1.39) < 0.03  # "log-SNR up by 2 log 2 = 1.39"
 
     # the last step at which ring 1 is readable (SNR > 1) comes later at 64x64 ...
     def last_readable(p: torch.Tensor, n: int, s: minidiff.NoiseSchedule) -> int:

@@ -17,13 +17,8 @@ from minidiff.guidance import (
     classifier_log_prob_grad,
     guidance_scale,
 )
-from minidiff.nn import (
-    ConditionalTimeMLP,
-    NoisyClassifier,
-    conditional_eps_loss,
-    drop_labels,
-    noisy_classifier_loss,
-)
+from minidiff.losses import conditional_eps_loss, drop_labels, noisy_classifier_loss
+from minidiff.nn import ConditionalTimeMLP, NoisyClassifier
 from minidiff.samplers import euler_maruyama_sample, get_sampler
 from minidiff.sde import VPSDE, score_fn_from_mixture
 

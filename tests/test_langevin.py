@@ -128,7 +128,7 @@ def test_small_step_barely_moves_the_mean() -> None:
     predicted = 3.0 * (1 - eps / 2) ** K
     se = math.sqrt(K * eps / n)
     assert abs(float(x[:, 0].mean()) - predicted) < 5 * se
-    assert predicted > 2.8
+    assert float(x[:, 0].mean()) > 2.8  # "hardly moved" from 3 towards 0
 
 
 def test_annealing_fixes_the_mode_weights_where_plain_langevin_fails() -> None:

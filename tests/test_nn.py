@@ -151,6 +151,6 @@ def test_time_mlp_input_encoding() -> None:
     plain = TimeMLP(hidden=16, n_layers=1, time_dim=8)
     assert torch.equal(plain.encode_input(x), x)
     assert set(plain.state_dict()) == set(model.state_dict())
-    for bad in (-1, 17, 2.0, True):
-        with pytest.raises(ValueError, match="x_frequencies"):
+    for bad, error in ((-1, ValueError), (17, ValueError), (2.0, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="x_frequencies"):
             TimeMLP(x_frequencies=bad)  # type: ignore[arg-type]

@@ -9,15 +9,8 @@ import pytest
 import torch
 
 from minidiff import GaussianMixture
-from minidiff.score import (
-    NoiseConditionalScoreMLP,
-    dsm_loss,
-    esm_loss,
-    geometric_sigmas,
-    ism_loss,
-    ssm_loss,
-    vp_eps_loss,
-)
+from minidiff.losses import dsm_loss, esm_loss, geometric_sigmas, ism_loss, ssm_loss, vp_eps_loss
+from minidiff.nn import NoiseConditionalScoreMLP
 
 GMM = GaussianMixture.default_2d()
 

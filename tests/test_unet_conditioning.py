@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from minidiff import classifier_free_guidance, linear_schedule
-from minidiff.nn import UNet, UNetConfig, conditional_eps_loss, count_parameters
+from minidiff.losses import conditional_eps_loss
+from minidiff.nn import UNet, UNetConfig, count_parameters
 from minidiff.nn.unet import parameter_count
 
 

@@ -76,8 +76,9 @@ def test_one_public_call_checks_several_tensors_with_one_read() -> None:
 
 
 def test_skip_value_checks_removes_the_reads_of_a_training_step() -> None:
-    """simple_loss reads t's range and x0's finiteness (2 syncs); a loop that checked its data
-    once can skip them, while type and shape checks keep working."""
+    """simple_loss reads x0's finiteness (1 sync; the t it draws itself needs no range check,
+    a t passed in one more); a loop that checked its data once can skip them, while type and
+    shape checks keep working."""
     from minidiff._validation import skip_value_checks, value_checks_enabled
 
     x0 = torch.randn(32, 2)
@@ -88,6 +89,9 @@ def test_skip_value_checks_removes_the_reads_of_a_training_step() -> None:
 
     with count_host_reads() as reads:
         md.simple_loss(model, x0, SCHED, generator=g)
+    assert reads[0] == 1
+    with count_host_reads() as reads:
+        md.simple_loss(model, x0, SCHED, t=torch.randint(1, 41, (32,), generator=g), generator=g)
     assert reads[0] == 2
     with skip_value_checks():
         assert not value_checks_enabled()
@@ -129,4 +133,4 @@ def test_train_keeps_value_checks_on_cpu_and_checks_only_the_first_call_elsewher
         wrapped(model, data, g)
     with count_host_reads() as later:
         wrapped(model, data, g)
-    assert first[0] == 2 and later[0] == 0
+    assert first[0] == 1 and later[0] == 0

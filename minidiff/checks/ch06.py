@@ -8,8 +8,9 @@
   (Hyvärinen 2005)
 - ``score_from_eps(eps: (B, ...), t: (B,) long, alpha_bar: (T+1,)) -> -eps / sqrt(1 - alpha_bar_t)``
 
-References come from :mod:`minidiff.score` and :mod:`minidiff.diffusion`; each :class:`Mistake` is a
-common wrong answer. ``SPECS`` lists, per checker, its cases, reference and mistakes.
+References come from :mod:`minidiff.losses.score_matching` and :mod:`minidiff.diffusion`; each
+:class:`Mistake` is a common wrong answer. ``SPECS`` lists, per checker, its cases, reference
+and mistakes.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import torch
 from torch import nn
 
 from ..diffusion import score_from_eps as _score_from_eps
+from ..losses import dsm_loss as _dsm_loss
+from ..losses import ism_loss as _ism_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ..score import dsm_loss as _dsm_loss
-from ..score import ism_loss as _ism_loss
 from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
 from ._probe import schedule_candidates, sigma_candidates
 from ._spy import ModelCalls, Spy

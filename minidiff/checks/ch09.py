@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..guidance import classifier_free_guidance, classifier_guidance
-from ..nn.conditional import conditional_eps_loss
+from ..losses import conditional_eps_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ._calls import ReturnError
 from ._core import Case, CheckResult, Mistake, Spec, check_spec

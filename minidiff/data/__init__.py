@@ -1,7 +1,8 @@
 """Data: 2D toys, the exact Gaussian-mixture oracle, and real images.
 
-- :mod:`minidiff.data.toys`, :mod:`minidiff.data.gmm`: 2D toy sets and ``GaussianMixture``.
-- :mod:`minidiff.data.labelled`: labelled toys and ``LabelledGaussianMixture`` (guidance).
+- :mod:`minidiff.data.toys`, :mod:`minidiff.data.gmm`: 2D toy sets (also with labels, for
+  guidance) and ``GaussianMixture``.
+- :mod:`minidiff.data.labelled`: ``LabelledGaussianMixture``, the exact oracle of guidance.
 - :mod:`minidiff.data.images`: images that ship with scikit-learn (offline): ``load_digits``,
   ``sample_photos``, ``image_patches``.
 - :mod:`minidiff.data.cifar10`: ``load_cifar10`` (download with MD5 check into a cache directory,
@@ -11,8 +12,8 @@
 from .cifar10 import CIFAR10_CLASSES, CorruptDatasetError, download_cifar10, load_cifar10
 from .gmm import GaussianMixture
 from .images import PHOTO_NAMES, image_patches, load_digits, sample_photos
-from .labelled import LABELLED_TOYS, LabelledGaussianMixture, check_labels, labelled_toy
-from .toys import TOY_DATASETS, toy_dataset
+from .labelled import LabelledGaussianMixture
+from .toys import LABELLED_TOYS, TOY_DATASETS, labelled_toy, toy_dataset
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -29,5 +30,4 @@ __all__ = [
     "LabelledGaussianMixture",
     "labelled_toy",
     "LABELLED_TOYS",
-    "check_labels",
 ]

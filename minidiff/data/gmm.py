@@ -23,15 +23,17 @@ from typing import Any
 import torch
 
 from .._validation import (
-    check_finite,
-    check_generator,
-    check_instance,
-    check_number,
-    check_positive_int,
-    check_tensor,
+    Check,
+    FloatTensor,
+    Int,
+    Number,
+    Rng,
+    check_timesteps,
+    checked,
     describe,
 )
-from ..schedules import NoiseSchedule, check_timesteps
+from ..diffusion import eps_from_x0, marginal_coefficients
+from ..schedules import NoiseSchedule
 
 __all__ = ["GaussianMixture"]
 
@@ -41,14 +43,104 @@ Scalar = float | torch.Tensor
 def _as_float64(value: object, name: str, expected: str) -> torch.Tensor:
     """``value`` as a finite float64 tensor, else ``TypeError``/``ValueError`` naming ``name``."""
     if value is None or isinstance(value, (str, bytes, bool)):
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+        raise TypeError(f"{name} must be {expected}, got {describe(value)}")
     try:
         out = torch.as_tensor(value, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}") from exc
+        raise TypeError(f"{name} must be {expected}, got {describe(value)}") from exc
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{name} contains non-finite values (NaN or inf); expected finite numbers")
     return out
+
+
+def _means(value: object, name: str) -> torch.Tensor:
+    m = _as_float64(value, name, "a tensor of shape (K, D)")
+    if m.dim() != 2 or m.shape[0] < 1 or m.shape[1] < 1:
+        raise ValueError(
+            f"{name} must have shape (K, D) with at least one component of dimension >= 1, "
+            f"got {tuple(m.shape)}"
+        )
+    return m
+
+
+def _covs(value: object, name: str, means: torch.Tensor) -> torch.Tensor:
+    K, D = means.shape
+    c = _as_float64(value, name, f"a tensor of shape ({K}, {D}, {D})")
+    if c.shape != (K, D, D):
+        raise ValueError(f"{name} must have shape ({K}, {D}, {D}), got {tuple(c.shape)}")
+    if not torch.allclose(c, c.transpose(-1, -2)):
+        raise ValueError(f"{name} must be symmetric")
+    return c
+
+
+def _stds(value: object, name: str, means: torch.Tensor) -> torch.Tensor:
+    """Isotropic ``(K,)``, diagonal ``(K, D)`` or one number, as ``(K, D)``, each > 0."""
+    K, D = means.shape
+    s = _as_float64(value, name, f"a number or a tensor of shape ({K},) or ({K}, {D})")
+    if s.dim() == 0:
+        s = s.expand(K)
+    if s.shape == (K,):
+        s = s[:, None].expand(K, D)
+    if s.shape != (K, D):
+        raise ValueError(
+            f"{name} must be a scalar, (K,)=({K},) or (K, D)=({K}, {D}), got {tuple(s.shape)}"
+        )
+    if bool((s <= 0).any()):
+        raise ValueError(f"{name} must be strictly positive")
+    return s
+
+
+def _weights(value: object, name: str, means: torch.Tensor) -> torch.Tensor:
+    K = means.shape[0]
+    w = _as_float64(value, name, f"a tensor of shape ({K},)")
+    if w.shape != (K,):
+        raise ValueError(f"{name} must have shape ({K},), got {tuple(w.shape)}")
+    if bool((w <= 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
+        raise ValueError(f"{name} must be positive and sum to 1, got sum {float(w.sum()):.6g}")
+    return w
+
+
+class _MixturePoints(FloatTensor):
+    """Points ``x: (N, D)`` in the mixture's dimension ``D`` (the method's ``self``), finite."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=2, finite=True)
+        self.refs = ("self",)
+
+    def check(self, value: Any, name: str, call: Any) -> torch.Tensor:
+        x = super().check(value, name, call)
+        D = call.get("self").D
+        if x.shape[1] != D:
+            raise ValueError(f"{name} must have shape (N, {D}), got {tuple(x.shape)}")
+        return x
+
+
+def _coefficient(value: object, name: str, x: torch.Tensor, low_open: bool) -> torch.Tensor:
+    """A number or an ``(N,)`` tensor (one per point of ``x``), as float64 on ``x``'s device."""
+    N = x.shape[0]
+    v = _as_float64(value, name, f"a number or a tensor of shape ({N},)").reshape(-1)
+    if v.numel() not in (1, N):
+        raise ValueError(f"{name} must be a scalar or have shape ({N},), got {v.numel()} values")
+    if bool((v <= 0).any()) if low_open else bool((v < 0).any()):
+        bound = "> 0" if low_open else ">= 0"
+        raise ValueError(f"{name} must be {bound}, got min {float(v.min()):.4g}")
+    return v.to(x.device)
+
+
+def _alpha(value: object, name: str, x: torch.Tensor) -> torch.Tensor:
+    return _coefficient(value, name, x, low_open=True)
+
+
+def _sigma(value: object, name: str, x: torch.Tensor) -> torch.Tensor:
+    return _coefficient(value, name, x, low_open=False)
+
+
+# x, alpha, sigma of every density method: x_t = alpha x_0 + sigma eps
+_NOISED = {
+    "x": _MixturePoints(),
+    "alpha": Check(_alpha, uses=("x",)),
+    "sigma": Check(_sigma, uses=("x",)),
+}
 
 
 class GaussianMixture:
@@ -59,8 +151,18 @@ class GaussianMixture:
         covs: ``(K, D, D)`` symmetric positive-definite covariances, or
         stds: ``(K,)`` isotropic or ``(K, D)`` diagonal standard deviations (give one of the two).
         weights: ``(K,)`` positive, summing to 1 (uniform if omitted).
+
+    The density methods take ``x: (N, D)`` and the coefficients of the noised variable
+    ``alpha x_0 + sigma eps`` (numbers or ``(N,)`` tensors); their bodies without the checks
+    are ``GaussianMixture.marginal_score.unchecked(mixture, x, alpha, sigma)`` and so on.
     """
 
+    @checked(  # type: ignore[misc]  # (mypy cannot type a decorated __init__)
+        means=Check(_means),
+        covs=Check(_covs, uses=("means",), optional=True),
+        weights=Check(_weights, uses=("means",), optional=True),
+        stds=Check(_stds, uses=("means",), optional=True),
+    )
     def __init__(
         self,
         means: torch.Tensor,
@@ -69,48 +171,14 @@ class GaussianMixture:
         *,
         stds: torch.Tensor | float | None = None,
     ) -> None:
-        m = _as_float64(means, "means", "a tensor of shape (K, D)")
-        if m.dim() != 2:
-            raise ValueError(f"means must have shape (K, D), got {tuple(m.shape)}")
-        K, D = m.shape
-        if K < 1 or D < 1:
-            raise ValueError(
-                "means must hold at least one component of dimension >= 1, "
-                f"got shape {tuple(m.shape)}"
-            )
         if (covs is None) == (stds is None):
             raise ValueError("give exactly one of covs (K, D, D) or stds (K,) / (K, D)")
-        if covs is not None:
-            c = _as_float64(covs, "covs", f"a tensor of shape ({K}, {D}, {D})")
-            if c.shape != (K, D, D):
-                raise ValueError(f"covs must have shape ({K}, {D}, {D}), got {tuple(c.shape)}")
-            if not torch.allclose(c, c.transpose(-1, -2)):
-                raise ValueError("covs must be symmetric")
-        else:
-            s = _as_float64(stds, "stds", f"a number or a tensor of shape ({K},) or ({K}, {D})")
-            if s.dim() == 0:
-                s = s.expand(K)
-            if s.shape == (K,):
-                s = s[:, None].expand(K, D)
-            if s.shape != (K, D):
-                raise ValueError(
-                    f"stds must be a scalar, (K,)=({K},) or (K, D)=({K}, {D}), got {tuple(s.shape)}"
-                )
-            if bool((s <= 0).any()):
-                raise ValueError("stds must be strictly positive")
-            c = torch.diag_embed(s**2)
+        c = covs if covs is not None else torch.diag_embed(torch.as_tensor(stds) ** 2)
         if torch.linalg.cholesky_ex(c).info.any():
             raise ValueError("covs must be positive definite")
-        w = (
-            torch.full((K,), 1.0 / K, dtype=torch.float64)
-            if weights is None
-            else _as_float64(weights, "weights", f"a tensor of shape ({K},)")
-        )
-        if w.shape != (K,):
-            raise ValueError(f"weights must have shape ({K},), got {tuple(w.shape)}")
-        if bool((w <= 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
-            raise ValueError(f"weights must be positive and sum to 1, got sum {float(w.sum()):.6g}")
-        self.means, self.covs, self.weights = m, c, w
+        K, D = means.shape
+        w = torch.full((K,), 1.0 / K, dtype=torch.float64) if weights is None else weights
+        self.means, self.covs, self.weights = means, c, w
         self.K, self.D = K, D
 
     def __repr__(self) -> str:
@@ -139,12 +207,11 @@ class GaussianMixture:
         return cls(means, covs=covs, weights=torch.tensor([0.5, 0.3, 0.2]))
 
     # ------------------------------------------------------------------ the data law
+    @checked(n=Int(), generator=Rng)
     def sample(
         self, n: int, generator: torch.Generator | None = None, *, return_labels: bool = False
     ) -> Any:
         """Draw ``n`` points ``(n, D)`` as float32 (component labels ``(n,)`` too if asked)."""
-        check_positive_int(n, "n")
-        check_generator(generator)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.D, generator=generator, dtype=torch.float64)
         chol = torch.linalg.cholesky(self.covs)
@@ -156,49 +223,22 @@ class GaussianMixture:
         return self.marginal_log_prob(x, 1.0, 0.0)
 
     # ------------------------------------------------------------------ noised marginals
+    @checked(alpha=Number(low=0.0), sigma=Number(low=0.0, low_open=False))
     def noised(self, alpha: float, sigma: float) -> GaussianMixture:
         """The law of ``alpha x_0 + sigma eps`` as a new mixture (scalars ``alpha > 0``,
         ``sigma >= 0``)."""
-        a = check_number(alpha, "alpha", low=0.0)
-        s = check_number(sigma, "sigma", low=0.0, low_open=False)
         eye = torch.eye(self.D, dtype=torch.float64)
         return GaussianMixture(
-            a * self.means, covs=a**2 * self.covs + s**2 * eye, weights=self.weights
+            alpha * self.means, covs=alpha**2 * self.covs + sigma**2 * eye, weights=self.weights
         )
 
-    def _moments(
-        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
-    ) -> tuple[torch.Tensor, ...]:
-        """Shared by every density method; ``check=False`` (the samplers' oracles) skips the
-        host synchronisations of the value checks, which the calling sampler has done once."""
-        check_tensor(x, "x", dim=2)
-        if x.shape[1] != self.D:
-            raise ValueError(f"x must have shape (N, {self.D}), got {tuple(x.shape)}")
-        N, dev = x.shape[0], x.device
-        if check:
-            check_finite(x, "x")
-            a = (
-                _as_float64(alpha, "alpha", f"a number > 0 or a tensor of shape ({N},)")
-                .reshape(-1)
-                .to(dev)
-            )
-            s = (
-                _as_float64(sigma, "sigma", f"a number >= 0 or a tensor of shape ({N},)")
-                .reshape(-1)
-                .to(dev)
-            )
-        else:
-            a = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1).to(dev)
-            s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).to(dev)
-        for name, v in (("alpha", a), ("sigma", s)):
-            if v.numel() not in (1, N):
-                raise ValueError(
-                    f"{name} must be a scalar or have shape ({N},), got {v.numel()} values"
-                )
-        if check and bool((a <= 0).any()):
-            raise ValueError(f"alpha must be > 0, got min {float(a.min()):.4g}")
-        if check and bool((s < 0).any()):
-            raise ValueError(f"sigma must be >= 0, got min {float(s.min()):.4g}")
+    def _moments(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> tuple[torch.Tensor, ...]:
+        """What every density method needs, for checked inputs: ``log p(x)`` ``(N,)``, the
+        responsibilities ``r_k(x)`` ``(N, K)``, ``C_k^{-1}(x - alpha mu_k)`` ``(N, K, D)`` and
+        ``alpha`` ``(N | 1,)``, with ``C_k = alpha² Sigma_k + sigma² I``."""
+        dev = x.device
+        a = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1).to(dev)
+        s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).to(dev)
         if a.numel() > 1 and s.numel() > 1 and bool((a == a[0]).all() & (s == s[0]).all()):
             a, s = a[:1], s[:1]  # one shared (K, D, D) system instead of N of them
         a, s = a[:, None, None, None], s[:, None, None, None]  # (N or 1, 1, 1, 1)
@@ -219,34 +259,33 @@ class GaussianMixture:
         resp = torch.exp(log_joint - log_px[:, None])
         return log_px, resp, Cinv_diff, a[:, 0, 0, 0]
 
+    @checked(**_NOISED)
     def marginal_log_prob(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
         """``log p_t(x)`` of the noised marginal; ``x: (N, D)``, ``alpha, sigma``: scalars or
         ``(N,)``."""
         log_px, *_ = self._moments(x, alpha, sigma)
         return log_px.to(dtype=x.dtype, device=x.device)
 
+    @checked(**_NOISED)
     def marginal_score(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
         """``∇_x log p_t(x) = -sum_k r_k C_k^{-1}(x - alpha mu_k)``, shape ``(N, D)``."""
-        return self._marginal_score(x, alpha, sigma)
-
-    def _marginal_score(
-        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
-    ) -> torch.Tensor:
-        _, resp, Cinv_diff, _ = self._moments(x, alpha, sigma, check=check)
+        _, resp, Cinv_diff, _ = self._moments(x, alpha, sigma)
         return (-(resp[..., None] * Cinv_diff).sum(1)).to(dtype=x.dtype, device=x.device)
 
+    @checked(**_NOISED)
     def posterior_mean(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
         """``E[x_0 | alpha x_0 + sigma eps = x]``, shape ``(N, D)`` (the ideal denoiser)."""
-        return self._posterior_mean(x, alpha, sigma)
-
-    def _posterior_mean(
-        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar, *, check: bool = True
-    ) -> torch.Tensor:
-        _, resp, Cinv_diff, a = self._moments(x, alpha, sigma, check=check)
+        _, resp, Cinv_diff, a = self._moments(x, alpha, sigma)
         means, covs = self.means.to(x.device), self.covs.to(x.device)
         per_comp = means[None] + a[:, None, None] * (covs[None] @ Cinv_diff[..., None])[..., 0]
         return (resp[..., None] * per_comp).sum(1).to(dtype=x.dtype, device=x.device)
 
+    @checked(**_NOISED)
+    def responsibilities(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+        """``P(component k | alpha x_0 + sigma eps = x)`` for every point: ``(N, K)`` float64."""
+        return self._moments(x, alpha, sigma)[1]
+
+    @checked(y=FloatTensor(dim=1, finite=True), scale=Number(low=0.0), noise_var=Number(low=0.0))
     def posterior(self, y: torch.Tensor, scale: float, noise_var: float) -> GaussianMixture:
         """The law of ``x`` given one observation ``y = scale · x + sqrt(noise_var) · eps``
         (a mixture).
@@ -255,13 +294,9 @@ class GaussianMixture:
         for the true reverse step ``q(x_{t-1} | x_t)``: condition ``q(x_{t-1})`` on
         ``x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps``.
         """
-        if not isinstance(y, torch.Tensor) or not y.is_floating_point():
-            raise TypeError(f"y must be a floating tensor of shape ({self.D},), got {describe(y)}")
-        y = _as_float64(y, "y", f"a tensor of shape ({self.D},)").reshape(-1)
         if y.shape != (self.D,):
             raise ValueError(f"y must have shape ({self.D},), got {tuple(y.shape)}")
-        scale = check_number(scale, "scale", low=0.0)
-        noise_var = check_number(noise_var, "noise_var", low=0.0)
+        y = y.to(torch.float64)
         eye = torch.eye(self.D, dtype=torch.float64)
         S = scale**2 * self.covs + noise_var * eye  # covariance of y per component
         gain = scale * self.covs @ torch.linalg.inv(S)  # (K, D, D)
@@ -269,36 +304,35 @@ class GaussianMixture:
         covs = self.covs - scale * gain @ self.covs
         covs = 0.5 * (covs + covs.transpose(-1, -2))
         evidence = GaussianMixture(scale * self.means, covs=S, weights=self.weights)
-        _, resp, _, _ = evidence._moments(y[None], 1.0, 0.0, check=False)
+        _, resp, _, _ = evidence._moments(y[None], 1.0, 0.0)
         w = resp[0].clamp(min=1e-300)
         return GaussianMixture(means, covs=covs, weights=w / w.sum())
 
     # ------------------------------------------------------------------ oracles for samplers
+    @checked(schedule=NoiseSchedule)
     def eps_model(
         self, schedule: NoiseSchedule
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact ``E[eps | x_t]`` as an ``eps_model(x_t (B, D), t (B,))`` for ``schedule``."""
-        check_instance(schedule, "schedule", NoiseSchedule)
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            a = schedule.sqrt_alpha_bar[tt].to(x_t.device)
-            s = schedule.sqrt_one_minus_alpha_bar[tt].to(x_t.device)
-            x0 = self._posterior_mean(x_t.to(torch.float64), a, s, check=False)
-            return ((x_t.to(torch.float64) - a[:, None] * x0) / s[:, None]).to(x_t.dtype)
+            tt = check_timesteps(t, x_t.shape[0], schedule.T).to(x_t.device)
+            x64 = x_t.to(torch.float64)
+            a, s = marginal_coefficients(tt, schedule, x_t.device)
+            x0 = GaussianMixture.posterior_mean.unchecked(self, x64, a, s)
+            return eps_from_x0.unchecked(x64, tt, x0, schedule).to(x_t.dtype)
 
         return eps
 
+    @checked(schedule=NoiseSchedule)
     def score_model(
         self, schedule: NoiseSchedule
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact score ``∇ log q(x_t)`` as a callable ``(x_t (B, D), t (B,)) -> (B, D)``."""
-        check_instance(schedule, "schedule", NoiseSchedule)
 
         def score(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            return self._marginal_score(
-                x_t, schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt], check=False
-            )
+            tt = check_timesteps(t, x_t.shape[0], schedule.T)
+            a, s = marginal_coefficients(tt, schedule)
+            return GaussianMixture.marginal_score.unchecked(self, x_t, a, s)
 
         return score

@@ -15,60 +15,50 @@ conditional denoiser, the exact noisy classifier, and the tilted density
 Labels are ``0..C-1``; the label ``C`` (:attr:`LabelledGaussianMixture.null_label`) means
 "no label" (∅) and gives the unconditional model, as in classifier-free guidance.
 
-``labelled_toy`` draws non-Gaussian toys (moons, circles, spirals) with their class labels.
+Non-Gaussian toys with their class labels (moons, circles, spirals) are
+:func:`minidiff.data.toys.labelled_toy`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from .._validation import FloatTensor, Number, check_generator, check_tensor, checked
-from ..schedules import NoiseSchedule, check_timesteps
+from .._validation import (
+    Check,
+    FloatTensor,
+    Int,
+    Number,
+    Rng,
+    check_labels,
+    check_timesteps,
+    checked,
+)
+from ..diffusion import eps_from_score, marginal_coefficients
+from ..schedules import NoiseSchedule
 from .gmm import GaussianMixture, Scalar
-from .toys import _circles, _moons, _two_spirals
 
-__all__ = ["LabelledGaussianMixture", "labelled_toy", "LABELLED_TOYS", "check_labels"]
+__all__ = ["LabelledGaussianMixture"]
 
 
-def check_labels(
-    y: object, batch_size: int, num_classes: int, *, allow_null: bool = False, name: str = "y"
+# Labels of the mixture that is the method's ``self``: one class, or one per point of ``x``.
+def _one_class(y: Any, name: str, mix: LabelledGaussianMixture) -> int:
+    return int(check_labels(y, 1, mix.num_classes, name=name)[0])
+
+
+def _classes(y: Any, name: str, mix: LabelledGaussianMixture, x: torch.Tensor) -> torch.Tensor:
+    return check_labels(y, x.shape[0], mix.num_classes, name=name).to(x.device)
+
+
+def _classes_or_null(
+    y: Any, name: str, mix: LabelledGaussianMixture, x: torch.Tensor
 ) -> torch.Tensor:
-    """Validate class labels and return a long tensor ``(batch_size,)``.
+    return check_labels(y, x.shape[0], mix.num_classes, allow_null=True, name=name).to(x.device)
 
-    ``y`` is an int (the same class for the whole batch) or an integer tensor ``(batch_size,)``
-    with values in ``0..num_classes-1``; with ``allow_null`` the null label ``num_classes`` (∅)
-    is accepted too. Anything else raises a ``TypeError``/``ValueError`` naming ``name``.
-    """
-    if isinstance(y, bool):
-        raise TypeError(f"{name} must be an int class index or an integer tensor, got bool")
-    if isinstance(y, int):
-        y = torch.full((batch_size,), y, dtype=torch.long)
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(
-            f"{name} must be an int class index or an integer tensor, got {type(y).__name__}"
-        )
-    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
-    if y.dim() == 0:
-        y = y.expand(batch_size)
-    if y.dim() != 1 or y.shape[0] != batch_size:
-        raise ValueError(
-            f"{name} must be an int or have shape ({batch_size},), got {tuple(y.shape)}"
-        )
-    top = num_classes if allow_null else num_classes - 1
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
-        bad = int(y.max()) if int(y.max()) > top else int(y.min())
-        if bad == num_classes:
-            raise ValueError(
-                f"{name} contains the null label {num_classes} (∅, 'no class'), "
-                "which is not a class here: "
-                f"use a class index in 0..{num_classes - 1}"
-            )
-        what = f"0..{num_classes - 1}" + (f" or the null label {num_classes}" if allow_null else "")
-        raise ValueError(f"{name} must be a class index in {what}, got {bad}")
-    return y.long()
+
+_ONE_CLASS = Check(_one_class, uses=("self",))
 
 
 class LabelledGaussianMixture:
@@ -80,11 +70,10 @@ class LabelledGaussianMixture:
         names: optional class names (for plots).
     """
 
+    @checked(mixture=GaussianMixture)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self, mixture: GaussianMixture, labels: torch.Tensor, names: list[str] | None = None
     ) -> None:
-        if not isinstance(mixture, GaussianMixture):
-            raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
         lab = torch.as_tensor(labels)
         if lab.dtype.is_floating_point or lab.shape != (mixture.K,):
             raise ValueError(
@@ -141,16 +130,15 @@ class LabelledGaussianMixture:
         )
 
     # ------------------------------------------------------------------ the data law
+    @checked(n=Int(), generator=Rng, y=Check(_one_class, uses=("self",), optional=True))
     def sample(
         self, n: int, generator: torch.Generator | None = None, *, y: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` labelled points ``(x (n, D) float32, y (n,) long)``; only ``y`` if given."""
-        check_generator(generator)
         if y is None:
             x, k = self.mixture.sample(n, generator, return_labels=True)
             return x, self.labels[k]
-        c = int(check_labels(y, 1, self.num_classes)[0])
-        return self.class_mixtures[c].sample(n, generator), torch.full((n,), c, dtype=torch.long)
+        return self.class_mixtures[y].sample(n, generator), torch.full((n,), y, dtype=torch.long)
 
     # ------------------------------------------------------------------ exact noised quantities
     def class_log_probs(
@@ -168,50 +156,50 @@ class LabelledGaussianMixture:
         joint = self.class_log_probs(x, alpha, sigma) + torch.log(self.class_prior).to(x)
         return joint - torch.logsumexp(joint, dim=1, keepdim=True)
 
+    @checked(x=FloatTensor(dim=2), y=Check(_classes_or_null, uses=("self", "x")))
     def cond_score(self, x: torch.Tensor, y: object, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
         """``∇_x log p_t(x | y)``, ``(N, D)``, for labels ``y`` (int or ``(N,)``).
 
         The null label gives the unconditional score ``∇ log p_t(x)``.
         """
-        check_tensor(x, "x", dim=2)
-        yy = check_labels(y, x.shape[0], self.num_classes, allow_null=True).to(x.device)
+        labels = torch.as_tensor(y)  # @checked made it (N,) long on x's device
         out = self.mixture.marginal_score(x, alpha, sigma)
-        for c in yy.unique().tolist():
+        for c in labels.unique().tolist():
             if c != self.null_label:
-                rows = yy == c
+                rows = labels == c
                 a, s = _rows(alpha, rows), _rows(sigma, rows)
                 out[rows] = self.class_mixtures[c].marginal_score(x[rows], a, s)
         return out
 
+    @checked(x=FloatTensor(dim=2), y=Check(_classes, uses=("self", "x")))
     def classifier_score(
         self, x: torch.Tensor, y: object, alpha: Scalar, sigma: Scalar
     ) -> torch.Tensor:
         """``∇_x log p_t(y | x) = ∇ log p_t(x | y) - ∇ log p_t(x)``, ``(N, D)``."""
-        yy = check_labels(y, x.shape[0], self.num_classes)
-        return self.cond_score(x, yy, alpha, sigma) - self.mixture.marginal_score(x, alpha, sigma)
+        return self.cond_score(x, y, alpha, sigma) - self.mixture.marginal_score(x, alpha, sigma)
 
+    @checked(y=_ONE_CLASS)
     def component_shares(self, x: torch.Tensor, y: int) -> list[float]:
         """For each component of class ``y``: the share of the points ``x (N, D)`` it explains best.
 
         "Best" is the largest responsibility under ``p_0``; a sampler that drops a component gets 0.
         """
-        c = int(check_labels(y, 1, self.num_classes)[0])
-        _, resp, _, _ = self.mixture._moments(x.to(torch.float64), 1.0, 0.0)
+        resp = self.mixture.responsibilities(x, 1.0, 0.0)
         owner = resp.argmax(1)
-        comps = (self.labels == c).nonzero().reshape(-1).tolist()
+        comps = (self.labels == y).nonzero().reshape(-1).tolist()
         return [float((owner == k).double().mean()) for k in comps]
 
-    @checked(x=FloatTensor(dim=2, finite=True), w=Number())
+    @checked(x=FloatTensor(dim=2, finite=True), y=_ONE_CLASS, w=Number())
     def tilted_log_density(self, x: torch.Tensor, y: int, w: float) -> torch.Tensor:
         """Unnormalised ``(1 + w) log p_0(x | y) - w log p_0(x)``, ``(N,)``.
 
         The density ``p_0(x | y)^{1+w} / p_0(x)^w`` that guidance is often said to sample;
         ``x: (N, D)``, ``w`` any finite real (``w = 0``: the class density itself).
         """
-        c = int(check_labels(y, 1, self.num_classes)[0])
-        return (1 + w) * self.class_mixtures[c].log_prob(x) - w * self.mixture.log_prob(x)
+        return (1 + w) * self.class_mixtures[y].log_prob(x) - w * self.mixture.log_prob(x)
 
     # ------------------------------------------------------------------ oracles as models
+    @checked(schedule=NoiseSchedule)
     def cond_eps_model(
         self, schedule: NoiseSchedule
     ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -222,13 +210,14 @@ class LabelledGaussianMixture:
         """
 
         def eps(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            a, s = schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt]
-            score = self.cond_score(x_t.to(torch.float64), y, a.to(x_t.device), s.to(x_t.device))
-            return (-s.to(x_t.device)[:, None] * score).to(x_t.dtype)
+            tt = check_timesteps(t, x_t.shape[0], schedule.T).to(x_t.device)
+            a, s = marginal_coefficients(tt, schedule, x_t.device)
+            score = self.cond_score(x_t.to(torch.float64), y, a, s)
+            return eps_from_score.unchecked(score, tt, schedule).to(x_t.dtype)
 
         return eps
 
+    @checked(schedule=NoiseSchedule)
     def classifier(
         self, schedule: NoiseSchedule
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -239,11 +228,8 @@ class LabelledGaussianMixture:
         """
 
         def logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            tt = check_timesteps(t, x_t.shape[0], schedule.T).cpu()
-            a, s = (
-                schedule.sqrt_alpha_bar[tt].to(x_t.device),
-                schedule.sqrt_one_minus_alpha_bar[tt].to(x_t.device),
-            )
+            tt = check_timesteps(t, x_t.shape[0], schedule.T)
+            a, s = marginal_coefficients(tt, schedule, x_t.device)
             return self.log_posterior(x_t.to(torch.float64), a, s).to(x_t.dtype)
 
         return logits
@@ -253,30 +239,3 @@ def _rows(v: Scalar, rows: torch.Tensor) -> Scalar:
     if isinstance(v, torch.Tensor) and v.numel() > 1:
         return v.reshape(-1)[rows.to(v.device)]
     return v
-
-
-# ---------------------------------------------------------------------- labelled non-Gaussian toys
-# The builders of ``toy_dataset`` return the labels too: with the same generator the points are
-# identical and the labels say which part each point came from.
-
-_LABELLED = {"moons": _moons, "circles": _circles, "two_spirals": _two_spirals}
-LABELLED_TOYS: tuple[str, ...] = tuple(_LABELLED)
-"""Names accepted by :func:`labelled_toy` (two classes each)."""
-
-
-def labelled_toy(
-    name: str, n: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``n`` labelled points ``(x (n, 2) float32, y (n,) long in {0, 1})`` of a 2D toy.
-
-    ``moons``: 0 = upper moon, 1 = lower moon; ``circles``: 0 = inner, 1 = outer ring;
-    ``two_spirals``: the two arms. ``x`` equals ``toy_dataset(name, n, generator)`` for a
-    generator in the same state.
-    """
-    if name not in _LABELLED:
-        raise ValueError(f"name must be one of {list(LABELLED_TOYS)}, got {name!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    check_generator(generator)
-    x, y = _LABELLED[name](n, generator)
-    return x.float(), y

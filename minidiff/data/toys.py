@@ -9,10 +9,10 @@ import math
 
 import torch
 
-from .._validation import check_choice, check_generator, check_positive_int
+from .._validation import Int, OneOf, Rng, checked
 from .gmm import GaussianMixture
 
-__all__ = ["toy_dataset", "TOY_DATASETS"]
+__all__ = ["toy_dataset", "TOY_DATASETS", "labelled_toy", "LABELLED_TOYS"]
 
 
 def _u(n: int, g: torch.Generator | None) -> torch.Tensor:
@@ -24,7 +24,7 @@ def _n(n: int, g: torch.Generator | None, d: int = 2) -> torch.Tensor:
 
 
 # moons, two_spirals and circles also return which part each point came from (0 or 1): the
-# labels of minidiff.data.labelled_toy, drawn with the very same random numbers.
+# labels of labelled_toy, drawn with the very same random numbers.
 
 
 def _moons(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +84,7 @@ TOY_DATASETS: tuple[str, ...] = tuple(_BUILDERS)
 """Names accepted by :func:`toy_dataset`."""
 
 
+@checked(name=OneOf(TOY_DATASETS), n=Int(), generator=Rng)
 def toy_dataset(name: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw ``n`` points of a 2D toy distribution as a float32 tensor ``(n, 2)``.
 
@@ -91,7 +92,27 @@ def toy_dataset(name: str, n: int, generator: torch.Generator | None = None) -> 
     ``circles``, ``gmm``. ``8gaussians`` and ``gmm`` are Gaussian mixtures whose exact law is
     ``GaussianMixture.eight_gaussians()`` and ``GaussianMixture.default_2d()``.
     """
-    check_choice(name, "name", TOY_DATASETS)
-    check_positive_int(n, "n")
-    check_generator(generator)
     return _BUILDERS[name](n, generator).float()
+
+
+# ---------------------------------------------------------------------- labelled toys
+# The builders of moons, circles and two_spirals return the labels too: with the same generator
+# the points are identical and the labels say which part each point came from.
+
+_LABELLED = {"moons": _moons, "circles": _circles, "two_spirals": _two_spirals}
+LABELLED_TOYS: tuple[str, ...] = tuple(_LABELLED)
+"""Names accepted by :func:`labelled_toy` (two classes each)."""
+
+
+@checked(name=OneOf(LABELLED_TOYS), n=Int(), generator=Rng)
+def labelled_toy(
+    name: str, n: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``n`` labelled points ``(x (n, 2) float32, y (n,) long in {0, 1})`` of a 2D toy.
+
+    ``moons``: 0 = upper moon, 1 = lower moon; ``circles``: 0 = inner, 1 = outer ring;
+    ``two_spirals``: the two arms. ``x`` equals ``toy_dataset(name, n, generator)`` for a
+    generator in the same state.
+    """
+    x, y = _LABELLED[name](n, generator)
+    return x.float(), y

@@ -1,28 +1,25 @@
 """Neural networks for diffusion models, one module per family.
 
-- :mod:`minidiff.nn.mlp`: sinusoidal time embedding and ``TimeMLP``, the time-conditioned MLP
-  denoiser for 2D data.
+- :mod:`minidiff.nn.mlp`: sinusoidal time embedding, ``TimeMLP`` (the time-conditioned MLP
+  denoiser for 2D data) and ``NoiseConditionalScoreMLP`` (a score network ``s(x, sigma)``).
 - :mod:`minidiff.nn.unet`: ``UNet`` (DDPM's image denoiser), its blocks and ``UNET_CONFIGS``.
 - :mod:`minidiff.nn.conditional`: ``ConditionalTimeMLP`` (class labels and a null label for
-  classifier-free guidance), ``NoisyClassifier`` (for classifier guidance) and their losses.
+  classifier-free guidance) and ``NoisyClassifier`` (for classifier guidance).
 - :mod:`minidiff.nn.attention`: ``CrossAttention`` (queries from the image, keys and values from
   condition tokens) and the block the U-Net uses for it.
 - :mod:`minidiff.nn.autoencoder`: ``AutoencoderKL``, the first stage of latent diffusion, and its
   loss (``minidiff.latent`` moves data in and out of its latent space).
 - :mod:`minidiff.nn.text`: a word ``Vocabulary``, a ``TokenEncoder`` and ``PromptUNet``, a
   prompt-conditioned U-Net with its loss and classifier-free guidance over prompts.
+
+Networks only: the training objectives of the models of chapters 3-9 live in
+:mod:`minidiff.losses`.
 """
 
 from .attention import CrossAttention, CrossAttentionBlock, attention
 from .autoencoder import AutoencoderKL, DiagonalGaussian, kl_autoencoder_loss
-from .conditional import (
-    ConditionalTimeMLP,
-    NoisyClassifier,
-    conditional_eps_loss,
-    drop_labels,
-    noisy_classifier_loss,
-)
-from .mlp import TimeMLP, sinusoidal_embedding
+from .conditional import ConditionalTimeMLP, NoisyClassifier
+from .mlp import NoiseConditionalScoreMLP, TimeMLP, sinusoidal_embedding
 from .text import (
     PromptUNet,
     TokenEncoder,
@@ -45,6 +42,7 @@ from .unet import (
 __all__ = [
     "sinusoidal_embedding",
     "TimeMLP",
+    "NoiseConditionalScoreMLP",
     "UNet",
     "UNetConfig",
     "UNET_CONFIGS",
@@ -56,9 +54,6 @@ __all__ = [
     "count_parameters",
     "ConditionalTimeMLP",
     "NoisyClassifier",
-    "conditional_eps_loss",
-    "noisy_classifier_loss",
-    "drop_labels",
     "attention",
     "CrossAttention",
     "CrossAttentionBlock",

@@ -17,8 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..data.labelled import check_labels
+from .._validation import check_labels, checked
 from .conditional import ConditionalTimeMLP
+from .mlp import TIME_NET_INPUTS
 
 __all__ = ["GuidedTimeMLP"]
 
@@ -54,11 +55,11 @@ class GuidedTimeMLP(ConditionalTimeMLP):
         angles = w[:, None] * self.get_buffer("w_freqs")
         return torch.cat([w[:, None], angles.sin(), angles.cos()], dim=1)
 
-    def forward(
+    @checked(**TIME_NET_INPUTS)
+    def forward(  # type: ignore[override]
         self, x: Tensor, t: Tensor, y: Tensor | None = None, w: Tensor | None = None
     ) -> Tensor:
         """Predict for class ``y`` at guidance weight ``w`` (``None``: 0)."""
-        self._check_inputs(x, t)
         B = x.shape[0]
         yy = torch.full_like(t, self.null_label, dtype=torch.long) if y is None else y
         yy = check_labels(yy, B, self.num_classes, allow_null=True).to(x.device)

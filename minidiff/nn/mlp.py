@@ -7,13 +7,56 @@ level, so every network here takes the timestep ``t`` next to the noisy input ``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["sinusoidal_embedding", "TimeMLP"]
+from .._validation import Check, FloatTensor, Int, Number, checked, describe, value_checks_enabled
+
+__all__ = ["sinusoidal_embedding", "TimeMLP", "NoiseConditionalScoreMLP"]
 
 
+def _times(t: object, name: str, x: Tensor | None = None) -> Tensor:
+    """Timesteps ``(B,)``: an integer or a floating tensor (``B`` rows like ``x``)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B,), got {describe(t)}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must be an integer or floating tensor, got dtype {t.dtype}")
+    if t.ndim != 1 or (isinstance(x, Tensor) and t.shape[0] != x.shape[0]):
+        rows = f" = ({x.shape[0]},) matching x" if isinstance(x, Tensor) else ""
+        raise ValueError(f"{name} must have shape (B,){rows}, got {tuple(t.shape)}")
+    return t
+
+
+def _finite_times(t: object, name: str) -> Tensor:
+    tt = _times(t, name)
+    if tt.is_floating_point() and value_checks_enabled() and not bool(torch.isfinite(tt).all()):
+        raise ValueError(f"{name} must be finite")
+    return tt
+
+
+class _Rows(FloatTensor):
+    """``x: (B, D)`` with the network's ``D`` (the method's ``self.data_dim``)."""
+
+    def __init__(self) -> None:
+        super().__init__(min_dim=0)
+        self.refs = ("self",)
+
+    def check(self, value: object, name: str, call: Any) -> Tensor:
+        x = super().check(value, name, call)
+        D = call.get("self").data_dim
+        if x.ndim != 2 or x.shape[1] != D:
+            raise ValueError(f"{name} must have shape (B, {D}), got {tuple(x.shape)}")
+        return x
+
+
+# The checks of x and t in a time-conditioned network's forward (no value is read: a forward runs
+# at every step of a loop).
+TIME_NET_INPUTS = {"x": _Rows(), "t": Check(_times, uses=("x",))}
+
+
+@checked(t=Check(_finite_times), dim=Int(), max_period=Number(low=0.0))
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps.
 
@@ -34,19 +77,7 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
     Returns:
         ``(B, dim)`` tensor; float dtype of ``t`` if ``t`` is floating, else the default dtype.
     """
-    if not isinstance(t, Tensor):
-        raise TypeError(f"t must be a torch.Tensor of shape (B,), got {type(t).__name__}")
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape (B,), got shape {tuple(t.shape)}")
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"t must be an integer or floating tensor, got dtype {t.dtype}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-    if not (isinstance(max_period, (int, float)) and math.isfinite(max_period) and max_period > 0):
-        raise ValueError(f"max_period must be a finite number > 0, got {max_period!r}")
     out_dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise ValueError("t must be finite")
     half = dim // 2
     # float64 for the phases: t * w_k reaches ~1e3 and float32 would lose the low bits of the angle.
     tt = t.to(torch.float64)
@@ -92,6 +123,14 @@ class TimeMLP(nn.Module):
         x_frequencies: number ``K`` of octaves in the input encoding ``gamma`` (0: none).
     """
 
+    @checked(  # type: ignore[misc]  # (a decorated __init__)
+        data_dim=Int(),
+        hidden=Int(),
+        n_layers=Int(),
+        time_dim=Int(),
+        time_scale=Number(low=0.0),
+        x_frequencies=Int(minimum=0, maximum=16),
+    )
     def __init__(
         self,
         data_dim: int = 2,
@@ -103,24 +142,6 @@ class TimeMLP(nn.Module):
         x_frequencies: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("data_dim", data_dim),
-            ("hidden", hidden),
-            ("n_layers", n_layers),
-            ("time_dim", time_dim),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if (
-            isinstance(x_frequencies, bool)
-            or not isinstance(x_frequencies, int)
-            or not (0 <= x_frequencies <= 16)
-        ):
-            raise ValueError(f"x_frequencies must be an integer in [0, 16], got {x_frequencies!r}")
-        if not (
-            isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0
-        ):
-            raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
         self.data_dim = data_dim
         self.hidden = hidden
         self.n_layers = n_layers
@@ -150,22 +171,6 @@ class TimeMLP(nn.Module):
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
 
-    def _check_inputs(self, x: Tensor, t: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(
-                f"x must be a torch.Tensor of shape (B, {self.data_dim}), got {type(x).__name__}"
-            )
-        if not isinstance(t, Tensor):
-            raise TypeError(f"t must be a torch.Tensor of shape (B,), got {type(t).__name__}")
-        if x.ndim != 2 or x.shape[1] != self.data_dim:
-            raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
-        if t.ndim != 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"t must have shape (B,) = ({x.shape[0]},) matching x, got {tuple(t.shape)}"
-            )
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
-
     def encode_input(self, x: Tensor) -> Tensor:
         """``gamma(x)``: ``(B, D) -> (B, D * (1 + 2K))`` (the identity when ``K = 0``)."""
         if self.x_frequencies == 0:
@@ -177,7 +182,7 @@ class TimeMLP(nn.Module):
     def _film(self, t: Tensor, extra: Tensor | None = None) -> Tensor:
         """FiLM scales and shifts ``(B, 2 * hidden * n_layers)`` from ``t`` (B,); ``extra``
         ``(B, time_dim)`` is added to the time embedding (a class embedding, for instance)."""
-        emb = sinusoidal_embedding(t.to(torch.float64) * self.time_scale, self.time_dim)
+        emb = sinusoidal_embedding.unchecked(t.to(torch.float64) * self.time_scale, self.time_dim)
         emb = emb.to(dtype=self.input.weight.dtype)
         return self.film(self.time_mlp(emb if extra is None else emb + extra))
 
@@ -192,9 +197,9 @@ class TimeMLP(nn.Module):
             h = h + nn.functional.silu(torch.addcmul(shift, linear(norm(h)), 1 + scale))
         return self.output(nn.functional.silu(self.out_norm(h))).to(x.dtype)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    @checked(**TIME_NET_INPUTS)
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:  # type: ignore[override]
         """Predict the noise: ``x: (B, D)`` noisy data, ``t: (B,)`` timesteps -> ``(B, D)``."""
-        self._check_inputs(x, t)
         if self.training and torch.is_grad_enabled():
             # Training draws a fresh t per row: deduplicating would cost a sort and a host sync
             # and save nothing.
@@ -206,3 +211,63 @@ class TimeMLP(nn.Module):
             if t_unique.numel() > 1:  # a single timestep broadcasts without a gather
                 film = film[inverse]
         return self._trunk(x, film)
+
+
+def _per_sample_levels(sigma: object, name: str, x: Tensor) -> Tensor:
+    """A noise level per sample: a number or a tensor ``(B,)`` (or one element), finite and > 0,
+    returned as ``(B,)`` in ``x``'s dtype and device."""
+    if isinstance(sigma, Tensor):
+        s = sigma.to(device=x.device, dtype=x.dtype).reshape(-1)
+        if s.numel() == 1:
+            s = s.expand(x.shape[0])
+    elif isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+        s = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
+    else:
+        raise TypeError(f"{name} must be a tensor (B,) or a number, got {describe(sigma)}")
+    if s.shape != (x.shape[0],):
+        raise ValueError(
+            f"{name} must have shape ({x.shape[0]},) like the batch of x, got {tuple(s.shape)}"
+        )
+    if not bool(((s > 0) & torch.isfinite(s)).all()):  # one host read, NaN included
+        raise ValueError(f"{name} must be finite and > 0")
+    return s
+
+
+class NoiseConditionalScoreMLP(nn.Module):
+    """A noise-conditional score network ``s_θ(x, σ)`` for low-dimensional data (2D toys).
+
+    ``s_θ(x, σ) = f_θ(x, log σ) / σ`` when ``scale_by_sigma`` (the NCSN v2 parameterisation,
+    Song & Ermon 2020: the true score of ``q_σ`` scales like ``1/σ``, so ``f_θ`` only has to output
+    ``O(1)`` values — it is ``-E[z | x̃]``), else ``f_θ(x, log σ)`` directly. ``f_θ`` is a
+    :class:`~minidiff.nn.TimeMLP` with ``log σ`` (times ``sigma_scale``) in place of the time.
+
+    Forward: ``x: (B, D)``, ``sigma: (B,)`` tensor or a number ``> 0`` -> ``(B, D)``.
+    """
+
+    def __init__(
+        self,
+        data_dim: int = 2,
+        hidden: int = 128,
+        n_layers: int = 3,
+        emb_dim: int = 32,
+        *,
+        scale_by_sigma: bool = True,
+        sigma_scale: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.net = TimeMLP(
+            data_dim=data_dim,
+            hidden=hidden,
+            n_layers=n_layers,
+            time_dim=emb_dim,
+            time_scale=sigma_scale,
+        )
+        self.scale_by_sigma = bool(scale_by_sigma)
+        self.data_dim = data_dim
+
+    @checked(x=FloatTensor(dim=2), sigma=Check(_per_sample_levels, uses=("x",)))
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:  # type: ignore[override]
+        """Score at level ``sigma``: ``x (B, D)``, ``sigma (B,)`` or a number -> ``(B, D)``."""
+        s = torch.as_tensor(sigma)  # @checked made it a (B,) tensor like x
+        out = self.net(x, s.log())
+        return out / s[:, None] if self.scale_by_sigma else out

@@ -54,8 +54,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import check_choice, check_finite, check_number, check_positive_int
-from ..data.labelled import check_labels
+from .._validation import check_choice, check_finite, check_labels, check_number, check_positive_int
 from .attention import CrossAttentionBlock, check_context
 from .mlp import sinusoidal_embedding
 

@@ -35,7 +35,7 @@ from .ddim import (
     respace_eps_model,
     respace_schedule,
 )
-from .ddpm import NonFiniteSampleError, check_shape, ddpm_sample, ddpm_step
+from .ddpm import NonFiniteSampleError, ddpm_sample, ddpm_step
 from .dpm_solver import (
     dpm_solver_sample,
     dpm_solver_step,
@@ -66,7 +66,6 @@ __all__ = [
     "annealed_langevin_sample",
     "annealed_step_sizes",
     "available_samplers",
-    "check_shape",
     "count_nfe",
     "ddim_invert",
     "ddim_sample",

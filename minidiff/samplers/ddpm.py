@@ -38,8 +38,7 @@ from ..tensors import noise_like
 from .clipping import clip_eps, resolve_clip
 from .registry import register_sampler
 
-# check_shape lives in _validation and stays importable from here
-__all__ = ["ddpm_step", "ddpm_sample", "check_shape", "NonFiniteSampleError"]
+__all__ = ["ddpm_step", "ddpm_sample", "NonFiniteSampleError"]
 
 
 class NonFiniteSampleError(ValueError):

@@ -47,7 +47,6 @@ __all__ = [
     "langevin_sample",
     "annealed_step_sizes",
     "annealed_langevin_sample",
-    "check_sigmas",
 ]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]

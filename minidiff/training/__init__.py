@@ -11,8 +11,10 @@
   synchronisation (``ClippedAdamW``), the learning-rate schedule.
 - :mod:`~minidiff.training.ema`: the exponential moving average of the weights.
 - :mod:`~minidiff.training.checkpoint`: atomic checkpoint files with a content hash.
-- :mod:`~minidiff.training.images`: DDPM on image data sets, with run folders, sample grids and
-  a log; its command line is ``python -m minidiff.training`` (``--help``).
+- :mod:`~minidiff.training.images`: DDPM on image data sets, with sample grids and a log;
+  :mod:`~minidiff.training.image_data` holds its data and their order,
+  :mod:`~minidiff.training.run_folder` its files (written so that nothing is lost) and
+  :mod:`~minidiff.training.cli` its command line, ``python -m minidiff.training`` (``--help``).
 - :mod:`~minidiff.training.distributed`: several GPUs (or CPU processes) under ``torchrun``.
 - :mod:`~minidiff.training.recipes`: measured settings in one line (``train_toy``: the 2D recipe).
 

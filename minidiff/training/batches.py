@@ -233,6 +233,8 @@ def to_device(batch: Any, device: torch.device) -> Any:
     """``batch`` (a tensor, or tuples, lists and dicts of them) on ``device``."""
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a NamedTuple
+        return type(batch)(*(to_device(b, device) for b in batch))
     if isinstance(batch, (tuple, list)):
         return type(batch)(to_device(b, device) for b in batch)
     if isinstance(batch, dict):

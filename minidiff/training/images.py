@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .._config import default_device
-from .._validation import Int, Number, OneOf, check_choice, check_device
+from .._validation import Int, Number, OneOf, check_device
 from ..losses import simple_loss
 from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
 from ..samplers import ddim_sample
@@ -45,10 +45,9 @@ from .distributed import (
     barrier,
     cleanup,
     init_distributed,
-    rank_seed,
-    shard_size,
     wrap_ddp,
 )
+from .image_data import DATASETS, EpochSampler, load_images
 from .loop import LossFn, ProgressBar, train_steps
 from .run_folder import RunFolder
 from .state import TrainState
@@ -63,7 +62,6 @@ __all__ = [
     "DATASETS",
 ]
 
-DATASETS = ("digits", "patches", "cifar10")
 # What a resumed run may change: its length, how it samples, its budget, how many processes.
 FREE = (
     *("steps", "sample_every", "n_samples", "sample_steps", "clip_x0", "time_budget"),
@@ -137,88 +135,6 @@ class ImageRunConfig:
             grad_clip=self.grad_clip, warmup_steps=self.warmup_steps, amp=self.bf16,
             seed=self.seed, device=device, progress=progress,
         )  # fmt: skip
-
-
-class EpochSampler:
-    """The data source of an image run: ``(x0, t, noise)`` for this process.
-
-    Global batch ``k`` (0-based) holds the images at positions ``k B .. (k + 1) B - 1`` of the
-    sequence ``perm_0, perm_1, ...`` where ``perm_e`` is a permutation of the data set fixed by
-    ``(seed, e)``; ``t ~ U{1..T}`` and ``eps ~ N(0, I)`` are drawn for the whole global batch from
-    the loop's generator. Process ``r`` of ``R`` keeps rows ``r B/R .. (r+1) B/R - 1``, so the R
-    shards together are exactly the single-process batch. ``position`` (in images) is the data
-    position that a resume restores. Each call also seeds the global RNG, which draws the
-    dropout masks, with :func:`~minidiff.training.distributed.rank_seed` of the step and rank.
-    """
-
-    def __init__(
-        self,
-        images: Tensor,
-        T: int,
-        global_batch: int,
-        info: DistInfo | None = None,
-        seed: int = 0,
-        channels_last: bool = False,
-    ) -> None:
-        self.images, self.T, self.global_batch, self.seed = images, T, global_batch, seed
-        info = info if info is not None else DistInfo()
-        self.local = shard_size(global_batch, info.world_size)
-        self.rank = info.rank
-        self.channels_last = channels_last
-        self.position = 0
-        self._epoch = -1
-        self._perm = torch.empty(0, dtype=torch.long)
-
-    def _perm_of(self, epoch: int) -> Tensor:
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm, self._epoch = torch.randperm(self.images.shape[0], generator=g), epoch
-        return self._perm
-
-    def indices(self, start: int, count: int) -> Tensor:
-        """Data-set indices at sequence positions ``start .. start + count - 1``."""
-        n = self.images.shape[0]
-        out = []
-        while count > 0:
-            epoch, offset = divmod(start, n)
-            take = min(count, n - offset)
-            out.append(self._perm_of(epoch)[offset : offset + take])
-            start, count = start + take, count - take
-        return torch.cat(out)
-
-    def __call__(
-        self, batch_size: int, generator: torch.Generator
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        if batch_size != self.global_batch:
-            raise ValueError(f"batch_size must be the global batch {self.global_batch}")
-        b = self.global_batch
-        torch.manual_seed(rank_seed(self.seed, self.position // b, self.rank))  # dropout masks
-        idx = self.indices(self.position, b)
-        t = torch.randint(1, self.T + 1, (b,), generator=generator)
-        noise = torch.randn((b, *self.images.shape[1:]), generator=generator)
-        self.position += b
-        rows = slice(self.rank * self.local, (self.rank + 1) * self.local)
-        x0, eps = self.images[idx[rows]], noise[rows]
-        if self.channels_last:
-            x0 = x0.contiguous(memory_format=torch.channels_last)
-            eps = eps.contiguous(memory_format=torch.channels_last)
-        return x0, t[rows], eps
-
-
-def load_images(
-    name: str, root: str | None = None, download: bool = False, n_patches: int = 20_000
-) -> Tensor:
-    """The training images ``(N, C, H, W)`` in ``[-1, 1]`` of data set ``name``:
-    ``digits`` (scikit-learn, 8x8 grey), ``patches`` (32x32 crops of scikit-learn's sample
-    photographs) or ``cifar10`` (``root`` or the cache; downloaded only if ``download``)."""
-    from .. import data
-
-    check_choice(name, "data", DATASETS)
-    if name == "digits":
-        return data.load_digits(size=8)[0]
-    if name == "patches":
-        return data.image_patches(size=32, n=n_patches, generator=torch.Generator().manual_seed(0))
-    return data.load_cifar10(root=root, train=True, download=download)[0]
 
 
 @dataclass
@@ -362,7 +278,9 @@ def _loop(
     if info.is_main:
         if grid is None:  # nothing was trained: sample from the checkpoint's EMA model
             grid = sample_grid(state.ema.model, config, state.device, schedule=schedule)
-        _save_final(state.losses, grid, config, folder)
+        folder.save_final(
+            state.losses, grid, f"DDPM training loss: {config.model} on {config.data}"
+        )
     return RunResult(
         model=state.model, ema_model=state.ema.model, losses=state.losses,
         images_per_second=[r["images_per_s"] for r in log], out_dir=folder.out, log=log,
@@ -418,24 +336,3 @@ def sample_grid(
         )  # fmt: skip
     assert isinstance(x, Tensor)
     return x.float().cpu()
-
-
-def _save_final(
-    losses: list[float], grid: Tensor, config: ImageRunConfig, folder: RunFolder
-) -> None:
-    # A Figure without pyplot: no backend is touched (a notebook keeps its inline plots).
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.subplots()
-    w = max(1, len(losses) // 50)
-    ax.plot(range(1, len(losses) + 1), losses, lw=0.5 if w > 1 else 1.5, label="per step")
-    if w > 1:
-        smooth = torch.tensor(losses).unfold(0, w, 1).mean(1)
-        ax.plot(range(w, len(losses) + 1), smooth.tolist(), lw=1.5, label=f"mean of {w}")
-    ax.set(xlabel="optimizer step", ylabel="L_simple (MSE of eps)", yscale="log",
-           title=f"DDPM training loss: {config.model} on {config.data}")  # fmt: skip
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder.out / "loss.png", dpi=100)
-    folder.save_grid(grid, folder.out / "samples.png")

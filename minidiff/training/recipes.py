@@ -3,7 +3,7 @@
 ``train_toy(data)`` trains the recommended 2D recipe on a toy data set (a name of
 :data:`minidiff.TOY_DATASETS`, a tensor ``(N, 2)`` or a callable ``(n, generator) -> (n, 2)``)::
 
-    result = minidiff.train_toy("two_spirals")          # about 10 s of one CPU core
+    result = minidiff.train_toy("two_spirals")          # 3000 steps, ~10 s of one idle CPU core
     samples = minidiff.ddpm_sample(result.ema.model, minidiff.linear_schedule(1000), (2000, 2))
 
 The recipe (chosen by learning speed per CPU-second; ``bench/README.md`` has the sweep): a narrow
@@ -11,8 +11,8 @@ The recipe (chosen by learning speed per CPU-second; ``bench/README.md`` has the
 draws thin structures), batch 256, AdamW lr 3e-3 with a 100-step warm-up and a cosine decay,
 EMA 0.99, gradient clipping at 1, and ``L_simple`` with ``t = floor(T u^2) + 1`` (``P(t) ~
 t^(-1/2)``: small ``t``, where thin structures are decided, drawn more often). With it every toy of
-``bench/ddpm_toys.py`` reaches at least 0.9 x the data's own k-NN precision and recall within
-10 CPU-seconds of training.
+``bench/ddpm_toys.py`` reaches at least 0.95 x the data's own k-NN precision and recall in the
+default 3000 steps, which cost about 10 s of one idle CPU core (``bench/README.md``).
 
 Why a recipe and not new defaults: ``train`` serves every chapter (U-Nets at lr 2e-4, classifiers,
 score networks), where lr 3e-3 and EMA 0.99 would be wrong; ``simple_loss`` draws ``t`` uniformly
@@ -58,7 +58,7 @@ TOY_2D_OPTIONS: dict[str, Any] = {
 }
 #: ``t = floor(T u^p) + 1`` with this ``p`` (:func:`minidiff.losses.sample_timesteps`).
 TOY_2D_T_POWER = 2.0
-#: Steps of ``train_toy`` by default: about 10 s of one CPU core (3 ms per step).
+#: Steps of ``train_toy`` by default: about 10 s of one idle CPU core (3 ms per step).
 TOY_2D_STEPS = 3000
 
 

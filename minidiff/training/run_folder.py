@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import torch
 from torch import Tensor
 
 from .checkpoint import write_atomically
@@ -108,7 +109,7 @@ class RunFolder:
         text = "".join(json.dumps(e) + "\n" for e in entries)
         write_atomically(self.log, lambda f: _write(f, text))
 
-    # --------------------------------------------------------------------------------- grids
+    # ------------------------------------------------------------------------- grids, curves
 
     def save_grid(self, images: Tensor, path: Path) -> Path:
         """``save_image_grid`` to a temporary next to ``path``, then renamed over it."""
@@ -121,6 +122,29 @@ class RunFolder:
         finally:
             tmp.unlink(missing_ok=True)
         return path
+
+    def save_final(self, losses: list[float], grid: Tensor, title: str) -> None:
+        """``loss.png`` (the loss per step, and its running mean) and ``samples.png``."""
+        # A Figure without pyplot: no backend is touched (a notebook keeps its inline plots).
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.subplots()
+        w = max(1, len(losses) // 50)
+        ax.plot(range(1, len(losses) + 1), losses, lw=0.5 if w > 1 else 1.5, label="per step")
+        if w > 1:
+            smooth = torch.tensor(losses).unfold(0, w, 1).mean(1)
+            ax.plot(range(w, len(losses) + 1), smooth.tolist(), lw=1.5, label=f"mean of {w}")
+        ax.set(xlabel="optimizer step", ylabel="L_simple (MSE of eps)", yscale="log", title=title)
+        ax.legend()
+        fig.tight_layout()
+        tmp = self.out / f".loss.png.{os.getpid()}.tmp.png"
+        try:
+            fig.savefig(tmp, dpi=100)
+            os.replace(tmp, self.out / "loss.png")
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.save_grid(grid, self.out / "samples.png")
 
 
 def _write(f: BinaryIO, text: str) -> None:

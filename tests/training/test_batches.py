@@ -213,3 +213,19 @@ def test_a_list_is_an_iterable_of_batches_and_a_tuple_of_tensors_is_labelled_row
     seen.clear()
     train(Labelled(), loss_fn, (X, Y), steps=2, **KW)
     assert all(b[0].shape == (8, 3) and isinstance(b, tuple) for b in seen)
+
+
+def test_batches_of_any_structure_reach_the_device_whole() -> None:
+    """Tensors inside tuples, lists, dicts and named tuples are moved; the structure is kept."""
+    from typing import NamedTuple
+
+    from minidiff.training.batches import to_device
+
+    class Pair(NamedTuple):
+        x: torch.Tensor
+        y: torch.Tensor
+
+    batch = {"pair": Pair(X[:2], Y[:2]), "list": [X[:1], (Y[:1], "tag")]}
+    out = to_device(batch, torch.device("cpu"))
+    assert isinstance(out["pair"], Pair) and torch.equal(out["pair"].y, Y[:2])
+    assert isinstance(out["list"], list) and out["list"][1][1] == "tag"

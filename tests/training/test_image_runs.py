@@ -209,3 +209,23 @@ def test_sample_grids_clip_x0_by_default() -> None:
     free = sample_grid(model, config, torch.device("cpu"))
     assert float(clipped.abs().max()) <= 1.0 + 1e-5
     assert float(free.abs().max()) > 1.5
+
+
+def test_a_run_reads_its_checkpoint_once_not_at_every_sample_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop hands control back after each step, so sampling and saving need no restart: a
+    fresh run with 3 sample points writes 3 checkpoints and reads none; its continuation reads
+    the last one once."""
+    import minidiff.training.state as state_module
+
+    loads, saves = [], []
+    real_load, real_save = state_module.load_checkpoint, state_module.save_checkpoint
+    monkeypatch.setattr(state_module, "load_checkpoint", lambda p: loads.append(p) or real_load(p))
+    monkeypatch.setattr(
+        state_module, "save_checkpoint", lambda p, **s: saves.append(p) or real_save(p, **s)
+    )
+    run(tiny_config(6, 6, sample_every=2), tmp_path, images=tiny_images(), progress=False)
+    assert (len(loads), len(saves)) == (0, 3)
+    run(tiny_config(8, 6, sample_every=2), tmp_path, images=tiny_images(), progress=False)
+    assert (len(loads), len(saves)) == (1, 4)

@@ -1,4 +1,4 @@
-"""The variational bound and the simplified objective (chapter 3).
+"""The variational bound of chapter 3, term by term.
 
     -log p_theta(x_0) <= L = L_T + sum_{t=2}^{T} L_{t-1} + L_0
     L_T     = KL(q(x_T | x_0) || N(0, I))
@@ -7,9 +7,11 @@
 
 With the ε-parameterisation and fixed variance sigma_t^2 the KL terms become weighted squared
 errors, ``L_{t-1} = lambda_t E||eps - eps_theta(x_t, t)||^2`` with
-``lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))`` (Ho et al. 2020, Eq. 12);
-dropping ``lambda_t`` gives ``L_simple`` (Eq. 14). All terms are in nats, summed over data
-dimensions, one value per sample.
+``lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))`` (Ho et al. 2020, Eq. 12,
+:func:`vlb_weights`); dropping ``lambda_t`` gives ``L_simple`` (Eq. 14, in
+:mod:`minidiff.losses.simple`). All terms are in nats, summed over data dimensions, one value per
+sample. For a model that is affine in ``x_t`` the exact ``-log p_theta(x_0)`` is computable
+(:func:`affine_model_nll`), so the bound can be compared with the true value.
 """
 
 from __future__ import annotations
@@ -19,32 +21,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validation import (
-    check_all_finite,
-    check_broadcast,
-    check_callable,
-    check_choice,
-    check_device,
-    check_finite,
-    check_generator,
-    check_instance,
-    check_number,
-    check_positive_int,
-    check_same_shape,
-    check_tensor,
-    check_timesteps,
-)
-from .diffusion import (
+from .._validation import FloatTensor, Function, Int, OneOf, Rng, checked
+from ..diffusion import (
     VARIANCES,
     EpsModel,
-    call_eps_model,
     model_variance,
     p_mean_var,
     q_posterior_mean_var,
     q_sample,
 )
-from .schedules import NoiseSchedule
-from .tensors import noise_like
+from ..schedules import NoiseSchedule
+from ..tensors import noise_like, sum_data_dims
 
 __all__ = [
     "gaussian_kl",
@@ -53,30 +40,19 @@ __all__ = [
     "VLBTerms",
     "vlb_terms",
     "vlb_weights",
-    "simple_loss",
-    "sample_timesteps",
-    "timestep_probabilities",
     "affine_reverse_marginal",
     "affine_model_nll",
 ]
 
 DECODERS = ("gaussian", "discretized")
 
-
-def _check_var(var: torch.Tensor, name: str) -> None:
-    if bool((var <= 0).any()):
-        raise ValueError(f"{name} must be strictly positive (a variance)")
-
-
-def _check_elementwise(*named: tuple[object, str]) -> None:
-    """Floating tensors that broadcast together and hold finite values (one synchronisation)."""
-    for v, name in named:
-        check_tensor(v, name, min_dim=0)
-    pairs = [(v, name) for v, name in named if isinstance(v, torch.Tensor)]
-    check_broadcast(*pairs)
-    check_all_finite(*pairs)
+# Elementwise arguments broadcast together; a variance must be > 0.
+_VALUES = FloatTensor(min_dim=0, broadcast=True, finite=True)
+_VARIANCE = FloatTensor(min_dim=0, broadcast=True, finite=True, positive=True)
+_EPS_MODEL = Function("(x_t, t) -> eps")
 
 
+@checked(mean1=_VALUES, var1=_VARIANCE, mean2=_VALUES, var2=_VARIANCE)
 def gaussian_kl(
     mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor
 ) -> torch.Tensor:
@@ -85,31 +61,20 @@ def gaussian_kl(
     ``KL = ½ [log(var2 / var1) + (var1 + (mean1 - mean2)²) / var2 - 1]``. Arguments broadcast
     (variances are typically ``(B, 1, …)``); sum over data dimensions for isotropic Gaussians.
     """
-    _check_elementwise((mean1, "mean1"), (var1, "var1"), (mean2, "mean2"), (var2, "var2"))
-    _check_var(var1, "var1")
-    _check_var(var2, "var2")
-    return _gaussian_kl(mean1, var1, mean2, var2)
-
-
-def _gaussian_kl(
-    mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor
-) -> torch.Tensor:
     return 0.5 * (torch.log(var2) - torch.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
 
 
+@checked(x=_VALUES, mean=_VALUES, var=_VARIANCE)
 def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     """Elementwise ``log N(x; mean, var) = -½ [log(2π var) + (x - mean)² / var]`` (broadcasting)."""
-    _check_elementwise((x, "x"), (mean, "mean"), (var, "var"))
-    _check_var(var, "var")
-    return _gaussian_log_likelihood(x, mean, var)
-
-
-def _gaussian_log_likelihood(
-    x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
-) -> torch.Tensor:
     return -0.5 * (math.log(2 * math.pi) + torch.log(var) + (x - mean) ** 2 / var)
 
 
+@checked(
+    x=FloatTensor(min_dim=0, broadcast=True, finite=True, within=(-1.0, 1.0)),
+    mean=_VALUES,
+    log_scale=_VALUES,
+)
 def discretized_gaussian_log_likelihood(
     x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
 ) -> torch.Tensor:
@@ -118,15 +83,6 @@ def discretized_gaussian_log_likelihood(
     ``x`` holds images in ``[-1, 1]`` on the grid of 256 levels (bin width ``2/255``); the Gaussian
     ``N(mean, exp(log_scale)²)`` is integrated over the bin, the outermost bins extending to ±∞.
     """
-    _check_elementwise((x, "x"), (mean, "mean"), (log_scale, "log_scale"))
-    if bool((x < -1 - 1e-6).any()) or bool((x > 1 + 1e-6).any()):
-        raise ValueError("x must lie in [-1, 1] (images scaled from 8-bit values)")
-    return _discretized_gaussian_log_likelihood(x, mean, log_scale)
-
-
-def _discretized_gaussian_log_likelihood(
-    x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
-) -> torch.Tensor:
     xd, md, ld = x.double(), mean.double(), log_scale.double()
     inv_std = torch.exp(-ld)
     centered = xd - md
@@ -166,10 +122,14 @@ class VLBTerms:
     total: torch.Tensor
 
 
-def _sum_data_dims(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1).sum(dim=1)
-
-
+@checked(
+    eps_model=_EPS_MODEL,
+    x0=FloatTensor(finite=True),
+    schedule=NoiseSchedule,
+    variance=OneOf(VARIANCES),
+    decoder=OneOf(DECODERS),
+    generator=Rng,
+)
 def vlb_terms(
     eps_model: EpsModel,
     x0: torch.Tensor,
@@ -190,14 +150,7 @@ def vlb_terms(
         eps_model: callable ``(x_t (B, ...), t (B,)) -> eps (B, ...)``.
         x0: data ``(B, ...)``.
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    check_tensor(x0, "x0")
-    check_choice(variance, "variance", VARIANCES)
-    check_choice(decoder, "decoder", DECODERS)
-    check_instance(schedule, "schedule", NoiseSchedule)
-    check_generator(generator)
-    check_finite(x0, "x0")
-    if decoder == "discretized" and (bool((x0 < -1 - 1e-6).any()) or bool((x0 > 1 + 1e-6).any())):
+    if decoder == "discretized" and not bool(((x0 >= -1 - 1e-6) & (x0 <= 1 + 1e-6)).all()):
         raise ValueError(
             'x0 must lie in [-1, 1] for decoder="discretized" (images scaled from 8-bit values)'
         )
@@ -206,7 +159,9 @@ def vlb_terms(
     tT = torch.full((B,), T, dtype=torch.long, device=x0.device)
     mean_T = schedule.gather(schedule.sqrt_alpha_bar, tT, x0.dim(), like=x0) * x0
     var_T = schedule.gather(1.0 - schedule.alpha_bar, tT, x0.dim(), like=x0).expand_as(x0)
-    L_T = _sum_data_dims(_gaussian_kl(mean_T, var_T, torch.zeros_like(x0), torch.ones_like(x0)))
+    L_T = sum_data_dims(
+        gaussian_kl.unchecked(mean_T, var_T, torch.zeros_like(x0), torch.ones_like(x0))
+    )
 
     L_t = torch.zeros(B, max(T - 1, 0), dtype=x0.dtype, device=x0.device)
     with torch.no_grad():
@@ -215,8 +170,8 @@ def vlb_terms(
             x_t = q_sample.unchecked(x0, tt, schedule, noise_like(x0, generator))
             mean_q, var_q = q_posterior_mean_var.unchecked(x0, x_t, tt, schedule)
             mean_p, var_p = p_mean_var.unchecked(eps_model, x_t, tt, schedule, variance)
-            kl = _gaussian_kl(mean_q, var_q.expand_as(x0), mean_p, var_p.expand_as(x0))
-            L_t[:, t - 2] = _sum_data_dims(kl)
+            kl = gaussian_kl.unchecked(mean_q, var_q.expand_as(x0), mean_p, var_p.expand_as(x0))
+            L_t[:, t - 2] = sum_data_dims(kl)
 
         t1 = torch.ones(B, dtype=torch.long, device=x0.device)
         x_1 = q_sample.unchecked(x0, t1, schedule, noise_like(x0, generator))
@@ -224,14 +179,15 @@ def vlb_terms(
             eps_model, x_1, t1, schedule, variance, for_density=True
         )
         if decoder == "gaussian":
-            log_p = _gaussian_log_likelihood(x0, mean_1, var_1.expand_as(x0))
+            log_p = gaussian_log_likelihood.unchecked(x0, mean_1, var_1.expand_as(x0))
         else:
             log_scale = 0.5 * torch.log(var_1).expand_as(x0)
-            log_p = _discretized_gaussian_log_likelihood(x0, mean_1, log_scale)
-        L_0 = -_sum_data_dims(log_p)
+            log_p = discretized_gaussian_log_likelihood.unchecked(x0, mean_1, log_scale)
+        L_0 = -sum_data_dims(log_p)
     return VLBTerms(L_T=L_T, L_t=L_t, L_0=L_0, total=L_T + L_t.sum(dim=1) + L_0)
 
 
+@checked(schedule=NoiseSchedule, variance=OneOf(VARIANCES))
 def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor:
     """``lambda_t = beta_t² / (2 sigma_t² alpha_t (1 - alpha_bar_t))`` as a ``(T + 1,)`` float64
     tensor.
@@ -241,10 +197,8 @@ def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor
     :func:`vlb_terms` but does not depend on the model). ``lambda_0 = 0``; ``lambda_1`` uses
     ``sigma_1^2 = beta_1`` (the Gaussian decoder's squared-error weight).
     """
-    check_instance(schedule, "schedule", NoiseSchedule)
-    check_choice(variance, "variance", VARIANCES)
     t = torch.arange(schedule.T + 1)
-    sigma2 = model_variance(
+    sigma2 = model_variance.unchecked(
         t, schedule, variance, 1, like=schedule.betas, for_density=True
     ).reshape(-1)
     lam = torch.zeros(schedule.T + 1, dtype=torch.float64)
@@ -253,116 +207,7 @@ def vlb_weights(schedule: NoiseSchedule, variance: str = "beta") -> torch.Tensor
     return lam
 
 
-def sample_timesteps(
-    batch_size: int,
-    T: int,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    power: float = 1.0,
-) -> torch.Tensor:
-    """``t ~ Uniform{1, …, T}`` as a long tensor ``(batch_size,)`` (Algorithm 1, line 3).
-
-    With ``power = p != 1``, ``t = min(T, floor(T u^p) + 1)`` for ``u ~ Uniform[0, 1)``: small
-    ``t`` (little noise, where thin structures are resolved) are drawn more often for ``p > 1``,
-    with probabilities :func:`timestep_probabilities`. Training on these ``t`` minimises
-    ``L_simple`` weighted by ``w_t = T P(t)``: the same minimiser for a model that can fit every
-    ``t``, a different share of a small model's capacity (Kingma & Gao, 2023, read every such
-    weighting as an ELBO over augmented data; Karras et al., 2022, draw noise levels log-normally
-    for the same reason).
-    """
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(T, "T")
-    check_generator(generator)
-    device = check_device(device)
-    power = _check_power(power)
-    gen_device = generator.device if generator is not None else "cpu"
-    if power == 1.0:  # the stream of draws every uniform run has used
-        t = torch.randint(1, T + 1, (batch_size,), generator=generator, device=gen_device)
-    else:
-        u = torch.rand(batch_size, generator=generator, device=gen_device, dtype=torch.float64)
-        t = (T * u**power).long().clamp(max=T - 1) + 1
-    return t.to(device or gen_device)
-
-
-def timestep_probabilities(T: int, power: float = 1.0) -> torch.Tensor:
-    """``P(t = k) = (k / T)^(1/p) - ((k - 1) / T)^(1/p)`` for ``k = 1..T``: the law of
-    :func:`sample_timesteps` with ``power = p``, as a ``(T + 1,)`` float64 tensor (index 0 is 0).
-
-    ``T * P`` is the weighting of ``L_simple`` that drawing ``t`` this way trains; ``p = 1`` gives
-    ``1 / T`` everywhere.
-    """
-    check_positive_int(T, "T")
-    power = _check_power(power)
-    cdf = (torch.arange(T + 1, dtype=torch.float64) / T) ** (1.0 / power)
-    probs = torch.zeros(T + 1, dtype=torch.float64)
-    probs[1:] = cdf[1:] - cdf[:-1]
-    return probs
-
-
-def _check_power(power: object) -> float:
-    return check_number(power, "power", low=0.0)
-
-
-def simple_loss(
-    eps_model: EpsModel,
-    x0: torch.Tensor,
-    schedule: NoiseSchedule,
-    *,
-    t: torch.Tensor | None = None,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``L_simple = E_{t, x_0, eps} ||eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1-ab_t) eps, t)||²``
-    (Eq. 14).
-
-    Averaged over the batch and the data dimensions. ``t`` defaults to uniform draws in ``1..T``;
-    ``weights`` (a ``(T + 1,)`` tensor such as :func:`vlb_weights`) turns it into a weighted
-    objective ``E[w_t ||eps - eps_theta||²]``. Returns a scalar with gradients for training.
-    """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    check_tensor(x0, "x0")
-    check_instance(schedule, "schedule", NoiseSchedule)
-    check_generator(generator)
-    w = None
-    if weights is not None:
-        if not isinstance(weights, (torch.Tensor, list, tuple)):
-            raise TypeError(
-                f"weights must be a tensor of shape ({schedule.T + 1},), "
-                f"got {type(weights).__name__}"
-            )
-        try:
-            w = torch.as_tensor(weights)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(
-                f"weights must be a tensor of shape ({schedule.T + 1},), "
-                f"got {type(weights).__name__}"
-            ) from exc
-        if w.shape != (schedule.T + 1,):
-            raise ValueError(
-                f"weights must have shape ({schedule.T + 1},) (one per t, index 0 unused), "
-                f"got {tuple(w.shape)}"
-            )
-        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
-            raise ValueError("weights must be finite and >= 0")
-    if t is None:
-        t = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
-    tt = check_timesteps(t, x0.shape[0], schedule.T).to(x0.device)
-    check_finite(x0, "x0")
-    if noise is None:
-        eps = noise_like(x0, generator)
-    else:
-        check_tensor(noise, "noise")
-        check_same_shape(x0, noise, "x0", "noise")
-        eps = check_finite(noise, "noise")
-    x_t = q_sample.unchecked(x0, tt, schedule, eps)
-    err = (eps - call_eps_model(eps_model, x_t, tt)) ** 2
-    per_sample = err.reshape(err.shape[0], -1).mean(dim=1)
-    if w is not None:
-        per_sample = per_sample * w.to(x0.device, x0.dtype)[tt]
-    return per_sample.mean()
-
-
+@checked(eps_model=_EPS_MODEL, schedule=NoiseSchedule, dim=Int(), variance=OneOf(VARIANCES))
 def affine_reverse_marginal(
     eps_model: EpsModel, schedule: NoiseSchedule, dim: int, *, variance: str = "beta"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -383,10 +228,6 @@ def affine_reverse_marginal(
     Returns:
         ``mean (D,)`` and ``cov (D, D)`` in float64.
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    check_positive_int(dim, "dim")
-    check_choice(variance, "variance", VARIANCES)
-    check_instance(schedule, "schedule", NoiseSchedule)
     eye = torch.eye(dim, dtype=torch.float64)
     probe = torch.linspace(-1.3, 0.7, dim, dtype=torch.float64)[None]
     pts = torch.cat([torch.zeros(1, dim, dtype=torch.float64), eye, probe])  # (D + 2, D)
@@ -406,6 +247,7 @@ def affine_reverse_marginal(
     return m, 0.5 * (C + C.T)
 
 
+@checked(eps_model=_EPS_MODEL, x0=FloatTensor(dim=2, finite=True))
 def affine_model_nll(
     eps_model: EpsModel, x0: torch.Tensor, schedule: NoiseSchedule, *, variance: str = "beta"
 ) -> torch.Tensor:
@@ -414,8 +256,6 @@ def affine_model_nll(
 
     Uses :func:`affine_reverse_marginal`; compare with :func:`vlb_terms` (an upper bound on it).
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    check_tensor(x0, "x0", dim=2, finite=True)
     m, C = affine_reverse_marginal(eps_model, schedule, x0.shape[1], variance=variance)
     dist = torch.distributions.MultivariateNormal(m, covariance_matrix=C)
     return -dist.log_prob(x0.to(torch.float64)).to(x0.dtype)

@@ -1,0 +1,51 @@
+"""The public API as a student meets it: ``minidiff.__doc__`` lists exactly ``minidiff.__all__``,
+every listed name resolves, and no argument-check helper sits in a public ``__all__``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+
+import minidiff
+
+
+def _documented_names() -> set[str]:
+    public_part = (minidiff.__doc__ or "").split("Submodules hold")[0]
+    return {n for n in re.findall(r"``(\w+)``", public_part) if not n.startswith("__")}
+
+
+def test_the_package_docstring_lists_exactly_the_public_names() -> None:
+    documented, exported = _documented_names(), set(minidiff.__all__)
+    assert not exported - documented, (
+        f"in __all__ but not in the docstring: {exported - documented}"
+    )
+    assert not documented - exported, (
+        f"in the docstring but not in __all__: {documented - exported}"
+    )
+    assert len(minidiff.__all__) == len(exported), "a name is listed twice in __all__"
+
+
+def test_every_public_name_resolves() -> None:
+    for name in minidiff.__all__:
+        assert getattr(minidiff, name) is not None, name
+
+
+def test_no_argument_check_helper_in_a_public_all() -> None:
+    """Argument checks are declared with minidiff._validation; its helpers (and the checks that
+    modules used to export) are no module's API. The exercise checkers of minidiff.checks are
+    that package's API and stay."""
+    from minidiff import _validation
+
+    helpers = {n for n in _validation.__all__ if n.startswith("check_")} | {
+        "check_guidance_weight",
+        "check_sigmas",
+        "check_time",
+    }
+    offenders = []
+    for info in pkgutil.walk_packages(minidiff.__path__, "minidiff."):
+        if info.name.startswith(("minidiff.checks", "minidiff._")):
+            continue
+        module = importlib.import_module(info.name)
+        offenders += [f"{info.name}.{n}" for n in getattr(module, "__all__", []) if n in helpers]
+    assert not offenders, offenders
