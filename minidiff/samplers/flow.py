@@ -18,18 +18,18 @@ from collections.abc import Callable
 import torch
 
 from .._validation import (
-    Check,
     Device,
     FloatDtype,
     FloatTensor,
     Function,
+    Instance,
     Int,
     OneOf,
     Rng,
     check_positive_int,
     checked,
 )
-from ..paths import GaussianPath, RectifiedFlowPath, _check_path
+from ..paths import GaussianPath, RectifiedFlowPath
 from ._start import check_start, check_start_device
 from .registry import register_sampler
 from .sde_solvers import ODE_METHODS, ode_solve, time_grid
@@ -50,7 +50,7 @@ def flow_time_grid(steps: int, t_start: float = 1.0, t_end: float = 0.0) -> torc
 
 @register_sampler("flow_ode")
 @checked(
-    velocity_fn=Function("(x, t) -> velocity"), path=Check(_check_path, optional=True),
+    velocity_fn=Function("(x, t) -> velocity"), path=Instance(GaussianPath, optional=True),
     steps=Int(optional=True), method=OneOf(list(ODE_METHODS)),
     ts=FloatTensor(dim=1, finite=True, optional=True), generator=Rng, device=Device,
     dtype=FloatDtype,
