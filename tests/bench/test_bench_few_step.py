@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
