@@ -54,7 +54,7 @@ from ._validation import (
 from .diffusion import EpsModel, q_sample
 from .distillation import PREDICTIONS, convert_prediction
 from .samplers.dpm_solver import _first_order, denoise
-from .samplers.loop import OnStep, draw_start, run_sampler
+from .samplers.loop import OnStep, batch_time, draw_start, run_sampler
 from .samplers.registry import register_sampler
 from .schedules import NoiseSchedule
 from .tensors import noise_like
@@ -306,7 +306,7 @@ def consistency_sample(
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, tau: int, _: int) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), tau, dtype=torch.long, device=x.device)
+        tt = batch_time(x, tau)
         if tau < sched.T:  # every call but the first re-noises the last estimate to tau
             a = math.sqrt(float(sched.alpha_bar[tau]))
             x = a * x + math.sqrt(1 - a * a) * noise_like(x, generator)

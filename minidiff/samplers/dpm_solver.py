@@ -47,7 +47,7 @@ from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import pad_like
 from .ddim import _check_prev, _resolve_timesteps, ddim_timesteps
-from .loop import OnStep, draw_start, run_sampler
+from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -291,7 +291,7 @@ def dpm_solver_sample(
     last: list[tuple[torch.Tensor, torch.Tensor]] = []  # (t_last, D_last) of the previous step
 
     def step(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tt = batch_time(x, t)
         tp = torch.full_like(tt, s)
         d = denoise(eps_model, x, tt, sched)
         step_d = (
@@ -334,7 +334,7 @@ def heun_log_snr_sample(
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tt = batch_time(x, t)
         tp = torch.full_like(tt, s)
         d = denoise(eps_model, x, tt, sched)
         x_pred = _first_order(x, tt, tp, d, sched)

@@ -44,7 +44,7 @@ from ..sde import SDE, SDE_ARG, ReverseSDE, ScoreFn, _batch_time
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_score_fn
 from .langevin import _langevin_step
-from .loop import OnStep, draw_start, run_sampler
+from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -226,7 +226,7 @@ def ode_solve(
     step_fn, per_step = ODE_METHODS[method]
 
     def step(x: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.float64, device=x.device)
+        tt = batch_time(x, t, torch.float64)
         return step_fn(lambda x_, t_: call_like(fn, x_, t_, name="fn"), x, tt, t_next - t)
 
     times = list(zip(grid[:-1], grid[1:], strict=True))
@@ -412,7 +412,7 @@ def predictor_corrector_sample(
     t_last = times[-1][1]
 
     def step(x: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.float64, device=x.device)
+        tt = batch_time(x, t, torch.float64)
         for _ in range(corrector_steps):
             s = rsde._score_unchecked(x, tt)
             z = noise_like(x, generator)
