@@ -82,7 +82,7 @@ def run_chapter14(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
     # --- the cascade: base samples at 8x8, then SR without and with augmentation
     base = train_base(downsample(train_hi, 2), sched, steps=c["steps"], seed=seed)
     low = ddim_sample(
-        base, sched, (c["n"], 1, 8, 8), steps=c["ddim"], generator=g, clip_x0="static"
+        base, sched, (c["n"], 1, 8, 8), steps=c["ddim"], eta=1.0, generator=g, clip_x0="static"
     )
     plain = sr_sample(sr, low, sched, steps=c["ddim"], generator=g)
     aug = sr_sample(sr_aug, low, sched, steps=c["ddim"], aug_level=c["s"], generator=g)
