@@ -6,6 +6,9 @@
   mathtext label, say) fails CI as it would fail for a student.
 * Fast mode (``MINIDIFF_FAST``) is read from the environment and passed on unchanged: nbval
   kernels inherit this process's environment, and nothing here overrides the variable.
+* Under pytest-xdist (``make test`` runs one worker per core) each worker, and every notebook
+  kernel it starts, gets its share of the cores (``OMP_NUM_THREADS``), so that the workers do
+  not fight over them; a value already set in the environment is kept.
 * The terminal summary ends with the wall time spent in each notebook run under nbval
   (kernel start-up and shut-down included), and their total.
 """
@@ -21,6 +24,11 @@ import pytest
 _MPL_SET_HERE = "MPLBACKEND" not in os.environ
 if _MPL_SET_HERE:
     os.environ["MPLBACKEND"] = "Agg"
+
+_WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+if _WORKERS and "OMP_NUM_THREADS" not in os.environ:
+    # Set before torch is imported (conftest.py loads first), and inherited by nbval's kernels.
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(_WORKERS)))
 
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 _notebook_seconds: dict[str, float] = defaultdict(float)
