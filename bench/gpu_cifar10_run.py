@@ -22,7 +22,8 @@ What this script does:
    compiled if that was faster, batch 128) for as many steps as the measured throughput allows
    in the time left, writing ``run/loss.png``, ``run/samples*.png`` (DDIM-50 grids of the EMA
    model) and ``run/run.jsonl`` (loss and images/s per interval);
-3. if Inception weights are given (``--inception-weights`` or ``MINIDIFF_INCEPTION_WEIGHTS``) and
+3. if Inception weights are found (``--inception-weights``, ``MINIDIFF_INCEPTION_WEIGHTS`` or
+   ``~/.cache/minidiff/``, see ``minidiff.metrics.fid.find_inception_weights``) and
    torch-fidelity is installed: FID and KID of ``--fid-samples`` DDIM samples against the training
    images, written to ``fid.json``; otherwise ``fid.json`` says why there is none.
 
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -53,10 +53,11 @@ sys.path.insert(0, str(HERE))
 import gpu_throughput  # noqa: E402
 
 from minidiff import ddim_sample, linear_schedule  # noqa: E402
-from minidiff.data.cifar10 import CorruptDatasetError  # noqa: E402
+from minidiff.data import load_cifar10_or_fallback  # noqa: E402
+from minidiff.hardware import choose_bf16  # noqa: E402
 from minidiff.metrics.fid import (  # noqa: E402
-    INCEPTION_WEIGHTS_ENV,
     fid_from_features,
+    find_inception_weights,
     inception_features,
     kid_from_features,
 )
@@ -72,8 +73,10 @@ def training_data(
     if tiny:
         images = load_images("digits")
         return images, "tiny", "digits", 8, f"scikit-learn's {len(images)} 8x8 digits (tiny run)"
-    try:
-        images = load_images("cifar10", root=root, download=download)
+    images, why_not = load_cifar10_or_fallback(
+        lambda: load_images("patches"), root, download=download
+    )
+    if why_not is None:
         return (
             images,
             "ddpm_cifar10",
@@ -81,14 +84,12 @@ def training_data(
             128,
             f"CIFAR-10 training set, {len(images)} images",
         )
-    except (FileNotFoundError, CorruptDatasetError) as err:
-        images = load_images("patches")
-        note = (
-            f"NOT CIFAR-10 ({type(err).__name__}: {err}); trained on {len(images)} 32x32 "
-            "patches of scikit-learn's sample photographs instead"
-        )
-        print(f"WARNING: {note}", file=sys.stderr, flush=True)
-        return images, "ddpm_cifar10", "patches", 128, note
+    note = (
+        f"NOT CIFAR-10 ({why_not}); trained on {len(images)} 32x32 patches of scikit-learn's "
+        "sample photographs instead"
+    )
+    print(f"WARNING: {note}", file=sys.stderr, flush=True)
+    return images, "ddpm_cifar10", "patches", 128, note
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     config = ImageRunConfig(
         model=model, data=data, steps=steps, batch_size=batch, lr=2e-4,
         warmup_steps=min(1000, steps // 10), ema_decay=0.9995 if steps > 5000 else 0.999,
-        bf16=args.device.startswith("cuda") or args.cpu_bf16, channels_last=True,
+        bf16=choose_bf16(args.device).bf16 or args.cpu_bf16, channels_last=True,
         compile=best["compile"],
         sample_every=max(1, steps // 4), n_samples=64, sample_steps=50,
     )  # fmt: skip
@@ -143,10 +144,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "throughput": throughput,
     }  # fmt: skip
 
-    weights = args.inception_weights or os.environ.get(INCEPTION_WEIGHTS_ENV)
     fid: dict[str, object]
-    if args.tiny or not weights:
-        fid = {"fid": None, "why": "no Inception weights given" if not weights else "tiny run"}
+    try:
+        weights = find_inception_weights(args.inception_weights)
+    except FileNotFoundError as err:
+        weights, fid = None, {"fid": None, "why": str(err)}
+    if args.tiny or weights is None:
+        fid = {"fid": None, "why": "tiny run" if args.tiny else "no Inception weights found"}
     else:
         try:
             n = args.fid_samples
@@ -158,7 +162,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                     shape = (min(500, n - i), 3, 32, 32)
                     sched = linear_schedule(config.T)
                     x = ddim_sample(
-                        result.ema_model, sched, shape, steps=50, generator=g, device=dev
+                        result.ema_model,
+                        sched,
+                        shape,
+                        steps=50,
+                        generator=g,
+                        device=dev,
+                        clip_x0="static",
                     )
                     assert isinstance(x, torch.Tensor)
                     chunks.append(x.float().cpu())
@@ -167,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             fr = inception_features(images[:n], weights, device=dev)
             kid = kid_from_features(fs, fr, subsets=50, subset_size=1000)
             fid = {"fid": fid_from_features(fs, fr), "kid": kid.mean, "kid_std": kid.std, "n": n,
-                   "sampler": "DDIM-50, EMA"}  # fmt: skip
+                   "sampler": "DDIM-50, EMA, x0 clipped"}  # fmt: skip
         except (ImportError, FileNotFoundError) as err:
             fid = {"fid": None, "why": str(err)}
     fid["reference_images"] = data_note

@@ -43,34 +43,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minidiff import ddim_sample, ddpm_sample, linear_schedule, simple_loss  # noqa: E402
 from minidiff._validation import skip_value_checks  # noqa: E402
+from minidiff.hardware import forward_flops, peak_tflops  # noqa: E402
 from minidiff.interop import DDPM_CIFAR10_UNET2D_CONFIG  # noqa: E402
 from minidiff.nn import UNet, count_parameters  # noqa: E402
 
-# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets (no sparsity).
-PEAKS = {
-    "H200": 989e12,
-    "H100 SXM": 989e12,
-    "H100 80GB HBM3": 989e12,
-    "H100 PCIe": 756e12,
-    "H100": 756e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "L4": 121e12,
-    "RTX 4090": 165e12,
-    "A10": 125e12,
-}
-
 
 def peak_flops(device: torch.device, override: float | None) -> float | None:
+    """The dense bf16 peak in FLOP/s: ``override`` (TFLOP/s), else the card's from
+    ``minidiff.hardware.DENSE_PEAK_TFLOPS``; ``None`` for a CPU or an unknown card."""
     if override:
         return override * 1e12
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, value in PEAKS.items():  # the first (most specific) key contained in the name
-        if key in name:
-            return value
-    return None
+    peak = peak_tflops(torch.cuda.get_device_name(device), "bf16")
+    return peak * 1e12 if peak is not None else None
 
 
 PEER_CONFIG: dict[str, Any] = dict(DDPM_CIFAR10_UNET2D_CONFIG)
@@ -113,23 +99,6 @@ class DiffusersPeer(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         return cast(Tensor, self.net(x, t, return_dict=False)[0])
-
-
-def forward_flops(model: nn.Module, shape: tuple[int, ...], device: torch.device) -> float:
-    """FLOPs of one forward pass for one image (matmuls and convolutions, 2 per multiply-add).
-
-    Attention runs on the math backend while counting: ``FlopCounterMode`` knows only some fused
-    attention kernels (not the CPU one that diffusers' ``UNet2DModel`` gets), and the math
-    backend's ``bmm`` calls are counted on every device, so both models are counted alike.
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.randn(1, *shape, device=device)
-    t = torch.tensor([500], device=device)
-    with FlopCounterMode(display=False) as counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        model(x, t)
-    return float(counter.get_total_flops())
 
 
 def _error_text(err: BaseException) -> str:

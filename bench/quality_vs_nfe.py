@@ -4,8 +4,8 @@ Samplers (all registered in ``minidiff.samplers``):
 
     ddpm                 ancestral DDPM, sigma² = beta_tilde, on NFE strided timesteps. This is DDIM
                          with eta = 1 on the strided set, which equals DDPM on the respaced schedule
-                         (``respace_schedule``; tested in tests/test_ddim.py), so "DDPM at 20 NFE"
-                         is well defined.
+                         (``respace_schedule``; tested in tests/samplers/test_ddim.py), so
+                         "DDPM at 20 NFE" is well defined.
     ddim                 DDIM, eta = 0
     pf_ode_euler         probability-flow ODE, Euler (1 call per step)
     pf_ode_heun          probability-flow ODE, Heun (2 calls per step -> NFE/2 steps)

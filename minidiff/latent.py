@@ -28,19 +28,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validation import check_generator, check_number, check_positive_int, check_tensor
+from ._validation import FloatTensor, check_generator, check_number, check_positive_int, checked
 from .nn.autoencoder import AutoencoderKL, DiagonalGaussian
 
 __all__ = ["latent_scale", "LatentSpace"]
 
 
+@checked(latents=FloatTensor(min_dim=2, finite=True))
 def latent_scale(latents: Tensor) -> float:
     """``1 / std(latents)`` over all their entries: the scale that gives unit-variance latents.
 
     ``latents: (N, c, h, w)``, e.g. samples ``z ~ q(z | x)`` of a data set (SD takes its first
     training batch). Raises ``ValueError`` for constant latents (no scale makes them unit).
     """
-    z = check_tensor(latents, "latents", min_dim=2, finite=True)
+    z = latents
     if z.numel() < 2:
         raise ValueError(f"latents must hold at least 2 numbers, got shape {tuple(z.shape)}")
     std = float(z.detach().double().std())

@@ -123,14 +123,19 @@ _HINTS = (
         "an index is out of range: schedule arrays have length T + 1 and t runs from 1 to T",
     ),
     (
+        "division by zero",
+        "the boundary case (ε = 4 s², warmup_steps = 0, …) needs its own branch before the "
+        "division",
+    ),
+    (
         "cannot be multiplied",
         "the two sides of a matrix product do not fit: (B, E) @ (E, C) needs the weight "
         "transposed, `emb @ weight.T` for a weight of shape (C, E)",
     ),
     (
         "backward through the graph a second time",
-        "pass retain_graph=True (or create_graph=True) to "
-        "every torch.autograd.grad call but the last",
+        "pass retain_graph=True (or create_graph=True) to every torch.autograd.grad call but the "
+        "last",
     ),
 )
 

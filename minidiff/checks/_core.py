@@ -305,8 +305,8 @@ class _Judge:
         calls = [_calls.call(student_fn, case) for case in cases]
         if any(isinstance(c.error, NotImplementedError) for c in calls):
             return fail(
-                "not implemented yet — replace `raise NotImplementedError` with your code, "
-                "then run this cell again."
+                "not implemented yet — replace `raise NotImplementedError` with your code, then "
+                "run this cell again."
             )
         for i, c in enumerate(calls):
             if c.error is not None:
@@ -319,6 +319,16 @@ class _Judge:
                 named = self._diagnose(student_fn, reference, cases, loose)
                 if named:
                     return fail(named)
+            if problem and "shape" in problem:  # a listed mistake of another length or shape
+                for key, mistake in mistakes.items():
+                    wrong = [_calls.call(mistake.fn, case) for case in cases]
+                    if all(
+                        w.error is None
+                        and dg.same_shape(cc.value, w.value)
+                        and dg.close(cc.value, w.value, self.rtol, self.atol)
+                        for cc, w in zip(calls, wrong, strict=False)
+                    ):
+                        return fail(f"not quite — {mistake.feedback}", key)
             if problem:
                 rows = dg.nonfinite_rows(c.value, ref, cases[i], self.t_arg)
                 return fail(f"{problem} (on test input {i + 1}{rows}).")
@@ -329,8 +339,8 @@ class _Judge:
             what = "your values are right, but your" if right else "your"
             return fail(
                 f"{what} function changed its input `{self._name(arg)}` in place (on test input "
-                f"{i + 1}). The caller still needs it: write `y = x + …` rather than `x += …`, "
-                "or work on a copy (`x = x.clone()`)."
+                f"{i + 1}). The caller still needs it: write `y = x + …` rather than `x += …`, or "
+                "work on a copy (`x = x.clone()`)."
             )
         if right:
             problem = dg.gradient_problem(

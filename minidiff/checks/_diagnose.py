@@ -29,6 +29,19 @@ def _double(x: Any) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64)
 
 
+def same_shape(a: Any, b: Any) -> bool:
+    """True if ``a`` and ``b`` have the same structure and every tensor the same shape."""
+    ta, tb = as_tuple(a), as_tuple(b)
+    if len(ta) != len(tb):
+        return False
+    for x, y in zip(ta, tb, strict=False):
+        if isinstance(x, torch.Tensor) != isinstance(y, torch.Tensor):
+            return False
+        if isinstance(x, torch.Tensor) and x.shape != y.shape:
+            return False
+    return True
+
+
 def close(a: Any, b: Any, rtol: float, atol: float) -> bool:
     """True if ``a`` and ``b`` (tensors, numbers or tuples of them) agree within the tolerances."""
     ta, tb = as_tuple(a), as_tuple(b)
@@ -50,16 +63,16 @@ def _shape_message(label: str, g: torch.Tensor, w: torch.Tensor, rtol: float, at
     gd, wd = _double(g), _double(w)
     if gd.numel() == wd.numel() and torch.allclose(gd.reshape(want), wd, rtol=rtol, atol=atol):
         return (
-            f"{head}. The values are right, only the shape is not: an extra or missing axis "
-            "(check `[:, None]`, `.reshape` and `.squeeze`)"
+            f"{head}. The values are right, only the shape is not: an extra or missing axis (check "
+            "`[:, None]`, `.reshape` and `.squeeze`)"
         )
     if gd.dim() == 2 and got[::-1] == want and torch.allclose(gd.T, wd, rtol=rtol, atol=atol):
         return f"{head}. It is the transpose of the right answer"
     try:
         if torch.allclose(gd, wd.expand(got), rtol=rtol, atol=atol):
             return (
-                f"{head}. It holds the right values, repeated along extra axes by broadcasting: "
-                "a coefficient was not reshaped, or a reduction is missing"
+                f"{head}. It holds the right values, repeated along extra axes by broadcasting: a "
+                "coefficient was not reshaped, or a reduction is missing"
             )
     except RuntimeError:
         pass
@@ -98,8 +111,8 @@ def return_problem(got: Any, want: Any, keep_dtype: bool, rtol: float, atol: flo
         if not isinstance(g, torch.Tensor):
             if isinstance(g, (int, float)) and w.dim() == 0:
                 return (
-                    f"{label} is a Python {type(g).__name__}; return the tensor itself "
-                    "(no `.item()` or `float()`), so that a loss keeps its gradient"
+                    f"{label} is a Python {type(g).__name__}; return the tensor itself (no "
+                    "`.item()` or `float()`), so that a loss keeps its gradient"
                 )
             return f"{label} should be a torch.Tensor, got {type(g).__name__}"
         if w.is_floating_point() and not g.is_floating_point():
@@ -160,9 +173,9 @@ def gradient_problem(
                 continue
             if not (isinstance(g, torch.Tensor) and g.requires_grad):
                 return (
-                    "your value is right, but it has no gradient, so `loss.backward()` would fail: "
-                    "it was computed under torch.no_grad(), or detached (`.detach()`, `.item()`, "
-                    "`torch.tensor(...)`). Return the tensor with its graph."
+                    "your value is right, but it has no gradient, so `loss.backward()` would "
+                    "fail: it was computed under torch.no_grad(), or detached (`.detach()`, "
+                    "`.item()`, `torch.tensor(...)`). Return the tensor with its graph."
                 )
             try:
                 mine = _grads(g, params)
@@ -400,7 +413,7 @@ def value_problem(
         if len(rs) > 1 and len(vs) == len(rs) and close(tuple(reversed(vs)), rs, rtol, atol):
             return (
                 f"your return values are right but in reverse order (on test input {i + 1}): "
-                f"return them in the order the exercise asks for."
+                "return them in the order the exercise asks for."
             )
     factors, offsets = [], []
     for _, g, w in pairs:
@@ -422,27 +435,24 @@ def value_problem(
             return (
                 f"your result differs from the reference by a constant factor: it is {c:.4g} × the "
                 "right answer on every test input. Look for a missing or extra factor (½, 2, a "
-                "square "
-                "root, a sum where a mean belongs)."
+                "square root, a sum where a mean belongs)."
             )
         shown = ", ".join(f"{c:.4g}" for c in factors)
         return (
-            f"your result differs from the reference by a factor that changes from input to input "
+            "your result differs from the reference by a factor that changes from input to input "
             f"({shown}): a sum where a mean belongs (or the reverse), or a factor that depends on "
-            "the "
-            "shape or on t?"
+            "the shape or on t?"
         )
     if all(math.isfinite(d) for d in offsets) and _same_number(offsets):
         return (
             f"your result differs from the reference by a constant offset of {offsets[0]:+.4g} on "
-            "every "
-            "test input: a constant term is missing or extra."
+            "every test input: a constant term is missing or extra."
         )
     i, g, w = pairs[0]
     if g.dim() >= 1 and g.shape == w.shape and g.shape[0] > 1:
         if torch.allclose(g, w.flip(0), rtol=rtol, atol=atol):
             return (
-                f"your values are right but in reverse order along the first axis (on test input "
+                "your values are right but in reverse order along the first axis (on test input "
                 f"{i + 1}): element k belongs to the k-th input, as given."
             )
     if (
@@ -451,8 +461,8 @@ def value_problem(
         and torch.allclose(g.transpose(-1, -2), w, rtol=rtol, atol=atol)
     ):
         return (
-            f"the result differs from the reference on test input {i + 1}: it is the transpose "
-            "of the right answer."
+            f"the result differs from the reference on test input {i + 1}: it is the transpose of "
+            "the right answer."
         )
     k = int((g - w).abs().reshape(-1).argmax())
     idx = tuple(int(j) for j in torch.unravel_index(torch.tensor(k), g.shape)) if g.dim() else ()
@@ -465,6 +475,6 @@ def value_problem(
         )
     return (
         f"the result differs from the reference on test input {i + 1} (largest difference{where}: "
-        f"yours {float(g.reshape(-1)[k]):.5g}, expected {float(w.reshape(-1)[k]):.5g}); "
-        "re-read the formula and the shapes."
+        f"yours {float(g.reshape(-1)[k]):.5g}, expected {float(w.reshape(-1)[k]):.5g}); re-read "
+        "the formula and the shapes."
     )

@@ -23,8 +23,8 @@ Tensor = torch.Tensor
 Candidates = Callable[[Case], Mapping[str, Tensor]]
 
 _SLIP_ALPHA = (
-    " α_t = 1 − β_t is one step's factor; ᾱ_t = α_1⋯α_t is the product over every step up to t "
-    "(a slip the lecture decks make too: see the table of slips in the course tour)."
+    " α_t = 1 − β_t is one step's factor; ᾱ_t = α_1⋯α_t is the product over every step up to t (a "
+    "slip the lecture decks make too: see the table of slips in the course tour)."
 )
 
 
@@ -140,8 +140,8 @@ def _term_message(
     if not fit:
         return (
             f"your result depends on {term} in a way that is not a multiple of it (one factor per "
-            "sample): check how the coefficient is reshaped to broadcast against it"
-            f" ([:, None]).{note}"
+            "sample): check how the coefficient is reshaped to broadcast against it ([:, "
+            f"None]).{note}"
         )
     if bool((c_s.abs() < 1e-12).all()):
         return f"the term with {term} is missing: your result does not change with {term}.{note}"
@@ -166,8 +166,8 @@ def _term_message(
             msg += _SLIP_ALPHA
         elif want and got.replace("ᾱ_t", "α_t") == want:
             msg += (
-                " ᾱ_t belongs to the jump from x_0 to x_t; one step from x_{t−1} to x_t scales by"
-                " √α_t = √(1 − β_t)."
+                " ᾱ_t belongs to the jump from x_0 to x_t; one step from x_{t−1} to x_t scales by "
+                "√α_t = √(1 − β_t)."
             )
         elif want and got.replace("_{t−1}", "_t") == want:
             msg += " You read the schedule at t − 1: alpha_bar[t] is ᾱ_t (index 0 is clean data)."

@@ -65,12 +65,12 @@ def t_problem(got: Any, want: Tensor, T: int | None = None) -> str | None:
     if got.is_floating_point():
         if T and torch.allclose(got.double(), want.double() / T, rtol=1e-5):
             return (
-                "you passed t / T (a float) to the model; the model takes the integer "
-                "timestep t itself (a long tensor) and scales it inside"
+                "you passed t / T (a float) to the model; the model takes the integer timestep t "
+                "itself (a long tensor) and scales it inside"
             )
         return (
-            f"the model was called with a float t ({got.dtype}); pass the integer timesteps t "
-            "(a long tensor) as they are"
+            f"the model was called with a float t ({got.dtype}); pass the integer timesteps t (a "
+            "long tensor) as they are"
         )
     if torch.equal(got, want):
         return None
@@ -80,12 +80,12 @@ def t_problem(got: Any, want: Tensor, T: int | None = None) -> str | None:
         return "the model was called at t + 1; it must see the timestep t of the x_t it gets"
     if bool((got == got[0]).all()) and not bool((want == want[0]).all()):
         return (
-            f"the model was called with one timestep (t = {int(got[0])}) for the whole batch; "
-            "each sample has its own t"
+            f"the model was called with one timestep (t = {int(got[0])}) for the whole batch; each "
+            "sample has its own t"
         )
     return (
-        f"the model was called with t = {got[:5].tolist()}…, expected {want[:5].tolist()}…: "
-        "pass the timesteps t unchanged"
+        f"the model was called with t = {got[:5].tolist()}…, expected {want[:5].tolist()}…: pass "
+        "the timesteps t unchanged"
     )
 
 
@@ -121,24 +121,24 @@ def draw_problem(
         return None
     if got.shape == again.shape and not torch.equal(got, again):
         return (
-            f"two calls with the same seed drew different {what}: draw them from the "
-            f"`generator` you were given ({how})"
+            f"two calls with the same seed drew different {what}: draw them from the `generator` "
+            f"you were given ({how})"
         )
     if other is not None and other.shape == got.shape and torch.equal(other, got):
         return (
-            f"calls with differently seeded generators drew the same {what}: you do not draw "
-            f"them from the `generator` you were given (your own generator, or "
-            f"torch.manual_seed?) ({how})"
+            f"calls with differently seeded generators drew the same {what}: you do not draw them "
+            "from the `generator` you were given (your own generator, or torch.manual_seed?) "
+            f"({how})"
         )
     flat = got.reshape(got.shape[0], -1) if got.dim() else got.reshape(1, 1)
     if got.shape[0] > 1 and bool((flat == flat[:1]).all()):
         return (
-            f"all samples got one and the same value of the {what}: that is one draw for the "
-            f"whole batch; draw one per sample ({how})"
+            f"all samples got one and the same value of the {what}: that is one draw for the whole "
+            f"batch; draw one per sample ({how})"
         )
     return (
-        f"your {what} are not the numbers the checker replays from the `generator`: draw them "
-        f"from it, in the order the exercise gives ({how})"
+        f"your {what} are not the numbers the checker replays from the `generator`: draw them from "
+        f"it, in the order the exercise gives ({how})"
     )
 
 
@@ -147,8 +147,8 @@ def t_range_problem(t: Tensor, T: int) -> str | None:
     lo, hi = int(t.min()), int(t.max())
     if lo < 1:
         return (
-            f"t = {lo} was drawn: timesteps run from 1 to T, so t ~ U{{1..T}} is "
-            "torch.randint(1, T + 1, (B,), generator=generator)"
+            f"t = {lo} was drawn: timesteps run from 1 to T, so t ~ U{{1..T}} is torch.randint(1, "
+            "T + 1, (B,), generator=generator)"
         )
     if hi > T:
         return f"t = {hi} was drawn, beyond T = {T}: torch.randint(1, T + 1, ...) stops at T"
@@ -246,8 +246,8 @@ def _eps_uses(x0_arg: int, noise_arg: int) -> dict[str, Callable[[Spy, Case], An
         return spy.outputs[0]
 
     return {
-        "you summed the squared error over every element; L_simple is its mean over the batch "
-        "and the data dimensions (.mean()), so its scale does not depend on the batch or the "
+        "you summed the squared error over every element; L_simple is its mean over the batch and "
+        "the data dimensions (.mean()), so its scale does not depend on the batch or the "
         "data size.": lambda spy, c: ((c[0][noise_arg] - out(spy)) ** 2).sum(),
         "your target has the wrong sign: the loss compares ε_θ with the noise ε itself, "
         "(ε − ε_θ)², not (ε + ε_θ)².": lambda spy, c: ((c[0][noise_arg] + out(spy)) ** 2).mean(),

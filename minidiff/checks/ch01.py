@@ -115,8 +115,8 @@ _ALPHA_BAR = Spec(
     {
         "cumsum": Mistake(
             lambda b: 1.0 - torch.cumsum(b, 0),
-            "this is 1 - Σβ_s, the first-order approximation. "
-            "ᾱ_t is a *product*: torch.cumprod(1 - betas, 0).",
+            "this is 1 - Σβ_s, the first-order approximation. ᾱ_t is a *product*: "
+            "torch.cumprod(1 - betas, 0).",
         ),
         "cumprod_betas": Mistake(
             lambda b: torch.cumprod(b, 0),
@@ -124,9 +124,8 @@ _ALPHA_BAR = Spec(
         ),
         "off_by_one": Mistake(
             lambda b: torch.cat([torch.ones(1, dtype=b.dtype), torch.cumprod(1 - b, 0)[:-1]]),
-            "your ᾱ is shifted by one step (ᾱ_t = ∏_{s<t}). "
-            "The product runs up to and including s = t, "
-            "and index 0 (β_0 = 0) gives ᾱ_0 = 1 on its own.",
+            "your ᾱ is shifted by one step (ᾱ_t = ∏_{s<t}). The product runs up to and including "
+            "s = t, and index 0 (β_0 = 0) gives ᾱ_0 = 1 on its own.",
         ),
     },
     diagnoses=(named_result(_alpha_bar_forms), _alpha_bar_ends),
@@ -196,8 +195,8 @@ _Q_SAMPLE = Spec(
         ),
         "off_by_one": Mistake(
             _qs(lambda ab: ab.sqrt(), lambda ab: (1 - ab).sqrt(), shift=1),
-            "you used alpha_bar[t-1]. The arrays have length T+1 with index 0 = clean data, "
-            "so use alpha_bar[t].",
+            "you used alpha_bar[t-1]. The arrays have length T+1 with index 0 = clean data, so "
+            "use alpha_bar[t].",
         ),
     },
     keep_dtype=True,
@@ -250,13 +249,13 @@ _Q_STEP = Spec(
         ),
         "alpha_not_sqrt": Mistake(
             _qst(lambda b: 1 - b, lambda b: b.sqrt()),
-            "x_{t-1} is scaled by √α_t = √(1-β_t), not by α_t; "
-            "otherwise the variance is not preserved.",
+            "x_{t-1} is scaled by √α_t = √(1-β_t), not by α_t; otherwise the variance is not "
+            "preserved.",
         ),
         "no_shrink": Mistake(
             _qst(lambda b: torch.ones_like(b), lambda b: b.sqrt()),
-            "x_{t-1} must be shrunk by √(1-β_t); "
-            "adding noise alone makes the variance grow without bound.",
+            "x_{t-1} must be shrunk by √(1-β_t); adding noise alone makes the variance grow "
+            "without bound.",
         ),
         "off_by_one": Mistake(
             _qst(lambda b: (1 - b).sqrt(), lambda b: b.sqrt(), shift=1),
@@ -264,8 +263,8 @@ _Q_STEP = Spec(
         ),
         "alpha_bar_instead": Mistake(
             _step_with_alpha_bar,
-            "you used ᾱ_t, which jumps from x_0 to x_t in one go. "
-            "One step from x_{t-1} uses β_t alone.",
+            "you used ᾱ_t, which jumps from x_0 to x_t in one go. One step from x_{t-1} uses β_t "
+            "alone.",
         ),
     },
     keep_dtype=True,
@@ -360,13 +359,13 @@ def _prior_kl_parts(
         if torch.allclose(diff, diff[:1].expand_as(diff), rtol=1e-4) and abs(float(diff[0])) > 1e-6:
             if abs(float(diff[0]) - 0.5 * d * torch.log(torch.tensor(1 - ab)).item()) < 1e-6:
                 return (
-                    "the −log σ² term is missing: KL(N(μ, σ²) || N(0, 1)) = ½ (σ² + μ² − 1 − "
-                    "log σ²), with σ² = 1 − ᾱ_T."
+                    "the −log σ² term is missing: KL(N(μ, σ²) || N(0, 1)) = ½ (σ² + μ² − 1 − log "
+                    "σ²), with σ² = 1 − ᾱ_T."
                 )
             return (
                 f"your KL is off by the same constant, {float(diff[0]):+.4g} per sample (that is "
-                f"{float(diff[0]) / d:+.4g} per dimension): check the constant −1 inside "
-                "½ (σ² + μ² − 1 − log σ²), its sign and its ½."
+                f"{float(diff[0]) / d:+.4g} per dimension): check the constant −1 inside ½ (σ² + "
+                "μ² − 1 − log σ²), its sign and its ½."
             )
         var = 1 - ab
         if not torch.allclose(s0.double(), r0.double(), rtol=1e-4, atol=1e-6):
@@ -375,7 +374,7 @@ def _prior_kl_parts(
             if abs(got - d * 0.5 * (var - 1)) < 1e-6 * (1 + abs(got)):
                 hint = " The −log σ² term is missing."
             return (
-                f"with x0 = 0 (only the variance part, ½ Σ (σ² − 1 − log σ²) with σ² = 1 − ᾱ_T) "
+                "with x0 = 0 (only the variance part, ½ Σ (σ² − 1 − log σ²) with σ² = 1 − ᾱ_T) "
                 f"your KL is {got:.6g} per sample on test input {i + 1}, expected {want:.6g}.{hint}"
             )
         n2 = (x0.double() ** 2).sum(1)

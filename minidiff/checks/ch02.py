@@ -151,8 +151,7 @@ _POSTERIOR = Spec(
         "beta_not_beta_tilde": Mistake(
             _mistake_beta,
             "your mean is right but the variance is β_t, the *forward* step's variance. The "
-            "posterior is "
-            "narrower: β̃_t = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · β_t (it is 0 at t = 1).",
+            "posterior is narrower: β̃_t = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · β_t (it is 0 at t = 1).",
         ),
         "std_not_var": Mistake(
             _mistake_std,
@@ -162,20 +161,17 @@ _POSTERIOR = Spec(
         "off_by_one": Mistake(
             _mistake_off_by_one,
             "you used ᾱ_t where ᾱ_{t-1} belongs. x_{t-1} given x_0 has mean √ᾱ_{t-1} x_0 and "
-            "variance "
-            "1 - ᾱ_{t-1}: index alpha_bar[t - 1] for those.",
+            "variance 1 - ᾱ_{t-1}: index alpha_bar[t - 1] for those.",
         ),
         "swapped_coefficients": Mistake(
             _mistake_swapped,
             "the coefficients of x_0 and x_t are swapped. x_0 gets √ᾱ_{t-1} β_t / (1 - ᾱ_t) and "
-            "x_t gets "
-            "√α_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t).",
+            "x_t gets √α_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t).",
         ),
         "missing_sqrt": Mistake(
             _mistake_no_sqrt,
             "the mean coefficients need square roots: √ᾱ_{t-1} (the scale of x_{t-1} given x_0) "
-            "and √α_t "
-            "(the scale of one forward step).",
+            "and √α_t (the scale of one forward step).",
         ),
     },
     keep_dtype=True,
@@ -227,9 +223,8 @@ _MU_EPS = Spec(
         ),
         "no_sqrt_one_minus_alpha_bar": Mistake(
             _eps_form(sqrt_1mab=False),
-            "the ε coefficient is β_t / √(1 - ᾱ_t): divide by the standard deviation of the noise "
-            "in x_t, "
-            "√(1 - ᾱ_t), not by its variance 1 - ᾱ_t.",
+            "the ε coefficient is β_t / √(1 - ᾱ_t): divide by the standard deviation of the "
+            "noise in x_t, √(1 - ᾱ_t), not by its variance 1 - ᾱ_t.",
         ),
         "wrong_sign": Mistake(
             _eps_form(sign=1.0),

@@ -51,8 +51,8 @@ class ToyEps(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if t.is_floating_point():
             raise TypeError(
-                "eps_model(x_t, t) takes t as the integer timesteps, a long tensor (B,), like "
-                f"the course's networks; it got {t.dtype}"
+                "eps_model(x_t, t) takes t as the integer timesteps, a long tensor (B,), like the "
+                f"course's networks; it got {t.dtype}"
             )
         s = (t.to(x_t.dtype) / self.T).reshape(-1, *([1] * (x_t.dim() - 1)))
         return self.a.to(x_t.dtype) * torch.tanh(x_t) * s + self.b.to(x_t.dtype) * torch.sin(
@@ -118,9 +118,9 @@ def _kl_parts(
             if found:
                 return f"with equal means (the variance part alone) your KL is {found}."
             return (
-                f"with equal means your KL should be ½ [log(var2/var1) + var1/var2 − 1] "
-                f"(= {float(r_v.reshape(-1)[0]):.5g} for the first element of test input "
-                f"{i + 1}), but it is {float(s_v.reshape(-1)[0]):.5g}: the variance part is wrong."
+                "with equal means your KL should be ½ [log(var2/var1) + var1/var2 − 1] (= "
+                f"{float(r_v.reshape(-1)[0]):.5g} for the first element of test input {i + 1}), "
+                f"but it is {float(s_v.reshape(-1)[0]):.5g}: the variance part is wrong."
             )
         s_m, r_m = student(m1, v1, m2, v2), reference(m1, v1, m2, v2)
         d = (m1 - m2) ** 2
@@ -143,12 +143,12 @@ def _kl_parts(
         lin = ((s_m.double() - s_v.double()) / d.sqrt())[keep]
         if torch.allclose(lin, (0.5 / v2)[keep], rtol=1e-4):
             return (
-                "the mean term grows like |m1 − m2|, not (m1 − m2)²: square the difference of "
-                "the means (the variance part is right)."
+                "the mean term grows like |m1 − m2|, not (m1 − m2)²: square the difference of the "
+                "means (the variance part is right)."
             )
         return (
-            "the variance part is right (equal means give the right KL), but the term in "
-            "(m1 − m2)² is not: it should be (m1 − m2)²/(2 var2)."
+            "the variance part is right (equal means give the right KL), but the term in (m1 − "
+            "m2)² is not: it should be (m1 − m2)²/(2 var2)."
         )
     return None
 
@@ -166,14 +166,13 @@ _KL = Spec(
                 0.5 * (0.5 * torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)
             ),
             "the log term is log(var2 / var1), a ratio of *variances*; you used the ratio of "
-            "standard "
-            "deviations (half of it).",
+            "standard deviations (half of it).",
         ),
         "reversed": Mistake(
             lambda m1, v1, m2, v2: _kl(m2, v2, m1, v1),
             "this is KL(N2 || N1). KL is not symmetric: KL(N1 || N2) = E_{N1}[log N1 - log N2], "
-            "so var1 "
-            "sits in the numerator of the trace term and var2 divides the squared mean difference.",
+            "so var1 sits in the numerator of the trace term and var2 divides the squared mean "
+            "difference.",
         ),
         "missing_minus_one": Mistake(
             lambda m1, v1, m2, v2: _kl(m1, v1, m2, v2) + 0.5,
@@ -269,8 +268,7 @@ _VLB = Spec(
         "mean_over_dims": Mistake(
             _vlb(reduce=_mean_dims),
             "you averaged over the data dimensions. A term of the bound is a log-likelihood of "
-            "the whole "
-            "x_0, so the per-dimension KLs are SUMMED (nats per sample).",
+            "the whole x_0, so the per-dimension KLs are SUMMED (nats per sample).",
         ),
         "beta_tilde_model_variance": Mistake(
             _vlb(model_var="beta_tilde"),
@@ -327,8 +325,8 @@ _SIMPLE = Spec(
         "sum_over_dims": Mistake(
             _simple(reduce="sum"),
             "you summed over the data dimensions; L_simple (like minidiff.simple_loss) averages "
-            "over the "
-            "batch AND the data dimensions, so its scale does not depend on the image size.",
+            "over the batch AND the data dimensions, so its scale does not depend on the image "
+            "size.",
         ),
         "no_sqrt": Mistake(
             _simple(sqrt=False),

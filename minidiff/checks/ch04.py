@@ -105,14 +105,14 @@ class TinyEps(nn.Module):
         if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x.shape[0]:
             what = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(
-                f"eps_model(x, t) needs t as a (B,) tensor with B = {x.shape[0]}, one timestep "
-                f"per sample; it got {what}"
+                f"eps_model(x, t) needs t as a (B,) tensor with B = {x.shape[0]}, one timestep per "
+                f"sample; it got {what}"
             )
         if t.is_floating_point():
             scaled = " (t / T? pass t itself: the model scales it)" if bool((t <= 1).all()) else ""
             raise TypeError(
-                "eps_model(x_t, t) takes t as the integer timesteps, a long tensor (B,), like "
-                f"the course's networks; it got {t.dtype}{scaled}"
+                "eps_model(x_t, t) takes t as the integer timesteps, a long tensor (B,), like the "
+                f"course's networks; it got {t.dtype}{scaled}"
             )
         h = torch.cat([x, (t.to(x.dtype) / self.T)[:, None]], dim=1)
         return self.net(h)
@@ -441,9 +441,9 @@ _TRAIN = Spec(
         ),
         "t_excludes_T": Mistake(
             _step_t_excludes_T,
-            "t was drawn from {1..T-1}: torch.randint(1, T, ...) excludes its upper bound, so t = "
-            "T "
-            "never appears. Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T + 1, ...).",
+            "t was drawn from {1..T-1}: torch.randint(1, T, ...) excludes its upper bound, so t "
+            "= T never appears. Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T + 1, "
+            "...).",
         ),
         "noise_first": Mistake(
             _step_noise_first,
@@ -592,9 +592,9 @@ def _noise_per_batch(
     if not seen:
         return None
     return (
-        "whether your step adds noise depends on the first sample's t (like `if t[0] > 1:`), "
-        "not on each sample's own t: multiply σ_t z by the mask (t > 1) per sample, so that only "
-        "the samples at t = 1 get none."
+        "whether your step adds noise depends on the first sample's t (like `if t[0] > 1:`), not "
+        "on each sample's own t: multiply σ_t z by the mask (t > 1) per sample, so that only the "
+        "samples at t = 1 get none."
     )
 
 
@@ -687,8 +687,8 @@ def _sample_diagnosis(
         if ts != list(range(T, 0, -1)):
             shown = f"{ts[:3]}…{ts[-2:]}" if len(ts) > 5 else f"{ts}"
             return (
-                f"your loop calls the model at t = {shown} ({len(ts)} calls); Algorithm 2 runs "
-                f"t = T, T − 1, …, 1, that is {T} calls: range(T, 0, -1)."
+                f"your loop calls the model at t = {shown} ({len(ts)} calls); Algorithm 2 runs t = "
+                f"T, T − 1, …, 1, that is {T} calls: range(T, 0, -1)."
             )
         g = torch.Generator().manual_seed(300 + seed)
         x_T = torch.randn(9, 2, generator=g)
@@ -696,13 +696,13 @@ def _sample_diagnosis(
         x0 = calls[0][0]
         if not bool(x0.abs().any()):
             return (
-                "your x_T is all zeros: Algorithm 2 starts from pure noise, "
-                "x_T = torch.randn(shape, generator=generator)."
+                "your x_T is all zeros: Algorithm 2 starts from pure noise, x_T = "
+                "torch.randn(shape, generator=generator)."
             )
         if torch.allclose(x0, zs_want[0]) and not torch.allclose(x0, x_T):
             return (
-                "your draws come in another order than the checker replays: draw x_T first, "
-                "then one z per step."
+                "your draws come in another order than the checker replays: draw x_T first, then "
+                "one z per step."
             )
         problem = draw_problem(
             "x_T", x0, again[0].calls[0][0], x_T, "torch.randn(shape, generator=generator)"
@@ -733,13 +733,13 @@ def _sample_diagnosis(
         if all(torch.allclose(a, b, atol=1e-3) for a, b in zip(other, want, strict=True)):
             used = "β̃_t" if variance == "beta" else "β_t"
             return (
-                f"with variance={variance!r} your steps use σ_t² = {used}: pass the `variance` "
-                "you were given on to each step."
+                f"with variance={variance!r} your steps use σ_t² = {used}: pass the `variance` you "
+                "were given on to each step."
             )
         return (
             "your x_T is right, but the noise of your steps differs from the checker's replay: "
-            "draw one z = torch.randn(shape, generator=generator) per step, after x_T, also at "
-            "t = 1 (where it is multiplied by 0)."
+            "draw one z = torch.randn(shape, generator=generator) per step, after x_T, also at t "
+            "= 1 (where it is multiplied by 0)."
         )
     return None
 

@@ -4,6 +4,10 @@
   ``x + (ε/2) score + sqrt(ε) noise`` (the convention of Song & Ermon 2019)
 - ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> (L,)``
   ``α_i = ε σ_i² / σ_L²`` (Song & Ermon 2019, Algorithm 1)
+- ``stationary_variance(s2: float, step_size: float) -> float``
+  ``s² / (1 - ε / (4 s²))`` for ``ε < 4 s²``, ``math.inf`` from ``4 s²`` on (the chain diverges)
+- ``step_for_bias(s2: float, tolerance: float) -> float``
+  ``4 s² tol / (1 + tol)``: the largest step with stationary variance ``<= (1 + tol) s²``
 
 References come from :mod:`minidiff.samplers.langevin`; each :class:`Mistake` is a common wrong
 answer.
@@ -20,10 +24,17 @@ import torch
 
 from ..samplers.langevin import annealed_step_sizes as _annealed_step_sizes
 from ..samplers.langevin import langevin_step as _langevin_step
+from ._calls import ReturnError
 from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
 from ._probe import scalar_candidates
 
-__all__ = ["check_langevin_step", "check_annealed_step_sizes", "SPECS"]
+__all__ = [
+    "check_langevin_step",
+    "check_annealed_step_sizes",
+    "check_stationary_variance",
+    "check_step_for_bias",
+    "SPECS",
+]
 
 
 # --- langevin_step -------------------------------------------------------------------------------
@@ -54,16 +65,14 @@ _STEP = Spec(
     {
         "no_half": Mistake(
             _step(1.0, math.sqrt),
-            "the drift is ε·score but should be (ε/2)·score: with noise sqrt(ε)·z the drift needs "
-            "the 1/2 "
-            "(the Langevin SDE is dx = ½∇log p dt + dW). Without it the chain samples a sharper "
-            "law.",
+            "the drift is ε·score but should be (ε/2)·score: with noise sqrt(ε)·z the drift "
+            "needs the 1/2 (the Langevin SDE is dx = ½∇log p dt + dW). Without it the chain "
+            "samples a sharper law.",
         ),
         "no_sqrt": Mistake(
             _step(0.5, lambda e: e),
             "the noise is ε·z but should be sqrt(ε)·z: a Brownian increment over a time ε has "
-            "variance ε, "
-            "so its standard deviation is sqrt(ε).",
+            "variance ε, so its standard deviation is sqrt(ε).",
         ),
         "score_sign": Mistake(
             _step(0.5, math.sqrt, sign=-1.0),
@@ -73,14 +82,13 @@ _STEP = Spec(
         "tau_convention": Mistake(
             _step(1.0, lambda e: math.sqrt(2 * e)),
             "this is the other convention x + τ·score + sqrt(2τ)·z (τ = ε/2). It is the same "
-            "chain with a "
-            "different step; this course uses x + (ε/2)·score + sqrt(ε)·z, so use ε/2 and sqrt(ε).",
+            "chain with a different step; this course uses x + (ε/2)·score + sqrt(ε)·z, so use "
+            "ε/2 and sqrt(ε).",
         ),
         "no_noise": Mistake(
             _step(0.5, lambda e: 0.0),
             "you forgot the noise sqrt(ε)·z: without it this is gradient ascent on log p, which "
-            "climbs to a "
-            "mode instead of sampling.",
+            "climbs to a mode instead of sampling.",
         ),
     },
     keep_dtype=True,
@@ -118,18 +126,120 @@ _ALPHAS = Spec(
         ),
         "normalised_by_largest": Mistake(
             lambda s, e: e * s**2 / s[0] ** 2,
-            "you divided by σ_1² (the largest level). Divide by σ_L², the smallest, so that α_L = "
-            "ε.",
+            "you divided by σ_1² (the largest level). Divide by σ_L², the smallest, so that α_L "
+            "= ε.",
         ),
         "not_normalised": Mistake(
             lambda s, e: e * s**2,
-            "you forgot to divide by σ_L²: α_i = ε·σ_i²/σ_L², so that the last level uses exactly "
-            "ε.",
+            "you forgot to divide by σ_L²: α_i = ε·σ_i²/σ_L², so that the last level uses "
+            "exactly ε.",
         ),
     },
 )
 
-SPECS: dict[str, Spec] = {"langevin_step": _STEP, "annealed_step_sizes": _ALPHAS}
+# --- stationary_variance and step_for_bias -------------------------------------------------------
+
+
+def _python_float(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Call ``fn``; its result must be a Python number (a step size, not a tensor)."""
+
+    def run(*args: Any) -> float:
+        value = fn(*args)
+        if value is None:
+            raise ReturnError(
+                "returned None; it should return a Python float. Did you forget `return`?"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ReturnError(
+                f"returned a {type(value).__name__}; return a Python float (`float(...)`, or "
+                "`math.inf` where the chain diverges): it is a number the sampling loop uses as a "
+                "step"
+            )
+        return float(value)
+
+    return run
+
+
+def _stationary(s2: float, eps: float) -> float:
+    return math.inf if eps >= 4 * s2 else s2 / (1 - eps / (4 * s2))
+
+
+def _cases_variance() -> list[Case]:
+    # steps on both sides of 2 s² and 4 s², and exactly at 4 s² (where it diverges)
+    return [
+        ((s2, f * 4 * s2), {})
+        for s2, f in ((1.0, 0.1), (0.16, 0.3), (0.25, 0.6), (2.0, 0.9), (0.5, 1.0), (0.3, 1.5))
+    ]
+
+
+def _cases_bias() -> list[Case]:
+    return [((s2, tol), {}) for s2, tol in ((0.81, 0.05), (0.16, 0.01), (0.25, 0.5), (3.0, 0.2))]
+
+
+_VARIANCE = Spec(
+    _cases_variance,
+    _stationary,
+    {
+        "first_order": Mistake(
+            lambda s2, e: s2 + e / 4,
+            "that is the first-order approximation s² + ε/4 (and finite where the chain "
+            "diverges). The stationary variance solves v = (1 − ε/(2s²))² v + ε exactly: v = s² "
+            "/ (1 − ε/(4s²)).",
+        ),
+        "two_not_four": Mistake(
+            lambda s2, e: math.inf if e >= 2 * s2 else s2 / (1 - e / (2 * s2)),
+            "your denominator is 1 − ε/(2s²): expand (1 − ε/(2s²))² = 1 − ε/s² + ε²/(4s⁴), so v "
+            "(ε/s² − ε²/(4s⁴)) = ε and v = s²/(1 − ε/(4s²)); the chain diverges only from ε = "
+            "4s² on.",
+        ),
+        "ratio": Mistake(
+            lambda s2, e: math.inf if e >= 4 * s2 else 1 / (1 - e / (4 * s2)),
+            "you returned the ratio v / s²; return the variance v = s² / (1 − ε/(4s²)) itself.",
+        ),
+        "no_divergence": Mistake(
+            lambda s2, e: s2 / (1 - e / (4 * s2)) if e != 4 * s2 else math.inf,
+            "for ε > 4s² your formula gives a negative 'variance': there |1 − ε/(2s²)| > 1 and "
+            "the chain diverges, so return math.inf from ε = 4s² on.",
+        ),
+    },
+    wrap=_python_float,
+)
+
+
+_STEP_BIAS = Spec(
+    _cases_bias,
+    lambda s2, tol: 4 * s2 * tol / (1 + tol),
+    {
+        "linearised": Mistake(
+            lambda s2, tol: 4 * s2 * tol,
+            "4 s² tol is the small-tolerance approximation; solve s²/(1 − ε/(4s²)) = (1 + tol) "
+            "s² exactly: ε = 4 s² tol / (1 + tol).",
+        ),
+        "std_not_variance": Mistake(
+            lambda s2, tol: 4 * s2**0.5 * tol / (1 + tol),
+            "you used the standard deviation s where the formula has the variance s² (the "
+            "argument s2 is already s²): ε = 4 s² tol / (1 + tol).",
+        ),
+        "divergence_limit": Mistake(
+            lambda s2, tol: 4 * s2,
+            "4 s² is where the chain diverges, not a step with a small bias: ε = 4 s² tol / (1 + "
+            "tol).",
+        ),
+        "two_not_four": Mistake(
+            lambda s2, tol: 2 * s2 * tol / (1 + tol),
+            "your step is half the largest one: the stationary variance is s² / (1 − ε/(4s²)), "
+            "so ε = 4 s² tol / (1 + tol).",
+        ),
+    },
+    wrap=_python_float,
+)
+
+SPECS: dict[str, Spec] = {
+    "langevin_step": _STEP,
+    "annealed_step_sizes": _ALPHAS,
+    "stationary_variance": _VARIANCE,
+    "step_for_bias": _STEP_BIAS,
+}
 
 
 def check_langevin_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
@@ -140,3 +250,13 @@ def check_langevin_step(fn: Callable[..., Any], display: bool = True) -> CheckRe
 def check_annealed_step_sizes(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> ε σ_i²/σ_L²``."""
     return check_spec("annealed_step_sizes", SPECS["annealed_step_sizes"], fn, display=display)
+
+
+def check_stationary_variance(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``stationary_variance(s2, step_size) -> s2 / (1 - step_size / (4 s2))`` (or inf)."""
+    return check_spec("stationary_variance", SPECS["stationary_variance"], fn, display=display)
+
+
+def check_step_for_bias(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``step_for_bias(s2, tolerance) -> 4 s2 tolerance / (1 + tolerance)``, a float."""
+    return check_spec("step_for_bias", SPECS["step_for_bias"], fn, display=display)

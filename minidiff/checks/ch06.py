@@ -179,9 +179,8 @@ _LOSS = Spec(
     {
         "no_weighting": Mistake(
             _loss_variant(_target, weight=False),
-            "you forgot the weighting w(σ) = σ²: without it the small-σ levels (whose targets are "
-            "~1/σ) "
-            "dominate the loss. Multiply each sample's ½||s - target||² by σ².",
+            "you forgot the weighting w(σ) = σ²: without it the small-σ levels (whose targets "
+            "are ~1/σ) dominate the loss. Multiply each sample's ½||s - target||² by σ².",
         ),
         "wrong_sign": Mistake(
             _loss_variant(_TARGET.mistakes["wrong_sign"].fn),
@@ -276,8 +275,8 @@ _ISM = Spec(
         ),
         "no_trace": Mistake(
             _ism_variant("no_trace"),
-            "you left out the trace term tr(∇_x s) = Σ_i ∂s_i/∂x_i; without it the minimiser is s "
-            "= 0.",
+            "you left out the trace term tr(∇_x s) = Σ_i ∂s_i/∂x_i; without it the minimiser is "
+            "s = 0.",
         ),
         "first_diag_only": Mistake(
             _ism_variant("first_diag_only"),
@@ -287,8 +286,8 @@ _ISM = Spec(
         "jacobian_sum": Mistake(
             _ism_variant("jacobian_sum"),
             "you summed the whole Jacobian: grad(s.sum(), x) gives Σ_i ∂s_i/∂x_j, which mixes in "
-            "the "
-            "off-diagonal entries. Take grad(s[:, i].sum(), x)[:, i] for each i and add those.",
+            "the off-diagonal entries. Take grad(s[:, i].sum(), x)[:, i] for each i and add "
+            "those.",
         ),
     },
     grad_hint="The trace term must stay differentiable with respect to the model's parameters: "
@@ -338,8 +337,8 @@ _SFE = Spec(
         ),
         "wrong_sign": Mistake(
             lambda e, t, ab: e / (1 - _ab(ab, t, e)).sqrt(),
-            "wrong sign: the score points against the noise that was added, score = -eps / sqrt(1 "
-            "- ᾱ_t).",
+            "wrong sign: the score points against the noise that was added, score = -eps / "
+            "sqrt(1 - ᾱ_t).",
         ),
         "sqrt_alpha_bar": Mistake(
             lambda e, t, ab: -e / _ab(ab, t, e).sqrt(),

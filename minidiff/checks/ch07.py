@@ -119,8 +119,7 @@ _MARGINAL = Spec(
         "beta_not_integral": Mistake(
             lambda t, a, b: _alpha_sigma(-0.5 * _beta(t, a, b)),
             "you used β(t) where the marginal needs its integral B(t) = ∫₀ᵗ β(s) ds = β_min t + "
-            "½(β_max − β_min) t²; "
-            "alpha(t) = exp(−½ B(t)).",
+            "½(β_max − β_min) t²; alpha(t) = exp(−½ B(t)).",
         ),
         "beta_times_t": Mistake(
             lambda t, a, b: _alpha_sigma(-0.5 * _beta(t, a, b) * t),
@@ -198,8 +197,7 @@ _DRIFT = Spec(
         "score_sign": Mistake(
             lambda x, t, s, a, b: _drift(x, t, s, a, b, c=-1.0),
             "the sign of the score term is flipped: the reverse drift is f − g² ∇log p_t "
-            "(Anderson 1982), "
-            "which pushes samples *up* the density when time runs backwards.",
+            "(Anderson 1982), which pushes samples *up* the density when time runs backwards.",
         ),
         "pf_half": Mistake(
             lambda x, t, s, a, b: _drift(x, t, s, a, b, c=0.5),
@@ -307,8 +305,8 @@ def _em_drift_part(
             if torch.allclose(got.double(), form.double(), rtol=1e-4, atol=1e-6):
                 return f"with the noise set to zero your step is {name}."
         return (
-            "with the noise set to zero your step should be x − [f(x, t) − g(t)² s(x, t)] dt, "
-            "and it is not: the deterministic part of the step is wrong."
+            "with the noise set to zero your step should be x − [f(x, t) − g(t)² s(x, t)] dt, and "
+            "it is not: the deterministic part of the step is wrong."
         )
     return None
 
@@ -319,13 +317,13 @@ _EM = Spec(
     {
         "no_sqrt_dt": Mistake(
             _em_variant(noise_scale="dt"),
-            "the noise is scaled by dt; Brownian increments have standard deviation sqrt(dt): x + "
-            "… + g(t) sqrt(dt) z.",
+            "the noise is scaled by dt; Brownian increments have standard deviation sqrt(dt): x "
+            "+ … + g(t) sqrt(dt) z.",
         ),
         "no_dt_on_noise": Mistake(
             _em_variant(noise_scale="none"),
-            "the noise term needs the factor sqrt(dt): g(t) sqrt(dt) z (a Brownian increment over "
-            "a step dt).",
+            "the noise term needs the factor sqrt(dt): g(t) sqrt(dt) z (a Brownian increment "
+            "over a step dt).",
         ),
         "plus_dt": Mistake(
             _em_variant(sign_dt=+1.0),
@@ -403,8 +401,7 @@ _HEUN = Spec(
         "pf_no_half": Mistake(
             _heun_variant(c=1.0),
             "the probability-flow drift is f − ½ g² score; without the ½ you integrate the "
-            "reverse-SDE drift "
-            "with no noise, which collapses samples onto the modes.",
+            "reverse-SDE drift with no noise, which collapses samples onto the modes.",
         ),
         "plus_dt": Mistake(
             _heun_variant(sign_dt=+1.0),
@@ -413,8 +410,8 @@ _HEUN = Spec(
         ),
         "euler_only": Mistake(
             _heun_variant(euler=True),
-            "that is an Euler step. Heun also evaluates F at the Euler prediction (x + h F(x, t), "
-            "t + h) and averages.",
+            "that is an Euler step. Heun also evaluates F at the Euler prediction (x + h F(x, "
+            "t), t + h) and averages.",
         ),
         "second_at_t": Mistake(
             _heun_variant(second_at_t=True),

@@ -256,8 +256,7 @@ DETERMINISTIC_MISTAKES: dict[str, Mistake] = {
             x, t, tp, e, ab, _zero(t), None, direction_var=lambda a_t, a_p, s: 1 - a_t
         ),
         "the direction term pointing to x_t should use sqrt(1 - ᾱ_{t_prev}), not sqrt(1 - ᾱ_t): "
-        "it re-noises x̂0 "
-        "to the *new* noise level.",
+        "it re-noises x̂0 to the *new* noise level.",
     ),
     "no_sqrt_alpha_bar": Mistake(
         lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, sqrt=lambda v: v),
@@ -271,8 +270,7 @@ DETERMINISTIC_MISTAKES: dict[str, Mistake] = {
     "clip_x0": Mistake(
         lambda x, t, tp, e, ab: _generic_step(x, t, tp, e, ab, _zero(t), None, clip=True),
         "you clipped x̂0 to [-1, 1]. That is an image-data heuristic (diffusers' clip_sample), "
-        "not part of "
-        "Eq. 12; for 2D data it distorts the samples — leave x̂0 as it is.",
+        "not part of Eq. 12; for 2D data it distorts the samples — leave x̂0 as it is.",
     ),
 }
 
@@ -298,8 +296,7 @@ SIGMA_MISTAKES: dict[str, Mistake] = {
     "eta_squared": Mistake(
         lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="eta_squared"),
         "your σ scales like η², but η multiplies σ itself: σ_t(η) = η · √((1−ᾱ_prev)/(1−ᾱ_t)) · "
-        "√(1−ᾱ_t/ᾱ_prev) "
-        "(so σ² carries η²).",
+        "√(1−ᾱ_t/ᾱ_prev) (so σ² carries η²).",
     ),
     "ratio_inverted": Mistake(
         lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="ratio_inverted"),
@@ -308,8 +305,8 @@ SIGMA_MISTAKES: dict[str, Mistake] = {
     ),
     "one_step_beta": Mistake(
         lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="one_step_beta"),
-        "you used the one-step β_t = 1 − ᾱ_t/ᾱ_{t−1}; for a strided step the second factor is √(1 "
-        "− ᾱ_t/ᾱ_{t_prev}).",
+        "you used the one-step β_t = 1 − ᾱ_t/ᾱ_{t−1}; for a strided step the second factor is "
+        "√(1 − ᾱ_t/ᾱ_{t_prev}).",
     ),
     "variance_not_std": Mistake(
         lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="variance_not_std"),
@@ -335,9 +332,8 @@ STEP_MISTAKES: dict[str, Mistake] = {
             direction_var=lambda a_t, a_p, s: 1 - a_p,
         ),
         "the direction term must be √(1 − ᾱ_{t_prev} − σ²) ε: the variance σ² that the fresh "
-        "noise adds is "
-        "taken away from the direction, so that x_{t_prev} keeps the marginal variance 1 − "
-        "ᾱ_{t_prev}.",
+        "noise adds is taken away from the direction, so that x_{t_prev} keeps the marginal "
+        "variance 1 − ᾱ_{t_prev}.",
     ),
     "noise_times_variance": Mistake(
         lambda x, t, tp, e, ab, eta, z: _generic_step(

@@ -118,8 +118,8 @@ def _in_sampler(fn: Fn) -> Fn:
                     raise ReturnError(
                         "cannot take the classifier's gradient when it is called the way a "
                         "sampler calls it, inside torch.no_grad(): wrap the gradient computation "
-                        "in `with torch.enable_grad():` (the sampler would crash with this "
-                        f"error: {err})"
+                        "in `with torch.enable_grad():` (the sampler would crash with this error: "
+                        f"{err})"
                     ) from None
                 raise
         return out.detach() if isinstance(out, torch.Tensor) else out
@@ -235,8 +235,8 @@ def _cg_diagnosis(
                 (-out.double() * G).sum(1)[:, None] / gn[:, None] * G, -out.double(), rtol=1e-3
             ):
                 return (
-                    "your result is the guidance term alone; add it to the model's prediction: "
-                    "ε̂ = ε_θ(x_t, t) − √(1 − ᾱ_t) w ∇ log p(y|x_t)."
+                    "your result is the guidance term alone; add it to the model's prediction: ε̂ "
+                    "= ε_θ(x_t, t) − √(1 − ᾱ_t) w ∇ log p(y|x_t)."
                 )
             with torch.enable_grad():
                 xg = x_t.detach().double().requires_grad_(True)
@@ -258,8 +258,8 @@ def _cg_diagnosis(
                 k = (d * other).sum(1) / (other * other).sum(1)
                 if torch.allclose(k[:, None] * other, d, rtol=1e-3, atol=1e-6):
                     return (
-                        f"your guidance follows {text}: take the log-probability of each row's "
-                        "own class, log_softmax(logits).gather(1, y[:, None]), then its gradient."
+                        f"your guidance follows {text}: take the log-probability of each row's own "
+                        "class, log_softmax(logits).gather(1, y[:, None]), then its gradient."
                     )
             return None
         a = ab.double()[t]
@@ -277,14 +277,14 @@ def _cg_diagnosis(
         name = next((n for n, v in want.items() if torch.allclose(c, v, rtol=1e-3)), None)
         if name:
             return (
-                f"your guidance term is {name} × ∇ log p(y|x_t); it should be w √(1 − ᾱ_t) × "
-                "∇ log p(y|x_t) (the direction is right)."
+                f"your guidance term is {name} × ∇ log p(y|x_t); it should be w √(1 − ᾱ_t) × ∇ log "
+                "p(y|x_t) (the direction is right)."
             )
         b = int((c - want["w √(1 − ᾱ_t)"]).abs().argmax())
         return (
-            f"your guidance term points the right way, ∇ log p(y|x_t), but its size is off: on "
-            f"the row with t = {int(t[b])} it is {float(c[b]):.4g} × the gradient, expected "
-            f"w √(1 − ᾱ_t) = {float(want['w √(1 − ᾱ_t)'][b]):.4g}."
+            "your guidance term points the right way, ∇ log p(y|x_t), but its size is off: on the "
+            f"row with t = {int(t[b])} it is {float(c[b]):.4g} × the gradient, expected w √(1 − "
+            f"ᾱ_t) = {float(want['w √(1 − ᾱ_t)'][b]):.4g}."
         )
     return None
 
@@ -295,9 +295,9 @@ _CG = Spec(
     {
         "sign": Mistake(
             _cg_variant(sign=1.0),
-            "the classifier gradient has the wrong sign. ε points *against* the score "
-            "(score = -ε/√(1-ᾱ_t)), so moving the score towards class y means subtracting: "
-            "ε̂ = ε - √(1-ᾱ_t) w ∇log f(y|x_t).",
+            "the classifier gradient has the wrong sign. ε points *against* the score (score = "
+            "-ε/√(1-ᾱ_t)), so moving the score towards class y means subtracting: ε̂ = ε - "
+            "√(1-ᾱ_t) w ∇log f(y|x_t).",
         ),
         "missing_sqrt_one_minus_alpha_bar": Mistake(
             _cg_variant(coef="none"),
@@ -311,9 +311,9 @@ _CG = Spec(
         ),
         "applied_to_x": Mistake(
             _cg_variant(coef="at_x"),
-            "you moved x_t along the gradient and evaluated the model there. Guidance changes the "
-            "prediction ε (equivalently the score), not the input: "
-            "ε̂ = ε_θ(x_t, t) - √(1-ᾱ_t) w ∇log f.",
+            "you moved x_t along the gradient and evaluated the model there. Guidance changes "
+            "the prediction ε (equivalently the score), not the input: ε̂ = ε_θ(x_t, t) - "
+            "√(1-ᾱ_t) w ∇log f.",
         ),
         "logit_not_log_prob": Mistake(
             _cg_variant(grad="logits"),
@@ -411,8 +411,8 @@ def _cfg_diagnosis(
             f"your result is {a:.4g} ε_θ(x_t, t, y) {sign} {abs(b):.4g} ε_θ(x_t, t, ∅) at w = {w:g}"
         )
         return (
-            f"{what}{': ' + name if name else ''}; classifier-free guidance is "
-            "(1 + w) ε_θ(x_t, t, y) − w ε_θ(x_t, t, ∅)."
+            f"{what}{': ' + name if name else ''}; classifier-free guidance is (1 + w) ε_θ(x_t, t, "
+            "y) − w ε_θ(x_t, t, ∅)."
         )
     return None
 
@@ -423,9 +423,9 @@ _CFG = Spec(
     {
         "w_instead_of_1_plus_w": Mistake(
             _cfg_variant("scale"),
-            "you used w as the guidance *scale*: ε_∅ + w (ε_y - ε_∅). In the lectures' convention "
-            "w = 0 is the conditional model, so the weights are (1 + w) and -w: "
-            "ε̃ = (1+w) ε_θ(x_t,t,y) - w ε_θ(x_t,t,∅).",
+            "you used w as the guidance *scale*: ε_∅ + w (ε_y - ε_∅). In the lectures' "
+            "convention w = 0 is the conditional model, so the weights are (1 + w) and -w: ε̃ = "
+            "(1+w) ε_θ(x_t,t,y) - w ε_θ(x_t,t,∅).",
         ),
         "swapped": Mistake(
             _cfg_variant("swapped"),
@@ -577,8 +577,8 @@ _LOSS = Spec(
     {
         "keep_prob": Mistake(
             _loss_variant("keep_prob"),
-            "you dropped labels with probability 1 - p_uncond (u >= p_uncond). Drop where "
-            "u < p_uncond, so that most steps see their label.",
+            "you dropped labels with probability 1 - p_uncond (u >= p_uncond). Drop where u < "
+            "p_uncond, so that most steps see their label.",
         ),
         "null_as_class_zero": Mistake(
             _loss_variant("null_zero"),

@@ -143,9 +143,9 @@ _PSD = Spec(
     {
         "no_fftshift": Mistake(
             _psd_variant(shift=False),
-            "your rings are centred on the middle of the array, but torch.fft.fft2 puts the "
-            "zero frequency at index [0, 0]. Apply torch.fft.fftshift(X, dim=(-2, -1)) first "
-            "(or measure the radius with torch.fft.fftfreq).",
+            "your rings are centred on the middle of the array, but torch.fft.fft2 puts the zero "
+            "frequency at index [0, 0]. Apply torch.fft.fftshift(X, dim=(-2, -1)) first (or "
+            "measure the radius with torch.fft.fftfreq).",
         ),
         "amplitude_not_power": Mistake(
             _psd_variant(power=lambda X: X.abs()),
@@ -194,8 +194,8 @@ _NOISED = Spec(
     {
         "forgot_noise": Mistake(
             lambda p, ab, n: ab * p,
-            "you forgot the noise term: E|F x_t|² = ᾱ·P_0 + (1 − ᾱ)·N, because the noise adds its "
-            "own flat spectrum (1 − ᾱ)·N at every frequency.",
+            "you forgot the noise term: E|F x_t|² = ᾱ·P_0 + (1 − ᾱ)·N, because the noise adds "
+            "its own flat spectrum (1 − ᾱ)·N at every frequency.",
         ),
         "sqrt_scaling": Mistake(
             lambda p, ab, n: ab**0.5 * p + (1 - ab) ** 0.5 * n,
@@ -209,8 +209,8 @@ _NOISED = Spec(
         ),
         "noise_unscaled": Mistake(
             lambda p, ab, n: ab * p + n,
-            "your noise term is N; the noise in x_t has variance (1 − ᾱ), so its power is "
-            "(1 − ᾱ)·N.",
+            "your noise term is N; the noise in x_t has variance (1 − ᾱ), so its power is (1 − "
+            "ᾱ)·N.",
         ),
     },
     keep_dtype=True,
@@ -223,13 +223,13 @@ _SNR = Spec(
     {
         "total_over_noise": Mistake(
             lambda p, ab, n: (ab * p + (1 - ab) * n) / ((1 - ab) * n),
-            "you divided the whole spectrum of x_t (signal + noise) by the noise: that is SNR + 1. "
-            "The SNR is the signal power ᾱ·P_0 over the noise power (1 − ᾱ)·N.",
+            "you divided the whole spectrum of x_t (signal + noise) by the noise: that is SNR + "
+            "1. The SNR is the signal power ᾱ·P_0 over the noise power (1 − ᾱ)·N.",
         ),
         "noise_without_pixels": Mistake(
             lambda p, ab, n: ab * p / (1 - ab),
-            "your noise power is (1 − ᾱ); with the unnormalised DFT it is (1 − ᾱ)·N per frequency "
-            "(N = number of pixels).",
+            "your noise power is (1 − ᾱ); with the unnormalised DFT it is (1 − ᾱ)·N per "
+            "frequency (N = number of pixels).",
         ),
         "amplitude_ratio": Mistake(
             lambda p, ab, n: (ab * p) ** 0.5 / ((1 - ab) * n) ** 0.5,

@@ -7,21 +7,40 @@
   ``base_lr * min(1, step / warmup_steps)`` for the 1-based optimizer step (``base_lr`` when
   ``warmup_steps == 0``), as in :func:`minidiff.train`
 
+- ``make_checkpoint(model, optimizer, generator, step) -> dict`` and
+  ``restore_checkpoint(checkpoint, model, optimizer, generator) -> int``: exact resume, checked by
+  training a small network straight and interrupted + resumed, bit for bit
+- ``frechet_distance(mu1, cov1, mu2, cov2) -> float``:
+  ``||mu1 - mu2||² + tr(C1 + C2 - 2 (C1 C2)^½)``
+  (as :func:`minidiff.metrics.fid.frechet_distance`)
+- ``fid_at_infinity(ns, fids) -> float``: the intercept of the least-squares fit ``a + b / n``
+
 ``SPECS`` lists, per checker, its cases, reference and mistakes (the tests iterate over it).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
+from ..metrics.fid import frechet_distance as _frechet_distance
 from ..training import learning_rate
 from ._calls import ReturnError
 from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
 
-__all__ = ["check_ema_update", "check_warmup_lr", "SPECS"]
+__all__ = [
+    "check_ema_update",
+    "check_warmup_lr",
+    "check_make_checkpoint",
+    "check_restore_checkpoint",
+    "check_frechet_distance",
+    "check_fid_at_infinity",
+    "SPECS",
+]
 
 
 # --- ema_update ---------------------------------------------------------------------------------
@@ -68,8 +87,8 @@ _EMA = Spec(
     {
         "swapped": Mistake(
             _ema(swapped=True),
-            "the weights are swapped: the *shadow* keeps the large share d, the new parameters get "
-            "1 - d: d * shadow + (1 - d) * param.",
+            "the weights are swapped: the *shadow* keeps the large share d, the new parameters "
+            "get 1 - d: d * shadow + (1 - d) * param.",
         ),
         "no_warmup": Mistake(
             _ema(warm=None),
@@ -78,13 +97,13 @@ _EMA = Spec(
         ),
         "max_not_min": Mistake(
             _ema(pick=max),
-            "use min(decay, (1 + n) / (10 + n)), not max: the warm-up *lowers* the decay at first "
-            "and reaches `decay` later.",
+            "use min(decay, (1 + n) / (10 + n)), not max: the warm-up *lowers* the decay at "
+            "first and reaches `decay` later.",
         ),
         "one_based": Mistake(
             _ema(warm=lambda n: (2 + n) / (11 + n)),
-            "your warm-up is one update ahead: n counts updates from 0, so the first uses "
-            "(1 + 0) / (10 + 0) = 0.1.",
+            "your warm-up is one update ahead: n counts updates from 0, so the first uses (1 + "
+            "0) / (10 + 0) = 0.1.",
         ),
     },
     keep_dtype=True,
@@ -135,8 +154,8 @@ def _through_adamw(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (RuntimeError, TypeError) as err:
             raise ReturnError(
                 f"returned a {type(value).__name__}, which the optimizer cannot use as a learning "
-                f"rate (AdamW, as the training loop builds it, fails with: {err}); return a "
-                "Python float"
+                f"rate (AdamW, as the training loop builds it, fails with: {err}); return a Python "
+                "float"
             ) from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ReturnError(
@@ -180,13 +199,13 @@ _WARMUP = Spec(
     {
         "zero_based": Mistake(
             _warm(offset=-1),
-            "your first step has learning rate 0: steps count from 1, so step k uses "
-            "base_lr * min(1, k / warmup_steps).",
+            "your first step has learning rate 0: steps count from 1, so step k uses base_lr * "
+            "min(1, k / warmup_steps).",
         ),
         "no_cap": Mistake(
             _warm(cap=False),
-            "after the warm-up the rate keeps growing: cap the factor at 1, "
-            "base_lr * min(1, step / warmup_steps).",
+            "after the warm-up the rate keeps growing: cap the factor at 1, base_lr * min(1, "
+            "step / warmup_steps).",
         ),
         "no_warmup_is_zero": Mistake(
             _warm(zero="zero"),
@@ -199,7 +218,434 @@ _WARMUP = Spec(
     diagnoses=(_warmup_curve,),
 )
 
-SPECS: dict[str, Spec] = {"ema_update": _EMA, "warmup_lr": _WARMUP}
+# --- exact resume ---------------------------------------------------------------------------------
+
+_RESUME_AT, _STEPS, _WARM, _LR = 3, 5, 4, 0.05
+
+
+def _net(seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+
+
+def _train_steps(
+    model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, first: int, last: int
+) -> None:
+    """Steps ``first..last``; the batch and learning rate depend on the generator and step."""
+    for step in range(first, last + 1):
+        x = torch.randn(16, 3, generator=gen)
+        y = torch.randn(16, 2, generator=gen)
+        for group in opt.param_groups:
+            group["lr"] = _LR * min(1.0, step / _WARM)
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
+
+
+def _ref_make(
+    model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, step: int
+) -> dict[str, Any]:
+    return {
+        "model": copy.deepcopy(model.state_dict()),
+        "optimizer": copy.deepcopy(opt.state_dict()),
+        "generator": gen.get_state(),
+        "step": step,
+    }
+
+
+def _ref_restore(
+    ckpt: Any, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
+) -> int:
+    """Restore what a checkpoint holds; a missing or odd part is left alone (for the diagnoses)."""
+    if not isinstance(ckpt, dict):
+        raise ReturnError(
+            f"returned a {type(ckpt).__name__}; it should return a dict with the keys 'model', "
+            "'optimizer', 'generator' and 'step'"
+        )
+    if "model" in ckpt:
+        model.load_state_dict(ckpt["model"])
+    if "optimizer" in ckpt:
+        opt.load_state_dict(ckpt["optimizer"])
+    state = ckpt.get("generator")
+    if isinstance(state, torch.Generator):
+        gen.set_state(state.get_state())
+    elif isinstance(state, torch.Tensor):
+        gen.set_state(state)
+    return int(ckpt.get("step", 0))
+
+
+def _resume_run(
+    make: Any, restore: Any, seed: int, record: dict[str, Any] | None = None
+) -> torch.Tensor:
+    """Train 1.._RESUME_AT, checkpoint with ``make``, train on with the same objects to _STEPS
+    (the straight run), then restore into fresh objects with ``restore`` and train the rest.
+    Returns the resumed run's final weights and step (the reference run equals the straight one)."""
+    model = _net(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=_LR)
+    gen = torch.Generator().manual_seed(100 + seed)
+    _train_steps(model, opt, gen, 1, _RESUME_AT)
+    at_checkpoint = _flat(model), gen.get_state(), copy.deepcopy(opt.state_dict())
+    ckpt = make(model, opt, gen, _RESUME_AT)
+    if not isinstance(ckpt, dict):
+        raise ReturnError(
+            f"returned a {type(ckpt).__name__}; it should return a dict with the keys 'model', "
+            "'optimizer', 'generator' and 'step'"
+        )
+    _train_steps(model, opt, gen, _RESUME_AT + 1, _STEPS)  # the run goes on meanwhile
+    fresh = _net(seed + 50)  # other weights: all must be restored
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=_LR)
+    fresh_gen = torch.Generator().manual_seed(999)
+    step = restore(ckpt, fresh, fresh_opt, fresh_gen)
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise ReturnError(
+            f"returned a {type(step).__name__}; restore should return the step, an int"
+        )
+    if record is not None:
+        record.update(
+            ckpt=ckpt,
+            at_checkpoint=at_checkpoint,
+            restored=(_flat(fresh), fresh_gen.get_state(), fresh_opt.state_dict(), step),
+        )
+    _train_steps(fresh, fresh_opt, fresh_gen, step + 1, _STEPS)
+    return torch.cat([_flat(fresh).double(), torch.tensor([float(step)], dtype=torch.float64)])
+
+
+def _resume_diagnosis(which: str) -> Callable[..., str | None]:
+    """Say which part of the resume is wrong: weights, optimizer, generator or step."""
+
+    def diagnose(student: Any, reference: Any, cases: Any, rtol: float, atol: float) -> str | None:
+        for (seed, _which), _kw in cases:
+            rec: dict[str, Any] = {}
+            fn = student.__wrapped_student__
+            make, restore = (fn, _ref_restore) if which == "make" else (_ref_make, fn)
+            _resume_run(make, restore, seed, rec)
+            weights, gen_state, opt_state, step = rec["restored"]
+            w0, g0, o0 = rec["at_checkpoint"]
+            ckpt = rec["ckpt"]
+            if which == "make":
+                missing = [k for k in ("model", "optimizer", "generator", "step") if k not in ckpt]
+                if missing:
+                    return (
+                        f"your checkpoint has no {', '.join(repr(k) for k in missing)}: a resumed "
+                        "run needs the weights, the optimizer's state, the generator's state and "
+                        "the step."
+                    )
+            if not torch.equal(weights, w0):
+                if which == "make":
+                    return (
+                        "the weights restored from your checkpoint are those of a later step: "
+                        "`model.state_dict()` holds the live tensors, which the next optimizer "
+                        "steps change in place. Store a copy: copy.deepcopy(model.state_dict())."
+                    )
+                return (
+                    "after your restore the model's weights are not those of the checkpoint: load "
+                    "them (model.load_state_dict)."
+                )
+            if not torch.equal(gen_state, g0):
+                if which == "make" and isinstance(ckpt.get("generator"), torch.Generator):
+                    return (
+                        "you stored the generator itself, which the run goes on using: store its "
+                        "state, generator.get_state(), a copy of where it was at the checkpoint."
+                    )
+                return (
+                    "the generator is not where it was at the checkpoint, so the resumed run "
+                    "draws other batches: save generator.get_state() and restore it with "
+                    "generator.set_state(...)."
+                )
+            exp_avg = (
+                [v["exp_avg"] for v in opt_state["state"].values()]
+                if opt_state.get("state")
+                else []
+            )
+            exp_avg0 = [v["exp_avg"] for v in o0["state"].values()]
+            if len(exp_avg) != len(exp_avg0) or not all(
+                torch.equal(a, b) for a, b in zip(exp_avg, exp_avg0, strict=False)
+            ):
+                if which == "make" and len(exp_avg) == len(exp_avg0):
+                    return (
+                        "the optimizer's state in your checkpoint is that of a later step: "
+                        "optimizer.state_dict() holds the live moment tensors; copy it "
+                        "(copy.deepcopy)."
+                    )
+                return (
+                    "AdamW's state (its moment estimates and step count) is not restored: the "
+                    "resumed run then takes different steps. Save optimizer.state_dict() and load "
+                    "it with optimizer.load_state_dict(...)."
+                )
+            if step != _RESUME_AT:
+                return (
+                    f"the resumed run starts from step {step + 1}, not {_RESUME_AT + 1}: the step "
+                    "must be saved and returned (the warm-up and the EMA read it)."
+                )
+        return None
+
+    return diagnose
+
+
+def _resume_harness(which: str) -> Callable[[Any], Any]:
+    def wrap(fn: Any) -> Any:
+        def run(seed: int, _which: str) -> torch.Tensor:
+            if which == "make":
+                return _resume_run(fn, _ref_restore, seed)
+            return _resume_run(_ref_make, fn, seed)
+
+        run.__wrapped_student__ = fn  # type: ignore[attr-defined]
+        return run
+
+    return wrap
+
+
+def _mk_variant(kind: str) -> Callable[..., Any]:
+    def make(
+        model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, step: int
+    ) -> dict[str, Any]:
+        out = _ref_make(model, opt, gen, step)
+        if kind == "no_optimizer":
+            del out["optimizer"]
+        elif kind == "no_generator":
+            del out["generator"]
+        elif kind == "aliased_weights":
+            out["model"] = model.state_dict()
+        elif kind == "no_step":
+            del out["step"]
+        return out
+
+    return make
+
+
+def _rs_variant(kind: str) -> Callable[..., Any]:
+    def restore(
+        ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
+    ) -> int:
+        model.load_state_dict(ckpt["model"])
+        if kind != "no_optimizer":
+            opt.load_state_dict(ckpt["optimizer"])
+        if kind != "no_generator":
+            gen.set_state(ckpt["generator"])
+        return 0 if kind == "step_zero" else int(ckpt["step"])
+
+    return restore
+
+
+_MAKE = Spec(
+    lambda: [((0, "make"), {}), ((1, "make"), {})],
+    _resume_harness("make")(_ref_make),
+    {
+        "no_optimizer": Mistake(
+            _mk_variant("no_optimizer"),
+            "your checkpoint leaves out the optimizer's state: AdamW's moment estimates start "
+            "from zero again on resume. Save copy.deepcopy(optimizer.state_dict()).",
+        ),
+        "no_generator": Mistake(
+            _mk_variant("no_generator"),
+            "your checkpoint leaves out the generator's state, so the resumed run draws other "
+            "batches, t and ε: save generator.get_state().",
+        ),
+        "aliased_weights": Mistake(
+            _mk_variant("aliased_weights"),
+            "your checkpoint holds model.state_dict() itself: those are the live tensors, which "
+            "the next optimizer steps change in place. Store a copy: "
+            "copy.deepcopy(model.state_dict()).",
+        ),
+        "no_step": Mistake(
+            _mk_variant("no_step"),
+            "your checkpoint leaves out the step: the resumed run restarts the warm-up (and the "
+            "EMA's d_n) from zero. Save it.",
+        ),
+    },
+    wrap=_resume_harness("make"),
+    rtol=0.0,
+    atol=0.0,
+    diagnoses=(_resume_diagnosis("make"),),
+)
+
+_RESTORE = Spec(
+    lambda: [((0, "restore"), {}), ((1, "restore"), {})],
+    _resume_harness("restore")(_ref_restore),
+    {
+        "no_optimizer": Mistake(
+            _rs_variant("no_optimizer"),
+            "you did not restore the optimizer: load its state with "
+            "optimizer.load_state_dict(...).",
+        ),
+        "no_generator": Mistake(
+            _rs_variant("no_generator"),
+            "you did not restore the generator: generator.set_state(checkpoint['generator']).",
+        ),
+        "step_zero": Mistake(
+            _rs_variant("step_zero"),
+            "return the checkpoint's step: the resumed loop continues from step + 1.",
+        ),
+    },
+    wrap=_resume_harness("restore"),
+    rtol=0.0,
+    atol=0.0,
+    diagnoses=(_resume_diagnosis("restore"),),
+)
+
+
+# --- frechet_distance and fid_at_infinity ------------------------------------------------------
+
+
+def _python_float(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> float:
+        value = fn(*args)
+        if value is None:
+            raise ReturnError(
+                "returned None; it should return a Python float. Did you forget `return`?"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ReturnError(
+                f"returned a {type(value).__name__}; return a Python float (`float(...)`): a "
+                "distance and an extrapolated FID are numbers to report and compare"
+            )
+        return float(value)
+
+    return run
+
+
+def _spd(d: int, g: torch.Generator) -> torch.Tensor:
+    a = torch.randn(d, d, generator=g, dtype=torch.float64)
+    return a @ a.T / d + 0.2 * torch.eye(d, dtype=torch.float64)
+
+
+def _cases_fd() -> list[Case]:
+    cases: list[Case] = []
+    for i, d in enumerate((3, 5, 4)):
+        g = torch.Generator().manual_seed(140 + i)
+        cases.append(
+            (
+                (
+                    torch.randn(d, generator=g, dtype=torch.float64),
+                    _spd(d, g),
+                    torch.randn(d, generator=g, dtype=torch.float64),
+                    _spd(d, g),
+                ),
+                {},
+            )
+        )
+    return cases
+
+
+def _sqrtm(c: torch.Tensor) -> torch.Tensor:
+    vals, vecs = torch.linalg.eigh(c)
+    return vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
+
+
+def _fd_variant(kind: str) -> Callable[..., float]:
+    def fd(m1: torch.Tensor, c1: torch.Tensor, m2: torch.Tensor, c2: torch.Tensor) -> float:
+        d2 = float(((m1 - m2) ** 2).sum())
+        root1 = _sqrtm(c1)
+        cross = float(torch.linalg.eigvalsh(root1 @ c2 @ root1).clamp(min=0).sqrt().sum())
+        tr = float(torch.trace(c1) + torch.trace(c2))
+        if kind == "no_two":
+            return d2 + tr - cross
+        if kind == "no_root":
+            return d2 + tr - 2 * float(torch.trace(c1 @ c2))
+        if kind == "roots_apart":
+            return d2 + tr - 2 * float(torch.trace(root1 @ _sqrtm(c2)))
+        if kind == "norm_not_squared":
+            return d2**0.5 + tr - 2 * cross
+        return d2 + tr - 2 * cross
+
+    return fd
+
+
+_FD = Spec(
+    _cases_fd,
+    lambda m1, c1, m2, c2: _frechet_distance(m1, c1, m2, c2),
+    {
+        "no_two": Mistake(
+            _fd_variant("no_two"),
+            "the cross term is −2 tr((Σ1 Σ2)^½): you subtracted it once. (With Σ1 = Σ2 the trace "
+            "terms must cancel: tr Σ + tr Σ − 2 tr Σ = 0.)",
+        ),
+        "no_root": Mistake(
+            _fd_variant("no_root"),
+            "the cross term takes the matrix square root: tr((Σ1 Σ2)^½), not tr(Σ1 Σ2) (the "
+            "distance is a squared 2-Wasserstein distance, in units of the features squared).",
+        ),
+        "roots_apart": Mistake(
+            _fd_variant("roots_apart"),
+            "tr(Σ1^½ Σ2^½) equals tr((Σ1 Σ2)^½) only when the covariances commute; use tr((Σ1^½ "
+            "Σ2 Σ1^½)^½), the square root of one symmetric matrix.",
+        ),
+        "norm_not_squared": Mistake(
+            _fd_variant("norm_not_squared"),
+            "the mean term is the squared distance ||μ1 − μ2||², not the distance.",
+        ),
+    },
+    wrap=_python_float,
+    rtol=1e-6,
+    atol=1e-8,
+)
+
+
+def _cases_fi() -> list[Case]:
+    cases: list[Case] = []
+    for i, (a, b, ns) in enumerate(
+        (
+            (0.25, 50.0, [50, 100, 200, 400, 800]),
+            (3.0, 400.0, [100, 300, 1000]),
+            (1.2, 20.0, [20, 40, 80, 160]),
+        )
+    ):
+        g = torch.Generator().manual_seed(150 + i)
+        fids = [a + b / n + 0.02 * float(torch.randn(1, generator=g)) for n in ns]
+        cases.append(((ns, fids), {}))
+    return cases
+
+
+def _fit(
+    ns: list[float], fids: list[float], basis: Callable[[float], float]
+) -> tuple[float, float]:
+    A = torch.tensor([[1.0, basis(n)] for n in ns], dtype=torch.float64)
+    a, b = torch.linalg.lstsq(A, torch.tensor(fids, dtype=torch.float64)[:, None]).solution[:, 0]
+    return float(a), float(b)
+
+
+_FI = Spec(
+    _cases_fi,
+    lambda ns, fids: _fit(ns, fids, lambda n: 1.0 / n)[0],
+    {
+        "linear_in_n": Mistake(
+            lambda ns, fids: _fit(ns, fids, lambda n: float(n))[0],
+            "you fitted a + b n; the bias falls like 1/n, so fit a + b/n (the regressor is 1/n) "
+            "and return a, its value at 1/n = 0.",
+        ),
+        "slope": Mistake(
+            lambda ns, fids: _fit(ns, fids, lambda n: 1.0 / n)[1],
+            "you returned the slope b of a + b/n; the FID at n = ∞ is the intercept a.",
+        ),
+        "largest_n": Mistake(
+            lambda ns, fids: float(fids[int(max(range(len(ns)), key=lambda i: ns[i]))]),
+            "the FID of the largest sample is still biased by b/n; extrapolate: fit a + b/n and "
+            "return a.",
+        ),
+        "mean": Mistake(
+            lambda ns, fids: float(sum(fids) / len(fids)),
+            "the mean of the FIDs keeps their bias; fit a + b/n and return the intercept a.",
+        ),
+    },
+    wrap=_python_float,
+    rtol=1e-6,
+    atol=1e-8,
+)
+
+SPECS: dict[str, Spec] = {
+    "ema_update": _EMA,
+    "warmup_lr": _WARMUP,
+    "make_checkpoint": _MAKE,
+    "restore_checkpoint": _RESTORE,
+    "frechet_distance": _FD,
+    "fid_at_infinity": _FI,
+}
 
 
 def check_ema_update(fn: Callable[..., Any], display: bool = True) -> CheckResult:
@@ -210,3 +656,23 @@ def check_ema_update(fn: Callable[..., Any], display: bool = True) -> CheckResul
 def check_warmup_lr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
     """Check ``warmup_lr(step, base_lr, warmup_steps) -> base_lr * min(1, step / warmup_steps)``."""
     return check_spec("warmup_lr", SPECS["warmup_lr"], fn, display=display)
+
+
+def check_make_checkpoint(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``make_checkpoint(model, optimizer, generator, step) -> dict`` by an exact resume."""
+    return check_spec("make_checkpoint", SPECS["make_checkpoint"], fn, display=display)
+
+
+def check_restore_checkpoint(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``restore_checkpoint(checkpoint, model, optimizer, generator) -> step``."""
+    return check_spec("restore_checkpoint", SPECS["restore_checkpoint"], fn, display=display)
+
+
+def check_frechet_distance(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``frechet_distance(mu1, cov1, mu2, cov2) -> float`` (the FID formula)."""
+    return check_spec("frechet_distance", SPECS["frechet_distance"], fn, display=display)
+
+
+def check_fid_at_infinity(fn: Callable[..., Any], display: bool = True) -> CheckResult:
+    """Check ``fid_at_infinity(ns, fids) -> float``: the intercept of ``fids ~ a + b / n``."""
+    return check_spec("fid_at_infinity", SPECS["fid_at_infinity"], fn, display=display)

@@ -6,10 +6,16 @@
 - :mod:`minidiff.data.images`: images that ship with scikit-learn (offline): ``load_digits``,
   ``sample_photos``, ``image_patches``.
 - :mod:`minidiff.data.cifar10`: ``load_cifar10`` (download with MD5 check into a cache directory,
-  or an extracted folder).
+  or an extracted folder); ``load_cifar10_or_fallback`` says why when it trains on other data.
 """
 
-from .cifar10 import CIFAR10_CLASSES, CorruptDatasetError, download_cifar10, load_cifar10
+from .cifar10 import (
+    CIFAR10_CLASSES,
+    CorruptDatasetError,
+    download_cifar10,
+    load_cifar10,
+    load_cifar10_or_fallback,
+)
 from .gmm import GaussianMixture
 from .images import PHOTO_NAMES, image_patches, load_digits, sample_photos
 from .labelled import LabelledGaussianMixture
@@ -22,6 +28,7 @@ __all__ = [
     "GaussianMixture",
     "image_patches",
     "load_cifar10",
+    "load_cifar10_or_fallback",
     "load_digits",
     "PHOTO_NAMES",
     "sample_photos",

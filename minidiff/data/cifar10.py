@@ -41,6 +41,7 @@ import torch
 
 __all__ = [
     "load_cifar10",
+    "load_cifar10_or_fallback",
     "download_cifar10",
     "cifar10_root",
     "md5sum",
@@ -444,3 +445,32 @@ def load_cifar10(
             f"matched {md5}: the archive is not the expected one. Delete it by hand if you agree"
         )
     return result
+
+
+def load_cifar10_or_fallback(
+    fallback: Callable[[], torch.Tensor],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    url: str = CIFAR10_URL,
+    md5: str = CIFAR10_MD5,
+    opener: Opener | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, str | None]:
+    """CIFAR-10's training images and ``None``, or ``fallback()`` and why CIFAR-10 could not be had.
+
+    Downloads (and verifies) the archive when ``download`` is true and the network allows it
+    (:func:`load_cifar10`). Where that fails (offline, a checksum that does not match, a full disk)
+    the reason is returned, in one sentence that says what to do, so that the caller can say
+    clearly that it trains on other data, and never call the result CIFAR-10.
+    """
+    if not callable(fallback):
+        raise TypeError(f"fallback must be a function () -> images, got {type(fallback).__name__}")
+    try:
+        images, _ = load_cifar10(
+            root, train=True, download=download, url=url, md5=md5, opener=opener,
+            progress=progress,
+        )  # fmt: skip
+        return images, None
+    except (OSError, CorruptDatasetError) as err:  # FileNotFoundError, a full disk, a bad file
+        return fallback(), f"{type(err).__name__}: {err}"

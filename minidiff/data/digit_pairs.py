@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation import check_generator, check_positive_int, check_tensor
+from .._validation import Check, FloatTensor, Int, Rng, checked
 from ..nn.text import Vocabulary
 
 __all__ = [
@@ -50,6 +50,29 @@ def pair_prompt(left: int, right: int, relation: str = "left") -> str:
     raise ValueError(f"relation must be 'left' or 'right', got {relation!r}")
 
 
+def _labels_like(labels: object, name: str) -> Tensor:
+    if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.dim() != 1:
+        raise TypeError(f"{name} must be an integer tensor (N,) of digit labels")
+    return labels
+
+
+def _relations(relations: object, name: str) -> tuple[str, ...]:
+    if (
+        not isinstance(relations, tuple)
+        or not relations
+        or any(r not in ("left", "right") for r in relations)
+    ):
+        raise ValueError(f"{name} must be a non-empty tuple of 'left'/'right', got {relations!r}")
+    return relations
+
+
+@checked(
+    images=FloatTensor(dim=4),
+    labels=Check(_labels_like),
+    n=Int(),
+    generator=Rng,
+    relations=Check(_relations),
+)
 def compose_pairs(
     images: Tensor,
     labels: Tensor,
@@ -69,16 +92,11 @@ def compose_pairs(
         ``canvas (n, 1, 16, 16)``, ``ids (n, 4)`` (the prompts in :func:`pair_vocabulary`),
         ``left (n,)`` and ``right (n,)`` (the digit labels of the two halves).
     """
-    check_tensor(images, "images", dim=4)
     if tuple(images.shape[1:]) != (1, 8, 8):
         raise ValueError(f"images must have shape (N, 1, 8, 8), got {tuple(images.shape)}")
-    if not isinstance(labels, Tensor) or labels.shape != (images.shape[0],):
-        raise ValueError(f"labels must be a tensor ({images.shape[0]},) matching images")
-    check_positive_int(n, "n")
-    check_generator(generator)
-    if not relations or any(r not in ("left", "right") for r in relations):
+    if labels.shape != (images.shape[0],):
         raise ValueError(
-            f"relations must be a non-empty tuple of 'left'/'right', got {relations!r}"
+            f"labels must have shape ({images.shape[0]},) like images, got {tuple(labels.shape)}"
         )
     i = torch.randint(0, images.shape[0], (n,), generator=generator)
     j = torch.randint(0, images.shape[0], (n,), generator=generator)
@@ -95,9 +113,9 @@ def compose_pairs(
     return canvas, vocab(prompts, PAIR_PROMPT_LENGTH), left, right
 
 
+@checked(canvas=FloatTensor(dim=4))
 def split_pair(canvas: Tensor) -> tuple[Tensor, Tensor]:
     """The two 8x8 cells of ``canvas (n, 1, 16, 16)``: ``(left, right)``, each ``(n, 1, 8, 8)``."""
-    check_tensor(canvas, "canvas", dim=4)
     if tuple(canvas.shape[1:]) != (1, 16, 16):
         raise ValueError(f"canvas must have shape (n, 1, 16, 16), got {tuple(canvas.shape)}")
     rows = canvas[:, :, _TOP : _TOP + 8]

@@ -36,7 +36,10 @@ __all__ = [
     "kid_from_features",
     "inception_features",
     "to_uint8",
+    "find_inception_weights",
+    "default_inception_weights",
     "INCEPTION_WEIGHTS_ENV",
+    "INCEPTION_WEIGHTS_URL",
 ]
 
 INCEPTION_WEIGHTS_ENV = "MINIDIFF_INCEPTION_WEIGHTS"
@@ -196,22 +199,62 @@ def kid_from_features(
 # ------------------------------------------------------------------------------ Inception features
 
 
+INCEPTION_WEIGHTS_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + _WEIGHTS_FILE
+)
+"""Where torch-fidelity publishes the weights (about 100 MB); minidiff never downloads them."""
+
+
+def default_inception_weights() -> Path:
+    """Where the weights are looked for when neither an argument nor the environment variable
+    names them: the data cache (``$MINIDIFF_DATA``, else ``~/.cache/minidiff``), by CIFAR-10."""
+    root = os.environ.get("MINIDIFF_DATA") or Path.home() / ".cache" / "minidiff"
+    return Path(root).expanduser() / _WEIGHTS_FILE
+
+
+def find_inception_weights(weights_path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The Inception weights file to use, or ``None`` where there is none: ``weights_path``, else
+    ``$MINIDIFF_INCEPTION_WEIGHTS``, else :func:`default_inception_weights` if that file exists.
+    A path that is named but missing raises ``FileNotFoundError`` (a typo should not fall back)."""
+    try:
+        return _resolve_weights(weights_path)
+    except FileNotFoundError:
+        if weights_path is None and not os.environ.get(INCEPTION_WEIGHTS_ENV):
+            return None
+        raise
+
+
+def _where_to_put() -> str:
+    return (
+        f"download {INCEPTION_WEIGHTS_URL} (torch-fidelity's Inception-v3, about 100 MB) and put "
+        f"it at {default_inception_weights()}, or pass weights_path=... or set "
+        f"{INCEPTION_WEIGHTS_ENV} to its path; minidiff never downloads it"
+    )
+
+
 def _resolve_weights(weights_path: str | os.PathLike[str] | None) -> Path:
     source = "weights_path"
     if weights_path is None:
         env = os.environ.get(INCEPTION_WEIGHTS_ENV)
         if not env:
+            default = default_inception_weights()
+            if default.is_file():
+                return default
             raise FileNotFoundError(
-                "no Inception weights given: pass weights_path=... or set "
-                f"{INCEPTION_WEIGHTS_ENV} to a local copy of torch-fidelity's {_WEIGHTS_FILE} "
-                "(minidiff never downloads them). Without them, compare models with KID/FID on "
-                "other features, or with k-NN precision/recall."
+                "no Inception weights given: "
+                + _where_to_put()
+                + ". Without them, compare models with KID/FID on other features (for digits: "
+                "minidiff.metrics.digits.digit_fid), or with k-NN precision/recall."
             )
         weights_path, source = env, INCEPTION_WEIGHTS_ENV
+    if not isinstance(weights_path, (str, os.PathLike)):
+        raise TypeError(
+            f"weights_path must be a path (str or os.PathLike), got {type(weights_path).__name__}"
+        )
     path = Path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"Inception weights not found: {source}={str(path)!r} is not a file"
+            f"Inception weights not found: {source}={str(path)!r} is not a file; " + _where_to_put()
         )
     return path
 
@@ -262,9 +305,10 @@ def inception_features(
 
     ``images`` are floats in ``[-1, 1]`` (quantised to 8 bits first, as a saved PNG would be) or
     uint8 pixels in ``0..255`` (:func:`to_uint8`); the network resizes them to 299x299.
-    ``weights_path`` (or the environment variable ``MINIDIFF_INCEPTION_WEIGHTS``) must name a local
-    copy of torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``. Returns ``(N, 2048)``
-    float32 on the CPU.
+    The weights: ``weights_path``, else the environment variable ``MINIDIFF_INCEPTION_WEIGHTS``,
+    else ``~/.cache/minidiff/weights-inception-2015-12-05-6726825d.pth`` (see
+    :func:`find_inception_weights`; :data:`INCEPTION_WEIGHTS_URL` says where to get the file).
+    Returns ``(N, 2048)`` float32 on the CPU.
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")

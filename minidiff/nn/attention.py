@@ -145,6 +145,14 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
         """``x: (B, N, query_dim)``, ``context: (B, L, context_dim)``, ``mask: (B, L)`` bool."""
+        query_dim = self.to_q.in_features
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor of queries, got {type(x).__name__}")
+        if x.ndim != 3 or x.shape[2] != query_dim:
+            raise ValueError(
+                f"x must be queries of shape (B, N, query_dim={query_dim}), got {tuple(x.shape)}"
+            )
+        mask = check_context(context, x.shape[0], self.context_dim, mask)
         q, k, v = (
             self._split(self.to_q(x)),
             self._split(self.to_k(context)),

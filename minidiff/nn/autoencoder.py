@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import check_generator, check_number, check_tensor
+from .._validation import FloatTensor, Number, Rng, check_tensor, checked
 from ..tensors import noise_like
 from .unet import Downsample, Upsample
 
@@ -177,6 +177,12 @@ class AutoencoderKL(nn.Module):
         return self.decode(posterior.sample(generator)), posterior
 
 
+@checked(
+    model=AutoencoderKL,
+    x=FloatTensor(dim=4, finite=True),
+    kl_weight=Number(low=0.0, low_open=False),
+    generator=Rng,
+)
 def kl_autoencoder_loss(
     model: AutoencoderKL,
     x: Tensor,
@@ -190,10 +196,6 @@ def kl_autoencoder_loss(
     LDM objective without its perceptual and adversarial terms); dividing by the pixel count
     only keeps the numbers near a per-pixel error. ``z`` is one sample from ``generator``.
     """
-    if not isinstance(model, AutoencoderKL):
-        raise TypeError(f"model must be an AutoencoderKL, got {type(model).__name__}")
-    kl_weight = check_number(kl_weight, "kl_weight", low=0.0, low_open=False)
-    check_generator(generator)
     x_hat, posterior = model(x, generator)
     rec = ((x - x_hat) ** 2).flatten(1).sum(1)
     return (rec + kl_weight * posterior.kl()).mean() / x[0].numel()

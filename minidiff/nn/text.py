@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_generator, check_number
+from .._validation import Check, FloatTensor, Number, Rng, checked
 from ..diffusion import EpsModel, q_sample
 from ..guidance import cfg_combine, check_guidance_weight
 from ..losses import sample_timesteps
@@ -163,6 +163,26 @@ class PromptUNet(nn.Module):
         return self.unet(x, t, context=self.encoder(ids))
 
 
+def _guidance_weight(w: object, name: str) -> float:
+    return check_guidance_weight(w, name)
+
+
+def _ids(ids: object, name: str) -> Tensor:
+    if not isinstance(ids, Tensor):
+        raise TypeError(
+            f"{name} must be a long tensor (B, L) of token ids, got {type(ids).__name__}"
+        )
+    return ids
+
+
+@checked(
+    model=PromptUNet,
+    x0=FloatTensor(dim=4, finite=True),
+    ids=Check(_ids),
+    schedule=NoiseSchedule,
+    p_uncond=Number(low=0.0, high=1.0, low_open=False, high_open=False),
+    generator=Rng,
+)
 def prompt_eps_loss(
     model: PromptUNet,
     x0: Tensor,
@@ -178,10 +198,6 @@ def prompt_eps_loss(
     ``t ~ U{1..T}``, ``eps ~ N(0, I)``, ``u ~ U(0, 1)`` per row (dropped where ``u < p_uncond``).
     ``x0: (B, C, S, S)``, ``ids: (B, L)`` long.
     """
-    if not isinstance(model, PromptUNet):
-        raise TypeError(f"model must be a PromptUNet, got {type(model).__name__}")
-    check_number(p_uncond, "p_uncond", low=0.0, high=1.0, low_open=False, high_open=False)
-    check_generator(generator)
     check_token_ids(ids, model.encoder.vocab_size, model.encoder.max_length)
     if ids.shape[0] != x0.shape[0]:
         raise ValueError(f"ids must have one row per image ({x0.shape[0]}), got {ids.shape[0]}")
@@ -194,15 +210,13 @@ def prompt_eps_loss(
     return ((noise - model(x_t, t, ids_in)) ** 2).mean()
 
 
+@checked(model=PromptUNet, ids=Check(_ids), w=Check(_guidance_weight))
 def prompt_guidance(model: PromptUNet, ids: Tensor, w: float) -> EpsModel:
     """Classifier-free guidance over prompts: ``(1 + w) eps(x_t, t, ids) - w eps(x_t, t, ∅)``.
 
     ``ids: (B, L)`` one prompt per sample (the null prompt ∅ is all zeros); ``w = 0`` is the
     prompt-conditional model. Returns an ``eps_model(x_t, t)`` for any sampler.
     """
-    if not isinstance(model, PromptUNet):
-        raise TypeError(f"model must be a PromptUNet, got {type(model).__name__}")
-    w = check_guidance_weight(w)
     check_token_ids(ids, model.encoder.vocab_size, model.encoder.max_length)
 
     def eps(x_t: Tensor, t: Tensor) -> Tensor:

@@ -466,8 +466,8 @@ def parameter_count(config: UNetConfig) -> int:
     ``c_in c + c`` skip when ``c_in != c``; attention ``4 c² + 6 c``; a down/upsampling conv
     ``9 c² + c``; with conditioning, cross-attention ``2 c² + 2 D c + 3 c`` next to every attention,
     ``(K + 1) E`` for labels, ``9 C_cond ch`` in ``conv_in`` and a second time embedding for the
-    scalar. ``tests/test_unet.py`` and ``tests/test_unet_conditioning.py`` check it against the
-    built networks.
+    scalar. ``tests/nn/test_unet.py`` and ``tests/nn/test_unet_conditioning.py`` check it against
+    the built networks.
     """
     cfg = config
     ch, n, C = cfg.base_channels, cfg.num_res_blocks, cfg.in_channels

@@ -16,6 +16,8 @@ name                   function                        model it needs
 "heun_log_snr"         ``heun_log_snr_sample``         ``eps_model(x, t_long)`` + ``NoiseSchedule``
 "consistency"          ``consistency_sample``          ``f(x, t_long)`` + ``NoiseSchedule``
                        (in :mod:`minidiff.consistency`)
+"inpaint", "repaint"   ``inpaint_sample``,             ``eps_model(x, t_long)`` + ``NoiseSchedule``
+                       ``repaint_sample``              + known pixels and a mask
 =====================  ==============================  ============================================
 """
 
@@ -43,6 +45,15 @@ from .dpm_solver import (
     log_snr_timesteps,
 )
 from .flow import flow_sample, straightness
+from .inpainting import (
+    inpaint_sample,
+    noised_known,
+    paste_known,
+    renoise,
+    repaint_sample,
+    repaint_times,
+    replacement_step,
+)
 from .langevin import annealed_langevin_sample, annealed_step_sizes, langevin_sample, langevin_step
 from .registry import available_samplers, get_sampler, register_sampler
 from .sde_solvers import (
@@ -75,6 +86,13 @@ __all__ = [
     "dpm_solver_sample",
     "dpm_solver_step",
     "heun_log_snr_sample",
+    "inpaint_sample",
+    "noised_known",
+    "paste_known",
+    "renoise",
+    "repaint_sample",
+    "repaint_times",
+    "replacement_step",
     "log_snr_timesteps",
     "ddpm_step",
     "euler_maruyama_sample",

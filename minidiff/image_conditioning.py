@@ -1,0 +1,255 @@
+"""Conditioning a diffusion model on an image (chapter 14): super-resolution, cascades, masks.
+
+The condition enters through the U-Net's input (``UNetConfig(cond_channels=C_cond)``: ``conv_in``
+reads ``cat([x_t, x_cond])``), SR3-style (Saharia et al. 2021):
+
+    super-resolution   x_cond = upsample(x_low)              eps_theta(x_t, t, upsample(x_low))
+    inpainting         x_cond = cat([m * x, m])              (the masked image and the mask)
+    colorization       x_cond = grayscale(x)
+
+Noise-conditioning augmentation (CDM, Ho et al. 2021; Imagen, Saharia et al. 2022): in a cascade
+the super-resolution model is fed the base model's *samples*, not real low-resolution images, so
+during training its condition is corrupted by the forward process at a random level ``s``,
+
+    x_cond' = sqrt(ab_s) x_cond + sqrt(1 - ab_s) eps,   s ~ U{0, …, s_max}   (s = 0: clean)
+
+and ``s`` is given to the network as a second embedded scalar (``UNetConfig(aug_embedding=True)``,
+embedded like ``t``). At sampling time a fixed level ``s`` is chosen, the condition is corrupted
+at that level once, and the same ``s`` is passed to the network.
+
+Shapes: images ``(B, C, H, W)`` in ``[-1, 1]``; levels ``(B,)`` long in ``0..T``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from ._validation import (
+    Check,
+    FloatTensor,
+    Int,
+    OneOf,
+    Rng,
+    check_finite,
+    check_positive_int,
+    check_tensor,
+    checked,
+)
+from .diffusion import EpsModel
+from .schedules import NoiseSchedule
+from .tensors import noise_like, pad_like, uniform
+
+__all__ = [
+    "downsample",
+    "upsample",
+    "aug_levels",
+    "augment_condition",
+    "condition_on",
+    "masked_condition",
+    "to_grayscale",
+]
+
+_IMAGES = FloatTensor(dim=4, nonempty=True, finite=True)
+_IN_RANGE = FloatTensor(dim=4, nonempty=True, finite=True, within=(-1.0, 1.0))
+UPSAMPLE_MODES = ("bicubic", "bilinear", "nearest")
+
+
+@checked(x=_IMAGES, factor=Int(minimum=1))
+def downsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Average-pool ``factor x factor`` blocks: ``(B, C, H, W) -> (B, C, H/f, W/f)``."""
+    H, W = x.shape[-2:]
+    if H % factor or W % factor:
+        raise ValueError(
+            f"factor={factor} must divide the image size {H}x{W} (x has shape {tuple(x.shape)})"
+        )
+    return F.avg_pool2d(x, factor) if factor > 1 else x
+
+
+@checked(x_low=_IMAGES, size=Int(minimum=1), mode=OneOf(UPSAMPLE_MODES))
+def upsample(x_low: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:
+    """Interpolate ``(B, C, h, h)`` up to ``(B, C, size, size)`` (``size`` a multiple of ``h``).
+
+    ``bicubic`` overshoots near edges; the result is clamped to ``[-1, 1]`` like every image.
+    """
+    h, w = x_low.shape[-2:]
+    if h != w:
+        raise ValueError(f"x_low must hold square images, got {h}x{w}")
+    if size < h or size % h:
+        raise ValueError(
+            f"size must be a multiple of x_low's size {h} (a resolution {h} -> {size} is not an "
+            f"integer upsampling), got size={size}"
+        )
+    if mode == "nearest":
+        return F.interpolate(x_low, size=(size, size), mode="nearest")
+    up = F.interpolate(x_low, size=(size, size), mode=mode, align_corners=False)
+    return up.clamp(-1.0, 1.0)
+
+
+def _max_level(value: object, name: str, schedule: NoiseSchedule) -> int:
+    level = check_positive_int(value, name, minimum=0)
+    if level > schedule.T:
+        raise ValueError(f"{name} must be in 0..T={schedule.T}, got {level}")
+    return level
+
+
+@checked(
+    batch=Int(minimum=1),
+    max_level=Check(_max_level, uses=("schedule",)),
+    schedule=NoiseSchedule,
+    generator=Rng,
+)
+def aug_levels(
+    batch: int,
+    max_level: int,
+    schedule: NoiseSchedule,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Training draws ``s ~ U{0, …, max_level}``, long ``(batch,)`` (``max_level = 0``: all 0)."""
+    u = uniform((batch,), generator=generator, device=device)
+    return (u * (max_level + 1)).long().clamp(max=max_level)
+
+
+def _levels(value: object, name: str, x_cond: torch.Tensor, schedule: NoiseSchedule) -> Any:
+    B = x_cond.shape[0]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = torch.full((B,), value, dtype=torch.long)
+    if (
+        not isinstance(value, torch.Tensor)
+        or value.is_floating_point()
+        or value.dtype == torch.bool
+    ):
+        raise TypeError(f"{name} must be an int or an integer tensor ({B},) in 0..T, got {value!r}")
+    if value.shape != (B,):
+        raise ValueError(
+            f"{name} must have shape ({B},) like x_cond's batch, got {tuple(value.shape)}"
+        )
+    if bool(((value < 0) | (value > schedule.T)).any()):
+        raise ValueError(
+            f"{name} must lie in 0..T={schedule.T} (0 = no augmentation), got values in "
+            f"{int(value.min())}..{int(value.max())}"
+        )
+    return value.to(x_cond.device)
+
+
+@checked(
+    x_cond=_IMAGES,
+    level=Check(_levels, uses=("x_cond", "schedule")),
+    schedule=NoiseSchedule,
+    noise=FloatTensor(like="x_cond", optional=True),
+    generator=Rng,
+)
+def augment_condition(
+    x_cond: torch.Tensor,
+    level: torch.Tensor | int,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Noise-conditioning augmentation: ``sqrt(ab_s) x_cond + sqrt(1 - ab_s) eps`` at level ``s``.
+
+    ``level``: an int or a long tensor ``(B,)`` in ``0..T``; level 0 returns ``x_cond`` unchanged
+    (``ab_0 = 1``). The same forward process as :func:`minidiff.q_sample`, applied to the
+    *condition*.
+    """
+    eps = noise if noise is not None else noise_like(x_cond, generator)
+    ab = pad_like(schedule.alpha_bar.to(x_cond.device)[level], x_cond)
+    return ab.sqrt() * x_cond + (1.0 - ab).sqrt() * eps
+
+
+def _conditional_unet(model: object, name: str) -> Any:
+    config = getattr(model, "config", None)
+    if not callable(model) or not getattr(config, "cond_channels", 0):
+        raise TypeError(
+            f"{name} must be a UNet built with UNetConfig(cond_channels=...) (a model that reads a "
+            f"conditioning image), got {type(model).__name__}"
+        )
+    return model
+
+
+def _condition_image(x: object, name: str, model: Any) -> torch.Tensor:
+    x = check_finite(check_tensor(x, name, dim=4), name)
+    cfg = model.config
+    want = (cfg.cond_channels, cfg.image_size, cfg.image_size)
+    if tuple(x.shape[1:]) != want:
+        raise ValueError(
+            f"{name} must have shape (B, {want[0]}, {want[1]}, {want[2]}) to match the model "
+            f"(cond_channels={cfg.cond_channels}, image_size={cfg.image_size}); got "
+            f"{tuple(x.shape)} — upsample a low-resolution image first"
+        )
+    if not bool(((x >= -1 - 1e-6) & (x <= 1 + 1e-6)).all()):
+        raise ValueError(
+            f"{name} must lie in [-1, 1] like every image of the course (got values in "
+            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]); rescale it with 2 x - 1 first"
+        )
+    return x
+
+
+@checked(
+    model=Check(_conditional_unet),
+    x_cond=Check(_condition_image, uses=("model",)),
+    schedule=NoiseSchedule,
+    generator=Rng,
+)
+def condition_on(
+    model: Any,
+    x_cond: torch.Tensor,
+    schedule: NoiseSchedule | None = None,
+    aug_level: int = 0,
+    generator: torch.Generator | None = None,
+) -> EpsModel:
+    """An ε-model ``(x_t, t) -> model(x_t, t, x_cond=x_cond', aug_level=s)`` for any sampler.
+
+    ``x_cond (B, cond_channels, S, S)`` in ``[-1, 1]``, at the model's resolution. For a model
+    with ``aug_embedding``: the condition is corrupted once at level ``s = aug_level``
+    (:func:`augment_condition`, with ``generator``) and ``s`` is passed at every call. A model
+    without it takes ``aug_level = 0`` only.
+    """
+    aug = bool(model.config.aug_embedding)
+    level = check_positive_int(aug_level, "aug_level", minimum=0)
+    if not aug and level:
+        raise ValueError(
+            f"aug_level={level} was given but this model was trained without noise-conditioning "
+            "augmentation (UNetConfig(aug_embedding=False)); leave aug_level=0"
+        )
+    cond, s = x_cond, None
+    if aug:
+        if schedule is None:
+            raise TypeError("schedule is required for a model with aug_embedding (it sets ab_s)")
+        if level > schedule.T:
+            raise ValueError(f"aug_level must be in 0..T={schedule.T}, got {level}")
+        s = torch.full((x_cond.shape[0],), level, dtype=torch.long, device=x_cond.device)
+        cond = augment_condition.unchecked(x_cond, s, schedule, noise_like(x_cond, generator))
+
+    def eps_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if s is None:
+            return model(x_t, t, x_cond=cond)
+        return model(x_t, t, x_cond=cond, aug_level=s.to(x_t.dtype))
+
+    return eps_model
+
+
+@checked(x=_IN_RANGE)
+def masked_condition(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The condition of a mask-conditioned inpainting model: ``cat([m * x + (1 - m) * 0, m])``.
+
+    ``x (B, C, H, W)`` in ``[-1, 1]``, ``mask`` of 0/1 (1 = known) broadcasting to it; returns
+    ``(B, C + 1, H, W)`` (the hidden pixels read 0, the mask tells 0 from a known mid-grey).
+    """
+    from .samplers.inpainting import check_mask
+
+    m = check_mask(mask, "mask", x)
+    m1 = m.expand_as(x)[:, :1]
+    return torch.cat([m * x, m1], dim=1)
+
+
+@checked(x=_IN_RANGE)
+def to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma ``0.299 R + 0.587 G + 0.114 B``: ``(B, 3, H, W) -> (B, 1, H, W)``."""
+    if x.shape[1] != 3:
+        raise ValueError(f"x must have 3 channels (RGB), got shape {tuple(x.shape)}")
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
+    return (x * w.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)

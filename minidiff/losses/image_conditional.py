@@ -1,0 +1,107 @@
+"""Objectives of the image-conditioned models of chapter 14 (super-resolution, cascades, masks).
+
+    conditional eps (SR3, Saharia et al. 2021):
+        E || eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t, x_cond') ||²
+        x_cond' = x_cond, or with noise-conditioning augmentation (CDM, Ho et al. 2021)
+        x_cond' = sqrt(ab_s) x_cond + sqrt(1 - ab_s) eps_s,  s ~ U{0..max_aug_level}, s given
+        to the network as ``aug_level``                                  -> image_conditional_loss
+    regression (the posterior mean E[x_0 | x_cond], the blurry baseline):
+        E || x_0 - f_theta(x_cond) ||²                                   -> regression_loss
+
+The network is a :class:`minidiff.nn.UNet` with ``cond_channels`` (and ``aug_embedding`` for the
+augmented model). Shapes: ``x0: (B, C, S, S)``, ``x_cond: (B, C_cond, S, S)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._validation import Check, FloatTensor, Rng, check_positive_int, checked
+from ..diffusion import q_sample
+from ..image_conditioning import aug_levels, augment_condition
+from ..schedules import NoiseSchedule
+from ..tensors import noise_like
+from .simple import sample_timesteps
+
+__all__ = ["image_conditional_loss", "regression_loss"]
+
+
+def _image_model(model: object, name: str) -> Any:
+    config = getattr(model, "config", None)
+    if not callable(model) or not getattr(config, "cond_channels", 0):
+        raise TypeError(
+            f"{name} must be a UNet built with UNetConfig(cond_channels=...), got "
+            f"{type(model).__name__}"
+        )
+    return model
+
+
+def _level_for(value: object, name: str, model: Any, schedule: NoiseSchedule) -> int:
+    level = check_positive_int(value, name, minimum=0)
+    if level > schedule.T:
+        raise ValueError(f"{name} must be in 0..T={schedule.T}, got {level}")
+    if level and not model.config.aug_embedding:
+        raise ValueError(
+            f"{name}={level} needs a model that is told the level: build it with "
+            "UNetConfig(aug_embedding=True)"
+        )
+    return level
+
+
+@checked(
+    model=Check(_image_model),
+    x0=FloatTensor(dim=4, nonempty=True, finite=True),
+    x_cond=FloatTensor(dim=4, finite=True),
+    schedule=NoiseSchedule,
+    max_aug_level=Check(_level_for, uses=("model", "schedule")),
+    generator=Rng,
+)
+def image_conditional_loss(
+    model: Any,
+    x0: Tensor,
+    x_cond: Tensor,
+    schedule: NoiseSchedule,
+    *,
+    max_aug_level: int = 0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``mean ||eps - eps_theta(x_t, t, x_cond')||²``, ``x_cond'`` augmented at ``s <= s_max``.
+
+    ``s_max = max_aug_level`` (0: the plain SR3 loss).
+
+    Random numbers in this order: ``t ~ U{1..T}``, ``eps``; then, for a model with
+    ``aug_embedding``, ``s ~ U{0..max_aug_level}`` and the augmentation noise (a model with
+    ``aug_embedding`` always gets its ``aug_level``, 0 when ``max_aug_level = 0``).
+    """
+    B = x0.shape[0]
+    if x_cond.shape[0] != B or x_cond.shape[2:] != x0.shape[2:]:
+        raise ValueError(
+            f"x_cond must have x0's batch and size (B={B}, {x0.shape[2]}x{x0.shape[3]}), got "
+            f"{tuple(x_cond.shape)} — upsample the low-resolution image to x0's size first"
+        )
+    t = sample_timesteps.unchecked(B, schedule.T, generator, x0.device)
+    noise = noise_like(x0, generator)
+    x_t = q_sample.unchecked(x0, t, schedule, noise)
+    if not model.config.aug_embedding:
+        return ((noise - model(x_t, t, x_cond=x_cond)) ** 2).mean()
+    s = aug_levels.unchecked(B, max_aug_level, schedule, generator, x0.device)
+    cond = augment_condition.unchecked(x_cond, s, schedule, noise_like(x_cond, generator))
+    return ((noise - model(x_t, t, x_cond=cond, aug_level=s.to(x0.dtype))) ** 2).mean()
+
+
+@checked(x0=FloatTensor(dim=4, nonempty=True, finite=True), x_cond=FloatTensor(dim=4, finite=True))
+def regression_loss(model: Any, x0: Tensor, x_cond: Tensor) -> Tensor:
+    """``mean ||x_0 - f(x_cond)||²``: its minimiser is the posterior mean ``E[x_0 | x_cond]``.
+
+    ``model`` is any network ``x_cond (B, C_cond, S, S) -> (B, C, S, S)``, e.g.
+    ``lambda x: unet(x, ones)`` (a U-Net with its time input held at 1).
+    """
+    pred = model(x_cond)
+    if pred.shape != x0.shape:
+        raise ValueError(
+            f"model(x_cond) must have x0's shape {tuple(x0.shape)}, got {tuple(pred.shape)}"
+        )
+    return ((x0 - pred) ** 2).mean()

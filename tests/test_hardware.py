@@ -1,0 +1,156 @@
+"""Chapter 12's decisions for the machine that trains, tested on the CPU by forcing the GPU's
+answers (``torch.cuda.is_available``, the card's name, its bf16 support) with monkeypatch: the
+device's name, bf16 or the float32 fallback, the card's peak and MFU, the CIFAR-10 download or a
+clearly named fallback, and where the Inception weights are looked for."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from minidiff import hardware, linear_schedule, simple_loss
+from minidiff.data import load_cifar10_or_fallback
+from minidiff.metrics import fid
+from minidiff.nn import UNet
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _fake_gpu(monkeypatch: pytest.MonkeyPatch, name: str, bf16: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+
+
+def test_the_device_is_named_by_what_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert hardware.device_label("cpu") == "cpu"  # never a GPU's name on a CPU
+    _fake_gpu(monkeypatch, "NVIDIA H100 80GB HBM3", True)
+    assert hardware.device_label("cuda") == "cuda (NVIDIA H100 80GB HBM3)"
+    assert hardware.device_label("cpu") == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("name", "bf16", "expected"),
+    [
+        ("NVIDIA A100-SXM4-80GB", True, True),
+        ("Tesla T4", False, False),
+        ("Tesla V100", False, False),
+    ],
+)
+def test_bf16_where_the_card_has_it_float32_where_it_does_not(
+    monkeypatch: pytest.MonkeyPatch, name: str, bf16: bool, expected: bool
+) -> None:
+    _fake_gpu(monkeypatch, name, bf16)
+    choice = hardware.choose_bf16("cuda")
+    assert choice.bf16 is expected and name in choice.reason
+    if not expected:
+        assert "falls back to float32" in choice.reason
+    assert hardware.choose_bf16("cpu").bf16 is False
+
+
+@pytest.mark.parametrize(
+    ("name", "precision", "peak"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bf16", 989.0),
+        ("NVIDIA H100 PCIe", "bf16", 756.0),
+        ("NVIDIA A100-SXM4-40GB", "bf16", 312.0),  # not the A10's 125
+        ("NVIDIA A10", "bf16", 125.0),
+        ("NVIDIA A10G", "bf16", None),  # a card whose peak is not published: unknown, not a guess
+        ("NVIDIA L40S", "bf16", 362.0),
+        ("NVIDIA L4", "bf16", 121.0),
+        ("NVIDIA GeForce RTX 4090", "bf16", 165.2),
+        ("Tesla T4", "bf16", None),
+        ("Tesla T4", "fp32", 8.1),
+        ("AMD Instinct MI300X", "bf16", None),
+    ],
+)
+def test_peaks_of_common_cards_and_none_for_the_unknown(
+    name: str, precision: str, peak: float | None
+) -> None:
+    assert hardware.peak_tflops(name, precision) == peak
+
+
+def test_mfu_from_measured_throughput() -> None:
+    # 1000 images/s at 37.3 GFLOP per training image on a 989 TFLOP/s card: 3.8 %
+    assert hardware.mfu(1000.0, 37.3e9, 989e12) == pytest.approx(0.0377, abs=1e-4)
+    assert hardware.mfu(1000.0, 37.3e9, None) is None
+    with pytest.raises(ValueError, match="peak"):
+        hardware.mfu(1000.0, 37.3e9, 0.0)
+    with pytest.raises(ValueError, match="precision"):
+        hardware.peak_tflops("NVIDIA L4", "fp8")
+
+
+def test_the_timing_runs_on_the_device_it_is_given() -> None:
+    # The step time comes from the model on the batch's device (chapter 12 used to time the CPU
+    # and label it with the GPU's name).
+    model = UNet("tiny")
+    batch = torch.rand(4, 1, 8, 8) * 2 - 1
+    sched = linear_schedule(100)
+    t = hardware.time_train_step(
+        model, lambda m, b: simple_loss(m, b, sched), batch, steps=2, warmup=1
+    )
+    assert t.seconds_per_step > 0 and t.images_per_s == pytest.approx(4 / t.seconds_per_step)
+    with pytest.raises(ValueError, match="steps"):
+        hardware.time_train_step(model, lambda m, b: simple_loss(m, b, sched), batch, steps=0)
+
+
+def test_forward_flops_of_the_ddpm_network() -> None:
+    flops = hardware.forward_flops(UNet("ddpm_cifar10"), (3, 32, 32), "cpu")
+    assert abs(flops / 1e9 - 12.44) < 0.05  # 12.44 GFLOP per forward pass, as diffusers' twin
+
+
+# ------------------------------------------------------------------------ the data of a GPU run
+
+
+def test_cifar10_when_it_can_be_had_else_the_fallback_and_why(tmp_path: Path) -> None:
+    from test_cifar10 import _make_archive
+
+    src = tmp_path / "server.tar.gz"
+    _make_archive(src)
+    import hashlib
+
+    md5 = hashlib.md5(src.read_bytes()).hexdigest()
+
+    def fallback() -> torch.Tensor:
+        return torch.zeros(3, 3, 32, 32)
+
+    images, why = load_cifar10_or_fallback(
+        fallback, tmp_path / "a", md5=md5, opener=lambda url: io.BytesIO(src.read_bytes()),
+        progress=False,
+    )  # fmt: skip
+    assert why is None and images.shape == (20, 3, 32, 32)
+
+    def offline(url: str) -> Any:
+        raise OSError("Temporary failure in name resolution")
+
+    images, why = load_cifar10_or_fallback(fallback, tmp_path / "b", opener=offline)
+    assert images.shape == (3, 3, 32, 32) and why is not None
+    assert "could not be downloaded" in why and "cifar-10-python.tar.gz" in why
+    images, why = load_cifar10_or_fallback(fallback, tmp_path / "c", download=False)
+    assert why is not None and "download=False" in why
+    with pytest.raises(TypeError, match="fallback"):
+        load_cifar10_or_fallback(torch.zeros(3))  # type: ignore[arg-type]
+
+
+def test_inception_weights_are_found_where_the_message_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MINIDIFF_DATA", str(tmp_path))
+    monkeypatch.delenv(fid.INCEPTION_WEIGHTS_ENV, raising=False)
+    assert fid.find_inception_weights() is None
+    with pytest.raises(FileNotFoundError) as info:
+        fid.inception_features(torch.zeros(2, 3, 8, 8))
+    assert fid.INCEPTION_WEIGHTS_URL in str(info.value)
+    assert str(tmp_path / "weights-inception-2015-12-05-6726825d.pth") in str(info.value)
+    fid.default_inception_weights().write_bytes(b"")
+    assert fid.find_inception_weights() == tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    monkeypatch.setenv(fid.INCEPTION_WEIGHTS_ENV, str(tmp_path / "typo.pth"))
+    with pytest.raises(FileNotFoundError, match="typo.pth"):
+        fid.find_inception_weights()  # a named file that is missing does not fall back

@@ -1,0 +1,159 @@
+"""Chapter 14: conditioning on an image (SR, cascades' augmentation, masks) and its measures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from minidiff import linear_schedule, q_sample
+from minidiff.image_conditioning import (
+    aug_levels,
+    augment_condition,
+    condition_on,
+    downsample,
+    masked_condition,
+    to_grayscale,
+    upsample,
+)
+from minidiff.losses import sample_timesteps
+from minidiff.losses.image_conditional import image_conditional_loss, regression_loss
+from minidiff.metrics.restoration import highband_spectrum_distance, psnr, seam_jump
+from minidiff.nn.unet import UNet, UNetConfig
+from minidiff.tensors import noise_like
+
+SCHED = linear_schedule(50, 1e-3, 0.2)
+
+
+def _g(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _unet(aug: bool = False, cond: int = 1) -> UNet:
+    torch.manual_seed(0)
+    return UNet(
+        UNetConfig(
+            image_size=8,
+            in_channels=1,
+            base_channels=8,
+            channel_mult=(1, 2),
+            num_res_blocks=1,
+            attn_resolutions=(),
+            dropout=0.0,
+            groups=4,
+            cond_channels=cond,
+            aug_embedding=aug,
+        )
+    )
+
+
+def _imgs(b: int = 4, s: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.rand(b, 1, s, s, generator=_g(seed)) * 2 - 1
+
+
+def test_down_and_upsampling():
+    x = _imgs(2, 4)
+    assert torch.equal(downsample(upsample(x, 8, "nearest"), 2), x)
+    up = upsample(x, 16)
+    assert up.shape == (2, 1, 16, 16) and up.abs().max() <= 1
+    with pytest.raises(ValueError, match="multiple of x_low's size 4"):
+        upsample(x, 6)
+    with pytest.raises(ValueError, match="factor=3 must divide"):
+        downsample(x, 3)
+    with pytest.raises(ValueError, match="mode"):
+        upsample(x, 8, "lanczos")
+
+
+def test_augment_condition_is_the_forward_process_on_the_condition():
+    x, e = _imgs(), torch.randn(4, 1, 8, 8)
+    s = torch.tensor([0, 1, 10, 50])
+    out = augment_condition(x, s, SCHED, noise=e)
+    assert torch.equal(out[0], x[0])  # level 0: untouched
+    assert torch.allclose(out[1:], q_sample(x[1:], s[1:], SCHED, noise=e[1:]), atol=1e-6)
+    levels = aug_levels(4000, 7, SCHED, _g())
+    assert levels.min() == 0 and levels.max() == 7
+    assert abs(levels.float().mean().item() - 3.5) < 0.15  # uniform on 0..7
+    with pytest.raises(ValueError, match="0..T=50"):
+        augment_condition(x, 51, SCHED)
+    with pytest.raises(TypeError, match="integer tensor"):
+        augment_condition(x, torch.zeros(4), SCHED)
+
+
+def test_image_conditional_loss_matches_its_formula():
+    model = _unet(aug=True)
+    x0, cond = _imgs(), _imgs(seed=1)
+    loss = image_conditional_loss(model, x0, cond, SCHED, max_aug_level=10, generator=_g(4))
+    g = _g(4)  # the same draws in the documented order: t, eps, s, the augmentation noise
+    t = sample_timesteps(4, SCHED.T, g)
+    e = noise_like(x0, g)
+    s = aug_levels(4, 10, SCHED, g)
+    c = augment_condition(cond, s, SCHED, noise=noise_like(cond, g))
+    want = (e - model(q_sample(x0, t, SCHED, noise=e), t, x_cond=c, aug_level=s.float())) ** 2
+    assert torch.allclose(loss, want.mean())
+    loss.backward()
+    assert model.conv_in.weight.grad is not None
+
+
+def test_loss_and_condition_errors():
+    plain, x0 = _unet(), _imgs()
+    with pytest.raises(ValueError, match="aug_embedding=True"):
+        image_conditional_loss(plain, x0, x0, SCHED, max_aug_level=3)
+    with pytest.raises(ValueError, match="upsample"):
+        image_conditional_loss(plain, x0, _imgs(4, 4), SCHED)
+    with pytest.raises(TypeError, match="cond_channels"):
+        image_conditional_loss(_unet(cond=0), x0, x0, SCHED)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        condition_on(plain, x0 * 3)
+    with pytest.raises(ValueError, match="upsample a low-resolution"):
+        condition_on(plain, _imgs(4, 4))
+    with pytest.raises(ValueError, match="without noise-conditioning"):
+        condition_on(plain, x0, SCHED, aug_level=5)
+    with pytest.raises(ValueError, match="aug_level must be in 0..T=50"):
+        condition_on(_unet(aug=True), x0, SCHED, aug_level=80)
+    with pytest.raises(ValueError, match="x0's shape"):
+        regression_loss(lambda c: c[:, :, :4], x0, x0)
+
+
+def test_condition_on_gives_an_eps_model():
+    model, cond, x = _unet(aug=True), _imgs(seed=2), _imgs(seed=3)
+    t = torch.full((4,), 7)
+    eps = condition_on(model, cond, SCHED, aug_level=5, generator=_g(9))
+    c = augment_condition(cond, 5, SCHED, generator=_g(9))
+    assert torch.allclose(eps(x, t), model(x, t, x_cond=c, aug_level=torch.full((4,), 5.0)))
+    plain = _unet()
+    assert torch.equal(condition_on(plain, cond)(x, t), plain(x, t, x_cond=cond))
+
+
+def test_masked_condition_and_grayscale():
+    x = _imgs(2)
+    m = torch.zeros(1, 1, 8, 8)
+    m[..., :4] = 1
+    c = masked_condition(x, m)
+    assert c.shape == (2, 2, 8, 8) and torch.equal(c[:, 1:], m.expand(2, 1, 8, 8))
+    assert torch.equal(c[:, :1, :, 4:], torch.zeros(2, 1, 8, 4))
+    rgb = torch.rand(2, 3, 4, 4) * 2 - 1
+    assert torch.allclose(
+        to_grayscale(rgb.mean(1, keepdim=True).expand(2, 3, 4, 4)), rgb.mean(1, keepdim=True)
+    )
+    with pytest.raises(ValueError, match="3 channels"):
+        to_grayscale(x)
+
+
+def test_measures():
+    x = _imgs(3)
+    assert torch.allclose(
+        psnr(x + 0.1, x),
+        torch.full((3,), 10 * torch.log10(torch.tensor(400.0)).item(), dtype=torch.float64),
+    )
+    assert highband_spectrum_distance(x, x) == 0.0
+    white = torch.randn(64, 1, 8, 8, generator=_g(5)) * 0.5
+    blur = upsample(downsample(white, 2), 8, "bilinear")
+    assert highband_spectrum_distance(blur, white) > 3.0  # blur lacks the top octave
+    m = torch.zeros(1, 1, 8, 8)
+    m[..., :4] = 1
+    step = torch.zeros(1, 1, 8, 8)
+    step[..., 4:] = 0.6
+    assert torch.allclose(seam_jump(step, m), torch.tensor([0.6], dtype=torch.float64))
+    with pytest.raises(ValueError, match="edge"):
+        seam_jump(step, torch.ones(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="same image shape"):
+        highband_spectrum_distance(x, _imgs(2, 4))

@@ -1,0 +1,118 @@
+"""Bad input to training (``minidiff.training``): one table of wrong arguments.
+
+The machinery (kinds of bad value, the exception policy, the three tests) is in
+``tests/_bad_inputs.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from _bad_inputs import (
+    CKPT,
+    INF,
+    NAN,
+    Fn,
+    Lin,
+    X,
+    bad_callable,
+    bad_device,
+    bad_generator,
+    bad_int,
+    bad_number,
+    eps_model,
+    loss_fn,
+    table_tests,
+    with_value,
+)
+
+import minidiff as md
+
+FNS: list[Fn] = [
+    Fn(
+        "train",
+        lambda **kw: md.train(Lin(), loss_fn, X, progress=False, **kw),
+        {
+            "steps": 1,
+            "batch_size": 2,
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+            "ema_decay": 0.9,
+            "grad_clip": 1.0,
+            "warmup_steps": 0,
+            "generator": None,
+            "seed": 0,
+            "device": "cpu",
+            "checkpoint_every": None,
+        },
+        {
+            "steps": bad_int(),
+            "batch_size": bad_int(),
+            "lr": bad_number(),
+            "weight_decay": bad_number(),
+            "ema_decay": bad_number() + [("one", 1.0)],
+            "grad_clip": bad_number(optional=True),
+            "warmup_steps": bad_int(minimum=0),
+            "generator": bad_generator(),
+            "seed": bad_int(minimum=0),
+            "device": bad_device(),
+            "checkpoint_every": bad_int(optional=True),
+            "checkpoint_path": [
+                ("int", 3),
+                ("empty", ""),
+                ("bytes", b"x.pt"),
+                ("directory", "."),
+                ("below-a-file", __file__ + "/ckpt.pt"),
+            ],
+        },
+    ),
+    Fn(
+        "train(model, loss_fn, data)",
+        lambda **kw: md.train(**{"steps": 1, "batch_size": 2, "progress": False, **kw}),
+        {"model": Lin(), "loss_fn": loss_fn, "data": X},
+        {
+            "model": [("None", None), ("function", eps_model)],
+            "loss_fn": bad_callable(),
+            "data": [
+                ("None", None),
+                ("str", "moons"),
+                ("nan", with_value(X, NAN)),
+                ("inf", with_value(X, INF)),
+                ("empty", torch.zeros(0, 2)),
+            ],
+        },
+    ),
+    Fn(
+        "EMA",
+        md.EMA,
+        {"model": Lin(), "decay": 0.9},
+        {"model": [("None", None), ("str", "model")], "decay": bad_number() + [("one", 1.0)]},
+        names={"decay": "decay"},
+    ),
+    Fn(
+        "save_checkpoint",
+        lambda path: md.save_checkpoint(path, step=1),
+        {"path": CKPT},
+        {
+            "path": [
+                ("int", 3),
+                ("None", None),
+                ("directory", str(Path(CKPT).parent)),
+                ("below-a-file", __file__ + "/ckpt.pt"),
+            ]
+        },
+    ),
+    Fn(
+        "load_checkpoint",
+        md.load_checkpoint,
+        {"path": CKPT},
+        {"path": [("int", 3), ("None", None), ("directory", str(Path(CKPT).parent))]},
+    ),
+]
+
+(
+    test_good_call_of_each_table_entry_runs,
+    test_bad_argument_raises_clear_error,
+    test_the_policy_table_names_only_cases_of_the_table,
+) = table_tests(FNS)
