@@ -23,8 +23,8 @@ All on scikit-learn's digits, split once into halves A (train the models and the
    queries of B: judge rate for the query's class, precision/recall, and memorisation as
    nearest-training-image distances against B's own.
 
-    .venv/bin/python bench/conditioning.py                # the full run (about 15 CPU-minutes)
-    .venv/bin/python bench/conditioning.py --quick        # smoke run (a minute)
+    .venv/bin/python bench/conditioning.py                # full run: longer than the notebook
+    .venv/bin/python bench/conditioning.py --quick        # smoke run (about 20 CPU-seconds)
     .venv/bin/python bench/conditioning.py --parts cfg latent --out /tmp/ch13
 
 Prints Markdown tables; ``--out DIR`` writes ``results.json``. Exit status 0 when every bar of the

@@ -62,6 +62,7 @@ from minidiff.losses import sample_timesteps  # noqa: E402
 from minidiff.metrics import precision_recall_with_floor  # noqa: E402
 from minidiff.nn import TimeMLP  # noqa: E402
 from minidiff.paths import RectifiedFlowPath, mixture_predictor  # noqa: E402
+from minidiff.samplers import trajectory  # noqa: E402
 from minidiff.samplers.flow import flow_sample, flow_time_grid, straightness  # noqa: E402
 from minidiff.training import train  # noqa: E402
 
@@ -157,7 +158,7 @@ def quality(
 
 def part_a(
     a: argparse.Namespace, nfes: list[int]
-) -> tuple[list[dict[str, object]], dict[str, torch.nn.Module]]:
+) -> tuple[list[dict[str, object]], dict[str, tuple[torch.nn.Module, dict[str, float]]]]:
     rows, keep = [], {}
     loss = losses()
     for i, toy in enumerate(a.toys):
@@ -188,7 +189,7 @@ def part_a(
                 }
             )
             if toy == "8gaussians" and kind == "FM uniform":
-                keep["FM uniform"] = model
+                keep["FM uniform"] = (model, timing)  # part B reuses it, with its training cost
             print(
                 f"{toy:12s} {kind:16s} {timing['steps']:5d} steps {timing['cpu_s']:5.1f} CPU-s; "
                 f"NFE needed: {rows[-1]['nfe_needed']}",
@@ -197,7 +198,9 @@ def part_a(
     return rows, keep
 
 
-def part_b(a: argparse.Namespace, fm_model: torch.nn.Module | None) -> list[dict[str, object]]:
+def part_b(
+    a: argparse.Namespace, fm: tuple[torch.nn.Module, dict[str, float]] | None
+) -> list[dict[str, object]]:
     toy, gmm, path = "8gaussians", GaussianMixture.eight_gaussians(), RectifiedFlowPath()
     data = lambda m, g: toy_dataset(toy, m, g)  # noqa: E731
     loss = losses()
@@ -205,10 +208,11 @@ def part_b(a: argparse.Namespace, fm_model: torch.nn.Module | None) -> list[dict
         "exact velocity": mixture_predictor(gmm, path)
     }
     cost: dict[str, dict[str, float]] = {"exact velocity": {}}
-    if fm_model is None:
-        fm_model, cost["FM uniform"] = budgeted(
+    if fm is None:
+        fm = budgeted(
             lambda: make_model(True), loss["FM uniform"], data, a.cpu_seconds, a.seed, a.steps
         )
+    fm_model, cost["FM uniform"] = fm
     models["FM uniform"] = fm_model.eval()
     ot, cost["FM + OT"] = budgeted(
         lambda: make_model(True), loss["FM + OT"], data, a.cpu_seconds, a.seed + 1, a.steps
@@ -241,7 +245,7 @@ def part_b(a: argparse.Namespace, fm_model: torch.nn.Module | None) -> list[dict
     ).float()
     for name, model in models.items():
         ref = flow_sample(model, x_T=noise, steps=100, method="heun")
-        _, traj = flow_sample(model, x_T=noise, ts=fine, return_trajectory=True)
+        traj = trajectory(flow_sample, model, x_T=noise, ts=fine)
         row: dict[str, object] = {
             "model": name,
             **cost.get(name, {}),

@@ -3,7 +3,7 @@
     python bench/likelihood_ode.py [--n-test 2000] [--train-steps 2500] [--seed 0]
 
 Data: ``GaussianMixture.default_2d()``; VP-SDE (beta 0.1 … 20). For each row the mean ODE
-log-likelihood (exact divergence, Heun or RK4, PF-ODE from ``t = sde.eps`` to 1) over the test
+log-likelihood (exact divergence, Heun or RK4, PF-ODE from ``t = sde.t_min`` to 1) over the test
 points is compared with the true mean log-density ``mean log p(x)`` of the same points.
 
 Targets (Issue 3): the exact score within 0.02 nats; a continuous-time eps network

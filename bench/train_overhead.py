@@ -15,11 +15,13 @@ reference.
 
     .venv/bin/python bench/train_overhead.py                 # ~1 min
     .venv/bin/python bench/train_overhead.py --rounds 10 --steps 300
+    .venv/bin/python bench/train_overhead.py --against ../older-checkout   # old vs new train()
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -27,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -68,7 +71,20 @@ def bare_loop(args: argparse.Namespace, optimizer_kind: str) -> Timing:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def train_loop(args: argparse.Namespace) -> Timing:
+def load_checkout(repo: str, alias: str) -> ModuleType:
+    """Import ``repo/minidiff`` under another package name (its imports are relative)."""
+    root = Path(repo).resolve() / "minidiff"
+    spec = importlib.util.spec_from_file_location(
+        alias, root / "__init__.py", submodule_search_locations=[str(root)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_loop(args: argparse.Namespace, train_fn: Callable[..., object] = train) -> Timing:
     schedule = linear_schedule(1000)
     model = make_model(args)
 
@@ -79,7 +95,7 @@ def train_loop(args: argparse.Namespace) -> Timing:
         return toy_dataset(args.dataset, n, g)
 
     w0, c0 = time.perf_counter(), time.process_time()
-    train(
+    train_fn(
         model,
         loss_fn,
         data,
@@ -108,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="moons")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--progress", action="store_true", help="train() with its progress bar")
+    p.add_argument(
+        "--against",
+        default=None,
+        help="another checkout whose train() is timed beside this one's (e.g. an older main)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -116,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         "train": lambda: train_loop(args),
         "bare_default_adamw": lambda: bare_loop(args, "default"),
     }
+    if args.against:
+        other = load_checkout(args.against, "minidiff_against")
+        runs["train_against"] = lambda: train_loop(args, other.train)
     for fn in runs.values():  # warm-up: allocator, kernels, imports
         fn()
     results: dict[str, list[Timing]] = {k: [] for k in runs}
@@ -146,14 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     # paired ratios: each train run against the bare run of the same round
     print()
-    for which, label in ((1, "CPU"), (0, "wall")):
-        paired = [
-            t[which] / b[which] for t, b in zip(results["train"], results["bare"], strict=True)
-        ]
-        print(
-            f"train/bare per round ({label}): median "
-            f"{statistics.median(paired):.3f}, min {min(paired):.3f}, max {max(paired):.3f}"
-        )
+    pairs = [("train", "bare")] + [("train", "train_against")] * bool(args.against)
+    for top, bottom in pairs:
+        for which, label in ((1, "CPU"), (0, "wall")):
+            paired = [
+                t[which] / b[which] for t, b in zip(results[top], results[bottom], strict=True)
+            ]
+            print(
+                f"{top}/{bottom} per round ({label}): median {statistics.median(paired):.3f}, "
+                f"min {min(paired):.3f}, max {max(paired):.3f}"
+            )
     return 0
 
 

@@ -14,7 +14,7 @@ keeps this list and ``__all__`` in step):
 - samplers: ``ddpm_step``, ``ddpm_sample``, ``ddim_step``, ``ddim_sample``, ``ddim_invert``,
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
   ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``dpm_solver_sample``,
-  ``get_sampler``, ``available_samplers``, ``register_sampler``
+  ``get_sampler``, ``available_samplers``, ``register_sampler``, ``trajectory``
 - SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
   ``eps_model_from_score_fn``
 - likelihood: ``ode_log_likelihood``, ``bits_per_dim``
@@ -101,6 +101,7 @@ from .samplers import (
     pf_ode_sample,
     predictor_corrector_sample,
     register_sampler,
+    trajectory,
 )
 from .schedules import (
     NoiseSchedule,
@@ -195,6 +196,7 @@ __all__ = [
     "q_step",
     "quadratic_schedule",
     "register_sampler",
+    "trajectory",
     "save_checkpoint",
     "score_fn_from_eps_model",
     "score_fn_from_mixture",

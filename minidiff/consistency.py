@@ -38,7 +38,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._validation import (
     FloatTensor,
@@ -54,8 +53,8 @@ from ._validation import (
 )
 from .diffusion import EpsModel, call_eps_model, q_sample
 from .distillation import PREDICTIONS, convert_prediction
-from .samplers._start import check_start
-from .samplers.dpm_solver import _first_order, _start, _watch, _x0
+from .samplers.dpm_solver import _first_order, _x0
+from .samplers.loop import OnStep, draw_start, run_sampler
 from .samplers.registry import register_sampler
 from .schedules import NoiseSchedule
 from .tensors import noise_like
@@ -286,21 +285,21 @@ def consistency_sample(
     schedule: NoiseSchedule,
     shape: tuple[int, ...] | None = None,
     *,
+    x_T: torch.Tensor | None = None,
     timesteps: Sequence[int] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    on_step: OnStep | None = None,
     progress: bool = False,
-    x_T: torch.Tensor | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1): one call per timestep.
 
     ``x = f(x_T, T)``; then for each ``tau`` in ``timesteps[1:]`` (decreasing, in ``1..T-1``):
     ``x = f(alpha_tau x + sigma_tau z, tau)`` with fresh ``z`` from ``generator``.
     ``timesteps`` defaults to ``[T]`` (one step); its first entry must be ``T``. ``model`` is a
-    :class:`ConsistencyModel` (any ``f(x_t, t)`` callable works). Returns ``x`` or
-    ``(x, [x_T, f after each call])``.
+    :class:`ConsistencyModel` (any ``f(x_t, t)`` callable works). Returns ``x``; ``on_step``
+    sees ``x_T`` and ``f`` after each call.
     """
     check_callable(model, "model", "(x_t, t) -> x0")
     sched = check_instance(schedule, "schedule", NoiseSchedule)
@@ -309,17 +308,16 @@ def consistency_sample(
         raise ValueError(f"timesteps must start at T={sched.T}, got {ts.tolist()}")
     if bool((ts[1:] >= ts[:-1]).any()) or int(ts.min()) < 1:
         raise ValueError(f"timesteps must decrease strictly within 1..T, got {ts.tolist()}")
-    check_start(x_T, shape)
-    x = _start(shape, x_T, generator, device, dtype)
-    traj = [x] if return_trajectory else []
-    with torch.no_grad():
-        for i, tau in enumerate(tqdm(ts.tolist(), desc="consistency", disable=not progress)):
-            tt = torch.full((x.shape[0],), tau, dtype=torch.long, device=x.device)
-            if i > 0:
-                a = math.sqrt(float(sched.alpha_bar[tau]))
-                x = a * x + math.sqrt(1 - a * a) * noise_like(x, generator)
-            x = call_like(model, x, tt, name="model", like="x_T")
-            _watch(x, "consistency_sample", i, len(ts), tau, 0)
-            if return_trajectory:
-                traj.append(x)
-    return (x, traj) if return_trajectory else x
+    x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+
+    def step(x: torch.Tensor, tau: int, _: int) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), tau, dtype=torch.long, device=x.device)
+        if tau < sched.T:  # every call but the first re-noises the last estimate to tau
+            a = math.sqrt(float(sched.alpha_bar[tau]))
+            x = a * x + math.sqrt(1 - a * a) * noise_like(x, generator)
+        return call_like(model, x, tt, name="model", like="x_T")
+
+    times = [(tau, 0) for tau in ts.tolist()]
+    return run_sampler(
+        step, x, times, name="consistency_sample", on_step=on_step, progress=progress
+    )

@@ -12,9 +12,10 @@ midpoint ``t'`` between them, ``z_t = alpha_t x + sigma_t eps``, two teacher DDI
     x̃ = (z_{t''} - (sigma_{t''}/sigma_t) z_t) / (alpha_{t''} - (sigma_{t''}/sigma_t) alpha_t)
 
 and the loss is ``w(lambda_t) ||x̃ - x̂_theta(z_t)||²`` with the *truncated SNR* weight
-``w = max(alpha_t²/sigma_t², 1)`` (the paper's choice, which stays finite at high noise where
-``x̂`` from ``eps`` would not). The network predicts ``v = alpha_t eps - sigma_t x`` (the paper's
-v-parameterisation), ``x`` or ``eps``, converted by :func:`minidiff.paths.convert_with` (the
+``w = max(alpha_t²/sigma_t², 1)`` (the paper's choice: the ε-loss is the SNR weight in x-space,
+which vanishes at high noise, where a few-step student must still be accurate). The network
+predicts ``v = alpha_t eps - sigma_t x`` (the paper's v-parameterisation), ``x`` or ``eps``,
+converted by :func:`minidiff.paths.convert_with` (the
 package's one converter); :func:`prediction_to_eps` turns any of them into an ``eps_model``, so
 the student is sampled with :func:`~minidiff.samplers.ddim.ddim_sample` on ``N`` steps.
 The teacher is *any* ``eps_model``: the exact mixture oracle, a trained network,
@@ -28,9 +29,14 @@ Shapes: ``x0, z_t: (B, ...)``, ``t: (B,)`` long in ``1..T``.
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
+from torch import nn
+from tqdm.auto import tqdm
 
 from ._validation import (
     FloatTensor,
@@ -43,16 +49,20 @@ from ._validation import (
     checked,
 )
 from .diffusion import EpsModel, call_eps_model, q_sample
+from .losses import simple_loss
 from .paths import PathCoefficients, convert_with
 from .samplers.ddim import _ddim_step, ddim_timesteps
 from .schedules import NoiseSchedule
 from .tensors import mean_data_dims, noise_like, pad_like
 
 __all__ = [
+    "DistilledRound",
+    "progressive_distillation",
     "PREDICTIONS",
     "WEIGHTINGS",
     "convert_prediction",
     "prediction_to_eps",
+    "v_prediction_loss",
     "distillation_grid",
     "distillation_target",
     "progressive_distillation_loss",
@@ -115,6 +125,38 @@ def prediction_to_eps(net: Network, schedule: NoiseSchedule, prediction: str = "
         return convert_with(_coefficients(t.long(), schedule), out, z, src=prediction, dst="eps")
 
     return eps
+
+
+@checked(
+    model=Function("(z_t, t) -> v"),
+    x0=FloatTensor(finite=True),
+    schedule=NoiseSchedule,
+    t=Timesteps(of="x0", optional=True),
+    generator=Rng,
+)
+def v_prediction_loss(
+    model: Network,
+    x0: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    t: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``E ||v - v_theta(z_t, t)||²`` with ``v = alpha_t eps - sigma_t x0`` (Salimans & Ho 2022).
+
+    It is ``L_simple`` of the network read as an ε-model (:func:`prediction_to_eps`), weighted by
+    ``1 / alpha_bar_t``: for a v-network ``eps - eps_hat = alpha_t (v - v_hat)``. Same draws as
+    :func:`minidiff.simple_loss` (``t`` uniform unless given, then ``eps``); averaged over the
+    batch and the data dimensions. ``x0: (B, ...)``.
+    """
+    return simple_loss(
+        prediction_to_eps.unchecked(model, schedule, "v"),
+        x0,
+        schedule,
+        t=t,
+        generator=generator,
+        weights=1.0 / schedule.alpha_bar,
+    )
 
 
 @checked(schedule=NoiseSchedule, steps=Int())
@@ -235,3 +277,79 @@ def progressive_distillation_loss(
     x_hat = convert_with(_coefficients(tt, schedule), out, z, src=prediction, dst="x0")
     err = mean_data_dims((target - x_hat) ** 2)
     return (err * _weight(tt, schedule, weighting).to(err.dtype)).mean()
+
+
+class DistilledRound(NamedTuple):
+    """One round of :func:`progressive_distillation`: the student for ``steps`` DDIM steps."""
+
+    steps: int
+    model: nn.Module
+    eps_model: EpsModel
+    cpu_seconds: float
+
+
+@checked(
+    student=nn.Module,
+    teacher=Function("(z_t, t) -> eps"),
+    schedule=NoiseSchedule,
+    teacher_steps=Int(minimum=2),
+    final_steps=Int(),
+    prediction=OneOf(PREDICTIONS),
+)
+def progressive_distillation(
+    student: nn.Module,
+    teacher: EpsModel,
+    schedule: NoiseSchedule,
+    data: Any,
+    *,
+    teacher_steps: int = 256,
+    final_steps: int = 1,
+    train_steps: int | Callable[[int], int] = 200,
+    prediction: str = "v",
+    progress: bool = True,
+    **train_options: Any,
+) -> dict[int, DistilledRound]:
+    """Salimans & Ho's rounds: ``teacher_steps -> teacher_steps/2 -> … -> final_steps``.
+
+    Round ``N`` trains a copy of the previous student (``student`` itself in the first round)
+    with :func:`progressive_distillation_loss` against the previous round's teacher (``teacher``
+    in the first round) through :func:`minidiff.training.train`, for ``train_steps(N)`` optimizer
+    steps (or a fixed number), and takes its EMA weights as the next teacher. ``data`` and
+    ``train_options`` (``batch_size``, ``lr``, ...) go to ``train``; ``teacher_steps`` and
+    ``final_steps`` must be powers of two apart. Returns ``{N: DistilledRound}`` in the order
+    trained; ``cpu_seconds`` counts every round down to ``N``.
+    """
+    ratio = teacher_steps // final_steps
+    if teacher_steps < 2 * final_steps or teacher_steps % final_steps or ratio & (ratio - 1):
+        raise ValueError(
+            "teacher_steps must be final_steps · 2^k with k >= 1, "
+            f"got teacher_steps={teacher_steps} and final_steps={final_steps}"
+        )
+    from .training import train  # the one training loop (imported here: it imports this package)
+
+    per_round = train_steps if callable(train_steps) else (lambda n: int(train_steps))
+    rounds: dict[int, DistilledRound] = {}
+    net = copy.deepcopy(student).requires_grad_(True).train()
+    cpu = 0.0
+    n = teacher_steps // 2
+    bar = tqdm(total=ratio.bit_length() - 1, desc="distillation rounds", disable=not progress)
+    while n >= final_steps:
+        start = time.process_time()
+
+        def loss(
+            m: nn.Module, x0: torch.Tensor, g: torch.Generator, n: int = n, tch: EpsModel = teacher
+        ) -> torch.Tensor:
+            return progressive_distillation_loss(
+                m, tch, x0, schedule, n, prediction=prediction, generator=g
+            )
+
+        result = train(net, loss, data, steps=per_round(n), progress=False, **train_options)
+        done = copy.deepcopy(result.ema.model).eval()
+        cpu += time.process_time() - start
+        teacher = prediction_to_eps(done, schedule, prediction)
+        rounds[n] = DistilledRound(n, done, teacher, cpu)
+        net = copy.deepcopy(done).requires_grad_(True).train()
+        n //= 2
+        bar.update()
+    bar.close()
+    return rounds

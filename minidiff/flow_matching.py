@@ -33,20 +33,18 @@ from ._validation import (
     Device,
     FloatTensor,
     Function,
+    Instance,
     Int,
     Number,
     OneOf,
     Rng,
     call_like,
-    check_instance,
-    check_noise,
-    check_number,
     checked,
 )
-from .paths import KINDS, GaussianPath, RectifiedFlowPath, _check_path
+from .paths import KINDS, GaussianPath, RectifiedFlowPath
 from .sde import _batch_time, check_time
+from .tensors import noise_like
 
-_PATH = Check(_check_path, optional=True)
 _TIME = Check(check_time)
 
 __all__ = [
@@ -117,7 +115,7 @@ def flow_time_density(
     return torch.exp(-0.5 * z**2) / (scale * math.sqrt(2 * math.pi) * t * (1 - t))
 
 
-@checked(x0=FloatTensor(), noise=FloatTensor(like="x0"))
+@checked(x0=FloatTensor(finite=True), noise=FloatTensor(like="x0", finite=True))
 def ot_coupling(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Reorder ``noise`` so that the pairs ``(x0[i], noise[i])`` solve the minibatch OT problem.
 
@@ -134,8 +132,10 @@ def ot_coupling(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 
 @checked(
-    velocity_model=Function("(x_t, t) -> velocity"), x0=FloatTensor(finite=True), path=_PATH,
-    generator=Rng, time_sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0),
+    velocity_model=Function("(x_t, t) -> velocity"), x0=FloatTensor(finite=True),
+    path=Instance(GaussianPath, optional=True),
+    noise=FloatTensor(like="x0", finite=True, optional=True), generator=Rng,
+    time_sampling=OneOf(TIME_SAMPLINGS), loc=Number(), scale=Number(low=0.0),
     power=Number(low=0.0), coupling=OneOf(("independent", "ot")),
 )  # fmt: skip
 def flow_matching_loss(
@@ -176,7 +176,7 @@ def flow_matching_loss(
             power=power,
             device=x0.device,
         )
-    eps = check_noise(noise, x0, "x0", generator)
+    eps = noise if noise is not None else noise_like(x0, generator)
     if coupling == "ot":
         eps = ot_coupling(x0, eps)
     tt = _batch_time(x0, t).to(x0.dtype)
@@ -186,7 +186,7 @@ def flow_matching_loss(
     return err.reshape(err.shape[0], -1).mean(dim=1).mean()
 
 
-@checked(path=Check(_check_path), kind=OneOf(KINDS), density=FloatTensor(min_dim=0, optional=True))
+@checked(path=GaussianPath, kind=OneOf(KINDS), density=FloatTensor(min_dim=0, optional=True))
 def implied_eps_weighting(
     path: GaussianPath,
     t: torch.Tensor | float,
@@ -213,10 +213,10 @@ class ScaledTime(nn.Module):
     ``x: (B, ...)``, ``t: (B,)`` float -> ``net``'s output.
     """
 
+    @checked(net=Instance(nn.Module, "a torch.nn.Module"), scale=Number(low=0.0))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, net: nn.Module, scale: float = 1000.0) -> None:
         super().__init__()
-        self.net = check_instance(net, "net", nn.Module, "a torch.nn.Module")
-        self.scale = check_number(scale, "scale", low=0.0)
+        self.net, self.scale = net, scale
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(x, t * self.scale)

@@ -26,17 +26,20 @@ guidance with weight ``w`` has the score ``∇ log p_t(x) + w (∇ log p_t(x | y
 which is classifier-free guidance with weight ``w - 1`` when both use exact models.
 
 Every wrapper returns an ``eps_model(x_t (B, D), t (B,) long)`` (or a ``score_fn(x, t)``), so every
-sampler of the registry takes it unchanged. Labels are ``0..C-1``; the null label ∅ is ``C``.
+sampler of the registry takes it unchanged. Labels are ``0..C-1``; the null label ∅ is ``C``. The
+number of classes ``C`` is read from the model (its ``num_classes``, as
+:class:`~minidiff.nn.ConditionalTimeMLP` and :class:`~minidiff.nn.NoisyClassifier` have); give
+``num_classes`` for a model without one. A ``num_classes`` that disagrees with the model's is an
+error: with too small a ``C`` the "null" label fed to the model would be one of its real classes.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
-from ._validation import check_labels
+from ._validation import Check, FloatTensor, Function, check_labels, check_number, checked
 from .diffusion import EpsModel
 from .schedules import NoiseSchedule, check_timesteps
 
@@ -58,22 +61,37 @@ Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def check_guidance_weight(w: object, name: str = "w") -> float:
-    """Return ``w`` as a float if it is a finite number ``>= 0``, else raise naming ``name``."""
-    if isinstance(w, bool) or not isinstance(w, (int, float)):
-        raise TypeError(
-            f"{name} must be a number >= 0 (the guidance weight), got {type(w).__name__}"
-        )
-    if not math.isfinite(w) or w < 0:
+    """Return ``w`` as a float if it is a finite number ``>= 0`` (0 = the conditional model, no
+    extra guidance), else raise naming ``name``. NumPy scalars and one-element tensors count."""
+    try:
+        return check_number(w, name, low=0.0, low_open=False)
+    except ValueError:
         raise ValueError(
             f"{name} must be a finite guidance weight >= 0 "
-            f"(0 = the conditional model, no extra guidance), got {w}"
-        )
-    return float(w)
+            f"(0 = the conditional model, no extra guidance), got {w!r}"
+        ) from None
 
 
-def _check_num_classes(num_classes: object) -> int:
+W = Check(check_guidance_weight)
+"""The ``@checked`` spec of a guidance weight ``w``."""
+
+
+def _num_classes(model: object, num_classes: object, name: str = "model") -> int:
+    """``C`` from ``model.num_classes`` and/or the ``num_classes`` argument (they must agree)."""
+    own = getattr(model, "num_classes", None)
+    if num_classes is None:
+        if own is None:
+            raise TypeError(
+                f"num_classes is needed: {name} has no num_classes attribute to read it from"
+            )
+        num_classes = own
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if own is not None and own != num_classes:
+        raise ValueError(
+            f"num_classes={num_classes} disagrees with the {own} classes of {name} "
+            f"({name}.num_classes = {own}; its null label ∅ is {own}); leave num_classes out"
+        )
     return num_classes
 
 
@@ -84,23 +102,34 @@ def _check_y(y: object, C: int) -> None:
     check_labels(y, y.shape[0] if isinstance(y, torch.Tensor) else 1, C)
 
 
+def _labels(y: int | torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    """The labels checked by :func:`_check_y` as a long ``(B,)`` tensor (no host read)."""
+    if isinstance(y, int):
+        return torch.full((x_t.shape[0],), y, dtype=torch.long, device=x_t.device)
+    if y.shape[0] != x_t.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} labels for a batch of {x_t.shape[0]} samples")
+    return y.long().to(x_t.device)
+
+
+@checked(w=W)
 def guidance_scale(w: float) -> float:
     """The ``diffusers`` guidance scale ``gamma = 1 + w`` of the lectures' weight ``w``."""
-    return 1.0 + check_guidance_weight(w)
+    return 1.0 + w
 
 
+@checked(cond=FloatTensor(finite=True), uncond=FloatTensor(like="cond", finite=True), w=W)
 def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, w: float) -> torch.Tensor:
-    """``(1 + w) cond - w uncond`` for ε predictions or scores alike (the combination is linear)."""
-    w = check_guidance_weight(w)
-    if cond.shape != uncond.shape:
-        raise ValueError(
-            f"uncond must have the shape of cond {tuple(cond.shape)}, got {tuple(uncond.shape)}"
-        )
+    """``(1 + w) cond - w uncond`` for ε predictions or scores alike (the combination is linear).
+
+    ``cond, uncond: (B, ...)`` floating, finite (one host read, skipped inside a sampler's loop),
+    ``w`` a finite number ``>= 0``.
+    """
     return cond + w * (cond - uncond)
 
 
+@checked(model=Function("(x_t, t, y) -> eps"), w=W)
 def classifier_free_guidance(
-    model: ConditionalModel, y: int | torch.Tensor, w: float, *, num_classes: int
+    model: ConditionalModel, y: int | torch.Tensor, w: float, *, num_classes: int | None = None
 ) -> EpsModel:
     """Classifier-free guidance: ``eps_model(x_t, t) = (1 + w) eps(x_t, t, y) - w eps(x_t, t, ∅)``.
 
@@ -109,18 +138,16 @@ def classifier_free_guidance(
         y: the class to generate, an int or a long tensor ``(B,)`` (one per sample).
         w: guidance weight ``>= 0``; 0 returns the conditional model (one call per step),
             otherwise conditional and unconditional rows go through the model in one batch.
-        num_classes: ``C``, the number of real classes.
+        num_classes: ``C``, the number of real classes; read from ``model.num_classes`` when
+            left out (required for a model without it; an error when they disagree).
 
     Works unchanged for a conditional *score* model ``score(x, t, y)`` with continuous ``t``.
     """
-    C = _check_num_classes(num_classes)
-    w = check_guidance_weight(w)
-    if not callable(model):
-        raise TypeError(f"model must be callable (x_t, t, y) -> eps, got {type(model).__name__}")
+    C = _num_classes(model, num_classes)
     _check_y(y, C)
 
     def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        yy = check_labels(y, x_t.shape[0], C).to(x_t.device)
+        yy = _labels(y, x_t)
         if w == 0:
             return model(x_t, t, yy)
         both = model(
@@ -132,21 +159,29 @@ def classifier_free_guidance(
     return eps
 
 
+@checked(classifier=Function("(x_t, t) -> logits"), x_t=FloatTensor())
 def classifier_log_prob_grad(
     classifier: Classifier,
     x_t: torch.Tensor,
     t: torch.Tensor,
     y: int | torch.Tensor,
     *,
-    num_classes: int,
+    num_classes: int | None = None,
 ) -> torch.Tensor:
     """``∇_x log f(y | x_t, t)`` with ``log f = log_softmax(classifier(x_t, t))``; shape of ``x_t``.
 
     Autograd runs even inside a sampler's ``torch.no_grad()``. Raises ``ValueError`` if the
-    classifier does not return logits ``(B, num_classes)``.
+    classifier does not return logits ``(B, num_classes)``; ``num_classes`` defaults to
+    ``classifier.num_classes``.
     """
-    C = _check_num_classes(num_classes)
-    yy = check_labels(y, x_t.shape[0], C).to(x_t.device)
+    C = _num_classes(classifier, num_classes, "classifier")
+    return _log_prob_grad(classifier, x_t, t, check_labels(y, x_t.shape[0], C).to(x_t.device), C)
+
+
+def _log_prob_grad(
+    classifier: Classifier, x_t: torch.Tensor, t: torch.Tensor, yy: torch.Tensor, C: int
+) -> torch.Tensor:
+    """:func:`classifier_log_prob_grad` for checked labels ``yy: (B,)`` (the wrappers' step)."""
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
         logits = classifier(x, t)
@@ -169,6 +204,12 @@ def classifier_log_prob_grad(
     return grad.detach()
 
 
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    classifier=Function("(x_t, t) -> logits"),
+    w=W,
+    schedule=NoiseSchedule,
+)
 def classifier_guidance(
     eps_model: EpsModel,
     classifier: Classifier,
@@ -176,20 +217,15 @@ def classifier_guidance(
     w: float,
     schedule: NoiseSchedule,
     *,
-    num_classes: int,
+    num_classes: int | None = None,
 ) -> EpsModel:
     """Classifier guidance: ``eps_model(x_t, t) = eps - sqrt(1 - ab_t) w ∇ log f(y | x_t, t)``.
 
     ``eps_model(x_t, t)`` is the unconditional model, ``classifier(x_t, t)`` a noisy classifier
-    returning logits ``(B, num_classes)``, ``y`` an int or ``(B,)`` long, ``w >= 0``.
+    returning logits ``(B, C)``, ``y`` an int or ``(B,)`` long, ``w >= 0``; ``num_classes``
+    defaults to ``classifier.num_classes``.
     """
-    C = _check_num_classes(num_classes)
-    w = check_guidance_weight(w)
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    for name, fn in (("eps_model", eps_model), ("classifier", classifier)):
-        if not callable(fn):
-            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    C = _num_classes(classifier, num_classes, "classifier")
     _check_y(y, C)
 
     def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -197,35 +233,31 @@ def classifier_guidance(
         out = eps_model(x_t, t)
         if w == 0:
             return out
-        grad = classifier_log_prob_grad(classifier, x_t, t, y, num_classes=C)
+        grad = _log_prob_grad(classifier, x_t, t, _labels(y, x_t), C)
         sigma = schedule.gather(schedule.sqrt_one_minus_alpha_bar, tt, x_t.dim(), like=x_t)
         return out - sigma * w * grad
 
     return eps
 
 
+@checked(score_fn=Function("(x, t) -> score"), classifier=Function("(x_t, t) -> logits"), w=W)
 def classifier_guidance_score(
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     classifier: Classifier,
     y: int | torch.Tensor,
     w: float,
     *,
-    num_classes: int,
+    num_classes: int | None = None,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Classifier guidance in score form: ``score(x, t) + w ∇ log f(y | x, t)``.
 
     For any time variable, the SDE samplers' continuous ``t`` included.
     """
-    C = _check_num_classes(num_classes)
-    w = check_guidance_weight(w)
+    C = _num_classes(classifier, num_classes, "classifier")
     _check_y(y, C)
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = score_fn(x, t)
-        return (
-            out
-            if w == 0
-            else out + w * classifier_log_prob_grad(classifier, x, t, y, num_classes=C)
-        )
+        return out if w == 0 else out + w * _log_prob_grad(classifier, x, t, _labels(y, x), C)
 
     return score

@@ -2,9 +2,9 @@
 
 Along a solution of the PF-ODE ``dx/dt = F(x, t) = f(x, t) - ½ g(t)² ∇log p_t(x)`` the
 instantaneous change of variables (Chen et al. 2018, "Neural ODEs", Thm. 1) gives
-``d log p_t(x(t)) / dt = -div F(x(t), t)``, so, integrating from ``t_0 = eps`` to 1,
+``d log p_t(x(t)) / dt = -div F(x(t), t)``, so, integrating from a small ``t_start`` to 1,
 
-    log p_0(x) ≈ log p_{eps}(x(eps)) = log p_1(x(1)) + ∫_eps^1 div F(x(t), t) dt
+    log p_0(x) ≈ log p_{t_start}(x(t_start)) = log p_1(x(1)) + ∫_{t_start}^1 div F(x(t), t) dt
 
 (Song et al. 2021, Appx. D.2), with ``p_1`` replaced by the prior. One ODE solve carries the
 augmented state ``(x, ∫ div F)``. The divergence is exact (``D`` backward passes, fine in 2D)
@@ -14,7 +14,7 @@ integral is unbiased because the path ``x(t)`` does not depend on the probes (ex
 integral commute); the probes are drawn once and kept along the trajectory so that the augmented
 ODE is deterministic (a solver's several evaluations per step see the same integrand).
 
-The integration starts at ``t_start`` (default ``sde.eps``), so strictly the result is
+The integration starts at ``t_start`` (default ``sde.t_min``), so strictly the result is
 ``log p_{t_start}(x)``, the log-density of the data after noising to ``t_start``; chapter 7 measures
 the gap to ``log p_0`` for the default start.
 
@@ -29,16 +29,19 @@ import math
 import torch
 
 from ._validation import (
-    check_callable,
-    check_choice,
+    Check,
+    FloatTensor,
+    Function,
+    Int,
+    Number,
+    OneOf,
+    Rng,
     check_finite,
-    check_generator,
-    check_number,
-    check_positive_int,
-    check_tensor,
+    checked,
 )
 from .samplers.sde_solvers import ode_solve, time_grid
-from .sde import SDE, ScoreFn
+from .sde import SDE, SDE_ARG, ScoreFn
+from .tensors import standard_normal
 
 __all__ = [
     "DIVERGENCES",
@@ -85,6 +88,18 @@ def divergence(
     return est / probes.shape[0]
 
 
+@checked(
+    score_fn=Function("(x, t) -> score"),
+    sde=SDE_ARG,
+    x=FloatTensor(finite=True),
+    steps=Int(),
+    method=OneOf(("heun", "rk4", "euler")),
+    divergence=OneOf(DIVERGENCES),
+    n_probes=Int(),
+    probe=OneOf(PROBES),
+    generator=Rng,
+    t_start=Number(low=0.0, high=1.0, low_open=False, optional=True),
+)
 def ode_log_likelihood(
     score_fn: ScoreFn,
     sde: SDE,
@@ -106,7 +121,7 @@ def ode_log_likelihood(
         sde: the forward SDE (``sde.reverse(score_fn, probability_flow=True)`` is integrated).
         x: data ``(N, ...)``; the ODE runs in ``x``'s dtype (pass float64 for tight checks).
         steps: ODE steps from ``t_start`` to 1 on a uniform grid.
-        t_start: the start time of the integration, in ``[0, 1)``; default ``sde.eps`` (``1e-3``
+        t_start: the start time of the integration, in ``[0, 1)``; default ``sde.t_min`` (``1e-3``
             for ``VPSDE()``). The result estimates ``log p_{t_start}(x)``, which approaches
             ``log p_0(x)`` as ``t_start -> 0``; ``0`` is allowed when the score stays finite there
             (e.g. a mixture).
@@ -117,20 +132,7 @@ def ode_log_likelihood(
     Returns:
         ``(N,)`` log-likelihoods (nats, summed over data dimensions).
     """
-    check_callable(score_fn, "score_fn", "(x, t) -> score")
-    check_tensor(x, "x")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
-    steps = check_positive_int(steps, "steps")
-    check_choice(method, "method", ("heun", "rk4", "euler"))
-    check_choice(divergence, "divergence", DIVERGENCES)
-    check_choice(probe, "probe", PROBES)
-    n_probes = check_positive_int(n_probes, "n_probes")
-    check_generator(generator)
-    if t_start is not None:
-        t_start = check_number(t_start, "t_start", low=0.0, high=1.0, low_open=False)
-    check_finite(x, "x")
-    t0 = sde.eps if t_start is None else t_start
+    t0 = sde.t_min if t_start is None else t_start
     ts = time_grid(steps, float(t0), 1.0)
     rsde = sde.reverse(score_fn, probability_flow=True)
     B, shape = x.shape[0], x.shape
@@ -138,10 +140,8 @@ def ode_log_likelihood(
 
     probes = None
     if divergence == "hutchinson":
-        dev = generator.device if generator is not None else x.device
-        probes = torch.randn((n_probes, *shape), generator=generator, dtype=x.dtype, device=dev).to(
-            x.device
-        )
+        size = (n_probes, *shape)
+        probes = standard_normal(size, generator=generator, dtype=x.dtype, device=x.device)
         if probe == "rademacher":
             probes = probes.sign()  # symmetric ±1 with probability ½ each
             probes[probes == 0] = 1.0
@@ -166,6 +166,22 @@ def ode_log_likelihood(
 _divergence = divergence  # the argument of ode_log_likelihood shadows the function's name
 
 
+def _nats(value: object, name: str) -> torch.Tensor:
+    """A number or a tensor ``(N,)`` of finite log-likelihoods, as a floating tensor."""
+    if not isinstance(value, torch.Tensor):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a tensor (N,) or a number, got {type(value).__name__}")
+        value = torch.tensor(float(value), dtype=torch.float64)
+    if not value.is_floating_point():
+        value = value.to(torch.float64)
+    if value.dim() > 1:
+        raise ValueError(
+            f"{name} must have shape (N,) (one value per sample), got {tuple(value.shape)}"
+        )
+    return check_finite(value, name)
+
+
+@checked(log_likelihood_nats=Check(_nats), dims=Int(), scale=Number(low=0.0))
 def bits_per_dim(
     log_likelihood_nats: torch.Tensor, dims: int, *, scale: float = 127.5
 ) -> torch.Tensor:
@@ -181,36 +197,14 @@ def bits_per_dim(
     A uniform density over the dequantised cube gives exactly 8 bits. ``scale=1`` turns nats into
     plain bits per dimension. ``log_likelihood_nats: (N,)`` -> ``(N,)``.
     """
-    name = "log_likelihood_nats"
-    if not isinstance(log_likelihood_nats, torch.Tensor):
-        if isinstance(log_likelihood_nats, bool) or not isinstance(
-            log_likelihood_nats, (int, float)
-        ):
-            raise TypeError(
-                f"{name} must be a tensor (N,) or a number, "
-                f"got {type(log_likelihood_nats).__name__}"
-            )
-        log_likelihood_nats = torch.tensor(float(log_likelihood_nats), dtype=torch.float64)
-    if not log_likelihood_nats.is_floating_point():
-        log_likelihood_nats = log_likelihood_nats.to(torch.float64)
-    if log_likelihood_nats.dim() > 1:
-        raise ValueError(
-            f"{name} must have shape (N,) (one value per sample), "
-            f"got {tuple(log_likelihood_nats.shape)}"
-        )
-    check_finite(log_likelihood_nats, name)
-    dims = check_positive_int(dims, "dims")
-    scale = check_number(scale, "scale", low=0.0)
     return -(log_likelihood_nats - dims * math.log(scale)) / (dims * math.log(2.0))
 
 
+@checked(x=FloatTensor(finite=True), generator=Rng, scale=Number(low=0.0))
 def uniform_dequantize(
     x: torch.Tensor, generator: torch.Generator | None = None, *, scale: float = 127.5
 ) -> torch.Tensor:
     """Add ``u / scale``, ``u ~ U[0, 1)``, to 8-bit images ``k / scale - 1`` (see bits_per_dim)."""
-    check_tensor(x, "x", finite=True)
-    check_generator(generator)
-    scale = check_number(scale, "scale", low=0.0)
     dev = generator.device if generator is not None else x.device
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=dev).to(x.device)
     return x + u / scale

@@ -48,18 +48,18 @@ from typing import Any, NamedTuple
 import torch
 
 from ._validation import (
-    Check,
     FloatTensor,
     Function,
+    Instance,
     OneOf,
+    Rng,
     call_like,
-    check_instance,
-    check_noise,
     checked,
 )
 from .data.gmm import GaussianMixture
 from .schedules import NoiseSchedule
-from .sde import VPSDE, _batch_time, _bcast, check_time
+from .sde import VPSDE, _batch_time, check_time
+from .tensors import noise_like, pad_like
 
 __all__ = [
     "KINDS",
@@ -80,14 +80,6 @@ KINDS = ("eps", "x0", "v", "velocity", "score")
 
 Model = Callable[..., torch.Tensor]
 """``model(x (B, ...), t (B,) float in [0, 1], *extra) -> (B, ...)``."""
-
-
-def _check_path(path: object, name: str = "path") -> GaussianPath:
-    if not isinstance(path, GaussianPath):
-        raise TypeError(
-            f"{name} must be a GaussianPath such as RectifiedFlowPath(), got {type(path).__name__}"
-        )
-    return path
 
 
 class PathCoefficients(NamedTuple):
@@ -157,9 +149,12 @@ class GaussianPath(ABC):
     # ----------------------------------------------------------------- the conditional path
     def _columns(self, x: torch.Tensor, t: object) -> PathCoefficients:
         c = self._coefficients(_batch_time(x, t).to(torch.float64))
-        return PathCoefficients(*(_bcast(v, x) for v in c))
+        return PathCoefficients(*(pad_like(v, x) for v in c))
 
-    @checked(x0=FloatTensor(finite=True), noise=FloatTensor(like="x0", optional=True))
+    @checked(
+        x0=FloatTensor(finite=True), noise=FloatTensor(like="x0", finite=True, optional=True),
+        generator=Rng,
+    )  # fmt: skip
     def sample(
         self,
         x0: torch.Tensor,
@@ -172,7 +167,7 @@ class GaussianPath(ABC):
         ``x0, noise: (B, ...)``; returns ``(B, ...)`` in ``x0``'s dtype.
         """
         c = self._columns(x0, t)
-        return c.alpha * x0 + c.sigma * check_noise(noise, x0, "x0", generator)
+        return c.alpha * x0 + c.sigma * (noise if noise is not None else noise_like(x0, generator))
 
     @checked(x0=FloatTensor(), noise=FloatTensor(like="x0"))
     def conditional_velocity(
@@ -259,9 +254,8 @@ class VPPath(GaussianPath):
     ``sigma'(0)`` is infinite (``sigma ~ sqrt(β_min t)``): samplers stop at ``t_end > 0`` on it.
     """
 
+    @checked(sde=Instance(VPSDE, "a VPSDE or None (the default)", optional=True))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, sde: VPSDE | None = None) -> None:
-        if sde is not None and not isinstance(sde, VPSDE):
-            raise TypeError(f"sde must be a VPSDE or None (the default), got {type(sde).__name__}")
         self.sde = VPSDE() if sde is None else sde
 
     def __repr__(self) -> str:
@@ -280,8 +274,9 @@ class DiscreteVPPath(GaussianPath):
     interval that ends there (the interval a sampler walks through next).
     """
 
+    @checked(schedule=NoiseSchedule)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, schedule: NoiseSchedule) -> None:
-        self.schedule = check_instance(schedule, "schedule", NoiseSchedule)
+        self.schedule = schedule
         self.T = schedule.T
         self._log_ab = schedule.alpha_bar.log()
 
@@ -320,22 +315,25 @@ class DiscreteVPPath(GaussianPath):
 # --------------------------------------------------------------------------- models on paths
 
 
-@checked(value=FloatTensor(like="x_t"), x_t=FloatTensor(), src=OneOf(KINDS), dst=OneOf(KINDS))
+@checked(
+    coefficients=Instance(PathCoefficients, "a PathCoefficients(alpha, sigma, d_alpha, d_sigma)"),
+    value=FloatTensor(like="x_t"), x_t=FloatTensor(),
+    src=OneOf(KINDS), dst=OneOf(KINDS),
+)  # fmt: skip
 def convert_with(
     coefficients: PathCoefficients, value: torch.Tensor, x_t: torch.Tensor, *, src: str, dst: str
 ) -> torch.Tensor:
     """:meth:`GaussianPath.convert` with given coefficients: ``(alpha, sigma, alpha', sigma')``,
     each a ``(B,)`` tensor (one per row of ``x_t``) or a number, instead of a path and ``t``."""
-    if not isinstance(coefficients, tuple) or len(coefficients) != 4:
-        raise TypeError("coefficients must be a PathCoefficients(alpha, sigma, d_alpha, d_sigma)")
+    B = x_t.shape[0]
     cols = []
     for name, v in zip(PathCoefficients._fields, coefficients, strict=True):
         v = torch.as_tensor(v, dtype=torch.float64)
-        if v.dim() > 1 or (v.dim() == 1 and v.shape[0] != x_t.shape[0]):
+        if v.dim() > 1 or (v.dim() == 1 and v.shape[0] != B):  # a relation with x_t: no spec
             raise ValueError(
-                f"{name} must be a number or have shape ({x_t.shape[0]},), got {tuple(v.shape)}"
+                f"coefficients.{name} must be a number or have shape ({B},), got {tuple(v.shape)}"
             )
-        cols.append(_bcast(v.expand(x_t.shape[0]), x_t))
+        cols.append(pad_like(v.expand(B), x_t))
     return _convert(PathCoefficients(*cols), value, x_t, src, dst)
 
 
@@ -354,7 +352,7 @@ def _convert(
 
 
 @checked(
-    model=Function("(x, t, ...) -> prediction"), path=Check(_check_path), src=OneOf(KINDS),
+    model=Function("(x, t, ...) -> prediction"), path=GaussianPath, src=OneOf(KINDS),
     dst=OneOf(KINDS),
 )  # fmt: skip
 def convert_model(model: Model, path: GaussianPath, *, src: str, dst: str) -> Model:
@@ -371,7 +369,7 @@ def convert_model(model: Model, path: GaussianPath, *, src: str, dst: str) -> Mo
     return converted
 
 
-@checked(src=Check(_check_path), dst=Check(_check_path))
+@checked(src=GaussianPath, dst=GaussianPath)
 def change_of_path(
     src: GaussianPath, dst: GaussianPath, t: torch.Tensor | float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -387,7 +385,7 @@ def change_of_path(
     return t_dst, dst._coefficients(t_dst).alpha / c.alpha
 
 
-@checked(gmm=GaussianMixture, path=Check(_check_path), kind=OneOf(KINDS))
+@checked(gmm=GaussianMixture, path=GaussianPath, kind=OneOf(KINDS))
 def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "velocity") -> Model:
     """The exact ``E[kind | x_t]`` of a Gaussian mixture's path, ``(x (B, D), t (B,)) -> (B, D)``.
 

@@ -30,19 +30,25 @@ from collections.abc import Callable
 import torch
 
 from ._validation import (
+    Check,
+    Device,
+    FloatDtype,
+    FloatTensor,
+    Function,
+    Instance,
+    Int,
+    Number,
+    Rng,
+    Shape,
+    Spec,
     call_like,
-    check_all_finite,
-    check_callable,
-    check_device,
-    check_float_dtype,
-    check_generator,
-    check_positive_int,
-    check_shape,
-    check_tensor,
+    check_timesteps,
+    checked,
     value_checks_enabled,
 )
 from .data.gmm import GaussianMixture
-from .schedules import NoiseSchedule, check_timesteps
+from .schedules import NoiseSchedule
+from .tensors import noise_like, pad_like, standard_normal
 
 __all__ = [
     "ScoreFn",
@@ -53,6 +59,8 @@ __all__ = [
     "score_fn_from_mixture",
     "score_fn_from_eps_model",
     "eps_model_from_score_fn",
+    "discrete_timestep",
+    "score_fn_from_discrete_eps_model",
 ]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -108,43 +116,42 @@ def _batch_time(x: torch.Tensor, t: object, name: str = "t") -> torch.Tensor:
     return tt.to(x.device)
 
 
-def _bcast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a ``(B,)`` coefficient to ``(B, 1, …, 1)`` in ``x``'s dtype."""
-    return c.to(dtype=x.dtype, device=x.device).reshape(-1, *([1] * (x.dim() - 1)))
+_bcast = pad_like  # a (B,) coefficient as (B, 1, …, 1) in x's dtype
 
 
-def _check_eps(eps: object) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0.0 < float(eps) < 1.0):
-        raise ValueError(
-            f"eps (the smallest time used by samplers) must be a float in (0, 1), got {eps!r}"
+class Time(Spec):
+    """Continuous time ``t ∈ [0, 1]`` (:func:`check_time`); with ``of="x"`` a number is broadcast
+    to ``(B,)`` and the body receives a tensor on ``x``'s device (:func:`_batch_time`)."""
+
+    def __init__(self, of: str | None = None) -> None:
+        self.of = of
+        self.refs = (of,) if of is not None else ()
+
+    def check(self, value: object, name: str, call: object) -> torch.Tensor:
+        x = call.get(self.of) if self.of is not None else None  # type: ignore[attr-defined]
+        return (
+            _batch_time(x, value, name) if isinstance(x, torch.Tensor) else check_time(value, name)
         )
-    return float(eps)
 
 
-def _positive(value: object, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+_POSITIVE = Number(low=0.0)
+_T_MIN = Number(low=0.0, high=1.0)
 
 
 class SDE(ABC):
     """A linear forward SDE ``dx = f(x, t) dt + g(t) dw`` on ``t ∈ [0, 1]``.
 
     Subclasses give ``f``, ``g`` and the marginal coefficients ``(alpha(t), sigma(t))`` with
-    ``x_t = alpha(t) x_0 + sigma(t) eps``. Attributes: ``T_end = 1.0`` and ``eps``, the smallest
-    time samplers integrate down to (the score blows up as ``t -> 0``).
+    ``x_t = alpha(t) x_0 + sigma(t) eps``. Attributes: ``T_end = 1.0`` and ``t_min``, the smallest
+    time samplers integrate down to and likelihoods start from (the score blows up as ``t -> 0``).
     """
 
     T_end: float = 1.0
     prior_std: float = 1.0
 
-    def __init__(self, eps: float = 1e-3) -> None:
-        self.eps = _check_eps(eps)
+    @checked(t_min=_T_MIN)  # type: ignore[misc]
+    def __init__(self, t_min: float = 1e-3) -> None:
+        self.t_min = float(t_min)
 
     # -- the three things that define a linear SDE ------------------------------------------
     @abstractmethod
@@ -157,27 +164,35 @@ class SDE(ABC):
     def _marginal(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     # -- validated public methods -----------------------------------------------------------
+    @checked(x=FloatTensor(finite=True), t=Time(of="x"))
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Forward drift ``f(x, t)``; ``x: (B, ...)``, ``t: (B,)`` -> ``(B, ...)``."""
-        check_tensor(x, "x", finite=True)
-        return self._drift(x, _batch_time(x, t))
+        return self._drift(x, t)  # type: ignore[arg-type]
 
+    @checked(t=Time())
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
         """Diffusion coefficient ``g(t)``, same shape as ``t`` (float64 for a Python number)."""
-        return self._diffusion(check_time(t))
+        return self._diffusion(t)  # type: ignore[arg-type]
 
+    @checked(t=Time())
     def marginal_coefficients(self, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alpha(t), sigma(t))`` with ``x_t = alpha(t) x_0 + sigma(t) eps``, like ``t``."""
-        return self._marginal(check_time(t))
+        return self._marginal(t)  # type: ignore[arg-type]
 
+    @checked(x0=FloatTensor(finite=True), t=Time(of="x0"))
     def marginal_prob(
         self, x0: torch.Tensor, t: torch.Tensor | float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``alpha(t) x_0`` ``(B, ...)`` and std ``sigma(t)`` ``(B, 1, …, 1)`` of x_t | x_0."""
-        check_tensor(x0, "x0", finite=True)
-        alpha, sigma = self._marginal(_batch_time(x0, t))
+        alpha, sigma = self._marginal(t)  # type: ignore[arg-type]
         return _bcast(alpha, x0) * x0, _bcast(sigma, x0)
 
+    @checked(
+        x0=FloatTensor(finite=True),
+        t=Time(of="x0"),
+        noise=FloatTensor(like="x0", finite=True, optional=True),
+        generator=Rng,
+    )
     def marginal_sample(
         self,
         x0: torch.Tensor,
@@ -186,23 +201,11 @@ class SDE(ABC):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Draw ``x_t = alpha(t) x_0 + sigma(t) eps`` (the continuous-time ``q_sample``)."""
-        check_tensor(x0, "x0")
-        check_generator(generator)
-        if noise is not None:
-            check_tensor(noise, "noise")
-            if noise.shape != x0.shape:
-                raise ValueError(
-                    f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}"
-                )
-            check_all_finite((x0, "x0"), (noise, "noise"))
-        mean, std = self.marginal_prob(x0, t)
-        if noise is None:
-            dev = generator.device if generator is not None else x0.device
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(
-                x0.device
-            )
-        return mean + std * noise
+        z = noise if noise is not None else noise_like(x0, generator)
+        alpha, sigma = self._marginal(t)  # type: ignore[arg-type]
+        return _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * z
 
+    @checked(shape=Shape, generator=Rng, dtype=FloatDtype, device=Device)
     def prior_sampling(
         self,
         shape: tuple[int, ...],
@@ -211,20 +214,17 @@ class SDE(ABC):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """Draw ``x_1 ~ N(0, prior_std² I)`` of the given shape (1 for VP, ``sigma_max`` for VE)."""
-        shape = check_shape(shape)
-        check_generator(generator)
-        check_float_dtype(dtype)
-        device = check_device(device)
+        """Draw ``x_1 ~ N(0, prior_std² I)`` of the given shape (1 for VP, ``sigma_max`` for VE),
+        on the generator's device (then moved to ``device``)."""
         if device is None:
             device = generator.device if generator is not None else "cpu"
-        gen_device = generator.device if generator is not None else device
-        z = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=gen_device)
-        return self.prior_std * z.to(device)
+        return self.prior_std * standard_normal(
+            shape, generator=generator, dtype=dtype, device=device
+        )
 
+    @checked(z=FloatTensor(finite=True))
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """``log N(z; 0, prior_std² I)`` summed over non-batch dimensions: ``(B, ...) -> (B,)``."""
-        check_tensor(z, "z", finite=True)
         D = z[0].numel()
         s2 = self.prior_std**2
         return -0.5 * D * math.log(2 * math.pi * s2) - 0.5 * z.flatten(1).pow(2).sum(1) / s2
@@ -243,28 +243,30 @@ class VPSDE(SDE):
 
     prior_std = 1.0
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3) -> None:
-        super().__init__(eps)
-        self.beta_min = _positive(beta_min, "beta_min")
-        self.beta_max = _positive(beta_max, "beta_max")
+    @checked(beta_min=_POSITIVE, beta_max=_POSITIVE, t_min=_T_MIN)  # type: ignore[misc]
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3) -> None:
+        super().__init__(t_min)
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
         if not self.beta_max > self.beta_min:
             raise ValueError(
                 f"beta_max must be > beta_min, got beta_min={beta_min}, beta_max={beta_max}"
             )
 
     def __repr__(self) -> str:
-        return f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, eps={self.eps})"
+        return f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, t_min={self.t_min})"
 
+    @checked(t=Time())
     def beta(self, t: torch.Tensor | float) -> torch.Tensor:
         """``β(t) = β_min + t (β_max - β_min)``."""
-        return self._beta(check_time(t))
+        return self._beta(t)  # type: ignore[arg-type]
 
     def _beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
+    @checked(t=Time())
     def beta_integral(self, t: torch.Tensor | float) -> torch.Tensor:
         """``B(t) = ∫_0^t β(s) ds = β_min t + ½ (β_max - β_min) t²``; ``alpha = exp(-B/2)``."""
-        return self._beta_integral(check_time(t))
+        return self._beta_integral(t)  # type: ignore[arg-type]
 
     def _beta_integral(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
@@ -280,12 +282,12 @@ class VPSDE(SDE):
         # sigma² = 1 - exp(-B) through expm1: accurate for the tiny B near t = 0
         return torch.exp(-0.5 * B), torch.sqrt(-torch.expm1(-B))
 
+    @checked(T=Int())
     def to_schedule(self, T: int) -> NoiseSchedule:
         """The discrete schedule with ``alpha_bar_i = alpha(i/T)²`` (the VP-SDE sampled at ``i/T``).
 
         ``beta_i = 1 - alpha_bar_i / alpha_bar_{i-1} = 1 - exp(-∫_{(i-1)/T}^{i/T} β ds) ≈ β(t)/T``.
         """
-        T = check_positive_int(T, "T")
         B = self.beta_integral(torch.arange(T + 1, dtype=torch.float64) / T)
         return NoiseSchedule(-torch.expm1(-(B[1:] - B[:-1])))
 
@@ -296,10 +298,12 @@ class VESDE(SDE):
     prior ``N(0, σ_max² I)``.
     """
 
-    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, eps: float = 1e-3) -> None:
-        super().__init__(eps)
-        self.sigma_min = _positive(sigma_min, "sigma_min")
-        self.sigma_max = _positive(sigma_max, "sigma_max")
+    @checked(sigma_min=_POSITIVE, sigma_max=_POSITIVE, t_min=_T_MIN)  # type: ignore[misc]
+    def __init__(
+        self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 1e-3
+    ) -> None:
+        super().__init__(t_min)
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         if not self.sigma_max > self.sigma_min:
             raise ValueError(
                 f"sigma_max must be > sigma_min, got sigma_min={sigma_min}, sigma_max={sigma_max}"
@@ -308,11 +312,12 @@ class VESDE(SDE):
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     def __repr__(self) -> str:
-        return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, eps={self.eps})"
+        return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, t_min={self.t_min})"
 
+    @checked(t=Time())
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """``σ(t) = σ_min (σ_max / σ_min)^t``."""
-        return self._sigma(check_time(t))
+        return self._sigma(t)  # type: ignore[arg-type]
 
     def _sigma(self, t: torch.Tensor) -> torch.Tensor:
         return self.sigma_min * torch.exp(t * self._log_ratio)
@@ -336,35 +341,30 @@ class ReverseSDE:
     with ``dt < 0`` (Song et al. 2021, Eq. 6 and 13).
     """
 
+    @checked(sde=Instance(SDE, "an SDE (VPSDE or VESDE)"), score_fn=Function("(x, t) -> score"))  # type: ignore[misc]
     def __init__(self, sde: SDE, score_fn: ScoreFn, probability_flow: bool = False) -> None:
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
-        if not callable(score_fn):
-            raise TypeError(
-                f"score_fn must be callable (x, t) -> score, got {type(score_fn).__name__}"
-            )
         self.sde = sde
         self.score_fn = score_fn
         self.probability_flow = bool(probability_flow)
-        self.eps = sde.eps
+        self.t_min = sde.t_min
 
     def __repr__(self) -> str:
         kind = "probability-flow ODE" if self.probability_flow else "reverse SDE"
         return f"ReverseSDE({kind} of {self.sde!r})"
 
+    @checked(x=FloatTensor(), t=Time(of="x"))
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Call ``score_fn(x, t (B,) in x's dtype)``; check it returns a tensor shaped as ``x``."""
-        check_tensor(x, "x")
-        return self._score_unchecked(x, _batch_time(x, t))
+        return self._score_unchecked(x, t)  # type: ignore[arg-type]
 
     def _score_unchecked(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         """:meth:`score` for solvers' loops: ``tt`` a valid ``(B,)`` time tensor (no host reads)."""
         return call_like(self.score_fn, x, tt.to(x.dtype), name="score_fn")
 
+    @checked(x=FloatTensor(), t=Time(of="x"))
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """``f(x, t) - g(t)² score`` (reverse SDE) or ``f(x, t) - ½ g(t)² score`` (PF-ODE)."""
-        check_tensor(x, "x")
-        return self._drift_unchecked(x, _batch_time(x, t))
+        return self._drift_unchecked(x, t)  # type: ignore[arg-type]
 
     def _drift_unchecked(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """:meth:`drift` for solvers' loops: ``t`` a ``(B,)`` tensor from their grid in [0, 1]."""
@@ -382,15 +382,17 @@ class ReverseSDE:
 # ---------------------------------------------------------------------------------- bridges
 
 
+SDE_ARG = Instance(SDE, "an SDE (VPSDE or VESDE)")
+"""The ``@checked`` spec of an ``sde`` argument."""
+_SDE = SDE_ARG
+
+
+@checked(gmm=GaussianMixture, sde=_SDE)
 def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
     """Exact score of a mixture's noised marginal: ``gmm.marginal_score(x, alpha(t), sigma(t))``.
 
     The oracle that separates sampler error from model error; ``x: (B, D)``, ``t: (B,)``.
     """
-    if not isinstance(gmm, GaussianMixture):
-        raise TypeError(f"gmm must be a GaussianMixture, got {type(gmm).__name__}")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an SDE, got {type(sde).__name__}")
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = _batch_time(x, t)
@@ -400,31 +402,25 @@ def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
     return score
 
 
+@checked(eps_model=Function("(x, t) -> eps"), sde=_SDE)
 def score_fn_from_eps_model(
     eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE
 ) -> ScoreFn:
     """A continuous-time noise predictor ``eps_model(x, t float)`` as a score: ``-eps / sigma(t)``.
 
-    Valid for ``t > 0`` (``sigma(0) = 0``); samplers stop at ``sde.eps``.
+    Valid for ``t > 0`` (``sigma(0) = 0``); samplers stop at ``sde.t_min``.
     """
-    check_callable(eps_model, "eps_model", "(x, t) -> eps")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = _batch_time(x, t)
-        eps = eps_model(x, tt.to(x.dtype))
-        if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
-            got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
-            raise ValueError(
-                f"eps_model must return a tensor of shape {tuple(x.shape)} (like x), got {got}"
-            )
+        eps = call_like(eps_model, x, tt.to(x.dtype), name="eps_model")
         _, sigma = sde._marginal(tt.to(torch.float64))
         return -eps / _bcast(sigma, x)
 
     return score
 
 
+@checked(score_fn=Function("(x, t) -> score"), sde=_SDE, T=Int())
 def eps_model_from_score_fn(
     score_fn: ScoreFn, sde: SDE, T: int
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -433,10 +429,6 @@ def eps_model_from_score_fn(
     With ``schedule = sde.to_schedule(T)`` (``sqrt(1 - alpha_bar_i) = sigma(i/T)``) this lets DDPM
     and DDIM run on a continuous-time model or oracle.
     """
-    T = check_positive_int(T, "T")
-    check_callable(score_fn, "score_fn", "(x, t) -> score")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an SDE (VPSDE or VESDE), got {type(sde).__name__}")
 
     def eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = check_timesteps(t, x.shape[0], T).to(torch.float64) / T
@@ -445,3 +437,75 @@ def eps_model_from_score_fn(
         return -_bcast(sigma, x) * score
 
     return eps_model
+
+
+@checked(t=Time(), schedule=NoiseSchedule, sde=_SDE)
+def discrete_timestep(t: torch.Tensor | float, schedule: NoiseSchedule, sde: SDE) -> torch.Tensor:
+    """The fractional DDPM timestep ``τ ∈ [0, T]`` at the noise level of continuous time ``t``.
+
+    ``τ`` solves ``ᾱ_schedule(τ) = alpha(t)²`` (the VP-SDE's ``ᾱ(t)``), with ``log ᾱ``
+    interpolated linearly between the schedule's knots ``(i, log ᾱ_i)``, ``i = 0..T``: at every
+    knot the noise levels agree exactly, ``x_t`` of the SDE is distributed like ``x_τ`` of the
+    chain, and a network trained on ``x_τ`` sees the input it was trained on. Noise levels beyond
+    the schedule's ends map to 0 and ``T``. ``t``: a number or a ``(B,)`` tensor in ``[0, 1]``;
+    returns float64 of ``t``'s shape. For ``linear_schedule(1000)`` and ``VPSDE()`` this is
+    ``τ ≈ 1000 t`` (within 4 steps at every t); for other pairs it need not be linear.
+    """
+    return _discrete_timestep(t.to(torch.float64), schedule, sde)  # type: ignore[union-attr]
+
+
+def _discrete_timestep(t: torch.Tensor, schedule: NoiseSchedule, sde: SDE) -> torch.Tensor:
+    """:func:`discrete_timestep` for a checked float64 ``t`` (no host reads)."""
+    alpha, _ = sde._marginal(t)
+    target = -2.0 * alpha.log()  # -log ᾱ(t) >= 0, increasing in t
+    knots = -schedule.alpha_bar.log().to(t.device)  # (T + 1,) increasing from 0
+    i = torch.searchsorted(knots, target).clamp(1, schedule.T)  # knots[i-1] < target <= knots[i]
+    lo, hi = knots[i - 1], knots[i]
+    return ((i - 1) + (target - lo) / (hi - lo)).clamp(0.0, float(schedule.T))
+
+
+def _bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    schedule=NoiseSchedule,
+    sde=Instance(SDE, "an SDE (VPSDE or VESDE)", optional=True),
+    round_timesteps=Check(_bool),
+)
+def score_fn_from_discrete_eps_model(
+    eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    schedule: NoiseSchedule,
+    sde: SDE | None = None,
+    *,
+    round_timesteps: bool = False,
+) -> ScoreFn:
+    """A DDPM ε-model trained on ``schedule`` as a continuous-time score for ``sde``.
+
+    ``score(x, t) = -eps_model(x, τ(t)) / sigma(t)`` with ``τ = discrete_timestep(t, schedule,
+    sde)``, the timestep of the same noise level (``ᾱ_schedule(τ) = alpha(t)²``, so
+    ``sigma(t) = sqrt(1 - ᾱ_schedule(τ))``): this is the route from a model trained with
+    ``train()`` and ``simple_loss`` to :func:`~minidiff.likelihood.ode_log_likelihood` and the
+    SDE samplers. ``sde`` defaults to ``VPSDE()``, whose noise levels span those of
+    ``linear_schedule(1000)``.
+
+    The network is called with fractional timesteps ``τ`` (float, in ``x``'s dtype): the
+    sinusoidal embeddings of :class:`~minidiff.nn.TimeMLP` and the U-Net take them, and the
+    score is then smooth in ``t`` as an ODE solver wants. ``round_timesteps=True`` calls it at
+    the nearest integer ``τ`` in ``1..T`` instead (for a model that only takes integers; the
+    score then jumps at half-steps and the ODE needs about ``T`` steps to see each level).
+    """
+    sde = VPSDE() if sde is None else sde
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        tt = _batch_time(x, t).to(torch.float64)
+        tau = _discrete_timestep(tt, schedule, sde)
+        tau_in = tau.round().clamp(1, schedule.T).long() if round_timesteps else tau.to(x.dtype)
+        eps = call_like(eps_model, x, tau_in, name="eps_model")
+        _, sigma = sde._marginal(tt)
+        return -eps / _bcast(sigma, x)
+
+    return score

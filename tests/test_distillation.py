@@ -13,7 +13,9 @@ from minidiff.distillation import (
     distillation_grid,
     distillation_target,
     prediction_to_eps,
+    progressive_distillation,
     progressive_distillation_loss,
+    v_prediction_loss,
 )
 from minidiff.nn import TimeMLP
 from minidiff.samplers.ddim import ddim_sample, ddim_step, ddim_timesteps
@@ -143,3 +145,46 @@ def test_bad_inputs_name_the_argument() -> None:
         progressive_distillation_loss(ORACLE, ORACLE, torch.full((4, 2), float("nan")), SCHED, 2)
     with pytest.raises(ValueError, match="src"):
         convert_prediction(z, z, t, SCHED, src="velocity", dst="x0")
+
+
+def test_rounds_halve_the_steps_and_chain_the_teachers() -> None:
+    torch.manual_seed(0)
+    net = TimeMLP(2, hidden=16, n_layers=1)
+    rounds = progressive_distillation(
+        net,
+        ORACLE,
+        SCHED,
+        lambda n, g: GMM.sample(n, g),
+        teacher_steps=8,
+        final_steps=1,
+        train_steps=lambda n: 10 * n,
+        batch_size=32,
+        lr=1e-3,
+        progress=False,
+    )
+    assert list(rounds) == [4, 2, 1]
+    assert all(r.steps == n for n, r in rounds.items())
+    cpu = [r.cpu_seconds for r in rounds.values()]
+    assert cpu == sorted(cpu) and cpu[0] > 0
+    assert rounds[4].model is not rounds[2].model and not rounds[1].model.training
+    x = ddim_sample(rounds[1].eps_model, SCHED, (16, 2), steps=1, generator=torch.Generator())
+    assert x.shape == (16, 2) and bool(torch.isfinite(x).all())
+    # the student of the first round started from `net`, which the rounds leave untouched
+    assert float(net.output.weight.detach().abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="teacher_steps"):
+        progressive_distillation(net, ORACLE, SCHED, lambda n, g: GMM.sample(n, g), teacher_steps=6)
+    with pytest.raises(TypeError, match="student"):
+        progressive_distillation("net", ORACLE, SCHED, lambda n, g: GMM.sample(n, g))  # type: ignore[arg-type]
+
+
+def test_v_loss_is_the_squared_error_of_v() -> None:
+    torch.manual_seed(1)
+    net = TimeMLP(2, hidden=16, n_layers=1).double()
+    torch.nn.init.normal_(net.output.weight, std=0.3)
+    x0 = GMM.sample(64, torch.Generator().manual_seed(8)).double()
+    t = torch.randint(1, SCHED.T + 1, (64,), generator=torch.Generator().manual_seed(9))
+    loss = v_prediction_loss(net, x0, SCHED, t=t, generator=torch.Generator().manual_seed(10))
+    eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    a, s = SCHED.sqrt_alpha_bar[t][:, None], SCHED.sqrt_one_minus_alpha_bar[t][:, None]
+    v = a * eps - s * x0
+    torch.testing.assert_close(loss, ((v - net(a * x0 + s * eps, t)) ** 2).mean())

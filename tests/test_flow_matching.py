@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from minidiff import GaussianMixture, get_sampler
+from minidiff import GaussianMixture, get_sampler, trajectory
 from minidiff.flow_matching import (
     ScaledTime,
     flow_matching_loss,
@@ -140,7 +140,8 @@ def test_flow_sampler_transports_noise_to_a_gaussian_exactly() -> None:
     u = mixture_predictor(GaussianMixture(mu, stds=s), RectifiedFlowPath())
     x_T = torch.randn(50, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     ts = flow_time_grid(40)
-    x0, traj = flow_sample(u, x_T=x_T, ts=ts, method="rk4", return_trajectory=True)
+    traj = trajectory(flow_sample, u, x_T=x_T, ts=ts, method="rk4")
+    x0 = traj[-1]
     assert torch.allclose(x0, mu.double() + s * x_T, atol=1e-8)
     for t, x in zip(ts.tolist(), traj, strict=True):
         expected = (1 - t) * mu.double() + math.sqrt((1 - t) ** 2 * s**2 + t**2) * x_T
@@ -154,7 +155,9 @@ def test_flow_sampler_draws_reproducibly_and_is_registered() -> None:
         u, None, (50, 2), steps=4, generator=torch.Generator().manual_seed(7)
     )
     assert torch.equal(a, b) and a.dtype == torch.float32
-    x, traj = flow_sample(u, shape=(5, 2), steps=3, return_trajectory=True, dtype=torch.float64)
+    kw = dict(shape=(5, 2), steps=3, dtype=torch.float64)
+    traj = trajectory(flow_sample, u, generator=torch.Generator().manual_seed(1), **kw)
+    x = flow_sample(u, generator=torch.Generator().manual_seed(1), **kw)  # type: ignore[arg-type]
     assert len(traj) == 4 and x.dtype == torch.float64 and torch.equal(traj[-1], x)
 
 

@@ -231,9 +231,9 @@ def test_bad_input_is_refused_before_any_work() -> None:
     uncond = MIX.mixture.eps_model(SCHED)
     with pytest.raises(ValueError, match="w must be a finite guidance weight >= 0"):
         classifier_free_guidance(cond, 0, -1.0, num_classes=C)
-    with pytest.raises(ValueError, match="w must be"):
+    with pytest.raises(ValueError, match="w must be a finite guidance weight"):
         classifier_guidance(uncond, clf, 0, float("nan"), SCHED, num_classes=C)
-    with pytest.raises(TypeError, match="w must be a number"):
+    with pytest.raises(TypeError, match="w must be a real number"):
         classifier_free_guidance(cond, 0, "2", num_classes=C)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"y must be a class index in 0..2, got 7"):
         classifier_free_guidance(cond, 7, 1.0, num_classes=C)
@@ -346,3 +346,75 @@ def test_noisy_classifier_learns_towards_the_exact_one() -> None:
         ce_exact,
         ce_prior,
     )
+
+
+# ---------------------------------------------------------------- num_classes, cfg_combine
+
+
+def test_classifier_free_guidance_reads_the_number_of_classes_from_the_model() -> None:
+    net = ConditionalTimeMLP(num_classes=3, hidden=16, n_layers=1).eval()
+    x, t = _x(6).float(), _t(6)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    got = classifier_free_guidance(net, y, 2.0)(x, t)  # C = net.num_classes = 3, ∅ = 3
+    with torch.no_grad():
+        want = 3 * net(x, t, y) - 2 * net(x, t, torch.full_like(y, 3))
+    torch.testing.assert_close(got, want)
+    assert torch.equal(classifier_free_guidance(net, y, 2.0, num_classes=3)(x, t), got)
+    # the silent mistake of the past: num_classes=2 made label 2, a real class, the "null" label
+    with pytest.raises(ValueError, match="num_classes=2 disagrees with the 3 classes of model"):
+        classifier_free_guidance(net, 0, 2.0, num_classes=2)
+    with pytest.raises(TypeError, match="num_classes is needed"):
+        classifier_free_guidance(MIX.cond_eps_model(SCHED), 0, 2.0)
+    clf = NoisyClassifier(num_classes=3, hidden=16, n_layers=1)
+    uncond = MIX.mixture.eps_model(SCHED)
+    classifier_guidance(uncond, clf, 2, 1.0, SCHED)(x.double(), t)  # C read from the classifier
+    with pytest.raises(ValueError, match="disagrees with the 3 classes of classifier"):
+        classifier_guidance(uncond, clf, 0, 1.0, SCHED, num_classes=4)
+    with pytest.raises(ValueError, match="disagrees"):
+        classifier_log_prob_grad(clf, x, t, 0, num_classes=2)
+
+
+def test_cfg_combine_refuses_nonsense_naming_the_argument() -> None:
+    cond, uncond = torch.ones(3, 2), torch.zeros(3, 2)
+    import numpy as np
+
+    torch.testing.assert_close(cfg_combine(cond, uncond, np.float32(2.0)), 3 * cond)
+    torch.testing.assert_close(cfg_combine(cond, uncond, torch.tensor(0.5)), 1.5 * cond)
+    bad = [
+        ((cond, uncond, float("nan")), ValueError, "w"),
+        ((cond, uncond, float("inf")), ValueError, "w"),
+        ((cond, uncond, np.float64("nan")), ValueError, "w"),
+        ((cond, uncond, -0.5), ValueError, "w"),
+        ((cond, uncond, "2"), TypeError, "w"),
+        ((cond, uncond, None), TypeError, "w"),
+        ((cond * float("nan"), uncond, 1.0), ValueError, "cond"),
+        ((cond, uncond * float("inf"), 1.0), ValueError, "uncond"),
+        (([1.0, 2.0], uncond, 1.0), TypeError, "cond"),
+        ((cond, uncond.long(), 1.0), TypeError, "uncond"),
+        ((cond, torch.zeros(3, 1), 1.0), ValueError, "uncond"),
+    ]
+    for args, exc, name in bad:
+        with pytest.raises(exc, match=name):
+            cfg_combine(*args)  # type: ignore[arg-type]
+    for fn in (lambda w: guidance_scale(w), lambda w: classifier_free_guidance(
+        MIX.cond_eps_model(SCHED), 0, w, num_classes=C)):  # fmt: skip
+        with pytest.raises(ValueError, match="w"):
+            fn(float("nan"))
+    assert len(bad) == 11  # the number of bad inputs tried above
+
+
+def test_guided_sampling_reads_nothing_back_per_step() -> None:
+    """The wrappers check y once; cfg_combine's finiteness check is skipped inside the loop."""
+    from minidiff._validation import count_host_reads
+
+    def model(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return 0.1 * x + 0.01 * y[:, None].to(x.dtype)  # a model that reads nothing itself
+
+    sched = linear_schedule(40)
+    counts = []
+    for steps in (10, 20):
+        with count_host_reads() as reads:
+            guided = classifier_free_guidance(model, torch.arange(8) % 3, 2.0, num_classes=3)
+            ddim_sample(guided, sched, (8, 2), steps=steps)
+        counts.append(reads[0])
+    assert counts[1] - counts[0] == 10  # one NaN watch per step, nothing else

@@ -11,16 +11,12 @@ from typing import Any
 
 import pytest
 import torch
+from _cifar10_archive import make_archive
 
 from minidiff import hardware, linear_schedule, simple_loss
 from minidiff.data import load_cifar10_or_fallback
 from minidiff.metrics import fid
 from minidiff.nn import UNet
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def _fake_gpu(monkeypatch: pytest.MonkeyPatch, name: str, bf16: bool) -> None:
@@ -110,10 +106,8 @@ def test_forward_flops_of_the_ddpm_network() -> None:
 
 
 def test_cifar10_when_it_can_be_had_else_the_fallback_and_why(tmp_path: Path) -> None:
-    from test_cifar10 import _make_archive
-
     src = tmp_path / "server.tar.gz"
-    _make_archive(src)
+    make_archive(src)
     import hashlib
 
     md5 = hashlib.md5(src.read_bytes()).hexdigest()

@@ -34,11 +34,6 @@ SMALL = {
 """DDPM's conventions at the size of UNet("tiny")."""
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _diffusers_unet(config: dict[str, Any], seed: int = 0) -> torch.nn.Module:
     """A randomly initialised UNet2DModel, every weight moved off its initial value (so that no
     zero-initialised layer hides a wrong copy)."""

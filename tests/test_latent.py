@@ -13,11 +13,6 @@ from minidiff.nn import UNet
 from minidiff.nn.autoencoder import AutoencoderKL, DiagonalGaussian, kl_autoencoder_loss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _ae(**kw: object) -> AutoencoderKL:
     torch.manual_seed(0)
     args: dict[str, object] = {"channels": (8, 16), "groups": 4, "image_size": 8, **kw}

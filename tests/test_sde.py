@@ -233,7 +233,7 @@ def test_score_fn_returning_wrong_shape_is_named() -> None:
         (lambda: VPSDE(beta_max=float("inf")), "beta_max"),
         (lambda: VESDE(sigma_min=1.0, sigma_max=1.0), "sigma_max must be > sigma_min"),
         (lambda: VESDE(sigma_min=-1.0), "sigma_min"),
-        (lambda: VPSDE(eps=0.0), "eps"),
+        (lambda: VPSDE(t_min=0.0), "t_min"),
     ],
 )
 def test_constructor_errors(factory, match: str) -> None:  # type: ignore[no-untyped-def]

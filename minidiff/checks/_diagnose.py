@@ -303,13 +303,21 @@ def generator_problem(
     return None
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _pairs(
     values: Sequence[Any], refs: Sequence[Any]
 ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
     out = []
     for i, (v, r) in enumerate(zip(values, refs, strict=False)):
         for g, w in zip(as_tuple(v), as_tuple(r), strict=False):
-            if isinstance(w, torch.Tensor) or isinstance(g, torch.Tensor):
+            if (
+                isinstance(w, torch.Tensor)
+                or isinstance(g, torch.Tensor)
+                or (_number(g) and _number(w))
+            ):
                 out.append((i, _double(g), _double(w)))
     return out
 
@@ -356,7 +364,14 @@ def _scalar_problem(
             f"your result is {found or f'{ratios[0]:.4g}'} × the right one on every test input: a "
             "missing or extra constant factor (a ½, a 2, a sign, a square)."
         )
+    offsets = [float(g) - float(w) for _, g, w in pairs]
     i, g, w = pairs[0]
+    if len(pairs) > 1 and all(math.isfinite(d) for d in offsets) and _same_number(offsets):
+        return (
+            f"your result is off by a constant {offsets[0]:+.4g} on every test input (on test "
+            f"input {i + 1}: {float(g):.6g}, expected {float(w):.6g}): a constant term is missing "
+            "or extra."
+        )
     return (
         f"on test input {i + 1} your result is {float(g):.6g}, expected {float(w):.6g} (no "
         "constant factor explains the difference on every input)."

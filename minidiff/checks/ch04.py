@@ -754,7 +754,7 @@ def _ref_sample_impl(
 ) -> torch.Tensor:
     return ddpm_sample(
         eps_model, _schedule_from_betas(betas), shape, variance=variance, generator=generator
-    )  # type: ignore[return-value]
+    )
 
 
 def _loop(ts: Callable[[int], range], *, noise_at_1: bool = False) -> Fn:

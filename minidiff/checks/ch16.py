@@ -143,6 +143,11 @@ def _swapped(x0: torch.Tensor, e: torch.Tensor, t: torch.Tensor) -> torch.Tensor
     return (1 - t) * e + t * x0
 
 
+def _time_reversed_call(model: Fn, x0: torch.Tensor, e: torch.Tensor, t: torch.Tensor) -> Any:
+    x_t = _rf(x0, e, t[:, None])
+    return ((model(x_t, 1 - t) - (e - x0)) ** 2).mean()
+
+
 _LOSS = Spec(
     _cases_loss,
     _ref_loss,
@@ -160,6 +165,13 @@ _LOSS = Spec(
             "multiplies the data, sigma = t the noise).",
         ),
         "velocity_sign": Mistake(_loss_with(_rf, lambda x0, e: x0 - e), _VELOCITY_SIGN),
+        "model_time_reversed": Mistake(
+            _time_reversed_call,
+            "the path and the target are right, but you called the model at 1 - t. "
+            + T_CONVENTION
+            + "call velocity_model(x_t, t) with the t of x_t: the sampler asks the model for "
+            "the velocity at the time of the point it is at.",
+        ),
         "eps_target": Mistake(
             _loss_with(_rf, lambda x0, e: e),
             "you regressed the noise eps; flow matching regresses the velocity eps - x0.",
@@ -216,6 +228,19 @@ def _eps_from_u(x: Any, u: Any, a: Any, s: Any, da: Any, ds: Any) -> torch.Tenso
     return (a * u - da * x) / (a * ds - s * da)
 
 
+_RF_ONLY = (
+    "your converter works on the rectified-flow path (alpha = 1 - t, sigma = t) but not on the "
+    "VP and cosine paths: you wrote that path's coefficients (1 - t, t, -1, 1) into the formula. "
+    "Use the alpha, sigma, d_alpha, d_sigma you are given, so that one converter serves every "
+    "path."
+)
+
+
+def _rf_coefficients(s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The rectified-flow coefficients at ``t = sigma``, as a converter that ignores the path."""
+    return 1 - s, s, -torch.ones_like(s), torch.ones_like(s)
+
+
 _SWAPPED_DERIVATIVES = (
     "alpha' and sigma' are swapped: the velocity is alpha' x0 + sigma' eps, the derivative of "
     "each coefficient times what it multiplies."
@@ -258,6 +283,9 @@ _U_FROM_EPS = Spec(
             "the term (alpha'/alpha) x_t is missing: u = alpha' x0 + sigma' eps with x0 = (x_t - "
             "sigma eps) / alpha.",
         ),
+        "rectified_flow_only": Mistake(
+            lambda x, e, a, s, da, ds: _u_from_eps(x, e, *_rf_coefficients(s)), _RF_ONLY
+        ),
     },
     wrap=_no_grad,
     keep_dtype=True,
@@ -281,6 +309,9 @@ _EPS_FROM_U = Spec(
             lambda x, u, a, s, da, ds: (x - _col(a) * u) / _col(s),
             "you treated the velocity as if it were x0 (eps = (x_t - alpha x0) / sigma); eliminate "
             "x0 between the two equations instead.",
+        ),
+        "rectified_flow_only": Mistake(
+            lambda x, u, a, s, da, ds: _eps_from_u(x, u, *_rf_coefficients(s)), _RF_ONLY
         ),
     },
     wrap=_no_grad,

@@ -51,13 +51,14 @@ from collections.abc import Callable
 
 import torch
 
-from .._validation import check_number, check_tensor
-from ..diffusion import EpsModel
+from .._validation import Check, FloatTensor, Number, check_number, checked
+from ..diffusion import EpsModel, eps_from_x0, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 
 __all__ = [
     "X0Clip",
     "CLIP_MODES",
+    "CLIP_X0",
     "static_clip",
     "dynamic_threshold",
     "resolve_clip",
@@ -70,12 +71,23 @@ X0Clip = Callable[[torch.Tensor], torch.Tensor]
 """A map ``x̂₀ (B, ...) -> x̂₀ (B, ...)`` applied to every prediction of the clean sample."""
 
 
+def _max_value(value: object, name: str) -> float:
+    if isinstance(value, float) and value == math.inf:  # no cap (Imagen)
+        return value
+    return check_number(value, name, low=1.0, low_open=False)
+
+
+@checked(x0=FloatTensor(), limit=Number(low=0.0))
 def static_clip(x0: torch.Tensor, limit: float = 1.0) -> torch.Tensor:
     """``clamp(x̂₀, -limit, limit)`` (``diffusers``' ``clip_sample`` with ``clip_sample_range``)."""
-    check_tensor(x0, "x0")
     return x0.clamp(-limit, limit)
 
 
+@checked(
+    x0=FloatTensor(),
+    percentile=Number(low=0.0, high=1.0, high_open=False),
+    max_value=Check(_max_value),
+)
 def dynamic_threshold(
     x0: torch.Tensor, percentile: float = 0.995, max_value: float = math.inf
 ) -> torch.Tensor:
@@ -87,15 +99,10 @@ def dynamic_threshold(
     ``max_value`` caps ``s`` (``diffusers``' ``sample_max_value``; Imagen: no cap).
     Shapes: ``(B, ...) -> (B, ...)``.
     """
-    check_tensor(x0, "x0")
-    p = check_number(percentile, "percentile", low=0.0, high=1.0, high_open=False)
-    cap = float(max_value)
-    if not cap >= 1.0:  # also catches NaN
-        raise ValueError(f"max_value must be >= 1 (or inf), got {max_value!r}")
     flat = x0.reshape(x0.shape[0], -1).abs()
     if flat.dtype not in (torch.float32, torch.float64):  # quantile needs float32 or float64
         flat = flat.float()
-    s = torch.quantile(flat, p, dim=1).clamp(min=1.0, max=cap)
+    s = torch.quantile(flat, percentile, dim=1).clamp(min=1.0, max=max_value)
     s = s.to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
     return torch.maximum(torch.minimum(x0, s), -s) / s
 
@@ -104,39 +111,36 @@ CLIP_MODES: dict[str, X0Clip] = {"static": static_clip, "dynamic": dynamic_thres
 """The names a sampler's ``clip_x0`` accepts; any other map ``x̂₀ -> x̂₀`` may be passed as is."""
 
 
-def resolve_clip(clip_x0: object) -> X0Clip | None:
+def resolve_clip(clip_x0: object, name: str = "clip_x0") -> X0Clip | None:
     """The map for a sampler's ``clip_x0``: None (off), ``"static"``, ``"dynamic"`` or a callable.
 
     Other parameters: pass e.g. ``functools.partial(dynamic_threshold, percentile=0.9)``.
     """
     if clip_x0 is None:
         return None
+    expected = f"None, one of {list(CLIP_MODES)} or a callable x0 -> x0"
     if isinstance(clip_x0, str):
         if clip_x0 not in CLIP_MODES:
-            raise ValueError(
-                f"clip_x0 must be None, one of {list(CLIP_MODES)} or a callable x0 -> x0, "
-                f"got {clip_x0!r}"
-            )
+            raise ValueError(f"{name} must be {expected}, got {clip_x0!r}")
         return CLIP_MODES[clip_x0]
     if callable(clip_x0):
         return clip_x0
-    raise TypeError(
-        f"clip_x0 must be None, one of {list(CLIP_MODES)} or a callable x0 -> x0, "
-        f"got {type(clip_x0).__name__}"
-    )
+    raise TypeError(f"{name} must be {expected}, got {type(clip_x0).__name__}")
+
+
+CLIP_X0 = Check(resolve_clip, optional=True)
+"""The ``@checked`` spec of a sampler's ``clip_x0``: the body receives the map (or None)."""
 
 
 def clip_eps(
-    x_t: torch.Tensor, tt: torch.Tensor, eps: torch.Tensor, sched: NoiseSchedule, clip: X0Clip
+    x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule, clip: X0Clip
 ) -> torch.Tensor:
     """``ε̃ = (x_t - sqrt(ᾱ_t) clip(x̂₀)) / sqrt(1 - ᾱ_t)`` with ``x̂₀ = x̂₀(x_t, ε)``.
 
-    ``x_t, eps: (B, ...)``, ``tt: (B,)`` long in ``1..T`` (unchecked: the samplers' inner step).
+    ``x_t, eps: (B, ...)``, ``t: (B,)`` long in ``1..T``; ``clip`` a map ``x̂₀ -> x̂₀``.
     """
-    a = sched.gather(sched.sqrt_alpha_bar, tt, x_t.dim(), like=x_t)
-    s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, x_t.dim(), like=x_t)
-    x0 = clip((x_t - s * eps) / a)
-    return (x_t - a * x0) / s
+    x0 = clip(predict_x0_from_eps.unchecked(x_t, t, eps, schedule))
+    return eps_from_x0.unchecked(x_t, t, x0, schedule)
 
 
 def clip_eps_model(eps_model: EpsModel, schedule: NoiseSchedule, clip_x0: object) -> EpsModel:

@@ -23,26 +23,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from .._validation import (
-    check_all_finite,
-    check_callable,
-    check_device,
-    check_float_dtype,
-    check_generator,
-    check_instance,
-    check_noise,
-    check_number,
-    check_positive_int,
-    check_tensor,
+    FloatTensor,
+    Function,
+    Int,
+    Number,
+    Rng,
+    Timesteps,
+    check_timesteps,
+    checked,
 )
-from ..diffusion import EpsModel, call_eps_model
-from ..schedules import NoiseSchedule, check_timesteps
-from ..tensors import noise_like
-from ._start import check_start, check_start_device
-from .clipping import clip_eps, resolve_clip
-from .ddpm import NonFiniteSampleError
+from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
+from ..schedules import NoiseSchedule
+from ..tensors import noise_like, pad_like
+from .clipping import CLIP_X0, X0Clip, clip_eps_model
+from .loop import OnStep, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -56,9 +52,8 @@ __all__ = [
 ]
 
 
-def _check_eta(eta: object) -> float:
-    """``eta`` as a float: finite and ``>= 0`` (0 = deterministic DDIM, 1 = DDPM)."""
-    return check_number(eta, "eta", low=0.0, low_open=False)
+ETA = Number(low=0.0, low_open=False)
+"""``eta``: finite and ``>= 0`` (0 = deterministic DDIM, 1 = DDPM)."""
 
 
 def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
@@ -95,6 +90,7 @@ def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
     return tp
 
 
+@checked(schedule=NoiseSchedule, eta=ETA)
 def ddim_sigma(
     t: torch.Tensor | int, t_prev: torch.Tensor | int, schedule: NoiseSchedule, eta: float
 ) -> torch.Tensor:
@@ -105,16 +101,13 @@ def ddim_sigma(
     Returns a float64 tensor ``(B,)``. For ``t_prev = t - 1`` and ``eta = 1``,
     ``sigma² = beta_tilde_t``.
     """
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
-    eta = _check_eta(eta)
     B = (
         t.shape[0]
         if isinstance(t, torch.Tensor)
         else (t_prev.shape[0] if isinstance(t_prev, torch.Tensor) else 1)
     )
-    tt = check_timesteps(t, B, sched.T)
-    tp = _check_prev(t_prev, tt, sched.T)
-    return _sigma(tt, tp, sched, eta)
+    tt = check_timesteps(t, B, schedule.T)
+    return _sigma(tt, _check_prev(t_prev, tt, schedule.T), schedule, eta)
 
 
 def _sigma(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> torch.Tensor:
@@ -123,6 +116,16 @@ def _sigma(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float)
     return eta * ((1 - ab_p) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_p).clamp(min=0.0).sqrt()
 
 
+@checked(
+    x_t=FloatTensor(finite=True),
+    t=Timesteps(of="x_t"),
+    eps=FloatTensor(like="x_t", finite=True),
+    schedule=NoiseSchedule,
+    eta=ETA,
+    noise=FloatTensor(like="x_t", finite=True, optional=True),
+    generator=Rng,
+    clip_x0=CLIP_X0,
+)
 def ddim_step(
     x_t: torch.Tensor,
     t: torch.Tensor | int,
@@ -133,7 +136,7 @@ def ddim_step(
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    clip_x0: object = None,
+    clip_x0: str | X0Clip | None = None,
 ) -> torch.Tensor:
     """One DDIM step ``x_t -> x_{t_prev}`` (Song et al. 2021, Eq. 12) given
     ``eps = eps_theta(x_t, t)``.
@@ -148,25 +151,12 @@ def ddim_step(
     ``clip_x0``: the step uses ``clip(x̂₀)`` and the ``ε`` re-derived from it
     (:mod:`minidiff.samplers.clipping`).
     """
-    check_tensor(x_t, "x_t")
-    clip = resolve_clip(clip_x0)
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
-    eta = _check_eta(eta)
-    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
-    tp = _check_prev(t_prev, tt, sched.T)
-    check_tensor(eps, "eps")
-    if eps.shape != x_t.shape:
-        raise ValueError(
-            f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
-        )
-    if noise is not None:
-        check_tensor(noise, "noise")
-    check_all_finite((x_t, "x_t"), (eps, "eps"), (noise, "noise"))
-    _check_eta_fits(tt, tp, sched, eta)
-    z = check_noise(noise, x_t, "x_t", generator) if (eta > 0 or noise is not None) else None
-    if clip is not None:
-        eps = clip_eps(x_t, tt, eps, sched, clip)
-    return _ddim_step(x_t, tt, tp, eps, sched, eta, z)
+    tt: torch.Tensor = t  # type: ignore[assignment]  # @checked made t a long tensor
+    tp = _check_prev(t_prev, tt, schedule.T)
+    _check_eta_fits(tt, tp, schedule, eta)
+    z = noise if noise is not None else (noise_like(x_t, generator) if eta > 0 else None)
+    eps = clip_eps_model(lambda x, t_: eps, schedule, clip_x0)(x_t, tt)
+    return _ddim_step(x_t, tt, tp, eps, schedule, eta, z)
 
 
 def _check_eta_fits(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> None:
@@ -188,23 +178,21 @@ def _ddim_step(
     eta: float,
     z: torch.Tensor | None,
 ) -> torch.Tensor:
-    """:func:`ddim_step` without checks (``tt``, ``tp`` long tensors; ``z`` None: no noise)."""
-    nd = x_t.dim()
-    sigma64 = _sigma(tt, tp, sched, eta)
-    ab = sched.alpha_bar.to(tt.device)
-    ab_t, ab_p = ab[tt], ab[tp]
-    dir_var = 1.0 - ab_p - sigma64**2
+    """Eq. 12 from level ``tt`` to level ``tp`` (long tensors; ``z`` None: no noise).
 
-    def col(v: torch.Tensor) -> torch.Tensor:
-        return v.to(dtype=x_t.dtype, device=x_t.device).reshape(-1, *([1] * (nd - 1)))
+    Also the inversion step (``tp > tt``, ``eta = 0``), and ``tt = 0`` is allowed there
+    (``x̂₀ = x`` at ``ᾱ_0 = 1``): the samplers call it inside their loop, after their checks.
+    """
+    ab_p = sched.alpha_bar.to(tt.device)[tp]
+    sigma64 = _sigma(tt, tp, sched, eta) if eta > 0 else torch.zeros_like(ab_p)
+    dir_var = (1.0 - ab_p - sigma64**2).clamp(min=0.0)
 
-    x0_hat = (x_t - col((1 - ab_t).sqrt()) * eps) / col(ab_t.sqrt())
-    x_prev = col(ab_p.sqrt()) * x0_hat + col(dir_var.clamp(min=0.0).sqrt()) * eps
-    if z is not None:
-        x_prev = x_prev + col(sigma64) * z
-    return x_prev
+    x0_hat = predict_x0_from_eps.unchecked(x_t, tt, eps, sched)
+    x_prev = pad_like(ab_p.sqrt(), x_t) * x0_hat + pad_like(dir_var.sqrt(), x_t) * eps
+    return x_prev if z is None else x_prev + pad_like(sigma64, x_t) * z
 
 
+@checked(schedule=NoiseSchedule, steps=Int())
 def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     """``steps`` evenly strided, strictly decreasing timesteps ``T, T - T/steps, …, T/steps``
     (rounded).
@@ -216,15 +204,13 @@ def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     ``t/T ∈ [0, 1]``. (``schedule.timesteps(steps)`` ends at ``t = 1`` instead, which wastes one
     network call on the tiny jump ``1 -> 0``.)
     """
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
-    check_positive_int(steps, "steps")
-    if steps > sched.T:
+    if steps > schedule.T:
         raise ValueError(
-            f"steps must be <= T={sched.T} (one network call per timestep), got {steps}"
+            f"steps must be <= T={schedule.T} (one network call per timestep), got {steps}"
         )
     k = torch.arange(steps, dtype=torch.float64)
     # the stride T/steps >= 1 keeps the rounded values distinct
-    return (sched.T - k * sched.T / steps).round().long()
+    return (schedule.T - k * schedule.T / steps).round().long()
 
 
 def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object) -> torch.Tensor:
@@ -248,29 +234,29 @@ def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object
     if ts.numel() > 1 and bool((ts[1:] >= ts[:-1]).any()):
         raise ValueError("timesteps must be strictly decreasing (e.g. 1000, 980, …, 1)")
     if steps is not None:
-        check_positive_int(steps, "steps")
-        if steps != ts.numel():
+        if Int().check(steps, "steps", None) != ts.numel():  # type: ignore[arg-type]
             raise ValueError(f"steps={steps} disagrees with len(timesteps)={ts.numel()}")
     return ts
 
 
 @register_sampler("ddim")
+@checked(eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, eta=ETA, clip_x0=CLIP_X0)
 def ddim_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
     shape: tuple[int, ...] | None = None,
     *,
+    x_T: torch.Tensor | None = None,
     steps: int | None = None,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
     timesteps: Sequence[int] | torch.Tensor | None = None,
+    eta: float = 0.0,
+    clip_x0: str | X0Clip | None = None,
+    generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    on_step: OnStep | None = None,
     progress: bool = False,
-    x_T: torch.Tensor | None = None,
-    clip_x0: object = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Draw ``shape[0]`` samples with ``steps`` DDIM steps (one network call each).
 
     Args:
@@ -281,73 +267,48 @@ def ddim_sample(
             ``x_T``'s dtype and on its device (``dtype`` is ignored, ``device`` must be None or
             agree) and ``generator`` is used only for the per-step noise when ``eta > 0``.
         steps: number of timesteps, evenly strided ``T .. 1`` (:func:`ddim_timesteps`).
+        timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
         eta: 0 = deterministic DDIM, 1 = ancestral DDPM with ``sigma² = beta_tilde`` on these
             timesteps.
-        generator: draws ``x_T`` first, then (only if ``eta > 0``) one ``z`` per step, in the
-            same order as :func:`~minidiff.samplers.ddpm.ddpm_sample`.
-        return_trajectory: also return ``[x_{tau_S}, …, x_{tau_1}, x_0]`` (``steps + 1`` tensors).
-        timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
         clip_x0: None (the maths of chapter 8), ``"static"``, ``"dynamic"`` or a map
             ``x̂₀ -> x̂₀``: each step uses the clipped ``x̂₀`` and the ``ε`` re-derived from it
-            (:mod:`minidiff.samplers.clipping`; for images in ``[-1, 1]``).
+            (:mod:`minidiff.samplers.clipping`; for images in ``[-1, 1]``). ``diffusers``'
+            ``DDIMScheduler`` does the same with ``use_clipped_model_output=True``; by default it
+            keeps the unclipped ``ε`` in the direction term.
+        generator: draws ``x_T`` first, then (only if ``eta > 0``) one ``z`` per step, in the
+            same order as :func:`~minidiff.samplers.ddpm.ddpm_sample`.
+        on_step: called with the start and each state ``x_{tau_S-1}, …, x_0``
+            (:func:`~minidiff.samplers.loop.trajectory` collects them).
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
-    clip = resolve_clip(clip_x0)
-    shape = check_start(x_T, shape)
-    eta = _check_eta(eta)
+    sched = schedule
     ts = _resolve_timesteps(sched, steps, timesteps)
-    check_generator(generator)
-    device = check_device(device)
-    check_float_dtype(dtype)
-    _check_eta_fits(ts, torch.cat([ts[1:], ts.new_zeros(1)]), sched, eta)
-    if x_T is not None:
-        check_start_device(x_T, device)
-        x = x_T.detach().clone()
-        device = x.device
-    else:
-        if device is None:
-            device = generator.device if generator is not None else "cpu"
-        gen_device = generator.device if generator is not None else device
-        x = torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
-    trajectory = [x] if return_trajectory else []
     prev = torch.cat([ts[1:], ts.new_zeros(1)])
-    with torch.no_grad():
-        for i, (t, tp) in enumerate(
-            tqdm(
-                list(zip(ts.tolist(), prev.tolist(), strict=True)),
-                desc="DDIM",
-                disable=not progress,
-                leave=False,
-            )
-        ):
-            tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
-            eps = call_eps_model(eps_model, x, tt)
-            if clip is not None:
-                eps = clip_eps(x, tt, eps, sched, clip)
-            tpp = torch.full((shape[0],), tp, dtype=torch.long, device=device)
-            z = noise_like(x, generator) if eta > 0 else None
-            x = _ddim_step(x, tt, tpp, eps, sched, eta, z)
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(
-                    f"ddim_sample produced non-finite values at step {i + 1} of {len(ts)} "
-                    f"(t={t} -> {tp})"
-                )
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    _check_eta_fits(ts, prev, sched, eta)
+    model = clip_eps_model(eps_model, sched, clip_x0)
+    x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+
+    def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tp = torch.full((x.shape[0],), t_next, dtype=torch.long, device=x.device)
+        eps = call_eps_model(model, x, tt)
+        z = noise_like(x, generator) if eta > 0 else None
+        return _ddim_step(x, tt, tp, eps, sched, eta, z)
+
+    times = list(zip(ts.tolist(), prev.tolist(), strict=True))
+    return run_sampler(step, x, times, name="ddim_sample", on_step=on_step, progress=progress)
 
 
+@checked(eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, x0=FloatTensor(finite=True))
 def ddim_invert(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
     x0: torch.Tensor,
     *,
     steps: int | None = None,
-    return_trajectory: bool = False,
     timesteps: Sequence[int] | torch.Tensor | None = None,
+    on_step: OnStep | None = None,
     progress: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Deterministic DDIM encoding ``x_0 -> x_T`` (the ``eta = 0`` ODE run forwards).
 
     The ``eta = 0`` step from ``s`` up to ``t > s`` is
@@ -361,47 +322,25 @@ def ddim_invert(
     Args:
         x0: data ``(B, ...)``.
         steps / timesteps: the same strided set as :func:`ddim_sample` (visited upwards).
+        on_step: called with ``x_0`` and each state ``x_{tau_1}, …, x_{tau_S}``.
     Returns:
-        ``x_T`` (``(B, ...)``) or ``(x_T, [x_0, x_{tau_1}, …, x_{tau_S}])``. Decode it with
+        ``x_T`` (``(B, ...)``). Decode it with
         ``ddim_sample(eps_model, schedule, steps=steps, x_T=x_T)`` (the same strided steps).
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
-    check_tensor(x0, "x0", finite=True)
+    sched = schedule
     ts = _resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
     prev = torch.cat([ts.new_zeros(1), ts[:-1]])
-    ab = sched.alpha_bar
-    x = x0
-    trajectory = [x] if return_trajectory else []
-    nd = x0.dim()
 
-    def col(v: torch.Tensor) -> torch.Tensor:
-        return v.to(dtype=x0.dtype, device=x0.device).reshape(-1, *([1] * (nd - 1)))
+    def step(x: torch.Tensor, s: int, t: int) -> torch.Tensor:
+        ss = torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        return _ddim_step(x, ss, tt, call_eps_model(eps_model, x, tt), sched, 0.0, None)
 
-    with torch.no_grad():
-        for i, (s, t) in enumerate(
-            tqdm(
-                list(zip(prev.tolist(), ts.tolist(), strict=True)),
-                desc="DDIM inversion",
-                disable=not progress,
-                leave=False,
-            )
-        ):
-            tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
-            eps = call_eps_model(eps_model, x, tt)
-            ab_s, ab_t = ab[s].expand(1), ab[t].expand(1)
-            x0_hat = (x - col((1 - ab_s).sqrt()) * eps) / col(ab_s.sqrt())
-            x = col(ab_t.sqrt()) * x0_hat + col((1 - ab_t).sqrt()) * eps
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(
-                    f"ddim_invert produced non-finite values at step {i + 1} of {len(ts)} "
-                    f"(t={s} -> {t})"
-                )
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    times = list(zip(prev.tolist(), ts.tolist(), strict=True))
+    return run_sampler(step, x0, times, name="ddim_invert", on_step=on_step, progress=progress)
 
 
+@checked(schedule=NoiseSchedule)
 def respace_schedule(
     schedule: NoiseSchedule, timesteps: Sequence[int] | torch.Tensor
 ) -> NoiseSchedule:
@@ -412,7 +351,7 @@ def respace_schedule(
     with ``eps'(x, i) = eps(x, tau_i)`` (:func:`respace_eps_model`) and ``sigma² = beta_tilde`` is
     exactly DDIM with ``eta = 1`` on the strided timesteps (Nichol & Dhariwal 2021, Sec. 4).
     """
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
+    sched = schedule
     if timesteps is None or isinstance(timesteps, (str, bytes)):
         raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
     try:
@@ -429,10 +368,10 @@ def respace_schedule(
     return NoiseSchedule(1.0 - ab / ab_prev)
 
 
+@checked(eps_model=Function("(x_t, t) -> eps"))
 def respace_eps_model(eps_model: EpsModel, timesteps: Sequence[int] | torch.Tensor) -> EpsModel:
     """Wrap ``eps_model`` so that step ``i`` of the respaced chain calls it at ``tau_i``
     (increasing order)."""
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     if timesteps is None or isinstance(timesteps, (str, bytes)):
         raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
     raw = torch.as_tensor(timesteps)

@@ -6,45 +6,36 @@
         x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps_theta(x_t, t)) / sqrt(alpha_t)
                   + sigma_t z
 
-``diffusers`` calls one iteration ``DDPMScheduler.step``.
+The mean is :func:`minidiff.diffusion.p_mean_var`'s ``mu_theta``; ``diffusers`` calls one iteration
+``DDPMScheduler.step`` (``variance_type="fixed_large"`` is ``sigma² = beta``, ``"fixed_small"``
+is ``beta_tilde``; their timestep is our ``t - 1``).
 """
 
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
-from .._validation import (
-    check_all_finite,
-    check_callable,
-    check_choice,
-    check_device,
-    check_float_dtype,
-    check_generator,
-    check_instance,
-    check_noise,
-    check_shape,
-    check_tensor,
-    check_timesteps,
-)
-from ..diffusion import (
-    VARIANCES,
-    EpsModel,
-    call_eps_model,
-    model_variance,
-)
+from .._validation import FloatTensor, Function, OneOf, Rng, Timesteps, checked
+from ..diffusion import VARIANCES, EpsModel, p_mean_var
 from ..schedules import NoiseSchedule
-from ..tensors import noise_like
-from .clipping import clip_eps, resolve_clip
+from ..tensors import noise_like, pad_like
+from .clipping import CLIP_X0, X0Clip, clip_eps_model
+from .loop import NonFiniteSampleError, OnStep, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = ["ddpm_step", "ddpm_sample", "NonFiniteSampleError"]
 
 
-class NonFiniteSampleError(ValueError):
-    """Raised when a sampler produces NaN or infinity; the message names the step."""
-
-
+@checked(
+    x_t=FloatTensor(finite=True),
+    t=Timesteps(of="x_t"),
+    eps=FloatTensor(like="x_t", finite=True),
+    schedule=NoiseSchedule,
+    variance=OneOf(VARIANCES),
+    noise=FloatTensor(like="x_t", finite=True, optional=True),
+    generator=Rng,
+    clip_x0=CLIP_X0,
+)
 def ddpm_step(
     x_t: torch.Tensor,
     t: torch.Tensor | int,
@@ -54,7 +45,7 @@ def ddpm_step(
     variance: str = "beta",
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    clip_x0: object = None,
+    clip_x0: str | X0Clip | None = None,
 ) -> torch.Tensor:
     """One ancestral step ``x_t -> x_{t-1}`` given the model's ``eps`` prediction.
 
@@ -64,93 +55,69 @@ def ddpm_step(
     ``x̂₀ -> x̂₀``): the mean becomes the posterior mean ``μ̃_t(x_t, clip(x̂₀))``, see
     :mod:`minidiff.samplers.clipping`.
     """
-    check_choice(variance, "variance", VARIANCES)
-    clip = resolve_clip(clip_x0)
-    check_tensor(x_t, "x_t")
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
-    tt = check_timesteps(t, x_t.shape[0], sched.T).to(x_t.device)
-    check_tensor(eps, "eps")
-    if eps.shape != x_t.shape:
-        raise ValueError(
-            f"eps must have the shape of x_t {tuple(x_t.shape)}, got {tuple(eps.shape)}"
-        )
-    check_all_finite((x_t, "x_t"), (eps, "eps"))
-    z = check_noise(noise, x_t, "x_t", generator)
-    if clip is not None:
-        eps = clip_eps(x_t, tt, eps, sched, clip)
-    return _ddpm_step(x_t, tt, eps, sched, variance, z)
+    z = noise if noise is not None else noise_like(x_t, generator)
+    model = clip_eps_model(lambda x, tt: eps, schedule, clip_x0)
+    return _step(model, x_t, t, schedule, variance, z)  # type: ignore[arg-type]
 
 
-def _ddpm_step(
+def _step(
+    eps_model: EpsModel,
     x_t: torch.Tensor,
     tt: torch.Tensor,
-    eps: torch.Tensor,
-    sched: NoiseSchedule,
+    schedule: NoiseSchedule,
     variance: str,
     z: torch.Tensor,
 ) -> torch.Tensor:
-    """:func:`ddpm_step` without the checks: the sampler's loop, over inputs it has checked once."""
-    nd = x_t.dim()
-    beta = sched.gather(sched.betas, tt, nd, like=x_t)
-    s = sched.gather(sched.sqrt_one_minus_alpha_bar, tt, nd, like=x_t)
-    sqrt_alpha = sched.gather(sched.alphas.sqrt(), tt, nd, like=x_t)
-    mean = (x_t - beta / s * eps) / sqrt_alpha
-    sigma = model_variance(tt, sched, variance, nd, like=x_t).sqrt()
-    not_last = (tt > 1).to(x_t.dtype).reshape(-1, *([1] * (nd - 1)))
-    return mean + not_last * sigma * z
+    """``mu_theta + sigma_t z``, with no noise where ``t == 1`` (``tt``: a checked long tensor)."""
+    mean, var = p_mean_var.unchecked(eps_model, x_t, tt, schedule, variance)
+    return mean + pad_like((tt > 1).to(x_t.dtype), x_t) * var.sqrt() * z
 
 
 @register_sampler("ddpm")
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    schedule=NoiseSchedule,
+    variance=OneOf(VARIANCES),
+    clip_x0=CLIP_X0,
+)
 def ddpm_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | None = None,
     *,
+    x_T: torch.Tensor | None = None,
     variance: str = "beta",
+    clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    on_step: OnStep | None = None,
     progress: bool = False,
-    clip_x0: object = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Draw ``shape[0]`` samples with T ancestral steps (Algorithm 2); 1 network call per step.
 
     Args:
         eps_model: callable ``(x_t (B, ...), t (B,) long) -> eps (B, ...)``.
-        shape: shape of the batch to generate, e.g. ``(10_000, 2)``.
+        shape: shape of the batch to generate, e.g. ``(10_000, 2)``; may be omitted when ``x_T``
+            is given.
+        x_T: a given start ``(B, ...)`` instead of ``x_T ~ N(0, I)`` (the sampler then runs in its
+            dtype and on its device; see :func:`~minidiff.samplers.loop.draw_start`).
         variance: ``"beta"`` or ``"beta_tilde"`` for ``sigma_t²``.
-        generator: source of every random number (``x_T`` and each ``z``).
-        return_trajectory: also return ``[x_T, x_{T-1}, …, x_0]`` (``T + 1`` tensors).
         clip_x0: None (the maths of chapters 2–8), ``"static"`` (clamp ``x̂₀`` to ``[-1, 1]``),
             ``"dynamic"`` (Imagen's thresholding) or a map ``x̂₀ -> x̂₀``; for images in
             ``[-1, 1]`` (:mod:`minidiff.samplers.clipping`).
+        generator: source of every random number (``x_T`` and each ``z``).
+        on_step: called with the start and each state ``x_{T-1}, …, x_0``
+            (:class:`~minidiff.samplers.loop.SamplerState`; :func:`trajectory` collects them).
+    Returns:
+        ``x_0``, shaped like the start.
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    check_choice(variance, "variance", VARIANCES)
-    clip = resolve_clip(clip_x0)
-    check_instance(schedule, "schedule", NoiseSchedule)
-    shape = check_shape(shape)
-    check_generator(generator)
-    device = check_device(device)
-    check_float_dtype(dtype)
-    if device is None:
-        device = generator.device if generator is not None else "cpu"
-    gen_device = generator.device if generator is not None else device
-    x = torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
-    trajectory = [x] if return_trajectory else []
-    steps = range(schedule.T, 0, -1)
-    with torch.no_grad():
-        for t in tqdm(steps, desc="DDPM", disable=not progress, leave=False):
-            tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
-            eps = call_eps_model(eps_model, x, tt)
-            if clip is not None:
-                eps = clip_eps(x, tt, eps, schedule, clip)
-            x = _ddpm_step(x, tt, eps, schedule, variance, noise_like(x, generator))
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(
-                    f"ddpm_sample produced non-finite values at step t={t} (of T={schedule.T})"
-                )
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    model = clip_eps_model(eps_model, schedule, clip_x0)
+    x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+
+    def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        return _step(model, x, tt, schedule, variance, noise_like(x, generator))
+
+    times = [(t, t - 1) for t in range(schedule.T, 0, -1)]
+    return run_sampler(step, x, times, name="ddpm_sample", on_step=on_step, progress=progress)

@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from .._validation import (
     FloatTensor,
@@ -42,19 +41,15 @@ from .._validation import (
     Timesteps,
     check_callable,
     check_choice,
-    check_device,
-    check_float_dtype,
-    check_generator,
     check_instance,
     check_timesteps,
     checked,
 )
 from ..diffusion import EpsModel, call_eps_model
 from ..schedules import NoiseSchedule
-from ..tensors import pad_like, standard_normal
-from ._start import check_start, check_start_device
+from ..tensors import pad_like
 from .ddim import _check_prev, _resolve_timesteps, ddim_timesteps
-from .ddpm import NonFiniteSampleError
+from .loop import OnStep, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -257,50 +252,23 @@ def heun_log_snr_step(
 # ---------------------------------------------------------------------------- samplers
 
 
-def _start(
-    shape: tuple[int, ...] | None,
-    x_T: torch.Tensor | None,
-    generator: torch.Generator | None,
-    device: torch.device | str | None,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """``x_T`` (a copy) or a draw ``N(0, I)`` of ``shape`` (as :func:`ddim_sample` does)."""
-    shape = check_start(x_T, shape)
-    check_generator(generator)
-    dev = check_device(device)
-    check_float_dtype(dtype)
-    if x_T is not None:
-        check_start_device(x_T, dev)
-        return x_T.detach().clone()
-    if dev is None:
-        dev = generator.device if generator is not None else torch.device("cpu")
-    return standard_normal(shape, generator=generator, dtype=dtype, device=dev)
-
-
-def _watch(x: torch.Tensor, name: str, i: int, n: int, t: int, s: int) -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise NonFiniteSampleError(
-            f"{name} produced non-finite values at step {i + 1} of {n} (t={t} -> {s})"
-        )
-
-
 @register_sampler("dpm_solver++")
 def dpm_solver_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
     shape: tuple[int, ...] | None = None,
     *,
+    x_T: torch.Tensor | None = None,
     steps: int | None = None,
     order: int = 2,
     spacing: str = "log_snr",
     timesteps: Sequence[int] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    on_step: OnStep | None = None,
     progress: bool = False,
-    x_T: torch.Tensor | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Sample with DPM-Solver++ on ``steps`` timesteps: one network call per step.
 
     ``order=2`` is the multistep "2M" solver (order 1 on the first and the last step); ``order=1``
@@ -309,34 +277,30 @@ def dpm_solver_sample(
     :func:`~minidiff.samplers.ddim.ddim_timesteps`); ``timesteps`` gives them explicitly (strictly
     decreasing in ``1..T``; the last step goes to 0). Other arguments as in
     :func:`~minidiff.samplers.ddim.ddim_sample` (``x_T`` a given start, ``generator`` draws it
-    otherwise; nothing else is random). Returns ``x_0`` ``(B, ...)`` or ``(x_0, [x_T, …, x_0])``.
+    otherwise; nothing else is random). Returns ``x_0`` ``(B, ...)``.
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = check_instance(schedule, "schedule", NoiseSchedule)
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
-    ts = _timesteps(sched, steps, timesteps, spacing)
-    x = _start(shape, x_T, generator, device, dtype)
-    ts_list = ts.tolist()
-    pairs = list(zip(ts_list, ts_list[1:] + [0], strict=True))
-    trajectory = [x] if return_trajectory else []
-    last: tuple[torch.Tensor, torch.Tensor] | None = None  # (t_last, D_last)
-    with torch.no_grad():
-        for i, (t, s) in enumerate(tqdm(pairs, desc="DPM-Solver++", disable=not progress)):
-            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            tp = torch.full_like(tt, s)
-            d = _x0(x, tt, call_eps_model.unchecked(eps_model, x, tt), sched)
-            step_d = (
-                d
-                if (order == 1 or last is None)
-                else _multistep_d(d, last[1], last[0], tt, tp, sched)
-            )
-            x = _first_order(x, tt, tp, step_d, sched)
-            last = (tt, d)
-            _watch(x, "dpm_solver_sample", i, len(pairs), t, s)
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    ts = _timesteps(sched, steps, timesteps, spacing).tolist()
+    x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+    last: list[tuple[torch.Tensor, torch.Tensor]] = []  # (t_last, D_last) of the previous step
+
+    def step(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tp = torch.full_like(tt, s)
+        d = _x0(x, tt, call_eps_model.unchecked(eps_model, x, tt), sched)
+        step_d = (
+            d
+            if (order == 1 or not last)
+            else _multistep_d(d, last[0][1], last[0][0], tt, tp, sched)
+        )
+        last[:] = [(tt, d)]
+        return _first_order(x, tt, tp, step_d, sched)
+
+    times = list(zip(ts, ts[1:] + [0], strict=True))
+    return run_sampler(step, x, times, name="dpm_solver_sample", on_step=on_step, progress=progress)
 
 
 @register_sampler("heun_log_snr")
@@ -345,16 +309,16 @@ def heun_log_snr_sample(
     schedule: NoiseSchedule,
     shape: tuple[int, ...] | None = None,
     *,
+    x_T: torch.Tensor | None = None,
     steps: int | None = None,
     spacing: str = "log_snr",
     timesteps: Sequence[int] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    on_step: OnStep | None = None,
     progress: bool = False,
-    x_T: torch.Tensor | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Heun's method in log-SNR on ``steps`` timesteps: ``2 steps - 1`` network calls.
 
     Each step takes the order-1 prediction ``x̃_s`` and corrects it with the trapezoid
@@ -363,22 +327,20 @@ def heun_log_snr_sample(
     """
     check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
     sched = check_instance(schedule, "schedule", NoiseSchedule)
-    ts = _timesteps(sched, steps, timesteps, spacing)
-    x = _start(shape, x_T, generator, device, dtype)
-    ts_list = ts.tolist()
-    pairs = list(zip(ts_list, ts_list[1:] + [0], strict=True))
-    trajectory = [x] if return_trajectory else []
-    with torch.no_grad():
-        for i, (t, s) in enumerate(tqdm(pairs, desc="Heun (log-SNR)", disable=not progress)):
-            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            tp = torch.full_like(tt, s)
-            d = _x0(x, tt, call_eps_model.unchecked(eps_model, x, tt), sched)
-            x_pred = _first_order(x, tt, tp, d, sched)
-            if s > 0:
-                d_next = _x0(x_pred, tp, call_eps_model.unchecked(eps_model, x_pred, tp), sched)
-                x_pred = _first_order(x, tt, tp, 0.5 * (d + d_next), sched)
-            x = x_pred
-            _watch(x, "heun_log_snr_sample", i, len(pairs), t, s)
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    ts = _timesteps(sched, steps, timesteps, spacing).tolist()
+    x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+
+    def step(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tp = torch.full_like(tt, s)
+        d = _x0(x, tt, call_eps_model.unchecked(eps_model, x, tt), sched)
+        x_pred = _first_order(x, tt, tp, d, sched)
+        if s > 0:
+            d_next = _x0(x_pred, tp, call_eps_model.unchecked(eps_model, x_pred, tp), sched)
+            x_pred = _first_order(x, tt, tp, 0.5 * (d + d_next), sched)
+        return x_pred
+
+    times = list(zip(ts, ts[1:] + [0], strict=True))
+    return run_sampler(
+        step, x, times, name="heun_log_snr_sample", on_step=on_step, progress=progress
+    )

@@ -18,19 +18,19 @@ from collections.abc import Callable
 import torch
 
 from .._validation import (
-    Check,
     Device,
     FloatDtype,
     FloatTensor,
     Function,
+    Instance,
     Int,
     OneOf,
     Rng,
     check_positive_int,
     checked,
 )
-from ..paths import GaussianPath, RectifiedFlowPath, _check_path
-from ._start import check_start, check_start_device
+from ..paths import GaussianPath, RectifiedFlowPath
+from .loop import OnStep, draw_start
 from .registry import register_sampler
 from .sde_solvers import ODE_METHODS, ode_solve, time_grid
 
@@ -50,7 +50,7 @@ def flow_time_grid(steps: int, t_start: float = 1.0, t_end: float = 0.0) -> torc
 
 @register_sampler("flow_ode")
 @checked(
-    velocity_fn=Function("(x, t) -> velocity"), path=Check(_check_path, optional=True),
+    velocity_fn=Function("(x, t) -> velocity"), path=Instance(GaussianPath, optional=True),
     steps=Int(optional=True), method=OneOf(list(ODE_METHODS)),
     ts=FloatTensor(dim=1, finite=True, optional=True), generator=Rng, device=Device,
     dtype=FloatDtype,
@@ -63,13 +63,13 @@ def flow_sample(
     steps: int | None = None,
     method: str = "euler",
     ts: torch.Tensor | None = None,
+    x_T: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    on_step: OnStep | None = None,
     progress: bool = False,
-    x_T: torch.Tensor | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+) -> torch.Tensor:
     """Integrate the flow ODE ``dx/dt = velocity_fn(x, t)`` from ``t = 1`` to ``t = 0``.
 
     Args:
@@ -84,36 +84,27 @@ def flow_sample(
         method: ``"euler"`` (NFE = steps), ``"heun"`` (2 steps) or ``"rk4"`` (4 steps).
         x_T: a given start ``(B, ...)`` (then nothing is drawn; the sampler runs in its dtype and
             on its device).
+        on_step: called with the start and the state at each grid time
+            (:func:`~minidiff.samplers.loop.trajectory` gives ``[x_{ts[0]}, …, x_{ts[-1]}]``).
     Returns:
-        ``x_0`` ``(B, ...)``, or ``(x_0, [x_{ts[0]}, …, x_{ts[-1]}])`` with the trajectory.
+        ``x_0`` ``(B, ...)``.
     """
     path = RectifiedFlowPath() if path is None else path
-    shape = check_start(x_T, shape)
     grid = _resolve_grid(steps, ts)
-    if x_T is not None:
-        check_start_device(x_T, None if device is None else torch.device(device))
-        x = x_T.detach().clone()
-    else:
-        if device is None:
-            device = generator.device if generator is not None else "cpu"
-        gen_device = generator.device if generator is not None else device
-        z = torch.randn(shape, generator=generator, dtype=dtype, device=gen_device).to(device)
-        x = path.coefficients(float(grid[0])).sigma.to(dtype) * z
+    sigma_1 = float(path.coefficients(float(grid[0])).sigma)
+
+    def prior(
+        size: tuple[int, ...], g: torch.Generator | None, dt: torch.dtype, dev: torch.device
+    ) -> torch.Tensor:
+        return sigma_1 * torch.randn(size, generator=g, dtype=dt, device=dev)
+
+    x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype, prior=prior)
 
     def field(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
         return velocity_fn(x_, t_.to(x_.dtype))
 
-    with torch.no_grad():
-        sol = ode_solve(
-            field,
-            x,
-            grid,
-            method=method,
-            return_trajectory=return_trajectory,
-            name=f"flow_sample ({method})",
-            progress=progress,
-        )
-    return (sol.x, sol.trajectory) if return_trajectory else sol.x
+    name = f"flow_sample ({method})"
+    return ode_solve(field, x, grid, method=method, name=name, on_step=on_step, progress=progress).x
 
 
 def _resolve_grid(steps: int | None, ts: torch.Tensor | None) -> torch.Tensor:
@@ -133,7 +124,7 @@ def _resolve_grid(steps: int | None, ts: torch.Tensor | None) -> torch.Tensor:
 def straightness(trajectory: list[torch.Tensor], ts: torch.Tensor) -> torch.Tensor:
     """Per-sample ``S = ∫ ||dx/dt - (x_1 - x_0)||² dt`` along a sampled path (Liu et al. 2023).
 
-    ``trajectory`` is ``[x_{ts[0]}, …, x_{ts[-1]}]`` (``flow_sample(..., return_trajectory=True)``
+    ``trajectory`` is ``[x_{ts[0]}, …, x_{ts[-1]}]`` (``trajectory(flow_sample, ...)``
     on the grid ``ts`` from 1 to 0); ``dx/dt`` is taken per grid interval, so a fine grid measures
     the flow and a coarse one the sampler's own path. ``S = 0`` exactly when every path is a
     straight line travelled at constant speed, which one Euler step integrates without error.

@@ -22,11 +22,9 @@ exactly (``torch.equal``). Shapes: ``x_known: (B, C, H, W)``; ``mask`` broadcast
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
 import torch
-from tqdm.auto import tqdm
 
 from .._validation import (
     Check,
@@ -42,7 +40,7 @@ from ..diffusion import VARIANCES, EpsModel, p_mean_var
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps_model
-from .ddpm import NonFiniteSampleError
+from .loop import OnStep, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -244,7 +242,6 @@ def repaint_times(T: int, jump_length: int = 10, resamplings: int = 10) -> list[
     resamplings=Int(minimum=1),
     variance=OneOf(VARIANCES),
     generator=Rng,
-    on_step=Function("(state) -> None", optional=True),
 )
 def inpaint_sample(
     eps_model: EpsModel,
@@ -257,8 +254,9 @@ def inpaint_sample(
     resamplings: int = 10,
     variance: str = "beta",
     clip_x0: object = None,
+    x_T: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    on_step: Callable[[int, int, torch.Tensor], Any] | None = None,
+    on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Fill the pixels where ``mask = 0`` with an unconditional ε-model; keep the others exactly.
@@ -273,7 +271,9 @@ def inpaint_sample(
             the forward noise).
         clip_x0: None, ``"static"`` or ``"dynamic"`` (or a map ``x̂₀ -> x̂₀``): the reverse step
             uses the clipped ``x̂₀`` (:mod:`minidiff.samplers.clipping`).
-        on_step: ``on_step(t_next, t, x)`` after every step and jump.
+        x_T: a given start shaped like ``x_known`` instead of the draw ``x_T ~ N(0, I)``.
+        on_step: called with the start and the state after every step and jump
+            (:class:`~minidiff.samplers.loop.SamplerState`; its ``t`` is the timestep reached).
     Returns:
         ``x_0 (B, C, H, W)`` with ``x_0[mask == 1] == x_known[mask == 1]`` exactly.
     """
@@ -290,18 +290,11 @@ def inpaint_sample(
         z, e = noise_like(x, generator), noise_like(x, generator)
         return _replacement(model, x, tt, x_known, mask, schedule, variance, z, e)
 
-    x = noise_like(x_known, generator)  # x_T ~ N(0, I)
-    with torch.no_grad():
-        for k, (t, t_next) in enumerate(tqdm(times, desc=method, disable=not progress), 1):
-            x = step(x, t, t_next)
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(
-                    f"inpaint_sample ({method}) produced non-finite values at step {k} of "
-                    f"{len(times)} (t={t} -> {t_next})"
-                )
-            if on_step is not None:
-                on_step(t_next, t, x)
-    return x
+    x = draw_start(
+        x_T, tuple(x_known.shape), generator=generator, device=x_known.device, dtype=x_known.dtype
+    )
+    name = f"inpaint_sample ({method})"
+    return run_sampler(step, x, times, name=name, on_step=on_step, progress=progress)
 
 
 @register_sampler("repaint")

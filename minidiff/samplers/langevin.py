@@ -1,22 +1,23 @@
 """Langevin dynamics and annealed Langevin dynamics (chapter 5).
 
 The Langevin SDE ``dx = ½ ∇log p(x) dt + dW`` has ``p`` as its stationary law. Its Euler–Maruyama
-discretisation with step ``ε`` is the *unadjusted Langevin algorithm*
+discretisation with step size ``h`` is the *unadjusted Langevin algorithm*
 
-    x_{k+1} = x_k + (ε / 2) ∇log p(x_k) + sqrt(ε) z_k,   z_k ~ N(0, I)      -> langevin_step
+    x_{k+1} = x_k + (h / 2) ∇log p(x_k) + sqrt(h) z_k,   z_k ~ N(0, I)      -> langevin_step
 
-(Welling & Teh 2011; Song & Ermon 2019, Eq. 4 — the ``ε/2`` convention used throughout the course;
-the "``τ``" convention ``x + τ ∇log p + sqrt(2τ) z`` is the same update with ``τ = ε/2``).
-For ``ε -> 0`` and ``K -> ∞`` the iterates are samples of ``p``; a finite ``ε`` biases them (the
-chain's stationary law is slightly wider than ``p``).
+(Welling & Teh 2011; Song & Ermon 2019, Eq. 4, who call the step ``ε``; here ``ε`` is kept for the
+noise of a diffusion model). The "``τ``" convention ``x + τ ∇log p + sqrt(2τ) z`` is the same
+update with ``τ = h/2``. For ``h -> 0`` and ``K -> ∞`` the iterates are samples of ``p``; a finite
+``h`` biases them (the chain's stationary law is slightly wider than ``p``).
 
 Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) runs the chain on a sequence of
-noised laws ``q_{σ_1}, …, q_{σ_L}`` with ``σ_1 > … > σ_L``, step ``α_i = ε σ_i² / σ_L²`` at level
-``i``, each level started from the previous level's samples. Large ``σ`` connects distant modes
-so that the chain can redistribute mass between them; small ``σ`` refines.
+noised laws ``q_{σ_1}, …, q_{σ_L}`` with ``σ_1 > … > σ_L``, step ``α_i = h σ_i² / σ_L²`` at level
+``i`` (``h = step_lr``), each level started from the previous level's samples. Large ``σ``
+connects distant modes so that the chain can redistribute mass between them; small ``σ`` refines.
 
 Shapes: ``x: (B, ...)``; a score ``score_fn(x) -> (B, ...)`` or, noise-conditional,
-``score_fn(x, sigma: (B,) float) -> (B, ...)``.
+``score_fn(x, sigma: (B,) float) -> (B, ...)``. Both samplers run through the one loop of
+:mod:`minidiff.samplers.loop` (start ``x_T`` or a prior draw, NaN watch, ``on_step``).
 """
 
 from __future__ import annotations
@@ -27,17 +28,18 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .._validation import (
+    Check,
+    FloatTensor,
+    Function,
+    Int,
+    Number,
+    OneOf,
     call_like,
-    check_all_finite,
-    check_callable,
-    check_float_dtype,
-    check_generator,
     check_number,
-    check_positive_int,
-    check_shape,
-    check_tensor,
+    checked,
 )
-from .ddpm import NonFiniteSampleError
+from ..tensors import noise_like
+from .loop import OnStep, Prior, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -54,60 +56,58 @@ ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 NoiseConditionalScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """A noise-conditional score ``score_fn(x: (B, ...), sigma: (B,) float) -> (B, ...)``."""
 
-INITS = ("gaussian", "uniform")
+PRIORS = ("gaussian", "uniform")
 
 
-def _check_step_size(step_size: object, name: str = "step_size") -> float:
-    return check_number(step_size, name, low=0.0)
+def _step_size(step_size: object, name: str) -> float | torch.Tensor:
+    """A number ``> 0``, or a floating tensor ``(B,)`` (or broadcastable to ``x``) of them."""
+    if not isinstance(step_size, torch.Tensor) or step_size.numel() == 1:
+        return check_number(step_size, name, low=0.0)
+    if not step_size.is_floating_point():
+        raise TypeError(
+            f"{name} must be a number or a floating tensor, got dtype {step_size.dtype}"
+        )
+    if bool((step_size <= 0).any()) or not bool(torch.isfinite(step_size).all()):
+        raise ValueError(f"{name} must be finite and > 0")
+    return step_size
 
 
+@checked(
+    x=FloatTensor(finite=True),
+    score=FloatTensor(like="x", finite=True),
+    step_size=Check(_step_size),
+    noise=FloatTensor(like="x", finite=True),
+)
 def langevin_step(
     x: torch.Tensor, score: torch.Tensor, step_size: float | torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
-    """One unadjusted Langevin step ``x + (ε/2) score + sqrt(ε) noise`` (Song & Ermon 2019, Eq. 4).
+    """One unadjusted Langevin step ``x + (h/2) score + sqrt(h) noise`` (Song & Ermon 2019, Eq. 4).
 
     Args:
         x: current state ``(B, ...)``.
         score: ``∇log p(x)`` at ``x``, same shape.
-        step_size: ``ε > 0``: a number, or a tensor of shape ``(B,)`` (one step per sample, as in
+        step_size: ``h > 0``: a number, or a tensor of shape ``(B,)`` (one step per sample, as in
             the corrector of predictor–corrector samplers) or broadcastable to ``x``.
         noise: ``z ~ N(0, I)``, same shape as ``x``.
     Returns:
         the next state, same shape as ``x``.
     """
-    check_tensor(x, "x")
-    check_tensor(score, "score")
-    check_tensor(noise, "noise")
-    for name, v in (("score", score), ("noise", noise)):
-        if v.shape != x.shape:
-            raise ValueError(
-                f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}"
-            )
-    check_all_finite((x, "x"), (score, "score"), (noise, "noise"))
-    if isinstance(step_size, torch.Tensor) and step_size.numel() != 1:
-        if not step_size.is_floating_point():
-            raise TypeError(
-                f"step_size must be a number or a floating tensor, got dtype {step_size.dtype}"
-            )
-        eps = _step_column(step_size, x)
+    if isinstance(step_size, torch.Tensor):
         try:
-            torch.broadcast_shapes(eps.shape, x.shape)
+            torch.broadcast_shapes(_step_column(step_size, x).shape, x.shape)
         except RuntimeError:
             raise ValueError(
                 f"step_size of shape {tuple(step_size.shape)} must be a number, ({x.shape[0]},) or "
                 f"broadcastable to x {tuple(x.shape)}"
             ) from None
-        if bool((eps <= 0).any()) or not bool(torch.isfinite(eps).all()):
-            raise ValueError("step_size must be finite and > 0")
-        return _langevin_step(x, score, step_size, noise)
-    return _langevin_step(x, score, _check_step_size(step_size), noise)
+    return _langevin_step(x, score, step_size, noise)
 
 
 def _step_column(step_size: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    eps = step_size.to(dtype=x.dtype, device=x.device)
-    if eps.dim() == 1 and eps.shape[0] == x.shape[0] and x.dim() > 1:
-        eps = eps.reshape(-1, *([1] * (x.dim() - 1)))
-    return eps
+    h = step_size.to(dtype=x.dtype, device=x.device)
+    if h.dim() == 1 and h.shape[0] == x.shape[0] and x.dim() > 1:
+        h = h.reshape(-1, *([1] * (x.dim() - 1)))
+    return h
 
 
 def _langevin_step(
@@ -115,8 +115,8 @@ def _langevin_step(
 ) -> torch.Tensor:
     """:func:`langevin_step` without the checks: for loops whose inputs were checked once."""
     if isinstance(step_size, torch.Tensor):
-        eps = _step_column(step_size, x)
-        return x + 0.5 * eps * score + eps.sqrt() * noise
+        h = _step_column(step_size, x)
+        return x + 0.5 * h * score + h.sqrt() * noise
     return x + (0.5 * step_size) * score + math.sqrt(step_size) * noise
 
 
@@ -126,67 +126,50 @@ def _call_score(
     return call_like(fn, x, *args, name="score_fn")
 
 
-def _randn(
-    shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    dev = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=dev).to(like.device)
-
-
 @register_sampler("langevin")
+@checked(score_fn=Function("(x) -> score"), steps=Int(), step_size=Number(low=0.0))
 def langevin_sample(
     score_fn: ScoreFn,
-    x_init: torch.Tensor | tuple[int, ...],
+    shape: tuple[int, ...] | None = None,
     *,
+    x_T: torch.Tensor | None = None,
     steps: int,
     step_size: float,
     generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
+    device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    on_step: OnStep | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Run ``steps`` unadjusted Langevin steps with a time-independent score (1 call per step).
 
     Args:
         score_fn: ``score_fn(x (B, ...)) -> ∇log p(x) (B, ...)``.
-        x_init: the starting points ``(B, ...)``, or a shape: then ``x_0 ~ N(0, I)`` drawn from
-            ``generator``.
+        shape: the batch shape, e.g. ``(1000, 2)``: the chains start at ``N(0, I)`` draws.
+        x_T: the starting points ``(B, ...)`` instead (``shape`` may then be omitted).
         steps: number of steps ``K >= 1``.
-        step_size: ``ε > 0`` (see :func:`langevin_step`).
+        step_size: ``h > 0`` (see :func:`langevin_step`).
         generator: source of every random number.
-        return_trajectory: also return ``[x_0, x_1, …, x_K]`` (``K + 1`` tensors).
+        on_step: called with the start and each iterate ``x_1, …, x_K``.
     Raises:
         NonFiniteSampleError: naming the first step whose iterate holds NaN/inf (step too large?).
     """
-    check_callable(score_fn, "score_fn", "(x) -> score")
-    steps = check_positive_int(steps, "steps")
-    eps = _check_step_size(step_size)
-    check_generator(generator)
-    check_float_dtype(dtype)
-    if isinstance(x_init, torch.Tensor):
-        x = check_tensor(x_init, "x_init", finite=True).clone()
-    elif isinstance(x_init, (tuple, list, torch.Size)):
-        shape = check_shape(x_init, "x_init")
-        dev = generator.device if generator is not None else "cpu"
-        x = torch.randn(shape, generator=generator, dtype=dtype, device=dev)
-    else:
-        raise TypeError(
-            f"x_init must be a tensor of starting points (B, ...) or a shape such as (1000, 2), "
-            f"got {type(x_init).__name__}"
-        )
-    trajectory = [x] if return_trajectory else []
-    with torch.no_grad():
-        for k in range(1, steps + 1):
-            x = _langevin_step(
-                x, _call_score(score_fn, x), eps, _randn(tuple(x.shape), x, generator)
-            )
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteSampleError(
-                    f"langevin_sample produced non-finite values at step {k} of {steps} "
-                    f"(step_size={eps:g}; try a smaller one)"
-                )
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    h = step_size
+    x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+
+    def step(x: torch.Tensor, k: int, k_next: int) -> torch.Tensor:
+        return _langevin_step(x, _call_score(score_fn, x), h, noise_like(x, generator))
+
+    return run_sampler(
+        step,
+        x,
+        [(k, k + 1) for k in range(steps)],
+        name="langevin_sample",
+        on_step=on_step,
+        progress=progress,
+        hint=f"step_size={h:g}; try a smaller one",
+        clock="k",
+    )
 
 
 def check_sigmas(sigmas: torch.Tensor | Sequence[float], name: str = "sigmas") -> torch.Tensor:
@@ -214,91 +197,110 @@ def check_sigmas(sigmas: torch.Tensor | Sequence[float], name: str = "sigmas") -
     return s
 
 
+@checked(sigmas=Check(check_sigmas), step_lr=Number(low=0.0))
 def annealed_step_sizes(sigmas: torch.Tensor | Sequence[float], step_lr: float) -> torch.Tensor:
-    """``α_i = ε σ_i² / σ_L²`` for every level (Song & Ermon 2019, Alg. 1), ``(L,)`` float64.
+    """``α_i = h σ_i² / σ_L²`` (``h = step_lr``) for every level (Song & Ermon 2019, Alg. 1),
+    ``(L,)`` float64.
 
     The ratio ``α_i / σ_i²`` is the same at every level, so the "signal-to-noise" of one update,
     ``‖(α_i/2) s‖ / ‖sqrt(α_i) z‖ ∝ sqrt(α_i) / σ_i``, does not depend on ``σ_i``.
     """
-    s = check_sigmas(sigmas)
-    eps = _check_step_size(step_lr, "step_lr")
-    return eps * s**2 / s[-1] ** 2
+    s: torch.Tensor = sigmas  # type: ignore[assignment]  # @checked made it a float64 tensor
+    return step_lr * s**2 / s[-1] ** 2
 
 
 @register_sampler("annealed_langevin")
+@checked(
+    score_fn=Function("(x, sigma) -> score"),
+    sigmas=Check(check_sigmas),
+    steps_per_level=Int(),
+    step_lr=Number(low=0.0),
+    prior=OneOf(PRIORS),
+)
 def annealed_langevin_sample(
     score_fn: NoiseConditionalScoreFn,
     sigmas: torch.Tensor | Sequence[float],
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | None = None,
     *,
+    x_T: torch.Tensor | None = None,
     steps_per_level: int,
     step_lr: float,
-    generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
-    init: str | torch.Tensor = "gaussian",
+    prior: str = "gaussian",
     denoise: bool = False,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    on_step: OnStep | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1); ``L · steps_per_level`` score calls.
 
-    for i = 1..L:  α_i = ε σ_i² / σ_L²;  repeat ``steps_per_level`` times:
+    for i = 1..L:  α_i = h σ_i² / σ_L²;  repeat ``steps_per_level`` times:
         x <- x + (α_i / 2) s(x, σ_i) + sqrt(α_i) z
 
     Args:
         score_fn: noise-conditional ``score_fn(x (B, ...), sigma (B,) float) -> (B, ...)``, the
             score ``∇log q_σ(x)``.
         sigmas: ``(L,)`` strictly decreasing positive noise levels ``σ_1 > … > σ_L``.
-        shape: shape of the batch, e.g. ``(5000, 2)``.
-        steps_per_level: ``T >= 1`` Langevin steps per level.
-        step_lr: ``ε > 0``, the step at the smallest level.
-        init: ``"gaussian"`` (``σ_1 · N(0, I)``, close to ``q_{σ_1}`` when ``σ_1`` dominates the
-            data scale), ``"uniform"`` (``U[-1, 1]`` per coordinate, like the paper's ``U[0, 1]``
-            for images) or a tensor of starting points with shape ``shape``.
+        shape: shape of the batch, e.g. ``(5000, 2)``; may be omitted when ``x_T`` is given.
+        x_T: the starting points ``(B, ...)`` instead of a draw from ``prior``.
+        steps_per_level: ``K >= 1`` Langevin steps per level.
+        step_lr: ``h > 0``, the step at the smallest level.
+        prior: the law of the start when ``x_T`` is None: ``"gaussian"`` (``σ_1 · N(0, I)``, close
+            to ``q_{σ_1}`` when ``σ_1`` dominates the data scale) or ``"uniform"`` (``U[-1, 1]``
+            per coordinate, like the paper's ``U[0, 1]`` for images).
         denoise: finish with one Tweedie step ``x + σ_L² s(x, σ_L)`` (Song & Ermon 2020), which
-            removes the ``σ_L`` noise left in the samples.
-        return_trajectory: also return ``[x_init, then every iterate]`` (``L · T + 1`` tensors, plus
-            one if ``denoise``).
+            removes the ``σ_L`` noise left in the samples (one more step for ``on_step``).
+        on_step: called with the start and every iterate (its ``t`` is the level's ``σ``).
     Raises:
-        NonFiniteSampleError: naming the level and step where NaN/inf first appeared.
+        NonFiniteSampleError: naming the step (and its ``σ``) where NaN/inf first appeared.
     """
-    check_callable(score_fn, "score_fn", "(x, sigma) -> score")
-    s = check_sigmas(sigmas)
-    shape = check_shape(shape)
-    steps_per_level = check_positive_int(steps_per_level, "steps_per_level")
-    alphas = annealed_step_sizes(s, step_lr)
-    check_generator(generator)
-    check_float_dtype(dtype)
-    dev = generator.device if generator is not None else torch.device("cpu")
-    if isinstance(init, torch.Tensor):
-        x = check_tensor(init, "init", finite=True).clone()
-        if tuple(x.shape) != shape:
-            raise ValueError(f"init must have shape {shape}, got {tuple(x.shape)}")
-    elif init == "gaussian":
-        x = float(s[0]) * torch.randn(shape, generator=generator, dtype=dtype, device=dev)
-    elif init == "uniform":
-        x = 2 * torch.rand(shape, generator=generator, dtype=dtype, device=dev) - 1
-    else:
-        raise ValueError(
-            f"init must be one of {list(INITS)} or a tensor of shape {shape}, got {init!r}"
-        )
-    trajectory = [x] if return_trajectory else []
-    L = s.numel()
-    with torch.no_grad():
-        for i in range(L):
-            sig = torch.full((shape[0],), float(s[i]), dtype=x.dtype, device=x.device)
-            a = float(alphas[i])
-            for k in range(1, steps_per_level + 1):
-                x = _langevin_step(x, _call_score(score_fn, x, sig), a, _randn(shape, x, generator))
-                if not bool(torch.isfinite(x).all()):
-                    raise NonFiniteSampleError(
-                        f"annealed_langevin_sample produced non-finite values at level {i + 1} "
-                        f"of {L} (sigma={float(s[i]):.4g}), step {k} of {steps_per_level}; "
-                        "try a smaller step_lr"
-                    )
-                if return_trajectory:
-                    trajectory.append(x)
-        if denoise:
-            x = x + float(s[-1]) ** 2 * _call_score(score_fn, x, sig)
-            if return_trajectory:
-                trajectory.append(x)
-    return (x, trajectory) if return_trajectory else x
+    s: torch.Tensor = sigmas  # type: ignore[assignment]  # @checked made it a float64 tensor
+    alphas = annealed_step_sizes.unchecked(s, step_lr)
+    x = draw_start(
+        x_T, shape, generator=generator, device=device, dtype=dtype, prior=_PRIORS[prior](s)
+    )
+    step_of = dict(zip(s.tolist(), alphas.tolist(), strict=True))
+
+    def step(x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+        sig = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
+        score = _call_score(score_fn, x, sig)
+        if sigma_next == 0.0:  # the final Tweedie step
+            return x + sigma**2 * score
+        return _langevin_step(x, score, step_of[sigma], noise_like(x, generator))
+
+    levels = [v for v in s.tolist() for _ in range(steps_per_level)]
+    times = list(zip(levels, levels[1:] + levels[-1:], strict=True))
+    if denoise:
+        times.append((levels[-1], 0.0))
+    return run_sampler(
+        step,
+        x,
+        times,
+        name="annealed_langevin_sample",
+        on_step=on_step,
+        progress=progress,
+        hint="try a smaller step_lr",
+        clock="sigma",
+    )
+
+
+def _gaussian_prior(s: torch.Tensor) -> Prior:
+    def draw(
+        shape: tuple[int, ...], g: torch.Generator | None, dtype: torch.dtype, dev: torch.device
+    ) -> torch.Tensor:
+        return float(s[0]) * torch.randn(shape, generator=g, dtype=dtype, device=dev)
+
+    return draw
+
+
+def _uniform_prior(s: torch.Tensor) -> Prior:
+    def draw(
+        shape: tuple[int, ...], g: torch.Generator | None, dtype: torch.dtype, dev: torch.device
+    ) -> torch.Tensor:
+        return 2 * torch.rand(shape, generator=g, dtype=dtype, device=dev) - 1
+
+    return draw
+
+
+_PRIORS = {"gaussian": _gaussian_prior, "uniform": _uniform_prior}

@@ -35,6 +35,8 @@ def register_sampler(name: str) -> Callable[[F], F]:
 
 def get_sampler(name: str) -> Callable[..., Any]:
     """Look a sampler up by name (see :func:`available_samplers`)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a sampler's name (a string), got {type(name).__name__}")
     if name not in _SAMPLERS:
         raise ValueError(f"name must be one of {available_samplers()}, got {name!r}")
     return _SAMPLERS[name]

@@ -127,8 +127,8 @@ def plot_trajectories(
 ) -> Axes:
     """Draw the paths of the first ``n_paths`` points through a trajectory ``[x_first, …, x_last]``.
 
-    ``traj`` is a list of ``(N, 2)`` states ordered in time (e.g. ``ddpm_sample(...,
-    return_trajectory=True)`` gives ``[x_T, …, x_0]``). Starts are grey, ends are coloured.
+    ``traj`` is a list of ``(N, 2)`` states ordered in time (e.g. ``minidiff.trajectory(ddpm_sample,
+    ...)`` gives ``[x_T, …, x_0]``). Starts are grey, ends are coloured.
     """
     if len(traj) < 2:
         raise ValueError(f"traj must hold at least 2 states, got {len(traj)}")

@@ -7,16 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def test_quick_run_writes_every_part(tmp_path: Path) -> None:

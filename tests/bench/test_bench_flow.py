@@ -26,6 +26,8 @@ def test_quick_run_writes_both_tables(tmp_path: Path) -> None:
     assert set(rows["wins"]) == {"FM uniform", "FM logit-normal", "FM u²"}
     assert all(r["steps"] == 15 and r["cpu_s"] > 0 for r in rows["a"])
     assert {r["model"] for r in rows["b"]} == {"exact velocity", "FM uniform", "FM + OT", "reflow"}
+    fm = next(r for r in rows["b"] if r["model"] == "FM uniform")  # part A's model, with its cost
+    assert fm["steps"] == 15 and fm["cpu_s"] > 0
     exact = next(r for r in rows["b"] if r["model"] == "exact velocity")
     # the exact velocity is its own reference, and one Euler step sends every sample to the mean
     assert exact["model_err"] < 1e-5 and exact["pr1"][0] < 0.2

@@ -13,11 +13,6 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 # google/ddpm-cifar10-32's config.json (Ho et al.'s CIFAR-10 model converted to diffusers);
 # dropout is not in it (an inference config): 0.1 is the paper's training value.
 DDPM_CIFAR10_32_CONFIG = {

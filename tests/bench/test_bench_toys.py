@@ -8,7 +8,6 @@ import math
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from minidiff import toy_dataset
@@ -16,11 +15,6 @@ from minidiff.nn import TimeMLP
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def test_budgeted_run_saves_samples_and_weights_that_reload(tmp_path: Path) -> None:

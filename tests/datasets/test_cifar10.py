@@ -15,42 +15,17 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _cifar10_archive import N_PER_BATCH, make_archive
 
 from minidiff.data import CorruptDatasetError, download_cifar10, load_cifar10
 from minidiff.data.cifar10 import CIFAR10_ARCHIVE, CIFAR10_FOLDER, cifar10_root, md5sum
-
-N_PER_BATCH = 4
-
-
-def _batch(seed: int, n: int = N_PER_BATCH) -> dict[bytes, Any]:
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": f"batch {seed}".encode(),
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)],
-    }
-
-
-def _make_archive(path: Path) -> dict[str, dict[bytes, Any]]:
-    """Write a tar.gz laid out like the official one; return the batches it holds."""
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    batches = {name: _batch(i) for i, name in enumerate(names)}
-    meta = {b"label_names": [b"airplane"], b"num_cases_per_batch": N_PER_BATCH}
-    with tarfile.open(path, "w:gz") as tar:
-        for name, obj in [*batches.items(), ("batches.meta", meta)]:
-            raw = pickle.dumps(obj, protocol=2)
-            info = tarfile.TarInfo(f"{CIFAR10_FOLDER}/{name}")
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    return batches
 
 
 @pytest.fixture()
 def archive(tmp_path: Path) -> tuple[Path, str, dict[str, dict[bytes, Any]]]:
     src = tmp_path / "server" / CIFAR10_ARCHIVE
     src.parent.mkdir()
-    batches = _make_archive(src)
+    batches = make_archive(src)
     return src, hashlib.md5(src.read_bytes()).hexdigest(), batches
 
 

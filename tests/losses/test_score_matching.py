@@ -15,14 +15,6 @@ from minidiff.nn import NoiseConditionalScoreMLP
 GMM = GaussianMixture.default_2d()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -21,11 +21,6 @@ from minidiff.nn.text import (
 from minidiff.retrieval import NeighbourRetriever
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def test_vocabulary_round_trip_and_padding() -> None:
     vocab = Vocabulary(["3", "left", "of", "7"])
     ids = vocab(["3 left of 7", "7"], length=5)

@@ -23,11 +23,6 @@ from minidiff.nn.unet import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def test_ddpm_cifar10_has_35_7_million_parameters() -> None:
     n = count_parameters(UNet("ddpm_cifar10"))
     assert abs(n - 35.7e6) / 35.7e6 < 0.01, n

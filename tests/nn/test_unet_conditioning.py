@@ -16,11 +16,6 @@ from minidiff.nn import UNet, UNetConfig, count_parameters
 from minidiff.nn.unet import parameter_count
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _x(b: int = 3, c: int = 1, s: int = 8, seed: int = 0) -> torch.Tensor:
     return torch.randn(b, c, s, s, generator=torch.Generator().manual_seed(seed))
 

@@ -9,7 +9,7 @@ import torch
 
 import minidiff as md
 import minidiff.samplers.ddim  # noqa: F401  (registers "ddim")
-from minidiff.samplers import NonFiniteSampleError, get_sampler
+from minidiff.samplers import NonFiniteSampleError, get_sampler, trajectory
 from minidiff.samplers.ddim import (
     ddim_invert,
     ddim_sample,
@@ -51,16 +51,17 @@ def test_eta1_full_steps_equals_ddpm_beta_tilde_same_seed(
 ) -> None:
     sched = md.make_schedule(schedule_name, 100)
     gen_a, gen_b = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    a, traj_a = md.ddpm_sample(
+    traj_a = trajectory(
+        md.ddpm_sample,
         toy_eps,
         sched,
         (64, 2),
         variance="beta_tilde",
         generator=gen_a,
         dtype=dtype,
-        return_trajectory=True,
     )
-    b, traj_b = ddim_sample(
+    traj_b = trajectory(
+        ddim_sample,
         toy_eps,
         sched,
         (64, 2),
@@ -68,8 +69,8 @@ def test_eta1_full_steps_equals_ddpm_beta_tilde_same_seed(
         eta=1.0,
         generator=gen_b,
         dtype=dtype,
-        return_trajectory=True,
     )
+    a, b = traj_a[-1], traj_b[-1]
     assert len(traj_a) == len(traj_b) == sched.T + 1
     for xa, xb in zip(traj_a, traj_b, strict=True):
         torch.testing.assert_close(xa, xb, rtol=tol, atol=tol)
@@ -213,15 +214,13 @@ def test_ddim_timesteps_endpoints_decreasing_count(T: int) -> None:
 
 
 def test_trajectory_length_and_custom_timesteps(sched: md.NoiseSchedule) -> None:
-    x, traj = ddim_sample(
-        toy_eps,
-        sched,
-        (5, 2),
-        steps=4,
-        generator=torch.Generator().manual_seed(0),
-        return_trajectory=True,
+    traj = trajectory(
+        ddim_sample, toy_eps, sched, (5, 2), steps=4, generator=torch.Generator().manual_seed(0)
     )
+    x = ddim_sample(toy_eps, sched, (5, 2), steps=4, generator=torch.Generator().manual_seed(0))
     assert len(traj) == 5 and torch.equal(traj[-1], x)
+    by_name = trajectory("ddim", toy_eps, sched, (5, 2), steps=4, generator=torch.Generator())
+    assert len(by_name) == 5
     y = ddim_sample(
         toy_eps,
         sched,
@@ -252,7 +251,8 @@ def test_inversion_round_trip_exact_oracle() -> None:
     x0 = gmm.sample(200, torch.Generator().manual_seed(0)).double()
     errs = {}
     for steps in (50, 200):
-        xT, traj = ddim_invert(model, sched, x0, steps=steps, return_trajectory=True)
+        traj = trajectory(ddim_invert, model, sched, x0, steps=steps)
+        xT = ddim_invert(model, sched, x0, steps=steps)
         assert len(traj) == steps + 1 and torch.equal(traj[0], x0) and torch.equal(traj[-1], xT)
         assert abs(float(xT.std()) - 1.0) < 0.15  # the latent looks like N(0, I)
         ts = ddim_timesteps(sched, steps).tolist()

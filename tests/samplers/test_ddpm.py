@@ -11,7 +11,7 @@ import torch
 
 import minidiff as md
 from minidiff.metrics import sliced_wasserstein
-from minidiff.samplers import NonFiniteSampleError, ddpm_sample, ddpm_step, get_sampler
+from minidiff.samplers import NonFiniteSampleError, ddpm_sample, ddpm_step, get_sampler, trajectory
 
 
 def toy_eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -94,9 +94,10 @@ def test_step_with_generator_is_reproducible(sched: md.NoiseSchedule) -> None:
 
 
 def test_trajectory_length_and_endpoints(sched: md.NoiseSchedule) -> None:
-    x0, traj = ddpm_sample(
-        toy_eps, sched, (7, 2), generator=torch.Generator().manual_seed(4), return_trajectory=True
+    traj = trajectory(
+        ddpm_sample, toy_eps, sched, (7, 2), generator=torch.Generator().manual_seed(4)
     )
+    x0 = traj[-1]
     assert len(traj) == sched.T + 1
     assert all(x.shape == (7, 2) for x in traj)
     torch.testing.assert_close(
@@ -110,9 +111,7 @@ def test_trajectory_length_and_endpoints(sched: md.NoiseSchedule) -> None:
 def test_trajectory_follows_ddpm_step_with_the_same_noise(sched: md.NoiseSchedule) -> None:
     # Replaying the generator: x_T first, then one z per step (also at t = 1, where it is unused).
     gen = torch.Generator().manual_seed(5)
-    _, traj = ddpm_sample(
-        toy_eps, sched, (3, 2), variance="beta_tilde", generator=gen, return_trajectory=True
-    )
+    traj = trajectory(ddpm_sample, toy_eps, sched, (3, 2), variance="beta_tilde", generator=gen)
     replay = torch.Generator().manual_seed(5)
     x = torch.randn(3, 2, generator=replay)
     for i, t in enumerate(range(sched.T, 0, -1)):
@@ -242,7 +241,7 @@ def test_step_argument_checks(sched: md.NoiseSchedule) -> None:
         ddpm_step(x, torch.tensor([1, 2]), x, sched)
     with pytest.raises(ValueError, match=r"t must lie in 1\.\.50"):
         ddpm_step(x, torch.tensor([0, 1, 2]), x, sched)
-    with pytest.raises(ValueError, match="eps must have the shape"):
+    with pytest.raises(ValueError, match="eps must have the same shape as x_t"):
         ddpm_step(x, 2, torch.zeros(3, 1), sched)
     with pytest.raises(ValueError, match="noise must have the same shape"):
         ddpm_step(x, 2, x, sched, noise=torch.zeros(2, 2))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import minidiff as md
-from minidiff.samplers import get_sampler
+from minidiff.samplers import get_sampler, trajectory
 from minidiff.samplers.ddim import ddim_sample, ddim_step, ddim_timesteps
 from minidiff.samplers.dpm_solver import (
     data_prediction,
@@ -160,9 +160,10 @@ def test_matches_diffusers_dpm_solver_multistep() -> None:
 def test_registry_and_trajectory() -> None:
     assert get_sampler("dpm_solver++") is dpm_solver_sample
     assert get_sampler("heun_log_snr") is heun_log_snr_sample
-    x, traj = dpm_solver_sample(
-        ORACLE, SCHED, (5, 2), steps=4, generator=torch.Generator(), return_trajectory=True
+    traj = trajectory(
+        dpm_solver_sample, ORACLE, SCHED, (5, 2), steps=4, generator=torch.Generator()
     )
+    x = dpm_solver_sample(ORACLE, SCHED, (5, 2), steps=4, generator=torch.Generator())
     assert len(traj) == 5 and torch.equal(traj[-1], x) and x.dtype == torch.float32
 
 

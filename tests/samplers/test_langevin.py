@@ -10,7 +10,7 @@ import torch
 
 from minidiff import GaussianMixture, available_samplers, get_sampler
 from minidiff.metrics import sliced_wasserstein
-from minidiff.samplers import NonFiniteSampleError
+from minidiff.samplers import NonFiniteSampleError, trajectory
 from minidiff.samplers.langevin import (
     annealed_langevin_sample,
     annealed_step_sizes,
@@ -31,15 +31,6 @@ TWO = GaussianMixture(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    # Thousands of tiny (K, 2, 2) solves per step: threads only add overhead on a busy CI box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -55,9 +46,9 @@ def test_step_formula_and_per_sample_step() -> None:
     x, s, z = (torch.randn(5, 3, generator=g) for _ in range(3))
     out = langevin_step(x, s, 0.3, z)
     assert torch.allclose(out, x + 0.15 * s + math.sqrt(0.3) * z)
-    eps = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
-    per = langevin_step(x, s, eps, z)
-    assert torch.allclose(per, x + 0.5 * eps[:, None] * s + eps.sqrt()[:, None] * z)
+    h = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
+    per = langevin_step(x, s, h, z)
+    assert torch.allclose(per, x + 0.5 * h[:, None] * s + h.sqrt()[:, None] * z)
 
 
 def test_step_rejects_bad_input() -> None:
@@ -97,36 +88,36 @@ def test_exact_score_converges_to_the_mixture() -> None:
 
 
 def test_large_step_inflates_the_stationary_variance_as_predicted() -> None:
-    # For N(0, s^2 I) the chain is AR(1): x' = (1 - eps/(2 s^2)) x + sqrt(eps) z, with
-    # stationary variance s^2 / (1 - eps / (4 s^2)) -- exact, so the bias of a big step is
+    # For N(0, s^2 I) the chain is AR(1): x' = (1 - h/(2 s^2)) x + sqrt(h) z, with
+    # stationary variance s^2 / (1 - h / (4 s^2)) -- exact, so the bias of a big step is
     # measurable.
     gauss = GaussianMixture(torch.zeros(1, 2), stds=1.0)
-    n, eps = 4000, 1.0
+    n, h = 4000, 1.0
     x = langevin_sample(
         lambda y: gauss.marginal_score(y, 1.0, 0.0),
         (n, 2),
         steps=60,
-        step_size=eps,
+        step_size=h,
         generator=gen(4),
     )
     v = float(x.double().var(dim=0).mean())
-    predicted = 1.0 / (1.0 - eps / 4.0)
+    predicted = 1.0 / (1.0 - h / 4.0)
     se = predicted * math.sqrt(2.0 / (n - 1)) / math.sqrt(2)  # two coordinates averaged
     assert abs(v - predicted) < 5 * se, (v, predicted)
     assert v - 1.0 > 5 * se  # and that bias is clearly there
 
 
 def test_small_step_barely_moves_the_mean() -> None:
-    # The mean of the same AR(1) chain decays as (1 - eps/2)^K: with eps = 1e-3 and K = 100 the
+    # The mean of the same AR(1) chain decays as (1 - h/2)^K: with h = 1e-3 and K = 100 the
     # chain started at 3 has hardly moved towards the target mean 0.
     gauss = GaussianMixture(torch.zeros(1, 2), stds=1.0)
-    n, eps, K = 2000, 1e-3, 100
+    n, h, K = 2000, 1e-3, 100
     x0 = torch.full((n, 2), 3.0)
     x = langevin_sample(
-        lambda y: gauss.marginal_score(y, 1.0, 0.0), x0, steps=K, step_size=eps, generator=gen(5)
+        lambda y: gauss.marginal_score(y, 1.0, 0.0), x_T=x0, steps=K, step_size=h, generator=gen(5)
     )
-    predicted = 3.0 * (1 - eps / 2) ** K
-    se = math.sqrt(K * eps / n)
+    predicted = 3.0 * (1 - h / 2) ** K
+    se = math.sqrt(K * h / n)
     assert abs(float(x[:, 0].mean()) - predicted) < 5 * se
     assert float(x[:, 0].mean()) > 2.8  # "hardly moved" from 3 towards 0
 
@@ -158,30 +149,32 @@ def test_annealing_fixes_the_mode_weights_where_plain_langevin_fails() -> None:
 
 def test_trajectory_and_reproducibility() -> None:
     score = lambda y: MIX.marginal_score(y, 1.0, 0.0)  # noqa: E731
-    a, traj = langevin_sample(
-        score, (8, 2), steps=5, step_size=0.1, generator=gen(7), return_trajectory=True
-    )
-    b = langevin_sample(score, (8, 2), steps=5, step_size=0.1, generator=gen(7))
-    assert len(traj) == 6 and torch.equal(traj[-1], a) and torch.equal(a, b)
+    traj = trajectory(langevin_sample, score, (8, 2), steps=5, step_size=0.1, generator=gen(7))
+    a = langevin_sample(score, (8, 2), steps=5, step_size=0.1, generator=gen(7))
+    b = langevin_sample(score, (8, 2), steps=5, step_size=0.1, generator=gen(8))
+    assert len(traj) == 6 and torch.equal(traj[-1], a) and not torch.equal(a, b)
     nc = lambda y, s: MIX.marginal_score(y, 1.0, s)  # noqa: E731
-    x, traj = annealed_langevin_sample(
-        nc,
-        [1.0, 0.5, 0.1],
-        (8, 2),
-        steps_per_level=4,
-        step_lr=0.01,
-        generator=gen(8),
-        return_trajectory=True,
-        denoise=True,
-    )
+    kw = dict(steps_per_level=4, step_lr=0.01, denoise=True)
+    traj = trajectory(annealed_langevin_sample, nc, [1.0, 0.5, 0.1], (8, 2), generator=gen(8), **kw)
+    x = annealed_langevin_sample(nc, [1.0, 0.5, 0.1], (8, 2), generator=gen(8), **kw)  # type: ignore[arg-type]
     assert len(traj) == 3 * 4 + 2 and torch.equal(traj[-1], x)
-    x_init = torch.zeros(8, 2)
+    # the last state is the Tweedie step from the one before
+    torch.testing.assert_close(traj[-1], traj[-2] + 0.1**2 * nc(traj[-2], torch.full((8,), 0.1)))
+    x_T = torch.zeros(8, 2)
     x2 = annealed_langevin_sample(
-        nc, [1.0, 0.1], (8, 2), steps_per_level=2, step_lr=0.01, init=x_init, generator=gen(9)
+        nc, [1.0, 0.1], steps_per_level=2, step_lr=0.01, x_T=x_T, generator=gen(9)
     )
-    assert x2.shape == (8, 2) and torch.equal(
-        x_init, torch.zeros(8, 2)
-    )  # init not modified in place
+    assert x2.shape == (8, 2) and torch.equal(x_T, torch.zeros(8, 2))  # x_T not modified in place
+    u = annealed_langevin_sample(
+        nc,
+        [1.0, 0.1],
+        (4000, 2),
+        steps_per_level=1,
+        step_lr=1e-9,
+        prior="uniform",
+        generator=gen(1),
+    )
+    assert float(u.abs().max()) <= 1.0 + 1e-3 and float(u.abs().max()) > 0.99  # U[-1, 1] start
 
 
 def test_annealed_step_sizes() -> None:
@@ -220,7 +213,7 @@ def test_error_paths() -> None:
         langevin_sample(lambda y: y.numpy(), (4, 2), steps=2, step_size=0.1)
     with pytest.raises(NonFiniteSampleError, match="step 1 of 3"):
         langevin_sample(lambda y: y * float("nan"), (4, 2), steps=3, step_size=0.1)
-    with pytest.raises(NonFiniteSampleError, match=r"step \d+ of 200"):  # unstable: eps > 4 s^2
+    with pytest.raises(NonFiniteSampleError, match=r"step \d+ of 200"):  # unstable: h > 4 s^2
         langevin_sample(score, (4, 2), steps=200, step_size=50.0, generator=gen(0))
     nc = lambda y, s: -y / s[:, None] ** 2  # noqa: E731
     with pytest.raises(ValueError, match="steps_per_level"):
@@ -229,19 +222,19 @@ def test_error_paths() -> None:
         annealed_langevin_sample(nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.0)
     with pytest.raises(ValueError, match="decreasing"):
         annealed_langevin_sample(nc, [0.1, 1.0], (4, 2), steps_per_level=1, step_lr=0.1)
-    with pytest.raises(ValueError, match="init"):
+    with pytest.raises(ValueError, match="prior"):
         annealed_langevin_sample(
-            nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1, init="zeros"
+            nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1, prior="zeros"
         )
-    with pytest.raises(ValueError, match="init"):
+    with pytest.raises(ValueError, match="x_T"):
         annealed_langevin_sample(
-            nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1, init=torch.zeros(3, 2)
+            nc, [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1, x_T=torch.zeros(3, 2)
         )
     with pytest.raises(ValueError, match="shape"):
         annealed_langevin_sample(
             lambda y, s: y.sum(1), [1.0, 0.1], (4, 2), steps_per_level=1, step_lr=0.1
         )
-    with pytest.raises(NonFiniteSampleError, match="level 1 of 2"):
+    with pytest.raises(NonFiniteSampleError, match=r"step \d+ of 100 \(sigma=1 -> 1\)"):
         annealed_langevin_sample(
             nc, [1.0, 0.1], (4, 2), steps_per_level=50, step_lr=1.0, generator=gen(0)
         )

@@ -9,7 +9,7 @@ import torch
 
 from minidiff import GaussianMixture, get_sampler
 from minidiff.metrics import sliced_wasserstein
-from minidiff.samplers import NonFiniteSampleError
+from minidiff.samplers import NonFiniteSampleError, SamplerState, trajectory
 from minidiff.samplers.sde_solvers import (
     count_nfe,
     euler_maruyama_sample,
@@ -40,14 +40,17 @@ def test_ode_solve_order_of_accuracy(method: str, order: int) -> None:
 
 def test_ode_solve_backwards_and_trajectory() -> None:
     fn = lambda x, t: x  # noqa: E731   x(t) = x(1) e^{t - 1}
+    states: list[SamplerState] = []
     sol = ode_solve(
         fn,
         torch.ones(2, 1, dtype=torch.float64),
         time_grid(50, 1.0, 0.0),
         method="heun",
-        return_trajectory=True,
+        on_step=states.append,
     )
-    assert len(sol.trajectory) == 51
+    assert len(states) == 51 and torch.equal(states[-1].x, sol.x)
+    assert [s.step for s in states] == list(range(51)) and states[-1].steps == 50
+    assert states[0].t == 1.0 and states[-1].t == 0.0 and states[25].t == pytest.approx(0.5)
     assert torch.allclose(sol.x, torch.full((2, 1), math.exp(-1.0), dtype=torch.float64), rtol=1e-4)
 
 
@@ -72,10 +75,9 @@ def _counting(score_fn):  # type: ignore[no-untyped-def]
 def test_nfe_matches_count_nfe_and_trajectory_length(name: str) -> None:
     sde, gmm = VPSDE(), GaussianMixture.default_2d()
     f, calls = _counting(score_fn_from_mixture(gmm, sde))
-    x, traj = get_sampler(name)(
-        f, sde, (16, 2), steps=7, generator=torch.Generator().manual_seed(0), return_trajectory=True
-    )
+    traj = trajectory(name, f, sde, (16, 2), steps=7, generator=torch.Generator().manual_seed(0))
     assert calls[0] == count_nfe(name, 7)
+    x = get_sampler(name)(f, sde, (16, 2), steps=7, generator=torch.Generator().manual_seed(0))
     assert len(traj) == 8 and x.shape == (16, 2) and torch.equal(traj[-1], x)
 
 
@@ -99,21 +101,11 @@ def test_pf_ode_is_deterministic_given_x1_and_em_is_not() -> None:
     """Heun from the same prior draw gives the same x0; EM adds fresh noise each step."""
     sde, gmm = VPSDE(), GaussianMixture.default_2d()
     s = score_fn_from_mixture(gmm, sde)
-    _, ode_traj = pf_ode_sample(
-        s,
-        sde,
-        (64, 2),
-        steps=10,
-        generator=torch.Generator().manual_seed(1),
-        return_trajectory=True,
+    ode_traj = trajectory(
+        pf_ode_sample, s, sde, (64, 2), steps=10, generator=torch.Generator().manual_seed(1)
     )
-    _, em_traj = euler_maruyama_sample(
-        s,
-        sde,
-        (64, 2),
-        steps=10,
-        generator=torch.Generator().manual_seed(1),
-        return_trajectory=True,
+    em_traj = trajectory(
+        euler_maruyama_sample, s, sde, (64, 2), steps=10, generator=torch.Generator().manual_seed(1)
     )
     assert torch.equal(ode_traj[0], em_traj[0])  # same x_1
     again = pf_ode_sample(s, sde, (64, 2), steps=10, generator=torch.Generator().manual_seed(1))
@@ -148,15 +140,9 @@ def trajectories() -> dict[str, list[torch.Tensor]]:
         ("pf_ode_heun", {"steps": STEPS}),
         ("predictor_corrector", {"steps": STEPS}),
     ):
-        _, traj = get_sampler(name)(
-            s,
-            sde,
-            (N, 2),
-            generator=torch.Generator().manual_seed(11),
-            return_trajectory=True,
-            **kw,
+        out[name] = trajectory(
+            name, s, sde, (N, 2), generator=torch.Generator().manual_seed(11), **kw
         )
-        out[name] = traj
     return out
 
 
@@ -169,7 +155,7 @@ def test_reverse_sde_and_pf_ode_reproduce_the_noised_mixture(name: str, trajecto
     m + 4 s (sampler bias at these step counts is well below the floor). A wrong law fails it.
     """
     sde, gmm = VPSDE(), GaussianMixture.default_2d()
-    ts = time_grid(STEPS, 1.0, sde.eps)
+    ts = time_grid(STEPS, 1.0, sde.t_min)
     gen = torch.Generator().manual_seed(5)
     for i in CHECK_IDX:
         a, sig = sde.marginal_coefficients(float(ts[i]))

@@ -22,11 +22,6 @@ from ddp_worker import tiny_config, tiny_images  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _params(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path / "checkpoint.pt")["model"]
 

@@ -15,11 +15,6 @@ from minidiff.training import recipes
 from minidiff.training.recipes import TOY_2D_OPTIONS, toy_loss, train_toy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def test_train_toy_trains_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
     real_train = recipes.train

@@ -1,0 +1,165 @@
+"""Diffusion conditioned on images (chapter 14): super-resolution, a cascade, inpainting.
+
+The notebook's experiments, over several seeds (training and sampling), on the course's 16x16
+digits (held-out digits for evaluation; the low-resolution image is the 2x2 average, 8x8):
+
+* super-resolution 8 -> 16: bicubic, the posterior mean (a small U-Net regressor,
+  ``regression_loss``) and SR3 (``image_conditional_loss``): PSNR against the original and the
+  high-band spectrum distance to the data (``highband_spectrum_distance``, rings >= 0.25
+  cycles/pixel, dB);
+* a cascade: the base model on 8x8 digits, then the SR model trained without and with
+  noise-conditioning augmentation (``s ~ U{0..20}``, sampled at ``s = 10``), fed the base
+  model's samples: the high-band distance of the 16x16 outputs;
+* inpainting the bottom half of 8x8 digits with the base model: replacement against RePaint;
+  the seam error (mean |x - x_true| on the generated row next to the known half) and a held-out
+  logistic-regression classifier's agreement with the true digit; known pixels kept exactly.
+
+A bar is met when the mean margin exceeds the larger of the two seeds' spreads (standard
+deviation) and every seed's margin is positive. ``--size fast`` is the notebook's fast mode,
+``--size full`` its default mode.
+
+    python bench/cond_images.py --size fast --seeds 3   # a few CPU-minutes
+    python bench/cond_images.py --size full --seeds 3   # about 8 CPU-minutes
+    python bench/cond_images.py --quick                 # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import minidiff  # noqa: E402
+from minidiff.data.images import load_digits  # noqa: E402
+from minidiff.image_conditioning import downsample, upsample  # noqa: E402
+from minidiff.metrics.restoration import highband_spectrum_distance, psnr  # noqa: E402
+from minidiff.samplers import ddim_sample, inpaint_sample  # noqa: E402
+from minidiff.superres import sr_sample, train_base, train_regressor, train_sr  # noqa: E402
+
+SIZES = {  # training steps, evaluation batch, sampling steps, RePaint (jump, resamplings)
+    "quick": {"steps": 8, "n": 8, "ddim": 4, "jump": 5, "r": 2, "aug": 20, "s": 10},
+    "fast": {"steps": 120, "n": 48, "ddim": 15, "jump": 5, "r": 3, "aug": 20, "s": 10},
+    "full": {"steps": 600, "n": 128, "ddim": 25, "jump": 5, "r": 5, "aug": 20, "s": 10},
+}
+
+
+def seam_error(x: torch.Tensor, truth: torch.Tensor, row: int) -> float:
+    """Mean |x - truth| on the first generated row (``row``), next to the known part."""
+    return float((x[..., row, :] - truth[..., row, :]).abs().mean())
+
+
+def run_chapter14(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
+    c = SIZES[size]
+    sched = minidiff.cosine_schedule(100)
+    g = torch.Generator().manual_seed(seed)
+    out: dict = {}  # type: ignore[type-arg]
+    # --- data: the course's 16x16 digits and their 8x8 averages (held-out digits for evaluation)
+    digits, labels = load_digits(16)
+    perm = torch.randperm(digits.shape[0], generator=torch.Generator().manual_seed(0))
+    tr, te = perm[:1400], perm[1400 : 1400 + c["n"]]
+    train_hi, test_hi = digits[tr], digits[te]
+    test_lo = downsample(test_hi, 2)
+    ref_hi = digits[perm[1400:]]
+    # --- super-resolution: bicubic, regression (posterior mean), SR3
+    sr = train_sr(train_hi, sched, steps=c["steps"], seed=seed)
+    sr_aug = train_sr(train_hi, sched, steps=c["steps"], max_aug_level=c["aug"], seed=seed)
+    reg = train_regressor(train_hi, steps=c["steps"], seed=seed)
+    bic = upsample(test_lo, 16)
+    with torch.no_grad():
+        mean = reg(bic).clamp(-1, 1)
+    samp = sr_sample(sr, test_lo, sched, steps=c["ddim"], generator=g)
+    for name, x in (("bicubic", bic), ("regression", mean), ("sr", samp)):
+        out[f"psnr_{name}"] = float(psnr(x, test_hi).mean())
+        out[f"hb_{name}"] = highband_spectrum_distance(x, ref_hi)
+    out["hb_data_floor"] = highband_spectrum_distance(test_hi, ref_hi)
+    # --- the cascade: base samples at 8x8, then SR without and with augmentation
+    base = train_base(downsample(train_hi, 2), sched, steps=c["steps"], seed=seed)
+    low = ddim_sample(
+        base, sched, (c["n"], 1, 8, 8), steps=c["ddim"], generator=g, clip_x0="static"
+    )
+    plain = sr_sample(sr, low, sched, steps=c["ddim"], generator=g)
+    aug = sr_sample(sr_aug, low, sched, steps=c["ddim"], aug_level=c["s"], generator=g)
+    out["hb_cascade_plain"] = highband_spectrum_distance(plain, ref_hi)
+    out["hb_cascade_aug"] = highband_spectrum_distance(aug, ref_hi)
+    # --- inpainting on 8x8 digits, bottom half hidden, with the cascade's base model
+    d8 = downsample(digits, 2)
+    model = base
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., 4:, :] = 0
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=2000).fit(d8[tr].flatten(1).numpy(), labels[tr].numpy())
+    for method in ("replace", "repaint"):
+        x = inpaint_sample(
+            model,
+            sched,
+            d8[te],
+            mask,
+            method=method,
+            jump_length=c["jump"],
+            resamplings=c["r"],
+            clip_x0="static",
+            generator=g,
+        )
+        assert torch.equal(x[..., :4, :], d8[te][..., :4, :])
+        out[f"seam_{method}"] = seam_error(x, d8[te], 4)
+        pred = torch.as_tensor(clf.predict(x.flatten(1).numpy()))
+        out[f"agree_{method}"] = float((pred == labels[te]).float().mean())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run at toy size")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p.add_argument("--json", type=str, default=None, help="write the rows here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    size = "quick" if args.quick else args.size
+    rows = []
+    for seed in range(args.seeds):
+        t0 = time.process_time()
+        r = run_chapter14(size, seed=seed)
+        r["cpu_s"] = time.process_time() - t0
+        rows.append(r)
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}))
+    keys = [k for k, v in rows[0].items() if isinstance(v, float)]
+    summary = {}
+    for k in keys:
+        vals = [r[k] for r in rows]
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        summary[k] = (statistics.mean(vals), sd)
+        print(f"{k:32s} {statistics.mean(vals):9.4f} ± {sd:.4f}")
+    bars = {
+        "SR beats bicubic (high band, dB)": ("hb_bicubic", "hb_sr"),
+        "cascade: aug beats no aug (high band, dB)": ("hb_cascade_plain", "hb_cascade_aug"),
+        "RePaint beats replacement (seam error)": ("seam_replace", "seam_repaint"),
+    }
+    ok = True
+    for name, (worse, better) in bars.items():
+        margins = [r[worse] - r[better] for r in rows]
+        m, sd = statistics.mean(margins), statistics.stdev(margins) if len(margins) > 1 else 0.0
+        spread = max(summary[worse][1], summary[better][1])
+        met = min(margins) > 0 and m > spread
+        ok &= met
+        print(
+            f"{name:45s} margin {m:.4f} (min {min(margins):.4f}), spread {spread:.4f}: "
+            f"{'met' if met else 'NOT met'}"
+        )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "ok": ok, "version": minidiff.__version__})
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

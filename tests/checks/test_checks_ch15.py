@@ -1,0 +1,83 @@
+"""Exercise 15 checkers: behaviour beyond what tests/test_checkers.py checks for every chapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from _nbtools import ROOT, exec_tagged
+
+from minidiff.checks import ch15
+
+SOLUTION = exec_tagged(Path(ROOT / "exercises" / "solutions" / "ex15_few_step.ipynb"))
+
+
+def test_a_step_that_forgets_the_first_step_case_is_told_so() -> None:
+    def no_first_case(x_t, t, t_next, x0, x0_last, t_last, alpha_bar):  # type: ignore[no-untyped-def]
+        lam = (alpha_bar.sqrt() / (1 - alpha_bar).sqrt()).log()
+        r = (lam[t] - lam[t_last]) / (lam[t_next] - lam[t])  # fails: t_last is None
+        return x0 + r
+
+    res = ch15.check_dpm_solver_2m_step(no_first_case, display=False)
+    assert not res.passed and "first step" in res.message and "x0_last is None" in res.message
+
+
+def test_a_loss_that_lets_gradients_reach_the_teacher_is_told_so() -> None:
+    right = SOLUTION["distillation_loss"]
+
+    def leaky(student, teacher, z_t, t, t_mid, t_next, alpha_bar):  # type: ignore[no-untyped-def]
+        # the right value, but the target keeps the teacher's graph
+        loss = right(student, teacher, z_t, t, t_mid, t_next, alpha_bar)
+        return loss + 0.0 * sum(p.sum() for p in teacher.parameters()) * teacher(z_t, t).sum()
+
+    res = ch15.check_distillation_loss(leaky, display=False)
+    assert res.passed  # a zero gradient is still zero: only real leaks are refused
+
+    def leaking(student, teacher, z_t, t, t_mid, t_next, alpha_bar):  # type: ignore[no-untyped-def]
+        ab = alpha_bar.to(z_t.dtype)
+        a = lambda u: ab[u][:, None].sqrt()  # noqa: E731
+        s = lambda u: (1 - ab[u][:, None]).sqrt()  # noqa: E731
+
+        def ddim(z, u, w):  # type: ignore[no-untyped-def]
+            eps = teacher(z, u)
+            return a(w) * (z - s(u) * eps) / a(u) + s(w) * eps
+
+        z_two = ddim(ddim(z_t, t, t_mid), t_mid, t_next)  # no torch.no_grad()
+        ratio = s(t_next) / s(t)
+        target = (z_two - ratio * z_t) / (a(t_next) - ratio * a(t))
+        x_hat = a(t) * z_t - s(t) * student(z_t, t)
+        w = (a(t) ** 2 / s(t) ** 2).clamp(min=1.0)[:, 0]
+        return (w * ((target - x_hat) ** 2).mean(dim=1)).mean()
+
+    res = ch15.check_distillation_loss(leaking, display=False)
+    assert not res.passed and "torch.no_grad()" in res.message and "teacher" in res.message
+
+
+def test_the_step_keeps_float32_and_runs_without_gradients() -> None:
+    seen = {}
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        seen["grad"] = torch.is_grad_enabled()
+        return SOLUTION["dpm_solver_2m_step"](*args)
+
+    assert ch15.check_dpm_solver_2m_step(spy, display=False).passed
+    assert seen["grad"] is False
+
+    def to_double(*args):  # type: ignore[no-untyped-def]
+        return SOLUTION["dpm_solver_2m_step"](*args).double()
+
+    res = ch15.check_dpm_solver_2m_step(to_double, display=False)
+    assert not res.passed and "dtype" in res.message
+
+
+def test_the_boundary_mistakes_really_break_the_boundary() -> None:
+    """Each listed skip-scaling mistake gives f(x, eps) != x on the boundary rows."""
+    spec = ch15.SPECS["consistency_fn"]
+    for (net, x, t, ab, sigma_min, sigma_data), _ in spec.cases():
+        at_min = t == t[0]
+        x_bar = x / ab[t].sqrt().to(x.dtype)[:, None]
+        right = spec.reference(net, x, t, ab, sigma_min, sigma_data)
+        torch.testing.assert_close(right[at_min], x_bar[at_min])
+        for key in ("edm_skip", "edm_out", "edm_both", "out_no_sigma", "swapped"):
+            wrong = spec.mistakes[key].fn(net, x, t, ab, sigma_min, sigma_data)
+            assert not torch.allclose(wrong[at_min], x_bar[at_min], atol=1e-6), key
