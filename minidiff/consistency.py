@@ -51,10 +51,10 @@ from ._validation import (
     check_tensor,
     checked,
 )
-from .diffusion import EpsModel, call_eps_model, q_sample
+from .diffusion import EpsModel, q_sample
 from .distillation import PREDICTIONS, convert_prediction
-from .samplers.dpm_solver import _first_order, _x0
-from .samplers.loop import OnStep, draw_start, run_sampler
+from .samplers.dpm_solver import _first_order, denoise
+from .samplers.loop import OnStep, batch_time, draw_start, run_sampler
 from .samplers.registry import register_sampler
 from .schedules import NoiseSchedule
 from .tensors import noise_like
@@ -231,18 +231,13 @@ class ConsistencyDistillation:
     def teacher_step(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """One step of the teacher's probability-flow ODE from ``t`` down to ``s`` (no grad)."""
         with torch.no_grad():
-            d = _x0(x, t, call_eps_model.unchecked(self.teacher, x, t, "teacher"), self.schedule)
+            d = denoise(self.teacher, x, t, self.schedule, "teacher")
             x_s = _first_order(x, t, s, d, self.schedule)
             if self.solver == "heun":
                 inner = s > 0
                 if bool(inner.any()):
                     si = s.clamp(min=1)
-                    d_s = _x0(
-                        x_s,
-                        si,
-                        call_eps_model.unchecked(self.teacher, x_s, si, "teacher"),
-                        self.schedule,
-                    )
+                    d_s = denoise(self.teacher, x_s, si, self.schedule, "teacher")
                     heun = _first_order(x, t, s, 0.5 * (d + d_s), self.schedule)
                     col = inner.reshape(-1, *([1] * (x.dim() - 1)))
                     x_s = torch.where(col, heun, x_s)
@@ -311,7 +306,7 @@ def consistency_sample(
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, tau: int, _: int) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), tau, dtype=torch.long, device=x.device)
+        tt = batch_time(x, tau)
         if tau < sched.T:  # every call but the first re-noises the last estimate to tau
             a = math.sqrt(float(sched.alpha_bar[tau]))
             x = a * x + math.sqrt(1 - a * a) * noise_like(x, generator)

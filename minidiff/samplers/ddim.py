@@ -38,7 +38,7 @@ from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_eps_model
-from .loop import OnStep, draw_start, run_sampler
+from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -288,8 +288,8 @@ def ddim_sample(
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        tp = torch.full((x.shape[0],), t_next, dtype=torch.long, device=x.device)
+        tt = batch_time(x, t)
+        tp = batch_time(x, t_next)
         eps = call_eps_model(model, x, tt)
         z = noise_like(x, generator) if eta > 0 else None
         return _ddim_step(x, tt, tp, eps, sched, eta, z)
@@ -332,8 +332,8 @@ def ddim_invert(
     prev = torch.cat([ts.new_zeros(1), ts[:-1]])
 
     def step(x: torch.Tensor, s: int, t: int) -> torch.Tensor:
-        ss = torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        ss = batch_time(x, s)
+        tt = batch_time(x, t)
         return _ddim_step(x, ss, tt, call_eps_model(eps_model, x, tt), sched, 0.0, None)
 
     times = list(zip(prev.tolist(), ts.tolist(), strict=True))

@@ -20,7 +20,7 @@ from ..diffusion import VARIANCES, EpsModel, p_mean_var
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_eps_model
-from .loop import NonFiniteSampleError, OnStep, draw_start, run_sampler
+from .loop import NonFiniteSampleError, OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = ["ddpm_step", "ddpm_sample", "NonFiniteSampleError"]
@@ -116,7 +116,7 @@ def ddpm_sample(
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tt = batch_time(x, t)
         return _step(model, x, tt, schedule, variance, noise_like(x, generator))
 
     times = [(t, t - 1) for t in range(schedule.T, 0, -1)]

@@ -36,20 +36,18 @@ import torch
 
 from .._validation import (
     FloatTensor,
+    Function,
     Int,
     OneOf,
     Timesteps,
-    check_callable,
-    check_choice,
-    check_instance,
     check_timesteps,
     checked,
 )
-from ..diffusion import EpsModel, call_eps_model
+from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import pad_like
 from .ddim import _check_prev, _resolve_timesteps, ddim_timesteps
-from .loop import OnStep, draw_start, run_sampler
+from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -116,9 +114,8 @@ def solver_timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "log_sn
 
 
 def _timesteps(
-    schedule: NoiseSchedule, steps: object, timesteps: object, spacing: object
+    schedule: NoiseSchedule, steps: object, timesteps: object, spacing: str
 ) -> torch.Tensor:
-    check_choice(spacing, "spacing", SPACINGS)
     if timesteps is None and steps is not None:
         return solver_timesteps(schedule, steps, spacing)  # type: ignore[arg-type]
     return _resolve_timesteps(schedule, steps, timesteps)
@@ -127,20 +124,23 @@ def _timesteps(
 _X = FloatTensor(finite=True)
 
 
-@checked(
-    x_t=_X, t=Timesteps(of="x_t"), eps=FloatTensor(like="x_t", finite=True), schedule=NoiseSchedule
-)
-def data_prediction(
-    x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor, schedule: NoiseSchedule
+data_prediction = predict_x0_from_eps
+"""``D = x̂_0 = (x_t - sigma_t eps) / alpha_t``: the data prediction the solvers integrate (Lu et
+al.'s name for :func:`~minidiff.diffusion.predict_x0_from_eps`)."""
+
+
+def denoise(
+    eps_model: EpsModel,
+    x: torch.Tensor,
+    tt: torch.Tensor,
+    s: NoiseSchedule,
+    name: str = "eps_model",
 ) -> torch.Tensor:
-    """``D = x̂_0 = (x_t - sigma_t eps) / alpha_t``: the data prediction the solvers integrate."""
-    return _x0(x_t, t, eps, schedule)  # type: ignore[arg-type]
+    """``D(x, t)``: one network call and its data prediction (unchecked, for the solvers' loops).
 
-
-def _x0(x: torch.Tensor, tt: torch.Tensor, eps: torch.Tensor, s: NoiseSchedule) -> torch.Tensor:
-    a = s.sqrt_alpha_bar.to(tt.device)[tt]
-    sig = s.sqrt_one_minus_alpha_bar.to(tt.device)[tt]
-    return (x - pad_like(sig, x) * eps) / pad_like(a, x)
+    ``x: (B, ...)``, ``tt: (B,)`` long; ``name`` is the model's name in a shape error."""
+    eps = call_eps_model.unchecked(eps_model, x, tt, name)
+    return predict_x0_from_eps.unchecked(x, tt, eps, s)
 
 
 def _first_order(
@@ -252,7 +252,13 @@ def heun_log_snr_step(
 # ---------------------------------------------------------------------------- samplers
 
 
+_SOLVER = dict(
+    eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, spacing=OneOf(SPACINGS)
+)
+
+
 @register_sampler("dpm_solver++")
+@checked(**_SOLVER, order=Int(minimum=1, maximum=2))
 def dpm_solver_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -279,18 +285,15 @@ def dpm_solver_sample(
     :func:`~minidiff.samplers.ddim.ddim_sample` (``x_T`` a given start, ``generator`` draws it
     otherwise; nothing else is random). Returns ``x_0`` ``(B, ...)``.
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
-    if order not in (1, 2) or isinstance(order, bool):
-        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    sched = schedule
     ts = _timesteps(sched, steps, timesteps, spacing).tolist()
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
     last: list[tuple[torch.Tensor, torch.Tensor]] = []  # (t_last, D_last) of the previous step
 
     def step(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tt = batch_time(x, t)
         tp = torch.full_like(tt, s)
-        d = _x0(x, tt, call_eps_model.unchecked(eps_model, x, tt), sched)
+        d = denoise(eps_model, x, tt, sched)
         step_d = (
             d
             if (order == 1 or not last)
@@ -304,6 +307,7 @@ def dpm_solver_sample(
 
 
 @register_sampler("heun_log_snr")
+@checked(**_SOLVER)
 def heun_log_snr_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -325,18 +329,17 @@ def heun_log_snr_sample(
     ``½ (D_t + D(x̃_s, s))`` (:func:`heun_log_snr_step`); the last step, to ``t = 0``, stays
     order 1. Arguments as in :func:`dpm_solver_sample`.
     """
-    check_callable(eps_model, "eps_model", "(x_t, t) -> eps")
-    sched = check_instance(schedule, "schedule", NoiseSchedule)
+    sched = schedule
     ts = _timesteps(sched, steps, timesteps, spacing).tolist()
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tt = batch_time(x, t)
         tp = torch.full_like(tt, s)
-        d = _x0(x, tt, call_eps_model.unchecked(eps_model, x, tt), sched)
+        d = denoise(eps_model, x, tt, sched)
         x_pred = _first_order(x, tt, tp, d, sched)
         if s > 0:
-            d_next = _x0(x_pred, tp, call_eps_model.unchecked(eps_model, x_pred, tp), sched)
+            d_next = denoise(eps_model, x_pred, tp, sched)
             x_pred = _first_order(x, tt, tp, 0.5 * (d + d_next), sched)
         return x_pred
 

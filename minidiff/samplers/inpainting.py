@@ -40,7 +40,7 @@ from ..diffusion import VARIANCES, EpsModel, p_mean_var
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps_model
-from .loop import OnStep, draw_start, run_sampler
+from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -286,7 +286,7 @@ def inpaint_sample(
     def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
         if t_next > t:  # RePaint's jump back up: the forward process, no network call
             return _renoise(x, t, t_next, schedule, noise_like(x, generator))
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        tt = batch_time(x, t)
         z, e = noise_like(x, generator), noise_like(x, generator)
         return _replacement(model, x, tt, x_known, mask, schedule, variance, z, e)
 

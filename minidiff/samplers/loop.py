@@ -48,6 +48,7 @@ __all__ = [
     "OnStep",
     "Prior",
     "StepFn",
+    "batch_time",
     "draw_start",
     "run_sampler",
     "trajectory",
@@ -81,6 +82,12 @@ Prior = Callable[[tuple[int, ...], torch.Generator | None, torch.dtype, torch.de
 
 StepFn = Callable[[torch.Tensor, Any, Any], torch.Tensor]
 """``step(x (B, ...), t, t_next) -> x_next (B, ...)``: one step of a sampler between two times."""
+
+
+def batch_time(x: torch.Tensor, t: float, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """A step's time ``t`` (a Python number from ``times``) as a ``(B,)`` tensor on ``x``'s device:
+    what a model or a schedule is called with (``long`` timesteps, ``float64`` SDE times)."""
+    return torch.full((x.shape[0],), t, dtype=dtype, device=x.device)
 
 
 def draw_start(

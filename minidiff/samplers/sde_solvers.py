@@ -44,7 +44,7 @@ from ..sde import SDE, SDE_ARG, ReverseSDE, ScoreFn, _batch_time
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_score_fn
 from .langevin import _langevin_step
-from .loop import OnStep, draw_start, run_sampler
+from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -226,7 +226,7 @@ def ode_solve(
     step_fn, per_step = ODE_METHODS[method]
 
     def step(x: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.float64, device=x.device)
+        tt = batch_time(x, t, torch.float64)
         return step_fn(lambda x_, t_: call_like(fn, x_, t_, name="fn"), x, tt, t_next - t)
 
     times = list(zip(grid[:-1], grid[1:], strict=True))
@@ -257,10 +257,10 @@ def _start(
     generator: torch.Generator | None,
     device: torch.device | str | None,
     dtype: torch.dtype,
-) -> tuple[torch.Tensor, list[tuple[float, float]]]:
-    """The start ``x_1`` (``x_T`` or a prior draw) and the steps ``(t_i, t_{i+1})`` of the grid
-    ``1 -> t_end``."""
-    grid = time_grid(steps, 1.0, sde.t_min if t_end is None else t_end).tolist()
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The start ``x_1`` (``x_T`` or a prior draw) and the float64 grid ``1 = t_0 > … > t_N =
+    t_end``."""
+    grid = time_grid(steps, 1.0, sde.t_min if t_end is None else t_end)
 
     def prior(
         size: tuple[int, ...], g: torch.Generator | None, dt: torch.dtype, dev: torch.device
@@ -268,7 +268,7 @@ def _start(
         return sde.prior_sampling(size, g, dtype=dt, device=dev)
 
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype, prior=prior)
-    return x, list(zip(grid[:-1], grid[1:], strict=True))
+    return x, grid
 
 
 @register_sampler("euler_maruyama")
@@ -323,9 +323,8 @@ def pf_ode_sample(
     ``[-1, 1]``): the ODE is driven by the score of the clipped ``x̂₀ = (x + σ² score) / α``
     (:func:`~minidiff.samplers.clipping.clip_score_fn`). Returns ``x`` at ``t_end``.
     """
-    x, times = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
+    x, ts = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0), probability_flow=True)
-    ts = torch.tensor([times[0][0]] + [b for _, b in times], dtype=torch.float64)
     name = f"pf_ode_sample ({method})"
     return ode_solve(
         rsde._drift_unchecked, x, ts, method=method, name=name, on_step=on_step, progress=progress
@@ -403,16 +402,17 @@ def predictor_corrector_sample(
         ``x`` at ``t_end``.
     """
     name = "predictor_corrector_sample" if corrector_steps else "euler_maruyama_sample"
-    x, times = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
+    x, grid = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0))
-    grid = torch.tensor([times[0][0]] + [b for _, b in times], dtype=torch.float64)
+    g = grid.tolist()
+    times = list(zip(g[:-1], g[1:], strict=True))
     alphas = sde._marginal(grid)[0]
     # α_i = (alpha(t_i) / alpha(t_{i+1}))² = 1 - β_i <= 1, as in Song et al.
     ratio = dict(zip(grid[:-1].tolist(), ((alphas[:-1] / alphas[1:]) ** 2).tolist(), strict=True))
     t_last = times[-1][1]
 
     def step(x: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
-        tt = torch.full((x.shape[0],), t, dtype=torch.float64, device=x.device)
+        tt = batch_time(x, t, torch.float64)
         for _ in range(corrector_steps):
             s = rsde._score_unchecked(x, tt)
             z = noise_like(x, generator)
