@@ -30,6 +30,10 @@ MINIDIFF_FAST ?= 1
 NB_DIRS := $(wildcard notebooks exercises/solutions)
 NBVAL_FLAGS ?= --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 PYTEST_ARGS ?=
+# Test modules and notebooks run in parallel, one worker per CPU core (TEST_WORKERS=0: serially).
+# --dist loadscope keeps each notebook's cells, and each module's tests, together and in order.
+TEST_WORKERS ?= auto
+XDIST_FLAGS = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
 
 .DEFAULT_GOAL := help
 .PHONY: help env lab test bench lint clean
@@ -38,7 +42,7 @@ help:
 	@echo "make lab    create .venv (first run only) and open $(NOTEBOOK) in JupyterLab"
 	@echo "            options: LAB_ARGS='--no-browser --port 8899'  NOTEBOOK=notebooks/01_forward_process.ipynb"
 	@echo "make test   create .venv (first run only) and run tests/ plus all notebooks (MINIDIFF_FAST=$(MINIDIFF_FAST))"
-	@echo "            options: PYTEST_ARGS='-x -k schedule'  MINIDIFF_FAST=0 (full-size notebooks)"
+	@echo "            options: PYTEST_ARGS='-x -k schedule'  MINIDIFF_FAST=0 (full-size notebooks)  TEST_WORKERS=0 (serial)"
 	@echo "make bench  run the benchmark scripts in bench/"
 	@echo "make lint   ruff check + ruff format --check (minidiff, tests, bench) and mypy"
 	@echo "make clean  remove .venv, caches and build artefacts"
@@ -61,7 +65,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ROOT) $(LAB_ARGS)
 
 test: $(STAMP)
-	MINIDIFF_FAST=$(MINIDIFF_FAST) MINIDIFF_STRICT_CHECKS=1 $(BIN)/python -m pytest -p no:cacheprovider tests \
+	MINIDIFF_FAST=$(MINIDIFF_FAST) MINIDIFF_STRICT_CHECKS=1 $(BIN)/python -m pytest -p no:cacheprovider $(XDIST_FLAGS) tests \
 		$(if $(NB_DIRS),$(NBVAL_FLAGS) $(NB_DIRS)) $(PYTEST_ARGS)
 
 bench: $(STAMP)

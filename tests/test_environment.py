@@ -207,3 +207,12 @@ def test_make_lab_hides_install_artefacts_from_the_file_browser() -> None:
     assert match, f"make lab passes no hide_globs:\n{dry}"
     globs = ast.literal_eval(match.group(1))
     assert "*.egg-info" in globs and "__pycache__" in globs, globs
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """Without ``__init__.py`` files pytest imports each test module under its basename, so two
+    ``test_x.py`` in different folders cannot both be collected ("import file mismatch")."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        other = seen.setdefault(path.name, path)
+        assert other == path, f"{path.relative_to(ROOT)} and {other.relative_to(ROOT)} share a name"

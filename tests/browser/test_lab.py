@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import contract
@@ -62,8 +63,12 @@ def _print_report(report: labrun.Report) -> None:
 
 
 @pytest.mark.parametrize("notebook", contract.course_notebooks(ROOT))
-def test_notebook_in_jupyterlab(reports: dict[str, labrun.Report], notebook: str) -> None:
+def test_notebook_in_jupyterlab(
+    reports: dict[str, labrun.Report], notebook: str, record_property: Callable[[str, object], None]
+) -> None:
     report = reports[notebook]
+    # The summary table reads this from the test report, which pytest-xdist's workers send back.
+    record_property("browser_seconds", report.seconds)
     assert report.ok, f"{notebook} in JupyterLab:\n  - " + "\n  - ".join(report.problems)
 
 
