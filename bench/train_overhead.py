@@ -21,7 +21,6 @@ reference.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
@@ -29,11 +28,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _checkout import load_checkout  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from minidiff import linear_schedule, simple_loss, toy_dataset  # noqa: E402
 from minidiff._validation import skip_value_checks  # noqa: E402
@@ -69,19 +69,6 @@ def bare_loop(args: argparse.Namespace, optimizer_kind: str) -> Timing:
             opt.step()
     float(loss.detach())  # one sync at the end, as train() does
     return time.perf_counter() - w0, time.process_time() - c0
-
-
-def load_checkout(repo: str, alias: str) -> ModuleType:
-    """Import ``repo/minidiff`` under another package name (its imports are relative)."""
-    root = Path(repo).resolve() / "minidiff"
-    spec = importlib.util.spec_from_file_location(
-        alias, root / "__init__.py", submodule_search_locations=[str(root)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[alias] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def train_loop(args: argparse.Namespace, train_fn: Callable[..., object] = train) -> Timing:

@@ -22,7 +22,6 @@ Prints Markdown tables.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from collections.abc import Callable
@@ -40,24 +39,12 @@ args = parser.parse_args()
 sys.path.insert(0, args.repo)
 
 import torch  # noqa: E402
+from _checkout import load_checkout  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 import minidiff as md  # noqa: E402
 from minidiff._validation import count_host_reads  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def load_checkout(repo: str, alias: str) -> ModuleType:
-    """Import ``repo/minidiff`` under another package name (its imports are relative)."""
-    root = Path(repo).resolve() / "minidiff"
-    spec = importlib.util.spec_from_file_location(
-        alias, root / "__init__.py", submodule_search_locations=[str(root)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[alias] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def sampler_reads(md: ModuleType) -> list[tuple[str, int, int, float]]:
