@@ -46,10 +46,12 @@ __all__ = [
     "ReturnError",
     "Spec",
     "check_spec",
+    "Checker",
     "finish_first",
     "returned_number",
     "returned_tensor",
     "run_check",
+    "specs_of",
     "strict_checks",
     "Terms",
     "with_dtype",
@@ -149,7 +151,8 @@ class Spec:
     chapter's own, ``terms`` probes a formula one input at a time (:class:`Terms`).
     ``grad_args`` names inputs (name -> position) through which the result must pass gradients
     (a layer of a network); ``t_arg`` is the position of ``t``, so that a message can name a
-    failing row's ``t``.
+    failing row's ``t``. ``doc`` states the exercise function's signature and result: it is the
+    docstring of the chapter's ``check_<name>`` (:class:`Checker`).
     """
 
     cases: Callable[[], list[Case]]
@@ -168,6 +171,7 @@ class Spec:
     diagnoses: Sequence[Diagnosis] = ()
     grad_args: Mapping[str, int] = field(default_factory=dict)
     t_arg: int | None = None
+    doc: str = ""
 
     def all_diagnoses(self) -> list[Diagnosis]:
         """``calls``, ``terms`` and ``diagnoses`` as one list, in the order they are tried."""
@@ -211,6 +215,30 @@ def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
         grad_args=spec.grad_args,
         t_arg=spec.t_arg,
     )
+
+
+class Checker:
+    """A chapter's ``check_<name>(fn, display=True) -> CheckResult``: runs its :class:`Spec`.
+
+    The spec's ``doc`` (the exercise function's signature and result) is the checker's docstring,
+    so ``ch01.check_q_sample?`` in a notebook says what the exercise asks for.
+    """
+
+    def __init__(self, name: str, spec: Spec) -> None:
+        self.name, self.spec = name, spec
+        self.__name__ = f"check_{name}"
+        self.__doc__ = spec.doc
+
+    def __call__(self, fn: Any, display: bool = True) -> CheckResult:
+        return check_spec(self.name, self.spec, fn, display=display)
+
+    def __repr__(self) -> str:
+        return f"<checker {self.__name__}>"
+
+
+def specs_of(*checkers: Checker) -> dict[str, Spec]:
+    """A chapter's ``SPECS``: each checker's name -> its :class:`Spec` (the tests use it)."""
+    return {c.name: c.spec for c in checkers}
 
 
 def _arg_names(fn: Any) -> list[str]:

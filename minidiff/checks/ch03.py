@@ -29,7 +29,7 @@ from ..diffusion import p_mean_var, q_posterior_mean_var, q_sample
 from ..losses import gaussian_kl as _kl
 from ..losses import simple_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec, with_dtype
+from ._core import Case, Checker, Mistake, Spec, specs_of, with_dtype
 from ._probe import schedule_candidates
 from ._spy import Spy, eps_loss_calls
 
@@ -181,7 +181,9 @@ _KL = Spec(
     },
     keep_dtype=True,
     diagnoses=(_kl_parts,),
+    doc="Check ``gaussian_kl(mean1, var1, mean2, var2) -> KL(N1 || N2)``, elementwise.",
 )
+check_gaussian_kl = Checker("gaussian_kl", _KL)
 
 
 # --- vlb_term ------------------------------------------------------------------------------------
@@ -292,7 +294,12 @@ _VLB = Spec(
     calls=eps_loss_calls(_candidates(4), ab_arg=4, noise_arg=5, uses=_VLB_USES),
     keep_dtype=True,
     t_arg=2,
+    doc="""Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, betas, alpha_bar, noise) -> (B,)``.
+
+    That is L_{t-1} with sigma² = beta, summed over data dimensions.
+    """,
 )
+check_vlb_term = Checker("vlb_term", _VLB)
 
 
 # --- l_simple ------------------------------------------------------------------------------------
@@ -345,24 +352,8 @@ _SIMPLE = Spec(
     },
     calls=eps_loss_calls(_candidates(3)),
     keep_dtype=True,
+    doc="Check ``l_simple(eps_model, x0, t: (B,), alpha_bar, noise) -> scalar`` (a mean).",
 )
+check_l_simple = Checker("l_simple", _SIMPLE)
 
-SPECS: dict[str, Spec] = {"gaussian_kl": _KL, "vlb_term": _VLB, "l_simple": _SIMPLE}
-
-
-def check_gaussian_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``gaussian_kl(mean1, var1, mean2, var2) -> KL(N1 || N2)``, elementwise."""
-    return check_spec("gaussian_kl", SPECS["gaussian_kl"], fn, display=display)
-
-
-def check_vlb_term(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, betas, alpha_bar, noise) -> (B,)``.
-
-    That is L_{t-1} with sigma² = beta, summed over data dimensions.
-    """
-    return check_spec("vlb_term", SPECS["vlb_term"], fn, display=display)
-
-
-def check_l_simple(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``l_simple(eps_model, x0, t: (B,), alpha_bar, noise) -> scalar`` (a mean)."""
-    return check_spec("l_simple", SPECS["l_simple"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(check_gaussian_kl, check_vlb_term, check_l_simple)

@@ -36,13 +36,13 @@ from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ._calls import ReturnError
 from ._core import (
     Case,
-    CheckResult,
+    Checker,
     Mistake,
     Spec,
     Terms,
-    check_spec,
     returned_number,
     returned_tensor,
+    specs_of,
 )
 from ._probe import schedule_candidates
 from ._spy import Spy, draw_problem, eps_loss_calls, t_range_problem
@@ -199,7 +199,12 @@ _LOSS = Spec(
     },
     calls=eps_loss_calls(lambda case: schedule_candidates(case[0][3], case[0][2])),
     keep_dtype=True,
+    doc="""Check ``ddpm_training_loss(eps_model, x0, t, alpha_bar, noise) -> scalar`` (L_simple).
+
+    Shapes: ``x0, noise: (B, D)``, ``alpha_bar: (T+1,)``, ``t: (B,)`` long.
+    """,
 )
+check_ddpm_training_loss = Checker("ddpm_training_loss", _LOSS)
 
 
 # --- train_step ---------------------------------------------------------------------------------
@@ -457,7 +462,11 @@ _TRAIN = Spec(
     hint="If your formula is right, check the random numbers: the checker replays them, so draw "
     "t first with torch.randint(1, T + 1, (B,), generator=generator), then the noise with "
     "torch.randn(x0.shape, generator=generator).",
+    doc="""Check ``train_step(model, optimizer, x0 (B, D), alpha_bar (T+1,), generator) -> float``
+    over two steps.
+    """,
 )
+check_train_step = Checker("train_step", _TRAIN)
 
 
 # --- ancestral_step ----------------------------------------------------------------------------
@@ -638,7 +647,9 @@ _STEP = Spec(
     terms=Terms({"x_t": 0, "eps": 2, "z": 6}, _step_candidates, t_arg=1),
     diagnoses=(_noise_per_batch,),
     t_arg=1,
+    doc="Check ``ancestral_step(x_t, t (B,), eps, betas, alpha_bar, variance, z) -> x_{t-1}``.",
 )
+check_ancestral_step = Checker("ancestral_step", _STEP)
 
 
 # --- sample -------------------------------------------------------------------------------------
@@ -802,36 +813,11 @@ _SAMPLE = Spec(
     hint="If your steps are right, check the random numbers: the checker replays them, so draw "
     "x_T = torch.randn(shape, generator=generator) first, then one z of the same shape at every "
     "step, also at t = 1.",
+    doc="Algorithm 2: ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0``.",
 )
+check_sample = Checker("sample", _SAMPLE)
 
 
-SPECS: dict[str, Spec] = {
-    "ddpm_training_loss": _LOSS,
-    "train_step": _TRAIN,
-    "ancestral_step": _STEP,
-    "sample": _SAMPLE,
-}
-
-
-def check_ddpm_training_loss(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``ddpm_training_loss(eps_model, x0, t, alpha_bar, noise) -> scalar`` (L_simple).
-
-    Shapes: ``x0, noise: (B, D)``, ``alpha_bar: (T+1,)``, ``t: (B,)`` long.
-    """
-    return check_spec("ddpm_training_loss", SPECS["ddpm_training_loss"], fn, display=display)
-
-
-def check_train_step(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``train_step(model, optimizer, x0 (B, D), alpha_bar (T+1,), generator) -> float``
-    over two steps."""
-    return check_spec("train_step", SPECS["train_step"], fn, display=display)
-
-
-def check_ancestral_step(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``ancestral_step(x_t, t (B,), eps, betas, alpha_bar, variance, z) -> x_{t-1}``."""
-    return check_spec("ancestral_step", SPECS["ancestral_step"], fn, display=display)
-
-
-def check_sample(fn: Fn, display: bool = True) -> CheckResult:
-    """Algorithm 2: ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0``."""
-    return check_spec("sample", SPECS["sample"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(
+    check_ddpm_training_loss, check_train_step, check_ancestral_step, check_sample
+)
