@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 Case = tuple[Sequence[Any], Mapping[str, Any]]
+Fn = Callable[..., Any]
 _SKIP_DIRS = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
 
 

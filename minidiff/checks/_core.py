@@ -31,7 +31,7 @@ import torch
 
 from . import _calls
 from . import _diagnose as dg
-from ._calls import ReturnError, returned_number, returned_tensor
+from ._calls import Fn, ReturnError, returned_number, returned_tensor
 from ._probe import Terms, terms_diagnosis
 from ._spy import ModelCalls, model_calls_diagnosis
 
@@ -59,7 +59,6 @@ __all__ = [
 
 Case = tuple[Sequence[Any], Mapping[str, Any]]
 """One test input of a checker: ``(args, kwargs)`` for the function under test."""
-Fn = Callable[..., Any]
 Diagnosis = Callable[[Fn, Fn, Sequence[Case], float, float], str | None]
 """An extra diagnosis ``(student, reference, cases, rtol, atol) -> message or None``: run when the
 answer is wrong and no listed mistake matches, before the generic description of the difference."""

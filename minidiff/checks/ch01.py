@@ -16,7 +16,6 @@ Each reference is computed with ``minidiff`` itself; each :class:`Mistake` is a 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 
@@ -24,7 +23,7 @@ from ..diffusion import q_sample as _q_sample
 from ..diffusion import q_step as _q_step
 from ..losses import gaussian_kl
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import elementwise_candidates, named_result, schedule_candidates
 
 __all__ = [
@@ -91,11 +90,7 @@ def _alpha_bar_forms(case: Case) -> dict[str, torch.Tensor]:
 
 
 def _alpha_bar_ends(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     for i, (args, _) in enumerate(cases):
         out = student(args[0].clone())
@@ -346,11 +341,7 @@ def _reversed_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
 
 
 def _prior_kl_parts(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Probe with x0 = 0 (the variance part alone), then the part that grows with ||x0||²."""
     for i, ((x0, ab), _kw) in enumerate(cases):

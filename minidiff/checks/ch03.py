@@ -20,7 +20,6 @@ has a checker mistake for the other choice. ``t`` is a long tensor ``(B,)`` (``2
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +28,7 @@ from ..diffusion import p_mean_var, q_posterior_mean_var, q_sample
 from ..losses import gaussian_kl as _kl
 from ..losses import simple_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, Checker, Mistake, Spec, specs_of, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, specs_of, with_dtype
 from ._probe import schedule_candidates
 from ._spy import Spy, eps_loss_calls
 
@@ -87,11 +86,7 @@ def _ref_kl(m1, v1, m2, v2):
 
 
 def _kl_parts(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Probe the variance part alone (equal means), then the part that grows with (m1 − m2)²."""
     for i, ((m1, v1, m2, v2), _kw) in enumerate(cases):

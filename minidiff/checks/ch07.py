@@ -28,7 +28,7 @@ from ..data.gmm import GaussianMixture
 from ..samplers.sde_solvers import euler_maruyama_step as _em_step
 from ..samplers.sde_solvers import heun_step as _heun_step
 from ..sde import VPSDE, score_fn_from_mixture
-from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result
 
 __all__ = [
@@ -281,11 +281,7 @@ def _noise_candidates(case: Case) -> dict[str, Tensor]:
 
 
 def _em_drift_part(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """With the noise set to zero, name the deterministic part of the step."""
     for args, _ in cases:

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from ..nn.mlp import sinusoidal_embedding as _sinusoidal_embedding
 from ._calls import ReturnError
-from ._core import Case, Checker, Mistake, Spec, specs_of, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, specs_of, with_dtype
 from ._probe import named_result
 
 __all__ = [
@@ -78,11 +78,7 @@ _CONVENTION = (
 
 
 def _frequencies(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Probe the embedding at t = 0 (cos 0 = 1, sin 0 = 0) and t = 1 (the frequencies)."""
     for (_, dim), _kw in cases:

@@ -30,7 +30,7 @@ from torch import nn
 from ..metrics.fid import frechet_distance as _frechet_distance
 from ..training import learning_rate
 from ._calls import ReturnError
-from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 
 __all__ = [
     "check_ema_update",
@@ -171,11 +171,7 @@ def _through_adamw(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _warmup_curve(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Trace the rate over steps 1..3 w for w = 4 and name its shape."""
     w, lr = 4, 1.0
