@@ -235,9 +235,13 @@ class Checker:
         return f"<checker {self.__name__}>"
 
 
-def specs_of(*checkers: Checker) -> dict[str, Spec]:
-    """A chapter's ``SPECS``: each checker's name -> its :class:`Spec` (the tests use it)."""
-    return {c.name: c.spec for c in checkers}
+def specs_of(namespace: Mapping[str, Any]) -> dict[str, Spec]:
+    """A chapter's ``SPECS``: ``name -> Spec`` of every :class:`Checker` in ``namespace``.
+
+    A chapter module ends with ``SPECS = specs_of(globals())``, so that a new checker is listed
+    (and tested) as soon as it is defined; the order is the order of definition.
+    """
+    return {c.name: c.spec for c in namespace.values() if isinstance(c, Checker)}
 
 
 def _arg_names(fn: Any) -> list[str]:

@@ -426,6 +426,4 @@ _PRIOR_KL = Spec(
 check_prior_kl = Checker("prior_kl", _PRIOR_KL)
 
 
-SPECS: dict[str, Spec] = specs_of(
-    check_alpha_bar_from_betas, check_q_sample, check_q_step, check_snr, check_prior_kl
-)
+SPECS: dict[str, Spec] = specs_of(globals())

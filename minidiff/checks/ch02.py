@@ -242,4 +242,4 @@ _MU_EPS = Spec(
 )
 check_mu_tilde_from_eps = Checker("mu_tilde_from_eps", _MU_EPS)
 
-SPECS: dict[str, Spec] = specs_of(check_posterior_mean_var, check_mu_tilde_from_eps)
+SPECS: dict[str, Spec] = specs_of(globals())

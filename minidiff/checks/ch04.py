@@ -313,71 +313,44 @@ def _train_diagnosis(
     return None
 
 
-def _draw(
-    x0: torch.Tensor, T: int, generator: torch.Generator, t_low: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    t = torch.randint(t_low, T + t_low, (x0.shape[0],), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator)
-    return t, noise
+def _train_step(
+    *,
+    t_low: int = 1,
+    t_high: int = 1,
+    noise_first: bool = False,
+    calls: Sequence[str] = ("zero_grad", "backward", "step"),
+) -> Callable[..., float]:
+    """``train_step`` (Algorithm 1), or a slip of it, as ``(model, optimizer, x0, ab, g) -> loss``.
 
+    ``t ~ randint(t_low, T + t_high)`` (right: ``{1..T}``), drawn before the noise unless
+    ``noise_first``; then the optimizer ``calls`` in this order (right: zero_grad, backward, step).
+    """
 
-def _ref_train_step_impl(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    def step(
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        x0: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        generator: torch.Generator,
+    ) -> float:
+        T, B = alpha_bar.shape[0] - 1, x0.shape[0]
+        if noise_first:
+            noise = torch.randn(x0.shape, generator=generator)
+        t = torch.randint(t_low, T + t_high, (B,), generator=generator)
+        if not noise_first:
+            noise = torch.randn(x0.shape, generator=generator)
+        # t = 0 (a slip) gives x_t = x_0, which the package's loss refuses: computed by hand then
+        loss = (_ref_loss if t_low >= 1 else _loss_any_t)(model, x0, t, alpha_bar, noise)
+        actions = {
+            "zero_grad": optimizer.zero_grad,
+            "backward": loss.backward,
+            "step": optimizer.step,
+        }
+        for name in calls:
+            actions[name]()
+        return loss.item()
 
-
-def _step_no_zero_grad(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def _step_no_update(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    loss.backward()
-    optimizer.zero_grad()  # wipes the gradient before the step: the weights never move
-    optimizer.step()
-    return loss.item()
-
-
-def _step_t_from_zero(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator, t_low=0)
-    loss = _loss_any_t(model, x0, t, alpha_bar, noise)  # t = 0 gives x_t = x_0
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    return step
 
 
 def _loss_any_t(
@@ -387,71 +360,38 @@ def _loss_any_t(
     return ((noise - model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
 
 
-def _step_t_excludes_T(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    T = alpha_bar.shape[0] - 1
-    t = torch.randint(1, T, (x0.shape[0],), generator=generator)  # never T
-    noise = torch.randn(x0.shape, generator=generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
 def _reseed(case: Case, k: int) -> Case:
     (T, seed, *_), kwargs = case
     return (T, seed, 1000 + k), kwargs
 
 
-def _step_noise_first(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    noise = torch.randn(x0.shape, generator=generator)
-    t = torch.randint(1, alpha_bar.shape[0], (x0.shape[0],), generator=generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
 _TRAIN = Spec(
     lambda: [((20, 0), {}), ((12, 1), {})],
-    _train_harness(_ref_train_step_impl),
+    _train_harness(_train_step()),
     {
         "no_zero_grad": Mistake(
-            _step_no_zero_grad,
+            _train_step(calls=("backward", "step")),
             "the first step is right but the second is not: gradients accumulate across steps. "
             "Call optimizer.zero_grad() before loss.backward().",
         ),
         "no_update": Mistake(
-            _step_no_update,
+            _train_step(calls=("backward", "zero_grad", "step")),
             "the weights did not change. Order: optimizer.zero_grad(), loss.backward(), "
             "optimizer.step().",
         ),
         "t_from_zero": Mistake(
-            _step_t_from_zero,
+            _train_step(t_low=0, t_high=0),
             "t was drawn from {0..T-1}; Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T "
             "+ 1, ...).",
         ),
         "t_excludes_T": Mistake(
-            _step_t_excludes_T,
+            _train_step(t_high=0),
             "t was drawn from {1..T-1}: torch.randint(1, T, ...) excludes its upper bound, so t "
             "= T never appears. Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T + 1, "
             "...).",
         ),
         "noise_first": Mistake(
-            _step_noise_first,
+            _train_step(noise_first=True),
             "draw t first and the noise second (the check replays the same generator), as the "
             "exercise says.",
         ),
@@ -818,6 +758,4 @@ _SAMPLE = Spec(
 check_sample = Checker("sample", _SAMPLE)
 
 
-SPECS: dict[str, Spec] = specs_of(
-    check_ddpm_training_loss, check_train_step, check_ancestral_step, check_sample
-)
+SPECS: dict[str, Spec] = specs_of(globals())

@@ -242,6 +242,4 @@ _STEP_BIAS = Spec(
 )
 check_step_for_bias = Checker("step_for_bias", _STEP_BIAS)
 
-SPECS: dict[str, Spec] = specs_of(
-    check_langevin_step, check_annealed_step_sizes, check_stationary_variance, check_step_for_bias
-)
+SPECS: dict[str, Spec] = specs_of(globals())

@@ -365,6 +365,4 @@ _SFE = Spec(
 )
 check_score_from_eps = Checker("score_from_eps", _SFE)
 
-SPECS: dict[str, Spec] = specs_of(
-    check_dsm_target, check_dsm_loss, check_ism_loss, check_score_from_eps
-)
+SPECS: dict[str, Spec] = specs_of(globals())

@@ -436,6 +436,4 @@ _HEUN = Spec(
 check_pf_ode_heun_step = Checker("pf_ode_heun_step", _HEUN)
 
 
-SPECS: dict[str, Spec] = specs_of(
-    check_vp_marginal, check_reverse_sde_drift, check_euler_maruyama_step, check_pf_ode_heun_step
-)
+SPECS: dict[str, Spec] = specs_of(globals())

@@ -610,6 +610,4 @@ _LOSS = Spec(
 check_label_dropout_loss = Checker("label_dropout_loss", _LOSS)
 
 
-SPECS: dict[str, Spec] = specs_of(
-    check_classifier_guided_eps, check_cfg_eps, check_label_dropout_loss
-)
+SPECS: dict[str, Spec] = specs_of(globals())

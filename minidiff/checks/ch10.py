@@ -249,4 +249,4 @@ _SNR = Spec(
 )
 check_frequency_snr = Checker("frequency_snr", _SNR)
 
-SPECS: dict[str, Spec] = specs_of(check_radial_psd, check_noised_psd, check_frequency_snr)
+SPECS: dict[str, Spec] = specs_of(globals())

@@ -464,10 +464,4 @@ _UPS = Spec(
 )
 check_up_block_inputs = Checker("up_block_inputs", _UPS)
 
-SPECS: dict[str, Spec] = specs_of(
-    check_sinusoidal_embedding,
-    check_time_injection,
-    check_attention,
-    check_skip_channels,
-    check_up_block_inputs,
-)
+SPECS: dict[str, Spec] = specs_of(globals())

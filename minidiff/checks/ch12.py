@@ -648,11 +648,4 @@ _FI = Spec(
 )
 check_fid_at_infinity = Checker("fid_at_infinity", _FI)
 
-SPECS: dict[str, Spec] = specs_of(
-    check_ema_update,
-    check_warmup_lr,
-    check_make_checkpoint,
-    check_restore_checkpoint,
-    check_frechet_distance,
-    check_fid_at_infinity,
-)
+SPECS: dict[str, Spec] = specs_of(globals())

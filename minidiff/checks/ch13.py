@@ -431,10 +431,4 @@ _CFG = Spec(
 check_cfg_image_eps = Checker("cfg_image_eps", _CFG)
 
 
-SPECS: dict[str, Spec] = specs_of(
-    check_cross_attention,
-    check_latent_scale_factor,
-    check_encode_latents,
-    check_decode_latents,
-    check_cfg_image_eps,
-)
+SPECS: dict[str, Spec] = specs_of(globals())

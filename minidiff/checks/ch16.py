@@ -392,10 +392,4 @@ _DDIM = Spec(
 )
 check_ddim_as_euler = Checker("ddim_as_euler", _DDIM)
 
-SPECS: dict[str, Spec] = specs_of(
-    check_conditional_velocity,
-    check_cfm_loss,
-    check_velocity_from_eps,
-    check_eps_from_velocity,
-    check_ddim_as_euler,
-)
+SPECS: dict[str, Spec] = specs_of(globals())
