@@ -44,6 +44,32 @@ def returned_number(value: Any, what: str = "the loss as a Python float (`loss.i
     raise ReturnError(f"returned a {type(value).__name__}; it should return {what}")
 
 
+def python_float(rest: str) -> Callable[[Callable[..., Any]], Callable[..., float]]:
+    """A ``wrap`` for an exercise function that must return a Python number, not a tensor.
+
+    ``None`` or any other type is a :class:`ReturnError`: "returned a Tensor; return a Python
+    float (`float(...)`" + ``rest``, where ``rest`` closes the parenthesis and says what the
+    number is for.
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., float]:
+        def run(*args: Any) -> float:
+            value = fn(*args)
+            if value is None:
+                raise ReturnError(
+                    "returned None; it should return a Python float. Did you forget `return`?"
+                )
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ReturnError(
+                    f"returned a {type(value).__name__}; return a Python float (`float(...)`{rest}"
+                )
+            return float(value)
+
+        return run
+
+    return wrap
+
+
 def returned_tensor(value: Any, what: str = "a torch.Tensor") -> torch.Tensor:
     """``value`` if it is a tensor, else ReturnError naming what came back and what was expected."""
     if isinstance(value, torch.Tensor):

@@ -26,15 +26,6 @@ from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import elementwise_candidates, named_result, schedule_candidates
 
-__all__ = [
-    "check_alpha_bar_from_betas",
-    "check_q_sample",
-    "check_q_step",
-    "check_snr",
-    "check_prior_kl",
-    "SPECS",
-]
-
 
 def _schedules() -> list[NoiseSchedule]:
     # Short schedules with large betas, so that ab vs sqrt(ab) or t vs t-1 differ clearly.
@@ -427,3 +418,4 @@ check_prior_kl = Checker("prior_kl", _PRIOR_KL)
 
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -26,8 +26,6 @@ from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result, schedule_candidates
 
-__all__ = ["check_posterior_mean_var", "check_mu_tilde_from_eps", "SPECS"]
-
 
 def _schedules() -> list[NoiseSchedule]:
     # Short schedules with large betas so that beta vs beta_tilde or t vs t-1 differ clearly.
@@ -243,3 +241,4 @@ _MU_EPS = Spec(
 check_mu_tilde_from_eps = Checker("mu_tilde_from_eps", _MU_EPS)
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

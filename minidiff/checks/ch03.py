@@ -32,8 +32,6 @@ from ._core import Case, Checker, Fn, Mistake, Spec, specs_of, with_dtype
 from ._probe import schedule_candidates
 from ._spy import Spy, eps_loss_calls
 
-__all__ = ["check_gaussian_kl", "check_vlb_term", "check_l_simple", "SPECS", "ToyEps"]
-
 
 class ToyEps(nn.Module):
     """A fixed, imperfect, time-dependent noise predictor ``(x_t (B, ...), t (B,)) -> (B, ...)``.
@@ -352,3 +350,5 @@ _SIMPLE = Spec(
 check_l_simple = Checker("l_simple", _SIMPLE)
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["ToyEps"]

@@ -47,15 +47,6 @@ from ._core import (
 from ._probe import schedule_candidates
 from ._spy import Spy, draw_problem, eps_loss_calls, t_range_problem
 
-__all__ = [
-    "check_ddpm_training_loss",
-    "check_train_step",
-    "check_ancestral_step",
-    "check_sample",
-    "SPECS",
-    "TinyEps",
-]
-
 Fn = Callable[..., Any]
 
 
@@ -341,7 +332,7 @@ def _train_step(
             noise = torch.randn(x0.shape, generator=generator)
         # t = 0 (a slip) gives x_t = x_0, which the package's loss refuses: computed by hand then
         loss = (_ref_loss if t_low >= 1 else _loss_any_t)(model, x0, t, alpha_bar, noise)
-        actions = {
+        actions: dict[str, Callable[[], object]] = {
             "zero_grad": optimizer.zero_grad,
             "backward": loss.backward,
             "step": optimizer.step,
@@ -759,3 +750,5 @@ check_sample = Checker("sample", _SAMPLE)
 
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["TinyEps"]

@@ -24,18 +24,9 @@ import torch
 
 from ..samplers.langevin import annealed_step_sizes as _annealed_step_sizes
 from ..samplers.langevin import langevin_step as _langevin_step
-from ._calls import ReturnError
+from ._calls import python_float
 from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import scalar_candidates
-
-__all__ = [
-    "check_langevin_step",
-    "check_annealed_step_sizes",
-    "check_stationary_variance",
-    "check_step_for_bias",
-    "SPECS",
-]
-
 
 # --- langevin_step -------------------------------------------------------------------------------
 
@@ -144,24 +135,9 @@ check_annealed_step_sizes = Checker("annealed_step_sizes", _ALPHAS)
 # --- stationary_variance and step_for_bias -------------------------------------------------------
 
 
-def _python_float(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Call ``fn``; its result must be a Python number (a step size, not a tensor)."""
-
-    def run(*args: Any) -> float:
-        value = fn(*args)
-        if value is None:
-            raise ReturnError(
-                "returned None; it should return a Python float. Did you forget `return`?"
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ReturnError(
-                f"returned a {type(value).__name__}; return a Python float (`float(...)`, or "
-                "`math.inf` where the chain diverges): it is a number the sampling loop uses as a "
-                "step"
-            )
-        return float(value)
-
-    return run
+_python_float = python_float(
+    ", or `math.inf` where the chain diverges): it is a number the sampling loop uses as a step"
+)
 
 
 def _stationary(s2: float, eps: float) -> float:
@@ -243,3 +219,4 @@ _STEP_BIAS = Spec(
 check_step_for_bias = Checker("step_for_bias", _STEP_BIAS)
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -29,16 +29,6 @@ from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import schedule_candidates, sigma_candidates
 from ._spy import ModelCalls, Spy
 
-__all__ = [
-    "check_dsm_target",
-    "check_dsm_loss",
-    "check_ism_loss",
-    "check_score_from_eps",
-    "SPECS",
-    "ToyNCScore",
-    "ToyScore",
-]
-
 
 def _sigmas(B: int, seed: int) -> torch.Tensor:
     # distinct levels on both sides of 1, so that σ vs σ² and the σ² weighting all matter
@@ -366,3 +356,5 @@ _SFE = Spec(
 check_score_from_eps = Checker("score_from_eps", _SFE)
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["ToyNCScore", "ToyScore"]

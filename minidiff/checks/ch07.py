@@ -31,14 +31,6 @@ from ..sde import VPSDE, score_fn_from_mixture
 from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result
 
-__all__ = [
-    "check_vp_marginal",
-    "check_reverse_sde_drift",
-    "check_euler_maruyama_step",
-    "check_pf_ode_heun_step",
-    "SPECS",
-]
-
 Tensor = torch.Tensor
 _BETAS = ((0.1, 20.0), (1.0, 5.0))
 
@@ -437,3 +429,4 @@ check_pf_ode_heun_step = Checker("pf_ode_heun_step", _HEUN)
 
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

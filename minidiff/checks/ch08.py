@@ -19,19 +19,6 @@ from ..schedules import NoiseSchedule, linear_schedule
 from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result, schedule_candidates
 
-__all__ = [
-    "check_ddim_step_deterministic",
-    "check_ddim_sigma",
-    "check_ddim_step",
-    "DETERMINISTIC_MISTAKES",
-    "SIGMA_MISTAKES",
-    "STEP_MISTAKES",
-    "deterministic_cases",
-    "sigma_cases",
-    "step_cases",
-    "SPECS",
-]
-
 Cases = list[Case]
 
 
@@ -411,3 +398,12 @@ check_ddim_step = Checker("ddim_step", _DDIM_STEP)
 
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += [
+    "DETERMINISTIC_MISTAKES",
+    "SIGMA_MISTAKES",
+    "STEP_MISTAKES",
+    "deterministic_cases",
+    "sigma_cases",
+    "step_cases",
+]

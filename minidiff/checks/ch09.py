@@ -32,16 +32,6 @@ from ._core import Case, Checker, Mistake, Spec, specs_of
 from ._spy import draw_problem, record, t_range_problem
 from .ch04 import TinyEps, _schedule_from_alpha_bar
 
-__all__ = [
-    "check_classifier_guided_eps",
-    "check_cfg_eps",
-    "check_label_dropout_loss",
-    "SPECS",
-    "TinyClassifier",
-    "TinyConditionalEps",
-    "P_UNCOND",
-]
-
 Fn = Callable[..., Any]
 P_UNCOND = 0.2
 """The label-dropout probability of the exercise."""
@@ -611,3 +601,5 @@ check_label_dropout_loss = Checker("label_dropout_loss", _LOSS)
 
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["TinyClassifier", "TinyConditionalEps", "P_UNCOND"]

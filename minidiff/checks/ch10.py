@@ -23,9 +23,6 @@ from ..frequency import radial_psd as _radial_psd
 from ._core import Case, Checker, Mistake, Spec, specs_of
 from ._probe import named_result
 
-__all__ = ["check_radial_psd", "check_noised_psd", "check_frequency_snr", "SPECS"]
-
-
 # --- radial_psd ----------------------------------------------------------------------------------
 
 
@@ -250,3 +247,4 @@ _SNR = Spec(
 check_frequency_snr = Checker("frequency_snr", _SNR)
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -32,16 +32,6 @@ from ._calls import ReturnError
 from ._core import Case, Checker, Fn, Mistake, Spec, specs_of, with_dtype
 from ._probe import named_result
 
-__all__ = [
-    "check_sinusoidal_embedding",
-    "check_time_injection",
-    "check_attention",
-    "check_skip_channels",
-    "check_up_block_inputs",
-    "SPECS",
-]
-
-
 # --- sinusoidal_embedding ------------------------------------------------------------------------
 
 
@@ -465,3 +455,4 @@ _UPS = Spec(
 check_up_block_inputs = Checker("up_block_inputs", _UPS)
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -29,19 +29,8 @@ from torch import nn
 
 from ..metrics.fid import frechet_distance as _frechet_distance
 from ..training import learning_rate
-from ._calls import ReturnError
+from ._calls import ReturnError, python_float
 from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
-
-__all__ = [
-    "check_ema_update",
-    "check_warmup_lr",
-    "check_make_checkpoint",
-    "check_restore_checkpoint",
-    "check_frechet_distance",
-    "check_fid_at_infinity",
-    "SPECS",
-]
-
 
 # --- ema_update ---------------------------------------------------------------------------------
 
@@ -499,21 +488,9 @@ check_restore_checkpoint = Checker("restore_checkpoint", _RESTORE)
 # --- frechet_distance and fid_at_infinity ------------------------------------------------------
 
 
-def _python_float(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def run(*args: Any) -> float:
-        value = fn(*args)
-        if value is None:
-            raise ReturnError(
-                "returned None; it should return a Python float. Did you forget `return`?"
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ReturnError(
-                f"returned a {type(value).__name__}; return a Python float (`float(...)`): a "
-                "distance and an extrapolated FID are numbers to report and compare"
-            )
-        return float(value)
-
-    return run
+_python_float = python_float(
+    "): a distance and an extrapolated FID are numbers to report and compare"
+)
 
 
 def _spd(d: int, g: torch.Generator) -> torch.Tensor:
@@ -649,3 +626,4 @@ _FI = Spec(
 check_fid_at_infinity = Checker("fid_at_infinity", _FI)
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -37,15 +37,6 @@ from ..nn.unet import UNet
 from ._core import Case, Checker, Mistake, Spec, returned_number, specs_of
 from .ch09 import _cfg_variant, _seeded
 
-__all__ = [
-    "check_cross_attention",
-    "check_latent_scale_factor",
-    "check_encode_latents",
-    "check_decode_latents",
-    "check_cfg_image_eps",
-    "SPECS",
-]
-
 Fn = Callable[..., Any]
 
 
@@ -432,3 +423,4 @@ check_cfg_image_eps = Checker("cfg_image_eps", _CFG)
 
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

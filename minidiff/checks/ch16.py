@@ -28,16 +28,6 @@ from ..flow_matching import flow_matching_loss
 from ..paths import CosinePath, PathCoefficients, RectifiedFlowPath, VPPath, convert_with
 from ._core import Case, Checker, Mistake, Spec, specs_of
 
-__all__ = [
-    "check_conditional_velocity",
-    "check_cfm_loss",
-    "check_velocity_from_eps",
-    "check_eps_from_velocity",
-    "check_ddim_as_euler",
-    "TinyVelocity",
-    "SPECS",
-]
-
 Fn = Callable[..., Any]
 T_CONVENTION = (
     "In this course t = 0 is the data and t = 1 the noise (x_t = (1 - t) x0 + t eps on the "
@@ -393,3 +383,5 @@ _DDIM = Spec(
 check_ddim_as_euler = Checker("ddim_as_euler", _DDIM)
 
 SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["TinyVelocity"]
