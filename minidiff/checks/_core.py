@@ -14,8 +14,10 @@ A checker displays its verdict once and returns a :class:`CheckResult` (truthy w
 the environment variable ``MINIDIFF_STRICT_CHECKS=1`` (set by the test suite) a failed check raises
 ``AssertionError`` instead, so executing a solution notebook proves that its checkers accept it.
 
-Each chapter module describes its checkers as :class:`Spec` objects (cases, reference, mistakes)
-in a ``SPECS`` dict and runs them with :func:`check_spec`; the tests iterate over ``SPECS``.
+Each chapter module describes each checker as a :class:`Spec` (cases, reference, the table of
+mistakes, the exercise's signature in ``doc``) and makes it a :class:`Checker`
+(``check_q_sample = Checker("q_sample", _Q_SAMPLE)``, which runs :func:`check_spec`); the module
+ends with ``SPECS = specs_of(globals())``, which the tests iterate over.
 """
 
 from __future__ import annotations
