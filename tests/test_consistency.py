@@ -173,3 +173,9 @@ def test_bad_inputs_name_the_argument() -> None:
         consistency_sample(f, SCHED, (4, 2), timesteps=[50, 10])
     with pytest.raises(ValueError, match="n must"):
         consistency_grid(SCHED, 0)
+    # t outside 0..T: an error naming t, not an IndexError (T + 1) or a silent wrap (-1 -> T)
+    for bad in (-1, SCHED.T + 1):
+        with pytest.raises(ValueError, match=r"t must lie in 0\.\.T=100"):
+            f(_x(), torch.full((16,), bad))
+    with pytest.raises(TypeError, match="timesteps must be integers"):
+        consistency_sample(f, SCHED, (4, 2), timesteps=[100.0, 10.5])
