@@ -14,8 +14,10 @@ A checker displays its verdict once and returns a :class:`CheckResult` (truthy w
 the environment variable ``MINIDIFF_STRICT_CHECKS=1`` (set by the test suite) a failed check raises
 ``AssertionError`` instead, so executing a solution notebook proves that its checkers accept it.
 
-Each chapter module describes its checkers as :class:`Spec` objects (cases, reference, mistakes)
-in a ``SPECS`` dict and runs them with :func:`check_spec`; the tests iterate over ``SPECS``.
+Each chapter module describes each checker as a :class:`Spec` (cases, reference, the table of
+mistakes, the exercise's signature in ``doc``) and makes it a :class:`Checker`
+(``check_q_sample = Checker("q_sample", _Q_SAMPLE)``, which runs :func:`check_spec`); the module
+ends with ``SPECS = specs_of(globals())``, which the tests iterate over.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 
 from . import _calls
 from . import _diagnose as dg
-from ._calls import ReturnError, returned_number, returned_tensor
+from ._calls import Fn, ReturnError, returned_number, returned_tensor
 from ._probe import Terms, terms_diagnosis
 from ._spy import ModelCalls, model_calls_diagnosis
 
@@ -46,10 +48,12 @@ __all__ = [
     "ReturnError",
     "Spec",
     "check_spec",
+    "Checker",
     "finish_first",
     "returned_number",
     "returned_tensor",
     "run_check",
+    "specs_of",
     "strict_checks",
     "Terms",
     "with_dtype",
@@ -57,7 +61,6 @@ __all__ = [
 
 Case = tuple[Sequence[Any], Mapping[str, Any]]
 """One test input of a checker: ``(args, kwargs)`` for the function under test."""
-Fn = Callable[..., Any]
 Diagnosis = Callable[[Fn, Fn, Sequence[Case], float, float], str | None]
 """An extra diagnosis ``(student, reference, cases, rtol, atol) -> message or None``: run when the
 answer is wrong and no listed mistake matches, before the generic description of the difference."""
@@ -149,7 +152,8 @@ class Spec:
     chapter's own, ``terms`` probes a formula one input at a time (:class:`Terms`).
     ``grad_args`` names inputs (name -> position) through which the result must pass gradients
     (a layer of a network); ``t_arg`` is the position of ``t``, so that a message can name a
-    failing row's ``t``.
+    failing row's ``t``. ``doc`` states the exercise function's signature and result: it is the
+    docstring of the chapter's ``check_<name>`` (:class:`Checker`).
     """
 
     cases: Callable[[], list[Case]]
@@ -168,6 +172,7 @@ class Spec:
     diagnoses: Sequence[Diagnosis] = ()
     grad_args: Mapping[str, int] = field(default_factory=dict)
     t_arg: int | None = None
+    doc: str = ""
 
     def all_diagnoses(self) -> list[Diagnosis]:
         """``calls``, ``terms`` and ``diagnoses`` as one list, in the order they are tried."""
@@ -211,6 +216,34 @@ def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
         grad_args=spec.grad_args,
         t_arg=spec.t_arg,
     )
+
+
+class Checker:
+    """A chapter's ``check_<name>(fn, display=True) -> CheckResult``: runs its :class:`Spec`.
+
+    The spec's ``doc`` (the exercise function's signature and result) is the checker's docstring,
+    so ``ch01.check_q_sample?`` in a notebook says what the exercise asks for.
+    """
+
+    def __init__(self, name: str, spec: Spec) -> None:
+        self.name, self.spec = name, spec
+        self.__name__ = f"check_{name}"
+        self.__doc__ = spec.doc
+
+    def __call__(self, fn: Any, display: bool = True) -> CheckResult:
+        return check_spec(self.name, self.spec, fn, display=display)
+
+    def __repr__(self) -> str:
+        return f"<checker {self.__name__}>"
+
+
+def specs_of(namespace: Mapping[str, Any]) -> dict[str, Spec]:
+    """A chapter's ``SPECS``: ``name -> Spec`` of every :class:`Checker` in ``namespace``.
+
+    A chapter module ends with ``SPECS = specs_of(globals())``, so that a new checker is listed
+    (and tested) as soon as it is defined; the order is the order of definition.
+    """
+    return {c.name: c.spec for c in namespace.values() if isinstance(c, Checker)}
 
 
 def _arg_names(fn: Any) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._calls import Case, call
+from ._calls import Case, Fn, call
 
 Tensor = torch.Tensor
 Candidates = Callable[[Case], Mapping[str, Tensor]]
@@ -225,12 +225,7 @@ def scalar_candidates(value: float, sym: str, B: int) -> dict[str, Tensor]:
 
 
 def terms_diagnosis(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    terms: Terms,
-    rtol: float,
-    atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], terms: Terms, rtol: float, atol: float
 ) -> str | None:
     """Name the term (and its coefficient) in which ``student`` differs from ``reference``."""
     idx = list(terms.args.values())
@@ -303,11 +298,7 @@ def named_result(
     """A diagnosis: name the answer when it equals one of ``candidates(case)`` on every case."""
 
     def diagnose(
-        student: Callable[..., Any],
-        reference: Callable[..., Any],
-        cases: Sequence[Case],
-        rtol: float,
-        atol: float,
+        student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
     ) -> str | None:
         found: set[str] | None = None
         want: set[str] | None = None

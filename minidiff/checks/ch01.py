@@ -16,7 +16,6 @@ Each reference is computed with ``minidiff`` itself; each :class:`Mistake` is a 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 
@@ -24,17 +23,8 @@ from ..diffusion import q_sample as _q_sample
 from ..diffusion import q_step as _q_step
 from ..losses import gaussian_kl
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import elementwise_candidates, named_result, schedule_candidates
-
-__all__ = [
-    "check_alpha_bar_from_betas",
-    "check_q_sample",
-    "check_q_step",
-    "check_snr",
-    "check_prior_kl",
-    "SPECS",
-]
 
 
 def _schedules() -> list[NoiseSchedule]:
@@ -91,11 +81,7 @@ def _alpha_bar_forms(case: Case) -> dict[str, torch.Tensor]:
 
 
 def _alpha_bar_ends(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     for i, (args, _) in enumerate(cases):
         out = student(args[0].clone())
@@ -129,7 +115,9 @@ _ALPHA_BAR = Spec(
         ),
     },
     diagnoses=(named_result(_alpha_bar_forms), _alpha_bar_ends),
+    doc="Check ``alpha_bar_from_betas(betas: (T+1,), betas[0] = 0) -> alpha_bar: (T+1,)``.",
 )
+check_alpha_bar_from_betas = Checker("alpha_bar_from_betas", _ALPHA_BAR)
 
 
 # --- q_sample ------------------------------------------------------------------------------------
@@ -202,7 +190,11 @@ _Q_SAMPLE = Spec(
     keep_dtype=True,
     terms=Terms({"x0": 0, "the noise": 3}, _candidates(2), t_arg=1),
     t_arg=1,
+    doc=(
+        "Check ``q_sample(x0: (B, ...), t: (B,) long, alpha_bar: (T+1,), noise: like x0) -> x_t``."
+    ),
 )
+check_q_sample = Checker("q_sample", _Q_SAMPLE)
 
 
 # --- q_step --------------------------------------------------------------------------------
@@ -270,7 +262,9 @@ _Q_STEP = Spec(
     keep_dtype=True,
     terms=Terms({"x_prev": 0, "the noise": 3}, _candidates(2, from_betas=True), t_arg=1),
     t_arg=1,
+    doc="Check ``q_step(x_prev: (B, ...), t: (B,) long, betas: (T+1,), noise) -> x_t``.",
 )
+check_q_step = Checker("q_step", _Q_STEP)
 
 
 # --- snr and prior_kl ----------------------------------------------------------------------
@@ -300,7 +294,9 @@ _SNR = Spec(
     },
     keep_dtype=True,
     diagnoses=(named_result(lambda case: elementwise_candidates(case[0][0], "ᾱ")),),
+    doc="Check ``snr(alpha_bar: any shape, values in (0, 1)) -> alpha_bar / (1 - alpha_bar)``.",
 )
+check_snr = Checker("snr", _SNR)
 
 
 def _cases_prior_kl() -> list[Case]:
@@ -336,11 +332,7 @@ def _reversed_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
 
 
 def _prior_kl_parts(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Probe with x0 = 0 (the variance part alone), then the part that grows with ||x0||²."""
     for i, ((x0, ab), _kw) in enumerate(cases):
@@ -420,38 +412,10 @@ _PRIOR_KL = Spec(
     },
     keep_dtype=True,
     diagnoses=(_prior_kl_parts,),
+    doc="Check ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)``: KL(q(x_T|x0) || N(0, I)).",
 )
+check_prior_kl = Checker("prior_kl", _PRIOR_KL)
 
 
-SPECS: dict[str, Spec] = {
-    "alpha_bar_from_betas": _ALPHA_BAR,
-    "q_sample": _Q_SAMPLE,
-    "q_step": _Q_STEP,
-    "snr": _SNR,
-    "prior_kl": _PRIOR_KL,
-}
-
-
-def check_alpha_bar_from_betas(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``alpha_bar_from_betas(betas: (T+1,), betas[0] = 0) -> alpha_bar: (T+1,)``."""
-    return check_spec("alpha_bar_from_betas", SPECS["alpha_bar_from_betas"], fn, display=display)
-
-
-def check_q_sample(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``q_sample(x0: (B, ...), t: (B,) long, alpha_bar: (T+1,), noise: like x0) -> x_t``."""
-    return check_spec("q_sample", SPECS["q_sample"], fn, display=display)
-
-
-def check_q_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``q_step(x_prev: (B, ...), t: (B,) long, betas: (T+1,), noise) -> x_t``."""
-    return check_spec("q_step", SPECS["q_step"], fn, display=display)
-
-
-def check_snr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``snr(alpha_bar: any shape, values in (0, 1)) -> alpha_bar / (1 - alpha_bar)``."""
-    return check_spec("snr", SPECS["snr"], fn, display=display)
-
-
-def check_prior_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)``: KL(q(x_T|x0) || N(0, I))."""
-    return check_spec("prior_kl", SPECS["prior_kl"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -16,21 +16,8 @@ import torch
 
 from ..samplers.ddim import ddim_sigma, ddim_step
 from ..schedules import NoiseSchedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result, schedule_candidates
-
-__all__ = [
-    "check_ddim_step_deterministic",
-    "check_ddim_sigma",
-    "check_ddim_step",
-    "DETERMINISTIC_MISTAKES",
-    "SIGMA_MISTAKES",
-    "STEP_MISTAKES",
-    "deterministic_cases",
-    "sigma_cases",
-    "step_cases",
-    "SPECS",
-]
 
 Cases = list[Case]
 
@@ -365,53 +352,58 @@ STEP_MISTAKES: dict[str, Mistake] = {
 
 # ------------------------------------------------------------------ public checkers
 
-SPECS: dict[str, Spec] = {
-    "ddim_step_deterministic": Spec(
-        deterministic_cases,
-        _ref_deterministic,
-        DETERMINISTIC_MISTAKES,
-        rtol=1e-6,
-        atol=1e-8,
-        keep_dtype=True,
-        diagnoses=(named_result(_deterministic_forms, "your step"),),
-        terms=Terms({"x_t": 0, "eps": 3}, _candidates, t_arg=1),
-        t_arg=1,
+_DDIM_STEP_DETERMINISTIC = Spec(
+    deterministic_cases,
+    _ref_deterministic,
+    DETERMINISTIC_MISTAKES,
+    rtol=1e-6,
+    atol=1e-8,
+    keep_dtype=True,
+    diagnoses=(named_result(_deterministic_forms, "your step"),),
+    terms=Terms({"x_t": 0, "eps": 3}, _candidates, t_arg=1),
+    t_arg=1,
+    doc="Check ``fn(x_t, t, t_prev, eps, alpha_bar) -> x_{t_prev}``, the eta = 0 step (Eq 12).",
+)
+check_ddim_step_deterministic = Checker("ddim_step_deterministic", _DDIM_STEP_DETERMINISTIC)
+
+
+_DDIM_SIGMA = Spec(
+    sigma_cases,
+    _ref_sigma,
+    SIGMA_MISTAKES,
+    rtol=1e-6,
+    atol=1e-9,
+    diagnoses=(named_result(_sigma_forms, "your σ_t"),),
+    t_arg=0,
+    doc="Check ``fn(t, t_prev, alpha_bar, eta) -> sigma (B,)``, the DDIM noise level (Eq. 16).",
+)
+check_ddim_sigma = Checker("ddim_sigma", _DDIM_SIGMA)
+
+
+_DDIM_STEP = Spec(
+    step_cases,
+    _ref_step,
+    STEP_MISTAKES,
+    rtol=1e-6,
+    atol=1e-8,
+    keep_dtype=True,
+    diagnoses=(named_result(_step_forms, "your step"),),
+    terms=Terms({"x_t": 0, "eps": 3, "the noise": 6}, _candidates, t_arg=1),
+    t_arg=1,
+    doc=(
+        "Check ``fn(x_t, t, t_prev, eps, alpha_bar, eta, noise) -> x_{t_prev}``, a stochastic step."
     ),
-    "ddim_sigma": Spec(
-        sigma_cases,
-        _ref_sigma,
-        SIGMA_MISTAKES,
-        rtol=1e-6,
-        atol=1e-9,
-        diagnoses=(named_result(_sigma_forms, "your σ_t"),),
-        t_arg=0,
-    ),
-    "ddim_step": Spec(
-        step_cases,
-        _ref_step,
-        STEP_MISTAKES,
-        rtol=1e-6,
-        atol=1e-8,
-        keep_dtype=True,
-        diagnoses=(named_result(_step_forms, "your step"),),
-        terms=Terms({"x_t": 0, "eps": 3, "the noise": 6}, _candidates, t_arg=1),
-        t_arg=1,
-    ),
-}
+)
+check_ddim_step = Checker("ddim_step", _DDIM_STEP)
 
 
-def check_ddim_step_deterministic(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, t, t_prev, eps, alpha_bar) -> x_{t_prev}``, the eta = 0 step (Eq. 12)."""
-    return check_spec(
-        "ddim_step_deterministic", SPECS["ddim_step_deterministic"], fn, display=display
-    )
-
-
-def check_ddim_sigma(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(t, t_prev, alpha_bar, eta) -> sigma (B,)``, the DDIM noise level (Eq. 16)."""
-    return check_spec("ddim_sigma", SPECS["ddim_sigma"], fn, display=display)
-
-
-def check_ddim_step(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, t, t_prev, eps, alpha_bar, eta, noise) -> x_{t_prev}``, a stochastic step."""
-    return check_spec("ddim_step", SPECS["ddim_step"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += [
+    "DETERMINISTIC_MISTAKES",
+    "SIGMA_MISTAKES",
+    "STEP_MISTAKES",
+    "deterministic_cases",
+    "sigma_cases",
+    "step_cases",
+]
