@@ -152,8 +152,10 @@ class Spec:
     chapter's own, ``terms`` probes a formula one input at a time (:class:`Terms`).
     ``grad_args`` names inputs (name -> position) through which the result must pass gradients
     (a layer of a network); ``t_arg`` is the position of ``t``, so that a message can name a
-    failing row's ``t``. ``doc`` states the exercise function's signature and result: it is the
-    docstring of the chapter's ``check_<name>`` (:class:`Checker`).
+    failing row's ``t``. ``outputs`` names the return values of a function that returns several
+    (``("mean", "variance")``), so that a message can say which one is wrong. ``doc`` states the
+    exercise function's signature and result: it is the docstring of the chapter's
+    ``check_<name>`` (:class:`Checker`).
     """
 
     cases: Callable[[], list[Case]]
@@ -173,6 +175,7 @@ class Spec:
     grad_args: Mapping[str, int] = field(default_factory=dict)
     t_arg: int | None = None
     doc: str = ""
+    outputs: Sequence[str] = ()
 
     def all_diagnoses(self) -> list[Diagnosis]:
         """``calls``, ``terms`` and ``diagnoses`` as one list, in the order they are tried."""
@@ -215,6 +218,7 @@ def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
         diagnoses=spec.all_diagnoses(),
         grad_args=spec.grad_args,
         t_arg=spec.t_arg,
+        outputs=spec.outputs,
     )
 
 
@@ -274,6 +278,7 @@ def run_check(
     diagnoses: Sequence[Diagnosis] = (),
     grad_args: Mapping[str, int] | None = None,
     t_arg: int | None = None,
+    outputs: Sequence[str] = (),
 ) -> CheckResult:
     """Compare ``student_fn`` with ``reference`` on every ``(args, kwargs)`` case.
 
@@ -296,6 +301,7 @@ def run_check(
         list(diagnoses),
         dict(grad_args or {}),
         t_arg,
+        tuple(outputs),
     )
     result = judge(name, student_fn, reference, cases, mistakes or {})
     if display:
@@ -336,6 +342,7 @@ class _Judge:
     diagnoses: list[Diagnosis]
     grad_args: dict[str, int]
     t_arg: int | None
+    outputs: tuple[str, ...] = ()
 
     def __call__(
         self,
@@ -478,8 +485,35 @@ class _Judge:
             )
         if problem:
             return problem, None
-        message = dg.value_problem(values, run.refs, *loose, cases=run.cases, t_arg=self.t_arg)
+        message = self._wrong_output(run) or dg.value_problem(
+            values, run.refs, *loose, cases=run.cases, t_arg=self.t_arg
+        )
         return (f"{message} {self.hint}" if self.hint else message), None
+
+    def _wrong_output(self, run: _Run) -> str | None:
+        """Several named return values, some right: name the wrong one, and where it differs."""
+        n = len(self.outputs)
+        values = [dg.as_tuple(c.value) for c in run.calls]
+        refs = [dg.as_tuple(r) for r in run.refs]
+        if n < 2 or any(len(v) != n or len(r) != n for v, r in zip(values, refs, strict=False)):
+            return None
+        pairs = list(zip(values, refs, strict=False))
+        wrong = [
+            k for k in range(n) if not all(dg.close(v[k], r[k], *self.loose) for v, r in pairs)
+        ]
+        if len(wrong) in (0, n):
+            return None
+        right = [name for k, name in enumerate(self.outputs) if k not in wrong]
+        k = wrong[0]
+        where = dg.value_problem(
+            [v[k] for v in values],
+            [r[k] for r in refs],
+            *self.loose,
+            cases=run.cases,
+            t_arg=self.t_arg,
+        )
+        verb = "is" if len(right) == 1 else "are"
+        return f"your {' and '.join(right)} {verb} right, your {self.outputs[k]} is not: {where}"
 
     def _diagnose(self, run: _Run, loose: tuple[float, float]) -> str | None:
         """The first of the spec's diagnoses that names the answer's mistake."""
