@@ -175,6 +175,7 @@ _POSTERIOR = Spec(
     terms=Terms({"x0": 0, "x_t": 1}, _posterior_candidates(2), t_arg=2, output=0),
     diagnoses=(named_result(_variance_forms, "your variance", output=1),),
     t_arg=2,
+    outputs=("mean", "variance"),
     doc="""Check ``posterior_mean_var(x0, x_t, t: (B,) long, betas, alpha_bar)``.
 
     Returns ``(mean like x_t, var (B, 1, …))``.
