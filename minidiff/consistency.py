@@ -149,6 +149,9 @@ class ConsistencyModel(nn.Module):
         ):
             raise TypeError(f"t must be a long tensor of shape ({x_t.shape[0]},) in 0..T")
         tt = t.long()
+        T = self.schedule.T
+        if tt.numel() and (int(tt.min()) < 0 or int(tt.max()) > T):
+            raise ValueError(f"t must lie in 0..T={T}, got {int(tt.min())}..{int(tt.max())}")
         col = lambda v: v.to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))  # noqa: E731
         sb = self.get_buffer("sigma_bar")[tt]
         c_skip, c_out = _scalings(sb, 0.0, self.sigma_data)
@@ -298,7 +301,10 @@ def consistency_sample(
     """
     check_callable(model, "model", "(x_t, t) -> x0")
     sched = check_instance(schedule, "schedule", NoiseSchedule)
-    ts = torch.tensor([sched.T]) if timesteps is None else torch.as_tensor(timesteps).long().cpu()
+    ts = torch.tensor([sched.T]) if timesteps is None else torch.as_tensor(timesteps).cpu()
+    if ts.is_floating_point() or ts.dtype == torch.bool:
+        raise TypeError(f"timesteps must be integers in 1..T={sched.T}, got dtype {ts.dtype}")
+    ts = ts.long()
     if ts.dim() != 1 or ts.numel() < 1 or int(ts[0]) != sched.T:
         raise ValueError(f"timesteps must start at T={sched.T}, got {ts.tolist()}")
     if bool((ts[1:] >= ts[:-1]).any()) or int(ts.min()) < 1:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 Case = tuple[Sequence[Any], Mapping[str, Any]]
+Fn = Callable[..., Any]
 _SKIP_DIRS = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
 
 
@@ -41,6 +42,32 @@ def returned_number(value: Any, what: str = "the loss as a Python float (`loss.i
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     raise ReturnError(f"returned a {type(value).__name__}; it should return {what}")
+
+
+def python_float(rest: str) -> Callable[[Callable[..., Any]], Callable[..., float]]:
+    """A ``wrap`` for an exercise function that must return a Python number, not a tensor.
+
+    ``None`` or any other type is a :class:`ReturnError`: "returned a Tensor; return a Python
+    float (`float(...)`" + ``rest``, where ``rest`` closes the parenthesis and says what the
+    number is for.
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., float]:
+        def run(*args: Any) -> float:
+            value = fn(*args)
+            if value is None:
+                raise ReturnError(
+                    "returned None; it should return a Python float. Did you forget `return`?"
+                )
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ReturnError(
+                    f"returned a {type(value).__name__}; return a Python float (`float(...)`{rest}"
+                )
+            return float(value)
+
+        return run
+
+    return wrap
 
 
 def returned_tensor(value: Any, what: str = "a torch.Tensor") -> torch.Tensor:

@@ -28,19 +28,9 @@ from ..guidance import classifier_free_guidance, classifier_guidance
 from ..losses import conditional_eps_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ._calls import ReturnError
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, Checker, Mistake, Spec, specs_of
 from ._spy import draw_problem, record, t_range_problem
 from .ch04 import TinyEps, _schedule_from_alpha_bar
-
-__all__ = [
-    "check_classifier_guided_eps",
-    "check_cfg_eps",
-    "check_label_dropout_loss",
-    "SPECS",
-    "TinyClassifier",
-    "TinyConditionalEps",
-    "P_UNCOND",
-]
 
 Fn = Callable[..., Any]
 P_UNCOND = 0.2
@@ -330,7 +320,11 @@ _CG = Spec(
     keep_dtype=True,
     diagnoses=(_cg_diagnosis,),
     t_arg=3,
+    doc=(
+        "Check ``classifier_guided_eps(eps_model, classifier, x_t, t, y, alpha_bar, w) -> (B, D)``."
+    ),
 )
+check_classifier_guided_eps = Checker("classifier_guided_eps", _CG)
 
 
 # --- cfg_eps -----------------------------------------------------------------------------------
@@ -446,7 +440,9 @@ _CFG = Spec(
     wrap=_seeded,
     keep_dtype=True,
     diagnoses=(_cfg_diagnosis,),
+    doc="Check ``cfg_eps(model, x_t, t, y, w, null_label) -> (B, D)`` (classifier-free guidance).",
 )
+check_cfg_eps = Checker("cfg_eps", _CFG)
 
 
 # --- label_dropout_loss ------------------------------------------------------------------------
@@ -599,26 +595,11 @@ _LOSS = Spec(
     wrap=_loss_harness,
     keep_dtype=True,
     diagnoses=(_dropout_diagnosis,),
+    doc="Check ``label_dropout_loss(model, x0, y, alpha_bar, p_uncond, null_label, generator)``.",
 )
+check_label_dropout_loss = Checker("label_dropout_loss", _LOSS)
 
 
-SPECS: dict[str, Spec] = {
-    "classifier_guided_eps": _CG,
-    "cfg_eps": _CFG,
-    "label_dropout_loss": _LOSS,
-}
-
-
-def check_classifier_guided_eps(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``classifier_guided_eps(eps_model, classifier, x_t, t, y, alpha_bar, w) -> (B, D)``."""
-    return check_spec("classifier_guided_eps", SPECS["classifier_guided_eps"], fn, display=display)
-
-
-def check_cfg_eps(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``cfg_eps(model, x_t, t, y, w, null_label) -> (B, D)`` (classifier-free guidance)."""
-    return check_spec("cfg_eps", SPECS["cfg_eps"], fn, display=display)
-
-
-def check_label_dropout_loss(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``label_dropout_loss(model, x0, y, alpha_bar, p_uncond, null_label, generator)``."""
-    return check_spec("label_dropout_loss", SPECS["label_dropout_loss"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["TinyClassifier", "TinyConditionalEps", "P_UNCOND"]

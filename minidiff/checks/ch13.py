@@ -34,17 +34,8 @@ from ..latent import latent_scale
 from ..nn.attention import attention
 from ..nn.autoencoder import AutoencoderKL
 from ..nn.unet import UNet
-from ._core import Case, CheckResult, Mistake, Spec, check_spec, returned_number
+from ._core import Case, Checker, Mistake, Spec, returned_number, specs_of
 from .ch09 import _cfg_variant, _seeded
-
-__all__ = [
-    "check_cross_attention",
-    "check_latent_scale_factor",
-    "check_encode_latents",
-    "check_decode_latents",
-    "check_cfg_image_eps",
-    "SPECS",
-]
 
 Fn = Callable[..., Any]
 
@@ -192,7 +183,9 @@ _ATTN = Spec(
     keep_dtype=True,
     grad=True,
     grad_hint="Keep every step a tensor operation on the weights (no .detach(), no no_grad).",
+    doc="Check ``cross_attention(x, context, mask, w_q, w_k, w_v, heads) -> (B, N, heads d)``.",
 )
+check_cross_attention = Checker("cross_attention", _ATTN)
 
 
 # --- latent_scale_factor -----------------------------------------------------------------------
@@ -246,7 +239,9 @@ _SCALE = Spec(
     },
     wrap=_as_number,
     rtol=1e-4,
+    doc="Check ``latent_scale_factor(latents) -> float`` (``1 / std`` over all entries).",
 )
+check_latent_scale_factor = Checker("latent_scale_factor", _SCALE)
 
 
 # --- encode_latents / decode_latents -----------------------------------------------------------
@@ -327,7 +322,9 @@ _ENCODE = Spec(
     },
     wrap=_no_grad,
     keep_dtype=True,
+    doc="Check ``encode_latents(encoder, x, scale) = scale * encoder(x)``.",
 )
+check_encode_latents = Checker("encode_latents", _ENCODE)
 
 _DECODE = Spec(
     _cases_codec("decode"),
@@ -351,7 +348,9 @@ _DECODE = Spec(
     },
     wrap=_no_grad,
     keep_dtype=True,
+    doc="Check ``decode_latents(decoder, z0, scale) = decoder(z0 / scale)``.",
 )
+check_decode_latents = Checker("decode_latents", _DECODE)
 
 
 # --- cfg_image_eps -----------------------------------------------------------------------------
@@ -418,38 +417,10 @@ _CFG = Spec(
     },
     wrap=_sampler_like,
     keep_dtype=True,
+    doc="Check ``cfg_image_eps(model, x_t, t, y, w, null_label)`` on a class-conditional U-Net.",
 )
+check_cfg_image_eps = Checker("cfg_image_eps", _CFG)
 
 
-SPECS: dict[str, Spec] = {
-    "cross_attention": _ATTN,
-    "latent_scale_factor": _SCALE,
-    "encode_latents": _ENCODE,
-    "decode_latents": _DECODE,
-    "cfg_image_eps": _CFG,
-}
-
-
-def check_cross_attention(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``cross_attention(x, context, mask, w_q, w_k, w_v, heads) -> (B, N, heads d)``."""
-    return check_spec("cross_attention", SPECS["cross_attention"], fn, display=display)
-
-
-def check_latent_scale_factor(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``latent_scale_factor(latents) -> float`` (``1 / std`` over all entries)."""
-    return check_spec("latent_scale_factor", SPECS["latent_scale_factor"], fn, display=display)
-
-
-def check_encode_latents(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``encode_latents(encoder, x, scale) = scale * encoder(x)``."""
-    return check_spec("encode_latents", SPECS["encode_latents"], fn, display=display)
-
-
-def check_decode_latents(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``decode_latents(decoder, z0, scale) = decoder(z0 / scale)``."""
-    return check_spec("decode_latents", SPECS["decode_latents"], fn, display=display)
-
-
-def check_cfg_image_eps(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``cfg_image_eps(model, x_t, t, y, w, null_label)`` on a class-conditional U-Net."""
-    return check_spec("cfg_image_eps", SPECS["cfg_image_eps"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
