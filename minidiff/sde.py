@@ -116,9 +116,6 @@ def _batch_time(x: torch.Tensor, t: object, name: str = "t") -> torch.Tensor:
     return tt.to(x.device)
 
 
-_bcast = pad_like  # a (B,) coefficient as (B, 1, …, 1) in x's dtype
-
-
 class Time(Spec):
     """Continuous time ``t ∈ [0, 1]`` (:func:`check_time`); with ``of="x"`` a number is broadcast
     to ``(B,)`` and the body receives a tensor on ``x``'s device (:func:`_batch_time`)."""
@@ -185,7 +182,7 @@ class SDE(ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``alpha(t) x_0`` ``(B, ...)`` and std ``sigma(t)`` ``(B, 1, …, 1)`` of x_t | x_0."""
         alpha, sigma = self._marginal(t)  # type: ignore[arg-type]
-        return _bcast(alpha, x0) * x0, _bcast(sigma, x0)
+        return pad_like(alpha, x0) * x0, pad_like(sigma, x0)
 
     @checked(
         x0=FloatTensor(finite=True),
@@ -203,7 +200,7 @@ class SDE(ABC):
         """Draw ``x_t = alpha(t) x_0 + sigma(t) eps`` (the continuous-time ``q_sample``)."""
         z = noise if noise is not None else noise_like(x0, generator)
         alpha, sigma = self._marginal(t)  # type: ignore[arg-type]
-        return _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * z
+        return pad_like(alpha, x0) * x0 + pad_like(sigma, x0) * z
 
     @checked(shape=Shape, generator=Rng, dtype=FloatDtype, device=Device)
     def prior_sampling(
@@ -272,7 +269,7 @@ class VPSDE(SDE):
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
     def _drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return -0.5 * _bcast(self._beta(t), x) * x
+        return -0.5 * pad_like(self._beta(t), x) * x
 
     def _diffusion(self, t: torch.Tensor) -> torch.Tensor:
         return self._beta(t).sqrt()
@@ -369,7 +366,7 @@ class ReverseSDE:
     def _drift_unchecked(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """:meth:`drift` for solvers' loops: ``t`` a ``(B,)`` tensor from their grid in [0, 1]."""
         tt = t.clamp(0.0, 1.0).to(x.device)
-        g2 = _bcast(self.sde._diffusion(tt) ** 2, x)
+        g2 = pad_like(self.sde._diffusion(tt) ** 2, x)
         c = 0.5 if self.probability_flow else 1.0
         return self.sde._drift(x, tt) - c * g2 * self._score_unchecked(x, tt)
 
@@ -415,7 +412,7 @@ def score_fn_from_eps_model(
         tt = _batch_time(x, t)
         eps = call_like(eps_model, x, tt.to(x.dtype), name="eps_model")
         _, sigma = sde._marginal(tt.to(torch.float64))
-        return -eps / _bcast(sigma, x)
+        return -eps / pad_like(sigma, x)
 
     return score
 
@@ -434,7 +431,7 @@ def eps_model_from_score_fn(
         tt = check_timesteps(t, x.shape[0], T).to(torch.float64) / T
         score = ReverseSDE(sde, score_fn).score(x, tt.to(x.device))
         _, sigma = sde._marginal(tt)
-        return -_bcast(sigma, x) * score
+        return -pad_like(sigma, x) * score
 
     return eps_model
 
@@ -506,6 +503,6 @@ def score_fn_from_discrete_eps_model(
         tau_in = tau.round().clamp(1, schedule.T).long() if round_timesteps else tau.to(x.dtype)
         eps = call_like(eps_model, x, tau_in, name="eps_model")
         _, sigma = sde._marginal(tt)
-        return -eps / _bcast(sigma, x)
+        return -eps / pad_like(sigma, x)
 
     return score
