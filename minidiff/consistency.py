@@ -53,7 +53,7 @@ from ._validation import (
 )
 from .diffusion import EpsModel, q_sample
 from .distillation import PREDICTIONS, convert_prediction
-from .samplers.dpm_solver import _first_order, denoise
+from .samplers.dpm_solver import denoise, first_order_update
 from .samplers.loop import OnStep, batch_time, draw_start, run_sampler
 from .samplers.registry import register_sampler
 from .schedules import NoiseSchedule
@@ -149,6 +149,9 @@ class ConsistencyModel(nn.Module):
         ):
             raise TypeError(f"t must be a long tensor of shape ({x_t.shape[0]},) in 0..T")
         tt = t.long()
+        T = self.schedule.T
+        if tt.numel() and (int(tt.min()) < 0 or int(tt.max()) > T):
+            raise ValueError(f"t must lie in 0..T={T}, got {int(tt.min())}..{int(tt.max())}")
         col = lambda v: v.to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))  # noqa: E731
         sb = self.get_buffer("sigma_bar")[tt]
         c_skip, c_out = _scalings(sb, 0.0, self.sigma_data)
@@ -232,13 +235,13 @@ class ConsistencyDistillation:
         """One step of the teacher's probability-flow ODE from ``t`` down to ``s`` (no grad)."""
         with torch.no_grad():
             d = denoise(self.teacher, x, t, self.schedule, "teacher")
-            x_s = _first_order(x, t, s, d, self.schedule)
+            x_s = first_order_update(x, t, s, d, self.schedule)
             if self.solver == "heun":
                 inner = s > 0
                 if bool(inner.any()):
                     si = s.clamp(min=1)
                     d_s = denoise(self.teacher, x_s, si, self.schedule, "teacher")
-                    heun = _first_order(x, t, s, 0.5 * (d + d_s), self.schedule)
+                    heun = first_order_update(x, t, s, 0.5 * (d + d_s), self.schedule)
                     col = inner.reshape(-1, *([1] * (x.dim() - 1)))
                     x_s = torch.where(col, heun, x_s)
             return x_s
@@ -298,7 +301,10 @@ def consistency_sample(
     """
     check_callable(model, "model", "(x_t, t) -> x0")
     sched = check_instance(schedule, "schedule", NoiseSchedule)
-    ts = torch.tensor([sched.T]) if timesteps is None else torch.as_tensor(timesteps).long().cpu()
+    ts = torch.tensor([sched.T]) if timesteps is None else torch.as_tensor(timesteps).cpu()
+    if ts.is_floating_point() or ts.dtype == torch.bool:
+        raise TypeError(f"timesteps must be integers in 1..T={sched.T}, got dtype {ts.dtype}")
+    ts = ts.long()
     if ts.dim() != 1 or ts.numel() < 1 or int(ts[0]) != sched.T:
         raise ValueError(f"timesteps must start at T={sched.T}, got {ts.tolist()}")
     if bool((ts[1:] >= ts[:-1]).any()) or int(ts.min()) < 1:

@@ -71,6 +71,19 @@ def split_output(out: Tensor) -> tuple[Tensor, Tensor]:
     return eps, r
 
 
+def _split_like(out: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`split_output` after checking that ``out`` is ``(B, 2D)`` for data ``x: (B, D)``
+    (a plain ``eps`` model would otherwise be split into two halves of the wrong width)."""
+    expected = (x.shape[0], 2 * x.shape[1], *x.shape[2:])
+    if not isinstance(out, Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"model must return (B, 2D) = {expected}: [eps, r] for data of shape "
+            f"{tuple(x.shape)}, got {got}"
+        )
+    return split_output(out)
+
+
 def _log_variance_bounds(schedule: NoiseSchedule) -> tuple[Tensor, Tensor]:
     """``(log beta_tilde clipped, log beta)``, float64 ``(T + 1,)``; index 0 unused."""
     tilde = schedule.posterior_variance.clone()
@@ -115,7 +128,7 @@ def _step_terms(
 ) -> Tensor:
     """Per-sample ``L_{t-1}`` (KL for ``t >= 2``, ``-log p(x0 | x_1)`` at ``t = 1``) with the
     learned variance; the mean comes from ``eps`` (given: it may be detached) or the model."""
-    out_eps, r = split_output(model(x_t, tt))
+    out_eps, r = _split_like(model(x_t, tt), x_t)
     eps = out_eps if eps is None else eps
     mean_p, _ = p_mean_var.unchecked(lambda *_: eps, x_t, tt, schedule, "beta")
     var_p = _log_var(r, tt, schedule).exp()
@@ -152,7 +165,7 @@ def hybrid_loss(
     tt = sample_timesteps(x0.shape[0], schedule.T, generator, x0.device)
     eps = noise_like(x0, generator)
     x_t = q_sample.unchecked(x0, tt, schedule, eps)
-    eps_hat, r = split_output(model(x_t, tt))
+    eps_hat, r = _split_like(model(x_t, tt), x_t)
     l_simple = ((eps - eps_hat) ** 2).mean()
     if lambda_vlb == 0:
         return l_simple

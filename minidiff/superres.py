@@ -16,12 +16,13 @@ small detail that bicubic upsampling misses. A plain ε-network must instead com
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from ._validation import Int, Rng, checked
+from ._validation import Int, Rng, check_finite, check_tensor, checked
 from .diffusion import eps_from_x0
 from .image_conditioning import condition_on, upsample
 from .losses.image_conditional import image_conditional_loss, regression_loss
@@ -35,10 +36,14 @@ __all__ = [
     "ResidualSR",
     "small_unet_config",
     "sr_sample",
+    "conditional_sample",
     "train_base",
     "train_sr",
+    "train_conditional",
     "train_regressor",
+    "train_regression",
     "Regressor",
+    "at_image_size",
 ]
 
 
@@ -99,20 +104,44 @@ def sr_sample(
     while the fresh noise of each stochastic step lets the sampler correct the network's errors
     instead of carrying them to ``t = 0``.
     """
-    size = model.config.image_size
-    cond = upsample(x_low, size)
-    eps_model = condition_on(model, cond, schedule, aug_level, generator)
-    C = model.config.in_channels
-    out = ddim_sample(
+    cond = upsample(x_low, model.config.image_size)
+    return conditional_sample.unchecked(
+        model, cond, schedule, steps=steps, aug_level=aug_level, eta=eta, generator=generator
+    )
+
+
+@checked(schedule=NoiseSchedule, steps=Int(), aug_level=Int(minimum=0), generator=Rng)
+def conditional_sample(
+    model: Any,
+    x_cond: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    steps: int = 25,
+    aug_level: int = 0,
+    eta: float = 1.0,
+    clip_x0: Any = "static",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Samples ``(B, C, S, S)`` of ``p(x | x_cond)`` from a :func:`train_conditional` model.
+
+    ``x_cond (B, cond_channels, S, S)`` in ``[-1, 1]`` at the model's resolution (an upsampled
+    low-resolution image, a gray image, ...); :func:`minidiff.image_conditioning.condition_on`
+    turns the model into an ε-model and DDIM (``steps``, ``eta``) draws the samples, with ``x̂₀``
+    clipped to ``[-1, 1]`` or mapped by ``clip_x0`` (any map ``x̂₀ -> x̂₀``, e.g.
+    :func:`minidiff.back_projection.low_resolution_projection`). ``eta = 1`` by default, for
+    the reason given in :func:`sr_sample`.
+    """
+    eps_model = condition_on(model, x_cond, schedule, aug_level, generator)
+    size, C = model.config.image_size, model.config.in_channels
+    return ddim_sample(
         eps_model,
         schedule,
-        (x_low.shape[0], C, size, size),
+        (x_cond.shape[0], C, size, size),
         steps=steps,
         eta=eta,
         generator=generator,
-        clip_x0="static",
+        clip_x0=clip_x0,
     )
-    return out
 
 
 class ResidualSR(nn.Module):
@@ -185,7 +214,6 @@ def train_sr(
     steps: int,
     max_aug_level: int = 0,
     factor: int = 2,
-    base_channels: int = 8,
     residual: bool = True,
     seed: int = 0,
     **options: Any,
@@ -199,11 +227,43 @@ def train_sr(
     """
     from .image_conditioning import downsample
 
-    C, S = x_high.shape[1], x_high.shape[-1]
-    cond = upsample(downsample(x_high, factor), S)
-    cfg = small_unet_config(
-        S, C, cond_channels=C, aug_embedding=max_aug_level > 0, base_channels=base_channels
+    cond = upsample(downsample(x_high, factor), x_high.shape[-1])
+    return train_conditional(
+        x_high,
+        cond,
+        schedule,
+        steps=steps,
+        max_aug_level=max_aug_level,
+        residual=residual,
+        seed=seed,
+        **options,
     )
+
+
+def train_conditional(
+    x: torch.Tensor,
+    x_cond: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    steps: int,
+    max_aug_level: int = 0,
+    residual: bool = False,
+    seed: int = 0,
+    **options: Any,
+) -> ResidualSR | UNet:
+    """SR3's recipe for any image condition: ``eps_theta(x_t, t, x_cond[, s])``; its EMA copy.
+
+    ``x (N, C, S, S)`` are the images to draw and ``x_cond (N, C_cond, S, S)`` their conditions,
+    pair by pair (an upsampled low-resolution image for super-resolution, the gray image for
+    colorization). The network is :func:`small_unet_config` with ``cond_channels = C_cond``,
+    trained by :func:`minidiff.train` on :func:`image_conditional_loss` (noise-conditioning
+    augmentation up to ``max_aug_level``); ``options`` go to :func:`minidiff.train` (defaults:
+    batch 32, lr 2e-3, EMA decay 0.99). ``residual=True`` wraps it in :class:`ResidualSR`
+    (``x̂₀ = x_cond[:, :C] + F_θ``: for a condition that already approximates ``x``).
+    """
+    x, x_cond = _image_pairs(x, x_cond)
+    C, S = x.shape[1], x.shape[-1]
+    cfg = small_unet_config(S, C, cond_channels=x_cond.shape[1], aug_embedding=max_aug_level > 0)
     model = _seeded(lambda: ResidualSR(cfg, schedule) if residual else UNet(cfg), seed)
     opts = {"batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, **options}
 
@@ -211,37 +271,107 @@ def train_sr(
         x0, c = batch
         return image_conditional_loss(m, x0, c, schedule, max_aug_level=max_aug_level, generator=g)
 
-    res = train(model, loss, (x_high, cond), steps=steps, seed=seed, **opts)
+    res = train(model, loss, (x, x_cond), steps=steps, seed=seed, **opts)
     return cast("ResidualSR | UNet", res.ema.model.eval())
 
 
 class Regressor(nn.Module):
-    """``x_cond -> x_cond + F(x_cond)``: a small U-Net with its time input held at 1 and the same
-    image-space skip as :class:`ResidualSR` (a plain image-to-image net)."""
+    """``x_cond -> x``: a small U-Net with its time input held at 1 (a plain image-to-image net).
 
-    def __init__(self, config: UNetConfig) -> None:
+    With ``config.cond_channels = 0`` the condition is the U-Net's input (``x`` and ``x_cond``
+    have the same channels); otherwise the condition enters through the conditioning channels
+    and the input ``x_t`` is held at 0, so that ``x`` may have other channels than ``x_cond``
+    (colorization: 1 channel in, 2 out). ``residual=True`` adds the same image-space skip as
+    :class:`ResidualSR`: ``x_cond[:, :C] + F(x_cond)``.
+    """
+
+    def __init__(self, config: UNetConfig, residual: bool = False) -> None:
         super().__init__()
         self.net = UNet(config)
+        self.residual = residual
 
     def forward(self, x_cond: torch.Tensor) -> torch.Tensor:
         t = torch.ones(x_cond.shape[0], dtype=torch.long, device=x_cond.device)
-        return x_cond + self.net(x_cond, t)
+        cfg = self.net.config
+        if not cfg.cond_channels:
+            out = self.net(x_cond, t)
+        else:
+            x_t = x_cond.new_zeros(x_cond.shape[0], cfg.in_channels, *x_cond.shape[2:])
+            out = self.net(x_t, t, x_cond=x_cond)
+        return x_cond[:, : cfg.in_channels] + out if self.residual else out
 
 
 def train_regressor(
     x_high: torch.Tensor, *, steps: int, factor: int = 2, seed: int = 0, **options: Any
 ) -> Regressor:
-    """The posterior mean ``E[x_high | x_low]`` as a regression on ``upsample(x_low)`` (MSE)."""
+    """The posterior mean ``E[x_high | x_low]`` as a regression on ``upsample(x_low)`` (MSE), with
+    the image-space skip (``Regressor(residual=True)``)."""
     from .image_conditioning import downsample
 
-    C, S = x_high.shape[1], x_high.shape[-1]
-    cond = upsample(downsample(x_high, factor), S)
-    model = _seeded(lambda: Regressor(small_unet_config(S, C)), seed)
+    cond = upsample(downsample(x_high, factor), x_high.shape[-1])
+    return train_regression(x_high, cond, steps=steps, residual=True, seed=seed, **options)
+
+
+def train_regression(
+    x: torch.Tensor,
+    x_cond: torch.Tensor,
+    *,
+    steps: int,
+    residual: bool = False,
+    seed: int = 0,
+    **options: Any,
+) -> Regressor:
+    """The posterior mean ``E[x | x_cond]`` as a regression (``regression_loss``, MSE); EMA copy.
+
+    ``x (N, C, S, S)``, ``x_cond (N, C_cond, S, S)`` pair by pair; the baseline that every
+    conditional diffusion model of chapter 14 is compared with (blurry, desaturated, best on
+    PSNR). ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA 0.99).
+    ``residual``: the :class:`Regressor`'s image-space skip (needs ``C_cond >= C``).
+    """
+    x, x_cond = _image_pairs(x, x_cond)
+    C, Cc, S = x.shape[1], x_cond.shape[1], x.shape[-1]
+    cfg = small_unet_config(S, C, cond_channels=0 if Cc == C else Cc)
+    model = _seeded(lambda: Regressor(cfg, residual=residual), seed)
     opts = {"batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, **options}
 
     def loss(m: nn.Module, batch: Any, g: torch.Generator) -> torch.Tensor:
         x0, c = batch
         return regression_loss(m, x0, c)
 
-    res = train(model, loss, (x_high, cond), steps=steps, seed=seed, **opts)
+    res = train(model, loss, (x, x_cond), steps=steps, seed=seed, **opts)
     return cast(Regressor, res.ema.model.eval())
+
+
+def _image_pairs(x: object, x_cond: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (N, C, S, S)`` and ``x_cond (N, C_cond, S, S)``: finite images, pair by pair."""
+    x = check_finite(check_tensor(x, "x", dim=4), "x")
+    x_cond = check_finite(check_tensor(x_cond, "x_cond", dim=4), "x_cond")
+    if x.shape[0] == 0 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"x must hold square images (N >= 1, C, S, S), got {tuple(x.shape)}")
+    if x_cond.shape[0] != x.shape[0] or x_cond.shape[2:] != x.shape[2:]:
+        raise ValueError(
+            f"x_cond must pair with x: shape ({x.shape[0]}, C_cond, {x.shape[2]}, {x.shape[3]}), "
+            f"got {tuple(x_cond.shape)} (upsample a low-resolution condition to x's size first)"
+        )
+    return x, x_cond
+
+
+@checked(image_size=Int(minimum=2))
+def at_image_size(model: UNet, image_size: int) -> UNet:
+    """The same network for images of another size: a copy built for ``image_size``, same weights.
+
+    A U-Net without attention is convolutional: none of its weights depends on the image size
+    (only the shape check of its input does), so a model trained on small crops can be run on
+    larger images, four times cheaper to train on half-size crops. ``image_size`` must suit the
+    model's levels (divisible by ``2 ** (levels - 1)``).
+    """
+    if not isinstance(model, UNet):
+        raise TypeError(f"model must be a minidiff UNet, got {type(model).__name__}")
+    if model.config.attn_resolutions:
+        raise ValueError(
+            "model must have no attention (attn_resolutions=()): attention at a resolution "
+            f"ties it to the image size, got attn_resolutions={model.config.attn_resolutions}"
+        )
+    out = UNet(replace(model.config, image_size=image_size))
+    out.load_state_dict(model.state_dict())
+    return out.train(model.training)

@@ -185,4 +185,6 @@ def test_residual_sr_is_an_eps_model_whose_x0_skips_to_the_condition():
     assert condition_on(model, cond, SCHED, aug_level=2, generator=_g(9))(x, t).shape == x.shape
     with pytest.raises(ValueError, match="cond_channels must be >= in_channels"):
         ResidualSR(UNetConfig(**{**cfg.__dict__, "in_channels": 2, "cond_channels": 1}), SCHED)
-    assert torch.equal(Regressor(_unet(cond=0).config)(cond), cond)  # zero residual at the start
+    assert torch.equal(
+        Regressor(_unet(cond=0).config, residual=True)(cond), cond
+    )  # zero residual at the start

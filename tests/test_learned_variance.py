@@ -93,3 +93,8 @@ def test_hybrid_mlp_shapes_and_bad_inputs() -> None:
         learned_vlb_terms(net, torch.full((3, 2), float("nan")), SCHED)
     with pytest.raises(ValueError, match="t"):
         interpolated_log_variance(torch.zeros(3, 2), torch.tensor([0, 1, 2]), SCHED)
+    # a plain eps model (B, D) instead of [eps, r] (B, 2D): named as such, not split in halves
+    with pytest.raises(ValueError, match=r"model must return \(B, 2D\) = \(3, 4\)"):
+        hybrid_loss(ORACLE, torch.zeros(3, 2), SCHED)
+    with pytest.raises(ValueError, match=r"model must return \(B, 2D\) = \(3, 4\)"):
+        learned_vlb_terms(ORACLE, torch.zeros(3, 2), SCHED)

@@ -15,8 +15,8 @@ Each reference is computed with ``minidiff`` itself; each :class:`Mistake` is a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 
@@ -24,17 +24,9 @@ from ..diffusion import q_sample as _q_sample
 from ..diffusion import q_step as _q_step
 from ..losses import gaussian_kl
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._calls import case_timesteps
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import elementwise_candidates, named_result, schedule_candidates
-
-__all__ = [
-    "check_alpha_bar_from_betas",
-    "check_q_sample",
-    "check_q_step",
-    "check_snr",
-    "check_prior_kl",
-    "SPECS",
-]
 
 
 def _schedules() -> list[NoiseSchedule]:
@@ -43,9 +35,7 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[-1] = 1, T  # both ends of the range, where off-by-one errors show
-    return t
+    return case_timesteps(T, B, seed)  # both ends of the range, where off-by-one errors show
 
 
 def _xs(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,11 +81,7 @@ def _alpha_bar_forms(case: Case) -> dict[str, torch.Tensor]:
 
 
 def _alpha_bar_ends(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     for i, (args, _) in enumerate(cases):
         out = student(args[0].clone())
@@ -106,6 +92,32 @@ def _alpha_bar_ends(
                     "clean data, ᾱ_0 = 1 (betas[0] = 0), and the product runs from s = 1 up to t: "
                     "torch.cumprod(1 - betas, 0) in its natural order."
                 )
+    return None
+
+
+def _alpha_bar_steps(
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
+) -> str | None:
+    """ᾱ is a running product: ᾱ_t / ᾱ_{t−1} = 1 − β_t. Name the first t where the answer's ratio
+    is not that factor."""
+    for i, (args, _) in enumerate(cases):
+        b = args[0].double()
+        out = student(args[0].clone())
+        if not isinstance(out, torch.Tensor) or out.shape != b.shape:
+            return None
+        out = out.double()
+        prev, cur = out[:-1], out[1:]
+        ratio = torch.where(prev != 0, cur / prev, torch.full_like(cur, math.nan))
+        bad = ~torch.isclose(ratio, 1 - b[1:], rtol=1e-4, atol=1e-6)
+        if bad.any():
+            s = int(bad.nonzero()[0]) + 1
+            return (
+                f"your values are not a running product of the α_s = 1 − β_s: from t = {s - 1} to "
+                f"t = {s} (test input {i + 1}) yours go from {float(out[s - 1]):.5g} to "
+                f"{float(out[s]):.5g}, a factor {float(ratio[s - 1]):.5g}, where ᾱ_t = ᾱ_{{t−1}} · "
+                f"(1 − β_t) multiplies by {float(1 - b[s]):.5g}. ᾱ_t = ∏_{{s≤t}} (1 − β_s): "
+                "torch.cumprod(1 - betas, 0)."
+            )
     return None
 
 
@@ -128,8 +140,10 @@ _ALPHA_BAR = Spec(
             "s = t, and index 0 (β_0 = 0) gives ᾱ_0 = 1 on its own.",
         ),
     },
-    diagnoses=(named_result(_alpha_bar_forms), _alpha_bar_ends),
+    diagnoses=(named_result(_alpha_bar_forms), _alpha_bar_ends, _alpha_bar_steps),
+    doc="Check ``alpha_bar_from_betas(betas: (T+1,), betas[0] = 0) -> alpha_bar: (T+1,)``.",
 )
+check_alpha_bar_from_betas = Checker("alpha_bar_from_betas", _ALPHA_BAR)
 
 
 # --- q_sample ------------------------------------------------------------------------------------
@@ -202,7 +216,11 @@ _Q_SAMPLE = Spec(
     keep_dtype=True,
     terms=Terms({"x0": 0, "the noise": 3}, _candidates(2), t_arg=1),
     t_arg=1,
+    doc=(
+        "Check ``q_sample(x0: (B, ...), t: (B,) long, alpha_bar: (T+1,), noise: like x0) -> x_t``."
+    ),
 )
+check_q_sample = Checker("q_sample", _Q_SAMPLE)
 
 
 # --- q_step --------------------------------------------------------------------------------
@@ -270,7 +288,9 @@ _Q_STEP = Spec(
     keep_dtype=True,
     terms=Terms({"x_prev": 0, "the noise": 3}, _candidates(2, from_betas=True), t_arg=1),
     t_arg=1,
+    doc="Check ``q_step(x_prev: (B, ...), t: (B,) long, betas: (T+1,), noise) -> x_t``.",
 )
+check_q_step = Checker("q_step", _Q_STEP)
 
 
 # --- snr and prior_kl ----------------------------------------------------------------------
@@ -286,6 +306,30 @@ def _ref_snr(alpha_bar: torch.Tensor) -> torch.Tensor:
     return alpha_bar / (1 - alpha_bar)
 
 
+def _snr_denominator(
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
+) -> str | None:
+    """Probe the answer at ᾱ from 0.05 to 0.95: if ᾱ / answer is a line c0 + c1 ᾱ, the answer is
+    ᾱ over that line, and the line is the denominator to name (it should be 1 − ᾱ)."""
+    ab = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+    out = student(ab.clone())
+    if not isinstance(out, torch.Tensor) or out.shape != ab.shape or not (out != 0).all():
+        return None
+    den = ab / out.double()
+    A = torch.stack([torch.ones_like(ab), ab], 1)
+    c0, c1 = (float(c) for c in torch.linalg.lstsq(A, den[:, None]).solution[:, 0])
+    if not torch.allclose(c0 + c1 * ab, den, rtol=1e-4, atol=1e-6):
+        return None
+    if math.isclose(c0, 1, abs_tol=1e-4) and math.isclose(c1, -1, abs_tol=1e-4):
+        return None
+    sign = "+" if c1 >= 0 else "−"
+    return (
+        f"your result is ᾱ / ({c0:.4g} {sign} {abs(c1):.4g} ᾱ): the numerator is right, the "
+        "denominator is not. SNR = ᾱ / (1 − ᾱ): the signal variance over the noise variance "
+        "1 − ᾱ."
+    )
+
+
 _SNR = Spec(
     _cases_snr,
     _ref_snr,
@@ -299,8 +343,13 @@ _SNR = Spec(
         ),
     },
     keep_dtype=True,
-    diagnoses=(named_result(lambda case: elementwise_candidates(case[0][0], "ᾱ")),),
+    diagnoses=(
+        named_result(lambda case: elementwise_candidates(case[0][0], "ᾱ")),
+        _snr_denominator,
+    ),
+    doc="Check ``snr(alpha_bar: any shape, values in (0, 1)) -> alpha_bar / (1 - alpha_bar)``.",
 )
+check_snr = Checker("snr", _SNR)
 
 
 def _cases_prior_kl() -> list[Case]:
@@ -336,11 +385,7 @@ def _reversed_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
 
 
 def _prior_kl_parts(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Probe with x0 = 0 (the variance part alone), then the part that grows with ||x0||²."""
     for i, ((x0, ab), _kw) in enumerate(cases):
@@ -420,38 +465,10 @@ _PRIOR_KL = Spec(
     },
     keep_dtype=True,
     diagnoses=(_prior_kl_parts,),
+    doc="Check ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)``: KL(q(x_T|x0) || N(0, I)).",
 )
+check_prior_kl = Checker("prior_kl", _PRIOR_KL)
 
 
-SPECS: dict[str, Spec] = {
-    "alpha_bar_from_betas": _ALPHA_BAR,
-    "q_sample": _Q_SAMPLE,
-    "q_step": _Q_STEP,
-    "snr": _SNR,
-    "prior_kl": _PRIOR_KL,
-}
-
-
-def check_alpha_bar_from_betas(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``alpha_bar_from_betas(betas: (T+1,), betas[0] = 0) -> alpha_bar: (T+1,)``."""
-    return check_spec("alpha_bar_from_betas", SPECS["alpha_bar_from_betas"], fn, display=display)
-
-
-def check_q_sample(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``q_sample(x0: (B, ...), t: (B,) long, alpha_bar: (T+1,), noise: like x0) -> x_t``."""
-    return check_spec("q_sample", SPECS["q_sample"], fn, display=display)
-
-
-def check_q_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``q_step(x_prev: (B, ...), t: (B,) long, betas: (T+1,), noise) -> x_t``."""
-    return check_spec("q_step", SPECS["q_step"], fn, display=display)
-
-
-def check_snr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``snr(alpha_bar: any shape, values in (0, 1)) -> alpha_bar / (1 - alpha_bar)``."""
-    return check_spec("snr", SPECS["snr"], fn, display=display)
-
-
-def check_prior_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``prior_kl(x0: (B, D), alpha_bar_T: float) -> (B,)``: KL(q(x_T|x0) || N(0, I))."""
-    return check_spec("prior_kl", SPECS["prior_kl"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

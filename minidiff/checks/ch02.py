@@ -18,16 +18,14 @@ checker, its cases, reference and the common mistakes it names (the tests iterat
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
 from ..diffusion import p_mean_var, q_posterior_mean_var
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._calls import case_timesteps
+from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result, schedule_candidates
-
-__all__ = ["check_posterior_mean_var", "check_mu_tilde_from_eps", "SPECS"]
 
 
 def _schedules() -> list[NoiseSchedule]:
@@ -36,9 +34,7 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(2, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[1], t[-1] = 1, 2, T  # t = 1 (beta_tilde_1 = 0), t = 2 and t = T: where off-by-ones show
-    return t
+    return case_timesteps(T, B, seed, low=2, start=(1, 2))  # t = 1 (β̃_1 = 0), t = 2 and t = T
 
 
 def _cases(seed: int) -> list[Case]:
@@ -178,7 +174,13 @@ _POSTERIOR = Spec(
     terms=Terms({"x0": 0, "x_t": 1}, _posterior_candidates(2), t_arg=2, output=0),
     diagnoses=(named_result(_variance_forms, "your variance", output=1),),
     t_arg=2,
+    outputs=("mean", "variance"),
+    doc="""Check ``posterior_mean_var(x0, x_t, t: (B,) long, betas, alpha_bar)``.
+
+    Returns ``(mean like x_t, var (B, 1, …))``.
+    """,
 )
+check_posterior_mean_var = Checker("posterior_mean_var", _POSTERIOR)
 
 
 # --- mu_tilde_from_eps -------------------------------------------------------------------------
@@ -234,19 +236,9 @@ _MU_EPS = Spec(
     keep_dtype=True,
     terms=Terms({"x_t": 0, "eps": 2}, _posterior_candidates(1), t_arg=1),
     t_arg=1,
+    doc="Check ``mu_tilde_from_eps(x_t, t: (B,) long, eps, betas, alpha_bar) -> mean like x_t``.",
 )
+check_mu_tilde_from_eps = Checker("mu_tilde_from_eps", _MU_EPS)
 
-SPECS: dict[str, Spec] = {"posterior_mean_var": _POSTERIOR, "mu_tilde_from_eps": _MU_EPS}
-
-
-def check_posterior_mean_var(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``posterior_mean_var(x0, x_t, t: (B,) long, betas, alpha_bar)``.
-
-    Returns ``(mean like x_t, var (B, 1, …))``.
-    """
-    return check_spec("posterior_mean_var", SPECS["posterior_mean_var"], fn, display=display)
-
-
-def check_mu_tilde_from_eps(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``mu_tilde_from_eps(x_t, t: (B,) long, eps, betas, alpha_bar) -> mean like x_t``."""
-    return check_spec("mu_tilde_from_eps", SPECS["mu_tilde_from_eps"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -20,7 +20,6 @@ has a checker mistake for the other choice. ``t`` is a long tensor ``(B,)`` (``2
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -29,11 +28,10 @@ from ..diffusion import p_mean_var, q_posterior_mean_var, q_sample
 from ..losses import gaussian_kl as _kl
 from ..losses import simple_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec, with_dtype
+from ._calls import case_timesteps
+from ._core import Case, Checker, Fn, Mistake, Spec, specs_of, with_dtype
 from ._probe import schedule_candidates
 from ._spy import Spy, eps_loss_calls
-
-__all__ = ["check_gaussian_kl", "check_vlb_term", "check_l_simple", "SPECS", "ToyEps"]
 
 
 class ToyEps(nn.Module):
@@ -87,11 +85,7 @@ def _ref_kl(m1, v1, m2, v2):
 
 
 def _kl_parts(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Probe the variance part alone (equal means), then the part that grows with (m1 − m2)²."""
     for i, ((m1, v1, m2, v2), _kw) in enumerate(cases):
@@ -181,16 +175,16 @@ _KL = Spec(
     },
     keep_dtype=True,
     diagnoses=(_kl_parts,),
+    doc="Check ``gaussian_kl(mean1, var1, mean2, var2) -> KL(N1 || N2)``, elementwise.",
 )
+check_gaussian_kl = Checker("gaussian_kl", _KL)
 
 
 # --- vlb_term ------------------------------------------------------------------------------------
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(2, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[-1] = 2, T
-    return t
+    return case_timesteps(T, B, seed, low=2, start=(2,))
 
 
 def _cases_model(seed: int, lo_t: int) -> list[Case]:
@@ -292,7 +286,12 @@ _VLB = Spec(
     calls=eps_loss_calls(_candidates(4), ab_arg=4, noise_arg=5, uses=_VLB_USES),
     keep_dtype=True,
     t_arg=2,
+    doc="""Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, betas, alpha_bar, noise) -> (B,)``.
+
+    That is L_{t-1} with sigma² = beta, summed over data dimensions.
+    """,
 )
+check_vlb_term = Checker("vlb_term", _VLB)
 
 
 # --- l_simple ------------------------------------------------------------------------------------
@@ -345,24 +344,10 @@ _SIMPLE = Spec(
     },
     calls=eps_loss_calls(_candidates(3)),
     keep_dtype=True,
+    doc="Check ``l_simple(eps_model, x0, t: (B,), alpha_bar, noise) -> scalar`` (a mean).",
 )
+check_l_simple = Checker("l_simple", _SIMPLE)
 
-SPECS: dict[str, Spec] = {"gaussian_kl": _KL, "vlb_term": _VLB, "l_simple": _SIMPLE}
-
-
-def check_gaussian_kl(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``gaussian_kl(mean1, var1, mean2, var2) -> KL(N1 || N2)``, elementwise."""
-    return check_spec("gaussian_kl", SPECS["gaussian_kl"], fn, display=display)
-
-
-def check_vlb_term(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``vlb_term(eps_model, x0, t: (B,) in 2..T, betas, alpha_bar, noise) -> (B,)``.
-
-    That is L_{t-1} with sigma² = beta, summed over data dimensions.
-    """
-    return check_spec("vlb_term", SPECS["vlb_term"], fn, display=display)
-
-
-def check_l_simple(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``l_simple(eps_model, x0, t: (B,), alpha_bar, noise) -> scalar`` (a mean)."""
-    return check_spec("l_simple", SPECS["l_simple"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["ToyEps"]

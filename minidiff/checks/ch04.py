@@ -33,28 +33,19 @@ from torch import nn
 from ..losses import simple_loss
 from ..samplers.ddpm import ddpm_sample, ddpm_step
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._calls import ReturnError
+from ._calls import ReturnError, case_timesteps, seeded_mlp
 from ._core import (
     Case,
-    CheckResult,
+    Checker,
     Mistake,
     Spec,
     Terms,
-    check_spec,
     returned_number,
     returned_tensor,
+    specs_of,
 )
 from ._probe import schedule_candidates
 from ._spy import Spy, draw_problem, eps_loss_calls, t_range_problem
-
-__all__ = [
-    "check_ddpm_training_loss",
-    "check_train_step",
-    "check_ancestral_step",
-    "check_sample",
-    "SPECS",
-    "TinyEps",
-]
 
 Fn = Callable[..., Any]
 
@@ -65,9 +56,7 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[1], t[-1] = 1, 2, T  # both ends, where off-by-one and last-step errors show
-    return t
+    return case_timesteps(T, B, seed, start=(1, 2))  # where off-by-one and last-step errors show
 
 
 def _col(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -93,13 +82,7 @@ class TinyEps(nn.Module):
     def __init__(self, T: int, dim: int = 2, hidden: int = 16, seed: int = 0) -> None:
         super().__init__()
         self.T = T
-        with torch.random.fork_rng(devices=[]):  # nn.Linear's default init must not move the
-            # student's global RNG: a checker call leaves their notebook's random stream alone
-            self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim))
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in self.net.parameters():
-                p.copy_(0.7 * torch.randn(p.shape, generator=g))
+        self.net = seeded_mlp(dim + 1, hidden, dim, seed)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x.shape[0]:
@@ -199,7 +182,12 @@ _LOSS = Spec(
     },
     calls=eps_loss_calls(lambda case: schedule_candidates(case[0][3], case[0][2])),
     keep_dtype=True,
+    doc="""Check ``ddpm_training_loss(eps_model, x0, t, alpha_bar, noise) -> scalar`` (L_simple).
+
+    Shapes: ``x0, noise: (B, D)``, ``alpha_bar: (T+1,)``, ``t: (B,)`` long.
+    """,
 )
+check_ddpm_training_loss = Checker("ddpm_training_loss", _LOSS)
 
 
 # --- train_step ---------------------------------------------------------------------------------
@@ -308,71 +296,44 @@ def _train_diagnosis(
     return None
 
 
-def _draw(
-    x0: torch.Tensor, T: int, generator: torch.Generator, t_low: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    t = torch.randint(t_low, T + t_low, (x0.shape[0],), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator)
-    return t, noise
+def _train_step(
+    *,
+    t_low: int = 1,
+    t_high: int = 1,
+    noise_first: bool = False,
+    calls: Sequence[str] = ("zero_grad", "backward", "step"),
+) -> Callable[..., float]:
+    """``train_step`` (Algorithm 1), or a slip of it, as ``(model, optimizer, x0, ab, g) -> loss``.
 
+    ``t ~ randint(t_low, T + t_high)`` (right: ``{1..T}``), drawn before the noise unless
+    ``noise_first``; then the optimizer ``calls`` in this order (right: zero_grad, backward, step).
+    """
 
-def _ref_train_step_impl(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    def step(
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        x0: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        generator: torch.Generator,
+    ) -> float:
+        T, B = alpha_bar.shape[0] - 1, x0.shape[0]
+        if noise_first:
+            noise = torch.randn(x0.shape, generator=generator)
+        t = torch.randint(t_low, T + t_high, (B,), generator=generator)
+        if not noise_first:
+            noise = torch.randn(x0.shape, generator=generator)
+        # t = 0 (a slip) gives x_t = x_0, which the package's loss refuses: computed by hand then
+        loss = (_ref_loss if t_low >= 1 else _loss_any_t)(model, x0, t, alpha_bar, noise)
+        actions: dict[str, Callable[[], object]] = {
+            "zero_grad": optimizer.zero_grad,
+            "backward": loss.backward,
+            "step": optimizer.step,
+        }
+        for name in calls:
+            actions[name]()
+        return loss.item()
 
-
-def _step_no_zero_grad(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def _step_no_update(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    loss.backward()
-    optimizer.zero_grad()  # wipes the gradient before the step: the weights never move
-    optimizer.step()
-    return loss.item()
-
-
-def _step_t_from_zero(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    t, noise = _draw(x0, alpha_bar.shape[0] - 1, generator, t_low=0)
-    loss = _loss_any_t(model, x0, t, alpha_bar, noise)  # t = 0 gives x_t = x_0
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    return step
 
 
 def _loss_any_t(
@@ -382,71 +343,38 @@ def _loss_any_t(
     return ((noise - model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t)) ** 2).mean()
 
 
-def _step_t_excludes_T(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    T = alpha_bar.shape[0] - 1
-    t = torch.randint(1, T, (x0.shape[0],), generator=generator)  # never T
-    noise = torch.randn(x0.shape, generator=generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
 def _reseed(case: Case, k: int) -> Case:
     (T, seed, *_), kwargs = case
     return (T, seed, 1000 + k), kwargs
 
 
-def _step_noise_first(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x0: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    noise = torch.randn(x0.shape, generator=generator)
-    t = torch.randint(1, alpha_bar.shape[0], (x0.shape[0],), generator=generator)
-    loss = _ref_loss(model, x0, t, alpha_bar, noise)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
 _TRAIN = Spec(
     lambda: [((20, 0), {}), ((12, 1), {})],
-    _train_harness(_ref_train_step_impl),
+    _train_harness(_train_step()),
     {
         "no_zero_grad": Mistake(
-            _step_no_zero_grad,
+            _train_step(calls=("backward", "step")),
             "the first step is right but the second is not: gradients accumulate across steps. "
             "Call optimizer.zero_grad() before loss.backward().",
         ),
         "no_update": Mistake(
-            _step_no_update,
+            _train_step(calls=("backward", "zero_grad", "step")),
             "the weights did not change. Order: optimizer.zero_grad(), loss.backward(), "
             "optimizer.step().",
         ),
         "t_from_zero": Mistake(
-            _step_t_from_zero,
+            _train_step(t_low=0, t_high=0),
             "t was drawn from {0..T-1}; Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T "
             "+ 1, ...).",
         ),
         "t_excludes_T": Mistake(
-            _step_t_excludes_T,
+            _train_step(t_high=0),
             "t was drawn from {1..T-1}: torch.randint(1, T, ...) excludes its upper bound, so t "
             "= T never appears. Algorithm 1 draws t ~ Uniform{1..T}: torch.randint(1, T + 1, "
             "...).",
         ),
         "noise_first": Mistake(
-            _step_noise_first,
+            _train_step(noise_first=True),
             "draw t first and the noise second (the check replays the same generator), as the "
             "exercise says.",
         ),
@@ -457,7 +385,11 @@ _TRAIN = Spec(
     hint="If your formula is right, check the random numbers: the checker replays them, so draw "
     "t first with torch.randint(1, T + 1, (B,), generator=generator), then the noise with "
     "torch.randn(x0.shape, generator=generator).",
+    doc="""Check ``train_step(model, optimizer, x0 (B, D), alpha_bar (T+1,), generator) -> float``
+    over two steps.
+    """,
 )
+check_train_step = Checker("train_step", _TRAIN)
 
 
 # --- ancestral_step ----------------------------------------------------------------------------
@@ -638,7 +570,9 @@ _STEP = Spec(
     terms=Terms({"x_t": 0, "eps": 2, "z": 6}, _step_candidates, t_arg=1),
     diagnoses=(_noise_per_batch,),
     t_arg=1,
+    doc="Check ``ancestral_step(x_t, t (B,), eps, betas, alpha_bar, variance, z) -> x_{t-1}``.",
 )
+check_ancestral_step = Checker("ancestral_step", _STEP)
 
 
 # --- sample -------------------------------------------------------------------------------------
@@ -802,36 +736,11 @@ _SAMPLE = Spec(
     hint="If your steps are right, check the random numbers: the checker replays them, so draw "
     "x_T = torch.randn(shape, generator=generator) first, then one z of the same shape at every "
     "step, also at t = 1.",
+    doc="Algorithm 2: ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0``.",
 )
+check_sample = Checker("sample", _SAMPLE)
 
 
-SPECS: dict[str, Spec] = {
-    "ddpm_training_loss": _LOSS,
-    "train_step": _TRAIN,
-    "ancestral_step": _STEP,
-    "sample": _SAMPLE,
-}
-
-
-def check_ddpm_training_loss(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``ddpm_training_loss(eps_model, x0, t, alpha_bar, noise) -> scalar`` (L_simple).
-
-    Shapes: ``x0, noise: (B, D)``, ``alpha_bar: (T+1,)``, ``t: (B,)`` long.
-    """
-    return check_spec("ddpm_training_loss", SPECS["ddpm_training_loss"], fn, display=display)
-
-
-def check_train_step(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``train_step(model, optimizer, x0 (B, D), alpha_bar (T+1,), generator) -> float``
-    over two steps."""
-    return check_spec("train_step", SPECS["train_step"], fn, display=display)
-
-
-def check_ancestral_step(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``ancestral_step(x_t, t (B,), eps, betas, alpha_bar, variance, z) -> x_{t-1}``."""
-    return check_spec("ancestral_step", SPECS["ancestral_step"], fn, display=display)
-
-
-def check_sample(fn: Fn, display: bool = True) -> CheckResult:
-    """Algorithm 2: ``sample(eps_model, betas, alpha_bar, shape, variance, generator) -> x_0``."""
-    return check_spec("sample", SPECS["sample"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["TinyEps"]

@@ -24,18 +24,9 @@ import torch
 
 from ..samplers.langevin import annealed_step_sizes as _annealed_step_sizes
 from ..samplers.langevin import langevin_step as _langevin_step
-from ._calls import ReturnError
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._calls import python_float
+from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import scalar_candidates
-
-__all__ = [
-    "check_langevin_step",
-    "check_annealed_step_sizes",
-    "check_stationary_variance",
-    "check_step_for_bias",
-    "SPECS",
-]
-
 
 # --- langevin_step -------------------------------------------------------------------------------
 
@@ -93,7 +84,9 @@ _STEP = Spec(
     },
     keep_dtype=True,
     terms=Terms({"x": 0, "the score": 1, "the noise": 3}, _step_candidates),
+    doc="Check ``langevin_step(x, score, step_size: float, noise)``: ``x + (ε/2) s + sqrt(ε) z``.",
 )
+check_langevin_step = Checker("langevin_step", _STEP)
 
 
 # --- annealed_step_sizes -------------------------------------------------------------------------
@@ -135,29 +128,16 @@ _ALPHAS = Spec(
             "exactly ε.",
         ),
     },
+    doc="Check ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> ε σ_i²/σ_L²``.",
 )
+check_annealed_step_sizes = Checker("annealed_step_sizes", _ALPHAS)
 
 # --- stationary_variance and step_for_bias -------------------------------------------------------
 
 
-def _python_float(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Call ``fn``; its result must be a Python number (a step size, not a tensor)."""
-
-    def run(*args: Any) -> float:
-        value = fn(*args)
-        if value is None:
-            raise ReturnError(
-                "returned None; it should return a Python float. Did you forget `return`?"
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ReturnError(
-                f"returned a {type(value).__name__}; return a Python float (`float(...)`, or "
-                "`math.inf` where the chain diverges): it is a number the sampling loop uses as a "
-                "step"
-            )
-        return float(value)
-
-    return run
+_python_float = python_float(
+    ", or `math.inf` where the chain diverges): it is a number the sampling loop uses as a step"
+)
 
 
 def _stationary(s2: float, eps: float) -> float:
@@ -203,7 +183,9 @@ _VARIANCE = Spec(
         ),
     },
     wrap=_python_float,
+    doc="Check ``stationary_variance(s2, step_size) -> s2 / (1 - step_size / (4 s2))`` (or inf).",
 )
+check_stationary_variance = Checker("stationary_variance", _VARIANCE)
 
 
 _STEP_BIAS = Spec(
@@ -232,31 +214,9 @@ _STEP_BIAS = Spec(
         ),
     },
     wrap=_python_float,
+    doc="Check ``step_for_bias(s2, tolerance) -> 4 s2 tolerance / (1 + tolerance)``, a float.",
 )
+check_step_for_bias = Checker("step_for_bias", _STEP_BIAS)
 
-SPECS: dict[str, Spec] = {
-    "langevin_step": _STEP,
-    "annealed_step_sizes": _ALPHAS,
-    "stationary_variance": _VARIANCE,
-    "step_for_bias": _STEP_BIAS,
-}
-
-
-def check_langevin_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``langevin_step(x, score, step_size: float, noise)``: ``x + (ε/2) s + sqrt(ε) z``."""
-    return check_spec("langevin_step", SPECS["langevin_step"], fn, display=display)
-
-
-def check_annealed_step_sizes(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``annealed_step_sizes(sigmas: (L,) decreasing, step_lr: float) -> ε σ_i²/σ_L²``."""
-    return check_spec("annealed_step_sizes", SPECS["annealed_step_sizes"], fn, display=display)
-
-
-def check_stationary_variance(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``stationary_variance(s2, step_size) -> s2 / (1 - step_size / (4 s2))`` (or inf)."""
-    return check_spec("stationary_variance", SPECS["stationary_variance"], fn, display=display)
-
-
-def check_step_for_bias(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``step_for_bias(s2, tolerance) -> 4 s2 tolerance / (1 + tolerance)``, a float."""
-    return check_spec("step_for_bias", SPECS["step_for_bias"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -25,19 +25,9 @@ from ..diffusion import score_from_eps as _score_from_eps
 from ..losses import dsm_loss as _dsm_loss
 from ..losses import ism_loss as _ism_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import schedule_candidates, sigma_candidates
 from ._spy import ModelCalls, Spy
-
-__all__ = [
-    "check_dsm_target",
-    "check_dsm_loss",
-    "check_ism_loss",
-    "check_score_from_eps",
-    "SPECS",
-    "ToyNCScore",
-    "ToyScore",
-]
 
 
 def _sigmas(B: int, seed: int) -> torch.Tensor:
@@ -118,7 +108,11 @@ _TARGET = Spec(
     },
     keep_dtype=True,
     terms=Terms({"x_tilde": 0, "x0": 1}, lambda case: sigma_candidates(case[0][2])),
+    doc=(
+        "Check ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> -(x_tilde - x0)/sigma²``."
+    ),
 )
+check_dsm_target = Checker("dsm_target", _TARGET)
 
 
 # --- dsm_loss ------------------------------------------------------------------------------------
@@ -204,7 +198,9 @@ _LOSS = Spec(
         level=True,
     ),
     keep_dtype=True,
+    doc="Check ``dsm_loss(score_model, x0: (B, D), sigma: (B,), noise: (B, D)) -> scalar``.",
 )
+check_dsm_loss = Checker("dsm_loss", _LOSS)
 
 
 # --- ism_loss ------------------------------------------------------------------------------------
@@ -294,7 +290,9 @@ _ISM = Spec(
     "pass create_graph=True to torch.autograd.grad (retain_graph=True is not enough).",
     calls=ModelCalls(0, uses=_ism_uses(), x_pos=99),
     keep_dtype=True,
+    doc="Check ``ism_loss(score_model, x: (B, 2)) -> scalar`` (exact trace by autograd).",
 )
+check_ism_loss = Checker("ism_loss", _ISM)
 
 
 # --- score_from_eps ------------------------------------------------------------------------------
@@ -353,31 +351,10 @@ _SFE = Spec(
     keep_dtype=True,
     terms=Terms({"eps": 0}, lambda case: schedule_candidates(case[0][2], case[0][1]), t_arg=1),
     t_arg=1,
+    doc="Check ``score_from_eps(eps: (B, ...), t: (B,) long, alpha_bar: (T+1,)) -> (B, ...)``.",
 )
+check_score_from_eps = Checker("score_from_eps", _SFE)
 
-SPECS: dict[str, Spec] = {
-    "dsm_target": _TARGET,
-    "dsm_loss": _LOSS,
-    "ism_loss": _ISM,
-    "score_from_eps": _SFE,
-}
-
-
-def check_dsm_target(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``dsm_target(x_tilde: (B, D), x0: (B, D), sigma: (B,)) -> -(x_tilde - x0)/sigma²``."""
-    return check_spec("dsm_target", SPECS["dsm_target"], fn, display=display)
-
-
-def check_dsm_loss(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``dsm_loss(score_model, x0: (B, D), sigma: (B,), noise: (B, D)) -> scalar``."""
-    return check_spec("dsm_loss", SPECS["dsm_loss"], fn, display=display)
-
-
-def check_ism_loss(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``ism_loss(score_model, x: (B, 2)) -> scalar`` (exact trace by autograd)."""
-    return check_spec("ism_loss", SPECS["ism_loss"], fn, display=display)
-
-
-def check_score_from_eps(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``score_from_eps(eps: (B, ...), t: (B,) long, alpha_bar: (T+1,)) -> (B, ...)``."""
-    return check_spec("score_from_eps", SPECS["score_from_eps"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["ToyNCScore", "ToyScore"]

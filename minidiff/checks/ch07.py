@@ -28,16 +28,8 @@ from ..data.gmm import GaussianMixture
 from ..samplers.sde_solvers import euler_maruyama_step as _em_step
 from ..samplers.sde_solvers import heun_step as _heun_step
 from ..sde import VPSDE, score_fn_from_mixture
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result
-
-__all__ = [
-    "check_vp_marginal",
-    "check_reverse_sde_drift",
-    "check_euler_maruyama_step",
-    "check_pf_ode_heun_step",
-    "SPECS",
-]
 
 Tensor = torch.Tensor
 _BETAS = ((0.1, 20.0), (1.0, 5.0))
@@ -141,7 +133,10 @@ _MARGINAL = Spec(
         named_result(_alpha_forms, "your alpha(t)", output=0),
         named_result(_sigma_forms, "your sigma(t)", output=1),
     ),
+    outputs=("alpha", "sigma"),
+    doc="Check ``vp_marginal(t: (B,) float, beta_min, beta_max) -> (alpha (B,), sigma (B,))``.",
 )
+check_vp_marginal = Checker("vp_marginal", _MARGINAL)
 
 
 # --- reverse_sde_drift -------------------------------------------------------------------------
@@ -216,7 +211,11 @@ _DRIFT = Spec(
     keep_dtype=True,
     terms=Terms({"x": 0, "the score": 2}, _beta_candidates, t_arg=1, notes=_DRIFT_NOTES),
     t_arg=1,
+    doc=(
+        "Check ``reverse_sde_drift(x (B, D), t (B,), score (B, D), beta_min, beta_max) -> (B, D)``."
+    ),
 )
+check_reverse_sde_drift = Checker("reverse_sde_drift", _DRIFT)
 
 
 # --- one Euler-Maruyama step of the reverse SDE ------------------------------------------------
@@ -275,11 +274,7 @@ def _noise_candidates(case: Case) -> dict[str, Tensor]:
 
 
 def _em_drift_part(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """With the noise set to zero, name the deterministic part of the step."""
     for args, _ in cases:
@@ -339,7 +334,11 @@ _EM = Spec(
     diagnoses=(_em_drift_part,),
     terms=Terms({"the noise": 6}, _noise_candidates, t_arg=1),
     t_arg=1,
+    doc=(
+        "Check ``euler_maruyama_step(x, t, dt, score_fn, beta_min, beta_max, noise)``: x at t - dt."
+    ),
 )
+check_euler_maruyama_step = Checker("euler_maruyama_step", _EM)
 
 
 # --- one Heun step of the PF-ODE ---------------------------------------------------------------
@@ -425,32 +424,10 @@ _HEUN = Spec(
     keep_dtype=True,
     diagnoses=(named_result(_heun_forms, "your step"),),
     t_arg=1,
+    doc="Check ``pf_ode_heun_step(x, t, dt, score_fn, beta_min, beta_max) -> x at t - dt``.",
 )
+check_pf_ode_heun_step = Checker("pf_ode_heun_step", _HEUN)
 
 
-SPECS: dict[str, Spec] = {
-    "vp_marginal": _MARGINAL,
-    "reverse_sde_drift": _DRIFT,
-    "euler_maruyama_step": _EM,
-    "pf_ode_heun_step": _HEUN,
-}
-
-
-def check_vp_marginal(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``vp_marginal(t: (B,) float, beta_min, beta_max) -> (alpha (B,), sigma (B,))``."""
-    return check_spec("vp_marginal", SPECS["vp_marginal"], fn, display=display)
-
-
-def check_reverse_sde_drift(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``reverse_sde_drift(x (B, D), t (B,), score (B, D), beta_min, beta_max) -> (B, D)``."""
-    return check_spec("reverse_sde_drift", SPECS["reverse_sde_drift"], fn, display=display)
-
-
-def check_euler_maruyama_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``euler_maruyama_step(x, t, dt, score_fn, beta_min, beta_max, noise)``: x at t - dt."""
-    return check_spec("euler_maruyama_step", SPECS["euler_maruyama_step"], fn, display=display)
-
-
-def check_pf_ode_heun_step(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``pf_ode_heun_step(x, t, dt, score_fn, beta_min, beta_max) -> x at t - dt``."""
-    return check_spec("pf_ode_heun_step", SPECS["pf_ode_heun_step"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

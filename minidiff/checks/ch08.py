@@ -9,28 +9,15 @@ schedule array ``alpha_bar: (T+1,)`` with ``alpha_bar[0] = 1``. The references a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from ..samplers.ddim import ddim_sigma, ddim_step
 from ..schedules import NoiseSchedule, linear_schedule
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result, schedule_candidates
-
-__all__ = [
-    "check_ddim_step_deterministic",
-    "check_ddim_sigma",
-    "check_ddim_step",
-    "DETERMINISTIC_MISTAKES",
-    "SIGMA_MISTAKES",
-    "STEP_MISTAKES",
-    "deterministic_cases",
-    "sigma_cases",
-    "step_cases",
-    "SPECS",
-]
 
 Cases = list[Case]
 
@@ -365,53 +352,94 @@ STEP_MISTAKES: dict[str, Mistake] = {
 
 # ------------------------------------------------------------------ public checkers
 
-SPECS: dict[str, Spec] = {
-    "ddim_step_deterministic": Spec(
-        deterministic_cases,
-        _ref_deterministic,
-        DETERMINISTIC_MISTAKES,
-        rtol=1e-6,
-        atol=1e-8,
-        keep_dtype=True,
-        diagnoses=(named_result(_deterministic_forms, "your step"),),
-        terms=Terms({"x_t": 0, "eps": 3}, _candidates, t_arg=1),
-        t_arg=1,
+_DDIM_STEP_DETERMINISTIC = Spec(
+    deterministic_cases,
+    _ref_deterministic,
+    DETERMINISTIC_MISTAKES,
+    rtol=1e-6,
+    atol=1e-8,
+    keep_dtype=True,
+    diagnoses=(named_result(_deterministic_forms, "your step"),),
+    terms=Terms({"x_t": 0, "eps": 3}, _candidates, t_arg=1),
+    t_arg=1,
+    doc="Check ``fn(x_t, t, t_prev, eps, alpha_bar) -> x_{t_prev}``, the eta = 0 step (Eq 12).",
+)
+check_ddim_step_deterministic = Checker("ddim_step_deterministic", _DDIM_STEP_DETERMINISTIC)
+
+
+_DDIM_SIGMA = Spec(
+    sigma_cases,
+    _ref_sigma,
+    SIGMA_MISTAKES,
+    rtol=1e-6,
+    atol=1e-9,
+    diagnoses=(named_result(_sigma_forms, "your σ_t"),),
+    t_arg=0,
+    doc="Check ``fn(t, t_prev, alpha_bar, eta) -> sigma (B,)``, the DDIM noise level (Eq. 16).",
+)
+check_ddim_sigma = Checker("ddim_sigma", _DDIM_SIGMA)
+
+
+def _step_sigma(
+    student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
+) -> str | None:
+    """Read the answer's σ_t off its noise term; if the step is a DDIM step with that σ_t (the
+    direction term √(1 − ᾱ_prev − σ_t²) ε included), the mistake is σ_t itself: say at which η."""
+    for i, (args, kw) in enumerate(cases):
+        x_t, t, tp, e, ab, eta, z = args
+        with_z = student(*args, **kw).double()
+        no_z = student(x_t, t, tp, e, ab, eta, torch.zeros_like(z), **kw).double()
+        zd = z.double().reshape(z.shape[0], -1)
+        sig = ((with_z - no_z).reshape(zd.shape) * zd).sum(1) / (zd * zd).sum(1)
+        abd = ab.double()
+        want = _sigma_generic(t, tp, abd, float(eta), variant="correct")
+        if torch.allclose(sig, want, rtol=rtol, atol=atol):
+            continue
+        consistent = _step_with(x_t, e, abd[t], abd[tp], sig, z)
+        if not torch.allclose(with_z, consistent.reshape(with_z.shape), rtol=rtol, atol=atol):
+            return None
+        unit = _sigma_generic(t, tp, abd, 1.0, variant="correct")
+        rows = unit > 1e-6
+        eta_eff = sig[rows] / unit[rows]
+        at = (
+            f"; that is σ_t(η) at η = {float(eta_eff[0]):.4g}, not at the given η = {eta:g}"
+            if rows.any() and torch.allclose(eta_eff, eta_eff[0].expand_as(eta_eff), rtol=1e-4)
+            else ""
+        )
+        k = int((sig - want).abs().argmax())
+        return (
+            f"your step is a DDIM step with another σ_t: on test input {i + 1}, row {k} "
+            f"(t = {int(t[k])}) your σ_t is {float(sig[k]):.5g}, expected {float(want[k]):.5g}"
+            f"{at}. σ_t(η) = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev) (η multiplies σ_t "
+            "itself), and the same σ_t enters the direction term √(1 − ᾱ_prev − σ_t²) ε."
+        )
+    return None
+
+
+_DDIM_STEP = Spec(
+    step_cases,
+    _ref_step,
+    STEP_MISTAKES,
+    rtol=1e-6,
+    atol=1e-8,
+    keep_dtype=True,
+    diagnoses=(named_result(_step_forms, "your step"), _step_sigma),
+    terms=Terms({"x_t": 0, "eps": 3, "the noise": 6}, _candidates, t_arg=1),
+    t_arg=1,
+    doc=(
+        "Check ``fn(x_t, t, t_prev, eps, alpha_bar, eta, noise) -> x_{t_prev}``, a stochastic step."
     ),
-    "ddim_sigma": Spec(
-        sigma_cases,
-        _ref_sigma,
-        SIGMA_MISTAKES,
-        rtol=1e-6,
-        atol=1e-9,
-        diagnoses=(named_result(_sigma_forms, "your σ_t"),),
-        t_arg=0,
-    ),
-    "ddim_step": Spec(
-        step_cases,
-        _ref_step,
-        STEP_MISTAKES,
-        rtol=1e-6,
-        atol=1e-8,
-        keep_dtype=True,
-        diagnoses=(named_result(_step_forms, "your step"),),
-        terms=Terms({"x_t": 0, "eps": 3, "the noise": 6}, _candidates, t_arg=1),
-        t_arg=1,
-    ),
-}
+)
+check_ddim_step = Checker("ddim_step", _DDIM_STEP)
 
 
-def check_ddim_step_deterministic(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, t, t_prev, eps, alpha_bar) -> x_{t_prev}``, the eta = 0 step (Eq. 12)."""
-    return check_spec(
-        "ddim_step_deterministic", SPECS["ddim_step_deterministic"], fn, display=display
-    )
-
-
-def check_ddim_sigma(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(t, t_prev, alpha_bar, eta) -> sigma (B,)``, the DDIM noise level (Eq. 16)."""
-    return check_spec("ddim_sigma", SPECS["ddim_sigma"], fn, display=display)
-
-
-def check_ddim_step(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, t, t_prev, eps, alpha_bar, eta, noise) -> x_{t_prev}``, a stochastic step."""
-    return check_spec("ddim_step", SPECS["ddim_step"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += [
+    "DETERMINISTIC_MISTAKES",
+    "SIGMA_MISTAKES",
+    "STEP_MISTAKES",
+    "deterministic_cases",
+    "sigma_cases",
+    "step_cases",
+]

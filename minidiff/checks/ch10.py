@@ -13,7 +13,6 @@ References come from :mod:`minidiff.frequency`; each :class:`Mistake` is a commo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -21,11 +20,8 @@ from ..frequency import frequency_snr as _frequency_snr
 from ..frequency import noised_psd as _noised_psd
 from ..frequency import radial_counts
 from ..frequency import radial_psd as _radial_psd
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, Checker, Mistake, Spec, specs_of
 from ._probe import named_result
-
-__all__ = ["check_radial_psd", "check_noised_psd", "check_frequency_snr", "SPECS"]
-
 
 # --- radial_psd ----------------------------------------------------------------------------------
 
@@ -169,7 +165,9 @@ _PSD = Spec(
     },
     keep_dtype=True,
     diagnoses=(named_result(_psd_forms),),
+    doc="Check ``radial_psd(x: (B, C, H, H)) -> (B, H//2 + 1)``, the ring-averaged ``|F x|²``.",
 )
+check_radial_psd = Checker("radial_psd", _PSD)
 
 
 # --- noised_psd and frequency_snr ----------------------------------------------------------------
@@ -215,7 +213,9 @@ _NOISED = Spec(
     },
     keep_dtype=True,
     diagnoses=(named_result(_floor_forms),),
+    doc="Check ``noised_psd(psd0: (K,), alpha_bar: float, n_pixels: int) -> ᾱ P_0 + (1 - ᾱ) N``.",
 )
+check_noised_psd = Checker("noised_psd", _NOISED)
 
 _SNR = Spec(
     _cases_spectrum,
@@ -242,21 +242,9 @@ _SNR = Spec(
     },
     keep_dtype=True,
     diagnoses=(named_result(_snr_forms),),
+    doc="Check ``frequency_snr(psd0: (K,), alpha_bar: float, n_pixels: int) -> ᾱ P_0/((1-ᾱ)N)``.",
 )
+check_frequency_snr = Checker("frequency_snr", _SNR)
 
-SPECS: dict[str, Spec] = {"radial_psd": _PSD, "noised_psd": _NOISED, "frequency_snr": _SNR}
-
-
-def check_radial_psd(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``radial_psd(x: (B, C, H, H)) -> (B, H//2 + 1)``, the ring-averaged ``|F x|²``."""
-    return check_spec("radial_psd", SPECS["radial_psd"], fn, display=display)
-
-
-def check_noised_psd(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``noised_psd(psd0: (K,), alpha_bar: float, n_pixels: int) -> ᾱ P_0 + (1 - ᾱ) N``."""
-    return check_spec("noised_psd", SPECS["noised_psd"], fn, display=display)
-
-
-def check_frequency_snr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``frequency_snr(psd0: (K,), alpha_bar: float, n_pixels: int) -> ᾱ P_0/((1-ᾱ)N)``."""
-    return check_spec("frequency_snr", SPECS["frequency_snr"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

@@ -29,18 +29,8 @@ from torch.nn import functional as F
 
 from ..nn.mlp import sinusoidal_embedding as _sinusoidal_embedding
 from ._calls import ReturnError
-from ._core import Case, CheckResult, Mistake, Spec, check_spec, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, specs_of, with_dtype
 from ._probe import named_result
-
-__all__ = [
-    "check_sinusoidal_embedding",
-    "check_time_injection",
-    "check_attention",
-    "check_skip_channels",
-    "check_up_block_inputs",
-    "SPECS",
-]
-
 
 # --- sinusoidal_embedding ------------------------------------------------------------------------
 
@@ -78,11 +68,7 @@ _CONVENTION = (
 
 
 def _frequencies(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Probe the embedding at t = 0 (cos 0 = 1, sin 0 = 0) and t = 1 (the frequencies)."""
     for (_, dim), _kw in cases:
@@ -164,7 +150,9 @@ _EMBEDDING = Spec(
     },
     atol=2e-4,  # float32 phases of t up to 1000 are good to about 1e-4
     diagnoses=(_frequencies,),
+    doc="Check ``sinusoidal_embedding(t: (B,), dim) -> [cos(w_k t), sin(w_k t)]: (B, dim)``.",
 )
+check_sinusoidal_embedding = Checker("sinusoidal_embedding", _EMBEDDING)
 
 
 # --- time_injection -----------------------------------------------------------------------------
@@ -235,7 +223,11 @@ _INJECTION = Spec(
     keep_dtype=True,
     grad_args={"h": 0, "emb": 1, "weight": 2, "bias": 3},
     diagnoses=(named_result(_activation_forms),),
+    doc="""Check ``time_injection(h, emb, weight, bias) -> h + (SiLU(emb) @ weight.T + bias)``
+    broadcast over the pixels.
+    """,
 )
+check_time_injection = Checker("time_injection", _INJECTION)
 
 # --- attention ----------------------------------------------------------------------------------
 
@@ -341,7 +333,9 @@ _ATTENTION = Spec(
     },
     keep_dtype=True,
     grad_args={"h": 0, "w_qkv": 1, "b_qkv": 2, "w_proj": 3, "b_proj": 4},
+    doc="Check ``attention(h, w_qkv, b_qkv, w_proj, b_proj) -> (B, C, H, W)`` (no residual).",
 )
+check_attention = Checker("attention", _ATTENTION)
 
 
 # --- skip_channels and up_block_inputs -----------------------------------------------------------
@@ -431,7 +425,9 @@ _SKIPS = Spec(
         ),
     },
     wrap=_as_channels,
+    doc="Check ``skip_channels(base, mult, n_blocks) -> list[int]`` (push order).",
 )
+check_skip_channels = Checker("skip_channels", _SKIPS)
 
 _UPS = Spec(
     lambda: [((b, m, n), {}) for b, m, n in _CONFIGS],
@@ -454,38 +450,9 @@ _UPS = Spec(
         ),
     },
     wrap=_as_channels,
+    doc="Check ``up_block_inputs(base, mult, n_blocks) -> list[int]`` (the order the blocks run).",
 )
+check_up_block_inputs = Checker("up_block_inputs", _UPS)
 
-SPECS: dict[str, Spec] = {
-    "sinusoidal_embedding": _EMBEDDING,
-    "time_injection": _INJECTION,
-    "attention": _ATTENTION,
-    "skip_channels": _SKIPS,
-    "up_block_inputs": _UPS,
-}
-
-
-def check_sinusoidal_embedding(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``sinusoidal_embedding(t: (B,), dim) -> [cos(w_k t), sin(w_k t)]: (B, dim)``."""
-    return check_spec("sinusoidal_embedding", SPECS["sinusoidal_embedding"], fn, display=display)
-
-
-def check_time_injection(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``time_injection(h, emb, weight, bias) -> h + (SiLU(emb) @ weight.T + bias)``
-    broadcast over the pixels."""
-    return check_spec("time_injection", SPECS["time_injection"], fn, display=display)
-
-
-def check_attention(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``attention(h, w_qkv, b_qkv, w_proj, b_proj) -> (B, C, H, W)`` (no residual)."""
-    return check_spec("attention", SPECS["attention"], fn, display=display)
-
-
-def check_skip_channels(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``skip_channels(base, mult, n_blocks) -> list[int]`` (push order)."""
-    return check_spec("skip_channels", SPECS["skip_channels"], fn, display=display)
-
-
-def check_up_block_inputs(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``up_block_inputs(base, mult, n_blocks) -> list[int]`` (the order the blocks run)."""
-    return check_spec("up_block_inputs", SPECS["up_block_inputs"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

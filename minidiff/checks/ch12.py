@@ -29,19 +29,8 @@ from torch import nn
 
 from ..metrics.fid import frechet_distance as _frechet_distance
 from ..training import learning_rate
-from ._calls import ReturnError
-from ._core import Case, CheckResult, Mistake, Spec, Terms, check_spec, with_dtype
-
-__all__ = [
-    "check_ema_update",
-    "check_warmup_lr",
-    "check_make_checkpoint",
-    "check_restore_checkpoint",
-    "check_frechet_distance",
-    "check_fid_at_infinity",
-    "SPECS",
-]
-
+from ._calls import ReturnError, python_float
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 
 # --- ema_update ---------------------------------------------------------------------------------
 
@@ -108,7 +97,9 @@ _EMA = Spec(
     },
     keep_dtype=True,
     terms=Terms({"shadow": 0, "param": 1}, _decay_candidates),
+    doc="Check ``ema_update(shadow, param, decay, n) -> d shadow + (1 - d) param``.",
 )
+check_ema_update = Checker("ema_update", _EMA)
 
 
 # --- warmup_lr ----------------------------------------------------------------------------------
@@ -169,11 +160,7 @@ def _through_adamw(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _warmup_curve(
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[Case],
-    _rtol: float,
-    _atol: float,
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
     """Trace the rate over steps 1..3 w for w = 4 and name its shape."""
     w, lr = 4, 1.0
@@ -216,7 +203,11 @@ _WARMUP = Spec(
     atol=1e-12,
     wrap=_through_adamw,
     diagnoses=(_warmup_curve,),
+    doc=(
+        "Check ``warmup_lr(step, base_lr, warmup_steps) -> base_lr * min(1, step / warmup_steps)``."
+    ),
 )
+check_warmup_lr = Checker("warmup_lr", _WARMUP)
 
 # --- exact resume ---------------------------------------------------------------------------------
 
@@ -463,7 +454,9 @@ _MAKE = Spec(
     rtol=0.0,
     atol=0.0,
     diagnoses=(_resume_diagnosis("make"),),
+    doc="Check ``make_checkpoint(model, optimizer, generator, step) -> dict`` by an exact resume.",
 )
+check_make_checkpoint = Checker("make_checkpoint", _MAKE)
 
 _RESTORE = Spec(
     lambda: [((0, "restore"), {}), ((1, "restore"), {})],
@@ -487,27 +480,17 @@ _RESTORE = Spec(
     rtol=0.0,
     atol=0.0,
     diagnoses=(_resume_diagnosis("restore"),),
+    doc="Check ``restore_checkpoint(checkpoint, model, optimizer, generator) -> step``.",
 )
+check_restore_checkpoint = Checker("restore_checkpoint", _RESTORE)
 
 
 # --- frechet_distance and fid_at_infinity ------------------------------------------------------
 
 
-def _python_float(fn: Callable[..., Any]) -> Callable[..., Any]:
-    def run(*args: Any) -> float:
-        value = fn(*args)
-        if value is None:
-            raise ReturnError(
-                "returned None; it should return a Python float. Did you forget `return`?"
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ReturnError(
-                f"returned a {type(value).__name__}; return a Python float (`float(...)`): a "
-                "distance and an extrapolated FID are numbers to report and compare"
-            )
-        return float(value)
-
-    return run
+_python_float = python_float(
+    "): a distance and an extrapolated FID are numbers to report and compare"
+)
 
 
 def _spd(d: int, g: torch.Generator) -> torch.Tensor:
@@ -584,7 +567,9 @@ _FD = Spec(
     wrap=_python_float,
     rtol=1e-6,
     atol=1e-8,
+    doc="Check ``frechet_distance(mu1, cov1, mu2, cov2) -> float`` (the FID formula).",
 )
+check_frechet_distance = Checker("frechet_distance", _FD)
 
 
 def _cases_fi() -> list[Case]:
@@ -636,43 +621,9 @@ _FI = Spec(
     wrap=_python_float,
     rtol=1e-6,
     atol=1e-8,
+    doc="Check ``fid_at_infinity(ns, fids) -> float``: the intercept of ``fids ~ a + b / n``.",
 )
+check_fid_at_infinity = Checker("fid_at_infinity", _FI)
 
-SPECS: dict[str, Spec] = {
-    "ema_update": _EMA,
-    "warmup_lr": _WARMUP,
-    "make_checkpoint": _MAKE,
-    "restore_checkpoint": _RESTORE,
-    "frechet_distance": _FD,
-    "fid_at_infinity": _FI,
-}
-
-
-def check_ema_update(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``ema_update(shadow, param, decay, n) -> d shadow + (1 - d) param``."""
-    return check_spec("ema_update", SPECS["ema_update"], fn, display=display)
-
-
-def check_warmup_lr(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``warmup_lr(step, base_lr, warmup_steps) -> base_lr * min(1, step / warmup_steps)``."""
-    return check_spec("warmup_lr", SPECS["warmup_lr"], fn, display=display)
-
-
-def check_make_checkpoint(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``make_checkpoint(model, optimizer, generator, step) -> dict`` by an exact resume."""
-    return check_spec("make_checkpoint", SPECS["make_checkpoint"], fn, display=display)
-
-
-def check_restore_checkpoint(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``restore_checkpoint(checkpoint, model, optimizer, generator) -> step``."""
-    return check_spec("restore_checkpoint", SPECS["restore_checkpoint"], fn, display=display)
-
-
-def check_frechet_distance(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``frechet_distance(mu1, cov1, mu2, cov2) -> float`` (the FID formula)."""
-    return check_spec("frechet_distance", SPECS["frechet_distance"], fn, display=display)
-
-
-def check_fid_at_infinity(fn: Callable[..., Any], display: bool = True) -> CheckResult:
-    """Check ``fid_at_infinity(ns, fids) -> float``: the intercept of ``fids ~ a + b / n``."""
-    return check_spec("fid_at_infinity", SPECS["fid_at_infinity"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

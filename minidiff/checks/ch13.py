@@ -34,27 +34,11 @@ from ..latent import latent_scale
 from ..nn.attention import attention
 from ..nn.autoencoder import AutoencoderKL
 from ..nn.unet import UNet
-from ._core import Case, CheckResult, Mistake, Spec, check_spec, returned_number
-from .ch09 import _cfg_variant, _seeded
-
-__all__ = [
-    "check_cross_attention",
-    "check_latent_scale_factor",
-    "check_encode_latents",
-    "check_decode_latents",
-    "check_cfg_image_eps",
-    "SPECS",
-]
+from ._calls import own_rng, seeded, under_no_grad
+from ._core import Case, Checker, Mistake, Spec, returned_number, specs_of
+from .ch09 import _cfg_variant
 
 Fn = Callable[..., Any]
-
-
-def _own_rng(build: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
-    def cases() -> list[Case]:
-        with torch.random.fork_rng():
-            return build()
-
-    return cases
 
 
 # --- cross_attention ---------------------------------------------------------------------------
@@ -75,7 +59,7 @@ class _Weights(nn.Module):
         )
 
 
-@_own_rng
+@own_rng
 def _cases_attn() -> list[Case]:
     cases: list[Case] = []
     # the context has the image's width, so that K, V taken from the image still run (and are named)
@@ -192,13 +176,15 @@ _ATTN = Spec(
     keep_dtype=True,
     grad=True,
     grad_hint="Keep every step a tensor operation on the weights (no .detach(), no no_grad).",
+    doc="Check ``cross_attention(x, context, mask, w_q, w_k, w_v, heads) -> (B, N, heads d)``.",
 )
+check_cross_attention = Checker("cross_attention", _ATTN)
 
 
 # --- latent_scale_factor -----------------------------------------------------------------------
 
 
-@_own_rng
+@own_rng
 def _cases_scale() -> list[Case]:
     cases: list[Case] = []
     for i, (std, shape) in enumerate(
@@ -246,7 +232,9 @@ _SCALE = Spec(
     },
     wrap=_as_number,
     rtol=1e-4,
+    doc="Check ``latent_scale_factor(latents) -> float`` (``1 / std`` over all entries).",
 )
+check_latent_scale_factor = Checker("latent_scale_factor", _SCALE)
 
 
 # --- encode_latents / decode_latents -----------------------------------------------------------
@@ -282,7 +270,7 @@ class _Decoder(nn.Module):
 
 
 def _cases_codec(kind: str) -> Callable[[], list[Case]]:
-    @_own_rng
+    @own_rng
     def build() -> list[Case]:
         cases: list[Case] = []
         for i, (scale, dtype) in enumerate(
@@ -301,17 +289,9 @@ def _cases_codec(kind: str) -> Callable[[], list[Case]]:
     return build
 
 
-def _no_grad(fn: Fn) -> Fn:
-    def run(*args: Any) -> Any:
-        with torch.no_grad():
-            return fn(*args)
-
-    return run
-
-
 _ENCODE = Spec(
     _cases_codec("encode"),
-    _no_grad(lambda enc, x, s: s * enc(x)),
+    under_no_grad(lambda enc, x, s: s * enc(x)),
     {
         "not_scaled": Mistake(
             lambda enc, x, s: enc(x),
@@ -325,13 +305,15 @@ _ENCODE = Spec(
             "decode divides, D(z0 / scale).",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
+    doc="Check ``encode_latents(encoder, x, scale) = scale * encoder(x)``.",
 )
+check_encode_latents = Checker("encode_latents", _ENCODE)
 
 _DECODE = Spec(
     _cases_codec("decode"),
-    _no_grad(lambda dec, z0, s: dec(z0 / s)),
+    under_no_grad(lambda dec, z0, s: dec(z0 / s)),
     {
         "not_unscaled": Mistake(
             lambda dec, z0, s: dec(z0),
@@ -349,9 +331,11 @@ _DECODE = Spec(
             "D(z0 / scale), not D(z0) / scale (the decoder is not linear).",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
+    doc="Check ``decode_latents(decoder, z0, scale) = decoder(z0 / scale)``.",
 )
+check_decode_latents = Checker("decode_latents", _DECODE)
 
 
 # --- cfg_image_eps -----------------------------------------------------------------------------
@@ -368,7 +352,7 @@ def _tiny_unet(seed: int, dtype: torch.dtype) -> UNet:
     return net.to(dtype).eval().requires_grad_(False)
 
 
-@_own_rng
+@own_rng
 def _cases_cfg() -> list[Case]:
     cases: list[Case] = []
     for i, (w, dtype) in enumerate(
@@ -388,7 +372,7 @@ def _ref_cfg(model: Fn, x_t: Tensor, t: Tensor, y: Tensor, w: float, null_label:
 
 def _sampler_like(fn: Fn) -> Fn:
     """Run under ``torch.no_grad()`` (as a sampler does) with the global RNG seeded."""
-    return _seeded(_no_grad(fn))
+    return seeded(under_no_grad(fn))
 
 
 _CFG = Spec(
@@ -418,38 +402,10 @@ _CFG = Spec(
     },
     wrap=_sampler_like,
     keep_dtype=True,
+    doc="Check ``cfg_image_eps(model, x_t, t, y, w, null_label)`` on a class-conditional U-Net.",
 )
+check_cfg_image_eps = Checker("cfg_image_eps", _CFG)
 
 
-SPECS: dict[str, Spec] = {
-    "cross_attention": _ATTN,
-    "latent_scale_factor": _SCALE,
-    "encode_latents": _ENCODE,
-    "decode_latents": _DECODE,
-    "cfg_image_eps": _CFG,
-}
-
-
-def check_cross_attention(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``cross_attention(x, context, mask, w_q, w_k, w_v, heads) -> (B, N, heads d)``."""
-    return check_spec("cross_attention", SPECS["cross_attention"], fn, display=display)
-
-
-def check_latent_scale_factor(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``latent_scale_factor(latents) -> float`` (``1 / std`` over all entries)."""
-    return check_spec("latent_scale_factor", SPECS["latent_scale_factor"], fn, display=display)
-
-
-def check_encode_latents(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``encode_latents(encoder, x, scale) = scale * encoder(x)``."""
-    return check_spec("encode_latents", SPECS["encode_latents"], fn, display=display)
-
-
-def check_decode_latents(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``decode_latents(decoder, z0, scale) = decoder(z0 / scale)``."""
-    return check_spec("decode_latents", SPECS["decode_latents"], fn, display=display)
-
-
-def check_cfg_image_eps(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``cfg_image_eps(model, x_t, t, y, w, null_label)`` on a class-conditional U-Net."""
-    return check_spec("cfg_image_eps", SPECS["cfg_image_eps"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]

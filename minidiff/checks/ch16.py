@@ -26,17 +26,8 @@ from torch import nn
 
 from ..flow_matching import flow_matching_loss
 from ..paths import CosinePath, PathCoefficients, RectifiedFlowPath, VPPath, convert_with
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
-
-__all__ = [
-    "check_conditional_velocity",
-    "check_cfm_loss",
-    "check_velocity_from_eps",
-    "check_eps_from_velocity",
-    "check_ddim_as_euler",
-    "TinyVelocity",
-    "SPECS",
-]
+from ._calls import seeded_mlp
+from ._core import Case, Checker, Mistake, Spec, specs_of
 
 Fn = Callable[..., Any]
 T_CONVENTION = (
@@ -50,12 +41,7 @@ class TinyVelocity(nn.Module):
 
     def __init__(self, dim: int = 2, hidden: int = 16, seed: int = 0) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[]):  # leave the student's global RNG alone
-            self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim))
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in self.net.parameters():
-                p.copy_(0.7 * torch.randn(p.shape, generator=g))
+        self.net = seeded_mlp(dim + 1, hidden, dim, seed)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, t.to(x.dtype)[:, None]], dim=1))
@@ -104,7 +90,9 @@ _VELOCITY = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-7,
+    doc="Check ``fn(x0, eps, t) -> u``, the conditional velocity of the rectified-flow path.",
 )
+check_conditional_velocity = Checker("conditional_velocity", _VELOCITY)
 
 
 def _cases_loss() -> list[Case]:
@@ -185,7 +173,9 @@ _LOSS = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-7,
+    doc="Check ``fn(velocity_model, x0, eps, t) -> scalar``, the conditional flow matching loss.",
 )
+check_cfm_loss = Checker("cfm_loss", _LOSS)
 
 
 # --- section 2: converters on any path ----------------------------------------------------------
@@ -291,7 +281,9 @@ _U_FROM_EPS = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
+    doc="Check ``fn(x_t, eps, alpha, sigma, d_alpha, d_sigma) -> u`` on any Gaussian path.",
 )
+check_velocity_from_eps = Checker("velocity_from_eps", _U_FROM_EPS)
 
 _EPS_FROM_U = Spec(
     _cases_converter,
@@ -318,7 +310,9 @@ _EPS_FROM_U = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
+    doc="Check ``fn(x_t, u, alpha, sigma, d_alpha, d_sigma) -> eps`` on any Gaussian path.",
 )
+check_eps_from_velocity = Checker("eps_from_velocity", _EPS_FROM_U)
 
 
 # --- section 3: DDIM as an Euler step -----------------------------------------------------------
@@ -378,38 +372,12 @@ _DDIM = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
+    doc="""Check ``fn(x_t, eps, alpha_t, sigma_t, alpha_s, sigma_s) -> x_s``, an Euler step in
+    ``sigma/alpha`` of ``x/alpha`` (= the DDIM step).
+    """,
 )
+check_ddim_as_euler = Checker("ddim_as_euler", _DDIM)
 
-SPECS: dict[str, Spec] = {
-    "conditional_velocity": _VELOCITY,
-    "cfm_loss": _LOSS,
-    "velocity_from_eps": _U_FROM_EPS,
-    "eps_from_velocity": _EPS_FROM_U,
-    "ddim_as_euler": _DDIM,
-}
-
-
-def check_conditional_velocity(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x0, eps, t) -> u``, the conditional velocity of the rectified-flow path."""
-    return check_spec("conditional_velocity", SPECS["conditional_velocity"], fn, display=display)
-
-
-def check_cfm_loss(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(velocity_model, x0, eps, t) -> scalar``, the conditional flow matching loss."""
-    return check_spec("cfm_loss", SPECS["cfm_loss"], fn, display=display)
-
-
-def check_velocity_from_eps(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, eps, alpha, sigma, d_alpha, d_sigma) -> u`` on any Gaussian path."""
-    return check_spec("velocity_from_eps", SPECS["velocity_from_eps"], fn, display=display)
-
-
-def check_eps_from_velocity(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, u, alpha, sigma, d_alpha, d_sigma) -> eps`` on any Gaussian path."""
-    return check_spec("eps_from_velocity", SPECS["eps_from_velocity"], fn, display=display)
-
-
-def check_ddim_as_euler(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, eps, alpha_t, sigma_t, alpha_s, sigma_s) -> x_s``, an Euler step in
-    ``sigma/alpha`` of ``x/alpha`` (= the DDIM step)."""
-    return check_spec("ddim_as_euler", SPECS["ddim_as_euler"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())
+__all__ = ["SPECS", *(f"check_{name}" for name in SPECS)]
+__all__ += ["TinyVelocity"]

@@ -127,13 +127,38 @@ def _check_bool(value: object, name: str) -> bool:
     return value
 
 
-@checked(size=Int(minimum=2), n=Int(), downscale=Int(), grayscale=Check(_check_bool), generator=Rng)
+def _check_columns(value: object, name: str) -> tuple[float, float]:
+    if (
+        not isinstance(value, tuple)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+    ):
+        raise TypeError(
+            f"{name} must be a pair of fractions (lo, hi) such as (0.0, 0.75), got {value!r}"
+        )
+    lo, hi = float(value[0]), float(value[1])
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(
+            f"{name} must satisfy 0 <= lo < hi <= 1 (fractions of the width), got {value!r}"
+        )
+    return lo, hi
+
+
+@checked(
+    size=Int(minimum=2),
+    n=Int(),
+    downscale=Int(),
+    grayscale=Check(_check_bool),
+    columns=Check(_check_columns),
+    generator=Rng,
+)
 def image_patches(
     size: int = 32,
     n: int = 256,
     *,
     downscale: int = 2,
     grayscale: bool = False,
+    columns: tuple[float, float] = (0.0, 1.0),
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Random ``size x size`` crops of the sample photographs, a small set of natural images.
@@ -147,6 +172,9 @@ def image_patches(
         n: number of patches.
         downscale: block-average factor applied to the photographs before cropping.
         grayscale: return one channel (the mean of R, G, B) instead of three.
+        columns: the patches lie inside this band ``(lo, hi)`` of each photograph's width, as
+            fractions; disjoint bands give held-out patches, e.g. ``(0.0, 0.75)`` to train on and
+            ``(0.75, 1.0)`` to test on.
         generator: fixes the positions.
 
     Returns:
@@ -159,11 +187,17 @@ def image_patches(
             f"size must be <= {H} (the photographs are {H}x{W} pixels after "
             f"downscale={downscale}), got {size}"
         )
+    first, last = round(columns[0] * W), round(columns[1] * W)  # the band's columns first..last-1
+    if size > last - first:
+        raise ValueError(
+            f"columns={columns} leaves a band {last - first} pixels wide (of {W}), narrower than "
+            f"size={size}"
+        )
     # the float32 patches and the int64 indices of their gather
     check_allocation(n * C * size * size * (4 + 8), f"n={n} with size={size}", "the patches")
     which = torch.randint(0, photos.shape[0], (n,), generator=generator)
     top = torch.randint(0, H - size + 1, (n,), generator=generator)
-    left = torch.randint(0, W - size + 1, (n,), generator=generator)
+    left = torch.randint(first, last - size + 1, (n,), generator=generator)
     # Gather all crops at once: row and column indices of every pixel of every patch.
     ar = torch.arange(size)
     rows = (top[:, None] + ar)[:, None, :, None]  # (n, 1, size, 1)

@@ -1,0 +1,128 @@
+"""Colorization (chapter 14): the image-conditioned model of super-resolution, given a gray image.
+
+A colour image ``x`` in RGB is split into its luma and its chroma (ITU-R BT.601, the weights of
+:func:`minidiff.image_conditioning.to_grayscale`):
+
+    Y  = 0.299 R + 0.587 G + 0.114 B           (the gray image: the condition)
+    Cb = (B - Y) / 1.772,   Cr = (R - Y) / 1.402   (the colour: what the model draws)
+
+For RGB in ``[-1, 1]``, ``Y``, ``Cb`` and ``Cr`` all lie in ``[-1, 1]`` (the largest
+``|B - Y|`` is ``2 * 0.886 = 1.772``), so the chroma is an image of the course like any other.
+The colorizer is SR3's recipe with ``x_cond = Y``: ``eps_theta(c_t, t, Y)`` on the chroma
+``c = (Cb, Cr)``, trained by :func:`minidiff.superres.train_conditional` and sampled by
+:func:`minidiff.superres.conditional_sample`, the very functions of super-resolution. Drawing
+the chroma rather than the whole RGB image (as Zhang et al. 2016 draw Lab's ``ab`` given ``L``)
+keeps the luma exactly as given, as inpainting keeps its known pixels: the model only draws
+what the condition does not determine. (Palette, Saharia et al. 2022, draws RGB directly; a
+network large enough to learn to copy the gray image can afford that.)
+
+Shapes: RGB ``(B, 3, H, W)``, luma ``(B, 1, H, W)``, chroma ``(B, 2, H, W)``, all in ``[-1, 1]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._validation import FloatTensor, Int, Rng, checked
+from .schedules import NoiseSchedule
+from .superres import (
+    Regressor,
+    conditional_sample,
+    train_conditional,
+    train_regression,
+)
+
+__all__ = [
+    "LUMA",
+    "rgb_to_ycbcr",
+    "ycbcr_to_rgb",
+    "train_colorizer",
+    "train_colour_regressor",
+    "colorize",
+]
+
+LUMA = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 luma weights of R, G, B."""
+_CB, _CR = 2 * (1 - LUMA[2]), 2 * (1 - LUMA[0])  # 1.772 and 1.402: |B - Y|, |R - Y| <= these
+
+_RGB = FloatTensor(dim=4, nonempty=True, finite=True, within=(-1.0, 1.0))
+_IMAGES = FloatTensor(dim=4, nonempty=True, finite=True)
+
+
+def _channels(x: torch.Tensor, name: str, want: int) -> torch.Tensor:
+    if x.shape[1] != want:
+        raise ValueError(
+            f"{name} must have {want} channel{'s' * (want > 1)}, got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+@checked(x=_RGB)
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """RGB ``(B, 3, H, W)`` in ``[-1, 1]`` to ``(Y, Cb, Cr) (B, 3, H, W)``, all in ``[-1, 1]``."""
+    r, g, b = _channels(x, "x", 3).unbind(dim=1)
+    y = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
+    return torch.stack([y, (b - y) / _CB, (r - y) / _CR], dim=1)
+
+
+@checked(luma=_IMAGES, chroma=FloatTensor(dim=4, finite=True))
+def ycbcr_to_rgb(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """Luma ``Y (B, 1, H, W)`` and chroma ``(Cb, Cr) (B, 2, H, W)`` to RGB ``(B, 3, H, W)``.
+
+    Clamped to ``[-1, 1]``: the exact inverse of :func:`rgb_to_ycbcr` wherever the result lies
+    in ``[-1, 1]``; a drawn
+    chroma that leaves the RGB cube is clamped (which then changes the luma a little).
+    """
+    y = _channels(luma, "luma", 1)[:, 0]
+    _channels(chroma, "chroma", 2)
+    if chroma.shape[0] != luma.shape[0] or chroma.shape[2:] != luma.shape[2:]:
+        raise ValueError(
+            f"chroma must have luma's batch and size {tuple(luma.shape[:1] + luma.shape[2:])}, "
+            f"got {tuple(chroma.shape)}"
+        )
+    r = y + _CR * chroma[:, 1]
+    b = y + _CB * chroma[:, 0]
+    g = (y - LUMA[0] * r - LUMA[2] * b) / LUMA[1]
+    return torch.stack([r, g, b], dim=1).clamp(-1.0, 1.0)
+
+
+def train_colorizer(
+    x: torch.Tensor, schedule: NoiseSchedule, *, steps: int, seed: int = 0, **options: Any
+) -> Any:
+    """The conditional diffusion model ``eps_theta(c_t, t, Y)`` of chroma given luma; EMA copy.
+
+    ``x (N, 3, S, S)`` RGB in ``[-1, 1]``; :func:`minidiff.superres.train_conditional` on
+    ``(chroma, luma)`` pairs (``options`` go to :func:`minidiff.train`).
+    """
+    ycc = rgb_to_ycbcr(x)
+    return train_conditional(ycc[:, 1:], ycc[:, :1], schedule, steps=steps, seed=seed, **options)
+
+
+def train_colour_regressor(
+    x: torch.Tensor, *, steps: int, seed: int = 0, **options: Any
+) -> Regressor:
+    """The posterior mean ``E[chroma | luma]`` (MSE regression), the desaturated baseline."""
+    ycc = rgb_to_ycbcr(x)
+    return train_regression(ycc[:, 1:], ycc[:, :1], steps=steps, seed=seed, **options)
+
+
+@checked(gray=_IMAGES, schedule=NoiseSchedule, steps=Int(), generator=Rng)
+def colorize(
+    model: Any,
+    gray: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    steps: int = 25,
+    eta: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """RGB samples ``(B, 3, S, S)`` given ``gray (B, 1, S, S)`` (the luma, in ``[-1, 1]``).
+
+    The chroma is drawn by :func:`minidiff.superres.conditional_sample` (stochastic DDIM,
+    ``eta = 1``), then recombined with the given luma (:func:`ycbcr_to_rgb`).
+    """
+    _channels(gray, "gray", 1)
+    chroma = conditional_sample(model, gray, schedule, steps=steps, eta=eta, generator=generator)
+    return ycbcr_to_rgb(gray, chroma)
