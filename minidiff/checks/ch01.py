@@ -24,6 +24,7 @@ from ..diffusion import q_sample as _q_sample
 from ..diffusion import q_step as _q_step
 from ..losses import gaussian_kl
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._calls import case_timesteps
 from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import elementwise_candidates, named_result, schedule_candidates
 
@@ -34,9 +35,7 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[-1] = 1, T  # both ends of the range, where off-by-one errors show
-    return t
+    return case_timesteps(T, B, seed)  # both ends of the range, where off-by-one errors show
 
 
 def _xs(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:

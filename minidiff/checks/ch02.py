@@ -23,6 +23,7 @@ import torch
 
 from ..diffusion import p_mean_var, q_posterior_mean_var
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._calls import case_timesteps
 from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result, schedule_candidates
 
@@ -33,9 +34,7 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(2, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[1], t[-1] = 1, 2, T  # t = 1 (beta_tilde_1 = 0), t = 2 and t = T: where off-by-ones show
-    return t
+    return case_timesteps(T, B, seed, low=2, start=(1, 2))  # t = 1 (β̃_1 = 0), t = 2 and t = T
 
 
 def _cases(seed: int) -> list[Case]:

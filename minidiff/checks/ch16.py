@@ -26,6 +26,7 @@ from torch import nn
 
 from ..flow_matching import flow_matching_loss
 from ..paths import CosinePath, PathCoefficients, RectifiedFlowPath, VPPath, convert_with
+from ._calls import seeded_mlp, under_no_grad
 from ._core import Case, Checker, Mistake, Spec, specs_of
 
 Fn = Callable[..., Any]
@@ -40,12 +41,7 @@ class TinyVelocity(nn.Module):
 
     def __init__(self, dim: int = 2, hidden: int = 16, seed: int = 0) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[]):  # leave the student's global RNG alone
-            self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim))
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in self.net.parameters():
-                p.copy_(0.7 * torch.randn(p.shape, generator=g))
+        self.net = seeded_mlp(dim + 1, hidden, dim, seed)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, t.to(x.dtype)[:, None]], dim=1))
@@ -247,14 +243,6 @@ def _u_swapped_x0_eps(x: Any, e: Any, a: Any, s: Any, da: Any, ds: Any) -> torch
     return da * x0 + ds * e
 
 
-def _no_grad(fn: Fn) -> Fn:
-    def run(*args: Any) -> Any:
-        with torch.no_grad():  # converters run inside samplers
-            return fn(*args)
-
-    return run
-
-
 _U_FROM_EPS = Spec(
     _cases_converter,
     _conv("eps", "velocity"),
@@ -281,7 +269,7 @@ _U_FROM_EPS = Spec(
             lambda x, e, a, s, da, ds: _u_from_eps(x, e, *_rf_coefficients(s)), _RF_ONLY
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,  # converters run inside samplers
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
@@ -310,7 +298,7 @@ _EPS_FROM_U = Spec(
             lambda x, u, a, s, da, ds: _eps_from_u(x, u, *_rf_coefficients(s)), _RF_ONLY
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
@@ -372,7 +360,7 @@ _DDIM = Spec(
             "of eps.",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
