@@ -105,29 +105,39 @@ def return_problem(got: Any, want: Any, keep_dtype: bool, rtol: float, atol: flo
     if len(tg) != len(tw):
         return f"expected {len(tw)} return value(s), got {len(tg)}"
     for i, (g, w) in enumerate(zip(tg, tw, strict=False)):
-        if not isinstance(w, torch.Tensor):
-            continue
         label = "your result" if len(tw) == 1 else f"return value {i + 1} of {len(tw)}"
-        if not isinstance(g, torch.Tensor):
-            if isinstance(g, (int, float)) and w.dim() == 0:
-                return (
-                    f"{label} is a Python {type(g).__name__}; return the tensor itself (no "
-                    "`.item()` or `float()`), so that a loss keeps its gradient"
-                )
-            return f"{label} should be a torch.Tensor, got {type(g).__name__}"
-        if w.is_floating_point() and not g.is_floating_point():
-            wanted = f"a floating-point tensor ({w.dtype})"
-            return f"{label} has dtype {g.dtype}; expected {wanted}"
-        if g.shape != w.shape:
-            return _shape_message(label, g, w, max(rtol, 1e-4), max(atol, 1e-5))
-        if keep_dtype and w.is_floating_point() and g.dtype != w.dtype:
+        problem = _tensor_problem(label, g, w, keep_dtype, rtol, atol)
+        if problem:
+            return problem
+    return None
+
+
+def _tensor_problem(
+    label: str, g: Any, w: Any, keep_dtype: bool, rtol: float, atol: float
+) -> str | None:
+    """One returned value against the reference's tensor: kind, dtype, shape, finiteness."""
+    if not isinstance(w, torch.Tensor):
+        return None
+    if not isinstance(g, torch.Tensor):
+        if isinstance(g, (int, float)) and w.dim() == 0:
             return (
-                f"{label} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the data it "
-                "was given: a float64 value (a schedule array, a tensor made from a Python float) "
-                "promotes float32 data, so convert it with `.to(x.dtype)` before it meets the data"
+                f"{label} is a Python {type(g).__name__}; return the tensor itself (no "
+                "`.item()` or `float()`), so that a loss keeps its gradient"
             )
-        if not bool(torch.isfinite(g.detach()).all()):
-            return f"{label} contains NaN or inf"
+        return f"{label} should be a torch.Tensor, got {type(g).__name__}"
+    if w.is_floating_point() and not g.is_floating_point():
+        wanted = f"a floating-point tensor ({w.dtype})"
+        return f"{label} has dtype {g.dtype}; expected {wanted}"
+    if g.shape != w.shape:
+        return _shape_message(label, g, w, max(rtol, 1e-4), max(atol, 1e-5))
+    if keep_dtype and w.is_floating_point() and g.dtype != w.dtype:
+        return (
+            f"{label} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the data it "
+            "was given: a float64 value (a schedule array, a tensor made from a Python float) "
+            "promotes float32 data, so convert it with `.to(x.dtype)` before it meets the data"
+        )
+    if not bool(torch.isfinite(g.detach()).all()):
+        return f"{label} contains NaN or inf"
     return None
 
 
@@ -358,6 +368,23 @@ def _size_ratio(
     return None
 
 
+# A scalar test input gives one ratio, and two ratios agree by chance (two cases at 1.02 are not
+# "a constant factor"): a scalar answer is called c × the right one, or off by a constant, only
+# when at least _SCALAR_CASES wrong results agree on it and c is more than _FACTOR_GAP from 1.
+_SCALAR_CASES = 3
+_FACTOR_GAP = 0.05
+
+
+def _shared_factor(ratios: list[float]) -> bool:
+    """The same factor on enough scalar inputs, far enough from 1 to be a slip, not rounding."""
+    return (
+        len(ratios) >= _SCALAR_CASES
+        and all(math.isfinite(r) for r in ratios)
+        and _same_number(ratios)
+        and abs(ratios[0] - 1.0) > _FACTOR_GAP
+    )
+
+
 def _scalar_problem(
     pairs: list[tuple[int, torch.Tensor, torch.Tensor]], cases: Sequence[Case] | None
 ) -> str:
@@ -366,7 +393,7 @@ def _scalar_problem(
     by_size = _size_ratio(pairs, ratios, cases) if finite and cases is not None else None
     if by_size:
         return by_size
-    if finite and _same_number(ratios):
+    if _shared_factor(ratios):
         names = {2.0: "2", 0.5: "½", 4.0: "4", 0.25: "¼", -1.0: "−1"}
         found = next(
             (t for c, t in names.items() if math.isclose(ratios[0], c, rel_tol=1e-3)), None
@@ -377,15 +404,19 @@ def _scalar_problem(
         )
     offsets = [float(g) - float(w) for _, g, w in pairs]
     i, g, w = pairs[0]
-    if len(pairs) > 1 and all(math.isfinite(d) for d in offsets) and _same_number(offsets):
+    if (
+        len(pairs) >= _SCALAR_CASES
+        and all(math.isfinite(d) for d in offsets)
+        and _same_number(offsets)
+    ):
         return (
             f"your result is off by a constant {offsets[0]:+.4g} on every test input (on test "
             f"input {i + 1}: {float(g):.6g}, expected {float(w):.6g}): a constant term is missing "
             "or extra."
         )
     return (
-        f"on test input {i + 1} your result is {float(g):.6g}, expected {float(w):.6g} (no "
-        "constant factor explains the difference on every input)."
+        f"your result differs from the reference on test input {i + 1}: {float(g):.6g}, expected "
+        f"{float(w):.6g} (no constant factor or offset explains the difference on every input)."
     )
 
 

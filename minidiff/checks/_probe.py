@@ -128,6 +128,25 @@ def _row_text(case: Case, t_arg: int | None, b: int) -> str:
     return f"row {b}"
 
 
+def _slip(got: str, want: str | None) -> str:
+    """A word on the slip that turns the right coefficient ``want`` into ``got``, if it is a
+    known one (α for ᾱ or back, the schedule read at t − 1 or at t)."""
+    if not want:
+        return ""
+    if got.replace("α_t", "ᾱ_t") == want and "ᾱ" not in got:
+        return _SLIP_ALPHA
+    if got.replace("ᾱ_t", "α_t") == want:
+        return (
+            " ᾱ_t belongs to the jump from x_0 to x_t; one step from x_{t−1} to x_t scales by "
+            "√α_t = √(1 − β_t)."
+        )
+    if got.replace("_{t−1}", "_t") == want:
+        return " You read the schedule at t − 1: alpha_bar[t] is ᾱ_t (index 0 is clean data)."
+    if got.replace("_t", "_{t−1}") == want:
+        return " You read the schedule at t where t − 1 belongs: alpha_bar[t - 1] is ᾱ_{t−1}."
+    return ""
+
+
 def _term_message(
     term: str,
     c_s: Tensor,
@@ -161,19 +180,7 @@ def _term_message(
     want, got = _name(c_r, cands), _name(c_s, cands)
     if got is not None:
         expected = f" where the formula has {want}" if want else ""
-        msg = f"the coefficient of {term} is {got}{expected}."
-        if want and got.replace("α_t", "ᾱ_t") == want and "ᾱ" not in got:
-            msg += _SLIP_ALPHA
-        elif want and got.replace("ᾱ_t", "α_t") == want:
-            msg += (
-                " ᾱ_t belongs to the jump from x_0 to x_t; one step from x_{t−1} to x_t scales by "
-                "√α_t = √(1 − β_t)."
-            )
-        elif want and got.replace("_{t−1}", "_t") == want:
-            msg += " You read the schedule at t − 1: alpha_bar[t] is ᾱ_t (index 0 is clean data)."
-        elif want and got.replace("_t", "_{t−1}") == want:
-            msg += " You read the schedule at t where t − 1 belongs: alpha_bar[t - 1] is ᾱ_{t−1}."
-        return msg + note
+        return f"the coefficient of {term} is {got}{expected}.{_slip(got, want)}{note}"
     ratio = c_s / torch.where(c_r.abs() > 0, c_r, torch.ones_like(c_r))
     if bool((c_r.abs() > 1e-12).all()) and torch.allclose(
         ratio, ratio[:1].expand_as(ratio), rtol=1e-3
@@ -224,6 +231,44 @@ def scalar_candidates(value: float, sym: str, B: int) -> dict[str, Tensor]:
     return {k: torch.full((B,), x, dtype=torch.float64) for k, x in forms.items()}
 
 
+def _rest_message(s0: Tensor, r0: Tensor, names: str, where: Callable[[int], str]) -> str:
+    """The result with every probed term set to zero is wrong: a term outside them is."""
+    b = int((s0 - r0).reshape(s0.shape[0], -1).abs().amax(1).argmax())
+    return (
+        f"with {names} all set to zero your result should be "
+        f"{float(r0[b].reshape(-1)[0]):.5g} on {where(b)}, but it is "
+        f"{float(s0[b].reshape(-1)[0]):.5g}: a term that involves none of them is wrong"
+    )
+
+
+def _wrong_terms(
+    student: Fn,
+    reference: Fn,
+    case: Case,
+    base: tuple[Tensor, Tensor],
+    terms: Terms,
+    rtol: float,
+    atol: float,
+) -> list[tuple[str, Tensor, Tensor, bool]] | None:
+    """Each term switched on alone (the others zero): ``(term, coefficient of the answer, of the
+    reference, whether the answer's is one factor per sample)`` where they differ; ``None`` when
+    a probe gives nothing to compare."""
+    s0, r0 = base
+    idx = list(terms.args.values())
+    out = []
+    for term, j in terms.args.items():
+        one = _zeroed(case, j, idx)
+        s, r = (_pick(call(f, one).value, terms.output) for f in (student, reference))
+        if s is None or r is None or s.shape != r.shape or not bool(torch.isfinite(s).all()):
+            return None
+        if torch.allclose(s - s0, r - r0, rtol=rtol, atol=atol):
+            continue
+        c_s, fit = _coefficient(s, s0, case[0][j])
+        c_r, _ = _coefficient(r, r0, case[0][j])
+        out.append((term, c_s, c_r, fit))
+    return out
+
+
 def terms_diagnosis(
     student: Fn, reference: Fn, cases: Sequence[Case], terms: Terms, rtol: float, atol: float
 ) -> str | None:
@@ -241,29 +286,16 @@ def terms_diagnosis(
         def where(b: int, case: Case = case, i: int = i) -> str:
             return f"test input {i + 1}, {_row_text(case, terms.t_arg, b)}"
 
-        wrong: list[str] = []
-        bad: list[str] = []
-        for term, j in terms.args.items():
-            one = _zeroed(case, j, idx)
-            s, r = (_pick(call(f, one).value, terms.output) for f in (student, reference))
-            if s is None or r is None or s.shape != r.shape or not bool(torch.isfinite(s).all()):
-                return None
-            if torch.allclose(s - s0, r - r0, rtol=rtol, atol=atol):
-                continue
-            c_s, fit = _coefficient(s, s0, case[0][j])
-            c_r, _ = _coefficient(r, r0, case[0][j])
-            bad.append(term)
-            wrong.append(
-                _term_message(term, c_s, c_r, fit, cands, where, terms.notes.get(term, ""))
-            )
+        found = _wrong_terms(student, reference, case, (s0, r0), terms, rtol, atol)
+        if found is None:
+            return None
+        wrong = [
+            _term_message(term, c_s, c_r, fit, cands, where, terms.notes.get(term, ""))
+            for term, c_s, c_r, fit in found
+        ]
+        bad = [term for term, *_ in found]
         if not torch.allclose(s0, r0, rtol=rtol, atol=atol):
-            names = ", ".join(terms.args)
-            b = int((s0 - r0).reshape(s0.shape[0], -1).abs().amax(1).argmax())
-            wrong.append(
-                f"with {names} all set to zero your result should be "
-                f"{float(r0[b].reshape(-1)[0]):.5g} on {where(b)}, but it is "
-                f"{float(s0[b].reshape(-1)[0]):.5g}: a term that involves none of them is wrong"
-            )
+            wrong.append(_rest_message(s0, r0, ", ".join(terms.args), where))
         if wrong:
             right = [t for t in terms.args if t not in bad]
             tail = f" (the term with {' and with '.join(right)} is right)" if right else ""
