@@ -171,8 +171,7 @@ def run_photos(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
     # --- super-resolution 16 -> 32: bicubic, posterior mean, SR3, SR3 with back-projection
     t0 = time.process_time()
     sr = at_image_size(train_sr(train_x, sched, steps=c["steps"], **opts), 32)
-    reg = train_regressor(train_x, steps=c["reg_steps"], **opts)
-    reg.net = at_image_size(reg.net, 32)
+    reg = at_image_size(train_regressor(train_x, steps=c["reg_steps"], **opts), 32)
     out["cpu_train_sr"] = time.process_time() - t0
     low = downsample(test, 2)
     bic = upsample(low, 32)
@@ -190,8 +189,7 @@ def run_photos(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
     # --- colorization: gray replicated, posterior mean, diffusion sample
     t0 = time.process_time()
     col = at_image_size(train_colorizer(train_x, sched, steps=c["steps"], **opts), 32)
-    creg = train_colour_regressor(train_x, steps=c["reg_steps"], **opts)
-    creg.net = at_image_size(creg.net, 32)
+    creg = at_image_size(train_colour_regressor(train_x, steps=c["reg_steps"], **opts), 32)
     out["cpu_train_colour"] = time.process_time() - t0
     gray = to_grayscale(test)
     with torch.no_grad():
