@@ -106,6 +106,10 @@ __all__ = [
     "check_noise",
     "check_timesteps",
     "check_labels",
+    "index_tensor",
+    "Times",
+    "check_time",
+    "check_batch_time",
 ]
 
 
@@ -421,32 +425,62 @@ def check_noise(
     return check_finite(noise, "noise")  # type: ignore[arg-type]
 
 
+def index_tensor(
+    value: object,
+    name: str,
+    batch_size: int,
+    what: str,
+    *,
+    allow_int: bool = True,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """``value`` as a long tensor ``(batch_size,)``: "an int or an integer tensor ``(B,)``".
+
+    An int (where ``allow_int``) or a 0-d integer tensor stands for the whole batch; a tensor
+    holds integers and has shape ``(batch_size,)``. A wrong type (a bool, a float, a floating or
+    bool tensor) is a ``TypeError``, a wrong shape a ``ValueError``; both name ``name`` and say
+    what the integers are (``what``: "class indices in 0..9", "timesteps in 1..1000"). The range
+    is the caller's to check (it knows it, and when a host read is due). The result is on
+    ``device`` if given.
+    """
+    kind = "an int or an integer tensor" if allow_int else "an integer tensor"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, torch.Tensor))
+        or not allow_int
+        and isinstance(value, int)
+    ):
+        raise TypeError(
+            f"{name} must be {kind} of shape ({batch_size},) ({what}), got {describe(value)}"
+        )
+    if isinstance(value, int):
+        return torch.full((batch_size,), value, dtype=torch.long, device=device)
+    if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+        raise TypeError(
+            f"{name} must be an integer (long) tensor of {what}, got dtype {value.dtype}"
+        )
+    if value.dim() == 0 and allow_int:
+        value = value.expand(batch_size)
+    if value.dim() != 1 or value.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} must have shape ({batch_size},) (one per sample)"
+            f"{' or be an int' if allow_int else ''}, got {tuple(value.shape)}"
+        )
+    return value.to(device=device, dtype=torch.long) if device is not None else value.long()
+
+
 def check_labels(
     y: object, batch_size: int, num_classes: int, *, allow_null: bool = False, name: str = "y"
 ) -> torch.Tensor:
     """Validate class labels and return a long tensor ``(batch_size,)``.
 
     ``y`` is an int (the same class for the whole batch) or an integer tensor ``(batch_size,)``
-    with values in ``0..num_classes-1``; with ``allow_null`` the null label ``num_classes`` (∅)
-    is accepted too. Anything else raises a ``TypeError``/``ValueError`` naming ``name``.
+    (:func:`index_tensor`) with values in ``0..num_classes-1``; with ``allow_null`` the null label
+    ``num_classes`` (∅) is accepted too. Anything else raises a ``TypeError``/``ValueError``
+    naming ``name``.
     """
-    if isinstance(y, bool):
-        raise TypeError(f"{name} must be an int class index or an integer tensor, got bool")
-    if isinstance(y, int):
-        y = torch.full((batch_size,), y, dtype=torch.long)
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(
-            f"{name} must be an int class index or an integer tensor, got {type(y).__name__}"
-        )
-    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
-    if y.dim() == 0:
-        y = y.expand(batch_size)
-    if y.dim() != 1 or y.shape[0] != batch_size:
-        raise ValueError(
-            f"{name} must be an int or have shape ({batch_size},), got {tuple(y.shape)}"
-        )
     top = num_classes if allow_null else num_classes - 1
+    y = index_tensor(y, name, batch_size, f"class indices in 0..{top}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
         bad = int(y.max()) if int(y.max()) > top else int(y.min())
         if bad == num_classes:
@@ -457,7 +491,7 @@ def check_labels(
             )
         what = f"0..{num_classes - 1}" + (f" or the null label {num_classes}" if allow_null else "")
         raise ValueError(f"{name} must be a class index in {what}, got {bad}")
-    return y.long()
+    return y
 
 
 def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torch.Tensor:
@@ -477,26 +511,9 @@ def _timestep_tensor(
     t: object, name: str, batch_size: int, T: int, device: torch.device | None
 ) -> torch.Tensor:
     """Types and shape of ``t`` checked, an int's range too; returns a long ``(batch_size,)``."""
-    if isinstance(t, bool) or not isinstance(t, (int, torch.Tensor)):
-        raise TypeError(
-            f"{name} must be an int or an integer tensor of shape ({batch_size},) with values in "
-            f"1..{T}, got {describe(t)}"
-        )
-    if isinstance(t, int):
-        if not 1 <= t <= T:
-            raise ValueError(f"{name} must lie in 1..{T}, got {t}")
-        return torch.full((batch_size,), t, dtype=torch.long, device=device)
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        raise TypeError(
-            f"{name} must be an integer (long) tensor of timesteps in 1..{T}, got dtype {t.dtype}; "
-            "discrete time is an index, not a float"
-        )
-    if t.dim() != 1 or t.shape[0] != batch_size:
-        raise ValueError(
-            f"{name} must have shape ({batch_size},) (one timestep per sample), "
-            f"got {tuple(t.shape)}"
-        )
-    return t.to(device=device, dtype=torch.long) if device is not None else t.long()
+    if isinstance(t, int) and not isinstance(t, bool) and not 1 <= t <= T:
+        raise ValueError(f"{name} must lie in 1..{T}, got {t}")
+    return index_tensor(t, name, batch_size, f"timesteps in 1..{T}", device=device)
 
 
 def _timesteps_in_range(tt: torch.Tensor, T: int) -> bool:
@@ -747,6 +764,78 @@ class Timesteps(Spec):
                 witness=lambda: _timesteps_witness(tt, T),
             )
         return tt
+
+
+_T_TOL = 1e-6  # grids built in floating point may overshoot [0, 1] by a few ulps
+
+
+def check_time(t: object, name: str = "t") -> torch.Tensor:
+    """Validate continuous time: a Python number or a floating tensor with values in ``[0, 1]``.
+
+    Integer tensors are refused on purpose: ``t`` in ``1..T`` is the *discrete* DDPM index
+    (divide by ``T`` first). Returns a floating tensor (float64 for a Python number), clamped to
+    ``[0, 1]`` (values within ``1e-6`` outside, from a floating-point grid, are accepted).
+    """
+    if isinstance(t, bool):
+        raise TypeError(f"{name} must be a float in [0, 1] or a floating tensor, got bool")
+    if isinstance(t, (int, float)):
+        t = torch.tensor(float(t), dtype=torch.float64)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a float in [0, 1] or a floating tensor, got {type(t).__name__}"
+        )
+    if not torch.is_floating_point(t):
+        raise TypeError(
+            f"{name} must be a floating tensor of continuous times in [0, 1], got dtype {t.dtype} "
+            "(discrete DDPM steps i in 1..T correspond to t = i / T)"
+        )
+    # one host read when all is well; the diagnosis below only runs on failure
+    if (
+        t.numel()
+        and value_checks_enabled()
+        and not bool(((t >= -_T_TOL) & (t <= 1.0 + _T_TOL)).all())
+    ):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must be finite")
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in [{float(t.min()):.6g}, {float(t.max()):.6g}]"
+        )
+    return t.clamp(0.0, 1.0)
+
+
+def check_batch_time(x: torch.Tensor, t: object, name: str = "t") -> torch.Tensor:
+    """``t`` (:func:`check_time`) as a ``(B,)`` tensor on ``x``'s device, ``B = x.shape[0]``; a
+    number or a 0-d tensor is broadcast to the batch."""
+    tt = check_time(t, name)
+    B = x.shape[0]
+    if tt.dim() == 0:
+        tt = tt.expand(B)
+    if tt.shape != (B,):
+        raise ValueError(
+            f"{name} must have shape ({B},) (one time per sample) or be a number, "
+            f"got {tuple(tt.shape)}"
+        )
+    return tt.to(x.device)
+
+
+class Times(Spec):
+    """Continuous times ``t ∈ [0, 1]`` (:func:`check_time`): a number or a floating tensor.
+
+    With ``of="x"`` the body receives a ``(B,)`` tensor on ``x``'s device
+    (:func:`check_batch_time`); without, the checked tensor of whatever shape was given.
+    """
+
+    def __init__(self, of: str | None = None, optional: bool = False) -> None:
+        self.of, self.optional = of, optional
+        self.refs = (of,) if of is not None else ()
+
+    def check(self, value: Any, name: str, call: _Call) -> torch.Tensor:
+        x = call.get(self.of) if self.of is not None else None
+        return (
+            check_batch_time(x, value, name)
+            if isinstance(x, torch.Tensor)
+            else check_time(value, name)
+        )
 
 
 class Int(Spec):

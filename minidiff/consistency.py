@@ -53,7 +53,7 @@ from ._validation import (
 )
 from .diffusion import EpsModel, q_sample
 from .distillation import PREDICTIONS, convert_prediction
-from .samplers.dpm_solver import _first_order, denoise
+from .samplers.dpm_solver import denoise, first_order_update
 from .samplers.loop import OnStep, batch_time, draw_start, run_sampler
 from .samplers.registry import register_sampler
 from .schedules import NoiseSchedule
@@ -235,13 +235,13 @@ class ConsistencyDistillation:
         """One step of the teacher's probability-flow ODE from ``t`` down to ``s`` (no grad)."""
         with torch.no_grad():
             d = denoise(self.teacher, x, t, self.schedule, "teacher")
-            x_s = _first_order(x, t, s, d, self.schedule)
+            x_s = first_order_update(x, t, s, d, self.schedule)
             if self.solver == "heun":
                 inner = s > 0
                 if bool(inner.any()):
                     si = s.clamp(min=1)
                     d_s = denoise(self.teacher, x_s, si, self.schedule, "teacher")
-                    heun = _first_order(x, t, s, 0.5 * (d + d_s), self.schedule)
+                    heun = first_order_update(x, t, s, 0.5 * (d + d_s), self.schedule)
                     col = inner.reshape(-1, *([1] * (x.dim() - 1)))
                     x_s = torch.where(col, heun, x_s)
             return x_s

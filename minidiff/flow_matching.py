@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from ._validation import (
-    Check,
     Device,
     FloatTensor,
     Function,
@@ -38,14 +37,15 @@ from ._validation import (
     Number,
     OneOf,
     Rng,
+    Times,
     call_like,
+    check_batch_time,
     checked,
 )
 from .paths import KINDS, GaussianPath, RectifiedFlowPath
-from .sde import _batch_time, check_time
 from .tensors import noise_like
 
-_TIME = Check(check_time)
+_TIME = Times()
 
 __all__ = [
     "TIME_SAMPLINGS",
@@ -179,7 +179,7 @@ def flow_matching_loss(
     eps = noise if noise is not None else noise_like(x0, generator)
     if coupling == "ot":
         eps = ot_coupling(x0, eps)
-    tt = _batch_time(x0, t).to(x0.dtype)
+    tt = check_batch_time(x0, t).to(x0.dtype)
     x_t = path.sample(x0, tt, noise=eps)
     target = path.conditional_velocity(x0, eps, tt)
     err = (call_like(velocity_model, x_t, tt, name="velocity_model", like="x_t") - target) ** 2

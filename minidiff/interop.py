@@ -92,6 +92,56 @@ _REQUIRED: tuple[tuple[str, Any, str], ...] = (
 )
 
 
+def _check_required(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Each field of ``_REQUIRED`` (given, or diffusers' default) has the one value minidiff has."""
+    for key, want, why in _REQUIRED:
+        got = config.get(key, defaults[key])
+        if got != want:
+            raise ValueError(
+                f"{key} must be {want!r} to map onto minidiff's UNet ({why}), got {got!r}"
+            )
+
+
+def _block_channels(config: Mapping[str, Any]) -> tuple[int, ...]:
+    """``block_out_channels``, multiples of the first (minidiff's base times ``channel_mult``)."""
+    channels = tuple(int(c) for c in config["block_out_channels"])
+    if any(c % channels[0] for c in channels):
+        raise ValueError(f"block_out_channels must be multiples of the first one, got {channels}")
+    return channels
+
+
+def _attention_levels(config: Mapping[str, Any]) -> list[bool]:
+    """Whether each down level has attention; the up blocks must mirror the down blocks."""
+    down, up = tuple(config["down_block_types"]), tuple(config["up_block_types"])
+    if any(b not in _DOWN for b in down) or any(b not in _UP for b in up):
+        raise ValueError(
+            f"down_block_types must be among {list(_DOWN)} and up_block_types among {list(_UP)}, "
+            f"got {down} and {up}"
+        )
+    attn = [_DOWN[b] for b in down]
+    if len(up) != len(down) or [_UP[b] for b in reversed(up)] != attn:
+        raise ValueError(
+            "up_block_types must mirror down_block_types (attention at the same resolutions), "
+            f"got {down} and {up}"
+        )
+    return attn
+
+
+def _check_head_dim(head_dim: Any, channels: tuple[int, ...], attn: list[bool]) -> None:
+    """One attention head per block (minidiff's AttentionBlock): ``None`` or the channel count."""
+    for c, has_attn in zip(channels, attn, strict=True):
+        if has_attn and head_dim is not None and head_dim != c:
+            raise ValueError(
+                f"attention_head_dim must be None or the channel count (one head, as in "
+                f"minidiff's AttentionBlock), got {head_dim} at a level of {c} channels"
+            )
+    if head_dim is not None and head_dim != channels[-1]:  # the middle's attention
+        raise ValueError(
+            f"attention_head_dim must be None or {channels[-1]} (one head in the middle), "
+            f"got {head_dim}"
+        )
+
+
 def unet_config_from_diffusers(config: Mapping[str, Any]) -> UNetConfig:
     """The :class:`~minidiff.nn.UNetConfig` of a diffusers ``UNet2DModel`` configuration.
 
@@ -110,28 +160,9 @@ def unet_config_from_diffusers(config: Mapping[str, Any]) -> UNetConfig:
         "num_class_embeds": None, "attn_norm_num_groups": None, "time_embedding_dim": None,
         "resnet_time_scale_shift": "default", "flip_sin_to_cos": True, "freq_shift": 0,
     }  # fmt: skip
-    for key, want, why in _REQUIRED:
-        got = config.get(key, defaults[key])
-        if got != want:
-            raise ValueError(
-                f"{key} must be {want!r} to map onto minidiff's UNet ({why}), got {got!r}"
-            )
-    channels = tuple(int(c) for c in config["block_out_channels"])
-    base = channels[0]
-    if any(c % base for c in channels):
-        raise ValueError(f"block_out_channels must be multiples of the first one, got {channels}")
-    down, up = tuple(config["down_block_types"]), tuple(config["up_block_types"])
-    if any(b not in _DOWN for b in down) or any(b not in _UP for b in up):
-        raise ValueError(
-            f"down_block_types must be among {list(_DOWN)} and up_block_types among {list(_UP)}, "
-            f"got {down} and {up}"
-        )
-    attn = [_DOWN[b] for b in down]
-    if len(up) != len(down) or [_UP[b] for b in reversed(up)] != attn:
-        raise ValueError(
-            "up_block_types must mirror down_block_types (attention at the same resolutions), "
-            f"got {down} and {up}"
-        )
+    _check_required(config, defaults)
+    channels = _block_channels(config)
+    attn = _attention_levels(config)
     size = config["sample_size"]
     if not isinstance(size, int):
         raise ValueError(f"sample_size must be one int (square images), got {size!r}")
@@ -140,18 +171,8 @@ def unet_config_from_diffusers(config: Mapping[str, Any]) -> UNetConfig:
             "out_channels must equal in_channels (an eps-model), got "
             f"{config.get('out_channels')} and {config.get('in_channels')}"
         )
-    head_dim = config.get("attention_head_dim", 8)
-    for c, has_attn in zip(channels, attn, strict=True):
-        if has_attn and head_dim is not None and head_dim != c:
-            raise ValueError(
-                f"attention_head_dim must be None or the channel count (one head, as in "
-                f"minidiff's AttentionBlock), got {head_dim} at a level of {c} channels"
-            )
-    if head_dim is not None and head_dim != channels[-1]:  # the middle's attention
-        raise ValueError(
-            f"attention_head_dim must be None or {channels[-1]} (one head in the middle), "
-            f"got {head_dim}"
-        )
+    _check_head_dim(config.get("attention_head_dim", 8), channels, attn)
+    base = channels[0]
     return UNetConfig(
         image_size=size,
         in_channels=int(config.get("in_channels", 3)),

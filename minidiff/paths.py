@@ -54,11 +54,13 @@ from ._validation import (
     OneOf,
     Rng,
     call_like,
+    check_batch_time,
+    check_time,
     checked,
 )
 from .data.gmm import GaussianMixture
 from .schedules import NoiseSchedule
-from .sde import VPSDE, _batch_time, check_time
+from .sde import VPSDE
 from .tensors import noise_like, pad_like
 
 __all__ = [
@@ -148,7 +150,7 @@ class GaussianPath(ABC):
 
     # ----------------------------------------------------------------- the conditional path
     def _columns(self, x: torch.Tensor, t: object) -> PathCoefficients:
-        c = self._coefficients(_batch_time(x, t).to(torch.float64))
+        c = self._coefficients(check_batch_time(x, t).to(torch.float64))
         return PathCoefficients(*(pad_like(v, x) for v in c))
 
     @checked(
@@ -307,7 +309,7 @@ class DiscreteVPPath(GaussianPath):
         """A discrete ``model(x, t long in 1..T, *extra)`` as ``model(x, t = i/T, *extra)``."""
 
         def wrapped(x: torch.Tensor, t: torch.Tensor, *extra: Any) -> torch.Tensor:
-            return model(x, self.timestep(_batch_time(x, t)).to(x.device), *extra)
+            return model(x, self.timestep(check_batch_time(x, t)).to(x.device), *extra)
 
         return wrapped
 
@@ -396,7 +398,7 @@ def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "vel
     """
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c = path._coefficients(_batch_time(x, t).to(torch.float64))
+        c = path._coefficients(check_batch_time(x, t).to(torch.float64))
         x64 = x.to(torch.float64)
         x0 = GaussianMixture.posterior_mean.unchecked(gmm, x64, c.alpha, c.sigma)
         col = PathCoefficients(*(v.to(x.device)[:, None] for v in c))

@@ -40,11 +40,11 @@ from ._validation import (
     Number,
     Rng,
     Shape,
-    Spec,
+    Times,
     call_like,
+    check_batch_time,
     check_timesteps,
     checked,
-    value_checks_enabled,
 )
 from .data.gmm import GaussianMixture
 from .schedules import NoiseSchedule
@@ -65,74 +65,6 @@ __all__ = [
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score_fn(x: (B, ...), t: (B,) float in [0, 1]) -> ∇log p_t(x): (B, ...)``."""
-
-_T_TOL = 1e-6  # grids built in floating point may overshoot [0, 1] by a few ulps
-
-
-def check_time(t: object, name: str = "t") -> torch.Tensor:
-    """Validate continuous time: a Python number or a floating tensor with values in ``[0, 1]``.
-
-    Integer tensors are refused on purpose: ``t`` in ``1..T`` is the *discrete* DDPM index
-    (divide by ``T`` first). Returns a floating tensor (float64 for a Python number).
-    """
-    if isinstance(t, bool):
-        raise TypeError(f"{name} must be a float in [0, 1] or a floating tensor, got bool")
-    if isinstance(t, (int, float)):
-        t = torch.tensor(float(t), dtype=torch.float64)
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a float in [0, 1] or a floating tensor, got {type(t).__name__}"
-        )
-    if not torch.is_floating_point(t):
-        raise TypeError(
-            f"{name} must be a floating tensor of continuous times in [0, 1], got dtype {t.dtype} "
-            "(discrete DDPM steps i in 1..T correspond to t = i / T)"
-        )
-    # one host read when all is well; the diagnosis below only runs on failure
-    if (
-        t.numel()
-        and value_checks_enabled()
-        and not bool(((t >= -_T_TOL) & (t <= 1.0 + _T_TOL)).all())
-    ):
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} must be finite")
-        raise ValueError(
-            f"{name} must lie in [0, 1], got values in [{float(t.min()):.6g}, {float(t.max()):.6g}]"
-        )
-    return t.clamp(0.0, 1.0)
-
-
-def _batch_time(x: torch.Tensor, t: object, name: str = "t") -> torch.Tensor:
-    """``t`` as a ``(B,)`` tensor on ``x``'s device (a number or a 0-d tensor is broadcast)."""
-    tt = check_time(t, name)
-    B = x.shape[0]
-    if tt.dim() == 0:
-        tt = tt.expand(B)
-    if tt.shape != (B,):
-        raise ValueError(
-            f"{name} must have shape ({B},) (one time per sample) or be a number, "
-            f"got {tuple(tt.shape)}"
-        )
-    return tt.to(x.device)
-
-
-_bcast = pad_like  # a (B,) coefficient as (B, 1, …, 1) in x's dtype
-
-
-class Time(Spec):
-    """Continuous time ``t ∈ [0, 1]`` (:func:`check_time`); with ``of="x"`` a number is broadcast
-    to ``(B,)`` and the body receives a tensor on ``x``'s device (:func:`_batch_time`)."""
-
-    def __init__(self, of: str | None = None) -> None:
-        self.of = of
-        self.refs = (of,) if of is not None else ()
-
-    def check(self, value: object, name: str, call: object) -> torch.Tensor:
-        x = call.get(self.of) if self.of is not None else None  # type: ignore[attr-defined]
-        return (
-            _batch_time(x, value, name) if isinstance(x, torch.Tensor) else check_time(value, name)
-        )
-
 
 _POSITIVE = Number(low=0.0)
 _T_MIN = Number(low=0.0, high=1.0)
@@ -164,32 +96,32 @@ class SDE(ABC):
     def _marginal(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     # -- validated public methods -----------------------------------------------------------
-    @checked(x=FloatTensor(finite=True), t=Time(of="x"))
+    @checked(x=FloatTensor(finite=True), t=Times(of="x"))
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Forward drift ``f(x, t)``; ``x: (B, ...)``, ``t: (B,)`` -> ``(B, ...)``."""
         return self._drift(x, t)  # type: ignore[arg-type]
 
-    @checked(t=Time())
+    @checked(t=Times())
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
         """Diffusion coefficient ``g(t)``, same shape as ``t`` (float64 for a Python number)."""
         return self._diffusion(t)  # type: ignore[arg-type]
 
-    @checked(t=Time())
+    @checked(t=Times())
     def marginal_coefficients(self, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alpha(t), sigma(t))`` with ``x_t = alpha(t) x_0 + sigma(t) eps``, like ``t``."""
         return self._marginal(t)  # type: ignore[arg-type]
 
-    @checked(x0=FloatTensor(finite=True), t=Time(of="x0"))
+    @checked(x0=FloatTensor(finite=True), t=Times(of="x0"))
     def marginal_prob(
         self, x0: torch.Tensor, t: torch.Tensor | float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``alpha(t) x_0`` ``(B, ...)`` and std ``sigma(t)`` ``(B, 1, …, 1)`` of x_t | x_0."""
         alpha, sigma = self._marginal(t)  # type: ignore[arg-type]
-        return _bcast(alpha, x0) * x0, _bcast(sigma, x0)
+        return pad_like(alpha, x0) * x0, pad_like(sigma, x0)
 
     @checked(
         x0=FloatTensor(finite=True),
-        t=Time(of="x0"),
+        t=Times(of="x0"),
         noise=FloatTensor(like="x0", finite=True, optional=True),
         generator=Rng,
     )
@@ -203,7 +135,7 @@ class SDE(ABC):
         """Draw ``x_t = alpha(t) x_0 + sigma(t) eps`` (the continuous-time ``q_sample``)."""
         z = noise if noise is not None else noise_like(x0, generator)
         alpha, sigma = self._marginal(t)  # type: ignore[arg-type]
-        return _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * z
+        return pad_like(alpha, x0) * x0 + pad_like(sigma, x0) * z
 
     @checked(shape=Shape, generator=Rng, dtype=FloatDtype, device=Device)
     def prior_sampling(
@@ -255,7 +187,7 @@ class VPSDE(SDE):
     def __repr__(self) -> str:
         return f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, t_min={self.t_min})"
 
-    @checked(t=Time())
+    @checked(t=Times())
     def beta(self, t: torch.Tensor | float) -> torch.Tensor:
         """``β(t) = β_min + t (β_max - β_min)``."""
         return self._beta(t)  # type: ignore[arg-type]
@@ -263,7 +195,7 @@ class VPSDE(SDE):
     def _beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
-    @checked(t=Time())
+    @checked(t=Times())
     def beta_integral(self, t: torch.Tensor | float) -> torch.Tensor:
         """``B(t) = ∫_0^t β(s) ds = β_min t + ½ (β_max - β_min) t²``; ``alpha = exp(-B/2)``."""
         return self._beta_integral(t)  # type: ignore[arg-type]
@@ -272,7 +204,7 @@ class VPSDE(SDE):
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
     def _drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return -0.5 * _bcast(self._beta(t), x) * x
+        return -0.5 * pad_like(self._beta(t), x) * x
 
     def _diffusion(self, t: torch.Tensor) -> torch.Tensor:
         return self._beta(t).sqrt()
@@ -314,7 +246,7 @@ class VESDE(SDE):
     def __repr__(self) -> str:
         return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, t_min={self.t_min})"
 
-    @checked(t=Time())
+    @checked(t=Times())
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """``σ(t) = σ_min (σ_max / σ_min)^t``."""
         return self._sigma(t)  # type: ignore[arg-type]
@@ -352,7 +284,7 @@ class ReverseSDE:
         kind = "probability-flow ODE" if self.probability_flow else "reverse SDE"
         return f"ReverseSDE({kind} of {self.sde!r})"
 
-    @checked(x=FloatTensor(), t=Time(of="x"))
+    @checked(x=FloatTensor(), t=Times(of="x"))
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Call ``score_fn(x, t (B,) in x's dtype)``; check it returns a tensor shaped as ``x``."""
         return self._score_unchecked(x, t)  # type: ignore[arg-type]
@@ -361,7 +293,7 @@ class ReverseSDE:
         """:meth:`score` for solvers' loops: ``tt`` a valid ``(B,)`` time tensor (no host reads)."""
         return call_like(self.score_fn, x, tt.to(x.dtype), name="score_fn")
 
-    @checked(x=FloatTensor(), t=Time(of="x"))
+    @checked(x=FloatTensor(), t=Times(of="x"))
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """``f(x, t) - g(t)² score`` (reverse SDE) or ``f(x, t) - ½ g(t)² score`` (PF-ODE)."""
         return self._drift_unchecked(x, t)  # type: ignore[arg-type]
@@ -369,7 +301,7 @@ class ReverseSDE:
     def _drift_unchecked(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """:meth:`drift` for solvers' loops: ``t`` a ``(B,)`` tensor from their grid in [0, 1]."""
         tt = t.clamp(0.0, 1.0).to(x.device)
-        g2 = _bcast(self.sde._diffusion(tt) ** 2, x)
+        g2 = pad_like(self.sde._diffusion(tt) ** 2, x)
         c = 0.5 if self.probability_flow else 1.0
         return self.sde._drift(x, tt) - c * g2 * self._score_unchecked(x, tt)
 
@@ -395,7 +327,7 @@ def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
     """
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        tt = _batch_time(x, t)
+        tt = check_batch_time(x, t)
         alpha, sigma = sde._marginal(tt.to(torch.float64))
         return GaussianMixture.marginal_score.unchecked(gmm, x, alpha, sigma)
 
@@ -412,10 +344,10 @@ def score_fn_from_eps_model(
     """
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        tt = _batch_time(x, t)
+        tt = check_batch_time(x, t)
         eps = call_like(eps_model, x, tt.to(x.dtype), name="eps_model")
         _, sigma = sde._marginal(tt.to(torch.float64))
-        return -eps / _bcast(sigma, x)
+        return -eps / pad_like(sigma, x)
 
     return score
 
@@ -434,12 +366,12 @@ def eps_model_from_score_fn(
         tt = check_timesteps(t, x.shape[0], T).to(torch.float64) / T
         score = ReverseSDE(sde, score_fn).score(x, tt.to(x.device))
         _, sigma = sde._marginal(tt)
-        return -_bcast(sigma, x) * score
+        return -pad_like(sigma, x) * score
 
     return eps_model
 
 
-@checked(t=Time(), schedule=NoiseSchedule, sde=_SDE)
+@checked(t=Times(), schedule=NoiseSchedule, sde=_SDE)
 def discrete_timestep(t: torch.Tensor | float, schedule: NoiseSchedule, sde: SDE) -> torch.Tensor:
     """The fractional DDPM timestep ``τ ∈ [0, T]`` at the noise level of continuous time ``t``.
 
@@ -501,11 +433,11 @@ def score_fn_from_discrete_eps_model(
     sde = VPSDE() if sde is None else sde
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        tt = _batch_time(x, t).to(torch.float64)
+        tt = check_batch_time(x, t).to(torch.float64)
         tau = _discrete_timestep(tt, schedule, sde)
         tau_in = tau.round().clamp(1, schedule.T).long() if round_timesteps else tau.to(x.dtype)
         eps = call_like(eps_model, x, tau_in, name="eps_model")
         _, sigma = sde._marginal(tt)
-        return -eps / _bcast(sigma, x)
+        return -eps / pad_like(sigma, x)
 
     return score

@@ -104,10 +104,22 @@ def test_teacher_step_is_ddim_or_heun_and_the_target_is_the_ema() -> None:
     with torch.no_grad():
         for p in f.parameters():
             p.add_(1.0)
-    loss = cd(f, GMM.sample(8, torch.Generator().manual_seed(3)), torch.Generator().manual_seed(4))
+    x0 = GMM.sample(8, torch.Generator().manual_seed(3))
+    loss = cd(f, x0, torch.Generator().manual_seed(4))
     for b, p_t, p in zip(before, cd.target.model.parameters(), f.parameters(), strict=True):
         torch.testing.assert_close(p_t, 0.9 * b + 0.1 * p.detach())
     assert loss.requires_grad and float(loss.detach()) >= 0
+    # ... and the loss compares f_theta with the target network f_theta-, not with f_theta itself
+    g = torch.Generator().manual_seed(4)
+    n = torch.randint(0, grid.numel() - 1, (8,), generator=g)
+    t_hi, t_lo = grid[n + 1], grid[n]
+    x_hi = md.q_sample(x0, t_hi, SCHED, generator=g)
+    with torch.no_grad():
+        x_lo = cd.teacher_step(x_hi, t_hi, t_lo)
+        with_target, with_self = cd.target.model(x_lo, t_lo), f(x_lo, t_lo)
+    pred = f(x_hi, t_hi)
+    torch.testing.assert_close(loss, ((pred - with_target) ** 2).mean())
+    assert not torch.allclose(loss, ((pred - with_self) ** 2).mean(), rtol=1e-3)
 
 
 def test_sampler_with_the_exact_consistency_function() -> None:

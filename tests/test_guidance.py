@@ -243,7 +243,7 @@ def test_bad_input_is_refused_before_any_work() -> None:
         classifier_free_guidance(cond, C, 1.0, num_classes=C)
     with pytest.raises(ValueError, match="null label"):
         MIX.sample(5, y=C)
-    with pytest.raises(TypeError, match="y must hold integer class indices"):
+    with pytest.raises(TypeError, match=r"y must be an integer \(long\) tensor of class indices"):
         classifier_free_guidance(cond, torch.tensor([0.0, 1.0]), 1.0, num_classes=C)
     wrong = classifier_guidance(uncond, lambda x, t: clf(x, t)[:, :2], 0, 1.0, SCHED, num_classes=C)
     with pytest.raises(ValueError, match="classifier returned 2 classes but num_classes=3"):

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from minidiff import GaussianMixture, linear_schedule, q_step
+from minidiff._validation import check_time
 from minidiff.samplers import ddpm_sample
 from minidiff.sde import (
     SDE,
     VESDE,
     VPSDE,
     ReverseSDE,
-    check_time,
     eps_model_from_score_fn,
     score_fn_from_eps_model,
     score_fn_from_mixture,

@@ -195,3 +195,75 @@ def test_on_an_accelerator_all_value_checks_of_a_call_share_one_read(
         assert str(info.value).startswith(name)
     big = torch.full((4, 2), 3e38)  # an overflowing sum is re-checked elementwise
     md.q_sample(big, t, SCHED, noise=torch.zeros(4, 2))
+
+
+# --- "an int or an integer (B,) tensor", and continuous times: one helper each ------------------
+
+
+def _integer_arguments() -> list[tuple[str, object]]:
+    """(argument name, call(value)) for every argument that is an int or an integer (B,) tensor."""
+    from minidiff.losses import dsm_loss
+    from minidiff.samplers.ddim import ddim_step
+
+    s = md.linear_schedule(10)
+    x = torch.zeros(4, 2)
+    score = lambda y, sig: torch.zeros_like(y)  # noqa: E731
+    eps = torch.zeros(4, 2)
+    return [
+        ("y", lambda y: v.check_labels(y, 4, 3)),
+        ("t", lambda t: md.q_sample(x, t, s, noise=eps)),
+        ("t_prev", lambda tp: ddim_step(x, 5, tp, eps, s)),
+        ("sigma_idx", lambda i: dsm_loss(score, x, torch.tensor([0.5, 1.0]), sigma_idx=i)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [True, 1.5, "2", torch.ones(4), torch.ones(4, dtype=torch.bool)],
+    ids=["bool", "float", "str", "float_tensor", "bool_tensor"],
+)
+@pytest.mark.parametrize("name_call", _integer_arguments(), ids=lambda nc: nc[0])
+def test_an_integer_argument_of_the_wrong_type_is_a_type_error_naming_it(
+    name_call: tuple[str, object], bad: object
+) -> None:
+    name, call = name_call
+    with pytest.raises(TypeError, match=rf"^{name} must be .*integer"):
+        call(bad)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("name_call", _integer_arguments(), ids=lambda nc: nc[0])
+def test_an_integer_tensor_of_the_wrong_shape_is_a_value_error_naming_it(
+    name_call: tuple[str, object],
+) -> None:
+    name, call = name_call
+    with pytest.raises(ValueError, match=rf"^{name} must have shape \(4,\)"):
+        call(torch.zeros(3, dtype=torch.long))  # type: ignore[operator]
+    call(torch.ones(4, dtype=torch.long))  # type: ignore[operator]  # the right shape passes
+
+
+def _time_arguments() -> list[tuple[str, object]]:
+    """Calls that take a continuous time ``t ∈ [0, 1]`` (the ``Times`` spec)."""
+    from minidiff.flow_matching import flow_matching_loss
+    from minidiff.paths import RectifiedFlowPath
+    from minidiff.sde import VPSDE
+
+    x = torch.zeros(4, 2)
+    velocity = lambda y, t: torch.zeros_like(y)  # noqa: E731
+    return [
+        ("VPSDE.beta", lambda t: VPSDE().beta(t)),
+        ("VPSDE.marginal_sample", lambda t: VPSDE().marginal_sample(x, t, noise=x)),
+        ("RectifiedFlowPath.coefficients", lambda t: RectifiedFlowPath().coefficients(t)),
+        ("flow_matching_loss", lambda t: flow_matching_loss(velocity, x, t=t, noise=x)),
+    ]
+
+
+@pytest.mark.parametrize("what_call", _time_arguments(), ids=lambda wc: wc[0])
+def test_continuous_times_share_one_policy(what_call: tuple[str, object]) -> None:
+    _, call = what_call
+    call(torch.full((4,), 0.5))  # type: ignore[operator]
+    with pytest.raises(TypeError, match=r"^t must be a floating tensor of continuous times"):
+        call(torch.ones(4, dtype=torch.long))  # type: ignore[operator]
+    with pytest.raises(TypeError, match=r"^t must be a float"):
+        call("0.5")  # type: ignore[operator]
+    with pytest.raises(ValueError, match=r"^t must lie in \[0, 1\]"):
+        call(torch.full((4,), 1.5))  # type: ignore[operator]

@@ -3,7 +3,10 @@
 :func:`call` runs a function on copies of the case's tensors and notices an input changed in place;
 :func:`describe_error` turns an exception into one sentence about the student's own line;
 :func:`returned_number` and :func:`returned_tensor` let a harness say what came back when it cannot
-be used (a missing ``return``, a list), instead of failing inside the checker.
+be used (a missing ``return``, a list), instead of failing inside the checker. :func:`seeded`,
+:func:`under_no_grad` and :func:`own_rng` call a function the way the course does (a sampler:
+no gradient, a seeded global RNG) without moving the student's own random stream;
+:func:`case_timesteps` draws the timesteps of a case.
 """
 
 from __future__ import annotations
@@ -77,6 +80,68 @@ def returned_tensor(value: Any, what: str = "a torch.Tensor") -> torch.Tensor:
     if value is None:
         raise ReturnError(f"returned None; it should return {what}. Did you forget `return`?")
     raise ReturnError(f"returned a {type(value).__name__}; it should return {what}")
+
+
+# --- calling the way the course does -------------------------------------------------------------
+
+
+def seeded(fn: Callable[..., Any], seed: int = 1234) -> Callable[..., Any]:
+    """``fn`` run with the global RNG seeded (and the caller's restored afterwards), so that an
+    answer that draws from it (label dropout, ``torch.randn``) gives the same numbers each call."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def under_no_grad(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run under ``torch.no_grad()``, as a sampler calls it."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def own_rng(build: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
+    """``build`` (a spec's ``cases``) run without touching the caller's global RNG: building a
+    network's layers draws from it, and a check must leave the notebook's random stream alone."""
+
+    def cases() -> list[Case]:
+        with torch.random.fork_rng():
+            return build()
+
+    return cases
+
+
+def seeded_mlp(n_in: int, hidden: int, n_out: int, seed: int) -> torch.nn.Sequential:
+    """A small ``Linear-Tanh-Linear`` network with weights ``0.7 N(0, 1)`` drawn from ``seed``:
+    a checker's stand-in model, the same at every call. Building it leaves the global RNG alone
+    (``nn.Linear``'s default init would draw from the student's random stream)."""
+    with torch.random.fork_rng(devices=[]):
+        net = torch.nn.Sequential(
+            torch.nn.Linear(n_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, n_out)
+        )
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(0.7 * torch.randn(p.shape, generator=g))
+    return net
+
+
+def case_timesteps(
+    T: int, B: int, seed: int, *, low: int = 1, start: Sequence[int] = (1,)
+) -> torch.Tensor:
+    """``B`` seeded timesteps in ``low..T`` that begin with ``start`` and end with ``T``: the ends
+    of the range, where off-by-one errors show."""
+    t = torch.randint(low, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
+    t[: len(start)] = torch.tensor(list(start))
+    t[-1] = T
+    return t
 
 
 # --- calling on copies --------------------------------------------------------------------------

@@ -152,8 +152,10 @@ class Spec:
     chapter's own, ``terms`` probes a formula one input at a time (:class:`Terms`).
     ``grad_args`` names inputs (name -> position) through which the result must pass gradients
     (a layer of a network); ``t_arg`` is the position of ``t``, so that a message can name a
-    failing row's ``t``. ``doc`` states the exercise function's signature and result: it is the
-    docstring of the chapter's ``check_<name>`` (:class:`Checker`).
+    failing row's ``t``. ``outputs`` names the return values of a function that returns several
+    (``("mean", "variance")``), so that a message can say which one is wrong. ``doc`` states the
+    exercise function's signature and result: it is the docstring of the chapter's
+    ``check_<name>`` (:class:`Checker`).
     """
 
     cases: Callable[[], list[Case]]
@@ -173,6 +175,7 @@ class Spec:
     grad_args: Mapping[str, int] = field(default_factory=dict)
     t_arg: int | None = None
     doc: str = ""
+    outputs: Sequence[str] = ()
 
     def all_diagnoses(self) -> list[Diagnosis]:
         """``calls``, ``terms`` and ``diagnoses`` as one list, in the order they are tried."""
@@ -215,6 +218,7 @@ def check_spec(name: str, spec: Spec, fn: Any, *, display: bool) -> CheckResult:
         diagnoses=spec.all_diagnoses(),
         grad_args=spec.grad_args,
         t_arg=spec.t_arg,
+        outputs=spec.outputs,
     )
 
 
@@ -274,6 +278,7 @@ def run_check(
     diagnoses: Sequence[Diagnosis] = (),
     grad_args: Mapping[str, int] | None = None,
     t_arg: int | None = None,
+    outputs: Sequence[str] = (),
 ) -> CheckResult:
     """Compare ``student_fn`` with ``reference`` on every ``(args, kwargs)`` case.
 
@@ -296,6 +301,7 @@ def run_check(
         list(diagnoses),
         dict(grad_args or {}),
         t_arg,
+        tuple(outputs),
     )
     result = judge(name, student_fn, reference, cases, mistakes or {})
     if display:
@@ -303,6 +309,24 @@ def run_check(
     if not result.passed and strict_checks():
         raise AssertionError(str(result))
     return result
+
+
+@dataclass
+class _Run:
+    """One check in progress: the functions, the cases, and the answer's and reference's results."""
+
+    student: Fn
+    reference: Fn
+    cases: Sequence[Case]
+    mistakes: Mapping[str, Mistake]
+    calls: list[_calls.Outcome] = field(default_factory=list)
+    refs: list[Any] = field(default_factory=list)
+
+    def right(self, rtol: float, atol: float) -> bool:
+        """Every case's value is close to the reference's."""
+        return all(
+            dg.close(c.value, r, rtol, atol) for c, r in zip(self.calls, self.refs, strict=False)
+        )
 
 
 @dataclass
@@ -318,6 +342,7 @@ class _Judge:
     diagnoses: list[Diagnosis]
     grad_args: dict[str, int]
     t_arg: int | None
+    outputs: tuple[str, ...] = ()
 
     def __call__(
         self,
@@ -327,102 +352,174 @@ class _Judge:
         cases: Sequence[Case],
         mistakes: Mapping[str, Mistake],
     ) -> CheckResult:
+        """The verdict, from the first step that has one to give (each returns a message or None).
+
+        Did the answer run; is what it returned usable (type, shape, dtype, finite); did it change
+        an input in place; if its values are right, are its gradients; if not, which listed
+        mistake, own random numbers, diagnosis or ignored generator explains it; else where it
+        differs.
+        """
         if not callable(student_fn):
             return CheckResult(
                 name, False, f"pass your function itself, not {type(student_fn).__name__}"
             )
-
-        def fail(message: str, mistake: str | None = None) -> CheckResult:
+        run = _Run(student_fn, reference, cases, mistakes)
+        run.calls = [_calls.call(student_fn, case) for case in cases]
+        failure: str | tuple[str, str] | None = self._call_error(run)
+        if failure is None:
+            run.refs = [_calls.call(reference, case).unwrap() for case in cases]
+            failure = self._return_problem(run) or self._changed_input(run)
+        if failure is not None:
+            message, mistake = failure if isinstance(failure, tuple) else (failure, None)
             return CheckResult(name, False, message, mistake)
+        if run.right(*self.loose):
+            problem = self._gradient_problem(run)
+            if problem:
+                return CheckResult(name, False, problem)
+            tight = run.right(self.rtol, self.atol)
+            note = "" if tight else " (within float32 round-off)"
+            return CheckResult(name, True, f"correct on all {len(cases)} test inputs{note}.")
+        message, mistake = self._explain_wrong_value(run)
+        return CheckResult(name, False, message, mistake)
 
-        calls = [_calls.call(student_fn, case) for case in cases]
-        if any(isinstance(c.error, NotImplementedError) for c in calls):
-            return fail(
+    @property
+    def loose(self) -> tuple[float, float]:
+        """The tolerances, widened to float32 round-off (``RTOL``, ``ATOL``) where tighter."""
+        return max(self.rtol, RTOL), max(self.atol, ATOL)
+
+    def _call_error(self, run: _Run) -> str | None:
+        """A stub that is not done yet, or the first exception the answer raised."""
+        if any(isinstance(c.error, NotImplementedError) for c in run.calls):
+            return (
                 "not implemented yet — replace `raise NotImplementedError` with your code, then "
                 "run this cell again."
             )
-        for i, c in enumerate(calls):
+        for i, c in enumerate(run.calls):
             if c.error is not None:
-                return fail(f"{_calls.describe_error(c.error)} (on test input {i + 1}).")
-        refs = [_calls.call(reference, case).unwrap() for case in cases]
-        loose = (max(self.rtol, RTOL), max(self.atol, ATOL))
-        for i, (c, ref) in enumerate(zip(calls, refs, strict=False)):
+                return f"{_calls.describe_error(c.error)} (on test input {i + 1})."
+        return None
+
+    def _return_problem(self, run: _Run) -> str | tuple[str, str] | None:
+        """What is wrong with a returned value as a value (type, shape, dtype, NaN), if anything.
+
+        A NaN may have a diagnosis that knows where it comes from; a wrong shape may be a listed
+        mistake of another length or shape.
+        """
+        for i, (c, ref) in enumerate(zip(run.calls, run.refs, strict=False)):
             problem = dg.return_problem(c.value, ref, self.keep_dtype, self.rtol, self.atol)
-            if problem and "NaN" in problem:  # a diagnosis may know where the NaN comes from
-                named = self._diagnose(student_fn, reference, cases, loose)
-                if named:
-                    return fail(named)
-            if problem and "shape" in problem:  # a listed mistake of another length or shape
-                for key, mistake in mistakes.items():
-                    wrong = [_calls.call(mistake.fn, case) for case in cases]
-                    if all(
-                        w.error is None
-                        and dg.same_shape(cc.value, w.value)
-                        and dg.close(cc.value, w.value, self.rtol, self.atol)
-                        for cc, w in zip(calls, wrong, strict=False)
-                    ):
-                        return fail(f"not quite — {mistake.feedback}", key)
-            if problem:
-                rows = dg.nonfinite_rows(c.value, ref, cases[i], self.t_arg)
-                return fail(f"{problem} (on test input {i + 1}{rows}).")
-        right = all(dg.close(c.value, r, *loose) for c, r in zip(calls, refs, strict=False))
-        changed = next(((i, c.changed) for i, c in enumerate(calls) if c.changed is not None), None)
-        if changed is not None:
-            i, arg = changed
-            what = "your values are right, but your" if right else "your"
-            return fail(
-                f"{what} function changed its input `{self._name(arg)}` in place (on test input "
-                f"{i + 1}). The caller still needs it: write `y = x + …` rather than `x += …`, or "
-                "work on a copy (`x = x.clone()`)."
-            )
-        if right:
-            problem = dg.gradient_problem(
-                [c.value for c in calls], refs, cases, self.grad_hint, self.grad
-            )
-            if problem:
-                return fail(problem)
-            problem = dg.input_gradient_problem(student_fn, reference, cases, self.grad_args)
-            if problem:
-                return fail(problem)
-            tol = (self.rtol, self.atol)
-            tight = all(dg.close(c.value, r, *tol) for c, r in zip(calls, refs, strict=False))
-            note = "" if tight else " (within float32 round-off)"
-            return CheckResult(name, True, f"correct on all {len(cases)} test inputs{note}.")
-        for key, mistake in mistakes.items():
-            wrong = [_calls.call(mistake.fn, case).unwrap() for case in cases]
-            pairs = zip(calls, wrong, strict=False)
-            if all(dg.close(c.value, w, self.rtol, self.atol) for c, w in pairs):
-                return fail(f"not quite — {mistake.feedback}", key)
+            if not problem:
+                continue
+            named = self._diagnose(run, self.loose) if "NaN" in problem else None
+            if named:
+                return named
+            listed = self._listed_mistake(run, shaped=True) if "shape" in problem else None
+            if listed:
+                return listed
+            rows = dg.nonfinite_rows(c.value, ref, run.cases[i], self.t_arg)
+            return f"{problem} (on test input {i + 1}{rows})."
+        return None
+
+    def _changed_input(self, run: _Run) -> str | None:
+        """The answer changed one of its inputs in place (the caller still needs it)."""
+        changed = next(
+            ((i, c.changed) for i, c in enumerate(run.calls) if c.changed is not None), None
+        )
+        if changed is None:
+            return None
+        i, arg = changed
+        what = "your values are right, but your" if run.right(*self.loose) else "your"
+        return (
+            f"{what} function changed its input `{self._name(arg)}` in place (on test input "
+            f"{i + 1}). The caller still needs it: write `y = x + …` rather than `x += …`, or "
+            "work on a copy (`x = x.clone()`)."
+        )
+
+    def _gradient_problem(self, run: _Run) -> str | None:
+        """Right values: the gradients to the models' parameters and through ``grad_args``."""
+        values = [c.value for c in run.calls]
+        return dg.gradient_problem(
+            values, run.refs, run.cases, self.grad_hint, self.grad
+        ) or dg.input_gradient_problem(run.student, run.reference, run.cases, self.grad_args)
+
+    def _listed_mistake(self, run: _Run, shaped: bool = False) -> tuple[str, str] | None:
+        """The first listed mistake that gives the answer's values on every case.
+
+        ``shaped``: the answer's shape differs from the reference's; the mistake must then give
+        the answer's shape too.
+        """
+        for key, mistake in run.mistakes.items():
+            wrong = [_calls.call(mistake.fn, case) for case in run.cases]
+            if shaped and any(w.error is not None for w in wrong):
+                continue
+            pairs = zip(run.calls, wrong, strict=False)
+            if all(
+                (not shaped or dg.same_shape(c.value, w.unwrap()))
+                and dg.close(c.value, w.unwrap(), self.rtol, self.atol)
+                for c, w in pairs
+            ):
+                return f"not quite — {mistake.feedback}", key
+        return None
+
+    def _explain_wrong_value(self, run: _Run) -> tuple[str, str | None]:
+        """A wrong value: a listed mistake, own random numbers, a diagnosis, an ignored generator,
+        or else where it differs from the reference."""
+        listed = self._listed_mistake(run)
+        if listed:
+            return listed
+        values = [c.value for c in run.calls]
+        loose = self.loose
         if self.reseed is None:
-            again = _calls.call(student_fn, cases[0])
-            if again.error is None and not dg.close(again.value, calls[0].value, *loose):
-                return fail(
+            again = _calls.call(run.student, run.cases[0])
+            if again.error is None and not dg.close(again.value, values[0], *loose):
+                return (
                     "two calls with the same inputs gave different results: your function draws "
                     "random numbers of its own. Use the noise it is given (the argument), not "
                     "torch.randn / torch.randn_like."
-                )
-        values = [c.value for c in calls]
-        problem = dg.constant_factor(values, refs, *loose, cases) or self._diagnose(
-            student_fn, reference, cases, loose
+                ), None
+        problem = dg.constant_factor(values, run.refs, *loose, run.cases) or self._diagnose(
+            run, loose
         )
-        if problem:
-            return fail(problem)
-        if self.reseed is not None:
+        if problem is None and self.reseed is not None:
             problem = dg.generator_problem(
-                student_fn, cases[0], calls[0].value, self.reseed, *loose
+                run.student, run.cases[0], values[0], self.reseed, *loose
             )
-            if problem:
-                return fail(problem)
-        values = [c.value for c in calls]
-        message = dg.value_problem(values, refs, *loose, cases=cases, t_arg=self.t_arg)
-        return fail(f"{message} {self.hint}" if self.hint else message)
+        if problem:
+            return problem, None
+        message = self._wrong_output(run) or dg.value_problem(
+            values, run.refs, *loose, cases=run.cases, t_arg=self.t_arg
+        )
+        return (f"{message} {self.hint}" if self.hint else message), None
 
-    def _diagnose(
-        self, student_fn: Fn, reference: Fn, cases: Sequence[Case], loose: tuple[float, float]
-    ) -> str | None:
+    def _wrong_output(self, run: _Run) -> str | None:
+        """Several named return values, some right: name the wrong one, and where it differs."""
+        n = len(self.outputs)
+        values = [dg.as_tuple(c.value) for c in run.calls]
+        refs = [dg.as_tuple(r) for r in run.refs]
+        if n < 2 or any(len(v) != n or len(r) != n for v, r in zip(values, refs, strict=False)):
+            return None
+        pairs = list(zip(values, refs, strict=False))
+        wrong = [
+            k for k in range(n) if not all(dg.close(v[k], r[k], *self.loose) for v, r in pairs)
+        ]
+        if len(wrong) in (0, n):
+            return None
+        right = [name for k, name in enumerate(self.outputs) if k not in wrong]
+        k = wrong[0]
+        where = dg.value_problem(
+            [v[k] for v in values],
+            [r[k] for r in refs],
+            *self.loose,
+            cases=run.cases,
+            t_arg=self.t_arg,
+        )
+        verb = "is" if len(right) == 1 else "are"
+        return f"your {' and '.join(right)} {verb} right, your {self.outputs[k]} is not: {where}"
+
+    def _diagnose(self, run: _Run, loose: tuple[float, float]) -> str | None:
+        """The first of the spec's diagnoses that names the answer's mistake."""
         for diagnose in self.diagnoses:
             try:
-                problem = diagnose(student_fn, reference, cases, *loose)
+                problem = diagnose(run.student, run.reference, run.cases, *loose)
             except Exception:  # a diagnosis that does not fit this answer says nothing
                 problem = None
             if problem:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ._calls import Case, call
 
@@ -342,20 +342,31 @@ _REDUCTIONS = {
 }
 
 
+def _size_ratio(
+    pairs: list[tuple[int, Tensor, Tensor]], ratios: list[float], cases: Sequence[Case]
+) -> str | None:
+    """A scalar that is ``n ×`` or ``1/n ×`` the right one, ``n`` a size of the input (batch,
+    dimensions, pixels): a sum where a mean belongs, or the reverse."""
+    for key, text in _REDUCTIONS.items():
+        sizes = [_shape_numbers(cases[i]).get(key, 0.0) for i, _, _ in pairs]
+        if all(s > 0 for s in sizes):
+            pairs_rs = list(zip(ratios, sizes, strict=True))
+            if all(math.isclose(r, s, rel_tol=1e-3) for r, s in pairs_rs):
+                return f"your result is {key} × the right one on every test input: {text}."
+            if all(math.isclose(r, 1 / s, rel_tol=1e-3) for r, s in pairs_rs):
+                return f"your result is 1/{key} × the right one on every test input: {text}."
+    return None
+
+
 def _scalar_problem(
     pairs: list[tuple[int, torch.Tensor, torch.Tensor]], cases: Sequence[Case] | None
 ) -> str:
     ratios = [float(g) / float(w) if float(w) != 0 else math.nan for _, g, w in pairs]
-    if all(math.isfinite(r) for r in ratios) and cases is not None:
-        for key, text in _REDUCTIONS.items():
-            sizes = [_shape_numbers(cases[i]).get(key, 0.0) for i, _, _ in pairs]
-            if all(s > 0 for s in sizes):
-                pairs_rs = list(zip(ratios, sizes, strict=True))
-                if all(math.isclose(r, s, rel_tol=1e-3) for r, s in pairs_rs):
-                    return f"your result is {key} × the right one on every test input: {text}."
-                if all(math.isclose(r, 1 / s, rel_tol=1e-3) for r, s in pairs_rs):
-                    return f"your result is 1/{key} × the right one on every test input: {text}."
-    if all(math.isfinite(r) for r in ratios) and _same_number(ratios):
+    finite = all(math.isfinite(r) for r in ratios)
+    by_size = _size_ratio(pairs, ratios, cases) if finite and cases is not None else None
+    if by_size:
+        return by_size
+    if finite and _same_number(ratios):
         names = {2.0: "2", 0.5: "½", 4.0: "4", 0.25: "¼", -1.0: "−1"}
         found = next(
             (t for c, t in names.items() if math.isclose(ratios[0], c, rel_tol=1e-3)), None
@@ -423,6 +434,18 @@ def value_problem(
         return "the result differs from the reference; re-read the formula and the shapes."
     if all(g.numel() == 1 and w.numel() == 1 for _, g, w in pairs):
         return _scalar_problem(pairs, cases)
+    return (
+        _reversed_outputs(values, refs, rtol, atol)
+        or _factor_or_offset(pairs, rtol, atol)
+        or _rearranged(pairs[0], rtol, atol)
+        or _largest_difference(pairs[0], cases, t_arg)
+    )
+
+
+def _reversed_outputs(
+    values: Sequence[Any], refs: Sequence[Any], rtol: float, atol: float
+) -> str | None:
+    """Several return values, right but in reverse order."""
     for i, (v, r) in enumerate(zip(values, refs, strict=False)):
         vs, rs = as_tuple(v), as_tuple(r)
         if len(rs) > 1 and len(vs) == len(rs) and close(tuple(reversed(vs)), rs, rtol, atol):
@@ -430,6 +453,13 @@ def value_problem(
                 f"your return values are right but in reverse order (on test input {i + 1}): "
                 "return them in the order the exercise asks for."
             )
+    return None
+
+
+def _factor_or_offset(
+    pairs: list[tuple[int, Tensor, Tensor]], rtol: float, atol: float
+) -> str | None:
+    """Every wrong value is ``c ×`` the right one (c the same or not), or right ``+ d``."""
     factors, offsets = [], []
     for _, g, w in pairs:
         ww = float((w * w).sum())
@@ -440,30 +470,39 @@ def value_problem(
         d = float((g - w).mean())
         offsets.append(d if torch.allclose(g, w + d, rtol=rtol, atol=atol) else math.nan)
     if all(math.isfinite(c) for c in factors):
-        if _same_number(factors):
-            c = factors[0]
-            if math.isclose(c, -1.0, rel_tol=1e-3):
-                return (
-                    "your result differs from the reference in sign only: it is −1 × the right "
-                    "answer. Check the sign of each term."
-                )
-            return (
-                f"your result differs from the reference by a constant factor: it is {c:.4g} × the "
-                "right answer on every test input. Look for a missing or extra factor (½, 2, a "
-                "square root, a sum where a mean belongs)."
-            )
+        return _factor_message(factors)
+    if all(math.isfinite(d) for d in offsets) and _same_number(offsets):
+        return (
+            f"your result differs from the reference by a constant offset of {offsets[0]:+.4g} on "
+            "every test input: a constant term is missing or extra."
+        )
+    return None
+
+
+def _factor_message(factors: list[float]) -> str:
+    if not _same_number(factors):
         shown = ", ".join(f"{c:.4g}" for c in factors)
         return (
             "your result differs from the reference by a factor that changes from input to input "
             f"({shown}): a sum where a mean belongs (or the reverse), or a factor that depends on "
             "the shape or on t?"
         )
-    if all(math.isfinite(d) for d in offsets) and _same_number(offsets):
+    c = factors[0]
+    if math.isclose(c, -1.0, rel_tol=1e-3):
         return (
-            f"your result differs from the reference by a constant offset of {offsets[0]:+.4g} on "
-            "every test input: a constant term is missing or extra."
+            "your result differs from the reference in sign only: it is −1 × the right "
+            "answer. Check the sign of each term."
         )
-    i, g, w = pairs[0]
+    return (
+        f"your result differs from the reference by a constant factor: it is {c:.4g} × the "
+        "right answer on every test input. Look for a missing or extra factor (½, 2, a "
+        "square root, a sum where a mean belongs)."
+    )
+
+
+def _rearranged(pair: tuple[int, Tensor, Tensor], rtol: float, atol: float) -> str | None:
+    """The right values in reverse order along the first axis, or transposed."""
+    i, g, w = pair
     if g.dim() >= 1 and g.shape == w.shape and g.shape[0] > 1:
         if torch.allclose(g, w.flip(0), rtol=rtol, atol=atol):
             return (
@@ -479,6 +518,14 @@ def value_problem(
             f"the result differs from the reference on test input {i + 1}: it is the transpose of "
             "the right answer."
         )
+    return None
+
+
+def _largest_difference(
+    pair: tuple[int, Tensor, Tensor], cases: Sequence[Case] | None, t_arg: int | None
+) -> str:
+    """Where the first wrong value differs most (and that row's ``t``), yours and expected."""
+    i, g, w = pair
     k = int((g - w).abs().reshape(-1).argmax())
     idx = tuple(int(j) for j in torch.unravel_index(torch.tensor(k), g.shape)) if g.dim() else ()
     where = f" at index {idx}" if idx else ""

@@ -11,7 +11,7 @@ belongs" rather than only "the result differs".
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,6 +290,22 @@ def elementwise_candidates(q: Tensor, sym: str) -> dict[str, Tensor]:
     }
 
 
+def _equal(x: Tensor, y: Tensor, rtol: float, atol: float) -> bool:
+    """Same shape and close (NaN where the other has NaN counts as equal)."""
+    return x.shape == y.shape and torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def _names_everywhere(
+    values: Iterable[tuple[Tensor, Mapping[str, Tensor]]], rtol: float, atol: float
+) -> set[str]:
+    """The candidate names equal to the value in every ``(value, candidates)`` pair."""
+    common: set[str] | None = None
+    for x, cands in values:
+        names = {n for n, v in cands.items() if _equal(x, v, rtol, atol)}
+        common = names if common is None else common & names
+    return common or set()
+
+
 def named_result(
     candidates: Callable[[Case], Mapping[str, Tensor]],
     what: str = "your result",
@@ -300,42 +316,26 @@ def named_result(
     def diagnose(
         student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
     ) -> str | None:
-        found: set[str] | None = None
-        want: set[str] | None = None
-        order: list[str] = []
-        differs = False
+        seen = []
         for case in cases:
             got = _pick(call(student, case).value, output)
             ref = _pick(call(reference, case).value, output)
             if got is None or ref is None:
                 return None
-            differs = differs or not (
-                got.shape == ref.shape
-                and torch.allclose(got, ref, rtol=rtol, atol=atol, equal_nan=True)
-            )
             cands = {
                 k: (v.reshape(got.shape) if v.numel() == got.numel() else v).double()
                 for k, v in candidates(case).items()
             }
-            order = order or list(cands)
-            names = {
-                n
-                for n, v in cands.items()
-                if v.shape == got.shape
-                and torch.allclose(got, v, rtol=rtol, atol=atol, equal_nan=True)
-            }
-            right = {
-                n
-                for n, v in cands.items()
-                if v.shape == ref.shape
-                and torch.allclose(ref, v, rtol=rtol, atol=atol, equal_nan=True)
-            }
-            found = names if found is None else found & names
-            want = right if want is None else want & right
-        if not found or not differs:
+            seen.append((got, ref, cands))
+        if all(_equal(got, ref, rtol, atol) for got, ref, _ in seen):
             return None
-        name = next(n for n in order if n in found)
-        right_name = next((n for n in order if want and n in want), None)
+        found = _names_everywhere(((got, c) for got, _, c in seen), rtol, atol)
+        want = _names_everywhere(((ref, c) for _, ref, c in seen), rtol, atol)
+        order = list(seen[0][2])
+        name = next((n for n in order if n in found), None)
+        if name is None:
+            return None
+        right_name = next((n for n in order if n in want), None)
         tail = f"; it should be {right_name}" if right_name else ""
         return f"{what} is {name}{tail}."
 

@@ -15,6 +15,7 @@ Each reference is computed with ``minidiff`` itself; each :class:`Mistake` is a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,6 +24,7 @@ from ..diffusion import q_sample as _q_sample
 from ..diffusion import q_step as _q_step
 from ..losses import gaussian_kl
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._calls import case_timesteps
 from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import elementwise_candidates, named_result, schedule_candidates
 
@@ -33,9 +35,7 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[-1] = 1, T  # both ends of the range, where off-by-one errors show
-    return t
+    return case_timesteps(T, B, seed)  # both ends of the range, where off-by-one errors show
 
 
 def _xs(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +95,32 @@ def _alpha_bar_ends(
     return None
 
 
+def _alpha_bar_steps(
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
+) -> str | None:
+    """ᾱ is a running product: ᾱ_t / ᾱ_{t−1} = 1 − β_t. Name the first t where the answer's ratio
+    is not that factor."""
+    for i, (args, _) in enumerate(cases):
+        b = args[0].double()
+        out = student(args[0].clone())
+        if not isinstance(out, torch.Tensor) or out.shape != b.shape:
+            return None
+        out = out.double()
+        prev, cur = out[:-1], out[1:]
+        ratio = torch.where(prev != 0, cur / prev, torch.full_like(cur, math.nan))
+        bad = ~torch.isclose(ratio, 1 - b[1:], rtol=1e-4, atol=1e-6)
+        if bad.any():
+            s = int(bad.nonzero()[0]) + 1
+            return (
+                f"your values are not a running product of the α_s = 1 − β_s: from t = {s - 1} to "
+                f"t = {s} (test input {i + 1}) yours go from {float(out[s - 1]):.5g} to "
+                f"{float(out[s]):.5g}, a factor {float(ratio[s - 1]):.5g}, where ᾱ_t = ᾱ_{{t−1}} · "
+                f"(1 − β_t) multiplies by {float(1 - b[s]):.5g}. ᾱ_t = ∏_{{s≤t}} (1 − β_s): "
+                "torch.cumprod(1 - betas, 0)."
+            )
+    return None
+
+
 _ALPHA_BAR = Spec(
     _cases_alpha_bar,
     _ref_alpha_bar,
@@ -114,7 +140,7 @@ _ALPHA_BAR = Spec(
             "s = t, and index 0 (β_0 = 0) gives ᾱ_0 = 1 on its own.",
         ),
     },
-    diagnoses=(named_result(_alpha_bar_forms), _alpha_bar_ends),
+    diagnoses=(named_result(_alpha_bar_forms), _alpha_bar_ends, _alpha_bar_steps),
     doc="Check ``alpha_bar_from_betas(betas: (T+1,), betas[0] = 0) -> alpha_bar: (T+1,)``.",
 )
 check_alpha_bar_from_betas = Checker("alpha_bar_from_betas", _ALPHA_BAR)
@@ -280,6 +306,30 @@ def _ref_snr(alpha_bar: torch.Tensor) -> torch.Tensor:
     return alpha_bar / (1 - alpha_bar)
 
 
+def _snr_denominator(
+    student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
+) -> str | None:
+    """Probe the answer at ᾱ from 0.05 to 0.95: if ᾱ / answer is a line c0 + c1 ᾱ, the answer is
+    ᾱ over that line, and the line is the denominator to name (it should be 1 − ᾱ)."""
+    ab = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+    out = student(ab.clone())
+    if not isinstance(out, torch.Tensor) or out.shape != ab.shape or not (out != 0).all():
+        return None
+    den = ab / out.double()
+    A = torch.stack([torch.ones_like(ab), ab], 1)
+    c0, c1 = (float(c) for c in torch.linalg.lstsq(A, den[:, None]).solution[:, 0])
+    if not torch.allclose(c0 + c1 * ab, den, rtol=1e-4, atol=1e-6):
+        return None
+    if math.isclose(c0, 1, abs_tol=1e-4) and math.isclose(c1, -1, abs_tol=1e-4):
+        return None
+    sign = "+" if c1 >= 0 else "−"
+    return (
+        f"your result is ᾱ / ({c0:.4g} {sign} {abs(c1):.4g} ᾱ): the numerator is right, the "
+        "denominator is not. SNR = ᾱ / (1 − ᾱ): the signal variance over the noise variance "
+        "1 − ᾱ."
+    )
+
+
 _SNR = Spec(
     _cases_snr,
     _ref_snr,
@@ -293,7 +343,10 @@ _SNR = Spec(
         ),
     },
     keep_dtype=True,
-    diagnoses=(named_result(lambda case: elementwise_candidates(case[0][0], "ᾱ")),),
+    diagnoses=(
+        named_result(lambda case: elementwise_candidates(case[0][0], "ᾱ")),
+        _snr_denominator,
+    ),
     doc="Check ``snr(alpha_bar: any shape, values in (0, 1)) -> alpha_bar / (1 - alpha_bar)``.",
 )
 check_snr = Checker("snr", _SNR)

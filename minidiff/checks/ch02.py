@@ -23,6 +23,7 @@ import torch
 
 from ..diffusion import p_mean_var, q_posterior_mean_var
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._calls import case_timesteps
 from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result, schedule_candidates
 
@@ -33,9 +34,7 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(2, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[1], t[-1] = 1, 2, T  # t = 1 (beta_tilde_1 = 0), t = 2 and t = T: where off-by-ones show
-    return t
+    return case_timesteps(T, B, seed, low=2, start=(1, 2))  # t = 1 (β̃_1 = 0), t = 2 and t = T
 
 
 def _cases(seed: int) -> list[Case]:
@@ -175,6 +174,7 @@ _POSTERIOR = Spec(
     terms=Terms({"x0": 0, "x_t": 1}, _posterior_candidates(2), t_arg=2, output=0),
     diagnoses=(named_result(_variance_forms, "your variance", output=1),),
     t_arg=2,
+    outputs=("mean", "variance"),
     doc="""Check ``posterior_mean_var(x0, x_t, t: (B,) long, betas, alpha_bar)``.
 
     Returns ``(mean like x_t, var (B, 1, …))``.

@@ -28,6 +28,7 @@ from ..diffusion import p_mean_var, q_posterior_mean_var, q_sample
 from ..losses import gaussian_kl as _kl
 from ..losses import simple_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
+from ._calls import case_timesteps
 from ._core import Case, Checker, Fn, Mistake, Spec, specs_of, with_dtype
 from ._probe import schedule_candidates
 from ._spy import Spy, eps_loss_calls
@@ -183,9 +184,7 @@ check_gaussian_kl = Checker("gaussian_kl", _KL)
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(2, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[-1] = 2, T
-    return t
+    return case_timesteps(T, B, seed, low=2, start=(2,))
 
 
 def _cases_model(seed: int, lo_t: int) -> list[Case]:

@@ -33,7 +33,7 @@ from torch import nn
 from ..losses import simple_loss
 from ..samplers.ddpm import ddpm_sample, ddpm_step
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._calls import ReturnError
+from ._calls import ReturnError, case_timesteps, seeded_mlp
 from ._core import (
     Case,
     Checker,
@@ -56,9 +56,7 @@ def _schedules() -> list[NoiseSchedule]:
 
 
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[1], t[-1] = 1, 2, T  # both ends, where off-by-one and last-step errors show
-    return t
+    return case_timesteps(T, B, seed, start=(1, 2))  # where off-by-one and last-step errors show
 
 
 def _col(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -84,13 +82,7 @@ class TinyEps(nn.Module):
     def __init__(self, T: int, dim: int = 2, hidden: int = 16, seed: int = 0) -> None:
         super().__init__()
         self.T = T
-        with torch.random.fork_rng(devices=[]):  # nn.Linear's default init must not move the
-            # student's global RNG: a checker call leaves their notebook's random stream alone
-            self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim))
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in self.net.parameters():
-                p.copy_(0.7 * torch.randn(p.shape, generator=g))
+        self.net = seeded_mlp(dim + 1, hidden, dim, seed)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x.shape[0]:

@@ -133,6 +133,7 @@ _MARGINAL = Spec(
         named_result(_alpha_forms, "your alpha(t)", output=0),
         named_result(_sigma_forms, "your sigma(t)", output=1),
     ),
+    outputs=("alpha", "sigma"),
     doc="Check ``vp_marginal(t: (B,) float, beta_min, beta_max) -> (alpha (B,), sigma (B,))``.",
 )
 check_vp_marginal = Checker("vp_marginal", _MARGINAL)

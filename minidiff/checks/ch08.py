@@ -9,14 +9,14 @@ schedule array ``alpha_bar: (T+1,)`` with ``alpha_bar[0] = 1``. The references a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from ..samplers.ddim import ddim_sigma, ddim_step
 from ..schedules import NoiseSchedule, linear_schedule
-from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
+from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import named_result, schedule_candidates
 
 Cases = list[Case]
@@ -380,6 +380,42 @@ _DDIM_SIGMA = Spec(
 check_ddim_sigma = Checker("ddim_sigma", _DDIM_SIGMA)
 
 
+def _step_sigma(
+    student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
+) -> str | None:
+    """Read the answer's σ_t off its noise term; if the step is a DDIM step with that σ_t (the
+    direction term √(1 − ᾱ_prev − σ_t²) ε included), the mistake is σ_t itself: say at which η."""
+    for i, (args, kw) in enumerate(cases):
+        x_t, t, tp, e, ab, eta, z = args
+        with_z = student(*args, **kw).double()
+        no_z = student(x_t, t, tp, e, ab, eta, torch.zeros_like(z), **kw).double()
+        zd = z.double().reshape(z.shape[0], -1)
+        sig = ((with_z - no_z).reshape(zd.shape) * zd).sum(1) / (zd * zd).sum(1)
+        abd = ab.double()
+        want = _sigma_generic(t, tp, abd, float(eta), variant="correct")
+        if torch.allclose(sig, want, rtol=rtol, atol=atol):
+            continue
+        consistent = _step_with(x_t, e, abd[t], abd[tp], sig, z)
+        if not torch.allclose(with_z, consistent.reshape(with_z.shape), rtol=rtol, atol=atol):
+            return None
+        unit = _sigma_generic(t, tp, abd, 1.0, variant="correct")
+        rows = unit > 1e-6
+        eta_eff = sig[rows] / unit[rows]
+        at = (
+            f"; that is σ_t(η) at η = {float(eta_eff[0]):.4g}, not at the given η = {eta:g}"
+            if rows.any() and torch.allclose(eta_eff, eta_eff[0].expand_as(eta_eff), rtol=1e-4)
+            else ""
+        )
+        k = int((sig - want).abs().argmax())
+        return (
+            f"your step is a DDIM step with another σ_t: on test input {i + 1}, row {k} "
+            f"(t = {int(t[k])}) your σ_t is {float(sig[k]):.5g}, expected {float(want[k]):.5g}"
+            f"{at}. σ_t(η) = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev) (η multiplies σ_t "
+            "itself), and the same σ_t enters the direction term √(1 − ᾱ_prev − σ_t²) ε."
+        )
+    return None
+
+
 _DDIM_STEP = Spec(
     step_cases,
     _ref_step,
@@ -387,7 +423,7 @@ _DDIM_STEP = Spec(
     rtol=1e-6,
     atol=1e-8,
     keep_dtype=True,
-    diagnoses=(named_result(_step_forms, "your step"),),
+    diagnoses=(named_result(_step_forms, "your step"), _step_sigma),
     terms=Terms({"x_t": 0, "eps": 3, "the noise": 6}, _candidates, t_arg=1),
     t_arg=1,
     doc=(

@@ -27,7 +27,7 @@ from torch import nn
 from ..guidance import classifier_free_guidance, classifier_guidance
 from ..losses import conditional_eps_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._calls import ReturnError
+from ._calls import ReturnError, case_timesteps, own_rng, seeded
 from ._core import Case, Checker, Mistake, Spec, specs_of
 from ._spy import draw_problem, record, t_range_problem
 from .ch04 import TinyEps, _schedule_from_alpha_bar
@@ -85,24 +85,13 @@ def _schedules() -> list[NoiseSchedule]:
     return [linear_schedule(20, 0.01, 0.2), cosine_schedule(12)]
 
 
-def _seeded(fn: Fn) -> Fn:
-    """Run ``fn`` with the global RNG seeded (and restored afterwards)."""
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with torch.random.fork_rng():
-            torch.manual_seed(1234)
-            return fn(*args, **kwargs)
-
-    return run
-
-
 def _in_sampler(fn: Fn) -> Fn:
     """Run ``fn`` as a sampler does: under ``torch.no_grad()``, global RNG seeded."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
         with torch.no_grad():
             try:
-                out = _seeded(fn)(*args, **kwargs)
+                out = seeded(fn)(*args, **kwargs)
             except RuntimeError as err:
                 if "does not require grad" in str(err) or "does not have a grad_fn" in str(err):
                     raise ReturnError(
@@ -117,26 +106,14 @@ def _in_sampler(fn: Fn) -> Fn:
     return run
 
 
-def _own_rng(cases: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
-    """Build the cases without touching the caller's global RNG (layer init draws from it)."""
-
-    def build() -> list[Case]:
-        with torch.random.fork_rng():
-            return cases()
-
-    return build
-
-
 def _ts(T: int, B: int, seed: int) -> torch.Tensor:
-    t = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(seed))
-    t[0], t[-1] = 1, T
-    return t
+    return case_timesteps(T, B, seed)
 
 
 # --- classifier_guided_eps ---------------------------------------------------------------------
 
 
-@_own_rng
+@own_rng
 def _cases_cg() -> list[Case]:
     cases: list[Case] = []
     for i, s in enumerate(_schedules()):
@@ -330,7 +307,7 @@ check_classifier_guided_eps = Checker("classifier_guided_eps", _CG)
 # --- cfg_eps -----------------------------------------------------------------------------------
 
 
-@_own_rng
+@own_rng
 def _cases_cfg() -> list[Case]:
     cases: list[Case] = []
     for i, s in enumerate(_schedules()):
@@ -413,7 +390,7 @@ def _cfg_diagnosis(
 
 _CFG = Spec(
     _cases_cfg,
-    _seeded(_ref_cfg),
+    seeded(_ref_cfg),
     {
         "w_instead_of_1_plus_w": Mistake(
             _cfg_variant("scale"),
@@ -437,7 +414,7 @@ _CFG = Spec(
             "sampling, call the model once with y and once with ∅ for every row.",
         ),
     },
-    wrap=_seeded,
+    wrap=seeded,
     keep_dtype=True,
     diagnoses=(_cfg_diagnosis,),
     doc="Check ``cfg_eps(model, x_t, t, y, w, null_label) -> (B, D)`` (classifier-free guidance).",
@@ -448,7 +425,7 @@ check_cfg_eps = Checker("cfg_eps", _CFG)
 # --- label_dropout_loss ------------------------------------------------------------------------
 
 
-@_own_rng
+@own_rng
 def _cases_loss() -> list[Case]:
     cases: list[Case] = []
     for i, s in enumerate(_schedules()):
@@ -474,7 +451,7 @@ def _loss_harness(fn: Fn) -> Fn:
     ) -> Any:
         return fn(model, x0, y, alpha_bar, p, null_label, torch.Generator().manual_seed(seed))
 
-    return _seeded(run)
+    return seeded(run)
 
 
 def _ref_loss_impl(

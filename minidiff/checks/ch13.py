@@ -34,18 +34,11 @@ from ..latent import latent_scale
 from ..nn.attention import attention
 from ..nn.autoencoder import AutoencoderKL
 from ..nn.unet import UNet
+from ._calls import own_rng, seeded, under_no_grad
 from ._core import Case, Checker, Mistake, Spec, returned_number, specs_of
-from .ch09 import _cfg_variant, _seeded
+from .ch09 import _cfg_variant
 
 Fn = Callable[..., Any]
-
-
-def _own_rng(build: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
-    def cases() -> list[Case]:
-        with torch.random.fork_rng():
-            return build()
-
-    return cases
 
 
 # --- cross_attention ---------------------------------------------------------------------------
@@ -66,7 +59,7 @@ class _Weights(nn.Module):
         )
 
 
-@_own_rng
+@own_rng
 def _cases_attn() -> list[Case]:
     cases: list[Case] = []
     # the context has the image's width, so that K, V taken from the image still run (and are named)
@@ -191,7 +184,7 @@ check_cross_attention = Checker("cross_attention", _ATTN)
 # --- latent_scale_factor -----------------------------------------------------------------------
 
 
-@_own_rng
+@own_rng
 def _cases_scale() -> list[Case]:
     cases: list[Case] = []
     for i, (std, shape) in enumerate(
@@ -277,7 +270,7 @@ class _Decoder(nn.Module):
 
 
 def _cases_codec(kind: str) -> Callable[[], list[Case]]:
-    @_own_rng
+    @own_rng
     def build() -> list[Case]:
         cases: list[Case] = []
         for i, (scale, dtype) in enumerate(
@@ -296,17 +289,9 @@ def _cases_codec(kind: str) -> Callable[[], list[Case]]:
     return build
 
 
-def _no_grad(fn: Fn) -> Fn:
-    def run(*args: Any) -> Any:
-        with torch.no_grad():
-            return fn(*args)
-
-    return run
-
-
 _ENCODE = Spec(
     _cases_codec("encode"),
-    _no_grad(lambda enc, x, s: s * enc(x)),
+    under_no_grad(lambda enc, x, s: s * enc(x)),
     {
         "not_scaled": Mistake(
             lambda enc, x, s: enc(x),
@@ -320,7 +305,7 @@ _ENCODE = Spec(
             "decode divides, D(z0 / scale).",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     doc="Check ``encode_latents(encoder, x, scale) = scale * encoder(x)``.",
 )
@@ -328,7 +313,7 @@ check_encode_latents = Checker("encode_latents", _ENCODE)
 
 _DECODE = Spec(
     _cases_codec("decode"),
-    _no_grad(lambda dec, z0, s: dec(z0 / s)),
+    under_no_grad(lambda dec, z0, s: dec(z0 / s)),
     {
         "not_unscaled": Mistake(
             lambda dec, z0, s: dec(z0),
@@ -346,7 +331,7 @@ _DECODE = Spec(
             "D(z0 / scale), not D(z0) / scale (the decoder is not linear).",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     doc="Check ``decode_latents(decoder, z0, scale) = decoder(z0 / scale)``.",
 )
@@ -367,7 +352,7 @@ def _tiny_unet(seed: int, dtype: torch.dtype) -> UNet:
     return net.to(dtype).eval().requires_grad_(False)
 
 
-@_own_rng
+@own_rng
 def _cases_cfg() -> list[Case]:
     cases: list[Case] = []
     for i, (w, dtype) in enumerate(
@@ -387,7 +372,7 @@ def _ref_cfg(model: Fn, x_t: Tensor, t: Tensor, y: Tensor, w: float, null_label:
 
 def _sampler_like(fn: Fn) -> Fn:
     """Run under ``torch.no_grad()`` (as a sampler does) with the global RNG seeded."""
-    return _seeded(_no_grad(fn))
+    return seeded(under_no_grad(fn))
 
 
 _CFG = Spec(

@@ -198,20 +198,23 @@ class _TinyV(TinyEps):
 
 
 def _cases_loss() -> list[Case]:
+    """Per schedule, a float32 case (as in training) and a float64 one with other draws, so that
+    an answer that fixes the dtype is caught and a coincidental ratio is not a "constant factor"."""
     cases: list[Case] = []
     for i, ab in enumerate(_schedules()):
         T = ab.shape[0] - 1
-        g = torch.Generator().manual_seed(200 + i)
-        x0 = torch.randn(12, 2, generator=g)
-        eps = torch.randn(12, 2, generator=g)
-        t = torch.tensor([T, T, 40, 40, 20, 20, 8, 8, 4, 4, 2, 2])
-        t_mid = torch.tensor([T - 5, T - 5, 30, 30, 14, 14, 6, 6, 2, 2, 1, 1])
-        t_next = torch.tensor([T - 10, T - 10, 20, 20, 8, 8, 4, 4, 0, 0, 0, 0])
-        a, s = ab[t].sqrt().float()[:, None], (1 - ab[t]).sqrt().float()[:, None]
-        z = a * x0 + s * eps
-        student = _TinyV(T, seed=11 + i)
-        teacher = TinyEps(T, seed=21 + i)  # requires grad: none may reach it
-        cases.append(((student, teacher, z, t, t_mid, t_next, ab), {}))
+        for j, dtype in enumerate((torch.float32, torch.float64)):
+            g = torch.Generator().manual_seed(200 + i + 10 * j)
+            x0 = torch.randn(12, 2, generator=g, dtype=dtype)
+            eps = torch.randn(12, 2, generator=g, dtype=dtype)
+            t = torch.tensor([T, T, 40, 40, 20, 20, 8, 8, 4, 4, 2, 2])
+            t_mid = torch.tensor([T - 5, T - 5, 30, 30, 14, 14, 6, 6, 2, 2, 1, 1])
+            t_next = torch.tensor([T - 10, T - 10, 20, 20, 8, 8, 4, 4, 0, 0, 0, 0])
+            a, s = ab[t].sqrt().to(dtype)[:, None], (1 - ab[t]).sqrt().to(dtype)[:, None]
+            z = a * x0 + s * eps
+            student = _TinyV(T, seed=11 + i + 10 * j).to(dtype)
+            teacher = TinyEps(T, seed=21 + i + 10 * j).to(dtype)  # requires grad: none may reach it
+            cases.append(((student, teacher, z, t, t_mid, t_next, ab), {}))
     return cases
 
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..flow_matching import flow_matching_loss
 from ..paths import CosinePath, PathCoefficients, RectifiedFlowPath, VPPath, convert_with
+from ._calls import seeded_mlp
 from ._core import Case, Checker, Mistake, Spec, specs_of
 
 Fn = Callable[..., Any]
@@ -40,12 +41,7 @@ class TinyVelocity(nn.Module):
 
     def __init__(self, dim: int = 2, hidden: int = 16, seed: int = 0) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[]):  # leave the student's global RNG alone
-            self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim))
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in self.net.parameters():
-                p.copy_(0.7 * torch.randn(p.shape, generator=g))
+        self.net = seeded_mlp(dim + 1, hidden, dim, seed)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, t.to(x.dtype)[:, None]], dim=1))

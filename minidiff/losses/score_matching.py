@@ -32,6 +32,7 @@ from .._validation import (
     call_like,
     checked,
     describe,
+    index_tensor,
 )
 from ..tensors import noise_like, pad_like
 
@@ -160,11 +161,9 @@ def _noise_levels(sigmas: Any, name: str, x0: Tensor) -> Tensor:
 
 def _level_indices(idx: Any, name: str, levels: Tensor, x0: Tensor) -> Tensor:
     """An integer tensor ``(B,)`` of indices into the ``L`` levels."""
-    if not isinstance(idx, Tensor) or idx.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"{name} must be an integer tensor of shape (B,), got {describe(idx)}")
-    B, L = x0.shape[0], levels.numel()
-    if idx.shape != (B,):
-        raise ValueError(f"{name} must have shape ({B},), got {tuple(idx.shape)}")
+    L = levels.numel()
+    what = f"indices of the noise levels, 0..{L - 1}"
+    idx = index_tensor(idx, name, x0.shape[0], what, allow_int=False, device=x0.device)
     if bool((idx < 0).any()) or bool((idx >= L).any()):
         raise ValueError(f"{name} must lie in 0..{L - 1}")
     return idx

@@ -173,15 +173,15 @@ def vp_eps_loss(
         model: ``model(x_t (B, ...), t (B,) float) -> (B, ...)``, e.g. ``TimeMLP(time_scale=1000)``.
         x0: clean data ``(B, ...)``.
         sde: any object with ``marginal_coefficients(t (B,)) -> (alpha (B,), sigma (B,))`` (e.g.
-            ``minidiff.sde.VPSDE``); ``T_end`` (default 1) and ``t_min`` (or ``eps``: the default
-            smallest time) are read if present.
+            ``minidiff.sde.VPSDE``); ``T_end`` (default 1) and ``t_min`` (the default smallest
+            time) are read if present.
         t_min: smallest time drawn (default the SDE's, else ``1e-3``): ``σ(t) -> 0`` at ``t = 0``.
         t: ``(B,)`` times (instead of drawing them); noise: ``ε`` of the shape of ``x0``.
     """
     B = x0.shape[0]
     t_end = float(getattr(sde, "T_end", 1.0))
     if t_min is None:
-        t_min = float(getattr(sde, "t_min", getattr(sde, "eps", 1e-3)))
+        t_min = float(getattr(sde, "t_min", 1e-3))
     if t_min >= t_end:
         raise ValueError(f"t_min must lie in [0, {t_end}) (below the SDE's T_end), got {t_min}")
     if t is None:

@@ -33,6 +33,7 @@ from .._validation import (
     Timesteps,
     check_timesteps,
     checked,
+    index_tensor,
 )
 from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
@@ -58,25 +59,8 @@ ETA = Number(low=0.0, low_open=False)
 
 def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
     """``t_prev`` as a long tensor ``(B,)`` in ``0..T-1`` with ``t_prev < t`` elementwise."""
-    B = tt.shape[0]
-    if isinstance(t_prev, bool):
-        raise TypeError("t_prev must be an int or an integer tensor, got bool")
-    if isinstance(t_prev, int):
-        t_prev = torch.full((B,), t_prev, dtype=torch.long)
-    if not isinstance(t_prev, torch.Tensor):
-        raise TypeError(
-            f"t_prev must be an int or an integer torch.Tensor, got {type(t_prev).__name__}"
-        )
-    if t_prev.dtype.is_floating_point or t_prev.dtype.is_complex or t_prev.dtype == torch.bool:
-        raise TypeError(
-            f"t_prev must be an integer (long) tensor of timesteps in 0..{T - 1}, "
-            f"got dtype {t_prev.dtype}"
-        )
-    if t_prev.dim() != 1 or t_prev.shape[0] != B:
-        raise ValueError(
-            f"t_prev must have shape ({B},) (one timestep per sample), got {tuple(t_prev.shape)}"
-        )
-    tp = t_prev.long().to(tt.device)
+    what = f"timesteps in 0..{T - 1}"
+    tp = index_tensor(t_prev, "t_prev", tt.shape[0], what, device=tt.device)
     if tp.numel() and bool(((tp >= 0) & (tp <= T - 1) & (tp < tt)).all()):
         return tp  # one host read when all is well
     if tp.numel() and (int(tp.min()) < 0 or int(tp.max()) > T - 1):

@@ -56,6 +56,7 @@ __all__ = [
     "log_snr_timesteps",
     "solver_timesteps",
     "data_prediction",
+    "first_order_update",
     "dpm_solver_step",
     "heun_log_snr_step",
     "dpm_solver_sample",
@@ -143,11 +144,17 @@ def denoise(
     return predict_x0_from_eps.unchecked(x, tt, eps, s)
 
 
-def _first_order(
+def first_order_update(
     x: torch.Tensor, tt: torch.Tensor, tp: torch.Tensor, d: torch.Tensor, s: NoiseSchedule
 ) -> torch.Tensor:
-    """``(sigma_s / sigma_t) x + alpha_s (1 - e^{-h}) d``; ``e^{-h} = sigma_s alpha_t / (alpha_s
-    sigma_t)`` is formed from the ratios, so ``s = 0`` (``h = ∞``) needs no infinity."""
+    """The first-order DPM-Solver++ update from ``t`` to ``s`` with the data prediction ``d``:
+    ``(sigma_s / sigma_t) x + alpha_s (1 - e^{-h}) d`` (Lu et al. 2022, Eq. 5 at order 1; the
+    DDIM step when ``d`` is x̂₀). ``e^{-h} = sigma_s alpha_t / (alpha_s sigma_t)`` is formed from
+    the ratios, so ``s = 0`` (``h = ∞``) needs no infinity.
+
+    ``x, d: (B, ...)``, ``tt, tp: (B,)`` long timesteps ``t`` and ``s``; ``s`` the schedule.
+    Unchecked: the samplers and the consistency models call it inside their checked loops.
+    """
     a, sig = s.sqrt_alpha_bar.to(tt.device), s.sqrt_one_minus_alpha_bar.to(tt.device)
     exp_neg_h = sig[tp] * a[tt] / (a[tp] * sig[tt])
     return pad_like(sig[tp] / sig[tt], x) * x + pad_like(a[tp] * (1 - exp_neg_h), x) * d
@@ -212,7 +219,7 @@ def dpm_solver_step(
                 "t_last must be larger than t for every sample (the previous, noisier step)"
             )
         d = _multistep_d(x0, x0_last, tl, tt, tp, schedule)
-    return _first_order(x_t, tt, tp, d, schedule)
+    return first_order_update(x_t, tt, tp, d, schedule)
 
 
 @checked(
@@ -246,7 +253,7 @@ def heun_log_snr_step(
             "t_prev must be >= 1 for a Heun step (the model is not called at t = 0); "
             "take the order-1 step dpm_solver_step to t_prev = 0"
         )
-    return _first_order(x_t, tt, tp, 0.5 * (x0 + x0_next), schedule)
+    return first_order_update(x_t, tt, tp, 0.5 * (x0 + x0_next), schedule)
 
 
 # ---------------------------------------------------------------------------- samplers
@@ -300,7 +307,7 @@ def dpm_solver_sample(
             else _multistep_d(d, last[0][1], last[0][0], tt, tp, sched)
         )
         last[:] = [(tt, d)]
-        return _first_order(x, tt, tp, step_d, sched)
+        return first_order_update(x, tt, tp, step_d, sched)
 
     times = list(zip(ts, ts[1:] + [0], strict=True))
     return run_sampler(step, x, times, name="dpm_solver_sample", on_step=on_step, progress=progress)
@@ -337,10 +344,10 @@ def heun_log_snr_sample(
         tt = batch_time(x, t)
         tp = torch.full_like(tt, s)
         d = denoise(eps_model, x, tt, sched)
-        x_pred = _first_order(x, tt, tp, d, sched)
+        x_pred = first_order_update(x, tt, tp, d, sched)
         if s > 0:
             d_next = denoise(eps_model, x_pred, tp, sched)
-            x_pred = _first_order(x, tt, tp, 0.5 * (d + d_next), sched)
+            x_pred = first_order_update(x, tt, tp, 0.5 * (d + d_next), sched)
         return x_pred
 
     times = list(zip(ts, ts[1:] + [0], strict=True))

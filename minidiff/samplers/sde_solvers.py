@@ -37,10 +37,11 @@ from .._validation import (
     Number,
     OneOf,
     call_like,
+    check_batch_time,
     check_choice,
     checked,
 )
-from ..sde import SDE, SDE_ARG, ReverseSDE, ScoreFn, _batch_time
+from ..sde import SDE, SDE_ARG, ReverseSDE, ScoreFn
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_score_fn
 from .langevin import _langevin_step
@@ -133,7 +134,7 @@ def euler_maruyama_step(
     ``mean = x + F(x, t) dt`` and ``x_next = mean + g(t) sqrt(|dt|) z``. Returns ``(x_next, mean)``;
     samplers return the mean after the last step (Song et al.'s "denoising" of the final step).
     """
-    return _euler_maruyama_step(rsde, x, _batch_time(x, t), dt, noise)
+    return _euler_maruyama_step(rsde, x, check_batch_time(x, t), dt, noise)
 
 
 def _euler_maruyama_step(

@@ -2094,6 +2094,89 @@ add(
 )
 
 
+# --- ten more, written after the diagnoses for the four above were added --------------------
+
+
+def _em_g_not_squared(x, t, dt, sf, a, b, z):  # type: ignore[no-untyped-def]
+    beta = (a + t * (b - a))[:, None]  # g = sqrt(beta) on the score where g² = beta belongs
+    return x - dt * (-0.5 * beta * x - beta.sqrt() * sf(x, t)) + beta.sqrt() * math.sqrt(dt) * z
+
+
+def _ema_uncapped(s_, p_, d, n):  # type: ignore[no-untyped-def]
+    dd = (1 + n) / (10 + n)  # the warm-up decay alone, never capped by `decay`
+    return dd * s_ + (1 - dd) * p_
+
+
+held(
+    "ch01",
+    "prior_kl",
+    "mean_part_only",
+    lambda x0, ab: (0.5 * ab * x0**2).sum(1),
+    r"varian|σ²|x0 = 0|log|term",
+)
+held(
+    "ch02",
+    "mu_tilde_from_eps",
+    "times_sqrt_alpha_for_divide",
+    lambda x_t, t, e, b, ab: (
+        (x_t - _col(b[t] / (1 - ab[t]).sqrt(), x_t) * e) * _col(1 - b[t], x_t).sqrt()
+    ),
+    r"α|alpha|factor|divide|coefficient",
+)
+held(
+    "ch03",
+    "gaussian_kl",
+    "no_half_on_log",
+    lambda m1, v1, m2, v2: torch.log(v2 / v1) + 0.5 * ((v1 + (m1 - m2) ** 2) / v2 - 1),
+    r"log|½|variance part|term",
+)
+held(
+    "ch04",
+    "ddpm_training_loss",
+    "scaled_noise_target",
+    lambda m, x0, t, ab, e: (
+        (
+            (1 - _col(ab[t], x0)).sqrt() * e
+            - m(_col(ab[t], x0).sqrt() * x0 + (1 - _col(ab[t], x0)).sqrt() * e, t)
+        )
+        ** 2
+    ).mean(),
+    r"target|noise|ε|coefficient|weight",
+)
+held(
+    "ch05",
+    "langevin_step",
+    "eps_squared_on_score",
+    lambda x, s, e, z: x + e**2 / 2 * s + math.sqrt(e) * z,
+    r"score|ε|step|factor",
+)
+held("ch07", "euler_maruyama_step", "g_not_squared", _em_g_not_squared, r"score|g²|g\(t\)²|β\(t\)")
+held(
+    "ch08",
+    "ddim_step_deterministic",
+    "x0_not_divided",
+    lambda x_t, t, tp, e, ab: (
+        ab[tp][:, None].to(x_t.dtype).sqrt() * (x_t - (1 - ab[t][:, None].to(x_t.dtype)).sqrt() * e)
+        + (1 - ab[tp][:, None].to(x_t.dtype)).sqrt() * e
+    ),
+    r"x̂|coefficient|√ᾱ|divide",
+)
+held(
+    "ch09",
+    "cfg_eps",
+    "w_missing_on_uncond",
+    lambda m, x_t, t, y, w, n: (1 + w) * m(x_t, t, y) - m(x_t, t, torch.full_like(y, n)),
+    r"ε|weight|\bw\b",
+)
+held(
+    "ch10",
+    "noised_psd",
+    "sqrt_pixels",
+    lambda p, ab, n: ab * p + (1 - ab) * n**0.5,
+    r"\bN\b|pixel|noise|√",
+)
+held("ch12", "ema_update", "decay_not_capped", _ema_uncapped, r"decay|min|\bd\b|warm")
+
 # --- measuring ---------------------------------------------------------------------------------
 
 

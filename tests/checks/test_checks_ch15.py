@@ -81,3 +81,16 @@ def test_the_boundary_mistakes_really_break_the_boundary() -> None:
         for key in ("edm_skip", "edm_out", "edm_both", "out_no_sigma", "swapped"):
             wrong = spec.mistakes[key].fn(net, x, t, ab, sigma_min, sigma_data)
             assert not torch.allclose(wrong[at_min], x_bar[at_min], atol=1e-6), key
+
+
+def test_the_loss_runs_in_float32_and_float64() -> None:
+    """A loss that fixes float32 (as a training script might) fails on the float64 cases."""
+    dtypes = {case[0][2].dtype for case in ch15.SPECS["distillation_loss"].cases()}
+    assert dtypes == {torch.float32, torch.float64}
+    right = SOLUTION["distillation_loss"]
+
+    def float32_only(student, teacher, z_t, t, t_mid, t_next, alpha_bar):  # type: ignore[no-untyped-def]
+        return right(student, teacher, z_t.float(), t, t_mid, t_next, alpha_bar.float())
+
+    res = ch15.check_distillation_loss(float32_only, display=False)
+    assert not res.passed and "dtype" in res.message

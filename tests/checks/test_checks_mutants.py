@@ -83,7 +83,7 @@ def test_every_unlisted_wrong_answer_is_rejected(mutant: Mutant) -> None:
     assert rejected, f"{mutant.id} passed: {message}"
 
 
-@pytest.mark.parametrize(("mutants", "bar"), [(MUTANTS, 0.95), (HELD_OUT, 0.85)])
+@pytest.mark.parametrize(("mutants", "bar"), [(MUTANTS, 0.95), (HELD_OUT, 0.90)])
 def test_most_messages_name_the_mistake(mutants: list[Mutant], bar: float) -> None:
     generic = [m.id for m in mutants if not m.specific(_outcome(m)[1])]
     share = 1 - len(generic) / len(mutants)

@@ -206,7 +206,7 @@ def test_tiny_dsm_training_learns_the_noised_score() -> None:
 class _StandIn:
     """A VP process with the same contract as minidiff.sde.VPSDE (duck-typed)."""
 
-    eps = 1e-3
+    t_min = 1e-3
     T_end = 1.0
 
     def marginal_coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,6 +255,27 @@ def test_vp_eps_loss_formula_gradients_and_optimum(sde: object) -> None:
     seen: list[torch.Tensor] = []
     vp_eps_loss(lambda x, tt: seen.append(tt) or torch.zeros_like(x), big, sde, gen(21), t_min=0.5)
     assert float(seen[0].min()) >= 0.5 and float(seen[0].max()) <= 1.0
+
+
+def test_vp_eps_loss_reads_the_sdes_t_min_and_nothing_else() -> None:
+    # the smallest time is the SDE's ``t_min``; an ``eps`` attribute (its old name) is not read
+    class OldName(_StandIn):
+        eps = 0.9
+
+    class WithTMin(_StandIn):
+        t_min = 0.9
+
+    x0 = torch.zeros(256, 2)
+    seen: list[torch.Tensor] = []
+
+    def spy(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        seen.append(tt)
+        return torch.zeros_like(x)
+
+    vp_eps_loss(spy, x0, WithTMin(), gen(22))
+    vp_eps_loss(spy, x0, OldName(), gen(22))
+    assert float(seen[0].min()) >= 0.9
+    assert float(seen[1].min()) < 0.5  # drawn from [1e-3, 1], the default
 
 
 def test_vp_eps_loss_errors() -> None:
