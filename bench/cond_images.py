@@ -4,7 +4,8 @@ The notebook's experiments, over several seeds (training and sampling), on the c
 digits (held-out digits for evaluation; the low-resolution image is the 2x2 average, 8x8):
 
 * super-resolution 8 -> 16: bicubic, the posterior mean (a small U-Net regressor,
-  ``regression_loss``) and SR3 (``image_conditional_loss``): PSNR against the original and the
+  ``regression_loss``) and SR3 (``image_conditional_loss``; ``ResidualSR``, and the plain
+  ε-U-Net without the image-space skip, ``sr_eps``): PSNR against the original and the
   high-band spectrum distance to the data (``highband_spectrum_distance``, rings >= 0.25
   cycles/pixel, dB);
 * a cascade: the base model on 8x8 digits, then the SR model trained without and with
@@ -28,8 +29,8 @@ A bar is met when the mean margin exceeds the larger of the two seeds' spreads (
 deviation) and every seed's margin is positive. ``--size fast`` is the notebook's fast mode,
 ``--size full`` its default mode.
 
-    python bench/cond_images.py --size fast --seeds 3   # a few CPU-minutes
-    python bench/cond_images.py --size full --seeds 3   # about 8 CPU-minutes
+    python bench/cond_images.py --size fast --seeds 5 --json bench/cond_images_fast.json
+    python bench/cond_images.py --size full --seeds 3   # about 10 CPU-minutes
     python bench/cond_images.py --quick                 # smoke run
     python bench/cond_images.py --part photos --size full --seeds 3   # photo patches only
 """
@@ -95,13 +96,15 @@ def run_chapter14(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
     ref_hi = digits[perm[1400:]]
     # --- super-resolution: bicubic, regression (posterior mean), SR3
     sr = train_sr(train_hi, sched, steps=c["steps"], seed=seed)
+    sr_eps = train_sr(train_hi, sched, steps=c["steps"], residual=False, seed=seed)
     sr_aug = train_sr(train_hi, sched, steps=c["steps"], max_aug_level=c["aug"], seed=seed)
     reg = train_regressor(train_hi, steps=c["steps"], seed=seed)
     bic = upsample(test_lo, 16)
     with torch.no_grad():
         mean = reg(bic).clamp(-1, 1)
     samp = sr_sample(sr, test_lo, sched, steps=c["ddim"], generator=g)
-    for name, x in (("bicubic", bic), ("regression", mean), ("sr", samp)):
+    samp_eps = sr_sample(sr_eps, test_lo, sched, steps=c["ddim"], generator=g)
+    for name, x in (("bicubic", bic), ("regression", mean), ("sr", samp), ("sr_eps", samp_eps)):
         out[f"psnr_{name}"] = float(psnr(x, test_hi).mean())
         out[f"hb_{name}"] = highband_spectrum_distance(x, ref_hi)
     out["hb_data_floor"] = highband_spectrum_distance(test_hi, ref_hi)
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:32s} {statistics.mean(vals):9.4f} ± {sd:.4f}")
     bars = {  # (worse, better): lower is better, so the margin is worse - better
         "SR beats bicubic (high band, dB)": ("hb_bicubic", "hb_sr"),
+        "the skip beats the plain eps-U-Net (high band, dB)": ("hb_sr_eps", "hb_sr"),
         "cascade: aug beats no aug (high band, dB)": ("hb_cascade_plain", "hb_cascade_aug"),
         "RePaint beats replacement (seam error)": ("seam_replace", "seam_repaint"),
         "photos: back-projection beats plain SR3 (PSNR)": (
@@ -255,21 +259,39 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     bars = {k: v for k, v in bars.items() if v[0] in summary}
-    ok = True
+    ok, results = True, {}
     for name, (worse, better) in bars.items():
         margins = [r[worse] - r[better] for r in rows]
         m, sd = statistics.mean(margins), statistics.stdev(margins) if len(margins) > 1 else 0.0
         spread = max(summary[worse][1], summary[better][1])
         met = min(margins) > 0 and m > spread
         ok &= met
+        results[name] = {
+            "worse": worse,
+            "better": better,
+            "margin": m,
+            "margin_sd": sd,
+            "margin_min": min(margins),
+            "spread": spread,
+            "met": met,
+        }
         print(
             f"{name:45s} margin {m:.4f} (min {min(margins):.4f}), spread {spread:.4f}: "
             f"{'met' if met else 'NOT met'}"
         )
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"rows": rows, "ok": ok, "version": minidiff.__version__})
-        )
+        record = {
+            "command": "python bench/cond_images.py " + " ".join(argv or sys.argv[1:]),
+            "size": size,
+            "config": SIZES[size],
+            "summary": {k: {"mean": m, "sd": sd} for k, (m, sd) in summary.items()},
+            "bars": results,
+            "rows": rows,
+            "ok": ok,
+            "version": minidiff.__version__,
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     return 0 if ok else 1
 
 

@@ -38,9 +38,9 @@ from ._validation import (
     check_tensor,
     checked,
 )
-from .diffusion import EpsModel
+from .diffusion import EpsModel, q_sample
 from .schedules import NoiseSchedule
-from .tensors import noise_like, pad_like, uniform
+from .tensors import noise_like, uniform
 
 __all__ = [
     "downsample",
@@ -156,11 +156,11 @@ def augment_condition(
     *condition*.
     """
     eps = noise if noise is not None else noise_like(x_cond, generator)
-    ab = pad_like(schedule.alpha_bar.to(x_cond.device)[level], x_cond)
-    return ab.sqrt() * x_cond + (1.0 - ab).sqrt() * eps
+    return q_sample.unchecked(x_cond, level, schedule, eps)
 
 
-def _conditional_unet(model: object, name: str) -> Any:
+def check_image_model(model: object, name: str) -> Any:
+    """The argument check of every function that takes an image-conditioned model."""
     config = getattr(model, "config", None)
     if not callable(model) or not getattr(config, "cond_channels", 0):
         raise TypeError(
@@ -189,7 +189,7 @@ def _condition_image(x: object, name: str, model: Any) -> torch.Tensor:
 
 
 @checked(
-    model=Check(_conditional_unet),
+    model=Check(check_image_model),
     x_cond=Check(_condition_image, uses=("model",)),
     schedule=NoiseSchedule,
     generator=Rng,

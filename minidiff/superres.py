@@ -6,6 +6,12 @@ conditioned on it; :func:`sr_sample` is that second stage, run with stochastic D
 over :func:`minidiff.image_conditioning.condition_on`. The networks are
 :class:`minidiff.nn.UNet` with the conditioning of chapter 13 (``cond_channels``,
 ``aug_embedding``), small enough to train in seconds on 8x8 and 16x16 images.
+
+The SR model and the regressor read the upsampled condition twice: as input channels, and as a
+skip in image space (:class:`ResidualSR`: ``x̂₀ = up(y) + F_θ``), so the network learns only the
+small detail that bicubic upsampling misses. A plain ε-network must instead compute
+``(x_t - sqrt(ab_t) up(y)) / sqrt(1 - ab_t)`` itself, a difference amplified up to
+``1/sqrt(1 - ab_1)`` at small ``t``; trained briefly it leaves noise in its samples (chapter 14).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 from torch import nn
 
 from ._validation import Int, Rng, check_finite, check_tensor, checked
+from .diffusion import eps_from_x0
 from .image_conditioning import condition_on, upsample
 from .losses.image_conditional import image_conditional_loss, regression_loss
 from .losses.simple import simple_loss
@@ -27,6 +34,7 @@ from .schedules import NoiseSchedule
 from .training import train
 
 __all__ = [
+    "ResidualSR",
     "small_unet_config",
     "sr_sample",
     "conditional_sample",
@@ -92,12 +100,10 @@ def sr_sample(
     (then each step's noise when ``eta > 0``).
 
     ``eta = 1`` (ancestral, DDPM-like steps on the strided grid) is the default: with the
-    deterministic ``eta = 0`` the small, briefly trained SR models of chapter 14 return
-    noise-like images for many inputs (on the 16x16 digits, fast mode: PSNR 16 dB against 28 dB,
-    high-band distance 10.7 dB against 1.7 dB), with 15 or 100 steps and from ``t = T`` or
-    ``t = 0.9 T`` alike, so neither the step count nor ``alpha_bar_T ~ 0`` is the cause; the fresh
-    noise of each stochastic step lets the sampler correct the network's errors instead of
-    carrying them to ``t = 0``.
+    deterministic ``eta = 0`` a plain ε-U-Net (``train_sr(..., residual=False)``) briefly trained
+    on the 16x16 digits returned noise-like images for many inputs (PSNR 16 dB against 28 dB),
+    while the fresh noise of each stochastic step lets the sampler correct the network's errors
+    instead of carrying them to ``t = 0``.
     """
     cond = upsample(x_low, model.config.image_size)
     return conditional_sample.unchecked(
@@ -139,10 +145,49 @@ def conditional_sample(
     )
 
 
-def _seeded_unet(config: UNetConfig, seed: int) -> UNet:
+class ResidualSR(nn.Module):
+    """SR3's ε-model with the condition as a skip in image space: ``ε_θ(x_t, t, c[, s])``.
+
+        x̂₀ = c[:, :C] + F_θ(x_t, t, c[, s]),     ε_θ = (x_t - sqrt(ab_t) x̂₀) / sqrt(1 - ab_t)
+
+    with ``F_θ`` a :class:`minidiff.nn.UNet` (``config``: ``cond_channels``, optionally
+    ``aug_embedding``) and ``c = up(y)`` (or its augmented version). It is an ε-model like any other
+    (``L_simple``, every sampler); only the parameterisation differs: ``F_θ`` predicts the residual
+    ``x₀ - up(y)``, small and well scaled at every ``t``. Shapes: ``x_t (B, C, S, S)``, ``t (B,)``
+    long in ``1..T``, ``x_cond (B, cond_channels, S, S)``; returns ``(B, C, S, S)``.
+    """
+
+    def __init__(self, config: UNetConfig, schedule: NoiseSchedule) -> None:
+        super().__init__()
+        if config.cond_channels < config.in_channels:
+            raise ValueError(
+                f"config.cond_channels must be >= in_channels={config.in_channels} (the skip adds "
+                f"the condition's first channels), got {config.cond_channels}"
+            )
+        self.net = UNet(config)
+        self.config = config
+        self.schedule = schedule
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        x_cond: torch.Tensor,
+        aug_level: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        kw = {} if aug_level is None else {"aug_level": aug_level}
+        x0 = x_cond[:, : self.config.in_channels] + self.net(x_t, t, x_cond=x_cond, **kw)
+        return eps_from_x0.unchecked(x_t, t, x0, self.schedule)
+
+
+def _seeded(build: Any, seed: int) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return UNet(config)
+        return build()
+
+
+def _seeded_unet(config: UNetConfig, seed: int) -> UNet:
+    return cast(UNet, _seeded(lambda: UNet(config), seed))
 
 
 def train_base(
@@ -170,19 +215,29 @@ def train_sr(
     steps: int,
     max_aug_level: int = 0,
     factor: int = 2,
+    residual: bool = True,
     seed: int = 0,
     **options: Any,
-) -> UNet:
+) -> ResidualSR | UNet:
     """An SR3 model ``eps_theta(x_t, t, upsample(x_low)[, s])`` on ``x_high (N, C, S, S)``.
 
     ``x_low`` is the ``factor x factor`` average of ``x_high``; ``max_aug_level > 0`` trains with
-    noise-conditioning augmentation (``aug_embedding=True``). Returns the EMA copy.
+    noise-conditioning augmentation (``aug_embedding=True``). The network is a
+    :class:`ResidualSR` (the condition also skips to ``x̂₀``); ``residual=False`` trains the
+    plain ε-U-Net instead (the comparison of chapter 14's bench). Returns the EMA copy.
     """
     from .image_conditioning import downsample
 
     cond = upsample(downsample(x_high, factor), x_high.shape[-1])
     return train_conditional(
-        x_high, cond, schedule, steps=steps, max_aug_level=max_aug_level, seed=seed, **options
+        x_high,
+        cond,
+        schedule,
+        steps=steps,
+        max_aug_level=max_aug_level,
+        residual=residual,
+        seed=seed,
+        **options,
     )
 
 
@@ -193,9 +248,10 @@ def train_conditional(
     *,
     steps: int,
     max_aug_level: int = 0,
+    residual: bool = False,
     seed: int = 0,
     **options: Any,
-) -> UNet:
+) -> ResidualSR | UNet:
     """SR3's recipe for any image condition: ``eps_theta(x_t, t, x_cond[, s])``; its EMA copy.
 
     ``x (N, C, S, S)`` are the images to draw and ``x_cond (N, C_cond, S, S)`` their conditions,
@@ -203,12 +259,13 @@ def train_conditional(
     colorization). The network is :func:`small_unet_config` with ``cond_channels = C_cond``,
     trained by :func:`minidiff.train` on :func:`image_conditional_loss` (noise-conditioning
     augmentation up to ``max_aug_level``); ``options`` go to :func:`minidiff.train` (defaults:
-    batch 32, lr 2e-3, EMA decay 0.99).
+    batch 32, lr 2e-3, EMA decay 0.99). ``residual=True`` wraps it in :class:`ResidualSR`
+    (``x̂₀ = x_cond[:, :C] + F_θ``: for a condition that already approximates ``x``).
     """
     x, x_cond = _image_pairs(x, x_cond)
     C, S = x.shape[1], x.shape[-1]
     cfg = small_unet_config(S, C, cond_channels=x_cond.shape[1], aug_embedding=max_aug_level > 0)
-    model = _seeded_unet(cfg, seed)
+    model = _seeded(lambda: ResidualSR(cfg, schedule) if residual else UNet(cfg), seed)
     opts = {"batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, **options}
 
     def loss(m: nn.Module, batch: Any, g: torch.Generator) -> torch.Tensor:
@@ -216,7 +273,7 @@ def train_conditional(
         return image_conditional_loss(m, x0, c, schedule, max_aug_level=max_aug_level, generator=g)
 
     res = train(model, loss, (x, x_cond), steps=steps, seed=seed, **opts)
-    return cast(UNet, res.ema.model.eval())
+    return cast("ResidualSR | UNet", res.ema.model.eval())
 
 
 class Regressor(nn.Module):
@@ -225,46 +282,57 @@ class Regressor(nn.Module):
     With ``config.cond_channels = 0`` the condition is the U-Net's input (``x`` and ``x_cond``
     have the same channels); otherwise the condition enters through the conditioning channels
     and the input ``x_t`` is held at 0, so that ``x`` may have other channels than ``x_cond``
-    (colorization: 1 channel in, 2 out).
+    (colorization: 1 channel in, 2 out). ``residual=True`` adds the same image-space skip as
+    :class:`ResidualSR`: ``x_cond[:, :C] + F(x_cond)``.
     """
 
-    def __init__(self, config: UNetConfig) -> None:
+    def __init__(self, config: UNetConfig, residual: bool = False) -> None:
         super().__init__()
         self.net = UNet(config)
+        self.residual = residual
 
     def forward(self, x_cond: torch.Tensor) -> torch.Tensor:
         t = torch.ones(x_cond.shape[0], dtype=torch.long, device=x_cond.device)
         cfg = self.net.config
         if not cfg.cond_channels:
-            return self.net(x_cond, t)
-        x_t = x_cond.new_zeros(x_cond.shape[0], cfg.in_channels, *x_cond.shape[2:])
-        return self.net(x_t, t, x_cond=x_cond)
+            out = self.net(x_cond, t)
+        else:
+            x_t = x_cond.new_zeros(x_cond.shape[0], cfg.in_channels, *x_cond.shape[2:])
+            out = self.net(x_t, t, x_cond=x_cond)
+        return x_cond[:, : cfg.in_channels] + out if self.residual else out
 
 
 def train_regressor(
     x_high: torch.Tensor, *, steps: int, factor: int = 2, seed: int = 0, **options: Any
 ) -> Regressor:
-    """The posterior mean ``E[x_high | x_low]`` as a regression on ``upsample(x_low)`` (MSE)."""
+    """The posterior mean ``E[x_high | x_low]`` as a regression on ``upsample(x_low)`` (MSE), with
+    the image-space skip (``Regressor(residual=True)``)."""
     from .image_conditioning import downsample
 
     cond = upsample(downsample(x_high, factor), x_high.shape[-1])
-    return train_regression(x_high, cond, steps=steps, seed=seed, **options)
+    return train_regression(x_high, cond, steps=steps, residual=True, seed=seed, **options)
 
 
 def train_regression(
-    x: torch.Tensor, x_cond: torch.Tensor, *, steps: int, seed: int = 0, **options: Any
+    x: torch.Tensor,
+    x_cond: torch.Tensor,
+    *,
+    steps: int,
+    residual: bool = False,
+    seed: int = 0,
+    **options: Any,
 ) -> Regressor:
     """The posterior mean ``E[x | x_cond]`` as a regression (``regression_loss``, MSE); EMA copy.
 
     ``x (N, C, S, S)``, ``x_cond (N, C_cond, S, S)`` pair by pair; the baseline that every
     conditional diffusion model of chapter 14 is compared with (blurry, desaturated, best on
     PSNR). ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA 0.99).
+    ``residual``: the :class:`Regressor`'s image-space skip (needs ``C_cond >= C``).
     """
     x, x_cond = _image_pairs(x, x_cond)
     C, Cc, S = x.shape[1], x_cond.shape[1], x.shape[-1]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Regressor(small_unet_config(S, C, cond_channels=0 if Cc == C else Cc))
+    cfg = small_unet_config(S, C, cond_channels=0 if Cc == C else Cc)
+    model = _seeded(lambda: Regressor(cfg, residual=residual), seed)
     opts = {"batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, **options}
 
     def loss(m: nn.Module, batch: Any, g: torch.Generator) -> torch.Tensor:

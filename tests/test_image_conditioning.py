@@ -157,3 +157,34 @@ def test_measures():
         seam_jump(step, torch.ones(1, 1, 8, 8))
     with pytest.raises(ValueError, match="same image shape"):
         highband_spectrum_distance(x, _imgs(2, 4))
+
+
+def test_residual_sr_is_an_eps_model_whose_x0_skips_to_the_condition():
+    from minidiff import predict_x0_from_eps
+    from minidiff.superres import Regressor, ResidualSR
+
+    cfg = _unet(aug=True).config
+    torch.manual_seed(0)
+    model = ResidualSR(cfg, SCHED)
+    cond, x, t = _imgs(seed=4), _imgs(seed=5), torch.tensor([1, 7, 30, 50])
+    s = torch.full((4,), 3.0)
+    x_t = q_sample(cond, t, SCHED, generator=_g(6))
+    # conv_out starts at zero: x0 is the condition exactly, eps the noise that explains x_t
+    ab = SCHED.alpha_bar.float()[t].view(-1, 1, 1, 1)
+    expected = (x_t - ab.sqrt() * cond) / (1 - ab).sqrt()
+    assert torch.allclose(model(x_t, t, x_cond=cond, aug_level=s), expected, atol=1e-5)
+    # with a non-zero residual, the x0 its eps implies is the condition plus the residual
+    torch.nn.init.normal_(model.net.conv_out.weight, std=0.1, generator=_g(7))
+    eps = model(x, t, x_cond=cond, aug_level=s)
+    resid = model.net(x, t, x_cond=cond, aug_level=s)
+    assert resid.abs().max() > 0.01
+    assert torch.allclose(predict_x0_from_eps(x, t, eps, SCHED), cond + resid, atol=1e-4)
+    # it trains through the same loss and samples through condition_on like any eps-model
+    image_conditional_loss(model, x, cond, SCHED, max_aug_level=5, generator=_g(8)).backward()
+    assert model.net.conv_in.weight.grad is not None
+    assert condition_on(model, cond, SCHED, aug_level=2, generator=_g(9))(x, t).shape == x.shape
+    with pytest.raises(ValueError, match="cond_channels must be >= in_channels"):
+        ResidualSR(UNetConfig(**{**cfg.__dict__, "in_channels": 2, "cond_channels": 1}), SCHED)
+    assert torch.equal(
+        Regressor(_unet(cond=0).config, residual=True)(cond), cond
+    )  # zero residual at the start

@@ -105,29 +105,39 @@ def return_problem(got: Any, want: Any, keep_dtype: bool, rtol: float, atol: flo
     if len(tg) != len(tw):
         return f"expected {len(tw)} return value(s), got {len(tg)}"
     for i, (g, w) in enumerate(zip(tg, tw, strict=False)):
-        if not isinstance(w, torch.Tensor):
-            continue
         label = "your result" if len(tw) == 1 else f"return value {i + 1} of {len(tw)}"
-        if not isinstance(g, torch.Tensor):
-            if isinstance(g, (int, float)) and w.dim() == 0:
-                return (
-                    f"{label} is a Python {type(g).__name__}; return the tensor itself (no "
-                    "`.item()` or `float()`), so that a loss keeps its gradient"
-                )
-            return f"{label} should be a torch.Tensor, got {type(g).__name__}"
-        if w.is_floating_point() and not g.is_floating_point():
-            wanted = f"a floating-point tensor ({w.dtype})"
-            return f"{label} has dtype {g.dtype}; expected {wanted}"
-        if g.shape != w.shape:
-            return _shape_message(label, g, w, max(rtol, 1e-4), max(atol, 1e-5))
-        if keep_dtype and w.is_floating_point() and g.dtype != w.dtype:
+        problem = _tensor_problem(label, g, w, keep_dtype, rtol, atol)
+        if problem:
+            return problem
+    return None
+
+
+def _tensor_problem(
+    label: str, g: Any, w: Any, keep_dtype: bool, rtol: float, atol: float
+) -> str | None:
+    """One returned value against the reference's tensor: kind, dtype, shape, finiteness."""
+    if not isinstance(w, torch.Tensor):
+        return None
+    if not isinstance(g, torch.Tensor):
+        if isinstance(g, (int, float)) and w.dim() == 0:
             return (
-                f"{label} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the data it "
-                "was given: a float64 value (a schedule array, a tensor made from a Python float) "
-                "promotes float32 data, so convert it with `.to(x.dtype)` before it meets the data"
+                f"{label} is a Python {type(g).__name__}; return the tensor itself (no "
+                "`.item()` or `float()`), so that a loss keeps its gradient"
             )
-        if not bool(torch.isfinite(g.detach()).all()):
-            return f"{label} contains NaN or inf"
+        return f"{label} should be a torch.Tensor, got {type(g).__name__}"
+    if w.is_floating_point() and not g.is_floating_point():
+        wanted = f"a floating-point tensor ({w.dtype})"
+        return f"{label} has dtype {g.dtype}; expected {wanted}"
+    if g.shape != w.shape:
+        return _shape_message(label, g, w, max(rtol, 1e-4), max(atol, 1e-5))
+    if keep_dtype and w.is_floating_point() and g.dtype != w.dtype:
+        return (
+            f"{label} has dtype {g.dtype}; it should stay {w.dtype}, the dtype of the data it "
+            "was given: a float64 value (a schedule array, a tensor made from a Python float) "
+            "promotes float32 data, so convert it with `.to(x.dtype)` before it meets the data"
+        )
+    if not bool(torch.isfinite(g.detach()).all()):
+        return f"{label} contains NaN or inf"
     return None
 
 

@@ -128,6 +128,25 @@ def _row_text(case: Case, t_arg: int | None, b: int) -> str:
     return f"row {b}"
 
 
+def _slip(got: str, want: str | None) -> str:
+    """A word on the slip that turns the right coefficient ``want`` into ``got``, if it is a
+    known one (α for ᾱ or back, the schedule read at t − 1 or at t)."""
+    if not want:
+        return ""
+    if got.replace("α_t", "ᾱ_t") == want and "ᾱ" not in got:
+        return _SLIP_ALPHA
+    if got.replace("ᾱ_t", "α_t") == want:
+        return (
+            " ᾱ_t belongs to the jump from x_0 to x_t; one step from x_{t−1} to x_t scales by "
+            "√α_t = √(1 − β_t)."
+        )
+    if got.replace("_{t−1}", "_t") == want:
+        return " You read the schedule at t − 1: alpha_bar[t] is ᾱ_t (index 0 is clean data)."
+    if got.replace("_t", "_{t−1}") == want:
+        return " You read the schedule at t where t − 1 belongs: alpha_bar[t - 1] is ᾱ_{t−1}."
+    return ""
+
+
 def _term_message(
     term: str,
     c_s: Tensor,
@@ -161,19 +180,7 @@ def _term_message(
     want, got = _name(c_r, cands), _name(c_s, cands)
     if got is not None:
         expected = f" where the formula has {want}" if want else ""
-        msg = f"the coefficient of {term} is {got}{expected}."
-        if want and got.replace("α_t", "ᾱ_t") == want and "ᾱ" not in got:
-            msg += _SLIP_ALPHA
-        elif want and got.replace("ᾱ_t", "α_t") == want:
-            msg += (
-                " ᾱ_t belongs to the jump from x_0 to x_t; one step from x_{t−1} to x_t scales by "
-                "√α_t = √(1 − β_t)."
-            )
-        elif want and got.replace("_{t−1}", "_t") == want:
-            msg += " You read the schedule at t − 1: alpha_bar[t] is ᾱ_t (index 0 is clean data)."
-        elif want and got.replace("_t", "_{t−1}") == want:
-            msg += " You read the schedule at t where t − 1 belongs: alpha_bar[t - 1] is ᾱ_{t−1}."
-        return msg + note
+        return f"the coefficient of {term} is {got}{expected}.{_slip(got, want)}{note}"
     ratio = c_s / torch.where(c_r.abs() > 0, c_r, torch.ones_like(c_r))
     if bool((c_r.abs() > 1e-12).all()) and torch.allclose(
         ratio, ratio[:1].expand_as(ratio), rtol=1e-3

@@ -615,67 +615,81 @@ def _sample_diagnosis(
         student(T, variance, seed, record=rec)
         student(T, variance, seed, record=again)
         calls = rec[0].calls
-        if not calls:
-            return "your loop never calls the model: each step needs ε_θ(x_t, t)."
-        ts = [int(c[1][0]) for c in calls]
-        if ts != list(range(T, 0, -1)):
-            shown = f"{ts[:3]}…{ts[-2:]}" if len(ts) > 5 else f"{ts}"
-            return (
-                f"your loop calls the model at t = {shown} ({len(ts)} calls); Algorithm 2 runs t = "
-                f"T, T − 1, …, 1, that is {T} calls: range(T, 0, -1)."
-            )
         g = torch.Generator().manual_seed(300 + seed)
         x_T = torch.randn(9, 2, generator=g)
         zs_want = [torch.randn(9, 2, generator=g) for _ in range(T)]
-        x0 = calls[0][0]
-        if not bool(x0.abs().any()):
-            return (
-                "your x_T is all zeros: Algorithm 2 starts from pure noise, x_T = "
-                "torch.randn(shape, generator=generator)."
-            )
-        if torch.allclose(x0, zs_want[0]) and not torch.allclose(x0, x_T):
-            return (
-                "your draws come in another order than the checker replays: draw x_T first, then "
-                "one z per step."
-            )
-        problem = draw_problem(
-            "x_T", x0, again[0].calls[0][0], x_T, "torch.randn(shape, generator=generator)"
+        problem = (
+            _loop_times_problem(calls, T)
+            or _start_problem(calls[0][0], again[0].calls[0][0], x_T, zs_want[0])
+            or _step_noise_problem(calls, rec[0].outputs, T, variance, zs_want)
         )
         if problem:
-            return problem + "."
-        sched = linear_schedule(T, 0.01, 0.2)
-        zs = {v: [] for v in ("beta", "beta_tilde")}  # type: dict[str, list[torch.Tensor]]
-        for (x_t, t), (x_prev, _), eps in zip(calls, calls[1:], rec[0].outputs, strict=False):
-            for v in zs:
-                mean = ddpm_step(
-                    x_t.double(),
-                    t,
-                    eps.double(),
-                    sched,
-                    variance=v,
-                    noise=torch.zeros_like(eps.double()),
-                )
-                var = sched.betas if v == "beta" else sched.posterior_variance
-                zs[v].append((x_prev.double() - mean) / var[int(t[0])].sqrt())
-        got = zs[variance]
-        if len(got) > 1 and all(torch.allclose(a, got[0], atol=1e-4) for a in got[1:]):
-            return "you add the same z at every step: draw a fresh z at each step."
-        want = [z.double() for z in zs_want[: len(got)]]
-        if all(torch.allclose(a, b, atol=1e-3) for a, b in zip(got, want, strict=True)):
-            continue
-        other = zs["beta_tilde" if variance == "beta" else "beta"]
-        if all(torch.allclose(a, b, atol=1e-3) for a, b in zip(other, want, strict=True)):
-            used = "β̃_t" if variance == "beta" else "β_t"
-            return (
-                f"with variance={variance!r} your steps use σ_t² = {used}: pass the `variance` you "
-                "were given on to each step."
-            )
-        return (
-            "your x_T is right, but the noise of your steps differs from the checker's replay: "
-            "draw one z = torch.randn(shape, generator=generator) per step, after x_T, also at t "
-            "= 1 (where it is multiplied by 0)."
-        )
+            return problem
     return None
+
+
+def _loop_times_problem(calls: list[Any], T: int) -> str | None:
+    """The model is called at t = T, T − 1, …, 1, once each."""
+    if not calls:
+        return "your loop never calls the model: each step needs ε_θ(x_t, t)."
+    ts = [int(c[1][0]) for c in calls]
+    if ts == list(range(T, 0, -1)):
+        return None
+    shown = f"{ts[:3]}…{ts[-2:]}" if len(ts) > 5 else f"{ts}"
+    return (
+        f"your loop calls the model at t = {shown} ({len(ts)} calls); Algorithm 2 runs t = "
+        f"T, T − 1, …, 1, that is {T} calls: range(T, 0, -1)."
+    )
+
+
+def _start_problem(
+    x0: torch.Tensor, x0_again: torch.Tensor, x_T: torch.Tensor, z_first: torch.Tensor
+) -> str | None:
+    """x_T is the generator's first draw (not zeros, not drawn after a z, not unseeded)."""
+    if not bool(x0.abs().any()):
+        return (
+            "your x_T is all zeros: Algorithm 2 starts from pure noise, x_T = "
+            "torch.randn(shape, generator=generator)."
+        )
+    if torch.allclose(x0, z_first) and not torch.allclose(x0, x_T):
+        return (
+            "your draws come in another order than the checker replays: draw x_T first, then "
+            "one z per step."
+        )
+    problem = draw_problem("x_T", x0, x0_again, x_T, "torch.randn(shape, generator=generator)")
+    return problem + "." if problem else None
+
+
+def _step_noise_problem(
+    calls: list[Any], outputs: list[Any], T: int, variance: str, zs_want: list[torch.Tensor]
+) -> str | None:
+    """Each step's z, read off x_{t-1} - mean under both variances, against the replayed draws."""
+    sched = linear_schedule(T, 0.01, 0.2)
+    zs: dict[str, list[torch.Tensor]] = {v: [] for v in ("beta", "beta_tilde")}
+    for (x_t, t), (x_prev, _), eps in zip(calls, calls[1:], outputs, strict=False):
+        for v in zs:
+            zero = torch.zeros_like(eps.double())
+            mean = ddpm_step(x_t.double(), t, eps.double(), sched, variance=v, noise=zero)
+            var = sched.betas if v == "beta" else sched.posterior_variance
+            zs[v].append((x_prev.double() - mean) / var[int(t[0])].sqrt())
+    got = zs[variance]
+    if len(got) > 1 and all(torch.allclose(a, got[0], atol=1e-4) for a in got[1:]):
+        return "you add the same z at every step: draw a fresh z at each step."
+    want = [z.double() for z in zs_want[: len(got)]]
+    if all(torch.allclose(a, b, atol=1e-3) for a, b in zip(got, want, strict=True)):
+        return None
+    other = zs["beta_tilde" if variance == "beta" else "beta"]
+    if all(torch.allclose(a, b, atol=1e-3) for a, b in zip(other, want, strict=True)):
+        used = "β̃_t" if variance == "beta" else "β_t"
+        return (
+            f"with variance={variance!r} your steps use σ_t² = {used}: pass the `variance` you "
+            "were given on to each step."
+        )
+    return (
+        "your x_T is right, but the noise of your steps differs from the checker's replay: "
+        "draw one z = torch.randn(shape, generator=generator) per step, after x_T, also at t "
+        "= 1 (where it is multiplied by 0)."
+    )
 
 
 def _ref_sample_impl(

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..flow_matching import flow_matching_loss
 from ..paths import CosinePath, PathCoefficients, RectifiedFlowPath, VPPath, convert_with
-from ._calls import seeded_mlp
+from ._calls import seeded_mlp, under_no_grad
 from ._core import Case, Checker, Mistake, Spec, specs_of
 
 Fn = Callable[..., Any]
@@ -243,14 +243,6 @@ def _u_swapped_x0_eps(x: Any, e: Any, a: Any, s: Any, da: Any, ds: Any) -> torch
     return da * x0 + ds * e
 
 
-def _no_grad(fn: Fn) -> Fn:
-    def run(*args: Any) -> Any:
-        with torch.no_grad():  # converters run inside samplers
-            return fn(*args)
-
-    return run
-
-
 _U_FROM_EPS = Spec(
     _cases_converter,
     _conv("eps", "velocity"),
@@ -277,7 +269,7 @@ _U_FROM_EPS = Spec(
             lambda x, e, a, s, da, ds: _u_from_eps(x, e, *_rf_coefficients(s)), _RF_ONLY
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,  # converters run inside samplers
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
@@ -306,7 +298,7 @@ _EPS_FROM_U = Spec(
             lambda x, u, a, s, da, ds: _eps_from_u(x, u, *_rf_coefficients(s)), _RF_ONLY
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
@@ -368,7 +360,7 @@ _DDIM = Spec(
             "of eps.",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,

@@ -21,22 +21,12 @@ from torch import Tensor
 
 from .._validation import Check, FloatTensor, Rng, check_positive_int, checked
 from ..diffusion import q_sample
-from ..image_conditioning import aug_levels, augment_condition
+from ..image_conditioning import aug_levels, augment_condition, check_image_model
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like
 from .simple import sample_timesteps
 
 __all__ = ["image_conditional_loss", "regression_loss"]
-
-
-def _image_model(model: object, name: str) -> Any:
-    config = getattr(model, "config", None)
-    if not callable(model) or not getattr(config, "cond_channels", 0):
-        raise TypeError(
-            f"{name} must be a UNet built with UNetConfig(cond_channels=...), got "
-            f"{type(model).__name__}"
-        )
-    return model
 
 
 def _level_for(value: object, name: str, model: Any, schedule: NoiseSchedule) -> int:
@@ -52,7 +42,7 @@ def _level_for(value: object, name: str, model: Any, schedule: NoiseSchedule) ->
 
 
 @checked(
-    model=Check(_image_model),
+    model=Check(check_image_model),
     x0=FloatTensor(dim=4, nonempty=True, finite=True),
     x_cond=FloatTensor(dim=4, finite=True),
     schedule=NoiseSchedule,

@@ -18,6 +18,7 @@ name                   function                        model it needs
                        (in :mod:`minidiff.consistency`)
 "inpaint", "repaint"   ``inpaint_sample``,             ``eps_model(x, t_long)`` + ``NoiseSchedule``
                        ``repaint_sample``              + known pixels and a mask
+"dps"                  ``dps_sample``                  the same (guidance, :mod:`.dps`)
 =====================  ==============================  ============================================
 
 ``available_samplers()`` lists every registered name (the table above plus any sampler added since).
@@ -28,7 +29,8 @@ Every sampler returns its final tensor ``(B, ...)`` and shares one vocabulary: `
 state; :func:`trajectory` collects them) and ``progress``. The samplers of ε-models and scores
 also take ``clip_x0`` (:mod:`.clipping`). Modules: :mod:`.loop` (the loop: start, NaN watch,
 trajectory, progress), :mod:`.clipping`, :mod:`.ddpm`, :mod:`.ddim`, :mod:`.langevin`,
-:mod:`.sde_solvers`, :mod:`.dpm_solver`, :mod:`.flow`, :mod:`.inpainting`, :mod:`.registry`.
+:mod:`.sde_solvers`, :mod:`.dpm_solver`, :mod:`.flow`, :mod:`.inpainting`, :mod:`.dps`,
+:mod:`.registry`.
 
 **Adding a sampler** touches one file (plus its tests): put a module in this package, e.g.
 ``minidiff/samplers/my_solver.py``, with a step function and a sampler around the loop::

@@ -141,8 +141,9 @@ CALLS: dict[str, tuple[tuple[object, ...], dict[str, object], int]] = {
         {"jump_length": 5, "resamplings": 2},
         38,
     ),
+    "dps": ((lambda x, t: 0.5 * x, SCHED, KNOWN, MASK), {"zeta": 0.5}, 20),
 }
-NO_SHAPE = ("inpaint", "repaint")
+NO_SHAPE = ("inpaint", "repaint", "dps")
 
 
 def _run(name: str, shape: tuple[int, ...] | None, **extra: object) -> torch.Tensor:
