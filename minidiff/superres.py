@@ -382,7 +382,7 @@ def at_image_size(model: M, image_size: int) -> M:
     out = copy.copy(model)  # a shallow copy: the new .net replaces the old one in it alone
     out._modules = dict(model._modules)
     out.net = _unet_at_size(net, image_size)
-    if getattr(model, "config", None) is net.config:
+    if getattr(model, "config", None) == net.config:
         out.config = out.net.config  # type: ignore[assignment]
     return out
 
