@@ -231,6 +231,44 @@ def scalar_candidates(value: float, sym: str, B: int) -> dict[str, Tensor]:
     return {k: torch.full((B,), x, dtype=torch.float64) for k, x in forms.items()}
 
 
+def _rest_message(s0: Tensor, r0: Tensor, names: str, where: Callable[[int], str]) -> str:
+    """The result with every probed term set to zero is wrong: a term outside them is."""
+    b = int((s0 - r0).reshape(s0.shape[0], -1).abs().amax(1).argmax())
+    return (
+        f"with {names} all set to zero your result should be "
+        f"{float(r0[b].reshape(-1)[0]):.5g} on {where(b)}, but it is "
+        f"{float(s0[b].reshape(-1)[0]):.5g}: a term that involves none of them is wrong"
+    )
+
+
+def _wrong_terms(
+    student: Fn,
+    reference: Fn,
+    case: Case,
+    base: tuple[Tensor, Tensor],
+    terms: Terms,
+    rtol: float,
+    atol: float,
+) -> list[tuple[str, Tensor, Tensor, bool]] | None:
+    """Each term switched on alone (the others zero): ``(term, coefficient of the answer, of the
+    reference, whether the answer's is one factor per sample)`` where they differ; ``None`` when
+    a probe gives nothing to compare."""
+    s0, r0 = base
+    idx = list(terms.args.values())
+    out = []
+    for term, j in terms.args.items():
+        one = _zeroed(case, j, idx)
+        s, r = (_pick(call(f, one).value, terms.output) for f in (student, reference))
+        if s is None or r is None or s.shape != r.shape or not bool(torch.isfinite(s).all()):
+            return None
+        if torch.allclose(s - s0, r - r0, rtol=rtol, atol=atol):
+            continue
+        c_s, fit = _coefficient(s, s0, case[0][j])
+        c_r, _ = _coefficient(r, r0, case[0][j])
+        out.append((term, c_s, c_r, fit))
+    return out
+
+
 def terms_diagnosis(
     student: Fn, reference: Fn, cases: Sequence[Case], terms: Terms, rtol: float, atol: float
 ) -> str | None:
@@ -248,29 +286,16 @@ def terms_diagnosis(
         def where(b: int, case: Case = case, i: int = i) -> str:
             return f"test input {i + 1}, {_row_text(case, terms.t_arg, b)}"
 
-        wrong: list[str] = []
-        bad: list[str] = []
-        for term, j in terms.args.items():
-            one = _zeroed(case, j, idx)
-            s, r = (_pick(call(f, one).value, terms.output) for f in (student, reference))
-            if s is None or r is None or s.shape != r.shape or not bool(torch.isfinite(s).all()):
-                return None
-            if torch.allclose(s - s0, r - r0, rtol=rtol, atol=atol):
-                continue
-            c_s, fit = _coefficient(s, s0, case[0][j])
-            c_r, _ = _coefficient(r, r0, case[0][j])
-            bad.append(term)
-            wrong.append(
-                _term_message(term, c_s, c_r, fit, cands, where, terms.notes.get(term, ""))
-            )
+        found = _wrong_terms(student, reference, case, (s0, r0), terms, rtol, atol)
+        if found is None:
+            return None
+        wrong = [
+            _term_message(term, c_s, c_r, fit, cands, where, terms.notes.get(term, ""))
+            for term, c_s, c_r, fit in found
+        ]
+        bad = [term for term, *_ in found]
         if not torch.allclose(s0, r0, rtol=rtol, atol=atol):
-            names = ", ".join(terms.args)
-            b = int((s0 - r0).reshape(s0.shape[0], -1).abs().amax(1).argmax())
-            wrong.append(
-                f"with {names} all set to zero your result should be "
-                f"{float(r0[b].reshape(-1)[0]):.5g} on {where(b)}, but it is "
-                f"{float(s0[b].reshape(-1)[0]):.5g}: a term that involves none of them is wrong"
-            )
+            wrong.append(_rest_message(s0, r0, ", ".join(terms.args), where))
         if wrong:
             right = [t for t in terms.args if t not in bad]
             tail = f" (the term with {' and with '.join(right)} is right)" if right else ""

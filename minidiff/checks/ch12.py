@@ -319,56 +319,14 @@ def _resume_diagnosis(which: str) -> Callable[..., str | None]:
             weights, gen_state, opt_state, step = rec["restored"]
             w0, g0, o0 = rec["at_checkpoint"]
             ckpt = rec["ckpt"]
-            if which == "make":
-                missing = [k for k in ("model", "optimizer", "generator", "step") if k not in ckpt]
-                if missing:
-                    return (
-                        f"your checkpoint has no {', '.join(repr(k) for k in missing)}: a resumed "
-                        "run needs the weights, the optimizer's state, the generator's state and "
-                        "the step."
-                    )
-            if not torch.equal(weights, w0):
-                if which == "make":
-                    return (
-                        "the weights restored from your checkpoint are those of a later step: "
-                        "`model.state_dict()` holds the live tensors, which the next optimizer "
-                        "steps change in place. Store a copy: copy.deepcopy(model.state_dict())."
-                    )
-                return (
-                    "after your restore the model's weights are not those of the checkpoint: load "
-                    "them (model.load_state_dict)."
-                )
-            if not torch.equal(gen_state, g0):
-                if which == "make" and isinstance(ckpt.get("generator"), torch.Generator):
-                    return (
-                        "you stored the generator itself, which the run goes on using: store its "
-                        "state, generator.get_state(), a copy of where it was at the checkpoint."
-                    )
-                return (
-                    "the generator is not where it was at the checkpoint, so the resumed run "
-                    "draws other batches: save generator.get_state() and restore it with "
-                    "generator.set_state(...)."
-                )
-            exp_avg = (
-                [v["exp_avg"] for v in opt_state["state"].values()]
-                if opt_state.get("state")
-                else []
+            problem = (
+                (_missing_keys(ckpt) if which == "make" else None)
+                or _weights_problem(which, weights, w0)
+                or _generator_state_problem(which, ckpt, gen_state, g0)
+                or _optimizer_state_problem(which, opt_state, o0)
             )
-            exp_avg0 = [v["exp_avg"] for v in o0["state"].values()]
-            if len(exp_avg) != len(exp_avg0) or not all(
-                torch.equal(a, b) for a, b in zip(exp_avg, exp_avg0, strict=False)
-            ):
-                if which == "make" and len(exp_avg) == len(exp_avg0):
-                    return (
-                        "the optimizer's state in your checkpoint is that of a later step: "
-                        "optimizer.state_dict() holds the live moment tensors; copy it "
-                        "(copy.deepcopy)."
-                    )
-                return (
-                    "AdamW's state (its moment estimates and step count) is not restored: the "
-                    "resumed run then takes different steps. Save optimizer.state_dict() and load "
-                    "it with optimizer.load_state_dict(...)."
-                )
+            if problem:
+                return problem
             if step != _RESUME_AT:
                 return (
                     f"the resumed run starts from step {step + 1}, not {_RESUME_AT + 1}: the step "
@@ -377,6 +335,71 @@ def _resume_diagnosis(which: str) -> Callable[..., str | None]:
         return None
 
     return diagnose
+
+
+def _missing_keys(ckpt: dict[str, Any]) -> str | None:
+    missing = [k for k in ("model", "optimizer", "generator", "step") if k not in ckpt]
+    if not missing:
+        return None
+    return (
+        f"your checkpoint has no {', '.join(repr(k) for k in missing)}: a resumed "
+        "run needs the weights, the optimizer's state, the generator's state and "
+        "the step."
+    )
+
+
+def _weights_problem(which: str, weights: torch.Tensor, w0: torch.Tensor) -> str | None:
+    if torch.equal(weights, w0):
+        return None
+    if which == "make":
+        return (
+            "the weights restored from your checkpoint are those of a later step: "
+            "`model.state_dict()` holds the live tensors, which the next optimizer "
+            "steps change in place. Store a copy: copy.deepcopy(model.state_dict())."
+        )
+    return (
+        "after your restore the model's weights are not those of the checkpoint: load "
+        "them (model.load_state_dict)."
+    )
+
+
+def _generator_state_problem(
+    which: str, ckpt: dict[str, Any], gen_state: torch.Tensor, g0: torch.Tensor
+) -> str | None:
+    if torch.equal(gen_state, g0):
+        return None
+    if which == "make" and isinstance(ckpt.get("generator"), torch.Generator):
+        return (
+            "you stored the generator itself, which the run goes on using: store its "
+            "state, generator.get_state(), a copy of where it was at the checkpoint."
+        )
+    return (
+        "the generator is not where it was at the checkpoint, so the resumed run "
+        "draws other batches: save generator.get_state() and restore it with "
+        "generator.set_state(...)."
+    )
+
+
+def _optimizer_state_problem(
+    which: str, opt_state: dict[str, Any], o0: dict[str, Any]
+) -> str | None:
+    exp_avg = [v["exp_avg"] for v in opt_state["state"].values()] if opt_state.get("state") else []
+    exp_avg0 = [v["exp_avg"] for v in o0["state"].values()]
+    if len(exp_avg) == len(exp_avg0) and all(
+        torch.equal(a, b) for a, b in zip(exp_avg, exp_avg0, strict=False)
+    ):
+        return None
+    if which == "make" and len(exp_avg) == len(exp_avg0):
+        return (
+            "the optimizer's state in your checkpoint is that of a later step: "
+            "optimizer.state_dict() holds the live moment tensors; copy it "
+            "(copy.deepcopy)."
+        )
+    return (
+        "AdamW's state (its moment estimates and step count) is not restored: the "
+        "resumed run then takes different steps. Save optimizer.state_dict() and load "
+        "it with optimizer.load_state_dict(...)."
+    )
 
 
 def _resume_harness(which: str) -> Callable[[Any], Any]:
