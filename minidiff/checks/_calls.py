@@ -216,8 +216,9 @@ _HINTS = (
     ),
     (
         "division by zero",
-        "the boundary case (ε = 4 s², warmup_steps = 0, …) needs its own branch before the "
-        "division",
+        "one of the inputs the exercise allows makes that denominator zero (an edge of its "
+        "range): give that case its own branch before the division, with the value the "
+        "exercise asks for there",
     ),
     (
         "cannot be multiplied",

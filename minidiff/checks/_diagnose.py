@@ -468,7 +468,7 @@ def value_problem(
         return _scalar_problem(pairs, cases)
     return (
         _reversed_outputs(values, refs, rtol, atol)
-        or _factor_or_offset(pairs, rtol, atol)
+        or _factor_or_offset(pairs, rtol, atol, cases)
         or _rearranged(pairs[0], rtol, atol)
         or _largest_difference(pairs[0], cases, t_arg)
     )
@@ -489,7 +489,10 @@ def _reversed_outputs(
 
 
 def _factor_or_offset(
-    pairs: list[tuple[int, Tensor, Tensor]], rtol: float, atol: float
+    pairs: list[tuple[int, Tensor, Tensor]],
+    rtol: float,
+    atol: float,
+    cases: Sequence[Case] | None = None,
 ) -> str | None:
     """Every wrong value is ``c ×`` the right one (c the same or not), or right ``+ d``."""
     factors, offsets = [], []
@@ -502,7 +505,7 @@ def _factor_or_offset(
         d = float((g - w).mean())
         offsets.append(d if torch.allclose(g, w + d, rtol=rtol, atol=atol) else math.nan)
     if all(math.isfinite(c) for c in factors):
-        return _factor_message(factors)
+        return _factor_message(factors, cases)
     if all(math.isfinite(d) for d in offsets) and _same_number(offsets):
         return (
             f"your result differs from the reference by a constant offset of {offsets[0]:+.4g} on "
@@ -511,7 +514,37 @@ def _factor_or_offset(
     return None
 
 
-def _factor_message(factors: list[float]) -> str:
+def _dimension_sizes(cases: Sequence[Case] | None) -> set[int]:
+    """The sizes (at least 3) of the dimensions of the first tensor argument of every case: a
+    factor 1/k or k with k among them is a mean where a sum belongs, or the reverse (a factor ½
+    or 2 is left to the generic message, it is more often a missing ½)."""
+    sizes: set[int] | None = None
+    for args, _kw in cases or ():
+        x = next((a for a in args if isinstance(a, Tensor) and a.dim() >= 1), None)
+        if x is None:
+            return set()
+        here = {k for k in x.shape if k >= 3}
+        sizes = here if sizes is None else sizes & here
+    return sizes or set()
+
+
+def _mean_for_sum(c: float, cases: Sequence[Case] | None) -> str | None:
+    for k in sorted(_dimension_sizes(cases)):
+        if math.isclose(c, 1 / k, rel_tol=1e-4):
+            return (
+                f"your result is 1/{k} × the right one on every test input, and {k} is the size "
+                "of a dimension of the input: you averaged over it where the terms add up (a "
+                "mean where a sum belongs). Sum over it."
+            )
+        if math.isclose(c, k, rel_tol=1e-4):
+            return (
+                f"your result is {k} × the right one on every test input, and {k} is the size of "
+                "a dimension of the input: you summed over it where a mean belongs."
+            )
+    return None
+
+
+def _factor_message(factors: list[float], cases: Sequence[Case] | None = None) -> str:
     if not _same_number(factors):
         shown = ", ".join(f"{c:.4g}" for c in factors)
         return (
@@ -520,6 +553,9 @@ def _factor_message(factors: list[float]) -> str:
             "the shape or on t?"
         )
     c = factors[0]
+    named = _mean_for_sum(c, cases)
+    if named:
+        return named
     if math.isclose(c, -1.0, rel_tol=1e-3):
         return (
             "your result differs from the reference in sign only: it is −1 × the right "

@@ -385,6 +385,30 @@ def _reversed_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
     return (0.5 * (torch.log(v) + (1 + m**2) / v - 1)).sum(dim=tuple(range(1, x0.dim())))
 
 
+def _variance_part_slip(per_dim: float, var: float) -> str | None:
+    """Name a slip in the variance part ½ (σ² − 1 − log σ²) from the constant it adds per
+    dimension (the same for every x0, since the part that grows with x0 is right)."""
+    log_v, std = math.log(var), math.sqrt(var)
+    formula = "KL(N(μ, σ²) || N(0, 1)) = ½ (σ² + μ² − 1 − log σ²), with σ² = 1 − ᾱ_T"
+    slips = (
+        (0.5 * log_v, f"the −log σ² term is missing: {formula}."),
+        (log_v, f"the log term has the wrong sign: {formula} (minus log σ²)."),
+        (
+            0.5 * (std - var),
+            f"the variance term is σ = √(1 − ᾱ_T) where σ² = 1 − ᾱ_T belongs: {formula}.",
+        ),
+        (
+            0.5 * (std - var + 0.5 * log_v),
+            f"you used the standard deviation σ = √(1 − ᾱ_T) where the variance σ² belongs (in "
+            f"σ² and in log σ²): {formula}.",
+        ),
+    )
+    for value, message in slips:
+        if abs(per_dim - value) < 1e-6 * (1 + abs(value)):
+            return message
+    return None
+
+
 def _prior_kl_parts(
     student: Fn, reference: Fn, cases: Sequence[Case], _rtol: float, _atol: float
 ) -> str | None:
@@ -403,11 +427,9 @@ def _prior_kl_parts(
             )
         diff = (s1 - r1).double()
         if torch.allclose(diff, diff[:1].expand_as(diff), rtol=1e-4) and abs(float(diff[0])) > 1e-6:
-            if abs(float(diff[0]) - 0.5 * d * torch.log(torch.tensor(1 - ab)).item()) < 1e-6:
-                return (
-                    "the −log σ² term is missing: KL(N(μ, σ²) || N(0, 1)) = ½ (σ² + μ² − 1 − log "
-                    "σ²), with σ² = 1 − ᾱ_T."
-                )
+            named = _variance_part_slip(float(diff[0]) / d, 1 - ab)
+            if named:
+                return named
             return (
                 f"your KL is off by the same constant, {float(diff[0]):+.4g} per sample (that is "
                 f"{float(diff[0]) / d:+.4g} per dimension): check the constant −1 inside ½ (σ² + "

@@ -301,7 +301,14 @@ def _resume_run(
         record.update(
             ckpt=ckpt,
             at_checkpoint=at_checkpoint,
-            restored=(_flat(fresh), fresh_gen.get_state(), fresh_opt.state_dict(), step),
+            # a copy: the optimizer's state_dict holds the live moment tensors, which the
+            # training below goes on updating in place
+            restored=(
+                _flat(fresh),
+                fresh_gen.get_state(),
+                copy.deepcopy(fresh_opt.state_dict()),
+                step,
+            ),
         )
     _train_steps(fresh, fresh_opt, fresh_gen, step + 1, _STEPS)
     return torch.cat([_flat(fresh).double(), torch.tensor([float(step)], dtype=torch.float64)])
@@ -328,13 +335,31 @@ def _resume_diagnosis(which: str) -> Callable[..., str | None]:
             if problem:
                 return problem
             if step != _RESUME_AT:
-                return (
-                    f"the resumed run starts from step {step + 1}, not {_RESUME_AT + 1}: the step "
-                    "must be saved and returned (the warm-up and the EMA read it)."
-                )
+                return _step_problem(which, ckpt, step)
         return None
 
     return diagnose
+
+
+def _step_problem(which: str, ckpt: dict[str, Any], step: int) -> str:
+    """Name an off-by-k step: stored wrong by make, or returned wrong by restore."""
+    stored = ckpt.get("step")
+    if which == "make" and stored != _RESUME_AT:
+        return (
+            f"your checkpoint stores step {stored!r} for a checkpoint made after step "
+            f"{_RESUME_AT}: store `step` as it is given (the last step taken); the resumed "
+            f"run then starts from step + 1, and the warm-up and the EMA read it."
+        )
+    if which == "restore":
+        return (
+            f"your restore returns {step} for a checkpoint that stores step {_RESUME_AT}: "
+            "return ckpt['step'] as stored (the last step taken); the training loop starts "
+            "from step + 1 itself."
+        )
+    return (
+        f"the resumed run starts from step {step + 1}, not {_RESUME_AT + 1}: the step "
+        "must be saved and returned (the warm-up and the EMA read it)."
+    )
 
 
 def _missing_keys(ckpt: dict[str, Any]) -> str | None:

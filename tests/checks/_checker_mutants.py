@@ -2177,6 +2177,56 @@ held(
 )
 held("ch12", "ema_update", "decay_not_capped", _ema_uncapped, r"decay|min|\bd\b|warm")
 
+
+def _mk_step_plus_one(model, opt, gen, step):  # type: ignore[no-untyped-def]
+    import copy
+
+    return {
+        "model": copy.deepcopy(model.state_dict()),
+        "optimizer": copy.deepcopy(opt.state_dict()),
+        "generator": gen.get_state(),
+        "step": step + 1,  # the next step stored in place of the last one taken
+    }
+
+
+def _rs_step_plus_one(ckpt, model, opt, gen):  # type: ignore[no-untyped-def]
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    gen.set_state(ckpt["generator"])
+    return ckpt["step"] + 1
+
+
+held(
+    "ch01",
+    "prior_kl",
+    "mean_over_dims",
+    lambda x0, ab: (0.5 * (ab * x0**2 + (1 - ab) - 1 - math.log(1 - ab))).mean(1),
+    r"mean where a sum|sum over",
+)
+held(
+    "ch01",
+    "prior_kl",
+    "std_in_variance_term",
+    lambda x0, ab: (0.5 * (ab * x0**2 + (1 - ab) ** 0.5 - 1 - math.log(1 - ab))).sum(1),
+    r"variance term is σ|standard deviation",
+)
+held(
+    "ch01",
+    "prior_kl",
+    "log_sign",
+    lambda x0, ab: (0.5 * (ab * x0**2 + (1 - ab) - 1 + math.log(1 - ab))).sum(1),
+    r"log term has the wrong sign",
+)
+held(
+    "ch12",
+    "warmup_lr",
+    "no_zero_branch",
+    lambda step, lr, warmup: lr * min(1.0, step / warmup),
+    r"denominator zero",
+)
+held("ch12", "make_checkpoint", "step_plus_one", _mk_step_plus_one, r"stores step")
+held("ch12", "restore_checkpoint", "step_plus_one", _rs_step_plus_one, r"returns \d+ .*step")
+
 # --- measuring ---------------------------------------------------------------------------------
 
 
