@@ -122,7 +122,11 @@ class Config:
         self.tune_steps = 30 if quick else 1000
         self.n_bound = 64 if quick else 1000
         self.pd_start = 8 if quick else 256
-        self.pd_round = (lambda N: 10) if quick else (lambda N: 150 if N >= 16 else 600)
+        # the notebook's default rounds: the first (the student leaves the trained network for the
+        # 256-step sampler) and the late ones (two steps differ most from one) train longest
+        self.pd_round = (
+            (lambda N: 10) if quick else (lambda N: 1000 if N == 128 else 150 if N >= 16 else 600)
+        )
         self.cd_steps = 30 if quick else 4000
         self.n_map = 200 if quick else 1000
 

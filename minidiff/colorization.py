@@ -21,6 +21,7 @@ Shapes: RGB ``(B, 3, H, W)``, luma ``(B, 1, H, W)``, chroma ``(B, 2, H, W)``, al
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ __all__ = [
     "LUMA",
     "rgb_to_ycbcr",
     "ycbcr_to_rgb",
+    "chroma_in_gamut",
     "train_colorizer",
     "train_colour_regressor",
     "colorize",
@@ -75,17 +77,14 @@ def ycbcr_to_rgb(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     in ``[-1, 1]``; a drawn
     chroma that leaves the RGB cube is clamped (which then changes the luma a little).
     """
-    y = _channels(luma, "luma", 1)[:, 0]
+    _channels(luma, "luma", 1)
     _channels(chroma, "chroma", 2)
     if chroma.shape[0] != luma.shape[0] or chroma.shape[2:] != luma.shape[2:]:
         raise ValueError(
             f"chroma must have luma's batch and size {tuple(luma.shape[:1] + luma.shape[2:])}, "
             f"got {tuple(chroma.shape)}"
         )
-    r = y + _CR * chroma[:, 1]
-    b = y + _CB * chroma[:, 0]
-    g = (y - LUMA[0] * r - LUMA[2] * b) / LUMA[1]
-    return torch.stack([r, g, b], dim=1).clamp(-1.0, 1.0)
+    return (luma + _rgb_offset(chroma)).clamp(-1.0, 1.0)
 
 
 def train_colorizer(
@@ -108,6 +107,36 @@ def train_colour_regressor(
     return train_regression(ycc[:, 1:], ycc[:, :1], steps=steps, seed=seed, **options)
 
 
+@checked(gray=_IMAGES)
+def chroma_in_gamut(gray: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A sampler's ``clip_x0`` for chroma given the luma ``gray (B, 1, S, S)``: the RGB cube.
+
+    The static clip keeps ``Cb, Cr`` in ``[-1, 1]``, but which chroma is a colour depends on the
+    luma (only gray is possible at ``Y = ±1``). With ``Y`` fixed, RGB ``= Y + M c`` is linear in
+    the chroma ``c``, and ``c = 0`` (gray) is always inside the cube, so the valid chroma form a
+    convex set around 0. This map scales each pixel's ``c`` by the largest ``λ <= 1`` with
+    ``Y + λ M c`` in ``[-1, 1]³``: the hue and the luma stay, only the saturation drops.
+    """
+    _channels(gray, "gray", 1)
+
+    def clip(chroma: torch.Tensor) -> torch.Tensor:
+        y = gray.to(chroma)
+        rgb_minus_y = _rgb_offset(chroma)  # (B, 3, H, W): M c
+        room = torch.where(rgb_minus_y > 0, 1.0 - y, -1.0 - y)  # how far each channel may move
+        ratio = torch.where(rgb_minus_y.abs() > 1e-12, room / rgb_minus_y, torch.ones_like(room))
+        lam = ratio.clamp(min=0.0).amin(dim=1, keepdim=True).clamp(max=1.0)
+        return chroma * lam
+
+    return clip
+
+
+def _rgb_offset(chroma: torch.Tensor) -> torch.Tensor:
+    """``M c``: what the chroma ``(B, 2, H, W)`` adds to the luma in each of R, G, B."""
+    cb, cr = chroma[:, 0], chroma[:, 1]
+    r, b = _CR * cr, _CB * cb
+    return torch.stack([r, -(LUMA[0] * r + LUMA[2] * b) / LUMA[1], b], dim=1)
+
+
 @checked(gray=_IMAGES, schedule=NoiseSchedule, steps=Int(), generator=Rng)
 def colorize(
     model: Any,
@@ -121,8 +150,17 @@ def colorize(
     """RGB samples ``(B, 3, S, S)`` given ``gray (B, 1, S, S)`` (the luma, in ``[-1, 1]``).
 
     The chroma is drawn by :func:`minidiff.superres.conditional_sample` (stochastic DDIM,
-    ``eta = 1``), then recombined with the given luma (:func:`ycbcr_to_rgb`).
+    ``eta = 1``, ``x̂₀`` kept in the RGB cube by :func:`chroma_in_gamut`), then recombined with
+    the given luma (:func:`ycbcr_to_rgb`).
     """
     _channels(gray, "gray", 1)
-    chroma = conditional_sample(model, gray, schedule, steps=steps, eta=eta, generator=generator)
+    chroma = conditional_sample(
+        model,
+        gray,
+        schedule,
+        steps=steps,
+        eta=eta,
+        clip_x0=chroma_in_gamut(gray),
+        generator=generator,
+    )
     return ycbcr_to_rgb(gray, chroma)

@@ -111,10 +111,11 @@ class ConsistencyModel(nn.Module):
         prediction: what ``net`` returns: ``"x0"`` (``F`` is the network itself, Song et al.'s
             form) or ``"v"``/``"eps"``, converted to ``x̂_0`` first. With ``sigma_data = 1``,
             ``c_out -> 1`` and ``c_skip -> 0`` at high noise, so a trained diffusion network
-            (its ``x̂_0``) is a natural initialisation: ``f`` starts as the one-step denoiser
-            and consistency distillation corrects it (latent consistency models do the same).
-        sigma_data: ``sigma_d`` of the scalings (about the data's standard deviation; the toys
-            have unit spread).
+            (its ``x̂_0``) is a natural initialisation: ``f`` starts as the one-step denoiser at
+            high noise and as the identity near ``t = 0``, and consistency distillation corrects
+            it (latent consistency models do the same).
+        sigma_data: ``sigma_d`` of the scalings (about the data's standard deviation; 1 is the
+            toys' scale, the 8 Gaussians have a spread of 1.4).
 
     ``forward(x_t, t)`` returns the estimate of the trajectory's end point ``x_0``;
     ``f(x, 0) = x`` exactly.

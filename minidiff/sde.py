@@ -190,27 +190,22 @@ class VPSDE(SDE):
     @checked(t=Times())
     def beta(self, t: torch.Tensor | float) -> torch.Tensor:
         """``β(t) = β_min + t (β_max - β_min)``."""
-        return self._beta(t)  # type: ignore[arg-type]
-
-    def _beta(self, t: torch.Tensor) -> torch.Tensor:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
+        return self.beta_min + torch.as_tensor(t) * (self.beta_max - self.beta_min)
 
     @checked(t=Times())
     def beta_integral(self, t: torch.Tensor | float) -> torch.Tensor:
         """``B(t) = ∫_0^t β(s) ds = β_min t + ½ (β_max - β_min) t²``; ``alpha = exp(-B/2)``."""
-        return self._beta_integral(t)  # type: ignore[arg-type]
-
-    def _beta_integral(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
     def _drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return -0.5 * pad_like(self._beta(t), x) * x
+        return -0.5 * pad_like(VPSDE.beta.unchecked(self, t), x) * x
 
     def _diffusion(self, t: torch.Tensor) -> torch.Tensor:
-        return self._beta(t).sqrt()
+        return VPSDE.beta.unchecked(self, t).sqrt()
 
     def _marginal(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B = self._beta_integral(t)
+        B = VPSDE.beta_integral.unchecked(self, t)
         # sigma² = 1 - exp(-B) through expm1: accurate for the tiny B near t = 0
         return torch.exp(-0.5 * B), torch.sqrt(-torch.expm1(-B))
 
@@ -249,16 +244,13 @@ class VESDE(SDE):
     @checked(t=Times())
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """``σ(t) = σ_min (σ_max / σ_min)^t``."""
-        return self._sigma(t)  # type: ignore[arg-type]
-
-    def _sigma(self, t: torch.Tensor) -> torch.Tensor:
-        return self.sigma_min * torch.exp(t * self._log_ratio)
+        return self.sigma_min * torch.exp(torch.as_tensor(t) * self._log_ratio)
 
     def _drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
 
     def _diffusion(self, t: torch.Tensor) -> torch.Tensor:
-        return self._sigma(t) * math.sqrt(2 * self._log_ratio)
+        return VESDE.sigma.unchecked(self, t) * math.sqrt(2 * self._log_ratio)
 
     def _marginal(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # σ(t)² - σ_min² = σ_min² (exp(2 t log r) - 1), through expm1 near t = 0

@@ -16,8 +16,9 @@ small detail that bicubic upsampling misses. A plain ε-network must instead com
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -356,17 +357,37 @@ def _image_pairs(x: object, x_cond: object) -> tuple[torch.Tensor, torch.Tensor]
     return x, x_cond
 
 
+M = TypeVar("M", bound=nn.Module)
+
+
 @checked(image_size=Int(minimum=2))
-def at_image_size(model: UNet, image_size: int) -> UNet:
+def at_image_size(model: M, image_size: int) -> M:
     """The same network for images of another size: a copy built for ``image_size``, same weights.
 
     A U-Net without attention is convolutional: none of its weights depends on the image size
     (only the shape check of its input does), so a model trained on small crops can be run on
-    larger images, four times cheaper to train on half-size crops. ``image_size`` must suit the
-    model's levels (divisible by ``2 ** (levels - 1)``).
+    larger images, four times cheaper to train on half-size crops. ``model`` is a
+    :class:`minidiff.nn.UNet` or a module that wraps one as ``model.net`` (a :class:`Regressor`,
+    an SR model with a skip); ``image_size`` must suit its levels (divisible by
+    ``2 ** (levels - 1)``).
     """
-    if not isinstance(model, UNet):
-        raise TypeError(f"model must be a minidiff UNet, got {type(model).__name__}")
+    if isinstance(model, UNet):
+        return cast(M, _unet_at_size(model, image_size))
+    net = getattr(model, "net", None)
+    if not isinstance(model, nn.Module) or not isinstance(net, UNet):
+        raise TypeError(
+            f"model must be a minidiff UNet or a module holding one as .net, got "
+            f"{type(model).__name__}"
+        )
+    out = copy.copy(model)  # a shallow copy: the new .net replaces the old one in it alone
+    out._modules = dict(model._modules)
+    out.net = _unet_at_size(net, image_size)
+    if getattr(model, "config", None) == net.config:
+        out.config = out.net.config  # type: ignore[assignment]
+    return out
+
+
+def _unet_at_size(model: UNet, image_size: int) -> UNet:
     if model.config.attn_resolutions:
         raise ValueError(
             "model must have no attention (attn_resolutions=()): attention at a resolution "

@@ -10,7 +10,7 @@ from minidiff.back_projection import low_resolution_projection, project_to_measu
 from minidiff.data.images import image_patches, sample_photos
 from minidiff.image_conditioning import downsample, upsample
 from minidiff.nn import UNet
-from minidiff.superres import at_image_size, conditional_sample, small_unet_config
+from minidiff.superres import Regressor, at_image_size, conditional_sample, small_unet_config
 
 
 def _g(seed: int = 0) -> torch.Generator:
@@ -59,6 +59,11 @@ def test_at_image_size_runs_the_same_weights_on_larger_images():
             small(x[..., :8, :8], t, x_cond=c[..., :8, :8]),
         )
         assert big(x, t, x_cond=c).shape == (2, 1, 16, 16)
+    reg = Regressor(small_unet_config(8, 2, cond_channels=1)).eval()
+    reg32 = at_image_size(reg, 16)  # a module holding a UNet as .net: a copy with a new .net
+    assert reg32.net.config.image_size == 16 and reg.net.config.image_size == 8
+    with torch.no_grad():
+        assert reg32(torch.zeros(1, 1, 16, 16)).shape == (1, 2, 16, 16)
     with pytest.raises(TypeError, match="model must be a minidiff UNet"):
         at_image_size(torch.nn.Linear(2, 2), 16)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="image_size must be divisible"):

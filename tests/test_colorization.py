@@ -9,6 +9,7 @@ import torch
 
 from minidiff import cosine_schedule
 from minidiff.colorization import (
+    chroma_in_gamut,
     colorize,
     rgb_to_ycbcr,
     train_colorizer,
@@ -103,3 +104,18 @@ def test_colorize_keeps_the_luma():
     assert regressor.net.config.cond_channels == 1
     with pytest.raises(ValueError, match="gray must have 1 channel"):
         colorize(model, x[:4], SCHED, steps=3)
+
+
+def test_chroma_in_gamut_moves_x0_into_the_rgb_cube():
+    gray = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    wild = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(3)) * 3
+    c = chroma_in_gamut(gray)(wild)
+    y = gray[:, 0]
+    r, b = y + 1.402 * c[:, 1], y + 1.772 * c[:, 0]  # the inverse without its clamp
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    assert torch.stack([r, g, b]).abs().max() <= 1 + 1e-5
+    inside = rgb_to_ycbcr(torch.rand(3, 3, 8, 8) * 1.8 - 0.9)  # already valid: left unchanged
+    kept = chroma_in_gamut(inside[:, :1])(inside[:, 1:])
+    torch.testing.assert_close(kept, inside[:, 1:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="gray must have 1 channel"):
+        chroma_in_gamut(torch.zeros(1, 3, 4, 4))

@@ -24,17 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..guidance import classifier_free_guidance, classifier_guidance
+from ..guidance import classifier_guidance
 from ..losses import conditional_eps_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
 from ._calls import ReturnError, case_timesteps, own_rng, seeded
+from ._cfg import P_UNCOND, cfg_slip, reference_cfg
 from ._core import Case, Checker, Mistake, Spec, specs_of
 from ._spy import draw_problem, record, t_range_problem
 from .ch04 import TinyEps, _schedule_from_alpha_bar
 
 Fn = Callable[..., Any]
-P_UNCOND = 0.2
-"""The label-dropout probability of the exercise."""
 
 
 def _init(module: nn.Module, seed: int, scale: float = 0.7) -> None:
@@ -321,32 +320,6 @@ def _cases_cfg() -> list[Case]:
     return cases
 
 
-def _ref_cfg(
-    model: Fn, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float, null_label: int
-) -> torch.Tensor:
-    return classifier_free_guidance(model, y, w, num_classes=null_label)(x_t, t)
-
-
-def _cfg_variant(kind: str) -> Fn:
-    def fn(
-        model: Fn, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float, null_label: int
-    ) -> torch.Tensor:
-        null = torch.full_like(y, null_label)
-        if kind == "null_zero":
-            null = torch.zeros_like(y)
-        y_c = y
-        if kind == "dropout":
-            y_c = torch.where(torch.rand(y.shape[0]) < P_UNCOND, torch.full_like(y, null_label), y)
-        e_c, e_u = model(x_t, t, y_c), model(x_t, t, null)
-        if kind == "scale":
-            return e_u + w * (e_c - e_u)
-        if kind == "swapped":
-            return (1 + w) * e_u - w * e_c
-        return (1 + w) * e_c - w * e_u
-
-    return fn
-
-
 def _cfg_diagnosis(
     student: Fn, reference: Fn, cases: Sequence[Case], rtol: float, atol: float
 ) -> str | None:
@@ -390,26 +363,26 @@ def _cfg_diagnosis(
 
 _CFG = Spec(
     _cases_cfg,
-    seeded(_ref_cfg),
+    seeded(reference_cfg),
     {
         "w_instead_of_1_plus_w": Mistake(
-            _cfg_variant("scale"),
+            cfg_slip("scale"),
             "you used w as the guidance *scale*: ε_∅ + w (ε_y - ε_∅). In the lectures' "
             "convention w = 0 is the conditional model, so the weights are (1 + w) and -w: ε̃ = "
             "(1+w) ε_θ(x_t,t,y) - w ε_θ(x_t,t,∅).",
         ),
         "swapped": Mistake(
-            _cfg_variant("swapped"),
+            cfg_slip("swapped"),
             "conditional and unconditional are swapped: extrapolate *away from* ∅ and towards y, "
             "(1+w) ε_θ(x_t,t,y) - w ε_θ(x_t,t,∅).",
         ),
         "null_as_class_zero": Mistake(
-            _cfg_variant("null_zero"),
+            cfg_slip("null_zero"),
             "the unconditional branch used label 0, which is a real class. The null label ∅ is "
             "null_label (= the number of classes).",
         ),
         "dropout_at_sampling": Mistake(
-            _cfg_variant("dropout"),
+            cfg_slip("dropout"),
             "you dropped labels at sampling time. Label dropout belongs to training only; when "
             "sampling, call the model once with y and once with ∅ for every row.",
         ),

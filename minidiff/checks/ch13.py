@@ -29,14 +29,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..guidance import classifier_free_guidance
 from ..latent import latent_scale
 from ..nn.attention import attention
 from ..nn.autoencoder import AutoencoderKL
 from ..nn.unet import UNet
 from ._calls import own_rng, seeded, under_no_grad
+from ._cfg import cfg_slip, reference_cfg
 from ._core import Case, Checker, Mistake, Spec, returned_number, specs_of
-from .ch09 import _cfg_variant
 
 Fn = Callable[..., Any]
 
@@ -366,10 +365,6 @@ def _cases_cfg() -> list[Case]:
     return cases
 
 
-def _ref_cfg(model: Fn, x_t: Tensor, t: Tensor, y: Tensor, w: float, null_label: int) -> Tensor:
-    return classifier_free_guidance(model, y, w, num_classes=null_label)(x_t, t)
-
-
 def _sampler_like(fn: Fn) -> Fn:
     """Run under ``torch.no_grad()`` (as a sampler does) with the global RNG seeded."""
     return seeded(under_no_grad(fn))
@@ -377,25 +372,25 @@ def _sampler_like(fn: Fn) -> Fn:
 
 _CFG = Spec(
     _cases_cfg,
-    _sampler_like(_ref_cfg),
+    _sampler_like(reference_cfg),
     {
         "w_instead_of_1_plus_w": Mistake(
-            _cfg_variant("scale"),
+            cfg_slip("scale"),
             "you used w as the guidance *scale*: ε_∅ + w (ε_y - ε_∅). In the lectures' convention "
             "w = 0 is the conditional model: ε̃ = (1+w) ε_θ(x_t,t,y) - w ε_θ(x_t,t,∅).",
         ),
         "swapped": Mistake(
-            _cfg_variant("swapped"),
+            cfg_slip("swapped"),
             "conditional and unconditional are swapped: extrapolate away from ∅ towards y, "
             "(1+w) ε_θ(x_t,t,y) - w ε_θ(x_t,t,∅).",
         ),
         "null_as_class_zero": Mistake(
-            _cfg_variant("null_zero"),
+            cfg_slip("null_zero"),
             "the unconditional branch used label 0, the digit 0. The null label ∅ is null_label "
             "(= the number of classes), the extra row of the U-Net's label table.",
         ),
         "dropout_at_sampling": Mistake(
-            _cfg_variant("dropout"),
+            cfg_slip("dropout"),
             "you dropped labels at sampling time. Label dropout belongs to training only; when "
             "sampling, call the U-Net with y and with ∅ for every image.",
         ),

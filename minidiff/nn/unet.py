@@ -521,6 +521,26 @@ def _check_size(cfg: UNetConfig) -> None:
         )
 
 
+def _resolve_config(config: UNetConfig | str, overrides: dict[str, Any]) -> UNetConfig:
+    """The configuration a :class:`UNet` is built from: a preset name or a ``UNetConfig``, with
+    ``overrides`` (UNetConfig fields) replacing its values."""
+    if isinstance(config, str):
+        if config not in UNET_CONFIGS:
+            raise ValueError(
+                f"config must be a UNetConfig or one of {sorted(UNET_CONFIGS)}, got {config!r}"
+            )
+        config = UNET_CONFIGS[config]
+    if not isinstance(config, UNetConfig):
+        raise TypeError(f"config must be a UNetConfig or a str, got {type(config).__name__}")
+    if not overrides:
+        return config
+    known = {f.name for f in fields(UNetConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown UNetConfig field(s) {unknown}; the fields are {sorted(known)}")
+    return UNetConfig(**{**config.to_dict(), **overrides})
+
+
 class UNet(nn.Module):
     """DDPM's U-Net ``eps_theta(x_t, t)``: ``x: (B, C, S, S)``, ``t: (B,)`` -> ``(B, C, S, S)``.
 
@@ -531,23 +551,7 @@ class UNet(nn.Module):
 
     def __init__(self, config: UNetConfig | str = "ddpm_cifar10", **overrides: Any) -> None:
         super().__init__()
-        if isinstance(config, str):
-            if config not in UNET_CONFIGS:
-                raise ValueError(
-                    f"config must be a UNetConfig or one of {sorted(UNET_CONFIGS)}, got {config!r}"
-                )
-            config = UNET_CONFIGS[config]
-        if not isinstance(config, UNetConfig):
-            raise TypeError(f"config must be a UNetConfig or a str, got {type(config).__name__}")
-        if overrides:
-            known = {f.name for f in fields(UNetConfig)}
-            unknown = sorted(set(overrides) - known)
-            if unknown:
-                raise TypeError(
-                    f"unknown UNetConfig field(s) {unknown}; the fields are {sorted(known)}"
-                )
-            config = UNetConfig(**{**config.to_dict(), **overrides})
-        self.config = cfg = config
+        self.config = cfg = _resolve_config(config, overrides)
         _check_size(cfg)
         ch, g = cfg.base_channels, cfg.groups
         emb_dim = 4 * ch

@@ -32,4 +32,13 @@ def test_quick_run_writes_every_measure(tmp_path: Path) -> None:
     ):
         assert key in rows[0] and rows[0][key] == rows[0][key]  # present and not NaN
     assert 0 <= rows[0]["agree_repaint"] <= 1
+    photo_keys = (
+        "photo_hb_sr_proj",
+        "photo_psnr_regression",
+        "chroma_err_sample",
+        "colour_gap_sample",
+    )
+    for key in photo_keys:  # the photo-patch part: super-resolution 16 -> 32 and colorization
+        assert key in rows[0] and rows[0][key] == rows[0][key]
+    assert rows[0]["colourful_gray"] == 0.0
     assert status in (0, 1)

@@ -112,6 +112,31 @@ def test_constant_offset_is_named() -> None:
     assert "constant offset of +1" in res.message
 
 
+def _scalar_cases(n: int) -> list:
+    g = torch.Generator().manual_seed(1)
+    return [((torch.randn(5, generator=g),), {}) for _ in range(n)]
+
+
+def _sq_mean(x: torch.Tensor) -> torch.Tensor:
+    return (x * x).mean() + 1.0
+
+
+def test_a_scalar_factor_needs_enough_inputs_and_a_real_gap_from_one() -> None:
+    """One ratio per scalar input: two inputs, or a ratio of 1.02, do not make a constant factor."""
+    twice = lambda x: 2 * _sq_mean(x)  # noqa: E731
+    res = run_check("loss", twice, _sq_mean, _scalar_cases(3), display=False)
+    assert "2 × the right one on every test input" in res.message
+    for n, wrong in [(2, twice), (3, lambda x: 1.02 * _sq_mean(x))]:
+        res = run_check("loss", wrong, _sq_mean, _scalar_cases(n), display=False)
+        assert not res.passed and "× the right one" not in res.message
+        assert "no constant factor or offset explains" in res.message
+    shifted = lambda x: _sq_mean(x) + 0.5  # noqa: E731
+    res = run_check("loss", shifted, _sq_mean, _scalar_cases(3), display=False)
+    assert "off by a constant +0.5" in res.message
+    res = run_check("loss", shifted, _sq_mean, _scalar_cases(2), display=False)
+    assert "off by a constant" not in res.message
+
+
 def test_unknown_wrong_answer_points_at_the_input_and_the_numbers() -> None:
     res = check(lambda x, a: a**0.5 * x + 0.1 * x**2)
     assert not res.passed and res.mistake is None
