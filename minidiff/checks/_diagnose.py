@@ -263,8 +263,9 @@ def input_gradient_problem(
             if not (isinstance(out, torch.Tensor) and out.requires_grad):
                 return (
                     "your values are right, but no gradient flows through your result: it was "
-                    "computed under torch.no_grad(), or detached. Inside a network every input "
-                    f"({', '.join(f'`{n}`' for n in grad_args)}) must receive its gradient."
+                    "computed under torch.no_grad(), or detached. Every input "
+                    f"({', '.join(f'`{n}`' for n in grad_args)}) must receive its gradient: the "
+                    "losses and networks built on this function backpropagate through it."
                 )
             inputs = [a[j] for j in grad_args.values()]
             w = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)

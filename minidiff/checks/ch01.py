@@ -216,6 +216,7 @@ _Q_SAMPLE = Spec(
     keep_dtype=True,
     terms=Terms({"x0": 0, "the noise": 3}, _candidates(2), t_arg=1),
     t_arg=1,
+    grad_args={"x0": 0, "noise": 3},
     doc=(
         "Check ``q_sample(x0: (B, ...), t: (B,) long, alpha_bar: (T+1,), noise: like x0) -> x_t``."
     ),

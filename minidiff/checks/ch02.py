@@ -236,6 +236,7 @@ _MU_EPS = Spec(
     keep_dtype=True,
     terms=Terms({"x_t": 0, "eps": 2}, _posterior_candidates(1), t_arg=1),
     t_arg=1,
+    grad_args={"x_t": 0, "eps": 2},
     doc="Check ``mu_tilde_from_eps(x_t, t: (B,) long, eps, betas, alpha_bar) -> mean like x_t``.",
 )
 check_mu_tilde_from_eps = Checker("mu_tilde_from_eps", _MU_EPS)

@@ -34,3 +34,14 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("MINIDIFF_STRICT_CHECKS", "1")
     with pytest.raises(AssertionError, match="snr"):
         ch01.check_snr(lambda ab: (1 - ab) / ab, display=False)
+
+
+def test_a_detached_q_sample_is_told_its_gradient_is_cut() -> None:
+    # q_sample feeds the training loss: a result cut off from autograd (right values) must fail.
+    def detached(x0, t, alpha_bar, noise):  # type: ignore[no-untyped-def]
+        shape = (-1,) + (1,) * (x0.dim() - 1)
+        ab = alpha_bar[t].reshape(shape).to(x0.dtype)
+        return (ab.sqrt() * x0 + (1 - ab).sqrt() * noise).detach()
+
+    res = ch01.check_q_sample(detached, display=False)
+    assert not res.passed and "gradient" in res.message and "`x0`" in res.message

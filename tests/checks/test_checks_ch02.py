@@ -37,3 +37,16 @@ def test_posterior_variance_zero_at_t1(solution: dict[str, Any]) -> None:
     i = int((t == 1).nonzero()[0])
     assert float(var[i].abs().max()) == 0.0
     torch.testing.assert_close(mean[i], x0[i])
+
+
+def test_a_detached_mu_tilde_from_eps_is_told_its_gradient_is_cut() -> None:
+    # The reverse mean is built from the network's ε: a result cut off from autograd must fail.
+    def detached(x_t, t, eps, betas, alpha_bar):  # type: ignore[no-untyped-def]
+        shape = (-1,) + (1,) * (x_t.dim() - 1)
+        b = betas[t].reshape(shape).to(x_t.dtype)
+        ab = alpha_bar[t].reshape(shape).to(x_t.dtype)
+        with torch.no_grad():
+            return (x_t - b / (1 - ab).sqrt() * eps) / (1 - b).sqrt()
+
+    res = ch02.check_mu_tilde_from_eps(detached, display=False)
+    assert not res.passed and "gradient" in res.message
