@@ -119,6 +119,11 @@ def _timesteps(
 ) -> torch.Tensor:
     if timesteps is None and steps is not None:
         return solver_timesteps(schedule, steps, spacing)  # type: ignore[arg-type]
+    if timesteps is not None and spacing != "log_snr":  # it would be silently ignored
+        raise ValueError(
+            f"spacing chooses the timesteps of steps=; it cannot apply to explicit timesteps, "
+            f"got spacing={spacing!r} with timesteps"
+        )
     return _resolve_timesteps(schedule, steps, timesteps)
 
 

@@ -192,3 +192,9 @@ def test_bad_inputs_name_the_argument() -> None:
         dpm_solver_step(torch.full((4, 2), math.nan, dtype=torch.float64), 50, 20, x0, SCHED)
     with pytest.raises(ValueError, match="timesteps"):
         dpm_solver_sample(ORACLE, SCHED, (4, 2), timesteps=[10, 20])
+
+
+def test_spacing_with_explicit_timesteps_is_refused() -> None:
+    for sample in (dpm_solver_sample, heun_log_snr_sample):
+        with pytest.raises(ValueError, match="spacing"):
+            sample(ORACLE, SCHED, x_T=_x_T(4), timesteps=[200, 50, 10], spacing="trailing")
