@@ -156,6 +156,77 @@ def _cases_bias() -> list[Case]:
     return [((s2, tol), {}) for s2, tol in ((0.81, 0.05), (0.16, 0.01), (0.25, 0.5), (3.0, 0.2))]
 
 
+def _as_number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _linearised_variance(
+    student: Any, _reference: Any, cases: Any, _rtol: float, _atol: float
+) -> str | None:
+    """Probe tiny steps: an answer with the right value and slope at ε → 0 that is wrong at the
+    steps of the cases is a first-order (small-step) approximation of the exact variance."""
+    for (s2, eps), _kw in cases:
+        if eps >= 4 * s2:
+            continue
+        got = _as_number(student(s2, eps))
+        if got is None or math.isclose(got, _stationary(s2, eps), rel_tol=1e-6):
+            continue
+        delta = 1e-4 * s2
+        near = _as_number(student(s2, delta))
+        at0 = _as_number(student(s2, 0.0))
+        if near is None or at0 is None or not math.isclose(at0, s2, rel_tol=1e-6):
+            return None
+        slope = (near - at0) / delta  # the exact variance grows as s² + ε/4 + O(ε²)
+        if math.isclose(slope, 0.25, rel_tol=1e-2):
+            return (
+                f"your variance is right for small steps (its slope at ε = 0 is ¼, as it should "
+                f"be) but not at ε = {eps:.4g}, s² = {s2:.4g}: yours {got:.6g}, expected "
+                f"{_stationary(s2, eps):.6g}. That is a first-order approximation in ε; solve "
+                "v = (1 − ε/(2s²))² v + ε exactly: v = s² / (1 − ε/(4s²))."
+            )
+        return None
+    return None
+
+
+def _implied_bias(
+    student: Any, _reference: Any, cases: Any, _rtol: float, _atol: float
+) -> str | None:
+    """Read the student's step back through the stationary variance: the bias it allows says
+    which tolerance it was solved for."""
+    read = []
+    for (s2, tol), _kw in cases:
+        eps = _as_number(student(s2, tol))
+        if eps is None or not 0 < eps < 4 * s2:
+            return None
+        read.append((s2, tol, eps, _stationary(s2, eps) / s2))
+    if all(math.isclose(r, (1 + tol) ** 2, rel_tol=1e-6) for _, tol, _, r in read):
+        return (
+            "with your step the stationary variance is (1 + tol)² s²: you put the tolerance on "
+            "the standard deviation (√v ≤ (1 + tol) s). It bounds the variance: v = s²/(1 − "
+            "ε/(4s²)) ≤ (1 + tol) s², so ε = 4 s² tol / (1 + tol)."
+        )
+    ratios = [r for *_, r in read]
+    if len({tol for _, tol, _, _ in read}) > 1 and all(
+        math.isclose(r, ratios[0], rel_tol=1e-6) for r in ratios
+    ):
+        return (
+            f"with your step the stationary variance is {ratios[0]:.6g} s² whatever the "
+            "tolerance: your step does not follow `tolerance`. Solve s²/(1 − ε/(4s²)) = (1 + "
+            "tol) s² for ε."
+        )
+    for s2, tol, eps, ratio in read:
+        if not math.isclose(ratio, 1 + tol, rel_tol=1e-6):
+            return (
+                f"with your step ε = {eps:.6g} (s² = {s2:.4g}, tol = {tol:.4g}) the stationary "
+                f"variance s²/(1 − ε/(4s²)) is {ratio:.6g} s², expected (1 + tol) s² = "
+                f"{1 + tol:.6g} s²: solve s²/(1 − ε/(4s²)) = (1 + tol) s² for ε."
+            )
+    return None
+
+
 _VARIANCE = Spec(
     _cases_variance,
     _stationary,
@@ -183,6 +254,7 @@ _VARIANCE = Spec(
         ),
     },
     wrap=_python_float,
+    diagnoses=(_linearised_variance,),
     doc="Check ``stationary_variance(s2, step_size) -> s2 / (1 - step_size / (4 s2))`` (or inf).",
 )
 check_stationary_variance = Checker("stationary_variance", _VARIANCE)
@@ -213,7 +285,8 @@ _STEP_BIAS = Spec(
             "so ε = 4 s² tol / (1 + tol).",
         ),
     },
-    wrap=_python_float,
+    wrap=python_float("): it is the step size the sampling loop uses"),
+    diagnoses=(_implied_bias,),
     doc="Check ``step_for_bias(s2, tolerance) -> 4 s2 tolerance / (1 + tolerance)``, a float.",
 )
 check_step_for_bias = Checker("step_for_bias", _STEP_BIAS)

@@ -82,6 +82,8 @@ def _alpha_forms(case: Case) -> dict[str, Tensor]:
         "exp(−¼ B(t)), the square root of the mean coefficient": torch.exp(
             -0.25 * (a * t + 0.5 * (b - a) * t**2)
         ),
+        "exp(−B(t)) = alpha(t)², the continuous ᾱ (the signal's variance, not its mean "
+        "coefficient)": torch.exp(-(a * t + 0.5 * (b - a) * t**2)),
     }
 
 

@@ -105,6 +105,15 @@ def _step_with(
     return out
 
 
+def _x0_over_alpha_bar(
+    x_t: torch.Tensor, e: torch.Tensor, a_t: torch.Tensor, a_p: torch.Tensor
+) -> torch.Tensor:
+    """The η = 0 step with x̂_0 divided by ᾱ_t where √ᾱ_t belongs."""
+    a_t, a_p = a_t[:, None], a_p[:, None]
+    x0 = (x_t.double() - (1 - a_t).sqrt() * e.double()) / a_t
+    return a_p.sqrt() * x0 + (1 - a_p).sqrt() * e.double()
+
+
 def _deterministic_forms(case: Case) -> dict[str, torch.Tensor]:
     x_t, t, tp, e, ab = case[0]
     ab = ab.double()
@@ -118,6 +127,8 @@ def _deterministic_forms(case: Case) -> dict[str, torch.Tensor]:
         "a DDIM step to ᾱ_{t_prev + 1}: read the target level at alpha_bar[t_prev]": _step_with(
             x_t, e, ab[t], ab[(tp + 1).clamp(max=T)]
         ),
+        "a DDIM step whose x̂_0 divides by ᾱ_t where √ᾱ_t belongs: x̂_0 = (x_t − √(1 − ᾱ_t) ε) "
+        "/ √ᾱ_t, since x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε": _x0_over_alpha_bar(x_t, e, ab[t], ab[tp]),
     }
 
 
@@ -158,6 +169,14 @@ def _sigma_forms(case: Case) -> dict[str, torch.Tensor]:
         "second factor is √(1 − ᾱ_t/ᾱ_prev)": eta
         * ((1 - a_p) / (1 - a_t)).sqrt()
         * (1 - a_p / a_t).sqrt(),
+        "η (1 − ᾱ_prev)/(1 − ᾱ_t) (1 − ᾱ_t/ᾱ_prev), the variance without its square roots (and "
+        "with η, not η²): return the standard deviation σ_t, both factors under a square root": (
+            eta * (1 - a_p) / (1 - a_t) * (1 - a_t / a_p)
+        ),
+        "η √((1 − ᾱ_t)/(1 − ᾱ_prev)) √(1 − ᾱ_t/ᾱ_prev): the first factor is upside down (and "
+        "infinite at t_prev = 0, where ᾱ = 1); it is √((1 − ᾱ_prev)/(1 − ᾱ_t)), < 1": eta
+        * ((1 - a_t) / (1 - a_p)).sqrt()
+        * (1 - a_t / a_p).sqrt(),
     }
 
 

@@ -12,7 +12,9 @@ References come from :mod:`minidiff.frequency`; each :class:`Mistake` is a commo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -133,6 +135,38 @@ def _snr_forms(case: Case) -> dict[str, torch.Tensor]:
     }
 
 
+def _snr_coefficients(
+    student: Any, reference: Any, cases: Sequence[Case], rtol: float, _atol: float
+) -> str | None:
+    """The right shape over the frequencies times a factor that changes with ᾱ: read which
+    coefficients of the signal and the noise the factor stands for."""
+    factors = []
+    for (p, ab, n), _kw in cases:
+        got, want = student(p, ab, n), reference(p, ab, n)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return None
+        ratio = got.double() / want.double()
+        if not torch.allclose(ratio, ratio[:1].expand_as(ratio), rtol=max(rtol, 1e-6)):
+            return None
+        factors.append((float(ratio[0]), ab, n))
+    forms = {
+        "√(1 − ᾱ)/√ᾱ: you scaled the powers by √ᾱ and √(1 − ᾱ), the coefficients of the "
+        "amplitudes in x_t = √ᾱ x_0 + √(1 − ᾱ) ε; the powers scale by their squares, ᾱ P_0 and "
+        "(1 − ᾱ) N": lambda ab, n: math.sqrt((1 - ab) / ab),
+        "√ᾱ/√(1 − ᾱ): ᾱ and 1 − ᾱ appear squared; a power scales by ᾱ and 1 − ᾱ, the squares of "
+        "the amplitudes √ᾱ and √(1 − ᾱ)": lambda ab, n: math.sqrt(ab / (1 - ab)),
+        "1/ᾱ: the signal's power is ᾱ P_0, ᾱ is missing": lambda ab, n: 1 / ab,
+        "1 − ᾱ: the noise's power is (1 − ᾱ) N, 1 − ᾱ is missing": lambda ab, n: 1 - ab,
+    }
+    for name, form in forms.items():
+        if all(math.isclose(c, form(ab, n), rel_tol=1e-5) for c, ab, n in factors):
+            return (
+                "your SNR has the right shape over the frequencies, but it is off by a factor "
+                f"{name}. SNR = ᾱ P_0 / ((1 − ᾱ) N)."
+            )
+    return None
+
+
 _PSD = Spec(
     _cases_psd,
     lambda x: _radial_psd(x),
@@ -241,7 +275,7 @@ _SNR = Spec(
         ),
     },
     keep_dtype=True,
-    diagnoses=(named_result(_snr_forms),),
+    diagnoses=(named_result(_snr_forms), _snr_coefficients),
     doc="Check ``frequency_snr(psd0: (K,), alpha_bar: float, n_pixels: int) -> ᾱ P_0/((1-ᾱ)N)``.",
 )
 check_frequency_snr = Checker("frequency_snr", _SNR)

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -588,6 +589,37 @@ def _fd_variant(kind: str) -> Callable[..., float]:
     return fd
 
 
+def _cross_term_probe(
+    student: Any, reference: Any, cases: Any, _rtol: float, _atol: float
+) -> str | None:
+    """Probe diagonal covariances (where every square root is the elementwise one) and equal
+    covariances (which commute): an answer right on both but wrong in general takes the root of
+    the cross term elementwise, or as if the covariances commuted."""
+
+    def agrees(*args: torch.Tensor) -> bool:
+        got, want = float(student(*args)), float(reference(*args))
+        return math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-8)
+
+    for (m1, c1, m2, c2), _kw in cases:
+        if agrees(m1, c1, m2, c2):
+            continue
+        if not agrees(m1, torch.diag(c1.diagonal()), m2, torch.diag(c2.diagonal())):
+            return None
+        if agrees(m1, c1, m2, c1):
+            return (
+                "your distance is right when the covariances commute (diagonal, or equal) but "
+                "not in general: tr(Σ1^½ Σ2^½) is not tr((Σ1 Σ2)^½) then. Use tr((Σ1^½ Σ2 "
+                "Σ1^½)^½), the square root of one symmetric matrix."
+            )
+        return (
+            "your distance is right for diagonal covariances, where a matrix square root is the "
+            "square root of each entry, but not in general: the cross term tr((Σ1 Σ2)^½) takes "
+            "a matrix square root (the matrix R with R R = Σ1^½ Σ2 Σ1^½, from its "
+            "eigendecomposition), not the elementwise √ of the entries."
+        )
+    return None
+
+
 _FD = Spec(
     _cases_fd,
     lambda m1, c1, m2, c2: _frechet_distance(m1, c1, m2, c2),
@@ -615,6 +647,7 @@ _FD = Spec(
     wrap=_python_float,
     rtol=1e-6,
     atol=1e-8,
+    diagnoses=(_cross_term_probe,),
     doc="Check ``frechet_distance(mu1, cov1, mu2, cov2) -> float`` (the FID formula).",
 )
 check_frechet_distance = Checker("frechet_distance", _FD)

@@ -943,7 +943,7 @@ add(
     "step_for_bias",
     "tolerance_ignored",
     lambda s2, tol: 4 * s2 * 0.05 / 1.05,
-    r"constant|factor|differs|expected",
+    r"constant|factor|differs|expected|tolerance",
 )
 
 # === chapter 6 ===================================================================================
@@ -2224,6 +2224,65 @@ held(
     lambda step, lr, warmup: lr * min(1.0, step / warmup),
     r"denominator zero",
 )
+held(
+    "ch05",
+    "stationary_variance",
+    "first_order_with_branch",
+    lambda s2, e: math.inf if e >= 4 * s2 else s2 * (1 + e / (4 * s2)),
+    r"first-order",
+)
+held(
+    "ch05",
+    "step_for_bias",
+    "tolerance_on_std",
+    lambda s2, tol: 4 * s2 * (1 - 1 / (1 + tol) ** 2),
+    r"standard deviation",
+)
+
+
+def _vp_alpha_squared(t, bmin, bmax):  # type: ignore[no-untyped-def]
+    alpha2 = torch.exp(-(bmin * t + 0.5 * (bmax - bmin) * t**2))  # ᾱ returned as α
+    return alpha2, torch.sqrt(1 - alpha2)
+
+
+def _sigma_variance_eta(t, tp, ab, eta):  # type: ignore[no-untyped-def]
+    a, ap = ab[t], ab[tp]
+    return eta * ((1 - ap) / (1 - a)) * (1 - a / ap)
+
+
+def _sigma_upside_down(t, tp, ab, eta):  # type: ignore[no-untyped-def]
+    a, ap = ab[t], ab[tp]
+    return eta * ((1 - a) / (1 - ap)).sqrt() * (1 - a / ap).sqrt()
+
+
+def _ddim_x0_over_alpha_bar(x, t, tp, e, ab):  # type: ignore[no-untyped-def]
+    a, ap = ab[t][:, None].to(x.dtype), ab[tp][:, None].to(x.dtype)
+    return ap.sqrt() * (x - (1 - a).sqrt() * e) / a + (1 - ap).sqrt() * e
+
+
+def _fd_elementwise_root(m1, c1, m2, c2):  # type: ignore[no-untyped-def]
+    cross = torch.trace((c1 @ c2).clamp(min=0).sqrt())
+    return float(((m1 - m2) ** 2).sum() + torch.trace(c1) + torch.trace(c2) - 2 * cross)
+
+
+held("ch07", "vp_marginal", "alpha_squared", _vp_alpha_squared, r"alpha\(t\)²|continuous ᾱ")
+held("ch08", "ddim_sigma", "variance_with_eta", _sigma_variance_eta, r"variance|standard deviation")
+held("ch08", "ddim_sigma", "ratio_upside_down", _sigma_upside_down, r"upside down")
+held(
+    "ch08",
+    "ddim_step_deterministic",
+    "x0_over_alpha_bar",
+    _ddim_x0_over_alpha_bar,
+    r"divides by ᾱ_t where √ᾱ_t",
+)
+held(
+    "ch10",
+    "frequency_snr",
+    "amplitude_coefficients",
+    lambda p, ab, n: math.sqrt(ab) * p / (math.sqrt(1 - ab) * n),
+    r"√ᾱ and √\(1 − ᾱ\)|squares",
+)
+held("ch12", "frechet_distance", "elementwise_root", _fd_elementwise_root, r"elementwise")
 held("ch12", "make_checkpoint", "step_plus_one", _mk_step_plus_one, r"stores step")
 held("ch12", "restore_checkpoint", "step_plus_one", _rs_step_plus_one, r"returns \d+ .*step")
 
