@@ -61,6 +61,10 @@ def _posterior_candidates(t_pos: int) -> Callable[[Case], dict[str, torch.Tensor
             "√α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)": (1 - beta).sqrt() * (1 - a_p) / (1 - a_t),
             "√ᾱ_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)": a_t.sqrt() * (1 - a_p) / (1 - a_t),
             "√ᾱ_{t−1} / (1 − ᾱ_t) (β_t is missing)": a_p.sqrt() / (1 - a_t),
+            "√ᾱ_t β_t / (1 − ᾱ_t), with ᾱ_t in place of ᾱ_{t−1}": a_t.sqrt() * beta / (1 - a_t),
+            "α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t), α_t without its square root": (1 - beta)
+            * (1 - a_p)
+            / (1 - a_t),
             "−β_t / (√α_t √(1 − ᾱ_t))": -beta / ((1 - beta).sqrt() * (1 - a_t).sqrt()),
             "−(1 − ᾱ_t) / (√α_t √(1 − ᾱ_t))": -(1 - a_t).sqrt() / (1 - beta).sqrt(),
             "−√β_t / (√α_t √(1 − ᾱ_t))": -beta.sqrt() / ((1 - beta).sqrt() * (1 - a_t).sqrt()),

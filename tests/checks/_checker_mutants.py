@@ -2265,6 +2265,26 @@ def _fd_elementwise_root(m1, c1, m2, c2):  # type: ignore[no-untyped-def]
     return float(((m1 - m2) ** 2).sum() + torch.trace(c1) + torch.trace(c2) - 2 * cross)
 
 
+def _pmv_slip(x0_alpha_bar_t: bool):  # type: ignore[no-untyped-def]
+    def pmv(x0, x_t, t, betas, ab):  # type: ignore[no-untyped-def]
+        beta, a, ap = _col(betas[t], x_t), _col(ab[t], x_t), _col(ab[t - 1], x_t)
+        c0 = (a if x0_alpha_bar_t else ap).sqrt() * beta / (1 - a)
+        ct = (1 - beta) ** (0.5 if x0_alpha_bar_t else 1.0) * (1 - ap) / (1 - a)
+        return c0 * x0 + ct * x_t, (1 - ap) / (1 - a) * beta
+
+    return pmv
+
+
+held(
+    "ch02", "posterior_mean_var", "alpha_bar_t_in_x0_coefficient", _pmv_slip(True), r"ᾱ_t in place"
+)
+held(
+    "ch02",
+    "posterior_mean_var",
+    "alpha_not_sqrt_in_xt",
+    _pmv_slip(False),
+    r"without its square root",
+)
 held("ch07", "vp_marginal", "alpha_squared", _vp_alpha_squared, r"alpha\(t\)²|continuous ᾱ")
 held("ch08", "ddim_sigma", "variance_with_eta", _sigma_variance_eta, r"variance|standard deviation")
 held("ch08", "ddim_sigma", "ratio_upside_down", _sigma_upside_down, r"upside down")
