@@ -454,7 +454,7 @@ class _Judge:
             pairs = zip(run.calls, wrong, strict=False)
             if all(
                 (not shaped or dg.same_shape(c.value, w.unwrap()))
-                and dg.close(c.value, w.unwrap(), self.rtol, self.atol)
+                and dg.close(c.value, w.unwrap(), *self.loose)
                 for c, w in pairs
             ):
                 return f"not quite — {mistake.feedback}", key

@@ -72,6 +72,26 @@ def test_recognises_a_known_mistake() -> None:
     assert "sqrt(a)" in res.message
 
 
+def test_a_known_mistake_computed_in_float32_is_named_under_a_tight_tolerance() -> None:
+    # the mistake is written in float64; the answer makes it with float32 round-off
+    def ref(x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x).cumsum(0)
+
+    mistakes = {"no_exp": Mistake(lambda x: x.cumsum(0), "the exponential is missing.")}
+    cases = [((torch.linspace(-3, 3, 50, dtype=torch.float64),), {})]
+    res = run_check(
+        "f",
+        lambda x: x.float().cumsum(0).double() * (1 + 3e-7),
+        ref,
+        cases,
+        mistakes,
+        rtol=1e-9,
+        atol=1e-12,
+        display=False,
+    )
+    assert not res.passed and res.mistake == "no_exp"
+
+
 def test_stub_gets_a_friendly_message() -> None:
     def stub(x, a):  # type: ignore[no-untyped-def]
         raise NotImplementedError
