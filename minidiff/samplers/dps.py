@@ -57,20 +57,9 @@ def reconstruction_gradient(
     The gradient ``(B, C, H, W)`` goes through the network (autograd, even under ``no_grad``);
     ``R`` is ``(B,)``; ``eps`` the model's prediction (detached), for the ancestral step.
     """
-    return _reconstruction_gradient(eps_model, x_t, t, x_known, mask, schedule)  # type: ignore[arg-type]
-
-
-def _reconstruction_gradient(
-    eps_model: EpsModel,
-    x_t: torch.Tensor,
-    t: torch.Tensor,
-    x_known: torch.Tensor,
-    mask: torch.Tensor,
-    schedule: NoiseSchedule,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
-        eps = eps_model(x, t)
+        eps = eps_model(x, t)  # type: ignore[arg-type]  # @checked passes t as a (B,) tensor
         x0 = predict_x0_from_eps.unchecked(x, t, eps, schedule)
         r = (mask * (x0 - x_known)).pow(2).flatten(1).sum(dim=1)
         (grad,) = torch.autograd.grad(r.sum(), x)
@@ -127,7 +116,7 @@ def _dps_step(
     clip: Any,
     z: torch.Tensor,
 ) -> torch.Tensor:
-    grad, r, eps = _reconstruction_gradient(eps_model, x_t, tt, x_known, mask, schedule)
+    grad, r, eps = reconstruction_gradient.unchecked(eps_model, x_t, tt, x_known, mask, schedule)
     if clip is not None:
         eps = clip_eps(x_t, tt, eps, schedule, clip)
     mean, var = p_mean_var.unchecked(lambda x, t_: eps, x_t, tt, schedule, variance)
