@@ -15,7 +15,11 @@ during training its condition is corrupted by the forward process at a random le
 
 and ``s`` is given to the network as a second embedded scalar (``UNetConfig(aug_embedding=True)``,
 embedded like ``t``). At sampling time a fixed level ``s`` is chosen, the condition is corrupted
-at that level once, and the same ``s`` is passed to the network.
+at that level once, and the same ``s`` is passed to the network. A super-resolution condition
+may be given at its own low resolution: it is then corrupted there, where the base model's
+defects live, and upsampled after (:func:`lift_condition`), as in CDM; a base model's own state
+``x_s`` can stand for the corrupted condition (CDM's truncated conditioning augmentation,
+``condition_on(..., noised=True)``).
 
 Shapes: images ``(B, C, H, W)`` in ``[-1, 1]``; levels ``(B,)`` long in ``0..T``.
 """
@@ -47,6 +51,7 @@ __all__ = [
     "upsample",
     "aug_levels",
     "augment_condition",
+    "lift_condition",
     "condition_on",
     "masked_condition",
     "to_grayscale",
@@ -159,6 +164,25 @@ def augment_condition(
     return q_sample.unchecked(x_cond, level, schedule, eps)
 
 
+def lift_condition(
+    x_cond: torch.Tensor,
+    size: int,
+    level: torch.Tensor | None = None,
+    schedule: NoiseSchedule | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The condition the network reads: corrupted at ``level`` at its resolution, then upsampled.
+
+    ``x_cond (B, C, h, h)`` with ``h`` dividing ``size``; ``level (B,)`` long (None: no
+    corruption) with ``noise`` like ``x_cond``. Upsampling (bicubic, :func:`upsample`) comes after
+    the corruption, so that a low-resolution condition is augmented where a cascade's base model
+    makes its errors (CDM, Ho et al. 2021, Sec. 3.2), with noise of the low resolution's grain.
+    """
+    if level is not None and schedule is not None:
+        x_cond = q_sample.unchecked(x_cond, level, schedule, noise)
+    return x_cond if x_cond.shape[-1] == size else upsample.unchecked(x_cond, size)
+
+
 def check_image_model(model: object, name: str) -> Any:
     """The argument check of every function that takes an image-conditioned model."""
     config = getattr(model, "config", None)
@@ -170,17 +194,17 @@ def check_image_model(model: object, name: str) -> Any:
     return model
 
 
-def _condition_image(x: object, name: str, model: Any) -> torch.Tensor:
+def _condition_image(x: object, name: str, model: Any, noised: bool = False) -> torch.Tensor:
     x = check_finite(check_tensor(x, name, dim=4), name)
     cfg = model.config
-    want = (cfg.cond_channels, cfg.image_size, cfg.image_size)
-    if tuple(x.shape[1:]) != want:
+    C, S, h = cfg.cond_channels, cfg.image_size, x.shape[-1]
+    if x.shape[1] != C or x.shape[-2] != h or h > S or S % h:
         raise ValueError(
-            f"{name} must have shape (B, {want[0]}, {want[1]}, {want[2]}) to match the model "
-            f"(cond_channels={cfg.cond_channels}, image_size={cfg.image_size}); got "
-            f"{tuple(x.shape)} — upsample a low-resolution image first"
+            f"{name} must have shape (B, {C}, {S}, {S}) to match the model "
+            f"(cond_channels={C}, image_size={S}), or (B, {C}, h, h) with h dividing {S} (a "
+            f"low-resolution image, upsampled after its augmentation); got {tuple(x.shape)}"
         )
-    if not bool(((x >= -1 - 1e-6) & (x <= 1 + 1e-6)).all()):
+    if not noised and not bool(((x >= -1 - 1e-6) & (x <= 1 + 1e-6)).all()):
         raise ValueError(
             f"{name} must lie in [-1, 1] like every image of the course (got values in "
             f"[{float(x.min()):.3g}, {float(x.max()):.3g}]); rescale it with 2 x - 1 first"
@@ -190,7 +214,7 @@ def _condition_image(x: object, name: str, model: Any) -> torch.Tensor:
 
 @checked(
     model=Check(check_image_model),
-    x_cond=Check(_condition_image, uses=("model",)),
+    x_cond=Check(_condition_image, uses=("model", "noised")),
     schedule=NoiseSchedule,
     generator=Rng,
 )
@@ -200,13 +224,18 @@ def condition_on(
     schedule: NoiseSchedule | None = None,
     aug_level: int = 0,
     generator: torch.Generator | None = None,
+    *,
+    noised: bool = False,
 ) -> EpsModel:
     """An ε-model ``(x_t, t) -> model(x_t, t, x_cond=x_cond', aug_level=s)`` for any sampler.
 
-    ``x_cond (B, cond_channels, S, S)`` in ``[-1, 1]``, at the model's resolution. For a model
-    with ``aug_embedding``: the condition is corrupted once at level ``s = aug_level``
-    (:func:`augment_condition`, with ``generator``) and ``s`` is passed at every call. A model
-    without it takes ``aug_level = 0`` only.
+    ``x_cond (B, cond_channels, S, S)`` in ``[-1, 1]`` at the model's resolution, or
+    ``(B, cond_channels, h, h)`` with ``h`` dividing ``S`` (upsampled here, after its
+    corruption: :func:`lift_condition`). For a model with ``aug_embedding``: the condition is
+    corrupted once at level ``s = aug_level`` (with ``generator``) and ``s`` is passed at every
+    call; ``noised=True`` says that ``x_cond`` is already at level ``s`` (a base model's state
+    ``x_s``, CDM's truncated conditioning augmentation) and skips the corruption and the range
+    check. A model without ``aug_embedding`` takes ``aug_level = 0`` only.
     """
     aug = bool(model.config.aug_embedding)
     level = check_positive_int(aug_level, "aug_level", minimum=0)
@@ -215,14 +244,21 @@ def condition_on(
             f"aug_level={level} was given but this model was trained without noise-conditioning "
             "augmentation (UNetConfig(aug_embedding=False)); leave aug_level=0"
         )
-    cond, s = x_cond, None
+    if noised and not (aug and level):
+        raise ValueError(
+            "noised=True needs a model trained with augmentation and aug_level >= 1 (the level "
+            f"x_cond was noised to); got aug_level={level}"
+        )
+    size, s = model.config.image_size, None
+    cond = lift_condition(x_cond, size)
     if aug:
         if schedule is None:
             raise TypeError("schedule is required for a model with aug_embedding (it sets ab_s)")
         if level > schedule.T:
             raise ValueError(f"aug_level must be in 0..T={schedule.T}, got {level}")
         s = torch.full((x_cond.shape[0],), level, dtype=torch.long, device=x_cond.device)
-        cond = augment_condition.unchecked(x_cond, s, schedule, noise_like(x_cond, generator))
+        if not noised:
+            cond = lift_condition(x_cond, size, s, schedule, noise_like(x_cond, generator))
 
     def eps_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if s is None:

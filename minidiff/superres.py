@@ -23,7 +23,15 @@ from typing import Any, TypeVar, cast
 import torch
 from torch import nn
 
-from ._validation import Int, Rng, check_finite, check_tensor, checked
+from ._validation import (
+    Check,
+    Int,
+    Rng,
+    check_finite,
+    check_positive_int,
+    check_tensor,
+    checked,
+)
 from .diffusion import eps_from_x0
 from .image_conditioning import condition_on, upsample
 from .losses.image_conditional import image_conditional_loss, regression_loss
@@ -35,6 +43,7 @@ from .training import train
 
 __all__ = [
     "ResidualSR",
+    "cascade_sample",
     "small_unet_config",
     "sr_sample",
     "conditional_sample",
@@ -90,14 +99,17 @@ def sr_sample(
     steps: int = 25,
     aug_level: int = 0,
     eta: float = 1.0,
+    noised: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """High-resolution samples ``(B, C, S, S)`` given ``x_low (B, C, h, h)`` in ``[-1, 1]``.
 
-    ``x_low`` is upsampled (bicubic) to the model's ``image_size``, corrupted at ``aug_level`` for
-    a model trained with noise-conditioning augmentation, then DDIM (``steps``, ``eta``, ``x̂₀``
-    clipped to ``[-1, 1]``) draws the image. Random numbers: the augmentation noise, then ``x_T``
-    (then each step's noise when ``eta > 0``).
+    ``x_low`` is corrupted at ``aug_level`` for a model trained with noise-conditioning
+    augmentation (at its own resolution, as in training), upsampled (bicubic) to the model's
+    ``image_size``, then DDIM (``steps``, ``eta``, ``x̂₀`` clipped to ``[-1, 1]``) draws the
+    image. ``noised=True``: ``x_low`` is already at level ``aug_level`` (the base model's state
+    ``x_s``, CDM's truncated conditioning augmentation, see :func:`cascade_sample`). Random
+    numbers: the augmentation noise, then ``x_T`` (then each step's noise when ``eta > 0``).
 
     ``eta = 1`` (ancestral, DDPM-like steps on the strided grid) is the default: with the
     deterministic ``eta = 0`` a plain ε-U-Net (``train_sr(..., residual=False)``) briefly trained
@@ -105,9 +117,15 @@ def sr_sample(
     while the fresh noise of each stochastic step lets the sampler correct the network's errors
     instead of carrying them to ``t = 0``.
     """
-    cond = upsample(x_low, model.config.image_size)
     return conditional_sample.unchecked(
-        model, cond, schedule, steps=steps, aug_level=aug_level, eta=eta, generator=generator
+        model,
+        x_low,
+        schedule,
+        steps=steps,
+        aug_level=aug_level,
+        eta=eta,
+        noised=noised,
+        generator=generator,
     )
 
 
@@ -121,18 +139,21 @@ def conditional_sample(
     aug_level: int = 0,
     eta: float = 1.0,
     clip_x0: Any = "static",
+    noised: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Samples ``(B, C, S, S)`` of ``p(x | x_cond)`` from a :func:`train_conditional` model.
 
     ``x_cond (B, cond_channels, S, S)`` in ``[-1, 1]`` at the model's resolution (an upsampled
-    low-resolution image, a gray image, ...); :func:`minidiff.image_conditioning.condition_on`
+    low-resolution image, a gray image, ...), or at a resolution dividing it (upsampled after its
+    augmentation; ``noised``: see :func:`minidiff.image_conditioning.condition_on`);
+    :func:`minidiff.image_conditioning.condition_on`
     turns the model into an ε-model and DDIM (``steps``, ``eta``) draws the samples, with ``x̂₀``
     clipped to ``[-1, 1]`` or mapped by ``clip_x0`` (any map ``x̂₀ -> x̂₀``, e.g.
     :func:`minidiff.back_projection.low_resolution_projection`). ``eta = 1`` by default, for
     the reason given in :func:`sr_sample`.
     """
-    eps_model = condition_on(model, x_cond, schedule, aug_level, generator)
+    eps_model = condition_on(model, x_cond, schedule, aug_level, generator, noised=noised)
     size, C = model.config.image_size, model.config.in_channels
     return ddim_sample(
         eps_model,
@@ -143,6 +164,77 @@ def conditional_sample(
         generator=generator,
         clip_x0=clip_x0,
     )
+
+
+def _sr_level(value: object, name: str, sr_model: Any, schedule: NoiseSchedule) -> int:
+    level = check_positive_int(value, name, minimum=0)
+    if level > schedule.T:
+        raise ValueError(f"{name} must be in 0..T={schedule.T}, got {level}")
+    if level and not getattr(getattr(sr_model, "config", None), "aug_embedding", False):
+        raise ValueError(
+            f"{name}={level} needs an SR model trained with noise-conditioning augmentation "
+            "(train_sr(..., max_aug_level=...)); give aug_level=0 for this one"
+        )
+    return level
+
+
+@checked(
+    schedule=NoiseSchedule,
+    n=Int(),
+    steps=Int(),
+    aug_level=Check(_sr_level, uses=("sr_model", "schedule")),
+    generator=Rng,
+)
+def cascade_sample(
+    base: Any,
+    sr_model: Any,
+    schedule: NoiseSchedule,
+    n: int,
+    *,
+    steps: int = 25,
+    aug_level: int = 0,
+    truncate: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A two-stage cascade (CDM): ``n`` base samples, then the SR model conditioned on them.
+
+    ``base`` is an unconditional ε-model at the low resolution (a :class:`minidiff.nn.UNet`);
+    both stages run stochastic DDIM (``eta = 1``, ``steps`` steps, ``x̂₀`` clipped). With
+    ``aug_level = s > 0`` (a model trained with augmentation) the base sample is corrupted at
+    level ``s`` before the SR model reads it; ``truncate=True`` instead stops the base sampler at
+    ``x_s`` and hands that state over (CDM's truncated conditioning augmentation: the base skips
+    its last steps, whose errors the SR model would otherwise inherit). Returns
+    ``(low (n, C, h, h), high (n, C, S, S))``: for ``truncate`` the low-resolution output is the
+    base state ``x_s``, still noisy.
+    """
+    cfg = base.config
+    shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
+    if not truncate or aug_level == 0:
+        low = ddim_sample(
+            base, schedule, shape, steps=steps, eta=1.0, generator=generator, clip_x0="static"
+        )
+        high = sr_sample(
+            sr_model, low, schedule, steps=steps, aug_level=aug_level, generator=generator
+        )
+        return low, high
+    # a grid from T down to s; DDIM's last step (s -> 0) is taken and discarded
+    grid = torch.linspace(schedule.T, aug_level, steps + 1).round().long().unique_consecutive()
+    states: dict[int, torch.Tensor] = {}
+    ddim_sample(
+        base,
+        schedule,
+        shape,
+        timesteps=grid,
+        eta=1.0,
+        generator=generator,
+        clip_x0="static",
+        on_step=lambda st: states.update({int(st.t): st.x}),
+    )
+    low = states[aug_level]
+    high = sr_sample(
+        sr_model, low, schedule, steps=steps, aug_level=aug_level, noised=True, generator=generator
+    )
+    return low, high
 
 
 class ResidualSR(nn.Module):
@@ -222,16 +314,16 @@ def train_sr(
     """An SR3 model ``eps_theta(x_t, t, upsample(x_low)[, s])`` on ``x_high (N, C, S, S)``.
 
     ``x_low`` is the ``factor x factor`` average of ``x_high``; ``max_aug_level > 0`` trains with
-    noise-conditioning augmentation (``aug_embedding=True``). The network is a
+    noise-conditioning augmentation (``aug_embedding=True``), applied to ``x_low`` before it is
+    upsampled, as in CDM. The network is a
     :class:`ResidualSR` (the condition also skips to ``x̂₀``); ``residual=False`` trains the
     plain ε-U-Net instead (the comparison of chapter 14's bench). Returns the EMA copy.
     """
     from .image_conditioning import downsample
 
-    cond = upsample(downsample(x_high, factor), x_high.shape[-1])
     return train_conditional(
         x_high,
-        cond,
+        downsample(x_high, factor),  # upsampled in the loss, after its augmentation
         schedule,
         steps=steps,
         max_aug_level=max_aug_level,
@@ -256,13 +348,15 @@ def train_conditional(
 
     ``x (N, C, S, S)`` are the images to draw and ``x_cond (N, C_cond, S, S)`` their conditions,
     pair by pair (an upsampled low-resolution image for super-resolution, the gray image for
-    colorization). The network is :func:`small_unet_config` with ``cond_channels = C_cond``,
-    trained by :func:`minidiff.train` on :func:`image_conditional_loss` (noise-conditioning
-    augmentation up to ``max_aug_level``); ``options`` go to :func:`minidiff.train` (defaults:
-    batch 32, lr 2e-3, EMA decay 0.99). ``residual=True`` wraps it in :class:`ResidualSR`
-    (``x̂₀ = x_cond[:, :C] + F_θ``: for a condition that already approximates ``x``).
+    colorization), or ``(N, C_cond, h, h)`` with ``h`` dividing ``S`` (a low-resolution image,
+    augmented at ``h`` and upsampled after). The network is :func:`small_unet_config` with
+    ``cond_channels = C_cond``, trained by :func:`minidiff.train` on :func:`image_conditional_loss`
+    (noise-conditioning augmentation up to ``max_aug_level``); ``options`` go to
+    :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA decay 0.99). ``residual=True``
+    wraps it in :class:`ResidualSR` (``x̂₀ = x_cond[:, :C] + F_θ``: for a condition that already
+    approximates ``x``).
     """
-    x, x_cond = _image_pairs(x, x_cond)
+    x, x_cond = _image_pairs(x, x_cond, low_resolution=True)
     C, S = x.shape[1], x.shape[-1]
     cfg = small_unet_config(S, C, cond_channels=x_cond.shape[1], aug_embedding=max_aug_level > 0)
     model = _seeded(lambda: ResidualSR(cfg, schedule) if residual else UNet(cfg), seed)
@@ -343,16 +437,22 @@ def train_regression(
     return cast(Regressor, res.ema.model.eval())
 
 
-def _image_pairs(x: object, x_cond: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x (N, C, S, S)`` and ``x_cond (N, C_cond, S, S)``: finite images, pair by pair."""
+def _image_pairs(
+    x: object, x_cond: object, low_resolution: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (N, C, S, S)`` and ``x_cond (N, C_cond, S, S)``: finite images, pair by pair
+    (``low_resolution``: also ``x_cond (N, C_cond, h, h)`` with ``h`` dividing ``S``)."""
     x = check_finite(check_tensor(x, "x", dim=4), "x")
     x_cond = check_finite(check_tensor(x_cond, "x_cond", dim=4), "x_cond")
     if x.shape[0] == 0 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"x must hold square images (N >= 1, C, S, S), got {tuple(x.shape)}")
-    if x_cond.shape[0] != x.shape[0] or x_cond.shape[2:] != x.shape[2:]:
+    N, S, h = x.shape[0], x.shape[-1], x_cond.shape[-1]
+    fits = h == S or (low_resolution and h < S and S % h == 0)
+    if x_cond.shape[0] != N or x_cond.shape[-2] != h or not fits:
+        lower = f", or h x h with h dividing {S}" if low_resolution else ""
         raise ValueError(
-            f"x_cond must pair with x: shape ({x.shape[0]}, C_cond, {x.shape[2]}, {x.shape[3]}), "
-            f"got {tuple(x_cond.shape)} (upsample a low-resolution condition to x's size first)"
+            f"x_cond must pair with x: shape ({N}, C_cond, {S}, {S}){lower}; got "
+            f"{tuple(x_cond.shape)} (upsample a low-resolution condition to x's size first)"
         )
     return x, x_cond
 

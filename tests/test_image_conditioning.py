@@ -97,14 +97,20 @@ def test_loss_and_condition_errors():
     plain, x0 = _unet(), _imgs()
     with pytest.raises(ValueError, match="aug_embedding=True"):
         image_conditional_loss(plain, x0, x0, SCHED, max_aug_level=3)
-    with pytest.raises(ValueError, match="upsample"):
-        image_conditional_loss(plain, x0, _imgs(4, 4), SCHED)
+    with pytest.raises(ValueError, match="h dividing 8"):
+        image_conditional_loss(plain, x0, _imgs(4, 3), SCHED)  # 3 does not divide 8
+    with pytest.raises(ValueError, match="batch B=4"):
+        image_conditional_loss(plain, x0, _imgs(3, 4), SCHED)
     with pytest.raises(TypeError, match="cond_channels"):
         image_conditional_loss(_unet(cond=0), x0, x0, SCHED)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         condition_on(plain, x0 * 3)
-    with pytest.raises(ValueError, match="upsample a low-resolution"):
-        condition_on(plain, _imgs(4, 4))
+    with pytest.raises(ValueError, match="h dividing 8"):
+        condition_on(plain, torch.zeros(4, 1, 16, 16))
+    with pytest.raises(ValueError, match="noised=True needs a model trained with augmentation"):
+        condition_on(plain, x0, SCHED, noised=True)
+    with pytest.raises(ValueError, match="aug_level >= 1"):
+        condition_on(_unet(aug=True), x0, SCHED, aug_level=0, noised=True)
     with pytest.raises(ValueError, match="without noise-conditioning"):
         condition_on(plain, x0, SCHED, aug_level=5)
     with pytest.raises(ValueError, match="aug_level must be in 0..T=50"):
@@ -121,6 +127,39 @@ def test_condition_on_gives_an_eps_model():
     assert torch.allclose(eps(x, t), model(x, t, x_cond=c, aug_level=torch.full((4,), 5.0)))
     plain = _unet()
     assert torch.equal(condition_on(plain, cond)(x, t), plain(x, t, x_cond=cond))
+
+
+def test_a_low_resolution_condition_is_augmented_before_it_is_upsampled():
+    """CDM corrupts the low-resolution image, then upsamples: the noise has the low grain."""
+    model, x0, y = _unet(aug=True), _imgs(), _imgs(b=4, s=4, seed=5)
+    loss = image_conditional_loss(model, x0, y, SCHED, max_aug_level=10, generator=_g(4))
+    g = _g(4)  # t, eps, s, then the augmentation noise drawn at 4x4
+    t = sample_timesteps(4, SCHED.T, g)
+    e = noise_like(x0, g)
+    s = aug_levels(4, 10, SCHED, g)
+    c = upsample(augment_condition(y, s, SCHED, noise=noise_like(y, g)), 8)
+    want = (e - model(q_sample(x0, t, SCHED, noise=e), t, x_cond=c, aug_level=s.float())) ** 2
+    assert torch.allclose(loss, want.mean())
+    # at sampling time the same order: corrupt at 4x4 with the generator, then upsample
+    x, tt = _imgs(seed=3), torch.full((4,), 7)
+    eps = condition_on(model, y, SCHED, aug_level=6, generator=_g(9))
+    c6 = upsample(augment_condition(y, 6, SCHED, generator=_g(9)), 8)
+    assert torch.allclose(eps(x, tt), model(x, tt, x_cond=c6, aug_level=torch.full((4,), 6.0)))
+    # noise drawn at 8x8 would vary pixel by pixel; at 4x4 then bicubic it is smooth
+    assert not torch.allclose(c6, augment_condition(upsample(y, 8), 6, SCHED, generator=_g(9)))
+    # a model without augmentation: a low-resolution condition is just upsampled
+    plain = _unet()
+    assert torch.equal(condition_on(plain, y)(x, tt), plain(x, tt, x_cond=upsample(y, 8)))
+
+
+def test_noised_condition_is_used_as_given():
+    """``noised=True``: a base model's state x_s stands for the corrupted condition (truncated
+    conditioning augmentation); it is neither corrupted again nor held to [-1, 1]."""
+    model, x, tt = _unet(aug=True), _imgs(seed=3), torch.full((4,), 7)
+    y_s = 1.3 * _imgs(b=4, s=4, seed=6)  # a noisy state may leave [-1, 1]
+    eps = condition_on(model, y_s, SCHED, aug_level=6, generator=_g(9), noised=True)
+    want = model(x, tt, x_cond=upsample(y_s, 8), aug_level=torch.full((4,), 6.0))
+    assert torch.equal(eps(x, tt), want)
 
 
 def test_masked_condition_and_grayscale():

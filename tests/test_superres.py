@@ -1,0 +1,83 @@
+"""Chapter 14's cascade: a base model's samples handed to a super-resolution model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from minidiff import cosine_schedule
+from minidiff.image_conditioning import condition_on, upsample
+from minidiff.nn.unet import UNet
+from minidiff.samplers import ddim_sample
+from minidiff.superres import ResidualSR, cascade_sample, small_unet_config, sr_sample
+
+SCHED = cosine_schedule(20)
+
+
+def _models(aug: bool = True) -> tuple[UNet, ResidualSR]:
+    torch.manual_seed(0)
+    base = UNet(small_unet_config(4)).eval()
+    sr = ResidualSR(small_unet_config(8, cond_channels=1, aug_embedding=aug), SCHED).eval()
+    with torch.no_grad():  # a skip that is not the identity, so that the condition matters
+        for p in sr.parameters():
+            p.add_(0.05 * torch.randn(p.shape))
+    return base, sr
+
+
+def _g() -> torch.Generator:
+    return torch.Generator().manual_seed(3)
+
+
+@torch.no_grad()
+def test_cascade_is_the_base_sampler_then_the_sr_sampler() -> None:
+    base, sr = _models()
+    low, high = cascade_sample(base, sr, SCHED, 5, steps=4, aug_level=3, generator=_g())
+    g = _g()  # the same random numbers in the documented order
+    want_low = ddim_sample(
+        base, SCHED, (5, 1, 4, 4), steps=4, eta=1.0, generator=g, clip_x0="static"
+    )
+    want_high = sr_sample(sr, want_low, SCHED, steps=4, aug_level=3, generator=g)
+    assert torch.equal(low, want_low) and torch.equal(high, want_high)
+    assert high.shape == (5, 1, 8, 8)
+
+
+@torch.no_grad()
+def test_truncated_cascade_hands_over_the_base_state_at_s() -> None:
+    """CDM's truncated conditioning augmentation: the base stops at x_s, which the SR model reads
+    as its condition at level s, without a second corruption."""
+    base, sr = _models()
+    s = 6
+    low, high = cascade_sample(
+        base, sr, SCHED, 5, steps=4, aug_level=s, truncate=True, generator=_g()
+    )
+    g = _g()
+    states: dict[int, torch.Tensor] = {}
+    grid = torch.linspace(SCHED.T, s, 5).round().long()
+    ddim_sample(base, SCHED, (5, 1, 4, 4), timesteps=grid, eta=1.0, generator=g, clip_x0="static",
+                on_step=lambda st: states.update({int(st.t): st.x}))  # fmt: skip
+    assert torch.equal(low, states[s])
+    want = sr_sample(sr, states[s], SCHED, steps=4, aug_level=s, noised=True, generator=g)
+    assert torch.equal(high, want)
+    # the handed-over state is noisy: it is not the base model's finished sample
+    assert not torch.equal(low, states[0])
+    # and the SR model reads it as given: x_s upsampled, not corrupted a second time
+    x, t = torch.randn(5, 1, 8, 8, generator=_g()), torch.full((5,), 7)
+    eps = condition_on(sr, low, SCHED, aug_level=s, noised=True)
+    want_eps = sr(x, t, x_cond=upsample(low, 8), aug_level=torch.full((5,), float(s)))
+    assert torch.equal(eps(x, t), want_eps)
+
+
+def test_cascade_bad_inputs() -> None:
+    base, sr = _models(aug=False)
+    calls = []
+    spy = lambda x, t: calls.append(1) or base(x, t)  # noqa: E731
+    spy.config = base.config  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="aug_level=3 needs an SR model trained with"):
+        cascade_sample(spy, sr, SCHED, 2, steps=2, aug_level=3, truncate=True)
+    assert not calls  # refused before the base model is run
+    with pytest.raises(ValueError, match="aug_level must be in 0..T=20"):
+        cascade_sample(base, _models()[1], SCHED, 2, steps=2, aug_level=30)
+    with pytest.raises(ValueError, match="n"):
+        cascade_sample(base, sr, SCHED, 0, steps=2)
+    with pytest.raises(TypeError, match="aug_level"):
+        cascade_sample(base, sr, SCHED, 2, steps=2, aug_level=1.5)
