@@ -183,6 +183,23 @@ def lift_condition(
     return x_cond if x_cond.shape[-1] == size else upsample.unchecked(x_cond, size)
 
 
+def check_aug_level(
+    value: object, name: str, model: Any, schedule: NoiseSchedule | None = None
+) -> int:
+    """The argument check of an augmentation level: an int in ``0..T``, above 0 only for a model
+    trained with noise-conditioning augmentation (one told the level: ``aug_embedding=True``)."""
+    level = check_positive_int(value, name, minimum=0)
+    if level and not getattr(getattr(model, "config", None), "aug_embedding", False):
+        raise ValueError(
+            f"{name}={level} needs a model trained with noise-conditioning augmentation, one told "
+            "the level (UNetConfig(aug_embedding=True); train_sr(..., max_aug_level=...)); give "
+            f"{name}=0 for this one"
+        )
+    if schedule is not None and level > schedule.T:
+        raise ValueError(f"{name} must be in 0..T={schedule.T}, got {level}")
+    return level
+
+
 def check_image_model(model: object, name: str) -> Any:
     """The argument check of every function that takes an image-conditioned model."""
     config = getattr(model, "config", None)
@@ -216,6 +233,7 @@ def _condition_image(x: object, name: str, model: Any, noised: bool = False) -> 
     model=Check(check_image_model),
     x_cond=Check(_condition_image, uses=("model", "noised")),
     schedule=NoiseSchedule,
+    aug_level=Check(check_aug_level, uses=("model", "schedule")),
     generator=Rng,
 )
 def condition_on(
@@ -237,13 +255,7 @@ def condition_on(
     ``x_s``, CDM's truncated conditioning augmentation) and skips the corruption and the range
     check. A model without ``aug_embedding`` takes ``aug_level = 0`` only.
     """
-    aug = bool(model.config.aug_embedding)
-    level = check_positive_int(aug_level, "aug_level", minimum=0)
-    if not aug and level:
-        raise ValueError(
-            f"aug_level={level} was given but this model was trained without noise-conditioning "
-            "augmentation (UNetConfig(aug_embedding=False)); leave aug_level=0"
-        )
+    aug, level = bool(model.config.aug_embedding), aug_level
     if noised and not (aug and level):
         raise ValueError(
             "noised=True needs a model trained with augmentation and aug_level >= 1 (the level "
@@ -254,8 +266,6 @@ def condition_on(
     if aug:
         if schedule is None:
             raise TypeError("schedule is required for a model with aug_embedding (it sets ab_s)")
-        if level > schedule.T:
-            raise ValueError(f"aug_level must be in 0..T={schedule.T}, got {level}")
         s = torch.full((x_cond.shape[0],), level, dtype=torch.long, device=x_cond.device)
         if not noised:
             cond = lift_condition(x_cond, size, s, schedule, noise_like(x_cond, generator))

@@ -28,12 +28,11 @@ from ._validation import (
     Int,
     Rng,
     check_finite,
-    check_positive_int,
     check_tensor,
     checked,
 )
 from .diffusion import eps_from_x0
-from .image_conditioning import condition_on, upsample
+from .image_conditioning import check_aug_level, condition_on, upsample
 from .losses.image_conditional import image_conditional_loss, regression_loss
 from .losses.simple import simple_loss
 from .nn.unet import UNet, UNetConfig
@@ -166,23 +165,11 @@ def conditional_sample(
     )
 
 
-def _sr_level(value: object, name: str, sr_model: Any, schedule: NoiseSchedule) -> int:
-    level = check_positive_int(value, name, minimum=0)
-    if level > schedule.T:
-        raise ValueError(f"{name} must be in 0..T={schedule.T}, got {level}")
-    if level and not getattr(getattr(sr_model, "config", None), "aug_embedding", False):
-        raise ValueError(
-            f"{name}={level} needs an SR model trained with noise-conditioning augmentation "
-            "(train_sr(..., max_aug_level=...)); give aug_level=0 for this one"
-        )
-    return level
-
-
 @checked(
     schedule=NoiseSchedule,
     n=Int(),
     steps=Int(),
-    aug_level=Check(_sr_level, uses=("sr_model", "schedule")),
+    aug_level=Check(check_aug_level, uses=("sr_model", "schedule")),
     generator=Rng,
 )
 def cascade_sample(

@@ -111,7 +111,7 @@ def test_loss_and_condition_errors():
         condition_on(plain, x0, SCHED, noised=True)
     with pytest.raises(ValueError, match="aug_level >= 1"):
         condition_on(_unet(aug=True), x0, SCHED, aug_level=0, noised=True)
-    with pytest.raises(ValueError, match="without noise-conditioning"):
+    with pytest.raises(ValueError, match="needs a model trained with noise-conditioning"):
         condition_on(plain, x0, SCHED, aug_level=5)
     with pytest.raises(ValueError, match="aug_level must be in 0..T=50"):
         condition_on(_unet(aug=True), x0, SCHED, aug_level=80)

@@ -72,7 +72,7 @@ def test_cascade_bad_inputs() -> None:
     calls = []
     spy = lambda x, t: calls.append(1) or base(x, t)  # noqa: E731
     spy.config = base.config  # type: ignore[attr-defined]
-    with pytest.raises(ValueError, match="aug_level=3 needs an SR model trained with"):
+    with pytest.raises(ValueError, match="aug_level=3 needs a model trained with noise"):
         cascade_sample(spy, sr, SCHED, 2, steps=2, aug_level=3, truncate=True)
     assert not calls  # refused before the base model is run
     with pytest.raises(ValueError, match="aug_level must be in 0..T=20"):

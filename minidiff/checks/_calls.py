@@ -6,7 +6,8 @@
 be used (a missing ``return``, a list), instead of failing inside the checker. :func:`seeded`,
 :func:`under_no_grad` and :func:`own_rng` call a function the way the course does (a sampler:
 no gradient, a seeded global RNG) without moving the student's own random stream;
-:func:`case_timesteps` draws the timesteps of a case.
+:func:`case_timesteps` draws the timesteps of a case; :func:`schedule_from_betas` and
+:func:`schedule_from_alpha_bar` build the package's schedule from the arrays a student is given.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..schedules import NoiseSchedule
 
 Case = tuple[Sequence[Any], Mapping[str, Any]]
 Fn = Callable[..., Any]
@@ -249,3 +252,15 @@ def describe_error(err: BaseException) -> str:
     text = f"your function raised {type(err).__name__}{_student_line(err)}: {err}"
     hint = next((h for key, h in _HINTS if key in str(err)), None)
     return f"{text} — {hint}" if hint else text
+
+
+def schedule_from_betas(betas: torch.Tensor) -> NoiseSchedule:
+    """The :class:`NoiseSchedule` whose ``betas`` array (index 0 unused) is ``betas`` (float64)."""
+    return NoiseSchedule(betas.double()[1:])
+
+
+def schedule_from_alpha_bar(alpha_bar: torch.Tensor) -> NoiseSchedule:
+    """The :class:`NoiseSchedule` with ``alpha_bar`` (``alpha_bar[0] = 1``):
+    ``beta_t = 1 - ab_t / ab_{t-1}``."""
+    ab = alpha_bar.double()
+    return NoiseSchedule(1.0 - ab[1:] / ab[:-1])

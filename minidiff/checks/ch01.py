@@ -24,7 +24,7 @@ from ..diffusion import q_sample as _q_sample
 from ..diffusion import q_step as _q_step
 from ..losses import gaussian_kl
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._calls import case_timesteps
+from ._calls import case_timesteps, schedule_from_alpha_bar, schedule_from_betas
 from ._core import Case, Checker, Fn, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import elementwise_candidates, named_result, schedule_candidates
 
@@ -43,15 +43,6 @@ def _xs(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(shape, generator=g), torch.randn(shape, generator=g)
 
 
-def _schedule_from_alpha_bar(alpha_bar: torch.Tensor) -> NoiseSchedule:
-    ab = alpha_bar.double()
-    return NoiseSchedule(1.0 - ab[1:] / ab[:-1])
-
-
-def _schedule_from_betas(betas: torch.Tensor) -> NoiseSchedule:
-    return NoiseSchedule(betas.double()[1:])
-
-
 def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values[t].to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
 
@@ -64,7 +55,7 @@ def _cases_alpha_bar() -> list[Case]:
 
 
 def _ref_alpha_bar(betas: torch.Tensor) -> torch.Tensor:
-    return _schedule_from_betas(betas).alpha_bar
+    return schedule_from_betas(betas).alpha_bar
 
 
 def _alpha_bar_forms(case: Case) -> dict[str, torch.Tensor]:
@@ -171,7 +162,7 @@ def _candidates(
 def _ref_q_sample(
     x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
-    return _q_sample(x0, t, _schedule_from_alpha_bar(alpha_bar), noise=noise)
+    return _q_sample(x0, t, schedule_from_alpha_bar(alpha_bar), noise=noise)
 
 
 Coef = Callable[[torch.Tensor], torch.Tensor]
@@ -238,7 +229,7 @@ def _cases_q_step() -> list[Case]:
 def _ref_q_step(
     x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
-    return _q_step(x_prev, t, _schedule_from_betas(betas), noise=noise)
+    return _q_step(x_prev, t, schedule_from_betas(betas), noise=noise)
 
 
 def _qst(a_fn: Coef, s_fn: Coef, shift: int = 0) -> Callable[..., torch.Tensor]:

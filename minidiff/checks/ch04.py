@@ -33,7 +33,13 @@ from torch import nn
 from ..losses import simple_loss
 from ..samplers.ddpm import ddpm_sample, ddpm_step
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._calls import ReturnError, case_timesteps, seeded_mlp
+from ._calls import (
+    ReturnError,
+    case_timesteps,
+    schedule_from_alpha_bar,
+    schedule_from_betas,
+    seeded_mlp,
+)
 from ._core import (
     Case,
     Checker,
@@ -61,15 +67,6 @@ def _ts(T: int, B: int, seed: int) -> torch.Tensor:
 
 def _col(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.to(like.device)[t].to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def _schedule_from_betas(betas: torch.Tensor) -> NoiseSchedule:
-    return NoiseSchedule(betas.double()[1:])
-
-
-def _schedule_from_alpha_bar(alpha_bar: torch.Tensor) -> NoiseSchedule:
-    ab = alpha_bar.double()
-    return NoiseSchedule(1.0 - ab[1:] / ab[:-1])
 
 
 class TinyEps(nn.Module):
@@ -117,7 +114,7 @@ def _cases_loss() -> list[Case]:
 def _ref_loss(
     eps_model: Fn, x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
-    return simple_loss(eps_model, x0, _schedule_from_alpha_bar(alpha_bar), t=t, noise=noise)
+    return simple_loss(eps_model, x0, schedule_from_alpha_bar(alpha_bar), t=t, noise=noise)
 
 
 def _loss_with(
@@ -442,7 +439,7 @@ def _ref_step(
     variance: str,
     z: torch.Tensor,
 ) -> torch.Tensor:
-    return ddpm_step(x_t, t, eps, _schedule_from_betas(betas), variance=variance, noise=z)
+    return ddpm_step(x_t, t, eps, schedule_from_betas(betas), variance=variance, noise=z)
 
 
 def _step_variant(
@@ -701,7 +698,7 @@ def _ref_sample_impl(
     generator: torch.Generator,
 ) -> torch.Tensor:
     return ddpm_sample(
-        eps_model, _schedule_from_betas(betas), shape, variance=variance, generator=generator
+        eps_model, schedule_from_betas(betas), shape, variance=variance, generator=generator
     )
 
 

@@ -27,11 +27,11 @@ from torch import nn
 from ..guidance import classifier_guidance
 from ..losses import conditional_eps_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
-from ._calls import ReturnError, case_timesteps, own_rng, seeded
+from ._calls import ReturnError, case_timesteps, own_rng, schedule_from_alpha_bar, seeded
 from ._cfg import P_UNCOND, cfg_slip, reference_cfg
 from ._core import Case, Checker, Mistake, Spec, specs_of
 from ._spy import draw_problem, record, t_range_problem
-from .ch04 import TinyEps, _schedule_from_alpha_bar
+from .ch04 import TinyEps
 
 Fn = Callable[..., Any]
 
@@ -152,7 +152,7 @@ def _ref_cg(
     alpha_bar: torch.Tensor,
     w: float,
 ) -> torch.Tensor:
-    sched = _schedule_from_alpha_bar(alpha_bar)
+    sched = schedule_from_alpha_bar(alpha_bar)
     C = int(classifier.num_classes)  # type: ignore[attr-defined]
     return classifier_guidance(eps_model, classifier, y, w, sched, num_classes=C)(x_t, t)
 
@@ -436,7 +436,7 @@ def _ref_loss_impl(
     null_label: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    sched = _schedule_from_alpha_bar(alpha_bar)
+    sched = schedule_from_alpha_bar(alpha_bar)
     return conditional_eps_loss(model, x0, y, sched, p_uncond=p_uncond, generator=generator)
 
 

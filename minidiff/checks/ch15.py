@@ -33,8 +33,9 @@ from ..distillation import distillation_target
 from ..samplers.dpm_solver import dpm_solver_step
 from ..schedules import linear_schedule
 from ..sde import VPSDE
+from ._calls import schedule_from_alpha_bar
 from ._core import Case, CheckResult, Mistake, ReturnError, Spec, check_spec
-from .ch04 import TinyEps, _schedule_from_alpha_bar
+from .ch04 import TinyEps
 
 __all__ = [
     "check_dpm_solver_2m_step",
@@ -84,7 +85,7 @@ def _ref_2m(
     t_last: torch.Tensor | None,
     alpha_bar: torch.Tensor,
 ) -> torch.Tensor:
-    sched = _schedule_from_alpha_bar(alpha_bar)
+    sched = schedule_from_alpha_bar(alpha_bar)
     kw = {} if x0_last is None else {"x0_last": x0_last, "t_last": t_last}
     return dpm_solver_step(x_t, t, t_next, x0, sched, **kw)
 
@@ -227,7 +228,7 @@ def _ref_loss(
     t_next: torch.Tensor,
     alpha_bar: torch.Tensor,
 ) -> torch.Tensor:
-    sched = _schedule_from_alpha_bar(alpha_bar)
+    sched = schedule_from_alpha_bar(alpha_bar)
     with torch.no_grad():
         target = distillation_target(teacher, z_t, t, t_mid, t_next, sched)
     ab = alpha_bar.to(z_t.dtype)[t][:, None]

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validation import Check, FloatTensor, Rng, check_positive_int, checked
+from .._validation import Check, FloatTensor, Rng, checked
 from ..diffusion import q_sample
-from ..image_conditioning import aug_levels, check_image_model, lift_condition
+from ..image_conditioning import aug_levels, check_aug_level, check_image_model, lift_condition
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like
 from .simple import sample_timesteps
@@ -31,24 +31,12 @@ from .simple import sample_timesteps
 __all__ = ["image_conditional_loss", "regression_loss"]
 
 
-def _level_for(value: object, name: str, model: Any, schedule: NoiseSchedule) -> int:
-    level = check_positive_int(value, name, minimum=0)
-    if level > schedule.T:
-        raise ValueError(f"{name} must be in 0..T={schedule.T}, got {level}")
-    if level and not model.config.aug_embedding:
-        raise ValueError(
-            f"{name}={level} needs a model that is told the level: build it with "
-            "UNetConfig(aug_embedding=True)"
-        )
-    return level
-
-
 @checked(
     model=Check(check_image_model),
     x0=FloatTensor(dim=4, nonempty=True, finite=True),
     x_cond=FloatTensor(dim=4, finite=True),
     schedule=NoiseSchedule,
-    max_aug_level=Check(_level_for, uses=("model", "schedule")),
+    max_aug_level=Check(check_aug_level, uses=("model", "schedule")),
     generator=Rng,
 )
 def image_conditional_loss(
