@@ -41,7 +41,12 @@ from minidiff.likelihood import divergence  # noqa: E402
 from minidiff.metrics import knn_precision_recall  # noqa: E402
 from minidiff.nn import TimeMLP  # noqa: E402
 from minidiff.samplers.sde_solvers import ode_solve, time_grid  # noqa: E402
-from minidiff.sde import VPSDE, score_fn_from_discrete_eps_model, score_fn_from_mixture  # noqa: E402
+from minidiff.sde import (  # noqa: E402
+    VPSDE,
+    ReverseSDE,
+    score_fn_from_discrete_eps_model,
+    score_fn_from_mixture,
+)
 
 _spec = importlib.util.spec_from_file_location(
     "ddpm_toys", Path(__file__).with_name("ddpm_toys.py")
@@ -86,7 +91,7 @@ def ode_terms(score, sde: VPSDE, x0: torch.Tensor, steps: int):  # type: ignore[
     def augmented(state: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             xs = state[:, :D].detach().requires_grad_(True)
-            fx = rsde._drift_unchecked(xs, t)
+            fx = ReverseSDE.drift.unchecked(rsde, xs, t)
             div = divergence(fx, xs)
         return torch.cat([fx.detach(), div.detach()[:, None]], dim=1)
 

@@ -40,7 +40,7 @@ from ._validation import (
     checked,
 )
 from .samplers.sde_solvers import ode_solve, time_grid
-from .sde import SDE, SDE_ARG, ScoreFn
+from .sde import SDE, SDE_ARG, ReverseSDE, ScoreFn
 from .tensors import standard_normal
 
 __all__ = [
@@ -149,7 +149,7 @@ def ode_log_likelihood(
     def augmented(state: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             xs = state[:, :D].detach().reshape(shape).requires_grad_(True)
-            fx = rsde._drift_unchecked(xs, t)
+            fx = ReverseSDE.drift.unchecked(rsde, xs, t)
             div = _divergence(fx, xs, probes=probes)
         return torch.cat([fx.detach().reshape(B, D), div.detach()[:, None]], dim=1)
 

@@ -278,24 +278,22 @@ class ReverseSDE:
 
     @checked(x=FloatTensor(), t=Times(of="x"))
     def score(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """Call ``score_fn(x, t (B,) in x's dtype)``; check it returns a tensor shaped as ``x``."""
-        return self._score_unchecked(x, t)  # type: ignore[arg-type]
+        """Call ``score_fn(x, t (B,) in x's dtype)``; check it returns a tensor shaped as ``x``.
 
-    def _score_unchecked(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-        """:meth:`score` for solvers' loops: ``tt`` a valid ``(B,)`` time tensor (no host reads)."""
-        return call_like(self.score_fn, x, tt.to(x.dtype), name="score_fn")
+        Solvers' loops call ``ReverseSDE.score.unchecked(rsde, x, t)`` with ``t`` a valid ``(B,)``
+        time tensor (no host reads)."""
+        return call_like(self.score_fn, x, t.to(x.dtype), name="score_fn")  # type: ignore[union-attr]
 
     @checked(x=FloatTensor(), t=Times(of="x"))
     def drift(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """``f(x, t) - g(t)² score`` (reverse SDE) or ``f(x, t) - ½ g(t)² score`` (PF-ODE)."""
-        return self._drift_unchecked(x, t)  # type: ignore[arg-type]
+        """``f(x, t) - g(t)² score`` (reverse SDE) or ``f(x, t) - ½ g(t)² score`` (PF-ODE).
 
-    def _drift_unchecked(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """:meth:`drift` for solvers' loops: ``t`` a ``(B,)`` tensor from their grid in [0, 1]."""
-        tt = t.clamp(0.0, 1.0).to(x.device)
+        Solvers' loops call ``ReverseSDE.drift.unchecked(rsde, x, t)`` with ``t`` a ``(B,)`` tensor
+        from their grid in [0, 1]."""
+        tt = t.clamp(0.0, 1.0).to(x.device)  # type: ignore[union-attr]
         g2 = pad_like(self.sde._diffusion(tt) ** 2, x)
         c = 0.5 if self.probability_flow else 1.0
-        return self.sde._drift(x, tt) - c * g2 * self._score_unchecked(x, tt)
+        return self.sde._drift(x, tt) - c * g2 * ReverseSDE.score.unchecked(self, x, tt)
 
     def diffusion(self, t: torch.Tensor | float) -> torch.Tensor:
         """``g(t)`` for the reverse SDE, zeros for the PF-ODE; shaped like ``t``."""

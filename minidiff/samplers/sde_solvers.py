@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -146,7 +147,7 @@ def _euler_maruyama_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`euler_maruyama_step` without checks, for the samplers' loops (``t``: ``(B,)``)."""
     d = _col(dt, x)
-    mean = x + rsde._drift_unchecked(x, t) * d
+    mean = x + ReverseSDE.drift.unchecked(rsde, x, t) * d
     g = rsde.sde._diffusion(t.clamp(0.0, 1.0))
     if rsde.probability_flow:
         g = torch.zeros_like(g)
@@ -328,7 +329,13 @@ def pf_ode_sample(
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0), probability_flow=True)
     name = f"pf_ode_sample ({method})"
     return ode_solve(
-        rsde._drift_unchecked, x, ts, method=method, name=name, on_step=on_step, progress=progress
+        partial(ReverseSDE.drift.unchecked, rsde),
+        x,
+        ts,
+        method=method,
+        name=name,
+        on_step=on_step,
+        progress=progress,
     ).x
 
 
@@ -415,7 +422,7 @@ def predictor_corrector_sample(
     def step(x: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
         tt = batch_time(x, t, torch.float64)
         for _ in range(corrector_steps):
-            s = rsde._score_unchecked(x, tt)
+            s = ReverseSDE.score.unchecked(rsde, x, tt)
             z = noise_like(x, generator)
             s_norm = s.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
             h = 4.0 * ratio[t] * (snr * z.flatten(1).norm(dim=1).mean() / s_norm) ** 2
