@@ -1,8 +1,9 @@
 """Benchmark: does the 2D training recipe cost likelihood? ODE log-likelihood of a DDPM ε-model.
 
 For each input encoding asked for (``--octaves``, the ``x_frequencies`` of ``TimeMLP``), train the
-recipe of ``bench/ddpm_toys.py`` on ``8gaussians`` (hidden 64 x 3, batch 256, lr 3e-3 cosine, EMA
-0.99, ``t = floor(T u^2) + 1``, linear schedule T = 1000) for ``--steps`` steps, then:
+2D recipe (``minidiff.training.recipes``, as ``bench/ddpm_toys.py`` does) on ``8gaussians``
+(hidden 64 x 3, batch 256, lr 3e-3 cosine, EMA 0.99, ``t = floor(T u^2) + 1``, linear schedule
+T = 1000) for ``--steps`` steps, then:
 
 1. turn the discrete ε-model into a continuous score for ``VPSDE()`` with
    :func:`minidiff.sde.score_fn_from_discrete_eps_model` (time map: equal noise levels);
@@ -27,7 +28,6 @@ Prints a Markdown table; CPU seconds of this process, one thread.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -47,13 +47,7 @@ from minidiff.sde import (  # noqa: E402
     score_fn_from_discrete_eps_model,
     score_fn_from_mixture,
 )
-
-_spec = importlib.util.spec_from_file_location(
-    "ddpm_toys", Path(__file__).with_name("ddpm_toys.py")
-)
-assert _spec is not None and _spec.loader is not None
-toys = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(toys)
+from minidiff.training.recipes import TOY_2D_NETWORK, TOY_2D_OPTIONS, toy_loss  # noqa: E402
 
 
 class NoiseDampedTimeMLP(TimeMLP):
@@ -110,7 +104,16 @@ def ode_terms(score, sde: VPSDE, x0: torch.Tensor, steps: int):  # type: ignore[
     return prior, bands
 
 
-def main() -> None:
+def fit(net: torch.nn.Module, sched: md.NoiseSchedule, steps: int, seed: int) -> torch.nn.Module:
+    """The 2D recipe (``train_toy``'s options and loss) on fresh ``8gaussians`` points, for a given
+    network; returns its EMA copy."""
+    opts = {**TOY_2D_OPTIONS, "warmup_steps": min(TOY_2D_OPTIONS["warmup_steps"], steps)}
+    data = lambda n, g: md.toy_dataset("8gaussians", n, g)  # noqa: E731
+    res = md.train(net, toy_loss(sched), data, steps=steps, seed=seed, progress=False, **opts)
+    return res.ema.model
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--octaves", default="0,3,5", help="x_frequencies to try, comma-separated")
     ap.add_argument("--steps", type=int, default=2870, help="training steps (2870: the recipe)")
@@ -118,13 +121,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500, help="held-out points")
     ap.add_argument("--ode-steps", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--samples", type=int, default=2000, help="samples scored per sampler")
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     gmm, sde, sched = md.GaussianMixture.eight_gaussians(), VPSDE(), md.linear_schedule(1000)
     x0 = gmm.sample(args.n, torch.Generator().manual_seed(10_000)).double()
     true = gmm.log_prob(x0)
     ref_prior, ref_bands = ode_terms(score_fn_from_mixture(gmm, sde), sde, x0, args.ode_steps)
-    data = gmm.sample(2000, torch.Generator().manual_seed(5)).double()
+    data = gmm.sample(args.samples, torch.Generator().manual_seed(5)).double()
     print(f"torch {torch.__version__}, 1 thread; 8gaussians, {args.n} held-out points, "
           f"exact mean log p = {float(true.mean()):.4f}; Heun {args.ode_steps} steps, "
           "exact divergence\n")  # fmt: skip
@@ -135,15 +139,11 @@ def main() -> None:
     if args.ipe:
         variants += [(k, True) for k in map(int, args.octaves.split(",")) if k > 0]
     for k, damped in variants:
-        toys.MODEL["x_frequencies"] = k
-        if damped:
-            toys.make_model = lambda k=k: NoiseDampedTimeMLP(
-                sched, data_dim=2, hidden=64, n_layers=3, time_dim=64, x_frequencies=k
-            )
-        else:
-            toys.make_model = lambda k=k: TimeMLP(2, 64, 3, 64, x_frequencies=k)
+        arch = {**TOY_2D_NETWORK, "x_frequencies": k}
+        torch.manual_seed(args.seed)
+        made = NoiseDampedTimeMLP(sched, data_dim=2, **arch) if damped else TimeMLP(2, **arch)
         c0 = time.process_time()
-        net, _ = toys.fit("8gaussians", args.steps, args.seed)
+        net = fit(made, sched, args.steps, args.seed)
         cpu = time.process_time() - c0
         net = net.double().eval()
         score = score_fn_from_discrete_eps_model(net, sched, sde)
@@ -152,9 +152,9 @@ def main() -> None:
         g = torch.Generator().manual_seed(3)
         with torch.no_grad():
             xo = md.pf_ode_sample(
-                score, sde, (2000, 2), steps=100, generator=g, dtype=torch.float64
+                score, sde, (args.samples, 2), steps=100, generator=g, dtype=torch.float64
             )
-            xd = md.ddpm_sample(net, sched, (2000, 2), generator=g, dtype=torch.float64)
+            xd = md.ddpm_sample(net, sched, (args.samples, 2), generator=g, dtype=torch.float64)
         po, pd = knn_precision_recall(xo, data, k=3), knn_precision_recall(xd, data, k=3)
         d = [float((b - r).mean()) for b, r in zip(bands, ref_bands, strict=True)]
         name = f"{'noise-damped ' if damped else ''}x_frequencies={k}"
