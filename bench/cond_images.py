@@ -178,12 +178,15 @@ CASCADE_SIZES = {  # SR and base training steps, samples, sampling steps, augmen
     "fast": {"steps": 120, "base_steps": 120, "n": 48, "ddim": 15, "aug": 20, "s": 10},
     "full": {"steps": 600, "base_steps": 3000, "n": 128, "ddim": 25, "aug": 20, "s": 10},
 }
-SWEEP = (0, 5, 10, 15)  # the augmented model's sampling levels on the base samples
+SWEEP = (0, 5, 7, 10, 15)  # the augmented model's sampling levels on the base samples
 
 
-def run_cascade(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
-    """A cascade on the digits: base 8x8 samples, then SR 8 -> 16 without and with augmentation."""
-    c = CASCADE_SIZES[size]
+def run_cascade(size: str, seed: int = 0, sr_steps: int | None = None) -> dict:  # type: ignore[type-arg]
+    """A cascade on the digits: base 8x8 samples, then SR 8 -> 16 without and with augmentation
+    (``sr_steps``: the SR models' training steps instead of the size's)."""
+    c = dict(CASCADE_SIZES[size])
+    if sr_steps is not None:
+        c["steps"] = sr_steps
     sched = minidiff.cosine_schedule(100)
     digits, _ = load_digits(16)
     perm = torch.randperm(digits.shape[0], generator=torch.Generator().manual_seed(0))
@@ -209,8 +212,12 @@ def run_cascade(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
     for cond, y in (("real", downsample(test_hi, 2)), ("cascade", low)):
         measure(f"{cond}_plain", sr_sample(sr, y, sched, **kw))
         measure(f"{cond}_aug", sr_sample(sr_aug, y, sched, aug_level=c["s"], **kw))
-    for s in SWEEP:
-        measure(f"cascade_aug_s{s}", sr_sample(sr_aug, low, sched, aug_level=s, **kw))
+    for s in SWEEP:  # the level of the comparison above is that comparison's row
+        if s == c["s"]:
+            out[f"hb_cascade_aug_s{s}"] = out["hb_cascade_aug"]
+            out[f"prec_cascade_aug_s{s}"] = out["prec_cascade_aug"]
+        else:
+            measure(f"cascade_aug_s{s}", sr_sample(sr_aug, low, sched, aug_level=s, **kw))
     # CDM's truncated conditioning augmentation: the base stops at x_s and hands that state over
     _, trunc = cascade_sample(base, sr_aug, sched, c["n"], aug_level=c["s"], truncate=True, **kw)
     measure("cascade_trunc", trunc)
@@ -286,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--part", choices=("all", "digits", "cascade", "photos"), default="all")
     p.add_argument("--json", type=str, default=None, help="write the rows here")
+    p.add_argument("--cascade-sr-steps", type=int, default=None, help="the cascade's SR training")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     size = "quick" if args.quick else args.size
@@ -294,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.process_time()
         r = run_chapter14(size, seed=seed) if args.part in ("all", "digits") else {}
         if args.part in ("all", "cascade"):
-            r.update(run_cascade(size, seed=seed))
+            r.update(run_cascade(size, seed=seed, sr_steps=args.cascade_sr_steps))
         if args.part in ("all", "photos"):
             r.update(run_photos(size, seed=seed))
         r["cpu_s"] = time.process_time() - t0
@@ -380,7 +388,12 @@ def main(argv: list[str] | None = None) -> int:
         record = {
             "command": "python bench/cond_images.py " + " ".join(argv or sys.argv[1:]),
             "size": size,
-            "config": {**SIZES[size], "cascade": CASCADE_SIZES[size]},
+            "config": {
+                **SIZES[size],
+                "cascade": {**CASCADE_SIZES[size], "steps": args.cascade_sr_steps}
+                if args.cascade_sr_steps
+                else CASCADE_SIZES[size],
+            },
             "summary": {k: {"mean": m, "sd": sd} for k, (m, sd) in summary.items()},
             "bars": results,
             "rows": rows,
