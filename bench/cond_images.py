@@ -115,7 +115,7 @@ def run_chapter14(size: str, seed: int = 0) -> dict:  # type: ignore[type-arg]
     tr, te = perm[:1400], perm[1400 : 1400 + c["n"]]
     train_hi, test_hi = digits[tr], digits[te]
     test_lo = downsample(test_hi, 2)
-    ref_hi = digits[perm[1400:]]
+    ref_hi = digits[perm[1400 + c["n"] :]]  # the other held-out digits: the data's spectrum
     # --- super-resolution: bicubic, regression (posterior mean), SR3
     sr = train_sr(train_hi, sched, steps=c["steps"], seed=seed)
     sr_eps = train_sr(train_hi, sched, steps=c["steps"], residual=False, seed=seed)
@@ -191,7 +191,7 @@ def run_cascade(size: str, seed: int = 0, sr_steps: int | None = None) -> dict: 
     digits, _ = load_digits(16)
     perm = torch.randperm(digits.shape[0], generator=torch.Generator().manual_seed(0))
     train_hi, test_hi = digits[perm[:1400]], digits[perm[1400 : 1400 + c["n"]]]
-    ref_hi = digits[perm[1400:]]
+    ref_hi = digits[perm[1400 + c["n"] :]]  # the other held-out digits: the data's spectrum
     t0 = time.process_time()
     sr = train_sr(train_hi, sched, steps=c["steps"], seed=seed)
     sr_aug = train_sr(train_hi, sched, steps=c["steps"], max_aug_level=c["aug"], seed=seed)
@@ -203,15 +203,17 @@ def run_cascade(size: str, seed: int = 0, sr_steps: int | None = None) -> dict: 
     )
     data = train_hi.flatten(1)
 
-    def measure(name: str, x: torch.Tensor) -> None:
+    def measure(name: str, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         out[f"hb_{name}"] = highband_spectrum_distance(x, ref_hi)
         out[f"prec_{name}"] = knn_precision_recall(x.flatten(1), data).precision
+        if y is not None:  # how far the output's 2x2 averages moved from the 8x8 condition
+            out[f"lowres_gap_{name}"] = float((downsample(x, 2) - y).abs().mean())
 
     measure("real_floor", test_hi)
     kw = {"steps": c["ddim"], "generator": g}
     for cond, y in (("real", downsample(test_hi, 2)), ("cascade", low)):
-        measure(f"{cond}_plain", sr_sample(sr, y, sched, **kw))
-        measure(f"{cond}_aug", sr_sample(sr_aug, y, sched, aug_level=c["s"], **kw))
+        measure(f"{cond}_plain", sr_sample(sr, y, sched, **kw), y)
+        measure(f"{cond}_aug", sr_sample(sr_aug, y, sched, aug_level=c["s"], **kw), y)
     for s in SWEEP:  # the level of the comparison above is that comparison's row
         if s == c["s"]:
             out[f"hb_cascade_aug_s{s}"] = out["hb_cascade_aug"]

@@ -78,6 +78,7 @@ __all__ = [
     "OneOf",
     "Function",
     "Instance",
+    "Flag",
     "Rng",
     "Device",
     "FloatDtype",
@@ -900,6 +901,15 @@ class Instance(Spec):
 
     def check(self, value: Any, name: str, call: _Call) -> Any:
         return check_instance(value, name, self.cls, self.what)
+
+
+class Flag(Spec):
+    """``True`` or ``False`` (a string such as ``"no"`` is refused, not read as true)."""
+
+    def check(self, value: Any, name: str, call: _Call) -> Any:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+        return value
 
 
 class Rng(Spec):

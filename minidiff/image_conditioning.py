@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from ._validation import (
     Check,
+    Flag,
     FloatTensor,
     Int,
     OneOf,
@@ -164,22 +165,52 @@ def augment_condition(
     return q_sample.unchecked(x_cond, level, schedule, eps)
 
 
+def _lift_size(value: object, name: str, x_cond: torch.Tensor) -> int:
+    size = check_positive_int(value, name)
+    h = x_cond.shape[-1]
+    if x_cond.shape[-2] != h or size < h or size % h:
+        raise ValueError(
+            f"{name} must be a multiple of x_cond's size {h} (square images), got {size} for "
+            f"x_cond of shape {tuple(x_cond.shape)}"
+        )
+    return size
+
+
+def _lift_level(value: object, name: str, x_cond: torch.Tensor, schedule: Any) -> Any:
+    if value is None:
+        return None
+    if schedule is None:
+        raise TypeError(f"schedule is required with {name} (it sets ab_s)")
+    return _levels(value, name, x_cond, schedule)
+
+
+@checked(
+    x_cond=_IMAGES,
+    size=Check(_lift_size, uses=("x_cond",)),
+    level=Check(_lift_level, uses=("x_cond", "schedule"), optional=True),
+    schedule=NoiseSchedule,
+    noise=FloatTensor(like="x_cond", optional=True),
+)
 def lift_condition(
     x_cond: torch.Tensor,
     size: int,
-    level: torch.Tensor | None = None,
+    level: torch.Tensor | int | None = None,
     schedule: NoiseSchedule | None = None,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The condition the network reads: corrupted at ``level`` at its resolution, then upsampled.
 
-    ``x_cond (B, C, h, h)`` with ``h`` dividing ``size``; ``level (B,)`` long (None: no
-    corruption) with ``noise`` like ``x_cond``. Upsampling (bicubic, :func:`upsample`) comes after
-    the corruption, so that a low-resolution condition is augmented where a cascade's base model
-    makes its errors (CDM, Ho et al. 2021, Sec. 3.2), with noise of the low resolution's grain.
+    ``x_cond (B, C, h, h)`` with ``h`` dividing ``size``; ``level`` an int or a long tensor
+    ``(B,)`` in ``0..T`` (None: no corruption) with ``schedule``, and ``noise`` like ``x_cond``
+    (None: drawn). Upsampling (bicubic, :func:`upsample`, clamped to ``[-1, 1]`` like every
+    image) comes after the corruption, so that a low-resolution condition is augmented where a
+    cascade's base model makes its errors (CDM, Ho et al. 2021, Sec. 3.2), with noise of the low
+    resolution's grain. The clamp cuts the noise where it leaves ``[-1, 1]`` (on the digits'
+    background at -1, about half of it); training and sampling both read the clamped image.
     """
     if level is not None and schedule is not None:
-        x_cond = q_sample.unchecked(x_cond, level, schedule, noise)
+        eps = noise if noise is not None else noise_like(x_cond)
+        x_cond = q_sample.unchecked(x_cond, level, schedule, eps)
     return x_cond if x_cond.shape[-1] == size else upsample.unchecked(x_cond, size)
 
 
@@ -235,6 +266,7 @@ def _condition_image(x: object, name: str, model: Any, noised: bool = False) -> 
     schedule=NoiseSchedule,
     aug_level=Check(check_aug_level, uses=("model", "schedule")),
     generator=Rng,
+    noised=Flag,
 )
 def condition_on(
     model: Any,
@@ -262,13 +294,14 @@ def condition_on(
             f"x_cond was noised to); got aug_level={level}"
         )
     size, s = model.config.image_size, None
-    cond = lift_condition(x_cond, size)
+    cond = lift_condition.unchecked(x_cond, size)
     if aug:
         if schedule is None:
             raise TypeError("schedule is required for a model with aug_embedding (it sets ab_s)")
         s = torch.full((x_cond.shape[0],), level, dtype=torch.long, device=x_cond.device)
         if not noised:
-            cond = lift_condition(x_cond, size, s, schedule, noise_like(x_cond, generator))
+            eps = noise_like(x_cond, generator)
+            cond = lift_condition.unchecked(x_cond, size, s, schedule, eps)
 
     def eps_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if s is None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from ._validation import (
     Check,
+    Flag,
     Int,
     Rng,
     check_finite,
@@ -32,7 +33,7 @@ from ._validation import (
     checked,
 )
 from .diffusion import eps_from_x0
-from .image_conditioning import check_aug_level, condition_on, upsample
+from .image_conditioning import check_aug_level, check_image_model, condition_on, upsample
 from .losses.image_conditional import image_conditional_loss, regression_loss
 from .losses.simple import simple_loss
 from .nn.unet import UNet, UNetConfig
@@ -89,7 +90,7 @@ def small_unet_config(
     )
 
 
-@checked(schedule=NoiseSchedule, steps=Int(), aug_level=Int(minimum=0), generator=Rng)
+@checked(schedule=NoiseSchedule, steps=Int(), aug_level=Int(minimum=0), noised=Flag, generator=Rng)
 def sr_sample(
     model: Any,
     x_low: torch.Tensor,
@@ -128,7 +129,7 @@ def sr_sample(
     )
 
 
-@checked(schedule=NoiseSchedule, steps=Int(), aug_level=Int(minimum=0), generator=Rng)
+@checked(schedule=NoiseSchedule, steps=Int(), aug_level=Int(minimum=0), noised=Flag, generator=Rng)
 def conditional_sample(
     model: Any,
     x_cond: torch.Tensor,
@@ -165,11 +166,24 @@ def conditional_sample(
     )
 
 
+def _base_model(model: object, name: str) -> Any:
+    cfg = getattr(model, "config", None)
+    if not callable(model) or not hasattr(cfg, "image_size") or not hasattr(cfg, "in_channels"):
+        raise TypeError(
+            f"{name} must be an unconditional ε-model with a .config (image_size, in_channels), "
+            f"such as a minidiff UNet from train_base; got {type(model).__name__}"
+        )
+    return model
+
+
 @checked(
+    base=Check(_base_model),
+    sr_model=Check(check_image_model),
     schedule=NoiseSchedule,
     n=Int(),
-    steps=Int(),
+    steps=Int(minimum=2),
     aug_level=Check(check_aug_level, uses=("sr_model", "schedule")),
+    truncate=Flag,
     generator=Rng,
 )
 def cascade_sample(
@@ -190,7 +204,9 @@ def cascade_sample(
     ``aug_level = s > 0`` (a model trained with augmentation) the base sample is corrupted at
     level ``s`` before the SR model reads it; ``truncate=True`` instead stops the base sampler at
     ``x_s`` and hands that state over (CDM's truncated conditioning augmentation: the base skips
-    its last steps, whose errors the SR model would otherwise inherit). Returns
+    the timesteps below ``s``). The base makes ``steps`` network calls either way: truncated, it
+    takes ``steps - 1`` steps from ``T`` to ``s`` and a last one, to ``x_0``, that is discarded
+    (the sampler always finishes at 0). Returns
     ``(low (n, C, h, h), high (n, C, S, S))``: for ``truncate`` the low-resolution output is the
     base state ``x_s``, still noisy.
     """
@@ -204,8 +220,8 @@ def cascade_sample(
             sr_model, low, schedule, steps=steps, aug_level=aug_level, generator=generator
         )
         return low, high
-    # a grid from T down to s; DDIM's last step (s -> 0) is taken and discarded
-    grid = torch.linspace(schedule.T, aug_level, steps + 1).round().long().unique_consecutive()
+    # ``steps`` timesteps from T down to s; DDIM's last step (s -> 0) is taken and discarded
+    grid = torch.linspace(schedule.T, aug_level, steps).round().long().unique_consecutive()
     states: dict[int, torch.Tensor] = {}
     ddim_sample(
         base,

@@ -11,6 +11,7 @@ from minidiff.image_conditioning import (
     augment_condition,
     condition_on,
     downsample,
+    lift_condition,
     masked_condition,
     to_grayscale,
     upsample,
@@ -29,8 +30,10 @@ def _g(seed: int = 0) -> torch.Generator:
 
 
 def _unet(aug: bool = False, cond: int = 1) -> UNet:
+    """A small U-Net with every weight perturbed: a fresh one's last layer is zero, so it would
+    answer 0 whatever condition it read, and no test of the condition could fail."""
     torch.manual_seed(0)
-    return UNet(
+    net = UNet(
         UNetConfig(
             image_size=8,
             in_channels=1,
@@ -44,6 +47,10 @@ def _unet(aug: bool = False, cond: int = 1) -> UNet:
             aug_embedding=aug,
         )
     )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn(p.shape))
+    return net
 
 
 def _imgs(b: int = 4, s: int = 8, seed: int = 0) -> torch.Tensor:
@@ -111,6 +118,8 @@ def test_loss_and_condition_errors():
         condition_on(plain, x0, SCHED, noised=True)
     with pytest.raises(ValueError, match="aug_level >= 1"):
         condition_on(_unet(aug=True), x0, SCHED, aug_level=0, noised=True)
+    with pytest.raises(TypeError, match="noised must be True or False"):
+        condition_on(_unet(aug=True), x0, SCHED, aug_level=3, noised="no")
     with pytest.raises(ValueError, match="needs a model trained with noise-conditioning"):
         condition_on(plain, x0, SCHED, aug_level=5)
     with pytest.raises(ValueError, match="aug_level must be in 0..T=50"):
@@ -150,6 +159,22 @@ def test_a_low_resolution_condition_is_augmented_before_it_is_upsampled():
     # a model without augmentation: a low-resolution condition is just upsampled
     plain = _unet()
     assert torch.equal(condition_on(plain, y)(x, tt), plain(x, tt, x_cond=upsample(y, 8)))
+
+
+def test_lift_condition_corrupts_then_upsamples_and_checks_its_arguments():
+    y, e = _imgs(b=4, s=4, seed=5), torch.randn(4, 1, 4, 4, generator=_g(2))
+    want = upsample(augment_condition(y, 6, SCHED, noise=e), 8)
+    assert torch.equal(lift_condition(y, 8, 6, SCHED, e), want)
+    assert torch.equal(lift_condition(y, 8), upsample(y, 8))  # no level: upsampled only
+    assert torch.equal(lift_condition(y, 4, 6, SCHED, e), augment_condition(y, 6, SCHED, noise=e))
+    with pytest.raises(TypeError, match="schedule is required with level"):
+        lift_condition(y, 8, 6)
+    with pytest.raises(ValueError, match="size must be a multiple of x_cond's size 4"):
+        lift_condition(y, 6)
+    with pytest.raises(ValueError, match="noise"):
+        lift_condition(y, 8, 6, SCHED, torch.randn(4, 1, 8, 8))
+    with pytest.raises(ValueError, match="level must lie in 0..T=50"):
+        lift_condition(y, 8, 60, SCHED, e)
 
 
 def test_noised_condition_is_used_as_given():

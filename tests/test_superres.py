@@ -52,7 +52,7 @@ def test_truncated_cascade_hands_over_the_base_state_at_s() -> None:
     )
     g = _g()
     states: dict[int, torch.Tensor] = {}
-    grid = torch.linspace(SCHED.T, s, 5).round().long()
+    grid = torch.linspace(SCHED.T, s, 4).round().long()  # 4 calls: 3 steps to s, 1 discarded
     ddim_sample(base, SCHED, (5, 1, 4, 4), timesteps=grid, eta=1.0, generator=g, clip_x0="static",
                 on_step=lambda st: states.update({int(st.t): st.x}))  # fmt: skip
     assert torch.equal(low, states[s])
@@ -77,6 +77,13 @@ def test_cascade_bad_inputs() -> None:
     assert not calls  # refused before the base model is run
     with pytest.raises(ValueError, match="aug_level must be in 0..T=20"):
         cascade_sample(base, _models()[1], SCHED, 2, steps=2, aug_level=30)
+    with pytest.raises(TypeError, match="truncate must be True or False"):
+        cascade_sample(spy, _models()[1], SCHED, 2, steps=2, aug_level=3, truncate="no")
+    with pytest.raises(TypeError, match="sr_model must be a UNet built with"):
+        cascade_sample(spy, base, SCHED, 2, steps=2)
+    with pytest.raises(TypeError, match="base must be an unconditional"):
+        cascade_sample(lambda x, t: x, sr, SCHED, 2, steps=2)
+    assert not calls  # every refusal came before the base model ran
     with pytest.raises(ValueError, match="n"):
         cascade_sample(base, sr, SCHED, 0, steps=2)
     with pytest.raises(TypeError, match="aug_level"):

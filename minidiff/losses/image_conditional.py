@@ -70,9 +70,9 @@ def image_conditional_loss(
     noise = noise_like(x0, generator)
     x_t = q_sample.unchecked(x0, t, schedule, noise)
     if not model.config.aug_embedding:
-        return ((noise - model(x_t, t, x_cond=lift_condition(x_cond, S))) ** 2).mean()
+        return ((noise - model(x_t, t, x_cond=lift_condition.unchecked(x_cond, S))) ** 2).mean()
     s = aug_levels.unchecked(B, max_aug_level, schedule, generator, x0.device)
-    cond = lift_condition(x_cond, S, s, schedule, noise_like(x_cond, generator))
+    cond = lift_condition.unchecked(x_cond, S, s, schedule, noise_like(x_cond, generator))
     return ((noise - model(x_t, t, x_cond=cond, aug_level=s.to(x0.dtype))) ** 2).mean()
 
 
