@@ -29,6 +29,7 @@ from ._validation import (
     Int,
     Rng,
     check_finite,
+    check_positive_int,
     check_tensor,
     checked,
 )
@@ -166,22 +167,35 @@ def conditional_sample(
     )
 
 
-def _base_model(model: object, name: str) -> Any:
+def _base_model(model: object, name: str, sr_model: Any) -> Any:
     cfg = getattr(model, "config", None)
     if not callable(model) or not hasattr(cfg, "image_size") or not hasattr(cfg, "in_channels"):
         raise TypeError(
             f"{name} must be an unconditional ε-model with a .config (image_size, in_channels), "
             f"such as a minidiff UNet from train_base; got {type(model).__name__}"
         )
+    h, C, sr_cfg = cfg.image_size, cfg.in_channels, sr_model.config  # type: ignore[union-attr]
+    if sr_cfg.image_size % h or C != sr_cfg.cond_channels:
+        raise ValueError(
+            f"{name} draws ({C}, {h}, {h}) images, which sr_model cannot read: it takes "
+            f"{sr_cfg.cond_channels} condition channels at a size dividing {sr_cfg.image_size}"
+        )
     return model
 
 
+def _steps(value: object, name: str, schedule: NoiseSchedule) -> int:
+    steps = check_positive_int(value, name, minimum=2)
+    if steps > schedule.T:
+        raise ValueError(f"{name} must be <= T={schedule.T} (one call per step), got {steps}")
+    return steps
+
+
 @checked(
-    base=Check(_base_model),
+    base=Check(_base_model, uses=("sr_model",)),
     sr_model=Check(check_image_model),
     schedule=NoiseSchedule,
     n=Int(),
-    steps=Int(minimum=2),
+    steps=Check(_steps, uses=("schedule",)),
     aug_level=Check(check_aug_level, uses=("sr_model", "schedule")),
     truncate=Flag,
     generator=Rng,

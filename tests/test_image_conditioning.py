@@ -179,7 +179,8 @@ def test_lift_condition_corrupts_then_upsamples_and_checks_its_arguments():
 
 def test_noised_condition_is_used_as_given():
     """``noised=True``: a base model's state x_s stands for the corrupted condition (truncated
-    conditioning augmentation); it is neither corrupted again nor held to [-1, 1]."""
+    conditioning augmentation); it is not corrupted again, and a state outside [-1, 1] is accepted
+    (the network reads it upsampled and clamped, as in training)."""
     model, x, tt = _unet(aug=True), _imgs(seed=3), torch.full((4,), 7)
     y_s = 1.3 * _imgs(b=4, s=4, seed=6)  # a noisy state may leave [-1, 1]
     eps = condition_on(model, y_s, SCHED, aug_level=6, generator=_g(9), noised=True)

@@ -83,6 +83,11 @@ def test_cascade_bad_inputs() -> None:
         cascade_sample(spy, base, SCHED, 2, steps=2)
     with pytest.raises(TypeError, match="base must be an unconditional"):
         cascade_sample(lambda x, t: x, sr, SCHED, 2, steps=2)
+    with pytest.raises(ValueError, match="sr_model cannot read"):
+        two = ResidualSR(small_unet_config(8, cond_channels=2), SCHED)
+        cascade_sample(spy, two, SCHED, 2, steps=2)
+    with pytest.raises(ValueError, match="steps must be <= T=20"):
+        cascade_sample(spy, sr, SCHED, 2, steps=30)
     assert not calls  # every refusal came before the base model ran
     with pytest.raises(ValueError, match="n"):
         cascade_sample(base, sr, SCHED, 0, steps=2)
