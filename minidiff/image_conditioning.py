@@ -94,16 +94,17 @@ def upsample(x_low: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Ten
     return up.clamp(-1.0, 1.0)
 
 
-def _max_level(value: object, name: str, schedule: NoiseSchedule) -> int:
-    level = check_positive_int(value, name, minimum=0)
+def check_up_to_T(value: object, name: str, schedule: NoiseSchedule, minimum: int = 0) -> int:
+    """The argument check of an int in ``minimum..T`` (a level, a number of steps)."""
+    level = check_positive_int(value, name, minimum=minimum)
     if level > schedule.T:
-        raise ValueError(f"{name} must be in 0..T={schedule.T}, got {level}")
+        raise ValueError(f"{name} must be in {minimum}..T={schedule.T}, got {level}")
     return level
 
 
 @checked(
     batch=Int(minimum=1),
-    max_level=Check(_max_level, uses=("schedule",)),
+    max_level=Check(check_up_to_T, uses=("schedule",)),
     schedule=NoiseSchedule,
     generator=Rng,
 )

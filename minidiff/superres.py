@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import torch
@@ -29,12 +30,17 @@ from ._validation import (
     Int,
     Rng,
     check_finite,
-    check_positive_int,
     check_tensor,
     checked,
 )
 from .diffusion import eps_from_x0
-from .image_conditioning import check_aug_level, check_image_model, condition_on, upsample
+from .image_conditioning import (
+    check_aug_level,
+    check_image_model,
+    check_up_to_T,
+    condition_on,
+    upsample,
+)
 from .losses.image_conditional import image_conditional_loss, regression_loss
 from .losses.simple import simple_loss
 from .nn.unet import UNet, UNetConfig
@@ -183,19 +189,12 @@ def _base_model(model: object, name: str, sr_model: Any) -> Any:
     return model
 
 
-def _steps(value: object, name: str, schedule: NoiseSchedule) -> int:
-    steps = check_positive_int(value, name, minimum=2)
-    if steps > schedule.T:
-        raise ValueError(f"{name} must be <= T={schedule.T} (one call per step), got {steps}")
-    return steps
-
-
 @checked(
     base=Check(_base_model, uses=("sr_model",)),
     sr_model=Check(check_image_model),
     schedule=NoiseSchedule,
     n=Int(),
-    steps=Check(_steps, uses=("schedule",)),
+    steps=Check(partial(check_up_to_T, minimum=2), uses=("schedule",)),
     aug_level=Check(check_aug_level, uses=("sr_model", "schedule")),
     truncate=Flag,
     generator=Rng,

@@ -86,7 +86,7 @@ def test_cascade_bad_inputs() -> None:
     with pytest.raises(ValueError, match="sr_model cannot read"):
         two = ResidualSR(small_unet_config(8, cond_channels=2), SCHED)
         cascade_sample(spy, two, SCHED, 2, steps=2)
-    with pytest.raises(ValueError, match="steps must be <= T=20"):
+    with pytest.raises(ValueError, match="steps must be in 2..T=20"):
         cascade_sample(spy, sr, SCHED, 2, steps=30)
     assert not calls  # every refusal came before the base model ran
     with pytest.raises(ValueError, match="n"):
