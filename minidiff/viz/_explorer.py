@@ -2,11 +2,11 @@
 
 A subclass sets :attr:`Explorer.PARAMS` and implements the pure part, ``compute(params) -> state``
 (a dict whose ``"message"`` is ``None`` unless the parameters are invalid), and ``_draw()``, which
-draws ``self.state`` on ``self.figure``. Its ``_build_widgets()`` creates ``self.controls`` (one
-control per name in ``PARAMS``), ``self.message`` (an ``HTML`` widget) and ``self.image`` (a PNG
-``Image``) following the browser-test contract in ``tests/browser/README.md``, and observes each
-control with :meth:`_on_change`. Everything else, the callback that tests drive headlessly and the
-way the controls follow the state, lives here once.
+draws ``self.state`` on ``self.figure`` (starting with :meth:`_draw_message`). Its
+``_build_widgets()`` creates one control per name in ``PARAMS`` and hands them, with the rows they
+stand in, to :meth:`_attach`, which adds the message, the readout (the text of :meth:`readout`) and
+the picture following the browser-test contract in ``tests/browser/README.md``. Everything else, the
+callback that tests drive headlessly and the way the widgets follow the state, lives here once.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class Explorer:
     _syncing: bool
     controls: dict[str, Any]
     message: Any
+    readout_widget: Any
     image: Any
+    widget: Any
 
     def _start(self, params: dict[str, Any], figsize: tuple[float, float], render: bool) -> None:
         """End of a subclass's ``__init__``: adopt ``params``, build the widgets, draw once.
@@ -91,6 +93,10 @@ class Explorer:
         if self.state.get("message") is None:
             self.params.update(self.state["params"])
 
+    def readout(self) -> str:
+        """The text under the picture: the state's ``"readout"`` ('' when there is none)."""
+        return str(self.state.get("readout", ""))
+
     def png(self) -> bytes:
         """The current figure as PNG bytes."""
         buf = io.BytesIO()
@@ -98,10 +104,10 @@ class Explorer:
         return buf.getvalue()
 
     # -- widgets -----------------------------------------------------------------------------------
-    def _attach(self, controls: dict[str, Any]) -> Any:
-        """Adopt ``controls`` (one per name in :attr:`PARAMS`) and create ``self.message`` and
-        ``self.image`` with the classes of the browser-test contract; observe every control.
-        Returns a new readout ``HTML`` widget (``minidiff-readout``) for the subclass to place."""
+    def _attach(self, controls: dict[str, Any], rows: list[list[str]]) -> None:
+        """Adopt ``controls`` (one per name in :attr:`PARAMS`), observe each, and lay the widget
+        out: the controls in ``rows`` (names), then ``self.message``, ``self.readout_widget`` and
+        ``self.image``, with the classes of the browser-test contract."""
         import ipywidgets as wd
 
         self.controls = controls
@@ -109,8 +115,11 @@ class Explorer:
             ctrl.add_class("minidiff-control")
             ctrl.observe(self._on_change(name), names="value")
         self.message = wd.HTML("").add_class("minidiff-message")
+        self.readout_widget = wd.HTML("").add_class("minidiff-readout")
         self.image = wd.Image(format="png").add_class("minidiff-view")
-        return wd.HTML("").add_class("minidiff-readout")
+        boxes = [wd.HBox([controls[name] for name in row]) for row in rows]
+        self.widget = wd.VBox([*boxes, self.message, self.readout_widget, self.image])
+        self.widget.add_class("minidiff-widget")
 
     def _on_change(self, name: str) -> Callable[[Mapping[str, Any]], None]:
         """The observer of control ``name``: a student's move becomes :meth:`update`."""
@@ -129,7 +138,7 @@ class Explorer:
         """Hook: adjust the controls (ranges) before they are set to ``params``."""
 
     def _after_sync(self) -> None:
-        """Hook: update what else the widget shows (readouts, disabled controls)."""
+        """Hook: update what else the widget shows (disabled controls, say)."""
 
     def _sync_widgets(self) -> None:
         """Make the controls, the message and the picture show ``params`` and ``state``."""
@@ -145,7 +154,22 @@ class Explorer:
                     pass
             self._after_sync()
             self.message.value = message_html(self.state.get("message"))
+            self.readout_widget.value = html.escape(self.readout())
             if self.render:
                 self.image.value = self.png()
         finally:
             self._syncing = False
+
+    # -- drawing -----------------------------------------------------------------------------------
+    def _draw_message(self, axes: Any) -> bool:
+        """Start of a subclass's ``_draw``: when the state is invalid, write its message in place of
+        the plots on ``axes`` and return True (the subclass then draws nothing else)."""
+        message = self.state.get("message")
+        if message is None:
+            return False
+        for ax in axes:
+            ax.set_axis_off()
+        axes[0].text(
+            0.0, 0.5, message, color="tab:red", fontsize=11, transform=axes[0].transAxes, wrap=True
+        )
+        return True

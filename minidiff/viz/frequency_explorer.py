@@ -9,7 +9,6 @@ PNG ``Image`` widget, so it works (and is tested) without a display.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -223,15 +222,9 @@ class FrequencyExplorer(Explorer):
         fig.clear()
         axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.9]})
         fig.subplots_adjust(left=0.03, right=0.98, bottom=0.16, top=0.82, wspace=0.3)
-        st = self.state
-        if st["message"] is not None:
-            for ax in axes:
-                ax.set_axis_off()
-            axes[0].text(
-                0.0, 0.5, st["message"], color="tab:red", fontsize=11, transform=axes[0].transAxes
-            )
+        if self._draw_message(axes):
             return
-        v, p = st["view"], st["params"]
+        v, p = self.state["view"], self.state["params"]
         name = p["image"]
         axes[0].imshow(_to_rgb(self.images[name].double()), interpolation="nearest")
         axes[0].set_title(f"clean $x_0$: {name}", fontsize=9)
@@ -260,9 +253,6 @@ class FrequencyExplorer(Explorer):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="lower left")
 
-    def _after_sync(self) -> None:
-        self.readout.value = html.escape(self.state.get("readout", ""))
-
     # -- widgets -----------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         import ipywidgets as w
@@ -270,7 +260,7 @@ class FrequencyExplorer(Explorer):
         p = self.params
         style = {"description_width": "70px"}
         T = next(iter(self.schedules.values())).T
-        self.controls = {
+        controls = {
             "image": w.Dropdown(
                 options=list(self.images), value=p["image"], description="image", style=style
             ),
@@ -289,11 +279,7 @@ class FrequencyExplorer(Explorer):
                 style=style,
             ),
         }
-        self.readout = self._attach(self.controls)
-        c = self.controls
-        self.widget = w.VBox(
-            [w.HBox([c["image"], c["schedule"], c["t"]]), self.message, self.readout, self.image]
-        ).add_class("minidiff-widget")
+        self._attach(controls, rows=[["image", "schedule", "t"]])
 
 
 def frequency_explorer(**params: Any) -> Any:

@@ -9,7 +9,6 @@ model error); trained models can be passed instead.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any
 
@@ -221,14 +220,9 @@ class GuidanceExplorer(Explorer):
         fig.clear()
         axes = fig.subplots(1, 2)
         fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.84, wspace=0.25)
-        st = self.state
-        if st["message"] is not None:
-            for ax in axes:
-                ax.set_axis_off()
-            axes[0].text(
-                0.0, 0.5, st["message"], color="tab:red", transform=axes[0].transAxes, wrap=True
-            )
+        if self._draw_message(axes):
             return
+        st = self.state
         p, m = st["params"], self.mixture
         lim = 3.0
         g = torch.linspace(-lim, lim, 120, dtype=torch.float64)
@@ -261,16 +255,13 @@ class GuidanceExplorer(Explorer):
             fontsize=10,
         )
 
-    def _after_sync(self) -> None:
-        self.readout_widget.value = html.escape(self.readout())
-
     # -- widgets -----------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         import ipywidgets as wd
 
         p = self.params
         style = {"description_width": "70px"}
-        self.controls = {
+        controls = {
             "w": wd.FloatSlider(
                 value=p["w"],
                 min=0.0,
@@ -302,17 +293,7 @@ class GuidanceExplorer(Explorer):
                 style=style,
             ),
         }
-        self.readout_widget = self._attach(self.controls)
-        c = self.controls
-        self.widget = wd.VBox(
-            [
-                wd.HBox([c["w"], c["y"], c["form"]]),
-                wd.HBox([c["sampler"], c["steps"]]),
-                self.message,
-                self.image,
-                self.readout_widget,
-            ]
-        ).add_class("minidiff-widget")
+        self._attach(controls, rows=[["w", "y", "form"], ["sampler", "steps"]])
 
 
 def guidance_explorer(**kwargs: Any) -> Any:

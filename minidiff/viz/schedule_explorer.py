@@ -13,7 +13,6 @@ the CSS class ``minidiff-widget``, the picture ``minidiff-view``, the numbers at
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -144,20 +143,9 @@ class ScheduleExplorer(Explorer):
         # A fixed layout: tight_layout would triple the cost of every slider move.
         axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1, 1.05]})
         fig.subplots_adjust(left=0.06, right=0.98, bottom=0.16, top=0.82, wspace=0.42)
-        st = self.state
-        if st["message"] is not None:
-            for ax in axes:
-                ax.set_axis_off()
-            axes[0].text(
-                0.0,
-                0.5,
-                st["message"],
-                color="tab:red",
-                fontsize=11,
-                transform=axes[0].transAxes,
-                wrap=True,
-            )
+        if self._draw_message(axes):
             return
+        st = self.state
         c, t = st["curves"], st["params"]["t"]
         ts = c["t"]
         log_snr = c["log_snr"].copy()
@@ -211,7 +199,6 @@ class ScheduleExplorer(Explorer):
         c, fam = self.controls, self.params["family"]
         c["beta_start"].disabled = c["beta_end"].disabled = fam not in ("linear", "quadratic")
         c["s"].disabled = fam != "cosine"
-        self.readout_label.value = html.escape(self.readout())
 
     # -- widgets -----------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -219,7 +206,7 @@ class ScheduleExplorer(Explorer):
 
         p = self.params
         style = {"description_width": "80px"}
-        self.controls = {
+        controls = {
             "family": w.Dropdown(
                 options=list(FAMILIES), value=p["family"], description="schedule", style=style
             ),
@@ -263,17 +250,7 @@ class ScheduleExplorer(Explorer):
             ),
             "t": w.IntSlider(value=p["t"], min=1, max=p["T"], description="t", style=style),
         }
-        self.readout_label = self._attach(self.controls)
-        c = self.controls
-        self.widget = w.VBox(
-            [
-                w.HBox([c["family"], c["T"], c["t"]]),
-                w.HBox([c["beta_start"], c["beta_end"], c["s"]]),
-                self.message,
-                self.readout_label,
-                self.image,
-            ]
-        ).add_class("minidiff-widget")
+        self._attach(controls, rows=[["family", "T", "t"], ["beta_start", "beta_end", "s"]])
 
     def _is_echo(self, name: str, value: Any) -> bool:
         """Whether ``value`` from the browser is only the control showing ``params[name]``.

@@ -23,10 +23,10 @@ def test_widget_contract_classes_and_initial_state(explorer: FrequencyExplorer) 
     w = explorer.widget
     assert "minidiff-widget" in w._dom_classes
     assert "minidiff-view" in explorer.image._dom_classes and explorer.image.value[:4] == b"\x89PNG"
-    assert "minidiff-readout" in explorer.readout._dom_classes
+    assert "minidiff-readout" in explorer.readout_widget._dom_classes
     assert "minidiff-message" in explorer.message._dom_classes and explorer.message.value == ""
     assert all("minidiff-control" in c._dom_classes for c in explorer.controls.values())
-    assert explorer.state["message"] is None and "t = 200" in explorer.readout.value
+    assert explorer.state["message"] is None and "t = 200" in explorer.readout_widget.value
 
 
 def test_every_control_changes_the_view_or_readout(explorer: FrequencyExplorer) -> None:
@@ -35,9 +35,9 @@ def test_every_control_changes_the_view_or_readout(explorer: FrequencyExplorer) 
         ("schedule", "linear"),
         ("image", "digit 3 (32x32)"),
     ):
-        before = (explorer.image.value, explorer.readout.value)
+        before = (explorer.image.value, explorer.readout_widget.value)
         explorer.controls[name].value = new  # as if the student moved it
-        after = (explorer.image.value, explorer.readout.value)
+        after = (explorer.image.value, explorer.readout_widget.value)
         assert after[0] != before[0] or after[1] != before[1], name
         assert explorer.params[name] == new and explorer.message.value == ""
 

@@ -19,10 +19,10 @@ def test_widget_carries_the_contract_classes(ex: ScheduleExplorer) -> None:
     assert "minidiff-widget" in ex.widget._dom_classes
     assert "minidiff-view" in ex.image._dom_classes
     assert "minidiff-message" in ex.message._dom_classes
-    assert "minidiff-readout" in ex.readout_label._dom_classes
+    assert "minidiff-readout" in ex.readout_widget._dom_classes
     assert all("minidiff-control" in c._dom_classes for c in ex.controls.values())
     assert ex.message.value == ""
-    assert "t = 50" in ex.readout_label.value
+    assert "t = 50" in ex.readout_widget.value
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_bad_values_show_a_message_instead_of_raising(
     st = ex.update(family="linear", **change)
     assert st["message"] is not None and words in st["message"]
     assert words.split()[0] in ex.message.value
-    assert ex.readout_label.value == ""
+    assert ex.readout_widget.value == ""
     good = ex.update(t=10, T=200, beta_start=1e-4, beta_end=0.02)
     assert good["message"] is None and ex.message.value == ""
 
