@@ -220,15 +220,16 @@ def check_aug_level(
 ) -> int:
     """The argument check of an augmentation level: an int in ``0..T``, above 0 only for a model
     trained with noise-conditioning augmentation (one told the level: ``aug_embedding=True``)."""
-    level = check_positive_int(value, name, minimum=0)
+    if schedule is None:
+        level = check_positive_int(value, name, minimum=0)
+    else:
+        level = check_up_to_T(value, name, schedule)
     if level and not getattr(getattr(model, "config", None), "aug_embedding", False):
         raise ValueError(
             f"{name}={level} needs a model trained with noise-conditioning augmentation, one told "
             "the level (UNetConfig(aug_embedding=True); train_sr(..., max_aug_level=...)); give "
             f"{name}=0 for this one"
         )
-    if schedule is not None and level > schedule.T:
-        raise ValueError(f"{name} must be in 0..T={schedule.T}, got {level}")
     return level
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .._memory import check_allocation
-from .._validation import Check, Int, Number, Rng, check_positive_int, checked
+from .._validation import Check, Flag, Int, Number, Rng, check_positive_int, checked
 
 __all__ = ["load_digits", "sample_photos", "image_patches", "to_unit_range", "PHOTO_NAMES"]
 
@@ -121,12 +121,6 @@ def sample_photos(downscale: int = 1) -> torch.Tensor:
     return x.contiguous()
 
 
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return value
-
-
 def _check_columns(value: object, name: str) -> tuple[float, float]:
     if (
         not isinstance(value, tuple)
@@ -148,7 +142,7 @@ def _check_columns(value: object, name: str) -> tuple[float, float]:
     size=Int(minimum=2),
     n=Int(),
     downscale=Int(),
-    grayscale=Check(_check_bool),
+    grayscale=Flag,
     columns=Check(_check_columns),
     generator=Rng,
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .._validation import Check, Device, Int, Number, OneOf, Rng, check_with
+from .._validation import Check, Device, Flag, Int, Number, OneOf, Rng, check_with
 from .checkpoint import check_checkpoint_path
 from .optim import LR_SCHEDULES
 
@@ -38,12 +38,6 @@ def check_options(config: Any) -> None:
             setattr(config, f.name, check_with(spec, value, f.name))
 
 
-def _flag(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 def _cpu_generator(value: object, name: str) -> torch.Generator:
     generator = check_with(Rng, value, name)
     if generator.device.type != "cpu":
@@ -51,7 +45,6 @@ def _cpu_generator(value: object, name: str) -> torch.Generator:
     return generator
 
 
-FLAG = Check(_flag)
 _REQUIRED = dataclasses.MISSING
 
 
@@ -90,7 +83,7 @@ class TrainConfig:
     grad_clip: float | None = option(1.0, Number(low=0.0, optional=True), resume=True)
     warmup_steps: int = option(0, Int(minimum=0), resume=True)
     lr_schedule: str = option("constant", OneOf(LR_SCHEDULES), resume=True)
-    amp: bool = option(False, FLAG, resume=True)
+    amp: bool = option(False, Flag, resume=True)
     generator: torch.Generator | None = option(None, Check(_cpu_generator, optional=True))
     seed: int = option(0, Int(minimum=0))
     device: torch.device | str | None = option(None, Device)
@@ -99,8 +92,8 @@ class TrainConfig:
         None, Check(check_checkpoint_path, optional=True)
     )
     checkpoint_every: int | None = option(None, Int(optional=True))
-    resume: bool = option(True, FLAG)
-    progress: bool = option(True, FLAG)
+    resume: bool = option(True, Flag)
+    progress: bool = option(True, Flag)
     log_every: int = option(10, Int())
 
     def __post_init__(self) -> None:

@@ -31,13 +31,13 @@ import torch
 from torch import Tensor, nn
 
 from .._config import default_device
-from .._validation import Int, Number, OneOf, check_device
+from .._validation import Flag, Int, Number, OneOf, check_device
 from ..losses import simple_loss
 from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
 from ..samplers import ddim_sample
 from ..schedules import NoiseSchedule, linear_schedule
 from .batches import Batches
-from .config import FLAG, TrainConfig, check_options, option
+from .config import TrainConfig, check_options, option
 from .distributed import (
     DistInfo,
     all_reduce_mean,
@@ -94,11 +94,11 @@ class ImageRunConfig:
         1.0, Number(low=0.0, optional=True), "clip the global gradient norm to this ('none': off)"
     )
     T: int = _opt(1000, Int(), "diffusion steps of the linear schedule")
-    bf16: bool = _opt(False, FLAG, "bfloat16 autocast in the forward pass (recent GPUs)")
+    bf16: bool = _opt(False, Flag, "bfloat16 autocast in the forward pass (recent GPUs)")
     channels_last: bool = _opt(
-        False, FLAG, "channels_last memory layout (faster convolutions on GPUs)"
+        False, Flag, "channels_last memory layout (faster convolutions on GPUs)"
     )
-    compile: bool = _opt(False, FLAG, "torch.compile the forward pass")
+    compile: bool = _opt(False, Flag, "torch.compile the forward pass")
     sample_every: int = _opt(500, Int(), "steps between sample grids, log lines and checkpoints")
     n_samples: int = _opt(64, Int(), "images per sample grid")
     sample_steps: int = _opt(50, Int(), "DDIM steps per sample grid")
