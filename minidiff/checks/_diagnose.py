@@ -362,10 +362,15 @@ def _size_ratio(
         sizes = [_shape_numbers(cases[i]).get(key, 0.0) for i, _, _ in pairs]
         if all(s > 0 for s in sizes):
             pairs_rs = list(zip(ratios, sizes, strict=True))
-            if all(math.isclose(r, s, rel_tol=1e-3) for r, s in pairs_rs):
-                return f"your result is {key} × the right one on every test input: {text}."
-            if all(math.isclose(r, 1 / s, rel_tol=1e-3) for r, s in pairs_rs):
-                return f"your result is 1/{key} × the right one on every test input: {text}."
+            for factor, power in ((key, 1), (f"1/{key}", -1)):
+                if all(math.isclose(r, s**power, rel_tol=1e-3) for r, s in pairs_rs):
+                    named = _NAMED_FACTORS.get(round(sizes[0] ** power, 6))
+                    if named and _same_number(sizes):  # D = 2 everywhere: ½ and 1/D look alike
+                        return (
+                            f"your result is {named} × the right one on every test input, where "
+                            f"{key} = {sizes[0]:g}: a missing or extra constant factor, or {text}."
+                        )
+                    return f"your result is {factor} × the right one on every test input: {text}."
     return None
 
 
@@ -374,6 +379,24 @@ def _size_ratio(
 # when at least _SCALAR_CASES wrong results agree on it and c is more than _FACTOR_GAP from 1.
 _SCALAR_CASES = 3
 _FACTOR_GAP = 0.05
+
+
+_NAMED_FACTORS = {2.0: "2", 0.5: "½", 4.0: "4", 0.25: "¼", -1.0: "−1"}
+
+
+def _named_factor(ratios: list[float]) -> str | None:
+    """The name of the slip's factor (½, 2, −1, ...) when every ratio is that same factor: two
+    inputs suffice for one of these exact values, which no chance agreement gives."""
+    if len(ratios) < 2 or not all(math.isfinite(r) for r in ratios):
+        return None
+    return next(
+        (
+            name
+            for c, name in _NAMED_FACTORS.items()
+            if all(math.isclose(r, c, rel_tol=1e-4) for r in ratios)
+        ),
+        None,
+    )
 
 
 def _shared_factor(ratios: list[float]) -> bool:
@@ -394,11 +417,8 @@ def _scalar_problem(
     by_size = _size_ratio(pairs, ratios, cases) if finite and cases is not None else None
     if by_size:
         return by_size
-    if _shared_factor(ratios):
-        names = {2.0: "2", 0.5: "½", 4.0: "4", 0.25: "¼", -1.0: "−1"}
-        found = next(
-            (t for c, t in names.items() if math.isclose(ratios[0], c, rel_tol=1e-3)), None
-        )
+    found = _named_factor(ratios)
+    if found or _shared_factor(ratios):
         return (
             f"your result is {found or f'{ratios[0]:.4g}'} × the right one on every test input: a "
             "missing or extra constant factor (a ½, a 2, a sign, a square)."
@@ -415,9 +435,14 @@ def _scalar_problem(
             f"input {i + 1}: {float(g):.6g}, expected {float(w):.6g}): a constant term is missing "
             "or extra."
         )
+    why = (
+        " (no constant factor or offset explains the difference on every input)"
+        if len(pairs) >= _SCALAR_CASES
+        else ""
+    )
     return (
         f"your result differs from the reference on test input {i + 1}: {float(g):.6g}, expected "
-        f"{float(w):.6g} (no constant factor or offset explains the difference on every input)."
+        f"{float(w):.6g}{why}."
     )
 
 

@@ -142,19 +142,40 @@ def _sq_mean(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_a_scalar_factor_needs_enough_inputs_and_a_real_gap_from_one() -> None:
-    """One ratio per scalar input: two inputs, or a ratio of 1.02, do not make a constant factor."""
+    """One ratio per scalar input: a ratio of 1.02 does not make a constant factor, nor does a
+    factor shared by only two inputs, unless it is exactly one of the slips' factors (½, 2, −1)."""
     twice = lambda x: 2 * _sq_mean(x)  # noqa: E731
-    res = run_check("loss", twice, _sq_mean, _scalar_cases(3), display=False)
-    assert "2 × the right one on every test input" in res.message
-    for n, wrong in [(2, twice), (3, lambda x: 1.02 * _sq_mean(x))]:
-        res = run_check("loss", wrong, _sq_mean, _scalar_cases(n), display=False)
+    for n in (2, 3):
+        res = run_check("loss", twice, _sq_mean, _scalar_cases(n), display=False)
+        assert "2 × the right one on every test input" in res.message
+    near = lambda x: 1.02 * _sq_mean(x)  # noqa: E731
+    for n in (2, 3):
+        res = run_check("loss", near, _sq_mean, _scalar_cases(n), display=False)
         assert not res.passed and "× the right one" not in res.message
-        assert "no constant factor or offset explains" in res.message
+        # the claim that nothing explains it is made only where enough inputs were compared
+        assert ("no constant factor or offset explains" in res.message) == (n == 3)
     shifted = lambda x: _sq_mean(x) + 0.5  # noqa: E731
     res = run_check("loss", shifted, _sq_mean, _scalar_cases(3), display=False)
     assert "off by a constant +0.5" in res.message
     res = run_check("loss", shifted, _sq_mean, _scalar_cases(2), display=False)
     assert "off by a constant" not in res.message
+
+
+def test_half_with_two_data_dimensions_names_both_slips() -> None:
+    """On 2-D data a loss at ½ × the right value is a missing ½ or a mean over D = 2 where the sum
+    belongs: the message gives both, not only the reduction."""
+    g = torch.Generator().manual_seed(2)
+    cases = [((torch.randn(6, 2, generator=g),), {}) for _ in range(2)]
+
+    def sq_sum(x: torch.Tensor) -> torch.Tensor:
+        return (x * x).sum(1).mean()
+
+    res = run_check("loss", lambda x: 0.5 * sq_sum(x), sq_sum, cases, display=False)
+    assert "½ × the right one" in res.message and "D = 2" in res.message
+    assert "constant factor" in res.message and "sum over the data dimensions" in res.message
+    cases3 = [((torch.randn(6, 3, generator=g),), {}) for _ in range(2)]
+    res = run_check("loss", lambda x: sq_sum(x) / 3, sq_sum, cases3, display=False)
+    assert "1/D × the right one" in res.message
 
 
 def test_unknown_wrong_answer_points_at_the_input_and_the_numbers() -> None:
