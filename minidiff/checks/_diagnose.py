@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -112,11 +113,19 @@ def return_problem(got: Any, want: Any, keep_dtype: bool, rtol: float, atol: flo
     return None
 
 
+def _is_real(v: Any) -> bool:
+    """A plain real number (a Python or numpy scalar, not a bool)."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
 def _tensor_problem(
     label: str, g: Any, w: Any, keep_dtype: bool, rtol: float, atol: float
 ) -> str | None:
     """One returned value against the reference's tensor: kind, dtype, shape, finiteness."""
     if not isinstance(w, torch.Tensor):
+        # NaN equals nothing, so it would otherwise read as an answer that changes between calls
+        if _is_real(w) and not math.isnan(float(w)) and _is_real(g) and math.isnan(float(g)):
+            return f"{label} is NaN, where a number belongs"
         return None
     if not isinstance(g, torch.Tensor):
         if isinstance(g, (int, float)) and w.dim() == 0:

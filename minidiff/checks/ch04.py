@@ -596,7 +596,10 @@ def _sample_harness(fn: Fn) -> Fn:
         with torch.no_grad():
             out = fn(model, sched.betas.clone(), sched.alpha_bar.clone(), (9, 2), variance, g)
         out = returned_tensor(out, "the samples x_0, a tensor of the given shape")
-        return torch.nan_to_num(out.detach(), nan=1e6, posinf=1e6, neginf=-1e6)
+        if out.is_floating_point() and bool(out.isnan().any()):
+            raise ReturnError("returned samples that contain NaN")
+        # a wrong variance can make the samples overflow: compared as large numbers, not inf
+        return torch.nan_to_num(out.detach(), posinf=1e6, neginf=-1e6)
 
     return run
 

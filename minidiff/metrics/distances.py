@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .._validation import (
     Check,
+    Flag,
     Function,
     Int,
     Number,
@@ -121,7 +122,7 @@ def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> floa
     return kxx + kyy - 2.0 * kxy
 
 
-@checked(x=PointCloud(), y=PointCloud(same_dim_as="x"))
+@checked(x=PointCloud(), y=PointCloud(same_dim_as="x"), unbiased=Flag)
 def energy_distance(x: Tensor, y: Tensor, unbiased: bool = True) -> float:
     """Squared energy distance (Székely & Rizzo, 2013): ``2 E|X - Y| - E|X - X'| - E|Y - Y'|``.
 
@@ -245,6 +246,8 @@ class Spread(NamedTuple):
     @classmethod
     def of(cls, values: Sequence[float]) -> Spread:
         """The spread of ``values`` (at least one)."""
+        if len(values) == 0:
+            raise ValueError("values must hold at least one number, got none")
         mean = sum(values) / len(values)
         if len(values) < 2:
             return cls(mean, math.nan)
@@ -307,6 +310,13 @@ def distance_with_spread(
     return Spread.of(values)
 
 
+@checked(
+    sample_fn=Function("(n, generator) -> (n, D)"),
+    n=Int(minimum=2),
+    metric=Check(_metric),
+    repeats=Int(),
+    generator=Rng,
+)
 def data_floor(
     sample_fn: SampleFn,
     n: int,
@@ -319,4 +329,4 @@ def data_floor(
     A model whose samples are as close to the data as this floor cannot be told apart from the data
     by ``metric`` at this sample size.
     """
-    return distance_with_spread(sample_fn, sample_fn, n, metric, repeats, generator)
+    return distance_with_spread.unchecked(sample_fn, sample_fn, n, metric, repeats, generator)

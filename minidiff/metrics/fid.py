@@ -144,7 +144,9 @@ def fid_from_features(features_a: Tensor, features_b: Tensor) -> float:
 
 
 class KID(NamedTuple):
-    """Kernel Inception Distance: mean and standard deviation over random subsets."""
+    """Kernel Inception Distance over random subsets: their mean, and their standard deviation
+    as torch-fidelity reports it (``ddof=0``, so 0 for one subset; :class:`Spread` uses ``ddof=1``).
+    """
 
     mean: float
     std: float
@@ -192,8 +194,7 @@ def kid_from_features(
         ib = torch.randperm(fb.shape[0], generator=generator)[:size]
         values.append(_mmd2_unbiased(fa[ia], fb[ib], degree, coef0))
     v = torch.stack(values)
-    std = float(v.std()) if subsets > 1 else 0.0
-    return KID(float(v.mean()), std)
+    return KID(float(v.mean()), float(v.std(correction=0)))
 
 
 # ------------------------------------------------------------------------------ Inception features
@@ -285,6 +286,8 @@ def to_uint8(images: Tensor, name: str = "images") -> Tensor:
     would) and rounded: ``round((x + 1) * 127.5)``; uint8 images are taken as they are. Other
     integer dtypes are refused (their range is ambiguous).
     """
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
     if images.dtype == torch.uint8:
         return images
     if not images.is_floating_point():

@@ -277,9 +277,15 @@ def precision_recall_with_floor(
     model_pr: list[PrecisionRecall] = []
     floor_pr: list[PrecisionRecall] = []
     for i in range(draws):
-        x = model_draw(i)
-        model_pr.append(knn_precision_recall(x, data_fn(n, generator), k))
-        floor_pr.append(knn_precision_recall(data_fn(n, generator), data_fn(n, generator), k))
+        x = check_with(PointCloud(), model_draw(i), "sample_fn_or_samples")
+        data = [check_with(PointCloud(), data_fn(n, generator), "data_fn's draw") for _ in "abc"]
+        if x.shape[1] != data[0].shape[1]:
+            raise ValueError(
+                f"sample_fn_or_samples gives points of dimension {x.shape[1]} but data_fn gives "
+                f"dimension {data[0].shape[1]}: the samples and the data must live in one space"
+            )
+        model_pr.append(knn_precision_recall(x, data[0], k))
+        floor_pr.append(knn_precision_recall(data[1], data[2], k))
     return PrecisionRecallFloor(
         precision=Spread.of([p.precision for p in model_pr]),
         recall=Spread.of([p.recall for p in model_pr]),

@@ -64,3 +64,11 @@ def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -
         ch04.check_ancestral_step(
             ch04.SPECS["ancestral_step"].mistakes["never_noise"].fn, display=False
         )
+
+
+def test_nan_samples_are_called_nan(solution: dict[str, Any]) -> None:
+    def nan_sample(*args: Any) -> torch.Tensor:
+        return solution["sample"](*args) * float("nan")
+
+    res = ch04.check_sample(nan_sample, display=False)
+    assert not res.passed and "contain NaN" in res.message and "generator" not in res.message

@@ -161,6 +161,19 @@ def test_a_scalar_factor_needs_enough_inputs_and_a_real_gap_from_one() -> None:
     assert "off by a constant" not in res.message
 
 
+def test_a_nan_number_is_called_nan_not_randomness() -> None:
+    """NaN equals nothing, not even itself: a NaN answer must not read as one that changes
+    between two calls with the same inputs."""
+    res = run_check(
+        "loss",
+        lambda x: float("nan"),
+        lambda x: float(_sq_mean(x)),
+        _scalar_cases(3),
+        display=False,
+    )
+    assert not res.passed and "is NaN" in res.message and "random" not in res.message
+
+
 def test_half_with_two_data_dimensions_names_both_slips() -> None:
     """On 2-D data a loss at ½ × the right value is a missing ½ or a mean over D = 2 where the sum
     belongs: the message gives both, not only the reduction."""

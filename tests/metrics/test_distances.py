@@ -148,6 +148,11 @@ def test_parameter_validation() -> None:
         sliced_wasserstein(x, x, n_projections=0)
     with pytest.raises(ValueError, match=r"p must lie in \[1, inf\)"):
         sliced_wasserstein(x, x, p=0.5)
+    for flag in ("no", None, 1):
+        with pytest.raises(TypeError, match="unbiased must be True or False"):
+            energy_distance(x, x, unbiased=flag)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="values must hold at least one number"):
+        Spread.of([])
 
 
 def test_data_floor_and_spread() -> None:
@@ -183,3 +188,5 @@ def test_data_floor_and_spread() -> None:
         data_floor(data, 100, repeats=0)
     with pytest.raises(ValueError, match="n must be"):
         data_floor(data, 1)
+    with pytest.raises(TypeError, match="sample_fn must be callable"):
+        data_floor(5, 100)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import scipy.linalg
 import torch
 from sklearn.metrics.pairwise import polynomial_kernel
 
+from minidiff.metrics import fid
 from minidiff.metrics.fid import (
     INCEPTION_WEIGHTS_ENV,
     fid_from_features,
@@ -18,6 +19,7 @@ from minidiff.metrics.fid import (
     gaussian_statistics,
     inception_features,
     kid_from_features,
+    to_uint8,
 )
 
 
@@ -83,6 +85,18 @@ def test_kid_matches_sklearn_kernel_reference() -> None:
     kid = kid_from_features(a, b, subsets=1, subset_size=300)
     assert kid.mean == pytest.approx(_reference_kid(a.numpy(), b.numpy()), rel=1e-9)
     assert kid.std == 0.0
+
+
+def test_kid_std_is_torch_fidelitys_population_std(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = iter([1.0, 2.0, 3.0, 4.0])
+    monkeypatch.setattr(fid, "_mmd2_unbiased", lambda *a: torch.tensor(next(values)))
+    kid = kid_from_features(_features(0, n=20), _features(1, n=20), subsets=4, subset_size=10)
+    assert kid.mean == 2.5 and kid.std == pytest.approx(float(np.std([1.0, 2.0, 3.0, 4.0])))
+
+
+def test_to_uint8_refuses_what_is_not_a_tensor() -> None:
+    with pytest.raises(TypeError, match="images must be a torch.Tensor, got ndarray"):
+        to_uint8(np.zeros((1, 3, 4, 4)))  # type: ignore[arg-type]
 
 
 def test_kid_is_unbiased_near_zero_for_same_distribution_and_grows_with_shift() -> None:

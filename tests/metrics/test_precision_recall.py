@@ -208,6 +208,27 @@ def test_mode_coverage_counts_and_widths_on_a_narrow_model() -> None:
             "draws",
         ),
         (
+            lambda: precision_recall_with_floor(
+                lambda n, g: torch.randn(n, 3), lambda n, g: torch.randn(n, 2), 10, draws=1
+            ),
+            ValueError,
+            "sample_fn_or_samples gives points of dimension 3 but data_fn gives dimension 2",
+        ),
+        (
+            lambda: precision_recall_with_floor(
+                torch.randn(10, 3), lambda n, g: torch.randn(n, 2), 10, draws=1
+            ),
+            ValueError,
+            "sample_fn_or_samples gives points of dimension 3",
+        ),
+        (
+            lambda: precision_recall_with_floor(
+                lambda n, g: torch.randn(n, 2), lambda n, g: torch.randn(n, 2).tolist(), 10, 1
+            ),
+            TypeError,
+            "data_fn's draw must be a torch.Tensor",
+        ),
+        (
             lambda: mode_coverage(torch.randn(10, 3), GaussianMixture.eight_gaussians()),
             ValueError,
             "(N, 2)",
