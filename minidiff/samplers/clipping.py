@@ -139,8 +139,35 @@ def clip_eps(
 
     ``x_t, eps: (B, ...)``, ``t: (B,)`` long in ``1..T``; ``clip`` a map ``x̂₀ -> x̂₀``.
     """
-    x0 = clip(predict_x0_from_eps.unchecked(x_t, t, eps, schedule))
-    return eps_from_x0.unchecked(x_t, t, x0, schedule)
+    return clipped_x0_eps(x_t, t, eps, schedule, clip)[1]
+
+
+def clipped_x0_eps(
+    x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule, clip: X0Clip
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(clip(x̂₀), ε̃)`` of :func:`clip_eps`, for a step that uses ``x̂₀`` itself.
+
+    Rebuilding ``x̂₀`` from ``ε̃`` divides by ``sqrt(ᾱ_t)``, which multiplies ``ε̃``'s float32
+    rounding by up to ``3·10⁴`` at the noisiest steps (a cosine schedule's ``ᾱ_T``): DDIM's last
+    step, which returns ``x̂₀``, then leaves ``[-1, 1]`` by ``10⁻³``. A step given the clipped
+    ``x̂₀`` keeps it exactly.
+    """
+    x0 = apply_clip(clip, predict_x0_from_eps.unchecked(x_t, t, eps, schedule))
+    return x0, eps_from_x0.unchecked(x_t, t, x0, schedule)
+
+
+def apply_clip(clip: X0Clip, x0: torch.Tensor) -> torch.Tensor:
+    """``clip(x0)``, refused unless it is a tensor of ``x0``'s shape (a user's map that drops a
+    dimension would otherwise broadcast silently through the step)."""
+    out = clip(x0)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"clip_x0 must map x̂₀ to a torch.Tensor, got {type(out).__name__}")
+    if out.shape != x0.shape:
+        raise ValueError(
+            f"clip_x0 must map x̂₀ to a tensor of its shape {tuple(x0.shape)}, "
+            f"got {tuple(out.shape)}"
+        )
+    return out
 
 
 def clip_eps_model(eps_model: EpsModel, schedule: NoiseSchedule, clip_x0: object) -> EpsModel:
@@ -179,7 +206,7 @@ def clip_score_fn(
         shape = (-1, *([1] * (x.dim() - 1)))
         a = alpha.to(x.dtype).reshape(shape)
         var = (sigma**2).to(x.dtype).reshape(shape)
-        x0 = clip((x + var * score_fn(x, t)) / a)
+        x0 = apply_clip(clip, (x + var * score_fn(x, t)) / a)
         return (a * x0 - x) / var
 
     return clipped

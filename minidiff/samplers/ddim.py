@@ -38,7 +38,7 @@ from .._validation import (
 from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
-from .clipping import CLIP_X0, X0Clip, clip_eps_model
+from .clipping import CLIP_X0, X0Clip, clipped_x0_eps
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -139,8 +139,11 @@ def ddim_step(
     tp = _check_prev(t_prev, tt, schedule.T)
     _check_eta_fits(tt, tp, schedule, eta)
     z = noise if noise is not None else (noise_like(x_t, generator) if eta > 0 else None)
-    eps = clip_eps_model(lambda x, t_: eps, schedule, clip_x0)(x_t, tt)
-    return _ddim_step(x_t, tt, tp, eps, schedule, eta, z)
+    clip: X0Clip | None = clip_x0  # type: ignore[assignment]  # @checked resolved the name
+    x0 = None
+    if clip is not None:
+        x0, eps = clipped_x0_eps(x_t, tt, eps, schedule, clip)
+    return _ddim_step(x_t, tt, tp, eps, schedule, eta, z, x0)
 
 
 def _check_eta_fits(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> None:
@@ -161,17 +164,20 @@ def _ddim_step(
     sched: NoiseSchedule,
     eta: float,
     z: torch.Tensor | None,
+    x0_hat: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eq. 12 from level ``tt`` to level ``tp`` (long tensors; ``z`` None: no noise).
 
     Also the inversion step (``tp > tt``, ``eta = 0``), and ``tt = 0`` is allowed there
     (``x̂₀ = x`` at ``ᾱ_0 = 1``): the samplers call it inside their loop, after their checks.
+    ``x0_hat``: the clipped ``x̂₀`` that ``eps`` was re-derived from (else derived from ``eps``).
     """
     ab_p = sched.alpha_bar.to(tt.device)[tp]
     sigma64 = _sigma(tt, tp, sched, eta) if eta > 0 else torch.zeros_like(ab_p)
     dir_var = (1.0 - ab_p - sigma64**2).clamp(min=0.0)
 
-    x0_hat = predict_x0_from_eps.unchecked(x_t, tt, eps, sched)
+    if x0_hat is None:
+        x0_hat = predict_x0_from_eps.unchecked(x_t, tt, eps, sched)
     x_prev = pad_like(ab_p.sqrt(), x_t) * x0_hat + pad_like(dir_var.sqrt(), x_t) * eps
     return x_prev if z is None else x_prev + pad_like(sigma64, x_t) * z
 
@@ -268,15 +274,18 @@ def ddim_sample(
     ts = _resolve_timesteps(sched, steps, timesteps)
     prev = torch.cat([ts[1:], ts.new_zeros(1)])
     _check_eta_fits(ts, prev, sched, eta)
-    model = clip_eps_model(eps_model, sched, clip_x0)
+    clip: X0Clip | None = clip_x0  # type: ignore[assignment]  # @checked resolved the name
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
         tt = batch_time(x, t)
         tp = batch_time(x, t_next)
-        eps = call_eps_model(model, x, tt)
+        eps = call_eps_model(eps_model, x, tt)
+        x0 = None
+        if clip is not None:
+            x0, eps = clipped_x0_eps(x, tt, eps, sched, clip)
         z = noise_like(x, generator) if eta > 0 else None
-        return _ddim_step(x, tt, tp, eps, sched, eta, z)
+        return _ddim_step(x, tt, tp, eps, sched, eta, z, x0)
 
     times = list(zip(ts.tolist(), prev.tolist(), strict=True))
     return run_sampler(step, x, times, name="ddim_sample", on_step=on_step, progress=progress)

@@ -30,7 +30,7 @@ those of DDIM (:func:`~minidiff.samplers.ddim.ddim_timesteps`, trailing spacing)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -46,6 +46,7 @@ from .._validation import (
 from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import pad_like
+from .clipping import CLIP_X0, X0Clip, apply_clip, resolve_clip
 from .ddim import _check_prev, _resolve_timesteps, ddim_timesteps
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
@@ -264,13 +265,26 @@ def heun_log_snr_step(
 # ---------------------------------------------------------------------------- samplers
 
 
+def _data_prediction(
+    eps_model: EpsModel, sched: NoiseSchedule, clip_x0: object
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``D(x, t) = x̂₀``, mapped by ``clip_x0`` (the solvers' data prediction)."""
+    clip = resolve_clip(clip_x0)
+
+    def d(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x0 = denoise(eps_model, x, t, sched)
+        return x0 if clip is None else apply_clip(clip, x0)
+
+    return d
+
+
 _SOLVER = dict(
     eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, spacing=OneOf(SPACINGS)
 )
 
 
 @register_sampler("dpm_solver++")
-@checked(**_SOLVER, order=Int(minimum=1, maximum=2))
+@checked(**_SOLVER, order=Int(minimum=1, maximum=2), clip_x0=CLIP_X0)
 def dpm_solver_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -281,6 +295,7 @@ def dpm_solver_sample(
     order: int = 2,
     spacing: str = "log_snr",
     timesteps: Sequence[int] | torch.Tensor | None = None,
+    clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -295,17 +310,19 @@ def dpm_solver_sample(
     :func:`~minidiff.samplers.ddim.ddim_timesteps`); ``timesteps`` gives them explicitly (strictly
     decreasing in ``1..T``; the last step goes to 0). Other arguments as in
     :func:`~minidiff.samplers.ddim.ddim_sample` (``x_T`` a given start, ``generator`` draws it
-    otherwise; nothing else is random). Returns ``x_0`` ``(B, ...)``.
+    otherwise; nothing else is random; ``clip_x0`` maps each data prediction ``D = x̂₀`` before
+    the solver uses it, so the last step returns the clipped ``x̂₀``). Returns ``x_0`` ``(B, ...)``.
     """
     sched = schedule
     ts = _timesteps(sched, steps, timesteps, spacing).tolist()
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+    data_prediction = _data_prediction(eps_model, sched, clip_x0)
     last: list[tuple[torch.Tensor, torch.Tensor]] = []  # (t_last, D_last) of the previous step
 
     def step(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
         tt = batch_time(x, t)
         tp = torch.full_like(tt, s)
-        d = denoise(eps_model, x, tt, sched)
+        d = data_prediction(x, tt)
         step_d = (
             d
             if (order == 1 or not last)
@@ -319,7 +336,7 @@ def dpm_solver_sample(
 
 
 @register_sampler("heun_log_snr")
-@checked(**_SOLVER)
+@checked(**_SOLVER, clip_x0=CLIP_X0)
 def heun_log_snr_sample(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -329,6 +346,7 @@ def heun_log_snr_sample(
     steps: int | None = None,
     spacing: str = "log_snr",
     timesteps: Sequence[int] | torch.Tensor | None = None,
+    clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -344,14 +362,15 @@ def heun_log_snr_sample(
     sched = schedule
     ts = _timesteps(sched, steps, timesteps, spacing).tolist()
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
+    data_prediction = _data_prediction(eps_model, sched, clip_x0)
 
     def step(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
         tt = batch_time(x, t)
         tp = torch.full_like(tt, s)
-        d = denoise(eps_model, x, tt, sched)
+        d = data_prediction(x, tt)
         x_pred = first_order_update(x, tt, tp, d, sched)
         if s > 0:
-            d_next = denoise(eps_model, x_pred, tp, sched)
+            d_next = data_prediction(x_pred, tp)
             x_pred = first_order_update(x, tt, tp, 0.5 * (d + d_next), sched)
         return x_pred
 

@@ -18,6 +18,7 @@ from minidiff.samplers import (
     ddim_timesteps,
     ddpm_step,
     dynamic_threshold,
+    heun_log_snr_sample,
     resolve_clip,
     static_clip,
 )
@@ -162,6 +163,50 @@ def test_samplers_end_in_range_with_clipping_and_not_without() -> None:
         assert float(sample(clip_x0="dynamic").abs().max()) <= 1.0 + 1e-5
         # an identity map is no clipping (up to rounding of x̂₀ -> ε -> x̂₀)
         torch.testing.assert_close(sample(clip_x0=lambda x0: x0), free, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [1, 10])
+def test_static_clipping_keeps_every_float32_sample_in_range_on_a_cosine_schedule(
+    steps: int,
+) -> None:
+    """The last step returns the clipped x̂₀ itself: no float32 rounding of ε̃ multiplied by
+    1/sqrt(ᾱ_T) (about 3·10⁴ on a cosine schedule's T) may push it out of [-1, 1]."""
+    sched = md.cosine_schedule(1000)
+
+    def noisy_eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(int(t[0])))
+
+    kw = dict(steps=steps, clip_x0="static", generator=torch.Generator().manual_seed(0))
+    for sample in (
+        partial(md.ddim_sample, eta=0.0),
+        partial(md.ddim_sample, eta=1.0),
+        md.dpm_solver_sample,
+        heun_log_snr_sample,
+    ):
+        out = sample(noisy_eps, sched, (4, 3, 8, 8), **kw)  # type: ignore[operator]
+        assert float(out.abs().max()) <= 1.0, (sample, float(out.abs().max()))
+
+
+def test_the_solvers_clip_their_data_prediction() -> None:
+    g = lambda: torch.Generator().manual_seed(6)  # noqa: E731
+    for solver in (md.dpm_solver_sample, heun_log_snr_sample):
+        free = solver(wild_eps, SCHED, (256, 2), steps=8, generator=g())
+        clipped = solver(wild_eps, SCHED, (256, 2), steps=8, generator=g(), clip_x0="static")
+        assert float(free.abs().max()) > 1.5 and float(clipped.abs().max()) <= 1.0
+
+
+def test_a_clip_map_that_changes_the_shape_or_returns_no_tensor_is_named() -> None:
+    for sample in (
+        partial(md.ddim_sample, steps=4),
+        md.ddpm_sample,
+        partial(md.dpm_solver_sample, steps=4),
+    ):
+        with pytest.raises(ValueError, match=r"clip_x0 must map x̂₀ to a tensor of its shape"):
+            sample(wild_eps, SCHED, (3, 2), clip_x0=lambda x0: x0[:, :1])
+        with pytest.raises(TypeError, match="clip_x0 must map x̂₀ to a torch.Tensor, got list"):
+            sample(wild_eps, SCHED, (3, 2), clip_x0=lambda x0: x0.tolist())
+    with pytest.raises(ValueError, match="clip_x0 must map"):
+        md.pf_ode_sample(lambda x, t: -x, md.VPSDE(), (4, 2), steps=3, clip_x0=lambda x0: x0[:1])
 
 
 def test_pf_ode_with_clipping_keeps_the_toy_inside_the_square() -> None:
