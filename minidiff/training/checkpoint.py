@@ -81,6 +81,12 @@ def check_checkpoint_path(path: object, name: str = "checkpoint_path") -> Path:
     p = Path(path)
     if str(path) == "" or p.name in ("", ".", ".."):
         raise ValueError(f"{name} must name a file, got {str(path)!r}")
+    for part in p.parts:
+        if len(part.encode()) > _NAME_MAX:
+            raise ValueError(
+                f"{name}: the name {part[:40]!r}... in it is {len(part.encode())} bytes long; "
+                f"file systems allow at most {_NAME_MAX}"
+            )
     if p.is_dir():
         raise ValueError(
             f"{name} {str(p)!r} is a directory; give the path of a file in it, "
@@ -145,8 +151,17 @@ class _Payload(io.RawIOBase):
         return int(self.f.readinto(buffer))
 
 
+_NAME_MAX = 255  # bytes in a file name on the usual file systems (ext4, APFS, NTFS)
+
+
 def _temp_prefix(path: Path) -> str:
-    return f".{path.name}."
+    """``.<name>.``, with a long name cut and tagged by its hash so the temporary's own name
+    (the prefix, a pid and 8 random characters) stays within ``_NAME_MAX``."""
+    name = path.name
+    if len(name.encode()) > 180:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = name.encode()[:160].decode(errors="ignore") + "~" + digest
+    return f".{name}."
 
 
 _TEMP_RE = r"(?:(\d+)\.)?[a-z0-9_]{8}\.tmp"  # [pid.]random.tmp after the prefix
@@ -221,11 +236,31 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        raise
+        os_error = _os_error_in(exc)
+        if os_error is None:
+            raise
+        kept = "the previous file was kept" if path.exists() else "nothing was written"
+        raise OSError(
+            os_error.errno,
+            f"could not write {str(path)!r}: {os_error.strerror or os_error}; {kept}",
+        ) from exc
     _fsync_directory(directory)
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The ``OSError`` behind a failed write: ``exc`` itself, or the one a library's own error
+    (``torch.save``'s ``RuntimeError`` on a full disk) was raised while handling."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _fsync_directory(directory: Path) -> None:

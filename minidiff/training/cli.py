@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-root", default=None,
                        help="CIFAR-10 folder (default: the MINIDIFF_DATA cache)")  # fmt: skip
     train.add_argument("--download", action="store_true", help="download CIFAR-10 if not cached")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar or messages")
+    train.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar or start line (the closing summary stays)",
+    )
     _add_common(train)
 
     sample = sub.add_parser(
@@ -145,6 +149,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     check_positive_int(args.seed, "seed", minimum=0)
+    if args.grid is not None:
+        grid_path = Path(args.grid)
+        if grid_path.is_dir() or grid_path.suffix.lower() != ".png":
+            raise ValueError(f"--grid must be the path of a .png file, got {str(grid_path)!r}")
+        if not grid_path.parent.is_dir():
+            raise ValueError(f"--grid {str(grid_path)!r}: its folder does not exist")
     folder = RunFolder(args.out)
     ckpt = load_checkpoint(folder.checkpoint)
     record = ckpt.get("config", {}).get("data")
@@ -167,6 +177,6 @@ def _sample(args: argparse.Namespace) -> int:
     clip = "" if config.clip_x0 == "none" else f", x0 clipping {config.clip_x0}"
     print(
         f"{config.n_samples} samples of the EMA model at step {ckpt['step']} "
-        f"({config.sample_steps} DDIM steps{clip}) written to {path}"
+        f"({config.grid_steps} DDIM steps{clip}) written to {path}"
     )
     return 0

@@ -98,6 +98,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        if self.checkpoint_every is not None and self.checkpoint_path is None:
+            raise ValueError(
+                f"checkpoint_every={self.checkpoint_every} needs a checkpoint_path to save to"
+            )
 
     def resume_record(self, data: Any) -> dict[str, Any]:
         """What a checkpoint records and a resume must match: the ``resume`` fields and ``data``
@@ -125,11 +129,22 @@ class TrainConfig:
         return dataclasses.replace(config, **options)
 
 
+# What a record without the entry means: a constant-rate run records no lr_schedule (as every run
+# did before the option existed), so that its checkpoints and the older ones resume alike.
+_UNRECORDED = {"lr_schedule": "constant"}
+
+
 def check_resume_record(saved: dict[str, Any], ours: dict[str, Any], where: str) -> None:
     """Raise ``ValueError`` naming every entry in which a checkpoint's record and ours differ."""
     diff = sorted(k for k in set(ours) | set(saved) if ours.get(k) != saved.get(k))
     if diff:
-        detail = ", ".join(f"{k}={saved.get(k)!r} in checkpoint vs {ours.get(k)!r}" for k in diff)
+
+        def shown(record: dict[str, Any], k: str) -> Any:
+            return record.get(k, _UNRECORDED.get(k))
+
+        detail = ", ".join(
+            f"{k}={shown(saved, k)!r} in checkpoint vs {shown(ours, k)!r}" for k in diff
+        )
         raise ValueError(
             f"{where} was written with another training configuration ({detail}); "
             "pass resume=False or another checkpoint_path to start afresh"

@@ -101,7 +101,7 @@ class ImageRunConfig:
     compile: bool = _opt(False, Flag, "torch.compile the forward pass")
     sample_every: int = _opt(500, Int(), "steps between sample grids, log lines and checkpoints")
     n_samples: int = _opt(64, Int(), "images per sample grid")
-    sample_steps: int = _opt(50, Int(), "DDIM steps per sample grid")
+    sample_steps: int = _opt(50, Int(), "DDIM steps per sample grid (T if larger)")
     clip_x0: str = _opt(
         "static",
         OneOf(CLIP_CHOICES),
@@ -118,6 +118,11 @@ class ImageRunConfig:
     def __post_init__(self) -> None:
         check_options(self)
         self.unet_config()  # the overrides make a valid U-Net
+
+    @property
+    def grid_steps(self) -> int:
+        """The DDIM steps a sample grid takes: ``sample_steps``, at most one per timestep."""
+        return min(self.sample_steps, self.T)
 
     def unet_config(self) -> UNetConfig:
         """The preset ``model`` with ``overrides`` (an error naming a bad one)."""
@@ -208,6 +213,12 @@ def _check_images(images: Tensor, unet_cfg: UNetConfig, config: ImageRunConfig) 
         raise ValueError(
             f"images of data {config.data!r} have shape {tuple(images.shape)} but model "
             f"{config.model!r} expects (N, {', '.join(map(str, expected))})"
+        )
+    lo, hi = float(images.min()), float(images.max())
+    if not (-1.0 <= lo and hi <= 1.0):  # also NaN
+        raise ValueError(
+            f"images must lie in [-1, 1] (minidiff.data.to_unit_range maps 8-bit pixels there), "
+            f"got values in [{lo:.4g}, {hi:.4g}]"
         )
 
 
@@ -321,7 +332,7 @@ def sample_grid(
     seed: int = 12345,
     schedule: NoiseSchedule | None = None,
 ) -> Tensor:
-    """``config.n_samples`` images from ``model`` with ``config.sample_steps`` DDIM steps
+    """``config.n_samples`` images from ``model`` with ``config.grid_steps`` DDIM steps
     (η = 0) and ``config.clip_x0``, starting from noise seeded by ``seed``: ``(n_samples, C, S,
     S)`` on the CPU."""
     unet_cfg = config.unet_config()
@@ -331,7 +342,7 @@ def sample_grid(
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
         x = ddim_sample(
             model, schedule, (config.n_samples, c, size, size),
-            steps=min(config.sample_steps, config.T), generator=g, device=device,
+            steps=config.grid_steps, generator=g, device=device,
             clip_x0=None if config.clip_x0 == "none" else config.clip_x0,
         )  # fmt: skip
     assert isinstance(x, Tensor)

@@ -63,7 +63,7 @@ def train_steps(state: TrainState, loss_fn: LossFn) -> Iterator[int]:
         # clip the global gradient norm
         norm = opt.clip_grad_norm()
         # AdamW step at this step's learning rate (skipped if the loss or the norm is not finite)
-        lr = learning_rate(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.lr_schedule)
+        lr = learning_rate.unchecked(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.lr_schedule)
         opt.step(lr, loss, norm)
         # EMA of the weights
         state.ema.update(model)

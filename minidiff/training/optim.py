@@ -30,11 +30,27 @@ from torch.utils._foreach_utils import (
     _get_fused_kernels_supported_devices,
 )
 
+from .._validation import Check, Int, Number, OneOf, check_positive_int, checked
+
 __all__ = ["ClippedAdamW", "learning_rate", "LR_SCHEDULES"]
 
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def _step_of_run(value: object, name: str, steps: int) -> int:
+    step = check_positive_int(value, name)
+    if step > steps:
+        raise ValueError(f"{name} must be in 1..steps={steps}, got {step}")
+    return step
+
+
+@checked(
+    step=Check(_step_of_run, uses=("steps",)),
+    steps=Int(),
+    lr=Number(low=0.0),
+    warmup_steps=Int(minimum=0),
+    schedule=OneOf(LR_SCHEDULES),
+)
 def learning_rate(step: int, steps: int, lr: float, warmup_steps: int, schedule: str) -> float:
     """The learning rate of optimizer step ``step`` (1-based) in a run of ``steps`` steps.
 

@@ -17,6 +17,7 @@ from _bad_inputs import (
     Lin,
     X,
     bad_callable,
+    bad_choice,
     bad_device,
     bad_generator,
     bad_int,
@@ -28,6 +29,7 @@ from _bad_inputs import (
 )
 
 import minidiff as md
+from minidiff.training import learning_rate
 
 FNS: list[Fn] = [
     Fn(
@@ -89,6 +91,18 @@ FNS: list[Fn] = [
         {"model": Lin(), "decay": 0.9},
         {"model": [("None", None), ("str", "model")], "decay": bad_number() + [("one", 1.0)]},
         names={"decay": "decay"},
+    ),
+    Fn(
+        "learning_rate",
+        learning_rate,
+        {"step": 5, "steps": 10, "lr": 1e-3, "warmup_steps": 2, "schedule": "cosine"},
+        {
+            "step": bad_int() + [("past-the-end", 11)],
+            "steps": bad_int(),
+            "lr": bad_number(),
+            "warmup_steps": bad_int(minimum=0),
+            "schedule": bad_choice(),
+        },
     ),
     Fn(
         "save_checkpoint",

@@ -274,3 +274,41 @@ def test_a_missing_parent_directory_is_fine(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         save_checkpoint(path, step=1)
         assert load_checkpoint(path)["step"] == 1
+
+
+@pytest.mark.parametrize("after_writes", [0, 2, 5])
+def test_a_full_disk_is_an_oserror_that_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_writes: int
+) -> None:
+    """torch.save turns the OSError of a full disk into its own RuntimeError ("unexpected pos");
+    the caller (and the command line, which prints one line for an OSError) gets the OSError."""
+    import errno
+
+    from minidiff.training import checkpoint as C
+
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, w=torch.arange(4.0))
+    write, calls = C._HashingWriter.write, [0]
+
+    def full(self: object, data: object) -> int:
+        calls[0] += 1
+        if calls[0] > after_writes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(C._HashingWriter, "write", full)
+    with pytest.raises(OSError, match="No space left on device; the previous file was kept") as e:
+        save_checkpoint(path, w=torch.randn(64, 64), v=torch.randn(64, 64))
+    assert e.value.errno == errno.ENOSPC and str(path) in str(e.value)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["w"], torch.arange(4.0))
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pt"]
+
+
+def test_long_file_names_save_and_too_long_ones_are_refused_up_front(tmp_path: Path) -> None:
+    long = tmp_path / ("c" * 240 + ".pt")  # legal; its temporary's name must still fit
+    save_checkpoint(long, w=torch.zeros(1))
+    assert os.listdir(tmp_path) == [long.name]
+    for path in (tmp_path / ("c" * 300 + ".pt"), tmp_path / ("d" * 300) / "c.pt"):
+        with pytest.raises(ValueError, match=r"checkpoint_path: the name .* is 30\d bytes long"):
+            check_checkpoint_path(path)

@@ -182,6 +182,26 @@ def test_command_line_refuses_a_model_that_does_not_fit_the_data(
     assert not (tmp_path / "config.json").exists()  # refused before anything was written
 
 
+def test_images_outside_the_unit_range_are_refused_before_training(tmp_path: Path) -> None:
+    pixels = (tiny_images() + 1) * 127.5  # 8-bit values, not yet mapped to [-1, 1]
+    with pytest.raises(ValueError, match=r"images must lie in \[-1, 1\].*got values in \[0"):
+        run(tiny_config(2, 4), tmp_path / "run", images=pixels, progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_command_line_refuses_a_bad_grid_path_before_sampling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minidiff.training.cli import main
+
+    for grid, words in [(tmp_path, "--grid must be the path of a .png file"),
+                        (tmp_path / "g.jpg", "--grid must be the path of a .png file"),
+                        (tmp_path / "nowhere" / "g.png", "its folder does not exist")]:  # fmt: skip
+        assert main(["sample", "--out", str(tmp_path / "no-run"), "--grid", str(grid)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+
+
 def test_missing_cifar10_says_where_to_put_it(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="CIFAR-10 is not in"):
         load_images("cifar10", root=str(tmp_path / "nowhere"), download=False)

@@ -378,6 +378,11 @@ def test_train_follows_the_cosine_schedule_and_resumes_exactly(tmp_path: Path) -
     # A cosine run decays towards its own last step: continuing it to another length is refused.
     with pytest.raises(ValueError, match="lr_schedule"):
         train(make_model(), regression_loss, data, steps=20, checkpoint_path=ckpt, **kw)
+    # ... and a constant run (whose record has no lr_schedule) is shown as constant, not None
+    flat = tmp_path / "flat.pt"
+    train(make_model(), regression_loss, data, steps=3, checkpoint_path=flat, **KW)
+    with pytest.raises(ValueError, match="lr_schedule='constant' in checkpoint vs 'cosine to"):
+        train(make_model(), regression_loss, data, steps=5, checkpoint_path=flat, **kw)
 
 
 @pytest.mark.parametrize(
@@ -394,6 +399,7 @@ def test_train_follows_the_cosine_schedule_and_resumes_exactly(tmp_path: Path) -
         (dict(steps=5, grad_clip=0.0), "grad_clip"),
         (dict(steps=5, warmup_steps=-1), "warmup_steps"),
         (dict(steps=5, checkpoint_every=0), "checkpoint_every"),
+        (dict(steps=5, checkpoint_every=2), "checkpoint_every=2 needs a checkpoint_path"),
     ],
 )
 def test_argument_validation(kwargs: dict[str, Any], name: str) -> None:
