@@ -279,7 +279,8 @@ def check_number(
     if (
         isinstance(value, bool)
         or not hasattr(value, "__float__")
-        or isinstance(value, (str, bytes, complex))
+        or isinstance(value, (str, bytes, complex, torch.Tensor))
+        or getattr(value, "size", 1) != 1  # a NumPy array of several numbers
     ):
         raise TypeError(f"{name} must be a real number, got {describe(value)} {value!r}")
     v = float(value)  # type: ignore[arg-type,unused-ignore]

@@ -48,8 +48,10 @@ from ._validation import (
     check_generator,
     check_instance,
     check_number,
+    check_positive_int,
     check_tensor,
     checked,
+    index_tensor,
 )
 from .diffusion import EpsModel, q_sample
 from .distillation import PREDICTIONS, convert_prediction
@@ -141,16 +143,11 @@ class ConsistencyModel(nn.Module):
         self.register_buffer("inv_alpha", ab.rsqrt().float(), persistent=False)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``x_t: (B, ...)``, ``t: (B,)`` long in ``0..T`` -> ``f(x_t, t): (B, ...)``."""
+        """``x_t: (B, ...)``, ``t``: an int or a long tensor ``(B,)`` in ``0..T`` ->
+        ``f(x_t, t): (B, ...)``."""
         check_tensor(x_t, "x_t")
-        if (
-            not isinstance(t, torch.Tensor)
-            or t.dtype.is_floating_point
-            or t.shape != (x_t.shape[0],)
-        ):
-            raise TypeError(f"t must be a long tensor of shape ({x_t.shape[0]},) in 0..T")
-        tt = t.long()
         T = self.schedule.T
+        tt = index_tensor(t, "t", x_t.shape[0], f"timesteps in 0..T={T}", device=x_t.device)
         if tt.numel() and (int(tt.min()) < 0 or int(tt.max()) > T):
             raise ValueError(f"t must lie in 0..T={T}, got {int(tt.min())}..{int(tt.max())}")
         col = lambda v: v.to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))  # noqa: E731
@@ -170,7 +167,8 @@ def consistency_grid(schedule: NoiseSchedule, n: int, rho: float = 7.0) -> torch
     (2022) spacing ``(sigma̅_max^(1/rho) + i/(n-1) (sigma̅_min^(1/rho) - sigma̅_max^(1/rho)))^rho``
     from ``t = 1`` to ``T`` (the consistency-model paper's grid), then 0. Long ``(n + 1,)``."""
     sched = check_instance(schedule, "schedule", NoiseSchedule)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > sched.T:
+    n = check_positive_int(n, "n")
+    if n > sched.T:
         raise ValueError(f"n must be an int in 1..T={sched.T}, got {n!r}")
     rho = check_number(rho, "rho", low=0.0)
     ab = sched.alpha_bar
@@ -302,6 +300,13 @@ def consistency_sample(
     """
     check_callable(model, "model", "(x_t, t) -> x0")
     sched = check_instance(schedule, "schedule", NoiseSchedule)
+    if timesteps is not None and (
+        isinstance(timesteps, (str, bytes)) or not isinstance(timesteps, (Sequence, torch.Tensor))
+    ):
+        raise TypeError(
+            f"timesteps must be a sequence of ints or an integer tensor starting at T={sched.T}, "
+            f"got {type(timesteps).__name__}"
+        )
     ts = torch.tensor([sched.T]) if timesteps is None else torch.as_tensor(timesteps).cpu()
     if ts.is_floating_point() or ts.dtype == torch.bool:
         raise TypeError(f"timesteps must be integers in 1..T={sched.T}, got dtype {ts.dtype}")

@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._validation import (
+    Check,
     FloatTensor,
     Function,
     Int,
@@ -46,7 +47,9 @@ from ._validation import (
     Rng,
     Timesteps,
     call_like,
+    check_positive_int,
     checked,
+    index_tensor,
 )
 from .diffusion import EpsModel, call_eps_model, q_sample
 from .losses import simple_loss
@@ -176,10 +179,10 @@ def distillation_grid(schedule: NoiseSchedule, steps: int) -> tuple[torch.Tensor
     return fine[0::2], fine[1::2]
 
 
-def _check_next(t_next: object, name: str) -> torch.Tensor:
-    if not isinstance(t_next, torch.Tensor) or t_next.dtype.is_floating_point or t_next.dim() != 1:
-        raise TypeError(f"{name} must be a 1-D long tensor of timesteps in 0..T-1")
-    return t_next.long()
+def _check_next(t_next: object, name: str, z_t: torch.Tensor) -> torch.Tensor:
+    """``t_next``: an int or an integer tensor ``(B,)`` like ``t`` and ``t_mid``, in ``0..T-1``
+    (the order ``t > t_mid > t_next`` is checked by the caller)."""
+    return index_tensor(t_next, name, z_t.shape[0], "timesteps in 0..T-1", device=z_t.device)
 
 
 @checked(
@@ -204,9 +207,7 @@ def distillation_target(
     ``teacher``: ``eps_model(z (B, ...), t (B,) long)``, called twice without gradients.
     ``t, t_mid, t_next: (B,)`` long with ``t > t_mid > t_next >= 0``.
     """
-    tn = _check_next(t_next, "t_next").to(z_t.device)
-    if tn.shape != t.shape:
-        raise ValueError(f"t_next must have shape {tuple(t.shape)}, got {tuple(tn.shape)}")
+    tn = _check_next(t_next, "t_next", z_t)
     if bool((t_mid >= t).any()) or bool((tn < 0).any()) or bool((tn >= t_mid).any()):
         raise ValueError("need t > t_mid > t_next >= 0 for every sample (two steps back in time)")
     return _target(teacher, z_t, t, t_mid, tn, schedule)
@@ -288,12 +289,18 @@ class DistilledRound(NamedTuple):
     cpu_seconds: float
 
 
+def _round_steps(value: object, name: str) -> Any:
+    """A round's optimizer steps: an int, or a callable ``N -> int`` of the round's step count."""
+    return value if callable(value) else check_positive_int(value, name)
+
+
 @checked(
     student=nn.Module,
     teacher=Function("(z_t, t) -> eps"),
     schedule=NoiseSchedule,
     teacher_steps=Int(minimum=2),
     final_steps=Int(),
+    train_steps=Check(_round_steps),
     prediction=OneOf(PREDICTIONS),
 )
 def progressive_distillation(
@@ -325,9 +332,14 @@ def progressive_distillation(
             "teacher_steps must be final_steps · 2^k with k >= 1, "
             f"got teacher_steps={teacher_steps} and final_steps={final_steps}"
         )
+    if teacher_steps > schedule.T:
+        raise ValueError(
+            f"teacher_steps must be <= T={schedule.T} (one timestep per teacher step), "
+            f"got {teacher_steps}"
+        )
     from .training import train  # the one training loop (imported here: it imports this package)
 
-    per_round = train_steps if callable(train_steps) else (lambda n: int(train_steps))
+    per_round = train_steps if callable(train_steps) else (lambda n: train_steps)
     rounds: dict[int, DistilledRound] = {}
     net = copy.deepcopy(student).requires_grad_(True).train()
     cpu = 0.0

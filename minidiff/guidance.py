@@ -228,8 +228,17 @@ def classifier_guidance(
     C = _num_classes(classifier, num_classes, "classifier")
     _check_y(y, C)
 
+    first_call = [True]
+
     def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = check_timesteps(t, x_t.shape[0], schedule.T)
+        if first_call[0]:  # inside a sampler the range is not read: once, against a schedule
+            first_call[0] = False  # built for another T (a sampler starts at its own T)
+            if tt.numel() and int(tt.max()) > schedule.T:
+                raise ValueError(
+                    f"t={int(tt.max())} lies beyond T={schedule.T} of the schedule given to "
+                    "classifier_guidance: build it with the sampler's schedule"
+                )
         out = eps_model(x_t, t)
         if w == 0:
             return out

@@ -398,7 +398,7 @@ def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "vel
     """
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c = path._coefficients(check_batch_time(x, t).to(torch.float64))
+        c = path._coefficients(check_batch_time(gmm.check_points(x), t).to(torch.float64))
         x64 = x.to(torch.float64)
         x0 = GaussianMixture.posterior_mean.unchecked(gmm, x64, c.alpha, c.sigma)
         col = PathCoefficients(*(v.to(x.device)[:, None] for v in c))

@@ -317,7 +317,7 @@ def score_fn_from_mixture(gmm: GaussianMixture, sde: SDE) -> ScoreFn:
     """
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        tt = check_batch_time(x, t)
+        tt = check_batch_time(gmm.check_points(x), t)
         alpha, sigma = sde._marginal(tt.to(torch.float64))
         return GaussianMixture.marginal_score.unchecked(gmm, x, alpha, sigma)
 

@@ -191,3 +191,16 @@ def test_bad_inputs_name_the_argument() -> None:
             f(_x(), torch.full((16,), bad))
     with pytest.raises(TypeError, match="timesteps must be integers"):
         consistency_sample(f, SCHED, (4, 2), timesteps=[100.0, 10.5])
+
+
+def test_an_int_timestep_and_bad_kinds_of_arguments_get_the_dialect() -> None:
+    """``f(x_t, t)`` takes an int ``t`` like every ``(x_t, t)`` function; a float ``n`` is a
+    TypeError; a string of timesteps is refused by name, not by torch."""
+    sched = md.linear_schedule(50)
+    model = ConsistencyModel(TimeMLP(2, 16, 1, 8), sched)
+    z = torch.randn(4, 2)
+    torch.testing.assert_close(model(z, 5), model(z, torch.full((4,), 5)))
+    with pytest.raises(TypeError, match="n must be an int"):
+        consistency_grid(sched, 5.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="timesteps must be a sequence of ints"):
+        consistency_sample(model, sched, (4, 2), timesteps="50")  # type: ignore[arg-type]

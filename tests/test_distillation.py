@@ -188,3 +188,27 @@ def test_v_loss_is_the_squared_error_of_v() -> None:
     a, s = SCHED.sqrt_alpha_bar[t][:, None], SCHED.sqrt_one_minus_alpha_bar[t][:, None]
     v = a * eps - s * x0
     torch.testing.assert_close(loss, ((v - net(a * x0 + s * eps, t)) ** 2).mean())
+
+
+def test_t_next_takes_an_int_like_t_and_t_mid() -> None:
+    sched = md.linear_schedule(50)
+    eps = md.GaussianMixture.default_2d().eps_model(sched)
+    z = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    by_int = distillation_target(eps, z, 50, 44, 38, sched)
+    torch.testing.assert_close(
+        by_int, distillation_target(eps, z, 50, 44, torch.full((4,), 38), sched)
+    )
+    with pytest.raises(TypeError, match="t_next must be an int or an integer tensor"):
+        distillation_target(eps, z, 50, 44, 38.0, sched)  # type: ignore[arg-type]
+
+
+def test_progressive_distillation_refuses_its_steps_before_training() -> None:
+    sched = md.linear_schedule(50)
+    eps = md.GaussianMixture.default_2d().eps_model(sched)
+    net, data = TimeMLP(2, 16, 1, 8), torch.randn(64, 2)
+    kw = dict(final_steps=1, progress=False, batch_size=8)
+    with pytest.raises(ValueError, match="teacher_steps must be <= T=50.*got 64"):
+        progressive_distillation(net, eps, sched, data, teacher_steps=64, train_steps=1, **kw)
+    for bad, exc in ((2.7, TypeError), ("1", TypeError), (0, ValueError)):
+        with pytest.raises(exc, match="train_steps"):
+            progressive_distillation(net, eps, sched, data, teacher_steps=4, train_steps=bad, **kw)

@@ -309,6 +309,14 @@ class GaussianMixture:
         return GaussianMixture(means, covs=covs, weights=w / w.sum())
 
     # ------------------------------------------------------------------ oracles for samplers
+    def check_points(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """``x`` if it is ``(B, D)`` in this mixture's ``D``: the oracles' check of what a sampler
+        gives them (the shape only, which costs no device synchronisation)."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.D:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must have shape (B, {self.D}) for this mixture, got {got}")
+        return x
+
     @checked(schedule=NoiseSchedule)
     def eps_model(
         self, schedule: NoiseSchedule
@@ -316,6 +324,7 @@ class GaussianMixture:
         """The exact ``E[eps | x_t]`` as an ``eps_model(x_t (B, D), t (B,))`` for ``schedule``."""
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            self.check_points(x_t, "x_t")
             tt = check_timesteps(t, x_t.shape[0], schedule.T).to(x_t.device)
             x64 = x_t.to(torch.float64)
             a, s = marginal_coefficients(tt, schedule, x_t.device)
@@ -331,6 +340,7 @@ class GaussianMixture:
         """The exact score ``∇ log q(x_t)`` as a callable ``(x_t (B, D), t (B,)) -> (B, D)``."""
 
         def score(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            self.check_points(x_t, "x_t")
             tt = check_timesteps(t, x_t.shape[0], schedule.T)
             a, s = marginal_coefficients(tt, schedule)
             return GaussianMixture.marginal_score.unchecked(self, x_t, a, s)

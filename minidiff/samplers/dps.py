@@ -25,12 +25,12 @@ from typing import Any
 import torch
 
 from .._validation import FloatTensor, Function, Number, OneOf, Rng, Timesteps, checked
-from ..diffusion import VARIANCES, EpsModel, p_mean_var, predict_x0_from_eps
+from ..diffusion import VARIANCES, EpsModel, call_eps_model, p_mean_var, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps, resolve_clip
-from .inpainting import _KNOWN, _MASK
-from .loop import OnStep, batch_time, draw_start, run_sampler
+from .inpainting import _KNOWN, _MASK, start_like_known
+from .loop import OnStep, batch_time, run_sampler
 from .registry import register_sampler
 
 __all__ = ["reconstruction_gradient", "dps_step", "dps_sample"]
@@ -59,7 +59,7 @@ def reconstruction_gradient(
     """
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
-        eps = eps_model(x, t)  # type: ignore[arg-type]  # @checked passes t as a (B,) tensor
+        eps = call_eps_model(eps_model, x, t)  # type: ignore[arg-type]  # @checked: t is (B,)
         x0 = predict_x0_from_eps.unchecked(x, t, eps, schedule)
         r = (mask * (x0 - x_known)).pow(2).flatten(1).sum(dim=1)
         (grad,) = torch.autograd.grad(r.sum(), x)
@@ -173,8 +173,6 @@ def dps_sample(
             noise_like(x, generator),
         )
 
-    x = draw_start(
-        x_T, tuple(x_known.shape), generator=generator, device=x_known.device, dtype=x_known.dtype
-    )
+    x = start_like_known(x_T, x_known, generator)
     times = [(t, t - 1) for t in range(schedule.T, 0, -1)]
     return run_sampler(step, x, times, name="dps_sample", on_step=on_step, progress=progress)

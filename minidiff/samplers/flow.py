@@ -26,6 +26,7 @@ from .._validation import (
     Int,
     OneOf,
     Rng,
+    call_like,
     check_positive_int,
     checked,
 )
@@ -101,7 +102,7 @@ def flow_sample(
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype, prior=prior)
 
     def field(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
-        return velocity_fn(x_, t_.to(x_.dtype))
+        return call_like(velocity_fn, x_, t_.to(x_.dtype), name="velocity_fn")
 
     name = f"flow_sample ({method})"
     return ode_solve(field, x, grid, method=method, name=name, on_step=on_step, progress=progress).x

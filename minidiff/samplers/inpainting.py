@@ -290,11 +290,22 @@ def inpaint_sample(
         z, e = noise_like(x, generator), noise_like(x, generator)
         return _replacement(model, x, tt, x_known, mask, schedule, variance, z, e)
 
-    x = draw_start(
-        x_T, tuple(x_known.shape), generator=generator, device=x_known.device, dtype=x_known.dtype
-    )
+    x = start_like_known(x_T, x_known, generator)
     name = f"inpaint_sample ({method})"
     return run_sampler(step, x, times, name=name, on_step=on_step, progress=progress)
+
+
+def start_like_known(
+    x_T: torch.Tensor | None, x_known: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The start of a sampler that restores ``x_known``: ``x_T`` (of ``x_known``'s shape) or a
+    draw ``N(0, I)`` of that shape, dtype and device."""
+    if isinstance(x_T, torch.Tensor) and x_T.shape != x_known.shape:
+        raise ValueError(
+            f"x_T must have x_known's shape {tuple(x_known.shape)}, got {tuple(x_T.shape)}"
+        )
+    shape = tuple(x_known.shape)
+    return draw_start(x_T, shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
 
 
 @register_sampler("repaint")

@@ -269,10 +269,11 @@ def annealed_langevin_sample(
             return x + sigma**2 * score
         return _langevin_step(x, score, step_of[sigma], noise_like(x, generator))
 
-    levels = [v for v in s.tolist() for _ in range(steps_per_level)]
-    times = list(zip(levels, levels[1:] + levels[-1:], strict=True))
+    # each Langevin step stays at its level (on_step labels the iterate with its own σ); the
+    # Tweedie step goes from σ_L to 0
+    times = [(v, v) for v in s.tolist() for _ in range(steps_per_level)]
     if denoise:
-        times.append((levels[-1], 0.0))
+        times.append((times[-1][0], 0.0))
     return run_sampler(
         step,
         x,
