@@ -12,6 +12,7 @@ no gradient, a seeded global RNG) without moving the student's own random stream
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ def python_float(rest: str) -> Callable[[Callable[..., Any]], Callable[..., floa
     """
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., float]:
+        @functools.wraps(fn)
         def run(*args: Any) -> float:
             value = fn(*args)
             if value is None:
@@ -92,6 +94,7 @@ def seeded(fn: Callable[..., Any], seed: int = 1234) -> Callable[..., Any]:
     """``fn`` run with the global RNG seeded (and the caller's restored afterwards), so that an
     answer that draws from it (label dropout, ``torch.randn``) gives the same numbers each call."""
 
+    @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -103,6 +106,7 @@ def seeded(fn: Callable[..., Any], seed: int = 1234) -> Callable[..., Any]:
 def under_no_grad(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` run under ``torch.no_grad()``, as a sampler calls it."""
 
+    @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         with torch.no_grad():
             return fn(*args, **kwargs)

@@ -18,6 +18,7 @@ dropout at sampling time) is reproducible, and the caller's RNG state is left al
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -87,6 +88,7 @@ def _schedules() -> list[NoiseSchedule]:
 def _in_sampler(fn: Fn) -> Fn:
     """Run ``fn`` as a sampler does: under ``torch.no_grad()``, global RNG seeded."""
 
+    @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         with torch.no_grad():
             try:

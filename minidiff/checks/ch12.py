@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -149,6 +150,8 @@ def _through_adamw(fn: Callable[..., Any]) -> Callable[..., Any]:
                 f"rate (AdamW, as the training loop builds it, fails with: {err}); return a Python "
                 "float"
             ) from None
+        if isinstance(value, np.floating):  # a NumPy float works as a learning rate
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ReturnError(
                 f"returned a {type(value).__name__}; return a Python float (`float(...)`): the "
@@ -284,6 +287,10 @@ def _resume_run(
     _train_steps(model, opt, gen, 1, _RESUME_AT)
     at_checkpoint = _flat(model), gen.get_state(), copy.deepcopy(opt.state_dict())
     ckpt = make(model, opt, gen, _RESUME_AT)
+    if ckpt is None:
+        raise ReturnError(
+            "returned None; it should return the checkpoint dict. Did you forget `return`?"
+        )
     if not isinstance(ckpt, dict):
         raise ReturnError(
             f"returned a {type(ckpt).__name__}; it should return a dict with the keys 'model', "
@@ -294,6 +301,10 @@ def _resume_run(
     fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=_LR)
     fresh_gen = torch.Generator().manual_seed(999)
     step = restore(ckpt, fresh, fresh_opt, fresh_gen)
+    if step is None:
+        raise ReturnError(
+            "returned None; restore should return the step, an int. Did you forget `return`?"
+        )
     if isinstance(step, bool) or not isinstance(step, int):
         raise ReturnError(
             f"returned a {type(step).__name__}; restore should return the step, an int"

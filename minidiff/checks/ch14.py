@@ -18,6 +18,7 @@ sampler calls it, in float32 and float64, with ``t``/``s`` as long tensors ``(B,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..image_conditioning import augment_condition as _augment
 from ..samplers.ddpm import ddpm_step
 from ..samplers.inpainting import renoise, replacement_step
 from ..schedules import NoiseSchedule, cosine_schedule
-from ._core import Case, CheckResult, Mistake, Spec, check_spec
+from ._core import Case, Checker, Mistake, Spec, specs_of
 
 __all__ = [
     "check_replacement_step",
@@ -44,6 +45,7 @@ SCHEDULE = cosine_schedule(50)
 
 
 def _no_grad(fn: Fn) -> Fn:
+    @functools.wraps(fn)
     def run(*args: Any) -> Any:
         with torch.no_grad():  # samplers call these without gradients
             return fn(*args)
@@ -129,6 +131,8 @@ _REPLACEMENT = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
+    doc="Check ``fn(x_t, t, eps, x_known, mask, schedule, known_noise, z) -> x_{t-1}``, the naive "
+    "inpainting step (ancestral step where ``mask = 0``, known pixels at level ``t - 1``).",
 )
 
 
@@ -197,6 +201,7 @@ _JUMP = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
+    doc="Check ``fn(x_s, s, t, schedule, noise) -> x_t ~ q(x_t | x_s)``, RePaint's jump up.",
 )
 
 
@@ -246,6 +251,7 @@ _AUGMENT = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
+    doc="Check ``fn(x_cond, s, schedule, noise)``, noise-conditioning augmentation at level ``s``.",
 )
 
 
@@ -321,33 +327,13 @@ _AUG_EPS = Spec(
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
+    doc="Check ``fn(model, x_t, t, x_cond, s, schedule, noise) -> eps``, the SR model's call at "
+    "sampling time (condition corrupted at ``s``, ``aug_level = s``).",
 )
 
-SPECS: dict[str, Spec] = {
-    "replacement_step": _REPLACEMENT,
-    "repaint_jump": _JUMP,
-    "augment_condition": _AUGMENT,
-    "augmented_eps": _AUG_EPS,
-}
+check_replacement_step = Checker("replacement_step", _REPLACEMENT)
+check_repaint_jump = Checker("repaint_jump", _JUMP)
+check_augment_condition = Checker("augment_condition", _AUGMENT)
+check_augmented_eps = Checker("augmented_eps", _AUG_EPS)
 
-
-def check_replacement_step(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_t, t, eps, x_known, mask, schedule, known_noise, z) -> x_{t-1}``, the naive
-    inpainting step (ancestral step where ``mask = 0``, known pixels at level ``t - 1``)."""
-    return check_spec("replacement_step", SPECS["replacement_step"], fn, display=display)
-
-
-def check_repaint_jump(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_s, s, t, schedule, noise) -> x_t ~ q(x_t | x_s)``, RePaint's jump up."""
-    return check_spec("repaint_jump", SPECS["repaint_jump"], fn, display=display)
-
-
-def check_augment_condition(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(x_cond, s, schedule, noise)``, noise-conditioning augmentation at level ``s``."""
-    return check_spec("augment_condition", SPECS["augment_condition"], fn, display=display)
-
-
-def check_augmented_eps(fn: Callable[..., Any], *, display: bool = True) -> CheckResult:
-    """Check ``fn(model, x_t, t, x_cond, s, schedule, noise) -> eps``, the SR model's call at
-    sampling time (condition corrupted at ``s``, ``aug_level = s``)."""
-    return check_spec("augmented_eps", SPECS["augmented_eps"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())

@@ -23,6 +23,7 @@ reach the teacher); the consistency function with a network whose gradient must 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -126,6 +127,7 @@ def _sampler_call(fn: Fn) -> Fn:
     """Call the step as the sampler does (under ``torch.no_grad()``); infinities and NaN (a step
     to ``t = 0`` without its special case) become ``±1e4`` so that the mistake can be named."""
 
+    @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         with torch.no_grad():
             try:

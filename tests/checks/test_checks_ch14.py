@@ -35,3 +35,10 @@ def test_replacement_cases_reach_the_last_step() -> None:
     out = ch14.SPECS["replacement_step"].reference(*args)
     first = t == 1
     assert torch.equal((out * mask)[first], (x_known * mask)[first])
+
+
+def test_ch14_checkers_take_display_by_position_like_every_chapter() -> None:
+    from minidiff.checks import ch14
+
+    res = ch14.check_repaint_jump(lambda x_s, s, t, schedule, noise: x_s, False)
+    assert not res.passed and "check_repaint_jump" not in res.message

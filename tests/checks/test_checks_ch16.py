@@ -78,3 +78,16 @@ def test_unrecognised_wrong_answer_gets_generic_message(solution: dict[str, Any]
 
     res = ch16.check_eps_from_velocity(off, display=False)
     assert not res.passed and res.mistake is None
+
+
+def test_an_in_place_change_names_the_students_argument() -> None:
+    """The checkers run the student's function through a no_grad wrapper; the message names the
+    student's own parameter, not "argument 1"."""
+    from minidiff.checks import ch16
+
+    def velocity_from_eps(x_t, eps, alpha, sigma, d_alpha, d_sigma):  # type: ignore[no-untyped-def]
+        x_t -= sigma[:, None] * eps
+        return d_alpha[:, None] * x_t + d_sigma[:, None] * eps
+
+    res = ch16.check_velocity_from_eps(velocity_from_eps, display=False)
+    assert not res.passed and "changed its input `x_t` in place" in res.message

@@ -1,0 +1,38 @@
+"""Exercise 12 checkers, what is particular to this chapter (the checks every checker gets are
+in tests/checks/test_checkers.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from _nbtools import ROOT, exec_tagged
+
+from minidiff.checks import ch12
+
+SOLUTION = ROOT / "exercises" / "solutions" / "ex12_training.ipynb"
+
+
+@pytest.fixture(scope="module")
+def solution() -> dict[str, Any]:
+    return exec_tagged(SOLUTION)
+
+
+def test_a_numpy_float_learning_rate_is_accepted(solution: dict[str, Any]) -> None:
+    """AdamW takes a NumPy float as a learning rate, so the checker does too."""
+    res = ch12.check_warmup_lr(lambda *a: np.float32(solution["warmup_lr"](*a)), display=False)
+    assert res.passed, res.message
+
+
+def test_a_forgotten_return_is_named(solution: dict[str, Any]) -> None:
+    def make_checkpoint(model, optimizer, generator, step):  # type: ignore[no-untyped-def]
+        solution["make_checkpoint"](model, optimizer, generator, step)
+
+    def restore_checkpoint(checkpoint, model, optimizer, generator):  # type: ignore[no-untyped-def]
+        solution["restore_checkpoint"](checkpoint, model, optimizer, generator)
+
+    for check, fn in ((ch12.check_make_checkpoint, make_checkpoint),
+                      (ch12.check_restore_checkpoint, restore_checkpoint)):  # fmt: skip
+        res = check(fn, display=False)
+        assert not res.passed and "Did you forget `return`?" in res.message, res.message
