@@ -287,6 +287,8 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
     path = check_checkpoint_path(path, "path")
     if not state:
         raise ValueError("save_checkpoint needs at least one keyword to save")
+    for key, value in state.items():
+        _check_loadable(value, key)
 
     def write(f: BinaryIO) -> None:
         f.write(_MAGIC + bytes(32))
@@ -296,6 +298,33 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
         f.write(writer.sha.digest())
 
     write_atomically(path, write)
+
+
+_LEAVES = (torch.Tensor, int, float, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def _check_loadable(value: object, where: str) -> None:
+    """What ``torch.load(weights_only=True)`` reads back: tensors, numbers, strings and the dicts,
+    lists and tuples of them. Anything else would be saved, then refused as unreadable."""
+    if isinstance(value, _LEAVES):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_loadable(v, f"{where}[{k!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_loadable(v, f"{where}[{i}]")
+        return
+    hint = (
+        "save its state_dict()"
+        if hasattr(value, "state_dict")
+        else "convert it to a tensor or plain numbers"
+    )
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which a checkpoint cannot hold (it keeps tensors, "
+        f"numbers, strings and dicts, lists and tuples of them): {hint}"
+    )
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -36,6 +36,9 @@ def _float_or_none(text: str) -> float | None:
     return None if text.lower() in ("none", "off") else float(text)
 
 
+_float_or_none.__name__ = "number or 'none'"  # what argparse says of a value it cannot read
+
+
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one line (the usage is in ``--help``)."""
 

@@ -70,6 +70,7 @@ class EMA:
         # model itself, not its id: a freed model's id can be reused by the next one built.
         if self._cache is not None and self._cache[0] is model:
             return self._cache[1]
+        self._check_same_model(model)
         live = dict(model.named_parameters())
         live_b = dict(model.named_buffers())
         shadows: list[Tensor] = []
@@ -95,7 +96,29 @@ class EMA:
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Overwrite ``model``'s parameters and buffers with the averaged ones."""
+        self._check_same_model(model)
         model.load_state_dict(self.model.state_dict())
+
+    def _check_same_model(self, model: object) -> None:
+        """``model`` has the averaged model's parameters (names and shapes), else a clear error
+        before anything is touched."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        ours = {k: tuple(v.shape) for k, v in self.model.named_parameters()}
+        theirs = {k: tuple(v.shape) for k, v in model.named_parameters()}
+        if ours != theirs:
+            missing = sorted(set(ours) - set(theirs))
+            shapes = [k for k in ours if k in theirs and ours[k] != theirs[k]]
+            detail = (
+                f"it lacks {missing[:3]}"
+                if missing
+                else f"{shapes[0]!r} is {theirs[shapes[0]]} here, {ours[shapes[0]]} in the EMA"
+                if shapes
+                else f"it has parameters the EMA lacks: {sorted(set(theirs) - set(ours))[:3]}"
+            )
+            raise ValueError(
+                f"model is not the model this EMA averages ({detail}); build the EMA from it"
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {

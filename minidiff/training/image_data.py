@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation import check_choice
+from .._validation import check_choice, check_positive_int
 from .distributed import DistInfo, rank_seed, shard_size
 
 __all__ = ["DATASETS", "EpochSampler", "load_images"]
@@ -93,6 +93,7 @@ def load_images(
     from .. import data
 
     check_choice(name, "data", DATASETS)
+    check_positive_int(n_patches, "n_patches")
     if name == "digits":
         return data.load_digits(size=8)[0]
     if name == "patches":

@@ -47,6 +47,9 @@ def train_steps(state: TrainState, loss_fn: LossFn) -> Iterator[int]:
     Nothing in a step reads a value back from the device: the loss and the gradient norm of each
     step wait in ``state.pending`` until the caller calls ``state.flush()``.
     """
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
+    check_callable(loss_fn, "loss_fn", "(model, batch, generator) -> scalar loss")
     model, opt, g, cfg = state.model, state.optimizer, state.generator, state.config
     autocast = torch.autocast(state.device.type, torch.bfloat16) if cfg.amp else None
     if state.device.type != "cpu":  # on the CPU the checks cost no synchronisation: keep them all

@@ -1,7 +1,7 @@
 """Recipes: settings measured to work, each one line for a student.
 
 ``train_toy(data)`` trains the recommended 2D recipe on a toy data set (a name of
-:data:`minidiff.TOY_DATASETS`, a tensor ``(N, 2)`` or a callable ``(n, generator) -> (n, 2)``)::
+:data:`minidiff.TOY_DATASETS`, a tensor ``(N, D)`` or a callable ``(n, generator) -> (n, D)``)::
 
     result = minidiff.train_toy("two_spirals")          # 3000 steps, ~10 s of one idle CPU core
     samples = minidiff.ddpm_sample(result.ema.model, minidiff.linear_schedule(1000), (2000, 2))
@@ -111,7 +111,9 @@ def train_toy(
         dim = 2
     else:
         data_source = data
-        dim = data.shape[1] if isinstance(data, Tensor) and data.ndim == 2 else 2
+        # a callable's dimension is read off one point drawn with a throwaway generator
+        probe = data(1, torch.Generator().manual_seed(0)) if callable(data) else data
+        dim = probe.shape[1] if isinstance(probe, Tensor) and probe.ndim == 2 else 2
     schedule = schedule if schedule is not None else linear_schedule(1000)
     settings = {**TOY_2D_OPTIONS, "seed": seed, **options}
     if isinstance(steps, int) and not isinstance(steps, bool):

@@ -30,6 +30,12 @@ class RunFolder:
     """The files of one run below ``out``."""
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
+        if isinstance(out, bytes) or not isinstance(out, (str, os.PathLike)):
+            raise TypeError(
+                f"out_dir must be a str or os.PathLike folder, got {type(out).__name__}"
+            )
+        if Path(out).exists() and not Path(out).is_dir():
+            raise ValueError(f"out_dir {str(out)!r} is a file; a run needs a folder")
         self.out = Path(out)
         self.config = self.out / "config.json"
         self.log = self.out / "run.jsonl"

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .batches import Batches
+from .batches import Batches, batches_from
 from .checkpoint import check_model_fingerprint, load_checkpoint, model_fingerprint, save_checkpoint
 from .config import TrainConfig, check_resume_record
 from .ema import EMA
@@ -46,9 +46,18 @@ class TrainState:
     ``reduce`` when it is set, and raises :class:`NonFiniteLossError` at the first bad step.
     """
 
-    def __init__(self, model: nn.Module, config: TrainConfig, batches: Batches) -> None:
+    def __init__(self, model: nn.Module, config: TrainConfig, batches: Batches | Any) -> None:
+        """``batches``: a :class:`Batches`, or any data :func:`batches_from` takes (a tensor, a
+        sampler ``(n, generator) -> batch``, a ``DataLoader``, ...)."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(config, TrainConfig):
+            raise TypeError(
+                f"config must be a TrainConfig (e.g. TrainConfig(steps=100)), got "
+                f"{type(config).__name__}"
+            )
+        if not isinstance(batches, Batches):
+            batches = batches_from(batches)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("model has no trainable parameters")

@@ -108,17 +108,19 @@ def test_load_checkpoint_names_a_directory_and_a_missing_file(tmp_path: Path) ->
 _CHILD = r"""
 import sys, time, pathlib
 import torch
-from minidiff.training import save_checkpoint
+from minidiff.training import checkpoint, save_checkpoint
 
 flag = pathlib.Path(sys.argv[2])
+write = checkpoint._HashingWriter.write
 
-class Stall:
-    def __reduce__(self):
-        flag.write_text("writing")  # the temporary exists and holds the header by now
-        time.sleep(120)
-        return (int, (0,))
+def stall(self, data):
+    n = write(self, data)
+    flag.write_text("writing")  # the temporary exists and holds the header and some payload
+    time.sleep(120)
+    return n
 
-save_checkpoint(sys.argv[1], w=torch.zeros(1000), stall=Stall())
+checkpoint._HashingWriter.write = stall
+save_checkpoint(sys.argv[1], w=torch.zeros(1000))
 """
 
 
@@ -312,3 +314,16 @@ def test_long_file_names_save_and_too_long_ones_are_refused_up_front(tmp_path: P
     for path in (tmp_path / ("c" * 300 + ".pt"), tmp_path / ("d" * 300) / "c.pt"):
         with pytest.raises(ValueError, match=r"checkpoint_path: the name .* is 30\d bytes long"):
             check_checkpoint_path(path)
+
+
+def test_what_a_checkpoint_cannot_hold_is_refused_before_writing(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "m.pt"
+    with pytest.raises(TypeError, match=r"model is a Linear.*save its state_dict\(\)"):
+        save_checkpoint(path, model=nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"extra\['a'\]\[1\] is a ndarray"):
+        save_checkpoint(path, extra={"a": [1, np.zeros(2)]})
+    assert not list(tmp_path.iterdir())
+    save_checkpoint(path, model=nn.Linear(2, 2).state_dict(), meta={"n": (1, 2.0, "x", None)})
+    assert load_checkpoint(path)["meta"] == {"n": (1, 2.0, "x", None)}

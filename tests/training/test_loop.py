@@ -482,3 +482,37 @@ def test_clipping_inside_the_fused_step_equals_clip_grad_norm(
         )
         > 1e-3
     )
+
+
+def test_ema_names_a_model_it_does_not_average() -> None:
+    from minidiff.nn import TimeMLP
+
+    ema = EMA(TimeMLP(2, 8, 1, 8))
+    for method in (ema.update, ema.copy_to):
+        with pytest.raises(ValueError, match="model is not the model this EMA averages"):
+            method(TimeMLP(2, 16, 1, 8))
+        with pytest.raises(ValueError, match="it lacks"):
+            method(nn.Linear(2, 2))
+        with pytest.raises(TypeError, match="model must be a torch.nn.Module, got NoneType"):
+            method(None)  # type: ignore[arg-type]
+
+
+def test_a_custom_loop_takes_plain_data_and_names_what_is_wrong() -> None:
+    from minidiff.training import TrainConfig, TrainState, train_steps
+
+    model, data = nn.Linear(2, 2), torch.randn(64, 2)
+    state = TrainState(model, TrainConfig(steps=3, batch_size=8, progress=False), data)
+    done = list(train_steps(state, lambda m, x, g: (m(x) - x).pow(2).mean()))
+    assert done == [1, 2, 3]
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        TrainState(model, {"steps": 3}, data)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="loss_fn must be callable"):
+        list(train_steps(TrainState(model, TrainConfig(steps=1), data), None))  # type: ignore[arg-type]
+
+
+def test_train_toy_reads_the_dimension_of_a_callable() -> None:
+    from minidiff.training import train_toy
+
+    result = train_toy(lambda n, g: torch.randn(n, 3, generator=g), steps=2, progress=False)
+    x = torch.randn(5, 3)
+    assert result.ema.model(x, torch.full((5,), 10)).shape == (5, 3)
