@@ -88,10 +88,14 @@ def _ref_replacement(x_t, t, eps, x_known, mask, schedule, known_noise, z):
 
 
 def _replacement_with(
-    known_level: Callable[[torch.Tensor], torch.Tensor] | None, invert: bool = False
+    known_level: Callable[[torch.Tensor], torch.Tensor] | None,
+    invert: bool = False,
+    fresh_noise: bool = True,
+    eps_sign: float = 1.0,
 ) -> Fn:
     def fn(x_t, t, eps, x_known, mask, schedule, e, z):
-        unknown = ddpm_step(x_t, t, eps, schedule, noise=z)
+        noise = z if fresh_noise else torch.zeros_like(z)
+        unknown = ddpm_step(x_t, t, eps_sign * eps, schedule, noise=noise)
         if known_level is None:
             known = x_known
         else:
@@ -125,6 +129,17 @@ _REPLACEMENT = Spec(
             "the mask is inverted: mask = 1 marks the KNOWN pixels, which take the noised "
             "x_known; the model's step fills the pixels where mask = 0: "
             "mask * known + (1 - mask) * unknown.",
+        ),
+        "no_fresh_noise": Mistake(
+            _replacement_with(lambda t: t - 1, fresh_noise=False),
+            "the generated pixels miss the ancestral step's fresh noise: where mask = 0 the step "
+            "is DDPM's, mu_theta(x_t, t) + sigma_t z (z = 0 only at t = 1). Without it the "
+            "samples are the posterior means, too smooth.",
+        ),
+        "eps_sign": Mistake(
+            _replacement_with(lambda t: t - 1, eps_sign=-1.0),
+            "the term with eps has the wrong sign: the DDPM mean is (x_t - beta_t / "
+            "sqrt(1 - ab_t) eps) / sqrt(alpha_t), which removes the predicted noise.",
         ),
     },
     wrap=_no_grad,
@@ -240,6 +255,11 @@ _AUGMENT = Spec(
             _augment_with(lambda s: (s + 1).clamp(max=SCHEDULE.T)),
             "you corrupted at level s + 1: level s uses alpha_bar[s], and level 0 must leave the "
             "condition untouched (alpha_bar[0] = 1).",
+        ),
+        "level_minus_one": Mistake(
+            _augment_with(lambda s: (s - 1).clamp(min=0)),
+            "you corrupted at level s - 1: level s uses alpha_bar[s] itself (alpha_bar[0] = 1 "
+            "is level 0, the clean condition), as q_sample does for x_t.",
         ),
         "no_sqrt": Mistake(
             _augment_with(lambda s: s, sqrt=False),
