@@ -51,7 +51,7 @@ from collections.abc import Callable
 
 import torch
 
-from .._validation import Check, FloatTensor, Number, check_number, checked
+from .._validation import Check, FloatTensor, Number, call_like, check_number, checked
 from ..diffusion import EpsModel, eps_from_x0, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 
@@ -159,15 +159,7 @@ def clipped_x0_eps(
 def apply_clip(clip: X0Clip, x0: torch.Tensor) -> torch.Tensor:
     """``clip(x0)``, refused unless it is a tensor of ``x0``'s shape (a user's map that drops a
     dimension would otherwise broadcast silently through the step)."""
-    out = clip(x0)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"clip_x0 must map x̂₀ to a torch.Tensor, got {type(out).__name__}")
-    if out.shape != x0.shape:
-        raise ValueError(
-            f"clip_x0 must map x̂₀ to a tensor of its shape {tuple(x0.shape)}, "
-            f"got {tuple(out.shape)}"
-        )
-    return out
+    return call_like(clip, x0, name="clip_x0", like="x̂₀")
 
 
 def clip_eps_model(eps_model: EpsModel, schedule: NoiseSchedule, clip_x0: object) -> EpsModel:
