@@ -154,6 +154,17 @@ def colorize(
     the given luma (:func:`ycbcr_to_rgb`).
     """
     _channels(gray, "gray", 1)
+    cfg = getattr(model, "config", None)
+    if getattr(cfg, "in_channels", None) != 2 or getattr(cfg, "cond_channels", None) != 1:
+        got = (
+            f"in_channels={cfg.in_channels}, cond_channels={cfg.cond_channels}"
+            if cfg is not None and hasattr(cfg, "cond_channels")
+            else type(model).__name__
+        )
+        raise ValueError(
+            "model must draw the 2 chroma channels (in_channels=2) from the 1 luma channel "
+            f"(cond_channels=1), as train_colorizer's does; got {got}"
+        )
     chroma = conditional_sample(
         model,
         gray,

@@ -78,7 +78,8 @@ def downsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
 def upsample(x_low: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:
     """Interpolate ``(B, C, h, h)`` up to ``(B, C, size, size)`` (``size`` a multiple of ``h``).
 
-    ``bicubic`` overshoots near edges; the result is clamped to ``[-1, 1]`` like every image.
+    ``bicubic`` overshoots near edges, so the interpolating modes clamp their result to
+    ``[-1, 1]`` like every image; ``nearest`` copies pixels and returns them as they are.
     """
     h, w = x_low.shape[-2:]
     if h != w:

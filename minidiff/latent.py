@@ -22,6 +22,7 @@ Stable Diffusion's ``scale_factor = 0.18215`` is exactly that number for its aut
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,8 @@ class LatentSpace:
     """An autoencoder and its latent scale ``s``: ``encode(x) = s z``, ``decode(z0) = D(z0 / s)``.
 
     Args:
-        autoencoder: a trained :class:`AutoencoderKL` (kept in eval mode, gradients off).
+        autoencoder: a trained :class:`AutoencoderKL`; the space keeps a frozen copy (eval mode,
+            gradients off) and leaves the caller's autoencoder as it is (still trainable).
         scale: ``s``; :meth:`fit` estimates it from data as :func:`latent_scale`.
     """
 
@@ -63,7 +65,7 @@ class LatentSpace:
             raise TypeError(
                 f"autoencoder must be an AutoencoderKL, got {type(autoencoder).__name__}"
             )
-        self.autoencoder = autoencoder.eval().requires_grad_(False)
+        self.autoencoder = copy.deepcopy(autoencoder).eval().requires_grad_(False)
         self.scale = check_number(scale, "scale", low=0.0)
 
     @classmethod

@@ -30,8 +30,8 @@ from collections.abc import Callable
 import torch
 
 from ._validation import (
-    Check,
     Device,
+    Flag,
     FloatDtype,
     FloatTensor,
     Function,
@@ -159,7 +159,9 @@ class SDE(ABC):
         """``log N(z; 0, prior_std² I)`` summed over non-batch dimensions: ``(B, ...) -> (B,)``."""
         D = z[0].numel()
         s2 = self.prior_std**2
-        return -0.5 * D * math.log(2 * math.pi * s2) - 0.5 * z.flatten(1).pow(2).sum(1) / s2
+        return (
+            -0.5 * D * math.log(2 * math.pi * s2) - 0.5 * z.reshape(len(z), -1).pow(2).sum(1) / s2
+        )
 
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (``probability_flow=True``: the PF-ODE) driven by ``score_fn``."""
@@ -265,11 +267,15 @@ class ReverseSDE:
     with ``dt < 0`` (Song et al. 2021, Eq. 6 and 13).
     """
 
-    @checked(sde=Instance(SDE, "an SDE (VPSDE or VESDE)"), score_fn=Function("(x, t) -> score"))  # type: ignore[misc]
+    @checked(  # type: ignore[misc]
+        sde=Instance(SDE, "an SDE (VPSDE or VESDE)"),
+        score_fn=Function("(x, t) -> score"),
+        probability_flow=Flag,
+    )
     def __init__(self, sde: SDE, score_fn: ScoreFn, probability_flow: bool = False) -> None:
         self.sde = sde
         self.score_fn = score_fn
-        self.probability_flow = bool(probability_flow)
+        self.probability_flow = probability_flow
         self.t_min = sde.t_min
 
     def __repr__(self) -> str:
@@ -361,7 +367,10 @@ def eps_model_from_score_fn(
     return eps_model
 
 
-@checked(t=Times(), schedule=NoiseSchedule, sde=_SDE)
+_VP = Instance(VPSDE, "a VPSDE (a VESDE keeps alpha = 1: no DDPM timestep has its noise level)")
+
+
+@checked(t=Times(), schedule=NoiseSchedule, sde=_VP)
 def discrete_timestep(t: torch.Tensor | float, schedule: NoiseSchedule, sde: SDE) -> torch.Tensor:
     """The fractional DDPM timestep ``τ ∈ [0, T]`` at the noise level of continuous time ``t``.
 
@@ -386,17 +395,11 @@ def _discrete_timestep(t: torch.Tensor, schedule: NoiseSchedule, sde: SDE) -> to
     return ((i - 1) + (target - lo) / (hi - lo)).clamp(0.0, float(schedule.T))
 
 
-def _bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
 @checked(
     eps_model=Function("(x_t, t) -> eps"),
     schedule=NoiseSchedule,
-    sde=Instance(SDE, "an SDE (VPSDE or VESDE)", optional=True),
-    round_timesteps=Check(_bool),
+    sde=Instance(VPSDE, "a VPSDE (a DDPM model's noise levels are VP)", optional=True),
+    round_timesteps=Flag,
 )
 def score_fn_from_discrete_eps_model(
     eps_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

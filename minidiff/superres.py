@@ -80,8 +80,8 @@ def small_unet_config(
 ) -> UNetConfig:
     """Two levels (``base, 2 base`` channels), one ResBlock each, no attention, no dropout.
 
-    About 45 k parameters at ``base_channels = 8`` (a second time embedding with
-    ``aug_embedding``); ``image_size`` must be even.
+    About 42 k parameters at ``base_channels = 8`` (41.6 k; 43.0 k with the second time
+    embedding of ``aug_embedding``); ``image_size`` must be even.
     """
     return UNetConfig(
         image_size=image_size,
@@ -170,7 +170,15 @@ def conditional_sample(
         eta=eta,
         generator=generator,
         clip_x0=clip_x0,
+        dtype=weights_dtype(model),
     )
+
+
+def weights_dtype(model: Any) -> torch.dtype:
+    """The dtype a model computes in (its first floating parameter's; float32 if it has none):
+    the dtype a sampler draws ``x_T`` in, so that a float64 model samples in float64."""
+    params = model.parameters() if isinstance(model, nn.Module) else ()
+    return next((p.dtype for p in params if p.is_floating_point()), torch.float32)
 
 
 def _base_model(model: object, name: str, sr_model: Any) -> Any:
@@ -217,9 +225,10 @@ def cascade_sample(
     ``aug_level = s > 0`` (a model trained with augmentation) the base sample is corrupted at
     level ``s`` before the SR model reads it; ``truncate=True`` instead stops the base sampler at
     ``x_s`` and hands that state over (CDM's truncated conditioning augmentation: the base skips
-    the timesteps below ``s``). The base makes ``steps`` network calls either way: truncated, it
-    takes ``steps - 1`` steps from ``T`` to ``s`` and a last one, to ``x_0``, that is discarded
-    (the sampler always finishes at 0). Returns
+    the timesteps below ``s``). Truncated, the base visits ``steps`` timesteps spaced evenly from
+    ``T`` down to ``s`` (rounded; fewer when ``T - s < steps - 1`` makes some coincide), one
+    network call each, and takes a last step to ``x_0`` that is discarded (the sampler always
+    finishes at 0): the same ``steps`` calls as untruncated whenever ``T - s >= steps - 1``. Returns
     ``(low (n, C, h, h), high (n, C, S, S))``: for ``truncate`` the low-resolution output is the
     base state ``x_s``, still noisy.
     """
@@ -227,7 +236,14 @@ def cascade_sample(
     shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
     if not truncate or aug_level == 0:
         low = ddim_sample(
-            base, schedule, shape, steps=steps, eta=1.0, generator=generator, clip_x0="static"
+            base,
+            schedule,
+            shape,
+            steps=steps,
+            eta=1.0,
+            generator=generator,
+            clip_x0="static",
+            dtype=weights_dtype(base),
         )
         high = sr_sample(
             sr_model, low, schedule, steps=steps, aug_level=aug_level, generator=generator
@@ -244,6 +260,7 @@ def cascade_sample(
         eta=1.0,
         generator=generator,
         clip_x0="static",
+        dtype=weights_dtype(base),
         on_step=lambda st: states.update({int(st.t): st.x}),
     )
     low = states[aug_level]
@@ -399,6 +416,13 @@ class Regressor(nn.Module):
     def __init__(self, config: UNetConfig, residual: bool = False) -> None:
         super().__init__()
         self.net = UNet(config)
+        cfg = self.net.config
+        if residual and cfg.cond_channels and cfg.cond_channels < cfg.in_channels:
+            raise ValueError(
+                f"residual=True adds the condition's first {cfg.in_channels} channels to the "
+                f"output, but config.cond_channels={cfg.cond_channels} < "
+                f"in_channels={cfg.in_channels}"
+            )
         self.residual = residual
 
     def forward(self, x_cond: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from .._validation import (
     Check,
+    Flag,
     FloatTensor,
     Function,
     Int,
@@ -111,6 +112,7 @@ def ism_loss(
     x=_DATA,
     n_projections=Int(),
     generator=Rng,
+    variance_reduced=Flag,
     reduction=OneOf(REDUCTIONS),
 )
 def ssm_loss(

@@ -54,6 +54,8 @@ def save_image_grid(
 
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if Path(path).suffix.lower() != ".png":
+        raise ValueError(f"path must end in .png (the grid is saved as a PNG), got {str(path)!r}")
     grid = image_grid(images, nrow)
     check_allocation(grid.size * scale * scale * 5, f"scale={scale}", "the scaled picture")
     if scale > 1:
@@ -61,7 +63,7 @@ def save_image_grid(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if grid.ndim == 2:
-        matplotlib.image.imsave(path, grid, cmap="gray", vmin=0, vmax=255)
+        matplotlib.image.imsave(path, grid, cmap="gray", vmin=0, vmax=255, format="png")
     else:
-        matplotlib.image.imsave(path, grid)
+        matplotlib.image.imsave(path, grid, format="png")
     return path

@@ -20,6 +20,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._validation import check_number, check_positive_int
 from ..schedules import NoiseSchedule
 
 __all__ = [
@@ -51,11 +52,13 @@ def _points(x: object, name: str = "x") -> np.ndarray:
 def _set_lim(ax: Axes, lim: float | tuple[float, float] | None) -> None:
     if lim is None:
         return
-    lo, hi = (
-        (-float(lim), float(lim))
-        if isinstance(lim, (int, float))
-        else (float(lim[0]), float(lim[1]))
-    )
+    if isinstance(lim, (tuple, list)) and len(lim) == 2:
+        lo, hi = check_number(lim[0], "lim[0]"), check_number(lim[1], "lim[1]")
+    elif isinstance(lim, (tuple, list, str)):
+        raise TypeError(f"lim must be a number L (view [-L, L]²) or a pair (lo, hi), got {lim!r}")
+    else:
+        L = check_number(lim, "lim", low=0.0)
+        lo, hi = -L, L
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
 
@@ -132,11 +135,15 @@ def plot_trajectories(
     """
     if len(traj) < 2:
         raise ValueError(f"traj must hold at least 2 states, got {len(traj)}")
-    if isinstance(n_paths, bool) or not isinstance(n_paths, int) or n_paths < 1:
-        raise ValueError(f"n_paths must be a positive int, got {n_paths!r}")
-    steps = np.stack([_points(x, f"traj[{i}]") for i, x in enumerate(traj)])  # (S, N, 2)
-    if len({p.shape for p in steps}) != 1:
-        raise ValueError("every state in traj must have the same shape (N, 2)")
+    n_paths = check_positive_int(n_paths, "n_paths")
+    states = [_points(x, f"traj[{i}]") for i, x in enumerate(traj)]
+    odd = next((i for i, p in enumerate(states) if p.shape != states[0].shape), None)
+    if odd is not None:
+        raise ValueError(
+            f"every state in traj must have the same shape (N, 2): traj[0] is "
+            f"{states[0].shape}, traj[{odd}] is {states[odd].shape}"
+        )
+    steps = np.stack(states)  # (S, N, 2)
     ax = _new_ax(ax)
     k = min(n_paths, steps.shape[1])
     for j in range(k):
@@ -160,12 +167,20 @@ def _finite_log_snr(schedule: NoiseSchedule) -> np.ndarray:
 
 
 def plot_schedules(
-    schedules: Mapping[str, NoiseSchedule], axes: Sequence[Axes] | None = None
+    schedules: Mapping[str, NoiseSchedule] | NoiseSchedule, axes: Sequence[Axes] | None = None
 ) -> Sequence[Axes]:
-    """Plot ``alpha_bar_t``, ``beta_t`` and ``log SNR(t)`` against ``t/T`` for each named schedule.
+    """Plot ``alpha_bar_t``, ``beta_t`` and ``log SNR(t)`` against ``t/T`` for each named schedule
+    (or for one schedule).
 
     Time is shown as ``t / T`` so schedules with different ``T`` share an axis. Returns the 3 axes.
     """
+    if isinstance(schedules, NoiseSchedule):
+        schedules = {f"T={schedules.T}": schedules}
+    if not isinstance(schedules, Mapping):
+        raise TypeError(
+            "schedules must be a NoiseSchedule or a mapping {name: NoiseSchedule}, got "
+            f"{type(schedules).__name__}"
+        )
     if not schedules:
         raise ValueError("schedules must name at least one NoiseSchedule")
     for name, sch in schedules.items():
@@ -214,8 +229,7 @@ def plot_loss(
     )
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"losses must be a non-empty 1-D sequence, got shape {arr.shape}")
-    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
-        raise ValueError(f"smooth must be a positive int, got {smooth!r}")
+    smooth = check_positive_int(smooth, "smooth")
     ax = _new_ax(ax, (6.0, 3.5))
     steps = np.arange(1, arr.size + 1)
     ax.plot(steps, arr, color="tab:blue", alpha=0.3, lw=0.8, label="per step")
