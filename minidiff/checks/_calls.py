@@ -25,7 +25,9 @@ from ..schedules import NoiseSchedule
 
 Case = tuple[Sequence[Any], Mapping[str, Any]]
 Fn = Callable[..., Any]
-_SKIP_DIRS = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
+# frames that are not the student's: torch's and the whole package's (a check inside a network or a
+# loss the student called raises there, but the line to show is the student's call)
+_SKIP_DIRS = (str(Path(torch.__file__).parent), str(Path(__file__).parent.parent))
 
 
 class ReturnError(Exception):
@@ -212,11 +214,24 @@ _HINTS = (
         "multiplies a (B, …) tensor",
     ),
     (
+        "One of the differentiated Tensors does not require grad",
+        "the tensor you differentiate with respect to must require grad: "
+        "`x = x.detach().requires_grad_(True)` before the model sees it",
+    ),
+    (
         "does not require grad",
         "the loss has lost its gradient: was it computed under torch.no_grad(), or detached?",
     ),
-    ("same dtype", "keep the data's dtype: convert schedule values with `.to(x.dtype)`"),
-    ("expected scalar type", "keep the data's dtype: convert schedule values with `.to(x.dtype)`"),
+    (
+        "same dtype",
+        "keep the data's dtype in every tensor you make: `torch.randn(..., dtype=x.dtype)`, "
+        "schedule values `.to(x.dtype)`",
+    ),
+    (
+        "expected scalar type",
+        "keep the data's dtype in every tensor you make: `torch.randn(..., dtype=x.dtype)`, "
+        "schedule values `.to(x.dtype)`",
+    ),
     (
         "out of bounds",
         "an index is out of range: schedule arrays have length T + 1 and t runs from 1 to T",
@@ -234,10 +249,21 @@ _HINTS = (
     ),
     (
         "backward through the graph a second time",
-        "pass retain_graph=True (or create_graph=True) to every torch.autograd.grad call but the "
-        "last",
+        "pass create_graph=True to every torch.autograd.grad call: its result is part of a loss "
+        "that is differentiated again (retain_graph=True alone is not enough)",
     ),
 )
+
+
+def unfinished_helper(err: BaseException) -> str | None:
+    """The name of the student's function that raised ``err`` when it is not the one checked
+    (another exercise function, still a stub, that the checked one calls), else None."""
+    frames = [
+        f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_SKIP_DIRS)
+    ]
+    if len(frames) >= 2 and frames[-1].name != frames[0].name and frames[-1].name != "<lambda>":
+        return frames[-1].name
+    return None
 
 
 def _student_line(err: BaseException) -> str:

@@ -389,7 +389,14 @@ class _Judge:
 
     def _call_error(self, run: _Run) -> str | None:
         """A stub that is not done yet, or the first exception the answer raised."""
-        if any(isinstance(c.error, NotImplementedError) for c in run.calls):
+        stub = next((c.error for c in run.calls if isinstance(c.error, NotImplementedError)), None)
+        if stub is not None:
+            helper = _calls.unfinished_helper(stub)
+            if helper is not None:
+                return (
+                    f"`{helper}`, which your function calls, is not implemented yet — write it "
+                    "(and check it) first, then run this cell again."
+                )
             return (
                 "not implemented yet — replace `raise NotImplementedError` with your code, then "
                 "run this cell again."

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._validation import check_labels
 from ..guidance import classifier_guidance
 from ..losses import conditional_eps_loss
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule
@@ -68,21 +69,36 @@ class TinyConditionalEps(nn.Module):
         )
         _init(self, seed)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if isinstance(y, torch.Tensor) and y.numel() and not y.is_floating_point():
-            lo, hi = int(y.min()), int(y.max())
-            if lo < 0 or hi > self.num_classes:
-                raise ValueError(
-                    f"model(x, t, y) got the label {lo if lo < 0 else hi}: labels are the classes "
-                    f"0..{self.num_classes - 1} and the null label ∅ = null_label = "
-                    f"{self.num_classes}"
-                )
-        onehot = nn.functional.one_hot(y.long(), self.num_classes + 1).to(x.dtype)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | int) -> torch.Tensor:
+        # labels as the course's networks take them: an int for the whole batch or an integer
+        # tensor (B,), in 0..C-1 or the null label C (a float label is refused, as they refuse it)
+        yy = check_labels(y, x.shape[0], self.num_classes, allow_null=True, name="model's y")
+        onehot = nn.functional.one_hot(yy.to(x.device), self.num_classes + 1).to(x.dtype)
         return self.net(torch.cat([x, (t.to(x.dtype) / self.T)[:, None], onehot], dim=1))
 
 
 def _schedules() -> list[NoiseSchedule]:
     return [linear_schedule(20, 0.01, 0.2), cosine_schedule(12)]
+
+
+def _no_grad_cause(fn: Fn, args: Sequence[Any], kwargs: dict[str, Any], err: Exception) -> str:
+    """Why no gradient reached x_t: the function works with gradients on (then only the sampler's
+    ``no_grad`` breaks it: ``enable_grad`` is missing), or not even then (``x_t`` never required
+    grad)."""
+    try:
+        with torch.enable_grad():
+            seeded(fn)(*args, **kwargs)
+    except RuntimeError:
+        return (
+            "cannot take the classifier's gradient with respect to x_t: x_t does not require "
+            "grad. Differentiate a copy that does, `x = x_t.detach().requires_grad_(True)`, and "
+            f"call the classifier on x (the error: {err})"
+        )
+    return (
+        "cannot take the classifier's gradient when it is called the way a sampler calls it, "
+        "inside torch.no_grad(): wrap the gradient computation in `with torch.enable_grad():` "
+        f"(the sampler would crash with this error: {err})"
+    )
 
 
 def _in_sampler(fn: Fn) -> Fn:
@@ -95,12 +111,7 @@ def _in_sampler(fn: Fn) -> Fn:
                 out = seeded(fn)(*args, **kwargs)
             except RuntimeError as err:
                 if "does not require grad" in str(err) or "does not have a grad_fn" in str(err):
-                    raise ReturnError(
-                        "cannot take the classifier's gradient when it is called the way a "
-                        "sampler calls it, inside torch.no_grad(): wrap the gradient computation "
-                        "in `with torch.enable_grad():` (the sampler would crash with this error: "
-                        f"{err})"
-                    ) from None
+                    raise ReturnError(_no_grad_cause(fn, args, kwargs, err)) from None
                 raise
         return out.detach() if isinstance(out, torch.Tensor) else out
 

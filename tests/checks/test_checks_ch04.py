@@ -72,3 +72,18 @@ def test_nan_samples_are_called_nan(solution: dict[str, Any]) -> None:
 
     res = ch04.check_sample(nan_sample, display=False)
     assert not res.passed and "contain NaN" in res.message and "generator" not in res.message
+
+
+def test_a_helper_still_a_stub_is_named() -> None:
+    def ddpm_training_loss(*args: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train_step(model, optimizer, x0, alpha_bar, generator):  # type: ignore[no-untyped-def]
+        loss = ddpm_training_loss(model, x0, alpha_bar, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    res = ch04.check_train_step(train_step, display=False)
+    assert "`ddpm_training_loss`, which your function calls, is not implemented yet" in res.message

@@ -61,3 +61,34 @@ def test_classifier_guidance_without_enable_grad_is_told_why_the_sampler_would_c
 
     res = ch09.check_classifier_guided_eps(no_enable, display=False)
     assert not res.passed and "torch.enable_grad()" in res.message and "no_grad" in res.message
+
+
+def test_an_int_null_label_is_right_and_a_float_label_is_refused_as_the_networks_do() -> None:
+    from minidiff.checks import ch09
+
+    def cfg_eps(model, x_t, t, y, w, null_label):  # type: ignore[no-untyped-def]
+        return (1 + w) * model(x_t, t, y) - w * model(x_t, t, null_label)
+
+    assert ch09.check_cfg_eps(cfg_eps, display=False).passed
+
+    def float_null(model, x_t, t, y, w, null_label):  # type: ignore[no-untyped-def]
+        null = torch.full(y.shape, float(null_label))
+        return (1 + w) * model(x_t, t, y) - w * model(x_t, t, null)
+
+    res = ch09.check_cfg_eps(float_null, display=False)
+    assert not res.passed and "integer (long) tensor" in res.message
+    assert "model(x_t, t, null)" in res.message, res.message  # the student's line, quoted
+
+
+def test_a_missing_requires_grad_is_told_apart_from_a_missing_enable_grad() -> None:
+    from minidiff.checks import ch09
+
+    def without_requires_grad(eps_model, classifier, x_t, t, y, alpha_bar, w):  # type: ignore[no-untyped-def]
+        with torch.enable_grad():
+            lp = torch.log_softmax(classifier(x_t, t), 1).gather(1, y[:, None]).sum()
+            (g,) = torch.autograd.grad(lp, x_t)
+        return eps_model(x_t, t) - w * (1 - alpha_bar[t]).sqrt()[:, None].to(x_t.dtype) * g
+
+    res = ch09.check_classifier_guided_eps(without_requires_grad, display=False)
+    assert not res.passed and "requires_grad_(True)" in res.message
+    assert "enable_grad" not in res.message
