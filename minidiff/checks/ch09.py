@@ -250,6 +250,10 @@ def _cg_diagnosis(
             "w √(1 − ᾱ_{t−1}) (read the schedule at t: alpha_bar[t])": w
             * (1 - ab.double()[(t - 1).clamp(min=0)]).sqrt(),
             "√(1 − ᾱ_t) (the weight w is missing)": (1 - a).sqrt(),
+            "w √(1 − ᾱ_t) / B (you averaged the log-probabilities over the batch: each row's "
+            "gradient is then divided by B; sum them, .sum(), as the rows are independent)": w
+            * (1 - a).sqrt()
+            / len(a),
         }
         if torch.allclose(c, want["w √(1 − ᾱ_t)"], rtol=1e-3):
             continue
@@ -479,7 +483,8 @@ def _loss_variant(kind: str) -> Fn:
         y_in = torch.where(drop, torch.full_like(y, fill), y)
         ab = alpha_bar.to(x0.dtype)[t][:, None]
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        return ((noise - model(x_t, t, y_in)) ** 2).mean()
+        target = x0 if kind == "x0_target" else noise
+        return ((target - model(x_t, t, y_in)) ** 2).mean()
 
     return fn
 
@@ -548,6 +553,11 @@ _LOSS = Spec(
             _loss_variant("no_dropout"),
             "no label was ever dropped: without training on ∅ the network has no unconditional "
             "model for classifier-free guidance.",
+        ),
+        "x0_target": Mistake(
+            _loss_variant("x0_target"),
+            "the target is the noise ε the step drew, not x0: the model is an ε-predictor, "
+            "loss = mean((noise - model(x_t, t, y'))²), as in L_simple.",
         ),
         "noise_first": Mistake(
             _loss_variant("noise_first"),
