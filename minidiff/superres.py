@@ -30,7 +30,9 @@ from ._validation import (
     Int,
     Rng,
     check_finite,
+    check_instance,
     check_tensor,
+    check_timesteps,
     checked,
 )
 from .diffusion import eps_from_x0
@@ -284,6 +286,8 @@ class ResidualSR(nn.Module):
 
     def __init__(self, config: UNetConfig, schedule: NoiseSchedule) -> None:
         super().__init__()
+        check_instance(config, "config", UNetConfig)
+        check_instance(schedule, "schedule", NoiseSchedule)
         if config.cond_channels < config.in_channels:
             raise ValueError(
                 f"config.cond_channels must be >= in_channels={config.in_channels} (the skip adds "
@@ -300,6 +304,7 @@ class ResidualSR(nn.Module):
         x_cond: torch.Tensor,
         aug_level: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        t = check_timesteps(t, x_t.shape[0], self.schedule.T).to(x_t.device)
         kw = {} if aug_level is None else {"aug_level": aug_level}
         x0 = x_cond[:, : self.config.in_channels] + self.net(x_t, t, x_cond=x_cond, **kw)
         return eps_from_x0.unchecked(x_t, t, x0, self.schedule)
@@ -322,6 +327,8 @@ def train_base(
 
     ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA decay 0.99).
     """
+    images = _unit_images(images, "images")
+    check_instance(schedule, "schedule", NoiseSchedule)
     cfg = small_unet_config(images.shape[-1], images.shape[1])
     model = _seeded_unet(cfg, seed)
     opts = {"batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, **options}
@@ -390,6 +397,8 @@ def train_conditional(
     approximates ``x``).
     """
     x, x_cond = _image_pairs(x, x_cond, low_resolution=True)
+    check_instance(schedule, "schedule", NoiseSchedule)
+    check_up_to_T(max_aug_level, "max_aug_level", schedule)
     C, S = x.shape[1], x.shape[-1]
     cfg = small_unet_config(S, C, cond_channels=x_cond.shape[1], aug_embedding=max_aug_level > 0)
     model = _seeded(lambda: ResidualSR(cfg, schedule) if residual else UNet(cfg), seed)
@@ -477,13 +486,26 @@ def train_regression(
     return cast(Regressor, res.ema.model.eval())
 
 
+def _unit_images(x: object, name: str) -> torch.Tensor:
+    """``x (N, C, H, W)``: finite, in ``[-1, 1]`` (the course's image range), N >= 1, square."""
+    x = check_finite(check_tensor(x, name, dim=4), name)
+    if x.shape[0] == 0 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{name} must hold square images (N >= 1, C, S, S), got {tuple(x.shape)}")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1.0 or hi > 1.0:
+        raise ValueError(
+            f"{name} must lie in [-1, 1] (the course's image range), got values in "
+            f"[{lo:.4g}, {hi:.4g}]"
+        )
+    return x
+
+
 def _image_pairs(
     x: object, x_cond: object, low_resolution: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``x (N, C, S, S)`` and ``x_cond (N, C_cond, S, S)``: finite images, pair by pair
     (``low_resolution``: also ``x_cond (N, C_cond, h, h)`` with ``h`` dividing ``S``)."""
-    x = check_finite(check_tensor(x, "x", dim=4), "x")
-    x_cond = check_finite(check_tensor(x_cond, "x_cond", dim=4), "x_cond")
+    x, x_cond = _unit_images(x, "x"), _unit_images(x_cond, "x_cond")
     if x.shape[0] == 0 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"x must hold square images (N >= 1, C, S, S), got {tuple(x.shape)}")
     N, S, h = x.shape[0], x.shape[-1], x_cond.shape[-1]

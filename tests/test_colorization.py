@@ -119,3 +119,17 @@ def test_chroma_in_gamut_moves_x0_into_the_rgb_cube():
     torch.testing.assert_close(kept, inside[:, 1:], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="gray must have 1 channel"):
         chroma_in_gamut(torch.zeros(1, 3, 4, 4))
+
+
+def test_colorize_names_a_model_that_does_not_draw_chroma_from_luma() -> None:
+    import torch
+
+    from minidiff import cosine_schedule
+    from minidiff.colorization import colorize
+    from minidiff.nn.unet import UNet
+    from minidiff.superres import small_unet_config
+
+    gray = torch.rand(2, 1, 8, 8) * 2 - 1
+    wrong = UNet(small_unet_config(8, 1, cond_channels=1))
+    with pytest.raises(ValueError, match="in_channels=1, cond_channels=1"):
+        colorize(wrong, gray, cosine_schedule(50), steps=3)

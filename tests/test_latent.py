@@ -147,3 +147,19 @@ def test_bad_autoencoder_sizes() -> None:
         AutoencoderKL(channels=(8, 16, 16), groups=4, image_size=10)
     with pytest.raises(ValueError, match="groups"):
         AutoencoderKL(channels=(6, 16), groups=4)
+
+
+def test_the_autoencoder_names_bad_input_and_the_space_leaves_it_trainable() -> None:
+    ae = AutoencoderKL(in_channels=1, image_size=8, channels=(8, 8), groups=4)
+    with pytest.raises(TypeError, match="in_channels must be an int"):
+        AutoencoderKL(in_channels=1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="channels must be a tuple of ints"):
+        AutoencoderKL(channels=32)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="x contains non-finite"):
+        ae.encode(torch.full((2, 1, 8, 8), float("nan")))
+    with pytest.raises(TypeError, match="x has dtype torch.float64"):
+        ae.encode(torch.zeros(2, 1, 8, 8, dtype=torch.float64))
+    ae.train()
+    LatentSpace.fit(ae, torch.rand(16, 1, 8, 8) * 2 - 1)
+    assert ae.training and all(p.requires_grad for p in ae.parameters())
+    kl_autoencoder_loss(ae, torch.rand(4, 1, 8, 8) * 2 - 1).backward()

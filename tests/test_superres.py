@@ -93,3 +93,28 @@ def test_cascade_bad_inputs() -> None:
         cascade_sample(base, sr, SCHED, 0, steps=2)
     with pytest.raises(TypeError, match="aug_level"):
         cascade_sample(base, sr, SCHED, 2, steps=2, aug_level=1.5)
+
+
+def test_the_image_half_refuses_bad_input_before_any_work_and_samples_in_float64() -> None:
+    from minidiff.superres import Regressor, train_base, train_conditional
+
+    sched = cosine_schedule(50)
+    x = torch.rand(8, 1, 8, 8) * 2 - 1
+    with pytest.raises(ValueError, match="residual=True adds the condition's first 2 channels"):
+        Regressor(small_unet_config(8, 2, cond_channels=1), residual=True)
+    with pytest.raises(ValueError, match=r"images must lie in \[-1, 1\]"):
+        train_base(x * 10, sched, steps=1, progress=False)
+    with pytest.raises(TypeError, match="schedule must be"):
+        train_base(x, None, steps=1, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_aug_level must be in 0..T=50"):
+        train_conditional(x, x, sched, steps=1, max_aug_level=51, progress=False)
+    with pytest.raises(ValueError, match=r"x_cond must lie in \[-1, 1\]"):
+        train_conditional(x, x * 10, sched, steps=1, progress=False)
+    with pytest.raises(TypeError, match="config must be"):
+        ResidualSR("tiny", sched)  # type: ignore[arg-type]
+    sr = ResidualSR(small_unet_config(8, 1, cond_channels=1), sched)
+    with pytest.raises(ValueError, match="t must lie in 1..50"):
+        sr(x[:2], torch.tensor([60, 4]), x[:2])
+    model = UNet(small_unet_config(8, 1, cond_channels=1)).double()
+    out = sr_sample(model, x[:2].double(), sched, steps=3)
+    assert out.dtype == torch.float64

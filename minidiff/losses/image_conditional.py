@@ -33,8 +33,8 @@ __all__ = ["image_conditional_loss", "regression_loss"]
 
 @checked(
     model=Check(check_image_model),
-    x0=FloatTensor(dim=4, nonempty=True, finite=True),
-    x_cond=FloatTensor(dim=4, finite=True),
+    x0=FloatTensor(dim=4, nonempty=True, finite=True, within=(-1.0, 1.0)),
+    x_cond=FloatTensor(dim=4, finite=True, within=(-1.0, 1.0)),
     schedule=NoiseSchedule,
     max_aug_level=Check(check_aug_level, uses=("model", "schedule")),
     generator=Rng,

@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._validation import check_positive_int
+
 __all__ = [
     "attention",
     "check_context",
@@ -122,8 +124,9 @@ class CrossAttention(nn.Module):
             ("context_dim", context_dim),
             ("heads", heads),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_positive_int(value, name)
+        if head_dim is not None:
+            head_dim = check_positive_int(head_dim, "head_dim")
         if head_dim is None:
             if query_dim % heads:
                 raise ValueError(

@@ -29,7 +29,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import FloatTensor, Number, Rng, check_tensor, checked
+from .._validation import (
+    FloatTensor,
+    Number,
+    Rng,
+    check_finite,
+    check_positive_int,
+    check_tensor,
+    checked,
+)
 from ..tensors import noise_like
 from .unet import Downsample, Upsample
 
@@ -100,12 +108,14 @@ class AutoencoderKL(nn.Module):
             ("groups", groups),
             ("image_size", image_size),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        chans = tuple(channels)
-        if not chans or any(
-            isinstance(c, bool) or not isinstance(c, int) or c % groups for c in chans
-        ):
+            check_positive_int(value, name)
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, (tuple, list)):
+            raise TypeError(
+                f"channels must be a tuple of ints, one per level (e.g. (32, 64, 64)), "
+                f"got {type(channels).__name__} {channels!r}"
+            )
+        chans = tuple(check_positive_int(c, "channels") for c in channels)
+        if not chans or any(c % groups for c in chans):
             raise ValueError(
                 f"channels must be non-empty ints divisible by groups ({groups}), got {channels!r}"
             )
@@ -154,7 +164,13 @@ class AutoencoderKL(nn.Module):
                 f"{name} must have shape (B, {shape[0]}, {shape[1]}, {shape[2]}) for this "
                 f"autoencoder, got {tuple(x.shape)}"
             )
-        return x
+        weight = next(self.parameters())
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"{name} has dtype {x.dtype} but this autoencoder's weights are {weight.dtype}: "
+                f"pass {name}.to({weight.dtype}) or convert the model (model.to({x.dtype}))"
+            )
+        return check_finite(x, name)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
         """``x (B, C, S, S)`` in ``[-1, 1]`` -> ``q(z | x)``: mean, logvar ``(B, c, S/f, S/f)``."""

@@ -54,7 +54,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import check_choice, check_finite, check_labels, check_number, check_positive_int
+from .._validation import (
+    check_all_finite,
+    check_choice,
+    check_finite,
+    check_labels,
+    check_number,
+    check_positive_int,
+)
 from .attention import CrossAttentionBlock, check_context
 from .mlp import sinusoidal_embedding
 
@@ -664,7 +671,6 @@ class UNet(nn.Module):
             )
         if t.dtype == torch.bool or t.is_complex():
             raise TypeError(f"t must be an integer or floating tensor, got dtype {t.dtype}")
-        check_finite(x, "x")
 
     @property
     def num_classes(self) -> int:
@@ -697,6 +703,12 @@ class UNet(nn.Module):
         """
         self._check_inputs(x, t)
         y, context_mask = self._check_conditions(x, y, context, context_mask, x_cond, aug_level)
+        if isinstance(aug_level, int):  # one level for the whole batch, as for y and t
+            aug_level = torch.full((x.shape[0],), aug_level, device=x.device)
+        # every float input finite, in one synchronisation
+        check_all_finite(
+            (x, "x"), (context, "context"), (x_cond, "x_cond"), (aug_level, "aug_level")
+        )
         emb = self.time_embed(t)
         if y is not None:
             emb = emb + self.label_embed(y)
@@ -780,16 +792,26 @@ class UNet(nn.Module):
                     f"the input's batch and size), got {tuple(x_cond.shape)}"
                 )
         if cfg.aug_embedding:
-            if not isinstance(aug_level, Tensor):
+            if isinstance(aug_level, bool) or not isinstance(aug_level, (int, Tensor)):
                 raise TypeError(
-                    f"aug_level must be a tensor ({B},) of augmentation levels, "
+                    f"aug_level must be an int or a tensor ({B},) of augmentation levels, "
                     f"got {type(aug_level).__name__}"
                 )
-            if aug_level.shape != (B,):
-                raise ValueError(
-                    f"aug_level must have shape (B,) = ({B},) matching x, "
-                    f"got {tuple(aug_level.shape)}"
-                )
+            if isinstance(aug_level, Tensor):
+                if aug_level.dtype == torch.bool or aug_level.is_complex():
+                    raise TypeError(
+                        f"aug_level must be an integer or floating tensor, got {aug_level.dtype}"
+                    )
+                if aug_level.shape != (B,):
+                    raise ValueError(
+                        f"aug_level must have shape (B,) = ({B},) matching x, "
+                        f"got {tuple(aug_level.shape)}"
+                    )
+        if context is not None and isinstance(context, Tensor) and context.dtype != x.dtype:
+            raise TypeError(
+                f"context has dtype {context.dtype} but x has {x.dtype}: encode the tokens in the "
+                f"model's dtype (context.to({x.dtype}))"
+            )
         return labels, mask
 
     def parameter_table(self) -> list[tuple[str, int]]:

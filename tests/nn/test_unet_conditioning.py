@@ -242,3 +242,21 @@ def test_closed_form_parameter_count_includes_the_conditioning(
 ) -> None:
     model = UNet(preset, **overrides)
     assert parameter_count(model.config) == count_parameters(model)
+
+
+def test_conditions_are_checked_like_x_finite_in_its_dtype_aug_level_by_name() -> None:
+    from minidiff.nn.unet import UNet as _UNet
+
+    x, t, nan = torch.randn(2, 1, 8, 8), torch.tensor([3, 4]), float("nan")
+    with pytest.raises(ValueError, match="context contains non-finite"):
+        _UNet("tiny", context_dim=8)(x, t, context=torch.full((2, 3, 8), nan))
+    with pytest.raises(ValueError, match="x_cond contains non-finite"):
+        _UNet("tiny", cond_channels=2)(x, t, x_cond=torch.full((2, 2, 8, 8), nan))
+    with pytest.raises(TypeError, match="context has dtype torch.float64 but x has torch.float32"):
+        _UNet("tiny", context_dim=8)(x, t, context=torch.randn(2, 3, 8, dtype=torch.float64))
+    aug = _UNet("tiny", aug_embedding=True)
+    with pytest.raises(ValueError, match="aug_level contains non-finite"):
+        aug(x, t, aug_level=torch.tensor([nan, 5.0]))
+    with pytest.raises(TypeError, match="aug_level must be an integer or floating tensor"):
+        aug(x, t, aug_level=torch.tensor([True, False]))
+    torch.testing.assert_close(aug(x, t, aug_level=3), aug(x, t, aug_level=torch.tensor([3, 3])))
