@@ -635,7 +635,8 @@ class FloatTensor(Spec):
     Args:
         dim: exact number of dimensions; ``min_dim`` the least (default 1: a batch dimension).
         nonempty: at least one sample (a batch dimension of size >= 1).
-        like: name of another tensor argument it must have the same shape as.
+        like: name of another tensor argument it must have the same shape as; a floating value
+            is cast to that argument's dtype, so that the result keeps the data's dtype.
         finite: no NaN or infinity. ``positive``: every value ``> 0``. ``within=(lo, hi)``:
             every value in ``[lo, hi]`` (up to 1e-6). These read values (deferred, one read).
         broadcast: the ``broadcast=True`` tensors of a call must broadcast together.
@@ -670,6 +671,8 @@ class FloatTensor(Spec):
             other = call.get(self.like)
             if isinstance(other, torch.Tensor):
                 check_same_shape(other, value, self.like, name)
+                if other.is_floating_point() and value.dtype != other.dtype:
+                    value = value.to(other.dtype)  # the result keeps the data's dtype
         if not _VALUE_CHECKS.get():
             return value
         if self.finite:

@@ -23,7 +23,16 @@ from typing import cast
 
 import torch
 
-from ._validation import FloatTensor, Function, OneOf, Rng, Timesteps, call_like, checked
+from ._validation import (
+    FloatTensor,
+    Function,
+    OneOf,
+    Rng,
+    Timesteps,
+    call_like,
+    checked,
+    value_checks_enabled,
+)
 from .schedules import NoiseSchedule
 from .tensors import noise_like
 
@@ -166,12 +175,29 @@ def eps_from_score(
     return -score * schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, score.dim(), like=score)
 
 
+def _schedule_index(t: object, name: str, schedule: object, lowest: int) -> torch.Tensor:
+    """``t`` (an int or an integer tensor) as a long tensor, in ``lowest..T`` (read back only
+    where value checks are on: a sampler's loop skips them)."""
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    if isinstance(t, bool) or not isinstance(t, (int, torch.Tensor)):
+        raise TypeError(f"{name} must be an int or an integer tensor of timesteps, got {t!r}")
+    tt = torch.as_tensor(t)
+    if tt.is_floating_point() or tt.is_complex() or tt.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer timesteps, got dtype {tt.dtype}")
+    if value_checks_enabled() and tt.numel():
+        lo, hi = int(tt.min()), int(tt.max())
+        if lo < lowest or hi > schedule.T:
+            raise ValueError(f"{name} must lie in {lowest}..{schedule.T}, got {lo}..{hi}")
+    return tt.long()
+
+
 def marginal_coefficients(
-    t: torch.Tensor, schedule: NoiseSchedule, device: torch.device | None = None
+    t: torch.Tensor | int, schedule: NoiseSchedule, device: torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))``, two float64 ``(B,)`` tensors: the scale
-    and the noise level of ``q(x_t | x_0)``, for checked long timesteps ``t`` ``(B,)``."""
-    tt = t.cpu()
+    """``(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))``, two float64 tensors of ``t``'s shape: the
+    scale and the noise level of ``q(x_t | x_0)``, for timesteps ``t`` in ``0..T``."""
+    tt = _schedule_index(t, "t", schedule, 0).cpu()
     a, s = schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt]
     return (a, s) if device is None else (a.to(device), s.to(device))
 
@@ -192,6 +218,7 @@ def model_variance(
     ``x_0 ~ N(0, I)``, ``beta_tilde`` when ``x_0`` is a point mass. ``beta_tilde_1 = 0``, so when a
     density is needed at ``t = 1`` (``for_density=True``), ``beta_1`` is used instead.
     """
+    t = _schedule_index(t, "t", schedule, 0)
     if variance == "beta":
         values = schedule.betas
     else:

@@ -148,3 +148,20 @@ def test_conversion_error_paths() -> None:
         score_from_eps([0.0, 1.0], 1, s)
     with pytest.raises(ValueError, match="t"):
         eps_from_score(x, 0, s)
+
+
+def test_the_result_keeps_the_datas_dtype_and_public_kernels_check_t() -> None:
+    import minidiff.diffusion as D
+    from minidiff import linear_schedule
+
+    s = linear_schedule(50)
+    x = torch.zeros(2, 2)
+    noise64 = torch.ones(2, 2, dtype=torch.float64)
+    assert D.q_sample(x, 3, s, noise=noise64).dtype == torch.float32
+    assert D.predict_x0_from_eps(x, 3, noise64, s).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"t must lie in 0..50"):
+        D.marginal_coefficients(torch.tensor([-1]), s)
+    with pytest.raises(TypeError, match="t must be an int or an integer tensor"):
+        D.model_variance(1.5, s, "beta", 2, like=x)  # type: ignore[arg-type]
+    a, sig = D.marginal_coefficients(5, s)
+    assert float(a**2 + sig**2) == pytest.approx(1.0)

@@ -244,3 +244,15 @@ def test_constructor_errors(factory, match: str) -> None:  # type: ignore[no-unt
 def test_to_schedule_rejects_bad_T() -> None:
     with pytest.raises(ValueError, match="T must be >= 1"):
         VPSDE().to_schedule(0)
+
+
+def test_vp_only_functions_flags_and_scalar_data() -> None:
+    from minidiff import linear_schedule
+    from minidiff.sde import VESDE, VPSDE, discrete_timestep
+
+    with pytest.raises(TypeError, match="sde must be a VPSDE"):
+        discrete_timestep(torch.tensor([0.5]), linear_schedule(100), VESDE())
+    with pytest.raises(TypeError, match="probability_flow must be True or False"):
+        VPSDE().reverse(lambda x, t: -x, probability_flow="no")  # type: ignore[arg-type]
+    z = torch.randn(5, dtype=torch.float64)
+    torch.testing.assert_close(VPSDE().prior_logp(z), VPSDE().prior_logp(z[:, None]))

@@ -28,6 +28,7 @@ from .._validation import (
     Int,
     Number,
     Rng,
+    check_number,
     check_timesteps,
     checked,
     describe,
@@ -189,6 +190,8 @@ class GaussianMixture:
     def eight_gaussians(cls, radius: float = 2.0, std: float = 0.15) -> GaussianMixture:
         """Eight equal isotropic Gaussians on a circle (the law of
         ``toy_dataset("8gaussians")``)."""
+        radius = check_number(radius, "radius", low=0.0)
+        std = check_number(std, "std", low=0.0)
         ang = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
         means = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
         return cls(means, stds=std)

@@ -27,6 +27,7 @@ import torch
 from .._validation import (
     FloatTensor,
     Function,
+    Instance,
     Int,
     Number,
     Rng,
@@ -358,21 +359,36 @@ def respace_schedule(
     ts = _resolve_timesteps(sched, None, raw).flip(0)
     ab = sched.alpha_bar[ts]
     ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
-    return NoiseSchedule(1.0 - ab / ab_prev)
+    betas = 1.0 - ab / ab_prev
+    if bool((betas >= 1.0).any()):
+        raise ValueError(
+            f"schedule's alpha_bar is so small at the timesteps {timesteps!r} (alpha_bar_T = "
+            f"{float(sched.alpha_bar[-1]):.3g}) that a respaced beta rounds to 1, a step that "
+            "destroys all signal: use a schedule whose alpha_bar_T is not negligible"
+        )
+    return NoiseSchedule(betas)
 
 
-@checked(eps_model=Function("(x_t, t) -> eps"))
-def respace_eps_model(eps_model: EpsModel, timesteps: Sequence[int] | torch.Tensor) -> EpsModel:
+@checked(eps_model=Function("(x_t, t) -> eps"), schedule=Instance(NoiseSchedule, optional=True))
+def respace_eps_model(
+    eps_model: EpsModel,
+    timesteps: Sequence[int] | torch.Tensor,
+    schedule: NoiseSchedule | None = None,
+) -> EpsModel:
     """Wrap ``eps_model`` so that step ``i`` of the respaced chain calls it at ``tau_i``
-    (increasing order)."""
+    (increasing order). ``timesteps`` follow :func:`respace_schedule`'s rules (distinct, ``>= 1``;
+    given ``schedule``, also ``<= T``, as that function checks)."""
     if timesteps is None or isinstance(timesteps, (str, bytes)):
         raise TypeError(f"timesteps must be a 1-D sequence of ints in 1..T, got {timesteps!r}")
     raw = torch.as_tensor(timesteps)
     if raw.dtype.is_floating_point or raw.dtype == torch.bool or raw.dim() != 1 or raw.numel() < 1:
         raise TypeError(f"timesteps must be a 1-D sequence of ints, got {timesteps!r}")
-    if bool((raw < 1).any()):
-        raise ValueError(f"timesteps must be >= 1, got {timesteps!r}")
     ts = raw.long().sort().values
+    if bool((ts[1:] == ts[:-1]).any()):
+        raise ValueError(f"timesteps must not repeat a value, got {timesteps!r}")
+    top = schedule.T if schedule is not None else None
+    if int(ts[0]) < 1 or (top is not None and int(ts[-1]) > top):
+        raise ValueError(f"timesteps must lie in 1..{top or 'T'}, got {timesteps!r}")
     table = torch.cat([ts.new_zeros(1), ts])
 
     def eps(x_t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:

@@ -42,3 +42,15 @@ def test_gaussian_toys_are_the_named_mixtures_and_bad_names_raise() -> None:
         mixture_toy("checkerboard")
     with pytest.raises(TypeError, match="mixture"):
         max_mean_spacing("moons")  # type: ignore[arg-type]
+
+
+def test_names_and_numbers_use_the_dialect() -> None:
+    import pytest
+
+    from minidiff import GaussianMixture
+    from minidiff.data.mixture_toys import mixture_toy
+
+    with pytest.raises(TypeError, match="name must be one of"):
+        mixture_toy(123)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="radius must be a real number"):
+        GaussianMixture.eight_gaussians(radius="2")  # type: ignore[arg-type]

@@ -333,3 +333,16 @@ def test_step_argument_checks(sched: md.NoiseSchedule) -> None:
         ddim_step(x, 50, 49, x, sched, eta=5.0)
     with pytest.raises(ValueError, match="noise"):
         ddim_step(x, 10, 5, x, sched, eta=1.0, noise=torch.zeros(3, 1))
+
+
+def test_respacing_checks_its_timesteps_alike_in_both_halves() -> None:
+    import minidiff as md
+    from minidiff.samplers.ddim import respace_eps_model, respace_schedule
+
+    f = lambda x, t: x  # noqa: E731
+    with pytest.raises(ValueError, match="must not repeat"):
+        respace_eps_model(f, [1, 2, 2])
+    with pytest.raises(ValueError, match=r"timesteps must lie in 1..50"):
+        respace_eps_model(f, [10, 60], md.linear_schedule(50))
+    with pytest.raises(ValueError, match="a respaced beta rounds to 1"):
+        respace_schedule(md.linear_schedule(50, 0.5, 0.99), [50])
