@@ -26,7 +26,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validation import Check, FloatTensor, Number, Rng, checked
+from .._validation import (
+    Check,
+    Flag,
+    FloatTensor,
+    Number,
+    Rng,
+    check_positive_int,
+    check_with,
+    checked,
+)
 from ..diffusion import EpsModel, q_sample
 from ..guidance import cfg_combine, check_guidance_weight
 from ..losses import sample_timesteps
@@ -64,6 +73,7 @@ class Vocabulary:
         """One prompt (words separated by spaces) -> long ``(length,)``, padded with 0."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        length = check_positive_int(length, "length")
         words = prompt.split()
         unknown = [w for w in words if w not in self.ids or w == PAD]
         if unknown:
@@ -120,8 +130,8 @@ class TokenEncoder(nn.Module):
     def __init__(self, vocab_size: int, dim: int, max_length: int, *, pool: bool = False) -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("dim", dim), ("max_length", max_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_positive_int(value, name)
+        pool = check_with(Flag, pool, "pool")
         self.vocab_size, self.dim, self.max_length, self.pool = vocab_size, dim, max_length, pool
         self.words = nn.Embedding(vocab_size, dim)
         self.positions = nn.Parameter(torch.randn(max_length, dim))
@@ -157,6 +167,8 @@ class PromptUNet(nn.Module):
         self, batch_size: int, length: int, device: torch.device | None = None
     ) -> Tensor:
         """The null prompt's ids: zeros ``(batch_size, length)``."""
+        batch_size = check_positive_int(batch_size, "batch_size")
+        length = check_positive_int(length, "length")
         return torch.zeros(batch_size, length, dtype=torch.long, device=device)
 
     def forward(self, x: Tensor, t: Tensor, ids: Tensor) -> Tensor:
