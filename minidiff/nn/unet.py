@@ -779,39 +779,15 @@ class UNet(nn.Module):
                     "null prompt)"
                 )
             mask = check_context(context, B, cfg.context_dim, context_mask)
-        if cfg.cond_channels:
-            expected = f"({B}, {cfg.cond_channels}, {cfg.image_size}, {cfg.image_size})"
-            if not isinstance(x_cond, Tensor) or not x_cond.is_floating_point():
-                got = (
-                    f"dtype {x_cond.dtype}" if isinstance(x_cond, Tensor) else type(x_cond).__name__
-                )
-                raise TypeError(f"x_cond must be a floating tensor {expected}, got {got}")
-            if tuple(x_cond.shape) != (B, cfg.cond_channels, *x.shape[2:]):
-                raise ValueError(
-                    f"x_cond must have shape {expected} (cond_channels={cfg.cond_channels}, "
-                    f"the input's batch and size), got {tuple(x_cond.shape)}"
-                )
-        if cfg.aug_embedding:
-            if isinstance(aug_level, bool) or not isinstance(aug_level, (int, Tensor)):
+            if cast(Tensor, context).dtype != x.dtype:
                 raise TypeError(
-                    f"aug_level must be an int or a tensor ({B},) of augmentation levels, "
-                    f"got {type(aug_level).__name__}"
+                    f"context has dtype {cast(Tensor, context).dtype} but x has {x.dtype}: encode "
+                    f"the tokens in the model's dtype (context.to({x.dtype}))"
                 )
-            if isinstance(aug_level, Tensor):
-                if aug_level.dtype == torch.bool or aug_level.is_complex():
-                    raise TypeError(
-                        f"aug_level must be an integer or floating tensor, got {aug_level.dtype}"
-                    )
-                if aug_level.shape != (B,):
-                    raise ValueError(
-                        f"aug_level must have shape (B,) = ({B},) matching x, "
-                        f"got {tuple(aug_level.shape)}"
-                    )
-        if context is not None and isinstance(context, Tensor) and context.dtype != x.dtype:
-            raise TypeError(
-                f"context has dtype {context.dtype} but x has {x.dtype}: encode the tokens in the "
-                f"model's dtype (context.to({x.dtype}))"
-            )
+        if cfg.cond_channels:
+            _check_x_cond(x_cond, x, cfg)
+        if cfg.aug_embedding:
+            _check_aug_level(aug_level, B)
         return labels, mask
 
     def parameter_table(self) -> list[tuple[str, int]]:
@@ -835,3 +811,35 @@ class UNet(nn.Module):
             if hasattr(self, name):
                 rows.append((name, count_parameters(getattr(self, name))))
         return rows
+
+
+def _check_x_cond(x_cond: object, x: Tensor, cfg: UNetConfig) -> None:
+    """The conditioning image: floating, ``(B, cond_channels, S, S)`` like ``x``."""
+    B = x.shape[0]
+    expected = f"({B}, {cfg.cond_channels}, {cfg.image_size}, {cfg.image_size})"
+    if not isinstance(x_cond, Tensor) or not x_cond.is_floating_point():
+        got = f"dtype {x_cond.dtype}" if isinstance(x_cond, Tensor) else type(x_cond).__name__
+        raise TypeError(f"x_cond must be a floating tensor {expected}, got {got}")
+    if tuple(x_cond.shape) != (B, cfg.cond_channels, *x.shape[2:]):
+        raise ValueError(
+            f"x_cond must have shape {expected} (cond_channels={cfg.cond_channels}, "
+            f"the input's batch and size), got {tuple(x_cond.shape)}"
+        )
+
+
+def _check_aug_level(aug_level: object, B: int) -> None:
+    """The augmentation level: an int (the whole batch) or a real tensor ``(B,)``."""
+    if isinstance(aug_level, bool) or not isinstance(aug_level, (int, Tensor)):
+        raise TypeError(
+            f"aug_level must be an int or a tensor ({B},) of augmentation levels, "
+            f"got {type(aug_level).__name__}"
+        )
+    if isinstance(aug_level, Tensor):
+        if aug_level.dtype == torch.bool or aug_level.is_complex():
+            raise TypeError(
+                f"aug_level must be an integer or floating tensor, got {aug_level.dtype}"
+            )
+        if aug_level.shape != (B,):
+            raise ValueError(
+                f"aug_level must have shape (B,) = ({B},) matching x, got {tuple(aug_level.shape)}"
+            )
