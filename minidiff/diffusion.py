@@ -24,6 +24,7 @@ from typing import cast
 import torch
 
 from ._validation import (
+    Check,
     FloatTensor,
     Function,
     OneOf,
@@ -175,11 +176,9 @@ def eps_from_score(
     return -score * schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, score.dim(), like=score)
 
 
-def _schedule_index(t: object, name: str, schedule: object, lowest: int) -> torch.Tensor:
+def _schedule_index(t: object, name: str, schedule: NoiseSchedule, lowest: int = 0) -> torch.Tensor:
     """``t`` (an int or an integer tensor) as a long tensor, in ``lowest..T`` (read back only
     where value checks are on: a sampler's loop skips them)."""
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     if isinstance(t, bool) or not isinstance(t, (int, torch.Tensor)):
         raise TypeError(f"{name} must be an int or an integer tensor of timesteps, got {t!r}")
     tt = torch.as_tensor(t)
@@ -192,17 +191,21 @@ def _schedule_index(t: object, name: str, schedule: object, lowest: int) -> torc
     return tt.long()
 
 
+_SCHEDULE_T = Check(_schedule_index, uses=("schedule",))
+
+
+@checked(schedule=NoiseSchedule, t=_SCHEDULE_T)
 def marginal_coefficients(
     t: torch.Tensor | int, schedule: NoiseSchedule, device: torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t))``, two float64 tensors of ``t``'s shape: the
     scale and the noise level of ``q(x_t | x_0)``, for timesteps ``t`` in ``0..T``."""
-    tt = _schedule_index(t, "t", schedule, 0).cpu()
+    tt = torch.as_tensor(t).cpu()
     a, s = schedule.sqrt_alpha_bar[tt], schedule.sqrt_one_minus_alpha_bar[tt]
     return (a, s) if device is None else (a.to(device), s.to(device))
 
 
-@checked(variance=OneOf(VARIANCES))
+@checked(schedule=NoiseSchedule, t=_SCHEDULE_T, variance=OneOf(VARIANCES))
 def model_variance(
     t: torch.Tensor | int,
     schedule: NoiseSchedule,
@@ -218,7 +221,6 @@ def model_variance(
     ``x_0 ~ N(0, I)``, ``beta_tilde`` when ``x_0`` is a point mass. ``beta_tilde_1 = 0``, so when a
     density is needed at ``t = 1`` (``for_density=True``), ``beta_1`` is used instead.
     """
-    t = _schedule_index(t, "t", schedule, 0)
     if variance == "beta":
         values = schedule.betas
     else:

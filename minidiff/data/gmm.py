@@ -330,7 +330,7 @@ class GaussianMixture:
             self.check_points(x_t, "x_t")
             tt = check_timesteps(t, x_t.shape[0], schedule.T).to(x_t.device)
             x64 = x_t.to(torch.float64)
-            a, s = marginal_coefficients(tt, schedule, x_t.device)
+            a, s = marginal_coefficients.unchecked(tt, schedule, x_t.device)
             x0 = GaussianMixture.posterior_mean.unchecked(self, x64, a, s)
             return eps_from_x0.unchecked(x64, tt, x0, schedule).to(x_t.dtype)
 
@@ -345,7 +345,7 @@ class GaussianMixture:
         def score(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             self.check_points(x_t, "x_t")
             tt = check_timesteps(t, x_t.shape[0], schedule.T)
-            a, s = marginal_coefficients(tt, schedule)
+            a, s = marginal_coefficients.unchecked(tt, schedule)
             return GaussianMixture.marginal_score.unchecked(self, x_t, a, s)
 
         return score

@@ -211,7 +211,7 @@ class LabelledGaussianMixture:
 
         def eps(x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             tt = check_timesteps(t, x_t.shape[0], schedule.T).to(x_t.device)
-            a, s = marginal_coefficients(tt, schedule, x_t.device)
+            a, s = marginal_coefficients.unchecked(tt, schedule, x_t.device)
             score = self.cond_score(x_t.to(torch.float64), y, a, s)
             return eps_from_score.unchecked(score, tt, schedule).to(x_t.dtype)
 
@@ -229,7 +229,7 @@ class LabelledGaussianMixture:
 
         def logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             tt = check_timesteps(t, x_t.shape[0], schedule.T)
-            a, s = marginal_coefficients(tt, schedule, x_t.device)
+            a, s = marginal_coefficients.unchecked(tt, schedule, x_t.device)
             return self.log_posterior(x_t.to(torch.float64), a, s).to(x_t.dtype)
 
         return logits
