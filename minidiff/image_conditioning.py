@@ -59,7 +59,8 @@ __all__ = [
 ]
 
 _IMAGES = FloatTensor(dim=4, nonempty=True, finite=True)
-_IN_RANGE = FloatTensor(dim=4, nonempty=True, finite=True, within=(-1.0, 1.0))
+# the images this module and the cascade take: (N, C, H, W), finite, in [-1, 1]
+IN_RANGE_IMAGES = FloatTensor(dim=4, nonempty=True, finite=True, within=(-1.0, 1.0))
 UPSAMPLE_MODES = ("bicubic", "bilinear", "nearest")
 
 
@@ -314,7 +315,7 @@ def condition_on(
     return eps_model
 
 
-@checked(x=_IN_RANGE)
+@checked(x=IN_RANGE_IMAGES)
 def masked_condition(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The condition of a mask-conditioned inpainting model: ``cat([m * x + (1 - m) * 0, m])``.
 
@@ -328,7 +329,7 @@ def masked_condition(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([m * x, m1], dim=1)
 
 
-@checked(x=_IN_RANGE)
+@checked(x=IN_RANGE_IMAGES)
 def to_grayscale(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma ``0.299 R + 0.587 G + 0.114 B``: ``(B, 3, H, W) -> (B, 1, H, W)``."""
     if x.shape[1] != 3:

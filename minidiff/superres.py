@@ -29,14 +29,14 @@ from ._validation import (
     Flag,
     Int,
     Rng,
-    check_finite,
     check_instance,
-    check_tensor,
     check_timesteps,
+    check_with,
     checked,
 )
 from .diffusion import eps_from_x0
 from .image_conditioning import (
+    IN_RANGE_IMAGES,
     check_aug_level,
     check_image_model,
     check_up_to_T,
@@ -236,17 +236,13 @@ def cascade_sample(
     """
     cfg = base.config
     shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
+    # the base's stochastic DDIM, x̂₀ clipped, in the base's dtype (both branches)
+    run_base = partial(
+        ddim_sample, base, schedule, shape, eta=1.0, generator=generator, clip_x0="static",
+        dtype=weights_dtype(base),
+    )  # fmt: skip
     if not truncate or aug_level == 0:
-        low = ddim_sample(
-            base,
-            schedule,
-            shape,
-            steps=steps,
-            eta=1.0,
-            generator=generator,
-            clip_x0="static",
-            dtype=weights_dtype(base),
-        )
+        low = run_base(steps=steps)
         high = sr_sample(
             sr_model, low, schedule, steps=steps, aug_level=aug_level, generator=generator
         )
@@ -254,17 +250,7 @@ def cascade_sample(
     # ``steps`` timesteps from T down to s; DDIM's last step (s -> 0) is taken and discarded
     grid = torch.linspace(schedule.T, aug_level, steps).round().long().unique_consecutive()
     states: dict[int, torch.Tensor] = {}
-    ddim_sample(
-        base,
-        schedule,
-        shape,
-        timesteps=grid,
-        eta=1.0,
-        generator=generator,
-        clip_x0="static",
-        dtype=weights_dtype(base),
-        on_step=lambda st: states.update({int(st.t): st.x}),
-    )
+    run_base(timesteps=grid, on_step=lambda st: states.update({int(st.t): st.x}))
     low = states[aug_level]
     high = sr_sample(
         sr_model, low, schedule, steps=steps, aug_level=aug_level, noised=True, generator=generator
@@ -487,17 +473,13 @@ def train_regression(
 
 
 def _unit_images(x: object, name: str) -> torch.Tensor:
-    """``x (N, C, H, W)``: finite, in ``[-1, 1]`` (the course's image range), N >= 1, square."""
-    x = check_finite(check_tensor(x, name, dim=4), name)
-    if x.shape[0] == 0 or x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"{name} must hold square images (N >= 1, C, S, S), got {tuple(x.shape)}")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -1.0 or hi > 1.0:
+    """``x (N, C, S, S)``: finite, in ``[-1, 1]`` (``image_conditioning``'s image spec), square."""
+    images: torch.Tensor = check_with(IN_RANGE_IMAGES, x, name)
+    if images.shape[-1] != images.shape[-2]:
         raise ValueError(
-            f"{name} must lie in [-1, 1] (the course's image range), got values in "
-            f"[{lo:.4g}, {hi:.4g}]"
+            f"{name} must hold square images (N >= 1, C, S, S), got {tuple(images.shape)}"
         )
-    return x
+    return images
 
 
 def _image_pairs(
