@@ -201,8 +201,26 @@ class UNetConfig:
         if self.num_classes == 1:
             raise ValueError("num_classes must be 0 (no labels) or >= 2, got 1")
         check_positive_int(self.heads, "heads")
+        if self.context_dim:
+            widths = sorted(set(self._cross_attention_widths()))
+            bad = [c for c in widths if c % self.heads]
+            if bad:
+                raise ValueError(
+                    f"heads ({self.heads}) must divide the channel count of every level with "
+                    f"cross-attention {widths} (base_channels * channel_mult at attn_resolutions "
+                    f"and the middle), got {bad} not divisible"
+                )
         if not isinstance(self.aug_embedding, bool):
             raise TypeError(f"aug_embedding must be a bool, got {self.aug_embedding!r}")
+
+    def _cross_attention_widths(self) -> list[int]:
+        """Channel counts of the levels that attend to condition tokens (and of the middle)."""
+        widths = [
+            self.base_channels * m
+            for i, m in enumerate(self.channel_mult)
+            if self.image_size // 2**i in self.attn_resolutions
+        ]
+        return [*widths, self.base_channels * self.channel_mult[-1]]
 
     @property
     def conditional(self) -> bool:

@@ -221,6 +221,17 @@ def test_bad_conditioning_config_is_named(field: str, value: object) -> None:
         UNetConfig(**{field: value})  # type: ignore[arg-type]
 
 
+def test_heads_must_divide_every_cross_attention_width_before_any_layer_is_built() -> None:
+    # base 48 at image 16: levels 48 (16 px) and 96 (8 px, attended, and the middle); 48 % 5 != 0
+    kw = {"image_size": 16, "base_channels": 48, "groups": 8, "channel_mult": (1, 2)}
+    with pytest.raises(ValueError, match=r"heads \(5\) must divide .* \[96\].* got \[96\]"):
+        UNetConfig(**kw, attn_resolutions=(8,), context_dim=8, heads=5)
+    with pytest.raises(ValueError, match=r"heads \(5\) .* \[48, 96\].* got \[48, 96\]"):
+        UNetConfig(**kw, attn_resolutions=(16,), context_dim=8, heads=5)
+    assert UNetConfig(**kw, attn_resolutions=(16,), context_dim=8, heads=3).heads == 3
+    assert UNetConfig(**kw, attn_resolutions=(16,), heads=5).heads == 5  # no tokens, no attention
+
+
 def test_null_label_needs_labels() -> None:
     with pytest.raises(ValueError, match="num_classes=0"):
         _ = UNet("tiny").null_label
