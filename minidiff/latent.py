@@ -29,7 +29,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validation import FloatTensor, check_generator, check_number, check_positive_int, checked
+from ._validation import (
+    Flag,
+    FloatTensor,
+    check_generator,
+    check_number,
+    check_positive_int,
+    check_with,
+    checked,
+)
 from .nn.autoencoder import AutoencoderKL, DiagonalGaussian
 
 __all__ = ["latent_scale", "LatentSpace"]
@@ -92,6 +100,8 @@ class LatentSpace:
     def posterior(self, images: Tensor, *, batch_size: int = 256) -> DiagonalGaussian:
         """``q(z | x)`` of every image, **unscaled**, in batches: mean, logvar ``(N, c, h, w)``."""
         check_positive_int(batch_size, "batch_size")
+        ae = self.autoencoder
+        images = ae._check(images, "images", (ae.in_channels, ae.image_size, ae.image_size))
         parts = [self.autoencoder.encode(x) for x in torch.split(images, batch_size)]
         return DiagonalGaussian(
             torch.cat([p.mean for p in parts]), torch.cat([p.logvar for p in parts])
@@ -102,8 +112,10 @@ class LatentSpace:
         self, images: Tensor, *, sample: bool = True, generator: torch.Generator | None = None
     ) -> Tensor:
         """``s * z`` with ``z ~ q(z | x)`` (``sample=False``: the mean): ``(N, c, h, w)``."""
+        sample = check_with(Flag, sample, "sample")
+        generator = check_generator(generator)
         q = self.posterior(images)
-        z = q.sample(check_generator(generator)) if sample else q.mode()
+        z = q.sample(generator) if sample else q.mode()
         return self.scale * z
 
     @torch.no_grad()

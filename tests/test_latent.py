@@ -134,6 +134,27 @@ def test_batches_feed_the_training_loop_and_sample_decodes() -> None:
         (lambda ae: LatentSpace(ae, 1.0).decode(torch.zeros(2, 4, 8, 8)), ValueError, "z0"),
         (lambda ae: kl_autoencoder_loss(ae, _images(), kl_weight=-1.0), ValueError, "kl_weight"),
         (lambda ae: LatentSpace(torch.nn.Linear(2, 2), 1.0), TypeError, "AutoencoderKL"),  # type: ignore[arg-type]
+        (
+            lambda ae: LatentSpace(ae, 1.0).encode([1, 2]),
+            TypeError,
+            "images must be a torch.Tensor",
+        ),  # type: ignore[arg-type]
+        (
+            lambda ae: LatentSpace(ae, 1.0).encode(torch.zeros(2, 3, 8, 8)),
+            ValueError,
+            "images must have shape (B, 1, 8, 8)",
+        ),
+        (
+            lambda ae: LatentSpace(ae, 1.0).encode(_images(), sample=1),
+            TypeError,
+            "sample must be True or False",
+        ),  # type: ignore[arg-type]
+        (
+            lambda ae: LatentSpace(ae, 1.0).encode(_images(), generator=0),
+            TypeError,
+            "generator must be a torch.Generator",
+        ),  # type: ignore[arg-type]
+        (lambda ae: ae(_images(), generator=0), TypeError, "generator must be a torch.Generator"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_latent_inputs_are_named(call: object, error: type, words: str) -> None:

@@ -34,6 +34,7 @@ from .._validation import (
     Number,
     Rng,
     check_finite,
+    check_generator,
     check_positive_int,
     check_tensor,
     checked,
@@ -189,6 +190,7 @@ class AutoencoderKL(nn.Module):
         self, x: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, DiagonalGaussian]:
         """Encode, sample ``z ~ q(z | x)``, decode: ``(x_hat, posterior)``."""
+        generator = check_generator(generator)
         posterior = self.encode(x)
         return self.decode(posterior.sample(generator)), posterior
 
