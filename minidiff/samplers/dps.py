@@ -29,14 +29,13 @@ from ..diffusion import VARIANCES, EpsModel, call_eps_model, p_mean_var, predict
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps, resolve_clip
-from .inpainting import _KNOWN, _MASK, start_like_known
+from .inpainting import _MASK, _RESTORING_SAMPLER, start_like_known
 from .loop import OnStep, batch_time, run_sampler
 from .registry import register_sampler
 
 __all__ = ["reconstruction_gradient", "dps_step", "dps_sample"]
 
-
-@checked(
+_RECONSTRUCTION = dict(
     eps_model=Function("(x_t, t) -> eps"),
     x_t=FloatTensor(dim=4, finite=True),
     t=Timesteps(of="x_t"),
@@ -44,6 +43,13 @@ __all__ = ["reconstruction_gradient", "dps_step", "dps_sample"]
     mask=_MASK,
     schedule=NoiseSchedule,
 )
+"""The checks of :func:`reconstruction_gradient`'s arguments, which :func:`dps_step` takes first."""
+
+ZETA = Number(low=0.0, low_open=False)
+"""``zeta``: finite and ``>= 0`` (0 = the unconditional ancestral step)."""
+
+
+@checked(**_RECONSTRUCTION)
 def reconstruction_gradient(
     eps_model: EpsModel,
     x_t: torch.Tensor,
@@ -67,13 +73,8 @@ def reconstruction_gradient(
 
 
 @checked(
-    eps_model=Function("(x_t, t) -> eps"),
-    x_t=FloatTensor(dim=4, finite=True),
-    t=Timesteps(of="x_t"),
-    x_known=FloatTensor(like="x_t", finite=True),
-    mask=_MASK,
-    schedule=NoiseSchedule,
-    zeta=Number(low=0.0, low_open=False),
+    **_RECONSTRUCTION,
+    zeta=ZETA,
     variance=OneOf(VARIANCES),
     noise=FloatTensor(like="x_t", optional=True),
     generator=Rng,
@@ -127,11 +128,8 @@ def _dps_step(
 
 @register_sampler("dps")
 @checked(
-    eps_model=Function("(x_t, t) -> eps"),
-    schedule=NoiseSchedule,
-    x_known=_KNOWN,
-    mask=_MASK,
-    zeta=Number(low=0.0, low_open=False),
+    **_RESTORING_SAMPLER,
+    zeta=ZETA,
     variance=OneOf(VARIANCES),
     generator=Rng,
 )

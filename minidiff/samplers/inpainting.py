@@ -83,6 +83,11 @@ def check_mask(mask: object, name: str, x_known: torch.Tensor) -> torch.Tensor:
 
 _KNOWN = FloatTensor(dim=4, nonempty=True, finite=True)
 _MASK = Check(check_mask, uses=("x_known",))
+_RESTORING_SAMPLER = dict(
+    eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, x_known=_KNOWN, mask=_MASK
+)
+"""The checks of the arguments every sampler that restores ``x_known`` starts with
+(:func:`inpaint_sample`, :func:`~minidiff.samplers.dps.dps_sample`)."""
 
 
 @checked(x=FloatTensor(dim=4), x_known=FloatTensor(like="x", finite=True), mask=_MASK)
@@ -233,10 +238,7 @@ def repaint_times(T: int, jump_length: int = 10, resamplings: int = 10) -> list[
 
 @register_sampler("inpaint")
 @checked(
-    eps_model=Function("(x_t, t) -> eps"),
-    schedule=NoiseSchedule,
-    x_known=_KNOWN,
-    mask=_MASK,
+    **_RESTORING_SAMPLER,
     method=OneOf(("replace", "repaint")),
     jump_length=Int(minimum=1),
     resamplings=Int(minimum=1),
