@@ -25,10 +25,11 @@ from typing import Any
 import torch
 
 from .._validation import FloatTensor, Function, Number, OneOf, Rng, Timesteps, checked
-from ..diffusion import VARIANCES, EpsModel, call_eps_model, p_mean_var, predict_x0_from_eps
+from ..diffusion import VARIANCES, EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps, resolve_clip
+from .ddpm import _ancestral_step
 from .inpainting import _MASK, _RESTORING_SAMPLER, start_like_known
 from .loop import OnStep, batch_time, run_sampler
 from .registry import register_sampler
@@ -120,8 +121,7 @@ def _dps_step(
     grad, r, eps = reconstruction_gradient.unchecked(eps_model, x_t, tt, x_known, mask, schedule)
     if clip is not None:
         eps = clip_eps(x_t, tt, eps, schedule, clip)
-    mean, var = p_mean_var.unchecked(lambda x, t_: eps, x_t, tt, schedule, variance)
-    x_prev = mean + pad_like((tt > 1).to(x_t.dtype), x_t) * var.sqrt() * z
+    x_prev = _ancestral_step(lambda x, t_: eps, x_t, tt, schedule, variance, z)
     step = zeta / r.clamp_min(1e-12).sqrt()
     return x_prev - pad_like(step.to(x_t.dtype), x_t) * grad
 

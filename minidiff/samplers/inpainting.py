@@ -36,10 +36,11 @@ from .._validation import (
     Timesteps,
     checked,
 )
-from ..diffusion import VARIANCES, EpsModel, p_mean_var
+from ..diffusion import VARIANCES, EpsModel
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps_model
+from .ddpm import _ancestral_step
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -171,8 +172,7 @@ def _replacement(
     z: torch.Tensor,
     e: torch.Tensor,
 ) -> torch.Tensor:
-    mean, var = p_mean_var.unchecked(model, x_t, tt, schedule, variance)
-    unknown = mean + pad_like((tt > 1).to(x_t.dtype), x_t) * var.sqrt() * z
+    unknown = _ancestral_step(model, x_t, tt, schedule, variance, z)
     prev = tt - 1
     ab = pad_like(schedule.alpha_bar.to(x_t.device)[prev], x_t)  # ab_0 = 1: x_known exactly
     known = torch.where(pad_like(prev, x_t) > 0, ab.sqrt() * x_known + (1 - ab).sqrt() * e, x_known)
