@@ -57,10 +57,10 @@ def ddpm_step(
     """
     z = noise if noise is not None else noise_like(x_t, generator)
     model = clip_eps_model(lambda x, tt: eps, schedule, clip_x0)
-    return _step(model, x_t, t, schedule, variance, z)  # type: ignore[arg-type]
+    return _ancestral_step(model, x_t, t, schedule, variance, z)  # type: ignore[arg-type]
 
 
-def _step(
+def _ancestral_step(
     eps_model: EpsModel,
     x_t: torch.Tensor,
     tt: torch.Tensor,
@@ -117,7 +117,7 @@ def ddpm_sample(
 
     def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:
         tt = batch_time(x, t)
-        return _step(model, x, tt, schedule, variance, noise_like(x, generator))
+        return _ancestral_step(model, x, tt, schedule, variance, noise_like(x, generator))
 
     times = [(t, t - 1) for t in range(schedule.T, 0, -1)]
     return run_sampler(step, x, times, name="ddpm_sample", on_step=on_step, progress=progress)

@@ -128,6 +128,15 @@ def _timesteps(
     return _resolve_timesteps(schedule, steps, timesteps)
 
 
+def _solver_steps(
+    schedule: NoiseSchedule, steps: object, timesteps: object, spacing: str
+) -> list[tuple[int, int]]:
+    """The ``(t, s)`` pairs of a solver's steps: from each of its timesteps to the next, and from
+    the last one to ``t = 0``."""
+    ts = _timesteps(schedule, steps, timesteps, spacing).tolist()
+    return list(zip(ts, ts[1:] + [0], strict=True))
+
+
 _X = FloatTensor(finite=True)
 
 
@@ -314,7 +323,7 @@ def dpm_solver_sample(
     the solver uses it, so the last step returns the clipped ``x̂₀``). Returns ``x_0`` ``(B, ...)``.
     """
     sched = schedule
-    ts = _timesteps(sched, steps, timesteps, spacing).tolist()
+    times = _solver_steps(sched, steps, timesteps, spacing)
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
     data_prediction = _data_prediction(eps_model, sched, clip_x0)
     last: list[tuple[torch.Tensor, torch.Tensor]] = []  # (t_last, D_last) of the previous step
@@ -331,7 +340,6 @@ def dpm_solver_sample(
         last[:] = [(tt, d)]
         return first_order_update(x, tt, tp, step_d, sched)
 
-    times = list(zip(ts, ts[1:] + [0], strict=True))
     return run_sampler(step, x, times, name="dpm_solver_sample", on_step=on_step, progress=progress)
 
 
@@ -360,7 +368,7 @@ def heun_log_snr_sample(
     order 1. Arguments as in :func:`dpm_solver_sample`.
     """
     sched = schedule
-    ts = _timesteps(sched, steps, timesteps, spacing).tolist()
+    times = _solver_steps(sched, steps, timesteps, spacing)
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
     data_prediction = _data_prediction(eps_model, sched, clip_x0)
 
@@ -374,7 +382,6 @@ def heun_log_snr_sample(
             x_pred = first_order_update(x, tt, tp, 0.5 * (d + d_next), sched)
         return x_pred
 
-    times = list(zip(ts, ts[1:] + [0], strict=True))
     return run_sampler(
         step, x, times, name="heun_log_snr_sample", on_step=on_step, progress=progress
     )

@@ -25,18 +25,18 @@ from typing import Any
 import torch
 
 from .._validation import FloatTensor, Function, Number, OneOf, Rng, Timesteps, checked
-from ..diffusion import VARIANCES, EpsModel, call_eps_model, p_mean_var, predict_x0_from_eps
+from ..diffusion import VARIANCES, EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps, resolve_clip
-from .inpainting import _KNOWN, _MASK, start_like_known
+from .ddpm import _ancestral_step
+from .inpainting import _MASK, _RESTORING_SAMPLER, start_like_known
 from .loop import OnStep, batch_time, run_sampler
 from .registry import register_sampler
 
 __all__ = ["reconstruction_gradient", "dps_step", "dps_sample"]
 
-
-@checked(
+_RECONSTRUCTION = dict(
     eps_model=Function("(x_t, t) -> eps"),
     x_t=FloatTensor(dim=4, finite=True),
     t=Timesteps(of="x_t"),
@@ -44,6 +44,13 @@ __all__ = ["reconstruction_gradient", "dps_step", "dps_sample"]
     mask=_MASK,
     schedule=NoiseSchedule,
 )
+"""The checks of :func:`reconstruction_gradient`'s arguments, which :func:`dps_step` takes first."""
+
+ZETA = Number(low=0.0, low_open=False)
+"""``zeta``: finite and ``>= 0`` (0 = the unconditional ancestral step)."""
+
+
+@checked(**_RECONSTRUCTION)
 def reconstruction_gradient(
     eps_model: EpsModel,
     x_t: torch.Tensor,
@@ -67,13 +74,8 @@ def reconstruction_gradient(
 
 
 @checked(
-    eps_model=Function("(x_t, t) -> eps"),
-    x_t=FloatTensor(dim=4, finite=True),
-    t=Timesteps(of="x_t"),
-    x_known=FloatTensor(like="x_t", finite=True),
-    mask=_MASK,
-    schedule=NoiseSchedule,
-    zeta=Number(low=0.0, low_open=False),
+    **_RECONSTRUCTION,
+    zeta=ZETA,
     variance=OneOf(VARIANCES),
     noise=FloatTensor(like="x_t", optional=True),
     generator=Rng,
@@ -119,19 +121,15 @@ def _dps_step(
     grad, r, eps = reconstruction_gradient.unchecked(eps_model, x_t, tt, x_known, mask, schedule)
     if clip is not None:
         eps = clip_eps(x_t, tt, eps, schedule, clip)
-    mean, var = p_mean_var.unchecked(lambda x, t_: eps, x_t, tt, schedule, variance)
-    x_prev = mean + pad_like((tt > 1).to(x_t.dtype), x_t) * var.sqrt() * z
+    x_prev = _ancestral_step(lambda x, t_: eps, x_t, tt, schedule, variance, z)
     step = zeta / r.clamp_min(1e-12).sqrt()
     return x_prev - pad_like(step.to(x_t.dtype), x_t) * grad
 
 
 @register_sampler("dps")
 @checked(
-    eps_model=Function("(x_t, t) -> eps"),
-    schedule=NoiseSchedule,
-    x_known=_KNOWN,
-    mask=_MASK,
-    zeta=Number(low=0.0, low_open=False),
+    **_RESTORING_SAMPLER,
+    zeta=ZETA,
     variance=OneOf(VARIANCES),
     generator=Rng,
 )

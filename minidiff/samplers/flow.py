@@ -31,7 +31,7 @@ from .._validation import (
     checked,
 )
 from ..paths import GaussianPath, RectifiedFlowPath
-from .loop import OnStep, draw_start
+from .loop import OnStep, draw_start, normal_prior
 from .registry import register_sampler
 from .sde_solvers import ODE_METHODS, ode_solve, time_grid
 
@@ -93,12 +93,7 @@ def flow_sample(
     path = RectifiedFlowPath() if path is None else path
     grid = _resolve_grid(steps, ts)
     sigma_1 = float(path.coefficients(float(grid[0])).sigma)
-
-    def prior(
-        size: tuple[int, ...], g: torch.Generator | None, dt: torch.dtype, dev: torch.device
-    ) -> torch.Tensor:
-        return sigma_1 * torch.randn(size, generator=g, dtype=dt, device=dev)
-
+    prior = normal_prior(sigma_1)
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype, prior=prior)
 
     def field(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:

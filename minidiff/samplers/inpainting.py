@@ -36,10 +36,11 @@ from .._validation import (
     Timesteps,
     checked,
 )
-from ..diffusion import VARIANCES, EpsModel, p_mean_var
+from ..diffusion import VARIANCES, EpsModel
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps_model
+from .ddpm import _ancestral_step
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -83,6 +84,11 @@ def check_mask(mask: object, name: str, x_known: torch.Tensor) -> torch.Tensor:
 
 _KNOWN = FloatTensor(dim=4, nonempty=True, finite=True)
 _MASK = Check(check_mask, uses=("x_known",))
+_RESTORING_SAMPLER = dict(
+    eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, x_known=_KNOWN, mask=_MASK
+)
+"""The checks of the arguments every sampler that restores ``x_known`` starts with
+(:func:`inpaint_sample`, :func:`~minidiff.samplers.dps.dps_sample`)."""
 
 
 @checked(x=FloatTensor(dim=4), x_known=FloatTensor(like="x", finite=True), mask=_MASK)
@@ -166,8 +172,7 @@ def _replacement(
     z: torch.Tensor,
     e: torch.Tensor,
 ) -> torch.Tensor:
-    mean, var = p_mean_var.unchecked(model, x_t, tt, schedule, variance)
-    unknown = mean + pad_like((tt > 1).to(x_t.dtype), x_t) * var.sqrt() * z
+    unknown = _ancestral_step(model, x_t, tt, schedule, variance, z)
     prev = tt - 1
     ab = pad_like(schedule.alpha_bar.to(x_t.device)[prev], x_t)  # ab_0 = 1: x_known exactly
     known = torch.where(pad_like(prev, x_t) > 0, ab.sqrt() * x_known + (1 - ab).sqrt() * e, x_known)
@@ -233,10 +238,7 @@ def repaint_times(T: int, jump_length: int = 10, resamplings: int = 10) -> list[
 
 @register_sampler("inpaint")
 @checked(
-    eps_model=Function("(x_t, t) -> eps"),
-    schedule=NoiseSchedule,
-    x_known=_KNOWN,
-    mask=_MASK,
+    **_RESTORING_SAMPLER,
     method=OneOf(("replace", "repaint")),
     jump_length=Int(minimum=1),
     resamplings=Int(minimum=1),

@@ -39,7 +39,7 @@ from .._validation import (
     checked,
 )
 from ..tensors import noise_like
-from .loop import OnStep, Prior, draw_start, run_sampler
+from .loop import OnStep, Prior, draw_start, normal_prior, run_sampler
 from .registry import register_sampler
 
 __all__ = [
@@ -287,12 +287,7 @@ def annealed_langevin_sample(
 
 
 def _gaussian_prior(s: torch.Tensor) -> Prior:
-    def draw(
-        shape: tuple[int, ...], g: torch.Generator | None, dtype: torch.dtype, dev: torch.device
-    ) -> torch.Tensor:
-        return float(s[0]) * torch.randn(shape, generator=g, dtype=dtype, device=dev)
-
-    return draw
+    return normal_prior(float(s[0]))
 
 
 def _uniform_prior(s: torch.Tensor) -> Prior:

@@ -50,6 +50,7 @@ __all__ = [
     "StepFn",
     "batch_time",
     "draw_start",
+    "normal_prior",
     "run_sampler",
     "trajectory",
 ]
@@ -141,6 +142,18 @@ def _standard_normal(
     device: torch.device,
 ) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+
+def normal_prior(scale: float) -> Prior:
+    """The prior ``N(0, scale² I)``: ``scale`` times a standard normal draw (the start of a
+    sampler whose chain begins at noise level ``scale``)."""
+
+    def draw(
+        shape: tuple[int, ...], g: torch.Generator | None, dtype: torch.dtype, dev: torch.device
+    ) -> torch.Tensor:
+        return scale * torch.randn(shape, generator=g, dtype=dtype, device=dev)
+
+    return draw
 
 
 def run_sampler(

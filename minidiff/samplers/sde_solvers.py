@@ -290,11 +290,12 @@ def euler_maruyama_sample(
 
 _T_END = Number(low=0.0, high=1.0, low_open=False, optional=True)
 
+_SDE_SAMPLER = dict(score_fn=Function("(x, t) -> score"), sde=SDE_ARG, steps=Int())
+"""The checks of the arguments every sampler of this module starts with."""
+
 
 @checked(
-    score_fn=Function("(x, t) -> score"),
-    sde=SDE_ARG,
-    steps=Int(),
+    **_SDE_SAMPLER,
     method=OneOf(tuple(ODE_METHODS)),
     t_end=_T_END,
     clip_x0=CLIP_X0,
@@ -357,9 +358,7 @@ def pf_ode_heun_sample(
 
 @register_sampler("predictor_corrector")
 @checked(
-    score_fn=Function("(x, t) -> score"),
-    sde=SDE_ARG,
-    steps=Int(),
+    **_SDE_SAMPLER,
     corrector_steps=Int(minimum=0),
     snr=Number(low=0.0),
     t_end=_T_END,
