@@ -168,12 +168,16 @@ def _ref_q_sample(
 Coef = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _qs(a_fn: Coef, s_fn: Coef, shift: int = 0) -> Callable[..., torch.Tensor]:
+def _noising(a_fn: Coef, s_fn: Coef, shift: int = 0) -> Callable[..., torch.Tensor]:
+    """``(x, t, values, noise) -> a_fn(v) x + s_fn(v) noise`` with ``v = values[t - shift]``: the
+    form of ``q_sample`` (on ``alpha_bar``) and of ``q_step`` (on ``betas``), with the coefficients
+    that a mistake uses."""
+
     def fn(
-        x0: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor
+        x: torch.Tensor, t: torch.Tensor, values: torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor:
-        ab = _gather(alpha_bar, t - shift, x0)
-        return a_fn(ab) * x0 + s_fn(ab) * noise
+        v = _gather(values, t - shift, x)
+        return a_fn(v) * x + s_fn(v) * noise
 
     return fn
 
@@ -183,23 +187,23 @@ _Q_SAMPLE = Spec(
     _ref_q_sample,
     {
         "alpha_bar_not_sqrt": Mistake(
-            _qs(lambda ab: ab, lambda ab: (1 - ab).sqrt()),
+            _noising(lambda ab: ab, lambda ab: (1 - ab).sqrt()),
             "the mean is √ᾱ_t · x0, not ᾱ_t · x0 (q(x_t|x0) has mean √ᾱ_t x0).",
         ),
         "variance_not_std": Mistake(
-            _qs(lambda ab: ab.sqrt(), lambda ab: 1 - ab),
+            _noising(lambda ab: ab.sqrt(), lambda ab: 1 - ab),
             "the noise is scaled by the standard deviation √(1-ᾱ_t), not by the variance 1-ᾱ_t.",
         ),
         "no_sqrt": Mistake(
-            _qs(lambda ab: ab, lambda ab: 1 - ab),
+            _noising(lambda ab: ab, lambda ab: 1 - ab),
             "both coefficients need a square root: x_t = √ᾱ_t x0 + √(1-ᾱ_t) ε.",
         ),
         "swapped": Mistake(
-            _qs(lambda ab: (1 - ab).sqrt(), lambda ab: ab.sqrt()),
+            _noising(lambda ab: (1 - ab).sqrt(), lambda ab: ab.sqrt()),
             "the coefficients are swapped: x0 gets √ᾱ_t (≈1 at small t) and ε gets √(1-ᾱ_t).",
         ),
         "off_by_one": Mistake(
-            _qs(lambda ab: ab.sqrt(), lambda ab: (1 - ab).sqrt(), shift=1),
+            _noising(lambda ab: ab.sqrt(), lambda ab: (1 - ab).sqrt(), shift=1),
             "you used alpha_bar[t-1]. The arrays have length T+1 with index 0 = clean data, so "
             "use alpha_bar[t].",
         ),
@@ -232,16 +236,6 @@ def _ref_q_step(
     return _q_step(x_prev, t, schedule_from_betas(betas), noise=noise)
 
 
-def _qst(a_fn: Coef, s_fn: Coef, shift: int = 0) -> Callable[..., torch.Tensor]:
-    def fn(
-        x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
-        b = _gather(betas, t - shift, x_prev)
-        return a_fn(b) * x_prev + s_fn(b) * noise
-
-    return fn
-
-
 def _step_with_alpha_bar(
     x_prev: torch.Tensor, t: torch.Tensor, betas: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
@@ -254,21 +248,21 @@ _Q_STEP = Spec(
     _ref_q_step,
     {
         "beta_not_sqrt": Mistake(
-            _qst(lambda b: (1 - b).sqrt(), lambda b: b),
+            _noising(lambda b: (1 - b).sqrt(), lambda b: b),
             "the noise is scaled by √β_t (the standard deviation), not β_t (the variance).",
         ),
         "alpha_not_sqrt": Mistake(
-            _qst(lambda b: 1 - b, lambda b: b.sqrt()),
+            _noising(lambda b: 1 - b, lambda b: b.sqrt()),
             "x_{t-1} is scaled by √α_t = √(1-β_t), not by α_t; otherwise the variance is not "
             "preserved.",
         ),
         "no_shrink": Mistake(
-            _qst(lambda b: torch.ones_like(b), lambda b: b.sqrt()),
+            _noising(lambda b: torch.ones_like(b), lambda b: b.sqrt()),
             "x_{t-1} must be shrunk by √(1-β_t); adding noise alone makes the variance grow "
             "without bound.",
         ),
         "off_by_one": Mistake(
-            _qst(lambda b: (1 - b).sqrt(), lambda b: b.sqrt(), shift=1),
+            _noising(lambda b: (1 - b).sqrt(), lambda b: b.sqrt(), shift=1),
             "you used betas[t-1]. The step to x_t uses β_t = betas[t] (index 0 is the clean data).",
         ),
         "alpha_bar_instead": Mistake(

@@ -298,31 +298,40 @@ def _sigma_generic(
     return sig**2 if variant == "variance_not_std" else sig
 
 
+def _sigma_variant(variant: str) -> Fn:
+    """``sigma(t, t_prev, alpha_bar, eta)`` as the exercise asks for it, computed the way
+    ``variant`` names (``"correct"``, or one of the slips of :data:`SIGMA_MISTAKES`)."""
+
+    def sigma(t: torch.Tensor, tp: torch.Tensor, ab: torch.Tensor, eta: float) -> torch.Tensor:
+        return _sigma_generic(t, tp, ab, eta, variant=variant)
+
+    return sigma
+
+
 SIGMA_MISTAKES: dict[str, Mistake] = {
     "eta_squared": Mistake(
-        lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="eta_squared"),
+        _sigma_variant("eta_squared"),
         "your σ scales like η², but η multiplies σ itself: σ_t(η) = η · √((1−ᾱ_prev)/(1−ᾱ_t)) · "
         "√(1−ᾱ_t/ᾱ_prev) (so σ² carries η²).",
     ),
     "ratio_inverted": Mistake(
-        lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="ratio_inverted"),
+        _sigma_variant("ratio_inverted"),
         "the first factor is upside down: it is √((1−ᾱ_{t_prev}) / (1−ᾱ_t)), which is < 1 and "
         "vanishes at t_prev = 0.",
     ),
     "one_step_beta": Mistake(
-        lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="one_step_beta"),
+        _sigma_variant("one_step_beta"),
         "you used the one-step β_t = 1 − ᾱ_t/ᾱ_{t−1}; for a strided step the second factor is "
         "√(1 − ᾱ_t/ᾱ_{t_prev}).",
     ),
     "variance_not_std": Mistake(
-        lambda t, tp, ab, eta: _sigma_generic(t, tp, ab, eta, variant="variance_not_std"),
+        _sigma_variant("variance_not_std"),
         "you returned the variance σ²; return the standard deviation σ (take the square roots).",
     ),
 }
 
 
-def _student_sigma(t: torch.Tensor, tp: torch.Tensor, ab: torch.Tensor, eta: float) -> torch.Tensor:
-    return _sigma_generic(t, tp, ab, eta, variant="correct")
+_student_sigma = _sigma_variant("correct")
 
 
 STEP_MISTAKES: dict[str, Mistake] = {

@@ -452,6 +452,25 @@ def _resume_harness(which: str) -> Callable[[Any], Any]:
     return wrap
 
 
+def _resume_spec(which: str, reference: Fn, mistakes: dict[str, Mistake], doc: str) -> Spec:
+    """The checker of one half of a checkpoint, ``which`` (``"make"`` or ``"restore"``).
+
+    The answer's half, paired with the reference's other half, resumes a short training run that
+    must end exactly (tolerance 0) where the uninterrupted run ends; the diagnosis names the part
+    of the state (weights, optimizer, generator, step) that the resume lost.
+    """
+    return Spec(
+        lambda: [((0, which), {}), ((1, which), {})],
+        _resume_harness(which)(reference),
+        mistakes,
+        wrap=_resume_harness(which),
+        rtol=0.0,
+        atol=0.0,
+        diagnoses=(_resume_diagnosis(which),),
+        doc=doc,
+    )
+
+
 def _mk_variant(kind: str) -> Callable[..., Any]:
     def make(
         model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, step: int
@@ -484,9 +503,9 @@ def _rs_variant(kind: str) -> Callable[..., Any]:
     return restore
 
 
-_MAKE = Spec(
-    lambda: [((0, "make"), {}), ((1, "make"), {})],
-    _resume_harness("make")(_ref_make),
+_MAKE = _resume_spec(
+    "make",
+    _ref_make,
     {
         "no_optimizer": Mistake(
             _mk_variant("no_optimizer"),
@@ -510,17 +529,13 @@ _MAKE = Spec(
             "EMA's d_n) from zero. Save it.",
         ),
     },
-    wrap=_resume_harness("make"),
-    rtol=0.0,
-    atol=0.0,
-    diagnoses=(_resume_diagnosis("make"),),
     doc="Check ``make_checkpoint(model, optimizer, generator, step) -> dict`` by an exact resume.",
 )
 check_make_checkpoint = Checker("make_checkpoint", _MAKE)
 
-_RESTORE = Spec(
-    lambda: [((0, "restore"), {}), ((1, "restore"), {})],
-    _resume_harness("restore")(_ref_restore),
+_RESTORE = _resume_spec(
+    "restore",
+    _ref_restore,
     {
         "no_optimizer": Mistake(
             _rs_variant("no_optimizer"),
@@ -536,10 +551,6 @@ _RESTORE = Spec(
             "return the checkpoint's step: the resumed loop continues from step + 1.",
         ),
     },
-    wrap=_resume_harness("restore"),
-    rtol=0.0,
-    atol=0.0,
-    diagnoses=(_resume_diagnosis("restore"),),
     doc="Check ``restore_checkpoint(checkpoint, model, optimizer, generator) -> step``.",
 )
 check_restore_checkpoint = Checker("restore_checkpoint", _RESTORE)

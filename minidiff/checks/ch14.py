@@ -18,7 +18,6 @@ sampler calls it, in float32 and float64, with ``t``/``s`` as long tensors ``(B,
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from ..image_conditioning import augment_condition as _augment
 from ..samplers.ddpm import ddpm_step
 from ..samplers.inpainting import renoise, replacement_step
 from ..schedules import NoiseSchedule, cosine_schedule
+from ._calls import under_no_grad
 from ._core import Case, Checker, Mistake, Spec, specs_of
 
 __all__ = [
@@ -42,15 +42,6 @@ __all__ = [
 
 Fn = Callable[..., Any]
 SCHEDULE = cosine_schedule(50)
-
-
-def _no_grad(fn: Fn) -> Fn:
-    @functools.wraps(fn)
-    def run(*args: Any) -> Any:
-        with torch.no_grad():  # samplers call these without gradients
-            return fn(*args)
-
-    return run
 
 
 def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -142,7 +133,7 @@ _REPLACEMENT = Spec(
             "sqrt(1 - ab_t) eps) / sqrt(alpha_t), which removes the predicted noise.",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,  # samplers call these without gradients
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
@@ -212,7 +203,7 @@ _JUMP = Spec(
             "1 - ab_t / ab_s, so its scale is sqrt(1 - ab_t / ab_s).",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
@@ -267,7 +258,7 @@ _AUGMENT = Spec(
             "forward process q_sample, applied to the condition).",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,
@@ -343,7 +334,7 @@ _AUG_EPS = Spec(
             "condition corrupted at level s (sqrt(ab_s) x_cond + sqrt(1 - ab_s) noise).",
         ),
     },
-    wrap=_no_grad,
+    wrap=under_no_grad,
     keep_dtype=True,
     rtol=1e-6,
     atol=1e-6,

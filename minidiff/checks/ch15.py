@@ -35,7 +35,7 @@ from ..samplers.dpm_solver import dpm_solver_step
 from ..schedules import linear_schedule
 from ..sde import VPSDE
 from ._calls import schedule_from_alpha_bar
-from ._core import Case, CheckResult, Mistake, ReturnError, Spec, check_spec
+from ._core import Case, Checker, Mistake, ReturnError, Spec, specs_of
 from .ch04 import TinyEps
 
 __all__ = [
@@ -190,7 +190,9 @@ _2M = Spec(
     keep_dtype=True,
     rtol=1e-5,
     atol=1e-6,
+    doc="Check ``dpm_solver_2m_step(x_t, t, t_next, x0, x0_last, t_last, alpha_bar)``.",
 )
+check_dpm_solver_2m_step = Checker("dpm_solver_2m_step", _2M)
 
 
 # --- distillation_loss ---------------------------------------------------------------------------
@@ -318,7 +320,9 @@ _LOSS = Spec(
     },
     grad_hint="Build the target inside torch.no_grad(): the teacher is fixed, and only the "
     "student's prediction x̂ may carry a gradient.",
+    doc="Check ``distillation_loss(student, teacher, z_t, t, t_mid, t_next, alpha_bar) -> loss``.",
 )
+check_distillation_loss = Checker("distillation_loss", _LOSS)
 
 
 # --- consistency_fn ------------------------------------------------------------------------------
@@ -428,26 +432,9 @@ _CM = Spec(
             "VE one), not x_t.",
         ),
     },
+    doc="Check ``consistency_fn(net, x_t, t, alpha_bar, sigma_min, sigma_data) -> f(x_t, t)``.",
 )
+check_consistency_fn = Checker("consistency_fn", _CM)
 
 
-SPECS: dict[str, Spec] = {
-    "dpm_solver_2m_step": _2M,
-    "distillation_loss": _LOSS,
-    "consistency_fn": _CM,
-}
-
-
-def check_dpm_solver_2m_step(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``dpm_solver_2m_step(x_t, t, t_next, x0, x0_last, t_last, alpha_bar)``."""
-    return check_spec("dpm_solver_2m_step", SPECS["dpm_solver_2m_step"], fn, display=display)
-
-
-def check_distillation_loss(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``distillation_loss(student, teacher, z_t, t, t_mid, t_next, alpha_bar) -> loss``."""
-    return check_spec("distillation_loss", SPECS["distillation_loss"], fn, display=display)
-
-
-def check_consistency_fn(fn: Fn, display: bool = True) -> CheckResult:
-    """Check ``consistency_fn(net, x_t, t, alpha_bar, sigma_min, sigma_data) -> f(x_t, t)``."""
-    return check_spec("consistency_fn", SPECS["consistency_fn"], fn, display=display)
+SPECS: dict[str, Spec] = specs_of(globals())

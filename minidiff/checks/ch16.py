@@ -237,6 +237,16 @@ _SWAPPED_DERIVATIVES = (
 )
 
 
+def _derivatives_swapped(converter: Fn) -> Mistake:
+    """The mistake of either converter that exchanges alpha' and sigma'."""
+    return Mistake(lambda x, v, a, s, da, ds: converter(x, v, a, s, ds, da), _SWAPPED_DERIVATIVES)
+
+
+def _rectified_flow_only(converter: Fn) -> Mistake:
+    """The mistake of either converter that writes in the rectified-flow coefficients."""
+    return Mistake(lambda x, v, a, s, da, ds: converter(x, v, *_rf_coefficients(s)), _RF_ONLY)
+
+
 def _u_swapped_x0_eps(x: Any, e: Any, a: Any, s: Any, da: Any, ds: Any) -> torch.Tensor:
     a, s, da, ds = map(_col, (a, s, da, ds))
     x0 = (x - a * e) / s  # as if x_t = alpha eps + sigma x0
@@ -247,9 +257,7 @@ _U_FROM_EPS = Spec(
     _cases_converter,
     _conv("eps", "velocity"),
     {
-        "derivatives_swapped": Mistake(
-            lambda x, e, a, s, da, ds: _u_from_eps(x, e, a, s, ds, da), _SWAPPED_DERIVATIVES
-        ),
+        "derivatives_swapped": _derivatives_swapped(_u_from_eps),
         "x0_eps_swapped_in_path": Mistake(
             _u_swapped_x0_eps,
             "you solved x_t = alpha eps + sigma x0 for x0; the path is x_t = alpha x0 + sigma "
@@ -265,9 +273,7 @@ _U_FROM_EPS = Spec(
             "the term (alpha'/alpha) x_t is missing: u = alpha' x0 + sigma' eps with x0 = (x_t - "
             "sigma eps) / alpha.",
         ),
-        "rectified_flow_only": Mistake(
-            lambda x, e, a, s, da, ds: _u_from_eps(x, e, *_rf_coefficients(s)), _RF_ONLY
-        ),
+        "rectified_flow_only": _rectified_flow_only(_u_from_eps),
     },
     wrap=under_no_grad,  # converters run inside samplers
     keep_dtype=True,
@@ -281,9 +287,7 @@ _EPS_FROM_U = Spec(
     _cases_converter,
     _conv("velocity", "eps"),
     {
-        "derivatives_swapped": Mistake(
-            lambda x, u, a, s, da, ds: _eps_from_u(x, u, a, s, ds, da), _SWAPPED_DERIVATIVES
-        ),
+        "derivatives_swapped": _derivatives_swapped(_eps_from_u),
         "denominator_sign": Mistake(
             lambda *args: -_eps_from_u(*args),
             "the sign is flipped: solving x_t = alpha x0 + sigma eps and u = alpha' x0 + "
@@ -294,9 +298,7 @@ _EPS_FROM_U = Spec(
             "you treated the velocity as if it were x0 (eps = (x_t - alpha x0) / sigma); eliminate "
             "x0 between the two equations instead.",
         ),
-        "rectified_flow_only": Mistake(
-            lambda x, u, a, s, da, ds: _eps_from_u(x, u, *_rf_coefficients(s)), _RF_ONLY
-        ),
+        "rectified_flow_only": _rectified_flow_only(_eps_from_u),
     },
     wrap=under_no_grad,
     keep_dtype=True,
