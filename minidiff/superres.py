@@ -99,7 +99,17 @@ def small_unet_config(
     )
 
 
-@checked(schedule=NoiseSchedule, steps=Int(), aug_level=Int(minimum=0), noised=Flag, generator=Rng)
+# the options of the image-conditioned samplers (sr_sample, conditional_sample)
+_SAMPLING_OPTIONS = {
+    "schedule": NoiseSchedule,
+    "steps": Int(),
+    "aug_level": Int(minimum=0),
+    "noised": Flag,
+    "generator": Rng,
+}
+
+
+@checked(**_SAMPLING_OPTIONS)
 def sr_sample(
     model: Any,
     x_low: torch.Tensor,
@@ -138,7 +148,7 @@ def sr_sample(
     )
 
 
-@checked(schedule=NoiseSchedule, steps=Int(), aug_level=Int(minimum=0), noised=Flag, generator=Rng)
+@checked(**_SAMPLING_OPTIONS)
 def conditional_sample(
     model: Any,
     x_cond: torch.Tensor,

@@ -8,16 +8,8 @@
   an optional extra, with local weights).
 """
 
-from .distances import (
-    METRICS,
-    Spread,
-    data_floor,
-    distance_with_spread,
-    energy_distance,
-    median_bandwidth,
-    mmd,
-    sliced_wasserstein,
-)
+from . import distances
+from .distances import *  # noqa: F403 - every name in distances.__all__, re-exported below
 from .fid import KID, fid_from_features, frechet_distance, inception_features, kid_from_features
 from .precision_recall import (
     ModeCoverage,
@@ -35,14 +27,7 @@ __all__ = [
     "kid_from_features",
     "KID",
     "inception_features",
-    "mmd",
-    "sliced_wasserstein",
-    "energy_distance",
-    "median_bandwidth",
-    "Spread",
-    "distance_with_spread",
-    "data_floor",
-    "METRICS",
+    *distances.__all__,
     "knn_precision_recall",
     "knn_radii",
     "precision_recall_with_floor",

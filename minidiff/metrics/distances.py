@@ -276,14 +276,12 @@ def _takes_generator(fn: Callable[..., float]) -> bool:
         return False
 
 
-@checked(
-    x_fn=Function("(n, generator) -> (n, D)"),
-    y_fn=Function("(n, generator) -> (n, D)"),
-    n=Int(minimum=2),
-    metric=Check(_metric),
-    repeats=Int(),
-    generator=Rng,
-)
+_SAMPLER = Function("(n, generator) -> (n, D)")
+# the options of a distance averaged over repeated draws (distance_with_spread, data_floor)
+_REPEATS = {"n": Int(minimum=2), "metric": Check(_metric), "repeats": Int(), "generator": Rng}
+
+
+@checked(x_fn=_SAMPLER, y_fn=_SAMPLER, **_REPEATS)
 def distance_with_spread(
     x_fn: SampleFn,
     y_fn: SampleFn,
@@ -310,13 +308,7 @@ def distance_with_spread(
     return Spread.of(values)
 
 
-@checked(
-    sample_fn=Function("(n, generator) -> (n, D)"),
-    n=Int(minimum=2),
-    metric=Check(_metric),
-    repeats=Int(),
-    generator=Rng,
-)
+@checked(sample_fn=_SAMPLER, **_REPEATS)
 def data_floor(
     sample_fn: SampleFn,
     n: int,

@@ -9,29 +9,25 @@
 Every widget is a thin ipywidgets layer over pure functions that the tests call directly.
 """
 
+from . import grid, plots
 from .frequency_explorer import FrequencyExplorer, frequency_explorer, frequency_view
-from .grid import image_grid, save_image_grid
+from .grid import *  # noqa: F403 - every name in grid.__all__, re-exported below
 from .guidance_explorer import (
     GuidanceExplorer,
     guidance_explorer,
     guided_samples,
     guided_score_field,
 )
-from .plots import plot_loss, plot_sample_grid, plot_samples, plot_schedules, plot_trajectories
+from .plots import *  # noqa: F403 - every name in plots.__all__, re-exported below
 from .schedule_explorer import FAMILIES, ScheduleExplorer, schedule_curves, schedule_explorer
 
 __all__ = [
-    "plot_samples",
-    "plot_sample_grid",
-    "plot_trajectories",
-    "plot_schedules",
-    "plot_loss",
+    *plots.__all__,
     "schedule_curves",
     "ScheduleExplorer",
     "schedule_explorer",
     "FAMILIES",
-    "image_grid",
-    "save_image_grid",
+    *grid.__all__,
     "GuidanceExplorer",
     "guidance_explorer",
     "guided_samples",
