@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -206,8 +207,9 @@ class ConsistencyDistillation:
     Each call first moves the target towards ``model`` (that folds in the previous optimizer
     step), then draws ``n`` uniform in ``0..N-1`` and the noise from ``generator``, and returns
     ``mean ||f_theta(x_{t_{n+1}}) - f_{theta^-}(x̂_{t_n})||²`` over the batch and dimensions.
-    ``self.target`` is the :class:`~minidiff.train.EMA` holding ``theta^-``; it is not part of
-    the training checkpoint.
+    ``self.target`` is the :class:`~minidiff.train.EMA` holding ``theta^-``; ``state_dict`` and
+    ``load_state_dict`` expose it, so :func:`minidiff.train` saves it in the checkpoint and a
+    resumed run continues bitwise as if it had not stopped.
     """
 
     def __init__(
@@ -229,6 +231,14 @@ class ConsistencyDistillation:
         self.solver = check_choice(solver, "solver", TEACHER_SOLVERS)
         self.teacher = teacher
         self.target = EMA(model, decay=self.mu, warmup=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The target network ``theta^-`` (its weights and EMA counters)."""
+        return {"target": self.target.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`: the target network of a stopped run."""
+        self.target.load_state_dict(state["target"])
 
     def teacher_step(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """One step of the teacher's probability-flow ODE from ``t`` down to ``s`` (no grad)."""

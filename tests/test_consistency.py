@@ -204,3 +204,33 @@ def test_an_int_timestep_and_bad_kinds_of_arguments_get_the_dialect() -> None:
         consistency_grid(sched, 5.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="timesteps must be a sequence of ints"):
         consistency_sample(model, sched, (4, 2), timesteps="50")  # type: ignore[arg-type]
+
+
+_OPTIONS = {"batch_size": 32, "lr": 1e-2, "seed": 1, "progress": False}
+
+
+def _distil(path: object, steps: int, resume: bool) -> tuple[ConsistencyModel, object]:
+    torch.manual_seed(0)
+    cm = ConsistencyModel(TimeMLP(2, hidden=16, n_layers=2, time_dim=8), SCHED, prediction="v")
+    cd = ConsistencyDistillation(cm, ORACLE, SCHED, consistency_grid(SCHED, 5), mu=0.9)
+    run = md.train(cm, cd, GMM.sample, steps=steps, checkpoint_path=path, resume=resume, **_OPTIONS)
+    return cm, run
+
+
+def test_distillation_resumes_bitwise_with_its_target_network(tmp_path: object) -> None:
+    straight, _ = _distil(None, 6, False)
+    path = tmp_path / "cd.pt"  # type: ignore[operator]
+    _distil(path, 3, False)
+    resumed, run = _distil(path, 6, True)
+    assert run.steps_done == 6  # type: ignore[attr-defined]
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert "loss_state" in md.load_checkpoint(path)
+    # a checkpoint written with a stateless loss has no target network: refused, naming it
+    other = tmp_path / "stateless.pt"  # type: ignore[operator]
+    torch.manual_seed(0)
+    net = ConsistencyModel(TimeMLP(2, hidden=16, n_layers=2, time_dim=8), SCHED, prediction="v")
+    md.train(net, lambda m, x, g: m(x, torch.ones(len(x), dtype=torch.long)).pow(2).mean(),
+             GMM.sample, steps=2, checkpoint_path=other, **_OPTIONS)  # fmt: skip
+    with pytest.raises(ValueError, match="holds no state of loss_fn .ConsistencyDistillation"):
+        _distil(other, 6, True)

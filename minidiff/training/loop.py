@@ -87,7 +87,8 @@ def train(
     Args:
         model: the network; moved to ``device`` (default: where its parameters already are).
         loss_fn: ``loss_fn(model, batch, generator) -> scalar tensor``; draw all randomness from
-            ``generator`` so that runs are reproducible.
+            ``generator`` so that runs are reproducible. A loss that keeps state between steps
+            exposes it as ``state_dict``/``load_state_dict`` and the checkpoint holds it too.
         data: a tensor ``(N, ...)``, a tuple ``(x, y, ...)`` of tensors, a ``TensorDataset``, a
             ``DataLoader`` or other iterable of batches, or a callable ``(batch_size, generator)
             -> batch`` (see :mod:`minidiff.training.batches` for how each resumes).
@@ -107,7 +108,7 @@ def train(
     t_start = time.perf_counter()
     config = TrainConfig.from_options(config, options)
     check_callable(loss_fn, "loss_fn", "(model, batch, generator) -> loss")
-    state = TrainState(model, config, batches_from(data))
+    state = TrainState(model, config, batches_from(data), loss_fn)
     path = config.checkpoint_path
     state.resume_from(path if config.resume else None)
     start, every = state.step, config.checkpoint_every

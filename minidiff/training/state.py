@@ -3,7 +3,8 @@
 Randomness is owned by the run: batches (for tensor data), timesteps and noise (inside
 ``loss_fn``) are drawn from one CPU ``torch.Generator``. A checkpoint stores that generator's
 state together with the model, the EMA, the optimizer, the global torch RNG state (dropout), the
-position in the data and the loss history, so a run that is stopped and resumed produces bitwise
+position in the data, the loss history and the state of a ``loss_fn`` that keeps one
+(``state_dict``/``load_state_dict``), so a run that is stopped and resumed produces bitwise
 the same weights as one that was not.
 """
 
@@ -46,9 +47,13 @@ class TrainState:
     ``reduce`` when it is set, and raises :class:`NonFiniteLossError` at the first bad step.
     """
 
-    def __init__(self, model: nn.Module, config: TrainConfig, batches: Batches | Any) -> None:
+    def __init__(
+        self, model: nn.Module, config: TrainConfig, batches: Batches | Any, loss_fn: object = None
+    ) -> None:
         """``batches``: a :class:`Batches`, or any data :func:`batches_from` takes (a tensor, a
-        sampler ``(n, generator) -> batch``, a ``DataLoader``, ...)."""
+        sampler ``(n, generator) -> batch``, a ``DataLoader``, ...). ``loss_fn``: the objective;
+        one that keeps state between steps (``state_dict``/``load_state_dict``, e.g. consistency
+        distillation's target network) is saved and restored with the checkpoint."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(config, TrainConfig):
@@ -78,6 +83,7 @@ class TrainState:
         self.losses: list[float] = []
         self.pending: list[tuple[int, Tensor, Tensor | None]] = []
         self.reduce: Callable[[Tensor], Tensor] | None = None
+        self.stateful_loss = loss_fn if _keeps_state(loss_fn) else None
 
     # ------------------------------------------------------------------------ reading the losses
 
@@ -122,6 +128,8 @@ class TrainState:
         }
         if self.device.type == "cuda":
             state["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
+        if self.stateful_loss is not None:
+            state["loss_state"] = self.stateful_loss.state_dict()
         data_state = self.batches.state_dict()
         return state if data_state is None else {**state, "data_state": data_state}
 
@@ -144,6 +152,11 @@ class TrainState:
         check_resume_record(ckpt["config"], self.record, where)
         if int(ckpt["step"]) > self.config.steps:
             raise ValueError(f"{where} is at step {ckpt['step']}, past steps={self.config.steps}")
+        if self.stateful_loss is not None and "loss_state" not in ckpt:
+            raise ValueError(
+                f"{where} holds no state of loss_fn ({type(self.stateful_loss).__name__} keeps "
+                "state between steps); it was written by a run with another loss_fn"
+            )
         self.step = int(ckpt["step"])
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["ema"])
@@ -155,8 +168,18 @@ class TrainState:
         if self.device.type == "cuda" and "cuda_rng_state" in ckpt:
             torch.cuda.set_rng_state(ckpt["cuda_rng_state"], self.device)
         self.losses = [float(v) for v in ckpt["losses"]]
+        if self.stateful_loss is not None:
+            self.stateful_loss.load_state_dict(ckpt["loss_state"])
 
     def resume_from(self, path: str | os.PathLike[str] | None) -> None:
         """Load the checkpoint at ``path`` if there is one."""
         if path is not None and Path(path).exists():
             self.load_state_dict(load_checkpoint(path), where=f"checkpoint {str(path)!r}")
+
+
+def _keeps_state(loss_fn: object) -> bool:
+    """Whether ``loss_fn`` keeps state between steps that a checkpoint must hold: it has
+    ``state_dict`` and ``load_state_dict``, as a torch module or optimizer does."""
+    return callable(getattr(loss_fn, "state_dict", None)) and callable(
+        getattr(loss_fn, "load_state_dict", None)
+    )
