@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -83,7 +83,7 @@ class TrainState:
         self.losses: list[float] = []
         self.pending: list[tuple[int, Tensor, Tensor | None]] = []
         self.reduce: Callable[[Tensor], Tensor] | None = None
-        self.stateful_loss = loss_fn if _keeps_state(loss_fn) else None
+        self.stateful_loss: _Stateful | None = loss_fn if _keeps_state(loss_fn) else None
 
     # ------------------------------------------------------------------------ reading the losses
 
@@ -177,7 +177,12 @@ class TrainState:
             self.load_state_dict(load_checkpoint(path), where=f"checkpoint {str(path)!r}")
 
 
-def _keeps_state(loss_fn: object) -> bool:
+class _Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+def _keeps_state(loss_fn: object) -> TypeGuard[_Stateful]:
     """Whether ``loss_fn`` keeps state between steps that a checkpoint must hold: it has
     ``state_dict`` and ``load_state_dict``, as a torch module or optimizer does."""
     return callable(getattr(loss_fn, "state_dict", None)) and callable(
