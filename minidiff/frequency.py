@@ -72,8 +72,9 @@ def _radius_index(size: int) -> torch.Tensor:
 def radial_frequencies(size: int) -> torch.Tensor:
     """Centre frequency of each ring in cycles per pixel: ``k / size`` for ``k = 0..size//2``.
 
-    Returns float64 ``(size // 2 + 1,)``; the last ring is the Nyquist frequency 0.5 (the
-    corners of the 2D spectrum, beyond it, are left out of the radial average).
+    Returns float64 ``(size // 2 + 1,)``; the last ring is ``(size // 2) / size``: the Nyquist
+    frequency 0.5 for an even ``size``, just below it for an odd one (``4 / 9`` for ``size=9``).
+    The corners of the 2D spectrum, beyond the last ring, are left out of the radial average.
     """
     size = _check_size(size)
     return torch.arange(size // 2 + 1, dtype=torch.float64) / size
@@ -109,13 +110,21 @@ def _check_images(x: object, name: str = "x") -> torch.Tensor:
     return check_finite(x, name)
 
 
+def _fft_dtype(x: torch.Tensor) -> torch.Tensor:
+    """Half and bfloat16 images upcast to float32 (torch's FFT has no such kernels on the CPU,
+    and only for power-of-two sizes on a GPU); float32 and float64 as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def power_spectrum(x: torch.Tensor) -> torch.Tensor:
     """``|F x|²`` per image and channel: ``x: (B, C, H, W)`` -> real ``(B, C, H, W)``.
 
-    Unnormalised DFT, zero frequency at index ``[0, 0]`` (no ``fftshift``).
+    Unnormalised DFT, zero frequency at index ``[0, 0]`` (no ``fftshift``). The result has the
+    dtype of ``x``, except that half and bfloat16 images are transformed in float32 (and give a
+    float32 spectrum).
     """
     x = check_finite(_check_batch(check_tensor(x, "x", dim=4), "x"), "x")
-    return torch.fft.fft2(x).abs() ** 2
+    return torch.fft.fft2(_fft_dtype(x)).abs() ** 2
 
 
 def radial_psd(x: torch.Tensor) -> torch.Tensor:
@@ -123,7 +132,8 @@ def radial_psd(x: torch.Tensor) -> torch.Tensor:
 
     ``P[b, k] = mean over channels c and over DFT coefficients in ring k of |F x[b, c]|²``,
     where ring k holds the frequencies with ``round(|(kx, ky)|) = k``. The result has the dtype
-    of ``x``; frequencies are :func:`radial_frequencies`.
+    of ``x`` (float32 for half and bfloat16 images, which are transformed in float32, as in
+    :func:`power_spectrum`); frequencies are :func:`radial_frequencies`.
     """
     x = _check_images(x)
     B, C, H, _ = x.shape
@@ -193,14 +203,16 @@ def frequency_snr(
 ) -> torch.Tensor:
     """Per-frequency SNR of ``x_t``: ``ᾱ P_0(k) / ((1 - ᾱ) N)``; shapes as :func:`noised_psd`.
 
-    ``+inf`` where ``ᾱ = 1`` (clean data, no noise), also for a ring of zero power.
+    ``+inf`` where ``ᾱ = 1`` (clean data, no noise), also for a ring of zero power. Gradients
+    flow back to ``psd0`` (finite ones: the ``ᾱ = 1`` entries are constants).
     """
     p = _check_psd(psd0)
     a = _broadcast(_alpha_bar(alpha_bar), p)
     n = _check_positive(n_pixels, "n_pixels")
-    with torch.no_grad():
-        snr = a * p / ((1 - a) * n)
-    return torch.where(a == 1, torch.full_like(snr, math.inf), snr)
+    clean = a == 1
+    # divide by 1 where ᾱ = 1, so that no inf or NaN enters the graph (their gradient is NaN)
+    snr = a * p / torch.where(clean, torch.ones_like(a), (1 - a) * n)
+    return torch.where(clean, torch.full_like(snr, math.inf), snr)
 
 
 def wiener_gain(psd0: torch.Tensor, alpha_bar: float | torch.Tensor, n_pixels: int) -> torch.Tensor:
@@ -212,7 +224,9 @@ def wiener_gain(psd0: torch.Tensor, alpha_bar: float | torch.Tensor, n_pixels: i
     of zero power (where ``SNR / (1 + SNR)`` would be ``inf / inf``).
     """
     snr = frequency_snr(psd0, alpha_bar, n_pixels)
-    return torch.where(torch.isinf(snr), torch.ones_like(snr), snr / (1 + snr))
+    clean = torch.isinf(snr)
+    finite = torch.where(clean, torch.zeros_like(snr), snr)  # keeps inf / inf out of the graph
+    return torch.where(clean, torch.ones_like(snr), finite / (1 + finite))
 
 
 def crossover_frequency(
@@ -220,8 +234,9 @@ def crossover_frequency(
 ) -> torch.Tensor:
     """The frequency at which noise overtakes signal, ``SNR_t(f) = 1``, for each ``ᾱ``.
 
-    ``psd0: (K,)`` and ``freqs: (K,)`` increasing; ``alpha_bar`` a float or ``(A,)``. Scans the
-    rings from low to high frequency and interpolates ``log SNR`` linearly between the last ring
+    ``psd0: (K,)`` and ``freqs: (K,)``, the frequencies strictly increasing (a ``ValueError``
+    otherwise: the scan takes the rings in the order given, from low to high frequency);
+    ``alpha_bar`` a float or ``(A,)``. Interpolates ``log SNR`` linearly between the last ring
     above 1 and the first below. Returns ``freqs[-1]`` when no ring is drowned yet and ``0``
     when even the lowest ring is; float64 ``()`` or ``(A,)``.
     """
@@ -231,6 +246,11 @@ def crossover_frequency(
     f = check_finite(check_tensor(freqs, "freqs", dim=1), "freqs").to(torch.float64)
     if f.shape != p.shape:
         raise ValueError(f"freqs must have shape {tuple(p.shape)} like psd0, got {tuple(f.shape)}")
+    if f.numel() > 1 and not bool((f[1:] > f[:-1]).all()):
+        raise ValueError(
+            "freqs must be strictly increasing (the rings from low to high frequency, as "
+            "radial_frequencies gives them); sort freqs and psd0 together first"
+        )
     a = _alpha_bar(alpha_bar)
     snr = frequency_snr(p.double(), a.reshape(-1), n_pixels)  # (A, K)
     log_snr = torch.log(snr.clamp_min(1e-300))

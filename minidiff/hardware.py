@@ -17,6 +17,7 @@ twice the forward).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -24,7 +25,18 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ._validation import Int, checked
+from ._validation import (
+    Check,
+    Flag,
+    FloatTensor,
+    Function,
+    Instance,
+    Int,
+    Number,
+    Shape,
+    check_device,
+    checked,
+)
 
 __all__ = [
     "DENSE_PEAK_TFLOPS",
@@ -41,9 +53,12 @@ __all__ = [
 DENSE_PEAK_TFLOPS: dict[str, dict[str, float]] = {
     # Vendors' data sheets, dense (no 2:4 sparsity). "bf16": tensor cores with float32
     # accumulation (what autocast uses); "fp32": plain float32, the peak a card without bf16
-    # trains at. The first key contained in torch.cuda.get_device_name() wins, so the more
-    # specific names come first.
+    # trains at. The first key found in torch.cuda.get_device_name() as whole words wins (not
+    # inside a longer model number: "A100" is not the "RTX A1000"), so the more specific names
+    # come first.
+    "H200 NVL": {"bf16": 835.0, "fp32": 60.0},  # 1,671 with 2:4 sparsity
     "H200": {"bf16": 989.0, "fp32": 67.0},
+    "H100 NVL": {"bf16": 835.0, "fp32": 60.0},  # 1,671 with 2:4 sparsity
     "H100 PCIe": {"bf16": 756.0, "fp32": 51.0},
     "H100": {"bf16": 989.0, "fp32": 67.0},  # SXM, "H100 80GB HBM3"
     "A100": {"bf16": 312.0, "fp32": 19.5},
@@ -61,14 +76,17 @@ DENSE_PEAK_TFLOPS: dict[str, dict[str, float]] = {
 """Dense peaks in TFLOP/s of common cards, per precision."""
 
 
-def _device(device: torch.device | str) -> torch.device:
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(
-            f"device must be a torch.device or a string such as 'cuda', got {type(device).__name__}"
-        )
-    return torch.device(device)
+def _device(device: object, name: str = "device") -> torch.device:
+    """A device that exists here (:func:`~minidiff._validation.check_device`), ``None`` refused."""
+    if device is None:
+        raise TypeError(f"{name} must be a torch.device or a string such as 'cuda', got None")
+    return check_device(device, name)  # type: ignore[return-value]
 
 
+_DEVICE = Check(_device)
+
+
+@checked(device=_DEVICE)
 def device_label(device: torch.device | str) -> str:
     """``"cuda (NVIDIA H100 80GB HBM3)"``, ``"cpu"``, ``"mps"``: the device that runs, by name."""
     dev = _device(device)
@@ -84,6 +102,7 @@ class Precision(NamedTuple):
     reason: str
 
 
+@checked(device=_DEVICE)
 def choose_bf16(device: torch.device | str) -> Precision:
     """bf16 autocast where it is fast and exact enough, float32 elsewhere, with the reason.
 
@@ -113,11 +132,12 @@ def peak_tflops(name: str, precision: str = "bf16") -> float | None:
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
     for key, peaks in DENSE_PEAK_TFLOPS.items():
-        if key in name:
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", name):
             return peaks.get(precision)
     return None
 
 
+@checked(model=Instance(nn.Module), shape=Shape, device=_DEVICE)
 def forward_flops(model: nn.Module, shape: tuple[int, ...], device: torch.device | str) -> float:
     """FLOPs of one forward pass of ``model(x (1, *shape), t (1,))`` (2 per multiply-add).
 
@@ -147,7 +167,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@checked(steps=Int(), warmup=Int(minimum=0))
+@checked(
+    model=Instance(nn.Module),
+    loss_fn=Function("(model, batch) -> loss"),
+    batch=FloatTensor(nonempty=True),
+    bf16=Flag,
+    steps=Int(),
+    warmup=Int(minimum=0),
+)
 def time_train_step(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, Tensor], Tensor],
@@ -180,11 +207,25 @@ def time_train_step(
     return StepTime(per_step, batch.shape[0] / per_step)
 
 
+_TFLOPS_BELOW = 1e6
+"""A ``peak`` below this is read in TFLOP/s by :func:`mfu`, one at or above it in FLOP/s."""
+
+
+@checked(
+    images_per_s=Number(low=0.0),
+    train_flops_per_image=Number(low=0.0),
+    peak=Number(low=0.0, optional=True),
+)
 def mfu(images_per_s: float, train_flops_per_image: float, peak: float | None) -> float | None:
     """``images/s x FLOPs per training image / peak FLOP/s`` (a fraction), ``None`` without a
-    known peak (pass ``peak`` in FLOP/s)."""
+    known peak.
+
+    ``peak`` is in FLOP/s (``989e12``) or in TFLOP/s as :func:`peak_tflops` gives it (``989.0``):
+    a value below ``1e6`` is read in TFLOP/s. No accelerator reaches
+    ``1e6`` TFLOP/s, and none has a peak below ``1e6`` FLOP/s, so the two never meet. All three
+    numbers must be positive and finite (``ValueError``; a string or a bool: ``TypeError``).
+    """
     if peak is None:
         return None
-    if not peak > 0:
-        raise ValueError(f"peak must be a positive number of FLOP/s, got {peak!r}")
-    return images_per_s * train_flops_per_image / peak
+    flops = peak * 1e12 if peak < _TFLOPS_BELOW else peak
+    return images_per_s * train_flops_per_image / flops

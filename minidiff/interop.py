@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._validation import OneOf, checked, index_tensor, value_checks_enabled
 from .nn.unet import UNet, UNetConfig
 from .schedules import NoiseSchedule
 
@@ -285,7 +286,9 @@ class DiffusersEpsModel(nn.Module):
     """A diffusers ``UNet2DModel`` as a minidiff ε-model: ``(x_t (B, C, H, W), t (B,)) -> eps``.
 
     ``t`` counts from 1 as in the lectures; diffusers counts from 0, so the network is called at
-    ``t - 1`` (see the module docstring's table).
+    ``t - 1`` (see the module docstring's table). ``t`` is an int or an integer tensor ``(B,)``
+    with values ``>= 1``; ``t = 0`` (clean data, which no ε-model is asked about) would call the
+    network at ``-1`` and is a ``ValueError`` naming ``t``.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -295,7 +298,11 @@ class DiffusersEpsModel(nn.Module):
         self.model = model
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        out: Tensor = self.model(x, t - 1, return_dict=False)[0]
+        what = "timesteps in 1..T, counted from 1"
+        tt = index_tensor(t, "t", x.shape[0], what, device=x.device)
+        if tt.numel() and value_checks_enabled() and int(tt.min()) < 1:
+            raise ValueError(f"t must hold {what} (diffusers' step k = t - 1), got {int(tt.min())}")
+        out: Tensor = self.model(x, tt - 1, return_dict=False)[0]
         return out
 
 
@@ -311,6 +318,11 @@ def diffusers_betas(schedule: NoiseSchedule) -> Tensor:
 
 def schedule_from_diffusers(scheduler: Any) -> NoiseSchedule:
     """The :class:`~minidiff.schedules.NoiseSchedule` of a diffusers scheduler (its ``betas``)."""
+    if isinstance(scheduler, NoiseSchedule):
+        raise TypeError(
+            "scheduler must be a diffusers scheduler (DDPMScheduler, DDIMScheduler, ...), got a "
+            "minidiff NoiseSchedule, which is already the schedule: use it as it is"
+        )
     betas = getattr(scheduler, "betas", None)
     if not isinstance(betas, Tensor) or betas.ndim != 1:
         raise TypeError(
@@ -320,6 +332,12 @@ def schedule_from_diffusers(scheduler: Any) -> NoiseSchedule:
     return NoiseSchedule(betas.double())
 
 
+@checked(
+    schedule=NoiseSchedule,
+    kind=OneOf(("ddim", "ddpm")),
+    variance=OneOf(("beta_tilde", "beta")),
+    clip_x0=OneOf(("static", "dynamic"), optional=True),
+)
 def diffusers_scheduler(
     schedule: NoiseSchedule,
     kind: str = "ddim",
@@ -331,33 +349,30 @@ def diffusers_scheduler(
     takes the steps of minidiff's ``ddim_sample`` / ``ddpm_sample(variance=variance)`` on
     ``schedule``, with the settings of the module docstring's table.
 
+    ``variance`` (used by ``"ddpm"``, checked for both): ``"beta_tilde"`` by default
+    (``variance_type="fixed_small"``, diffusers' own default), which is *not* ``ddpm_sample``'s
+    default ``"beta"`` (``"fixed_large"``): pass the same ``variance`` to both.
     ``clip_x0`` as the samplers' option: None (``clip_sample=False``), ``"static"``
     (``clip_sample=True``) or ``"dynamic"`` (``thresholding=True`` with Imagen's percentile 0.995
     and no cap, ``sample_max_value=inf``). With clipping, call the DDIM scheduler's
     ``step(..., use_clipped_model_output=True)``: minidiff's DDIM re-derives ε from the clipped
-    x̂₀, diffusers does so only when asked.
+    x̂₀, diffusers does so only when asked. Unknown values of ``kind``, ``variance`` or
+    ``clip_x0`` are refused (``ValueError``; a non-string: ``TypeError``) before diffusers is
+    imported.
     """
     from diffusers import DDIMScheduler, DDPMScheduler
 
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     clips: dict[str | None, dict[str, Any]] = {
         None: {"clip_sample": False},
         "static": {"clip_sample": True, "clip_sample_range": 1.0},
         "dynamic": {"clip_sample": False, "thresholding": True,
                     "dynamic_thresholding_ratio": 0.995, "sample_max_value": math.inf},
     }  # fmt: skip
-    if clip_x0 not in clips:
-        raise ValueError(f"clip_x0 must be one of {list(clips)}, got {clip_x0!r}")
     betas = diffusers_betas(schedule).tolist()
     common = {"num_train_timesteps": schedule.T, "trained_betas": betas,
               "prediction_type": "epsilon", "steps_offset": 0, "timestep_spacing": "trailing",
               **clips[clip_x0]}  # fmt: skip
     if kind == "ddim":
         return DDIMScheduler(**common, set_alpha_to_one=True)
-    if kind == "ddpm":
-        variances = {"beta_tilde": "fixed_small", "beta": "fixed_large"}
-        if variance not in variances:
-            raise ValueError(f"variance must be one of {list(variances)}, got {variance!r}")
-        return DDPMScheduler(**common, variance_type=variances[variance])
-    raise ValueError(f"kind must be 'ddim' or 'ddpm', got {kind!r}")
+    variances = {"beta_tilde": "fixed_small", "beta": "fixed_large"}
+    return DDPMScheduler(**common, variance_type=variances[variance])

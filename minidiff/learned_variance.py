@@ -62,11 +62,18 @@ class HybridMLP(TimeMLP):
         torch.nn.init.zeros_(self.output.bias)
 
 
+@checked(out=FloatTensor(min_dim=2))
 def split_output(out: Tensor) -> tuple[Tensor, Tensor]:
-    """``(B, 2D) -> (eps (B, D), r (B, D))``: the two halves of a hybrid model's output."""
-    if not isinstance(out, Tensor) or out.dim() < 2 or out.shape[1] % 2:
-        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"a hybrid model must return (B, 2D) = [eps, r], got {got}")
+    """``(B, 2D) -> (eps (B, D), r (B, D))``: the two halves of a hybrid model's output.
+
+    ``out`` must be a floating tensor (``TypeError`` otherwise) with an even dimension 1
+    (``ValueError``).
+    """
+    if out.shape[1] % 2:
+        raise ValueError(
+            f"out must be a hybrid model's output (B, 2D) = [eps, r] (an even dimension 1), "
+            f"got {tuple(out.shape)}"
+        )
     eps, r = out.chunk(2, dim=1)
     return eps, r
 
@@ -81,7 +88,7 @@ def _split_like(out: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
             f"model must return (B, 2D) = {expected}: [eps, r] for data of shape "
             f"{tuple(x.shape)}, got {got}"
         )
-    return split_output(out)
+    return split_output.unchecked(out)
 
 
 def _log_variance_bounds(schedule: NoiseSchedule) -> tuple[Tensor, Tensor]:
@@ -142,7 +149,7 @@ def _step_terms(
 
 @checked(
     model=Function("(x_t, t) -> [eps, r]"),
-    x0=FloatTensor(finite=True),
+    x0=FloatTensor(finite=True, nonempty=True),
     schedule=NoiseSchedule,
     lambda_vlb=Number(low=0.0, low_open=False),
     generator=Rng,
@@ -176,7 +183,7 @@ def hybrid_loss(
 
 @checked(
     model=Function("(x_t, t) -> [eps, r]"),
-    x0=FloatTensor(finite=True),
+    x0=FloatTensor(finite=True, nonempty=True),
     schedule=NoiseSchedule,
     generator=Rng,
 )

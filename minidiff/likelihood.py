@@ -37,6 +37,7 @@ from ._validation import (
     OneOf,
     Rng,
     check_finite,
+    check_tensor,
     checked,
 )
 from .samplers.sde_solvers import ode_solve, time_grid
@@ -56,6 +57,49 @@ DIVERGENCES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
 
 
+def _differentiable_input(x: object, name: str) -> torch.Tensor:
+    """A floating tensor with ``requires_grad`` (the ``x`` that ``fx = F(x)`` was computed from)."""
+    x = check_tensor(x, name)
+    if not x.requires_grad:
+        raise ValueError(
+            f"{name} must require grad: call x.requires_grad_(True) before computing fx = F(x) "
+            "(under torch.enable_grad(), outside torch.inference_mode())"
+        )
+    return x
+
+
+def _differentiable_output(fx: object, name: str, x: object) -> torch.Tensor:
+    """``fx = F(x)``: a floating tensor of ``x``'s shape that carries a graph back to ``x``."""
+    fx = check_tensor(fx, name)
+    if isinstance(x, torch.Tensor) and fx.shape != x.shape:
+        raise ValueError(
+            f"{name} must have the shape of x, {tuple(x.shape)} (F maps x to a vector field "
+            f"like x), got {tuple(fx.shape)}"
+        )
+    if not fx.requires_grad:
+        raise ValueError(
+            f"{name} has no autograd graph: compute it from x (with x.requires_grad) with "
+            "gradients enabled, not under torch.no_grad() or torch.inference_mode()"
+        )
+    return fx
+
+
+def _probes(probes: object, name: str, x: object) -> torch.Tensor:
+    """Hutchinson probes ``(K, *x.shape)``, ``K >= 1``: one probe vector per sample."""
+    probes = check_tensor(probes, name, min_dim=2)
+    if isinstance(x, torch.Tensor) and (probes.shape[1:] != x.shape or probes.shape[0] < 1):
+        raise ValueError(
+            f"{name} must have shape (K, *x.shape) = (K, {', '.join(map(str, x.shape))}) with "
+            f"K >= 1 probes, got {tuple(probes.shape)}"
+        )
+    return probes
+
+
+@checked(
+    fx=Check(_differentiable_output, uses=("x",)),
+    x=Check(_differentiable_input),
+    probes=Check(_probes, uses=("x",), optional=True),
+)
 def divergence(
     fx: torch.Tensor,
     x: torch.Tensor,
@@ -66,7 +110,9 @@ def divergence(
     """``div F = tr(∂F/∂x)`` per sample, ``(B,)``, from ``fx = F(x)`` (``x.requires_grad``).
 
     Exact (one backward pass per coordinate) when ``probes`` is None, else the Hutchinson average
-    ``mean_k v_kᵀ (∂F/∂x) v_k`` over ``probes: (K, B, ...)`` (one backward pass per probe).
+    ``mean_k v_kᵀ (∂F/∂x) v_k`` over ``probes: (K, *x.shape)`` (one backward pass per probe).
+    ``fx`` must have ``x``'s shape and a graph back to ``x``; otherwise a ``ValueError`` names it
+    (a field computed without gradients would silently count as divergence-free).
     """
     B = x.shape[0]
     if probes is None:
@@ -91,7 +137,7 @@ def divergence(
 @checked(
     score_fn=Function("(x, t) -> score"),
     sde=SDE_ARG,
-    x=FloatTensor(finite=True),
+    x=FloatTensor(finite=True, nonempty=True),
     steps=Int(),
     method=OneOf(("heun", "rk4", "euler")),
     divergence=OneOf(DIVERGENCES),
@@ -117,7 +163,10 @@ def ode_log_likelihood(
     """``log p_0(x)`` in nats through the PF-ODE: ``prior_logp(x(1)) + ∫_{t_start}^1 div F dt``.
 
     Args:
-        score_fn: ``(x (B, ...), t (B,) float) -> score``; must be differentiable in ``x``.
+        score_fn: ``(x (B, ...), t (B,) float) -> score``; must be differentiable in ``x``: a
+            score computed under ``torch.no_grad()`` (or this call under
+            ``torch.inference_mode()``) is refused with a ``ValueError`` at its first evaluation,
+            since its divergence would silently be left out.
         sde: the forward SDE (``sde.reverse(score_fn, probability_flow=True)`` is integrated).
         x: data ``(N, ...)``; the ODE runs in ``x``'s dtype (pass float64 for tight checks).
         steps: ODE steps from ``t_start`` to 1 on a uniform grid.
@@ -132,9 +181,15 @@ def ode_log_likelihood(
     Returns:
         ``(N,)`` log-likelihoods (nats, summed over data dimensions).
     """
+    if torch.is_inference_mode_enabled():
+        raise ValueError(
+            "score_fn cannot be differentiated under torch.inference_mode(), and "
+            "ode_log_likelihood needs its divergence: call it outside inference_mode "
+            "(torch.no_grad() is fine; gradients are enabled inside)"
+        )
     t0 = sde.t_min if t_start is None else t_start
     ts = time_grid(steps, float(t0), 1.0)
-    rsde = sde.reverse(score_fn, probability_flow=True)
+    rsde = sde.reverse(_differentiable_score(score_fn), probability_flow=True)
     B, shape = x.shape[0], x.shape
     D = x[0].numel()
 
@@ -150,7 +205,7 @@ def ode_log_likelihood(
         with torch.enable_grad():
             xs = state[:, :D].detach().reshape(shape).requires_grad_(True)
             fx = ReverseSDE.drift.unchecked(rsde, xs, t)
-            div = _divergence(fx, xs, probes=probes)
+            div = _divergence.unchecked(fx, xs, probes=probes)
         return torch.cat([fx.detach().reshape(B, D), div.detach()[:, None]], dim=1)
 
     state = torch.cat(
@@ -161,6 +216,26 @@ def ode_log_likelihood(
     )
     z, delta = sol.x[:, :D].reshape(shape), sol.x[:, D]
     return sde.prior_logp(z) + delta
+
+
+def _differentiable_score(score_fn: ScoreFn) -> ScoreFn:
+    """``score_fn``, whose first output is checked to carry a graph back to its input ``x``
+    (a score under ``torch.no_grad()`` would drop its part of the divergence without a word)."""
+    first = [True]
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = score_fn(x, t)
+        if first[0] and x.requires_grad:
+            first[0] = False
+            if isinstance(out, torch.Tensor) and not out.requires_grad:
+                raise ValueError(
+                    "score_fn must be differentiable in x: its output has no autograd graph "
+                    "(computed under torch.no_grad(), or detached), so its part of the "
+                    "divergence would be lost; remove the no_grad/detach"
+                )
+        return out
+
+    return score
 
 
 _divergence = divergence  # the argument of ode_log_likelihood shadows the function's name

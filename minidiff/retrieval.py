@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validation import check_positive_int, check_tensor
+from ._validation import check_positive_int, check_tensor, index_tensor, value_checks_enabled
 from .tensors import pairwise_sq_dists
 
 __all__ = ["NeighbourRetriever"]
@@ -40,11 +40,17 @@ class NeighbourRetriever:
 
     @classmethod
     def fit(cls, images: Tensor, dim: int = 16, k: int = 4) -> NeighbourRetriever:
-        """PCA of the flattened ``images (N, C, H, W)`` to ``dim`` components; database = them."""
+        """PCA of the flattened ``images (N, C, H, W)`` to ``dim`` components; database = them.
+
+        Every argument is checked before the SVD (``k`` too: ``1 <= k < N``).
+        """
         x = check_tensor(images, "images", min_dim=2, finite=True).flatten(1).double()
         check_positive_int(dim, "dim")
+        check_positive_int(k, "k")
         if dim > min(x.shape):
             raise ValueError(f"dim must be <= min(N, pixels) = {min(x.shape)}, got {dim}")
+        if k >= x.shape[0]:
+            raise ValueError(f"k must be smaller than the database ({x.shape[0]}), got {k}")
         mean = x.mean(0)
         # right singular vectors = principal directions, largest variance first
         _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)
@@ -57,8 +63,9 @@ class NeighbourRetriever:
         return int(self.components.shape[1])
 
     def embed(self, images: Tensor) -> Tensor:
-        """``images (B, C, H, W)`` -> ``(B, dim)`` principal-component coordinates."""
-        x = check_tensor(images, "images", min_dim=2).flatten(1)
+        """``images (B, C, H, W)`` -> ``(B, dim)`` principal-component coordinates (finite
+        ``images``; NaN or inf is a ``ValueError``)."""
+        x = check_tensor(images, "images", min_dim=2, finite=True).flatten(1)
         if x.shape[1] != self.mean.shape[0]:
             raise ValueError(
                 f"images have {x.shape[1]} pixels each but the database was fitted on "
@@ -69,19 +76,30 @@ class NeighbourRetriever:
     def neighbours(self, queries: Tensor, exclude: Tensor | None = None) -> Tensor:
         """Indices ``(B, k)`` of the nearest database entries to ``queries (B, dim)``.
 
-        ``exclude (B,)``: a database index per query to leave out (the query itself, in training).
+        ``queries`` must be finite. ``exclude``: an integer tensor ``(B,)``, a database index in
+        ``0..N-1`` per query to leave out (the query itself, in training); anything else (a
+        float, an int, a negative index) is a ``TypeError``/``ValueError`` naming ``exclude``.
         """
-        q = check_tensor(queries, "queries", dim=2)
+        q = check_tensor(queries, "queries", dim=2, finite=True)
         if q.shape[1] != self.dim:
             raise ValueError(f"queries must have shape (B, {self.dim}), got {tuple(q.shape)}")
+        if exclude is not None:
+            exclude = self._exclude(exclude, q.shape[0])
         d = pairwise_sq_dists(q.float(), self.database)
         if exclude is not None:
-            if exclude.shape != (q.shape[0],):
-                raise ValueError(
-                    f"exclude must have shape ({q.shape[0]},), got {tuple(exclude.shape)}"
-                )
-            d[torch.arange(q.shape[0]), exclude.long()] = float("inf")
+            d[torch.arange(q.shape[0]), exclude.to(d.device)] = float("inf")
         return d.topk(self.k, dim=1, largest=False).indices
+
+    def _exclude(self, exclude: object, batch: int) -> Tensor:
+        """``exclude`` checked: an integer tensor ``(batch,)`` of database indices ``0..N-1``."""
+        n = self.database.shape[0]
+        what = f"database indices in 0..{n - 1}"
+        ex = index_tensor(exclude, "exclude", batch, what, allow_int=False)
+        if ex.numel() and value_checks_enabled():
+            lo, hi = torch.stack(torch.aminmax(ex)).tolist()
+            if lo < 0 or hi >= n:
+                raise ValueError(f"exclude must hold {what}, got values in {lo}..{hi}")
+        return ex
 
     def context(self, queries: Tensor, exclude: Tensor | None = None) -> Tensor:
         """The neighbours' embeddings ``(B, k, dim)``, nearest first: the U-Net's context."""

@@ -28,6 +28,10 @@ from _bad_inputs import (
 import minidiff as md
 from minidiff import likelihood
 
+XG = X.double().requires_grad_(True)
+FX = XG @ torch.tensor([[1.0, 2.0], [0.5, -3.0]], dtype=torch.float64)  # a graph back to XG
+PROBES = torch.ones(3, *X.shape, dtype=torch.float64)
+
 FNS: list[Fn] = [
     Fn(
         "ode_log_likelihood",
@@ -47,7 +51,7 @@ FNS: list[Fn] = [
         {
             "score_fn": bad_callable(),
             "sde": bad_sde(),
-            "x": bad_tensor(X.double()),
+            "x": bad_tensor(X.double()) + [("empty-batch", torch.zeros(0, 2, dtype=torch.float64))],
             "steps": bad_int(),
             "method": bad_choice(),
             "divergence": bad_choice(),
@@ -55,6 +59,18 @@ FNS: list[Fn] = [
             "probe": bad_choice(),
             "generator": bad_generator(),
             "t_start": bad_number(optional=True) + [("above", 1.5)],
+        },
+    ),
+    Fn(
+        "divergence",
+        likelihood.divergence,
+        {"fx": FX, "x": XG, "probes": PROBES},
+        {
+            "fx": bad_tensor(FX, nonfinite=False)
+            + [("no-graph", FX.detach()), ("shape(4, 1)", FX[:, :1])],
+            "x": bad_tensor(XG, nonfinite=False) + [("no-grad", XG.detach())],
+            "probes": bad_tensor(PROBES, optional=True, nonfinite=False)
+            + [("shape(3, 4, 1)", PROBES[..., :1]), ("shape(5, 4)", torch.ones(5, 4))],
         },
     ),
     Fn(

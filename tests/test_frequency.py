@@ -53,6 +53,20 @@ def test_rings_partition_and_frequencies() -> None:
         c = radial_counts(size)
         assert int(c[0]) == 1 and int(c[1]) == 8 and bool((c > 0).all())  # r = 1, √2 -> ring 1
         assert int(c.sum()) <= size * size
+    # the docstring states the last ring as it is, (size // 2) / size: 4/9 for size 9, not 0.5
+    assert "(size // 2) / size" in (radial_frequencies.__doc__ or "")
+    assert "Nyquist frequency 0.5 (" not in (radial_frequencies.__doc__ or "")
+
+
+def test_half_and_bfloat16_images_are_transformed_in_float32() -> None:
+    # torch's FFT has no half kernels on the CPU: these used to raise "Unsupported dtype Half"
+    x = torch.randn(4, 3, 9, 9, generator=_g(2))
+    for dtype in (torch.float16, torch.bfloat16):
+        low = x.to(dtype)
+        psd = radial_psd(low)
+        assert psd.dtype == torch.float32
+        torch.testing.assert_close(psd, radial_psd(low.float()))
+        assert power_spectrum(low).dtype == torch.float32
 
 
 def test_white_noise_has_a_flat_spectrum_within_its_standard_error() -> None:
@@ -131,6 +145,30 @@ def test_snr_crossover_and_gain_agree() -> None:
     # scalar alpha_bar gives scalar results
     assert crossover_frequency(p0, 0.5, 1024, f).dim() == 0
     assert frequency_snr(p0, 0.5, 1024).shape == (17,)
+
+
+def test_crossover_needs_increasing_frequencies() -> None:
+    # Reversed rings used to give 0.0 (the scan read the highest ring as the lowest), not 0.25.
+    f = radial_frequencies(16)
+    p0 = 256 * (f.clamp_min(1 / 16) / 0.25) ** -2.0  # SNR = 1 at f = 0.25 for alpha_bar = 0.5
+    assert math.isclose(float(crossover_frequency(p0, 0.5, 256, f)), 0.25, abs_tol=1e-9)
+    with pytest.raises(ValueError, match="freqs must be strictly increasing"):
+        crossover_frequency(p0.flip(0), 0.5, 256, f.flip(0))
+    with pytest.raises(ValueError, match="freqs must be strictly increasing"):
+        crossover_frequency(p0, 0.5, 256, torch.zeros(9, dtype=torch.float64))
+
+
+def test_snr_and_gain_keep_gradients_finite_even_on_clean_data() -> None:
+    # frequency_snr used to compute under torch.no_grad(): no gradient reached psd0
+    p0 = torch.tensor([4.0, 0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    ab = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    snr = frequency_snr(p0, ab, 16)
+    assert snr.requires_grad and torch.isinf(snr[0]).all()
+    (grad,) = torch.autograd.grad(snr[1].sum(), p0)
+    torch.testing.assert_close(grad, torch.full((3,), 1 / 16, dtype=torch.float64))
+    (grad,) = torch.autograd.grad(wiener_gain(p0, ab, 16).sum(), p0)
+    s = p0.detach() / 16  # the gain's row at alpha_bar = 0.5; the clean row is constant 1
+    torch.testing.assert_close(grad, (1 / 16) / (1 + s) ** 2)
 
 
 def test_natural_patches_follow_a_power_law() -> None:

@@ -65,6 +65,12 @@ def test_bf16_where_the_card_has_it_float32_where_it_does_not(
         ("Tesla T4", "bf16", None),
         ("Tesla T4", "fp32", 8.1),
         ("AMD Instinct MI300X", "bf16", None),
+        # whole model numbers only: the RTX A1000 is not an A100, the H100 NVL not the SXM
+        ("NVIDIA RTX A1000", "bf16", None),
+        ("NVIDIA H100 NVL", "bf16", 835.0),
+        ("NVIDIA H100 NVL", "fp32", 60.0),
+        ("NVIDIA L40", "bf16", 181.0),
+        ("Tesla V100-SXM2-16GB", "fp32", 15.7),
     ],
 )
 def test_peaks_of_common_cards_and_none_for_the_unknown(
@@ -81,6 +87,52 @@ def test_mfu_from_measured_throughput() -> None:
         hardware.mfu(1000.0, 37.3e9, 0.0)
     with pytest.raises(ValueError, match="precision"):
         hardware.peak_tflops("NVIDIA L4", "fp8")
+
+
+def test_mfu_takes_the_peak_as_peak_tflops_gives_it_and_checks_its_numbers() -> None:
+    # peak_tflops gives TFLOP/s: passed on as it is, it used to give an MFU of 9.6e8
+    per_flops = hardware.mfu(100.0, 3e9, 312e12)
+    assert hardware.mfu(100.0, 3e9, hardware.peak_tflops("NVIDIA A100")) == per_flops
+    assert per_flops == pytest.approx(100.0 * 3e9 / 312e12)
+    with pytest.raises(TypeError, match="peak"):
+        hardware.mfu(100.0, 3e9, "312")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="images_per_s"):
+        hardware.mfu(-5.0, 3e9, 1e12)
+    with pytest.raises(ValueError, match="train_flops_per_image"):
+        hardware.mfu(100.0, float("nan"), 1e12)
+    with pytest.raises(ValueError, match="peak"):
+        hardware.mfu(100.0, 3e9, float("inf"))
+
+
+def test_bad_arguments_are_named_before_any_work() -> None:
+    model = torch.nn.Linear(2, 2)
+
+    def loss_fn(m: torch.nn.Module, b: torch.Tensor) -> torch.Tensor:
+        return m(b).pow(2).mean()
+
+    batch = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="device 'gpu'"):
+        hardware.device_label("gpu")
+    with pytest.raises(ValueError, match="device 'GPU'"):
+        hardware.choose_bf16("GPU")
+    with pytest.raises(TypeError, match="device"):
+        hardware.choose_bf16(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="batch"):
+        hardware.time_train_step(model, loss_fn, [[0.0, 1.0]], steps=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model"):
+        hardware.time_train_step("m", loss_fn, batch, steps=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="loss_fn"):
+        hardware.time_train_step(model, "mse", batch, steps=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bf16"):
+        hardware.time_train_step(model, loss_fn, batch, bf16="yes", steps=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch"):
+        hardware.time_train_step(model, loss_fn, torch.zeros(0, 2), steps=1)
+    with pytest.raises(TypeError, match="shape"):
+        hardware.forward_flops(model, 2, "cpu")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model"):
+        hardware.forward_flops("unet", (2,), "cpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="device"):
+        hardware.forward_flops(model, (2,), "cpux")
 
 
 def test_the_timing_runs_on_the_device_it_is_given() -> None:

@@ -119,7 +119,8 @@ FNS: list[Fn] = [
     Fn("crossover_frequency", fq.crossover_frequency,
        {"psd0": PSD, "alpha_bar": 0.5, "n_pixels": 64, "freqs": FREQS},
        {"psd0": [("empty", torch.ones(0), V), ("2d", PSD[None], V)],
-        "freqs": [*tensor_cases(FREQS, inf=False), ("shape", FREQS[:3], V)]}),
+        "freqs": [*tensor_cases(FREQS, inf=False), ("shape", FREQS[:3], V),
+                  ("decreasing", FREQS.flip(0), V)]}),
     Fn("power_law_fit", fq.power_law_fit, {"freqs": FREQS, "psd": PSD},
        {"freqs": tensor_cases(FREQS), "psd": [*tensor_cases(PSD), ("shape", PSD[:3], V)]}),
     Fn("log_snr_density", fq.log_snr_density, {"schedule": linear_schedule(10)},
@@ -202,7 +203,7 @@ CASES = [
 
 
 def test_the_table_size() -> None:
-    assert len(FNS) == 27 and len(CASES) == 268, (len(FNS), len(CASES))
+    assert len(FNS) == 27 and len(CASES) == 269, (len(FNS), len(CASES))
 
 
 @pytest.mark.parametrize("spec", [s for s in FNS if s.runs], ids=lambda s: s.name)

@@ -139,6 +139,29 @@ def test_bad_arguments_of_the_adapters() -> None:
         diffusers_scheduler(linear_schedule(10), "ddim", clip_x0="hard")
 
 
+def test_the_adapters_refuse_what_they_used_to_pass_on() -> None:
+    sched = linear_schedule(10)
+    # a typo in variance was ignored for DDIM; a list in clip_x0 raised "unhashable"
+    with pytest.raises(ValueError, match="variance"):
+        diffusers_scheduler(sched, "ddim", variance="nonsense")
+    with pytest.raises(TypeError, match="clip_x0"):
+        diffusers_scheduler(sched, "ddim", clip_x0=["static"])  # type: ignore[arg-type]
+    # a minidiff schedule is not a diffusers scheduler (it used to fail on "betas must lie ...")
+    with pytest.raises(TypeError, match="scheduler must be a diffusers scheduler"):
+        schedule_from_diffusers(sched)
+    # t = 0 used to call diffusers at step -1 without a word
+    model = DiffusersEpsModel(_diffusers_unet(SMALL))
+    x = torch.zeros(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="t must hold timesteps in 1..T"):
+        model(x, torch.tensor([0, 0]))
+    with pytest.raises(TypeError, match="t must be"):
+        model(x, torch.tensor([1.0, 2.0]))
+    # the default variance is stated, and it is the one the scheduler uses
+    doc = diffusers_scheduler.__doc__ or ""
+    assert '``"beta_tilde"`` by default' in doc and "not* ``ddpm_sample``'s" in doc
+    assert diffusers_scheduler(sched, "ddpm").config.variance_type == "fixed_small"
+
+
 # ---------------------------------------------------------------- the README's table, row by row
 
 

@@ -85,6 +85,13 @@ def test_hybrid_mlp_shapes_and_bad_inputs() -> None:
     assert net(torch.zeros(3, 2), torch.ones(3, dtype=torch.long)).shape == (3, 4)
     with pytest.raises(ValueError, match="hybrid model"):
         split_output(torch.zeros(3, 3))
+    # a list used to be a ValueError that did not name out; an empty batch a raw RuntimeError
+    with pytest.raises(TypeError, match="out must be a torch.Tensor"):
+        split_output([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="x0 must hold at least one sample"):
+        learned_vlb_terms(net, torch.zeros(0, 2), SCHED)
+    with pytest.raises(ValueError, match="x0 must hold at least one sample"):
+        hybrid_loss(net, torch.zeros(0, 2), SCHED)
     with pytest.raises(ValueError, match="lambda_vlb"):
         hybrid_loss(net, torch.zeros(3, 2), SCHED, lambda_vlb=-1.0)
     with pytest.raises(TypeError, match="model"):

@@ -113,6 +113,43 @@ def test_divergence_exact_and_rademacher_on_a_linear_map() -> None:
     )
 
 
+def test_a_score_without_gradients_is_refused_not_silently_wrong() -> None:
+    # Under torch.no_grad() the score's part of div F used to vanish: about -13 nats instead of
+    # the closed form's -3. The same score with its graph gives the closed form.
+    net = torch.nn.Linear(2, 2)
+    sde = VPSDE()
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+
+    def score_grad(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
+        return -x_ + 0 * net(x_)
+
+    @torch.no_grad()
+    def score_nograd(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
+        return -x_ + 0 * net(x_)
+
+    ll = ode_log_likelihood(score_grad, sde, x, steps=10)
+    closed = -0.5 * (x**2).sum(1) - math.log(2 * math.pi)  # N(0, I) stays N(0, I)
+    assert torch.allclose(ll, closed, atol=0.05), (ll, closed)
+    with pytest.raises(ValueError, match="score_fn must be differentiable"):
+        ode_log_likelihood(score_nograd, sde, x, steps=10)
+    with torch.inference_mode(), pytest.raises(ValueError, match="score_fn .*inference_mode"):
+        ode_log_likelihood(lambda x_, t_: -x_, sde, x.clone(), steps=2)
+    with torch.no_grad():  # the caller's no_grad does not reach the score's graph
+        assert torch.allclose(ode_log_likelihood(score_grad, sde, x, steps=10), ll)
+
+
+def test_divergence_refuses_probes_and_fields_that_would_bias_it() -> None:
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    fx = 2.0 * x  # trace 6
+    with pytest.raises(ValueError, match="probes must have shape"):
+        divergence(fx, x, probes=torch.ones(8, 4, 1))  # broadcast: a biased estimate
+    with pytest.raises(ValueError, match="fx has no autograd graph"):
+        divergence(fx.detach(), x)
+    with pytest.raises(ValueError, match="x must require grad"):
+        divergence(fx, x.detach())
+    assert torch.allclose(divergence(fx, x, probes=torch.ones(1, 4, 3)), torch.full((4,), 6.0))
+
+
 def test_bits_per_dim_convention() -> None:
     D = 3 * 8 * 8
     # a uniform density over the dequantised cube [-1, 256/127.5 - 1)^D is exactly 8 bits/dim

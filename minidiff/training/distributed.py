@@ -72,9 +72,11 @@ def init_distributed(device_type: str = "cpu") -> DistInfo:
 
 
 def shard_size(global_batch: int, world_size: int) -> int:
-    """Per-process batch ``global_batch / world_size``; ``ValueError`` unless it divides exactly
-    (unequal shards would weight the examples of the smaller shards more after averaging)."""
+    """Per-process batch ``global_batch / world_size``, both positive ints (``TypeError`` /
+    ``ValueError`` naming them otherwise); ``ValueError`` unless it divides exactly (unequal
+    shards would weight the examples of the smaller shards more after averaging)."""
     check_positive_int(global_batch, "batch_size")
+    check_positive_int(world_size, "world_size")
     if global_batch % world_size:
         raise ValueError(
             f"batch_size={global_batch} (the global batch) must be divisible by the number of "
@@ -126,7 +128,13 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
 
 
 def rank_seed(seed: int, step: int, rank: int) -> int:
-    """A seed for the global RNG of process ``rank`` at optimizer step ``step``: different for
-    every (seed, step, rank), so that copies draw independent dropout masks, and a function of
-    the step alone, so that a resumed run (on any number of processes) draws the same ones."""
+    """A seed for the global RNG of process ``rank`` at optimizer step ``step``: a function of
+    the step alone, so that a resumed run (on any number of processes) draws the same dropout
+    masks, and different across processes, so that copies draw independent ones.
+
+    The value is ``((seed * 1_000_003 + step) * 65_537 + rank) mod 2**63``: distinct for distinct
+    ``(seed, step, rank)`` with ``0 <= rank < 65_537``, ``0 <= step < 1_000_003`` and
+    ``0 <= seed < 10**8``. Beyond these ranges two triples can share a seed
+    (``rank_seed(0, 1_000_003, 0) == rank_seed(1, 0, 0)``).
+    """
     return ((seed * 1_000_003 + step) * 65_537 + rank) % 2**63

@@ -164,3 +164,37 @@ def test_retriever_finds_neighbours_in_pca_space() -> None:
         ret.embed(torch.zeros(2, 1, 4, 4))
     with pytest.raises(ValueError, match="k must be smaller"):
         NeighbourRetriever.fit(db[:3], dim=2, k=3)
+
+
+def test_retriever_refuses_bad_exclude_and_non_finite_input() -> None:
+    db = torch.randn(20, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    ret = NeighbourRetriever.fit(db, dim=4, k=3)
+    q = ret.embed(db[:2])
+    # -1 used to exclude entry 19 and give the query back; 4.7 was truncated to 4
+    with pytest.raises(ValueError, match=r"exclude must hold database indices in 0\.\.19"):
+        ret.neighbours(q, exclude=torch.tensor([-1, 1]))
+    with pytest.raises(ValueError, match="exclude"):
+        ret.neighbours(q, exclude=torch.tensor([99, 1]))
+    with pytest.raises(TypeError, match="exclude"):
+        ret.neighbours(q, exclude=torch.tensor([4.7, 1.0]))
+    for bad in (0, [0, 1]):
+        with pytest.raises(TypeError, match="exclude"):
+            ret.neighbours(q, exclude=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="queries"):
+        ret.neighbours(torch.full_like(q, float("nan")))
+    with pytest.raises(ValueError, match="images"):
+        ret.embed(torch.full_like(db[:2], float("nan")))
+    assert (ret.neighbours(q, exclude=torch.tensor([0, 1])) != torch.arange(2)[:, None]).all()
+
+
+def test_retriever_checks_k_before_the_svd(monkeypatch: pytest.MonkeyPatch) -> None:
+    # k was checked only after the SVD (1.8 s on 3000 images before k=3.0 was refused)
+    def no_svd(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the SVD ran before k was checked")
+
+    monkeypatch.setattr(torch.linalg, "svd", no_svd)
+    db = torch.randn(20, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="k"):
+        NeighbourRetriever.fit(db, dim=4, k=3.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="k must be smaller than the database"):
+        NeighbourRetriever.fit(db, dim=4, k=20)

@@ -30,6 +30,7 @@ from _bad_inputs import (
 
 import minidiff as md
 from minidiff.training import learning_rate
+from minidiff.training.distributed import shard_size
 
 FNS: list[Fn] = [
     Fn(
@@ -122,6 +123,13 @@ FNS: list[Fn] = [
         md.load_checkpoint,
         {"path": CKPT},
         {"path": [("int", 3), ("None", None), ("directory", str(Path(CKPT).parent))]},
+    ),
+    Fn(
+        "shard_size",
+        shard_size,
+        {"global_batch": 8, "world_size": 2},
+        {"global_batch": bad_int(), "world_size": bad_int()},
+        names={"global_batch": "batch_size"},
     ),
 ]
 

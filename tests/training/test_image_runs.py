@@ -13,7 +13,7 @@ import torch
 
 from minidiff.nn.unet import UNet
 from minidiff.training import load_checkpoint
-from minidiff.training.distributed import DistInfo, shard_size
+from minidiff.training.distributed import DistInfo, rank_seed, shard_size
 from minidiff.training.images import EpochSampler, ImageRunConfig, load_images, run
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -58,6 +58,34 @@ def test_batch_not_divisible_by_processes_is_refused() -> None:
         shard_size(5, 2)
     with pytest.raises(ValueError, match="batch_size=6"):
         EpochSampler(torch.randn(8, 1, 2, 2), T=5, global_batch=7, info=DistInfo(0, 3))
+
+
+def test_world_size_is_a_positive_int() -> None:
+    # 0 raised ZeroDivisionError, -2 gave a shard of -4 images, 2.0 a shard of 4.0
+    for bad, error in ((0, ValueError), (-2, ValueError), (2.0, TypeError)):
+        with pytest.raises(error, match="world_size"):
+            shard_size(8, bad)  # type: ignore[arg-type]
+    assert shard_size(8, 2) == 4
+
+
+def test_rank_seed_is_distinct_in_the_ranges_its_docstring_states() -> None:
+    # the values are those resumed runs were seeded with: they must never change
+    assert rank_seed(3, 7, 2) == (3 * 1_000_003 + 7) * 65_537 + 2
+    # beyond the stated ranges seeds collide, as the docstring now says
+    assert rank_seed(0, 1_000_003, 0) == rank_seed(1, 0, 0)
+    assert rank_seed(0, 1, 0) == rank_seed(0, 0, 65_537)
+    doc = rank_seed.__doc__ or ""
+    assert "0 <= rank < 65_537" in doc and "0 <= step < 1_000_003" in doc
+    assert "0 <= seed < 10**8" in doc
+    # inside them: the corners and their neighbours are all different
+    triples = {
+        (s, t, r)
+        for s in (0, 1, 10**8 - 2, 10**8 - 1)
+        for t in (0, 1, 1_000_001, 1_000_002)
+        for r in (0, 1, 65_535, 65_536)
+    }
+    assert len({rank_seed(*abc) for abc in triples}) == len(triples)
+    assert max(rank_seed(*abc) for abc in triples) < 2**63  # no wrap-around
 
 
 def test_run_writes_log_grids_checkpoint_and_curve(tmp_path: Path) -> None:
