@@ -56,9 +56,9 @@ DENSE_PEAK_TFLOPS: dict[str, dict[str, float]] = {
     # trains at. The first key found in torch.cuda.get_device_name() as whole words wins (not
     # inside a longer model number: "A100" is not the "RTX A1000"), so the more specific names
     # come first.
-    "H200 NVL": {"bf16": 835.0, "fp32": 60.0},  # 1,671 with 2:4 sparsity
+    "H200 NVL": {},  # PCIe variants at a lower power than the SXM card: not in this table,
     "H200": {"bf16": 989.0, "fp32": 67.0},
-    "H100 NVL": {"bf16": 835.0, "fp32": 60.0},  # 1,671 with 2:4 sparsity
+    "H100 NVL": {},  # so unknown rather than the SXM figure
     "H100 PCIe": {"bf16": 756.0, "fp32": 51.0},
     "H100": {"bf16": 989.0, "fp32": 67.0},  # SXM, "H100 80GB HBM3"
     "A100": {"bf16": 312.0, "fp32": 19.5},

@@ -67,8 +67,8 @@ def test_bf16_where_the_card_has_it_float32_where_it_does_not(
         ("AMD Instinct MI300X", "bf16", None),
         # whole model numbers only: the RTX A1000 is not an A100, the H100 NVL not the SXM
         ("NVIDIA RTX A1000", "bf16", None),
-        ("NVIDIA H100 NVL", "bf16", 835.0),
-        ("NVIDIA H100 NVL", "fp32", 60.0),
+        ("NVIDIA H100 NVL", "bf16", None),
+        ("NVIDIA H100 NVL", "fp32", None),
         ("NVIDIA L40", "bf16", 181.0),
         ("Tesla V100-SXM2-16GB", "fp32", 15.7),
     ],
