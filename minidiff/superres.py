@@ -99,9 +99,25 @@ def small_unet_config(
     )
 
 
+def _model_schedule(value: object, name: str, model: Any) -> NoiseSchedule:
+    """The argument check of a sampler's schedule: a :class:`NoiseSchedule`, and the model's own
+    when the model keeps one (a :class:`ResidualSR` computes its ε with ``model.schedule``, so a
+    sampler stepping on another schedule would read timesteps it has not got, or mix two)."""
+    schedule: NoiseSchedule = check_instance(value, name, NoiseSchedule)
+    own = getattr(model, "schedule", None)
+    if not isinstance(own, NoiseSchedule) or own is schedule:
+        return schedule
+    if own.T != schedule.T or not torch.allclose(own.betas, schedule.betas):
+        raise ValueError(
+            f"{name} must be the schedule the model was trained with (model.schedule: "
+            f"{own!r}), got {schedule!r}; pass model.schedule"
+        )
+    return schedule
+
+
 # the options of the image-conditioned samplers (sr_sample, conditional_sample)
 _SAMPLING_OPTIONS = {
-    "schedule": NoiseSchedule,
+    "schedule": Check(_model_schedule, uses=("model",)),
     "steps": Int(),
     "aug_level": Int(minimum=0),
     "noised": Flag,
@@ -129,6 +145,8 @@ def sr_sample(
     image. ``noised=True``: ``x_low`` is already at level ``aug_level`` (the base model's state
     ``x_s``, CDM's truncated conditioning augmentation, see :func:`cascade_sample`). Random
     numbers: the augmentation noise, then ``x_T`` (then each step's noise when ``eta > 0``).
+    ``schedule`` must be the model's own where it keeps one (``ResidualSR.schedule``; a
+    ``ValueError`` otherwise).
 
     ``eta = 1`` (ancestral, DDPM-like steps on the strided grid) is the default: with the
     deterministic ``eta = 0`` a plain ε-U-Net (``train_sr(..., residual=False)``) briefly trained
@@ -170,7 +188,8 @@ def conditional_sample(
     turns the model into an ε-model and DDIM (``steps``, ``eta``) draws the samples, with ``x̂₀``
     clipped to ``[-1, 1]`` or mapped by ``clip_x0`` (any map ``x̂₀ -> x̂₀``, e.g.
     :func:`minidiff.back_projection.low_resolution_projection`). ``eta = 1`` by default, for
-    the reason given in :func:`sr_sample`.
+    the reason given in :func:`sr_sample`. ``schedule`` must be the model's own where it keeps
+    one (``ResidualSR.schedule``; a ``ValueError`` otherwise).
     """
     eps_model = condition_on(model, x_cond, schedule, aug_level, generator, noised=noised)
     size, C = model.config.image_size, model.config.in_channels
@@ -212,7 +231,7 @@ def _base_model(model: object, name: str, sr_model: Any) -> Any:
 @checked(
     base=Check(_base_model, uses=("sr_model",)),
     sr_model=Check(check_image_model),
-    schedule=NoiseSchedule,
+    schedule=Check(_model_schedule, uses=("sr_model",)),
     n=Int(),
     steps=Check(partial(check_up_to_T, minimum=2), uses=("schedule",)),
     aug_level=Check(check_aug_level, uses=("sr_model", "schedule")),
