@@ -340,6 +340,8 @@ def train_base(
 ) -> UNet:
     """An unconditional small U-Net on ``images (N, C, S, S)`` with ``L_simple``; its EMA copy.
 
+    The model trains in float32: ``images`` must be float32 (a ``TypeError`` otherwise).
+
     ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA decay 0.99).
     """
     images = _unit_images(images, "images")
@@ -372,10 +374,12 @@ def train_sr(
     noise-conditioning augmentation (``aug_embedding=True``), applied to ``x_low`` before it is
     upsampled, as in CDM. The network is a
     :class:`ResidualSR` (the condition also skips to ``x̂₀``); ``residual=False`` trains the
-    plain ε-U-Net instead (the comparison of chapter 14's bench). Returns the EMA copy.
+    plain ε-U-Net instead (the comparison of chapter 14's bench). The model trains in float32
+    (``x_high`` must be float32). Returns the EMA copy.
     """
     from .image_conditioning import downsample
 
+    x_high = _unit_images(x_high, "x_high")
     return train_conditional(
         x_high,
         downsample(x_high, factor),  # upsampled in the loss, after its augmentation
@@ -409,7 +413,7 @@ def train_conditional(
     (noise-conditioning augmentation up to ``max_aug_level``); ``options`` go to
     :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA decay 0.99). ``residual=True``
     wraps it in :class:`ResidualSR` (``x̂₀ = x_cond[:, :C] + F_θ``: for a condition that already
-    approximates ``x``).
+    approximates ``x``). The model trains in float32: ``x`` and ``x_cond`` must be float32.
     """
     x, x_cond = _image_pairs(x, x_cond, low_resolution=True)
     check_instance(schedule, "schedule", NoiseSchedule)
@@ -467,6 +471,7 @@ def train_regressor(
     the image-space skip (``Regressor(residual=True)``)."""
     from .image_conditioning import downsample
 
+    x_high = _unit_images(x_high, "x_high")
     cond = upsample(downsample(x_high, factor), x_high.shape[-1])
     return train_regression(x_high, cond, steps=steps, residual=True, seed=seed, **options)
 
@@ -485,7 +490,8 @@ def train_regression(
     ``x (N, C, S, S)``, ``x_cond (N, C_cond, S, S)`` pair by pair; the baseline that every
     conditional diffusion model of chapter 14 is compared with (blurry, desaturated, best on
     PSNR). ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA 0.99).
-    ``residual``: the :class:`Regressor`'s image-space skip (needs ``C_cond >= C``).
+    ``residual``: the :class:`Regressor`'s image-space skip (needs ``C_cond >= C``). The model
+    trains in float32: ``x`` and ``x_cond`` must be float32.
     """
     x, x_cond = _image_pairs(x, x_cond)
     C, Cc, S = x.shape[1], x_cond.shape[1], x.shape[-1]
@@ -502,7 +508,13 @@ def train_regression(
 
 
 def _unit_images(x: object, name: str) -> torch.Tensor:
-    """``x (N, C, S, S)``: finite, in ``[-1, 1]`` (``image_conditioning``'s image spec), square."""
+    """Training images ``x (N, C, S, S)``: float32 (the models here train in float32), finite,
+    in ``[-1, 1]`` (``image_conditioning``'s image spec), square."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float32:
+        raise TypeError(
+            f"{name} must be a float32 tensor (the model trains in float32), got dtype "
+            f"{x.dtype}: pass {name}.float()"
+        )
     images: torch.Tensor = check_with(IN_RANGE_IMAGES, x, name)
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(

@@ -15,6 +15,7 @@ from minidiff.superres import (
     conditional_sample,
     small_unet_config,
     sr_sample,
+    train_sr,
 )
 
 SCHED = cosine_schedule(20)
@@ -146,3 +147,29 @@ def test_a_residual_sr_model_is_sampled_on_its_own_schedule_only() -> None:
     with torch.no_grad():
         same = sr_sample(sr, x_low, cosine_schedule(20), steps=3, generator=_g())
         assert torch.equal(same, sr_sample(sr, x_low, SCHED, steps=3, generator=_g()))
+
+
+def test_the_trainers_name_the_caller_s_argument_for_images_of_another_dtype() -> None:
+    """The models train in float32: float64 images are refused up front, naming the argument as
+    the caller spelled it and the cast to make (not a model the caller never sees)."""
+    from minidiff.superres import train_base, train_conditional, train_regression, train_regressor
+
+    sched = cosine_schedule(50)
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    cases = [
+        (lambda: train_sr(x.double(), sched, steps=1, progress=False), "x_high"),
+        (lambda: train_sr(x.half(), sched, steps=1, progress=False), "x_high"),
+        (lambda: train_regressor(x.double(), steps=1, progress=False), "x_high"),
+        (lambda: train_conditional(x.double(), x, sched, steps=1, progress=False), "x"),
+        (lambda: train_regression(x, x.double(), steps=1, progress=False), "x_cond"),
+        (lambda: train_base(x.double(), sched, steps=1, progress=False), "images"),
+    ]
+    for call, name in cases:
+        with pytest.raises(
+            TypeError, match=rf"^{name} must be a float32 tensor .*{name}\.float\(\)"
+        ):
+            call()
+    with pytest.raises(ValueError, match=r"^x_high must lie in \[-1, 1\]"):
+        train_sr(x * 3, sched, steps=1, progress=False)
+    with pytest.raises(TypeError, match="^x_high must be a torch.Tensor"):
+        train_regressor([1.0], steps=1, progress=False)  # type: ignore[arg-type]
