@@ -169,7 +169,7 @@ def colorize(
             "model must draw the 2 chroma channels (in_channels=2) from the 1 luma channel "
             f"(cond_channels=1), as train_colorizer's does; got {got}"
         )
-    S = cfg.image_size
+    S = model.config.image_size
     if tuple(gray.shape[-2:]) != (S, S):
         raise ValueError(
             f"gray must have shape (B, 1, {S}, {S}): the luma of the output, at the model's "
