@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ._validation import FloatTensor, Int, Rng, checked
+from .image_conditioning import IN_RANGE_IMAGES
 from .schedules import NoiseSchedule
 from .superres import (
     Regressor,
@@ -107,9 +108,9 @@ def train_colour_regressor(
     return train_regression(ycc[:, 1:], ycc[:, :1], steps=steps, seed=seed, **options)
 
 
-@checked(gray=_IMAGES)
+@checked(gray=IN_RANGE_IMAGES)
 def chroma_in_gamut(gray: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A sampler's ``clip_x0`` for chroma given the luma ``gray (B, 1, S, S)``: the RGB cube.
+    """A sampler's ``clip_x0`` for chroma given the luma ``gray (B, 1, S, S)`` in ``[-1, 1]``.
 
     The static clip keeps ``Cb, Cr`` in ``[-1, 1]``, but which chroma is a colour depends on the
     luma (only gray is possible at ``Y = ±1``). With ``Y`` fixed, RGB ``= Y + M c`` is linear in
@@ -137,7 +138,7 @@ def _rgb_offset(chroma: torch.Tensor) -> torch.Tensor:
     return torch.stack([r, -(LUMA[0] * r + LUMA[2] * b) / LUMA[1], b], dim=1)
 
 
-@checked(gray=_IMAGES, schedule=NoiseSchedule, steps=Int(), generator=Rng)
+@checked(gray=IN_RANGE_IMAGES, schedule=NoiseSchedule, steps=Int(), generator=Rng)
 def colorize(
     model: Any,
     gray: torch.Tensor,
@@ -148,6 +149,9 @@ def colorize(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """RGB samples ``(B, 3, S, S)`` given ``gray (B, 1, S, S)`` (the luma, in ``[-1, 1]``).
+
+    ``S`` is the model's ``image_size`` (:func:`minidiff.superres.at_image_size` gives a model
+    for another size): the luma is kept as given, so it must already have the output's size.
 
     The chroma is drawn by :func:`minidiff.superres.conditional_sample` (stochastic DDIM,
     ``eta = 1``, ``x̂₀`` kept in the RGB cube by :func:`chroma_in_gamut`), then recombined with
@@ -164,6 +168,13 @@ def colorize(
         raise ValueError(
             "model must draw the 2 chroma channels (in_channels=2) from the 1 luma channel "
             f"(cond_channels=1), as train_colorizer's does; got {got}"
+        )
+    S = model.config.image_size
+    if tuple(gray.shape[-2:]) != (S, S):
+        raise ValueError(
+            f"gray must have shape (B, 1, {S}, {S}): the luma of the output, at the model's "
+            f"image_size={S} (at_image_size(model, size) runs it at another size); got "
+            f"{tuple(gray.shape)}"
         )
     chroma = conditional_sample(
         model,

@@ -37,6 +37,7 @@ from ._validation import (
     check_positive_int,
     check_with,
     checked,
+    describe,
 )
 from .nn.autoencoder import AutoencoderKL, DiagonalGaussian
 
@@ -57,6 +58,16 @@ def latent_scale(latents: Tensor) -> float:
     if std == 0.0:
         raise ValueError("latents are constant (std 0): there is no scale to estimate")
     return 1.0 / std
+
+
+def _check_labels(labels: object, images: object) -> None:
+    """``labels``: a tensor with one row per image (``images``' own checks come after)."""
+    n = images.shape[0] if isinstance(images, Tensor) and images.dim() else None
+    per_image = f"one row per image ({n})" if n is not None else "one row per image"
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a tensor with {per_image}, got {describe(labels)}")
+    if n is not None and (labels.dim() == 0 or labels.shape[0] != n):
+        raise ValueError(f"labels must have {per_image}, got shape {tuple(labels.shape)}")
 
 
 class LatentSpace:
@@ -133,13 +144,12 @@ class LatentSpace:
         """A ``data(n, generator)`` callable for ``minidiff.train``: fresh ``s z, z ~ q(z | x)``.
 
         Encodes ``images`` once (the encoder is frozen) and draws, per batch, ``n`` rows uniformly
-        with replacement and a new latent sample of each: ``z0`` or ``(z0, y)`` with ``labels``.
+        with replacement and a new latent sample of each: ``z0`` or ``(z0, y)`` with ``labels``,
+        a tensor with one row per image (checked before any image is encoded).
         """
+        if labels is not None:
+            _check_labels(labels, images)
         q = self.posterior(images, batch_size=batch_size)
-        if labels is not None and (
-            not isinstance(labels, Tensor) or labels.shape[:1] != q.mean.shape[:1]
-        ):
-            raise ValueError(f"labels must be a tensor with one row per image ({q.mean.shape[0]})")
         mean, std, s = q.mean, q.std, self.scale
 
         def draw(n: int, generator: torch.Generator) -> Any:

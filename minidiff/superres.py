@@ -99,9 +99,25 @@ def small_unet_config(
     )
 
 
+def _model_schedule(value: object, name: str, model: Any) -> NoiseSchedule:
+    """The argument check of a sampler's schedule: a :class:`NoiseSchedule`, and the model's own
+    when the model keeps one (a :class:`ResidualSR` computes its ε with ``model.schedule``, so a
+    sampler stepping on another schedule would read timesteps it has not got, or mix two)."""
+    schedule: NoiseSchedule = check_instance(value, name, NoiseSchedule)
+    own = getattr(model, "schedule", None)
+    if not isinstance(own, NoiseSchedule) or own is schedule:
+        return schedule
+    if own.T != schedule.T or not torch.allclose(own.betas, schedule.betas):
+        raise ValueError(
+            f"{name} must be the schedule the model was trained with (model.schedule: "
+            f"{own!r}), got {schedule!r}; pass model.schedule"
+        )
+    return schedule
+
+
 # the options of the image-conditioned samplers (sr_sample, conditional_sample)
 _SAMPLING_OPTIONS = {
-    "schedule": NoiseSchedule,
+    "schedule": Check(_model_schedule, uses=("model",)),
     "steps": Int(),
     "aug_level": Int(minimum=0),
     "noised": Flag,
@@ -129,6 +145,8 @@ def sr_sample(
     image. ``noised=True``: ``x_low`` is already at level ``aug_level`` (the base model's state
     ``x_s``, CDM's truncated conditioning augmentation, see :func:`cascade_sample`). Random
     numbers: the augmentation noise, then ``x_T`` (then each step's noise when ``eta > 0``).
+    ``schedule`` must be the model's own where it keeps one (``ResidualSR.schedule``; a
+    ``ValueError`` otherwise).
 
     ``eta = 1`` (ancestral, DDPM-like steps on the strided grid) is the default: with the
     deterministic ``eta = 0`` a plain ε-U-Net (``train_sr(..., residual=False)``) briefly trained
@@ -170,7 +188,8 @@ def conditional_sample(
     turns the model into an ε-model and DDIM (``steps``, ``eta``) draws the samples, with ``x̂₀``
     clipped to ``[-1, 1]`` or mapped by ``clip_x0`` (any map ``x̂₀ -> x̂₀``, e.g.
     :func:`minidiff.back_projection.low_resolution_projection`). ``eta = 1`` by default, for
-    the reason given in :func:`sr_sample`.
+    the reason given in :func:`sr_sample`. ``schedule`` must be the model's own where it keeps
+    one (``ResidualSR.schedule``; a ``ValueError`` otherwise).
     """
     eps_model = condition_on(model, x_cond, schedule, aug_level, generator, noised=noised)
     size, C = model.config.image_size, model.config.in_channels
@@ -212,7 +231,7 @@ def _base_model(model: object, name: str, sr_model: Any) -> Any:
 @checked(
     base=Check(_base_model, uses=("sr_model",)),
     sr_model=Check(check_image_model),
-    schedule=NoiseSchedule,
+    schedule=Check(_model_schedule, uses=("sr_model",)),
     n=Int(),
     steps=Check(partial(check_up_to_T, minimum=2), uses=("schedule",)),
     aug_level=Check(check_aug_level, uses=("sr_model", "schedule")),
@@ -321,6 +340,8 @@ def train_base(
 ) -> UNet:
     """An unconditional small U-Net on ``images (N, C, S, S)`` with ``L_simple``; its EMA copy.
 
+    The model trains in float32: ``images`` must be float32 (a ``TypeError`` otherwise).
+
     ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA decay 0.99).
     """
     images = _unit_images(images, "images")
@@ -353,10 +374,12 @@ def train_sr(
     noise-conditioning augmentation (``aug_embedding=True``), applied to ``x_low`` before it is
     upsampled, as in CDM. The network is a
     :class:`ResidualSR` (the condition also skips to ``x̂₀``); ``residual=False`` trains the
-    plain ε-U-Net instead (the comparison of chapter 14's bench). Returns the EMA copy.
+    plain ε-U-Net instead (the comparison of chapter 14's bench). The model trains in float32
+    (``x_high`` must be float32). Returns the EMA copy.
     """
     from .image_conditioning import downsample
 
+    x_high = _unit_images(x_high, "x_high")
     return train_conditional(
         x_high,
         downsample(x_high, factor),  # upsampled in the loss, after its augmentation
@@ -390,7 +413,7 @@ def train_conditional(
     (noise-conditioning augmentation up to ``max_aug_level``); ``options`` go to
     :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA decay 0.99). ``residual=True``
     wraps it in :class:`ResidualSR` (``x̂₀ = x_cond[:, :C] + F_θ``: for a condition that already
-    approximates ``x``).
+    approximates ``x``). The model trains in float32: ``x`` and ``x_cond`` must be float32.
     """
     x, x_cond = _image_pairs(x, x_cond, low_resolution=True)
     check_instance(schedule, "schedule", NoiseSchedule)
@@ -448,6 +471,7 @@ def train_regressor(
     the image-space skip (``Regressor(residual=True)``)."""
     from .image_conditioning import downsample
 
+    x_high = _unit_images(x_high, "x_high")
     cond = upsample(downsample(x_high, factor), x_high.shape[-1])
     return train_regression(x_high, cond, steps=steps, residual=True, seed=seed, **options)
 
@@ -466,7 +490,8 @@ def train_regression(
     ``x (N, C, S, S)``, ``x_cond (N, C_cond, S, S)`` pair by pair; the baseline that every
     conditional diffusion model of chapter 14 is compared with (blurry, desaturated, best on
     PSNR). ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA 0.99).
-    ``residual``: the :class:`Regressor`'s image-space skip (needs ``C_cond >= C``).
+    ``residual``: the :class:`Regressor`'s image-space skip (needs ``C_cond >= C``). The model
+    trains in float32: ``x`` and ``x_cond`` must be float32.
     """
     x, x_cond = _image_pairs(x, x_cond)
     C, Cc, S = x.shape[1], x_cond.shape[1], x.shape[-1]
@@ -483,7 +508,13 @@ def train_regression(
 
 
 def _unit_images(x: object, name: str) -> torch.Tensor:
-    """``x (N, C, S, S)``: finite, in ``[-1, 1]`` (``image_conditioning``'s image spec), square."""
+    """Training images ``x (N, C, S, S)``: float32 (the models here train in float32), finite,
+    in ``[-1, 1]`` (``image_conditioning``'s image spec), square."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float32:
+        raise TypeError(
+            f"{name} must be a float32 tensor (the model trains in float32), got dtype "
+            f"{x.dtype}: pass {name}.float()"
+        )
     images: torch.Tensor = check_with(IN_RANGE_IMAGES, x, name)
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(

@@ -106,6 +106,24 @@ def test_colorize_keeps_the_luma():
         colorize(model, x[:4], SCHED, steps=3)
 
 
+def test_colorize_refuses_a_gray_image_of_another_size_than_the_model_draws() -> None:
+    model = train_colorizer(_rgb(8), SCHED, steps=1, batch_size=4)  # draws 8x8 chroma
+    gray = to_grayscale(_rgb(2))
+    with pytest.raises(
+        ValueError, match=r"gray must have shape \(B, 1, 8, 8\).*got \(2, 1, 4, 4\)"
+    ):
+        colorize(model, gray[..., ::2, ::2], SCHED, steps=3)
+
+
+def test_colorize_and_chroma_in_gamut_name_gray_outside_the_unit_range() -> None:
+    model = train_colorizer(_rgb(8), SCHED, steps=1, batch_size=4)
+    gray = to_grayscale(_rgb(2))
+    with pytest.raises(ValueError, match=r"^gray must lie in \[-1, 1\]"):
+        colorize(model, gray * 3, SCHED, steps=3)
+    with pytest.raises(ValueError, match=r"^gray must lie in \[-1, 1\]"):
+        chroma_in_gamut(gray * 3)
+
+
 def test_chroma_in_gamut_moves_x0_into_the_rgb_cube():
     gray = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
     wild = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(3)) * 3

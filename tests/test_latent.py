@@ -155,12 +155,35 @@ def test_batches_feed_the_training_loop_and_sample_decodes() -> None:
             "generator must be a torch.Generator",
         ),  # type: ignore[arg-type]
         (lambda ae: ae(_images(), generator=0), TypeError, "generator must be a torch.Generator"),  # type: ignore[arg-type]
+        (
+            lambda ae: LatentSpace(ae, 1.0).batches(_images(), [0] * 6),
+            TypeError,
+            "labels must be a tensor with one row per image (6), got list",
+        ),  # type: ignore[arg-type]
+        (
+            lambda ae: LatentSpace(ae, 1.0).batches(_images(), torch.zeros(5, dtype=torch.long)),
+            ValueError,
+            "labels must have one row per image (6), got shape (5,)",
+        ),
     ],
 )
 def test_bad_latent_inputs_are_named(call: object, error: type, words: str) -> None:
     with pytest.raises(error) as info:
         call(_ae())  # type: ignore[operator]
     assert words in str(info.value)
+
+
+def test_batches_checks_the_labels_before_encoding_any_image() -> None:
+    space = LatentSpace(_ae(), 1.0)
+    encoded = []
+    encode = space.autoencoder.encode
+    space.autoencoder.encode = lambda x: encoded.append(1) or encode(x)  # type: ignore[method-assign]
+    for labels in ([0] * 6, torch.zeros(7, dtype=torch.long)):
+        with pytest.raises((TypeError, ValueError), match="^labels must"):
+            space.batches(_images(), labels)  # type: ignore[arg-type]
+    assert not encoded
+    space.batches(_images(), torch.zeros(6, dtype=torch.long))
+    assert encoded  # the same call with good labels encodes
 
 
 def test_bad_autoencoder_sizes() -> None:

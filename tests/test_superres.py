@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from minidiff import cosine_schedule
+from minidiff import cosine_schedule, linear_schedule
 from minidiff.image_conditioning import condition_on, upsample
 from minidiff.nn.unet import UNet
 from minidiff.samplers import ddim_sample
-from minidiff.superres import ResidualSR, cascade_sample, small_unet_config, sr_sample
+from minidiff.superres import (
+    ResidualSR,
+    cascade_sample,
+    conditional_sample,
+    small_unet_config,
+    sr_sample,
+    train_sr,
+)
 
 SCHED = cosine_schedule(20)
 
@@ -118,3 +125,51 @@ def test_the_image_half_refuses_bad_input_before_any_work_and_samples_in_float64
     model = UNet(small_unet_config(8, 1, cond_channels=1)).double()
     out = sr_sample(model, x[:2].double(), sched, steps=3)
     assert out.dtype == torch.float64
+
+
+def test_a_residual_sr_model_is_sampled_on_its_own_schedule_only() -> None:
+    """ResidualSR computes its ε with the schedule it keeps: another T would index past its
+    arrays, another schedule of the same T would mix two; both are refused before any work."""
+    base, sr = _models(aug=False)
+    x_low = torch.rand(2, 1, 4, 4, generator=_g()) * 2 - 1
+    calls = []
+    spy = lambda x, t: calls.append(1) or base(x, t)  # noqa: E731
+    spy.config = base.config  # type: ignore[attr-defined]
+    for other in (cosine_schedule(40), linear_schedule(20)):
+        with pytest.raises(ValueError, match=r"schedule must be the schedule the model was"):
+            sr_sample(sr, x_low, other, steps=3)
+        with pytest.raises(ValueError, match=rf"T=20.*got NoiseSchedule\(T={other.T}"):
+            conditional_sample(sr, x_low, other, steps=3)
+        with pytest.raises(ValueError, match="schedule must be the schedule the model was"):
+            cascade_sample(spy, sr, other, 2, steps=3)
+    assert not calls  # refused before the base model ran
+    # an equal schedule built again is the model's schedule
+    with torch.no_grad():
+        same = sr_sample(sr, x_low, cosine_schedule(20), steps=3, generator=_g())
+        assert torch.equal(same, sr_sample(sr, x_low, SCHED, steps=3, generator=_g()))
+
+
+def test_the_trainers_name_the_caller_s_argument_for_images_of_another_dtype() -> None:
+    """The models train in float32: float64 images are refused up front, naming the argument as
+    the caller spelled it and the cast to make (not a model the caller never sees)."""
+    from minidiff.superres import train_base, train_conditional, train_regression, train_regressor
+
+    sched = cosine_schedule(50)
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    cases = [
+        (lambda: train_sr(x.double(), sched, steps=1, progress=False), "x_high"),
+        (lambda: train_sr(x.half(), sched, steps=1, progress=False), "x_high"),
+        (lambda: train_regressor(x.double(), steps=1, progress=False), "x_high"),
+        (lambda: train_conditional(x.double(), x, sched, steps=1, progress=False), "x"),
+        (lambda: train_regression(x, x.double(), steps=1, progress=False), "x_cond"),
+        (lambda: train_base(x.double(), sched, steps=1, progress=False), "images"),
+    ]
+    for call, name in cases:
+        with pytest.raises(
+            TypeError, match=rf"^{name} must be a float32 tensor .*{name}\.float\(\)"
+        ):
+            call()
+    with pytest.raises(ValueError, match=r"^x_high must lie in \[-1, 1\]"):
+        train_sr(x * 3, sched, steps=1, progress=False)
+    with pytest.raises(TypeError, match="^x_high must be a torch.Tensor"):
+        train_regressor([1.0], steps=1, progress=False)  # type: ignore[arg-type]

@@ -61,12 +61,16 @@ def check_context(
     mask: object = None,
     *,
     name: str = "context",
+    mask_name: str | None = None,
 ) -> Tensor | None:
     """Validate condition tokens ``(B, L, context_dim)`` and an optional mask; return the mask.
 
     ``mask`` is a boolean ``(B, L)`` with at least one True per row (a row with no token to
-    attend to has no softmax); ``None`` means every token is real.
+    attend to has no softmax); ``None`` means every token is real. Messages name the tokens
+    ``name`` and the mask ``mask_name`` (default ``f"{name}_mask"``, as the U-Net's
+    ``context_mask``), as the caller's parameters are spelled.
     """
+    mask_name = f"{name}_mask" if mask_name is None else mask_name
     expected = f"(B, L, {context_dim}) = ({batch_size}, L, {context_dim})"
     if not isinstance(context, Tensor):
         raise TypeError(
@@ -92,18 +96,30 @@ def check_context(
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
         got = f"dtype {mask.dtype}" if isinstance(mask, Tensor) else type(mask).__name__
         raise TypeError(
-            f"{name}_mask must be a boolean tensor {shape} (True = a real token), got {got}"
+            f"{mask_name} must be a boolean tensor {shape} (True = a real token), got {got}"
         )
     if tuple(mask.shape) != shape:
         raise ValueError(
-            f"{name}_mask must have shape (B, L) = {shape} like {name}, got {tuple(mask.shape)}"
+            f"{mask_name} must have shape (B, L) = {shape} like {name}, got {tuple(mask.shape)}"
         )
     if not bool(mask.any(dim=1).all()):
         raise ValueError(
-            f"{name}_mask has a row with no True entry: every sample needs at least one token "
+            f"{mask_name} has a row with no True entry: every sample needs at least one token "
             "to attend to"
         )
     return mask
+
+
+def _check_dtypes(weight: Tensor, module: str, **inputs: Tensor) -> None:
+    """Each input in the weights' dtype, else a ``TypeError`` naming it (under autocast, torch
+    casts a half or single precision input itself; a float64 one it leaves as it is)."""
+    for name, z in inputs.items():
+        autocast = torch.is_autocast_enabled(z.device.type) and z.dtype != torch.float64
+        if z.dtype != weight.dtype and not autocast:
+            raise TypeError(
+                f"{name} has dtype {z.dtype} but this {module}'s weights are {weight.dtype}: "
+                f"pass {name}.to({weight.dtype}) or convert the module (module.to({z.dtype}))"
+            )
 
 
 class CrossAttention(nn.Module):
@@ -147,7 +163,9 @@ class CrossAttention(nn.Module):
         return z.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``x: (B, N, query_dim)``, ``context: (B, L, context_dim)``, ``mask: (B, L)`` bool."""
+        """``x: (B, N, query_dim)``, ``context: (B, L, context_dim)``, ``mask: (B, L)`` bool,
+        ``x`` and ``context`` in the weights' dtype (a ``TypeError`` names the one that is not).
+        """
         query_dim = self.to_q.in_features
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor of queries, got {type(x).__name__}")
@@ -155,7 +173,8 @@ class CrossAttention(nn.Module):
             raise ValueError(
                 f"x must be queries of shape (B, N, query_dim={query_dim}), got {tuple(x.shape)}"
             )
-        mask = check_context(context, x.shape[0], self.context_dim, mask)
+        mask = check_context(context, x.shape[0], self.context_dim, mask, mask_name="mask")
+        _check_dtypes(self.to_q.weight, "CrossAttention", x=x, context=context)
         q, k, v = (
             self._split(self.to_q(x)),
             self._split(self.to_k(context)),
@@ -191,6 +210,10 @@ class CrossAttentionBlock(nn.Module):
         nn.init.zeros_(self.attn.to_out.bias)
 
     def forward(self, h: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``h: (B, C, H, W)``, ``context: (B, L, context_dim)``, ``mask: (B, L)`` bool; ``h``
+        and ``context`` in the weights' dtype (a ``TypeError`` names the one that is not)."""
+        if isinstance(h, Tensor):
+            _check_dtypes(self.norm.weight, "CrossAttentionBlock", h=h)
         b, c, hh, ww = h.shape
         tokens = self.norm(h).flatten(2).transpose(1, 2)  # (B, HW, C): positions as queries
         out = self.attn(tokens, context, mask)

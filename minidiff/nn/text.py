@@ -21,7 +21,7 @@ where. "3 left of 7" and "7 left of 3" become the same vector.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,7 @@ from .._validation import (
     check_positive_int,
     check_with,
     checked,
+    describe,
 )
 from ..diffusion import EpsModel, q_sample
 from ..guidance import cfg_combine, check_guidance_weight
@@ -87,10 +88,14 @@ class Vocabulary:
         return torch.tensor(ids, dtype=torch.long)
 
     def __call__(self, prompts: str | Sequence[str], length: int) -> Tensor:
-        """Prompts -> long ``(B, length)`` (a single string gives ``B = 1``)."""
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"length must be an int >= 1, got {length!r}")
-        items = [prompts] if isinstance(prompts, str) else list(prompts)
+        """Prompts -> long ``(B, length)`` (a single string gives ``B = 1``).
+
+        ``prompts``: a str or a sequence of str; ``length``: an int >= 1 (``TypeError`` for the
+        wrong kind, ``ValueError`` for an empty sequence, ``length < 1`` or a prompt that does not
+        fit, as :meth:`encode`).
+        """
+        length = check_positive_int(length, "length")
+        items = [prompts] if isinstance(prompts, str) else _prompt_list(prompts)
         if not items:
             raise ValueError("prompts must hold at least one prompt")
         return torch.stack([self.encode(p, length) for p in items])
@@ -99,6 +104,21 @@ class Vocabulary:
         """Long ``(B, L)`` -> one string per row, padding dropped."""
         check_token_ids(ids, len(self))
         return [" ".join(self.tokens[i] for i in row.tolist() if i != 0) for row in ids]
+
+
+def _prompt_list(prompts: object) -> list[str]:
+    """``prompts`` as a list of str, or a ``TypeError`` naming ``prompts``."""
+    items = (
+        list(prompts) if isinstance(prompts, Iterable) and not isinstance(prompts, bytes) else None
+    )
+    bad = [] if items is None else [p for p in items if not isinstance(p, str)]
+    if items is None or bad:
+        holding = f" holding {describe(bad[0])}" if bad else ""
+        raise TypeError(
+            "prompts must be a str or a sequence of str (words separated by spaces), got "
+            f"{describe(prompts)}{holding}"
+        )
+    return items
 
 
 def check_token_ids(ids: object, vocab_size: int, max_length: int | None = None) -> Tensor:

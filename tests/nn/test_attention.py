@@ -128,3 +128,46 @@ def test_check_context_names_the_problem(
 def test_bad_cross_attention_sizes(args: tuple[int, int, int], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         CrossAttention(*args)
+
+
+_X, _CTX = torch.randn(2, 5, 8, generator=_g(0)), torch.randn(2, 3, 6, generator=_g(1))
+_H = torch.randn(2, 8, 3, 3, generator=_g(2))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda a, b: a(_X.double(), _CTX.double()), TypeError, "x has dtype torch.float64"),
+        (lambda a, b: a(_X, _CTX.double()), TypeError, "context has dtype torch.float64"),
+        (lambda a, b: b(_H.double(), _CTX), TypeError, "h has dtype torch.float64"),
+        (lambda a, b: b(_H, _CTX.double()), TypeError, "context has dtype torch.float64"),
+        (lambda a, b: a(_X, _CTX, torch.ones(2, 3)), TypeError, "mask must be a boolean"),
+        (lambda a, b: b(_H, _CTX, torch.ones(2, 3)), TypeError, "mask must be a boolean"),
+        (
+            lambda a, b: a(_X, _CTX, torch.ones(2, 4, dtype=torch.bool)),
+            ValueError,
+            "mask must have shape (B, L) = (2, 3)",
+        ),
+        (
+            lambda a, b: b(_H, _CTX, torch.zeros(2, 3, dtype=torch.bool)),
+            ValueError,
+            "mask has a row with no True entry",
+        ),
+    ],
+)
+def test_cross_attention_names_its_own_arguments(call: object, error: type, words: str) -> None:
+    """The forward passes name ``mask`` (their parameter), not the U-Net's ``context_mask``, and
+    refuse inputs in another dtype than the weights before any matrix product."""
+    torch.manual_seed(0)
+    attn, block = CrossAttention(8, 6, heads=2), CrossAttentionBlock(8, 6, heads=2, groups=4)
+    with pytest.raises(error) as info:
+        call(attn, block)  # type: ignore[operator]
+    assert str(info.value).startswith(words)
+    # the U-Net's parameter keeps its name, and a float64 module takes float64 inputs
+    with pytest.raises(TypeError, match="^context_mask must be a boolean"):
+        check_context(_CTX, 2, 6, torch.ones(2, 3))
+    with torch.autocast("cpu", torch.bfloat16):  # autocast casts single precision, not double
+        assert attn(_X, _CTX).dtype == torch.bfloat16
+        with pytest.raises(TypeError, match="^x has dtype torch.float64"):
+            attn(_X.double(), _CTX)
+    assert attn.double()(_X.double(), _CTX.double()).dtype == torch.float64

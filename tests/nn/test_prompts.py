@@ -43,6 +43,31 @@ def test_unknown_words_and_long_prompts_are_named(prompt: str, length: int, word
     assert words in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("prompts", "length", "error", "words"),
+    [
+        (["3"], "4", TypeError, "length must be an int >= 1, got str '4'"),
+        (["3"], 2.0, TypeError, "length must be an int >= 1"),
+        (["3"], 0, ValueError, "length must be >= 1, got 0"),
+        (5, 3, TypeError, "prompts must be a str or a sequence of str"),
+        (["3", 7], 3, TypeError, "prompts must be a str or a sequence of str (words separated by"),
+        (["3", None], 3, TypeError, "prompts must be a str or a sequence of str"),
+        ([], 3, ValueError, "prompts must hold at least one prompt"),
+    ],
+)
+def test_vocabulary_names_a_bad_length_or_prompts_with_the_policy_s_error(
+    prompts: object, length: object, error: type, words: str
+) -> None:
+    """The wrong kind of length or prompts is a TypeError, as ``encode`` says for ``length``."""
+    vocab = Vocabulary(["3", "left", "of", "7"])
+    with pytest.raises(error) as info:
+        vocab(prompts, length)  # type: ignore[arg-type]
+    assert str(info.value).startswith(words)
+    if prompts == ["3"] and error is TypeError:  # encode says the same of the same length
+        with pytest.raises(TypeError, match="^length must be an int >= 1"):
+            vocab.encode("3", length)  # type: ignore[arg-type]
+
+
 def test_mean_pooling_forgets_word_order_and_cross_attention_inputs_keep_it() -> None:
     torch.manual_seed(0)
     vocab = pair_vocabulary()
