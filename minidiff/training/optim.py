@@ -130,7 +130,8 @@ class ClippedAdamW:
         if not grads:
             return self.found_inf.new_zeros(())
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        torch.clamp((norm + 1e-6) / self.grad_clip, min=1.0, out=self.grad_scale)
+        # grad_scale stays float32 (what the fused kernel reads) for float64 weights too
+        self.grad_scale.copy_(((norm + 1e-6) / self.grad_clip).clamp(min=1.0))
         return norm
 
     def step(self, lr: float, loss: Tensor, norm: Tensor | None) -> None:

@@ -437,15 +437,17 @@ def test_type_errors() -> None:
         train("model", regression_loss, make_data(), steps=1)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_clipping_inside_the_fused_step_equals_clip_grad_norm(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
 ) -> None:
     """With a fused AdamW the loop clips through the optimizer's grad_scale; without one it calls
-    clip_grad_norm_. A small grad_clip makes clipping act at every step; both must agree."""
+    clip_grad_norm_. A small grad_clip makes clipping act at every step; both must agree, for
+    float32 and float64 weights (the float32 grad_scale takes a float64 norm)."""
     from minidiff.training import optim
 
     kw = {**KW, "grad_clip": 0.05}
-    if not optim.fused_supported(list(make_model().parameters())):
+    if not optim.fused_supported(list(make_model().to(dtype).parameters())):
         pytest.skip("this torch has no fused AdamW for the CPU: nothing to compare")
     made: list[optim.ClippedAdamW] = []
     real_init = optim.ClippedAdamW.__init__
@@ -456,10 +458,10 @@ def test_clipping_inside_the_fused_step_equals_clip_grad_norm(
 
     monkeypatch.setattr(optim.ClippedAdamW, "__init__", recording)
     torch.manual_seed(0)
-    fused = train(make_model(), regression_loss, make_data(), steps=8, **kw)
+    fused = train(make_model().to(dtype), regression_loss, make_data().to(dtype), steps=8, **kw)
     monkeypatch.setattr(optim, "fused_supported", lambda params: False)
     torch.manual_seed(0)
-    plain = train(make_model(), regression_loss, make_data(), steps=8, **kw)
+    plain = train(make_model().to(dtype), regression_loss, make_data().to(dtype), steps=8, **kw)
     assert [m.fused for m in made] == [True, False]
     for (name, a), b in zip(
         fused.model.state_dict().items(), plain.model.state_dict().values(), strict=True
@@ -469,7 +471,7 @@ def test_clipping_inside_the_fused_step_equals_clip_grad_norm(
     # the comparison is not vacuous: clipping changed the run
     torch.manual_seed(0)
     unclipped = train(
-        make_model(), regression_loss, make_data(), steps=8, **{**KW, "grad_clip": None}
+        make_model().to(dtype), regression_loss, make_data().to(dtype), steps=8, **{**KW, "grad_clip": None}
     )
     assert (
         max(
