@@ -68,10 +68,11 @@ class _StatefulCallable(Batches):
 
     def __init__(self, fn: Any) -> None:
         super().__init__(fn)
+        self.stateful: Any = fn
         self.description = f"callable {type(fn).__name__} with state"
 
     def state_dict(self) -> dict[str, Any] | None:
-        return {"callable": self.fn.state_dict()}
+        return {"callable": self.stateful.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         if state is None or "callable" not in state:
@@ -79,7 +80,7 @@ class _StatefulCallable(Batches):
                 f"the checkpoint holds no state of data ({type(self.fn).__name__} keeps state "
                 "between calls); it was written by a run with other data"
             )
-        self.fn.load_state_dict(state["callable"])
+        self.stateful.load_state_dict(state["callable"])
 
 
 def _keeps_state(data: object) -> bool:
