@@ -76,9 +76,20 @@ W = Check(check_guidance_weight)
 """The ``@checked`` spec of a guidance weight ``w``."""
 
 
+def unconditional_message(name: str) -> str:
+    """What to say of a model built without classes (``num_classes == 0``, e.g. ``UNet("tiny")``)
+    where a conditional one is needed."""
+    return (
+        f"{name} is unconditional (num_classes=0): build it with UNetConfig(num_classes=K) "
+        "(K >= 2 classes) and train it with labels"
+    )
+
+
 def _num_classes(model: object, num_classes: object, name: str = "model") -> int:
     """``C`` from ``model.num_classes`` and/or the ``num_classes`` argument (they must agree)."""
     own = getattr(model, "num_classes", None)
+    if own == 0 and not isinstance(own, bool):
+        raise ValueError(unconditional_message(name))
     if num_classes is None:
         if own is None:
             raise TypeError(

@@ -374,6 +374,23 @@ def test_classifier_free_guidance_reads_the_number_of_classes_from_the_model() -
         classifier_log_prob_grad(clf, x, t, 0, num_classes=2)
 
 
+def test_an_unconditional_unet_is_called_unconditional_with_the_way_to_build_one() -> None:
+    """A U-Net built without classes (num_classes == 0) is refused by guidance and the
+    conditional loss with one message that says how to build a conditional one, whether or not
+    num_classes is given, never advice that leads to another error."""
+    from minidiff.nn.unet import UNet
+
+    unet = UNet("tiny")
+    assert unet.num_classes == 0
+    advice = r"model is unconditional \(num_classes=0\): build it with UNetConfig\(num_classes=K\)"
+    for num_classes in (None, 2):
+        with pytest.raises(ValueError, match=advice):
+            classifier_free_guidance(unet, 1, 1.0, num_classes=num_classes)
+    x, y = torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match=advice):
+        conditional_eps_loss(unet, x, y, linear_schedule(50))
+
+
 def test_cfg_combine_refuses_nonsense_naming_the_argument() -> None:
     cond, uncond = torch.ones(3, 2), torch.zeros(3, 2)
     import numpy as np

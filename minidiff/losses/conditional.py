@@ -29,6 +29,7 @@ from .._validation import (
     describe,
 )
 from ..diffusion import q_sample
+from ..guidance import unconditional_message
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, uniform
 from .simple import sample_timesteps
@@ -40,6 +41,8 @@ _PROBABILITY = Number(low=0.0, high=1.0, low_open=False, high_open=False)
 
 def _class_model(model: Any, name: str) -> Any:
     """A network with an int ``num_classes >= 2`` (a conditional model or a classifier)."""
+    if getattr(model, "num_classes", None) == 0 and not isinstance(model.num_classes, bool):
+        raise ValueError(unconditional_message(name))
     if not isinstance(getattr(model, "num_classes", None), int) or model.num_classes < 2:
         raise TypeError(
             f"{name} must be a model with a num_classes attribute (e.g. ConditionalTimeMLP or "

@@ -6,7 +6,10 @@
   the batch is the tuple of the same rows of each), or a ``TensorDataset`` (the same as the tuple
   of its tensors): ``batch_size`` rows drawn uniformly *with* replacement from the loop's
   generator, whose state is in every checkpoint;
-- a callable ``data(batch_size, generator) -> batch`` that draws only from ``generator``;
+- a callable ``data(batch_size, generator) -> batch`` that draws only from ``generator``, or
+  that also keeps a state of its own between calls (a position in the data, as
+  :class:`~minidiff.training.image_data.EpochSampler` does) and exposes it as ``state_dict()`` /
+  ``load_state_dict(state)``: a checkpoint then holds that state, and a resume restores it;
 - a ``DataLoader``, a list of batches or any other re-iterable: each pass over it is started
   anew when the previous one ends. A checkpoint stores how far the current pass got and the
   random state when it began (torch's global RNG, the loader's and its sampler's generators,
@@ -57,6 +60,33 @@ class Batches:
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         pass
+
+
+class _StatefulCallable(Batches):
+    """A callable that keeps state between calls (``state_dict``/``load_state_dict``): its state
+    is saved with every checkpoint and restored on resume."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__(fn)
+        self.stateful: Any = fn
+        self.description = f"callable {type(fn).__name__} with state"
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return {"callable": self.stateful.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state is None or "callable" not in state:
+            raise ValueError(
+                f"the checkpoint holds no state of data ({type(self.fn).__name__} keeps state "
+                "between calls); it was written by a run with other data"
+            )
+        self.stateful.load_state_dict(state["callable"])
+
+
+def _keeps_state(data: object) -> bool:
+    return callable(getattr(data, "state_dict", None)) and callable(
+        getattr(data, "load_state_dict", None)
+    )
 
 
 class _Rows(Batches):
@@ -203,7 +233,7 @@ def batches_from(data: object) -> Batches:
     if isinstance(data, Iterable):
         return _Passes(data)
     if callable(data):
-        return Batches(data)
+        return _StatefulCallable(data) if _keeps_state(data) else Batches(data)
     raise TypeError(_WHAT_DATA + f", got {type(data).__name__}")
 
 

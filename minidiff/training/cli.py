@@ -7,15 +7,18 @@
 
 ``train`` starts a run in ``--out`` or continues the one there (it says which); a run may be
 continued with other ``--steps``, sampling options or ``--time-budget``, nothing else. ``sample``
-loads the EMA weights of a run's checkpoint and writes a grid. A mistake (a bad option, a run of
-another configuration, a missing data set, a damaged file) ends with one line on stderr and exit
-status 2; an interruption (Ctrl-C) with status 130, resumable from the last checkpoint.
+loads the EMA weights of a run's checkpoint and writes a grid, sampled with the noise schedule the
+run was trained with (``train`` continues a run with it too). A mistake (a bad option, a run of
+another configuration, other images, a missing data set, a damaged file) ends with one line on
+stderr and exit status 2, naming the flag to change; an interruption (Ctrl-C) with status 130,
+resumable from the last checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +27,15 @@ from typing import Any, NoReturn
 from .._config import default_device
 from .._validation import OneOf, check_device, check_positive_int
 from .checkpoint import check_model_fingerprint, load_checkpoint
-from .images import CLIP_CHOICES, FREE, ImageRunConfig, load_images, run, sample_grid
+from .images import (
+    CLIP_CHOICES,
+    FREE,
+    ImageRunConfig,
+    load_images,
+    run,
+    sample_grid,
+    schedule_from_record,
+)
 from .run_folder import RunFolder
 
 __all__ = ["main", "build_parser"]
@@ -119,6 +130,29 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The library's messages name Python arguments; the command line says the flag that sets each.
+_FLAGS = {
+    **{f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(ImageRunConfig)},
+    **{name: "--" + name.replace("_", "-") for name in ("dropout", "device", "download")},
+    "root": "--data-root",
+}
+_PHRASES = (
+    ("with the root argument", "with --data-root"),
+    ("(download=False)", "(without --download)"),
+)
+
+
+def _as_typed(message: str) -> str:
+    """``message`` with the argument it starts with, and the phrases of ``_PHRASES``, said as the
+    flags of the command line: ``batch_size must be >= 1`` -> ``--batch-size must be >= 1``."""
+    first = re.match(r"\w+", message)
+    if first and first.group() in _FLAGS and message[first.end() : first.end() + 1] in " :=":
+        message = _FLAGS[first.group()] + message[first.end() :]
+    for python, typed in _PHRASES:
+        message = message.replace(python, typed)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0, 2 for a mistake, 130 if interrupted)."""
     parser = build_parser()
@@ -126,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _train(args) if args.command == "train" else _sample(args)
     except (ValueError, TypeError, OSError, KeyError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = _as_typed(" ".join(str(exc).split()) or type(exc).__name__)
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -139,8 +173,16 @@ def _train(args: argparse.Namespace) -> int:
     names = [f.name for f in dataclasses.fields(ImageRunConfig) if f.name != "overrides"]
     overrides = {} if args.dropout is None else {"dropout": args.dropout}
     config = ImageRunConfig(**{n: getattr(args, n) for n in names}, overrides=overrides)
-    images = load_images(config.data, root=args.data_root, download=args.download)
-    result = run(config, args.out, images=images, device=args.device, progress=not args.no_progress)
+    images = None  # run() loads config.data itself (and records that it did)
+    if args.data_root is not None or args.download:
+        images = load_images(config.data, root=args.data_root, download=args.download)
+    old = RunFolder(args.out).read_config()  # a run continues with the schedule it was trained with
+    same_T = old is not None and "schedule" in old and old.get("T") == config.T
+    schedule = schedule_from_record(old) if old is not None and same_T else None
+    result = run(
+        config, args.out, images=images, device=args.device, progress=not args.no_progress,
+        schedule=schedule,
+    )  # fmt: skip
     if result.rank == 0 and result.log:
         last = result.log[-1]
         print(f"step {last['step']}: loss {last['loss']:.4f}, {last['images_per_s']:.1f} images/s")
@@ -174,7 +216,8 @@ def _sample(args: argparse.Namespace) -> int:
     check_model_fingerprint(model, ckpt["model_fingerprint"], where=str(folder.checkpoint))
     model.load_state_dict(ckpt["ema"]["model"])
     device = check_device(args.device) or default_device()
-    grid = sample_grid(model.to(device).eval(), config, device, seed=args.seed)
+    schedule = schedule_from_record(record)  # the schedule the run was trained with
+    grid = sample_grid(model.to(device).eval(), config, device, seed=args.seed, schedule=schedule)
     path = args.grid or folder.out / f"ema_step{ckpt['step']:07d}.png"
     folder.save_grid(grid, Path(path))
     clip = "" if config.clip_x0 == "none" else f", x0 clipping {config.clip_x0}"

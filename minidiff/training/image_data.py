@@ -26,7 +26,9 @@ class EpochSampler:
     ``(seed, e)``; ``t ~ U{1..T}`` and ``eps ~ N(0, I)`` are drawn for the whole global batch from
     the loop's generator. Process ``r`` of ``R`` keeps rows ``r B/R .. (r+1) B/R - 1``, so the R
     shards together are exactly the single-process batch. ``position`` (in images) is the data
-    position that a resume restores. Each call also seeds the global RNG, which draws the
+    position that a resume restores: ``state_dict()`` / ``load_state_dict()`` hold it, so that
+    :func:`minidiff.train` saves it in its checkpoints and a resumed run draws the same batches.
+    Each call also seeds the global RNG, which draws the
     dropout masks, with :func:`~minidiff.training.distributed.rank_seed` of the step and rank.
     """
 
@@ -47,6 +49,16 @@ class EpochSampler:
         self.position = 0
         self._epoch = -1
         self._perm = torch.empty(0, dtype=torch.long)
+
+    def state_dict(self) -> dict[str, int]:
+        """The sampler's position in the data (the rest is fixed by its arguments)."""
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from the position of :meth:`state_dict`."""
+        if not isinstance(state, dict) or not isinstance(state.get("position"), int):
+            raise ValueError(f"state must be a dict from EpochSampler.state_dict(), got {state!r}")
+        self.position = state["position"]
 
     def _perm_of(self, epoch: int) -> Tensor:
         if epoch != self._epoch:
@@ -92,7 +104,7 @@ def load_images(
     photographs) or ``cifar10`` (``root`` or the cache; downloaded only if ``download``)."""
     from .. import data
 
-    check_choice(name, "data", DATASETS)
+    check_choice(name, "name", DATASETS)
     check_positive_int(n_patches, "n_patches")
     if name == "digits":
         return data.load_digits(size=8)[0]

@@ -22,7 +22,10 @@ change). The command line is ``python -m minidiff.training`` (:mod:`minidiff.tra
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .._config import default_device
-from .._validation import Flag, Int, Number, OneOf, check_device
+from .._validation import Flag, Int, Number, OneOf, check_device, describe
 from ..losses import simple_loss
 from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
 from ..samplers import ddim_sample
@@ -67,6 +70,9 @@ FREE = (
     *("steps", "sample_every", "n_samples", "sample_steps", "clip_x0", "time_budget"),
     "world_size",
 )
+# Where the images came from (the images argument or load_images): said in config.json and in
+# errors, not compared (the images themselves are, by their hash).
+IMAGES_FROM = "images_from"
 CLIP_CHOICES = ("static", "dynamic", "none")
 
 
@@ -130,8 +136,11 @@ class ImageRunConfig:
             raise TypeError(f"overrides must be a dict, got {type(self.overrides).__name__}")
         names = {f.name for f in dataclasses.fields(UNetConfig)}
         unknown = sorted(set(self.overrides) - names)
-        if unknown:
-            raise ValueError(f"overrides {unknown} are not UNetConfig fields {sorted(names)}")
+        if unknown:  # a TypeError, as UNet(**fields) and Python say of an unknown keyword
+            raise TypeError(
+                f"overrides has unknown UNetConfig field(s) {unknown}; the fields are "
+                f"{sorted(names)}"
+            )
         return dataclasses.replace(UNET_CONFIGS[self.model], **self.overrides)
 
     def train_config(self, device: torch.device, progress: bool) -> TrainConfig:
@@ -167,25 +176,37 @@ def run(
 ) -> RunResult:
     """Train ``UNet(config.model)`` on ``images`` (default: ``load_images(config.data)``) for
     ``config.steps`` steps (or until ``config.time_budget``), writing checkpoints, sample grids
-    and a log under ``out_dir``; continue the run found there, if any."""
+    and a log under ``out_dir``; continue the run found there, if any.
+
+    ``images``: float32 ``(N, C, H, W)`` in ``[-1, 1]``. ``schedule``: the noise schedule, with
+    ``schedule.T == config.T`` (default: ``linear_schedule(config.T)``). The run's folder and
+    checkpoint record both (the images by shape and content hash, the schedule by its betas), so
+    a run continues only with the same images and schedule: a ``ValueError`` says which differs.
+    """
     if not isinstance(config, ImageRunConfig):
         raise TypeError(f"config must be an ImageRunConfig, got {type(config).__name__}")
     dev = check_device(device) or default_device()
+    _check_schedule(schedule, config)
     info = init_distributed(dev.type)
     if dev.type == "cuda" and info.distributed:
         dev = torch.device("cuda", info.local_rank)
     unet_cfg = config.unet_config()
-    images = images if images is not None else load_images(config.data)
-    _check_images(images, unet_cfg, config)
     folder = RunFolder(out_dir)
-    record = {**asdict(config), "unet": unet_cfg.to_dict(), "world_size": info.world_size}
-    folder.check_config(record, FREE)  # everything is checked before config.json is written
+    source = "the images argument" if images is not None else f"load_images({config.data!r})"
+    images = images if images is not None else load_images(config.data)
+    record = _record(config, unet_cfg, info, images, schedule)
+    record[IMAGES_FROM] = source
+    _check_same_data(folder, record)  # before the shape: other images are the likelier mistake
+    _check_images(images, unet_cfg, config, source)
+    # the rest, all before config.json is written
+    folder.check_config(record, (*FREE, IMAGES_FROM, "images", "schedule"))
     barrier(info)
     if info.is_main:
         folder.write_config(record)
     schedule = schedule if schedule is not None else linear_schedule(config.T)
     state, sampler, loss_fn = _start(config, unet_cfg, images, info, dev, schedule, progress)
-    state.record = {**state.record, "data": {k: v for k, v in record.items() if k not in FREE}}
+    kept = {k: v for k, v in record.items() if k not in (*FREE, IMAGES_FROM)}
+    state.record = {**state.record, "data": kept}
     state.resume_from(folder.checkpoint)
     sampler.position = state.step * config.batch_size  # the data position of the checkpoint
     if progress and info.is_main:
@@ -196,6 +217,105 @@ def run(
     return result
 
 
+def _check_schedule(schedule: object, config: ImageRunConfig) -> None:
+    if schedule is None:
+        return
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule or None, got {type(schedule).__name__}")
+    if schedule.T != config.T:
+        raise ValueError(
+            f"schedule has T={schedule.T} steps but config.T={config.T}; build the schedule "
+            f"with T={config.T} (e.g. cosine_schedule({config.T})) or set config.T={schedule.T}"
+        )
+
+
+def schedule_record(schedule: NoiseSchedule | None, T: int) -> str | dict[str, list[float]]:
+    """How a run records its schedule: ``"linear"`` for ``linear_schedule(T)``, otherwise its
+    betas ``beta_1..beta_T`` (exact in JSON), which :func:`schedule_from_record` rebuilds."""
+    if schedule is None or torch.equal(schedule.betas, linear_schedule(T).betas):
+        return "linear"
+    return {"betas": schedule.betas[1:].tolist()}
+
+
+def schedule_from_record(record: dict[str, Any]) -> NoiseSchedule:
+    """The schedule of a run from its record (``config.json`` or a checkpoint's); a record from
+    before schedules were recorded means the default, ``linear_schedule(T)``."""
+    saved = record.get("schedule", "linear")
+    if saved == "linear":
+        return linear_schedule(int(record["T"]))
+    if isinstance(saved, dict) and isinstance(saved.get("betas"), list):
+        return NoiseSchedule(saved["betas"])
+    raise ValueError(f"the run's record holds a schedule that cannot be rebuilt: {saved!r:.80}")
+
+
+def images_record(images: Tensor) -> dict[str, Any]:
+    """What a run records of its images: their shape, dtype and the SHA-256 of their values."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a float32 tensor (N, C, H, W), got {describe(images)}")
+    x = images.detach().cpu().contiguous()
+    digest = hashlib.sha256(x.reshape(-1).view(torch.uint8).numpy().data).hexdigest()
+    return {"shape": list(x.shape), "dtype": str(x.dtype), "sha256": digest}
+
+
+def _record(
+    config: ImageRunConfig,
+    unet_cfg: UNetConfig,
+    info: DistInfo,
+    images: Tensor,
+    schedule: NoiseSchedule | None,
+) -> dict[str, Any]:
+    """The run's record as ``config.json`` holds it (tuples read back as lists, so a record
+    compares equal to the one saved)."""
+    record = {
+        **asdict(config), "unet": unet_cfg.to_dict(), "world_size": info.world_size,
+        "images": images_record(images), "schedule": schedule_record(schedule, config.T),
+    }  # fmt: skip
+    normalised = json.loads(json.dumps(record))
+    assert isinstance(normalised, dict)
+    return normalised
+
+
+def _check_same_data(folder: RunFolder, record: dict[str, Any]) -> None:
+    """``ValueError`` if the run in ``folder`` was trained on other images, or with another
+    schedule, than ``record`` says."""
+    old = folder.read_config()
+    if old is None:
+        return
+    if "images" not in old:  # a run recorded before runs recorded their images and schedule
+        warnings.warn(
+            f"the run in {str(folder.out)!r} was recorded without its images and schedule; it "
+            "continues, but cannot check that they are the same as before",
+            stacklevel=3,
+        )
+        for key in ("images", "schedule", IMAGES_FROM):  # its checkpoint holds neither
+            record.pop(key)
+        return
+    if old.get("schedule", "linear") != record["schedule"]:
+        raise ValueError(
+            f"schedule: the run in {str(folder.out)!r} was trained with "
+            f"{_said(old.get('schedule', 'linear'), old.get('T'))}, not with "
+            f"{_said(record['schedule'], record['T'])}; to continue it pass the same schedule "
+            "(run(..., schedule=...)), or use another out_dir"
+        )
+    if old["images"] == record["images"]:
+        return
+    was, now = old["images"], record["images"]
+    raise ValueError(
+        f"images: the run in {str(folder.out)!r} was trained on other images "
+        f"({old.get(IMAGES_FROM, 'unknown source')}, shape {tuple(was['shape'])}, sha256 "
+        f"{str(was['sha256'])[:12]}...) than these ({record[IMAGES_FROM]}, shape "
+        f"{tuple(now['shape'])}, sha256 {str(now['sha256'])[:12]}...); to continue it pass the "
+        "same images (run(config, out_dir, images=...)), or use another out_dir"
+    )
+
+
+def _said(schedule: object, T: object) -> str:
+    if isinstance(schedule, dict) and isinstance(schedule.get("betas"), list):
+        b = schedule["betas"]
+        return f"the schedule of betas ({b[0]:.4g}, {b[1]:.4g}, ..., {b[-1]:.4g})"
+    return f"linear_schedule({T})"
+
+
 def _announce(folder: RunFolder, step: int, steps: int) -> str:
     if step == 0:
         return f"new run in {str(folder.out)!r}: {steps} steps"
@@ -204,14 +324,25 @@ def _announce(folder: RunFolder, step: int, steps: int) -> str:
     return f"resuming the run in {str(folder.out)!r} from its checkpoint at step {step} of {steps}"
 
 
-def _check_images(images: Tensor, unet_cfg: UNetConfig, config: ImageRunConfig) -> None:
+def _check_images(
+    images: Tensor, unet_cfg: UNetConfig, config: ImageRunConfig, source: str
+) -> None:
     expected = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
-    if not isinstance(images, Tensor) or not images.is_floating_point():
+    if not isinstance(images, Tensor):
         got = type(images).__name__
-        raise TypeError(f"images must be a floating tensor (N, C, H, W), got {got}")
+        raise TypeError(f"images must be a float32 tensor (N, C, H, W), got {got}")
+    if images.dtype != torch.float32:  # the U-Net's weights are float32
+        hint = (
+            "minidiff.data.to_unit_range(images, 255.0) maps 8-bit pixels to float32 in [-1, 1]"
+            if not images.is_floating_point()
+            else "images.float() converts them"
+        )
+        raise TypeError(
+            f"images must be a float32 tensor (N, C, H, W), got dtype {images.dtype}; {hint}"
+        )
     if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] < 1:
         raise ValueError(
-            f"images of data {config.data!r} have shape {tuple(images.shape)} but model "
+            f"images ({source}) have shape {tuple(images.shape)} but model "
             f"{config.model!r} expects (N, {', '.join(map(str, expected))})"
         )
     lo, hi = float(images.min()), float(images.max())
@@ -328,13 +459,18 @@ class _Deadline:
 def sample_grid(
     model: nn.Module,
     config: ImageRunConfig,
-    device: torch.device,
+    device: torch.device | str | None = None,
     seed: int = 12345,
     schedule: NoiseSchedule | None = None,
 ) -> Tensor:
-    """``config.n_samples`` images from ``model`` with ``config.grid_steps`` DDIM steps
+    """``config.n_samples`` images from ``model`` (on ``device``: a ``torch.device``, a string
+    such as ``"cpu"``, or ``None`` for the default device) with ``config.grid_steps`` DDIM steps
     (η = 0) and ``config.clip_x0``, starting from noise seeded by ``seed``: ``(n_samples, C, S,
-    S)`` on the CPU."""
+    S)`` on the CPU. ``schedule`` defaults to ``linear_schedule(config.T)``."""
+    if not isinstance(config, ImageRunConfig):
+        raise TypeError(f"config must be an ImageRunConfig, got {type(config).__name__}")
+    device = check_device(device) or default_device()
+    _check_schedule(schedule, config)
     unet_cfg = config.unet_config()
     c, size = unet_cfg.in_channels, unet_cfg.image_size
     schedule = schedule if schedule is not None else linear_schedule(config.T)

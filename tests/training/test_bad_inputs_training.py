@@ -6,6 +6,7 @@ The machinery (kinds of bad value, the exception policy, the three tests) is in
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -13,8 +14,10 @@ from _bad_inputs import (
     CKPT,
     INF,
     NAN,
+    SCHED,
     Fn,
     Lin,
+    T,
     X,
     bad_callable,
     bad_choice,
@@ -29,8 +32,23 @@ from _bad_inputs import (
 )
 
 import minidiff as md
+from minidiff.nn.unet import UNet
 from minidiff.training import learning_rate
 from minidiff.training.distributed import shard_size
+from minidiff.training.images import ImageRunConfig, load_images, run, sample_grid
+
+IMAGE_RUN = ImageRunConfig(
+    model="tiny", steps=1, batch_size=4, warmup_steps=0, T=T, sample_every=1, n_samples=2,
+    sample_steps=2,
+)  # fmt: skip
+IMAGES = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def _image_run(**kw: object) -> object:
+    """run() in a new folder below the table's temporary one (each call starts a run)."""
+    out = Path(tempfile.mkdtemp(dir=Path(CKPT).parent))
+    return run(**{"config": IMAGE_RUN, "out_dir": out, "progress": False, **kw})  # type: ignore[arg-type]
+
 
 FNS: list[Fn] = [
     Fn(
@@ -117,6 +135,40 @@ FNS: list[Fn] = [
                 ("below-a-file", __file__ + "/ckpt.pt"),
             ]
         },
+    ),
+    Fn(
+        "run",
+        _image_run,
+        {"images": IMAGES, "device": "cpu", "schedule": SCHED},
+        {
+            "config": [("None", None), ("str", "tiny")],
+            "out_dir": [("int", 3), ("None", None), ("file", __file__)],
+            "images": [
+                ("str", "digits"),
+                ("int-dtype", (IMAGES * 100).to(torch.uint8)),
+                ("nan", with_value(IMAGES, NAN)),
+                ("pixels", IMAGES * 127.5 + 127.5),
+                ("shape(4, 3, 8, 8)", IMAGES.expand(4, 3, 8, 8)),
+            ],
+            "device": bad_device(),
+            "schedule": [("str", "linear"), ("int", T), ("other-T", md.linear_schedule(2 * T))],
+        },
+    ),
+    Fn(
+        "sample_grid",
+        sample_grid,
+        {"model": UNet("tiny").eval(), "config": IMAGE_RUN, "device": "cpu", "schedule": SCHED},
+        {
+            "config": [("None", None), ("str", "tiny")],
+            "device": bad_device(),
+            "schedule": [("str", "linear"), ("other-T", md.linear_schedule(2 * T))],
+        },
+    ),
+    Fn(
+        "load_images",
+        load_images,
+        {"name": "digits"},
+        {"name": bad_choice() + [("mnist", "mnist")]},
     ),
     Fn(
         "load_checkpoint",

@@ -135,6 +135,49 @@ def test_each_kind_of_data_resumes_bitwise(kind: str, tmp_path: Path) -> None:
         assert other.losses[:9] == straight.losses[:9] and other.losses != straight.losses
 
 
+def test_an_epoch_sampler_resumes_bitwise_with_its_position_in_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The chapter 12 recipe: train() on an EpochSampler, stopped and continued, equals a
+    straight run; the checkpoint holds the sampler's position (a callable with state), and a
+    checkpoint without it is refused rather than resumed from the start of the data."""
+    from minidiff.nn.unet import UNet
+    from minidiff.schedules import linear_schedule
+    from minidiff.training.image_data import EpochSampler
+
+    images = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    schedule = linear_schedule(50)
+
+    def loss(model: nn.Module, batch: Any, g: torch.Generator) -> torch.Tensor:
+        x0, t, noise = batch
+        x_t = schedule.sqrt_alpha_bar[t].float()[:, None, None, None] * x0 + (
+            schedule.sqrt_one_minus_alpha_bar[t].float()[:, None, None, None] * noise
+        )
+        return ((model(x_t, t) - noise) ** 2).mean()
+
+    def fit(steps: int, path: Path) -> Any:
+        torch.manual_seed(0)
+        sampler = EpochSampler(images, T=50, global_batch=4)
+        opts = {**KW, "batch_size": 4, "checkpoint_path": path}
+        return train(UNet("tiny"), loss, sampler, steps=steps, **opts)
+
+    straight = fit(4, tmp_path / "a.pt")
+    fit(2, tmp_path / "b.pt")
+    assert load_checkpoint(tmp_path / "b.pt")["data_state"] == {"callable": {"position": 8}}
+    resumed = fit(4, tmp_path / "b.pt")
+    assert resumed.losses == straight.losses
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    fit(2, tmp_path / "c.pt")
+    at_2 = load_checkpoint(tmp_path / "c.pt")
+    del at_2["data_state"]
+    save_checkpoint(tmp_path / "c.pt", **at_2)
+    with pytest.raises(ValueError, match="holds no state of data"):
+        fit(4, tmp_path / "c.pt")
+
+
 def test_labelled_rows_stay_together() -> None:
     """x and y of a batch are the same rows, for the tuple, the TensorDataset and a loader."""
     x = torch.arange(N, dtype=torch.float32)[:, None]

@@ -176,15 +176,15 @@ def test_command_line_resume_sample_and_budget(tmp_path: Path) -> None:
 
 
 BAD_OPTIONS = [
-    (["--lr", "-1"], "lr must lie in"),
+    (["--lr", "-1"], "error: --lr must lie in"),
     (["--lr", "abc"], "invalid float value"),
-    (["--steps", "0"], "steps must be >= 1"),
+    (["--steps", "0"], "error: --steps must be >= 1"),
     (["--model", "huge"], "invalid choice: 'huge'"),
     (["--data", "mnist"], "invalid choice: 'mnist'"),
-    (["--ema-decay", "1"], "ema_decay must lie in"),
-    (["--grad-clip", "0"], "grad_clip must lie in"),
-    (["--time-budget", "-5"], "time_budget must lie in"),
-    (["--dropout", "1.5"], "dropout must"),
+    (["--ema-decay", "1"], "--ema-decay must lie in"),
+    (["--grad-clip", "0"], "--grad-clip must lie in"),
+    (["--time-budget", "-5"], "--time-budget must lie in"),
+    (["--dropout", "1.5"], "error: --dropout must"),
     (["--model", "cifar10_cpu"], "expects (N, 3, 32, 32)"),
     (["--data", "cifar10", "--data-root", "/nonexistent"], "CIFAR-10 is not in"),
     (["--device", "cuda:99"], "device"),

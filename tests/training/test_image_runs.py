@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,9 +213,16 @@ def test_command_line_refuses_a_model_that_does_not_fit_the_data(
 
 def test_images_outside_the_unit_range_are_refused_before_training(tmp_path: Path) -> None:
     pixels = (tiny_images() + 1) * 127.5  # 8-bit values, not yet mapped to [-1, 1]
-    with pytest.raises(ValueError, match=r"images must lie in \[-1, 1\].*got values in \[0"):
+    with pytest.raises(
+        ValueError, match=r"images must lie in \[-1, 1\].*got values in \[0"
+    ) as info:
         run(tiny_config(2, 4), tmp_path / "run", images=pixels, progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    # the function the message points to exists where it says
+    import importlib
+
+    module, name = re.search(r"(minidiff[\w.]*)\.(\w+)", str(info.value)).groups()  # type: ignore[union-attr]
+    assert callable(getattr(importlib.import_module(module), name))
 
 
 def test_command_line_refuses_a_bad_grid_path_before_sampling(
@@ -272,3 +280,142 @@ def test_a_run_reads_its_checkpoint_once_not_at_every_sample_point(
     assert (len(loads), len(saves)) == (0, 3)
     run(tiny_config(8, 6, sample_every=2), tmp_path, images=tiny_images(), progress=False)
     assert (len(loads), len(saves)) == (1, 4)
+
+
+def test_a_run_on_given_images_continues_only_on_the_same_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run records the images it trains on (shape and content hash), not the name of a data
+    set it never loaded; continuing it without them, or with others, is refused (in run() and on
+    the command line), never trained on the default data set instead."""
+    from minidiff.training.cli import main
+
+    images = tiny_images()  # the shape of the digits: the old run went on with them silently
+    run(tiny_config(2, 6), tmp_path, images=images, progress=False)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["images_from"] == "the images argument"
+    assert saved["images"]["shape"] == [24, 1, 8, 8] and len(saved["images"]["sha256"]) == 64
+    for other in (None, tiny_images(25), images.flip(0)):
+        with pytest.raises(ValueError, match="images: .*trained on other images.*pass the same"):
+            run(tiny_config(4, 6), tmp_path, images=other, progress=False)
+    args = ["train", "--out", str(tmp_path), "--model", "tiny", "--steps", "4", "--batch-size",
+            "6", "--lr", "1e-3", "--warmup-steps", "0", "--ema-decay", "0.9", "--T", "20",
+            "--sample-every", "2", "--n-samples", "4", "--sample-steps", "2", "--no-progress",
+            "--device", "cpu"]  # fmt: skip
+    assert main(args) == 2
+    assert "trained on other images" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2  # nothing was trained
+    assert run(tiny_config(4, 6), tmp_path, images=images.clone(), progress=False).steps_done == 4
+
+
+def test_a_run_recorded_before_images_and_schedules_were_continues_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    """A run folder from before runs recorded their images and schedule still continues (it
+    says it cannot check them), and stays in its form, so that it continues again later."""
+    from minidiff.training import save_checkpoint
+
+    images = tiny_images()
+    run(tiny_config(2, 6), tmp_path, images=images, progress=False)
+    new_keys = ("images", "schedule", "images_from")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(
+        json.dumps({k: v for k, v in saved.items() if k not in new_keys})
+    )
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    ckpt["config"]["data"] = {k: v for k, v in ckpt["config"]["data"].items() if k not in new_keys}
+    save_checkpoint(tmp_path / "checkpoint.pt", **ckpt)
+    for steps in (3, 4):
+        with pytest.warns(UserWarning, match="recorded without its images and schedule"):
+            result = run(tiny_config(steps, 6), tmp_path, images=images, progress=False)
+        assert result.steps_done == steps
+    assert "images" not in json.loads((tmp_path / "config.json").read_text())
+
+
+def test_a_run_with_tuples_in_its_overrides_resumes(tmp_path: Path) -> None:
+    """config.json reads tuples back as lists: the record compares equal all the same."""
+    images = tiny_images()
+    config = tiny_config(2, 6)
+    config.overrides = {"attn_resolutions": (4,), "channel_mult": (1, 2)}
+    run(config, tmp_path, images=images, progress=False)
+    config.steps = 4
+    assert run(config, tmp_path, images=images, progress=False).resumed_from == 2
+
+
+def test_a_run_records_its_schedule_and_is_continued_and_sampled_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schedule with another T is refused before anything is written; the schedule of a run is
+    in its record, a continuation with another one is refused, and the command line continues
+    and samples the run with it."""
+    import minidiff.training.cli as cli
+    from minidiff.schedules import cosine_schedule, linear_schedule
+
+    images = tiny_images()
+    with pytest.raises(ValueError, match=r"schedule has T=10 steps but config.T=20"):
+        run(tiny_config(2, 6), tmp_path, images=images, schedule=linear_schedule(10))
+    assert not (tmp_path / "config.json").exists()
+    cosine = cosine_schedule(20)
+    run(tiny_config(2, 6), tmp_path, images=images, schedule=cosine, progress=False)
+    with pytest.raises(ValueError, match=r"schedule: .*trained with the schedule of betas"):
+        run(tiny_config(4, 6), tmp_path, images=images, progress=False)
+    used: list[object] = []
+    real = cli.sample_grid
+    monkeypatch.setattr(cli, "sample_grid", lambda *a, **kw: used.append(kw) or real(*a, **kw))
+    assert cli.main(["sample", "--out", str(tmp_path), "--n-samples", "4", "--device", "cpu"]) == 0
+    schedule = used[0]["schedule"]  # type: ignore[index]
+    assert torch.equal(schedule.betas, cosine.betas)
+    # the command line continues the run with its schedule, and names its own flags in errors
+    assert cli.main(["sample", "--out", str(tmp_path), "--n-samples", "0"]) == 2
+    assert "error: --n-samples must be >= 1" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "load_images", lambda *a, **kw: images)
+    args = ["train", "--out", str(tmp_path), "--model", "tiny", "--steps", "3", "--batch-size",
+            "6", "--lr", "1e-3", "--warmup-steps", "0", "--ema-decay", "0.9", "--T", "20",
+            "--sample-every", "2", "--n-samples", "4", "--sample-steps", "2", "--no-progress",
+            "--device", "cpu", "--data-root", str(tmp_path)]  # fmt: skip
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+
+
+def test_command_line_errors_name_the_flags_typed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minidiff.training.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "a"), "--batch-size", "0"]) == 2
+    assert "error: --batch-size must be >= 1, got 0" in capsys.readouterr().err
+    args = ["train", "--out", str(tmp_path / "b"), "--data", "cifar10"]
+    assert main([*args, "--data-root", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "with --data-root or the MINIDIFF_DATA" in err and "(without --download)" in err, err
+    assert "root argument" not in err
+
+
+def test_images_that_are_not_float32_are_refused_naming_their_dtype(tmp_path: Path) -> None:
+    pixels = ((tiny_images() + 1) * 127.5).to(torch.uint8)
+    for images, words in [
+        (tiny_images().double(), r"torch.float64; images.float\(\)"),
+        (pixels, r"torch.uint8; minidiff.data.to_unit_range\(images, 255.0\)"),
+    ]:
+        with pytest.raises(TypeError, match=rf"images must be a float32 tensor .*dtype {words}"):
+            run(tiny_config(2, 4), tmp_path / "run", images=images, progress=False)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_sample_grid_takes_a_device_string_or_none() -> None:
+    from minidiff.training.images import sample_grid
+
+    config = tiny_config(1, 6)
+    model = UNet(config.unet_config()).eval()
+    want = sample_grid(model, config, torch.device("cpu"))
+    assert torch.equal(sample_grid(model, config, "cpu"), want)
+    assert torch.equal(sample_grid(model, config, None), want)  # the default device: here the CPU
+    with pytest.raises(ValueError, match="device 'cpux'"):
+        sample_grid(model, config, "cpux")
+
+
+def test_an_unknown_override_is_a_type_error_like_unet_s() -> None:
+    with pytest.raises(TypeError, match=r"overrides has unknown UNetConfig field\(s\) \['bogus'\]"):
+        ImageRunConfig(model="tiny", overrides={"bogus": 3})
+    with pytest.raises(TypeError, match=r"unknown UNetConfig field\(s\) \['bogus'\]"):
+        UNet("tiny", bogus=3)

@@ -471,7 +471,11 @@ def test_clipping_inside_the_fused_step_equals_clip_grad_norm(
     # the comparison is not vacuous: clipping changed the run
     torch.manual_seed(0)
     unclipped = train(
-        make_model().to(dtype), regression_loss, make_data().to(dtype), steps=8, **{**KW, "grad_clip": None}
+        make_model().to(dtype),
+        regression_loss,
+        make_data().to(dtype),
+        steps=8,
+        **{**KW, "grad_clip": None},
     )
     assert (
         max(
