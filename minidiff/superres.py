@@ -231,7 +231,7 @@ def _base_model(model: object, name: str, sr_model: Any) -> Any:
 @checked(
     base=Check(_base_model, uses=("sr_model",)),
     sr_model=Check(check_image_model),
-    schedule=Check(_model_schedule, uses=("sr_model",)),
+    schedule=NoiseSchedule,  # its type first; the model's own: at the top of the body
     n=Int(),
     steps=Check(partial(check_up_to_T, minimum=2), uses=("schedule",)),
     aug_level=Check(check_aug_level, uses=("sr_model", "schedule")),
@@ -261,8 +261,11 @@ def cascade_sample(
     network call each, and takes a last step to ``x_0`` that is discarded (the sampler always
     finishes at 0): the same ``steps`` calls as untruncated whenever ``T - s >= steps - 1``. Returns
     ``(low (n, C, h, h), high (n, C, S, S))``: for ``truncate`` the low-resolution output is the
-    base state ``x_s``, still noisy.
+    base state ``x_s``, still noisy. ``schedule`` must be ``sr_model``'s own where it keeps one
+    (``ResidualSR.schedule``): a ``ValueError`` after the other arguments' checks, before any
+    sampling.
     """
+    _model_schedule(schedule, "schedule", sr_model)
     cfg = base.config
     shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
     # the base's stochastic DDIM, x̂₀ clipped, in the base's dtype (both branches)

@@ -102,6 +102,25 @@ def test_cascade_bad_inputs() -> None:
         cascade_sample(base, sr, SCHED, 2, steps=2, aug_level=1.5)
 
 
+@pytest.mark.parametrize("schedule", [None, "S"])
+def test_a_schedule_of_the_wrong_type_is_named_before_the_other_arguments(schedule: object) -> None:
+    """schedule's type is checked where it stands (right after the models), before n, truncate,
+    generator and base; a schedule other than the model's own is refused before any sampling."""
+    base, sr = _models()
+    x_low = torch.rand(2, 1, 4, 4, generator=_g()) * 2 - 1
+    bad = [
+        lambda: cascade_sample(base, sr, schedule, 0),  # type: ignore[arg-type]
+        lambda: cascade_sample(base, sr, schedule, 2, truncate="yes"),  # type: ignore[arg-type]
+        lambda: cascade_sample(base, sr, schedule, 2, generator=5),  # type: ignore[arg-type]
+        lambda: cascade_sample(None, sr, schedule, 2),  # type: ignore[arg-type]
+        lambda: sr_sample(sr, x_low, schedule, steps=0),  # type: ignore[arg-type]
+        lambda: conditional_sample(sr, x_low, schedule, aug_level=-1),  # type: ignore[arg-type]
+    ]
+    for call in bad:
+        with pytest.raises(TypeError, match="schedule must be a NoiseSchedule"):
+            call()
+
+
 def test_the_image_half_refuses_bad_input_before_any_work_and_samples_in_float64() -> None:
     from minidiff.superres import Regressor, train_base, train_conditional
 
