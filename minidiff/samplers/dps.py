@@ -77,7 +77,7 @@ def reconstruction_gradient(
     **_RECONSTRUCTION,
     zeta=ZETA,
     variance=OneOf(VARIANCES),
-    noise=FloatTensor(like="x_t", optional=True),
+    noise=FloatTensor(like="x_t", finite=True, optional=True),
     generator=Rng,
 )
 def dps_step(

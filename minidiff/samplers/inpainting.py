@@ -101,7 +101,7 @@ def paste_known(x: torch.Tensor, x_known: torch.Tensor, mask: torch.Tensor) -> t
     x_known=_KNOWN,
     t=Timesteps(of="x_known", optional=True),
     schedule=NoiseSchedule,
-    noise=FloatTensor(like="x_known", optional=True),
+    noise=FloatTensor(like="x_known", finite=True, optional=True),
     generator=Rng,
 )
 def noised_known(
@@ -131,8 +131,8 @@ def noised_known(
     mask=_MASK,
     schedule=NoiseSchedule,
     variance=OneOf(VARIANCES),
-    noise=FloatTensor(like="x_t", optional=True),
-    known_noise=FloatTensor(like="x_t", optional=True),
+    noise=FloatTensor(like="x_t", finite=True, optional=True),
+    known_noise=FloatTensor(like="x_t", finite=True, optional=True),
     generator=Rng,
 )
 def replacement_step(
@@ -184,7 +184,7 @@ def _replacement(
     s=Int(minimum=0),
     t=Int(minimum=1),
     schedule=NoiseSchedule,
-    noise=FloatTensor(like="x_s", optional=True),
+    noise=FloatTensor(like="x_s", finite=True, optional=True),
     generator=Rng,
 )
 def renoise(

@@ -42,7 +42,13 @@ from _bad_inputs import (
 
 import minidiff as md
 from minidiff.samplers import ddim as ddim_mod
-from minidiff.samplers import sde_solvers
+from minidiff.samplers import dps, inpainting, sde_solvers
+
+# images for the inpainting samplers: (B, C, H, W), known pixels in [-1, 1], a 0/1 mask
+XI = randn_points(2, 1, 4, 4, seed=2)
+KNOWN = randn_points(2, 1, 4, 4, seed=3).clamp(-1, 1)
+MASK = torch.ones(1, 1, 4, 4)
+MASK[..., 2:, :] = 0
 
 FNS: list[Fn] = [
     Fn(
@@ -351,6 +357,50 @@ FNS: list[Fn] = [
             "device": bad_device(),
             "dtype": bad_dtype(),
         },
+    ),
+    Fn(
+        "dps_step",
+        dps.dps_step,
+        {
+            "eps_model": eps_model,
+            "x_t": XI,
+            "t": 3,
+            "x_known": KNOWN,
+            "mask": MASK,
+            "schedule": SCHED,
+            "noise": XI,
+        },
+        {"noise": bad_tensor(XI, optional=True, shapes=(randn_points(2, 1, 4, 3),))},
+    ),
+    Fn(
+        "replacement_step",
+        inpainting.replacement_step,
+        {
+            "x_t": XI,
+            "t": 3,
+            "eps": KNOWN,
+            "x_known": KNOWN,
+            "mask": MASK,
+            "schedule": SCHED,
+            "noise": XI,
+            "known_noise": XI,
+        },
+        {
+            "noise": bad_tensor(XI, optional=True),
+            "known_noise": bad_tensor(XI, optional=True),
+        },
+    ),
+    Fn(
+        "noised_known",
+        inpainting.noised_known,
+        {"x_known": KNOWN, "t": 3, "schedule": SCHED, "noise": XI},
+        {"noise": bad_tensor(XI, optional=True)},
+    ),
+    Fn(
+        "renoise",
+        inpainting.renoise,
+        {"x_s": XI, "s": 1, "t": 3, "schedule": SCHED, "noise": XI},
+        {"noise": bad_tensor(XI, optional=True)},
     ),
     Fn("get_sampler", md.get_sampler, {"name": "ddpm"}, {"name": bad_choice()}),
     Fn(
