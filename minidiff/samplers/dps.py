@@ -46,6 +46,18 @@ _RECONSTRUCTION = dict(
 )
 """The checks of :func:`reconstruction_gradient`'s arguments, which :func:`dps_step` takes first."""
 
+
+def _require_autograd(name: str) -> None:
+    """DPS differentiates through the network: refuse ``torch.inference_mode`` up front (its
+    tensors cannot be recorded for backward, and ``enable_grad`` does not lift it)."""
+    if torch.is_inference_mode_enabled():
+        raise ValueError(
+            f"{name} needs autograd (the gradient of the reconstruction error goes through the "
+            "network) and cannot run under torch.inference_mode(); call it under "
+            "torch.no_grad() or with no context"
+        )
+
+
 ZETA = Number(low=0.0, low_open=False)
 """``zeta``: finite and ``>= 0`` (0 = the unconditional ancestral step)."""
 
@@ -61,9 +73,11 @@ def reconstruction_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(∇_{x_t} R, R, ε_θ(x_t, t))`` with ``R = ||m ⊙ (x̂₀(x_t) - x_known)||²`` per image.
 
-    The gradient ``(B, C, H, W)`` goes through the network (autograd, even under ``no_grad``);
-    ``R`` is ``(B,)``; ``eps`` the model's prediction (detached), for the ancestral step.
+    The gradient ``(B, C, H, W)`` goes through the network (autograd, even under ``no_grad``;
+    under ``torch.inference_mode`` a ``ValueError``); ``R`` is ``(B,)``; ``eps`` the model's
+    prediction (detached), for the ancestral step.
     """
+    _require_autograd("reconstruction_gradient")
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
         eps = call_eps_model(eps_model, x, t)  # type: ignore[arg-type]  # @checked: t is (B,)
@@ -99,8 +113,10 @@ def dps_step(
     ``noise`` is the ancestral step's ``z`` (drawn from ``generator`` if omitted); no noise at
     ``t = 1``. ``zeta = 0`` is the unconditional ancestral step. ``clip_x0`` (None,
     ``"static"``, ``"dynamic"`` or a map) clips the ``x̂₀`` of the ancestral step only; the
-    gradient goes through the unclipped ``x̂₀``. ``t: (B,)`` long in ``1..T``.
+    gradient goes through the unclipped ``x̂₀``. ``t: (B,)`` long in ``1..T``. Not under
+    ``torch.inference_mode`` (a ``ValueError``: the step needs autograd).
     """
+    _require_autograd("dps_step")
     z = noise if noise is not None else noise_like(x_t, generator)
     clip = resolve_clip(clip_x0)
     return _dps_step(eps_model, x_t, t, x_known, mask, schedule, zeta, variance, clip, z)  # type: ignore[arg-type]
@@ -153,7 +169,10 @@ def dps_sample(
     ``generator`` draws ``x_T``, then each step's ``z``. Returns ``x_0 (B, C, H, W)``: the known
     pixels are pulled towards ``x_known``, not pasted (compare :func:`inpaint_sample`). One
     forward and one backward pass of the network per step. ``clip_x0`` as in :func:`dps_step`.
+    Runs under ``torch.no_grad()`` but not under ``torch.inference_mode`` (a ``ValueError``
+    before any work: the guidance needs autograd).
     """
+    _require_autograd("dps_sample")
     clip = resolve_clip(clip_x0)
 
     def step(x: torch.Tensor, t: int, t_next: int) -> torch.Tensor:

@@ -86,3 +86,26 @@ def test_dps_pulls_the_known_pixels_towards_the_condition():
     assert err[1.0] < 0.5 * err[0.0], err  # guided: pulled to y; unguided: a fresh Gaussian draw
     # pixels are independent under this prior: the guidance leaves the unknown ones untouched
     assert torch.allclose(out[1.0][..., 2:, :], out[0.0][..., 2:, :], atol=1e-5)
+
+
+def test_dps_refuses_inference_mode_before_calling_the_model():
+    """DPS differentiates through the network: under torch.inference_mode (where no gradient can
+    be recorded) every entry point says so up front, not with autograd's RuntimeError."""
+    x = torch.randn(2, 1, 4, 4, generator=_g(9))
+    y = torch.rand(2, 1, 4, 4, generator=_g(10)) * 2 - 1
+    t = torch.tensor([3, 12])
+    calls = []
+
+    def spy(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return _nonlinear_eps(x_, t_)
+
+    with torch.inference_mode():
+        for run in (
+            lambda: reconstruction_gradient(spy, x, t, y, _mask(), SCHED),
+            lambda: dps_step(spy, x, t, y, _mask(), SCHED),
+            lambda: dps_sample(spy, SCHED, y, _mask(), generator=_g(11)),
+        ):
+            with pytest.raises(ValueError, match="needs autograd.*inference_mode"):
+                run()
+    assert not calls
