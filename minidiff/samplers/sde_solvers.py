@@ -325,7 +325,20 @@ def pf_ode_sample(
     ``clip_x0`` (None, ``"static"``, ``"dynamic"`` or a map ``x̂₀ -> x̂₀``; for images in
     ``[-1, 1]``): the ODE is driven by the score of the clipped ``x̂₀ = (x + σ² score) / α``
     (:func:`~minidiff.samplers.clipping.clip_score_fn`). Returns ``x`` at ``t_end``.
+
+    ``t_end = 0``: Euler never evaluates the score at ``t_end``; Heun and RK4 do, where
+    ``sigma(0) = 0``. There a clipped score ``(α clip(x̂₀) - x) / σ²`` is 0/0, so ``t_end = 0``
+    with ``clip_x0`` and ``"heun"``/``"rk4"`` is refused (``ValueError``, before any work); an
+    unclipped score must be finite at ``t = 0`` (an exact oracle such as
+    :func:`~minidiff.sde.score_fn_from_mixture` is, an ε-model's ``-ε/σ(t)`` is not: the last
+    step then raises :class:`~minidiff.samplers.loop.NonFiniteSampleError`).
     """
+    if t_end == 0.0 and clip_x0 is not None and method != "euler":
+        raise ValueError(
+            f"t_end must be > 0 with clip_x0 and method={method!r}: its last step evaluates "
+            "the clipped score at t_end, (alpha clip(x0) - x) / sigma^2 with sigma(0) = 0; "
+            "leave t_end=None (sde.t_min) or use method='euler'"
+        )
     x, ts = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0), probability_flow=True)
     name = f"pf_ode_sample ({method})"

@@ -226,6 +226,32 @@ def test_bad_arguments() -> None:
         ode_solve(lambda x, t: x, torch.zeros(2, 1), torch.tensor([0.0]))
 
 
+def test_pf_ode_refuses_t_end_zero_where_its_last_step_divides_by_sigma_zero() -> None:
+    """Heun and RK4 evaluate the score at t_end: clipped, it is (alpha clip(x0) - x) / sigma^2,
+    0/0 at t = 0, so they are refused there before any score call; Euler (never evaluated at
+    t_end) and an unclipped exact score (finite at t = 0, chapter 8) still run to t = 0."""
+    sde = VPSDE()
+    exact = score_fn_from_mixture(GaussianMixture.default_2d(), sde)
+    calls = []
+
+    def spy(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return exact(x, t)
+
+    for method in ("heun", "rk4"):
+        with pytest.raises(
+            ValueError, match=rf"t_end must be > 0 with clip_x0 and method='{method}'"
+        ):
+            pf_ode_sample(spy, sde, (8, 2), steps=4, method=method, t_end=0.0, clip_x0="static")
+    assert not calls
+    g = torch.Generator().manual_seed(0)
+    for method, clip in (("euler", "static"), ("heun", None), ("rk4", None)):
+        out = pf_ode_sample(
+            exact, sde, (8, 2), steps=4, method=method, t_end=0.0, clip_x0=clip, generator=g
+        )
+        assert bool(torch.isfinite(out).all()), (method, clip)
+
+
 def test_predictor_corrector_stays_stable_with_few_coarse_steps() -> None:
     # The corrector's step uses alpha_i = 1 - beta_i <= 1 of the predictor's interval. With the
     # ratio inverted it grows like exp(int beta) over a coarse step and the samples explode.
