@@ -33,12 +33,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import (
+    Number,
     check_callable,
     check_device,
     check_float_dtype,
     check_generator,
     check_shape,
     check_tensor,
+    checked,
     skip_value_checks,
 )
 
@@ -144,9 +146,11 @@ def _standard_normal(
     return torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
 
+@checked(scale=Number(low=0.0, low_open=False))
 def normal_prior(scale: float) -> Prior:
     """The prior ``N(0, scale² I)``: ``scale`` times a standard normal draw (the start of a
-    sampler whose chain begins at noise level ``scale``)."""
+    sampler whose chain begins at noise level ``scale``). ``scale``: a finite real number
+    ``>= 0`` (kept as a float)."""
 
     def draw(
         shape: tuple[int, ...], g: torch.Generator | None, dtype: torch.dtype, dev: torch.device

@@ -42,7 +42,7 @@ from _bad_inputs import (
 
 import minidiff as md
 from minidiff.samplers import ddim as ddim_mod
-from minidiff.samplers import dps, inpainting, sde_solvers
+from minidiff.samplers import dps, inpainting, loop, sde_solvers
 
 # images for the inpainting samplers: (B, C, H, W), known pixels in [-1, 1], a 0/1 mask
 XI = randn_points(2, 1, 4, 4, seed=2)
@@ -401,6 +401,12 @@ FNS: list[Fn] = [
         inpainting.renoise,
         {"x_s": XI, "s": 1, "t": 3, "schedule": SCHED, "noise": XI},
         {"noise": bad_tensor(XI, optional=True)},
+    ),
+    Fn(
+        "normal_prior",
+        loop.normal_prior,
+        {"scale": 2.0},
+        {"scale": bad_number() + [("float-tensor", torch.tensor([1.0, 2.0]))]},
     ),
     Fn("get_sampler", md.get_sampler, {"name": "ddpm"}, {"name": bad_choice()}),
     Fn(
