@@ -24,6 +24,7 @@ from .._validation import (
     PointCloud,
     Rng,
     check_number,
+    check_with,
     checked,
     describe,
 )
@@ -294,16 +295,48 @@ def distance_with_spread(
 
     ``x_fn``/``y_fn`` are ``(n, generator) -> (n, D)`` samplers (the data, or a trained model).
     ``metric`` is a name in ``METRICS`` or a callable ``(x, y) -> float``; if it takes a
-    ``generator`` keyword (like ``sliced_wasserstein``) it receives ``generator`` too.
+    ``generator`` keyword (like ``sliced_wasserstein``) it receives ``generator`` too. What the
+    samplers return is checked before the metric sees it (a real tensor ``(N, D)`` of finite
+    values, the same ``D`` for both): errors name ``x_fn(n, generator)`` or
+    ``y_fn(n, generator)``.
 
     Returns:
         ``Spread(mean, std)`` over the repeats.
     """
+    names = ("x_fn(n, generator)", "y_fn(n, generator)")
+    return _spread(x_fn, y_fn, n, metric, repeats, generator, names)
+
+
+def _drawn(fn: SampleFn, n: int, generator: torch.Generator | None, name: str) -> torch.Tensor:
+    """``fn(n, generator)``, checked as a point cloud ``(N, D)`` named ``name`` (the sampler's
+    output, as the caller wrote the sampler), and returned as drawn."""
+    x = fn(n, generator)
+    check_with(PointCloud(), x, name)
+    return x
+
+
+def _spread(
+    x_fn: SampleFn,
+    y_fn: SampleFn,
+    n: int,
+    metric: Metric,
+    repeats: int,
+    generator: torch.Generator | None,
+    names: tuple[str, str],
+) -> Spread:
+    """:func:`distance_with_spread` for checked arguments; ``names`` name the samplers' outputs
+    in errors (what they returned is checked before the metric sees it)."""
     metric_fn = _metric(metric, "metric")  # the default name is not checked, only resolved
     extra = {"generator": generator} if _takes_generator(metric_fn) else {}
     values = []
     for _ in range(repeats):
-        x, y = x_fn(n, generator), y_fn(n, generator)
+        x = _drawn(x_fn, n, generator, names[0])
+        y = _drawn(y_fn, n, generator, names[1])
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"{names[0]} and {names[1]} must return points of the same dimension D, "
+                f"got {x.shape[1]} and {y.shape[1]}"
+            )
         values.append(float(metric_fn(x, y, **extra)))
     return Spread.of(values)
 
@@ -319,6 +352,8 @@ def data_floor(
     """Distance between two independent size-``n`` samples of one law: ``Spread(mean, std)``.
 
     A model whose samples are as close to the data as this floor cannot be told apart from the data
-    by ``metric`` at this sample size.
+    by ``metric`` at this sample size. What ``sample_fn`` returns is checked as in
+    :func:`distance_with_spread`; errors name ``sample_fn(n, generator)``.
     """
-    return distance_with_spread.unchecked(sample_fn, sample_fn, n, metric, repeats, generator)
+    name = "sample_fn(n, generator)"
+    return _spread(sample_fn, sample_fn, n, metric, repeats, generator, (name, name))

@@ -190,3 +190,27 @@ def test_data_floor_and_spread() -> None:
         data_floor(data, 1)
     with pytest.raises(TypeError, match="sample_fn must be callable"):
         data_floor(5, 100)  # type: ignore[arg-type]
+
+
+def test_data_floor_and_spread_name_the_sampler_whose_output_is_wrong() -> None:
+    """What a sampler returned is checked before the metric, and the error names the sampler as
+    the signature spells it, not the metric's x and y."""
+    import numpy as np
+
+    def good(n: int, g: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(n, 2, generator=g)
+
+    cases = [
+        (lambda n, g: torch.randn(n, generator=g), ValueError, r"\(N, D\)"),
+        (lambda n, g: torch.full((n, 2), float("nan")), ValueError, "finite"),
+        (lambda n, g: np.zeros((n, 2)), TypeError, "torch.Tensor"),
+    ]
+    for bad, error, what in cases:
+        with pytest.raises(error, match=rf"^sample_fn\(n, generator\) .*{what}"):
+            data_floor(bad, 10)
+        with pytest.raises(error, match=rf"^x_fn\(n, generator\) .*{what}"):
+            distance_with_spread(bad, good, 10)
+        with pytest.raises(error, match=rf"^y_fn\(n, generator\) .*{what}"):
+            distance_with_spread(good, bad, 10)
+    with pytest.raises(ValueError, match=r"x_fn\(n, generator\) and y_fn\(n, generator\)"):
+        distance_with_spread(good, lambda n, g: torch.randn(n, 3, generator=g), 10)
