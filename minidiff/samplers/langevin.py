@@ -29,6 +29,7 @@ import torch
 
 from .._validation import (
     Check,
+    Flag,
     FloatTensor,
     Function,
     Int,
@@ -216,6 +217,7 @@ def annealed_step_sizes(sigmas: torch.Tensor | Sequence[float], step_lr: float) 
     steps_per_level=Int(),
     step_lr=Number(low=0.0),
     prior=OneOf(PRIORS),
+    denoise=Flag,
 )
 def annealed_langevin_sample(
     score_fn: NoiseConditionalScoreFn,

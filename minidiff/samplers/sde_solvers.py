@@ -32,6 +32,7 @@ import torch
 
 from .._validation import (
     Check,
+    Flag,
     FloatTensor,
     Function,
     Int,
@@ -375,6 +376,7 @@ def pf_ode_heun_sample(
     corrector_steps=Int(minimum=0),
     snr=Number(low=0.0),
     t_end=_T_END,
+    denoise=Flag,
     clip_x0=CLIP_X0,
 )
 def predictor_corrector_sample(

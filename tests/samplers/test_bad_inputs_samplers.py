@@ -50,6 +50,12 @@ KNOWN = randn_points(2, 1, 4, 4, seed=3).clamp(-1, 1)
 MASK = torch.ones(1, 1, 4, 4)
 MASK[..., 2:, :] = 0
 
+
+def bad_flag() -> list[tuple[str, object]]:
+    """A True/False option: a string, None or a number is refused, not read as true or false."""
+    return [("str", "no"), ("None", None), ("int", 1)]
+
+
 FNS: list[Fn] = [
     Fn(
         "ddpm_step",
@@ -255,6 +261,7 @@ FNS: list[Fn] = [
                 ("str", "x"),
             ],
             "dtype": bad_dtype(),
+            "denoise": bad_flag(),
         },
     ),
     Fn(
@@ -308,6 +315,7 @@ FNS: list[Fn] = [
             "device": bad_device(),
             "dtype": bad_dtype(),
             "t_end": bad_number(optional=True),
+            "denoise": bad_flag(),
         },
     ),
     Fn(
@@ -356,6 +364,7 @@ FNS: list[Fn] = [
             "generator": bad_generator(),
             "device": bad_device(),
             "dtype": bad_dtype(),
+            "denoise": bad_flag(),
         },
     ),
     Fn(
