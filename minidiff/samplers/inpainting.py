@@ -318,5 +318,12 @@ def repaint_sample(
     mask: torch.Tensor,
     **kwargs: Any,
 ) -> torch.Tensor:
-    """:func:`inpaint_sample` with ``method="repaint"`` (RePaint, Lugmayr et al. 2022)."""
+    """:func:`inpaint_sample` with ``method="repaint"`` (RePaint, Lugmayr et al. 2022); the other
+    keyword arguments are :func:`inpaint_sample`'s. ``method`` is not one of them (a
+    ``TypeError``): call :func:`inpaint_sample` to choose the method."""
+    if "method" in kwargs:
+        raise TypeError(
+            f"repaint_sample always uses method='repaint', got method={kwargs['method']!r}; "
+            "call inpaint_sample(..., method=...) to choose the method"
+        )
     return inpaint_sample(eps_model, schedule, x_known, mask, method="repaint", **kwargs)

@@ -148,3 +148,19 @@ def test_bad_inputs():
         repaint_times(10, 0, 2)
     with pytest.raises(TypeError, match="eps_model"):
         inpaint_sample("model", SCHED, x, m)
+
+
+def test_repaint_sample_refuses_a_method_of_its_own():
+    """repaint_sample is inpaint_sample with method="repaint": a method keyword is a TypeError
+    that says so (not Python's "got multiple values"), raised before the model runs."""
+    x, m = _images(2), _half_mask()
+    calls = []
+
+    def spy(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.zeros_like(x_)
+
+    for method in ("replace", "repaint"):
+        with pytest.raises(TypeError, match="repaint_sample always uses method='repaint'.*inpaint"):
+            repaint_sample(spy, SCHED, x, m, method=method)
+    assert not calls
