@@ -432,6 +432,7 @@ _CM = Spec(
             "VE one), not x_t.",
         ),
     },
+    grad=True,  # f(x_t, t) is trained through: the network's gradient must reach the result
     doc="Check ``consistency_fn(net, x_t, t, alpha_bar, sigma_min, sigma_data) -> f(x_t, t)``.",
 )
 check_consistency_fn = Checker("consistency_fn", _CM)

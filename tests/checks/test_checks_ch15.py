@@ -94,3 +94,19 @@ def test_the_loss_runs_in_float32_and_float64() -> None:
 
     res = ch15.check_distillation_loss(float32_only, display=False)
     assert not res.passed and "dtype" in res.message
+
+
+def test_a_consistency_fn_that_cuts_the_network_gradient_is_refused() -> None:
+    right = SOLUTION["consistency_fn"]
+
+    def under_no_grad(net, x_t, t, alpha_bar, sigma_min, sigma_data):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return right(net, x_t, t, alpha_bar, sigma_min, sigma_data)
+
+    def detached(*args):  # type: ignore[no-untyped-def]
+        return right(*args).detach()
+
+    for answer in (under_no_grad, detached):
+        res = ch15.check_consistency_fn(answer, display=False)
+        assert not res.passed and "no gradient" in res.message, res.message
+    assert ch15.check_consistency_fn(right, display=False).passed
