@@ -110,3 +110,21 @@ def test_a_consistency_fn_that_cuts_the_network_gradient_is_refused() -> None:
         res = ch15.check_consistency_fn(answer, display=False)
         assert not res.passed and "no gradient" in res.message, res.message
     assert ch15.check_consistency_fn(right, display=False).passed
+
+
+def test_a_step_with_exp_h_for_exp_minus_h_is_named() -> None:
+    """The slip as a student writes it: ``torch.exp(h)``, inf on the steps to t = 0."""
+
+    def exp_h(x_t, t, t_next, x0, x0_last, t_last, alpha_bar):  # type: ignore[no-untyped-def]
+        a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        col = lambda v: v.to(x_t.dtype)[:, None]  # noqa: E731
+        lam = (a / s).log()
+        h = lam[t_next] - lam[t]
+        d = x0
+        if x0_last is not None:
+            r = (lam[t] - lam[t_last]) / h
+            d = torch.where(col(t_next) > 0, x0 + col(1 / (2 * r)) * (x0 - x0_last), x0)
+        return col(s[t_next] / s[t]) * x_t + col(a[t_next] * (1 - torch.exp(h))) * d
+
+    res = ch15.check_dpm_solver_2m_step(exp_h, display=False)
+    assert not res.passed and res.mistake == "exp_sign", res.message
