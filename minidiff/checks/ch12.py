@@ -46,18 +46,44 @@ def _cases_ema() -> list[Case]:
     return cases + with_dtype(cases, (0, 1), torch.float64)[1:2]
 
 
+def _decay_forms(case: Case) -> list[tuple[str, str, float]]:
+    """The decays ``d`` an answer may use: ``(formula, what is wrong with it, value)``."""
+    _, _, decay, n = case[0]
+    return [
+        ("min(decay, (1 + n)/(10 + n))", "", min(decay, (1 + n) / (10 + n))),
+        (
+            "min(decay, n/(10 + n))",
+            "; the warm-up is (1 + n)/(10 + n), which is 0.1 at the first update n = 0",
+            min(decay, n / (10 + n)),
+        ),
+        (
+            "(1 + n)/(10 + n)",
+            " without the cap: d = min(decay, (1 + n)/(10 + n)) stops growing at decay",
+            (1 + n) / (10 + n),
+        ),
+        ("decay", " itself, without the warm-up", decay),
+    ]
+
+
+def _per_row(case: Case, forms: dict[str, float]) -> dict[str, torch.Tensor]:
+    rows = case[0][0].shape[0]
+    return {k: torch.full((rows,), v, dtype=torch.float64) for k, v in forms.items()}
+
+
 def _decay_candidates(case: Case) -> dict[str, torch.Tensor]:
-    shadow, _, decay, n = case[0]
-    forms = {
-        "d = min(decay, (1 + n)/(10 + n))": min(decay, (1 + n) / (10 + n)),
-        "min(decay, n/(10 + n)); the warm-up is (1 + n)/(10 + n), which is 0.1 at the first "
-        "update n = 0": min(decay, n / (10 + n)),
-        "(1 + n)/(10 + n) without the cap: d = min(decay, (1 + n)/(10 + n)) stops growing at "
-        "decay": (1 + n) / (10 + n),
-        "decay itself, without the warm-up": decay,
-        "1 − d (the shadow keeps the share d)": 1 - min(decay, (1 + n) / (10 + n)),
-    }
-    return {k: torch.full((shadow.shape[0],), v, dtype=torch.float64) for k, v in forms.items()}
+    """The coefficient of ``shadow``: the decay ``d`` of each form (or ``1 − d``, swapped)."""
+    forms = _decay_forms(case)
+    named = {("d = " if not why else "") + f + why: v for f, why, v in forms}
+    named["1 − d (the shadow keeps the share d)"] = 1 - forms[0][2]
+    return _per_row(case, named)
+
+
+def _param_candidates(case: Case) -> dict[str, torch.Tensor]:
+    """The coefficient of ``param``: ``1 − d`` for the decay ``d`` of each form (or ``d``)."""
+    forms = _decay_forms(case)
+    named = {("1 − d" if not why else f"1 − {f}"): 1 - v for f, why, v in forms}
+    named["d (the new parameters get the share 1 − d)"] = forms[0][2]
+    return _per_row(case, named)
 
 
 def _ema(
@@ -98,7 +124,10 @@ _EMA = Spec(
         ),
     },
     keep_dtype=True,
-    terms=Terms({"shadow": 0, "param": 1}, _decay_candidates),
+    terms=Terms(
+        {"shadow": 0, "param": 1},
+        own={"shadow": _decay_candidates, "param": _param_candidates},
+    ),
     doc="Check ``ema_update(shadow, param, decay, n) -> d shadow + (1 - d) param``.",
 )
 check_ema_update = Checker("ema_update", _EMA)

@@ -36,3 +36,23 @@ def test_a_forgotten_return_is_named(solution: dict[str, Any]) -> None:
                       (ch12.check_restore_checkpoint, restore_checkpoint)):  # fmt: skip
         res = check(fn, display=False)
         assert not res.passed and "Did you forget `return`?" in res.message, res.message
+
+
+def test_an_ema_warm_up_one_update_behind_is_named() -> None:
+    """d = min(decay, n/(10 + n)) is 0 at n = 0: named by its own words, not a missing term."""
+
+    def behind(shadow, param, decay, n):  # type: ignore[no-untyped-def]
+        d = min(decay, n / (10 + n))
+        return d * shadow + (1 - d) * param
+
+    res = ch12.check_ema_update(behind, display=False)
+    assert not res.passed and "0.1 at the first update n = 0" in res.message, res.message
+    assert "missing" not in res.message and "decay itself" not in res.message, res.message
+
+
+def test_an_ema_with_a_wrong_share_for_param_names_it() -> None:
+    def one_minus_decay(shadow, param, decay, n):  # type: ignore[no-untyped-def]
+        return min(decay, (1 + n) / (10 + n)) * shadow + (1 - decay) * param
+
+    res = ch12.check_ema_update(one_minus_decay, display=False)
+    assert not res.passed and "coefficient of param is 1 − decay" in res.message, res.message
