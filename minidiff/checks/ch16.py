@@ -247,6 +247,22 @@ def _rectified_flow_only(converter: Fn) -> Mistake:
     return Mistake(lambda x, v, a, s, da, ds: converter(x, v, *_rf_coefficients(s)), _RF_ONLY)
 
 
+_RF_DERIVATIVES = (
+    "your converter uses the alpha and sigma you are given, but the rectified-flow path's "
+    "derivatives (d_alpha = -1, d_sigma = 1), which hold on that path only. Use the d_alpha, "
+    "d_sigma you are given, so that one converter serves every path."
+)
+
+
+def _rectified_flow_derivatives(converter: Fn) -> Mistake:
+    """The mistake of either converter that writes in the rectified-flow derivatives alone."""
+
+    def fn(x: Any, v: Any, a: Any, s: Any, da: Any, ds: Any) -> torch.Tensor:
+        return converter(x, v, a, s, -torch.ones_like(da), torch.ones_like(ds))
+
+    return Mistake(fn, _RF_DERIVATIVES)
+
+
 def _u_swapped_x0_eps(x: Any, e: Any, a: Any, s: Any, da: Any, ds: Any) -> torch.Tensor:
     a, s, da, ds = map(_col, (a, s, da, ds))
     x0 = (x - a * e) / s  # as if x_t = alpha eps + sigma x0
@@ -274,6 +290,7 @@ _U_FROM_EPS = Spec(
             "sigma eps) / alpha.",
         ),
         "rectified_flow_only": _rectified_flow_only(_u_from_eps),
+        "rectified_flow_derivatives": _rectified_flow_derivatives(_u_from_eps),
     },
     wrap=under_no_grad,  # converters run inside samplers
     keep_dtype=True,
@@ -299,6 +316,7 @@ _EPS_FROM_U = Spec(
             "x0 between the two equations instead.",
         ),
         "rectified_flow_only": _rectified_flow_only(_eps_from_u),
+        "rectified_flow_derivatives": _rectified_flow_derivatives(_eps_from_u),
     },
     wrap=under_no_grad,
     keep_dtype=True,

@@ -91,3 +91,20 @@ def test_an_in_place_change_names_the_students_argument() -> None:
 
     res = ch16.check_velocity_from_eps(velocity_from_eps, display=False)
     assert not res.passed and "changed its input `x_t` in place" in res.message
+
+
+def test_rectified_flow_derivatives_in_a_converter_are_named() -> None:
+    """The natural rectified-flow answer: the path's alpha, sigma, but alpha' = -1, sigma' = 1."""
+
+    def velocity_from_eps(x_t, eps, alpha, sigma, d_alpha, d_sigma):  # type: ignore[no-untyped-def]
+        x0 = (x_t - sigma[:, None] * eps) / alpha[:, None]
+        return -x0 + eps
+
+    def eps_from_velocity(x_t, u, alpha, sigma, d_alpha, d_sigma):  # type: ignore[no-untyped-def]
+        a, s = alpha[:, None], sigma[:, None]
+        return (a * u + x_t) / (a + s)  # u = eps - x0 solved with x_t = a x0 + s eps
+
+    for check, fn in ((ch16.check_velocity_from_eps, velocity_from_eps),
+                      (ch16.check_eps_from_velocity, eps_from_velocity)):  # fmt: skip
+        res = check(fn, display=False)
+        assert not res.passed and res.mistake == "rectified_flow_derivatives", res.message
