@@ -5,7 +5,8 @@ Convention of the course: ``t = 0`` is the data, ``t = 1`` the noise, ``x_t = al
 sigma eps``; on the rectified-flow path ``alpha = 1 - t``, ``sigma = t``. The student writes
 
 - ``conditional_velocity(x0, eps, t) -> u``: ``d/dt [(1 - t) x0 + t eps] = eps - x0``;
-- ``cfm_loss(velocity_model, x0, eps, t) -> scalar``: ``mean ||u_theta(x_t, t) - (eps - x0)||²``;
+- ``cfm_loss(velocity_model, x0, eps, t) -> scalar``: the mean over batch and dimensions of
+  ``(u_theta(x_t, t) - (eps - x0))²`` (every element averaged, ``.mean()``);
 - ``velocity_from_eps(x_t, eps, alpha, sigma, d_alpha, d_sigma)`` and
   ``eps_from_velocity(x_t, u, alpha, sigma, d_alpha, d_sigma)`` for any path, with the
   coefficients given as ``(B,)`` tensors;
