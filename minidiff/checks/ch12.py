@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -283,6 +284,25 @@ def _ref_make(
     }
 
 
+def _a(kind: str) -> str:
+    """``kind`` with its indefinite article: "an int64", "a Tensor"."""
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
+def _not_a_state_dict(key: str, value: Any) -> str:
+    """A checkpoint entry ``'model'`` or ``'optimizer'`` that is not a state dict."""
+    fix = f"store its state, copy.deepcopy({key}.state_dict())"
+    if isinstance(value, (nn.Module, torch.optim.Optimizer)):
+        return (
+            f"returned a checkpoint whose {key!r} is the {key} itself ({_a(type(value).__name__)}"
+            f"), which the run goes on changing: {fix}, a copy of where it was at the checkpoint"
+        )
+    return (
+        f"returned a checkpoint whose {key!r} is {_a(type(value).__name__)}, not a state dict: "
+        f"{fix}"
+    )
+
+
 def _ref_restore(
     ckpt: Any, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
 ) -> int:
@@ -292,6 +312,9 @@ def _ref_restore(
             f"returned a {type(ckpt).__name__}; it should return a dict with the keys 'model', "
             "'optimizer', 'generator' and 'step'"
         )
+    for key in ("model", "optimizer"):
+        if key in ckpt and not isinstance(ckpt[key], Mapping):
+            raise ReturnError(_not_a_state_dict(key, ckpt[key]))
     if "model" in ckpt:
         model.load_state_dict(ckpt["model"])
     if "optimizer" in ckpt:
@@ -334,10 +357,11 @@ def _resume_run(
         raise ReturnError(
             "returned None; restore should return the step, an int. Did you forget `return`?"
         )
-    if isinstance(step, bool) or not isinstance(step, int):
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise ReturnError(
-            f"returned a {type(step).__name__}; restore should return the step, an int"
+            f"returned {_a(type(step).__name__)}; restore should return the step, an int"
         )
+    step = int(step)  # a NumPy integer too, as range() and the training loop take it
     if record is not None:
         record.update(
             ckpt=ckpt,
