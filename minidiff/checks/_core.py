@@ -25,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from .._validation import Flag, checked
 from . import _calls
 from . import _diagnose as dg
 from ._calls import Fn, ReturnError, returned_number, returned_tensor
@@ -226,19 +228,48 @@ class Checker:
     """A chapter's ``check_<name>(fn, display=True) -> CheckResult``: runs its :class:`Spec`.
 
     The spec's ``doc`` (the exercise function's signature and result) is the checker's docstring,
-    so ``ch01.check_q_sample?`` in a notebook says what the exercise asks for.
+    and the checker carries the name, module and signature of a function of its chapter, so
+    ``ch01.check_q_sample?`` in a notebook and ``help(ch01.check_q_sample)`` say what the exercise
+    asks for. ``display`` must be ``True`` or ``False``; a call with other arguments raises a
+    ``TypeError`` that names the checker and its signature, before anything runs.
     """
 
     def __init__(self, name: str, spec: Spec) -> None:
         self.name, self.spec = name, spec
-        self.__name__ = f"check_{name}"
+        self.__name__ = self.__qualname__ = f"check_{name}"
         self.__doc__ = spec.doc
+        self.__signature__ = _CHECKER_SIGNATURE
+        # the chapter module that defines it (as for a function), not this one
+        self.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)
 
-    def __call__(self, fn: Any, display: bool = True) -> CheckResult:
-        return check_spec(self.name, self.spec, fn, display=display)
+    def __call__(self, *args: Any, **kwargs: Any) -> CheckResult:
+        try:
+            _CHECKER_SIGNATURE.bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"{self.__name__}(fn, display=True): {err}") from None
+        return _run_checker(self, *args, **kwargs)
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Checker:
+        # a descriptor that binds to nothing (as a staticmethod): help() and pydoc then show the
+        # checker like a function, with its signature, under its chapter's FUNCTIONS
+        return self
 
     def __repr__(self) -> str:
         return f"<checker {self.__name__}>"
+
+
+_CHECKER_SIGNATURE = inspect.Signature(
+    [
+        inspect.Parameter("fn", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("display", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=True),
+    ],
+    return_annotation=CheckResult,
+)
+
+
+@checked(display=Flag)
+def _run_checker(checker: Checker, fn: Any, display: bool = True) -> CheckResult:
+    return check_spec(checker.name, checker.spec, fn, display=display)
 
 
 def specs_of(namespace: Mapping[str, Any]) -> dict[str, Spec]:

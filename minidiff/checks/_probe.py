@@ -36,6 +36,9 @@ class Terms:
     ``candidates(case)`` returns named per-row values ``(B,)`` (schedule quantities at the case's
     ``t``) to name the coefficient an answer used; ``t_arg`` is the position of ``t`` (to say
     which timestep a failing row has); ``output`` picks one element of a tuple result.
+    ``own`` gives a term its own candidates (display name -> ``candidates``), used for that term
+    instead of the shared ones and tried before a zero coefficient is called a missing term (a
+    coefficient ``d`` that an answer's slip makes 0 on some input is named, not "missing").
     """
 
     args: Mapping[str, int]
@@ -43,6 +46,7 @@ class Terms:
     t_arg: int | None = None
     output: int | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
+    own: Mapping[str, Candidates] = field(default_factory=dict)
 
 
 def schedule_candidates(
@@ -155,13 +159,17 @@ def _term_message(
     cands: Mapping[str, Tensor],
     where: Callable[[int], str],
     note: str,
+    own: bool = False,
 ) -> str:
+    """The message for one wrong term; ``own``: ``cands`` are the term's own, named first."""
     if not fit:
         return (
             f"your result depends on {term} in a way that is not a multiple of it (one factor per "
             "sample): check how the coefficient is reshaped to broadcast against it ([:, "
             f"None]).{note}"
         )
+    if own and _name(c_s, cands) is not None:
+        return _named_coefficient(term, c_s, c_r, cands, note)
     if bool((c_s.abs() < 1e-12).all()):
         return f"the term with {term} is missing: your result does not change with {term}.{note}"
     if torch.allclose(c_s, -c_r, rtol=1e-3, atol=1e-8):
@@ -177,10 +185,8 @@ def _term_message(
             "row's t: each sample has its own t, so index the schedule with the whole tensor t "
             f"(alpha_bar[t], shape (B,)) and reshape it to broadcast.{note}"
         )
-    want, got = _name(c_r, cands), _name(c_s, cands)
-    if got is not None:
-        expected = f" where the formula has {want}" if want else ""
-        return f"the coefficient of {term} is {got}{expected}.{_slip(got, want)}{note}"
+    if _name(c_s, cands) is not None:
+        return _named_coefficient(term, c_s, c_r, cands, note)
     ratio = c_s / torch.where(c_r.abs() > 0, c_r, torch.ones_like(c_r))
     if bool((c_r.abs() > 1e-12).all()) and torch.allclose(
         ratio, ratio[:1].expand_as(ratio), rtol=1e-3
@@ -195,6 +201,15 @@ def _term_message(
         f"the coefficient of {term} is wrong: on {where(b)} it is {float(c_s[b]):.5g}, expected "
         f"{float(c_r[b]):.5g}.{note}"
     )
+
+
+def _named_coefficient(
+    term: str, c_s: Tensor, c_r: Tensor, cands: Mapping[str, Tensor], note: str
+) -> str:
+    """The coefficient of ``term`` is one of ``cands`` (and which one the formula has)."""
+    want, got = _name(c_r, cands), _name(c_s, cands)
+    expected = f" where the formula has {want}" if want else ""
+    return f"the coefficient of {term} is {got}{expected}.{_slip(str(got), want)}{note}"
 
 
 def sigma_candidates(sigma: Tensor) -> dict[str, Tensor]:
@@ -281,7 +296,8 @@ def terms_diagnosis(
             return None
         if not bool(torch.isfinite(s0).all()):  # the NaN message says more than a coefficient
             return None
-        cands = terms.candidates(case) if terms.candidates else {}
+        shared = terms.candidates(case) if terms.candidates else {}
+        own = {term: fn(case) for term, fn in terms.own.items()}
 
         def where(b: int, case: Case = case, i: int = i) -> str:
             return f"test input {i + 1}, {_row_text(case, terms.t_arg, b)}"
@@ -290,7 +306,16 @@ def terms_diagnosis(
         if found is None:
             return None
         wrong = [
-            _term_message(term, c_s, c_r, fit, cands, where, terms.notes.get(term, ""))
+            _term_message(
+                term,
+                c_s,
+                c_r,
+                fit,
+                own.get(term, shared),
+                where,
+                terms.notes.get(term, ""),
+                own=term in own,
+            )
             for term, c_s, c_r, fit in found
         ]
         bad = [term for term, *_ in found]

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,18 +47,44 @@ def _cases_ema() -> list[Case]:
     return cases + with_dtype(cases, (0, 1), torch.float64)[1:2]
 
 
+def _decay_forms(case: Case) -> list[tuple[str, str, float]]:
+    """The decays ``d`` an answer may use: ``(formula, what is wrong with it, value)``."""
+    _, _, decay, n = case[0]
+    return [
+        ("min(decay, (1 + n)/(10 + n))", "", min(decay, (1 + n) / (10 + n))),
+        (
+            "min(decay, n/(10 + n))",
+            "; the warm-up is (1 + n)/(10 + n), which is 0.1 at the first update n = 0",
+            min(decay, n / (10 + n)),
+        ),
+        (
+            "(1 + n)/(10 + n)",
+            " without the cap: d = min(decay, (1 + n)/(10 + n)) stops growing at decay",
+            (1 + n) / (10 + n),
+        ),
+        ("decay", " itself, without the warm-up", decay),
+    ]
+
+
+def _per_row(case: Case, forms: dict[str, float]) -> dict[str, torch.Tensor]:
+    rows = case[0][0].shape[0]
+    return {k: torch.full((rows,), v, dtype=torch.float64) for k, v in forms.items()}
+
+
 def _decay_candidates(case: Case) -> dict[str, torch.Tensor]:
-    shadow, _, decay, n = case[0]
-    forms = {
-        "d = min(decay, (1 + n)/(10 + n))": min(decay, (1 + n) / (10 + n)),
-        "min(decay, n/(10 + n)); the warm-up is (1 + n)/(10 + n), which is 0.1 at the first "
-        "update n = 0": min(decay, n / (10 + n)),
-        "(1 + n)/(10 + n) without the cap: d = min(decay, (1 + n)/(10 + n)) stops growing at "
-        "decay": (1 + n) / (10 + n),
-        "decay itself, without the warm-up": decay,
-        "1 − d (the shadow keeps the share d)": 1 - min(decay, (1 + n) / (10 + n)),
-    }
-    return {k: torch.full((shadow.shape[0],), v, dtype=torch.float64) for k, v in forms.items()}
+    """The coefficient of ``shadow``: the decay ``d`` of each form (or ``1 − d``, swapped)."""
+    forms = _decay_forms(case)
+    named = {("d = " if not why else "") + f + why: v for f, why, v in forms}
+    named["1 − d (the shadow keeps the share d)"] = 1 - forms[0][2]
+    return _per_row(case, named)
+
+
+def _param_candidates(case: Case) -> dict[str, torch.Tensor]:
+    """The coefficient of ``param``: ``1 − d`` for the decay ``d`` of each form (or ``d``)."""
+    forms = _decay_forms(case)
+    named = {("1 − d" if not why else f"1 − {f}"): 1 - v for f, why, v in forms}
+    named["d (the new parameters get the share 1 − d)"] = forms[0][2]
+    return _per_row(case, named)
 
 
 def _ema(
@@ -98,7 +125,10 @@ _EMA = Spec(
         ),
     },
     keep_dtype=True,
-    terms=Terms({"shadow": 0, "param": 1}, _decay_candidates),
+    terms=Terms(
+        {"shadow": 0, "param": 1},
+        own={"shadow": _decay_candidates, "param": _param_candidates},
+    ),
     doc="Check ``ema_update(shadow, param, decay, n) -> d shadow + (1 - d) param``.",
 )
 check_ema_update = Checker("ema_update", _EMA)
@@ -254,6 +284,25 @@ def _ref_make(
     }
 
 
+def _a(kind: str) -> str:
+    """``kind`` with its indefinite article: "an int64", "a Tensor"."""
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
+def _not_a_state_dict(key: str, value: Any) -> str:
+    """A checkpoint entry ``'model'`` or ``'optimizer'`` that is not a state dict."""
+    fix = f"store its state, copy.deepcopy({key}.state_dict())"
+    if isinstance(value, (nn.Module, torch.optim.Optimizer)):
+        return (
+            f"returned a checkpoint whose {key!r} is the {key} itself ({_a(type(value).__name__)}"
+            f"), which the run goes on changing: {fix}, a copy of where it was at the checkpoint"
+        )
+    return (
+        f"returned a checkpoint whose {key!r} is {_a(type(value).__name__)}, not a state dict: "
+        f"{fix}"
+    )
+
+
 def _ref_restore(
     ckpt: Any, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator
 ) -> int:
@@ -263,6 +312,9 @@ def _ref_restore(
             f"returned a {type(ckpt).__name__}; it should return a dict with the keys 'model', "
             "'optimizer', 'generator' and 'step'"
         )
+    for key in ("model", "optimizer"):
+        if key in ckpt and not isinstance(ckpt[key], Mapping):
+            raise ReturnError(_not_a_state_dict(key, ckpt[key]))
     if "model" in ckpt:
         model.load_state_dict(ckpt["model"])
     if "optimizer" in ckpt:
@@ -305,10 +357,11 @@ def _resume_run(
         raise ReturnError(
             "returned None; restore should return the step, an int. Did you forget `return`?"
         )
-    if isinstance(step, bool) or not isinstance(step, int):
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise ReturnError(
-            f"returned a {type(step).__name__}; restore should return the step, an int"
+            f"returned {_a(type(step).__name__)}; restore should return the step, an int"
         )
+    step = int(step)  # a NumPy integer too, as range() and the training loop take it
     if record is not None:
         record.update(
             ckpt=ckpt,

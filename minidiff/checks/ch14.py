@@ -248,7 +248,7 @@ _AUGMENT = Spec(
             "condition untouched (alpha_bar[0] = 1).",
         ),
         "level_minus_one": Mistake(
-            _augment_with(lambda s: (s - 1).clamp(min=0)),
+            _augment_with(lambda s: s - 1),  # alpha_bar[s - 1]: level 0 wraps round to ab_T
             "you corrupted at level s - 1: level s uses alpha_bar[s] itself (alpha_bar[0] = 1 "
             "is level 0, the clean condition), as q_sample does for x_t.",
         ),

@@ -116,7 +116,7 @@ def _2m_variant(kind: str) -> Fn:
             d = step if kind == "no_last_step_case" else torch.where(c(t_next) > 0, step, x0)
         e = s[t_next] * a[t] / (a[t_next] * s[t])  # e^{-h}
         if kind == "exp_sign":
-            e = 1 / e.clamp(min=1e-12)
+            e = 1 / e  # e^{+h}: inf on a step to t = 0, as the slip gives it
         ratio = a[t_next] / a[t] if kind == "alpha_ratio" else s[t_next] / s[t]
         return c(ratio) * x_t + c(a[t_next] * (1 - e)) * d
 
@@ -432,6 +432,7 @@ _CM = Spec(
             "VE one), not x_t.",
         ),
     },
+    grad=True,  # f(x_t, t) is trained through: the network's gradient must reach the result
     doc="Check ``consistency_fn(net, x_t, t, alpha_bar, sigma_min, sigma_data) -> f(x_t, t)``.",
 )
 check_consistency_fn = Checker("consistency_fn", _CM)

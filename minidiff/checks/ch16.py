@@ -5,7 +5,8 @@ Convention of the course: ``t = 0`` is the data, ``t = 1`` the noise, ``x_t = al
 sigma eps``; on the rectified-flow path ``alpha = 1 - t``, ``sigma = t``. The student writes
 
 - ``conditional_velocity(x0, eps, t) -> u``: ``d/dt [(1 - t) x0 + t eps] = eps - x0``;
-- ``cfm_loss(velocity_model, x0, eps, t) -> scalar``: ``mean ||u_theta(x_t, t) - (eps - x0)||²``;
+- ``cfm_loss(velocity_model, x0, eps, t) -> scalar``: the mean over batch and dimensions of
+  ``(u_theta(x_t, t) - (eps - x0))²`` (every element averaged, ``.mean()``);
 - ``velocity_from_eps(x_t, eps, alpha, sigma, d_alpha, d_sigma)`` and
   ``eps_from_velocity(x_t, u, alpha, sigma, d_alpha, d_sigma)`` for any path, with the
   coefficients given as ``(B,)`` tensors;
@@ -247,6 +248,22 @@ def _rectified_flow_only(converter: Fn) -> Mistake:
     return Mistake(lambda x, v, a, s, da, ds: converter(x, v, *_rf_coefficients(s)), _RF_ONLY)
 
 
+_RF_DERIVATIVES = (
+    "your converter uses the alpha and sigma you are given, but the rectified-flow path's "
+    "derivatives (d_alpha = -1, d_sigma = 1), which hold on that path only. Use the d_alpha, "
+    "d_sigma you are given, so that one converter serves every path."
+)
+
+
+def _rectified_flow_derivatives(converter: Fn) -> Mistake:
+    """The mistake of either converter that writes in the rectified-flow derivatives alone."""
+
+    def fn(x: Any, v: Any, a: Any, s: Any, da: Any, ds: Any) -> torch.Tensor:
+        return converter(x, v, a, s, -torch.ones_like(da), torch.ones_like(ds))
+
+    return Mistake(fn, _RF_DERIVATIVES)
+
+
 def _u_swapped_x0_eps(x: Any, e: Any, a: Any, s: Any, da: Any, ds: Any) -> torch.Tensor:
     a, s, da, ds = map(_col, (a, s, da, ds))
     x0 = (x - a * e) / s  # as if x_t = alpha eps + sigma x0
@@ -274,6 +291,7 @@ _U_FROM_EPS = Spec(
             "sigma eps) / alpha.",
         ),
         "rectified_flow_only": _rectified_flow_only(_u_from_eps),
+        "rectified_flow_derivatives": _rectified_flow_derivatives(_u_from_eps),
     },
     wrap=under_no_grad,  # converters run inside samplers
     keep_dtype=True,
@@ -299,6 +317,7 @@ _EPS_FROM_U = Spec(
             "x0 between the two equations instead.",
         ),
         "rectified_flow_only": _rectified_flow_only(_eps_from_u),
+        "rectified_flow_derivatives": _rectified_flow_derivatives(_eps_from_u),
     },
     wrap=under_no_grad,
     keep_dtype=True,

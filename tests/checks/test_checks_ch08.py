@@ -33,3 +33,14 @@ def test_an_added_constant_is_found_by_zeroing_every_term(solution: dict[str, An
     res = ch08.check_ddim_step(off, display=False)
     assert not res.passed and res.mistake is None
     assert "all set to zero" in res.message and "0.01" in res.message, res.message
+
+
+def test_a_sigma_read_one_step_back_in_both_factors_is_named() -> None:
+    """alpha_bar[t - 1] where alpha_bar[t_prev] belongs, in both factors: DDPM's one-step σ."""
+
+    def one_step_back(t, t_prev, alpha_bar, eta):  # type: ignore[no-untyped-def]
+        a_t, a_p = alpha_bar[t], alpha_bar[t - 1]
+        return eta * ((1 - a_p) / (1 - a_t)).sqrt() * (1 - a_t / a_p).sqrt()
+
+    res = ch08.check_ddim_sigma(one_step_back, display=False)
+    assert not res.passed and "both factors read one step back" in res.message, res.message

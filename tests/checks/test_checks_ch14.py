@@ -42,3 +42,14 @@ def test_ch14_checkers_take_display_by_position_like_every_chapter() -> None:
 
     res = ch14.check_repaint_jump(lambda x_s, s, t, schedule, noise: x_s, False)
     assert not res.passed and "check_repaint_jump" not in res.message
+
+
+def test_an_augmentation_read_at_s_minus_one_is_named_as_written() -> None:
+    """``schedule.alpha_bar[s - 1]`` as a student writes it: level 0 reads alpha_bar[-1]."""
+
+    def level_minus_one(x_cond, s, schedule, noise):  # type: ignore[no-untyped-def]
+        ab = schedule.alpha_bar[s - 1].to(x_cond.dtype)[:, None, None, None]
+        return ab.sqrt() * x_cond + (1 - ab).sqrt() * noise
+
+    res = ch14.check_augment_condition(level_minus_one, display=False)
+    assert not res.passed and res.mistake == "level_minus_one", res.message

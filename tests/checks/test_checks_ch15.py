@@ -94,3 +94,37 @@ def test_the_loss_runs_in_float32_and_float64() -> None:
 
     res = ch15.check_distillation_loss(float32_only, display=False)
     assert not res.passed and "dtype" in res.message
+
+
+def test_a_consistency_fn_that_cuts_the_network_gradient_is_refused() -> None:
+    right = SOLUTION["consistency_fn"]
+
+    def under_no_grad(net, x_t, t, alpha_bar, sigma_min, sigma_data):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return right(net, x_t, t, alpha_bar, sigma_min, sigma_data)
+
+    def detached(*args):  # type: ignore[no-untyped-def]
+        return right(*args).detach()
+
+    for answer in (under_no_grad, detached):
+        res = ch15.check_consistency_fn(answer, display=False)
+        assert not res.passed and "no gradient" in res.message, res.message
+    assert ch15.check_consistency_fn(right, display=False).passed
+
+
+def test_a_step_with_exp_h_for_exp_minus_h_is_named() -> None:
+    """The slip as a student writes it: ``torch.exp(h)``, inf on the steps to t = 0."""
+
+    def exp_h(x_t, t, t_next, x0, x0_last, t_last, alpha_bar):  # type: ignore[no-untyped-def]
+        a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        col = lambda v: v.to(x_t.dtype)[:, None]  # noqa: E731
+        lam = (a / s).log()
+        h = lam[t_next] - lam[t]
+        d = x0
+        if x0_last is not None:
+            r = (lam[t] - lam[t_last]) / h
+            d = torch.where(col(t_next) > 0, x0 + col(1 / (2 * r)) * (x0 - x0_last), x0)
+        return col(s[t_next] / s[t]) * x_t + col(a[t_next] * (1 - torch.exp(h))) * d
+
+    res = ch15.check_dpm_solver_2m_step(exp_h, display=False)
+    assert not res.passed and res.mistake == "exp_sign", res.message

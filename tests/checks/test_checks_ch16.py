@@ -91,3 +91,34 @@ def test_an_in_place_change_names_the_students_argument() -> None:
 
     res = ch16.check_velocity_from_eps(velocity_from_eps, display=False)
     assert not res.passed and "changed its input `x_t` in place" in res.message
+
+
+def test_rectified_flow_derivatives_in_a_converter_are_named() -> None:
+    """The natural rectified-flow answer: the path's alpha, sigma, but alpha' = -1, sigma' = 1."""
+
+    def velocity_from_eps(x_t, eps, alpha, sigma, d_alpha, d_sigma):  # type: ignore[no-untyped-def]
+        x0 = (x_t - sigma[:, None] * eps) / alpha[:, None]
+        return -x0 + eps
+
+    def eps_from_velocity(x_t, u, alpha, sigma, d_alpha, d_sigma):  # type: ignore[no-untyped-def]
+        a, s = alpha[:, None], sigma[:, None]
+        return (a * u + x_t) / (a + s)  # u = eps - x0 solved with x_t = a x0 + s eps
+
+    for check, fn in ((ch16.check_velocity_from_eps, velocity_from_eps),
+                      (ch16.check_eps_from_velocity, eps_from_velocity)):  # fmt: skip
+        res = check(fn, display=False)
+        assert not res.passed and res.mistake == "rectified_flow_derivatives", res.message
+
+
+def test_the_module_doc_states_the_cfm_loss_the_checker_accepts(solution: dict[str, Any]) -> None:
+    """The mean over batch and dimensions, not a squared norm per sample then a mean."""
+    doc = " ".join((ch16.__doc__ or "").split())
+    assert "the mean over batch and dimensions of ``(u_theta(x_t, t) - (eps - x0))²``" in doc
+    assert "||" not in doc
+
+    def per_sample_norm(model, x0, eps, t):  # type: ignore[no-untyped-def]
+        x_t = (1 - t[:, None]) * x0 + t[:, None] * eps
+        return ((model(x_t, t) - (eps - x0)) ** 2).sum(dim=1).mean()
+
+    assert ch16.check_cfm_loss(per_sample_norm, display=False).mistake == "sum_over_dims"
+    assert ch16.check_cfm_loss(solution["cfm_loss"], display=False).passed

@@ -493,3 +493,44 @@ def test_an_interrupt_stops_the_check_instead_of_becoming_feedback() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         check(interrupted)
+
+
+def _checker_of_f() -> _core.Checker:
+    spec = Spec(lambda: [((torch.ones(2),), {})], lambda x: x, {}, doc="Check ``f(x) -> x``.")
+    return _core.Checker("f", spec)
+
+
+def test_a_checker_called_with_wrong_arguments_names_itself_and_its_signature() -> None:
+    checker = _checker_of_f()
+    for args, kwargs in (((lambda x: x, True, 3), {}), ((), {}), ((lambda x: x,), {"dispaly": 0})):
+        with pytest.raises(TypeError, match=r"^check_f\(fn, display=True\): "):
+            checker(*args, **kwargs)
+
+
+@pytest.mark.parametrize("how", ["keyword", "position"])
+def test_display_must_be_a_bool_before_anything_runs(how: str) -> None:
+    checker, calls = _checker_of_f(), []
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x)
+        return x
+
+    with pytest.raises(TypeError, match="display must be True or False"):
+        checker(spy, display="no") if how == "keyword" else checker(spy, "no")
+    assert calls == []
+    assert checker(spy, display=False).passed and len(calls) == 1
+
+
+def test_help_shows_a_checker_like_a_function_of_its_chapter() -> None:
+    import inspect
+    import pydoc
+
+    from minidiff.checks import ch15
+
+    checker = ch15.check_dpm_solver_2m_step
+    assert checker.__module__ == "minidiff.checks.ch15"
+    assert str(inspect.signature(checker)).startswith("(fn, display=True)")
+    text = pydoc.render_doc(checker, renderer=pydoc.plaintext)
+    assert "in module minidiff.checks.ch15" in text
+    assert "check_dpm_solver_2m_step(fn, display=True)" in text
+    assert ch15.check_dpm_solver_2m_step.__doc__ in text
