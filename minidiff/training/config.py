@@ -146,6 +146,8 @@ def check_resume_record(
     by an older version, holds lists where the caller's held tuples)."""
     old, new = _flat(_plain(saved)), _flat(_plain(ours))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    # an entry the data's record repeats (an image run records its lr there too) is said once
+    diff = [k for k in diff if not _repeats(k, diff, old, new)]
     if diff:
 
         def shown(record: dict[str, Any], k: str) -> str:
@@ -156,6 +158,20 @@ def check_resume_record(
         raise ValueError(
             f"{where} was written with another training configuration ({detail}); {remedy}"
         )
+
+
+def _repeats(key: str, diff: list[str], old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``key`` is ``data.<name>`` and ``<name>`` differs in just the same way."""
+    name = key.removeprefix("data.")
+    return (
+        name != key
+        and name in diff
+        and (old.get(key), new.get(key))
+        == (
+            old.get(name),
+            new.get(name),
+        )
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -194,20 +194,22 @@ def run(
     folder = RunFolder(out_dir)
     source = "the images argument" if images is not None else f"load_images({config.data!r})"
     images = images if images is not None else load_images(config.data)
+    _check_image_dtype(images)  # before the hash: float64 copies are not "other images"
     record = _record(config, unet_cfg, info, images, schedule)
     record[IMAGES_FROM] = source
     _check_same_data(folder, record)  # before the shape: other images are the likelier mistake
     _check_images(images, unet_cfg, config, source)
-    # the rest, all before config.json is written
     folder.check_config(record, (*FREE, IMAGES_FROM, "images", "schedule"))
-    barrier(info)
-    if info.is_main:
-        folder.write_config(record)
     schedule = schedule if schedule is not None else linear_schedule(config.T)
     state, sampler, loss_fn = _start(config, unet_cfg, images, info, dev, schedule, progress)
     kept = {k: v for k, v in record.items() if k not in (*FREE, IMAGES_FROM)}
     state.record = {**state.record, "data": kept}
-    state.resume_from(folder.checkpoint)
+    # the checkpoint's record is checked before config.json is written (or repaired): a refused
+    # run changes no file
+    state.resume_from(folder.checkpoint, remedy="use another out_dir to start afresh")
+    barrier(info)
+    if info.is_main:
+        folder.write_config(record)
     sampler.position = state.step * config.batch_size  # the data position of the checkpoint
     if progress and info.is_main:
         print(_announce(folder, state.step, config.steps), flush=True)
@@ -328,6 +330,21 @@ def _check_images(
     images: Tensor, unet_cfg: UNetConfig, config: ImageRunConfig, source: str
 ) -> None:
     expected = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
+    _check_image_dtype(images)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] < 1:
+        raise ValueError(
+            f"images ({source}) have shape {tuple(images.shape)} but model "
+            f"{config.model!r} expects (N, {', '.join(map(str, expected))})"
+        )
+    lo, hi = float(images.min()), float(images.max())
+    if not (-1.0 <= lo and hi <= 1.0):  # also NaN
+        raise ValueError(
+            f"images must lie in [-1, 1] (minidiff.data.to_unit_range maps 8-bit pixels there), "
+            f"got values in [{lo:.4g}, {hi:.4g}]"
+        )
+
+
+def _check_image_dtype(images: object) -> None:
     if not isinstance(images, Tensor):
         got = type(images).__name__
         raise TypeError(f"images must be a float32 tensor (N, C, H, W), got {got}")
@@ -339,17 +356,6 @@ def _check_images(
         )
         raise TypeError(
             f"images must be a float32 tensor (N, C, H, W), got dtype {images.dtype}; {hint}"
-        )
-    if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] < 1:
-        raise ValueError(
-            f"images ({source}) have shape {tuple(images.shape)} but model "
-            f"{config.model!r} expects (N, {', '.join(map(str, expected))})"
-        )
-    lo, hi = float(images.min()), float(images.max())
-    if not (-1.0 <= lo and hi <= 1.0):  # also NaN
-        raise ValueError(
-            f"images must lie in [-1, 1] (minidiff.data.to_unit_range maps 8-bit pixels there), "
-            f"got values in [{lo:.4g}, {hi:.4g}]"
         )
 
 
