@@ -185,6 +185,8 @@ class TrainState:
                 "state between steps); it was written by a run with another loss_fn"
             )
         self.batches.check_state(ckpt.get("data_state"), where)
+        if self.stateful_loss is not None:  # first: its own checks may still refuse
+            self.stateful_loss.load_state_dict(ckpt["loss_state"])
         self.step = int(ckpt["step"])
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["ema"])
@@ -196,8 +198,6 @@ class TrainState:
         if self.device.type == "cuda" and "cuda_rng_state" in ckpt:
             torch.cuda.set_rng_state(ckpt["cuda_rng_state"], self.device)
         self.losses = [float(v) for v in ckpt["losses"]]
-        if self.stateful_loss is not None:
-            self.stateful_loss.load_state_dict(ckpt["loss_state"])
 
     def resume_from(self, path: str | os.PathLike[str] | None, remedy: str | None = None) -> None:
         """Load the checkpoint at ``path`` if there is one (``remedy``: see
