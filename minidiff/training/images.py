@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .._config import default_device
-from .._validation import Flag, Int, Number, OneOf, check_device, describe
+from .._validation import Flag, Function, Int, Number, OneOf, check_device, checked, describe
 from ..losses import simple_loss
 from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
 from ..samplers import ddim_sample
@@ -462,6 +462,7 @@ class _Deadline:
         return any_rank(time.perf_counter() > self.at, self.info, self.device)
 
 
+@checked(model=Function("(x_t, t) -> eps"), seed=Int(minimum=0, maximum=2**63 - 1))
 def sample_grid(
     model: nn.Module,
     config: ImageRunConfig,
@@ -471,8 +472,9 @@ def sample_grid(
 ) -> Tensor:
     """``config.n_samples`` images from ``model`` (on ``device``: a ``torch.device``, a string
     such as ``"cpu"``, or ``None`` for the default device) with ``config.grid_steps`` DDIM steps
-    (η = 0) and ``config.clip_x0``, starting from noise seeded by ``seed``: ``(n_samples, C, S,
-    S)`` on the CPU. ``schedule`` defaults to ``linear_schedule(config.T)``."""
+    (η = 0) and ``config.clip_x0``, starting from noise seeded by ``seed`` (an int in
+    ``0..2**63-1``): ``(n_samples, C, S, S)`` on the CPU. ``schedule`` defaults to
+    ``linear_schedule(config.T)``."""
     if not isinstance(config, ImageRunConfig):
         raise TypeError(f"config must be an ImageRunConfig, got {type(config).__name__}")
     device = check_device(device) or default_device()
