@@ -242,14 +242,13 @@ class ConsistencyDistillation:
         """Continue from :meth:`state_dict`: the target network of a stopped run. A state of
         another ``mu``, ``solver`` or ``grid`` is a ``ValueError`` naming the field, before
         anything is loaded (a state saved without them records ``mu`` as its target's decay)."""
-        saved = {"mu": state.get("mu", state["target"]["decay"])}
+        saved: dict[str, Any] = {"mu": state.get("mu", state["target"]["decay"])}
         saved.update({k: state[k] for k in ("solver", "grid") if k in state})
-        ours = {"mu": self.mu, "solver": self.solver, "grid": self.grid}
+        if "grid" in saved:
+            saved["grid"] = torch.as_tensor(saved["grid"]).tolist()
+        ours: dict[str, Any] = {"mu": self.mu, "solver": self.solver, "grid": self.grid.tolist()}
         for key, value in saved.items():
-            if key == "grid":
-                value, mine = torch.as_tensor(value).tolist(), self.grid.tolist()
-            else:
-                mine = ours[key]
+            mine = ours[key]
             if value != mine:
                 raise ValueError(
                     f"ConsistencyDistillation: {key}={value!r} in checkpoint vs {mine!r}; "
