@@ -233,11 +233,27 @@ class ConsistencyDistillation:
         self.target = EMA(model, decay=self.mu, warmup=False)
 
     def state_dict(self) -> dict[str, Any]:
-        """The target network ``theta^-`` (its weights and EMA counters)."""
-        return {"target": self.target.state_dict()}
+        """The target network ``theta^-`` (its weights and EMA counters), and the ``mu``,
+        ``solver`` and ``grid`` it was trained with."""
+        target = self.target.state_dict()
+        return {"target": target, "mu": self.mu, "solver": self.solver, "grid": self.grid.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict`: the target network of a stopped run."""
+        """Continue from :meth:`state_dict`: the target network of a stopped run. A state of
+        another ``mu``, ``solver`` or ``grid`` is a ``ValueError`` naming the field, before
+        anything is loaded (a state saved without them records ``mu`` as its target's decay)."""
+        saved: dict[str, Any] = {"mu": state.get("mu", state["target"]["decay"])}
+        saved.update({k: state[k] for k in ("solver", "grid") if k in state})
+        if "grid" in saved:
+            saved["grid"] = torch.as_tensor(saved["grid"]).tolist()
+        ours: dict[str, Any] = {"mu": self.mu, "solver": self.solver, "grid": self.grid.tolist()}
+        for key, value in saved.items():
+            mine = ours[key]
+            if value != mine:
+                raise ValueError(
+                    f"ConsistencyDistillation: {key}={value!r} in checkpoint vs {mine!r}; "
+                    f"distil with the {key} the checkpoint was written with, or start afresh"
+                )
         self.target.load_state_dict(state["target"])
 
     def teacher_step(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from ._validation import (
     Instance,
     Int,
     Number,
+    OneOf,
     Shape,
     check_device,
     checked,
@@ -67,6 +68,10 @@ DENSE_PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "L4": {"bf16": 121.0, "fp32": 30.3},
     "A10G": {},  # a cloud variant whose tensor peak is not on a public data sheet: unknown
     "A10": {"bf16": 125.0, "fp32": 31.2},
+    # variants named after a desktop card but with peaks of their own: unknown, not the desktop's
+    "RTX 4090 Laptop": {},
+    "RTX 4090 D": {},
+    "RTX 3090 Ti": {},
     "RTX 4090": {"bf16": 165.2, "fp32": 82.6},
     "RTX 3090": {"bf16": 71.0, "fp32": 35.6},
     "RTX A6000": {"bf16": 154.8, "fp32": 38.7},
@@ -124,13 +129,14 @@ def choose_bf16(device: torch.device | str) -> Precision:
     return Precision(False, f"on the {dev.type} bf16 is not faster: training runs in float32")
 
 
+@checked(precision=OneOf(("bf16", "fp32")))
 def peak_tflops(name: str, precision: str = "bf16") -> float | None:
     """Dense peak (TFLOP/s) of the card called ``name`` in ``precision`` (``"bf16"`` or
-    ``"fp32"``), from :data:`DENSE_PEAK_TFLOPS`; ``None`` for a card (or precision) not in it."""
+    ``"fp32"``), from :data:`DENSE_PEAK_TFLOPS`; ``None`` for a card (or precision) not in it,
+    and for a variant with a model name of its own (``RTX 4090 Laptop GPU``, ``RTX 4090 D``,
+    ``RTX 3090 Ti``): the first entry whose whole words the name contains gives the figure."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a device name (a str), got {type(name).__name__}")
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
     for key, peaks in DENSE_PEAK_TFLOPS.items():
         if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", name):
             return peaks.get(precision)

@@ -81,7 +81,18 @@ def _differentiable_output(fx: object, name: str, x: object) -> torch.Tensor:
             f"{name} has no autograd graph: compute it from x (with x.requires_grad) with "
             "gradients enabled, not under torch.no_grad() or torch.inference_mode()"
         )
+    if isinstance(x, torch.Tensor) and x.requires_grad and not _reaches(fx, x):
+        raise ValueError(
+            f"{name} has an autograd graph, but not back to x (only through parameters, or "
+            "from a detached copy of x): compute it from x itself"
+        )
     return fx
+
+
+def _reaches(out: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether ``out``'s graph leads back to ``x`` (one backward pass, the graph kept)."""
+    (grad,) = torch.autograd.grad(out.sum(), x, allow_unused=True, retain_graph=True)
+    return grad is not None
 
 
 def _probes(probes: object, name: str, x: object) -> torch.Tensor:
@@ -111,8 +122,9 @@ def divergence(
 
     Exact (one backward pass per coordinate) when ``probes`` is None, else the Hutchinson average
     ``mean_k v_kᵀ (∂F/∂x) v_k`` over ``probes: (K, *x.shape)`` (one backward pass per probe).
-    ``fx`` must have ``x``'s shape and a graph back to ``x``; otherwise a ``ValueError`` names it
-    (a field computed without gradients would silently count as divergence-free).
+    ``fx`` must have ``x``'s shape and a graph back to ``x`` (checked with one extra backward
+    pass); otherwise a ``ValueError`` names it (a field computed without gradients, or only
+    through parameters, would silently count as divergence-free).
     """
     B = x.shape[0]
     if probes is None:
@@ -232,6 +244,12 @@ def _differentiable_score(score_fn: ScoreFn) -> ScoreFn:
                     "score_fn must be differentiable in x: its output has no autograd graph "
                     "(computed under torch.no_grad(), or detached), so its part of the "
                     "divergence would be lost; remove the no_grad/detach"
+                )
+            if isinstance(out, torch.Tensor) and not _reaches(out, x):
+                raise ValueError(
+                    "score_fn must be differentiable in x: its output has an autograd graph, "
+                    "but not back to x (only through parameters, or from x.detach()), so its "
+                    "divergence would be lost; remove the detach"
                 )
         return out
 

@@ -31,6 +31,7 @@ from minidiff import likelihood
 XG = X.double().requires_grad_(True)
 FX = XG @ torch.tensor([[1.0, 2.0], [0.5, -3.0]], dtype=torch.float64)  # a graph back to XG
 PROBES = torch.ones(3, *X.shape, dtype=torch.float64)
+LIN = torch.nn.Linear(X.shape[1], X.shape[1]).double()
 
 FNS: list[Fn] = [
     Fn(
@@ -67,7 +68,11 @@ FNS: list[Fn] = [
         {"fx": FX, "x": XG, "probes": PROBES},
         {
             "fx": bad_tensor(FX, nonfinite=False)
-            + [("no-graph", FX.detach()), ("shape(4, 1)", FX[:, :1])],
+            + [
+                ("no-graph", FX.detach()),
+                ("shape(4, 1)", FX[:, :1]),
+                ("graph-only-through-parameters", LIN(XG.detach())),
+            ],
             "x": bad_tensor(XG, nonfinite=False) + [("no-grad", XG.detach())],
             "probes": bad_tensor(PROBES, optional=True, nonfinite=False)
             + [("shape(3, 4, 1)", PROBES[..., :1]), ("shape(5, 4)", torch.ones(5, 4))],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -209,10 +211,11 @@ def test_an_int_timestep_and_bad_kinds_of_arguments_get_the_dialect() -> None:
 _OPTIONS = {"batch_size": 32, "lr": 1e-2, "seed": 1, "progress": False}
 
 
-def _distil(path: object, steps: int, resume: bool) -> tuple[ConsistencyModel, object]:
+def _distil(path: object, steps: int, resume: bool, **kw: Any) -> tuple[ConsistencyModel, object]:
     torch.manual_seed(0)
     cm = ConsistencyModel(TimeMLP(2, hidden=16, n_layers=2, time_dim=8), SCHED, prediction="v")
-    cd = ConsistencyDistillation(cm, ORACLE, SCHED, consistency_grid(SCHED, 5), mu=0.9)
+    options = {"mu": 0.9, "grid": consistency_grid(SCHED, 5), **kw}
+    cd = ConsistencyDistillation(cm, ORACLE, SCHED, **options)
     run = md.train(cm, cd, GMM.sample, steps=steps, checkpoint_path=path, resume=resume, **_OPTIONS)
     return cm, run
 
@@ -234,3 +237,28 @@ def test_distillation_resumes_bitwise_with_its_target_network(tmp_path: object) 
              GMM.sample, steps=2, checkpoint_path=other, **_OPTIONS)  # fmt: skip
     with pytest.raises(ValueError, match="holds no state of loss_fn .ConsistencyDistillation"):
         _distil(other, 6, True)
+
+
+def test_distillation_resumes_only_with_its_mu_solver_and_grid(tmp_path: object) -> None:
+    """Another mu would silently be replaced by the checkpoint's (the target's EMA decay):
+    refused, naming the field, and the student is left as it was."""
+    path = tmp_path / "cd.pt"  # type: ignore[operator]
+    _distil(path, 3, False)
+    for kw, words in [
+        ({"mu": 0.5}, "mu=0.9 in checkpoint vs 0.5"),
+        ({"solver": "ddim"}, "solver='heun' in checkpoint vs 'ddim'"),
+        ({"grid": consistency_grid(SCHED, 4)}, "grid=.* in checkpoint vs"),
+    ]:
+        with pytest.raises(ValueError, match=f"ConsistencyDistillation: {words}"):
+            _distil(path, 6, True, **kw)
+    saved = md.load_checkpoint(path)
+    assert saved["loss_state"]["mu"] == 0.9 and saved["loss_state"]["solver"] == "heun"
+    # a state saved without the fields (an older version) still checks mu, from the target
+    cm = ConsistencyModel(TimeMLP(2, hidden=16, n_layers=2, time_dim=8), SCHED, prediction="v")
+    cd = ConsistencyDistillation(cm, ORACLE, SCHED, consistency_grid(SCHED, 5), mu=0.5)
+    with pytest.raises(ValueError, match="mu=0.9 in checkpoint vs 0.5"):
+        cd.load_state_dict({"target": saved["loss_state"]["target"]})
+    before = [p.clone() for p in cm.parameters()]
+    with pytest.raises(ValueError, match="mu=0.9 in checkpoint vs 0.5"):  # the student untouched
+        md.train(cm, cd, GMM.sample, steps=6, checkpoint_path=path, **_OPTIONS)
+    assert all(torch.equal(a, b) for a, b in zip(before, cm.parameters(), strict=True))

@@ -71,6 +71,11 @@ def test_bf16_where_the_card_has_it_float32_where_it_does_not(
         ("NVIDIA H100 NVL", "fp32", None),
         ("NVIDIA L40", "bf16", 181.0),
         ("Tesla V100-SXM2-16GB", "fp32", 15.7),
+        # variants with model names of their own: unknown, not the desktop card's figure
+        ("NVIDIA GeForce RTX 4090 Laptop GPU", "bf16", None),
+        ("NVIDIA GeForce RTX 4090 D", "bf16", None),
+        ("NVIDIA GeForce RTX 3090 Ti", "fp32", None),
+        ("NVIDIA GeForce RTX 3090", "fp32", 35.6),
     ],
 )
 def test_peaks_of_common_cards_and_none_for_the_unknown(
@@ -87,6 +92,9 @@ def test_mfu_from_measured_throughput() -> None:
         hardware.mfu(1000.0, 37.3e9, 0.0)
     with pytest.raises(ValueError, match="precision"):
         hardware.peak_tflops("NVIDIA L4", "fp8")
+    for wrong_type in (None, 16):
+        with pytest.raises(TypeError, match="precision must be one of"):
+            hardware.peak_tflops("NVIDIA H100", wrong_type)  # type: ignore[arg-type]
 
 
 def test_mfu_takes_the_peak_as_peak_tflops_gives_it_and_checks_its_numbers() -> None:

@@ -61,6 +61,10 @@ class Batches:
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         pass
 
+    def check_state(self, state: dict[str, Any] | None, where: str) -> None:
+        """``ValueError`` if ``state`` (a checkpoint's ``data_state``) cannot be loaded; checked
+        before anything of the checkpoint is loaded."""
+
 
 class _StatefulCallable(Batches):
     """A callable that keeps state between calls (``state_dict``/``load_state_dict``): its state
@@ -75,18 +79,31 @@ class _StatefulCallable(Batches):
         return {"callable": self.stateful.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
-        if state is None or "callable" not in state:
-            raise ValueError(
-                f"the checkpoint holds no state of data ({type(self.fn).__name__} keeps state "
-                "between calls); it was written by a run with other data"
-            )
+        self.check_state(state, "the checkpoint")
+        assert state is not None
         self.stateful.load_state_dict(state["callable"])
 
+    def check_state(self, state: dict[str, Any] | None, where: str) -> None:
+        if state is None or "callable" not in state:
+            raise ValueError(
+                f"{where} holds no state of data ({type(self.fn).__name__} keeps state "
+                "between calls); it was written by a run with other data"
+            )
 
-def _keeps_state(data: object) -> bool:
-    return callable(getattr(data, "state_dict", None)) and callable(
-        getattr(data, "load_state_dict", None)
-    )
+
+def keeps_state(obj: object, name: str) -> bool:
+    """Whether ``obj`` (the argument ``name``) keeps state that a checkpoint must hold: it has
+    ``state_dict`` and ``load_state_dict``, as a torch module or optimizer does. One of the two
+    without the other is a ``TypeError`` naming ``name``: its state could be neither saved nor
+    restored, and a resumed run would silently differ."""
+    has = [m for m in ("state_dict", "load_state_dict") if callable(getattr(obj, m, None))]
+    if len(has) == 1:
+        lacks = "load_state_dict" if has == ["state_dict"] else "state_dict"
+        raise TypeError(
+            f"{name} ({type(obj).__name__}) has {has[0]}() but no {lacks}(); give it both to "
+            "keep its state in checkpoints (a resumed run restores it), or neither"
+        )
+    return len(has) == 2
 
 
 class _Rows(Batches):
@@ -233,7 +250,7 @@ def batches_from(data: object) -> Batches:
     if isinstance(data, Iterable):
         return _Passes(data)
     if callable(data):
-        return _StatefulCallable(data) if _keeps_state(data) else Batches(data)
+        return _StatefulCallable(data) if keeps_state(data, "data") else Batches(data)
     raise TypeError(_WHAT_DATA + f", got {type(data).__name__}")
 
 

@@ -135,22 +135,39 @@ _FLAGS = {
     **{f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(ImageRunConfig)},
     **{name: "--" + name.replace("_", "-") for name in ("dropout", "device", "download")},
     "root": "--data-root",
+    "out_dir": "--out",
 }
 _PHRASES = (
     ("with the root argument", "with --data-root"),
     ("(download=False)", "(without --download)"),
+    ("use another out_dir", "use another --out"),
+    ("images (load_images(", "the images of --data (load_images("),
+    ("but model ", "but --model "),
+    ("pass the same images (run(config, out_dir, images=...))", "pass the same --data"),
+    (
+        "pass the same schedule (run(..., schedule=...))",
+        "keep the run's --T (the command line continues a run with the schedule it was "
+        "trained with)",
+    ),
 )
 
 
 def _as_typed(message: str) -> str:
-    """``message`` with the argument it starts with, and the phrases of ``_PHRASES``, said as the
-    flags of the command line: ``batch_size must be >= 1`` -> ``--batch-size must be >= 1``."""
+    """``message`` with the argument it starts with, the entries it names as ``name=value``
+    (``data.name=value`` in a checkpoint's record) and the phrases of ``_PHRASES`` said as the
+    flags of the command line: ``batch_size must be >= 1`` -> ``--batch-size must be >= 1``,
+    ``(batch_size=8 there vs 16 now)`` -> ``(--batch-size=8 there vs 16 now)``."""
     first = re.match(r"\w+", message)
     if first and first.group() in _FLAGS and message[first.end() : first.end() + 1] in " :=":
         message = _FLAGS[first.group()] + message[first.end() :]
+
+    def flag(entry: re.Match[str]) -> str:
+        name = entry.group(2)
+        return _FLAGS[name] + "=" if name in _FLAGS else entry.group()
+
     for python, typed in _PHRASES:
         message = message.replace(python, typed)
-    return message
+    return re.sub(r"(?<![\w.-])(data\.)?(\w+)=", flag, message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,7 +193,7 @@ def _train(args: argparse.Namespace) -> int:
     images = None  # run() loads config.data itself (and records that it did)
     if args.data_root is not None or args.download:
         images = load_images(config.data, root=args.data_root, download=args.download)
-    old = RunFolder(args.out).read_config()  # a run continues with the schedule it was trained with
+    old = _run_record(RunFolder(args.out))  # a run continues with the schedule it was trained with
     same_T = old is not None and "schedule" in old and old.get("T") == config.T
     schedule = schedule_from_record(old) if old is not None and same_T else None
     result = run(
@@ -190,6 +207,16 @@ def _train(args: argparse.Namespace) -> int:
         print(f"time budget reached at step {result.steps_done} of {config.steps}; run the same "
               "command again to continue")  # fmt: skip
     return 0
+
+
+def _run_record(folder: RunFolder) -> dict[str, Any] | None:
+    """The record of the run in ``folder``: its ``config.json``, or, where that is missing or
+    cannot be read, the record its checkpoint holds (``None`` for a new run)."""
+    old = folder.read_config()
+    if old is not None or not folder.checkpoint.is_file():
+        return old
+    record = load_checkpoint(folder.checkpoint).get("config", {}).get("data")
+    return record if isinstance(record, dict) and "schedule" in record else None
 
 
 def _sample(args: argparse.Namespace) -> int:

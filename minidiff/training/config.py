@@ -134,21 +134,65 @@ class TrainConfig:
 _UNRECORDED = {"lr_schedule": "constant"}
 
 
-def check_resume_record(saved: dict[str, Any], ours: dict[str, Any], where: str) -> None:
-    """Raise ``ValueError`` naming every entry in which a checkpoint's record and ours differ."""
-    diff = sorted(k for k in set(ours) | set(saved) if ours.get(k) != saved.get(k))
+def check_resume_record(
+    saved: dict[str, Any],
+    ours: dict[str, Any],
+    where: str,
+    remedy: str = "pass resume=False or another checkpoint_path to start afresh",
+) -> None:
+    """Raise ``ValueError`` naming every entry in which a checkpoint's record and ours differ
+    (inside a nested record by its dotted path, ``data.lr``), followed by ``remedy``: what the
+    caller can do instead. Tuples and lists compare equal (a record read back from JSON, or saved
+    by an older version, holds lists where the caller's held tuples)."""
+    old, new = _flat(_plain(saved)), _flat(_plain(ours))
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    # an entry the data's record repeats (an image run records its lr there too) is said once
+    diff = [k for k in diff if not _repeats(k, diff, old, new)]
     if diff:
 
-        def shown(record: dict[str, Any], k: str) -> Any:
-            return record.get(k, _UNRECORDED.get(k))
+        def shown(record: dict[str, Any], k: str) -> str:
+            text = repr(record.get(k, _UNRECORDED.get(k)))
+            return text if len(text) <= 60 else text[:57] + "..."
 
-        detail = ", ".join(
-            f"{k}={shown(saved, k)!r} in checkpoint vs {shown(ours, k)!r}" for k in diff
-        )
+        detail = ", ".join(f"{k}={shown(old, k)} in checkpoint vs {shown(new, k)}" for k in diff)
         raise ValueError(
-            f"{where} was written with another training configuration ({detail}); "
-            "pass resume=False or another checkpoint_path to start afresh"
+            f"{where} was written with another training configuration ({detail}); {remedy}"
         )
+
+
+def _repeats(key: str, diff: list[str], old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``key`` is ``data.<name>`` and ``<name>`` differs in just the same way."""
+    name = key.removeprefix("data.")
+    return (
+        name != key
+        and name in diff
+        and (old.get(key), new.get(key))
+        == (
+            old.get(name),
+            new.get(name),
+        )
+    )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every tuple a list, as a JSON round trip would give it."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``record`` with its nested dicts spread out under dotted keys (``{"data": {"lr": 1}}`` ->
+    ``{"data.lr": 1}``), so that a difference is named by the entry that differs."""
+    flat: dict[str, Any] = {}
+    for k, v in record.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
 
 
 def signature_with_options(fn: Any, leading: int) -> inspect.Signature:

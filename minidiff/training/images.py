@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .._config import default_device
-from .._validation import Flag, Int, Number, OneOf, check_device, describe
+from .._validation import Flag, Function, Int, Number, OneOf, check_device, checked, describe
 from ..losses import simple_loss
 from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
 from ..samplers import ddim_sample
@@ -194,20 +194,22 @@ def run(
     folder = RunFolder(out_dir)
     source = "the images argument" if images is not None else f"load_images({config.data!r})"
     images = images if images is not None else load_images(config.data)
+    _check_image_dtype(images)  # before the hash: float64 copies are not "other images"
     record = _record(config, unet_cfg, info, images, schedule)
     record[IMAGES_FROM] = source
     _check_same_data(folder, record)  # before the shape: other images are the likelier mistake
     _check_images(images, unet_cfg, config, source)
-    # the rest, all before config.json is written
     folder.check_config(record, (*FREE, IMAGES_FROM, "images", "schedule"))
-    barrier(info)
-    if info.is_main:
-        folder.write_config(record)
     schedule = schedule if schedule is not None else linear_schedule(config.T)
     state, sampler, loss_fn = _start(config, unet_cfg, images, info, dev, schedule, progress)
     kept = {k: v for k, v in record.items() if k not in (*FREE, IMAGES_FROM)}
     state.record = {**state.record, "data": kept}
-    state.resume_from(folder.checkpoint)
+    # the checkpoint's record is checked before config.json is written (or repaired): a refused
+    # run changes no file
+    state.resume_from(folder.checkpoint, remedy="use another out_dir to start afresh")
+    barrier(info)
+    if info.is_main:
+        folder.write_config(record)
     sampler.position = state.step * config.batch_size  # the data position of the checkpoint
     if progress and info.is_main:
         print(_announce(folder, state.step, config.steps), flush=True)
@@ -328,6 +330,21 @@ def _check_images(
     images: Tensor, unet_cfg: UNetConfig, config: ImageRunConfig, source: str
 ) -> None:
     expected = (unet_cfg.in_channels, unet_cfg.image_size, unet_cfg.image_size)
+    _check_image_dtype(images)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] < 1:
+        raise ValueError(
+            f"images ({source}) have shape {tuple(images.shape)} but model "
+            f"{config.model!r} expects (N, {', '.join(map(str, expected))})"
+        )
+    lo, hi = float(images.min()), float(images.max())
+    if not (-1.0 <= lo and hi <= 1.0):  # also NaN
+        raise ValueError(
+            f"images must lie in [-1, 1] (minidiff.data.to_unit_range maps 8-bit pixels there), "
+            f"got values in [{lo:.4g}, {hi:.4g}]"
+        )
+
+
+def _check_image_dtype(images: object) -> None:
     if not isinstance(images, Tensor):
         got = type(images).__name__
         raise TypeError(f"images must be a float32 tensor (N, C, H, W), got {got}")
@@ -339,17 +356,6 @@ def _check_images(
         )
         raise TypeError(
             f"images must be a float32 tensor (N, C, H, W), got dtype {images.dtype}; {hint}"
-        )
-    if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] < 1:
-        raise ValueError(
-            f"images ({source}) have shape {tuple(images.shape)} but model "
-            f"{config.model!r} expects (N, {', '.join(map(str, expected))})"
-        )
-    lo, hi = float(images.min()), float(images.max())
-    if not (-1.0 <= lo and hi <= 1.0):  # also NaN
-        raise ValueError(
-            f"images must lie in [-1, 1] (minidiff.data.to_unit_range maps 8-bit pixels there), "
-            f"got values in [{lo:.4g}, {hi:.4g}]"
         )
 
 
@@ -456,6 +462,7 @@ class _Deadline:
         return any_rank(time.perf_counter() > self.at, self.info, self.device)
 
 
+@checked(model=Function("(x_t, t) -> eps"), seed=Int(minimum=0, maximum=2**63 - 1))
 def sample_grid(
     model: nn.Module,
     config: ImageRunConfig,
@@ -465,8 +472,9 @@ def sample_grid(
 ) -> Tensor:
     """``config.n_samples`` images from ``model`` (on ``device``: a ``torch.device``, a string
     such as ``"cpu"``, or ``None`` for the default device) with ``config.grid_steps`` DDIM steps
-    (η = 0) and ``config.clip_x0``, starting from noise seeded by ``seed``: ``(n_samples, C, S,
-    S)`` on the CPU. ``schedule`` defaults to ``linear_schedule(config.T)``."""
+    (η = 0) and ``config.clip_x0``, starting from noise seeded by ``seed`` (an int in
+    ``0..2**63-1``): ``(n_samples, C, S, S)`` on the CPU. ``schedule`` defaults to
+    ``linear_schedule(config.T)``."""
     if not isinstance(config, ImageRunConfig):
         raise TypeError(f"config must be an ImageRunConfig, got {type(config).__name__}")
     device = check_device(device) or default_device()

@@ -40,6 +40,7 @@ class RunFolder:
         self.config = self.out / "config.json"
         self.log = self.out / "run.jsonl"
         self.checkpoint = self.out / "checkpoint.pt"
+        self._warned = False
 
     def grid(self, step: int) -> Path:
         return self.out / f"samples_{step:07d}.png"
@@ -53,6 +54,9 @@ class RunFolder:
         try:
             record = json.loads(self.config.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if self._warned:  # said once per folder, not at every reading
+                return None
+            self._warned = True
             warnings.warn(
                 f"{str(self.config)!r} cannot be read ({exc}); it is written again from this "
                 "run's configuration (the checkpoint still guards against another one)",

@@ -14,13 +14,19 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeGuard
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
 
-from .batches import Batches, batches_from
-from .checkpoint import check_model_fingerprint, load_checkpoint, model_fingerprint, save_checkpoint
+from .batches import Batches, batches_from, keeps_state
+from .checkpoint import (
+    _check_loadable,
+    check_model_fingerprint,
+    load_checkpoint,
+    model_fingerprint,
+    save_checkpoint,
+)
 from .config import TrainConfig, check_resume_record
 from .ema import EMA
 from .optim import ClippedAdamW
@@ -83,7 +89,20 @@ class TrainState:
         self.losses: list[float] = []
         self.pending: list[tuple[int, Tensor, Tensor | None]] = []
         self.reduce: Callable[[Tensor], Tensor] | None = None
-        self.stateful_loss: _Stateful | None = loss_fn if _keeps_state(loss_fn) else None
+        self.stateful_loss: _Stateful | None = (
+            cast(_Stateful, loss_fn) if keeps_state(loss_fn, "loss_fn") else None
+        )
+        if config.checkpoint_path is not None:  # refused now, not at the first save
+            self._check_savable()
+
+    def _check_savable(self) -> None:
+        """``TypeError`` if the state of ``loss_fn`` or of the data is something a checkpoint
+        cannot hold (checked before the first step, not after the steps up to the first save)."""
+        if self.stateful_loss is not None:
+            _check_loadable(self.stateful_loss.state_dict(), "loss_fn.state_dict()")
+        data = getattr(self.batches, "stateful", None)
+        if data is not None:
+            _check_loadable(data.state_dict(), "data.state_dict()")
 
     # ------------------------------------------------------------------------ reading the losses
 
@@ -142,14 +161,22 @@ class TrainState:
             )
         save_checkpoint(path, **self.state_dict())
 
-    def load_state_dict(self, ckpt: dict[str, Any], where: str = "checkpoint") -> None:
-        """Continue from ``ckpt``: refused (``ValueError`` naming what differs) unless it is a
-        training checkpoint of this model under the same resume record, at most at ``steps``."""
+    def load_state_dict(
+        self, ckpt: dict[str, Any], where: str = "checkpoint", remedy: str | None = None
+    ) -> None:
+        """Continue from ``ckpt``: refused (``ValueError`` naming what differs, then ``remedy``,
+        what the caller can do instead) unless it is a training checkpoint of this model under
+        the same resume record, at most at ``steps``, holding the state of a stateful
+        ``loss_fn`` and data source. Every check runs before anything is loaded: a refused
+        checkpoint leaves the model, EMA and optimizer as they were."""
         missing = [key for key in _REQUIRED if key not in ckpt]
         if missing:
             raise ValueError(f"{where} is not a training checkpoint: missing {missing[0]!r}")
         check_model_fingerprint(self.model, ckpt["model_fingerprint"], where=where)
-        check_resume_record(ckpt["config"], self.record, where)
+        if remedy is None:
+            check_resume_record(ckpt["config"], self.record, where)
+        else:
+            check_resume_record(ckpt["config"], self.record, where, remedy)
         if int(ckpt["step"]) > self.config.steps:
             raise ValueError(f"{where} is at step {ckpt['step']}, past steps={self.config.steps}")
         if self.stateful_loss is not None and "loss_state" not in ckpt:
@@ -157,6 +184,9 @@ class TrainState:
                 f"{where} holds no state of loss_fn ({type(self.stateful_loss).__name__} keeps "
                 "state between steps); it was written by a run with another loss_fn"
             )
+        self.batches.check_state(ckpt.get("data_state"), where)
+        if self.stateful_loss is not None:  # first: its own checks may still refuse
+            self.stateful_loss.load_state_dict(ckpt["loss_state"])
         self.step = int(ckpt["step"])
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["ema"])
@@ -168,23 +198,15 @@ class TrainState:
         if self.device.type == "cuda" and "cuda_rng_state" in ckpt:
             torch.cuda.set_rng_state(ckpt["cuda_rng_state"], self.device)
         self.losses = [float(v) for v in ckpt["losses"]]
-        if self.stateful_loss is not None:
-            self.stateful_loss.load_state_dict(ckpt["loss_state"])
 
-    def resume_from(self, path: str | os.PathLike[str] | None) -> None:
-        """Load the checkpoint at ``path`` if there is one."""
+    def resume_from(self, path: str | os.PathLike[str] | None, remedy: str | None = None) -> None:
+        """Load the checkpoint at ``path`` if there is one (``remedy``: see
+        :meth:`load_state_dict`)."""
         if path is not None and Path(path).exists():
-            self.load_state_dict(load_checkpoint(path), where=f"checkpoint {str(path)!r}")
+            where = f"checkpoint {str(path)!r}"
+            self.load_state_dict(load_checkpoint(path), where=where, remedy=remedy)
 
 
 class _Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
-
-
-def _keeps_state(loss_fn: object) -> TypeGuard[_Stateful]:
-    """Whether ``loss_fn`` keeps state between steps that a checkpoint must hold: it has
-    ``state_dict`` and ``load_state_dict``, as a torch module or optimizer does."""
-    return callable(getattr(loss_fn, "state_dict", None)) and callable(
-        getattr(loss_fn, "load_state_dict", None)
-    )

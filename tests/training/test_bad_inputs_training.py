@@ -157,9 +157,17 @@ FNS: list[Fn] = [
     Fn(
         "sample_grid",
         sample_grid,
-        {"model": UNet("tiny").eval(), "config": IMAGE_RUN, "device": "cpu", "schedule": SCHED},
         {
+            "model": UNet("tiny").eval(),
+            "config": IMAGE_RUN,
+            "device": "cpu",
+            "seed": 3,
+            "schedule": SCHED,
+        },
+        {
+            "model": bad_callable(),
             "config": [("None", None), ("str", "tiny")],
+            "seed": bad_int(minimum=0) + [("2**64", 2**64), ("2**63", 2**63)],
             "device": bad_device(),
             "schedule": [("str", "linear"), ("other-T", md.linear_schedule(2 * T))],
         },

@@ -216,7 +216,83 @@ def test_a_loader_shorter_than_its_checkpoint_is_refused(tmp_path: Path) -> None
         _run([(X[:8], Y[:8])], 14, path)
 
 
+class Rows:
+    """A data callable that keeps a state (how many batches it gave) between calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls += 1
+        idx = torch.randint(N, (n,), generator=g)
+        return X[idx], Y[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls = int(state["calls"])
+
+
+class SavesOnly:
+    """A data callable with state_dict but no load_state_dict: its state could not be restored."""
+
+    def __call__(self, n: int, g: torch.Generator) -> Any:
+        return Rows()(n, g)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
+class LoadsOnly:
+    def __call__(self, n: int, g: torch.Generator) -> Any:
+        return Rows()(n, g)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class Unsavable(Rows):
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": np.int64(self.calls)}  # not something torch.load(weights_only) reads
+
+
+def test_a_refused_resume_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+    """A checkpoint without the state of a stateful data callable is refused, naming its path,
+    before any of it is loaded: the model's weights stay those it had."""
+    path = tmp_path / "ckpt.pt"
+    torch.manual_seed(0)
+    train(Labelled(), labelled_loss, Rows(), steps=2, checkpoint_path=path, **KW)
+    at_2 = load_checkpoint(path)
+    del at_2["data_state"]  # as a run with other data would have written it
+    save_checkpoint(path, **at_2)
+    torch.manual_seed(1)
+    model = Labelled()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=f"checkpoint '{path}' holds no state of data .Rows"):
+        train(model, labelled_loss, Rows(), steps=4, checkpoint_path=path, **KW)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_data_whose_state_a_checkpoint_cannot_hold_is_refused_before_any_step(
+    tmp_path: Path,
+) -> None:
+    calls: list[int] = []
+
+    def loss_fn(model: nn.Module, batch: Any, g: torch.Generator) -> torch.Tensor:
+        calls.append(1)
+        return labelled_loss(model, batch, g)
+
+    with pytest.raises(TypeError, match=r"data.state_dict\(\)\['calls'\] is a int64"):
+        train(Labelled(), loss_fn, Unsavable(), steps=3, checkpoint_path=tmp_path / "c.pt", **KW)
+    assert calls == [] and not (tmp_path / "c.pt").exists()
+    assert train(Labelled(), loss_fn, Unsavable(), steps=1, **KW).steps_done == 1  # nothing saved
+
+
 BAD: list[tuple[object, type[Exception], str]] = [
+    (SavesOnly(), TypeError, r"data \(SavesOnly\) has state_dict\(\) but no load_state_dict"),
+    (LoadsOnly(), TypeError, r"data \(LoadsOnly\) has load_state_dict\(\) but no state_dict"),
     (None, TypeError, "data must be"),
     ("moons", TypeError, "data must be"),
     (np.zeros((4, 3)), TypeError, "data must be"),

@@ -419,3 +419,107 @@ def test_an_unknown_override_is_a_type_error_like_unet_s() -> None:
         ImageRunConfig(model="tiny", overrides={"bogus": 3})
     with pytest.raises(TypeError, match=r"unknown UNetConfig field\(s\) \['bogus'\]"):
         UNet("tiny", bogus=3)
+
+
+def test_a_damaged_config_json_is_repaired_from_the_checkpoint_or_left_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With config.json emptied, a run of another configuration is refused by the checkpoint,
+    naming the entry that differs and a remedy that exists, and no file changes; the command
+    line takes the run's schedule from the checkpoint, continues the run and repairs the file."""
+    import minidiff.training.cli as cli
+    from minidiff.schedules import cosine_schedule
+
+    images, cosine = tiny_images(), cosine_schedule(20)
+    run(tiny_config(2, 6), tmp_path, images=images, schedule=cosine, progress=False)
+    (tmp_path / "config.json").write_text("")
+    other = tiny_config(4, 6)
+    other.lr = 5e-4
+    with pytest.warns(UserWarning, match="cannot be read"):
+        with pytest.raises(ValueError) as refused:
+            run(other, tmp_path, images=images, schedule=cosine, progress=False)
+    message = str(refused.value)
+    assert "(lr=0.001 in checkpoint vs 0.0005); use another out_dir" in message, message
+    assert "data={" not in message and "data.lr" not in message
+    assert (tmp_path / "config.json").read_text() == ""  # not rewritten with the refused config
+    monkeypatch.setattr(cli, "load_images", lambda *a, **kw: images)
+    args = ["train", "--out", str(tmp_path), "--model", "tiny", "--batch-size", "6", "--lr",
+            "1e-3", "--warmup-steps", "0", "--ema-decay", "0.9", "--T", "20", "--sample-every",
+            "2", "--n-samples", "4", "--sample-steps", "2", "--no-progress", "--device", "cpu",
+            "--data-root", str(tmp_path)]  # fmt: skip
+    with pytest.warns(UserWarning, match="cannot be read"):
+        assert cli.main([*args, "--steps", "4", "--lr", "5e-4"]) == 2
+    err = capsys.readouterr().err
+    assert "(--lr=0.001 in checkpoint vs 0.0005); use another --out" in err, err
+    assert err.count("\n") == 1 and "data" not in err.replace("--data-root", ""), err
+    assert (tmp_path / "config.json").read_text() == ""
+    with pytest.warns(UserWarning, match="cannot be read"):
+        assert cli.main([*args, "--steps", "4"]) == 0, capsys.readouterr().err
+    repaired = json.loads((tmp_path / "config.json").read_text())
+    assert repaired["schedule"] == {"betas": cosine.betas[1:].tolist()}
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
+
+
+def test_a_checkpoint_whose_record_holds_tuples_resumes(tmp_path: Path) -> None:
+    """An older version saved the record with the tuples of the overrides (torch.load reads
+    them back as tuples); it compares equal to this version's record, which holds lists."""
+    from minidiff.training import save_checkpoint
+
+    images = tiny_images()
+    config = tiny_config(2, 6)
+    config.overrides = {"channel_mult": (1, 2)}
+    run(config, tmp_path, images=images, progress=False)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    ckpt["config"]["data"]["unet"]["channel_mult"] = (1, 2)
+    ckpt["config"]["data"]["overrides"] = {"channel_mult": (1, 2)}
+    save_checkpoint(tmp_path / "checkpoint.pt", **ckpt)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["config"]["data"]["unet"][
+        "channel_mult"
+    ] == (
+        1,
+        2,
+    )
+    config.steps = 4
+    assert run(config, tmp_path, images=images, progress=False).resumed_from == 2
+
+
+def test_float64_copies_of_the_run_s_images_are_refused_naming_the_dtype(tmp_path: Path) -> None:
+    images = tiny_images()
+    run(tiny_config(2, 6), tmp_path, images=images, progress=False)
+    with pytest.raises(TypeError, match=r"images must be a float32 .*float64; images.float\(\)"):
+        run(tiny_config(4, 6), tmp_path, images=images.double(), progress=False)
+
+
+def test_command_line_errors_of_a_run_name_the_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out that is a file, a changed --batch-size, images that do not fit --model, and another
+    --T for a run with its own schedule: each message names the flag, not run()'s argument."""
+    import minidiff.training.cli as cli
+    from minidiff.schedules import cosine_schedule
+
+    a_file = tmp_path / "p1.py"
+    a_file.write_text("")
+    assert cli.main(["train", "--out", str(a_file)]) == 2
+    assert f"error: --out '{a_file}' is a file" in capsys.readouterr().err
+    images = tiny_images()
+    run(tiny_config(2, 6), tmp_path / "r", images=images, schedule=cosine_schedule(20))
+    monkeypatch.setattr(cli, "load_images", lambda *a, **kw: images)
+    args = ["train", "--out", str(tmp_path / "r"), "--model", "tiny", "--lr", "1e-3",
+            "--warmup-steps", "0", "--ema-decay", "0.9", "--sample-every", "2", "--n-samples",
+            "4", "--sample-steps", "2", "--no-progress", "--device", "cpu", "--data-root",
+            str(tmp_path), "--steps", "4"]  # fmt: skip
+    assert cli.main([*args, "--T", "20", "--batch-size", "8"]) == 2
+    assert "(--batch-size=6 there vs 8 now)" in capsys.readouterr().err
+    assert cli.main([*args, "--T", "30", "--batch-size", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "keep the run's --T" in err and "run(" not in err, err
+    import minidiff.training.images as image_runs
+
+    monkeypatch.setattr(image_runs, "load_images", lambda *a, **kw: torch.zeros(4, 3, 8, 8))
+    assert (
+        cli.main(["train", "--out", str(tmp_path / "s"), "--model", "tiny", "--device", "cpu"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "images of --data (load_images('digits')) have shape" in err, err
+    assert "but --model 'tiny' expects" in err

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -522,3 +523,52 @@ def test_train_toy_reads_the_dimension_of_a_callable() -> None:
     result = train_toy(lambda n, g: torch.randn(n, 3, generator=g), steps=2, progress=False)
     x = torch.randn(5, 3)
     assert result.ema.model(x, torch.full((5,), 10)).shape == (5, 3)
+
+
+class _CountingLoss:
+    """A loss_fn that keeps a state between steps (how often it was called)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, model: nn.Module, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        self.calls += 1
+        return regression_loss(model, batch, g)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls = int(state["calls"])
+
+
+class _SavesOnly(_CountingLoss):
+    load_state_dict = None  # type: ignore[assignment]
+
+
+class _LoadsOnly(_CountingLoss):
+    state_dict = None  # type: ignore[assignment]
+
+
+class _Unsavable(_CountingLoss):
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": np.int64(self.calls)}
+
+
+def test_a_loss_fn_with_half_a_state_is_refused_naming_what_it_lacks() -> None:
+    for loss, has, lacks in [
+        (_SavesOnly(), "state_dict", "load_state_dict"),
+        (_LoadsOnly(), "load_state_dict", "state_dict"),
+    ]:
+        with pytest.raises(TypeError, match=rf"loss_fn \(.*\) has {has}\(\) but no {lacks}\(\)"):
+            train(make_model(), loss, make_data(), steps=2, **KW)
+        assert loss.calls == 0
+
+
+def test_a_loss_state_a_checkpoint_cannot_hold_is_refused_before_the_first_step(
+    tmp_path: Path,
+) -> None:
+    loss = _Unsavable()
+    with pytest.raises(TypeError, match=r"loss_fn.state_dict\(\)\['calls'\] is a int64"):
+        train(make_model(), loss, make_data(), steps=3, checkpoint_path=tmp_path / "c.pt", **KW)
+    assert loss.calls == 0 and not (tmp_path / "c.pt").exists()
