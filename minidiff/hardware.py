@@ -94,7 +94,7 @@ _DEVICE = Check(_device)
 @checked(device=_DEVICE)
 def device_label(device: torch.device | str) -> str:
     """``"cuda (NVIDIA H100 80GB HBM3)"``, ``"cpu"``, ``"mps"``: the device that runs, by name."""
-    dev = _device(device)
+    dev = torch.device(device)  # checked by @checked
     if dev.type == "cuda" and torch.cuda.is_available():
         return f"cuda ({torch.cuda.get_device_name(dev)})"
     return dev.type
@@ -116,7 +116,7 @@ def choose_bf16(device: torch.device | str) -> Precision:
     scaling, which the course's loop does not do). A CPU trains in float32: its bf16 matmuls are
     emulated on most processors and slower than float32.
     """
-    dev = _device(device)
+    dev = torch.device(device)  # checked by @checked
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev) if torch.cuda.is_available() else "this GPU"
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -153,7 +153,7 @@ def forward_flops(model: nn.Module, shape: tuple[int, ...], device: torch.device
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    dev = _device(device)
+    dev = torch.device(device)  # checked by @checked
     x = torch.randn(1, *shape, device=dev)
     t = torch.tensor([500], device=dev)
     with FlopCounterMode(display=False) as counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):

@@ -241,3 +241,19 @@ def test_scaled_time_feeds_the_network_scaled_times() -> None:
         ScaledTime(lambda x, t: x)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="scale must lie in"):
         ScaledTime(Net(), 0.0)
+
+
+def test_flow_sample_from_a_given_x_t_draws_nothing_from_the_path_prior() -> None:
+    """With ``x_T`` given, the prior ``N(0, sigma(1)^2 I)`` is not drawn, so its scale is not
+    checked either (a path of negative sigma, flipped noise, still integrates from ``x_T``)."""
+    from minidiff.paths import PathCoefficients, RectifiedFlowPath
+    from minidiff.samplers.flow import flow_sample
+
+    class Flipped(RectifiedFlowPath):
+        def _coefficients(self, t: torch.Tensor) -> PathCoefficients:
+            c = super()._coefficients(t)
+            return PathCoefficients(c.alpha, -c.sigma, c.d_alpha, -c.d_sigma)
+
+    x_T = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    out = flow_sample(lambda x, t: -x, path=Flipped(), x_T=x_T, steps=3)
+    assert out.shape == (4, 2) and bool(torch.isfinite(out).all())

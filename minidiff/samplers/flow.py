@@ -93,7 +93,7 @@ def flow_sample(
     path = RectifiedFlowPath() if path is None else path
     grid = _resolve_grid(steps, ts)
     sigma_1 = float(path.coefficients(float(grid[0])).sigma)
-    prior = normal_prior(sigma_1)
+    prior = normal_prior.unchecked(sigma_1)  # the path's own sigma, not an argument
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype, prior=prior)
 
     def field(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:

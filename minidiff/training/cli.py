@@ -132,7 +132,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 # The library's messages name Python arguments; the command line says the flag that sets each.
 _FLAGS = {
-    **{f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(ImageRunConfig)},
+    **{  # overrides has no flag of its own: the command line sets only --dropout in it
+        f.name: "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(ImageRunConfig)
+        if f.name != "overrides"
+    },
     **{name: "--" + name.replace("_", "-") for name in ("dropout", "device", "download")},
     "root": "--data-root",
     "out_dir": "--out",
@@ -142,6 +146,7 @@ _PHRASES = (
     ("(download=False)", "(without --download)"),
     ("use another out_dir", "use another --out"),
     ("images (load_images(", "the images of --data (load_images("),
+    ("images (the images argument)", "the images of --data"),  # loaded here with --data-root
     ("but model ", "but --model "),
     ("pass the same images (run(config, out_dir, images=...))", "pass the same --data"),
     (

@@ -188,7 +188,7 @@ def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     ``{"data.lr": 1}``), so that a difference is named by the entry that differs."""
     flat: dict[str, Any] = {}
     for k, v in record.items():
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict):  # an empty one adds nothing: its entries are absent
             flat.update(_flat(v, f"{prefix}{k}."))
         else:
             flat[f"{prefix}{k}"] = v

@@ -314,7 +314,12 @@ def _check_same_data(folder: RunFolder, record: dict[str, Any]) -> None:
 def _said(schedule: object, T: object) -> str:
     if isinstance(schedule, dict) and isinstance(schedule.get("betas"), list):
         b = schedule["betas"]
-        return f"the schedule of betas ({b[0]:.4g}, {b[1]:.4g}, ..., {b[-1]:.4g})"
+        shown = (
+            ", ".join(f"{v:.4g}" for v in b)
+            if len(b) <= 3
+            else f"{b[0]:.4g}, {b[1]:.4g}, ..., {b[-1]:.4g}"
+        )
+        return f"the schedule of betas ({shown})"
     return f"linear_schedule({T})"
 
 

@@ -523,3 +523,26 @@ def test_command_line_errors_of_a_run_name_the_flags(
     err = capsys.readouterr().err
     assert "images of --data (load_images('digits')) have shape" in err, err
     assert "but --model 'tiny' expects" in err
+    # images the command line loads itself (--data-root) are the images of --data too
+    monkeypatch.setattr(cli, "load_images", lambda *a, **kw: torch.zeros(4, 3, 8, 8))
+    where = ["--out", str(tmp_path / "u"), "--data-root", str(tmp_path), "--device", "cpu"]
+    assert cli.main(["train", *where, "--model", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "the images of --data have shape" in err and "images argument" not in err, err
+
+
+def test_a_difference_inside_an_empty_record_entry_is_named_once() -> None:
+    from minidiff.training.config import check_resume_record
+
+    with pytest.raises(ValueError) as info:
+        check_resume_record(
+            {"data": {"overrides": {}}}, {"data": {"overrides": {"dropout": 0.2}}}, "ckpt"
+        )
+    assert "(data.overrides.dropout=None in checkpoint vs 0.2)" in str(info.value)
+
+
+def test_a_schedule_of_one_or_a_few_steps_is_described_in_full() -> None:
+    from minidiff.training.images import _said
+
+    assert _said({"betas": [0.5]}, 1) == "the schedule of betas (0.5)"
+    assert _said({"betas": [0.1, 0.2, 0.3, 0.4]}, 4) == "the schedule of betas (0.1, 0.2, ..., 0.4)"
