@@ -151,6 +151,22 @@ def _slip(got: str, want: str | None) -> str:
     return ""
 
 
+_ONE_T_FIX = (
+    ": each sample has its own t, so read the schedule at the whole tensor t (one value per "
+    "sample, shape (B,)) and reshape it to broadcast"
+)
+
+
+def _said_once(messages: list[str], phrase: str) -> list[str]:
+    """``messages`` with ``phrase`` kept in the first one that has it and cut from the rest."""
+    out, said = [], False
+    for m in messages:
+        if phrase in m:
+            m, said = (m.replace(phrase, "") if said else m), True
+        out.append(m)
+    return out
+
+
 def _term_message(
     term: str,
     c_s: Tensor,
@@ -182,8 +198,7 @@ def _term_message(
     ):
         return (
             f"the coefficient of {term} is the same number for every sample, the one of a single "
-            "row's t: each sample has its own t, so index the schedule with the whole tensor t "
-            f"(alpha_bar[t], shape (B,)) and reshape it to broadcast.{note}"
+            f"row's t{_ONE_T_FIX}.{note}"
         )
     if _name(c_s, cands) is not None:
         return _named_coefficient(term, c_s, c_r, cands, note)
@@ -322,6 +337,7 @@ def terms_diagnosis(
         if not torch.allclose(s0, r0, rtol=rtol, atol=atol):
             wrong.append(_rest_message(s0, r0, ", ".join(terms.args), where))
         if wrong:
+            wrong = _said_once(wrong, _ONE_T_FIX)
             right = [t for t in terms.args if t not in bad]
             tail = f" (the term with {' and with '.join(right)} is right)" if right else ""
             return "; ".join(w.rstrip(".") for w in wrong[:2]) + tail + "."

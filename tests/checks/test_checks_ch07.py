@@ -29,6 +29,11 @@ def test_scalar_t_broadcast_bug_gets_a_message() -> None:
 
     res = ch07.check_reverse_sde_drift(drift_with_first_t, display=False)
     assert not res.passed and res.mistake is None and "every sample" in res.message
+    # continuous time: no discrete schedule array is named, and the fix is said once for both
+    # terms (x and the score) that share the slip
+    assert "alpha_bar" not in res.message, res.message
+    assert res.message.count("read the schedule at the whole tensor t") == 1, res.message
+    assert "the coefficient of the score is the same number for every sample" in res.message
 
 
 def test_strict_mode_raises_on_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -> None:
