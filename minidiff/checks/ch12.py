@@ -285,8 +285,10 @@ def _ref_make(
 
 
 def _a(kind: str) -> str:
-    """``kind`` with its indefinite article: "an int64", "a Tensor"."""
-    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+    """``kind`` with its indefinite article as the name is said: "an int64", "a Tensor",
+    "a uint8" (you-int), "an ndarray" (en-dee)."""
+    vowel_sound = kind[:1].lower() in "aeio" or kind.startswith("nd")
+    return f"{'an' if vowel_sound else 'a'} {kind}"
 
 
 def _not_a_state_dict(key: str, value: Any) -> str:

@@ -92,4 +92,4 @@ def test_a_numpy_integer_step_is_accepted(solution: dict[str, Any]) -> None:
         return np.array([solution["restore_checkpoint"](checkpoint, model, optimizer, generator)])
 
     res = ch12.check_restore_checkpoint(restore_as_array, display=False)
-    assert not res.passed and "ndarray; restore should return the step, an int" in res.message
+    assert not res.passed and "an ndarray; restore should return the step, an int" in res.message
