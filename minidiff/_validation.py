@@ -91,6 +91,7 @@ __all__ = [
     "check_tensor",
     "check_finite",
     "check_all_finite",
+    "check_weights_dtype",
     "check_positive_int",
     "check_same_shape",
     "check_broadcast",
@@ -175,6 +176,19 @@ def _all_finite(x: torch.Tensor) -> bool:
 
 def _nonfinite_message(name: str) -> str:
     return f"{name} contains non-finite values (NaN or inf); expected finite numbers"
+
+
+def check_weights_dtype(weight: torch.Tensor, owner: str, **inputs: torch.Tensor) -> None:
+    """Each input in the dtype of ``weight``, else a ``TypeError`` naming it and ``owner`` (e.g.
+    ``"U-Net"``). Under autocast torch casts a half or single precision input itself, so those
+    pass; a float64 one it leaves as it is, and the layer would fail, so it is refused."""
+    for name, z in inputs.items():
+        autocast = torch.is_autocast_enabled(z.device.type) and z.dtype != torch.float64
+        if z.dtype != weight.dtype and not autocast:
+            raise TypeError(
+                f"{name} has dtype {z.dtype} but this {owner}'s weights are {weight.dtype}: "
+                f"pass {name}.to({weight.dtype}) or convert the model (model.to({z.dtype}))"
+            )
 
 
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import check_positive_int
+from .._validation import check_positive_int, check_weights_dtype
 
 __all__ = [
     "attention",
@@ -110,18 +110,6 @@ def check_context(
     return mask
 
 
-def _check_dtypes(weight: Tensor, module: str, **inputs: Tensor) -> None:
-    """Each input in the weights' dtype, else a ``TypeError`` naming it (under autocast, torch
-    casts a half or single precision input itself; a float64 one it leaves as it is)."""
-    for name, z in inputs.items():
-        autocast = torch.is_autocast_enabled(z.device.type) and z.dtype != torch.float64
-        if z.dtype != weight.dtype and not autocast:
-            raise TypeError(
-                f"{name} has dtype {z.dtype} but this {module}'s weights are {weight.dtype}: "
-                f"pass {name}.to({weight.dtype}) or convert the module (module.to({z.dtype}))"
-            )
-
-
 class CrossAttention(nn.Module):
     """Multi-head attention of ``x: (B, N, query_dim)`` over ``context: (B, L, context_dim)``.
 
@@ -174,7 +162,7 @@ class CrossAttention(nn.Module):
                 f"x must be queries of shape (B, N, query_dim={query_dim}), got {tuple(x.shape)}"
             )
         mask = check_context(context, x.shape[0], self.context_dim, mask, mask_name="mask")
-        _check_dtypes(self.to_q.weight, "CrossAttention", x=x, context=context)
+        check_weights_dtype(self.to_q.weight, "CrossAttention", x=x, context=context)
         q, k, v = (
             self._split(self.to_q(x)),
             self._split(self.to_k(context)),
@@ -213,7 +201,7 @@ class CrossAttentionBlock(nn.Module):
         """``h: (B, C, H, W)``, ``context: (B, L, context_dim)``, ``mask: (B, L)`` bool; ``h``
         and ``context`` in the weights' dtype (a ``TypeError`` names the one that is not)."""
         if isinstance(h, Tensor):
-            _check_dtypes(self.norm.weight, "CrossAttentionBlock", h=h)
+            check_weights_dtype(self.norm.weight, "CrossAttentionBlock", h=h)
         b, c, hh, ww = h.shape
         tokens = self.norm(h).flatten(2).transpose(1, 2)  # (B, HW, C): positions as queries
         out = self.attn(tokens, context, mask)

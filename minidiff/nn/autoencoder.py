@@ -37,6 +37,7 @@ from .._validation import (
     check_generator,
     check_positive_int,
     check_tensor,
+    check_weights_dtype,
     checked,
 )
 from ..tensors import noise_like
@@ -165,12 +166,7 @@ class AutoencoderKL(nn.Module):
                 f"{name} must have shape (B, {shape[0]}, {shape[1]}, {shape[2]}) for this "
                 f"autoencoder, got {tuple(x.shape)}"
             )
-        weight = next(self.parameters())
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(
-                f"{name} has dtype {x.dtype} but this autoencoder's weights are {weight.dtype}: "
-                f"pass {name}.to({weight.dtype}) or convert the model (model.to({x.dtype}))"
-            )
+        check_weights_dtype(next(self.parameters()), "autoencoder", **{name: x})
         return check_finite(x, name)
 
     def encode(self, x: Tensor) -> DiagonalGaussian:

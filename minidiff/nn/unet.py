@@ -61,6 +61,7 @@ from .._validation import (
     check_labels,
     check_number,
     check_positive_int,
+    check_weights_dtype,
 )
 from .attention import CrossAttentionBlock, check_context
 from .mlp import sinusoidal_embedding
@@ -677,12 +678,7 @@ class UNet(nn.Module):
             )
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
-        weight = self.conv_in.weight
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(
-                f"x has dtype {x.dtype} but this U-Net's weights are {weight.dtype}: pass "
-                f"x.to({weight.dtype}) or convert the model (model.to({x.dtype}))"
-            )
+        check_weights_dtype(self.conv_in.weight, "U-Net", x=x)
         if t.ndim != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(
                 f"t must have shape (B,) = ({x.shape[0]},) matching x, got {tuple(t.shape)}"

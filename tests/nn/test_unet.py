@@ -319,3 +319,29 @@ def test_other_dtypes_work_when_model_and_input_agree() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast mixes dtypes on purpose
         out = model(x.float().bfloat16(), torch.tensor([1, 2]))
     assert out.shape == (2, 1, 8, 8)
+
+
+def test_float64_input_under_autocast_is_named_for_every_network() -> None:
+    """Autocast casts half and single precision inputs itself but leaves float64 alone, which the
+    layers then refuse with a raw error: the U-Net, the autoencoder and cross-attention name the
+    input first, with one message, and let a float32 input through."""
+    from minidiff.nn.attention import CrossAttention
+    from minidiff.nn.autoencoder import AutoencoderKL
+
+    unet = UNet("tiny")
+    size = unet.config.image_size
+    ae = AutoencoderKL(in_channels=1, channels=(8, 8), groups=4, image_size=8)
+    attn = CrossAttention(8, 6, heads=2)
+    calls = {
+        "U-Net": (
+            lambda x: unet(x, torch.tensor([1, 2])),
+            (2, unet.config.in_channels, size, size),
+        ),
+        "autoencoder": (lambda x: ae.encode(x), (2, 1, 8, 8)),
+        "CrossAttention": (lambda x: attn(x, torch.randn(2, 3, 6)), (2, 5, 8)),
+    }
+    with torch.autocast("cpu", torch.bfloat16):
+        for owner, (call, shape) in calls.items():
+            with pytest.raises(TypeError, match=f"x has dtype torch.float64 but this {owner}'s"):
+                call(torch.rand(shape, dtype=torch.float64) * 2 - 1)
+            call(torch.rand(shape) * 2 - 1)  # float32: autocast's own business
