@@ -161,8 +161,9 @@ def _said_once(messages: list[str], phrase: str) -> list[str]:
     """``messages`` with ``phrase`` kept in the first one that has it and cut from the rest."""
     out, said = [], False
     for m in messages:
-        if phrase in m:
-            m, said = (m.replace(phrase, "") if said else m), True
+        if phrase in m and said:
+            m = m.replace(phrase, "")
+        said = said or phrase in m
         out.append(m)
     return out
 
