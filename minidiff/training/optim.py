@@ -131,14 +131,14 @@ class ClippedAdamW:
             return self.found_inf.new_zeros(())
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         # grad_scale stays float32 (what the fused kernel reads) for float64 weights too
-        self.grad_scale.copy_(((norm + 1e-6) / self.grad_clip).clamp(min=1.0))
+        self.grad_scale.copy_(norm.add(1e-6).div_(self.grad_clip).clamp_(min=1.0))
         return norm
 
     def step(self, lr: float, loss: Tensor, norm: Tensor | None) -> None:
         """One AdamW step at learning rate ``lr``, skipped (now and from now on) when ``loss`` or
         ``norm`` is not finite."""
         watched = loss.detach() if norm is None else loss.detach() + norm
-        torch.maximum(self.found_inf, (~torch.isfinite(watched)).float(), out=self.found_inf)
+        self.found_inf.masked_fill_(torch.isfinite(watched).logical_not_(), 1.0)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.fused or not bool(self.found_inf):  # the fused kernel reads the flag itself
