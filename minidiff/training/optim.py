@@ -100,6 +100,9 @@ class ClippedAdamW:
         self.optimizer = self._make(lr, weight_decay)
         self.fused = bool(self.optimizer.defaults.get("fused"))
         self.foreach = _foreach_supported(self.params)
+        # torch's foreach norm on the CPU is a loop of one kernel per tensor: there, one copy of
+        # the gradients into a flat vector and one norm of it cost less
+        self.flat_norm = all(p.device.type == "cpu" for p in self.params)
         self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
         self.grad_scale = torch.ones((), dtype=torch.float32, device=device)
         if self.fused:
@@ -129,7 +132,10 @@ class ClippedAdamW:
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return self.found_inf.new_zeros(())
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if self.flat_norm:
+            norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+        else:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         # grad_scale stays float32 (what the fused kernel reads) for float64 weights too
         self.grad_scale.copy_(norm.add(1e-6).div_(self.grad_clip).clamp_(min=1.0))
         return norm
