@@ -289,6 +289,14 @@ class DiffusersEpsModel(nn.Module):
     ``t - 1`` (see the module docstring's table). ``t`` is an int or an integer tensor ``(B,)``
     with values ``>= 1``; ``t = 0`` (clean data, which no ε-model is asked about) would call the
     network at ``-1`` and is a ``ValueError`` naming ``t``.
+
+    The range check costs no device synchronisation in a sampling loop: an int ``t`` is checked
+    on the host, a ``t`` on the CPU (where a diffusers scheduler keeps its ``timesteps`` unless
+    told otherwise) is read there and moved to ``x``'s device without waiting for it, and a
+    ``t`` already on an accelerator is read back on this model's first such call only (a host
+    read there waits for every queued kernel), as the training loop checks its loss; a bad ``t``
+    on an accelerator after that reaches the network unchecked. Inside
+    :func:`~minidiff._validation.skip_value_checks` no tensor ``t`` is read at all.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -296,14 +304,28 @@ class DiffusersEpsModel(nn.Module):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a diffusers UNet2DModel, got {type(model).__name__}")
         self.model = model
+        self._read_device_t = False  # whether a t on an accelerator was read back once
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor | int) -> Tensor:
         what = "timesteps in 1..T, counted from 1"
-        tt = index_tensor(t, "t", x.shape[0], what, device=x.device)
-        if tt.numel() and value_checks_enabled() and int(tt.min()) < 1:
-            raise ValueError(f"t must hold {what} (diffusers' step k = t - 1), got {int(tt.min())}")
-        out: Tensor = self.model(x, tt - 1, return_dict=False)[0]
+        on_x = x.device if isinstance(t, int) else None  # an int becomes a tensor on x's device
+        tt = index_tensor(t, "t", x.shape[0], what, device=on_x)
+        lowest = t if isinstance(t, int) else self._lowest(tt)
+        if lowest is not None and lowest < 1:
+            raise ValueError(f"t must hold {what} (diffusers' step k = t - 1), got {lowest}")
+        if lowest is not None and not isinstance(t, int) and tt.device.type != "cpu":
+            self._read_device_t = True  # read and passed: later calls skip the read
+        steps = (tt - 1).to(x.device, non_blocking=True)  # non-blocking: from the CPU, no wait
+        out: Tensor = self.model(x, steps, return_dict=False)[0]
         return out
+
+    def _lowest(self, tt: Tensor) -> int | None:
+        """The smallest of ``tt``, where reading it is due (see the class docstring), else None."""
+        if not tt.numel() or not value_checks_enabled():
+            return None
+        if tt.device.type != "cpu" and self._read_device_t:
+            return None
+        return int(tt.min())
 
 
 def diffusers_betas(schedule: NoiseSchedule) -> Tensor:

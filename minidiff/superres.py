@@ -343,14 +343,15 @@ def train_base(
 ) -> UNet:
     """An unconditional small U-Net on ``images (N, C, S, S)`` with ``L_simple``; its EMA copy.
 
-    The model trains in float32: ``images`` must be float32 (a ``TypeError`` otherwise).
+    The model is built and trained in the images' dtype: float32 or float64 (any other dtype is
+    a ``TypeError``).
 
     ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA decay 0.99).
     """
     images = _unit_images(images, "images")
     check_instance(schedule, "schedule", NoiseSchedule)
     cfg = small_unet_config(images.shape[-1], images.shape[1])
-    model = _seeded_unet(cfg, seed)
+    model = _seeded_unet(cfg, seed).to(images.dtype)
     opts = {"batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, **options}
 
     def loss(m: nn.Module, x0: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -377,8 +378,8 @@ def train_sr(
     noise-conditioning augmentation (``aug_embedding=True``), applied to ``x_low`` before it is
     upsampled, as in CDM. The network is a
     :class:`ResidualSR` (the condition also skips to ``x̂₀``); ``residual=False`` trains the
-    plain ε-U-Net instead (the comparison of chapter 14's bench). The model trains in float32
-    (``x_high`` must be float32). Returns the EMA copy.
+    plain ε-U-Net instead (the comparison of chapter 14's bench). The model is built and trained
+    in ``x_high``'s dtype (float32 or float64). Returns the EMA copy.
     """
     from .image_conditioning import downsample
 
@@ -416,7 +417,8 @@ def train_conditional(
     (noise-conditioning augmentation up to ``max_aug_level``); ``options`` go to
     :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA decay 0.99). ``residual=True``
     wraps it in :class:`ResidualSR` (``x̂₀ = x_cond[:, :C] + F_θ``: for a condition that already
-    approximates ``x``). The model trains in float32: ``x`` and ``x_cond`` must be float32.
+    approximates ``x``). The model is built and trained in the images' dtype: ``x`` float32 or
+    float64, and ``x_cond`` in the same dtype.
     """
     x, x_cond = _image_pairs(x, x_cond, low_resolution=True)
     check_instance(schedule, "schedule", NoiseSchedule)
@@ -424,6 +426,7 @@ def train_conditional(
     C, S = x.shape[1], x.shape[-1]
     cfg = small_unet_config(S, C, cond_channels=x_cond.shape[1], aug_embedding=max_aug_level > 0)
     model = _seeded(lambda: ResidualSR(cfg, schedule) if residual else UNet(cfg), seed)
+    model = model.to(x.dtype)
     opts = {"batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, **options}
 
     def loss(m: nn.Module, batch: Any, g: torch.Generator) -> torch.Tensor:
@@ -494,12 +497,12 @@ def train_regression(
     conditional diffusion model of chapter 14 is compared with (blurry, desaturated, best on
     PSNR). ``options`` go to :func:`minidiff.train` (defaults: batch 32, lr 2e-3, EMA 0.99).
     ``residual``: the :class:`Regressor`'s image-space skip (needs ``C_cond >= C``). The model
-    trains in float32: ``x`` and ``x_cond`` must be float32.
+    is built and trained in the images' dtype: ``x`` float32 or float64, ``x_cond`` the same.
     """
     x, x_cond = _image_pairs(x, x_cond)
     C, Cc, S = x.shape[1], x_cond.shape[1], x.shape[-1]
     cfg = small_unet_config(S, C, cond_channels=0 if Cc == C else Cc)
-    model = _seeded(lambda: Regressor(cfg, residual=residual), seed)
+    model = _seeded(lambda: Regressor(cfg, residual=residual), seed).to(x.dtype)
     opts = {"batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, **options}
 
     def loss(m: nn.Module, batch: Any, g: torch.Generator) -> torch.Tensor:
@@ -510,13 +513,16 @@ def train_regression(
     return cast(Regressor, res.ema.model.eval())
 
 
+_TRAINING_DTYPES = (torch.float32, torch.float64)
+
+
 def _unit_images(x: object, name: str) -> torch.Tensor:
-    """Training images ``x (N, C, S, S)``: float32 (the models here train in float32), finite,
-    in ``[-1, 1]`` (``image_conditioning``'s image spec), square."""
-    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float32:
+    """Training images ``x (N, C, S, S)``: float32 or float64 (the dtypes a model here is built
+    and trained in), finite, in ``[-1, 1]`` (``image_conditioning``'s image spec), square."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype not in _TRAINING_DTYPES:
         raise TypeError(
-            f"{name} must be a float32 tensor (the model trains in float32), got dtype "
-            f"{x.dtype}: pass {name}.float()"
+            f"{name} must be a float32 or float64 tensor (the model is built in the images' "
+            f"dtype), got dtype {x.dtype}: pass {name}.float()"
         )
     images: torch.Tensor = check_with(IN_RANGE_IMAGES, x, name)
     if images.shape[-1] != images.shape[-2]:
@@ -532,6 +538,11 @@ def _image_pairs(
     """``x (N, C, S, S)`` and ``x_cond (N, C_cond, S, S)``: finite images, pair by pair
     (``low_resolution``: also ``x_cond (N, C_cond, h, h)`` with ``h`` dividing ``S``)."""
     x, x_cond = _unit_images(x, "x"), _unit_images(x_cond, "x_cond")
+    if x_cond.dtype != x.dtype:
+        raise TypeError(
+            f"x_cond must have x's dtype {x.dtype} (the model is built in it), got dtype "
+            f"{x_cond.dtype}: pass x_cond.to(x.dtype)"
+        )
     if x.shape[0] == 0 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"x must hold square images (N >= 1, C, S, S), got {tuple(x.shape)}")
     N, S, h = x.shape[0], x.shape[-1], x_cond.shape[-1]

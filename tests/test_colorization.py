@@ -151,3 +151,17 @@ def test_colorize_names_a_model_that_does_not_draw_chroma_from_luma() -> None:
     wrong = UNet(small_unet_config(8, 1, cond_channels=1))
     with pytest.raises(ValueError, match="in_channels=1, cond_channels=1"):
         colorize(wrong, gray, cosine_schedule(50), steps=3)
+
+
+def test_float64_images_train_a_float64_colorizer_that_samples_in_float64():
+    x = _rgb().double()
+    model = train_colorizer(x, SCHED, steps=2, progress=False)
+    reg = train_colour_regressor(x, steps=2, progress=False)
+    for m in (model, reg):
+        assert {p.dtype for p in m.parameters()} == {torch.float64}
+    with torch.no_grad():
+        out = colorize(model, to_grayscale(x), SCHED, steps=3, generator=torch.Generator())
+        assert out.dtype == torch.float64
+        assert reg(to_grayscale(x)).dtype == torch.float64
+    with pytest.raises(TypeError, match=r"^x must be a float32 or float64 tensor"):
+        train_colorizer(x.half(), SCHED, steps=1, progress=False)

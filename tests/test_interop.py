@@ -156,6 +156,8 @@ def test_the_adapters_refuse_what_they_used_to_pass_on() -> None:
         model(x, torch.tensor([0, 0]))
     with pytest.raises(TypeError, match="t must be"):
         model(x, torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="t must hold timesteps in 1..T.*got 0"):
+        model(x, 0)
     # the default variance is stated, and it is the one the scheduler uses
     doc = diffusers_scheduler.__doc__ or ""
     assert '``"beta_tilde"`` by default' in doc and "not* ``ddpm_sample``'s" in doc
@@ -238,3 +240,47 @@ def test_ddpm_takes_the_same_steps_as_diffusers(variance: str, clip_x0: str | No
             x = scheduler.step(net(x, k).sample, k, x, generator=g).prev_sample
     assert isinstance(ours, torch.Tensor)
     assert _rel(ours, x) < 1e-4
+
+
+def test_the_eps_adapter_checks_t_without_a_device_synchronisation_per_call() -> None:
+    """In a sampling loop an int t is checked on the host (no tensor read), a t on the CPU is
+    read there at every call (free), and a bad t is still refused, on any call."""
+    from minidiff._validation import count_host_reads
+
+    net = _diffusers_unet(SMALL)
+    model = DiffusersEpsModel(net)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with count_host_reads() as reads:
+            outs = [model(x, k) for k in (5, 4, 3)]
+        assert reads[0] == 0
+        for k, out in zip((5, 4, 3), outs, strict=True):
+            assert torch.equal(out, net(x, torch.full((2,), k - 1), return_dict=False)[0])
+        for _ in range(2):  # a CPU t is read at every call: a bad one is refused after good ones
+            model(x, torch.tensor([3, 2]))
+            with pytest.raises(ValueError, match="t must hold timesteps in 1..T.*got 0"):
+                model(x, torch.tensor([3, 0]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_eps_adapter_reads_t_back_on_its_first_call_only() -> None:
+    """A t on the GPU is read back once (the first call refuses t = 0, then passes a good t);
+    later calls with a t on the GPU, on the CPU or an int wait for no kernel."""
+    model = DiffusersEpsModel(_diffusers_unet(SMALL)).cuda()
+    x = torch.randn(2, 1, 8, 8, device="cuda")
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="t must hold timesteps in 1..T.*got 0"):
+            model(x, torch.tensor([0, 3], device="cuda"))
+        model(x, torch.tensor([1, 3], device="cuda"))
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for t in (
+                torch.tensor([4, 2], device="cuda"),
+                torch.tensor(7),
+                torch.tensor([2, 3]),
+                9,
+            ):
+                model(x, t)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")

@@ -169,26 +169,57 @@ def test_a_residual_sr_model_is_sampled_on_its_own_schedule_only() -> None:
 
 
 def test_the_trainers_name_the_caller_s_argument_for_images_of_another_dtype() -> None:
-    """The models train in float32: float64 images are refused up front, naming the argument as
-    the caller spelled it and the cast to make (not a model the caller never sees)."""
+    """The models are built in float32 or float64: images of another dtype are refused up front,
+    naming the argument as the caller spelled it and the cast to make (not a model the caller
+    never sees); so is a condition whose dtype is not the images'."""
     from minidiff.superres import train_base, train_conditional, train_regression, train_regressor
 
     sched = cosine_schedule(50)
     x = torch.rand(4, 1, 8, 8) * 2 - 1
     cases = [
-        (lambda: train_sr(x.double(), sched, steps=1, progress=False), "x_high"),
         (lambda: train_sr(x.half(), sched, steps=1, progress=False), "x_high"),
-        (lambda: train_regressor(x.double(), steps=1, progress=False), "x_high"),
-        (lambda: train_conditional(x.double(), x, sched, steps=1, progress=False), "x"),
-        (lambda: train_regression(x, x.double(), steps=1, progress=False), "x_cond"),
-        (lambda: train_base(x.double(), sched, steps=1, progress=False), "images"),
+        (lambda: train_sr(x.bfloat16(), sched, steps=1, progress=False), "x_high"),
+        (lambda: train_regressor(x.half(), steps=1, progress=False), "x_high"),
+        (lambda: train_conditional(x.half(), x, sched, steps=1, progress=False), "x"),
+        (lambda: train_regression(x, x.half(), steps=1, progress=False), "x_cond"),
+        (lambda: train_base(x.half(), sched, steps=1, progress=False), "images"),
     ]
     for call, name in cases:
         with pytest.raises(
-            TypeError, match=rf"^{name} must be a float32 tensor .*{name}\.float\(\)"
+            TypeError, match=rf"^{name} must be a float32 or float64 tensor .*{name}\.float\(\)"
         ):
             call()
+    for call in (
+        lambda: train_conditional(x, x.double(), sched, steps=1, progress=False),
+        lambda: train_regression(x.double(), x, steps=1, progress=False),
+    ):
+        with pytest.raises(
+            TypeError, match=r"^x_cond must have x's dtype .*x_cond\.to\(x\.dtype\)"
+        ):
+            call()
+    with pytest.raises(TypeError, match="^x_high must be a floating-point tensor"):
+        train_sr((x * 100).to(torch.uint8), sched, steps=1, progress=False)
     with pytest.raises(ValueError, match=r"^x_high must lie in \[-1, 1\]"):
         train_sr(x * 3, sched, steps=1, progress=False)
     with pytest.raises(TypeError, match="^x_high must be a torch.Tensor"):
         train_regressor([1.0], steps=1, progress=False)  # type: ignore[arg-type]
+
+
+def test_the_trainers_build_and_train_a_float64_model_from_float64_images() -> None:
+    """Float64 images give a float64 model (base, SR, regressor), whose samples are float64."""
+    from minidiff.superres import train_base, train_regressor
+
+    x = (torch.rand(8, 1, 8, 8, generator=_g(), dtype=torch.float64) * 2 - 1).clamp(-1, 1)
+    low = x[:, :, ::2, ::2]
+    sr = train_sr(x, SCHED, steps=2, max_aug_level=3, progress=False)
+    base = train_base(low, SCHED, steps=2, progress=False)
+    reg = train_regressor(x, steps=2, progress=False)
+    for model in (sr, base, reg):
+        assert {p.dtype for p in model.parameters()} == {torch.float64}
+    with torch.no_grad():
+        assert sr_sample(sr, low[:2], SCHED, steps=3, aug_level=2, generator=_g()).dtype == (
+            torch.float64
+        )
+        b_low, b_high = cascade_sample(base, sr, SCHED, 2, steps=3, generator=_g())
+        assert b_low.dtype == b_high.dtype == torch.float64
+        assert reg(upsample(low[:2], 8)).dtype == torch.float64

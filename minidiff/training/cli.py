@@ -146,7 +146,6 @@ _PHRASES = (
     ("(download=False)", "(without --download)"),
     ("use another out_dir", "use another --out"),
     ("images (load_images(", "the images of --data (load_images("),
-    ("images (the images argument)", "the images of --data"),  # loaded here with --data-root
     ("but model ", "but --model "),
     ("pass the same images (run(config, out_dir, images=...))", "pass the same --data"),
     (
@@ -159,8 +158,9 @@ _PHRASES = (
 
 def _as_typed(message: str) -> str:
     """``message`` with the argument it starts with, the entries it names as ``name=value``
-    (``data.name=value`` in a checkpoint's record) and the phrases of ``_PHRASES`` said as the
-    flags of the command line: ``batch_size must be >= 1`` -> ``--batch-size must be >= 1``,
+    (``data.name=value`` in a checkpoint's record, not inside a Python call the message quotes)
+    and the phrases of ``_PHRASES`` said as the flags of the command line:
+    ``batch_size must be >= 1`` -> ``--batch-size must be >= 1``,
     ``(batch_size=8 there vs 16 now)`` -> ``(--batch-size=8 there vs 16 now)``."""
     first = re.match(r"\w+", message)
     if first and first.group() in _FLAGS and message[first.end() : first.end() + 1] in " :=":
@@ -172,7 +172,12 @@ def _as_typed(message: str) -> str:
 
     for python, typed in _PHRASES:
         message = message.replace(python, typed)
-    return re.sub(r"(?<![\w.-])(data\.)?(\w+)=", flag, message)
+    # a Python call the message quotes (load_images('cifar10', root='data')) stays as it is
+    parts = re.split(r"(\b\w+\([^()]*\))", message)
+    return "".join(
+        part if i % 2 else re.sub(r"(?<![\w.-])(data\.)?(\w+)=", flag, part)
+        for i, part in enumerate(parts)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,14 +201,17 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {} if args.dropout is None else {"dropout": args.dropout}
     config = ImageRunConfig(**{n: getattr(args, n) for n in names}, overrides=overrides)
     images = None  # run() loads config.data itself (and records that it did)
+    source = None
     if args.data_root is not None or args.download:
         images = load_images(config.data, root=args.data_root, download=args.download)
+        root = "" if args.data_root is None else f", root={args.data_root!r}"
+        source = f"load_images({config.data!r}{root})"  # what config.json says of them
     old = _run_record(RunFolder(args.out))  # a run continues with the schedule it was trained with
     same_T = old is not None and "schedule" in old and old.get("T") == config.T
     schedule = schedule_from_record(old) if old is not None and same_T else None
     result = run(
         config, args.out, images=images, device=args.device, progress=not args.no_progress,
-        schedule=schedule,
+        schedule=schedule, images_from=source,
     )  # fmt: skip
     if result.rank == 0 and result.log:
         last = result.log[-1]
@@ -216,8 +224,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _run_record(folder: RunFolder) -> dict[str, Any] | None:
     """The record of the run in ``folder``: its ``config.json``, or, where that is missing or
-    cannot be read, the record its checkpoint holds (``None`` for a new run)."""
-    old = folder.read_config()
+    cannot be read, the record its checkpoint holds (``None`` for a new run). A damaged
+    ``config.json`` is not warned of here: ``run()`` reads it next and says so, once."""
+    old = folder.read_config(warn=False)
     if old is not None or not folder.checkpoint.is_file():
         return old
     record = load_checkpoint(folder.checkpoint).get("config", {}).get("data")

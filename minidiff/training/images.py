@@ -173,6 +173,8 @@ def run(
     device: torch.device | str | None = None,
     progress: bool = True,
     schedule: NoiseSchedule | None = None,
+    *,
+    images_from: str | None = None,
 ) -> RunResult:
     """Train ``UNet(config.model)`` on ``images`` (default: ``load_images(config.data)``) for
     ``config.steps`` steps (or until ``config.time_budget``), writing checkpoints, sample grids
@@ -182,17 +184,20 @@ def run(
     ``schedule.T == config.T`` (default: ``linear_schedule(config.T)``). The run's folder and
     checkpoint record both (the images by shape and content hash, the schedule by its betas), so
     a run continues only with the same images and schedule: a ``ValueError`` says which differs.
+    ``images_from``: where ``images`` came from, as ``config.json`` and the errors say it (e.g.
+    ``"load_images('cifar10', root='data')"``; default: ``"the images argument"``; only with
+    ``images``).
     """
     if not isinstance(config, ImageRunConfig):
         raise TypeError(f"config must be an ImageRunConfig, got {type(config).__name__}")
     dev = check_device(device) or default_device()
     _check_schedule(schedule, config)
+    source = _images_source(images, images_from, config)
     info = init_distributed(dev.type)
     if dev.type == "cuda" and info.distributed:
         dev = torch.device("cuda", info.local_rank)
     unet_cfg = config.unet_config()
     folder = RunFolder(out_dir)
-    source = "the images argument" if images is not None else f"load_images({config.data!r})"
     images = images if images is not None else load_images(config.data)
     _check_image_dtype(images)  # before the hash: float64 copies are not "other images"
     record = _record(config, unet_cfg, info, images, schedule)
@@ -217,6 +222,20 @@ def run(
     barrier(info)
     cleanup(info)
     return result
+
+
+def _images_source(images: object, images_from: object, config: ImageRunConfig) -> str:
+    """Where the run's images come from, as ``config.json`` and the errors say it."""
+    if images_from is None:
+        return "the images argument" if images is not None else f"load_images({config.data!r})"
+    if not isinstance(images_from, str):
+        raise TypeError(f"images_from must be a str or None, got {type(images_from).__name__}")
+    if images is None:
+        raise ValueError(
+            "images_from says where the images argument came from, but images is None (run() "
+            f"loads load_images({config.data!r}) itself); pass images too, or no images_from"
+        )
+    return images_from
 
 
 def _check_schedule(schedule: object, config: ImageRunConfig) -> None:

@@ -47,14 +47,16 @@ class RunFolder:
 
     # -------------------------------------------------------------------------------- config
 
-    def read_config(self) -> dict[str, Any] | None:
-        """The saved configuration; ``None`` if there is none or it cannot be read (warned)."""
+    def read_config(self, *, warn: bool = True) -> dict[str, Any] | None:
+        """The saved configuration; ``None`` if there is none or it cannot be read (then warned,
+        once per object; ``warn=False``: silently, for a look-ahead whose caller goes on to the
+        reading that warns, so that one command says it once)."""
         if not self.config.exists():
             return None
         try:
             record = json.loads(self.config.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if self._warned:  # said once per folder, not at every reading
+            if self._warned or not warn:  # said once per folder, not at every reading
                 return None
             self._warned = True
             warnings.warn(

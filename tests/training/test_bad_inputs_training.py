@@ -152,6 +152,7 @@ FNS: list[Fn] = [
             ],
             "device": bad_device(),
             "schedule": [("str", "linear"), ("int", T), ("other-T", md.linear_schedule(2 * T))],
+            "images_from": [("int", 3)],
         },
     ),
     Fn(

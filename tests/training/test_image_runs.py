@@ -453,10 +453,13 @@ def test_a_damaged_config_json_is_repaired_from_the_checkpoint_or_left_as_it_was
     assert "(--lr=0.001 in checkpoint vs 0.0005); use another --out" in err, err
     assert err.count("\n") == 1 and "data" not in err.replace("--data-root", ""), err
     assert (tmp_path / "config.json").read_text() == ""
-    with pytest.warns(UserWarning, match="cannot be read"):
+    with pytest.warns(UserWarning, match="cannot be read") as said:
         assert cli.main([*args, "--steps", "4"]) == 0, capsys.readouterr().err
+    assert len([w for w in said if "cannot be read" in str(w.message)]) == 1  # once a command
     repaired = json.loads((tmp_path / "config.json").read_text())
     assert repaired["schedule"] == {"betas": cosine.betas[1:].tolist()}
+    # images loaded with --data-root are recorded as coming from that folder
+    assert repaired["images_from"] == f"load_images('digits', root={str(tmp_path)!r})"
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
 
 
@@ -528,7 +531,32 @@ def test_command_line_errors_of_a_run_name_the_flags(
     where = ["--out", str(tmp_path / "u"), "--data-root", str(tmp_path), "--device", "cpu"]
     assert cli.main(["train", *where, "--model", "tiny"]) == 2
     err = capsys.readouterr().err
-    assert "the images of --data have shape" in err and "images argument" not in err, err
+    assert f"the images of --data (load_images('digits', root={str(tmp_path)!r})) have shape" in (
+        err
+    ), err
+    assert "images argument" not in err, err
+
+
+def test_command_line_continuing_a_run_on_other_images_names_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last phrase of the command line's translations without a test through main(): other
+    images than the run's are said as --data, with where both came from, and no run() call."""
+    import minidiff.training.cli as cli
+
+    images = tiny_images()
+    run(tiny_config(2, 6), tmp_path, images=images, progress=False)
+    monkeypatch.setattr(cli, "load_images", lambda *a, **kw: -images)
+    args = ["train", "--out", str(tmp_path), "--model", "tiny", "--batch-size", "6", "--lr",
+            "1e-3", "--warmup-steps", "0", "--ema-decay", "0.9", "--T", "20", "--sample-every",
+            "2", "--n-samples", "4", "--sample-steps", "2", "--no-progress", "--device", "cpu",
+            "--steps", "4", "--data-root", str(tmp_path)]  # fmt: skip
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trained on other images (the images argument," in err, err
+    assert f"than these (load_images('digits', root={str(tmp_path)!r})," in err, err
+    assert err.rstrip().endswith("pass the same --data, or use another --out"), err
+    assert "run(" not in err and "out_dir" not in err, err
 
 
 def test_a_difference_inside_an_empty_record_entry_is_named_once() -> None:
