@@ -259,7 +259,7 @@ def _start(
     t_end: float | None,
     generator: torch.Generator | None,
     device: torch.device | str | None,
-    dtype: torch.dtype,
+    dtype: torch.dtype | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The start ``x_1`` (``x_T`` or a prior draw) and the float64 grid ``1 = t_0 > … > t_N =
     t_end``."""
@@ -313,7 +313,7 @@ def pf_ode_sample(
     clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -321,7 +321,9 @@ def pf_ode_sample(
 
     Deterministic given ``x_1 ~`` prior (the only randomness, drawn from ``generator``), or given
     ``x_T`` (a start ``x_1`` of shape ``(B, ...)``; then nothing is drawn and ``shape`` may be
-    omitted, e.g. to decode latents found by integrating the same ODE forwards in time).
+    omitted, e.g. to decode latents found by integrating the same ODE forwards in time; the ODE
+    then runs in ``x_T``'s dtype, and ``dtype`` must be None or equal, a ``ValueError``
+    otherwise; without ``x_T`` the prior is drawn in ``dtype``, None meaning ``torch.float32``).
     ``method``: ``"euler"`` (NFE = ``steps``), ``"heun"`` (``2 steps``) or ``"rk4"`` (``4 steps``).
     ``clip_x0`` (None, ``"static"``, ``"dynamic"`` or a map ``x̂₀ -> x̂₀``; for images in
     ``[-1, 1]``): the ODE is driven by the score of the clipped ``x̂₀ = (x + σ² score) / α``
@@ -393,7 +395,7 @@ def predictor_corrector_sample(
     clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -419,6 +421,8 @@ def predictor_corrector_sample(
         steps: number of steps from ``t = 1`` to ``t_end`` (default ``sde.t_min``).
         denoise: return the mean of the last step (no noise added at the end).
         clip_x0: clip the score's ``x̂₀`` (:func:`~minidiff.samplers.clipping.clip_score_fn`).
+        dtype: dtype of the drawn start (None: ``torch.float32``); with ``x_T`` it must be None or
+            ``x_T``'s dtype (a ``ValueError`` otherwise: the sampler runs in ``x_T``'s dtype).
         on_step: called with ``x_1`` and the state at each grid time.
     Returns:
         ``x`` at ``t_end``.

@@ -200,6 +200,41 @@ def test_the_nan_watch_names_the_step(name: str) -> None:
         get_sampler(name)(poisoned, *args, **kw)
 
 
+@pytest.mark.parametrize("name", sorted(set(CALLS) - set(NO_SHAPE)))
+def test_dtype_is_that_of_x_T_and_a_different_one_is_refused(name: str) -> None:
+    """``dtype`` None (the default) means float32 for a drawn start and ``x_T``'s dtype for a
+    given one; an explicit ``dtype`` that disagrees with ``x_T`` is refused like a ``shape`` or
+    ``device`` that does, before the model runs."""
+    seed = torch.Generator().manual_seed
+    drawn = _run(name, (6, 2), generator=seed(0))
+    assert drawn.dtype == torch.float32
+    assert torch.equal(drawn, _run(name, (6, 2), generator=seed(0), dtype=torch.float32))
+    assert torch.equal(drawn, _run(name, (6, 2), generator=seed(0), dtype=None))
+    assert _run(name, (6, 2), dtype=torch.float64).dtype == torch.float64
+    x_T = torch.randn(6, 2, generator=seed(1))
+    assert _run(name, None, x_T=x_T.double()).dtype == torch.float64
+    assert _run(name, None, x_T=x_T.double(), dtype=torch.float64).dtype == torch.float64
+    lead, kw, _ = CALLS[name]
+    calls = [0]
+    model = lead[0]
+
+    def counted(*a: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return model(*a)  # type: ignore[operator,no-any-return]
+
+    with pytest.raises(ValueError, match=r"^dtype torch.float64 disagrees with x_T's dtype"):
+        get_sampler(name)(counted, *lead[1:], x_T=x_T, dtype=torch.float64, **kw)
+    assert calls == [0]
+
+
+@pytest.mark.parametrize("name", NO_SHAPE)
+def test_samplers_with_known_pixels_run_in_the_dtype_of_a_given_x_T(name: str) -> None:
+    """The start is drawn like ``x_known``; a given ``x_T`` keeps its own dtype, as it did."""
+    x_T = torch.randn(KNOWN.shape, generator=torch.Generator().manual_seed(0))
+    assert _run(name, None).dtype == torch.float32
+    assert _run(name, None, x_T=x_T.double()).dtype == torch.float64
+
+
 def test_run_sampler_and_trajectory_arguments() -> None:
     with pytest.raises(
         NonFiniteSampleError, match=r"my_loop produced .* step 2 of 3 \(t=1 -> 2\); hint"
