@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import (
+    Flag,
     Number,
     check_callable,
     check_device,
@@ -40,6 +41,7 @@ from .._validation import (
     check_generator,
     check_shape,
     check_tensor,
+    check_with,
     checked,
     skip_value_checks,
 )
@@ -185,11 +187,12 @@ def run_sampler(
     and :func:`~minidiff._validation.skip_value_checks`; after it, one host read checks that ``x``
     is finite, else :class:`NonFiniteSampleError` names the sampler (``name``), the step and its
     times (named ``clock``, e.g. ``"sigma"``), plus ``hint`` (e.g. "try a smaller step_size").
-    ``on_step`` sees the start and every
-    state; ``progress`` shows a tqdm bar labelled ``name``.
+    ``on_step`` sees the start and every state; ``progress`` (True or False, else a
+    ``TypeError`` before the first step) shows a tqdm bar labelled ``name``.
     """
     if on_step is not None:
         check_callable(on_step, "on_step", "(state) -> None")
+    check_with(Flag, progress, "progress")
     n = len(times)
     first = times[0][0] if n else 0
     if on_step is not None:

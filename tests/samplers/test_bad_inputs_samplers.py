@@ -90,6 +90,7 @@ FNS: list[Fn] = [
             "generator": bad_generator(),
             "device": bad_device(),
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
         },
     ),
     Fn(
@@ -127,6 +128,7 @@ FNS: list[Fn] = [
             "generator": bad_generator(),
             "device": bad_device(),
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
         },
     ),
     Fn(
@@ -138,6 +140,7 @@ FNS: list[Fn] = [
             "schedule": bad_schedule(),
             "x0": bad_tensor(X),
             "steps": bad_int(optional=True),
+            "progress": bad_flag(),
         },
     ),
     Fn(
@@ -226,6 +229,7 @@ FNS: list[Fn] = [
             "step_size": bad_number(),
             "generator": bad_generator(),
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
         },
     ),
     Fn(
@@ -261,6 +265,7 @@ FNS: list[Fn] = [
                 ("str", "x"),
             ],
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
             "denoise": bad_flag(),
         },
     ),
@@ -285,6 +290,7 @@ FNS: list[Fn] = [
                 ("int", torch.tensor([1, 0])),
             ],
             "method": bad_choice(),
+            "progress": bad_flag(),
         },
     ),
     Fn(
@@ -314,6 +320,7 @@ FNS: list[Fn] = [
             "generator": bad_generator(),
             "device": bad_device(),
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
             "t_end": bad_number(optional=True),
             "denoise": bad_flag(),
         },
@@ -339,6 +346,7 @@ FNS: list[Fn] = [
             "generator": bad_generator(),
             "device": bad_device(),
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
         },
     ),
     Fn(
@@ -363,6 +371,7 @@ FNS: list[Fn] = [
             "generator": bad_generator(),
             "device": bad_device(),
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
         },
     ),
     Fn(
@@ -387,6 +396,7 @@ FNS: list[Fn] = [
             "generator": bad_generator(),
             "device": bad_device(),
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
         },
     ),
     Fn(
@@ -412,6 +422,7 @@ FNS: list[Fn] = [
             "generator": bad_generator(),
             "device": bad_device(),
             "dtype": bad_dtype(),
+            "progress": bad_flag(),
             "denoise": bad_flag(),
         },
     ),

@@ -235,6 +235,24 @@ def test_samplers_with_known_pixels_run_in_the_dtype_of_a_given_x_T(name: str) -
     assert _run(name, None, x_T=x_T.double()).dtype == torch.float64
 
 
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_progress_must_be_true_or_false(name: str) -> None:
+    """``progress="no"`` is refused, not read as true (a bar shown), before the model runs."""
+    lead, kw, _ = CALLS[name]
+    calls = [0]
+    model = lead[0]
+
+    def counted(*a: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return model(*a)  # type: ignore[operator,no-any-return]
+
+    args = (counted, *lead[1:]) if name in NO_SHAPE else (counted, *lead[1:], (3, 2))
+    for bad in ("no", None, 1):
+        with pytest.raises(TypeError, match=r"^progress must be True or False, got"):
+            get_sampler(name)(*args, progress=bad, **kw)
+    assert calls == [0]
+
+
 def test_run_sampler_and_trajectory_arguments() -> None:
     with pytest.raises(
         NonFiniteSampleError, match=r"my_loop produced .* step 2 of 3 \(t=1 -> 2\); hint"
