@@ -299,6 +299,32 @@ def test_a_sampler_in_a_new_module_registers_itself(tmp_path, monkeypatch) -> No
         register_sampler("ddpm")(lambda: None)
 
 
+def test_re_running_a_cell_that_registers_a_sampler_replaces_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A notebook cell run twice defines the same function (same module and qualified name)
+    again: the registry takes the new definition. Another function, or a built-in's name, is
+    still refused."""
+    from minidiff.samplers import registry
+
+    monkeypatch.setattr(registry, "_SAMPLERS", dict(registry._SAMPLERS))
+    cell = (
+        "from minidiff.samplers import register_sampler\n"
+        "@register_sampler({name!r})\n"
+        "def my_ddpm(x):\n"
+        "    return x + {k}\n"
+    )
+    notebook: dict[str, object] = {"__name__": "__main__"}
+    exec(cell.format(name="my_ddpm", k=1), notebook)
+    exec(cell.format(name="my_ddpm", k=2), notebook)  # the cell edited and run again
+    assert get_sampler("my_ddpm") is notebook["my_ddpm"] and get_sampler("my_ddpm")(0) == 2
+    with pytest.raises(ValueError, match=r"^name 'my_ddpm' is already registered .*__main__\.my"):
+        register_sampler("my_ddpm")(lambda x: x)
+    with pytest.raises(ValueError, match="already registered"):
+        exec(cell.format(name="my_ddpm", k=3), {"__name__": "another_module"})
+    with pytest.raises(ValueError, match=r"minidiff\.samplers\.ddpm\.ddpm_sample"):
+        exec(cell.format(name="ddpm", k=1), notebook)
+    assert get_sampler("ddpm") is md.ddpm_sample and get_sampler("my_ddpm")(0) == 2
+
+
 ALL_STARTS = [
     md.ddpm_sample,
     ddim_sample,
