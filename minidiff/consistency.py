@@ -312,7 +312,7 @@ def consistency_sample(
     timesteps: Sequence[int] | torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -321,8 +321,10 @@ def consistency_sample(
     ``x = f(x_T, T)``; then for each ``tau`` in ``timesteps[1:]`` (decreasing, in ``1..T-1``):
     ``x = f(alpha_tau x + sigma_tau z, tau)`` with fresh ``z`` from ``generator``.
     ``timesteps`` defaults to ``[T]`` (one step); its first entry must be ``T``. ``model`` is a
-    :class:`ConsistencyModel` (any ``f(x_t, t)`` callable works). Returns ``x``; ``on_step``
-    sees ``x_T`` and ``f`` after each call.
+    :class:`ConsistencyModel` (any ``f(x_t, t)`` callable works). ``x_T`` is drawn in ``dtype``
+    (None: ``torch.float32``) unless given; a given ``x_T`` sets the dtype (``dtype`` must then
+    be None or equal, a ``ValueError`` otherwise). Returns ``x``; ``on_step`` sees ``x_T`` and
+    ``f`` after each call.
     """
     check_callable(model, "model", "(x_t, t) -> x0")
     sched = check_instance(schedule, "schedule", NoiseSchedule)

@@ -25,8 +25,10 @@ name                   function                        model it needs
 
 Every sampler returns its final tensor ``(B, ...)`` and shares one vocabulary: ``shape`` or a start
 ``x_T`` (one of them; the inpainting samplers take the start's shape from their known pixels),
-``generator``, ``device``, ``dtype``, ``on_step`` (a callable that sees the start and every
-state; :func:`trajectory` collects them) and ``progress``. The samplers of ε-models and scores
+``generator``, ``device``, ``dtype`` (of a drawn start, None meaning ``torch.float32``; a
+given ``x_T`` sets the dtype and device, and ``dtype``/``device`` must then be None or agree),
+``on_step`` (a callable that sees the start and every state; :func:`trajectory` collects them)
+and ``progress``. The samplers of ε-models and scores
 also take ``clip_x0`` (:mod:`.clipping`). Modules: :mod:`.loop` (the loop: start, NaN watch,
 trajectory, progress), :mod:`.clipping`, :mod:`.ddpm`, :mod:`.ddim`, :mod:`.langevin`,
 :mod:`.sde_solvers`, :mod:`.dpm_solver`, :mod:`.flow`, :mod:`.inpainting`, :mod:`.dps`,
@@ -40,7 +42,7 @@ trajectory, progress), :mod:`.clipping`, :mod:`.ddpm`, :mod:`.ddim`, :mod:`.lang
 
     @register_sampler("my_solver")
     def my_solver_sample(eps_model, schedule, shape=None, *, x_T=None, steps,
-                         generator=None, device=None, dtype=torch.float32,
+                         generator=None, device=None, dtype=None,
                          on_step: OnStep | None = None, progress=False) -> torch.Tensor:
         # check the sampler's own arguments here, once
         x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)

@@ -244,7 +244,7 @@ def ddim_sample(
     clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -255,8 +255,8 @@ def ddim_sample(
         shape: batch shape, e.g. ``(10_000, 2)``; may be omitted when ``x_T`` is given.
         x_T: a given starting point ``(B, ...)`` at ``t = T`` (e.g. the latents of
             :func:`ddim_invert`) instead of a draw ``x_T ~ N(0, I)``. The sampler then runs in
-            ``x_T``'s dtype and on its device (``dtype`` is ignored, ``device`` must be None or
-            agree) and ``generator`` is used only for the per-step noise when ``eta > 0``.
+            ``x_T``'s dtype and on its device (``dtype`` and ``device`` must be None or agree)
+            and ``generator`` is used only for the per-step noise when ``eta > 0``.
         steps: number of timesteps, evenly strided ``T .. 1`` (:func:`ddim_timesteps`).
         timesteps: an explicit strictly decreasing sequence in ``1..T`` instead of ``steps``.
         eta: 0 = deterministic DDIM, 1 = ancestral DDPM with ``sigma² = beta_tilde`` on these
@@ -268,6 +268,8 @@ def ddim_sample(
             keeps the unclipped ``ε`` in the direction term.
         generator: draws ``x_T`` first, then (only if ``eta > 0``) one ``z`` per step, in the
             same order as :func:`~minidiff.samplers.ddpm.ddpm_sample`.
+        dtype: dtype of the drawn start (None: ``torch.float32``); with ``x_T`` it must be None or
+            ``x_T``'s dtype (a ``ValueError`` otherwise: the sampler runs in ``x_T``'s dtype).
         on_step: called with the start and each state ``x_{tau_S-1}, …, x_0``
             (:func:`~minidiff.samplers.loop.trajectory` collects them).
     """

@@ -90,7 +90,7 @@ def ddpm_sample(
     clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -107,6 +107,8 @@ def ddpm_sample(
             ``"dynamic"`` (Imagen's thresholding) or a map ``x̂₀ -> x̂₀``; for images in
             ``[-1, 1]`` (:mod:`minidiff.samplers.clipping`).
         generator: source of every random number (``x_T`` and each ``z``).
+        dtype: dtype of the drawn start (None: ``torch.float32``); with ``x_T`` it must be None or
+            ``x_T``'s dtype (a ``ValueError`` otherwise: the sampler runs in ``x_T``'s dtype).
         on_step: called with the start and each state ``x_{T-1}, …, x_0``
             (:class:`~minidiff.samplers.loop.SamplerState`; :func:`trajectory` collects them).
     Returns:

@@ -307,7 +307,7 @@ def dpm_solver_sample(
     clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -357,7 +357,7 @@ def heun_log_snr_sample(
     clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 
 from .._validation import (
+    Check,
     Device,
-    FloatDtype,
     FloatTensor,
     Function,
     Instance,
@@ -27,6 +27,7 @@ from .._validation import (
     OneOf,
     Rng,
     call_like,
+    check_float_dtype,
     check_positive_int,
     checked,
 )
@@ -54,7 +55,7 @@ def flow_time_grid(steps: int, t_start: float = 1.0, t_end: float = 0.0) -> torc
     velocity_fn=Function("(x, t) -> velocity"), path=Instance(GaussianPath, optional=True),
     steps=Int(optional=True), method=OneOf(list(ODE_METHODS)),
     ts=FloatTensor(dim=1, finite=True, optional=True), generator=Rng, device=Device,
-    dtype=FloatDtype,
+    dtype=Check(check_float_dtype, optional=True),
 )  # fmt: skip
 def flow_sample(
     velocity_fn: VelocityFn,
@@ -67,7 +68,7 @@ def flow_sample(
     x_T: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -85,6 +86,8 @@ def flow_sample(
         method: ``"euler"`` (NFE = steps), ``"heun"`` (2 steps) or ``"rk4"`` (4 steps).
         x_T: a given start ``(B, ...)`` (then nothing is drawn; the sampler runs in its dtype and
             on its device).
+        dtype: dtype of the drawn start (None: ``torch.float32``); with ``x_T`` it must be None or
+            ``x_T``'s dtype (a ``ValueError`` otherwise: the sampler runs in ``x_T``'s dtype).
         on_step: called with the start and the state at each grid time
             (:func:`~minidiff.samplers.loop.trajectory` gives ``[x_{ts[0]}, …, x_{ts[-1]}]``).
     Returns:

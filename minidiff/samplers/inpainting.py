@@ -307,7 +307,8 @@ def start_like_known(
             f"x_T must have x_known's shape {tuple(x_known.shape)}, got {tuple(x_T.shape)}"
         )
     shape = tuple(x_known.shape)
-    return draw_start(x_T, shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
+    dtype = x_known.dtype if x_T is None else None  # a given start keeps its own dtype
+    return draw_start(x_T, shape, generator=generator, device=x_known.device, dtype=dtype)
 
 
 @register_sampler("repaint")

@@ -138,7 +138,7 @@ def langevin_sample(
     step_size: float,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -151,6 +151,8 @@ def langevin_sample(
         steps: number of steps ``K >= 1``.
         step_size: ``h > 0`` (see :func:`langevin_step`).
         generator: source of every random number.
+        dtype: dtype of the drawn start (None: ``torch.float32``); with ``x_T`` it must be None or
+            ``x_T``'s dtype (a ``ValueError`` otherwise: the sampler runs in ``x_T``'s dtype).
         on_step: called with the start and each iterate ``x_1, …, x_K``.
     Raises:
         NonFiniteSampleError: naming the first step whose iterate holds NaN/inf (step too large?).
@@ -231,7 +233,7 @@ def annealed_langevin_sample(
     denoise: bool = False,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -253,6 +255,8 @@ def annealed_langevin_sample(
             per coordinate, like the paper's ``U[0, 1]`` for images).
         denoise: finish with one Tweedie step ``x + σ_L² s(x, σ_L)`` (Song & Ermon 2020), which
             removes the ``σ_L`` noise left in the samples (one more step for ``on_step``).
+        dtype: dtype of the drawn start (None: ``torch.float32``); with ``x_T`` it must be None or
+            ``x_T``'s dtype (a ``ValueError`` otherwise: the sampler runs in ``x_T``'s dtype).
         on_step: called with the start and every iterate (its ``t`` is the level's ``σ``).
     Raises:
         NonFiniteSampleError: naming the step (and its ``σ``) where NaN/inf first appeared.

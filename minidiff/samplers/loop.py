@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import (
+    Flag,
     Number,
     check_callable,
     check_device,
@@ -40,6 +41,7 @@ from .._validation import (
     check_generator,
     check_shape,
     check_tensor,
+    check_with,
     checked,
     skip_value_checks,
 )
@@ -99,27 +101,29 @@ def draw_start(
     *,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     prior: Prior | None = None,
 ) -> torch.Tensor:
     """The starting point of a sampler: a copy of ``x_T``, or a draw ``prior(shape, ...)``.
 
     ``x_T``: None or a finite floating tensor ``(B, ...)``; then the sampler runs in its dtype and
-    on its device (``device`` must be None or agree, ``shape`` None or equal). Otherwise
-    ``shape`` (a tuple of positive ints) is drawn from ``prior`` (default ``N(0, I)``) with
+    on its device (``dtype`` must be None or equal, ``device`` None or agree, ``shape`` None or
+    equal: a ``ValueError`` otherwise). Without ``x_T``, ``shape`` (a tuple of positive ints) is
+    drawn from ``prior`` (default ``N(0, I)``) in ``dtype`` (None: ``torch.float32``) with
     ``generator``, on the generator's device (so a seed gives the same start everywhere), then
     moved to ``device``.
     """
     check_generator(generator)
     dev = check_device(device)
-    check_float_dtype(dtype)
+    if dtype is not None:
+        check_float_dtype(dtype)
     if x_T is None:
         if shape is None:
             raise TypeError("give shape (e.g. (1000, 2)) or a starting point x_T")
         size = check_shape(shape)
         gen_dev = generator.device if generator is not None else (dev or torch.device("cpu"))
         draw = prior or _standard_normal
-        x = draw(size, generator, dtype, gen_dev)
+        x = draw(size, generator, dtype or torch.float32, gen_dev)
         return x.to(dev or gen_dev)
     check_tensor(x_T, "x_T", finite=True)
     if x_T.shape[0] == 0:
@@ -133,6 +137,11 @@ def draw_start(
         raise ValueError(
             f"device {device} disagrees with x_T's device {x_T.device} "
             "(leave device=None when x_T is given)"
+        )
+    if dtype is not None and dtype != x_T.dtype:
+        raise ValueError(
+            f"dtype {dtype} disagrees with x_T's dtype {x_T.dtype} "
+            f"(leave dtype=None when x_T is given, or pass x_T.to({dtype}))"
         )
     return x_T.detach().clone()
 
@@ -178,11 +187,12 @@ def run_sampler(
     and :func:`~minidiff._validation.skip_value_checks`; after it, one host read checks that ``x``
     is finite, else :class:`NonFiniteSampleError` names the sampler (``name``), the step and its
     times (named ``clock``, e.g. ``"sigma"``), plus ``hint`` (e.g. "try a smaller step_size").
-    ``on_step`` sees the start and every
-    state; ``progress`` shows a tqdm bar labelled ``name``.
+    ``on_step`` sees the start and every state; ``progress`` (True or False, else a
+    ``TypeError`` before the first step) shows a tqdm bar labelled ``name``.
     """
     if on_step is not None:
         check_callable(on_step, "on_step", "(state) -> None")
+    check_with(Flag, progress, "progress")
     n = len(times)
     first = times[0][0] if n else 0
     if on_step is not None:

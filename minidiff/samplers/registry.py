@@ -11,8 +11,22 @@ _SAMPLERS: dict[str, Callable[..., Any]] = {}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _origin(fn: Callable[..., Any]) -> tuple[str, str] | None:
+    """Where a function was defined: its module and qualified name (None if it has neither)."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return None
+    return module, qualname
+
+
 def register_sampler(name: str) -> Callable[[F], F]:
-    """Decorator: make ``fn`` available as ``get_sampler(name)`` (``name`` a non-empty string)."""
+    """Decorator: make ``fn`` available as ``get_sampler(name)`` (``name`` a non-empty string).
+
+    A name already taken is refused (``ValueError``), unless the new function is the same one
+    defined again, with the same module and qualified name: a notebook cell that registers a
+    sampler may be re-run, and the registry then holds the new definition. A built-in sampler
+    or another function under that name is never replaced.
+    """
     if not isinstance(name, str):
         raise TypeError(
             f"name must be a string such as 'my_sampler', got {type(name).__name__} {name!r}"
@@ -25,8 +39,15 @@ def register_sampler(name: str) -> Callable[[F], F]:
             raise TypeError(
                 f"register_sampler({name!r}) decorates a function, got {type(fn).__name__}"
             )
-        if name in _SAMPLERS and _SAMPLERS[name] is not fn:
-            raise ValueError(f"a sampler named {name!r} is already registered")
+        old = _SAMPLERS.get(name)
+        if old is not None and old is not fn:
+            origin = _origin(old)
+            if origin is None or origin != _origin(fn):
+                where = ".".join(origin) if origin else repr(old)
+                raise ValueError(
+                    f"name {name!r} is already registered to another sampler ({where}); "
+                    "choose another name"
+                )
         _SAMPLERS[name] = fn
         return fn
 

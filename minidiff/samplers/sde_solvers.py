@@ -26,7 +26,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import torch
 
@@ -259,7 +258,7 @@ def _start(
     t_end: float | None,
     generator: torch.Generator | None,
     device: torch.device | str | None,
-    dtype: torch.dtype,
+    dtype: torch.dtype | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The start ``x_1`` (``x_T`` or a prior draw) and the float64 grid ``1 = t_0 > … > t_N =
     t_end``."""
@@ -274,32 +273,20 @@ def _start(
     return x, grid
 
 
-@register_sampler("euler_maruyama")
-def euler_maruyama_sample(
-    score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...] | None = None, **kwargs: Any
-) -> torch.Tensor:
-    """Euler–Maruyama on the reverse SDE ``dx = [f - g² score] dt + g dw̄`` (NFE = ``steps``).
-
-    :func:`predictor_corrector_sample` without corrector steps; the same arguments: ``score_fn``
-    ``(x (B, ...), t (B,) float) -> score (B, ...)``, the forward ``sde`` (its prior gives
-    ``x_1``), ``shape`` or a start ``x_T``, ``steps`` from ``t = 1`` to ``t_end`` (default
-    ``sde.t_min``), ``denoise`` (return the mean of the last step), ``clip_x0``, ``generator``,
-    ``device``, ``dtype``, ``on_step``, ``progress``.
-    """
-    return predictor_corrector_sample(score_fn, sde, shape, corrector_steps=0, **kwargs)
-
-
 _T_END = Number(low=0.0, high=1.0, low_open=False, optional=True)
 
 _SDE_SAMPLER = dict(score_fn=Function("(x, t) -> score"), sde=SDE_ARG, steps=Int())
 """The checks of the arguments every sampler of this module starts with."""
 
 
+_PF_ODE_OPTIONS = dict(t_end=_T_END, clip_x0=CLIP_X0)
+"""The checks of :func:`pf_ode_sample`'s options that its fixed-method forms share."""
+
+
 @checked(
     **_SDE_SAMPLER,
     method=OneOf(tuple(ODE_METHODS)),
-    t_end=_T_END,
-    clip_x0=CLIP_X0,
+    **_PF_ODE_OPTIONS,
 )
 def pf_ode_sample(
     score_fn: ScoreFn,
@@ -313,7 +300,7 @@ def pf_ode_sample(
     clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -321,7 +308,9 @@ def pf_ode_sample(
 
     Deterministic given ``x_1 ~`` prior (the only randomness, drawn from ``generator``), or given
     ``x_T`` (a start ``x_1`` of shape ``(B, ...)``; then nothing is drawn and ``shape`` may be
-    omitted, e.g. to decode latents found by integrating the same ODE forwards in time).
+    omitted, e.g. to decode latents found by integrating the same ODE forwards in time; the ODE
+    then runs in ``x_T``'s dtype, and ``dtype`` must be None or equal, a ``ValueError``
+    otherwise; without ``x_T`` the prior is drawn in ``dtype``, None meaning ``torch.float32``).
     ``method``: ``"euler"`` (NFE = ``steps``), ``"heun"`` (``2 steps``) or ``"rk4"`` (``4 steps``).
     ``clip_x0`` (None, ``"static"``, ``"dynamic"`` or a map ``x̂₀ -> x̂₀``; for images in
     ``[-1, 1]``): the ODE is driven by the score of the clipped ``x̂₀ = (x + σ² score) / α``
@@ -334,15 +323,41 @@ def pf_ode_sample(
     :func:`~minidiff.sde.score_fn_from_mixture` is, an ε-model's ``-ε/σ(t)`` is not: the last
     step then raises :class:`~minidiff.samplers.loop.NonFiniteSampleError`).
     """
+    return _pf_ode(
+        "pf_ode_sample",
+        score_fn, sde, shape, x_T, steps, method, t_end, clip_x0, generator, device, dtype,
+        on_step, progress,
+    )  # fmt: skip
+
+
+def _pf_ode(
+    caller: str,
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: tuple[int, ...] | None,
+    x_T: torch.Tensor | None,
+    steps: int,
+    method: str,
+    t_end: float | None,
+    clip_x0: str | X0Clip | None,
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+    dtype: torch.dtype | None,
+    on_step: OnStep | None,
+    progress: bool,
+) -> torch.Tensor:
+    """The body of the PF-ODE samplers (arguments checked); ``caller`` is the sampler called,
+    named in errors."""
     if t_end == 0.0 and clip_x0 is not None and method != "euler":
         raise ValueError(
-            f"t_end must be > 0 with clip_x0 and method={method!r}: its last step evaluates "
-            "the clipped score at t_end, (alpha clip(x0) - x) / sigma^2 with sigma(0) = 0; "
-            "leave t_end=None (sde.t_min) or use method='euler'"
+            f"t_end must be > 0 with clip_x0 and method={method!r} ({caller}): its last step "
+            "evaluates the clipped score at t_end, (alpha clip(x0) - x) / sigma^2 with "
+            "sigma(0) = 0; leave t_end=None (sde.t_min) or use Euler steps "
+            "(pf_ode_sample(..., method='euler') or pf_ode_euler_sample)"
         )
+    name = f"{caller} ({method})" if caller == "pf_ode_sample" else caller
     x, ts = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0), probability_flow=True)
-    name = f"pf_ode_sample ({method})"
     return ode_solve(
         partial(ReverseSDE.drift.unchecked, rsde),
         x,
@@ -355,19 +370,55 @@ def pf_ode_sample(
 
 
 @register_sampler("pf_ode_euler")
+@checked(**_SDE_SAMPLER, **_PF_ODE_OPTIONS)
 def pf_ode_euler_sample(
-    score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...] | None = None, **kwargs: Any
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: tuple[int, ...] | None = None,
+    *,
+    x_T: torch.Tensor | None = None,
+    steps: int,
+    t_end: float | None = None,
+    clip_x0: str | X0Clip | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    on_step: OnStep | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """:func:`pf_ode_sample` with Euler steps (NFE = ``steps``)."""
-    return pf_ode_sample(score_fn, sde, shape, method="euler", **kwargs)
+    """:func:`pf_ode_sample` with Euler steps (NFE = ``steps``); the same arguments but
+    ``method`` (fixed: call :func:`pf_ode_sample` to choose it)."""
+    return _pf_ode(
+        "pf_ode_euler_sample",
+        score_fn, sde, shape, x_T, steps, "euler", t_end, clip_x0, generator, device, dtype,
+        on_step, progress,
+    )  # fmt: skip
 
 
 @register_sampler("pf_ode_heun")
+@checked(**_SDE_SAMPLER, **_PF_ODE_OPTIONS)
 def pf_ode_heun_sample(
-    score_fn: ScoreFn, sde: SDE, shape: tuple[int, ...] | None = None, **kwargs: Any
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: tuple[int, ...] | None = None,
+    *,
+    x_T: torch.Tensor | None = None,
+    steps: int,
+    t_end: float | None = None,
+    clip_x0: str | X0Clip | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    on_step: OnStep | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """:func:`pf_ode_sample` with Heun steps (NFE = ``2 · steps``)."""
-    return pf_ode_sample(score_fn, sde, shape, method="heun", **kwargs)
+    """:func:`pf_ode_sample` with Heun steps (NFE = ``2 · steps``); the same arguments but
+    ``method`` (fixed: call :func:`pf_ode_sample` to choose it)."""
+    return _pf_ode(
+        "pf_ode_heun_sample",
+        score_fn, sde, shape, x_T, steps, "heun", t_end, clip_x0, generator, device, dtype,
+        on_step, progress,
+    )  # fmt: skip
 
 
 @register_sampler("predictor_corrector")
@@ -393,7 +444,7 @@ def predictor_corrector_sample(
     clip_x0: str | X0Clip | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     on_step: OnStep | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -419,6 +470,8 @@ def predictor_corrector_sample(
         steps: number of steps from ``t = 1`` to ``t_end`` (default ``sde.t_min``).
         denoise: return the mean of the last step (no noise added at the end).
         clip_x0: clip the score's ``x̂₀`` (:func:`~minidiff.samplers.clipping.clip_score_fn`).
+        dtype: dtype of the drawn start (None: ``torch.float32``); with ``x_T`` it must be None or
+            ``x_T``'s dtype (a ``ValueError`` otherwise: the sampler runs in ``x_T``'s dtype).
         on_step: called with ``x_1`` and the state at each grid time.
     Returns:
         ``x`` at ``t_end``.
@@ -446,3 +499,37 @@ def predictor_corrector_sample(
         return mean if (denoise and t_next == t_last) else x_next
 
     return run_sampler(step, x, times, name=name, on_step=on_step, progress=progress)
+
+
+@register_sampler("euler_maruyama")
+@checked(**_SDE_SAMPLER, t_end=_T_END, denoise=Flag, clip_x0=CLIP_X0)
+def euler_maruyama_sample(
+    score_fn: ScoreFn,
+    sde: SDE,
+    shape: tuple[int, ...] | None = None,
+    *,
+    x_T: torch.Tensor | None = None,
+    steps: int,
+    t_end: float | None = None,
+    denoise: bool = True,
+    clip_x0: str | X0Clip | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    on_step: OnStep | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Euler–Maruyama on the reverse SDE ``dx = [f - g² score] dt + g dw̄`` (NFE = ``steps``).
+
+    :func:`predictor_corrector_sample` without corrector steps, with its arguments but
+    ``corrector_steps`` and ``snr`` (which only the corrector uses; a ``TypeError``): ``score_fn``
+    ``(x (B, ...), t (B,) float) -> score (B, ...)``, the forward ``sde`` (its prior gives
+    ``x_1``), ``shape`` or a start ``x_T``, ``steps`` from ``t = 1`` to ``t_end`` (default
+    ``sde.t_min``), ``denoise`` (return the mean of the last step), ``clip_x0``, ``generator``,
+    ``device``, ``dtype``, ``on_step``, ``progress``.
+    """
+    return predictor_corrector_sample.unchecked(
+        score_fn, sde, shape, x_T=x_T, steps=steps, corrector_steps=0, t_end=t_end,
+        denoise=denoise, clip_x0=clip_x0, generator=generator, device=device, dtype=dtype,
+        on_step=on_step, progress=progress,
+    )  # fmt: skip

@@ -200,6 +200,59 @@ def test_the_nan_watch_names_the_step(name: str) -> None:
         get_sampler(name)(poisoned, *args, **kw)
 
 
+@pytest.mark.parametrize("name", sorted(set(CALLS) - set(NO_SHAPE)))
+def test_dtype_is_that_of_x_T_and_a_different_one_is_refused(name: str) -> None:
+    """``dtype`` None (the default) means float32 for a drawn start and ``x_T``'s dtype for a
+    given one; an explicit ``dtype`` that disagrees with ``x_T`` is refused like a ``shape`` or
+    ``device`` that does, before the model runs."""
+    seed = torch.Generator().manual_seed
+    drawn = _run(name, (6, 2), generator=seed(0))
+    assert drawn.dtype == torch.float32
+    assert torch.equal(drawn, _run(name, (6, 2), generator=seed(0), dtype=torch.float32))
+    assert torch.equal(drawn, _run(name, (6, 2), generator=seed(0), dtype=None))
+    assert _run(name, (6, 2), dtype=torch.float64).dtype == torch.float64
+    x_T = torch.randn(6, 2, generator=seed(1))
+    assert _run(name, None, x_T=x_T.double()).dtype == torch.float64
+    assert _run(name, None, x_T=x_T.double(), dtype=torch.float64).dtype == torch.float64
+    lead, kw, _ = CALLS[name]
+    calls = [0]
+    model = lead[0]
+
+    def counted(*a: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return model(*a)  # type: ignore[operator,no-any-return]
+
+    with pytest.raises(ValueError, match=r"^dtype torch.float64 disagrees with x_T's dtype"):
+        get_sampler(name)(counted, *lead[1:], x_T=x_T, dtype=torch.float64, **kw)
+    assert calls == [0]
+
+
+@pytest.mark.parametrize("name", NO_SHAPE)
+def test_samplers_with_known_pixels_run_in_the_dtype_of_a_given_x_T(name: str) -> None:
+    """The start is drawn like ``x_known``; a given ``x_T`` keeps its own dtype, as it did."""
+    x_T = torch.randn(KNOWN.shape, generator=torch.Generator().manual_seed(0))
+    assert _run(name, None).dtype == torch.float32
+    assert _run(name, None, x_T=x_T.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_progress_must_be_true_or_false(name: str) -> None:
+    """``progress="no"`` is refused, not read as true (a bar shown), before the model runs."""
+    lead, kw, _ = CALLS[name]
+    calls = [0]
+    model = lead[0]
+
+    def counted(*a: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return model(*a)  # type: ignore[operator,no-any-return]
+
+    args = (counted, *lead[1:]) if name in NO_SHAPE else (counted, *lead[1:], (3, 2))
+    for bad in ("no", None, 1):
+        with pytest.raises(TypeError, match=r"^progress must be True or False, got"):
+            get_sampler(name)(*args, progress=bad, **kw)
+    assert calls == [0]
+
+
 def test_run_sampler_and_trajectory_arguments() -> None:
     with pytest.raises(
         NonFiniteSampleError, match=r"my_loop produced .* step 2 of 3 \(t=1 -> 2\); hint"
@@ -244,6 +297,32 @@ def test_a_sampler_in_a_new_module_registers_itself(tmp_path, monkeypatch) -> No
         sys.modules.pop("minidiff.samplers.tmp_test_sampler", None)
     with pytest.raises(ValueError, match="already registered"):
         register_sampler("ddpm")(lambda: None)
+
+
+def test_re_running_a_cell_that_registers_a_sampler_replaces_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A notebook cell run twice defines the same function (same module and qualified name)
+    again: the registry takes the new definition. Another function, or a built-in's name, is
+    still refused."""
+    from minidiff.samplers import registry
+
+    monkeypatch.setattr(registry, "_SAMPLERS", dict(registry._SAMPLERS))
+    cell = (
+        "from minidiff.samplers import register_sampler\n"
+        "@register_sampler({name!r})\n"
+        "def my_ddpm(x):\n"
+        "    return x + {k}\n"
+    )
+    notebook: dict[str, object] = {"__name__": "__main__"}
+    exec(cell.format(name="my_ddpm", k=1), notebook)
+    exec(cell.format(name="my_ddpm", k=2), notebook)  # the cell edited and run again
+    assert get_sampler("my_ddpm") is notebook["my_ddpm"] and get_sampler("my_ddpm")(0) == 2
+    with pytest.raises(ValueError, match=r"^name 'my_ddpm' is already registered .*__main__\.my"):
+        register_sampler("my_ddpm")(lambda x: x)
+    with pytest.raises(ValueError, match="already registered"):
+        exec(cell.format(name="my_ddpm", k=3), {"__name__": "another_module"})
+    with pytest.raises(ValueError, match=r"minidiff\.samplers\.ddpm\.ddpm_sample"):
+        exec(cell.format(name="ddpm", k=1), notebook)
+    assert get_sampler("ddpm") is md.ddpm_sample and get_sampler("my_ddpm")(0) == 2
 
 
 ALL_STARTS = [

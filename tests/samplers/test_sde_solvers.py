@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -15,6 +17,8 @@ from minidiff.samplers.sde_solvers import (
     euler_maruyama_sample,
     heun_step,
     ode_solve,
+    pf_ode_euler_sample,
+    pf_ode_heun_sample,
     pf_ode_sample,
     predictor_corrector_sample,
     time_grid,
@@ -295,3 +299,56 @@ def test_euler_maruyama_is_predictor_corrector_without_corrector() -> None:
         score, sde, (64, 2), steps=7, corrector_steps=0, generator=torch.Generator().manual_seed(3)
     )
     assert torch.equal(em, pc)
+
+
+# the fixed forms of the two general samplers: their own keyword arguments, named in errors
+FIXED_FORMS = [
+    (euler_maruyama_sample, "euler_maruyama_sample", ("corrector_steps", "snr", "method")),
+    (pf_ode_euler_sample, "pf_ode_euler_sample", ("method", "corrector_steps", "snr")),
+    (pf_ode_heun_sample, "pf_ode_heun_sample", ("method", "corrector_steps", "snr")),
+]
+
+
+@pytest.mark.parametrize(("fn", "name", "foreign"), FIXED_FORMS, ids=[f[1] for f in FIXED_FORMS])
+def test_fixed_forms_have_their_own_signature_and_errors(
+    fn: Callable[..., torch.Tensor], name: str, foreign: tuple[str, ...]
+) -> None:
+    """``euler_maruyama_sample``, ``pf_ode_euler_sample`` and ``pf_ode_heun_sample`` show their
+    keyword arguments (Shift-Tab help) and their errors name them, not the sampler they call;
+    an argument they fix or do not use (``corrector_steps``, ``snr``, ``method``) is refused."""
+    params = inspect.signature(fn).parameters
+    assert "kwargs" not in params and {"x_T", "steps", "t_end", "clip_x0", "dtype"} <= set(params)
+    assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in ("steps", "x_T"))
+    assert not set(foreign) & set(params)
+    calls: list[int] = []
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return -x
+
+    sde = VPSDE()
+    with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword .*'step'"):
+        fn(score, sde, (4, 3), step=5)
+    with pytest.raises(TypeError, match=rf"^{name}\(\) missing 1 required .*'steps'"):
+        fn(score, sde, (4, 3))
+    for arg, value in zip(foreign, (2, 5.0, "rk4"), strict=True):
+        with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword .*'{arg}'"):
+            fn(score, sde, (4, 3), steps=3, **{arg: value})
+    with pytest.raises(TypeError, match=r"^steps must be an int"):
+        fn(score, sde, (4, 3), steps=2.0)
+    with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword .*'method'"):
+        get_sampler(name.removesuffix("_sample"))(score, sde, (2, 3), steps=5, method="rk4")
+    assert not calls
+
+
+def test_fixed_forms_give_what_the_general_samplers_give() -> None:
+    sde = VPSDE()
+    score = score_fn_from_mixture(GaussianMixture.default_2d(), sde)
+    x_T = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    for fn, method in ((pf_ode_euler_sample, "euler"), (pf_ode_heun_sample, "heun")):
+        want = pf_ode_sample(score, sde, x_T=x_T, steps=6, method=method, t_end=0.01)
+        assert torch.equal(fn(score, sde, x_T=x_T, steps=6, t_end=0.01), want)
+    with pytest.raises(NonFiniteSampleError, match="^pf_ode_heun_sample produced"):
+        pf_ode_heun_sample(lambda x, t: x * float("nan"), sde, (2, 2), steps=3)
+    with pytest.raises(ValueError, match=r"t_end must be > 0 .*\(pf_ode_heun_sample\)"):
+        pf_ode_heun_sample(score, sde, (2, 2), steps=3, t_end=0.0, clip_x0="static")
