@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -69,13 +70,27 @@ def median_bandwidth(x: Tensor, y: Tensor, max_points: int = 1000) -> float:
 
 
 def _bandwidths(value: Any, name: str) -> list[float]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | Tensor):
-        raise TypeError(f"{name} must be a sequence of numbers > 0, got {describe(value)}")
+    """The ``h`` values of :func:`mmd`: a non-empty sequence, 1-D array or 1-D tensor of numbers
+    ``> 0``, each large enough that the kernel's ``1 / (2 h^2)`` is a finite float64 (below about
+    ``5e-155`` it overflows, and ``exp(-inf * 0)`` would make the estimate NaN)."""
+    one_d = isinstance(value, (Tensor, np.ndarray)) and value.ndim == 1
+    if isinstance(value, (str, bytes)) or not (isinstance(value, Sequence) or one_d):
+        what = "a 0-d tensor" if isinstance(value, Tensor) and value.ndim == 0 else describe(value)
+        raise TypeError(
+            f"{name} must be a sequence, 1-D array or 1-D tensor of numbers > 0 (one h per RBF "
+            f"kernel, e.g. [0.5, 1.0]), got {what}"
+        )
     hs = [check_number(h, f"{name}[{i}]", low=0.0) for i, h in enumerate(value)]
     if not hs:
         raise ValueError(
             f"{name} must be a non-empty sequence of finite numbers > 0, got {value!r}"
         )
+    for i, h in enumerate(hs):
+        if h * h == 0.0 or not math.isfinite(1.0 / (2.0 * h * h)):
+            raise ValueError(
+                f"{name}[{i}] must be large enough that the kernel's 1 / (2 h^2) is a finite "
+                f"float64 (h >= 1e-154), got {h!r}"
+            )
     return hs
 
 
@@ -96,8 +111,9 @@ def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> floa
 
     Args:
         x: ``(N, D)``, ``N >= 2``; y: ``(M, D)``, ``M >= 2``.
-        bandwidths: the ``h`` values; default the median pairwise distance of the pooled sample
-            times ``(0.25, 0.5, 1, 2, 4)``.
+        bandwidths: the ``h`` values (a sequence, 1-D array or 1-D tensor of numbers
+            ``>= 1e-154``); default :func:`median_bandwidth` of ``x`` and ``y`` times
+            ``(0.25, 0.5, 1, 2, 4)``.
 
     Returns:
         MMD^2 as a Python float (not its square root).

@@ -155,6 +155,23 @@ def test_parameter_validation() -> None:
         Spread.of([])
 
 
+def test_mmd_bandwidths_as_arrays_and_tensors_and_never_nan() -> None:
+    """A 1-D array or tensor of bandwidths reads like a list; a 0-d tensor is refused by name;
+    an h so small that 1 / (2 h^2) overflows is refused (it gave NaN, or a ZeroDivisionError)."""
+    import numpy as np
+
+    x, y = normal(20, 2, 0), normal(20, 2, 1, 1.0)
+    ref = mmd(x, y, [0.5, 1.0])
+    assert mmd(x, y, np.array([0.5, 1.0])) == ref
+    assert mmd(x, y, torch.tensor([0.5, 1.0])) == ref
+    with pytest.raises(TypeError, match="^bandwidths must be a sequence.*0-d tensor"):
+        mmd(x, y, torch.tensor(1.0))  # type: ignore[arg-type]
+    for tiny in (1e-160, 1e-170):
+        with pytest.raises(ValueError, match=r"^bandwidths\[0\] must be large enough"):
+            mmd(x, y, [tiny])
+    assert math.isfinite(mmd(x, y, [1e-154]))
+
+
 def test_data_floor_and_spread() -> None:
     def data(n: int, g: torch.Generator | None) -> torch.Tensor:
         return torch.randn(n, 2, generator=g)
