@@ -103,10 +103,13 @@ def frechet_distance(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tenso
 
     ``Tr((S_a S_b)^{1/2}) = Tr((S_a^{1/2} S_b S_a^{1/2})^{1/2})``, and the matrix inside is
     symmetric positive semi-definite, so two symmetric eigendecompositions replace scipy's general
-    ``sqrtm`` (no complex round-off to discard). Shapes: ``mu: (D,)``, ``sigma: (D, D)``; the
-    sigmas must be covariance matrices (symmetric, positive semi-definite), else ``ValueError``.
+    ``sqrtm`` (no complex round-off to discard). Shapes: ``mu: (D,)``, ``sigma: (D, D)`` with
+    ``D >= 1``; the sigmas must be covariance matrices (symmetric, positive semi-definite), else
+    ``ValueError``.
     """
     d = mu_a.shape[0]
+    if d == 0:
+        raise ValueError(f"mu_a must have shape (D,) with D >= 1, got {tuple(mu_a.shape)}")
     if mu_b.shape != (d,):
         raise ValueError(
             f"mu_a and mu_b must both have shape (D,), got {tuple(mu_a.shape)} and "

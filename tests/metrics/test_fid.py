@@ -140,6 +140,8 @@ def test_bad_features(a: torch.Tensor, b: torch.Tensor, match: str) -> None:
 def test_frechet_distance_bad_shapes() -> None:
     with pytest.raises(ValueError, match="sigma_b must have shape"):
         frechet_distance(torch.zeros(3), torch.eye(3), torch.zeros(3), torch.eye(2))
+    with pytest.raises(ValueError, match=r"^mu_a must have shape \(D,\) with D >= 1, got \(0,\)"):
+        frechet_distance(torch.zeros(0), torch.zeros(0, 0), torch.zeros(0), torch.zeros(0, 0))
 
 
 def test_inception_without_weights_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
