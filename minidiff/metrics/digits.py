@@ -72,10 +72,10 @@ __all__ = [
 _DIGITS = FloatTensor(dim=4, finite=True)
 
 
-def _check_digits(images: Tensor, name: str = "images") -> None:
-    if tuple(images.shape[1:]) != (1, 8, 8) or images.shape[0] < 1:
+def _check_digits(images: Tensor, name: str = "images", min_rows: int = 1) -> None:
+    if tuple(images.shape[1:]) != (1, 8, 8) or images.shape[0] < min_rows:
         raise ValueError(
-            f"{name} must have shape (N, 1, 8, 8) with N >= 1, got {tuple(images.shape)}"
+            f"{name} must have shape (N, 1, 8, 8) with N >= {min_rows}, got {tuple(images.shape)}"
         )
 
 
@@ -176,8 +176,8 @@ def digit_fid(cnn: DigitCNN, samples: Tensor, reference: Tensor) -> float:
     Comparable only at equal sample sizes and with the same network."""
     if not isinstance(cnn, DigitCNN):
         raise TypeError(f"cnn must be a DigitCNN (train_digit_cnn), got {type(cnn).__name__}")
-    _check_digits(samples, "samples")
-    _check_digits(reference, "reference")
+    _check_digits(samples, "samples", min_rows=2)  # a covariance needs two images
+    _check_digits(reference, "reference", min_rows=2)
     with torch.no_grad():
         fa = cnn.features(samples.float()).double()
         fb = cnn.features(reference.float()).double()

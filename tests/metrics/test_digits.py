@@ -67,7 +67,7 @@ def test_out_of_range_fraction() -> None:
 
 
 def test_bad_inputs_are_named(split: tuple[torch.Tensor, ...], cnn: DigitCNN) -> None:
-    # 7 bad inputs
+    # 9 bad inputs
     xa, ya, _, _ = split
     with pytest.raises(ValueError, match="images must have shape"):
         train_digit_cnn(torch.zeros(4, 1, 16, 16), ya[:4])
@@ -79,6 +79,11 @@ def test_bad_inputs_are_named(split: tuple[torch.Tensor, ...], cnn: DigitCNN) ->
         confident_rate(cnn, torch.full((2, 1, 8, 8), float("nan")))
     with pytest.raises(TypeError, match="cnn must be a DigitCNN"):
         digit_fid(torch.nn.Linear(64, 10), xa, xa)  # type: ignore[arg-type]
+    # one image has no covariance: named as passed, before the network runs (it named features_a)
+    with pytest.raises(ValueError, match=r"^samples must have shape \(N, 1, 8, 8\) with N >= 2"):
+        digit_fid(cnn, xa[:1], xa)
+    with pytest.raises(ValueError, match=r"^reference must have shape \(N, 1, 8, 8\) with N >= 2"):
+        digit_fid(cnn, xa, xa[:1])
     with pytest.raises(ValueError, match="threshold"):
         confident_rate(cnn, xa, threshold=1.5)
     with pytest.raises(ValueError, match="x must hold"):
