@@ -311,24 +311,56 @@ def distance_with_spread(
 
     ``x_fn``/``y_fn`` are ``(n, generator) -> (n, D)`` samplers (the data, or a trained model).
     ``metric`` is a name in ``METRICS`` or a callable ``(x, y) -> float``; if it takes a
-    ``generator`` keyword (like ``sliced_wasserstein``) it receives ``generator`` too. What the
+    ``generator`` keyword (like ``sliced_wasserstein``) it receives ``generator`` too. A sampler
+    that cannot be called as ``x_fn(n, generator)`` raises a ``TypeError`` naming it. What the
     samplers return is checked before the metric sees it (a real tensor ``(N, D)`` of finite
     values, the same ``D`` for both): errors name ``x_fn(n, generator)`` or
-    ``y_fn(n, generator)``.
+    ``y_fn(n, generator)``. What the metric returns must be one finite real number (a
+    ``TypeError`` for anything else, e.g. the ``KID`` pair; a ``ValueError`` for NaN or inf).
 
     Returns:
         ``Spread(mean, std)`` over the repeats.
     """
-    names = ("x_fn(n, generator)", "y_fn(n, generator)")
-    return _spread(x_fn, y_fn, n, metric, repeats, generator, names)
+    return _spread(x_fn, y_fn, n, metric, repeats, generator, ("x_fn", "y_fn"))
+
+
+def _call_sampler(fn: SampleFn, n: int, generator: torch.Generator | None, name: str) -> Any:
+    """``fn(n, generator)`` for the sampler argument ``name``. A ``TypeError`` raised by the call
+    itself (Python could not bind the two arguments: ``lambda n: ...``, a keyword-only
+    ``generator``) is re-raised naming ``name`` and the call it must accept; one raised inside
+    the sampler's own code passes unchanged."""
+    try:
+        return fn(n, generator)
+    except TypeError as exc:
+        if exc.__traceback__ is None or exc.__traceback__.tb_next is not None:
+            raise  # raised inside the sampler: its own error, with its own traceback
+        raise TypeError(
+            f"{name} must accept the call {name}(n, generator) -> (n, D), with the number of "
+            f"points and a torch.Generator or None, positionally (e.g. lambda n, g: "
+            f"toy_dataset('moons', n, g)); calling it raised: {exc}"
+        ) from exc
 
 
 def _drawn(fn: SampleFn, n: int, generator: torch.Generator | None, name: str) -> torch.Tensor:
-    """``fn(n, generator)``, checked as a point cloud ``(N, D)`` named ``name`` (the sampler's
-    output, as the caller wrote the sampler), and returned as drawn."""
-    x = fn(n, generator)
-    check_with(PointCloud(), x, name)
+    """``fn(n, generator)`` (:func:`_call_sampler`), checked as a point cloud ``(N, D)`` named
+    ``name(n, generator)`` (the sampler's output, as the caller wrote the sampler), and returned
+    as drawn."""
+    x = _call_sampler(fn, n, generator, name)
+    check_with(PointCloud(), x, f"{name}(n, generator)")
     return x
+
+
+def _metric_value(value: Any) -> float:
+    """What a metric returned, as a float: a real number (a ``TypeError`` otherwise, e.g. for
+    :class:`~minidiff.metrics.fid.KID`, a tuple) that is finite (a ``ValueError`` otherwise)."""
+    try:
+        return check_number(value, "metric(x, y)")
+    except TypeError:
+        raise TypeError(
+            f"metric(x, y) must return one real number, got {describe(value)}; for a metric "
+            "that returns several, pass the one to average, e.g. "
+            "metric=lambda x, y: kid_from_features(x, y).mean"
+        ) from None
 
 
 def _spread(
@@ -340,8 +372,8 @@ def _spread(
     generator: torch.Generator | None,
     names: tuple[str, str],
 ) -> Spread:
-    """:func:`distance_with_spread` for checked arguments; ``names`` name the samplers' outputs
-    in errors (what they returned is checked before the metric sees it)."""
+    """:func:`distance_with_spread` for checked arguments; ``names`` name the samplers in errors
+    (what they returned is checked before the metric sees it)."""
     metric_fn = _metric(metric, "metric")  # the default name is not checked, only resolved
     extra = {"generator": generator} if _takes_generator(metric_fn) else {}
     values = []
@@ -350,10 +382,10 @@ def _spread(
         y = _drawn(y_fn, n, generator, names[1])
         if x.shape[1] != y.shape[1]:
             raise ValueError(
-                f"{names[0]} and {names[1]} must return points of the same dimension D, "
-                f"got {x.shape[1]} and {y.shape[1]}"
+                f"{names[0]}(n, generator) and {names[1]}(n, generator) must return points of "
+                f"the same dimension D, got {x.shape[1]} and {y.shape[1]}"
             )
-        values.append(float(metric_fn(x, y, **extra)))
+        values.append(_metric_value(metric_fn(x, y, **extra)))
     return Spread.of(values)
 
 
@@ -368,8 +400,8 @@ def data_floor(
     """Distance between two independent size-``n`` samples of one law: ``Spread(mean, std)``.
 
     A model whose samples are as close to the data as this floor cannot be told apart from the data
-    by ``metric`` at this sample size. What ``sample_fn`` returns is checked as in
-    :func:`distance_with_spread`; errors name ``sample_fn(n, generator)``.
+    by ``metric`` at this sample size. ``sample_fn`` and what it returns, and what ``metric``
+    returns, are checked as in :func:`distance_with_spread`; errors name ``sample_fn`` or
+    ``sample_fn(n, generator)``.
     """
-    name = "sample_fn(n, generator)"
-    return _spread(sample_fn, sample_fn, n, metric, repeats, generator, (name, name))
+    return _spread(sample_fn, sample_fn, n, metric, repeats, generator, ("sample_fn", "sample_fn"))
