@@ -58,7 +58,13 @@ def _pair_sum(a: Tensor, b: Tensor, fn: Callable[[Tensor], Tensor]) -> float:
 def median_bandwidth(x: Tensor, y: Tensor, max_points: int = 1000) -> float:
     """Median of the pairwise distances of the pooled sample (the median heuristic).
 
-    Uses at most ``max_points`` evenly spaced points of ``cat(x, y)`` (deterministic).
+    Exactly what is computed: the distances ``|z_i - z_j|``, ``i < j``, of ``z = cat(x, y)``, or,
+    when ``z`` has more than ``max_points`` rows, of the ``max_points`` rows at the evenly spaced
+    indices ``floor(linspace(0, N + M - 1, max_points))`` (deterministic, but which rows are kept
+    depends on the order of the rows and of ``x`` and ``y``: beyond ``max_points`` points in all,
+    ``median_bandwidth(x, y)`` and ``median_bandwidth(y, x)`` may differ slightly); of an even
+    number of distances it takes the lower of the two middle ones (``torch.median``, not the
+    mean of the two as ``numpy.median``). A median of 0 (all points equal) gives 1.0.
     """
     z = torch.cat([x, y.to(x.device)])
     if z.shape[0] > max_points:
@@ -113,7 +119,9 @@ def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> floa
         x: ``(N, D)``, ``N >= 2``; y: ``(M, D)``, ``M >= 2``.
         bandwidths: the ``h`` values (a sequence, 1-D array or 1-D tensor of numbers
             ``>= 1e-154``); default :func:`median_bandwidth` of ``x`` and ``y`` times
-            ``(0.25, 0.5, 1, 2, 4)``.
+            ``(0.25, 0.5, 1, 2, 4)`` (with more than 1000 points in all it is taken over an
+            evenly spaced subset of ``cat(x, y)``, so ``mmd(x, y)`` and ``mmd(y, x)`` may then
+            differ slightly; pass ``bandwidths`` for an exactly symmetric estimate).
 
     Returns:
         MMD^2 as a Python float (not its square root).

@@ -121,6 +121,12 @@ def test_median_bandwidth() -> None:
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     y = torch.tensor([[3.0, 0.0]])
     assert median_bandwidth(x, y) == pytest.approx(2.0)  # distances 1, 3, 2
+    # as documented: of an even number of distances (1, 3, sqrt 10, sqrt 29, sqrt 41, sqrt 50) the
+    # lower middle one, not numpy's mean of the two middle ones
+    y2 = torch.tensor([[0.0, 3.0], [5.0, 5.0]])
+    assert median_bandwidth(x, y2) == pytest.approx(math.sqrt(10))
+    # and beyond max_points, the evenly spaced rows of cat(x, y): rows 0 and 3 of four
+    assert median_bandwidth(x, y2, max_points=2) == pytest.approx(math.sqrt(50))
 
 
 @pytest.mark.parametrize("fn", [mmd, energy_distance, sliced_wasserstein])
