@@ -204,7 +204,7 @@ def test_masked_condition_and_grayscale():
 
 
 def test_measures():
-    x = _imgs(3)
+    x = _imgs(3) * 0.9  # x + 0.1 stays in [-1, 1]
     assert torch.allclose(
         psnr(x + 0.1, x),
         torch.full((3,), 10 * torch.log10(torch.tensor(400.0)).item(), dtype=torch.float64),
@@ -222,6 +222,26 @@ def test_measures():
         seam_jump(step, torch.ones(1, 1, 8, 8))
     with pytest.raises(ValueError, match="same image shape"):
         highband_spectrum_distance(x, _imgs(2, 4))
+
+
+def test_psnr_refuses_images_outside_the_unit_range():
+    # 8-bit pixels gave a negative PSNR without a word; the colour measures refuse them too
+    x = _imgs(2)
+    pixels = (x + 1) * 127.5
+    with pytest.raises(ValueError, match=r"^x must lie in \[-1, 1\]"):
+        psnr(pixels, pixels + 1)
+    with pytest.raises(ValueError, match=r"^x_ref must lie in \[-1, 1\]"):
+        psnr(x, pixels)
+
+
+def test_highband_distance_of_constant_images_is_zero_or_refused():
+    # zero power in every high ring: log10(0) gave NaN for two constant sets, inf against data
+    flat, x = torch.zeros(3, 1, 8, 8), _imgs(3)
+    assert highband_spectrum_distance(flat, flat + 0.5) == 0.0
+    with pytest.raises(ValueError, match="^x has zero power at frequencies >= cutoff"):
+        highband_spectrum_distance(flat, x)
+    with pytest.raises(ValueError, match="^data has zero power"):
+        highband_spectrum_distance(x, flat)
 
 
 def test_residual_sr_is_an_eps_model_whose_x0_skips_to_the_condition():

@@ -50,10 +50,12 @@ from .._validation import (
     Int,
     Number,
     Rng,
+    check_labels,
     check_number,
     check_positive_int,
     check_tensor,
     checked,
+    index_tensor,
 )
 from .fid import fid_from_features
 
@@ -70,19 +72,24 @@ __all__ = [
 _DIGITS = FloatTensor(dim=4, finite=True)
 
 
-def _check_digits(images: Tensor, name: str = "images") -> None:
-    if tuple(images.shape[1:]) != (1, 8, 8) or images.shape[0] < 1:
+def _check_digits(images: Tensor, name: str = "images", min_rows: int = 1) -> None:
+    if tuple(images.shape[1:]) != (1, 8, 8) or images.shape[0] < min_rows:
         raise ValueError(
-            f"{name} must have shape (N, 1, 8, 8) with N >= 1, got {tuple(images.shape)}"
+            f"{name} must have shape (N, 1, 8, 8) with N >= {min_rows}, got {tuple(images.shape)}"
         )
 
 
-def _check_labels(labels: object, n: int) -> Tensor:
-    if not isinstance(labels, Tensor) or labels.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"labels must be an integer tensor (N,), got {type(labels).__name__}")
-    if labels.shape != (n,) or bool(((labels < 0) | (labels > 9)).any()):
-        raise ValueError(f"labels must have shape ({n},) with values in 0..9")
-    return labels.long()
+def _labels(labels: object, n: int, num_classes: int | None = None) -> Tensor:
+    """``labels`` as a long tensor ``(n,)``, one class index per image: an integer tensor (else a
+    ``TypeError``) of values in ``0..num_classes-1`` (``>= 0`` where ``num_classes`` is ``None``;
+    else a ``ValueError``)."""
+    what = "class indices" + (f" in 0..{num_classes - 1}" if num_classes is not None else " >= 0")
+    y = index_tensor(labels, "labels", n, what, allow_int=False)
+    if num_classes is not None:
+        return check_labels(y, n, num_classes, name="labels")
+    if n and int(y.min()) < 0:
+        raise ValueError(f"labels must be class indices >= 0, got {int(y.min())}")
+    return y
 
 
 class DigitCNN(nn.Module):
@@ -122,7 +129,7 @@ def train_digit_cnn(
     AdamW with a one-cycle learning rate, batches of 128 shifted by up to one pixel); returned in
     eval mode. 400 steps take about 5 CPU-seconds and reach about 98 % on held-out digits."""
     _check_digits(images)
-    y = _check_labels(labels, images.shape[0])
+    y = _labels(labels, images.shape[0], 10)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
@@ -169,8 +176,8 @@ def digit_fid(cnn: DigitCNN, samples: Tensor, reference: Tensor) -> float:
     Comparable only at equal sample sizes and with the same network."""
     if not isinstance(cnn, DigitCNN):
         raise TypeError(f"cnn must be a DigitCNN (train_digit_cnn), got {type(cnn).__name__}")
-    _check_digits(samples, "samples")
-    _check_digits(reference, "reference")
+    _check_digits(samples, "samples", min_rows=2)  # a covariance needs two images
+    _check_digits(reference, "reference", min_rows=2)
     with torch.no_grad():
         fa = cnn.features(samples.float()).double()
         fb = cnn.features(reference.float()).double()
@@ -185,12 +192,6 @@ def out_of_range_fraction(x: Tensor, limit: float = 1.0) -> float:
         raise ValueError("x must hold at least one value")
     inside = x.detach().abs() <= limit
     return float(1.0 - inside.double().mean())
-
-
-def _labels(labels: object, n: int, name: str = "labels") -> Tensor:
-    if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.shape != (n,):
-        raise ValueError(f"{name} must be an integer tensor ({n},), one label per image")
-    return labels.long()
 
 
 class DigitJudge:
@@ -235,10 +236,11 @@ class DigitJudge:
         return torch.as_tensor(self.proba(images).argmax(1), dtype=torch.long)
 
     def hits(self, images: Tensor, labels: Tensor, threshold: float = 0.9) -> Tensor:
-        """Bool ``(n,)``: the judge gives the requested class probability ``>= threshold``."""
+        """Bool ``(n,)``: the judge gives the requested class probability ``>= threshold``
+        (``labels``: an integer tensor ``(n,)`` of classes in ``0..num_classes-1``)."""
         check_number(threshold, "threshold", low=0.0, high=1.0, high_open=False)
         p = self.proba(images)
-        y = _labels(labels, p.shape[0]).numpy()
+        y = _labels(labels, p.shape[0], self.num_classes).numpy()
         return torch.as_tensor(p[np.arange(len(y)), y] >= threshold)
 
     def rate(self, images: Tensor, labels: Tensor, threshold: float = 0.9) -> float:
@@ -248,7 +250,7 @@ class DigitJudge:
     def per_class(self, images: Tensor, labels: Tensor, threshold: float = 0.9) -> Tensor:
         """Confident-and-correct rate per class ``(num_classes,)`` (NaN for an absent class)."""
         h = self.hits(images, labels, threshold).double()
-        y = _labels(labels, h.shape[0])
+        y = _labels(labels, h.shape[0], self.num_classes)
         counts = torch.bincount(y, minlength=self.num_classes).double()
         sums = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, y, h)
         return sums / counts
@@ -259,10 +261,11 @@ def within_class_spread(images: Tensor, labels: Tensor, num_classes: int = 10) -
     """Mean pixel-space distance between two different images of the same class, per class.
 
     ``images (n, ...)``, ``labels (n,)`` -> float64 ``(num_classes,)`` (NaN for a class with
-    fewer than two images).
+    fewer than two images). ``labels`` is an integer tensor of class indices in
+    ``0..num_classes-1`` (a float tensor is a ``TypeError``, a label outside a ``ValueError``).
     """
     x = images.flatten(1).double()
-    y = _labels(labels, x.shape[0])
+    y = _labels(labels, x.shape[0], num_classes)
     out = torch.full((num_classes,), float("nan"), dtype=torch.float64)
     for c in range(num_classes):
         xc = x[y == c]

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -57,7 +58,13 @@ def _pair_sum(a: Tensor, b: Tensor, fn: Callable[[Tensor], Tensor]) -> float:
 def median_bandwidth(x: Tensor, y: Tensor, max_points: int = 1000) -> float:
     """Median of the pairwise distances of the pooled sample (the median heuristic).
 
-    Uses at most ``max_points`` evenly spaced points of ``cat(x, y)`` (deterministic).
+    Exactly what is computed: the distances ``|z_i - z_j|``, ``i < j``, of ``z = cat(x, y)``, or,
+    when ``z`` has more than ``max_points`` rows, of the ``max_points`` rows at the evenly spaced
+    indices ``floor(linspace(0, N + M - 1, max_points))`` (deterministic, but which rows are kept
+    depends on the order of the rows and of ``x`` and ``y``: beyond ``max_points`` points in all,
+    ``median_bandwidth(x, y)`` and ``median_bandwidth(y, x)`` may differ slightly); of an even
+    number of distances it takes the lower of the two middle ones (``torch.median``, not the
+    mean of the two as ``numpy.median``). A median of 0 (all points equal) gives 1.0.
     """
     z = torch.cat([x, y.to(x.device)])
     if z.shape[0] > max_points:
@@ -69,13 +76,27 @@ def median_bandwidth(x: Tensor, y: Tensor, max_points: int = 1000) -> float:
 
 
 def _bandwidths(value: Any, name: str) -> list[float]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | Tensor):
-        raise TypeError(f"{name} must be a sequence of numbers > 0, got {describe(value)}")
+    """The ``h`` values of :func:`mmd`: a non-empty sequence, 1-D array or 1-D tensor of numbers
+    ``> 0``, each large enough that the kernel's ``1 / (2 h^2)`` is a finite float64 (below about
+    ``5e-155`` it overflows, and ``exp(-inf * 0)`` would make the estimate NaN)."""
+    one_d = isinstance(value, (Tensor, np.ndarray)) and value.ndim == 1
+    if isinstance(value, (str, bytes)) or not (isinstance(value, Sequence) or one_d):
+        what = "a 0-d tensor" if isinstance(value, Tensor) and value.ndim == 0 else describe(value)
+        raise TypeError(
+            f"{name} must be a sequence, 1-D array or 1-D tensor of numbers > 0 (one h per RBF "
+            f"kernel, e.g. [0.5, 1.0]), got {what}"
+        )
     hs = [check_number(h, f"{name}[{i}]", low=0.0) for i, h in enumerate(value)]
     if not hs:
         raise ValueError(
             f"{name} must be a non-empty sequence of finite numbers > 0, got {value!r}"
         )
+    for i, h in enumerate(hs):
+        if h * h == 0.0 or not math.isfinite(1.0 / (2.0 * h * h)):
+            raise ValueError(
+                f"{name}[{i}] must be large enough that the kernel's 1 / (2 h^2) is a finite "
+                f"float64 (h >= 1e-154), got {h!r}"
+            )
     return hs
 
 
@@ -96,8 +117,11 @@ def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> floa
 
     Args:
         x: ``(N, D)``, ``N >= 2``; y: ``(M, D)``, ``M >= 2``.
-        bandwidths: the ``h`` values; default the median pairwise distance of the pooled sample
-            times ``(0.25, 0.5, 1, 2, 4)``.
+        bandwidths: the ``h`` values (a sequence, 1-D array or 1-D tensor of numbers
+            ``>= 1e-154``); default :func:`median_bandwidth` of ``x`` and ``y`` times
+            ``(0.25, 0.5, 1, 2, 4)`` (with more than 1000 points in all it is taken over an
+            evenly spaced subset of ``cat(x, y)``, so ``mmd(x, y)`` and ``mmd(y, x)`` may then
+            differ slightly; pass ``bandwidths`` for an exactly symmetric estimate).
 
     Returns:
         MMD^2 as a Python float (not its square root).
@@ -295,24 +319,56 @@ def distance_with_spread(
 
     ``x_fn``/``y_fn`` are ``(n, generator) -> (n, D)`` samplers (the data, or a trained model).
     ``metric`` is a name in ``METRICS`` or a callable ``(x, y) -> float``; if it takes a
-    ``generator`` keyword (like ``sliced_wasserstein``) it receives ``generator`` too. What the
+    ``generator`` keyword (like ``sliced_wasserstein``) it receives ``generator`` too. A sampler
+    that cannot be called as ``x_fn(n, generator)`` raises a ``TypeError`` naming it. What the
     samplers return is checked before the metric sees it (a real tensor ``(N, D)`` of finite
     values, the same ``D`` for both): errors name ``x_fn(n, generator)`` or
-    ``y_fn(n, generator)``.
+    ``y_fn(n, generator)``. What the metric returns must be one finite real number (a
+    ``TypeError`` for anything else, e.g. the ``KID`` pair; a ``ValueError`` for NaN or inf).
 
     Returns:
         ``Spread(mean, std)`` over the repeats.
     """
-    names = ("x_fn(n, generator)", "y_fn(n, generator)")
-    return _spread(x_fn, y_fn, n, metric, repeats, generator, names)
+    return _spread(x_fn, y_fn, n, metric, repeats, generator, ("x_fn", "y_fn"))
+
+
+def _call_sampler(fn: SampleFn, n: int, generator: torch.Generator | None, name: str) -> Any:
+    """``fn(n, generator)`` for the sampler argument ``name``. A ``TypeError`` raised by the call
+    itself (Python could not bind the two arguments: ``lambda n: ...``, a keyword-only
+    ``generator``) is re-raised naming ``name`` and the call it must accept; one raised inside
+    the sampler's own code passes unchanged."""
+    try:
+        return fn(n, generator)
+    except TypeError as exc:
+        if exc.__traceback__ is None or exc.__traceback__.tb_next is not None:
+            raise  # raised inside the sampler: its own error, with its own traceback
+        raise TypeError(
+            f"{name} must accept the call {name}(n, generator) -> (n, D), with the number of "
+            f"points and a torch.Generator or None, positionally (e.g. lambda n, g: "
+            f"toy_dataset('moons', n, g)); calling it raised: {exc}"
+        ) from exc
 
 
 def _drawn(fn: SampleFn, n: int, generator: torch.Generator | None, name: str) -> torch.Tensor:
-    """``fn(n, generator)``, checked as a point cloud ``(N, D)`` named ``name`` (the sampler's
-    output, as the caller wrote the sampler), and returned as drawn."""
-    x = fn(n, generator)
-    check_with(PointCloud(), x, name)
+    """``fn(n, generator)`` (:func:`_call_sampler`), checked as a point cloud ``(N, D)`` named
+    ``name(n, generator)`` (the sampler's output, as the caller wrote the sampler), and returned
+    as drawn."""
+    x = _call_sampler(fn, n, generator, name)
+    check_with(PointCloud(), x, f"{name}(n, generator)")
     return x
+
+
+def _metric_value(value: Any) -> float:
+    """What a metric returned, as a float: a real number (a ``TypeError`` otherwise, e.g. for
+    :class:`~minidiff.metrics.fid.KID`, a tuple) that is finite (a ``ValueError`` otherwise)."""
+    try:
+        return check_number(value, "metric(x, y)")
+    except TypeError:
+        raise TypeError(
+            f"metric(x, y) must return one real number, got {describe(value)}; for a metric "
+            "that returns several, pass the one to average, e.g. "
+            "metric=lambda x, y: kid_from_features(x, y).mean"
+        ) from None
 
 
 def _spread(
@@ -324,8 +380,8 @@ def _spread(
     generator: torch.Generator | None,
     names: tuple[str, str],
 ) -> Spread:
-    """:func:`distance_with_spread` for checked arguments; ``names`` name the samplers' outputs
-    in errors (what they returned is checked before the metric sees it)."""
+    """:func:`distance_with_spread` for checked arguments; ``names`` name the samplers in errors
+    (what they returned is checked before the metric sees it)."""
     metric_fn = _metric(metric, "metric")  # the default name is not checked, only resolved
     extra = {"generator": generator} if _takes_generator(metric_fn) else {}
     values = []
@@ -334,10 +390,10 @@ def _spread(
         y = _drawn(y_fn, n, generator, names[1])
         if x.shape[1] != y.shape[1]:
             raise ValueError(
-                f"{names[0]} and {names[1]} must return points of the same dimension D, "
-                f"got {x.shape[1]} and {y.shape[1]}"
+                f"{names[0]}(n, generator) and {names[1]}(n, generator) must return points of "
+                f"the same dimension D, got {x.shape[1]} and {y.shape[1]}"
             )
-        values.append(float(metric_fn(x, y, **extra)))
+        values.append(_metric_value(metric_fn(x, y, **extra)))
     return Spread.of(values)
 
 
@@ -352,8 +408,8 @@ def data_floor(
     """Distance between two independent size-``n`` samples of one law: ``Spread(mean, std)``.
 
     A model whose samples are as close to the data as this floor cannot be told apart from the data
-    by ``metric`` at this sample size. What ``sample_fn`` returns is checked as in
-    :func:`distance_with_spread`; errors name ``sample_fn(n, generator)``.
+    by ``metric`` at this sample size. ``sample_fn`` and what it returns, and what ``metric``
+    returns, are checked as in :func:`distance_with_spread`; errors name ``sample_fn`` or
+    ``sample_fn(n, generator)``.
     """
-    name = "sample_fn(n, generator)"
-    return _spread(sample_fn, sample_fn, n, metric, repeats, generator, (name, name))
+    return _spread(sample_fn, sample_fn, n, metric, repeats, generator, ("sample_fn", "sample_fn"))

@@ -19,6 +19,7 @@ optional extra ``pip install 'minidiff[fid]'``, imported only when Inception fea
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -102,10 +103,13 @@ def frechet_distance(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tenso
 
     ``Tr((S_a S_b)^{1/2}) = Tr((S_a^{1/2} S_b S_a^{1/2})^{1/2})``, and the matrix inside is
     symmetric positive semi-definite, so two symmetric eigendecompositions replace scipy's general
-    ``sqrtm`` (no complex round-off to discard). Shapes: ``mu: (D,)``, ``sigma: (D, D)``; the
-    sigmas must be covariance matrices (symmetric, positive semi-definite), else ``ValueError``.
+    ``sqrtm`` (no complex round-off to discard). Shapes: ``mu: (D,)``, ``sigma: (D, D)`` with
+    ``D >= 1``; the sigmas must be covariance matrices (symmetric, positive semi-definite), else
+    ``ValueError``.
     """
     d = mu_a.shape[0]
+    if d == 0:
+        raise ValueError(f"mu_a must have shape (D,) with D >= 1, got {tuple(mu_a.shape)}")
     if mu_b.shape != (d,):
         raise ValueError(
             f"mu_a and mu_b must both have shape (D,), got {tuple(mu_a.shape)} and "
@@ -215,8 +219,11 @@ def default_inception_weights() -> Path:
 
 def find_inception_weights(weights_path: str | os.PathLike[str] | None = None) -> Path | None:
     """The Inception weights file to use, or ``None`` where there is none: ``weights_path``, else
-    ``$MINIDIFF_INCEPTION_WEIGHTS``, else :func:`default_inception_weights` if that file exists.
-    A path that is named but missing raises ``FileNotFoundError`` (a typo should not fall back)."""
+    ``$MINIDIFF_INCEPTION_WEIGHTS``, else :func:`default_inception_weights` if that file exists
+    (``~`` is expanded in each). A path that is named but missing raises ``FileNotFoundError`` (a
+    typo should not fall back). Only the file's existence is checked here (reading 100 MB is the
+    network's work): a corrupt or truncated file is refused with a ``ValueError`` naming it when
+    :func:`inception_features` builds the network."""
     try:
         return _resolve_weights(weights_path)
     except FileNotFoundError:
@@ -252,7 +259,7 @@ def _resolve_weights(weights_path: str | os.PathLike[str] | None) -> Path:
         raise TypeError(
             f"weights_path must be a path (str or os.PathLike), got {type(weights_path).__name__}"
         )
-    path = Path(weights_path)
+    path = Path(weights_path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
             f"Inception weights not found: {source}={str(path)!r} is not a file; " + _where_to_put()
@@ -260,7 +267,16 @@ def _resolve_weights(weights_path: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def _load_extractor(path: Path, device: torch.device) -> Callable[[Tensor], Tensor]:
+def _weights_source(weights_path: object) -> str:
+    """How the user named the weights file: the argument, the environment variable, or neither."""
+    if weights_path is not None:
+        return "weights_path"
+    return INCEPTION_WEIGHTS_ENV if os.environ.get(INCEPTION_WEIGHTS_ENV) else "the default file"
+
+
+def _load_extractor(
+    path: Path, device: torch.device, source: str = "weights_path"
+) -> Callable[[Tensor], Tensor]:
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ImportError as exc:
@@ -268,9 +284,25 @@ def _load_extractor(path: Path, device: torch.device) -> Callable[[Tensor], Tens
             "Inception features need the optional package torch-fidelity (which pulls in "
             "torchvision): pip install 'minidiff[fid]'"
         ) from exc
-    extractor = FeatureExtractorInceptionV3(
-        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
-    ).to(device)
+    try:
+        extractor = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+        )
+    except (RuntimeError, pickle.UnpicklingError, EOFError, IndexError) as exc:
+        # what torch.load and load_state_dict raise for a truncated or corrupt file (a text file
+        # read as a legacy pickle: IndexError) and for the weights of another network
+        said = " ".join(str(exc).split())
+        reason = type(exc).__name__ + (f": {said[:200]}" if said else "")
+        named = (
+            f"{source} {str(path)!r}" if source.startswith("the ") else f"{source}={str(path)!r}"
+        )
+        raise ValueError(
+            f"{named} is not a readable Inception weights file "
+            f"({reason}); expected torch-fidelity's {_WEIGHTS_FILE} "
+            "(about 100 MB) whole, not a download that stopped early or another network's "
+            "weights: " + _where_to_put()
+        ) from exc
+    extractor = extractor.to(device)
 
     def features(images_uint8: Tensor) -> Tensor:
         out = extractor(images_uint8)
@@ -311,7 +343,8 @@ def inception_features(
     The weights: ``weights_path``, else the environment variable ``MINIDIFF_INCEPTION_WEIGHTS``,
     else ``~/.cache/minidiff/weights-inception-2015-12-05-6726825d.pth`` (see
     :func:`find_inception_weights`; :data:`INCEPTION_WEIGHTS_URL` says where to get the file).
-    Returns ``(N, 2048)`` float32 on the CPU.
+    A file torch cannot read as those weights (truncated, corrupt, another network's) raises a
+    ``ValueError`` naming it. Returns ``(N, 2048)`` float32 on the CPU.
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
@@ -324,7 +357,7 @@ def inception_features(
         raise ValueError("images contains non-finite values (NaN or inf)")
     path = _resolve_weights(weights_path)
     dev = torch.device(device) if device is not None else images.device
-    extract = _load_extractor(path, dev)
+    extract = _load_extractor(path, dev, _weights_source(weights_path))
     out = []
     for chunk in images.split(batch_size):
         with torch.no_grad():

@@ -41,7 +41,7 @@ from .._validation import (
 )
 from ..data.gmm import GaussianMixture
 from ..tensors import pairwise_sq_dists
-from .distances import Spread
+from .distances import Spread, _call_sampler
 
 __all__ = [
     "PrecisionRecall",
@@ -250,12 +250,18 @@ def precision_recall_with_floor(
         k: neighbour rank of the radii.
         generator: source of every random draw (model and data).
 
+    A sampler that cannot be called as ``data_fn(n, generator)`` raises a ``TypeError`` naming
+    it; what the samplers return is checked before it is measured (a real tensor ``(n, D)`` of
+    finite values, one ``D`` for both), and errors name ``data_fn(n, generator)`` and
+    ``sample_fn_or_samples(n, generator)`` (``sample_fn_or_samples`` for a tensor).
+
     Returns:
         ``PrecisionRecallFloor(precision, recall, precision_floor, recall_floor, outliers,
         outliers_floor, points)``, each measure a ``Spread(mean, std)`` over the draws.
     """
     if n < k + 1:
         raise ValueError(f"n must be an int >= k + 1 = {k + 1}, got {n!r}")
+    pool: Tensor | None = None
     if isinstance(sample_fn_or_samples, Tensor):
         pool = check_with(PointCloud(), sample_fn_or_samples, "sample_fn_or_samples")
         if pool.shape[0] < n * draws:
@@ -272,17 +278,25 @@ def precision_recall_with_floor(
         fn = sample_fn_or_samples
 
         def model_draw(i: int) -> Tensor:
-            return fn(n, generator)
+            return _call_sampler(fn, n, generator, "sample_fn_or_samples")
 
+    drawn = "sample_fn_or_samples" + ("" if pool is not None else "(n, generator)")
     model_pr: list[PrecisionRecall] = []
     floor_pr: list[PrecisionRecall] = []
     for i in range(draws):
-        x = check_with(PointCloud(), model_draw(i), "sample_fn_or_samples")
-        data = [check_with(PointCloud(), data_fn(n, generator), "data_fn's draw") for _ in "abc"]
+        x = check_with(PointCloud(), model_draw(i), drawn)
+        data = [
+            check_with(
+                PointCloud(),
+                _call_sampler(data_fn, n, generator, "data_fn"),
+                "data_fn(n, generator)",
+            )
+            for _ in "abc"
+        ]
         if x.shape[1] != data[0].shape[1]:
             raise ValueError(
-                f"sample_fn_or_samples gives points of dimension {x.shape[1]} but data_fn gives "
-                f"dimension {data[0].shape[1]}: the samples and the data must live in one space"
+                f"{drawn} and data_fn(n, generator) must return points of the same dimension D, "
+                f"got {x.shape[1]} and {data[0].shape[1]}"
             )
         model_pr.append(knn_precision_recall(x, data[0], k))
         floor_pr.append(knn_precision_recall(data[1], data[2], k))

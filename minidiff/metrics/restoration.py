@@ -25,11 +25,16 @@ __all__ = ["psnr", "highband_spectrum_distance", "seam_jump"]
 _IMAGES = FloatTensor(dim=4, nonempty=True, finite=True)
 
 
-@checked(x=_IMAGES, x_ref=FloatTensor(like="x", finite=True))
+@checked(
+    x=FloatTensor(dim=4, nonempty=True, finite=True, within=(-1.0, 1.0)),
+    x_ref=FloatTensor(like="x", finite=True, within=(-1.0, 1.0)),
+)
 def psnr(x: torch.Tensor, x_ref: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of each image against its reference: ``(B,)``.
 
-    Images in ``[-1, 1]`` (peak-to-peak range 2); identical images give ``inf``.
+    Images in ``[-1, 1]`` (peak-to-peak range 2; images outside, e.g. 8-bit pixels in
+    ``0..255``, are refused with a ``ValueError``, as the colour measures do); identical images
+    give ``inf``.
     """
     mse = ((x.double() - x_ref.double()) ** 2).flatten(1).mean(dim=1)
     return 10.0 * torch.log10(4.0 / mse)
@@ -40,7 +45,9 @@ def highband_spectrum_distance(x: torch.Tensor, data: torch.Tensor, cutoff: floa
     """Mean ``|10 log10 P_x(f) - 10 log10 P_data(f)|`` (dB) over rings with ``f >= cutoff``.
 
     ``x, data: (B, C, S, S)`` with the same ``C, S`` (any batch sizes); ``f`` in cycles per pixel
-    (:func:`minidiff.frequency.radial_frequencies`), at most the Nyquist frequency 0.5.
+    (:func:`minidiff.frequency.radial_frequencies`), at most the Nyquist frequency 0.5. A ring
+    where both have zero power (constant images) counts as 0 dB apart; a ring where only one of
+    them has zero power is infinitely many dB away, and raises a ``ValueError`` naming it.
     """
     if x.shape[1:] != data.shape[1:]:
         raise ValueError(
@@ -51,7 +58,15 @@ def highband_spectrum_distance(x: torch.Tensor, data: torch.Tensor, cutoff: floa
     keep = radial_frequencies(S) >= cutoff - 1e-12
     p_x = radial_psd(x.double()).mean(dim=0)[keep]
     p_d = radial_psd(data.double()).mean(dim=0)[keep]
-    return float((10.0 * (p_x.log10() - p_d.log10())).abs().mean())
+    both = (p_x == 0) & (p_d == 0)
+    for name, p in (("x", p_x), ("data", p_d)):
+        if bool(((p == 0) & ~both).any()):
+            raise ValueError(
+                f"{name} has zero power at frequencies >= cutoff={cutoff:g} where the other "
+                "does not (constant images?): their distance in dB is infinite"
+            )
+    db = 10.0 * (p_x.log10() - p_d.log10())
+    return float(torch.where(both, 0.0, db).abs().mean())
 
 
 @checked(x=_IMAGES)

@@ -67,7 +67,7 @@ def test_out_of_range_fraction() -> None:
 
 
 def test_bad_inputs_are_named(split: tuple[torch.Tensor, ...], cnn: DigitCNN) -> None:
-    # 7 bad inputs
+    # 9 bad inputs
     xa, ya, _, _ = split
     with pytest.raises(ValueError, match="images must have shape"):
         train_digit_cnn(torch.zeros(4, 1, 16, 16), ya[:4])
@@ -79,6 +79,11 @@ def test_bad_inputs_are_named(split: tuple[torch.Tensor, ...], cnn: DigitCNN) ->
         confident_rate(cnn, torch.full((2, 1, 8, 8), float("nan")))
     with pytest.raises(TypeError, match="cnn must be a DigitCNN"):
         digit_fid(torch.nn.Linear(64, 10), xa, xa)  # type: ignore[arg-type]
+    # one image has no covariance: named as passed, before the network runs (it named features_a)
+    with pytest.raises(ValueError, match=r"^samples must have shape \(N, 1, 8, 8\) with N >= 2"):
+        digit_fid(cnn, xa[:1], xa)
+    with pytest.raises(ValueError, match=r"^reference must have shape \(N, 1, 8, 8\) with N >= 2"):
+        digit_fid(cnn, xa, xa[:1])
     with pytest.raises(ValueError, match="threshold"):
         confident_rate(cnn, xa, threshold=1.5)
     with pytest.raises(ValueError, match="x must hold"):
@@ -131,3 +136,23 @@ def test_spread_is_the_mean_pairwise_distance() -> None:
     assert torch.isnan(s[2]) and torch.isnan(s[3])  # fewer than two images
     with pytest.raises(ValueError, match="labels"):
         within_class_spread(x, torch.tensor([0, 1]))
+
+
+def test_labels_are_checked_alike_everywhere(judge: DigitJudge) -> None:
+    # labels 3..9 with num_classes=3 were silently left out; float labels were a ValueError here
+    # and a TypeError in train_digit_cnn; a negative label picked the judge's last class
+    x, y = load_digits(8)
+    with pytest.raises(ValueError, match=r"^labels must be a class index in 0\.\.2, got 9"):
+        within_class_spread(x[:50], y[:50], num_classes=3)
+    for fn in (
+        lambda: within_class_spread(x[:50], y[:50].float()),
+        lambda: train_digit_cnn(x[:50], y[:50].float()),
+        lambda: judge.rate(x[:50], y[:50].float()),
+        lambda: DigitJudge(x[:50], y[:50].double()),
+    ):
+        with pytest.raises(TypeError, match="^labels must be an integer"):
+            fn()
+    with pytest.raises(ValueError, match=r"^labels must be a class index in 0\.\.9, got -1"):
+        judge.rate(x[:3], torch.tensor([0, -1, 2]))
+    with pytest.raises(ValueError, match=r"^labels must have shape \(3,\)"):
+        judge.hits(x[:3], torch.tensor(1))

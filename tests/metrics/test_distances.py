@@ -121,6 +121,12 @@ def test_median_bandwidth() -> None:
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     y = torch.tensor([[3.0, 0.0]])
     assert median_bandwidth(x, y) == pytest.approx(2.0)  # distances 1, 3, 2
+    # as documented: of an even number of distances (1, 3, sqrt 10, sqrt 29, sqrt 41, sqrt 50) the
+    # lower middle one, not numpy's mean of the two middle ones
+    y2 = torch.tensor([[0.0, 3.0], [5.0, 5.0]])
+    assert median_bandwidth(x, y2) == pytest.approx(math.sqrt(10))
+    # and beyond max_points, the evenly spaced rows of cat(x, y): rows 0 and 3 of four
+    assert median_bandwidth(x, y2, max_points=2) == pytest.approx(math.sqrt(50))
 
 
 @pytest.mark.parametrize("fn", [mmd, energy_distance, sliced_wasserstein])
@@ -153,6 +159,23 @@ def test_parameter_validation() -> None:
             energy_distance(x, x, unbiased=flag)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="values must hold at least one number"):
         Spread.of([])
+
+
+def test_mmd_bandwidths_as_arrays_and_tensors_and_never_nan() -> None:
+    """A 1-D array or tensor of bandwidths reads like a list; a 0-d tensor is refused by name;
+    an h so small that 1 / (2 h^2) overflows is refused (it gave NaN, or a ZeroDivisionError)."""
+    import numpy as np
+
+    x, y = normal(20, 2, 0), normal(20, 2, 1, 1.0)
+    ref = mmd(x, y, [0.5, 1.0])
+    assert mmd(x, y, np.array([0.5, 1.0])) == ref
+    assert mmd(x, y, torch.tensor([0.5, 1.0])) == ref
+    with pytest.raises(TypeError, match="^bandwidths must be a sequence.*0-d tensor"):
+        mmd(x, y, torch.tensor(1.0))  # type: ignore[arg-type]
+    for tiny in (1e-160, 1e-170):
+        with pytest.raises(ValueError, match=r"^bandwidths\[0\] must be large enough"):
+            mmd(x, y, [tiny])
+    assert math.isfinite(mmd(x, y, [1e-154]))
 
 
 def test_data_floor_and_spread() -> None:
@@ -214,3 +237,49 @@ def test_data_floor_and_spread_name_the_sampler_whose_output_is_wrong() -> None:
             distance_with_spread(good, bad, 10)
     with pytest.raises(ValueError, match=r"x_fn\(n, generator\) and y_fn\(n, generator\)"):
         distance_with_spread(good, lambda n, g: torch.randn(n, 3, generator=g), 10)
+
+
+def test_a_sampler_that_does_not_take_n_and_generator_is_named() -> None:
+    """Python's own error said "<lambda>() takes 1 positional argument but 2 were given"; a
+    TypeError inside a sampler that does take them stays the sampler's own."""
+
+    def good(n: int, g: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(n, 2, generator=g)
+
+    def keyword_only(n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, 2, generator=generator)
+
+    for bad in (lambda n: torch.randn(n, 2), keyword_only):
+        with pytest.raises(TypeError, match=r"^sample_fn must accept the call sample_fn\(n, "):
+            data_floor(bad, 10)
+        with pytest.raises(TypeError, match=r"^x_fn must accept the call x_fn\(n, generator\)"):
+            distance_with_spread(bad, good, 10)
+        with pytest.raises(TypeError, match=r"^y_fn must accept the call y_fn\(n, generator\)"):
+            distance_with_spread(good, bad, 10)
+
+    def broken(n: int, g: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(n, 2, generator=g, size=3)  # the sampler's own mistake
+
+    with pytest.raises(TypeError) as info:
+        data_floor(broken, 10)
+    assert not str(info.value).startswith("sample_fn must accept")
+
+
+def test_a_metric_must_return_one_number() -> None:
+    """A metric returning a KID pair or a tensor of several numbers failed in float() after the
+    samplers ran; NaN was averaged silently."""
+    from minidiff.metrics import kid_from_features
+
+    def data(n: int, g: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(n, 2, generator=g)
+
+    with pytest.raises(TypeError, match=r"^metric\(x, y\) must return one real number, got KID"):
+        data_floor(data, 50, metric=kid_from_features, generator=gen(0))
+    with pytest.raises(TypeError, match=r"kid_from_features\(x, y\)\.mean"):
+        data_floor(data, 50, metric=lambda x, y: x.mean(0) - y.mean(0))
+    with pytest.raises(ValueError, match=r"^metric\(x, y\) must be a finite number"):
+        data_floor(data, 50, metric=lambda x, y: math.nan)
+    kid = data_floor(data, 50, metric=lambda x, y: kid_from_features(x, y).mean, repeats=2)
+    assert math.isfinite(kid.mean)
+    one = data_floor(data, 50, metric=lambda x, y: (x.mean() - y.mean()).abs(), repeats=2)
+    assert math.isfinite(one.mean)  # a one-element tensor is one number

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ from minidiff.metrics import fid
 from minidiff.metrics.fid import (
     INCEPTION_WEIGHTS_ENV,
     fid_from_features,
+    find_inception_weights,
     frechet_distance,
     gaussian_statistics,
     inception_features,
@@ -137,6 +140,8 @@ def test_bad_features(a: torch.Tensor, b: torch.Tensor, match: str) -> None:
 def test_frechet_distance_bad_shapes() -> None:
     with pytest.raises(ValueError, match="sigma_b must have shape"):
         frechet_distance(torch.zeros(3), torch.eye(3), torch.zeros(3), torch.eye(2))
+    with pytest.raises(ValueError, match=r"^mu_a must have shape \(D,\) with D >= 1, got \(0,\)"):
+        frechet_distance(torch.zeros(0), torch.zeros(0, 0), torch.zeros(0), torch.zeros(0, 0))
 
 
 def test_inception_without_weights_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,7 +199,7 @@ def test_inception_sees_uint8_pixels_unchanged_and_floats_quantised(
 
     seen: list[torch.Tensor] = []
 
-    def fake_extractor(path: Any, device: Any) -> Any:
+    def fake_extractor(path: Any, device: Any, source: str = "weights_path") -> Any:
         def features(u8: torch.Tensor) -> torch.Tensor:
             seen.append(u8.clone())
             return u8.float().mean(dim=(2, 3))
@@ -213,3 +218,68 @@ def test_inception_sees_uint8_pixels_unchanged_and_floats_quantised(
     assert torch.equal(seen[-1], pixels)
     with pytest.raises(TypeError, match="images must be floating in \\[-1, 1\\] or uint8"):
         inception_features(pixels.long(), weights_path=weights)
+
+
+def _stub_torch_fidelity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch-fidelity's extractor reduced to what it does with the weights file: ``torch.load``
+    and ``load_state_dict`` (the package itself is an optional extra, not installed in CI)."""
+
+    class FeatureExtractorInceptionV3(torch.nn.Module):
+        def __init__(self, name: str, features: list, feature_extractor_weights_path: str) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 2)
+            self.load_state_dict(torch.load(feature_extractor_weights_path))
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (self.fc(x.float().mean(dim=(2, 3))),)
+
+    package = types.ModuleType("torch_fidelity")
+    module = types.ModuleType("torch_fidelity.feature_extractor_inceptionv3")
+    module.FeatureExtractorInceptionV3 = FeatureExtractorInceptionV3  # type: ignore[attr-defined]
+    package.feature_extractor_inceptionv3 = module  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch_fidelity", package)
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", module)
+
+
+def test_a_corrupt_weights_file_is_named_not_a_torch_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # torch's own errors suggested weights_only=False, a zip archive or missing keys
+    _stub_torch_fidelity(monkeypatch)
+    monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+    images = torch.zeros(2, 3, 8, 8)
+    good = tmp_path / "good.pth"
+    torch.save({f"fc.{k}": v for k, v in torch.nn.Linear(3, 2).state_dict().items()}, good)
+    assert inception_features(images, weights_path=good).shape == (2, 2)
+    whole = good.read_bytes()
+    files = {
+        "truncated": whole[: len(whole) // 2],
+        "empty": b"",
+        "text": b"<html>404 Not Found</html>",
+        "pickle": b"\x80\x02garbage",
+    }
+    other = tmp_path / "other.pth"
+    torch.save(torch.nn.Linear(3, 2).state_dict(), other)  # another network's: no fc.weight
+    paths = [other]
+    for name, content in files.items():
+        (tmp_path / f"{name}.pth").write_bytes(content)
+        paths.append(tmp_path / f"{name}.pth")
+    for path in paths:
+        with pytest.raises(
+            ValueError, match="^weights_path=.* is not a readable Inception"
+        ) as info:
+            inception_features(images, weights_path=path)
+        assert "6726825d.pth" in str(info.value) and "100 MB" in str(info.value)
+    monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, str(other))
+    with pytest.raises(ValueError, match=f"^{INCEPTION_WEIGHTS_ENV}=.* is not a readable"):
+        inception_features(images)
+
+
+def test_a_weights_path_with_a_tilde_is_the_home_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "w.pth").write_bytes(b"")
+    assert find_inception_weights("~/w.pth") == tmp_path / "w.pth"
+    monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, "~/w.pth")
+    assert find_inception_weights() == tmp_path / "w.pth"

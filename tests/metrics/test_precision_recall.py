@@ -212,21 +212,52 @@ def test_mode_coverage_counts_and_widths_on_a_narrow_model() -> None:
                 lambda n, g: torch.randn(n, 3), lambda n, g: torch.randn(n, 2), 10, draws=1
             ),
             ValueError,
-            "sample_fn_or_samples gives points of dimension 3 but data_fn gives dimension 2",
+            "sample_fn_or_samples(n, generator) and data_fn(n, generator) must return points of "
+            "the same dimension D, got 3 and 2",
         ),
         (
             lambda: precision_recall_with_floor(
                 torch.randn(10, 3), lambda n, g: torch.randn(n, 2), 10, draws=1
             ),
             ValueError,
-            "sample_fn_or_samples gives points of dimension 3",
+            "sample_fn_or_samples and data_fn(n, generator) must return points of the same",
         ),
         (
             lambda: precision_recall_with_floor(
                 lambda n, g: torch.randn(n, 2), lambda n, g: torch.randn(n, 2).tolist(), 10, 1
             ),
             TypeError,
-            "data_fn's draw must be a torch.Tensor",
+            "data_fn(n, generator) must be a torch.Tensor",
+        ),
+        (
+            lambda: precision_recall_with_floor(
+                lambda n, g: torch.randn(n, 2), lambda n, g: [[0.0, 0.0]] * n, 10, 1
+            ),
+            TypeError,
+            "data_fn(n, generator) must be a torch.Tensor",
+        ),
+        (
+            lambda: precision_recall_with_floor(
+                lambda n, g: torch.randn(n, 2).long() > 0, lambda n, g: torch.randn(n, 2), 10, 1
+            ),
+            TypeError,
+            "sample_fn_or_samples(n, generator) must be a real tensor",
+        ),
+        # a sampler that does not take (n, generator): named, not Python's "<lambda>() takes 1
+        # positional argument but 2 were given"
+        (
+            lambda: precision_recall_with_floor(
+                lambda n: torch.randn(n, 2), lambda n, g: torch.randn(n, 2), 10, 1
+            ),
+            TypeError,
+            "sample_fn_or_samples must accept the call sample_fn_or_samples(n, generator)",
+        ),
+        (
+            lambda: precision_recall_with_floor(
+                lambda n, g: torch.randn(n, 2), lambda n, *, generator: torch.randn(n, 2), 10, 1
+            ),
+            TypeError,
+            "data_fn must accept the call data_fn(n, generator)",
         ),
         (
             lambda: mode_coverage(torch.randn(10, 3), GaussianMixture.eight_gaussians()),
