@@ -323,39 +323,13 @@ def pf_ode_sample(
     :func:`~minidiff.sde.score_fn_from_mixture` is, an ε-model's ``-ε/σ(t)`` is not: the last
     step then raises :class:`~minidiff.samplers.loop.NonFiniteSampleError`).
     """
-    return _pf_ode(
-        "pf_ode_sample",
-        score_fn, sde, shape, x_T, steps, method, t_end, clip_x0, generator, device, dtype,
-        on_step, progress,
-    )  # fmt: skip
-
-
-def _pf_ode(
-    caller: str,
-    score_fn: ScoreFn,
-    sde: SDE,
-    shape: tuple[int, ...] | None,
-    x_T: torch.Tensor | None,
-    steps: int,
-    method: str,
-    t_end: float | None,
-    clip_x0: str | X0Clip | None,
-    generator: torch.Generator | None,
-    device: torch.device | str | None,
-    dtype: torch.dtype | None,
-    on_step: OnStep | None,
-    progress: bool,
-) -> torch.Tensor:
-    """The body of the PF-ODE samplers (arguments checked); ``caller`` is the sampler called,
-    named in errors."""
     if t_end == 0.0 and clip_x0 is not None and method != "euler":
         raise ValueError(
-            f"t_end must be > 0 with clip_x0 and method={method!r} ({caller}): its last step "
-            "evaluates the clipped score at t_end, (alpha clip(x0) - x) / sigma^2 with "
-            "sigma(0) = 0; leave t_end=None (sde.t_min) or use Euler steps "
-            "(pf_ode_sample(..., method='euler') or pf_ode_euler_sample)"
+            f"t_end must be > 0 with clip_x0 and method={method!r}: its last step evaluates the "
+            "clipped score at t_end, (alpha clip(x0) - x) / sigma^2 with sigma(0) = 0; leave "
+            "t_end=None (sde.t_min) or use Euler steps (method='euler', pf_ode_euler_sample)"
         )
-    name = f"{caller} ({method})" if caller == "pf_ode_sample" else caller
+    name = f"pf_ode_sample ({method})"
     x, ts = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0), probability_flow=True)
     return ode_solve(
@@ -388,10 +362,9 @@ def pf_ode_euler_sample(
 ) -> torch.Tensor:
     """:func:`pf_ode_sample` with Euler steps (NFE = ``steps``); the same arguments but
     ``method`` (fixed: call :func:`pf_ode_sample` to choose it)."""
-    return _pf_ode(
-        "pf_ode_euler_sample",
-        score_fn, sde, shape, x_T, steps, "euler", t_end, clip_x0, generator, device, dtype,
-        on_step, progress,
+    return pf_ode_sample.unchecked(
+        score_fn, sde, shape, x_T=x_T, steps=steps, method="euler", t_end=t_end, clip_x0=clip_x0,
+        generator=generator, device=device, dtype=dtype, on_step=on_step, progress=progress,
     )  # fmt: skip
 
 
@@ -414,10 +387,9 @@ def pf_ode_heun_sample(
 ) -> torch.Tensor:
     """:func:`pf_ode_sample` with Heun steps (NFE = ``2 · steps``); the same arguments but
     ``method`` (fixed: call :func:`pf_ode_sample` to choose it)."""
-    return _pf_ode(
-        "pf_ode_heun_sample",
-        score_fn, sde, shape, x_T, steps, "heun", t_end, clip_x0, generator, device, dtype,
-        on_step, progress,
+    return pf_ode_sample.unchecked(
+        score_fn, sde, shape, x_T=x_T, steps=steps, method="heun", t_end=t_end, clip_x0=clip_x0,
+        generator=generator, device=device, dtype=dtype, on_step=on_step, progress=progress,
     )  # fmt: skip
 
 

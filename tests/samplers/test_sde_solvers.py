@@ -348,7 +348,7 @@ def test_fixed_forms_give_what_the_general_samplers_give() -> None:
     for fn, method in ((pf_ode_euler_sample, "euler"), (pf_ode_heun_sample, "heun")):
         want = pf_ode_sample(score, sde, x_T=x_T, steps=6, method=method, t_end=0.01)
         assert torch.equal(fn(score, sde, x_T=x_T, steps=6, t_end=0.01), want)
-    with pytest.raises(NonFiniteSampleError, match="^pf_ode_heun_sample produced"):
+    with pytest.raises(NonFiniteSampleError, match=r"^pf_ode_sample \(heun\) produced"):
         pf_ode_heun_sample(lambda x, t: x * float("nan"), sde, (2, 2), steps=3)
-    with pytest.raises(ValueError, match=r"t_end must be > 0 .*\(pf_ode_heun_sample\)"):
+    with pytest.raises(ValueError, match=r"t_end must be > 0 with clip_x0 and method='heun'"):
         pf_ode_heun_sample(score, sde, (2, 2), steps=3, t_end=0.0, clip_x0="static")
