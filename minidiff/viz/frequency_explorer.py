@@ -118,7 +118,7 @@ def frequency_view(
         "noise_floor": (1 - ab) * n,
         "alpha_bar": ab,
         "snr": float(schedule.snr[t]),
-        "crossover": float(crossover_frequency(psd0, ab, n, freqs)),
+        "crossover": float(crossover_frequency(psd0[1:], ab, n, freqs[1:])),
     }
 
 
@@ -195,7 +195,10 @@ class FrequencyExplorer(Explorer):
         if fc >= float(view["freqs"][-1]):
             where = "no frequency is drowned yet (signal above noise up to Nyquist, 0.5)"
         elif fc <= 0.0:
-            where = "every frequency is drowned (noise above the signal even at the lowest ring)"
+            where = (
+                "every frequency is drowned "
+                "(noise above the signal even at the lowest non-zero frequency)"
+            )
         else:
             where = (
                 f"noise overtakes signal above f* = {fc:.3f} cycles/pixel "

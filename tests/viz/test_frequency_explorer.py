@@ -51,14 +51,25 @@ def test_state_matches_the_frequency_module() -> None:
     x_t = q_sample(img[None], 300, sch, noise=ex.noise["photo: china (64x64)"][None])
     torch.testing.assert_close(v["x_t"], x_t[0])
     np.testing.assert_allclose(v["psd_t"], radial_psd(x_t)[0].numpy())
-    fc = crossover_frequency(
-        radial_psd(img[None])[0], float(sch.alpha_bar[300]), 64 * 64, radial_frequencies(64)
+    fc = crossover_frequency(  # over the rings the plot shows: all but the zero frequency
+        radial_psd(img[None])[0][1:], float(sch.alpha_bar[300]), 64 * 64, radial_frequencies(64)[1:]
     )
     assert math.isclose(v["crossover"], float(fc)) and f"{float(fc):.3f}" in st["readout"]
     assert math.isclose(v["noise_floor"], (1 - float(sch.alpha_bar[300])) * 4096)
     # later t, lower crossover: high frequencies drown first
     later = ex.update(t=700)["view"]["crossover"]
     assert later < v["crossover"]
+
+
+def test_the_crossover_ignores_the_zero_frequency_of_a_zero_mean_image() -> None:
+    # ring 0 is the image mean: ~0 here, below the floor, while every plotted ring is far above it
+    img = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    img = (img - img.mean(dim=(1, 2), keepdim=True)).clamp(-1, 1)
+    ex = FrequencyExplorer({"zero-mean": img}, T=50, t=10, render=False)
+    v = ex.state["view"]
+    assert v["signal"][0] < v["noise_floor"] < v["signal"][1:].min()
+    assert v["crossover"] == float(v["freqs"][-1])
+    assert "no frequency is drowned yet" in ex.readout()
 
 
 def test_bad_values_give_a_message_not_an_exception() -> None:
