@@ -126,7 +126,10 @@ class GuidanceExplorer(Explorer):
         ex.widget                                               # the ipywidgets container
 
     The readout gives the accuracy of the exact classifier ``p_0(y | x)`` on the samples
-    (fidelity) and each component's share of the samples of class ``y`` (diversity).
+    (fidelity) and, for each component of class ``y``, its share of *all* the samples: the
+    fraction that it explains best (diversity; see
+    :meth:`~minidiff.data.LabelledGaussianMixture.component_shares`). Samples that a component of
+    another class explains best count for none, so the shares sum to at most 1.
     """
 
     PARAMS = ("w", "y", "form", "sampler", "steps")
@@ -211,7 +214,7 @@ class GuidanceExplorer(Explorer):
         return (
             f"{p['form']} guidance, w = {float(p['w']):g}, class {name}: "
             f"accuracy of the exact classifier on the samples {st['accuracy']:.1%}; "
-            f"share of the samples per component of the class: {shares}"
+            f"share of all samples per component of the class: {shares}"
         )
 
     # -- drawing -----------------------------------------------------------------------------------

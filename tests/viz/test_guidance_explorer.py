@@ -36,6 +36,16 @@ def test_state_is_the_pure_functions(explorer: GuidanceExplorer) -> None:
     assert 0.0 <= st["accuracy"] <= 1.0 and abs(sum(st["shares"]) - 1.0) < 0.05
 
 
+def test_the_shares_are_fractions_of_all_samples(explorer: GuidanceExplorer) -> None:
+    st = explorer.update(w=0.0, y=0, form="classifier", sampler="ddim", steps=20)
+    x = st["samples"].double()
+    owner = MIX.mixture.responsibilities(x, 1.0, 0.0).argmax(1)
+    claimed = float((MIX.labels[owner] == 0).double().mean())  # best explained by class 0
+    assert claimed < 0.9  # w = 0 of classifier guidance: unconditional, many samples elsewhere
+    assert abs(sum(st["shares"]) - claimed) < 1e-12
+    assert "share of all samples per component" in explorer.readout()
+
+
 def test_guidance_sharpens_the_class(explorer: GuidanceExplorer) -> None:
     low = explorer.update(w=0.0, y=0, form="classifier-free")
     acc0, shares0 = low["accuracy"], low["shares"]
