@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import check_choice, check_with
 from ..data.labelled import LabelledGaussianMixture
 from ..diffusion import EpsModel, score_from_eps
 from ..guidance import (
+    W_CG,
     Classifier,
     ConditionalModel,
-    check_guidance_weight,
+    W,
     classifier_free_guidance,
     classifier_guidance,
 )
@@ -56,6 +58,9 @@ def guided_eps_model(
 
     ``"classifier-free"``: ``(1+w) eps_c - w eps_∅``; ``"classifier"``:
     ``eps_∅ - sqrt(1 - ab_t) w ∇ log f(y | x_t)``, where ``eps_∅ = cond_model(x, t, ∅)``.
+    The same ``w`` is not the same strength in both: with exact models classifier guidance at
+    ``w`` is classifier-free guidance at ``w - 1`` (its ``w = 0`` is the unconditional model, its
+    ``w = 1`` the conditional one), the lectures' convention, kept here.
     """
     if form == "classifier-free":
         return classifier_free_guidance(cond_model, y, w, num_classes=num_classes)
@@ -178,13 +183,14 @@ class GuidanceExplorer(Explorer):
         """State for ``params``: ``samples``, ``field``, ``accuracy``, ``shares``, ``message``."""
         m = self.mixture
         try:
-            w = check_guidance_weight(params["w"])
+            form = check_choice(params["form"], "form", FORMS)
+            w = check_with(W_CG if form == "classifier" else W, params["w"], "w")
             y = params["y"]
             if isinstance(y, bool) or not isinstance(y, (int, np.integer)):
                 raise TypeError(f"y must be a class index (an int), got {y!r}")
             y = int(y)
             eps = guided_eps_model(
-                params["form"], self.cond_model, self.classifier, self.schedule, y, w, m.num_classes
+                form, self.cond_model, self.classifier, self.schedule, y, w, m.num_classes
             )
             gen = torch.Generator().manual_seed(self.seed)
             x = guided_samples(eps, self.schedule, self.n, params["sampler"], params["steps"], gen)
@@ -211,8 +217,15 @@ class GuidanceExplorer(Explorer):
         p = st["params"]
         shares = ", ".join(f"{s:.0%}" for s in st["shares"])
         name = self.mixture.names[int(p["y"])]
+        w = float(p["w"])
+        offset = (
+            f" (with exact models classifier-free guidance at w − 1 = {w - 1:g}: "
+            "here w = 0 is the unconditional model, w = 1 the conditional one)"
+            if p["form"] == "classifier"
+            else ""
+        )
         return (
-            f"{p['form']} guidance, w = {float(p['w']):g}, class {name}: "
+            f"{p['form']} guidance, w = {w:g}{offset}, class {name}: "
             f"accuracy of the exact classifier on the samples {st['accuracy']:.1%}; "
             f"share of all samples per component of the class: {shares}"
         )

@@ -46,6 +46,20 @@ def test_the_shares_are_fractions_of_all_samples(explorer: GuidanceExplorer) -> 
     assert "share of all samples per component" in explorer.readout()
 
 
+def test_classifier_guidance_states_its_offset_from_classifier_free(
+    explorer: GuidanceExplorer,
+) -> None:
+    explorer.update(w=2.0, y=0, form="classifier", sampler="ddim", steps=20)
+    assert "classifier-free guidance at w − 1 = 1" in explorer.readout()
+    assert "w = 0 is the unconditional model" in explorer.readout()
+    st = explorer.update(w=-1.0)
+    assert "0 = the unconditional model" in st["message"], st["message"]
+    st = explorer.update(w=-1.0, form="classifier-free")
+    assert "0 = the conditional model" in st["message"], st["message"]
+    explorer.update(w=2.0)
+    assert "w − 1" not in explorer.readout()
+
+
 def test_guidance_sharpens_the_class(explorer: GuidanceExplorer) -> None:
     low = explorer.update(w=0.0, y=0, form="classifier-free")
     acc0, shares0 = low["accuracy"], low["shares"]
