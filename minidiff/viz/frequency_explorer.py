@@ -260,21 +260,24 @@ class FrequencyExplorer(Explorer):
     def _build_widgets(self) -> None:
         import ipywidgets as w
 
-        p = self.params
+        # The controls start on valid values; _sync_widgets then shows params.
         style = {"description_width": "70px"}
         T = next(iter(self.schedules.values())).T
         controls = {
             "image": w.Dropdown(
-                options=list(self.images), value=p["image"], description="image", style=style
+                options=list(self.images),
+                value=next(iter(self.images)),
+                description="image",
+                style=style,
             ),
             "schedule": w.Dropdown(
                 options=list(self.schedules),
-                value=p["schedule"],
+                value="cosine",
                 description="schedule",
                 style=style,
             ),
             "t": w.IntSlider(
-                value=min(max(int(p["t"]), 1), T),
+                value=min(200, T),
                 min=1,
                 max=T,
                 description="t",

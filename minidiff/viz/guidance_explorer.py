@@ -275,11 +275,12 @@ class GuidanceExplorer(Explorer):
     def _build_widgets(self) -> None:
         import ipywidgets as wd
 
-        p = self.params
+        # The controls start on valid values; _sync_widgets then shows params (stretching a
+        # slider's range to a valid value outside it).
         style = {"description_width": "70px"}
         controls = {
             "w": wd.FloatSlider(
-                value=p["w"],
+                value=0.0,
                 min=0.0,
                 max=8.0,
                 step=0.5,
@@ -289,18 +290,18 @@ class GuidanceExplorer(Explorer):
             ),
             "y": wd.Dropdown(
                 options=[(nm, i) for i, nm in enumerate(self.mixture.names)],
-                value=p["y"],
+                value=0,
                 description="class",
                 style=style,
             ),
             "form": wd.Dropdown(
-                options=list(FORMS), value=p["form"], description="guidance", style=style
+                options=list(FORMS), value=FORMS[0], description="guidance", style=style
             ),
             "sampler": wd.Dropdown(
-                options=list(SAMPLERS), value=p["sampler"], description="sampler", style=style
+                options=list(SAMPLERS), value="ddim", description="sampler", style=style
             ),
             "steps": wd.IntSlider(
-                value=p["steps"],
+                value=50,
                 min=5,
                 max=200,
                 step=5,

@@ -204,14 +204,15 @@ class ScheduleExplorer(Explorer):
     def _build_widgets(self) -> None:
         import ipywidgets as w
 
-        p = self.params
+        # The controls start on valid values; _sync_widgets then shows params (stretching a
+        # slider's range to a valid value outside it).
         style = {"description_width": "80px"}
         controls = {
             "family": w.Dropdown(
-                options=list(FAMILIES), value=p["family"], description="schedule", style=style
+                options=list(FAMILIES), value="linear", description="schedule", style=style
             ),
             "T": w.IntSlider(
-                value=p["T"],
+                value=1000,
                 min=10,
                 max=2000,
                 step=10,
@@ -220,7 +221,7 @@ class ScheduleExplorer(Explorer):
                 style=style,
             ),
             "beta_start": w.FloatLogSlider(
-                value=p["beta_start"],
+                value=1e-4,
                 base=10,
                 min=-5,
                 max=-1,
@@ -230,7 +231,7 @@ class ScheduleExplorer(Explorer):
                 style=style,
             ),
             "beta_end": w.FloatLogSlider(
-                value=p["beta_end"],
+                value=0.02,
                 base=10,
                 min=-4,
                 max=-0.3,
@@ -240,7 +241,7 @@ class ScheduleExplorer(Explorer):
                 style=style,
             ),
             "s": w.FloatSlider(
-                value=p["s"],
+                value=0.008,
                 min=0.0,
                 max=0.2,
                 step=0.002,
@@ -248,7 +249,7 @@ class ScheduleExplorer(Explorer):
                 readout_format=".3f",
                 style=style,
             ),
-            "t": w.IntSlider(value=p["t"], min=1, max=p["T"], description="t", style=style),
+            "t": w.IntSlider(value=100, min=1, max=1000, description="t", style=style),
         }
         self._attach(controls, rows=[["family", "T", "t"], ["beta_start", "beta_end", "s"]])
 

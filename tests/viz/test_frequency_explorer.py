@@ -116,6 +116,22 @@ ODD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e400, 10**400, -(10**4
               [1], {"a": 1}, (), object(), True, 2.5]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"t": None}, "t must be an integer"),
+        ({"schedule": "nope"}, "unknown schedule"),
+        ({"image": "zz"}, "unknown image"),
+    ],
+)
+def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
+    kwargs: dict[str, object], words: str
+) -> None:
+    ex = FrequencyExplorer(T=50, render=False, **kwargs)  # type: ignore[arg-type]
+    assert words in ex.state["message"] and ex.message.value != ""
+    assert ex.controls["schedule"].value in ex.controls["schedule"].options
+
+
 def test_update_never_raises_on_odd_values() -> None:
     ex = FrequencyExplorer(render=False)
     good = dict(ex.params)

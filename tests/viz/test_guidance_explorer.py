@@ -152,3 +152,32 @@ def test_update_never_raises_on_odd_values(explorer: GuidanceExplorer) -> None:
             assert isinstance(st.get("message"), (str, type(None)))
         explorer.update(w=1.0, y=0, form="classifier-free", sampler="ddim", steps=20)
         assert explorer.state["message"] is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"y": 3}, "null label"),
+        ({"form": "cfg"}, "form must be one of"),
+        ({"sampler": "heun"}, "sampler must be one of"),
+        ({"w": "2"}, "w must be"),
+        ({"steps": None}, "steps"),
+    ],
+)
+def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
+    kwargs: dict[str, object], words: str
+) -> None:
+    ex = GuidanceExplorer(MIX, SCHED, n=20, render=False, **kwargs)  # type: ignore[arg-type]
+    assert words in ex.state["message"] and ex.message.value != ""
+    for name in ("y", "form", "sampler"):  # the dropdowns start on a valid choice
+        assert ex.controls[name].value in [
+            o[1] if isinstance(o, tuple) else o for o in ex.controls[name].options
+        ]
+
+
+def test_a_valid_value_outside_a_slider_is_shown_not_clamped() -> None:
+    ex = GuidanceExplorer(MIX, SCHED, n=20, w=20.0, steps=3, render=False)
+    assert ex.state["message"] is None
+    assert ex.controls["w"].value == 20.0 and ex.controls["steps"].value == 3
+    ex.update(w=-1.0)  # invalid: the slider is not stretched to show it
+    assert ex.state["message"] is not None and ex.controls["w"].min == 0.0
