@@ -131,6 +131,9 @@ def _to_rgb(x: torch.Tensor) -> np.ndarray:
 class FrequencyExplorer(Explorer):
     """Widget: the clean image, ``x_t``, and their spectra with the noise floor.
 
+    ``schedule`` is one of :func:`frequency_schedules`' names, or ``"shifted cosine"`` for the
+    shifted one; ``t`` an int, clamped to ``1..T``.
+
     One noise draw per image is fixed at construction, so moving ``t`` changes ``x_t``
     continuously. :meth:`update` is the whole callback and works without a display::
 
@@ -159,8 +162,6 @@ class FrequencyExplorer(Explorer):
             for k, v in self.images.items()
         }
         self.schedules = frequency_schedules(T)
-        if schedule == "shifted cosine":  # the short name for the one shifted choice
-            schedule = next(k for k in self.schedules if k.startswith("shifted"))
         self._start(
             {
                 "image": image if image is not None else next(iter(self.images)),
@@ -177,18 +178,17 @@ class FrequencyExplorer(Explorer):
         name, sched = params["image"], params["schedule"]
         if not isinstance(name, str) or name not in self.images:
             return self._error(params, f"unknown image {name!r}; choose one of {list(self.images)}")
+        if sched == "shifted cosine":  # the short name for the one shifted choice
+            sched = next(k for k in self.schedules if k.startswith("shifted"))
         if not isinstance(sched, str) or sched not in self.schedules:
             return self._error(
                 params, f"unknown schedule {sched!r}; choose one of {list(self.schedules)}"
             )
         schedule = self.schedules[sched]
-        try:
-            t = int(params["t"])
-        except (TypeError, ValueError, OverflowError):  # None, "x", inf
-            return self._error(
-                params, f"t must be an integer in 1..{schedule.T}, got {params['t']!r}"
-            )
-        t = min(max(t, 1), schedule.T)
+        t_in = params["t"]
+        if isinstance(t_in, bool) or not isinstance(t_in, (int, np.integer)):  # as ScheduleExplorer
+            return self._error(params, f"t must be an int in 1..T={schedule.T}, got {t_in!r}")
+        t = min(max(int(t_in), 1), schedule.T)
         view = frequency_view(self.images[name], schedule, t, self.noise[name])
         size = self.images[name].shape[-1]
         fc = view["crossover"]
@@ -209,7 +209,7 @@ class FrequencyExplorer(Explorer):
             f"noise floor (1−ᾱ_t)·N = {view['noise_floor']:.3g} with N = {size}×{size}; {where}."
         )
         return {
-            "params": {**params, "t": t},
+            "params": {**params, "schedule": sched, "t": t},
             "view": view,
             "readout": readout,
             "message": None,

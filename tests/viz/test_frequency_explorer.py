@@ -119,7 +119,7 @@ ODD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e400, 10**400, -(10**4
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"t": None}, "t must be an integer"),
+        ({"t": None}, "t must be an int in 1..T=50"),
         ({"schedule": "nope"}, "unknown schedule"),
         ({"image": "zz"}, "unknown image"),
     ],
@@ -130,6 +130,19 @@ def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
     ex = FrequencyExplorer(T=50, render=False, **kwargs)  # type: ignore[arg-type]
     assert words in ex.state["message"] and ex.message.value != ""
     assert ex.controls["schedule"].value in ex.controls["schedule"].options
+
+
+def test_t_and_the_short_schedule_name_are_read_as_by_the_constructor() -> None:
+    ex = FrequencyExplorer(T=50, t=10, render=False)
+    for bad in (10.7, "7", None, True):
+        st = ex.update(t=bad)
+        assert st["message"] == f"t must be an int in 1..T=50, got {bad!r}", st["message"]
+    st = ex.update(t=np.int64(12))
+    assert st["message"] is None and ex.params["t"] == 12
+    st = ex.update(schedule="shifted cosine")
+    shifted = next(k for k in ex.schedules if k.startswith("shifted"))
+    assert st["message"] is None and ex.params["schedule"] == shifted
+    assert ex.controls["schedule"].value == shifted
 
 
 def test_update_never_raises_on_odd_values() -> None:
