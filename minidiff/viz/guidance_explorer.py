@@ -15,7 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_with
+from .._validation import (
+    Flag,
+    Function,
+    Instance,
+    Int,
+    Number,
+    OneOf,
+    Rng,
+    check_choice,
+    check_with,
+    checked,
+)
 from ..data.labelled import LabelledGaussianMixture
 from ..diffusion import EpsModel, score_from_eps
 from ..guidance import (
@@ -73,6 +84,14 @@ def guided_eps_model(
     raise ValueError(f"form must be one of {list(FORMS)}, got {form!r}")
 
 
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    schedule=NoiseSchedule,
+    n=Int(),
+    sampler=OneOf(SAMPLERS),
+    steps=Int(),
+    generator=Rng,
+)
 def guided_samples(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -84,12 +103,11 @@ def guided_samples(
     """``n`` samples ``(n, 2)`` from a guided ``eps_model`` with ``steps`` strided steps.
 
     ``"ddim"``: DDIM with ``eta = 0``; ``"ddpm"``: the registry's ancestral DDPM sampler on the
-    respaced chain (``sigma² = beta_tilde``). Both take the guided model unchanged.
+    respaced chain (``sigma² = beta_tilde``). Both take the guided model unchanged. ``n`` and
+    ``steps`` are ints ``>= 1``, ``steps <= schedule.T``.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= schedule.T:
-        raise ValueError(f"steps must be an int in 1..{schedule.T}, got {steps!r}")
+    if steps > schedule.T:
+        raise ValueError(f"steps must be an int in 1..{schedule.T} (the schedule's T), got {steps}")
     ts = ddim_timesteps(schedule, steps)
     if sampler == "ddim":
         out = get_sampler("ddim")(eps_model, schedule, (n, 2), timesteps=ts, generator=generator)
@@ -104,19 +122,29 @@ def guided_samples(
     return out
 
 
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    schedule=NoiseSchedule,
+    t=Int(),
+    lim=Number(low=0),
+    grid=Int(minimum=2),
+)
 def guided_score_field(
     eps_model: EpsModel, schedule: NoiseSchedule, t: int, lim: float = 3.0, grid: int = 15
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The guided score ``-eps(x, t) / sqrt(1 - ab_t)`` on a ``grid x grid`` lattice of
     ``[-lim, lim]²``: returns ``(points (grid², 2), score (grid², 2))``.
 
-    Evaluated under ``torch.no_grad()`` like a sampler's steps, so a trained model gives plain
-    tensors to draw (classifier guidance still takes its gradient inside).
+    ``t`` an int in ``1..schedule.T``, ``lim > 0``, ``grid >= 2``. Evaluated under
+    ``torch.no_grad()`` like a sampler's steps, so a trained model gives plain tensors to draw
+    (classifier guidance still takes its gradient inside).
     """
+    if t > schedule.T:
+        raise ValueError(f"t must be an int in 1..{schedule.T} (the schedule's T), got {t}")
     g = torch.linspace(-lim, lim, grid)
     xx, yy = torch.meshgrid(g, g, indexing="xy")
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
-    tt = torch.full((pts.shape[0],), int(t), dtype=torch.long)
+    tt = torch.full((pts.shape[0],), t, dtype=torch.long)
     with torch.no_grad():
         return pts, score_from_eps(eps_model(pts, tt), tt, schedule)
 
@@ -139,6 +167,16 @@ class GuidanceExplorer(Explorer):
 
     PARAMS = ("w", "y", "form", "sampler", "steps")
 
+    @checked(
+        mixture=Instance(LabelledGaussianMixture, optional=True),
+        schedule=Instance(NoiseSchedule, optional=True),
+        cond_model=Function("(x_t, t, y) -> eps", optional=True),
+        classifier=Function("(x_t, t) -> logits", optional=True),
+        n=Int(),
+        seed=Int(minimum=0),
+        field_t=Int(optional=True),
+        render=Flag,
+    )
     def __init__(
         self,
         mixture: LabelledGaussianMixture | None = None,
@@ -164,8 +202,19 @@ class GuidanceExplorer(Explorer):
         self.classifier = (
             classifier if classifier is not None else self.mixture.classifier(self.schedule)
         )
-        self.n, self.seed = int(n), int(seed)
-        self.field_t = int(field_t) if field_t is not None else max(1, self.schedule.T // 5)
+        for name, model in (("cond_model", self.cond_model), ("classifier", self.classifier)):
+            own = getattr(model, "num_classes", None)
+            if own is not None and own != self.mixture.num_classes:
+                raise ValueError(
+                    f"{name} has {own} classes ({name}.num_classes) but the mixture has "
+                    f"{self.mixture.num_classes}: pass the mixture the model was trained on"
+                )
+        if field_t is not None and field_t > self.schedule.T:
+            raise ValueError(
+                f"field_t must be an int in 1..{self.schedule.T} (the schedule's T), got {field_t}"
+            )
+        self.n, self.seed = n, seed
+        self.field_t = field_t if field_t is not None else max(1, self.schedule.T // 5)
         self._start(
             {
                 "w": w,

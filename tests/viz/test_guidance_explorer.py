@@ -6,6 +6,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from typing import Any  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -181,3 +183,63 @@ def test_a_valid_value_outside_a_slider_is_shown_not_clamped() -> None:
     assert ex.controls["w"].value == 20.0 and ex.controls["steps"].value == 3
     ex.update(w=-1.0)  # invalid: the slider is not stretched to show it
     assert ex.state["message"] is not None and ex.controls["w"].min == 0.0
+
+
+def _eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+FIELD = {"eps_model": _eps, "schedule": SCHED, "t": 10}
+SAMPLES = {"eps_model": _eps, "schedule": SCHED, "n": 4, "steps": 5}
+EXPLORER = {"mixture": MIX, "schedule": SCHED, "n": 4, "render": False}
+
+
+_BAD = [  # (function, good kwargs, argument, bad value, exception)
+    *[
+        (guided_score_field, FIELD, arg, value, exc)
+        for arg, value, exc in [
+            ("t", 2.7, TypeError), ("t", 0, ValueError), ("t", 201, ValueError),
+            ("lim", -1.0, ValueError), ("lim", 0, ValueError), ("lim", "3", TypeError),
+            ("grid", 0, ValueError), ("grid", 1, ValueError), ("grid", 2.5, TypeError),
+            ("grid", -2, ValueError), ("schedule", None, TypeError), ("eps_model", 3, TypeError),
+        ]
+    ],
+    *[
+        (guided_samples, SAMPLES, arg, value, exc)
+        for arg, value, exc in [
+            ("n", 0, ValueError), ("n", 2.7, TypeError), ("steps", 2.0, TypeError),
+            ("steps", 0, ValueError), ("steps", 201, ValueError), ("sampler", "heun", ValueError),
+            ("sampler", 3, TypeError), ("schedule", None, TypeError), ("generator", 0, TypeError),
+        ]
+    ],
+    *[
+        (GuidanceExplorer, EXPLORER, arg, value, exc)
+        for arg, value, exc in [
+            ("n", 2.7, TypeError), ("n", 0, ValueError), ("seed", None, TypeError),
+            ("seed", -1, ValueError), ("field_t", 2.7, TypeError), ("field_t", 0, ValueError),
+            ("field_t", 201, ValueError), ("mixture", "x", TypeError), ("schedule", "x", TypeError),
+            ("cond_model", 3, TypeError), ("render", "no", TypeError),
+        ]
+    ],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fn", "good", "arg", "value", "exc"),
+    _BAD,
+    ids=[f"{c[0].__name__}-{c[2]}-{c[3]!r}" for c in _BAD],
+)
+def test_bad_arguments_are_refused_naming_them(
+    fn: Any, good: dict[str, Any], arg: str, value: Any, exc: type
+) -> None:
+    fn(**good)  # the good call runs
+    with pytest.raises((TypeError, ValueError)) as info:
+        fn(**{**good, arg: value})
+    assert isinstance(info.value, exc) and str(info.value).startswith(arg), info.value
+
+
+def test_a_model_with_other_classes_than_the_mixture_is_named() -> None:
+    from minidiff.nn.conditional import ConditionalTimeMLP
+
+    with pytest.raises(ValueError, match=r"^cond_model has 5 classes .* the mixture has 3"):
+        GuidanceExplorer(MIX, SCHED, cond_model=ConditionalTimeMLP(5), n=4, render=False)
