@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.ticker import NullFormatter
 
+from .._validation import Flag, Int, Number, checked
 from ..data import load_digits, sample_photos
 from ..diffusion import q_sample
 from ..frequency import crossover_frequency, noised_psd, radial_frequencies, radial_psd
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 
+@checked(T=Int(), shift=Number())
 def frequency_schedules(
     T: int = 1000, shift: float = 2 * math.log(64 / 32)
 ) -> dict[str, NoiseSchedule]:
@@ -144,6 +146,7 @@ class FrequencyExplorer(Explorer):
 
     PARAMS = ("image", "schedule", "t")
 
+    @checked(T=Int(), seed=Int(minimum=0), render=Flag)
     def __init__(
         self,
         images: Mapping[str, torch.Tensor] | None = None,

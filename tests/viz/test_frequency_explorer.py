@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -143,6 +144,24 @@ def test_t_and_the_short_schedule_name_are_read_as_by_the_constructor() -> None:
     shifted = next(k for k in ex.schedules if k.startswith("shifted"))
     assert st["message"] is None and ex.params["schedule"] == shifted
     assert ex.controls["schedule"].value == shifted
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "start"),
+    [
+        (lambda: frequency_schedules(50, "1"), TypeError, "shift must be a real number"),
+        (lambda: frequency_schedules(50, float("nan")), ValueError, "shift must be a finite"),
+        (lambda: frequency_schedules(2.5), TypeError, "T must be an int"),
+        (lambda: FrequencyExplorer(seed=None, T=50, render=False), TypeError, "seed must be"),
+        (lambda: FrequencyExplorer(seed=1.5, T=50, render=False), TypeError, "seed must be"),
+        (lambda: FrequencyExplorer(seed=-1, T=50, render=False), ValueError, "seed must be"),
+        (lambda: FrequencyExplorer(T="50", render=False), TypeError, "T must be an int"),
+    ],
+)
+def test_schedules_and_constructor_name_a_bad_argument(call: Any, exc: type, start: str) -> None:
+    with pytest.raises(exc) as info:
+        call()
+    assert str(info.value).startswith(start), info.value
 
 
 def test_update_never_raises_on_odd_values() -> None:

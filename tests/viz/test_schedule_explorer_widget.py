@@ -105,6 +105,7 @@ def test_update_never_raises_on_odd_values(ex: ScheduleExplorer) -> None:
     ("kwargs", "words"),
     [
         ({"family": "Cosine"}, "family must be one of"),
+        ({"beta_start": "a"}, "beta_start must be a real number"),
         ({"t": "a"}, "t must be an int"),
         ({"t": None}, "t must be an int"),
     ],
