@@ -110,6 +110,12 @@ def test_user_images_are_validated() -> None:
         FrequencyExplorer({"a": torch.zeros(3, 8, 8, dtype=torch.uint8)}, render=False)
     with pytest.raises(TypeError, match="non-empty"):
         FrequencyExplorer({}, render=False)
+    # a value just above 1 is printed with the digits that show it
+    with pytest.raises(ValueError, match=r"got values in \[1\.0001\d*, 1\.0001\d*\]"):
+        FrequencyExplorer({"a": torch.full((1, 8, 8), 1.0001)}, render=False)
+    # a picture that requires grad (a generated one) is drawn, not refused by numpy()
+    ex = FrequencyExplorer({"a": (torch.rand(1, 8, 8) - 0.5).requires_grad_()}, t=5, render=False)
+    assert ex.state["message"] is None and ex.png()[:4] == b"\x89PNG"
 
 
 # 14 values of kinds the controls never send (a script's update() can): none may escape update().
