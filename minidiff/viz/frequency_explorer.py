@@ -165,7 +165,7 @@ class FrequencyExplorer(Explorer):
 
     PARAMS = ("image", "schedule", "t")
 
-    @checked(T=Int(), seed=Int(minimum=0), render=Flag)
+    @checked(T=Int(), seed=Int(minimum=0), render=Flag)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self,
         images: Mapping[str, torch.Tensor] | None = None,

@@ -167,7 +167,7 @@ class GuidanceExplorer(Explorer):
 
     PARAMS = ("w", "y", "form", "sampler", "steps")
 
-    @checked(
+    @checked(  # type: ignore[misc]  # (a decorated __init__)
         mixture=Instance(LabelledGaussianMixture, optional=True),
         schedule=Instance(NoiseSchedule, optional=True),
         cond_model=Function("(x_t, t, y) -> eps", optional=True),

@@ -79,7 +79,7 @@ class ScheduleExplorer(Explorer):
 
     PARAMS = ("family", "T", "beta_start", "beta_end", "s", "t")
 
-    @checked(n=Int(), seed=Int(minimum=0), render=Flag)
+    @checked(n=Int(), seed=Int(minimum=0), render=Flag)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self,
         dataset: str = "moons",
