@@ -60,20 +60,30 @@ Classifier = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``classifier(x_t (B, D), t (B,)) -> logits (B, C)`` of a time-conditioned (noisy) classifier."""
 
 
-def check_guidance_weight(w: object, name: str = "w") -> float:
-    """Return ``w`` as a float if it is a finite number ``>= 0`` (0 = the conditional model, no
-    extra guidance), else raise naming ``name``. NumPy scalars and one-element tensors count."""
+_CFG_ZERO = "0 = the conditional model, no extra guidance"
+_CG_ZERO = "0 = the unconditional model, no guidance; 1 = the conditional model"
+
+
+def check_guidance_weight(w: object, name: str = "w", zero: str = _CFG_ZERO) -> float:
+    """Return ``w`` as a float if it is a finite number ``>= 0``, else raise naming ``name``.
+    NumPy scalars and one-element tensors count. ``zero`` is what the message says the weight
+    means, by default that of classifier-free guidance (0 = the conditional model)."""
     try:
         return check_number(w, name, low=0.0, low_open=False)
     except ValueError:
         raise ValueError(
-            f"{name} must be a finite guidance weight >= 0 "
-            f"(0 = the conditional model, no extra guidance), got {w!r}"
+            f"{name} must be a finite guidance weight >= 0 ({zero}), got {w!r}"
         ) from None
 
 
+def _classifier_guidance_weight(w: object, name: str) -> float:
+    return check_guidance_weight(w, name, _CG_ZERO)
+
+
 W = Check(check_guidance_weight)
-"""The ``@checked`` spec of a guidance weight ``w``."""
+"""The ``@checked`` spec of a classifier-free guidance weight ``w`` (0: the conditional model)."""
+W_CG = Check(_classifier_guidance_weight)
+"""The ``@checked`` spec of a classifier guidance weight ``w`` (0: the unconditional model)."""
 
 
 def unconditional_message(name: str) -> str:
@@ -218,7 +228,7 @@ def _log_prob_grad(
 @checked(
     eps_model=Function("(x_t, t) -> eps"),
     classifier=Function("(x_t, t) -> logits"),
-    w=W,
+    w=W_CG,
     schedule=NoiseSchedule,
 )
 def classifier_guidance(
@@ -260,7 +270,7 @@ def classifier_guidance(
     return eps
 
 
-@checked(score_fn=Function("(x, t) -> score"), classifier=Function("(x_t, t) -> logits"), w=W)
+@checked(score_fn=Function("(x, t) -> score"), classifier=Function("(x_t, t) -> logits"), w=W_CG)
 def classifier_guidance_score(
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     classifier: Classifier,

@@ -233,6 +233,13 @@ def test_bad_input_is_refused_before_any_work() -> None:
         classifier_free_guidance(cond, 0, -1.0, num_classes=C)
     with pytest.raises(ValueError, match="w must be a finite guidance weight"):
         classifier_guidance(uncond, clf, 0, float("nan"), SCHED, num_classes=C)
+    # what w = 0 means differs between the forms, and the message says which
+    with pytest.raises(ValueError, match=r"\(0 = the conditional model"):
+        classifier_free_guidance(cond, 0, -1.0, num_classes=C)
+    with pytest.raises(ValueError, match=r"\(0 = the unconditional model, no guidance; 1 = the"):
+        classifier_guidance(uncond, clf, 0, -1.0, SCHED, num_classes=C)
+    with pytest.raises(ValueError, match=r"\(0 = the unconditional model"):
+        classifier_guidance_score(lambda x, t: -x, clf, 0, -1.0, num_classes=C)
     with pytest.raises(TypeError, match="w must be a real number"):
         classifier_free_guidance(cond, 0, "2", num_classes=C)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"y must be a class index in 0..2, got 7"):

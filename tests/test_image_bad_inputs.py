@@ -27,7 +27,7 @@ from minidiff import frequency as fq
 from minidiff.data import images as im
 from minidiff.metrics import fid
 from minidiff.schedules import linear_schedule
-from minidiff.viz import grid
+from minidiff.viz import frequency_view, grid
 
 NAN, INF = float("nan"), float("inf")
 GRID_PNG = str(Path(tempfile.mkdtemp(prefix="minidiff-grid-")) / "grid.png")
@@ -184,6 +184,17 @@ FNS: list[Fn] = [
     Fn("to_unit_range", im.to_unit_range, {"images": IMG.numpy(), "max_value": 255},
        {"images": [("str", "abc", T), ("None", None, T)],
         "max_value": [*number_cases(), ("zero", 0, V)]}),
+    # -- viz/frequency_explorer.py
+    Fn("frequency_view", frequency_view,
+       {"image": IMG[0], "schedule": linear_schedule(10), "t": 3, "noise": torch.zeros(1, 8, 8)},
+       {"image": [*tensor_cases(IMG[0]), ("numpy", IMG[0].numpy(), T),
+                  ("uint8", torch.zeros(1, 8, 8, dtype=torch.uint8), T),
+                  ("two-channels", _img(2, 8, 8), V), ("batched", IMG, V),
+                  ("above-one", torch.full((1, 8, 8), 1.0001), V)],
+        "noise": [*tensor_cases(torch.zeros(1, 8, 8)), ("shape", torch.zeros(1, 6, 6), V),
+                  ("batched", torch.zeros(2, 1, 8, 8), V)],
+        "t": [*int_cases(), ("beyond-T", 11, V)],
+        "schedule": [("str", "linear", T), ("None", None, T)]}),
     # -- viz/grid.py
     Fn("image_grid", grid.image_grid, {"images": IMG, "nrow": 2, "pad": 1},
        {"images": [*tensor_cases(IMG), ("two-channels", _img(2, 2, 8, 8), V),
@@ -203,7 +214,7 @@ CASES = [
 
 
 def test_the_table_size() -> None:
-    assert len(FNS) == 27 and len(CASES) == 269, (len(FNS), len(CASES))
+    assert len(FNS) == 28 and len(CASES) == 296, (len(FNS), len(CASES))
 
 
 @pytest.mark.parametrize("spec", [s for s in FNS if s.runs], ids=lambda s: s.name)

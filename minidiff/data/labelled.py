@@ -180,9 +180,13 @@ class LabelledGaussianMixture:
 
     @checked(y=_ONE_CLASS)
     def component_shares(self, x: torch.Tensor, y: int) -> list[float]:
-        """For each component of class ``y``: the share of the points ``x (N, D)`` it explains best.
+        """For each component of class ``y``: the fraction of *all* ``N`` points ``x (N, D)`` that
+        it explains best.
 
-        "Best" is the largest responsibility under ``p_0``; a sampler that drops a component gets 0.
+        "Best" is the largest responsibility under ``p_0`` among all components of the mixture; a
+        point that a component of another class explains best counts for none, so the shares sum
+        to at most 1 (to the fraction of points claimed by class ``y``'s components). A sampler
+        that drops a component gets 0.
         """
         resp = self.mixture.responsibilities(x, 1.0, 0.0)
         owner = resp.argmax(1)

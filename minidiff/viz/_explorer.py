@@ -3,20 +3,68 @@
 A subclass sets :attr:`Explorer.PARAMS` and implements the pure part, ``compute(params) -> state``
 (a dict whose ``"message"`` is ``None`` unless the parameters are invalid), and ``_draw()``, which
 draws ``self.state`` on ``self.figure`` (starting with :meth:`_draw_message`). Its
-``_build_widgets()`` creates one control per name in ``PARAMS`` and hands them, with the rows they
-stand in, to :meth:`_attach`, which adds the message, the readout (the text of :meth:`readout`) and
-the picture following the browser-test contract in ``tests/browser/README.md``. Everything else, the
-callback that tests drive headlessly and the way the widgets follow the state, lives here once.
+``_build_widgets()`` creates one control per name in ``PARAMS`` (on valid starting values: the
+state is computed first, and the controls are then set to ``params``, a slider's range stretched to
+a valid value outside it, a value a control cannot show left to the message) and hands them, with
+the rows they stand in, to :meth:`_attach`, which adds the message, the readout (the text of
+:meth:`readout`) and the picture following the browser-test contract in
+``tests/browser/README.md``. Everything else, the callback that tests drive headlessly and the way
+the widgets follow the state, lives here once.
 """
 
 from __future__ import annotations
 
 import html
 import io
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
+
+
+def _real(value: Any) -> float | None:
+    """``value`` as a float if it is a finite real number (not a bool), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond the floats
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _show(ctrl: Any, value: Any, *, widen: bool) -> None:
+    """Set control ``ctrl`` to ``value`` if it can show it exactly; ``widen``: first stretch a
+    slider's range to take a number outside it (a slider would clamp it silently otherwise).
+
+    A value the control cannot show (an invalid name for a dropdown, a fraction for an integer
+    slider, a number out of range of an invalid setting) leaves the control as it was: the
+    message says what is wrong.
+    """
+    if not (hasattr(ctrl, "min") and hasattr(ctrl, "max")):  # a dropdown
+        try:
+            ctrl.value = value
+        except Exception:  # noqa: BLE001 - a traitlets error: the control keeps a valid value
+            pass
+        return
+    v = _real(value)
+    integer = isinstance(ctrl.value, int)
+    if v is None or (integer and not isinstance(value, (int, np.integer))):
+        return
+    log = ctrl.__class__.__name__ == "FloatLogSlider"
+    if log and v <= 0:
+        return
+    pos = math.log(v, float(ctrl.base)) if log else v  # a log slider's range is in exponents
+    if not ctrl.min <= pos <= ctrl.max:
+        if not widen:
+            return
+        if pos > ctrl.max:
+            ctrl.max = math.ceil(pos) if log else value
+        else:
+            ctrl.min = math.floor(pos) if log else value
+    ctrl.value = int(value) if integer else v
 
 
 def message_html(message: str | None) -> str:
@@ -51,8 +99,13 @@ class Explorer:
         self.render = render
         self.figure = Figure(figsize=figsize)
         self._syncing = False
+        # The state first: a bad keyword becomes the message, as in update(), instead of failing
+        # inside a control that cannot take it. The controls start on values they can show and
+        # then follow params (_sync_widgets).
+        self._recompute()
         self._build_widgets()
-        self.update()
+        self._draw()
+        self._sync_widgets()
 
     def compute(self, params: Mapping[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -76,6 +129,13 @@ class Explorer:
                 f"expected some of {list(self.PARAMS)}"
             )
         self.params.update(changes)
+        self._recompute()
+        self._draw()
+        self._sync_widgets()
+        return self.state
+
+    def _recompute(self) -> None:
+        """``self.state = compute(params)``; an error becomes the state's message."""
         try:
             self.state = self.compute(self.params)
         except (ValueError, TypeError, ArithmeticError) as err:
@@ -83,9 +143,6 @@ class Explorer:
             # a list where a name belongs a TypeError): shown like any invalid setting.
             self.state = {"params": dict(self.params), "message": f"Invalid setting: {err}"}
         self._after_compute()
-        self._draw()
-        self._sync_widgets()
-        return self.state
 
     def _after_compute(self) -> None:
         """Adopt the values a valid computation corrected (a clamped ``t``, say) into ``params``;
@@ -147,11 +204,9 @@ class Explorer:
         self._syncing = True
         try:
             self._before_sync()
+            valid = self.state.get("message") is None
             for name in self.PARAMS:
-                try:
-                    self.controls[name].value = self.params[name]
-                except Exception:  # noqa: BLE001 - a value the control cannot show stays as it was
-                    pass
+                _show(self.controls[name], self.params[name], widen=valid)
             self._after_sync()
             self.message.value = message_html(self.state.get("message"))
             self.readout_widget.value = html.escape(self.readout())

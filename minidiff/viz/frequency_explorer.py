@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.ticker import NullFormatter
 
+from .._validation import Check, Flag, FloatTensor, Int, Number, checked, describe
 from ..data import load_digits, sample_photos
 from ..diffusion import q_sample
 from ..frequency import crossover_frequency, noised_psd, radial_frequencies, radial_psd
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 
+@checked(T=Int(), shift=Number())
 def frequency_schedules(
     T: int = 1000, shift: float = 2 * math.log(64 / 32)
 ) -> dict[str, NoiseSchedule]:
@@ -61,34 +63,47 @@ def default_images() -> dict[str, torch.Tensor]:
     }
 
 
+def _check_image(img: object, where: str) -> torch.Tensor:
+    """One picture: a float tensor ``(C, H, H)``, C = 1 or 3, H >= 4, finite, in ``[-1, 1]`` (the
+    image contract); returned detached (the explorer draws it, it never differentiates)."""
+    if not isinstance(img, torch.Tensor) or not torch.is_floating_point(img):
+        raise TypeError(
+            f"{where} must be a floating-point torch.Tensor (C, H, H) in [-1, 1], got "
+            f"{describe(img)}"
+        )
+    if (
+        img.dim() != 3
+        or img.shape[0] not in (1, 3)
+        or img.shape[1] != img.shape[2]
+        or img.shape[1] < 4
+    ):
+        raise ValueError(
+            f"{where} must have shape (C, H, H) with C = 1 or 3 and H >= 4 (square, for a "
+            f"radial spectrum), got {tuple(img.shape)}"
+        )
+    img = img.detach()
+    if not bool(torch.isfinite(img).all()) or float(img.min()) < -1 or float(img.max()) > 1:
+        # repr: enough digits that a value just above 1 does not read as 1
+        raise ValueError(
+            f"{where} must hold finite values in [-1, 1] (the course's image range), got "
+            f"values in [{float(img.min())!r}, {float(img.max())!r}]"
+        )
+    return img
+
+
 def _check_images(images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each picture must be a float tensor ``(C, H, H)`` in ``[-1, 1]`` (the image contract)."""
+    """Each picture must pass :func:`_check_image`; the mapping must not be empty."""
     if not isinstance(images, Mapping) or not images:
         raise TypeError("images must be a non-empty mapping {name: tensor (C, H, H)}")
-    out = {}
-    for name, img in images.items():
-        where = f"images[{name!r}]"
-        if not isinstance(img, torch.Tensor) or not torch.is_floating_point(img):
-            raise TypeError(f"{where} must be a floating-point torch.Tensor (C, H, H)")
-        if (
-            img.dim() != 3
-            or img.shape[0] not in (1, 3)
-            or img.shape[1] != img.shape[2]
-            or img.shape[1] < 4
-        ):
-            raise ValueError(
-                f"{where} must have shape (C, H, H) with C = 1 or 3 and H >= 4 (square, for a "
-                f"radial spectrum), got {tuple(img.shape)}"
-            )
-        if not bool(torch.isfinite(img).all()) or float(img.min()) < -1 or float(img.max()) > 1:
-            raise ValueError(
-                f"{where} must hold finite values in [-1, 1] (the course's image range), got "
-                f"[{float(img.min()):.3g}, {float(img.max()):.3g}]"
-            )
-        out[str(name)] = img
-    return out
+    return {str(name): _check_image(img, f"images[{name!r}]") for name, img in images.items()}
 
 
+@checked(
+    image=Check(_check_image),
+    schedule=NoiseSchedule,
+    t=Int(),
+    noise=FloatTensor(like="image", finite=True),
+)
 def frequency_view(
     image: torch.Tensor, schedule: NoiseSchedule, t: int, noise: torch.Tensor
 ) -> dict[str, Any]:
@@ -97,12 +112,18 @@ def frequency_view(
     Returns float64 numpy arrays ``freqs`` (cycles/pixel), ``psd0`` (clean), ``psd_t`` (of this
     ``x_t``), ``expected`` (``ᾱ P_0 + (1 - ᾱ) N``), ``signal`` (``ᾱ P_0``), ``noise_floor``
     (``(1 - ᾱ) N``, a scalar), the tensor ``x_t`` and the floats ``alpha_bar``, ``snr`` and
-    ``crossover`` (cycles/pixel, see :func:`minidiff.frequency.crossover_frequency`).
+    ``crossover`` (cycles/pixel, see :func:`minidiff.frequency.crossover_frequency`), taken over
+    the rings the plot shows: every ring but the zero frequency (the image mean, which says
+    nothing of detail and is near 0 for a zero-mean image); ``0`` when even the lowest non-zero
+    frequency is drowned.
+
+    ``image`` follows the image contract (float ``(C, H, H)``, C = 1 or 3, H >= 4, in
+    ``[-1, 1]``), ``noise`` has its shape, ``t`` is an int in ``1..schedule.T``.
     """
-    if image.dim() != 3:
-        raise ValueError(f"image must have shape (C, H, H), got {tuple(image.shape)}")
+    if t > schedule.T:
+        raise ValueError(f"t must be an int in 1..{schedule.T} (the schedule's T), got {t}")
     x0 = image.double()[None]
-    x_t = q_sample(x0, t, schedule, noise=noise.double()[None])
+    x_t = q_sample(x0, t, schedule, noise=noise.detach().double()[None])
     H = image.shape[-1]
     n = H * H
     ab = float(schedule.alpha_bar[t])
@@ -118,7 +139,7 @@ def frequency_view(
         "noise_floor": (1 - ab) * n,
         "alpha_bar": ab,
         "snr": float(schedule.snr[t]),
-        "crossover": float(crossover_frequency(psd0, ab, n, freqs)),
+        "crossover": float(crossover_frequency(psd0[1:], ab, n, freqs[1:])),
     }
 
 
@@ -131,6 +152,9 @@ def _to_rgb(x: torch.Tensor) -> np.ndarray:
 class FrequencyExplorer(Explorer):
     """Widget: the clean image, ``x_t``, and their spectra with the noise floor.
 
+    ``schedule`` is one of :func:`frequency_schedules`' names, or ``"shifted cosine"`` for the
+    shifted one; ``t`` an int, clamped to ``1..T``.
+
     One noise draw per image is fixed at construction, so moving ``t`` changes ``x_t``
     continuously. :meth:`update` is the whole callback and works without a display::
 
@@ -141,6 +165,7 @@ class FrequencyExplorer(Explorer):
 
     PARAMS = ("image", "schedule", "t")
 
+    @checked(T=Int(), seed=Int(minimum=0), render=Flag)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self,
         images: Mapping[str, torch.Tensor] | None = None,
@@ -159,8 +184,6 @@ class FrequencyExplorer(Explorer):
             for k, v in self.images.items()
         }
         self.schedules = frequency_schedules(T)
-        if schedule == "shifted cosine":  # the short name for the one shifted choice
-            schedule = next(k for k in self.schedules if k.startswith("shifted"))
         self._start(
             {
                 "image": image if image is not None else next(iter(self.images)),
@@ -177,25 +200,28 @@ class FrequencyExplorer(Explorer):
         name, sched = params["image"], params["schedule"]
         if not isinstance(name, str) or name not in self.images:
             return self._error(params, f"unknown image {name!r}; choose one of {list(self.images)}")
+        if sched == "shifted cosine":  # the short name for the one shifted choice
+            sched = next(k for k in self.schedules if k.startswith("shifted"))
         if not isinstance(sched, str) or sched not in self.schedules:
             return self._error(
                 params, f"unknown schedule {sched!r}; choose one of {list(self.schedules)}"
             )
         schedule = self.schedules[sched]
-        try:
-            t = int(params["t"])
-        except (TypeError, ValueError, OverflowError):  # None, "x", inf
-            return self._error(
-                params, f"t must be an integer in 1..{schedule.T}, got {params['t']!r}"
-            )
-        t = min(max(t, 1), schedule.T)
-        view = frequency_view(self.images[name], schedule, t, self.noise[name])
+        t_in = params["t"]
+        if isinstance(t_in, bool) or not isinstance(t_in, (int, np.integer)):  # as ScheduleExplorer
+            return self._error(params, f"t must be an int in 1..T={schedule.T}, got {t_in!r}")
+        t = min(max(int(t_in), 1), schedule.T)
+        # image and noise were checked at construction: no value checks per slider move
+        view = frequency_view.unchecked(self.images[name], schedule, t, self.noise[name])
         size = self.images[name].shape[-1]
         fc = view["crossover"]
         if fc >= float(view["freqs"][-1]):
             where = "no frequency is drowned yet (signal above noise up to Nyquist, 0.5)"
         elif fc <= 0.0:
-            where = "every frequency is drowned (noise above the signal even at the lowest ring)"
+            where = (
+                "every frequency is drowned "
+                "(noise above the signal even at the lowest non-zero frequency)"
+            )
         else:
             where = (
                 f"noise overtakes signal above f* = {fc:.3f} cycles/pixel "
@@ -206,7 +232,7 @@ class FrequencyExplorer(Explorer):
             f"noise floor (1−ᾱ_t)·N = {view['noise_floor']:.3g} with N = {size}×{size}; {where}."
         )
         return {
-            "params": {**params, "t": t},
+            "params": {**params, "schedule": sched, "t": t},
             "view": view,
             "readout": readout,
             "message": None,
@@ -257,21 +283,24 @@ class FrequencyExplorer(Explorer):
     def _build_widgets(self) -> None:
         import ipywidgets as w
 
-        p = self.params
+        # The controls start on valid values; _sync_widgets then shows params.
         style = {"description_width": "70px"}
         T = next(iter(self.schedules.values())).T
         controls = {
             "image": w.Dropdown(
-                options=list(self.images), value=p["image"], description="image", style=style
+                options=list(self.images),
+                value=next(iter(self.images)),
+                description="image",
+                style=style,
             ),
             "schedule": w.Dropdown(
                 options=list(self.schedules),
-                value=p["schedule"],
+                value="cosine",
                 description="schedule",
                 style=style,
             ),
             "t": w.IntSlider(
-                value=min(max(int(p["t"]), 1), T),
+                value=min(200, T),
                 min=1,
                 max=T,
                 description="t",

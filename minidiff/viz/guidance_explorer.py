@@ -15,12 +15,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import (
+    Flag,
+    Function,
+    Instance,
+    Int,
+    Number,
+    OneOf,
+    Rng,
+    check_choice,
+    check_with,
+    checked,
+)
 from ..data.labelled import LabelledGaussianMixture
 from ..diffusion import EpsModel, score_from_eps
 from ..guidance import (
+    W_CG,
     Classifier,
     ConditionalModel,
-    check_guidance_weight,
+    W,
     classifier_free_guidance,
     classifier_guidance,
 )
@@ -56,6 +69,9 @@ def guided_eps_model(
 
     ``"classifier-free"``: ``(1+w) eps_c - w eps_∅``; ``"classifier"``:
     ``eps_∅ - sqrt(1 - ab_t) w ∇ log f(y | x_t)``, where ``eps_∅ = cond_model(x, t, ∅)``.
+    The same ``w`` is not the same strength in both: with exact models classifier guidance at
+    ``w`` is classifier-free guidance at ``w - 1`` (its ``w = 0`` is the unconditional model, its
+    ``w = 1`` the conditional one), the lectures' convention, kept here.
     """
     if form == "classifier-free":
         return classifier_free_guidance(cond_model, y, w, num_classes=num_classes)
@@ -68,6 +84,14 @@ def guided_eps_model(
     raise ValueError(f"form must be one of {list(FORMS)}, got {form!r}")
 
 
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    schedule=NoiseSchedule,
+    n=Int(),
+    sampler=OneOf(SAMPLERS),
+    steps=Int(),
+    generator=Rng,
+)
 def guided_samples(
     eps_model: EpsModel,
     schedule: NoiseSchedule,
@@ -79,12 +103,11 @@ def guided_samples(
     """``n`` samples ``(n, 2)`` from a guided ``eps_model`` with ``steps`` strided steps.
 
     ``"ddim"``: DDIM with ``eta = 0``; ``"ddpm"``: the registry's ancestral DDPM sampler on the
-    respaced chain (``sigma² = beta_tilde``). Both take the guided model unchanged.
+    respaced chain (``sigma² = beta_tilde``). Both take the guided model unchanged. ``n`` and
+    ``steps`` are ints ``>= 1``, ``steps <= schedule.T``.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= schedule.T:
-        raise ValueError(f"steps must be an int in 1..{schedule.T}, got {steps!r}")
+    if steps > schedule.T:
+        raise ValueError(f"steps must be an int in 1..{schedule.T} (the schedule's T), got {steps}")
     ts = ddim_timesteps(schedule, steps)
     if sampler == "ddim":
         out = get_sampler("ddim")(eps_model, schedule, (n, 2), timesteps=ts, generator=generator)
@@ -99,19 +122,29 @@ def guided_samples(
     return out
 
 
+@checked(
+    eps_model=Function("(x_t, t) -> eps"),
+    schedule=NoiseSchedule,
+    t=Int(),
+    lim=Number(low=0),
+    grid=Int(minimum=2),
+)
 def guided_score_field(
     eps_model: EpsModel, schedule: NoiseSchedule, t: int, lim: float = 3.0, grid: int = 15
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The guided score ``-eps(x, t) / sqrt(1 - ab_t)`` on a ``grid x grid`` lattice of
     ``[-lim, lim]²``: returns ``(points (grid², 2), score (grid², 2))``.
 
-    Evaluated under ``torch.no_grad()`` like a sampler's steps, so a trained model gives plain
-    tensors to draw (classifier guidance still takes its gradient inside).
+    ``t`` an int in ``1..schedule.T``, ``lim > 0``, ``grid >= 2``. Evaluated under
+    ``torch.no_grad()`` like a sampler's steps, so a trained model gives plain tensors to draw
+    (classifier guidance still takes its gradient inside).
     """
+    if t > schedule.T:
+        raise ValueError(f"t must be an int in 1..{schedule.T} (the schedule's T), got {t}")
     g = torch.linspace(-lim, lim, grid)
     xx, yy = torch.meshgrid(g, g, indexing="xy")
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
-    tt = torch.full((pts.shape[0],), int(t), dtype=torch.long)
+    tt = torch.full((pts.shape[0],), t, dtype=torch.long)
     with torch.no_grad():
         return pts, score_from_eps(eps_model(pts, tt), tt, schedule)
 
@@ -126,11 +159,24 @@ class GuidanceExplorer(Explorer):
         ex.widget                                               # the ipywidgets container
 
     The readout gives the accuracy of the exact classifier ``p_0(y | x)`` on the samples
-    (fidelity) and each component's share of the samples of class ``y`` (diversity).
+    (fidelity) and, for each component of class ``y``, its share of *all* the samples: the
+    fraction that it explains best (diversity; see
+    :meth:`~minidiff.data.LabelledGaussianMixture.component_shares`). Samples that a component of
+    another class explains best count for none, so the shares sum to at most 1.
     """
 
     PARAMS = ("w", "y", "form", "sampler", "steps")
 
+    @checked(  # type: ignore[misc]  # (a decorated __init__)
+        mixture=Instance(LabelledGaussianMixture, optional=True),
+        schedule=Instance(NoiseSchedule, optional=True),
+        cond_model=Function("(x_t, t, y) -> eps", optional=True),
+        classifier=Function("(x_t, t) -> logits", optional=True),
+        n=Int(),
+        seed=Int(minimum=0),
+        field_t=Int(optional=True),
+        render=Flag,
+    )
     def __init__(
         self,
         mixture: LabelledGaussianMixture | None = None,
@@ -156,8 +202,19 @@ class GuidanceExplorer(Explorer):
         self.classifier = (
             classifier if classifier is not None else self.mixture.classifier(self.schedule)
         )
-        self.n, self.seed = int(n), int(seed)
-        self.field_t = int(field_t) if field_t is not None else max(1, self.schedule.T // 5)
+        for name, model in (("cond_model", self.cond_model), ("classifier", self.classifier)):
+            own = getattr(model, "num_classes", None)
+            if own is not None and own != self.mixture.num_classes:
+                raise ValueError(
+                    f"{name} has {own} classes ({name}.num_classes) but the mixture has "
+                    f"{self.mixture.num_classes}: pass the mixture the model was trained on"
+                )
+        if field_t is not None and field_t > self.schedule.T:
+            raise ValueError(
+                f"field_t must be an int in 1..{self.schedule.T} (the schedule's T), got {field_t}"
+            )
+        self.n, self.seed = n, seed
+        self.field_t = field_t if field_t is not None else max(1, self.schedule.T // 5)
         self._start(
             {
                 "w": w,
@@ -175,13 +232,14 @@ class GuidanceExplorer(Explorer):
         """State for ``params``: ``samples``, ``field``, ``accuracy``, ``shares``, ``message``."""
         m = self.mixture
         try:
-            w = check_guidance_weight(params["w"])
+            form = check_choice(params["form"], "form", FORMS)
+            w = check_with(W_CG if form == "classifier" else W, params["w"], "w")
             y = params["y"]
             if isinstance(y, bool) or not isinstance(y, (int, np.integer)):
                 raise TypeError(f"y must be a class index (an int), got {y!r}")
             y = int(y)
             eps = guided_eps_model(
-                params["form"], self.cond_model, self.classifier, self.schedule, y, w, m.num_classes
+                form, self.cond_model, self.classifier, self.schedule, y, w, m.num_classes
             )
             gen = torch.Generator().manual_seed(self.seed)
             x = guided_samples(eps, self.schedule, self.n, params["sampler"], params["steps"], gen)
@@ -208,10 +266,17 @@ class GuidanceExplorer(Explorer):
         p = st["params"]
         shares = ", ".join(f"{s:.0%}" for s in st["shares"])
         name = self.mixture.names[int(p["y"])]
+        w = float(p["w"])
+        offset = (
+            f" (with exact models classifier-free guidance at w − 1 = {w - 1:g}: "
+            "here w = 0 is the unconditional model, w = 1 the conditional one)"
+            if p["form"] == "classifier"
+            else ""
+        )
         return (
-            f"{p['form']} guidance, w = {float(p['w']):g}, class {name}: "
+            f"{p['form']} guidance, w = {w:g}{offset}, class {name}: "
             f"accuracy of the exact classifier on the samples {st['accuracy']:.1%}; "
-            f"share of the samples per component of the class: {shares}"
+            f"share of all samples per component of the class: {shares}"
         )
 
     # -- drawing -----------------------------------------------------------------------------------
@@ -259,11 +324,12 @@ class GuidanceExplorer(Explorer):
     def _build_widgets(self) -> None:
         import ipywidgets as wd
 
-        p = self.params
+        # The controls start on valid values; _sync_widgets then shows params (stretching a
+        # slider's range to a valid value outside it).
         style = {"description_width": "70px"}
         controls = {
             "w": wd.FloatSlider(
-                value=p["w"],
+                value=0.0,
                 min=0.0,
                 max=8.0,
                 step=0.5,
@@ -273,18 +339,18 @@ class GuidanceExplorer(Explorer):
             ),
             "y": wd.Dropdown(
                 options=[(nm, i) for i, nm in enumerate(self.mixture.names)],
-                value=p["y"],
+                value=0,
                 description="class",
                 style=style,
             ),
             "form": wd.Dropdown(
-                options=list(FORMS), value=p["form"], description="guidance", style=style
+                options=list(FORMS), value=FORMS[0], description="guidance", style=style
             ),
             "sampler": wd.Dropdown(
-                options=list(SAMPLERS), value=p["sampler"], description="sampler", style=style
+                options=list(SAMPLERS), value="ddim", description="sampler", style=style
             ),
             "steps": wd.IntSlider(
-                value=p["steps"],
+                value=50,
                 min=5,
                 max=200,
                 step=5,

@@ -20,7 +20,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._validation import check_number, check_positive_int
+from .._validation import check_number, check_positive_int, describe
 from ..schedules import NoiseSchedule
 
 __all__ = [
@@ -35,7 +35,8 @@ ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 
 
 def _points(x: object, name: str = "x") -> np.ndarray:
-    """``x`` as a float numpy array of shape ``(N, 2)``; raise naming ``name`` otherwise."""
+    """``x`` as a float numpy array of shape ``(N, 2)`` of finite numbers (matplotlib would leave
+    NaN and inf points out of the picture without a word); raise naming ``name`` otherwise."""
     if isinstance(x, torch.Tensor):
         arr = x.detach().cpu().double().numpy()
     elif isinstance(x, np.ndarray):
@@ -46,6 +47,12 @@ def _points(x: object, name: str = "x") -> np.ndarray:
         )
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"{name} must have shape (N, 2), got {tuple(arr.shape)}")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr).all(axis=1)).sum())
+        raise ValueError(
+            f"{name} contains non-finite values (NaN or inf) in {bad} of its {arr.shape[0]} "
+            "points; expected finite numbers (a plot would leave them out silently)"
+        )
     return arr
 
 
@@ -103,15 +110,23 @@ def plot_sample_grid(
     suptitle: str | None = None,
     **kw: Any,
 ) -> Figure:
-    """A row of :func:`plot_samples` panels, one per ``(N, 2)`` cloud in ``xs``."""
-    if len(xs) == 0:
+    """A row of :func:`plot_samples` panels, one per ``(N, 2)`` cloud in ``xs`` (a list of clouds;
+    for one cloud pass ``[x]``), each ``panel_size > 0`` inches wide."""
+    if isinstance(xs, (torch.Tensor, np.ndarray, str)) or not hasattr(xs, "__iter__"):
+        raise TypeError(
+            "xs must be a sequence of (N, 2) point clouds (for one cloud pass [x]), got "
+            f"{describe(xs)}"
+        )
+    clouds = [_points(x, f"xs[{i}]") for i, x in enumerate(xs)]
+    if len(clouds) == 0:
         raise ValueError("xs must hold at least one (N, 2) point cloud")
-    if titles is not None and len(titles) != len(xs):
-        raise ValueError(f"titles must have one entry per panel ({len(xs)}), got {len(titles)}")
+    if titles is not None and len(titles) != len(clouds):
+        raise ValueError(f"titles must have one entry per panel ({len(clouds)}), got {len(titles)}")
+    panel_size = check_number(panel_size, "panel_size", low=0.0)
     fig, axes = plt.subplots(
-        1, len(xs), figsize=(panel_size * len(xs), panel_size + 0.4), squeeze=False
+        1, len(clouds), figsize=(panel_size * len(clouds), panel_size + 0.4), squeeze=False
     )
-    for i, (x, ax) in enumerate(zip(xs, axes[0], strict=True)):
+    for i, (x, ax) in enumerate(zip(clouds, axes[0], strict=True)):
         plot_samples(x, ax=ax, title=None if titles is None else titles[i], lim=lim, **kw)
         if i > 0:
             ax.set_ylabel("")
@@ -133,6 +148,9 @@ def plot_trajectories(
     ``traj`` is a list of ``(N, 2)`` states ordered in time (e.g. ``minidiff.trajectory(ddpm_sample,
     ...)`` gives ``[x_T, …, x_0]``). Starts are grey, ends are coloured.
     """
+    if isinstance(traj, (torch.Tensor, np.ndarray, str)) or not hasattr(traj, "__iter__"):
+        raise TypeError(f"traj must be a sequence of (N, 2) states, got {describe(traj)}")
+    traj = list(traj)  # an iterator (a generator of states) is read once
     if len(traj) < 2:
         raise ValueError(f"traj must hold at least 2 states, got {len(traj)}")
     n_paths = check_positive_int(n_paths, "n_paths")
@@ -190,8 +208,12 @@ def plot_schedules(
             )
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    axes = list(np.ravel(np.asarray(axes, dtype=object)))  # one Axes, a list, a (1, 3) array
     if len(axes) != 3:
         raise ValueError(f"axes must hold 3 Axes (alpha_bar, beta, log-SNR), got {len(axes)}")
+    odd = next((i for i, ax in enumerate(axes) if not isinstance(ax, Axes)), None)
+    if odd is not None:
+        raise TypeError(f"axes[{odd}] must be a matplotlib Axes, got {describe(axes[odd])}")
     for name, sch in schedules.items():
         u = np.arange(sch.T + 1) / sch.T
         axes[0].plot(u, sch.alpha_bar.numpy(), label=name)
@@ -224,9 +246,14 @@ def plot_loss(
     losses: ArrayLike, ax: Axes | None = None, smooth: int = 50, title: str | None = "Training loss"
 ) -> Axes:
     """Plot a loss curve (faint) and its trailing moving average over ``smooth`` steps (solid)."""
-    arr = np.asarray(
-        losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=np.float64
-    )
+    try:
+        arr = np.asarray(
+            losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=np.float64
+        )
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"losses must be a 1-D sequence of numbers, got {describe(losses)} {losses!r:.60}"
+        ) from None
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"losses must be a non-empty 1-D sequence, got shape {arr.shape}")
     smooth = check_positive_int(smooth, "smooth")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import Flag, Int, Number, OneOf, checked
 from ..data import toy_dataset
 from ..diffusion import q_sample
 from ..schedules import SCHEDULES, NoiseSchedule, make_schedule
@@ -35,6 +36,7 @@ __all__ = ["schedule_curves", "ScheduleExplorer", "schedule_explorer", "FAMILIES
 FAMILIES: tuple[str, ...] = tuple(SCHEDULES)
 
 
+@checked(family=OneOf(FAMILIES), T=Int(), beta_start=Number(), beta_end=Number(), s=Number())
 def schedule_curves(
     family: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.02, s: float = 0.008
 ) -> dict[str, Any]:
@@ -43,15 +45,14 @@ def schedule_curves(
     ``beta_start``/``beta_end`` are used by ``linear`` and ``quadratic``, ``s`` by ``cosine``
     (``sigmoid`` uses its defaults). Returns ``{"t": (T+1,), "alpha_bar", "beta", "log_snr",
     "schedule"}`` as float64 numpy arrays (``log_snr[0] = +inf``) plus the ``NoiseSchedule``.
-    Invalid parameters raise the builder's ``ValueError``.
+    A wrong kind of argument (a family that is not a string, a number given as a string) raises
+    ``TypeError`` naming it; a wrong value ``ValueError`` (the builder's, for the ranges).
     """
-    if family not in SCHEDULES:
-        raise ValueError(f"family must be one of {list(FAMILIES)}, got {family!r}")
     kwargs: dict[str, float] = {}
     if family in ("linear", "quadratic"):
-        kwargs = {"beta_start": float(beta_start), "beta_end": float(beta_end)}
+        kwargs = {"beta_start": beta_start, "beta_end": beta_end}
     elif family == "cosine":
-        kwargs = {"s": float(s)}
+        kwargs = {"s": s}
     sch = make_schedule(family, T, **kwargs)
     return {
         "t": np.arange(sch.T + 1),
@@ -78,6 +79,7 @@ class ScheduleExplorer(Explorer):
 
     PARAMS = ("family", "T", "beta_start", "beta_end", "s", "t")
 
+    @checked(n=Int(), seed=Int(minimum=0), render=Flag)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self,
         dataset: str = "moons",
@@ -204,14 +206,15 @@ class ScheduleExplorer(Explorer):
     def _build_widgets(self) -> None:
         import ipywidgets as w
 
-        p = self.params
+        # The controls start on valid values; _sync_widgets then shows params (stretching a
+        # slider's range to a valid value outside it).
         style = {"description_width": "80px"}
         controls = {
             "family": w.Dropdown(
-                options=list(FAMILIES), value=p["family"], description="schedule", style=style
+                options=list(FAMILIES), value="linear", description="schedule", style=style
             ),
             "T": w.IntSlider(
-                value=p["T"],
+                value=1000,
                 min=10,
                 max=2000,
                 step=10,
@@ -220,7 +223,7 @@ class ScheduleExplorer(Explorer):
                 style=style,
             ),
             "beta_start": w.FloatLogSlider(
-                value=p["beta_start"],
+                value=1e-4,
                 base=10,
                 min=-5,
                 max=-1,
@@ -230,7 +233,7 @@ class ScheduleExplorer(Explorer):
                 style=style,
             ),
             "beta_end": w.FloatLogSlider(
-                value=p["beta_end"],
+                value=0.02,
                 base=10,
                 min=-4,
                 max=-0.3,
@@ -240,7 +243,7 @@ class ScheduleExplorer(Explorer):
                 style=style,
             ),
             "s": w.FloatSlider(
-                value=p["s"],
+                value=0.008,
                 min=0.0,
                 max=0.2,
                 step=0.002,
@@ -248,7 +251,7 @@ class ScheduleExplorer(Explorer):
                 readout_format=".3f",
                 style=style,
             ),
-            "t": w.IntSlider(value=p["t"], min=1, max=p["T"], description="t", style=style),
+            "t": w.IntSlider(value=100, min=1, max=1000, description="t", style=style),
         }
         self._attach(controls, rows=[["family", "T", "t"], ["beta_start", "beta_end", "s"]])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,14 +52,25 @@ def test_state_matches_the_frequency_module() -> None:
     x_t = q_sample(img[None], 300, sch, noise=ex.noise["photo: china (64x64)"][None])
     torch.testing.assert_close(v["x_t"], x_t[0])
     np.testing.assert_allclose(v["psd_t"], radial_psd(x_t)[0].numpy())
-    fc = crossover_frequency(
-        radial_psd(img[None])[0], float(sch.alpha_bar[300]), 64 * 64, radial_frequencies(64)
+    fc = crossover_frequency(  # over the rings the plot shows: all but the zero frequency
+        radial_psd(img[None])[0][1:], float(sch.alpha_bar[300]), 64 * 64, radial_frequencies(64)[1:]
     )
     assert math.isclose(v["crossover"], float(fc)) and f"{float(fc):.3f}" in st["readout"]
     assert math.isclose(v["noise_floor"], (1 - float(sch.alpha_bar[300])) * 4096)
     # later t, lower crossover: high frequencies drown first
     later = ex.update(t=700)["view"]["crossover"]
     assert later < v["crossover"]
+
+
+def test_the_crossover_ignores_the_zero_frequency_of_a_zero_mean_image() -> None:
+    # ring 0 is the image mean: ~0 here, below the floor, while every plotted ring is far above it
+    img = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    img = (img - img.mean(dim=(1, 2), keepdim=True)).clamp(-1, 1)
+    ex = FrequencyExplorer({"zero-mean": img}, T=50, t=10, render=False)
+    v = ex.state["view"]
+    assert v["signal"][0] < v["noise_floor"] < v["signal"][1:].min()
+    assert v["crossover"] == float(v["freqs"][-1])
+    assert "no frequency is drowned yet" in ex.readout()
 
 
 def test_bad_values_give_a_message_not_an_exception() -> None:
@@ -98,11 +110,64 @@ def test_user_images_are_validated() -> None:
         FrequencyExplorer({"a": torch.zeros(3, 8, 8, dtype=torch.uint8)}, render=False)
     with pytest.raises(TypeError, match="non-empty"):
         FrequencyExplorer({}, render=False)
+    # a value just above 1 is printed with the digits that show it
+    with pytest.raises(ValueError, match=r"got values in \[1\.0001\d*, 1\.0001\d*\]"):
+        FrequencyExplorer({"a": torch.full((1, 8, 8), 1.0001)}, render=False)
+    # a picture that requires grad (a generated one) is drawn, not refused by numpy()
+    ex = FrequencyExplorer({"a": (torch.rand(1, 8, 8) - 0.5).requires_grad_()}, t=5, render=False)
+    assert ex.state["message"] is None and ex.png()[:4] == b"\x89PNG"
 
 
 # 14 values of kinds the controls never send (a script's update() can): none may escape update().
 ODD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e400, 10**400, -(10**400), None, "x",
               [1], {"a": 1}, (), object(), True, 2.5]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"t": None}, "t must be an int in 1..T=50"),
+        ({"schedule": "nope"}, "unknown schedule"),
+        ({"image": "zz"}, "unknown image"),
+    ],
+)
+def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
+    kwargs: dict[str, object], words: str
+) -> None:
+    ex = FrequencyExplorer(T=50, render=False, **kwargs)  # type: ignore[arg-type]
+    assert words in ex.state["message"] and ex.message.value != ""
+    assert ex.controls["schedule"].value in ex.controls["schedule"].options
+
+
+def test_t_and_the_short_schedule_name_are_read_as_by_the_constructor() -> None:
+    ex = FrequencyExplorer(T=50, t=10, render=False)
+    for bad in (10.7, "7", None, True):
+        st = ex.update(t=bad)
+        assert st["message"] == f"t must be an int in 1..T=50, got {bad!r}", st["message"]
+    st = ex.update(t=np.int64(12))
+    assert st["message"] is None and ex.params["t"] == 12
+    st = ex.update(schedule="shifted cosine")
+    shifted = next(k for k in ex.schedules if k.startswith("shifted"))
+    assert st["message"] is None and ex.params["schedule"] == shifted
+    assert ex.controls["schedule"].value == shifted
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "start"),
+    [
+        (lambda: frequency_schedules(50, "1"), TypeError, "shift must be a real number"),
+        (lambda: frequency_schedules(50, float("nan")), ValueError, "shift must be a finite"),
+        (lambda: frequency_schedules(2.5), TypeError, "T must be an int"),
+        (lambda: FrequencyExplorer(seed=None, T=50, render=False), TypeError, "seed must be"),
+        (lambda: FrequencyExplorer(seed=1.5, T=50, render=False), TypeError, "seed must be"),
+        (lambda: FrequencyExplorer(seed=-1, T=50, render=False), ValueError, "seed must be"),
+        (lambda: FrequencyExplorer(T="50", render=False), TypeError, "T must be an int"),
+    ],
+)
+def test_schedules_and_constructor_name_a_bad_argument(call: Any, exc: type, start: str) -> None:
+    with pytest.raises(exc) as info:
+        call()
+    assert str(info.value).startswith(start), info.value
 
 
 def test_update_never_raises_on_odd_values() -> None:

@@ -6,6 +6,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from typing import Any  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -34,6 +36,30 @@ def test_state_is_the_pure_functions(explorer: GuidanceExplorer) -> None:
     torch.testing.assert_close(st["field"][1], score)
     assert pts.shape == (225, 2)
     assert 0.0 <= st["accuracy"] <= 1.0 and abs(sum(st["shares"]) - 1.0) < 0.05
+
+
+def test_the_shares_are_fractions_of_all_samples(explorer: GuidanceExplorer) -> None:
+    st = explorer.update(w=0.0, y=0, form="classifier", sampler="ddim", steps=20)
+    x = st["samples"].double()
+    owner = MIX.mixture.responsibilities(x, 1.0, 0.0).argmax(1)
+    claimed = float((MIX.labels[owner] == 0).double().mean())  # best explained by class 0
+    assert claimed < 0.9  # w = 0 of classifier guidance: unconditional, many samples elsewhere
+    assert abs(sum(st["shares"]) - claimed) < 1e-12
+    assert "share of all samples per component" in explorer.readout()
+
+
+def test_classifier_guidance_states_its_offset_from_classifier_free(
+    explorer: GuidanceExplorer,
+) -> None:
+    explorer.update(w=2.0, y=0, form="classifier", sampler="ddim", steps=20)
+    assert "classifier-free guidance at w − 1 = 1" in explorer.readout()
+    assert "w = 0 is the unconditional model" in explorer.readout()
+    st = explorer.update(w=-1.0)
+    assert "0 = the unconditional model" in st["message"], st["message"]
+    st = explorer.update(w=-1.0, form="classifier-free")
+    assert "0 = the conditional model" in st["message"], st["message"]
+    explorer.update(w=2.0)
+    assert "w − 1" not in explorer.readout()
 
 
 def test_guidance_sharpens_the_class(explorer: GuidanceExplorer) -> None:
@@ -128,3 +154,92 @@ def test_update_never_raises_on_odd_values(explorer: GuidanceExplorer) -> None:
             assert isinstance(st.get("message"), (str, type(None)))
         explorer.update(w=1.0, y=0, form="classifier-free", sampler="ddim", steps=20)
         assert explorer.state["message"] is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"y": 3}, "null label"),
+        ({"form": "cfg"}, "form must be one of"),
+        ({"sampler": "heun"}, "sampler must be one of"),
+        ({"w": "2"}, "w must be"),
+        ({"steps": None}, "steps"),
+    ],
+)
+def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
+    kwargs: dict[str, object], words: str
+) -> None:
+    ex = GuidanceExplorer(MIX, SCHED, n=20, render=False, **kwargs)  # type: ignore[arg-type]
+    assert words in ex.state["message"] and ex.message.value != ""
+    for name in ("y", "form", "sampler"):  # the dropdowns start on a valid choice
+        assert ex.controls[name].value in [
+            o[1] if isinstance(o, tuple) else o for o in ex.controls[name].options
+        ]
+
+
+def test_a_valid_value_outside_a_slider_is_shown_not_clamped() -> None:
+    ex = GuidanceExplorer(MIX, SCHED, n=20, w=20.0, steps=3, render=False)
+    assert ex.state["message"] is None
+    assert ex.controls["w"].value == 20.0 and ex.controls["steps"].value == 3
+    ex.update(w=-1.0)  # invalid: the slider is not stretched to show it
+    assert ex.state["message"] is not None and ex.controls["w"].min == 0.0
+
+
+def _eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+FIELD = {"eps_model": _eps, "schedule": SCHED, "t": 10}
+SAMPLES = {"eps_model": _eps, "schedule": SCHED, "n": 4, "steps": 5}
+EXPLORER = {"mixture": MIX, "schedule": SCHED, "n": 4, "render": False}
+
+
+_BAD = [  # (function, good kwargs, argument, bad value, exception)
+    *[
+        (guided_score_field, FIELD, arg, value, exc)
+        for arg, value, exc in [
+            ("t", 2.7, TypeError), ("t", 0, ValueError), ("t", 201, ValueError),
+            ("lim", -1.0, ValueError), ("lim", 0, ValueError), ("lim", "3", TypeError),
+            ("grid", 0, ValueError), ("grid", 1, ValueError), ("grid", 2.5, TypeError),
+            ("grid", -2, ValueError), ("schedule", None, TypeError), ("eps_model", 3, TypeError),
+        ]
+    ],
+    *[
+        (guided_samples, SAMPLES, arg, value, exc)
+        for arg, value, exc in [
+            ("n", 0, ValueError), ("n", 2.7, TypeError), ("steps", 2.0, TypeError),
+            ("steps", 0, ValueError), ("steps", 201, ValueError), ("sampler", "heun", ValueError),
+            ("sampler", 3, TypeError), ("schedule", None, TypeError), ("generator", 0, TypeError),
+        ]
+    ],
+    *[
+        (GuidanceExplorer, EXPLORER, arg, value, exc)
+        for arg, value, exc in [
+            ("n", 2.7, TypeError), ("n", 0, ValueError), ("seed", None, TypeError),
+            ("seed", -1, ValueError), ("field_t", 2.7, TypeError), ("field_t", 0, ValueError),
+            ("field_t", 201, ValueError), ("mixture", "x", TypeError), ("schedule", "x", TypeError),
+            ("cond_model", 3, TypeError), ("render", "no", TypeError),
+        ]
+    ],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fn", "good", "arg", "value", "exc"),
+    _BAD,
+    ids=[f"{c[0].__name__}-{c[2]}-{c[3]!r}" for c in _BAD],
+)
+def test_bad_arguments_are_refused_naming_them(
+    fn: Any, good: dict[str, Any], arg: str, value: Any, exc: type
+) -> None:
+    fn(**good)  # the good call runs
+    with pytest.raises((TypeError, ValueError)) as info:
+        fn(**{**good, arg: value})
+    assert isinstance(info.value, exc) and str(info.value).startswith(arg), info.value
+
+
+def test_a_model_with_other_classes_than_the_mixture_is_named() -> None:
+    from minidiff.nn.conditional import ConditionalTimeMLP
+
+    with pytest.raises(ValueError, match=r"^cond_model has 5 classes .* the mixture has 3"):
+        GuidanceExplorer(MIX, SCHED, cond_model=ConditionalTimeMLP(5), n=4, render=False)

@@ -41,3 +41,47 @@ def test_save_image_grid_writes_a_png_only(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()  # refused before any folder was made
     path = save_image_grid(images, tmp_path / "a.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_schedules_takes_axes_as_plt_subplots_gives_them() -> None:
+    import matplotlib.pyplot as plt
+
+    _, grid = plt.subplots(1, 3, squeeze=False)  # a (1, 3) array
+    assert len(plot_schedules(linear_schedule(50), axes=grid)) == 3
+    _, one = plt.subplots()
+    with pytest.raises(ValueError, match=r"axes must hold 3 Axes .* got 1"):
+        plot_schedules(linear_schedule(50), axes=one)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"axes\[2\] must be a matplotlib Axes"):
+        plot_schedules(linear_schedule(50), axes=[*grid[0, :2], "x"])  # type: ignore[list-item]
+    plt.close("all")
+
+
+def test_plot_sample_grid_names_the_cloud_and_the_panel_size() -> None:
+    from minidiff.viz import plot_sample_grid
+
+    x = torch.randn(5, 2)
+    with pytest.raises(TypeError, match=r"^xs must be a sequence of \(N, 2\) point clouds"):
+        plot_sample_grid(x)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^xs\[1\] must have shape \(N, 2\), got \(5, 3\)"):
+        plot_sample_grid([x, torch.randn(5, 3)])
+    for bad, exc in ((0, ValueError), (-1.0, ValueError), ("2", TypeError)):
+        with pytest.raises(exc, match="^panel_size"):
+            plot_sample_grid([x], panel_size=bad)  # type: ignore[arg-type]
+
+
+def test_plot_trajectories_reads_an_iterator_and_plot_loss_names_losses() -> None:
+    from minidiff.viz import plot_loss
+
+    ax = plot_trajectories(iter([torch.randn(5, 2), torch.randn(5, 2)]))
+    assert len(ax.lines) == 5
+    with pytest.raises(TypeError, match="^losses must be a 1-D sequence of numbers"):
+        plot_loss(["a", "b"])  # type: ignore[list-item]
+
+
+def test_non_finite_points_are_refused_not_left_out_of_the_plot() -> None:
+    with pytest.raises(ValueError, match=r"^x contains non-finite values .* in 5 of its 5 points"):
+        plot_samples(torch.full((5, 2), float("nan")))
+    partly = torch.randn(6, 2)
+    partly[2, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"^traj\[1\] contains non-finite values .* 1 of its 6"):
+        plot_trajectories([torch.randn(6, 2), partly])

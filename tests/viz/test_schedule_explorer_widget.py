@@ -99,3 +99,33 @@ def test_update_never_raises_on_odd_values(ex: ScheduleExplorer) -> None:
             st = ex.update(**{name: value})  # must not raise
             assert isinstance(st.get("message"), (str, type(None)))
         assert ex.update(**good)["message"] is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"family": "Cosine"}, "family must be one of"),
+        ({"beta_start": "a"}, "beta_start must be a real number"),
+        ({"t": "a"}, "t must be an int"),
+        ({"t": None}, "t must be an int"),
+    ],
+)
+def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
+    kwargs: dict[str, object], words: str
+) -> None:
+    ex = ScheduleExplorer("moons", n=50, T=50, render=False, **kwargs)  # type: ignore[arg-type]
+    assert words in ex.state["message"] and words in ex.message.value
+    assert ex.controls["family"].value in ex.controls["family"].options  # a valid value shown
+
+
+@pytest.mark.parametrize(("T", "t"), [(5000, 3000), (5, 3), (1, 1)])
+def test_a_valid_value_outside_a_slider_is_shown_not_clamped(T: int, t: int) -> None:
+    ex = ScheduleExplorer("moons", n=50, T=T, t=t, render=False)
+    assert ex.state["message"] is None and ex.state["curves"]["schedule"].T == T
+    assert ex.controls["T"].value == T and ex.controls["t"].value == t
+    ex.update(beta_start=1e-6)  # below the log slider's range
+    assert ex.state["message"] is None and ex.controls["beta_start"].value == pytest.approx(1e-6)
+    ex.update(beta_start=0.5)  # invalid (beta_end below it): the slider keeps its value
+    assert ex.state["message"] is not None and ex.controls["beta_start"].value == pytest.approx(
+        1e-6
+    )

@@ -105,6 +105,40 @@ def test_schedule_curves_match_make_schedule() -> None:
         schedule_curves("exponential", 10)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "start"),
+    [
+        ({"family": ["linear"]}, TypeError, "family must be one of"),
+        ({"family": 3}, TypeError, "family must be one of"),
+        ({"beta_start": "x"}, TypeError, "beta_start must be a real number"),
+        ({"beta_end": None}, TypeError, "beta_end must be a real number"),
+        ({"s": float("nan")}, ValueError, "s must be a finite number"),
+        ({"T": "50"}, TypeError, "T must be an int"),
+        ({"T": 0}, ValueError, "T must be >= 1"),
+    ],
+)
+def test_schedule_curves_names_a_bad_argument(
+    kwargs: dict[str, object], exc: type, start: str
+) -> None:
+    args: dict[str, object] = {"family": "linear", "T": 50, **kwargs}
+    with pytest.raises(exc) as info:
+        schedule_curves(**args)  # type: ignore[arg-type]
+    assert str(info.value).startswith(start), info.value
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [({"seed": 1.5}, TypeError), ({"seed": None}, TypeError), ({"seed": -1}, ValueError),
+     ({"n": 0}, ValueError), ({"render": "no"}, TypeError)],
+)  # fmt: skip
+def test_schedule_explorer_constructor_names_a_bad_argument(
+    kwargs: dict[str, object], exc: type
+) -> None:
+    with pytest.raises(exc) as info:
+        ScheduleExplorer("moons", T=50, **kwargs)  # type: ignore[arg-type]
+    assert str(info.value).startswith(next(iter(kwargs))), info.value
+
+
 @pytest.fixture(scope="module")
 def explorer() -> ScheduleExplorer:
     return ScheduleExplorer("moons", n=400, seed=0, T=200, t=1, render=False)
