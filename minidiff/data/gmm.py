@@ -24,6 +24,7 @@ import torch
 
 from .._validation import (
     Check,
+    Flag,
     FloatTensor,
     Int,
     Number,
@@ -210,7 +211,7 @@ class GaussianMixture:
         return cls(means, covs=covs, weights=torch.tensor([0.5, 0.3, 0.2]))
 
     # ------------------------------------------------------------------ the data law
-    @checked(n=Int(), generator=Rng)
+    @checked(n=Int(), generator=Rng, return_labels=Flag)
     def sample(
         self, n: int, generator: torch.Generator | None = None, *, return_labels: bool = False
     ) -> Any:

@@ -17,6 +17,7 @@ from _bad_inputs import (
     Fn,
     X,
     bad_choice,
+    bad_flag,
     bad_generator,
     bad_int,
     bad_number,
@@ -81,7 +82,7 @@ FNS: list[Fn] = [
         "GaussianMixture.sample",
         method_of(GMM, "sample"),
         {"n": 5, "generator": None},
-        {"n": bad_int(), "generator": bad_generator()},
+        {"n": bad_int(), "generator": bad_generator(), "return_labels": bad_flag()},
     ),
     Fn(
         "GaussianMixture.log_prob",

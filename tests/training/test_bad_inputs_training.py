@@ -22,6 +22,7 @@ from _bad_inputs import (
     bad_callable,
     bad_choice,
     bad_device,
+    bad_flag,
     bad_generator,
     bad_int,
     bad_number,
@@ -108,7 +109,11 @@ FNS: list[Fn] = [
         "EMA",
         md.EMA,
         {"model": Lin(), "decay": 0.9},
-        {"model": [("None", None), ("str", "model")], "decay": bad_number() + [("one", 1.0)]},
+        {
+            "model": [("None", None), ("str", "model")],
+            "decay": bad_number() + [("one", 1.0)],
+            "warmup": bad_flag(),
+        },
         names={"decay": "decay"},
     ),
     Fn(
