@@ -106,6 +106,22 @@ FNS: list[Fn] = [
         },
     ),
     Fn(
+        "train_toy",
+        lambda **kw: md.train_toy(**{"steps": 1, "batch_size": 4, "progress": False, **kw}),
+        {"data": X},
+        {
+            "data": [
+                ("None", None),
+                ("int", 3),
+                ("list", X.tolist()),
+                ("int-dtype", X.round().long()),
+                ("shape(4,)", X[:, 0]),
+                ("shape(4, 2, 1)", X[:, :, None]),
+                ("typo", "moon"),
+            ]
+        },
+    ),
+    Fn(
         "EMA",
         md.EMA,
         {"model": Lin(), "decay": 0.9},
