@@ -245,6 +245,23 @@ def test_simple_loss_by_hand() -> None:
     )
 
 
+def test_simple_loss_takes_the_generator_fourth_like_the_other_losses() -> None:
+    """simple_loss(m, x0, s, g) as vp_eps_loss(m, x0, sde, g) and dsm_loss(net, x0, sigmas, g):
+    the same draws as generator=g; t, noise and weights stay keyword-only."""
+    x0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def model(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x) * tt[:, None] / 20
+
+    by_position = md.simple_loss(model, x0, SCHED, torch.Generator().manual_seed(3))
+    by_keyword = md.simple_loss(model, x0, SCHED, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(by_position, by_keyword)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        md.simple_loss(model, x0, SCHED, 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        md.simple_loss(model, x0, SCHED, None, torch.ones(6, dtype=torch.long))  # type: ignore[misc]
+
+
 def test_simple_loss_and_vlb_errors() -> None:
     x0 = torch.zeros(4, 2)
     model = lambda x, t: torch.zeros_like(x)  # noqa: E731
