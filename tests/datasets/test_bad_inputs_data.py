@@ -85,6 +85,12 @@ FNS: list[Fn] = [
         {"n": bad_int(), "generator": bad_generator(), "return_labels": bad_flag()},
     ),
     Fn(
+        "GaussianMixture.sample_labelled",
+        method_of(GMM, "sample_labelled"),
+        {"n": 5, "generator": None},
+        {"n": bad_int(), "generator": bad_generator()},
+    ),
+    Fn(
         "GaussianMixture.log_prob",
         method_of(GMM, "log_prob"),
         {"x": X},
