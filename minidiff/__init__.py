@@ -15,8 +15,9 @@ keeps this list and ``__all__`` in step):
   ``langevin_step``, ``langevin_sample``, ``annealed_langevin_sample``, ``euler_maruyama_sample``,
   ``pf_ode_sample``, ``predictor_corrector_sample``, ``ode_solve``, ``dpm_solver_sample``,
   ``get_sampler``, ``available_samplers``, ``register_sampler``, ``trajectory``
-- SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``,
-  ``eps_model_from_score_fn``
+- SDEs: ``SDE``, ``VPSDE``, ``VESDE``, ``score_fn_from_mixture``, ``score_fn_from_eps_model``
+  (a continuous-time ε-model), ``score_fn_from_discrete_eps_model`` (a DDPM ε-model trained on a
+  schedule, e.g. by ``train_toy``), ``eps_model_from_score_fn``
 - likelihood: ``ode_log_likelihood``, ``bits_per_dim``
 - data: ``toy_dataset``, ``TOY_DATASETS``, ``GaussianMixture``
 - networks and training: ``TimeMLP``, ``NoiseConditionalScoreMLP``, ``UNet``, ``UNetConfig``,
@@ -116,6 +117,7 @@ from .sde import (
     VESDE,
     VPSDE,
     eps_model_from_score_fn,
+    score_fn_from_discrete_eps_model,
     score_fn_from_eps_model,
     score_fn_from_mixture,
 )
@@ -198,6 +200,7 @@ __all__ = [
     "register_sampler",
     "trajectory",
     "save_checkpoint",
+    "score_fn_from_discrete_eps_model",
     "score_fn_from_eps_model",
     "score_fn_from_mixture",
     "score_from_eps",

@@ -145,12 +145,24 @@ def describe(x: object) -> str:
     return type(x).__name__ if x is not None else "None"
 
 
+def _batch_hint(x: object, name: str) -> str:
+    """For a tuple or list of tensors where one tensor belongs: most likely a batch of a
+    ``TensorDataset`` or ``DataLoader``, which is ``(x, ...)`` even for one tensor."""
+    if not (isinstance(x, (tuple, list)) and x and all(isinstance(v, torch.Tensor) for v in x)):
+        return ""
+    n = len(x)
+    return (
+        f" of {n} tensor{'s' if n != 1 else ''}: a TensorDataset or DataLoader yields batches "
+        f"(x, ...), even of one tensor; unpack the batch first, e.g. {name} = batch[0]"
+    )
+
+
 def check_tensor(
     x: object, name: str, *, min_dim: int = 1, dim: int | None = None, finite: bool = False
 ) -> torch.Tensor:
     """Return ``x`` if it is a floating tensor of the right rank (finite if asked), else raise."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {describe(x)}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {describe(x)}{_batch_hint(x, name)}")
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if dim is not None and x.dim() != dim:

@@ -25,6 +25,7 @@ import torch
 
 from ._validation import (
     Check,
+    Flag,
     FloatTensor,
     Function,
     OneOf,
@@ -245,6 +246,7 @@ def call_eps_model(
     t=Timesteps(of="x_t"),
     schedule=NoiseSchedule,
     variance=OneOf(VARIANCES),
+    for_density=Flag,
 )
 def p_mean_var(
     eps_model: EpsModel,
@@ -260,6 +262,14 @@ def p_mean_var(
     ``mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) · eps_theta(x_t, t)) / sqrt(alpha_t)``
     (Ho et al. 2020, Eq. 11): the posterior mean ``mu_tilde`` with ``x_0`` replaced by its
     ε-prediction. Returns ``(mean (B, ...), var (B, 1, …, 1))``.
+
+    ``variance``: ``"beta"`` (``sigma_t^2 = beta_t``) or ``"beta_tilde"`` (``sigma_t^2 =
+    beta_tilde_t``, the posterior variance). ``beta_tilde_1 = 0``: the step to ``x_0`` is then
+    deterministic, which is what a sampler wants but is no density, so
+    ``gaussian_log_likelihood(x, mean, var)`` refuses ``var = 0``. ``for_density=True`` returns
+    ``beta_1`` at ``t = 1`` instead (the Gaussian decoder of :func:`~minidiff.losses.vlb_terms`
+    and ``affine_model_nll``) and changes nothing else: pass it whenever the variance at
+    ``t = 1`` goes into a log-likelihood. It must be ``True`` or ``False``.
     """
     eps = call_eps_model.unchecked(eps_model, x_t, cast(torch.Tensor, t))  # @checked made t long
     nd = x_t.dim()

@@ -336,6 +336,13 @@ def score_fn_from_eps_model(
 ) -> ScoreFn:
     """A continuous-time noise predictor ``eps_model(x, t float)`` as a score: ``-eps / sigma(t)``.
 
+    ``eps_model`` is called at the SDE's own time ``t ∈ [0, 1]``: it must have been trained at
+    those times (e.g. with :func:`~minidiff.losses.vp_eps_loss`). For a DDPM model trained on a
+    schedule at timesteps ``1..T`` (``train``/``train_toy`` with ``simple_loss``) use
+    :func:`score_fn_from_discrete_eps_model` instead: called here, such a network (a ``TimeMLP``
+    takes any float ``t``) sees times it was never trained at, and its scores and likelihoods
+    are wrong without any error.
+
     Valid for ``t > 0`` (``sigma(0) = 0``); samplers stop at ``sde.t_min``.
     """
 

@@ -153,6 +153,11 @@ def bad_number(*, positive: bool = True, optional: bool = False) -> list[tuple[s
     return cases
 
 
+def bad_flag() -> list[tuple[str, Any]]:
+    """A True/False option: a string, None or a number is refused, not read as true or false."""
+    return [("str", "no"), ("str-False", "False"), ("None", None), ("int", 1)]
+
+
 def bad_choice() -> list[tuple[str, Any]]:
     return [("typo", "bogus"), ("None", None), ("int", 3)]
 
@@ -233,6 +238,7 @@ def method_of(obj: Any, name: str) -> Callable[..., Any]:
 # right kind with a wrong value (NaN, out of range, a shape that does not fit, a typo) ValueError.
 WRONG_KIND = {
     "str",
+    "str-False",
     "None",
     "float",
     "float-nan",

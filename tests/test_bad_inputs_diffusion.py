@@ -21,6 +21,7 @@ from _bad_inputs import (
     X,
     bad_callable,
     bad_choice,
+    bad_flag,
     bad_generator,
     bad_schedule,
     bad_steps_t,
@@ -110,6 +111,7 @@ FNS: list[Fn] = [
             "t": bad_steps_t(4),
             "schedule": bad_schedule(),
             "variance": bad_choice(),
+            "for_density": bad_flag(),
         },
     ),
 ]

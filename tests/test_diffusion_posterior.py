@@ -111,3 +111,22 @@ def test_posterior_error_paths() -> None:
         md.q_posterior_mean_var(x, x, 2, "linear")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="x_t"):
         md.q_posterior_mean_var(x, torch.zeros(3, 2, dtype=torch.long), 2, SCHED)
+
+
+def test_for_density_gives_beta_1_at_t_1_and_a_finite_log_likelihood() -> None:
+    """beta_tilde_1 = 0 is no density; for_density=True puts beta_1 there, changes no other t,
+    and p_mean_var's docstring says so."""
+    from minidiff.losses import gaussian_log_likelihood
+
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model = lambda x_, t_: 0.1 * x_  # noqa: E731
+    _, var = md.p_mean_var(model, x, 1, SCHED, "beta_tilde")
+    assert float(var.max()) == 0.0
+    mean, var = md.p_mean_var(model, x, 1, SCHED, "beta_tilde", for_density=True)
+    torch.testing.assert_close(var, torch.full_like(var, float(SCHED.betas[1])))
+    assert bool(torch.isfinite(gaussian_log_likelihood(x, mean, var)).all())
+    t = torch.tensor([2, 3, SCHED.T])
+    plain = md.p_mean_var(model, x, t, SCHED, "beta_tilde")
+    dens = md.p_mean_var(model, x, t, SCHED, "beta_tilde", for_density=True)
+    assert torch.equal(plain[1], dens[1]) and torch.equal(plain[0], dens[0])
+    assert "for_density" in (md.p_mean_var.__doc__ or "")

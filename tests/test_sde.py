@@ -16,6 +16,7 @@ from minidiff.sde import (
     VPSDE,
     ReverseSDE,
     eps_model_from_score_fn,
+    score_fn_from_discrete_eps_model,
     score_fn_from_eps_model,
     score_fn_from_mixture,
 )
@@ -194,6 +195,23 @@ def test_bridges_between_score_eps_and_ddpm() -> None:
     assert torch.allclose(eps_model(x, tt), gmm.eps_model(sched)(x, tt), atol=1e-10)
     out = ddpm_sample(eps_model, sched, (4, 2), generator=torch.Generator().manual_seed(0))
     assert out.shape == (4, 2) and bool(torch.isfinite(out).all())
+
+
+def test_the_bridge_for_a_ddpm_model_is_public_and_named_where_students_look() -> None:
+    """A model trained on a schedule (train_toy) needs score_fn_from_discrete_eps_model: it is
+    exported at the top level, and score_fn_from_eps_model's docstring sends such a model there."""
+    import minidiff
+
+    assert minidiff.score_fn_from_discrete_eps_model is score_fn_from_discrete_eps_model
+    assert "score_fn_from_discrete_eps_model" in minidiff.__all__
+    assert "score_fn_from_discrete_eps_model" in (score_fn_from_eps_model.__doc__ or "")
+    # the exported bridge turns the exact discrete eps model into the exact score
+    gmm, sde, sched = GaussianMixture.default_2d(), VPSDE(), linear_schedule(1000)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    t = torch.full((5,), 0.4, dtype=torch.float64)
+    bridge = minidiff.score_fn_from_discrete_eps_model
+    got = bridge(gmm.eps_model(sched), sched, round_timesteps=True)(x, t)
+    assert torch.allclose(got, score_fn_from_mixture(gmm, sde)(x, t), rtol=1e-2, atol=1e-2)
 
 
 def test_time_validation() -> None:

@@ -267,3 +267,18 @@ def test_continuous_times_share_one_policy(what_call: tuple[str, object]) -> Non
         call("0.5")  # type: ignore[operator]
     with pytest.raises(ValueError, match=r"^t must lie in \[0, 1\]"):
         call(torch.full((4,), 1.5))  # type: ignore[operator]
+
+
+def test_a_batch_tuple_where_a_tensor_belongs_is_explained() -> None:
+    """A TensorDataset's batch is a 1-tuple (x,): the TypeError says so and how to unpack it,
+    e.g. for simple_loss called from a train() loss on TensorDataset(points)."""
+    pts = torch.randn(8, 3)
+    batch = next(iter(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(pts), 4)))
+    with pytest.raises(TypeError, match=r"^x0 must be a torch.Tensor, got list of 1 tensor: "):
+        md.simple_loss(lambda x, t: x, batch, md.linear_schedule(10))
+    with pytest.raises(TypeError, match=r"unpack the batch first, e.g. x0 = batch\[0\]"):
+        md.simple_loss(lambda x, t: x, (pts,), md.linear_schedule(10))
+    with pytest.raises(TypeError, match=r"got tuple of 2 tensors: "):
+        v.check_tensor((pts, pts), "x")
+    with pytest.raises(TypeError, match=r"^x must be a torch.Tensor, got list$"):
+        v.check_tensor([1.0, 2.0], "x")  # a list of numbers gets no batch hint

@@ -17,13 +17,15 @@ the discrete DDPM process; the SDE chapters use their own ``alpha(t), sigma(t)``
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
 from .._validation import (
     Check,
+    Flag,
     FloatTensor,
     Int,
     Number,
@@ -210,16 +212,55 @@ class GaussianMixture:
         return cls(means, covs=covs, weights=torch.tensor([0.5, 0.3, 0.2]))
 
     # ------------------------------------------------------------------ the data law
-    @checked(n=Int(), generator=Rng)
+    @overload
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        return_labels: Literal[False] = False,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, return_labels: Literal[True]
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @checked(n=Int(), generator=Rng, return_labels=Flag)
     def sample(
         self, n: int, generator: torch.Generator | None = None, *, return_labels: bool = False
-    ) -> Any:
-        """Draw ``n`` points ``(n, D)`` as float32 (component labels ``(n,)`` too if asked)."""
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points ``(n, D)`` as float32.
+
+        ``return_labels=True`` is deprecated (a ``DeprecationWarning``): it returns the tuple of
+        :meth:`sample_labelled`, which says so in its name and type; call that instead.
+        """
+        if return_labels:
+            warnings.warn(
+                "GaussianMixture.sample(n, generator, return_labels=True) is deprecated; "
+                "call sample_labelled(n, generator) for (x, labels)",
+                DeprecationWarning,
+                stacklevel=3,  # the caller of the @checked wrapper
+            )
+            return self._draw(n, generator)
+        return self._draw(n, generator)[0]
+
+    @checked(n=Int(), generator=Rng)
+    def sample_labelled(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points with their components: ``(x (n, D) float32, labels (n,) long)``.
+
+        The same draws as :meth:`sample` with the same generator (``x`` is identical)."""
+        return self._draw(n, generator)
+
+    def _draw(self, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Checked ``n`` and ``generator``: components ``k`` first, then the Gaussian draws."""
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.D, generator=generator, dtype=torch.float64)
         chol = torch.linalg.cholesky(self.covs)
         x = self.means[k] + (chol[k] @ z[:, :, None])[:, :, 0]
-        return (x.float(), k) if return_labels else x.float()
+        return x.float(), k
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact ``log p(x)`` for ``x: (N, D)``; returns ``(N,)`` in the dtype of ``x``."""

@@ -136,7 +136,7 @@ class LabelledGaussianMixture:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` labelled points ``(x (n, D) float32, y (n,) long)``; only ``y`` if given."""
         if y is None:
-            x, k = self.mixture.sample(n, generator, return_labels=True)
+            x, k = self.mixture.sample_labelled(n, generator)
             return x, self.labels[k]
         return self.class_mixtures[y].sample(n, generator), torch.full((n,), y, dtype=torch.long)
 

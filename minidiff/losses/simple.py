@@ -109,17 +109,19 @@ def simple_loss(
     eps_model: EpsModel,
     x0: torch.Tensor,
     schedule: NoiseSchedule,
+    generator: torch.Generator | None = None,
     *,
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``L_simple = E_{t, x_0, eps} ||eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1-ab_t) eps, t)||²``
     (Eq. 14).
 
     Averaged over the batch and the data dimensions. ``t`` defaults to uniform draws in ``1..T``
-    (drawn first, then ``eps``, both from ``generator``); ``weights`` (a ``(T + 1,)`` tensor such
+    (drawn first, then ``eps``, both from ``generator``, which may be given 4th like the other
+    losses' ``(model, x0, schedule_or_sde, generator)``; ``t``, ``noise`` and ``weights`` are
+    keyword-only); ``weights`` (a ``(T + 1,)`` tensor such
     as :func:`~minidiff.losses.elbo.vlb_weights`) turns it into a weighted objective
     ``E[w_t ||eps - eps_theta||²]``. Returns a scalar with gradients for training.
     """

@@ -12,7 +12,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._validation import Check, FloatTensor, Int, Number, checked, describe, value_checks_enabled
+from .._validation import (
+    Check,
+    Flag,
+    FloatTensor,
+    Int,
+    Number,
+    checked,
+    describe,
+    value_checks_enabled,
+)
 
 __all__ = ["sinusoidal_embedding", "TimeMLP", "NoiseConditionalScoreMLP"]
 
@@ -129,6 +138,7 @@ class TimeMLP(nn.Module):
         n_layers=Int(),
         time_dim=Int(),
         time_scale=Number(low=0.0),
+        layer_norm=Flag,
         x_frequencies=Int(minimum=0, maximum=16),
     )
     def __init__(
@@ -244,6 +254,14 @@ class NoiseConditionalScoreMLP(nn.Module):
     Forward: ``x: (B, D)``, ``sigma: (B,)`` tensor or a number ``> 0`` -> ``(B, D)``.
     """
 
+    @checked(  # type: ignore[misc]  # (a decorated __init__)
+        data_dim=Int(),
+        hidden=Int(),
+        n_layers=Int(),
+        emb_dim=Int(),
+        scale_by_sigma=Flag,
+        sigma_scale=Number(low=0.0),
+    )
     def __init__(
         self,
         data_dim: int = 2,
@@ -262,7 +280,7 @@ class NoiseConditionalScoreMLP(nn.Module):
             time_dim=emb_dim,
             time_scale=sigma_scale,
         )
-        self.scale_by_sigma = bool(scale_by_sigma)
+        self.scale_by_sigma = scale_by_sigma
         self.data_dim = data_dim
 
     @checked(x=FloatTensor(dim=2), sigma=Check(_per_sample_levels, uses=("x",)))

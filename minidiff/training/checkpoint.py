@@ -333,8 +333,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     The SHA-256 stored in the file is checked first, so a flipped bit or a truncated copy is
     reported as corrupt instead of loading wrong weights. Raises ``FileNotFoundError`` if the file
     does not exist and ``ValueError`` naming the path if it is a directory, corrupt or truncated.
-    A plain ``torch.save`` file (no digest, as written before digests were added) still loads, with
-    a warning that its integrity cannot be checked.
+    A plain ``torch.save`` file (no digest: not written by ``save_checkpoint``, or written before
+    digests were added) still loads, with a warning that its integrity cannot be checked.
     """
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike file path, got {type(path).__name__}")
@@ -360,8 +360,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                 state = torch.load(_Payload(f, _HEADER), map_location="cpu", weights_only=True)  # type: ignore[arg-type]
             elif head.startswith(b"PK"):
                 warnings.warn(
-                    f"{where} has no content hash (written by an older minidiff); its integrity "
-                    "cannot be checked. Save it again to add one.",
+                    f"{where} has no content hash: it was not written by save_checkpoint (or "
+                    "was written by an older minidiff), so its integrity cannot be checked. "
+                    "Save it with save_checkpoint to add one.",
                     stacklevel=2,
                 )
                 f.seek(0)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_number
+from .._validation import Flag, Instance, Number, checked
 
 __all__ = ["EMA"]
 
@@ -33,11 +33,14 @@ class EMA:
     with it.
     """
 
+    @checked(  # type: ignore[misc]  # (a decorated __init__)
+        model=Instance(nn.Module, "a torch.nn.Module"),
+        decay=Number(low=0.0, high=1.0, low_open=False),
+        warmup=Flag,
+    )
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.decay = check_number(decay, "decay", low=0.0, high=1.0, low_open=False)
-        self.warmup = bool(warmup)
+        self.decay = float(decay)
+        self.warmup = warmup
         self.num_updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self._cache: tuple[nn.Module, _Pairs] | None = None

@@ -28,8 +28,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import TensorDataset
 
-from ..data import toy_dataset
+from .._validation import check_choice, describe
+from ..data import TOY_DATASETS, toy_dataset
 from ..losses import sample_timesteps, simple_loss
 from ..nn.mlp import TimeMLP
 from ..schedules import NoiseSchedule, linear_schedule
@@ -85,6 +87,34 @@ def toy_loss(schedule: NoiseSchedule) -> LossFn:
     return loss_fn
 
 
+_TOY_DATA = "a toy name (str), a tensor (N, D) or a callable (n, generator) -> (n, D)"
+
+
+def _toy_data_dim(data: object) -> int:
+    """The data dimension ``D`` of ``train_toy``'s ``data`` (2 for a toy name; a callable's read
+    off one point drawn with a throwaway generator); ``TypeError``/``ValueError`` naming ``data``
+    for anything else, since the recipe's loss takes plain ``(B, D)`` batches."""
+    if isinstance(data, str):
+        check_choice(data, "data", TOY_DATASETS)
+        return 2
+    if isinstance(data, Tensor):
+        probe, what = data, "data"
+    elif callable(data) and not isinstance(data, type):
+        probe, what = data(1, torch.Generator().manual_seed(0)), "data(1, generator)"
+    else:
+        hint = ""
+        if isinstance(data, (TensorDataset, tuple)):
+            hint = " (a TensorDataset or a tuple of tensors: pass its tensor of points)"
+        elif isinstance(data, list):
+            hint = " (a list of points: pass torch.tensor(data))"
+        raise TypeError(f"data must be {_TOY_DATA}, got {describe(data)}{hint}")
+    if not isinstance(probe, Tensor) or not probe.is_floating_point():
+        raise TypeError(f"{what} must be a floating tensor (N, D), got {describe(probe)}")
+    if probe.ndim != 2 or probe.shape[1] < 1:
+        raise ValueError(f"{what} must have shape (N, D) with D >= 1, got {tuple(probe.shape)}")
+    return int(probe.shape[1])
+
+
 def train_toy(
     data: str | Tensor | Callable[[int, torch.Generator], Tensor],
     steps: int = TOY_2D_STEPS,
@@ -95,25 +125,24 @@ def train_toy(
 ) -> TrainResult:
     """Train the 2D recipe on ``data`` for ``steps`` steps; sample from ``result.ema.model``.
 
-    ``data``: a toy name (fresh points every step), a tensor ``(N, D)`` or a callable ``(n,
-    generator) -> (n, D)``. ``schedule``: default ``linear_schedule(1000)``. ``seed`` fixes the
+    ``data``: a toy name (fresh points every step), a floating tensor ``(N, D)`` or a callable
+    ``(n, generator) -> (n, D)``; the network is built for that ``D`` (a callable is called once
+    with a throwaway generator to read it). Anything else (a ``TensorDataset``, a ``DataLoader``,
+    a list) is a ``TypeError`` before any work: :func:`minidiff.train` takes those, with a loss
+    that unpacks their batches. ``schedule``: default ``linear_schedule(1000)``. ``seed`` fixes the
     initial weights and the run's generator. ``options`` override :data:`TOY_2D_OPTIONS` or add
     any other option of :func:`minidiff.train` (``progress``, ``checkpoint_path``, ...).
     """
+    dim = _toy_data_dim(data)  # before any work: a wrong kind of data builds no network
     if isinstance(data, str):
         name = data
-        toy_dataset(name, 1)  # an unknown name is refused before any work
 
         def source(n: int, g: torch.Generator) -> Tensor:
             return toy_dataset(name, n, g)
 
         data_source: Any = source
-        dim = 2
     else:
         data_source = data
-        # a callable's dimension is read off one point drawn with a throwaway generator
-        probe = data(1, torch.Generator().manual_seed(0)) if callable(data) else data
-        dim = probe.shape[1] if isinstance(probe, Tensor) and probe.ndim == 2 else 2
     schedule = schedule if schedule is not None else linear_schedule(1000)
     settings = {**TOY_2D_OPTIONS, "seed": seed, **options}
     if isinstance(steps, int) and not isinstance(steps, bool):

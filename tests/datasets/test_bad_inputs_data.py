@@ -17,6 +17,7 @@ from _bad_inputs import (
     Fn,
     X,
     bad_choice,
+    bad_flag,
     bad_generator,
     bad_int,
     bad_number,
@@ -80,6 +81,12 @@ FNS: list[Fn] = [
     Fn(
         "GaussianMixture.sample",
         method_of(GMM, "sample"),
+        {"n": 5, "generator": None},
+        {"n": bad_int(), "generator": bad_generator(), "return_labels": bad_flag()},
+    ),
+    Fn(
+        "GaussianMixture.sample_labelled",
+        method_of(GMM, "sample_labelled"),
         {"n": 5, "generator": None},
         {"n": bad_int(), "generator": bad_generator()},
     ),

@@ -42,8 +42,25 @@ def test_sample_moments() -> None:
     se = (torch.diagonal(cov) / n).sqrt()
     assert bool(((x.mean(0) - mean).abs() < 5 * se).all())
     torch.testing.assert_close(torch.cov(x.T), cov, atol=0.01, rtol=0.02)
-    _, labels = GM.sample(1000, torch.Generator().manual_seed(1), return_labels=True)
+    _, labels = GM.sample_labelled(1000, torch.Generator().manual_seed(1))
     assert labels.shape == (1000,) and set(labels.tolist()) <= {0, 1, 2}
+
+
+def test_sample_labelled_returns_the_points_of_sample_and_their_components() -> None:
+    """One return type per method: sample -> x, sample_labelled -> (x, labels), with the same
+    points for the same generator; the old sample(return_labels=True) still works but warns."""
+    x = GM.sample(50, torch.Generator().manual_seed(4))
+    xl, labels = GM.sample_labelled(50, torch.Generator().manual_seed(4))
+    assert isinstance(x, torch.Tensor) and torch.equal(xl, x) and xl.dtype == torch.float32
+    assert labels.dtype == torch.long and labels.shape == (50,)
+    # each point is closest (in Mahalanobis distance) to the component it came from, mostly
+    assert (
+        float((GM.responsibilities(xl.double(), 1.0, 0.0).argmax(1) == labels).double().mean())
+        > 0.8
+    )
+    with pytest.warns(DeprecationWarning, match="sample_labelled"):
+        old = GM.sample(50, torch.Generator().manual_seed(4), return_labels=True)
+    assert torch.equal(old[0], xl) and torch.equal(old[1], labels)
 
 
 def test_marginal_score_is_gradient_of_log_prob() -> None:

@@ -21,6 +21,7 @@ from _bad_inputs import (
     bad_callable,
     bad_choice,
     bad_device,
+    bad_dtype,
     bad_generator,
     bad_int,
     bad_number,
@@ -149,7 +150,12 @@ FNS: list[Fn] = [
         "affine_reverse_marginal",
         losses.affine_reverse_marginal,
         {"eps_model": eps_model, "schedule": SCHED, "dim": 2},
-        {"eps_model": bad_callable(), "schedule": bad_schedule(), "dim": bad_int()},
+        {
+            "eps_model": bad_callable(),
+            "schedule": bad_schedule(),
+            "dim": bad_int(),
+            "dtype": bad_dtype(),
+        },
     ),
     Fn(
         "geometric_sigmas",

@@ -167,6 +167,26 @@ def test_affine_nll_rejects_nonlinear_model() -> None:
         affine_model_nll(GAUSS.eps_model(SCHED), torch.zeros(2, dtype=torch.float64), SCHED)
 
 
+def test_affine_nll_of_a_float32_network_equals_that_of_its_float64_copy() -> None:
+    """An ordinary float32 nn.Linear is called with float32 points (it failed with torch's dtype
+    error on float64 probes); its NLL matches the float64 copy's to its own rounding, and a
+    float32 model that is not affine is still refused."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 3)
+    lin64 = torch.nn.Linear(3, 3).double()
+    lin64.load_state_dict(lin.state_dict())
+    x0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    sched = md.cosine_schedule(10)
+    nll32 = affine_model_nll(lambda x, t: lin(x), x0, sched)
+    nll64 = affine_model_nll(lambda x, t: lin64(x), x0.double(), sched)
+    assert nll32.dtype == torch.float32
+    torch.testing.assert_close(nll32.double(), nll64, rtol=1e-5, atol=1e-5)
+    m, _ = affine_reverse_marginal(lambda x, t: lin(x), sched, 3, dtype=torch.float32)
+    assert m.dtype == torch.float64
+    with pytest.raises(ValueError, match="affine"):
+        affine_model_nll(lambda x, t: torch.tanh(lin(x)), x0, sched)
+
+
 def test_L_T_closed_form_and_vanishes_as_T_grows() -> None:
     x0 = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=torch.float64)
     values = []
@@ -223,6 +243,23 @@ def test_simple_loss_by_hand() -> None:
     torch.testing.assert_close(
         md.simple_loss(model, x0, SCHED, t=t, noise=noise, weights=w), (w[t] * per).mean()
     )
+
+
+def test_simple_loss_takes_the_generator_fourth_like_the_other_losses() -> None:
+    """simple_loss(m, x0, s, g) as vp_eps_loss(m, x0, sde, g) and dsm_loss(net, x0, sigmas, g):
+    the same draws as generator=g; t, noise and weights stay keyword-only."""
+    x0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def model(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x) * tt[:, None] / 20
+
+    by_position = md.simple_loss(model, x0, SCHED, torch.Generator().manual_seed(3))
+    by_keyword = md.simple_loss(model, x0, SCHED, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(by_position, by_keyword)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        md.simple_loss(model, x0, SCHED, 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        md.simple_loss(model, x0, SCHED, None, torch.ones(6, dtype=torch.long))  # type: ignore[misc]
 
 
 def test_simple_loss_and_vlb_errors() -> None:

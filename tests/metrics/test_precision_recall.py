@@ -71,7 +71,7 @@ def test_dropped_mode_keeps_precision_and_loses_recall() -> None:
     mix = GaussianMixture.eight_gaussians()
     g = torch.Generator().manual_seed(2)
     data = mix.sample(2000, g)
-    x, labels = mix.sample(4000, g, return_labels=True)
+    x, labels = mix.sample_labelled(4000, g)
     half = x[labels < 4][:2000]
     pr = knn_precision_recall(half, data)
     assert pr.precision > 0.9
@@ -132,7 +132,7 @@ def test_floor_from_a_tensor_of_samples_uses_consecutive_blocks() -> None:
 def test_mode_coverage_counts_and_widths_on_a_narrow_model() -> None:
     mix = GaussianMixture.eight_gaussians()
     g = torch.Generator().manual_seed(6)
-    x, labels = mix.sample(2000, g, return_labels=True)
+    x, labels = mix.sample_labelled(2000, g)
     narrow = mix.means[labels].float() + 0.5 * (x - mix.means[labels].float())
     cov = mode_coverage(narrow, mix)
     assert cov.covered == 8 and cov.high_quality == 1.0

@@ -1,11 +1,12 @@
 """Tests for minidiff.nn: sinusoidal embedding and the time-conditioned MLP."""
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from minidiff.nn import TimeMLP, sinusoidal_embedding
+from minidiff.nn import NoiseConditionalScoreMLP, TimeMLP, sinusoidal_embedding
 
 
 def test_embedding_matches_formula() -> None:
@@ -105,6 +106,38 @@ def test_time_mlp_errors() -> None:
         TimeMLP(hidden=0)
     with pytest.raises(ValueError, match="time_scale"):
         TimeMLP(time_scale=float("inf"))
+
+
+@pytest.mark.parametrize(
+    ("factory", "error", "message"),
+    [
+        (lambda: TimeMLP(layer_norm="False"), TypeError, "layer_norm must be True or False"),
+        (lambda: TimeMLP(layer_norm=None), TypeError, "layer_norm must be True or False"),
+        (
+            lambda: NoiseConditionalScoreMLP(scale_by_sigma="False"),
+            TypeError,
+            "scale_by_sigma must be True or False",
+        ),
+        (lambda: NoiseConditionalScoreMLP(sigma_scale=-1.0), ValueError, "^sigma_scale"),
+        (lambda: NoiseConditionalScoreMLP(sigma_scale="10"), TypeError, "^sigma_scale"),
+        (lambda: NoiseConditionalScoreMLP(emb_dim=0), ValueError, "^emb_dim"),
+        (lambda: NoiseConditionalScoreMLP(emb_dim=2.5), TypeError, "^emb_dim"),
+        (lambda: NoiseConditionalScoreMLP(hidden=0), ValueError, "^hidden"),
+        (lambda: NoiseConditionalScoreMLP(data_dim="2"), TypeError, "^data_dim"),
+    ],
+)
+def test_mlp_constructors_refuse_bad_options_under_the_names_given(
+    factory: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    """A string is not read as a flag (bool("False") is True), and NoiseConditionalScoreMLP names
+    its own arguments, not the TimeMLP ones it forwards them to (time_scale, time_dim)."""
+    with pytest.raises(error, match=message):
+        factory()
+
+
+def test_flags_given_as_bools_still_work() -> None:
+    assert isinstance(TimeMLP(hidden=8, n_layers=1, layer_norm=False).norms[0], torch.nn.Identity)
+    assert NoiseConditionalScoreMLP(hidden=8, scale_by_sigma=False).scale_by_sigma is False
 
 
 def test_time_mlp_training_path_equals_sampling_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from _bad_inputs import (
     bad_callable,
     bad_choice,
     bad_device,
+    bad_flag,
     bad_generator,
     bad_int,
     bad_number,
@@ -105,10 +106,30 @@ FNS: list[Fn] = [
         },
     ),
     Fn(
+        "train_toy",
+        lambda **kw: md.train_toy(**{"steps": 1, "batch_size": 4, "progress": False, **kw}),
+        {"data": X},
+        {
+            "data": [
+                ("None", None),
+                ("int", 3),
+                ("list", X.tolist()),
+                ("int-dtype", X.round().long()),
+                ("shape(4,)", X[:, 0]),
+                ("shape(4, 2, 1)", X[:, :, None]),
+                ("typo", "moon"),
+            ]
+        },
+    ),
+    Fn(
         "EMA",
         md.EMA,
         {"model": Lin(), "decay": 0.9},
-        {"model": [("None", None), ("str", "model")], "decay": bad_number() + [("one", 1.0)]},
+        {
+            "model": [("None", None), ("str", "model")],
+            "decay": bad_number() + [("one", 1.0)],
+            "warmup": bad_flag(),
+        },
         names={"decay": "decay"},
     ),
     Fn(

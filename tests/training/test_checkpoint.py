@@ -89,9 +89,12 @@ def test_truncated_and_empty_files_are_reported(tmp_path: Path) -> None:
 def test_a_plain_torch_save_file_loads_with_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "old.pt"
     torch.save(_state(), path)
-    with pytest.warns(UserWarning, match="no content hash"):
+    with pytest.warns(UserWarning, match="no content hash") as record:
         out = load_checkpoint(path)
     assert out["step"] == 7
+    # not blamed on an older minidiff: torch.save(m.state_dict(), p) never went through it
+    message = str(record[0].message)
+    assert "not written by save_checkpoint (or was written by an older minidiff)" in message
 
 
 def test_load_checkpoint_names_a_directory_and_a_missing_file(tmp_path: Path) -> None:

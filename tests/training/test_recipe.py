@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 import minidiff
 from minidiff import ddpm_sample, linear_schedule, precision_recall_with_floor, toy_dataset
@@ -31,8 +32,46 @@ def test_train_toy_trains_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
     expected = {**TOY_2D_OPTIONS, "warmup_steps": 30, "steps": 30, "seed": 0, "progress": False}
     assert seen == expected
     assert len(result.losses) == 30
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="^data must be one of"):
         train_toy("spirals", 30)
+
+
+def test_train_toy_builds_the_network_for_the_dimension_of_its_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """D is read from a tensor (N, D) and from a callable's output; no fall-back to 2."""
+    seen: dict[str, object] = {}
+
+    def spy(model: object, loss_fn: object, data: object, **options: object) -> object:
+        seen["dim"] = model.data_dim  # type: ignore[attr-defined]
+        return "trained"
+
+    monkeypatch.setattr(recipes, "train", spy)
+    pts = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+    for data in (pts, lambda n, g: torch.randn(n, 3, generator=g)):
+        assert train_toy(data, 1) == "trained"  # type: ignore[arg-type, comparator-overlap]
+        assert seen.pop("dim") == 3
+    assert train_toy("moons", 1) == "trained"  # type: ignore[comparator-overlap]
+    assert seen.pop("dim") == 2
+
+
+def test_train_toy_refuses_data_it_does_not_document_before_any_work() -> None:
+    """A TensorDataset, a tuple, a DataLoader or a list is a TypeError naming data (they built a
+    2-D network, or failed with an AttributeError), with a hint where one helps."""
+    pts = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+    for data, hint in (
+        (TensorDataset(pts), "pass its tensor of points"),
+        ((pts,), "pass its tensor of points"),
+        (pts.tolist(), "pass torch.tensor(data)"),
+        (DataLoader(pts, batch_size=4), "got DataLoader"),
+    ):
+        with pytest.raises(TypeError, match="^data must be a toy name") as info:
+            train_toy(data, 2, progress=False)  # type: ignore[arg-type]
+        assert hint in str(info.value)
+    with pytest.raises(TypeError, match=r"^data\(1, generator\) must be a floating tensor"):
+        train_toy(lambda n, g: [[0.0, 0.0]] * n, 2, progress=False)  # type: ignore[arg-type, return-value]
+    with pytest.raises(ValueError, match=r"^data\(1, generator\) must have shape \(N, D\)"):
+        train_toy(lambda n, g: torch.zeros(n), 2, progress=False)
 
 
 def test_the_recipe_draws_small_t_more_often() -> None:
