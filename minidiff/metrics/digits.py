@@ -201,6 +201,8 @@ class DigitJudge:
     the confident-and-correct mask, :meth:`rate` its mean, :meth:`per_class` one rate per class.
     ``pool > 1`` averages ``pool x pool`` blocks of pixels first (32x32 digits upsampled from 8x8
     are judged on 8x8 averages: the same information, a 16 times smaller regression).
+    Classes are the labels themselves: ``num_classes`` is the largest fitted label + 1, and a
+    judge fitted on a subset (say the digits 3 and 5) gives the other classes probability 0.
     """
 
     def __init__(
@@ -222,17 +224,23 @@ class DigitJudge:
         return x.flatten(1).numpy()
 
     def proba(self, images: Tensor) -> np.ndarray:
-        """Class probabilities ``(n, num_classes)`` of images clipped to ``[-1, 1]``."""
+        """Class probabilities ``(n, num_classes)`` of images clipped to ``[-1, 1]``: column ``k``
+        is class ``k``; a class absent from the fitting labels has probability 0."""
         x = check_tensor(images, "images", dim=4)
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(
                 f"images must have shape (n, {', '.join(map(str, self.shape))}) like the digits "
                 f"the judge was fitted on, got {tuple(x.shape)}"
             )
-        return self.model.predict_proba(self._features(x))
+        # scikit-learn's columns are the classes seen in fitting (model.classes_, sorted), not
+        # 0..num_classes-1: fitted on the digits 3 and 5, column 1 is the digit 5
+        seen = self.model.predict_proba(self._features(x))
+        proba = np.zeros((seen.shape[0], self.num_classes), dtype=seen.dtype)
+        proba[:, self.model.classes_] = seen
+        return proba
 
     def predict(self, images: Tensor) -> Tensor:
-        """The most probable class of each image, long ``(n,)``."""
+        """The most probable class of each image, long ``(n,)`` (one of the fitted labels)."""
         return torch.as_tensor(self.proba(images).argmax(1), dtype=torch.long)
 
     def hits(self, images: Tensor, labels: Tensor, threshold: float = 0.9) -> Tensor:

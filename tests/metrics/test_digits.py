@@ -4,6 +4,7 @@ class-conditional judge and the within-class spread."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -156,3 +157,18 @@ def test_labels_are_checked_alike_everywhere(judge: DigitJudge) -> None:
         judge.rate(x[:3], torch.tensor([0, -1, 2]))
     with pytest.raises(ValueError, match=r"^labels must have shape \(3,\)"):
         judge.hits(x[:3], torch.tensor(1))
+
+
+def test_a_judge_fitted_on_some_digits_speaks_in_their_labels() -> None:
+    # fitted on the digits 3 and 5, sklearn's columns 0 and 1 were read as the classes 0 and 1:
+    # predict gave 0/1, proba had 2 columns for num_classes = 6, hits raised an IndexError
+    x, y = load_digits(classes=(3, 5))
+    j = DigitJudge(x[:200], y[:200])
+    p = j.proba(x[200:260])
+    assert j.num_classes == 6 and p.shape == (60, 6)
+    assert np.allclose(p.sum(1), 1.0) and (p[:, [0, 1, 2, 4]] == 0).all()
+    assert set(j.predict(x[200:260]).tolist()) == {3, 5}
+    assert (j.predict(x[200:260]) == y[200:260]).double().mean() > 0.9
+    assert j.rate(x[200:260], y[200:260], 0.5) > 0.9 and j.rate(x[200:260], 8 - y[200:260]) < 0.1
+    pc = j.per_class(x[200:260], y[200:260], 0.5)
+    assert pc.shape == (6,) and pc[[3, 5]].min() > 0.8 and torch.isnan(pc[[0, 1, 2, 4]]).all()
