@@ -30,6 +30,7 @@ from ._validation import (
     Int,
     Rng,
     check_instance,
+    check_tensor,
     check_timesteps,
     check_with,
     checked,
@@ -115,6 +116,13 @@ def _model_schedule(value: object, name: str, model: Any) -> NoiseSchedule:
     return schedule
 
 
+def _condition_in_model_dtype(value: object, name: str, model: Any) -> torch.Tensor:
+    """The argument check of a sampler's condition (``x_low``, ``x_cond``): a floating tensor,
+    returned in the dtype of the model's weights (:func:`weights_dtype`), whichever float dtype it
+    came in; its shape and range are checked by :func:`condition_on`."""
+    return check_tensor(value, name, min_dim=0).to(weights_dtype(model))
+
+
 # the options of the image-conditioned samplers (sr_sample, conditional_sample)
 _SAMPLING_OPTIONS = {
     "schedule": Check(_model_schedule, uses=("model",)),
@@ -125,7 +133,7 @@ _SAMPLING_OPTIONS = {
 }
 
 
-@checked(**_SAMPLING_OPTIONS)
+@checked(x_low=Check(_condition_in_model_dtype, uses=("model",)), **_SAMPLING_OPTIONS)
 def sr_sample(
     model: Any,
     x_low: torch.Tensor,
@@ -148,6 +156,9 @@ def sr_sample(
     ``schedule`` must be the model's own where it keeps one (``ResidualSR.schedule``; a
     ``ValueError`` otherwise).
 
+    ``x_low`` of another float dtype than the model's weights is converted to it (a float64
+    ``x_low`` for a float32 model, and the other way round).
+
     ``eta = 1`` (ancestral, DDPM-like steps on the strided grid) is the default: with the
     deterministic ``eta = 0`` a plain ε-U-Net (``train_sr(..., residual=False)``) briefly trained
     on the 16x16 digits returned noise-like images for many inputs (PSNR 16 dB against 28 dB),
@@ -166,7 +177,7 @@ def sr_sample(
     )
 
 
-@checked(**_SAMPLING_OPTIONS)
+@checked(x_cond=Check(_condition_in_model_dtype, uses=("model",)), **_SAMPLING_OPTIONS)
 def conditional_sample(
     model: Any,
     x_cond: torch.Tensor,
@@ -189,7 +200,8 @@ def conditional_sample(
     clipped to ``[-1, 1]`` or mapped by ``clip_x0`` (any map ``x̂₀ -> x̂₀``, e.g.
     :func:`minidiff.back_projection.low_resolution_projection`). ``eta = 1`` by default, for
     the reason given in :func:`sr_sample`. ``schedule`` must be the model's own where it keeps
-    one (``ResidualSR.schedule``; a ``ValueError`` otherwise).
+    one (``ResidualSR.schedule``; a ``ValueError`` otherwise). ``x_cond`` of another float dtype
+    than the model's weights is converted to it, as in :func:`sr_sample`.
     """
     eps_model = condition_on(model, x_cond, schedule, aug_level, generator, noised=noised)
     size, C = model.config.image_size, model.config.in_channels
@@ -225,6 +237,13 @@ def _base_model(model: object, name: str, sr_model: Any) -> Any:
             f"{name} draws ({C}, {h}, {h}) images, which sr_model cannot read: it takes "
             f"{sr_cfg.cond_channels} condition channels at a size dividing {sr_cfg.image_size}"
         )
+    own, sr_own = weights_dtype(model), weights_dtype(sr_model)
+    if own != sr_own:  # caught here, before the base samples, not by sr_model after it
+        raise TypeError(
+            f"{name} computes in {own} but sr_model in {sr_own}: the cascade hands {name}'s "
+            f"samples to sr_model, so both need one dtype; convert one of them (e.g. "
+            f"sr_model.to({own}) or {name}.to({sr_own}))"
+        )
     return model
 
 
@@ -251,7 +270,8 @@ def cascade_sample(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A two-stage cascade (CDM): ``n`` base samples, then the SR model conditioned on them.
 
-    ``base`` is an unconditional ε-model at the low resolution (a :class:`minidiff.nn.UNet`);
+    ``base`` is an unconditional ε-model at the low resolution (a :class:`minidiff.nn.UNet`) with
+    weights of ``sr_model``'s dtype (a ``TypeError`` before any sampling otherwise);
     both stages run stochastic DDIM (``eta = 1``, ``steps`` steps, ``x̂₀`` clipped). With
     ``aug_level = s > 0`` (a model trained with augmentation) the base sample is corrupted at
     level ``s`` before the SR model reads it; ``truncate=True`` instead stops the base sampler at

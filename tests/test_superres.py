@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -223,3 +225,27 @@ def test_the_trainers_build_and_train_a_float64_model_from_float64_images() -> N
         b_low, b_high = cascade_sample(base, sr, SCHED, 2, steps=3, generator=_g())
         assert b_low.dtype == b_high.dtype == torch.float64
         assert reg(upsample(low[:2], 8)).dtype == torch.float64
+
+
+@torch.no_grad()
+def test_a_condition_of_another_float_dtype_is_read_in_the_model_s_dtype_both_ways() -> None:
+    # a float64 x_low for a float32 model failed inside the sampler (naming x, not x_low), while
+    # a float32 x_low for a float64 model worked; a float64 base with a float32 SR model failed
+    # only after the base had sampled, naming neither
+    base, sr = _models()
+    x_low = torch.rand(2, 1, 4, 4, generator=_g()) * 2 - 1
+    for model in (sr, copy.deepcopy(sr).double()):
+        dtype = next(model.parameters()).dtype
+        want = sr_sample(model, x_low.to(dtype), SCHED, steps=3, aug_level=2, generator=_g())
+        for other in (torch.float32, torch.float64):
+            got = sr_sample(model, x_low.to(other), SCHED, steps=3, aug_level=2, generator=_g())
+            assert got.dtype == dtype and torch.equal(got, want)
+            got = conditional_sample(model, x_low.to(other), SCHED, steps=3, generator=_g())
+            assert got.dtype == dtype
+    calls: list[int] = []
+    base.register_forward_pre_hook(lambda *_: calls.append(1))
+    with pytest.raises(TypeError, match=r"^base computes in torch.float64 but sr_model in torch"):
+        cascade_sample(base.double(), sr, SCHED, 2, steps=3, generator=_g())
+    with pytest.raises(TypeError, match=r"^base computes in torch.float32 but sr_model in torch"):
+        cascade_sample(base.float(), copy.deepcopy(sr).double(), SCHED, 2, steps=3)
+    assert not calls  # refused before the base sampled
