@@ -664,10 +664,15 @@ class FloatTensor(Spec):
         like: name of another tensor argument it must have the same shape as; a floating value
             is cast to that argument's dtype, so that the result keeps the data's dtype.
         finite: no NaN or infinity. ``positive``: every value ``> 0``. ``within=(lo, hi)``:
-            every value in ``[lo, hi]`` (up to 1e-6). These read values (deferred, one read).
+            every value in ``[lo, hi]`` (up to ``WITHIN_TOL``). These read values (deferred,
+            one read).
         broadcast: the ``broadcast=True`` tensors of a call must broadcast together.
         optional: ``None`` is allowed.
     """
+
+    WITHIN_TOL = 1e-6
+    """The slack of ``within``: values at most this far outside ``[lo, hi]`` pass (float32
+    round-off of an image computed in ``[-1, 1]``, e.g. a blur, lands a few ulps outside)."""
 
     def __init__(
         self,
@@ -713,7 +718,8 @@ class FloatTensor(Spec):
             call.require(value, lambda: bool(positive()), lambda: f"{name} must be > 0", positive)
         if self.within is not None:
             lo, hi = self.within
-            inside = lambda: ((value >= lo - 1e-6) & (value <= hi + 1e-6)).all()  # noqa: E731
+            tol = self.WITHIN_TOL
+            inside = lambda: ((value >= lo - tol) & (value <= hi + tol)).all()  # noqa: E731
             message = lambda: f"{name} must lie in [{lo:g}, {hi:g}]"  # noqa: E731
             call.require(value, lambda: bool(inside()), message, inside)
         return value

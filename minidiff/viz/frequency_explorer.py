@@ -65,7 +65,8 @@ def default_images() -> dict[str, torch.Tensor]:
 
 def _check_image(img: object, where: str) -> torch.Tensor:
     """One picture: a float tensor ``(C, H, H)``, C = 1 or 3, H >= 4, finite, in ``[-1, 1]`` (the
-    image contract); returned detached (the explorer draws it, it never differentiates)."""
+    image contract, up to the round-off slack ``FloatTensor.WITHIN_TOL`` of every such check);
+    returned detached (the explorer draws it, it never differentiates)."""
     if not isinstance(img, torch.Tensor) or not torch.is_floating_point(img):
         raise TypeError(
             f"{where} must be a floating-point torch.Tensor (C, H, H) in [-1, 1], got "
@@ -82,7 +83,12 @@ def _check_image(img: object, where: str) -> torch.Tensor:
             f"radial spectrum), got {tuple(img.shape)}"
         )
     img = img.detach()
-    if not bool(torch.isfinite(img).all()) or float(img.min()) < -1 or float(img.max()) > 1:
+    tol = FloatTensor.WITHIN_TOL  # the slack of every within=(-1, 1) check: float32 round-off
+    if (
+        not bool(torch.isfinite(img).all())
+        or float(img.min()) < -1 - tol
+        or float(img.max()) > 1 + tol
+    ):
         # repr: enough digits that a value just above 1 does not read as 1
         raise ValueError(
             f"{where} must hold finite values in [-1, 1] (the course's image range), got "
@@ -92,9 +98,14 @@ def _check_image(img: object, where: str) -> torch.Tensor:
 
 
 def _check_images(images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each picture must pass :func:`_check_image`; the mapping must not be empty."""
-    if not isinstance(images, Mapping) or not images:
-        raise TypeError("images must be a non-empty mapping {name: tensor (C, H, H)}")
+    """Each picture must pass :func:`_check_image`; ``images`` must be a mapping (else a
+    ``TypeError``) and not empty (else a ``ValueError``)."""
+    if not isinstance(images, Mapping):
+        raise TypeError(
+            f"images must be a non-empty mapping {{name: tensor (C, H, H)}}, got {describe(images)}"
+        )
+    if not images:
+        raise ValueError("images must be a non-empty mapping {name: tensor (C, H, H)}, got {}")
     return {str(name): _check_image(img, f"images[{name!r}]") for name, img in images.items()}
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from minidiff import q_sample
+from minidiff._validation import FloatTensor
 from minidiff.frequency import crossover_frequency, radial_frequencies, radial_psd
 from minidiff.viz import FrequencyExplorer, frequency_explorer, frequency_view
 from minidiff.viz.frequency_explorer import default_images, frequency_schedules
@@ -108,8 +109,11 @@ def test_user_images_are_validated() -> None:
         FrequencyExplorer({"a": torch.zeros(3, 8, 6)}, render=False)
     with pytest.raises(TypeError, match="floating"):
         FrequencyExplorer({"a": torch.zeros(3, 8, 8, dtype=torch.uint8)}, render=False)
-    with pytest.raises(TypeError, match="non-empty"):
-        FrequencyExplorer({}, render=False)
+    # an empty mapping is a wrong value, not a wrong kind of object
+    with pytest.raises(ValueError, match=r"^images must be a non-empty mapping"):
+        FrequencyExplorer({}, T=50, render=False)
+    with pytest.raises(TypeError, match=r"^images must be a non-empty mapping .*got list"):
+        FrequencyExplorer([torch.zeros(1, 8, 8)], T=50, render=False)  # type: ignore[arg-type]
     # a value just above 1 is printed with the digits that show it
     with pytest.raises(ValueError, match=r"got values in \[1\.0001\d*, 1\.0001\d*\]"):
         FrequencyExplorer({"a": torch.full((1, 8, 8), 1.0001)}, render=False)
@@ -178,3 +182,20 @@ def test_update_never_raises_on_odd_values() -> None:
             st = ex.update(**{name: value})  # must not raise
             assert isinstance(st.get("message"), (str, type(None)))
         assert ex.update(**good)["message"] is None
+
+
+def test_an_image_a_float32_hair_outside_the_range_is_drawn_like_within_accepts_it() -> None:
+    # a replicate-padded blur of a digit lands at -1.0000001: psnr and every within=(-1, 1) check
+    # accept it (their slack is FloatTensor.WITHIN_TOL), frequency_view refused it
+    img = torch.full((1, 8, 8), -1.0)
+    img[0, 2:6, 2:6] = 1.0
+    img[0, 0, 0] = -1.0000001192
+    assert float(img.min()) < -1 and -1 - float(img.min()) < FloatTensor.WITHIN_TOL
+    v = frequency_view(img, frequency_schedules(10)["linear"], 3, torch.zeros(1, 8, 8))
+    assert np.isfinite(v["psd0"]).all()
+    ex = FrequencyExplorer({"blurred": img}, T=10, t=3, render=False)
+    assert ex.state["message"] is None
+    # beyond the slack it is still refused
+    img[0, 0, 0] = -1 - 10 * FloatTensor.WITHIN_TOL
+    with pytest.raises(ValueError, match=r"^image must hold finite values in \[-1, 1\]"):
+        frequency_view(img, frequency_schedules(10)["linear"], 3, torch.zeros(1, 8, 8))
