@@ -56,6 +56,21 @@ def _points(x: object, name: str = "x") -> np.ndarray:
     return arr
 
 
+def _stack_items(seq: object, name: str, what: str) -> list[Any]:
+    """The items of ``seq``, read once: a sequence or iterator of ``(N, 2)`` ``what``, or one
+    stacked tensor or array ``(K, N, 2)`` (its first axis). A string, a non-iterable, or a tensor
+    or array of another number of dimensions raise a ``TypeError`` naming ``name``."""
+    if isinstance(seq, (torch.Tensor, np.ndarray)) and seq.ndim == 3:
+        return list(seq)
+    if isinstance(seq, (torch.Tensor, np.ndarray, str)) or not hasattr(seq, "__iter__"):
+        hint = " (for one cloud pass [x])" if name == "xs" else ""
+        raise TypeError(
+            f"{name} must be a sequence of (N, 2) {what}{hint} or one stacked (K, N, 2) tensor "
+            f"or array, got {describe(seq)}"
+        )
+    return list(seq)  # type: ignore[call-overload]
+
+
 def _set_lim(ax: Axes, lim: float | tuple[float, float] | None) -> None:
     if lim is None:
         return
@@ -110,14 +125,11 @@ def plot_sample_grid(
     suptitle: str | None = None,
     **kw: Any,
 ) -> Figure:
-    """A row of :func:`plot_samples` panels, one per ``(N, 2)`` cloud in ``xs`` (a list of clouds;
-    for one cloud pass ``[x]``), each ``panel_size > 0`` inches wide."""
-    if isinstance(xs, (torch.Tensor, np.ndarray, str)) or not hasattr(xs, "__iter__"):
-        raise TypeError(
-            "xs must be a sequence of (N, 2) point clouds (for one cloud pass [x]), got "
-            f"{describe(xs)}"
-        )
-    clouds = [_points(x, f"xs[{i}]") for i, x in enumerate(xs)]
+    """A row of :func:`plot_samples` panels, one per ``(N, 2)`` cloud in ``xs`` (a list of clouds,
+    or one stacked ``(K, N, 2)`` tensor or array; for one cloud pass ``[x]``), each
+    ``panel_size > 0`` inches wide."""
+    items = _stack_items(xs, "xs", "point clouds")
+    clouds = [_points(x, f"xs[{i}]") for i, x in enumerate(items)]
     if len(clouds) == 0:
         raise ValueError("xs must hold at least one (N, 2) point cloud")
     if titles is not None and len(titles) != len(clouds):
@@ -146,11 +158,10 @@ def plot_trajectories(
     """Draw the paths of the first ``n_paths`` points through a trajectory ``[x_first, …, x_last]``.
 
     ``traj`` is a list of ``(N, 2)`` states ordered in time (e.g. ``minidiff.trajectory(ddpm_sample,
-    ...)`` gives ``[x_T, …, x_0]``). Starts are grey, ends are coloured.
+    ...)`` gives ``[x_T, …, x_0]``), or the states stacked in one ``(S, N, 2)`` tensor or array.
+    Starts are grey, ends are coloured.
     """
-    if isinstance(traj, (torch.Tensor, np.ndarray, str)) or not hasattr(traj, "__iter__"):
-        raise TypeError(f"traj must be a sequence of (N, 2) states, got {describe(traj)}")
-    traj = list(traj)  # an iterator (a generator of states) is read once
+    traj = _stack_items(traj, "traj", "states")  # an iterator (of states) is read once
     if len(traj) < 2:
         raise ValueError(f"traj must hold at least 2 states, got {len(traj)}")
     n_paths = check_positive_int(n_paths, "n_paths")
@@ -242,14 +253,29 @@ def plot_schedules(
     return axes
 
 
+def _loss_value(v: object) -> object:
+    """One entry of a loss history: a one-number tensor as a float (detached), anything else as
+    it is (for ``np.asarray`` to read or refuse)."""
+    if isinstance(v, torch.Tensor):
+        return v.detach().reshape(()).item() if v.numel() == 1 else v.detach().cpu()
+    return v
+
+
 def plot_loss(
     losses: ArrayLike, ax: Axes | None = None, smooth: int = 50, title: str | None = "Training loss"
 ) -> Axes:
-    """Plot a loss curve (faint) and its trailing moving average over ``smooth`` steps (solid)."""
+    """Plot a loss curve (faint) and its trailing moving average over ``smooth`` steps (solid).
+
+    ``losses``: a 1-D tensor or array, or a sequence of numbers or of one-number tensors (a
+    history of ``loss`` tensors, even ones that require grad, is read detached)."""
+    if isinstance(losses, torch.Tensor):
+        values: Any = losses.detach().cpu()
+    elif isinstance(losses, (list, tuple)):
+        values = [_loss_value(v) for v in losses]
+    else:
+        values = losses
     try:
-        arr = np.asarray(
-            losses.detach().cpu() if isinstance(losses, torch.Tensor) else losses, dtype=np.float64
-        )
+        arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(
             f"losses must be a 1-D sequence of numbers, got {describe(losses)} {losses!r:.60}"

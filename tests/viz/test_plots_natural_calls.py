@@ -85,3 +85,32 @@ def test_non_finite_points_are_refused_not_left_out_of_the_plot() -> None:
     partly[2, 1] = float("inf")
     with pytest.raises(ValueError, match=r"^traj\[1\] contains non-finite values .* 1 of its 6"):
         plot_trajectories([torch.randn(6, 2), partly])
+
+
+def test_states_and_clouds_stacked_in_one_tensor_or_array_are_plotted() -> None:
+    # a stacked (K, N, 2) tensor or array was refused with a TypeError; it used to be plotted
+    import numpy as np
+
+    from minidiff.viz import plot_sample_grid
+
+    pts = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
+    for stacked in (torch.stack([pts, pts + 1, pts + 2]), np.stack([pts.numpy()] * 3)):
+        ax = plot_trajectories(stacked, n_paths=4)
+        assert len(ax.lines) == 4 and ax.get_title() == "Trajectories (4 paths, 3 states)"
+        assert np.allclose(ax.lines[0].get_xydata(), np.asarray(stacked)[:, 0])
+        fig = plot_sample_grid(stacked[:2])
+        assert len(fig.axes) == 2
+    for bad in (pts, pts[None, None], "xy"):
+        with pytest.raises(TypeError, match=r"^traj must be a sequence of \(N, 2\) states"):
+            plot_trajectories(bad)  # type: ignore[arg-type]
+    matplotlib.pyplot.close("all")
+
+
+def test_plot_loss_plots_a_history_of_loss_tensors_that_require_grad() -> None:
+    from minidiff.viz import plot_loss
+
+    w = torch.tensor(1.0, requires_grad=True)
+    history = [w * 2, w * 3, (w * 4).reshape(1)]
+    ax = plot_loss(history, smooth=1)
+    assert ax.lines[0].get_ydata().tolist() == [2.0, 3.0, 4.0]
+    matplotlib.pyplot.close("all")
