@@ -498,20 +498,28 @@ def index_tensor(
 
 
 def check_labels(
-    y: object, batch_size: int, num_classes: int, *, allow_null: bool = False, name: str = "y"
+    y: object,
+    batch_size: int,
+    num_classes: int,
+    *,
+    allow_null: bool = False,
+    name: str = "y",
+    null_in_play: bool = True,
 ) -> torch.Tensor:
     """Validate class labels and return a long tensor ``(batch_size,)``.
 
     ``y`` is an int (the same class for the whole batch) or an integer tensor ``(batch_size,)``
     (:func:`index_tensor`) with values in ``0..num_classes-1``; with ``allow_null`` the null label
     ``num_classes`` (∅) is accepted too. Anything else raises a ``TypeError``/``ValueError``
-    naming ``name``.
+    naming ``name``. The label ``num_classes`` refused is explained as the null label of
+    guidance; ``null_in_play=False`` (labels of a plain classifier, where no null label exists)
+    reports it like any other label out of range.
     """
     top = num_classes if allow_null else num_classes - 1
     y = index_tensor(y, name, batch_size, f"class indices in 0..{top}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
         bad = int(y.max()) if int(y.max()) > top else int(y.min())
-        if bad == num_classes:
+        if bad == num_classes and null_in_play:
             raise ValueError(
                 f"{name} contains the null label {num_classes} (∅, 'no class'), "
                 "which is not a class here: "

@@ -86,7 +86,7 @@ def _labels(labels: object, n: int, num_classes: int | None = None) -> Tensor:
     what = "class indices" + (f" in 0..{num_classes - 1}" if num_classes is not None else " >= 0")
     y = index_tensor(labels, "labels", n, what, allow_int=False)
     if num_classes is not None:
-        return check_labels(y, n, num_classes, name="labels")
+        return check_labels(y, n, num_classes, name="labels", null_in_play=False)
     if n and int(y.min()) < 0:
         raise ValueError(f"labels must be class indices >= 0, got {int(y.min())}")
     return y

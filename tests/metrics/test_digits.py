@@ -155,6 +155,14 @@ def test_labels_are_checked_alike_everywhere(judge: DigitJudge) -> None:
             fn()
     with pytest.raises(ValueError, match=r"^labels must be a class index in 0\.\.9, got -1"):
         judge.rate(x[:3], torch.tensor([0, -1, 2]))
+    # a classifier's labels have no null label: 10 is out of range like 11, with no talk of ∅
+    for fn in (
+        lambda: judge.hits(x[:5], torch.full((5,), 10)),
+        lambda: train_digit_cnn(x[:5], torch.full((5,), 10)),
+        lambda: within_class_spread(x[:5], torch.full((5,), 10)),
+    ):
+        with pytest.raises(ValueError, match=r"^labels must be a class index in 0\.\.9, got 10$"):
+            fn()
     with pytest.raises(ValueError, match=r"^labels must have shape \(3,\)"):
         judge.hits(x[:3], torch.tensor(1))
 
