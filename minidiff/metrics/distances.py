@@ -359,8 +359,11 @@ def _drawn(fn: SampleFn, n: int, generator: torch.Generator | None, name: str) -
 
 
 def _metric_value(value: Any) -> float:
-    """What a metric returned, as a float: a real number (a ``TypeError`` otherwise, e.g. for
-    :class:`~minidiff.metrics.fid.KID`, a tuple) that is finite (a ``ValueError`` otherwise)."""
+    """What a metric returned, as a float: a real number, a one-element tensor or NumPy array (a
+    ``TypeError`` otherwise, e.g. for :class:`~minidiff.metrics.fid.KID`, a tuple) that is finite
+    (a ``ValueError`` otherwise)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()  # as check_number reads a one-element tensor
     try:
         return check_number(value, "metric(x, y)")
     except TypeError:

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -283,3 +284,9 @@ def test_a_metric_must_return_one_number() -> None:
     assert math.isfinite(kid.mean)
     one = data_floor(data, 50, metric=lambda x, y: (x.mean() - y.mean()).abs(), repeats=2)
     assert math.isfinite(one.mean)  # a one-element tensor is one number
+    # and so is a one-element array, as a one-element tensor (it was a TypeError)
+    for wrap in (torch.tensor, np.array):
+        half = data_floor(data, 50, metric=lambda x, y, w=wrap: w([0.5]), repeats=2)
+        assert half.mean == 0.5 and half.std == 0.0
+    with pytest.raises(TypeError, match=r"^metric\(x, y\) must return one real number"):
+        data_floor(data, 50, metric=lambda x, y: np.array([0.5, 0.5]))
