@@ -68,7 +68,7 @@ def _stack_items(seq: object, name: str, what: str) -> list[Any]:
             f"{name} must be a sequence of (N, 2) {what}{hint} or one stacked (K, N, 2) tensor "
             f"or array, got {describe(seq)}"
         )
-    return list(seq)  # type: ignore[call-overload]
+    return list(seq)
 
 
 def _set_lim(ax: Axes, lim: float | tuple[float, float] | None) -> None:
