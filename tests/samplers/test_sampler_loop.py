@@ -325,6 +325,31 @@ def test_re_running_a_cell_that_registers_a_sampler_replaces_it(monkeypatch) -> 
     assert get_sampler("ddpm") is md.ddpm_sample and get_sampler("my_ddpm")(0) == 2
 
 
+def test_a_wraps_wrapper_never_replaces_a_built_in_sampler(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """functools.wraps copies the built-in's module and qualified name: the wrapper is still
+    refused under the built-in's name, and under a name of its own a re-run cell replaces it."""
+    import functools
+
+    from minidiff.samplers import registry
+
+    monkeypatch.setattr(registry, "_SAMPLERS", dict(registry._SAMPLERS))
+
+    def timed(fn):  # type: ignore[no-untyped-def]
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            return "WRAPPED"
+
+        return wrapper
+
+    with pytest.raises(ValueError, match=r"^name 'ddpm' is already registered .*ddpm_sample"):
+        register_sampler("ddpm")(timed(md.ddpm_sample))
+    assert get_sampler("ddpm") is md.ddpm_sample
+    register_sampler("timed_ddpm")(timed(md.ddpm_sample))
+    again = timed(md.ddpm_sample)  # the cell run again
+    register_sampler("timed_ddpm")(again)
+    assert get_sampler("timed_ddpm") is again
+
+
 ALL_STARTS = [
     md.ddpm_sample,
     ddim_sample,
