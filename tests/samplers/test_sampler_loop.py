@@ -228,11 +228,14 @@ def test_dtype_is_that_of_x_T_and_a_different_one_is_refused(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NO_SHAPE)
-def test_samplers_with_known_pixels_run_in_the_dtype_of_a_given_x_T(name: str) -> None:
-    """The start is drawn like ``x_known``; a given ``x_T`` keeps its own dtype, as it did."""
+def test_samplers_with_known_pixels_run_in_the_dtype_of_x_known(name: str) -> None:
+    """The start is drawn like ``x_known``; a given ``x_T`` must have ``x_known``'s dtype (in
+    another one, the known pixels changed the state's dtype for some samplers and not others)."""
     x_T = torch.randn(KNOWN.shape, generator=torch.Generator().manual_seed(0))
     assert _run(name, None).dtype == torch.float32
-    assert _run(name, None, x_T=x_T.double()).dtype == torch.float64
+    assert _run(name, None, x_T=x_T).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"^x_T must have x_known's dtype torch.float32, got"):
+        _run(name, None, x_T=x_T.double())
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
