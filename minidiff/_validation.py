@@ -62,6 +62,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
+import numpy as np
 import torch
 
 from .tensors import noise_like
@@ -948,12 +949,19 @@ class Instance(Spec):
 
 
 class Flag(Spec):
-    """``True`` or ``False`` (a string such as ``"no"`` is refused, not read as true)."""
+    """``True`` or ``False``, or a numpy bool (``np.True_``, the body gets a ``bool``); a string
+    such as ``"no"``, a number, ``None`` or a tensor is refused, not read as true or false."""
 
     def check(self, value: Any, name: str, call: _Call) -> Any:
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-        return value
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, torch.Tensor) or value is None:
+            got = describe(value)
+        else:  # numpy's types by their full name: numpy.bool_ was "bool", a numpy int "int64"
+            kind = type(value)
+            module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+            got = f"{module}{kind.__name__} {value!r}"
+        raise TypeError(f"{name} must be True or False, got {got}")
 
 
 class Rng(Spec):

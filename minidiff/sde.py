@@ -402,6 +402,31 @@ def _discrete_timestep(t: torch.Tensor, schedule: NoiseSchedule, sde: SDE) -> to
     return ((i - 1) + (target - lo) / (hi - lo)).clamp(0.0, float(schedule.T))
 
 
+def _check_schedule_reaches(schedule: NoiseSchedule, sde: SDE) -> None:
+    """``ValueError`` naming ``schedule`` unless its last level ``ᾱ_T`` reaches ``alpha(1)²`` of
+    the VP ``sde`` within half of its last step in ``log ᾱ`` (``-log(1 - β_T) / 2``)."""
+
+    def level(t: float) -> float:  # -log alpha(t)^2, increasing in t
+        alpha, _ = sde._marginal(torch.tensor([t], dtype=torch.float64))
+        return -2.0 * math.log(float(alpha[0]))
+
+    needed, reached = level(1.0), -math.log(float(schedule.alpha_bar[-1]))
+    if needed - reached <= -0.5 * math.log1p(-float(schedule.betas[-1])):
+        return
+    lo, hi = 0.0, 1.0  # bisection for t* with level(t*) = reached
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if level(mid) < reached else (lo, mid)
+    raise ValueError(
+        f"schedule (T={schedule.T}, alpha_bar_T={math.exp(-reached):.3g}) does not reach the "
+        f"noise level of {sde!r} at t = 1 (alpha(1)^2 = {math.exp(-needed):.3g}): it covers only "
+        f"t <= {lo:.3f}, and beyond that the model would be called at T on inputs noisier than "
+        f"any it was trained on. Use a schedule with alpha_bar_T <= {math.exp(-needed):.3g} "
+        f"(sde.to_schedule({schedule.T}) has the SDE's levels; linear_schedule(1000) reaches "
+        "VPSDE()'s) or an sde whose alpha(1)^2 is at least the schedule's alpha_bar_T"
+    )
+
+
 @checked(
     eps_model=Function("(x_t, t) -> eps"),
     schedule=NoiseSchedule,
@@ -429,8 +454,16 @@ def score_fn_from_discrete_eps_model(
     score is then smooth in ``t`` as an ODE solver wants. ``round_timesteps=True`` calls it at
     the nearest integer ``τ`` in ``1..T`` instead (for a model that only takes integers; the
     score then jumps at half-steps and the ODE needs about ``T`` steps to see each level).
+
+    Range: the schedule must reach the SDE's noise level at ``t = 1``, ``ᾱ_T <= alpha(1)²``
+    (within half of the schedule's last step in ``log ᾱ``, the error ``round_timesteps`` makes
+    anyway): ``linear_schedule(1000)`` and ``sde.to_schedule(T)`` reach ``VPSDE()``'s.
+    A schedule that ends at less noise (``linear_schedule(50)``: ``ᾱ_T = 0.60``) covers only
+    ``t <= t*``, and beyond it the model would be called at ``T`` for inputs noisier than any
+    it was trained on: a ``ValueError`` here, naming ``t*`` and the ``ᾱ_T`` needed.
     """
     sde = VPSDE() if sde is None else sde
+    _check_schedule_reaches(schedule, sde)
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = check_batch_time(x, t).to(torch.float64)

@@ -154,8 +154,15 @@ def bad_number(*, positive: bool = True, optional: bool = False) -> list[tuple[s
 
 
 def bad_flag() -> list[tuple[str, Any]]:
-    """A True/False option: a string, None or a number is refused, not read as true or false."""
-    return [("str", "no"), ("str-False", "False"), ("None", None), ("int", 1)]
+    """A True/False option: a string, None, a number or a tensor is refused, not read as true or
+    false (a numpy bool, np.True_, is a bool)."""
+    return [
+        ("str", "no"),
+        ("str-False", "False"),
+        ("None", None),
+        ("int", 1),
+        ("bool-tensor", torch.tensor(True)),
+    ]
 
 
 def bad_choice() -> list[tuple[str, Any]]:
@@ -247,6 +254,7 @@ WRONG_KIND = {
     "int-dtype",
     "int-tensor",
     "float-tensor",
+    "bool-tensor",
     "int64",
     "pytype",
     "sde",

@@ -18,9 +18,11 @@ from _bad_inputs import (
     bad_callable,
     bad_device,
     bad_dtype,
+    bad_flag,
     bad_generator,
     bad_int,
     bad_number,
+    bad_schedule,
     bad_sde,
     bad_tensor,
     bad_time,
@@ -100,6 +102,18 @@ FNS: list[Fn] = [
         md.score_fn_from_eps_model,
         {"eps_model": eps_model, "sde": VP},
         {"eps_model": bad_callable(), "sde": bad_sde()},
+    ),
+    Fn(
+        "score_fn_from_discrete_eps_model",
+        md.score_fn_from_discrete_eps_model,
+        {"eps_model": eps_model, "schedule": VP.to_schedule(10), "sde": VP},
+        {
+            "eps_model": bad_callable(),
+            # SCHED ends at alpha_bar_T = 0.35: it does not reach VPSDE()'s noise at t = 1
+            "schedule": [*bad_schedule(), ("short", SCHED)],
+            "sde": [c for c in bad_sde() if c[0] != "None"],  # None: the default VPSDE()
+            "round_timesteps": bad_flag(),
+        },
     ),
     Fn(
         "eps_model_from_score_fn",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,6 +10,7 @@ import minidiff as md
 from minidiff import _validation as v
 from minidiff._validation import (
     Check,
+    Flag,
     FloatTensor,
     Function,
     Int,
@@ -107,6 +109,33 @@ def test_each_spec_raises_the_policys_type_and_names_the_argument(
     with pytest.raises(error) as info:
         _kernel(**call)  # type: ignore[arg-type]
     assert str(info.value).startswith(name), str(info.value)
+
+
+@checked(on=Flag)
+def _flagged(on: bool = False) -> object:
+    return on
+
+
+def test_a_flag_takes_numpy_bools_as_bools_and_names_what_it_refuses() -> None:
+    """np.True_ (an array's element, a comparison of numpy scalars) worked before Flag and is a
+    bool to the body; numbers, None, strings and tensors are refused, each described by its own
+    type (numpy.bool_ was described as "bool" while refused)."""
+    for value in (np.True_, np.False_, True, False):
+        out = _flagged(on=value)
+        assert type(out) is bool and out == bool(value)
+    refused = [
+        ("no", "str 'no'"),
+        (None, "None"),
+        (1, "int 1"),
+        (np.int64(1), "numpy.int64"),
+        (torch.tensor(True), "a torch.bool tensor of shape ()"),
+        (np.array(True), "numpy.ndarray"),
+    ]
+    for value, got in refused:
+        with pytest.raises(TypeError, match=r"^on must be True or False, got ") as info:
+            _flagged(on=value)
+        assert got in str(info.value)
+    assert md.TimeMLP(layer_norm=np.True_) is not None
 
 
 def test_arguments_left_at_their_default_are_not_checked() -> None:

@@ -17,6 +17,7 @@ sample. For a model that is affine in ``x_t`` the exact ``-log p_theta(x_0)`` is
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -242,10 +243,43 @@ def affine_reverse_marginal(
     Args:
         eps_model: callable ``(x_t (B, dim), t (B,)) -> eps (B, dim)``.
         dim: data dimension ``D``.
-        dtype: the floating dtype the model is called with (default float64).
+        dtype: the floating dtype the model is called with (default float64); a model that
+            refuses it (a float32 network given float64 points) is a ``TypeError`` naming
+            ``dtype``.
     Returns:
         ``mean (D,)`` and ``cov (D, D)`` in float64.
     """
+    return _affine_reverse_marginal(eps_model, schedule, dim, variance, dtype, "dtype")
+
+
+_DTYPE_MISMATCH = re.compile(r"same dtype|expected scalar type|expected .*dtype")
+"""Torch's errors for an input whose dtype is not that of a layer's weights."""
+
+
+def _dtype_error(exc: RuntimeError, dtype: torch.dtype, name: str) -> TypeError | None:
+    """For torch's dtype-mismatch error from the model called on points of ``dtype``: a
+    ``TypeError`` naming the argument ``name`` that chose ``dtype`` ("dtype" or "x0"); else None."""
+    if not _DTYPE_MISMATCH.search(str(exc)):
+        return None
+    fix = (
+        "pass dtype= the dtype of its weights, e.g. dtype=torch.float32 for a default nn.Module"
+        if name == "dtype"
+        else "pass x0 in the dtype of its weights, e.g. x0.float() for a default nn.Module"
+    )
+    lead = f"dtype {dtype} is" if name == "dtype" else f"{name} has dtype {dtype}, which is"
+    return TypeError(f"{lead} not the dtype eps_model computes in (torch: {exc}); {fix}")
+
+
+def _affine_reverse_marginal(
+    eps_model: EpsModel,
+    schedule: NoiseSchedule,
+    dim: int,
+    variance: str,
+    dtype: torch.dtype,
+    dtype_name: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`affine_reverse_marginal` for checked arguments; a model that refuses points of
+    ``dtype`` is a ``TypeError`` naming ``dtype_name``."""
     eye = torch.eye(dim, dtype=torch.float64)
     probe = torch.linspace(-1.3, 0.7, dim, dtype=torch.float64)[None]
     pts = torch.cat([torch.zeros(1, dim, dtype=torch.float64), eye, probe])  # (D + 2, D)
@@ -256,9 +290,15 @@ def affine_reverse_marginal(
     with torch.no_grad():
         for t in range(schedule.T, 0, -1):
             tt = torch.full((dim + 2,), t, dtype=torch.long)
-            mean, var = p_mean_var.unchecked(
-                eps_model, pts, tt, schedule, variance, for_density=True
-            )
+            try:
+                mean, var = p_mean_var.unchecked(
+                    eps_model, pts, tt, schedule, variance, for_density=True
+                )
+            except RuntimeError as exc:
+                error = _dtype_error(exc, dtype, dtype_name)
+                if error is None:
+                    raise
+                raise error from exc
             mean = mean.to(torch.float64)
             b = mean[0]
             A = (mean[1 : dim + 1] - b).T  # column i is the response to e_i
@@ -269,7 +309,12 @@ def affine_reverse_marginal(
     return m, 0.5 * (C + C.T)
 
 
-@checked(eps_model=_EPS_MODEL, x0=FloatTensor(dim=2, finite=True))
+@checked(
+    eps_model=_EPS_MODEL,
+    x0=FloatTensor(dim=2, nonempty=True, finite=True),
+    schedule=NoiseSchedule,
+    variance=OneOf(VARIANCES),
+)
 def affine_model_nll(
     eps_model: EpsModel, x0: torch.Tensor, schedule: NoiseSchedule, *, variance: str = "beta"
 ) -> torch.Tensor:
@@ -278,10 +323,12 @@ def affine_model_nll(
 
     Uses :func:`affine_reverse_marginal`, calling the model in ``x0``'s dtype as
     :func:`vlb_terms` does (compare with it: an upper bound on this NLL); the moments and the
-    density are computed in float64 and returned in ``x0``'s dtype.
+    density are computed in float64 and returned in ``x0``'s dtype. A model that refuses
+    ``x0``'s dtype (a float32 network given half or float64 data) is a ``TypeError`` naming
+    ``x0``.
     """
-    m, C = affine_reverse_marginal(
-        eps_model, schedule, x0.shape[1], variance=variance, dtype=x0.dtype
-    )
+    if x0.shape[1] < 1:
+        raise ValueError(f"x0 must have shape (B, D) with D >= 1, got {tuple(x0.shape)}")
+    m, C = _affine_reverse_marginal(eps_model, schedule, x0.shape[1], variance, x0.dtype, "x0")
     dist = torch.distributions.MultivariateNormal(m, covariance_matrix=C)
     return -dist.log_prob(x0.to(torch.float64)).to(x0.dtype)

@@ -273,7 +273,8 @@ def inpaint_sample(
             the forward noise).
         clip_x0: None, ``"static"`` or ``"dynamic"`` (or a map ``x̂₀ -> x̂₀``): the reverse step
             uses the clipped ``x̂₀`` (:mod:`minidiff.samplers.clipping`).
-        x_T: a given start shaped like ``x_known`` instead of the draw ``x_T ~ N(0, I)``.
+        x_T: a given start, of ``x_known``'s shape and dtype, instead of the draw
+            ``x_T ~ N(0, I)``.
         on_step: called with the start and the state after every step and jump
             (:class:`~minidiff.samplers.loop.SamplerState`; its ``t`` is the timestep reached).
     Returns:
@@ -300,15 +301,21 @@ def inpaint_sample(
 def start_like_known(
     x_T: torch.Tensor | None, x_known: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """The start of a sampler that restores ``x_known``: ``x_T`` (of ``x_known``'s shape) or a
-    draw ``N(0, I)`` of that shape, dtype and device."""
+    """The start of a sampler that restores ``x_known``: ``x_T`` (of ``x_known``'s shape and
+    floating dtype: a ``ValueError`` naming both otherwise, since the known pixels pasted or
+    pulled in would change the state's dtype on the way) or a draw ``N(0, I)`` of that shape,
+    dtype and device."""
     if isinstance(x_T, torch.Tensor) and x_T.shape != x_known.shape:
         raise ValueError(
             f"x_T must have x_known's shape {tuple(x_known.shape)}, got {tuple(x_T.shape)}"
         )
+    if isinstance(x_T, torch.Tensor) and x_T.is_floating_point() and x_T.dtype != x_known.dtype:
+        raise ValueError(
+            f"x_T must have x_known's dtype {x_known.dtype}, got {x_T.dtype} "
+            f"(pass x_T.to({x_known.dtype}), or x_known in the dtype to sample in)"
+        )
     shape = tuple(x_known.shape)
-    dtype = x_known.dtype if x_T is None else None  # a given start keeps its own dtype
-    return draw_start(x_T, shape, generator=generator, device=x_known.device, dtype=dtype)
+    return draw_start(x_T, shape, generator=generator, device=x_known.device, dtype=x_known.dtype)
 
 
 @register_sampler("repaint")

@@ -33,6 +33,7 @@ from torch.utils.data import TensorDataset
 from .._validation import check_choice, describe
 from ..data import TOY_DATASETS, toy_dataset
 from ..losses import sample_timesteps, simple_loss
+from ..metrics.distances import _call_sampler
 from ..nn.mlp import TimeMLP
 from ..schedules import NoiseSchedule, linear_schedule
 from .loop import LossFn, TrainResult, train
@@ -100,7 +101,8 @@ def _toy_data_dim(data: object) -> int:
     if isinstance(data, Tensor):
         probe, what = data, "data"
     elif callable(data) and not isinstance(data, type):
-        probe, what = data(1, torch.Generator().manual_seed(0)), "data(1, generator)"
+        probe = _call_sampler(data, 1, torch.Generator().manual_seed(0), "data")
+        what = "data(1, generator)"
     else:
         hint = ""
         if isinstance(data, (TensorDataset, tuple)):

@@ -144,7 +144,12 @@ FNS: list[Fn] = [
         "affine_model_nll",
         md.affine_model_nll,
         {"eps_model": eps_model, "x0": X, "schedule": SCHED},
-        {"eps_model": bad_callable(), "x0": bad_tensor(X), "schedule": bad_schedule()},
+        {
+            "eps_model": bad_callable(),
+            "x0": bad_tensor(X),
+            "schedule": bad_schedule(),
+            "variance": bad_choice(),
+        },
     ),
     Fn(
         "affine_reverse_marginal",

@@ -187,6 +187,26 @@ def test_affine_nll_of_a_float32_network_equals_that_of_its_float64_copy() -> No
         affine_model_nll(lambda x, t: torch.tanh(lin(x)), x0, sched)
 
 
+def test_a_model_in_another_dtype_is_a_named_error() -> None:
+    """A float32 network given float64 points (affine_reverse_marginal's default dtype) or half
+    data raised torch's bare dtype error: now a TypeError naming dtype or x0; any other error
+    of the model passes unchanged."""
+    lin = torch.nn.Linear(2, 2)
+    sched = md.linear_schedule(5)
+    with pytest.raises(TypeError, match=r"^dtype torch.float64 is not the dtype eps_model"):
+        affine_reverse_marginal(lambda x, t: lin(x), sched, 2)
+    with pytest.raises(TypeError, match=r"^x0 has dtype torch.float16.*x0.float\(\)"):
+        affine_model_nll(lambda x, t: lin(x), torch.zeros(3, 2).half(), sched)
+
+    def broken(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="^out of memory$"):
+        affine_reverse_marginal(broken, sched, 2)
+    with pytest.raises(ValueError, match=r"^x0 must have shape \(B, D\) with D >= 1"):
+        affine_model_nll(lambda x, t: x, torch.zeros(3, 0), sched)
+
+
 def test_L_T_closed_form_and_vanishes_as_T_grows() -> None:
     x0 = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=torch.float64)
     values = []

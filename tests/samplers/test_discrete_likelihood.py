@@ -133,6 +133,19 @@ def test_a_ripple_the_loss_cannot_see_costs_the_ode_likelihood() -> None:
     assert float(excess) < 3e-5
 
 
+def test_a_schedule_that_does_not_reach_the_sdes_noise_is_refused() -> None:
+    """Beyond the schedule's last level the model would be called at T on noisier inputs and
+    the score is wrong without an error (linear_schedule(50): off by 1.2 at t = 1): refused,
+    with the range of t it covers; the pairs the course uses are accepted."""
+    short = md.linear_schedule(50)
+    with pytest.raises(ValueError, match=r"^schedule \(T=50, alpha_bar_T=0\.603\).*t <= 0\.221"):
+        score_fn_from_discrete_eps_model(GMM.eps_model(short), short, SDE, round_timesteps=True)
+    with pytest.raises(ValueError, match=r"alpha_bar_T <= 4\.32e-05.*to_schedule\(900\)"):
+        score_fn_from_discrete_eps_model(exact_discrete_eps, md.linear_schedule(900))
+    for sched in (SCHED, SDE.to_schedule(1000), SDE.to_schedule(200), md.cosine_schedule(200)):
+        assert callable(score_fn_from_discrete_eps_model(exact_discrete_eps, sched, SDE))
+
+
 def test_bad_arguments_are_named() -> None:
     with pytest.raises(TypeError, match="eps_model"):
         score_fn_from_discrete_eps_model(3, SCHED)  # type: ignore[arg-type]

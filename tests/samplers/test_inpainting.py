@@ -150,6 +150,25 @@ def test_bad_inputs():
         inpaint_sample("model", SCHED, x, m)
 
 
+@pytest.mark.parametrize("name", ["inpaint", "repaint", "dps"])
+def test_a_given_x_T_in_another_dtype_than_x_known_is_refused(name):
+    """inpaint and repaint returned float64 for a float32 x_T and a float64 x_known, dps float32:
+    all three now refuse the pair, naming both, before the model runs; a matching x_T runs."""
+    x, m = _images(1).double(), _half_mask()
+    calls = []
+
+    def spy(x_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.zeros_like(x_)
+
+    sample = get_sampler(name)
+    with pytest.raises(ValueError, match=r"^x_T must have x_known's dtype torch\.float64, got"):
+        sample(spy, SCHED, x, m, x_T=torch.randn(1, 1, 6, 6, generator=_g()))
+    assert not calls
+    out = sample(spy, SCHED, x, m, x_T=torch.randn(1, 1, 6, 6, generator=_g()).double())
+    assert out.dtype == torch.float64 and calls
+
+
 def test_repaint_sample_refuses_a_method_of_its_own():
     """repaint_sample is inpaint_sample with method="repaint": a method keyword is a TypeError
     that says so (not Python's "got multiple values"), raised before the model runs."""

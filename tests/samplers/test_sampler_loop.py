@@ -228,11 +228,14 @@ def test_dtype_is_that_of_x_T_and_a_different_one_is_refused(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NO_SHAPE)
-def test_samplers_with_known_pixels_run_in_the_dtype_of_a_given_x_T(name: str) -> None:
-    """The start is drawn like ``x_known``; a given ``x_T`` keeps its own dtype, as it did."""
+def test_samplers_with_known_pixels_run_in_the_dtype_of_x_known(name: str) -> None:
+    """The start is drawn like ``x_known``; a given ``x_T`` must have ``x_known``'s dtype (in
+    another one, the known pixels changed the state's dtype for some samplers and not others)."""
     x_T = torch.randn(KNOWN.shape, generator=torch.Generator().manual_seed(0))
     assert _run(name, None).dtype == torch.float32
-    assert _run(name, None, x_T=x_T.double()).dtype == torch.float64
+    assert _run(name, None, x_T=x_T).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"^x_T must have x_known's dtype torch.float32, got"):
+        _run(name, None, x_T=x_T.double())
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
@@ -323,6 +326,31 @@ def test_re_running_a_cell_that_registers_a_sampler_replaces_it(monkeypatch) -> 
     with pytest.raises(ValueError, match=r"minidiff\.samplers\.ddpm\.ddpm_sample"):
         exec(cell.format(name="ddpm", k=1), notebook)
     assert get_sampler("ddpm") is md.ddpm_sample and get_sampler("my_ddpm")(0) == 2
+
+
+def test_a_wraps_wrapper_never_replaces_a_built_in_sampler(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """functools.wraps copies the built-in's module and qualified name: the wrapper is still
+    refused under the built-in's name, and under a name of its own a re-run cell replaces it."""
+    import functools
+
+    from minidiff.samplers import registry
+
+    monkeypatch.setattr(registry, "_SAMPLERS", dict(registry._SAMPLERS))
+
+    def timed(fn):  # type: ignore[no-untyped-def]
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            return "WRAPPED"
+
+        return wrapper
+
+    with pytest.raises(ValueError, match=r"^name 'ddpm' is already registered .*ddpm_sample"):
+        register_sampler("ddpm")(timed(md.ddpm_sample))
+    assert get_sampler("ddpm") is md.ddpm_sample
+    register_sampler("timed_ddpm")(timed(md.ddpm_sample))
+    again = timed(md.ddpm_sample)  # the cell run again
+    register_sampler("timed_ddpm")(again)
+    assert get_sampler("timed_ddpm") is again
 
 
 ALL_STARTS = [

@@ -118,6 +118,7 @@ FNS: list[Fn] = [
                 ("shape(4,)", X[:, 0]),
                 ("shape(4, 2, 1)", X[:, :, None]),
                 ("typo", "moon"),
+                ("function", lambda n: X),  # takes no generator
             ]
         },
     ),

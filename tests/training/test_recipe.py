@@ -74,6 +74,20 @@ def test_train_toy_refuses_data_it_does_not_document_before_any_work() -> None:
         train_toy(lambda n, g: torch.zeros(n), 2, progress=False)
 
 
+def test_a_data_callable_that_cannot_take_the_call_is_named() -> None:
+    """``lambda n: ...`` failed with Python's bare "takes 1 positional argument": now a TypeError
+    naming data and the call it must accept; a TypeError raised inside the callable's own code
+    passes unchanged."""
+    with pytest.raises(TypeError, match=r"^data must accept the call data\(n, generator\)"):
+        train_toy(lambda n: torch.randn(n, 2), 3, progress=False)  # type: ignore[arg-type]
+
+    def inside(n: int, g: torch.Generator) -> torch.Tensor:
+        raise TypeError("my own bug")
+
+    with pytest.raises(TypeError, match="^my own bug$"):
+        train_toy(inside, 3, progress=False)
+
+
 def test_the_recipe_draws_small_t_more_often() -> None:
     """t = floor(T u^2) + 1: P(t <= T/4) = 1/2 (uniform t: 1/4), over 20 000 draws."""
     seen: list[torch.Tensor] = []
