@@ -99,6 +99,7 @@ __all__ = [
     "check_choice",
     "check_number",
     "call_like",
+    "call_sampler",
     "check_callable",
     "check_generator",
     "check_device",
@@ -351,6 +352,25 @@ def call_like(
             f"got {tuple(out.shape)}"
         )
     return out
+
+
+def call_sampler(
+    fn: Callable[..., Any], n: int, generator: torch.Generator | None, name: str
+) -> Any:
+    """``fn(n, generator)`` for the sampler argument ``name``. A ``TypeError`` raised by the call
+    itself (Python could not bind the two arguments: ``lambda n: ...``, a keyword-only
+    ``generator``) is re-raised naming ``name`` and the call it must accept; one raised inside
+    the sampler's own code passes unchanged."""
+    try:
+        return fn(n, generator)
+    except TypeError as exc:
+        if exc.__traceback__ is None or exc.__traceback__.tb_next is not None:
+            raise  # raised inside the sampler: its own error, with its own traceback
+        raise TypeError(
+            f"{name} must accept the call {name}(n, generator) -> (n, D), with the number of "
+            f"points and a torch.Generator or None, positionally (e.g. lambda n, g: "
+            f"toy_dataset('moons', n, g)); calling it raised: {exc}"
+        ) from exc
 
 
 def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:

@@ -24,6 +24,7 @@ from .._validation import (
     Number,
     PointCloud,
     Rng,
+    call_sampler,
     check_number,
     check_with,
     checked,
@@ -332,28 +333,11 @@ def distance_with_spread(
     return _spread(x_fn, y_fn, n, metric, repeats, generator, ("x_fn", "y_fn"))
 
 
-def _call_sampler(fn: SampleFn, n: int, generator: torch.Generator | None, name: str) -> Any:
-    """``fn(n, generator)`` for the sampler argument ``name``. A ``TypeError`` raised by the call
-    itself (Python could not bind the two arguments: ``lambda n: ...``, a keyword-only
-    ``generator``) is re-raised naming ``name`` and the call it must accept; one raised inside
-    the sampler's own code passes unchanged."""
-    try:
-        return fn(n, generator)
-    except TypeError as exc:
-        if exc.__traceback__ is None or exc.__traceback__.tb_next is not None:
-            raise  # raised inside the sampler: its own error, with its own traceback
-        raise TypeError(
-            f"{name} must accept the call {name}(n, generator) -> (n, D), with the number of "
-            f"points and a torch.Generator or None, positionally (e.g. lambda n, g: "
-            f"toy_dataset('moons', n, g)); calling it raised: {exc}"
-        ) from exc
-
-
 def _drawn(fn: SampleFn, n: int, generator: torch.Generator | None, name: str) -> torch.Tensor:
-    """``fn(n, generator)`` (:func:`_call_sampler`), checked as a point cloud ``(N, D)`` named
-    ``name(n, generator)`` (the sampler's output, as the caller wrote the sampler), and returned
-    as drawn."""
-    x = _call_sampler(fn, n, generator, name)
+    """``fn(n, generator)`` (:func:`~minidiff._validation.call_sampler`), checked as a point
+    cloud ``(N, D)`` named ``name(n, generator)`` (the sampler's output, as the caller wrote the
+    sampler), and returned as drawn."""
+    x = call_sampler(fn, n, generator, name)
     check_with(PointCloud(), x, f"{name}(n, generator)")
     return x
 

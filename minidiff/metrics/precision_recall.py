@@ -35,13 +35,14 @@ from .._validation import (
     Number,
     PointCloud,
     Rng,
+    call_sampler,
     check_with,
     checked,
     describe,
 )
 from ..data.gmm import GaussianMixture
 from ..tensors import pairwise_sq_dists
-from .distances import Spread, _call_sampler
+from .distances import Spread
 
 __all__ = [
     "PrecisionRecall",
@@ -278,7 +279,7 @@ def precision_recall_with_floor(
         fn = sample_fn_or_samples
 
         def model_draw(i: int) -> Tensor:
-            return _call_sampler(fn, n, generator, "sample_fn_or_samples")
+            return call_sampler(fn, n, generator, "sample_fn_or_samples")
 
     drawn = "sample_fn_or_samples" + ("" if pool is not None else "(n, generator)")
     model_pr: list[PrecisionRecall] = []
@@ -288,7 +289,7 @@ def precision_recall_with_floor(
         data = [
             check_with(
                 PointCloud(),
-                _call_sampler(data_fn, n, generator, "data_fn"),
+                call_sampler(data_fn, n, generator, "data_fn"),
                 "data_fn(n, generator)",
             )
             for _ in "abc"

@@ -30,10 +30,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from .._validation import check_choice, describe
+from .._validation import call_sampler, check_choice, describe
 from ..data import TOY_DATASETS, toy_dataset
 from ..losses import sample_timesteps, simple_loss
-from ..metrics.distances import _call_sampler
 from ..nn.mlp import TimeMLP
 from ..schedules import NoiseSchedule, linear_schedule
 from .loop import LossFn, TrainResult, train
@@ -101,7 +100,7 @@ def _toy_data_dim(data: object) -> int:
     if isinstance(data, Tensor):
         probe, what = data, "data"
     elif callable(data) and not isinstance(data, type):
-        probe = _call_sampler(data, 1, torch.Generator().manual_seed(0), "data")
+        probe = call_sampler(data, 1, torch.Generator().manual_seed(0), "data")
         what = "data(1, generator)"
     else:
         hint = ""
