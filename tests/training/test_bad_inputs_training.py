@@ -118,7 +118,8 @@ FNS: list[Fn] = [
                 ("shape(4,)", X[:, 0]),
                 ("shape(4, 2, 1)", X[:, :, None]),
                 ("typo", "moon"),
-            ]
+            ],
+            "schedule": [("str", "linear"), ("int", 1000), ("betas", SCHED.betas)],
         },
     ),
     Fn(
