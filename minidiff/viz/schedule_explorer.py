@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .._validation import Flag, Int, Number, OneOf, checked
-from ..data import toy_dataset
+from ..data import TOY_DATASETS, toy_dataset
 from ..diffusion import q_sample
 from ..schedules import SCHEDULES, NoiseSchedule, make_schedule
 from ._explorer import Explorer
@@ -79,7 +79,7 @@ class ScheduleExplorer(Explorer):
 
     PARAMS = ("family", "T", "beta_start", "beta_end", "s", "t")
 
-    @checked(n=Int(), seed=Int(minimum=0), render=Flag)  # type: ignore[misc]  # (a decorated __init__)
+    @checked(dataset=OneOf(TOY_DATASETS), n=Int(), seed=Int(minimum=0), render=Flag)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self,
         dataset: str = "moons",

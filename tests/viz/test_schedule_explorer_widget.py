@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from minidiff.viz import ScheduleExplorer
+from minidiff.viz import ScheduleExplorer, schedule_explorer
 
 
 @pytest.fixture
@@ -116,6 +116,14 @@ def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
     ex = ScheduleExplorer("moons", n=50, T=50, render=False, **kwargs)  # type: ignore[arg-type]
     assert words in ex.state["message"] and words in ex.message.value
     assert ex.controls["family"].value in ex.controls["family"].options  # a valid value shown
+
+
+@pytest.mark.parametrize("factory", [ScheduleExplorer, schedule_explorer])
+def test_a_bad_dataset_is_named_as_dataset(factory: object) -> None:
+    with pytest.raises(TypeError, match=r"dataset must be one of \['moons'"):
+        factory(3, n=50, T=50, t=5, render=False)  # type: ignore[operator]
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        factory(dataset="moon", n=50, T=50, t=5, render=False)  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(("T", "t"), [(5000, 3000), (5, 3), (1, 1)])
