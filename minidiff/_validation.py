@@ -58,6 +58,7 @@ import contextlib
 import functools
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
@@ -145,6 +146,29 @@ def describe(x: object) -> str:
     if isinstance(x, torch.Tensor):
         return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
     return type(x).__name__ if x is not None else "None"
+
+
+def _got(x: object) -> str:
+    """What a message says was given: :func:`describe`, then the value itself for a scalar (a
+    number or a short string; never ``None``, a tensor or a container, whose repr is long or
+    says nothing more)."""
+    numpy_scalar = getattr(x, "ndim", None) == 0 and hasattr(x, "dtype")  # np.bool_, say
+    if (isinstance(x, (numbers.Number, str, bytes)) or numpy_scalar) and not isinstance(
+        x, torch.Tensor
+    ):
+        text = repr(x)
+        return f"{describe(x)} {text if len(text) <= 60 else text[:57] + '...'}"
+    return describe(x)
+
+
+def _integer(value: object) -> int | None:
+    """``value`` as a Python int if it is an integer: an ``int`` or any ``numbers.Integral``
+    (NumPy's integers), never a bool (``True``/``np.bool_``); else ``None``."""
+    if isinstance(value, int):
+        return None if isinstance(value, bool) else value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return None
 
 
 def _batch_hint(x: object, name: str) -> str:
@@ -271,12 +295,17 @@ def check_broadcast(*named: tuple[torch.Tensor, str]) -> tuple[int, ...]:
 
 
 def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int if it is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {describe(value)} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    """Return ``value`` as a Python int if it is an integer ``>= minimum``.
+
+    NumPy integers (any ``numbers.Integral``) count and are returned as ``int``; a bool, a float,
+    a string or a tensor is a ``TypeError``.
+    """
+    v = _integer(value)
+    if v is None:
+        raise TypeError(f"{name} must be an int >= {minimum}, got {_got(value)}")
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
@@ -306,11 +335,12 @@ def check_number(
         value = value.item()
     if (
         isinstance(value, bool)
+        or getattr(getattr(value, "dtype", None), "kind", "") == "b"  # np.bool_
         or not hasattr(value, "__float__")
         or isinstance(value, (str, bytes, complex, torch.Tensor))
         or getattr(value, "size", 1) != 1  # a NumPy array of several numbers
     ):
-        raise TypeError(f"{name} must be a real number, got {describe(value)} {value!r}")
+        raise TypeError(f"{name} must be a real number, got {_got(value)}")
     v = float(value)  # type: ignore[arg-type,unused-ignore]
     finite = math.isfinite(v)
     inside = (low is None or v > low or (v == low and not low_open)) and (
@@ -447,11 +477,12 @@ def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
         raise TypeError(
             f"{name} must be a non-empty tuple of ints such as (1000, 2), got {shape!r}"
         )
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
+    dims = [_integer(s) for s in shape]
+    if any(d is None for d in dims):
         raise TypeError(f"{name} must contain ints, got {tuple(shape)}")
-    if not all(s >= 1 for s in shape):
+    if not all(d >= 1 for d in dims):  # type: ignore[operator]
         raise ValueError(f"{name} must contain positive ints, got {tuple(shape)}")
-    return tuple(int(s) for s in shape)
+    return tuple(dims)  # type: ignore[arg-type]
 
 
 def check_instance(value: object, name: str, cls: type, what: str | None = None) -> Any:
@@ -493,6 +524,9 @@ def index_tensor(
     ``device`` if given.
     """
     kind = "an int or an integer tensor" if allow_int else "an integer tensor"
+    if allow_int and not isinstance(value, (int, torch.Tensor)):
+        n = _integer(value)  # NumPy's integers stand for their Python int
+        value = value if n is None else n
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, torch.Tensor))
@@ -567,9 +601,11 @@ def check_timesteps(t: object, batch_size: int, T: int, name: str = "t") -> torc
 def _timestep_tensor(
     t: object, name: str, batch_size: int, T: int, device: torch.device | None
 ) -> torch.Tensor:
-    """Types and shape of ``t`` checked, an int's range too; returns a long ``(batch_size,)``."""
-    if isinstance(t, int) and not isinstance(t, bool) and not 1 <= t <= T:
-        raise ValueError(f"{name} must lie in 1..{T}, got {t}")
+    """Types and shape of ``t`` checked, an int's range too (NumPy's integers count as ints);
+    returns a long ``(batch_size,)``."""
+    n = _integer(t)
+    if n is not None and not 1 <= n <= T:
+        raise ValueError(f"{name} must lie in 1..{T}, got {n}")
     return index_tensor(t, name, batch_size, f"timesteps in 1..{T}", device=device)
 
 
@@ -822,7 +858,7 @@ class Timesteps(Spec):
             return value  # the call misses an argument: Python's own TypeError will say which
         T = sched.T
         tt = _timestep_tensor(value, name, x.shape[0], T, x.device)
-        if not isinstance(value, int) and tt.numel() and _VALUE_CHECKS.get():
+        if isinstance(value, torch.Tensor) and tt.numel() and _VALUE_CHECKS.get():
             call.require(
                 tt,
                 lambda: _timesteps_in_range(tt, T),
@@ -905,7 +941,8 @@ class Times(Spec):
 
 
 class Int(Spec):
-    """An ``int`` (not a bool) ``>= minimum`` (and ``<= maximum`` if given)."""
+    """An integer (not a bool) ``>= minimum`` (and ``<= maximum`` if given); a NumPy integer
+    counts, and the body receives a Python ``int``."""
 
     def __init__(
         self, minimum: int = 1, maximum: int | None = None, optional: bool = False

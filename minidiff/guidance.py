@@ -39,7 +39,15 @@ from collections.abc import Callable
 
 import torch
 
-from ._validation import Check, FloatTensor, Function, check_labels, check_number, checked
+from ._validation import (
+    Check,
+    FloatTensor,
+    Function,
+    check_labels,
+    check_number,
+    check_positive_int,
+    checked,
+)
 from .diffusion import EpsModel
 from .schedules import NoiseSchedule, check_timesteps
 
@@ -96,7 +104,8 @@ def unconditional_message(name: str) -> str:
 
 
 def _num_classes(model: object, num_classes: object, name: str = "model") -> int:
-    """``C`` from ``model.num_classes`` and/or the ``num_classes`` argument (they must agree)."""
+    """``C`` from ``model.num_classes`` and/or the ``num_classes`` argument (they must agree):
+    an int ``>= 2`` (another type is a ``TypeError``, an int below 2 a ``ValueError``)."""
     own = getattr(model, "num_classes", None)
     if own == 0 and not isinstance(own, bool):
         raise ValueError(unconditional_message(name))
@@ -105,9 +114,9 @@ def _num_classes(model: object, num_classes: object, name: str = "model") -> int
             raise TypeError(
                 f"num_classes is needed: {name} has no num_classes attribute to read it from"
             )
-        num_classes = own
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        num_classes = check_positive_int(own, f"{name}.num_classes", minimum=2)
+    else:
+        num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
     if own is not None and own != num_classes:
         raise ValueError(
             f"num_classes={num_classes} disagrees with the {own} classes of {name} "

@@ -227,6 +227,46 @@ def test_bad_inputs_raise_clear_errors() -> None:
         straightness([torch.zeros(2, 2)], flow_time_grid(2))
 
 
+_Z, _G = torch.zeros(2, 2), flow_time_grid(2)
+_MONOTONE = "ts must hold at least 2 strictly monotone"
+
+
+@pytest.mark.parametrize(
+    ("trajectory", "ts", "error", "match"),
+    [
+        (None, _G, TypeError, "trajectory must be a list of tensors"),
+        (torch.zeros(3, 2, 2), _G, TypeError, "trajectory must be a list"),
+        ([_Z, "a", _Z], _G, TypeError, r"trajectory\[1\] must be a torch.Tensor"),
+        ([_Z.long()] * 3, _G, TypeError, r"trajectory\[0\] must be a floating"),
+        ([_Z, torch.zeros(2, 3), _Z], _G, ValueError, r"trajectory\[1\] must have the same shape"),
+        ([torch.zeros(2)] * 3, _G, ValueError, r"trajectory\[0\] must have at least 2"),
+        ([_Z] * 3, torch.tensor([1.0, 1.0, 0.0]), ValueError, _MONOTONE),
+        ([_Z] * 3, torch.tensor([1.0, 0.0, 0.5]), ValueError, _MONOTONE),
+        ([_Z] * 3, torch.tensor([1.0, float("nan"), 0.0]), ValueError, "ts contains non-finite"),
+        ([_Z], torch.tensor([1.0]), ValueError, _MONOTONE),
+        ([_Z] * 3, [1.0, 0.5, 0.0], TypeError, "ts must be a torch.Tensor"),
+        ([_Z] * 3, torch.tensor([2, 1, 0]), TypeError, "ts must be a floating"),
+    ],
+)
+def test_straightness_refuses_bad_input_naming_it(
+    trajectory: object, ts: object, error: type, match: str
+) -> None:
+    """Never a silent NaN (a repeated or NaN time) nor a raw torch error."""
+    with pytest.raises(error, match=match):
+        straightness(trajectory, ts)  # type: ignore[arg-type]
+
+
+def test_straightness_takes_a_tuple_and_an_increasing_grid() -> None:
+    ts = flow_time_grid(4)
+    g = torch.Generator().manual_seed(3)
+    x1, c = torch.randn(5, 2, generator=g, dtype=torch.float64), torch.tensor([[0.0, 2.0]])
+    curve = [t * x1 + c * t * (1 - t) for t in ts.tolist()]
+    want = straightness(curve, ts)
+    assert bool((want > 0).all())
+    assert torch.equal(straightness(tuple(curve), ts), want)
+    torch.testing.assert_close(straightness(curve[::-1], ts.flip(0)), want)
+
+
 def test_scaled_time_feeds_the_network_scaled_times() -> None:
     seen = []
 

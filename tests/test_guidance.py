@@ -255,8 +255,14 @@ def test_bad_input_is_refused_before_any_work() -> None:
     wrong = classifier_guidance(uncond, lambda x, t: clf(x, t)[:, :2], 0, 1.0, SCHED, num_classes=C)
     with pytest.raises(ValueError, match="classifier returned 2 classes but num_classes=3"):
         wrong(_x(4), _t(4))
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(ValueError, match="num_classes must be >= 2, got 1"):
         classifier_free_guidance(cond, 0, 1.0, num_classes=1)
+    # the wrong type of num_classes is a TypeError, as for ConditionalTimeMLP(num_classes=3.0)
+    for bad in ("3", 3.0, [1, 2], True):
+        with pytest.raises(TypeError, match="num_classes must be an int >= 2"):
+            classifier_free_guidance(cond, 0, 1.0, num_classes=bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="num_classes must be an int >= 2"):
+            classifier_guidance(uncond, clf, 0, 1.0, SCHED, num_classes=bad)  # type: ignore[arg-type]
     net = ConditionalTimeMLP(num_classes=C, hidden=16, n_layers=1)
     with pytest.raises(
         ValueError, match=r"y must be a class index in 0..2 or the null label 3, got 4"

@@ -248,8 +248,8 @@ def _integer_arguments() -> list[tuple[str, object]]:
 
 @pytest.mark.parametrize(
     "bad",
-    [True, 1.5, "2", torch.ones(4), torch.ones(4, dtype=torch.bool)],
-    ids=["bool", "float", "str", "float_tensor", "bool_tensor"],
+    [True, np.bool_(True), 1.5, "2", torch.ones(4), torch.ones(4, dtype=torch.bool)],
+    ids=["bool", "np_bool", "float", "str", "float_tensor", "bool_tensor"],
 )
 @pytest.mark.parametrize("name_call", _integer_arguments(), ids=lambda nc: nc[0])
 def test_an_integer_argument_of_the_wrong_type_is_a_type_error_naming_it(
@@ -258,6 +258,81 @@ def test_an_integer_argument_of_the_wrong_type_is_a_type_error_naming_it(
     name, call = name_call
     with pytest.raises(TypeError, match=rf"^{name} must be .*integer"):
         call(bad)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "name_call",
+    [nc for nc in _integer_arguments() if nc[0] != "sigma_idx"],  # a tensor only: no int at all
+    ids=lambda nc: nc[0],
+)
+@pytest.mark.parametrize("np_int", [np.int64, np.int32, np.uint8])
+def test_a_numpy_integer_is_the_int_it_holds(name_call: tuple[str, object], np_int: type) -> None:
+    _, call = name_call
+    out, want = call(np_int(2)), call(2)  # type: ignore[operator]
+    assert torch.equal(out, want) if isinstance(out, torch.Tensor) else out == want
+
+
+def test_int_and_timesteps_take_numpy_integers_and_hand_the_body_python_ints() -> None:
+    """Number takes NumPy floats; Int and Timesteps take NumPy integers (never np.bool_)."""
+    x = torch.ones(3, 2)
+    out = _kernel(x, np.int64(4), SCHED, n=np.int64(3))
+    assert out[1].tolist() == [4, 4, 4] and out[6] == 3 and type(out[6]) is int
+    assert type(v.check_positive_int(np.uint16(7), "k")) is int
+    assert v.check_shape((np.int64(4), 2)) == (4, 2)
+    assert all(type(d) is int for d in v.check_shape((np.int64(4), np.int32(2))))
+    with pytest.raises(ValueError, match=r"t must lie in 1..10, got 0"):
+        _kernel(x, np.int64(0), SCHED)
+    with pytest.raises(ValueError, match="n must be >= 2, got 1"):
+        _kernel(x, 2, SCHED, n=np.int64(1))
+    with pytest.raises(TypeError, match="n must be an int >= 2"):
+        _kernel(x, 2, SCHED, n=np.bool_(True))
+    with pytest.raises(TypeError, match="t must be an int or an integer tensor"):
+        _kernel(x, np.bool_(True), SCHED)
+    # the public calls of a student who indexes a NumPy array
+    n = np.array([10, 20])[0]
+    assert md.toy_dataset("moons", n).shape == (10, 2)
+    sched = md.linear_schedule(np.int64(50))
+    assert sched.T == 50 and type(sched.T) is int
+    x0, eps = torch.randn(4, 2), torch.randn(4, 2)
+    assert torch.equal(md.q_sample(x0, np.int64(3), sched, eps), md.q_sample(x0, 3, sched, eps))
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    model = lambda x, t: 0.1 * x  # noqa: E731
+    assert torch.equal(
+        md.ddim_sample(model, sched, (4, 2), steps=np.int64(5), generator=g()),
+        md.ddim_sample(model, sched, (4, 2), steps=5, generator=g()),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [
+        (None, "got None"),
+        (torch.full((4, 2), float("nan")), "got a torch.float32 tensor of shape (4, 2)"),
+        ([1, 2], "got list"),
+        ("5", "got str '5'"),
+        (2.5, "got float 2.5"),
+        (np.bool_(True), "got bool np.True_"),
+    ],
+)
+def test_a_message_shows_a_scalar_value_once_and_never_a_tensor(value: object, got: str) -> None:
+    for check, head in (
+        (lambda: v.check_positive_int(value, "s", minimum=0), "s must be an int >= 0, "),
+        (lambda: v.check_number(value, "w"), "w must be a real number, "),
+    ):
+        if isinstance(value, float):
+            continue  # a float is a real number
+        with pytest.raises(TypeError) as info:
+            check()
+        assert str(info.value) == head + got, str(info.value)
+    if isinstance(value, float):
+        with pytest.raises(TypeError, match=r"^s must be an int >= 0, got float 2\.5$"):
+            v.check_positive_int(value, "s", minimum=0)
+
+
+def test_a_long_string_is_cut_in_the_message() -> None:
+    with pytest.raises(TypeError) as info:
+        v.check_positive_int("x" * 500, "n")
+    assert len(str(info.value)) < 120 and str(info.value).endswith("...")
 
 
 @pytest.mark.parametrize("name_call", _integer_arguments(), ids=lambda nc: nc[0])

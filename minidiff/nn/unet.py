@@ -55,6 +55,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .._validation import (
+    Int,
+    Number,
+    OneOf,
     check_all_finite,
     check_choice,
     check_finite,
@@ -62,6 +65,7 @@ from .._validation import (
     check_number,
     check_positive_int,
     check_weights_dtype,
+    checked,
 )
 from .attention import CrossAttentionBlock, check_context
 from .mlp import sinusoidal_embedding
@@ -320,6 +324,24 @@ def ddpm_time_features(t: Tensor, dim: int) -> Tensor:
     return F.pad(emb, (0, 1)) if dim % 2 else emb
 
 
+def _check_groups(groups: int, **channels: int) -> None:
+    """The relation between a block's ``groups`` and its channel counts (``groups`` itself was
+    checked by the block's ``@checked``; the default 32 is checked here too): GroupNorm splits
+    the channels into ``groups`` equal groups, so ``groups`` must divide each count."""
+    bad = {name: c for name, c in channels.items() if c % groups}
+    if bad:
+        counts = ", ".join(f"{name}={c}" for name, c in bad.items())
+        raise ValueError(
+            f"groups must divide the channel count ({counts}): GroupNorm splits the channels "
+            f"into groups of equal size, got groups={groups}"
+        )
+
+
+#: The specs every block shares with ``UNetConfig``'s fields of the same meaning.
+_DROPOUT = Number(low=0.0, high=1.0, low_open=False)
+_EPS = Number(low=0.0, high=1.0)
+
+
 class TimeEmbedding(nn.Module):
     """``t: (B,)`` -> ``(B, 4 ch)``: sinusoidal features (width ``ch``), Linear, SiLU, Linear.
 
@@ -327,10 +349,16 @@ class TimeEmbedding(nn.Module):
     (:func:`ddpm_time_features`).
     """
 
+    @checked(base_channels=Int(), features=OneOf(TIME_FEATURES))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, base_channels: int, features: str = "minidiff") -> None:
         super().__init__()
+        if features == "ddpm" and base_channels < 4:
+            raise ValueError(
+                'base_channels must be >= 4 with features="ddpm" (its frequencies divide by '
+                f"half - 1 = base_channels // 2 - 1), got {base_channels}"
+            )
         self.base_channels = base_channels
-        self.features = check_choice(features, "features", TIME_FEATURES)
+        self.features = features
         self.mlp = nn.Sequential(
             nn.Linear(base_channels, 4 * base_channels),
             nn.SiLU(),
@@ -360,6 +388,15 @@ class ResBlock(nn.Module):
     of 1 (sampling) as for a training batch, unlike BatchNorm.
     """
 
+    @checked(  # type: ignore[misc]  # (a decorated __init__)
+        in_channels=Int(),
+        out_channels=Int(),
+        emb_dim=Int(),
+        dropout=_DROPOUT,
+        groups=Int(),
+        time_injection=OneOf(TIME_INJECTIONS),
+        eps=_EPS,
+    )
     def __init__(
         self,
         in_channels: int,
@@ -371,7 +408,8 @@ class ResBlock(nn.Module):
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        self.time_injection = check_choice(time_injection, "time_injection", TIME_INJECTIONS)
+        _check_groups(groups, in_channels=in_channels, out_channels=out_channels)
+        self.time_injection = time_injection
         self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         n_emb = out_channels * (2 if time_injection == "adagn" else 1)
@@ -407,8 +445,10 @@ class AttentionBlock(nn.Module):
     Used only at low resolution: its cost grows like ``(H W)^2``.
     """
 
+    @checked(channels=Int(), groups=Int(), eps=_EPS)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, channels: int, groups: int = 32, eps: float = 1e-5) -> None:
         super().__init__()
+        _check_groups(groups, channels=channels)
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
@@ -432,9 +472,10 @@ class Downsample(nn.Module):
     3x3 windows sit one pixel further down and right.
     """
 
+    @checked(channels=Int(), padding=OneOf(DOWNSAMPLE_PADDINGS))  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, channels: int, padding: str = "symmetric") -> None:
         super().__init__()
-        self.padding = check_choice(padding, "padding", DOWNSAMPLE_PADDINGS)
+        self.padding = padding
         pad = 1 if padding == "symmetric" else 0
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=pad)
 
@@ -448,6 +489,7 @@ class Upsample(nn.Module):
     """Double the resolution: nearest-neighbour x2 then a 3x3 conv (no checkerboard artefacts of a
     transposed convolution): ``(B, c, H, W) -> (B, c, 2H, 2W)``."""
 
+    @checked(channels=Int())  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)

@@ -29,7 +29,11 @@ from .._validation import (
     call_like,
     check_float_dtype,
     check_positive_int,
+    check_same_shape,
+    check_tensor,
+    check_with,
     checked,
+    describe,
 )
 from ..paths import GaussianPath, RectifiedFlowPath
 from .loop import OnStep, draw_start, normal_prior
@@ -119,22 +123,50 @@ def _resolve_grid(steps: int | None, ts: torch.Tensor | None) -> torch.Tensor:
     return grid
 
 
-@checked(ts=FloatTensor(dim=1))
-def straightness(trajectory: list[torch.Tensor], ts: torch.Tensor) -> torch.Tensor:
+def _monotone_times(value: object, name: str) -> torch.Tensor:
+    """A 1-D finite floating grid of at least 2 strictly monotone times (either direction)."""
+    ts = check_with(FloatTensor(dim=1, finite=True), value, name)
+    steps = ts[1:] - ts[:-1]
+    if ts.numel() < 2 or not (bool((steps < 0).all()) or bool((steps > 0).all())):
+        raise ValueError(
+            f"{name} must hold at least 2 strictly monotone times (e.g. 1 -> 0, as from "
+            f"flow_time_grid), got {ts.tolist() if ts.numel() <= 8 else tuple(ts.shape)}"
+        )
+    return ts
+
+
+def _trajectory(value: object, name: str, ts: object) -> list[torch.Tensor]:
+    """A list or tuple of floating tensors ``(B, ...)`` of one shape, one per time of ``ts``."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of tensors (one per time in ts, e.g. from "
+            f"trajectory(flow_sample, ...)), got {describe(value)}"
+        )
+    states = [check_tensor(x, f"{name}[{i}]", min_dim=2) for i, x in enumerate(value)]
+    if isinstance(ts, torch.Tensor) and len(states) != ts.numel():
+        raise ValueError(
+            f"{name} must be a list of {ts.numel()} tensors (one per time in ts), got {len(states)}"
+        )
+    for i, x in enumerate(states[1:], start=1):
+        check_same_shape(states[0], x, f"{name}[0]", f"{name}[{i}]")
+    return states
+
+
+@checked(ts=Check(_monotone_times), trajectory=Check(_trajectory, uses=("ts",)))
+def straightness(
+    trajectory: list[torch.Tensor] | tuple[torch.Tensor, ...], ts: torch.Tensor
+) -> torch.Tensor:
     """Per-sample ``S = ∫ ||dx/dt - (x_1 - x_0)||² dt`` along a sampled path (Liu et al. 2023).
 
     ``trajectory`` is ``[x_{ts[0]}, …, x_{ts[-1]}]`` (``trajectory(flow_sample, ...)``
-    on the grid ``ts`` from 1 to 0); ``dx/dt`` is taken per grid interval, so a fine grid measures
-    the flow and a coarse one the sampler's own path. ``S = 0`` exactly when every path is a
-    straight line travelled at constant speed, which one Euler step integrates without error.
-    Returns ``(B,)`` in the trajectory's dtype.
+    on the grid ``ts`` from 1 to 0), a list or tuple of tensors of one shape; ``ts`` a finite
+    1-D floating grid of at least 2 strictly monotone times. ``dx/dt`` is taken per grid interval,
+    so a fine grid measures the flow and a coarse one the sampler's own path. ``S = 0`` exactly
+    when every path is a straight line travelled at constant speed, which one Euler step
+    integrates without error. Returns ``(B,)`` in the trajectory's dtype. A wrong type of either
+    argument is a ``TypeError``, a wrong length, shape or grid a ``ValueError``.
     """
-    if not isinstance(trajectory, list) or len(trajectory) != ts.numel():
-        raise ValueError(
-            f"trajectory must be a list of {ts.numel()} tensors (one per time in ts), "
-            f"got {len(trajectory) if isinstance(trajectory, list) else type(trajectory).__name__}"
-        )
-    xs = torch.stack(trajectory)  # (N + 1, B, ...)
+    xs = torch.stack(list(trajectory))  # (N + 1, B, ...)
     dts = (ts[1:] - ts[:-1]).to(xs)
     chord = (xs[-1] - xs[0]) / (ts[-1] - ts[0]).to(xs)
     speeds = (xs[1:] - xs[:-1]) / dts.reshape(-1, *[1] * (xs.dim() - 1))

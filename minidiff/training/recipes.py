@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from .._validation import call_sampler, check_choice, describe
+from .._validation import Instance, call_sampler, check_choice, checked, describe
 from ..data import TOY_DATASETS, toy_dataset
 from ..losses import sample_timesteps, simple_loss
 from ..nn.mlp import TimeMLP
@@ -116,6 +116,11 @@ def _toy_data_dim(data: object) -> int:
     return int(probe.shape[1])
 
 
+@checked(
+    schedule=Instance(
+        NoiseSchedule, "a NoiseSchedule or None (linear_schedule(1000))", optional=True
+    )
+)
 def train_toy(
     data: str | Tensor | Callable[[int, torch.Generator], Tensor],
     steps: int = TOY_2D_STEPS,
@@ -130,8 +135,9 @@ def train_toy(
     ``(n, generator) -> (n, D)``; the network is built for that ``D`` (a callable is called once
     with a throwaway generator to read it). Anything else (a ``TensorDataset``, a ``DataLoader``,
     a list) is a ``TypeError`` before any work: :func:`minidiff.train` takes those, with a loss
-    that unpacks their batches. ``schedule``: default ``linear_schedule(1000)``. ``seed`` fixes the
-    initial weights and the run's generator. ``options`` override :data:`TOY_2D_OPTIONS` or add
+    that unpacks their batches. ``schedule``: a :class:`NoiseSchedule` (default
+    ``linear_schedule(1000)``; anything else is a ``TypeError`` before any work). ``seed`` fixes
+    the initial weights and the run's generator. ``options`` override :data:`TOY_2D_OPTIONS` or add
     any other option of :func:`minidiff.train` (``progress``, ``checkpoint_path``, ...).
     """
     dim = _toy_data_dim(data)  # before any work: a wrong kind of data builds no network

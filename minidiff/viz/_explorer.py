@@ -67,6 +67,41 @@ def _show(ctrl: Any, value: Any, *, widen: bool) -> None:
     ctrl.value = int(value) if integer else v
 
 
+class _DefaultStep(int):
+    """The default ``t`` of an explorer: an int that knows it was not given."""
+
+
+def default_step(value: int) -> int:
+    """A default ``t`` that :func:`starting_step` may lower to a smaller ``T`` (``t`` left at its
+    default follows ``T``; a ``t`` the student gives outside ``1..T`` is shown as invalid)."""
+    return _DefaultStep(value)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def starting_step(t: Any, T: Any) -> Any:
+    """``t`` as an explorer starts from it: a default ``t`` above a valid ``T`` becomes ``T``;
+    any other value stays as given (and is checked by ``compute``)."""
+    if isinstance(t, _DefaultStep):
+        return min(int(t), int(T)) if _int(T) and T >= 1 else int(t)
+    return t
+
+
+def following_step(t: Any, T: Any) -> Any | None:
+    """The ``t`` that follows a move of ``T`` to a smaller valid value (``T`` itself), or ``None``
+    when ``t`` stays (``T`` not below it, or either is not an int)."""
+    if _int(t) and _int(T) and 1 <= T < t:
+        return int(T)
+    return None
+
+
+def step_out_of_range(t: Any, T: int) -> bool:
+    """Whether ``t`` is not an int in ``1..T`` (a bool, a float or a string is not an int)."""
+    return not _int(t) or not 1 <= int(t) <= T
+
+
 def message_html(message: str | None) -> str:
     """The error line an explorer shows: empty when all is well, else the escaped message in red."""
     return "" if message is None else f"<b style='color:#c00'>{html.escape(message)}</b>"

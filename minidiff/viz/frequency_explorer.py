@@ -22,7 +22,7 @@ from ..data import load_digits, sample_photos
 from ..diffusion import q_sample
 from ..frequency import crossover_frequency, noised_psd, radial_frequencies, radial_psd
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule, shifted_schedule
-from ._explorer import Explorer
+from ._explorer import Explorer, default_step, starting_step, step_out_of_range
 
 __all__ = [
     "FrequencyExplorer",
@@ -164,7 +164,8 @@ class FrequencyExplorer(Explorer):
     """Widget: the clean image, ``x_t``, and their spectra with the noise floor.
 
     ``schedule`` is one of :func:`frequency_schedules`' names, or ``"shifted cosine"`` for the
-    shifted one; ``t`` an int, clamped to ``1..T``.
+    shifted one; ``t`` an int in ``1..T`` (one outside is shown as the message, not moved into
+    range; left at its default 200, ``t`` starts at ``T`` when ``T`` is smaller).
 
     One noise draw per image is fixed at construction, so moving ``t`` changes ``x_t``
     continuously. :meth:`update` is the whole callback and works without a display::
@@ -183,7 +184,7 @@ class FrequencyExplorer(Explorer):
         *,
         image: str | None = None,
         schedule: str = "cosine",
-        t: int = 200,
+        t: int = default_step(200),
         T: int = 1000,
         seed: int = 0,
         render: bool = True,
@@ -199,7 +200,7 @@ class FrequencyExplorer(Explorer):
             {
                 "image": image if image is not None else next(iter(self.images)),
                 "schedule": schedule,
-                "t": t,
+                "t": starting_step(t, T),
             },
             figsize=(12, 3.6),
             render=render,
@@ -219,9 +220,9 @@ class FrequencyExplorer(Explorer):
             )
         schedule = self.schedules[sched]
         t_in = params["t"]
-        if isinstance(t_in, bool) or not isinstance(t_in, (int, np.integer)):  # as ScheduleExplorer
+        if step_out_of_range(t_in, schedule.T):  # as ScheduleExplorer: never moved into range
             return self._error(params, f"t must be an int in 1..T={schedule.T}, got {t_in!r}")
-        t = min(max(int(t_in), 1), schedule.T)
+        t = int(t_in)
         # image and noise were checked at construction: no value checks per slider move
         view = frequency_view.unchecked(self.images[name], schedule, t, self.noise[name])
         size = self.images[name].shape[-1]

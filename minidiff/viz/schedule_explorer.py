@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from .._validation import Flag, Int, Number, OneOf, checked
-from ..data import toy_dataset
+from ..data import TOY_DATASETS, toy_dataset
 from ..diffusion import q_sample
 from ..schedules import SCHEDULES, NoiseSchedule, make_schedule
-from ._explorer import Explorer
+from ._explorer import Explorer, default_step, following_step, starting_step, step_out_of_range
 from .plots import plot_samples
 
 __all__ = ["schedule_curves", "ScheduleExplorer", "schedule_explorer", "FAMILIES"]
@@ -66,6 +66,10 @@ def schedule_curves(
 class ScheduleExplorer(Explorer):
     """Widget to explore noise schedules: curves on the left, the noised toy data on the right.
 
+    ``dataset`` is a name of :data:`minidiff.TOY_DATASETS`; ``t`` an int in ``1..T`` (one
+    outside is shown as the message, not moved into range; left at its default 100, ``t`` starts
+    at ``T`` when ``T`` is smaller, and a move of ``T`` below ``t`` brings ``t`` down with it).
+
     The toy data ``x0`` and one noise draw ``eps`` are fixed at construction, so moving ``t``
     (or changing the schedule) moves every point continuously along
     ``sqrt(ab) x0 + sqrt(1-ab) eps``.
@@ -79,7 +83,7 @@ class ScheduleExplorer(Explorer):
 
     PARAMS = ("family", "T", "beta_start", "beta_end", "s", "t")
 
-    @checked(n=Int(), seed=Int(minimum=0), render=Flag)  # type: ignore[misc]  # (a decorated __init__)
+    @checked(dataset=OneOf(TOY_DATASETS), n=Int(), seed=Int(minimum=0), render=Flag)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self,
         dataset: str = "moons",
@@ -91,7 +95,7 @@ class ScheduleExplorer(Explorer):
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
         s: float = 0.008,
-        t: int = 100,
+        t: int = default_step(100),
         render: bool = True,
     ) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -105,7 +109,7 @@ class ScheduleExplorer(Explorer):
                 "beta_start": beta_start,
                 "beta_end": beta_end,
                 "s": s,
-                "t": t,
+                "t": starting_step(t, T),
             },
             figsize=(13, 3.3),
             render=render,
@@ -127,16 +131,26 @@ class ScheduleExplorer(Explorer):
             }
         sch: NoiseSchedule = curves["schedule"]
         t_in = params["t"]
-        if isinstance(t_in, bool) or not isinstance(t_in, (int, np.integer)):
+        if step_out_of_range(t_in, sch.T):
             return {
                 "params": dict(params),
                 "curves": None,
                 "x_t": None,
                 "message": f"Invalid t: t must be an int in 1..T={sch.T}, got {t_in!r}",
             }
-        t = int(min(max(int(t_in), 1), sch.T))
+        t = int(t_in)
         x_t = q_sample(self.x0, t, sch, noise=self.noise)
         return {"params": {**params, "t": t}, "curves": curves, "x_t": x_t, "message": None}
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """:meth:`Explorer.update`, where ``t`` follows ``T`` down: a move of ``T`` below the
+        current ``t`` (the ``T`` slider, or ``update(T=...)`` without ``t``) sets ``t = T``. A
+        ``t`` given outside ``1..T`` is not moved: the message says so."""
+        if "T" in changes and "t" not in changes:
+            t = following_step(self.params.get("t"), changes["T"])
+            if t is not None:
+                changes["t"] = t
+        return super().update(**changes)
 
     # -- drawing -----------------------------------------------------------------------------------
     def _draw(self) -> None:

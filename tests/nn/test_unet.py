@@ -14,6 +14,7 @@ from minidiff.nn.unet import (
     AttentionBlock,
     Downsample,
     ResBlock,
+    TimeEmbedding,
     UNet,
     UNetConfig,
     Upsample,
@@ -258,6 +259,74 @@ def test_unknown_override_and_config_type() -> None:
         UNet("tiny", dropuot=0.1)
     with pytest.raises(TypeError, match="config must be a UNetConfig or a str"):
         UNet(3)  # type: ignore[arg-type]
+
+
+# The public blocks: each bad constructor argument named, TypeError for a wrong type, ValueError
+# for a wrong value (the specs of the UNetConfig fields of the same meaning).
+def _res(**kw: object) -> ResBlock:
+    return ResBlock(**{"in_channels": 16, "out_channels": 32, "emb_dim": 8, "groups": 4, **kw})  # type: ignore[arg-type]
+
+
+def _attn(**kw: object) -> AttentionBlock:
+    return AttentionBlock(**{"channels": 16, "groups": 4, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("build", "arg", "value", "error", "match"),
+    [
+        (_res, "groups", 0, ValueError, "groups must be >= 1"),
+        (_res, "groups", -1, ValueError, "groups must be >= 1"),
+        (_res, "groups", None, TypeError, "groups must be an int"),
+        (_res, "groups", 2.0, TypeError, "groups must be an int"),
+        (_res, "groups", 3, ValueError, r"groups must divide .*in_channels=16, out_channels=32"),
+        (_res, "groups", 32, ValueError, r"groups must divide .*in_channels=16"),
+        (_res, "in_channels", 2.5, TypeError, "in_channels must be an int"),
+        (_res, "out_channels", 0, ValueError, "out_channels must be >= 1"),
+        (_res, "emb_dim", "8", TypeError, "emb_dim must be an int"),
+        (_res, "dropout", float("nan"), ValueError, "dropout"),
+        (_res, "dropout", 1.0, ValueError, "dropout"),
+        (_res, "dropout", -0.1, ValueError, "dropout"),
+        (_res, "dropout", "0.1", TypeError, "dropout"),
+        (_res, "eps", "1e-6", TypeError, "eps must be a real number"),
+        (_res, "eps", 0.0, ValueError, "eps must lie in"),
+        (_res, "time_injection", "concat", ValueError, "time_injection"),
+        (_attn, "groups", 0, ValueError, "groups must be >= 1"),
+        (_attn, "groups", -1, ValueError, "groups must be >= 1"),
+        (_attn, "groups", 5, ValueError, r"groups must divide .*channels=16"),
+        (_attn, "channels", 16.0, TypeError, "channels must be an int"),
+        (_attn, "eps", float("inf"), ValueError, "eps"),
+        (Downsample, "channels", 2.5, TypeError, "channels must be an int"),
+        (Downsample, "channels", 0, ValueError, "channels must be >= 1"),
+        (Downsample, "padding", "same", ValueError, "padding"),
+        (Upsample, "channels", -1, ValueError, "channels must be >= 1"),
+        (Upsample, "channels", "8", TypeError, "channels must be an int"),
+        (TimeEmbedding, "base_channels", "64", TypeError, "base_channels must be an int"),
+        (TimeEmbedding, "base_channels", 0, ValueError, "base_channels must be >= 1"),
+        (TimeEmbedding, "features", "sin", ValueError, "features"),
+    ],
+)
+def test_bad_block_arguments_are_named(
+    build: object, arg: str, value: object, error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        build(**{arg: value})  # type: ignore[operator]
+
+
+def test_block_groups_default_is_checked_against_the_channels() -> None:
+    # groups left at its default 32 must divide the channel counts too
+    with pytest.raises(ValueError, match=r"groups must divide .*channels=16.*groups=32"):
+        AttentionBlock(16)
+    with pytest.raises(ValueError, match=r"groups must divide .*in_channels=16.*groups=32"):
+        ResBlock(16, 64, 8)
+    assert AttentionBlock(64).norm.num_groups == 32
+
+
+def test_ddpm_time_embedding_needs_four_channels() -> None:
+    # half - 1 = 0 would make every frequency NaN (0 / 0): refused instead of a NaN embedding
+    with pytest.raises(ValueError, match='base_channels must be >= 4 with features="ddpm"'):
+        TimeEmbedding(2, "ddpm")
+    emb = TimeEmbedding(4, "ddpm")(torch.tensor([1, 500]))
+    assert emb.shape == (2, 16) and bool(torch.isfinite(emb).all())
 
 
 # forward: 8 bad inputs, each named before any work is done.

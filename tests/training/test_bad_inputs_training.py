@@ -119,7 +119,8 @@ FNS: list[Fn] = [
                 ("shape(4, 2, 1)", X[:, :, None]),
                 ("typo", "moon"),
                 ("function", lambda n: X),  # takes no generator
-            ]
+            ],
+            "schedule": [("str", "linear"), ("int", 1000), ("betas", SCHED.betas)],
         },
     ),
     Fn(

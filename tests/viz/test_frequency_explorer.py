@@ -80,7 +80,10 @@ def test_bad_values_give_a_message_not_an_exception() -> None:
     assert st["message"] and "unknown image" in ex.message.value
     st = ex.update(image="digit 3 (32x32)", schedule="nope")
     assert "unknown schedule" in st["message"]
-    st = ex.update(schedule="linear", t=5000)
+    st = ex.update(schedule="linear", t=5000)  # out of range: said, never moved to T
+    assert st["message"] == "t must be an int in 1..T=1000, got 5000" and ex.params["t"] == 5000
+    assert "1..T=1000" in ex.message.value
+    st = ex.update(t=1000)
     assert st["message"] is None and ex.params["t"] == 1000 and ex.message.value == ""
     with pytest.raises(ValueError, match="unknown explorer parameter"):
         ex.update(sigma=1.0)
@@ -141,6 +144,25 @@ def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
     ex = FrequencyExplorer(T=50, render=False, **kwargs)  # type: ignore[arg-type]
     assert words in ex.state["message"] and ex.message.value != ""
     assert ex.controls["schedule"].value in ex.controls["schedule"].options
+
+
+_IMAGE = {"a": torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1}
+
+
+@pytest.mark.parametrize("t", [0, -3, 51, np.int64(0)])
+def test_a_t_given_outside_1_to_T_is_the_message_not_clamped(t: int) -> None:
+    ex = FrequencyExplorer(_IMAGE, T=50, t=t, render=False)
+    assert ex.state["message"] == f"t must be an int in 1..T=50, got {t!r}"
+    assert ex.state["view"] is None and "1..T=50" in ex.message.value
+    assert ex.update(t=7)["message"] is None and ex.params["t"] == 7
+    assert ex.update(t=t)["message"] == f"t must be an int in 1..T=50, got {t!r}"
+
+
+def test_t_left_at_its_default_starts_at_a_smaller_T() -> None:
+    ex = FrequencyExplorer(_IMAGE, T=50, render=False)
+    assert ex.state["message"] is None and ex.params["t"] == 50 and type(ex.params["t"]) is int
+    assert ex.controls["t"].value == 50
+    assert FrequencyExplorer(render=False).params["t"] == 200  # the default under T = 1000
 
 
 def test_t_and_the_short_schedule_name_are_read_as_by_the_constructor() -> None:

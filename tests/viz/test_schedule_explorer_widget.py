@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from minidiff.viz import ScheduleExplorer
+from minidiff.viz import ScheduleExplorer, schedule_explorer
 
 
 @pytest.fixture
@@ -116,6 +116,37 @@ def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
     ex = ScheduleExplorer("moons", n=50, T=50, render=False, **kwargs)  # type: ignore[arg-type]
     assert words in ex.state["message"] and words in ex.message.value
     assert ex.controls["family"].value in ex.controls["family"].options  # a valid value shown
+
+
+@pytest.mark.parametrize(("T", "t"), [(50, 0), (50, 500), (50, -1), (50, 51)])
+def test_a_t_given_outside_1_to_T_is_the_message_not_clamped(T: int, t: int) -> None:
+    ex = ScheduleExplorer(n=50, T=T, t=t, render=False)
+    words = f"Invalid t: t must be an int in 1..T={T}, got {t}"
+    assert ex.state["message"] == words and ex.state["x_t"] is None
+    assert ex.params["t"] == t and "1..T=50" in ex.message.value
+    assert ex.update(t=3)["message"] is None
+    assert ex.update(t=t)["message"] == words
+
+
+def test_t_follows_a_shrinking_T_and_its_default_a_small_T() -> None:
+    ex = ScheduleExplorer(n=50, T=50, render=False)  # t left at its default 100
+    assert ex.state["message"] is None and ex.params["t"] == 50 and type(ex.params["t"]) is int
+    ex.update(t=40)
+    ex.controls["T"].value = 20  # the T slider moved below t: t follows
+    assert ex.state["message"] is None and ex.params["t"] == 20 and ex.controls["t"].value == 20
+    ex.update(T=200)  # T grows: t stays
+    assert ex.params["t"] == 20
+    st = ex.update(T=10, t=15)  # t given with T: checked, not moved
+    assert st["message"] == "Invalid t: t must be an int in 1..T=10, got 15"
+    assert ScheduleExplorer(n=50, render=False).params["t"] == 100  # the default under T = 1000
+
+
+@pytest.mark.parametrize("factory", [ScheduleExplorer, schedule_explorer])
+def test_a_bad_dataset_is_named_as_dataset(factory: object) -> None:
+    with pytest.raises(TypeError, match=r"dataset must be one of \['moons'"):
+        factory(3, n=50, T=50, t=5, render=False)  # type: ignore[operator]
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        factory(dataset="moon", n=50, T=50, t=5, render=False)  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(("T", "t"), [(5000, 3000), (5, 3), (1, 1)])
