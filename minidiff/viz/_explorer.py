@@ -67,25 +67,15 @@ def _show(ctrl: Any, value: Any, *, widen: bool) -> None:
     ctrl.value = int(value) if integer else v
 
 
-class _DefaultStep(int):
-    """The default ``t`` of an explorer: an int that knows it was not given."""
-
-
-def default_step(value: int) -> int:
-    """A default ``t`` that :func:`starting_step` may lower to a smaller ``T`` (``t`` left at its
-    default follows ``T``; a ``t`` the student gives outside ``1..T`` is shown as invalid)."""
-    return _DefaultStep(value)
-
-
 def _int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def starting_step(t: Any, T: Any) -> Any:
-    """``t`` as an explorer starts from it: a default ``t`` above a valid ``T`` becomes ``T``;
-    any other value stays as given (and is checked by ``compute``)."""
-    if isinstance(t, _DefaultStep):
-        return min(int(t), int(T)) if _int(T) and T >= 1 else int(t)
+def starting_step(t: Any, T: Any, default: int) -> Any:
+    """``t`` as an explorer starts from it: ``None`` (not given) is ``default``, or ``T`` when a
+    valid ``T`` is smaller; a given value stays as it is (and is checked by ``compute``)."""
+    if t is None:
+        return min(default, int(T)) if _int(T) and T >= 1 else default
     return t
 
 

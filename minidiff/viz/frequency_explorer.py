@@ -22,7 +22,7 @@ from ..data import load_digits, sample_photos
 from ..diffusion import q_sample
 from ..frequency import crossover_frequency, noised_psd, radial_frequencies, radial_psd
 from ..schedules import NoiseSchedule, cosine_schedule, linear_schedule, shifted_schedule
-from ._explorer import Explorer, default_step, starting_step, step_out_of_range
+from ._explorer import Explorer, starting_step, step_out_of_range
 
 __all__ = [
     "FrequencyExplorer",
@@ -165,7 +165,7 @@ class FrequencyExplorer(Explorer):
 
     ``schedule`` is one of :func:`frequency_schedules`' names, or ``"shifted cosine"`` for the
     shifted one; ``t`` an int in ``1..T`` (one outside is shown as the message, not moved into
-    range; left at its default 200, ``t`` starts at ``T`` when ``T`` is smaller).
+    range; ``None`` (the default) starts at 200, or at ``T`` when ``T`` is smaller).
 
     One noise draw per image is fixed at construction, so moving ``t`` changes ``x_t``
     continuously. :meth:`update` is the whole callback and works without a display::
@@ -184,7 +184,7 @@ class FrequencyExplorer(Explorer):
         *,
         image: str | None = None,
         schedule: str = "cosine",
-        t: int = default_step(200),
+        t: int | None = None,
         T: int = 1000,
         seed: int = 0,
         render: bool = True,
@@ -200,7 +200,7 @@ class FrequencyExplorer(Explorer):
             {
                 "image": image if image is not None else next(iter(self.images)),
                 "schedule": schedule,
-                "t": starting_step(t, T),
+                "t": starting_step(t, T, 200),
             },
             figsize=(12, 3.6),
             render=render,

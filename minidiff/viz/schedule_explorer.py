@@ -24,7 +24,7 @@ from .._validation import Flag, Int, Number, OneOf, checked
 from ..data import TOY_DATASETS, toy_dataset
 from ..diffusion import q_sample
 from ..schedules import SCHEDULES, NoiseSchedule, make_schedule
-from ._explorer import Explorer, default_step, following_step, starting_step, step_out_of_range
+from ._explorer import Explorer, following_step, starting_step, step_out_of_range
 from .plots import plot_samples
 
 __all__ = ["schedule_curves", "ScheduleExplorer", "schedule_explorer", "FAMILIES"]
@@ -67,8 +67,8 @@ class ScheduleExplorer(Explorer):
     """Widget to explore noise schedules: curves on the left, the noised toy data on the right.
 
     ``dataset`` is a name of :data:`minidiff.TOY_DATASETS`; ``t`` an int in ``1..T`` (one
-    outside is shown as the message, not moved into range; left at its default 100, ``t`` starts
-    at ``T`` when ``T`` is smaller, and a move of ``T`` below ``t`` brings ``t`` down with it).
+    outside is shown as the message, not moved into range; ``None`` (the default) starts at
+    100, or at ``T`` when ``T`` is smaller; a move of ``T`` below ``t`` brings ``t`` down to it).
 
     The toy data ``x0`` and one noise draw ``eps`` are fixed at construction, so moving ``t``
     (or changing the schedule) moves every point continuously along
@@ -95,7 +95,7 @@ class ScheduleExplorer(Explorer):
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
         s: float = 0.008,
-        t: int = default_step(100),
+        t: int | None = None,
         render: bool = True,
     ) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -109,7 +109,7 @@ class ScheduleExplorer(Explorer):
                 "beta_start": beta_start,
                 "beta_end": beta_end,
                 "s": s,
-                "t": starting_step(t, T),
+                "t": starting_step(t, T, 100),
             },
             figsize=(13, 3.3),
             render=render,

@@ -133,7 +133,7 @@ ODD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e400, 10**400, -(10**4
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"t": None}, "t must be an int in 1..T=50"),
+        ({"t": 2.5}, "t must be an int in 1..T=50"),
         ({"schedule": "nope"}, "unknown schedule"),
         ({"image": "zz"}, "unknown image"),
     ],

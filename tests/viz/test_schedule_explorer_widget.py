@@ -107,7 +107,7 @@ def test_update_never_raises_on_odd_values(ex: ScheduleExplorer) -> None:
         ({"family": "Cosine"}, "family must be one of"),
         ({"beta_start": "a"}, "beta_start must be a real number"),
         ({"t": "a"}, "t must be an int"),
-        ({"t": None}, "t must be an int"),
+        ({"t": 2.5}, "t must be an int"),
     ],
 )
 def test_a_bad_keyword_of_the_constructor_shows_the_message_like_update(
