@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import check_positive_int, check_weights_dtype
+from .._validation import Int, Number, check_positive_int, check_weights_dtype, checked
 
 __all__ = [
     "attention",
@@ -179,6 +179,23 @@ class CrossAttention(nn.Module):
         return self.to_out(out.transpose(1, 2).flatten(2))
 
 
+def check_groups(groups: int, **channels: int) -> None:
+    """The relation between a block's ``groups`` and its channel counts (``groups`` itself was
+    checked by the block's ``@checked``; the default 32 is checked here too): GroupNorm splits
+    the channels into ``groups`` equal groups, so ``groups`` must divide each count."""
+    bad = {name: c for name, c in channels.items() if c % groups}
+    if bad:
+        counts = ", ".join(f"{name}={c}" for name, c in bad.items())
+        raise ValueError(
+            f"groups must divide the channel count ({counts}): GroupNorm splits the channels "
+            f"into groups of equal size, got groups={groups}"
+        )
+
+
+NORM_EPS = Number(low=0.0, high=1.0)
+"""The ``@checked`` spec of a GroupNorm ``eps`` (the U-Net's blocks and ``UNetConfig.norm_eps``)."""
+
+
 class CrossAttentionBlock(nn.Module):
     """Cross-attention for a feature map: ``h (B, C, H, W)``, ``context (B, L, D)`` -> like ``h``.
 
@@ -188,10 +205,12 @@ class CrossAttentionBlock(nn.Module):
     self-attention block): conditioning is learned as a correction, not forced in at init.
     """
 
+    @checked(channels=Int(), groups=Int(), eps=NORM_EPS)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self, channels: int, context_dim: int, heads: int = 1, groups: int = 32, eps: float = 1e-5
     ) -> None:
         super().__init__()
+        check_groups(groups, channels=channels)
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.attn = CrossAttention(channels, context_dim, heads)
         nn.init.zeros_(self.attn.to_out.weight)

@@ -67,7 +67,7 @@ from .._validation import (
     check_weights_dtype,
     checked,
 )
-from .attention import CrossAttentionBlock, check_context
+from .attention import NORM_EPS, CrossAttentionBlock, check_context, check_groups
 from .mlp import sinusoidal_embedding
 
 __all__ = [
@@ -324,22 +324,9 @@ def ddpm_time_features(t: Tensor, dim: int) -> Tensor:
     return F.pad(emb, (0, 1)) if dim % 2 else emb
 
 
-def _check_groups(groups: int, **channels: int) -> None:
-    """The relation between a block's ``groups`` and its channel counts (``groups`` itself was
-    checked by the block's ``@checked``; the default 32 is checked here too): GroupNorm splits
-    the channels into ``groups`` equal groups, so ``groups`` must divide each count."""
-    bad = {name: c for name, c in channels.items() if c % groups}
-    if bad:
-        counts = ", ".join(f"{name}={c}" for name, c in bad.items())
-        raise ValueError(
-            f"groups must divide the channel count ({counts}): GroupNorm splits the channels "
-            f"into groups of equal size, got groups={groups}"
-        )
-
-
-#: The specs every block shares with ``UNetConfig``'s fields of the same meaning.
+#: The specs every block shares with ``UNetConfig``'s fields of the same meaning (and
+#: ``attention.NORM_EPS``, GroupNorm's eps).
 _DROPOUT = Number(low=0.0, high=1.0, low_open=False)
-_EPS = Number(low=0.0, high=1.0)
 
 
 class TimeEmbedding(nn.Module):
@@ -395,7 +382,7 @@ class ResBlock(nn.Module):
         dropout=_DROPOUT,
         groups=Int(),
         time_injection=OneOf(TIME_INJECTIONS),
-        eps=_EPS,
+        eps=NORM_EPS,
     )
     def __init__(
         self,
@@ -408,7 +395,7 @@ class ResBlock(nn.Module):
         eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        _check_groups(groups, in_channels=in_channels, out_channels=out_channels)
+        check_groups(groups, in_channels=in_channels, out_channels=out_channels)
         self.time_injection = time_injection
         self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
@@ -445,10 +432,10 @@ class AttentionBlock(nn.Module):
     Used only at low resolution: its cost grows like ``(H W)^2``.
     """
 
-    @checked(channels=Int(), groups=Int(), eps=_EPS)  # type: ignore[misc]  # (a decorated __init__)
+    @checked(channels=Int(), groups=Int(), eps=NORM_EPS)  # type: ignore[misc]  # (a decorated __init__)
     def __init__(self, channels: int, groups: int = 32, eps: float = 1e-5) -> None:
         super().__init__()
-        _check_groups(groups, channels=channels)
+        check_groups(groups, channels=channels)
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)

@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from minidiff.nn.attention import CrossAttentionBlock
 from minidiff.nn.unet import (
     UNET_CONFIGS,
     AttentionBlock,
@@ -271,6 +272,10 @@ def _attn(**kw: object) -> AttentionBlock:
     return AttentionBlock(**{"channels": 16, "groups": 4, **kw})  # type: ignore[arg-type]
 
 
+def _cross(**kw: object) -> CrossAttentionBlock:
+    return CrossAttentionBlock(**{"channels": 16, "context_dim": 8, "groups": 4, **kw})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("build", "arg", "value", "error", "match"),
     [
@@ -295,6 +300,10 @@ def _attn(**kw: object) -> AttentionBlock:
         (_attn, "groups", 5, ValueError, r"groups must divide .*channels=16"),
         (_attn, "channels", 16.0, TypeError, "channels must be an int"),
         (_attn, "eps", float("inf"), ValueError, "eps"),
+        (_cross, "groups", 0, ValueError, "groups must be >= 1"),
+        (_cross, "groups", 5, ValueError, r"groups must divide .*channels=16"),
+        (_cross, "groups", "4", TypeError, "groups must be an int"),
+        (_cross, "eps", 0.0, ValueError, "eps must lie in"),
         (Downsample, "channels", 2.5, TypeError, "channels must be an int"),
         (Downsample, "channels", 0, ValueError, "channels must be >= 1"),
         (Downsample, "padding", "same", ValueError, "padding"),
