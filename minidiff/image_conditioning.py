@@ -246,7 +246,9 @@ def check_image_model(model: object, name: str) -> Any:
     return model
 
 
-def _condition_image(x: object, name: str, model: Any, noised: bool = False) -> torch.Tensor:
+def check_condition(x: object, name: str, model: Any, noised: bool = False) -> torch.Tensor:
+    """The argument check of a condition image for ``model``: a finite ``(B, cond_channels, h,
+    h)`` tensor with ``h`` dividing the model's ``image_size``, in ``[-1, 1]`` unless ``noised``."""
     x = check_finite(check_tensor(x, name, dim=4), name)
     cfg = model.config
     C, S, h = cfg.cond_channels, cfg.image_size, x.shape[-1]
@@ -266,7 +268,7 @@ def _condition_image(x: object, name: str, model: Any, noised: bool = False) -> 
 
 @checked(
     model=Check(check_image_model),
-    x_cond=Check(_condition_image, uses=("model", "noised")),
+    x_cond=Check(check_condition, uses=("model", "noised")),
     schedule=NoiseSchedule,
     aug_level=Check(check_aug_level, uses=("model", "schedule")),
     generator=Rng,

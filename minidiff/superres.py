@@ -39,6 +39,7 @@ from .diffusion import eps_from_x0
 from .image_conditioning import (
     IN_RANGE_IMAGES,
     check_aug_level,
+    check_condition,
     check_image_model,
     check_up_to_T,
     condition_on,
@@ -116,11 +117,15 @@ def _model_schedule(value: object, name: str, model: Any) -> NoiseSchedule:
     return schedule
 
 
-def _condition_in_model_dtype(value: object, name: str, model: Any) -> torch.Tensor:
-    """The argument check of a sampler's condition (``x_low``, ``x_cond``): a floating tensor,
-    returned in the dtype of the model's weights (:func:`weights_dtype`), whichever float dtype it
-    came in; its shape and range are checked by :func:`condition_on`."""
-    return check_tensor(value, name, min_dim=0).to(weights_dtype(model))
+def _condition_in_model_dtype(
+    value: object, name: str, model: Any, noised: bool = False
+) -> torch.Tensor:
+    """The argument check of a sampler's condition (``x_low``, ``x_cond``), under its own name:
+    a floating tensor, returned in the dtype of the model's weights (:func:`weights_dtype`),
+    whichever float dtype it came in, of a shape and range the model takes
+    (:func:`~minidiff.image_conditioning.check_condition`); ``model`` is checked first."""
+    x = check_tensor(value, name, min_dim=0).to(weights_dtype(check_image_model(model, "model")))
+    return check_condition(x, name, model, noised)
 
 
 # the options of the image-conditioned samplers (sr_sample, conditional_sample)
@@ -133,7 +138,7 @@ _SAMPLING_OPTIONS = {
 }
 
 
-@checked(x_low=Check(_condition_in_model_dtype, uses=("model",)), **_SAMPLING_OPTIONS)
+@checked(x_low=Check(_condition_in_model_dtype, uses=("model", "noised")), **_SAMPLING_OPTIONS)
 def sr_sample(
     model: Any,
     x_low: torch.Tensor,
@@ -177,7 +182,7 @@ def sr_sample(
     )
 
 
-@checked(x_cond=Check(_condition_in_model_dtype, uses=("model",)), **_SAMPLING_OPTIONS)
+@checked(x_cond=Check(_condition_in_model_dtype, uses=("model", "noised")), **_SAMPLING_OPTIONS)
 def conditional_sample(
     model: Any,
     x_cond: torch.Tensor,

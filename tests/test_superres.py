@@ -123,6 +123,30 @@ def test_a_schedule_of_the_wrong_type_is_named_before_the_other_arguments(schedu
             call()
 
 
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (torch.zeros(2, 1, 3, 3), r"x_low must have shape \(B, 1, 8, 8\)"),
+        (torch.zeros(2, 2, 4, 4), r"x_low must have shape"),
+        (torch.full((2, 1, 4, 4), 2.0), r"x_low must lie in \[-1, 1\]"),
+        (torch.full((2, 1, 4, 4), float("nan")), "x_low contains non-finite"),
+    ],
+)
+def test_sr_sample_names_x_low_for_a_condition_the_model_cannot_take(
+    x: torch.Tensor, match: str
+) -> None:
+    """sr_sample's condition is x_low: its shape and range errors say so (they named x_cond,
+    the argument of the function it calls), before any sampling."""
+    _, sr = _models()
+    with pytest.raises(ValueError, match=match):
+        sr_sample(sr, x, SCHED, steps=2)
+    with pytest.raises(ValueError, match=match.replace("x_low", "x_cond")):
+        conditional_sample(sr, x, SCHED, steps=2)
+    for sampler in (sr_sample, conditional_sample):  # a model that takes no condition is named
+        with pytest.raises(TypeError, match="^model must be a UNet built with"):
+            sampler(torch.nn.Linear(2, 2), x, SCHED, steps=2)
+
+
 def test_the_image_half_refuses_bad_input_before_any_work_and_samples_in_float64() -> None:
     from minidiff.superres import Regressor, train_base, train_conditional
 
