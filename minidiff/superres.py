@@ -30,7 +30,6 @@ from ._validation import (
     Int,
     Rng,
     check_instance,
-    check_tensor,
     check_timesteps,
     check_with,
     checked,
@@ -124,8 +123,8 @@ def _condition_in_model_dtype(
     a floating tensor, returned in the dtype of the model's weights (:func:`weights_dtype`),
     whichever float dtype it came in, of a shape and range the model takes
     (:func:`~minidiff.image_conditioning.check_condition`); ``model`` is checked first."""
-    x = check_tensor(value, name, min_dim=0).to(weights_dtype(check_image_model(model, "model")))
-    return check_condition(x, name, model, noised)
+    dtype = weights_dtype(check_image_model(model, "model"))
+    return check_condition(value, name, model, noised).to(dtype)
 
 
 # the options of the image-conditioned samplers (sr_sample, conditional_sample)
@@ -242,13 +241,6 @@ def _base_model(model: object, name: str, sr_model: Any) -> Any:
             f"{name} draws ({C}, {h}, {h}) images, which sr_model cannot read: it takes "
             f"{sr_cfg.cond_channels} condition channels at a size dividing {sr_cfg.image_size}"
         )
-    own, sr_own = weights_dtype(model), weights_dtype(sr_model)
-    if own != sr_own:  # caught here, before the base samples, not by sr_model after it
-        raise TypeError(
-            f"{name} computes in {own} but sr_model in {sr_own}: the cascade hands {name}'s "
-            f"samples to sr_model, so both need one dtype; convert one of them (e.g. "
-            f"sr_model.to({own}) or {name}.to({sr_own}))"
-        )
     return model
 
 
@@ -275,8 +267,8 @@ def cascade_sample(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A two-stage cascade (CDM): ``n`` base samples, then the SR model conditioned on them.
 
-    ``base`` is an unconditional ε-model at the low resolution (a :class:`minidiff.nn.UNet`) with
-    weights of ``sr_model``'s dtype (a ``TypeError`` before any sampling otherwise);
+    ``base`` is an unconditional ε-model at the low resolution (a :class:`minidiff.nn.UNet`); it
+    samples in its weights' dtype, and :func:`sr_sample` reads its samples in ``sr_model``'s;
     both stages run stochastic DDIM (``eta = 1``, ``steps`` steps, ``x̂₀`` clipped). With
     ``aug_level = s > 0`` (a model trained with augmentation) the base sample is corrupted at
     level ``s`` before the SR model reads it; ``truncate=True`` instead stops the base sampler at
