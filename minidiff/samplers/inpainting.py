@@ -302,7 +302,7 @@ def start_like_known(
     x_T: torch.Tensor | None, x_known: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
     """The start of a sampler that restores ``x_known``: ``x_T`` (of ``x_known``'s shape and
-    floating dtype: a ``ValueError`` naming both otherwise, since the known pixels pasted or
+    floating dtype: a ``TypeError`` naming both otherwise, since the known pixels pasted or
     pulled in would change the state's dtype on the way) or a draw ``N(0, I)`` of that shape,
     dtype and device."""
     if isinstance(x_T, torch.Tensor) and x_T.shape != x_known.shape:
@@ -310,7 +310,7 @@ def start_like_known(
             f"x_T must have x_known's shape {tuple(x_known.shape)}, got {tuple(x_T.shape)}"
         )
     if isinstance(x_T, torch.Tensor) and x_T.is_floating_point() and x_T.dtype != x_known.dtype:
-        raise ValueError(
+        raise TypeError(
             f"x_T must have x_known's dtype {x_known.dtype}, got {x_T.dtype} "
             f"(pass x_T.to({x_known.dtype}), or x_known in the dtype to sample in)"
         )

@@ -162,7 +162,7 @@ def test_a_given_x_T_in_another_dtype_than_x_known_is_refused(name):
         return torch.zeros_like(x_)
 
     sample = get_sampler(name)
-    with pytest.raises(ValueError, match=r"^x_T must have x_known's dtype torch\.float64, got"):
+    with pytest.raises(TypeError, match=r"^x_T must have x_known's dtype torch\.float64, got"):
         sample(spy, SCHED, x, m, x_T=torch.randn(1, 1, 6, 6, generator=_g()))
     assert not calls
     out = sample(spy, SCHED, x, m, x_T=torch.randn(1, 1, 6, 6, generator=_g()).double())

@@ -234,7 +234,7 @@ def test_samplers_with_known_pixels_run_in_the_dtype_of_x_known(name: str) -> No
     x_T = torch.randn(KNOWN.shape, generator=torch.Generator().manual_seed(0))
     assert _run(name, None).dtype == torch.float32
     assert _run(name, None, x_T=x_T).dtype == torch.float32
-    with pytest.raises(ValueError, match=r"^x_T must have x_known's dtype torch.float32, got"):
+    with pytest.raises(TypeError, match=r"^x_T must have x_known's dtype torch.float32, got"):
         _run(name, None, x_T=x_T.double())
 
 
