@@ -235,7 +235,7 @@ _MONOTONE = "ts must hold at least 2 strictly monotone"
     ("trajectory", "ts", "error", "match"),
     [
         (None, _G, TypeError, "trajectory must be a list of tensors"),
-        (torch.zeros(3, 2, 2), _G, TypeError, "trajectory must be a list"),
+        (torch.zeros(3, 2), _G, TypeError, "trajectory must be a list"),  # not a stack
         ([_Z, "a", _Z], _G, TypeError, r"trajectory\[1\] must be a torch.Tensor"),
         ([_Z.long()] * 3, _G, TypeError, r"trajectory\[0\] must be a floating"),
         ([_Z, torch.zeros(2, 3), _Z], _G, ValueError, r"trajectory\[1\] must have the same shape"),
@@ -264,7 +264,10 @@ def test_straightness_takes_a_tuple_and_an_increasing_grid() -> None:
     want = straightness(curve, ts)
     assert bool((want > 0).all())
     assert torch.equal(straightness(tuple(curve), ts), want)
+    assert torch.equal(straightness(torch.stack(curve), ts), want)  # the states stacked (K, B, D)
     torch.testing.assert_close(straightness(curve[::-1], ts.flip(0)), want)
+    with pytest.raises(TypeError, match=r"^trajectory\[2\] must have trajectory\[0\]'s dtype"):
+        straightness(curve[:2] + [curve[2].float()] + curve[3:], ts)
 
 
 def test_scaled_time_feeds_the_network_scaled_times() -> None:

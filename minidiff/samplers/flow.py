@@ -136,13 +136,21 @@ def _monotone_times(value: object, name: str) -> torch.Tensor:
 
 
 def _trajectory(value: object, name: str, ts: object) -> list[torch.Tensor]:
-    """A list or tuple of floating tensors ``(B, ...)`` of one shape, one per time of ``ts``."""
+    """A list or tuple of floating tensors ``(B, ...)`` of one shape and dtype, one per time of
+    ``ts``, or those states stacked in one tensor ``(K, B, ...)``."""
+    if isinstance(value, torch.Tensor) and value.ndim >= 3:
+        value = list(value)  # stacked states: one per time along the first axis
     if not isinstance(value, (list, tuple)):
         raise TypeError(
             f"{name} must be a list of tensors (one per time in ts, e.g. from "
-            f"trajectory(flow_sample, ...)), got {describe(value)}"
+            f"trajectory(flow_sample, ...)) or their stack (K, B, ...), got {describe(value)}"
         )
     states = [check_tensor(x, f"{name}[{i}]", min_dim=2) for i, x in enumerate(value)]
+    for i, x in enumerate(states[1:], start=1):
+        if x.dtype != states[0].dtype:
+            raise TypeError(
+                f"{name}[{i}] must have {name}[0]'s dtype {states[0].dtype}, got {x.dtype}"
+            )
     if isinstance(ts, torch.Tensor) and len(states) != ts.numel():
         raise ValueError(
             f"{name} must be a list of {ts.numel()} tensors (one per time in ts), got {len(states)}"
@@ -154,12 +162,13 @@ def _trajectory(value: object, name: str, ts: object) -> list[torch.Tensor]:
 
 @checked(ts=Check(_monotone_times), trajectory=Check(_trajectory, uses=("ts",)))
 def straightness(
-    trajectory: list[torch.Tensor] | tuple[torch.Tensor, ...], ts: torch.Tensor
+    trajectory: list[torch.Tensor] | tuple[torch.Tensor, ...] | torch.Tensor, ts: torch.Tensor
 ) -> torch.Tensor:
     """Per-sample ``S = ∫ ||dx/dt - (x_1 - x_0)||² dt`` along a sampled path (Liu et al. 2023).
 
     ``trajectory`` is ``[x_{ts[0]}, …, x_{ts[-1]}]`` (``trajectory(flow_sample, ...)``
-    on the grid ``ts`` from 1 to 0), a list or tuple of tensors of one shape; ``ts`` a finite
+    on the grid ``ts`` from 1 to 0), a list or tuple of tensors of one shape and dtype, or their
+    stack ``(len(ts), B, ...)``; ``ts`` a finite
     1-D floating grid of at least 2 strictly monotone times. ``dx/dt`` is taken per grid interval,
     so a fine grid measures the flow and a coarse one the sampler's own path. ``S = 0`` exactly
     when every path is a straight line travelled at constant speed, which one Euler step
