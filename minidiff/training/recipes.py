@@ -97,6 +97,11 @@ def _toy_data_dim(data: object) -> int:
     if isinstance(data, str):
         check_choice(data, "data", TOY_DATASETS)
         return 2
+    if data is toy_dataset:  # its first argument is the name: toy_dataset(1, g) would blame it
+        raise TypeError(
+            "data must be a toy name or a callable (n, generator) -> (n, D), got toy_dataset "
+            "itself: pass the name, data='moons', or lambda n, g: toy_dataset('moons', n, g)"
+        )
     if isinstance(data, Tensor):
         probe, what = data, "data"
     elif callable(data) and not isinstance(data, type):

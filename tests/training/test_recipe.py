@@ -86,6 +86,9 @@ def test_a_data_callable_that_cannot_take_the_call_is_named() -> None:
 
     with pytest.raises(TypeError, match="^my own bug$"):
         train_toy(inside, 3, progress=False)
+    # toy_dataset itself binds (name=1, n=generator) and blamed its own argument, name
+    with pytest.raises(TypeError, match=r"^data must be .* got toy_dataset itself: pass the name"):
+        train_toy(toy_dataset, 3, progress=False)  # type: ignore[arg-type]
 
 
 def test_the_recipe_draws_small_t_more_often() -> None:
