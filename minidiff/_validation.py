@@ -1012,13 +1012,7 @@ class Flag(Spec):
     def check(self, value: Any, name: str, call: _Call) -> Any:
         if isinstance(value, (bool, np.bool_)):
             return bool(value)
-        if isinstance(value, torch.Tensor) or value is None:
-            got = describe(value)
-        else:  # numpy's types by their full name: numpy.bool_ was "bool", a numpy int "int64"
-            kind = type(value)
-            module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
-            got = f"{module}{kind.__name__} {value!r}"
-        raise TypeError(f"{name} must be True or False, got {got}")
+        raise TypeError(f"{name} must be True or False, got {_got(value)}")
 
 
 class Rng(Spec):
