@@ -193,7 +193,7 @@ def check_groups(groups: int, **channels: int) -> None:
 
 
 NORM_EPS = Number(low=0.0, high=1.0)
-"""The ``@checked`` spec of a GroupNorm ``eps`` (the U-Net's blocks and ``UNetConfig.norm_eps``)."""
+"""The check of a GroupNorm ``eps``, shared by ``UNetConfig.norm_eps`` and the U-Net's blocks."""
 
 
 class CrossAttentionBlock(nn.Module):

@@ -62,9 +62,9 @@ from .._validation import (
     check_choice,
     check_finite,
     check_labels,
-    check_number,
     check_positive_int,
     check_weights_dtype,
+    check_with,
     checked,
 )
 from .attention import NORM_EPS, CrossAttentionBlock, check_context, check_groups
@@ -88,6 +88,10 @@ __all__ = [
 TIME_INJECTIONS = ("add", "adagn")
 DOWNSAMPLE_PADDINGS = ("symmetric", "asymmetric")
 TIME_FEATURES = ("minidiff", "ddpm")
+
+#: The check of a dropout probability, shared by ``UNetConfig.dropout`` and the blocks (GroupNorm's
+#: eps has one too: ``attention.NORM_EPS``).
+_DROPOUT = Number(low=0.0, high=1.0, low_open=False)
 MAX_PARAMETERS = 2**31
 """The largest U-Net this module builds (8.6 GB of float32 weights, 4x that with AdamW's moments):
 a larger one is almost always a typo (``base_channels=12800``) that would exhaust the memory."""
@@ -186,7 +190,7 @@ class UNetConfig:
             raise ValueError(
                 f"base_channels ({self.base_channels}) must be a multiple of groups ({self.groups})"
             )
-        check_number(self.dropout, "dropout", low=0.0, high=1.0, low_open=False)
+        check_with(_DROPOUT, self.dropout, "dropout")
         check_choice(self.time_injection, "time_injection", TIME_INJECTIONS)
         check_choice(self.downsample_padding, "downsample_padding", DOWNSAMPLE_PADDINGS)
         check_choice(self.time_features, "time_features", TIME_FEATURES)
@@ -195,9 +199,7 @@ class UNetConfig:
                 'base_channels must be >= 4 with time_features="ddpm" (its frequencies divide '
                 f"by half - 1 = base_channels // 2 - 1), got {self.base_channels}"
             )
-        object.__setattr__(
-            self, "norm_eps", check_number(self.norm_eps, "norm_eps", low=0.0, high=1.0)
-        )
+        object.__setattr__(self, "norm_eps", check_with(NORM_EPS, self.norm_eps, "norm_eps"))
         self._check_conditioning()
 
     def _check_conditioning(self) -> None:
@@ -322,11 +324,6 @@ def ddpm_time_features(t: Tensor, dim: int) -> Tensor:
     args = (t - 1).float()[:, None] * freqs[None, :]
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
     return F.pad(emb, (0, 1)) if dim % 2 else emb
-
-
-#: The specs every block shares with ``UNetConfig``'s fields of the same meaning (and
-#: ``attention.NORM_EPS``, GroupNorm's eps).
-_DROPOUT = Number(low=0.0, high=1.0, low_open=False)
 
 
 class TimeEmbedding(nn.Module):
