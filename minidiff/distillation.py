@@ -289,6 +289,27 @@ class DistilledRound(NamedTuple):
     cpu_seconds: float
 
 
+def _round_checkpoints(options: dict[str, Any], rounds: list[int]) -> dict[int, dict[str, Any]]:
+    """``train``'s options for each round: with a ``checkpoint_path`` (given, or in a ``config``)
+    each round ``N`` saves to its own file ``{stem}.steps{N}{suffix}`` (``pd.pt`` ->
+    ``pd.steps4.pt``), so that a round never resumes another round's checkpoint. Every path is
+    checked before any work."""
+    from .training import TrainConfig, check_checkpoint_path
+
+    config = options.get("config")
+    path = options.get(
+        "checkpoint_path", config.checkpoint_path if isinstance(config, TrainConfig) else None
+    )
+    if path is None:
+        return {n: options for n in rounds}
+    base = check_checkpoint_path(path, "checkpoint_path")
+    out = {}
+    for n in rounds:
+        own = base.with_name(f"{base.stem}.steps{n}{base.suffix}")
+        out[n] = {**options, "checkpoint_path": check_checkpoint_path(own, "checkpoint_path")}
+    return out
+
+
 def _round_steps(value: object, name: str) -> Any:
     """A round's optimizer steps: an int, or a callable ``N -> int`` of the round's step count."""
     return value if callable(value) else check_positive_int(value, name)
@@ -324,7 +345,14 @@ def progressive_distillation(
     steps (or a fixed number), and takes its EMA weights as the next teacher. ``data`` and
     ``train_options`` (``batch_size``, ``lr``, ...) go to ``train``; ``teacher_steps`` and
     ``final_steps`` must be powers of two apart. Returns ``{N: DistilledRound}`` in the order
-    trained; ``cpu_seconds`` counts every round down to ``N``.
+    trained; ``cpu_seconds`` counts every round down to ``N`` (in this call: a round resumed
+    from a finished checkpoint counts only its loading).
+
+    With ``checkpoint_path="dir/pd.pt"`` (a ``train`` option) round ``N`` saves to its own
+    checkpoint ``dir/pd.stepsN.pt``. Calling again with the same arguments (and ``resume=True``,
+    the default) resumes exactly: a finished round loads its student from its checkpoint and
+    trains no further, the round that was interrupted continues from its last checkpoint, and
+    the rounds after it run as before.
     """
     ratio = teacher_steps // final_steps
     if teacher_steps < 2 * final_steps or teacher_steps % final_steps or ratio & (ratio - 1):
@@ -340,6 +368,8 @@ def progressive_distillation(
     from .training import train  # the one training loop (imported here: it imports this package)
 
     per_round = train_steps if callable(train_steps) else (lambda n: train_steps)
+    sizes = [teacher_steps >> k for k in range(1, ratio.bit_length())]
+    options = _round_checkpoints(train_options, sizes)
     rounds: dict[int, DistilledRound] = {}
     net = copy.deepcopy(student).requires_grad_(True).train()
     cpu = 0.0
@@ -355,7 +385,7 @@ def progressive_distillation(
                 m, tch, x0, schedule, n, prediction=prediction, generator=g
             )
 
-        result = train(net, loss, data, steps=per_round(n), progress=False, **train_options)
+        result = train(net, loss, data, steps=per_round(n), progress=False, **options[n])
         done = copy.deepcopy(result.ema.model).eval()
         cpu += time.process_time() - start
         teacher = prediction_to_eps(done, schedule, prediction)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pathlib
 
 import pytest
 import torch
@@ -212,3 +213,56 @@ def test_progressive_distillation_refuses_its_steps_before_training() -> None:
     for bad, exc in ((2.7, TypeError), ("1", TypeError), (0, ValueError)):
         with pytest.raises(exc, match="train_steps"):
             progressive_distillation(net, eps, sched, data, teacher_steps=4, train_steps=bad, **kw)
+
+
+def test_each_round_has_its_own_checkpoint_and_an_interrupted_run_resumes_exactly(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Round N saves to pd.stepsN.pt: a round never resumes another round's finished checkpoint
+    (which ran zero steps and returned the previous student), and a run interrupted in round 2
+    (after its first checkpoint) continues to the same students as a straight run."""
+
+    def run(path: object, data: object) -> dict[int, object]:
+        torch.manual_seed(0)
+        return progressive_distillation(
+            TimeMLP(2, hidden=16, n_layers=1).double(),
+            ORACLE,
+            SCHED,
+            data,
+            teacher_steps=8,
+            final_steps=1,
+            train_steps=4,
+            batch_size=8,
+            seed=1,
+            progress=False,
+            checkpoint_path=path,
+            checkpoint_every=2,
+        )
+
+    def data(n: int, g: torch.Generator) -> torch.Tensor:
+        return GMM.sample(n, g).double()
+
+    calls = []
+
+    def interrupted(n: int, g: torch.Generator) -> torch.Tensor:
+        calls.append(n)
+        if len(calls) == 4 + 3:  # round 2, step 3: its step-2 checkpoint is on disk
+            raise KeyboardInterrupt
+        return data(n, g)
+
+    straight = run(tmp_path / "a" / "pd.pt", data)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b" / "pd.pt", interrupted)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["pd.steps2.pt", "pd.steps4.pt"]
+    resumed = run(tmp_path / "b" / "pd.pt", data)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "pd.steps1.pt",
+        "pd.steps2.pt",
+        "pd.steps4.pt",
+    ]
+    states = {n: r.model.state_dict() for n, r in straight.items()}  # type: ignore[attr-defined]
+    for n, r in resumed.items():
+        for k, v in r.model.state_dict().items():  # type: ignore[attr-defined]
+            assert torch.equal(v, states[n][k]), (n, k)
+    for a, b in ((4, 2), (2, 1)):  # every round trained: no round is a copy of the one before
+        assert not all(torch.equal(states[a][k], states[b][k]) for k in states[a])
