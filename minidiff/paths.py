@@ -148,6 +148,12 @@ class GaussianPath(ABC):
         c = self._coefficients(t)
         return 2 * (c.alpha.log() - c.sigma.log())
 
+    @staticmethod
+    def _sigma_d_sigma(c: PathCoefficients) -> torch.Tensor:
+        """``sigma sigma' = ½ d(sigma²)/dt``, finite also where ``sigma = 0`` (the variance
+        preserving paths override it: there ``sigma'`` is infinite at ``sigma = 0``)."""
+        return c.sigma * c.d_sigma
+
     # ----------------------------------------------------------------- the conditional path
     def _columns(self, x: torch.Tensor, t: object) -> PathCoefficients:
         c = self._coefficients(check_batch_time(x, t).to(torch.float64))
@@ -245,12 +251,21 @@ def _vp_coefficients(
     alpha: torch.Tensor, sigma: torch.Tensor, beta: torch.Tensor
 ) -> PathCoefficients:
     """VP path with ``-d log alpha² / dt = β(t)``: ``alpha' = -½ β alpha``,
-    ``sigma' = -alpha alpha' / sigma`` (from ``alpha² + sigma² = 1``)."""
+    ``sigma' = -alpha alpha' / sigma`` (from ``alpha² + sigma² = 1``; ``+inf`` at ``sigma = 0``)."""
     d_alpha = -0.5 * beta * alpha
     return PathCoefficients(alpha, sigma, d_alpha, -alpha * d_alpha / sigma)
 
 
-class VPPath(GaussianPath):
+class _VariancePreserving:
+    """``alpha² + sigma² = 1``, so ``sigma sigma' = -alpha alpha'``: finite where ``sigma'`` is
+    not (at ``sigma = 0``)."""
+
+    @staticmethod
+    def _sigma_d_sigma(c: PathCoefficients) -> torch.Tensor:
+        return -c.alpha * c.d_alpha
+
+
+class VPPath(_VariancePreserving, GaussianPath):
     """The VP-SDE's marginals (chapter 7): ``alpha = exp(-½ ∫_0^t β)``, ``sigma² = 1 - alpha²``.
 
     ``sigma'(0)`` is infinite (``sigma ~ sqrt(β_min t)``): samplers stop at ``t_end > 0`` on it.
@@ -268,7 +283,7 @@ class VPPath(GaussianPath):
         return _vp_coefficients(alpha, sigma, self.sde.beta(t))
 
 
-class DiscreteVPPath(GaussianPath):
+class DiscreteVPPath(_VariancePreserving, GaussianPath):
     """DDPM's discrete schedule as a path: ``alpha(i/T) = sqrt(ᾱ_i)`` exactly at the knots.
 
     Between knots ``log ᾱ`` is linear in ``t``, i.e. the VP-SDE with the piecewise-constant
@@ -292,7 +307,8 @@ class DiscreteVPPath(GaussianPath):
         log_ab = self._log_ab.to(t.device)
         slope = log_ab[i] - log_ab[i - 1]
         la = log_ab[i - 1] + (u - (i - 1)) * slope
-        return _vp_coefficients((0.5 * la).exp(), (-torch.expm1(la)).sqrt(), -self.T * slope)
+        # 0 - expm1: +0 at t = 0 (-expm1(0) is -0, and sigma' would be -inf)
+        return _vp_coefficients((0.5 * la).exp(), (0.0 - torch.expm1(la)).sqrt(), -self.T * slope)
 
     def timestep(self, t: torch.Tensor) -> torch.Tensor:
         """The index ``i`` (long) of a knot time ``t = i/T``; ``ValueError`` off the knots."""
@@ -391,20 +407,29 @@ def change_of_path(
 def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "velocity") -> Model:
     """The exact ``E[kind | x_t]`` of a Gaussian mixture's path, ``(x (B, D), t (B,)) -> (B, D)``.
 
-    ``E[x_0 | x_t]`` is the mixture's posterior mean; ``E[eps | x_t] = (x_t - alpha E[x_0|x_t]) /
-    sigma`` (and 0 at ``sigma = 0``, where ``eps`` is not observed). With ``kind="velocity"`` this
-    is the exact marginal velocity ``u_t(x) = E[alpha' x_0 + sigma' eps | x_t]`` that flow
-    matching regresses on: the oracle that separates model error from discretisation error.
+    ``E[x_0 | x_t]`` is the mixture's posterior mean and ``E[eps | x_t] = -sigma score(x_t)``
+    (Tweedie; 0 at ``sigma = 0``, where ``eps`` is not observed). A prediction ``a x_0 + b eps``
+    is formed as ``a E[x_0 | x_t] - (b sigma) score(x_t)``, with no division by ``sigma``: at
+    ``sigma = 0`` it is the finite limit. With ``kind="velocity"`` this is the exact marginal
+    velocity ``u_t(x) = E[alpha' x_0 + sigma' eps | x_t] = alpha' E[x_0 | x_t] - sigma sigma'
+    score(x_t)`` that flow matching regresses on: the oracle that separates model error from
+    discretisation error. On a VP path ``sigma'`` is infinite at ``t = 0`` but ``sigma sigma' =
+    -alpha alpha'`` is not, and the velocity there is the probability-flow ODE's drift
+    ``-½ β(0) (x + score_0(x))``; likewise ``kind="score"`` at ``sigma = 0`` is the data's score.
     """
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = path._coefficients(check_batch_time(gmm.check_points(x), t).to(torch.float64))
-        x64 = x.to(torch.float64)
-        x0 = GaussianMixture.posterior_mean.unchecked(gmm, x64, c.alpha, c.sigma)
+        x0, minus_score = gmm._denoise(x.to(torch.float64), c.alpha, c.sigma)
         col = PathCoefficients(*(v.to(x.device)[:, None] for v in c))
-        safe = torch.where(col.sigma > 0, col.sigma, torch.ones_like(col.sigma))
-        eps = torch.where(col.sigma > 0, (x64 - col.alpha * x0) / safe, torch.zeros_like(x64))
-        a, b = _ab(col, kind)
-        return (a * x0 + b * eps).to(x.dtype)
+        a, _ = _ab(col, kind)
+        b_sigma = {  # b sigma, with b the weight of eps in kind (_ab), finite at sigma = 0
+            "eps": col.sigma,
+            "x0": torch.zeros_like(col.sigma),
+            "v": col.alpha * col.sigma,
+            "velocity": path._sigma_d_sigma(col),
+            "score": -torch.ones_like(col.sigma),
+        }[kind]
+        return (a * x0 + b_sigma * minus_score).to(x.dtype)
 
     return predict

@@ -21,7 +21,7 @@ from minidiff.paths import (
     convert_with,
     mixture_predictor,
 )
-from minidiff.samplers import ddim_sample, ddim_step, ddim_timesteps, ode_solve
+from minidiff.samplers import ddim_sample, ddim_step, ddim_timesteps, flow_sample, ode_solve
 from minidiff.sde import score_fn_from_mixture
 
 PATHS = [
@@ -192,6 +192,34 @@ def test_mixture_velocity_at_the_ends_of_the_rectified_flow_path() -> None:
     mean = (gmm.weights[:, None] * gmm.means).sum(0)
     assert torch.allclose(u(x, 1.0), x - mean, atol=1e-12)  # t = 1: E[x0 | x] is the data mean
     assert torch.allclose(u(x, 0.0), -x, atol=1e-12)  # t = 0: x is the data, E[eps | x] = 0
+
+
+@pytest.mark.parametrize("path", [VPPath(), DiscreteVPPath(linear_schedule(50))], ids=repr)
+def test_mixture_predictor_is_finite_at_the_start_of_a_vp_path(path: GaussianPath) -> None:
+    """sigma' is infinite at t = 0 but sigma sigma' = -alpha alpha' is not: the velocity there is
+    the probability-flow drift -½ β(0) (x + score_0(x)), the score the data's, eps 0; and Heun and
+    RK4, which evaluate at t = 0, carry a Gaussian's x_1 to its exact x_0."""
+    gmm = GaussianMixture(torch.tensor([[1.0, -2.0]], dtype=torch.float64), stds=0.5)
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    zero = torch.zeros(64, dtype=torch.float64)
+    c = path.coefficients(0.0)
+    assert float(c.sigma) == 0.0 and float(c.d_sigma) == math.inf  # +0 and +inf, not -0, -inf
+    score0 = gmm.marginal_score(x, 1.0, 0.0)
+    beta0 = -2 * float(c.d_alpha)
+    u = mixture_predictor(gmm, path)(x, zero)
+    torch.testing.assert_close(u, -0.5 * beta0 * (x + score0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(mixture_predictor(gmm, path, "score")(x, zero), score0)
+    assert torch.equal(mixture_predictor(gmm, path, "eps")(x, zero), torch.zeros_like(x))
+    # continuous in t: the velocity just after 0 is close to the one at 0
+    near = mixture_predictor(gmm, path)(x, torch.full((64,), 1e-9, dtype=torch.float64))
+    torch.testing.assert_close(near, u, rtol=1e-5, atol=1e-6)
+    # one Gaussian N(m, s²): the flow keeps w = (x_t - alpha m) / sqrt(alpha² s² + sigma²)
+    a1, s1 = (float(v) for v in path.coefficients(1.0)[:2])
+    w = (x - a1 * gmm.means[0]) / math.sqrt(a1**2 * 0.25 + s1**2)
+    tol = 1e-3 if isinstance(path, VPPath) else 2e-2  # the discrete path has kinks at its knots
+    for method in ("heun", "rk4"):
+        out = flow_sample(mixture_predictor(gmm, path), path, x_T=x, steps=200, method=method)
+        assert float((out - (gmm.means[0] + 0.5 * w)).abs().max()) < tol, method
 
 
 def test_continuity_equation_holds_for_the_mixture_path() -> None:
