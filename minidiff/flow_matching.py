@@ -41,6 +41,7 @@ from ._validation import (
     call_like,
     check_batch_time,
     checked,
+    value_checks_enabled,
 )
 from .paths import KINDS, GaussianPath, RectifiedFlowPath
 from .tensors import noise_like
@@ -131,6 +132,21 @@ def ot_coupling(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise[torch.as_tensor(perm, device=noise.device)]
 
 
+def _check_finite_coefficients(path: GaussianPath, t: torch.Tensor) -> None:
+    """A given ``t`` where the path's target ``alpha' x_0 + sigma' eps`` is finite (``VPPath``'s
+    ``sigma'`` is infinite at ``t = 0``): ``ValueError`` naming ``t`` (one host read)."""
+    if not value_checks_enabled():
+        return
+    c = path._coefficients(t.to(torch.float64))
+    bad = ~(c.d_alpha.isfinite() & c.d_sigma.isfinite() & c.alpha.isfinite() & c.sigma.isfinite())
+    if bool(bad.any()):
+        raise ValueError(
+            f"t: the target velocity alpha'(t) x0 + sigma'(t) eps of {path!r} is not finite at "
+            f"t={float(t[bad][0]):.6g} (sigma' is infinite where a VP path starts); "
+            "give times in (0, 1]"
+        )
+
+
 @checked(
     velocity_model=Function("(x_t, t) -> velocity"), x0=FloatTensor(finite=True),
     path=Instance(GaussianPath, optional=True),
@@ -159,13 +175,16 @@ def flow_matching_loss(
         velocity_model: ``(x_t (B, ...), t (B,) float) -> (B, ...)``.
         x0: data ``(B, ...)``.
         path: the Gaussian path (default :class:`~minidiff.paths.RectifiedFlowPath`).
-        t: training times ``(B,)`` in ``[0, 1]``; drawn by :func:`sample_flow_times` if omitted.
+        t: training times ``(B,)`` in ``[0, 1]``, where the path's coefficients are finite
+            (not ``t = 0`` on a VP path: ``ValueError``); drawn by :func:`sample_flow_times` if
+            omitted.
         noise: the ``eps`` paired with each row of ``x0`` (reflow trains on given pairs);
             drawn from ``generator`` if omitted (after ``t``).
         coupling: ``"independent"`` (the pairs as given or drawn) or ``"ot"`` (re-paired within
             the batch by :func:`ot_coupling`).
     """
     path = RectifiedFlowPath() if path is None else path
+    drawn = t is None
     if t is None:  # t first, then eps: the order of DDPM's Algorithm 1 and simple_loss
         t = sample_flow_times(
             x0.shape[0],
@@ -176,10 +195,13 @@ def flow_matching_loss(
             power=power,
             device=x0.device,
         )
+    tt = check_batch_time(x0, t)
+    if not drawn:
+        _check_finite_coefficients(path, tt)
     eps = noise if noise is not None else noise_like(x0, generator)
     if coupling == "ot":
         eps = ot_coupling(x0, eps)
-    tt = check_batch_time(x0, t).to(x0.dtype)
+    tt = tt.to(x0.dtype)
     x_t = path.sample(x0, tt, noise=eps)
     target = path.conditional_velocity(x0, eps, tt)
     err = (call_like(velocity_model, x_t, tt, name="velocity_model", like="x_t") - target) ** 2

@@ -17,8 +17,16 @@ from minidiff.flow_matching import (
     ot_coupling,
     sample_flow_times,
 )
-from minidiff.paths import CosinePath, RectifiedFlowPath, VPPath, convert_model, mixture_predictor
+from minidiff.paths import (
+    CosinePath,
+    DiscreteVPPath,
+    RectifiedFlowPath,
+    VPPath,
+    convert_model,
+    mixture_predictor,
+)
 from minidiff.samplers.flow import flow_sample, flow_time_grid, straightness
+from minidiff.schedules import cosine_schedule
 
 
 def _eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -41,6 +49,25 @@ def test_cfm_loss_is_the_squared_error_to_eps_minus_x0_on_the_rectified_flow() -
     x_t = (1 - t[:, None]) * x0 + t[:, None] * eps
     by_hand = ((u(x_t, t) - (eps - x0)) ** 2).mean()
     assert abs(float(loss) - float(by_hand)) < 1e-12
+
+
+def test_a_time_where_the_target_is_infinite_is_refused_naming_t() -> None:
+    """On a VP path sigma'(0) is infinite: the loss was inf, silently; now a ValueError naming t
+    before the model runs. The same t is fine on the rectified flow (whose sigma' is 1)."""
+    x0, eps, _ = _batch(2, 5)
+    t = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    calls: list[int] = []
+
+    def u(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return x
+
+    for path in (VPPath(), DiscreteVPPath(cosine_schedule(20))):
+        with pytest.raises(ValueError, match=r"^t: .* not finite at t=0 "):
+            flow_matching_loss(u, x0, path, t=t, noise=eps)
+    assert not calls
+    assert math.isfinite(float(flow_matching_loss(u, x0, RectifiedFlowPath(), t=t, noise=eps)))
+    assert math.isfinite(float(flow_matching_loss(u, x0, VPPath(), t=t + 0.25, noise=eps)))
 
 
 @pytest.mark.parametrize("path", [RectifiedFlowPath(), VPPath(), CosinePath()], ids=repr)
