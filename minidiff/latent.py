@@ -23,6 +23,7 @@ Stable Diffusion's ``scale_factor = 0.18215`` is exactly that number for its aut
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -120,12 +121,18 @@ class LatentSpace:
 
     @torch.no_grad()
     def encode(
-        self, images: Tensor, *, sample: bool = True, generator: torch.Generator | None = None
+        self,
+        images: Tensor,
+        *,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        batch_size: int = 256,
     ) -> Tensor:
-        """``s * z`` with ``z ~ q(z | x)`` (``sample=False``: the mean): ``(N, c, h, w)``."""
+        """``s * z`` with ``z ~ q(z | x)`` (``sample=False``: the mean): ``(N, c, h, w)``,
+        encoded ``batch_size`` images at a time."""
         sample = check_with(Flag, sample, "sample")
         generator = check_generator(generator)
-        q = self.posterior(images)
+        q = self.posterior(images, batch_size=batch_size)
         z = q.sample(generator) if sample else q.mode()
         return self.scale * z
 
@@ -171,8 +178,29 @@ class LatentSpace:
         """Run ``sampler(eps_model, schedule, (n, *latent_shape), **kwargs)`` and decode: images.
 
         Any sampler of the course works (``ddim_sample``, ``ddpm_sample``, ...), with guidance
-        wrappers as ``eps_model`` — the latent space changes only the shape.
+        wrappers as ``eps_model`` — the latent space changes only the shape. A sampler that takes
+        ``dtype`` draws in the dtype of the autoencoder's weights unless ``dtype`` or ``x_T`` is
+        given (a float64 autoencoder samples in float64); a given ``dtype`` of another kind is a
+        ``TypeError`` before sampling.
         """
+        from .superres import weights_dtype  # (imported here: superres imports the trainer)
+
         check_positive_int(n, "n")
+        dtype = weights_dtype(self.autoencoder)
+        if _takes_dtype(sampler) and "x_T" not in kwargs:
+            given = kwargs.setdefault("dtype", dtype)
+            if given is not None and given != dtype:
+                raise TypeError(
+                    f"dtype is {given} but this autoencoder's weights are {dtype}: its decoder "
+                    f"takes {dtype} latents (leave dtype out, or convert the autoencoder)"
+                )
         z0 = sampler(eps_model, schedule, (n, *self.latent_shape), **kwargs)
         return self.decode(z0)
+
+
+def _takes_dtype(sampler: Callable[..., Tensor]) -> bool:
+    """Whether ``sampler`` has a ``dtype`` argument (the course's samplers do)."""
+    try:
+        return "dtype" in inspect.signature(sampler).parameters
+    except (TypeError, ValueError):  # a builtin or a callable without a signature
+        return False

@@ -155,6 +155,12 @@ def test_batches_feed_the_training_loop_and_sample_decodes() -> None:
             "generator must be a torch.Generator",
         ),  # type: ignore[arg-type]
         (lambda ae: ae(_images(), generator=0), TypeError, "generator must be a torch.Generator"),  # type: ignore[arg-type]
+        (lambda ae: LatentSpace(ae, 1.0).encode(_images(), batch_size=0), ValueError, "batch_size"),
+        (
+            lambda ae: LatentSpace(ae, 1.0).encode(_images(), batch_size="2"),
+            TypeError,
+            "batch_size",
+        ),  # type: ignore[arg-type]
         (
             lambda ae: LatentSpace(ae, 1.0).batches(_images(), [0] * 6),
             TypeError,
@@ -207,3 +213,37 @@ def test_the_autoencoder_names_bad_input_and_the_space_leaves_it_trainable() -> 
     LatentSpace.fit(ae, torch.rand(16, 1, 8, 8) * 2 - 1)
     assert ae.training and all(p.requires_grad for p in ae.parameters())
     kl_autoencoder_loss(ae, torch.rand(4, 1, 8, 8) * 2 - 1).backward()
+
+
+def test_encode_takes_a_batch_size_like_posterior_and_decode() -> None:
+    space = LatentSpace(_ae(), 0.5)
+    x = _images(5)
+    # the same latents, up to the rounding of another batching of the convolutions
+    torch.testing.assert_close(
+        space.encode(x, sample=False, batch_size=2), space.encode(x, sample=False)
+    )
+    a = space.encode(x, batch_size=2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, space.encode(x, generator=torch.Generator().manual_seed(3)))
+
+
+def test_a_float64_autoencoder_samples_in_float64() -> None:
+    """The sampler draws in the autoencoder's dtype (it drew float32 latents and decode then
+    refused a z0 the caller never passed); a dtype of another kind is refused before sampling."""
+    ae = _ae(latent_channels=2).double()
+    space = LatentSpace.fit(ae, _images().double(), generator=torch.Generator().manual_seed(0))
+    sched = linear_schedule(20)
+    calls: list[int] = []
+
+    def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return 0.1 * x
+
+    imgs = space.sample(ddim_sample, eps, sched, 2, steps=5, generator=torch.Generator())
+    z0 = ddim_sample(
+        eps, sched, (2, 2, 4, 4), steps=5, generator=torch.Generator(), dtype=torch.float64
+    )
+    assert imgs.dtype == torch.float64 and torch.equal(imgs, space.decode(z0))
+    calls.clear()
+    with pytest.raises(TypeError, match="^dtype is torch.float32 .* weights are torch.float64"):
+        space.sample(ddim_sample, eps, sched, 2, steps=5, dtype=torch.float32)
+    assert not calls
