@@ -139,9 +139,10 @@ class ConsistencyModel(nn.Module):
         self.schedule = check_instance(schedule, "schedule", NoiseSchedule)
         self.prediction = check_choice(prediction, "prediction", PREDICTIONS)
         self.sigma_data = check_number(sigma_data, "sigma_data", low=0.0)
-        ab = schedule.alpha_bar
-        self.register_buffer("sigma_bar", ((1 - ab) / ab).sqrt().float(), persistent=False)
-        self.register_buffer("inv_alpha", ab.rsqrt().float(), persistent=False)
+        ab = schedule.alpha_bar.to(torch.float64)
+        # float64 tables, read in the model's precision: float32 (or float64 for a .double() model)
+        self.register_buffer("sigma_bar", ((1 - ab) / ab).sqrt(), persistent=False)
+        self.register_buffer("inv_alpha", ab.rsqrt(), persistent=False)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x_t: (B, ...)``, ``t``: an int or a long tensor ``(B,)`` in ``0..T`` ->
@@ -152,9 +153,10 @@ class ConsistencyModel(nn.Module):
         if tt.numel() and (int(tt.min()) < 0 or int(tt.max()) > T):
             raise ValueError(f"t must lie in 0..T={T}, got {int(tt.min())}..{int(tt.max())}")
         col = lambda v: v.to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))  # noqa: E731
-        sb = self.get_buffer("sigma_bar")[tt]
+        work = torch.promote_types(x_t.dtype, torch.float32)  # the scalings' precision
+        sb = self.get_buffer("sigma_bar")[tt].to(work)
         c_skip, c_out = _scalings(sb, 0.0, self.sigma_data)
-        x_bar = x_t * col(self.get_buffer("inv_alpha")[tt])
+        x_bar = x_t * col(self.get_buffer("inv_alpha")[tt].to(work))
         out = call_like(self.net, x_t, tt, name="net", like="x_t")
         if self.prediction != "x0":
             out = convert_prediction.unchecked(

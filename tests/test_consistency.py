@@ -59,6 +59,30 @@ def test_model_is_the_identity_at_t_zero_whatever_the_network(prediction: str) -
     assert out.shape == x.shape and not torch.allclose(out, x)
 
 
+def test_a_float64_model_computes_with_float64_coefficients() -> None:
+    """c_skip x_t / alpha_t with the schedule's float64 values (they were rounded to float32 and
+    a .double() model was off by ~1e-7); a float32 model reads the same tables in float32."""
+
+    class Zero(torch.nn.Module):
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x)
+
+    sched = md.cosine_schedule(20)
+    t = torch.arange(21)
+    ab = sched.alpha_bar.double()[t]
+    sb = ((1 - ab) / ab).sqrt()
+    c_skip, _ = consistency_scalings(sb, 0.0, 0.7)
+    exact = (c_skip * ab.rsqrt())[:, None] * torch.ones(21, 2, dtype=torch.float64)
+    f64 = ConsistencyModel(Zero(), sched, sigma_data=0.7).double()
+    torch.testing.assert_close(
+        f64(torch.ones(21, 2, dtype=torch.float64), t), exact, rtol=1e-15, atol=0
+    )
+    c32, _ = consistency_scalings(sb.float(), 0.0, 0.7)
+    f32 = ConsistencyModel(Zero(), sched, sigma_data=0.7)
+    by_hand = (c32 * ab.rsqrt().float())[:, None] * torch.ones(21, 2)
+    assert torch.equal(f32(torch.ones(21, 2), t), by_hand)
+
+
 def test_model_with_the_denoiser_inside_is_the_denoiser_at_high_noise() -> None:
     """f = c_skip x/alpha + c_out x̂0: with sigma_d = 1 it tends to x̂0 as the noise grows."""
     ab = SCHED.alpha_bar
