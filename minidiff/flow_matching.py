@@ -40,6 +40,7 @@ from ._validation import (
     Times,
     call_like,
     check_batch_time,
+    check_time,
     checked,
     value_checks_enabled,
 )
@@ -219,9 +220,14 @@ def implied_eps_weighting(
     """``w(λ(t)) = 2 p(t) c(t)² / (-dλ/dt)``: the weighting over log-SNR (chapter 10's ``L_w``)
     that a squared error on ``kind``, with ``t ~ p``, puts on the ε-error.
 
-    ``density`` is ``p(t)`` at ``t`` (default 1, uniform ``t``); ``c`` is
-    :meth:`~minidiff.paths.GaussianPath.error_factor`. Float64, shaped like ``t``.
+    ``density`` is ``p(t)`` at ``t`` (default 1, uniform ``t``), a tensor of ``t``'s shape;
+    ``c`` is :meth:`~minidiff.paths.GaussianPath.error_factor`. Float64, shaped like ``t``.
     """
+    if density is not None and density.shape != check_time(t).shape:
+        raise ValueError(
+            f"density must have t's shape {tuple(check_time(t).shape)} (p(t) at each t), "
+            f"got shape {tuple(density.shape)}"
+        )
     c = path.error_factor(kind, t)
     p = torch.ones_like(c) if density is None else density
     return 2 * p.to(c) * c**2 / (-path.d_log_snr(t))

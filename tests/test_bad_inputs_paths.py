@@ -215,7 +215,12 @@ FNS: list[Fn] = [
             "path": bad_path(),
             "t": bad_any_time(),
             "kind": bad_choice(),
-            "density": [("str", "uniform"), ("int-dtype", torch.ones(4, dtype=torch.long))],
+            "density": [
+                ("str", "uniform"),
+                ("int-dtype", torch.ones(4, dtype=torch.long)),
+                ("wrong-shape", torch.ones(2)),
+                ("scalar-for-a-batch", torch.tensor(1.0)),
+            ],
         },
     ),
     Fn(
