@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ._validation import FloatTensor, Int, Rng, checked
+from ._validation import Check, FloatTensor, Int, Rng, checked, describe
 from .image_conditioning import IN_RANGE_IMAGES
 from .schedules import NoiseSchedule
 from .superres import (
@@ -138,7 +138,31 @@ def _rgb_offset(chroma: torch.Tensor) -> torch.Tensor:
     return torch.stack([r, -(LUMA[0] * r + LUMA[2] * b) / LUMA[1], b], dim=1)
 
 
-@checked(gray=IN_RANGE_IMAGES, schedule=NoiseSchedule, steps=Int(), generator=Rng)
+def _colorizer(model: object, name: str) -> Any:
+    """A conditional image model with a ``.config`` (``TypeError`` otherwise) drawing the 2 chroma
+    channels from the 1 luma channel (``ValueError`` for other channel counts)."""
+    cfg = getattr(model, "config", None)
+    if not callable(model) or not all(
+        hasattr(cfg, a) for a in ("in_channels", "cond_channels", "image_size")
+    ):
+        raise TypeError(
+            f"{name} must be an image-conditional ε-model with a .config (in_channels, "
+            "cond_channels, image_size), such as train_colorizer's; "
+            f"got {describe(model)}"
+        )
+    if (cfg.in_channels, cfg.cond_channels) != (2, 1):
+        raise ValueError(
+            f"{name} must draw the 2 chroma channels (in_channels=2) from the 1 luma channel "
+            f"(cond_channels=1), as train_colorizer's does; got in_channels={cfg.in_channels}, "
+            f"cond_channels={cfg.cond_channels}"
+        )
+    return model
+
+
+@checked(
+    model=Check(_colorizer), gray=IN_RANGE_IMAGES, schedule=NoiseSchedule, steps=Int(),
+    generator=Rng,
+)  # fmt: skip
 def colorize(
     model: Any,
     gray: torch.Tensor,
@@ -158,17 +182,6 @@ def colorize(
     the given luma (:func:`ycbcr_to_rgb`).
     """
     _channels(gray, "gray", 1)
-    cfg = getattr(model, "config", None)
-    if getattr(cfg, "in_channels", None) != 2 or getattr(cfg, "cond_channels", None) != 1:
-        got = (
-            f"in_channels={cfg.in_channels}, cond_channels={cfg.cond_channels}"
-            if cfg is not None and hasattr(cfg, "cond_channels")
-            else type(model).__name__
-        )
-        raise ValueError(
-            "model must draw the 2 chroma channels (in_channels=2) from the 1 luma channel "
-            f"(cond_channels=1), as train_colorizer's does; got {got}"
-        )
     S = model.config.image_size
     if tuple(gray.shape[-2:]) != (S, S):
         raise ValueError(

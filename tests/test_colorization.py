@@ -151,6 +151,10 @@ def test_colorize_names_a_model_that_does_not_draw_chroma_from_luma() -> None:
     wrong = UNet(small_unet_config(8, 1, cond_channels=1))
     with pytest.raises(ValueError, match="in_channels=1, cond_channels=1"):
         colorize(wrong, gray, cosine_schedule(50), steps=3)
+    # not a model with a .config at all: the wrong kind of object, a TypeError
+    for bad in (None, "unet", lambda x, t, c: x):
+        with pytest.raises(TypeError, match=r"^model must be an image-conditional ε-model"):
+            colorize(bad, gray, cosine_schedule(50), steps=3)
 
 
 def test_float64_images_train_a_float64_colorizer_that_samples_in_float64():
