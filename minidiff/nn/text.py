@@ -33,6 +33,7 @@ from .._validation import (
     Number,
     Rng,
     check_positive_int,
+    check_weights_dtype,
     check_with,
     checked,
     describe,
@@ -228,8 +229,10 @@ def prompt_eps_loss(
 
     The ``conditional_eps_loss`` of labels, for prompts. Random numbers in this order:
     ``t ~ U{1..T}``, ``eps ~ N(0, I)``, ``u ~ U(0, 1)`` per row (dropped where ``u < p_uncond``).
-    ``x0: (B, C, S, S)``, ``ids: (B, L)`` long.
+    ``x0: (B, C, S, S)`` in the dtype of the model's weights (else ``TypeError``, before any
+    draw), ``ids: (B, L)`` long.
     """
+    check_weights_dtype(model.unet.conv_in.weight, "prompt U-Net", x0=x0)
     check_token_ids(ids, model.encoder.vocab_size, model.encoder.max_length)
     if ids.shape[0] != x0.shape[0]:
         raise ValueError(f"ids must have one row per image ({x0.shape[0]}), got {ids.shape[0]}")

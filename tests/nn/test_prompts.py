@@ -130,6 +130,22 @@ def test_prompt_loss_replays_its_random_numbers_and_drops_prompts() -> None:
     assert 0 < int(drop.sum()) < 8
 
 
+def test_prompt_loss_refuses_x0_of_another_dtype_than_the_model_before_drawing() -> None:
+    """A float32 x0 for a float64 model: a TypeError naming x0 before t and eps are drawn (it
+    failed inside the U-Net, naming its x)."""
+    model = _prompt_model().double()
+    x, ids, _, _ = compose_pairs(*load_digits(8), 4, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    state = g.get_state()
+    with pytest.raises(
+        TypeError, match=r"^x0 has dtype torch.float32 .* weights are torch.float64"
+    ):
+        prompt_eps_loss(model, x.float(), ids, linear_schedule(100), generator=g)
+    assert torch.equal(g.get_state(), state)  # nothing drawn
+    loss = prompt_eps_loss(model, x.double(), ids, linear_schedule(100), generator=g)
+    assert loss.dtype == torch.float64
+
+
 def test_prompt_guidance_is_cfg_with_the_null_prompt() -> None:
     model = _prompt_model()
     ids = pair_vocabulary()(["3 left of 7", "1 left of 2"], 4)
