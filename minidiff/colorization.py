@@ -141,7 +141,7 @@ def _rgb_offset(chroma: torch.Tensor) -> torch.Tensor:
 def _colorizer(model: object, name: str) -> Any:
     """A conditional image model with a ``.config`` (``TypeError`` otherwise) drawing the 2 chroma
     channels from the 1 luma channel (``ValueError`` for other channel counts)."""
-    cfg = getattr(model, "config", None)
+    cfg: Any = getattr(model, "config", None)
     if not callable(model) or not all(
         hasattr(cfg, a) for a in ("in_channels", "cond_channels", "image_size")
     ):
