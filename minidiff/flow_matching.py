@@ -83,7 +83,11 @@ def sample_flow_times(
     power: float = 2.0,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """``n`` training times in ``(0, 1)``, float32 ``(n,)``, drawn from ``TIME_SAMPLINGS``."""
+    """``n`` training times in ``(0, 1)``, float32 ``(n,)``, drawn from ``TIME_SAMPLINGS``.
+
+    The ends are open: a draw that rounds to 0 (``torch.rand`` returns 0 about once in 2^24
+    draws) or to 1 (a logit-normal far in its tail) is moved to the nearest float32 inside, since
+    some paths' targets are infinite there (the VP path's ``sigma'(0)``)."""
     gen_device = generator.device if generator is not None else "cpu"
     if sampling == "uniform":
         t = torch.rand(n, generator=generator, device=gen_device)
@@ -91,7 +95,8 @@ def sample_flow_times(
         t = torch.rand(n, generator=generator, device=gen_device) ** power
     else:
         t = torch.sigmoid(loc + scale * torch.randn(n, generator=generator, device=gen_device))
-    return t.to(device or gen_device)
+    inside = torch.finfo(t.dtype)
+    return t.clamp(min=inside.tiny, max=1.0 - inside.eps / 2).to(device or gen_device)
 
 
 @checked(

@@ -142,6 +142,19 @@ def test_ot_coupling_in_the_loss_reorders_the_noise_only() -> None:
     assert float(a) == float(b)
 
 
+def test_time_draws_stay_inside_the_open_interval_even_where_they_round_to_an_end() -> None:
+    # a logit-normal far in a tail rounds to 0 or 1 in float32 (as torch.rand returns 0 about once
+    # in 2^24 draws); the VP path's target is infinite at t = 0, so the draw is moved inside
+    g = torch.Generator().manual_seed(0)
+    low = sample_flow_times(8, g, sampling="logit_normal", loc=-200.0)
+    high = sample_flow_times(8, g, sampling="logit_normal", loc=200.0)
+    assert bool((low > 0).all()) and bool((high < 1).all())
+    assert float(low.max()) == torch.finfo(torch.float32).tiny
+    assert float(high.min()) == 1 - torch.finfo(torch.float32).eps / 2
+    x0 = torch.randn(8, 2, generator=g)
+    assert math.isfinite(float(flow_matching_loss(lambda x, s: x, x0, t=low, path=VPPath())))
+
+
 @pytest.mark.parametrize("sampling", ["uniform", "logit_normal", "power"])
 def test_time_draws_follow_their_density(sampling: str) -> None:
     n = 200_000
