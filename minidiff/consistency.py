@@ -209,7 +209,7 @@ class ConsistencyDistillation:
     Each call first moves the target towards ``model`` (that folds in the previous optimizer
     step), then draws ``n`` uniform in ``0..N-1`` and the noise from ``generator``, and returns
     ``mean ||f_theta(x_{t_{n+1}}) - f_{theta^-}(x̂_{t_n})||²`` over the batch and dimensions.
-    ``self.target`` is the :class:`~minidiff.train.EMA` holding ``theta^-``; ``state_dict`` and
+    ``self.target`` is the :class:`~minidiff.training.EMA` holding ``theta^-``; ``state_dict`` and
     ``load_state_dict`` expose it, so :func:`minidiff.train` saves it in the checkpoint and a
     resumed run continues bitwise as if it had not stopped.
     """
