@@ -29,7 +29,7 @@ from ..diffusion import VARIANCES, EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps, resolve_clip
-from .ddpm import _ancestral_step
+from .ddpm import ddpm_step
 from .inpainting import _MASK, _RESTORING_SAMPLER, start_like_known
 from .loop import OnStep, batch_time, run_sampler
 from .registry import register_sampler
@@ -137,7 +137,7 @@ def _dps_step(
     grad, r, eps = reconstruction_gradient.unchecked(eps_model, x_t, tt, x_known, mask, schedule)
     if clip is not None:
         eps = clip_eps(x_t, tt, eps, schedule, clip)
-    x_prev = _ancestral_step(lambda x, t_: eps, x_t, tt, schedule, variance, z)
+    x_prev = ddpm_step.unchecked(x_t, tt, eps, schedule, variance=variance, noise=z)
     step = zeta / r.clamp_min(1e-12).sqrt()
     return x_prev - pad_like(step.to(x_t.dtype), x_t) * grad
 

@@ -36,11 +36,11 @@ from .._validation import (
     Timesteps,
     checked,
 )
-from ..diffusion import VARIANCES, EpsModel
+from ..diffusion import VARIANCES, EpsModel, call_eps_model
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps_model
-from .ddpm import _ancestral_step
+from .ddpm import ddpm_step
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -172,7 +172,8 @@ def _replacement(
     z: torch.Tensor,
     e: torch.Tensor,
 ) -> torch.Tensor:
-    unknown = _ancestral_step(model, x_t, tt, schedule, variance, z)
+    eps = call_eps_model.unchecked(model, x_t, tt)
+    unknown = ddpm_step.unchecked(x_t, tt, eps, schedule, variance=variance, noise=z)
     prev = tt - 1
     ab = pad_like(schedule.alpha_bar.to(x_t.device)[prev], x_t)  # ab_0 = 1: x_known exactly
     known = torch.where(pad_like(prev, x_t) > 0, ab.sqrt() * x_known + (1 - ab).sqrt() * e, x_known)

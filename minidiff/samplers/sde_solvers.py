@@ -45,7 +45,7 @@ from .._validation import (
 from ..sde import SDE, SDE_ARG, ReverseSDE, ScoreFn
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_score_fn
-from .langevin import _langevin_step
+from .langevin import langevin_step
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -465,7 +465,7 @@ def predictor_corrector_sample(
             z = noise_like(x, generator)
             s_norm = s.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
             h = 4.0 * ratio[t] * (snr * z.flatten(1).norm(dim=1).mean() / s_norm) ** 2
-            x = _langevin_step(x, s, h.to(x.dtype), z)
+            x = langevin_step.unchecked(x, s, h.to(x.dtype), z)
         z = noise_like(x, generator)
         x_next, mean = _euler_maruyama_step(rsde, x, tt, t_next - t, z)
         return mean if (denoise and t_next == t_last) else x_next

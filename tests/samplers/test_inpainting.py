@@ -52,6 +52,7 @@ def test_replacement_step_is_the_ancestral_step_plus_the_noised_known_pixels():
     unknown = ddpm_step(x_t, t, eps, SCHED, noise=z)
     known = q_sample(x_known, t - 1, SCHED, noise=e)
     assert torch.allclose(out, torch.where(mask.bool(), known, unknown), atol=1e-6)
+    assert torch.equal(torch.where(mask.bool(), 0.0, out), torch.where(mask.bool(), 0.0, unknown))
     last = replacement_step(x_t, 1, eps, x_known, mask, SCHED, noise=z, known_noise=e)
     assert torch.equal(last[..., :3, :], x_known[..., :3, :])  # level 0: the pixels themselves
 
