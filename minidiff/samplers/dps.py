@@ -30,7 +30,7 @@ from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps, resolve_clip
 from .ddpm import ddpm_step
-from .inpainting import _MASK, _RESTORING_SAMPLER, start_like_known
+from .inpainting import MASK, RESTORING_SAMPLER, start_like_known
 from .loop import OnStep, batch_time, run_sampler
 from .registry import register_sampler
 
@@ -41,7 +41,7 @@ _RECONSTRUCTION = dict(
     x_t=FloatTensor(dim=4, finite=True),
     t=Timesteps(of="x_t"),
     x_known=FloatTensor(like="x_t", finite=True),
-    mask=_MASK,
+    mask=MASK,
     schedule=NoiseSchedule,
 )
 """The checks of :func:`reconstruction_gradient`'s arguments, which :func:`dps_step` takes first."""
@@ -144,7 +144,7 @@ def _dps_step(
 
 @register_sampler("dps")
 @checked(
-    **_RESTORING_SAMPLER,
+    **RESTORING_SAMPLER,
     zeta=ZETA,
     variance=OneOf(VARIANCES),
     generator=Rng,

@@ -83,15 +83,16 @@ def check_mask(mask: object, name: str, x_known: torch.Tensor) -> torch.Tensor:
 
 
 _KNOWN = FloatTensor(dim=4, nonempty=True, finite=True)
-_MASK = Check(check_mask, uses=("x_known",))
-_RESTORING_SAMPLER = dict(
-    eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, x_known=_KNOWN, mask=_MASK
+MASK = Check(check_mask, uses=("x_known",))
+"""``mask``: 0/1 values broadcastable to ``x_known`` (1 = known pixel), see :func:`check_mask`."""
+RESTORING_SAMPLER = dict(
+    eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, x_known=_KNOWN, mask=MASK
 )
 """The checks of the arguments every sampler that restores ``x_known`` starts with
 (:func:`inpaint_sample`, :func:`~minidiff.samplers.dps.dps_sample`)."""
 
 
-@checked(x=FloatTensor(dim=4), x_known=FloatTensor(like="x", finite=True), mask=_MASK)
+@checked(x=FloatTensor(dim=4), x_known=FloatTensor(like="x", finite=True), mask=MASK)
 def paste_known(x: torch.Tensor, x_known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``m * x_known + (1 - m) * x``: the known pixels from ``x_known``, the rest from ``x``."""
     return torch.where(mask.bool(), x_known, x)
@@ -128,7 +129,7 @@ def noised_known(
     t=Timesteps(of="x_t"),
     eps=FloatTensor(like="x_t", finite=True),
     x_known=FloatTensor(like="x_t", finite=True),
-    mask=_MASK,
+    mask=MASK,
     schedule=NoiseSchedule,
     variance=OneOf(VARIANCES),
     noise=FloatTensor(like="x_t", finite=True, optional=True),
@@ -239,7 +240,7 @@ def repaint_times(T: int, jump_length: int = 10, resamplings: int = 10) -> list[
 
 @register_sampler("inpaint")
 @checked(
-    **_RESTORING_SAMPLER,
+    **RESTORING_SAMPLER,
     method=OneOf(("replace", "repaint")),
     jump_length=Int(minimum=1),
     resamplings=Int(minimum=1),
