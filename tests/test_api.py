@@ -49,3 +49,18 @@ def test_no_argument_check_helper_in_a_public_all() -> None:
         module = importlib.import_module(info.name)
         offenders += [f"{info.name}.{n}" for n in getattr(module, "__all__", []) if n in helpers]
     assert not offenders, offenders
+
+
+def test_every_top_level_submodule_is_reachable_as_the_docstring_says() -> None:
+    """The docstring promises what holds: each top-level submodule is an attribute after
+    ``import minidiff`` alone (a fresh interpreter); it promises no more (not every module of
+    every subpackage, ``minidiff.metrics.color`` needs its own import)."""
+    import subprocess
+    import sys
+
+    doc = " ".join((minidiff.__doc__ or "").split())
+    assert "Every top-level submodule" in doc and "Every submodule" not in doc
+    names = [m.name for m in pkgutil.iter_modules(minidiff.__path__) if not m.name.startswith("_")]
+    code = "import minidiff\n" + "".join(f"minidiff.{n}\n" for n in names)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
