@@ -114,3 +114,29 @@ def _private_imports() -> set[tuple[str, str]]:
 def test_no_module_imports_another_modules_private_names() -> None:
     offenders = _private_imports() - _PRIVATE_IMPORTS_LEFT
     assert not offenders, sorted(offenders)
+
+
+def test_no_private_name_is_defined_and_never_used() -> None:
+    """A module-level private function, class or constant that no module of the package names
+    (besides its definition) is dead code."""
+    import ast
+    import re
+    from collections import Counter
+
+    texts = {p: p.read_text(encoding="utf-8") for p in sorted((ROOT / "minidiff").rglob("*.py"))}
+    uses = Counter(re.findall(r"\b_\w+", "\n".join(texts.values())))
+    dead = []
+    for path, text in texts.items():
+        for node in ast.parse(text).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            else:
+                continue
+            dead += [
+                f"{path.relative_to(ROOT)}:{n}"
+                for n in names
+                if n.startswith("_") and not n.startswith("__") and uses[n] <= 1
+            ]
+    assert not dead, dead
