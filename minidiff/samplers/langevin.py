@@ -44,7 +44,7 @@ from .loop import OnStep, Prior, draw_start, normal_prior, run_sampler
 from .registry import register_sampler
 
 __all__ = [
-    "ScoreFn",
+    "StaticScoreFn",
     "NoiseConditionalScoreFn",
     "langevin_step",
     "langevin_sample",
@@ -52,7 +52,7 @@ __all__ = [
     "annealed_langevin_sample",
 ]
 
-ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+StaticScoreFn = Callable[[torch.Tensor], torch.Tensor]
 """A time-independent score ``score_fn(x: (B, ...)) -> (B, ...)``."""
 NoiseConditionalScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """A noise-conditional score ``score_fn(x: (B, ...), sigma: (B,) float) -> (B, ...)``."""
@@ -123,7 +123,7 @@ def _call_score(
 @register_sampler("langevin")
 @checked(score_fn=Function("(x) -> score"), steps=Int(), step_size=Number(low=0.0))
 def langevin_sample(
-    score_fn: ScoreFn,
+    score_fn: StaticScoreFn,
     shape: tuple[int, ...] | None = None,
     *,
     x_T: torch.Tensor | None = None,
