@@ -140,3 +140,18 @@ def test_no_private_name_is_defined_and_never_used() -> None:
                 if n.startswith("_") and not n.startswith("__") and uses[n] <= 1
             ]
     assert not dead, dead
+
+
+def test_the_samplers_reshape_per_sample_values_with_pad_like() -> None:
+    """``(B,) -> (B, 1, ..., 1)`` has one home, ``tensors.pad_like``; the samplers do not re-code
+    it (the exercise checkers under ``minidiff/checks`` keep their self-contained solutions)."""
+    import re
+
+    idiom = re.compile(r"(reshape|view)\(-1, \*\(?\[1\] \*")
+    recoded = [
+        f"{path.relative_to(ROOT)}:{i}"
+        for path in sorted((ROOT / "minidiff" / "samplers").glob("*.py"))
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if idiom.search(line)
+    ]
+    assert not recoded, recoded

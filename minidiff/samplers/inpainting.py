@@ -36,7 +36,7 @@ from .._validation import (
     Timesteps,
     checked,
 )
-from ..diffusion import VARIANCES, EpsModel, call_eps_model
+from ..diffusion import VARIANCES, EpsModel, call_eps_model, q_sample
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps_model
@@ -118,10 +118,7 @@ def noised_known(
     """
     if t is None:
         return x_known
-    eps = noise if noise is not None else noise_like(x_known, generator)
-    a = schedule.gather(schedule.sqrt_alpha_bar, t, 4, like=x_known)
-    s = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, 4, like=x_known)
-    return a * x_known + s * eps
+    return q_sample.unchecked(x_known, t, schedule, noise, generator)
 
 
 @checked(

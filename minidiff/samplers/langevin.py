@@ -39,7 +39,7 @@ from .._validation import (
     check_number,
     checked,
 )
-from ..tensors import noise_like
+from ..tensors import noise_like, pad_like
 from .loop import OnStep, Prior, draw_start, normal_prior, run_sampler
 from .registry import register_sampler
 
@@ -110,7 +110,7 @@ def langevin_step(
 def _step_column(step_size: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     h = step_size.to(dtype=x.dtype, device=x.device)
     if h.dim() == 1 and h.shape[0] == x.shape[0] and x.dim() > 1:
-        h = h.reshape(-1, *([1] * (x.dim() - 1)))
+        h = pad_like(h, x)
     return h
 
 

@@ -407,3 +407,16 @@ def test_every_sampler_of_the_package_and_its_step_is_exported_by_minidiff_sampl
             assert getattr(samplers, fn.__name__) is fn, name
     for step in ("ddim_sigma", "dps_step", "reconstruction_gradient"):
         assert step in samplers.__all__ and callable(getattr(samplers, step)), step
+
+
+def test_draw_start_is_the_standard_normal_of_the_generator() -> None:
+    """The default start is tensors.standard_normal: the generator's stream, bitwise."""
+    from minidiff.samplers.loop import draw_start
+    from minidiff.tensors import standard_normal
+
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    x = draw_start(None, (5, 3), generator=g1, dtype=torch.float64)
+    assert torch.equal(x, standard_normal((5, 3), generator=g2, dtype=torch.float64))
+    assert torch.equal(
+        x, torch.randn(5, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    )
