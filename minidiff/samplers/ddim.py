@@ -92,10 +92,15 @@ elementwise (the body receives a long tensor on ``t``'s device)."""
 
 def _eta_of_step(eta: object, name: str, tt: object, tp: object, schedule: object) -> float:
     value: float = ETA.check(eta, name, None)  # type: ignore[arg-type]
-    if value > 0 and isinstance(tp, torch.Tensor) and isinstance(schedule, NoiseSchedule):
+    if (
+        value > 0
+        and isinstance(tt, torch.Tensor)
+        and isinstance(tp, torch.Tensor)
+        and isinstance(schedule, NoiseSchedule)
+    ):
         # t is in 1..T here on the CPU; on an accelerator its range is read later (clamped: an
         # index out of range would abort the device rather than raise)
-        _check_eta_fits(tt.clamp(0, schedule.T), tp, schedule, value, name)  # type: ignore[union-attr]
+        _check_eta_fits(tt.clamp(0, schedule.T), tp, schedule, value, name)
     return value
 
 
