@@ -119,7 +119,18 @@ def dps_step(
     _require_autograd("dps_step")
     z = noise if noise is not None else noise_like(x_t, generator)
     clip = resolve_clip(clip_x0)
-    return _dps_step(eps_model, x_t, t, x_known, mask, schedule, zeta, variance, clip, z)  # type: ignore[arg-type]
+    return _dps_step(
+        eps_model,
+        x_t,
+        t,  # type: ignore[arg-type]
+        x_known,
+        mask,
+        schedule,
+        zeta=zeta,
+        variance=variance,
+        clip=clip,
+        z=z,
+    )
 
 
 def _dps_step(
@@ -129,6 +140,7 @@ def _dps_step(
     x_known: torch.Tensor,
     mask: torch.Tensor,
     schedule: NoiseSchedule,
+    *,
     zeta: float,
     variance: str,
     clip: Any,
@@ -184,10 +196,10 @@ def dps_sample(
             x_known,
             mask,
             schedule,
-            zeta,
-            variance,
-            clip,
-            noise_like(x, generator),
+            zeta=zeta,
+            variance=variance,
+            clip=clip,
+            z=noise_like(x, generator),
         )
 
     x = start_like_known(x_T, x_known, generator)

@@ -156,7 +156,9 @@ def replacement_step(
     z = noise if noise is not None else noise_like(x_t, generator)
     e = known_noise if known_noise is not None else noise_like(x_t, generator)
     tt = cast(torch.Tensor, t)  # @checked made it a long tensor (B,)
-    return _replacement(lambda x, t_: eps, x_t, tt, x_known, mask, schedule, variance, z, e)
+    return _replacement(
+        lambda x, t_: eps, x_t, tt, x_known, mask, schedule, variance=variance, z=z, e=e
+    )
 
 
 def _replacement(
@@ -166,6 +168,7 @@ def _replacement(
     x_known: torch.Tensor,
     mask: torch.Tensor,
     schedule: NoiseSchedule,
+    *,
     variance: str,
     z: torch.Tensor,
     e: torch.Tensor,
@@ -290,7 +293,7 @@ def inpaint_sample(
             return _renoise(x, t, t_next, schedule, noise_like(x, generator))
         tt = batch_time(x, t)
         z, e = noise_like(x, generator), noise_like(x, generator)
-        return _replacement(model, x, tt, x_known, mask, schedule, variance, z, e)
+        return _replacement(model, x, tt, x_known, mask, schedule, variance=variance, z=z, e=e)
 
     x = start_like_known(x_T, x_known, generator)
     name = f"inpaint_sample ({method})"

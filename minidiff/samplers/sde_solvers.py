@@ -256,6 +256,7 @@ def _start(
     x_T: torch.Tensor | None,
     steps: int,
     t_end: float | None,
+    *,
     generator: torch.Generator | None,
     device: torch.device | str | None,
     dtype: torch.dtype | None,
@@ -330,7 +331,7 @@ def pf_ode_sample(
             "t_end=None (sde.t_min) or use Euler steps (method='euler', pf_ode_euler_sample)"
         )
     name = f"pf_ode_sample ({method})"
-    x, ts = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
+    x, ts = _start(sde, shape, x_T, steps, t_end, generator=generator, device=device, dtype=dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0), probability_flow=True)
     return ode_solve(
         partial(ReverseSDE.drift.unchecked, rsde),
@@ -449,7 +450,7 @@ def predictor_corrector_sample(
         ``x`` at ``t_end``.
     """
     name = "predictor_corrector_sample" if corrector_steps else "euler_maruyama_sample"
-    x, grid = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
+    x, grid = _start(sde, shape, x_T, steps, t_end, generator=generator, device=device, dtype=dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0))
     g = grid.tolist()
     times = list(zip(g[:-1], g[1:], strict=True))
