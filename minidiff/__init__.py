@@ -37,7 +37,11 @@ checkers), ``minidiff.training`` (the loop's parts, image runs, several GPUs),
 ``minidiff.tensors`` (small tensor helpers), ``minidiff._validation`` (the argument checks every
 public function declares); sampling in few steps (chapter 15) in ``minidiff.samplers.dpm_solver``,
 ``minidiff.learned_variance``, ``minidiff.distillation`` and ``minidiff.consistency``. Every
-submodule is reachable after ``import minidiff`` alone; those not imported here load on first use.
+top-level submodule (``minidiff.viz``, ``minidiff.metrics``, ...) is reachable after ``import
+minidiff`` alone; those not imported here load on first use. A module inside a subpackage that its
+``__init__`` does not import (``minidiff.metrics.color``, ``minidiff.checks.ch01``) needs an import
+of its own (``import minidiff.metrics.color``); ``minidiff.training`` loads its modules on first
+use.
 """
 
 import importlib as _importlib

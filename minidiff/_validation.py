@@ -5,6 +5,7 @@ body is the mathematics alone::
 
     from ._validation import FloatTensor, Rng, Timesteps, checked
     from .schedules import NoiseSchedule
+    from .tensors import noise_like
 
     @checked(
         x0=FloatTensor(finite=True),
@@ -15,8 +16,10 @@ body is the mathematics alone::
     )
     def q_sample(x0, t, schedule, noise=None, generator=None):
         # docstring: what it computes, the equation, the shapes
-        eps = noise if noise is not None else randn_like(x0, generator)
-        return per_sample(schedule.sqrt_alpha_bar[t], x0) * x0 + ...
+        eps = noise if noise is not None else noise_like(x0, generator)
+        a = schedule.gather(schedule.sqrt_alpha_bar, t, x0.dim(), like=x0)
+        s = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, x0.dim(), like=x0)
+        return a * x0 + s * eps
 
 How to declare the checks of a new function:
 

@@ -121,10 +121,6 @@ def _log_var(r: Tensor, tt: Tensor, schedule: NoiseSchedule) -> Tensor:
     return frac * hi + (1 - frac) * lo
 
 
-def _eps_head(model: HybridModel) -> Callable[[Tensor, Tensor], Tensor]:
-    return lambda x, t: split_output(model(x, t))[0]
-
-
 def _step_terms(
     model: HybridModel,
     x0: Tensor,

@@ -42,7 +42,7 @@ from ._validation import (
 )
 from .samplers.sde_solvers import ode_solve, time_grid
 from .sde import SDE, SDE_ARG, ReverseSDE, ScoreFn
-from .tensors import standard_normal
+from .tensors import standard_normal, uniform
 
 __all__ = [
     "DIVERGENCES",
@@ -298,6 +298,5 @@ def uniform_dequantize(
     x: torch.Tensor, generator: torch.Generator | None = None, *, scale: float = 127.5
 ) -> torch.Tensor:
     """Add ``u / scale``, ``u ~ U[0, 1)``, to 8-bit images ``k / scale - 1`` (see bits_per_dim)."""
-    dev = generator.device if generator is not None else x.device
-    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=dev).to(x.device)
+    u = uniform(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x + u / scale

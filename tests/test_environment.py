@@ -216,3 +216,14 @@ def test_test_modules_have_unique_basenames() -> None:
     for path in sorted((ROOT / "tests").rglob("test_*.py")):
         other = seen.setdefault(path.name, path)
         assert other == path, f"{path.relative_to(ROOT)} and {other.relative_to(ROOT)} share a name"
+
+
+def test_tests_readme_names_only_files_that_exist() -> None:
+    """tests/README.md says where each module's tests live: every file it names is there."""
+    import re
+
+    text = (ROOT / "tests" / "README.md").read_text()
+    named = set(re.findall(r"`((?:minidiff|tests)/[a-z0-9_/]+\.py)`", text))  # not minidiff/X/Y.py
+    assert "minidiff/metrics/color.py" in named and "tests/test_colorization.py" in named
+    missing = sorted(p for p in named if not (ROOT / p).is_file())
+    assert not missing, f"tests/README.md names files that do not exist: {missing}"

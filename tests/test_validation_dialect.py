@@ -388,3 +388,22 @@ def test_a_batch_tuple_where_a_tensor_belongs_is_explained() -> None:
         v.check_tensor((pts, pts), "x")
     with pytest.raises(TypeError, match=r"^x must be a torch.Tensor, got list$"):
         v.check_tensor([1.0, 2.0], "x")  # a list of numbers gets no batch hint
+
+
+def test_the_module_docstrings_example_runs_and_is_q_sample() -> None:
+    """The example of the dialect in ``_validation``'s docstring is code that runs (names that
+    exist) and computes what :func:`minidiff.q_sample` computes."""
+    import textwrap
+
+    doc = v.__doc__ or ""
+    block = doc.split("::\n\n", 1)[1].split("\n\n", 1)
+    example = block[0] + "\n\n" + block[1].split("\n\nHow to declare", 1)[0]
+    code = textwrap.dedent(example).replace("from .", "from minidiff.")
+    namespace: dict[str, object] = {}
+    exec(compile(code, "<_validation example>", "exec"), namespace)
+    q_sample = namespace["q_sample"]
+    sched = md.linear_schedule(50)
+    x0, eps, t = torch.randn(3, 2), torch.randn(3, 2), torch.tensor([1, 20, 50])
+    assert torch.equal(q_sample(x0, t, sched, noise=eps), md.q_sample(x0, t, sched, noise=eps))  # type: ignore[operator]
+    with pytest.raises(ValueError, match="t"):
+        q_sample(x0, torch.tensor([0, 1, 2]), sched)  # type: ignore[operator]

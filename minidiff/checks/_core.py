@@ -71,7 +71,6 @@ RTOL, ATOL = (
     1e-4,
     1e-5,
 )  # default tolerances, and the loosest any checker accepts (float32 round-off)
-_close = dg.close  # kept for the tests and for checkers written against the first version
 
 
 def strict_checks() -> bool:

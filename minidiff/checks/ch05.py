@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..samplers.langevin import annealed_step_sizes as _annealed_step_sizes
-from ..samplers.langevin import langevin_step as _langevin_step
+from ..samplers.langevin import langevin_step
 from ._calls import python_float
 from ._core import Case, Checker, Mistake, Spec, Terms, specs_of, with_dtype
 from ._probe import scalar_candidates
@@ -52,7 +52,7 @@ def _step(half: float, noise_fn: Callable[[float], float], sign: float = 1.0) ->
 
 _STEP = Spec(
     _cases_step,
-    lambda x, s, eps, z: _langevin_step(x, s, eps, z),
+    lambda x, s, eps, z: langevin_step(x, s, eps, z),
     {
         "no_half": Mistake(
             _step(1.0, math.sqrt),

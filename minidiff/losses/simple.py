@@ -58,7 +58,7 @@ def sample_timesteps(
     if power == 1.0:  # the stream of draws every uniform run has used
         t = torch.randint(1, T + 1, (batch_size,), generator=generator, device=gen_device)
     else:
-        u = torch.rand(batch_size, generator=generator, device=gen_device, dtype=torch.float64)
+        u = uniform((batch_size,), generator=generator, dtype=torch.float64, device=gen_device)
         t = (T * u**power).long().clamp(max=T - 1) + 1
     return t.to(device or gen_device)
 

@@ -261,6 +261,7 @@ METRICS: dict[str, Callable[..., float]] = {
 
 Metric = str | Callable[..., float]
 SampleFn = Callable[[int, torch.Generator | None], Tensor]
+"""A sampler of points ``fn(n, generator) -> (n, d)`` (a model's or the data's)."""
 
 
 class Spread(NamedTuple):

@@ -22,7 +22,6 @@ its expected share; and each mode's spread is compared with the true one.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -42,7 +41,7 @@ from .._validation import (
 )
 from ..data.gmm import GaussianMixture
 from ..tensors import pairwise_sq_dists
-from .distances import Spread
+from .distances import SampleFn, Spread
 
 __all__ = [
     "PrecisionRecall",
@@ -55,8 +54,6 @@ __all__ = [
 ]
 
 _CHUNK_ELEMENTS = 1 << 22  # entries of one block of the pairwise matrix (32 MB in float64)
-
-SampleFn = Callable[[int, torch.Generator | None], Tensor]
 
 
 class PrecisionRecall(NamedTuple):

@@ -75,6 +75,7 @@ from .clipping import (
 from .ddim import (
     ddim_invert,
     ddim_sample,
+    ddim_sigma,
     ddim_step,
     ddim_timesteps,
     respace_eps_model,
@@ -87,6 +88,7 @@ from .dpm_solver import (
     heun_log_snr_sample,
     log_snr_timesteps,
 )
+from .dps import dps_sample, dps_step, reconstruction_gradient
 from .flow import flow_sample, straightness
 from .inpainting import (
     inpaint_sample,
@@ -124,11 +126,15 @@ __all__ = [
     "count_nfe",
     "ddim_invert",
     "ddim_sample",
+    "ddim_sigma",
     "ddim_step",
     "ddim_timesteps",
     "ddpm_sample",
     "dpm_solver_sample",
     "dpm_solver_step",
+    "dps_sample",
+    "dps_step",
+    "reconstruction_gradient",
     "heun_log_snr_sample",
     "inpaint_sample",
     "noised_known",

@@ -54,6 +54,7 @@ import torch
 from .._validation import Check, FloatTensor, Number, call_like, check_number, checked
 from ..diffusion import EpsModel, eps_from_x0, predict_x0_from_eps
 from ..schedules import NoiseSchedule
+from ..tensors import pad_like
 
 __all__ = [
     "X0Clip",
@@ -103,7 +104,7 @@ def dynamic_threshold(
     if flat.dtype not in (torch.float32, torch.float64):  # quantile needs float32 or float64
         flat = flat.float()
     s = torch.quantile(flat, percentile, dim=1).clamp(min=1.0, max=max_value)
-    s = s.to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
+    s = pad_like(s, x0)
     return torch.maximum(torch.minimum(x0, s), -s) / s
 
 
@@ -195,9 +196,7 @@ def clip_score_fn(
 
     def clipped(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         alpha, sigma = marginal(t.to(torch.float64))
-        shape = (-1, *([1] * (x.dim() - 1)))
-        a = alpha.to(x.dtype).reshape(shape)
-        var = (sigma**2).to(x.dtype).reshape(shape)
+        a, var = pad_like(alpha, x), pad_like(sigma**2, x)
         x0 = apply_clip(clip, (x + var * score_fn(x, t)) / a)
         return (a * x0 - x) / var
 

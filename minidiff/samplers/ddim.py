@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import torch
 
 from .._validation import (
+    Check,
     FloatTensor,
     Function,
     Instance,
@@ -58,21 +59,54 @@ ETA = Number(low=0.0, low_open=False)
 """``eta``: finite and ``>= 0`` (0 = deterministic DDIM, 1 = DDPM)."""
 
 
-def _check_prev(t_prev: object, tt: torch.Tensor, T: int) -> torch.Tensor:
-    """``t_prev`` as a long tensor ``(B,)`` in ``0..T-1`` with ``t_prev < t`` elementwise."""
+def check_prev_timesteps(
+    t_prev: object, tt: torch.Tensor, T: int, name: str = "t_prev"
+) -> torch.Tensor:
+    """``t_prev`` as a long tensor ``(B,)`` in ``0..T-1`` with ``t_prev < tt`` elementwise (``tt``:
+    the step's checked long timesteps ``(B,)``); one host read when all is well."""
     what = f"timesteps in 0..{T - 1}"
-    tp = index_tensor(t_prev, "t_prev", tt.shape[0], what, device=tt.device)
+    tp = index_tensor(t_prev, name, tt.shape[0], what, device=tt.device)
     if tp.numel() and bool(((tp >= 0) & (tp <= T - 1) & (tp < tt)).all()):
         return tp  # one host read when all is well
     if tp.numel() and (int(tp.min()) < 0 or int(tp.max()) > T - 1):
         raise ValueError(
-            f"t_prev must lie in 0..{T - 1}, got values in {int(tp.min())}..{int(tp.max())}"
+            f"{name} must lie in 0..{T - 1}, got values in {int(tp.min())}..{int(tp.max())}"
         )
     if bool((tp >= tt).any()):
         raise ValueError(
-            "t_prev must be smaller than t for every sample (a DDIM step goes back in time)"
+            f"{name} must be smaller than t for every sample (a DDIM step goes back in time)"
         )
     return tp
+
+
+def _prev_of_t(t_prev: object, name: str, tt: object, schedule: object) -> object:
+    if not isinstance(tt, torch.Tensor) or not isinstance(schedule, NoiseSchedule):
+        return t_prev  # the call misses an argument: Python's own TypeError will say which
+    return check_prev_timesteps(t_prev, tt, schedule.T, name)
+
+
+T_PREV = Check(_prev_of_t, uses=("t", "schedule"))
+"""``t_prev`` of a step from ``t``: an int or a long tensor ``(B,)`` in ``0..T-1``, ``< t``
+elementwise (the body receives a long tensor on ``t``'s device)."""
+
+
+def _eta_of_step(eta: object, name: str, tt: object, tp: object, schedule: object) -> float:
+    value: float = ETA.check(eta, name, None)  # type: ignore[arg-type]
+    if (
+        value > 0
+        and isinstance(tt, torch.Tensor)
+        and isinstance(tp, torch.Tensor)
+        and isinstance(schedule, NoiseSchedule)
+    ):
+        # t is in 1..T here on the CPU; on an accelerator its range is read later (clamped: an
+        # index out of range would abort the device rather than raise)
+        _check_eta_fits(tt.clamp(0, schedule.T), tp, schedule, value, name)
+    return value
+
+
+ETA_OF_STEP = Check(_eta_of_step, uses=("t", "t_prev", "schedule"))
+"""``eta`` of one DDIM step: :data:`ETA`, and small enough that ``sigma² <= 1 - alpha_bar[t_prev]``
+(always true for ``eta <= 1``)."""
 
 
 @checked(schedule=NoiseSchedule, eta=ETA)
@@ -92,7 +126,7 @@ def ddim_sigma(
         else (t_prev.shape[0] if isinstance(t_prev, torch.Tensor) else 1)
     )
     tt = check_timesteps(t, B, schedule.T)
-    return _sigma(tt, _check_prev(t_prev, tt, schedule.T), schedule, eta)
+    return _sigma(tt, check_prev_timesteps(t_prev, tt, schedule.T), schedule, eta)
 
 
 def _sigma(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> torch.Tensor:
@@ -104,9 +138,10 @@ def _sigma(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float)
 @checked(
     x_t=FloatTensor(finite=True),
     t=Timesteps(of="x_t"),
+    t_prev=T_PREV,
     eps=FloatTensor(like="x_t", finite=True),
     schedule=NoiseSchedule,
-    eta=ETA,
+    eta=ETA_OF_STEP,
     noise=FloatTensor(like="x_t", finite=True, optional=True),
     generator=Rng,
     clip_x0=CLIP_X0,
@@ -137,8 +172,7 @@ def ddim_step(
     (:mod:`minidiff.samplers.clipping`).
     """
     tt: torch.Tensor = t  # type: ignore[assignment]  # @checked made t a long tensor
-    tp = _check_prev(t_prev, tt, schedule.T)
-    _check_eta_fits(tt, tp, schedule, eta)
+    tp: torch.Tensor = t_prev  # type: ignore[assignment]  # @checked made t_prev a long tensor
     z = noise if noise is not None else (noise_like(x_t, generator) if eta > 0 else None)
     clip: X0Clip | None = clip_x0  # type: ignore[assignment]  # @checked resolved the name
     x0 = None
@@ -147,13 +181,15 @@ def ddim_step(
     return _ddim_step(x_t, tt, tp, eps, schedule, eta, z, x0)
 
 
-def _check_eta_fits(tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float) -> None:
+def _check_eta_fits(
+    tt: torch.Tensor, tp: torch.Tensor, sched: NoiseSchedule, eta: float, name: str = "eta"
+) -> None:
     """``sigma² <= 1 - alpha_bar[t_prev]`` for every step (always true for ``eta <= 1``)."""
     ab = sched.alpha_bar.to(tt.device)
     dir_var = 1.0 - ab[tp] - _sigma(tt, tp, sched, eta) ** 2
     if bool((dir_var < -1e-12).any()):
         raise ValueError(
-            f"eta={eta} is too large for this step: sigma² exceeds 1 - alpha_bar[t_prev]"
+            f"{name}={eta} is too large for this step: sigma² exceeds 1 - alpha_bar[t_prev]"
         )
 
 
@@ -204,7 +240,10 @@ def ddim_timesteps(schedule: NoiseSchedule, steps: int) -> torch.Tensor:
     return (schedule.T - k * schedule.T / steps).round().long()
 
 
-def _resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object) -> torch.Tensor:
+def resolve_timesteps(schedule: NoiseSchedule, steps: object, timesteps: object) -> torch.Tensor:
+    """The strictly decreasing long timesteps ``(S,)`` in ``1..T`` (on the CPU) that a strided
+    sampler visits: ``timesteps`` checked, or :func:`ddim_timesteps` of ``steps`` (both given: they
+    must agree). Neither is a ``TypeError``."""
     if timesteps is None:
         if steps is None:
             raise TypeError("give steps (an int in 1..T) or an explicit timesteps sequence")
@@ -274,7 +313,7 @@ def ddim_sample(
             (:func:`~minidiff.samplers.loop.trajectory` collects them).
     """
     sched = schedule
-    ts = _resolve_timesteps(sched, steps, timesteps)
+    ts = resolve_timesteps(sched, steps, timesteps)
     prev = torch.cat([ts[1:], ts.new_zeros(1)])
     _check_eta_fits(ts, prev, sched, eta)
     clip: X0Clip | None = clip_x0  # type: ignore[assignment]  # @checked resolved the name
@@ -324,7 +363,7 @@ def ddim_invert(
         ``ddim_sample(eps_model, schedule, steps=steps, x_T=x_T)`` (the same strided steps).
     """
     sched = schedule
-    ts = _resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
+    ts = resolve_timesteps(sched, steps, timesteps).flip(0)  # increasing tau_1 < … < tau_S
     prev = torch.cat([ts.new_zeros(1), ts[:-1]])
 
     def step(x: torch.Tensor, s: int, t: int) -> torch.Tensor:
@@ -358,7 +397,7 @@ def respace_schedule(
         raw = raw.sort(descending=True).values
         if bool((raw[1:] == raw[:-1]).any()):
             raise ValueError(f"timesteps must not repeat a value, got {timesteps!r}")
-    ts = _resolve_timesteps(sched, None, raw).flip(0)
+    ts = resolve_timesteps(sched, None, raw).flip(0)
     ab = sched.alpha_bar[ts]
     ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
     betas = 1.0 - ab / ab_prev

@@ -20,10 +20,10 @@ from ..diffusion import VARIANCES, EpsModel, p_mean_var
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_eps_model
-from .loop import NonFiniteSampleError, OnStep, batch_time, draw_start, run_sampler
+from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
-__all__ = ["ddpm_step", "ddpm_sample", "NonFiniteSampleError"]
+__all__ = ["ddpm_step", "ddpm_sample"]
 
 
 @checked(

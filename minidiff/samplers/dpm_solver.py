@@ -47,7 +47,7 @@ from ..diffusion import EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import pad_like
 from .clipping import CLIP_X0, X0Clip, apply_clip, resolve_clip
-from .ddim import _check_prev, _resolve_timesteps, ddim_timesteps
+from .ddim import T_PREV, ddim_timesteps, resolve_timesteps
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -125,7 +125,7 @@ def _timesteps(
             f"spacing chooses the timesteps of steps=; it cannot apply to explicit timesteps, "
             f"got spacing={spacing!r} with timesteps"
         )
-    return _resolve_timesteps(schedule, steps, timesteps)
+    return resolve_timesteps(schedule, steps, timesteps)
 
 
 def _solver_steps(
@@ -196,6 +196,7 @@ def _multistep_d(
 @checked(
     x_t=_X,
     t=Timesteps(of="x_t"),
+    t_prev=T_PREV,
     x0=FloatTensor(like="x_t", finite=True),
     schedule=NoiseSchedule,
     x0_last=FloatTensor(like="x_t", finite=True, optional=True),
@@ -223,7 +224,7 @@ def dpm_solver_step(
     ``t_last > t > t_prev >= 0``.
     """
     tt = torch.as_tensor(t)
-    tp = _check_prev(t_prev, tt, schedule.T)
+    tp = torch.as_tensor(t_prev)  # @checked made it a long tensor (B,) below t
     if (x0_last is None) != (t_last is None):
         raise TypeError("give x0_last and t_last together (or neither, for the first step)")
     d = x0
@@ -240,6 +241,7 @@ def dpm_solver_step(
 @checked(
     x_t=_X,
     t=Timesteps(of="x_t"),
+    t_prev=T_PREV,
     x0=FloatTensor(like="x_t", finite=True),
     x0_next=FloatTensor(like="x_t", finite=True),
     schedule=NoiseSchedule,
@@ -262,7 +264,7 @@ def heun_log_snr_step(
     order 1). Shapes as in :func:`dpm_solver_step`.
     """
     tt = torch.as_tensor(t)
-    tp = _check_prev(t_prev, tt, schedule.T)
+    tp = torch.as_tensor(t_prev)  # @checked made it a long tensor (B,) below t
     if bool((tp == 0).any()):
         raise ValueError(
             "t_prev must be >= 1 for a Heun step (the model is not called at t = 0); "

@@ -29,8 +29,8 @@ from ..diffusion import VARIANCES, EpsModel, call_eps_model, predict_x0_from_eps
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps, resolve_clip
-from .ddpm import _ancestral_step
-from .inpainting import _MASK, _RESTORING_SAMPLER, start_like_known
+from .ddpm import ddpm_step
+from .inpainting import MASK, RESTORING_SAMPLER, start_like_known
 from .loop import OnStep, batch_time, run_sampler
 from .registry import register_sampler
 
@@ -41,7 +41,7 @@ _RECONSTRUCTION = dict(
     x_t=FloatTensor(dim=4, finite=True),
     t=Timesteps(of="x_t"),
     x_known=FloatTensor(like="x_t", finite=True),
-    mask=_MASK,
+    mask=MASK,
     schedule=NoiseSchedule,
 )
 """The checks of :func:`reconstruction_gradient`'s arguments, which :func:`dps_step` takes first."""
@@ -119,7 +119,18 @@ def dps_step(
     _require_autograd("dps_step")
     z = noise if noise is not None else noise_like(x_t, generator)
     clip = resolve_clip(clip_x0)
-    return _dps_step(eps_model, x_t, t, x_known, mask, schedule, zeta, variance, clip, z)  # type: ignore[arg-type]
+    return _dps_step(
+        eps_model,
+        x_t,
+        t,  # type: ignore[arg-type]
+        x_known,
+        mask,
+        schedule,
+        zeta=zeta,
+        variance=variance,
+        clip=clip,
+        z=z,
+    )
 
 
 def _dps_step(
@@ -129,6 +140,7 @@ def _dps_step(
     x_known: torch.Tensor,
     mask: torch.Tensor,
     schedule: NoiseSchedule,
+    *,
     zeta: float,
     variance: str,
     clip: Any,
@@ -137,14 +149,14 @@ def _dps_step(
     grad, r, eps = reconstruction_gradient.unchecked(eps_model, x_t, tt, x_known, mask, schedule)
     if clip is not None:
         eps = clip_eps(x_t, tt, eps, schedule, clip)
-    x_prev = _ancestral_step(lambda x, t_: eps, x_t, tt, schedule, variance, z)
+    x_prev = ddpm_step.unchecked(x_t, tt, eps, schedule, variance=variance, noise=z)
     step = zeta / r.clamp_min(1e-12).sqrt()
     return x_prev - pad_like(step.to(x_t.dtype), x_t) * grad
 
 
 @register_sampler("dps")
 @checked(
-    **_RESTORING_SAMPLER,
+    **RESTORING_SAMPLER,
     zeta=ZETA,
     variance=OneOf(VARIANCES),
     generator=Rng,
@@ -184,10 +196,10 @@ def dps_sample(
             x_known,
             mask,
             schedule,
-            zeta,
-            variance,
-            clip,
-            noise_like(x, generator),
+            zeta=zeta,
+            variance=variance,
+            clip=clip,
+            z=noise_like(x, generator),
         )
 
     x = start_like_known(x_T, x_known, generator)

@@ -36,6 +36,7 @@ from .._validation import (
     describe,
 )
 from ..paths import GaussianPath, RectifiedFlowPath
+from ..tensors import pad_like
 from .loop import OnStep, draw_start, normal_prior
 from .registry import register_sampler
 from .sde_solvers import ODE_METHODS, ode_solve, time_grid
@@ -178,6 +179,6 @@ def straightness(
     xs = torch.stack(list(trajectory))  # (N + 1, B, ...)
     dts = (ts[1:] - ts[:-1]).to(xs)
     chord = (xs[-1] - xs[0]) / (ts[-1] - ts[0]).to(xs)
-    speeds = (xs[1:] - xs[:-1]) / dts.reshape(-1, *[1] * (xs.dim() - 1))
+    speeds = (xs[1:] - xs[:-1]) / pad_like(dts, xs)
     dev = (speeds - chord).flatten(2).pow(2).sum(-1)  # (N, B)
     return (dev * dts.abs()[:, None]).sum(0)

@@ -36,11 +36,11 @@ from .._validation import (
     Timesteps,
     checked,
 )
-from ..diffusion import VARIANCES, EpsModel
+from ..diffusion import VARIANCES, EpsModel, call_eps_model, q_sample
 from ..schedules import NoiseSchedule
 from ..tensors import noise_like, pad_like
 from .clipping import clip_eps_model
-from .ddpm import _ancestral_step
+from .ddpm import ddpm_step
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -83,15 +83,16 @@ def check_mask(mask: object, name: str, x_known: torch.Tensor) -> torch.Tensor:
 
 
 _KNOWN = FloatTensor(dim=4, nonempty=True, finite=True)
-_MASK = Check(check_mask, uses=("x_known",))
-_RESTORING_SAMPLER = dict(
-    eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, x_known=_KNOWN, mask=_MASK
+MASK = Check(check_mask, uses=("x_known",))
+"""``mask``: 0/1 values broadcastable to ``x_known`` (1 = known pixel), see :func:`check_mask`."""
+RESTORING_SAMPLER = dict(
+    eps_model=Function("(x_t, t) -> eps"), schedule=NoiseSchedule, x_known=_KNOWN, mask=MASK
 )
 """The checks of the arguments every sampler that restores ``x_known`` starts with
 (:func:`inpaint_sample`, :func:`~minidiff.samplers.dps.dps_sample`)."""
 
 
-@checked(x=FloatTensor(dim=4), x_known=FloatTensor(like="x", finite=True), mask=_MASK)
+@checked(x=FloatTensor(dim=4), x_known=FloatTensor(like="x", finite=True), mask=MASK)
 def paste_known(x: torch.Tensor, x_known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``m * x_known + (1 - m) * x``: the known pixels from ``x_known``, the rest from ``x``."""
     return torch.where(mask.bool(), x_known, x)
@@ -117,10 +118,7 @@ def noised_known(
     """
     if t is None:
         return x_known
-    eps = noise if noise is not None else noise_like(x_known, generator)
-    a = schedule.gather(schedule.sqrt_alpha_bar, t, 4, like=x_known)
-    s = schedule.gather(schedule.sqrt_one_minus_alpha_bar, t, 4, like=x_known)
-    return a * x_known + s * eps
+    return q_sample.unchecked(x_known, t, schedule, noise, generator)
 
 
 @checked(
@@ -128,7 +126,7 @@ def noised_known(
     t=Timesteps(of="x_t"),
     eps=FloatTensor(like="x_t", finite=True),
     x_known=FloatTensor(like="x_t", finite=True),
-    mask=_MASK,
+    mask=MASK,
     schedule=NoiseSchedule,
     variance=OneOf(VARIANCES),
     noise=FloatTensor(like="x_t", finite=True, optional=True),
@@ -158,7 +156,9 @@ def replacement_step(
     z = noise if noise is not None else noise_like(x_t, generator)
     e = known_noise if known_noise is not None else noise_like(x_t, generator)
     tt = cast(torch.Tensor, t)  # @checked made it a long tensor (B,)
-    return _replacement(lambda x, t_: eps, x_t, tt, x_known, mask, schedule, variance, z, e)
+    return _replacement(
+        lambda x, t_: eps, x_t, tt, x_known, mask, schedule, variance=variance, z=z, e=e
+    )
 
 
 def _replacement(
@@ -168,11 +168,13 @@ def _replacement(
     x_known: torch.Tensor,
     mask: torch.Tensor,
     schedule: NoiseSchedule,
+    *,
     variance: str,
     z: torch.Tensor,
     e: torch.Tensor,
 ) -> torch.Tensor:
-    unknown = _ancestral_step(model, x_t, tt, schedule, variance, z)
+    eps = call_eps_model.unchecked(model, x_t, tt)
+    unknown = ddpm_step.unchecked(x_t, tt, eps, schedule, variance=variance, noise=z)
     prev = tt - 1
     ab = pad_like(schedule.alpha_bar.to(x_t.device)[prev], x_t)  # ab_0 = 1: x_known exactly
     known = torch.where(pad_like(prev, x_t) > 0, ab.sqrt() * x_known + (1 - ab).sqrt() * e, x_known)
@@ -238,7 +240,7 @@ def repaint_times(T: int, jump_length: int = 10, resamplings: int = 10) -> list[
 
 @register_sampler("inpaint")
 @checked(
-    **_RESTORING_SAMPLER,
+    **RESTORING_SAMPLER,
     method=OneOf(("replace", "repaint")),
     jump_length=Int(minimum=1),
     resamplings=Int(minimum=1),
@@ -291,7 +293,7 @@ def inpaint_sample(
             return _renoise(x, t, t_next, schedule, noise_like(x, generator))
         tt = batch_time(x, t)
         z, e = noise_like(x, generator), noise_like(x, generator)
-        return _replacement(model, x, tt, x_known, mask, schedule, variance, z, e)
+        return _replacement(model, x, tt, x_known, mask, schedule, variance=variance, z=z, e=e)
 
     x = start_like_known(x_T, x_known, generator)
     name = f"inpaint_sample ({method})"

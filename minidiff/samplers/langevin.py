@@ -39,12 +39,12 @@ from .._validation import (
     check_number,
     checked,
 )
-from ..tensors import noise_like
+from ..tensors import noise_like, pad_like
 from .loop import OnStep, Prior, draw_start, normal_prior, run_sampler
 from .registry import register_sampler
 
 __all__ = [
-    "ScoreFn",
+    "StaticScoreFn",
     "NoiseConditionalScoreFn",
     "langevin_step",
     "langevin_sample",
@@ -52,7 +52,7 @@ __all__ = [
     "annealed_langevin_sample",
 ]
 
-ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+StaticScoreFn = Callable[[torch.Tensor], torch.Tensor]
 """A time-independent score ``score_fn(x: (B, ...)) -> (B, ...)``."""
 NoiseConditionalScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """A noise-conditional score ``score_fn(x: (B, ...), sigma: (B,) float) -> (B, ...)``."""
@@ -60,7 +60,7 @@ NoiseConditionalScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PRIORS = ("gaussian", "uniform")
 
 
-def _step_size(step_size: object, name: str) -> float | torch.Tensor:
+def _step_size(step_size: object, name: str, x: object = None) -> float | torch.Tensor:
     """A number ``> 0``, or a floating tensor ``(B,)`` (or broadcastable to ``x``) of them."""
     if not isinstance(step_size, torch.Tensor) or step_size.numel() == 1:
         return check_number(step_size, name, low=0.0)
@@ -68,6 +68,14 @@ def _step_size(step_size: object, name: str) -> float | torch.Tensor:
         raise TypeError(
             f"{name} must be a number or a floating tensor, got dtype {step_size.dtype}"
         )
+    if isinstance(x, torch.Tensor):
+        try:
+            torch.broadcast_shapes(_step_column(step_size, x).shape, x.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"{name} of shape {tuple(step_size.shape)} must be a number, ({x.shape[0]},) or "
+                f"broadcastable to x {tuple(x.shape)}"
+            ) from None
     if bool((step_size <= 0).any()) or not bool(torch.isfinite(step_size).all()):
         raise ValueError(f"{name} must be finite and > 0")
     return step_size
@@ -76,7 +84,7 @@ def _step_size(step_size: object, name: str) -> float | torch.Tensor:
 @checked(
     x=FloatTensor(finite=True),
     score=FloatTensor(like="x", finite=True),
-    step_size=Check(_step_size),
+    step_size=Check(_step_size, uses=("x",)),
     noise=FloatTensor(like="x", finite=True),
 )
 def langevin_step(
@@ -94,31 +102,16 @@ def langevin_step(
         the next state, same shape as ``x``.
     """
     if isinstance(step_size, torch.Tensor):
-        try:
-            torch.broadcast_shapes(_step_column(step_size, x).shape, x.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"step_size of shape {tuple(step_size.shape)} must be a number, ({x.shape[0]},) or "
-                f"broadcastable to x {tuple(x.shape)}"
-            ) from None
-    return _langevin_step(x, score, step_size, noise)
+        h = _step_column(step_size, x)
+        return x + 0.5 * h * score + h.sqrt() * noise
+    return x + (0.5 * step_size) * score + math.sqrt(step_size) * noise
 
 
 def _step_column(step_size: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     h = step_size.to(dtype=x.dtype, device=x.device)
     if h.dim() == 1 and h.shape[0] == x.shape[0] and x.dim() > 1:
-        h = h.reshape(-1, *([1] * (x.dim() - 1)))
+        h = pad_like(h, x)
     return h
-
-
-def _langevin_step(
-    x: torch.Tensor, score: torch.Tensor, step_size: float | torch.Tensor, noise: torch.Tensor
-) -> torch.Tensor:
-    """:func:`langevin_step` without the checks: for loops whose inputs were checked once."""
-    if isinstance(step_size, torch.Tensor):
-        h = _step_column(step_size, x)
-        return x + 0.5 * h * score + h.sqrt() * noise
-    return x + (0.5 * step_size) * score + math.sqrt(step_size) * noise
 
 
 def _call_score(
@@ -130,7 +123,7 @@ def _call_score(
 @register_sampler("langevin")
 @checked(score_fn=Function("(x) -> score"), steps=Int(), step_size=Number(low=0.0))
 def langevin_sample(
-    score_fn: ScoreFn,
+    score_fn: StaticScoreFn,
     shape: tuple[int, ...] | None = None,
     *,
     x_T: torch.Tensor | None = None,
@@ -161,7 +154,7 @@ def langevin_sample(
     x = draw_start(x_T, shape, generator=generator, device=device, dtype=dtype)
 
     def step(x: torch.Tensor, k: int, k_next: int) -> torch.Tensor:
-        return _langevin_step(x, _call_score(score_fn, x), h, noise_like(x, generator))
+        return langevin_step.unchecked(x, _call_score(score_fn, x), h, noise_like(x, generator))
 
     return run_sampler(
         step,
@@ -273,7 +266,7 @@ def annealed_langevin_sample(
         score = _call_score(score_fn, x, sig)
         if sigma_next == 0.0:  # the final Tweedie step
             return x + sigma**2 * score
-        return _langevin_step(x, score, step_of[sigma], noise_like(x, generator))
+        return langevin_step.unchecked(x, score, step_of[sigma], noise_like(x, generator))
 
     # each Langevin step stays at its level (on_step labels the iterate with its own σ); the
     # Tweedie step goes from σ_L to 0

@@ -45,6 +45,7 @@ from .._validation import (
     checked,
     skip_value_checks,
 )
+from ..tensors import standard_normal
 
 __all__ = [
     "NonFiniteSampleError",
@@ -122,9 +123,11 @@ def draw_start(
             raise TypeError("give shape (e.g. (1000, 2)) or a starting point x_T")
         size = check_shape(shape)
         gen_dev = generator.device if generator is not None else (dev or torch.device("cpu"))
-        draw = prior or _standard_normal
-        x = draw(size, generator, dtype or torch.float32, gen_dev)
-        return x.to(dev or gen_dev)
+        if prior is None:
+            return standard_normal(
+                size, generator=generator, dtype=dtype or torch.float32, device=dev or gen_dev
+            )
+        return prior(size, generator, dtype or torch.float32, gen_dev).to(dev or gen_dev)
     check_tensor(x_T, "x_T", finite=True)
     if x_T.shape[0] == 0:
         raise ValueError(f"x_T must have shape (B, ...) with B >= 1, got {tuple(x_T.shape)}")
@@ -144,15 +147,6 @@ def draw_start(
             f"(leave dtype=None when x_T is given, or pass x_T.to({dtype}))"
         )
     return x_T.detach().clone()
-
-
-def _standard_normal(
-    shape: tuple[int, ...],
-    generator: torch.Generator | None,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
 
 @checked(scale=Number(low=0.0, low_open=False))

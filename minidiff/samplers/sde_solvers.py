@@ -45,7 +45,7 @@ from .._validation import (
 from ..sde import SDE, SDE_ARG, ReverseSDE, ScoreFn
 from ..tensors import noise_like, pad_like
 from .clipping import CLIP_X0, X0Clip, clip_score_fn
-from .langevin import _langevin_step
+from .langevin import langevin_step
 from .loop import OnStep, batch_time, draw_start, run_sampler
 from .registry import register_sampler
 
@@ -256,6 +256,7 @@ def _start(
     x_T: torch.Tensor | None,
     steps: int,
     t_end: float | None,
+    *,
     generator: torch.Generator | None,
     device: torch.device | str | None,
     dtype: torch.dtype | None,
@@ -330,7 +331,7 @@ def pf_ode_sample(
             "t_end=None (sde.t_min) or use Euler steps (method='euler', pf_ode_euler_sample)"
         )
     name = f"pf_ode_sample ({method})"
-    x, ts = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
+    x, ts = _start(sde, shape, x_T, steps, t_end, generator=generator, device=device, dtype=dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0), probability_flow=True)
     return ode_solve(
         partial(ReverseSDE.drift.unchecked, rsde),
@@ -449,7 +450,7 @@ def predictor_corrector_sample(
         ``x`` at ``t_end``.
     """
     name = "predictor_corrector_sample" if corrector_steps else "euler_maruyama_sample"
-    x, grid = _start(sde, shape, x_T, steps, t_end, generator, device, dtype)
+    x, grid = _start(sde, shape, x_T, steps, t_end, generator=generator, device=device, dtype=dtype)
     rsde = sde.reverse(clip_score_fn(score_fn, sde._marginal, clip_x0))
     g = grid.tolist()
     times = list(zip(g[:-1], g[1:], strict=True))
@@ -465,7 +466,7 @@ def predictor_corrector_sample(
             z = noise_like(x, generator)
             s_norm = s.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
             h = 4.0 * ratio[t] * (snr * z.flatten(1).norm(dim=1).mean() / s_norm) ** 2
-            x = _langevin_step(x, s, h.to(x.dtype), z)
+            x = langevin_step.unchecked(x, s, h.to(x.dtype), z)
         z = noise_like(x, generator)
         x_next, mean = _euler_maruyama_step(rsde, x, tt, t_next - t, z)
         return mean if (denoise and t_next == t_last) else x_next

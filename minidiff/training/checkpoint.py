@@ -29,6 +29,7 @@ __all__ = [
     "write_atomically",
     "model_fingerprint",
     "check_model_fingerprint",
+    "check_loadable",
     "check_checkpoint_path",
 ]
 
@@ -288,7 +289,7 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
     if not state:
         raise ValueError("save_checkpoint needs at least one keyword to save")
     for key, value in state.items():
-        _check_loadable(value, key)
+        check_loadable(value, key)
 
     def write(f: BinaryIO) -> None:
         f.write(_MAGIC + bytes(32))
@@ -303,18 +304,18 @@ def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
 _LEAVES = (torch.Tensor, int, float, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
 
 
-def _check_loadable(value: object, where: str) -> None:
+def check_loadable(value: object, where: str) -> None:
     """What ``torch.load(weights_only=True)`` reads back: tensors, numbers, strings and the dicts,
     lists and tuples of them. Anything else would be saved, then refused as unreadable."""
     if isinstance(value, _LEAVES):
         return
     if isinstance(value, dict):
         for k, v in value.items():
-            _check_loadable(v, f"{where}[{k!r}]")
+            check_loadable(v, f"{where}[{k!r}]")
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _check_loadable(v, f"{where}[{i}]")
+            check_loadable(v, f"{where}[{i}]")
         return
     hint = (
         "save its state_dict()"

@@ -57,12 +57,9 @@ from .state import TrainState
 
 __all__ = [
     "ImageRunConfig",
-    "EpochSampler",
     "RunResult",
-    "load_images",
     "run",
     "sample_grid",
-    "DATASETS",
 ]
 
 # What a resumed run may change: its length, how it samples, its budget, how many processes.

@@ -25,10 +25,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils._foreach_utils import (
-    _get_foreach_kernels_supported_devices,
-    _get_fused_kernels_supported_devices,
-)
 
 from .._validation import Check, Int, Number, OneOf, check_positive_int, checked
 
@@ -67,14 +63,30 @@ def learning_rate(step: int, steps: int, lr: float, warmup_steps: int, schedule:
     return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _kernel_devices(kind: str) -> list[str]:
+    """The device types with torch's ``kind`` (``"fused"`` or ``"foreach"``) optimizer kernels.
+
+    Torch keeps this list in a private helper (``torch.utils._foreach_utils``), looked up at each
+    call; where a torch version lacks it, the answer is ``["cuda"]``, the devices every torch
+    version since 2.0 has both kernels for (other devices then take the plain per-tensor path).
+    """
+    try:
+        from torch.utils import _foreach_utils
+
+        devices = getattr(_foreach_utils, f"_get_{kind}_kernels_supported_devices")()
+    except (ImportError, AttributeError):
+        return ["cuda"]
+    return list(devices)
+
+
 def fused_supported(params: Sequence[Tensor]) -> bool:
     """Whether torch has a fused AdamW kernel for every parameter (device and dtype)."""
-    devices = _get_fused_kernels_supported_devices()
+    devices = _kernel_devices("fused")
     return all(p.device.type in devices and p.is_floating_point() for p in params)
 
 
 def _foreach_supported(params: Sequence[Tensor]) -> bool:
-    devices = _get_foreach_kernels_supported_devices()
+    devices = _kernel_devices("foreach")
     return all(p.device.type in devices for p in params)
 
 

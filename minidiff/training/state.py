@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .batches import Batches, batches_from, keeps_state
 from .checkpoint import (
-    _check_loadable,
+    check_loadable,
     check_model_fingerprint,
     load_checkpoint,
     model_fingerprint,
@@ -99,10 +99,10 @@ class TrainState:
         """``TypeError`` if the state of ``loss_fn`` or of the data is something a checkpoint
         cannot hold (checked before the first step, not after the steps up to the first save)."""
         if self.stateful_loss is not None:
-            _check_loadable(self.stateful_loss.state_dict(), "loss_fn.state_dict()")
+            check_loadable(self.stateful_loss.state_dict(), "loss_fn.state_dict()")
         data = getattr(self.batches, "stateful", None)
         if data is not None:
-            _check_loadable(data.state_dict(), "data.state_dict()")
+            check_loadable(data.state_dict(), "data.state_dict()")
 
     # ------------------------------------------------------------------------ reading the losses
 

@@ -22,7 +22,8 @@ from _nbtools import ROOT, exec_tagged
 
 import minidiff.checks
 from minidiff.checks import CheckResult, Spec
-from minidiff.checks._core import ATOL, RTOL, _close
+from minidiff.checks._core import ATOL, RTOL
+from minidiff.checks._diagnose import close
 
 EXERCISES = ROOT / "exercises"
 
@@ -128,8 +129,7 @@ def test_each_mistake_is_detectable_and_named(chapter: str, name: str, key: str)
     mistake = spec.wrapped_mistakes()[key]
     rtol, atol = _loose(spec)
     differs = [
-        not _close(mistake.fn(*a, **k), spec.reference(*a, **k), rtol, atol)
-        for a, k in spec.cases()
+        not close(mistake.fn(*a, **k), spec.reference(*a, **k), rtol, atol) for a, k in spec.cases()
     ]
     assert any(differs), (
         f"mistake {key!r} equals the reference on every case: it can never be detected"
@@ -149,7 +149,7 @@ def test_mistakes_are_distinct_from_each_other(chapter: str, name: str) -> None:
     keys = list(outs)
     for i, a in enumerate(keys):
         for b in keys[i + 1 :]:
-            same = all(_close(x, y, rtol, atol) for x, y in zip(outs[a], outs[b], strict=True))
+            same = all(close(x, y, rtol, atol) for x, y in zip(outs[a], outs[b], strict=True))
             assert not same, (
                 f"mistakes {a!r} and {b!r} give the same answers: the feedback is ambiguous"
             )
@@ -208,7 +208,7 @@ def test_each_mistake_differs_from_the_reference_on_every_case(
     mistake = spec.wrapped_mistakes()[key]
     rtol, atol = _loose(spec)
     for i, (a, k) in enumerate(spec.cases()):
-        differs = not _close(mistake.fn(*a, **k), spec.reference(*a, **k), rtol, atol)
+        differs = not close(mistake.fn(*a, **k), spec.reference(*a, **k), rtol, atol)
         assert differs, f"mistake {key!r} equals the reference on case {i + 1}"
 
 

@@ -333,3 +333,10 @@ def test_a_few_samples_thrown_far_away_show_as_outliers_not_in_precision() -> No
     assert clean.outliers.mean < 0.001 and bad.outliers_floor.mean < 0.001
     assert bad.outliers_exceed_floor and not clean.outliers_exceed_floor
     assert bad.points == n * draws
+
+
+def test_sample_fn_is_the_one_type_of_distances() -> None:
+    """One home for the type of a sampler of points: precision_recall uses distances' SampleFn."""
+    from minidiff.metrics import distances, precision_recall
+
+    assert precision_recall.SampleFn is distances.SampleFn

@@ -9,6 +9,7 @@ import torch
 
 import minidiff as md
 import minidiff.samplers.ddim  # noqa: F401  (registers "ddim")
+from minidiff._validation import count_host_reads
 from minidiff.samplers import NonFiniteSampleError, get_sampler, trajectory
 from minidiff.samplers.ddim import (
     ddim_invert,
@@ -346,3 +347,25 @@ def test_respacing_checks_its_timesteps_alike_in_both_halves() -> None:
         respace_eps_model(f, [10, 60], md.linear_schedule(50))
     with pytest.raises(ValueError, match="a respaced beta rounds to 1"):
         respace_schedule(md.linear_schedule(50, 0.5, 0.99), [50])
+
+
+def test_step_unchecked_is_the_bare_kernel(sched: md.NoiseSchedule) -> None:
+    """The checks of ``t_prev`` and of ``eta``'s fit run in ``@checked``, before the body: the
+    body alone (``ddim_step.unchecked``) reads nothing back and raises nothing, and it is the
+    computation the distillation and inversion loops take (also the step up, ``t_prev > t``)."""
+    g = torch.Generator().manual_seed(0)
+    x, eps, z = (torch.randn(4, 2, generator=g) for _ in range(3))
+    t, tp = torch.full((4,), 40), torch.tensor([39, 20, 10, 0])
+    with count_host_reads() as reads:
+        out = ddim_step.unchecked(x, t, tp, eps, sched, eta=0.5, noise=z)
+        up = ddim_step.unchecked(x, tp, t, eps, sched)  # the inversion's step up, tp -> t
+    assert reads[0] == 0
+    assert torch.equal(out, ddim_step(x, t, tp, eps, sched, eta=0.5, noise=z))
+    ab = sched.alpha_bar.float()  # the eta = 0 step up: sqrt(ab_t) x0_hat + sqrt(1 - ab_t) eps
+    x0_hat = (x - (1 - ab[tp]).sqrt()[:, None] * eps) / ab[tp].sqrt()[:, None]
+    assert torch.allclose(up, ab[t].sqrt()[:, None] * x0_hat + (1 - ab[t]).sqrt()[:, None] * eps)
+    with count_host_reads() as reads:
+        ddim_step(x, t, tp, eps, sched, eta=0.5, noise=z)
+    assert reads[0] <= 6  # as many as when the body checked t_prev and eta (one fewer at eta=0)
+    with pytest.raises(ValueError, match="t_prev must be smaller"):
+        ddim_step(x, t, tp + 1, eps, sched)

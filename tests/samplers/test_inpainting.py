@@ -52,6 +52,7 @@ def test_replacement_step_is_the_ancestral_step_plus_the_noised_known_pixels():
     unknown = ddpm_step(x_t, t, eps, SCHED, noise=z)
     known = q_sample(x_known, t - 1, SCHED, noise=e)
     assert torch.allclose(out, torch.where(mask.bool(), known, unknown), atol=1e-6)
+    assert torch.equal(torch.where(mask.bool(), 0.0, out), torch.where(mask.bool(), 0.0, unknown))
     last = replacement_step(x_t, 1, eps, x_known, mask, SCHED, noise=z, known_noise=e)
     assert torch.equal(last[..., :3, :], x_known[..., :3, :])  # level 0: the pixels themselves
 
@@ -183,3 +184,15 @@ def test_repaint_sample_refuses_a_method_of_its_own():
         with pytest.raises(TypeError, match="repaint_sample always uses method='repaint'.*inpaint"):
             repaint_sample(spy, SCHED, x, m, method=method)
     assert not calls
+
+
+def test_noised_known_is_q_sample_bitwise() -> None:
+    """The known pixels at level t are the forward process, the same computation as q_sample."""
+    x_known, e = _images(), torch.randn(4, 1, 6, 6)
+    t = torch.tensor([1, 5, 17, 40])
+    assert torch.equal(
+        noised_known(x_known, t, SCHED, noise=e), q_sample(x_known, t, SCHED, noise=e)
+    )
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    drawn = noised_known(x_known, t, SCHED, generator=g1)
+    assert torch.equal(drawn, q_sample(x_known, t, SCHED, generator=g2))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from minidiff import GaussianMixture, available_samplers, get_sampler
+from minidiff._validation import count_host_reads
 from minidiff.metrics import sliced_wasserstein
 from minidiff.samplers import NonFiniteSampleError, trajectory
 from minidiff.samplers.langevin import (
@@ -238,3 +239,20 @@ def test_error_paths() -> None:
         annealed_langevin_sample(
             nc, [1.0, 0.1], (4, 2), steps_per_level=50, step_lr=1.0, generator=gen(0)
         )
+
+
+def test_step_refuses_a_misshaped_step_before_reading_it_and_unchecked_is_bare() -> None:
+    """A step-size tensor that cannot broadcast with x is refused by the argument check, before
+    its values are read back; the body (``langevin_step.unchecked``, the loops' kernel) checks
+    nothing and reads nothing."""
+    x = torch.zeros(4, 2)
+    with count_host_reads() as reads, pytest.raises(ValueError, match="step_size of shape"):
+        langevin_step(x, x, torch.full((3,), 0.1), x)
+    assert reads[0] <= 2  # x and score are finite; the step's own values are not read
+    g = gen(1)
+    s, z = torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g)
+    h = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    with count_host_reads() as reads:
+        out = langevin_step.unchecked(x, s, h, z)
+    assert reads[0] == 0
+    assert torch.equal(out, langevin_step(x, s, h, z))

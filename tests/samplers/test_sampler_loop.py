@@ -392,3 +392,31 @@ def test_bad_x_T(fn) -> None:  # type: ignore[no-untyped-def]
         fn(*first, x_T=torch.zeros(0, 2))
     with pytest.raises(ValueError, match="device"):
         fn(*first, x_T=torch.zeros(2, 2), device="meta")
+
+
+def test_every_sampler_of_the_package_and_its_step_is_exported_by_minidiff_samplers() -> None:
+    """The table of ``minidiff.samplers`` names each sampler's function: each of this package's
+    samplers is importable from it (and listed in ``__all__``), as are the steps the docstrings
+    name (``ddim_sigma`` in ``ddim_step``'s)."""
+    import minidiff.samplers as samplers
+
+    for name in md.available_samplers():
+        fn = md.get_sampler(name)
+        if fn.__module__.startswith("minidiff.samplers."):
+            assert fn.__name__ in samplers.__all__, name
+            assert getattr(samplers, fn.__name__) is fn, name
+    for step in ("ddim_sigma", "dps_step", "reconstruction_gradient"):
+        assert step in samplers.__all__ and callable(getattr(samplers, step)), step
+
+
+def test_draw_start_is_the_standard_normal_of_the_generator() -> None:
+    """The default start is tensors.standard_normal: the generator's stream, bitwise."""
+    from minidiff.samplers.loop import draw_start
+    from minidiff.tensors import standard_normal
+
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    x = draw_start(None, (5, 3), generator=g1, dtype=torch.float64)
+    assert torch.equal(x, standard_normal((5, 3), generator=g2, dtype=torch.float64))
+    assert torch.equal(
+        x, torch.randn(5, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    )

@@ -572,3 +572,21 @@ def test_a_loss_state_a_checkpoint_cannot_hold_is_refused_before_the_first_step(
     with pytest.raises(TypeError, match=r"loss_fn.state_dict\(\)\['calls'\] is a int64"):
         train(make_model(), loss, make_data(), steps=3, checkpoint_path=tmp_path / "c.pt", **KW)
     assert loss.calls == 0 and not (tmp_path / "c.pt").exists()
+
+
+def test_kernel_support_follows_torch_and_survives_a_torch_without_its_private_helper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Which devices have fused/foreach AdamW is torch's private list, looked up when asked (not
+    bound at import: a torch without it still imports minidiff); without it, only CUDA."""
+    from torch.utils import _foreach_utils
+
+    from minidiff.training import optim
+
+    cpu = [torch.zeros(2, requires_grad=True)]
+    monkeypatch.setattr(_foreach_utils, "_get_fused_kernels_supported_devices", lambda: ["cpu"])
+    assert optim.fused_supported(cpu)
+    monkeypatch.delattr(_foreach_utils, "_get_fused_kernels_supported_devices")
+    monkeypatch.delattr(_foreach_utils, "_get_foreach_kernels_supported_devices")
+    assert not optim.fused_supported(cpu)
+    assert not optim._foreach_supported(cpu)
