@@ -54,7 +54,7 @@ from ._validation import (
 from .diffusion import EpsModel, call_eps_model, q_sample
 from .losses import simple_loss
 from .paths import PathCoefficients, convert_with
-from .samplers.ddim import _ddim_step, ddim_timesteps
+from .samplers.ddim import ddim_step, ddim_timesteps
 from .schedules import NoiseSchedule
 from .tensors import mean_data_dims, noise_like, pad_like
 
@@ -223,9 +223,9 @@ def _target(
 ) -> torch.Tensor:
     with torch.no_grad():
         eps = call_eps_model.unchecked(teacher, z, tt, "teacher")
-        z_mid = _ddim_step(z, tt, tm, eps, sched, 0.0, None)
+        z_mid = ddim_step.unchecked(z, tt, tm, eps, sched)
         eps_mid = call_eps_model.unchecked(teacher, z_mid, tm, "teacher")
-        z_next = _ddim_step(z_mid, tm, tn, eps_mid, sched, 0.0, None)
+        z_next = ddim_step.unchecked(z_mid, tm, tn, eps_mid, sched)
         ab = sched.alpha_bar.to(tt.device)
         ratio = ((1 - ab[tn]) / (1 - ab[tt])).sqrt()  # s''/s in float64: the division below
         denom = ab[tn].sqrt() - ratio * ab[tt].sqrt()  # is small for short steps

@@ -178,7 +178,7 @@ def ddim_step(
     x0 = None
     if clip is not None:
         x0, eps = clipped_x0_eps(x_t, tt, eps, schedule, clip)
-    return _ddim_step(x_t, tt, tp, eps, schedule, eta, z, x0)
+    return _ddim_step(x_t, tt, tp, eps, schedule, eta=eta, z=z, x0_hat=x0)
 
 
 def _check_eta_fits(
@@ -199,6 +199,7 @@ def _ddim_step(
     tp: torch.Tensor,
     eps: torch.Tensor,
     sched: NoiseSchedule,
+    *,
     eta: float,
     z: torch.Tensor | None,
     x0_hat: torch.Tensor | None = None,
@@ -327,7 +328,7 @@ def ddim_sample(
         if clip is not None:
             x0, eps = clipped_x0_eps(x, tt, eps, sched, clip)
         z = noise_like(x, generator) if eta > 0 else None
-        return _ddim_step(x, tt, tp, eps, sched, eta, z, x0)
+        return _ddim_step(x, tt, tp, eps, sched, eta=eta, z=z, x0_hat=x0)
 
     times = list(zip(ts.tolist(), prev.tolist(), strict=True))
     return run_sampler(step, x, times, name="ddim_sample", on_step=on_step, progress=progress)
@@ -369,7 +370,7 @@ def ddim_invert(
     def step(x: torch.Tensor, s: int, t: int) -> torch.Tensor:
         ss = batch_time(x, s)
         tt = batch_time(x, t)
-        return _ddim_step(x, ss, tt, call_eps_model(eps_model, x, tt), sched, 0.0, None)
+        return _ddim_step(x, ss, tt, call_eps_model(eps_model, x, tt), sched, eta=0.0, z=None)
 
     times = list(zip(prev.tolist(), ts.tolist(), strict=True))
     return run_sampler(step, x0, times, name="ddim_invert", on_step=on_step, progress=progress)
