@@ -169,6 +169,8 @@ def _integer(value: object) -> int | None:
     (NumPy's integers), never a bool (``True``/``np.bool_``); else ``None``."""
     if isinstance(value, int):
         return None if isinstance(value, bool) else value
+    if isinstance(value, torch.Tensor):  # the common case, before the slower ABC check below
+        return None
     if isinstance(value, numbers.Integral):
         return int(value)
     return None
