@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import torch
 from torch import nn
@@ -240,7 +240,12 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        os_error = _os_error_in(exc)
+        interrupt = _raised_while_handling(exc, KeyboardInterrupt)
+        if interrupt is not None and interrupt is not exc:
+            # Ctrl-C inside torch.save surfaces as the zip writer's own RuntimeError at its
+            # close: what happened is the interrupt, and the caller's handler of it should run
+            raise interrupt from None
+        os_error = _raised_while_handling(exc, OSError)
         if os_error is None:
             raise
         kept = "the previous file was kept" if path.exists() else "nothing was written"
@@ -251,14 +256,18 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     _fsync_directory(directory)
 
 
-def _os_error_in(exc: BaseException) -> OSError | None:
-    """The ``OSError`` behind a failed write: ``exc`` itself, or the one a library's own error
-    (``torch.save``'s ``RuntimeError`` on a full disk) was raised while handling."""
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _raised_while_handling(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The exception of type ``kind`` behind a failed write: ``exc`` itself, or the one a
+    library's own error was raised while handling (``torch.save``'s ``RuntimeError`` on a full
+    disk hides the ``OSError``, and after a Ctrl-C the ``KeyboardInterrupt``)."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             return None
-        if isinstance(seen, OSError):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

@@ -310,6 +310,33 @@ def test_a_full_disk_is_an_oserror_that_keeps_the_previous_checkpoint(
     assert sorted(os.listdir(tmp_path)) == ["ckpt.pt"]
 
 
+@pytest.mark.parametrize("after_writes", [0, 2, 5])
+def test_ctrl_c_inside_torch_save_is_the_interrupt_and_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_writes: int
+) -> None:
+    """A KeyboardInterrupt in the middle of torch.save surfaced as the zip writer's RuntimeError
+    ("unexpected pos") raised while closing, so the command line printed a traceback instead of
+    its one-line note; the caller gets the KeyboardInterrupt, and the old file stays."""
+    from minidiff.training import checkpoint as C
+
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, w=torch.arange(4.0))
+    write, calls = C._HashingWriter.write, [0]
+
+    def interrupted(self: object, data: object) -> int:
+        calls[0] += 1
+        if calls[0] > after_writes:
+            raise KeyboardInterrupt
+        return write(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(C._HashingWriter, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, w=torch.randn(64, 64), v=torch.randn(64, 64))
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["w"], torch.arange(4.0))
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pt"]
+
+
 def test_long_file_names_save_and_too_long_ones_are_refused_up_front(tmp_path: Path) -> None:
     long = tmp_path / ("c" * 240 + ".pt")  # legal; its temporary's name must still fit
     save_checkpoint(long, w=torch.zeros(1))
