@@ -420,7 +420,9 @@ def mixture_predictor(gmm: GaussianMixture, path: GaussianPath, kind: str = "vel
 
     def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = path._coefficients(check_batch_time(gmm.check_points(x), t).to(torch.float64))
-        x0, minus_score = gmm._denoise(x.to(torch.float64), c.alpha, c.sigma)
+        x64 = x.to(torch.float64)  # the exact mixture's posterior mean and score, in float64
+        x0 = GaussianMixture.posterior_mean.unchecked(gmm, x64, c.alpha, c.sigma)
+        minus_score = -GaussianMixture.marginal_score.unchecked(gmm, x64, c.alpha, c.sigma)
         col = PathCoefficients(*(v.to(x.device)[:, None] for v in c))
         a, _ = _ab(col, kind)
         b_sigma = {  # b sigma, with b the weight of eps in kind (_ab), finite at sigma = 0

@@ -319,18 +319,10 @@ class GaussianMixture:
     @checked(**_NOISED)
     def posterior_mean(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
         """``E[x_0 | alpha x_0 + sigma eps = x]``, shape ``(N, D)`` (the ideal denoiser)."""
-        return self._denoise(x, alpha, sigma)[0].to(dtype=x.dtype, device=x.device)
-
-    def _denoise(
-        self, x: torch.Tensor, alpha: Scalar, sigma: Scalar
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(E[x_0 | x], -score(x))`` in float64 from one pass over the components: the posterior
-        mean and ``sum_k r_k C_k^{-1}(x - alpha mu_k)``, which is ``E[eps | x] / sigma`` and stays
-        finite at ``sigma = 0`` (where ``E[eps | x]`` itself is 0)."""
         _, resp, Cinv_diff, a = self._moments(x, alpha, sigma)
         means, covs = self.means.to(x.device), self.covs.to(x.device)
         per_comp = means[None] + a[:, None, None] * (covs[None] @ Cinv_diff[..., None])[..., 0]
-        return (resp[..., None] * per_comp).sum(1), (resp[..., None] * Cinv_diff).sum(1)
+        return (resp[..., None] * per_comp).sum(1).to(dtype=x.dtype, device=x.device)
 
     @checked(**_NOISED)
     def responsibilities(self, x: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
