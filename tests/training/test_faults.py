@@ -230,9 +230,12 @@ def test_ctrl_c_stops_with_status_130_and_the_run_continues(tmp_path: Path) -> N
     """1 fault: SIGINT once the checkpoint of step 2 exists; status 130 and a one-line note; the
     same command then finishes the run."""
     cmd = ["train", *TINY, "--steps", "30", "--sample-every", "2", "--out", str(tmp_path)]
+    # a shell that starts the test suite in the background (``make test &``) leaves SIGINT
+    # ignored, and Python keeps an ignored SIGINT ignored: give the child the default disposition
     child = subprocess.Popen(
         [sys.executable, "-m", "minidiff.training", *cmd, "--no-progress"],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.time() + 300
     while _step_of(tmp_path / "checkpoint.pt") < 2:
