@@ -372,7 +372,7 @@ def _cm_variant(kind: str) -> Fn:
         sigma_data: float,
     ) -> torch.Tensor:
         ab = alpha_bar.double()[t]
-        sb = ((1 - ab) / ab).sqrt()
+        sb = (1 - ab).sqrt() if kind == "vp_sigma" else ((1 - ab) / ab).sqrt()
         d2 = sigma_data**2
         shift = 0.0 if kind in ("edm_skip", "edm_both") else sigma_min
         c_skip = d2 / ((sb - shift) ** 2 + d2)
@@ -425,6 +425,12 @@ _CM = Spec(
             + _BOUNDARY
             + "at the boundary the skip connection (c_skip = 1) must carry x unchanged and "
             "c_out must be 0.",
+        ),
+        "vp_sigma": Mistake(
+            _cm_variant("vp_sigma"),
+            "you put the VP noise level σ_t = √(1 − ᾱ_t) into the scalings; they take σ̄ = "
+            "σ_t/α_t = √((1 − ᾱ_t)/ᾱ_t), the noise level of x̄ = x_t/α_t (the VE variable), the "
+            "scale σ̄_min is measured in too.",
         ),
         "no_rescale": Mistake(
             _cm_variant("no_rescale"),

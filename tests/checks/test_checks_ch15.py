@@ -128,3 +128,19 @@ def test_a_step_with_exp_h_for_exp_minus_h_is_named() -> None:
 
     res = ch15.check_dpm_solver_2m_step(exp_h, display=False)
     assert not res.passed and res.mistake == "exp_sign", res.message
+
+
+def test_a_consistency_fn_with_the_vp_noise_level_is_named() -> None:
+    """The slip as a student writes it: ``sigma = sqrt(1 - alpha_bar)`` (the VP noise level) in
+    the scalings instead of ``sigma_bar = sqrt((1 - alpha_bar) / alpha_bar)``."""
+
+    def vp_sigma(net, x_t, t, alpha_bar, sigma_min, sigma_data):  # type: ignore[no-untyped-def]
+        ab = alpha_bar[t].to(x_t.dtype)[:, None]
+        sigma = (1 - ab).sqrt()
+        c_skip = sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
+        c_out = sigma_data * (sigma - sigma_min) / (sigma_data**2 + sigma**2).sqrt()
+        return c_skip * x_t / ab.sqrt() + c_out * net(x_t, t)
+
+    res = ch15.check_consistency_fn(vp_sigma, display=False)
+    assert not res.passed and res.mistake == "vp_sigma", res.message
+    assert "√(1 − ᾱ_t)" in res.message and "σ̄ = σ_t/α_t" in res.message
