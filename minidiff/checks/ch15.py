@@ -280,8 +280,16 @@ def _loss_variant(kind: str) -> Fn:
         if kind == "student_target":
             target = target.detach()
         x_hat = a * z_t - s * student(z_t, t)
+        if kind == "v_sign":
+            x_hat = a * z_t + s * student(z_t, t)
+        if kind == "student_as_eps":
+            x_hat = (z_t - s * student(z_t, t)) / a
         snr = (a**2 / s**2)[:, 0]
-        w = {"snr_weight": snr, "no_weight": torch.ones_like(snr)}.get(kind, snr.clamp(min=1.0))
+        w = {
+            "snr_weight": snr,
+            "no_weight": torch.ones_like(snr),
+            "weight_clamped_above": snr.clamp(max=1.0),
+        }.get(kind, snr.clamp(min=1.0))
         return (w * ((target - x_hat) ** 2).mean(dim=1)).mean()
 
     return fn
@@ -316,6 +324,20 @@ _LOSS = Spec(
             _loss_variant("no_weight"),
             "the loss needs the truncated-SNR weight max(α_t²/σ_t², 1) on each sample's squared "
             "error.",
+        ),
+        "weight_clamped_above": Mistake(
+            _loss_variant("weight_clamped_above"),
+            "your weight is min(α²/σ², 1) (`.clamp(max=1)`); the truncated SNR is max(α²/σ², 1), "
+            "`.clamp(min=1)`: at least 1, so that the high-noise steps keep their weight.",
+        ),
+        "student_as_eps": Mistake(
+            _loss_variant("student_as_eps"),
+            "you read the student's output as ε (x̂ = (z_t − σ ε)/α); the student predicts v, "
+            "and x̂ = α_t z_t − σ_t v.",
+        ),
+        "v_sign": Mistake(
+            _loss_variant("v_sign"),
+            "the sign of v is flipped: with v = α ε − σ x, the prediction is x̂ = α_t z_t − σ_t v.",
         ),
     },
     grad_hint="Build the target inside torch.no_grad(): the teacher is fixed, and only the "

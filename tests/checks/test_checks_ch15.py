@@ -144,3 +144,38 @@ def test_a_consistency_fn_with_the_vp_noise_level_is_named() -> None:
     res = ch15.check_consistency_fn(vp_sigma, display=False)
     assert not res.passed and res.mistake == "vp_sigma", res.message
     assert "√(1 − ᾱ_t)" in res.message and "σ̄ = σ_t/α_t" in res.message
+
+
+def _distillation_loss(slip: str):  # type: ignore[no-untyped-def]
+    """The solution's loss with one slip, written as a student writes it."""
+
+    def loss(student, teacher, z_t, t, t_mid, t_next, alpha_bar):  # type: ignore[no-untyped-def]
+        ab = alpha_bar.to(z_t.dtype)
+        a = lambda u: ab[u][:, None].sqrt()  # noqa: E731
+        s = lambda u: (1 - ab[u][:, None]).sqrt()  # noqa: E731
+
+        def ddim(z, u, w):  # type: ignore[no-untyped-def]
+            eps = teacher(z, u)
+            return a(w) * (z - s(u) * eps) / a(u) + s(w) * eps
+
+        with torch.no_grad():
+            z_two = ddim(ddim(z_t, t, t_mid), t_mid, t_next)
+            ratio = s(t_next) / s(t)
+            target = (z_two - ratio * z_t) / (a(t_next) - ratio * a(t))
+        v = student(z_t, t)
+        x_hat = {
+            "student_as_eps": (z_t - s(t) * v) / a(t),
+            "v_sign": a(t) * z_t + s(t) * v,
+        }.get(slip, a(t) * z_t - s(t) * v)
+        snr = (a(t) ** 2 / s(t) ** 2)[:, 0]
+        weight = snr.clamp(max=1.0) if slip == "weight_clamped_above" else snr.clamp(min=1.0)
+        return (weight * ((target - x_hat) ** 2).mean(dim=1)).mean()
+
+    return loss
+
+
+def test_distillation_loss_slips_with_v_and_the_weight_are_named() -> None:
+    assert ch15.check_distillation_loss(_distillation_loss("none"), display=False).passed
+    for slip in ("student_as_eps", "v_sign", "weight_clamped_above"):
+        res = ch15.check_distillation_loss(_distillation_loss(slip), display=False)
+        assert not res.passed and res.mistake == slip, (slip, res.mistake, res.message)
