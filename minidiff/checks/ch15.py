@@ -112,7 +112,8 @@ def _2m_variant(kind: str) -> Fn:
             h, h_last = lam[t_next] - lam[t], lam[t] - lam[t_last]
             r = h / h_last if kind == "r_inverted" else h_last / h
             sign = -1.0 if kind == "wrong_direction" else 1.0
-            step = x0 + sign * c(1 / (2 * r)) * (x0 - x0_last)
+            half = 1.0 if kind == "no_half" else 0.5
+            step = x0 + sign * c(half / r) * (x0 - x0_last)
             d = step if kind == "no_last_step_case" else torch.where(c(t_next) > 0, step, x0)
         e = s[t_next] * a[t] / (a[t_next] * s[t])  # e^{-h}
         if kind == "exp_sign":
@@ -168,6 +169,12 @@ _2M = Spec(
             _2m_variant("wrong_direction"),
             "you extrapolated away from the new prediction: D = (1 + 1/(2r)) x0 − 1/(2r) x0_last "
             "(the newer x0 gets the larger weight).",
+        ),
+        "no_half": Mistake(
+            _2m_variant("no_half"),
+            "the correction lacks its 1/2: D = x0 + (x0 − x0_last)/(2r). The midpoint of the "
+            "step is h/2 beyond t, and x0 − x0_last over r h is the slope in λ, so the "
+            "extrapolation is (h/2)·slope.",
         ),
         "exp_sign": Mistake(
             _2m_variant("exp_sign"),

@@ -179,3 +179,21 @@ def test_distillation_loss_slips_with_v_and_the_weight_are_named() -> None:
     for slip in ("student_as_eps", "v_sign", "weight_clamped_above"):
         res = ch15.check_distillation_loss(_distillation_loss(slip), display=False)
         assert not res.passed and res.mistake == slip, (slip, res.mistake, res.message)
+
+
+def test_a_step_without_the_half_of_the_correction_is_named() -> None:
+    """The slip as a student writes it: ``x0 + (x0 - x0_last) / r``."""
+
+    def no_half(x_t, t, t_next, x0, x0_last, t_last, alpha_bar):  # type: ignore[no-untyped-def]
+        a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        col = lambda v: v.to(x_t.dtype)[:, None]  # noqa: E731
+        d = x0
+        if x0_last is not None:
+            lam = (a / s).log()
+            r = (lam[t] - lam[t_last]) / (lam[t_next] - lam[t])
+            d = torch.where(col(t_next) > 0, x0 + col(1 / r) * (x0 - x0_last), x0)
+        exp_neg_h = s[t_next] * a[t] / (a[t_next] * s[t])
+        return col(s[t_next] / s[t]) * x_t + col(a[t_next] * (1 - exp_neg_h)) * d
+
+    res = ch15.check_dpm_solver_2m_step(no_half, display=False)
+    assert not res.passed and res.mistake == "no_half", res.message
