@@ -185,9 +185,11 @@ check_cross_attention = Checker("cross_attention", _ATTN)
 
 @own_rng
 def _cases_scale() -> list[Case]:
+    # at least 16,384 entries each, like real latents: the sample and the population standard
+    # deviation (torch.std and numpy.std) then agree within the tolerance, and both are right
     cases: list[Case] = []
     for i, (std, shape) in enumerate(
-        [(5.49, (16, 4, 4, 4)), (0.3, (10, 2, 3, 3)), (2.0, (8, 4, 2, 2))]
+        [(5.49, (16, 4, 16, 16)), (0.3, (64, 2, 12, 12)), (2.0, (64, 4, 8, 8))]
     ):
         g = torch.Generator().manual_seed(40 + i)
         z = 0.5 + std * torch.randn(shape, generator=g)
@@ -204,6 +206,10 @@ def _as_number(fn: Fn) -> Fn:
     return run
 
 
+_PER_CHANNEL = (
+    "you combined per-channel standard deviations; take one std over every entry of the latents "
+    "(z.std()), as Stable Diffusion does."
+)
 _SCALE = Spec(
     _cases_scale,
     _as_number(latent_scale),
@@ -225,8 +231,16 @@ _SCALE = Spec(
         ),
         "per_channel_first": Mistake(
             lambda z: float(1.0 / z.std(dim=(0, 2, 3)).mean()),
-            "you averaged per-channel standard deviations; take one std over every entry of the "
-            "latents (z.std()), as Stable Diffusion does.",
+            _PER_CHANNEL,
+        ),
+        "per_channel_scales_averaged": Mistake(
+            lambda z: float((1.0 / z.std(dim=(0, 2, 3))).mean()),
+            _PER_CHANNEL,
+        ),
+        "inverse_rms": Mistake(
+            lambda z: float(1.0 / z.pow(2).mean().sqrt()),
+            "you divided by the root mean square sqrt(mean(z²)), which counts the latents' mean "
+            "as spread; the standard deviation subtracts the mean first: s = 1 / z.std().",
         ),
     },
     wrap=_as_number,
