@@ -1,0 +1,35 @@
+"""Exercises 1-8 answered as a student would: wrong answers that a checker must name, each
+called exactly as the exercise notebook calls its checker."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from minidiff.checks import ch01
+
+
+def test_prior_kl_with_the_log_of_the_std_is_named() -> None:
+    """½ (σ² + μ² − 1 − log σ) takes the log of the standard deviation: a constant offset, which
+    is not the −1 (the earlier message sent the student to the −1)."""
+
+    def prior_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
+        var = 1 - alpha_bar_T
+        mean = math.sqrt(alpha_bar_T) * x0
+        return (0.5 * (var + mean**2 - 1) - 0.5 * math.log(math.sqrt(var))).sum(dim=1)
+
+    res = ch01.check_prior_kl(prior_kl, display=False)
+    assert not res.passed
+    assert "log σ" in res.message and "standard deviation" in res.message
+    assert "−1 inside" not in res.message
+
+
+def test_prior_kl_without_the_minus_one_is_named() -> None:
+    def prior_kl(x0: torch.Tensor, alpha_bar_T: float) -> torch.Tensor:
+        var = 1 - alpha_bar_T
+        mean = math.sqrt(alpha_bar_T) * x0
+        return (0.5 * (var + mean**2 - math.log(var))).sum(dim=1)
+
+    res = ch01.check_prior_kl(prior_kl, display=False)
+    assert not res.passed and "−1 inside the bracket is missing" in res.message
