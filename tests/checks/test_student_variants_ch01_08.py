@@ -4,10 +4,11 @@ called exactly as the exercise notebook calls its checker."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from minidiff.checks import ch01
+from minidiff.checks import ch01, ch03
 
 
 def test_prior_kl_with_the_log_of_the_std_is_named() -> None:
@@ -33,3 +34,15 @@ def test_prior_kl_without_the_minus_one_is_named() -> None:
 
     res = ch01.check_prior_kl(prior_kl, display=False)
     assert not res.passed and "−1 inside the bracket is missing" in res.message
+
+
+def test_math_log_on_a_tensor_gets_a_hint_to_use_torch() -> None:
+    """math.log(tensor) of many elements raises "only one element tensors can be converted";
+    the feedback says to use torch.log."""
+
+    def gaussian_kl(mean1: Any, var1: Any, mean2: Any, var2: Any) -> Any:
+        return 0.5 * (math.log(var2 / var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
+
+    res = ch03.check_gaussian_kl(gaussian_kl, display=False)
+    assert not res.passed
+    assert "ValueError" in res.message and "torch.log" in res.message
