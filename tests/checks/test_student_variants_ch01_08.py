@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from minidiff.checks import ch01, ch03
+from minidiff.checks import ch01, ch03, ch04
 
 
 def test_prior_kl_with_the_log_of_the_std_is_named() -> None:
@@ -46,3 +46,46 @@ def test_math_log_on_a_tensor_gets_a_hint_to_use_torch() -> None:
     res = ch03.check_gaussian_kl(gaussian_kl, display=False)
     assert not res.passed
     assert "ValueError" in res.message and "torch.log" in res.message
+
+
+def _ancestral_step(
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    eps: torch.Tensor,
+    betas: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    variance: str,
+    z: torch.Tensor,
+) -> torch.Tensor:
+    beta = betas[t].to(x_t.dtype)[:, None]
+    ab = alpha_bar[t].to(x_t.dtype)[:, None]
+    ab_prev = alpha_bar[t - 1].to(x_t.dtype)[:, None]
+    mean = (x_t - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
+    var = beta if variance == "beta" else (1 - ab_prev) / (1 - ab) * beta
+    return mean + (t > 1).to(x_t.dtype)[:, None] * var.sqrt() * z
+
+
+def test_sample_loop_that_runs_down_to_t0_is_named() -> None:
+    """range(T, -1, -1) takes one step too many, at t = 0, where 1 − ᾱ_0 = 0 gives NaN: the
+    feedback names the loop's timesteps, not only the NaN."""
+
+    def sample(
+        eps_model: Any,
+        betas: torch.Tensor,
+        alpha_bar: torch.Tensor,
+        shape: tuple[int, ...],
+        variance: str,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        T = betas.shape[0] - 1
+        x = torch.randn(shape, generator=generator)
+        with torch.no_grad():
+            for step in range(T, -1, -1):
+                t = torch.full((shape[0],), step, dtype=torch.long)
+                z = torch.randn(shape, generator=generator)
+                x = _ancestral_step(x, t, eps_model(x, t), betas, alpha_bar, variance, z)
+        return x
+
+    res = ch04.check_sample(sample, display=False)
+    assert not res.passed
+    assert "[1, 0]" in res.message and "range(T, 0, -1)" in res.message
