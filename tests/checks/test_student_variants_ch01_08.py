@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from minidiff.checks import ch01, ch03, ch04
+from minidiff.checks import ch01, ch03, ch04, ch08
 
 
 def test_prior_kl_with_the_log_of_the_std_is_named() -> None:
@@ -89,3 +89,18 @@ def test_sample_loop_that_runs_down_to_t0_is_named() -> None:
     res = ch04.check_sample(sample, display=False)
     assert not res.passed
     assert "[1, 0]" in res.message and "range(T, 0, -1)" in res.message
+
+
+def test_ddim_sigma_that_ignores_eta_is_named() -> None:
+    """σ_t without its factor η was described as "a factor that changes from input to input
+    ... a sum where a mean belongs"; it is named as the missing η."""
+
+    def ddim_sigma(
+        t: torch.Tensor, t_prev: torch.Tensor, alpha_bar: torch.Tensor, eta: float
+    ) -> torch.Tensor:
+        ab_t, ab_prev = alpha_bar[t], alpha_bar[t_prev]
+        return ((1 - ab_prev) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_prev).sqrt()
+
+    res = ch08.check_ddim_sigma(ddim_sigma, display=False)
+    assert not res.passed
+    assert "without the factor η" in res.message and "sum where a mean" not in res.message
