@@ -248,6 +248,12 @@ _HINTS = (
         "transposed, `emb @ weight.T` for a weight of shape (C, E)",
     ),
     (
+        "only one element tensors can be converted to Python scalars",
+        "a function of the math module (math.sqrt, math.log, math.exp, …) takes one number, not "
+        "a tensor: use torch.sqrt, torch.log, torch.exp (or the tensor's .sqrt(), .log()) on "
+        "tensors",
+    ),
+    (
         "backward through the graph a second time",
         "pass create_graph=True to every torch.autograd.grad call: its result is part of a loss "
         "that is differentiated again (retain_graph=True alone is not enough)",

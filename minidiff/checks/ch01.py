@@ -376,8 +376,17 @@ def _variance_part_slip(per_dim: float, var: float) -> str | None:
     log_v, std = math.log(var), math.sqrt(var)
     formula = "KL(N(μ, σ²) || N(0, 1)) = ½ (σ² + μ² − 1 − log σ²), with σ² = 1 − ᾱ_T"
     slips = (
+        (
+            0.5,
+            f"the −1 inside the bracket is missing (the KL of N(0, 1) to itself is 0): {formula}.",
+        ),
         (0.5 * log_v, f"the −log σ² term is missing: {formula}."),
         (log_v, f"the log term has the wrong sign: {formula} (minus log σ²)."),
+        (
+            0.25 * log_v,
+            f"the log term is log σ = ½ log σ², the log of the standard deviation; it is the log "
+            f"of the variance: {formula}.",
+        ),
         (
             0.5 * (std - var),
             f"the variance term is σ = √(1 − ᾱ_T) where σ² = 1 − ᾱ_T belongs: {formula}.",
@@ -417,8 +426,9 @@ def _prior_kl_parts(
                 return named
             return (
                 f"your KL is off by the same constant, {float(diff[0]):+.4g} per sample (that is "
-                f"{float(diff[0]) / d:+.4g} per dimension): check the constant −1 inside ½ (σ² + "
-                "μ² − 1 − log σ²), its sign and its ½."
+                f"{float(diff[0]) / d:+.4g} per dimension), so the part that grows with x0 is "
+                "right: check the terms that do not depend on x0, σ², −1 and −log σ² inside ½ (σ² "
+                "+ μ² − 1 − log σ²), their signs and their ½."
             )
         var = 1 - ab
         if not torch.allclose(s0.double(), r0.double(), rtol=1e-4, atol=1e-6):

@@ -177,6 +177,10 @@ def _sigma_forms(case: Case) -> dict[str, torch.Tensor]:
         "infinite at t_prev = 0, where ᾱ = 1); it is √((1 − ᾱ_prev)/(1 − ᾱ_t)), < 1": eta
         * ((1 - a_t) / (1 - a_p)).sqrt()
         * (1 - a_t / a_p).sqrt(),
+        "√((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev) without the factor η, the level of η = 1 "
+        "whatever η is: η multiplies σ_t (η = 0 gives the deterministic step)": (
+            ((1 - a_p) / (1 - a_t)).sqrt() * (1 - a_t / a_p).sqrt()
+        ),
         "η √((1 − ᾱ_{t−1})/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_{t−1}), both factors read one step back at "
         "alpha_bar[t - 1]: for a strided step ᾱ_prev is alpha_bar[t_prev]": eta
         * ((1 - a_m) / (1 - a_t)).sqrt()
