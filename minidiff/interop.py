@@ -278,8 +278,11 @@ def unet_from_diffusers(model: nn.Module) -> UNet:
     if missing:
         raise ValueError(f"model has no weights for minidiff's {missing[:5]}")
     param = next(model.parameters())
+    # in the source's dtype before the copy: a float64 model loaded into float32 weights would
+    # come back rounded to float32
+    unet = unet.to(device=param.device, dtype=param.dtype)
     unet.load_state_dict(ours)
-    return unet.to(device=param.device, dtype=param.dtype)
+    return unet
 
 
 class DiffusersEpsModel(nn.Module):

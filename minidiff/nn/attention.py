@@ -30,7 +30,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import Int, Number, check_positive_int, check_weights_dtype, checked
+from .._validation import (
+    Int,
+    Number,
+    check_positive_int,
+    check_weights_dtype,
+    checked,
+    describe,
+)
 
 __all__ = [
     "attention",
@@ -205,12 +212,19 @@ class CrossAttentionBlock(nn.Module):
     self-attention block): conditioning is learned as a correction, not forced in at init.
     """
 
-    @checked(channels=Int(), groups=Int(), eps=NORM_EPS)  # type: ignore[misc]  # (a decorated __init__)
+    @checked(  # type: ignore[misc]  # (a decorated __init__)
+        channels=Int(), context_dim=Int(), heads=Int(), groups=Int(), eps=NORM_EPS
+    )
     def __init__(
         self, channels: int, context_dim: int, heads: int = 1, groups: int = 32, eps: float = 1e-5
     ) -> None:
         super().__init__()
         check_groups(groups, channels=channels)
+        if channels % heads:
+            raise ValueError(
+                f"heads must divide channels ({channels}): each head reads channels / heads of "
+                f"them, got heads={heads}"
+            )
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.attn = CrossAttention(channels, context_dim, heads)
         nn.init.zeros_(self.attn.to_out.weight)
@@ -219,9 +233,13 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, h: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
         """``h: (B, C, H, W)``, ``context: (B, L, context_dim)``, ``mask: (B, L)`` bool; ``h``
         and ``context`` in the weights' dtype (a ``TypeError`` names the one that is not)."""
-        if isinstance(h, Tensor):
-            check_weights_dtype(self.norm.weight, "CrossAttentionBlock", h=h)
-        b, c, hh, ww = h.shape
+        c = self.norm.num_channels
+        if not isinstance(h, Tensor):
+            raise TypeError(f"h must be a torch.Tensor (B, {c}, H, W), got {describe(h)}")
+        if h.ndim != 4 or h.shape[1] != c:
+            raise ValueError(f"h must be a feature map (B, {c}, H, W), got {tuple(h.shape)}")
+        check_weights_dtype(self.norm.weight, "CrossAttentionBlock", h=h)
+        b, _, hh, ww = h.shape
         tokens = self.norm(h).flatten(2).transpose(1, 2)  # (B, HW, C): positions as queries
         out = self.attn(tokens, context, mask)
         return h + out.transpose(1, 2).reshape(b, c, hh, ww)

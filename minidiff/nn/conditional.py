@@ -57,13 +57,12 @@ class ConditionalTimeMLP(TimeMLP):
         if self.training and torch.is_grad_enabled():
             film = self._cond_film(t, yy)  # training: a fresh (t, y) per row, nothing to share
         else:
-            # sampling: one conditioning vector per distinct (t, y) pair (one or two of them)
-            key = t.long() * (self.num_classes + 1) + yy
-            k_unique, inverse = torch.unique(key, return_inverse=True)
-            film = self._cond_film(
-                k_unique // (self.num_classes + 1), k_unique % (self.num_classes + 1)
-            )
-            if k_unique.numel() > 1:
+            # sampling: one conditioning vector per distinct (t, y) pair (one or two of them);
+            # t keeps its fractional part (continuous time, time_scale > 1), y is exact in float64
+            pairs = torch.stack([t.to(torch.float64), yy.to(torch.float64)], dim=1)
+            p_unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+            film = self._cond_film(p_unique[:, 0], p_unique[:, 1].long())
+            if p_unique.shape[0] > 1:
                 film = film[inverse]
         return self._trunk(x, film)
 

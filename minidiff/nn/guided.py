@@ -17,11 +17,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_labels, checked
+from .._validation import Check, Int, check_labels, checked, describe
 from .conditional import ConditionalTimeMLP
 from .mlp import TIME_NET_INPUTS
 
 __all__ = ["GuidedTimeMLP"]
+
+
+def _guidance_weights(w: object, name: str, x: Tensor) -> Tensor:
+    """Guidance weights ``(B,)`` on ``x``'s device: a real number (the whole batch) or a floating
+    tensor ``(B,)`` or 0-d (no value is read: a forward runs at every step of a loop)."""
+    B = x.shape[0]
+    expected = f"a number or a floating tensor of shape ({B},)"
+    if isinstance(w, (int, float)) and not isinstance(w, bool):
+        ww = torch.as_tensor(float(w), device=x.device)
+    elif isinstance(w, Tensor) and w.is_floating_point():
+        ww = w.to(x.device)
+    else:
+        got = f"a {w.dtype} tensor" if isinstance(w, Tensor) else describe(w)
+        raise TypeError(f"{name} must be {expected}, got {got}")
+    if ww.dim() == 0:
+        ww = ww.expand(B)
+    if ww.shape != (B,):
+        raise ValueError(f"{name} must be {expected}, got shape {tuple(ww.shape)}")
+    return ww
 
 
 class GuidedTimeMLP(ConditionalTimeMLP):
@@ -33,16 +52,11 @@ class GuidedTimeMLP(ConditionalTimeMLP):
     ``[sin(2^k w), cos(2^k w)]`` with ``k = -2 .. w_frequencies - 3`` feed the ``w`` embedding.
     """
 
+    @checked(w_frequencies=Int())  # type: ignore[misc]  # (a decorated __init__)
     def __init__(
         self, num_classes: int, data_dim: int = 2, w_frequencies: int = 6, **kwargs: object
     ) -> None:
         super().__init__(num_classes, data_dim, **kwargs)
-        if (
-            isinstance(w_frequencies, bool)
-            or not isinstance(w_frequencies, int)
-            or w_frequencies < 1
-        ):
-            raise ValueError(f"w_frequencies must be an int >= 1, got {w_frequencies!r}")
         freqs = 2.0 ** (torch.arange(w_frequencies, dtype=torch.float32) - 2)
         self.register_buffer("w_freqs", freqs, persistent=False)
         self.w_embedding = nn.Sequential(
@@ -55,21 +69,16 @@ class GuidedTimeMLP(ConditionalTimeMLP):
         angles = w[:, None] * self.get_buffer("w_freqs")
         return torch.cat([w[:, None], angles.sin(), angles.cos()], dim=1)
 
-    @checked(**TIME_NET_INPUTS)
+    @checked(**TIME_NET_INPUTS, w=Check(_guidance_weights, uses=("x",), optional=True))
     def forward(  # type: ignore[override]
-        self, x: Tensor, t: Tensor, y: Tensor | None = None, w: Tensor | None = None
+        self, x: Tensor, t: Tensor, y: Tensor | None = None, w: Tensor | float | None = None
     ) -> Tensor:
-        """Predict for class ``y`` at guidance weight ``w`` (``None``: 0)."""
+        """Predict for class ``y`` at guidance weight ``w`` (``None``: 0): a number or a floating
+        tensor ``(B,)`` (an integer tensor is a ``TypeError``, another shape a ``ValueError``)."""
         B = x.shape[0]
         yy = torch.full_like(t, self.null_label, dtype=torch.long) if y is None else y
         yy = check_labels(yy, B, self.num_classes, allow_null=True).to(x.device)
-        ww = torch.zeros(B, device=x.device) if w is None else torch.as_tensor(w, device=x.device)
-        if ww.dim() == 0:
-            ww = ww.expand(B)
-        if ww.shape != (B,) or not ww.is_floating_point():
-            raise ValueError(
-                f"w must be a float or a float tensor of shape ({B},), got {tuple(ww.shape)}"
-            )
+        ww = torch.zeros(B, device=x.device) if w is None else torch.as_tensor(w)
         extra = self.label_embedding(yy) + self.w_embedding(
             self._w_features(ww.to(self.input.weight.dtype))
         )

@@ -94,8 +94,8 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
     freqs = torch.exp(-math.log(max_period) * k / max(half, 1))
     args = tt[:, None] * freqs[None, :]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-    if dim % 2 == 1:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=1)
+    if dim % 2 == 1:  # (for dim = 1 the only column: emb is (B, 0) here)
+        emb = torch.cat([emb, emb.new_zeros(emb.shape[0], 1)], dim=1)
     return emb.to(out_dtype)
 
 
