@@ -3,10 +3,11 @@ wrong one is told what it got wrong (each test pins a verdict the checkers once 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
-from minidiff.checks import ch11
+from minidiff.checks import ch11, ch13
 
 
 def _attention_sdpa(
@@ -49,3 +50,23 @@ def test_attention_that_changes_its_input_bias_is_refused() -> None:
     result = ch11.check_attention(in_place, display=False)
     assert not result.passed
     assert "in place" in result.message and "`bqkv`" in result.message  # the student's own name
+
+
+def test_latent_scale_with_the_population_std_is_accepted() -> None:
+    # np.std's default (ddof=0) is "the std of all entries" as much as torch's unbiased one; on
+    # the old cases of 128 to 1024 entries the two differed by 1/(2n) > rtol and it was refused
+    for fn in (
+        lambda z: 1.0 / z.std(correction=0).item(),
+        lambda z: float(1.0 / np.std(z.numpy())),
+        lambda z: 1.0 / float(((z - z.mean()) ** 2).mean().sqrt()),
+    ):
+        result = ch13.check_latent_scale_factor(fn, display=False)
+        assert result.passed, result.message
+
+
+def test_latent_scale_from_the_uncentred_root_mean_square_is_named() -> None:
+    result = ch13.check_latent_scale_factor(
+        lambda z: 1.0 / float(z.pow(2).mean().sqrt()), display=False
+    )
+    assert not result.passed
+    assert result.mistake == "root_mean_square"
