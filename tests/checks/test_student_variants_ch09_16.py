@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from minidiff.checks import ch11, ch13
+from minidiff.checks import ch11, ch13, ch14
 
 
 def _attention_sdpa(
@@ -70,3 +70,48 @@ def test_latent_scale_from_the_uncentred_root_mean_square_is_named() -> None:
     )
     assert not result.passed
     assert result.mistake == "root_mean_square"
+
+
+def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.to(like.dtype).view(-1, 1, 1, 1)
+
+
+def test_replacement_step_with_the_posterior_variance_is_named() -> None:
+    # σ_t² = β̃_t written out by hand where the exercise asks for β_t: once "re-read the formula"
+    def beta_tilde(x_t, t, eps, x_known, mask, schedule, known_noise, z):  # type: ignore[no-untyped-def]
+        beta, ab = _col(schedule.betas[t], x_t), _col(schedule.alpha_bar[t], x_t)
+        ab_prev = _col(schedule.alpha_bar[t - 1], x_t)
+        mean = (x_t - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
+        unknown = mean + (beta * (1 - ab_prev) / (1 - ab)).sqrt() * z
+        known = ab_prev.sqrt() * x_known + (1 - ab_prev).sqrt() * known_noise
+        return mask * known + (1 - mask) * unknown
+
+    result = ch14.check_replacement_step(beta_tilde, display=False)
+    assert not result.passed
+    assert result.mistake == "beta_tilde_variance", result.message
+
+
+def test_repaint_jump_with_the_product_one_index_early_is_named() -> None:
+    def early(x_s, s, t, schedule, noise):  # type: ignore[no-untyped-def]
+        ratio = float(torch.prod(1 - schedule.betas[s:t]))
+        return ratio**0.5 * x_s + (1 - ratio) ** 0.5 * noise
+
+    def right(x_s, s, t, schedule, noise):  # type: ignore[no-untyped-def]
+        ratio = float(torch.prod(1 - schedule.betas[s + 1 : t + 1]))
+        return ratio**0.5 * x_s + (1 - ratio) ** 0.5 * noise
+
+    result = ch14.check_repaint_jump(early, display=False)
+    assert not result.passed
+    assert result.mistake == "product_off_by_one", result.message
+    assert ch14.check_repaint_jump(right, display=False).passed
+
+
+def test_augmented_eps_told_the_sampling_step_is_named() -> None:
+    def told_t(model, x_t, t, x_cond, s, schedule, noise):  # type: ignore[no-untyped-def]
+        ab = _col(schedule.alpha_bar[s], x_cond)
+        cond = ab.sqrt() * x_cond + (1 - ab).sqrt() * noise
+        return model(x_t, t, x_cond=cond, aug_level=t.to(x_t.dtype))
+
+    result = ch14.check_augmented_eps(told_t, display=False)
+    assert not result.passed
+    assert result.mistake == "told_t", result.message
