@@ -108,7 +108,7 @@ def _2m_variant(kind: str) -> Fn:
             lam = -torch.arange(ab.shape[0], dtype=torch.float64)  # step lengths measured in t
         c = lambda v: v.to(x_t.dtype)[:, None]  # noqa: E731
         d = x0
-        if x0_last is not None and t_last is not None:
+        if x0_last is not None and t_last is not None and kind != "first_order":
             h, h_last = lam[t_next] - lam[t], lam[t] - lam[t_last]
             r = h / h_last if kind == "r_inverted" else h_last / h
             sign = -1.0 if kind == "wrong_direction" else 1.0
@@ -184,6 +184,12 @@ _2M = Spec(
             "the step to t_next = 0 needs its special case: there σ = 0, h = ∞ and r = 0, so the "
             "2M correction blows up. Take the order-1 step there (it returns x0), as on the first "
             "step, which has no x0_last.",
+        ),
+        "first_order": Mistake(
+            _2m_variant("first_order"),
+            "you took the order-1 step (DDIM) on every step and left x0_last unused: after the "
+            "first step, 2M extrapolates D = (1 + 1/(2r)) x0 − 1/(2r) x0_last with r = h_last / h "
+            "(except on the step to t_next = 0).",
         ),
     },
     wrap=_sampler_call,
@@ -279,7 +285,8 @@ def _loss_variant(kind: str) -> Fn:
                 target = z2
         if kind == "student_target":
             target = target.detach()
-        x_hat = a * z_t - s * student(z_t, t)
+        v_sign = 1.0 if kind == "v_sign" else -1.0
+        x_hat = a * z_t + v_sign * s * student(z_t, t)
         snr = (a**2 / s**2)[:, 0]
         w = {"snr_weight": snr, "no_weight": torch.ones_like(snr)}.get(kind, snr.clamp(min=1.0))
         return (w * ((target - x_hat) ** 2).mean(dim=1)).mean()
@@ -316,6 +323,11 @@ _LOSS = Spec(
             _loss_variant("no_weight"),
             "the loss needs the truncated-SNR weight max(α_t²/σ_t², 1) on each sample's squared "
             "error.",
+        ),
+        "v_sign": Mistake(
+            _loss_variant("v_sign"),
+            "the student's x̂ has the wrong sign on v: with v = α ε − σ x0, x̂ = α_t z_t − σ_t "
+            "v(z_t, t).",
         ),
     },
     grad_hint="Build the target inside torch.no_grad(): the teacher is fixed, and only the "
@@ -372,7 +384,7 @@ def _cm_variant(kind: str) -> Fn:
         sigma_data: float,
     ) -> torch.Tensor:
         ab = alpha_bar.double()[t]
-        sb = ((1 - ab) / ab).sqrt()
+        sb = (1 - ab).sqrt() if kind == "vp_sigma" else ((1 - ab) / ab).sqrt()
         d2 = sigma_data**2
         shift = 0.0 if kind in ("edm_skip", "edm_both") else sigma_min
         c_skip = d2 / ((sb - shift) ** 2 + d2)
@@ -430,6 +442,11 @@ _CM = Spec(
             _cm_variant("no_rescale"),
             "the skip connection must carry x̄ = x_t/α_t (the variable in which the VP ODE is the "
             "VE one), not x_t.",
+        ),
+        "vp_sigma": Mistake(
+            _cm_variant("vp_sigma"),
+            "your σ̄ is the VP noise level σ_t = √(1 − ᾱ_t); the scalings use the VE one of x̄ = "
+            "x_t/α_t, σ̄ = σ_t/α_t = √((1 − ᾱ_t)/ᾱ_t).",
         ),
     },
     grad=True,  # f(x_t, t) is trained through: the network's gradient must reach the result

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from minidiff.checks import ch11, ch13, ch14
+from minidiff.checks import ch11, ch13, ch14, ch15
 
 
 def _attention_sdpa(
@@ -115,3 +115,47 @@ def test_augmented_eps_told_the_sampling_step_is_named() -> None:
     result = ch14.check_augmented_eps(told_t, display=False)
     assert not result.passed
     assert result.mistake == "told_t", result.message
+
+
+def test_dpm_solver_step_that_never_uses_x0_last_is_named() -> None:
+    def ddim_only(x_t, t, t_next, x0, x0_last, t_last, alpha_bar):  # type: ignore[no-untyped-def]
+        a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        col = lambda v: v.to(x_t.dtype)[:, None]  # noqa: E731
+        return col(s[t_next] / s[t]) * x_t + col(a[t_next] - s[t_next] * a[t] / s[t]) * x0
+
+    result = ch15.check_dpm_solver_2m_step(ddim_only, display=False)
+    assert not result.passed
+    assert result.mistake == "first_order", result.message
+
+
+def test_distillation_loss_with_the_sign_of_v_flipped_is_named() -> None:
+    def plus_v(student, teacher, z_t, t, t_mid, t_next, alpha_bar):  # type: ignore[no-untyped-def]
+        ab = alpha_bar.to(z_t.dtype)[:, None]
+        a, s = ab.sqrt(), (1 - ab).sqrt()
+        with torch.no_grad():
+            z = z_t
+            for u, w in ((t, t_mid), (t_mid, t_next)):
+                eps = teacher(z, u)
+                z = a[w] * (z - s[u] * eps) / a[u] + s[w] * eps
+            k = s[t_next] / s[t]
+            target = (z - k * z_t) / (a[t_next] - k * a[t])
+        x_hat = a[t] * z_t + s[t] * student(z_t, t)
+        weight = (a[t] ** 2 / s[t] ** 2).clamp(min=1.0).squeeze(1)
+        return (weight * (target - x_hat).pow(2).mean(1)).mean()
+
+    result = ch15.check_distillation_loss(plus_v, display=False)
+    assert not result.passed
+    assert result.mistake == "v_sign", result.message
+
+
+def test_consistency_fn_with_the_vp_noise_level_is_named() -> None:
+    def vp_sigma(net, x_t, t, alpha_bar, sigma_min, sigma_data):  # type: ignore[no-untyped-def]
+        ab = alpha_bar[t].to(x_t.dtype).unsqueeze(1)
+        sig = (1 - ab).sqrt()
+        c_skip = sigma_data**2 / ((sig - sigma_min) ** 2 + sigma_data**2)
+        c_out = sigma_data * (sig - sigma_min) / (sigma_data**2 + sig**2).sqrt()
+        return c_skip * x_t / ab.sqrt() + c_out * net(x_t, t)
+
+    result = ch15.check_consistency_fn(vp_sigma, display=False)
+    assert not result.passed
+    assert result.mistake == "vp_sigma", result.message
