@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from minidiff.checks import ch11, ch13, ch14, ch15
+from minidiff.checks import ch11, ch13, ch14, ch15, ch16
 
 
 def _attention_sdpa(
@@ -159,3 +159,22 @@ def test_consistency_fn_with_the_vp_noise_level_is_named() -> None:
     result = ch15.check_consistency_fn(vp_sigma, display=False)
     assert not result.passed
     assert result.mistake == "vp_sigma", result.message
+
+
+def test_cfm_loss_with_the_model_called_on_clean_data_is_named() -> None:
+    def at_x0(velocity_model, x0, eps, t):  # type: ignore[no-untyped-def]
+        return F.mse_loss(velocity_model(x0, t), eps - x0)
+
+    result = ch16.check_cfm_loss(at_x0, display=False)
+    assert not result.passed
+    assert result.mistake == "model_at_x0", result.message
+
+
+def test_ddim_as_euler_stepping_in_sigma_is_named() -> None:
+    def in_sigma(x_t, eps, alpha_t, sigma_t, alpha_s, sigma_s):  # type: ignore[no-untyped-def]
+        a_t, s_t, a_s, s_s = (c.unsqueeze(1) for c in (alpha_t, sigma_t, alpha_s, sigma_s))
+        return a_s * (x_t / a_t + (s_s - s_t) * eps)
+
+    result = ch16.check_ddim_as_euler(in_sigma, display=False)
+    assert not result.passed
+    assert result.mistake == "step_in_sigma_rescaled", result.message
