@@ -183,7 +183,9 @@ _2M = Spec(
             _2m_variant("no_last_step_case"),
             "the step to t_next = 0 needs its special case: there σ = 0, h = ∞ and r = 0, so the "
             "2M correction blows up. Take the order-1 step there (it returns x0), as on the first "
-            "step, which has no x0_last.",
+            "step, which has no x0_last. Decide it row by row: t_next is (B,) and its rows can "
+            "differ, so a Python `if` on t_next[0] (or on the whole batch) is not enough; "
+            "torch.where(t_next[:, None] > 0, D, x0).",
         ),
         "first_order": Mistake(
             _2m_variant("first_order"),

@@ -178,3 +178,23 @@ def test_ddim_as_euler_stepping_in_sigma_is_named() -> None:
     result = ch16.check_ddim_as_euler(in_sigma, display=False)
     assert not result.passed
     assert result.mistake == "step_in_sigma_rescaled", result.message
+
+
+def test_dpm_solver_step_that_branches_on_the_first_row_is_told_to_decide_per_row() -> None:
+    # t_next is (B,) and the checker's rows mix t_next = 0 with t_next > 0: a Python `if` on
+    # t_next[0] takes the 2M correction on rows that end at 0; once told only "needs its special
+    # case", which the answer has
+    def first_row(x_t, t, t_next, x0, x0_last, t_last, alpha_bar):  # type: ignore[no-untyped-def]
+        a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        col = lambda v: v.to(x_t.dtype)[:, None]  # noqa: E731
+        d = x0
+        if x0_last is not None and int(t_next[0]) > 0:
+            lam = (a / s).log()
+            h, h_last = lam[t_next] - lam[t], lam[t] - lam[t_last]
+            d = x0 + col(h / (2 * h_last)) * (x0 - x0_last)
+        e = s[t_next] * a[t] / (a[t_next] * s[t])
+        return col(s[t_next] / s[t]) * x_t + col(a[t_next] * (1 - e)) * d
+
+    result = ch15.check_dpm_solver_2m_step(first_row, display=False)
+    assert not result.passed
+    assert "row by row" in result.message
