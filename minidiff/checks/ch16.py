@@ -323,6 +323,11 @@ _EPS_FROM_U = Spec(
         ),
         "rectified_flow_only": _rectified_flow_only(_eps_from_u),
         "rectified_flow_derivatives": _rectified_flow_derivatives(_eps_from_u),
+        "no_denominator": Mistake(
+            lambda x, u, a, s, da, ds: _col(a) * u - _col(da) * x,
+            "you stopped at alpha u - alpha' x_t = (alpha sigma' - sigma alpha') eps: divide by "
+            "alpha sigma' - sigma alpha' to get eps.",
+        ),
     },
     wrap=under_no_grad,
     keep_dtype=True,

@@ -198,3 +198,12 @@ def test_dpm_solver_step_that_branches_on_the_first_row_is_told_to_decide_per_ro
     result = ch15.check_dpm_solver_2m_step(first_row, display=False)
     assert not result.passed
     assert "row by row" in result.message
+
+
+def test_eps_from_velocity_without_the_division_is_named() -> None:
+    def undivided(x_t, u, alpha, sigma, d_alpha, d_sigma):  # type: ignore[no-untyped-def]
+        return alpha[:, None] * u - d_alpha[:, None] * x_t
+
+    result = ch16.check_eps_from_velocity(undivided, display=False)
+    assert not result.passed
+    assert result.mistake == "no_denominator", result.message
