@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -291,9 +292,33 @@ def _ref_attention(
     return F.conv2d(out, w_p[:, :, None, None], b_p)
 
 
+def _key_bias_gradient_zeroed(fn: Fn) -> Fn:
+    """``fn`` with the gradient that reaches the key part of ``b_qkv`` set to exactly zero.
+
+    A bias on the keys adds ``q · b_k`` to every score of one query, which the softmax cancels:
+    its true gradient is zero, and what autograd returns there is float32 rounding (about 1e-6
+    beside gradients near 30), different for every correct way of writing attention
+    (``scaled_dot_product_attention``, einsum, a convolution). The comparison of gradients would
+    judge that rounding; zeroing it leaves the values, and the gradients of the query and value
+    biases, as they are. The student's function gets the very tensors of the case.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        b_qkv = args[2] if len(args) > 2 else None
+        if isinstance(b_qkv, torch.Tensor) and b_qkv.requires_grad and b_qkv.ndim == 1:
+            C = b_qkv.shape[0] // 3
+            keep = torch.ones_like(b_qkv)
+            keep[C : 2 * C] = 0
+            b_qkv.register_hook(lambda g: g * keep)
+        return fn(*args, **kwargs)
+
+    return run
+
+
 _ATTENTION = Spec(
     _cases_attention,
-    _ref_attention,
+    _key_bias_gradient_zeroed(_ref_attention),
     {
         "softmax_over_queries": Mistake(
             _attend(softmax_dim=1),
@@ -331,6 +356,7 @@ _ATTENTION = Spec(
             "then the keys, then the values ([q; k; v], as AttentionBlock's qkv convolution).",
         ),
     },
+    wrap=_key_bias_gradient_zeroed,
     keep_dtype=True,
     grad_args={"h": 0, "w_qkv": 1, "b_qkv": 2, "w_proj": 3, "b_proj": 4},
     doc="Check ``attention(h, w_qkv, b_qkv, w_proj, b_proj) -> (B, C, H, W)`` (no residual).",

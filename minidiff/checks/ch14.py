@@ -83,10 +83,11 @@ def _replacement_with(
     invert: bool = False,
     fresh_noise: bool = True,
     eps_sign: float = 1.0,
+    variance: str = "beta",
 ) -> Fn:
     def fn(x_t, t, eps, x_known, mask, schedule, e, z):
         noise = z if fresh_noise else torch.zeros_like(z)
-        unknown = ddpm_step(x_t, t, eps_sign * eps, schedule, noise=noise)
+        unknown = ddpm_step(x_t, t, eps_sign * eps, schedule, noise=noise, variance=variance)
         if known_level is None:
             known = x_known
         else:
@@ -131,6 +132,12 @@ _REPLACEMENT = Spec(
             _replacement_with(lambda t: t - 1, eps_sign=-1.0),
             "the term with eps has the wrong sign: the DDPM mean is (x_t - beta_t / "
             "sqrt(1 - ab_t) eps) / sqrt(alpha_t), which removes the predicted noise.",
+        ),
+        "beta_tilde_variance": Mistake(
+            _replacement_with(lambda t: t - 1, variance="beta_tilde"),
+            "the generated pixels use the posterior variance beta_tilde_t; this step (and "
+            "inpaint_sample) takes sigma_t² = beta_t: ddpm_step(x_t, t, eps, schedule, "
+            "noise=z) with its default variance.",
         ),
     },
     wrap=under_no_grad,  # samplers call these without gradients
@@ -182,6 +189,12 @@ def _std_difference(sched: NoiseSchedule, s: int, t: int) -> tuple[float, float]
     return ratio**0.5, float(1 - sched.alpha_bar[t]) ** 0.5 - float(1 - sched.alpha_bar[s]) ** 0.5
 
 
+def _product_shifted(sched: NoiseSchedule, s: int, t: int) -> tuple[float, float]:
+    # prod(alphas[s:t]), one index early: ab_{t-1} / ab_{s-1} (alphas[0] = 1 at s = 0)
+    ratio = float(sched.alpha_bar[t - 1] / sched.alpha_bar[max(s - 1, 0)])
+    return ratio**0.5, (1 - ratio) ** 0.5
+
+
 _JUMP = Spec(
     _cases_jump,
     _ref_jump,
@@ -201,6 +214,11 @@ _JUMP = Spec(
             _jump_with(_std_difference),
             "you subtracted standard deviations; variances add: the noise has variance "
             "1 - ab_t / ab_s, so its scale is sqrt(1 - ab_t / ab_s).",
+        ),
+        "product_off_by_one": Mistake(
+            _jump_with(_product_shifted),
+            "your product of alphas is one index early (alphas[s:t], i.e. ab_{t-1} / ab_{s-1}): "
+            "the steps from s to t are s + 1 .. t, so ab_t / ab_s = prod(alphas[s + 1 : t + 1]).",
         ),
     },
     wrap=under_no_grad,
@@ -332,6 +350,11 @@ _AUG_EPS = Spec(
             _aug_eps_with("none", "s"),
             "you passed aug_level = s but fed the clean condition: the network expects a "
             "condition corrupted at level s (sqrt(ab_s) x_cond + sqrt(1 - ab_s) noise).",
+        ),
+        "told_t": Mistake(
+            _aug_eps_with("s", "t"),
+            "you corrupted the condition at level s but told the network aug_level = t, the "
+            "sampling timestep; aug_level is the condition's own noise level: pass s.",
         ),
     },
     wrap=under_no_grad,

@@ -108,7 +108,7 @@ def _2m_variant(kind: str) -> Fn:
             lam = -torch.arange(ab.shape[0], dtype=torch.float64)  # step lengths measured in t
         c = lambda v: v.to(x_t.dtype)[:, None]  # noqa: E731
         d = x0
-        if x0_last is not None and t_last is not None:
+        if x0_last is not None and t_last is not None and kind != "first_order":
             h, h_last = lam[t_next] - lam[t], lam[t] - lam[t_last]
             r = h / h_last if kind == "r_inverted" else h_last / h
             sign = -1.0 if kind == "wrong_direction" else 1.0
@@ -190,7 +190,15 @@ _2M = Spec(
             _2m_variant("no_last_step_case"),
             "the step to t_next = 0 needs its special case: there σ = 0, h = ∞ and r = 0, so the "
             "2M correction blows up. Take the order-1 step there (it returns x0), as on the first "
-            "step, which has no x0_last.",
+            "step, which has no x0_last. Decide it row by row: t_next is (B,) and its rows can "
+            "differ, so a Python `if` on t_next[0] (or on the whole batch) is not enough; "
+            "torch.where(t_next[:, None] > 0, D, x0).",
+        ),
+        "first_order": Mistake(
+            _2m_variant("first_order"),
+            "you took the order-1 step (DDIM) on every step and left x0_last unused: after the "
+            "first step, 2M extrapolates D = (1 + 1/(2r)) x0 − 1/(2r) x0_last with r = h_last / h "
+            "(except on the step to t_next = 0).",
         ),
     },
     wrap=_sampler_call,

@@ -165,6 +165,11 @@ _LOSS = Spec(
             _loss_with(_rf, lambda x0, e: e),
             "you regressed the noise eps; flow matching regresses the velocity eps - x0.",
         ),
+        "model_at_x0": Mistake(
+            _loss_with(lambda x0, e, t: x0, lambda x0, e: e - x0),
+            "you called the model on the clean x0; it must see the point of the path, x_t = "
+            "(1 - t) x0 + t eps, where the sampler will ask it for the velocity.",
+        ),
         "sum_over_dims": Mistake(
             _loss_with(_rf, lambda x0, e: e - x0, reduce="sum"),
             "you summed the squared error over the data dimensions; average over every element "
@@ -318,6 +323,11 @@ _EPS_FROM_U = Spec(
         ),
         "rectified_flow_only": _rectified_flow_only(_eps_from_u),
         "rectified_flow_derivatives": _rectified_flow_derivatives(_eps_from_u),
+        "no_denominator": Mistake(
+            lambda x, u, a, s, da, ds: _col(a) * u - _col(da) * x,
+            "you stopped at alpha u - alpha' x_t = (alpha sigma' - sigma alpha') eps: divide by "
+            "alpha sigma' - sigma alpha' to get eps.",
+        ),
     },
     wrap=under_no_grad,
     keep_dtype=True,
@@ -371,6 +381,14 @@ _DDIM = Spec(
             "you took the Euler step in sigma on x itself; DDIM is the Euler step of "
             "d(x/alpha) / d(sigma/alpha) = eps: divide by alpha first, step in tau = sigma/alpha, "
             "multiply back.",
+        ),
+        "step_in_sigma_rescaled": Mistake(
+            lambda x, e, a_t, s_t, a_s, s_s: (
+                _col(a_s) * (x / _col(a_t) + (_col(s_s) - _col(s_t)) * e)
+            ),
+            "you rescaled by alpha but stepped in sigma, (sigma_s - sigma_t) eps; the variable "
+            "of the ODE d(x/alpha) / d(sigma/alpha) = eps is tau = sigma/alpha, so the step is "
+            "(sigma_s/alpha_s - sigma_t/alpha_t) eps.",
         ),
         "step_direction": Mistake(
             lambda x, e, a_t, s_t, a_s, s_s: (

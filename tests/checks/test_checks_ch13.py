@@ -23,8 +23,8 @@ def test_the_population_std_is_a_right_scale_factor() -> None:
 
 def test_scale_factor_slips_are_named() -> None:
     slips = {
-        "inverse_rms": lambda z: 1.0 / z.pow(2).mean().sqrt().item(),
-        "per_channel_scales_averaged": lambda z: (1.0 / z.std(dim=(0, 2, 3))).mean().item(),
+        "root_mean_square": lambda z: 1.0 / z.pow(2).mean().sqrt().item(),
+        "per_channel_first": lambda z: (1.0 / z.std(dim=(0, 2, 3))).mean().item(),
     }
     for mistake, answer in slips.items():
         res = ch13.check_latent_scale_factor(answer, display=False)
