@@ -202,6 +202,12 @@ def _train(args: argparse.Namespace) -> int:
     config = ImageRunConfig(**{n: getattr(args, n) for n in names}, overrides=overrides)
     images = None  # run() loads config.data itself (and records that it did)
     source = None
+    if config.data != "cifar10" and (args.data_root is not None or args.download):
+        flag = "--data-root" if args.data_root is not None else "--download"
+        raise ValueError(
+            f"{flag} is for --data cifar10, but --data is {config.data!r} (its images ship with "
+            f"the package); add --data cifar10, or leave out {flag}"
+        )
     if args.data_root is not None or args.download:
         images = load_images(config.data, root=args.data_root, download=args.download)
         root = "" if args.data_root is None else f", root={args.data_root!r}"
