@@ -71,6 +71,7 @@ FREE = (
 # errors, not compared (the images themselves are, by their hash).
 IMAGES_FROM = "images_from"
 CLIP_CHOICES = ("static", "dynamic", "none")
+SEED_MAX = 2**63 - 1  # the largest seed of every generator a run seeds (torch's int64)
 
 
 def _opt(default: Any, check: object, help: str, **kw: Any) -> Any:
@@ -110,7 +111,9 @@ class ImageRunConfig:
         OneOf(CLIP_CHOICES),
         "x0 clipping of the sample grids (minidiff.samplers.clipping)",
     )
-    seed: int = _opt(0, Int(minimum=0), "seed of weights, data order, t, noise and dropout")
+    seed: int = _opt(
+        0, Int(minimum=0, maximum=SEED_MAX), "seed of weights, data order, t, noise and dropout"
+    )
     time_budget: float | None = _opt(
         None, Number(low=0.0, low_open=False, optional=True),
         "stop after this many seconds of wall time, with a checkpoint, to go on later "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from minidiff.training.cli import main
 
@@ -31,3 +32,25 @@ def test_a_cifar10_option_with_other_data_is_refused_not_ignored(
     # --data defaults to digits: a --data-root without --data cifar10 trained on the digits
     _refused(capsys, tmp_path / "run", flag, flag[0], "--data cifar10", "'digits'")
     _refused(capsys, tmp_path / "run", ["--data", "patches", *flag], flag[0], "'patches'")
+
+
+def test_a_seed_too_large_for_torch_is_refused_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # was "Overflow when unpacking long long" at the first step, after config.json was written
+    _refused(capsys, tmp_path / "run", ["--seed", str(2**63)], "--seed must be <= ")
+
+
+def test_every_allowed_seed_orders_the_data() -> None:
+    from minidiff.training.image_data import EpochSampler
+
+    images = torch.zeros(5, 1, 2, 2)
+    for seed in (0, 2**50, 2**63 - 1):  # 2**50 * 1_000_003 overflowed torch's seed
+        perm = EpochSampler(images, T=10, global_batch=5, seed=seed).indices(0, 10)
+        assert sorted(perm[:5].tolist()) == sorted(perm[5:].tolist()) == list(range(5))
+    # the seeds that fitted before draw the same order as before
+    g = torch.Generator().manual_seed(3 * 1_000_003 + 1)
+    assert torch.equal(
+        EpochSampler(images, T=10, global_batch=5, seed=3).indices(5, 5),
+        torch.randperm(5, generator=g),
+    )
