@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .._config import default_device
+from .._memory import check_allocation
 from .._validation import Flag, Function, Int, Number, OneOf, check_device, checked, describe
 from ..losses import simple_loss
 from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
@@ -123,7 +124,13 @@ class ImageRunConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
-        self.unet_config()  # the overrides make a valid U-Net
+        unet = self.unet_config()  # the overrides make a valid U-Net
+        # a sample grid is one batch: at least its first layer's activations must fit
+        check_allocation(
+            self.n_samples * unet.base_channels * unet.image_size**2 * 4,
+            f"n_samples={self.n_samples}",
+            f"a sample grid of {self.model!r} (its first layer alone, float32)",
+        )
 
     @property
     def grid_steps(self) -> int:

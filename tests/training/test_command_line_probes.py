@@ -54,3 +54,27 @@ def test_every_allowed_seed_orders_the_data() -> None:
         EpochSampler(images, T=10, global_batch=5, seed=3).indices(5, 5),
         torch.randperm(5, generator=g),
     )
+
+
+def test_a_sample_grid_larger_than_memory_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minidiff._memory import machine_memory
+
+    n = str(machine_memory() // 1000)  # 4 kB of the tiny U-Net's first layer per image
+    # was a RuntimeError traceback of the allocator at the first grid, after the training
+    _refused(capsys, tmp_path / "run", ["--n-samples", n], f"--n-samples={n} asks for")
+
+
+def test_sample_refuses_a_grid_larger_than_memory_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from minidiff._memory import machine_memory
+
+    assert main(["train", "--out", str(tmp_path), *TINY]) == 0
+    capsys.readouterr()
+    n = str(machine_memory() // 1000)
+    assert main(["sample", "--out", str(tmp_path), "--n-samples", n]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--n-samples={n} asks for" in err, err
+    assert not list(tmp_path.glob("ema_step*.png"))
