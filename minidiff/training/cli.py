@@ -242,7 +242,7 @@ def _run_record(folder: RunFolder) -> dict[str, Any] | None:
 def _sample(args: argparse.Namespace) -> int:
     check_positive_int(args.seed, "seed", minimum=0)
     if args.grid is not None:
-        grid_path = Path(args.grid)
+        grid_path = args.grid = Path(args.grid).expanduser()
         if grid_path.is_dir() or grid_path.suffix.lower() != ".png":
             raise ValueError(f"--grid must be the path of a .png file, got {str(grid_path)!r}")
         if not grid_path.parent.is_dir():

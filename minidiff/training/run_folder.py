@@ -34,9 +34,12 @@ class RunFolder:
             raise TypeError(
                 f"out_dir must be a str or os.PathLike folder, got {type(out).__name__}"
             )
-        if Path(out).exists() and not Path(out).is_dir():
+        if os.fspath(out) == "":  # Path("") is the working folder: its files would mix in
+            raise ValueError("out_dir must name a folder, got ''")
+        out = Path(out).expanduser()  # "~/runs/x" is below the home folder, as in a shell
+        if out.exists() and not out.is_dir():
             raise ValueError(f"out_dir {str(out)!r} is a file; a run needs a folder")
-        self.out = Path(out)
+        self.out = out
         self.config = self.out / "config.json"
         self.log = self.out / "run.jsonl"
         self.checkpoint = self.out / "checkpoint.pt"

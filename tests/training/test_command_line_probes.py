@@ -78,3 +78,26 @@ def test_sample_refuses_a_grid_larger_than_memory_naming_the_flag(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--n-samples={n} asks for" in err, err
     assert not list(tmp_path.glob("ema_step*.png"))
+
+
+def test_an_empty_out_is_refused_not_the_working_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "", *TINY]) == 2  # trained into the working folder
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out must name a folder" in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_tilde_in_out_and_grid_means_the_home_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)  # a literal folder "~" was made here, as --data-root never did
+    assert main(["train", "--out", "~/run", *TINY]) == 0
+    assert main(["sample", "--out", "~/run", "--grid", "~/g.png", "--n-samples", "1"]) == 0
+    assert (home / "run" / "checkpoint.pt").is_file() and (home / "g.png").is_file()
+    assert not list(work.iterdir())
