@@ -142,6 +142,7 @@ _FLAGS = {
     "out_dir": "--out",
 }
 _PHRASES = (
+    ("overrides.dropout=", "--dropout="),
     ("with the root argument", "with --data-root"),
     ("(download=False)", "(without --download)"),
     ("use another out_dir", "use another --out"),

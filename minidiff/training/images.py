@@ -211,7 +211,9 @@ def run(
     record[IMAGES_FROM] = source
     _check_same_data(folder, record)  # before the shape: other images are the likelier mistake
     _check_images(images, unet_cfg, config, source)
-    folder.check_config(record, (*FREE, IMAGES_FROM, "images", "schedule"))
+    folder.check_config(
+        record, (*FREE, IMAGES_FROM, "images", "schedule"), follows={"unet": ("model", "overrides")}
+    )
     schedule = schedule if schedule is not None else linear_schedule(config.T)
     state, sampler, loss_fn = _start(config, unet_cfg, images, info, dev, schedule, progress)
     kept = {k: v for k, v in record.items() if k not in (*FREE, IMAGES_FROM)}

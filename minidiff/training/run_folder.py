@@ -70,16 +70,36 @@ class RunFolder:
             return None
         return record if isinstance(record, dict) else None
 
-    def check_config(self, record: dict[str, Any], free: tuple[str, ...]) -> None:
+    def check_config(
+        self,
+        record: dict[str, Any],
+        free: tuple[str, ...],
+        follows: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         """``ValueError`` naming each entry that differs from the saved configuration, except
-        the ``free`` ones (a run may be extended, sampled otherwise, resumed on more processes)."""
+        the ``free`` ones (a run may be extended, sampled otherwise, resumed on more processes).
+        An entry that is a dict on both sides is said by the keys inside it that differ
+        (``overrides.dropout=0.1 there vs 0.2 now``); ``follows`` maps an entry to those it is
+        derived from, and is said only where they agree (the U-Net of another model differs
+        in everything, and the message says the model)."""
         old = self.read_config()
         if old is None:
             return
         keys = (set(old) | set(record)) - set(free)
         diff = sorted(k for k in keys if old.get(k) != record.get(k))
-        if diff:
-            detail = ", ".join(f"{k}={old.get(k)!r} there vs {record.get(k)!r} now" for k in diff)
+        for entry, sources in (follows or {}).items():
+            if entry in diff and any(k in diff for k in sources):
+                diff.remove(entry)
+        pairs = []
+        for k in diff:
+            was, now = old.get(k), record.get(k)
+            if isinstance(was, dict) and isinstance(now, dict):
+                inner = sorted(i for i in set(was) | set(now) if was.get(i) != now.get(i))
+                pairs += [(f"{k}.{i}", was.get(i), now.get(i)) for i in inner]
+            else:
+                pairs.append((k, was, now))
+        if pairs:
+            detail = ", ".join(f"{k}={was!r} there vs {now!r} now" for k, was, now in pairs)
             raise ValueError(
                 f"{str(self.out)!r} holds a run of another configuration ({detail}); "
                 "use another --out directory"

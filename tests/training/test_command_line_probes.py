@@ -101,3 +101,20 @@ def test_a_tilde_in_out_and_grid_means_the_home_folder(
     assert main(["sample", "--out", "~/run", "--grid", "~/g.png", "--n-samples", "1"]) == 0
     assert (home / "run" / "checkpoint.pt").is_file() and (home / "g.png").is_file()
     assert not list(work.iterdir())
+
+
+def test_continuing_with_another_dropout_names_the_flag_in_one_short_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--out", str(tmp_path), *TINY, "--dropout", "0.1"]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["train", "--out", str(tmp_path), *TINY, "--dropout", "0.2"]) == 2
+    err = capsys.readouterr().err
+    # was "overrides={'dropout': 0.1} there vs {'dropout': 0.2} now, unet={...}" (500+ characters)
+    assert err.count("\n") == 1 and "--dropout=0.1 there vs 0.2 now" in err, err
+    assert "overrides" not in err and "unet" not in err and len(err) < 300, err
+    assert main(["train", "--out", str(tmp_path), *TINY, "--model", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert "--model='tiny' there vs 'digits' now" in err and "unet" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
