@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -150,12 +151,7 @@ class RunFolder:
         """``save_image_grid`` to a temporary next to ``path``, then renamed over it."""
         from ..viz.grid import save_image_grid
 
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-        try:
-            save_image_grid(images, tmp, scale=2)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_png(path, lambda tmp: save_image_grid(images, tmp, scale=2))
         return path
 
     def save_final(self, losses: list[float], grid: Tensor, title: str) -> None:
@@ -173,14 +169,25 @@ class RunFolder:
         ax.set(xlabel="optimizer step", ylabel="L_simple (MSE of eps)", yscale="log", title=title)
         ax.legend()
         fig.tight_layout()
-        tmp = self.out / f".loss.png.{os.getpid()}.tmp.png"
-        try:
-            fig.savefig(tmp, dpi=100)
-            os.replace(tmp, self.out / "loss.png")
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_png(self.out / "loss.png", lambda tmp: fig.savefig(tmp, dpi=100))
         self.save_grid(grid, self.out / "samples.png")
 
 
 def _write(f: BinaryIO, text: str) -> None:
     f.write(text.encode())
+
+
+def _write_png(path: Path, save: Callable[[Path], object]) -> None:
+    """``save(tmp)`` to a temporary next to ``path``, then renamed over it; a failed write (a
+    full disk, no permission) is an ``OSError`` naming ``path``, and leaves no temporary."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        kept = "the previous file was kept" if path.exists() else "nothing was written"
+        raise OSError(
+            exc.errno, f"could not write {str(path)!r}: {exc.strerror or exc}; {kept}"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -118,3 +118,22 @@ def test_continuing_with_another_dropout_names_the_flag_in_one_short_line(
     err = capsys.readouterr().err
     assert "--model='tiny' there vs 'digits' now" in err and "unet" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_full_disk_at_a_sample_grid_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import minidiff.viz.grid as grid
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(grid, "save_image_grid", full)
+    assert main(["train", "--out", str(tmp_path), *TINY]) == 2
+    err = capsys.readouterr().err
+    # was "[Errno 28] No space left on device", naming no file
+    path = tmp_path / "samples_0000002.png"
+    assert err.count("\n") == 1 and f"could not write {str(path)!r}: No space left" in err, err
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp.png")]
