@@ -142,6 +142,7 @@ _FLAGS = {
     "out_dir": "--out",
 }
 _PHRASES = (
+    ("overrides.dropout=", "--dropout="),
     ("with the root argument", "with --data-root"),
     ("(download=False)", "(without --download)"),
     ("use another out_dir", "use another --out"),
@@ -202,6 +203,12 @@ def _train(args: argparse.Namespace) -> int:
     config = ImageRunConfig(**{n: getattr(args, n) for n in names}, overrides=overrides)
     images = None  # run() loads config.data itself (and records that it did)
     source = None
+    if config.data != "cifar10" and (args.data_root is not None or args.download):
+        flag = "--data-root" if args.data_root is not None else "--download"
+        raise ValueError(
+            f"{flag} is for --data cifar10, but --data is {config.data!r} (its images ship with "
+            f"the package); add --data cifar10, or leave out {flag}"
+        )
     if args.data_root is not None or args.download:
         images = load_images(config.data, root=args.data_root, download=args.download)
         root = "" if args.data_root is None else f", root={args.data_root!r}"
@@ -236,7 +243,7 @@ def _run_record(folder: RunFolder) -> dict[str, Any] | None:
 def _sample(args: argparse.Namespace) -> int:
     check_positive_int(args.seed, "seed", minimum=0)
     if args.grid is not None:
-        grid_path = Path(args.grid)
+        grid_path = args.grid = Path(args.grid).expanduser()
         if grid_path.is_dir() or grid_path.suffix.lower() != ".png":
             raise ValueError(f"--grid must be the path of a .png file, got {str(grid_path)!r}")
         if not grid_path.parent.is_dir():

@@ -62,7 +62,8 @@ class EpochSampler:
 
     def _perm_of(self, epoch: int) -> Tensor:
         if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            # mod 2**64, what manual_seed takes: any seed, and the same value where it fitted
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
             self._perm, self._epoch = torch.randperm(self.images.shape[0], generator=g), epoch
         return self._perm
 

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .._config import default_device
+from .._memory import check_allocation
 from .._validation import Flag, Function, Int, Number, OneOf, check_device, checked, describe
 from ..losses import simple_loss
 from ..nn.unet import UNET_CONFIGS, UNet, UNetConfig
@@ -71,6 +72,7 @@ FREE = (
 # errors, not compared (the images themselves are, by their hash).
 IMAGES_FROM = "images_from"
 CLIP_CHOICES = ("static", "dynamic", "none")
+SEED_MAX = 2**63 - 1  # the largest seed of every generator a run seeds (torch's int64)
 
 
 def _opt(default: Any, check: object, help: str, **kw: Any) -> Any:
@@ -110,7 +112,9 @@ class ImageRunConfig:
         OneOf(CLIP_CHOICES),
         "x0 clipping of the sample grids (minidiff.samplers.clipping)",
     )
-    seed: int = _opt(0, Int(minimum=0), "seed of weights, data order, t, noise and dropout")
+    seed: int = _opt(
+        0, Int(minimum=0, maximum=SEED_MAX), "seed of weights, data order, t, noise and dropout"
+    )
     time_budget: float | None = _opt(
         None, Number(low=0.0, low_open=False, optional=True),
         "stop after this many seconds of wall time, with a checkpoint, to go on later "
@@ -120,7 +124,13 @@ class ImageRunConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
-        self.unet_config()  # the overrides make a valid U-Net
+        unet = self.unet_config()  # the overrides make a valid U-Net
+        # a sample grid is one batch: at least its first layer's activations must fit
+        check_allocation(
+            self.n_samples * unet.base_channels * unet.image_size**2 * 4,
+            f"n_samples={self.n_samples}",
+            f"a sample grid of {self.model!r} (its first layer alone, float32)",
+        )
 
     @property
     def grid_steps(self) -> int:
@@ -201,7 +211,9 @@ def run(
     record[IMAGES_FROM] = source
     _check_same_data(folder, record)  # before the shape: other images are the likelier mistake
     _check_images(images, unet_cfg, config, source)
-    folder.check_config(record, (*FREE, IMAGES_FROM, "images", "schedule"))
+    folder.check_config(
+        record, (*FREE, IMAGES_FROM, "images", "schedule"), follows={"unet": ("model", "overrides")}
+    )
     schedule = schedule if schedule is not None else linear_schedule(config.T)
     state, sampler, loss_fn = _start(config, unet_cfg, images, info, dev, schedule, progress)
     kept = {k: v for k, v in record.items() if k not in (*FREE, IMAGES_FROM)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,9 +35,12 @@ class RunFolder:
             raise TypeError(
                 f"out_dir must be a str or os.PathLike folder, got {type(out).__name__}"
             )
-        if Path(out).exists() and not Path(out).is_dir():
+        if os.fspath(out) == "":  # Path("") is the working folder: its files would mix in
+            raise ValueError("out_dir must name a folder, got ''")
+        out = Path(out).expanduser()  # "~/runs/x" is below the home folder, as in a shell
+        if out.exists() and not out.is_dir():
             raise ValueError(f"out_dir {str(out)!r} is a file; a run needs a folder")
-        self.out = Path(out)
+        self.out = out
         self.config = self.out / "config.json"
         self.log = self.out / "run.jsonl"
         self.checkpoint = self.out / "checkpoint.pt"
@@ -67,16 +71,36 @@ class RunFolder:
             return None
         return record if isinstance(record, dict) else None
 
-    def check_config(self, record: dict[str, Any], free: tuple[str, ...]) -> None:
+    def check_config(
+        self,
+        record: dict[str, Any],
+        free: tuple[str, ...],
+        follows: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         """``ValueError`` naming each entry that differs from the saved configuration, except
-        the ``free`` ones (a run may be extended, sampled otherwise, resumed on more processes)."""
+        the ``free`` ones (a run may be extended, sampled otherwise, resumed on more processes).
+        An entry that is a dict on both sides is said by the keys inside it that differ
+        (``overrides.dropout=0.1 there vs 0.2 now``); ``follows`` maps an entry to those it is
+        derived from, and is said only where they agree (the U-Net of another model differs
+        in everything, and the message says the model)."""
         old = self.read_config()
         if old is None:
             return
         keys = (set(old) | set(record)) - set(free)
         diff = sorted(k for k in keys if old.get(k) != record.get(k))
-        if diff:
-            detail = ", ".join(f"{k}={old.get(k)!r} there vs {record.get(k)!r} now" for k in diff)
+        for entry, sources in (follows or {}).items():
+            if entry in diff and any(k in diff for k in sources):
+                diff.remove(entry)
+        pairs = []
+        for k in diff:
+            was, now = old.get(k), record.get(k)
+            if isinstance(was, dict) and isinstance(now, dict):
+                inner = sorted(i for i in set(was) | set(now) if was.get(i) != now.get(i))
+                pairs += [(f"{k}.{i}", was.get(i), now.get(i)) for i in inner]
+            else:
+                pairs.append((k, was, now))
+        if pairs:
+            detail = ", ".join(f"{k}={was!r} there vs {now!r} now" for k, was, now in pairs)
             raise ValueError(
                 f"{str(self.out)!r} holds a run of another configuration ({detail}); "
                 "use another --out directory"
@@ -127,12 +151,7 @@ class RunFolder:
         """``save_image_grid`` to a temporary next to ``path``, then renamed over it."""
         from ..viz.grid import save_image_grid
 
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-        try:
-            save_image_grid(images, tmp, scale=2)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_png(path, lambda tmp: save_image_grid(images, tmp, scale=2))
         return path
 
     def save_final(self, losses: list[float], grid: Tensor, title: str) -> None:
@@ -150,14 +169,25 @@ class RunFolder:
         ax.set(xlabel="optimizer step", ylabel="L_simple (MSE of eps)", yscale="log", title=title)
         ax.legend()
         fig.tight_layout()
-        tmp = self.out / f".loss.png.{os.getpid()}.tmp.png"
-        try:
-            fig.savefig(tmp, dpi=100)
-            os.replace(tmp, self.out / "loss.png")
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_png(self.out / "loss.png", lambda tmp: fig.savefig(tmp, dpi=100))
         self.save_grid(grid, self.out / "samples.png")
 
 
 def _write(f: BinaryIO, text: str) -> None:
     f.write(text.encode())
+
+
+def _write_png(path: Path, save: Callable[[Path], object]) -> None:
+    """``save(tmp)`` to a temporary next to ``path``, then renamed over it; a failed write (a
+    full disk, no permission) is an ``OSError`` naming ``path``, and leaves no temporary."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        kept = "the previous file was kept" if path.exists() else "nothing was written"
+        raise OSError(
+            exc.errno, f"could not write {str(path)!r}: {exc.strerror or exc}; {kept}"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)

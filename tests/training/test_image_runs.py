@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -353,12 +354,28 @@ def test_a_run_records_its_schedule_and_is_continued_and_sampled_with_it(
 
     images = tiny_images()
     with pytest.raises(ValueError, match=r"schedule has T=10 steps but config.T=20"):
-        run(tiny_config(2, 6), tmp_path, images=images, schedule=linear_schedule(10))
+        run(
+            dataclasses.replace(tiny_config(2, 6), data="cifar10"),
+            tmp_path,
+            images=images,
+            schedule=linear_schedule(10),
+        )
     assert not (tmp_path / "config.json").exists()
     cosine = cosine_schedule(20)
-    run(tiny_config(2, 6), tmp_path, images=images, schedule=cosine, progress=False)
+    run(
+        dataclasses.replace(tiny_config(2, 6), data="cifar10"),
+        tmp_path,
+        images=images,
+        schedule=cosine,
+        progress=False,
+    )
     with pytest.raises(ValueError, match=r"schedule: .*trained with the schedule of betas"):
-        run(tiny_config(4, 6), tmp_path, images=images, progress=False)
+        run(
+            dataclasses.replace(tiny_config(4, 6), data="cifar10"),
+            tmp_path,
+            images=images,
+            progress=False,
+        )
     used: list[object] = []
     real = cli.sample_grid
     monkeypatch.setattr(cli, "sample_grid", lambda *a, **kw: used.append(kw) or real(*a, **kw))
@@ -372,7 +389,7 @@ def test_a_run_records_its_schedule_and_is_continued_and_sampled_with_it(
     args = ["train", "--out", str(tmp_path), "--model", "tiny", "--steps", "3", "--batch-size",
             "6", "--lr", "1e-3", "--warmup-steps", "0", "--ema-decay", "0.9", "--T", "20",
             "--sample-every", "2", "--n-samples", "4", "--sample-steps", "2", "--no-progress",
-            "--device", "cpu", "--data-root", str(tmp_path)]  # fmt: skip
+            "--device", "cpu", "--data", "cifar10", "--data-root", str(tmp_path)]  # fmt: skip
     assert cli.main(args) == 0, capsys.readouterr().err
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
 
@@ -431,9 +448,15 @@ def test_a_damaged_config_json_is_repaired_from_the_checkpoint_or_left_as_it_was
     from minidiff.schedules import cosine_schedule
 
     images, cosine = tiny_images(), cosine_schedule(20)
-    run(tiny_config(2, 6), tmp_path, images=images, schedule=cosine, progress=False)
+    run(
+        dataclasses.replace(tiny_config(2, 6), data="cifar10"),
+        tmp_path,
+        images=images,
+        schedule=cosine,
+        progress=False,
+    )
     (tmp_path / "config.json").write_text("")
-    other = tiny_config(4, 6)
+    other = dataclasses.replace(tiny_config(4, 6), data="cifar10")
     other.lr = 5e-4
     with pytest.warns(UserWarning, match="cannot be read"):
         with pytest.raises(ValueError) as refused:
@@ -446,7 +469,7 @@ def test_a_damaged_config_json_is_repaired_from_the_checkpoint_or_left_as_it_was
     args = ["train", "--out", str(tmp_path), "--model", "tiny", "--batch-size", "6", "--lr",
             "1e-3", "--warmup-steps", "0", "--ema-decay", "0.9", "--T", "20", "--sample-every",
             "2", "--n-samples", "4", "--sample-steps", "2", "--no-progress", "--device", "cpu",
-            "--data-root", str(tmp_path)]  # fmt: skip
+            "--data", "cifar10", "--data-root", str(tmp_path)]  # fmt: skip
     with pytest.warns(UserWarning, match="cannot be read"):
         assert cli.main([*args, "--steps", "4", "--lr", "5e-4"]) == 2
     err = capsys.readouterr().err
@@ -459,7 +482,7 @@ def test_a_damaged_config_json_is_repaired_from_the_checkpoint_or_left_as_it_was
     repaired = json.loads((tmp_path / "config.json").read_text())
     assert repaired["schedule"] == {"betas": cosine.betas[1:].tolist()}
     # images loaded with --data-root are recorded as coming from that folder
-    assert repaired["images_from"] == f"load_images('digits', root={str(tmp_path)!r})"
+    assert repaired["images_from"] == f"load_images('cifar10', root={str(tmp_path)!r})"
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
 
 
@@ -506,9 +529,11 @@ def test_command_line_errors_of_a_run_name_the_flags(
     assert cli.main(["train", "--out", str(a_file)]) == 2
     assert f"error: --out '{a_file}' is a file" in capsys.readouterr().err
     images = tiny_images()
-    run(tiny_config(2, 6), tmp_path / "r", images=images, schedule=cosine_schedule(20))
+    config = dataclasses.replace(tiny_config(2, 6), data="cifar10")  # --data-root's data set
+    run(config, tmp_path / "r", images=images, schedule=cosine_schedule(20))
     monkeypatch.setattr(cli, "load_images", lambda *a, **kw: images)
-    args = ["train", "--out", str(tmp_path / "r"), "--model", "tiny", "--lr", "1e-3",
+    args = ["train", "--out", str(tmp_path / "r"), "--model", "tiny", "--data", "cifar10",
+            "--lr", "1e-3",
             "--warmup-steps", "0", "--ema-decay", "0.9", "--sample-every", "2", "--n-samples",
             "4", "--sample-steps", "2", "--no-progress", "--device", "cpu", "--data-root",
             str(tmp_path), "--steps", "4"]  # fmt: skip
@@ -529,9 +554,9 @@ def test_command_line_errors_of_a_run_name_the_flags(
     # images the command line loads itself (--data-root) are the images of --data too
     monkeypatch.setattr(cli, "load_images", lambda *a, **kw: torch.zeros(4, 3, 8, 8))
     where = ["--out", str(tmp_path / "u"), "--data-root", str(tmp_path), "--device", "cpu"]
-    assert cli.main(["train", *where, "--model", "tiny"]) == 2
+    assert cli.main(["train", *where, "--model", "tiny", "--data", "cifar10"]) == 2
     err = capsys.readouterr().err
-    assert f"the images of --data (load_images('digits', root={str(tmp_path)!r})) have shape" in (
+    assert f"the images of --data (load_images('cifar10', root={str(tmp_path)!r})) have shape" in (
         err
     ), err
     assert "images argument" not in err, err
@@ -545,16 +570,21 @@ def test_command_line_continuing_a_run_on_other_images_names_the_flag(
     import minidiff.training.cli as cli
 
     images = tiny_images()
-    run(tiny_config(2, 6), tmp_path, images=images, progress=False)
+    run(
+        dataclasses.replace(tiny_config(2, 6), data="cifar10"),
+        tmp_path,
+        images=images,
+        progress=False,
+    )
     monkeypatch.setattr(cli, "load_images", lambda *a, **kw: -images)
     args = ["train", "--out", str(tmp_path), "--model", "tiny", "--batch-size", "6", "--lr",
             "1e-3", "--warmup-steps", "0", "--ema-decay", "0.9", "--T", "20", "--sample-every",
             "2", "--n-samples", "4", "--sample-steps", "2", "--no-progress", "--device", "cpu",
-            "--steps", "4", "--data-root", str(tmp_path)]  # fmt: skip
+            "--steps", "4", "--data", "cifar10", "--data-root", str(tmp_path)]  # fmt: skip
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "trained on other images (the images argument," in err, err
-    assert f"than these (load_images('digits', root={str(tmp_path)!r})," in err, err
+    assert f"than these (load_images('cifar10', root={str(tmp_path)!r})," in err, err
     assert err.rstrip().endswith("pass the same --data, or use another --out"), err
     assert "run(" not in err and "out_dir" not in err, err
 
