@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -10,6 +11,34 @@ from _nbtools import ROOT, exec_tagged
 from minidiff.checks import ch15
 
 SOLUTION = exec_tagged(Path(ROOT / "exercises" / "solutions" / "ex15_few_step.ipynb"))
+
+
+def _distillation_loss(slip: str):  # type: ignore[no-untyped-def]
+    """The solution's loss with one slip, written as a student writes it."""
+
+    def loss(student, teacher, z_t, t, t_mid, t_next, alpha_bar):  # type: ignore[no-untyped-def]
+        ab = alpha_bar.to(z_t.dtype)
+        a = lambda u: ab[u][:, None].sqrt()  # noqa: E731
+        s = lambda u: (1 - ab[u][:, None]).sqrt()  # noqa: E731
+
+        def ddim(z, u, w):  # type: ignore[no-untyped-def]
+            eps = teacher(z, u)
+            return a(w) * (z - s(u) * eps) / a(u) + s(w) * eps
+
+        with contextlib.nullcontext() if slip == "target_with_grad" else torch.no_grad():
+            z_two = ddim(ddim(z_t, t, t_mid), t_mid, t_next)
+            ratio = s(t_next) / s(t)
+            target = (z_two - ratio * z_t) / (a(t_next) - ratio * a(t))
+        v = student(z_t, t)
+        x_hat = {
+            "student_as_eps": (z_t - s(t) * v) / a(t),
+            "v_sign": a(t) * z_t + s(t) * v,
+        }.get(slip, a(t) * z_t - s(t) * v)
+        snr = (a(t) ** 2 / s(t) ** 2)[:, 0]
+        weight = snr.clamp(max=1.0) if slip == "weight_clamped_above" else snr.clamp(min=1.0)
+        return (weight * ((target - x_hat) ** 2).mean(dim=1)).mean()
+
+    return loss
 
 
 def test_a_step_that_forgets_the_first_step_case_is_told_so() -> None:
@@ -33,22 +62,7 @@ def test_a_loss_that_lets_gradients_reach_the_teacher_is_told_so() -> None:
     res = ch15.check_distillation_loss(leaky, display=False)
     assert res.passed  # a zero gradient is still zero: only real leaks are refused
 
-    def leaking(student, teacher, z_t, t, t_mid, t_next, alpha_bar):  # type: ignore[no-untyped-def]
-        ab = alpha_bar.to(z_t.dtype)
-        a = lambda u: ab[u][:, None].sqrt()  # noqa: E731
-        s = lambda u: (1 - ab[u][:, None]).sqrt()  # noqa: E731
-
-        def ddim(z, u, w):  # type: ignore[no-untyped-def]
-            eps = teacher(z, u)
-            return a(w) * (z - s(u) * eps) / a(u) + s(w) * eps
-
-        z_two = ddim(ddim(z_t, t, t_mid), t_mid, t_next)  # no torch.no_grad()
-        ratio = s(t_next) / s(t)
-        target = (z_two - ratio * z_t) / (a(t_next) - ratio * a(t))
-        x_hat = a(t) * z_t - s(t) * student(z_t, t)
-        w = (a(t) ** 2 / s(t) ** 2).clamp(min=1.0)[:, 0]
-        return (w * ((target - x_hat) ** 2).mean(dim=1)).mean()
-
+    leaking = _distillation_loss("target_with_grad")  # the target keeps the teacher's graph
     res = ch15.check_distillation_loss(leaking, display=False)
     assert not res.passed and "torch.no_grad()" in res.message and "teacher" in res.message
 
@@ -144,34 +158,6 @@ def test_a_consistency_fn_with_the_vp_noise_level_is_named() -> None:
     res = ch15.check_consistency_fn(vp_sigma, display=False)
     assert not res.passed and res.mistake == "vp_sigma", res.message
     assert "√(1 − ᾱ_t)" in res.message and "σ̄ = σ_t/α_t" in res.message
-
-
-def _distillation_loss(slip: str):  # type: ignore[no-untyped-def]
-    """The solution's loss with one slip, written as a student writes it."""
-
-    def loss(student, teacher, z_t, t, t_mid, t_next, alpha_bar):  # type: ignore[no-untyped-def]
-        ab = alpha_bar.to(z_t.dtype)
-        a = lambda u: ab[u][:, None].sqrt()  # noqa: E731
-        s = lambda u: (1 - ab[u][:, None]).sqrt()  # noqa: E731
-
-        def ddim(z, u, w):  # type: ignore[no-untyped-def]
-            eps = teacher(z, u)
-            return a(w) * (z - s(u) * eps) / a(u) + s(w) * eps
-
-        with torch.no_grad():
-            z_two = ddim(ddim(z_t, t, t_mid), t_mid, t_next)
-            ratio = s(t_next) / s(t)
-            target = (z_two - ratio * z_t) / (a(t_next) - ratio * a(t))
-        v = student(z_t, t)
-        x_hat = {
-            "student_as_eps": (z_t - s(t) * v) / a(t),
-            "v_sign": a(t) * z_t + s(t) * v,
-        }.get(slip, a(t) * z_t - s(t) * v)
-        snr = (a(t) ** 2 / s(t) ** 2)[:, 0]
-        weight = snr.clamp(max=1.0) if slip == "weight_clamped_above" else snr.clamp(min=1.0)
-        return (weight * ((target - x_hat) ** 2).mean(dim=1)).mean()
-
-    return loss
 
 
 def test_distillation_loss_slips_with_v_and_the_weight_are_named() -> None:
